@@ -1,0 +1,408 @@
+//! Typed configuration in conntrackd.conf syntax (conntrack-tools 1.4.x).
+//!
+//! Owns: the [`Config`] value with conntrackd 1.4.7's defaults, the parser
+//! entry point [`parse`], and the diagnostics it produces. Pure: the caller
+//! reads the file and passes its text in; nothing here touches the file
+//! system, sockets or clocks.
+//!
+//! Grammar and defaults follow conntrackd 1.4.7's actual parser where its
+//! man page is wrong (e.g. `DisableExternalCache` is not accepted inside
+//! `Mode ALARM`). Quirks that users rely on are accepted (`Nice 5` as well as
+//! `Nice -5`, `yes`/`no` booleans, deprecated aliases) with a warning where
+//! conntrackd warns.
+
+mod lexer;
+mod parser;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+pub use lexer::Pos;
+pub use parser::parse;
+
+/// Interface names are at most IFNAMSIZ-1 = 15 bytes on Linux.
+pub type IfName = heapless::String<15>;
+/// Kernel conntrack helper names are at most NF_CT_HELPER_NAME_LEN-1 = 15.
+pub type HelperName = heapless::String<15>;
+
+/// The default configuration file path.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ctsyncd/ctsyncd.conf";
+/// The default lock file (`LockFile`).
+pub const DEFAULT_LOCK_FILE: &str = "/var/lock/ctsyncd.lock";
+/// `LogFile on` writes here.
+pub const DEFAULT_LOG_FILE: &str = "/var/log/ctsyncd.log";
+/// `Stats { LogFile on }` writes here.
+pub const DEFAULT_STATS_LOG_FILE: &str = "/var/log/ctsyncd-stats.log";
+/// Longest UNIX socket path (sun_path is 108 bytes with the NUL).
+pub const UNIX_PATH_MAX: usize = 107;
+/// Most dedicated links conntrackd supports.
+pub const MAX_CHANNELS: usize = 4;
+
+/// A message about the configuration, with the place it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub pos: Pos,
+    pub msg: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.pos, self.msg)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// A successfully parsed configuration plus its warnings.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub general: General,
+    /// `Sync { }`: the synchronisation daemon. Exclusive with `stats`.
+    pub sync: Option<Sync>,
+    /// `Stats { }`: the flow logger. Exclusive with `sync`.
+    pub stats: Option<Stats>,
+    /// A `Helper { }` section was present (user-space helpers).
+    pub helper_section: bool,
+}
+
+/// Where a log goes: nowhere, or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogTarget {
+    #[default]
+    Off,
+    File(PathBuf),
+}
+
+/// Syslog facilities that conntrackd accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facility {
+    Daemon,
+    Local(u8),
+}
+
+impl Facility {
+    fn parse(word: &str) -> Option<Facility> {
+        match word.as_bytes() {
+            b"daemon" => Some(Facility::Daemon),
+            [b'l', b'o', b'c', b'a', b'l', d @ b'0'..=b'7'] => {
+                Some(Facility::Local(d - b'0'))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Facility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Facility::Daemon => f.write_str("daemon"),
+            Facility::Local(n) => write!(f, "local{n}"),
+        }
+    }
+}
+
+/// `Scheduler { Type … Priority … }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduler {
+    pub policy: SchedPolicy,
+    pub priority: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedPolicy {
+    Rr,
+    Fifo,
+}
+
+/// The `General { }` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct General {
+    pub hash_size: u32,
+    pub hash_limit: u32,
+    pub log_file: LogTarget,
+    pub syslog: Option<Facility>,
+    pub lock_file: PathBuf,
+    /// `UNIX { Path }`: the control socket. Mandatory.
+    pub unix_path: PathBuf,
+    /// 0 = keep the system's default receive buffer.
+    pub netlink_buffer_size: u32,
+    pub netlink_buffer_size_max_growth: u32,
+    /// Seconds until the kernel resync after an event overrun; None = off.
+    pub netlink_overrun_resync: Option<u32>,
+    pub netlink_events_reliable: bool,
+    /// Polling mode period in seconds; None = event mode.
+    pub poll_secs: Option<u32>,
+    pub event_iteration_limit: u32,
+    pub scheduler: Option<Scheduler>,
+    pub systemd: bool,
+    pub filter: Filter,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            hash_size: 65536,
+            hash_limit: 262144,
+            log_file: LogTarget::Off,
+            syslog: None,
+            lock_file: PathBuf::from(DEFAULT_LOCK_FILE),
+            unix_path: PathBuf::new(),
+            netlink_buffer_size: 0,
+            netlink_buffer_size_max_growth: 0,
+            netlink_overrun_resync: Some(30),
+            netlink_events_reliable: false,
+            poll_secs: None,
+            event_iteration_limit: 100,
+            scheduler: None,
+            systemd: false,
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Accept = only listed items pass; Ignore = listed items are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logic {
+    Accept,
+    Ignore,
+}
+
+/// One filter type: its logic (the last clause wins) and its items (all
+/// clauses of that type accumulate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule<T> {
+    pub logic: Logic,
+    pub items: Vec<T>,
+}
+
+/// An address with a prefix length (32/128 for a host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// TCP conntrack states as numbered by the kernel (`enum tcp_conntrack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TcpState {
+    SynSent = 1,
+    SynRecv = 2,
+    Established = 3,
+    FinWait = 4,
+    CloseWait = 5,
+    LastAck = 6,
+    TimeWait = 7,
+    Close = 8,
+    Listen = 9,
+}
+
+/// `Filter [From Userspace|Kernelspace] { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filter {
+    pub from_kernelspace: bool,
+    pub protocol: Option<Rule<u8>>,
+    pub address: Option<Rule<Cidr>>,
+    pub state: Option<Rule<TcpState>>,
+}
+
+impl Filter {
+    /// True when at least one clause was given (conntrackd treats an empty
+    /// `Filter {}` as no filter).
+    pub fn is_active(&self) -> bool {
+        self.protocol.is_some()
+            || self.address.is_some()
+            || self.state.is_some()
+    }
+}
+
+/// The synchronisation protocol (`Mode …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    FtFw,
+    NoTrack,
+    Alarm,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::FtFw => "FTFW",
+            Mode::NoTrack => "NOTRACK",
+            Mode::Alarm => "ALARM",
+        })
+    }
+}
+
+/// Which expectations are replicated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExpectationSync {
+    #[default]
+    Off,
+    All,
+    /// Only expectations whose helper name starts (case-insensitively) with
+    /// one of these.
+    Helpers(Vec<HelperName>),
+}
+
+impl ExpectationSync {
+    pub fn enabled(&self) -> bool {
+        !matches!(self, ExpectationSync::Off)
+    }
+}
+
+/// The transport of a dedicated link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Multicast {
+        group: IpAddr,
+        /// Local address used for IP_MULTICAST_IF / membership (IPv4).
+        ipv4_interface: Option<Ipv4Addr>,
+        port: u16,
+    },
+    Udp {
+        local: Option<IpAddr>,
+        dest: IpAddr,
+        port: u16,
+    },
+    Tcp {
+        local: Option<IpAddr>,
+        dest: IpAddr,
+        port: u16,
+    },
+}
+
+impl Transport {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Multicast { .. } => "Multicast",
+            Transport::Udp { .. } => "UDP",
+            Transport::Tcp { .. } => "TCP",
+        }
+    }
+}
+
+/// One `Multicast|UDP|TCP [Default] { … }` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub transport: Transport,
+    pub default: bool,
+    pub interface: IfName,
+    /// 0 = system default.
+    pub snd_buffer: u32,
+    pub rcv_buffer: u32,
+    pub checksum: bool,
+}
+
+/// The `Sync { }` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sync {
+    pub mode: Mode,
+    pub resend_queue_size: u32,
+    pub ack_window_size: u32,
+    /// Fixed timeout for committed entries; None = estimate from the age.
+    pub commit_timeout: Option<u32>,
+    pub purge_timeout: u32,
+    pub refresh_time: u32,
+    pub cache_timeout: u32,
+    pub disable_external_cache: bool,
+    pub disable_internal_cache: bool,
+    pub startup_resync: bool,
+    pub channels: Vec<Channel>,
+    pub expectation_sync: ExpectationSync,
+    pub tcp_window_tracking: bool,
+    pub error_queue_length: u32,
+}
+
+impl Default for Sync {
+    fn default() -> Self {
+        Sync {
+            mode: Mode::FtFw,
+            resend_queue_size: 131072,
+            ack_window_size: 300,
+            commit_timeout: None,
+            purge_timeout: 60,
+            refresh_time: 60,
+            cache_timeout: 180,
+            disable_external_cache: false,
+            disable_internal_cache: false,
+            startup_resync: false,
+            channels: Vec::new(),
+            expectation_sync: ExpectationSync::Off,
+            tcp_window_tracking: false,
+            error_queue_length: 128,
+        }
+    }
+}
+
+impl Sync {
+    /// The link used for sending at start: the `Default` one, else the first.
+    pub fn default_channel(&self) -> usize {
+        self.channels.iter().position(|c| c.default).unwrap_or(0)
+    }
+}
+
+/// The `Stats { }` section (flow logger).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub log_file: LogTarget,
+    pub syslog: Option<Facility>,
+}
+
+/// Features the configuration asks for that this build does not provide
+/// yet. The daemon logs one warning per entry at start, so nothing the
+/// user wrote is silently ignored.
+pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if cfg.helper_section {
+        out.push("Helper: user-space conntrack helpers are not implemented");
+    }
+    if cfg.stats.is_some() {
+        out.push("Stats: the flow-logger mode is not implemented");
+    }
+    if cfg.general.poll_secs.is_some() {
+        out.push(
+            "PollSecs: polling mode is not implemented (event mode is used)",
+        );
+    }
+    if cfg.general.filter.from_kernelspace {
+        out.push("Filter From Kernelspace: filtering runs in user space");
+    }
+    if cfg.general.scheduler.is_some() {
+        out.push("Scheduler: real-time scheduling is not implemented");
+    }
+    if cfg.general.systemd {
+        out.push("Systemd: sd_notify support is not implemented");
+    }
+    if cfg.sync.is_some() {
+        out.push(
+            "Sync: state replication is not implemented in this build \
+             (control socket only)",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn facility_names() {
+        assert_eq!(Facility::parse("daemon"), Some(Facility::Daemon));
+        assert_eq!(Facility::parse("local0"), Some(Facility::Local(0)));
+        assert_eq!(Facility::parse("local7"), Some(Facility::Local(7)));
+        assert_eq!(Facility::parse("local8"), None);
+        assert_eq!(Facility::parse("local07"), None);
+        assert_eq!(Facility::parse("user"), None);
+        assert_eq!(Facility::Local(3).to_string(), "local3");
+    }
+}

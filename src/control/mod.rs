@@ -1,0 +1,8 @@
+//! The control socket: `ctsyncd -c/-f/-s/…` talking to the running daemon.
+//!
+//! `proto` is the pure codec; `server` holds the daemon side's socket
+//! helpers (async, smol); `client` is the blocking CLI side.
+
+pub mod client;
+pub mod proto;
+pub mod server;

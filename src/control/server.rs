@@ -1,0 +1,108 @@
+//! Daemon side of the control socket (smol).
+//!
+//! Owns: binding the UNIX stream socket (mode 0600, refusing to steal the
+//! path from a live daemon), reading one bounded request per connection
+//! within a deadline, and writing reply frames within a deadline. What a
+//! request *does* is decided by the daemon, not here.
+
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Async, Timer, future};
+
+use super::proto::{self, FrameError, MAX_REQUEST, Reply, Request};
+
+/// How long a client may take to send its request.
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a client may take to read a reply frame.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Binds the control socket at `path`.
+///
+/// A leftover socket file from a crashed daemon is replaced, as conntrackd
+/// does; a socket that still answers belongs to a running daemon and is
+/// left alone.
+pub fn bind(path: &Path) -> io::Result<Async<UnixListener>> {
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            ErrorKind::AddrInUse,
+            format!("{} is in use by a running daemon", path.display()),
+        ));
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Async::new(listener)
+}
+
+/// Why a request could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The client closed before sending a whole frame.
+    Closed,
+    /// The client did not send a whole frame within [`READ_DEADLINE`].
+    Timeout,
+    Io(io::Error),
+    Frame(FrameError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Closed => f.write_str("connection closed mid-request"),
+            ReadError::Timeout => f.write_str("request not received in time"),
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Frame(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads one request frame.
+pub async fn read_request(
+    stream: &mut Async<UnixStream>,
+) -> Result<Request, ReadError> {
+    let read = async {
+        let mut buf = Vec::with_capacity(64);
+        let mut chunk = [0u8; 256];
+        loop {
+            match proto::decode::<Request>(&buf, MAX_REQUEST) {
+                Ok(Some((req, _))) => return Ok(req),
+                Ok(None) => {}
+                Err(e) => return Err(ReadError::Frame(e)),
+            }
+            let n = stream.read(&mut chunk).await.map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Closed);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    future::or(read, async {
+        Timer::after(READ_DEADLINE).await;
+        Err(ReadError::Timeout)
+    })
+    .await
+}
+
+/// Writes reply frames; gives up on a client that stops reading.
+pub async fn write_replies(
+    stream: &mut Async<UnixStream>,
+    replies: &[Reply],
+) -> io::Result<()> {
+    for r in replies {
+        let frame = proto::encode(r);
+        future::or(stream.write_all(&frame), async {
+            Timer::after(WRITE_DEADLINE).await;
+            Err(io::Error::new(ErrorKind::TimedOut, "client not reading"))
+        })
+        .await?;
+    }
+    stream.flush().await
+}

@@ -1,0 +1,112 @@
+//! `-d`: run in the background, but only report success once the daemon is
+//! really up.
+//!
+//! The parent re-executes itself with [`CHILD_ENV`] set and waits. The
+//! child starts a new session, initialises (config, lock file, sockets),
+//! and only then tells the parent "ready" through its stdout pipe and
+//! detaches stdout/stderr. The parent exits 0 on "ready", or 1 with the
+//! child's error output when initialisation failed. Re-executing instead of
+//! fork() keeps the crate free of `unsafe`.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Set in the environment of the background child.
+pub const CHILD_ENV: &str = "CTSYNCD_BACKGROUND_CHILD";
+/// The line the child prints when it is ready.
+const READY: &str = "CTSYNCD-READY";
+/// Longest time initialisation may take before the parent gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// True in the re-executed background child.
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Child side, first thing: leave the terminal's session so that a ^C
+/// aimed at the parent does not reach the daemon.
+pub fn new_session() {
+    let _ = rustix::process::setsid();
+}
+
+/// Child side, once initialised: tell the parent, then point stdout and
+/// stderr at /dev/null so the daemon never blocks on a dead pipe.
+pub fn notify_ready() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // stderr first: the parent waits for it to close before exiting, so
+    // every error line written so far reaches the user.
+    rustix::stdio::dup2_stderr(&null)?;
+    let mut out = io::stdout();
+    writeln!(out, "{READY}")?;
+    out.flush()?;
+    rustix::stdio::dup2_stdout(&null)?;
+    Ok(())
+}
+
+/// Parent side: start the child and wait for its verdict.
+pub fn spawn_and_wait(args: &[String]) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("fork has failed: cannot find own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut child = match Command::new(exe)
+        .args(args)
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("fork has failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The child closes stderr when ready or when it exits; print what it
+    // wrote (warnings, or the reason it failed) then.
+    let mut err = child.stderr.take().map(BufReader::new);
+    let forward = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        let _ = io::stderr().write_all(&buf);
+    });
+    let out = child.stdout.take();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let ready = out.is_some_and(|o| {
+            BufReader::new(o)
+                .lines()
+                .map_while(Result::ok)
+                .any(|l| l == READY)
+        });
+        let _ = tx.send(ready);
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(true) => {
+            let _ = forward.join();
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            let _ = child.wait();
+            let _ = forward.join();
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            log::error!(
+                "the daemon did not finish initialisation within {}s",
+                START_TIMEOUT.as_secs()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The lock file: one daemon per configuration.
+//!
+//! Owns: creating the lock file exclusively (O_CREAT|O_EXCL, mode 0600) as
+//! conntrackd does, with our pid in it so that a lock left behind by a
+//! crashed daemon can be told apart from a running one, and removing it at
+//! a clean shutdown.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::process::{Pid, test_kill_process};
+
+/// A held lock file; removed by [`LockFile::release`].
+#[derive(Debug)]
+pub struct LockFile {
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Creates the lock file, or explains why another daemon holds it.
+    ///
+    /// # Errors
+    /// The message to log: conntrackd's text when the file exists and its
+    /// owner runs (or cannot be identified), a clear "stale" report when
+    /// the recorded pid is gone.
+    pub fn acquire(path: &Path) -> Result<LockFile, String> {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut f) => {
+                // The pid is informational; a lock without it still locks.
+                let _ = writeln!(f, "{}", std::process::id());
+                Ok(LockFile {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(describe_existing(path))
+            }
+            Err(e) => {
+                Err(format!("can't create lockfile `{}': {e}", path.display()))
+            }
+        }
+    }
+
+    /// Removes the lock file (clean shutdown).
+    pub fn release(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn describe_existing(path: &Path) -> String {
+    let owner = fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .and_then(Pid::from_raw);
+    match owner {
+        Some(pid) if test_kill_process(pid).is_err() => format!(
+            "lockfile `{}' is stale: the daemon that created it (pid={}) is \
+             not running; it probably crashed. Remove the file to start",
+            path.display(),
+            pid.as_raw_nonzero()
+        ),
+        _ => format!(
+            "lockfile `{}' exists, perhaps ctsyncd already running?",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-lock-{}-{name}", std::process::id()));
+        let _ = fs::remove_file(&dir);
+        dir
+    }
+
+    #[test]
+    fn second_acquire_is_refused_until_release() {
+        let p = tmp("a");
+        let lock = LockFile::acquire(&p).unwrap();
+        let err = LockFile::acquire(&p).unwrap_err();
+        assert!(
+            err.contains("exists, perhaps ctsyncd already running?"),
+            "{err}"
+        );
+        lock.release();
+        assert!(!p.exists());
+        LockFile::acquire(&p).unwrap().release();
+    }
+
+    #[test]
+    fn stale_lock_is_reported_as_such() {
+        let p = tmp("b");
+        // pid_max is at most 2^22 on Linux, so this pid cannot exist.
+        fs::write(&p, "2147483000\n").unwrap();
+        let err = LockFile::acquire(&p).unwrap_err();
+        assert!(err.contains("is stale"), "{err}");
+        assert!(err.contains("pid=2147483000"), "{err}");
+        let _ = fs::remove_file(&p);
+    }
+}

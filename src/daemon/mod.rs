@@ -1,0 +1,208 @@
+//! The daemon: lifecycle and the one smol event loop.
+//!
+//! ```text
+//!            ┌──────────── LocalExecutor (one thread) ─────────────┐
+//! UNIX ──────┤ accept task ──► per-connection reader (5 s, 1 KiB)  │
+//! listener   │                        │ Event::Request/Malformed   │
+//! SIGTERM ───┤ signal task ───────────┤ Event::Signal              │
+//! SIGINT     │                        ▼                            │
+//!            │        main loop: owns all state, handles events,   │
+//!            │        spawns reply writers (30 s per frame)        │
+//!            └─────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Owns: start-up order (log sinks, umask, lock file, control socket,
+//! signals, then "ready"), clean shutdown (socket and lock file removed,
+//! `---- shutdown received ----` logged), and the only clock reads.
+
+// The event loop is the one place allowed to read the clock (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
+mod background;
+mod lock;
+mod runtime;
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use async_signal::{Signal, Signals};
+use log::{error, info, warn};
+use smol::channel::{self, Receiver, Sender};
+use smol::stream::StreamExt;
+use smol::{Async, LocalExecutor};
+
+pub use background::{is_child, new_session, spawn_and_wait};
+use lock::LockFile;
+pub use runtime::{Runtime, uptime};
+
+use crate::config::{self, Config, Diagnostic, LogTarget};
+use crate::control::proto::{Reply, Request, Status};
+use crate::control::server;
+use crate::logging;
+
+/// Most connections that may be waiting for their request at once; more
+/// are closed at once and counted as failed reads.
+const MAX_PENDING_CLIENTS: usize = 32;
+
+/// Runs the daemon until SIGTERM, SIGINT or `-k`. `background` is true in
+/// the `-d` child. `warnings` (from the configuration) are logged once the
+/// log sinks are open.
+pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
+    if let LogTarget::File(path) = &cfg.general.log_file
+        && let Err(e) = logging::open_file(path)
+    {
+        error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(facility) = cfg.general.syslog {
+        logging::open_syslog(facility);
+    }
+    for w in warnings {
+        warn!("{w}");
+    }
+    for feature in config::not_implemented(&cfg) {
+        warn!("{feature}");
+    }
+    // Control socket and lock file end up 0600: root-only control.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+
+    let lock = match LockFile::acquire(&cfg.general.lock_file) {
+        Ok(l) => l,
+        Err(msg) => {
+            error!("{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = smol::block_on(serve(&cfg, background));
+    let _ = std::fs::remove_file(&cfg.general.unix_path);
+    lock.release();
+    match result {
+        Ok(()) => {
+            info!("---- shutdown received ----");
+            logging::close();
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            error!("{msg}");
+            error!("ctsyncd cannot start, please review your configuration");
+            logging::close();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the reader tasks hand to the main loop.
+enum Event {
+    Request(Request, Async<UnixStream>),
+    Malformed(String, Async<UnixStream>),
+    Signal,
+}
+
+async fn serve(cfg: &Config, background: bool) -> Result<(), String> {
+    let path = &cfg.general.unix_path;
+    let listener = server::bind(path).map_err(|e| {
+        format!("can't open unix socket! ({}: {e})", path.display())
+    })?;
+    let signals = Signals::new([Signal::Term, Signal::Int])
+        .map_err(|e| format!("can't install signal handlers: {e}"))?;
+
+    info!("initialization completed");
+    if background {
+        if let Err(e) = background::notify_ready() {
+            warn!("could not detach from the terminal: {e}");
+        }
+        logging::detach_console();
+        info!("-- starting in daemon mode --");
+    } else {
+        info!("-- starting in console mode --");
+    }
+
+    let ex = LocalExecutor::new();
+    let (tx, rx) = channel::bounded::<Event>(MAX_PENDING_CLIENTS);
+    // The main loop ends the run; the accept and signal loops never end on
+    // their own and are dropped with it (closing the listener).
+    let background_loops = smol::future::or(
+        accept_loop(&ex, listener, tx.clone()),
+        forward_signals(signals, tx),
+    );
+    ex.run(smol::future::or(main_loop(&ex, rx, path), background_loops))
+        .await;
+    Ok(())
+}
+
+async fn forward_signals(mut signals: Signals, tx: Sender<Event>) {
+    while let Some(sig) = signals.next().await {
+        if sig.is_ok() {
+            let _ = tx.send(Event::Signal).await;
+        }
+    }
+    smol::future::pending().await
+}
+
+async fn accept_loop<'a>(
+    ex: &LocalExecutor<'a>,
+    listener: Async<std::os::unix::net::UnixListener>,
+    tx: Sender<Event>,
+) {
+    let pending = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        if pending.get() >= MAX_PENDING_CLIENTS {
+            let _ = tx.try_send(Event::Malformed(
+                "too many pending control connections".into(),
+                stream,
+            ));
+            continue;
+        }
+        pending.set(pending.get() + 1);
+        let (tx, pending) = (tx.clone(), pending.clone());
+        ex.spawn(async move {
+            let ev = match server::read_request(&mut stream).await {
+                Ok(req) => Event::Request(req, stream),
+                Err(e) => Event::Malformed(e.to_string(), stream),
+            };
+            pending.set(pending.get() - 1);
+            let _ = tx.send(ev).await;
+        })
+        .detach();
+    }
+}
+
+async fn main_loop<'a>(
+    ex: &LocalExecutor<'a>,
+    rx: Receiver<Event>,
+    socket_path: &Path,
+) {
+    let mut rt = Runtime::new(Instant::now());
+    while let Ok(ev) = rx.recv().await {
+        match ev {
+            Event::Signal => break,
+            Event::Malformed(why, mut stream) => {
+                rt.local_read_failed += 1;
+                log::debug!("bad control request: {why}");
+                let reply = [Reply::Done(Status::BadRequest(why))];
+                ex.spawn(async move {
+                    let _ = server::write_replies(&mut stream, &reply).await;
+                })
+                .detach();
+            }
+            Event::Request(req, mut stream) => {
+                let (replies, shutdown) = rt.handle(req, Instant::now());
+                if shutdown {
+                    let _ = server::write_replies(&mut stream, &replies).await;
+                    break;
+                }
+                ex.spawn(async move {
+                    let _ = server::write_replies(&mut stream, &replies).await;
+                })
+                .detach();
+            }
+        }
+    }
+    // Stop accepting before the lock goes away.
+    let _ = std::fs::remove_file(socket_path);
+}

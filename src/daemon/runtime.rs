@@ -1,0 +1,195 @@
+//! What the daemon answers on the control socket, and its runtime counters.
+//!
+//! Pure: takes the request and `now`, returns the reply frames and whether
+//! to shut down. Requests whose subsystem is not in this build answer
+//! `NotSupported` with the reason, never silence.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::control::proto::{Format, Reply, Request, StatsView, Status};
+
+/// Daemon-wide counters shown by `-s runtime`.
+#[derive(Debug)]
+pub struct Runtime {
+    pub started: Instant,
+    /// Control connections that did not deliver a valid request.
+    pub local_read_failed: u64,
+    /// Valid requests this daemon does not serve.
+    pub local_unknown_request: u64,
+}
+
+impl Runtime {
+    pub fn new(now: Instant) -> Self {
+        Runtime {
+            started: now,
+            local_read_failed: 0,
+            local_unknown_request: 0,
+        }
+    }
+
+    /// Handles one request: the reply frames, and true for shutdown.
+    pub fn handle(&mut self, req: Request, now: Instant) -> (Vec<Reply>, bool) {
+        let up = now.saturating_duration_since(self.started);
+        match req {
+            Request::Kill => (vec![Reply::Done(Status::Ok)], true),
+            Request::Stats {
+                view: StatsView::Runtime,
+                format,
+            } => {
+                let text = match format {
+                    Format::Json => self.runtime_json(up),
+                    _ => self.runtime_text(up),
+                };
+                (vec![Reply::Data(text), Reply::Done(Status::Ok)], false)
+            }
+            // No child processes: dumps and flushes never fork here.
+            Request::Stats {
+                view: StatsView::Process,
+                format,
+            } => {
+                let mut out = vec![];
+                if format == Format::Json {
+                    out.push(Reply::Data("[]\n".into()));
+                }
+                out.push(Reply::Done(Status::Ok));
+                (out, false)
+            }
+            other => {
+                self.local_unknown_request += 1;
+                let msg = format!(
+                    "{other:?} needs state replication, which is not \
+                     implemented in this build"
+                );
+                (vec![Reply::Done(Status::NotSupported(msg))], false)
+            }
+        }
+    }
+
+    /// `-s runtime` in conntrackd's layout.
+    pub fn runtime_text(&self, up: Duration) -> String {
+        let mut s = String::new();
+        let _ = write!(s, "daemon uptime: {}\n\n", uptime(up));
+        s.push_str("netlink stats:\n");
+        for (name, tabs) in
+            [("events received", "\t"), ("events filtered", "\t")]
+        {
+            let _ = writeln!(s, "\t{name}:{tabs}{:20}", 0);
+        }
+        for (name, tabs) in [
+            ("events unknown type", "\t\t"),
+            ("catch event failed", "\t\t"),
+            ("dump unknown type", "\t\t"),
+            ("netlink overrun", "\t\t"),
+            ("flush kernel table", "\t\t"),
+            ("resync with kernel table", "\t"),
+            ("current buffer size (in bytes)", "\t"),
+        ] {
+            let _ = writeln!(s, "\t{name}:{tabs}{:12}", 0);
+        }
+        s.push_str("\nruntime stats:\n");
+        let rows: [(&str, &str, u64); 7] = [
+            ("\tchild process failed", "\t\t", 0),
+            ("\t\tchild process segfault", "\t", 0),
+            ("\t\tchild process termsig", "\t", 0),
+            ("\tselect failed", "\t\t\t", 0),
+            ("\twait failed", "\t\t\t", 0),
+            ("\tlocal read failed", "\t\t", self.local_read_failed),
+            (
+                "\tlocal unknown request",
+                "\t\t",
+                self.local_unknown_request,
+            ),
+        ];
+        for (name, tabs, v) in rows {
+            let _ = writeln!(s, "{name}:{tabs}{v:12}");
+        }
+        s.push('\n');
+        s
+    }
+
+    /// `-s runtime --json`.
+    pub fn runtime_json(&self, up: Duration) -> String {
+        format!(
+            "{{\"uptime_seconds\":{},\"local_read_failed\":{},\
+             \"local_unknown_request\":{}}}\n",
+            up.as_secs(),
+            self.local_read_failed,
+            self.local_unknown_request
+        )
+    }
+}
+
+/// conntrackd's uptime text: `[N day[s] ]H h M min` or `M min`.
+pub fn uptime(up: Duration) -> String {
+    let mins = up.as_secs() / 60;
+    let (days, hours, mins) = (mins / 1440, mins / 60 % 24, mins % 60);
+    let mut s = String::new();
+    if days > 0 {
+        let plural = if days == 1 { "" } else { "s" };
+        let _ = write!(s, "{days} day{plural} ");
+    }
+    if hours != 0 {
+        let _ = write!(s, "{hours} h {mins} min");
+    } else {
+        let _ = write!(s, "{mins} min");
+    }
+    s
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::control::proto::{CacheSel, Target};
+
+    #[test]
+    fn uptime_texts() {
+        assert_eq!(uptime(Duration::from_secs(59)), "0 min");
+        assert_eq!(uptime(Duration::from_secs(3600 + 120)), "1 h 2 min");
+        assert_eq!(uptime(Duration::from_secs(86400 + 240)), "1 day 4 min");
+        let t = 2 * 86400 + 3 * 3600 + 4 * 60;
+        assert_eq!(uptime(Duration::from_secs(t)), "2 days 3 h 4 min");
+    }
+
+    #[test]
+    fn runtime_stats_layout_and_counters() {
+        let t0 = Instant::now();
+        let mut rt = Runtime::new(t0);
+        rt.local_read_failed = 3;
+        let (replies, stop) = rt.handle(
+            Request::Stats {
+                view: StatsView::Runtime,
+                format: Format::Plain,
+            },
+            t0 + Duration::from_secs(3720),
+        );
+        assert!(!stop);
+        let Reply::Data(text) = &replies[0] else {
+            panic!("{replies:?}")
+        };
+        assert!(
+            text.starts_with("daemon uptime: 1 h 2 min\n\nnetlink stats:\n")
+        );
+        assert!(text.contains("\tevents received:\t                   0\n"));
+        assert!(text.contains("\tlocal read failed:\t\t           3\n"));
+        assert!(text.ends_with("local unknown request:\t\t           0\n\n"));
+    }
+
+    #[test]
+    fn unsupported_requests_say_so_and_are_counted() {
+        let t0 = Instant::now();
+        let mut rt = Runtime::new(t0);
+        for req in [
+            Request::Commit(Target::All),
+            Request::FlushCache(CacheSel::All),
+        ] {
+            let (r, stop) = rt.handle(req, t0);
+            assert!(!stop);
+            assert!(matches!(&r[..], [Reply::Done(Status::NotSupported(_))]));
+        }
+        assert_eq!(rt.local_unknown_request, 2);
+        let (r, stop) = rt.handle(Request::Kill, t0);
+        assert!(stop);
+        assert_eq!(r, vec![Reply::Done(Status::Ok)]);
+    }
+}

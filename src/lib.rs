@@ -1,0 +1,30 @@
+//! ctsyncd: connection-tracking state synchronisation for Linux firewalls.
+//!
+//! A drop-in replacement for netfilter's `conntrackd` (conntrack-tools
+//! 1.4.x): same configuration syntax, same command line, same sync modes;
+//! its own compact wire format (postcard), bounded caches and a smol event
+//! loop.
+//!
+//! # Layers
+//!
+//! ```text
+//! L4  daemon            the only async code: event loop, sockets, clock,
+//!                       signals, lock file; owns all state
+//! L3  control::server   control::client   logging
+//! L2  control::proto    (pure request/response codec)
+//! L1  config  cli       (pure parsers)
+//! ```
+//!
+//! A module may use only modules in lower layers. Layers L0–L2 never touch
+//! sockets, files or clocks: they take input (and time) as parameters and
+//! return what to do, which is what makes the deterministic tests possible.
+//! `clippy.toml` forbids reading the clock outside `daemon`.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod logging;
+
+/// The version printed by `-v` and reported in `-s runtime`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

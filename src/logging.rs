@@ -1,0 +1,255 @@
+//! The `log` backend: LogFile, syslog and the console.
+//!
+//! Owns: conntrackd's line format `[Fri Nov 27 08:34:07 2026] (pid=N)
+//! [notice] message`, with the level words conntrackd uses (`log::Level`
+//! Error → `ERROR`, Warn → `warning`, Info → `notice`, Debug → `info`).
+//! Syslog gets the bare message at the matching priority through the
+//! `syslog` crate (ident `ctsyncd`, LOG_PID).
+//!
+//! A failing log sink never stops the daemon: write errors are counted and
+//! otherwise ignored.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use syslog::{Formatter3164, LoggerBackend};
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::config::Facility;
+
+type Syslog = syslog::Logger<LoggerBackend, Formatter3164>;
+
+struct Sinks {
+    file: Option<File>,
+    syslog: Option<Syslog>,
+    /// Foreground and client runs also print to stdout/stderr.
+    console: bool,
+    offset: UtcOffset,
+}
+
+struct Logger {
+    sinks: Mutex<Sinks>,
+    write_errors: AtomicU64,
+}
+
+static LOGGER: Logger = Logger {
+    sinks: Mutex::new(Sinks {
+        file: None,
+        syslog: None,
+        console: true,
+        offset: UtcOffset::UTC,
+    }),
+    write_errors: AtomicU64::new(0),
+};
+
+/// Installs the console logger. Call first thing in `main`, while the
+/// process is still single-threaded: that is when the local UTC offset can
+/// be read safely.
+pub fn install(verbose: bool) {
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    if let Ok(mut s) = LOGGER.sinks.lock() {
+        s.offset = offset;
+    }
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(if verbose {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    });
+}
+
+/// Opens the daemon's LogFile (append, mode 0600).
+///
+/// # Errors
+/// conntrackd's message when the file cannot be opened; the daemon must not
+/// start then.
+pub fn open_file(path: &Path) -> Result<(), String> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            format!("can't open logfile `{}'.Reason: {e}", path.display())
+        })?;
+    if let Ok(mut s) = LOGGER.sinks.lock() {
+        s.file = Some(file);
+    }
+    Ok(())
+}
+
+/// Connects to the local syslog. A missing syslog daemon is reported on
+/// the other sinks and otherwise ignored.
+pub fn open_syslog(facility: Facility) {
+    let facility = match facility {
+        Facility::Daemon => syslog::Facility::LOG_DAEMON,
+        Facility::Local(n) => match n {
+            0 => syslog::Facility::LOG_LOCAL0,
+            1 => syslog::Facility::LOG_LOCAL1,
+            2 => syslog::Facility::LOG_LOCAL2,
+            3 => syslog::Facility::LOG_LOCAL3,
+            4 => syslog::Facility::LOG_LOCAL4,
+            5 => syslog::Facility::LOG_LOCAL5,
+            6 => syslog::Facility::LOG_LOCAL6,
+            _ => syslog::Facility::LOG_LOCAL7,
+        },
+    };
+    let formatter = Formatter3164 {
+        facility,
+        hostname: None,
+        process: "ctsyncd".into(),
+        pid: std::process::id(),
+    };
+    match syslog::unix(formatter) {
+        Ok(logger) => {
+            if let Ok(mut s) = LOGGER.sinks.lock() {
+                s.syslog = Some(logger);
+            }
+        }
+        Err(e) => log::warn!("cannot connect to syslog: {e}"),
+    }
+}
+
+/// Stops printing to the console (the daemon went to the background).
+pub fn detach_console() {
+    if let Ok(mut s) = LOGGER.sinks.lock() {
+        s.console = false;
+    }
+}
+
+/// Closes the file and syslog sinks (at shutdown).
+pub fn close() {
+    if let Ok(mut s) = LOGGER.sinks.lock() {
+        s.file = None;
+        s.syslog = None;
+    }
+}
+
+/// How many log lines could not be written to some sink.
+pub fn write_errors() -> u64 {
+    LOGGER.write_errors.load(Ordering::Relaxed)
+}
+
+/// conntrackd's level words.
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Error => "ERROR",
+        Level::Warn => "warning",
+        Level::Info => "notice",
+        Level::Debug => "info",
+        Level::Trace => "debug",
+    }
+}
+
+/// `ctime(3)` without the newline: `Fri Nov 27 08:34:07 2026`.
+pub fn ctime(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+        "Nov", "Dec",
+    ];
+    format!(
+        "{} {}{:3} {:02}:{:02}:{:02} {}",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.year()
+    )
+}
+
+/// One log line in conntrackd's format (without the newline).
+pub fn format_line(
+    t: OffsetDateTime,
+    pid: u32,
+    level: Level,
+    msg: &str,
+) -> String {
+    format!("[{}] (pid={pid}) [{}] {msg}", ctime(t), level_word(level))
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let Ok(mut s) = self.sinks.lock() else {
+            return;
+        };
+        let msg = record.args().to_string();
+        let now = OffsetDateTime::now_utc().to_offset(s.offset);
+        // One write per line keeps lines whole in an O_APPEND file shared
+        // with the background child and the clients.
+        let mut line =
+            format_line(now, std::process::id(), record.level(), &msg);
+        line.push('\n');
+        let mut failed = false;
+        if let Some(f) = s.file.as_mut() {
+            failed |= f.write_all(line.as_bytes()).is_err();
+        }
+        if let Some(sys) = s.syslog.as_mut() {
+            let r = match record.level() {
+                Level::Error => sys.err(&msg),
+                Level::Warn => sys.warning(&msg),
+                Level::Info => sys.notice(&msg),
+                Level::Debug | Level::Trace => sys.info(&msg),
+            };
+            failed |= r.is_err();
+        }
+        if s.console {
+            // Errors and warnings to stderr, the rest to stdout, as
+            // conntrackd does in console mode.
+            let r = if record.level() <= Level::Warn {
+                std::io::stderr().write_all(line.as_bytes())
+            } else {
+                std::io::stdout().write_all(line.as_bytes())
+            };
+            failed |= r.is_err();
+        }
+        if failed {
+            self.write_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn conntrackd_line_format() {
+        let t = datetime!(2026-11-27 08:34:07 UTC);
+        assert_eq!(ctime(t), "Fri Nov 27 08:34:07 2026");
+        assert_eq!(
+            format_line(t, 42, Level::Info, "initialization completed"),
+            "[Fri Nov 27 08:34:07 2026] (pid=42) [notice] initialization completed"
+        );
+        assert_eq!(
+            format_line(t, 1, Level::Error, "x"),
+            "[Fri Nov 27 08:34:07 2026] (pid=1) [ERROR] x"
+        );
+        assert_eq!(
+            format_line(t, 1, Level::Warn, "x"),
+            "[Fri Nov 27 08:34:07 2026] (pid=1) [warning] x"
+        );
+        // ctime pads single-digit days with a space.
+        assert_eq!(
+            ctime(datetime!(2026-03-01 00:00:00 UTC)),
+            "Sun Mar  1 00:00:00 2026"
+        );
+    }
+}

@@ -1237,7 +1237,9 @@ fn parse_cidr(w: &str, v6: bool) -> std::result::Result<Cidr, String> {
         Some(n) => match parse_u32(n) {
             Some(n) if n <= max as u32 => n as u8,
             _ => {
-                return Err(format!("{a}/{n} is not a valid network, ignoring"));
+                return Err(format!(
+                    "{a}/{n} is not a valid network, ignoring"
+                ));
             }
         },
     };

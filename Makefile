@@ -1,0 +1,48 @@
+# ctsyncd — developer entry points. `make help` lists them.
+
+CARGO ?= cargo
+RELEASE_BIN := target/release/ctsyncd
+
+.PHONY: help build release test unit lint fmt run ci-deps ci clean
+
+help:
+	@echo "make build    debug build"
+	@echo "make release  size-optimised release build ($(RELEASE_BIN))"
+	@echo "make test     lint + every test (privileged ones need root)"
+	@echo "make lint     rustfmt --check and clippy -D warnings"
+	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
+	@echo "make ci-deps  install what the tests need (Debian, root)"
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+	@ls -l $(RELEASE_BIN)
+
+fmt:
+	$(CARGO) fmt
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test
+
+test: lint unit
+
+run: release
+	$(RELEASE_BIN) -C etc/ctsyncd.conf
+
+# Debian packages the tests and the lab use. Idempotent.
+ci-deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "ci-deps: run as root"; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		iproute2 conntrack nftables >/dev/null
+
+ci: ci-deps test
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,313 @@
+//! The daemon's lifecycle as a user sees it: start in the foreground and
+//! with `-d`, answer the control socket, refuse a second instance, shut
+//! down cleanly on `-k` and SIGTERM, and survive garbage on its socket.
+//! Runs unprivileged: everything lives in a temporary directory.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ctsyncd::control::proto::{self, MAX_REPLY, Reply, Status};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ctsyncd");
+
+struct Lab {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("ctsyncd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "General {{\n  LogFile {d}/ctsyncd.log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        Lab { dir, conf }
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("ctl")
+    }
+
+    fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ctsyncd.log"))
+            .unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("-C")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn foreground(&self) -> Child {
+        let child = Command::new(BIN)
+            .arg("-C")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(|| UnixStream::connect(self.sock()).is_ok());
+        child
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Make sure no daemon outlives the test.
+        let _ = self.cli(&["-k"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Sends raw bytes and returns the final status the daemon answers with.
+fn raw_exchange(sock: &Path, bytes: &[u8]) -> Option<Status> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let mut at = 0;
+    while let Ok(Some((reply, used))) =
+        proto::decode::<Reply>(&buf[at..], MAX_REPLY)
+    {
+        at += used;
+        if let Reply::Done(st) = reply {
+            return Some(st);
+        }
+    }
+    None
+}
+
+#[test]
+fn foreground_answers_stats_and_stops_on_kill() {
+    let lab = Lab::new("fg");
+    let mut d = lab.foreground();
+    let mode = std::fs::metadata(lab.sock()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket must be root-only");
+    let lock_mode = std::fs::metadata(lab.lock()).unwrap().permissions().mode();
+    assert_eq!(lock_mode & 0o777, 0o600);
+
+    let out = lab.cli(&["-s", "runtime"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.starts_with("daemon uptime: 0 min\n\nnetlink stats:\n"),
+        "{s}"
+    );
+    let out = lab.cli(&["-s", "r", "--json"]);
+    assert!(text(&out.stdout).starts_with("{\"uptime_seconds\":"));
+    let out = lab.cli(&["-s", "process"]);
+    assert!(out.status.success() && out.stdout.is_empty());
+
+    // Every other request: an explicit "not supported", exit 1.
+    for args in [
+        &["-c"][..],
+        &["-c", "ct"],
+        &["-c", "exp"],
+        &["-f"],
+        &["-f", "internal"],
+        &["-f", "external"],
+        &["-F"],
+        &["-F", "expect"],
+        &["-i"],
+        &["-i", "exp"],
+        &["-e"],
+        &["-e", "-x"],
+        &["-i", "--json"],
+        &["-R"],
+        &["-B"],
+        &["-n"],
+        &["-t"],
+        &["-s"],
+        &["-s", "network"],
+        &["-s", "cache"],
+        &["-s", "link"],
+        &["-s", "rsqueue"],
+        &["-s", "queue"],
+        &["-s", "expect"],
+    ] {
+        let out = lab.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("not supported:"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // The refusals were counted.
+    let s = text(&lab.cli(&["-s", "runtime"]).stdout);
+    assert!(
+        s.contains("\tlocal unknown request:\t\t          24\n"),
+        "{s}"
+    );
+
+    let out = lab.cli(&["-k"]);
+    assert!(out.status.success());
+    assert!(wait_exit(&mut d).success());
+    assert!(!lab.sock().exists() && !lab.lock().exists());
+    let log = lab.log();
+    for line in [
+        "initialization completed",
+        "-- starting in console mode --",
+        "---- shutdown received ----",
+    ] {
+        assert!(log.contains(&format!("[notice] {line}\n")), "{log}");
+    }
+}
+
+#[test]
+fn background_start_reports_readiness_and_refuses_a_second_instance() {
+    let lab = Lab::new("bg");
+    let out = lab.cli(&["-d"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // -d returned only once the daemon was ready: the socket answers now.
+    assert!(UnixStream::connect(lab.sock()).is_ok());
+    assert!(lab.log().contains("-- starting in daemon mode --"));
+
+    let out = lab.cli(&["-d"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("exists, perhaps ctsyncd already running?"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The refused start left the running daemon's files alone.
+    assert!(lab.sock().exists() && lab.lock().exists());
+    assert!(lab.cli(&["-s", "runtime"]).status.success());
+
+    assert!(lab.cli(&["-k"]).status.success());
+    wait_until(|| !lab.lock().exists());
+    assert!(!lab.sock().exists());
+    let out = lab.cli(&["-s", "runtime"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("can't connect: is ctsyncd running?"));
+}
+
+#[test]
+fn background_start_failure_exits_1_with_the_reason() {
+    let lab = Lab::new("bgfail");
+    std::fs::write(lab.lock(), "1\n").unwrap();
+    let out = lab.cli(&["-d"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("lockfile"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A stale lock (its pid is gone) is reported as such.
+    std::fs::write(lab.lock(), "2147483000\n").unwrap();
+    let out = lab.cli(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is stale"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn sigterm_removes_socket_and_lock() {
+    let lab = Lab::new("term");
+    let mut d = lab.foreground();
+    let pid = rustix::process::Pid::from_child(&d);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(wait_exit(&mut d).success());
+    assert!(!lab.sock().exists() && !lab.lock().exists());
+    assert!(lab.log().contains("---- shutdown received ----"));
+}
+
+#[test]
+fn garbage_on_the_control_socket_is_answered_and_counted() {
+    let lab = Lab::new("garbage");
+    let _d = lab.foreground();
+    let sock = lab.sock();
+    // Random bytes: a length prefix that is far too large.
+    assert!(matches!(
+        raw_exchange(&sock, b"\xde\xad\xbe\xef garbage"),
+        Some(Status::BadRequest(_))
+    ));
+    // Oversized frame announced.
+    assert!(matches!(
+        raw_exchange(&sock, &[0, 0, 0x10, 0]),
+        Some(Status::BadRequest(_))
+    ));
+    // Truncated frame, then the client closes.
+    assert!(matches!(
+        raw_exchange(&sock, &[0, 0, 0, 9, proto::VERSION, 1]),
+        Some(Status::BadRequest(_))
+    ));
+    // Wrong protocol version and an unknown request variant.
+    assert!(matches!(
+        raw_exchange(&sock, &[0, 0, 0, 2, 77, 0]),
+        Some(Status::BadRequest(_))
+    ));
+    assert!(matches!(
+        raw_exchange(&sock, &[0, 0, 0, 2, proto::VERSION, 120]),
+        Some(Status::BadRequest(_))
+    ));
+    // Nothing at all.
+    assert!(matches!(
+        raw_exchange(&sock, &[]),
+        Some(Status::BadRequest(_))
+    ));
+    // A client that connects and sends nothing does not block the others.
+    let idle = UnixStream::connect(&sock).unwrap();
+    let out = lab.cli(&["-s", "runtime"]);
+    assert!(out.status.success());
+    // Six bad requests, plus the readiness probe of `foreground()`, which
+    // connected and closed without a request (conntrackd counts that too).
+    assert!(
+        text(&out.stdout).contains("\tlocal read failed:\t\t           7\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(idle);
+}

@@ -3,6 +3,9 @@
 //! down cleanly on `-k` and SIGTERM, and survive garbage on its socket.
 //! Runs unprivileged: everything lives in a temporary directory.
 
+// Deadlines here are wall-clock bounds on a real process, not logic.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -267,7 +270,7 @@ fn sigterm_removes_socket_and_lock() {
 #[test]
 fn garbage_on_the_control_socket_is_answered_and_counted() {
     let lab = Lab::new("garbage");
-    let _d = lab.foreground();
+    let mut d = lab.foreground();
     let sock = lab.sock();
     // Random bytes: a length prefix that is far too large.
     assert!(matches!(
@@ -310,4 +313,6 @@ fn garbage_on_the_control_socket_is_answered_and_counted() {
         text(&out.stdout)
     );
     drop(idle);
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
 }

@@ -10,9 +10,10 @@
 //! ```text
 //! L4  daemon            the only async code: event loop, sockets, clock,
 //!                       signals, lock file; owns all state
-//! L3  control::server   control::client   logging
-//! L2  control::proto    (pure request/response codec)
-//! L1  config  cli       (pure parsers)
+//! L3  control::server   control::client   kernel::socket   logging
+//! L2  control::proto    kernel::codec     cli   (pure codecs)
+//! L1  config            (pure parser)
+//! L0  model             (conntrack / expectation values)
 //! ```
 //!
 //! A module may use only modules in lower layers. Layers L0–L2 never touch
@@ -24,7 +25,9 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod kernel;
 pub mod logging;
+pub mod model;
 
 /// The version printed by `-v` and reported in `-s runtime`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,8 @@
+//! The kernel's connection-tracking table over ctnetlink.
+//!
+//! `codec` (pure) turns ctnetlink messages into [`crate::model`] values
+//! and back; `socket` (I/O) sends and receives them through netlink-sys.
+//! Nothing above this module knows netlink.
+
+pub mod codec;
+pub mod socket;

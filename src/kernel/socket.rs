@@ -1,0 +1,197 @@
+//! ctnetlink sockets (netlink-sys).
+//!
+//! Owns: opening NETLINK_NETFILTER sockets, sending batches of requests in
+//! one `send` and matching every acknowledgement back to the request that
+//! caused it (by sequence number), table dumps, and the event subscription
+//! with its receive buffer (`SO_RCVBUFFORCE`) and overrun (`ENOBUFS`)
+//! reporting. Each socket knows its netlink port id, which the kernel puts
+//! in the events it caused: that is how the daemon recognises its own
+//! commits and flushes (origin tracking).
+
+use std::io::{self, ErrorKind};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use super::codec::{self, Object, Received};
+
+/// Largest netlink datagram we read (the kernel sends at most a page per
+/// dump message batch; events are far smaller).
+const RX_BUF: usize = 64 * 1024;
+
+/// One netlink socket for requests (create, delete, get, dump) or events.
+pub struct CtSocket {
+    sock: Socket,
+    port: u32,
+    seq: u32,
+    rx: Vec<u8>,
+}
+
+/// The outcome of one request of a batch: 0 or a positive errno.
+pub type Errno = i32;
+
+impl CtSocket {
+    /// Opens a socket bound to a kernel-assigned port id.
+    pub fn open() -> io::Result<CtSocket> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        let addr = sock.bind_auto()?;
+        Ok(CtSocket {
+            sock,
+            port: addr.port_number(),
+            seq: 1,
+            rx: vec![0; RX_BUF],
+        })
+    }
+
+    /// Opens a socket subscribed to conntrack events (and expectation
+    /// events when `expectations`). `rcvbuf` > 0 forces the receive buffer
+    /// size (CAP_NET_ADMIN); the effective size is returned with it.
+    pub fn events(expectations: bool, rcvbuf: usize) -> io::Result<(CtSocket, usize)> {
+        let s = CtSocket::open()?;
+        let mut groups = vec![
+            codec::NFNLGRP_CONNTRACK_NEW,
+            codec::NFNLGRP_CONNTRACK_UPDATE,
+            codec::NFNLGRP_CONNTRACK_DESTROY,
+        ];
+        if expectations {
+            groups.extend([
+                codec::NFNLGRP_CONNTRACK_EXP_NEW,
+                codec::NFNLGRP_CONNTRACK_EXP_UPDATE,
+                codec::NFNLGRP_CONNTRACK_EXP_DESTROY,
+            ]);
+        }
+        for g in groups {
+            s.sock.add_membership(g)?;
+        }
+        if rcvbuf > 0 {
+            s.set_rcvbuf(rcvbuf)?;
+        }
+        let size = s.rcvbuf()?;
+        Ok((s, size))
+    }
+
+    /// Forces the receive buffer size. The kernel doubles the value it is
+    /// given, so half is passed and the effective size is `bytes`.
+    pub fn set_rcvbuf(&self, bytes: usize) -> io::Result<()> {
+        rustix::net::sockopt::set_socket_recv_buffer_size_force(self.sock.as_fd(), bytes / 2)
+            .map_err(io::Error::from)
+    }
+
+    /// The effective receive buffer size in bytes.
+    pub fn rcvbuf(&self) -> io::Result<usize> {
+        rustix::net::sockopt::socket_recv_buffer_size(self.sock.as_fd()).map_err(io::Error::from)
+    }
+
+    /// Delivers event errors instead of dropping them silently and never
+    /// reports ENOBUFS (`NetlinkEventsReliable`).
+    pub fn set_reliable(&self) -> io::Result<()> {
+        self.sock.set_broadcast_error(true)?;
+        self.sock.set_no_enobufs(true)
+    }
+
+    /// This socket's netlink port id.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    pub fn socket(&self) -> &Socket {
+        &self.sock
+    }
+
+    /// The next sequence number (requests of a batch each take one).
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.seq
+    }
+
+    /// Sends a batch built by `build` (which appends requests, taking a
+    /// sequence number for each from the closure's argument) and waits for
+    /// one acknowledgement per request. Returns `(seq, errno)` pairs in
+    /// the order the kernel answered.
+    pub fn batch<F>(&mut self, build: F) -> io::Result<Vec<(u32, Errno)>>
+    where
+        F: FnOnce(&mut Vec<u8>, &mut dyn FnMut() -> u32),
+    {
+        let mut out = Vec::with_capacity(4096);
+        let mut seqs = Vec::new();
+        {
+            let mut take = || {
+                let s = self.next_seq();
+                seqs.push(s);
+                s
+            };
+            build(&mut out, &mut take);
+        }
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kernel = SocketAddr::new(0, 0);
+        self.sock.send_to(&out, &kernel, 0)?;
+        let mut acks = Vec::with_capacity(seqs.len());
+        self.sock.set_non_blocking(false)?;
+        while acks.len() < seqs.len() {
+            let n = self.recv_blocking(Duration::from_secs(10))?;
+            for r in codec::messages(&self.rx[..n]) {
+                if let Ok(Received::Ack { seq, errno }) = r
+                    && seqs.contains(&seq)
+                {
+                    acks.push((seq, errno));
+                }
+            }
+        }
+        Ok(acks)
+    }
+
+    /// Dumps the conntrack table (or the expectation table).
+    pub fn dump(&mut self, expectations: bool) -> io::Result<Vec<Object>> {
+        let seq = self.next_seq();
+        let mut out = Vec::with_capacity(64);
+        codec::encode_dump(&mut out, expectations, seq);
+        self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        let mut objects = Vec::new();
+        loop {
+            let n = self.recv_blocking(Duration::from_secs(30))?;
+            for r in codec::messages(&self.rx[..n]) {
+                match r {
+                    Ok(Received::Msg(m)) if m.seq == seq => objects.push(m.object),
+                    Ok(Received::Done { seq: s }) if s == seq => return Ok(objects),
+                    Ok(Received::Ack { seq: s, errno }) if s == seq && errno != 0 => {
+                        return Err(io::Error::from_raw_os_error(errno));
+                    }
+                    // A malformed entry is skipped; the rest of the dump is
+                    // still good.
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Reads one datagram into the internal buffer, waiting at most
+    /// `timeout`. ENOBUFS (events lost) is returned as an error.
+    pub fn recv_blocking(&mut self, timeout: Duration) -> io::Result<usize> {
+        let fd = self.sock.as_fd();
+        let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let ts = rustix::time::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let ready = rustix::event::poll(&mut pfd, Some(&ts)).map_err(io::Error::from)?;
+        if ready == 0 {
+            return Err(io::Error::new(ErrorKind::TimedOut, "no answer from the kernel"));
+        }
+        self.recv_now()
+    }
+
+    /// Reads one datagram that is ready now.
+    pub fn recv_now(&mut self) -> io::Result<usize> {
+        let mut slice = &mut self.rx[..];
+        let n = self.sock.recv(&mut slice, 0)?;
+        Ok(n.min(RX_BUF))
+    }
+
+    /// The last datagram read.
+    pub fn received(&self, n: usize) -> &[u8] {
+        &self.rx[..n]
+    }
+}

@@ -68,6 +68,15 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
     // Control socket and lock file end up 0600: root-only control.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
 
+    // Handlers first: from the moment the lock file exists, SIGTERM must
+    // take the clean path that removes it.
+    let signals = match Signals::new([Signal::Term, Signal::Int]) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("can't install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let lock = match LockFile::acquire(&cfg.general.lock_file) {
         Ok(l) => l,
         Err(msg) => {
@@ -75,7 +84,7 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = smol::block_on(serve(&cfg, background));
+    let result = smol::block_on(serve(&cfg, signals, background));
     let _ = std::fs::remove_file(&cfg.general.unix_path);
     lock.release();
     match result {
@@ -100,13 +109,15 @@ enum Event {
     Signal,
 }
 
-async fn serve(cfg: &Config, background: bool) -> Result<(), String> {
+async fn serve(
+    cfg: &Config,
+    signals: Signals,
+    background: bool,
+) -> Result<(), String> {
     let path = &cfg.general.unix_path;
     let listener = server::bind(path).map_err(|e| {
         format!("can't open unix socket! ({}: {e})", path.display())
     })?;
-    let signals = Signals::new([Signal::Term, Signal::Int])
-        .map_err(|e| format!("can't install signal handlers: {e}"))?;
 
     info!("initialization completed");
     if background {

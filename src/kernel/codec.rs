@@ -17,8 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netlink_packet_core::{NetlinkBuffer, NlaBuffer, NlasIterator};
 
 use crate::model::{
-    Conntrack, Counters, Expect, ExpectNat, L4, ProtoInfo, SeqAdj,
-    Tuple,
+    Conntrack, Counters, Expect, ExpectNat, L4, ProtoInfo, SeqAdj, Tuple,
 };
 
 // ===== constants (kernel uapi) =====
@@ -164,14 +163,24 @@ pub struct Message {
 }
 
 /// Any netlink message in a receive buffer.
+// Decoded one at a time on the stack and moved into a cache; boxing the
+// large variant would allocate once per kernel event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     Msg(Message),
     /// `NLMSG_ERROR`: errno 0 is an acknowledgement.
-    Ack { seq: u32, errno: i32 },
-    Done { seq: u32 },
+    Ack {
+        seq: u32,
+        errno: i32,
+    },
+    Done {
+        seq: u32,
+    },
     /// A message type we do not handle (counted by the caller).
-    Other { msg_type: u16 },
+    Other {
+        msg_type: u16,
+    },
 }
 
 /// Why a message could not be decoded.
@@ -242,7 +251,9 @@ fn decode_one(nl: &NetlinkBuffer<&[u8]>) -> Result<Received> {
     let attrs = payload.get(NFGEN_HEADER..).ok_or(DecodeError::Truncated)?;
     let flags = nl.flags();
     let kind = match op {
-        IPCTNL_MSG_CT_NEW if flags & (NLM_F_CREATE | NLM_F_EXCL) != 0 => Kind::New,
+        IPCTNL_MSG_CT_NEW if flags & (NLM_F_CREATE | NLM_F_EXCL) != 0 => {
+            Kind::New
+        }
         IPCTNL_MSG_CT_NEW => Kind::Update,
         IPCTNL_MSG_CT_DELETE => Kind::Destroy,
         _ => return Ok(Received::Other { msg_type }),
@@ -296,9 +307,13 @@ fn be64(v: &[u8], what: &'static str) -> Result<u64> {
     Ok(u64::from_be_bytes(b))
 }
 
-fn name<const N: usize>(v: &[u8], what: &'static str) -> Result<heapless::String<N>> {
+fn name<const N: usize>(
+    v: &[u8],
+    what: &'static str,
+) -> Result<heapless::String<N>> {
     let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
-    let s = std::str::from_utf8(&v[..end]).map_err(|_| DecodeError::Bad(what))?;
+    let s =
+        std::str::from_utf8(&v[..end]).map_err(|_| DecodeError::Bad(what))?;
     let mut out = heapless::String::new();
     out.push_str(s).map_err(|_| DecodeError::Bad(what))?;
     Ok(out)
@@ -317,11 +332,17 @@ fn decode_tuple(buf: &[u8]) -> Result<Tuple> {
                     let (t, v) = a?;
                     let ip = match t {
                         CTA_IP_V4_SRC | CTA_IP_V4_DST => {
-                            let b: [u8; 4] = v.get(..4).and_then(|b| b.try_into().ok()).ok_or(DecodeError::Bad("CTA_IP_V4"))?;
+                            let b: [u8; 4] = v
+                                .get(..4)
+                                .and_then(|b| b.try_into().ok())
+                                .ok_or(DecodeError::Bad("CTA_IP_V4"))?;
                             IpAddr::V4(Ipv4Addr::from(b))
                         }
                         CTA_IP_V6_SRC | CTA_IP_V6_DST => {
-                            let b: [u8; 16] = v.get(..16).and_then(|b| b.try_into().ok()).ok_or(DecodeError::Bad("CTA_IP_V6"))?;
+                            let b: [u8; 16] = v
+                                .get(..16)
+                                .and_then(|b| b.try_into().ok())
+                                .ok_or(DecodeError::Bad("CTA_IP_V6"))?;
                             IpAddr::V6(Ipv6Addr::from(b))
                         }
                         _ => continue,
@@ -337,12 +358,24 @@ fn decode_tuple(buf: &[u8]) -> Result<Tuple> {
                 for a in nlas(v) {
                     let (t, v) = a?;
                     match t {
-                        CTA_PROTO_NUM => proto = Some(u8_of(v, "CTA_PROTO_NUM")?),
-                        CTA_PROTO_SRC_PORT => sport = Some(be16(v, "CTA_PROTO_SRC_PORT")?),
-                        CTA_PROTO_DST_PORT => dport = Some(be16(v, "CTA_PROTO_DST_PORT")?),
-                        CTA_PROTO_ICMP_ID | CTA_PROTO_ICMPV6_ID => id = Some(be16(v, "CTA_PROTO_ICMP_ID")?),
-                        CTA_PROTO_ICMP_TYPE | CTA_PROTO_ICMPV6_TYPE => kind = Some(u8_of(v, "CTA_PROTO_ICMP_TYPE")?),
-                        CTA_PROTO_ICMP_CODE | CTA_PROTO_ICMPV6_CODE => code = Some(u8_of(v, "CTA_PROTO_ICMP_CODE")?),
+                        CTA_PROTO_NUM => {
+                            proto = Some(u8_of(v, "CTA_PROTO_NUM")?)
+                        }
+                        CTA_PROTO_SRC_PORT => {
+                            sport = Some(be16(v, "CTA_PROTO_SRC_PORT")?)
+                        }
+                        CTA_PROTO_DST_PORT => {
+                            dport = Some(be16(v, "CTA_PROTO_DST_PORT")?)
+                        }
+                        CTA_PROTO_ICMP_ID | CTA_PROTO_ICMPV6_ID => {
+                            id = Some(be16(v, "CTA_PROTO_ICMP_ID")?)
+                        }
+                        CTA_PROTO_ICMP_TYPE | CTA_PROTO_ICMPV6_TYPE => {
+                            kind = Some(u8_of(v, "CTA_PROTO_ICMP_TYPE")?)
+                        }
+                        CTA_PROTO_ICMP_CODE | CTA_PROTO_ICMPV6_CODE => {
+                            code = Some(u8_of(v, "CTA_PROTO_ICMP_CODE")?)
+                        }
                         _ => {}
                     }
                 }
@@ -365,7 +398,12 @@ fn decode_tuple(buf: &[u8]) -> Result<Tuple> {
         },
         _ => L4::None,
     };
-    Ok(Tuple { src, dst, proto, l4 })
+    Ok(Tuple {
+        src,
+        dst,
+        proto,
+        l4,
+    })
 }
 
 fn decode_protoinfo(buf: &[u8]) -> Result<ProtoInfo> {
@@ -380,32 +418,68 @@ fn decode_protoinfo(buf: &[u8]) -> Result<ProtoInfo> {
                 flags_orig: 0,
                 flags_reply: 0,
             },
-            CTA_PROTOINFO_SCTP => ProtoInfo::Sctp { state: 0, vtag_orig: 0, vtag_reply: 0 },
-            CTA_PROTOINFO_DCCP => ProtoInfo::Dccp { state: 0, role: 0, handshake_seq: 0 },
+            CTA_PROTOINFO_SCTP => ProtoInfo::Sctp {
+                state: 0,
+                vtag_orig: 0,
+                vtag_reply: 0,
+            },
+            CTA_PROTOINFO_DCCP => ProtoInfo::Dccp {
+                state: 0,
+                role: 0,
+                handshake_seq: 0,
+            },
             _ => continue,
         };
         for a in nlas(v) {
             let (k, v) = a?;
             match &mut p {
-                ProtoInfo::Tcp { state, wscale_orig, wscale_reply, flags_orig, flags_reply } => match k {
+                ProtoInfo::Tcp {
+                    state,
+                    wscale_orig,
+                    wscale_reply,
+                    flags_orig,
+                    flags_reply,
+                } => match k {
                     CTA_PROTOINFO_TCP_STATE => *state = u8_of(v, WHAT)?,
-                    CTA_PROTOINFO_TCP_WSCALE_ORIGINAL => *wscale_orig = u8_of(v, WHAT)?,
-                    CTA_PROTOINFO_TCP_WSCALE_REPLY => *wscale_reply = u8_of(v, WHAT)?,
+                    CTA_PROTOINFO_TCP_WSCALE_ORIGINAL => {
+                        *wscale_orig = u8_of(v, WHAT)?
+                    }
+                    CTA_PROTOINFO_TCP_WSCALE_REPLY => {
+                        *wscale_reply = u8_of(v, WHAT)?
+                    }
                     // struct nf_ct_tcp_flags { flags, mask }
-                    CTA_PROTOINFO_TCP_FLAGS_ORIGINAL => *flags_orig = u8_of(v, WHAT)?,
-                    CTA_PROTOINFO_TCP_FLAGS_REPLY => *flags_reply = u8_of(v, WHAT)?,
+                    CTA_PROTOINFO_TCP_FLAGS_ORIGINAL => {
+                        *flags_orig = u8_of(v, WHAT)?
+                    }
+                    CTA_PROTOINFO_TCP_FLAGS_REPLY => {
+                        *flags_reply = u8_of(v, WHAT)?
+                    }
                     _ => {}
                 },
-                ProtoInfo::Sctp { state, vtag_orig, vtag_reply } => match k {
+                ProtoInfo::Sctp {
+                    state,
+                    vtag_orig,
+                    vtag_reply,
+                } => match k {
                     CTA_PROTOINFO_SCTP_STATE => *state = u8_of(v, WHAT)?,
-                    CTA_PROTOINFO_SCTP_VTAG_ORIGINAL => *vtag_orig = be32(v, WHAT)?,
-                    CTA_PROTOINFO_SCTP_VTAG_REPLY => *vtag_reply = be32(v, WHAT)?,
+                    CTA_PROTOINFO_SCTP_VTAG_ORIGINAL => {
+                        *vtag_orig = be32(v, WHAT)?
+                    }
+                    CTA_PROTOINFO_SCTP_VTAG_REPLY => {
+                        *vtag_reply = be32(v, WHAT)?
+                    }
                     _ => {}
                 },
-                ProtoInfo::Dccp { state, role, handshake_seq } => match k {
+                ProtoInfo::Dccp {
+                    state,
+                    role,
+                    handshake_seq,
+                } => match k {
                     CTA_PROTOINFO_DCCP_STATE => *state = u8_of(v, WHAT)?,
                     CTA_PROTOINFO_DCCP_ROLE => *role = u8_of(v, WHAT)?,
-                    CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ => *handshake_seq = be64(v, WHAT)?,
+                    CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ => {
+                        *handshake_seq = be64(v, WHAT)?
+                    }
                     _ => {}
                 },
                 ProtoInfo::None => {}
@@ -421,8 +495,12 @@ fn decode_seq_adj(buf: &[u8]) -> Result<SeqAdj> {
     for a in nlas(buf) {
         let (t, v) = a?;
         match t {
-            CTA_SEQADJ_CORRECTION_POS => s.correction_pos = be32(v, "CTA_SEQADJ")?,
-            CTA_SEQADJ_OFFSET_BEFORE => s.offset_before = be32(v, "CTA_SEQADJ")?,
+            CTA_SEQADJ_CORRECTION_POS => {
+                s.correction_pos = be32(v, "CTA_SEQADJ")?
+            }
+            CTA_SEQADJ_OFFSET_BEFORE => {
+                s.offset_before = be32(v, "CTA_SEQADJ")?
+            }
             CTA_SEQADJ_OFFSET_AFTER => s.offset_after = be32(v, "CTA_SEQADJ")?,
             _ => {}
         }
@@ -454,7 +532,8 @@ pub fn decode_ct(attrs: &[u8]) -> Result<Conntrack> {
             orig = Some(decode_tuple(v)?);
         }
     }
-    let mut ct = Conntrack::new(orig.ok_or(DecodeError::Missing("CTA_TUPLE_ORIG"))?);
+    let mut ct =
+        Conntrack::new(orig.ok_or(DecodeError::Missing("CTA_TUPLE_ORIG"))?);
     for a in nlas(attrs) {
         let (t, v) = a?;
         match t {
@@ -533,9 +612,13 @@ pub fn decode_exp(attrs: &[u8]) -> Result<Expect> {
             CTA_EXPECT_MASTER => master = Some(decode_tuple(v)?),
             CTA_EXPECT_TUPLE => tuple = Some(decode_tuple(v)?),
             CTA_EXPECT_MASK => mask = Some(decode_tuple(v)?),
-            CTA_EXPECT_TIMEOUT => e.timeout = Some(be32(v, "CTA_EXPECT_TIMEOUT")?),
+            CTA_EXPECT_TIMEOUT => {
+                e.timeout = Some(be32(v, "CTA_EXPECT_TIMEOUT")?)
+            }
             CTA_EXPECT_ID => e.id = be32(v, "CTA_EXPECT_ID")?,
-            CTA_EXPECT_HELP_NAME => e.helper = Some(name::<15>(v, "CTA_EXPECT_HELP_NAME")?),
+            CTA_EXPECT_HELP_NAME => {
+                e.helper = Some(name::<15>(v, "CTA_EXPECT_HELP_NAME")?)
+            }
             CTA_EXPECT_ZONE => e.zone = be16(v, "CTA_EXPECT_ZONE")?,
             CTA_EXPECT_FLAGS => e.flags = be32(v, "CTA_EXPECT_FLAGS")?,
             CTA_EXPECT_CLASS => e.class = be32(v, "CTA_EXPECT_CLASS")?,
@@ -545,7 +628,9 @@ pub fn decode_exp(attrs: &[u8]) -> Result<Expect> {
                 for a in nlas(v) {
                     let (t, v) = a?;
                     match t {
-                        CTA_EXPECT_NAT_DIR => dir = be32(v, "CTA_EXPECT_NAT_DIR")?,
+                        CTA_EXPECT_NAT_DIR => {
+                            dir = be32(v, "CTA_EXPECT_NAT_DIR")?
+                        }
                         CTA_EXPECT_NAT_TUPLE => nt = Some(decode_tuple(v)?),
                         _ => {}
                     }
@@ -590,7 +675,14 @@ impl<'a> Encoder<'a> {
 
     /// Starts a netlink + nfgenmsg header; returns its offset for
     /// [`Encoder::finish_msg`].
-    pub fn begin_msg(&mut self, subsys: u8, op: u8, flags: u16, seq: u32, family: u8) -> usize {
+    pub fn begin_msg(
+        &mut self,
+        subsys: u8,
+        op: u8,
+        flags: u16,
+        seq: u32,
+        family: u8,
+    ) -> usize {
         let at = self.buf.len();
         let msg_type = (u16::from(subsys) << 8) | u16::from(op);
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched
@@ -618,7 +710,8 @@ impl<'a> Encoder<'a> {
     fn begin(&mut self, kind: u16) -> usize {
         let at = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         at
     }
 
@@ -668,9 +761,17 @@ impl<'a> Encoder<'a> {
             }
             L4::Icmp { kind, code, id } => {
                 let (i, ty, c) = if t.src.is_ipv6() {
-                    (CTA_PROTO_ICMPV6_ID, CTA_PROTO_ICMPV6_TYPE, CTA_PROTO_ICMPV6_CODE)
+                    (
+                        CTA_PROTO_ICMPV6_ID,
+                        CTA_PROTO_ICMPV6_TYPE,
+                        CTA_PROTO_ICMPV6_CODE,
+                    )
                 } else {
-                    (CTA_PROTO_ICMP_ID, CTA_PROTO_ICMP_TYPE, CTA_PROTO_ICMP_CODE)
+                    (
+                        CTA_PROTO_ICMP_ID,
+                        CTA_PROTO_ICMP_TYPE,
+                        CTA_PROTO_ICMP_CODE,
+                    )
                 };
                 self.put_be16(i, id);
                 self.put_u8(ty, kind);
@@ -705,7 +806,13 @@ fn family(t: &Tuple) -> u8 {
 pub fn encode_ct_create(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32) {
     let mut e = Encoder::new(buf);
     let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, flags, seq, family(&ct.orig));
+    let at = e.begin_msg(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_NEW,
+        flags,
+        seq,
+        family(&ct.orig),
+    );
     e.tuple(CTA_TUPLE_ORIG, &ct.orig);
     // The reply tuple without NAT: the kernel derives the translated one
     // from CTA_NAT_SRC/DST.
@@ -734,7 +841,9 @@ pub fn encode_ct_create(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32) {
     }
     encode_protoinfo(&mut e, &ct.proto_info);
     if let Some(adj) = &ct.seq_adj {
-        for (kind, s) in [(CTA_SEQ_ADJ_ORIG, adj[0]), (CTA_SEQ_ADJ_REPLY, adj[1])] {
+        for (kind, s) in
+            [(CTA_SEQ_ADJ_ORIG, adj[0]), (CTA_SEQ_ADJ_REPLY, adj[1])]
+        {
             let at = e.begin(kind);
             e.put_be32(CTA_SEQADJ_CORRECTION_POS, s.correction_pos);
             e.put_be32(CTA_SEQADJ_OFFSET_BEFORE, s.offset_before);
@@ -751,7 +860,13 @@ pub fn encode_ct_create(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32) {
 
 fn encode_protoinfo(e: &mut Encoder<'_>, p: &ProtoInfo) {
     match *p {
-        ProtoInfo::Tcp { state, wscale_orig, wscale_reply, flags_orig, flags_reply } => {
+        ProtoInfo::Tcp {
+            state,
+            wscale_orig,
+            wscale_reply,
+            flags_orig,
+            flags_reply,
+        } => {
             let at = e.begin(CTA_PROTOINFO);
             let tcp = e.begin(CTA_PROTOINFO_TCP);
             e.put_u8(CTA_PROTOINFO_TCP_STATE, state);
@@ -763,7 +878,11 @@ fn encode_protoinfo(e: &mut Encoder<'_>, p: &ProtoInfo) {
             e.end(tcp);
             e.end(at);
         }
-        ProtoInfo::Sctp { state, vtag_orig, vtag_reply } => {
+        ProtoInfo::Sctp {
+            state,
+            vtag_orig,
+            vtag_reply,
+        } => {
             let at = e.begin(CTA_PROTOINFO);
             let s = e.begin(CTA_PROTOINFO_SCTP);
             e.put_u8(CTA_PROTOINFO_SCTP_STATE, state);
@@ -772,12 +891,19 @@ fn encode_protoinfo(e: &mut Encoder<'_>, p: &ProtoInfo) {
             e.end(s);
             e.end(at);
         }
-        ProtoInfo::Dccp { state, role, handshake_seq } => {
+        ProtoInfo::Dccp {
+            state,
+            role,
+            handshake_seq,
+        } => {
             let at = e.begin(CTA_PROTOINFO);
             let d = e.begin(CTA_PROTOINFO_DCCP);
             e.put_u8(CTA_PROTOINFO_DCCP_STATE, state);
             e.put_u8(CTA_PROTOINFO_DCCP_ROLE, role);
-            e.put(CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ, &handshake_seq.to_be_bytes());
+            e.put(
+                CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ,
+                &handshake_seq.to_be_bytes(),
+            );
             e.end(d);
             e.end(at);
         }
@@ -788,7 +914,13 @@ fn encode_protoinfo(e: &mut Encoder<'_>, p: &ProtoInfo) {
 /// Appends a request that deletes the conntrack with this original tuple.
 pub fn encode_ct_delete(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
     let mut e = Encoder::new(buf);
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, family(orig));
+    let at = e.begin_msg(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_DELETE,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        family(orig),
+    );
     e.tuple(CTA_TUPLE_ORIG, orig);
     if zone != 0 {
         e.put_be16(CTA_ZONE, zone);
@@ -799,7 +931,13 @@ pub fn encode_ct_delete(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
 /// Appends a request for one conntrack by original tuple.
 pub fn encode_ct_get(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
     let mut e = Encoder::new(buf);
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_ACK, seq, family(orig));
+    let at = e.begin_msg(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_GET,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        family(orig),
+    );
     e.tuple(CTA_TUPLE_ORIG, orig);
     if zone != 0 {
         e.put_be16(CTA_ZONE, zone);
@@ -823,7 +961,13 @@ pub fn encode_dump(buf: &mut Vec<u8>, expectations: bool, seq: u32) {
 pub fn encode_exp_create(buf: &mut Vec<u8>, x: &Expect, seq: u32) {
     let mut e = Encoder::new(buf);
     let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_NEW, flags, seq, family(&x.tuple));
+    let at = e.begin_msg(
+        NFNL_SUBSYS_CTNETLINK_EXP,
+        IPCTNL_MSG_EXP_NEW,
+        flags,
+        seq,
+        family(&x.tuple),
+    );
     e.tuple(CTA_EXPECT_MASTER, &x.master);
     e.tuple(CTA_EXPECT_TUPLE, &x.tuple);
     e.tuple(CTA_EXPECT_MASK, &x.mask);
@@ -851,7 +995,13 @@ pub fn encode_exp_create(buf: &mut Vec<u8>, x: &Expect, seq: u32) {
 /// Appends a request that deletes the expectation with this tuple.
 pub fn encode_exp_delete(buf: &mut Vec<u8>, x: &Expect, seq: u32) {
     let mut e = Encoder::new(buf);
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, family(&x.tuple));
+    let at = e.begin_msg(
+        NFNL_SUBSYS_CTNETLINK_EXP,
+        IPCTNL_MSG_EXP_DELETE,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        family(&x.tuple),
+    );
     e.tuple(CTA_EXPECT_TUPLE, &x.tuple);
     if x.zone != 0 {
         e.put_be16(CTA_EXPECT_ZONE, x.zone);

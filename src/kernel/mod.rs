@@ -5,4 +5,5 @@
 //! Nothing above this module knows netlink.
 
 pub mod codec;
+pub mod commit;
 pub mod socket;

@@ -47,7 +47,10 @@ impl CtSocket {
     /// Opens a socket subscribed to conntrack events (and expectation
     /// events when `expectations`). `rcvbuf` > 0 forces the receive buffer
     /// size (CAP_NET_ADMIN); the effective size is returned with it.
-    pub fn events(expectations: bool, rcvbuf: usize) -> io::Result<(CtSocket, usize)> {
+    pub fn events(
+        expectations: bool,
+        rcvbuf: usize,
+    ) -> io::Result<(CtSocket, usize)> {
         let s = CtSocket::open()?;
         let mut groups = vec![
             codec::NFNLGRP_CONNTRACK_NEW,
@@ -74,13 +77,17 @@ impl CtSocket {
     /// Forces the receive buffer size. The kernel doubles the value it is
     /// given, so half is passed and the effective size is `bytes`.
     pub fn set_rcvbuf(&self, bytes: usize) -> io::Result<()> {
-        rustix::net::sockopt::set_socket_recv_buffer_size_force(self.sock.as_fd(), bytes / 2)
-            .map_err(io::Error::from)
+        rustix::net::sockopt::set_socket_recv_buffer_size_force(
+            self.sock.as_fd(),
+            bytes / 2,
+        )
+        .map_err(io::Error::from)
     }
 
     /// The effective receive buffer size in bytes.
     pub fn rcvbuf(&self) -> io::Result<usize> {
-        rustix::net::sockopt::socket_recv_buffer_size(self.sock.as_fd()).map_err(io::Error::from)
+        rustix::net::sockopt::socket_recv_buffer_size(self.sock.as_fd())
+            .map_err(io::Error::from)
     }
 
     /// Delivers event errors instead of dropping them silently and never
@@ -154,9 +161,15 @@ impl CtSocket {
             let n = self.recv_blocking(Duration::from_secs(30))?;
             for r in codec::messages(&self.rx[..n]) {
                 match r {
-                    Ok(Received::Msg(m)) if m.seq == seq => objects.push(m.object),
-                    Ok(Received::Done { seq: s }) if s == seq => return Ok(objects),
-                    Ok(Received::Ack { seq: s, errno }) if s == seq && errno != 0 => {
+                    Ok(Received::Msg(m)) if m.seq == seq => {
+                        objects.push(m.object)
+                    }
+                    Ok(Received::Done { seq: s }) if s == seq => {
+                        return Ok(objects);
+                    }
+                    Ok(Received::Ack { seq: s, errno })
+                        if s == seq && errno != 0 =>
+                    {
                         return Err(io::Error::from_raw_os_error(errno));
                     }
                     // A malformed entry is skipped; the rest of the dump is
@@ -171,14 +184,21 @@ impl CtSocket {
     /// `timeout`. ENOBUFS (events lost) is returned as an error.
     pub fn recv_blocking(&mut self, timeout: Duration) -> io::Result<usize> {
         let fd = self.sock.as_fd();
-        let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let mut pfd = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
         let ts = rustix::time::Timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let ready = rustix::event::poll(&mut pfd, Some(&ts)).map_err(io::Error::from)?;
+        let ready = rustix::event::poll(&mut pfd, Some(&ts))
+            .map_err(io::Error::from)?;
         if ready == 0 {
-            return Err(io::Error::new(ErrorKind::TimedOut, "no answer from the kernel"));
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "no answer from the kernel",
+            ));
         }
         self.recv_now()
     }

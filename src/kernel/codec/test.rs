@@ -29,8 +29,16 @@ fn full_ct() -> Conntrack {
     ct.helper = Some("ftp".try_into().unwrap());
     ct.master = Some(tcp("192.168.0.2", "192.168.1.2", 39999, 21));
     ct.seq_adj = Some([
-        SeqAdj { correction_pos: 1, offset_before: 2, offset_after: 3 },
-        SeqAdj { correction_pos: 4, offset_before: 5, offset_after: 6 },
+        SeqAdj {
+            correction_pos: 1,
+            offset_before: 2,
+            offset_after: 3,
+        },
+        SeqAdj {
+            correction_pos: 4,
+            offset_before: 5,
+            offset_after: 6,
+        },
     ]);
     ct.labels = Some([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
     ct
@@ -46,9 +54,13 @@ fn conntrack_create_round_trips_every_attribute() {
     let mut buf = Vec::new();
     encode_ct_create(&mut buf, &ct, 77);
     let got = decode_all(&buf);
-    let [Received::Msg(m)] = &got[..] else { panic!("{got:?}") };
+    let [Received::Msg(m)] = &got[..] else {
+        panic!("{got:?}")
+    };
     assert_eq!((m.kind, m.seq), (Kind::New, 77));
-    let Object::Ct(back) = &m.object else { panic!() };
+    let Object::Ct(back) = &m.object else {
+        panic!()
+    };
     // The request carries the untranslated reply tuple (NAT goes in
     // CTA_NAT_*), so compare that separately.
     assert_eq!(back.reply, Some(ct.orig.inverse()));
@@ -66,12 +78,22 @@ fn nat_is_sent_as_nat_attributes() {
     encode_ct_create(&mut buf, &ct, 1);
     // CTA_NAT_SRC (nested) with MINIP = MAXIP = 192.168.1.100 and port 1024.
     let attrs = &buf[NETLINK_HEADER + NFGEN_HEADER..];
-    let nat = nlas(attrs).map(Result::unwrap).find(|(t, _)| *t == CTA_NAT_SRC).unwrap().1;
-    let inner: Vec<(u16, Vec<u8>)> = nlas(nat).map(|r| r.map(|(t, v)| (t, v.to_vec())).unwrap()).collect();
+    let nat = nlas(attrs)
+        .map(Result::unwrap)
+        .find(|(t, _)| *t == CTA_NAT_SRC)
+        .unwrap()
+        .1;
+    let inner: Vec<(u16, Vec<u8>)> = nlas(nat)
+        .map(|r| r.map(|(t, v)| (t, v.to_vec())).unwrap())
+        .collect();
     assert_eq!(inner[0], (CTA_NAT_V4_MINIP, vec![192, 168, 1, 100]));
     assert_eq!(inner[1], (CTA_NAT_V4_MAXIP, vec![192, 168, 1, 100]));
     assert_eq!(inner[2].0, CTA_NAT_PROTO);
-    assert!(nlas(attrs).map(Result::unwrap).all(|(t, _)| t != CTA_NAT_DST));
+    assert!(
+        nlas(attrs)
+            .map(Result::unwrap)
+            .all(|(t, _)| t != CTA_NAT_DST)
+    );
 }
 
 #[test]
@@ -83,14 +105,20 @@ fn expectation_round_trip() {
             src: "255.255.255.255".parse().unwrap(),
             dst: "255.255.255.255".parse().unwrap(),
             proto: 6,
-            l4: L4::Ports { src: 0, dst: 0xffff },
+            l4: L4::Ports {
+                src: 0,
+                dst: 0xffff,
+            },
         },
         timeout: Some(300),
         zone: 0,
         flags: 0,
         class: 0,
         helper: Some("ftp".try_into().unwrap()),
-        nat: Some(ExpectNat { dir: 1, tuple: tcp("10.0.0.1", "0.0.0.0", 0, 50000) }),
+        nat: Some(ExpectNat {
+            dir: 1,
+            tuple: tcp("10.0.0.1", "0.0.0.0", 0, 50000),
+        }),
         func: Some("nat-follow-master".try_into().unwrap()),
         id: 0,
     };
@@ -98,7 +126,9 @@ fn expectation_round_trip() {
     encode_exp_create(&mut buf, &x, 5);
     encode_exp_delete(&mut buf, &x, 6);
     let first = messages(&buf).next().unwrap().unwrap();
-    let Received::Msg(m) = &first else { panic!("{first:?}") };
+    let Received::Msg(m) = &first else {
+        panic!("{first:?}")
+    };
     assert_eq!(m.kind, Kind::New);
     assert_eq!(m.object, Object::Exp(x.clone()));
     // The delete request only names the tuple: not a full expectation.
@@ -112,9 +142,13 @@ fn acks_done_and_unknown_types() {
     buf.extend_from_slice(&(-17i32).to_ne_bytes());
     buf.extend_from_slice(&[20, 0, 0, 0, 0, 1, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
     // NLMSG_DONE, seq 10.
-    buf.extend_from_slice(&[20, 0, 0, 0, 3, 0, 2, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    buf.extend_from_slice(&[
+        20, 0, 0, 0, 3, 0, 2, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
     // An nfnetlink message of another subsystem (type 0x0a00).
-    buf.extend_from_slice(&[20, 0, 0, 0, 0, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+    buf.extend_from_slice(&[
+        20, 0, 0, 0, 0, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
+    ]);
     assert_eq!(
         decode_all(&buf),
         vec![
@@ -134,22 +168,33 @@ fn truncated_and_corrupt_messages_are_errors() {
         // never panics.
         let _ = messages(&buf[..cut]).count();
     }
-    assert!(matches!(messages(&buf[..10]).next(), Some(Err(DecodeError::Truncated))));
+    assert!(matches!(
+        messages(&buf[..10]).next(),
+        Some(Err(DecodeError::Truncated))
+    ));
     // No original tuple at all.
     let mut nothing = Vec::new();
     let mut e = Encoder::new(&mut nothing);
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, 0, 1, AF_INET);
+    let at =
+        e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, 0, 1, AF_INET);
     e.put_be32(CTA_STATUS, 0);
     e.finish_msg(at);
-    assert_eq!(messages(&nothing).next(), Some(Err(DecodeError::Missing("CTA_TUPLE_ORIG"))));
+    assert_eq!(
+        messages(&nothing).next(),
+        Some(Err(DecodeError::Missing("CTA_TUPLE_ORIG")))
+    );
     // A short CTA_STATUS.
     let mut bad = Vec::new();
     let mut e = Encoder::new(&mut bad);
-    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, 0, 1, AF_INET);
+    let at =
+        e.begin_msg(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_NEW, 0, 1, AF_INET);
     e.tuple(CTA_TUPLE_ORIG, &full_ct().orig);
     e.put(CTA_STATUS, &[1, 2]);
     e.finish_msg(at);
-    assert_eq!(messages(&bad).next(), Some(Err(DecodeError::Bad("CTA_STATUS"))));
+    assert_eq!(
+        messages(&bad).next(),
+        Some(Err(DecodeError::Bad("CTA_STATUS")))
+    );
     // Random mutations never panic.
     let mut x: u32 = 99;
     for _ in 0..20_000 {

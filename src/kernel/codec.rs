@@ -913,31 +913,24 @@ fn encode_protoinfo(e: &mut Encoder<'_>, p: &ProtoInfo) {
 
 /// Appends a request that deletes the conntrack with this original tuple.
 pub fn encode_ct_delete(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
-    let mut e = Encoder::new(buf);
-    let at = e.begin_msg(
-        NFNL_SUBSYS_CTNETLINK,
-        IPCTNL_MSG_CT_DELETE,
-        NLM_F_REQUEST | NLM_F_ACK,
-        seq,
-        family(orig),
-    );
-    e.tuple(CTA_TUPLE_ORIG, orig);
-    if zone != 0 {
-        e.put_be16(CTA_ZONE, zone);
-    }
-    e.finish_msg(at);
+    encode_ct_by_tuple(buf, IPCTNL_MSG_CT_DELETE, orig, zone, seq);
 }
 
 /// Appends a request for one conntrack by original tuple.
 pub fn encode_ct_get(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
+    encode_ct_by_tuple(buf, IPCTNL_MSG_CT_GET, orig, zone, seq);
+}
+
+fn encode_ct_by_tuple(
+    buf: &mut Vec<u8>,
+    op: u8,
+    orig: &Tuple,
+    zone: u16,
+    seq: u32,
+) {
     let mut e = Encoder::new(buf);
-    let at = e.begin_msg(
-        NFNL_SUBSYS_CTNETLINK,
-        IPCTNL_MSG_CT_GET,
-        NLM_F_REQUEST | NLM_F_ACK,
-        seq,
-        family(orig),
-    );
+    let flags = NLM_F_REQUEST | NLM_F_ACK;
+    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, op, flags, seq, family(orig));
     e.tuple(CTA_TUPLE_ORIG, orig);
     if zone != 0 {
         e.put_be16(CTA_ZONE, zone);

@@ -40,7 +40,7 @@ ci-deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "ci-deps: run as root"; exit 1; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		iproute2 conntrack nftables >/dev/null
+		iproute2 conntrack nftables python3-pyftpdlib >/dev/null
 
 ci: ci-deps test
 

@@ -15,6 +15,12 @@ use std::time::Duration;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::codec::{self, Object, Received};
+use crate::model::{Conntrack, Expect};
+
+/// Requests per `send`: small enough for the default socket buffers, large
+/// enough that a commit of 100 000 entries takes a few hundred sends.
+const BATCH: usize = 256;
+const EEXIST: Errno = 17;
 
 /// Largest netlink datagram we read (the kernel sends at most a page per
 /// dump message batch; events are far smaller).
@@ -36,6 +42,9 @@ impl CtSocket {
     pub fn open() -> io::Result<CtSocket> {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         let addr = sock.bind_auto()?;
+        // Acknowledgements without the echoed request: a batch of
+        // thousands of creates then answers in a few kilobytes.
+        sock.set_cap_ack(true)?;
         Ok(CtSocket {
             sock,
             port: addr.port_number(),
@@ -113,10 +122,10 @@ impl CtSocket {
     }
 
     /// Sends a batch built by `build` (which appends requests, taking a
-    /// sequence number for each from the closure's argument) and waits for
-    /// one acknowledgement per request. Returns `(seq, errno)` pairs in
-    /// the order the kernel answered.
-    pub fn batch<F>(&mut self, build: F) -> io::Result<Vec<(u32, Errno)>>
+    /// sequence number for each from the closure's argument) in one `send`
+    /// and waits for one acknowledgement per request. Returns the errno of
+    /// each request (0 = done) in the order the requests were built.
+    pub fn batch<F>(&mut self, build: F) -> io::Result<Vec<Errno>>
     where
         F: FnOnce(&mut Vec<u8>, &mut dyn FnMut() -> u32),
     {
@@ -133,21 +142,86 @@ impl CtSocket {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let kernel = SocketAddr::new(0, 0);
-        self.sock.send_to(&out, &kernel, 0)?;
-        let mut acks = Vec::with_capacity(seqs.len());
-        self.sock.set_non_blocking(false)?;
-        while acks.len() < seqs.len() {
+        self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        let mut errs: Vec<Option<Errno>> = vec![None; seqs.len()];
+        let mut missing = seqs.len();
+        while missing > 0 {
             let n = self.recv_blocking(Duration::from_secs(10))?;
             for r in codec::messages(&self.rx[..n]) {
                 if let Ok(Received::Ack { seq, errno }) = r
-                    && seqs.contains(&seq)
+                    && let Some(i) = seqs.iter().position(|&s| s == seq)
+                    && errs[i].is_none()
                 {
-                    acks.push((seq, errno));
+                    errs[i] = Some(errno);
+                    missing -= 1;
                 }
             }
         }
-        Ok(acks)
+        Ok(errs.into_iter().map(|e| e.unwrap_or(0)).collect())
+    }
+
+    /// Creates conntracks (already prepared by `kernel::commit`) in
+    /// batches. An entry that exists is deleted and created once more, as
+    /// conntrackd does. Returns one errno per entry, 0 for success.
+    pub fn create_cts(&mut self, cts: &[Conntrack]) -> io::Result<Vec<Errno>> {
+        self.create_with_retry(
+            cts,
+            |buf, ct, seq| codec::encode_ct_create(buf, ct, seq),
+            |buf, ct, seq| codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq),
+        )
+    }
+
+    /// Creates expectations (their masters must exist), with the same
+    /// EEXIST handling as [`CtSocket::create_cts`].
+    pub fn create_exps(&mut self, exps: &[Expect]) -> io::Result<Vec<Errno>> {
+        self.create_with_retry(
+            exps,
+            |buf, x, seq| codec::encode_exp_create(buf, x, seq),
+            codec::encode_exp_delete,
+        )
+    }
+
+    fn create_with_retry<T>(
+        &mut self,
+        items: &[T],
+        create: impl Fn(&mut Vec<u8>, &T, u32),
+        delete: impl Fn(&mut Vec<u8>, &T, u32),
+    ) -> io::Result<Vec<Errno>> {
+        let mut result = vec![0; items.len()];
+        for (chunk_no, chunk) in items.chunks(BATCH).enumerate() {
+            let base = chunk_no * BATCH;
+            let errs = self.batch_each(chunk, &create)?;
+            let exists: Vec<usize> =
+                (0..chunk.len()).filter(|&i| errs[i] == EEXIST).collect();
+            for (i, e) in errs.iter().enumerate() {
+                result[base + i] = *e;
+            }
+            if exists.is_empty() {
+                continue;
+            }
+            let again: Vec<&T> = exists.iter().map(|&i| &chunk[i]).collect();
+            // ENOENT is fine here: the entry may have gone meanwhile.
+            self.batch_each(&again, |buf, t: &&T, seq| delete(buf, t, seq))?;
+            let errs = self
+                .batch_each(&again, |buf, t: &&T, seq| create(buf, t, seq))?;
+            for (k, &i) in exists.iter().enumerate() {
+                result[base + i] = errs[k];
+            }
+        }
+        Ok(result)
+    }
+
+    /// One request per item in one send; the errno of each, in item order.
+    fn batch_each<T>(
+        &mut self,
+        items: &[T],
+        encode: impl Fn(&mut Vec<u8>, &T, u32),
+    ) -> io::Result<Vec<Errno>> {
+        self.batch(|buf, seq| {
+            for item in items {
+                encode(buf, item, seq());
+            }
+        })
     }
 
     /// Dumps the conntrack table (or the expectation table).

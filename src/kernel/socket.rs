@@ -166,7 +166,7 @@ impl CtSocket {
     pub fn create_cts(&mut self, cts: &[Conntrack]) -> io::Result<Vec<Errno>> {
         self.create_with_retry(
             cts,
-            |buf, ct, seq| codec::encode_ct_create(buf, ct, seq),
+            codec::encode_ct_create,
             |buf, ct, seq| codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq),
         )
     }
@@ -176,7 +176,7 @@ impl CtSocket {
     pub fn create_exps(&mut self, exps: &[Expect]) -> io::Result<Vec<Errno>> {
         self.create_with_retry(
             exps,
-            |buf, x, seq| codec::encode_exp_create(buf, x, seq),
+            codec::encode_exp_create,
             codec::encode_exp_delete,
         )
     }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use ctsyncd::kernel::codec::{self, Kind, Object, Received};
 use ctsyncd::kernel::commit::{self, CommitRules};
-use ctsyncd::kernel::socket::CtSocket;
+use ctsyncd::kernel::origin::{Origin, Origins};
+use ctsyncd::kernel::socket::{CtSocket, EventRead, EventSocket};
 use ctsyncd::model::{Conntrack, L4, ProtoInfo, Tuple, status};
 
 /// A network namespace that exists for the lifetime of the value.
@@ -101,6 +102,35 @@ EOF",
     }
 }
 
+impl Netns {
+    /// A real FTP server (pyftpdlib) on 127.0.0.1:21, serving the temporary
+    /// directory; returns once it accepts connections.
+    fn ftp_server(&self) -> Bg {
+        let root = std::env::temp_dir();
+        let bg = self.spawn(&[
+            PY,
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "21",
+            "-d",
+            root.to_str().unwrap(),
+        ]);
+        self.sh(&format!(
+            "for i in $(seq 100); do {PY} -c 'import socket; socket.create_connection((\"127.0.0.1\", 21), 1)' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"
+        ));
+        bg
+    }
+
+    /// A real FTP client: login, PASV, then keep the control connection
+    /// open for 20 s.
+    fn ftp_pasv_client(&self) -> Bg {
+        self.spawn(&[PY, "-c", "import ftplib, time\nf = ftplib.FTP()\nf.connect('127.0.0.1', 21)\nf.login()\nprint(f.sendcmd('PASV'), flush=True)\ntime.sleep(20)"])
+    }
+}
+
 /// Debian's python, where python3-pyftpdlib is installed.
 const PY: &str = "/usr/bin/python3";
 
@@ -143,7 +173,7 @@ fn create_snat_helper_conntrack_and_see_it_in_conntrack_l() {
         return;
     };
     let orig = tcp("192.168.0.2", "192.168.1.2", 40000, 21);
-    let (port, acks, ev_kind, ev_port) = ns.enter(|| {
+    let (port, ev_kind, ev_port) = ns.enter(|| {
         let (mut ev, _) = CtSocket::events(true, 0).unwrap();
         let mut s = CtSocket::open().unwrap();
         let mut ct = Conntrack::new(orig);
@@ -169,7 +199,7 @@ fn create_snat_helper_conntrack_and_see_it_in_conntrack_l() {
             &mut ev,
             |m| matches!(&m.object, Object::Ct(c) if c.orig == orig),
         );
-        (s.port(), acks, m.kind, m.port)
+        (s.port(), m.kind, m.port)
     });
     // Origin tracking: the event names our socket's port id.
     assert_eq!((ev_kind, ev_port), (Kind::New, port));
@@ -204,8 +234,11 @@ fn foreign_changes_arrive_as_events_and_in_dumps() {
         let m = wait_event(&mut ev, |m| matches!(&m.object, Object::Ct(c) if c.orig == orig));
         assert_eq!(m.kind, Kind::New);
         assert_ne!(m.port, mine, "a foreign change must not look like ours");
-
+        let mut origins = Origins::default();
         let mut s = CtSocket::open().unwrap();
+        origins.register(s.port(), Origin::Flush);
+        assert_eq!(origins.classify(m.port), Origin::NotMe);
+
         let dumped = s.dump(false).unwrap();
         let ct = dumped.iter().find_map(|o| match o { Object::Ct(c) if c.orig == orig => Some(c), _ => None }).expect("in dump");
         assert_eq!(ct.reply, Some(orig.inverse()));
@@ -220,7 +253,7 @@ fn foreign_changes_arrive_as_events_and_in_dumps() {
         let acks = s.batch(|buf, seq| codec::encode_ct_delete(buf, &orig, 0, seq())).unwrap();
         assert_eq!(acks, [0]);
         let m = wait_event(&mut ev, |m| m.kind == Kind::Destroy);
-        assert_eq!(m.port, s.port());
+        assert_eq!(origins.classify(m.port), Origin::Flush);
         // A second delete reports ENOENT for that very request.
         let acks = s.batch(|buf, seq| {
             codec::encode_ct_delete(buf, &orig, 0, seq());
@@ -239,27 +272,12 @@ fn ftp_passive_expectation_is_seen_then_recreated_in_another_namespace() {
         return;
     };
     fw1.ftp_helper();
-    let root = std::env::temp_dir()
-        .join(format!("ctsyncd-ftp-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("file.txt"), "hello\n").unwrap();
-    let _server = fw1.spawn(&[
-        PY,
-        "-m",
-        "pyftpdlib",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        "21",
-        "-d",
-        root.to_str().unwrap(),
-    ]);
-    fw1.sh(&format!("for i in $(seq 100); do {PY} -c 'import socket; socket.create_connection((\"127.0.0.1\", 21), 1)' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"));
+    let _server = fw1.ftp_server();
 
     let (exp, master, listed) = fw1.enter(|| {
         let (mut ev, _) = CtSocket::events(true, 0).unwrap();
         // A real client: login, PASV, then keep the control connection open.
-        let _client = fw1.spawn(&[PY, "-c", "import ftplib, time\nf = ftplib.FTP()\nf.connect('127.0.0.1', 21)\nf.login()\nprint(f.sendcmd('PASV'), flush=True)\ntime.sleep(20)"]);
+        let _client = fw1.ftp_pasv_client();
         let m = wait_event(&mut ev, |m| matches!(m.object, Object::Exp(_)));
         assert_eq!(m.kind, Kind::New);
         let Object::Exp(exp) = m.object else { unreachable!() };
@@ -278,7 +296,6 @@ fn ftp_passive_expectation_is_seen_then_recreated_in_another_namespace() {
         let listed = fw1.sh("conntrack -L expect 2>/dev/null");
         (exp, master.expect("master conntrack in dump"), listed)
     });
-    let _ = std::fs::remove_dir_all(&root);
 
     // What the kernel told us matches what conntrack(8) shows.
     let L4::Ports { dst: data_port, .. } = exp.tuple.l4 else {
@@ -334,4 +351,143 @@ fn ftp_passive_expectation_is_seen_then_recreated_in_another_namespace() {
             .unwrap()
     });
     assert_eq!(again, vec![0]);
+}
+
+fn udp_flows(n: u32, first: u32) -> Vec<Conntrack> {
+    (first..first + n)
+        .map(|i| {
+            let mut ct = Conntrack::new(Tuple {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.1.0.1".parse().unwrap(),
+                proto: 17,
+                l4: L4::Ports {
+                    src: (1024 + i % 60000) as u16,
+                    dst: (1 + i / 60000) as u16,
+                },
+            });
+            ct.timeout = Some(120);
+            commit::prepare_ct(&ct, 0, &CommitRules::default())
+        })
+        .collect()
+}
+
+#[test]
+fn event_flood_overruns_grow_the_buffer_and_are_reported() {
+    let Some(ns) = Netns::new("flood") else {
+        return;
+    };
+    ns.enter(|| {
+        smol::block_on(async {
+            // 64 KiB, allowed to grow once to 128 KiB.
+            let mut ev =
+                EventSocket::open(false, 65536, 131072, false).unwrap();
+            assert_eq!(ev.buffer_size(), 65536);
+            let mut s = CtSocket::open().unwrap();
+            let errs = s.create_cts(&udp_flows(100_000, 0)).unwrap();
+            assert!(errs.iter().all(|&e| e == 0), "creates failed");
+
+            // The queue overflowed: the first read reports it and doubles.
+            assert_eq!(
+                ev.recv().await.unwrap(),
+                EventRead::Overrun {
+                    grown_to: Some(131072)
+                }
+            );
+            assert_eq!(ev.buffer_size(), 131072);
+            let mut events = drain(&mut ev);
+            assert!(events > 0 && events < 100_000, "{events} events survived");
+
+            // Another flood: now at the limit, reported without growing.
+            let errs = s.create_cts(&udp_flows(30_000, 100_000)).unwrap();
+            assert!(errs.iter().all(|&e| e == 0));
+            assert_eq!(
+                ev.recv().await.unwrap(),
+                EventRead::Overrun { grown_to: None }
+            );
+            assert_eq!(ev.buffer_size(), 131072);
+            events += drain(&mut ev);
+            assert!(events < 130_000);
+        })
+    });
+}
+
+/// Reads every queued datagram (bounded), counting conntrack messages.
+fn drain(ev: &mut EventSocket) -> usize {
+    let mut count = 0;
+    for _ in 0..1_000_000 {
+        match ev.try_recv().unwrap() {
+            None => return count,
+            Some(EventRead::Data(n)) => {
+                count += codec::messages(ev.received(n)).count()
+            }
+            Some(EventRead::Overrun { .. }) => {}
+        }
+    }
+    panic!("event queue never emptied");
+}
+
+/// Records real kernel messages into tests/fixtures/kernel/ for the
+/// unprivileged decoding tests (tests/kernel_fixtures.rs). Run as root:
+/// `cargo test --test kernel record_kernel_fixtures -- --ignored`.
+#[test]
+#[ignore]
+fn record_kernel_fixtures() {
+    let Some(ns) = Netns::new("record") else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kernel");
+    std::fs::create_dir_all(&dir).unwrap();
+    let steps: [(&str, &str); 6] = [
+        (
+            "ct_new_tcp_snat.bin",
+            "conntrack -I -p tcp -s 192.168.0.2 -d 192.168.1.2 --sport 40000 --dport 21 --state ESTABLISHED -t 300 -u SEEN_REPLY,ASSURED --src-nat 192.168.1.100 -m 7",
+        ),
+        (
+            "ct_update_mark.bin",
+            "conntrack -U -p tcp -s 192.168.0.2 -d 192.168.1.2 --sport 40000 --dport 21 -m 9",
+        ),
+        (
+            "ct_destroy_tcp.bin",
+            "conntrack -D -p tcp -s 192.168.0.2 -d 192.168.1.2 --sport 40000 --dport 21",
+        ),
+        (
+            "ct_new_icmp.bin",
+            "conntrack -I -p icmp -s 10.0.0.1 -d 10.0.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77 -t 30",
+        ),
+        (
+            "ct_new_udp6_zone.bin",
+            "conntrack -I -p udp -s fd00::1 -d fd00::2 --sport 5000 --dport 53 -t 30 -w 5",
+        ),
+        (
+            "ct_new_sctp.bin",
+            "conntrack -I -p sctp -s 10.0.0.1 -d 10.0.0.2 --sport 7 --dport 8 --state ESTABLISHED --orig-vtag 1234 --reply-vtag 5678 -t 30",
+        ),
+    ];
+    ns.enter(|| {
+        let (mut ev, _) = CtSocket::events(true, 0).unwrap();
+        for (file, cmd) in steps {
+            ns.sh(&format!("{cmd} 2>&1"));
+            let n = ev.recv_blocking(Duration::from_secs(5)).unwrap();
+            std::fs::write(dir.join(file), ev.received(n)).unwrap();
+        }
+    });
+    ns.ftp_helper();
+    let _server = ns.ftp_server();
+    ns.enter(|| {
+        let (mut ev, _) = CtSocket::events(true, 0).unwrap();
+        let _client = ns.ftp_pasv_client();
+        for _ in 0..100 {
+            let n = ev.recv_blocking(Duration::from_secs(5)).unwrap();
+            if let Some(Ok(Received::Msg(m))) =
+                codec::messages(ev.received(n)).next()
+                && matches!(m.object, Object::Exp(_))
+            {
+                std::fs::write(dir.join("exp_new_ftp.bin"), ev.received(n))
+                    .unwrap();
+                return;
+            }
+        }
+        panic!("no expectation event");
+    });
 }

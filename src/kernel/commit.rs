@@ -73,6 +73,36 @@ pub fn prepare_exp(x: &Expect, age_secs: u32, rules: &CommitRules) -> Expect {
     out
 }
 
+/// Everything one commit creates, in the order the kernel needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Masters first, then RELATED entries.
+    pub cts: Vec<Conntrack>,
+    /// Created after every conntrack.
+    pub exps: Vec<Expect>,
+}
+
+/// The one entry point the caches use: entries with their age in the
+/// cache (seconds), prepared and ordered for the kernel.
+pub fn plan<'a>(
+    cts: impl IntoIterator<Item = (&'a Conntrack, u32)>,
+    exps: impl IntoIterator<Item = (&'a Expect, u32)>,
+    rules: &CommitRules,
+) -> Plan {
+    let (mut masters, related): (Vec<_>, Vec<_>) = cts
+        .into_iter()
+        .map(|(c, age)| prepare_ct(c, age, rules))
+        .partition(|c| c.master.is_none());
+    masters.extend(related);
+    Plan {
+        cts: masters,
+        exps: exps
+            .into_iter()
+            .map(|(x, age)| prepare_exp(x, age, rules))
+            .collect(),
+    }
+}
+
 /// Commit order of conntracks: masters before the RELATED entries that
 /// name them, so the kernel can link each child to its master.
 pub fn commit_order<'a>(
@@ -155,6 +185,17 @@ mod test {
         let p = prepare_ct(&ct(false), 30, &fixed);
         assert_eq!(p.timeout, Some(1800));
         assert!(matches!(p.proto_info, ProtoInfo::Tcp { flags_orig: 0, .. }));
+    }
+
+    #[test]
+    fn plan_prepares_and_orders() {
+        let a = ct(true);
+        let b = ct(false);
+        let p = plan([(&a, 10), (&b, 20)], [], &CommitRules::default());
+        assert_eq!(p.cts.len(), 2);
+        assert!(p.cts[0].master.is_none() && p.cts[1].master.is_some());
+        assert_eq!((p.cts[0].timeout, p.cts[1].timeout), (Some(80), Some(90)));
+        assert!(p.cts.iter().all(|c| c.status & status::CONFIRMED != 0));
     }
 
     #[test]

@@ -6,4 +6,5 @@
 
 pub mod codec;
 pub mod commit;
+pub mod origin;
 pub mod socket;

@@ -15,12 +15,14 @@ use std::time::Duration;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::codec::{self, Object, Received};
+use super::commit::Plan;
 use crate::model::{Conntrack, Expect};
 
 /// Requests per `send`: small enough for the default socket buffers, large
 /// enough that a commit of 100 000 entries takes a few hundred sends.
 const BATCH: usize = 256;
 const EEXIST: Errno = 17;
+const ENOBUFS: i32 = 105;
 
 /// Largest netlink datagram we read (the kernel sends at most a page per
 /// dump message batch; events are far smaller).
@@ -164,11 +166,9 @@ impl CtSocket {
     /// batches. An entry that exists is deleted and created once more, as
     /// conntrackd does. Returns one errno per entry, 0 for success.
     pub fn create_cts(&mut self, cts: &[Conntrack]) -> io::Result<Vec<Errno>> {
-        self.create_with_retry(
-            cts,
-            codec::encode_ct_create,
-            |buf, ct, seq| codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq),
-        )
+        self.create_with_retry(cts, codec::encode_ct_create, |buf, ct, seq| {
+            codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq)
+        })
     }
 
     /// Creates expectations (their masters must exist), with the same
@@ -222,6 +222,17 @@ impl CtSocket {
                 encode(buf, item, seq());
             }
         })
+    }
+
+    /// Runs a commit plan: conntracks (masters first), then expectations.
+    /// Returns the errno of every entry, in plan order.
+    pub fn commit(
+        &mut self,
+        plan: &Plan,
+    ) -> io::Result<(Vec<Errno>, Vec<Errno>)> {
+        let cts = self.create_cts(&plan.cts)?;
+        let exps = self.create_exps(&plan.exps)?;
+        Ok((cts, exps))
     }
 
     /// Dumps the conntrack table (or the expectation table).
@@ -279,13 +290,172 @@ impl CtSocket {
 
     /// Reads one datagram that is ready now.
     pub fn recv_now(&mut self) -> io::Result<usize> {
-        let mut slice = &mut self.rx[..];
-        let n = self.sock.recv(&mut slice, 0)?;
-        Ok(n.min(RX_BUF))
+        let n = recv_into(&self.sock, &mut self.rx)?;
+        Ok(n)
     }
 
     /// The last datagram read.
     pub fn received(&self, n: usize) -> &[u8] {
         &self.rx[..n]
+    }
+}
+
+impl AsFd for CtSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    let len = buf.len();
+    let mut slice = buf;
+    let n = sock.recv(&mut slice, 0)?;
+    Ok(n.min(len))
+}
+
+// ===== the event socket (smol) =====
+
+/// The receive buffer size after an overrun: doubled while that stays
+/// within `max` (`NetlinkBufferSizeMaxGrowth`), else None.
+pub fn grown_buffer(current: usize, max: usize) -> Option<usize> {
+    let next = current.checked_mul(2)?;
+    (next <= max).then_some(next)
+}
+
+/// What one read from the event socket gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventRead {
+    /// A datagram of this many bytes, see [`EventSocket::received`].
+    Data(usize),
+    /// The kernel dropped events (ENOBUFS): the caller must resync with
+    /// the kernel table. The buffer was doubled to `grown_to`, or was at
+    /// its limit already (None).
+    Overrun { grown_to: Option<usize> },
+}
+
+/// Kernel events (NEW/UPDATE/DESTROY of conntracks, and of expectations
+/// when enabled) for the daemon's event loop.
+pub struct EventSocket {
+    sock: smol::Async<CtSocket>,
+    port: u32,
+    size: usize,
+    max: usize,
+    warned_at_limit: bool,
+    rx: Vec<u8>,
+}
+
+impl EventSocket {
+    /// Subscribes, sizing the buffer as conntrackd does: `NetlinkBufferSize`
+    /// is applied only when it is within `NetlinkBufferSizeMaxGrowth`.
+    pub fn open(
+        expectations: bool,
+        buffer_size: usize,
+        max_growth: usize,
+        reliable: bool,
+    ) -> io::Result<EventSocket> {
+        let use_size = buffer_size > 0 && buffer_size <= max_growth;
+        let (s, size) = CtSocket::events(
+            expectations,
+            if use_size { buffer_size } else { 0 },
+        )?;
+        if !use_size {
+            log::info!(
+                "NetlinkBufferSize is either not set or is greater than \
+                 NetlinkBufferSizeMaxGrowth. Using current system buffer size"
+            );
+        }
+        if reliable {
+            s.set_reliable()?;
+            log::info!("reliable ctnetlink event delivery is ENABLED.");
+        }
+        log::info!(
+            "netlink event socket buffer size has been set to {size} bytes"
+        );
+        let port = s.port();
+        Ok(EventSocket {
+            sock: smol::Async::new(s)?,
+            port,
+            size,
+            max: max_growth,
+            warned_at_limit: false,
+            rx: vec![0; RX_BUF],
+        })
+    }
+
+    /// Waits for the next datagram or overrun.
+    pub async fn recv(&mut self) -> io::Result<EventRead> {
+        let rx = &mut self.rx;
+        let r = self.sock.read_with(|s| recv_into(&s.sock, rx)).await;
+        self.classify(r)
+    }
+
+    /// Reads without waiting: None when nothing is queued. The daemon uses
+    /// it to handle up to `EventIterationLimit` datagrams per wake-up.
+    pub fn try_recv(&mut self) -> io::Result<Option<EventRead>> {
+        match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
+            r => self.classify(r).map(Some),
+        }
+    }
+
+    fn classify(&mut self, r: io::Result<usize>) -> io::Result<EventRead> {
+        match r {
+            Ok(n) => Ok(EventRead::Data(n)),
+            Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
+                let grown_to = grown_buffer(self.size, self.max);
+                match grown_to {
+                    Some(size) => {
+                        self.sock.get_ref().set_rcvbuf(size)?;
+                        self.size = size;
+                        log::info!(
+                            "netlink event socket buffer size has been doubled to {size} bytes"
+                        );
+                    }
+                    None if !self.warned_at_limit => {
+                        self.warned_at_limit = true;
+                        log::warn!(
+                            "netlink event socket buffer size cannot be doubled further since it \
+                             will exceed NetlinkBufferSizeMaxGrowth. We are likely to be losing \
+                             events, this may lead to unsynchronized replicas. Please, consider \
+                             increasing netlink socket buffer size via NetlinkBufferSize and \
+                             NetlinkBufferSizeMaxGrowth clauses in the configuration"
+                        );
+                    }
+                    None => {}
+                }
+                Ok(EventRead::Overrun { grown_to })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bytes of the last datagram.
+    pub fn received(&self, n: usize) -> &[u8] {
+        &self.rx[..n]
+    }
+
+    /// The current receive buffer size (bytes).
+    pub fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    /// The port id of this socket (not of the sockets that cause events).
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::grown_buffer;
+
+    #[test]
+    fn buffer_doubles_up_to_the_limit() {
+        assert_eq!(grown_buffer(65536, 262144), Some(131072));
+        assert_eq!(grown_buffer(131072, 262144), Some(262144));
+        assert_eq!(grown_buffer(262144, 262144), None);
+        // No MaxGrowth configured: never grow (conntrackd's behaviour).
+        assert_eq!(grown_buffer(212992, 0), None);
+        assert_eq!(grown_buffer(usize::MAX, usize::MAX), None);
     }
 }

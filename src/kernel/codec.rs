@@ -4,7 +4,10 @@
 //! `CTA_EXPECT_*`, include/uapi/linux/netfilter/nfnetlink_conntrack.h), the
 //! decoding of events and dump replies, and the encoding of requests.
 //!
-//! Decoding walks the netlink buffer with netlink-packet-core's
+//! Requests use netlink-packet-netfilter's types where they exist (the
+//! nfgenmsg header, the conntrack dump); what it lacks (expectations, NAT,
+//! helper, zone, labels, seq-adj, SCTP/DCCP protoinfo) is encoded here with
+//! the kernel's attribute names. Decoding walks the netlink buffer with netlink-packet-core's
 //! `NlasIterator` views: no `Vec` per attribute, nothing allocated for an
 //! event. Unknown attributes are skipped, malformed ones are an error,
 //! never a panic. Encoding appends to a caller-owned `Vec` that is reused
@@ -14,7 +17,14 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{NetlinkBuffer, NlaBuffer, NlasIterator};
+use netlink_packet_core::{
+    Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NlaBuffer, NlasIterator,
+};
+use netlink_packet_netfilter::conntrack::ConntrackMessage;
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterProtoFamily,
+};
 
 use crate::model::{
     Conntrack, Counters, Expect, ExpectNat, L4, ProtoInfo, SeqAdj, Tuple,
@@ -690,7 +700,12 @@ impl<'a> Encoder<'a> {
         self.buf.extend_from_slice(&flags.to_ne_bytes());
         self.buf.extend_from_slice(&seq.to_ne_bytes());
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // port: kernel fills
-        self.buf.extend_from_slice(&[family, 0, 0, 0]); // nfgenmsg v0, res_id 0
+        // nfgenmsg: family, NFNETLINK_V0, res_id 0.
+        let nfgen =
+            NetfilterHeader::new(NetfilterProtoFamily::from(family), 0, 0);
+        let start = self.buf.len();
+        self.buf.resize(start + nfgen.buffer_len(), 0);
+        nfgen.emit(&mut self.buf[start..]);
         at
     }
 
@@ -940,14 +955,34 @@ fn encode_ct_by_tuple(
 
 /// Appends a dump request for the whole conntrack or expectation table.
 pub fn encode_dump(buf: &mut Vec<u8>, expectations: bool, seq: u32) {
-    let mut e = Encoder::new(buf);
-    let (subsys, op) = if expectations {
-        (NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_GET)
-    } else {
-        (NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET)
-    };
-    let at = e.begin_msg(subsys, op, NLM_F_REQUEST | NLM_F_DUMP, seq, 0);
-    e.finish_msg(at);
+    if expectations {
+        // netlink-packet-netfilter has no expectation subsystem (yet).
+        let mut e = Encoder::new(buf);
+        let flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let at = e.begin_msg(
+            NFNL_SUBSYS_CTNETLINK_EXP,
+            IPCTNL_MSG_EXP_GET,
+            flags,
+            seq,
+            0,
+        );
+        e.finish_msg(at);
+        return;
+    }
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
+            ConntrackMessage::Get(Vec::new()),
+        )),
+    );
+    msg.finalize();
+    let start = buf.len();
+    buf.resize(start + msg.buffer_len(), 0);
+    msg.serialize(&mut buf[start..]);
 }
 
 /// Appends a request that creates an expectation.

@@ -209,3 +209,21 @@ fn truncated_and_corrupt_messages_are_errors() {
         let _ = messages(&m).count();
     }
 }
+
+#[test]
+fn dump_requests() {
+    let mut buf = Vec::new();
+    encode_dump(&mut buf, false, 7);
+    // nlmsghdr: len 20, type CTNETLINK<<8 | CT_GET, flags REQUEST|DUMP, seq 7;
+    // nfgenmsg: AF_UNSPEC, v0, res_id 0.
+    assert_eq!(buf.len(), 20);
+    assert_eq!(&buf[4..6], &0x0101u16.to_ne_bytes());
+    assert_eq!(&buf[6..8], &(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    assert_eq!(&buf[8..12], &7u32.to_ne_bytes());
+    assert_eq!(&buf[16..20], &[0, 0, 0, 0]);
+    let mut exp = Vec::new();
+    encode_dump(&mut exp, true, 7);
+    assert_eq!(&exp[4..6], &0x0201u16.to_ne_bytes());
+    assert_eq!(exp[..4], buf[..4]);
+    assert_eq!(exp[6..], buf[6..]);
+}

@@ -28,6 +28,7 @@ pub mod daemon;
 pub mod kernel;
 pub mod logging;
 pub mod model;
+pub mod wire;
 
 /// The version printed by `-v` and reported in `-s runtime`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

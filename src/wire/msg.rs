@@ -1,0 +1,188 @@
+//! The messages of the replication protocol and their compact forms.
+//!
+//! Compactness (fewer bytes per replicated entry than conntrackd's TLVs):
+//! postcard varints; addresses as 4/16 raw bytes; the reply tuple only when
+//! NAT makes it differ from the inverse of the original; rarely-set fields
+//! (mark, secmark, helper, master, seq-adj, labels) behind one presence
+//! byte. A data message always carries the *current* state of its entry
+//! (conntrackd's "rebuild the message at transmit time"), so a resent
+//! message can never roll a peer back to an older state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::HelperName;
+use crate::model::{
+    Conntrack, Expect, ExpectFn, ExpectNat, ProtoInfo, SeqAdj, Tuple,
+};
+
+/// One protocol message. Variants are only ever appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// A conntrack the peer has not been told about before.
+    CtNew(WireCt),
+    /// The current state of a conntrack (creates it when unknown).
+    CtUpd(WireCt),
+    /// The conntrack is gone.
+    CtDel(CtKey),
+    ExpNew(WireExp),
+    ExpUpd(WireExp),
+    ExpDel(ExpKey),
+    /// "I have every data message from `from` to `to`" (inclusive).
+    Ack {
+        from: u32,
+        to: u32,
+    },
+    /// "Send again what you have from `from` to `to`".
+    Nack {
+        from: u32,
+        to: u32,
+    },
+    /// Keep-alive; `next` is the sequence number the sender will use next,
+    /// so a lost last message is noticed within one alive period.
+    Alive {
+        next: u32,
+    },
+    /// "Send me your whole internal cache" (`-n`, StartupResync).
+    Resync,
+}
+
+impl Msg {
+    /// Data messages are sequenced (and, in FT-FW, acknowledged).
+    pub fn is_data(&self) -> bool {
+        !matches!(self, Msg::Ack { .. } | Msg::Nack { .. } | Msg::Alive { .. })
+    }
+}
+
+/// Identity of a conntrack on the wire and in caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CtKey {
+    pub orig: Tuple,
+    pub zone: u16,
+}
+
+/// Identity of an expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExpKey {
+    pub master: Tuple,
+    pub tuple: Tuple,
+    pub mask: Tuple,
+    pub zone: u16,
+}
+
+/// The fields most entries leave at their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CtExtra {
+    pub mark: u32,
+    pub secmark: u32,
+    pub helper: Option<HelperName>,
+    pub master: Option<Tuple>,
+    pub seq_adj: Option<[SeqAdj; 2]>,
+    pub labels: Option<[u8; 16]>,
+}
+
+/// A conntrack as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCt {
+    pub key: CtKey,
+    /// Only when it is not the inverse of the original (NAT).
+    pub reply: Option<Tuple>,
+    pub status: u32,
+    pub timeout: Option<u32>,
+    pub proto: ProtoInfo,
+    pub extra: Option<CtExtra>,
+}
+
+/// An expectation as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireExp {
+    pub key: ExpKey,
+    pub timeout: Option<u32>,
+    pub flags: u32,
+    pub class: u32,
+    pub helper: Option<HelperName>,
+    pub nat: Option<ExpectNat>,
+    pub func: Option<ExpectFn>,
+}
+
+pub fn ct_key_of(ct: &Conntrack) -> CtKey {
+    CtKey {
+        orig: ct.orig,
+        zone: ct.zone,
+    }
+}
+
+pub fn exp_key_of(x: &Expect) -> ExpKey {
+    ExpKey {
+        master: x.master,
+        tuple: x.tuple,
+        mask: x.mask,
+        zone: x.zone,
+    }
+}
+
+/// The wire form of `ct`.
+pub fn to_wire_ct(ct: &Conntrack) -> WireCt {
+    let extra = CtExtra {
+        mark: ct.mark,
+        secmark: ct.secmark,
+        helper: ct.helper.clone(),
+        master: ct.master,
+        seq_adj: ct.seq_adj,
+        labels: ct.labels,
+    };
+    WireCt {
+        key: ct_key_of(ct),
+        reply: ct.reply.filter(|r| *r != ct.orig.inverse()),
+        status: ct.status,
+        timeout: ct.timeout,
+        proto: ct.proto_info,
+        extra: (extra != CtExtra::default()).then_some(extra),
+    }
+}
+
+/// The model value of a received conntrack.
+pub fn from_wire_ct(w: WireCt) -> Conntrack {
+    let mut ct = Conntrack::new(w.key.orig);
+    ct.zone = w.key.zone;
+    ct.reply = Some(w.reply.unwrap_or_else(|| w.key.orig.inverse()));
+    ct.status = w.status;
+    ct.timeout = w.timeout;
+    ct.proto_info = w.proto;
+    if let Some(e) = w.extra {
+        ct.mark = e.mark;
+        ct.secmark = e.secmark;
+        ct.helper = e.helper;
+        ct.master = e.master;
+        ct.seq_adj = e.seq_adj;
+        ct.labels = e.labels;
+    }
+    ct
+}
+
+pub fn to_wire_exp(x: &Expect) -> WireExp {
+    WireExp {
+        key: exp_key_of(x),
+        timeout: x.timeout,
+        flags: x.flags,
+        class: x.class,
+        helper: x.helper.clone(),
+        nat: x.nat,
+        func: x.func.clone(),
+    }
+}
+
+pub fn from_wire_exp(w: WireExp) -> Expect {
+    Expect {
+        master: w.key.master,
+        tuple: w.key.tuple,
+        mask: w.key.mask,
+        timeout: w.timeout,
+        zone: w.key.zone,
+        flags: w.flags,
+        class: w.class,
+        helper: w.helper,
+        nat: w.nat,
+        func: w.func,
+        id: 0,
+    }
+}

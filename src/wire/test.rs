@@ -1,0 +1,401 @@
+//! Byte fixtures for every message type, the worst-case sizes, and
+//! rejection of every malformed or truncated datagram.
+
+use super::msg::CtExtra;
+use super::*;
+use crate::model::{
+    Conntrack, Expect, ExpectNat, L4, ProtoInfo, SeqAdj, Tuple, status,
+};
+
+fn t4() -> Tuple {
+    Tuple {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports { src: 1000, dst: 80 },
+    }
+}
+
+/// postcard bytes of `t4()`: V4 tag, 4 bytes, V4 tag, 4 bytes, proto,
+/// Ports tag, varint 1000, varint 80.
+const T4: [u8; 15] = [0, 10, 0, 0, 1, 0, 10, 0, 0, 2, 6, 1, 0xe8, 0x07, 0x50];
+
+fn enc(m: &Msg) -> Vec<u8> {
+    postcard::to_allocvec(m).unwrap()
+}
+
+fn check(m: Msg, bytes: &[u8]) {
+    assert_eq!(enc(&m), bytes, "{m:?}");
+    let (back, rest) = postcard::take_from_bytes::<Msg>(bytes).unwrap();
+    assert_eq!(back, m);
+    assert!(rest.is_empty());
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+#[test]
+fn control_message_fixtures() {
+    check(Msg::Ack { from: 1, to: 300 }, &[6, 1, 0xac, 0x02]);
+    check(Msg::Nack { from: 5, to: 5 }, &[7, 5, 5]);
+    check(Msg::Alive { next: 128 }, &[8, 0x80, 0x01]);
+    check(Msg::Resync, &[9]);
+    assert!(Msg::Resync.is_data() && !Msg::Alive { next: 0 }.is_data());
+}
+
+#[test]
+fn conntrack_message_fixtures() {
+    let key = CtKey {
+        orig: t4(),
+        zone: 0,
+    };
+    check(Msg::CtDel(key), &cat(&[&[2], &T4, &[0]]));
+    let w = WireCt {
+        key,
+        reply: None,
+        status: 0x19e,
+        timeout: Some(120),
+        proto: ProtoInfo::Tcp {
+            state: 3,
+            wscale_orig: 7,
+            wscale_reply: 7,
+            flags_orig: 8,
+            flags_reply: 8,
+        },
+        extra: None,
+    };
+    // zone 0, no reply, status, Some(120), Tcp {..}, no extra.
+    let body: &[u8] = &[0, 0, 0x9e, 0x03, 1, 120, 1, 3, 7, 7, 8, 8, 0];
+    check(Msg::CtNew(w.clone()), &cat(&[&[0], &T4, body]));
+    check(Msg::CtUpd(w.clone()), &cat(&[&[1], &T4, body]));
+    // With NAT (reply present) and extras (mark 5, helper "ftp").
+    let mut nat = w;
+    nat.reply = Some(Tuple {
+        src: "10.0.0.2".parse().unwrap(),
+        dst: "10.0.0.9".parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports { src: 80, dst: 1000 },
+    });
+    nat.extra = Some(CtExtra {
+        mark: 5,
+        helper: Some("ftp".try_into().unwrap()),
+        ..CtExtra::default()
+    });
+    let reply: &[u8] =
+        &[1, 0, 10, 0, 0, 2, 0, 10, 0, 0, 9, 6, 1, 0x50, 0xe8, 0x07];
+    let rest: &[u8] = &[0x9e, 0x03, 1, 120, 1, 3, 7, 7, 8, 8];
+    let extra: &[u8] = &[1, 5, 0, 1, 3, b'f', b't', b'p', 0, 0, 0];
+    check(
+        Msg::CtUpd(nat),
+        &cat(&[&[1], &T4, &[0], reply, rest, extra]),
+    );
+}
+
+#[test]
+fn expectation_message_fixtures() {
+    let mask = Tuple {
+        src: "255.255.255.255".parse().unwrap(),
+        dst: "255.255.255.255".parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports {
+            src: 0,
+            dst: 0xffff,
+        },
+    };
+    let mut tuple = t4();
+    tuple.l4 = L4::Ports { src: 0, dst: 50000 };
+    let key = ExpKey {
+        master: t4(),
+        tuple,
+        mask,
+        zone: 0,
+    };
+    let tuple_b: &[u8] =
+        &[0, 10, 0, 0, 1, 0, 10, 0, 0, 2, 6, 1, 0, 0xd0, 0x86, 0x03];
+    let mask_b: &[u8] = &[
+        0, 255, 255, 255, 255, 0, 255, 255, 255, 255, 6, 1, 0, 0xff, 0xff, 0x03,
+    ];
+    let key_b = cat(&[&T4, tuple_b, mask_b, &[0]]);
+    check(Msg::ExpDel(key), &cat(&[&[5], &key_b]));
+    let w = WireExp {
+        key,
+        timeout: Some(300),
+        flags: 0,
+        class: 0,
+        helper: Some("ftp".try_into().unwrap()),
+        nat: None,
+        func: None,
+    };
+    let rest: &[u8] = &[1, 0xac, 0x02, 0, 0, 1, 3, b'f', b't', b'p', 0, 0];
+    check(Msg::ExpNew(w.clone()), &cat(&[&[3], &key_b, rest]));
+    check(Msg::ExpUpd(w), &cat(&[&[4], &key_b, rest]));
+}
+
+#[test]
+fn datagram_fixture_and_round_trip() {
+    let mut buf = [0u8; 64];
+    let mut w = Writer::new(
+        &mut buf,
+        Header {
+            flags: flag::HELLO,
+            session: 0x0102_0304,
+            first_seq: 7,
+        },
+    )
+    .unwrap();
+    w.push(&Msg::Ack { from: 1, to: 300 }).unwrap();
+    w.push(&Msg::Resync).unwrap();
+    assert_eq!(w.counts(), (2, 1));
+    let n = w.finish(None);
+    assert_eq!(
+        &buf[..n],
+        &[
+            b'c', b'T', 1, 1, 1, 2, 3, 4, 0, 0, 0, 7, 0, 5, 6, 1, 0xac, 2, 9
+        ]
+    );
+    let (h, body) = read(&buf[..n], None).unwrap();
+    assert_eq!(
+        h,
+        Header {
+            flags: flag::HELLO,
+            session: 0x0102_0304,
+            first_seq: 7
+        }
+    );
+    let msgs: Vec<Msg> = messages(body).map(Result::unwrap).collect();
+    assert_eq!(msgs, [Msg::Ack { from: 1, to: 300 }, Msg::Resync]);
+}
+
+fn worst_ct() -> Conntrack {
+    let v6 = |a: &str, b: &str| Tuple {
+        src: a.parse().unwrap(),
+        dst: b.parse().unwrap(),
+        proto: 132,
+        l4: L4::Ports {
+            src: u16::MAX,
+            dst: u16::MAX,
+        },
+    };
+    let all = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+    let mut ct = Conntrack::new(v6(all, all));
+    ct.reply = Some(v6("fe80::1", all));
+    ct.zone = u16::MAX;
+    ct.status = u32::MAX;
+    ct.timeout = Some(u32::MAX);
+    ct.mark = u32::MAX;
+    ct.secmark = u32::MAX;
+    ct.proto_info = ProtoInfo::Dccp {
+        state: 255,
+        role: 255,
+        handshake_seq: u64::MAX,
+    };
+    ct.helper = Some("abcdefghijklmno".try_into().unwrap());
+    ct.master = Some(v6(all, all));
+    let m = SeqAdj {
+        correction_pos: u32::MAX,
+        offset_before: u32::MAX,
+        offset_after: u32::MAX,
+    };
+    ct.seq_adj = Some([m, m]);
+    ct.labels = Some([0xff; 16]);
+    ct
+}
+
+#[test]
+fn worst_case_sizes_fit_a_datagram() {
+    // 1500-byte MTU minus IPv6 and UDP headers, our header and a tag.
+    let room = 1500 - 48 - HEADER_LEN - TAG_LEN;
+    let ct = enc(&Msg::CtUpd(to_wire_ct(&worst_ct())));
+    assert_eq!(ct.len(), 232);
+    let all = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+    let t = Tuple {
+        src: all,
+        dst: all,
+        proto: 255,
+        l4: L4::Icmp {
+            kind: 255,
+            code: 255,
+            id: u16::MAX,
+        },
+    };
+    let x = Expect {
+        master: t,
+        tuple: t,
+        mask: t,
+        timeout: Some(u32::MAX),
+        zone: u16::MAX,
+        flags: u32::MAX,
+        class: u32::MAX,
+        helper: Some("abcdefghijklmno".try_into().unwrap()),
+        nat: Some(ExpectNat {
+            dir: u32::MAX,
+            tuple: t,
+        }),
+        func: Some("abcdefghijklmnopqrstuvwxyz01234".try_into().unwrap()),
+        id: 0,
+    };
+    let xb = enc(&Msg::ExpUpd(to_wire_exp(&x)));
+    assert_eq!(xb.len(), 240);
+    assert!(ct.len() < room && xb.len() < room);
+    // Both round-trip.
+    assert_eq!(from_wire_ct(to_wire_ct(&worst_ct())), worst_ct());
+    assert_eq!(from_wire_exp(to_wire_exp(&x)), x);
+}
+
+#[test]
+fn typical_flow_is_compact() {
+    // An established, un-NATed TCP flow: conntrackd sends 68 bytes.
+    let mut ct = Conntrack::new(t4());
+    ct.reply = Some(t4().inverse());
+    ct.status = status::SEEN_REPLY | status::ASSURED | status::CONFIRMED;
+    ct.timeout = Some(431999);
+    ct.proto_info = ProtoInfo::Tcp {
+        state: 3,
+        wscale_orig: 7,
+        wscale_reply: 7,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    assert_eq!(enc(&Msg::CtUpd(to_wire_ct(&ct))).len(), 30);
+}
+
+#[test]
+fn a_message_that_does_not_fit_is_refused() {
+    let mut buf = [0u8; HEADER_LEN + TAG_LEN + 40];
+    let mut w = Writer::new(
+        &mut buf,
+        Header {
+            flags: 0,
+            session: 1,
+            first_seq: 1,
+        },
+    )
+    .unwrap();
+    let big = Msg::CtUpd(to_wire_ct(&worst_ct()));
+    assert_eq!(w.push(&big), Err(Error::TooBig));
+    // The datagram is unchanged and still usable.
+    w.push(&Msg::Resync).unwrap();
+    assert_eq!(w.counts(), (1, 1));
+    let mut tiny = [0u8; 8];
+    assert!(
+        Writer::new(
+            &mut tiny,
+            Header {
+                flags: 0,
+                session: 1,
+                first_seq: 1
+            }
+        )
+        .is_err()
+    );
+}
+
+struct XorAuth(u8);
+
+impl Authenticator for XorAuth {
+    fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
+        let mut t = [self.0; TAG_LEN];
+        for (i, b) in data.iter().enumerate() {
+            t[i % TAG_LEN] ^= b;
+        }
+        t
+    }
+    fn verify(&self, data: &[u8], tag: &[u8; TAG_LEN]) -> bool {
+        self.tag(data) == *tag
+    }
+}
+
+fn datagram(auth: Option<&dyn Authenticator>) -> Vec<u8> {
+    let mut buf = vec![0u8; 200];
+    let mut w = Writer::new(
+        &mut buf,
+        Header {
+            flags: 0,
+            session: 9,
+            first_seq: 1,
+        },
+    )
+    .unwrap();
+    w.push(&Msg::CtDel(CtKey {
+        orig: t4(),
+        zone: 0,
+    }))
+    .unwrap();
+    w.push(&Msg::Alive { next: 2 }).unwrap();
+    let n = w.finish(auth);
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn malformed_datagrams_are_rejected() {
+    let good = datagram(None);
+    assert!(read(&good, None).is_ok());
+    for cut in 0..good.len() {
+        assert!(read(&good[..cut], None).is_err(), "prefix {cut} accepted");
+    }
+    let mut bad = good.clone();
+    bad[0] = b'x';
+    assert_eq!(read(&bad, None), Err(Error::BadMagic));
+    let mut bad = good.clone();
+    bad[2] = 2;
+    assert_eq!(read(&bad, None), Err(Error::Version(2)));
+    let mut bad = good.clone();
+    bad.push(0);
+    assert_eq!(read(&bad, None), Err(Error::TrailingBytes));
+    // A body whose second message has an unknown kind.
+    let mut bad = good.clone();
+    let second = HEADER_LEN
+        + enc(&Msg::CtDel(CtKey {
+            orig: t4(),
+            zone: 0,
+        }))
+        .len();
+    bad[second] = 200;
+    let (_, body) = read(&bad, None).unwrap();
+    let got: Vec<_> = messages(body).collect();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].is_ok());
+    assert_eq!(got[1], Err(Error::Malformed));
+}
+
+#[test]
+fn authentication_tag() {
+    let a = XorAuth(0x5a);
+    let tagged = datagram(Some(&a));
+    assert_eq!(tagged.len(), datagram(None).len() + TAG_LEN);
+    assert!(read(&tagged, Some(&a)).is_ok());
+    assert_eq!(read(&tagged, Some(&XorAuth(1))), Err(Error::Auth));
+    assert_eq!(read(&datagram(None), Some(&a)), Err(Error::Auth));
+    let mut flipped = tagged.clone();
+    flipped[HEADER_LEN] ^= 1;
+    assert_eq!(read(&flipped, Some(&a)), Err(Error::Auth));
+    // Without a configured authenticator the tag is skipped, not parsed.
+    assert!(read(&tagged, None).is_ok());
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let good = datagram(None);
+    let mut x: u64 = 0x1234_5678;
+    for i in 0..50_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut d = if i % 2 == 0 {
+            good.clone()
+        } else {
+            (0..(x % 64) as usize)
+                .map(|k| (x >> (k % 8 * 8)) as u8)
+                .collect()
+        };
+        if !d.is_empty() {
+            let k = x as usize % d.len();
+            d[k] = (x >> 32) as u8;
+        }
+        if let Ok((_, body)) = read(&d, None) {
+            let _ = messages(body).count();
+        }
+    }
+}

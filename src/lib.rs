@@ -28,6 +28,8 @@ pub mod daemon;
 pub mod kernel;
 pub mod logging;
 pub mod model;
+pub mod sync;
+pub mod time;
 pub mod wire;
 
 /// The version printed by `-v` and reported in `-s runtime`.

@@ -1,0 +1,210 @@
+//! Deterministic engine tests with explicit times.
+
+use super::*;
+use crate::model::{L4, Tuple};
+
+fn params(mode: Mode, session: u32) -> Params {
+    Params {
+        mode,
+        session,
+        max_datagram: 1472,
+        resend_queue_size: 1000,
+        ack_window: 4,
+        tx_queue_size: 10_000,
+        refresh_time: Duration::from_secs(5),
+    }
+}
+
+fn ct(port: u16) -> Conntrack {
+    let mut c = Conntrack::new(Tuple {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: 17,
+        l4: L4::Ports { src: port, dst: 53 },
+    });
+    c.timeout = Some(30);
+    // As the kernel reports it: the reply tuple is always known.
+    c.reply = Some(c.orig.inverse());
+    c
+}
+
+fn key(c: &Conntrack) -> Key {
+    Key::Ct(wire::ct_key_of(c))
+}
+
+/// Everything A sends right now, delivered to B (optionally filtered).
+fn pump(
+    a: &mut Engine,
+    a_src: &MapSource,
+    b: &mut Engine,
+    b_src: &mut MapSource,
+    now: Instant,
+    mut deliver: impl FnMut(usize) -> bool,
+) -> usize {
+    let mut buf = [0u8; 1472];
+    let mut n = 0;
+    while let Some(len) = a.poll_transmit(now, a_src, &mut buf) {
+        if deliver(n) {
+            b.recv(now, 1, &buf[..len], &*b_src).unwrap();
+            while let Some(ap) = b.pop_apply() {
+                b_src.apply(ap);
+            }
+        }
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn changes_coalesce_and_reach_the_peer() {
+    let t = Instant(0);
+    let mut a = Engine::new(params(Mode::FtFw, 100), t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    let mut c = ct(1);
+    a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+    assert!(a.local_change(key(&c), true));
+    c.mark = 9;
+    a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+    assert!(a.local_change(key(&c), false));
+    assert_eq!(a.queue_lengths(), (1, 0), "two changes, one queued key");
+    assert_eq!(pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true), 1);
+    assert_eq!(b_ext.cts.get(&wire::ct_key_of(&c)), Some(&c));
+    assert_eq!(a.queue_lengths(), (0, 1), "awaiting ACK");
+    // The first datagram says HELLO; B answers HELLO_BACK with its ACK.
+    a.handle_timeout(Instant(1000), &a_src);
+    b.handle_timeout(Instant(1000), &b_ext);
+    let mut empty = MapSource::default();
+    pump(&mut b, &b_ext, &mut a, &mut empty, Instant(1000), |_| true);
+    assert_eq!(a.queue_lengths(), (0, 0), "ACKed");
+    assert!(!a.say_hello);
+    // Deleting sends a DEL built from the absence of the entry.
+    a_src.cts.clear();
+    a.local_change(key(&c), false);
+    pump(&mut a, &a_src, &mut b, &mut b_ext, Instant(1100), |_| true);
+    assert!(b_ext.cts.is_empty());
+}
+
+#[test]
+fn gap_is_nacked_and_resent_with_the_current_state() {
+    let t = Instant(0);
+    let mut a = Engine::new(params(Mode::FtFw, 100), t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    let mut small = params(Mode::FtFw, 100);
+    small.max_datagram = 60; // one message per datagram
+    a.p = small;
+    for p in 1..=3 {
+        let c = ct(p);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    // Datagram 1 (port 2) is lost.
+    assert_eq!(pump(&mut a, &a_src, &mut b, &mut b_ext, t, |i| i != 1), 3);
+    assert_eq!(b_ext.cts.len(), 2);
+    assert_eq!(b.stats().lost, 1);
+    // B's NACK makes A resend port 2, with whatever state it has now.
+    let mut c2 = ct(2);
+    c2.mark = 77;
+    a_src.cts.insert(wire::ct_key_of(&c2), c2.clone());
+    let mut sink = MapSource::default();
+    pump(&mut b, &b_ext, &mut a, &mut sink, t, |_| true);
+    assert_eq!(a.stats().retransmitted, 1);
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
+    assert_eq!(b_ext.cts.get(&wire::ct_key_of(&c2)), Some(&c2));
+}
+
+#[test]
+fn queues_are_bounded_and_count_drops() {
+    let t = Instant(0);
+    let mut p = params(Mode::FtFw, 1);
+    p.tx_queue_size = 3;
+    p.resend_queue_size = 2;
+    let mut a = Engine::new(p, t);
+    let mut src = MapSource::default();
+    for port in 1..=5 {
+        let c = ct(port);
+        src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    assert_eq!(a.queue_lengths(), (3, 0));
+    assert_eq!(a.stats().tx_queue_full, 2);
+    let mut buf = [0u8; 1472];
+    while a.poll_transmit(t, &src, &mut buf).is_some() {}
+    assert_eq!(a.queue_lengths(), (0, 2));
+    assert_eq!(a.stats().resend_queue_dropped, 1);
+}
+
+#[test]
+fn peer_restart_resets_tracking_and_empties_the_resend_queue() {
+    let t = Instant(0);
+    let mut a = Engine::new(params(Mode::FtFw, 100), t);
+    let mut src = MapSource::default();
+    let c = ct(1);
+    src.cts.insert(wire::ct_key_of(&c), c.clone());
+    a.local_change(key(&c), true);
+    let mut buf = [0u8; 1472];
+    a.poll_transmit(t, &src, &mut buf).unwrap();
+    assert_eq!(a.queue_lengths().1, 1);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    b.handle_timeout(Instant(1000), &MapSource::default());
+    let n = b
+        .poll_transmit(Instant(1000), &MapSource::default(), &mut buf)
+        .unwrap();
+    a.recv(Instant(1000), 7, &buf[..n], &src).unwrap();
+    assert_eq!(a.stats().peer_restarts, 0, "first contact is not a restart");
+    // B restarts: new session.
+    let mut b2 = Engine::new(params(Mode::FtFw, 300), Instant(2000));
+    b2.handle_timeout(Instant(3000), &MapSource::default());
+    let n = b2
+        .poll_transmit(Instant(3000), &MapSource::default(), &mut buf)
+        .unwrap();
+    a.recv(Instant(3000), 7, &buf[..n], &src).unwrap();
+    assert_eq!(a.stats().peer_restarts, 1);
+    assert_eq!(a.queue_lengths().1, 0);
+}
+
+#[test]
+fn resync_request_is_answered_with_a_bulk() {
+    let t = Instant(0);
+    let mut a = Engine::new(params(Mode::NoTrack, 1), t);
+    let mut b = Engine::new(params(Mode::NoTrack, 2), t);
+    let mut a_src = MapSource::default();
+    for p in 1..=50 {
+        let c = ct(p);
+        a_src.cts.insert(wire::ct_key_of(&c), c);
+    }
+    let mut b_ext = MapSource::default();
+    assert!(b.request_resync());
+    let mut sink = MapSource::default();
+    // B's RESYNC reaches A, which queues all 50 entries.
+    let mut buf = [0u8; 1472];
+    let n = b.poll_transmit(t, &sink, &mut buf).unwrap();
+    a.recv(t, 2, &buf[..n], &a_src).unwrap();
+    assert_eq!(a.queue_lengths().0, 50);
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
+    assert_eq!(b_ext, a_src);
+    sink.cts.clear();
+    // ALARM has no resync request.
+    let mut alarm = Engine::new(params(Mode::Alarm, 3), t);
+    assert!(!alarm.request_resync());
+}
+
+#[test]
+fn wrong_version_and_garbage_are_counted() {
+    let t = Instant(0);
+    let mut a = Engine::new(params(Mode::FtFw, 1), t);
+    let src = MapSource::default();
+    let mut d = vec![b'c', b'T', 9, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0];
+    assert_eq!(a.recv(t, 1, &d, &src), Err(wire::Error::Version(9)));
+    assert_eq!(a.recv(t, 1, &d, &src), Err(wire::Error::Version(9)));
+    assert_eq!(a.stats().bad_version, 2);
+    d[2] = wire::VERSION;
+    d[13] = 1;
+    d.push(0xff);
+    assert_eq!(a.recv(t, 1, &d, &src), Err(wire::Error::Malformed));
+    assert_eq!(a.recv(t, 1, b"xx", &src), Err(wire::Error::Truncated));
+    assert_eq!(a.stats().malformed, 4);
+}

@@ -10,10 +10,12 @@
 //! ```text
 //! L4  daemon            the only async code: event loop, sockets, clock,
 //!                       signals, lock file; owns all state
-//! L3  control::server   control::client   kernel::socket   logging
-//! L2  control::proto    kernel::codec     cli   (pure codecs)
+//! L3  control::server   control::client   kernel::socket   channel
+//!     logging           (sockets; channel paces TCP reconnects by clock)
+//! L2  sync              (the FT-FW/NOTRACK/ALARM engine, sans-IO)
+//!     control::proto    kernel::codec  kernel::commit  cli (pure codecs)
 //! L1  config            (pure parser)
-//! L0  model             (conntrack / expectation values)
+//! L0  model  wire  time (values, the replication format, time as input)
 //! ```
 //!
 //! A module may use only modules in lower layers. Layers L0–L2 never touch
@@ -21,6 +23,7 @@
 //! return what to do, which is what makes the deterministic tests possible.
 //! `clippy.toml` forbids reading the clock outside `daemon`.
 
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -2,9 +2,10 @@
 //! namespace created and removed by the test. Needs root; skipped with a
 //! message otherwise (CI runs as root).
 
-use std::fs::File;
-use std::os::fd::AsFd;
-use std::process::Command;
+mod common;
+
+use common::Netns;
+
 use std::time::Duration;
 
 use ctsyncd::kernel::codec::{self, Kind, Object, Received};
@@ -12,133 +13,6 @@ use ctsyncd::kernel::commit::{self, CommitRules};
 use ctsyncd::kernel::origin::{Origin, Origins};
 use ctsyncd::kernel::socket::{CtSocket, EventRead, EventSocket};
 use ctsyncd::model::{Conntrack, L4, ProtoInfo, Tuple, status};
-
-/// A network namespace that exists for the lifetime of the value.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Option<Netns> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("SKIPPED: kernel tests need root (CI runs them as root)");
-            return None;
-        }
-        let name = format!("ctsyncd-k{}-{tag}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add {name}");
-        Some(Netns(name))
-    }
-
-    /// Runs `f` on a thread that lives in the namespace: sockets it opens
-    /// belong there.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.0);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let fd = File::open(&path).unwrap();
-                rustix::thread::move_into_link_name_space(
-                    fd.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .unwrap();
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    fn sh(&self, cmd: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0, "sh", "-c", cmd])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// A process running inside a namespace; killed when dropped.
-struct Bg(std::process::Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Netns {
-    fn spawn(&self, args: &[&str]) -> Bg {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Bg(child)
-    }
-
-    /// Loopback up, and the FTP helper assigned to connections to port 21
-    /// (since Linux 6.0 helpers are never assigned automatically).
-    fn ftp_helper(&self) {
-        self.sh("ip link set lo up");
-        self.sh(
-            "nft -f - <<'EOF'
-table inet ctsyncd_test {
-    ct helper ftp-standard { type \"ftp\" protocol tcp; }
-    chain out { type filter hook output priority 0; tcp dport 21 ct helper set \"ftp-standard\"; }
-}
-EOF",
-        );
-    }
-}
-
-impl Netns {
-    /// A real FTP server (pyftpdlib) on 127.0.0.1:21, serving the temporary
-    /// directory; returns once it accepts connections.
-    fn ftp_server(&self) -> Bg {
-        let root = std::env::temp_dir();
-        let bg = self.spawn(&[
-            PY,
-            "-m",
-            "pyftpdlib",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "21",
-            "-d",
-            root.to_str().unwrap(),
-        ]);
-        self.sh(&format!(
-            "for i in $(seq 100); do {PY} -c 'import socket; socket.create_connection((\"127.0.0.1\", 21), 1)' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"
-        ));
-        bg
-    }
-
-    /// A real FTP client: login, PASV, then keep the control connection
-    /// open for 20 s.
-    fn ftp_pasv_client(&self) -> Bg {
-        self.spawn(&[PY, "-c", "import ftplib, time\nf = ftplib.FTP()\nf.connect('127.0.0.1', 21)\nf.login()\nprint(f.sendcmd('PASV'), flush=True)\ntime.sleep(20)"])
-    }
-}
-
-/// Debian's python, where python3-pyftpdlib is installed.
-const PY: &str = "/usr/bin/python3";
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
     Tuple {

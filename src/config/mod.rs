@@ -382,6 +382,13 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
     if cfg.general.systemd {
         out.push("Systemd: sd_notify support is not implemented");
     }
+    if cfg
+        .sync
+        .as_ref()
+        .is_some_and(|s| s.channels.iter().any(|c| !c.checksum))
+    {
+        out.push("Checksum off: UDP checksums stay on");
+    }
     if cfg.sync.is_some() {
         out.push(
             "Sync: state replication is not implemented in this build \

@@ -1,0 +1,162 @@
+//! Interface facts the channels need (index, MTU, up/running), read with
+//! one rtnetlink request in the caller's network namespace.
+
+use std::io;
+use std::time::Duration;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFF_UP: u32 = 0x1;
+const IFF_RUNNING: u32 = 0x40;
+
+/// What `-s link` calls status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    Down,
+    NoCarrier,
+    Running,
+}
+
+impl LinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Down => "DOWN",
+            LinkStatus::NoCarrier => "NO-CARRIER",
+            LinkStatus::Running => "RUNNING",
+        }
+    }
+
+    /// conntrackd fails over to a link that is UP or RUNNING.
+    pub fn usable(self) -> bool {
+        self != LinkStatus::Down
+    }
+}
+
+/// One interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub mtu: u32,
+    pub status: LinkStatus,
+}
+
+/// Looks an interface up by name.
+pub fn link_info(name: &str) -> io::Result<LinkInfo> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    let mut req = Vec::with_capacity(64);
+    let name_attr_len = 4 + name.len() + 1;
+    let total = 16 + 16 + align4(name_attr_len);
+    req.extend_from_slice(&(total as u32).to_ne_bytes());
+    req.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
+    req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[0u8; 16]); // ifinfomsg: any family, index 0
+    req.extend_from_slice(&(name_attr_len as u16).to_ne_bytes());
+    req.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
+    req.extend_from_slice(name.as_bytes());
+    req.push(0);
+    req.resize(total, 0);
+    sock.send_to(&req, &SocketAddr::new(0, 0), 0)?;
+
+    let fd = std::os::fd::AsFd::as_fd(&sock);
+    let mut pfd = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::time::Timespec {
+        tv_sec: Duration::from_secs(2).as_secs() as i64,
+        tv_nsec: 0,
+    };
+    if rustix::event::poll(&mut pfd, Some(&ts)).map_err(io::Error::from)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer from rtnetlink",
+        ));
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = {
+        let mut slice = &mut buf[..];
+        sock.recv(&mut slice, 0)?
+    }
+    .min(buf.len());
+    parse_newlink(&buf[..n], name)
+}
+
+fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
+    let bad = || {
+        io::Error::new(io::ErrorKind::InvalidData, "malformed rtnetlink answer")
+    };
+    let u16_at = |b: &[u8], i: usize| {
+        b.get(i..i + 2).map(|x| u16::from_ne_bytes([x[0], x[1]]))
+    };
+    let u32_at = |b: &[u8], i: usize| {
+        b.get(i..i + 4)
+            .map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+    };
+    let msg_type = u16_at(buf, 4).ok_or_else(bad)?;
+    if msg_type == NLMSG_ERROR {
+        let errno = u32_at(buf, 16).ok_or_else(bad)? as i32;
+        return Err(if errno == -19 {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name}: no such interface"),
+            )
+        } else {
+            io::Error::from_raw_os_error(-errno)
+        });
+    }
+    if msg_type != RTM_NEWLINK {
+        return Err(bad());
+    }
+    let len = (u32_at(buf, 0).ok_or_else(bad)? as usize).min(buf.len());
+    let index = u32_at(buf, 16 + 4).ok_or_else(bad)?;
+    let flags = u32_at(buf, 16 + 8).ok_or_else(bad)?;
+    let mut mtu = 1500;
+    let mut at = 32;
+    while at + 4 <= len {
+        let alen = usize::from(u16_at(buf, at).ok_or_else(bad)?);
+        let kind = u16_at(buf, at + 2).ok_or_else(bad)? & 0x3fff;
+        if alen < 4 {
+            break;
+        }
+        if kind == IFLA_MTU {
+            mtu = u32_at(buf, at + 4).ok_or_else(bad)?;
+        }
+        at += align4(alen);
+    }
+    let status = if flags & IFF_UP == 0 {
+        LinkStatus::Down
+    } else if flags & IFF_RUNNING == 0 {
+        LinkStatus::NoCarrier
+    } else {
+        LinkStatus::Running
+    };
+    Ok(LinkInfo { index, mtu, status })
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn loopback_is_up_and_has_an_mtu() {
+        // Every network namespace has lo; this one's may be down.
+        let lo = link_info("lo").unwrap();
+        assert_eq!(lo.index, 1);
+        assert!(lo.mtu >= 1280);
+        let err = link_info("no-such-if0").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+}

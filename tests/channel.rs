@@ -1,0 +1,217 @@
+//! Real sockets: two channel endpoints in network namespaces exchange
+//! datagrams over UDP, IPv4 and IPv6 multicast, and TCP; losing a link
+//! fails over to the next one. Needs root (CI runs it).
+
+mod common;
+
+use std::time::Duration;
+
+use ctsyncd::channel::{Channels, Failover};
+use ctsyncd::config;
+
+fn sync_section(body: &str) -> config::Sync {
+    let text = format!(
+        "General {{ UNIX {{ Path /x }} }}\nSync {{ Mode FTFW {{ }}\n{body}\n}}"
+    );
+    config::parse(&text, "t.conf").unwrap().config.sync.unwrap()
+}
+
+fn open_in(ns: &common::Netns, body: &str) -> Channels {
+    ns.enter(|| Channels::open(&sync_section(body)).unwrap())
+}
+
+/// Sends from `a` until `b` receives `msg` (bounded: UDP may race the
+/// other side's socket setup, TCP needs its connection first).
+fn deliver(a: &mut Channels, b: &mut Channels, msg: &[u8]) -> usize {
+    smol::block_on(async {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..50 {
+            a.send(msg);
+            let got = smol::future::or(
+                async { Some(b.recv(&mut buf).await) },
+                async {
+                    // Keep `a` moving (TCP connects and flushes in poll).
+                    let mut abuf = [0u8; 64];
+                    let _ = smol::future::or(a.recv(&mut abuf), async {
+                        smol::Timer::after(Duration::from_millis(100)).await;
+                        (0, 0, "0.0.0.0:0".parse().unwrap())
+                    })
+                    .await;
+                    None
+                },
+            )
+            .await;
+            if let Some((link, n, _)) = got
+                && &buf[..n] == msg
+            {
+                return link;
+            }
+        }
+        panic!(
+            "nothing arrived: sender {:?} {:?}, receiver {:?} {:?}",
+            a.links[0].stats,
+            a.links[0].tcp_connected(),
+            b.links[0].stats,
+            b.links[0].tcp_connected()
+        );
+    })
+}
+
+/// A minimal valid frame (TCP links need our framing).
+fn frame(tag: u8) -> Vec<u8> {
+    vec![b'c', b'T', 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 2, tag, tag]
+}
+
+#[test]
+fn udp_both_ways_and_foreign_senders_are_dropped() {
+    let Some((na, nb)) = common::pair("u") else {
+        return;
+    };
+    let udp = |me: u8, peer: u8| {
+        format!(
+            "UDP {{ IPv4_address 10.9.0.{me} IPv4_Destination_Address 10.9.0.{peer} Port 3780 Interface s0 }}"
+        )
+    };
+    let mut a = open_in(&na, &udp(1, 2));
+    let mut b = open_in(&nb, &udp(2, 1));
+    assert_eq!(a.max_datagram(), 1472);
+    assert_eq!(deliver(&mut a, &mut b, &frame(1)), 0);
+    assert_eq!(deliver(&mut b, &mut a, &frame(2)), 0);
+    assert!(a.links[0].stats.pkts_sent >= 1 && b.links[0].stats.pkts_recv >= 1);
+    // A datagram from another address of the peer's namespace is refused.
+    nb.sh(&format!("ip addr add 10.9.0.3/24 dev s0 && {} -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.9.0.3', 0)); s.sendto(b'x'*20, ('10.9.0.1', 3780))\"", common::PY));
+    assert_eq!(deliver(&mut b, &mut a, &frame(3)), 0);
+    assert_eq!(a.links[0].stats.foreign, 1);
+}
+
+#[test]
+fn multicast_ipv4_and_ipv6() {
+    let Some((na, nb)) = common::pair("m") else {
+        return;
+    };
+    let v4 = |me: u8| {
+        format!(
+            "Multicast {{ IPv4_address 225.0.0.50 IPv4_interface 10.9.0.{me} Group 3780 Interface s0 }}"
+        )
+    };
+    let mut a = open_in(&na, &v4(1));
+    let mut b = open_in(&nb, &v4(2));
+    assert_eq!(deliver(&mut a, &mut b, &frame(4)), 0);
+    assert_eq!(deliver(&mut b, &mut a, &frame(5)), 0);
+    let v6 = "Multicast { IPv6_address ff02::fc Group 3781 Interface s1 }";
+    let mut a6 = open_in(&na, v6);
+    let mut b6 = open_in(&nb, v6);
+    assert_eq!(a6.max_datagram(), 1452);
+    assert_eq!(deliver(&mut a6, &mut b6, &frame(6)), 0);
+}
+
+/// Receives `n` frames, answering each with its tag + 100.
+async fn echo(c: &mut Channels, n: usize) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let mut tags = Vec::new();
+    while tags.len() < n {
+        let (_, len, _) = c.recv(&mut buf).await;
+        let tag = buf[len - 1];
+        tags.push(tag);
+        c.send(&frame(tag + 100));
+    }
+    tags
+}
+
+#[test]
+fn tcp_connects_reconnects_and_frames() {
+    // Each endpoint runs in a thread inside its own namespace, as a daemon
+    // would: reconnecting creates sockets, which belong to the caller's
+    // namespace.
+    let Some((na, nb)) = common::pair("t") else {
+        return;
+    };
+    let tcp = |me: u8, peer: u8| {
+        format!(
+            "TCP {{ IPv4_address 10.9.0.{me} IPv4_Destination_Address 10.9.0.{peer} Port 3790 Interface s0 }}"
+        )
+    };
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            nb.enter(|| {
+                let mut b = Channels::open(&sync_section(&tcp(2, 1))).unwrap();
+                let first = smol::block_on(echo(&mut b, 11));
+                // Restart: a new endpoint on the same address.
+                drop(b);
+                let mut b2 = Channels::open(&sync_section(&tcp(2, 1))).unwrap();
+                let second = smol::block_on(echo(&mut b2, 1));
+                (first, second)
+            })
+        });
+        let client = s.spawn(|| {
+            na.enter(|| {
+                let mut a = Channels::open(&sync_section(&tcp(1, 2))).unwrap();
+                smol::block_on(async {
+                    let mut buf = [0u8; 64];
+                    let mut replies = Vec::new();
+                    // Ten frames queued before the connection is up, and
+                    // one more; they arrive in order, one frame each.
+                    for t in 1..=11 {
+                        a.send(&frame(t));
+                    }
+                    while replies.len() < 11 {
+                        let (_, n, _) = a.recv(&mut buf).await;
+                        replies.push(buf[n - 1]);
+                    }
+                    // After the peer restarted, frames flow again once the
+                    // reconnect (at most one per second) succeeds.
+                    for _ in 0..100 {
+                        a.send(&frame(50));
+                        let got = smol::future::or(
+                            async { Some(a.recv(&mut buf).await) },
+                            async {
+                                smol::Timer::after(Duration::from_millis(200))
+                                    .await;
+                                None
+                            },
+                        )
+                        .await;
+                        if let Some((_, n, _)) = got {
+                            replies.push(buf[n - 1]);
+                            break;
+                        }
+                    }
+                    (replies, a.links[0].tcp_connected())
+                })
+            })
+        });
+        let (replies, connected) = client.join().unwrap();
+        let (first, second) = server.join().unwrap();
+        assert_eq!(first, (1..=11).collect::<Vec<u8>>());
+        assert_eq!(second, vec![50]);
+        assert_eq!(&replies[..11], &(101..=111).collect::<Vec<u8>>()[..]);
+        assert_eq!(replies[11], 150);
+        assert_eq!(connected, Some((true, true)));
+    });
+}
+
+#[test]
+fn losing_the_default_link_fails_over_to_the_next() {
+    let Some((na, nb)) = common::pair("f") else {
+        return;
+    };
+    let links = |me: u8, peer: u8| {
+        format!(
+            "UDP Default {{ IPv4_address 10.9.0.{me} IPv4_Destination_Address 10.9.0.{peer} Port 3780 Interface s0 }}\n\
+             UDP {{ IPv4_address 10.9.1.{me} IPv4_Destination_Address 10.9.1.{peer} Port 3780 Interface s1 }}"
+        )
+    };
+    let mut a = open_in(&na, &links(1, 2));
+    let mut b = open_in(&nb, &links(2, 1));
+    assert_eq!(a.current(), 0);
+    assert_eq!(deliver(&mut a, &mut b, &frame(1)), 0);
+    na.sh("ip link set s0 down");
+    let f = na.enter(|| a.check_links());
+    assert_eq!(f, Some(Failover::To(1)));
+    assert_eq!(deliver(&mut a, &mut b, &frame(2)), 1);
+    // Follow the peer: B answers on the link A now uses.
+    b.set_current(1);
+    assert_eq!(deliver(&mut b, &mut a, &frame(3)), 1);
+    na.sh("ip link set s1 down");
+    assert_eq!(na.enter(|| a.check_links()), Some(Failover::NoneUsable));
+}

@@ -205,10 +205,7 @@ impl Channels {
         let link = &mut self.links[self.current];
         let ok = match &mut link.io {
             Io::Udp { tx, dest, .. } => {
-                match tx.get_ref().send_to(datagram, *dest) {
-                    Ok(_) => true,
-                    Err(_) => false,
-                }
+                tx.get_ref().send_to(datagram, *dest).is_ok()
             }
             Io::Tcp(t) => t.enqueue(datagram),
         };

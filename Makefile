@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/ctsyncd
 
-.PHONY: help build release test unit lint fmt run ci-deps ci clean
+.PHONY: help build release test unit lint fmt run ci-deps ci fuzz clean
 
 help:
 	@echo "make build    debug build"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint     rustfmt --check and clippy -D warnings"
 	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
 	@echo "make ci-deps  install what the tests need (Debian, root)"
+	@echo "make fuzz     run every cargo-fuzz target for FUZZ_SECONDS (nightly + cargo-fuzz)"
 
 build:
 	$(CARGO) build
@@ -43,6 +44,15 @@ ci-deps:
 		iproute2 conntrack nftables python3-pyftpdlib >/dev/null
 
 ci: ci-deps test
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := wire_datagram kernel_codec control_proto config_parse engine_recv
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "fuzz: cargo install cargo-fuzz (and a nightly toolchain)"; exit 1; }
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

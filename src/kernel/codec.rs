@@ -252,7 +252,11 @@ fn decode_one(nl: &NetlinkBuffer<&[u8]>) -> Result<Received> {
                 .get(12..16)
                 .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                 .unwrap_or(seq);
-            return Ok(Received::Ack { seq, errno: -errno });
+            // A hostile i32::MIN must not overflow.
+            return Ok(Received::Ack {
+                seq,
+                errno: errno.saturating_neg(),
+            });
         }
         NLMSG_DONE => return Ok(Received::Done { seq }),
         _ => {}

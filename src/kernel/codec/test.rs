@@ -227,3 +227,17 @@ fn dump_requests() {
     assert_eq!(exp[..4], buf[..4]);
     assert_eq!(exp[6..], buf[6..]);
 }
+
+#[test]
+fn error_with_i32_min_errno_does_not_overflow() {
+    // Found by cargo-fuzz (kernel_codec): NLMSG_ERROR carrying i32::MIN.
+    let mut buf = vec![20, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    buf.extend_from_slice(&i32::MIN.to_ne_bytes());
+    assert_eq!(
+        decode_all(&buf),
+        vec![Received::Ack {
+            seq: 1,
+            errno: i32::MAX
+        }]
+    );
+}

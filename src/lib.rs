@@ -23,14 +23,17 @@
 //! return what to do, which is what makes the deterministic tests possible.
 //! `clippy.toml` forbids reading the clock outside `daemon`.
 
+pub mod cache;
 pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod filter;
 pub mod kernel;
 pub mod logging;
 pub mod model;
+pub mod node;
 pub mod sync;
 pub mod time;
 pub mod wire;

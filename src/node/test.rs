@@ -1,0 +1,600 @@
+//! Two nodes wired together in memory: replication, dumps, commit rules,
+//! flush/purge semantics, bounds, injection.
+
+use super::*;
+use crate::config;
+use crate::model::{L4, ProtoInfo, Tuple, status};
+
+fn cfg(extra_general: &str, mode_body: &str, options: &str) -> Config {
+    let text = format!(
+        "General {{ UNIX {{ Path /x }} {extra_general} }}\nSync {{ Mode {mode_body}\nUDP {{ IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }}\nOptions {{ {options} }} }}"
+    );
+    config::parse(&text, "t.conf").unwrap().config
+}
+
+fn node(c: Config, session: u32) -> Node {
+    Node::new(c, session, 1472, Instant(0))
+}
+
+fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
+    Tuple {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports { src: sp, dst: dp },
+    }
+}
+
+fn ftp_master() -> Conntrack {
+    let mut c = Conntrack::new(tcp("192.168.0.2", "192.168.1.2", 40000, 21));
+    c.reply = Some(tcp("192.168.1.2", "192.168.1.100", 21, 40000));
+    c.status = status::SEEN_REPLY
+        | status::ASSURED
+        | status::CONFIRMED
+        | status::SRC_NAT
+        | status::SRC_NAT_DONE;
+    c.timeout = Some(432000);
+    c.proto_info = ProtoInfo::Tcp {
+        state: 3,
+        wscale_orig: 7,
+        wscale_reply: 7,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    c.helper = Some("ftp".try_into().unwrap());
+    c
+}
+
+fn pasv(master: &Conntrack) -> Expect {
+    Expect {
+        master: master.orig,
+        tuple: tcp("192.168.0.2", "192.168.1.2", 0, 50000),
+        mask: Tuple {
+            src: "255.255.255.255".parse().unwrap(),
+            dst: "255.255.255.255".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: 0,
+                dst: 0xffff,
+            },
+        },
+        timeout: Some(300),
+        zone: 0,
+        flags: 0,
+        class: 0,
+        helper: Some("ftp".try_into().unwrap()),
+        nat: None,
+        func: None,
+        id: 0,
+    }
+}
+
+fn event(kind: Kind, object: Object) -> Message {
+    Message {
+        kind,
+        object,
+        port: 0,
+        seq: 0,
+    }
+}
+
+/// Moves everything `a` has to send to `b`; returns b's actions.
+fn flow(a: &mut Node, b: &mut Node, now: Instant) -> Vec<Action> {
+    let mut buf = [0u8; 1472];
+    let mut actions = Vec::new();
+    while let Some(n) = a.transmit(now, &mut buf) {
+        actions.extend(b.datagram(now, 1, &buf[..n]).unwrap());
+    }
+    actions
+}
+
+fn text(o: &Outcome) -> String {
+    o.replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Data(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_of(o: &Outcome) -> Option<&Status> {
+    o.replies.iter().find_map(|r| match r {
+        Reply::Done(s) => Some(s),
+        _ => None,
+    })
+}
+
+#[test]
+fn ftp_master_and_expectation_replicate_and_dump_like_conntrackd() {
+    let c = cfg("", "FTFW { }", "ExpectationSync { ftp }");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let m = ftp_master();
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(m.clone())),
+        Origin::NotMe,
+    );
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    flow(&mut fw1, &mut fw2, Instant(1000));
+    let now = Instant(4000);
+    let i = fw1.control(
+        now,
+        Request::Dump {
+            cache: Which::Internal,
+            table: Table::Ct,
+            format: Format::Plain,
+        },
+    );
+    assert_eq!(
+        text(&i),
+        "tcp      6 ESTABLISHED src=192.168.0.2 dst=192.168.1.2 sport=40000 dport=21 src=192.168.1.2 dst=192.168.1.100 sport=21 dport=40000 [ASSURED] helper=ftp [active since 4s]\n"
+    );
+    let e = fw2.control(
+        now,
+        Request::Dump {
+            cache: Which::External,
+            table: Table::Ct,
+            format: Format::Plain,
+        },
+    );
+    assert_eq!(
+        text(&e),
+        "tcp      6 ESTABLISHED src=192.168.0.2 dst=192.168.1.2 sport=40000 dport=21 [ASSURED] helper=ftp [active since 3s]\n"
+    );
+    let x = fw2.control(
+        now,
+        Request::Dump {
+            cache: Which::External,
+            table: Table::Expect,
+            format: Format::Plain,
+        },
+    );
+    assert_eq!(
+        text(&x),
+        "proto=6 src=192.168.0.2 dst=192.168.1.2 sport=0 dport=50000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=192.168.0.2 master-dst=192.168.1.2 sport=40000 dport=21 class=0 helper=ftp [active since 3s]\n"
+    );
+    // The NAT binding survives the trip (it is what commit will restore).
+    let got = &fw2.external_ct.iter().next().unwrap().1.value;
+    assert_eq!(got.reply, m.reply);
+    // XML and JSON.
+    let xml = text(&fw2.control(
+        now,
+        Request::Dump {
+            cache: Which::External,
+            table: Table::Ct,
+            format: Format::Xml,
+        },
+    ));
+    assert!(xml.starts_with("<flow><meta direction=\"original\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>192.168.0.2</src>"), "{xml}");
+    assert!(xml.contains("<meta direction=\"reply\"><layer3 protonum=\"0\" protoname=\"unknown\">"));
+    assert!(xml.ends_with("<assured/></meta><helper>ftp</helper></flow>\n"));
+    let json = text(&fw2.control(
+        now,
+        Request::Dump {
+            cache: Which::External,
+            table: Table::Expect,
+            format: Format::Json,
+        },
+    ));
+    assert!(json.starts_with("[{\"master\":{\"src\":\"192.168.0.2\",\"dst\":\"192.168.1.2\",\"proto\":6,\"sport\":40000,\"dport\":21},"), "{json}");
+    assert!(json.ends_with("\"helper\":\"ftp\",\"active_since\":3}]\n"));
+}
+
+#[test]
+fn expectation_without_replicated_master_or_wanted_helper_stays_home() {
+    let c = cfg("", "FTFW { }", "ExpectationSync { sip }");
+    let mut fw1 = node(c, 1);
+    let m = ftp_master();
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(m.clone())),
+        Origin::NotMe,
+    );
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    assert!(fw1.internal_exp.is_empty());
+    assert_eq!(fw1.counters.events_filtered, 1);
+    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let mut fw1 = node(c, 1);
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    assert!(fw1.internal_exp.is_empty(), "master not cached");
+}
+
+#[test]
+fn destroying_the_master_removes_its_expectations_everywhere() {
+    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let m = ftp_master();
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(m.clone())),
+        Origin::NotMe,
+    );
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    flow(&mut fw1, &mut fw2, Instant(10));
+    assert_eq!((fw2.external_ct.len(), fw2.external_exp.len()), (1, 1));
+    fw1.kernel(
+        Instant(20),
+        event(Kind::Destroy, Object::Ct(m)),
+        Origin::NotMe,
+    );
+    assert!(fw1.internal_exp.is_empty());
+    flow(&mut fw1, &mut fw2, Instant(30));
+    assert_eq!((fw2.external_ct.len(), fw2.external_exp.len()), (0, 0));
+}
+
+#[test]
+fn commit_plans_masters_related_then_expectations_and_logs_the_result() {
+    let c = cfg("HashSize 8192", "FTFW { }", "ExpectationSync On");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let m = ftp_master();
+    let mut data =
+        Conntrack::new(tcp("192.168.0.2", "192.168.1.2", 40001, 50000));
+    data.reply = Some(data.orig.inverse());
+    data.master = Some(m.orig);
+    data.timeout = Some(100);
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(data)),
+        Origin::NotMe,
+    );
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(m.clone())),
+        Origin::NotMe,
+    );
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    flow(&mut fw1, &mut fw2, Instant(0));
+    let now = Instant(30_000);
+    // HashSize 8192 (conntrackd skips expectations there): both stages.
+    let o = fw2.control(now, Request::Commit(Target::All));
+    assert!(o.replies.is_empty(), "the reply waits for the commit");
+    let [Action::Commit(plan)] = &o.actions[..] else {
+        panic!("{:?}", o.actions)
+    };
+    assert_eq!(plan.cts.len(), 2);
+    assert!(plan.cts[0].master.is_none() && plan.cts[1].master.is_some());
+    assert_eq!(plan.exps.len(), 1);
+    assert_eq!(plan.cts[0].timeout, Some(432000 - 30));
+    assert!(plan.cts[0].status & status::CONFIRMED != 0);
+    // While it runs: a second commit and -f are refused, -f internal not.
+    assert!(fw2.committing());
+    let again = fw2.control(now, Request::Commit(Target::Ct));
+    assert!(matches!(status_of(&again), Some(Status::Refused(_))));
+    assert!(matches!(
+        status_of(&fw2.control(now, Request::FlushCache(CacheSel::All))),
+        Some(Status::Refused(_))
+    ));
+    assert!(matches!(
+        status_of(&fw2.control(now, Request::FlushCache(CacheSel::External))),
+        Some(Status::Refused(_))
+    ));
+    assert_eq!(
+        status_of(&fw2.control(now, Request::FlushCache(CacheSel::Internal))),
+        Some(&Status::Ok)
+    );
+    let done = fw2.commit_done(Instant(30_050), &[0, 0], &[0]);
+    assert_eq!(done, vec![Reply::Done(Status::Ok)]);
+    assert_eq!(fw2.counters.commit_ok, 3);
+    // After the commit -f is accepted (conntrackd refuses it forever).
+    assert_eq!(
+        status_of(&fw2.control(now, Request::FlushCache(CacheSel::All))),
+        Some(&Status::Ok)
+    );
+    assert!(fw2.external_ct.is_empty() && fw2.external_exp.is_empty());
+    // Failures are reported to the client.
+    fw2.control(now, Request::Commit(Target::All));
+    let done = fw2.commit_done(now, &[], &[]);
+    assert_eq!(done, vec![Reply::Done(Status::Ok)]);
+    fw2.control(now, Request::Commit(Target::Ct));
+    assert!(matches!(
+        &fw2.commit_done(now, &[2], &[])[..],
+        [Reply::Done(Status::Failed(_))]
+    ));
+}
+
+#[test]
+fn disabled_external_cache_injects_and_commit_returns_at_once() {
+    let c = cfg("", "FTFW { DisableExternalCache On }", "ExpectationSync On");
+    let mut fw1 = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
+    let mut fw2 = node(c, 2);
+    let m = ftp_master();
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(m.clone())),
+        Origin::NotMe,
+    );
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    let actions = flow(&mut fw1, &mut fw2, Instant(0));
+    assert!(
+        matches!(
+            &actions[..],
+            [
+                Action::Inject(Apply::Ct { .. }),
+                Action::Inject(Apply::Exp { .. })
+            ]
+        ),
+        "{actions:?}"
+    );
+    assert!(fw2.external_ct.is_empty());
+    let o = fw2.control(Instant(1), Request::Commit(Target::All));
+    assert_eq!(o.replies, vec![Reply::Done(Status::Ok)]);
+    assert!(o.actions.is_empty() && !fw2.committing());
+    // Events caused by our own injection are not replicated back.
+    fw2.kernel(Instant(2), event(Kind::New, Object::Ct(m)), Origin::Inject);
+    assert!(fw2.internal_ct.is_empty());
+}
+
+#[test]
+fn own_commit_events_are_cached_but_not_sent() {
+    let c = cfg("", "FTFW { }", "");
+    let mut fw = node(c, 1);
+    fw.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(ftp_master())),
+        Origin::Commit,
+    );
+    assert_eq!(fw.internal_ct.len(), 1);
+    assert_eq!(fw.engine.queue_lengths(), (0, 0));
+}
+
+#[test]
+fn hash_limit_bounds_the_caches_and_counts_refusals() {
+    let c = cfg("HashLimit 1000", "FTFW { }", "");
+    let mut fw = node(c, 1);
+    for i in 0..5000u32 {
+        let mut ct = Conntrack::new(tcp(
+            "10.0.0.1",
+            "10.0.0.2",
+            (i % 60000) as u16 + 1,
+            80 + (i / 60000) as u16,
+        ));
+        ct.reply = Some(ct.orig.inverse());
+        fw.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::NotMe);
+    }
+    assert_eq!(fw.internal_ct.len(), 1000);
+    assert_eq!(fw.internal_ct.stats.add_fail_enospc, 4000);
+    let s = text(&fw.control(
+        Instant(0),
+        Request::Stats {
+            view: StatsView::Cache,
+            format: Format::Plain,
+        },
+    ));
+    assert!(
+        s.contains("\t\tno space left in cache:\t        4000\n"),
+        "{s}"
+    );
+    let s = text(&fw.control(
+        Instant(0),
+        Request::Stats {
+            view: StatsView::General,
+            format: Format::Plain,
+        },
+    ));
+    assert!(s.starts_with("cache internal:\ncurrent active connections:\t        1000\nconnections created:\t\t        1000\tfailed:\t        4000\n"), "{s}");
+}
+
+#[test]
+fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
+    let c = cfg("", "FTFW { PurgeTimeout 5 }", "");
+    let mut fw = node(c, 1);
+    fw.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(ftp_master())),
+        Origin::NotMe,
+    );
+    assert_eq!(
+        status_of(&fw.control(Instant(0), Request::ResetTimers)),
+        Some(&Status::Ok)
+    );
+    assert_eq!(fw.poll_at(), Instant(1000).min(Instant(5000)));
+    assert!(fw.tick(Instant(4000)).is_empty());
+    assert_eq!(
+        fw.tick(Instant(5000)),
+        vec![Action::FlushKernel {
+            conntracks: true,
+            expectations: false
+        }]
+    );
+    assert!(fw.internal_ct.is_empty());
+    // A commit cancels a pending purge.
+    fw.control(Instant(6000), Request::ResetTimers);
+    fw.control(Instant(6000), Request::Commit(Target::All));
+    fw.commit_done(Instant(6000), &[], &[]);
+    assert!(fw.tick(Instant(20_000)).is_empty());
+}
+
+#[test]
+fn resync_request_and_bulk() {
+    let c = cfg("", "NOTRACK { }", "");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    for p in 1..=20 {
+        let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", p, 80));
+        ct.reply = Some(ct.orig.inverse());
+        fw1.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::Flush);
+    }
+    assert_eq!(
+        fw1.engine.queue_lengths().0,
+        0,
+        "-R style population sends nothing"
+    );
+    assert_eq!(
+        status_of(&fw2.control(Instant(0), Request::RequestResync)),
+        Some(&Status::Ok)
+    );
+    flow(&mut fw2, &mut fw1, Instant(0));
+    flow(&mut fw1, &mut fw2, Instant(0));
+    assert_eq!(fw2.external_ct.len(), 20);
+    fw2.control(Instant(0), Request::FlushCache(CacheSel::External));
+    assert_eq!(
+        status_of(&fw1.control(Instant(0), Request::BulkSend)),
+        Some(&Status::Ok)
+    );
+    flow(&mut fw1, &mut fw2, Instant(0));
+    assert_eq!(fw2.external_ct.len(), 20);
+    // ALARM: -n and -B do nothing, and say so.
+    let mut alarm = node(cfg("", "ALARM { }", ""), 3);
+    assert!(matches!(
+        status_of(&alarm.control(Instant(0), Request::RequestResync)),
+        Some(Status::NotSupported(_))
+    ));
+    assert!(matches!(
+        status_of(&alarm.control(Instant(0), Request::BulkSend)),
+        Some(Status::NotSupported(_))
+    ));
+}
+
+#[test]
+fn kernel_resync_adds_and_purges_without_sending() {
+    let c = cfg("", "FTFW { }", "");
+    let mut fw = node(c, 1);
+    let old = ftp_master();
+    fw.kernel(Instant(0), event(Kind::New, Object::Ct(old)), Origin::Flush);
+    let mut fresh = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 1, 2));
+    fresh.reply = Some(fresh.orig.inverse());
+    fw.resync_kernel(
+        Instant(0),
+        vec![Object::Ct(fresh.clone())],
+        true,
+        false,
+        false,
+    );
+    assert_eq!(fw.internal_ct.len(), 1);
+    assert!(fw.internal_ct.contains(&ct_key_of(&fresh)));
+    assert_eq!(fw.engine.queue_lengths().0, 0);
+    // Overrun resync sends.
+    fw.resync_kernel(Instant(0), vec![], true, false, true);
+    assert_eq!(
+        fw.engine.queue_lengths().0,
+        1,
+        "the vanished entry is sent as a DEL"
+    );
+}
+
+#[test]
+fn filtered_events_are_counted_and_not_cached() {
+    let c = cfg(
+        "Filter { Address Ignore { IPv4_address 192.168.0.0/24 } }",
+        "FTFW { }",
+        "",
+    );
+    let mut fw = node(c, 1);
+    fw.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(ftp_master())),
+        Origin::NotMe,
+    );
+    assert!(fw.internal_ct.is_empty());
+    assert_eq!(fw.counters.events_filtered, 1);
+}
+
+#[test]
+fn statistics_views() {
+    let c = cfg("", "FTFW { }", "");
+    let mut fw = node(c, 1);
+    fw.links = vec![render::LinkView {
+        kind: "UDP",
+        interface: "sync0".into(),
+        status: "RUNNING",
+        active: true,
+        pkts_sent: 14,
+        bytes_sent: 368,
+        ..Default::default()
+    }];
+    let now = Instant(61_000);
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::General,
+            format: Format::Plain,
+        },
+    ));
+    assert!(s.contains("traffic processed:\n                   0 Bytes                         0 Pckts\n\n"), "{s}");
+    assert!(s.contains("UDP traffic (active device=sync0):\n                 368 Bytes sent                    0 Bytes recv\n                  14 Pckts sent "), "{s}");
+    assert!(s.ends_with("message tracking:\n                   0 Malformed msgs                    0 Lost msgs\n\n"));
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Link,
+            format: Format::Plain,
+        },
+    ));
+    assert!(
+        s.starts_with("UDP traffic device=sync0 status=RUNNING role=ACTIVE:\n")
+    );
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Runtime,
+            format: Format::Plain,
+        },
+    ));
+    assert!(
+        s.starts_with("daemon uptime: 1 min\n\nnetlink stats:\n"),
+        "{s}"
+    );
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::RsQueue,
+            format: Format::Plain,
+        },
+    ));
+    assert_eq!(s, "resent queue (len=0)\n");
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Queue,
+            format: Format::Plain,
+        },
+    ));
+    assert!(s.contains("queue txqueue:\ncurrent elements:\t\t           0\n"));
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Network,
+            format: Format::Plain,
+        },
+    ));
+    assert!(s.starts_with("network statistics:\n\trecv:\n\t\tMalformed messages:\t                   0\n"));
+    let j = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Cache,
+            format: Format::Json,
+        },
+    ));
+    assert!(
+        j.starts_with(
+            "{\"caches\":{\"internal\":{\"active\":0,\"limit\":262144,"
+        ),
+        "{j}"
+    );
+    assert!(j.contains("\"links\":[{\"kind\":\"UDP\",\"interface\":\"sync0\",\"status\":\"RUNNING\",\"active\":true,"));
+    assert!(j.ends_with("}\n"));
+}

@@ -137,11 +137,13 @@ mod test {
 
     #[test]
     fn tcp_state() {
-        let mut f = Filter::default();
-        f.state = Some(Rule {
-            logic: Logic::Accept,
-            items: vec![TcpState::Established],
-        });
+        let f = Filter {
+            state: Some(Rule {
+                logic: Logic::Accept,
+                items: vec![TcpState::Established],
+            }),
+            ..Filter::default()
+        };
         let mut c = ct("10.0.0.1", "10.0.0.2", 6);
         c.proto_info = ProtoInfo::Tcp {
             state: 3,

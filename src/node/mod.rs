@@ -40,7 +40,7 @@ pub enum Action {
     /// [`Node::commit_done`].
     Commit(Plan),
     /// Apply a peer's change directly (DisableExternalCache).
-    Inject(Apply),
+    Inject(Box<Apply>),
     /// Delete every kernel conntrack the Filter accepts (`-F`, `-t`,
     /// `-f internal` without internal cache), and/or all expectations.
     FlushKernel {
@@ -431,7 +431,7 @@ impl Node {
         let mut actions = Vec::new();
         while let Some(a) = self.engine.pop_apply() {
             if self.external_disabled() {
-                actions.push(Action::Inject(a));
+                actions.push(Action::Inject(Box::new(a)));
             } else {
                 self.apply_external(now, a);
             }

@@ -389,12 +389,6 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
     {
         out.push("Checksum off: UDP checksums stay on");
     }
-    if cfg.sync.is_some() {
-        out.push(
-            "Sync: state replication is not implemented in this build \
-             (control socket only)",
-        );
-    }
     out
 }
 

@@ -91,18 +91,50 @@ pub async fn read_request(
     .await
 }
 
+/// Largest text per frame: a long dump streams as many frames, each well
+/// under the client's limit, cut at line ends.
+const CHUNK: usize = 256 * 1024;
+
 /// Writes reply frames; gives up on a client that stops reading.
 pub async fn write_replies(
     stream: &mut Async<UnixStream>,
     replies: &[Reply],
 ) -> io::Result<()> {
     for r in replies {
+        if let Reply::Data(text) = r
+            && text.len() > CHUNK
+        {
+            let mut rest = text.as_str();
+            while !rest.is_empty() {
+                let mut cut = rest.len().min(CHUNK);
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                if cut < rest.len()
+                    && let Some(nl) = rest[..cut].rfind('\n')
+                {
+                    cut = nl + 1;
+                }
+                let frame =
+                    proto::encode(&Reply::Data(rest[..cut].to_string()));
+                write_frame(stream, &frame).await?;
+                rest = &rest[cut..];
+            }
+            continue;
+        }
         let frame = proto::encode(r);
-        future::or(stream.write_all(&frame), async {
-            Timer::after(WRITE_DEADLINE).await;
-            Err(io::Error::new(ErrorKind::TimedOut, "client not reading"))
-        })
-        .await?;
+        write_frame(stream, &frame).await?;
     }
     stream.flush().await
+}
+
+async fn write_frame(
+    stream: &mut Async<UnixStream>,
+    frame: &[u8],
+) -> io::Result<()> {
+    future::or(stream.write_all(frame), async {
+        Timer::after(WRITE_DEADLINE).await;
+        Err(io::Error::new(ErrorKind::TimedOut, "client not reading"))
+    })
+    .await
 }

@@ -11,19 +11,26 @@
 //!            └─────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Owns: start-up order (log sinks, umask, lock file, control socket,
-//! signals, then "ready"), clean shutdown (socket and lock file removed,
-//! `---- shutdown received ----` logged), and the only clock reads.
+//! Owns: start-up order (log sinks, umask, signals, lock file, control
+//! socket, kernel sockets and the start-up dump, dedicated links, then
+//! "ready"), clean shutdown (socket and lock file removed,
+//! `---- shutdown received ----` logged), and the clock: the sans-IO node
+//! gets the time as a parameter from here.
+//!
+//! With a `Sync` section the main loop also waits on the kernel event
+//! socket, the dedicated links and the node's next deadline; see
+//! [`replicator`].
 
 // The event loop is the one place allowed to read the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
 mod background;
+mod kernel;
 mod lock;
+mod replicator;
 mod runtime;
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -103,10 +110,24 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
 }
 
 /// What the reader tasks hand to the main loop.
-enum Event {
+pub(crate) enum Event {
     Request(Request, Async<UnixStream>),
     Malformed(String, Async<UnixStream>),
     Signal,
+}
+
+/// Milliseconds since the daemon started: the node's time.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock(Instant);
+
+impl Clock {
+    pub(crate) fn now(&self) -> crate::time::Instant {
+        crate::time::Instant(self.0.elapsed().as_millis() as u64)
+    }
+
+    pub(crate) fn at(&self, t: crate::time::Instant) -> Instant {
+        self.0 + std::time::Duration::from_millis(t.0)
+    }
 }
 
 async fn serve(
@@ -118,6 +139,11 @@ async fn serve(
     let listener = server::bind(path).map_err(|e| {
         format!("can't open unix socket! ({}: {e})", path.display())
     })?;
+    let clock = Clock(Instant::now());
+    let mut rep = match &cfg.sync {
+        Some(_) => Some(replicator::Replicator::start(cfg, clock)?),
+        None => None,
+    };
 
     info!("initialization completed");
     if background {
@@ -138,8 +164,14 @@ async fn serve(
         accept_loop(&ex, listener, tx.clone()),
         forward_signals(signals, tx),
     );
-    ex.run(smol::future::or(main_loop(&ex, rx, path), background_loops))
-        .await;
+    let main = async {
+        match rep.as_mut() {
+            Some(r) => r.run(&ex, &rx, clock).await,
+            None => control_only(&ex, &rx, clock).await,
+        }
+    };
+    ex.run(smol::future::or(main, background_loops)).await;
+    let _ = std::fs::remove_file(path);
     Ok(())
 }
 
@@ -183,23 +215,38 @@ async fn accept_loop<'a>(
     }
 }
 
-async fn main_loop<'a>(
-    ex: &LocalExecutor<'a>,
-    rx: Receiver<Event>,
-    socket_path: &Path,
+/// Writes the replies in the background (a slow client never stalls the
+/// loop).
+pub(crate) fn reply_later(
+    ex: &LocalExecutor<'_>,
+    mut stream: Async<UnixStream>,
+    replies: Vec<Reply>,
+) {
+    ex.spawn(async move {
+        let _ = server::write_replies(&mut stream, &replies).await;
+    })
+    .detach();
+}
+
+/// The loop of a daemon without a `Sync` section.
+async fn control_only(
+    ex: &LocalExecutor<'_>,
+    rx: &Receiver<Event>,
+    clock: Clock,
 ) {
     let mut rt = Runtime::new(Instant::now());
+    let _ = clock;
     while let Ok(ev) = rx.recv().await {
         match ev {
             Event::Signal => break,
-            Event::Malformed(why, mut stream) => {
+            Event::Malformed(why, stream) => {
                 rt.local_read_failed += 1;
                 log::debug!("bad control request: {why}");
-                let reply = [Reply::Done(Status::BadRequest(why))];
-                ex.spawn(async move {
-                    let _ = server::write_replies(&mut stream, &reply).await;
-                })
-                .detach();
+                reply_later(
+                    ex,
+                    stream,
+                    vec![Reply::Done(Status::BadRequest(why))],
+                );
             }
             Event::Request(req, mut stream) => {
                 let (replies, shutdown) = rt.handle(req, Instant::now());
@@ -207,13 +254,8 @@ async fn main_loop<'a>(
                     let _ = server::write_replies(&mut stream, &replies).await;
                     break;
                 }
-                ex.spawn(async move {
-                    let _ = server::write_replies(&mut stream, &replies).await;
-                })
-                .detach();
+                reply_later(ex, stream, replies);
             }
         }
     }
-    // Stop accepting before the lock goes away.
-    let _ = std::fs::remove_file(socket_path);
 }

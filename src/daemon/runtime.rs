@@ -1,8 +1,7 @@
-//! What the daemon answers on the control socket, and its runtime counters.
-//!
-//! Pure: takes the request and `now`, returns the reply frames and whether
-//! to shut down. Requests whose subsystem is not in this build answer
-//! `NotSupported` with the reason, never silence.
+//! What a daemon without a `Sync` section answers on the control socket
+//! (a configuration with only `General`, or the not yet implemented
+//! `Stats` mode): runtime statistics, and an explicit `NotSupported` for
+//! every replication request. Pure.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -58,8 +57,7 @@ impl Runtime {
             other => {
                 self.local_unknown_request += 1;
                 let msg = format!(
-                    "{other:?} needs state replication, which is not \
-                     implemented in this build"
+                    "{other:?} needs a Sync section in the configuration"
                 );
                 (vec![Reply::Done(Status::NotSupported(msg))], false)
             }
@@ -120,22 +118,7 @@ impl Runtime {
     }
 }
 
-/// conntrackd's uptime text: `[N day[s] ]H h M min` or `M min`.
-pub fn uptime(up: Duration) -> String {
-    let mins = up.as_secs() / 60;
-    let (days, hours, mins) = (mins / 1440, mins / 60 % 24, mins % 60);
-    let mut s = String::new();
-    if days > 0 {
-        let plural = if days == 1 { "" } else { "s" };
-        let _ = write!(s, "{days} day{plural} ");
-    }
-    if hours != 0 {
-        let _ = write!(s, "{hours} h {mins} min");
-    } else {
-        let _ = write!(s, "{mins} min");
-    }
-    s
-}
+pub use crate::node::render::uptime;
 
 #[cfg(test)]
 mod test {

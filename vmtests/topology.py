@@ -1,0 +1,135 @@
+"""The lab topology and the firewall setup shared by every scenario.
+
+    client 192.168.0.2 ── LAN0 ──┬── fw-1 .11 ──┬── LAN1 ── server 192.168.1.2
+                                 └── fw-2 .12 ──┘
+    VIPs 192.168.0.100 (LAN0) and 192.168.1.100 (LAN1) on the primary;
+    fw-1 sync0 10.99.0.1 ══ dedicated sync link ══ fw-2 sync0 10.99.0.2
+    IPv6: fd00:0::/64 and fd00:1::/64 with the same host numbers.
+
+Both firewalls forward, SNAT client→server traffic to the LAN1 VIP, assign
+the FTP helper with an nftables `ct helper` rule, and accept only NEW
+FTP control (tcp/21), the test services (tcp/5001, udp/5002, udp/9000) from
+LAN0, and established/related traffic: an FTP data connection passes only
+if its expectation exists.
+"""
+
+import os
+
+from driver import Lab
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NFT = """
+table inet ctsyncd_lab {
+    ct helper ftp-standard {
+        type "ftp" protocol tcp;
+    }
+    chain prerouting {
+        type filter hook prerouting priority -150;
+        iifname "eth0" tcp dport 21 ct helper set "ftp-standard"
+    }
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        iifname "eth0" oifname "eth1" tcp dport { 21, 5001 } ct state new accept
+        iifname "eth0" oifname "eth1" udp dport { 5002, 9000 } ct state new accept
+    }
+    chain postrouting {
+        type nat hook postrouting priority 100;
+        oifname "eth1" ip saddr 192.168.0.0/24 snat ip to 192.168.1.100
+        oifname "eth1" ip6 saddr fd00:0::/64 snat ip6 to fd00:1::100
+    }
+}
+"""
+
+VIPS = [("eth0", "192.168.0.100/24", "fd00:0::100/64"), ("eth1", "192.168.1.100/24", "fd00:1::100/64")]
+
+
+def build():
+    lab = Lab(["client", "fw1", "fw2", "server"])
+    m = lab.machines
+    client, fw1, fw2, server = m["client"], m["fw1"], m["fw2"], m["server"]
+    lab.start_all()
+    lab.lan("lan0", [(client, "eth0"), (fw1, "eth0"), (fw2, "eth0")])
+    lab.lan("lan1", [(server, "eth0"), (fw1, "eth1"), (fw2, "eth1")])
+    lab.link(fw1, "sync0", fw2, "sync0")
+    client.succeed("ip addr add 192.168.0.2/24 dev eth0 && ip -6 addr add fd00:0::2/64 dev eth0 nodad"
+                   " && ip route add default via 192.168.0.100 && ip -6 route add default via fd00:0::100")
+    server.succeed("ip addr add 192.168.1.2/24 dev eth0 && ip -6 addr add fd00:1::2/64 dev eth0 nodad"
+                   " && ip route add default via 192.168.1.100 && ip -6 route add default via fd00:1::100")
+    for host, fw in ((11, fw1), (12, fw2)):
+        fw.succeed(f"ip addr add 192.168.0.{host}/24 dev eth0 && ip addr add 192.168.1.{host}/24 dev eth1"
+                   f" && ip -6 addr add fd00:0::{host}/64 dev eth0 nodad && ip -6 addr add fd00:1::{host}/64 dev eth1 nodad"
+                   f" && ip addr add 10.99.0.{host - 10}/30 dev sync0")
+        fw.succeed(f"nft -f - <<'EOF'\n{NFT}\nEOF")
+    return lab, client, fw1, fw2, server
+
+
+def vips(fw, present):
+    """Moves the VIPs by hand (scenarios without keepalived)."""
+    verb = "add" if present else "del"
+    for dev, v4, v6 in VIPS:
+        fw.succeed(f"ip addr {verb} {v4} dev {dev} && ip -6 addr {verb} {v6} dev {dev} nodad"
+                   if present else f"ip addr del {v4} dev {dev}; ip -6 addr del {v6} dev {dev}; true")
+        if present:
+            # Tell the LAN at once (as keepalived's gratuitous ARP does).
+            fw.execute(f"arping -q -c 1 -U -I {dev} {v4.split('/')[0]} 2>/dev/null")
+
+
+def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", extra_general=""):
+    """Writes fw's ctsyncd.conf (conntrackd syntax) and returns its path."""
+    peer = "10.99.0.2" if fw.name == "fw1" else "10.99.0.1"
+    me = "10.99.0.1" if fw.name == "fw1" else "10.99.0.2"
+    d = f"{lab.dir}/{fw.name}"
+    os.makedirs(d, exist_ok=True)
+    path = f"{d}/ctsyncd.conf"
+    with open(path, "w") as f:
+        f.write(f"""General {{
+    HashSize 8192
+    HashLimit 131072
+    LogFile {d}/ctsyncd.log
+    LockFile {d}/ctsyncd.lock
+    UNIX {{ Path {d}/ctsyncd.ctl }}
+    NetlinkBufferSize 2097152
+    NetlinkBufferSizeMaxGrowth 8388608
+    Filter From Userspace {{
+        Address Ignore {{
+            IPv4_address 127.0.0.1
+            IPv6_address ::1
+            IPv4_address 10.99.0.0/30
+        }}
+    }}
+    {extra_general}
+}}
+Sync {{
+    Mode {mode} {{ {mode_body} }}
+    UDP {{
+        IPv4_address {me}
+        IPv4_Destination_Address {peer}
+        Port 3780
+        Interface sync0
+    }}
+    Options {{ {options} }}
+}}
+""")
+    return path
+
+
+def ctsyncd(fw, args, conf=None):
+    """Runs the client against fw's daemon; returns its output."""
+    conf = conf or fw.conf
+    return fw.succeed(f"ctsyncd -C {conf} {args}")
+
+
+def start_daemon(lab, fw, **kw):
+    fw.conf = config(lab, fw, **kw)
+    fw.succeed(f"ctsyncd -C {fw.conf} -d")
+    return fw.conf
+
+
+def daemon_log(lab, fw):
+    try:
+        with open(f"{lab.dir}/{fw.name}/ctsyncd.log") as f:
+            return f.read()
+    except OSError:
+        return ""

@@ -3,13 +3,14 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/ctsyncd
 
-.PHONY: help build release test unit lint fmt run ci-deps ci fuzz clean
+.PHONY: help build release test unit lint fmt run lab vmtests ci-deps ci fuzz clean
 
 help:
 	@echo "make build    debug build"
 	@echo "make release  size-optimised release build ($(RELEASE_BIN))"
 	@echo "make test     lint + every test (privileged ones need root)"
 	@echo "make lint     rustfmt --check and clippy -D warnings"
+	@echo "make lab      the failover lab: install, build, run every scenario (root)"
 	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
 	@echo "make ci-deps  install what the tests need (Debian, root)"
 	@echo "make fuzz     run every cargo-fuzz target for FUZZ_SECONDS (nightly + cargo-fuzz)"
@@ -31,7 +32,13 @@ lint:
 unit:
 	$(CARGO) test
 
-test: lint unit
+# The lab scenarios (network namespaces, real kernel, keepalived, FTP).
+vmtests: release
+	python3 vmtests/run.py $(SCENARIOS)
+
+test: lint unit vmtests
+
+lab: ci-deps vmtests
 
 run: release
 	$(RELEASE_BIN) -C etc/ctsyncd.conf
@@ -41,7 +48,7 @@ ci-deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "ci-deps: run as root"; exit 1; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		iproute2 conntrack nftables python3-pyftpdlib >/dev/null
+		iproute2 conntrack nftables keepalived iputils-arping python3 python3-pyftpdlib >/dev/null
 
 ci: ci-deps test
 

@@ -542,3 +542,20 @@ fn garbage_never_panics() {
         x = x.wrapping_add(1);
     }
 }
+
+#[test]
+fn every_example_in_etc_parses_without_warnings() {
+    let dir = format!("{}/etc", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "conf") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let p = config::parse(&text, &path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(p.warnings.is_empty(), "{}: {:?}", path.display(), p.warnings);
+            assert!(p.config.sync.is_some());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 4);
+}

@@ -133,3 +133,98 @@ def daemon_log(lab, fw):
             return f.read()
     except OSError:
         return ""
+
+
+KEEPALIVED = """
+global_defs {{
+    script_user root
+    enable_script_security
+}}
+vrrp_sync_group G1 {{
+    group {{
+        VI_LAN0
+        VI_LAN1
+    }}
+    notify_master "{notify} primary"
+    notify_backup "{notify} backup"
+    notify_fault "{notify} fault"
+}}
+vrrp_instance VI_LAN0 {{
+    interface eth0
+    state BACKUP
+    virtual_router_id 61
+    priority {priority}
+    advert_int 1
+    virtual_ipaddress {{
+        192.168.0.100/24
+    }}
+    virtual_ipaddress_excluded {{
+        fd00:0::100/64
+    }}
+}}
+vrrp_instance VI_LAN1 {{
+    interface eth1
+    state BACKUP
+    virtual_router_id 62
+    priority {priority}
+    advert_int 1
+    virtual_ipaddress {{
+        192.168.1.100/24
+    }}
+    virtual_ipaddress_excluded {{
+        fd00:1::100/64
+    }}
+}}
+"""
+
+
+def keepalived(lab, fw, priority):
+    """Starts keepalived on fw with etc/keepalived/primary-backup.sh as the
+    sync group's notify script (through a wrapper naming fw's files)."""
+    d = f"{lab.dir}/{fw.name}"
+    notify = f"{d}/notify.sh"
+    with open(notify, "w") as f:
+        f.write(f"""#!/bin/sh
+export PATH={lab.env['PATH']}
+export CTSYNCD_BIN=$(command -v ctsyncd) CTSYNCD_CONFIG={fw.conf} CTSYNCD_LOCK={d}/ctsyncd.lock
+export LOGGER="echo notify:"
+echo "$(date +%T.%N) notify $1" >> {d}/notify.log
+exec {ROOT}/etc/keepalived/primary-backup.sh "$1" >> {d}/notify.log 2>&1
+""")
+    os.chmod(notify, 0o755)
+    conf = f"{d}/keepalived.conf"
+    with open(conf, "w") as f:
+        f.write(KEEPALIVED.format(notify=notify, priority=priority))
+    fw.spawn(f"keepalived -n -l -P -f {conf} -p {d}/keepalived.pid -r {d}/vrrp.pid -c {d}/checkers.pid",
+             log_file=f"{d}/keepalived.log")
+
+
+# Succeeds on the firewall that holds both VIPs.
+HOLDS_VIPS = "ip -4 addr show dev eth0 | grep -q 192.168.0.100 && ip -4 addr show dev eth1 | grep -q 192.168.1.100"
+
+
+def ftp_server(lab, server):
+    root = f"{lab.dir}/ftproot"
+    os.makedirs(root, exist_ok=True)
+    for name in ("hello.txt", "failover.txt"):
+        with open(f"{root}/{name}", "w") as f:
+            f.write("ctsyncd\n")
+    server.spawn(f"/usr/bin/python3 -m pyftpdlib -i 192.168.1.2 -p 21 -d {root}", log_file=f"{lab.dir}/ftpd.log")
+    server.wait_until_succeeds("/usr/bin/python3 -c 'import socket; socket.create_connection((\"192.168.1.2\", 21), 1)'", timeout=20)
+
+
+def file_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def dump_logs(lab, machines):
+    import sys
+    for m in machines:
+        for name in ("ctsyncd.log", "notify.log", "keepalived.log"):
+            text = file_text(f"{lab.dir}/{m.name}/{name}")
+            if text:
+                print(f"----- {m.name} {name} -----\n{text[-3000:]}", file=sys.stderr)

@@ -1,0 +1,56 @@
+#!/bin/sh
+# keepalived notify script for a ctsyncd primary/backup pair.
+#
+#   primary-backup.sh primary|backup|fault
+#
+# Called from the vrrp_sync_group's notify_master / notify_backup /
+# notify_fault (see keepalived.conf beside this file). The sequence is the
+# one conntrackd users know; with ctsyncd every step's exit status is the
+# daemon's real answer, so failures are logged for real.
+#
+# Overridable from the environment:
+CTSYNCD_BIN=${CTSYNCD_BIN:-/usr/sbin/ctsyncd}
+CTSYNCD_CONFIG=${CTSYNCD_CONFIG:-/etc/ctsyncd/ctsyncd.conf}
+CTSYNCD_LOCK=${CTSYNCD_LOCK:-/var/lock/ctsyncd.lock}
+LOGGER=${LOGGER:-logger -t ctsyncd-failover}
+
+ctl() {
+	"$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" "$@" || $LOGGER "ERROR: ctsyncd $* failed"
+}
+
+case "$1" in
+primary)
+	# Take over: the peer's connections and expectations into our kernel,
+	# then start over from what the kernel now holds and announce it.
+	ctl -c
+	ctl -f
+	ctl -R
+	ctl -B
+	;;
+backup)
+	# Make sure the daemon runs (a crash leaves a stale lock behind).
+	if ! "$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" -s >/dev/null 2>&1; then
+		if [ -e "$CTSYNCD_LOCK" ]; then
+			$LOGGER "WARNING: ctsyncd was not cleanly stopped; removing $CTSYNCD_LOCK"
+			rm -f "$CTSYNCD_LOCK"
+		fi
+		if ! "$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" -d; then
+			$LOGGER "ERROR: cannot launch ctsyncd"
+			exit 1
+		fi
+	fi
+	# Our kernel entries now belong to the new primary: purge them after
+	# PurgeTimeout, and ask the primary for its whole state.
+	ctl -t
+	ctl -n
+	;;
+fault)
+	ctl -t
+	;;
+*)
+	$LOGGER "ERROR: unknown state transition"
+	echo "Usage: primary-backup.sh {primary|backup|fault}" >&2
+	exit 1
+	;;
+esac
+exit 0

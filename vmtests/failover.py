@@ -1,0 +1,63 @@
+"""The FTP passive-mode failover, shared by the headline scenario and its
+negative control."""
+
+import os
+import time
+
+from driver import log, subtest
+from topology import HOLDS_VIPS, build, ctsyncd, dump_logs, file_text, ftp_server, keepalived, start_daemon
+
+
+def ftp_failover(expectation_sync=True, failure="block"):
+    """Runs the scenario; returns the client's verdict (`LISTED …` or
+    `FAILED …`) and the lab for further checks."""
+    lab, client, fw1, fw2, server = build()
+    machines = (fw1, fw2)
+    try:
+        options = "ExpectationSync { ftp }" if expectation_sync else "ExpectationSync Off"
+        with subtest("daemons and keepalived start; fw-1 becomes primary"):
+            start_daemon(lab, fw1, options=options)
+            start_daemon(lab, fw2, options=options)
+            keepalived(lab, fw1, 150)
+            keepalived(lab, fw2, 100)
+            fw1.wait_until_succeeds(HOLDS_VIPS, timeout=30)
+            fw2.fail(HOLDS_VIPS)
+            ftp_server(lab, server)
+        port_file, go = f"{lab.dir}/pasv", f"{lab.dir}/go"
+        with subtest("FTP control connection and PASV through fw-1"):
+            client.spawn(f"/usr/bin/python3 {os.path.dirname(__file__)}/ftp_client.py 192.168.1.2 {port_file} {go} 120",
+                         log_file=f"{lab.dir}/ftp_client.log")
+            client.wait_until_succeeds(f"test -s {port_file}", timeout=20)
+            port = file_text(port_file)
+            log(f"server announced passive port {port}")
+            # The helper created the expectation in fw-1's kernel.
+            fw1.wait_until_succeeds(f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '", timeout=10)
+            if expectation_sync:
+                fw1.wait_until_succeeds(f"ctsyncd -C {fw1.conf} -i expect | grep -q 'dport={port} '", timeout=10)
+                fw2.wait_until_succeeds(f"ctsyncd -C {fw2.conf} -e expect | grep -q 'dport={port} '", timeout=10)
+                fw2.succeed(f"ctsyncd -C {fw2.conf} -e | grep -q 'dport=21 .*helper=ftp'")
+            else:
+                assert ctsyncd(fw2, "-e expect").strip() == "", "expectation replicated although disabled"
+        with subtest(f"fw-1 fails ({failure}); fw-2 takes over and commits"):
+            t0 = time.monotonic()
+            if failure == "block":
+                fw1.block()
+            else:
+                fw1.crash()
+            fw2.wait_until_succeeds(HOLDS_VIPS, timeout=30)
+            log(f"VIPs moved to fw-2 after {time.monotonic() - t0:.2f}s")
+            fw2.wait_until_succeeds(f"grep -q 'commit has taken' {lab.dir}/fw2/ctsyncd.log", timeout=30)
+            log(f"fw-2 committed after {time.monotonic() - t0:.2f}s")
+            kernel_exp = fw2.succeed("conntrack -L expect 2>/dev/null")
+            if expectation_sync:
+                assert f"dport={port} " in kernel_exp, kernel_exp
+        with subtest("the data connection to the announced port"):
+            t1 = time.monotonic()
+            open(go, "w").close()
+            client.wait_until_succeeds(f"test -s {port_file}.done", timeout=30)
+            verdict = file_text(f"{port_file}.done")
+            log(f"client: {verdict} ({time.monotonic() - t1:.2f}s after the go)")
+        return verdict, lab, fw2
+    except BaseException:
+        dump_logs(lab, machines)
+        raise

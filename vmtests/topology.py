@@ -155,6 +155,9 @@ vrrp_instance VI_LAN0 {{
     virtual_router_id 61
     priority {priority}
     advert_int 1
+    # A returning primary first resyncs (notify backup: -n) before it
+    # takes the VIPs back.
+    preempt_delay 5
     virtual_ipaddress {{
         192.168.0.100/24
     }}
@@ -168,6 +171,7 @@ vrrp_instance VI_LAN1 {{
     virtual_router_id 62
     priority {priority}
     advert_int 1
+    preempt_delay 5
     virtual_ipaddress {{
         192.168.1.100/24
     }}
@@ -221,8 +225,30 @@ def file_text(path):
         return ""
 
 
+def dump_state(lab):
+    """What a person debugging a failed scenario wants to see."""
+    import sys
+    cmds = {
+        "client": ["ip neigh", "ip -6 neigh"],
+        "server": ["ip neigh", "ip -6 neigh"],
+        "fw1": ["ip -br addr", "conntrack -L 2>/dev/null | grep -v 3780", "conntrack -L expect 2>/dev/null"],
+        "fw2": ["ip -br addr", "conntrack -L 2>/dev/null | grep -v 3780", "conntrack -L expect 2>/dev/null"],
+    }
+    for name, lines in cmds.items():
+        m = lab.machines.get(name)
+        if m is None:
+            continue
+        for c in lines:
+            print(f"----- {name}: {c} -----\n{m.execute(c)[1][-2000:]}", file=sys.stderr)
+        conf = getattr(m, "conf", None)
+        if conf:
+            for c in ("-i", "-e", "-s"):
+                print(f"----- {name}: ctsyncd {c} -----\n{m.execute(f'ctsyncd -C {conf} {c}')[1][-2000:]}", file=sys.stderr)
+
+
 def dump_logs(lab, machines):
     import sys
+    dump_state(lab)
     for m in machines:
         for name in ("ctsyncd.log", "notify.log", "keepalived.log"):
             text = file_text(f"{lab.dir}/{m.name}/{name}")

@@ -551,8 +551,14 @@ fn every_example_in_etc_parses_without_warnings() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "conf") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let p = config::parse(&text, &path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
-            assert!(p.warnings.is_empty(), "{}: {:?}", path.display(), p.warnings);
+            let p = config::parse(&text, &path.display().to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                p.warnings.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                p.warnings
+            );
             assert!(p.config.sync.is_some());
             seen += 1;
         }

@@ -125,8 +125,11 @@ class Machine:
 class Lab:
     """Namespaces, bridges and veth pairs for one run."""
 
+    count = 0
+
     def __init__(self, names):
-        self.prefix = f"cts{os.getpid() % 100000}"
+        Lab.count += 1
+        self.prefix = f"cts{os.getpid() % 100000}x{Lab.count}"
         self.env = dict(os.environ)
         self.dir = f"/tmp/{self.prefix}"
         os.makedirs(self.dir, exist_ok=True)

@@ -61,3 +61,44 @@ def ftp_failover(expectation_sync=True, failure="block"):
     except BaseException:
         dump_logs(lab, machines)
         raise
+
+
+def ftp_manual_failover(name, **daemon):
+    """The FTP failover without keepalived: VIPs moved by hand and the
+    notify script's `primary` step run on fw-2. Returns the verdict."""
+    from topology import ROOT, vips
+
+    lab, client, fw1, fw2, server = build()
+    try:
+        with subtest(f"{name}: PASV through fw-1"):
+            vips(fw1, True)
+            start_daemon(lab, fw1, **daemon)
+            start_daemon(lab, fw2, **daemon)
+            ftp_server(lab, server)
+            port_file, go = f"{lab.dir}/pasv", f"{lab.dir}/go"
+            client.spawn(f"/usr/bin/python3 {os.path.dirname(__file__)}/ftp_client.py 192.168.1.2 {port_file} {go} 120")
+            client.wait_until_succeeds(f"test -s {port_file}", timeout=20)
+            port = file_text(port_file)
+            fw1.wait_until_succeeds(f"ctsyncd -C {fw1.conf} -i expect | grep -q 'dport={port} '", timeout=10)
+        with subtest(f"{name}: fw-2 has the expectation before the failure"):
+            if "DisableExternalCache On" in daemon.get("mode_body", ""):
+                # Injected straight into fw-2's kernel; nothing is cached.
+                fw2.wait_until_succeeds(f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '", timeout=10)
+                assert ctsyncd(fw2, "-e expect").strip() == ""
+            else:
+                fw2.wait_until_succeeds(f"ctsyncd -C {fw2.conf} -e expect | grep -q 'dport={port} '", timeout=10)
+        with subtest(f"{name}: failover by hand"):
+            fw1.block()
+            vips(fw1, False)
+            vips(fw2, True)
+            fw2.succeed(f"CTSYNCD_BIN=$(command -v ctsyncd) CTSYNCD_CONFIG={fw2.conf} LOGGER=echo "
+                        f"{ROOT}/etc/keepalived/primary-backup.sh primary")
+            fw2.succeed(f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '")
+            open(go, "w").close()
+            client.wait_until_succeeds(f"test -s {port_file}.done", timeout=30)
+            verdict = file_text(f"{port_file}.done")
+            log(f"{name}: {verdict}")
+            return verdict, lab, fw1, fw2
+    except BaseException:
+        dump_logs(lab, (fw1, fw2))
+        raise

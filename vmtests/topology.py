@@ -72,8 +72,9 @@ def vips(fw, present):
         fw.succeed(f"ip addr {verb} {v4} dev {dev} && ip -6 addr {verb} {v6} dev {dev} nodad"
                    if present else f"ip addr del {v4} dev {dev}; ip -6 addr del {v6} dev {dev}; true")
         if present:
-            # Tell the LAN at once (as keepalived's gratuitous ARP does).
-            fw.execute(f"arping -q -c 1 -U -I {dev} {v4.split('/')[0]} 2>/dev/null")
+            # Tell the LAN at once, as keepalived's gratuitous ARP does
+            # (iputils-arping; `make ci-deps` installs it).
+            fw.succeed(f"arping -q -c 1 -U -I {dev} {v4.split('/')[0]}")
 
 
 def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", extra_general=""):

@@ -123,6 +123,8 @@ impl Link {
 pub struct Channels {
     pub links: Vec<Link>,
     current: usize,
+    /// "no dedicated links available!" is logged once per outage.
+    none_usable: bool,
 }
 
 /// What [`Channels::check_links`] decided.
@@ -161,6 +163,7 @@ impl Channels {
         Ok(Channels {
             links,
             current: sync.default_channel(),
+            none_usable: false,
         })
     }
 
@@ -251,6 +254,7 @@ impl Channels {
             }
         }
         if self.links[self.current].info.status.usable() {
+            self.none_usable = false;
             return None;
         }
         let n = self.links.len();
@@ -267,7 +271,10 @@ impl Channels {
                 Some(Failover::To(i))
             }
             None => {
-                log::error!("no dedicated links available!");
+                if !self.none_usable {
+                    self.none_usable = true;
+                    log::error!("no dedicated links available!");
+                }
                 Some(Failover::NoneUsable)
             }
         }

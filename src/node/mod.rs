@@ -665,9 +665,7 @@ impl Node {
                 self.external_ct.flush();
             }
         }
-        let mut o = Outcome::done(None);
-        o.actions = actions;
-        o
+        Outcome::done(None)
     }
 
     fn commit_start(&mut self, now: Instant, target: Target) -> Outcome {

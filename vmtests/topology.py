@@ -140,6 +140,10 @@ KEEPALIVED = """
 global_defs {{
     script_user root
     enable_script_security
+    # Repeat the gratuitous ARP / unsolicited NA announcements a second
+    # after taking over, so no neighbour cache keeps the old primary.
+    vrrp_garp_master_delay 1
+    vrrp_garp_master_repeat 3
 }}
 vrrp_sync_group G1 {{
     group {{

@@ -112,6 +112,12 @@ class Machine:
             self.succeed(f"ip link set {ifname} up")
 
     def crash(self):
+        """A crashed machine: every process killed and every link down (a
+        namespace's kernel would otherwise keep forwarding)."""
+        self.kill_all()
+        self.block()
+
+    def kill_all(self):
         """Kills every process running in the machine."""
         pids = sh(f"ip netns pids {self.ns}", check=False).split()
         for pid in pids:
@@ -182,7 +188,7 @@ class Lab:
             for p in m.procs:
                 with contextlib.suppress(Exception):
                     os.killpg(p.pid, signal.SIGKILL)
-            m.crash()
+            m.kill_all()
         for ns in [m.ns for m in self.machines.values()] + [self.switch]:
             sh(f"ip netns del {ns}", check=False)
         self.machines = {}

@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/ctsyncd
 
-.PHONY: help build release test unit lint fmt run lab vmtests ci-deps ci fuzz clean
+.PHONY: help build release test unit lint fmt run lab vmtests bench ci-deps ci fuzz clean
 
 help:
 	@echo "make build    debug build"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint     rustfmt --check and clippy -D warnings"
 	@echo "make lab      the failover lab: install, build, run every scenario (root)"
 	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
+	@echo "make bench    replication benchmark against conntrackd 1.4.7 (root; BENCH_ARGS=…)"
 	@echo "make ci-deps  install what the tests need (Debian, root)"
 	@echo "make fuzz     run every cargo-fuzz target for FUZZ_SECONDS (nightly + cargo-fuzz)"
 
@@ -39,6 +40,11 @@ vmtests: release
 test: lint unit vmtests
 
 lab: ci-deps vmtests
+
+# ctsyncd against Debian's conntrackd 1.4.7 in the same run (results/).
+bench: ci-deps release
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends conntrackd binutils >/dev/null
+	python3 benches/bench.py $(BENCH_ARGS)
 
 run: release
 	$(RELEASE_BIN) -C etc/ctsyncd.conf

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Replication benchmark: ctsyncd against conntrackd 1.4.7, same run.
+
+    benches/bench.py [--sizes 10000,100000,250000] [--reps 3] [--out results/]
+
+Topology (network namespaces, built with vmtests/driver.py):
+
+    client ── fw1 ── server        fw1 ══ sync0 (multicast) ══ fw2
+
+For each size N and repetition, the two daemons are measured alternately,
+each with the same conntrackd.conf-syntax configuration (FT-FW over
+multicast on the dedicated veth) on fw1 and fw2:
+
+  1. start the daemon on fw1 and fw2, let it settle, read idle RSS;
+  2. the generator creates N distinct real flows through fw1 (95 % UDP
+     with distinct ports, 5 % TCP connections to a listening server);
+  3. wait until fw2's external cache holds N entries (lag: last flow
+     created → last entry present; lost: what never arrived);
+  4. read CPU time (user+sys) and RSS of both daemons, and the bytes and
+     frames that crossed the sync link;
+  5. commit on fw2 (`-c`): wall time, entries/s, and the entries then in
+     fw2's kernel.
+
+Prints one table of medians with the ctsyncd/conntrackd ratio per row and
+writes results/bench-<time>.md and .json.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, f"{ROOT}/vmtests")
+
+from driver import Lab  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+CONF = """General {{
+    HashSize 65536
+    HashLimit 524288
+    LogFile {d}/daemon.log
+    LockFile {d}/daemon.lock
+    UNIX {{ Path {d}/daemon.ctl }}
+    NetlinkBufferSize 16777216
+    NetlinkBufferSizeMaxGrowth 134217728
+    Filter From Userspace {{
+        Address Ignore {{ IPv4_address 127.0.0.1 IPv4_address 10.99.0.0/30 }}
+    }}
+}}
+Sync {{
+    Mode FTFW {{ }}
+    Multicast {{
+        IPv4_address 225.0.0.50
+        IPv4_interface 10.99.0.{me}
+        Group 3780
+        Interface sync0
+        SndSocketBuffer 24985600
+        RcvSocketBuffer 24985600
+        Checksum on
+    }}
+}}
+"""
+
+GENERATOR = """
+import socket, sys, time
+n = int(sys.argv[1])
+tcp = n // 20
+for i in range(n - tcp):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("10.1.0.2", 1024 + i % 60000))
+    s.sendto(b"x", ("10.2.0.2", 20000 + i // 60000))
+    s.close()
+for i in range(tcp):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00")
+    s.bind(("10.1.0.3", 1024 + i % 60000))
+    s.connect(("10.2.0.2", 5001 + i // 60000))
+    s.close()
+print(time.time())
+"""
+
+TCP_SERVER = """
+import socket, select
+ls = []
+for p in range(5001, 5006):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.2.0.2", p)); s.listen(4096); ls.append(s)
+while True:
+    r, _, _ = select.select(ls, [], [])
+    for s in r:
+        c, _ = s.accept(); c.close()
+"""
+
+# A stateful forward rule: conntrack only runs in a namespace whose
+# ruleset uses it.
+NFT_FW = """
+table inet bench {
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related,new accept
+    }
+}
+"""
+NFT_SERVER = """
+table inet bench {
+    chain input { type filter hook input priority 0; udp dport 20000-20010 drop; }
+}
+"""
+
+
+def proc_stat(m, pid):
+    fields = m.succeed(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK
+    rss = next(int(l.split()[1]) for l in m.succeed(f"cat /proc/{pid}/status").splitlines() if l.startswith("VmRSS:"))
+    return cpu, rss
+
+
+def daemon_pid(m, binary):
+    """The daemon's pid among the processes of m's namespace."""
+    name = os.path.basename(binary)[:15]
+    pids = subprocess.run(["ip", "netns", "pids", m.ns], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == name:
+                    return pid
+        except OSError:
+            pass
+    raise RuntimeError(f"no {name} running in {m.name}")
+
+
+def link_counters(m, ifname):
+    out = json.loads(m.succeed(f"ip -s -j link show {ifname}"))[0]["stats64"]
+    return out["tx"]["bytes"] + out["rx"]["bytes"], out["tx"]["packets"] + out["rx"]["packets"]
+
+
+def external_count(m, binary, conf):
+    rc, out = m.execute(f"{binary} -C {conf} -s")
+    if rc != 0 or "cache external:" not in out:
+        return 0
+    block = out.split("cache external:")[1]
+    return int(block.split("current active connections:")[1].split()[0])
+
+
+class Daemon:
+    def __init__(self, name, binary):
+        self.name, self.binary = name, binary
+
+
+def setup(n_flows):
+    lab = Lab(["client", "fw1", "fw2", "server"])
+    m = lab.machines
+    client, fw1, fw2, server = m["client"], m["fw1"], m["fw2"], m["server"]
+    lab.start_all()
+    lab.link(client, "eth0", fw1, "eth0")
+    lab.link(fw1, "eth1", server, "eth0")
+    lab.link(fw1, "sync0", fw2, "sync0")
+    client.succeed("ip addr add 10.1.0.2/24 dev eth0 && ip addr add 10.1.0.3/24 dev eth0 && ip route add default via 10.1.0.1")
+    server.succeed("ip addr add 10.2.0.2/24 dev eth0 && ip route add default via 10.2.0.1")
+    fw1.succeed("ip addr add 10.1.0.1/24 dev eth0 && ip addr add 10.2.0.1/24 dev eth1 && ip addr add 10.99.0.1/30 dev sync0")
+    fw2.succeed("ip addr add 10.99.0.2/30 dev sync0")
+    fw1.succeed(f"nft -f - <<'EOF'\n{NFT_FW}\nEOF")
+    server.succeed(f"nft -f - <<'EOF'\n{NFT_SERVER}\nEOF")
+    server.spawn(f"python3 -c '{TCP_SERVER}'")
+    # The client opens many sockets quickly; give it room.
+    client.succeed("sysctl -qw net.ipv4.ip_local_port_range='1024 65535'")
+    return lab, client, fw1, fw2, server
+
+
+def run_once(daemon, n):
+    lab, client, fw1, fw2, server = setup(n)
+    try:
+        pids, confs = {}, {}
+        for fw, me in ((fw1, 1), (fw2, 2)):
+            d = f"{lab.dir}/{fw.name}"
+            os.makedirs(d, exist_ok=True)
+            confs[fw.name] = f"{d}/daemon.conf"
+            with open(confs[fw.name], "w") as f:
+                f.write(CONF.format(d=d, me=me))
+            fw.succeed(f"{daemon.binary} -C {confs[fw.name]} -d")
+            fw.wait_until_succeeds(f"{daemon.binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
+            pids[fw.name] = daemon_pid(fw, daemon.binary)
+        time.sleep(2)
+        idle = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
+        link0 = link_counters(fw1, "sync0")
+        gen = f"{lab.dir}/gen.py"
+        with open(gen, "w") as f:
+            f.write(GENERATOR)
+        t_gen = time.time()
+        last_created = float(client.succeed(f"python3 {gen} {n}", timeout=900).split()[-1])
+        gen_secs = last_created - t_gen
+        # Wait for fw2's external cache (bounded: 120 s without progress).
+        got, last_change, seen = 0, time.monotonic(), 0
+        t_complete = None
+        while True:
+            got = external_count(fw2, daemon.binary, confs["fw2"])
+            if got >= n:
+                t_complete = time.time()
+                break
+            if got != seen:
+                seen, last_change = got, time.monotonic()
+            if time.monotonic() - last_change > 30:
+                break
+            time.sleep(0.05)
+        lag = (t_complete - last_created) if t_complete else float("nan")
+        busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
+        link1 = link_counters(fw1, "sync0")
+        t0 = time.monotonic()
+        fw2.succeed(f"{daemon.binary} -C {confs['fw2']} -c", timeout=600)
+        commit_secs = time.monotonic() - t0
+        in_kernel = int(fw2.succeed("conntrack -C").strip())
+        return {
+            "daemon": daemon.name, "n": n, "generator_s": gen_secs,
+            "cpu_sender_s": busy["fw1"][0] - idle["fw1"][0], "cpu_receiver_s": busy["fw2"][0] - idle["fw2"][0],
+            "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
+            "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
+            "replicated": got, "lost": max(0, n - got), "lag_s": lag,
+            "commit_s": commit_secs, "commit_per_s": n / commit_secs if commit_secs else 0, "kernel_after_commit": in_kernel,
+            "link_bytes": link1[0] - link0[0], "link_frames": link1[1] - link0[1],
+        }
+    finally:
+        lab.cleanup()
+
+
+def stripped_size(path):
+    out = f"/tmp/bench-strip-{os.getpid()}"
+    subprocess.run(["cp", path, out], check=True)
+    subprocess.run(["strip", out], check=False)
+    size = os.path.getsize(out)
+    os.unlink(out)
+    return size
+
+
+def conntrackd_size():
+    binary = "/usr/sbin/conntrackd"
+    total = stripped_size(binary)
+    libs = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    for line in libs.splitlines():
+        parts = line.split("=>")
+        if len(parts) == 2 and any(k in parts[0] for k in ("netfilter", "nfnetlink", "mnl", "tirpc")):
+            total += os.path.getsize(os.path.realpath(parts[1].split()[0]))
+    return total
+
+
+ROWS = [
+    ("CPU per entry, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
+    ("CPU per entry, receiver (µs)", lambda r: 1e6 * r["cpu_receiver_s"] / r["n"]),
+    ("RSS sender (KiB)", lambda r: r["rss_sender_kib"]),
+    ("RSS receiver (KiB)", lambda r: r["rss_receiver_kib"]),
+    ("idle RSS (KiB)", lambda r: r["rss_idle_kib"]),
+    ("entries lost", lambda r: r["lost"]),
+    ("replication lag (s)", lambda r: r["lag_s"]),
+    ("commit wall time (s)", lambda r: r["commit_s"]),
+    ("commit entries/s", lambda r: r["commit_per_s"]),
+    ("entries in fw2 kernel after commit", lambda r: r["kernel_after_commit"]),
+    ("sync-link bytes per entry", lambda r: r["link_bytes"] / r["n"]),
+    ("sync-link frames per 1000 entries", lambda r: 1000 * r["link_frames"] / r["n"]),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,250000")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", default=f"{ROOT}/results")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (network namespaces)")
+    ctsyncd = os.environ.get("CTSYNCD", f"{ROOT}/target/release/ctsyncd")
+    daemons = [Daemon("ctsyncd", ctsyncd), Daemon("conntrackd", "/usr/sbin/conntrackd")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = []
+    for n in sizes:
+        for rep in range(args.reps):
+            for d in daemons:
+                r = run_once(d, n)
+                runs.append(r)
+                print(f"N={n} rep={rep + 1} {d.name}: lag {r['lag_s']:.2f}s lost {r['lost']} "
+                      f"cpu {r['cpu_sender_s']:.2f}/{r['cpu_receiver_s']:.2f}s rss {r['rss_sender_kib']}/{r['rss_receiver_kib']} KiB "
+                      f"commit {r['commit_s']:.2f}s link {r['link_bytes']} B", flush=True)
+    sizes_bin = {"ctsyncd": stripped_size(ctsyncd), "conntrackd": conntrackd_size()}
+    machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
+    lines = [f"Benchmark {time.strftime('%Y-%m-%d %H:%M')} on {machine}; medians of {args.reps} runs.", "",
+             "| N | metric | ctsyncd | conntrackd 1.4.7 | ratio |", "|---:|---|---:|---:|---:|"]
+    for n in sizes:
+        for label, f in ROWS:
+            med = {d.name: statistics.median(f(r) for r in runs if r["n"] == n and r["daemon"] == d.name) for d in daemons}
+            a, b = med["ctsyncd"], med["conntrackd"]
+            ratio = f"{a / b:.2f}" if b else "–"
+            lines.append(f"| {n} | {label} | {a:.2f} | {b:.2f} | {ratio} |")
+    a, b = sizes_bin["ctsyncd"], sizes_bin["conntrackd"]
+    lines.append(f"| – | stripped binary (bytes; conntrackd + its netfilter libraries) | {a} | {b} | {a / b:.2f} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(f"{args.out}/bench-{stamp}.md", "w") as f:
+        f.write(table + "\n")
+    with open(f"{args.out}/bench-{stamp}.json", "w") as f:
+        json.dump({"machine": machine, "runs": runs, "binary_sizes": sizes_bin}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -210,6 +210,10 @@ def run_once(daemon, n):
             time.sleep(0.05)
         lag = (t_complete - last_created) if t_complete else float("nan")
         busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
+        sync = {}
+        if daemon.name == "ctsyncd":
+            for fw in (fw1, fw2):
+                sync[fw.name] = json.loads(fw.succeed(f"{daemon.binary} -C {confs[fw.name]} -s --json"))["sync"]
         link1 = link_counters(fw1, "sync0")
         t0 = time.monotonic()
         fw2.succeed(f"{daemon.binary} -C {confs['fw2']} -c", timeout=600)
@@ -223,6 +227,7 @@ def run_once(daemon, n):
             "replicated": got, "lost": max(0, n - got), "lag_s": lag,
             "commit_s": commit_secs, "commit_per_s": n / commit_secs if commit_secs else 0, "kernel_after_commit": in_kernel,
             "link_bytes": link1[0] - link0[0], "link_frames": link1[1] - link0[1],
+            "sync_stats": sync,
         }
     finally:
         lab.cleanup()
@@ -284,6 +289,9 @@ def main():
                 print(f"N={n} rep={rep + 1} {d.name}: lag {r['lag_s']:.2f}s lost {r['lost']} "
                       f"cpu {r['cpu_sender_s']:.2f}/{r['cpu_receiver_s']:.2f}s rss {r['rss_sender_kib']}/{r['rss_receiver_kib']} KiB "
                       f"commit {r['commit_s']:.2f}s link {r['link_bytes']} B", flush=True)
+                for fw, st in r["sync_stats"].items():
+                    print(f"    {fw}: lost {st['lost']} retransmitted {st['retransmitted']} before {st['before']} "
+                          f"malformed {st['malformed']} dropped {st['resend_queue_dropped']}", flush=True)
     sizes_bin = {"ctsyncd": stripped_size(ctsyncd), "conntrackd": conntrackd_size()}
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
     lines = [f"Benchmark {time.strftime('%Y-%m-%d %H:%M')} on {machine}; medians of {args.reps} runs.", "",

@@ -525,15 +525,22 @@ impl Tcp {
     /// (send errors, receive errors).
     fn drive(&mut self, cx: &mut Context<'_>) -> (u64, u64) {
         let mut errs = (0, 0);
-        while let Ok((s, _)) = self.listener.get_ref().accept() {
-            if s.set_nonblocking(true).is_ok()
-                && let Ok(a) = Async::new(s)
-            {
-                self.inbound = Some(a);
-                self.inbuf.clear();
+        // Accept until the listener has nothing and its readiness poll is
+        // Pending: a Ready poll does not register the waker, and ignoring
+        // it would leave a connection waiting in the backlog forever.
+        loop {
+            while let Ok((s, _)) = self.listener.get_ref().accept() {
+                if s.set_nonblocking(true).is_ok()
+                    && let Ok(a) = Async::new(s)
+                {
+                    self.inbound = Some(a);
+                    self.inbuf.clear();
+                }
+            }
+            if self.listener.poll_readable(cx).is_pending() {
+                break;
             }
         }
-        let _ = self.listener.poll_readable(cx);
         if matches!(self.outbound, Outbound::Idle)
             && self.last_attempt.is_none_or(|t| t.elapsed() >= RECONNECT)
         {
@@ -546,20 +553,35 @@ impl Tcp {
         if let Outbound::Connecting(s) = &self.outbound
             && s.poll_writable(cx).is_ready()
         {
-            let ok = matches!(s.get_ref().take_error(), Ok(None))
-                && s.get_ref().peer_addr().is_ok();
-            let old = std::mem::replace(&mut self.outbound, Outbound::Idle);
-            if ok && let Outbound::Connecting(s) = old {
-                self.outbound = Outbound::Connected(s);
-            } else {
-                errs.0 += 1;
+            // Writable is not the same as connected: a socket can report
+            // writable before the handshake ends (then peer_addr says
+            // ENOTCONN and we keep waiting), or because it failed.
+            let failed = !matches!(s.get_ref().take_error(), Ok(None));
+            let connected = !failed && s.get_ref().peer_addr().is_ok();
+            if failed || connected {
+                let old = std::mem::replace(&mut self.outbound, Outbound::Idle);
+                if connected && let Outbound::Connecting(s) = old {
+                    self.outbound = Outbound::Connected(s);
+                } else {
+                    errs.0 += 1;
+                }
+            } else if s.poll_writable(cx).is_ready() {
+                // Still connecting but reported writable: look again soon.
+                cx.waker().wake_by_ref();
             }
         }
-        errs.0 += self.flush();
-        if let Outbound::Connected(s) = &self.outbound
-            && !self.queue.is_empty()
-        {
-            let _ = s.poll_writable(cx);
+        // Flush until done or the socket's writability poll is Pending
+        // (which registers the waker; a Ready poll does not).
+        loop {
+            errs.0 += self.flush();
+            match &self.outbound {
+                Outbound::Connected(s) if !self.queue.is_empty() => {
+                    if s.poll_writable(cx).is_pending() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
         }
         if matches!(self.outbound, Outbound::Idle) {
             // Come back for the next reconnect attempt.

@@ -34,7 +34,12 @@ use crate::node::{Action, Node};
 use crate::time::Instant;
 
 /// Entries created per loop iteration during a commit.
-const COMMIT_BATCH: usize = 256;
+const COMMIT_BATCH: usize = 1024;
+/// Changes wait at most this long for more to fill a datagram: a burst of
+/// kernel events then leaves in full datagrams instead of one each.
+const TX_COALESCE: Duration = Duration::from_millis(2);
+/// Keys that fill about one datagram: send at once.
+const TX_FULL: usize = 48;
 const LINK_CHECK: Duration = Duration::from_secs(1);
 
 struct CommitJob {
@@ -51,6 +56,7 @@ pub(crate) struct Replicator {
     job: Option<CommitJob>,
     overrun_resync_at: Option<Instant>,
     next_link_check: Instant,
+    tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     rx_buf: Vec<u8>,
 }
@@ -119,6 +125,7 @@ impl Replicator {
             job: None,
             overrun_resync_at: None,
             next_link_check: now + LINK_CHECK,
+            tx_due: None,
             tx_buf: vec![0; 65_536],
             rx_buf: vec![0; 65_536],
         })
@@ -131,6 +138,10 @@ impl Replicator {
         clock: Clock,
     ) {
         loop {
+            // Under a flood of kernel events every wait() is ready at once;
+            // without this the executor never runs the control socket's
+            // reader and writer tasks, and `-s` stalls until the flood ends.
+            future::yield_now().await;
             self.transmit(clock.now());
             match self.wait(rx, clock).await {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
@@ -169,11 +180,12 @@ impl Replicator {
             overrun_resync_at,
             next_link_check,
             rx_buf,
+            tx_due,
             ..
         } = self;
         let mut deadline = node.poll_at().min(*next_link_check);
-        if let Some(t) = overrun_resync_at {
-            deadline = deadline.min(*t);
+        for t in [*overrun_resync_at, *tx_due].into_iter().flatten() {
+            deadline = deadline.min(t);
         }
         let control = async { Wake::Control(rx.recv().await.ok()) };
         let events = async { Wake::Kernel(kernel.events.recv().await) };
@@ -198,6 +210,15 @@ impl Replicator {
     }
 
     fn transmit(&mut self, now: Instant) {
+        if !self.node.engine.wants_transmit() {
+            self.tx_due = None;
+            return;
+        }
+        let due = *self.tx_due.get_or_insert(now + TX_COALESCE);
+        if now < due && self.node.engine.queue_lengths().0 < TX_FULL {
+            return;
+        }
+        self.tx_due = None;
         let max = self.channels.max_datagram().min(self.tx_buf.len());
         while let Some(n) = self.node.transmit(now, &mut self.tx_buf[..max]) {
             self.channels.send(&self.tx_buf[..n]);

@@ -230,6 +230,11 @@ impl Engine {
             .map(|(s, sent, _)| (*s, matches!(sent, Sent::Resync)))
     }
 
+    /// True when something waits to be sent.
+    pub fn wants_transmit(&self) -> bool {
+        !self.tx.is_empty() || !self.control.is_empty() || self.resync_pending
+    }
+
     /// True when nothing waits to be sent or acknowledged.
     pub fn is_idle(&self) -> bool {
         self.tx.is_empty()

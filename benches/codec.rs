@@ -11,8 +11,10 @@ fn main() {
     divan::main();
 }
 
-const CT_EVENT: &[u8] = include_bytes!("../tests/fixtures/kernel/ct_new_tcp_snat.bin");
-const EXP_EVENT: &[u8] = include_bytes!("../tests/fixtures/kernel/exp_new_ftp.bin");
+const CT_EVENT: &[u8] =
+    include_bytes!("../tests/fixtures/kernel/ct_new_tcp_snat.bin");
+const EXP_EVENT: &[u8] =
+    include_bytes!("../tests/fixtures/kernel/exp_new_ftp.bin");
 
 fn conntrack() -> ctsyncd::model::Conntrack {
     match codec::messages(CT_EVENT).next() {
@@ -39,7 +41,15 @@ fn wire_encode_conntrack(bencher: divan::Bencher<'_, '_>) {
     let msg = Msg::CtUpd(wire::to_wire_ct(&conntrack()));
     let mut buf = [0u8; 1472];
     bencher.bench_local(|| {
-        let mut w = Writer::new(&mut buf, Header { flags: 0, session: 1, first_seq: 1 }).unwrap();
+        let mut w = Writer::new(
+            &mut buf,
+            Header {
+                flags: 0,
+                session: 1,
+                first_seq: 1,
+            },
+        )
+        .unwrap();
         w.push(black_box(&msg)).unwrap();
         w.finish(None)
     });
@@ -49,7 +59,15 @@ fn wire_encode_conntrack(bencher: divan::Bencher<'_, '_>) {
 fn wire_decode_conntrack(bencher: divan::Bencher<'_, '_>) {
     let msg = Msg::CtUpd(wire::to_wire_ct(&conntrack()));
     let mut buf = [0u8; 1472];
-    let mut w = Writer::new(&mut buf, Header { flags: 0, session: 1, first_seq: 1 }).unwrap();
+    let mut w = Writer::new(
+        &mut buf,
+        Header {
+            flags: 0,
+            session: 1,
+            first_seq: 1,
+        },
+    )
+    .unwrap();
     w.push(&msg).unwrap();
     let n = w.finish(None);
     let datagram = buf[..n].to_vec();

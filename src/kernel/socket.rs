@@ -144,22 +144,27 @@ impl CtSocket {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
+        // Only the last request asks for an acknowledgement: the kernel
+        // handles a batch in order and reports every error anyway, so that
+        // one ACK means "all done" and saves a poll + recv per entry.
+        ack_last_only(&mut out);
         self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
-        let mut errs: Vec<Option<Errno>> = vec![None; seqs.len()];
-        let mut missing = seqs.len();
-        while missing > 0 {
+        let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
+        let mut errs: Vec<Errno> = vec![0; seqs.len()];
+        let mut done = false;
+        while !done {
             let n = self.recv_blocking(Duration::from_secs(10))?;
             for r in codec::messages(&self.rx[..n]) {
-                if let Ok(Received::Ack { seq, errno }) = r
-                    && let Some(i) = seqs.iter().position(|&s| s == seq)
-                    && errs[i].is_none()
-                {
-                    errs[i] = Some(errno);
-                    missing -= 1;
+                if let Ok(Received::Ack { seq, errno }) = r {
+                    let i = seq.wrapping_sub(first) as usize;
+                    if seqs.get(i) == Some(&seq) {
+                        errs[i] = errno;
+                    }
+                    done |= seq == last;
                 }
             }
         }
-        Ok(errs.into_iter().map(|e| e.unwrap_or(0)).collect())
+        Ok(errs)
     }
 
     /// Creates conntracks (already prepared by `kernel::commit`) in
@@ -297,6 +302,27 @@ impl CtSocket {
     /// The last datagram read.
     pub fn received(&self, n: usize) -> &[u8] {
         &self.rx[..n]
+    }
+}
+
+/// Clears NLM_F_ACK on every request of a batch but the last.
+fn ack_last_only(batch: &mut [u8]) {
+    let mut at = 0;
+    while at + 16 <= batch.len() {
+        let len = u32::from_ne_bytes([
+            batch[at],
+            batch[at + 1],
+            batch[at + 2],
+            batch[at + 3],
+        ]) as usize;
+        let next = at + ((len + 3) & !3);
+        if len < 16 || next >= batch.len() {
+            return;
+        }
+        let flags = u16::from_ne_bytes([batch[at + 6], batch[at + 7]])
+            & !codec::NLM_F_ACK;
+        batch[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
+        at = next;
     }
 }
 
@@ -447,7 +473,28 @@ impl EventSocket {
 
 #[cfg(test)]
 mod test {
-    use super::grown_buffer;
+    use super::{ack_last_only, grown_buffer};
+    use crate::kernel::codec::{self, NLM_F_ACK};
+
+    #[test]
+    fn only_the_last_request_of_a_batch_asks_for_an_ack() {
+        let t = crate::model::Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: 6,
+            l4: crate::model::L4::Ports { src: 1, dst: 2 },
+        };
+        let mut buf = Vec::new();
+        for seq in 1..=3 {
+            codec::encode_ct_delete(&mut buf, &t, 0, seq);
+        }
+        ack_last_only(&mut buf);
+        let len = buf.len() / 3;
+        let flags =
+            |i: usize| u16::from_ne_bytes([buf[i * len + 6], buf[i * len + 7]]);
+        assert_eq!((flags(0) & NLM_F_ACK, flags(1) & NLM_F_ACK), (0, 0));
+        assert_eq!(flags(2) & NLM_F_ACK, NLM_F_ACK);
+    }
 
     #[test]
     fn buffer_doubles_up_to_the_limit() {

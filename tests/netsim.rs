@@ -331,7 +331,9 @@ fn ftfw_peer_restart_in_the_middle() {
     sim.workload(50_000, 20_000);
     sim.settle(120);
     assert_eq!(sim.nodes[0].engine.stats().peer_restarts, 1);
-    assert_eq!(sim.nodes[0].engine.stats().resyncs_requested_by_peer, 1);
+    // A RESYNC whose ACK was lost is resent (with a new sequence number)
+    // and answered again: harmless, the bulk is idempotent.
+    assert!(sim.nodes[0].engine.stats().resyncs_requested_by_peer >= 1);
 }
 
 #[test]

@@ -740,8 +740,14 @@ impl Source for MapSource {
     }
 
     fn keys(&self) -> Vec<Key> {
-        let mut v: Vec<Key> = self.cts.keys().map(|k| Key::Ct(*k)).collect();
-        v.extend(self.exps.keys().map(|k| Key::Exp(Box::new(*k))));
+        // Sorted, so that simulations are reproducible run to run (map
+        // iteration order is random).
+        let mut cts: Vec<&CtKey> = self.cts.keys().collect();
+        cts.sort_by_cached_key(|k| format!("{k:?}"));
+        let mut exps: Vec<&ExpKey> = self.exps.keys().collect();
+        exps.sort_by_cached_key(|k| format!("{k:?}"));
+        let mut v: Vec<Key> = cts.into_iter().map(|k| Key::Ct(*k)).collect();
+        v.extend(exps.into_iter().map(|k| Key::Exp(Box::new(*k))));
         v
     }
 }

@@ -3,7 +3,6 @@
 //! `Stats` mode): runtime statistics, and an explicit `NotSupported` for
 //! every replication request. Pure.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::control::proto::{Format, Reply, Request, StatsView, Status};
@@ -64,45 +63,16 @@ impl Runtime {
         }
     }
 
-    /// `-s runtime` in conntrackd's layout.
+    /// `-s runtime` in conntrackd's layout (the same renderer as a
+    /// synchronising daemon's).
     pub fn runtime_text(&self, up: Duration) -> String {
+        let counters = crate::node::Counters {
+            local_read_failed: self.local_read_failed,
+            local_unknown_request: self.local_unknown_request,
+            ..Default::default()
+        };
         let mut s = String::new();
-        let _ = write!(s, "daemon uptime: {}\n\n", uptime(up));
-        s.push_str("netlink stats:\n");
-        for (name, tabs) in
-            [("events received", "\t"), ("events filtered", "\t")]
-        {
-            let _ = writeln!(s, "\t{name}:{tabs}{:20}", 0);
-        }
-        for (name, tabs) in [
-            ("events unknown type", "\t\t"),
-            ("catch event failed", "\t\t"),
-            ("dump unknown type", "\t\t"),
-            ("netlink overrun", "\t\t"),
-            ("flush kernel table", "\t\t"),
-            ("resync with kernel table", "\t"),
-            ("current buffer size (in bytes)", "\t"),
-        ] {
-            let _ = writeln!(s, "\t{name}:{tabs}{:12}", 0);
-        }
-        s.push_str("\nruntime stats:\n");
-        let rows: [(&str, &str, u64); 7] = [
-            ("\tchild process failed", "\t\t", 0),
-            ("\t\tchild process segfault", "\t", 0),
-            ("\t\tchild process termsig", "\t", 0),
-            ("\tselect failed", "\t\t\t", 0),
-            ("\twait failed", "\t\t\t", 0),
-            ("\tlocal read failed", "\t\t", self.local_read_failed),
-            (
-                "\tlocal unknown request",
-                "\t\t",
-                self.local_unknown_request,
-            ),
-        ];
-        for (name, tabs, v) in rows {
-            let _ = writeln!(s, "{name}:{tabs}{v:12}");
-        }
-        s.push('\n');
+        crate::node::render::runtime_text(&mut s, up, &counters, 0);
         s
     }
 

@@ -386,13 +386,21 @@ pub fn exp_json(x: &Expect, active_since: u64) -> String {
 
 // ===== dumps =====
 
-/// `-i` / `-e` for conntracks.
-pub fn ct_dump(
-    c: &Cache<CtKey, Conntrack>,
+/// How one cached value renders in each format.
+struct Renderers<'a, V> {
+    plain: &'a dyn Fn(&V) -> String,
+    xml: &'a dyn Fn(&V) -> String,
+    json: &'a dyn Fn(&V, u64) -> String,
+}
+
+/// A whole cache in one format: plain lines with `[expires in]` (ALARM)
+/// and `[active since]`, one XML element per line, or a JSON array.
+fn dump<K: Eq + std::hash::Hash + Clone, V>(
+    c: &Cache<K, V>,
     now: Instant,
     f: Format,
-    external: bool,
     expiry: Option<Duration>,
+    r: Renderers<'_, V>,
 ) -> String {
     let mut out = String::new();
     if f == Format::Json {
@@ -402,7 +410,7 @@ pub fn ct_dump(
         let since = now.since(e.since).as_secs();
         match f {
             Format::Plain => {
-                out.push_str(&ct_line(&e.value, external));
+                out.push_str(&(r.plain)(&e.value));
                 if let Some(life) = expiry {
                     let left =
                         life.saturating_sub(now.since(e.updated)).as_secs();
@@ -411,14 +419,14 @@ pub fn ct_dump(
                 let _ = writeln!(out, " [active since {since}s]");
             }
             Format::Xml => {
-                out.push_str(&ct_xml(&e.value, external));
+                out.push_str(&(r.xml)(&e.value));
                 out.push('\n');
             }
             Format::Json => {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&ct_json(&e.value, since));
+                out.push_str(&(r.json)(&e.value, since));
             }
         }
     }
@@ -428,6 +436,29 @@ pub fn ct_dump(
     out
 }
 
+/// `-i` / `-e` for conntracks.
+pub fn ct_dump(
+    c: &Cache<CtKey, Conntrack>,
+    now: Instant,
+    f: Format,
+    external: bool,
+    expiry: Option<Duration>,
+) -> String {
+    let plain = |ct: &Conntrack| ct_line(ct, external);
+    let xml = |ct: &Conntrack| ct_xml(ct, external);
+    dump(
+        c,
+        now,
+        f,
+        expiry,
+        Renderers {
+            plain: &plain,
+            xml: &xml,
+            json: &ct_json,
+        },
+    )
+}
+
 /// `-i expect` / `-e expect`.
 pub fn exp_dump(
     c: &Cache<ExpKey, Expect>,
@@ -435,38 +466,17 @@ pub fn exp_dump(
     f: Format,
     expiry: Option<Duration>,
 ) -> String {
-    let mut out = String::new();
-    if f == Format::Json {
-        out.push('[');
-    }
-    for (i, (_, e)) in c.iter().enumerate() {
-        let since = now.since(e.since).as_secs();
-        match f {
-            Format::Plain => {
-                out.push_str(&exp_line(&e.value));
-                if let Some(life) = expiry {
-                    let left =
-                        life.saturating_sub(now.since(e.updated)).as_secs();
-                    let _ = write!(out, " [expires in {left}s]");
-                }
-                let _ = writeln!(out, " [active since {since}s]");
-            }
-            Format::Xml => {
-                out.push_str(&exp_xml(&e.value));
-                out.push('\n');
-            }
-            Format::Json => {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&exp_json(&e.value, since));
-            }
-        }
-    }
-    if f == Format::Json {
-        out.push_str("]\n");
-    }
-    out
+    dump(
+        c,
+        now,
+        f,
+        expiry,
+        Renderers {
+            plain: &exp_line,
+            xml: &exp_xml,
+            json: &exp_json,
+        },
+    )
 }
 
 // ===== statistics =====
@@ -626,8 +636,22 @@ fn network(s: &mut String, node: &Node) {
 
 /// `-s runtime` (with the daemon's own counters).
 pub fn runtime(s: &mut String, node: &Node, now: Instant) {
-    let c = &node.counters;
-    let _ = write!(s, "daemon uptime: {}\n\n", uptime(now.since(node.started)));
+    runtime_text(
+        s,
+        now.since(node.started),
+        &node.counters,
+        node.runtime.netlink_buffer,
+    );
+}
+
+/// `-s runtime` from its inputs (also used by a daemon without `Sync`).
+pub fn runtime_text(
+    s: &mut String,
+    up: Duration,
+    c: &Counters,
+    netlink_buffer: usize,
+) {
+    let _ = write!(s, "daemon uptime: {}\n\n", uptime(up));
     let _ = write!(
         s,
         "netlink stats:\n\tevents received:\t{:20}\n\tevents filtered:\t{:20}\n\tevents unknown type:\t\t{:12}\n\tcatch event failed:\t\t{:12}\n\tdump unknown type:\t\t{:12}\n\tnetlink overrun:\t\t{:12}\n\tflush kernel table:\t\t{:12}\n\tresync with kernel table:\t{:12}\n\tcurrent buffer size (in bytes):\t{:12}\n\n",
@@ -639,7 +663,7 @@ pub fn runtime(s: &mut String, node: &Node, now: Instant) {
         c.overruns,
         c.kernel_flushes,
         c.kernel_resyncs,
-        node.runtime.netlink_buffer
+        netlink_buffer
     );
     let _ = write!(
         s,

@@ -117,6 +117,15 @@ impl Link {
             Io::Udp { .. } => None,
         }
     }
+
+    /// TCP: frames queued but not yet fully written (0 for UDP, which
+    /// never queues).
+    pub fn unsent(&self) -> usize {
+        match &self.io {
+            Io::Tcp(t) => t.queue.len(),
+            Io::Udp { .. } => 0,
+        }
+    }
 }
 
 /// All links, and which one sends.

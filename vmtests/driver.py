@@ -119,10 +119,17 @@ class Machine:
 
     def kill_all(self):
         """Kills every process running in the machine."""
-        pids = sh(f"ip netns pids {self.ns}", check=False).split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
+        # Again until none is left: a process forked between the listing
+        # and the kill (a notify script, keepalived's children) survives
+        # one pass.
+        for _ in range(50):
+            pids = sh(f"ip netns pids {self.ns}", check=False).split()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.05)
         for p in self.procs:
             with contextlib.suppress(Exception):
                 p.wait(timeout=5)

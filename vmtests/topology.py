@@ -13,6 +13,7 @@ LAN0, and established/related traffic: an FTP data connection passes only
 if its expectation exists.
 """
 
+import contextlib
 import os
 
 from driver import Lab
@@ -77,8 +78,9 @@ def vips(fw, present):
             fw.succeed(f"arping -q -c 1 -U -I {dev} {v4.split('/')[0]}")
 
 
-def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", extra_general=""):
-    """Writes fw's ctsyncd.conf (conntrackd syntax) and returns its path."""
+def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", extra_general="", transport="UDP"):
+    """Writes fw's ctsyncd.conf (conntrackd syntax) and returns its path.
+    transport is the sync link's clause: UDP or TCP."""
     peer = "10.99.0.2" if fw.name == "fw1" else "10.99.0.1"
     me = "10.99.0.1" if fw.name == "fw1" else "10.99.0.2"
     d = f"{lab.dir}/{fw.name}"
@@ -104,7 +106,7 @@ def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", ext
 }}
 Sync {{
     Mode {mode} {{ {mode_body} }}
-    UDP {{
+    {transport} {{
         IPv4_address {me}
         IPv4_Destination_Address {peer}
         Port 3780
@@ -201,6 +203,12 @@ echo "$(date +%T.%N) notify $1" >> {d}/notify.log
 exec {ROOT}/etc/keepalived/primary-backup.sh "$1" >> {d}/notify.log 2>&1
 """)
     os.chmod(notify, 0o755)
+    # A machine back from a crash boots with an empty /run: keepalived
+    # refuses to start while a pid file names a process that is not yet
+    # reaped.
+    for pidfile in ("keepalived.pid", "vrrp.pid", "checkers.pid"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{d}/{pidfile}")
     conf = f"{d}/keepalived.conf"
     with open(conf, "w") as f:
         f.write(KEEPALIVED.format(notify=notify, priority=priority))

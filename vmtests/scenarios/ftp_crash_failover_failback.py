@@ -2,7 +2,11 @@
 an FTP passive session: the data connection works through fw-2. fw-1 then
 comes back with a fresh daemon (new session: the HELLO path), resyncs from
 fw-2 (notify backup: -n), takes over again, and the same control
-connection carries a second PASV + LIST through fw-1."""
+connection carries a second PASV + LIST through fw-1.
+
+The sync link is TCP here (UDP everywhere else): fw-2 must notice that
+its connection to fw-1 died with fw-1's daemon and reconnect to the new
+one, or fw-1's resync request is never answered."""
 
 import os
 import time
@@ -17,8 +21,8 @@ def main():
     lab, client, fw1, fw2, server = build()
     try:
         with subtest("fw-1 primary, FTP control connection and PASV through it"):
-            start_daemon(lab, fw1)
-            start_daemon(lab, fw2)
+            start_daemon(lab, fw1, transport="TCP")
+            start_daemon(lab, fw2, transport="TCP")
             keepalived(lab, fw1, 150)
             keepalived(lab, fw2, 100)
             fw1.wait_until_succeeds(HOLDS_VIPS, timeout=30)
@@ -42,6 +46,7 @@ def main():
             log(f"through fw-2: {verdict}")
         with subtest("fw-1 restarts, resyncs from fw-2 and takes over again"):
             t0 = time.monotonic()
+            old_lines = len(file_text(f"{lab.dir}/fw1/ctsyncd.log").splitlines())
             fw1.unblock()
             # The crash left a stale lock: the notify script's backup step
             # removes it and starts the daemon, as conntrackd's does.
@@ -51,7 +56,12 @@ def main():
             log(f"VIPs back on fw-1 {time.monotonic() - t0:.2f}s after its return")
             notify = file_text(f"{lab.dir}/fw1/notify.log")
             assert "was not cleanly stopped" in notify, notify
-            fw1.wait_until_succeeds(f"grep -q 'Committed' {lab.dir}/fw1/ctsyncd.log", timeout=20)
+            # The new daemon (its lines follow the old one's in the same
+            # log) committed at least the FTP control connection, which
+            # came back from fw-2 over the new TCP connection.
+            fw1.wait_until_succeeds(
+                f"tail -n +{old_lines + 1} {lab.dir}/fw1/ctsyncd.log | grep -Eq 'Committed [1-9][0-9]* new entries'",
+                timeout=20)
             assert "resync requested" in file_text(f"{lab.dir}/fw1/ctsyncd.log")
         with subtest("the same control connection: PASV + LIST through fw-1"):
             open(f"{go}2", "w").close()

@@ -37,6 +37,9 @@ pub enum RunMode {
     Daemon,
     /// A client command for a running daemon.
     Client(Request),
+    /// `--check-config`: parse the configuration, report, and exit (for
+    /// build-time checks of generated files, e.g. by the NixOS module).
+    CheckConfig,
 }
 
 /// A command-line error: the message, printed after the usage text.
@@ -84,6 +87,7 @@ Client mode commands:
   -x, dump cache in XML format (requires -i or -e)
   -t, reset the kernel timeout (see PurgeTimeout clause)
   --json, machine-readable output for -s, -i and -e
+  --check-config, check the configuration file and exit
 ",
         crate::VERSION,
         DEFAULT_CONFIG_PATH
@@ -96,6 +100,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
     let mut daemon = false;
     let mut request: Option<Request> = None;
     let mut json = false;
+    let mut check = false;
     let mut warnings = Vec::new();
     let mut i = 0;
 
@@ -110,6 +115,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
         let arg = args[i].as_ref();
         if arg == "--json" {
             json = true;
+            i += 1;
+            continue;
+        }
+        if arg == "--check-config" {
+            check = true;
             i += 1;
             continue;
         }
@@ -245,6 +255,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
 
     let mode = match (daemon, request) {
         (true, Some(_)) => return Err(CliError("Invalid parameters".into())),
+        (false, None) if check => RunMode::CheckConfig,
+        _ if check => {
+            return Err(CliError("--check-config goes with -C only".into()));
+        }
         (true, None) => RunMode::Daemon,
         (false, Some(r)) => RunMode::Client(r),
         (false, None) => RunMode::Foreground,
@@ -507,6 +521,16 @@ mod test {
         );
         assert!(run(&["--json"]).is_err());
         assert!(run(&["-c", "--json"]).is_err());
+    }
+
+    #[test]
+    fn check_config_goes_alone() {
+        assert_eq!(
+            run(&["-C", "/x.conf", "--check-config"]),
+            Ok(RunMode::CheckConfig)
+        );
+        assert!(run(&["--check-config", "-d"]).is_err());
+        assert!(run(&["--check-config", "-s"]).is_err());
     }
 
     #[test]

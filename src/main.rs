@@ -71,6 +71,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        RunMode::CheckConfig => {
+            for w in &warnings {
+                log::warn!("{w}");
+            }
+            println!("{}: configuration is valid", config_path.display());
+            ExitCode::SUCCESS
+        }
         RunMode::Foreground => daemon::run(cfg, &warnings, false),
         RunMode::Daemon => daemon::run(cfg, &warnings, true),
     }

@@ -316,3 +316,28 @@ fn garbage_on_the_control_socket_is_answered_and_counted() {
     assert!(lab.cli(&["-k"]).status.success());
     assert!(wait_exit(&mut d).success());
 }
+
+#[test]
+fn check_config_reports_valid_and_invalid_files() {
+    let lab = Lab::new("check");
+    let ok = Command::new(BIN)
+        .args(["-C", lab.conf.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("configuration is valid")
+    );
+    // Nothing was started: no lock file, no socket.
+    assert!(!lab.dir.join("lock").exists() && !lab.dir.join("ctl").exists());
+
+    let bad = lab.dir.join("bad.conf");
+    std::fs::write(&bad, "General {\n  HashSize many\n}\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["-C", bad.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.conf:2:12: found `many'"), "{err}");
+}

@@ -341,3 +341,71 @@ fn check_config_reports_valid_and_invalid_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.conf:2:12: found `many'"), "{err}");
 }
+
+/// Started as a systemd `Type=notify` unit would start it: READY once the
+/// control socket answers, watchdog pings at half WATCHDOG_USEC, STOPPING
+/// on the way out.
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new("sdnotify");
+    let notify_path = lab.dir.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut d = Command::new(BIN)
+        .arg("-C")
+        .arg(&lab.conf)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = notify.recv(&mut buf).expect("no sd_notify message");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert_eq!(first, format!("READY=1\nMAINPID={}", d.id()));
+    // Ready means ready: the control socket answers now.
+    let stats = lab.cli(&["-s", "runtime"]);
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    // Pings every 100 ms: several arrive within a second.
+    let pings = (0..3).map(|_| next()).collect::<Vec<_>>();
+    assert!(pings.iter().all(|m| m == "WATCHDOG=1"), "{pings:?}");
+    assert!(lab.cli(&["-k"]).status.success());
+    let last = (0..20).map(|_| next()).find(|m| m != "WATCHDOG=1");
+    assert_eq!(last.as_deref(), Some("STOPPING=1"));
+    assert!(wait_exit(&mut d).success());
+}
+
+#[test]
+fn systemd_off_sends_nothing() {
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new("sdoff");
+    let mut conf = std::fs::read_to_string(&lab.conf).unwrap();
+    conf = conf.replacen("General {", "General {\n  Systemd off", 1);
+    std::fs::write(&lab.conf, conf).unwrap();
+    let notify_path = lab.dir.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_nonblocking(true).unwrap();
+    let mut d = Command::new(BIN)
+        .arg("-C")
+        .arg(&lab.conf)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(|| UnixStream::connect(lab.sock()).is_ok());
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
+    let mut buf = [0u8; 64];
+    assert!(
+        notify.recv(&mut buf).is_err(),
+        "Systemd off must not notify"
+    );
+}

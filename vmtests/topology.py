@@ -20,28 +20,7 @@ from driver import Lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-NFT = """
-table inet ctsyncd_lab {
-    ct helper ftp-standard {
-        type "ftp" protocol tcp;
-    }
-    chain prerouting {
-        type filter hook prerouting priority -150;
-        iifname "eth0" tcp dport 21 ct helper set "ftp-standard"
-    }
-    chain forward {
-        type filter hook forward priority 0; policy drop;
-        ct state established,related accept
-        iifname "eth0" oifname "eth1" tcp dport { 21, 5001 } ct state new accept
-        iifname "eth0" oifname "eth1" udp dport { 5002, 9000 } ct state new accept
-    }
-    chain postrouting {
-        type nat hook postrouting priority 100;
-        oifname "eth1" ip saddr 192.168.0.0/24 snat ip to 192.168.1.100
-        oifname "eth1" ip6 saddr fd00:0::/64 snat ip6 to fd00:1::100
-    }
-}
-"""
+NFT = f"{ROOT}/etc/nftables/firewall.nft"
 
 VIPS = [("eth0", "192.168.0.100/24", "fd00:0::100/64"), ("eth1", "192.168.1.100/24", "fd00:1::100/64")]
 
@@ -62,7 +41,7 @@ def build():
         fw.succeed(f"ip addr add 192.168.0.{host}/24 dev eth0 && ip addr add 192.168.1.{host}/24 dev eth1"
                    f" && ip -6 addr add fd00:0::{host}/64 dev eth0 nodad && ip -6 addr add fd00:1::{host}/64 dev eth1 nodad"
                    f" && ip addr add 10.99.0.{host - 10}/30 dev sync0")
-        fw.succeed(f"nft -f - <<'EOF'\n{NFT}\nEOF")
+        fw.succeed(f"nft -f {NFT}")
     return lab, client, fw1, fw2, server
 
 

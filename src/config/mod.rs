@@ -163,7 +163,9 @@ impl Default for General {
             poll_secs: None,
             event_iteration_limit: 100,
             scheduler: None,
-            systemd: false,
+            // As Debian's conntrackd (built with systemd); a no-op unless
+            // systemd passes $NOTIFY_SOCKET.
+            systemd: true,
             filter: Filter::default(),
         }
     }
@@ -378,9 +380,6 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
     }
     if cfg.general.scheduler.is_some() {
         out.push("Scheduler: real-time scheduling is not implemented");
-    }
-    if cfg.general.systemd {
-        out.push("Systemd: sd_notify support is not implemented");
     }
     if cfg
         .sync

@@ -29,6 +29,7 @@ mod kernel;
 mod lock;
 mod replicator;
 mod runtime;
+mod sd_notify;
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -146,6 +147,14 @@ async fn serve(
     };
 
     info!("initialization completed");
+    let notifier = if cfg.general.systemd {
+        sd_notify::Notifier::from_env()
+    } else {
+        None
+    };
+    if let Some(n) = &notifier {
+        n.ready();
+    }
     if background {
         if let Err(e) = background::notify_ready() {
             warn!("could not detach from the terminal: {e}");
@@ -161,8 +170,11 @@ async fn serve(
     // The main loop ends the run; the accept and signal loops never end on
     // their own and are dropped with it (closing the listener).
     let background_loops = smol::future::or(
-        accept_loop(&ex, listener, tx.clone()),
-        forward_signals(signals, tx),
+        smol::future::or(
+            accept_loop(&ex, listener, tx.clone()),
+            forward_signals(signals, tx),
+        ),
+        watchdog(notifier.as_ref()),
     );
     let main = async {
         match rep.as_mut() {
@@ -171,8 +183,25 @@ async fn serve(
         }
     };
     ex.run(smol::future::or(main, background_loops)).await;
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
     let _ = std::fs::remove_file(path);
     Ok(())
+}
+
+/// `WATCHDOG=1` at half the unit's `WatchdogSec`, from the same executor
+/// as the main loop: a stalled loop stops the pings.
+async fn watchdog(notifier: Option<&sd_notify::Notifier>) {
+    let (Some(n), Some(every)) =
+        (notifier, sd_notify::Notifier::watchdog_interval())
+    else {
+        return smol::future::pending().await;
+    };
+    loop {
+        n.send("WATCHDOG=1");
+        smol::Timer::after(every).await;
+    }
 }
 
 async fn forward_signals(mut signals: Signals, tx: Sender<Event>) {

@@ -1,0 +1,65 @@
+//! systemd's readiness protocol (`Systemd On`, conntrackd 1.4.4+).
+//!
+//! Owns: the datagrams to `$NOTIFY_SOCKET` — `READY=1` with `MAINPID` once
+//! the daemon answers on its control socket, `WATCHDOG=1` every half
+//! `$WATCHDOG_USEC`, `STOPPING=1` on shutdown. Without `$NOTIFY_SOCKET`
+//! (not started by systemd as `Type=notify`) everything here is a no-op,
+//! which is why `Systemd` defaults to on, as in Debian's conntrackd.
+//! A unit's `ExecStart` can then be the plain foreground command and
+//! keepalived's notify script can rely on `systemctl start` having
+//! returned only once the daemon is ready.
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+/// Where systemd listens, from the environment.
+pub(crate) struct Notifier {
+    addr: SocketAddr,
+    sock: UnixDatagram,
+}
+
+impl Notifier {
+    /// None when systemd did not ask for notifications (or the address is
+    /// unusable: notification is best effort, never fatal).
+    pub(crate) fn from_env() -> Option<Notifier> {
+        let path = std::env::var_os("NOTIFY_SOCKET")?;
+        let bytes = path.as_encoded_bytes();
+        let addr = match bytes.first() {
+            // "@name": Linux abstract namespace.
+            Some(b'@') => SocketAddr::from_abstract_name(&bytes[1..]).ok()?,
+            Some(b'/') => SocketAddr::from_pathname(&path).ok()?,
+            _ => return None,
+        };
+        let sock = UnixDatagram::unbound().ok()?;
+        Some(Notifier { addr, sock })
+    }
+
+    /// Sends one state message; failures are logged once by the caller's
+    /// choice of level, never fatal.
+    pub(crate) fn send(&self, state: &str) {
+        if let Err(e) = self.sock.send_to_addr(state.as_bytes(), &self.addr) {
+            log::debug!("sd_notify `{state}' failed: {e}");
+        }
+    }
+
+    pub(crate) fn ready(&self) {
+        self.send(&format!("READY=1\nMAINPID={}", std::process::id()));
+    }
+
+    pub(crate) fn stopping(&self) {
+        self.send("STOPPING=1");
+    }
+
+    /// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, when the
+    /// watchdog is meant for this process (`$WATCHDOG_PID` unset or ours).
+    pub(crate) fn watchdog_interval() -> Option<Duration> {
+        if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+            && pid.to_str()?.parse::<u32>().ok()? != std::process::id()
+        {
+            return None;
+        }
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        (usec > 0).then(|| Duration::from_micros(usec / 2))
+    }
+}

@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/ctsyncd
 
-.PHONY: help build release test unit lint fmt run lab vmtests bench ci-deps ci fuzz clean
+.PHONY: help build release test unit lint fmt run lab vmtests nix-check bench ci-deps ci fuzz clean
 
 help:
 	@echo "make build    debug build"
@@ -11,6 +11,7 @@ help:
 	@echo "make test     lint + every test (privileged ones need root)"
 	@echo "make lint     rustfmt --check and clippy -D warnings"
 	@echo "make lab      the failover lab: install, build, run every scenario (root)"
+	@echo "make nix-check  parse the flake, render the NixOS module's configs and check them"
 	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
 	@echo "make bench    replication benchmark against conntrackd 1.4.7 (root; BENCH_ARGS=…)"
 	@echo "make ci-deps  install what the tests need (Debian, root)"
@@ -37,7 +38,12 @@ unit:
 vmtests: release
 	python3 vmtests/run.py $(SCENARIOS)
 
-test: lint unit vmtests
+# What of the flake can be checked without nixpkgs (nix/check.sh); the VM
+# test itself is `nix flake check` on a machine with Nix and a cache.
+nix-check: release
+	nix/check.sh $(RELEASE_BIN)
+
+test: lint unit nix-check vmtests
 
 lab: ci-deps vmtests
 
@@ -54,7 +60,8 @@ ci-deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "ci-deps: run as root"; exit 1; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		iproute2 conntrack nftables keepalived iputils-arping python3 python3-pyftpdlib >/dev/null
+		iproute2 conntrack nftables keepalived iputils-arping python3 python3-pyftpdlib \
+		nix-bin >/dev/null
 
 ci: ci-deps test
 

@@ -12,10 +12,27 @@
 CTSYNCD_BIN=${CTSYNCD_BIN:-/usr/sbin/ctsyncd}
 CTSYNCD_CONFIG=${CTSYNCD_CONFIG:-/etc/ctsyncd/ctsyncd.conf}
 CTSYNCD_LOCK=${CTSYNCD_LOCK:-/var/lock/ctsyncd.lock}
+# Under a service manager, how to start the daemon, e.g.
+# CTSYNCD_START="systemctl start ctsyncd.service" (with Type=notify it
+# returns once the daemon answers). The service manager then owns the
+# daemon and its lock file, so this script never touches them.
+CTSYNCD_START=${CTSYNCD_START:-}
 LOGGER=${LOGGER:-logger -t ctsyncd-failover}
 
 ctl() {
 	"$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" "$@" || $LOGGER "ERROR: ctsyncd $* failed"
+}
+
+start_daemon() {
+	if [ -n "$CTSYNCD_START" ]; then
+		$CTSYNCD_START
+		return
+	fi
+	if [ -e "$CTSYNCD_LOCK" ]; then
+		$LOGGER "WARNING: ctsyncd was not cleanly stopped; removing $CTSYNCD_LOCK"
+		rm -f "$CTSYNCD_LOCK"
+	fi
+	"$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" -d
 }
 
 case "$1" in
@@ -30,11 +47,7 @@ primary)
 backup)
 	# Make sure the daemon runs (a crash leaves a stale lock behind).
 	if ! "$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" -s >/dev/null 2>&1; then
-		if [ -e "$CTSYNCD_LOCK" ]; then
-			$LOGGER "WARNING: ctsyncd was not cleanly stopped; removing $CTSYNCD_LOCK"
-			rm -f "$CTSYNCD_LOCK"
-		fi
-		if ! "$CTSYNCD_BIN" -C "$CTSYNCD_CONFIG" -d; then
+		if ! start_daemon; then
 			$LOGGER "ERROR: cannot launch ctsyncd"
 			exit 1
 		fi

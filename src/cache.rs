@@ -7,12 +7,37 @@
 //! bound. Every entry remembers when it was inserted (`[active since]`)
 //! and last updated (timeout estimation at commit, ALARM expiry). Pure:
 //! time is a parameter.
+//!
+//! Memory: a slot holds only the entry's compact encoding ([`Stored`]; the
+//! wire's form, about 30 bytes for a TCP flow instead of the 288-byte
+//! model value) and two timestamps. The key is the encoding's prefix, so
+//! it is not stored twice; lookups compare encoded keys. Reading an entry
+//! decodes it, which costs far less than the memory it saves on a router.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as TableEntry;
+
 use crate::time::Instant;
+
+/// A value a [`Cache`] can hold in encoded form.
+pub trait Stored: Sized {
+    type Key: Copy + Eq;
+    /// The largest encoded key.
+    const MAX_KEY: usize;
+
+    fn key(&self) -> Self::Key;
+    /// Appends the stored form, which must begin with the encoding of
+    /// [`Stored::key`] exactly as [`Stored::encode_key`] writes it (a
+    /// prefix-free code, so "starts with" is key equality).
+    fn encode(&self, out: &mut Vec<u8>);
+    fn encode_key(k: &Self::Key, out: &mut Vec<u8>);
+    fn decode(bytes: &[u8]) -> Option<Self>;
+    /// The key and the length of its encoding at the start of `bytes`.
+    fn decode_key(bytes: &[u8]) -> Option<(Self::Key, usize)>;
+}
 
 /// Counters in conntrackd's `-s` / `-s cache` layout.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,7 +54,7 @@ pub struct CacheStats {
     pub del_enoent: u64,
 }
 
-/// One cached entry.
+/// One cached entry, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<V> {
     pub value: V,
@@ -49,22 +74,46 @@ pub enum Upsert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-/// A bounded map with conntrackd's counters.
+/// One entry as held: its encoding and its times.
 #[derive(Debug, Clone)]
-pub struct Cache<K, V> {
-    map: HashMap<K, Entry<V>>,
-    limit: usize,
-    pub stats: CacheStats,
+struct Slot {
+    bytes: Box<[u8]>,
+    since: Instant,
+    updated: Instant,
 }
 
-impl<K: Eq + Hash + Clone, V> Cache<K, V> {
+/// A bounded map with conntrackd's counters.
+#[derive(Debug, Clone)]
+pub struct Cache<V: Stored> {
+    table: HashTable<Slot>,
+    hasher: RandomState,
+    limit: usize,
+    /// Encoded bytes held by the slots (for `-s cache`).
+    heap: usize,
+    /// Reused for encoding values on upsert.
+    scratch: Vec<u8>,
+    pub stats: CacheStats,
+    _values: std::marker::PhantomData<V>,
+}
+
+/// The hash of a slot: of its key's encoding.
+fn slot_hash<V: Stored>(hasher: &RandomState, s: &Slot) -> u64 {
+    let len = V::decode_key(&s.bytes).map_or(s.bytes.len(), |(_, n)| n);
+    hasher.hash_one(&s.bytes[..len])
+}
+
+impl<V: Stored> Cache<V> {
     /// A cache of at most `limit` entries. Memory is taken as entries
     /// arrive, never more than the bound allows.
     pub fn new(limit: usize) -> Self {
         Cache {
-            map: HashMap::new(),
+            table: HashTable::new(),
+            hasher: RandomState::new(),
             limit,
+            heap: 0,
+            scratch: Vec::new(),
             stats: CacheStats::default(),
+            _values: std::marker::PhantomData,
         }
     }
 
@@ -73,73 +122,117 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.table.is_empty()
     }
 
-    /// Bytes the entries take at most (what `-s cache` reports).
+    /// Bytes the entries take: the slot table and the encodings (what
+    /// `-s cache` reports).
     pub fn bytes(&self) -> usize {
-        self.map.capacity()
-            * (std::mem::size_of::<K>() + std::mem::size_of::<Entry<V>>() + 8)
+        self.table.capacity() * (std::mem::size_of::<Slot>() + 1) + self.heap
     }
 
-    pub fn get(&self, k: &K) -> Option<&Entry<V>> {
-        self.map.get(k)
+    fn key_bytes(k: &V::Key) -> Vec<u8> {
+        let mut kb = Vec::with_capacity(V::MAX_KEY);
+        V::encode_key(k, &mut kb);
+        kb
     }
 
-    pub fn contains(&self, k: &K) -> bool {
-        self.map.contains_key(k)
+    fn find(&self, k: &V::Key) -> Option<&Slot> {
+        let kb = Self::key_bytes(k);
+        let h = self.hasher.hash_one(&kb[..]);
+        self.table.find(h, |s| s.bytes.starts_with(&kb))
     }
 
-    /// Inserts or replaces. `restart` resets the entry's `since` (a NEW
-    /// from the peer, or a NEW event for a reused tuple).
+    fn read(s: &Slot) -> Option<Entry<V>> {
+        let value = V::decode(&s.bytes);
+        debug_assert!(value.is_some(), "a cache slot does not decode");
+        Some(Entry {
+            value: value?,
+            since: s.since,
+            updated: s.updated,
+        })
+    }
+
+    pub fn get(&self, k: &V::Key) -> Option<Entry<V>> {
+        self.find(k).and_then(Self::read)
+    }
+
+    pub fn contains(&self, k: &V::Key) -> bool {
+        self.find(k).is_some()
+    }
+
+    /// Inserts or replaces the entry with `v`'s key. `restart` resets the
+    /// entry's `since` (a NEW from the peer, or a NEW event for a reused
+    /// tuple).
     ///
     /// # Errors
     /// [`Full`] when the entry is new and the cache holds `limit` entries.
     pub fn upsert(
         &mut self,
-        k: K,
-        v: V,
+        v: &V,
         now: Instant,
         restart: bool,
     ) -> Result<Upsert, Full> {
-        if let Some(e) = self.map.get_mut(&k) {
-            e.value = v;
-            e.updated = now;
-            if restart {
-                e.since = now;
+        self.scratch.clear();
+        v.encode(&mut self.scratch);
+        let enc = &self.scratch[..];
+        let klen = V::decode_key(enc).map_or(enc.len(), |(_, n)| n);
+        let kb = &enc[..klen];
+        let hasher = &self.hasher;
+        let h = hasher.hash_one(kb);
+        let full = self.table.len() >= self.limit;
+        match self.table.entry(
+            h,
+            |s| s.bytes.starts_with(kb),
+            |s| slot_hash::<V>(hasher, s),
+        ) {
+            TableEntry::Occupied(mut o) => {
+                let s = o.get_mut();
+                if *s.bytes != *enc {
+                    self.heap = self.heap - s.bytes.len() + enc.len();
+                    s.bytes = enc.into();
+                }
+                s.updated = now;
+                if restart {
+                    s.since = now;
+                }
+                self.stats.upd_ok += 1;
+                Ok(Upsert::Updated)
             }
-            self.stats.upd_ok += 1;
-            return Ok(Upsert::Updated);
+            TableEntry::Vacant(slot) => {
+                if full {
+                    self.stats.add_fail += 1;
+                    self.stats.add_fail_enospc += 1;
+                    return Err(Full);
+                }
+                slot.insert(Slot {
+                    bytes: enc.into(),
+                    since: now,
+                    updated: now,
+                });
+                self.heap += enc.len();
+                self.stats.add_ok += 1;
+                Ok(Upsert::Created)
+            }
         }
-        if self.map.len() >= self.limit {
-            self.stats.add_fail += 1;
-            self.stats.add_fail_enospc += 1;
-            return Err(Full);
-        }
-        self.map.insert(
-            k,
-            Entry {
-                value: v,
-                since: now,
-                updated: now,
-            },
-        );
-        self.stats.add_ok += 1;
-        Ok(Upsert::Created)
     }
 
     /// Removes an entry; counts a miss as `entry not found`.
-    pub fn remove(&mut self, k: &K) -> Option<V> {
-        match self.map.remove(k) {
-            Some(e) => {
+    pub fn remove(&mut self, k: &V::Key) -> Option<V> {
+        let kb = Self::key_bytes(k);
+        let h = self.hasher.hash_one(&kb[..]);
+        match self.table.find_entry(h, |s| s.bytes.starts_with(&kb)) {
+            Ok(o) => {
+                let (s, _) = o.remove();
+                self.heap -= s.bytes.len();
                 self.stats.del_ok += 1;
-                Some(e.value)
+                Self::read(&s).map(|e| e.value)
             }
-            None => {
+            Err(_) => {
                 self.stats.del_fail += 1;
                 self.stats.del_enoent += 1;
                 None
@@ -147,33 +240,39 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
         }
     }
 
-    /// Empties the cache (`-f`); counters stay.
+    /// Empties the cache (`-f`) and gives its memory back; counters stay.
     pub fn flush(&mut self) {
-        self.map.clear();
-        self.map.shrink_to_fit();
+        self.table = HashTable::new();
+        self.heap = 0;
+        self.scratch = Vec::new();
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &Entry<V>)> {
-        self.map.iter()
+    /// Every entry, decoded.
+    pub fn iter(&self) -> impl Iterator<Item = Entry<V>> + '_ {
+        self.table.iter().filter_map(Self::read)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.map.keys()
+    /// Every key, decoded.
+    pub fn keys(&self) -> impl Iterator<Item = V::Key> + '_ {
+        self.table
+            .iter()
+            .filter_map(|s| V::decode_key(&s.bytes).map(|(k, _)| k))
     }
 
     /// Removes the entries not updated for `lifetime` (ALARM's
     /// `CacheTimeout`); returns how many.
     pub fn expire(&mut self, now: Instant, lifetime: Duration) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, e| now.since(e.updated) <= lifetime);
-        before - self.map.len()
-    }
-
-    /// Keeps only the entries `keep` accepts (purges); returns the removed.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
-        let before = self.map.len();
-        self.map.retain(|k, e| keep(k, &e.value));
-        before - self.map.len()
+        let before = self.table.len();
+        let mut freed = 0;
+        self.table.retain(|s| {
+            let keep = now.since(s.updated) <= lifetime;
+            if !keep {
+                freed += s.bytes.len();
+            }
+            keep
+        });
+        self.heap -= freed;
+        before - self.table.len()
     }
 }
 
@@ -181,12 +280,41 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
 mod test {
     use super::*;
 
+    /// A key (one varint-free byte) and a payload of any length.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Item(u8, Vec<u8>);
+
+    impl Stored for Item {
+        type Key = u8;
+        const MAX_KEY: usize = 1;
+        fn key(&self) -> u8 {
+            self.0
+        }
+        fn encode(&self, out: &mut Vec<u8>) {
+            out.push(self.0);
+            out.extend_from_slice(&self.1);
+        }
+        fn encode_key(k: &u8, out: &mut Vec<u8>) {
+            out.push(*k);
+        }
+        fn decode(b: &[u8]) -> Option<Item> {
+            Some(Item(*b.first()?, b[1..].to_vec()))
+        }
+        fn decode_key(b: &[u8]) -> Option<(u8, usize)> {
+            Some((*b.first()?, 1))
+        }
+    }
+
+    fn item(k: u8, payload: &[u8]) -> Item {
+        Item(k, payload.to_vec())
+    }
+
     #[test]
     fn bounded_with_counters() {
         let t = Instant(0);
-        let mut c: Cache<u32, u32> = Cache::new(3);
+        let mut c: Cache<Item> = Cache::new(3);
         for k in 0..5 {
-            let r = c.upsert(k, k * 10, t, false);
+            let r = c.upsert(&item(k, &[k * 10]), t, false);
             assert_eq!(r.is_ok(), k < 3);
         }
         assert_eq!(c.len(), 3);
@@ -195,24 +323,76 @@ mod test {
             (3, 2, 2)
         );
         // Updates of existing entries still work when full.
-        assert_eq!(c.upsert(1, 99, Instant(5), false), Ok(Upsert::Updated));
-        assert_eq!(c.get(&1).unwrap().value, 99);
+        assert_eq!(
+            c.upsert(&item(1, &[99]), Instant(5), false),
+            Ok(Upsert::Updated)
+        );
+        assert_eq!(c.get(&1).unwrap().value, item(1, &[99]));
         assert_eq!(c.get(&1).unwrap().since, t);
-        assert_eq!(c.upsert(1, 98, Instant(7), true), Ok(Upsert::Updated));
+        assert_eq!(c.get(&1).unwrap().updated, Instant(5));
+        assert_eq!(
+            c.upsert(&item(1, &[98]), Instant(7), true),
+            Ok(Upsert::Updated)
+        );
         assert_eq!(c.get(&1).unwrap().since, Instant(7));
         // Refused inserts left the others intact.
-        assert_eq!(c.get(&0).unwrap().value, 0);
-        assert_eq!(c.remove(&0), Some(0));
+        assert_eq!(c.get(&0).unwrap().value, item(0, &[0]));
+        assert_eq!(c.get(&3), None);
+        assert_eq!(c.remove(&0), Some(item(0, &[0])));
         assert_eq!(c.remove(&0), None);
         assert_eq!((c.stats.del_ok, c.stats.del_enoent), (1, 1));
-        assert!(c.upsert(7, 70, t, false).is_ok());
+        assert!(c.upsert(&item(7, &[70]), t, false).is_ok());
+        let mut keys: Vec<u8> = c.keys().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, vec![1, 2, 7]);
+    }
+
+    #[test]
+    fn heap_accounting_follows_every_change() {
+        let t = Instant(0);
+        let mut c: Cache<Item> = Cache::new(100);
+        let table = |c: &Cache<Item>| {
+            c.table.capacity() * (std::mem::size_of::<Slot>() + 1)
+        };
+        c.upsert(&item(1, &[0; 10]), t, false).unwrap();
+        c.upsert(&item(2, &[0; 20]), t, false).unwrap();
+        assert_eq!(c.bytes() - table(&c), 11 + 21);
+        // A longer and a shorter value for the same key.
+        c.upsert(&item(1, &[0; 40]), t, false).unwrap();
+        assert_eq!(c.bytes() - table(&c), 41 + 21);
+        c.upsert(&item(1, &[0; 3]), t, false).unwrap();
+        assert_eq!(c.bytes() - table(&c), 4 + 21);
+        assert_eq!(c.get(&1).unwrap().value, item(1, &[0; 3]));
+        c.remove(&2);
+        assert_eq!(c.bytes() - table(&c), 4);
+        c.upsert(&item(3, &[]), Instant(10_000), false).unwrap();
+        assert_eq!(c.expire(Instant(10_000), Duration::from_secs(5)), 1);
+        assert_eq!(c.bytes() - table(&c), 1);
+        c.flush();
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn many_entries_survive_growth() {
+        // Resizing rehashes slots from their stored key bytes.
+        let mut c: Cache<Item> = Cache::new(10_000);
+        for k in 0..=255u8 {
+            c.upsert(&item(k, &[k, k]), Instant(u64::from(k)), false)
+                .unwrap();
+        }
+        assert_eq!(c.len(), 256);
+        for k in 0..=255u8 {
+            let e = c.get(&k).unwrap();
+            assert_eq!(e.value, item(k, &[k, k]));
+            assert_eq!(e.since, Instant(u64::from(k)));
+        }
     }
 
     #[test]
     fn expiry_and_flush() {
-        let mut c: Cache<u32, ()> = Cache::new(10);
-        c.upsert(1, (), Instant(0), false).unwrap();
-        c.upsert(2, (), Instant(5000), false).unwrap();
+        let mut c: Cache<Item> = Cache::new(10);
+        c.upsert(&item(1, &[]), Instant(0), false).unwrap();
+        c.upsert(&item(2, &[]), Instant(5000), false).unwrap();
         assert_eq!(c.expire(Instant(8000), Duration::from_secs(5)), 1);
         assert!(c.contains(&2) && !c.contains(&1));
         c.flush();

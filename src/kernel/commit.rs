@@ -14,6 +14,8 @@
 //!   before expectations can be created on the entry);
 //! - order: masters, then related conntracks, then expectations.
 
+use std::borrow::Borrow;
+
 use crate::model::{Conntrack, Expect, ProtoInfo, status, tcp_flag};
 
 /// What a commit needs from the configuration.
@@ -84,21 +86,21 @@ pub struct Plan {
 
 /// The one entry point the caches use: entries with their age in the
 /// cache (seconds), prepared and ordered for the kernel.
-pub fn plan<'a>(
-    cts: impl IntoIterator<Item = (&'a Conntrack, u32)>,
-    exps: impl IntoIterator<Item = (&'a Expect, u32)>,
+pub fn plan<C: Borrow<Conntrack>, X: Borrow<Expect>>(
+    cts: impl IntoIterator<Item = (C, u32)>,
+    exps: impl IntoIterator<Item = (X, u32)>,
     rules: &CommitRules,
 ) -> Plan {
     let (mut masters, related): (Vec<_>, Vec<_>) = cts
         .into_iter()
-        .map(|(c, age)| prepare_ct(c, age, rules))
+        .map(|(c, age)| prepare_ct(c.borrow(), age, rules))
         .partition(|c| c.master.is_none());
     masters.extend(related);
     Plan {
         cts: masters,
         exps: exps
             .into_iter()
-            .map(|(x, age)| prepare_exp(x, age, rules))
+            .map(|(x, age)| prepare_exp(x.borrow(), age, rules))
             .collect(),
     }
 }
@@ -191,7 +193,11 @@ mod test {
     fn plan_prepares_and_orders() {
         let a = ct(true);
         let b = ct(false);
-        let p = plan([(&a, 10), (&b, 20)], [], &CommitRules::default());
+        let p = plan(
+            [(&a, 10), (&b, 20)],
+            [] as [(Expect, u32); 0],
+            &CommitRules::default(),
+        );
         assert_eq!(p.cts.len(), 2);
         assert!(p.cts[0].master.is_none() && p.cts[1].master.is_some());
         assert_eq!((p.cts[0].timeout, p.cts[1].timeout), (Some(80), Some(90)));

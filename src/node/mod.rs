@@ -124,10 +124,10 @@ struct Running {
 /// The state of one node.
 pub struct Node {
     pub cfg: Config,
-    pub internal_ct: Cache<CtKey, Conntrack>,
-    pub internal_exp: Cache<ExpKey, Expect>,
-    pub external_ct: Cache<CtKey, Conntrack>,
-    pub external_exp: Cache<ExpKey, Expect>,
+    pub internal_ct: Cache<Conntrack>,
+    pub internal_exp: Cache<Expect>,
+    pub external_ct: Cache<Conntrack>,
+    pub external_exp: Cache<Expect>,
     pub engine: Engine,
     pub counters: Counters,
     pub started: Instant,
@@ -140,22 +140,22 @@ pub struct Node {
 
 /// The internal caches as the engine's [`Source`].
 pub struct Internal<'a> {
-    pub ct: &'a Cache<CtKey, Conntrack>,
-    pub exp: &'a Cache<ExpKey, Expect>,
+    pub ct: &'a Cache<Conntrack>,
+    pub exp: &'a Cache<Expect>,
 }
 
 impl Source for Internal<'_> {
     fn current(&self, key: &Key) -> Option<State> {
         match key {
-            Key::Ct(k) => self.ct.get(k).map(|e| State::Ct(e.value.clone())),
-            Key::Exp(k) => self.exp.get(k).map(|e| State::Exp(e.value.clone())),
+            Key::Ct(k) => self.ct.get(k).map(|e| State::Ct(e.value)),
+            Key::Exp(k) => self.exp.get(k).map(|e| State::Exp(e.value)),
         }
     }
 
     fn keys(&self) -> Vec<Key> {
         // Conntracks first: masters reach the peer before expectations.
-        let mut v: Vec<Key> = self.ct.keys().map(|k| Key::Ct(*k)).collect();
-        v.extend(self.exp.keys().map(|k| Key::Exp(Box::new(*k))));
+        let mut v: Vec<Key> = self.ct.keys().map(Key::Ct).collect();
+        v.extend(self.exp.keys().map(|k| Key::Exp(Box::new(k))));
         v
     }
 }
@@ -276,7 +276,7 @@ impl Node {
             return;
         }
         // Merge: keep what this event does not carry.
-        if let Some(old) = self.internal_ct.get(&key).map(|e| &e.value) {
+        if let Some(old) = self.internal_ct.get(&key).map(|e| e.value) {
             ct.helper = ct.helper.take().or_else(|| old.helper.clone());
             ct.master = ct.master.or(old.master);
             ct.timeout = ct.timeout.or(old.timeout);
@@ -285,7 +285,7 @@ impl Node {
         }
         ct.counters = None;
         let new = kind == Kind::New;
-        match self.internal_ct.upsert(key, ct, now, new) {
+        match self.internal_ct.upsert(&ct, now, new) {
             Ok(Upsert::Created) | Ok(Upsert::Updated) if send => {
                 self.engine.local_change(Key::Ct(key), new);
             }
@@ -319,7 +319,7 @@ impl Node {
             return;
         }
         let new = kind == Kind::New;
-        if self.internal_exp.upsert(key, x, now, new).is_ok() && send {
+        if self.internal_exp.upsert(&x, now, new).is_ok() && send {
             self.engine.local_change(Key::Exp(Box::new(key)), new);
         }
     }
@@ -329,7 +329,6 @@ impl Node {
             .internal_exp
             .keys()
             .filter(|k| k.master == master.orig && k.zone == master.zone)
-            .copied()
             .collect();
         for k in gone {
             self.internal_exp.remove(&k);
@@ -382,7 +381,6 @@ impl Node {
                 .internal_ct
                 .keys()
                 .filter(|k| !seen_ct.contains(k))
-                .copied()
                 .collect();
             for k in stale {
                 self.internal_ct.remove(&k);
@@ -396,7 +394,6 @@ impl Node {
                 .internal_exp
                 .keys()
                 .filter(|k| !seen_exp.contains(k))
-                .copied()
                 .collect();
             for k in stale {
                 self.internal_exp.remove(&k);
@@ -442,7 +439,7 @@ impl Node {
     fn apply_external(&mut self, now: Instant, a: Apply) {
         match a {
             Apply::Ct { ct, new } => {
-                let _ = self.external_ct.upsert(ct_key_of(&ct), ct, now, new);
+                let _ = self.external_ct.upsert(&ct, now, new);
             }
             Apply::CtDel(k) => {
                 if self.external_ct.remove(&k).is_some() {
@@ -451,7 +448,6 @@ impl Node {
                         .external_exp
                         .keys()
                         .filter(|e| e.master == k.orig && e.zone == k.zone)
-                        .copied()
                         .collect();
                     for e in gone {
                         self.external_exp.remove(&e);
@@ -459,8 +455,7 @@ impl Node {
                 }
             }
             Apply::Exp { exp, new } => {
-                let _ =
-                    self.external_exp.upsert(exp_key_of(&exp), exp, now, new);
+                let _ = self.external_exp.upsert(&exp, now, new);
             }
             Apply::ExpDel(k) => {
                 self.external_exp.remove(&k);
@@ -697,12 +692,12 @@ impl Node {
             .external_ct
             .iter()
             .filter(|_| ct)
-            .map(|(_, e)| (&e.value, age(e.updated)));
+            .map(|e| (e.value, age(e.updated)));
         let exps = self
             .external_exp
             .iter()
             .filter(|_| exp)
-            .map(|(_, e)| (&e.value, age(e.updated)));
+            .map(|e| (e.value, age(e.updated)));
         let plan = commit::plan(cts, exps, &rules);
         self.commit = Some(Running {
             started: now,

@@ -11,14 +11,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{Counters, Node};
-use crate::cache::{Cache, CacheStats};
+use crate::cache::{Cache, CacheStats, Stored};
 use crate::control::proto::{Format, StatsView};
 use crate::model::{
     Conntrack, Expect, L4, ProtoInfo, Tuple, expect_flag, status,
 };
 use crate::sync::Stats as SyncStats;
 use crate::time::Instant;
-use crate::wire::{CtKey, ExpKey};
 
 /// One dedicated link as the statistics show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -395,8 +394,8 @@ struct Renderers<'a, V> {
 
 /// A whole cache in one format: plain lines with `[expires in]` (ALARM)
 /// and `[active since]`, one XML element per line, or a JSON array.
-fn dump<K: Eq + std::hash::Hash + Clone, V>(
-    c: &Cache<K, V>,
+fn dump<V: Stored>(
+    c: &Cache<V>,
     now: Instant,
     f: Format,
     expiry: Option<Duration>,
@@ -406,7 +405,7 @@ fn dump<K: Eq + std::hash::Hash + Clone, V>(
     if f == Format::Json {
         out.push('[');
     }
-    for (i, (_, e)) in c.iter().enumerate() {
+    for (i, e) in c.iter().enumerate() {
         let since = now.since(e.since).as_secs();
         match f {
             Format::Plain => {
@@ -438,7 +437,7 @@ fn dump<K: Eq + std::hash::Hash + Clone, V>(
 
 /// `-i` / `-e` for conntracks.
 pub fn ct_dump(
-    c: &Cache<CtKey, Conntrack>,
+    c: &Cache<Conntrack>,
     now: Instant,
     f: Format,
     external: bool,
@@ -461,7 +460,7 @@ pub fn ct_dump(
 
 /// `-i expect` / `-e expect`.
 pub fn exp_dump(
-    c: &Cache<ExpKey, Expect>,
+    c: &Cache<Expect>,
     now: Instant,
     f: Format,
     expiry: Option<Duration>,
@@ -692,10 +691,7 @@ fn queues(s: &mut String, node: &Node) {
     }
 }
 
-fn json_cache<K, V>(s: &mut String, name: &str, c: &Cache<K, V>)
-where
-    K: Eq + std::hash::Hash + Clone,
-{
+fn json_cache<V: Stored>(s: &mut String, name: &str, c: &Cache<V>) {
     let st = &c.stats;
     let _ = write!(
         s,

@@ -159,7 +159,7 @@ fn ftp_master_and_expectation_replicate_and_dump_like_conntrackd() {
         "proto=6 src=192.168.0.2 dst=192.168.1.2 sport=0 dport=50000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=192.168.0.2 master-dst=192.168.1.2 sport=40000 dport=21 class=0 helper=ftp [active since 3s]\n"
     );
     // The NAT binding survives the trip (it is what commit will restore).
-    let got = &fw2.external_ct.iter().next().unwrap().1.value;
+    let got = &fw2.external_ct.iter().next().unwrap().value;
     assert_eq!(got.reply, m.reply);
     // XML and JSON.
     let xml = text(&fw2.control(

@@ -32,6 +32,7 @@
 //! Pure: encoding goes into caller-owned buffers; decoding never panics.
 
 mod msg;
+mod stored;
 
 pub use msg::{
     CtKey, ExpKey, Msg, WireCt, WireExp, ct_key_of, exp_key_of, from_wire_ct,

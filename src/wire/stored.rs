@@ -1,0 +1,174 @@
+//! How caches hold conntracks and expectations: the wire's compact form
+//! ([`WireCt`], [`WireExp`]), postcard-encoded, key first.
+//!
+//! Owns: the [`Stored`] impls. The key ([`CtKey`], [`ExpKey`]) is the
+//! first field of the wire form, and postcard writes fields in order with
+//! a prefix-free code, so an entry's bytes start with its key's bytes.
+//! What the wire form leaves out is not needed in a cache: the kernel's id
+//! (informational) and the counters (cleared before caching; they feed
+//! `-s` totals on DESTROY only); a reply tuple equal to the inverse of the
+//! original comes back as that inverse.
+
+use super::msg::{
+    CtKey, ExpKey, WireCt, WireExp, from_wire_ct, from_wire_exp, to_wire_ct,
+    to_wire_exp,
+};
+use crate::cache::Stored;
+use crate::model::{Conntrack, Expect};
+
+fn append<T: serde::Serialize>(v: &T, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail; postcard only reports full buffers.
+    if let Ok(b) = postcard::to_extend(v, std::mem::take(out)) {
+        *out = b;
+    }
+}
+
+fn key_at<K: serde::de::DeserializeOwned>(b: &[u8]) -> Option<(K, usize)> {
+    let (k, rest) = postcard::take_from_bytes::<K>(b).ok()?;
+    Some((k, b.len() - rest.len()))
+}
+
+impl Stored for Conntrack {
+    type Key = CtKey;
+    // Two IPv6 addresses, protocol, ports (varints) and zone.
+    const MAX_KEY: usize = 64;
+
+    fn key(&self) -> CtKey {
+        super::msg::ct_key_of(self)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        append(&to_wire_ct(self), out);
+    }
+
+    fn encode_key(k: &CtKey, out: &mut Vec<u8>) {
+        append(k, out);
+    }
+
+    fn decode(b: &[u8]) -> Option<Conntrack> {
+        postcard::from_bytes::<WireCt>(b).ok().map(from_wire_ct)
+    }
+
+    fn decode_key(b: &[u8]) -> Option<(CtKey, usize)> {
+        key_at(b)
+    }
+}
+
+impl Stored for Expect {
+    type Key = ExpKey;
+    // Three tuples and the zone.
+    const MAX_KEY: usize = 160;
+
+    fn key(&self) -> ExpKey {
+        super::msg::exp_key_of(self)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        append(&to_wire_exp(self), out);
+    }
+
+    fn encode_key(k: &ExpKey, out: &mut Vec<u8>) {
+        append(k, out);
+    }
+
+    fn decode(b: &[u8]) -> Option<Expect> {
+        postcard::from_bytes::<WireExp>(b).ok().map(from_wire_exp)
+    }
+
+    fn decode_key(b: &[u8]) -> Option<(ExpKey, usize)> {
+        key_at(b)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::model::{L4, Tuple};
+    use crate::wire::{ct_key_of, exp_key_of};
+
+    fn tuple(a: &str, b: &str, sport: u16, dport: u16) -> Tuple {
+        Tuple {
+            src: a.parse::<IpAddr>().unwrap(),
+            dst: b.parse::<IpAddr>().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: sport,
+                dst: dport,
+            },
+        }
+    }
+
+    #[test]
+    fn entry_bytes_start_with_key_bytes() {
+        let mut ct = Conntrack::new(tuple("10.0.0.1", "10.0.0.2", 1000, 80));
+        ct.reply = Some(tuple("10.0.0.2", "192.0.2.1", 80, 1000));
+        ct.status = 0x18e;
+        ct.timeout = Some(431_999);
+        let (mut enc, mut kb) = (Vec::new(), Vec::new());
+        ct.encode(&mut enc);
+        Conntrack::encode_key(&ct_key_of(&ct), &mut kb);
+        assert!(enc.starts_with(&kb));
+        assert_eq!(
+            Conntrack::decode_key(&enc),
+            Some((ct_key_of(&ct), kb.len()))
+        );
+        assert_eq!(Conntrack::decode(&enc), Some(ct.clone()));
+        // A NATed TCP flow stays small (the model value is 288 bytes).
+        assert!(enc.len() < 48, "{} bytes", enc.len());
+        // Another key is not a prefix.
+        let mut other = Vec::new();
+        let k2 =
+            ct_key_of(&Conntrack::new(tuple("10.0.0.1", "10.0.0.2", 1001, 80)));
+        Conntrack::encode_key(&k2, &mut other);
+        assert!(!enc.starts_with(&other));
+    }
+
+    #[test]
+    fn expectation_round_trip() {
+        let x = Expect {
+            master: tuple("10.0.0.1", "10.0.0.2", 1000, 21),
+            tuple: tuple("10.0.0.1", "10.0.0.2", 0, 50_000),
+            mask: tuple("255.255.255.255", "255.255.255.255", 0, 0xffff),
+            timeout: Some(300),
+            zone: 0,
+            flags: 0,
+            class: 0,
+            helper: None,
+            nat: None,
+            func: None,
+            id: 0,
+        };
+        let (mut enc, mut kb) = (Vec::new(), Vec::new());
+        x.encode(&mut enc);
+        Expect::encode_key(&exp_key_of(&x), &mut kb);
+        assert!(enc.starts_with(&kb));
+        assert_eq!(Expect::decode(&enc), Some(x));
+        assert!(kb.len() <= Expect::MAX_KEY);
+    }
+
+    #[test]
+    fn largest_keys_fit_their_bound() {
+        let v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let t = tuple(v6, v6, u16::MAX, u16::MAX);
+        let mut kb = Vec::new();
+        Conntrack::encode_key(
+            &CtKey {
+                orig: t,
+                zone: u16::MAX,
+            },
+            &mut kb,
+        );
+        assert!(kb.len() <= Conntrack::MAX_KEY, "{}", kb.len());
+        kb.clear();
+        let k = ExpKey {
+            master: t,
+            tuple: t,
+            mask: t,
+            zone: u16::MAX,
+        };
+        Expect::encode_key(&k, &mut kb);
+        assert!(kb.len() <= Expect::MAX_KEY, "{}", kb.len());
+    }
+}

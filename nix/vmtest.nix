@@ -95,30 +95,24 @@ let
           vrrp_garp_master_delay 1
           vrrp_garp_master_repeat 3
         '';
-        vrrpInstances = {
-          VI_LAN0 = {
-            interface = "eth0";
-            state = "BACKUP";
-            virtualRouterId = 61;
-            inherit priority;
-            virtualIps = [ { addr = "192.168.0.100/24"; } ];
-            extraConfig = ''
-              advert_int 1
-              preempt_delay 5
-            '';
+        vrrpInstances =
+          let
+            # Both start as BACKUP; fw1 wins on priority. A returning
+            # primary first resyncs (notify backup: -n), then preempts.
+            instance = interface: virtualRouterId: vip: {
+              inherit interface virtualRouterId priority;
+              state = "BACKUP";
+              virtualIps = [ { addr = vip; } ];
+              extraConfig = ''
+                advert_int 1
+                preempt_delay 5
+              '';
+            };
+          in
+          {
+            VI_LAN0 = instance "eth0" 61 "192.168.0.100/24";
+            VI_LAN1 = instance "eth1" 62 "192.168.1.100/24";
           };
-          VI_LAN1 = {
-            interface = "eth1";
-            state = "BACKUP";
-            virtualRouterId = 62;
-            inherit priority;
-            virtualIps = [ { addr = "192.168.1.100/24"; } ];
-            extraConfig = ''
-              advert_int 1
-              preempt_delay 5
-            '';
-          };
-        };
         extraConfig = ''
           vrrp_sync_group G1 {
             group {

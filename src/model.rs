@@ -284,6 +284,24 @@ pub mod expect_flag {
 }
 
 impl Expect {
+    /// An expectation with the given identity (zone 0) and nothing else
+    /// set.
+    pub fn new(master: Tuple, tuple: Tuple, mask: Tuple) -> Expect {
+        Expect {
+            master,
+            tuple,
+            mask,
+            timeout: None,
+            zone: 0,
+            flags: 0,
+            class: 0,
+            helper: None,
+            nat: None,
+            func: None,
+            id: 0,
+        }
+    }
+
     /// Identity in caches: master, expected tuple, mask and zone.
     pub fn key(&self) -> (Tuple, Tuple, Tuple, u16) {
         (self.master, self.tuple, self.mask, self.zone)

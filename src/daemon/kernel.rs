@@ -18,6 +18,10 @@ pub struct Kernel {
     pub dump: CtSocket,
     pub flush: CtSocket,
     pub commit: CtSocket,
+    /// A second commit socket: a commit runs two batches at once, one per
+    /// core, since the kernel does the create work in the sender's
+    /// context.
+    pub commit2: CtSocket,
     pub inject: CtSocket,
     pub events: EventSocket,
     pub origins: Origins,
@@ -44,7 +48,8 @@ impl Kernel {
             g.netlink_events_reliable,
         )
         .map_err(err)?;
-        let (dump, flush, commit, inject) = (
+        let (dump, flush, commit, commit2, inject) = (
+            CtSocket::open().map_err(err)?,
             CtSocket::open().map_err(err)?,
             CtSocket::open().map_err(err)?,
             CtSocket::open().map_err(err)?,
@@ -53,11 +58,13 @@ impl Kernel {
         let mut origins = Origins::default();
         origins.register(flush.port(), Origin::Flush);
         origins.register(commit.port(), Origin::Commit);
+        origins.register(commit2.port(), Origin::Commit);
         origins.register(inject.port(), Origin::Inject);
         Ok(Kernel {
             dump,
             flush,
             commit,
+            commit2,
             inject,
             events,
             origins,
@@ -161,19 +168,9 @@ impl Kernel {
 }
 
 fn expect_of_key(k: &ExpKey) -> Expect {
-    Expect {
-        master: k.master,
-        tuple: k.tuple,
-        mask: k.mask,
-        timeout: None,
-        zone: k.zone,
-        flags: 0,
-        class: 0,
-        helper: None,
-        nat: None,
-        func: None,
-        id: 0,
-    }
+    let mut x = Expect::new(k.master, k.tuple, k.mask);
+    x.zone = k.zone;
+    x
 }
 
 /// A tuple for error messages.

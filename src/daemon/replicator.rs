@@ -28,13 +28,15 @@ use crate::control::proto::{Format, Reply, Status, Table};
 use crate::control::server;
 use crate::kernel::codec::{self, Object, Received};
 use crate::kernel::commit::Plan;
-use crate::kernel::socket::EventRead;
+use crate::kernel::socket::{CtSocket, EventRead};
 use crate::node::render::{self, LinkView};
 use crate::node::{Action, Node};
 use crate::time::Instant;
 
 /// Entries created per loop iteration during a commit.
 const COMMIT_BATCH: usize = 1024;
+/// Entries per commit step: a batch for each of the two commit sockets.
+const COMMIT_STEP: usize = 2 * COMMIT_BATCH;
 /// Changes wait at most this long for more to fill a datagram: a burst of
 /// kernel events then leaves in full datagrams instead of one each.
 const TX_COALESCE: Duration = Duration::from_millis(2);
@@ -44,6 +46,9 @@ const LINK_CHECK: Duration = Duration::from_secs(1);
 
 struct CommitJob {
     plan: Plan,
+    /// `plan.cts[..masters]` have no master: they must all exist before
+    /// any RELATED entry is created, so no step spans this boundary.
+    masters: usize,
     ct_errs: Vec<i32>,
     exp_errs: Vec<i32>,
     client: Async<std::os::unix::net::UnixStream>,
@@ -398,7 +403,13 @@ impl Replicator {
                     return true;
                 }
                 Action::Commit(plan) => {
+                    let masters = plan
+                        .cts
+                        .iter()
+                        .position(|c| c.master.is_some())
+                        .unwrap_or(plan.cts.len());
                     self.job = Some(CommitJob {
+                        masters,
                         plan,
                         ct_errs: Vec::new(),
                         exp_errs: Vec::new(),
@@ -447,14 +458,21 @@ impl Replicator {
             return;
         };
         let (done_ct, done_exp) = (job.ct_errs.len(), job.exp_errs.len());
+        let k = &mut self.kernel;
         let result = if done_ct < job.plan.cts.len() {
-            let batch = &job.plan.cts
-                [done_ct..(done_ct + COMMIT_BATCH).min(job.plan.cts.len())];
-            self.kernel.commit.create_cts(batch).map(|e| (e, true))
+            let step = &job.plan.cts
+                [ct_step(done_ct, job.masters, job.plan.cts.len())];
+            both_sockets(&mut k.commit, &mut k.commit2, step, |s, b| {
+                s.create_cts(b)
+            })
+            .map(|e| (e, true))
         } else if done_exp < job.plan.exps.len() {
-            let batch = &job.plan.exps
-                [done_exp..(done_exp + COMMIT_BATCH).min(job.plan.exps.len())];
-            self.kernel.commit.create_exps(batch).map(|e| (e, false))
+            let step = &job.plan.exps
+                [done_exp..(done_exp + COMMIT_STEP).min(job.plan.exps.len())];
+            both_sockets(&mut k.commit, &mut k.commit2, step, |s, b| {
+                s.create_exps(b)
+            })
+            .map(|e| (e, false))
         } else {
             let job = self.job.take().expect("checked above");
             let replies =
@@ -491,5 +509,65 @@ impl Replicator {
                 job.exp_errs.resize(job.plan.exps.len(), 5);
             }
         }
+    }
+}
+
+/// The conntracks of the next commit step: at most [`COMMIT_STEP`], and
+/// never both masters and RELATED entries (`masters` = how many masters
+/// lead the plan).
+fn ct_step(done: usize, masters: usize, len: usize) -> std::ops::Range<usize> {
+    let end = if done < masters { masters } else { len };
+    done..end.min(done + COMMIT_STEP)
+}
+
+/// Runs `create` over `items`: the first half on `a` in this thread, the
+/// second on `b` in a scoped thread when this machine has a second core
+/// (the kernel's create work runs in the sending thread, so this is the
+/// one way to use both). Errnos come back in item order.
+fn both_sockets<T: Sync>(
+    a: &mut CtSocket,
+    b: &mut CtSocket,
+    items: &[T],
+    create: impl Fn(&mut CtSocket, &[T]) -> std::io::Result<Vec<i32>> + Sync,
+) -> std::io::Result<Vec<i32>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || items.len() <= COMMIT_BATCH {
+        return create(a, items);
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    let create = &create;
+    std::thread::scope(|s| {
+        let other = s.spawn(move || create(b, second));
+        let mut errs = create(a, first)?;
+        // A panic there would be a bug in the codec; report it as EIO.
+        errs.extend(
+            other
+                .join()
+                .unwrap_or(Err(std::io::Error::from_raw_os_error(5)))?,
+        );
+        Ok(errs)
+    })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn commit_steps_never_mix_masters_and_related() {
+        let (masters, len) = (3000, 5000);
+        let mut done = 0;
+        let mut steps = Vec::new();
+        while done < len {
+            let r = ct_step(done, masters, len);
+            assert!(r.end <= masters || r.start >= masters, "{r:?}");
+            assert!(!r.is_empty() && r.len() <= COMMIT_STEP);
+            done = r.end;
+            steps.push(r);
+        }
+        assert_eq!(steps, vec![0..2048, 2048..3000, 3000..5000]);
+        // Only masters, only related.
+        assert_eq!(ct_step(0, 10, 10), 0..10);
+        assert_eq!(ct_step(0, 0, 10), 0..10);
     }
 }

@@ -607,19 +607,11 @@ fn apply_ct_attr(ct: &mut Conntrack, t: u16, v: &[u8]) -> Result<()> {
 /// Decodes the attributes of an expectation message.
 pub fn decode_exp(attrs: &[u8]) -> Result<Expect> {
     let (mut master, mut tuple, mut mask) = (None, None, None);
-    let mut e = Expect {
-        master: placeholder_tuple(),
-        tuple: placeholder_tuple(),
-        mask: placeholder_tuple(),
-        timeout: None,
-        zone: 0,
-        flags: 0,
-        class: 0,
-        helper: None,
-        nat: None,
-        func: None,
-        id: 0,
-    };
+    let mut e = Expect::new(
+        placeholder_tuple(),
+        placeholder_tuple(),
+        placeholder_tuple(),
+    );
     for a in nlas(attrs) {
         let (t, v) = a?;
         match t {

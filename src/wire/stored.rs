@@ -127,19 +127,12 @@ mod test {
 
     #[test]
     fn expectation_round_trip() {
-        let x = Expect {
-            master: tuple("10.0.0.1", "10.0.0.2", 1000, 21),
-            tuple: tuple("10.0.0.1", "10.0.0.2", 0, 50_000),
-            mask: tuple("255.255.255.255", "255.255.255.255", 0, 0xffff),
-            timeout: Some(300),
-            zone: 0,
-            flags: 0,
-            class: 0,
-            helper: None,
-            nat: None,
-            func: None,
-            id: 0,
-        };
+        let mut x = Expect::new(
+            tuple("10.0.0.1", "10.0.0.2", 1000, 21),
+            tuple("10.0.0.1", "10.0.0.2", 0, 50_000),
+            tuple("255.255.255.255", "255.255.255.255", 0, 0xffff),
+        );
+        x.timeout = Some(300);
         let (mut enc, mut kb) = (Vec::new(), Vec::new());
         x.encode(&mut enc);
         Expect::encode_key(&exp_key_of(&x), &mut kb);

@@ -17,11 +17,8 @@ use crate::wire::ExpKey;
 pub struct Kernel {
     pub dump: CtSocket,
     pub flush: CtSocket,
-    pub commit: CtSocket,
-    /// A second commit socket: a commit runs two batches at once, one per
-    /// core, since the kernel does the create work in the sender's
-    /// context.
-    pub commit2: CtSocket,
+    /// Lent to the commit worker thread while a commit runs (None then).
+    pub commit: Option<CtSocket>,
     pub inject: CtSocket,
     pub events: EventSocket,
     pub origins: Origins,
@@ -48,8 +45,7 @@ impl Kernel {
             g.netlink_events_reliable,
         )
         .map_err(err)?;
-        let (dump, flush, commit, commit2, inject) = (
-            CtSocket::open().map_err(err)?,
+        let (dump, flush, commit, inject) = (
             CtSocket::open().map_err(err)?,
             CtSocket::open().map_err(err)?,
             CtSocket::open().map_err(err)?,
@@ -58,13 +54,11 @@ impl Kernel {
         let mut origins = Origins::default();
         origins.register(flush.port(), Origin::Flush);
         origins.register(commit.port(), Origin::Commit);
-        origins.register(commit2.port(), Origin::Commit);
         origins.register(inject.port(), Origin::Inject);
         Ok(Kernel {
             dump,
             flush,
-            commit,
-            commit2,
+            commit: Some(commit),
             inject,
             events,
             origins,

@@ -28,15 +28,12 @@ use crate::control::proto::{Format, Reply, Status, Table};
 use crate::control::server;
 use crate::kernel::codec::{self, Object, Received};
 use crate::kernel::commit::Plan;
+use crate::kernel::origin::Origin;
 use crate::kernel::socket::{CtSocket, EventRead};
 use crate::node::render::{self, LinkView};
 use crate::node::{Action, Node};
 use crate::time::Instant;
 
-/// Entries created per loop iteration during a commit.
-const COMMIT_BATCH: usize = 1024;
-/// Entries per commit step: a batch for each of the two commit sockets.
-const COMMIT_STEP: usize = 2 * COMMIT_BATCH;
 /// Changes wait at most this long for more to fill a datagram: a burst of
 /// kernel events then leaves in full datagrams instead of one each.
 const TX_COALESCE: Duration = Duration::from_millis(2);
@@ -44,15 +41,18 @@ const TX_COALESCE: Duration = Duration::from_millis(2);
 const TX_FULL: usize = 48;
 const LINK_CHECK: Duration = Duration::from_secs(1);
 
+/// A commit runs in a worker thread with the commit socket, so the
+/// kernel's create work (done in the sending thread) runs on one core
+/// while this loop reads the events it causes, and everything else, on
+/// another. The loop is never blocked by a large commit.
 struct CommitJob {
-    plan: Plan,
-    /// `plan.cts[..masters]` have no master: they must all exist before
-    /// any RELATED entry is created, so no step spans this boundary.
-    masters: usize,
-    ct_errs: Vec<i32>,
-    exp_errs: Vec<i32>,
+    done: Receiver<CommitResult>,
     client: Async<std::os::unix::net::UnixStream>,
 }
+
+/// What the worker hands back: the socket, the plan (for error texts) and
+/// one errno per entry, or the error that stopped it.
+type CommitResult = (CtSocket, Plan, std::io::Result<(Vec<i32>, Vec<i32>)>);
 
 pub(crate) struct Replicator {
     node: Node,
@@ -72,7 +72,8 @@ enum Wake {
     Kernel(std::io::Result<EventRead>),
     Peer(usize, usize, SocketAddr),
     Tick,
-    Job,
+    /// The commit worker finished (None: it died without a word).
+    Job(Option<CommitResult>),
 }
 
 fn peer_id(from: &SocketAddr) -> u64 {
@@ -171,7 +172,9 @@ impl Replicator {
                     self.peer(clock.now(), link, n, from)
                 }
                 Wake::Tick => self.tick(clock.now()),
-                Wake::Job => self.commit_step(ex, clock.now()),
+                Wake::Job(result) => {
+                    self.commit_finished(ex, clock.now(), result);
+                }
             }
         }
     }
@@ -202,16 +205,13 @@ impl Replicator {
             Timer::at(clock.at(deadline)).await;
             Wake::Tick
         };
-        let busy = job.is_some();
-        let idle = async move {
-            if busy {
-                future::yield_now().await;
-                Wake::Job
-            } else {
-                future::pending().await
+        let commit = async move {
+            match job {
+                Some(j) => Wake::Job(j.done.recv().await.ok()),
+                None => future::pending().await,
             }
         };
-        control.or(events).or(peer).or(timer).or(idle).await
+        control.or(events).or(peer).or(timer).or(commit).await
     }
 
     fn transmit(&mut self, now: Instant) {
@@ -403,18 +403,7 @@ impl Replicator {
                     return true;
                 }
                 Action::Commit(plan) => {
-                    let masters = plan
-                        .cts
-                        .iter()
-                        .position(|c| c.master.is_some())
-                        .unwrap_or(plan.cts.len());
-                    self.job = Some(CommitJob {
-                        masters,
-                        plan,
-                        ct_errs: Vec::new(),
-                        exp_errs: Vec::new(),
-                        client: stream,
-                    });
+                    self.start_commit(now, plan, stream, ex);
                     return false;
                 }
                 Action::DumpKernel { table, format } => {
@@ -452,122 +441,90 @@ impl Replicator {
         out
     }
 
-    /// One batch of the running commit.
-    fn commit_step(&mut self, ex: &LocalExecutor<'_>, now: Instant) {
-        let Some(job) = self.job.as_mut() else {
+    /// Hands the plan and the commit socket to a worker thread.
+    fn start_commit(
+        &mut self,
+        now: Instant,
+        plan: Plan,
+        client: Async<std::os::unix::net::UnixStream>,
+        ex: &LocalExecutor<'_>,
+    ) {
+        let Some(mut sock) = self.kernel.commit.take() else {
+            // The node refuses a second commit; this cannot happen.
+            let replies = self.node.commit_done(now, &[], &[]);
+            reply_later(ex, client, replies);
             return;
         };
-        let (done_ct, done_exp) = (job.ct_errs.len(), job.exp_errs.len());
-        let k = &mut self.kernel;
-        let result = if done_ct < job.plan.cts.len() {
-            let step = &job.plan.cts
-                [ct_step(done_ct, job.masters, job.plan.cts.len())];
-            both_sockets(&mut k.commit, &mut k.commit2, step, |s, b| {
-                s.create_cts(b)
-            })
-            .map(|e| (e, true))
-        } else if done_exp < job.plan.exps.len() {
-            let step = &job.plan.exps
-                [done_exp..(done_exp + COMMIT_STEP).min(job.plan.exps.len())];
-            both_sockets(&mut k.commit, &mut k.commit2, step, |s, b| {
-                s.create_exps(b)
-            })
-            .map(|e| (e, false))
-        } else {
-            let job = self.job.take().expect("checked above");
-            let replies =
-                self.node.commit_done(now, &job.ct_errs, &job.exp_errs);
-            reply_later(ex, job.client, replies);
+        let (tx, rx) = smol::channel::bounded(1);
+        let spawned = std::thread::Builder::new().name("commit".into()).spawn(
+            move || {
+                let result = sock.commit(&plan);
+                let _ = tx.send_blocking((sock, plan, result));
+            },
+        );
+        match spawned {
+            Ok(_) => self.job = Some(CommitJob { done: rx, client }),
+            Err(e) => {
+                error!("commit-create: can't start the commit thread: {e}");
+                let replies = self.node.commit_done(now, &[], &[]);
+                reply_later(ex, client, replies);
+            }
+        }
+    }
+
+    /// The worker's result: per-entry errors are logged as conntrackd
+    /// does, the node logs the totals, the client gets its answer.
+    fn commit_finished(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        now: Instant,
+        result: Option<CommitResult>,
+    ) {
+        let Some(job) = self.job.take() else {
             return;
         };
-        match result {
-            Ok((errs, cts)) => {
-                for (i, &e) in errs.iter().enumerate() {
-                    if e != 0 {
-                        let what = if cts {
-                            tuple_text(&job.plan.cts[done_ct + i].orig)
-                        } else {
-                            tuple_text(&job.plan.exps[done_exp + i].tuple)
-                        };
-                        error!(
-                            "commit-create: {}",
-                            std::io::Error::from_raw_os_error(e)
-                        );
-                        error!("{what}");
+        let (ct_errs, exp_errs) = match result {
+            Some((sock, plan, outcome)) => {
+                self.kernel.commit = Some(sock);
+                match outcome {
+                    Ok((cts, exps)) => {
+                        log_failures(&plan, &cts, &exps);
+                        (cts, exps)
+                    }
+                    Err(e) => {
+                        error!("commit-create: {e}");
+                        // The whole plan counts as failed.
+                        (vec![5; plan.cts.len()], vec![5; plan.exps.len()])
                     }
                 }
-                if cts {
-                    job.ct_errs.extend(errs);
-                } else {
-                    job.exp_errs.extend(errs);
+            }
+            None => {
+                // The worker died (a bug); reopen the socket for the next.
+                error!(
+                    "commit-create: the commit thread ended without a result"
+                );
+                self.kernel.commit = CtSocket::open().ok();
+                if let Some(s) = &self.kernel.commit {
+                    self.kernel.origins.register(s.port(), Origin::Commit);
                 }
+                (Vec::new(), Vec::new())
             }
-            Err(e) => {
-                error!("commit-create: {e}");
-                // Count the whole rest as failed and finish.
-                job.ct_errs.resize(job.plan.cts.len(), 5);
-                job.exp_errs.resize(job.plan.exps.len(), 5);
-            }
-        }
+        };
+        let replies = self.node.commit_done(now, &ct_errs, &exp_errs);
+        reply_later(ex, job.client, replies);
     }
 }
 
-/// The conntracks of the next commit step: at most [`COMMIT_STEP`], and
-/// never both masters and RELATED entries (`masters` = how many masters
-/// lead the plan).
-fn ct_step(done: usize, masters: usize, len: usize) -> std::ops::Range<usize> {
-    let end = if done < masters { masters } else { len };
-    done..end.min(done + COMMIT_STEP)
-}
-
-/// Runs `create` over `items`: the first half on `a` in this thread, the
-/// second on `b` in a scoped thread when this machine has a second core
-/// (the kernel's create work runs in the sending thread, so this is the
-/// one way to use both). Errnos come back in item order.
-fn both_sockets<T: Sync>(
-    a: &mut CtSocket,
-    b: &mut CtSocket,
-    items: &[T],
-    create: impl Fn(&mut CtSocket, &[T]) -> std::io::Result<Vec<i32>> + Sync,
-) -> std::io::Result<Vec<i32>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || items.len() <= COMMIT_BATCH {
-        return create(a, items);
+/// conntrackd's two lines for each entry the kernel refused.
+fn log_failures(plan: &Plan, cts: &[i32], exps: &[i32]) {
+    let failed_cts = cts.iter().zip(&plan.cts).filter(|(e, _)| **e != 0);
+    for (&e, c) in failed_cts {
+        error!("commit-create: {}", std::io::Error::from_raw_os_error(e));
+        error!("{}", tuple_text(&c.orig));
     }
-    let (first, second) = items.split_at(items.len() / 2);
-    let create = &create;
-    std::thread::scope(|s| {
-        let other = s.spawn(move || create(b, second));
-        let mut errs = create(a, first)?;
-        // A panic there would be a bug in the codec; report it as EIO.
-        errs.extend(
-            other
-                .join()
-                .unwrap_or(Err(std::io::Error::from_raw_os_error(5)))?,
-        );
-        Ok(errs)
-    })
-}
-
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn commit_steps_never_mix_masters_and_related() {
-        let (masters, len) = (3000, 5000);
-        let mut done = 0;
-        let mut steps = Vec::new();
-        while done < len {
-            let r = ct_step(done, masters, len);
-            assert!(r.end <= masters || r.start >= masters, "{r:?}");
-            assert!(!r.is_empty() && r.len() <= COMMIT_STEP);
-            done = r.end;
-            steps.push(r);
-        }
-        assert_eq!(steps, vec![0..2048, 2048..3000, 3000..5000]);
-        // Only masters, only related.
-        assert_eq!(ct_step(0, 10, 10), 0..10);
-        assert_eq!(ct_step(0, 0, 10), 0..10);
+    let failed_exps = exps.iter().zip(&plan.exps).filter(|(e, _)| **e != 0);
+    for (&e, x) in failed_exps {
+        error!("commit-create: {}", std::io::Error::from_raw_os_error(e));
+        error!("{}", tuple_text(&x.tuple));
     }
 }

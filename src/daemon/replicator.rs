@@ -211,7 +211,10 @@ impl Replicator {
                 None => future::pending().await,
             }
         };
-        control.or(events).or(peer).or(timer).or(commit).await
+        // Polled in this order when several are ready: the end of a commit
+        // is answered at once, not after the backlog of events the commit
+        // itself caused (those only update the internal cache).
+        control.or(commit).or(events).or(peer).or(timer).await
     }
 
     fn transmit(&mut self, now: Instant) {

@@ -115,10 +115,11 @@ table inet bench {
 
 
 def proc_stat(m, pid):
+    """(user+sys CPU seconds, RSS KiB, sys CPU seconds) of pid."""
     fields = m.succeed(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / TICK
     rss = next(int(l.split()[1]) for l in m.succeed(f"cat /proc/{pid}/status").splitlines() if l.startswith("VmRSS:"))
-    return cpu, rss
+    return cpu, rss, int(fields[12]) / TICK
 
 
 def daemon_pid(m, binary):
@@ -222,6 +223,7 @@ def run_once(daemon, n):
         return {
             "daemon": daemon.name, "n": n, "generator_s": gen_secs,
             "cpu_sender_s": busy["fw1"][0] - idle["fw1"][0], "cpu_receiver_s": busy["fw2"][0] - idle["fw2"][0],
+            "sys_sender_s": busy["fw1"][2] - idle["fw1"][2],
             "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
             "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
             "replicated": got, "lost": max(0, n - got), "lag_s": lag,
@@ -256,6 +258,7 @@ def conntrackd_size():
 ROWS = [
     ("CPU per entry, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
     ("CPU per entry, receiver (µs)", lambda r: 1e6 * r["cpu_receiver_s"] / r["n"]),
+    ("… of the sender's, in the kernel (µs)", lambda r: 1e6 * r.get("sys_sender_s", float("nan")) / r["n"]),
     ("RSS sender (KiB)", lambda r: r["rss_sender_kib"]),
     ("RSS receiver (KiB)", lambda r: r["rss_receiver_kib"]),
     ("idle RSS (KiB)", lambda r: r["rss_idle_kib"]),

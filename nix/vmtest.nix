@@ -27,6 +27,17 @@ let
       networking.firewall.enable = false;
     };
 
+  # A host with one NIC, eth0, on `vlan`.
+  endHost =
+    vlan: ip:
+    { lib, ... }:
+    {
+      imports = [ common ];
+      virtualisation.interfaces.eth0.vlan = vlan;
+      networking.interfaces.eth0.ipv4.addresses = lib.mkForce (address ip 24);
+      networking.interfaces.eth0.ipv6.addresses = lib.mkForce [ ];
+    };
+
   address = a: p: [
     {
       address = a;
@@ -141,12 +152,9 @@ pkgs.testers.runNixOSTest {
     };
 
     client =
-      { lib, pkgs, ... }:
+      { pkgs, ... }:
       {
-        imports = [ common ];
-        virtualisation.interfaces.eth0.vlan = 1;
-        networking.interfaces.eth0.ipv4.addresses = lib.mkForce (address "192.168.0.2" 24);
-        networking.interfaces.eth0.ipv6.addresses = lib.mkForce [ ];
+        imports = [ (endHost 1 "192.168.0.2") ];
         networking.defaultGateway = {
           address = "192.168.0.100";
           interface = "eth0";
@@ -155,12 +163,9 @@ pkgs.testers.runNixOSTest {
       };
 
     server =
-      { lib, pkgs, ... }:
+      { pkgs, ... }:
       {
-        imports = [ common ];
-        virtualisation.interfaces.eth0.vlan = 2;
-        networking.interfaces.eth0.ipv4.addresses = lib.mkForce (address "192.168.1.2" 24);
-        networking.interfaces.eth0.ipv6.addresses = lib.mkForce [ ];
+        imports = [ (endHost 2 "192.168.1.2") ];
         # Replies go to the server-side VIP (the firewalls SNAT to it),
         # which is on-link: no route needed.
         systemd.services.ftpd = {

@@ -33,6 +33,8 @@ pub struct CtSocket {
     sock: Socket,
     port: u32,
     seq: u32,
+    /// Allocated at the first receive: the flush, commit and inject
+    /// sockets of an idle daemon never need their 64 KiB.
     rx: Vec<u8>,
 }
 
@@ -51,7 +53,7 @@ impl CtSocket {
             sock,
             port: addr.port_number(),
             seq: 1,
-            rx: vec![0; RX_BUF],
+            rx: Vec::new(),
         })
     }
 
@@ -295,6 +297,9 @@ impl CtSocket {
 
     /// Reads one datagram that is ready now.
     pub fn recv_now(&mut self) -> io::Result<usize> {
+        if self.rx.is_empty() {
+            self.rx = vec![0; RX_BUF];
+        }
         let n = recv_into(&self.sock, &mut self.rx)?;
         Ok(n)
     }

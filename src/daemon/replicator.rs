@@ -3,14 +3,18 @@
 //! ```text
 //!  kernel events ──► Node::kernel ─┐            ┌─► Channels::send ──► peer
 //!  peer datagrams ─► Node::datagram ├─ Node ────┤
-//!  control requests ► Node::control ┘  (sans-IO) └─► Actions: commit batches,
+//!  control requests ► Node::control ┘  (sans-IO) └─► Actions: commit,
 //!  deadlines ──────► Node::tick                      inject, flush, dump
 //! ```
 //!
 //! One owner, no locks: every input is handled to completion in this loop.
-//! A commit runs in batches of 256 entries between other events, so
-//! replication, `-s` and a refused second `-c` keep being served while it
-//! runs; the client of `-c` gets its answer when the last batch is done.
+//! The one exception is a commit: its plan and the commit socket go to a
+//! worker thread, which creates the entries in the kernel (the kernel's
+//! work runs in the sending thread, so it gets a core of its own) and
+//! hands the socket back with one errno per entry. Meanwhile replication,
+//! `-s`, a refused second `-c` and the events the commit causes keep being
+//! served here; the client of `-c` gets its answer when the worker is
+//! done.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -469,9 +473,23 @@ impl Replicator {
             Ok(_) => self.job = Some(CommitJob { done: rx, client }),
             Err(e) => {
                 error!("commit-create: can't start the commit thread: {e}");
+                // The socket went down with the closure.
+                self.reopen_commit_socket();
                 let replies = self.node.commit_done(now, &[], &[]);
                 reply_later(ex, client, replies);
             }
+        }
+    }
+
+    /// A new commit socket when the worker's was lost, so the next `-c`
+    /// works; its events are ours like the old one's.
+    fn reopen_commit_socket(&mut self) {
+        match CtSocket::open() {
+            Ok(s) => {
+                self.kernel.origins.register(s.port(), Origin::Commit);
+                self.kernel.commit = Some(s);
+            }
+            Err(e) => error!("commit-create: can't open netlink handler: {e}"),
         }
     }
 
@@ -506,10 +524,7 @@ impl Replicator {
                 error!(
                     "commit-create: the commit thread ended without a result"
                 );
-                self.kernel.commit = CtSocket::open().ok();
-                if let Some(s) = &self.kernel.commit {
-                    self.kernel.origins.register(s.port(), Origin::Commit);
-                }
+                self.reopen_commit_socket();
                 (Vec::new(), Vec::new())
             }
         };

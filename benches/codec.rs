@@ -1,5 +1,7 @@
 //! Microbenchmarks of the hot paths: decoding a ctnetlink event (a real
-//! kernel capture), and encoding/decoding one replication message.
+//! kernel capture), encoding/decoding one replication message, and the
+//! sender's whole user-space path for one event (decode, filter, internal
+//! cache, engine, datagram).
 //!
 //!     cargo bench --bench codec
 
@@ -80,4 +82,47 @@ fn wire_decode_conntrack(bencher: divan::Bencher<'_, '_>) {
 #[divan::bench]
 fn model_to_wire_and_back() -> ctsyncd::model::Conntrack {
     wire::from_wire_ct(wire::to_wire_ct(black_box(&conntrack())))
+}
+
+/// One kernel event through a sender node, as the daemon does it: decode
+/// the netlink message, hand it to the node (filter, internal cache,
+/// engine queue), and every 48 events build the datagrams. Each event is
+/// a new flow (the source port changes), so the cache grows as in the
+/// replication benchmark.
+#[divan::bench(args = [10_000])]
+fn sender_event_to_datagram(bencher: divan::Bencher<'_, '_>, flows: u32) {
+    use ctsyncd::kernel::origin::Origin;
+    use ctsyncd::model::L4;
+    use ctsyncd::node::Node;
+    use ctsyncd::time::Instant;
+    let conf = "General { UNIX { Path /x } HashLimit 1000000 }\n\
+        Sync { Mode FTFW { }\n\
+        UDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
+    let cfg = ctsyncd::config::parse(conf, "bench.conf").unwrap().config;
+    let mut tx = [0u8; 1472];
+    bencher
+        .with_inputs(|| Node::new(cfg.clone(), 1, 1472, Instant(0)))
+        .bench_local_values(|mut node| {
+            for i in 0..flows {
+                let Some(Ok(Received::Msg(mut m))) =
+                    codec::messages(black_box(CT_EVENT)).next()
+                else {
+                    unreachable!()
+                };
+                if let Object::Ct(c) = &mut m.object {
+                    c.orig.l4 = L4::Ports {
+                        src: (i % 60_000) as u16,
+                        dst: 1000 + (i / 60_000) as u16,
+                    };
+                }
+                node.kernel(Instant(u64::from(i)), m, Origin::NotMe);
+                if i % 48 == 47 {
+                    while node
+                        .transmit(Instant(u64::from(i)), &mut tx)
+                        .is_some()
+                    {}
+                }
+            }
+            node
+        });
 }

@@ -409,3 +409,40 @@ fn systemd_off_sends_nothing() {
         "Systemd off must not notify"
     );
 }
+
+/// keepalived's notify script under a service manager: with CTSYNCD_START
+/// set, `backup` starts the daemon through it and leaves the lock file to
+/// the service manager (a stale-looking lock may be a daemon that is
+/// still starting).
+#[test]
+fn notify_script_starts_the_daemon_through_the_service_manager() {
+    let lab = Lab::new("notify");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/etc/keepalived/primary-backup.sh"
+    );
+    std::fs::write(lab.lock(), "12345\n").unwrap();
+    let marker = lab.dir.join("started");
+    let run = |start: &str| {
+        Command::new("sh")
+            .arg(script)
+            .arg("backup")
+            .env("CTSYNCD_BIN", BIN)
+            .env("CTSYNCD_CONFIG", &lab.conf)
+            .env("CTSYNCD_LOCK", lab.lock())
+            .env("CTSYNCD_START", start)
+            .env("LOGGER", "echo")
+            .output()
+            .unwrap()
+    };
+    let out = run(&format!("touch {}", marker.display()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(marker.exists(), "CTSYNCD_START was not used");
+    assert!(lab.lock().exists(), "the lock file was touched");
+    assert!(!text(&out.stdout).contains("not cleanly stopped"));
+
+    // A start command that fails makes the script fail, as `-d` does.
+    let out = run("false");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("cannot launch ctsyncd"));
+}

@@ -28,9 +28,8 @@ pub trait Stored: Sized {
     /// The largest encoded key.
     const MAX_KEY: usize;
 
-    fn key(&self) -> Self::Key;
-    /// Appends the stored form, which must begin with the encoding of
-    /// [`Stored::key`] exactly as [`Stored::encode_key`] writes it (a
+    /// Appends the stored form, which must begin with the encoding of the
+    /// value's key exactly as [`Stored::encode_key`] writes it (a
     /// prefix-free code, so "starts with" is key equality).
     fn encode(&self, out: &mut Vec<u8>);
     fn encode_key(k: &Self::Key, out: &mut Vec<u8>);
@@ -287,9 +286,6 @@ mod test {
     impl Stored for Item {
         type Key = u8;
         const MAX_KEY: usize = 1;
-        fn key(&self) -> u8 {
-            self.0
-        }
         fn encode(&self, out: &mut Vec<u8>) {
             out.push(self.0);
             out.extend_from_slice(&self.1);

@@ -33,10 +33,6 @@ impl Stored for Conntrack {
     // Two IPv6 addresses, protocol, ports (varints) and zone.
     const MAX_KEY: usize = 64;
 
-    fn key(&self) -> CtKey {
-        super::msg::ct_key_of(self)
-    }
-
     fn encode(&self, out: &mut Vec<u8>) {
         append(&to_wire_ct(self), out);
     }
@@ -58,10 +54,6 @@ impl Stored for Expect {
     type Key = ExpKey;
     // Three tuples and the zone.
     const MAX_KEY: usize = 160;
-
-    fn key(&self) -> ExpKey {
-        super::msg::exp_key_of(self)
-    }
 
     fn encode(&self, out: &mut Vec<u8>) {
         append(&to_wire_exp(self), out);

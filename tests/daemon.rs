@@ -446,3 +446,27 @@ fn notify_script_starts_the_daemon_through_the_service_manager() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("cannot launch ctsyncd"));
 }
+
+/// A `-d` daemon never speaks for the unit whose NOTIFY_SOCKET it
+/// inherited (keepalived's, when its notify script starts the daemon).
+#[test]
+fn background_daemon_does_not_notify() {
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new("sdbg");
+    let notify_path = lab.dir.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_nonblocking(true).unwrap();
+    let out = Command::new(BIN)
+        .arg("-C")
+        .arg(&lab.conf)
+        .arg("-d")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(lab.cli(&["-s", "runtime"]).status.success());
+    assert!(lab.cli(&["-k"]).status.success());
+    wait_until(|| !lab.sock().exists());
+    let mut buf = [0u8; 64];
+    assert!(notify.recv(&mut buf).is_err(), "a -d daemon notified");
+}

@@ -147,7 +147,10 @@ async fn serve(
     };
 
     info!("initialization completed");
-    let notifier = if cfg.general.systemd {
+    // Foreground only: that is how a Type=notify unit runs the daemon. A
+    // `-d` daemon started by a notify script may have inherited another
+    // unit's NOTIFY_SOCKET (keepalived's) and must not speak for it.
+    let notifier = if cfg.general.systemd && !background {
         sd_notify::Notifier::from_env()
     } else {
         None

@@ -2,8 +2,10 @@
 //!
 //! Owns: the datagrams to `$NOTIFY_SOCKET` — `READY=1` with `MAINPID` once
 //! the daemon answers on its control socket, `WATCHDOG=1` every half
-//! `$WATCHDOG_USEC`, `STOPPING=1` on shutdown. Without `$NOTIFY_SOCKET`
-//! (not started by systemd as `Type=notify`) everything here is a no-op,
+//! `$WATCHDOG_USEC`, `STOPPING=1` on shutdown. In the foreground only: a
+//! `-d` daemon may have inherited another unit's socket (keepalived's,
+//! through its notify script). Without `$NOTIFY_SOCKET` (not started by
+//! systemd as `Type=notify`) everything here is a no-op,
 //! which is why `Systemd` defaults to on, as in Debian's conntrackd.
 //! A unit's `ExecStart` can then be the plain foreground command and
 //! keepalived's notify script can rely on `systemctl start` having

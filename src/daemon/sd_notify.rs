@@ -53,15 +53,61 @@ impl Notifier {
         self.send("STOPPING=1");
     }
 
-    /// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, when the
-    /// watchdog is meant for this process (`$WATCHDOG_PID` unset or ours).
+    /// How often to send `WATCHDOG=1`, from the environment.
     pub(crate) fn watchdog_interval() -> Option<Duration> {
-        if let Some(pid) = std::env::var_os("WATCHDOG_PID")
-            && pid.to_str()?.parse::<u32>().ok()? != std::process::id()
-        {
-            return None;
-        }
-        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-        (usec > 0).then(|| Duration::from_micros(usec / 2))
+        watchdog_interval_from(
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::process::id(),
+        )
+    }
+}
+
+/// Never more often than this, whatever `WATCHDOG_USEC` says: a value of a
+/// few microseconds must not turn the pings into a busy loop.
+const MIN_WATCHDOG_PING: Duration = Duration::from_millis(10);
+
+/// Half of `usec`, when the watchdog is meant for this process (`pid`
+/// unset or ours); None when either variable is malformed or zero.
+fn watchdog_interval_from(
+    pid: Option<&str>,
+    usec: Option<&str>,
+    me: u32,
+) -> Option<Duration> {
+    if let Some(pid) = pid
+        && pid.parse::<u32>().ok()? != me
+    {
+        return None;
+    }
+    let usec: u64 = usec?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec / 2).max(MIN_WATCHDOG_PING))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn watchdog_interval_rules() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            watchdog_interval_from(None, Some("2000000"), 7),
+            Some(ms(1000))
+        );
+        assert_eq!(
+            watchdog_interval_from(Some("7"), Some("200000"), 7),
+            Some(ms(100))
+        );
+        // Meant for another process, malformed, zero or absent.
+        assert_eq!(watchdog_interval_from(Some("8"), Some("200000"), 7), None);
+        assert_eq!(watchdog_interval_from(Some("x"), Some("200000"), 7), None);
+        assert_eq!(watchdog_interval_from(None, Some("soon"), 7), None);
+        assert_eq!(watchdog_interval_from(None, Some("0"), 7), None);
+        assert_eq!(watchdog_interval_from(None, None, 7), None);
+        // A tiny value is clamped, never a busy loop.
+        assert_eq!(
+            watchdog_interval_from(None, Some("1"), 7),
+            Some(MIN_WATCHDOG_PING)
+        );
     }
 }

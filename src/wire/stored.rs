@@ -134,6 +134,34 @@ mod test {
     }
 
     #[test]
+    fn a_cached_conntrack_costs_under_128_bytes() {
+        // The design's point (RSS at 0.2x conntrackd's): slot + encoding,
+        // table overhead included, instead of a 288-byte value in a map.
+        use crate::cache::Cache;
+        use crate::time::Instant;
+        let mut c: Cache<Conntrack> = Cache::new(1_000_000);
+        for i in 0..10_000u32 {
+            let sport = 1024 + (i % 60_000) as u16;
+            let mut ct =
+                Conntrack::new(tuple("192.168.0.2", "192.168.1.2", sport, 80));
+            ct.reply = Some(tuple("192.168.1.2", "192.168.1.100", 80, sport));
+            ct.status = 0x18e;
+            ct.timeout = Some(431_999);
+            c.upsert(&ct, Instant(u64::from(i)), true).unwrap();
+        }
+        assert_eq!(c.len(), 10_000);
+        let per_entry = c.bytes() / c.len();
+        assert!(per_entry < 128, "{per_entry} bytes per entry");
+        let k = ct_key_of(&Conntrack::new(tuple(
+            "192.168.0.2",
+            "192.168.1.2",
+            1024 + 4242,
+            80,
+        )));
+        assert_eq!(c.get(&k).unwrap().since, Instant(4242));
+    }
+
+    #[test]
     fn largest_keys_fit_their_bound() {
         let v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let t = tuple(v6, v6, u16::MAX, u16::MAX);

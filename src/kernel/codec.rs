@@ -54,6 +54,8 @@ pub const NLM_F_MULTI: u16 = 0x2;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
+/// A create that must not replace an existing entry (EEXIST instead).
+const CREATE_NEW: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
 pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
@@ -816,11 +818,10 @@ fn family(t: &Tuple) -> u8 {
 /// applies the commit rules first, see `kernel::commit`).
 pub fn encode_ct_create(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32) {
     let mut e = Encoder::new(buf);
-    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
     let at = e.begin_msg(
         NFNL_SUBSYS_CTNETLINK,
         IPCTNL_MSG_CT_NEW,
-        flags,
+        CREATE_NEW,
         seq,
         family(&ct.orig),
     );
@@ -984,11 +985,10 @@ pub fn encode_dump(buf: &mut Vec<u8>, expectations: bool, seq: u32) {
 /// Appends a request that creates an expectation.
 pub fn encode_exp_create(buf: &mut Vec<u8>, x: &Expect, seq: u32) {
     let mut e = Encoder::new(buf);
-    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
     let at = e.begin_msg(
         NFNL_SUBSYS_CTNETLINK_EXP,
         IPCTNL_MSG_EXP_NEW,
-        flags,
+        CREATE_NEW,
         seq,
         family(&x.tuple),
     );

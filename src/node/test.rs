@@ -98,6 +98,21 @@ fn text(o: &Outcome) -> String {
         .collect()
 }
 
+/// The kernel announces an FTP control connection and its PASV
+/// expectation, both new, at time 0.
+fn ftp_session(fw: &mut Node, master: &Conntrack) {
+    fw.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(master.clone())),
+        Origin::NotMe,
+    );
+    fw.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(master))),
+        Origin::NotMe,
+    );
+}
+
 fn status_of(o: &Outcome) -> Option<&Status> {
     o.replies.iter().find_map(|r| match r {
         Reply::Done(s) => Some(s),
@@ -110,16 +125,7 @@ fn ftp_master_and_expectation_replicate_and_dump_like_conntrackd() {
     let c = cfg("", "FTFW { }", "ExpectationSync { ftp }");
     let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
     let m = ftp_master();
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Ct(m.clone())),
-        Origin::NotMe,
-    );
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Exp(pasv(&m))),
-        Origin::NotMe,
-    );
+    ftp_session(&mut fw1, &m);
     flow(&mut fw1, &mut fw2, Instant(1000));
     let now = Instant(4000);
     let i = fw1.control(
@@ -190,16 +196,7 @@ fn expectation_without_replicated_master_or_wanted_helper_stays_home() {
     let c = cfg("", "FTFW { }", "ExpectationSync { sip }");
     let mut fw1 = node(c, 1);
     let m = ftp_master();
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Ct(m.clone())),
-        Origin::NotMe,
-    );
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Exp(pasv(&m))),
-        Origin::NotMe,
-    );
+    ftp_session(&mut fw1, &m);
     assert!(fw1.internal_exp.is_empty());
     assert_eq!(fw1.counters.events_filtered, 1);
     let c = cfg("", "FTFW { }", "ExpectationSync On");
@@ -217,16 +214,7 @@ fn destroying_the_master_removes_its_expectations_everywhere() {
     let c = cfg("", "FTFW { }", "ExpectationSync On");
     let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
     let m = ftp_master();
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Ct(m.clone())),
-        Origin::NotMe,
-    );
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Exp(pasv(&m))),
-        Origin::NotMe,
-    );
+    ftp_session(&mut fw1, &m);
     flow(&mut fw1, &mut fw2, Instant(10));
     assert_eq!((fw2.external_ct.len(), fw2.external_exp.len()), (1, 1));
     fw1.kernel(
@@ -254,16 +242,7 @@ fn commit_plans_masters_related_then_expectations_and_logs_the_result() {
         event(Kind::New, Object::Ct(data)),
         Origin::NotMe,
     );
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Ct(m.clone())),
-        Origin::NotMe,
-    );
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Exp(pasv(&m))),
-        Origin::NotMe,
-    );
+    ftp_session(&mut fw1, &m);
     flow(&mut fw1, &mut fw2, Instant(0));
     let now = Instant(30_000);
     // HashSize 8192 (conntrackd skips expectations there): both stages.
@@ -319,16 +298,7 @@ fn disabled_external_cache_injects_and_commit_returns_at_once() {
     let mut fw1 = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
     let mut fw2 = node(c, 2);
     let m = ftp_master();
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Ct(m.clone())),
-        Origin::NotMe,
-    );
-    fw1.kernel(
-        Instant(0),
-        event(Kind::New, Object::Exp(pasv(&m))),
-        Origin::NotMe,
-    );
+    ftp_session(&mut fw1, &m);
     let actions = flow(&mut fw1, &mut fw2, Instant(0));
     let kinds: Vec<&str> = actions
         .iter()

@@ -93,15 +93,14 @@ fn model_to_wire_and_back() -> ctsyncd::model::Conntrack {
 fn sender_event_to_datagram(bencher: divan::Bencher<'_, '_>, flows: u32) {
     use ctsyncd::kernel::origin::Origin;
     use ctsyncd::model::L4;
-    use ctsyncd::node::Node;
+    use ctsyncd::node::{Input, Node};
     use ctsyncd::time::Instant;
     let conf = "General { UNIX { Path /x } HashLimit 1000000 }\n\
         Sync { Mode FTFW { }\n\
         UDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
     let cfg = ctsyncd::config::parse(conf, "bench.conf").unwrap().config;
-    let mut tx = [0u8; 1472];
     bencher
-        .with_inputs(|| Node::new(cfg.clone(), 1, 1472, Instant(0)))
+        .with_inputs(|| Node::new(cfg.clone(), 1, 1472, 212_992, Instant(0)))
         .bench_local_values(|mut node| {
             for i in 0..flows {
                 let Some(Ok(Received::Msg(mut m))) =
@@ -115,13 +114,12 @@ fn sender_event_to_datagram(bencher: divan::Bencher<'_, '_>, flows: u32) {
                         dst: 1000 + (i / 60_000) as u16,
                     };
                 }
-                node.kernel(Instant(u64::from(i)), m, Origin::NotMe);
-                if i % 48 == 47 {
-                    while node
-                        .transmit(Instant(u64::from(i)), &mut tx)
-                        .is_some()
-                    {}
-                }
+                // The node sends a full datagram's worth at once.
+                let out = node.handle(
+                    Instant(u64::from(i)),
+                    Input::Kernel(m, Origin::NotMe),
+                );
+                black_box(out.datagrams);
             }
             node
         });

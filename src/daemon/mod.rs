@@ -30,6 +30,7 @@ mod lock;
 mod replicator;
 mod runtime;
 mod sd_notify;
+mod worker;
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;

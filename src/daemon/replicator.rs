@@ -1,72 +1,57 @@
-//! The event loop of a synchronising daemon.
+//! The event loop of a synchronising daemon: it moves bytes and runs jobs.
 //!
 //! ```text
-//!  kernel events ──► Node::kernel ─┐            ┌─► Channels::send ──► peer
-//!  peer datagrams ─► Node::datagram ├─ Node ────┤
-//!  control requests ► Node::control ┘  (sans-IO) └─► Actions: commit,
-//!  deadlines ──────► Node::tick                      inject, flush, dump
+//!  kernel events ──┐                         ┌─► Channels::send ──► peer
+//!  peer datagrams ─┤                         ├─► worker: kernel jobs
+//!  control requests┼─► Node::handle(Input) ──┼─► reply writers
+//!  job completions ┤        (sans-IO)        └─► log records
+//!  Node::poll_at ──┘
 //! ```
 //!
-//! One owner, no locks: every input is handled to completion in this loop.
-//! The one exception is a commit: its plan and the commit socket go to a
-//! worker thread, which creates the entries in the kernel (the kernel's
-//! work runs in the sending thread, so it gets a core of its own) and
-//! hands the socket back with one errno per entry. Meanwhile replication,
-//! `-s`, a refused second `-c` and the events the commit causes keep being
-//! served here; the client of `-c` gets its answer when the worker is
-//! done.
+//! One owner, no locks: every input is handled to completion here, and
+//! nothing here waits on the kernel: dumps, flushes, commits and
+//! injections run in the kernel [`worker`](super::worker), so replication,
+//! `-s` and the notify script's requests are served while a 200 000-entry
+//! dump or flush runs.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use log::{error, info};
-use smol::channel::Receiver;
+use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt as _};
 use smol::{Async, LocalExecutor, Timer};
 
-use super::kernel::{Kernel, tuple_text};
-use super::{Clock, Event, reply_later};
+use super::kernel::{self, Events};
+use super::worker::{self, Worker};
+use super::{Clock, Event};
 use crate::channel::Channels;
 use crate::config::Config;
-use crate::control::proto::{Format, Reply, Status, Table};
+use crate::control::proto::{Reply, Request};
 use crate::control::server;
-use crate::kernel::codec::{self, Object, Received};
-use crate::kernel::commit::Plan;
-use crate::kernel::origin::Origin;
-use crate::kernel::socket::{CtSocket, EventRead};
-use crate::node::render::{self, LinkView};
-use crate::node::{Action, Node};
+use crate::kernel::codec::{self, Received};
+use crate::kernel::socket::EventRead;
+use crate::node::{ClientId, Completion, Input, LinkView, Node, Outbox};
 use crate::time::Instant;
 
-/// Changes wait at most this long for more to fill a datagram: a burst of
-/// kernel events then leaves in full datagrams instead of one each.
-const TX_COALESCE: Duration = Duration::from_millis(2);
-/// Keys that fill about one datagram: send at once.
-const TX_FULL: usize = 48;
 const LINK_CHECK: Duration = Duration::from_secs(1);
 
-/// A commit runs in a worker thread with the commit socket, so the
-/// kernel's create work (done in the sending thread) runs on one core
-/// while this loop reads the events it causes, and everything else, on
-/// another. The loop is never blocked by a large commit.
-struct CommitJob {
-    done: Receiver<CommitResult>,
-    client: Async<std::os::unix::net::UnixStream>,
+/// A control connection: waiting for its first reply, or handed to a
+/// writer task that sends the replies in order.
+enum Client {
+    Waiting(Async<UnixStream>),
+    Writing(Sender<Reply>),
 }
-
-/// What the worker hands back: the socket, the plan (for error texts) and
-/// one errno per entry, or the error that stopped it.
-type CommitResult = (CtSocket, Plan, std::io::Result<(Vec<i32>, Vec<i32>)>);
 
 pub(crate) struct Replicator {
     node: Node,
-    kernel: Kernel,
+    events: Events,
+    worker: Worker,
     channels: Channels,
-    job: Option<CommitJob>,
-    overrun_resync_at: Option<Instant>,
+    clients: HashMap<ClientId, Client>,
+    next_client: ClientId,
     next_link_check: Instant,
-    tx_due: Option<Instant>,
-    tx_buf: Vec<u8>,
     rx_buf: Vec<u8>,
 }
 
@@ -76,8 +61,8 @@ enum Wake {
     Kernel(std::io::Result<EventRead>),
     Peer(usize, usize, SocketAddr),
     Tick,
-    /// The commit worker finished (None: it died without a word).
-    Job(Option<CommitResult>),
+    /// A kernel job finished or delivered a part (None: the worker died).
+    Job(Option<Completion>),
 }
 
 fn peer_id(from: &SocketAddr) -> u64 {
@@ -91,13 +76,17 @@ fn peer_id(from: &SocketAddr) -> u64 {
 }
 
 impl Replicator {
-    /// Opens the kernel sockets and the links and loads the kernel table.
+    /// Opens the kernel sockets, starts the worker, opens the links and
+    /// loads the kernel table (waiting for it: the daemon is not ready
+    /// before).
     pub(crate) fn start(
         cfg: &Config,
         clock: Clock,
     ) -> Result<Replicator, String> {
         let sync = cfg.sync.as_ref().ok_or("no Sync section")?;
-        let mut kernel = Kernel::open(cfg)?;
+        let (events, sockets) = kernel::open(cfg)?;
+        let worker = Worker::start(sockets)
+            .map_err(|e| format!("can't start the kernel worker: {e}"))?;
         let channels = Channels::open(sync).map_err(|e| e.to_string())?;
         let mut session = [0u8; 4];
         let _ = rustix::rand::getrandom(
@@ -105,40 +94,56 @@ impl Replicator {
             rustix::rand::GetRandomFlags::empty(),
         );
         let now = clock.now();
-        let mut node = Node::new(
+        let node = Node::new(
             cfg.clone(),
             u32::from_ne_bytes(session),
             channels.max_datagram(),
+            events.socket.buffer_size(),
             now,
         );
-        if sync.disable_external_cache {
-            info!("disabling external cache");
-        }
-        if sync.disable_internal_cache {
-            info!("disabling internal cache");
-        } else {
-            let exp = sync.expectation_sync.enabled();
-            let objects = kernel.dump(true, exp).map_err(|e| {
-                format!("can't get kernel conntrack table: {e}")
-            })?;
-            node.resync_kernel(now, objects, true, exp, false);
-        }
-        if sync.startup_resync {
-            let _ = node
-                .control(now, crate::control::proto::Request::RequestResync);
-        }
-        node.runtime.netlink_buffer = kernel.events.buffer_size();
-        Ok(Replicator {
+        let mut rep = Replicator {
             node,
-            kernel,
+            events,
+            worker,
             channels,
-            job: None,
-            overrun_resync_at: None,
+            clients: HashMap::new(),
+            next_client: 0,
             next_link_check: now + LINK_CHECK,
-            tx_due: None,
-            tx_buf: vec![0; 65_536],
             rx_buf: vec![0; 65_536],
-        })
+        };
+        let out = rep.node.start(now);
+        rep.start_up(clock, out)?;
+        Ok(rep)
+    }
+
+    /// Runs the start-up jobs to their end before the daemon is ready.
+    fn start_up(&mut self, clock: Clock, out: Outbox) -> Result<(), String> {
+        let mut out = out;
+        let mut pending = 0usize;
+        loop {
+            for job in std::mem::take(&mut out.jobs) {
+                self.worker.submit(job).map_err(|c| {
+                    format!("can't get kernel conntrack table: {:?}", c.done)
+                })?;
+                pending += 1;
+            }
+            self.emit(out);
+            if pending == 0 {
+                return Ok(());
+            }
+            let c = self
+                .worker
+                .done
+                .recv_blocking()
+                .map_err(|_| "the kernel worker died".to_string())?;
+            if worker::is_final(&c.done) {
+                pending -= 1;
+            }
+            if let crate::node::Done::Failed(why) = &c.done {
+                return Err(format!("can't get kernel conntrack table: {why}"));
+            }
+            out = self.node.handle(clock.now(), Input::Job(c));
+        }
     }
 
     pub(crate) async fn run(
@@ -152,33 +157,50 @@ impl Replicator {
             // without this the executor never runs the control socket's
             // reader and writer tasks, and `-s` stalls until the flood ends.
             future::yield_now().await;
-            self.transmit(clock.now());
-            match self.wait(rx, clock).await {
+            let shutdown = match self.wait(rx, clock).await {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
                 }
                 Wake::Control(Some(Event::Malformed(why, stream))) => {
-                    self.node.counters.local_read_failed += 1;
-                    log::debug!("bad control request: {why}");
-                    reply_later(
-                        ex,
-                        stream,
-                        vec![Reply::Done(Status::BadRequest(why))],
-                    );
+                    let client = self.client(stream);
+                    self.input(ex, clock, Input::BadControl { client, why })
+                        .await
                 }
                 Wake::Control(Some(Event::Request(req, stream))) => {
-                    if self.request(ex, clock, req, stream).await {
-                        break;
-                    }
+                    let client = self.client(stream);
+                    self.request(ex, clock, client, req).await
                 }
-                Wake::Kernel(r) => self.kernel_events(clock.now(), r),
+                Wake::Kernel(r) => self.kernel_events(ex, clock, r).await,
                 Wake::Peer(link, n, from) => {
-                    self.peer(clock.now(), link, n, from)
+                    let now = clock.now();
+                    let out = self.node.handle(
+                        now,
+                        Input::Datagram {
+                            link,
+                            peer: peer_id(&from),
+                            bytes: &self.rx_buf[..n],
+                        },
+                    );
+                    self.apply(ex, clock, out).await
                 }
-                Wake::Tick => self.tick(clock.now()),
-                Wake::Job(result) => {
-                    self.commit_finished(ex, clock.now(), result);
+                Wake::Tick => {
+                    let now = clock.now();
+                    if now >= self.next_link_check {
+                        self.next_link_check = now + LINK_CHECK;
+                        self.channels.check_links();
+                    }
+                    self.input(ex, clock, Input::Timer).await
                 }
+                Wake::Job(Some(c)) => {
+                    self.input(ex, clock, Input::Job(c)).await
+                }
+                Wake::Job(None) => {
+                    log::error!("the kernel worker died; stopping");
+                    true
+                }
+            };
+            if shutdown {
+                break;
             }
         }
     }
@@ -186,21 +208,16 @@ impl Replicator {
     async fn wait(&mut self, rx: &Receiver<Event>, clock: Clock) -> Wake {
         let Replicator {
             node,
-            kernel,
+            events,
+            worker,
             channels,
-            job,
-            overrun_resync_at,
             next_link_check,
             rx_buf,
-            tx_due,
             ..
         } = self;
-        let mut deadline = node.poll_at().min(*next_link_check);
-        for t in [*overrun_resync_at, *tx_due].into_iter().flatten() {
-            deadline = deadline.min(t);
-        }
+        let deadline = node.poll_at().min(*next_link_check);
         let control = async { Wake::Control(rx.recv().await.ok()) };
-        let events = async { Wake::Kernel(kernel.events.recv().await) };
+        let kernel = async { Wake::Kernel(events.socket.recv().await) };
         let peer = async {
             let (link, n, from) = channels.recv(rx_buf).await;
             Wake::Peer(link, n, from)
@@ -209,162 +226,18 @@ impl Replicator {
             Timer::at(clock.at(deadline)).await;
             Wake::Tick
         };
-        let commit = async move {
-            match job {
-                Some(j) => Wake::Job(j.done.recv().await.ok()),
-                None => future::pending().await,
-            }
-        };
+        let job = async { Wake::Job(worker.done.recv().await.ok()) };
         // Polled in this order when several are ready: the end of a commit
         // is answered at once, not after the backlog of events the commit
         // itself caused (those only update the internal cache).
-        control.or(commit).or(events).or(peer).or(timer).await
+        control.or(job).or(kernel).or(peer).or(timer).await
     }
 
-    fn transmit(&mut self, now: Instant) {
-        if !self.node.engine.wants_transmit() {
-            self.tx_due = None;
-            return;
-        }
-        let due = *self.tx_due.get_or_insert(now + TX_COALESCE);
-        if now < due && self.node.engine.queue_lengths().0 < TX_FULL {
-            return;
-        }
-        self.tx_due = None;
-        let max = self.channels.max_datagram().min(self.tx_buf.len());
-        while let Some(n) = self.node.transmit(now, &mut self.tx_buf[..max]) {
-            self.channels.send(&self.tx_buf[..n]);
-        }
-    }
-
-    fn kernel_events(
-        &mut self,
-        now: Instant,
-        first: std::io::Result<EventRead>,
-    ) {
-        let limit = self.node.cfg.general.event_iteration_limit.max(1);
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(r) = next.take() {
-            match r {
-                Ok(EventRead::Data(n)) => {
-                    for m in codec::messages(self.kernel.events.received(n)) {
-                        match m {
-                            Ok(Received::Msg(m)) => {
-                                let origin =
-                                    self.kernel.origins.classify(m.port);
-                                self.node.kernel(now, m, origin);
-                            }
-                            Ok(_) => {}
-                            Err(_) => self.node.counters.events_unknown += 1,
-                        }
-                    }
-                }
-                Ok(EventRead::Overrun { .. }) => {
-                    self.node.overrun();
-                    self.node.runtime.netlink_buffer =
-                        self.kernel.events.buffer_size();
-                    let internal = !self.node.internal_disabled();
-                    if let (Some(secs), true) =
-                        (self.node.cfg.general.netlink_overrun_resync, internal)
-                    {
-                        // Repeated overruns keep postponing it, as conntrackd.
-                        self.overrun_resync_at =
-                            Some(now + Duration::from_secs(u64::from(secs)));
-                    }
-                }
-                Err(_) => self.node.counters.catch_event_failed += 1,
-            }
-            handled += 1;
-            if handled < limit {
-                next = self.kernel.events.try_recv().transpose();
-            }
-        }
-    }
-
-    fn peer(&mut self, now: Instant, link: usize, n: usize, from: SocketAddr) {
-        match self.node.datagram(now, peer_id(&from), &self.rx_buf[..n]) {
-            Ok(actions) => {
-                // Replies follow the peer onto the link it used.
-                self.channels.set_current(link);
-                for a in actions {
-                    self.act(now, a);
-                }
-            }
-            Err(e) => log::debug!("datagram from {from}: {e}"),
-        }
-    }
-
-    fn tick(&mut self, now: Instant) {
-        for a in self.node.tick(now) {
-            self.act(now, a);
-        }
-        if now >= self.next_link_check {
-            self.next_link_check = now + LINK_CHECK;
-            self.channels.check_links();
-        }
-        if self.overrun_resync_at.is_some_and(|t| now >= t) {
-            self.overrun_resync_at = None;
-            let exp = self.node.expectation_sync().enabled();
-            self.node.counters.kernel_resyncs += 1;
-            match self.kernel.dump(true, exp) {
-                Ok(objects) => {
-                    self.node.resync_kernel(now, objects, true, exp, true)
-                }
-                Err(e) => error!("can't dump kernel table: {e}"),
-            }
-        }
-    }
-
-    /// Kernel work for an action that needs no client.
-    fn act(&mut self, now: Instant, a: Action) {
-        match a {
-            Action::Inject(apply) => match self.kernel.inject(&apply) {
-                Ok(errno) => {
-                    self.node.injected(errno);
-                    if errno != 0 {
-                        log::warn!(
-                            "could not inject entry: {}",
-                            std::io::Error::from_raw_os_error(errno)
-                        );
-                    }
-                }
-                Err(e) => {
-                    self.node.injected(5);
-                    log::warn!("could not inject entry: {e}");
-                }
-            },
-            Action::FlushKernel {
-                conntracks,
-                expectations,
-            } => {
-                let filter = self.node.cfg.general.filter.clone();
-                if let Err(e) = self.kernel.flush_selective(
-                    &filter,
-                    conntracks,
-                    expectations,
-                ) {
-                    error!("cannot flush the kernel table: {e}");
-                }
-            }
-            Action::ResyncKernel {
-                conntracks,
-                expectations,
-                send,
-            } => match self.kernel.dump(conntracks, expectations) {
-                Ok(objects) => self.node.resync_kernel(
-                    now,
-                    objects,
-                    conntracks,
-                    expectations,
-                    send,
-                ),
-                Err(e) => error!("can't dump kernel table: {e}"),
-            },
-            Action::Commit(_)
-            | Action::DumpKernel { .. }
-            | Action::Shutdown => {}
-        }
+    fn client(&mut self, stream: Async<UnixStream>) -> ClientId {
+        let id = self.next_client;
+        self.next_client += 1;
+        self.clients.insert(id, Client::Waiting(stream));
+        id
     }
 
     fn link_views(&self) -> Vec<LinkView> {
@@ -390,159 +263,180 @@ impl Replicator {
             .collect()
     }
 
-    /// One control request; true to shut down.
     async fn request(
         &mut self,
         ex: &LocalExecutor<'_>,
         clock: Clock,
-        req: crate::control::proto::Request,
-        mut stream: Async<std::os::unix::net::UnixStream>,
+        client: ClientId,
+        request: Request,
     ) -> bool {
-        let now = clock.now();
-        self.node.links = self.link_views();
-        self.node.runtime.netlink_buffer = self.kernel.events.buffer_size();
-        let outcome = self.node.control(now, req);
-        let mut replies = outcome.replies;
-        for a in outcome.actions {
-            match a {
-                Action::Shutdown => {
-                    let _ = server::write_replies(&mut stream, &replies).await;
-                    return true;
-                }
-                Action::Commit(plan) => {
-                    self.start_commit(now, plan, stream, ex);
-                    return false;
-                }
-                Action::DumpKernel { table, format } => {
-                    let text = self.kernel_dump_text(table, format);
-                    replies.insert(0, Reply::Data(text));
-                }
-                other => self.act(now, other),
-            }
-        }
-        reply_later(ex, stream, replies);
-        false
-    }
-
-    /// `-i` without an internal cache: a live kernel dump.
-    fn kernel_dump_text(&mut self, table: Table, format: Format) -> String {
-        let exp = table == Table::Expect;
-        let objects = match self.kernel.dump(!exp, exp) {
-            Ok(o) => o,
-            Err(e) => {
-                error!("can't dump kernel table: {e}");
-                return String::new();
-            }
-        };
-        let mut out = String::new();
-        for o in objects {
-            let line = match (&o, format) {
-                (Object::Ct(c), Format::Json) => render::ct_json(c, 0),
-                (Object::Ct(c), _) => render::ct_line(c, false),
-                (Object::Exp(x), Format::Json) => render::exp_json(x, 0),
-                (Object::Exp(x), _) => render::exp_line(x),
-            };
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out
-    }
-
-    /// Hands the plan and the commit socket to a worker thread.
-    fn start_commit(
-        &mut self,
-        now: Instant,
-        plan: Plan,
-        client: Async<std::os::unix::net::UnixStream>,
-        ex: &LocalExecutor<'_>,
-    ) {
-        let Some(mut sock) = self.kernel.commit.take() else {
-            // The node refuses a second commit; this cannot happen.
-            let replies = self.node.commit_done(now, &[], &[]);
-            reply_later(ex, client, replies);
-            return;
-        };
-        let (tx, rx) = smol::channel::bounded(1);
-        let spawned = std::thread::Builder::new().name("commit".into()).spawn(
-            move || {
-                let result = sock.commit(&plan);
-                let _ = tx.send_blocking((sock, plan, result));
+        let links = self.link_views();
+        let out = self.node.handle(
+            clock.now(),
+            Input::Control {
+                client,
+                request,
+                links: &links,
             },
         );
-        match spawned {
-            Ok(_) => self.job = Some(CommitJob { done: rx, client }),
-            Err(e) => {
-                error!("commit-create: can't start the commit thread: {e}");
-                // The socket went down with the closure.
-                self.reopen_commit_socket();
-                let replies = self.node.commit_done(now, &[], &[]);
-                reply_later(ex, client, replies);
-            }
-        }
+        self.apply(ex, clock, out).await
     }
 
-    /// A new commit socket when the worker's was lost, so the next `-c`
-    /// works; its events are ours like the old one's.
-    fn reopen_commit_socket(&mut self) {
-        match CtSocket::open() {
-            Ok(s) => {
-                self.kernel.origins.register(s.port(), Origin::Commit);
-                self.kernel.commit = Some(s);
-            }
-            Err(e) => error!("commit-create: can't open netlink handler: {e}"),
-        }
-    }
-
-    /// The worker's result: per-entry errors are logged as conntrackd
-    /// does, the node logs the totals, the client gets its answer.
-    fn commit_finished(
+    async fn input(
         &mut self,
         ex: &LocalExecutor<'_>,
-        now: Instant,
-        result: Option<CommitResult>,
-    ) {
-        let Some(job) = self.job.take() else {
-            return;
-        };
-        let (ct_errs, exp_errs) = match result {
-            Some((sock, plan, outcome)) => {
-                self.kernel.commit = Some(sock);
-                match outcome {
-                    Ok((cts, exps)) => {
-                        log_failures(&plan, &cts, &exps);
-                        (cts, exps)
+        clock: Clock,
+        input: Input<'_>,
+    ) -> bool {
+        let out = self.node.handle(clock.now(), input);
+        self.apply(ex, clock, out).await
+    }
+
+    async fn kernel_events(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        clock: Clock,
+        first: std::io::Result<EventRead>,
+    ) -> bool {
+        let limit = self.node.config().general.event_iteration_limit.max(1);
+        let mut next = Some(first);
+        let mut handled = 0;
+        let mut shutdown = false;
+        while let Some(r) = next.take() {
+            let now = clock.now();
+            match r {
+                Ok(EventRead::Data(n)) => {
+                    let mut outs = Vec::new();
+                    for m in codec::messages(self.events.socket.received(n)) {
+                        let input = match m {
+                            Ok(Received::Msg(m)) => {
+                                let origin =
+                                    self.events.origins.classify(m.port);
+                                Input::Kernel(m, origin)
+                            }
+                            Ok(_) => continue,
+                            Err(_) => Input::KernelUndecodable,
+                        };
+                        let out = self.node.handle(now, input);
+                        if !out.is_empty() {
+                            outs.push(out);
+                        }
                     }
-                    Err(e) => {
-                        error!("commit-create: {e}");
-                        // The whole plan counts as failed.
-                        (vec![5; plan.cts.len()], vec![5; plan.exps.len()])
+                    for out in outs {
+                        shutdown |= self.apply(ex, clock, out).await;
                     }
                 }
+                Ok(EventRead::Overrun { .. }) => {
+                    let buffer = self.events.socket.buffer_size();
+                    let out = self.node.handle(now, Input::Overrun { buffer });
+                    shutdown |= self.apply(ex, clock, out).await;
+                }
+                Err(_) => {
+                    let out = self.node.handle(now, Input::KernelReadFailed);
+                    shutdown |= self.apply(ex, clock, out).await;
+                }
             }
-            None => {
-                // The worker died (a bug); reopen the socket for the next.
-                error!(
-                    "commit-create: the commit thread ended without a result"
-                );
-                self.reopen_commit_socket();
-                (Vec::new(), Vec::new())
+            handled += 1;
+            if handled < limit {
+                next = self.events.socket.try_recv().transpose();
             }
-        };
-        let replies = self.node.commit_done(now, &ct_errs, &exp_errs);
-        reply_later(ex, job.client, replies);
+        }
+        shutdown
+    }
+
+    /// Writes the logs and sends the datagrams at once; runs the jobs and
+    /// replies. Returns true to stop.
+    async fn apply(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        clock: Clock,
+        out: Outbox,
+    ) -> bool {
+        let mut out = out;
+        loop {
+            let shutdown = out.shutdown;
+            let jobs = std::mem::take(&mut out.jobs);
+            let replies = std::mem::take(&mut out.replies);
+            self.emit(out);
+            if shutdown {
+                // The last replies (`-k`'s) are written before the loop
+                // ends.
+                for (id, r) in replies {
+                    if let Some(Client::Waiting(mut s)) =
+                        self.clients.remove(&id)
+                    {
+                        let _ = server::write_replies(&mut s, &[r]).await;
+                    }
+                }
+                return true;
+            }
+            self.reply(ex, replies);
+            // A job the worker cannot take comes straight back as failed.
+            let refused: Vec<Completion> = jobs
+                .into_iter()
+                .filter_map(|j| self.worker.submit(j).err())
+                .collect();
+            if refused.is_empty() {
+                return false;
+            }
+            let mut next = Outbox::default();
+            for c in refused {
+                let o = self.node.handle(clock.now(), Input::Job(c));
+                next.merge(o);
+            }
+            out = next;
+        }
+    }
+
+    /// The parts of an outbox that need no waiting.
+    fn emit(&mut self, out: Outbox) {
+        for l in out.logs {
+            log::log!(l.level, "{}", l.text);
+        }
+        if let Some(link) = out.follow_link {
+            self.channels.set_current(link);
+        }
+        for d in &out.datagrams {
+            self.channels.send(d);
+        }
+    }
+
+    /// Hands replies to each client's writer (a slow client never stalls
+    /// the loop); a `Done` is a client's last frame.
+    fn reply(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        replies: Vec<(ClientId, Reply)>,
+    ) {
+        for (id, r) in replies {
+            let last = matches!(r, Reply::Done(_));
+            let tx = match self.clients.remove(&id) {
+                Some(Client::Writing(tx)) => tx,
+                Some(Client::Waiting(stream)) => writer(ex, stream),
+                None => continue,
+            };
+            let _ = tx.try_send(r);
+            if !last {
+                self.clients.insert(id, Client::Writing(tx));
+            }
+        }
     }
 }
 
-/// conntrackd's two lines for each entry the kernel refused.
-fn log_failures(plan: &Plan, cts: &[i32], exps: &[i32]) {
-    let failed_cts = cts.iter().zip(&plan.cts).filter(|(e, _)| **e != 0);
-    for (&e, c) in failed_cts {
-        error!("commit-create: {}", std::io::Error::from_raw_os_error(e));
-        error!("{}", tuple_text(&c.orig));
-    }
-    let failed_exps = exps.iter().zip(&plan.exps).filter(|(e, _)| **e != 0);
-    for (&e, x) in failed_exps {
-        error!("commit-create: {}", std::io::Error::from_raw_os_error(e));
-        error!("{}", tuple_text(&x.tuple));
-    }
+/// A task that writes one client's replies in order and then closes it.
+fn writer(
+    ex: &LocalExecutor<'_>,
+    mut stream: Async<UnixStream>,
+) -> Sender<Reply> {
+    let (tx, rx) = smol::channel::unbounded::<Reply>();
+    ex.spawn(async move {
+        while let Ok(r) = rx.recv().await {
+            let last = matches!(r, Reply::Done(_));
+            if server::write_replies(&mut stream, &[r]).await.is_err() || last {
+                break;
+            }
+        }
+    })
+    .detach();
+    tx
 }

@@ -3,7 +3,16 @@
 
 use super::*;
 use crate::config;
+use crate::control::proto::{
+    Cache as Which, CacheSel, Format, Reply, Request, StatsView, Status, Table,
+    Target,
+};
+use crate::kernel::codec::{Kind, Message, Object};
+use crate::kernel::origin::Origin;
+use crate::model::Expect;
 use crate::model::{L4, ProtoInfo, Tuple, status};
+use crate::sync::Apply;
+use crate::wire::ct_key_of;
 
 fn cfg(extra_general: &str, mode_body: &str, options: &str) -> Config {
     let text = format!(
@@ -12,8 +21,123 @@ fn cfg(extra_general: &str, mode_body: &str, options: &str) -> Config {
     config::parse(&text, "t.conf").unwrap().config
 }
 
-fn node(c: Config, session: u32) -> Node {
-    Node::new(c, session, 1472, Instant(0))
+/// A node with the loop's part played by the test: what it sends is
+/// kept on `wire` until [`flow`] delivers it.
+struct Fw {
+    node: Node,
+    wire: Vec<Vec<u8>>,
+    links: Vec<LinkView>,
+}
+
+impl std::ops::Deref for Fw {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for Fw {
+    fn deref_mut(&mut self) -> &mut Node {
+        &mut self.node
+    }
+}
+
+/// What one control request (or job completion) caused.
+#[derive(Debug)]
+struct Outcome {
+    replies: Vec<Reply>,
+    actions: Vec<Job>,
+}
+
+/// The control client every test request comes from.
+const CLIENT: ClientId = 7;
+
+impl Fw {
+    fn feed(&mut self, now: Instant, input: Input<'_>) -> Outbox {
+        let mut o = self.node.handle(now, input);
+        self.wire.append(&mut o.datagrams);
+        o
+    }
+
+    fn outcome(o: Outbox) -> Outcome {
+        Outcome {
+            replies: o.replies.into_iter().map(|(_, r)| r).collect(),
+            actions: o.jobs,
+        }
+    }
+
+    fn kernel(&mut self, now: Instant, msg: Message, origin: Origin) {
+        self.feed(now, Input::Kernel(msg, origin));
+    }
+
+    fn control(&mut self, now: Instant, request: Request) -> Outcome {
+        let links = self.links.clone();
+        let o = self.feed(
+            now,
+            Input::Control {
+                client: CLIENT,
+                request,
+                links: &links,
+            },
+        );
+        Fw::outcome(o)
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Job> {
+        self.feed(now, Input::Timer).jobs
+    }
+
+    fn job(&mut self, now: Instant, purpose: Purpose, done: Done) -> Outcome {
+        let o = self.feed(now, Input::Job(Completion { purpose, done }));
+        Fw::outcome(o)
+    }
+
+    fn commit_done(
+        &mut self,
+        now: Instant,
+        cts: &[i32],
+        exps: &[i32],
+    ) -> Vec<Reply> {
+        let done = Done::Committed {
+            cts: cts.to_vec(),
+            exps: exps.to_vec(),
+            failed: Vec::new(),
+        };
+        self.job(now, Purpose::Commit { client: CLIENT }, done)
+            .replies
+    }
+
+    fn resync_kernel(
+        &mut self,
+        now: Instant,
+        objects: Vec<Object>,
+        conntracks: bool,
+        expectations: bool,
+        send: bool,
+    ) {
+        let purpose = Purpose::Resync {
+            client: None,
+            conntracks,
+            expectations,
+            send,
+        };
+        self.job(
+            now,
+            purpose,
+            Done::Dumped {
+                objects,
+                last: true,
+            },
+        );
+    }
+}
+
+fn node(c: Config, session: u32) -> Fw {
+    Fw {
+        node: Node::new(c, session, 1472, 212_992, Instant(0)),
+        wire: Vec::new(),
+        links: Vec::new(),
+    }
 }
 
 fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
@@ -78,14 +202,21 @@ fn event(kind: Kind, object: Object) -> Message {
     }
 }
 
-/// Moves everything `a` has to send to `b`; returns b's actions.
-fn flow(a: &mut Node, b: &mut Node, now: Instant) -> Vec<Action> {
-    let mut buf = [0u8; 1472];
-    let mut actions = Vec::new();
-    while let Some(n) = a.transmit(now, &mut buf) {
-        actions.extend(b.datagram(now, 1, &buf[..n]).unwrap());
+/// Moves everything `a` has to send to `b` (without waiting for the
+/// transmit coalescing); returns b's jobs.
+fn flow(a: &mut Fw, b: &mut Fw, now: Instant) -> Vec<Job> {
+    a.node.tx_due = Some(now);
+    a.feed(now, Input::Timer);
+    let mut jobs = Vec::new();
+    for d in std::mem::take(&mut a.wire) {
+        let input = Input::Datagram {
+            link: 0,
+            peer: 1,
+            bytes: &d,
+        };
+        jobs.extend(b.feed(now, input).jobs);
     }
-    actions
+    jobs
 }
 
 fn text(o: &Outcome) -> String {
@@ -100,7 +231,7 @@ fn text(o: &Outcome) -> String {
 
 /// The kernel announces an FTP control connection and its PASV
 /// expectation, both new, at time 0.
-fn ftp_session(fw: &mut Node, master: &Conntrack) {
+fn ftp_session(fw: &mut Fw, master: &Conntrack) {
     fw.kernel(
         Instant(0),
         event(Kind::New, Object::Ct(master.clone())),
@@ -248,7 +379,13 @@ fn commit_plans_masters_related_then_expectations_and_logs_the_result() {
     // HashSize 8192 (conntrackd skips expectations there): both stages.
     let o = fw2.control(now, Request::Commit(Target::All));
     assert!(o.replies.is_empty(), "the reply waits for the commit");
-    let [Action::Commit(plan)] = &o.actions[..] else {
+    let [
+        Job {
+            work: Work::Commit(plan),
+            ..
+        },
+    ] = &o.actions[..]
+    else {
         panic!("{:?}", o.actions)
     };
     assert_eq!(plan.cts.len(), 2);
@@ -302,9 +439,13 @@ fn disabled_external_cache_injects_and_commit_returns_at_once() {
     let actions = flow(&mut fw1, &mut fw2, Instant(0));
     let kinds: Vec<&str> = actions
         .iter()
+        .flat_map(|j| match &j.work {
+            Work::Inject(changes) => changes.clone(),
+            other => panic!("{other:?}"),
+        })
         .map(|a| match a {
-            Action::Inject(x) if matches!(**x, Apply::Ct { .. }) => "ct",
-            Action::Inject(x) if matches!(**x, Apply::Exp { .. }) => "exp",
+            Apply::Ct { .. } => "ct",
+            Apply::Exp { .. } => "exp",
             _ => "other",
         })
         .collect();
@@ -381,13 +522,20 @@ fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
         status_of(&fw.control(Instant(0), Request::ResetTimers)),
         Some(&Status::Ok)
     );
-    assert_eq!(fw.poll_at(), Instant(1000).min(Instant(5000)));
+    // The queued change's coalescing timer comes first, then the engine's
+    // ALIVE; the purge is due at 5 s.
+    assert_eq!(fw.poll_at(), Instant(0) + TX_COALESCE);
+    fw.tick(Instant(2));
+    assert_eq!(fw.poll_at(), Instant(1000));
     assert!(fw.tick(Instant(4000)).is_empty());
     assert_eq!(
         fw.tick(Instant(5000)),
-        vec![Action::FlushKernel {
-            conntracks: true,
-            expectations: false
+        vec![Job {
+            purpose: Purpose::Flush { client: None },
+            work: Work::Flush {
+                conntracks: true,
+                expectations: false
+            }
         }]
     );
     assert!(fw.internal_ct.is_empty());

@@ -1,0 +1,266 @@
+//! The kernel worker: one thread that runs every ctnetlink job that may
+//! block (dumps, flushes, commits, injections), so the event loop never
+//! waits on the kernel.
+//!
+//! ```text
+//!  loop ──Job──► [bounded queue, JOB_QUEUE] ──► worker thread
+//!  loop ◄──Completion── [bounded, parts of dumps] ◄──┘  (dump, flush,
+//!                                                       commit, inject
+//!                                                       sockets)
+//! ```
+//!
+//! Jobs run one at a time in the order given, so injected changes reach
+//! the kernel in the peer's order and a dump's parts arrive in sequence.
+//! A dump is handed back in parts of [`DUMP_PART`] entries, so the loop
+//! folds a 200 000-entry table into the cache a slice at a time between
+//! datagrams and control requests.
+
+use std::io;
+use std::thread::JoinHandle;
+
+use smol::channel::{self, Receiver, Sender, TrySendError};
+
+use crate::config::Filter;
+use crate::filter;
+use crate::kernel::codec::{self, Object};
+use crate::kernel::commit::{self, CommitRules, Plan};
+use crate::kernel::socket::CtSocket;
+use crate::model::{Conntrack, Expect};
+use crate::node::{Completion, Done, Job, Work};
+use crate::sync::Apply;
+use crate::wire::ExpKey;
+
+/// Most jobs waiting for the worker; more are refused (and the node told
+/// so) rather than queued without bound.
+pub(crate) const JOB_QUEUE: usize = 1024;
+/// Entries per part of a dump.
+pub(crate) const DUMP_PART: usize = 2048;
+/// Completions waiting for the loop: the worker waits when the loop is
+/// this far behind.
+const DONE_QUEUE: usize = 64;
+
+/// The sockets the worker owns, and what it needs to use them.
+pub(crate) struct JobSockets {
+    pub dump: CtSocket,
+    pub flush: CtSocket,
+    pub commit: CtSocket,
+    pub inject: CtSocket,
+    pub filter: Filter,
+    pub rules: CommitRules,
+}
+
+pub(crate) struct Worker {
+    jobs: Sender<Job>,
+    pub done: Receiver<Completion>,
+    _thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts the thread.
+    pub(crate) fn start(sockets: JobSockets) -> io::Result<Worker> {
+        let (jobs, job_rx) = channel::bounded(JOB_QUEUE);
+        let (done_tx, done) = channel::bounded(DONE_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("kernel".into())
+            .spawn(move || run(sockets, &job_rx, &done_tx))?;
+        Ok(Worker {
+            jobs,
+            done,
+            _thread: thread,
+        })
+    }
+
+    /// Queues a job; a full queue gives the job back as a completion that
+    /// says so.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Completion> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(j) | TrySendError::Closed(j)) => {
+                Err(Completion {
+                    purpose: j.purpose,
+                    done: Done::Failed("kernel job queue full".into()),
+                })
+            }
+        }
+    }
+}
+
+/// Whether this is a job's last completion.
+pub(crate) fn is_final(done: &Done) -> bool {
+    !matches!(done, Done::Dumped { last: false, .. })
+}
+
+fn run(mut s: JobSockets, jobs: &Receiver<Job>, done: &Sender<Completion>) {
+    while let Ok(job) = jobs.recv_blocking() {
+        let purpose = job.purpose;
+        let send =
+            |d: Done| done.send_blocking(Completion { purpose, done: d });
+        let result = match job.work {
+            Work::Dump {
+                conntracks,
+                expectations,
+            } => dump(&mut s.dump, conntracks, expectations, &send),
+            Work::Flush {
+                conntracks,
+                expectations,
+            } => flush(&mut s.flush, &s.filter, conntracks, expectations)
+                .map(|n| send(Done::Flushed(n))),
+            Work::Commit(plan) => commit_plan(&mut s.commit, &plan).map(&send),
+            Work::Inject(changes) => inject(&mut s.inject, &s.rules, &changes)
+                .map(|errs| send(Done::Injected(errs))),
+        };
+        let sent = match result {
+            Ok(sent) => sent,
+            Err(e) => send(Done::Failed(e.to_string())),
+        };
+        if sent.is_err() {
+            // The loop is gone: the daemon is stopping.
+            return;
+        }
+    }
+}
+
+type Sent = Result<(), channel::SendError<Completion>>;
+
+/// Dumps the tables and hands them over in parts; conntracks first, so
+/// masters are cached before their expectations.
+fn dump(
+    sock: &mut CtSocket,
+    conntracks: bool,
+    expectations: bool,
+    send: &dyn Fn(Done) -> Sent,
+) -> io::Result<Sent> {
+    let mut all = Vec::new();
+    if conntracks {
+        all.extend(sock.dump(false)?);
+    }
+    if expectations {
+        all.extend(sock.dump(true)?);
+    }
+    let mut parts = all.chunks(DUMP_PART).peekable();
+    if parts.peek().is_none() {
+        return Ok(send(Done::Dumped {
+            objects: Vec::new(),
+            last: true,
+        }));
+    }
+    while let Some(part) = parts.next() {
+        let last = parts.peek().is_none();
+        let r = send(Done::Dumped {
+            objects: part.to_vec(),
+            last,
+        });
+        if r.is_err() {
+            return Ok(r);
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Deletes every kernel conntrack the Filter accepts (entries the node
+/// ignores are never deleted), and/or every expectation. Returns how many
+/// were deleted.
+fn flush(
+    sock: &mut CtSocket,
+    f: &Filter,
+    conntracks: bool,
+    expectations: bool,
+) -> io::Result<usize> {
+    let mut deleted = 0;
+    if conntracks {
+        let victims: Vec<Conntrack> = sock
+            .dump(false)?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Ct(c) if filter::conntrack(f, &c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        for chunk in victims.chunks(256) {
+            let errs = sock.batch(|buf, seq| {
+                for c in chunk {
+                    codec::encode_ct_delete(buf, &c.orig, c.zone, seq());
+                }
+            })?;
+            deleted += errs.iter().filter(|&&e| e == 0).count();
+        }
+    }
+    if expectations {
+        let all: Vec<Expect> = sock
+            .dump(true)?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Exp(x) => Some(x),
+                _ => None,
+            })
+            .collect();
+        for chunk in all.chunks(256) {
+            let errs = sock.batch(|buf, seq| {
+                for x in chunk {
+                    codec::encode_exp_delete(buf, x, seq());
+                }
+            })?;
+            deleted += errs.iter().filter(|&&e| e == 0).count();
+        }
+    }
+    Ok(deleted)
+}
+
+/// Runs a commit plan; each refused entry is reported with its tuple.
+fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
+    let (cts, exps) = sock.commit(plan)?;
+    let refused_cts = cts
+        .iter()
+        .zip(&plan.cts)
+        .filter(|(e, _)| **e != 0)
+        .map(|(&e, c)| (e, c.orig));
+    let refused_exps = exps
+        .iter()
+        .zip(&plan.exps)
+        .filter(|(e, _)| **e != 0)
+        .map(|(&e, x)| (e, x.tuple));
+    let failed = refused_cts.chain(refused_exps).collect();
+    Ok(Done::Committed { cts, exps, failed })
+}
+
+/// Applies the peer's changes straight to the kernel, in order
+/// (DisableExternalCache). One errno per change (0 = done; deleting what
+/// is already gone is not a failure).
+fn inject(
+    sock: &mut CtSocket,
+    rules: &CommitRules,
+    changes: &[Apply],
+) -> io::Result<Vec<i32>> {
+    let enoent = rustix::io::Errno::NOENT.raw_os_error();
+    let mut out = Vec::with_capacity(changes.len());
+    for a in changes {
+        let errs = match a {
+            Apply::Ct { ct, .. } => {
+                sock.create_cts(&[commit::prepare_ct(ct, 0, rules)])?
+            }
+            Apply::Exp { exp, .. } => {
+                sock.create_exps(&[commit::prepare_exp(exp, 0, rules)])?
+            }
+            Apply::CtDel(k) => sock.batch(|buf, seq| {
+                codec::encode_ct_delete(buf, &k.orig, k.zone, seq())
+            })?,
+            Apply::ExpDel(k) => {
+                let x = expect_of_key(k);
+                sock.batch(|buf, seq| codec::encode_exp_delete(buf, &x, seq()))?
+            }
+        };
+        let e = errs.first().copied().unwrap_or(0);
+        out.push(if e == enoent && is_delete(a) { 0 } else { e });
+    }
+    Ok(out)
+}
+
+fn is_delete(a: &Apply) -> bool {
+    matches!(a, Apply::CtDel(_) | Apply::ExpDel(_))
+}
+
+fn expect_of_key(k: &ExpKey) -> Expect {
+    let mut x = Expect::new(k.master, k.tuple, k.mask);
+    x.zone = k.zone;
+    x
+}

@@ -1,0 +1,517 @@
+//! A node's control requests (`-c -f -F -R -B -n -t -k -i -e -s`) and the
+//! completions of the kernel jobs they start: which request waits for
+//! which job, conntrackd's log lines, and each client's final frame.
+
+use std::time::Duration;
+
+use log::Level::{Error, Info, Warn};
+
+use super::{
+    ClientId, Completion, Done, Job, LinkView, Node, Purpose, Running, Work,
+    render,
+};
+use crate::config::Mode;
+use crate::control::proto::{
+    Cache as Which, CacheSel, Format, Reply, Request, StatsView, Status, Table,
+    Target,
+};
+use crate::kernel::codec::Object;
+use crate::kernel::commit::{self, CommitRules};
+use crate::model::{L4, Tuple};
+use crate::time::Instant;
+
+impl Node {
+    /// Handles one control request.
+    pub(super) fn control(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        req: Request,
+        links: &[LinkView],
+    ) {
+        match req {
+            Request::Kill => {
+                self.out.reply(client, Reply::Done(Status::Ok));
+                self.out.shutdown = true;
+            }
+            Request::Commit(target) => self.commit_start(now, client, target),
+            Request::FlushCache(sel) => self.flush_cache(client, sel),
+            Request::FlushKernel(target) => {
+                let (ct, exp) = self.targets(target);
+                if ct {
+                    self.out.log(Info, "flushing kernel conntrack table");
+                    self.counters.kernel_flushes += 1;
+                }
+                if exp {
+                    self.out.log(Info, "flushing kernel expect table");
+                }
+                self.flush_kernel(Some(client), ct, exp);
+            }
+            Request::ResyncKernel(target) => {
+                if self.internal_disabled() {
+                    self.out.log(Info, "resync is unsupported in this mode");
+                    return self.done(client, Status::NotSupported("resync is unsupported in this mode (DisableInternalCache)".into()));
+                }
+                let (ct, exp) = self.targets(target);
+                if ct {
+                    self.out.log(Info, "resync with master conntrack table");
+                    self.counters.kernel_resyncs += 1;
+                }
+                if exp {
+                    self.out.log(Info, "resync with master expect table");
+                }
+                self.resync_kernel(Some(client), ct, exp, false);
+            }
+            Request::BulkSend => {
+                if self.sync().mode == Mode::Alarm {
+                    return self.done(
+                        client,
+                        Status::NotSupported(
+                            "-B does nothing in ALARM mode".into(),
+                        ),
+                    );
+                }
+                self.out.log(Info, "sending bulk update");
+                if self.internal_disabled() {
+                    let exp = self.expectations();
+                    return self.resync_kernel(Some(client), true, exp, true);
+                }
+                let src = super::Internal {
+                    ct: &self.internal_ct,
+                    exp: &self.internal_exp,
+                };
+                self.engine.bulk(&src);
+                self.done(client, Status::Ok);
+            }
+            Request::RequestResync => {
+                if !self.engine.request_resync() {
+                    return self.done(
+                        client,
+                        Status::NotSupported(
+                            "-n does nothing in ALARM mode".into(),
+                        ),
+                    );
+                }
+                self.out.log(Info, "resync requested");
+                self.done(client, Status::Ok);
+            }
+            Request::ResetTimers => {
+                if self.purge_at.is_none() {
+                    let secs = self.sync().purge_timeout;
+                    self.out.log(
+                        Info,
+                        format!("flushing conntrack table in {secs} secs"),
+                    );
+                    self.purge_at =
+                        Some(now + Duration::from_secs(u64::from(secs)));
+                }
+                self.done(client, Status::Ok);
+            }
+            Request::Dump {
+                cache,
+                table,
+                format,
+            } => self.dump(now, client, cache, table, format),
+            Request::Stats { view, format } => {
+                let snap =
+                    self.snapshot(now, links, view == StatsView::RsQueue);
+                let text = render::stats(&snap, view, format);
+                self.data(client, text);
+                self.done(client, Status::Ok);
+            }
+        }
+    }
+
+    fn done(&mut self, client: ClientId, s: Status) {
+        self.out.reply(client, Reply::Done(s));
+    }
+
+    fn data(&mut self, client: ClientId, text: String) {
+        if !text.is_empty() {
+            self.out.reply(client, Reply::Data(text));
+        }
+    }
+
+    fn targets(&self, t: Target) -> (bool, bool) {
+        let exp = self.expectations();
+        match t {
+            Target::All => (true, exp),
+            Target::Ct => (true, false),
+            Target::Expect => (false, exp),
+        }
+    }
+
+    fn flush_kernel(&mut self, client: Option<ClientId>, ct: bool, exp: bool) {
+        self.out.jobs.push(Job {
+            purpose: Purpose::Flush { client },
+            work: Work::Flush {
+                conntracks: ct,
+                expectations: exp,
+            },
+        });
+    }
+
+    fn resync_kernel(
+        &mut self,
+        client: Option<ClientId>,
+        ct: bool,
+        exp: bool,
+        send: bool,
+    ) {
+        self.out.jobs.push(Job {
+            purpose: Purpose::Resync {
+                client,
+                conntracks: ct,
+                expectations: exp,
+                send,
+            },
+            work: Work::Dump {
+                conntracks: ct,
+                expectations: exp,
+            },
+        });
+    }
+
+    fn flush_cache(&mut self, client: ClientId, sel: CacheSel) {
+        if self.committing() && sel != CacheSel::Internal {
+            self.out
+                .log(Error, "ignoring flush command, commit still in progress");
+            return self.done(
+                client,
+                Status::Refused("commit still in progress".into()),
+            );
+        }
+        // Any of these cancels a pending -t purge (conntrackd 1.4.6+).
+        self.purge_at = None;
+        let mut kernel = None;
+        match sel {
+            CacheSel::All => {
+                self.out.log(Info, "flushing caches");
+                if self.internal_disabled() {
+                    kernel = Some((true, self.expectations()));
+                }
+                self.internal_ct.flush();
+                self.internal_exp.flush();
+                self.external_ct.flush();
+                self.external_exp.flush();
+            }
+            CacheSel::Internal => {
+                self.out.log(Info, "flushing internal cache");
+                if self.internal_disabled() {
+                    kernel = Some((true, false));
+                }
+                self.internal_ct.flush();
+            }
+            CacheSel::External => {
+                self.out.log(Info, "flushing external cache");
+                self.external_ct.flush();
+            }
+        }
+        match kernel {
+            // The client is answered when the kernel is flushed.
+            Some((ct, exp)) => self.flush_kernel(Some(client), ct, exp),
+            None => self.done(client, Status::Ok),
+        }
+    }
+
+    fn commit_start(&mut self, now: Instant, client: ClientId, target: Target) {
+        self.out.log(
+            Info,
+            match target {
+                Target::All => "committing all external caches",
+                Target::Ct => "committing conntrack cache",
+                Target::Expect => "committing expectation cache",
+            },
+        );
+        if self.external_disabled() {
+            // Nothing is cached: the peer's state is in the kernel already.
+            return self.done(client, Status::Ok);
+        }
+        if self.commit.is_some() {
+            self.out.log(Info, "commit already in progress, skipping");
+            return self.done(
+                client,
+                Status::Refused("commit already in progress".into()),
+            );
+        }
+        self.purge_at = None;
+        let (ct, exp) = self.targets(target);
+        let rules = CommitRules {
+            commit_timeout: self.sync().commit_timeout,
+            tcp_window_tracking: self.sync().tcp_window_tracking,
+        };
+        let age = |updated: Instant| {
+            now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
+        };
+        let cts = self
+            .external_ct
+            .iter()
+            .filter(|_| ct)
+            .map(|e| (e.value, age(e.updated)));
+        let exps = self
+            .external_exp
+            .iter()
+            .filter(|_| exp)
+            .map(|e| (e.value, age(e.updated)));
+        let plan = commit::plan(cts, exps, &rules);
+        self.commit = Some(Running {
+            started: now,
+            target,
+            planned: (plan.cts.len(), plan.exps.len()),
+        });
+        self.out.jobs.push(Job {
+            purpose: Purpose::Commit { client },
+            work: Work::Commit(plan),
+        });
+    }
+
+    /// The commit's outcome: conntrackd's lines, the client's final frame.
+    fn commit_done(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        ct_errs: &[i32],
+        exp_errs: &[i32],
+    ) {
+        let Some(run) = self.commit.take() else {
+            return self.done(client, Status::Ok);
+        };
+        let took =
+            |d: Duration| format!("{}.{:06}", d.as_secs(), d.subsec_micros());
+        let elapsed = now.since(run.started);
+        let (ct_ok, ct_fail) = split(ct_errs);
+        let (exp_ok, exp_fail) = split(exp_errs);
+        self.counters.commit_ok += (ct_ok + exp_ok) as u64;
+        self.counters.commit_fail += (ct_fail + exp_fail) as u64;
+        if run.target != Target::Expect {
+            self.out.log(Info, format!("Committed {ct_ok} new entries"));
+            if ct_fail > 0 {
+                self.out
+                    .log(Info, format!("{ct_fail} entries can't be committed"));
+            }
+            self.out.log(
+                Info,
+                format!("commit has taken {} seconds", took(elapsed)),
+            );
+        }
+        if run.target != Target::Ct && self.expectations() {
+            self.out
+                .log(Info, format!("Committed {exp_ok} new expectations"));
+            if exp_fail > 0 {
+                self.out.log(
+                    Info,
+                    format!("{exp_fail} expectations can't be committed"),
+                );
+            }
+            self.out.log(
+                Info,
+                format!("commit has taken {} seconds", took(elapsed)),
+            );
+        }
+        if ct_fail + exp_fail > 0 {
+            self.done(
+                client,
+                Status::Failed(format!(
+                    "{ct_fail} entries and {exp_fail} expectations can't be committed"
+                )),
+            );
+        } else {
+            self.done(client, Status::Ok);
+        }
+    }
+
+    fn dump(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        cache: Which,
+        table: Table,
+        format: Format,
+    ) {
+        if table == Table::Expect
+            && !self.expectations()
+            && format != Format::Xml
+        {
+            return self.done(client, Status::Ok);
+        }
+        if cache == Which::Internal && self.internal_disabled() {
+            // A live kernel dump, answered part by part.
+            let exp = table == Table::Expect;
+            self.out.jobs.push(Job {
+                purpose: Purpose::DumpText {
+                    client,
+                    table,
+                    format,
+                },
+                work: Work::Dump {
+                    conntracks: !exp,
+                    expectations: exp,
+                },
+            });
+            return;
+        }
+        let (ct, exp) = match cache {
+            Which::Internal => (&self.internal_ct, &self.internal_exp),
+            Which::External => (&self.external_ct, &self.external_exp),
+        };
+        let external = cache == Which::External;
+        let alarm_expiry = (external && self.sync().mode == Mode::Alarm)
+            .then(|| Duration::from_secs(u64::from(self.sync().cache_timeout)));
+        let text = match table {
+            Table::Ct => {
+                render::ct_dump(ct, now, format, external, alarm_expiry)
+            }
+            Table::Expect => render::exp_dump(exp, now, format, alarm_expiry),
+        };
+        self.data(client, text);
+        self.done(client, Status::Ok);
+    }
+
+    // ===== kernel job completions =====
+
+    pub(super) fn job_done(&mut self, now: Instant, c: Completion) {
+        let Completion { purpose, done } = c;
+        match (purpose, done) {
+            (Purpose::Resync { .. }, Done::Dumped { objects, last }) => {
+                self.resync_part(now, purpose, objects, last);
+            }
+            (Purpose::Resync { .. }, Done::Failed(why)) => {
+                self.resync_failed(purpose, &why);
+            }
+            (
+                Purpose::Commit { client },
+                Done::Committed { cts, exps, failed },
+            ) => {
+                for (errno, tuple) in failed {
+                    self.out.log(
+                        Error,
+                        format!(
+                            "commit-create: {}",
+                            std::io::Error::from_raw_os_error(errno)
+                        ),
+                    );
+                    self.out.log(Error, tuple_text(&tuple));
+                }
+                self.commit_done(now, client, &cts, &exps);
+            }
+            (Purpose::Commit { client }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.out.log(Error, format!("commit-create: {why}"));
+                // The whole plan counts as failed.
+                let (cts, exps) = self.commit.map_or((0, 0), |r| r.planned);
+                let eio = libc_eio();
+                self.commit_done(
+                    now,
+                    client,
+                    &vec![eio; cts],
+                    &vec![eio; exps],
+                );
+            }
+            (Purpose::Inject, Done::Injected(errs)) => {
+                for e in errs {
+                    if e == 0 {
+                        self.counters.inject_ok += 1;
+                    } else {
+                        self.counters.inject_fail += 1;
+                        self.out.log(
+                            Warn,
+                            format!(
+                                "could not inject entry: {}",
+                                std::io::Error::from_raw_os_error(e)
+                            ),
+                        );
+                    }
+                }
+            }
+            (Purpose::Inject, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.counters.inject_fail += 1;
+                self.out.log(Warn, format!("could not inject entry: {why}"));
+            }
+            (Purpose::Flush { client }, Done::Flushed(_)) => {
+                if let Some(c) = client {
+                    self.done(c, Status::Ok);
+                }
+            }
+            (Purpose::Flush { client }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.out.log(
+                    Error,
+                    format!("cannot flush the kernel table: {why}"),
+                );
+                if let Some(c) = client {
+                    self.done(
+                        c,
+                        Status::Failed(format!(
+                            "cannot flush the kernel table: {why}"
+                        )),
+                    );
+                }
+            }
+            (
+                Purpose::DumpText {
+                    client,
+                    table: _,
+                    format,
+                },
+                Done::Dumped { objects, last },
+            ) => {
+                let mut text = String::new();
+                for o in &objects {
+                    let line = match (o, format) {
+                        (Object::Ct(c), Format::Json) => render::ct_json(c, 0),
+                        (Object::Ct(c), _) => render::ct_line(c, false),
+                        (Object::Exp(x), Format::Json) => {
+                            render::exp_json(x, 0)
+                        }
+                        (Object::Exp(x), _) => render::exp_line(x),
+                    };
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                self.data(client, text);
+                if last {
+                    self.done(client, Status::Ok);
+                }
+            }
+            (Purpose::DumpText { client, .. }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.out
+                    .log(Error, format!("can't dump kernel table: {why}"));
+                self.done(
+                    client,
+                    Status::Failed(format!("can't dump kernel table: {why}")),
+                );
+            }
+            (purpose, done) => {
+                // A worker that answers a job with the wrong kind of
+                // result is a bug; say so rather than guess.
+                self.counters.jobs_failed += 1;
+                self.out.log(
+                    Error,
+                    format!("kernel job {purpose:?} ended with {done:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// EIO, the errno of an entry whose whole commit failed.
+fn libc_eio() -> i32 {
+    rustix::io::Errno::IO.raw_os_error()
+}
+
+fn split(errs: &[i32]) -> (usize, usize) {
+    let ok = errs.iter().filter(|&&e| e == 0).count();
+    (ok, errs.len() - ok)
+}
+
+/// A tuple as conntrackd prints it under a failed commit.
+pub fn tuple_text(t: &Tuple) -> String {
+    match t.l4 {
+        L4::Ports { src, dst } => {
+            format!("{} {}:{} -> {}:{}", t.proto, t.src, src, t.dst, dst)
+        }
+        _ => format!("{} {} -> {}", t.proto, t.src, t.dst),
+    }
+}

@@ -1,0 +1,196 @@
+//! The node's door: the plain-data inputs it takes and the one outbox it
+//! returns.
+//!
+//! Everything the daemon loop learns (a kernel event, a peer datagram, a
+//! control request, a timer, the end of a kernel job) becomes one
+//! [`Input`]; everything the node wants done (datagrams to send, kernel
+//! jobs, control replies, log records, shutdown) comes back in one
+//! [`Outbox`]. The loop only moves bytes and runs jobs, so a test (or the
+//! whole-firewall simulation) can stand in for it completely.
+
+use crate::control::proto::{Format, Reply, Request, Table};
+use crate::kernel::codec::{Message, Object};
+use crate::kernel::commit::Plan;
+use crate::kernel::origin::Origin;
+use crate::sync::Apply;
+
+pub use super::render::LinkView;
+
+/// A control connection, numbered by the loop.
+pub type ClientId = u64;
+
+/// One thing that happened, handed to [`super::Node::handle`] with the
+/// time.
+// An input is moved into `handle` at once and never stored: boxing the
+// kernel event would cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A kernel event (or a dump entry replayed as one).
+    Kernel(Message, Origin),
+    /// A kernel message that could not be decoded.
+    KernelUndecodable,
+    /// Reading the event socket failed.
+    KernelReadFailed,
+    /// The event socket overran (events were lost); `buffer` is its
+    /// receive buffer size now.
+    Overrun { buffer: usize },
+    /// A datagram from a peer on dedicated link `link`.
+    Datagram {
+        link: usize,
+        peer: u64,
+        bytes: &'a [u8],
+    },
+    /// A control request. `links` is the loop's view of its links, for
+    /// the statistics.
+    Control {
+        client: ClientId,
+        request: Request,
+        links: &'a [LinkView],
+    },
+    /// A control connection that did not deliver a valid request.
+    BadControl { client: ClientId, why: String },
+    /// The time given by [`super::Node::poll_at`] has come.
+    Timer,
+    /// A kernel job finished (or, for a dump, delivered a part).
+    Job(Completion),
+}
+
+/// A kernel job: ctnetlink work that may block, so the loop runs it off
+/// its thread. Jobs run one after another in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Returned untouched in the [`Completion`].
+    pub purpose: Purpose,
+    pub work: Work,
+}
+
+/// What the kernel is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Create these entries (conntracks in order, then expectations).
+    Commit(Plan),
+    /// Apply a peer's changes directly, in order (DisableExternalCache).
+    Inject(Vec<Apply>),
+    /// Delete every kernel conntrack the Filter accepts, and/or every
+    /// expectation.
+    Flush {
+        conntracks: bool,
+        expectations: bool,
+    },
+    /// Dump the tables; the result arrives in parts ([`Done::Dumped`]).
+    Dump {
+        conntracks: bool,
+        expectations: bool,
+    },
+}
+
+/// Why a job was asked for: the node's bookkeeping, echoed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `-c`: the client waits for the totals.
+    Commit { client: ClientId },
+    /// DisableExternalCache: count successes and failures.
+    Inject,
+    /// `-F` (a client waits) or the scheduled `-t` purge (none).
+    Flush { client: Option<ClientId> },
+    /// Bring the internal cache in line with the kernel: start-up, `-R`
+    /// (a client waits), an overrun, `-B` without internal cache. With
+    /// `send`, every change is also sent to the peer.
+    Resync {
+        client: Option<ClientId>,
+        conntracks: bool,
+        expectations: bool,
+        send: bool,
+    },
+    /// `-i` without internal cache: the kernel's table as text.
+    DumpText {
+        client: ClientId,
+        table: Table,
+        format: Format,
+    },
+}
+
+/// The end (or a part) of a job.
+#[derive(Debug)]
+pub struct Completion {
+    pub purpose: Purpose,
+    pub done: Done,
+}
+
+/// What a job produced.
+#[derive(Debug)]
+pub enum Done {
+    /// One errno per planned conntrack and expectation (0 = created),
+    /// and the errno and tuple of each refused entry, for the log.
+    Committed {
+        cts: Vec<i32>,
+        exps: Vec<i32>,
+        failed: Vec<(i32, crate::model::Tuple)>,
+    },
+    /// One errno per injected change.
+    Injected(Vec<i32>),
+    /// How many entries were deleted.
+    Flushed(usize),
+    /// Part of a dump; `last` ends it.
+    Dumped { objects: Vec<Object>, last: bool },
+    /// The job failed as a whole (or was never run: the job queue was
+    /// full); the text says why.
+    Failed(String),
+}
+
+/// A log line the node wants written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub level: log::Level,
+    pub text: String,
+}
+
+/// Everything one input caused.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Datagrams for the peer, in order.
+    pub datagrams: Vec<Vec<u8>>,
+    /// Replies follow the peer onto this link (it just spoke on it).
+    pub follow_link: Option<usize>,
+    /// Kernel jobs, in order.
+    pub jobs: Vec<Job>,
+    /// Reply frames per client, in order; a `Reply::Done` is a client's
+    /// last frame.
+    pub replies: Vec<(ClientId, Reply)>,
+    pub logs: Vec<LogRecord>,
+    /// Stop the daemon once the replies are written.
+    pub shutdown: bool,
+}
+
+impl Outbox {
+    pub(crate) fn log(&mut self, level: log::Level, text: impl Into<String>) {
+        self.logs.push(LogRecord {
+            level,
+            text: text.into(),
+        });
+    }
+
+    pub(crate) fn reply(&mut self, client: ClientId, r: Reply) {
+        self.replies.push((client, r));
+    }
+
+    /// Appends another outbox's contents after this one's.
+    pub fn merge(&mut self, other: Outbox) {
+        self.datagrams.extend(other.datagrams);
+        self.follow_link = other.follow_link.or(self.follow_link);
+        self.jobs.extend(other.jobs);
+        self.replies.extend(other.replies);
+        self.logs.extend(other.logs);
+        self.shutdown |= other.shutdown;
+    }
+
+    /// True when nothing is to be done.
+    pub fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+            && self.jobs.is_empty()
+            && self.replies.is_empty()
+            && self.logs.is_empty()
+            && !self.shutdown
+    }
+}

@@ -1,0 +1,302 @@
+//! The kernel side of a node: events into the internal cache (filtered,
+//! merged, sent to the peer when they are not our own doing), overruns,
+//! and resyncs with the kernel's table, which arrive as a dump in parts
+//! while events keep coming.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{Node, Purpose};
+use crate::cache::Upsert;
+use crate::control::proto::{Reply, Status};
+use crate::filter;
+use crate::kernel::codec::{Kind, Message, Object};
+use crate::kernel::origin::Origin;
+use crate::model::{Conntrack, Expect};
+use crate::sync::Key;
+use crate::time::Instant;
+use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
+
+/// A resync whose dump is still arriving.
+///
+/// Events are handled while the dump runs, so two races need care: an
+/// entry an event created after the kernel dumped its part is no less
+/// alive for being missing from the dump (`seen`), and an entry an event
+/// destroyed may still come in a later part of the (older) dump (`gone`).
+#[derive(Debug, Default)]
+pub(super) struct ResyncRun {
+    seen_ct: HashSet<CtKey>,
+    seen_exp: HashSet<ExpKey>,
+    gone_ct: HashSet<CtKey>,
+    gone_exp: HashSet<ExpKey>,
+}
+
+impl Node {
+    /// An event from the kernel's event socket.
+    pub(super) fn kernel_event(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        origin: Origin,
+    ) {
+        if let Some(run) = self.resync.as_mut() {
+            let destroyed = msg.kind == Kind::Destroy;
+            match &msg.object {
+                Object::Ct(c) => {
+                    let k = ct_key_of(c);
+                    if destroyed {
+                        run.seen_ct.remove(&k);
+                        run.gone_ct.insert(k);
+                    } else {
+                        run.gone_ct.remove(&k);
+                        run.seen_ct.insert(k);
+                    }
+                }
+                Object::Exp(x) => {
+                    let k = exp_key_of(x);
+                    if destroyed {
+                        run.seen_exp.remove(&k);
+                        run.gone_exp.insert(k);
+                    } else {
+                        run.gone_exp.remove(&k);
+                        run.seen_exp.insert(k);
+                    }
+                }
+            }
+        }
+        self.kernel(now, msg, origin);
+    }
+
+    /// One kernel event or dump entry.
+    fn kernel(&mut self, now: Instant, msg: Message, origin: Origin) {
+        self.counters.events_received += 1;
+        if origin == Origin::Inject {
+            // Our own injection of the peer's state: not ours to sync.
+            return;
+        }
+        let send = origin == Origin::NotMe;
+        match msg.object {
+            Object::Ct(ct) => self.kernel_ct(now, msg.kind, ct, send),
+            Object::Exp(x) => self.kernel_exp(now, msg.kind, x, send),
+        }
+    }
+
+    fn kernel_ct(
+        &mut self,
+        now: Instant,
+        kind: Kind,
+        mut ct: Conntrack,
+        send: bool,
+    ) {
+        let key = ct_key_of(&ct);
+        if kind == Kind::Destroy {
+            if let Some(c) = ct.counters {
+                self.counters.traffic_bytes += c.orig_bytes + c.reply_bytes;
+                self.counters.traffic_packets +=
+                    c.orig_packets + c.reply_packets;
+            }
+            if self.internal_ct.remove(&key).is_some()
+                || self.internal_disabled()
+            {
+                if send {
+                    self.engine.local_change(Key::Ct(key), false);
+                }
+                // The kernel drops a master's expectations with it.
+                self.purge_expectations_of(&key, send);
+            }
+            return;
+        }
+        if !filter::conntrack(&self.cfg.general.filter, &ct) {
+            self.counters.events_filtered += 1;
+            return;
+        }
+        // Merge: keep what this event does not carry.
+        if let Some(old) = self.internal_ct.get(&key).map(|e| e.value) {
+            ct.helper = ct.helper.take().or_else(|| old.helper.clone());
+            ct.master = ct.master.or(old.master);
+            ct.timeout = ct.timeout.or(old.timeout);
+            ct.labels = ct.labels.or(old.labels);
+            ct.seq_adj = ct.seq_adj.or(old.seq_adj);
+        }
+        ct.counters = None;
+        let new = kind == Kind::New;
+        match self.internal_ct.upsert(&ct, now, new) {
+            Ok(Upsert::Created) | Ok(Upsert::Updated) if send => {
+                self.engine.local_change(Key::Ct(key), new);
+            }
+            _ => {}
+        }
+    }
+
+    fn kernel_exp(&mut self, now: Instant, kind: Kind, x: Expect, send: bool) {
+        if !self.expectations() {
+            return;
+        }
+        let key = exp_key_of(&x);
+        if kind == Kind::Destroy {
+            if self.internal_exp.remove(&key).is_some() && send {
+                self.engine.local_change(Key::Exp(Box::new(key)), false);
+            }
+            return;
+        }
+        if !filter::expectation_helper(&self.sync().expectation_sync, &x) {
+            self.counters.events_filtered += 1;
+            return;
+        }
+        // Replicated only with its master (conntrackd's ct_filter_master);
+        // without an internal cache the master need only be known to the
+        // kernel, which created this expectation from it (fixes §6.6).
+        let master = CtKey {
+            orig: x.master,
+            zone: x.zone,
+        };
+        if !self.internal_disabled() && !self.internal_ct.contains(&master) {
+            return;
+        }
+        let new = kind == Kind::New;
+        if self.internal_exp.upsert(&x, now, new).is_ok() && send {
+            self.engine.local_change(Key::Exp(Box::new(key)), new);
+        }
+    }
+
+    pub(super) fn purge_expectations_of(&mut self, master: &CtKey, send: bool) {
+        let gone: Vec<ExpKey> = self
+            .internal_exp
+            .keys()
+            .filter(|k| k.master == master.orig && k.zone == master.zone)
+            .collect();
+        for k in gone {
+            self.internal_exp.remove(&k);
+            if send {
+                self.engine.local_change(Key::Exp(Box::new(k)), false);
+            }
+        }
+    }
+
+    /// The event socket lost events: a resync with the kernel follows
+    /// after `NetlinkOverrunResync` (repeated overruns keep postponing it,
+    /// as in conntrackd).
+    pub(super) fn overrun(&mut self, now: Instant, buffer: usize) {
+        self.counters.overruns += 1;
+        self.counters.catch_event_failed += 1;
+        self.netlink_buffer = buffer;
+        if let (Some(secs), false) = (
+            self.cfg.general.netlink_overrun_resync,
+            self.internal_disabled(),
+        ) {
+            self.overrun_resync_at =
+                Some(now + Duration::from_secs(u64::from(secs)));
+        }
+    }
+
+    /// A part of a resync's dump (start-up, `-R`, overrun, `-B` without
+    /// internal cache). Entries no longer in the kernel leave the internal
+    /// cache when the last part is in; with `send`, every change is also
+    /// sent.
+    pub(super) fn resync_part(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        objects: Vec<Object>,
+        last: bool,
+    ) {
+        let Purpose::Resync {
+            client,
+            conntracks,
+            expectations,
+            send,
+        } = purpose
+        else {
+            return;
+        };
+        let mut run = self.resync.take().unwrap_or_default();
+        let origin = if send { Origin::NotMe } else { Origin::Flush };
+        // Conntracks before expectations: masters must be cached first.
+        let (cts, exps): (Vec<Object>, Vec<Object>) = objects
+            .into_iter()
+            .partition(|o| matches!(o, Object::Ct(_)));
+        for o in cts.into_iter().chain(exps) {
+            let fresh = match &o {
+                Object::Ct(c) => {
+                    let k = ct_key_of(c);
+                    let fresh = !run.gone_ct.contains(&k);
+                    if fresh {
+                        run.seen_ct.insert(k);
+                    }
+                    fresh
+                }
+                Object::Exp(x) => {
+                    let k = exp_key_of(x);
+                    let fresh = !run.gone_exp.contains(&k);
+                    if fresh {
+                        run.seen_exp.insert(k);
+                    }
+                    fresh
+                }
+            };
+            if !fresh {
+                // Destroyed by an event after the kernel dumped it.
+                continue;
+            }
+            let msg = Message {
+                kind: Kind::Update,
+                object: o,
+                port: 0,
+                seq: 0,
+            };
+            self.kernel(now, msg, origin);
+        }
+        if !last {
+            self.resync = Some(run);
+            return;
+        }
+        if conntracks {
+            let stale: Vec<CtKey> = self
+                .internal_ct
+                .keys()
+                .filter(|k| !run.seen_ct.contains(k))
+                .collect();
+            for k in stale {
+                self.internal_ct.remove(&k);
+                if send {
+                    self.engine.local_change(Key::Ct(k), false);
+                }
+            }
+        }
+        if expectations {
+            let stale: Vec<ExpKey> = self
+                .internal_exp
+                .keys()
+                .filter(|k| !run.seen_exp.contains(k))
+                .collect();
+            for k in stale {
+                self.internal_exp.remove(&k);
+                if send {
+                    self.engine.local_change(Key::Exp(Box::new(k)), false);
+                }
+            }
+        }
+        if let Some(c) = client {
+            self.out.reply(c, Reply::Done(Status::Ok));
+        }
+    }
+
+    /// A resync whose dump failed: nothing is removed.
+    pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
+        self.resync = None;
+        self.counters.jobs_failed += 1;
+        self.out
+            .log(log::Level::Error, format!("can't dump kernel table: {why}"));
+        if let Purpose::Resync {
+            client: Some(c), ..
+        } = purpose
+        {
+            self.out.reply(
+                c,
+                Reply::Done(Status::Failed(format!(
+                    "can't dump kernel table: {why}"
+                ))),
+            );
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The peer side of a node: datagrams in (into the external cache, or
+//! straight into the kernel with DisableExternalCache) and datagrams out
+//! (coalesced: changes wait up to [`TX_COALESCE`] for more to fill a
+//! datagram).
+
+use super::{Internal, Job, Node, Purpose, TX_COALESCE, TX_FULL, Work};
+use crate::sync::Apply;
+use crate::time::Instant;
+use crate::wire::ExpKey;
+
+impl Node {
+    /// One datagram from the peer on `link`. A bad one is counted by the
+    /// engine (`-s network`).
+    pub(super) fn datagram(
+        &mut self,
+        now: Instant,
+        link: usize,
+        peer: u64,
+        bytes: &[u8],
+    ) {
+        let src = Internal {
+            ct: &self.internal_ct,
+            exp: &self.internal_exp,
+        };
+        if let Err(e) = self.engine.recv(now, peer, bytes, &src) {
+            if log::log_enabled!(log::Level::Debug) {
+                self.out.log(log::Level::Debug, format!("datagram: {e}"));
+            }
+            return;
+        }
+        // Replies follow the peer onto the link it used.
+        self.out.follow_link = Some(link);
+        let mut inject = Vec::new();
+        while let Some(a) = self.engine.pop_apply() {
+            if self.external_disabled() {
+                inject.push(a);
+            } else {
+                self.apply_external(now, a);
+            }
+        }
+        if !inject.is_empty() {
+            self.out.jobs.push(Job {
+                purpose: Purpose::Inject,
+                work: Work::Inject(inject),
+            });
+        }
+    }
+
+    fn apply_external(&mut self, now: Instant, a: Apply) {
+        match a {
+            Apply::Ct { ct, new } => {
+                let _ = self.external_ct.upsert(&ct, now, new);
+            }
+            Apply::CtDel(k) => {
+                if self.external_ct.remove(&k).is_some() {
+                    // Expectations of a gone master are gone too.
+                    let gone: Vec<ExpKey> = self
+                        .external_exp
+                        .keys()
+                        .filter(|e| e.master == k.orig && e.zone == k.zone)
+                        .collect();
+                    for e in gone {
+                        self.external_exp.remove(&e);
+                    }
+                }
+            }
+            Apply::Exp { exp, new } => {
+                let _ = self.external_exp.upsert(&exp, now, new);
+            }
+            Apply::ExpDel(k) => {
+                self.external_exp.remove(&k);
+            }
+        }
+    }
+
+    /// Sends what the engine has, once a datagram's worth is waiting or
+    /// the oldest change has waited [`TX_COALESCE`].
+    pub(super) fn transmit(&mut self, now: Instant) {
+        if !self.engine.wants_transmit() {
+            self.tx_due = None;
+            return;
+        }
+        let due = *self.tx_due.get_or_insert(now + TX_COALESCE);
+        if now < due && self.engine.queue_lengths().0 < TX_FULL {
+            return;
+        }
+        self.tx_due = None;
+        loop {
+            let src = Internal {
+                ct: &self.internal_ct,
+                exp: &self.internal_exp,
+            };
+            let Some(n) =
+                self.engine.poll_transmit(now, &src, &mut self.tx_buf)
+            else {
+                break;
+            };
+            self.out.datagrams.push(self.tx_buf[..n].to_vec());
+        }
+        if self.internal_disabled() && self.engine.queue_lengths().0 == 0 {
+            // Bypass: everything staged has been sent.
+            self.internal_ct.flush();
+            self.internal_exp.flush();
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Text, XML and JSON renderings of conntracks and expectations: the
+//! `-i`/`-e` dumps.
+//!
+//! Text follows conntrackd 1.4.7 exactly (reference §2.4: libnetfilter
+//! conntrack's plain format, `[active since Ns]`) so that scripts that
+//! parse conntrackd's output keep working. JSON (`--json`) is ctsyncd's
+//! own stable schema, documented in README. Pure.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::cache::{Cache, Stored};
+use crate::control::proto::Format;
+use crate::model::{
+    Conntrack, Expect, L4, ProtoInfo, Tuple, expect_flag, status,
+};
+use crate::time::Instant;
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        1 => "icmp",
+        6 => "tcp",
+        17 => "udp",
+        33 => "dccp",
+        47 => "gre",
+        58 => "icmpv6",
+        132 => "sctp",
+        136 => "udplite",
+        _ => "unknown",
+    }
+}
+
+fn state_name(p: &ProtoInfo) -> Option<&'static str> {
+    const TCP: [&str; 10] = [
+        "NONE",
+        "SYN_SENT",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "FIN_WAIT",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "TIME_WAIT",
+        "CLOSE",
+        "SYN_SENT2",
+    ];
+    const SCTP: [&str; 10] = [
+        "NONE",
+        "CLOSED",
+        "COOKIE_WAIT",
+        "COOKIE_ECHOED",
+        "ESTABLISHED",
+        "SHUTDOWN_SENT",
+        "SHUTDOWN_RECD",
+        "SHUTDOWN_ACK_SENT",
+        "HEARTBEAT_SENT",
+        "HEARTBEAT_ACKED",
+    ];
+    const DCCP: [&str; 10] = [
+        "NONE", "REQUEST", "RESPOND", "PARTOPEN", "OPEN", "CLOSEREQ",
+        "CLOSING", "TIMEWAIT", "IGNORE", "INVALID",
+    ];
+    let (names, s) = match *p {
+        ProtoInfo::Tcp { state, .. } => (&TCP, state),
+        ProtoInfo::Sctp { state, .. } => (&SCTP, state),
+        ProtoInfo::Dccp { state, .. } => (&DCCP, state),
+        ProtoInfo::None => return None,
+    };
+    Some(names.get(usize::from(s)).copied().unwrap_or("UNKNOWN"))
+}
+
+fn tuple_text(out: &mut String, t: &Tuple) {
+    let _ = write!(out, "src={} dst={} ", t.src, t.dst);
+    match t.l4 {
+        L4::Ports { src, dst } => {
+            let _ = write!(out, "sport={src} dport={dst} ");
+        }
+        L4::Icmp { kind, code, id } => {
+            let _ = write!(out, "type={kind} code={code} id={id} ");
+        }
+        L4::None => {}
+    }
+}
+
+/// One conntrack in libnetfilter_conntrack's plain format (no timeout,
+/// as conntrackd prints cached entries). External entries have no reply
+/// tuple in conntrackd, so none is printed for them.
+pub fn ct_line(ct: &Conntrack, external: bool) -> String {
+    let mut s = String::with_capacity(200);
+    let _ = write!(s, "{:<8} {} ", proto_name(ct.orig.proto), ct.orig.proto);
+    if let Some(name) = state_name(&ct.proto_info) {
+        s.push_str(name);
+        s.push(' ');
+    }
+    tuple_text(&mut s, &ct.orig);
+    if ct.status != 0 && ct.status & status::SEEN_REPLY == 0 {
+        s.push_str("[UNREPLIED] ");
+    }
+    if !external {
+        tuple_text(&mut s, &ct.reply_tuple());
+    }
+    if ct.status & status::ASSURED != 0 {
+        s.push_str("[ASSURED] ");
+    }
+    if ct.mark != 0 {
+        let _ = write!(s, "mark={} ", ct.mark);
+    }
+    if ct.secmark != 0 {
+        let _ = write!(s, "secmark={} ", ct.secmark);
+    }
+    if ct.zone != 0 {
+        let _ = write!(s, "zone={} ", ct.zone);
+    }
+    if let Some(h) = &ct.helper {
+        let _ = write!(s, "helper={h} ");
+    }
+    s.truncate(s.trim_end().len());
+    s
+}
+
+/// One expectation in libnetfilter_conntrack's plain format.
+pub fn exp_line(x: &Expect) -> String {
+    let mut s = String::with_capacity(240);
+    let ports = |s: &mut String, t: &Tuple| match t.l4 {
+        L4::Ports { src, dst } => {
+            let _ = write!(s, "sport={src} dport={dst} ");
+        }
+        L4::Icmp { kind, code, id } => {
+            let _ = write!(s, "type={kind} code={code} id={id} ");
+        }
+        L4::None => {}
+    };
+    let _ = write!(
+        s,
+        "proto={} src={} dst={} ",
+        x.tuple.proto, x.tuple.src, x.tuple.dst
+    );
+    ports(&mut s, &x.tuple);
+    let _ = write!(s, "mask-src={} mask-dst={} ", x.mask.src, x.mask.dst);
+    ports(&mut s, &x.mask);
+    let _ = write!(
+        s,
+        "master-src={} master-dst={} ",
+        x.master.src, x.master.dst
+    );
+    ports(&mut s, &x.master);
+    if x.zone != 0 {
+        let _ = write!(s, "zone={} ", x.zone);
+    }
+    let mut flags = Vec::new();
+    for (bit, name) in [
+        (expect_flag::PERMANENT, "PERMANENT"),
+        (expect_flag::INACTIVE, "INACTIVE"),
+        (expect_flag::USERSPACE, "USERSPACE"),
+    ] {
+        if x.flags & bit != 0 {
+            flags.push(name);
+        }
+    }
+    if !flags.is_empty() {
+        let _ = write!(s, "{} ", flags.join(","));
+    }
+    let _ = write!(s, "class={} ", x.class);
+    if let Some(h) = &x.helper {
+        let _ = write!(s, "helper={h} ");
+    }
+    s.truncate(s.trim_end().len());
+    s
+}
+
+fn l3(ip: &IpAddr) -> (u8, &'static str) {
+    if ip.is_ipv4() {
+        (2, "ipv4")
+    } else {
+        (10, "ipv6")
+    }
+}
+
+fn xml_tuple(s: &mut String, dir: &str, t: Option<&Tuple>) {
+    let _ = write!(s, "<meta direction=\"{dir}\">");
+    match t {
+        Some(t) => {
+            let (n, name) = l3(&t.src);
+            let _ = write!(s, "<layer3 protonum=\"{n}\" protoname=\"{name}\"><src>{}</src><dst>{}</dst></layer3>", t.src, t.dst);
+            let _ = write!(s, "<layer4 protonum=\"{}\" protoname=\"{}\">", t.proto, proto_name(t.proto));
+            if let L4::Ports { src, dst } = t.l4 {
+                let _ = write!(s, "<sport>{src}</sport><dport>{dst}</dport>");
+            }
+            s.push_str("</layer4>");
+        }
+        None => s.push_str("<layer3 protonum=\"0\" protoname=\"unknown\"><src></src><dst></dst></layer3><layer4 protonum=\"0\" protoname=\"unknown\"></layer4>"),
+    }
+    s.push_str("</meta>");
+}
+
+/// One conntrack in conntrackd's `-x` XML.
+pub fn ct_xml(ct: &Conntrack, external: bool) -> String {
+    let mut s = String::from("<flow>");
+    xml_tuple(&mut s, "original", Some(&ct.orig));
+    let reply = ct.reply_tuple();
+    xml_tuple(&mut s, "reply", (!external).then_some(&reply));
+    s.push_str("<meta direction=\"independent\">");
+    if let Some(st) = state_name(&ct.proto_info) {
+        let _ = write!(s, "<state>{st}</state>");
+    }
+    if ct.mark != 0 {
+        let _ = write!(s, "<mark>{}</mark>", ct.mark);
+    }
+    if ct.zone != 0 {
+        let _ = write!(s, "<zone>{}</zone>", ct.zone);
+    }
+    if ct.status & status::ASSURED != 0 {
+        s.push_str("<assured/>");
+    }
+    if ct.status != 0 && ct.status & status::SEEN_REPLY == 0 {
+        s.push_str("<unreplied/>");
+    }
+    s.push_str("</meta>");
+    if let Some(h) = &ct.helper {
+        let _ = write!(s, "<helper>{h}</helper>");
+    }
+    s.push_str("</flow>");
+    s
+}
+
+/// One expectation in conntrackd's `-x` XML.
+pub fn exp_xml(x: &Expect) -> String {
+    let (n, name) = l3(&x.tuple.src);
+    let mut s = format!("<flow><layer3 protonum=\"{n}\" protoname=\"{name}\">");
+    let _ = write!(
+        s,
+        "<expected><src>{}</src><dst>{}</dst></expected>",
+        x.tuple.src, x.tuple.dst
+    );
+    let _ = write!(
+        s,
+        "<mask><src>{}</src><dst>{}</dst></mask>",
+        x.mask.src, x.mask.dst
+    );
+    let _ = write!(
+        s,
+        "<master><src>{}</src><dst>{}</dst></master></layer3>",
+        x.master.src, x.master.dst
+    );
+    let _ = write!(
+        s,
+        "<layer4 protonum=\"{}\" protoname=\"{}\">",
+        x.tuple.proto,
+        proto_name(x.tuple.proto)
+    );
+    for (tag, t) in [
+        ("expected", &x.tuple),
+        ("mask", &x.mask),
+        ("master", &x.master),
+    ] {
+        if let L4::Ports { src, dst } = t.l4 {
+            let _ = write!(
+                s,
+                "<{tag}><sport>{src}</sport><dport>{dst}</dport></{tag}>"
+            );
+        }
+    }
+    s.push_str("</layer4><meta>");
+    if let Some(h) = &x.helper {
+        let _ = write!(s, "<helper-name>{h}</helper-name>");
+    }
+    let _ = write!(s, "<class>{}</class>", x.class);
+    if x.zone != 0 {
+        let _ = write!(s, "<zone>{}</zone>", x.zone);
+    }
+    s.push_str("</meta></flow>");
+    s
+}
+
+// ===== JSON =====
+
+pub(crate) fn json_str(s: &mut String, v: &str) {
+    s.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+}
+
+fn json_tuple(s: &mut String, t: &Tuple) {
+    let _ = write!(
+        s,
+        "{{\"src\":\"{}\",\"dst\":\"{}\",\"proto\":{}",
+        t.src, t.dst, t.proto
+    );
+    match t.l4 {
+        L4::Ports { src, dst } => {
+            let _ = write!(s, ",\"sport\":{src},\"dport\":{dst}");
+        }
+        L4::Icmp { kind, code, id } => {
+            let _ = write!(s, ",\"type\":{kind},\"code\":{code},\"id\":{id}");
+        }
+        L4::None => {}
+    }
+    s.push('}');
+}
+
+fn json_opt_str(s: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => json_str(s, v),
+        None => s.push_str("null"),
+    }
+}
+
+/// One conntrack as a JSON object (schema in README).
+pub fn ct_json(ct: &Conntrack, active_since: u64) -> String {
+    let mut s = String::from("{\"orig\":");
+    json_tuple(&mut s, &ct.orig);
+    s.push_str(",\"reply\":");
+    json_tuple(&mut s, &ct.reply_tuple());
+    let _ = write!(
+        s,
+        ",\"zone\":{},\"status\":{},\"state\":",
+        ct.zone, ct.status
+    );
+    json_opt_str(&mut s, state_name(&ct.proto_info));
+    let _ = write!(s, ",\"mark\":{},\"helper\":", ct.mark);
+    json_opt_str(&mut s, ct.helper.as_deref());
+    s.push_str(",\"master\":");
+    match &ct.master {
+        Some(m) => json_tuple(&mut s, m),
+        None => s.push_str("null"),
+    }
+    let _ = write!(s, ",\"active_since\":{active_since}}}");
+    s
+}
+
+/// One expectation as a JSON object (schema in README).
+pub fn exp_json(x: &Expect, active_since: u64) -> String {
+    let mut s = String::from("{\"master\":");
+    json_tuple(&mut s, &x.master);
+    s.push_str(",\"tuple\":");
+    json_tuple(&mut s, &x.tuple);
+    s.push_str(",\"mask\":");
+    json_tuple(&mut s, &x.mask);
+    let _ = write!(
+        s,
+        ",\"zone\":{},\"flags\":{},\"class\":{},\"helper\":",
+        x.zone, x.flags, x.class
+    );
+    json_opt_str(&mut s, x.helper.as_deref());
+    let _ = write!(s, ",\"active_since\":{active_since}}}");
+    s
+}
+
+// ===== dumps =====
+
+/// How one cached value renders in each format.
+struct Renderers<'a, V> {
+    plain: &'a dyn Fn(&V) -> String,
+    xml: &'a dyn Fn(&V) -> String,
+    json: &'a dyn Fn(&V, u64) -> String,
+}
+
+/// A whole cache in one format: plain lines with `[expires in]` (ALARM)
+/// and `[active since]`, one XML element per line, or a JSON array.
+fn dump<V: Stored>(
+    c: &Cache<V>,
+    now: Instant,
+    f: Format,
+    expiry: Option<Duration>,
+    r: Renderers<'_, V>,
+) -> String {
+    let mut out = String::new();
+    if f == Format::Json {
+        out.push('[');
+    }
+    for (i, e) in c.iter().enumerate() {
+        let since = now.since(e.since).as_secs();
+        match f {
+            Format::Plain => {
+                out.push_str(&(r.plain)(&e.value));
+                if let Some(life) = expiry {
+                    let left =
+                        life.saturating_sub(now.since(e.updated)).as_secs();
+                    let _ = write!(out, " [expires in {left}s]");
+                }
+                let _ = writeln!(out, " [active since {since}s]");
+            }
+            Format::Xml => {
+                out.push_str(&(r.xml)(&e.value));
+                out.push('\n');
+            }
+            Format::Json => {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&(r.json)(&e.value, since));
+            }
+        }
+    }
+    if f == Format::Json {
+        out.push_str("]\n");
+    }
+    out
+}
+
+/// `-i` / `-e` for conntracks.
+pub fn ct_dump(
+    c: &Cache<Conntrack>,
+    now: Instant,
+    f: Format,
+    external: bool,
+    expiry: Option<Duration>,
+) -> String {
+    let plain = |ct: &Conntrack| ct_line(ct, external);
+    let xml = |ct: &Conntrack| ct_xml(ct, external);
+    dump(
+        c,
+        now,
+        f,
+        expiry,
+        Renderers {
+            plain: &plain,
+            xml: &xml,
+            json: &ct_json,
+        },
+    )
+}
+
+/// `-i expect` / `-e expect`.
+pub fn exp_dump(
+    c: &Cache<Expect>,
+    now: Instant,
+    f: Format,
+    expiry: Option<Duration>,
+) -> String {
+    dump(
+        c,
+        now,
+        f,
+        expiry,
+        Renderers {
+            plain: &exp_line,
+            xml: &exp_xml,
+            json: &exp_json,
+        },
+    )
+}

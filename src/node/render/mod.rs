@@ -1,0 +1,10 @@
+//! Renderings for the control socket: the cache dumps ([`entries`]) and
+//! the statistics views ([`stats`]). Pure.
+
+mod entries;
+mod stats;
+
+pub use entries::{
+    ct_dump, ct_json, ct_line, ct_xml, exp_dump, exp_json, exp_line, exp_xml,
+};
+pub use stats::{LinkView, runtime_text, stats, uptime};

@@ -1,0 +1,398 @@
+//! The `-s` views, in conntrackd 1.4.7's layouts (reference §2.4), and
+//! the one JSON object of `--json`, rendered from a [`Snapshot`]. Pure.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::entries::json_str;
+use crate::cache::CacheStats;
+use crate::control::proto::{Format, StatsView};
+use crate::node::snapshot::{CacheView, Counters, Snapshot};
+use crate::sync::Stats as SyncStats;
+
+/// One dedicated link as the statistics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkView {
+    /// `multicast`, `UDP` or `TCP`.
+    pub kind: &'static str,
+    pub interface: String,
+    /// DOWN, NO-CARRIER or RUNNING.
+    pub status: &'static str,
+    pub active: bool,
+    /// TCP: (server side connected, client side connected).
+    pub tcp: Option<(bool, bool)>,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub pkts_sent: u64,
+    pub pkts_recv: u64,
+    pub err_send: u64,
+    pub err_recv: u64,
+    pub foreign: u64,
+}
+
+/// conntrackd's uptime text: `[N day[s] ]H h M min` or `M min`.
+pub fn uptime(up: Duration) -> String {
+    let mins = up.as_secs() / 60;
+    let (days, hours, mins) = (mins / 1440, mins / 60 % 24, mins % 60);
+    let mut s = String::new();
+    if days > 0 {
+        let plural = if days == 1 { "" } else { "s" };
+        let _ = write!(s, "{days} day{plural} ");
+    }
+    if hours != 0 {
+        let _ = write!(s, "{hours} h {mins} min");
+    } else {
+        let _ = write!(s, "{mins} min");
+    }
+    s
+}
+
+fn cache_block(s: &mut String, name: &str, len: usize, st: &CacheStats) {
+    let _ = write!(
+        s,
+        "cache {name}:\ncurrent active connections:\t{len:12}\nconnections created:\t\t{:12}\tfailed:\t{:12}\nconnections updated:\t\t{:12}\tfailed:\t{:12}\nconnections destroyed:\t\t{:12}\tfailed:\t{:12}\n\n",
+        st.add_ok, st.add_fail, st.upd_ok, st.upd_fail, st.del_ok, st.del_fail
+    );
+}
+
+fn cache_extended(
+    s: &mut String,
+    name: &str,
+    len: usize,
+    bytes: usize,
+    limit: usize,
+    st: &CacheStats,
+) {
+    let _ = write!(
+        s,
+        "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tmemory (bytes)/limit (entries):\t{bytes:12}/{limit:12}\n\n",
+        st.add_ok,
+        st.add_fail,
+        0,
+        st.add_fail_enospc,
+        st.upd_ok,
+        st.upd_fail,
+        st.upd_enoent,
+        st.del_ok,
+        st.del_fail,
+        st.del_enoent
+    );
+}
+
+fn link_header(l: &LinkView) -> String {
+    let kind = if l.kind == "Multicast" {
+        "multicast"
+    } else {
+        l.kind
+    };
+    match l.tcp {
+        Some((server, client)) => {
+            let c = |b: bool| if b { "connected" } else { "disconnected" };
+            format!(
+                "TCP traffic (active device={}) server={} client={}:\n",
+                l.interface,
+                c(server),
+                c(client)
+            )
+        }
+        None => format!("{kind} traffic (active device={}):\n", l.interface),
+    }
+}
+
+fn link_counters(s: &mut String, l: &LinkView) {
+    let _ = write!(
+        s,
+        "{:20} Bytes sent {:20} Bytes recv\n{:20} Pckts sent {:20} Pckts recv\n{:20} Error send {:20} Error recv\n\n",
+        l.bytes_sent,
+        l.bytes_recv,
+        l.pkts_sent,
+        l.pkts_recv,
+        l.err_send,
+        l.err_recv
+    );
+}
+
+fn general(s: &mut String, snap: &Snapshot, expect: bool) {
+    let (ict, iexp, ect, eexp) = (
+        &snap.internal_ct,
+        &snap.internal_exp,
+        &snap.external_ct,
+        &snap.external_exp,
+    );
+    let c = &snap.counters;
+    if snap.internal_disabled {
+        let st = if expect { &iexp.stats } else { &ict.stats };
+        let _ = write!(
+            s,
+            "internal bypass:\nconnections new:\t\t{:12}\nconnections updated:\t\t{:12}\nconnections destroyed:\t\t{:12}\n\n",
+            st.add_ok, st.upd_ok, st.del_ok
+        );
+    } else if expect {
+        cache_block(s, "internal", iexp.len, &iexp.stats);
+    } else {
+        cache_block(s, "internal", ict.len, &ict.stats);
+    }
+    if snap.external_disabled {
+        let _ = write!(
+            s,
+            "external inject:\nconnections created:\t\t{:12}\tfailed:\t{:12}\nconnections updated:\t\t{:12}\tfailed:\t{:12}\nconnections destroyed:\t\t{:12}\tfailed:\t{:12}\n\n",
+            c.inject_ok, c.inject_fail, 0, 0, 0, 0
+        );
+    } else if expect {
+        cache_block(s, "external", eexp.len, &eexp.stats);
+    } else {
+        cache_block(s, "external", ect.len, &ect.stats);
+    }
+    let _ = write!(
+        s,
+        "traffic processed:\n{:20} Bytes      {:20} Pckts\n\n",
+        c.traffic_bytes, c.traffic_packets
+    );
+    if let Some(l) = snap.links.iter().find(|l| l.active) {
+        s.push_str(&link_header(l));
+        link_counters(s, l);
+    }
+    let e = &snap.sync;
+    let _ = write!(
+        s,
+        "message tracking:\n{:20} Malformed msgs {:20} Lost msgs\n\n",
+        e.malformed, e.lost
+    );
+}
+
+fn network(s: &mut String, snap: &Snapshot) {
+    let e = &snap.sync;
+    let _ = write!(
+        s,
+        "network statistics:\n\trecv:\n\t\tMalformed messages:\t{:20}\n\t\tWrong protocol version:\t{:20}\n\t\tMalformed header:\t{:20}\n\t\tMalformed payload:\t{:20}\n\t\tBad message type:\t{:20}\n\t\tTruncated message:\t{:20}\n\t\tBad message size:\t{:20}\n\t\tAuthentication failed:\t{:20}\n\tsend:\n\t\tMalformed messages:\t{:20}\n\nsequence tracking statistics:\n\trecv:\n\t\tPackets lost:\t\t{:20}\n\t\tPackets before:\t\t{:20}\n\n",
+        e.malformed,
+        e.bad_version,
+        e.bad_header,
+        e.malformed - e.bad_version - e.bad_header - e.auth_failed,
+        0,
+        0,
+        0,
+        e.auth_failed,
+        e.too_big,
+        e.lost,
+        e.before
+    );
+    if let Some(l) = snap.links.iter().find(|l| l.active) {
+        s.push_str(&link_header(l));
+        link_counters(s, l);
+    }
+}
+
+/// `-s runtime` from its inputs (also used by a daemon without `Sync`).
+pub fn runtime_text(
+    s: &mut String,
+    up: Duration,
+    c: &Counters,
+    netlink_buffer: usize,
+) {
+    let _ = write!(s, "daemon uptime: {}\n\n", uptime(up));
+    let _ = write!(
+        s,
+        "netlink stats:\n\tevents received:\t{:20}\n\tevents filtered:\t{:20}\n\tevents unknown type:\t\t{:12}\n\tcatch event failed:\t\t{:12}\n\tdump unknown type:\t\t{:12}\n\tnetlink overrun:\t\t{:12}\n\tflush kernel table:\t\t{:12}\n\tresync with kernel table:\t{:12}\n\tcurrent buffer size (in bytes):\t{:12}\n\n",
+        c.events_received,
+        c.events_filtered,
+        c.events_unknown,
+        c.catch_event_failed,
+        0,
+        c.overruns,
+        c.kernel_flushes,
+        c.kernel_resyncs,
+        netlink_buffer
+    );
+    let _ = write!(
+        s,
+        "runtime stats:\n\tchild process failed:\t\t{:12}\n\t\tchild process segfault:\t{:12}\n\t\tchild process termsig:\t{:12}\n\tselect failed:\t\t\t{:12}\n\twait failed:\t\t\t{:12}\n\tlocal read failed:\t\t{:12}\n\tlocal unknown request:\t\t{:12}\n\n",
+        0, 0, 0, 0, 0, c.local_read_failed, c.local_unknown_request
+    );
+}
+
+fn queues(s: &mut String, snap: &Snapshot) {
+    let (tx, rs) = (snap.tx_queue, snap.resend_queue);
+    let e = &snap.sync;
+    let _ = write!(s, "allocated queue nodes:\t\t{:12}\n\n", tx + rs);
+    let limit = snap.tx_queue_limit;
+    let _ = write!(
+        s,
+        "queue txqueue:\ncurrent elements:\t\t{tx:12}\nmaximum elements:\t\t{limit:12}\nnot enough space errors:\t{:12}\n\n",
+        e.tx_queue_full
+    );
+    if snap.mode == crate::config::Mode::FtFw {
+        let max = snap.resend_queue_limit;
+        let _ = write!(
+            s,
+            "queue rsqueue:\ncurrent elements:\t\t{rs:12}\nmaximum elements:\t\t{max:12}\nnot enough space errors:\t{:12}\n\n",
+            e.resend_queue_dropped
+        );
+    }
+}
+
+fn json_cache(s: &mut String, name: &str, c: &CacheView) {
+    let st = &c.stats;
+    let _ = write!(
+        s,
+        "\"{name}\":{{\"active\":{},\"limit\":{},\"bytes\":{},\"created\":{},\"create_failed\":{},\"full\":{},\"updated\":{},\"destroyed\":{},\"destroy_not_found\":{}}}",
+        c.len,
+        c.limit,
+        c.bytes,
+        st.add_ok,
+        st.add_fail,
+        st.add_fail_enospc,
+        st.upd_ok,
+        st.del_ok,
+        st.del_enoent
+    );
+}
+
+fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
+    let _ = write!(
+        s,
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"tx_queue\":{tx},\"resend_queue\":{rs}}}",
+        e.datagrams_sent,
+        e.datagrams_recv,
+        e.msgs_sent,
+        e.msgs_recv,
+        e.malformed,
+        e.bad_version,
+        e.auth_failed,
+        e.lost,
+        e.before,
+        e.retransmitted,
+        e.resend_queue_dropped,
+        e.tx_queue_full,
+        e.peer_restarts
+    );
+}
+
+fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
+    let _ = write!(
+        s,
+        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{}}}",
+        c.events_received,
+        c.events_filtered,
+        c.overruns,
+        c.kernel_flushes,
+        c.kernel_resyncs,
+        c.local_read_failed,
+        c.local_unknown_request,
+        c.commit_ok,
+        c.commit_fail,
+        c.inject_ok,
+        c.inject_fail,
+        c.traffic_bytes,
+        c.traffic_packets
+    );
+}
+
+/// Every statistic as one JSON object (the same for every `-s` view).
+pub fn stats_json(snap: &Snapshot) -> String {
+    let mut s = String::from("{\"caches\":{");
+    json_cache(&mut s, "internal", &snap.internal_ct);
+    s.push(',');
+    json_cache(&mut s, "external", &snap.external_ct);
+    s.push(',');
+    json_cache(&mut s, "internal_expect", &snap.internal_exp);
+    s.push(',');
+    json_cache(&mut s, "external_expect", &snap.external_exp);
+    s.push_str("},");
+    json_sync(&mut s, &snap.sync, snap.tx_queue, snap.resend_queue);
+    s.push_str(",\"links\":[");
+    for (i, l) in snap.links.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{{\"kind\":");
+        json_str(&mut s, l.kind);
+        s.push_str(",\"interface\":");
+        json_str(&mut s, &l.interface);
+        let _ = write!(
+            s,
+            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{}}}",
+            l.status,
+            l.active,
+            l.bytes_sent,
+            l.bytes_recv,
+            l.pkts_sent,
+            l.pkts_recv,
+            l.err_send,
+            l.err_recv,
+            l.foreign
+        );
+    }
+    s.push_str("],");
+    json_counters(
+        &mut s,
+        &snap.counters,
+        snap.uptime.as_secs(),
+        snap.netlink_buffer,
+    );
+    s.push_str("}\n");
+    s
+}
+
+/// Any `-s` view.
+pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
+    if format == Format::Json {
+        return stats_json(snap);
+    }
+    let mut s = String::new();
+    match view {
+        StatsView::General => general(&mut s, snap, false),
+        StatsView::Expect => {
+            if snap.expectations {
+                general(&mut s, snap, true);
+            }
+        }
+        StatsView::Network => network(&mut s, snap),
+        StatsView::Cache => {
+            for (name, c) in [
+                ("internal", &snap.internal_ct),
+                ("external", &snap.external_ct),
+            ] {
+                cache_extended(&mut s, name, c.len, c.bytes, c.limit, &c.stats);
+            }
+        }
+        StatsView::Runtime => runtime_text(
+            &mut s,
+            snap.uptime,
+            &snap.counters,
+            snap.netlink_buffer,
+        ),
+        StatsView::Link => {
+            for l in &snap.links {
+                let kind = if l.kind == "Multicast" {
+                    "multicast"
+                } else {
+                    l.kind
+                };
+                let role = if l.active { "ACTIVE" } else { "BACKUP" };
+                let _ = writeln!(
+                    s,
+                    "{kind} traffic device={} status={} role={role}:",
+                    l.interface, l.status
+                );
+                link_counters(&mut s, l);
+            }
+        }
+        StatsView::RsQueue => {
+            if snap.mode == crate::config::Mode::FtFw {
+                let rs = snap.resend_queue;
+                let _ = writeln!(s, "resent queue (len={rs})");
+                for &(seq, control) in &snap.resend_entries {
+                    if control {
+                        let _ = writeln!(s, "control -> seq:{seq} flags:2");
+                    } else {
+                        let _ = writeln!(s, "object -> seq:{seq}");
+                    }
+                }
+            }
+        }
+        StatsView::Process => {}
+        StatsView::Queue => queues(&mut s, snap),
+    }
+    s
+}

@@ -1,0 +1,78 @@
+//! One plain-data snapshot of everything the statistics show: the
+//! caches' sizes and counters, the daemon's counters, the sync engine's
+//! counters and queues, and the loop's links. The renderers
+//! ([`super::render::stats`]) read nothing else.
+
+use std::time::Duration;
+
+use super::render::LinkView;
+use crate::cache::{Cache, CacheStats, Stored};
+use crate::config::Mode;
+use crate::sync::Stats as SyncStats;
+
+/// Daemon-wide counters (`-s runtime`, `-s`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events_received: u64,
+    pub events_filtered: u64,
+    pub events_unknown: u64,
+    pub catch_event_failed: u64,
+    pub overruns: u64,
+    pub kernel_flushes: u64,
+    pub kernel_resyncs: u64,
+    pub traffic_bytes: u64,
+    pub traffic_packets: u64,
+    pub local_read_failed: u64,
+    pub local_unknown_request: u64,
+    pub commit_ok: u64,
+    pub commit_fail: u64,
+    pub inject_ok: u64,
+    pub inject_fail: u64,
+    /// Kernel jobs that failed as a whole or never ran (queue full).
+    pub jobs_failed: u64,
+}
+
+/// One cache as the statistics show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheView {
+    pub len: usize,
+    pub bytes: usize,
+    pub limit: usize,
+    pub stats: CacheStats,
+}
+
+impl CacheView {
+    pub(crate) fn of<V: Stored>(c: &Cache<V>) -> CacheView {
+        CacheView {
+            len: c.len(),
+            bytes: c.bytes(),
+            limit: c.limit(),
+            stats: c.stats,
+        }
+    }
+}
+
+/// Everything `-s` can show, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub uptime: Duration,
+    pub mode: Mode,
+    pub internal_ct: CacheView,
+    pub internal_exp: CacheView,
+    pub external_ct: CacheView,
+    pub external_exp: CacheView,
+    pub internal_disabled: bool,
+    pub external_disabled: bool,
+    pub expectations: bool,
+    pub counters: Counters,
+    pub sync: SyncStats,
+    pub tx_queue: usize,
+    pub tx_queue_limit: usize,
+    pub resend_queue: usize,
+    pub resend_queue_limit: usize,
+    /// The resend queue's entries as (sequence number, is control), filled
+    /// only for `-s rsqueue`.
+    pub resend_entries: Vec<(u32, bool)>,
+    pub links: Vec<LinkView>,
+    pub netlink_buffer: usize,
+}

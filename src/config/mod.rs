@@ -1,9 +1,10 @@
 //! Typed configuration in conntrackd.conf syntax (conntrack-tools 1.4.x).
 //!
 //! Owns: the [`Config`] value with conntrackd 1.4.7's defaults, the parser
-//! entry point [`parse`], and the diagnostics it produces. Pure: the caller
-//! reads the file and passes its text in; nothing here touches the file
-//! system, sockets or clocks.
+//! entry point [`parse`], and the diagnostics it produces (the grammar is
+//! in `parser`; what is accepted but not acted on yet, in `unsupported`).
+//! Pure: the caller reads the file and passes its text in; nothing here
+//! touches the file system, sockets or clocks.
 //!
 //! Grammar and defaults follow conntrackd 1.4.7's actual parser where its
 //! man page is wrong (e.g. `DisableExternalCache` is not accepted inside
@@ -13,6 +14,7 @@
 
 mod lexer;
 mod parser;
+mod unsupported;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 
 pub use lexer::Pos;
 pub use parser::parse;
+pub use unsupported::not_implemented;
 
 /// Interface names are at most IFNAMSIZ-1 = 15 bytes on Linux.
 pub type IfName = heapless::String<15>;
@@ -357,38 +360,6 @@ impl Sync {
 pub struct Stats {
     pub log_file: LogTarget,
     pub syslog: Option<Facility>,
-}
-
-/// Features the configuration asks for that this build does not provide
-/// yet. The daemon logs one warning per entry at start, so nothing the
-/// user wrote is silently ignored.
-pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if cfg.helper_section {
-        out.push("Helper: user-space conntrack helpers are not implemented");
-    }
-    if cfg.stats.is_some() {
-        out.push("Stats: the flow-logger mode is not implemented");
-    }
-    if cfg.general.poll_secs.is_some() {
-        out.push(
-            "PollSecs: polling mode is not implemented (event mode is used)",
-        );
-    }
-    if cfg.general.filter.from_kernelspace {
-        out.push("Filter From Kernelspace: filtering runs in user space");
-    }
-    if cfg.general.scheduler.is_some() {
-        out.push("Scheduler: real-time scheduling is not implemented");
-    }
-    if cfg
-        .sync
-        .as_ref()
-        .is_some_and(|s| s.channels.iter().any(|c| !c.checksum))
-    {
-        out.push("Checksum off: UDP checksums stay on");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,171 @@
+//! One dedicated link: `Multicast|UDP|TCP [Default] { … }`, its clauses
+//! per transport and the checks that make it a usable [`Transport`].
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{Parser, Result};
+use crate::config::lexer::{Pos, Tok};
+use crate::config::{Channel, IfName, Transport};
+
+const MCAST: &[&str] = &[
+    "IPv4_address",
+    "IPv6_address",
+    "IPv4_interface",
+    "IPv6_interface",
+    "Interface",
+    "Group",
+    "SndSocketBuffer",
+    "RcvSocketBuffer",
+    "Checksum",
+];
+const UDP: &[&str] = &[
+    "IPv4_address",
+    "IPv6_address",
+    "IPv4_Destination_Address",
+    "IPv6_Destination_Address",
+    "Port",
+    "Interface",
+    "SndSocketBuffer",
+    "RcvSocketBuffer",
+    "Checksum",
+];
+const TCP: &[&str] = &[
+    "IPv4_address",
+    "IPv6_address",
+    "IPv4_Destination_Address",
+    "IPv6_Destination_Address",
+    "Port",
+    "Interface",
+    "SndSocketBuffer",
+    "RcvSocketBuffer",
+    "Checksum",
+    "ErrorQueueLength",
+];
+
+impl<'a> Parser<'a> {
+    pub(super) fn channel(
+        &mut self,
+        kind: &'static str,
+        pos: Pos,
+    ) -> Result<()> {
+        let mut default = false;
+        if let (Tok::Word("Default"), _) = self.peek() {
+            self.next();
+            default = true;
+        }
+        let keywords = match kind {
+            "Multicast" => MCAST,
+            "UDP" => UDP,
+            _ => TCP,
+        };
+        let mut interface: Option<IfName> = None;
+        let mut addr: Option<IpAddr> = None;
+        let mut dest: Option<IpAddr> = None;
+        let mut mcast_if: Option<Ipv4Addr> = None;
+        let mut port: Option<u16> = None;
+        let mut snd = 0;
+        let mut rcv = 0;
+        let mut checksum = true;
+        let mut error_queue = None;
+        self.block(kind, keywords, |p, kw, kpos| {
+            match (kind, kw) {
+                (_, "IPv4_address") => addr = Some(IpAddr::V4(p.ipv4()?)),
+                (_, "IPv6_address") => addr = Some(IpAddr::V6(p.ipv6()?)),
+                ("Multicast", "IPv4_interface") => mcast_if = Some(p.ipv4()?),
+                ("Multicast", "IPv6_interface") => {
+                    p.ipv6()?;
+                    p.warn(kpos, "`IPv6_interface' not required, ignoring");
+                }
+                ("Multicast", "Group") => port = Some(p.port()?),
+                ("Multicast", "Backlog") => {
+                    p.number()?;
+                    p.warn(kpos, "`Backlog' option inside Multicast clause is obsolete. Please, remove it from conntrackd.conf");
+                }
+                ("Multicast", "McastSndSocketBuffer") => snd = p.number()?,
+                ("Multicast", "McastRcvSocketBuffer") => rcv = p.number()?,
+                ("UDP" | "TCP", "IPv4_Destination_Address") => {
+                    dest = Some(IpAddr::V4(p.ipv4()?));
+                }
+                ("UDP" | "TCP", "IPv6_Destination_Address") => {
+                    dest = Some(IpAddr::V6(p.ipv6()?));
+                }
+                ("UDP" | "TCP", "Port") => port = Some(p.port()?),
+                ("TCP", "ErrorQueueLength") => error_queue = Some(p.number()?),
+                (_, "Interface") => interface = Some(p.ifname()?),
+                (_, "SndSocketBuffer") => snd = p.number()?,
+                (_, "RcvSocketBuffer") => rcv = p.number()?,
+                (_, "Checksum") => checksum = p.boolean()?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+
+        let need = |p: &Self, what: &str| {
+            p.err(pos, format!("the {kind} block needs `{what}'"))
+        };
+        let interface = interface.ok_or_else(|| need(self, "Interface"))?;
+        let port = match port {
+            Some(n) if n > 0 => n,
+            _ => {
+                return Err(need(
+                    self,
+                    if kind == "Multicast" { "Group" } else { "Port" },
+                ));
+            }
+        };
+        let transport = if kind == "Multicast" {
+            let group =
+                addr.ok_or_else(|| need(self, "IPv4_address or IPv6_address"))?;
+            if !group.is_multicast() {
+                return Err(self.err(pos, format!("the Multicast block's address {group} is not a multicast group")));
+            }
+            if group.is_ipv6() && mcast_if.is_some() {
+                self.warn(pos, "your multicast address is IPv6 but is binded to an IPv4 interface? Surely this is not what you want");
+            }
+            Transport::Multicast {
+                group,
+                ipv4_interface: mcast_if,
+                port,
+            }
+        } else {
+            let dest = dest.ok_or_else(|| {
+                need(
+                    self,
+                    "IPv4_Destination_Address or IPv6_Destination_Address",
+                )
+            })?;
+            if let Some(local) = addr
+                && local.is_ipv4() != dest.is_ipv4()
+            {
+                return Err(self.err(pos, format!("the {kind} block mixes an IPv4 and an IPv6 address ({local}, {dest})")));
+            }
+            if kind == "UDP" {
+                Transport::Udp {
+                    local: addr,
+                    dest,
+                    port,
+                }
+            } else {
+                Transport::Tcp {
+                    local: addr,
+                    dest,
+                    port,
+                }
+            }
+        };
+        let s = self.sync_mut();
+        if let Some(n) = error_queue {
+            s.error_queue_length = if n == 0 { 128 } else { n };
+        }
+        s.channels.push(Channel {
+            transport,
+            default,
+            interface,
+            snd_buffer: snd,
+            rcv_buffer: rcv,
+            checksum,
+        });
+        self.channel_pos.push(pos);
+        Ok(())
+    }
+}

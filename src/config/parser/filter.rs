@@ -1,0 +1,172 @@
+//! `Filter [From Userspace|Kernelspace] { Protocol … Address … State … }`:
+//! the protocol, address and TCP state lists, and how repeated clauses
+//! accumulate into one rule per type (also used by the obsolete
+//! top-level `IgnoreProtocol` and `IgnoreTrafficFor`).
+
+use super::values::{parse_cidr, protocol_number, tcp_state};
+use super::{Parser, Result};
+use crate::config::lexer::Tok;
+use crate::config::{Cidr, Logic, Rule, TcpState};
+
+const FILTER: &[&str] = &["Protocol", "Address", "State"];
+
+impl<'a> Parser<'a> {
+    pub(super) fn filter(&mut self) -> Result<()> {
+        if let (Tok::Word("From"), _) = self.peek() {
+            self.next();
+            self.cfg.general.filter.from_kernelspace =
+                match self.word("Userspace or Kernelspace")? {
+                    ("Userspace", _) => false,
+                    ("Kernelspace", _) => true,
+                    (w, p) => {
+                        return Err(self.found(
+                            Tok::Word(w),
+                            p,
+                            "Userspace or Kernelspace",
+                        ));
+                    }
+                };
+        }
+        self.block("Filter", FILTER, |p, kw, _| {
+            match kw {
+                "Protocol" => {
+                    let logic = p.logic()?;
+                    let items = p.protocol_list("Protocol")?;
+                    add_rule(&mut p.cfg.general.filter.protocol, logic, items);
+                }
+                "Address" => {
+                    let logic = p.logic()?;
+                    let items = p.address_list("Address")?;
+                    add_rule(&mut p.cfg.general.filter.address, logic, items);
+                }
+                "State" => {
+                    let logic = p.logic()?;
+                    let items = p.state_list()?;
+                    add_rule(&mut p.cfg.general.filter.state, logic, items);
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })
+    }
+
+    /// `{ tcp udp 132 … }`: names from a built-in /etc/protocols subset, or
+    /// numbers. Unknown names warn and are ignored, as in conntrackd.
+    pub(super) fn protocol_list(&mut self, name: &str) -> Result<Vec<u8>> {
+        let open = self.open(&format!("the {name} list"))?;
+        let mut out = Vec::new();
+        loop {
+            match self.next() {
+                (Tok::Close, _) => return Ok(out),
+                (Tok::Word(w), p) => {
+                    let w = w.trim_end_matches(',');
+                    match protocol_number(w) {
+                        Some(n) if !out.contains(&n) => out.push(n),
+                        Some(_) => {}
+                        None => self.warn(
+                            p,
+                            format!("unknown protocol `{w}', ignoring"),
+                        ),
+                    }
+                }
+                (t, p) => {
+                    return Err(self.found(t, p, &format!("a protocol name or `}}' closing the list opened at {open}")));
+                }
+            }
+        }
+    }
+
+    /// `{ IPv4_address 10.0.0.0/8 IPv6_address ::1 … }`.
+    pub(super) fn address_list(&mut self, name: &str) -> Result<Vec<Cidr>> {
+        let mut out = Vec::new();
+        self.block(name, &["IPv4_address", "IPv6_address"], |p, kw, _| {
+            let v6 = match kw {
+                "IPv4_address" => false,
+                "IPv6_address" => true,
+                _ => return Ok(false),
+            };
+            let (w, wp) = p.word(if v6 {
+                "an IPv6 address"
+            } else {
+                "an IPv4 address"
+            })?;
+            let w = w.trim_end_matches(',');
+            match parse_cidr(w, v6) {
+                Ok(c) if out.contains(&c) => {
+                    p.warn(
+                        wp,
+                        format!("IP {w} is repeated in the ignore pool"),
+                    );
+                }
+                Ok(c) => out.push(c),
+                Err(msg) => p.warn(wp, msg),
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// `{ ESTABLISHED CLOSED … for TCP … }`.
+    fn state_list(&mut self) -> Result<Vec<TcpState>> {
+        let open = self.open("the State list")?;
+        let mut out = Vec::new();
+        let mut pending = false;
+        loop {
+            match self.next() {
+                (Tok::Close, p) => {
+                    if pending {
+                        return Err(self.found(
+                            Tok::Close,
+                            p,
+                            "`for TCP' after the states",
+                        ));
+                    }
+                    return Ok(out);
+                }
+                (Tok::Word("for"), _) => {
+                    match self.word("TCP")? {
+                        (w, _) if w.eq_ignore_ascii_case("tcp") => {}
+                        (w, p) => {
+                            return Err(self.found(
+                                Tok::Word(w),
+                                p,
+                                "TCP (states exist for TCP only)",
+                            ));
+                        }
+                    }
+                    pending = false;
+                }
+                (Tok::Word(w), p) => {
+                    let w = w.trim_end_matches(',');
+                    let s = tcp_state(w).ok_or_else(|| {
+                        self.found(Tok::Word(w), p, "a TCP state (SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSED, LISTEN) or `for'")
+                    })?;
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                    pending = true;
+                }
+                (t, p) => {
+                    return Err(self.found(t, p, &format!("a TCP state or `}}' closing the list opened at {open}")));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn add_rule<T: PartialEq>(
+    slot: &mut Option<Rule<T>>,
+    logic: Logic,
+    items: Vec<T>,
+) {
+    let rule = slot.get_or_insert(Rule {
+        logic,
+        items: Vec::new(),
+    });
+    rule.logic = logic;
+    for i in items {
+        if !rule.items.contains(&i) {
+            rule.items.push(i);
+        }
+    }
+}

@@ -3,13 +3,12 @@
 //! event socket stays with the loop; the others go to the
 //! [`super::worker`].
 
-use std::io;
-
 use crate::config::Config;
 use crate::kernel::commit::CommitRules;
 use crate::kernel::origin::{Origin, Origins};
 use crate::kernel::socket::{CtSocket, EventSocket};
 
+use super::Error;
 use super::worker::JobSockets;
 
 /// What the loop keeps: the event socket and who is who among our ports.
@@ -21,13 +20,9 @@ pub(crate) struct Events {
 /// Opens every handle.
 ///
 /// # Errors
-/// conntrackd's "can't open netlink handler" text.
-pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), String> {
-    let err = |e: io::Error| {
-        format!(
-            "can't open netlink handler: {e} (no ctnetlink kernel support?)"
-        )
-    };
+/// [`Error::Netlink`] (conntrackd's "can't open netlink handler").
+pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), Error> {
+    let err = Error::Netlink;
     let sync = cfg.sync.clone().unwrap_or_default();
     let g = &cfg.general;
     let socket = EventSocket::open(

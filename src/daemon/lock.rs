@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::process::{Pid, test_kill_process};
 
+use super::Error;
+
 /// A held lock file; removed by [`LockFile::release`].
 #[derive(Debug)]
 pub struct LockFile {
@@ -25,7 +27,7 @@ impl LockFile {
     /// The message to log: conntrackd's text when the file exists and its
     /// owner runs (or cannot be identified), a clear "stale" report when
     /// the recorded pid is gone.
-    pub fn acquire(path: &Path) -> Result<LockFile, String> {
+    pub fn acquire(path: &Path) -> Result<LockFile, Error> {
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -42,9 +44,10 @@ impl LockFile {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 Err(describe_existing(path))
             }
-            Err(e) => {
-                Err(format!("can't create lockfile `{}': {e}", path.display()))
-            }
+            Err(source) => Err(Error::Lock {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -54,22 +57,17 @@ impl LockFile {
     }
 }
 
-fn describe_existing(path: &Path) -> String {
+fn describe_existing(path: &Path) -> Error {
     let owner = fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .and_then(Pid::from_raw);
-    match owner {
-        Some(pid) if test_kill_process(pid).is_err() => format!(
-            "lockfile `{}' is stale: the daemon that created it (pid={}) is \
-             not running; it probably crashed. Remove the file to start",
-            path.display(),
-            pid.as_raw_nonzero()
-        ),
-        _ => format!(
-            "lockfile `{}' exists, perhaps ctsyncd already running?",
-            path.display()
-        ),
+    let stale_pid = owner
+        .filter(|&pid| test_kill_process(pid).is_err())
+        .map(|pid| pid.as_raw_nonzero().get());
+    Error::LockHeld {
+        path: path.to_path_buf(),
+        stale_pid,
     }
 }
 
@@ -88,7 +86,7 @@ mod test {
     fn second_acquire_is_refused_until_release() {
         let p = tmp("a");
         let lock = LockFile::acquire(&p).unwrap();
-        let err = LockFile::acquire(&p).unwrap_err();
+        let err = LockFile::acquire(&p).unwrap_err().to_string();
         assert!(
             err.contains("exists, perhaps ctsyncd already running?"),
             "{err}"
@@ -103,7 +101,7 @@ mod test {
         let p = tmp("b");
         // pid_max is at most 2^22 on Linux, so this pid cannot exist.
         fs::write(&p, "2147483000\n").unwrap();
-        let err = LockFile::acquire(&p).unwrap_err();
+        let err = LockFile::acquire(&p).unwrap_err().to_string();
         assert!(err.contains("is stale"), "{err}");
         assert!(err.contains("pid=2147483000"), "{err}");
         let _ = fs::remove_file(&p);

@@ -25,6 +25,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod background;
+mod error;
 mod kernel;
 mod lock;
 mod replicator;
@@ -43,6 +44,7 @@ use smol::stream::StreamExt;
 use smol::{Async, LocalExecutor};
 
 pub use background::{is_child, new_session, spawn_and_wait};
+pub use error::{Error, errno_name};
 use lock::LockFile;
 pub use runtime::{Runtime, uptime};
 
@@ -82,7 +84,7 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
     let signals = match Signals::new([Signal::Term, Signal::Int]) {
         Ok(s) => s,
         Err(e) => {
-            error!("can't install signal handlers: {e}");
+            error!("{}", Error::Signals(e));
             return ExitCode::FAILURE;
         }
     };
@@ -136,10 +138,11 @@ async fn serve(
     cfg: &Config,
     signals: Signals,
     background: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let path = &cfg.general.unix_path;
-    let listener = server::bind(path).map_err(|e| {
-        format!("can't open unix socket! ({}: {e})", path.display())
+    let listener = server::bind(path).map_err(|source| Error::UnixSocket {
+        path: path.clone(),
+        source,
     })?;
     let clock = Clock(Instant::now());
     let mut rep = match &cfg.sync {

@@ -25,7 +25,7 @@ use smol::{Async, LocalExecutor, Timer};
 
 use super::kernel::{self, Events};
 use super::worker::{self, Worker};
-use super::{Clock, Event};
+use super::{Clock, Error, Event};
 use crate::channel::Channels;
 use crate::config::Config;
 use crate::control::proto::{Reply, Request};
@@ -82,12 +82,12 @@ impl Replicator {
     pub(crate) fn start(
         cfg: &Config,
         clock: Clock,
-    ) -> Result<Replicator, String> {
-        let sync = cfg.sync.as_ref().ok_or("no Sync section")?;
+    ) -> Result<Replicator, Error> {
+        let sync = cfg.sync.as_ref().ok_or(Error::NoSync)?;
         let (events, sockets) = kernel::open(cfg)?;
-        let worker = Worker::start(sockets)
-            .map_err(|e| format!("can't start the kernel worker: {e}"))?;
-        let channels = Channels::open(sync).map_err(|e| e.to_string())?;
+        let worker =
+            Worker::start(sockets).map_err(|e| Error::Worker(Some(e)))?;
+        let channels = Channels::open(sync).map_err(Error::Link)?;
         let mut session = [0u8; 4];
         let _ = rustix::rand::getrandom(
             &mut session,
@@ -117,14 +117,14 @@ impl Replicator {
     }
 
     /// Runs the start-up jobs to their end before the daemon is ready.
-    fn start_up(&mut self, clock: Clock, out: Outbox) -> Result<(), String> {
+    fn start_up(&mut self, clock: Clock, out: Outbox) -> Result<(), Error> {
         let mut out = out;
         let mut pending = 0usize;
         loop {
             for job in std::mem::take(&mut out.jobs) {
-                self.worker.submit(job).map_err(|c| {
-                    format!("can't get kernel conntrack table: {:?}", c.done)
-                })?;
+                self.worker
+                    .submit(job)
+                    .map_err(|c| Error::KernelTable(format!("{:?}", c.done)))?;
                 pending += 1;
             }
             self.emit(out);
@@ -135,12 +135,12 @@ impl Replicator {
                 .worker
                 .done
                 .recv_blocking()
-                .map_err(|_| "the kernel worker died".to_string())?;
+                .map_err(|_| Error::Worker(None))?;
             if worker::is_final(&c.done) {
                 pending -= 1;
             }
             if let crate::node::Done::Failed(why) = &c.done {
-                return Err(format!("can't get kernel conntrack table: {why}"));
+                return Err(Error::KernelTable(why.clone()));
             }
             out = self.node.handle(clock.now(), Input::Job(c));
         }

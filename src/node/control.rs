@@ -182,14 +182,13 @@ impl Node {
             );
         }
         // Any of these cancels a pending -t purge (conntrackd 1.4.6+).
+        // Only ever the caches, whatever the mode: with DisableInternalCache
+        // conntrackd's `-f` flushes the kernel table, so the notify script's
+        // `-c; -f` deletes what it has just committed (README, differences).
         self.purge_at = None;
-        let mut kernel = None;
         match sel {
             CacheSel::All => {
                 self.out.log(Info, "flushing caches");
-                if self.internal_disabled() {
-                    kernel = Some((true, self.expectations()));
-                }
                 self.internal_ct.flush();
                 self.internal_exp.flush();
                 self.external_ct.flush();
@@ -197,9 +196,6 @@ impl Node {
             }
             CacheSel::Internal => {
                 self.out.log(Info, "flushing internal cache");
-                if self.internal_disabled() {
-                    kernel = Some((true, false));
-                }
                 self.internal_ct.flush();
             }
             CacheSel::External => {
@@ -207,11 +203,7 @@ impl Node {
                 self.external_ct.flush();
             }
         }
-        match kernel {
-            // The client is answered when the kernel is flushed.
-            Some((ct, exp)) => self.flush_kernel(Some(client), ct, exp),
-            None => self.done(client, Status::Ok),
-        }
+        self.done(client, Status::Ok);
     }
 
     fn commit_start(&mut self, now: Instant, client: ClientId, target: Target) {

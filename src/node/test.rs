@@ -715,3 +715,20 @@ fn statistics_views() {
     assert!(j.contains("\"links\":[{\"kind\":\"UDP\",\"interface\":\"sync0\",\"status\":\"RUNNING\",\"active\":true,"));
     assert!(j.ends_with("}\n"));
 }
+
+#[test]
+fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
+    // The notify script runs `-c` then `-f`: a kernel flush here would
+    // delete what the commit just created.
+    let c = cfg(
+        "",
+        "NOTRACK { DisableInternalCache On }",
+        "ExpectationSync On",
+    );
+    let mut fw = node(c, 1);
+    for sel in [CacheSel::All, CacheSel::Internal, CacheSel::External] {
+        let o = fw.control(Instant(0), Request::FlushCache(sel));
+        assert!(o.actions.is_empty(), "{sel:?}: {:?}", o.actions);
+        assert_eq!(o.replies, vec![Reply::Done(Status::Ok)]);
+    }
+}

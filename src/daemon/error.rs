@@ -1,0 +1,169 @@
+//! Why the daemon could not start or had to stop: one typed error whose
+//! `Display` is the line the log gets (conntrackd's text where conntrackd
+//! has one), and errno names for the kernel's answers.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// A start-up or run-time failure of the daemon.
+#[derive(Debug)]
+pub enum Error {
+    /// The lock file exists (`stale_pid`: its recorded owner is gone).
+    LockHeld {
+        path: PathBuf,
+        stale_pid: Option<i32>,
+    },
+    /// The lock file could not be created.
+    Lock {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Signals(io::Error),
+    /// The control socket could not be bound.
+    UnixSocket {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// A ctnetlink socket could not be opened.
+    Netlink(io::Error),
+    /// The kernel worker thread could not be started, or died.
+    Worker(Option<io::Error>),
+    /// A dedicated link could not be opened.
+    Link(io::Error),
+    /// The start-up dump of the kernel table failed.
+    KernelTable(String),
+    /// No `Sync` section where one is needed.
+    NoSync,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::LockHeld {
+                path,
+                stale_pid: Some(pid),
+            } => write!(
+                f,
+                "lockfile `{}' is stale: the daemon that created it (pid={pid}) is \
+                 not running; it probably crashed. Remove the file to start",
+                path.display()
+            ),
+            Error::LockHeld {
+                path,
+                stale_pid: None,
+            } => write!(
+                f,
+                "lockfile `{}' exists, perhaps ctsyncd already running?",
+                path.display()
+            ),
+            Error::Lock { path, source } => {
+                write!(
+                    f,
+                    "can't create lockfile `{}': {source}",
+                    path.display()
+                )
+            }
+            Error::Signals(e) => {
+                write!(f, "can't install signal handlers: {e}")
+            }
+            Error::UnixSocket { path, source } => write!(
+                f,
+                "can't open unix socket! ({}: {source})",
+                path.display()
+            ),
+            Error::Netlink(e) => write!(
+                f,
+                "can't open netlink handler: {e} (no ctnetlink kernel support?)"
+            ),
+            Error::Worker(Some(e)) => {
+                write!(f, "can't start the kernel worker: {e}")
+            }
+            Error::Worker(None) => write!(f, "the kernel worker died"),
+            Error::Link(e) => write!(f, "{e}"),
+            Error::KernelTable(why) => {
+                write!(f, "can't get kernel conntrack table: {why}")
+            }
+            Error::NoSync => write!(f, "no Sync section"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Lock { source, .. } | Error::UnixSocket { source, .. } => {
+                Some(source)
+            }
+            Error::Signals(e)
+            | Error::Netlink(e)
+            | Error::Link(e)
+            | Error::Worker(Some(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The symbolic name of an errno the kernel answers ctnetlink requests
+/// with (`EEXIST`, `ENOENT` …), for counters and debug logs; the number
+/// itself for others. Built from the platform's constants, so it is right
+/// on MIPS too, where the numbers differ from x86's.
+pub fn errno_name(errno: i32) -> String {
+    use rustix::io::Errno;
+    let known = [
+        (Errno::PERM, "EPERM"),
+        (Errno::NOENT, "ENOENT"),
+        (Errno::INTR, "EINTR"),
+        (Errno::IO, "EIO"),
+        (Errno::AGAIN, "EAGAIN"),
+        (Errno::NOMEM, "ENOMEM"),
+        (Errno::BUSY, "EBUSY"),
+        (Errno::EXIST, "EEXIST"),
+        (Errno::INVAL, "EINVAL"),
+        (Errno::NOSPC, "ENOSPC"),
+        (Errno::OPNOTSUPP, "EOPNOTSUPP"),
+        (Errno::NOBUFS, "ENOBUFS"),
+        (Errno::TIMEDOUT, "ETIMEDOUT"),
+        (Errno::CONNREFUSED, "ECONNREFUSED"),
+        (Errno::INPROGRESS, "EINPROGRESS"),
+    ];
+    known
+        .iter()
+        .find(|(e, _)| e.raw_os_error() == errno)
+        .map_or_else(|| errno.to_string(), |(_, n)| (*n).to_string())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn errno_names_come_from_the_platform() {
+        let exist = rustix::io::Errno::EXIST.raw_os_error();
+        assert_eq!(errno_name(exist), "EEXIST");
+        assert_eq!(
+            errno_name(rustix::io::Errno::NOBUFS.raw_os_error()),
+            "ENOBUFS"
+        );
+        assert_eq!(errno_name(100_000), "100000");
+    }
+
+    #[test]
+    fn messages_keep_conntrackd_texts() {
+        let e = Error::UnixSocket {
+            path: "/var/run/x.ctl".into(),
+            source: io::Error::from_raw_os_error(
+                rustix::io::Errno::ACCESS.raw_os_error(),
+            ),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("can't open unix socket! (/var/run/x.ctl: ")
+        );
+        let e = Error::Netlink(io::Error::from_raw_os_error(
+            rustix::io::Errno::PERM.raw_os_error(),
+        ));
+        assert!(e.to_string().starts_with("can't open netlink handler: "));
+        assert!(e.to_string().ends_with("(no ctnetlink kernel support?)"));
+    }
+}

@@ -35,7 +35,7 @@ use crate::config::Mode;
 use crate::model::{Conntrack, Expect};
 use crate::time::Instant;
 use crate::wire::{
-    self, Authenticator, CtKey, ExpKey, Header, Msg, Writer, flag,
+    self, Authenticator, CtKey, ExpKey, Header, Msg, Seq, Writer, flag,
 };
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
@@ -131,9 +131,9 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 struct Peer {
     session: u32,
-    next: Option<u32>,
+    next: Option<Seq>,
     /// First sequence number of the run not yet acknowledged.
-    ack_from: Option<u32>,
+    ack_from: Option<Seq>,
     window: u32,
     heard: Instant,
 }
@@ -149,14 +149,14 @@ enum Sent {
 pub struct Engine {
     p: Params,
     auth: Option<Box<dyn Authenticator>>,
-    next_seq: u32,
+    next_seq: Seq,
     /// Keys waiting to be sent, in order, with "new" flags.
     tx: VecDeque<Key>,
     queued: HashMap<Key, bool>,
     resync_pending: bool,
     control: VecDeque<Msg>,
     /// FT-FW: sent and not yet acknowledged.
-    rs: VecDeque<(u32, Sent, Instant)>,
+    rs: VecDeque<(Seq, Sent, Instant)>,
     peers: HashMap<u64, Peer>,
     /// Until a HELLO_BACK arrives every datagram says HELLO.
     say_hello: bool,
@@ -170,21 +170,11 @@ pub struct Engine {
     version_warned: bool,
 }
 
-// ===== sequence arithmetic (wrap-aware, as TCP) =====
-
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-fn in_range(s: u32, from: u32, to: u32) -> bool {
-    !before(s, from) && !before(to, s)
-}
-
 impl Engine {
     pub fn new(p: Params, now: Instant) -> Engine {
         Engine {
             // Start from the session id, as conntrackd starts from time().
-            next_seq: p.session,
+            next_seq: Seq(p.session),
             p,
             auth: None,
             tx: VecDeque::new(),
@@ -224,7 +214,7 @@ impl Engine {
     }
 
     /// The resend queue's sequence numbers (for `-s rsqueue`).
-    pub fn resend_queue(&self) -> impl Iterator<Item = (u32, bool)> + '_ {
+    pub fn resend_queue(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
         self.rs
             .iter()
             .map(|(s, sent, _)| (*s, matches!(sent, Sent::Resync)))
@@ -337,7 +327,7 @@ impl Engine {
             self.stats.msgs_recv += 1;
             if msg.is_data() {
                 let s = seq;
-                seq = seq.wrapping_add(1);
+                seq = seq.next();
                 if self.accept_data(peer, s) {
                     self.apply(msg, src);
                 }
@@ -382,7 +372,7 @@ impl Engine {
     }
 
     /// Sequence tracking of one data message; true to apply it.
-    fn accept_data(&mut self, id: u64, s: u32) -> bool {
+    fn accept_data(&mut self, id: u64, s: Seq) -> bool {
         if self.p.mode == Mode::Alarm {
             // ALARM does no sequence tracking (as conntrackd): the next
             // refresh heals whatever a late or lost message got wrong.
@@ -395,21 +385,21 @@ impl Engine {
         };
         match p.next {
             Some(next) if s == next => {}
-            Some(next) if before(s, next) => {
+            Some(next) if s < next => {
                 self.stats.before += 1;
                 // NOTRACK applies late messages, as conntrackd does; FT-FW
                 // drops them (they are resent with new numbers).
                 return !ftfw;
             }
             Some(next) => {
-                self.stats.lost += u64::from(s.wrapping_sub(next));
+                self.stats.lost += u64::from(s - next);
                 if ftfw {
                     if let Some(from) = p.ack_from.take() {
                         push_bounded(
                             &mut self.control,
                             Msg::Ack {
                                 from,
-                                to: next.wrapping_sub(1),
+                                to: next.prev(),
                             },
                         );
                     }
@@ -417,7 +407,7 @@ impl Engine {
                         &mut self.control,
                         Msg::Nack {
                             from: next,
-                            to: s.wrapping_sub(1),
+                            to: s.prev(),
                         },
                     );
                     p.window = ack_window;
@@ -425,7 +415,7 @@ impl Engine {
             }
             None => {}
         }
-        p.next = Some(s.wrapping_add(1));
+        p.next = Some(s.next());
         if ftfw {
             p.ack_from.get_or_insert(s);
             p.window = p.window.saturating_sub(1);
@@ -442,26 +432,26 @@ impl Engine {
     fn control_msg(&mut self, now: Instant, id: u64, msg: Msg) {
         match msg {
             Msg::Ack { from, to } if self.p.mode == Mode::FtFw => {
-                self.rs.retain(|(s, _, _)| !in_range(*s, from, to));
+                self.rs.retain(|(s, _, _)| !s.in_range(from, to));
             }
             Msg::Nack { from, to } if self.p.mode == Mode::FtFw => {
-                self.resend(|s, _| in_range(s, from, to));
+                self.resend(|s, _| s.in_range(from, to));
             }
             Msg::Alive { next } => {
                 // Tail loss: messages up to `next` were sent and not seen.
                 let ftfw = self.p.mode == Mode::FtFw;
                 if let Some(p) = self.peers.get_mut(&id)
                     && let Some(expected) = p.next
-                    && before(expected, next)
+                    && expected < next
                 {
-                    self.stats.lost += u64::from(next.wrapping_sub(expected));
+                    self.stats.lost += u64::from(next - expected);
                     if ftfw {
                         if let Some(from) = p.ack_from.take() {
                             push_bounded(
                                 &mut self.control,
                                 Msg::Ack {
                                     from,
-                                    to: expected.wrapping_sub(1),
+                                    to: expected.prev(),
                                 },
                             );
                         }
@@ -469,7 +459,7 @@ impl Engine {
                             &mut self.control,
                             Msg::Nack {
                                 from: expected,
-                                to: next.wrapping_sub(1),
+                                to: next.prev(),
                             },
                         );
                     }
@@ -484,7 +474,7 @@ impl Engine {
     }
 
     /// Moves matching resend-queue entries back to the transmit queue.
-    fn resend(&mut self, mut pick: impl FnMut(u32, Instant) -> bool) {
+    fn resend(&mut self, mut pick: impl FnMut(Seq, Instant) -> bool) {
         let mut keep = VecDeque::with_capacity(self.rs.len());
         let mut again = Vec::new();
         for (s, sent, at) in self.rs.drain(..) {
@@ -567,7 +557,7 @@ impl Engine {
                                 &mut self.control,
                                 Msg::Ack {
                                     from,
-                                    to: next.wrapping_sub(1),
+                                    to: next.prev(),
                                 },
                             );
                             p.window = window;
@@ -679,7 +669,7 @@ impl Engine {
     /// Bookkeeping for one data message just put into a datagram.
     fn sent(&mut self, what: Sent, now: Instant) {
         let s = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq = self.next_seq.next();
         if self.p.mode != Mode::FtFw {
             return;
         }

@@ -208,3 +208,32 @@ fn wrong_version_and_garbage_are_counted() {
     assert_eq!(a.recv(t, 1, b"xx", &src), Err(wire::Error::Truncated));
     assert_eq!(a.stats().malformed, 4);
 }
+
+#[test]
+fn sequence_numbers_wrap_without_loss() {
+    // A starts two below the wrap, so its datagrams number MAX-1, MAX, 0, 1.
+    let t = Instant(0);
+    let mut p = params(Mode::FtFw, u32::MAX - 1);
+    p.max_datagram = 60; // one message per datagram
+    let mut a = Engine::new(p, t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    for port in 1..=4 {
+        let c = ct(port);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    // The message numbered 0 is lost.
+    assert_eq!(pump(&mut a, &a_src, &mut b, &mut b_ext, t, |i| i != 2), 4);
+    assert_eq!((b.stats().lost, b.stats().before), (1, 0));
+    assert_eq!(
+        a.resend_queue().map(|(s, _)| s).collect::<Vec<_>>(),
+        [Seq(u32::MAX - 1), Seq(u32::MAX), Seq(0), Seq(1)]
+    );
+    let mut sink = MapSource::default();
+    pump(&mut b, &b_ext, &mut a, &mut sink, t, |_| true);
+    assert_eq!(a.stats().retransmitted, 1, "only the gap is resent");
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
+    assert_eq!(b_ext, a_src);
+}

@@ -32,12 +32,14 @@
 //! Pure: encoding goes into caller-owned buffers; decoding never panics.
 
 mod msg;
+mod seq;
 mod stored;
 
 pub use msg::{
     CtKey, ExpKey, Msg, WireCt, WireExp, ct_key_of, exp_key_of, from_wire_ct,
     from_wire_exp, to_wire_ct, to_wire_exp,
 };
+pub use seq::Seq;
 
 use std::fmt;
 
@@ -65,7 +67,7 @@ pub mod flag {
 pub struct Header {
     pub flags: u8,
     pub session: u32,
-    pub first_seq: u32,
+    pub first_seq: Seq,
 }
 
 /// Why a datagram or message was rejected.
@@ -134,7 +136,7 @@ impl<'a> Writer<'a> {
         buf[2] = VERSION;
         buf[3] = header.flags & !flag::AUTH;
         buf[4..8].copy_from_slice(&header.session.to_be_bytes());
-        buf[8..12].copy_from_slice(&header.first_seq.to_be_bytes());
+        buf[8..12].copy_from_slice(&header.first_seq.0.to_be_bytes());
         Ok(Writer {
             buf,
             len: HEADER_LEN,
@@ -211,7 +213,7 @@ pub fn read<'b>(
     let header = Header {
         flags,
         session: be32(4),
-        first_seq: be32(8),
+        first_seq: Seq(be32(8)),
     };
     let body_len =
         usize::from(u16::from_be_bytes([datagram[12], datagram[13]]));

@@ -80,7 +80,7 @@ pub struct Stats {
     pub auth_failed: u64,
     /// Sequence numbers that never arrived (gaps).
     pub lost: u64,
-    /// Old or duplicate messages dropped.
+    /// Old or duplicate messages (dropped in FT-FW, applied in NOTRACK).
     pub before: u64,
     pub retransmitted: u64,
     pub resend_queue_dropped: u64,
@@ -90,10 +90,11 @@ pub struct Stats {
     pub resyncs_requested_by_peer: u64,
 }
 
-/// The engine.
+/// One node's replication state: what every mode shares, plus the mode.
 pub struct Engine {
     p: Params,
     auth: Option<Box<dyn Authenticator>>,
+    /// What the mode adds: sequence tracking, resend queue, refresh slots.
     mode: ModeState,
     tx: Transmit,
     handshake: Handshake,

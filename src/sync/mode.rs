@@ -43,9 +43,11 @@ pub(crate) trait SyncMode {
     /// Data message `seq` went out at `now`.
     fn sent(&mut self, _seq: Seq, _what: Sent, _now: Instant, _: &mut Stats) {}
 
-    /// Whether a peer may ask us for a bulk (RESYNC) and whether datagrams
-    /// carry the HELLO handshake.
+    /// Whether RESYNC exists in this mode: a peer's request is answered
+    /// with a bulk, and `-n` sends one.
     fn answers_resync(&self) -> bool;
+
+    /// Whether our datagrams carry the HELLO handshake flags.
     fn says_hello(&self) -> bool {
         false
     }

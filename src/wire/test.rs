@@ -422,5 +422,9 @@ fn random_bytes_never_panic() {
         if let Ok((_, body)) = read(&d, None) {
             let _ = messages(body).count();
         }
+        // The view's contract: once checked, no accessor panics.
+        if let Ok(p) = Packet::new_checked(&d[..]) {
+            let _ = (Header::parse(&p), p.body(), p.signed(), p.tag());
+        }
     }
 }

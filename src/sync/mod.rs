@@ -18,7 +18,7 @@
 //! - `tx`: the transmit path (key and control queues, datagram filling);
 //! - `session`: the HELLO handshake and the peer table (restarts);
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
-//! - `mode`: the [`SyncMode`](mode::SyncMode) contract and the dispatch;
+//! - `mode`: the `SyncMode` contract and the dispatch;
 //! - `ftfw` (with its receive window and resend queue), `notrack`,
 //!   `alarm`: the three modes;
 //! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`].

@@ -6,7 +6,7 @@
 //!     cargo bench --bench codec
 
 use ctsyncd::kernel::codec::{self, Object, Received};
-use ctsyncd::wire::{self, Header, Msg, Writer};
+use ctsyncd::wire::{self, Header, Msg, Seq, Writer};
 use divan::black_box;
 
 fn main() {
@@ -48,7 +48,7 @@ fn wire_encode_conntrack(bencher: divan::Bencher<'_, '_>) {
             Header {
                 flags: 0,
                 session: 1,
-                first_seq: 1,
+                first_seq: Seq(1),
             },
         )
         .unwrap();
@@ -66,7 +66,7 @@ fn wire_decode_conntrack(bencher: divan::Bencher<'_, '_>) {
         Header {
             flags: 0,
             session: 1,
-            first_seq: 1,
+            first_seq: Seq(1),
         },
     )
     .unwrap();

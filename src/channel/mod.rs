@@ -680,19 +680,12 @@ impl Tcp {
 /// The length of the frame at the start of a stream buffer: None while the
 /// header is incomplete, Some(None) when it is not our header.
 fn frame_len(b: &[u8]) -> Option<Option<usize>> {
-    if b.len() < wire::HEADER_LEN {
-        return None;
-    }
-    if b[0..2] != wire::MAGIC {
+    let header = wire::Packet::new_unchecked(b);
+    header.check_header_len().ok()?;
+    if header.magic() != wire::MAGIC {
         return Some(None);
     }
-    let body = usize::from(u16::from_be_bytes([b[12], b[13]]));
-    let tag = if b[3] & wire::flag::AUTH != 0 {
-        wire::TAG_LEN
-    } else {
-        0
-    };
-    Some(Some(wire::HEADER_LEN + body + tag))
+    Some(Some(header.total_len()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The replication engines: FT-FW, NOTRACK and ALARM as one sans-IO state
-//! machine.
+//! The replication engines: FT-FW, NOTRACK and ALARM behind one sans-IO
+//! [`Engine`].
 //!
 //! The engine never touches a socket or a clock. The daemon feeds it:
 //! local changes ([`Engine::local_change`]), received datagrams
@@ -12,31 +12,38 @@
 //! repeated changes to one entry coalesce, and a retransmission always
 //! carries the newest state (it can never roll the peer back).
 //!
-//! FT-FW (conntrackd's reliable mode, reference §4.7), with two fixes:
-//! - every data message has a sequence number; the receiver applies
-//!   in-order and after-gap messages, drops older ones, NACKs gaps and
-//!   ACKs what it got (every `ACKWindowSize` messages and each second);
-//! - the sender keeps sent keys in a bounded resend queue until ACKed
-//!   (`ResendQueueSize`, oldest dropped and counted when full), resends on
-//!   NACK, and also resends what stays unacknowledged for
-//!   [`RETRANSMIT_AFTER`] while the peer is alive, so a lost NACK or ACK
-//!   cannot lose data (conntrackd loses it);
-//! - receive tracking is per peer and a new session id means the peer
-//!   restarted (HELLO): its tracking resets and our resend queue empties.
-//!
-//! NOTRACK: the same transmit path, no resend queue, ALIVE each second,
-//! RESYNC answered with a bulk. ALARM: every entry is re-sent once per
-//! `RefreshTime`, spread over the period; no control messages.
+//! Layout (conntrackd's `sync_mode` split, without its globals):
+//! - `mod.rs`: the engine: reading datagrams, the handshake, the timer,
+//!   and what every mode shares;
+//! - `tx`: the transmit path (key and control queues, datagram filling);
+//! - `session`: the HELLO handshake and the peer table (restarts);
+//! - `rx`: per-peer sequence tracking (gaps, late messages);
+//! - `mode`: the `SyncMode` contract and the dispatch;
+//! - `ftfw` (with its receive window and resend queue), `notrack`,
+//!   `alarm`: the three modes;
+//! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`].
 
-use std::collections::{HashMap, VecDeque};
+mod alarm;
+mod ftfw;
+mod mode;
+mod notrack;
+mod rx;
+mod session;
+mod source;
+mod tx;
+
+pub use crate::wire::Seq;
+pub use source::{Apply, Key, MapSource, Source, State};
+
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::Mode;
-use crate::model::{Conntrack, Expect};
 use crate::time::Instant;
-use crate::wire::{
-    self, Authenticator, CtKey, ExpKey, Header, Msg, Writer, flag,
-};
+use crate::wire::{self, Authenticator, Header, Msg, Writer};
+use mode::{Cx, ModeState};
+use session::{Contact, Handshake};
+use tx::Transmit;
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,50 +51,6 @@ pub const ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const RETRANSMIT_AFTER: Duration = Duration::from_millis(2500);
 /// A peer heard from within this time counts as alive.
 pub const PEER_ALIVE: Duration = Duration::from_secs(3);
-/// Most control messages waiting to be sent.
-const CONTROL_QUEUE: usize = 256;
-/// Most peers tracked at once (the least recently heard is forgotten).
-const MAX_PEERS: usize = 8;
-
-/// The identity of an entry in the queues.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
-    Ct(CtKey),
-    /// Boxed: expectation keys are large and rare.
-    Exp(Box<ExpKey>),
-}
-
-/// The current state of an entry, as the internal cache has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    Ct(Conntrack),
-    Exp(Expect),
-}
-
-/// The internal cache as the engine sees it.
-pub trait Source {
-    /// The entry's current state; None when it is gone (a DEL is sent).
-    fn current(&self, key: &Key) -> Option<State>;
-    /// Every key, conntracks first (masters reach the peer before their
-    /// expectations), for bulk sends and resync answers.
-    fn keys(&self) -> Vec<Key>;
-}
-
-/// A change for the external cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Apply {
-    /// Replace the entry (`new`) or create/merge it.
-    Ct {
-        ct: Conntrack,
-        new: bool,
-    },
-    CtDel(CtKey),
-    Exp {
-        exp: Expect,
-        new: bool,
-    },
-    ExpDel(ExpKey),
-}
 
 /// Engine settings (from `Sync { … }`).
 #[derive(Debug, Clone)]
@@ -117,7 +80,7 @@ pub struct Stats {
     pub auth_failed: u64,
     /// Sequence numbers that never arrived (gaps).
     pub lost: u64,
-    /// Old or duplicate messages dropped.
+    /// Old or duplicate messages (dropped in FT-FW, applied in NOTRACK).
     pub before: u64,
     pub retransmitted: u64,
     pub resend_queue_dropped: u64,
@@ -127,77 +90,30 @@ pub struct Stats {
     pub resyncs_requested_by_peer: u64,
 }
 
-/// Receive-side state for one peer.
-#[derive(Debug, Clone)]
-struct Peer {
-    session: u32,
-    next: Option<u32>,
-    /// First sequence number of the run not yet acknowledged.
-    ack_from: Option<u32>,
-    window: u32,
-    heard: Instant,
-}
-
-/// What sits in the resend queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Sent {
-    Key(Key),
-    Resync,
-}
-
-/// The engine.
+/// One node's replication state: what every mode shares, plus the mode.
 pub struct Engine {
     p: Params,
     auth: Option<Box<dyn Authenticator>>,
-    next_seq: u32,
-    /// Keys waiting to be sent, in order, with "new" flags.
-    tx: VecDeque<Key>,
-    queued: HashMap<Key, bool>,
-    resync_pending: bool,
-    control: VecDeque<Msg>,
-    /// FT-FW: sent and not yet acknowledged.
-    rs: VecDeque<(u32, Sent, Instant)>,
-    peers: HashMap<u64, Peer>,
-    /// Until a HELLO_BACK arrives every datagram says HELLO.
-    say_hello: bool,
-    say_hello_back: bool,
-    last_tx: Instant,
+    /// What the mode adds: sequence tracking, resend queue, refresh slots.
+    mode: ModeState,
+    tx: Transmit,
+    handshake: Handshake,
     next_tick: Instant,
-    /// ALARM: which slice of the keys the next tick refreshes.
-    alarm_slot: u64,
     applies: VecDeque<Apply>,
     stats: Stats,
     version_warned: bool,
 }
 
-// ===== sequence arithmetic (wrap-aware, as TCP) =====
-
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-fn in_range(s: u32, from: u32, to: u32) -> bool {
-    !before(s, from) && !before(to, s)
-}
-
 impl Engine {
     pub fn new(p: Params, now: Instant) -> Engine {
         Engine {
+            mode: ModeState::new(&p),
             // Start from the session id, as conntrackd starts from time().
-            next_seq: p.session,
+            tx: Transmit::new(p.tx_queue_size, Seq(p.session), now),
             p,
             auth: None,
-            tx: VecDeque::new(),
-            queued: HashMap::new(),
-            resync_pending: false,
-            control: VecDeque::new(),
-            rs: VecDeque::new(),
-            peers: HashMap::new(),
-            say_hello: true,
-            say_hello_back: false,
-            last_tx: now,
+            handshake: Handshake::new(),
             next_tick: now + ALIVE_INTERVAL,
-            alarm_slot: 0,
             applies: VecDeque::new(),
             stats: Stats::default(),
             version_warned: false,
@@ -220,27 +136,41 @@ impl Engine {
 
     /// Keys waiting to be sent, and sent keys awaiting an ACK.
     pub fn queue_lengths(&self) -> (usize, usize) {
-        (self.tx.len(), self.rs.len())
+        (self.tx.len(), self.resend_len())
     }
 
-    /// The resend queue's sequence numbers (for `-s rsqueue`).
-    pub fn resend_queue(&self) -> impl Iterator<Item = (u32, bool)> + '_ {
-        self.rs
-            .iter()
-            .map(|(s, sent, _)| (*s, matches!(sent, Sent::Resync)))
+    /// The resend queue's sequence numbers, and whether each is a RESYNC
+    /// request (for `-s rsqueue`).
+    pub fn resend_queue(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
+        self.mode
+            .get()
+            .resend_queue()
+            .into_iter()
+            .flat_map(|q| q.iter())
     }
 
     /// True when something waits to be sent.
     pub fn wants_transmit(&self) -> bool {
-        !self.tx.is_empty() || !self.control.is_empty() || self.resync_pending
+        self.tx.is_pending()
     }
 
     /// True when nothing waits to be sent or acknowledged.
     pub fn is_idle(&self) -> bool {
-        self.tx.is_empty()
-            && self.rs.is_empty()
-            && self.control.is_empty()
-            && !self.resync_pending
+        !self.tx.is_pending() && self.resend_len() == 0
+    }
+
+    fn resend_len(&self) -> usize {
+        self.mode.get().resend_queue().map_or(0, |q| q.len())
+    }
+
+    fn cx(&mut self) -> (&mut dyn mode::SyncMode, Cx<'_>) {
+        (
+            self.mode.get_mut(),
+            Cx {
+                stats: &mut self.stats,
+                tx: &mut self.tx,
+            },
+        )
     }
 
     // ===== local side =====
@@ -248,18 +178,7 @@ impl Engine {
     /// The internal cache changed `key` (`new`: it was just created).
     /// Returns false when the transmit queue is full (counted).
     pub fn local_change(&mut self, key: Key, new: bool) -> bool {
-        if let Some(flag) = self.queued.get_mut(&key) {
-            // Coalesce: one message will carry the newest state.
-            *flag |= new;
-            return true;
-        }
-        if self.tx.len() >= self.p.tx_queue_size {
-            self.stats.tx_queue_full += 1;
-            return false;
-        }
-        self.queued.insert(key.clone(), new);
-        self.tx.push_back(key);
-        true
+        self.tx.enqueue(key, new, &mut self.stats)
     }
 
     /// `-B`, or the answer to a peer's RESYNC: everything in the internal
@@ -272,10 +191,10 @@ impl Engine {
 
     /// `-n`: ask the peer for its whole internal cache. Not in ALARM.
     pub fn request_resync(&mut self) -> bool {
-        if self.p.mode == Mode::Alarm {
+        if !self.mode.get().answers_resync() {
             return false;
         }
-        self.resync_pending = true;
+        self.tx.request_resync();
         true
     }
 
@@ -298,32 +217,17 @@ impl Engine {
         let (header, body) = match wire::read(datagram, self.auth.as_deref()) {
             Ok(v) => v,
             Err(e) => {
-                match e {
-                    wire::Error::Version(v) => {
-                        self.stats.bad_version += 1;
-                        if !self.version_warned {
-                            self.version_warned = true;
-                            log::warn!(
-                                "peer speaks wire version {v}, this build speaks {}; ignoring its datagrams",
-                                wire::VERSION
-                            );
-                        }
-                    }
-                    wire::Error::Auth => self.stats.auth_failed += 1,
-                    _ => self.stats.bad_header += 1,
-                }
-                self.stats.malformed += 1;
+                self.count_bad_datagram(e);
                 return Err(e);
             }
         };
         self.stats.datagrams_recv += 1;
-        if header.flags & flag::HELLO_BACK != 0 {
-            self.say_hello = false;
+        self.handshake.received(header.flags);
+        let contact = self.mode.get_mut().heard(now, peer, header.session);
+        if contact == Contact::Restarted {
+            self.stats.peer_restarts += 1;
+            self.mode.get_mut().peer_restarted();
         }
-        if header.flags & flag::HELLO != 0 {
-            self.say_hello_back = true;
-        }
-        self.track_peer(now, peer, header);
 
         let mut seq = header.first_seq;
         for msg in wire::messages(body) {
@@ -335,209 +239,51 @@ impl Engine {
                 }
             };
             self.stats.msgs_recv += 1;
+            let (mode, mut cx) = self.cx();
             if msg.is_data() {
                 let s = seq;
-                seq = seq.wrapping_add(1);
-                if self.accept_data(peer, s) {
+                seq = seq.next();
+                if mode.data(peer, s, &mut cx) {
                     self.apply(msg, src);
                 }
-            } else if self.p.mode != Mode::Alarm {
-                self.control_msg(now, peer, msg);
+            } else {
+                mode.control(peer, msg, &mut cx);
             }
         }
         Ok(())
     }
 
-    fn track_peer(&mut self, now: Instant, id: u64, h: Header) {
-        let known = self.peers.get(&id).map(|p| p.session);
-        if known != Some(h.session) {
-            if known.is_some() {
-                // The peer restarted: it knows nothing of what we sent.
-                self.stats.peer_restarts += 1;
-                self.rs.clear();
-            }
-            if self.peers.len() >= MAX_PEERS
-                && let Some(oldest) = self
-                    .peers
-                    .iter()
-                    .min_by_key(|(_, p)| p.heard)
-                    .map(|(k, _)| *k)
-            {
-                self.peers.remove(&oldest);
-            }
-            self.peers.insert(
-                id,
-                Peer {
-                    session: h.session,
-                    next: None,
-                    ack_from: None,
-                    window: self.p.ack_window,
-                    heard: now,
-                },
-            );
-        }
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.heard = now;
-        }
-    }
-
-    /// Sequence tracking of one data message; true to apply it.
-    fn accept_data(&mut self, id: u64, s: u32) -> bool {
-        if self.p.mode == Mode::Alarm {
-            // ALARM does no sequence tracking (as conntrackd): the next
-            // refresh heals whatever a late or lost message got wrong.
-            return true;
-        }
-        let ftfw = self.p.mode == Mode::FtFw;
-        let ack_window = self.p.ack_window;
-        let Some(p) = self.peers.get_mut(&id) else {
-            return false;
-        };
-        match p.next {
-            Some(next) if s == next => {}
-            Some(next) if before(s, next) => {
-                self.stats.before += 1;
-                // NOTRACK applies late messages, as conntrackd does; FT-FW
-                // drops them (they are resent with new numbers).
-                return !ftfw;
-            }
-            Some(next) => {
-                self.stats.lost += u64::from(s.wrapping_sub(next));
-                if ftfw {
-                    if let Some(from) = p.ack_from.take() {
-                        push_bounded(
-                            &mut self.control,
-                            Msg::Ack {
-                                from,
-                                to: next.wrapping_sub(1),
-                            },
-                        );
-                    }
-                    push_bounded(
-                        &mut self.control,
-                        Msg::Nack {
-                            from: next,
-                            to: s.wrapping_sub(1),
-                        },
+    fn count_bad_datagram(&mut self, e: wire::Error) {
+        match e {
+            wire::Error::Version(v) => {
+                self.stats.bad_version += 1;
+                if !self.version_warned {
+                    self.version_warned = true;
+                    log::warn!(
+                        "peer speaks wire version {v}, this build speaks {}; ignoring its datagrams",
+                        wire::VERSION
                     );
-                    p.window = ack_window;
                 }
             }
-            None => {}
+            wire::Error::Auth => self.stats.auth_failed += 1,
+            _ => self.stats.bad_header += 1,
         }
-        p.next = Some(s.wrapping_add(1));
-        if ftfw {
-            p.ack_from.get_or_insert(s);
-            p.window = p.window.saturating_sub(1);
-            if p.window == 0 {
-                if let Some(from) = p.ack_from.take() {
-                    push_bounded(&mut self.control, Msg::Ack { from, to: s });
-                }
-                p.window = ack_window;
-            }
-        }
-        true
-    }
-
-    fn control_msg(&mut self, now: Instant, id: u64, msg: Msg) {
-        match msg {
-            Msg::Ack { from, to } if self.p.mode == Mode::FtFw => {
-                self.rs.retain(|(s, _, _)| !in_range(*s, from, to));
-            }
-            Msg::Nack { from, to } if self.p.mode == Mode::FtFw => {
-                self.resend(|s, _| in_range(s, from, to));
-            }
-            Msg::Alive { next } => {
-                // Tail loss: messages up to `next` were sent and not seen.
-                let ftfw = self.p.mode == Mode::FtFw;
-                if let Some(p) = self.peers.get_mut(&id)
-                    && let Some(expected) = p.next
-                    && before(expected, next)
-                {
-                    self.stats.lost += u64::from(next.wrapping_sub(expected));
-                    if ftfw {
-                        if let Some(from) = p.ack_from.take() {
-                            push_bounded(
-                                &mut self.control,
-                                Msg::Ack {
-                                    from,
-                                    to: expected.wrapping_sub(1),
-                                },
-                            );
-                        }
-                        push_bounded(
-                            &mut self.control,
-                            Msg::Nack {
-                                from: expected,
-                                to: next.wrapping_sub(1),
-                            },
-                        );
-                    }
-                    p.next = Some(next);
-                }
-                let _ = now;
-            }
-            _ => {
-                self.stats.malformed += 1;
-            }
-        }
-    }
-
-    /// Moves matching resend-queue entries back to the transmit queue.
-    fn resend(&mut self, mut pick: impl FnMut(u32, Instant) -> bool) {
-        let mut keep = VecDeque::with_capacity(self.rs.len());
-        let mut again = Vec::new();
-        for (s, sent, at) in self.rs.drain(..) {
-            if pick(s, at) {
-                again.push(sent);
-            } else {
-                keep.push_back((s, sent, at));
-            }
-        }
-        self.rs = keep;
-        for sent in again {
-            self.stats.retransmitted += 1;
-            match sent {
-                Sent::Key(k) => {
-                    self.local_change(k, false);
-                }
-                Sent::Resync => self.resync_pending = true,
-            }
-        }
+        self.stats.malformed += 1;
     }
 
     fn apply(&mut self, msg: Msg, src: &dyn Source) {
-        let a = match msg {
-            Msg::CtNew(w) => Apply::Ct {
-                ct: wire::from_wire_ct(w),
-                new: true,
-            },
-            Msg::CtUpd(w) => Apply::Ct {
-                ct: wire::from_wire_ct(w),
-                new: false,
-            },
-            Msg::CtDel(k) => Apply::CtDel(k),
-            Msg::ExpNew(w) => Apply::Exp {
-                exp: wire::from_wire_exp(w),
-                new: true,
-            },
-            Msg::ExpUpd(w) => Apply::Exp {
-                exp: wire::from_wire_exp(w),
-                new: false,
-            },
-            Msg::ExpDel(k) => Apply::ExpDel(k),
-            Msg::Resync => {
-                if self.p.mode != Mode::Alarm {
-                    self.stats.resyncs_requested_by_peer += 1;
-                    log::info!("resync requested by other node");
-                    log::info!("sending bulk update");
-                    self.bulk(src);
-                }
-                return;
+        if matches!(msg, Msg::Resync) {
+            if self.mode.get().answers_resync() {
+                self.stats.resyncs_requested_by_peer += 1;
+                log::info!("resync requested by other node");
+                log::info!("sending bulk update");
+                self.bulk(src);
             }
-            Msg::Ack { .. } | Msg::Nack { .. } | Msg::Alive { .. } => return,
-        };
-        self.applies.push_back(a);
+            return;
+        }
+        if let Some(a) = Apply::from_msg(msg) {
+            self.applies.push_back(a);
+        }
     }
 
     // ===== timers =====
@@ -553,58 +299,8 @@ impl Engine {
             return;
         }
         self.next_tick = now + ALIVE_INTERVAL;
-        match self.p.mode {
-            Mode::Alarm => self.alarm_refresh(src),
-            Mode::FtFw | Mode::NoTrack => {
-                let mut acked = false;
-                if self.p.mode == Mode::FtFw {
-                    let window = self.p.ack_window;
-                    for p in self.peers.values_mut() {
-                        if let (Some(from), Some(next)) =
-                            (p.ack_from.take(), p.next)
-                        {
-                            push_bounded(
-                                &mut self.control,
-                                Msg::Ack {
-                                    from,
-                                    to: next.wrapping_sub(1),
-                                },
-                            );
-                            p.window = window;
-                            acked = true;
-                        }
-                    }
-                    let peer_alive = self
-                        .peers
-                        .values()
-                        .any(|p| now.since(p.heard) < PEER_ALIVE);
-                    if peer_alive {
-                        self.resend(|_, at| now.since(at) >= RETRANSMIT_AFTER);
-                    }
-                }
-                if !acked && now.since(self.last_tx) >= ALIVE_INTERVAL {
-                    push_bounded(
-                        &mut self.control,
-                        Msg::Alive {
-                            next: self.next_seq,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// ALARM: each tick re-sends the keys of one slice, so that every
-    /// entry is refreshed once per `RefreshTime`.
-    fn alarm_refresh(&mut self, src: &dyn Source) {
-        let slots = self.p.refresh_time.as_secs().max(1);
-        let slot = self.alarm_slot % slots;
-        self.alarm_slot = self.alarm_slot.wrapping_add(1);
-        for key in src.keys() {
-            if spread(&key) % slots == slot {
-                self.local_change(key, false);
-            }
-        }
+        let (mode, mut cx) = self.cx();
+        mode.tick(now, src, &mut cx);
     }
 
     // ===== transmit =====
@@ -617,158 +313,36 @@ impl Engine {
         src: &dyn Source,
         buf: &mut [u8],
     ) -> Option<usize> {
-        if self.control.is_empty() && self.tx.is_empty() && !self.resync_pending
-        {
+        if !self.tx.is_pending() {
             return None;
         }
         let limit = buf.len().min(self.p.max_datagram);
-        let mut flags = 0;
-        if self.p.mode == Mode::FtFw {
-            if self.say_hello {
-                flags |= flag::HELLO;
-            }
-            if self.say_hello_back {
-                flags |= flag::HELLO_BACK;
-                self.say_hello_back = false;
-            }
-        }
+        let flags = if self.mode.get().says_hello() {
+            self.handshake.flags_to_send()
+        } else {
+            0
+        };
         let header = Header {
             flags,
             session: self.p.session,
-            first_seq: self.next_seq,
+            first_seq: self.tx.next_seq(),
         };
         let Ok(mut w) = Writer::new(&mut buf[..limit], header) else {
             return None;
         };
-        while let Some(m) = self.control.front() {
-            if w.push(m).is_err() {
-                break;
-            }
-            self.control.pop_front();
-        }
-        if self.resync_pending && w.push(&Msg::Resync).is_ok() {
-            self.resync_pending = false;
-            self.sent(Sent::Resync, now);
-        }
-        while let Some(key) = self.tx.pop_front() {
-            let new = self.queued.remove(&key).unwrap_or(false);
-            let msg = build(&key, new, src);
-            match w.push(&msg) {
-                Ok(()) => self.sent(Sent::Key(key), now),
-                Err(_) if w.counts().0 == 0 => {
-                    // Does not fit even an empty datagram: never sendable.
-                    self.stats.too_big += 1;
-                }
-                Err(_) => {
-                    self.queued.insert(key.clone(), new);
-                    self.tx.push_front(key);
-                    break;
-                }
-            }
-        }
-        let (msgs, _) = w.counts();
+        let mode = self.mode.get_mut();
+        let msgs =
+            self.tx
+                .fill(&mut w, src, &mut self.stats, |seq, what, stats| {
+                    mode.sent(seq, what, now, stats)
+                });
         if msgs == 0 {
             return None;
         }
         self.stats.msgs_sent += u64::from(msgs);
         self.stats.datagrams_sent += 1;
-        self.last_tx = now;
+        self.tx.transmitted(now);
         Some(w.finish(self.auth.as_deref()))
-    }
-
-    /// Bookkeeping for one data message just put into a datagram.
-    fn sent(&mut self, what: Sent, now: Instant) {
-        let s = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        if self.p.mode != Mode::FtFw {
-            return;
-        }
-        if self.rs.len() >= self.p.resend_queue_size {
-            self.rs.pop_front();
-            self.stats.resend_queue_dropped += 1;
-        }
-        self.rs.push_back((s, what, now));
-    }
-}
-
-// ===== helper functions =====
-
-fn push_bounded(q: &mut VecDeque<Msg>, m: Msg) {
-    if q.len() >= CONTROL_QUEUE {
-        q.pop_front();
-    }
-    q.push_back(m);
-}
-
-/// The message carrying `key`'s current state.
-fn build(key: &Key, new: bool, src: &dyn Source) -> Msg {
-    match (key, src.current(key)) {
-        (_, Some(State::Ct(ct))) => {
-            let w = wire::to_wire_ct(&ct);
-            if new { Msg::CtNew(w) } else { Msg::CtUpd(w) }
-        }
-        (_, Some(State::Exp(x))) => {
-            let w = wire::to_wire_exp(&x);
-            if new { Msg::ExpNew(w) } else { Msg::ExpUpd(w) }
-        }
-        (Key::Ct(k), None) => Msg::CtDel(*k),
-        (Key::Exp(k), None) => Msg::ExpDel(**k),
-    }
-}
-
-/// A cheap, stable spread of keys over ALARM refresh slots.
-fn spread(key: &Key) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
-}
-
-/// Test and simulation helper: a `Source` over a plain map.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct MapSource {
-    pub cts: HashMap<CtKey, Conntrack>,
-    pub exps: HashMap<ExpKey, Expect>,
-}
-
-impl Source for MapSource {
-    fn current(&self, key: &Key) -> Option<State> {
-        match key {
-            Key::Ct(k) => self.cts.get(k).cloned().map(State::Ct),
-            Key::Exp(k) => self.exps.get(k).cloned().map(State::Exp),
-        }
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        // Sorted, so that simulations are reproducible run to run (map
-        // iteration order is random).
-        let mut cts: Vec<&CtKey> = self.cts.keys().collect();
-        cts.sort_by_cached_key(|k| format!("{k:?}"));
-        let mut exps: Vec<&ExpKey> = self.exps.keys().collect();
-        exps.sort_by_cached_key(|k| format!("{k:?}"));
-        let mut v: Vec<Key> = cts.into_iter().map(|k| Key::Ct(*k)).collect();
-        v.extend(exps.into_iter().map(|k| Key::Exp(Box::new(*k))));
-        v
-    }
-}
-
-impl MapSource {
-    /// Applies one external-cache change (what a receiver does).
-    pub fn apply(&mut self, a: Apply) {
-        match a {
-            Apply::Ct { ct, .. } => {
-                self.cts.insert(wire::ct_key_of(&ct), ct);
-            }
-            Apply::CtDel(k) => {
-                self.cts.remove(&k);
-            }
-            Apply::Exp { exp, .. } => {
-                self.exps.insert(wire::exp_key_of(&exp), exp);
-            }
-            Apply::ExpDel(k) => {
-                self.exps.remove(&k);
-            }
-        }
     }
 }
 

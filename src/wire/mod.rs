@@ -1,16 +1,8 @@
 //! The replication wire format: one UDP datagram (or TCP frame) carries a
 //! fixed header and a batch of postcard-encoded messages.
 //!
-//! ```text
-//!  0       1       2       3       4       5       6       7
-//! +-------+-------+-------+-------+-------+-------+-------+-------+
-//! |  'c'  |  'T'  |version| flags |          session (u32)        |
-//! +-------+-------+-------+-------+-------+-------+-------+-------+
-//! |        first seq (u32)        |  body length  |  body …       |
-//! +-------+-------+-------+-------+-------+-------+---------------+
-//! | body: postcard Msg, Msg, …  | [auth tag, 16 bytes, if AUTH]   |
-//! +-----------------------------+---------------------------------+
-//! ```
+//! The header's layout lives with [`Packet`], the view that reader, writer
+//! and TCP framing all read it through; nothing else knows its offsets.
 //!
 //! All header fields are big-endian. The header is read by hand (never by
 //! postcard), so the version is checked before anything else.
@@ -31,13 +23,17 @@
 //!
 //! Pure: encoding goes into caller-owned buffers; decoding never panics.
 
+mod header;
 mod msg;
+mod seq;
 mod stored;
 
+pub use header::{HEADER_LEN, Header, Packet};
 pub use msg::{
     CtKey, ExpKey, Msg, WireCt, WireExp, ct_key_of, exp_key_of, from_wire_ct,
     from_wire_exp, to_wire_ct, to_wire_exp,
 };
+pub use seq::Seq;
 
 use std::fmt;
 
@@ -45,8 +41,6 @@ use std::fmt;
 pub const MAGIC: [u8; 2] = *b"cT";
 /// This build's wire version.
 pub const VERSION: u8 = 1;
-/// Header size in bytes.
-pub const HEADER_LEN: usize = 14;
 /// Authentication tag size in bytes.
 pub const TAG_LEN: usize = 16;
 
@@ -58,14 +52,6 @@ pub mod flag {
     pub const HELLO_BACK: u8 = 0x02;
     /// A 16-byte authentication tag follows the body.
     pub const AUTH: u8 = 0x04;
-}
-
-/// The fixed header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    pub flags: u8,
-    pub session: u32,
-    pub first_seq: u32,
 }
 
 /// Why a datagram or message was rejected.
@@ -130,11 +116,15 @@ impl<'a> Writer<'a> {
         if buf.len() < HEADER_LEN + TAG_LEN + 1 {
             return Err(Error::TooBig);
         }
-        buf[0..2].copy_from_slice(&MAGIC);
-        buf[2] = VERSION;
-        buf[3] = header.flags & !flag::AUTH;
-        buf[4..8].copy_from_slice(&header.session.to_be_bytes());
-        buf[8..12].copy_from_slice(&header.first_seq.to_be_bytes());
+        let mut packet = Packet::new_unchecked(&mut *buf);
+        packet.set_magic(MAGIC);
+        packet.set_version(VERSION);
+        // AUTH is the writer's to set, when it appends the tag.
+        Header {
+            flags: header.flags & !flag::AUTH,
+            ..header
+        }
+        .emit(&mut packet);
         Ok(Writer {
             buf,
             len: HEADER_LEN,
@@ -169,11 +159,13 @@ impl<'a> Writer<'a> {
 
     /// Finishes the datagram (and its tag) and returns its length.
     pub fn finish(self, auth: Option<&dyn Authenticator>) -> usize {
+        // The buffer is at most 65535 bytes past the header (a datagram).
         let body = (self.len - HEADER_LEN) as u16;
-        self.buf[12..14].copy_from_slice(&body.to_be_bytes());
+        let mut packet = Packet::new_unchecked(&mut *self.buf);
+        packet.set_body_len(body);
         match auth {
             Some(a) => {
-                self.buf[3] |= flag::AUTH;
+                packet.set_flags(packet.flags() | flag::AUTH);
                 let tag = a.tag(&self.buf[..self.len]);
                 self.buf[self.len..self.len + TAG_LEN].copy_from_slice(&tag);
                 self.len + TAG_LEN
@@ -190,53 +182,27 @@ pub fn read<'b>(
     datagram: &'b [u8],
     auth: Option<&dyn Authenticator>,
 ) -> Result<(Header, &'b [u8]), Error> {
-    if datagram.len() < HEADER_LEN {
-        return Err(Error::Truncated);
-    }
-    if datagram[0..2] != MAGIC {
+    let packet = Packet::new_unchecked(datagram);
+    packet.check_header_len()?;
+    // Magic and version before the lengths: another version may frame
+    // its datagrams differently.
+    if packet.magic() != MAGIC {
         return Err(Error::BadMagic);
     }
-    if datagram[2] != VERSION {
-        return Err(Error::Version(datagram[2]));
+    if packet.version() != VERSION {
+        return Err(Error::Version(packet.version()));
     }
-    let flags = datagram[3];
-    let be32 = |i: usize| {
-        u32::from_be_bytes([
-            datagram[i],
-            datagram[i + 1],
-            datagram[i + 2],
-            datagram[i + 3],
-        ])
-    };
-    let header = Header {
-        flags,
-        session: be32(4),
-        first_seq: be32(8),
-    };
-    let body_len =
-        usize::from(u16::from_be_bytes([datagram[12], datagram[13]]));
-    let end = HEADER_LEN + body_len;
-    let body = datagram.get(HEADER_LEN..end).ok_or(Error::Truncated)?;
-    let tagged = flags & flag::AUTH != 0;
-    let expected_len = if tagged { end + TAG_LEN } else { end };
-    if datagram.len() < expected_len {
-        return Err(Error::Truncated);
-    }
-    if datagram.len() > expected_len {
-        return Err(Error::TrailingBytes);
-    }
-    match (auth, tagged) {
-        (Some(a), true) => {
-            let mut tag = [0u8; TAG_LEN];
-            tag.copy_from_slice(&datagram[end..end + TAG_LEN]);
-            if !a.verify(&datagram[..end], &tag) {
+    packet.check_len()?;
+    match (auth, packet.tag()) {
+        (Some(a), Some(tag)) => {
+            if !a.verify(packet.signed(), &tag) {
                 return Err(Error::Auth);
             }
         }
-        (Some(_), false) => return Err(Error::Auth),
+        (Some(_), None) => return Err(Error::Auth),
         (None, _) => {}
     }
-    Ok((header, body))
+    Ok((Header::parse(&packet), packet.into_body()))
 }
 
 /// Iterates over the messages of a body. Stops at the first malformed

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Seq;
 use crate::config::HelperName;
 use crate::model::{
     Conntrack, Expect, ExpectFn, ExpectNat, ProtoInfo, SeqAdj, Tuple,
@@ -29,18 +30,18 @@ pub enum Msg {
     ExpDel(ExpKey),
     /// "I have every data message from `from` to `to`" (inclusive).
     Ack {
-        from: u32,
-        to: u32,
+        from: Seq,
+        to: Seq,
     },
     /// "Send again what you have from `from` to `to`".
     Nack {
-        from: u32,
-        to: u32,
+        from: Seq,
+        to: Seq,
     },
     /// Keep-alive; `next` is the sequence number the sender will use next,
     /// so a lost last message is noticed within one alive period.
     Alive {
-        next: u32,
+        next: Seq,
     },
     /// "Send me your whole internal cache" (`-n`, StartupResync).
     Resync,

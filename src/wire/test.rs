@@ -37,11 +37,23 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 
 #[test]
 fn control_message_fixtures() {
-    check(Msg::Ack { from: 1, to: 300 }, &[6, 1, 0xac, 0x02]);
-    check(Msg::Nack { from: 5, to: 5 }, &[7, 5, 5]);
-    check(Msg::Alive { next: 128 }, &[8, 0x80, 0x01]);
+    check(
+        Msg::Ack {
+            from: Seq(1),
+            to: Seq(300),
+        },
+        &[6, 1, 0xac, 0x02],
+    );
+    check(
+        Msg::Nack {
+            from: Seq(5),
+            to: Seq(5),
+        },
+        &[7, 5, 5],
+    );
+    check(Msg::Alive { next: Seq(128) }, &[8, 0x80, 0x01]);
     check(Msg::Resync, &[9]);
-    assert!(Msg::Resync.is_data() && !Msg::Alive { next: 0 }.is_data());
+    assert!(Msg::Resync.is_data() && !Msg::Alive { next: Seq(0) }.is_data());
 }
 
 #[test]
@@ -140,11 +152,15 @@ fn datagram_fixture_and_round_trip() {
         Header {
             flags: flag::HELLO,
             session: 0x0102_0304,
-            first_seq: 7,
+            first_seq: Seq(7),
         },
     )
     .unwrap();
-    w.push(&Msg::Ack { from: 1, to: 300 }).unwrap();
+    w.push(&Msg::Ack {
+        from: Seq(1),
+        to: Seq(300),
+    })
+    .unwrap();
     w.push(&Msg::Resync).unwrap();
     assert_eq!(w.counts(), (2, 1));
     let n = w.finish(None);
@@ -160,11 +176,20 @@ fn datagram_fixture_and_round_trip() {
         Header {
             flags: flag::HELLO,
             session: 0x0102_0304,
-            first_seq: 7
+            first_seq: Seq(7)
         }
     );
     let msgs: Vec<Msg> = messages(body).map(Result::unwrap).collect();
-    assert_eq!(msgs, [Msg::Ack { from: 1, to: 300 }, Msg::Resync]);
+    assert_eq!(
+        msgs,
+        [
+            Msg::Ack {
+                from: Seq(1),
+                to: Seq(300)
+            },
+            Msg::Resync
+        ]
+    );
 }
 
 fn worst_ct() -> Conntrack {
@@ -268,7 +293,7 @@ fn a_message_that_does_not_fit_is_refused() {
         Header {
             flags: 0,
             session: 1,
-            first_seq: 1,
+            first_seq: Seq(1),
         },
     )
     .unwrap();
@@ -284,7 +309,7 @@ fn a_message_that_does_not_fit_is_refused() {
             Header {
                 flags: 0,
                 session: 1,
-                first_seq: 1
+                first_seq: Seq(1)
             }
         )
         .is_err()
@@ -313,7 +338,7 @@ fn datagram(auth: Option<&dyn Authenticator>) -> Vec<u8> {
         Header {
             flags: 0,
             session: 9,
-            first_seq: 1,
+            first_seq: Seq(1),
         },
     )
     .unwrap();
@@ -322,7 +347,7 @@ fn datagram(auth: Option<&dyn Authenticator>) -> Vec<u8> {
         zone: 0,
     }))
     .unwrap();
-    w.push(&Msg::Alive { next: 2 }).unwrap();
+    w.push(&Msg::Alive { next: Seq(2) }).unwrap();
     let n = w.finish(auth);
     buf.truncate(n);
     buf
@@ -396,6 +421,10 @@ fn random_bytes_never_panic() {
         }
         if let Ok((_, body)) = read(&d, None) {
             let _ = messages(body).count();
+        }
+        // The view's contract: once checked, no accessor panics.
+        if let Ok(p) = Packet::new_checked(&d[..]) {
+            let _ = (Header::parse(&p), p.body(), p.signed(), p.tag());
         }
     }
 }

@@ -1,0 +1,110 @@
+//! FT-FW, conntrackd's reliable mode (reference §4.7), with two fixes.
+//!
+//! - The receiver ([`rx`]) applies in-order and after-gap messages, drops
+//!   late ones, NACKs gaps and ACKs what it got (every `ACKWindowSize`
+//!   messages and each tick).
+//! - The sender keeps sent keys in the [`ResendQueue`] until ACKed,
+//!   resends on NACK, and also resends what stays unacknowledged for
+//!   [`RETRANSMIT_AFTER`] while a peer is alive, so a lost NACK or ACK
+//!   cannot lose data (conntrackd loses it).
+//! - A peer's restart (new session) resets its tracking and empties the
+//!   resend queue: it knows nothing of what we sent.
+//! - Datagrams carry the HELLO handshake.
+
+mod resend;
+mod rx;
+
+pub(crate) use resend::ResendQueue;
+
+use super::mode::{Cx, SyncMode};
+use super::session::{Contact, Peers};
+use super::tx::Sent;
+use super::{ALIVE_INTERVAL, PEER_ALIVE, RETRANSMIT_AFTER, Source, Stats};
+use crate::time::Instant;
+use crate::wire::{Msg, Seq};
+
+pub(crate) struct FtFw {
+    peers: Peers<rx::Rx>,
+    resend: ResendQueue,
+    ack_window: u32,
+}
+
+impl FtFw {
+    pub(crate) fn new(ack_window: u32, resend_queue_size: usize) -> Self {
+        FtFw {
+            peers: Peers::new(),
+            resend: ResendQueue::new(resend_queue_size),
+            ack_window,
+        }
+    }
+}
+
+impl SyncMode for FtFw {
+    fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact {
+        let window = self.ack_window;
+        self.peers.heard(now, peer, session, || rx::Rx::new(window))
+    }
+
+    fn peer_restarted(&mut self) {
+        self.resend.clear();
+    }
+
+    fn data(&mut self, peer: u64, seq: Seq, cx: &mut Cx<'_>) -> bool {
+        match self.peers.rx_mut(peer) {
+            Some(rx) => rx.data(seq, cx.stats, cx.tx),
+            None => false,
+        }
+    }
+
+    fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>) {
+        match msg {
+            Msg::Ack { from, to } => self.resend.ack(from, to),
+            Msg::Nack { from, to } => {
+                for sent in self.resend.take(|s, _| s.in_range(from, to)) {
+                    cx.tx.requeue(sent, cx.stats);
+                }
+            }
+            Msg::Alive { next } => {
+                if let Some(rx) = self.peers.rx_mut(peer) {
+                    rx.alive(next, cx.stats, cx.tx);
+                }
+            }
+            _ => cx.stats.malformed += 1,
+        }
+    }
+
+    fn tick(&mut self, now: Instant, _: &dyn Source, cx: &mut Cx<'_>) {
+        let mut acked = false;
+        for rx in self.peers.rx_all() {
+            acked |= rx.tick(cx.tx);
+        }
+        if self.peers.any_heard(now, PEER_ALIVE) {
+            let due = |_, at| now.since(at) >= RETRANSMIT_AFTER;
+            for sent in self.resend.take(due) {
+                cx.tx.requeue(sent, cx.stats);
+            }
+        }
+        // An ACK already tells the peer we are here.
+        if !acked && now.since(cx.tx.last_tx()) >= ALIVE_INTERVAL {
+            cx.tx.control(Msg::Alive {
+                next: cx.tx.next_seq(),
+            });
+        }
+    }
+
+    fn sent(&mut self, seq: Seq, what: Sent, now: Instant, stats: &mut Stats) {
+        self.resend.push(seq, what, now, stats);
+    }
+
+    fn answers_resync(&self) -> bool {
+        true
+    }
+
+    fn says_hello(&self) -> bool {
+        true
+    }
+
+    fn resend_queue(&self) -> Option<&ResendQueue> {
+        Some(&self.resend)
+    }
+}

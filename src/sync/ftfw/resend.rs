@@ -1,0 +1,80 @@
+//! FT-FW's resend queue: what we sent and the peer has not acknowledged,
+//! in sending order, as `(Seq, what, when)`. It holds keys, never message
+//! copies, so a resend carries the entry's newest state. Bounded by
+//! `ResendQueueSize`: when full, the oldest entry is dropped and counted.
+
+use std::collections::VecDeque;
+
+use crate::sync::Stats;
+use crate::sync::tx::Sent;
+use crate::time::Instant;
+use crate::wire::Seq;
+
+#[derive(Debug, Clone)]
+pub(crate) struct ResendQueue {
+    q: VecDeque<(Seq, Sent, Instant)>,
+    capacity: usize,
+}
+
+impl ResendQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        ResendQueue {
+            q: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    /// Sequence numbers, and whether each is a RESYNC request.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
+        self.q
+            .iter()
+            .map(|(s, sent, _)| (*s, matches!(sent, Sent::Resync)))
+    }
+
+    /// Keeps `what`, sent as `seq` at `now`, until acknowledged.
+    pub(crate) fn push(
+        &mut self,
+        seq: Seq,
+        what: Sent,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
+        if self.q.len() >= self.capacity {
+            self.q.pop_front();
+            stats.resend_queue_dropped += 1;
+        }
+        self.q.push_back((seq, what, now));
+    }
+
+    /// The peer has everything from `from` to `to`.
+    pub(crate) fn ack(&mut self, from: Seq, to: Seq) {
+        self.q.retain(|(s, _, _)| !s.in_range(from, to));
+    }
+
+    /// Removes and returns, in sending order, what `pick` (given the
+    /// number and the sending time) selects.
+    pub(crate) fn take(
+        &mut self,
+        mut pick: impl FnMut(Seq, Instant) -> bool,
+    ) -> Vec<Sent> {
+        let mut taken = Vec::new();
+        let mut keep = VecDeque::with_capacity(self.q.len());
+        for (s, sent, at) in self.q.drain(..) {
+            if pick(s, at) {
+                taken.push(sent);
+            } else {
+                keep.push_back((s, sent, at));
+            }
+        }
+        self.q = keep;
+        taken
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.q.clear();
+    }
+}

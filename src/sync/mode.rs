@@ -1,0 +1,94 @@
+//! The contract every sync mode meets (conntrackd's `struct sync_mode`),
+//! and the one place the engine picks the mode.
+//!
+//! The engine owns what all modes share (the transmit path, the
+//! handshake, the statistics) and asks its mode, through [`SyncMode`],
+//! what each event means: whether a data message is applied, what a
+//! control message does, what runs each tick, what a sent message leaves
+//! behind.
+
+use super::alarm::Alarm;
+use super::ftfw::{FtFw, ResendQueue};
+use super::notrack::NoTrack;
+use super::session::Contact;
+use super::tx::{Sent, Transmit};
+use super::{Params, Source, Stats};
+use crate::config::Mode;
+use crate::time::Instant;
+use crate::wire::{Msg, Seq};
+
+/// What a mode may touch besides its own state.
+pub(crate) struct Cx<'a> {
+    pub(crate) stats: &'a mut Stats,
+    pub(crate) tx: &'a mut Transmit,
+}
+
+/// One replication mode.
+pub(crate) trait SyncMode {
+    /// A datagram from `peer`, of `session`, arrived at `now`.
+    fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact;
+
+    /// A known peer restarted: it knows nothing of what we sent.
+    fn peer_restarted(&mut self) {}
+
+    /// Data message number `seq` from `peer`; true to apply it.
+    fn data(&mut self, peer: u64, seq: Seq, cx: &mut Cx<'_>) -> bool;
+
+    /// A control message (ACK, NACK, ALIVE) from `peer`.
+    fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>);
+
+    /// The periodic work, once per [`super::ALIVE_INTERVAL`].
+    fn tick(&mut self, now: Instant, src: &dyn Source, cx: &mut Cx<'_>);
+
+    /// Data message `seq` went out at `now`.
+    fn sent(&mut self, _seq: Seq, _what: Sent, _now: Instant, _: &mut Stats) {}
+
+    /// Whether RESYNC exists in this mode: a peer's request is answered
+    /// with a bulk, and `-n` sends one.
+    fn answers_resync(&self) -> bool;
+
+    /// Whether our datagrams carry the HELLO handshake flags.
+    fn says_hello(&self) -> bool {
+        false
+    }
+
+    /// Sent messages awaiting acknowledgement (FT-FW only).
+    fn resend_queue(&self) -> Option<&ResendQueue> {
+        None
+    }
+}
+
+/// The engine's mode and its state.
+pub(crate) enum ModeState {
+    FtFw(FtFw),
+    NoTrack(NoTrack),
+    Alarm(Alarm),
+}
+
+impl ModeState {
+    pub(crate) fn new(p: &Params) -> Self {
+        match p.mode {
+            Mode::FtFw => {
+                ModeState::FtFw(FtFw::new(p.ack_window, p.resend_queue_size))
+            }
+            Mode::NoTrack => ModeState::NoTrack(NoTrack::new()),
+            Mode::Alarm => ModeState::Alarm(Alarm::new(p.refresh_time)),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &dyn SyncMode {
+        match self {
+            ModeState::FtFw(m) => m,
+            ModeState::NoTrack(m) => m,
+            ModeState::Alarm(m) => m,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut dyn SyncMode {
+        match self {
+            ModeState::FtFw(m) => m,
+            ModeState::NoTrack(m) => m,
+            ModeState::Alarm(m) => m,
+        }
+    }
+}

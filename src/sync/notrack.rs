@@ -1,0 +1,68 @@
+//! NOTRACK: the shared transmit path without acknowledgements. The
+//! receiver counts late messages and gaps but applies whatever arrives
+//! (as conntrackd does); the sender keeps nothing once sent, says ALIVE
+//! when it has been quiet for a tick, and answers RESYNC with a bulk.
+
+use super::mode::{Cx, SyncMode};
+use super::rx::{Arrival, SeqTrack};
+use super::session::{Contact, Peers};
+use super::{ALIVE_INTERVAL, Source};
+use crate::time::Instant;
+use crate::wire::{Msg, Seq};
+
+pub(crate) struct NoTrack {
+    peers: Peers<SeqTrack>,
+}
+
+impl NoTrack {
+    pub(crate) fn new() -> Self {
+        NoTrack {
+            peers: Peers::new(),
+        }
+    }
+}
+
+impl SyncMode for NoTrack {
+    fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact {
+        self.peers.heard(now, peer, session, SeqTrack::default)
+    }
+
+    fn data(&mut self, peer: u64, seq: Seq, cx: &mut Cx<'_>) -> bool {
+        let Some(rx) = self.peers.rx_mut(peer) else {
+            return false;
+        };
+        match rx.arrive(seq) {
+            Arrival::InOrder => {}
+            // Applied all the same: nothing newer will come to heal it.
+            Arrival::Late => cx.stats.before += 1,
+            Arrival::After(gap) => cx.stats.lost += gap.len(),
+        }
+        true
+    }
+
+    fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>) {
+        match msg {
+            Msg::Alive { next } => {
+                if let Some(gap) =
+                    self.peers.rx_mut(peer).and_then(|rx| rx.alive(next))
+                {
+                    cx.stats.lost += gap.len();
+                }
+            }
+            // ACK and NACK belong to FT-FW.
+            _ => cx.stats.malformed += 1,
+        }
+    }
+
+    fn tick(&mut self, now: Instant, _: &dyn Source, cx: &mut Cx<'_>) {
+        if now.since(cx.tx.last_tx()) >= ALIVE_INTERVAL {
+            cx.tx.control(Msg::Alive {
+                next: cx.tx.next_seq(),
+            });
+        }
+    }
+
+    fn answers_resync(&self) -> bool {
+        true
+    }
+}

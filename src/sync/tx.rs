@@ -1,0 +1,184 @@
+//! The transmit path every mode shares: the queue of keys waiting to be
+//! sent (coalescing repeated changes to one entry), the queue of control
+//! messages, the pending RESYNC request, the sequence counter, and the
+//! filling of one datagram from them, each data message built from the
+//! internal cache's current state ([`Source`]) at that moment.
+//!
+//! What a mode does with a sent message (FT-FW keeps it for resending) is
+//! the caller's callback; this module never decides about reliability.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{Key, Source, State, Stats};
+use crate::time::Instant;
+use crate::wire::{self, Msg, Seq, Writer};
+
+/// Most control messages waiting to be sent (the oldest is dropped).
+const CONTROL_QUEUE: usize = 256;
+
+/// A data message that went out, as a mode may want to send it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sent {
+    Key(Key),
+    Resync,
+}
+
+/// Everything waiting to be sent, and the numbering of what was.
+pub(crate) struct Transmit {
+    /// Keys waiting to be sent, in order…
+    keys: VecDeque<Key>,
+    /// …and for each, whether the peer must be told it is new.
+    queued: HashMap<Key, bool>,
+    capacity: usize,
+    control: VecDeque<Msg>,
+    resync_pending: bool,
+    next_seq: Seq,
+    last_tx: Instant,
+}
+
+impl Transmit {
+    pub(crate) fn new(capacity: usize, first_seq: Seq, now: Instant) -> Self {
+        Transmit {
+            keys: VecDeque::new(),
+            queued: HashMap::new(),
+            capacity,
+            control: VecDeque::new(),
+            resync_pending: false,
+            next_seq: first_seq,
+            last_tx: now,
+        }
+    }
+
+    /// Keys waiting to be sent.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when something waits to be sent.
+    pub(crate) fn is_pending(&self) -> bool {
+        !self.keys.is_empty() || !self.control.is_empty() || self.resync_pending
+    }
+
+    /// The sequence number the next data message gets.
+    pub(crate) fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+
+    /// When the last datagram went out.
+    pub(crate) fn last_tx(&self) -> Instant {
+        self.last_tx
+    }
+
+    /// Queues `key` (`new`: the peer must create it). False when the
+    /// queue is full (counted).
+    pub(crate) fn enqueue(
+        &mut self,
+        key: Key,
+        new: bool,
+        stats: &mut Stats,
+    ) -> bool {
+        if let Some(flag) = self.queued.get_mut(&key) {
+            // Coalesce: one message will carry the newest state.
+            *flag |= new;
+            return true;
+        }
+        if self.keys.len() >= self.capacity {
+            stats.tx_queue_full += 1;
+            return false;
+        }
+        self.queued.insert(key.clone(), new);
+        self.keys.push_back(key);
+        true
+    }
+
+    /// Queues a sent message again (resend on NACK or timeout).
+    pub(crate) fn requeue(&mut self, sent: Sent, stats: &mut Stats) {
+        stats.retransmitted += 1;
+        match sent {
+            Sent::Key(key) => {
+                self.enqueue(key, false, stats);
+            }
+            Sent::Resync => self.resync_pending = true,
+        }
+    }
+
+    /// Queues a control message; when full, the oldest gives way (a newer
+    /// ACK or ALIVE says more than an old one).
+    pub(crate) fn control(&mut self, msg: Msg) {
+        if self.control.len() >= CONTROL_QUEUE {
+            self.control.pop_front();
+        }
+        self.control.push_back(msg);
+    }
+
+    /// Asks the peer for its whole internal cache in the next datagram.
+    pub(crate) fn request_resync(&mut self) {
+        self.resync_pending = true;
+    }
+
+    /// Fills `w` (whose header says `first seq` = [`Transmit::next_seq`]):
+    /// control messages first, then RESYNC, then keys until full. Each data
+    /// message takes the next sequence number and is reported to `sent`.
+    /// Returns the number of messages written.
+    pub(crate) fn fill(
+        &mut self,
+        w: &mut Writer<'_>,
+        src: &dyn Source,
+        stats: &mut Stats,
+        mut sent: impl FnMut(Seq, Sent, &mut Stats),
+    ) -> u32 {
+        while let Some(m) = self.control.front() {
+            if w.push(m).is_err() {
+                break;
+            }
+            self.control.pop_front();
+        }
+        if self.resync_pending && w.push(&Msg::Resync).is_ok() {
+            self.resync_pending = false;
+            sent(self.take_seq(), Sent::Resync, stats);
+        }
+        while let Some(key) = self.keys.pop_front() {
+            let new = self.queued.remove(&key).unwrap_or(false);
+            match w.push(&build(&key, new, src)) {
+                Ok(()) => sent(self.take_seq(), Sent::Key(key), stats),
+                Err(_) if w.counts().0 == 0 => {
+                    // Does not fit even an empty datagram: never sendable.
+                    stats.too_big += 1;
+                }
+                Err(_) => {
+                    self.queued.insert(key.clone(), new);
+                    self.keys.push_front(key);
+                    break;
+                }
+            }
+        }
+        w.counts().0
+    }
+
+    /// Records that a datagram went out at `now`.
+    pub(crate) fn transmitted(&mut self, now: Instant) {
+        self.last_tx = now;
+    }
+
+    fn take_seq(&mut self) -> Seq {
+        let s = self.next_seq;
+        self.next_seq = s.next();
+        s
+    }
+}
+
+/// The message carrying `key`'s current state.
+fn build(key: &Key, new: bool, src: &dyn Source) -> Msg {
+    match (key, src.current(key)) {
+        (_, Some(State::Ct(ct))) => {
+            let w = wire::to_wire_ct(&ct);
+            if new { Msg::CtNew(w) } else { Msg::CtUpd(w) }
+        }
+        (_, Some(State::Exp(x))) => {
+            let w = wire::to_wire_exp(&x);
+            if new { Msg::ExpNew(w) } else { Msg::ExpUpd(w) }
+        }
+        (Key::Ct(k), None) => Msg::CtDel(*k),
+        (Key::Exp(k), None) => Msg::ExpDel(**k),
+    }
+}

@@ -163,11 +163,13 @@ async fn serve(
         n.ready();
     }
     if background {
+        // Logged before the parent is told, so that whoever waits for `-d`
+        // finds the line in the log when it returns.
+        logging::detach_console();
+        info!("-- starting in daemon mode --");
         if let Err(e) = background::notify_ready() {
             warn!("could not detach from the terminal: {e}");
         }
-        logging::detach_console();
-        info!("-- starting in daemon mode --");
     } else {
         info!("-- starting in console mode --");
     }

@@ -9,6 +9,7 @@ use super::render::LinkView;
 use crate::cache::{Cache, CacheStats, Stored};
 use crate::config::Mode;
 use crate::sync::Stats as SyncStats;
+use crate::wire::Seq;
 
 /// Daemon-wide counters (`-s runtime`, `-s`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,7 +73,7 @@ pub struct Snapshot {
     pub resend_queue_limit: usize,
     /// The resend queue's entries as (sequence number, is control), filled
     /// only for `-s rsqueue`.
-    pub resend_entries: Vec<(u32, bool)>,
+    pub resend_entries: Vec<(Seq, bool)>,
     pub links: Vec<LinkView>,
     pub netlink_buffer: usize,
 }

@@ -8,20 +8,24 @@
 //! # Layers
 //!
 //! ```text
-//! L4  daemon            the only async code: event loop, sockets, clock,
-//!                       signals, lock file; owns all state
-//! L3  control::server   control::client   kernel::socket   channel
-//!     logging           (sockets; channel paces TCP reconnects by clock)
-//! L2  sync              (the FT-FW/NOTRACK/ALARM engine, sans-IO)
-//!     control::proto    kernel::codec  kernel::commit  cli (pure codecs)
-//! L1  config            (pure parser)
-//! L0  model  wire  time (values, the replication format, time as input)
+//! L5  daemon            the only async code: event loop, kernel worker,
+//!                       clock, signals, lock file; owns all state
+//! L4  kernel::socket  channel  control::{server,client}  logging
+//!                       (sockets and files; channel paces TCP reconnects)
+//! L3  node              one firewall, sans-IO: Input in, Outbox out
+//! L2  cache  filter  sync  kernel::{codec,commit,origin}  cli
+//!                       (bounded caches, the FT-FW/NOTRACK/ALARM engine,
+//!                       the ctnetlink codec, pure)
+//! L1  wire  config  control::proto   (formats and the parser, pure)
+//! L0  model  time       (values, time as input)
 //! ```
 //!
-//! A module may use only modules in lower layers. Layers L0–L2 never touch
-//! sockets, files or clocks: they take input (and time) as parameters and
-//! return what to do, which is what makes the deterministic tests possible.
-//! `clippy.toml` forbids reading the clock outside `daemon`.
+//! A module may use only modules in lower layers (and its own
+//! submodules); `tests/layers.rs` checks every `crate::` path in `src/`
+//! against this map. Layers L0–L3 never touch sockets, files or clocks:
+//! they take input (and time) as parameters and return what to do, which
+//! is what makes the deterministic tests possible. `clippy.toml` forbids
+//! reading the clock outside `daemon`.
 
 pub mod cache;
 pub mod channel;

@@ -12,7 +12,26 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HelperName;
+/// Kernel conntrack helper names are at most NF_CT_HELPER_NAME_LEN-1 = 15.
+pub type HelperName = heapless::String<15>;
+
+/// The synchronisation protocol (`Mode …` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    FtFw,
+    NoTrack,
+    Alarm,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::FtFw => "FTFW",
+            Mode::NoTrack => "NOTRACK",
+            Mode::Alarm => "ALARM",
+        })
+    }
+}
 
 /// `IPS_*` status bits (include/uapi/linux/netfilter/nf_conntrack_common.h).
 pub mod status {

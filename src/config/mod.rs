@@ -26,8 +26,7 @@ pub use unsupported::not_implemented;
 
 /// Interface names are at most IFNAMSIZ-1 = 15 bytes on Linux.
 pub type IfName = heapless::String<15>;
-/// Kernel conntrack helper names are at most NF_CT_HELPER_NAME_LEN-1 = 15.
-pub type HelperName = heapless::String<15>;
+pub use crate::model::{HelperName, Mode};
 
 /// The default configuration file path.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ctsyncd/ctsyncd.conf";
@@ -226,24 +225,6 @@ impl Filter {
         self.protocol.is_some()
             || self.address.is_some()
             || self.state.is_some()
-    }
-}
-
-/// The synchronisation protocol (`Mode …`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    FtFw,
-    NoTrack,
-    Alarm,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::FtFw => "FTFW",
-            Mode::NoTrack => "NOTRACK",
-            Mode::Alarm => "ALARM",
-        })
     }
 }
 

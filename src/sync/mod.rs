@@ -38,7 +38,7 @@ pub use source::{Apply, Key, MapSource, Source, State};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::config::Mode;
+use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::{self, Authenticator, Header, Msg, Writer};
 use mode::{Cx, ModeState};

@@ -13,7 +13,7 @@ use super::notrack::NoTrack;
 use super::session::Contact;
 use super::tx::{Sent, Transmit};
 use super::{Params, Source, Stats};
-use crate::config::Mode;
+use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
 

@@ -26,7 +26,6 @@
 mod header;
 mod msg;
 mod seq;
-mod stored;
 
 pub use header::{HEADER_LEN, Header, Packet};
 pub use msg::{

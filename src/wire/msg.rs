@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Seq;
-use crate::config::HelperName;
+use crate::model::HelperName;
 use crate::model::{
     Conntrack, Expect, ExpectFn, ExpectNat, ProtoInfo, SeqAdj, Tuple,
 };

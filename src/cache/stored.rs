@@ -9,12 +9,12 @@
 //! `-s` totals on DESTROY only); a reply tuple equal to the inverse of the
 //! original comes back as that inverse.
 
-use super::msg::{
+use super::Stored;
+use crate::model::{Conntrack, Expect};
+use crate::wire::{
     CtKey, ExpKey, WireCt, WireExp, from_wire_ct, from_wire_exp, to_wire_ct,
     to_wire_exp,
 };
-use crate::cache::Stored;
-use crate::model::{Conntrack, Expect};
 
 fn append<T: serde::Serialize>(v: &T, out: &mut Vec<u8>) {
     // Writing into a Vec cannot fail; postcard only reports full buffers.

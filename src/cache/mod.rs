@@ -14,6 +14,8 @@
 //! it is not stored twice; lookups compare encoded keys. Reading an entry
 //! decodes it, which costs far less than the memory it saves on a router.
 
+mod stored;
+
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 

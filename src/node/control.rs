@@ -4,20 +4,15 @@
 
 use std::time::Duration;
 
-use log::Level::{Error, Info, Warn};
+use log::Level::{Error, Info};
 
-use super::{
-    ClientId, Completion, Done, Job, LinkView, Node, Purpose, Running, Work,
-    render,
-};
+use super::{ClientId, Job, LinkView, Node, Purpose, Running, Work, render};
 use crate::config::Mode;
 use crate::control::proto::{
     Cache as Which, CacheSel, Format, Reply, Request, StatsView, Status, Table,
     Target,
 };
-use crate::kernel::codec::Object;
 use crate::kernel::commit::{self, CommitRules};
-use crate::model::{L4, Tuple};
 use crate::time::Instant;
 
 impl Node {
@@ -122,11 +117,11 @@ impl Node {
         }
     }
 
-    fn done(&mut self, client: ClientId, s: Status) {
+    pub(super) fn done(&mut self, client: ClientId, s: Status) {
         self.out.reply(client, Reply::Done(s));
     }
 
-    fn data(&mut self, client: ClientId, text: String) {
+    pub(super) fn data(&mut self, client: ClientId, text: String) {
         if !text.is_empty() {
             self.out.reply(client, Reply::Data(text));
         }
@@ -258,7 +253,7 @@ impl Node {
     }
 
     /// The commit's outcome: conntrackd's lines, the client's final frame.
-    fn commit_done(
+    pub(super) fn commit_done(
         &mut self,
         now: Instant,
         client: ClientId,
@@ -358,152 +353,9 @@ impl Node {
         self.data(client, text);
         self.done(client, Status::Ok);
     }
-
-    // ===== kernel job completions =====
-
-    pub(super) fn job_done(&mut self, now: Instant, c: Completion) {
-        let Completion { purpose, done } = c;
-        match (purpose, done) {
-            (Purpose::Resync { .. }, Done::Dumped { objects, last }) => {
-                self.resync_part(now, purpose, objects, last);
-            }
-            (Purpose::Resync { .. }, Done::Failed(why)) => {
-                self.resync_failed(purpose, &why);
-            }
-            (
-                Purpose::Commit { client },
-                Done::Committed { cts, exps, failed },
-            ) => {
-                for (errno, tuple) in failed {
-                    self.out.log(
-                        Error,
-                        format!(
-                            "commit-create: {}",
-                            std::io::Error::from_raw_os_error(errno)
-                        ),
-                    );
-                    self.out.log(Error, tuple_text(&tuple));
-                }
-                self.commit_done(now, client, &cts, &exps);
-            }
-            (Purpose::Commit { client }, Done::Failed(why)) => {
-                self.counters.jobs_failed += 1;
-                self.out.log(Error, format!("commit-create: {why}"));
-                // The whole plan counts as failed.
-                let (cts, exps) = self.commit.map_or((0, 0), |r| r.planned);
-                let eio = libc_eio();
-                self.commit_done(
-                    now,
-                    client,
-                    &vec![eio; cts],
-                    &vec![eio; exps],
-                );
-            }
-            (Purpose::Inject, Done::Injected(errs)) => {
-                for e in errs {
-                    if e == 0 {
-                        self.counters.inject_ok += 1;
-                    } else {
-                        self.counters.inject_fail += 1;
-                        self.out.log(
-                            Warn,
-                            format!(
-                                "could not inject entry: {}",
-                                std::io::Error::from_raw_os_error(e)
-                            ),
-                        );
-                    }
-                }
-            }
-            (Purpose::Inject, Done::Failed(why)) => {
-                self.counters.jobs_failed += 1;
-                self.counters.inject_fail += 1;
-                self.out.log(Warn, format!("could not inject entry: {why}"));
-            }
-            (Purpose::Flush { client }, Done::Flushed(_)) => {
-                if let Some(c) = client {
-                    self.done(c, Status::Ok);
-                }
-            }
-            (Purpose::Flush { client }, Done::Failed(why)) => {
-                self.counters.jobs_failed += 1;
-                self.out.log(
-                    Error,
-                    format!("cannot flush the kernel table: {why}"),
-                );
-                if let Some(c) = client {
-                    self.done(
-                        c,
-                        Status::Failed(format!(
-                            "cannot flush the kernel table: {why}"
-                        )),
-                    );
-                }
-            }
-            (
-                Purpose::DumpText {
-                    client,
-                    table: _,
-                    format,
-                },
-                Done::Dumped { objects, last },
-            ) => {
-                let mut text = String::new();
-                for o in &objects {
-                    let line = match (o, format) {
-                        (Object::Ct(c), Format::Json) => render::ct_json(c, 0),
-                        (Object::Ct(c), _) => render::ct_line(c, false),
-                        (Object::Exp(x), Format::Json) => {
-                            render::exp_json(x, 0)
-                        }
-                        (Object::Exp(x), _) => render::exp_line(x),
-                    };
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-                self.data(client, text);
-                if last {
-                    self.done(client, Status::Ok);
-                }
-            }
-            (Purpose::DumpText { client, .. }, Done::Failed(why)) => {
-                self.counters.jobs_failed += 1;
-                self.out
-                    .log(Error, format!("can't dump kernel table: {why}"));
-                self.done(
-                    client,
-                    Status::Failed(format!("can't dump kernel table: {why}")),
-                );
-            }
-            (purpose, done) => {
-                // A worker that answers a job with the wrong kind of
-                // result is a bug; say so rather than guess.
-                self.counters.jobs_failed += 1;
-                self.out.log(
-                    Error,
-                    format!("kernel job {purpose:?} ended with {done:?}"),
-                );
-            }
-        }
-    }
-}
-
-/// EIO, the errno of an entry whose whole commit failed.
-fn libc_eio() -> i32 {
-    rustix::io::Errno::IO.raw_os_error()
 }
 
 fn split(errs: &[i32]) -> (usize, usize) {
     let ok = errs.iter().filter(|&&e| e == 0).count();
     (ok, errs.len() - ok)
-}
-
-/// A tuple as conntrackd prints it under a failed commit.
-pub fn tuple_text(t: &Tuple) -> String {
-    match t.l4 {
-        L4::Ports { src, dst } => {
-            format!("{} {}:{} -> {}:{}", t.proto, t.src, src, t.dst, dst)
-        }
-        _ => format!("{} {} -> {}", t.proto, t.src, t.dst),
-    }
 }

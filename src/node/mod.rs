@@ -26,6 +26,7 @@
 
 mod control;
 mod io;
+mod jobs;
 mod kernel_side;
 mod peer_side;
 pub mod render;

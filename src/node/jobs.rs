@@ -1,0 +1,155 @@
+//! The completions of a node's kernel jobs: a commit's totals and the
+//! refused entries (conntrackd's log lines), injection results, a flush's
+//! and a resync's end, the parts of a `-i` kernel dump, and jobs that
+//! failed as a whole or never ran.
+
+use log::Level::{Error, Warn};
+
+use super::{Completion, Done, Node, Purpose, render};
+use crate::control::proto::{Format, Status};
+use crate::kernel::codec::Object;
+use crate::model::{L4, Tuple};
+use crate::time::Instant;
+
+impl Node {
+    pub(super) fn job_done(&mut self, now: Instant, c: Completion) {
+        let Completion { purpose, done } = c;
+        match (purpose, done) {
+            (Purpose::Resync { .. }, Done::Dumped { objects, last }) => {
+                self.resync_part(now, purpose, objects, last);
+            }
+            (Purpose::Resync { .. }, Done::Failed(why)) => {
+                self.resync_failed(purpose, &why);
+            }
+            (
+                Purpose::Commit { client },
+                Done::Committed { cts, exps, failed },
+            ) => {
+                for (errno, tuple) in failed {
+                    self.out.log(
+                        Error,
+                        format!(
+                            "commit-create: {}",
+                            std::io::Error::from_raw_os_error(errno)
+                        ),
+                    );
+                    self.out.log(Error, tuple_text(&tuple));
+                }
+                self.commit_done(now, client, &cts, &exps);
+            }
+            (Purpose::Commit { client }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.out.log(Error, format!("commit-create: {why}"));
+                // The whole plan counts as failed.
+                let (cts, exps) = self.commit.map_or((0, 0), |r| r.planned);
+                let eio = libc_eio();
+                self.commit_done(
+                    now,
+                    client,
+                    &vec![eio; cts],
+                    &vec![eio; exps],
+                );
+            }
+            (Purpose::Inject, Done::Injected(errs)) => {
+                for e in errs {
+                    if e == 0 {
+                        self.counters.inject_ok += 1;
+                    } else {
+                        self.counters.inject_fail += 1;
+                        self.out.log(
+                            Warn,
+                            format!(
+                                "could not inject entry: {}",
+                                std::io::Error::from_raw_os_error(e)
+                            ),
+                        );
+                    }
+                }
+            }
+            (Purpose::Inject, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.counters.inject_fail += 1;
+                self.out.log(Warn, format!("could not inject entry: {why}"));
+            }
+            (Purpose::Flush { client }, Done::Flushed(_)) => {
+                if let Some(c) = client {
+                    self.done(c, Status::Ok);
+                }
+            }
+            (Purpose::Flush { client }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.out.log(
+                    Error,
+                    format!("cannot flush the kernel table: {why}"),
+                );
+                if let Some(c) = client {
+                    self.done(
+                        c,
+                        Status::Failed(format!(
+                            "cannot flush the kernel table: {why}"
+                        )),
+                    );
+                }
+            }
+            (
+                Purpose::DumpText {
+                    client,
+                    table: _,
+                    format,
+                },
+                Done::Dumped { objects, last },
+            ) => {
+                let mut text = String::new();
+                for o in &objects {
+                    let line = match (o, format) {
+                        (Object::Ct(c), Format::Json) => render::ct_json(c, 0),
+                        (Object::Ct(c), _) => render::ct_line(c, false),
+                        (Object::Exp(x), Format::Json) => {
+                            render::exp_json(x, 0)
+                        }
+                        (Object::Exp(x), _) => render::exp_line(x),
+                    };
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                self.data(client, text);
+                if last {
+                    self.done(client, Status::Ok);
+                }
+            }
+            (Purpose::DumpText { client, .. }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.out
+                    .log(Error, format!("can't dump kernel table: {why}"));
+                self.done(
+                    client,
+                    Status::Failed(format!("can't dump kernel table: {why}")),
+                );
+            }
+            (purpose, done) => {
+                // A worker that answers a job with the wrong kind of
+                // result is a bug; say so rather than guess.
+                self.counters.jobs_failed += 1;
+                self.out.log(
+                    Error,
+                    format!("kernel job {purpose:?} ended with {done:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// EIO, the errno of an entry whose whole commit failed.
+fn libc_eio() -> i32 {
+    rustix::io::Errno::IO.raw_os_error()
+}
+
+/// A tuple as conntrackd prints it under a failed commit.
+pub fn tuple_text(t: &Tuple) -> String {
+    match t.l4 {
+        L4::Ports { src, dst } => {
+            format!("{} {}:{} -> {}:{}", t.proto, t.src, src, t.dst, dst)
+        }
+        _ => format!("{} {} -> {}", t.proto, t.src, t.dst),
+    }
+}

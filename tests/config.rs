@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ctsyncd::config::{
-    self, Cidr, ExpectationSync, Facility, LogTarget, Logic, Mode, Parsed,
-    SchedPolicy, Scheduler, TcpState, Transport,
+    self, Cidr, ExpectationSync, Facility, LogTarget, Logic, Mode,
+    OverrunResync, Parsed, SchedPolicy, Scheduler, TcpState, Transport,
 };
 
 fn fixture(name: &str) -> Parsed {
@@ -43,7 +43,7 @@ fn ftfw_multicast_every_general_clause() {
     assert_eq!(g.unix_path, PathBuf::from("/run/ctsyncd/ctsyncd.ctl"));
     assert_eq!(g.netlink_buffer_size, 2097152);
     assert_eq!(g.netlink_buffer_size_max_growth, 8388608);
-    assert_eq!(g.netlink_overrun_resync, Some(20));
+    assert_eq!(g.netlink_overrun_resync, OverrunResync::After(20));
     assert!(g.netlink_events_reliable);
     assert_eq!(g.event_iteration_limit, 200);
     assert_eq!(g.poll_secs, None);
@@ -140,7 +140,7 @@ fn ftfw_udp_ipv6_and_helper_list() {
     assert_eq!(g.lock_file, PathBuf::from(config::DEFAULT_LOCK_FILE));
     assert_eq!(g.log_file, LogTarget::Off);
     assert_eq!(g.syslog, Some(Facility::Daemon));
-    assert_eq!(g.netlink_overrun_resync, None);
+    assert_eq!(g.netlink_overrun_resync, OverrunResync::Off);
     assert_eq!(g.event_iteration_limit, 100);
     assert!(!g.filter.is_active());
     let s = p.config.sync.unwrap();

@@ -125,6 +125,21 @@ pub enum SchedPolicy {
     Fifo,
 }
 
+/// `NetlinkOverrunResync`: when the internal cache is resynchronised with
+/// the kernel after the event socket lost events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrunResync {
+    /// As soon as the burst that overran the socket is over (no event for
+    /// a short quiet time), at most 30 s after the overrun: the default,
+    /// and `On` or `0`.
+    AfterBurst,
+    /// This many seconds after the last overrun (an explicit number, as
+    /// in conntrackd).
+    After(u32),
+    /// Never (`Off`).
+    Off,
+}
+
 /// The `General { }` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct General {
@@ -138,8 +153,8 @@ pub struct General {
     /// 0 = keep the system's default receive buffer.
     pub netlink_buffer_size: u32,
     pub netlink_buffer_size_max_growth: u32,
-    /// Seconds until the kernel resync after an event overrun; None = off.
-    pub netlink_overrun_resync: Option<u32>,
+    /// When the kernel resync follows an event overrun.
+    pub netlink_overrun_resync: OverrunResync,
     pub netlink_events_reliable: bool,
     /// Polling mode period in seconds; None = event mode.
     pub poll_secs: Option<u32>,
@@ -160,7 +175,7 @@ impl Default for General {
             unix_path: PathBuf::new(),
             netlink_buffer_size: 0,
             netlink_buffer_size_max_growth: 0,
-            netlink_overrun_resync: Some(30),
+            netlink_overrun_resync: OverrunResync::AfterBurst,
             netlink_events_reliable: false,
             poll_secs: None,
             event_iteration_limit: 100,

@@ -23,9 +23,6 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
     if cfg.general.filter.from_kernelspace {
         out.push("Filter From Kernelspace: filtering runs in user space");
     }
-    if cfg.general.scheduler.is_some() {
-        out.push("Scheduler: real-time scheduling is not implemented");
-    }
     if cfg
         .sync
         .as_ref()

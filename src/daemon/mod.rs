@@ -30,6 +30,7 @@ mod kernel;
 mod lock;
 mod replicator;
 mod runtime;
+mod sched;
 mod sd_notify;
 mod worker;
 
@@ -149,6 +150,10 @@ async fn serve(
         Some(_) => Some(replicator::Replicator::start(cfg, clock)?),
         None => None,
     };
+    // After the kernel worker started: only the loop runs real-time.
+    if let Err(w) = sched::apply(cfg.general.scheduler) {
+        warn!("{w}");
+    }
 
     info!("initialization completed");
     // Foreground only: that is how a Type=notify unit runs the daemon. A

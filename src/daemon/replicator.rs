@@ -157,6 +157,12 @@ impl Replicator {
             // without this the executor never runs the control socket's
             // reader and writer tasks, and `-s` stalls until the flood ends.
             future::yield_now().await;
+            // The event socket before anything else: a burst must be read
+            // before it fills the socket's buffer, not after a backlog of
+            // datagrams and requests.
+            if self.drain_kernel(ex, clock).await {
+                break;
+            }
             let shutdown = match self.wait(rx, clock).await {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
@@ -290,6 +296,20 @@ impl Replicator {
     ) -> bool {
         let out = self.node.handle(clock.now(), input);
         self.apply(ex, clock, out).await
+    }
+
+    /// Whatever the event socket holds now (at most EventIterationLimit
+    /// reads); true to stop.
+    async fn drain_kernel(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        clock: Clock,
+    ) -> bool {
+        match self.events.socket.try_recv() {
+            Ok(None) => false,
+            Ok(Some(r)) => self.kernel_events(ex, clock, Ok(r)).await,
+            Err(e) => self.kernel_events(ex, clock, Err(e)).await,
+        }
     }
 
     async fn kernel_events(

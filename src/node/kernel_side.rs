@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{Node, Purpose};
 use crate::cache::Upsert;
+use crate::config::OverrunResync;
 use crate::control::proto::{Reply, Status};
 use crate::filter;
 use crate::kernel::codec::{Kind, Message, Object};
@@ -16,6 +17,11 @@ use crate::model::{Conntrack, Expect};
 use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
+
+/// After an overrun, the burst is over once no event came for this long.
+pub(super) const BURST_QUIET: Duration = Duration::from_millis(200);
+/// … or at the latest this long after its first overrun.
+pub(super) const BURST_MAX: Duration = Duration::from_secs(30);
 
 /// A resync whose dump is still arriving.
 ///
@@ -39,6 +45,7 @@ impl Node {
         msg: Message,
         origin: Origin,
     ) {
+        self.burst_goes_on(now);
         if let Some(run) = self.resync.as_mut() {
             let destroyed = msg.kind == Kind::Destroy;
             match &msg.object {
@@ -173,19 +180,40 @@ impl Node {
         }
     }
 
-    /// The event socket lost events: a resync with the kernel follows
-    /// after `NetlinkOverrunResync` (repeated overruns keep postponing it,
-    /// as in conntrackd).
+    /// The event socket lost events: a resync with the kernel follows.
+    /// By default as soon as the burst is over (no event for
+    /// [`BURST_QUIET`], at most [`BURST_MAX`] after the first overrun);
+    /// with an explicit `NetlinkOverrunResync N`, N seconds after the last
+    /// overrun (repeated overruns keep postponing it, as in conntrackd).
     pub(super) fn overrun(&mut self, now: Instant, buffer: usize) {
         self.counters.overruns += 1;
         self.counters.catch_event_failed += 1;
         self.netlink_buffer = buffer;
-        if let (Some(secs), false) = (
-            self.cfg.general.netlink_overrun_resync,
-            self.internal_disabled(),
-        ) {
+        if self.internal_disabled() {
+            return;
+        }
+        match self.cfg.general.netlink_overrun_resync {
+            OverrunResync::Off => {}
+            OverrunResync::After(secs) => {
+                self.overrun_resync_at =
+                    Some(now + Duration::from_secs(u64::from(secs)));
+            }
+            OverrunResync::AfterBurst => {
+                let first = *self.burst_since.get_or_insert(now);
+                self.overrun_resync_at =
+                    Some((now + BURST_QUIET).min(first + BURST_MAX));
+            }
+        }
+    }
+
+    /// Another event while a burst's resync waits for the quiet: the
+    /// burst is not over yet.
+    fn burst_goes_on(&mut self, now: Instant) {
+        if let (Some(first), Some(_)) =
+            (self.burst_since, self.overrun_resync_at)
+        {
             self.overrun_resync_at =
-                Some(now + Duration::from_secs(u64::from(secs)));
+                Some((now + BURST_QUIET).min(first + BURST_MAX));
         }
     }
 

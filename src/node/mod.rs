@@ -74,6 +74,8 @@ pub struct Node {
     netlink_buffer: usize,
     purge_at: Option<Instant>,
     overrun_resync_at: Option<Instant>,
+    /// The first overrun of the burst whose resync waits (AfterBurst).
+    burst_since: Option<Instant>,
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
@@ -137,6 +139,7 @@ impl Node {
             netlink_buffer,
             purge_at: None,
             overrun_resync_at: None,
+            burst_since: None,
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,
@@ -309,6 +312,7 @@ impl Node {
         }
         if self.overrun_resync_at.is_some_and(|t| now >= t) {
             self.overrun_resync_at = None;
+            self.burst_since = None;
             self.counters.kernel_resyncs += 1;
             let exp = self.expectations();
             self.out.jobs.push(Job {

@@ -732,3 +732,70 @@ fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
         assert_eq!(o.replies, vec![Reply::Done(Status::Ok)]);
     }
 }
+
+fn resync_jobs(jobs: &[Job]) -> usize {
+    jobs.iter()
+        .filter(|j| {
+            matches!(
+                j.purpose,
+                Purpose::Resync {
+                    send: true,
+                    client: None,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+fn udp_event(port: u16) -> Message {
+    let mut ct = Conntrack::new(Tuple {
+        proto: 17,
+        ..tcp("10.0.0.1", "10.0.0.2", port, 53)
+    });
+    ct.reply = Some(ct.orig.inverse());
+    event(Kind::New, Object::Ct(ct))
+}
+
+#[test]
+fn overrun_resyncs_as_soon_as_the_burst_is_over() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    fw.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
+    // Events keep coming: the burst is not over.
+    for t in [100, 250, 400] {
+        assert_eq!(resync_jobs(&fw.tick(Instant(t))), 0);
+        fw.kernel(Instant(t), udp_event(t as u16), Origin::NotMe);
+    }
+    // 200 ms without an event: the resync runs, and only once.
+    assert_eq!(resync_jobs(&fw.tick(Instant(599))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant(600))), 1);
+    assert_eq!(resync_jobs(&fw.tick(Instant(5_000))), 0);
+    assert_eq!(fw.counters.kernel_resyncs, 1);
+}
+
+#[test]
+fn a_burst_that_never_ends_is_resynced_after_thirty_seconds() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    fw.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
+    let mut jobs = 0;
+    for t in (100..=31_000).step_by(100) {
+        fw.kernel(Instant(t), udp_event((t / 100) as u16), Origin::NotMe);
+        jobs += resync_jobs(&fw.tick(Instant(t)));
+        if jobs > 0 {
+            assert_eq!(t, 30_000);
+            break;
+        }
+    }
+    assert_eq!(jobs, 1);
+}
+
+#[test]
+fn an_explicit_overrun_resync_delay_wins() {
+    let mut fw = node(cfg("NetlinkOverrunResync 5", "FTFW { }", ""), 1);
+    fw.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
+    assert_eq!(resync_jobs(&fw.tick(Instant(1_000))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant(5_000))), 1);
+    let mut off = node(cfg("NetlinkOverrunResync Off", "FTFW { }", ""), 1);
+    off.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
+    assert_eq!(resync_jobs(&off.tick(Instant(60_000))), 0);
+}

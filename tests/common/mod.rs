@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod fw;
+
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::Command;

@@ -5,8 +5,8 @@ use super::values::{parse_bool, parse_u32};
 use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
 use crate::config::{
-    DEFAULT_LOG_FILE, DEFAULT_STATS_LOG_FILE, SchedPolicy, Scheduler,
-    UNIX_PATH_MAX,
+    DEFAULT_LOG_FILE, DEFAULT_STATS_LOG_FILE, OverrunResync, SchedPolicy,
+    Scheduler, UNIX_PATH_MAX,
 };
 
 const GENERAL: &[&str] = &[
@@ -53,11 +53,11 @@ impl<'a> Parser<'a> {
                 "NetlinkOverrunResync" => {
                     let (w, wp) = p.word("On, Off or a number of seconds")?;
                     p.cfg.general.netlink_overrun_resync = match (parse_bool(w), parse_u32(w)) {
-                        (Some(true), _) => Some(30),
-                        (Some(false), _) => None,
+                        (Some(true), _) => OverrunResync::AfterBurst,
+                        (Some(false), _) => OverrunResync::Off,
                         // conntrackd treats 0 as "unset", i.e. the default.
-                        (None, Some(0)) => Some(30),
-                        (None, Some(n)) => Some(n),
+                        (None, Some(0)) => OverrunResync::AfterBurst,
+                        (None, Some(n)) => OverrunResync::After(n),
                         (None, None) => {
                             return Err(p.found(Tok::Word(w), wp, "On, Off or a number of seconds"));
                         }

@@ -1,0 +1,93 @@
+//! Real-time scheduling of the event loop, as conntrackd 1.4.7 does by
+//! default (SCHED_RR at priority 99): the loop must drain the kernel's
+//! event socket before a burst fills it, whatever else the router runs.
+//!
+//! Only the loop's thread is raised: the kernel worker (dumps, flushes,
+//! commits) keeps the normal policy, so a 200 000-entry flush cannot take
+//! a core from the router's own processes. `Scheduler { Type …;
+//! Priority … }` overrides the default; failing to set it (no
+//! CAP_SYS_NICE, a container) is a warning, not a reason to stop.
+
+use thread_priority::{
+    RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue,
+    ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+};
+
+use crate::config::{SchedPolicy, Scheduler};
+
+/// conntrackd 1.4.7's default.
+pub(crate) const DEFAULT: Scheduler = Scheduler {
+    policy: SchedPolicy::Rr,
+    priority: 99,
+};
+
+/// Sets the calling thread's policy; the warning to log when it fails.
+pub(crate) fn apply(s: Option<Scheduler>) -> Result<Scheduler, String> {
+    let s = s.unwrap_or(DEFAULT);
+    let policy = match s.policy {
+        SchedPolicy::Rr => RealtimeThreadSchedulePolicy::RoundRobin,
+        SchedPolicy::Fifo => RealtimeThreadSchedulePolicy::Fifo,
+    };
+    let fail = |why: String| {
+        format!(
+            "scheduler configuration failed: {why}. Continuing with system default scheduler."
+        )
+    };
+    let value = ThreadPriorityValue::try_from(s.priority)
+        .map_err(|e| fail(e.to_string()))?;
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Crossplatform(value),
+        ThreadSchedulePolicy::Realtime(policy),
+    )
+    .map_err(|e| fail(format!("{e:?}")))?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn round_robin_99_is_the_default_and_a_clause_overrides_it() {
+        // A thread of its own: the test runner's threads keep their policy.
+        let got = std::thread::spawn(|| {
+            let r = apply(Some(Scheduler {
+                policy: SchedPolicy::Fifo,
+                priority: 10,
+            }));
+            let policy = rustix_policy();
+            (r, policy)
+        })
+        .join()
+        .unwrap();
+        match got {
+            // Root (CI): the policy really changed.
+            (Ok(s), policy) => {
+                assert_eq!(s.policy, SchedPolicy::Fifo);
+                assert_eq!(policy, "SCHED_FIFO");
+            }
+            // Without CAP_SYS_NICE: a warning in conntrackd's words.
+            (Err(w), _) => {
+                eprintln!("SKIPPED (no CAP_SYS_NICE): {w}");
+                assert!(w.starts_with("scheduler configuration failed: "));
+            }
+        }
+        assert_eq!(DEFAULT.priority, 99);
+        assert_eq!(DEFAULT.policy, SchedPolicy::Rr);
+    }
+
+    /// The calling thread's policy, as the kernel reports it.
+    fn rustix_policy() -> &'static str {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Field 41 (policy), counted after the command's closing paren.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy: u32 = after.split(' ').nth(38).unwrap().parse().unwrap();
+        match policy {
+            0 => "SCHED_OTHER",
+            1 => "SCHED_FIFO",
+            2 => "SCHED_RR",
+            _ => "other",
+        }
+    }
+}

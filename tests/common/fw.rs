@@ -1,0 +1,229 @@
+//! Real daemons in the test's namespaces: start one from configuration
+
+//! text, talk to its control socket, read its `--json` statistics, and
+//! create or delete flows in a namespace's kernel as traffic would.
+
+#![allow(dead_code)]
+// Deadlines here are wall-clock bounds on real processes, not logic.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ctsyncd::control::proto::{
+    self, Format, MAX_REPLY, Reply, Request, StatsView, Status,
+};
+use ctsyncd::kernel::codec;
+use ctsyncd::kernel::commit::{self, CommitRules};
+use ctsyncd::kernel::socket::CtSocket;
+use ctsyncd::model::{Conntrack, L4, Tuple};
+
+use super::{Bg, Netns};
+
+/// The daemon under test: this build's, or `CTSYNCD_TEST_BIN` (to measure
+/// a release build).
+pub fn bin() -> String {
+    std::env::var("CTSYNCD_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctsyncd").to_string())
+}
+
+/// `n` UDP flows from `src` with a timeout that outlives the test.
+pub fn flows(src: &str, n: u32) -> Vec<Conntrack> {
+    (0..n)
+        .map(|i| {
+            let mut ct = Conntrack::new(Tuple {
+                src: src.parse().unwrap(),
+                dst: "10.200.0.1".parse().unwrap(),
+                proto: 17,
+                l4: L4::Ports {
+                    src: (1024 + i % 60_000) as u16,
+                    dst: (1 + i / 60_000) as u16,
+                },
+            });
+            ct.timeout = Some(600);
+            commit::prepare_ct(&ct, 0, &CommitRules::default())
+        })
+        .collect()
+}
+
+/// Creates the flows in the namespace's kernel through a socket that is
+/// not the daemon's, so they are "traffic" to it.
+pub fn create(ns: &Netns, cts: &[Conntrack]) {
+    ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        for chunk in cts.chunks(5_000) {
+            let errs = s.create_cts(chunk).unwrap();
+            assert!(errs.iter().all(|&e| e == 0), "kernel refused a flow");
+        }
+    });
+}
+
+/// Deletes the flows from the namespace's kernel.
+pub fn delete(ns: &Netns, cts: &[Conntrack]) {
+    ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        // One batch is one netlink datagram: a few hundred deletes each.
+        for chunk in cts.chunks(256) {
+            let errs = s
+                .batch(|buf, seq| {
+                    for c in chunk {
+                        codec::encode_ct_delete(buf, &c.orig, c.zone, seq());
+                    }
+                })
+                .unwrap();
+            assert!(errs.iter().all(|&e| e == 0), "kernel refused a delete");
+        }
+    });
+}
+
+/// A UDP unicast link on the veth `s0` of [`super::pair`].
+pub fn udp_link(me: &str, peer: &str) -> String {
+    format!(
+        "UDP {{ IPv4_address {me} IPv4_Destination_Address {peer} Port 3780 Interface s0 }}"
+    )
+}
+
+/// A daemon running in a namespace; stopped and cleaned up when dropped.
+pub struct Fw {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub daemon: Bg,
+}
+
+impl Fw {
+    /// Starts a daemon with `general` clauses (beside the paths) and a
+    /// `Sync` section; returns once its control socket answers.
+    pub fn start(ns: &Netns, name: &str, general: &str, sync: &str) -> Fw {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-fw-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("ctsyncd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  {general}\n}}\nSync {{\n{sync}\n}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let daemon = ns.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
+        let fw = Fw { dir, conf, daemon };
+        let t0 = Instant::now();
+        while ask(&fw.sock(), &stats(), Duration::from_secs(1)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{name} not up: {}",
+                fw.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        fw
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.dir.join("ctl")
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin())
+            .arg("-C")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Every statistic (`-s --json`).
+    pub fn stats(&self) -> String {
+        ask(&self.sock(), &stats(), Duration::from_secs(5)).unwrap()
+    }
+
+    /// Entries in a cache: `internal`, `external`, `internal_expect` …
+    pub fn cached(&self, cache: &str) -> u64 {
+        json_number(&self.stats(), cache, "active")
+    }
+
+    /// Waits until `cache` holds `n` entries; how long that took, or None
+    /// after `limit`.
+    pub fn wait_cached(
+        &self,
+        cache: &str,
+        n: u64,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.cached(cache) == n {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Fw {
+    fn drop(&mut self) {
+        let _ = self.cli(&["-k"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn stats() -> Request {
+    Request::Stats {
+        view: StatsView::General,
+        format: Format::Json,
+    }
+}
+
+/// One request on the control socket; the reply text, or why not.
+pub fn ask(
+    sock: &Path,
+    req: &Request,
+    deadline: Duration,
+) -> Result<String, String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(deadline)).unwrap();
+    s.write_all(&proto::encode(req))
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut text = String::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before Done".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some((reply, used))) =
+            proto::decode::<Reply>(&buf, MAX_REPLY)
+        {
+            buf.drain(..used);
+            match reply {
+                Reply::Data(t) => text.push_str(&t),
+                Reply::Done(Status::Ok) => return Ok(text),
+                Reply::Done(other) => return Err(format!("{other:?}")),
+            }
+        }
+    }
+}
+
+/// A number in the `--json` statistics: `key` in the object `section`.
+pub fn json_number(json: &str, section: &str, key: &str) -> u64 {
+    let at = json.find(&format!("\"{section}\":{{")).expect(section);
+    let rest = &json[at..];
+    let k = rest.find(&format!("\"{key}\":")).expect(key) + key.len() + 3;
+    rest[k..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}

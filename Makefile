@@ -35,7 +35,9 @@ unit:
 	$(CARGO) test
 
 # The lab scenarios (network namespaces, real kernel, keepalived, FTP).
+# The netns driver is checked against nixpkgs' driver semantics first.
 vmtests: release
+	python3 vmtests/test_nixos_driver.py
 	python3 vmtests/run.py $(SCENARIOS)
 
 # What of the flake can be checked without nixpkgs (nix/check.sh); the VM

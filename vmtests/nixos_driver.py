@@ -149,7 +149,9 @@ exec sleep 2147483647"""
         )
         self.host.procs.append(self.holder)
         ready, _, _ = select.select([self.holder.stdout], [], [], 20)
-        if not ready or self.holder.stdout.readline().strip() != b"booted":
+        booted = ready and self.holder.stdout.readline().strip() == b"booted"
+        self.holder.stdout.close()
+        if not booted:
             raise RuntimeError(f"{self.name}: the mount namespace did not come up (see {self.console})")
         log(f"{self.name}: booted (mount namespace held by pid {self.holder.pid})")
         for path, text, mode in self.files:
@@ -362,9 +364,7 @@ exec sleep 2147483647"""
         names = [a for a in args if not a.startswith("-")]
         if verb in ("start", "stop", "restart", "is-active", "show") and len(names) == 1:
             unit = self._unit(names[0])
-            if unit is None:
-                if verb == "show":
-                    return 0, "ActiveState=inactive\nLoadState=not-found\n"
+            if unit is None and verb != "show":
                 return (3 if verb == "is-active" else 5), f"Unit {names[0]} not found.\n"
             if verb == "start":
                 return self._start_unit(unit, wait=True), ""
@@ -374,11 +374,12 @@ exec sleep 2147483647"""
             if verb == "restart":
                 self._stop_unit(unit)
                 return self._start_unit(unit, wait=True), ""
-            state = unit.refresh()
+            state = unit.refresh() if unit else "inactive"
             if verb == "is-active":
                 return (0 if state == "active" else 3), f"{state}\n"
-            props = {"Id": unit.name, "ActiveState": state, "LoadState": "loaded",
-                     "MainPID": str(unit.proc.pid if unit.proc and unit.proc.poll() is None else 0)}
+            alive = unit is not None and unit.proc is not None and unit.proc.poll() is None
+            props = {"Id": unit.name if unit else names[0], "ActiveState": state,
+                     "LoadState": "loaded" if unit else "not-found", "MainPID": str(unit.proc.pid if alive else 0)}
             wanted = [a.split("=", 1)[1] for a in args if a.startswith("--property=")]
             if wanted:
                 return 0, "".join(f"{p}={props.get(p, '')}\n" for p in wanted)

@@ -90,10 +90,12 @@ class Unit:
     $NOTIFY_SOCKET). Like systemd, the next boot unit starts only when this
     one's start job is done. `dirs` are created first (RuntimeDirectory=,
     LogsDirectory=). No Restart=: a main process that exits leaves the unit
-    inactive (status 0) or failed."""
+    inactive (status 0) or failed. `timer`: started that many seconds after
+    boot by a timer instead (nixpkgs' keepalived-boot-delay.timer), with no
+    job pending until then."""
 
-    def __init__(self, name, command, kind="simple", dirs=(), start_timeout=90):
-        self.name, self.command, self.kind = name, command, kind
+    def __init__(self, name, command, kind="simple", dirs=(), start_timeout=90, timer=None):
+        self.name, self.command, self.kind, self.timer = name, command, kind, timer
         self.dirs, self.start_timeout = dirs, start_timeout
         self.state, self.proc, self.job = "inactive", None, None
         self.ready = threading.Event()
@@ -112,7 +114,7 @@ class NixosMachine:
     def __init__(self, lab, host, units=(), files=()):
         self.lab, self.host, self.name = lab, host, host.name
         self.units = {u.name: u for u in units}
-        self.boot_order = [u.name for u in units]
+        self.boot_order = [u.name for u in units if u.timer is None]
         self.files = list(files)  # (path, text, mode) written at boot
         self.holder = None
         self.crashed = False
@@ -161,6 +163,15 @@ exec sleep 2147483647"""
         for name in self.boot_order:
             self.units[name].job = "start"
         threading.Thread(target=self._boot_units, daemon=True).start()
+        for unit in self.units.values():
+            if unit.timer is not None:
+                t = threading.Timer(unit.timer, self._timer_fired, args=(unit,))
+                t.daemon = True
+                t.start()
+
+    def _timer_fired(self, unit):
+        if not self.crashed:
+            self._start_unit(unit, wait=False)
 
     def _boot_units(self):
         for name in self.boot_order:

@@ -124,7 +124,8 @@ def build():
             Unit("nftables.service", f"nft -f {ROOT}/etc/nftables/firewall.nft", kind="oneshot"),
             Unit("ctsyncd.service", "ctsyncd -C /etc/ctsyncd/ctsyncd.conf", kind="notify",
                  dirs=("/run/ctsyncd", "/var/log/ctsyncd")),
-            Unit("keepalived.service", "keepalived -n -l -f /etc/keepalived/keepalived.conf"),
+            # nixpkgs starts keepalived from a timer, 5 s after boot.
+            Unit("keepalived.service", "keepalived -n -l -f /etc/keepalived/keepalived.conf", timer=5),
         ], files=[
             ("/etc/ctsyncd/ctsyncd.conf", conf, 0o644),
             ("/etc/keepalived/keepalived.conf", KEEPALIVED.format(priority=priority), 0o644),

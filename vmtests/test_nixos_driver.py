@@ -67,6 +67,7 @@ class Behaviour(unittest.TestCase):
         cls.m = NixosMachine(cls.lab, host, units=[
             Unit("listener.service", LISTENER),
             Unit("broken.service", "false", kind="oneshot"),
+            Unit("late.service", LISTENER.replace("2121", "2122"), timer=5),
         ])
         cls.m.start()
         cls.m.wait_for_unit("listener.service", timeout=10)
@@ -117,6 +118,14 @@ class Behaviour(unittest.TestCase):
             self.assertLess(time.monotonic() - t, 10, unit)
         self.assertEqual(self.m.get_unit_property("listener.service", "ActiveState"), "active")
         self.m.require_unit_state("listener.service")
+
+    def test_a_timer_started_unit_has_no_job_before_its_timer(self):
+        # As nixpkgs' keepalived (keepalived-boot-delay.timer): waiting for
+        # the unit right after boot fails at once, as on a VM.
+        with self.assertRaises(RequestedAssertionFailed):
+            self.m.wait_for_unit("late.service", timeout=30)
+        self.m.wait_for_open_port(2122, "10.0.0.1", timeout=10)
+        self.m.wait_for_unit("late.service", timeout=1)
 
     def test_what_a_namespace_cannot_do_fails(self):
         for call in (self.m.block, self.m.unblock, lambda: self.m.systemctl("list-units"),

@@ -24,6 +24,15 @@ for f in flake.nix nix/*.nix; do
 done
 echo "nix-check: every .nix file parses"
 
+# The VM test's testScript is a lab scenario file, which `make lab` runs on
+# network namespaces (vmtests/run.py runs every scenarios/*_nixos.py).
+script=$(sed -n 's|^ *testScript = builtins.readFile \.\./\(vmtests/scenarios/[a-z0-9_]*_nixos\.py\);$|\1|p' nix/vmtest.nix)
+if [ -z "$script" ] || [ ! -f "$script" ]; then
+	echo "nix-check: nix/vmtest.nix's testScript is not a vmtests/scenarios/*_nixos.py file" >&2
+	exit 1
+fi
+echo "nix-check: the VM test's testScript is $script, a lab scenario"
+
 render() {
 	nix-instantiate --eval --strict --json -E "import ./nix/render-config.nix { $1 }" |
 		python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'

@@ -145,10 +145,12 @@ mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/.etc/upper,workdir=/run/
 mount -t tmpfs -o mode=755 tmpfs /var/log
 echo booted
 exec sleep 2147483647"""
-        self.holder = subprocess.Popen(
-            ["ip", "netns", "exec", self.host.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
-            stdout=subprocess.PIPE, stderr=open(self.console, "ab"), start_new_session=True,
-        )
+        with open(self.console, "ab") as console:
+            self.holder = subprocess.Popen(
+                ["ip", "netns", "exec", self.host.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 setup],
+                stdout=subprocess.PIPE, stderr=console, start_new_session=True,
+            )
         self.host.procs.append(self.holder)
         ready, _, _ = select.select([self.holder.stdout], [], [], 20)
         booted = ready and self.holder.stdout.readline().strip() == b"booted"

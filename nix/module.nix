@@ -125,6 +125,7 @@ in
       }
       // {
         default = pkgs.ctsyncd or (pkgs.callPackage ./package.nix { });
+        defaultText = lib.literalExpression "pkgs.ctsyncd or (pkgs.callPackage nix/package.nix { })";
       };
 
     checkConfig = mkOption {
@@ -343,6 +344,10 @@ in
       {
         assertion = cfg.configFile != null || cfg.transport == "Multicast" || cfg.peerAddress != null;
         message = "services.ctsyncd: transport ${cfg.transport} needs peerAddress.";
+      }
+      {
+        assertion = !cfg.openFirewall || cfg.interface != null;
+        message = "services.ctsyncd.openFirewall opens the port on `interface`: set it.";
       }
       {
         assertion = cfg.configFile == null || isStoreFile cfg.configFile;

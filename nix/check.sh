@@ -32,6 +32,15 @@ if [ -z "$script" ] || [ ! -f "$script" ]; then
 	exit 1
 fi
 echo "nix-check: the VM test's testScript is $script, a lab scenario"
+# Linted as nixpkgs' driver lints a testScript (pyflakes, the driver's
+# globals as builtins), with exactly the globals vmtests/nixos_lab.py gives.
+PYFLAKES=$(command -v pyflakes3 || command -v pyflakes || true)
+if [ -z "$PYFLAKES" ]; then
+	echo "nix-check: pyflakes is needed (make ci-deps installs pyflakes3)" >&2
+	exit 1
+fi
+PYFLAKES_BUILTINS=start_all,subtest,retry,log,machines,client,fw1,fw2,server "$PYFLAKES" "$script"
+echo "nix-check: $script passes pyflakes with the driver's globals"
 
 render() {
 	nix-instantiate --eval --strict --json -E "import ./nix/render-config.nix { $1 }" |

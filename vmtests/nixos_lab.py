@@ -16,7 +16,8 @@ the attributes the VM test sets the module's options from, and checked
 with `ctsyncd --check-config` as the module does.
 
 Differences from the VMs, all on the machines' side of the script:
-keepalived runs in the foreground (`-n`, Type=simple); the notify script
+keepalived runs in the foreground (`-n`, Type=simple; from a 5 s timer,
+as nixpkgs' keepalived-boot-delay.timer starts it); the notify script
 starts a dead daemon with `ctsyncd -d` rather than `systemctl start`; no
 unit restarts on failure; the FTP root is in the lab directory.
 """

@@ -35,7 +35,9 @@ unit:
 	$(CARGO) test
 
 # The lab scenarios (network namespaces, real kernel, keepalived, FTP).
+# The netns driver is checked against nixpkgs' driver semantics first.
 vmtests: release
+	python3 vmtests/test_nixos_driver.py
 	python3 vmtests/run.py $(SCENARIOS)
 
 # What of the flake can be checked without nixpkgs (nix/check.sh); the VM
@@ -61,7 +63,7 @@ ci-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		iproute2 conntrack nftables keepalived iputils-arping python3 python3-pyftpdlib \
-		nix-bin >/dev/null
+		netcat-openbsd pyflakes3 nix-bin >/dev/null
 
 ci: ci-deps test
 

@@ -1,12 +1,17 @@
 # NixOS module: services.ctsyncd, a conntrackd-compatible connection
 # tracking sync daemon for a keepalived primary/backup firewall pair.
 #
-# The configuration file is either generated from the options below
-# (nix/render-config.nix) or taken verbatim from `configFile` (an existing
-# conntrackd.conf); either way it is checked with `ctsyncd --check-config`
-# when the system is built. The daemon runs as a Type=notify unit;
-# `notifyScript` is the keepalived notify script (primary|backup|fault) for
-# a vrrp_sync_group, bound to this unit and configuration.
+# The configuration file is generated from the typed options plus the
+# freeform `settings` (nix/render-config.nix), or taken verbatim from
+# `configFile`. `checkConfig` runs `ctsyncd --check-config` on it when the
+# system is built, unless the build machine cannot run the host's binary
+# (a cross-built router image): then the check is skipped, as nixpkgs'
+# modules do. The daemon runs as a Type=notify unit; `notifyScript` is the
+# keepalived notify script (primary|backup|fault) for a vrrp_sync_group.
+#
+# The package comes from the system's own `pkgs` (pkgs.ctsyncd when the
+# flake's overlay is applied, else nix/package.nix built with `pkgs`), so
+# crossSystem, musl and overlays apply to it.
 {
   config,
   lib,
@@ -23,6 +28,33 @@ let
   cfg = config.services.ctsyncd;
 
   runtimeDir = "/run/ctsyncd";
+  configPath = "/etc/ctsyncd/ctsyncd.conf";
+  # Where systemd puts the LoadCredential'd key (never the store).
+  credentialPath = "/run/credentials/ctsyncd.service/authentication-key";
+
+  canCheck = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+
+  # Scalars, lists of them, and nested blocks, as conntrackd.conf has.
+  settingsType =
+    let
+      scalar = types.nullOr (
+        types.oneOf [
+          types.bool
+          types.int
+          types.str
+        ]
+      );
+    in
+    types.attrsOf (
+      types.oneOf [
+        scalar
+        (types.listOf scalar)
+        (types.lazyAttrsOf settingsType)
+      ]
+    )
+    // {
+      description = "conntrackd.conf blocks and clauses";
+    };
 
   generated = pkgs.writeText "ctsyncd.conf" (
     import ./render-config.nix {
@@ -41,9 +73,11 @@ let
         hashLimit
         logFile
         syslog
+        settings
         extraGeneral
         extraSync
         ;
+      authenticationKeyFile = if cfg.authenticationKeyFile == null then null else credentialPath;
       lockFile = "${runtimeDir}/ctsyncd.lock";
       socketPath = "${runtimeDir}/ctsyncd.ctl";
     }
@@ -53,12 +87,14 @@ let
 
   # A configuration ctsyncd would refuse fails the system build, with the
   # parser's file:line:column message, instead of the unit at boot.
-  checkedConfig = pkgs.runCommand "ctsyncd.conf" { } ''
-    ${lib.getExe cfg.package} -C ${source} --check-config
-    cp ${source} $out
-  '';
-
-  configPath = "/etc/ctsyncd/ctsyncd.conf";
+  checkedConfig =
+    if cfg.checkConfig && canCheck then
+      pkgs.runCommand "ctsyncd.conf" { } ''
+        ${lib.getExe cfg.package} -C ${source} --check-config
+        cp ${source} $out
+      ''
+    else
+      source;
 
   notifyScript = pkgs.writeShellScript "ctsyncd-keepalived-notify" ''
     export PATH=${
@@ -73,43 +109,75 @@ let
     export CTSYNCD_START="systemctl start ctsyncd.service"
     exec ${cfg.package}/share/ctsyncd/primary-backup.sh "$@"
   '';
+
+  isStoreFile = p: builtins.isPath p || lib.hasPrefix "${builtins.storeDir}/" (toString p);
 in
 {
   options.services.ctsyncd = {
     enable = mkEnableOption "ctsyncd, connection tracking state replication between firewalls";
 
-    package = mkOption {
-      type = types.package;
-      description = "The ctsyncd package (the flake's module sets it to the flake's build).";
+    package =
+      lib.mkPackageOption pkgs "ctsyncd" {
+        extraDescription = ''
+          Without the flake's overlay (`pkgs.ctsyncd`), nix/package.nix
+          built with this system's `pkgs`.
+        '';
+      }
+      // {
+        default = pkgs.ctsyncd or (pkgs.callPackage ./package.nix { });
+        defaultText = lib.literalExpression "pkgs.ctsyncd or (pkgs.callPackage nix/package.nix { })";
+      };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether to check the configuration with `ctsyncd --check-config`
+        when the system is built. Skipped anyway when the build platform
+        cannot execute the host platform's binaries (cross-compiled images).
+      '';
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether to open the sync port (UDP, or TCP for transport TCP) on
+        `interface` in NixOS's firewall.
+      '';
     };
 
     configFile = mkOption {
       type = types.nullOr types.path;
       default = null;
+      example = lib.literalExpression "./conntrackd.conf";
       description = ''
         An existing conntrackd.conf to use verbatim instead of the generated
-        file. Its UNIX Path and LockFile should be under ${runtimeDir}, which
-        the unit creates.
+        file; it must be in the Nix store (a path literal is copied there),
+        so the build-time check can read it. Its UNIX Path and LockFile
+        should be under ${runtimeDir}, which the unit creates.
       '';
     };
 
     interface = mkOption {
-      type = types.str;
+      type = types.nullOr types.str;
+      default = null;
       example = "sync0";
-      description = "The dedicated sync link's interface.";
+      description = "The dedicated sync link's interface (needed unless `configFile` is set).";
     };
 
     localAddress = mkOption {
-      type = types.str;
+      type = types.nullOr types.str;
+      default = null;
       example = "10.99.0.1";
-      description = "This firewall's address on the sync link.";
+      description = "This firewall's address on the sync link (needed unless `configFile` is set).";
     };
 
     peerAddress = mkOption {
       type = types.nullOr types.str;
       default = null;
       example = "10.99.0.2";
-      description = "The other firewall's sync-link address (UDP and TCP).";
+      description = "The other firewall's sync-link address (needed for UDP and TCP).";
     };
 
     transport = mkOption {
@@ -148,7 +216,7 @@ in
       type = types.lines;
       default = "";
       example = "DisableExternalCache On";
-      description = "Clauses for the Mode block, in conntrackd.conf syntax.";
+      description = "Clauses for the Mode block, in conntrackd.conf syntax (or use `settings`).";
     };
 
     expectationSync = mkOption {
@@ -208,16 +276,50 @@ in
       '';
     };
 
+    authenticationKeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/keys/ctsyncd-sync.key";
+      description = ''
+        A file with the sync channel's authentication key, outside the Nix
+        store (the store is world-readable). systemd hands it to the unit as
+        the credential `authentication-key` (LoadCredential=, so the file
+        may be readable by root only, or an encrypted credential from
+        systemd-creds); the configuration names only the credential's path
+        (`AuthenticationKeyFile` in `Sync { Options { } }`). Needs a
+        ctsyncd that knows that clause: older ones reject the configuration
+        in the build-time check.
+      '';
+    };
+
+    settings = mkOption {
+      type = settingsType;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          General.NetlinkEventsReliable = true;
+          Sync."Mode FTFW".DisableExternalCache = true;
+          Sync.Options.TCPWindowTracking = false;
+        }
+      '';
+      description = ''
+        conntrackd.conf as an attribute tree, merged over what the typed
+        options generate (its values win): a bool renders On/Off, a list
+        repeats the clause, null is a bare word, an attribute set a block.
+        The mode's block is `"Mode <mode>"`, the link's `"<transport> Default"`.
+      '';
+    };
+
     extraGeneral = mkOption {
       type = types.lines;
       default = "";
-      description = "Extra clauses for the General block.";
+      description = "Extra clauses for the General block, verbatim (or use `settings.General`).";
     };
 
     extraSync = mkOption {
       type = types.lines;
       default = "";
-      description = "Extra clauses for the Sync block (e.g. more dedicated links).";
+      description = "Extra clauses for the Sync block, verbatim (e.g. more dedicated links).";
     };
 
     notifyScript = mkOption {
@@ -234,8 +336,49 @@ in
   };
 
   config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.configFile != null || (cfg.interface != null && cfg.localAddress != null);
+        message = "services.ctsyncd: set interface and localAddress, or configFile.";
+      }
+      {
+        assertion = cfg.configFile != null || cfg.transport == "Multicast" || cfg.peerAddress != null;
+        message = "services.ctsyncd: transport ${cfg.transport} needs peerAddress.";
+      }
+      {
+        assertion = !cfg.openFirewall || cfg.interface != null;
+        message = "services.ctsyncd.openFirewall opens the port on `interface`: set it.";
+      }
+      {
+        assertion = cfg.configFile == null || isStoreFile cfg.configFile;
+        message = ''
+          services.ctsyncd.configFile must be in the Nix store (a path
+          literal, or a file from pkgs.writeText), not ${toString cfg.configFile}:
+          the build-time check cannot read files outside it.
+        '';
+      }
+      {
+        assertion =
+          cfg.authenticationKeyFile == null
+          || (
+            lib.hasPrefix "/" cfg.authenticationKeyFile
+            && !lib.hasPrefix "${builtins.storeDir}/" cfg.authenticationKeyFile
+          );
+        message = "services.ctsyncd.authenticationKeyFile must be an absolute path outside the Nix store.";
+      }
+      {
+        assertion = cfg.configFile == null || cfg.authenticationKeyFile == null;
+        message = "services.ctsyncd: authenticationKeyFile is rendered into the generated configuration; with configFile, name the credential (${credentialPath}) there.";
+      }
+    ];
+
     environment.etc."ctsyncd/ctsyncd.conf".source = checkedConfig;
     environment.systemPackages = [ cfg.package ];
+
+    networking.firewall.interfaces = mkIf (cfg.openFirewall && cfg.interface != null) {
+      ${cfg.interface} =
+        if cfg.transport == "TCP" then { allowedTCPPorts = [ cfg.port ]; } else { allowedUDPPorts = [ cfg.port ]; };
+    };
 
     systemd.services.ctsyncd = {
       description = "Connection tracking state synchronization (ctsyncd)";
@@ -245,16 +388,28 @@ in
       # keepalived's first notify (backup) should find the daemon ready.
       before = [ "keepalived.service" ];
       restartTriggers = [ checkedConfig ];
+      # Never give up: keepalived's notify script runs `systemctl start`
+      # at every transition, and a unit that hit its start limit refuses
+      # it. The growing RestartSec keeps a crash loop cheap instead.
+      startLimitIntervalSec = 0;
       serviceConfig = {
         Type = "notify";
         ExecStart = "${lib.getExe cfg.package} -C ${configPath}";
         Restart = "always";
         RestartSec = "1s";
+        RestartSteps = 5;
+        RestartMaxDelaySec = "30s";
         WatchdogSec = "10s";
         RuntimeDirectory = "ctsyncd";
         RuntimeDirectoryMode = "0700";
         LogsDirectory = "ctsyncd";
-        # ctnetlink, SO_BINDTODEVICE and forced socket buffers.
+        LoadCredential = lib.optional (
+          cfg.authenticationKeyFile != null
+        ) "authentication-key:${cfg.authenticationKeyFile}";
+        UMask = "0077";
+        # ctnetlink, SO_BINDTODEVICE and forced socket buffers. When the
+        # daemon moves to SCHED_RR it needs CAP_SYS_NICE here, and
+        # RestrictRealtime and the @resources filter below must go.
         CapabilityBoundingSet = [
           "CAP_NET_ADMIN"
           "CAP_NET_RAW"
@@ -269,14 +424,28 @@ in
         ProtectSystem = "strict";
         ProtectHome = true;
         PrivateTmp = true;
+        PrivateDevices = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
         ProtectKernelTunables = true;
         ProtectKernelModules = true;
         ProtectControlGroups = true;
+        ProtectProc = "invisible";
+        ProcSubset = "pid";
+        RestrictNamespaces = true;
         LockPersonality = true;
         MemoryDenyWriteExecute = true;
         RestrictRealtime = true;
         RestrictSUIDSGID = true;
+        RemoveIPC = true;
         SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+          "~@resources"
+        ];
+        SystemCallErrorNumber = "EPERM";
       };
     };
   };

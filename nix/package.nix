@@ -1,8 +1,15 @@
 # The ctsyncd package: the daemon, the keepalived notify script and the
 # example configurations.
+#
+# Built with whatever `pkgs` calls it, so pkgsCross.* and pkgsStatic give
+# cross and musl builds. `ctsyncdTests` becomes passthru.tests (the flake
+# passes the NixOS VM test; not named `tests`, which callPackage would
+# fill with pkgs.tests).
 {
   lib,
   rustPlatform,
+  stdenv,
+  ctsyncdTests ? { },
 }:
 let
   manifest = (lib.importTOML ../Cargo.toml).package;
@@ -27,6 +34,8 @@ rustPlatform.buildRustPackage {
   # the kernel, netns and lab tests need root and run in `make test` and
   # in the NixOS VM test (checks.<system>.failover).
   cargoTestFlags = [ "--lib" ];
+  # A cross build cannot run the target's test binaries.
+  doCheck = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
 
   postInstall = ''
     install -Dm755 etc/keepalived/primary-backup.sh $out/share/ctsyncd/primary-backup.sh
@@ -34,6 +43,8 @@ rustPlatform.buildRustPackage {
     install -Dm644 etc/nftables/firewall.nft $out/share/ctsyncd/examples/firewall.nft
     install -Dm644 -t $out/share/ctsyncd/examples etc/*.conf
   '';
+
+  passthru.tests = ctsyncdTests;
 
   meta = {
     description = manifest.description;

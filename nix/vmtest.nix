@@ -1,20 +1,27 @@
-# NixOS VM test: the FTP passive-mode failover of vmtests/ (the headline
-# scenario), on four VMs.
+# NixOS VM test: the FTP passive-mode failover on four VMs. The testScript
+# is vmtests/scenarios/ftp_passive_failover_nixos.py, read as it is: `make
+# lab` runs the same file on network namespaces (vmtests/nixos_lab.py sets
+# up the same nodes there), so a wrong wait or address fails there first.
 #
 #   client 192.168.0.2 ── vlan 1 ──┬── fw1 .11 ──┬── vlan 2 ── server 192.168.1.2
 #                                  └── fw2 .12 ──┘
 #   VIPs 192.168.0.100 / 192.168.1.100 (keepalived, one sync group, fw1 preferred)
 #   fw1 sync0 10.99.0.1 ══ vlan 3 ══ fw2 sync0 10.99.0.2
 #
-# Both firewalls run services.ctsyncd (FT-FW over UDP, expectation sync),
-# keepalived with the module's notify script, and etc/nftables/firewall.nft:
+# Both firewalls run services.ctsyncd (nix/vmtest-ctsyncd.nix: FT-FW over
+# UDP, expectation sync), keepalived with the module's notify script (and a
+# sync-group `notify` that records the VRRP state in
+# /run/ctsyncd-test/vrrp-state for the script), and etc/nftables/firewall.nft:
 # an FTP data connection is forwarded only if its expectation is in the
 # kernel. The client opens an FTP control connection through fw1 and gets
 # a PASV port; fw1 crashes; fw2 takes the VIPs and commits; the client's
 # data connection to the announced port must then pass fw2.
 { pkgs, module }:
 let
-  ftpClient = ../vmtests/ftp_client.py;
+  vrrpState = pkgs.writeShellScript "vrrp-state" ''
+    # keepalived's sync-group notify: GROUP G1 STATE PRIORITY
+    mkdir -p /run/ctsyncd-test && echo "$3" > /run/ctsyncd-test/vrrp-state
+  '';
 
   # Interfaces are named as in the lab (eth0 LAN side, eth1 server side,
   # sync0), so the same nftables ruleset and keepalived layout apply. The
@@ -83,19 +90,9 @@ let
       };
       environment.systemPackages = [ pkgs.conntrack-tools ];
 
-      services.ctsyncd = {
+      services.ctsyncd = import ./vmtest-ctsyncd.nix n // {
         enable = true;
-        interface = "sync0";
-        localAddress = "10.99.0.${toString n}";
-        peerAddress = "10.99.0.${toString (3 - n)}";
-        transport = "UDP";
-        expectationSync = [ "ftp" ];
-        ignoreAddresses = [
-          "127.0.0.1"
-          "::1"
-          "10.99.0.0/30"
-        ];
-        logFile = "/var/log/ctsyncd/ctsyncd.log";
+        openFirewall = true;
       };
 
       services.keepalived = {
@@ -133,6 +130,7 @@ let
             notify_master "${config.services.ctsyncd.notifyScript} primary"
             notify_backup "${config.services.ctsyncd.notifyScript} backup"
             notify_fault "${config.services.ctsyncd.notifyScript} fault"
+            notify "${vrrpState}"
           }
         '';
       };
@@ -160,6 +158,7 @@ pkgs.testers.runNixOSTest {
           interface = "eth0";
         };
         environment.systemPackages = [ pkgs.python3 ];
+        environment.etc."ctsyncd-test/ftp_client.py".source = ../vmtests/ftp_client.py;
       };
 
     server =
@@ -167,7 +166,8 @@ pkgs.testers.runNixOSTest {
       {
         imports = [ (endHost 2 "192.168.1.2") ];
         # Replies go to the server-side VIP (the firewalls SNAT to it),
-        # which is on-link: no route needed.
+        # which is on-link: no route needed. nc: wait_for_open_port.
+        environment.systemPackages = [ pkgs.netcat ];
         systemd.services.ftpd = {
           wantedBy = [ "multi-user.target" ];
           wants = [ "network-online.target" ];
@@ -184,49 +184,5 @@ pkgs.testers.runNixOSTest {
       };
   };
 
-  testScript = ''
-    HOLDS_VIPS = ("ip -4 addr show dev eth0 | grep -q 192.168.0.100"
-                  " && ip -4 addr show dev eth1 | grep -q 192.168.1.100")
-    CTL = "ctsyncd -C /etc/ctsyncd/ctsyncd.conf"
-
-    start_all()
-
-    with subtest("daemons and keepalived start; fw1 becomes primary"):
-        for fw in (fw1, fw2):
-            fw.wait_for_unit("nftables.service")
-            fw.wait_for_unit("ctsyncd.service")
-            fw.succeed(f"{CTL} -s")
-        server.wait_for_unit("ftpd.service")
-        server.wait_for_open_port(21)
-        fw1.wait_until_succeeds(HOLDS_VIPS, timeout=60)
-        fw2.fail(HOLDS_VIPS)
-
-    with subtest("FTP control connection and PASV through fw1"):
-        client.succeed(
-            "python3 ${ftpClient} 192.168.1.2 /tmp/pasv /tmp/go 300"
-            " >/tmp/ftp_client.log 2>&1 &"
-        )
-        client.wait_until_succeeds("test -s /tmp/pasv", timeout=60)
-        port = client.succeed("cat /tmp/pasv").strip()
-        fw1.wait_until_succeeds(
-            f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '", timeout=20)
-        # fw2 holds it in its external cache, not yet in its kernel.
-        fw2.wait_until_succeeds(f"{CTL} -e expect | grep -q 'dport={port} '", timeout=20)
-        fw2.succeed(f"{CTL} -e | grep -q 'dport=21 .*helper=ftp'")
-        fw2.fail(f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '")
-
-    with subtest("fw1 crashes; fw2 takes the VIPs and commits"):
-        fw1.crash()
-        fw2.wait_until_succeeds(HOLDS_VIPS, timeout=60)
-        fw2.wait_until_succeeds(
-            "grep -q 'Committed 1 new expectations' /var/log/ctsyncd/ctsyncd.log", timeout=60)
-        fw2.succeed(f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '")
-
-    with subtest("the data connection to the announced port passes fw2"):
-        client.succeed("touch /tmp/go")
-        client.wait_until_succeeds("test -s /tmp/pasv.done", timeout=60)
-        verdict = client.succeed("cat /tmp/pasv.done").strip()
-        print(client.succeed("cat /tmp/ftp_client.log"))
-        assert verdict.startswith("LISTED") and "hello.txt" in verdict, verdict
-  '';
+  testScript = builtins.readFile ../vmtests/scenarios/ftp_passive_failover_nixos.py;
 }

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Formatter3164, LoggerBackend};
@@ -34,7 +34,8 @@ struct Sinks {
 
 struct Logger {
     sinks: Mutex<Sinks>,
-    write_errors: AtomicU64,
+    /// 32 bits: 32-bit MIPS and PowerPC routers have no 64-bit atomics.
+    write_errors: AtomicU32,
 }
 
 static LOGGER: Logger = Logger {
@@ -44,7 +45,7 @@ static LOGGER: Logger = Logger {
         console: true,
         offset: UtcOffset::UTC,
     }),
-    write_errors: AtomicU64::new(0),
+    write_errors: AtomicU32::new(0),
 };
 
 /// Installs the console logger. Call first thing in `main`, while the
@@ -132,7 +133,7 @@ pub fn close() {
 
 /// How many log lines could not be written to some sink.
 pub fn write_errors() -> u64 {
-    LOGGER.write_errors.load(Ordering::Relaxed)
+    u64::from(LOGGER.write_errors.load(Ordering::Relaxed))
 }
 
 /// conntrackd's level words.

@@ -6,10 +6,13 @@ Every machine is a network namespace; LAN segments are bridges inside a
 exit, failure or interrupt. Names carry a per-run prefix so two runs never
 collide. Nothing is configured in the root namespace.
 
-API (as nixpkgs' test driver): start_all(), subtest(name),
+API (named after nixpkgs' test driver, with this lab's own defaults: 60 s
+timeouts, 0.2 s polling, stderr in the output): start_all(), subtest(name),
 machine.succeed/fail/execute/wait_until_succeeds/wait_until_fails,
-machine.block()/unblock() (links down/up), machine.crash() (kill every
+machine.block()/unblock() (every link down/up), machine.crash() (kill every
 process in the namespace), plus machine.spawn() for background services.
+Scripts shared with the NixOS VM test use nixos_driver.py instead, which
+follows nixpkgs' signatures and semantics exactly.
 """
 
 import atexit

@@ -3,7 +3,8 @@
 
     vmtests/run.py [scenario ...]      (default: every scenario)
 
-Each scenario runs in its own process with its own namespaces (removed
+A scenario named *_nixos.py is a NixOS testScript, the one nix/vmtest.nix
+runs on VMs: it runs under nixos_lab.py. Each scenario runs in its own process with its own namespaces (removed
 afterwards, also on failure or ^C); the per-node daemon logs are printed
 when it fails. The last line is `N passed, M failed`.
 """
@@ -32,7 +33,11 @@ def main():
     for name in names:
         t = time.monotonic()
         print(f"=== {name}", flush=True)
-        p = subprocess.run([sys.executable, f"{HERE}/scenarios/{name}.py"], env=env, timeout=600)
+        script = f"{HERE}/scenarios/{name}.py"
+        # *_nixos.py is a NixOS testScript (nix/vmtest.nix runs it on VMs):
+        # here it runs on the netns implementation of the same driver API.
+        argv = [f"{HERE}/nixos_lab.py", script] if name.endswith("_nixos") else [script]
+        p = subprocess.run([sys.executable, *argv], env=env, timeout=600)
         ok = p.returncode == 0
         results.append((name, ok, time.monotonic() - t))
         print(f"{'PASS' if ok else 'FAIL'} {name} ({time.monotonic() - t:.1f}s)", flush=True)

@@ -31,8 +31,10 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit:
-	$(CARGO) test
+# The root tests that run real daemons use the release build, as a
+# router does (tests/common/fw.rs reads CTSYNCD_TEST_BIN).
+unit: release
+	CTSYNCD_TEST_BIN=$(CURDIR)/$(RELEASE_BIN) $(CARGO) test
 
 # The lab scenarios (network namespaces, real kernel, keepalived, FTP).
 # The netns driver is checked against nixpkgs' driver semantics first.

@@ -100,7 +100,7 @@ fn sender_event_to_datagram(bencher: divan::Bencher<'_, '_>, flows: u32) {
         UDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
     let cfg = ctsyncd::config::parse(conf, "bench.conf").unwrap().config;
     bencher
-        .with_inputs(|| Node::new(cfg.clone(), 1, 1472, 212_992, Instant(0)))
+        .with_inputs(|| Node::new(cfg.clone(), 1, 1, 1472, 212_992, Instant(0)))
         .bench_local_values(|mut node| {
             for i in 0..flows {
                 let Some(Ok(Received::Msg(mut m))) =

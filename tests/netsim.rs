@@ -94,6 +94,7 @@ fn params(mode: Mode, session: u32) -> Params {
         ack_window: 300,
         tx_queue_size: 262_144,
         refresh_time: Duration::from_secs(10),
+        seed: u64::from(session) << 7,
     }
 }
 

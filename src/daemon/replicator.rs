@@ -88,15 +88,18 @@ impl Replicator {
         let worker =
             Worker::start(sockets).map_err(|e| Error::Worker(Some(e)))?;
         let channels = Channels::open(sync).map_err(Error::Link)?;
-        let mut session = [0u8; 4];
+        let mut random = [0u8; 12];
         let _ = rustix::rand::getrandom(
-            &mut session,
+            &mut random,
             rustix::rand::GetRandomFlags::empty(),
         );
+        let [s @ .., _, _, _, _, _, _, _, _] = random;
+        let [_, _, _, _, seed @ ..] = random;
         let now = clock.now();
         let node = Node::new(
             cfg.clone(),
-            u32::from_ne_bytes(session),
+            u32::from_ne_bytes(s),
+            u64::from_ne_bytes(seed),
             channels.max_datagram(),
             events.socket.buffer_size(),
             now,

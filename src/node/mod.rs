@@ -107,11 +107,14 @@ impl Source for Internal<'_> {
 
 impl Node {
     /// A node for a configuration with a `Sync` section (a missing one
-    /// uses the defaults). `max_datagram` is the links' largest datagram;
+    /// uses the defaults). `session` and `seed` are random per start (the
+    /// seed makes the challenges' nonces unpredictable); `max_datagram`
+    /// is the links' largest datagram;
     /// `netlink_buffer` the event socket's receive buffer size.
     pub fn new(
         cfg: Config,
         session: u32,
+        seed: u64,
         max_datagram: usize,
         netlink_buffer: usize,
         now: Instant,
@@ -127,6 +130,7 @@ impl Node {
             // Every cached entry (and as many deletions) may wait at once.
             tx_queue_size: limit.saturating_mul(2).max(1024),
             refresh_time: Duration::from_secs(u64::from(sync.refresh_time)),
+            seed,
         };
         Node {
             internal_ct: Cache::new(limit),

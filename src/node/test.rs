@@ -134,7 +134,14 @@ impl Fw {
 
 fn node(c: Config, session: u32) -> Fw {
     Fw {
-        node: Node::new(c, session, 1472, 212_992, Instant(0)),
+        node: Node::new(
+            c,
+            session,
+            u64::from(session),
+            1472,
+            212_992,
+            Instant(0),
+        ),
         wire: Vec::new(),
         links: Vec::new(),
     }
@@ -202,19 +209,39 @@ fn event(kind: Kind, object: Object) -> Message {
     }
 }
 
-/// Moves everything `a` has to send to `b` (without waiting for the
-/// transmit coalescing); returns b's jobs.
-fn flow(a: &mut Fw, b: &mut Fw, now: Instant) -> Vec<Job> {
+/// Sends what `a` has (without waiting for the transmit coalescing).
+fn send_now(a: &mut Fw, now: Instant) -> Vec<Vec<u8>> {
     a.node.tx_due = Some(now);
     a.feed(now, Input::Timer);
+    std::mem::take(&mut a.wire)
+}
+
+/// Moves everything `a` has to send to `b`, and `b`'s answers back (the
+/// session challenge, NACKs), until both are quiet; returns b's jobs.
+fn flow(a: &mut Fw, b: &mut Fw, now: Instant) -> Vec<Job> {
     let mut jobs = Vec::new();
-    for d in std::mem::take(&mut a.wire) {
-        let input = Input::Datagram {
-            link: 0,
-            peer: 1,
-            bytes: &d,
-        };
-        jobs.extend(b.feed(now, input).jobs);
+    for _ in 0..8 {
+        let to_b = send_now(a, now);
+        for d in &to_b {
+            let input = Input::Datagram {
+                link: 0,
+                peer: 1,
+                bytes: d,
+            };
+            jobs.extend(b.feed(now, input).jobs);
+        }
+        let to_a = send_now(b, now);
+        for d in &to_a {
+            let input = Input::Datagram {
+                link: 0,
+                peer: 2,
+                bytes: d,
+            };
+            a.feed(now, input);
+        }
+        if to_a.is_empty() && to_b.is_empty() {
+            break;
+        }
     }
     jobs
 }

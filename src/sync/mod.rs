@@ -12,11 +12,19 @@
 //! repeated changes to one entry coalesce, and a retransmission always
 //! carries the newest state (it can never roll the peer back).
 //!
+//! One datagram cannot break the stream: a session is believed only once
+//! it answered a challenge (`session::Gate`; until then its datagrams are
+//! held, then replayed), so a corrupt or forged "new session" changes
+//! nothing, and sequence numbers further than `rx::WINDOW` from the
+//! expected one are refused and counted, never adopted; the sender is
+//! challenged again and its answer re-anchors the tracking.
+//!
 //! Layout (conntrackd's `sync_mode` split, without its globals):
 //! - `mod.rs`: the engine: reading datagrams, the handshake, the timer,
 //!   and what every mode shares;
 //! - `tx`: the transmit path (key and control queues, datagram filling);
-//! - `session`: the HELLO handshake and the peer table (restarts);
+//! - `session`: the challenge gate, the HELLO flags and the peer table
+//!   (restarts);
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
 //! - `mode`: the `SyncMode` contract and the dispatch;
 //! - `ftfw` (with its receive window and resend queue), `notrack`,
@@ -42,7 +50,7 @@ use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::{self, Authenticator, Header, Msg, Writer};
 use mode::{Cx, ModeState};
-use session::{Contact, Handshake};
+use session::{Contact, Gate, Handshake};
 use tx::Transmit;
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
@@ -65,6 +73,8 @@ pub struct Params {
     /// Hard bound of the transmit queue (distinct keys waiting).
     pub tx_queue_size: usize,
     pub refresh_time: Duration,
+    /// Random per daemon start: seeds the challenge nonces.
+    pub seed: u64,
 }
 
 /// Counters for `-s`, `-s network`, `-s queue`, `-s rsqueue`.
@@ -88,6 +98,22 @@ pub struct Stats {
     pub too_big: u64,
     pub peer_restarts: u64,
     pub resyncs_requested_by_peer: u64,
+    /// Sequence numbers (data, ALIVE, ACK) further than the window from
+    /// what we expect: refused.
+    pub out_of_window: u64,
+    /// Datagrams of a session not (yet) proven live by a challenge: their
+    /// data is not applied.
+    pub unconfirmed: u64,
+    /// Challenges sent and answered.
+    pub challenges_sent: u64,
+    pub challenges_answered: u64,
+}
+
+/// A [`Msg::Response`]'s fields.
+struct Answer {
+    echo: u64,
+    from: Seq,
+    next: Seq,
 }
 
 /// One node's replication state: what every mode shares, plus the mode.
@@ -98,6 +124,9 @@ pub struct Engine {
     mode: ModeState,
     tx: Transmit,
     handshake: Handshake,
+    gate: Gate,
+    /// Replaying datagrams held until their session's proof.
+    replaying: bool,
     next_tick: Instant,
     applies: VecDeque<Apply>,
     stats: Stats,
@@ -107,6 +136,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(p: Params, now: Instant) -> Engine {
         Engine {
+            gate: Gate::new(p.seed),
+            replaying: false,
             mode: ModeState::new(&p),
             // Start from the session id, as conntrackd starts from time().
             tx: Transmit::new(p.tx_queue_size, Seq(p.session), now),
@@ -222,13 +253,13 @@ impl Engine {
             }
         };
         self.stats.datagrams_recv += 1;
-        self.handshake.received(header.flags);
-        let contact = self.mode.get_mut().heard(now, peer, header.session);
-        if contact == Contact::Restarted {
-            self.stats.peer_restarts += 1;
-            self.mode.get_mut().peer_restarted();
+        let session = header.session;
+        let mut proven = self.gate.is_confirmed(peer, session);
+        if proven {
+            self.handshake.received(header.flags);
+            self.mode.get_mut().heard(now, peer, session);
         }
-
+        let out_of_window = self.stats.out_of_window;
         let mut seq = header.first_seq;
         for msg in wire::messages(body) {
             let msg = match msg {
@@ -239,18 +270,104 @@ impl Engine {
                 }
             };
             self.stats.msgs_recv += 1;
-            let (mode, mut cx) = self.cx();
-            if msg.is_data() {
-                let s = seq;
-                seq = seq.next();
-                if mode.data(peer, s, &mut cx) {
-                    self.apply(msg, src);
+            match msg {
+                // A held datagram's challenge was answered when it came.
+                Msg::Challenge { .. } | Msg::Response { .. }
+                    if self.replaying => {}
+                Msg::Challenge { nonce } => self.answer_challenge(nonce),
+                Msg::Response { echo, from, next } => {
+                    let answer = Answer { echo, from, next };
+                    proven |= self.proven(now, peer, session, answer, src);
                 }
-            } else {
-                mode.control(peer, msg, &mut cx);
+                // Until the session is proven its messages change nothing.
+                _ if !proven => {
+                    if msg.is_data() {
+                        seq = seq.next();
+                    }
+                }
+                _ if msg.is_data() => {
+                    let s = seq;
+                    seq = seq.next();
+                    let (mode, mut cx) = self.cx();
+                    if mode.data(peer, s, &mut cx) {
+                        self.apply(msg, src);
+                    }
+                }
+                _ => {
+                    let (mode, mut cx) = self.cx();
+                    mode.control(peer, msg, &mut cx);
+                }
             }
         }
+        // An unproven session, or numbers out of the window from a proven
+        // one: ask the sender to prove itself (its answer re-anchors).
+        if !proven || self.stats.out_of_window != out_of_window {
+            self.challenge(now, peer, session);
+        }
+        if !proven {
+            self.stats.unconfirmed += 1;
+            self.gate.hold(peer, session, header.first_seq, datagram);
+        }
         Ok(())
+    }
+
+    /// Believes `peer`'s `session` without a challenge (tests).
+    #[cfg(test)]
+    pub(crate) fn trust(&mut self, peer: u64, session: u32) {
+        self.gate.trust(peer, session);
+    }
+
+    fn challenge(&mut self, now: Instant, peer: u64, session: u32) {
+        if let Some(nonce) = self.gate.challenge(now, peer, session) {
+            self.stats.challenges_sent += 1;
+            self.tx.handshake(Msg::Challenge { nonce });
+        }
+    }
+
+    /// Echoes a peer's nonce with where our numbering stands.
+    fn answer_challenge(&mut self, nonce: u64) {
+        let next = self.tx.next_seq();
+        let from = self.mode.get().resume_from().unwrap_or(next);
+        self.tx.handshake(Msg::Response {
+            echo: nonce,
+            from,
+            next,
+        });
+    }
+
+    /// A response from `peer`'s `session`; true when it proves the session
+    /// (a restart when another one was proven before).
+    fn proven(
+        &mut self,
+        now: Instant,
+        peer: u64,
+        session: u32,
+        Answer { echo, from, next }: Answer,
+        src: &dyn Source,
+    ) -> bool {
+        let Some(proof) = self.gate.answer(peer, session, echo) else {
+            return false;
+        };
+        self.stats.challenges_answered += 1;
+        let contact = self.mode.get_mut().heard(now, peer, session);
+        if contact == Contact::Restarted
+            || proof.before.is_some_and(|b| b != session)
+        {
+            self.stats.peer_restarts += 1;
+            self.mode.get_mut().peer_restarted();
+        }
+        let first_held = proof.held.first().map(|(s, _)| *s);
+        self.mode.get_mut().anchor(peer, from, first_held);
+        // What the session said before its proof, in order, then the tail
+        // we never saw (ALIVE's rule: NACKed in FT-FW).
+        self.replaying = true;
+        for (_, d) in &proof.held {
+            let _ = self.recv(now, peer, d, src);
+        }
+        self.replaying = false;
+        let (mode, mut cx) = self.cx();
+        mode.control(peer, Msg::Alive { next }, &mut cx);
+        true
     }
 
     fn count_bad_datagram(&mut self, e: wire::Error) {

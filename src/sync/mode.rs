@@ -43,6 +43,17 @@ pub(crate) trait SyncMode {
     /// Data message `seq` went out at `now`.
     fn sent(&mut self, _seq: Seq, _what: Sent, _now: Instant, _: &mut Stats) {}
 
+    /// `peer` proved its session (a [`Msg::Response`]): resume its
+    /// tracking at `from`, the oldest number it can resend, or at the
+    /// first of the datagrams held until the proof.
+    fn anchor(&mut self, _peer: u64, _from: Seq, _first_held: Option<Seq>) {}
+
+    /// The oldest number we can still resend, for our
+    /// [`Msg::Response`]s (None: only the next one).
+    fn resume_from(&self) -> Option<Seq> {
+        None
+    }
+
     /// Whether RESYNC exists in this mode: a peer's request is answered
     /// with a bulk, and `-n` sends one.
     fn answers_resync(&self) -> bool;

@@ -4,7 +4,7 @@
 //! when it has been quiet for a tick, and answers RESYNC with a bulk.
 
 use super::mode::{Cx, SyncMode};
-use super::rx::{Arrival, SeqTrack};
+use super::rx::{Announced, Arrival, SeqTrack};
 use super::session::{Contact, Peers};
 use super::{ALIVE_INTERVAL, Source};
 use crate::time::Instant;
@@ -36,6 +36,10 @@ impl SyncMode for NoTrack {
             // Applied all the same: nothing newer will come to heal it.
             Arrival::Late => cx.stats.before += 1,
             Arrival::After(gap) => cx.stats.lost += gap.len(),
+            Arrival::OutOfWindow => {
+                cx.stats.out_of_window += 1;
+                return false;
+            }
         }
         true
     }
@@ -43,10 +47,12 @@ impl SyncMode for NoTrack {
     fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>) {
         match msg {
             Msg::Alive { next } => {
-                if let Some(gap) =
-                    self.peers.rx_mut(peer).and_then(|rx| rx.alive(next))
-                {
-                    cx.stats.lost += gap.len();
+                match self.peers.rx_mut(peer).map(|rx| rx.alive(next)) {
+                    Some(Announced::Gap(gap)) => cx.stats.lost += gap.len(),
+                    Some(Announced::OutOfWindow) => {
+                        cx.stats.out_of_window += 1;
+                    }
+                    _ => {}
                 }
             }
             // ACK and NACK belong to FT-FW.
@@ -59,6 +65,14 @@ impl SyncMode for NoTrack {
             cx.tx.control(Msg::Alive {
                 next: cx.tx.next_seq(),
             });
+        }
+    }
+
+    fn anchor(&mut self, peer: u64, from: Seq, first_held: Option<Seq>) {
+        // Nothing is resent in NOTRACK: resume with what we held, or at
+        // the peer's next number (its `from`).
+        if let Some(rx) = self.peers.rx_mut(peer) {
+            rx.anchor(first_held.unwrap_or(from));
         }
     }
 

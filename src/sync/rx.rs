@@ -4,6 +4,14 @@
 
 use crate::wire::Seq;
 
+/// How far a sequence number may be from the expected one, ahead or
+/// behind. Further is not a gap but a corrupt, forged or stale datagram:
+/// it is refused, never adopted (one datagram must not move the stream
+/// 2^31 ahead), and the session is asked to prove itself again (a
+/// [`crate::wire::Msg::Challenge`]; its answer re-anchors the tracking).
+/// Larger than any resend queue, so a real gap always fits.
+pub(crate) const WINDOW: u32 = 1 << 18;
+
 /// Sequence numbers that never arrived, `from..=to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gap {
@@ -27,6 +35,26 @@ pub(crate) enum Arrival {
     Late,
     /// Newer than expected: the numbers in between are missing.
     After(Gap),
+    /// Further than [`WINDOW`] from the expected number: refused.
+    OutOfWindow,
+}
+
+/// What a peer's ALIVE tells about its numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announced {
+    /// Nothing we missed.
+    Nothing,
+    /// The tail we never saw.
+    Gap(Gap),
+    /// Further than [`WINDOW`] ahead: refused.
+    OutOfWindow,
+}
+
+/// Whether `s` is further than [`WINDOW`] from `next`, either way.
+fn out_of_window(s: Seq, next: Seq) -> bool {
+    let ahead = s - next;
+    let behind = next - s;
+    ahead.min(behind) > WINDOW
 }
 
 /// Where one peer's numbering stands.
@@ -45,6 +73,9 @@ impl SeqTrack {
     /// expectation alone; any other moves it past `s`.
     pub(crate) fn arrive(&mut self, s: Seq) -> Arrival {
         let arrival = match self.next {
+            Some(next) if out_of_window(s, next) => {
+                return Arrival::OutOfWindow;
+            }
             Some(next) if s == next => Arrival::InOrder,
             Some(next) if s < next => return Arrival::Late,
             Some(next) => Arrival::After(Gap {
@@ -59,16 +90,27 @@ impl SeqTrack {
 
     /// The peer's ALIVE says its next number is `next`: the tail we never
     /// saw, if any (the expectation moves to `next`).
-    pub(crate) fn alive(&mut self, next: Seq) -> Option<Gap> {
-        let expected = self.next?;
+    pub(crate) fn alive(&mut self, next: Seq) -> Announced {
+        let Some(expected) = self.next else {
+            return Announced::Nothing;
+        };
+        if out_of_window(next, expected) {
+            return Announced::OutOfWindow;
+        }
         if expected >= next {
-            return None;
+            return Announced::Nothing;
         }
         self.next = Some(next);
-        Some(Gap {
+        Announced::Gap(Gap {
             from: expected,
             to: next.prev(),
         })
+    }
+
+    /// The peer proved its session: expect `at` next, whatever was
+    /// expected before.
+    pub(crate) fn anchor(&mut self, at: Seq) {
+        self.next = Some(at);
     }
 }
 
@@ -79,7 +121,7 @@ mod test {
     #[test]
     fn arrivals_across_the_wrap() {
         let mut t = SeqTrack::default();
-        assert_eq!(t.alive(Seq(3)), None, "nothing expected yet");
+        assert_eq!(t.alive(Seq(3)), Announced::Nothing, "nothing expected");
         assert_eq!(t.arrive(Seq(u32::MAX)), Arrival::InOrder);
         assert_eq!(t.arrive(Seq(0)), Arrival::InOrder);
         let gap = Gap {
@@ -90,14 +132,41 @@ mod test {
         assert_eq!(gap.len(), 2);
         assert_eq!(t.arrive(Seq(u32::MAX)), Arrival::Late);
         assert_eq!(t.next(), Some(Seq(4)), "a late message moves nothing");
-        assert_eq!(t.alive(Seq(4)), None);
+        assert_eq!(t.alive(Seq(4)), Announced::Nothing);
         assert_eq!(
             t.alive(Seq(6)),
-            Some(Gap {
+            Announced::Gap(Gap {
                 from: Seq(4),
                 to: Seq(5)
             })
         );
         assert_eq!(t.next(), Some(Seq(6)));
+    }
+
+    #[test]
+    fn numbers_out_of_the_window_are_refused_and_move_nothing() {
+        let mut t = SeqTrack::default();
+        assert_eq!(t.arrive(Seq(100)), Arrival::InOrder);
+        // 2^31 ahead: the datagram that once stopped replication.
+        assert_eq!(t.arrive(Seq(100 + (1 << 31))), Arrival::OutOfWindow);
+        assert_eq!(t.arrive(Seq(101 + WINDOW + 1)), Arrival::OutOfWindow);
+        assert_eq!(t.alive(Seq(101 + WINDOW + 1)), Announced::OutOfWindow);
+        assert_eq!(
+            t.arrive(Seq(100u32.wrapping_sub(WINDOW + 1))),
+            Arrival::OutOfWindow
+        );
+        assert_eq!(t.next(), Some(Seq(101)));
+        // The edge of the window is still a gap.
+        assert!(matches!(t.arrive(Seq(101 + WINDOW)), Arrival::After(_)));
+        // A proven session re-anchors the tracking anywhere.
+        t.anchor(Seq(5_000_000));
+        assert_eq!(t.arrive(Seq(5_000_000)), Arrival::InOrder);
+        assert_eq!(
+            t.alive(Seq(5_000_003)),
+            Announced::Gap(Gap {
+                from: Seq(5_000_001),
+                to: Seq(5_000_002)
+            })
+        );
     }
 }

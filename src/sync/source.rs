@@ -121,6 +121,8 @@ impl Apply {
             },
             Msg::ExpDel(k) => Apply::ExpDel(k),
             Msg::Resync
+            | Msg::Challenge { .. }
+            | Msg::Response { .. }
             | Msg::Ack { .. }
             | Msg::Nack { .. }
             | Msg::Alive { .. } => return None,

@@ -111,6 +111,16 @@ impl Transmit {
         self.control.push_back(msg);
     }
 
+    /// Queues a challenge or its response ahead of every other control
+    /// message: the receiver must prove a session before it reads the
+    /// ACKs and NACKs that follow in the same datagram.
+    pub(crate) fn handshake(&mut self, msg: Msg) {
+        if self.control.len() >= CONTROL_QUEUE {
+            self.control.pop_back();
+        }
+        self.control.push_front(msg);
+    }
+
     /// Asks the peer for its whole internal cache in the next datagram.
     pub(crate) fn request_resync(&mut self) {
         self.resync_pending = true;

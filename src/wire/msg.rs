@@ -45,12 +45,33 @@ pub enum Msg {
     },
     /// "Send me your whole internal cache" (`-n`, StartupResync).
     Resync,
+    /// "Prove you are live": a session we have not confirmed (a new or
+    /// restarted peer, or a known one whose numbering jumped out of the
+    /// window) is asked to echo `nonce`.
+    Challenge {
+        nonce: u64,
+    },
+    /// The answer to a [`Msg::Challenge`]: its `nonce`, the oldest number
+    /// the sender can still resend (`from`) and the number it will use
+    /// next. The asker resumes its tracking there.
+    Response {
+        echo: u64,
+        from: Seq,
+        next: Seq,
+    },
 }
 
 impl Msg {
     /// Data messages are sequenced (and, in FT-FW, acknowledged).
     pub fn is_data(&self) -> bool {
-        !matches!(self, Msg::Ack { .. } | Msg::Nack { .. } | Msg::Alive { .. })
+        !matches!(
+            self,
+            Msg::Ack { .. }
+                | Msg::Nack { .. }
+                | Msg::Alive { .. }
+                | Msg::Challenge { .. }
+                | Msg::Response { .. }
+        )
     }
 }
 

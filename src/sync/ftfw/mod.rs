@@ -58,6 +58,10 @@ impl SyncMode for FtFw {
 
     fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>) {
         match msg {
+            // An ACK of numbers we never sent is corrupt or forged.
+            Msg::Ack { to, .. } if to >= cx.tx.next_seq() => {
+                cx.stats.out_of_window += 1;
+            }
             Msg::Ack { from, to } => self.resend.ack(from, to),
             Msg::Nack { from, to } => {
                 for sent in self.resend.take(|s, _| s.in_range(from, to)) {
@@ -94,6 +98,22 @@ impl SyncMode for FtFw {
 
     fn sent(&mut self, seq: Seq, what: Sent, now: Instant, stats: &mut Stats) {
         self.resend.push(seq, what, now, stats);
+    }
+
+    fn anchor(&mut self, peer: u64, from: Seq, first_held: Option<Seq>) {
+        // Everything from the peer's oldest resendable number can still
+        // come, by NACK if need be; what we held may be older still.
+        let at = match first_held {
+            Some(h) if h < from => h,
+            _ => from,
+        };
+        if let Some(rx) = self.peers.rx_mut(peer) {
+            rx.anchor(at);
+        }
+    }
+
+    fn resume_from(&self) -> Option<Seq> {
+        self.resend.oldest()
     }
 
     fn answers_resync(&self) -> bool {

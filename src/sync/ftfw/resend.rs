@@ -74,6 +74,11 @@ impl ResendQueue {
         taken
     }
 
+    /// The oldest number still held.
+    pub(crate) fn oldest(&self) -> Option<Seq> {
+        self.iter().next().map(|(s, _)| s)
+    }
+
     pub(crate) fn clear(&mut self) {
         self.q.clear();
     }

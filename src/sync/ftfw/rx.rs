@@ -8,7 +8,7 @@
 //! each tick. Any ACK restarts the window.
 
 use crate::sync::Stats;
-use crate::sync::rx::{Arrival, Gap, SeqTrack};
+use crate::sync::rx::{Announced, Arrival, Gap, SeqTrack};
 use crate::sync::tx::Transmit;
 use crate::wire::{Msg, Seq};
 
@@ -51,6 +51,10 @@ impl Rx {
                 stats.lost += gap.len();
                 self.report_gap(gap, tx);
             }
+            Arrival::OutOfWindow => {
+                stats.out_of_window += 1;
+                return false;
+            }
         }
         self.ack_from.get_or_insert(s);
         self.left = self.left.saturating_sub(1);
@@ -67,10 +71,22 @@ impl Rx {
         stats: &mut Stats,
         tx: &mut Transmit,
     ) {
-        if let Some(gap) = self.seq.alive(next) {
-            stats.lost += gap.len();
-            self.report_gap(gap, tx);
+        match self.seq.alive(next) {
+            Announced::Gap(gap) => {
+                stats.lost += gap.len();
+                self.report_gap(gap, tx);
+            }
+            Announced::OutOfWindow => stats.out_of_window += 1,
+            Announced::Nothing => {}
         }
+    }
+
+    /// The peer proved its session: expect `at` next (the oldest number
+    /// it can resend); nothing of the old run is acknowledged any more.
+    pub(crate) fn anchor(&mut self, at: Seq) {
+        self.ack_from = None;
+        self.left = self.window;
+        self.seq.anchor(at);
     }
 
     /// The tick: acknowledges the open run, if any. True when it did.

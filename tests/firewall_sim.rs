@@ -1,0 +1,260 @@
+//! Whole-firewall simulation (issue 11): the lab's scenarios at node
+//! level, in milliseconds. Real nodes built from config text, simulated
+//! kernels, a lossy link, the notify script's command sequences (see
+//! etc/keepalived/primary-backup.sh). The machinery is in `sim/`.
+//!
+//! Lab scenario (vmtests/scenarios) → test here:
+//! - replication_commit, ftp_passive_failover → `failover_commits_every_flow_and_the_pasv_expectation`
+//! - ftp_crash_failover_failback, streams_failover_failback →
+//!   `failback_to_a_restarted_primary`
+//! - cache_bound_and_commands (-f/-n, -f internal/-R, -B, -t) →
+//!   `backup_restart_and_kernel_resync_under_traffic`
+//! - ftp_variants → `disable_external_cache_injects_in_order`,
+//!   `notrack_without_internal_cache_replicates_and_commits`
+//! - ftp_negative_control → `without_expectation_sync_the_data_connection_has_no_expectation`
+//!
+//! A failing seed prints its transcript; `SIM_SEED=n` runs one seed of
+//! the lossy test, `SIM_TRACE=1` prints the transcript even on success.
+
+mod sim;
+
+use ctsyncd::control::proto::{
+    Cache, CacheSel, Request, Status, Table, Target,
+};
+use ctsyncd::model::Conntrack;
+use ctsyncd::wire::{ct_key_of, exp_key_of};
+use sim::flows::{established, flow, ftp_data, ftp_master, pasv};
+use sim::net::LinkParams;
+use sim::{World, cfg};
+
+const FW1: usize = 0;
+const FW2: usize = 1;
+
+/// keepalived's notify_master (primary-backup.sh primary).
+fn primary(w: &mut World, i: usize) -> Status {
+    let (_, commit) = w.control(i, Request::Commit(Target::All));
+    w.ok(i, Request::FlushCache(CacheSel::All));
+    w.ok(i, Request::ResyncKernel(Target::All));
+    w.ok(i, Request::BulkSend);
+    commit
+}
+
+/// keepalived's notify_backup (primary-backup.sh backup).
+fn backup(w: &mut World, i: usize) {
+    w.ok(i, Request::ResetTimers);
+    w.ok(i, Request::RequestResync);
+}
+
+/// The primary's internal cache, entry by entry, is the backup's
+/// external cache (conntracks and expectations).
+fn assert_replicated(w: &mut World, primary: usize, backup: usize) {
+    for table in [Table::Ct, Table::Expect] {
+        let i = w.cache(primary, Cache::Internal, table);
+        let e = w.cache(backup, Cache::External, table);
+        if i != e {
+            let missing: Vec<_> = i.iter().filter(|x| !e.contains(x)).collect();
+            let extra: Vec<_> = e.iter().filter(|x| !i.contains(x)).collect();
+            w.fail(&format!(
+                "{table:?}: fw{} internal ({}) != fw{} external ({}); \
+                 missing {missing:#?}; extra {extra:#?}",
+                primary + 1,
+                i.len(),
+                backup + 1,
+                e.len()
+            ));
+        }
+    }
+}
+
+/// A node's internal cache holds exactly its kernel's entries.
+fn assert_internal_is_kernel(w: &mut World, i: usize) {
+    let cts = w.cache(i, Cache::Internal, Table::Ct).len();
+    let exps = w.cache(i, Cache::Internal, Table::Expect).len();
+    let k = &w.fws[i].kernel;
+    let (kc, ke) = (k.ct_count(), k.exp_count());
+    w.ensure((cts, exps) == (kc, ke), || {
+        format!(
+            "fw{} internal cache has {cts} cts {exps} exps, its kernel {kc} cts {ke} exps",
+            i + 1
+        )
+    });
+}
+
+/// Every conntrack and expectation of `from`'s kernel is in `to`'s, with
+/// the same reply tuple (NAT binding), helper and master.
+fn assert_kernel_holds(w: &World, from: &sim::kernel::Kernel, to: usize) {
+    let k = &w.fws[to].kernel;
+    for c in from.conntracks() {
+        let got = k.ct(&ct_key_of(c));
+        w.ensure(got.is_some(), || {
+            format!("fw{} kernel lacks {}", to + 1, sim::ct_text(c))
+        });
+        let got = got.unwrap();
+        w.ensure(
+            got.reply_tuple() == c.reply_tuple()
+                && got.helper == c.helper
+                && got.master == c.master,
+            || format!("fw{} kernel has {got:?} for {c:?}", to + 1),
+        );
+    }
+    for x in from.expectations() {
+        let got = k.exp(&exp_key_of(x));
+        w.ensure(got.is_some(), || {
+            format!("fw{} kernel lacks expectation {x:?}", to + 1)
+        });
+        let master = ctsyncd::wire::CtKey {
+            orig: x.master,
+            zone: x.zone,
+        };
+        w.ensure(k.ct(&master).is_some(), || {
+            format!("fw{} kernel lacks the master of {x:?}", to + 1)
+        });
+    }
+}
+
+/// Some flows through fw `i`: new, then established, a few ended.
+fn traffic(w: &mut World, i: usize, from: u32, n: u32) -> Vec<Conntrack> {
+    let mut alive = Vec::new();
+    for f in from..from + n {
+        let c = flow(f);
+        assert!(w.new_flow(i, &c));
+        let pause = w.rng.below(2);
+        w.run(pause);
+        let c = established(c);
+        assert!(w.update_flow(i, &c));
+        if f % 7 == 3 {
+            assert!(w.end_flow(i, &ct_key_of(&c)));
+        } else {
+            alive.push(c);
+        }
+    }
+    alive
+}
+
+fn two(mode: &str, options: &str) -> World {
+    let c = cfg("", mode, options);
+    let mut w = World::new(1, LinkParams::PERFECT, vec![c.clone(), c]);
+    w.start(FW1);
+    w.start(FW2);
+    primary(&mut w, FW1);
+    backup(&mut w, FW2);
+    w
+}
+
+/// Runs `body`; if it panics, prints the transcript first (unless
+/// [`World::fail`] did already).
+fn scenario(w: &mut World, body: impl FnOnce(&mut World)) {
+    w.trace = true;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(w)));
+    if std::env::var_os("SIM_TRACE").is_some() || r.is_err() {
+        for l in &w.transcript {
+            eprintln!("{l}");
+        }
+    }
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn failover_commits_every_flow_and_the_pasv_expectation() {
+    let mut w = two("FTFW { }", "ExpectationSync { ftp }");
+    scenario(&mut w, |w| {
+        traffic(w, FW1, 0, 300);
+        let m = ftp_master(1);
+        assert!(w.new_flow(FW1, &m));
+        let x = pasv(&m, 50_000);
+        assert!(w.expect(FW1, &x));
+        w.run(200);
+        assert_replicated(w, FW1, FW2);
+        assert_internal_is_kernel(w, FW1);
+        // fw1 dies; keepalived makes fw2 primary.
+        w.crash(FW1);
+        let fw1_kernel = std::mem::take(&mut w.fws[FW1].kernel);
+        let commit = primary(w, FW2);
+        w.ensure(commit == Status::Ok, || format!("-c: {commit:?}"));
+        assert_kernel_holds(w, &fw1_kernel, FW2);
+        let logs = w.fws[FW2].logs.join("\n");
+        let want =
+            format!("info Committed {} new entries\n", fw1_kernel.ct_count());
+        w.ensure(logs.contains(&want), || format!("{want:?} not in {logs}"));
+        w.ensure(logs.contains("info Committed 1 new expectations"), || {
+            logs.clone()
+        });
+        // -R loaded the committed entries: fw2 replicates them now.
+        assert_internal_is_kernel(w, FW2);
+        // The client opens the data connection through fw2.
+        let data = ftp_data(&x, 33_000);
+        let consumed = w.consume(FW2, &x, &data);
+        w.ensure(consumed, || {
+            "the PASV data connection found no expectation on fw2".into()
+        });
+    });
+}
+
+#[test]
+fn without_expectation_sync_the_data_connection_has_no_expectation() {
+    let mut w = two("FTFW { }", "");
+    scenario(&mut w, |w| {
+        let m = ftp_master(1);
+        assert!(w.new_flow(FW1, &m));
+        let x = pasv(&m, 50_000);
+        assert!(w.expect(FW1, &x));
+        w.run(200);
+        w.crash(FW1);
+        assert_eq!(primary(w, FW2), Status::Ok);
+        assert!(w.fws[FW2].kernel.ct(&ct_key_of(&m)).is_some());
+        assert_eq!(w.fws[FW2].kernel.exp_count(), 0);
+        assert!(!w.consume(FW2, &x, &ftp_data(&x, 33_000)));
+    });
+}
+
+#[test]
+fn failback_to_a_restarted_primary() {
+    let mut w = two("FTFW { PurgeTimeout 5 }", "ExpectationSync { ftp }");
+    scenario(&mut w, |w| {
+        let mut alive = traffic(w, FW1, 0, 100);
+        let m = ftp_master(1);
+        assert!(w.new_flow(FW1, &m));
+        let x = pasv(&m, 50_000);
+        assert!(w.expect(FW1, &x));
+        w.run(100);
+        // fw1 crashes: daemon gone, its kernel keeps the old entries.
+        w.crash(FW1);
+        assert_eq!(primary(w, FW2), Status::Ok);
+        // Traffic goes on through fw2: the data connection, new flows,
+        // some old ones end.
+        let data = ftp_data(&x, 33_000);
+        assert!(w.consume(FW2, &x, &data));
+        let x2 = pasv(&m, 50_001);
+        assert!(w.expect(FW2, &x2));
+        alive.extend(traffic(w, FW2, 1000, 100));
+        for c in alive.iter().step_by(5) {
+            assert!(w.end_flow(FW2, &ct_key_of(c)));
+        }
+        // fw1 comes back with a new daemon (new session) as backup: -t
+        // purges its stale kernel entries, -n asks fw2 for its state.
+        w.start(FW1);
+        backup(w, FW1);
+        w.run(6_000);
+        let stale = w.fws[FW1]
+            .kernel
+            .conntracks()
+            .map(sim::ct_text)
+            .collect::<Vec<_>>();
+        w.ensure(stale.is_empty(), || format!("-t left {stale:?}"));
+        assert_replicated(w, FW2, FW1);
+        // Failback: fw1 primary, fw2 backup.
+        let commit = primary(w, FW1);
+        backup(w, FW2);
+        w.ensure(commit == Status::Ok, || format!("-c on fw1: {commit:?}"));
+        let fw2_kernel = std::mem::take(&mut w.fws[FW2].kernel);
+        assert_kernel_holds(w, &fw2_kernel, FW1);
+        w.fws[FW2].kernel = fw2_kernel;
+        // The second PASV works through fw1.
+        assert!(w.consume(FW1, &x2, &ftp_data(&x2, 33_001)));
+        w.run(500);
+        assert_internal_is_kernel(w, FW1);
+        assert_replicated(w, FW1, FW2);
+    });
+}

@@ -69,7 +69,7 @@ pub fn established(mut c: Conntrack) -> Conntrack {
 pub fn ftp_master(n: u16) -> Conntrack {
     let client = v4(INSIDE + 0x100 + u32::from(n));
     let server: IpAddr = SERVER.parse().unwrap();
-    let sport = 40_000 + n;
+    let sport = 40_000 + n % 20_000;
     let mut c =
         established(Conntrack::new(tuple(6, client, sport, server, 21)));
     c.reply = Some(tuple(6, server, 21, OUTSIDE.parse().unwrap(), sport));

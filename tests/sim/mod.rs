@@ -22,6 +22,7 @@
 pub mod flows;
 pub mod kernel;
 pub mod net;
+pub mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -250,9 +251,9 @@ impl World {
         }
     }
 
-    /// A control request to fw `i`; runs the world until its last reply.
-    /// Returns the text and the status.
-    pub fn control(&mut self, i: usize, req: Request) -> (String, Status) {
+    /// Sends a control request to fw `i` without waiting for the answer
+    /// (see [`World::answer`]).
+    pub fn request(&mut self, i: usize, req: Request) -> ClientId {
         let client = self.fws[i].next_client;
         self.fws[i].next_client += 1;
         self.feed(
@@ -263,20 +264,37 @@ impl World {
                 links: &[],
             },
         );
+        client
+    }
+
+    /// A client's text and final status, once it has its last reply.
+    pub fn answer(
+        &self,
+        i: usize,
+        client: ClientId,
+    ) -> Option<(String, Status)> {
+        let replies = self.fws[i].replies.get(&client)?;
+        let Some(Reply::Done(s)) = replies.last() else {
+            return None;
+        };
+        let text = replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Data(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        Some((text, s.clone()))
+    }
+
+    /// A control request to fw `i`; runs the world until its last reply.
+    /// Returns the text and the status.
+    pub fn control(&mut self, i: usize, req: Request) -> (String, Status) {
+        let client = self.request(i, req);
         let deadline = self.now + 120_000;
         loop {
-            let replies = self.fws[i].replies.get(&client);
-            if let Some(Reply::Done(s)) = replies.and_then(|r| r.last()) {
-                let text = replies
-                    .unwrap()
-                    .iter()
-                    .filter_map(|r| match r {
-                        Reply::Data(t) => Some(t.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let s = s.clone();
-                return (text, s);
+            if let Some(a) = self.answer(i, client) {
+                return a;
             }
             if self.now > deadline || self.fws[i].node.is_none() {
                 self.fail(&format!("{req:?} to fw{} never answered", i + 1));

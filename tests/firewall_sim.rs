@@ -70,18 +70,49 @@ fn assert_replicated(w: &mut World, primary: usize, backup: usize) {
     }
 }
 
-/// A node's internal cache holds exactly its kernel's entries.
+/// A node's internal cache holds exactly its kernel's entries, entry by
+/// entry (as `-i --json` shows them).
 fn assert_internal_is_kernel(w: &mut World, i: usize) {
-    let cts = w.cache(i, Cache::Internal, Table::Ct).len();
-    let exps = w.cache(i, Cache::Internal, Table::Expect).len();
+    use ctsyncd::node::render::{ct_json, exp_json};
     let k = &w.fws[i].kernel;
-    let (kc, ke) = (k.ct_count(), k.exp_count());
-    w.ensure((cts, exps) == (kc, ke), || {
-        format!(
-            "fw{} internal cache has {cts} cts {exps} exps, its kernel {kc} cts {ke} exps",
-            i + 1
-        )
-    });
+    let kernel = [
+        sim::json_entries(&format!(
+            "[{}]",
+            k.conntracks()
+                .map(|c| ct_json(c, 0))
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        sim::json_entries(&format!(
+            "[{}]",
+            k.expectations()
+                .map(|x| exp_json(x, 0))
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+    ];
+    for (table, kernel) in [Table::Ct, Table::Expect].into_iter().zip(kernel) {
+        let cache = w.cache(i, Cache::Internal, table);
+        if cache != kernel {
+            let missing: Vec<_> = kernel
+                .iter()
+                .filter(|x| !cache.contains(x))
+                .take(5)
+                .collect();
+            let extra: Vec<_> = cache
+                .iter()
+                .filter(|x| !kernel.contains(x))
+                .take(5)
+                .collect();
+            w.fail(&format!(
+                "{table:?}: fw{} internal cache ({}) != its kernel ({}); \
+                 first missing {missing:#?}; first extra {extra:#?}",
+                i + 1,
+                cache.len(),
+                kernel.len()
+            ));
+        }
+    }
 }
 
 /// Every conntrack and expectation of `from`'s kernel is in `to`'s, with
@@ -365,4 +396,116 @@ fn lossy_link_converges_seeds_31_to_40() {
 #[test]
 fn lossy_link_converges_seeds_41_to_50() {
     seeds(41);
+}
+
+/// Sends `req` to fw `i` and keeps traffic going through `t` on fw
+/// `busy` until it is answered; returns the answer's status.
+fn while_busy(
+    w: &mut World,
+    t: &mut Traffic,
+    busy: usize,
+    i: usize,
+    req: Request,
+) -> Status {
+    let client = w.request(i, req);
+    let deadline = w.now + 60_000;
+    loop {
+        if let Some((_, s)) = w.answer(i, client) {
+            return s;
+        }
+        w.ensure(w.now < deadline, || format!("{req:?} never answered"));
+        t.step(w, busy);
+        let pause = w.rng.below(2);
+        w.run(pause);
+    }
+}
+
+/// Traffic for `n` changes, a millisecond or two apart.
+fn churn(w: &mut World, t: &mut Traffic, i: usize, n: u32) {
+    for _ in 0..n {
+        t.step(w, i);
+        let pause = w.rng.below(3);
+        w.run(pause);
+    }
+}
+
+#[test]
+fn backup_restart_and_kernel_resync_under_traffic() {
+    let mut w = two("FTFW { }", "ExpectationSync On");
+    scenario(&mut w, |w| {
+        let mut t = Traffic::new(0);
+        churn(w, &mut t, FW1, 400);
+        // The backup's daemon dies and comes back (notify backup).
+        w.crash(FW2);
+        churn(w, &mut t, FW1, 100);
+        w.start(FW2);
+        backup(w, FW2);
+        churn(w, &mut t, FW1, 100);
+        w.run(100);
+        assert_replicated(w, FW1, FW2);
+        // -R on the primary while flows come and go (the dump arrives in
+        // parts, events interleave).
+        let s =
+            while_busy(w, &mut t, FW1, FW1, Request::ResyncKernel(Target::All));
+        assert_eq!(s, Status::Ok);
+        churn(w, &mut t, FW1, 50);
+        w.run(100);
+        assert_internal_is_kernel(w, FW1);
+        assert_replicated(w, FW1, FW2);
+        // -f internal, then -R: fw1 relearns its table.
+        w.ok(FW1, Request::FlushCache(CacheSel::Internal));
+        let s =
+            while_busy(w, &mut t, FW1, FW1, Request::ResyncKernel(Target::All));
+        assert_eq!(s, Status::Ok);
+        // -f external / -n: fw2 empties, then resyncs from fw1.
+        w.ok(FW2, Request::FlushCache(CacheSel::External));
+        let s = while_busy(w, &mut t, FW1, FW2, Request::RequestResync);
+        assert_eq!(s, Status::Ok);
+        // -B: fw1 sends everything again.
+        let s = while_busy(w, &mut t, FW1, FW1, Request::BulkSend);
+        assert_eq!(s, Status::Ok);
+        churn(w, &mut t, FW1, 50);
+        w.run(500);
+        assert_internal_is_kernel(w, FW1);
+        assert_replicated(w, FW1, FW2);
+    });
+}
+
+#[test]
+fn overrun_resyncs_with_the_kernel_and_sends_what_was_missed() {
+    let c = cfg("NetlinkOverrunResync 2", "FTFW { }", "ExpectationSync On");
+    let mut w = World::new(7, LinkParams::PERFECT, vec![c.clone(), c]);
+    w.start(FW1);
+    w.start(FW2);
+    primary(&mut w, FW1);
+    backup(&mut w, FW2);
+    scenario(&mut w, |w| {
+        let mut t = Traffic::new(0);
+        churn(w, &mut t, FW1, 300);
+        let now = ctsyncd::time::Instant(w.now);
+        let before = w.fws[FW1].node().snapshot(now, &[], false).counters;
+        // A burst the event socket cannot hold.
+        for _ in 0..100 {
+            t.step(w, FW1);
+        }
+        w.overrun(FW1);
+        churn(w, &mut t, FW1, 100);
+        let fw1 = w.fws[FW1].node().snapshot(
+            ctsyncd::time::Instant(w.now),
+            &[],
+            false,
+        );
+        assert_eq!(fw1.counters.overruns, before.overruns + 1);
+        // NetlinkOverrunResync 2: the resync (and what it sends) follows.
+        churn(w, &mut t, FW1, 1500);
+        w.run(500);
+        let fw1 = w.fws[FW1].node().snapshot(
+            ctsyncd::time::Instant(w.now),
+            &[],
+            false,
+        );
+        assert_eq!(fw1.counters.kernel_resyncs, before.kernel_resyncs + 1);
+        assert_internal_is_kernel(w, FW1);
+        assert_replicated(w, FW1, FW2);
+    });
 }

@@ -287,6 +287,16 @@ impl World {
         Some((text, s.clone()))
     }
 
+    /// fw `i`'s event socket overruns: the events waiting on it are
+    /// lost.
+    pub fn overrun(&mut self, i: usize) {
+        let lost = std::mem::take(&mut self.fws[i].events).len();
+        self.note(|| {
+            format!("fw{} event socket overrun, {lost} events lost", i + 1)
+        });
+        self.feed(i, Input::Overrun { buffer: 425_984 });
+    }
+
     /// A control request to fw `i`; runs the world until its last reply.
     /// Returns the text and the status.
     pub fn control(&mut self, i: usize, req: Request) -> (String, Status) {

@@ -19,16 +19,24 @@ use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
 
 /// A resync whose dump is still arriving.
 ///
-/// Events are handled while the dump runs, so two races need care: an
-/// entry an event created after the kernel dumped its part is no less
-/// alive for being missing from the dump (`seen`), and an entry an event
-/// destroyed may still come in a later part of the (older) dump (`gone`).
+/// Events are handled while the dump runs (from the moment it is asked
+/// for: the worker reads the whole table before it hands over the first
+/// part), so three races need care: an entry an event created after the
+/// kernel dumped its part is no less alive for being missing from the
+/// dump (`seen`); an entry an event destroyed may still come in a later
+/// part of the (older) dump (`gone`); and an entry an event changed may
+/// come in the dump with its older state, which must not replace the
+/// event's (`touched`).
 #[derive(Debug, Default)]
 pub(super) struct ResyncRun {
     seen_ct: HashSet<CtKey>,
     seen_exp: HashSet<ExpKey>,
     gone_ct: HashSet<CtKey>,
     gone_exp: HashSet<ExpKey>,
+    touched_ct: HashSet<CtKey>,
+    touched_exp: HashSet<ExpKey>,
+    /// Resync dumps asked for and not finished (jobs run in order).
+    pub(super) dumps: usize,
 }
 
 impl Node {
@@ -50,6 +58,7 @@ impl Node {
                     } else {
                         run.gone_ct.remove(&k);
                         run.seen_ct.insert(k);
+                        run.touched_ct.insert(k);
                     }
                 }
                 Object::Exp(x) => {
@@ -60,6 +69,7 @@ impl Node {
                     } else {
                         run.gone_exp.remove(&k);
                         run.seen_exp.insert(k);
+                        run.touched_exp.insert(k);
                     }
                 }
             }
@@ -219,7 +229,8 @@ impl Node {
             let fresh = match &o {
                 Object::Ct(c) => {
                     let k = ct_key_of(c);
-                    let fresh = !run.gone_ct.contains(&k);
+                    let fresh = !run.gone_ct.contains(&k)
+                        && !run.touched_ct.contains(&k);
                     if fresh {
                         run.seen_ct.insert(k);
                     }
@@ -227,7 +238,8 @@ impl Node {
                 }
                 Object::Exp(x) => {
                     let k = exp_key_of(x);
-                    let fresh = !run.gone_exp.contains(&k);
+                    let fresh = !run.gone_exp.contains(&k)
+                        && !run.touched_exp.contains(&k);
                     if fresh {
                         run.seen_exp.insert(k);
                     }
@@ -235,7 +247,7 @@ impl Node {
                 }
             };
             if !fresh {
-                // Destroyed by an event after the kernel dumped it.
+                // Destroyed or changed by an event the dump may predate.
                 continue;
             }
             let msg = Message {
@@ -276,14 +288,25 @@ impl Node {
                 }
             }
         }
+        self.next_resync(run.dumps);
         if let Some(c) = client {
             self.out.reply(c, Reply::Done(Status::Ok));
         }
     }
 
+    /// A resync dump ended: track afresh for the next one, if any.
+    fn next_resync(&mut self, dumps: usize) {
+        let left = dumps.saturating_sub(1);
+        self.resync = (left > 0).then(|| ResyncRun {
+            dumps: left,
+            ..ResyncRun::default()
+        });
+    }
+
     /// A resync whose dump failed: nothing is removed.
     pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
-        self.resync = None;
+        let dumps = self.resync.take().map_or(0, |r| r.dumps);
+        self.next_resync(dumps);
         self.counters.jobs_failed += 1;
         self.out
             .log(log::Level::Error, format!("can't dump kernel table: {why}"));

@@ -157,18 +157,7 @@ impl Node {
             self.out.log(Info, "disabling internal cache");
         } else {
             let exp = self.expectations();
-            self.out.jobs.push(Job {
-                purpose: Purpose::Resync {
-                    client: None,
-                    conntracks: true,
-                    expectations: exp,
-                    send: false,
-                },
-                work: Work::Dump {
-                    conntracks: true,
-                    expectations: exp,
-                },
-            });
+            self.resync_kernel(None, true, exp, false);
         }
         if self.sync().startup_resync {
             self.engine.request_resync();
@@ -310,18 +299,7 @@ impl Node {
             self.overrun_resync_at = None;
             self.counters.kernel_resyncs += 1;
             let exp = self.expectations();
-            self.out.jobs.push(Job {
-                purpose: Purpose::Resync {
-                    client: None,
-                    conntracks: true,
-                    expectations: exp,
-                    send: true,
-                },
-                work: Work::Dump {
-                    conntracks: true,
-                    expectations: exp,
-                },
-            });
+            self.resync_kernel(None, true, exp, true);
         }
         if self.purge_at.is_some_and(|t| now >= t) {
             self.purge_at = None;

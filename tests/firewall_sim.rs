@@ -31,13 +31,25 @@ use sim::{World, cfg};
 const FW1: usize = 0;
 const FW2: usize = 1;
 
-/// keepalived's notify_master (primary-backup.sh primary).
-fn primary(w: &mut World, i: usize) -> Status {
-    let (_, commit) = w.control(i, Request::Commit(Target::All));
-    w.ok(i, Request::FlushCache(CacheSel::All));
-    w.ok(i, Request::ResyncKernel(Target::All));
-    w.ok(i, Request::BulkSend);
-    commit
+/// keepalived's notify_master (primary-backup.sh primary): every step
+/// runs whatever the one before answered, as in the script. Returns
+/// the answers of `-c`, `-f`, `-R`, `-B`.
+fn primary_steps(w: &mut World, i: usize) -> [Status; 4] {
+    [
+        Request::Commit(Target::All),
+        Request::FlushCache(CacheSel::All),
+        Request::ResyncKernel(Target::All),
+        Request::BulkSend,
+    ]
+    .map(|r| w.control(i, r).1)
+}
+
+/// The notify script's primary step; every answer must be `Ok`.
+fn primary(w: &mut World, i: usize) {
+    let s = primary_steps(w, i);
+    w.ensure(s.iter().all(|s| *s == Status::Ok), || {
+        format!("fw{} notify primary: -c -f -R -B answered {s:?}", i + 1)
+    });
 }
 
 /// keepalived's notify_backup (primary-backup.sh backup).
@@ -206,8 +218,7 @@ fn failover_commits_every_flow_and_the_pasv_expectation() {
         // fw1 dies; keepalived makes fw2 primary.
         w.crash(FW1);
         let fw1_kernel = std::mem::take(&mut w.fws[FW1].kernel);
-        let commit = primary(w, FW2);
-        w.ensure(commit == Status::Ok, || format!("-c: {commit:?}"));
+        primary(w, FW2);
         assert_kernel_holds(w, &fw1_kernel, FW2);
         let logs = w.fws[FW2].logs.join("\n");
         let want =
@@ -237,7 +248,7 @@ fn without_expectation_sync_the_data_connection_has_no_expectation() {
         assert!(w.expect(FW1, &x));
         w.run(200);
         w.crash(FW1);
-        assert_eq!(primary(w, FW2), Status::Ok);
+        primary(w, FW2);
         assert!(w.fws[FW2].kernel.ct(&ct_key_of(&m)).is_some());
         assert_eq!(w.fws[FW2].kernel.exp_count(), 0);
         assert!(!w.consume(FW2, &x, &ftp_data(&x, 33_000)));
@@ -256,7 +267,7 @@ fn failback_to_a_restarted_primary() {
         w.run(100);
         // fw1 crashes: daemon gone, its kernel keeps the old entries.
         w.crash(FW1);
-        assert_eq!(primary(w, FW2), Status::Ok);
+        primary(w, FW2);
         // Traffic goes on through fw2: the data connection, new flows,
         // some old ones end.
         let data = ftp_data(&x, 33_000);
@@ -280,9 +291,8 @@ fn failback_to_a_restarted_primary() {
         w.ensure(stale.is_empty(), || format!("-t left {stale:?}"));
         assert_replicated(w, FW2, FW1);
         // Failback: fw1 primary, fw2 backup.
-        let commit = primary(w, FW1);
+        primary(w, FW1);
         backup(w, FW2);
-        w.ensure(commit == Status::Ok, || format!("-c on fw1: {commit:?}"));
         let fw2_kernel = std::mem::take(&mut w.fws[FW2].kernel);
         assert_kernel_holds(w, &fw2_kernel, FW1);
         w.fws[FW2].kernel = fw2_kernel;
@@ -507,5 +517,166 @@ fn overrun_resyncs_with_the_kernel_and_sends_what_was_missed() {
         assert_eq!(fw1.counters.kernel_resyncs, before.kernel_resyncs + 1);
         assert_internal_is_kernel(w, FW1);
         assert_replicated(w, FW1, FW2);
+    });
+}
+
+#[test]
+fn disable_external_cache_injects_in_order() {
+    let primary_cfg = cfg("", "FTFW { }", "ExpectationSync { ftp }");
+    let backup_cfg = cfg(
+        "",
+        "FTFW { DisableExternalCache On }",
+        "ExpectationSync { ftp }",
+    );
+    let mut w =
+        World::new(3, LinkParams::PERFECT, vec![primary_cfg, backup_cfg]);
+    w.start(FW1);
+    w.start(FW2);
+    primary(&mut w, FW1);
+    backup(&mut w, FW2);
+    scenario(&mut w, |w| {
+        // Masters and their expectations in one burst: an expectation
+        // injected before its master would fail with ENOENT.
+        let mut ftp = Vec::new();
+        for n in 0..20 {
+            let m = ftp_master(n);
+            assert!(w.new_flow(FW1, &m));
+            let x = pasv(&m, 50_000 + n);
+            assert!(w.expect(FW1, &x));
+            ftp.push((m, x));
+        }
+        traffic(w, FW1, 0, 100);
+        w.run(200);
+        let fw1_kernel = std::mem::take(&mut w.fws[FW1].kernel);
+        assert_kernel_holds(w, &fw1_kernel, FW2);
+        w.fws[FW1].kernel = fw1_kernel;
+        // Nothing is cached; our own injections were not sent back.
+        assert!(w.cache(FW2, Cache::External, Table::Ct).is_empty());
+        assert!(w.cache(FW2, Cache::Internal, Table::Ct).is_empty());
+        // A master that ends takes its expectation with it on fw2 too.
+        let (m, x) = ftp.pop().unwrap();
+        assert!(w.end_flow(FW1, &ct_key_of(&m)));
+        w.run(100);
+        assert!(w.fws[FW2].kernel.ct(&ct_key_of(&m)).is_none());
+        assert!(w.fws[FW2].kernel.exp(&exp_key_of(&x)).is_none());
+        // Failover: -c returns at once, nothing to commit.
+        w.crash(FW1);
+        primary(w, FW2);
+        let logs = w.fws[FW2].logs.join("\n");
+        assert!(logs.contains("committing all external caches"));
+        assert!(!logs.contains("Committed"), "{logs}");
+        let (m, x) = &ftp[0];
+        assert!(w.fws[FW2].kernel.ct(&ct_key_of(m)).is_some());
+        assert!(w.consume(FW2, x, &ftp_data(x, 33_000)));
+    });
+}
+
+#[test]
+fn notrack_without_internal_cache_replicates_and_commits() {
+    let c = cfg(
+        "",
+        "NOTRACK { DisableInternalCache On }",
+        "ExpectationSync On",
+    );
+    let mut w = World::new(4, LinkParams::PERFECT, vec![c.clone(), c]);
+    w.start(FW1);
+    w.start(FW2);
+    backup(&mut w, FW2);
+    scenario(&mut w, |w| {
+        let alive = traffic(w, FW1, 0, 50);
+        let m = ftp_master(1);
+        assert!(w.new_flow(FW1, &m));
+        let x = pasv(&m, 50_000);
+        assert!(w.expect(FW1, &x));
+        w.run(100);
+        // Nothing stays in fw1's internal cache; -i dumps the kernel.
+        let now = ctsyncd::time::Instant(w.now);
+        let s = w.fws[FW1].node().snapshot(now, &[], false);
+        assert_eq!(s.internal_ct.len, 0);
+        let i = w.cache(FW1, Cache::Internal, Table::Ct);
+        assert_eq!(i.len(), alive.len() + 1);
+        let e = w.cache(FW2, Cache::External, Table::Ct);
+        assert_eq!(i, e, "fw1's kernel as -i shows it is fw2's external cache");
+        assert_eq!(w.cache(FW2, Cache::External, Table::Expect).len(), 1);
+        // Failover.
+        w.crash(FW1);
+        let (_, commit) = w.control(FW2, Request::Commit(Target::All));
+        assert_eq!(commit, Status::Ok);
+        let logs = w.fws[FW2].logs.join("\n");
+        assert!(logs.contains("Committed 1 new expectations"), "{logs}");
+        let fw1_kernel = std::mem::take(&mut w.fws[FW1].kernel);
+        assert_kernel_holds(w, &fw1_kernel, FW2);
+        // The data connection works through fw2.
+        assert!(w.consume(FW2, &x, &ftp_data(&x, 33_000)));
+    });
+}
+
+/// NOTRACK with DisableInternalCache: the notify script's primary step
+/// (`-c -f -R -B`) commits the peer's entries, and then `-f` flushes the
+/// kernel (without an internal cache `-f` flushes the kernel table, as
+/// conntrackd's internal bypass does), so the new primary is left with
+/// no conntracks and no expectations. The script (or `-f`'s meaning in
+/// this mode) needs a decision; un-ignore then.
+#[test]
+#[ignore = "known bug: -f after -c empties the new primary's kernel (DisableInternalCache)"]
+fn notrack_without_internal_cache_survives_the_whole_notify_script() {
+    let c = cfg(
+        "",
+        "NOTRACK { DisableInternalCache On }",
+        "ExpectationSync On",
+    );
+    let mut w = World::new(6, LinkParams::PERFECT, vec![c.clone(), c]);
+    w.start(FW1);
+    w.start(FW2);
+    backup(&mut w, FW2);
+    scenario(&mut w, |w| {
+        traffic(w, FW1, 0, 20);
+        let m = ftp_master(1);
+        assert!(w.new_flow(FW1, &m));
+        let x = pasv(&m, 50_000);
+        assert!(w.expect(FW1, &x));
+        w.run(100);
+        w.crash(FW1);
+        // -R is not supported in this mode; the script goes on.
+        let s = primary_steps(w, FW2);
+        assert_eq!([&s[0], &s[1], &s[3]], [&Status::Ok; 3]);
+        let fw1_kernel = std::mem::take(&mut w.fws[FW1].kernel);
+        assert_kernel_holds(w, &fw1_kernel, FW2);
+    });
+}
+
+/// With DisableExternalCache the worker injects every change as an
+/// exclusive create, so a flow's later states (ESTABLISHED, ASSURED,
+/// the long timeout) fail with EEXIST and the backup's kernel keeps the
+/// first one it heard of (SYN_SENT, 120 s). The fix belongs in
+/// src/daemon/worker.rs (update an existing entry); un-ignore then.
+#[test]
+#[ignore = "known bug: injected updates of existing entries fail with EEXIST"]
+fn disable_external_cache_updates_reach_the_backup_kernel() {
+    let primary_cfg = cfg("", "FTFW { }", "");
+    let backup_cfg = cfg("", "FTFW { DisableExternalCache On }", "");
+    let mut w =
+        World::new(5, LinkParams::PERFECT, vec![primary_cfg, backup_cfg]);
+    w.start(FW1);
+    w.start(FW2);
+    primary(&mut w, FW1);
+    backup(&mut w, FW2);
+    scenario(&mut w, |w| {
+        let c = flow(0);
+        assert!(w.new_flow(FW1, &c));
+        w.run(50);
+        let c = established(c);
+        assert!(w.update_flow(FW1, &c));
+        w.run(50);
+        let got = w.fws[FW2].kernel.ct(&ct_key_of(&c)).cloned();
+        let now = ctsyncd::time::Instant(w.now);
+        let s = w.fws[FW2].node().snapshot(now, &[], false);
+        w.ensure(s.counters.inject_fail == 0, || {
+            format!("{} injections failed", s.counters.inject_fail)
+        });
+        w.ensure(
+            got.as_ref().map(|g| g.proto_info) == Some(c.proto_info),
+            || format!("fw2 kernel has {got:?}"),
+        );
     });
 }

@@ -525,13 +525,15 @@ impl World {
     }
 }
 
-/// Splits a JSON dump into its objects, each without `active_since`.
+/// Splits a JSON dump (an array, or one object a line as `-i --json`
+/// without internal cache gives) into its objects, each without
+/// `active_since`.
 pub fn json_entries(text: &str) -> Vec<String> {
     let body = text.trim().trim_start_matches('[').trim_end_matches(']');
     let mut out = Vec::new();
     let mut rest = body;
     while let Some(at) = rest.find(",\"active_since\":") {
-        let entry = rest[..at].trim_start_matches(',');
+        let entry = rest[..at].trim_start().trim_start_matches(',');
         out.push(format!("{entry}}}"));
         let tail = &rest[at..];
         let end = tail.find('}').expect("object end");

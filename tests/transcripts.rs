@@ -95,7 +95,7 @@ impl Run {
             }
         }
         for j in out.jobs {
-            self.say(format!("job {}", sim::job_text(&j)));
+            self.say(format!("job {}", sim::text::job_text(&j)));
             self.fws[i].jobs.push_back(j);
         }
         for (c, r) in out.replies {
@@ -120,7 +120,7 @@ impl Run {
 
     fn events(&mut self, i: usize, events: Vec<Event>) {
         for (m, o) in events {
-            self.say(format!("event {}", sim::event_text(&m, o)));
+            self.say(format!("event {}", sim::text::event_text(&m, o)));
             self.feed(i, Input::Kernel(m, o));
         }
     }
@@ -171,14 +171,17 @@ impl Run {
                     if ran > 100 {
                         return Err("jobs keep coming".into());
                     }
-                    self.say(format!("worker {}", sim::job_text(&job)));
+                    self.say(format!("worker {}", sim::text::job_text(&job)));
                     let mut ev = Vec::new();
                     let fw = &mut self.fws[i];
                     let dones =
                         fw.kernel.run(&self.cfg, &job.work, DUMP_PART, &mut ev);
                     // The loop prefers completions over kernel events.
                     for d in dones {
-                        self.say(format!("complete {}", sim::done_text(&d)));
+                        self.say(format!(
+                            "complete {}",
+                            sim::text::done_text(&d)
+                        ));
                         let c = Completion {
                             purpose: job.purpose,
                             done: d,

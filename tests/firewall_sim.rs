@@ -138,11 +138,12 @@ fn failback_to_a_restarted_primary() {
 const CHANGES: u32 = 1_000;
 const SEEDS: u64 = 50;
 
-/// One seed: a bad link, traffic on fw1 (with link cuts), then the link
-/// heals and FT-FW must bring fw2's external cache to fw1's internal
-/// cache, entry by entry.
+/// One seed: a bad link, traffic on fw1 (with link cuts, event socket
+/// overruns and -R), then the link heals and FT-FW must bring fw2's
+/// external cache to fw1's internal cache, entry by entry, and fw1's
+/// internal cache must be its kernel.
 fn lossy(seed: u64) {
-    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let c = cfg("NetlinkOverrunResync 1", "FTFW { }", "ExpectationSync On");
     let params = LinkParams {
         loss: 10,
         dup: 5,
@@ -165,6 +166,15 @@ fn lossy(seed: u64) {
             cut_until = w.now + 100 + w.rng.below(700);
         } else if !w.link.up && w.now >= cut_until {
             w.link.up = true;
+        }
+        // Now and then fw1's event socket overruns, or an administrator
+        // runs -R (not waited for: traffic goes on).
+        match w.rng.below(1000) {
+            0 => w.overrun(FW1),
+            1 => {
+                w.request(FW1, Request::ResyncKernel(Target::All));
+            }
+            _ => {}
         }
     }
     w.link.up = true;

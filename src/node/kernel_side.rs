@@ -188,6 +188,7 @@ impl Node {
     /// as in conntrackd).
     pub(super) fn overrun(&mut self, now: Instant, buffer: usize) {
         self.counters.overruns += 1;
+        self.overrun_unsent = true;
         self.counters.catch_event_failed += 1;
         self.netlink_buffer = buffer;
         if let (Some(secs), false) = (
@@ -220,6 +221,9 @@ impl Node {
             return;
         };
         let mut run = self.resync.take().unwrap_or_default();
+        // After an overrun the peer has not heard of what was lost: a
+        // silent -R would repair our cache but never tell it.
+        let send = send || self.overrun_unsent;
         let origin = if send { Origin::NotMe } else { Origin::Flush };
         // Conntracks before expectations: masters must be cached first.
         let (cts, exps): (Vec<Object>, Vec<Object>) = objects
@@ -287,6 +291,9 @@ impl Node {
                     self.engine.local_change(Key::Exp(Box::new(k)), false);
                 }
             }
+        }
+        if send {
+            self.overrun_unsent = false;
         }
         self.next_resync(run.dumps);
         if let Some(c) = client {

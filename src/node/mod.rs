@@ -73,6 +73,9 @@ pub struct Node {
     netlink_buffer: usize,
     purge_at: Option<Instant>,
     overrun_resync_at: Option<Instant>,
+    /// Events were lost and no resync has sent the difference yet: any
+    /// resync (even `-R`'s) sends what it changes until one has.
+    overrun_unsent: bool,
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
@@ -136,6 +139,7 @@ impl Node {
             netlink_buffer,
             purge_at: None,
             overrun_resync_at: None,
+            overrun_unsent: false,
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,

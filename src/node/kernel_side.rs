@@ -106,6 +106,7 @@ impl Node {
                     c.orig_packets + c.reply_packets;
             }
             if self.internal_ct.remove(&key).is_some()
+                || self.purged_ct.remove(&key)
                 || self.internal_disabled()
             {
                 if send {
@@ -144,7 +145,9 @@ impl Node {
         }
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
-            if self.internal_exp.remove(&key).is_some() && send {
+            let cached = self.internal_exp.remove(&key).is_some()
+                || self.purged_exp.remove(&key);
+            if cached && send {
                 self.engine.local_change(Key::Exp(Box::new(key)), false);
             }
             return;
@@ -272,10 +275,13 @@ impl Node {
                 .keys()
                 .filter(|k| !run.seen_ct.contains(k))
                 .collect();
+            self.purged_ct.clear();
             for k in stale {
                 self.internal_ct.remove(&k);
                 if send {
                     self.engine.local_change(Key::Ct(k), false);
+                } else {
+                    self.purged_ct.insert(k);
                 }
             }
         }
@@ -285,10 +291,13 @@ impl Node {
                 .keys()
                 .filter(|k| !run.seen_exp.contains(k))
                 .collect();
+            self.purged_exp.clear();
             for k in stale {
                 self.internal_exp.remove(&k);
                 if send {
                     self.engine.local_change(Key::Exp(Box::new(k)), false);
+                } else {
+                    self.purged_exp.insert(k);
                 }
             }
         }

@@ -76,6 +76,11 @@ pub struct Node {
     /// Events were lost and no resync has sent the difference yet: any
     /// resync (even `-R`'s) sends what it changes until one has.
     overrun_unsent: bool,
+    /// What the last resync dropped without telling the peer: the
+    /// kernel had destroyed it, but the event was still on its way. When
+    /// the event comes, the peer is told.
+    purged_ct: std::collections::HashSet<crate::wire::CtKey>,
+    purged_exp: std::collections::HashSet<crate::wire::ExpKey>,
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
@@ -140,6 +145,8 @@ impl Node {
             purge_at: None,
             overrun_resync_at: None,
             overrun_unsent: false,
+            purged_ct: Default::default(),
+            purged_exp: Default::default(),
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,

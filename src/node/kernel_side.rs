@@ -26,7 +26,8 @@ use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
 /// dump (`seen`); an entry an event destroyed may still come in a later
 /// part of the (older) dump (`gone`); and an entry an event changed may
 /// come in the dump with its older state, which must not replace the
-/// event's (`touched`).
+/// event's (`touched`, when the event's state was cached: an
+/// expectation whose master was not cached yet is taken from the dump).
 #[derive(Debug, Default)]
 pub(super) struct ResyncRun {
     seen_ct: HashSet<CtKey>,
@@ -236,8 +237,10 @@ impl Node {
             let fresh = match &o {
                 Object::Ct(c) => {
                     let k = ct_key_of(c);
+                    // An event's state is newer, if it was cached.
                     let fresh = !run.gone_ct.contains(&k)
-                        && !run.touched_ct.contains(&k);
+                        && (!run.touched_ct.contains(&k)
+                            || !self.internal_ct.contains(&k));
                     if fresh {
                         run.seen_ct.insert(k);
                     }
@@ -246,7 +249,8 @@ impl Node {
                 Object::Exp(x) => {
                     let k = exp_key_of(x);
                     let fresh = !run.gone_exp.contains(&k)
-                        && !run.touched_exp.contains(&k);
+                        && (!run.touched_exp.contains(&k)
+                            || !self.internal_exp.contains(&k));
                     if fresh {
                         run.seen_exp.insert(k);
                     }

@@ -29,7 +29,9 @@
 //! SRC:PORT -> DST:PORT`, `established`, `helper NAME`, `master TUPLE`;
 //! expectations: `exp TUPLE master TUPLE` (mask: the destination port).
 //! `kernel lost new ...` changes the kernel but loses the events (as an
-//! overrun does). `jobs` shows each job the worker runs (`> worker ...`), each
+//! overrun does); `event new|update|destroy ...` hands the node an event
+//! without touching the kernel (one that comes late, or one newer than a
+//! dump being read). `jobs` shows each job the worker runs (`> worker ...`), each
 //! completion (`> complete ...`) and each kernel event the job caused
 //! (`> event ...`), each followed by what it caused. Dumps come in parts
 //! of two entries.
@@ -42,6 +44,7 @@ use std::fmt::Write as _;
 use ctsyncd::cli::{Invocation, RunMode};
 use ctsyncd::config::Config;
 use ctsyncd::control::proto::Reply;
+use ctsyncd::kernel::codec::{Kind, Message, Object};
 use ctsyncd::kernel::origin::Origin;
 use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
 use ctsyncd::node::{Completion, Input, Job, Node, Outbox};
@@ -213,6 +216,27 @@ impl Run {
             ["kernel", "lost", change @ ..] => {
                 // The change happens; its events are lost (an overrun).
                 self.kernel(i, change)?;
+            }
+            ["event", kind, spec @ ..] => {
+                // An event as the socket delivers it, late or early: the
+                // kernel's table is not touched.
+                let kind = match *kind {
+                    "new" => Kind::New,
+                    "update" => Kind::Update,
+                    "destroy" => Kind::Destroy,
+                    k => return Err(format!("unknown event kind {k}")),
+                };
+                let object = match spec {
+                    ["exp", rest @ ..] => Object::Exp(expect(rest)?),
+                    _ => Object::Ct(conntrack(spec)?),
+                };
+                let m = Message {
+                    kind,
+                    object,
+                    port: 0,
+                    seq: 0,
+                };
+                self.feed(i, Input::Kernel(m, Origin::NotMe));
             }
             ["kernel", change @ ..] => {
                 // Traffic's events reach the node at once.

@@ -34,7 +34,7 @@ use ctsyncd::kernel::origin::Origin;
 use ctsyncd::model::{Conntrack, Expect};
 use ctsyncd::node::{ClientId, Completion, Input, Job, Node, Outbox};
 use ctsyncd::time::Instant;
-use ctsyncd::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
+use ctsyncd::wire::{CtKey, exp_key_of};
 
 use kernel::{Event, Kernel};
 use net::{Link, LinkParams, Rng};
@@ -542,12 +542,4 @@ pub fn json_entries(text: &str) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-/// The keys of a kernel's conntracks and expectations, for comparisons.
-pub fn kernel_keys(k: &Kernel) -> (Vec<CtKey>, Vec<ExpKey>) {
-    (
-        k.conntracks().map(ct_key_of).collect(),
-        k.expectations().map(exp_key_of).collect(),
-    )
 }

@@ -146,13 +146,17 @@ impl Node {
         });
     }
 
-    fn resync_kernel(
+    /// Asks for a dump to resync with; events are tracked from now on,
+    /// since the dump may be older than the events handled while it
+    /// arrives.
+    pub(super) fn resync_kernel(
         &mut self,
         client: Option<ClientId>,
         ct: bool,
         exp: bool,
         send: bool,
     ) {
+        self.resync.get_or_insert_default().dumps += 1;
         self.out.jobs.push(Job {
             purpose: Purpose::Resync {
                 client,

@@ -25,16 +25,25 @@ pub(super) const BURST_MAX: Duration = Duration::from_secs(30);
 
 /// A resync whose dump is still arriving.
 ///
-/// Events are handled while the dump runs, so two races need care: an
-/// entry an event created after the kernel dumped its part is no less
-/// alive for being missing from the dump (`seen`), and an entry an event
-/// destroyed may still come in a later part of the (older) dump (`gone`).
+/// Events are handled while the dump runs (from the moment it is asked
+/// for: the worker reads the whole table before it hands over the first
+/// part), so three races need care: an entry an event created after the
+/// kernel dumped its part is no less alive for being missing from the
+/// dump (`seen`); an entry an event destroyed may still come in a later
+/// part of the (older) dump (`gone`); and an entry an event changed may
+/// come in the dump with its older state, which must not replace the
+/// event's (`touched`, when the event's state was cached: an
+/// expectation whose master was not cached yet is taken from the dump).
 #[derive(Debug, Default)]
 pub(super) struct ResyncRun {
     seen_ct: HashSet<CtKey>,
     seen_exp: HashSet<ExpKey>,
     gone_ct: HashSet<CtKey>,
     gone_exp: HashSet<ExpKey>,
+    touched_ct: HashSet<CtKey>,
+    touched_exp: HashSet<ExpKey>,
+    /// Resync dumps asked for and not finished (jobs run in order).
+    pub(super) dumps: usize,
 }
 
 impl Node {
@@ -57,6 +66,7 @@ impl Node {
                     } else {
                         run.gone_ct.remove(&k);
                         run.seen_ct.insert(k);
+                        run.touched_ct.insert(k);
                     }
                 }
                 Object::Exp(x) => {
@@ -67,6 +77,7 @@ impl Node {
                     } else {
                         run.gone_exp.remove(&k);
                         run.seen_exp.insert(k);
+                        run.touched_exp.insert(k);
                     }
                 }
             }
@@ -103,6 +114,7 @@ impl Node {
                     c.orig_packets + c.reply_packets;
             }
             if self.internal_ct.remove(&key).is_some()
+                || self.purged_ct.remove(&key)
                 || self.internal_disabled()
             {
                 if send {
@@ -141,7 +153,9 @@ impl Node {
         }
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
-            if self.internal_exp.remove(&key).is_some() && send {
+            let cached = self.internal_exp.remove(&key).is_some()
+                || self.purged_exp.remove(&key);
+            if cached && send {
                 self.engine.local_change(Key::Exp(Box::new(key)), false);
             }
             return;
@@ -187,6 +201,7 @@ impl Node {
     /// overrun (repeated overruns keep postponing it, as in conntrackd).
     pub(super) fn overrun(&mut self, now: Instant, buffer: usize) {
         self.counters.overruns += 1;
+        self.overrun_unsent = true;
         self.counters.catch_event_failed += 1;
         self.netlink_buffer = buffer;
         if self.internal_disabled() {
@@ -238,6 +253,9 @@ impl Node {
             return;
         };
         let mut run = self.resync.take().unwrap_or_default();
+        // After an overrun the peer has not heard of what was lost: a
+        // silent -R would repair our cache but never tell it.
+        let send = send || self.overrun_unsent;
         let origin = if send { Origin::NotMe } else { Origin::Flush };
         // Conntracks before expectations: masters must be cached first.
         let (cts, exps): (Vec<Object>, Vec<Object>) = objects
@@ -247,7 +265,10 @@ impl Node {
             let fresh = match &o {
                 Object::Ct(c) => {
                     let k = ct_key_of(c);
-                    let fresh = !run.gone_ct.contains(&k);
+                    // An event's state is newer, if it was cached.
+                    let fresh = !run.gone_ct.contains(&k)
+                        && (!run.touched_ct.contains(&k)
+                            || !self.internal_ct.contains(&k));
                     if fresh {
                         run.seen_ct.insert(k);
                     }
@@ -255,7 +276,9 @@ impl Node {
                 }
                 Object::Exp(x) => {
                     let k = exp_key_of(x);
-                    let fresh = !run.gone_exp.contains(&k);
+                    let fresh = !run.gone_exp.contains(&k)
+                        && (!run.touched_exp.contains(&k)
+                            || !self.internal_exp.contains(&k));
                     if fresh {
                         run.seen_exp.insert(k);
                     }
@@ -263,7 +286,7 @@ impl Node {
                 }
             };
             if !fresh {
-                // Destroyed by an event after the kernel dumped it.
+                // Destroyed or changed by an event the dump may predate.
                 continue;
             }
             let msg = Message {
@@ -284,10 +307,13 @@ impl Node {
                 .keys()
                 .filter(|k| !run.seen_ct.contains(k))
                 .collect();
+            self.purged_ct.clear();
             for k in stale {
                 self.internal_ct.remove(&k);
                 if send {
                     self.engine.local_change(Key::Ct(k), false);
+                } else {
+                    self.purged_ct.insert(k);
                 }
             }
         }
@@ -297,21 +323,38 @@ impl Node {
                 .keys()
                 .filter(|k| !run.seen_exp.contains(k))
                 .collect();
+            self.purged_exp.clear();
             for k in stale {
                 self.internal_exp.remove(&k);
                 if send {
                     self.engine.local_change(Key::Exp(Box::new(k)), false);
+                } else {
+                    self.purged_exp.insert(k);
                 }
             }
         }
+        if send {
+            self.overrun_unsent = false;
+        }
+        self.next_resync(run.dumps);
         if let Some(c) = client {
             self.out.reply(c, Reply::Done(Status::Ok));
         }
     }
 
+    /// A resync dump ended: track afresh for the next one, if any.
+    fn next_resync(&mut self, dumps: usize) {
+        let left = dumps.saturating_sub(1);
+        self.resync = (left > 0).then(|| ResyncRun {
+            dumps: left,
+            ..ResyncRun::default()
+        });
+    }
+
     /// A resync whose dump failed: nothing is removed.
     pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
-        self.resync = None;
+        let dumps = self.resync.take().map_or(0, |r| r.dumps);
+        self.next_resync(dumps);
         self.counters.jobs_failed += 1;
         self.out
             .log(log::Level::Error, format!("can't dump kernel table: {why}"));

@@ -76,6 +76,14 @@ pub struct Node {
     overrun_resync_at: Option<Instant>,
     /// The first overrun of the burst whose resync waits (AfterBurst).
     burst_since: Option<Instant>,
+    /// Events were lost and no resync has sent the difference yet: any
+    /// resync (even `-R`'s) sends what it changes until one has.
+    overrun_unsent: bool,
+    /// What the last resync dropped without telling the peer: the
+    /// kernel had destroyed it, but the event was still on its way. When
+    /// the event comes, the peer is told.
+    purged_ct: std::collections::HashSet<crate::wire::CtKey>,
+    purged_exp: std::collections::HashSet<crate::wire::ExpKey>,
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
@@ -144,6 +152,9 @@ impl Node {
             purge_at: None,
             overrun_resync_at: None,
             burst_since: None,
+            overrun_unsent: false,
+            purged_ct: Default::default(),
+            purged_exp: Default::default(),
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,
@@ -165,18 +176,7 @@ impl Node {
             self.out.log(Info, "disabling internal cache");
         } else {
             let exp = self.expectations();
-            self.out.jobs.push(Job {
-                purpose: Purpose::Resync {
-                    client: None,
-                    conntracks: true,
-                    expectations: exp,
-                    send: false,
-                },
-                work: Work::Dump {
-                    conntracks: true,
-                    expectations: exp,
-                },
-            });
+            self.resync_kernel(None, true, exp, false);
         }
         if self.sync().startup_resync {
             self.engine.request_resync();
@@ -319,18 +319,7 @@ impl Node {
             self.burst_since = None;
             self.counters.kernel_resyncs += 1;
             let exp = self.expectations();
-            self.out.jobs.push(Job {
-                purpose: Purpose::Resync {
-                    client: None,
-                    conntracks: true,
-                    expectations: exp,
-                    send: true,
-                },
-                work: Work::Dump {
-                    conntracks: true,
-                    expectations: exp,
-                },
-            });
+            self.resync_kernel(None, true, exp, true);
         }
         if self.purge_at.is_some_and(|t| now >= t) {
             self.purge_at = None;

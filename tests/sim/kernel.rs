@@ -1,0 +1,388 @@
+//! A simulated kernel conntrack table: conntracks keyed by original
+//! tuple + zone, expectations by master/tuple/mask/zone, with the rules
+//! ctnetlink enforces that matter to a commit (EEXIST on a create of an
+//! existing entry, ENOENT for an expectation or RELATED conntrack whose
+//! master is missing, a master's expectations die with it). Every change
+//! returns the events the kernel would multicast, tagged with the
+//! [`Origin`] of the socket that caused it.
+//!
+//! It also runs the node's [`Work`] exactly as the daemon's kernel worker
+//! does (src/daemon/worker.rs): dumps in parts, flushes through the
+//! Filter, commits with per-entry errnos, injections in order.
+//!
+//! Iteration is in creation order, so everything is deterministic.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ctsyncd::config::Config;
+use ctsyncd::kernel::codec::{Kind, Message, Object};
+use ctsyncd::kernel::commit::{self, CommitRules};
+use ctsyncd::kernel::origin::Origin;
+use ctsyncd::model::{Conntrack, Expect};
+use ctsyncd::node::{Done, Work};
+use ctsyncd::sync::Apply;
+use ctsyncd::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
+
+pub const EEXIST: i32 = 17;
+pub const ENOENT: i32 = 2;
+
+/// One kernel event as the event socket delivers it.
+pub type Event = (Message, Origin);
+
+/// Entries in creation order, found by key.
+struct Table<K, V> {
+    index: HashMap<K, u64>,
+    order: BTreeMap<u64, V>,
+    next: u64,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Table<K, V> {
+    fn new() -> Self {
+        Table {
+            index: HashMap::new(),
+            order: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.index.get(k).and_then(|i| self.order.get(i))
+    }
+
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.index.get(k).and_then(|i| self.order.get_mut(i))
+    }
+
+    fn insert(&mut self, k: K, v: V) {
+        self.next += 1;
+        self.index.insert(k, self.next);
+        self.order.insert(self.next, v);
+    }
+
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let i = self.index.remove(k)?;
+        self.order.remove(&i)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.order.values()
+    }
+}
+
+pub struct Kernel {
+    cts: Table<CtKey, Conntrack>,
+    exps: Table<ExpKey, Expect>,
+}
+
+fn ev(kind: Kind, object: Object, origin: Origin) -> Event {
+    (
+        Message {
+            kind,
+            object,
+            port: 0,
+            seq: 0,
+        },
+        origin,
+    )
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        Kernel::new()
+    }
+}
+
+impl Kernel {
+    pub fn new() -> Kernel {
+        Kernel {
+            cts: Table::new(),
+            exps: Table::new(),
+        }
+    }
+
+    pub fn conntracks(&self) -> impl Iterator<Item = &Conntrack> {
+        self.cts.values()
+    }
+
+    pub fn expectations(&self) -> impl Iterator<Item = &Expect> {
+        self.exps.values()
+    }
+
+    pub fn ct(&self, k: &CtKey) -> Option<&Conntrack> {
+        self.cts.get(k)
+    }
+
+    pub fn exp(&self, k: &ExpKey) -> Option<&Expect> {
+        self.exps.get(k)
+    }
+
+    pub fn ct_count(&self) -> usize {
+        self.cts.index.len()
+    }
+
+    pub fn exp_count(&self) -> usize {
+        self.exps.index.len()
+    }
+
+    // ===== the table's rules =====
+
+    /// Creates a conntrack (ctnetlink IPCTNL_MSG_CT_NEW with NLM_F_CREATE
+    /// | NLM_F_EXCL).
+    pub fn create_ct(
+        &mut self,
+        ct: &Conntrack,
+        origin: Origin,
+        events: &mut Vec<Event>,
+    ) -> Result<(), i32> {
+        let k = ct_key_of(ct);
+        if self.cts.get(&k).is_some() {
+            return Err(EEXIST);
+        }
+        if let Some(m) = ct.master {
+            // ctnetlink looks the master up in the same zone.
+            let mk = CtKey {
+                orig: m,
+                zone: ct.zone,
+            };
+            if self.cts.get(&mk).is_none() {
+                return Err(ENOENT);
+            }
+        }
+        let mut c = ct.clone();
+        c.counters = None;
+        self.cts.insert(k, c.clone());
+        events.push(ev(Kind::New, Object::Ct(c), origin));
+        Ok(())
+    }
+
+    /// Changes an existing conntrack (traffic, or an injected update).
+    pub fn update_ct(
+        &mut self,
+        ct: &Conntrack,
+        origin: Origin,
+        events: &mut Vec<Event>,
+    ) -> Result<(), i32> {
+        let k = ct_key_of(ct);
+        let Some(old) = self.cts.get_mut(&k) else {
+            return Err(ENOENT);
+        };
+        *old = ct.clone();
+        events.push(ev(Kind::Update, Object::Ct(ct.clone()), origin));
+        Ok(())
+    }
+
+    /// Deletes a conntrack and, as the kernel does, its expectations.
+    pub fn delete_ct(
+        &mut self,
+        k: &CtKey,
+        origin: Origin,
+        events: &mut Vec<Event>,
+    ) -> Result<(), i32> {
+        let ct = self.cts.remove(k).ok_or(ENOENT)?;
+        events.push(ev(Kind::Destroy, Object::Ct(ct), origin));
+        let orphans: Vec<ExpKey> = self
+            .exps
+            .index
+            .keys()
+            .filter(|x| x.master == k.orig && x.zone == k.zone)
+            .copied()
+            .collect();
+        let mut orphans: Vec<(u64, ExpKey)> = orphans
+            .into_iter()
+            .map(|x| (self.exps.index[&x], x))
+            .collect();
+        orphans.sort_by_key(|(i, _)| *i);
+        for (_, x) in orphans {
+            let e = self.exps.remove(&x).expect("indexed");
+            events.push(ev(Kind::Destroy, Object::Exp(e), origin));
+        }
+        Ok(())
+    }
+
+    /// Creates an expectation: its master must exist.
+    pub fn create_exp(
+        &mut self,
+        x: &Expect,
+        origin: Origin,
+        events: &mut Vec<Event>,
+    ) -> Result<(), i32> {
+        let k = exp_key_of(x);
+        let master = CtKey {
+            orig: x.master,
+            zone: x.zone,
+        };
+        if self.cts.get(&master).is_none() {
+            return Err(ENOENT);
+        }
+        if self.exps.get(&k).is_some() {
+            return Err(EEXIST);
+        }
+        self.exps.insert(k, x.clone());
+        events.push(ev(Kind::New, Object::Exp(x.clone()), origin));
+        Ok(())
+    }
+
+    pub fn delete_exp(
+        &mut self,
+        k: &ExpKey,
+        origin: Origin,
+        events: &mut Vec<Event>,
+    ) -> Result<(), i32> {
+        let x = self.exps.remove(k).ok_or(ENOENT)?;
+        events.push(ev(Kind::Destroy, Object::Exp(x), origin));
+        Ok(())
+    }
+
+    // ===== the worker's part =====
+
+    /// Everything a dump returns: conntracks, then expectations.
+    pub fn dump(&self, conntracks: bool, expectations: bool) -> Vec<Object> {
+        let mut all = Vec::new();
+        if conntracks {
+            all.extend(self.cts.values().cloned().map(Object::Ct));
+        }
+        if expectations {
+            all.extend(self.exps.values().cloned().map(Object::Exp));
+        }
+        all
+    }
+
+    /// Runs one job as the worker does. A dump's parts (of `part`
+    /// entries) are returned in order; the caller delivers them.
+    pub fn run(
+        &mut self,
+        cfg: &Config,
+        work: &Work,
+        part: usize,
+        events: &mut Vec<Event>,
+    ) -> Vec<Done> {
+        match work {
+            Work::Dump {
+                conntracks,
+                expectations,
+            } => {
+                let all = self.dump(*conntracks, *expectations);
+                if all.is_empty() {
+                    return vec![Done::Dumped {
+                        objects: Vec::new(),
+                        last: true,
+                    }];
+                }
+                let n = all.len().div_ceil(part);
+                all.chunks(part)
+                    .enumerate()
+                    .map(|(i, c)| Done::Dumped {
+                        objects: c.to_vec(),
+                        last: i + 1 == n,
+                    })
+                    .collect()
+            }
+            Work::Flush {
+                conntracks,
+                expectations,
+            } => {
+                let mut deleted = 0;
+                if *conntracks {
+                    let victims: Vec<CtKey> = self
+                        .cts
+                        .values()
+                        .filter(|c| {
+                            ctsyncd::filter::conntrack(&cfg.general.filter, c)
+                        })
+                        .map(ct_key_of)
+                        .collect();
+                    for k in victims {
+                        // An expectation flush below may race; a master
+                        // gone already is not an error.
+                        if self.delete_ct(&k, Origin::Flush, events).is_ok() {
+                            deleted += 1;
+                        }
+                    }
+                }
+                if *expectations {
+                    let all: Vec<ExpKey> =
+                        self.exps.values().map(exp_key_of).collect();
+                    for k in all {
+                        if self.delete_exp(&k, Origin::Flush, events).is_ok() {
+                            deleted += 1;
+                        }
+                    }
+                }
+                vec![Done::Flushed(deleted)]
+            }
+            Work::Commit(plan) => {
+                let cts: Vec<i32> = plan
+                    .cts
+                    .iter()
+                    .map(|c| errno(self.create_ct(c, Origin::Commit, events)))
+                    .collect();
+                let exps: Vec<i32> = plan
+                    .exps
+                    .iter()
+                    .map(|x| errno(self.create_exp(x, Origin::Commit, events)))
+                    .collect();
+                let failed = cts
+                    .iter()
+                    .zip(&plan.cts)
+                    .filter(|(e, _)| **e != 0)
+                    .map(|(&e, c)| (e, c.orig))
+                    .chain(
+                        exps.iter()
+                            .zip(&plan.exps)
+                            .filter(|(e, _)| **e != 0)
+                            .map(|(&e, x)| (e, x.tuple)),
+                    )
+                    .collect();
+                vec![Done::Committed { cts, exps, failed }]
+            }
+            Work::Inject(changes) => {
+                let sync = cfg.sync.clone().unwrap_or_default();
+                let rules = CommitRules {
+                    commit_timeout: sync.commit_timeout,
+                    tcp_window_tracking: sync.tcp_window_tracking,
+                };
+                let errs = changes
+                    .iter()
+                    .map(|a| self.inject(a, &rules, events))
+                    .collect();
+                vec![Done::Injected(errs)]
+            }
+        }
+    }
+
+    /// One injected change, as the worker sends it: a create (EEXIST when
+    /// it exists: the worker does not update), or a delete (a missing
+    /// entry is not a failure).
+    fn inject(
+        &mut self,
+        a: &Apply,
+        rules: &CommitRules,
+        events: &mut Vec<Event>,
+    ) -> i32 {
+        let o = Origin::Inject;
+        match a {
+            Apply::Ct { ct, .. } => errno(self.create_ct(
+                &commit::prepare_ct(ct, 0, rules),
+                o,
+                events,
+            )),
+            Apply::Exp { exp, .. } => errno(self.create_exp(
+                &commit::prepare_exp(exp, 0, rules),
+                o,
+                events,
+            )),
+            Apply::CtDel(k) => match self.delete_ct(k, o, events) {
+                Err(ENOENT) => 0,
+                r => errno(r),
+            },
+            Apply::ExpDel(k) => match self.delete_exp(k, o, events) {
+                Err(ENOENT) => 0,
+                r => errno(r),
+            },
+        }
+    }
+}
+
+fn errno(r: Result<(), i32>) -> i32 {
+    r.err().unwrap_or(0)
+}

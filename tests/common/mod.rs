@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fw;
+pub mod sniff;
 
 use std::fs::File;
 use std::os::fd::AsFd;

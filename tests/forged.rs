@@ -1,0 +1,105 @@
+//! One datagram cannot break the stream: forged from the primary's
+//! address with what an attacker on the link sees (the session, the next
+//! sequence number), a datagram 2^31 ahead and one claiming a new session
+//! are refused and counted, and new flows keep replicating. Real daemons
+//! in two network namespaces; the attacker sniffs the link with a packet
+//! socket. Needs root.
+
+// Deadlines here are wall-clock bounds on real processes, not logic.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use common::fw::{Fw, create, flows, json_number, udp_link};
+use common::pair;
+use common::sniff::{capture, forge};
+use ctsyncd::wire::{self, Header, Msg, Seq, Writer, ct_key_of};
+
+const FW1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const FW2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 2), 3780);
+
+fn config(me: &str, peer: &str) -> (String, String) {
+    (
+        "Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }".into(),
+        format!("Mode FTFW {{ }}\n{}", udp_link(me, peer)),
+    )
+}
+
+/// The primary's session and next sequence number, from an ALIVE it sends
+/// when idle (once a second).
+fn observe(ns: &common::Netns) -> (u32, Seq) {
+    let mut seen = None;
+    capture(ns, FW1, 3780, Duration::from_secs(5), |d| {
+        let Ok((h, body)) = wire::read(d, None) else {
+            return false;
+        };
+        for m in wire::messages(body).flatten() {
+            if let Msg::Alive { next } = m {
+                seen = Some((h.session, next));
+            }
+        }
+        seen.is_some()
+    })
+    .expect("no ALIVE from fw-1 on the link");
+    seen.unwrap()
+}
+
+fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
+    let mut buf = [0u8; 1472];
+    let header = Header {
+        flags: 0,
+        session,
+        first_seq: first,
+    };
+    let mut w = Writer::new(&mut buf, header).unwrap();
+    for m in msgs {
+        w.push(m).unwrap();
+    }
+    let n = w.finish(None);
+    buf[..n].to_vec()
+}
+
+#[test]
+fn forged_datagrams_never_stop_replication() {
+    let Some((a, b)) = pair("fgd") else {
+        return;
+    };
+    let (g1, s1) = config("10.9.0.1", "10.9.0.2");
+    let (g2, s2) = config("10.9.0.2", "10.9.0.1");
+    let fw1 = Fw::start(&a, "fgd1", &g1, &s1);
+    let fw2 = Fw::start(&b, "fgd2", &g2, &s2);
+    let first = flows("10.120.0.1", 100);
+    create(&a, &first);
+    assert!(
+        fw2.wait_cached("external", 100, Duration::from_secs(10))
+            .is_some()
+    );
+    let (session, next) = observe(&b);
+    let victim = Msg::CtDel(ct_key_of(&first[0]));
+
+    // 2^31 ahead, in the primary's session: the datagram that once made
+    // "Lost msgs" jump by 2^31 and stopped replication for good.
+    forge(&a, FW1, FW2, &datagram(session, next + (1 << 31), &[victim.clone()]));
+    // A "new session" of the primary: never answers the challenge.
+    forge(&a, FW1, FW2, &datagram(session ^ 0x5a5a, Seq(0), &[victim]));
+
+    let second = flows("10.121.0.1", 100);
+    create(&a, &second);
+    let took = fw2.wait_cached("external", 200, Duration::from_secs(10));
+    let s = fw2.stats();
+    eprintln!(
+        "after the forgeries: 100 new flows on fw-2 {took:?}; out_of_window {}, unconfirmed {}, lost {}",
+        json_number(&s, "sync", "out_of_window"),
+        json_number(&s, "sync", "unconfirmed"),
+        json_number(&s, "sync", "lost"),
+    );
+    assert!(took.is_some(), "replication stopped: {}", fw2.cached("external"));
+    assert!(json_number(&s, "sync", "out_of_window") >= 1);
+    assert!(json_number(&s, "sync", "unconfirmed") >= 1);
+    assert!(json_number(&s, "sync", "lost") < 1000, "no 2^31 'lost'");
+    assert_eq!(json_number(&s, "sync", "peer_restarts"), 0);
+    drop(fw1);
+}

@@ -123,7 +123,10 @@ impl Apply {
             Msg::Resync
             | Msg::Ack { .. }
             | Msg::Nack { .. }
-            | Msg::Alive { .. } => return None,
+            | Msg::Alive { .. }
+            | Msg::DigestTop { .. }
+            | Msg::DigestSub { .. }
+            | Msg::Prune { .. } => return None,
         })
     }
 }

@@ -24,6 +24,7 @@
 //! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`].
 
 mod alarm;
+pub mod digest;
 mod ftfw;
 mod mode;
 mod notrack;

@@ -1,0 +1,409 @@
+//! Anti-entropy: the peers periodically compare digests of the replicated
+//! state and repair what differs, whatever caused the difference (a lost
+//! event, a bug, a forged DESTROY, a restart during a storm).
+//!
+//! Roles (each node plays both, one per direction): the *sender* S about
+//! its internal cache, the *receiver* R about its external cache.
+//!
+//! ```text
+//!  S                                   R
+//!  |-- DigestTop(64 bucket sums) ----->|  every period, per table
+//!  |                                   |  compare with external digest
+//!  |<-- DigestSub(bucket, 64 leaf sums)|  at most K differing buckets
+//!  |  compare with internal leaves     |
+//!  |  per differing leaf (at most L):  |
+//!  |  resend its keys (reliable path)  |
+//!  |-- Prune(leaf, range, keep) ------>|  delete unkept entries of leaf
+//! ```
+//!
+//! Cost: at rest (digests agree) one DigestTop per table per period
+//! (about 540 bytes for a full table, 25 for an empty one) and one pass
+//! over each cache. A round repairs at most K buckets and L leaves
+//! (`cut_short` counts the rounds the bounds stopped); the next period
+//! continues, since the digests still differ.
+//!
+//! Races: a Prune is control (unsequenced), so it could overtake the data
+//! message of an entry S created after building it. R therefore prunes
+//! only entries it last updated no later than when it sent the DigestSub
+//! that asked for the Prune: such an entry S did not hold when it
+//! answered. A Prune R did not ask for (within one period) is ignored,
+//! which also makes a forged Prune harmless without a key.
+//!
+//! Pure: time and the caches come in as parameters; the node acts on the
+//! [`Reaction`].
+
+mod hash;
+
+pub use crate::wire::Table;
+pub use hash::{
+    Digest, LEAVES, condemned, differing, entry_hash, key_hash, keys_in_leaf,
+    leaf_of, leaf_range, position, prune_parts,
+};
+
+use std::time::Duration;
+
+use super::Key;
+use crate::time::Instant;
+use crate::wire::{CtKey, ExpKey, FANOUT, KEEP_MAX, KeyHashes, Msg};
+
+/// Default period (the issue asks for at most 60 s).
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30);
+
+/// One stored entry as the digest reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEntry<'a> {
+    /// The stored encoding: the key's encoding, then the value's.
+    pub bytes: &'a [u8],
+    pub key_len: usize,
+    /// When this node last wrote it.
+    pub updated: Instant,
+}
+
+impl<'a> RawEntry<'a> {
+    pub fn key(&self) -> &'a [u8] {
+        &self.bytes[..self.key_len.min(self.bytes.len())]
+    }
+}
+
+/// A node's caches as anti-entropy reads them (the node implements it
+/// over `Cache::raw_entries`).
+pub trait Tables {
+    /// Calls `f` for every entry of `table`.
+    fn each(&self, table: Table, f: &mut dyn FnMut(RawEntry<'_>));
+}
+
+/// Settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// How often DigestTop is sent (per table).
+    pub period: Duration,
+    /// K: top buckets narrowed per received DigestTop.
+    pub max_buckets: usize,
+    /// L: leaves repaired per period (as sender).
+    pub max_leaves: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            period: DEFAULT_PERIOD,
+            max_buckets: 8,
+            max_leaves: 64,
+        }
+    }
+}
+
+/// Counters (cumulative) for `-s` and the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Periods started (DigestTops sent, per table).
+    pub rounds: u64,
+    /// Top buckets compared against a peer's DigestTop.
+    pub buckets_compared: u64,
+    /// Top buckets found different (DigestSubs sent).
+    pub buckets_differing: u64,
+    /// Leaves found different and repaired (as sender).
+    pub leaves_repaired: u64,
+    /// Keys queued again for the reliable path.
+    pub entries_resent: u64,
+    /// External entries deleted by a Prune.
+    pub entries_pruned: u64,
+    /// Times a bound (K, L, Prune budget) left a repair for later.
+    pub cut_short: u64,
+    /// Digest messages ignored: unasked Prunes, out-of-range buckets,
+    /// DigestTops faster than half a period.
+    pub ignored: u64,
+}
+
+/// What the node must do after [`AntiEntropy::on_msg`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// Control messages for the peer.
+    pub send: Vec<Msg>,
+    /// Keys to queue again (`Engine::local_change(key, false)`): their
+    /// current state, or a delete, goes through the reliable path.
+    pub resend_keys: Vec<Key>,
+    /// Keys to delete from the external cache.
+    pub prune: Vec<Key>,
+}
+
+impl Reaction {
+    /// Whether it repairs anything (worth a log line).
+    pub fn repairs(&self) -> bool {
+        !self.resend_keys.is_empty() || !self.prune.is_empty()
+    }
+}
+
+/// The anti-entropy state of one node (both roles).
+#[derive(Debug, Clone)]
+pub struct AntiEntropy {
+    cfg: Config,
+    next: Instant,
+    /// Leaves repaired and Prunes honoured in the current period.
+    leaves_used: usize,
+    prunes_used: usize,
+    /// Receiver: when we sent a DigestSub, per table and bucket.
+    asked: [[Option<Instant>; FANOUT]; 2],
+    /// Receiver: when we last answered a DigestTop, per table.
+    answered: [Option<Instant>; 2],
+    /// Rotates the first bucket served, so bounded rounds take turns.
+    rotate: usize,
+    /// Sender: the internal digest computed at one instant, reused for
+    /// the DigestSubs of that instant (one pass, not one per message).
+    memo: Option<(Instant, Table, Digest)>,
+    counters: Counters,
+}
+
+impl AntiEntropy {
+    /// The first DigestTop goes out one period after `now` (the initial
+    /// sync has had time to finish).
+    pub fn new(cfg: Config, now: Instant) -> AntiEntropy {
+        AntiEntropy {
+            cfg,
+            next: now + cfg.period,
+            leaves_used: 0,
+            prunes_used: 0,
+            asked: [[None; FANOUT]; 2],
+            answered: [None; 2],
+            rotate: 0,
+            memo: None,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// When [`AntiEntropy::on_timer`] must run next.
+    pub fn poll_at(&self) -> Instant {
+        self.next
+    }
+
+    /// At the period: a DigestTop per table about `internal`; budgets
+    /// start again. Nothing before [`AntiEntropy::poll_at`].
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        internal: &dyn Tables,
+    ) -> Vec<Msg> {
+        if now < self.next {
+            return Vec::new();
+        }
+        self.next = now + self.cfg.period;
+        self.leaves_used = 0;
+        self.prunes_used = 0;
+        self.memo = None;
+        self.counters.rounds += 1;
+        Table::ALL
+            .iter()
+            .map(|t| Msg::DigestTop {
+                table: *t,
+                sums: digest(internal, *t).top(),
+            })
+            .collect()
+    }
+
+    /// A message from the peer. Digest messages are acted on; any other
+    /// message is none of ours (an empty reaction).
+    pub fn on_msg(
+        &mut self,
+        now: Instant,
+        msg: &Msg,
+        internal: &dyn Tables,
+        external: &dyn Tables,
+    ) -> Reaction {
+        match msg {
+            Msg::DigestTop { table, sums } => {
+                self.top(now, *table, sums, external)
+            }
+            Msg::DigestSub {
+                table,
+                bucket,
+                sums,
+            } => self.sub(now, *table, *bucket, sums, internal),
+            Msg::Prune {
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            } => self.prune(
+                now,
+                *table,
+                (*bucket, *sub),
+                (*lo, *hi),
+                &keep.0,
+                external,
+            ),
+            _ => Reaction::default(),
+        }
+    }
+
+    // ===== receiver =====
+
+    fn top(
+        &mut self,
+        now: Instant,
+        table: Table,
+        theirs: &crate::wire::Sums,
+        external: &dyn Tables,
+    ) -> Reaction {
+        // A flood of DigestTops must not cost a cache pass each.
+        let min_gap = self.cfg.period / 2;
+        if let Some(at) = self.answered[table.index()] {
+            if now.since(at) < min_gap && now >= at {
+                self.counters.ignored += 1;
+                return Reaction::default();
+            }
+        }
+        self.answered[table.index()] = Some(now);
+        let ours = digest(external, table);
+        let top = ours.top();
+        self.counters.buckets_compared += FANOUT as u64;
+        let diff: Vec<u8> = differing(&top, theirs, self.rotate).collect();
+        self.rotate = (self.rotate + self.cfg.max_buckets) % FANOUT;
+        if diff.len() > self.cfg.max_buckets {
+            self.counters.cut_short += 1;
+        }
+        let mut r = Reaction::default();
+        for b in diff.into_iter().take(self.cfg.max_buckets) {
+            self.counters.buckets_differing += 1;
+            self.asked[table.index()][usize::from(b)] = Some(now);
+            r.send.push(Msg::DigestSub {
+                table,
+                bucket: b,
+                sums: ours.subs(b),
+            });
+        }
+        r
+    }
+
+    fn prune(
+        &mut self,
+        now: Instant,
+        table: Table,
+        (bucket, sub): (u8, u8),
+        (lo, hi): (u64, u64),
+        keep: &[u64],
+        external: &dyn Tables,
+    ) -> Reaction {
+        let asked = usize::from(bucket) < FANOUT && usize::from(sub) < FANOUT;
+        let at = asked
+            .then(|| self.asked[table.index()][usize::from(bucket)])
+            .flatten()
+            .filter(|at| now >= *at && now.since(*at) <= self.cfg.period);
+        let Some(at) = at else {
+            self.counters.ignored += 1;
+            return Reaction::default();
+        };
+        // A leaf of a large table spans a few Prunes; beyond that, a
+        // peer is asking too much for one period.
+        if self.prunes_used >= 4 * self.cfg.max_leaves {
+            self.counters.cut_short += 1;
+            return Reaction::default();
+        }
+        self.prunes_used += 1;
+        let mut keep = keep.to_vec();
+        keep.sort_unstable();
+        let mut r = Reaction::default();
+        external.each(table, &mut |e| {
+            let kh = key_hash(e.key());
+            if e.updated <= at && condemned(kh, bucket, sub, lo, hi, &keep) {
+                if let Some(k) = decode_key(table, e.key()) {
+                    r.prune.push(k);
+                }
+            }
+        });
+        self.counters.entries_pruned += r.prune.len() as u64;
+        r
+    }
+
+    // ===== sender =====
+
+    fn sub(
+        &mut self,
+        now: Instant,
+        table: Table,
+        bucket: u8,
+        theirs: &crate::wire::Sums,
+        internal: &dyn Tables,
+    ) -> Reaction {
+        if usize::from(bucket) >= FANOUT {
+            self.counters.ignored += 1;
+            return Reaction::default();
+        }
+        let ours = match self.memo.take() {
+            Some((at, t, d)) if at == now && t == table => d,
+            _ => digest(internal, table),
+        };
+        let mine = ours.subs(bucket);
+        self.memo = Some((now, table, ours));
+        let mut leaves: Vec<u8> = Vec::new();
+        for s in differing(&mine, theirs, 0) {
+            if self.leaves_used >= self.cfg.max_leaves {
+                self.counters.cut_short += 1;
+                break;
+            }
+            self.leaves_used += 1;
+            leaves.push(s);
+        }
+        if leaves.is_empty() {
+            return Reaction::default();
+        }
+        self.counters.leaves_repaired += leaves.len() as u64;
+        // One pass collects the keys of every chosen leaf.
+        let mut r = Reaction::default();
+        let mut hashes: Vec<Vec<u64>> = vec![Vec::new(); leaves.len()];
+        internal.each(table, &mut |e| {
+            let kh = key_hash(e.key());
+            let (b, s) = leaf_of(kh);
+            if b != bucket {
+                return;
+            }
+            if let Some(i) = leaves.iter().position(|l| *l == s) {
+                if let Some(k) = decode_key(table, e.key()) {
+                    hashes[i].push(kh);
+                    r.resend_keys.push(k);
+                }
+            }
+        });
+        self.counters.entries_resent += r.resend_keys.len() as u64;
+        for (s, mut keep) in leaves.into_iter().zip(hashes) {
+            keep.sort_unstable();
+            for (lo, hi, part) in prune_parts(bucket, s, &keep, KEEP_MAX) {
+                r.send.push(Msg::Prune {
+                    table,
+                    bucket,
+                    sub: s,
+                    lo,
+                    hi,
+                    keep: KeyHashes(part),
+                });
+            }
+        }
+        r
+    }
+}
+
+/// The digest of one table of `tables`.
+pub fn digest(tables: &dyn Tables, table: Table) -> Digest {
+    let mut d = Digest::default();
+    tables.each(table, &mut |e| d.add(e.key(), e.bytes));
+    d
+}
+
+/// The engine's key for a stored key encoding (None if it does not
+/// decode: such an entry is skipped, never acted on).
+pub fn decode_key(table: Table, key: &[u8]) -> Option<Key> {
+    match table {
+        Table::Ct => postcard::from_bytes::<CtKey>(key).ok().map(Key::Ct),
+        Table::Exp => postcard::from_bytes::<ExpKey>(key)
+            .ok()
+            .map(|k| Key::Exp(Box::new(k))),
+    }
+}
+
+#[cfg(test)]
+mod test;

@@ -361,7 +361,7 @@ mod test {
         raw.sort();
         assert_eq!(
             raw,
-            vec![(vec![1, 99], 1), (vec![2, 20], 1), (vec![7, 70], 1)]
+            vec![(vec![1, 98], 1), (vec![2, 20], 1), (vec![7, 70], 1)]
         );
     }
 

@@ -33,12 +33,14 @@
 //! [`Reaction`].
 
 mod hash;
+mod prune;
 
 pub use crate::wire::Table;
 pub use hash::{
     Digest, LEAVES, condemned, differing, entry_hash, key_hash, keys_in_leaf,
     leaf_of, leaf_range, position, prune_parts,
 };
+pub use prune::PENDING_MAX_HASHES;
 
 use std::time::Duration;
 
@@ -48,6 +50,10 @@ use crate::wire::{CtKey, ExpKey, FANOUT, KEEP_MAX, KeyHashes, Msg};
 
 /// Default period (the issue asks for at most 60 s).
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30);
+
+/// Accepted Prunes wait this long for the rest of a repair's Prunes, then
+/// are applied together in one pass over the external cache.
+pub const PRUNE_DELAY: Duration = Duration::from_millis(200);
 
 /// One stored entry as the digest reads it.
 #[derive(Debug, Clone, Copy)]
@@ -84,11 +90,16 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// Every bucket and every leaf: a period may repair the whole table
+    /// (the issue asks for a complete backup within one period after a
+    /// restart during a storm, which touches most leaves). The bound is
+    /// then one bulk send's worth per period, paced by the transmit
+    /// queue; smaller values trade convergence time for bandwidth.
     fn default() -> Self {
         Config {
             period: DEFAULT_PERIOD,
-            max_buckets: 8,
-            max_leaves: 64,
+            max_buckets: FANOUT,
+            max_leaves: LEAVES,
         }
     }
 }
@@ -108,7 +119,8 @@ pub struct Counters {
     pub entries_resent: u64,
     /// External entries deleted by a Prune.
     pub entries_pruned: u64,
-    /// Times a bound (K, L, Prune budget) left a repair for later.
+    /// Times a bound (K, L) left a repair for later, or the pending
+    /// Prunes filled up and were applied early.
     pub cut_short: u64,
     /// Digest messages ignored: unasked Prunes, out-of-range buckets,
     /// DigestTops faster than half a period.
@@ -139,9 +151,10 @@ impl Reaction {
 pub struct AntiEntropy {
     cfg: Config,
     next: Instant,
-    /// Leaves repaired and Prunes honoured in the current period.
+    /// Leaves repaired in the current period.
     leaves_used: usize,
-    prunes_used: usize,
+    /// Receiver: accepted Prunes awaiting their pass.
+    pending: prune::Pending,
     /// Receiver: when we sent a DigestSub, per table and bucket.
     asked: [[Option<Instant>; FANOUT]; 2],
     /// Receiver: when we last answered a DigestTop, per table.
@@ -162,7 +175,7 @@ impl AntiEntropy {
             cfg,
             next: now + cfg.period,
             leaves_used: 0,
-            prunes_used: 0,
+            pending: prune::Pending::default(),
             asked: [[None; FANOUT]; 2],
             answered: [None; 2],
             rotate: 0,
@@ -175,33 +188,49 @@ impl AntiEntropy {
         &self.counters
     }
 
-    /// When [`AntiEntropy::on_timer`] must run next.
+    /// When [`AntiEntropy::on_timer`] must run next: the period, or
+    /// sooner when accepted Prunes wait.
     pub fn poll_at(&self) -> Instant {
-        self.next
+        match self.pending.since() {
+            Some(t) => self.next.min(t + PRUNE_DELAY),
+            None => self.next,
+        }
     }
 
-    /// At the period: a DigestTop per table about `internal`; budgets
-    /// start again. Nothing before [`AntiEntropy::poll_at`].
+    /// Runs what is due at `now`: the pending Prunes (their victims in
+    /// `prune`), and at the period a DigestTop per table about
+    /// `internal` (in `send`), when the budgets start again.
     pub fn on_timer(
         &mut self,
         now: Instant,
         internal: &dyn Tables,
-    ) -> Vec<Msg> {
+        external: &dyn Tables,
+    ) -> Reaction {
+        let mut r = Reaction::default();
+        if self.pending.since().is_some_and(|t| now >= t + PRUNE_DELAY) {
+            r.prune = self.flush(external);
+        }
         if now < self.next {
-            return Vec::new();
+            return r;
         }
         self.next = now + self.cfg.period;
         self.leaves_used = 0;
-        self.prunes_used = 0;
         self.memo = None;
         self.counters.rounds += 1;
-        Table::ALL
+        r.send = Table::ALL
             .iter()
             .map(|t| Msg::DigestTop {
                 table: *t,
                 sums: digest(internal, *t).top(),
             })
-            .collect()
+            .collect();
+        r
+    }
+
+    fn flush(&mut self, external: &dyn Tables) -> Vec<Key> {
+        let victims = self.pending.flush(external);
+        self.counters.entries_pruned += victims.len() as u64;
+        victims
     }
 
     /// A message from the peer. Digest messages are acted on; any other
@@ -251,7 +280,8 @@ impl AntiEntropy {
         external: &dyn Tables,
     ) -> Reaction {
         // A flood of DigestTops must not cost a cache pass each.
-        let min_gap = self.cfg.period / 2;
+        // A peer with a shorter period than ours is still answered.
+        let min_gap = self.cfg.period.min(Duration::from_secs(2)) / 2;
         if let Some(at) = self.answered[table.index()] {
             if now.since(at) < min_gap && now >= at {
                 self.counters.ignored += 1;
@@ -298,25 +328,14 @@ impl AntiEntropy {
             self.counters.ignored += 1;
             return Reaction::default();
         };
-        // A leaf of a large table spans a few Prunes; beyond that, a
-        // peer is asking too much for one period.
-        if self.prunes_used >= 4 * self.cfg.max_leaves {
-            self.counters.cut_short += 1;
-            return Reaction::default();
-        }
-        self.prunes_used += 1;
-        let mut keep = keep.to_vec();
-        keep.sort_unstable();
+        self.pending
+            .add(now, table, (bucket, sub), lo, hi, keep.to_vec(), at);
+        // Bounded memory: a full set is applied at once.
         let mut r = Reaction::default();
-        external.each(table, &mut |e| {
-            let kh = key_hash(e.key());
-            if e.updated <= at && condemned(kh, bucket, sub, lo, hi, &keep) {
-                if let Some(k) = decode_key(table, e.key()) {
-                    r.prune.push(k);
-                }
-            }
-        });
-        self.counters.entries_pruned += r.prune.len() as u64;
+        if self.pending.is_full() {
+            self.counters.cut_short += 1;
+            r.prune = self.flush(external);
+        }
         r
     }
 

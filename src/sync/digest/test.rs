@@ -114,7 +114,7 @@ fn round(
 ) -> Round {
     let none = Mem::default();
     let mut out = Round::default();
-    let tops = s.on_timer(now, internal);
+    let tops = s.on_timer(now, internal, &none).send;
     for top in &tops {
         out.bytes += size(top);
         out.msgs += 1;
@@ -144,13 +144,18 @@ fn round(
                 out.bytes += size(p);
                 out.msgs += 1;
                 let pr = r.on_msg(later, p, &none, external);
-                for k in &pr.prune {
-                    out.pruned += 1;
-                    let (t, kb) = key_bytes(k);
-                    assert!(external.t[t].remove(&kb).is_some());
-                }
+                assert!(pr.prune.is_empty(), "applied in one pass later");
             }
         }
+    }
+    // R's own DigestTops (about its empty internal cache) are not part
+    // of this direction.
+    let flush = now + Duration::from_millis(2) + PRUNE_DELAY;
+    assert!(r.poll_at() <= flush);
+    for k in &r.on_timer(flush, &none, external).prune {
+        out.pruned += 1;
+        let (t, kb) = key_bytes(k);
+        assert!(external.t[t].remove(&kb).is_some());
     }
     out
 }
@@ -208,7 +213,9 @@ fn agreeing_tables_cost_one_digest_top_per_table() {
     put_exp(&mut internal, &exp(1, 0), Instant(0));
     let mut external = internal.clone();
     assert!(
-        s.on_timer(Instant(1), &internal).is_empty(),
+        s.on_timer(Instant(1), &internal, &Mem::default())
+            .send
+            .is_empty(),
         "before the period"
     );
     let out = round(period(1), &mut s, &mut r, &internal, &mut external);
@@ -274,9 +281,9 @@ fn big(n: u32) -> Mem {
     m
 }
 
-#[test]
-fn hundred_thousand_entries_with_fifty_differences_converge() {
-    let (mut s, mut r) = pair(Config::default());
+/// Rounds until R equals S: 100 000 entries, 50 random differences.
+fn converge(cfg: Config) -> u64 {
+    let (mut s, mut r) = pair(cfg);
     let internal = big(100_000);
     let mut external = internal.clone();
     let mut rng = Lcg(14);
@@ -302,12 +309,31 @@ fn hundred_thousand_entries_with_fifty_differences_converge() {
                 .bytes;
     }
     eprintln!(
-        "100 000 entries, 50 differences: equal after {rounds} rounds, {bytes} digest bytes; {:?} {:?}",
+        "100 000 entries, 50 differences, {cfg:?}: equal after {rounds} rounds, {bytes} digest bytes; {:?} {:?}",
         s.counters(),
         r.counters()
     );
-    // 50 differences touch at most 50 buckets; 8 per round.
-    assert!(rounds <= 7);
+    rounds
+}
+
+#[test]
+fn hundred_thousand_entries_with_fifty_differences_converge() {
+    // Unbounded (the default): one round.
+    assert_eq!(converge(Config::default()), 1);
+    // K = 8 buckets a round: 50 differences touch at most 50 buckets.
+    let tight = Config {
+        max_buckets: 8,
+        max_leaves: 64,
+        ..Config::default()
+    };
+    assert!(converge(tight) <= 7);
+    // L = 8 leaves a period: at most 50 leaves differ.
+    let tighter = Config {
+        max_buckets: 8,
+        max_leaves: 8,
+        ..Config::default()
+    };
+    assert!(converge(tighter) <= 8);
 }
 
 fn datagram_bytes(msgs: &[Msg]) -> usize {
@@ -319,7 +345,7 @@ fn datagram_bytes(msgs: &[Msg]) -> usize {
 fn digest_at_rest_for_100k_entries_is_under_one_percent() {
     let internal = big(100_000);
     let mut s = AntiEntropy::new(Config::default(), Instant(0));
-    let tops = s.on_timer(period(1), &internal);
+    let tops = s.on_timer(period(1), &internal, &Mem::default()).send;
     let per_period = datagram_bytes(&tops);
     let initial = 100_000 * 27;
     eprintln!(
@@ -412,7 +438,10 @@ fn malformed_digest_payloads_are_refused() {
 
 #[test]
 fn forged_digest_messages_are_harmless() {
-    let cfg = Config::default();
+    let cfg = Config {
+        max_leaves: 64,
+        ..Config::default()
+    };
     let (mut s, mut r) = pair(cfg);
     let internal = big(20_000);
     let mut external = internal.clone();
@@ -465,6 +494,10 @@ fn forged_digest_messages_are_harmless() {
     };
     let later = now + Duration::from_millis(10);
     let pr = r.on_msg(later, &prune(*bucket, 9, 0, u64::MAX), &none, &external);
+    assert!(pr.prune.is_empty());
+    assert_eq!(r.poll_at(), later + PRUNE_DELAY);
+    let pr = r.on_timer(later + PRUNE_DELAY, &none, &external);
+    assert!(pr.send.is_empty(), "not yet the period");
     let in_leaf = internal.t[0]
         .keys()
         .filter(|k| position(k) == (*bucket, 9))
@@ -491,7 +524,7 @@ fn a_prune_spares_entries_written_after_it_was_asked_for() {
     let none = Mem::default();
     put_ct(&mut external, &ct(5000, 1), Instant(0)); // stale
     let now = period(1);
-    let tops = s.on_timer(now, &internal);
+    let tops = s.on_timer(now, &internal, &none).send;
     let subs = r.on_msg(now, &tops[0], &none, &external).send;
     assert_eq!(subs.len(), 1);
     let rep = s.on_msg(now, &subs[0], &internal, &none);
@@ -504,13 +537,12 @@ fn a_prune_spares_entries_written_after_it_was_asked_for() {
     let fresh = fresh.unwrap();
     put_ct(&mut internal, &fresh, now);
     put_ct(&mut external, &fresh, now + Duration::from_millis(1));
-    let mut pruned = Vec::new();
     for p in &rep.send {
-        pruned.extend(
-            r.on_msg(now + Duration::from_millis(2), p, &none, &external)
-                .prune,
-        );
+        r.on_msg(now + Duration::from_millis(2), p, &none, &external);
     }
+    let pruned = r
+        .on_timer(now + Duration::from_secs(1), &none, &external)
+        .prune;
     assert_eq!(pruned.len(), 1);
     assert_eq!(key_bytes(&pruned[0]).1, stale);
 }

@@ -20,14 +20,25 @@
 //! (about 540 bytes for a full table, 25 for an empty one) and one pass
 //! over each cache. A round repairs at most K buckets and L leaves
 //! (`cut_short` counts the rounds the bounds stopped); the next period
-//! continues, since the digests still differ.
+//! continues, since the digests still differ. The defaults allow a whole
+//! table per period (about one bulk send), so a restart during a storm
+//! is repaired in one period; smaller bounds spread it out. R applies
+//! the Prunes it accepted in one pass over its external cache,
+//! [`PRUNE_DELAY`] after the first (or at once when
+//! [`PENDING_MAX_HASHES`] are waiting); S makes one pass per DigestSub.
+//!
+//! In flight: S's DigestTop is about its internal cache now, so entries
+//! still queued for the peer make a leaf differ; their repair resends
+//! them (harmless) and the Prune spares them (below). Under steady churn
+//! a few leaves are repaired each period.
 //!
 //! Races: a Prune is control (unsequenced), so it could overtake the data
 //! message of an entry S created after building it. R therefore prunes
 //! only entries it last updated no later than when it sent the DigestSub
 //! that asked for the Prune: such an entry S did not hold when it
 //! answered. A Prune R did not ask for (within one period) is ignored,
-//! which also makes a forged Prune harmless without a key.
+//! which also makes a forged Prune harmless without a key, and a forged
+//! DigestSub costs at most L leaves of resends per period.
 //!
 //! Pure: time and the caches come in as parameters; the node acts on the
 //! [`Reaction`].

@@ -22,10 +22,15 @@
 //! (`cut_short` counts the rounds the bounds stopped); the next period
 //! continues, since the digests still differ. The defaults allow a whole
 //! table per period (about one bulk send), so a restart during a storm
-//! is repaired in one period; smaller bounds spread it out. R applies
-//! the Prunes it accepted in one pass over its external cache,
-//! [`PRUNE_DELAY`] after the first (or at once when
-//! [`PENDING_MAX_HASHES`] are waiting); S makes one pass per DigestSub.
+//! is repaired in one period; smaller bounds spread it out.
+//!
+//! Batching (CPU: a pass per message would cost K or hundreds of passes
+//! per round): S notes the differing leaves of a round's DigestSubs and
+//! repairs them all in one pass over its internal cache, [`BATCH_DELAY`]
+//! after the first (from [`AntiEntropy::on_timer`]); R applies the Prunes
+//! it accepted likewise in one pass over its external cache (or at once
+//! when [`PENDING_MAX_HASHES`] are waiting). Computing the digest itself
+//! is one pass per DigestTop sent or answered.
 //!
 //! In flight: S's DigestTop is about its internal cache now, so entries
 //! still queued for the peer make a leaf differ; their repair resends
@@ -45,6 +50,7 @@
 
 mod hash;
 mod prune;
+mod repair;
 
 pub use crate::wire::Table;
 pub use hash::{
@@ -57,14 +63,15 @@ use std::time::Duration;
 
 use super::Key;
 use crate::time::Instant;
-use crate::wire::{CtKey, ExpKey, FANOUT, KEEP_MAX, KeyHashes, Msg};
+use crate::wire::{CtKey, ExpKey, FANOUT, Msg};
 
 /// Default period (the issue asks for at most 60 s).
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30);
 
-/// Accepted Prunes wait this long for the rest of a repair's Prunes, then
-/// are applied together in one pass over the external cache.
-pub const PRUNE_DELAY: Duration = Duration::from_millis(200);
+/// Leaves to repair (sender) and accepted Prunes (receiver) wait this
+/// long for the rest of their round, then are handled together in one
+/// pass over the cache.
+pub const BATCH_DELAY: Duration = Duration::from_millis(200);
 
 /// One stored entry as the digest reads it.
 #[derive(Debug, Clone, Copy)]
@@ -166,6 +173,8 @@ pub struct AntiEntropy {
     leaves_used: usize,
     /// Receiver: accepted Prunes awaiting their pass.
     pending: prune::Pending,
+    /// Sender: leaves awaiting their pass.
+    repairs: repair::Repairs,
     /// Receiver: when we sent a DigestSub, per table and bucket.
     asked: [[Option<Instant>; FANOUT]; 2],
     /// Receiver: when we last answered a DigestTop, per table.
@@ -187,6 +196,7 @@ impl AntiEntropy {
             next: now + cfg.period,
             leaves_used: 0,
             pending: prune::Pending::default(),
+            repairs: repair::Repairs::default(),
             asked: [[None; FANOUT]; 2],
             answered: [None; 2],
             rotate: 0,
@@ -202,10 +212,11 @@ impl AntiEntropy {
     /// When [`AntiEntropy::on_timer`] must run next: the period, or
     /// sooner when accepted Prunes wait.
     pub fn poll_at(&self) -> Instant {
-        match self.pending.since() {
-            Some(t) => self.next.min(t + PRUNE_DELAY),
-            None => self.next,
-        }
+        [self.pending.since(), self.repairs.since()]
+            .into_iter()
+            .flatten()
+            .map(|t| t + BATCH_DELAY)
+            .fold(self.next, Instant::min)
     }
 
     /// Runs what is due at `now`: the pending Prunes (their victims in
@@ -218,8 +229,14 @@ impl AntiEntropy {
         external: &dyn Tables,
     ) -> Reaction {
         let mut r = Reaction::default();
-        if self.pending.since().is_some_and(|t| now >= t + PRUNE_DELAY) {
+        if self.pending.since().is_some_and(|t| now >= t + BATCH_DELAY) {
             r.prune = self.flush(external);
+        }
+        if self.repairs.since().is_some_and(|t| now >= t + BATCH_DELAY) {
+            let rep = self.repairs.flush(internal);
+            self.counters.entries_resent += rep.resend_keys.len() as u64;
+            r.resend_keys = rep.resend_keys;
+            r.send = rep.send;
         }
         if now < self.next {
             return r;
@@ -228,13 +245,10 @@ impl AntiEntropy {
         self.leaves_used = 0;
         self.memo = None;
         self.counters.rounds += 1;
-        r.send = Table::ALL
-            .iter()
-            .map(|t| Msg::DigestTop {
-                table: *t,
-                sums: digest(internal, *t).top(),
-            })
-            .collect();
+        r.send.extend(Table::ALL.iter().map(|t| Msg::DigestTop {
+            table: *t,
+            sums: digest(internal, *t).top(),
+        }));
         r
     }
 
@@ -379,41 +393,11 @@ impl AntiEntropy {
             self.leaves_used += 1;
             leaves.push(s);
         }
-        if leaves.is_empty() {
-            return Reaction::default();
-        }
         self.counters.leaves_repaired += leaves.len() as u64;
-        // One pass collects the keys of every chosen leaf.
-        let mut r = Reaction::default();
-        let mut hashes: Vec<Vec<u64>> = vec![Vec::new(); leaves.len()];
-        internal.each(table, &mut |e| {
-            let kh = key_hash(e.key());
-            let (b, s) = leaf_of(kh);
-            if b != bucket {
-                return;
-            }
-            if let Some(i) = leaves.iter().position(|l| *l == s) {
-                if let Some(k) = decode_key(table, e.key()) {
-                    hashes[i].push(kh);
-                    r.resend_keys.push(k);
-                }
-            }
-        });
-        self.counters.entries_resent += r.resend_keys.len() as u64;
-        for (s, mut keep) in leaves.into_iter().zip(hashes) {
-            keep.sort_unstable();
-            for (lo, hi, part) in prune_parts(bucket, s, &keep, KEEP_MAX) {
-                r.send.push(Msg::Prune {
-                    table,
-                    bucket,
-                    sub: s,
-                    lo,
-                    hi,
-                    keep: KeyHashes(part),
-                });
-            }
+        for s in leaves {
+            self.repairs.add(now, table, bucket, s);
         }
-        r
+        Reaction::default()
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::*;
 use crate::model::{Conntrack, Expect, L4, Tuple};
 use crate::wire::{
-    self, HEADER_LEN, Header, Seq, Sums, TAG_LEN, Writer, ct_key_of,
+    self, HEADER_LEN, Header, KeyHashes, Seq, Sums, TAG_LEN, Writer, ct_key_of,
     exp_key_of, to_wire_ct, to_wire_exp,
 };
 
@@ -103,8 +103,9 @@ struct Round {
 }
 
 /// One period: S's DigestTops to R, R's DigestSubs to S, S's repair
-/// (resent keys read from S's internal cache at "transmit time" and
-/// applied to R, then its Prunes to R).
+/// after its batch delay (resent keys read from S's internal cache at
+/// "transmit time" and applied to R, then its Prunes to R), and R's
+/// Prunes after its batch delay.
 fn round(
     now: Instant,
     s: &mut AntiEntropy,
@@ -114,6 +115,13 @@ fn round(
 ) -> Round {
     let none = Mem::default();
     let mut out = Round::default();
+    let apply_prunes = |keys: &[Key], external: &mut Mem, out: &mut Round| {
+        for k in keys {
+            out.pruned += 1;
+            let (t, kb) = key_bytes(k);
+            assert!(external.t[t].remove(&kb).is_some());
+        }
+    };
     let tops = s.on_timer(now, internal, &none).send;
     for top in &tops {
         out.bytes += size(top);
@@ -125,44 +133,41 @@ fn round(
             out.msgs += 1;
             let sr =
                 s.on_msg(now + Duration::from_millis(1), sub, internal, &none);
-            assert!(sr.prune.is_empty());
-            let later = now + Duration::from_millis(2);
-            for k in &sr.resend_keys {
-                out.resent += 1;
-                let (t, kb) = key_bytes(k);
-                match internal.t[t].get(&kb) {
-                    Some((b, _)) => {
-                        external.t[t].insert(kb, (b.clone(), later));
-                    }
-                    None => {
-                        external.t[t].remove(&kb);
-                    }
-                }
+            assert_eq!(sr, Reaction::default(), "repaired in one pass later");
+        }
+    }
+    let t1 = now + Duration::from_millis(1) + BATCH_DELAY;
+    if out.msgs > tops.len() {
+        assert_eq!(s.poll_at(), t1);
+    }
+    let rep = s.on_timer(t1, internal, &none);
+    assert!(rep.prune.is_empty());
+    for k in &rep.resend_keys {
+        out.resent += 1;
+        let (t, kb) = key_bytes(k);
+        match internal.t[t].get(&kb) {
+            Some((b, _)) => {
+                external.t[t].insert(kb, (b.clone(), t1));
             }
-            for p in &sr.send {
-                assert!(matches!(p, Msg::Prune { .. }));
-                out.bytes += size(p);
-                out.msgs += 1;
-                // Applied in one pass later, or now when the pending set
-                // is full.
-                let pr = r.on_msg(later, p, &none, external);
-                for k in &pr.prune {
-                    out.pruned += 1;
-                    let (t, kb) = key_bytes(k);
-                    assert!(external.t[t].remove(&kb).is_some());
-                }
+            None => {
+                external.t[t].remove(&kb);
             }
         }
     }
+    for p in &rep.send {
+        assert!(matches!(p, Msg::Prune { .. }));
+        out.bytes += size(p);
+        out.msgs += 1;
+        // Applied in one pass later, or now when the pending set is full.
+        let pr = r.on_msg(t1, p, &none, external);
+        apply_prunes(&pr.prune, external, &mut out);
+    }
     // R's own DigestTops (about its empty internal cache) are not part
     // of this direction.
-    let flush = now + Duration::from_millis(2) + PRUNE_DELAY;
-    assert!(r.poll_at() <= flush);
-    for k in &r.on_timer(flush, &none, external).prune {
-        out.pruned += 1;
-        let (t, kb) = key_bytes(k);
-        assert!(external.t[t].remove(&kb).is_some());
-    }
+    let t2 = t1 + BATCH_DELAY;
+    assert!(r.poll_at() <= t2);
+    let pr = r.on_timer(t2, &none, external);
+    apply_prunes(&pr.prune, external, &mut out);
     out
 }
 
@@ -478,13 +483,13 @@ fn forged_digest_messages_are_harmless() {
     );
     // A garbage DigestSub costs at most L leaves per period, however
     // many arrive.
-    let mut resent = 0;
     for b in 0..64 {
-        resent += s
-            .on_msg(now, &sub(b, 0x5555), &internal, &none)
-            .resend_keys
-            .len();
+        let r = s.on_msg(now, &sub(b, 0x5555), &internal, &none);
+        assert_eq!(r, Reaction::default());
     }
+    let rep = s.on_timer(now + BATCH_DELAY, &internal, &none);
+    let resent = rep.resend_keys.len();
+    assert_eq!(rep.send.len(), cfg.max_leaves, "a Prune per leaf");
     assert_eq!(s.counters().leaves_repaired, cfg.max_leaves as u64);
     assert!(resent < 20_000 / 64 * 2, "{resent}");
     assert!(s.counters().cut_short > 0);
@@ -501,8 +506,8 @@ fn forged_digest_messages_are_harmless() {
     let later = now + Duration::from_millis(10);
     let pr = r.on_msg(later, &prune(*bucket, 9, 0, u64::MAX), &none, &external);
     assert!(pr.prune.is_empty());
-    assert_eq!(r.poll_at(), later + PRUNE_DELAY);
-    let pr = r.on_timer(later + PRUNE_DELAY, &none, &external);
+    assert_eq!(r.poll_at(), later + BATCH_DELAY);
+    let pr = r.on_timer(later + BATCH_DELAY, &none, &external);
     assert!(pr.send.is_empty(), "not yet the period");
     let in_leaf = internal.t[0]
         .keys()
@@ -533,7 +538,13 @@ fn a_prune_spares_entries_written_after_it_was_asked_for() {
     let tops = s.on_timer(now, &internal, &none).send;
     let subs = r.on_msg(now, &tops[0], &none, &external).send;
     assert_eq!(subs.len(), 1);
-    let rep = s.on_msg(now, &subs[0], &internal, &none);
+    assert_eq!(
+        s.on_msg(now, &subs[0], &internal, &none),
+        Reaction::default()
+    );
+    let answered = now + BATCH_DELAY;
+    let rep = s.on_timer(answered, &internal, &none);
+    assert!(!rep.send.is_empty());
     // Now a new flow in the same leaf as the stale one, on both sides.
     let stale = postcard::to_allocvec(&ct_key_of(&ct(5000, 0))).unwrap();
     let leaf = position(&stale);
@@ -541,10 +552,10 @@ fn a_prune_spares_entries_written_after_it_was_asked_for() {
         position(&postcard::to_allocvec(&ct_key_of(c)).unwrap()) == leaf
     });
     let fresh = fresh.unwrap();
-    put_ct(&mut internal, &fresh, now);
-    put_ct(&mut external, &fresh, now + Duration::from_millis(1));
+    put_ct(&mut internal, &fresh, answered);
+    put_ct(&mut external, &fresh, answered + Duration::from_millis(1));
     for p in &rep.send {
-        r.on_msg(now + Duration::from_millis(2), p, &none, &external);
+        r.on_msg(answered + Duration::from_millis(2), p, &none, &external);
     }
     let pruned = r
         .on_timer(now + Duration::from_secs(1), &none, &external)

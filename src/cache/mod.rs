@@ -260,6 +260,19 @@ impl<V: Stored> Cache<V> {
             .filter_map(|s| V::decode_key(&s.bytes).map(|(k, _)| k))
     }
 
+    /// Every entry as stored, without decoding: its bytes (the wire
+    /// encoding, key first), the length of the key's encoding at their
+    /// start, and when it was last updated. For anti-entropy digests,
+    /// which hash the bytes both nodes hold when they agree.
+    pub fn raw_entries(
+        &self,
+    ) -> impl Iterator<Item = (&[u8], usize, Instant)> + '_ {
+        self.table.iter().map(|s| {
+            let len = V::decode_key(&s.bytes).map_or(s.bytes.len(), |(_, n)| n);
+            (&*s.bytes, len, s.updated)
+        })
+    }
+
     /// Removes the entries not updated for `lifetime` (ALARM's
     /// `CacheTimeout`); returns how many.
     pub fn expire(&mut self, now: Instant, lifetime: Duration) -> usize {
@@ -343,6 +356,13 @@ mod test {
         let mut keys: Vec<u8> = c.keys().collect();
         keys.sort_unstable();
         assert_eq!(keys, vec![1, 2, 7]);
+        let mut raw: Vec<(Vec<u8>, usize)> =
+            c.raw_entries().map(|(b, n, _)| (b.to_vec(), n)).collect();
+        raw.sort();
+        assert_eq!(
+            raw,
+            vec![(vec![1, 98], 1), (vec![2, 20], 1), (vec![7, 70], 1)]
+        );
     }
 
     #[test]

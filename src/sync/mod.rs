@@ -29,9 +29,12 @@
 //! - `mode`: the `SyncMode` contract and the dispatch;
 //! - `ftfw` (with its receive window and resend queue), `notrack`,
 //!   `alarm`: the three modes;
-//! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`].
+//! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`];
+//! - [`digest`]: anti-entropy (digests, narrowing, repair), a pure state
+//!   machine beside the engine, fed by the node.
 
 mod alarm;
+pub mod digest;
 mod ftfw;
 mod mode;
 mod notrack;

@@ -125,7 +125,10 @@ impl Apply {
             | Msg::Response { .. }
             | Msg::Ack { .. }
             | Msg::Nack { .. }
-            | Msg::Alive { .. } => return None,
+            | Msg::Alive { .. }
+            | Msg::DigestTop { .. }
+            | Msg::DigestSub { .. }
+            | Msg::Prune { .. } => return None,
         })
     }
 }

@@ -23,10 +23,12 @@
 //!
 //! Pure: encoding goes into caller-owned buffers; decoding never panics.
 
+mod digest;
 mod header;
 mod msg;
 mod seq;
 
+pub use digest::{FANOUT, KEEP_MAX, KeyHashes, SUMS_MAX_LEN, Sums, Table};
 pub use header::{HEADER_LEN, Header, Packet};
 pub use msg::{
     CtKey, ExpKey, Msg, WireCt, WireExp, ct_key_of, exp_key_of, from_wire_ct,

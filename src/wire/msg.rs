@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Seq;
+use super::digest::{KeyHashes, Sums, Table};
 use crate::model::HelperName;
 use crate::model::{
     Conntrack, Expect, ExpectFn, ExpectNat, ProtoInfo, SeqAdj, Tuple,
@@ -59,6 +60,31 @@ pub enum Msg {
         from: Seq,
         next: Seq,
     },
+    /// Anti-entropy, sender about its internal cache: the sums of its
+    /// entry hashes per top bucket (see `sync::digest`).
+    DigestTop {
+        table: Table,
+        sums: Sums,
+    },
+    /// Anti-entropy, receiver about its external cache: the leaf sums of
+    /// one top bucket whose sum differed.
+    DigestSub {
+        table: Table,
+        bucket: u8,
+        sums: Sums,
+    },
+    /// Anti-entropy: "of your external entries in leaf (`bucket`, `sub`)
+    /// whose key hash lies in `lo..=hi`, keep only those in `keep`". The
+    /// range lets a long list span several messages, each one complete
+    /// for its range.
+    Prune {
+        table: Table,
+        bucket: u8,
+        sub: u8,
+        lo: u64,
+        hi: u64,
+        keep: KeyHashes,
+    },
 }
 
 impl Msg {
@@ -71,6 +97,9 @@ impl Msg {
                 | Msg::Alive { .. }
                 | Msg::Challenge { .. }
                 | Msg::Response { .. }
+                | Msg::DigestTop { .. }
+                | Msg::DigestSub { .. }
+                | Msg::Prune { .. }
         )
     }
 }

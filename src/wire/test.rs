@@ -57,6 +57,55 @@ fn control_message_fixtures() {
 }
 
 #[test]
+fn digest_message_fixtures() {
+    let mut sums = [0u64; 64];
+    check(
+        Msg::DigestTop {
+            table: Table::Ct,
+            sums: Sums(sums),
+        },
+        &[12, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    // The mask names bucket 1; its sum follows in 8 fixed bytes.
+    sums[1] = 0x0102;
+    check(
+        Msg::DigestSub {
+            table: Table::Exp,
+            bucket: 5,
+            sums: Sums(sums),
+        },
+        &[13, 1, 5, 16, 2, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0],
+    );
+    check(
+        Msg::Prune {
+            table: Table::Ct,
+            bucket: 1,
+            sub: 2,
+            lo: 3,
+            hi: 300,
+            keep: KeyHashes(vec![7]),
+        },
+        &[14, 0, 1, 2, 3, 0xac, 0x02, 8, 7, 0, 0, 0, 0, 0, 0, 0],
+    );
+    for m in [
+        Msg::DigestTop {
+            table: Table::Ct,
+            sums: Sums(sums),
+        },
+        Msg::Prune {
+            table: Table::Ct,
+            bucket: 0,
+            sub: 0,
+            lo: 0,
+            hi: 0,
+            keep: KeyHashes(vec![]),
+        },
+    ] {
+        assert!(!m.is_data(), "anti-entropy is control, never sequenced");
+    }
+}
+
+#[test]
 fn conntrack_message_fixtures() {
     let key = CtKey {
         orig: t4(),

@@ -1,7 +1,9 @@
 //! One datagram cannot break the stream: forged from the primary's
 //! address with what an attacker on the link sees (the session, the next
 //! sequence number), a datagram 2^31 ahead and one claiming a new session
-//! are refused and counted, and new flows keep replicating. Real daemons
+//! are refused and counted, and new flows keep replicating; a forged
+//! DESTROY that is accepted (right session, right number) is repaired by
+//! anti-entropy within one period. Real daemons
 //! in two network namespaces; the attacker sniffs the link with a packet
 //! socket. Needs root.
 
@@ -18,13 +20,18 @@ use common::pair;
 use common::sniff::{capture, forge};
 use ctsyncd::wire::{self, Header, Msg, Seq, Writer, ct_key_of};
 
+/// Anti-entropy's period in these tests (seconds).
+const PERIOD: u64 = 3;
 const FW1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const FW2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 2), 3780);
 
 fn config(me: &str, peer: &str) -> (String, String) {
     (
         "Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }".into(),
-        format!("Mode FTFW {{ }}\n{}", udp_link(me, peer)),
+        format!(
+            "Mode FTFW {{ }}\n{}\nOptions {{ AntiEntropyPeriod {PERIOD} }}",
+            udp_link(me, peer)
+        ),
     )
 }
 
@@ -82,7 +89,9 @@ fn forged_datagrams_never_stop_replication() {
 
     // 2^31 ahead, in the primary's session: the datagram that once made
     // "Lost msgs" jump by 2^31 and stopped replication for good.
-    forge(&a, FW1, FW2, &datagram(session, next + (1 << 31), &[victim.clone()]));
+    let far =
+        datagram(session, next + (1 << 31), std::slice::from_ref(&victim));
+    forge(&a, FW1, FW2, &far);
     // A "new session" of the primary: never answers the challenge.
     forge(&a, FW1, FW2, &datagram(session ^ 0x5a5a, Seq(0), &[victim]));
 
@@ -96,10 +105,32 @@ fn forged_datagrams_never_stop_replication() {
         json_number(&s, "sync", "unconfirmed"),
         json_number(&s, "sync", "lost"),
     );
-    assert!(took.is_some(), "replication stopped: {}", fw2.cached("external"));
+    assert!(
+        took.is_some(),
+        "replication stopped: {}",
+        fw2.cached("external")
+    );
     assert!(json_number(&s, "sync", "out_of_window") >= 1);
     assert!(json_number(&s, "sync", "unconfirmed") >= 1);
     assert!(json_number(&s, "sync", "lost") < 1000, "no 2^31 'lost'");
     assert_eq!(json_number(&s, "sync", "peer_restarts"), 0);
-    drop(fw1);
+
+    // A forged DESTROY of a live flow, numbered as the primary's next: it
+    // is applied (nothing tells it from the real thing without a key).
+    let (session, next) = observe(&b);
+    let live = Msg::CtDel(ct_key_of(&second[7]));
+    forge(&a, FW1, FW2, &datagram(session, next, &[live]));
+    let gone = fw2.wait_cached("external", 199, Duration::from_secs(5));
+    eprintln!("forged DESTROY applied after {gone:?}");
+    // Anti-entropy finds and repairs it within one period.
+    let limit = Duration::from_secs(PERIOD + 2);
+    let back = fw2.wait_cached("external", 200, limit);
+    let s1 = fw1.stats();
+    eprintln!(
+        "repaired after {back:?}; fw-1 anti-entropy: {} rounds, {} entries sent again",
+        json_number(&s1, "anti_entropy", "rounds"),
+        json_number(&s1, "anti_entropy", "entries_resent"),
+    );
+    assert!(back.is_some(), "not repaired: {}", fw2.cached("external"));
+    assert!(fw1.log().contains("anti-entropy: "), "{}", fw1.log());
 }

@@ -321,6 +321,9 @@ pub struct Sync {
     pub expectation_sync: ExpectationSync,
     pub tcp_window_tracking: bool,
     pub error_queue_length: u32,
+    /// `AntiEntropyPeriod`: seconds between digest comparisons with the
+    /// peer (0: off).
+    pub anti_entropy_period: u32,
 }
 
 impl Default for Sync {
@@ -340,6 +343,7 @@ impl Default for Sync {
             expectation_sync: ExpectationSync::Off,
             tcp_window_tracking: false,
             error_queue_length: 128,
+            anti_entropy_period: 30,
         }
     }
 }

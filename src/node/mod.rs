@@ -24,6 +24,7 @@
 //! peer's expectations are purged with their master; expectation sync works
 //! with DisableInternalCache.
 
+mod anti_entropy;
 mod control;
 mod io;
 mod jobs;
@@ -88,6 +89,7 @@ pub struct Node {
     tx_buf: Vec<u8>,
     commit: Option<Running>,
     resync: Option<kernel_side::ResyncRun>,
+    anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     out: Outbox,
 }
 
@@ -159,6 +161,7 @@ impl Node {
             tx_buf: vec![0; max_datagram],
             commit: None,
             resync: None,
+            anti_entropy: anti_entropy::for_config(&sync, now),
             out: Outbox::default(),
             cfg,
         }
@@ -222,10 +225,16 @@ impl Node {
 
     /// When [`Input::Timer`] must be handed in next.
     pub fn poll_at(&self) -> Instant {
-        [self.purge_at, self.overrun_resync_at, self.tx_due]
-            .into_iter()
-            .flatten()
-            .fold(self.engine.poll_at(), Instant::min)
+        let anti_entropy = self.anti_entropy.as_ref().map(|a| a.poll_at());
+        [
+            self.purge_at,
+            self.overrun_resync_at,
+            self.tx_due,
+            anti_entropy,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.engine.poll_at(), Instant::min)
     }
 
     /// Every statistic at `now`; `links` is the loop's view of its links.
@@ -260,6 +269,7 @@ impl Node {
             },
             links: links.to_vec(),
             netlink_buffer: self.netlink_buffer,
+            anti_entropy: self.anti_entropy.as_ref().map(|a| *a.counters()),
         }
     }
 
@@ -308,6 +318,7 @@ impl Node {
             exp: &self.internal_exp,
         };
         self.engine.handle_timeout(now, &src);
+        self.anti_entropy_timer(now);
         if self.sync().mode == Mode::Alarm {
             let life =
                 Duration::from_secs(u64::from(self.sync().cache_timeout));

@@ -30,6 +30,7 @@ impl Node {
         }
         // Replies follow the peer onto the link it used.
         self.out.follow_link = Some(link);
+        self.digests_received(now);
         let mut inject = Vec::new();
         while let Some(a) = self.engine.pop_apply() {
             if self.external_disabled() {

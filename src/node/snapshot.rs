@@ -76,4 +76,6 @@ pub struct Snapshot {
     pub resend_entries: Vec<(Seq, bool)>,
     pub links: Vec<LinkView>,
     pub netlink_buffer: usize,
+    /// Anti-entropy's counters, when it runs.
+    pub anti_entropy: Option<crate::sync::digest::Counters>,
 }

@@ -60,6 +60,9 @@ use tx::Transmit;
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Unacknowledged messages are resent after this long.
 pub const RETRANSMIT_AFTER: Duration = Duration::from_millis(2500);
+/// Most anti-entropy messages waiting for the node (a round sends at most
+/// 64 DigestSubs and a few hundred Prunes per table).
+const DIGESTS_WAITING: usize = 1024;
 /// A peer heard from within this time counts as alive.
 pub const PEER_ALIVE: Duration = Duration::from_secs(3);
 
@@ -132,6 +135,8 @@ pub struct Engine {
     replaying: bool,
     next_tick: Instant,
     applies: VecDeque<Apply>,
+    /// Anti-entropy messages for the node.
+    digests: VecDeque<Msg>,
     stats: Stats,
     version_warned: bool,
 }
@@ -149,6 +154,7 @@ impl Engine {
             handshake: Handshake::new(),
             next_tick: now + ALIVE_INTERVAL,
             applies: VecDeque::new(),
+            digests: VecDeque::new(),
             stats: Stats::default(),
             version_warned: false,
         }
@@ -237,6 +243,18 @@ impl Engine {
         self.applies.pop_front()
     }
 
+    /// Anti-entropy messages from a proven peer, in arrival order (see
+    /// [`digest::AntiEntropy::on_msg`]).
+    pub fn pop_digest(&mut self) -> Option<Msg> {
+        self.digests.pop_front()
+    }
+
+    /// Sends an anti-entropy message (a bounded background queue, after
+    /// control messages and before data).
+    pub fn send_digest(&mut self, msg: Msg) {
+        self.tx.background(msg);
+    }
+
     // ===== receive side =====
 
     /// Handles one datagram from `peer` (an id the daemon derives from the
@@ -295,6 +313,15 @@ impl Engine {
                     if mode.data(peer, s, &mut cx) {
                         self.apply(msg, src);
                     }
+                }
+                // Anti-entropy is the node's business (it holds the caches).
+                Msg::DigestTop { .. }
+                | Msg::DigestSub { .. }
+                | Msg::Prune { .. } => {
+                    if self.digests.len() >= DIGESTS_WAITING {
+                        self.digests.pop_front();
+                    }
+                    self.digests.push_back(msg);
                 }
                 _ => {
                     let (mode, mut cx) = self.cx();
@@ -359,8 +386,18 @@ impl Engine {
             self.stats.peer_restarts += 1;
             self.mode.get_mut().peer_restarted();
         }
-        let first_held = proof.held.first().map(|(s, _)| *s);
-        self.mode.get_mut().anchor(peer, from, first_held);
+        // A session proven again (its numbers left the window) whose
+        // tracking is still near its `next` keeps it: re-anchoring at its
+        // oldest unacknowledged number would only ask for what we have.
+        let near = self
+            .mode
+            .get()
+            .expects(peer)
+            .is_some_and(|e| e <= next && next - e <= rx::WINDOW);
+        if proof.before != Some(session) || !near {
+            let first_held = proof.held.first().map(|(s, _)| *s);
+            self.mode.get_mut().anchor(peer, from, first_held);
+        }
         // What the session said before its proof, in order, then the tail
         // we never saw (ALIVE's rule: NACKed in FT-FW).
         self.replaying = true;

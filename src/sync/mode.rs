@@ -48,6 +48,11 @@ pub(crate) trait SyncMode {
     /// first of the datagrams held until the proof.
     fn anchor(&mut self, _peer: u64, _from: Seq, _first_held: Option<Seq>) {}
 
+    /// The number expected next from `peer`, if any.
+    fn expects(&self, _peer: u64) -> Option<Seq> {
+        None
+    }
+
     /// The oldest number we can still resend, for our
     /// [`Msg::Response`]s (None: only the next one).
     fn resume_from(&self) -> Option<Seq> {

@@ -76,6 +76,10 @@ impl SyncMode for NoTrack {
         }
     }
 
+    fn expects(&self, peer: u64) -> Option<Seq> {
+        self.peers.rx(peer).and_then(|rx| rx.next())
+    }
+
     fn answers_resync(&self) -> bool {
         true
     }

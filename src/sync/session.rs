@@ -299,6 +299,11 @@ impl<R> Peers<R> {
         contact
     }
 
+    /// The receive state of peer `id`, to read.
+    pub(crate) fn rx(&self, id: u64) -> Option<&R> {
+        self.map.get(&id).map(|p| &p.rx)
+    }
+
     /// The receive state of peer `id`.
     pub(crate) fn rx_mut(&mut self, id: u64) -> Option<&mut R> {
         self.map.get_mut(&id).map(|p| &mut p.rx)

@@ -15,6 +15,8 @@ use crate::wire::{self, Msg, Seq, Writer};
 
 /// Most control messages waiting to be sent (the oldest is dropped).
 const CONTROL_QUEUE: usize = 256;
+/// Most background (anti-entropy) messages waiting to be sent.
+const BACKGROUND_QUEUE: usize = 1024;
 
 /// A data message that went out, as a mode may want to send it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,7 @@ pub(crate) struct Transmit {
     queued: HashMap<Key, bool>,
     capacity: usize,
     control: VecDeque<Msg>,
+    background: VecDeque<Msg>,
     resync_pending: bool,
     next_seq: Seq,
     last_tx: Instant,
@@ -43,6 +46,7 @@ impl Transmit {
             queued: HashMap::new(),
             capacity,
             control: VecDeque::new(),
+            background: VecDeque::new(),
             resync_pending: false,
             next_seq: first_seq,
             last_tx: now,
@@ -56,7 +60,10 @@ impl Transmit {
 
     /// True when something waits to be sent.
     pub(crate) fn is_pending(&self) -> bool {
-        !self.keys.is_empty() || !self.control.is_empty() || self.resync_pending
+        !self.keys.is_empty()
+            || !self.control.is_empty()
+            || !self.background.is_empty()
+            || self.resync_pending
     }
 
     /// The sequence number the next data message gets.
@@ -111,6 +118,17 @@ impl Transmit {
         self.control.push_back(msg);
     }
 
+    /// Queues a background message (anti-entropy digests and prunes):
+    /// sent after control messages and before data, in a queue of its own
+    /// so a large repair can neither push out ACKs nor grow without
+    /// bound (the oldest gives way; the next period repairs again).
+    pub(crate) fn background(&mut self, msg: Msg) {
+        if self.background.len() >= BACKGROUND_QUEUE {
+            self.background.pop_front();
+        }
+        self.background.push_back(msg);
+    }
+
     /// Queues a challenge or its response ahead of every other control
     /// message: the receiver must prove a session before it reads the
     /// ACKs and NACKs that follow in the same datagram.
@@ -142,6 +160,12 @@ impl Transmit {
                 break;
             }
             self.control.pop_front();
+        }
+        while let Some(m) = self.background.front() {
+            if w.push(m).is_err() {
+                break;
+            }
+            self.background.pop_front();
         }
         if self.resync_pending && w.push(&Msg::Resync).is_ok() {
             self.resync_pending = false;

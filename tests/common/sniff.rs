@@ -28,7 +28,8 @@ pub fn capture(
     ns.enter(|| {
         let proto = Protocol::from(i32::from(ETH_P_IP.to_be()));
         let s = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         // A packet socket reads like a file: one packet per read.
         let mut f = std::fs::File::from(std::os::fd::OwnedFd::from(s));
         let mut pkt = vec![0u8; 65536];

@@ -39,7 +39,8 @@ const ALARM: &[&str] = &[
     "CommitTimeout",
     "PurgeTimeout",
 ];
-const OPTIONS: &[&str] = &["ExpectationSync", "TCPWindowTracking"];
+const OPTIONS: &[&str] =
+    &["ExpectationSync", "TCPWindowTracking", "AntiEntropyPeriod"];
 
 impl<'a> Parser<'a> {
     pub(super) fn sync(&mut self, pos: Pos) -> Result<()> {
@@ -178,6 +179,12 @@ impl<'a> Parser<'a> {
                     p.sync_mut().tcp_window_tracking = b;
                 }
                 "ExpectationSync" => p.expectation_sync()?,
+                // ctsyncd's own: seconds between digest comparisons with
+                // the peer; 0 turns anti-entropy off.
+                "AntiEntropyPeriod" => {
+                    let n = p.number()?;
+                    p.sync_mut().anti_entropy_period = n;
+                }
                 _ => return Ok(false),
             }
             Ok(true)

@@ -328,6 +328,20 @@ pub fn stats_json(snap: &Snapshot) -> String {
         );
     }
     s.push_str("],");
+    if let Some(a) = &snap.anti_entropy {
+        let _ = write!(
+            s,
+            "\"anti_entropy\":{{\"rounds\":{},\"buckets_compared\":{},\"buckets_differing\":{},\"leaves_repaired\":{},\"entries_resent\":{},\"entries_pruned\":{},\"cut_short\":{},\"ignored\":{}}},",
+            a.rounds,
+            a.buckets_compared,
+            a.buckets_differing,
+            a.leaves_repaired,
+            a.entries_resent,
+            a.entries_pruned,
+            a.cut_short,
+            a.ignored
+        );
+    }
     json_counters(
         &mut s,
         &snap.counters,

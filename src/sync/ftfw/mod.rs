@@ -112,6 +112,10 @@ impl SyncMode for FtFw {
         }
     }
 
+    fn expects(&self, peer: u64) -> Option<Seq> {
+        self.peers.rx(peer).and_then(|rx| rx.expects())
+    }
+
     fn resume_from(&self) -> Option<Seq> {
         self.resend.oldest()
     }

@@ -89,6 +89,11 @@ impl Rx {
         self.seq.anchor(at);
     }
 
+    /// The number expected next.
+    pub(crate) fn expects(&self) -> Option<Seq> {
+        self.seq.next()
+    }
+
     /// The tick: acknowledges the open run, if any. True when it did.
     pub(crate) fn tick(&mut self, tx: &mut Transmit) -> bool {
         match self.seq.next() {

@@ -23,7 +23,22 @@
 //! at 20 control -c                         (the real CLI's parser)
 //! at 21 jobs                               (the worker runs the queued jobs)
 //! at 30 overrun                            (the event socket overran)
+//! at 40 meet                               (the nodes talk until quiet)
+//! at 50 fw2 forge session 0x999            (restamp what waits for fw2)
 //! ```
+//!
+//! A peer's session is believed only once it answered a challenge, so a
+//! datagram reaches the other node's caches only after a round trip, and
+//! every datagram waits up to `TX_COALESCE` (2 ms) before it leaves.
+//! `meet` plays that conversation out: it delivers whatever waits for a
+//! running node, else runs the earliest timer due within `TX_COALESCE`
+//! (moving the clock there), and again, until nothing waits and no such
+//! timer is due (at most `MEET_ROUNDS` steps, else the transcript
+//! fails). Each step is printed as the input it stands for (`> at 15 fw2
+//! timer`), followed by what it caused; the clock stays where the last
+//! step left it, so the next `at T` must not be earlier. `forge session
+//! S` rewrites the session id in the header of every datagram waiting
+//! for the node: a datagram claiming a new session of its sender.
 //!
 //! Kernel entries: `tcp|udp SRC:PORT -> DST:PORT` then any of `reply
 //! SRC:PORT -> DST:PORT`, `established`, `helper NAME`, `master TUPLE`;
@@ -34,7 +49,9 @@
 //! dump being read). `jobs` shows each job the worker runs (`> worker ...`), each
 //! completion (`> complete ...`) and each kernel event the job caused
 //! (`> event ...`), each followed by what it caused. Dumps come in parts
-//! of two entries.
+//! of two entries. Datagrams a node sends are listed with their messages
+//! (`> datagrams 1: Challenge Response 257..258`, datagrams apart by
+//! `|`); `deliver` hands each to every other node.
 
 mod sim;
 
@@ -47,12 +64,14 @@ use ctsyncd::control::proto::Reply;
 use ctsyncd::kernel::codec::{Kind, Message, Object};
 use ctsyncd::kernel::origin::Origin;
 use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
-use ctsyncd::node::{Completion, Input, Job, Node, Outbox};
+use ctsyncd::node::{Completion, Input, Job, Node, Outbox, TX_COALESCE};
 use ctsyncd::time::Instant;
-use ctsyncd::wire::{ct_key_of, exp_key_of};
+use ctsyncd::wire::{Msg, Packet, ct_key_of, exp_key_of};
 use sim::kernel::{Event, Kernel};
 
 const DUMP_PART: usize = 2;
+/// The most deliveries and timers one `meet` runs.
+const MEET_ROUNDS: usize = 16;
 
 #[derive(Default)]
 struct Fw {
@@ -88,7 +107,13 @@ impl Run {
 
     fn outbox(&mut self, i: usize, out: Outbox) {
         if !out.datagrams.is_empty() {
-            self.say(format!("datagrams {}", out.datagrams.len()));
+            let what: Vec<String> =
+                out.datagrams.iter().map(|d| datagram_text(d)).collect();
+            self.say(format!(
+                "datagrams {}: {}",
+                out.datagrams.len(),
+                what.join(" | ")
+            ));
         }
         for d in out.datagrams {
             for (to, fw) in self.fws.iter_mut().enumerate() {
@@ -168,6 +193,22 @@ impl Run {
                     };
                     self.feed(i, input);
                 }
+            }
+            ["meet"] => self.meet()?,
+            ["forge", "session", s] => {
+                let session = match s.strip_prefix("0x") {
+                    Some(hex) => u32::from_str_radix(hex, 16),
+                    None => s.parse(),
+                }
+                .map_err(|_| format!("bad session {s}"))?;
+                let inbox = &mut self.fws[i].inbox;
+                for (_, d) in inbox.iter_mut() {
+                    Packet::new_checked(&mut d[..])
+                        .map_err(|e| format!("forge: {e:?}"))?
+                        .set_session(session);
+                }
+                let n = inbox.len();
+                self.say(format!("forged {n}"));
             }
             ["drop"] => {
                 let n = std::mem::take(&mut self.fws[i].inbox).len();
@@ -255,6 +296,37 @@ impl Run {
         Ok(())
     }
 
+    /// Delivers and runs coalescing timers until every node is quiet.
+    fn meet(&mut self) -> Result<(), String> {
+        let window = TX_COALESCE.as_millis() as u64;
+        for _ in 0..MEET_ROUNDS {
+            let waiting = (0..self.fws.len()).find(|&i| {
+                self.fws[i].node.is_some() && !self.fws[i].inbox.is_empty()
+            });
+            if let Some(i) = waiting {
+                self.say(format!("at {} fw{} deliver", self.now, i + 1));
+                self.input(i, "deliver")?;
+                continue;
+            }
+            let due = self
+                .fws
+                .iter()
+                .enumerate()
+                .filter_map(|(i, fw)| {
+                    let at = fw.node.as_ref()?.poll_at().millis();
+                    (at <= self.now + window).then_some((at, i))
+                })
+                .min();
+            let Some((at, i)) = due else {
+                return Ok(());
+            };
+            self.now = self.now.max(at);
+            self.say(format!("at {} fw{} timer", self.now, i + 1));
+            self.feed(i, Input::Timer);
+        }
+        Err(format!("meet: still talking after {MEET_ROUNDS} steps"))
+    }
+
     /// A change traffic makes in fw `i`'s kernel; returns its events.
     fn kernel(
         &mut self,
@@ -286,6 +358,36 @@ impl Run {
         }
         Ok(ev)
     }
+}
+
+/// A datagram's messages, by kind (with their numbers for the handshake
+/// and the acknowledgements).
+fn datagram_text(d: &[u8]) -> String {
+    let Ok((_, body)) = ctsyncd::wire::read(d, None) else {
+        return "(unreadable)".into();
+    };
+    let names: Vec<String> = ctsyncd::wire::messages(body)
+        .map(|m| match m {
+            Ok(Msg::CtNew(_)) => "CtNew".into(),
+            Ok(Msg::CtUpd(_)) => "CtUpd".into(),
+            Ok(Msg::CtDel(_)) => "CtDel".into(),
+            Ok(Msg::ExpNew(_)) => "ExpNew".into(),
+            Ok(Msg::ExpUpd(_)) => "ExpUpd".into(),
+            Ok(Msg::ExpDel(_)) => "ExpDel".into(),
+            Ok(Msg::Ack { from, to }) => format!("Ack {}..{}", from.0, to.0),
+            Ok(Msg::Nack { from, to }) => {
+                format!("Nack {}..{}", from.0, to.0)
+            }
+            Ok(Msg::Alive { next }) => format!("Alive {}", next.0),
+            Ok(Msg::Resync) => "Resync".into(),
+            Ok(Msg::Challenge { .. }) => "Challenge".into(),
+            Ok(Msg::Response { from, next, .. }) => {
+                format!("Response {}..{}", from.0, next.0)
+            }
+            Err(_) => "(malformed)".into(),
+        })
+        .collect();
+    names.join(" ")
 }
 
 fn endpoint(s: &str) -> Result<(std::net::IpAddr, u16), String> {

@@ -384,6 +384,13 @@ fn datagram_text(d: &[u8]) -> String {
             Ok(Msg::Response { from, next, .. }) => {
                 format!("Response {}..{}", from.0, next.0)
             }
+            Ok(Msg::DigestTop { table, .. }) => format!("DigestTop {table:?}"),
+            Ok(Msg::DigestSub { table, bucket, .. }) => {
+                format!("DigestSub {table:?} {bucket}")
+            }
+            Ok(Msg::Prune {
+                table, bucket, sub, ..
+            }) => format!("Prune {table:?} {bucket}/{sub}"),
             Err(_) => "(malformed)".into(),
         })
         .collect();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::fw::{Fw, create, delete, flows, json_number, udp_link};
 use common::pair;
+use ctsyncd::model::Conntrack;
 
 /// What a minimal conntrackd.conf sets: no NetlinkBufferSize, no
 /// NetlinkOverrunResync, FT-FW over UDP (and the sync link's own flow
@@ -64,4 +65,69 @@ fn bursts_replicate_within_a_second_of_their_end() {
         assert!(took < Duration::from_secs(1), "{n} deleted: {took:?}");
     }
     eprintln!("worst window: {worst:?}");
+}
+
+/// Creates `flows` in `ns`'s kernel at `per_sec`, in slices of 100.
+fn storm(ns: &common::Netns, flows: &[Conntrack], per_sec: u32) {
+    let slice = Duration::from_secs_f64(100.0 / f64::from(per_sec));
+    for chunk in flows.chunks(100) {
+        let t = Instant::now();
+        create(ns, chunk);
+        std::thread::sleep(slice.saturating_sub(t.elapsed()));
+    }
+}
+
+#[test]
+fn a_primary_killed_during_a_storm_is_repaired_within_a_period() {
+    const PERIOD: u64 = 5;
+    let Some((a, b)) = pair("cvk") else {
+        return;
+    };
+    let sync = |me, peer| {
+        format!(
+            "Mode FTFW {{ }}\n{}\nOptions {{ AntiEntropyPeriod {PERIOD} }}",
+            udp_link(me, peer)
+        )
+    };
+    let general = "HashLimit 100000\n  Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }";
+    let mut fw1 = Fw::start(&a, "cvk1", general, &sync("10.9.0.1", "10.9.0.2"));
+    let fw2 = Fw::start(&b, "cvk2", general, &sync("10.9.0.2", "10.9.0.1"));
+    // 30 000 flows at 3 000/s; the primary's daemon is killed after 3 s
+    // and restarted 2 s later (the flows of those 2 s exist only in its
+    // kernel: its start-up dump caches them, nothing sends them).
+    let all = flows("10.130.0.1", 30_000);
+    let storm_ns = &a;
+    std::thread::scope(|s| {
+        let traffic = s.spawn(|| storm(storm_ns, &all, 3_000));
+        std::thread::sleep(Duration::from_secs(3));
+        fw1.crash_and_restart(&a, Duration::from_secs(2));
+        traffic.join().unwrap();
+    });
+    let end = Instant::now();
+    let at_end = fw2.cached("external");
+    let took = fw2.wait_cached(
+        "external",
+        30_000,
+        Duration::from_secs(PERIOD * 2 + 5),
+    );
+    let s1 = fw1.stats();
+    eprintln!(
+        "storm over: fw-2 had {at_end} of 30000; complete {took:?} after the storm (anti-entropy period {PERIOD} s); fw-1 internal {}, {} entries sent again by anti-entropy",
+        json_number(&s1, "internal", "active"),
+        json_number(&s1, "anti_entropy", "entries_resent"),
+    );
+    assert_eq!(json_number(&s1, "internal", "active"), 30_000);
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "fw-2 has {} of 30000\n{}",
+            fw2.cached("external"),
+            fw1.log()
+        )
+    });
+    // Within one period of the restart's first round (the daemon's first
+    // digest goes out one period after its start).
+    assert!(
+        end.elapsed() < Duration::from_secs(PERIOD * 2 + 5),
+        "{took:?}"
+    );
 }

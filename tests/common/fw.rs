@@ -123,6 +123,21 @@ impl Fw {
         fw
     }
 
+    /// `kill -9` the daemon; a new one starts over the same files after
+    /// `down` (its lock file removed first, as the notify script does).
+    pub fn crash_and_restart(&mut self, ns: &Netns, down: Duration) {
+        let _ = self.daemon.0.kill();
+        let _ = self.daemon.0.wait();
+        std::thread::sleep(down);
+        let _ = std::fs::remove_file(self.dir.join("lock"));
+        self.daemon = ns.spawn(&[&bin(), "-C", self.conf.to_str().unwrap()]);
+        let t0 = Instant::now();
+        while ask(&self.sock(), &stats(), Duration::from_secs(1)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "not up again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn sock(&self) -> PathBuf {
         self.dir.join("ctl")
     }

@@ -63,6 +63,7 @@ fn udp_payload(p: &[u8], src: Ipv4Addr, dport: u16) -> Option<&[u8]> {
 pub fn forge(ns: &Netns, src: Ipv4Addr, dst: SocketAddrV4, datagram: &[u8]) {
     ns.enter(|| {
         let s = UdpSocket::bind(SocketAddrV4::new(src, 0)).unwrap();
-        s.send_to(datagram, dst).unwrap();
+        // A lossy link may drop it at once (EPERM from the output chain).
+        let _ = s.send_to(datagram, dst);
     });
 }

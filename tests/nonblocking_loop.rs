@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::fw::{Fw, ask, bin, create, flows, json_number, stats, udp_link};
+use common::fw::{
+    Fw, ask, bin, create, flows, json_number, release_build, stats, udp_link,
+};
 use common::pair;
 
 const BIG_TABLE: u32 = 200_000;
@@ -22,6 +24,11 @@ const NEW_FLOWS: u32 = 10_000;
 
 #[test]
 fn kernel_work_never_stalls_replication_or_the_control_socket() {
+    if !release_build(
+        "kernel_work_never_stalls_replication_or_the_control_socket",
+    ) {
+        return;
+    }
     let Some((a, b)) = pair("nbl") else {
         return;
     };
@@ -100,8 +107,9 @@ fn kernel_work_never_stalls_replication_or_the_control_socket() {
     let left = b.sh("conntrack -C 2>/dev/null || true");
     assert!(left.trim().parse::<u64>().unwrap_or(0) < 100, "{left}");
     assert!(polls >= 5, "the work ended too soon to prove anything");
+    // Every poll is answered before the next one is due.
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_millis(100),
         "-s waited {worst:?} while the kernel worked"
     );
     drop(fw1);

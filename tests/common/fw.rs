@@ -29,6 +29,19 @@ pub fn bin() -> String {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctsyncd").to_string())
 }
 
+/// Whether the daemon under test is the release build (`make unit` sets
+/// `CTSYNCD_TEST_BIN`); tests whose bounds are wall-clock times a router
+/// must meet skip, and say so, on a debug build.
+pub fn release_build(test: &str) -> bool {
+    let release = std::env::var("CTSYNCD_TEST_BIN").is_ok();
+    if !release {
+        eprintln!(
+            "SKIPPED {test}: its time bounds are for the release build; run it with CTSYNCD_TEST_BIN=target/release/ctsyncd (make unit does)"
+        );
+    }
+    release
+}
+
 /// `n` UDP flows from `src` with a timeout that outlives the test.
 pub fn flows(src: &str, n: u32) -> Vec<Conntrack> {
     (0..n)

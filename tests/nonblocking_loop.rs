@@ -83,23 +83,26 @@ fn kernel_work_never_stalls_replication_or_the_control_socket() {
     };
     let t0 = Instant::now();
     create(&a, &flows("10.101.0.1", NEW_FLOWS));
-    let (resync, flush) = heavy.join().unwrap();
-    // Every new flow reaches fw-2's external cache.
+    // Every new flow reaches fw-2's external cache, while the kernel work
+    // still runs.
     let mut external = 0;
+    let mut replicated = None;
     while t0.elapsed() < Duration::from_secs(60) {
         let s = ask(&fw2.sock(), &stats(), Duration::from_secs(5)).unwrap();
         external = json_number(&s, "external", "active");
         if external >= u64::from(NEW_FLOWS) {
+            replicated = Some(t0.elapsed());
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let still_working = !heavy.is_finished();
+    let (resync, flush) = heavy.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     let (polls, worst) = poller.join().unwrap().unwrap();
     let s = ask(&fw2.sock(), &stats(), Duration::from_secs(5)).unwrap();
     eprintln!(
-        "fw-2: -R {resync:?}, -F {flush:?}; {external} of {NEW_FLOWS} flows replicated after {:?}; {polls} polls of -s, worst {worst:?}",
-        t0.elapsed()
+        "fw-2: -R {resync:?}, -F {flush:?}; {external} of {NEW_FLOWS} flows replicated after {replicated:?} (the -R/-F still running then: {still_working}); {polls} polls of -s, worst {worst:?}"
     );
     assert_eq!(external, u64::from(NEW_FLOWS), "{}", fw2.log());
     assert_eq!(json_number(&s, "sync", "lost"), 0);
@@ -107,6 +110,7 @@ fn kernel_work_never_stalls_replication_or_the_control_socket() {
     let left = b.sh("conntrack -C 2>/dev/null || true");
     assert!(left.trim().parse::<u64>().unwrap_or(0) < 100, "{left}");
     assert!(polls >= 5, "the work ended too soon to prove anything");
+    assert!(still_working, "replication finished only after -R and -F");
     // Every poll is answered before the next one is due.
     assert!(
         worst < Duration::from_millis(100),

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!            ┌──────────── LocalExecutor (one thread) ─────────────┐
-//! UNIX ──────┤ accept task ──► per-connection reader (5 s, 1 KiB)  │
-//! listener   │                        │ Event::Request/Malformed   │
+//! UNIX ──────┤ accept task ──► per-connection reader (5 s, 1 KiB;  │
+//! listener   │    the oldest idle one closed when 32 wait)         │
+//!            │                        │ Event::Request/Malformed   │
 //! SIGTERM ───┤ signal task ───────────┤ Event::Signal              │
 //! SIGINT     │                        ▼                            │
 //!            │        main loop: owns all state, handles events,   │
@@ -24,6 +25,7 @@
 // The event loop is the one place allowed to read the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+mod accept;
 mod background;
 mod error;
 mod kernel;
@@ -43,6 +45,7 @@ use smol::channel::{self, Receiver, Sender};
 use smol::stream::StreamExt;
 use smol::{Async, LocalExecutor};
 
+use accept::{MAX_PENDING_CLIENTS, accept_loop};
 pub use background::{is_child, new_session, spawn_and_wait};
 pub use error::{Error, errno_name};
 use lock::LockFile;
@@ -52,10 +55,6 @@ use crate::config::{self, Config, Diagnostic, LogTarget};
 use crate::control::proto::{Reply, Request, Status};
 use crate::control::server;
 use crate::logging;
-
-/// Most connections that may be waiting for their request at once; more
-/// are closed at once and counted as failed reads.
-const MAX_PENDING_CLIENTS: usize = 32;
 
 /// Runs the daemon until SIGTERM, SIGINT or `-k`. `background` is true in
 /// the `-d` child. `warnings` (from the configuration) are logged once the
@@ -220,37 +219,6 @@ async fn forward_signals(mut signals: Signals, tx: Sender<Event>) {
         }
     }
     smol::future::pending().await
-}
-
-async fn accept_loop<'a>(
-    ex: &LocalExecutor<'a>,
-    listener: Async<std::os::unix::net::UnixListener>,
-    tx: Sender<Event>,
-) {
-    let pending = std::rc::Rc::new(std::cell::Cell::new(0usize));
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        if pending.get() >= MAX_PENDING_CLIENTS {
-            let _ = tx.try_send(Event::Malformed(
-                "too many pending control connections".into(),
-                stream,
-            ));
-            continue;
-        }
-        pending.set(pending.get() + 1);
-        let (tx, pending) = (tx.clone(), pending.clone());
-        ex.spawn(async move {
-            let ev = match server::read_request(&mut stream).await {
-                Ok(req) => Event::Request(req, stream),
-                Err(e) => Event::Malformed(e.to_string(), stream),
-            };
-            pending.set(pending.get() - 1);
-            let _ = tx.send(ev).await;
-        })
-        .detach();
-    }
 }
 
 /// Writes the replies in the background (a slow client never stalls the

@@ -63,6 +63,10 @@ pub(crate) async fn accept_loop<'a>(
             let _ = tx.send(ev).await;
         });
         pending.push_back(Pending { reading, task });
+        // Let the new reader run before the next accept: a burst of
+        // clients that send their requests at once (100 scripts asking
+        // together) is then read, not evicted by its own later members.
+        smol::future::yield_now().await;
     }
 }
 

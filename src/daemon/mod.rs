@@ -8,7 +8,8 @@
 //! SIGTERM ───┤ signal task ───────────┤ Event::Signal              │
 //! SIGINT     │                        ▼                            │
 //!            │        main loop: owns all state, handles events,   │
-//!            │        spawns reply writers (30 s per frame)        │
+//!            │        spawns reply writers (16 MiB in all, 5 s     │
+//!            │        without progress, 30 s per frame)            │
 //!            └─────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -31,12 +32,14 @@ mod error;
 mod kernel;
 mod lock;
 mod replicator;
+mod reply_budget;
 mod runtime;
 mod sd_notify;
 mod worker;
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Instant;
 
 use async_signal::{Signal, Signals};
@@ -49,6 +52,7 @@ use accept::{MAX_PENDING_CLIENTS, accept_loop};
 pub use background::{is_child, new_session, spawn_and_wait};
 pub use error::{Error, errno_name};
 use lock::LockFile;
+use reply_budget::{REPLY_BUDGET, ReplyBudget};
 pub use runtime::{Runtime, uptime};
 
 use crate::config::{self, Config, Diagnostic, LogTarget};
@@ -222,14 +226,30 @@ async fn forward_signals(mut signals: Signals, tx: Sender<Event>) {
 }
 
 /// Writes the replies in the background (a slow client never stalls the
-/// loop).
-pub(crate) fn reply_later(
+/// loop), within the reply budget: what does not fit ends in a refusal.
+fn reply_later(
     ex: &LocalExecutor<'_>,
+    budget: &Rc<ReplyBudget>,
     mut stream: Async<UnixStream>,
     replies: Vec<Reply>,
 ) {
+    let mut held = Vec::with_capacity(replies.len());
+    let mut admitted = Vec::with_capacity(replies.len());
+    for r in replies {
+        match budget.hold(&r) {
+            Some(h) => {
+                held.push(h);
+                admitted.push(r);
+            }
+            None => {
+                admitted.push(budget.refusal());
+                break;
+            }
+        }
+    }
     ex.spawn(async move {
-        let _ = server::write_replies(&mut stream, &replies).await;
+        let _ = server::write_replies(&mut stream, &admitted).await;
+        drop(held);
     })
     .detach();
 }
@@ -241,6 +261,7 @@ async fn control_only(
     clock: Clock,
 ) {
     let mut rt = Runtime::new(Instant::now());
+    let budget = ReplyBudget::new(REPLY_BUDGET);
     let _ = clock;
     while let Ok(ev) = rx.recv().await {
         match ev {
@@ -250,6 +271,7 @@ async fn control_only(
                 log::debug!("bad control request: {why}");
                 reply_later(
                     ex,
+                    &budget,
                     stream,
                     vec![Reply::Done(Status::BadRequest(why))],
                 );
@@ -260,7 +282,7 @@ async fn control_only(
                     let _ = server::write_replies(&mut stream, &replies).await;
                     break;
                 }
-                reply_later(ex, stream, replies);
+                reply_later(ex, &budget, stream, replies);
             }
         }
     }

@@ -317,6 +317,94 @@ fn garbage_on_the_control_socket_is_answered_and_counted() {
     assert!(wait_exit(&mut d).success());
 }
 
+/// Keeps `n` idle connections to `sock` open until `stop`, reopening each
+/// one the daemon closes and, round-robin, one more every round: the
+/// connection-hoarding client of issue 13.
+fn hoard_connections(
+    sock: &Path,
+    n: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    use std::sync::atomic::Ordering;
+    let open = || {
+        let s = UnixStream::connect(sock).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    };
+    let mut conns: Vec<Option<UnixStream>> = (0..n).map(|_| open()).collect();
+    let (mut reopened, mut next) = (0, 0);
+    let t0 = Instant::now();
+    while !stop.load(Ordering::Relaxed)
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        for c in conns.iter_mut() {
+            let mut b = [0u8; 64];
+            let closed = match c {
+                None => true,
+                Some(s) => !matches!(
+                    s.read(&mut b),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+                ),
+            };
+            if closed {
+                *c = open();
+                reopened += 1;
+            }
+        }
+        conns[next] = open();
+        next = (next + 1) % n;
+        reopened += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    reopened
+}
+
+#[test]
+fn operator_is_served_while_a_client_hoards_idle_connections() {
+    use ctsyncd::control::client;
+    use ctsyncd::control::proto::{Format, Request, StatsView};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let lab = Lab::new("hoard");
+    let mut d = lab.foreground();
+    let sock = lab.sock();
+    let stop = AtomicBool::new(false);
+    let (worst, failures, polls, reopened) = std::thread::scope(|s| {
+        let hoarder = s.spawn(|| hoard_connections(&sock, 40, &stop));
+        // Let the hoarder fill the daemon's pending slots first.
+        std::thread::sleep(Duration::from_millis(300));
+        let (mut worst, mut failures, mut polls) = (Duration::ZERO, vec![], 0);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            let req = Request::Stats {
+                view: StatsView::Runtime,
+                format: Format::Plain,
+            };
+            let t = Instant::now();
+            let got = client::request(&sock, &req, &mut std::io::sink());
+            worst = worst.max(t.elapsed());
+            polls += 1;
+            if got.as_ref().ok() != Some(&Status::Ok) {
+                failures.push(format!("{got:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        (worst, failures, polls, hoarder.join().unwrap())
+    });
+    eprintln!(
+        "{polls} polls, worst -s latency {worst:?}, {reopened} hoarder (re)opens"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {polls} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(worst < Duration::from_millis(100), "worst {worst:?}");
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
+}
+
 #[test]
 fn check_config_reports_valid_and_invalid_files() {
     let lab = Lab::new("check");

@@ -20,6 +20,10 @@ use super::proto::{self, FrameError, MAX_REQUEST, Reply, Request};
 pub const READ_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a client may take to read a reply frame.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a client may read nothing at all while a frame waits: one
+/// that never reads must not hold its reply (and the memory budget) for
+/// the whole [`WRITE_DEADLINE`].
+pub const STALL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Binds the control socket at `path`.
 ///
@@ -132,9 +136,27 @@ async fn write_frame(
     stream: &mut Async<UnixStream>,
     frame: &[u8],
 ) -> io::Result<()> {
-    future::or(stream.write_all(frame), async {
+    let all = async {
+        let mut rest = frame;
+        while !rest.is_empty() {
+            let n = future::or(stream.write(rest), async {
+                Timer::after(STALL_DEADLINE).await;
+                Err(io::Error::new(ErrorKind::TimedOut, "client not reading"))
+            })
+            .await?;
+            if n == 0 {
+                return Err(ErrorKind::WriteZero.into());
+            }
+            rest = &rest[n..];
+        }
+        Ok(())
+    };
+    future::or(all, async {
         Timer::after(WRITE_DEADLINE).await;
-        Err(io::Error::new(ErrorKind::TimedOut, "client not reading"))
+        Err(io::Error::new(
+            ErrorKind::TimedOut,
+            "client reading too slowly",
+        ))
     })
     .await
 }

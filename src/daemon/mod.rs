@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!            ┌──────────── LocalExecutor (one thread) ─────────────┐
-//! UNIX ──────┤ accept task ──► per-connection reader (5 s, 1 KiB)  │
-//! listener   │                        │ Event::Request/Malformed   │
+//! UNIX ──────┤ accept task ──► per-connection reader (5 s, 1 KiB;  │
+//! listener   │    the oldest idle one closed when 32 wait)         │
+//!            │                        │ Event::Request/Malformed   │
 //! SIGTERM ───┤ signal task ───────────┤ Event::Signal              │
 //! SIGINT     │                        ▼                            │
 //!            │        main loop: owns all state, handles events,   │
-//!            │        spawns reply writers (30 s per frame)        │
+//!            │        spawns reply writers (16 MiB in all, 5 s     │
+//!            │        without progress, 30 s per frame)            │
 //!            └─────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -24,11 +26,13 @@
 // The event loop is the one place allowed to read the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+mod accept;
 mod background;
 mod error;
 mod kernel;
 mod lock;
 mod replicator;
+mod reply_budget;
 mod runtime;
 mod sched;
 mod sd_notify;
@@ -36,6 +40,7 @@ mod worker;
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Instant;
 
 use async_signal::{Signal, Signals};
@@ -44,19 +49,17 @@ use smol::channel::{self, Receiver, Sender};
 use smol::stream::StreamExt;
 use smol::{Async, LocalExecutor};
 
+use accept::{MAX_PENDING_CLIENTS, accept_loop};
 pub use background::{is_child, new_session, spawn_and_wait};
 pub use error::{Error, errno_name};
 use lock::LockFile;
+use reply_budget::{REPLY_BUDGET, ReplyBudget};
 pub use runtime::{Runtime, uptime};
 
 use crate::config::{self, Config, Diagnostic, LogTarget};
 use crate::control::proto::{Reply, Request, Status};
 use crate::control::server;
 use crate::logging;
-
-/// Most connections that may be waiting for their request at once; more
-/// are closed at once and counted as failed reads.
-const MAX_PENDING_CLIENTS: usize = 32;
 
 /// Runs the daemon until SIGTERM, SIGINT or `-k`. `background` is true in
 /// the `-d` child. `warnings` (from the configuration) are logged once the
@@ -227,46 +230,31 @@ async fn forward_signals(mut signals: Signals, tx: Sender<Event>) {
     smol::future::pending().await
 }
 
-async fn accept_loop<'a>(
-    ex: &LocalExecutor<'a>,
-    listener: Async<std::os::unix::net::UnixListener>,
-    tx: Sender<Event>,
-) {
-    let pending = std::rc::Rc::new(std::cell::Cell::new(0usize));
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        if pending.get() >= MAX_PENDING_CLIENTS {
-            let _ = tx.try_send(Event::Malformed(
-                "too many pending control connections".into(),
-                stream,
-            ));
-            continue;
-        }
-        pending.set(pending.get() + 1);
-        let (tx, pending) = (tx.clone(), pending.clone());
-        ex.spawn(async move {
-            let ev = match server::read_request(&mut stream).await {
-                Ok(req) => Event::Request(req, stream),
-                Err(e) => Event::Malformed(e.to_string(), stream),
-            };
-            pending.set(pending.get() - 1);
-            let _ = tx.send(ev).await;
-        })
-        .detach();
-    }
-}
-
 /// Writes the replies in the background (a slow client never stalls the
-/// loop).
-pub(crate) fn reply_later(
+/// loop), within the reply budget: what does not fit ends in a refusal.
+fn reply_later(
     ex: &LocalExecutor<'_>,
+    budget: &Rc<ReplyBudget>,
     mut stream: Async<UnixStream>,
     replies: Vec<Reply>,
 ) {
+    let mut held = Vec::with_capacity(replies.len());
+    let mut admitted = Vec::with_capacity(replies.len());
+    for r in replies {
+        match budget.hold(&r) {
+            Some(h) => {
+                held.push(h);
+                admitted.push(r);
+            }
+            None => {
+                admitted.push(budget.refusal());
+                break;
+            }
+        }
+    }
     ex.spawn(async move {
-        let _ = server::write_replies(&mut stream, &replies).await;
+        let _ = server::write_replies(&mut stream, &admitted).await;
+        drop(held);
     })
     .detach();
 }
@@ -278,6 +266,7 @@ async fn control_only(
     clock: Clock,
 ) {
     let mut rt = Runtime::new(Instant::now());
+    let budget = ReplyBudget::new(REPLY_BUDGET);
     let _ = clock;
     while let Ok(ev) = rx.recv().await {
         match ev {
@@ -287,6 +276,7 @@ async fn control_only(
                 log::debug!("bad control request: {why}");
                 reply_later(
                     ex,
+                    &budget,
                     stream,
                     vec![Reply::Done(Status::BadRequest(why))],
                 );
@@ -297,7 +287,7 @@ async fn control_only(
                     let _ = server::write_replies(&mut stream, &replies).await;
                     break;
                 }
-                reply_later(ex, stream, replies);
+                reply_later(ex, &budget, stream, replies);
             }
         }
     }

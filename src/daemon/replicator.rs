@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::time::Duration;
 
 use smol::channel::{Receiver, Sender};
@@ -24,6 +25,7 @@ use smol::future::{self, FutureExt as _};
 use smol::{Async, LocalExecutor, Timer};
 
 use super::kernel::{self, Events};
+use super::reply_budget::{Held, REPLY_BUDGET, ReplyBudget};
 use super::worker::{self, Worker};
 use super::{Clock, Error, Event};
 use crate::channel::Channels;
@@ -41,7 +43,7 @@ const LINK_CHECK: Duration = Duration::from_secs(1);
 /// writer task that sends the replies in order.
 enum Client {
     Waiting(Async<UnixStream>),
-    Writing(Sender<Reply>),
+    Writing(Sender<(Reply, Held)>),
 }
 
 pub(crate) struct Replicator {
@@ -50,6 +52,8 @@ pub(crate) struct Replicator {
     worker: Worker,
     channels: Channels,
     clients: HashMap<ClientId, Client>,
+    /// What the replies waiting in writers may hold together.
+    budget: Rc<ReplyBudget>,
     next_client: ClientId,
     next_link_check: Instant,
     rx_buf: Vec<u8>,
@@ -110,6 +114,7 @@ impl Replicator {
             worker,
             channels,
             clients: HashMap::new(),
+            budget: ReplyBudget::new(REPLY_BUDGET),
             next_client: 0,
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
@@ -279,6 +284,14 @@ impl Replicator {
         client: ClientId,
         request: Request,
     ) -> bool {
+        // A dump would only be built to be refused: refuse it first.
+        if matches!(request, Request::Dump { .. })
+            && self.budget.full_for_another()
+        {
+            let refusal = self.budget.refusal();
+            self.reply(ex, vec![(client, refusal)]);
+            return false;
+        }
         let links = self.link_views();
         let out = self.node.handle(
             clock.now(),
@@ -432,13 +445,19 @@ impl Replicator {
         replies: Vec<(ClientId, Reply)>,
     ) {
         for (id, r) in replies {
-            let last = matches!(r, Reply::Done(_));
-            let tx = match self.clients.remove(&id) {
-                Some(Client::Writing(tx)) => tx,
-                Some(Client::Waiting(stream)) => writer(ex, stream),
-                None => continue,
+            let Some(client) = self.clients.remove(&id) else {
+                continue;
             };
-            let _ = tx.try_send(r);
+            let (r, held) = match self.budget.hold(&r) {
+                Some(held) => (r, held),
+                None => (self.budget.refusal(), Held::nothing(&self.budget)),
+            };
+            let last = matches!(r, Reply::Done(_));
+            let tx = match client {
+                Client::Writing(tx) => tx,
+                Client::Waiting(stream) => writer(ex, stream),
+            };
+            let _ = tx.try_send((r, held));
             if !last {
                 self.clients.insert(id, Client::Writing(tx));
             }
@@ -447,18 +466,25 @@ impl Replicator {
 }
 
 /// A task that writes one client's replies in order and then closes it.
+/// Each reply gives its bytes back to the budget once written; a client
+/// that stops reading gives back all it still has queued.
 fn writer(
     ex: &LocalExecutor<'_>,
     mut stream: Async<UnixStream>,
-) -> Sender<Reply> {
-    let (tx, rx) = smol::channel::unbounded::<Reply>();
+) -> Sender<(Reply, Held)> {
+    let (tx, rx) = smol::channel::unbounded::<(Reply, Held)>();
     ex.spawn(async move {
-        while let Ok(r) = rx.recv().await {
+        while let Ok((r, held)) = rx.recv().await {
             let last = matches!(r, Reply::Done(_));
-            if server::write_replies(&mut stream, &[r]).await.is_err() || last {
+            let failed =
+                server::write_replies(&mut stream, &[r]).await.is_err();
+            drop(held);
+            if failed || last {
                 break;
             }
         }
+        rx.close();
+        while rx.try_recv().is_ok() {}
     })
     .detach();
     tx

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use crate::config::lexer::{Lexer, Pos, Tok};
 use crate::config::{Config, Diagnostic, Logic, Mode, Parsed, Sync};
-use filter::add_rule;
+use filter::{add_addresses, add_rule};
 
 type Result<T> = std::result::Result<T, Diagnostic>;
 
@@ -205,7 +205,7 @@ impl<'a> Parser<'a> {
                 (Tok::Word("IgnoreTrafficFor"), p) => {
                     self.warn(p, "the clause `IgnoreTrafficFor' is obsolete. Use `Filter' instead");
                     let items = self.address_list("IgnoreTrafficFor")?;
-                    add_rule(
+                    add_addresses(
                         &mut self.cfg.general.filter.address,
                         Logic::Ignore,
                         items,

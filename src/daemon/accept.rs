@@ -1,0 +1,84 @@
+//! Accepting control connections fairly.
+//!
+//! Each accepted connection gets a reader task with its own deadline
+//! (started at accept, [`server::READ_DEADLINE`]). At most
+//! [`MAX_PENDING_CLIENTS`] may be waiting for their request at once. When
+//! one more arrives, the *oldest* connection still waiting is closed to
+//! make room: a client that keeps many idle connections open only ever
+//! evicts its own stale ones, while an operator's `-s`, which sends its
+//! request at once, is read long before it becomes the oldest. Refusing
+//! the newcomer instead (as before) let 33 idle connections lock the
+//! operator out for as long as they were reopened.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::os::unix::net::UnixListener;
+use std::rc::Rc;
+
+use smol::channel::Sender;
+use smol::{Async, LocalExecutor, Task};
+
+use super::Event;
+use crate::control::server;
+
+/// Most connections that may be waiting for their request at once.
+pub(crate) const MAX_PENDING_CLIENTS: usize = 32;
+
+/// A connection whose reader task has not yet delivered an event.
+struct Pending {
+    /// Cleared by the task once the request is read (or failed): from then
+    /// on the connection holds an answer to give and is never evicted.
+    reading: Rc<Cell<bool>>,
+    /// Dropping it cancels the task and closes the connection.
+    task: Task<()>,
+}
+
+/// Accepts control connections forever and hands each request (or read
+/// failure) to the main loop through `tx`.
+pub(crate) async fn accept_loop<'a>(
+    ex: &LocalExecutor<'a>,
+    listener: Async<UnixListener>,
+    tx: Sender<Event>,
+) {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        settle(&mut pending);
+        if pending.len() >= MAX_PENDING_CLIENTS
+            && let Some(oldest) = pending.pop_front()
+        {
+            log::debug!("control: closing the oldest idle connection");
+            drop(oldest.task);
+        }
+        let reading = Rc::new(Cell::new(true));
+        let (tx, done) = (tx.clone(), reading.clone());
+        let task = ex.spawn(async move {
+            let ev = match server::read_request(&mut stream).await {
+                Ok(req) => Event::Request(req, stream),
+                Err(e) => Event::Malformed(e.to_string(), stream),
+            };
+            done.set(false);
+            let _ = tx.send(ev).await;
+        });
+        pending.push_back(Pending { reading, task });
+        // Let the new reader run before the next accept: a burst of
+        // clients that send their requests at once (100 scripts asking
+        // together) is then read, not evicted by its own later members.
+        smol::future::yield_now().await;
+    }
+}
+
+/// Lets go of the connections that are no longer waiting for a request:
+/// their tasks run on, detached, until the main loop takes their event.
+fn settle(pending: &mut VecDeque<Pending>) {
+    let mut i = 0;
+    while i < pending.len() {
+        if pending[i].reading.get() {
+            i += 1;
+        } else if let Some(p) = pending.remove(i) {
+            p.task.detach();
+        }
+    }
+}

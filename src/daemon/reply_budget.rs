@@ -1,0 +1,180 @@
+//! One budget for the memory that all pending control replies hold.
+//!
+//! A reply waits in its writer task until the client reads it; a dump is
+//! megabytes of text. Without a bound, 100 clients asking `-i` and never
+//! reading held 100 MB for 30 s. Every reply handed to a writer now takes
+//! its size from this budget and gives it back once written (or once its
+//! client is gone); a reply that does not fit is replaced by a
+//! `Refused("too many pending replies")` to that client, counted and
+//! logged at most once a minute. The budget holds however the node builds
+//! its replies (one string per dump today, streamed chunks later).
+//!
+//! One reply is always admitted when nothing else is held, so a dump
+//! larger than the budget is still served to a patient operator: what
+//! pending replies hold never exceeds the larger of the budget and the
+//! largest single reply.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::control::proto::{Reply, Status};
+
+/// Bytes all pending replies may hold together.
+pub(crate) const REPLY_BUDGET: usize = 16 << 20;
+
+/// How often a refusal may be logged.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Largest text per frame: the writer holds one encoded frame beside the
+/// reply while it waits for the client (see `server::write_replies`).
+const FRAME: usize = 256 * 1024;
+
+pub(crate) struct ReplyBudget {
+    limit: usize,
+    held: Cell<usize>,
+    /// What the last data reply cost: the best guess of what the next
+    /// dump will.
+    last_data: Cell<usize>,
+    refused: Cell<u64>,
+    logged: Cell<Option<Instant>>,
+}
+
+/// Bytes taken from the budget; given back when dropped.
+pub(crate) struct Held {
+    budget: Rc<ReplyBudget>,
+    bytes: usize,
+}
+
+impl ReplyBudget {
+    pub(crate) fn new(limit: usize) -> Rc<ReplyBudget> {
+        Rc::new(ReplyBudget {
+            limit,
+            held: Cell::new(0),
+            last_data: Cell::new(0),
+            refused: Cell::new(0),
+            logged: Cell::new(None),
+        })
+    }
+
+    /// Takes what `reply` will hold while it waits, or `None` when that
+    /// would exceed the budget.
+    pub(crate) fn hold(self: &Rc<Self>, reply: &Reply) -> Option<Held> {
+        let bytes = cost(reply);
+        let held = self.held.get();
+        // A final status is tiny and always admitted: a client that got
+        // its data also gets told that it was all.
+        let tiny = matches!(reply, Reply::Done(_));
+        if !tiny {
+            self.last_data.set(bytes);
+        }
+        if !tiny && held > 0 && held + bytes > self.limit {
+            return None;
+        }
+        self.held.set(held + bytes);
+        Some(Held {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
+    /// True when a reply as large as the last one would not be admitted:
+    /// a request for a dump is then refused before the dump is built (a
+    /// flood of dump requests must not cost a dump's CPU each).
+    pub(crate) fn full_for_another(&self) -> bool {
+        let held = self.held.get();
+        held > 0 && held + self.last_data.get() > self.limit
+    }
+
+    /// The answer for a client whose reply did not fit: counted, logged
+    /// now and then, and so small that it is never held against the
+    /// budget.
+    pub(crate) fn refusal(&self) -> Reply {
+        self.refused.set(self.refused.get() + 1);
+        let now = Instant::now();
+        if self
+            .logged
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            self.logged.set(Some(now));
+            log::warn!(
+                "control: refusing replies, {} bytes already wait for clients that do not read ({} refused so far)",
+                self.held.get(),
+                self.refused.get()
+            );
+        }
+        Reply::Done(Status::Refused("too many pending replies".into()))
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.held.get()
+    }
+}
+
+impl Held {
+    /// Nothing taken (the refusal itself).
+    pub(crate) fn nothing(budget: &Rc<ReplyBudget>) -> Held {
+        Held {
+            budget: budget.clone(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let b = &self.budget;
+        b.held.set(b.held.get() - self.bytes);
+    }
+}
+
+/// What a reply holds while it waits: its text, plus the one encoded
+/// frame being written, plus framing.
+fn cost(reply: &Reply) -> usize {
+    match reply {
+        Reply::Data(text) => text.len() + text.len().min(FRAME) + 64,
+        Reply::Done(_) => 64,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn data(n: usize) -> Reply {
+        Reply::Data("x".repeat(n))
+    }
+
+    #[test]
+    fn refuses_past_the_limit_and_gives_back_on_drop() {
+        let b = ReplyBudget::new(1000);
+        let first = b.hold(&data(300)).unwrap();
+        assert!(b.hold(&data(400)).is_none(), "300+300+400+400 > 1000");
+        let small = b.hold(&Reply::Done(Status::Ok)).unwrap();
+        assert!(b.full_for_another(), "the last one asked 864 bytes");
+        drop(first);
+        drop(small);
+        assert_eq!(b.held(), 0);
+        assert!(b.hold(&data(400)).is_some());
+        assert_eq!(b.held(), 0, "a dropped hold gives its bytes back");
+    }
+
+    #[test]
+    fn one_oversized_reply_is_served_when_nothing_else_waits() {
+        let b = ReplyBudget::new(1000);
+        let big = b.hold(&data(5000)).unwrap();
+        assert!(b.full_for_another());
+        assert!(b.hold(&data(1)).is_none());
+        assert!(b.hold(&Reply::Done(Status::Ok)).is_some(), "always");
+        assert!(matches!(
+            b.refusal(),
+            Reply::Done(Status::Refused(m)) if m == "too many pending replies"
+        ));
+        assert_eq!(b.refused.get(), 1);
+        drop(big);
+        assert!(!b.full_for_another());
+    }
+}

@@ -1,0 +1,264 @@
+//! Clients that ask for a dump and never read cannot make the daemon hold
+//! their replies without bound (issue 13): with 50 000 flows in the
+//! internal cache, 100 clients send `-i` and read nothing; the daemon's
+//! RSS stays within a stated bound above its size before, `-s` answers
+//! every poll made each 100 ms, and the clients that did not fit in the
+//! reply budget are told so. A real daemon in a network namespace; needs
+//! root. Prints the numbers.
+
+// Deadlines here are wall-clock bounds on real processes, not logic.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Bg, Netns, pair};
+use ctsyncd::control::proto::{
+    self, Cache, Format, MAX_REPLY, Reply, Request, StatsView, Status, Table,
+};
+use ctsyncd::kernel::commit::{self, CommitRules};
+use ctsyncd::kernel::socket::CtSocket;
+use ctsyncd::model::{Conntrack, L4, Tuple};
+
+/// The daemon under test: this build's, or `CTSYNCD_TEST_BIN` (to measure
+/// a release build).
+fn bin() -> String {
+    std::env::var("CTSYNCD_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctsyncd").to_string())
+}
+
+const FLOWS: u32 = 50_000;
+const CLIENTS: usize = 100;
+/// What the attack may add to the daemon's RSS: the 16 MiB reply budget,
+/// one dump being built beside it, and allocator slack. Without the
+/// budget, each of the 100 clients held a whole dump (about 7 MB here).
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+fn flows(n: u32) -> Vec<Conntrack> {
+    (0..n)
+        .map(|i| {
+            let mut ct = Conntrack::new(Tuple {
+                src: "10.100.0.1".parse().unwrap(),
+                dst: "10.200.0.1".parse().unwrap(),
+                proto: 17,
+                l4: L4::Ports {
+                    src: (1024 + i % 60_000) as u16,
+                    dst: (1 + i / 60_000) as u16,
+                },
+            });
+            ct.timeout = Some(600);
+            commit::prepare_ct(&ct, 0, &CommitRules::default())
+        })
+        .collect()
+}
+
+fn create(ns: &Netns, cts: &[Conntrack]) {
+    ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        for chunk in cts.chunks(5_000) {
+            let errs = s.create_cts(chunk).unwrap();
+            assert!(errs.iter().all(|&e| e == 0), "kernel refused a flow");
+        }
+    });
+}
+
+struct Fw {
+    dir: PathBuf,
+    conf: PathBuf,
+    daemon: Bg,
+}
+
+impl Fw {
+    fn start(ns: &Netns) -> Fw {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-rb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("ctsyncd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "General {{\n  HashLimit 400000\n  NetlinkBufferSize 8388608\n  NetlinkBufferSizeMaxGrowth 67108864\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n}}\nSync {{\n  Mode FTFW {{ }}\n  UDP {{ IPv4_address 10.9.0.1 IPv4_Destination_Address 10.9.0.2 Port 3780 Interface s0 }}\n}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let daemon = ns.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
+        let fw = Fw { dir, conf, daemon };
+        let t0 = Instant::now();
+        while ask(&fw.sock(), &stats(), Duration::from_secs(1)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "not up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        fw
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("ctl")
+    }
+
+    /// VmRSS in KiB (`ip netns exec` execs the daemon: same pid).
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!(
+            "/proc/{}/status",
+            self.daemon.0.id()
+        ))
+        .unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Fw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(bin())
+            .arg("-C")
+            .arg(&self.conf)
+            .arg("-k")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stats() -> Request {
+    Request::Stats {
+        view: StatsView::General,
+        format: Format::Json,
+    }
+}
+
+fn dump() -> Request {
+    Request::Dump {
+        cache: Cache::Internal,
+        table: Table::Ct,
+        format: Format::Plain,
+    }
+}
+
+/// One request on the control socket; the reply text, or why not.
+fn ask(
+    sock: &Path,
+    req: &Request,
+    deadline: Duration,
+) -> Result<String, String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(deadline)).unwrap();
+    s.write_all(&proto::encode(req))
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut text = String::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before Done".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some((reply, used))) =
+            proto::decode::<Reply>(&buf, MAX_REPLY)
+        {
+            buf.drain(..used);
+            match reply {
+                Reply::Data(t) => text.push_str(&t),
+                Reply::Done(Status::Ok) => return Ok(text),
+                Reply::Done(other) => return Err(format!("{other:?}")),
+            }
+        }
+    }
+}
+
+/// The first frame a silent client finds waiting: `Some(true)` for the
+/// refusal, `Some(false)` for data, `None` when nothing (yet).
+fn first_frame_is_refusal(s: &mut UnixStream) -> Option<bool> {
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).ok()?;
+    match proto::decode::<Reply>(&buf[..n], MAX_REPLY) {
+        Ok(Some((Reply::Done(Status::Refused(m)), _))) => {
+            Some(m == "too many pending replies")
+        }
+        // A data frame is larger than what was read: undecodable here.
+        _ => Some(false),
+    }
+}
+
+#[test]
+fn silent_dump_clients_hold_bounded_memory() {
+    let Some((a, _b)) = pair("rb") else {
+        return;
+    };
+    create(&a, &flows(FLOWS));
+    let fw = Fw::start(&a);
+    let t0 = Instant::now();
+    loop {
+        let s = ask(&fw.sock(), &stats(), Duration::from_secs(5)).unwrap();
+        if s.contains(&format!("\"active\":{FLOWS}")) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "cache not filled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One dump read in full: the size of what each client asks for.
+    let dump_len = ask(&fw.sock(), &dump(), Duration::from_secs(30))
+        .unwrap()
+        .len();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = fw.rss_kib();
+
+    let mut silent: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = UnixStream::connect(fw.sock()).unwrap();
+            s.write_all(&proto::encode(&dump())).unwrap();
+            s
+        })
+        .collect();
+    // `-s` every 100 ms and the RSS sampled for 4 s: well within the
+    // time the silent clients' replies are held.
+    let (mut worst, mut peak, mut polls) = (Duration::ZERO, before, 0);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        let got = ask(&fw.sock(), &stats(), Duration::from_secs(5));
+        worst = worst.max(t.elapsed());
+        assert!(got.is_ok(), "poll {polls}: {got:?}");
+        polls += 1;
+        peak = peak.max(fw.rss_kib());
+        std::thread::sleep(
+            Duration::from_millis(100).saturating_sub(t.elapsed()),
+        );
+    }
+    let refused = silent
+        .iter_mut()
+        .map(first_frame_is_refusal)
+        .filter(|r| *r == Some(true))
+        .count();
+    eprintln!(
+        "dump {dump_len} bytes; RSS {before} KiB before, peak {peak} KiB (+{} KiB) with {CLIENTS} silent dump clients; {refused} refused; {polls} polls of -s, worst {worst:?}",
+        peak - before
+    );
+    assert!(
+        peak - before < RSS_BOUND_KIB,
+        "RSS grew by {} KiB",
+        peak - before
+    );
+    assert!(refused >= CLIENTS / 2, "only {refused} refused");
+    // The node still builds each admitted dump whole, in the loop: a debug
+    // build on a shared machine takes about 0.5 s per 7 MB dump, and the
+    // first poll may wait for two. Without the budget's early refusal it
+    // waited for a hundred. The 100 ms goal is reported by the output
+    // (measure a release build with CTSYNCD_TEST_BIN).
+    assert!(worst < Duration::from_secs(3), "-s waited {worst:?}");
+    assert!(
+        fw.log().contains("control: refusing replies"),
+        "{}",
+        fw.log()
+    );
+}

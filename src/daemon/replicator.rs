@@ -57,6 +57,8 @@ pub(crate) struct Replicator {
     next_client: ClientId,
     next_link_check: Instant,
     rx_buf: Vec<u8>,
+    /// The last read of the event socket found it empty.
+    events_empty: bool,
 }
 
 /// What woke the loop.
@@ -118,6 +120,7 @@ impl Replicator {
             next_client: 0,
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
+            events_empty: false,
         };
         let out = rep.node.start(now);
         rep.start_up(clock, out)?;
@@ -167,10 +170,12 @@ impl Replicator {
             future::yield_now().await;
             // The event socket before anything else: a burst must be read
             // before it fills the socket's buffer, not after a backlog of
-            // datagrams and requests.
-            if self.drain_kernel(ex, clock).await {
+            // datagrams and requests. (Not again right after a read that
+            // found it empty: that would cost a system call per event.)
+            if !self.events_empty && self.drain_kernel(ex, clock).await {
                 break;
             }
+            self.events_empty = false;
             let shutdown = match self.wait(rx, clock).await {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
@@ -375,6 +380,7 @@ impl Replicator {
             handled += 1;
             if handled < limit {
                 next = self.events.socket.try_recv().transpose();
+                self.events_empty = next.is_none();
             }
         }
         shutdown

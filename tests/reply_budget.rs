@@ -250,12 +250,15 @@ fn silent_dump_clients_hold_bounded_memory() {
         peak - before
     );
     assert!(refused >= CLIENTS / 2, "only {refused} refused");
-    // The node still builds each admitted dump whole, in the loop: a debug
-    // build on a shared machine takes about 0.5 s per 7 MB dump, and the
-    // first poll may wait for two. Without the budget's early refusal it
-    // waited for a hundred. The 100 ms goal is reported by the output
-    // (measure a release build with CTSYNCD_TEST_BIN).
-    assert!(worst < Duration::from_secs(3), "-s waited {worst:?}");
+    // The node renders admitted dumps a part at a time between other
+    // work: the release build (make unit) answers every poll within the
+    // 100 ms it is made at; a debug build gets a looser bound.
+    let bound = if std::env::var("CTSYNCD_TEST_BIN").is_ok() {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(3)
+    };
+    assert!(worst < bound, "-s waited {worst:?}");
     assert!(
         fw.log().contains("control: refusing replies"),
         "{}",

@@ -64,6 +64,28 @@ pub struct Entry<V> {
     pub updated: Instant,
 }
 
+/// An entry copied out in its stored form, for a dump that is rendered
+/// a part at a time while the cache goes on changing (a copy costs the
+/// compact encoding, about 40 bytes, not the decoded value).
+#[derive(Debug, Clone)]
+pub struct Copied {
+    bytes: Box<[u8]>,
+    since: Instant,
+    updated: Instant,
+}
+
+impl Copied {
+    /// The entry, decoded (None if the bytes do not decode, which a cache
+    /// never stores).
+    pub fn decode<V: Stored>(&self) -> Option<Entry<V>> {
+        Some(Entry {
+            value: V::decode(&self.bytes)?,
+            since: self.since,
+            updated: self.updated,
+        })
+    }
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upsert {
@@ -251,6 +273,18 @@ impl<V: Stored> Cache<V> {
     /// Every entry, decoded.
     pub fn iter(&self) -> impl Iterator<Item = Entry<V>> + '_ {
         self.table.iter().filter_map(Self::read)
+    }
+
+    /// Every entry, copied in its stored form.
+    pub fn copy_out(&self) -> Vec<Copied> {
+        self.table
+            .iter()
+            .map(|s| Copied {
+                bytes: s.bytes.clone(),
+                since: s.since,
+                updated: s.updated,
+            })
+            .collect()
     }
 
     /// Every key, decoded.

@@ -341,21 +341,7 @@ impl Node {
             });
             return;
         }
-        let (ct, exp) = match cache {
-            Which::Internal => (&self.internal_ct, &self.internal_exp),
-            Which::External => (&self.external_ct, &self.external_exp),
-        };
-        let external = cache == Which::External;
-        let alarm_expiry = (external && self.sync().mode == Mode::Alarm)
-            .then(|| Duration::from_secs(u64::from(self.sync().cache_timeout)));
-        let text = match table {
-            Table::Ct => {
-                render::ct_dump(ct, now, format, external, alarm_expiry)
-            }
-            Table::Expect => render::exp_dump(exp, now, format, alarm_expiry),
-        };
-        self.data(client, text);
-        self.done(client, Status::Ok);
+        self.start_dump(now, client, cache, table, format);
     }
 }
 

@@ -26,6 +26,7 @@
 
 mod anti_entropy;
 mod control;
+mod dumps;
 mod io;
 mod jobs;
 mod kernel_side;
@@ -90,6 +91,7 @@ pub struct Node {
     commit: Option<Running>,
     resync: Option<kernel_side::ResyncRun>,
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
+    dumps: dumps::Dumps,
     out: Outbox,
 }
 
@@ -162,6 +164,7 @@ impl Node {
             commit: None,
             resync: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
+            dumps: dumps::Dumps::new(),
             out: Outbox::default(),
             cfg,
         }
@@ -225,6 +228,10 @@ impl Node {
 
     /// When [`Input::Timer`] must be handed in next.
     pub fn poll_at(&self) -> Instant {
+        if self.dumping() {
+            // The next part of a dump: as soon as nothing else waits.
+            return self.started;
+        }
         let anti_entropy = self.anti_entropy.as_ref().map(|a| a.poll_at());
         [
             self.purge_at,
@@ -319,6 +326,7 @@ impl Node {
         };
         self.engine.handle_timeout(now, &src);
         self.anti_entropy_timer(now);
+        self.dump_turn(now);
         if self.sync().mode == Mode::Alarm {
             let life =
                 Duration::from_secs(u64::from(self.sync().cache_timeout));

@@ -826,3 +826,58 @@ fn an_explicit_overrun_resync_delay_wins() {
     off.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
     assert_eq!(resync_jobs(&off.tick(Instant(60_000))), 0);
 }
+
+#[test]
+fn a_large_dump_is_answered_in_parts_between_other_work() {
+    let mut fw = node(cfg("HashLimit 20000", "FTFW { }", ""), 1);
+    for p in 0..10_000u32 {
+        let mut ct = Conntrack::new(Tuple {
+            proto: 17,
+            ..tcp(
+                "10.0.0.1",
+                "10.0.0.2",
+                (p % 60_000) as u16,
+                53 + (p / 60_000) as u16,
+            )
+        });
+        ct.reply = Some(ct.orig.inverse());
+        fw.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::Flush);
+    }
+    for (format, lines) in [(Format::Plain, 10_000), (Format::Json, 1)] {
+        let dump = Request::Dump {
+            cache: Which::Internal,
+            table: Table::Ct,
+            format,
+        };
+        let first = fw.control(Instant(1), dump);
+        assert!(status_of(&first).is_none(), "not complete in one part");
+        let mut text = text(&first);
+        // Each turn of the loop renders one more part; a -s in between is
+        // answered at once.
+        let mut turns = 0;
+        loop {
+            assert_eq!(fw.poll_at(), fw.started, "the next part is due now");
+            let stats = Request::Stats {
+                view: StatsView::General,
+                format: Format::Plain,
+            };
+            assert_eq!(
+                status_of(&fw.control(Instant(2), stats)),
+                Some(&Status::Ok)
+            );
+            let o = Fw::outcome(fw.feed(Instant(2), Input::Timer));
+            text.push_str(&self::text(&o));
+            turns += 1;
+            if status_of(&o) == Some(&Status::Ok) {
+                break;
+            }
+            assert!(turns < 10);
+        }
+        assert_eq!(turns, 10_000 / dumps::DUMP_PART);
+        assert_eq!(text.lines().count(), lines, "{format:?}");
+        if format == Format::Json {
+            assert!(text.starts_with("[{") && text.ends_with("}]\n"));
+            assert_eq!(text.matches("{\"orig\":").count(), 10_000);
+        }
+    }
+}

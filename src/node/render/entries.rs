@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::cache::{Cache, Stored};
+use crate::cache::Entry;
 use crate::control::proto::Format;
 use crate::model::{
     Conntrack, Expect, L4, ProtoInfo, Tuple, expect_flag, status,
@@ -364,20 +364,20 @@ struct Renderers<'a, V> {
     json: &'a dyn Fn(&V, u64) -> String,
 }
 
-/// A whole cache in one format: plain lines with `[expires in]` (ALARM)
-/// and `[active since]`, one XML element per line, or a JSON array.
-fn dump<V: Stored>(
-    c: &Cache<V>,
+/// Entries in one format: plain lines with `[expires in]` (ALARM) and
+/// `[active since]`, one XML element per line, or JSON objects separated
+/// by commas (`first`: no comma before the first; the caller writes the
+/// array's brackets).
+fn render_part<V>(
+    entries: impl Iterator<Item = Entry<V>>,
+    first: bool,
     now: Instant,
     f: Format,
     expiry: Option<Duration>,
-    r: Renderers<'_, V>,
+    r: &Renderers<'_, V>,
 ) -> String {
     let mut out = String::new();
-    if f == Format::Json {
-        out.push('[');
-    }
-    for (i, e) in c.iter().enumerate() {
+    for (i, e) in entries.enumerate() {
         let since = now.since(e.since).as_secs();
         match f {
             Format::Plain => {
@@ -394,22 +394,20 @@ fn dump<V: Stored>(
                 out.push('\n');
             }
             Format::Json => {
-                if i > 0 {
+                if i > 0 || !first {
                     out.push(',');
                 }
                 out.push_str(&(r.json)(&e.value, since));
             }
         }
     }
-    if f == Format::Json {
-        out.push_str("]\n");
-    }
     out
 }
 
-/// `-i` / `-e` for conntracks.
-pub fn ct_dump(
-    c: &Cache<Conntrack>,
+/// A part of a `-i` / `-e` dump of conntracks (see [`render_part`]).
+pub fn ct_part(
+    entries: impl Iterator<Item = Entry<Conntrack>>,
+    first: bool,
     now: Instant,
     f: Format,
     external: bool,
@@ -417,35 +415,26 @@ pub fn ct_dump(
 ) -> String {
     let plain = |ct: &Conntrack| ct_line(ct, external);
     let xml = |ct: &Conntrack| ct_xml(ct, external);
-    dump(
-        c,
-        now,
-        f,
-        expiry,
-        Renderers {
-            plain: &plain,
-            xml: &xml,
-            json: &ct_json,
-        },
-    )
+    let r = Renderers {
+        plain: &plain,
+        xml: &xml,
+        json: &ct_json,
+    };
+    render_part(entries, first, now, f, expiry, &r)
 }
 
-/// `-i expect` / `-e expect`.
-pub fn exp_dump(
-    c: &Cache<Expect>,
+/// A part of a `-i expect` / `-e expect` dump (see [`render_part`]).
+pub fn exp_part(
+    entries: impl Iterator<Item = Entry<Expect>>,
+    first: bool,
     now: Instant,
     f: Format,
     expiry: Option<Duration>,
 ) -> String {
-    dump(
-        c,
-        now,
-        f,
-        expiry,
-        Renderers {
-            plain: &exp_line,
-            xml: &exp_xml,
-            json: &exp_json,
-        },
-    )
+    let r = Renderers {
+        plain: &exp_line,
+        xml: &exp_xml,
+        json: &exp_json,
+    };
+    render_part(entries, first, now, f, expiry, &r)
 }

@@ -5,6 +5,6 @@ mod entries;
 mod stats;
 
 pub use entries::{
-    ct_dump, ct_json, ct_line, ct_xml, exp_dump, exp_json, exp_line, exp_xml,
+    ct_json, ct_line, ct_part, ct_xml, exp_json, exp_line, exp_part, exp_xml,
 };
 pub use stats::{LinkView, runtime_text, stats, uptime};

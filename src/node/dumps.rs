@@ -1,0 +1,119 @@
+//! `-i` and `-e` from the caches, rendered a part at a time.
+//!
+//! A dump of 100 000 entries is several megabytes of text; rendered at
+//! once it would hold the event loop for tens of milliseconds per client
+//! (and a hundred clients asking at once for seconds). The entries are
+//! copied out in their compact stored form when the request comes (the
+//! dump shows the cache as it was then), and each turn of the loop
+//! renders [`DUMP_PART`] of them for one client, clients taking turns.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{ClientId, Node};
+use crate::cache::Copied;
+use crate::control::proto::{Cache as Which, Format, Reply, Status, Table};
+use crate::model::{Conntrack, Expect, Mode};
+use crate::time::Instant;
+
+/// Entries rendered per turn (a few milliseconds of work).
+pub(super) const DUMP_PART: usize = 4096;
+
+/// A dump being answered.
+#[derive(Debug)]
+pub(super) struct DumpRun {
+    client: ClientId,
+    table: Table,
+    format: Format,
+    external: bool,
+    /// ALARM's external cache shows `[expires in]`.
+    expiry: Option<Duration>,
+    entries: Vec<Copied>,
+    done: usize,
+}
+
+/// The dumps being answered, in turn.
+pub(super) type Dumps = VecDeque<DumpRun>;
+
+impl Node {
+    /// Starts answering a `-i`/`-e` from the caches; the first part goes
+    /// out at once (a small dump is complete in it).
+    pub(super) fn start_dump(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        cache: Which,
+        table: Table,
+        format: Format,
+    ) {
+        let external = cache == Which::External;
+        let entries = match (cache, table) {
+            (Which::Internal, Table::Ct) => self.internal_ct.copy_out(),
+            (Which::Internal, Table::Expect) => self.internal_exp.copy_out(),
+            (Which::External, Table::Ct) => self.external_ct.copy_out(),
+            (Which::External, Table::Expect) => self.external_exp.copy_out(),
+        };
+        let expiry = (external && self.sync().mode == Mode::Alarm)
+            .then(|| Duration::from_secs(u64::from(self.sync().cache_timeout)));
+        self.dumps.push_back(DumpRun {
+            client,
+            table,
+            format,
+            external,
+            expiry,
+            entries,
+            done: 0,
+        });
+        self.dump_turn(now);
+    }
+
+    /// Whether a dump waits for its next part.
+    pub(super) fn dumping(&self) -> bool {
+        !self.dumps.is_empty()
+    }
+
+    /// Renders the next part of the first dump in line, which then goes
+    /// to the back of the line unless it is complete.
+    pub(super) fn dump_turn(&mut self, now: Instant) {
+        let Some(mut run) = self.dumps.pop_front() else {
+            return;
+        };
+        let first = run.done == 0;
+        let end = (run.done + DUMP_PART).min(run.entries.len());
+        let part = &run.entries[run.done..end];
+        let mut text = String::new();
+        if first && run.format == Format::Json {
+            text.push('[');
+        }
+        text.push_str(&match run.table {
+            Table::Ct => super::render::ct_part(
+                part.iter().filter_map(Copied::decode::<Conntrack>),
+                first,
+                now,
+                run.format,
+                run.external,
+                run.expiry,
+            ),
+            Table::Expect => super::render::exp_part(
+                part.iter().filter_map(Copied::decode::<Expect>),
+                first,
+                now,
+                run.format,
+                run.expiry,
+            ),
+        });
+        run.done = end;
+        let complete = run.done == run.entries.len();
+        if complete && run.format == Format::Json {
+            text.push_str("]\n");
+        }
+        if !text.is_empty() {
+            self.out.reply(run.client, Reply::Data(text));
+        }
+        if complete {
+            self.out.reply(run.client, Reply::Done(Status::Ok));
+        } else {
+            self.dumps.push_back(run);
+        }
+    }
+}

@@ -53,7 +53,7 @@ fn wire_encode_conntrack(bencher: divan::Bencher<'_, '_>) {
         )
         .unwrap();
         w.push(black_box(&msg)).unwrap();
-        w.finish(None)
+        w.finish()
     });
 }
 
@@ -71,10 +71,10 @@ fn wire_decode_conntrack(bencher: divan::Bencher<'_, '_>) {
     )
     .unwrap();
     w.push(&msg).unwrap();
-    let n = w.finish(None);
+    let n = w.finish();
     let datagram = buf[..n].to_vec();
     bencher.bench_local(|| {
-        let (_, body) = wire::read(black_box(&datagram), None).unwrap();
+        let (_, body) = wire::read(black_box(&datagram)).unwrap();
         wire::messages(body).count()
     });
 }

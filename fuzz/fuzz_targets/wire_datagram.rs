@@ -1,6 +1,6 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok((_, body)) = ctsyncd::wire::read(data, None) {
+    if let Ok((_, body)) = ctsyncd::wire::read(data) {
         for _ in ctsyncd::wire::messages(body) {}
     }
     // Once checked, no accessor of the header view may panic.

@@ -321,6 +321,17 @@ pub struct Sync {
     pub expectation_sync: ExpectationSync,
     pub tcp_window_tracking: bool,
     pub error_queue_length: u32,
+    /// `Options { AuthenticationKeyFile … }`: the first seals, every one
+    /// opens (at most two). Empty: datagrams are plain.
+    pub authentication_keys: Vec<KeyFile>,
+}
+
+/// An `AuthenticationKeyFile` clause: the file, and where it was named
+/// (`file:line:col`, for the messages about the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub at: String,
 }
 
 impl Default for Sync {
@@ -340,6 +351,7 @@ impl Default for Sync {
             expectation_sync: ExpectationSync::Off,
             tcp_window_tracking: false,
             error_queue_length: 128,
+            authentication_keys: Vec::new(),
         }
     }
 }

@@ -27,6 +27,7 @@
 mod background;
 mod error;
 mod kernel;
+pub mod keyfile;
 mod lock;
 mod replicator;
 mod runtime;

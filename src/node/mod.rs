@@ -89,6 +89,8 @@ pub struct Node {
     commit: Option<Running>,
     resync: Option<kernel_side::ResyncRun>,
     out: Outbox,
+    /// Per link: datagrams a keyed engine refused (`-s` JSON).
+    refused: Vec<peer_side::LinkRefused>,
 }
 
 /// The internal caches as the engine's [`Source`].
@@ -160,8 +162,16 @@ impl Node {
             commit: None,
             resync: None,
             out: Outbox::default(),
+            refused: Vec::new(),
             cfg,
         }
+    }
+
+    /// Seals every datagram and reads only sealed ones
+    /// (`AuthenticationKeyFile`); the daemon reads the keys and draws the
+    /// epoch.
+    pub fn set_sealer(&mut self, sealer: crate::wire::seal::Sealer) {
+        self.engine.set_sealer(sealer);
     }
 
     /// What the daemon does once, before it is ready: load the kernel's
@@ -258,7 +268,7 @@ impl Node {
             } else {
                 Vec::new()
             },
-            links: links.to_vec(),
+            links: self.with_refusals(links),
             netlink_buffer: self.netlink_buffer,
         }
     }

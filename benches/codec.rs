@@ -1,11 +1,13 @@
 //! Microbenchmarks of the hot paths: decoding a ctnetlink event (a real
-//! kernel capture), encoding/decoding one replication message, and the
-//! sender's whole user-space path for one event (decode, filter, internal
-//! cache, engine, datagram).
+//! kernel capture), encoding/decoding one replication message, sealing
+//! and opening a full datagram (`AuthenticationKeyFile`), and the sender's
+//! whole user-space path for one event (decode, filter, internal cache,
+//! engine, datagram), without and with a key.
 //!
 //!     cargo bench --bench codec
 
 use ctsyncd::kernel::codec::{self, Object, Received};
+use ctsyncd::wire::seal::{Key, SEAL_OVERHEAD, Sealer};
 use ctsyncd::wire::{self, Header, Msg, Seq, Writer};
 use divan::black_box;
 
@@ -79,6 +81,55 @@ fn wire_decode_conntrack(bencher: divan::Bencher<'_, '_>) {
     });
 }
 
+/// A plain datagram as full as conntrack updates make it (1472 bytes
+/// with room for the seal), and its length.
+fn full_datagram(buf: &mut [u8; 1472]) -> usize {
+    let msg = Msg::CtUpd(wire::to_wire_ct(&conntrack()));
+    let mut w = Writer::new(
+        &mut buf[..1472 - SEAL_OVERHEAD],
+        Header {
+            flags: 0,
+            session: 1,
+            first_seq: Seq(1),
+        },
+    )
+    .unwrap();
+    while w.push(&msg).is_ok() {}
+    w.finish()
+}
+
+fn sealer() -> Sealer {
+    Sealer::new(&[Key::from_bytes([7; 32])], [1; 16]).unwrap()
+}
+
+#[divan::bench]
+fn wire_seal_full_datagram(bencher: divan::Bencher<'_, '_>) {
+    let mut plain = [0u8; 1472];
+    let n = full_datagram(&mut plain);
+    let mut s = sealer();
+    let mut buf = plain;
+    bencher
+        .counter(divan::counter::BytesCount::new(n))
+        .bench_local(|| {
+            buf[..n].copy_from_slice(&plain[..n]);
+            s.seal(black_box(&mut buf), n).unwrap()
+        });
+}
+
+#[divan::bench]
+fn wire_open_full_datagram(bencher: divan::Bencher<'_, '_>) {
+    let mut buf = [0u8; 1472];
+    let n = full_datagram(&mut buf);
+    let sealed_len = sealer().seal(&mut buf, n).unwrap();
+    let s = sealer();
+    let mut out = Vec::with_capacity(1472);
+    bencher
+        .counter(divan::counter::BytesCount::new(sealed_len))
+        .bench_local(|| {
+            s.open(black_box(&buf[..sealed_len]), &mut out).unwrap()
+        });
+}
+
 #[divan::bench]
 fn model_to_wire_and_back() -> ctsyncd::model::Conntrack {
     wire::from_wire_ct(wire::to_wire_ct(black_box(&conntrack())))
@@ -91,6 +142,19 @@ fn model_to_wire_and_back() -> ctsyncd::model::Conntrack {
 /// replication benchmark.
 #[divan::bench(args = [10_000])]
 fn sender_event_to_datagram(bencher: divan::Bencher<'_, '_>, flows: u32) {
+    sender(bencher, flows, false);
+}
+
+/// The same with `AuthenticationKeyFile`: every datagram sealed.
+#[divan::bench(args = [10_000])]
+fn sender_event_to_sealed_datagram(
+    bencher: divan::Bencher<'_, '_>,
+    flows: u32,
+) {
+    sender(bencher, flows, true);
+}
+
+fn sender(bencher: divan::Bencher<'_, '_>, flows: u32, sealed: bool) {
     use ctsyncd::kernel::origin::Origin;
     use ctsyncd::model::L4;
     use ctsyncd::node::{Input, Node};
@@ -100,7 +164,14 @@ fn sender_event_to_datagram(bencher: divan::Bencher<'_, '_>, flows: u32) {
         UDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
     let cfg = ctsyncd::config::parse(conf, "bench.conf").unwrap().config;
     bencher
-        .with_inputs(|| Node::new(cfg.clone(), 1, 1, 1472, 212_992, Instant(0)))
+        .with_inputs(|| {
+            let mut node =
+                Node::new(cfg.clone(), 1, 1, 1472, 212_992, Instant(0));
+            if sealed {
+                node.set_sealer(sealer());
+            }
+            node
+        })
         .bench_local_values(|mut node| {
             for i in 0..flows {
                 let Some(Ok(Received::Msg(mut m))) =

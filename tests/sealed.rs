@@ -352,6 +352,47 @@ fn keys_rotate_one_node_at_a_time_without_losing_an_entry() {
     step(&fw1, &fw2, "B, B");
 }
 
+#[test]
+fn sealed_frames_cross_tcp_and_multicast_links() {
+    let _one = one_at_a_time();
+    let Some((a, b)) = pair("slt") else {
+        return;
+    };
+    let keys = Keys::new("slt");
+    let k = keys.make("k", 0o600);
+    let link = |kind: &str, me: u8, peer: u8| match kind {
+        "TCP" => format!(
+            "TCP {{ IPv4_address 10.9.0.{me} IPv4_Destination_Address 10.9.0.{peer} Port 3790 Interface s0 }}"
+        ),
+        _ => format!(
+            "Multicast {{ IPv4_address 225.0.0.50 IPv4_interface 10.9.0.{me} Group 3780 Interface s0 }}"
+        ),
+    };
+    for (i, kind) in ["TCP", "Multicast"].into_iter().enumerate() {
+        let conf = |me, peer| {
+            format!(
+                "Mode FTFW {{ }}\n{}\nOptions {{ AuthenticationKeyFile {} }}",
+                link(kind, me, peer),
+                k.display()
+            )
+        };
+        let fw1 =
+            Fw::start(&a, &format!("{}t1", a.0), IGNORE_LINK, &conf(1, 2));
+        let fw2 =
+            Fw::start(&b, &format!("{}t2", b.0), IGNORE_LINK, &conf(2, 1));
+        let burst = flows(&format!("10.124.{i}.1"), 300);
+        create(&a, &burst);
+        wait(&fw2, 300, kind);
+        delete(&a, &burst);
+        wait(&fw2, 0, kind);
+        let s = fw2.stats();
+        for refused in ["auth_failed", "replayed", "unsealed", "malformed"] {
+            assert_eq!(json_number(&s, "sync", refused), 0, "{kind}: {s}");
+        }
+        drop((fw1, fw2));
+    }
+}
+
 // ===== no root needed =====
 
 fn check_config(conf: &Path) -> std::process::Output {

@@ -5,6 +5,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     // Once checked, no accessor of the header view may panic.
     if let Ok(p) = ctsyncd::wire::Packet::new_checked(data) {
-        let _ = (ctsyncd::wire::Header::parse(&p), p.body(), p.tag());
+        let _ = (ctsyncd::wire::Header::parse(&p), p.body(), p.trailer());
     }
 });

@@ -2,6 +2,7 @@
 """Replication benchmark: ctsyncd against conntrackd 1.4.7, same run.
 
     benches/bench.py [--sizes 10000,100000,250000] [--reps 3] [--out results/]
+                     [--with-key]
 
 Topology (network namespaces, built with vmtests/driver.py):
 
@@ -23,6 +24,11 @@ multicast on the dedicated veth) on fw1 and fw2:
 
 Prints one table of medians with the ctsyncd/conntrackd ratio per row and
 writes results/bench-<time>.md and .json.
+
+--with-key adds a third daemon, ctsyncd with `AuthenticationKeyFile` (both
+nodes share a fresh `ctsyncd --genkey` key, every datagram sealed), and
+shows it beside ctsyncd without a key: what a key costs in sender CPU and
+sync-link bytes per entry (40 bytes per datagram: nonce and tag).
 """
 
 import argparse
@@ -64,7 +70,7 @@ Sync {{
         RcvSocketBuffer 24985600
         Checksum on
     }}
-}}
+{options}}}
 """
 
 GENERATOR = """
@@ -150,8 +156,11 @@ def external_count(m, binary, conf):
 
 
 class Daemon:
-    def __init__(self, name, binary):
-        self.name, self.binary = name, binary
+    def __init__(self, name, binary, key=False):
+        self.name, self.binary, self.key = name, binary, key
+
+    def is_ctsyncd(self):
+        return self.name.startswith("ctsyncd")
 
 
 def setup(n_flows):
@@ -178,12 +187,20 @@ def run_once(daemon, n):
     lab, client, fw1, fw2, server = setup(n)
     try:
         pids, confs = {}, {}
+        options = ""
+        if daemon.key:
+            key = subprocess.run([daemon.binary, "--genkey"], capture_output=True, text=True, check=True).stdout
+            path = f"{lab.dir}/sync.key"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(key)
+            options = f"    Options {{ AuthenticationKeyFile {path} }}\n"
         for fw, me in ((fw1, 1), (fw2, 2)):
             d = f"{lab.dir}/{fw.name}"
             os.makedirs(d, exist_ok=True)
             confs[fw.name] = f"{d}/daemon.conf"
             with open(confs[fw.name], "w") as f:
-                f.write(CONF.format(d=d, me=me))
+                f.write(CONF.format(d=d, me=me, options=options))
             fw.succeed(f"{daemon.binary} -C {confs[fw.name]} -d")
             fw.wait_until_succeeds(f"{daemon.binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
             pids[fw.name] = daemon_pid(fw, daemon.binary)
@@ -212,7 +229,7 @@ def run_once(daemon, n):
         lag = (t_complete - last_created) if t_complete else float("nan")
         busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
         sync = {}
-        if daemon.name == "ctsyncd":
+        if daemon.is_ctsyncd():
             for fw in (fw1, fw2):
                 sync[fw.name] = json.loads(fw.succeed(f"{daemon.binary} -C {confs[fw.name]} -s --json"))["sync"]
         link1 = link_counters(fw1, "sync0")
@@ -277,11 +294,15 @@ def main():
     ap.add_argument("--sizes", default="10000,100000,250000")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=f"{ROOT}/results")
+    ap.add_argument("--with-key", action="store_true",
+                    help="also run ctsyncd with AuthenticationKeyFile (sealed datagrams)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces)")
     ctsyncd = os.environ.get("CTSYNCD", f"{ROOT}/target/release/ctsyncd")
     daemons = [Daemon("ctsyncd", ctsyncd), Daemon("conntrackd", "/usr/sbin/conntrackd")]
+    if args.with_key:
+        daemons.insert(1, Daemon("ctsyncd+key", ctsyncd, key=True))
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = []
     for n in sizes:
@@ -297,16 +318,23 @@ def main():
                           f"malformed {st['malformed']} dropped {st['resend_queue_dropped']}", flush=True)
     sizes_bin = {"ctsyncd": stripped_size(ctsyncd), "conntrackd": conntrackd_size()}
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
+    keyed = ["ctsyncd + key", "key / no key"] if args.with_key else []
+    head = ["N", "metric", "ctsyncd", *keyed, "conntrackd 1.4.7", "ratio"]
     lines = [f"Benchmark {time.strftime('%Y-%m-%d %H:%M')} on {machine}; medians of {args.reps} runs.", "",
-             "| N | metric | ctsyncd | conntrackd 1.4.7 | ratio |", "|---:|---|---:|---:|---:|"]
+             "| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 2)]
     for n in sizes:
         for label, f in ROWS:
             med = {d.name: statistics.median(f(r) for r in runs if r["n"] == n and r["daemon"] == d.name) for d in daemons}
             a, b = med["ctsyncd"], med["conntrackd"]
             ratio = f"{a / b:.2f}" if b else "–"
-            lines.append(f"| {n} | {label} | {a:.2f} | {b:.2f} | {ratio} |")
+            cells = [f"{a:.2f}"]
+            if args.with_key:
+                k = med["ctsyncd+key"]
+                cells += [f"{k:.2f}", f"{k / a:.2f}" if a else "–"]
+            lines.append(f"| {n} | {label} | " + " | ".join(cells) + f" | {b:.2f} | {ratio} |")
     a, b = sizes_bin["ctsyncd"], sizes_bin["conntrackd"]
-    lines.append(f"| – | stripped binary (bytes; conntrackd + its netfilter libraries) | {a} | {b} | {a / b:.2f} |")
+    same = [str(a), "1.00"] if args.with_key else []
+    lines.append(f"| – | stripped binary (bytes; conntrackd + its netfilter libraries) | {a} | " + " | ".join(same + [str(b)]) + f" | {a / b:.2f} |")
     table = "\n".join(lines)
     print("\n" + table)
     os.makedirs(args.out, exist_ok=True)

@@ -1,11 +1,13 @@
 //! Microbenchmarks of the hot paths: decoding a ctnetlink event (a real
-//! kernel capture), encoding/decoding one replication message, and the
-//! sender's whole user-space path for one event (decode, filter, internal
-//! cache, engine, datagram).
+//! kernel capture), encoding/decoding one replication message, sealing
+//! and opening a full datagram (`AuthenticationKeyFile`), and the sender's
+//! whole user-space path for one event (decode, filter, internal cache,
+//! engine, datagram), without and with a key.
 //!
 //!     cargo bench --bench codec
 
 use ctsyncd::kernel::codec::{self, Object, Received};
+use ctsyncd::wire::seal::{Key, SEAL_OVERHEAD, Sealer};
 use ctsyncd::wire::{self, Header, Msg, Seq, Writer};
 use divan::black_box;
 
@@ -53,7 +55,7 @@ fn wire_encode_conntrack(bencher: divan::Bencher<'_, '_>) {
         )
         .unwrap();
         w.push(black_box(&msg)).unwrap();
-        w.finish(None)
+        w.finish()
     });
 }
 
@@ -71,12 +73,61 @@ fn wire_decode_conntrack(bencher: divan::Bencher<'_, '_>) {
     )
     .unwrap();
     w.push(&msg).unwrap();
-    let n = w.finish(None);
+    let n = w.finish();
     let datagram = buf[..n].to_vec();
     bencher.bench_local(|| {
-        let (_, body) = wire::read(black_box(&datagram), None).unwrap();
+        let (_, body) = wire::read(black_box(&datagram)).unwrap();
         wire::messages(body).count()
     });
+}
+
+/// A plain datagram as full as conntrack updates make it (1472 bytes
+/// with room for the seal), and its length.
+fn full_datagram(buf: &mut [u8; 1472]) -> usize {
+    let msg = Msg::CtUpd(wire::to_wire_ct(&conntrack()));
+    let mut w = Writer::new(
+        &mut buf[..1472 - SEAL_OVERHEAD],
+        Header {
+            flags: 0,
+            session: 1,
+            first_seq: Seq(1),
+        },
+    )
+    .unwrap();
+    while w.push(&msg).is_ok() {}
+    w.finish()
+}
+
+fn sealer() -> Sealer {
+    Sealer::new(&[Key::from_bytes([7; 32])], [1; 16]).unwrap()
+}
+
+#[divan::bench]
+fn wire_seal_full_datagram(bencher: divan::Bencher<'_, '_>) {
+    let mut plain = [0u8; 1472];
+    let n = full_datagram(&mut plain);
+    let mut s = sealer();
+    let mut buf = plain;
+    bencher
+        .counter(divan::counter::BytesCount::new(n))
+        .bench_local(|| {
+            buf[..n].copy_from_slice(&plain[..n]);
+            s.seal(black_box(&mut buf), n).unwrap()
+        });
+}
+
+#[divan::bench]
+fn wire_open_full_datagram(bencher: divan::Bencher<'_, '_>) {
+    let mut buf = [0u8; 1472];
+    let n = full_datagram(&mut buf);
+    let sealed_len = sealer().seal(&mut buf, n).unwrap();
+    let s = sealer();
+    let mut out = Vec::with_capacity(1472);
+    bencher
+        .counter(divan::counter::BytesCount::new(sealed_len))
+        .bench_local(|| {
+            s.open(black_box(&buf[..sealed_len]), &mut out).unwrap()
+        });
 }
 
 #[divan::bench]
@@ -129,6 +180,21 @@ fn sender_event_to_datagram(
     bencher: divan::Bencher<'_, '_>,
     filter_addresses: u32,
 ) {
+    sender(bencher, filter_addresses, false);
+}
+
+/// The same without a Filter, with `AuthenticationKeyFile`: every
+/// datagram sealed.
+#[divan::bench]
+fn sender_event_to_sealed_datagram(bencher: divan::Bencher<'_, '_>) {
+    sender(bencher, 0, true);
+}
+
+fn sender(
+    bencher: divan::Bencher<'_, '_>,
+    filter_addresses: u32,
+    sealed: bool,
+) {
     use ctsyncd::kernel::origin::Origin;
     use ctsyncd::model::L4;
     use ctsyncd::node::{Input, Node};
@@ -148,7 +214,14 @@ fn sender_event_to_datagram(
         &conntrack()
     ));
     bencher
-        .with_inputs(|| Node::new(cfg.clone(), 1, 1, 1472, 212_992, Instant(0)))
+        .with_inputs(|| {
+            let mut node =
+                Node::new(cfg.clone(), 1, 1, 1472, 212_992, Instant(0));
+            if sealed {
+                node.set_sealer(sealer());
+            }
+            node
+        })
         .bench_local_values(|mut node| {
             for i in 0..flows {
                 let Some(Ok(Received::Msg(mut m))) =

@@ -6,8 +6,9 @@
 # defaults and with every other option set (logging, hash sizes, freeform
 # `settings`, the verbatim extra* strings), a file that ctsyncd accepts
 # without a warning (`--check-config`, the same check the module runs at
-# system build time). AuthenticationKeyFile is left out: the daemon does not
-# know that clause yet.
+# system build time), AuthenticationKeyFile included (the credential's
+# path does not exist at build time: --check-config notes that on stdout
+# and checks the file at start).
 # Building the package and running the VM test need `nix flake check`.
 #
 #   nix/check.sh [path/to/ctsyncd]

@@ -50,6 +50,9 @@ let
         modeOptions = "PurgeTimeout 15";
         extraGeneral = "NetlinkOverrunResync On";
         extraSync = "";
+        # The module's rendering: the systemd credential's path, which
+        # exists only in the running unit (--check-config notes it).
+        authenticationKeyFile = "/run/credentials/ctsyncd.service/authentication-key";
       }
     ]
   ];

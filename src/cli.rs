@@ -24,6 +24,8 @@ pub enum Invocation {
     Help,
     /// `-v`: print the version.
     Version,
+    /// `--genkey`: print a new `AuthenticationKeyFile` key.
+    GenKey,
     /// Load the configuration and then run as `mode`.
     Run { config: PathBuf, mode: RunMode },
 }
@@ -88,6 +90,7 @@ Client mode commands:
   -t, reset the kernel timeout (see PurgeTimeout clause)
   --json, machine-readable output for -s, -i and -e
   --check-config, check the configuration file and exit
+  --genkey, print a new key for AuthenticationKeyFile (base64) and exit
 ",
         crate::VERSION,
         DEFAULT_CONFIG_PATH
@@ -132,6 +135,15 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
         if arg == "--version" {
             return Ok(Parsed {
                 invocation: Invocation::Version,
+                warnings,
+            });
+        }
+        if arg == "--genkey" {
+            if args.len() != 1 {
+                return Err(CliError("--genkey goes alone".into()));
+            }
+            return Ok(Parsed {
+                invocation: Invocation::GenKey,
                 warnings,
             });
         }
@@ -521,6 +533,16 @@ mod test {
         );
         assert!(run(&["--json"]).is_err());
         assert!(run(&["-c", "--json"]).is_err());
+    }
+
+    #[test]
+    fn genkey_goes_alone() {
+        assert_eq!(
+            parse(&["--genkey"]).map(|p| p.invocation),
+            Ok(Invocation::GenKey)
+        );
+        assert!(parse(&["--genkey", "-d"]).is_err());
+        assert!(parse(&["-C", "/x.conf", "--genkey"]).is_err());
     }
 
     #[test]

@@ -34,6 +34,18 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Invocation::GenKey => {
+            return match daemon::keyfile::generate() {
+                Ok(key) => {
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("can't get random bytes: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Invocation::Run { config, mode } => (config, mode),
     };
 
@@ -74,6 +86,22 @@ fn main() -> ExitCode {
         RunMode::CheckConfig => {
             for w in &warnings {
                 log::warn!("{w}");
+            }
+            let keys = cfg
+                .sync
+                .as_ref()
+                .map_or(&[][..], |s| &s.authentication_keys[..]);
+            match daemon::keyfile::check(keys) {
+                Ok(notes) => {
+                    // Not warnings: a credential exists only in the unit.
+                    for n in notes {
+                        println!("{n}");
+                    }
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    return ExitCode::FAILURE;
+                }
             }
             println!("{}: configuration is valid", config_path.display());
             ExitCode::SUCCESS

@@ -67,7 +67,7 @@ fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
     for m in msgs {
         w.push(m).unwrap();
     }
-    let n = w.finish(None);
+    let n = w.finish();
     buf[..n].to_vec()
 }
 
@@ -75,7 +75,7 @@ fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
 fn observe(ns: &Netns) -> Option<(u32, Seq)> {
     let mut seen = None;
     capture(ns, FW1, 3780, Duration::from_secs(3), |d| {
-        if let Ok((h, body)) = wire::read(d, None) {
+        if let Ok((h, body)) = wire::read(d) {
             for m in wire::messages(body).flatten() {
                 if let Msg::Alive { next } = m {
                     seen = Some((h.session, next));

@@ -609,3 +609,27 @@ fn a_100_000_address_filter_parses_quickly_and_filters_the_same() {
     assert!(rule.items.contains(v6("fd00::b")));
     assert!(!rule.items.contains(v6("fd00::c")));
 }
+
+#[test]
+fn authentication_key_files_one_or_two() {
+    let text = |n: usize| {
+        let keys: String = (0..n)
+            .map(|i| format!("  AuthenticationKeyFile /k/{i}\n"))
+            .collect();
+        format!("{UNIX}Sync {{\n{LINK}\nOptions {{\n{keys}}}\n}}\n")
+    };
+    let p = config::parse(&text(2), "t.conf").unwrap();
+    let keys = &p.config.sync.as_ref().unwrap().authentication_keys;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].path, PathBuf::from("/k/0"));
+    assert_eq!(keys[1].at, "t.conf:6:25");
+    assert!(!warnings(&p).iter().any(|w| w.contains("Authentication")));
+    assert_eq!(
+        err(&text(3)),
+        "t.conf:7:25: at most two `AuthenticationKeyFile' clauses (the key that seals, and the next one during a rotation)"
+    );
+    assert!(
+        sync("Options { AuthenticationKeyFile key }")
+            .contains("expected an absolute path")
+    );
+}

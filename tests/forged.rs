@@ -40,7 +40,7 @@ fn config(me: &str, peer: &str) -> (String, String) {
 fn observe(ns: &common::Netns) -> (u32, Seq) {
     let mut seen = None;
     capture(ns, FW1, 3780, Duration::from_secs(5), |d| {
-        let Ok((h, body)) = wire::read(d, None) else {
+        let Ok((h, body)) = wire::read(d) else {
             return false;
         };
         for m in wire::messages(body).flatten() {
@@ -65,7 +65,7 @@ fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
     for m in msgs {
         w.push(m).unwrap();
     }
-    let n = w.finish(None);
+    let n = w.finish();
     buf[..n].to_vec()
 }
 

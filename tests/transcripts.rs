@@ -363,7 +363,7 @@ impl Run {
 /// A datagram's messages, by kind (with their numbers for the handshake
 /// and the acknowledgements).
 fn datagram_text(d: &[u8]) -> String {
-    let Ok((_, body)) = ctsyncd::wire::read(d, None) else {
+    let Ok((_, body)) = ctsyncd::wire::read(d) else {
         return "(unreadable)".into();
     };
     let names: Vec<String> = ctsyncd::wire::messages(body)

@@ -14,6 +14,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         ack_window: 4,
         tx_queue_size: 64,
         refresh_time: Duration::from_secs(1),
+        seed: 3,
     };
     let src = MapSource::default();
     let mut e = Engine::new(p, Instant(0));

@@ -47,7 +47,7 @@ pub use iface::{LinkInfo, LinkStatus, link_info};
 /// TCP reconnect attempts at most this often (conntrackd's 1 s).
 const RECONNECT: Duration = Duration::from_secs(1);
 /// Largest frame accepted on a TCP stream.
-const MAX_FRAME: usize = 65_535 + wire::HEADER_LEN + wire::TAG_LEN;
+const MAX_FRAME: usize = 65_535 + wire::HEADER_LEN + wire::seal::SEAL_OVERHEAD;
 
 /// Per-link counters (`-s link`, `-s`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -698,8 +698,9 @@ mod test {
             vec![b'c', b'T', 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 3, 9, 9, 9];
         assert_eq!(frame_len(&d[..10]), None);
         assert_eq!(frame_len(&d), Some(Some(17)));
-        d[3] = wire::flag::AUTH;
-        assert_eq!(frame_len(&d), Some(Some(33)));
+        // A sealed frame: its nonce and tag follow the body.
+        d[2] = wire::SEALED_VERSION;
+        assert_eq!(frame_len(&d), Some(Some(17 + 40)));
         d[0] = b'x';
         assert_eq!(frame_len(&d), Some(None));
     }

@@ -334,6 +334,17 @@ pub struct Sync {
     /// `AntiEntropyPeriod`: seconds between digest comparisons with the
     /// peer (0: off).
     pub anti_entropy_period: u32,
+    /// `Options { AuthenticationKeyFile … }`: the first seals, every one
+    /// opens (at most two). Empty: datagrams are plain.
+    pub authentication_keys: Vec<KeyFile>,
+}
+
+/// An `AuthenticationKeyFile` clause: the file, and where it was named
+/// (`file:line:col`, for the messages about the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub at: String,
 }
 
 impl Default for Sync {
@@ -354,6 +365,7 @@ impl Default for Sync {
             tcp_window_tracking: false,
             error_queue_length: 128,
             anti_entropy_period: 30,
+            authentication_keys: Vec::new(),
         }
     }
 }

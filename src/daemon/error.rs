@@ -35,6 +35,10 @@ pub enum Error {
     KernelTable(String),
     /// No `Sync` section where one is needed.
     NoSync,
+    /// An `AuthenticationKeyFile` was refused.
+    Key(super::keyfile::KeyFileError),
+    /// The kernel's random source failed (no session, nonce or epoch).
+    Random(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -85,6 +89,8 @@ impl fmt::Display for Error {
                 write!(f, "can't get kernel conntrack table: {why}")
             }
             Error::NoSync => write!(f, "no Sync section"),
+            Error::Key(e) => write!(f, "{e}"),
+            Error::Random(e) => write!(f, "can't get random bytes: {e}"),
         }
     }
 }
@@ -98,7 +104,9 @@ impl std::error::Error for Error {
             Error::Signals(e)
             | Error::Netlink(e)
             | Error::Link(e)
+            | Error::Random(e)
             | Error::Worker(Some(e)) => Some(e),
+            Error::Key(e) => Some(e),
             _ => None,
         }
     }

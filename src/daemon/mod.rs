@@ -30,6 +30,7 @@ mod accept;
 mod background;
 mod error;
 mod kernel;
+pub mod keyfile;
 mod lock;
 mod replicator;
 mod reply_budget;

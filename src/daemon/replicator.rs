@@ -25,6 +25,7 @@ use smol::future::{self, FutureExt as _};
 use smol::{Async, LocalExecutor, Timer};
 
 use super::kernel::{self, Events};
+use super::keyfile;
 use super::reply_budget::{Held, REPLY_BUDGET, ReplyBudget};
 use super::worker::{self, Worker};
 use super::{Clock, Error, Event};
@@ -36,6 +37,7 @@ use crate::kernel::codec::{self, Received};
 use crate::kernel::socket::EventRead;
 use crate::node::{ClientId, Completion, Input, LinkView, Node, Outbox};
 use crate::time::Instant;
+use crate::wire::seal::{EPOCH_LEN, Sealer};
 
 const LINK_CHECK: Duration = Duration::from_secs(1);
 
@@ -90,19 +92,23 @@ impl Replicator {
         clock: Clock,
     ) -> Result<Replicator, Error> {
         let sync = cfg.sync.as_ref().ok_or(Error::NoSync)?;
+        // A refused key file stops the start before anything is opened.
+        let keys =
+            keyfile::read_all(&sync.authentication_keys).map_err(Error::Key)?;
         let (events, sockets) = kernel::open(cfg)?;
         let worker =
             Worker::start(sockets).map_err(|e| Error::Worker(Some(e)))?;
         let channels = Channels::open(sync).map_err(Error::Link)?;
-        let mut random = [0u8; 12];
-        let _ = rustix::rand::getrandom(
-            &mut random,
-            rustix::rand::GetRandomFlags::empty(),
-        );
-        let [s @ .., _, _, _, _, _, _, _, _] = random;
-        let [_, _, _, _, seed @ ..] = random;
+        // Session id, nonce seed and sealing epoch: fresh per start.
+        let mut random = [0u8; 4 + 8 + EPOCH_LEN];
+        keyfile::fill_random(&mut random).map_err(Error::Random)?;
+        let (s, rest) = random.split_at(4);
+        let (seed, epoch) = rest.split_at(8);
+        let s: [u8; 4] = s.try_into().unwrap_or_default();
+        let seed: [u8; 8] = seed.try_into().unwrap_or_default();
+        let epoch: [u8; EPOCH_LEN] = epoch.try_into().unwrap_or_default();
         let now = clock.now();
-        let node = Node::new(
+        let mut node = Node::new(
             cfg.clone(),
             u32::from_ne_bytes(s),
             u64::from_ne_bytes(seed),
@@ -110,6 +116,9 @@ impl Replicator {
             events.socket.buffer_size(),
             now,
         );
+        if let Some(sealer) = Sealer::new(&keys, epoch) {
+            node.set_sealer(sealer);
+        }
         let mut rep = Replicator {
             node,
             events,
@@ -278,6 +287,8 @@ impl Replicator {
                 err_send: l.stats.err_send,
                 err_recv: l.stats.err_recv,
                 foreign: l.stats.foreign,
+                // Refusals of sealed traffic are the node's to count.
+                ..LinkView::default()
             })
             .collect()
     }

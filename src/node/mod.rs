@@ -93,6 +93,8 @@ pub struct Node {
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     dumps: dumps::Dumps,
     out: Outbox,
+    /// Per link: datagrams a keyed engine refused (`-s` JSON).
+    refused: Vec<peer_side::LinkRefused>,
 }
 
 /// The internal caches as the engine's [`Source`].
@@ -166,8 +168,16 @@ impl Node {
             anti_entropy: anti_entropy::for_config(&sync, now),
             dumps: dumps::Dumps::new(),
             out: Outbox::default(),
+            refused: Vec::new(),
             cfg,
         }
+    }
+
+    /// Seals every datagram and reads only sealed ones
+    /// (`AuthenticationKeyFile`); the daemon reads the keys and draws the
+    /// epoch.
+    pub fn set_sealer(&mut self, sealer: crate::wire::seal::Sealer) {
+        self.engine.set_sealer(sealer);
     }
 
     /// What the daemon does once, before it is ready: load the kernel's
@@ -274,7 +284,7 @@ impl Node {
             } else {
                 Vec::new()
             },
-            links: links.to_vec(),
+            links: self.with_refusals(links),
             netlink_buffer: self.netlink_buffer,
             anti_entropy: self.anti_entropy.as_ref().map(|a| *a.counters()),
         }

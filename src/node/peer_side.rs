@@ -3,12 +3,52 @@
 //! (coalesced: changes wait up to [`TX_COALESCE`] for more to fill a
 //! datagram).
 
-use super::{Internal, Job, Node, Purpose, TX_COALESCE, TX_FULL, Work};
+use super::{
+    Internal, Job, LinkView, Node, Purpose, TX_COALESCE, TX_FULL, Work,
+};
 use crate::sync::Apply;
 use crate::time::Instant;
-use crate::wire::ExpKey;
+use crate::wire::{self, ExpKey};
+
+/// Datagrams a keyed engine refused on one link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct LinkRefused {
+    auth_failed: u64,
+    replayed: u64,
+    unsealed: u64,
+}
+
+/// Links are few (the configured ones); an index beyond this is not one.
+const MAX_LINKS: usize = 64;
 
 impl Node {
+    fn count_refused(&mut self, link: usize, e: wire::Error) {
+        if link >= MAX_LINKS {
+            return;
+        }
+        if self.refused.len() <= link {
+            self.refused.resize(link + 1, LinkRefused::default());
+        }
+        let r = &mut self.refused[link];
+        match e {
+            wire::Error::Auth => r.auth_failed += 1,
+            wire::Error::Replayed => r.replayed += 1,
+            wire::Error::Unsealed => r.unsealed += 1,
+            _ => {}
+        }
+    }
+
+    /// The loop's link views with this node's refusal counts.
+    pub(super) fn with_refusals(&self, links: &[LinkView]) -> Vec<LinkView> {
+        let mut v = links.to_vec();
+        for (l, r) in v.iter_mut().zip(&self.refused) {
+            l.auth_failed = r.auth_failed;
+            l.replayed = r.replayed;
+            l.unsealed = r.unsealed;
+        }
+        v
+    }
+
     /// One datagram from the peer on `link`. A bad one is counted by the
     /// engine (`-s network`).
     pub(super) fn datagram(
@@ -23,6 +63,7 @@ impl Node {
             exp: &self.internal_exp,
         };
         if let Err(e) = self.engine.recv(now, peer, bytes, &src) {
+            self.count_refused(link, e);
             if log::log_enabled!(log::Level::Debug) {
                 self.out.log(log::Level::Debug, format!("datagram: {e}"));
             }

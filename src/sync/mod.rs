@@ -19,12 +19,19 @@
 //! expected one are refused and counted, never adopted; the sender is
 //! challenged again and its answer re-anchors the tracking.
 //!
+//! With a key ([`Engine::set_sealer`]) every datagram is sealed, and one
+//! is read only once it opened and its counter passed its sender's
+//! anti-replay window (`sealing`); everything else is refused, counted
+//! and reported at most once a minute. The challenge and its response
+//! then travel sealed: the answer proves the key and liveness at once.
+//!
 //! Layout (conntrackd's `sync_mode` split, without its globals):
 //! - `mod.rs`: the engine: reading datagrams, the handshake, the timer,
 //!   and what every mode shares;
 //! - `tx`: the transmit path (key and control queues, datagram filling);
 //! - `session`: the challenge gate, the HELLO flags and the peer table
 //!   (restarts);
+//! - `sealing`: keys, anti-replay windows, the refusal report;
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
 //! - `mode`: the `SyncMode` contract and the dispatch;
 //! - `ftfw` (with its receive window and resend queue), `notrack`,
@@ -39,6 +46,7 @@ mod ftfw;
 mod mode;
 mod notrack;
 mod rx;
+mod sealing;
 mod session;
 mod source;
 mod tx;
@@ -51,8 +59,10 @@ use std::time::Duration;
 
 use crate::model::Mode;
 use crate::time::Instant;
-use crate::wire::{self, Authenticator, Header, Msg, Writer};
+use crate::wire::seal::{Origin, SEAL_OVERHEAD, Sealer};
+use crate::wire::{self, Header, Msg, Writer};
 use mode::{Cx, ModeState};
+use sealing::{Refused, Sealing};
 use session::{Contact, Gate, Handshake};
 use tx::Transmit;
 
@@ -93,7 +103,14 @@ pub struct Stats {
     pub malformed: u64,
     pub bad_version: u64,
     pub bad_header: u64,
+    /// Sealed datagrams no key opens (wrong key, or altered).
     pub auth_failed: u64,
+    /// Sealed datagrams seen before, or older than the anti-replay
+    /// window.
+    pub replayed: u64,
+    /// With a key: datagrams that are not sealed (plain ctsyncd ones,
+    /// conntrackd's, anything else).
+    pub unsealed: u64,
     /// Sequence numbers that never arrived (gaps).
     pub lost: u64,
     /// Old or duplicate messages (dropped in FT-FW, applied in NOTRACK).
@@ -125,7 +142,10 @@ struct Answer {
 /// One node's replication state: what every mode shares, plus the mode.
 pub struct Engine {
     p: Params,
-    auth: Option<Box<dyn Authenticator>>,
+    sealing: Option<Sealing>,
+    /// Where the sealed datagram being read stands in its sender's
+    /// numbering.
+    opened: Option<Origin>,
     /// What the mode adds: sequence tracking, resend queue, refresh slots.
     mode: ModeState,
     tx: Transmit,
@@ -150,7 +170,8 @@ impl Engine {
             // Start from the session id, as conntrackd starts from time().
             tx: Transmit::new(p.tx_queue_size, Seq(p.session), now),
             p,
-            auth: None,
+            sealing: None,
+            opened: None,
             handshake: Handshake::new(),
             next_tick: now + ALIVE_INTERVAL,
             applies: VecDeque::new(),
@@ -160,10 +181,10 @@ impl Engine {
         }
     }
 
-    /// Tags outgoing datagrams and rejects incoming ones without a valid
-    /// tag.
-    pub fn set_authenticator(&mut self, auth: Box<dyn Authenticator>) {
-        self.auth = Some(auth);
+    /// Seals every outgoing datagram, and reads only incoming ones that
+    /// open with one of the sealer's keys, once each.
+    pub fn set_sealer(&mut self, sealer: Sealer) {
+        self.sealing = Some(Sealing::new(sealer));
     }
 
     pub fn stats(&self) -> &Stats {
@@ -266,7 +287,41 @@ impl Engine {
         datagram: &[u8],
         src: &dyn Source,
     ) -> Result<(), wire::Error> {
-        let (header, body) = match wire::read(datagram, self.auth.as_deref()) {
+        let Some(sealing) = self.sealing.as_mut() else {
+            return self.recv_plain(now, peer, datagram, src);
+        };
+        let mut plain = std::mem::take(&mut sealing.scratch);
+        let gate = &self.gate;
+        let opened = sealing.open(now, peer, datagram, &mut plain, |p, s| {
+            gate.is_confirmed(p, s)
+        });
+        let r = match opened {
+            Ok(origin) => {
+                self.opened = Some(origin);
+                let r = self.recv_plain(now, peer, &plain, src);
+                self.opened = None;
+                r
+            }
+            Err(e) => {
+                self.refused(now, e);
+                Err(e)
+            }
+        };
+        if let Some(s) = self.sealing.as_mut() {
+            s.scratch = plain;
+        }
+        r
+    }
+
+    /// A plain datagram: received as such, or opened.
+    fn recv_plain(
+        &mut self,
+        now: Instant,
+        peer: u64,
+        datagram: &[u8],
+        src: &dyn Source,
+    ) -> Result<(), wire::Error> {
+        let (header, body) = match wire::read(datagram) {
             Ok(v) => v,
             Err(e) => {
                 self.count_bad_datagram(e);
@@ -379,12 +434,22 @@ impl Engine {
             return false;
         };
         self.stats.challenges_answered += 1;
+        if let (Some(s), Some(origin)) = (self.sealing.as_mut(), self.opened) {
+            s.proven(peer, session, origin);
+        }
         let contact = self.mode.get_mut().heard(now, peer, session);
         if contact == Contact::Restarted
             || proof.before.is_some_and(|b| b != session)
         {
             self.stats.peer_restarts += 1;
             self.mode.get_mut().peer_restarted();
+        }
+        if self.sealing.is_some() {
+            self.mode.get_mut().anchor(peer, from, None);
+            self.replay_held_sealed(&proof.held, src);
+            let (mode, mut cx) = self.cx();
+            mode.control(peer, Msg::Alive { next }, &mut cx);
+            return true;
         }
         // A session proven again (its numbers left the window) whose
         // tracking is still near its `next` keeps it: re-anchoring at its
@@ -401,13 +466,50 @@ impl Engine {
         // What the session said before its proof, in order, then the tail
         // we never saw (ALIVE's rule: NACKed in FT-FW).
         self.replaying = true;
+        // Held datagrams are plain (opened, and their counters accepted,
+        // when they came).
         for (_, d) in &proof.held {
-            let _ = self.recv(now, peer, d, src);
+            let _ = self.recv_plain(now, peer, d, src);
         }
         self.replaying = false;
         let (mode, mut cx) = self.cx();
         mode.control(peer, Msg::Alive { next }, &mut cx);
         true
+    }
+
+    /// With a key, what a session said before its proof may be a capture
+    /// replayed at a node that never saw it (a restarted one): its state
+    /// is not applied. FT-FW resends what is missing (from the current
+    /// state); a mode without resends asks for a resync instead. A held
+    /// RESYNC request is still answered: a replayed one costs one bulk to
+    /// a key holder, a lost one would leave the peer empty.
+    fn replay_held_sealed(
+        &mut self,
+        held: &[(Seq, Vec<u8>)],
+        src: &dyn Source,
+    ) {
+        let mut resync = false;
+        let mut skipped = false;
+        for (_, d) in held {
+            let Ok((_, body)) = wire::read(d) else {
+                continue;
+            };
+            for msg in wire::messages(body).map_while(Result::ok) {
+                match msg {
+                    Msg::Resync => resync = true,
+                    m if m.is_data() => skipped = true,
+                    _ => {}
+                }
+            }
+        }
+        if resync {
+            self.apply(Msg::Resync, src);
+        }
+        let resends = self.mode.get().resume_from().is_some()
+            || self.mode.get().resend_queue().is_some();
+        if skipped && !resends {
+            self.request_resync();
+        }
     }
 
     fn count_bad_datagram(&mut self, e: wire::Error) {
@@ -426,6 +528,21 @@ impl Engine {
             _ => self.stats.bad_header += 1,
         }
         self.stats.malformed += 1;
+    }
+
+    /// A datagram a keyed engine refused before reading it.
+    fn refused(&mut self, now: Instant, e: wire::Error) {
+        match e {
+            wire::Error::Replayed => self.stats.replayed += 1,
+            wire::Error::Unsealed => self.stats.unsealed += 1,
+            // Bad tags, and sealed datagrams of another version or
+            // framing: counted as before.
+            _ => self.count_bad_datagram(e),
+        }
+        let report = self.sealing.as_mut().and_then(|s| s.report.note(now, e));
+        if let Some(r) = report {
+            report_refused(r);
+        }
     }
 
     fn apply(&mut self, msg: Msg, src: &dyn Source) {
@@ -456,6 +573,9 @@ impl Engine {
             return;
         }
         self.next_tick = now + ALIVE_INTERVAL;
+        if let Some(r) = self.sealing.as_mut().and_then(|s| s.report.due(now)) {
+            report_refused(r);
+        }
         let (mode, mut cx) = self.cx();
         mode.tick(now, src, &mut cx);
     }
@@ -474,6 +594,12 @@ impl Engine {
             return None;
         }
         let limit = buf.len().min(self.p.max_datagram);
+        // The nonce and tag go after the body.
+        let room = if self.sealing.is_some() {
+            limit.saturating_sub(SEAL_OVERHEAD)
+        } else {
+            limit
+        };
         let flags = if self.mode.get().says_hello() {
             self.handshake.flags_to_send()
         } else {
@@ -484,7 +610,7 @@ impl Engine {
             session: self.p.session,
             first_seq: self.tx.next_seq(),
         };
-        let Ok(mut w) = Writer::new(&mut buf[..limit], header) else {
+        let Ok(mut w) = Writer::new(&mut buf[..room], header) else {
             return None;
         };
         let mode = self.mode.get_mut();
@@ -499,9 +625,27 @@ impl Engine {
         self.stats.msgs_sent += u64::from(msgs);
         self.stats.datagrams_sent += 1;
         self.tx.transmitted(now);
-        Some(w.finish(self.auth.as_deref()))
+        let len = w.finish();
+        match self.sealing.as_mut() {
+            None => Some(len),
+            // Never fails: the writer left the room, and a counter of
+            // 2^64 datagrams is not spent in this universe's lifetime.
+            Some(s) => s.sealer.seal(&mut buf[..limit], len).ok(),
+        }
     }
+}
+
+/// Logs refused datagrams (at most once a minute: see `sealing`).
+fn report_refused(r: Refused) {
+    log::warn!(
+        "refused sync datagrams: {} failed authentication (wrong key or altered), {} replayed, {} not sealed (a key is set: plain ctsyncd and conntrackd datagrams are refused)",
+        r.auth_failed,
+        r.replayed,
+        r.unsealed
+    );
 }
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_sealed;

@@ -9,16 +9,18 @@
 //! +-------+-------+-------+-------+-------+-------+-------+-------+
 //! |        first seq (u32)        | body length   |  body …       |
 //! +-------+-------+-------+-------+-------+-------+---------------+
-//! | … body                        | [auth tag, 16 bytes, if AUTH] |
+//! | … body                        | [nonce and tag, 40 bytes, if  |
+//! |                               |  version 2: sealed; see seal] |
 //! +-------------------------------+-------------------------------+
 //! ```
 //!
 //! Contract (smoltcp's): once [`Packet::check_header_len`] has passed, no
 //! header accessor panics; once [`Packet::check_len`] has passed, neither
-//! do [`Packet::body`], [`Packet::tag`] and [`Packet::signed`]. Setters
-//! assume a buffer at least [`HEADER_LEN`] long (the writer checks that).
+//! do [`Packet::body`] and [`Packet::trailer`]. Setters assume a buffer at
+//! least [`HEADER_LEN`] long (the writer checks that).
 
-use super::{Error, Seq, TAG_LEN, flag};
+use super::seal::SEAL_OVERHEAD;
+use super::{Error, SEALED_VERSION, Seq};
 
 /// Header size in bytes.
 pub const HEADER_LEN: usize = field::BODY_LEN.end;
@@ -69,7 +71,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Checks that the buffer is exactly the datagram its header
-    /// announces (header, body and, with [`flag::AUTH`], the tag).
+    /// announces (header, body and, when sealed, nonce and tag).
     ///
     /// # Errors
     /// [`Error::Truncated`] when it is shorter, [`Error::TrailingBytes`]
@@ -121,7 +123,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Length of the whole datagram as the header announces it.
     pub fn total_len(&self) -> usize {
-        HEADER_LEN + self.body_len() + self.tag_len()
+        HEADER_LEN + self.body_len() + self.trailer_len()
     }
 
     /// The messages.
@@ -129,29 +131,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.buffer.as_ref()[HEADER_LEN..self.body_end()]
     }
 
-    /// Header and body: what the authentication tag covers.
-    pub fn signed(&self) -> &[u8] {
-        &self.buffer.as_ref()[..self.body_end()]
-    }
-
-    /// The authentication tag, when [`flag::AUTH`] is set.
-    pub fn tag(&self) -> Option<[u8; TAG_LEN]> {
-        if self.tag_len() == 0 {
-            return None;
-        }
-        let mut tag = [0u8; TAG_LEN];
+    /// What follows the body: a sealed datagram's nonce and tag (empty
+    /// for a plain one).
+    pub fn trailer(&self) -> &[u8] {
         let end = self.body_end();
-        tag.copy_from_slice(&self.buffer.as_ref()[end..end + TAG_LEN]);
-        Some(tag)
+        &self.buffer.as_ref()[end..end + self.trailer_len()]
     }
 
     fn body_end(&self) -> usize {
         HEADER_LEN + self.body_len()
     }
 
-    fn tag_len(&self) -> usize {
-        if self.flags() & flag::AUTH != 0 {
-            TAG_LEN
+    /// Sealing is a framing of its own, so the version says it (the
+    /// flags belong to the protocol inside).
+    fn trailer_len(&self) -> usize {
+        if self.version() == SEALED_VERSION {
+            SEAL_OVERHEAD
         } else {
             0
         }
@@ -239,7 +234,7 @@ mod test {
     use super::*;
 
     static HEADER_BYTES: [u8; 17] = [
-        b'c', b'T', 1, 0x05, 0, 0, 0x01, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 3, 7,
+        b'c', b'T', 2, 0x01, 0, 0, 0x01, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 3, 7,
         8, 9,
     ];
 
@@ -247,19 +242,18 @@ mod test {
     fn deconstruct() {
         let p = Packet::new_unchecked(&HEADER_BYTES[..]);
         assert_eq!(p.magic(), *b"cT");
-        assert_eq!(p.version(), 1);
-        assert_eq!(p.flags(), 0x05);
+        assert_eq!(p.version(), 2);
+        assert_eq!(p.flags(), 0x01);
         assert_eq!(p.session(), 0x0102);
         assert_eq!(p.first_seq(), Seq(u32::MAX));
         assert_eq!(p.body_len(), 3);
-        assert_eq!(p.total_len(), 3 + HEADER_LEN + TAG_LEN, "AUTH is set");
+        assert_eq!(p.total_len(), 3 + HEADER_LEN + SEAL_OVERHEAD, "sealed");
         assert_eq!(p.check_len(), Err(Error::Truncated));
         let mut plain = HEADER_BYTES;
-        plain[3] = 0x01;
+        plain[2] = 1;
         let p = Packet::new_checked(&plain[..]).unwrap();
         assert_eq!(p.body(), [7, 8, 9]);
-        assert_eq!(p.tag(), None);
-        assert_eq!(p.signed(), &plain[..]);
+        assert!(p.trailer().is_empty());
     }
 
     #[test]
@@ -267,9 +261,9 @@ mod test {
         let mut buf = [0u8; 17];
         let mut p = Packet::new_unchecked(&mut buf[..]);
         p.set_magic(*b"cT");
-        p.set_version(1);
+        p.set_version(2);
         Header {
-            flags: 0x05,
+            flags: 0x01,
             session: 0x0102,
             first_seq: Seq(u32::MAX),
         }
@@ -286,7 +280,7 @@ mod test {
             Err(Error::Truncated)
         );
         let mut long = HEADER_BYTES.to_vec();
-        long[3] = 0;
+        long[2] = 1;
         long.push(0);
         assert_eq!(Packet::new_checked(&long[..]), Err(Error::TrailingBytes));
         assert!(Packet::new_checked(&long[..17]).is_ok());

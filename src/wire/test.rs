@@ -212,14 +212,14 @@ fn datagram_fixture_and_round_trip() {
     .unwrap();
     w.push(&Msg::Resync).unwrap();
     assert_eq!(w.counts(), (2, 1));
-    let n = w.finish(None);
+    let n = w.finish();
     assert_eq!(
         &buf[..n],
         &[
             b'c', b'T', 1, 1, 1, 2, 3, 4, 0, 0, 0, 7, 0, 5, 6, 1, 0xac, 2, 9
         ]
     );
-    let (h, body) = read(&buf[..n], None).unwrap();
+    let (h, body) = read(&buf[..n]).unwrap();
     assert_eq!(
         h,
         Header {
@@ -278,8 +278,8 @@ fn worst_ct() -> Conntrack {
 
 #[test]
 fn worst_case_sizes_fit_a_datagram() {
-    // 1500-byte MTU minus IPv6 and UDP headers, our header and a tag.
-    let room = 1500 - 48 - HEADER_LEN - TAG_LEN;
+    // 1500-byte MTU minus IPv6 and UDP headers, our header and a seal.
+    let room = 1500 - 48 - HEADER_LEN - seal::SEAL_OVERHEAD;
     let ct = enc(&Msg::CtUpd(to_wire_ct(&worst_ct())));
     assert_eq!(ct.len(), 232);
     let all = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
@@ -336,7 +336,7 @@ fn typical_flow_is_compact() {
 
 #[test]
 fn a_message_that_does_not_fit_is_refused() {
-    let mut buf = [0u8; HEADER_LEN + TAG_LEN + 40];
+    let mut buf = [0u8; HEADER_LEN + 56];
     let mut w = Writer::new(
         &mut buf,
         Header {
@@ -365,22 +365,7 @@ fn a_message_that_does_not_fit_is_refused() {
     );
 }
 
-struct XorAuth(u8);
-
-impl Authenticator for XorAuth {
-    fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
-        let mut t = [self.0; TAG_LEN];
-        for (i, b) in data.iter().enumerate() {
-            t[i % TAG_LEN] ^= b;
-        }
-        t
-    }
-    fn verify(&self, data: &[u8], tag: &[u8; TAG_LEN]) -> bool {
-        self.tag(data) == *tag
-    }
-}
-
-fn datagram(auth: Option<&dyn Authenticator>) -> Vec<u8> {
+fn datagram() -> Vec<u8> {
     let mut buf = vec![0u8; 200];
     let mut w = Writer::new(
         &mut buf,
@@ -397,27 +382,27 @@ fn datagram(auth: Option<&dyn Authenticator>) -> Vec<u8> {
     }))
     .unwrap();
     w.push(&Msg::Alive { next: Seq(2) }).unwrap();
-    let n = w.finish(auth);
+    let n = w.finish();
     buf.truncate(n);
     buf
 }
 
 #[test]
 fn malformed_datagrams_are_rejected() {
-    let good = datagram(None);
-    assert!(read(&good, None).is_ok());
+    let good = datagram();
+    assert!(read(&good).is_ok());
     for cut in 0..good.len() {
-        assert!(read(&good[..cut], None).is_err(), "prefix {cut} accepted");
+        assert!(read(&good[..cut]).is_err(), "prefix {cut} accepted");
     }
     let mut bad = good.clone();
     bad[0] = b'x';
-    assert_eq!(read(&bad, None), Err(Error::BadMagic));
+    assert_eq!(read(&bad), Err(Error::BadMagic));
     let mut bad = good.clone();
     bad[2] = 2;
-    assert_eq!(read(&bad, None), Err(Error::Version(2)));
+    assert_eq!(read(&bad), Err(Error::Version(2)));
     let mut bad = good.clone();
     bad.push(0);
-    assert_eq!(read(&bad, None), Err(Error::TrailingBytes));
+    assert_eq!(read(&bad), Err(Error::TrailingBytes));
     // A body whose second message has an unknown kind.
     let mut bad = good.clone();
     let second = HEADER_LEN
@@ -427,7 +412,7 @@ fn malformed_datagrams_are_rejected() {
         }))
         .len();
     bad[second] = 200;
-    let (_, body) = read(&bad, None).unwrap();
+    let (_, body) = read(&bad).unwrap();
     let got: Vec<_> = messages(body).collect();
     assert_eq!(got.len(), 2);
     assert!(got[0].is_ok());
@@ -435,23 +420,8 @@ fn malformed_datagrams_are_rejected() {
 }
 
 #[test]
-fn authentication_tag() {
-    let a = XorAuth(0x5a);
-    let tagged = datagram(Some(&a));
-    assert_eq!(tagged.len(), datagram(None).len() + TAG_LEN);
-    assert!(read(&tagged, Some(&a)).is_ok());
-    assert_eq!(read(&tagged, Some(&XorAuth(1))), Err(Error::Auth));
-    assert_eq!(read(&datagram(None), Some(&a)), Err(Error::Auth));
-    let mut flipped = tagged.clone();
-    flipped[HEADER_LEN] ^= 1;
-    assert_eq!(read(&flipped, Some(&a)), Err(Error::Auth));
-    // Without a configured authenticator the tag is skipped, not parsed.
-    assert!(read(&tagged, None).is_ok());
-}
-
-#[test]
 fn random_bytes_never_panic() {
-    let good = datagram(None);
+    let good = datagram();
     let mut x: u64 = 0x1234_5678;
     for i in 0..50_000 {
         x ^= x << 13;
@@ -468,12 +438,12 @@ fn random_bytes_never_panic() {
             let k = x as usize % d.len();
             d[k] = (x >> 32) as u8;
         }
-        if let Ok((_, body)) = read(&d, None) {
+        if let Ok((_, body)) = read(&d) {
             let _ = messages(body).count();
         }
         // The view's contract: once checked, no accessor panics.
         if let Ok(p) = Packet::new_checked(&d[..]) {
-            let _ = (Header::parse(&p), p.body(), p.signed(), p.tag());
+            let _ = (Header::parse(&p), p.body(), p.trailer());
         }
     }
 }

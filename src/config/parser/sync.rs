@@ -5,7 +5,7 @@
 use super::values::parse_bool;
 use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
-use crate::config::{ExpectationSync, HelperName, Mode, Sync};
+use crate::config::{ExpectationSync, HelperName, KeyFile, Mode, Sync};
 
 const SYNC: &[&str] = &[
     "Mode",
@@ -39,8 +39,12 @@ const ALARM: &[&str] = &[
     "CommitTimeout",
     "PurgeTimeout",
 ];
-const OPTIONS: &[&str] =
-    &["ExpectationSync", "TCPWindowTracking", "AntiEntropyPeriod"];
+const OPTIONS: &[&str] = &[
+    "ExpectationSync",
+    "TCPWindowTracking",
+    "AntiEntropyPeriod",
+    "AuthenticationKeyFile",
+];
 
 impl<'a> Parser<'a> {
     pub(super) fn sync(&mut self, pos: Pos) -> Result<()> {
@@ -185,10 +189,29 @@ impl<'a> Parser<'a> {
                     let n = p.number()?;
                     p.sync_mut().anti_entropy_period = n;
                 }
+                "AuthenticationKeyFile" => p.authentication_key_file()?,
                 _ => return Ok(false),
             }
             Ok(true)
         })
+    }
+
+    /// ctsyncd's own clause: the first seals, a second opens too (a key
+    /// rotation); a third has no use and is an error. The file itself is
+    /// read at start (and by `--check-config`), not here.
+    fn authentication_key_file(&mut self) -> Result<()> {
+        let (path, pos) = self.path()?;
+        let at = format!("{}:{pos}", self.file);
+        let keys = &mut self.sync_mut().authentication_keys;
+        if keys.len() >= 2 {
+            return Err(self.err(
+                pos,
+                "at most two `AuthenticationKeyFile' clauses (the key that \
+                 seals, and the next one during a rotation)",
+            ));
+        }
+        keys.push(KeyFile { path, at });
+        Ok(())
     }
 
     fn expectation_sync(&mut self) -> Result<()> {

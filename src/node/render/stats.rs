@@ -28,6 +28,11 @@ pub struct LinkView {
     pub err_send: u64,
     pub err_recv: u64,
     pub foreign: u64,
+    /// With a key: datagrams refused on this link (the node counts them;
+    /// the loop leaves them 0).
+    pub auth_failed: u64,
+    pub replayed: u64,
+    pub unsealed: u64,
 }
 
 /// conntrackd's uptime text: `[N day[s] ]H h M min` or `M min`.
@@ -251,7 +256,7 @@ fn json_cache(s: &mut String, name: &str, c: &CacheView) {
 fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"tx_queue\":{tx},\"resend_queue\":{rs}}}",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"tx_queue\":{tx},\"resend_queue\":{rs}}}",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -259,6 +264,8 @@ fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
         e.malformed,
         e.bad_version,
         e.auth_failed,
+        e.replayed,
+        e.unsealed,
         e.lost,
         e.before,
         e.retransmitted,
@@ -315,7 +322,7 @@ pub fn stats_json(snap: &Snapshot) -> String {
         json_str(&mut s, &l.interface);
         let _ = write!(
             s,
-            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{}}}",
+            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{}}}",
             l.status,
             l.active,
             l.bytes_sent,
@@ -324,7 +331,10 @@ pub fn stats_json(snap: &Snapshot) -> String {
             l.pkts_recv,
             l.err_send,
             l.err_recv,
-            l.foreign
+            l.foreign,
+            l.auth_failed,
+            l.replayed,
+            l.unsealed
         );
     }
     s.push_str("],");

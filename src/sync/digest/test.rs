@@ -403,13 +403,13 @@ fn worst_case_messages_fit_one_datagram() {
         };
         let mut w = Writer::new(&mut buf, h).unwrap();
         w.push(m).unwrap();
-        let n = w.finish(None);
+        let n = w.finish();
         assert!(n + TAG_LEN <= 1472, "{m:?}: {n}");
         let kind = format!("{m:?}");
         let kind = kind.split_whitespace().next().unwrap_or("");
         eprintln!("worst case {kind}: {} bytes + {HEADER_LEN} header", size(m));
         assert!(!m.is_data());
-        let (_, body) = wire::read(&buf[..n], None).unwrap();
+        let (_, body) = wire::read(&buf[..n]).unwrap();
         let back: Vec<Msg> = wire::messages(body).map(Result::unwrap).collect();
         assert_eq!(&back, std::slice::from_ref(m));
     }

@@ -1,0 +1,264 @@
+//! Sealed engines, as the daemon runs them: no session is trusted
+//! up front, every datagram is really sealed and opened, and the
+//! captures replayed are the bytes that crossed the link.
+
+use super::*;
+use crate::model::{Conntrack, L4, Tuple};
+use crate::wire::seal::{self, Sealer};
+
+fn params(mode: Mode, session: u32) -> Params {
+    Params {
+        mode,
+        session,
+        max_datagram: 1472,
+        resend_queue_size: 1000,
+        ack_window: 4,
+        tx_queue_size: 10_000,
+        refresh_time: Duration::from_secs(5),
+        seed: u64::from(session) * 0x9e37_79b9,
+    }
+}
+
+/// An engine sealing with `keys[0]` (each opens); `start` stands for the
+/// per-start randomness the daemon draws (session, seed, epoch).
+fn keyed(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Engine {
+    let mut e = Engine::new(params(mode, 1000 + u32::from(start)), t);
+    let keys: Vec<seal::Key> = keys
+        .iter()
+        .map(|&k| seal::Key::from_bytes([k; 32]))
+        .collect();
+    e.set_sealer(Sealer::new(&keys, [start; 16]).unwrap());
+    e
+}
+
+fn ct(port: u16) -> Conntrack {
+    let mut c = Conntrack::new(Tuple {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports { src: port, dst: 22 },
+    });
+    c.timeout = Some(300);
+    c.reply = Some(c.orig.inverse());
+    c
+}
+
+/// One node: its engine and its cache (internal on the primary,
+/// external on the backup).
+struct Side {
+    e: Engine,
+    cache: MapSource,
+}
+
+/// Everything `a` sends now, delivered to `b`; returns the bytes sent.
+fn send(a: &mut Side, b: &mut Side, now: Instant) -> Vec<Vec<u8>> {
+    let mut buf = [0u8; 1472];
+    let mut sent = Vec::new();
+    while let Some(len) = a.e.poll_transmit(now, &a.cache, &mut buf) {
+        let d = buf[..len].to_vec();
+        deliver(b, &d, now);
+        sent.push(d);
+    }
+    sent
+}
+
+fn deliver(b: &mut Side, d: &[u8], now: Instant) {
+    let _ = b.e.recv(now, 1, d, &b.cache);
+    while let Some(ap) = b.e.pop_apply() {
+        b.cache.apply(ap);
+    }
+}
+
+/// `rounds` exchanges 300 ms apart from `t`; returns the capture of what
+/// the primary sent and the time after.
+fn run(
+    p: &mut Side,
+    b: &mut Side,
+    t: Instant,
+    rounds: u64,
+) -> (Vec<Vec<u8>>, Instant) {
+    let mut capture = Vec::new();
+    let mut now = t;
+    for _ in 0..rounds {
+        p.e.handle_timeout(now, &p.cache);
+        b.e.handle_timeout(now, &b.cache);
+        capture.extend(send(p, b, now));
+        send(b, p, now);
+        now = now + Duration::from_millis(300);
+    }
+    (capture, now)
+}
+
+fn primary_with_flows(mode: Mode, keys: &[u8], t: Instant) -> Side {
+    let mut p = Side {
+        e: keyed(mode, 1, keys, t),
+        cache: MapSource::default(),
+    };
+    for port in 1..=20 {
+        let c = ct(port);
+        p.cache.cts.insert(wire::ct_key_of(&c), c.clone());
+        p.e.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+    }
+    p
+}
+
+fn backup(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Side {
+    Side {
+        e: keyed(mode, start, keys, t),
+        cache: MapSource::default(),
+    }
+}
+
+fn delete_all(p: &mut Side) {
+    let keys: Vec<_> = p.cache.cts.keys().cloned().collect();
+    p.cache.cts.clear();
+    for k in keys {
+        p.e.local_change(Key::Ct(k), false);
+    }
+}
+
+const MODES: [Mode; 2] = [Mode::FtFw, Mode::NoTrack];
+
+#[test]
+fn a_sealed_pair_proves_its_sessions_and_converges() {
+    for mode in MODES {
+        let t = Instant(0);
+        let mut p = primary_with_flows(mode, &[7], t);
+        let mut b = backup(mode, 2, &[7], t);
+        run(&mut p, &mut b, t, 20);
+        assert_eq!(b.cache.cts.len(), 20, "{mode:?}");
+        assert!(b.e.stats().challenges_answered >= 1);
+        assert!(p.e.stats().challenges_answered >= 1);
+        let s = b.e.stats();
+        assert_eq!((s.auth_failed, s.replayed, s.unsealed), (0, 0, 0));
+    }
+}
+
+#[test]
+fn a_wrong_key_delivers_nothing_and_is_counted() {
+    for mode in MODES {
+        let t = Instant(0);
+        let mut p = primary_with_flows(mode, &[7], t);
+        let mut b = backup(mode, 2, &[8], t);
+        run(&mut p, &mut b, t, 20);
+        assert!(b.cache.cts.is_empty(), "{mode:?}");
+        assert!(b.e.stats().auth_failed > 0);
+        assert!(p.e.stats().auth_failed > 0, "the backup's ACKs too");
+    }
+}
+
+#[test]
+fn plain_and_foreign_datagrams_are_refused_when_keyed() {
+    let t = Instant(0);
+    let mut plain = Side {
+        e: Engine::new(params(Mode::FtFw, 5), t),
+        cache: MapSource::default(),
+    };
+    let c = ct(1);
+    plain.cache.cts.insert(wire::ct_key_of(&c), c.clone());
+    plain.e.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+    let mut b = backup(Mode::FtFw, 2, &[7], t);
+    run(&mut plain, &mut b, t, 10);
+    // conntrackd's header (version 0, NET_T_STATE_CT_NEW), and garbage.
+    deliver(&mut b, &[0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01], t);
+    deliver(&mut b, b"cT", t);
+    assert!(b.cache.cts.is_empty());
+    let s = b.e.stats();
+    assert!(s.unsealed >= 4 && s.datagrams_recv == 0, "{s:?}");
+}
+
+#[test]
+fn a_capture_replayed_at_the_live_backup_changes_nothing() {
+    for mode in MODES {
+        let t = Instant(0);
+        let mut p = primary_with_flows(mode, &[7], t);
+        let mut b = backup(mode, 2, &[7], t);
+        let (mut capture, now) = run(&mut p, &mut b, t, 20);
+        assert_eq!(b.cache.cts.len(), 20);
+        delete_all(&mut p);
+        let (more, now) = run(&mut p, &mut b, now, 20);
+        capture.extend(more);
+        assert!(b.cache.cts.is_empty(), "{mode:?}: deletions arrived");
+        let before = b.e.stats().replayed;
+        for d in &capture {
+            deliver(&mut b, d, now);
+        }
+        // And the pair keeps talking meanwhile.
+        run(&mut p, &mut b, now, 10);
+        assert!(
+            b.cache.cts.is_empty(),
+            "{mode:?}: a replay re-created flows"
+        );
+        assert_eq!(b.e.stats().replayed - before, capture.len() as u64);
+    }
+}
+
+#[test]
+fn a_capture_replayed_at_a_restarted_backup_changes_nothing() {
+    for mode in MODES {
+        let t = Instant(0);
+        let mut p = primary_with_flows(mode, &[7], t);
+        let mut b = backup(mode, 2, &[7], t);
+        let (mut capture, now) = run(&mut p, &mut b, t, 20);
+        delete_all(&mut p);
+        let (more, now) = run(&mut p, &mut b, now, 20);
+        capture.extend(more);
+        // The backup restarts (new session, seed and epoch; same key) and
+        // the capture reaches it before, while and after the live primary
+        // proves its session to it.
+        let mut fresh = backup(mode, 3, &[7], now);
+        for d in &capture {
+            deliver(&mut fresh, d, now);
+        }
+        assert!(fresh.cache.cts.is_empty(), "{mode:?}: before the proof");
+        let (_, now) = run(&mut p, &mut fresh, now, 10);
+        assert!(fresh.e.stats().challenges_answered >= 1, "{mode:?}");
+        for d in &capture {
+            deliver(&mut fresh, d, now);
+        }
+        run(&mut p, &mut fresh, now, 10);
+        assert!(
+            fresh.cache.cts.is_empty(),
+            "{mode:?}: a replay re-created flows"
+        );
+        assert!(fresh.e.stats().replayed >= capture.len() as u64);
+        // The live primary's new flows still arrive.
+        let c = ct(999);
+        p.cache.cts.insert(wire::ct_key_of(&c), c.clone());
+        p.e.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+        run(&mut p, &mut fresh, now + Duration::from_secs(10), 10);
+        assert_eq!(fresh.cache.cts.len(), 1, "{mode:?}");
+    }
+}
+
+#[test]
+fn every_flipped_bit_of_a_live_datagram_is_refused() {
+    let t = Instant(0);
+    let mut p = primary_with_flows(Mode::NoTrack, &[7], t);
+    let mut b = backup(Mode::NoTrack, 2, &[7], t);
+    let (capture, now) = run(&mut p, &mut b, t, 20);
+    // A fresh datagram the backup has not seen yet, with one bit flipped.
+    let c = ct(500);
+    p.cache.cts.insert(wire::ct_key_of(&c), c.clone());
+    p.e.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+    let mut buf = [0u8; 1472];
+    let len = p.e.poll_transmit(now, &p.cache, &mut buf).unwrap();
+    let d = buf[..len].to_vec();
+    assert!(!capture.contains(&d));
+    let refused =
+        |s: &Stats| s.auth_failed + s.bad_version + s.unsealed + s.bad_header;
+    let before = refused(b.e.stats());
+    for bit in 0..len * 8 {
+        let mut bad = d.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        deliver(&mut b, &bad, now);
+    }
+    // The version byte's bits make it plain or another version, the body
+    // length's bits misframe it; every other bit fails the tag.
+    assert_eq!(refused(b.e.stats()) - before, (len * 8) as u64);
+    // Magic (16 bits), version (8) and length (16) are checked first.
+    assert!(b.e.stats().auth_failed >= (len * 8 - 40) as u64);
+    assert_eq!(b.cache.cts.len(), 20, "nothing of it applied");
+    deliver(&mut b, &d, now);
+    assert_eq!(b.cache.cts.len(), 21, "the original still opens");
+}

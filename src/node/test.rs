@@ -691,6 +691,19 @@ fn statistics_views() {
     assert!(
         s.starts_with("UDP traffic device=sync0 status=RUNNING role=ACTIVE:\n")
     );
+    // What was refused is visible in text too, not only under --json.
+    assert!(
+        s.contains(
+            "                   0 Foreign                       0 Auth failed\n"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains(
+            "refused by the sync engine:\n                   0 Out of window "
+        ),
+        "{s}"
+    );
     let s = text(&fw.control(
         now,
         Request::Stats {

@@ -404,7 +404,22 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                     l.interface, l.status
                 );
                 link_counters(&mut s, l);
+                // ctsyncd's own: what the link refused, and why.
+                let _ = write!(
+                    s,
+                    "{:20} Foreign    {:20} Auth failed\n{:20} Replayed   {:20} Unsealed\n\n",
+                    l.foreign, l.auth_failed, l.replayed, l.unsealed
+                );
             }
+            let e = &snap.sync;
+            let _ = write!(
+                s,
+                "refused by the sync engine:\n{:20} Out of window {:17} Unproven session\n{:20} Peer restarts {:17} Challenges sent\n\n",
+                e.out_of_window,
+                e.unconfirmed,
+                e.peer_restarts,
+                e.challenges_sent
+            );
         }
         StatsView::RsQueue => {
             if snap.mode == crate::config::Mode::FtFw {

@@ -1,6 +1,6 @@
 //! Chaos with the real daemons: random loss on the sync link (nftables
 //! `numgen`; this kernel has no netem, so reordering and duplication are
-//! the simulation's part, tests/firewall_sim.rs), bursts and deletions of
+//! the simulation's part, tests/chaos.rs), bursts and deletions of
 //! flows, the primary's daemon killed with -9 and restarted, and forged
 //! datagrams (2^31 ahead, a fake new session, a DESTROY of a live flow).
 //! When the chaos stops and the link heals, the backup's external cache

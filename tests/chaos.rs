@@ -11,13 +11,17 @@
 //! (applied: only anti-entropy repairs it). Then the chaos stops, the
 //! link heals, and within two anti-entropy periods the backup's external
 //! cache must equal the primary's internal cache, entry by entry, and
-//! the primary's internal cache its kernel.
+//! the primary's internal cache its kernel. In FT-FW, and in NOTRACK
+//! (nothing is resent there: anti-entropy repairs every loss).
 //!
 //! Also measured here: the digest traffic at rest at 100 000 entries.
 //!
 //! `SIM_SEEDS=n` runs seeds 1..=n (default [`SEEDS`]), `SIM_SEED=s` one
-//! seed; `SIM_STATS=1` prints a line per seed. A failing seed prints its
-//! transcript ([`World::fail`]).
+//! seed; `SIM_STATS=1` prints a line per seed (with when the caches
+//! first agreed after the link healed). A failing seed prints its
+//! transcript ([`World::fail`]). The simulation is seeded, but the
+//! node's caches hash with random keys, so the order of a bulk send or
+//! a repair, and what follows, may differ between two runs of a seed.
 
 mod sim;
 
@@ -41,8 +45,9 @@ use sim::{World, cfg};
 const PERIOD: u64 = 10;
 /// How long the chaos lasts (virtual milliseconds).
 const CHAOS: u64 = 120_000;
-/// Seeds in a default `cargo test`.
-const SEEDS: u64 = 20;
+/// Seeds in a default `cargo test`: FT-FW runs them all, NOTRACK every
+/// [`SHARDS`]th.
+const SEEDS: u64 = 16;
 /// Test functions the seeds are spread over (they run in parallel).
 const SHARDS: u64 = 4;
 /// Burst flows are numbered from here (apart from [`Traffic`]'s).
@@ -259,10 +264,10 @@ fn forge(w: &mut World) -> Forged {
 // ===== the chaos =====
 
 /// One seed of chaos; returns what the forgeries did.
-fn chaos(seed: u64) -> Forged {
+fn chaos(seed: u64, mode: &str) -> Forged {
     let c = cfg(
         "NetlinkOverrunResync 1",
-        "FTFW { }",
+        mode,
         &format!("ExpectationSync On\nAntiEntropyPeriod {PERIOD}"),
     );
     let params = LinkParams {
@@ -393,7 +398,7 @@ fn agree(w: &mut World) -> bool {
 
 /// Runs this shard's seeds (or `SIM_SEED` alone, if it is one of them)
 /// and checks that the forgeries were tried and did what they do.
-fn shard(k: u64) {
+fn shard(k: u64, mode: &str) {
     let n = std::env::var("SIM_SEEDS")
         .map(|s| s.parse().expect("SIM_SEEDS is a number"))
         .unwrap_or(SEEDS);
@@ -406,9 +411,9 @@ fn shard(k: u64) {
         .collect();
     let mut all = Forged::default();
     for seed in &seeds {
-        all.add(chaos(*seed));
+        all.add(chaos(*seed, mode));
     }
-    if seeds.len() >= 3 {
+    if seeds.len() >= 4 {
         assert!(all.far > 0 && all.far_refused > 0, "{all:?}");
         assert!(all.fake > 0 && all.fake_unconfirmed > 0, "{all:?}");
         assert!(all.destroys > 0 && all.destroys_applied > 0, "{all:?}");
@@ -417,22 +422,29 @@ fn shard(k: u64) {
 
 #[test]
 fn chaos_converges_shard_0() {
-    shard(0);
+    shard(0, "FTFW { }");
 }
 
 #[test]
 fn chaos_converges_shard_1() {
-    shard(1);
+    shard(1, "FTFW { }");
 }
 
 #[test]
 fn chaos_converges_shard_2() {
-    shard(2);
+    shard(2, "FTFW { }");
 }
 
 #[test]
 fn chaos_converges_shard_3() {
-    shard(3);
+    shard(3, "FTFW { }");
+}
+
+/// NOTRACK: nothing is resent, so whatever the link loses only
+/// anti-entropy repairs.
+#[test]
+fn chaos_converges_notrack() {
+    shard(0, "NOTRACK { }");
 }
 
 // ===== the digest traffic at rest =====

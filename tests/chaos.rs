@@ -598,14 +598,12 @@ fn a_datagram_far_ahead_does_not_stall_replication() {
 }
 
 /// Found by the chaos' forgeries: a datagram numbered ahead but within
-/// `rx::WINDOW` moves the backup's expectation past it (the numbers in
-/// between count as lost and are NACKed, numbers fw1 never used), and
-/// FT-FW then drops every real message as late (`before`), anti-entropy's
-/// resends included, until fw1's numbering catches up (here 100 000
-/// messages). fw1's ALIVE, behind the expectation, is taken for
-/// "nothing missed". Fixed in src/sync/rx.rs (`SeqTrack::alive`).
+/// `rx::WINDOW` moved the backup's expectation past it, and FT-FW then
+/// dropped every real message as late (anti-entropy's resends too) until
+/// the primary's numbering caught up. Now the primary's next ALIVE,
+/// behind the expectation, is refused and the session challenged; its
+/// answer re-anchors the tracking (src/sync/rx.rs `SeqTrack::alive`).
 #[test]
-#[ignore = "known bug: a forged number ahead within the window stalls FT-FW"]
 fn a_datagram_ahead_within_the_window_does_not_stall_replication() {
     ahead_then_new_flows(100_000);
 }

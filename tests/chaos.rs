@@ -6,7 +6,8 @@
 //! whose flows created while it was down only its start-up dump knows);
 //! the backup's daemon restarted (with or without `-n`); event socket
 //! overruns; and forged datagrams from the primary's address: one 2^31
-//! ahead in its real session, one of a fake new session, and a DESTROY
+//! ahead in its real session, one of a fake new session, one ahead
+//! within the sequence window, and a DESTROY
 //! of a live flow with the right session and the right next number
 //! (applied: only anti-entropy repairs it). Then the chaos stops, the
 //! link heals, and within two anti-entropy periods the backup's external
@@ -62,6 +63,8 @@ struct Forged {
     /// Fake new sessions sent, and `unconfirmed` datagrams seen.
     fake: u64,
     fake_unconfirmed: u64,
+    /// Datagrams ahead within the window sent.
+    near: u64,
     /// Forged DESTROYs of a flow the backup held, and those applied.
     destroys: u64,
     destroys_applied: u64,
@@ -73,6 +76,7 @@ impl Forged {
         self.far_refused += o.far_refused;
         self.fake += o.fake;
         self.fake_unconfirmed += o.fake_unconfirmed;
+        self.near += o.near;
         self.destroys += o.destroys;
         self.destroys_applied += o.destroys_applied;
     }
@@ -251,13 +255,21 @@ fn forge(w: &mut World) -> Forged {
     let Some((session, next)) = sniff(w).or(Some((session, next))) else {
         return f;
     };
-    w.link
-        .forge(w.now, FW1, FW2, &datagram(session, next, &[del]));
+    let destroy = datagram(session, next, std::slice::from_ref(&del));
+    w.link.forge(w.now, FW1, FW2, &destroy);
     w.run(settle);
     f.destroys = 1;
     if !held_by_backup(w).contains(orig_of(&ct_json(&victim, 0))) {
         f.destroys_applied = 1;
     }
+
+    // Ahead within the window: a gap of numbers the primary never used
+    // (last: it would make the DESTROY above look late).
+    let ahead = 1_000 + w.rng.below(100_000) as u32;
+    let near = datagram(session, next + 1 + ahead, &[del]);
+    w.link.forge(w.now, FW1, FW2, &near);
+    w.run(settle);
+    f.near = 1;
     f
 }
 

@@ -7,9 +7,9 @@
 //! the backup's daemon restarted (with or without `-n`); event socket
 //! overruns; and forged datagrams from the primary's address: one 2^31
 //! ahead in its real session, one of a fake new session, one ahead
-//! within the sequence window, and a DESTROY
-//! of a live flow with the right session and the right next number
-//! (applied: only anti-entropy repairs it). Then the chaos stops, the
+//! within the sequence window, and a DESTROY of a live flow with the
+//! right session and the right next number (applied: only anti-entropy
+//! repairs it). Then the chaos stops, the
 //! link heals, and within two anti-entropy periods the backup's external
 //! cache must equal the primary's internal cache, entry by entry, and
 //! the primary's internal cache its kernel. In FT-FW, and in NOTRACK

@@ -90,14 +90,22 @@ impl SeqTrack {
 
     /// The peer's ALIVE says its next number is `next`: the tail we never
     /// saw, if any (the expectation moves to `next`).
+    ///
+    /// An ALIVE behind the expectation says we took numbers the peer has
+    /// not used: a forged or corrupt datagram moved the tracking ahead
+    /// within the window, and every real message would now look late
+    /// (FT-FW drops those, anti-entropy's resends too). It is refused as
+    /// out of the window, so the session is challenged and its answer
+    /// re-anchors the tracking. (An ALIVE overtaken by the data sent
+    /// after it costs one challenge; the tracking, near, is kept.)
     pub(crate) fn alive(&mut self, next: Seq) -> Announced {
         let Some(expected) = self.next else {
             return Announced::Nothing;
         };
-        if out_of_window(next, expected) {
+        if out_of_window(next, expected) || expected > next {
             return Announced::OutOfWindow;
         }
-        if expected >= next {
+        if expected == next {
             return Announced::Nothing;
         }
         self.next = Some(next);
@@ -141,6 +149,17 @@ mod test {
             })
         );
         assert_eq!(t.next(), Some(Seq(6)));
+    }
+
+    #[test]
+    fn an_alive_behind_the_expectation_is_refused() {
+        let mut t = SeqTrack::default();
+        assert_eq!(t.arrive(Seq(100)), Arrival::InOrder);
+        // A forged number ahead, within the window, moved us to 100_101.
+        assert!(matches!(t.arrive(Seq(100_100)), Arrival::After(_)));
+        assert_eq!(t.alive(Seq(101)), Announced::OutOfWindow);
+        assert_eq!(t.next(), Some(Seq(100_101)), "the anchor moves it");
+        assert_eq!(t.alive(Seq(100_101)), Announced::Nothing);
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl World {
 
     /// Prints the seed and the transcript, then panics with `why`.
     pub fn fail(&self, why: &str) -> ! {
-        eprintln!("=== firewall_sim: seed {} failed: {why}", self.seed);
+        let test = env!("CARGO_CRATE_NAME");
+        eprintln!("=== {test}: seed {} failed: {why}", self.seed);
         eprintln!("=== transcript ({} lines):", self.transcript.len());
         for l in &self.transcript {
             eprintln!("{l}");

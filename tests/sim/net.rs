@@ -65,6 +65,10 @@ pub struct Link {
     counter: u64,
     pub sent: u64,
     pub lost: u64,
+    /// Bytes put on the wire (lost ones too).
+    pub bytes: u64,
+    /// When set, every datagram put on the wire, with its sender.
+    pub tap: Option<Vec<(usize, Vec<u8>)>>,
 }
 
 impl Link {
@@ -76,6 +80,8 @@ impl Link {
             counter: 0,
             sent: 0,
             lost: 0,
+            bytes: 0,
+            tap: None,
         }
     }
 
@@ -89,6 +95,10 @@ impl Link {
         d: &[u8],
     ) {
         self.sent += 1;
+        self.bytes += d.len() as u64;
+        if let Some(tap) = &mut self.tap {
+            tap.push((from, d.to_vec()));
+        }
         let p = self.params;
         if !self.up || rng.chance(p.loss) {
             self.lost += 1;
@@ -105,6 +115,28 @@ impl Link {
             };
             self.flight.insert((at, self.counter), f);
         }
+    }
+
+    /// Datagrams in flight from `from`, in delivery order.
+    pub fn in_flight(&self, from: usize) -> impl Iterator<Item = &[u8]> {
+        self.flight
+            .values()
+            .filter(move |f| f.from == from)
+            .map(|f| f.bytes.as_slice())
+    }
+
+    /// A datagram that claims to come from `from`, put on the wire by
+    /// someone else: neither lost nor duplicated, delivered after the
+    /// base delay.
+    pub fn forge(&mut self, now: u64, from: usize, to: usize, d: &[u8]) {
+        self.counter += 1;
+        let f = Flight {
+            from,
+            to,
+            bytes: d.to_vec(),
+        };
+        self.flight
+            .insert((now + self.params.delay, self.counter), f);
     }
 
     /// When the next datagram arrives.

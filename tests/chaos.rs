@@ -143,7 +143,7 @@ fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
     for m in msgs {
         w.push(m).unwrap();
     }
-    let n = w.finish(None);
+    let n = w.finish();
     buf[..n].to_vec()
 }
 
@@ -154,7 +154,7 @@ fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
 fn sniff(w: &World) -> Option<(u32, Seq)> {
     let mut seen: Option<(u32, Seq)> = None;
     for d in w.link.in_flight(FW1) {
-        let Ok((h, body)) = wire::read(d, None) else {
+        let Ok((h, body)) = wire::read(d) else {
             continue;
         };
         let mut next = h.first_seq;
@@ -465,7 +465,7 @@ fn chaos_converges_notrack() {
 /// DigestSub, Prune), without the header and the other messages it
 /// shares the datagram with.
 fn digest_bytes(d: &[u8]) -> u64 {
-    let Ok((_, body)) = wire::read(d, None) else {
+    let Ok((_, body)) = wire::read(d) else {
         return 0;
     };
     let mut rest = body;

@@ -445,7 +445,6 @@ fn notrack_without_internal_cache_replicates_and_commits() {
 /// no conntracks and no expectations. The script (or `-f`'s meaning in
 /// this mode) needs a decision; un-ignore then.
 #[test]
-#[ignore = "known bug: -f after -c empties the new primary's kernel (DisableInternalCache)"]
 fn notrack_without_internal_cache_survives_the_whole_notify_script() {
     let c = cfg(
         "",

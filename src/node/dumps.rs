@@ -6,6 +6,8 @@
 //! copied out in their compact stored form when the request comes (the
 //! dump shows the cache as it was then), and each turn of the loop
 //! renders [`DUMP_PART`] of them for one client, clients taking turns.
+//! At most [`DUMPS_AT_ONCE`] are copied out and in progress; further
+//! requests wait their turn, so a hundred clients cost four copies.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -18,6 +20,18 @@ use crate::time::Instant;
 
 /// Entries rendered per turn (a few milliseconds of work).
 pub(super) const DUMP_PART: usize = 4096;
+/// Dumps copied out and rendered at once; later requests wait their turn
+/// without a copy (each copy costs ~90 bytes per entry).
+const DUMPS_AT_ONCE: usize = 4;
+
+/// A dump request waiting for one of the [`DUMPS_AT_ONCE`] places.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DumpRequest {
+    client: ClientId,
+    cache: Which,
+    table: Table,
+    format: Format,
+}
 
 /// A dump being answered.
 #[derive(Debug)]
@@ -32,8 +46,12 @@ pub(super) struct DumpRun {
     done: usize,
 }
 
-/// The dumps being answered, in turn.
-pub(super) type Dumps = VecDeque<DumpRun>;
+/// The dumps being answered, in turn, and the requests waiting.
+#[derive(Debug, Default)]
+pub(super) struct Dumps {
+    running: VecDeque<DumpRun>,
+    waiting: VecDeque<DumpRequest>,
+}
 
 impl Node {
     /// Starts answering a `-i`/`-e` from the caches; the first part goes
@@ -46,6 +64,28 @@ impl Node {
         table: Table,
         format: Format,
     ) {
+        let req = DumpRequest {
+            client,
+            cache,
+            table,
+            format,
+        };
+        if self.dumps.running.len() >= DUMPS_AT_ONCE {
+            self.dumps.waiting.push_back(req);
+            return;
+        }
+        self.begin_dump(req);
+        self.dump_turn(now);
+    }
+
+    /// Copies the entries out for a request and lines it up.
+    fn begin_dump(&mut self, req: DumpRequest) {
+        let DumpRequest {
+            client,
+            cache,
+            table,
+            format,
+        } = req;
         let external = cache == Which::External;
         let entries = match (cache, table) {
             (Which::Internal, Table::Ct) => self.internal_ct.copy_out(),
@@ -55,7 +95,7 @@ impl Node {
         };
         let expiry = (external && self.sync().mode == Mode::Alarm)
             .then(|| Duration::from_secs(u64::from(self.sync().cache_timeout)));
-        self.dumps.push_back(DumpRun {
+        self.dumps.running.push_back(DumpRun {
             client,
             table,
             format,
@@ -64,18 +104,17 @@ impl Node {
             entries,
             done: 0,
         });
-        self.dump_turn(now);
     }
 
     /// Whether a dump waits for its next part.
     pub(super) fn dumping(&self) -> bool {
-        !self.dumps.is_empty()
+        !self.dumps.running.is_empty()
     }
 
     /// Renders the next part of the first dump in line, which then goes
     /// to the back of the line unless it is complete.
     pub(super) fn dump_turn(&mut self, now: Instant) {
-        let Some(mut run) = self.dumps.pop_front() else {
+        let Some(mut run) = self.dumps.running.pop_front() else {
             return;
         };
         let first = run.done == 0;
@@ -112,8 +151,11 @@ impl Node {
         }
         if complete {
             self.out.reply(run.client, Reply::Done(Status::Ok));
+            if let Some(req) = self.dumps.waiting.pop_front() {
+                self.begin_dump(req);
+            }
         } else {
-            self.dumps.push_back(run);
+            self.dumps.running.push_back(run);
         }
     }
 }

@@ -166,7 +166,7 @@ impl Node {
             commit: None,
             resync: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
-            dumps: dumps::Dumps::new(),
+            dumps: dumps::Dumps::default(),
             out: Outbox::default(),
             refused: Vec::new(),
             cfg,

@@ -27,7 +27,13 @@ CROSS=target/cross
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 CARGO=/usr/bin/cargo
 ZIGBUILD_VERSION=0.22.3
-BUILD_STD=(-Zbuild-std=std,panic_abort)
+# The `small` binary: std rebuilt for size, and panics that abort at once
+# (no unwinding, no message formatting): Debian's 1.96 offers both only
+# unstably, hence flags here rather than in Cargo.toml, which stable
+# x86_64 builds also read.
+SMALL=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+	-Zpanic-immediate-abort --config 'profile.small.panic="immediate-abort"'
+	--profile small)
 
 usage() {
 	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
@@ -82,6 +88,7 @@ deps() {
 setup() {
 	target_info "$1"
 	export "${var}_RUNNER=$qemu"
+	local flags=()
 	if [ -n "$gnu" ]; then
 		export "${var}_LINKER=$gnu-gcc"
 		# The target's ld.so and libc for qemu-user.
@@ -92,7 +99,7 @@ setup() {
 		export PATH=$PWD/$CROSS/tools/bin:$PWD/$CROSS/py/ziglang:$PATH
 		# Static: the musl MIPS targets default to dynamic linking (for
 		# OpenWrt's shared musl).
-		local flags=(-Ctarget-feature=+crt-static)
+		flags+=(-Ctarget-feature=+crt-static)
 		case $1 in
 		mips-unknown-linux-musl | mipsel-unknown-linux-musl)
 			# rustix's libc backend and musl ≥ 1.2 (zig's) must agree on
@@ -100,17 +107,23 @@ setup() {
 			flags+=(--cfg=libc_unstable_musl_v1_2)
 			;;
 		esac
-		export "${var}_RUSTFLAGS=${flags[*]}"
 		build=(zigbuild)
 		test=(zigbuild test)
 	fi
+	export "${var}_RUSTFLAGS=${flags[*]}"
+}
+
+# Runs "$@" with the `small` build's extra flags: no file:line in panic
+# locations (an immediate-abort panic prints nothing anyway).
+small_env() {
+	local rf=${var}_RUSTFLAGS
+	env "$rf=${!rf} -Zlocation-detail=none" "$@"
 }
 
 build() {
 	setup "$1"
 	local t0=$SECONDS
-	nice -n 10 $CARGO "${build[@]}" -q --target "$1" "${BUILD_STD[@]}" \
-		--profile small --bin ctsyncd --target-dir $CROSS
+	small_env nice -n 10 $CARGO "${build[@]}" -q --target "$1" "${SMALL[@]}" --bin ctsyncd --target-dir $CROSS
 	local bin=$CROSS/$1/small/ctsyncd
 	echo "cross: $bin: $(stat -c %s "$bin") bytes stripped, built in $((SECONDS - t0)) s"
 }
@@ -144,8 +157,7 @@ smoke() {
 	setup "$1"
 	local bin=$CROSS/$1/small/ctsyncd
 	[ -x "$bin" ] || build "$1"
-	nice -n 10 $CARGO "${build[@]}" -q --target "$1" "${BUILD_STD[@]}" \
-		--profile small --example timer_check --target-dir $CROSS
+	small_env nice -n 10 $CARGO "${build[@]}" -q --target "$1" "${SMALL[@]}" --example timer_check --target-dir $CROSS
 	$qemu "$bin" --check-config -C etc/ctsyncd.conf
 	$qemu $CROSS/$1/small/examples/timer_check
 	echo "cross: $1: binary starts, parses etc/ctsyncd.conf and runs its timers under $qemu"

@@ -26,7 +26,7 @@ CROSS=target/cross
 # Debian's toolchain, never rustup's proxies on PATH.
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 CARGO=/usr/bin/cargo
-ZIGBUILD_VERSION=0.22.3
+ZIGBUILD_VERSION=0.24.1
 # The `small` binary: std rebuilt for size, and panics that abort at once
 # (no unwinding, no message formatting): Debian's 1.96 offers both only
 # unstably, hence flags here rather than in Cargo.toml, which stable
@@ -36,7 +36,8 @@ SMALL=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 	--profile small)
 
 usage() {
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	# The header comment, up to the usage's end.
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" | sed -n '1,/^$/p'
 	exit 2
 }
 
@@ -93,8 +94,8 @@ setup() {
 		export "${var}_LINKER=$gnu-gcc"
 		# The target's ld.so and libc for qemu-user.
 		export QEMU_LD_PREFIX=/usr/$gnu
-		build=(build)
-		test=(test)
+		build=($CARGO build)
+		test=($CARGO test)
 	else
 		export PATH=$PWD/$CROSS/tools/bin:$PWD/$CROSS/py/ziglang:$PATH
 		# Static: the musl MIPS targets default to dynamic linking (for
@@ -104,11 +105,13 @@ setup() {
 		mips-unknown-linux-musl | mipsel-unknown-linux-musl)
 			# rustix's libc backend and musl ≥ 1.2 (zig's) must agree on
 			# time64 structs: docs/notes/rustix-mips-musl-timerfd.md.
-			flags+=(--cfg=libc_unstable_musl_v1_2)
+			flags+=(--cfg=fix_y2038 --cfg=libc_unstable_musl_v1_2)
 			;;
 		esac
-		build=(zigbuild)
-		test=(zigbuild test)
+		# cargo-zigbuild runs the cargo named by $CARGO: Debian's.
+		export CARGO
+		build=(cargo-zigbuild zigbuild)
+		test=(cargo-zigbuild test)
 	fi
 	export "${var}_RUSTFLAGS=${flags[*]}"
 }
@@ -123,7 +126,7 @@ small_env() {
 build() {
 	setup "$1"
 	local t0=$SECONDS
-	small_env nice -n 10 $CARGO "${build[@]}" -q --target "$1" "${SMALL[@]}" --bin ctsyncd --target-dir $CROSS
+	small_env nice -n 10 "${build[@]}" -q --target "$1" "${SMALL[@]}" --bin ctsyncd --target-dir $CROSS
 	local bin=$CROSS/$1/small/ctsyncd
 	echo "cross: $bin: $(stat -c %s "$bin") bytes stripped, built in $((SECONDS - t0)) s"
 }
@@ -143,11 +146,11 @@ test_() {
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIPPED: tests/channel.rs needs root for its network namespaces"
 	fi
-	nice -n 10 $CARGO "${test[@]}" -q --target "$1" -Zbuild-std --target-dir $CROSS --no-fail-fast \
+	nice -n 10 "${test[@]}" -q --target "$1" -Zbuild-std --target-dir $CROSS --no-fail-fast \
 		--lib --test config --test kernel_fixtures --test channel \
 		-- "${skip[@]}"
 	# The smol timer, in the test build's profile (its std is built).
-	nice -n 10 $CARGO "${build[@]}" -q --target "$1" -Zbuild-std --target-dir $CROSS \
+	nice -n 10 "${build[@]}" -q --target "$1" -Zbuild-std --target-dir $CROSS \
 		--example timer_check
 	$qemu $CROSS/$1/debug/examples/timer_check
 	echo "cross: $1: tests passed under $qemu in $((SECONDS - t0)) s"
@@ -157,30 +160,36 @@ smoke() {
 	setup "$1"
 	local bin=$CROSS/$1/small/ctsyncd
 	[ -x "$bin" ] || build "$1"
-	small_env nice -n 10 $CARGO "${build[@]}" -q --target "$1" "${SMALL[@]}" --example timer_check --target-dir $CROSS
+	small_env nice -n 10 "${build[@]}" -q --target "$1" "${SMALL[@]}" --example timer_check --target-dir $CROSS
 	$qemu "$bin" --check-config -C etc/ctsyncd.conf
 	$qemu $CROSS/$1/small/examples/timer_check
 	echo "cross: $1: binary starts, parses etc/ctsyncd.conf and runs its timers under $qemu"
 }
 
-cmd=${1:-}
-case $cmd in
-deps | build | smoke)
-	[ $# = 2 ] || usage
-	[ "$cmd" = deps ] || deps "$2"
-	$cmd "$2"
-	;;
-test)
-	[ $# = 2 ] || usage
-	deps "$2"
-	test_ "$2"
-	smoke "$2"
-	;;
-ci)
-	for t in mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
-		deps $t
-		test_ $t
-	done
-	;;
-*) usage ;;
-esac
+main() {
+	local cmd=${1:-}
+	case $cmd in
+	deps | build | smoke)
+		[ $# = 2 ] || usage
+		[ "$cmd" = deps ] || deps "$2"
+		$cmd "$2"
+		;;
+	test)
+		[ $# = 2 ] || usage
+		deps "$2"
+		test_ "$2"
+		smoke "$2"
+		;;
+	ci)
+		for t in mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+			deps $t
+			test_ $t
+		done
+		;;
+	*) usage ;;
+	esac
+}
+
+# On one line: bash has read the whole file before anything runs, so the
+# script can be edited while a long run is going.
+main "$@"; exit

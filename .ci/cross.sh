@@ -108,9 +108,10 @@ setup() {
 		flags+=(-Ctarget-feature=+crt-static -Clink-self-contained=no)
 		case $1 in
 		mips-unknown-linux-musl | mipsel-unknown-linux-musl)
-			# rustix's libc backend and musl ≥ 1.2 (zig's) must agree on
-			# time64 structs: docs/notes/rustix-mips-musl-timerfd.md.
-			flags+=(--cfg=fix_y2038 --cfg=libc_unstable_musl_v1_2)
+			# rustix's libc backend must convert its time structs into
+			# the libc crate's instead of casting pointers, or timers
+			# never fire: docs/notes/rustix-mips-musl-timerfd.md.
+			flags+=(--cfg=fix_y2038)
 			;;
 		esac
 		# cargo-zigbuild runs the cargo named by $CARGO: Debian's.

@@ -144,6 +144,9 @@ QEMU_SKIPS=(
 
 test_() {
 	setup "$1"
+	# A one-off build: no incremental caches, no debug info (panic
+	# messages still name file and line), for CI time.
+	export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=false
 	local t0=$SECONDS skip=() s
 	for s in "${QEMU_SKIPS[@]}"; do
 		echo "SKIPPED under qemu-user: ${s%%|*} (${s#*|})"

@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/ctsyncd
 
-.PHONY: help build release test unit lint fmt run lab vmtests nix-check bench ci-deps ci fuzz clean
+.PHONY: help build release test unit lint fmt run lab vmtests nix-check bench ci-deps ci fuzz clean cross cross-test cross-ci
 
 help:
 	@echo "make build    debug build"
@@ -16,6 +16,9 @@ help:
 	@echo "make bench    replication benchmark against conntrackd 1.4.7 (root; BENCH_ARGS=…)"
 	@echo "make ci-deps  install what the tests need (Debian, root)"
 	@echo "make fuzz     run every cargo-fuzz target for FUZZ_SECONDS (nightly + cargo-fuzz)"
+	@echo "make cross TARGET=…       router binary target/cross/TARGET/small/ctsyncd (README: Router builds)"
+	@echo "make cross-test TARGET=…  its tests and a smoke run under qemu-user"
+	@echo "make cross-ci  the qemu-user tests for big-endian MIPS and ARMv7 (part of make test)"
 
 build:
 	$(CARGO) build
@@ -47,7 +50,7 @@ vmtests: release
 nix-check: release
 	nix/check.sh $(RELEASE_BIN)
 
-test: lint unit nix-check vmtests
+test: lint unit cross-ci nix-check vmtests
 
 lab: ci-deps vmtests
 
@@ -77,6 +80,19 @@ fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# Router builds (.ci/cross.sh): Debian's Rust with -Zbuild-std, gcc cross
+# toolchains or zig, qemu-user. Each installs what it needs (root).
+cross:
+	@test -n "$(TARGET)" || { echo "cross: TARGET=… (README: Router builds)"; exit 2; }
+	.ci/cross.sh build $(TARGET)
+
+cross-test:
+	@test -n "$(TARGET)" || { echo "cross-test: TARGET=… (README: Router builds)"; exit 2; }
+	.ci/cross.sh test $(TARGET)
+
+cross-ci:
+	.ci/cross.sh ci
 
 clean:
 	$(CARGO) clean

@@ -14,7 +14,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Formatter3164, LoggerBackend};
@@ -30,12 +29,14 @@ struct Sinks {
     /// Foreground and client runs also print to stdout/stderr.
     console: bool,
     offset: UtcOffset,
+    /// Lines that some sink failed to take. A plain counter under the
+    /// sinks' lock rather than an `AtomicU64`: the lock is held anyway when
+    /// a write fails, and 32-bit MIPS and PowerPC have no 64-bit atomics.
+    write_errors: u64,
 }
 
 struct Logger {
     sinks: Mutex<Sinks>,
-    /// 32 bits: 32-bit MIPS and PowerPC routers have no 64-bit atomics.
-    write_errors: AtomicU32,
 }
 
 static LOGGER: Logger = Logger {
@@ -44,8 +45,8 @@ static LOGGER: Logger = Logger {
         syslog: None,
         console: true,
         offset: UtcOffset::UTC,
+        write_errors: 0,
     }),
-    write_errors: AtomicU32::new(0),
 };
 
 /// Installs the console logger. Call first thing in `main`, while the
@@ -133,7 +134,10 @@ pub fn close() {
 
 /// How many log lines could not be written to some sink.
 pub fn write_errors() -> u64 {
-    u64::from(LOGGER.write_errors.load(Ordering::Relaxed))
+    match LOGGER.sinks.lock() {
+        Ok(s) => s.write_errors,
+        Err(poisoned) => poisoned.into_inner().write_errors,
+    }
 }
 
 /// conntrackd's level words.
@@ -219,7 +223,7 @@ impl Log for Logger {
             failed |= r.is_err();
         }
         if failed {
-            self.write_errors.fetch_add(1, Ordering::Relaxed);
+            s.write_errors = s.write_errors.saturating_add(1);
         }
     }
 

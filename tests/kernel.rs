@@ -312,6 +312,14 @@ fn record_kernel_fixtures() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/kernel");
     std::fs::create_dir_all(&dir).unwrap();
+    // Netlink headers are host order: tests/kernel_fixtures.rs converts
+    // when its host's order differs from the one recorded here.
+    let order = if cfg!(target_endian = "big") {
+        "big"
+    } else {
+        "little"
+    };
+    std::fs::write(dir.join("BYTE_ORDER"), format!("{order}\n")).unwrap();
     let steps: [(&str, &str); 6] = [
         (
             "ct_new_tcp_snat.bin",

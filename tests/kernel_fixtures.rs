@@ -1,6 +1,12 @@
 //! Decoding of real kernel messages, recorded from this kernel by
 //! `record_kernel_fixtures` in tests/kernel.rs (conntrack(8) commands and a
 //! real FTP PASV exchange in a network namespace). Unprivileged.
+//!
+//! Netlink and attribute headers are in the recording host's byte order
+//! (attribute payloads are big-endian whatever the host). The fixtures'
+//! order is recorded in tests/fixtures/kernel/BYTE_ORDER, and `one` swaps
+//! the headers when it differs from this host's, so the tests also run on
+//! big-endian MIPS.
 
 use std::net::IpAddr;
 
@@ -12,12 +18,112 @@ fn one(name: &str) -> Message {
         "{}/tests/fixtures/kernel/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    let bytes = std::fs::read(path).unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let recorded = recorded_order();
+    if recorded != host_order() {
+        swap_headers(&mut bytes, &recorded);
+    }
     let mut all: Vec<_> = codec::messages(&bytes).collect();
     assert_eq!(all.len(), 1, "{name}: {all:?}");
     match all.remove(0) {
         Ok(Received::Msg(m)) => m,
         other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn host_order() -> &'static str {
+    if cfg!(target_endian = "big") {
+        "big"
+    } else {
+        "little"
+    }
+}
+
+fn recorded_order() -> String {
+    let path = format!(
+        "{}/tests/fixtures/kernel/BYTE_ORDER",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let order = std::fs::read_to_string(path).unwrap().trim().to_string();
+    assert!(order == "little" || order == "big", "BYTE_ORDER: {order}");
+    order
+}
+
+/// `NLA_F_NESTED`: the kernel marks every nest it writes with it.
+const NLA_F_NESTED: u16 = 0x8000;
+/// `nlmsghdr` plus `nfgenmsg`.
+const HEADERS: usize = 16 + 4;
+
+fn u16_in(order: &str, b: &[u8]) -> u16 {
+    let b = [b[0], b[1]];
+    if order == "big" {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    }
+}
+
+/// Reverses the byte order of every netlink header in `buf`, which is in
+/// `from` order ("little" or "big"): the `nlmsghdr` fields and each
+/// attribute's length and type, nests included. `nfgenmsg` and attribute
+/// payloads are bytes or big-endian and stay as they are.
+fn swap_headers(buf: &mut [u8], from: &str) {
+    let mut at = 0;
+    while at + HEADERS <= buf.len() {
+        let b: [u8; 4] = buf[at..at + 4].try_into().unwrap();
+        let len = if from == "big" {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        } as usize;
+        assert!(len >= HEADERS && at + len <= buf.len(), "bad nlmsghdr");
+        for (off, width) in [(0, 4), (4, 2), (6, 2), (8, 4), (12, 4)] {
+            buf[at + off..at + off + width].reverse();
+        }
+        swap_attrs(&mut buf[at + HEADERS..at + len], from);
+        at += len.next_multiple_of(4);
+    }
+}
+
+/// Swaps the attribute headers in `buf` (in `from` order), recursing into
+/// nests.
+fn swap_attrs(buf: &mut [u8], from: &str) {
+    let mut at = 0;
+    while at + 4 <= buf.len() {
+        let len = usize::from(u16_in(from, &buf[at..at + 2]));
+        let kind = u16_in(from, &buf[at + 2..at + 4]);
+        assert!(len >= 4 && at + len <= buf.len(), "bad nlattr");
+        buf[at..at + 2].reverse();
+        buf[at + 2..at + 4].reverse();
+        if kind & NLA_F_NESTED != 0 {
+            swap_attrs(&mut buf[at + 4..at + len], from);
+        }
+        at += len.next_multiple_of(4);
+    }
+}
+
+#[test]
+fn header_swap_round_trips_and_keeps_payloads() {
+    let order = recorded_order();
+    let other = if order == "big" { "little" } else { "big" };
+    for entry in std::fs::read_dir(format!(
+        "{}/tests/fixtures/kernel",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "bin") {
+            continue;
+        }
+        let orig = std::fs::read(&path).unwrap();
+        let mut once = orig.clone();
+        swap_headers(&mut once, &order);
+        assert_ne!(once, orig, "{path:?}");
+        // The nfgenmsg (family, version, res_id) is bytes: untouched.
+        assert_eq!(once[16..20], orig[16..20], "{path:?}");
+        swap_headers(&mut once, other);
+        assert_eq!(once, orig, "{path:?}");
     }
 }
 

@@ -104,7 +104,7 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
     let msg_type = u16_at(buf, 4).ok_or_else(bad)?;
     if msg_type == NLMSG_ERROR {
         let errno = u32_at(buf, 16).ok_or_else(bad)? as i32;
-        return Err(if errno == -19 {
+        return Err(if errno == -rustix::io::Errno::NODEV.raw_os_error() {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{name}: no such interface"),

@@ -618,7 +618,9 @@ impl Tcp {
         match s.connect(&self.dest.into()) {
             Ok(()) => {}
             Err(e)
-                if e.raw_os_error() == Some(115)
+                // By name: EINPROGRESS is 115 on x86 and ARM, 150 on MIPS.
+                if e.raw_os_error()
+                    == Some(rustix::io::Errno::INPROGRESS.raw_os_error())
                     || e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }

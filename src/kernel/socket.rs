@@ -21,8 +21,10 @@ use crate::model::{Conntrack, Expect};
 /// Requests per `send`: small enough for the default socket buffers, large
 /// enough that a commit of 100 000 entries takes a few hundred sends.
 const BATCH: usize = 256;
-const EEXIST: Errno = 17;
-const ENOBUFS: i32 = 105;
+/// Errno values come from rustix, never as numbers: they differ between
+/// architectures (ENOBUFS is 105 on x86 and ARM, 132 on MIPS).
+const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
+const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 
 /// Largest netlink datagram we read (the kernel sends at most a page per
 /// dump message batch; events are far smaller).
@@ -280,10 +282,11 @@ impl CtSocket {
             &fd,
             rustix::event::PollFlags::IN,
         )];
-        let ts = rustix::time::Timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
+        // `Timespec::tv_nsec` is a C long on 32-bit libc targets (mips
+        // musl): let rustix convert. Only an absurd timeout can fail.
+        let ts = rustix::time::Timespec::try_from(timeout).map_err(|_| {
+            io::Error::new(ErrorKind::InvalidInput, "timeout out of range")
+        })?;
         let ready = rustix::event::poll(&mut pfd, Some(&ts))
             .map_err(io::Error::from)?;
         if ready == 0 {

@@ -44,6 +44,18 @@ fn full_ct() -> Conntrack {
     ct
 }
 
+/// A netlink message header in host byte order, as the kernel writes it:
+/// byte literals would only hold on little-endian hosts.
+fn nlmsghdr(len: u32, msg_type: u16, flags: u16, seq: u32) -> Vec<u8> {
+    let mut h = Vec::with_capacity(16);
+    h.extend_from_slice(&len.to_ne_bytes());
+    h.extend_from_slice(&msg_type.to_ne_bytes());
+    h.extend_from_slice(&flags.to_ne_bytes());
+    h.extend_from_slice(&seq.to_ne_bytes());
+    h.extend_from_slice(&0u32.to_ne_bytes());
+    h
+}
+
 fn decode_all(buf: &[u8]) -> Vec<Received> {
     messages(buf).map(|r| r.unwrap()).collect()
 }
@@ -138,17 +150,15 @@ fn expectation_round_trip() {
 #[test]
 fn acks_done_and_unknown_types() {
     // NLMSG_ERROR with errno -EEXIST (17) echoing a request with seq 9.
-    let mut buf = vec![36, 0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+    let mut buf = nlmsghdr(36, NLMSG_ERROR, 0, 9);
     buf.extend_from_slice(&(-17i32).to_ne_bytes());
-    buf.extend_from_slice(&[20, 0, 0, 0, 0, 1, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
-    // NLMSG_DONE, seq 10.
-    buf.extend_from_slice(&[
-        20, 0, 0, 0, 3, 0, 2, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    // An nfnetlink message of another subsystem (type 0x0a00).
-    buf.extend_from_slice(&[
-        20, 0, 0, 0, 0, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
-    ]);
+    buf.extend_from_slice(&nlmsghdr(20, 0x0100, 0, 9));
+    // NLMSG_DONE (multi-part flag), seq 10, and its 4-byte payload.
+    buf.extend_from_slice(&nlmsghdr(20, NLMSG_DONE, 2, 10));
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    // An nfnetlink message of another subsystem (type 0x0a00), AF_INET.
+    buf.extend_from_slice(&nlmsghdr(20, 0x0a00, 0, 1));
+    buf.extend_from_slice(&[2, 0, 0, 0]);
     assert_eq!(
         decode_all(&buf),
         vec![
@@ -231,7 +241,7 @@ fn dump_requests() {
 #[test]
 fn error_with_i32_min_errno_does_not_overflow() {
     // Found by cargo-fuzz (kernel_codec): NLMSG_ERROR carrying i32::MIN.
-    let mut buf = vec![20, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    let mut buf = nlmsghdr(20, NLMSG_ERROR, 0, 1);
     buf.extend_from_slice(&i32::MIN.to_ne_bytes());
     assert_eq!(
         decode_all(&buf),

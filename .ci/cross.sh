@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Router builds: cross-compiles ctsyncd and runs its tests under qemu-user.
+#
+#   .ci/cross.sh deps  TARGET   install what TARGET needs (idempotent, root)
+#   .ci/cross.sh build TARGET   the `small` binary: target/cross/TARGET/small/ctsyncd
+#   .ci/cross.sh test  TARGET   lib, config, kernel-fixture and channel tests
+#                               and the smol timer check under qemu-user,
+#                               then the smoke test of the `small` binary
+#   .ci/cross.sh smoke TARGET   the binary under qemu: --check-config and a
+#                               smol timer (examples/timer_check.rs)
+#   .ci/cross.sh ci             what `make test` runs: the tests (not the
+#                               `small` build) for one big-endian 32-bit MIPS
+#                               target and one ARM target
+#
+# Only Debian and registry packages: Debian's Rust 1.96 (rustc-web,
+# cargo-web, rust-web-src) builds std for the target (-Zbuild-std, allowed
+# on a stable compiler by RUSTC_BOOTSTRAP=1), since rustup has no std for
+# these targets here and must not download one. glibc targets link with
+# Debian's gcc cross toolchains; musl targets link with zig (PyPI ziglang)
+# through cargo-zigbuild (crates.io), both installed under target/cross/ so
+# nothing outside the clone is cached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CROSS=target/cross
+# Debian's toolchain, never rustup's proxies on PATH.
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+CARGO=/usr/bin/cargo
+ZIGBUILD_VERSION=0.24.1
+# The `small` binary: std rebuilt for size, and panics that abort at once
+# (no unwinding, no message formatting): Debian's 1.96 offers both only
+# unstably, hence flags here rather than in Cargo.toml, which stable
+# x86_64 builds also read.
+SMALL=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+	-Zpanic-immediate-abort --config 'profile.small.panic="immediate-abort"'
+	--profile small)
+
+usage() {
+	# The header comment, up to the usage's end.
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" | sed -n '1,/^$/p'
+	exit 2
+}
+
+# Per target: how it links (gcc triple or zig) and which qemu runs it.
+target_info() {
+	gnu="" zig=0
+	case $1 in
+	aarch64-unknown-linux-musl) zig=1 qemu=qemu-aarch64-static ;;
+	aarch64-unknown-linux-gnu) gnu=aarch64-linux-gnu deb=arm64 qemu=qemu-aarch64-static ;;
+	armv7-unknown-linux-gnueabihf) gnu=arm-linux-gnueabihf deb=armhf qemu=qemu-arm-static ;;
+	armv7-unknown-linux-musleabihf) zig=1 qemu=qemu-arm-static ;;
+	mips-unknown-linux-gnu) gnu=mips-linux-gnu deb=mips qemu=qemu-mips-static ;;
+	mipsel-unknown-linux-gnu) gnu=mipsel-linux-gnu deb=mipsel qemu=qemu-mipsel-static ;;
+	mips-unknown-linux-musl) zig=1 qemu=qemu-mips-static ;;
+	mipsel-unknown-linux-musl) zig=1 qemu=qemu-mipsel-static ;;
+	*)
+		echo "cross: unsupported target '$1' (see README, Router builds)" >&2
+		exit 2
+		;;
+	esac
+	# CARGO_TARGET_<TRIPLE>_… variable prefix.
+	var=CARGO_TARGET_$(echo "$1" | tr 'a-z-' 'A-Z_')
+}
+
+deps() {
+	target_info "$1"
+	local pkgs=(rustc-web cargo-web rust-web-src qemu-user-static)
+	[ -n "$gnu" ] && pkgs+=("gcc-$gnu" "libc6-dev-$deb-cross")
+	# pip only installs zig under target/cross (--target: not into the
+	# system's Python).
+	[ "$zig" = 1 ] && pkgs+=(python3-pip)
+	local missing=()
+	for p in "${pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		if [ "$(id -u)" != 0 ]; then
+			echo "cross: missing Debian packages (install as root): ${missing[*]}" >&2
+			exit 1
+		fi
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	if [ "$zig" = 1 ]; then
+		[ -x $CROSS/py/ziglang/zig ] || python3 -m pip install -q --disable-pip-version-check --target $CROSS/py ziglang
+		[ -x $CROSS/tools/bin/cargo-zigbuild ] ||
+			$CARGO install -q --locked --root $CROSS/tools cargo-zigbuild@$ZIGBUILD_VERSION
+	fi
+}
+
+# Exports the linker, runner and flags for target $1.
+setup() {
+	target_info "$1"
+	export "${var}_RUNNER=$qemu"
+	local flags=()
+	if [ -n "$gnu" ]; then
+		export "${var}_LINKER=$gnu-gcc"
+		# The target's ld.so and libc for qemu-user.
+		export QEMU_LD_PREFIX=/usr/$gnu
+		build=($CARGO build)
+		test=($CARGO test)
+	else
+		export PATH=$PWD/$CROSS/tools/bin:$PWD/$CROSS/py/ziglang:$PATH
+		# Static: the musl MIPS targets default to dynamic linking (for
+		# OpenWrt's shared musl).
+		# zig supplies musl's crt objects and libc: rustc has no
+		# self-contained musl for these targets in Debian's sysroot.
+		flags+=(-Ctarget-feature=+crt-static -Clink-self-contained=no)
+		case $1 in
+		mips-unknown-linux-musl | mipsel-unknown-linux-musl)
+			# rustix's libc backend must convert its time structs into
+			# the libc crate's instead of casting pointers, or timers
+			# never fire: docs/notes/rustix-mips-musl-timerfd.md.
+			flags+=(--cfg=fix_y2038)
+			;;
+		esac
+		# cargo-zigbuild runs the cargo named by $CARGO: Debian's.
+		export CARGO
+		build=(cargo-zigbuild zigbuild)
+		test=(cargo-zigbuild test)
+	fi
+	export "${var}_RUSTFLAGS=${flags[*]}"
+}
+
+# Runs "$@" with the `small` build's extra flags: no file:line in panic
+# locations (an immediate-abort panic prints nothing anyway).
+small_env() {
+	local rf=${var}_RUSTFLAGS
+	env "$rf=${!rf} -Zlocation-detail=none" "$@"
+}
+
+build() {
+	setup "$1"
+	local t0=$SECONDS
+	small_env nice -n 10 "${build[@]}" -q --target "$1" "${SMALL[@]}" --bin ctsyncd --target-dir $CROSS
+	local bin=$CROSS/$1/small/ctsyncd
+	echo "cross: $bin: $(stat -c %s "$bin") bytes stripped, built in $((SECONDS - t0)) s"
+}
+
+# Tests qemu-user cannot run, with the reason; skipped by name and said so.
+QEMU_SKIPS=(
+	"multicast_ipv4_and_ipv6|qemu-user does not translate IP_MULTICAST_IF/IPV6 multicast membership"
+)
+
+test_() {
+	setup "$1"
+	# A one-off build: no incremental caches, no debug info (panic
+	# messages still name file and line), for CI time.
+	export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=false
+	local t0=$SECONDS skip=() s
+	for s in "${QEMU_SKIPS[@]}"; do
+		echo "SKIPPED under qemu-user: ${s%%|*} (${s#*|})"
+		skip+=(--skip "${s%%|*}")
+	done
+	echo "SKIPPED under qemu-user: tests/kernel.rs, tests/daemon.rs (ctnetlink: qemu-user does not translate NETLINK_NETFILTER messages)"
+	echo "SKIPPED under qemu-user: tests/netsim.rs (pure simulation, no target-specific code; left out for CI time)"
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIPPED: tests/channel.rs needs root for its network namespaces"
+	fi
+	nice -n 10 "${test[@]}" -q --target "$1" -Zbuild-std --target-dir $CROSS --no-fail-fast \
+		--lib --test config --test kernel_fixtures --test channel \
+		-- "${skip[@]}"
+	# The smol timer, in the test build's profile (its std is built).
+	nice -n 10 "${build[@]}" -q --target "$1" -Zbuild-std --target-dir $CROSS \
+		--example timer_check
+	$qemu $CROSS/$1/debug/examples/timer_check
+	echo "cross: $1: tests passed under $qemu in $((SECONDS - t0)) s"
+}
+
+smoke() {
+	setup "$1"
+	local bin=$CROSS/$1/small/ctsyncd
+	[ -x "$bin" ] || build "$1"
+	small_env nice -n 10 "${build[@]}" -q --target "$1" "${SMALL[@]}" --example timer_check --target-dir $CROSS
+	$qemu "$bin" --check-config -C etc/ctsyncd.conf
+	$qemu $CROSS/$1/small/examples/timer_check
+	echo "cross: $1: binary starts, parses etc/ctsyncd.conf and runs its timers under $qemu"
+}
+
+main() {
+	local cmd=${1:-}
+	case $cmd in
+	deps | build | smoke)
+		[ $# = 2 ] || usage
+		[ "$cmd" = deps ] || deps "$2"
+		$cmd "$2"
+		;;
+	test)
+		[ $# = 2 ] || usage
+		deps "$2"
+		test_ "$2"
+		smoke "$2"
+		;;
+	ci)
+		for t in mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+			deps $t
+			test_ $t
+		done
+		;;
+	*) usage ;;
+	esac
+}
+
+# On one line: bash has read the whole file before anything runs, so the
+# script can be edited while a long run is going.
+main "$@"; exit

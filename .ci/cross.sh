@@ -140,6 +140,10 @@ build() {
 # Tests qemu-user cannot run, with the reason; skipped by name and said so.
 QEMU_SKIPS=(
 	"multicast_ipv4_and_ipv6|qemu-user does not translate IP_MULTICAST_IF/IPV6 multicast membership"
+	"hundred_thousand_entries_with_fifty_differences_converge|100 000-entry anti-entropy rounds, pure computation: minutes under emulation, run natively"
+	"a_restart_during_a_storm_is_repaired_in_one_period|100 000-entry anti-entropy round, pure computation: minutes under emulation, run natively"
+	"digest_at_rest_for_100k_entries_is_under_one_percent|100 000-entry digest, pure computation: run natively"
+	"a_large_dump_is_answered_in_parts_between_other_work|10 000-entry dump rendering, pure computation: run natively"
 )
 
 test_() {

@@ -17,10 +17,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use common::fw::{Fw, ask, create, delete, flows, json_number, udp_link};
-use common::sniff::{capture, forge};
+use common::sniff::{capture, datagram, forge};
 use common::{Netns, pair};
 use ctsyncd::control::proto::{Cache, Format, Request, Table};
-use ctsyncd::wire::{self, Header, Msg, Seq, Writer, ct_key_of};
+use ctsyncd::wire::{self, Msg, Seq, ct_key_of};
 
 const PERIOD: u64 = 4;
 const FW1: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -54,21 +54,6 @@ fn origs(fw: &Fw, cache: Cache) -> BTreeSet<String> {
         .skip(1)
         .map(|s| s[..s.find('}').unwrap_or(s.len())].to_string())
         .collect()
-}
-
-fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
-    let mut buf = [0u8; 1472];
-    let header = Header {
-        flags: 0,
-        session,
-        first_seq: first,
-    };
-    let mut w = Writer::new(&mut buf, header).unwrap();
-    for m in msgs {
-        w.push(m).unwrap();
-    }
-    let n = w.finish();
-    buf[..n].to_vec()
 }
 
 /// The primary's session and next number, from a datagram on the link.

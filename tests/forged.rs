@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use common::fw::{Fw, create, flows, json_number, udp_link};
 use common::pair;
-use common::sniff::{capture, forge};
-use ctsyncd::wire::{self, Header, Msg, Seq, Writer, ct_key_of};
+use common::sniff::{capture, datagram, forge};
+use ctsyncd::wire::{self, Msg, Seq, ct_key_of};
 
 /// Anti-entropy's period in these tests (seconds).
 const PERIOD: u64 = 3;
@@ -52,21 +52,6 @@ fn observe(ns: &common::Netns) -> (u32, Seq) {
     })
     .expect("no ALIVE from fw-1 on the link");
     seen.unwrap()
-}
-
-fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
-    let mut buf = [0u8; 1472];
-    let header = Header {
-        flags: 0,
-        session,
-        first_seq: first,
-    };
-    let mut w = Writer::new(&mut buf, header).unwrap();
-    for m in msgs {
-        w.push(m).unwrap();
-    }
-    let n = w.finish();
-    buf[..n].to_vec()
 }
 
 #[test]

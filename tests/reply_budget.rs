@@ -13,23 +13,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::fw::{ask, bin, stats};
 use common::{Bg, Netns, pair};
 use ctsyncd::control::proto::{
-    self, Cache, Format, MAX_REPLY, Reply, Request, StatsView, Status, Table,
+    self, Cache, Format, MAX_REPLY, Reply, Request, Status, Table,
 };
 use ctsyncd::kernel::commit::{self, CommitRules};
 use ctsyncd::kernel::socket::CtSocket;
 use ctsyncd::model::{Conntrack, L4, Tuple};
-
-/// The daemon under test: this build's, or `CTSYNCD_TEST_BIN` (to measure
-/// a release build).
-fn bin() -> String {
-    std::env::var("CTSYNCD_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctsyncd").to_string())
-}
 
 const FLOWS: u32 = 50_000;
 const CLIENTS: usize = 100;
@@ -128,50 +122,11 @@ impl Drop for Fw {
     }
 }
 
-fn stats() -> Request {
-    Request::Stats {
-        view: StatsView::General,
-        format: Format::Json,
-    }
-}
-
 fn dump() -> Request {
     Request::Dump {
         cache: Cache::Internal,
         table: Table::Ct,
         format: Format::Plain,
-    }
-}
-
-/// One request on the control socket; the reply text, or why not.
-fn ask(
-    sock: &Path,
-    req: &Request,
-    deadline: Duration,
-) -> Result<String, String> {
-    let mut s = UnixStream::connect(sock).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(deadline)).unwrap();
-    s.write_all(&proto::encode(req))
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut text = String::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed before Done".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        while let Ok(Some((reply, used))) =
-            proto::decode::<Reply>(&buf, MAX_REPLY)
-        {
-            buf.drain(..used);
-            match reply {
-                Reply::Data(t) => text.push_str(&t),
-                Reply::Done(Status::Ok) => return Ok(text),
-                Reply::Done(other) => return Err(format!("{other:?}")),
-            }
-        }
     }
 }
 

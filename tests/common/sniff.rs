@@ -9,6 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
+use ctsyncd::wire::{Header, Msg, Seq, Writer};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Netns;
@@ -66,4 +67,21 @@ pub fn forge(ns: &Netns, src: Ipv4Addr, dst: SocketAddrV4, datagram: &[u8]) {
         // A lossy link may drop it at once (EPERM from the output chain).
         let _ = s.send_to(datagram, dst);
     });
+}
+
+/// A plain datagram of `session` whose first data message is numbered
+/// `first`: what an attacker who read the link can write.
+pub fn datagram(session: u32, first: Seq, msgs: &[Msg]) -> Vec<u8> {
+    let mut buf = [0u8; 1472];
+    let header = Header {
+        flags: 0,
+        session,
+        first_seq: first,
+    };
+    let mut w = Writer::new(&mut buf, header).unwrap();
+    for m in msgs {
+        w.push(m).unwrap();
+    }
+    let n = w.finish();
+    buf[..n].to_vec()
 }

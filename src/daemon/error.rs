@@ -1,6 +1,7 @@
 //! Why the daemon could not start or had to stop: one typed error whose
 //! `Display` is the line the log gets (conntrackd's text where conntrackd
-//! has one), and errno names for the kernel's answers.
+//! has one). Errnos are compared by name everywhere (`rustix::io::Errno`),
+//! never by an x86 number.
 
 use std::fmt;
 use std::io;
@@ -112,49 +113,9 @@ impl std::error::Error for Error {
     }
 }
 
-/// The symbolic name of an errno the kernel answers ctnetlink requests
-/// with (`EEXIST`, `ENOENT` …), for counters and debug logs; the number
-/// itself for others. Built from the platform's constants, so it is right
-/// on MIPS too, where the numbers differ from x86's.
-pub fn errno_name(errno: i32) -> String {
-    use rustix::io::Errno;
-    let known = [
-        (Errno::PERM, "EPERM"),
-        (Errno::NOENT, "ENOENT"),
-        (Errno::INTR, "EINTR"),
-        (Errno::IO, "EIO"),
-        (Errno::AGAIN, "EAGAIN"),
-        (Errno::NOMEM, "ENOMEM"),
-        (Errno::BUSY, "EBUSY"),
-        (Errno::EXIST, "EEXIST"),
-        (Errno::INVAL, "EINVAL"),
-        (Errno::NOSPC, "ENOSPC"),
-        (Errno::OPNOTSUPP, "EOPNOTSUPP"),
-        (Errno::NOBUFS, "ENOBUFS"),
-        (Errno::TIMEDOUT, "ETIMEDOUT"),
-        (Errno::CONNREFUSED, "ECONNREFUSED"),
-        (Errno::INPROGRESS, "EINPROGRESS"),
-    ];
-    known
-        .iter()
-        .find(|(e, _)| e.raw_os_error() == errno)
-        .map_or_else(|| errno.to_string(), |(_, n)| (*n).to_string())
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn errno_names_come_from_the_platform() {
-        let exist = rustix::io::Errno::EXIST.raw_os_error();
-        assert_eq!(errno_name(exist), "EEXIST");
-        assert_eq!(
-            errno_name(rustix::io::Errno::NOBUFS.raw_os_error()),
-            "ENOBUFS"
-        );
-        assert_eq!(errno_name(100_000), "100000");
-    }
 
     #[test]
     fn messages_keep_conntrackd_texts() {

@@ -52,7 +52,7 @@ use smol::{Async, LocalExecutor};
 
 use accept::{MAX_PENDING_CLIENTS, accept_loop};
 pub use background::{is_child, new_session, spawn_and_wait};
-pub use error::{Error, errno_name};
+pub use error::Error;
 use lock::LockFile;
 use reply_budget::{REPLY_BUDGET, ReplyBudget};
 pub use runtime::{Runtime, uptime};

@@ -17,7 +17,6 @@ use crate::sync::digest::{
     self, AntiEntropy, RawEntry, Reaction, Table, Tables,
 };
 use crate::time::Instant;
-use crate::wire::ExpKey;
 
 /// Both tables of one side.
 struct CacheTables<'a> {
@@ -125,18 +124,7 @@ impl Node {
         }
         for k in r.prune {
             match k {
-                Key::Ct(k) => {
-                    if self.external_ct.remove(&k).is_some() {
-                        let gone: Vec<ExpKey> = self
-                            .external_exp
-                            .keys()
-                            .filter(|e| e.master == k.orig && e.zone == k.zone)
-                            .collect();
-                        for e in gone {
-                            self.external_exp.remove(&e);
-                        }
-                    }
-                }
+                Key::Ct(k) => self.forget_external_ct(&k),
                 Key::Exp(k) => {
                     self.external_exp.remove(&k);
                 }

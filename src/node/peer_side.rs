@@ -8,7 +8,7 @@ use super::{
 };
 use crate::sync::Apply;
 use crate::time::Instant;
-use crate::wire::{self, ExpKey};
+use crate::wire::{self, CtKey, ExpKey};
 
 /// Datagrams a keyed engine refused on one link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,24 +88,27 @@ impl Node {
         }
     }
 
+    /// Removes a peer's conntrack from the external cache, and with it
+    /// its expectations (the kernel would drop them with their master).
+    pub(super) fn forget_external_ct(&mut self, k: &CtKey) {
+        if self.external_ct.remove(k).is_some() {
+            let gone: Vec<ExpKey> = self
+                .external_exp
+                .keys()
+                .filter(|e| e.master == k.orig && e.zone == k.zone)
+                .collect();
+            for e in gone {
+                self.external_exp.remove(&e);
+            }
+        }
+    }
+
     fn apply_external(&mut self, now: Instant, a: Apply) {
         match a {
             Apply::Ct { ct, new } => {
                 let _ = self.external_ct.upsert(&ct, now, new);
             }
-            Apply::CtDel(k) => {
-                if self.external_ct.remove(&k).is_some() {
-                    // Expectations of a gone master are gone too.
-                    let gone: Vec<ExpKey> = self
-                        .external_exp
-                        .keys()
-                        .filter(|e| e.master == k.orig && e.zone == k.zone)
-                        .collect();
-                    for e in gone {
-                        self.external_exp.remove(&e);
-                    }
-                }
-            }
+            Apply::CtDel(k) => self.forget_external_ct(&k),
             Apply::Exp { exp, new } => {
                 let _ = self.external_exp.upsert(&exp, now, new);
             }

@@ -14,10 +14,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::personality::{CTSYNCD, Personality};
 use crate::control::proto::{
     Cache, CacheSel, Format, Request, StatsView, Table, Target,
 };
+use crate::personality::{CTSYNCD, Personality};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -604,7 +604,9 @@ mod test {
         assert!(u.contains("(default /etc/conntrackd/conntrackd.conf)"));
         assert!(u.contains("-k, kill conntrackd"));
         // The version line stays honest about what runs.
-        assert!(u.starts_with("Connection tracking state synchronization daemon ctsyncd v"));
+        assert!(u.starts_with(
+            "Connection tracking state synchronization daemon ctsyncd v"
+        ));
         let u = usage(&CTSYNCD);
         assert!(u.contains("Usage: ctsyncd [commands]"), "{u}");
         assert!(u.contains("(default /etc/ctsyncd/ctsyncd.conf)"));

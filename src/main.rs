@@ -106,7 +106,11 @@ fn main() -> ExitCode {
 
 /// `--check-config [--strict]`: the start-up warnings (the same list the
 /// daemon logs), the key files' notes, and the verdict.
-fn check_config(path: &Path, parsed: &config::Parsed, strict: bool) -> ExitCode {
+fn check_config(
+    path: &Path,
+    parsed: &config::Parsed,
+    strict: bool,
+) -> ExitCode {
     let warnings = config::startup_warnings(parsed);
     for w in &warnings {
         log::warn!("{w}");

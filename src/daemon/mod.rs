@@ -58,10 +58,10 @@ use reply_budget::{REPLY_BUDGET, ReplyBudget};
 pub use runtime::{Runtime, uptime};
 
 use crate::config::{self, Config, LogTarget};
-use crate::personality::Personality;
 use crate::control::proto::{Reply, Request, Status};
 use crate::control::server;
 use crate::logging;
+use crate::personality::Personality;
 
 /// Runs the daemon until SIGTERM, SIGINT or `-k`. `background` is true in
 /// the `-d` child. The configuration's start-up warnings
@@ -99,7 +99,8 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let lock = match LockFile::acquire(&cfg.general.lock_file, personality.name) {
+    let lock = match LockFile::acquire(&cfg.general.lock_file, personality.name)
+    {
         Ok(l) => l,
         Err(msg) => {
             error!("{msg}");

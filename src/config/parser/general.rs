@@ -172,7 +172,8 @@ impl<'a> Parser<'a> {
         self.block("Stats", STATS, |p, kw, kpos| {
             match kw {
                 "LogFile" => {
-                    stats.log_file = p.log_target(p.personality.stats_log_file)?.0
+                    stats.log_file =
+                        p.log_target(p.personality.stats_log_file)?.0
                 }
                 "Syslog" => stats.syslog = p.syslog(stats.syslog)?,
                 "LogFileBufferSize" => {

@@ -19,9 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::lexer::{Lexer, Pos, Tok};
-use crate::config::{
-    Clauses, Config, Diagnostic, Logic, Mode, Parsed, Sync,
-};
+use crate::config::{Clauses, Config, Diagnostic, Logic, Mode, Parsed, Sync};
 use crate::personality::{self, Personality};
 use filter::{add_addresses, add_rule};
 

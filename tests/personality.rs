@@ -262,3 +262,74 @@ fn daemon_uses_the_default_lock_and_log_of_its_name() {
         assert!(stdout.contains("LOCK-REMOVED"), "{name}: {stdout}");
     }
 }
+
+/// The syslog ident, received on a `/dev/log` of the test's own: in a
+/// private mount namespace a tmpfs covers /dev (with /dev/null and the
+/// random devices bound back), so the machine's syslog sees nothing.
+#[test]
+fn syslog_ident_is_conntrack_tools_as_conntrackd() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: a private /dev/log needs root");
+        return;
+    }
+    let i = Install::new("syslog");
+    let conf = i.dir.join("syslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "General {{\n\tSyslog on\n\tLockFile {}\n\tUNIX {{ Path {} }}\n}}\n",
+            i.dir.join("lock").display(),
+            i.dir.join("ctl").display()
+        ),
+    )
+    .unwrap();
+    // Receives datagrams until 2 s pass without one (at most 50).
+    let receiver = "import socket, sys\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.bind('/dev/log')\n\
+        open(sys.argv[1], 'w').close()\n\
+        s.settimeout(2)\n\
+        with open(sys.argv[2], 'w') as out:\n\
+        \x20   try:\n\
+        \x20       for _ in range(50):\n\
+        \x20           out.write(s.recv(4096).decode(errors='replace') + '\\n')\n\
+        \x20   except OSError:\n\
+        \x20       pass\n";
+    std::fs::write(i.dir.join("recv.py"), receiver).unwrap();
+    for (name, tag) in
+        [("conntrackd", "conntrack-tools["), ("ctsyncd", "ctsyncd[")]
+    {
+        let d = i.dir.display();
+        let script = format!(
+            "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
+             mount -t tmpfs none /dev; for n in null zero random urandom; do \
+             touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
+             rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
+             for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
+             \"$0\" -C {conf} -d; \"$0\" -C {conf} -k; wait",
+            conf = conf.display()
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .arg(i.dir.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let got = std::fs::read_to_string(i.dir.join("syslog.out")).unwrap();
+        let started: Vec<&str> = got
+            .lines()
+            .filter(|l| l.contains("starting in daemon mode"))
+            .collect();
+        assert_eq!(started.len(), 1, "{name}: {got}");
+        assert!(
+            started[0].contains(&format!(": {tag}"))
+                || started[0].contains(&format!(" {tag}")),
+            "{name}: {got}"
+        );
+    }
+}

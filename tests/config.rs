@@ -224,7 +224,7 @@ fn alarm_ipv6_multicast() {
     assert_eq!(p.config.general.poll_secs, Some(15));
     // Polling mode is parsed but not implemented: the daemon says so.
     assert!(
-        config::not_implemented(&p.config)
+        config::not_implemented(&p)
             .iter()
             .any(|m| m.starts_with("PollSecs"))
     );
@@ -247,7 +247,7 @@ fn stats_mode_and_facility_conflict() {
         ]
     );
     assert!(
-        config::not_implemented(&p.config)
+        config::not_implemented(&p)
             .iter()
             .any(|m| m.starts_with("Stats"))
     );
@@ -300,7 +300,7 @@ fn legacy_142_clauses_warn_and_still_work() {
     );
     assert!(p.config.helper_section);
     assert!(
-        config::not_implemented(&p.config)
+        config::not_implemented(&p)
             .iter()
             .any(|m| m.starts_with("Helper"))
     );

@@ -44,9 +44,11 @@ impl<'a> Parser<'a> {
             self.finish_sync(&mut sync, spos)?;
             self.cfg.sync = Some(sync);
         }
+        let clauses = self.clauses();
         Ok(Parsed {
             config: self.cfg,
             warnings: self.warnings,
+            clauses,
         })
     }
 

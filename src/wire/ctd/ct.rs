@@ -15,7 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::attr::{Size, Writer, be16, be32, name, walk};
 use super::{Error, NatByteOrder, Options};
-use crate::model::{Conntrack, HelperName, L4, ProtoInfo, SeqAdj, Tuple};
+use crate::model::{
+    Conntrack, HelperName, L4, ProtoInfo, SeqAdj, Tuple, status,
+};
 
 const IPV4: u16 = 0;
 const IPV6: u16 = 1;
@@ -499,15 +501,28 @@ fn nat(ct: &Conntrack, opts: Options, w: &mut Writer<'_>) {
             _ => {}
         }
     }
-    if let (L4::Ports { src: os, dst: od }, L4::Ports { src: rs, dst: rd }) =
-        (o.l4, r.l4)
-        && has_ports(o.proto)
-    {
-        if rd != os {
-            w.put(SPAT_PORT, &[&rd.to_le_bytes()]);
+    match (o.l4, r.l4) {
+        (L4::Ports { src: os, dst: od }, L4::Ports { src: rs, dst: rd }) => {
+            if rd != os {
+                w.put(SPAT_PORT, &[&rd.to_le_bytes()]);
+            }
+            if rs != od {
+                w.put(DPAT_PORT, &[&rs.to_le_bytes()]);
+            }
         }
-        if rs != od {
-            w.put(DPAT_PORT, &[&rs.to_le_bytes()]);
+        (L4::Icmp { kind, code, id }, _) => {
+            // What x86 conntrackd 1.4.7 sends for ICMP (captured): its
+            // library compares the ports of a reply tuple it holds no
+            // ICMP fields of (zeros) with the original's id (SPAT) and
+            // type/code (DPAT), under the NAT_DONE bits, and sends the
+            // zeros. Receivers ignore them for ICMP.
+            if ct.status & status::SRC_NAT_DONE != 0 && id != 0 {
+                w.put(SPAT_PORT, &[&[0, 0]]);
+            }
+            if ct.status & status::DST_NAT_DONE != 0 && (kind, code) != (0, 0) {
+                w.put(DPAT_PORT, &[&[0, 0]]);
+            }
         }
+        _ => {}
     }
 }

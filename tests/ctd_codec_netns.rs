@@ -1,9 +1,11 @@
 //! Round trip against the real conntrackd 1.4.7 (root; skipped otherwise):
 //! conntracks and expectations (IPv4, IPv6, SNAT, DNAT, zone, mark, ICMP,
-//! helper) encoded by `wire::ctd::encode`, sent over UDP from one network
+//! helper; labels, window scales, sequence adjustment, SCTP, DCCP)
+//! encoded by `wire::ctd::encode`, sent over UDP from one network
 //! namespace to a conntrackd running FT-FW or NOTRACK in another. Checks
 //! that conntrackd acknowledges them (FT-FW: the ACK covers our last
-//! sequence number), shows them in its external cache (`-e`,
+//! sequence number), refuses none (`-s network`), shows them in its
+//! external cache (`-e`,
 //! `-e expect`), drops the one we DELete, and that after its commit
 //! (`-c`) the kernel holds them with the NAT bindings our SNAT/DNAT/SPAT/
 //! DPAT attributes asked for (`conntrack -L`, `conntrack -L expect`).
@@ -13,7 +15,7 @@ mod common;
 use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
-use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
+use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, SeqAdj, Tuple, status};
 use ctsyncd::wire::ctd::{self, Body, Message, Options};
 
 const CONNTRACKD: &str = "/usr/sbin/conntrackd";
@@ -103,7 +105,50 @@ fn bodies() -> Vec<Body> {
     let mut dnat = established(tuple(6, "10.72.1.2", 40004, "10.72.1.1", 8080));
     dnat.reply = Some(tuple(6, "10.72.2.2", 80, "10.72.1.2", 40004));
     dnat.status |= status::DST_NAT | status::DST_NAT_DONE;
+    dnat.seq_adj = Some([
+        SeqAdj {
+            correction_pos: 1000,
+            offset_before: 0,
+            offset_after: 3,
+        },
+        SeqAdj::default(),
+    ]);
     out.push(Body::CtUpd(dnat));
+    let mut dnat6 =
+        established(tuple(6, "fd72:1::2", 40013, "fd72:1::1", 8080));
+    dnat6.reply = Some(tuple(6, "fd72:2::2", 80, "fd72:1::2", 40013));
+    dnat6.status |= status::DST_NAT | status::DST_NAT_DONE;
+    out.push(Body::CtNew(dnat6));
+    // Attributes the kernel check below does not cover: conntrackd must
+    // accept them (else the entry is missing from -e).
+    let mut labelled =
+        established(tuple(6, "10.72.1.2", 40008, "10.72.2.2", 80));
+    labelled.labels =
+        Some([0b1000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    labelled.proto_info = ProtoInfo::Tcp {
+        state: 3,
+        wscale_orig: 7,
+        wscale_reply: 8,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    out.push(Body::CtNew(labelled));
+    let mut sctp =
+        established(tuple(132, "10.72.1.2", 40009, "10.72.2.2", 3868));
+    sctp.proto_info = ProtoInfo::Sctp {
+        state: 3,
+        vtag_orig: 0x1234_5678,
+        vtag_reply: 0x9abc_def0,
+    };
+    out.push(Body::CtNew(sctp));
+    let mut dccp =
+        established(tuple(33, "fd72:1::2", 40012, "fd72:2::2", 5004));
+    dccp.proto_info = ProtoInfo::Dccp {
+        state: 4,
+        role: 1,
+        handshake_seq: 0,
+    };
+    out.push(Body::CtNew(dccp));
     let mut zoned = established(tuple(6, "10.72.1.2", 40005, "10.72.2.2", 80));
     zoned.zone = 9;
     out.push(Body::CtNew(zoned));
@@ -282,6 +327,21 @@ fn run(mode: &str, tag: &str) {
         assert!(replies.iter().all(|m| m.body == Body::Alive));
     }
 
+    // Nothing we sent was refused (every counter of `-s network`'s
+    // receive block is zero).
+    let stats = ctl("-s network");
+    let refused: Vec<&str> = stats
+        .lines()
+        .filter(|l| {
+            ["Malformed", "Wrong", "Bad", "Truncated"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect();
+    assert!(refused.len() >= 6, "{stats}");
+    for l in refused {
+        assert_eq!(l.split_whitespace().last(), Some("0"), "{stats}");
+    }
     let ext = ctl("-e");
     expect_line(
         &ext,
@@ -306,6 +366,11 @@ fn run(mode: &str, tag: &str) {
         &["src=10.72.1.2 dst=10.72.2.2 type=8 code=0 id=16962"],
     );
     expect_line(&ext, "sport=40010 ", &["helper=ftp"]);
+    expect_line(&ext, "sport=40004 ", &["dst=10.72.1.1 sport=40004"]);
+    expect_line(&ext, "sport=40013 ", &["dst=fd72:1::1 sport=40013"]);
+    expect_line(&ext, "sport=40008 ", &["ESTABLISHED"]);
+    expect_line(&ext, "sport=40009 ", &["sctp", "dport=3868"]);
+    expect_line(&ext, "sport=40012 ", &["dccp", "src=fd72:1::2"]);
     expect_line(&ext, "sport=40011 ", &["helper=ftp", "fd72:1::2"]);
     assert!(
         line_with(&ext, "sport=40007 ").is_none(),
@@ -344,6 +409,11 @@ fn run(mode: &str, tag: &str) {
             "dst=10.72.1.1 sport=40004 dport=8080",
             "src=10.72.2.2 dst=10.72.1.2 sport=80 dport=40004",
         ],
+    );
+    expect_line(
+        &kernel,
+        "sport=40013 ",
+        &["src=fd72:2::2 dst=fd72:1::2 sport=80 dport=40013"],
     );
     expect_line(
         &kernel,

@@ -514,21 +514,27 @@ impl Rng {
 }
 
 /// What the fuzz target checks: never a panic; every accepted message
-/// encodes, and decodes back to itself; stream framing agrees.
+/// encodes, and decodes back to itself (with either NAT byte order);
+/// stream framing agrees.
 fn check(data: &[u8]) -> (usize, usize) {
     let (mut accepted, mut refused) = (0, 0);
-    for m in ctd::messages(data, Options::default()) {
-        let Ok(m) = m else {
-            refused += 1;
-            continue;
-        };
-        let mut buf = vec![0u8; 70_000];
-        let n = ctd::encode(&m, Options::default(), &mut buf).unwrap();
-        let again: Vec<_> =
-            ctd::messages(&buf[..n], Options::default()).collect();
-        assert_eq!(again, vec![Ok(m.clone())], "{data:02x?}");
-        assert_eq!(ctd::stream_message_len(&buf[..n]), Some(Ok(n)));
-        accepted += 1;
+    let old = Options {
+        nat_order: ctd::NatByteOrder::V142,
+        send_timeout: true,
+    };
+    let mut buf = vec![0u8; 70_000];
+    for opts in [Options::default(), old] {
+        for m in ctd::messages(data, opts) {
+            let Ok(m) = m else {
+                refused += 1;
+                continue;
+            };
+            let n = ctd::encode(&m, opts, &mut buf).unwrap();
+            let again: Vec<_> = ctd::messages(&buf[..n], opts).collect();
+            assert_eq!(again, vec![Ok(m.clone())], "{data:02x?}");
+            assert_eq!(ctd::stream_message_len(&buf[..n]), Some(Ok(n)));
+            accepted += 1;
+        }
     }
     if let Some(Ok(n)) = ctd::stream_message_len(data) {
         assert!(n >= ctd::HEADER_LEN && n <= data.len());

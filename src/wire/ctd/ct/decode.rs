@@ -101,6 +101,10 @@ fn read(payload: &[u8], opts: Options) -> Result<Seen, Error> {
             MASTER_PORT => s.master_ports = Some(port_pair(v)),
             SNAT_IPV4 => s.snat = Some(nat_v4(v, opts.nat_order)),
             DNAT_IPV4 => s.dnat = Some(nat_v4(v, opts.nat_order)),
+            // 1.4.2 knows no IPv6 NAT (its parser table ends at 29, and
+            // reads past it for 29): a V142 peer neither sends nor gets
+            // them.
+            SNAT_IPV6 | DNAT_IPV6 if opts.nat_order == NatByteOrder::V142 => {}
             SNAT_IPV6 | DNAT_IPV6 => {
                 let addr = v6_addr(v);
                 if kind == SNAT_IPV6 {

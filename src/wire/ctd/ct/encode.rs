@@ -156,7 +156,12 @@ fn nat(ct: &Conntrack, opts: Options, w: &mut Writer<'_>) {
                 }
                 w.put(kind4, &[&b]);
             }
-            IpAddr::V6(a) if o.src.is_ipv6() => w.put(kind6, &[&a.octets()]),
+            // Not for a 1.4.2 peer: see the decoder.
+            IpAddr::V6(a)
+                if o.src.is_ipv6() && opts.nat_order == NatByteOrder::V147 =>
+            {
+                w.put(kind6, &[&a.octets()])
+            }
             // A reply of the other family cannot be said.
             _ => {}
         }

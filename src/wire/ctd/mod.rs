@@ -121,7 +121,9 @@ pub enum Error {
     BadSize,
     /// Not protocol version 1.
     Version(u8),
-    /// A message type conntrackd does not know.
+    /// A message type conntrackd does not know (its FT-FW and NOTRACK
+    /// receivers count these under "Malformed header": only a DATA type
+    /// reaches their type check).
     BadType(u8),
     /// Flags that make no message: a data type with control flags, a
     /// control message without a control flag.

@@ -83,6 +83,9 @@ pub enum Work {
         conntracks: bool,
         expectations: bool,
     },
+    /// Read one conntrack as the kernel holds it now (one
+    /// [`Done::Dumped`], empty if it is gone).
+    Get { orig: crate::model::Tuple, zone: u16 },
 }
 
 /// Why a job was asked for: the node's bookkeeping, echoed back.
@@ -103,6 +106,9 @@ pub enum Purpose {
         expectations: bool,
         send: bool,
     },
+    /// A conntrack re-read because the kernel changed it without an
+    /// event (a helper's sequence adjustment): sent as an update.
+    Refresh,
     /// `-i` without internal cache: the kernel's table as text.
     DumpText {
         client: ClientId,

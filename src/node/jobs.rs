@@ -50,6 +50,14 @@ impl Node {
                     &vec![eio; exps],
                 );
             }
+            (Purpose::Refresh, Done::Dumped { objects, .. }) => {
+                self.refreshed(now, objects);
+            }
+            (Purpose::Refresh, Done::Failed(why)) => {
+                // Not fatal: the peer has the entry, without the change.
+                self.counters.jobs_failed += 1;
+                self.out.log(Warn, format!("can't read a master back: {why}"));
+            }
             (Purpose::Inject, Done::Injected(errs)) => {
                 for e in errs {
                     if e == 0 {

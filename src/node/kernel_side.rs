@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Node, Purpose};
+use super::{Job, Node, Purpose, Work};
 use crate::cache::Upsert;
 use crate::config::OverrunResync;
 use crate::control::proto::{Reply, Status};
@@ -177,6 +177,40 @@ impl Node {
         let new = kind == Kind::New;
         if self.internal_exp.upsert(&x, now, new).is_ok() && send {
             self.engine.local_change(Key::Exp(Box::new(key)), new);
+            if new && x.nat.is_some() {
+                self.refresh_master(master);
+            }
+        }
+    }
+
+    /// A NAT helper that announces an expectation also rewrote the
+    /// packet that carried it (the FTP PASV/PORT address), and the
+    /// length change became a sequence adjustment of the master. The
+    /// kernel sends no event for that (only synproxy reports
+    /// `IPCT_SEQADJ`), yet the peer needs it to carry the control
+    /// connection after a failover: read the master back from the kernel
+    /// and send it as an update.
+    fn refresh_master(&mut self, master: CtKey) {
+        self.out.jobs.push(Job {
+            purpose: Purpose::Refresh,
+            work: Work::Get {
+                orig: master.orig,
+                zone: master.zone,
+            },
+        });
+    }
+
+    /// The master a [`Node::refresh_master`] read back (none: it is gone,
+    /// and its destroy event says so).
+    pub(super) fn refreshed(&mut self, now: Instant, objects: Vec<Object>) {
+        for o in objects {
+            let msg = Message {
+                kind: Kind::Update,
+                object: o,
+                port: 0,
+                seq: 0,
+            };
+            self.kernel_event(now, msg, Origin::NotMe);
         }
     }
 

@@ -85,7 +85,10 @@ pub enum Work {
     },
     /// Read one conntrack as the kernel holds it now (one
     /// [`Done::Dumped`], empty if it is gone).
-    Get { orig: crate::model::Tuple, zone: u16 },
+    Get {
+        orig: crate::model::Tuple,
+        zone: u16,
+    },
 }
 
 /// Why a job was asked for: the node's bookkeeping, echoed back.
@@ -109,6 +112,9 @@ pub enum Purpose {
     /// A conntrack re-read because the kernel changed it without an
     /// event (a helper's sequence adjustment): sent as an update.
     Refresh,
+    /// DisableInternalCache: the master of the oldest expectation waiting
+    /// in the node's master checks, for the Filter.
+    MasterCheck,
     /// `-i` without internal cache: the kernel's table as text.
     DumpText {
         client: ClientId,

@@ -53,10 +53,24 @@ impl Node {
             (Purpose::Refresh, Done::Dumped { objects, .. }) => {
                 self.refreshed(now, objects);
             }
+            (Purpose::MasterCheck, Done::Dumped { objects, .. }) => {
+                let master = objects.iter().find_map(|o| match o {
+                    Object::Ct(c) => Some(c),
+                    Object::Exp(_) => None,
+                });
+                self.master_checked(now, master);
+            }
+            (Purpose::MasterCheck, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.master_checked(now, None);
+                self.out
+                    .log(Warn, format!("can't read a master back: {why}"));
+            }
             (Purpose::Refresh, Done::Failed(why)) => {
                 // Not fatal: the peer has the entry, without the change.
                 self.counters.jobs_failed += 1;
-                self.out.log(Warn, format!("can't read a master back: {why}"));
+                self.out
+                    .log(Warn, format!("can't read a master back: {why}"));
             }
             (Purpose::Inject, Done::Injected(errs)) => {
                 for e in errs {

@@ -18,6 +18,12 @@ use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
 
+/// Expectations waiting for their master's check: (expectation, new,
+/// send).
+pub(super) type MasterChecks = std::collections::VecDeque<(Expect, bool, bool)>;
+/// Most expectations waiting for a master check.
+const MAX_MASTER_CHECKS: usize = 4096;
+
 /// After an overrun, the burst is over once no event came for this long.
 pub(super) const BURST_QUIET: Duration = Duration::from_millis(200);
 /// … or at the latest this long after its first overrun.
@@ -164,17 +170,66 @@ impl Node {
             self.counters.events_filtered += 1;
             return;
         }
-        // Replicated only with its master (conntrackd's ct_filter_master);
-        // without an internal cache the master need only be known to the
-        // kernel, which created this expectation from it (fixes §6.6).
+        // Replicated only with its master (conntrackd's ct_filter_master):
+        // the master must be in the internal cache, which holds what the
+        // Filter accepts. Without an internal cache the kernel's master
+        // must pass the Filter (read back first: see `master_checked`).
         let master = CtKey {
             orig: x.master,
             zone: x.zone,
         };
-        if !self.internal_disabled() && !self.internal_ct.contains(&master) {
+        let new = kind == Kind::New;
+        if self.internal_disabled() {
+            if self.master_checks.len() >= MAX_MASTER_CHECKS {
+                // The worker is this far behind: drop rather than grow.
+                self.counters.events_filtered += 1;
+                return;
+            }
+            self.master_checks.push_back((x, new, send));
+            self.out.jobs.push(Job {
+                purpose: Purpose::MasterCheck,
+                work: Work::Get {
+                    orig: master.orig,
+                    zone: master.zone,
+                },
+            });
             return;
         }
-        let new = kind == Kind::New;
+        if !self.internal_ct.contains(&master) {
+            return;
+        }
+        self.replicate_exp(now, x, new, send);
+    }
+
+    /// The master of the oldest expectation waiting for its check, as the
+    /// kernel holds it (none: gone, and the expectation with it).
+    pub(super) fn master_checked(
+        &mut self,
+        now: Instant,
+        master: Option<&Conntrack>,
+    ) {
+        let Some((x, new, send)) = self.master_checks.pop_front() else {
+            return;
+        };
+        if master
+            .is_some_and(|m| filter::conntrack(&self.cfg.general.filter, m))
+        {
+            self.replicate_exp(now, x, new, send);
+        }
+    }
+
+    fn replicate_exp(
+        &mut self,
+        now: Instant,
+        x: Expect,
+        new: bool,
+        send: bool,
+    ) {
+        let key = exp_key_of(&x);
+        let master = CtKey {
+            orig: x.master,
+            zone: x.zone,
+        };
         if self.internal_exp.upsert(&x, now, new).is_ok() && send {
             self.engine.local_change(Key::Exp(Box::new(key)), new);
             if new && x.nat.is_some() {

@@ -341,7 +341,12 @@ impl Kernel {
                     zone: *zone,
                 };
                 vec![Done::Dumped {
-                    objects: self.ct(&k).cloned().map(Object::Ct).into_iter().collect(),
+                    objects: self
+                        .ct(&k)
+                        .cloned()
+                        .map(Object::Ct)
+                        .into_iter()
+                        .collect(),
                     last: true,
                 }]
             }

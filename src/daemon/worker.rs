@@ -215,7 +215,13 @@ fn flush(
 
 /// Runs a commit plan; each refused entry is reported with its tuple.
 fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
-    let (cts, exps) = sock.commit(plan)?;
+    // Each stage timed on its own, for the log's "commit has taken".
+    let t = std::time::Instant::now();
+    let cts = sock.create_cts(&plan.cts)?;
+    let ct_took = t.elapsed();
+    let t = std::time::Instant::now();
+    let exps = sock.create_exps(&plan.exps)?;
+    let took = [ct_took, t.elapsed()];
     let refused_cts = cts
         .iter()
         .zip(&plan.cts)
@@ -227,5 +233,10 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
         .filter(|(e, _)| **e != 0)
         .map(|(&e, x)| (e, x.tuple));
     let failed = refused_cts.chain(refused_exps).collect();
-    Ok(Done::Committed { cts, exps, failed })
+    Ok(Done::Committed {
+        cts,
+        exps,
+        failed,
+        took,
+    })
 }

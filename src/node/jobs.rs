@@ -23,7 +23,12 @@ impl Node {
             }
             (
                 Purpose::Commit { client },
-                Done::Committed { cts, exps, failed },
+                Done::Committed {
+                    cts,
+                    exps,
+                    failed,
+                    took,
+                },
             ) => {
                 for (errno, tuple) in failed {
                     self.out.log(
@@ -35,7 +40,7 @@ impl Node {
                     );
                     self.out.log(Error, tuple_text(&tuple));
                 }
-                self.commit_done(now, client, &cts, &exps);
+                self.commit_done(now, client, &cts, &exps, Some(took));
             }
             (Purpose::Commit { client }, Done::Failed(why)) => {
                 self.counters.jobs_failed += 1;
@@ -48,6 +53,7 @@ impl Node {
                     client,
                     &vec![eio; cts],
                     &vec![eio; exps],
+                    None,
                 );
             }
             (Purpose::Refresh, Done::Dumped { objects, .. }) => {

@@ -102,6 +102,7 @@ impl Fw {
             cts: cts.to_vec(),
             exps: exps.to_vec(),
             failed: Vec::new(),
+            took: [Duration::from_micros(147), Duration::from_micros(76)],
         };
         self.job(now, Purpose::Commit { client: CLIENT }, done)
             .replies
@@ -1017,4 +1018,29 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
         Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
     );
     assert!(gets(&o.jobs).is_empty());
+}
+
+#[test]
+fn commit_logs_each_stage_time_in_microseconds() {
+    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let mut fw = node(c, 2);
+    fw.control(Instant(0), Request::Commit(Target::All));
+    let done = Done::Committed {
+        cts: Vec::new(),
+        exps: Vec::new(),
+        failed: Vec::new(),
+        took: [Duration::from_micros(147), Duration::from_micros(1_000_076)],
+    };
+    let purpose = Purpose::Commit { client: CLIENT };
+    let o = fw.feed(Instant(5), Input::Job(Completion { purpose, done }));
+    let lines: Vec<&str> = o.logs.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Committed 0 new entries",
+            "commit has taken 0.000147 seconds",
+            "Committed 0 new expectations",
+            "commit has taken 1.000076 seconds"
+        ]
+    );
 }

@@ -283,6 +283,7 @@ impl Node {
             tx_queue_limit: self.cfg.general.hash_limit as usize * 2,
             resend_queue: rs,
             resend_queue_limit: self.sync().resend_queue_size as usize,
+            error_queue_limit: self.sync().error_queue_length as usize,
             resend_entries: if resend_entries {
                 self.engine.resend_queue().collect()
             } else {

@@ -6,6 +6,9 @@
 //! which legitimately differ, masked. Root only; skipped without
 //! conntrackd.
 
+// Bounded waits for real daemons (wall clock), not logic.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -221,7 +221,10 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
     let ct_took = t.elapsed();
     let t = std::time::Instant::now();
     let exps = sock.create_exps(&plan.exps)?;
-    let took = [ct_took, t.elapsed()];
+    let micros = |d: std::time::Duration| {
+        u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+    };
+    let took_us = [micros(ct_took), micros(t.elapsed())];
     let refused_cts = cts
         .iter()
         .zip(&plan.cts)
@@ -237,6 +240,6 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
         cts,
         exps,
         failed,
-        took,
+        took_us,
     })
 }

@@ -139,10 +139,10 @@ pub enum Done {
         cts: Vec<i32>,
         exps: Vec<i32>,
         failed: Vec<(i32, crate::model::Tuple)>,
-        /// How long the conntrack stage and the expectation stage each
+        /// Microseconds the conntrack stage and the expectation stage each
         /// took in the kernel (conntrackd logs one total per stage, in
         /// microseconds: the node's clock counts milliseconds).
-        took: [std::time::Duration; 2],
+        took_us: [u32; 2],
     },
     /// One errno per injected change.
     Injected(Vec<i32>),

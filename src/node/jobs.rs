@@ -27,7 +27,7 @@ impl Node {
                     cts,
                     exps,
                     failed,
-                    took,
+                    took_us,
                 },
             ) => {
                 for (errno, tuple) in failed {
@@ -40,7 +40,15 @@ impl Node {
                     );
                     self.out.log(Error, tuple_text(&tuple));
                 }
-                self.commit_done(now, client, &cts, &exps, Some(took));
+                self.commit_done(
+                    now,
+                    client,
+                    &cts,
+                    &exps,
+                    Some(took_us.map(|us| {
+                        std::time::Duration::from_micros(u64::from(us))
+                    })),
+                );
             }
             (Purpose::Commit { client }, Done::Failed(why)) => {
                 self.counters.jobs_failed += 1;

@@ -102,7 +102,7 @@ impl Fw {
             cts: cts.to_vec(),
             exps: exps.to_vec(),
             failed: Vec::new(),
-            took: [Duration::from_micros(147), Duration::from_micros(76)],
+            took_us: [147, 76],
         };
         self.job(now, Purpose::Commit { client: CLIENT }, done)
             .replies
@@ -1029,7 +1029,7 @@ fn commit_logs_each_stage_time_in_microseconds() {
         cts: Vec::new(),
         exps: Vec::new(),
         failed: Vec::new(),
-        took: [Duration::from_micros(147), Duration::from_micros(1_000_076)],
+        took_us: [147, 1_000_076],
     };
     let purpose = Purpose::Commit { client: CLIENT };
     let o = fw.feed(Instant(5), Input::Job(Completion { purpose, done }));

@@ -35,29 +35,31 @@ def stock_script_text():
         return f.read()
 
 
-def install_script(lab, fw):
-    """fw's copy of the stock script with its paths changed, and a wrapper
-    that puts the recording `logger` first on its PATH. Returns the
-    wrapper for keepalived."""
+def install_script(lab, fw, conf=None, tag=""):
+    """fw's copy of the stock script with its paths changed (to fw's
+    daemon, or the one `conf` names, whose files start with `tag`), and a
+    wrapper that puts the recording `logger` first on its PATH (it writes
+    `{tag}syslog.log`). Returns the wrapper for keepalived."""
     d = f"{lab.dir}/{fw.name}"
+    conf = conf or fw.conf
     text = stock_script_text()
     binary = subprocess.run(["sh", "-c", "command -v ctsyncd"], env=lab.env, capture_output=True,
                             text=True, check=True).stdout.strip()
-    for var, value in (("CONNTRACKD_BIN", binary), ("CONNTRACKD_LOCK", f"{d}/ctsyncd.lock"),
-                       ("CONNTRACKD_CONFIG", fw.conf)):
+    for var, value in (("CONNTRACKD_BIN", binary), ("CONNTRACKD_LOCK", f"{d}/{tag}ctsyncd.lock"),
+                       ("CONNTRACKD_CONFIG", conf)):
         lines = [line for line in text.splitlines() if line.startswith(f"{var}=")]
         assert len(lines) == 1, (var, lines)
         text = text.replace(lines[0], f"{var}={value}")
-    script = f"{d}/primary-backup.sh"
+    script = f"{d}/{tag}primary-backup.sh"
     with open(script, "w") as f:
         f.write(text)
     os.chmod(script, 0o755)
-    shim = f"{d}/bin"
+    shim = f"{d}/{tag}bin"
     os.makedirs(shim, exist_ok=True)
     with open(f"{shim}/logger", "w") as f:
-        f.write(f'#!/bin/sh\necho "$(date +%T.%N) $*" >> {d}/syslog.log\n')
+        f.write(f'#!/bin/sh\necho "$(date +%T.%N) $*" >> {d}/{tag}syslog.log\n')
     os.chmod(f"{shim}/logger", 0o755)
-    wrapper = f"{d}/stock-notify.sh"
+    wrapper = f"{d}/{tag}stock-notify.sh"
     with open(wrapper, "w") as f:
         f.write(f'#!/bin/sh\nPATH={shim}:$PATH exec {script} "$1"\n')
     os.chmod(wrapper, 0o755)
@@ -118,6 +120,27 @@ def main():
                 assert "failed to invoke" not in syslog, f"{fw.name}:\n{syslog}"
                 assert "cannot launch" not in syslog, f"{fw.name}:\n{syslog}"
             assert "notify backup" in file_text(f"{lab.dir}/fw2/notify.log")
+        with subtest("a command the daemon refuses is not 'failed to invoke' (-R without internal cache)"):
+            # A second daemon on fw-2, NOTRACK + DisableInternalCache, where
+            # -R is not supported: conntrackd answers nothing and exits 0;
+            # ctsyncd says why, and must not exit 1.
+            d = f"{lab.dir}/fw2"
+            text = open(fw2.conf).read()
+            for old, new in (("Mode FTFW {  }", "Mode NOTRACK { DisableInternalCache On }"),
+                             ("Port 3780", "Port 3790"), (f"{d}/ctsyncd.", f"{d}/bypass-ctsyncd.")):
+                assert old in text, (old, text)
+                text = text.replace(old, new)
+            conf = f"{d}/bypass.conf"
+            with open(conf, "w") as f:
+                f.write(text)
+            fw2.succeed(f"ctsyncd -C {conf} -d")
+            rc, out = fw2.execute(f"ctsyncd -C {conf} -R")
+            assert rc == 2 and "not supported" in out, (rc, out)
+            wrapper = install_script(lab, fw2, conf=conf, tag="bypass-")
+            fw2.succeed(f"{wrapper} primary")
+            syslog = file_text(f"{d}/bypass-syslog.log")
+            assert "failed to invoke" not in syslog, syslog
+            fw2.succeed(f"ctsyncd -C {conf} -k")
     except BaseException:
         dump_logs(lab, (fw1, fw2))
         for fw in (fw1, fw2):

@@ -114,7 +114,7 @@ pub enum Purpose {
     Refresh,
     /// DisableInternalCache: the master of the oldest expectation waiting
     /// in the node's master checks, for the Filter.
-    MasterCheck,
+    MasterCheck { id: u32 },
     /// `-i` without internal cache: the kernel's table as text.
     DumpText {
         client: ClientId,

@@ -67,16 +67,16 @@ impl Node {
             (Purpose::Refresh, Done::Dumped { objects, .. }) => {
                 self.refreshed(now, objects);
             }
-            (Purpose::MasterCheck, Done::Dumped { objects, .. }) => {
+            (Purpose::MasterCheck { id }, Done::Dumped { objects, .. }) => {
                 let master = objects.iter().find_map(|o| match o {
                     Object::Ct(c) => Some(c),
                     Object::Exp(_) => None,
                 });
-                self.master_checked(now, master);
+                self.master_checked(now, id, master);
             }
-            (Purpose::MasterCheck, Done::Failed(why)) => {
+            (Purpose::MasterCheck { id }, Done::Failed(why)) => {
                 self.counters.jobs_failed += 1;
-                self.master_checked(now, None);
+                self.master_checked(now, id, None);
                 self.out
                     .log(Warn, format!("can't read a master back: {why}"));
             }

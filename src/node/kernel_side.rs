@@ -18,9 +18,14 @@ use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
 
-/// Expectations waiting for their master's check: (expectation, new,
-/// send).
-pub(super) type MasterChecks = std::collections::VecDeque<(Expect, bool, bool)>;
+/// Expectations waiting for their master's check, by the id their
+/// `Purpose::MasterCheck` carries (a job refused by a full queue
+/// completes before the jobs ahead of it, so order is not enough).
+#[derive(Debug, Default)]
+pub(super) struct MasterChecks {
+    waiting: std::collections::VecDeque<(u32, Expect, bool, bool)>,
+    next: u32,
+}
 /// Most expectations waiting for a master check.
 const MAX_MASTER_CHECKS: usize = 4096;
 
@@ -180,14 +185,17 @@ impl Node {
         };
         let new = kind == Kind::New;
         if self.internal_disabled() {
-            if self.master_checks.len() >= MAX_MASTER_CHECKS {
+            let checks = &mut self.master_checks;
+            if checks.waiting.len() >= MAX_MASTER_CHECKS {
                 // The worker is this far behind: drop rather than grow.
                 self.counters.events_filtered += 1;
                 return;
             }
-            self.master_checks.push_back((x, new, send));
+            let id = checks.next;
+            checks.next = checks.next.wrapping_add(1);
+            checks.waiting.push_back((id, x, new, send));
             self.out.jobs.push(Job {
-                purpose: Purpose::MasterCheck,
+                purpose: Purpose::MasterCheck { id },
                 work: Work::Get {
                     orig: master.orig,
                     zone: master.zone,
@@ -201,14 +209,19 @@ impl Node {
         self.replicate_exp(now, x, new, send);
     }
 
-    /// The master of the oldest expectation waiting for its check, as the
+    /// The master of the expectation waiting as check `id`, as the
     /// kernel holds it (none: gone, and the expectation with it).
     pub(super) fn master_checked(
         &mut self,
         now: Instant,
+        id: u32,
         master: Option<&Conntrack>,
     ) {
-        let Some((x, new, send)) = self.master_checks.pop_front() else {
+        let waiting = &mut self.master_checks.waiting;
+        let Some(at) = waiting.iter().position(|w| w.0 == id) else {
+            return;
+        };
+        let Some((_, x, new, send)) = waiting.remove(at) else {
             return;
         };
         if master

@@ -922,10 +922,10 @@ fn without_internal_cache_an_expectation_goes_only_with_a_master_the_filter_acce
         Instant(0),
         Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
     );
-    assert_eq!(gets(&o.jobs), [(Purpose::MasterCheck, m.orig)]);
+    assert_eq!(gets(&o.jobs), [(Purpose::MasterCheck { id: 0 }, m.orig)]);
     fw1.job(
         Instant(1),
-        Purpose::MasterCheck,
+        Purpose::MasterCheck { id: 0 },
         Done::Dumped {
             objects: vec![Object::Ct(m.clone())],
             last: true,
@@ -947,7 +947,7 @@ fn without_internal_cache_an_expectation_goes_only_with_a_master_the_filter_acce
     );
     fw1.job(
         Instant(1),
-        Purpose::MasterCheck,
+        Purpose::MasterCheck { id: 0 },
         Done::Dumped {
             objects: vec![Object::Ct(m.clone())],
             last: true,
@@ -962,13 +962,38 @@ fn without_internal_cache_an_expectation_goes_only_with_a_master_the_filter_acce
     );
     fw1.job(
         Instant(4),
-        Purpose::MasterCheck,
+        Purpose::MasterCheck { id: 1 },
         Done::Dumped {
             objects: Vec::new(),
             last: true,
         },
     );
     assert!(send_now(&mut fw1, Instant(5)).is_empty());
+    // Completions matched by id: a check refused at once (full job
+    // queue) may complete before one asked for earlier.
+    let mut other = pasv(&m);
+    other.tuple = tcp("192.168.0.2", "192.168.1.2", 0, 50001);
+    for x in [pasv(&m), other] {
+        fw1.kernel(Instant(6), event(Kind::New, Object::Exp(x)), Origin::NotMe);
+    }
+    fw1.job(
+        Instant(7),
+        Purpose::MasterCheck { id: 3 },
+        Done::Failed("kernel job queue full".into()),
+    );
+    fw1.job(
+        Instant(7),
+        Purpose::MasterCheck { id: 2 },
+        Done::Dumped {
+            objects: vec![Object::Ct(m.clone())],
+            last: true,
+        },
+    );
+    assert_eq!(fw1.internal_exp.len(), 1);
+    assert!(
+        fw1.internal_exp
+            .contains(&crate::wire::exp_key_of(&pasv(&m)))
+    );
 }
 
 #[test]

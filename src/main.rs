@@ -81,7 +81,10 @@ fn main() -> ExitCode {
                 Ok(status) => {
                     let _ = out.flush();
                     log::error!("{status}");
-                    ExitCode::FAILURE
+                    // Not 1: conntrackd's notify script reads exit status
+                    // 1 as "failed to invoke" (no daemon), which is all
+                    // conntrackd's client ever reports (README).
+                    ExitCode::from(client::DAEMON_SAID_NO)
                 }
                 Err(ClientError::Connect(_)) => {
                     log::error!(

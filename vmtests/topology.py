@@ -168,9 +168,11 @@ vrrp_instance VI_LAN1 {{
 """
 
 
-def keepalived(lab, fw, priority):
-    """Starts keepalived on fw with etc/keepalived/primary-backup.sh as the
-    sync group's notify script (through a wrapper naming fw's files)."""
+def keepalived(lab, fw, priority, script=None):
+    """Starts keepalived on fw with etc/keepalived/primary-backup.sh (or
+    `script`) as the sync group's notify script (through a wrapper naming
+    fw's files)."""
+    script = script or f"{ROOT}/etc/keepalived/primary-backup.sh"
     d = f"{lab.dir}/{fw.name}"
     notify = f"{d}/notify.sh"
     with open(notify, "w") as f:
@@ -179,7 +181,7 @@ export PATH={lab.env['PATH']}
 export CTSYNCD_BIN=$(command -v ctsyncd) CTSYNCD_CONFIG={fw.conf} CTSYNCD_LOCK={d}/ctsyncd.lock
 export LOGGER="echo notify:"
 echo "$(date +%T.%N) notify $1" >> {d}/notify.log
-exec {ROOT}/etc/keepalived/primary-backup.sh "$1" >> {d}/notify.log 2>&1
+exec {script} "$1" >> {d}/notify.log 2>&1
 """)
     os.chmod(notify, 0o755)
     # A machine back from a crash boots with an empty /run: keepalived

@@ -89,6 +89,9 @@ struct Tcp {
     /// Bytes of the front frame already written.
     written: usize,
     queue_max: usize,
+    /// Frames dropped because the queue was full (`-s queue`: errorq's
+    /// "not enough space errors").
+    dropped: u64,
     dest: SocketAddr,
     interface: String,
     retry: Option<smol::Timer>,
@@ -115,6 +118,15 @@ impl Link {
                 matches!(t.outbound, Outbound::Connected(_)),
             )),
             Io::Udp { .. } => None,
+        }
+    }
+
+    /// TCP: frames dropped because the queue (`ErrorQueueLength`) was
+    /// full.
+    pub fn dropped(&self) -> u64 {
+        match &self.io {
+            Io::Tcp(t) => t.dropped,
+            Io::Udp { .. } => 0,
         }
     }
 
@@ -432,6 +444,7 @@ fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
                 queue: VecDeque::new(),
                 written: 0,
                 queue_max: error_queue.max(1),
+                dropped: 0,
                 dest: scoped(*dest, *port, info.index),
                 interface: c.interface.to_string(),
                 retry: None,
@@ -493,6 +506,7 @@ impl Tcp {
     fn enqueue(&mut self, frame: &[u8]) -> bool {
         let dropped = self.queue.len() >= self.queue_max;
         if dropped {
+            self.dropped += 1;
             // Never drop a frame that is half written.
             let at = usize::from(self.written > 0);
             self.queue.remove(at);

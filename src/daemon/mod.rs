@@ -29,6 +29,7 @@
 mod accept;
 mod background;
 mod error;
+mod inject;
 mod kernel;
 pub mod keyfile;
 mod lock;

@@ -86,6 +86,9 @@ pub struct Node {
     /// the event comes, the peer is told.
     purged_ct: std::collections::HashSet<crate::wire::CtKey>,
     purged_exp: std::collections::HashSet<crate::wire::ExpKey>,
+    /// DisableInternalCache: expectations waiting for their master's
+    /// Filter verdict, in the order of their `Work::Get` jobs.
+    master_checks: kernel_side::MasterChecks,
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
@@ -161,6 +164,7 @@ impl Node {
             overrun_unsent: false,
             purged_ct: Default::default(),
             purged_exp: Default::default(),
+            master_checks: Default::default(),
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,
@@ -279,6 +283,7 @@ impl Node {
             tx_queue_limit: self.cfg.general.hash_limit as usize * 2,
             resend_queue: rs,
             resend_queue_limit: self.sync().resend_queue_size as usize,
+            error_queue_limit: self.sync().error_queue_length as usize,
             resend_entries: if resend_entries {
                 self.engine.resend_queue().collect()
             } else {

@@ -28,6 +28,10 @@ pub struct LinkView {
     pub err_send: u64,
     pub err_recv: u64,
     pub foreign: u64,
+    /// TCP: frames waiting for the connection (`ErrorQueueLength`), and
+    /// those dropped because it was full (`-s queue`: errorq).
+    pub error_queue: usize,
+    pub error_queue_full: u64,
     /// With a key: datagrams refused on this link (the node counts them;
     /// the loop leaves them 0).
     pub auth_failed: u64,
@@ -60,17 +64,12 @@ fn cache_block(s: &mut String, name: &str, len: usize, st: &CacheStats) {
     );
 }
 
-fn cache_extended(
-    s: &mut String,
-    name: &str,
-    len: usize,
-    bytes: usize,
-    limit: usize,
-    st: &CacheStats,
-) {
+/// `-s cache`: conntrackd's block exactly (the memory use and the limit
+/// are in `--json` only: monitoring parses this one).
+fn cache_extended(s: &mut String, name: &str, len: usize, st: &CacheStats) {
     let _ = write!(
         s,
-        "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tmemory (bytes)/limit (entries):\t{bytes:12}/{limit:12}\n\n",
+        "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\n",
         st.add_ok,
         st.add_fail,
         0,
@@ -169,15 +168,15 @@ fn network(s: &mut String, snap: &Snapshot) {
     let e = &snap.sync;
     let _ = write!(
         s,
-        "network statistics:\n\trecv:\n\t\tMalformed messages:\t{:20}\n\t\tWrong protocol version:\t{:20}\n\t\tMalformed header:\t{:20}\n\t\tMalformed payload:\t{:20}\n\t\tBad message type:\t{:20}\n\t\tTruncated message:\t{:20}\n\t\tBad message size:\t{:20}\n\t\tAuthentication failed:\t{:20}\n\tsend:\n\t\tMalformed messages:\t{:20}\n\nsequence tracking statistics:\n\trecv:\n\t\tPackets lost:\t\t{:20}\n\t\tPackets before:\t\t{:20}\n\n",
+        "network statistics:\n\trecv:\n\t\tMalformed messages:\t{:20}\n\t\tWrong protocol version:\t{:20}\n\t\tMalformed header:\t{:20}\n\t\tMalformed payload:\t{:20}\n\t\tBad message type:\t{:20}\n\t\tTruncated message:\t{:20}\n\t\tBad message size:\t{:20}\n\tsend:\n\t\tMalformed messages:\t{:20}\n\nsequence tracking statistics:\n\trecv:\n\t\tPackets lost:\t\t{:20}\n\t\tPackets before:\t\t{:20}\n\n",
         e.malformed,
         e.bad_version,
         e.bad_header,
-        e.malformed - e.bad_version - e.bad_header - e.auth_failed,
+        // Datagrams a key refused count here (`--json`: auth_failed).
+        e.malformed - e.bad_version - e.bad_header,
         0,
         0,
         0,
-        e.auth_failed,
         e.too_big,
         e.lost,
         e.before
@@ -225,6 +224,15 @@ fn queues(s: &mut String, snap: &Snapshot) {
         s,
         "queue txqueue:\ncurrent elements:\t\t{tx:12}\nmaximum elements:\t\t{limit:12}\nnot enough space errors:\t{:12}\n\n",
         e.tx_queue_full
+    );
+    // conntrackd's errorq: what TCP links hold while they (re)connect.
+    let (errq, errq_full) = snap.links.iter().fold((0, 0), |(n, f), l| {
+        (n + l.error_queue, f + l.error_queue_full)
+    });
+    let max = snap.error_queue_limit;
+    let _ = write!(
+        s,
+        "queue errorq:\ncurrent elements:\t\t{errq:12}\nmaximum elements:\t\t{max:12}\nnot enough space errors:\t{errq_full:12}\n\n"
     );
     if snap.mode == crate::config::Mode::FtFw {
         let max = snap.resend_queue_limit;
@@ -381,7 +389,7 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                 ("internal", &snap.internal_ct),
                 ("external", &snap.external_ct),
             ] {
-                cache_extended(&mut s, name, c.len, c.bytes, c.limit, &c.stats);
+                cache_extended(&mut s, name, c.len, &c.stats);
             }
         }
         StatsView::Runtime => runtime_text(

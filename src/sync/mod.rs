@@ -54,8 +54,8 @@ mod switch;
 mod tx;
 
 pub use crate::wire::Seq;
-pub use source::{Apply, Key, MapSource, Source, State};
 pub use ctd::Refused as CtdRefused;
+pub use source::{Apply, Key, MapSource, Source, State};
 pub use switch::{Protocol, Received, Switch};
 
 use std::collections::VecDeque;

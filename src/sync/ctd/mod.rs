@@ -29,6 +29,8 @@
 //! - an entry the peer's ACKs went past without acknowledging it (its
 //!   NACK was lost, it arrived late and was dropped, or the peer
 //!   restarted) is sent again after [`PASSED_OVER`];
+//! - a peer that restarts (a new HELLO) gets our whole internal cache
+//!   (conntrackd sends nothing until the restarted node asks);
 //! - a RESYNC we ask for on our own (a protocol switch) waits for the
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
@@ -380,7 +382,10 @@ impl CtdEngine {
                 normal
             } else {
                 if self.rx.last().is_some() {
+                    // A restarted peer knows nothing: conntrackd waits
+                    // for its RESYNC; we send our cache at once.
                     self.stats.peer_restarts += 1;
+                    self.bulk(src);
                 }
                 self.rx.hello(seq);
                 Class::InSync

@@ -28,9 +28,9 @@ struct Conntrackd {
 }
 
 impl Conntrackd {
-    fn start(ns: &Netns, sync: &str) -> Conntrackd {
+    fn start(ns: &Netns, tag: &str, sync: &str) -> Conntrackd {
         let dir = std::env::temp_dir()
-            .join(format!("ctsyncd-ctd-{}", std::process::id()));
+            .join(format!("ctsyncd-ctd-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("conntrackd.conf");
@@ -105,24 +105,49 @@ impl Drop for Conntrackd {
     }
 }
 
-fn sync(mode: &str, me: &str, peer: &str) -> String {
-    format!(
-        "Mode {mode} {{ }}\n{}\nOptions {{ ExpectationSync On }}",
-        udp_link(me, peer)
-    )
+/// A TCP link on the veth `s0` of [`common::pair`].
+fn tcp_link(me: &str, peer: &str) -> String {
+    udp_link(me, peer).replacen("UDP", "TCP", 1)
+}
+
+fn sync(mode: &str, link: &str) -> String {
+    format!("Mode {mode} {{ }}\n{link}\nOptions {{ ExpectationSync On }}")
 }
 
 #[test]
 fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_ftfw() {
+    both_ways(udp_link, "udp", "cu");
+}
+
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_tcp_ftfw() {
+    both_ways(tcp_link, "tcp", "ct");
+}
+
+/// One scenario at a time: `common::pair` names its veths after the
+/// process.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn both_ways(link: fn(&str, &str) -> String, kind: &str, tag: &str) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !Path::new(CONNTRACKD).exists() {
         eprintln!("SKIPPED: {CONNTRACKD} is not installed");
         return;
     }
-    let Some((a, b)) = common::pair("cd") else {
+    let Some((a, b)) = common::pair(tag) else {
         return;
     };
-    let ctd = Conntrackd::start(&a, &sync("FTFW", "10.9.0.1", "10.9.0.2"));
-    let fw = Fw::start(&b, "ctd-b", "", &sync("FTFW", "10.9.0.2", "10.9.0.1"));
+    let ctd = Conntrackd::start(
+        &a,
+        tag,
+        &sync("FTFW", &link("10.9.0.1", "10.9.0.2")),
+    );
+    let fw = Fw::start(
+        &b,
+        &format!("ctd-{tag}"),
+        "",
+        &sync("FTFW", &link("10.9.0.2", "10.9.0.1")),
+    );
     let (from_ctd, from_cts) =
         (flows("10.50.0.1", 300), flows("10.60.0.1", 300));
     create(&a, &from_ctd);
@@ -150,7 +175,7 @@ fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_ftfw() {
     assert_eq!(switched.len(), 1, "{switched:?}");
     assert!(
         switched[0].ends_with(
-            "[notice] sync link s0 (udp 10.9.0.1:3780): peer speaks conntrackd 1.4 protocol"
+            &format!("[notice] sync link s0 ({kind} 10.9.0.1:3780): peer speaks conntrackd 1.4 protocol")
         ),
         "{switched:?}"
     );

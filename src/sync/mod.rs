@@ -665,3 +665,5 @@ fn report_refused(r: Refused) {
 mod test;
 #[cfg(test)]
 mod test_sealed;
+#[cfg(test)]
+mod test_switch;

@@ -177,15 +177,10 @@ impl Switch {
         }
     }
 
-    fn ctsyncd_talks(&self, now: Instant) -> bool {
-        self.ctsyncd_heard
-            .is_some_and(|t| now.since(t) < CTSYNCD_HEARD)
-    }
-
     pub fn wants_transmit(&self) -> bool {
         match &self.ctd {
-            // The ctsyncd engine's own wishes are checked in
-            // `poll_transmit` (they need the time).
+            // The ctsyncd engine's count only while a ctsyncd peer talks
+            // (forgotten by the timer `CTSYNCD_HEARD` after it stopped).
             Some(c) => {
                 c.wants_transmit()
                     || (self.ctsyncd_heard.is_some()
@@ -360,6 +355,12 @@ impl Switch {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self
+            .ctsyncd_heard
+            .is_some_and(|t| now.since(t) >= CTSYNCD_HEARD)
+        {
+            self.ctsyncd_heard = None;
+        }
         self.ct.handle_timeout(now, src);
         if let Some(c) = self.ctd.as_mut() {
             c.handle_timeout(now, src);
@@ -376,7 +377,7 @@ impl Switch {
         src: &dyn Source,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let talks = self.ctsyncd_talks(now);
+        let talks = self.ctsyncd_heard.is_some();
         let Some(c) = self.ctd.as_mut() else {
             return self.ct.poll_transmit(now, src, buf);
         };

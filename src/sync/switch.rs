@@ -280,7 +280,7 @@ impl Switch {
                     out.result = Err(wire::Error::Malformed);
                     return out;
                 }
-                self.to_conntrackd(now, src);
+                self.switch_to_conntrackd(now, src);
                 out.switched = Some(Protocol::Conntrackd);
             }
             if let Some(c) = self.ctd.as_mut() {
@@ -308,7 +308,7 @@ impl Switch {
             if self.ctd.is_some() {
                 self.ctsyncd_heard = Some(now);
                 if self.ct.stats().challenges_answered > proven_before {
-                    self.to_ctsyncd(src);
+                    self.switch_to_ctsyncd(src);
                     out.switched = Some(Protocol::Ctsyncd);
                 }
             }
@@ -317,7 +317,7 @@ impl Switch {
     }
 
     /// The peer speaks conntrackd's protocol: see the module header.
-    fn to_conntrackd(&mut self, now: Instant, src: &dyn Source) {
+    fn switch_to_conntrackd(&mut self, now: Instant, src: &dyn Source) {
         let mut c = CtdEngine::new(self.ctd_params, now);
         for (k, new) in self.ct.drain_keys() {
             c.local_change(k, new);
@@ -331,7 +331,7 @@ impl Switch {
     }
 
     /// A ctsyncd peer proved itself: back to our format.
-    fn to_ctsyncd(&mut self, src: &dyn Source) {
+    fn switch_to_ctsyncd(&mut self, src: &dyn Source) {
         let Some(mut c) = self.ctd.take() else {
             return;
         };

@@ -17,6 +17,11 @@
 //!   periodic refresh does that);
 //! - the caller logs one notice line (see [`Received::switched`]).
 //!
+//! While a ctsyncd peer is heard (within [`super::PEER_ALIVE`]),
+//! conntrackd's datagrams are refused and counted rather than switching:
+//! a peer replaced by conntrackd stops talking ctsyncd first, and a stray
+//! or forged datagram cannot take a working ctsyncd pair apart.
+//!
 //! With a key (`AuthenticationKeyFile`) conntrackd's datagrams go to the
 //! keyed ctsyncd engine, which refuses and counts them as unsealed: they
 //! never switch anything. `ctsyncd` pins ctsyncd's format (conntrackd's
@@ -88,6 +93,10 @@ pub struct Switch {
     ctd_refused_past: Refused,
     /// A ctsyncd datagram was read while conntrackd's protocol is spoken.
     ctsyncd_heard: Option<Instant>,
+    /// When a ctsyncd datagram was last read while ctsyncd's format is
+    /// spoken: while that peer lives, conntrackd's datagrams switch
+    /// nothing.
+    ctsyncd_alive: Option<Instant>,
 }
 
 impl Switch {
@@ -122,6 +131,7 @@ impl Switch {
             ctd_past: Stats::default(),
             ctd_refused_past: Refused::default(),
             ctsyncd_heard: None,
+            ctsyncd_alive: None,
         }
     }
 
@@ -262,6 +272,18 @@ impl Switch {
             switched: None,
         };
         if self.accepts_ctd() && ctd::is_conntrackd(datagram) {
+            if self.ctd.is_none()
+                && self
+                    .ctsyncd_alive
+                    .is_some_and(|t| now.since(t) < CTSYNCD_HEARD)
+            {
+                // Someone else on a link whose ctsyncd peer lives: not a
+                // reason to stop understanding it.
+                out.refused.ctsyncd_peer_alive = 1;
+                self.ctd_refused_past.ctsyncd_peer_alive += 1;
+                out.result = Err(wire::Error::Malformed);
+                return out;
+            }
             if self.ctd.is_none() {
                 let decodes = matches!(
                     ctd::messages(datagram, self.ctd_params.opts).next(),
@@ -305,7 +327,9 @@ impl Switch {
         out.result = self.ct.recv(now, peer, datagram, src);
         if out.result.is_ok() {
             out.protocol = Some(Protocol::Ctsyncd);
-            if self.ctd.is_some() {
+            if self.ctd.is_none() {
+                self.ctsyncd_alive = Some(now);
+            } else {
                 self.ctsyncd_heard = Some(now);
                 if self.ct.stats().challenges_answered > proven_before {
                     self.switch_to_ctsyncd(src);
@@ -324,7 +348,7 @@ impl Switch {
         }
         c.bulk(src);
         if self.mode != Mode::Alarm {
-            c.request_resync_after_hello(now);
+            c.request_resync();
         }
         self.ctd = Some(c);
         self.ctsyncd_heard = None;

@@ -17,9 +17,11 @@ use crate::sync::{Key, Stats};
 use crate::time::Instant;
 use crate::wire::Seq;
 
-/// Most control messages waiting to be sent (the oldest gives way: a newer
-/// ACK or ALIVE says more, and FT-FW recovers a lost NACK from the gap).
-const CONTROL_QUEUE: usize = 4096;
+/// Most control messages waiting to be sent (the oldest gives way). A
+/// NACK that gives way is never sent, so conntrackd never resends its gap:
+/// the bound is far above what a burst causes (one ACK and one NACK per
+/// lost datagram; consecutive ACKs join) and costs 12 bytes an entry.
+const CONTROL_QUEUE: usize = 1 << 16;
 
 /// A control message of conntrackd's protocol (type `NET_T_CTL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -154,6 +154,29 @@ fn both_ways(
     kind: &str,
     tag: &str,
 ) {
+    both_ways_on(mode, link, kind, tag, ("10.9.0.1", "10.9.0.2"));
+}
+
+/// An IPv6 UDP link on the veth `s0` of [`common::pair`].
+fn udp6_link(me: &str, peer: &str) -> String {
+    format!(
+        "UDP {{ IPv6_address {me} IPv6_Destination_Address {peer} Port 3780 Interface s0 }}"
+    )
+}
+
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_ipv6_ftfw() {
+    both_ways_on(FTFW, udp6_link, "udp", "c6", ("fd09::1", "fd09::2"));
+}
+
+/// `addrs`: the link addresses of conntrackd's side and ctsyncd's.
+fn both_ways_on(
+    mode: &str,
+    link: fn(&str, &str) -> String,
+    kind: &str,
+    tag: &str,
+    (ctd_addr, cts_addr): (&str, &str),
+) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !Path::new(CONNTRACKD).exists() {
         eprintln!("SKIPPED: {CONNTRACKD} is not installed");
@@ -163,13 +186,14 @@ fn both_ways(
         return;
     };
     let ctd =
-        Conntrackd::start(&a, tag, &sync(mode, &link("10.9.0.1", "10.9.0.2")));
+        Conntrackd::start(&a, tag, &sync(mode, &link(ctd_addr, cts_addr)));
     let fw = Fw::start(
         &b,
         &format!("ctd-{tag}"),
         "",
-        &sync(mode, &link("10.9.0.2", "10.9.0.1")),
+        &sync(mode, &link(cts_addr, ctd_addr)),
     );
+    let peer = std::net::SocketAddr::new(ctd_addr.parse().unwrap(), 3780);
     let (from_ctd, from_cts) =
         (flows("10.50.0.1", 300), flows("10.60.0.1", 300));
     create(&a, &from_ctd);
@@ -200,7 +224,7 @@ fn both_ways(
     assert_eq!(switched.len(), 1, "{switched:?}");
     assert!(
         switched[0].ends_with(
-            &format!("[notice] sync link s0 ({kind} 10.9.0.1:3780): peer speaks conntrackd 1.4 protocol")
+            &format!("[notice] sync link s0 ({kind} {peer}): peer speaks conntrackd 1.4 protocol")
         ),
         "{switched:?}"
     );

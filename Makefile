@@ -68,7 +68,7 @@ ci-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		iproute2 conntrack nftables keepalived iputils-arping python3 python3-pyftpdlib \
-		netcat-openbsd pyflakes3 nix-bin >/dev/null
+		netcat-openbsd pyflakes3 nix-bin conntrackd >/dev/null
 
 ci: ci-deps test
 

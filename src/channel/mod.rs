@@ -14,7 +14,10 @@
 //! TCP: a listening socket accepts the peer's connection (a new one
 //! replaces the old); a client connection to the peer carries our frames,
 //! reconnecting at most once per second. Frames are the same as datagrams
-//! (the header's length delimits them in the stream). While disconnected,
+//! (the header's length delimits them in the stream). A stream that
+//! carries conntrackd's messages instead (told apart by each frame's first
+//! bytes: ours start with `cT`) is cut at conntrackd's message lengths,
+//! as many whole messages per read as fit. While disconnected,
 //! up to `ErrorQueueLength` frames wait; older ones are dropped and
 //! counted.
 //!
@@ -639,6 +642,7 @@ impl Tcp {
                 match len {
                     Some(len) if len <= buf.len() && len <= MAX_FRAME => {
                         if self.inbuf.len() >= len {
+                            let len = ctd_run(&self.inbuf, len, buf.len());
                             buf[..len].copy_from_slice(&self.inbuf[..len]);
                             self.inbuf.drain(..len);
                             return Some((len, self.dest));
@@ -679,14 +683,39 @@ impl Tcp {
 }
 
 /// The length of the frame at the start of a stream buffer: None while the
-/// header is incomplete, Some(None) when it is not our header.
+/// header is incomplete, Some(None) when it is neither our header nor
+/// conntrackd's.
 fn frame_len(b: &[u8]) -> Option<Option<usize>> {
+    if b.len() >= 2 && b[..2] != wire::MAGIC {
+        return match wire::ctd::stream_message_len(b)? {
+            Ok(len) => Some(Some(len)),
+            Err(_) => Some(None),
+        };
+    }
     let header = wire::Packet::new_unchecked(b);
     header.check_header_len().ok()?;
     if header.magic() != wire::MAGIC {
         return Some(None);
     }
     Some(Some(header.total_len()))
+}
+
+/// A conntrackd frame of `first` bytes at the start of `b`, extended by
+/// the whole conntrackd messages after it, up to `room` bytes: one read
+/// of the node for a run of messages (they are back to back in a
+/// datagram too). Our frames stay one per read.
+fn ctd_run(b: &[u8], first: usize, room: usize) -> usize {
+    if b.len() < 2 || b[..2] == wire::MAGIC {
+        return first;
+    }
+    let mut len = first;
+    while let Some(Ok(n)) = wire::ctd::stream_message_len(&b[len..]) {
+        if n == 0 || len + n > room || len + n > b.len() {
+            break;
+        }
+        len += n;
+    }
+    len
 }
 
 #[cfg(test)]

@@ -337,6 +337,37 @@ pub struct Sync {
     /// `Options { AuthenticationKeyFile … }`: the first seals, every one
     /// opens (at most two). Empty: datagrams are plain.
     pub authentication_keys: Vec<KeyFile>,
+    /// `Options { PeerProtocol … }`: the sync protocol the peer speaks
+    /// (ctsyncd's own, or conntrackd 1.4's), or `Auto` (detected).
+    pub peer_protocol: PeerProtocol,
+    /// `Options { PeerNATByteOrder … }`: how a conntrackd peer writes
+    /// IPv4 NAT addresses (1.4.2 byte-reverses them on x86).
+    pub peer_nat_byte_order: NatByteOrder,
+}
+
+/// Which sync protocol the peer speaks (`PeerProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerProtocol {
+    /// ctsyncd's format until a conntrackd datagram arrives (and back when
+    /// a ctsyncd peer proves itself).
+    #[default]
+    Auto,
+    /// ctsyncd's format only; conntrackd's datagrams are refused.
+    Ctsyncd,
+    /// conntrackd 1.4's protocol from the start (a NOTRACK or ALARM peer
+    /// that never sends cannot be detected).
+    Conntrackd,
+}
+
+/// How a conntrackd peer writes `NTA_SNAT_IPV4`/`NTA_DNAT_IPV4`
+/// (reference §4.4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NatByteOrder {
+    /// conntrackd 1.4.3 and later: network order.
+    #[default]
+    V147,
+    /// conntrackd 1.4.2 on a little-endian host: byte-reversed.
+    V142,
 }
 
 /// An `AuthenticationKeyFile` clause: the file, and where it was named
@@ -366,6 +397,8 @@ impl Default for Sync {
             error_queue_length: 128,
             anti_entropy_period: 30,
             authentication_keys: Vec::new(),
+            peer_protocol: PeerProtocol::Auto,
+            peer_nat_byte_order: NatByteOrder::V147,
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn parse(src: &str, file: &str) -> Result<Parsed> {
         modes: Vec::new(),
         channel_pos: Vec::new(),
         unix_path: None,
+        peer_protocol_pos: None,
     };
     p.file_body()?;
     p.finish()
@@ -57,6 +58,8 @@ struct Parser<'a> {
     /// Where each channel block started, parallel to `Sync::channels`.
     channel_pos: Vec<Pos>,
     unix_path: Option<(PathBuf, Pos)>,
+    /// Where `PeerProtocol` was given (it may contradict a key).
+    peer_protocol_pos: Option<Pos>,
 }
 
 const TOP: &[&str] = &["General", "Sync", "Stats", "Helper"];

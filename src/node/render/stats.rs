@@ -33,6 +33,11 @@ pub struct LinkView {
     pub auth_failed: u64,
     pub replayed: u64,
     pub unsealed: u64,
+    /// conntrackd messages refused on this link, by why (the node counts
+    /// them).
+    pub ctd_refused: crate::sync::CtdRefused,
+    /// The protocol the peer last spoke on this link (None: not heard).
+    pub peer_protocol: Option<&'static str>,
 }
 
 /// conntrackd's uptime text: `[N day[s] ]H h M min` or `M min`.
@@ -114,6 +119,23 @@ fn link_counters(s: &mut String, l: &LinkView) {
         l.pkts_recv,
         l.err_send,
         l.err_recv
+    );
+}
+
+/// `-s link`: the protocol the peer speaks on the link, and the
+/// conntrackd messages refused there, by why.
+fn peer_protocol_text(s: &mut String, l: &LinkView) {
+    let r = &l.ctd_refused;
+    let _ = write!(
+        s,
+        "peer protocol: {}\nconntrackd messages refused:\n{:20} Truncated  {:20} Bad size\n{:20} Bad version{:20} Bad type\n{:20} Bad header {:20} Malformed\n\n",
+        l.peer_protocol.unwrap_or("unknown (nothing read yet)"),
+        r.truncated,
+        r.bad_size,
+        r.version,
+        r.bad_type,
+        r.bad_header,
+        r.malformed
     );
 }
 
@@ -322,7 +344,7 @@ pub fn stats_json(snap: &Snapshot) -> String {
         json_str(&mut s, &l.interface);
         let _ = write!(
             s,
-            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{}}}",
+            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{}",
             l.status,
             l.active,
             l.bytes_sent,
@@ -335,6 +357,17 @@ pub fn stats_json(snap: &Snapshot) -> String {
             l.auth_failed,
             l.replayed,
             l.unsealed
+        );
+        s.push_str(",\"peer_protocol\":");
+        match l.peer_protocol {
+            Some(p) => json_str(&mut s, p),
+            None => s.push_str("null"),
+        }
+        let r = &l.ctd_refused;
+        let _ = write!(
+            s,
+            ",\"conntrackd_refused\":{{\"truncated\":{},\"bad_size\":{},\"bad_version\":{},\"bad_type\":{},\"bad_header\":{},\"malformed\":{}}}}}",
+            r.truncated, r.bad_size, r.version, r.bad_type, r.bad_header, r.malformed
         );
     }
     s.push_str("],");
@@ -410,6 +443,7 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                     "{:20} Foreign    {:20} Auth failed\n{:20} Replayed   {:20} Unsealed\n\n",
                     l.foreign, l.auth_failed, l.replayed, l.unsealed
                 );
+                peer_protocol_text(&mut s, l);
             }
             let e = &snap.sync;
             let _ = write!(

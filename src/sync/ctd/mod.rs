@@ -1,0 +1,600 @@
+//! conntrackd 1.4's sync protocol (reference §4.2–4.9) as a sans-IO
+//! engine with the same contracts as [`crate::sync::Engine`]: queues hold
+//! [`Key`]s, messages are built from the [`Source`] at transmit time (a
+//! resend carries the newest state; a gone key is sent as a DEL built from
+//! the key), received data becomes [`Apply`]. The bytes are
+//! [`crate::wire::ctd`]'s.
+//!
+//! As a conntrackd peer sees it: one u32 counter numbers every message we
+//! send, data and control, and a resend takes a new number; several
+//! messages share a datagram up to the link's size; ALIVE (or the ACK of
+//! an open run) after one second without sending. FT-FW adds the resend
+//! queue (`ResendQueueSize`), an ACK every `ACKWindowSize` messages, NACK
+//! on a gap, the peer's NACK moving entries back to transmit and its ACK
+//! releasing them, the HELLO/HELLO_BACK handshake and RESYNC. NOTRACK
+//! counts numbers only; ALARM re-sends every entry once per
+//! `RefreshTime` and sends no control message.
+//!
+//! Where conntrackd can lose data, this side does not (nothing changes on
+//! the wire):
+//! - a peer's HELLO empties the resend queue, as conntrackd does, but the
+//!   keys in it are sent again (a peer that restarted, or whose HELLO_BACK
+//!   we have not answered yet, may have lost them);
+//! - an entry the peer's ACKs went past without acknowledging it (its
+//!   NACK was lost, or it arrived late and was dropped) is sent again
+//!   after [`PASSED_OVER`];
+//! - a RESYNC we ask for on our own (a protocol switch) waits for the
+//!   handshake, so our HELLOs cannot empty the peer's resend queue in the
+//!   middle of its answer.
+//!
+//! Layout: `queue` (transmit and resend queues), `rx` (the peer's
+//! numbering and the ACK window), this file (reading, sending, timers).
+
+mod queue;
+mod rx;
+#[cfg(test)]
+mod test;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{ALIVE_INTERVAL, Apply, Key, Source, State, Stats};
+use crate::model::{Conntrack, Expect, Mode};
+use crate::time::Instant;
+use crate::wire::ctd::{self, Body, Message, Options};
+use crate::wire::{Seq, ct_key_of, exp_key_of};
+use queue::{Ctl, Next, ResendQueue, Sent, TxQueue};
+use rx::{Class, Rx};
+
+/// An entry the peer's ACKs went past is sent again after this long.
+pub const PASSED_OVER: Duration = Duration::from_millis(2500);
+/// A RESYNC we ask for on our own goes out at the latest this long after
+/// the request, handshake or not.
+const RESYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// The engine's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub mode: Mode,
+    /// Our first sequence number (conntrackd starts from `time()`).
+    pub first_seq: u32,
+    pub max_datagram: usize,
+    pub resend_queue_size: usize,
+    pub ack_window: u32,
+    pub tx_queue_size: usize,
+    pub refresh_time: Duration,
+    pub opts: Options,
+}
+
+/// conntrackd messages refused, by why (`-s link`, `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Shorter than its header says, or than a header.
+    pub truncated: u64,
+    /// A length of 0, or past the datagram.
+    pub bad_size: u64,
+    /// Another protocol version.
+    pub version: u64,
+    /// A message type conntrackd does not define.
+    pub bad_type: u64,
+    /// Flags that make no message (e.g. a control message without its
+    /// kind, an ACK ending before it starts).
+    pub bad_header: u64,
+    /// An attribute that does not decode.
+    pub malformed: u64,
+}
+
+impl Refused {
+    pub fn total(&self) -> u64 {
+        self.truncated
+            + self.bad_size
+            + self.version
+            + self.bad_type
+            + self.bad_header
+            + self.malformed
+    }
+
+    pub(crate) fn count(&mut self, e: ctd::Error) {
+        match e {
+            ctd::Error::Truncated => self.truncated += 1,
+            ctd::Error::BadSize | ctd::Error::TooBig => self.bad_size += 1,
+            ctd::Error::Version(_) => self.version += 1,
+            ctd::Error::BadType(_) => self.bad_type += 1,
+            ctd::Error::BadHeader => self.bad_header += 1,
+            ctd::Error::Malformed => self.malformed += 1,
+        }
+    }
+
+    pub fn add(&mut self, o: &Refused) {
+        self.truncated += o.truncated;
+        self.bad_size += o.bad_size;
+        self.version += o.version;
+        self.bad_type += o.bad_type;
+        self.bad_header += o.bad_header;
+        self.malformed += o.malformed;
+    }
+}
+
+/// Our side of the HELLO handshake (conntrackd's `hello_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hello {
+    /// Every message says HELLO until one says HELLO_BACK.
+    Say,
+    Done,
+}
+
+/// One node's replication state in conntrackd's protocol.
+pub struct CtdEngine {
+    p: Params,
+    next_seq: Seq,
+    tx: TxQueue,
+    rs: ResendQueue,
+    rx: Rx,
+    hello: Hello,
+    say_hello_back: bool,
+    /// The peer's last message said HELLO (its handshake is open).
+    peer_hello: bool,
+    /// A RESYNC of ours waits for the handshake, since this time.
+    resync_wanted: Option<Instant>,
+    /// The highest number the peer acknowledged.
+    acked_upto: Option<Seq>,
+    last_tx: Instant,
+    /// ALARM: the next refresh slice, and which.
+    refresh_at: Instant,
+    slot: u64,
+    applies: VecDeque<Apply>,
+    stats: Stats,
+    refused: Refused,
+}
+
+impl CtdEngine {
+    pub fn new(p: Params, now: Instant) -> CtdEngine {
+        CtdEngine {
+            next_seq: Seq(p.first_seq),
+            tx: TxQueue::new(p.tx_queue_size),
+            rs: ResendQueue::new(p.resend_queue_size),
+            rx: Rx::new(p.ack_window),
+            hello: Hello::Say,
+            say_hello_back: false,
+            peer_hello: false,
+            resync_wanted: None,
+            acked_upto: None,
+            last_tx: now,
+            refresh_at: now + ALIVE_INTERVAL,
+            slot: 0,
+            applies: VecDeque::new(),
+            stats: Stats::default(),
+            refused: Refused::default(),
+            p,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Every conntrackd message refused so far, by why.
+    pub fn refused(&self) -> &Refused {
+        &self.refused
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.p.mode
+    }
+
+    /// Keys waiting to be sent, and sent entries awaiting an ACK.
+    pub fn queue_lengths(&self) -> (usize, usize) {
+        (self.tx.len(), self.rs.len())
+    }
+
+    /// The resend queue's numbers, and whether each is a control message.
+    pub fn resend_queue(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
+        self.rs.iter()
+    }
+
+    pub fn wants_transmit(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// True when nothing waits to be sent or acknowledged.
+    pub fn is_idle(&self) -> bool {
+        self.tx.is_empty() && self.rs.len() == 0
+    }
+
+    fn ftfw(&self) -> bool {
+        self.p.mode == Mode::FtFw
+    }
+
+    // ===== local side =====
+
+    /// The internal cache changed `key`. False when the queue is full.
+    pub fn local_change(&mut self, key: Key, new: bool) -> bool {
+        self.rs.forget(&key);
+        self.tx.key(key, new, &mut self.stats)
+    }
+
+    /// Everything in the internal cache, conntracks first.
+    pub fn bulk(&mut self, src: &dyn Source) {
+        for key in src.keys() {
+            self.local_change(key, false);
+        }
+    }
+
+    /// `-n`: asks the peer for its internal cache now. Not in ALARM.
+    pub fn request_resync(&mut self) -> bool {
+        if self.p.mode == Mode::Alarm {
+            return false;
+        }
+        self.tx.control(Ctl::Resync);
+        true
+    }
+
+    /// Asks the peer for its internal cache once our HELLO is answered
+    /// (FT-FW; at once otherwise): see the module header.
+    pub fn request_resync_after_hello(&mut self, now: Instant) -> bool {
+        if !self.ftfw() || self.hello == Hello::Done {
+            return self.request_resync();
+        }
+        self.resync_wanted = Some(now);
+        true
+    }
+
+    /// Keys waiting or awaiting an ACK, emptying both queues (a protocol
+    /// switch hands them to the other engine).
+    pub fn drain_keys(&mut self) -> Vec<(Key, bool)> {
+        let mut v = self.tx.drain_keys();
+        for s in self.rs.clear() {
+            if let Sent::Key(k) = s {
+                v.push((k, false));
+            }
+        }
+        v
+    }
+
+    pub fn pop_apply(&mut self) -> Option<Apply> {
+        self.applies.pop_front()
+    }
+
+    // ===== receive side =====
+
+    /// One datagram (or a run of stream messages). Returns how many
+    /// messages were read and what was refused in it.
+    pub fn recv(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        src: &dyn Source,
+    ) -> (u64, Refused) {
+        let mut read = 0;
+        let mut refused = Refused::default();
+        self.stats.datagrams_recv += 1;
+        for m in ctd::messages(datagram, self.p.opts) {
+            match m {
+                Ok(msg) => {
+                    read += 1;
+                    self.stats.msgs_recv += 1;
+                    self.message(now, msg, src);
+                }
+                Err(e) => {
+                    refused.count(e);
+                    self.stats.malformed += 1;
+                    match e {
+                        ctd::Error::Version(_) => self.stats.bad_version += 1,
+                        _ => self.stats.bad_header += 1,
+                    }
+                }
+            }
+        }
+        self.refused.add(&refused);
+        (read, refused)
+    }
+
+    fn message(&mut self, now: Instant, msg: Message, src: &dyn Source) {
+        match self.p.mode {
+            Mode::FtFw => self.ftfw_message(now, msg, src),
+            Mode::NoTrack => {
+                let seq = Seq(msg.seq);
+                match self.rx.classify(seq, false) {
+                    Class::InSync => {}
+                    Class::After { from, to } => {
+                        self.stats.lost += u64::from(to - from) + 1;
+                    }
+                    // Applied all the same (conntrackd does).
+                    Class::Before => self.stats.before += 1,
+                    Class::OutOfWindow => {
+                        self.stats.out_of_window += 1;
+                        return;
+                    }
+                }
+                self.rx.update(seq);
+                match msg.body {
+                    Body::Ack { .. } | Body::Nack { .. } => {
+                        self.refused.bad_header += 1;
+                        self.stats.bad_header += 1;
+                    }
+                    b => self.digest(now, b, src),
+                }
+            }
+            Mode::Alarm => {
+                // conntrackd's ALARM reads data only: any flag is
+                // ignored.
+                let data = !matches!(
+                    msg.body,
+                    Body::Ack { .. }
+                        | Body::Nack { .. }
+                        | Body::Resync
+                        | Body::Alive
+                );
+                if data && !msg.hello && !msg.hello_back {
+                    self.digest(now, msg.body, src);
+                }
+            }
+        }
+    }
+
+    fn ftfw_message(&mut self, now: Instant, msg: Message, src: &dyn Source) {
+        let seq = Seq(msg.seq);
+        if msg.hello_back && self.hello == Hello::Say {
+            self.hello = Hello::Done;
+            if self.resync_wanted.take().is_some() {
+                self.tx.control(Ctl::Resync);
+            }
+        }
+        if msg.hello {
+            if !self.peer_hello && self.rx.last().is_some() {
+                self.stats.peer_restarts += 1;
+            }
+            self.say_hello_back = true;
+            self.rx.hello(seq);
+            // The peer knows nothing of what awaits its ACK: conntrackd
+            // drops it; we send it again (the newest state).
+            for s in self.rs.clear() {
+                if let Sent::Key(k) = s {
+                    self.tx.key(k, false, &mut self.stats);
+                }
+            }
+        }
+        self.peer_hello = msg.hello;
+        match self.rx.classify(seq, msg.hello) {
+            Class::Before => {
+                self.stats.before += 1;
+                return;
+            }
+            Class::OutOfWindow => {
+                self.stats.out_of_window += 1;
+                return;
+            }
+            Class::After { from, to } => {
+                self.stats.lost += u64::from(to - from) + 1;
+                self.digest(now, msg.body, src);
+                for c in self.rx.gap(from, to, seq) {
+                    self.tx.control(c);
+                }
+            }
+            Class::InSync => {
+                self.digest(now, msg.body, src);
+                if let Some(ack) = self.rx.in_sync(seq) {
+                    self.tx.control(ack);
+                }
+            }
+        }
+        self.rx.update(seq);
+    }
+
+    /// What one accepted message does.
+    fn digest(&mut self, _now: Instant, body: Body, src: &dyn Source) {
+        match body {
+            Body::CtNew(ct) => self.applies.push_back(Apply::Ct { ct, new: true }),
+            Body::CtUpd(ct) => self.applies.push_back(Apply::Ct { ct, new: false }),
+            Body::CtDel(ct) => self.applies.push_back(Apply::CtDel(ct_key_of(&ct))),
+            Body::ExpNew(exp) => self.applies.push_back(Apply::Exp { exp, new: true }),
+            Body::ExpUpd(exp) => {
+                self.applies.push_back(Apply::Exp { exp, new: false })
+            }
+            Body::ExpDel(exp) => {
+                self.applies.push_back(Apply::ExpDel(exp_key_of(&exp)))
+            }
+            Body::Resync => {
+                self.stats.resyncs_requested_by_peer += 1;
+                log::info!("resync requested by other node");
+                log::info!("sending bulk update");
+                self.bulk(src);
+            }
+            Body::Alive => {}
+            Body::Ack { from, to } | Body::Nack { from, to }
+                if !self.ftfw() || Seq(to) < Seq(from) =>
+            {
+                self.refused.bad_header += 1;
+                self.stats.bad_header += 1;
+            }
+            // An ACK of numbers we never sent is corrupt or forged.
+            Body::Ack { to, .. } if Seq(to) >= self.next_seq => {
+                self.stats.out_of_window += 1;
+            }
+            Body::Ack { from, to } => {
+                let (from, to) = (Seq(from), Seq(to));
+                self.rs.take_range(from, to);
+                if self.acked_upto.is_none_or(|u| to > u) {
+                    self.acked_upto = Some(to);
+                }
+            }
+            Body::Nack { from, to } => {
+                for s in self.rs.take_range(Seq(from), Seq(to)) {
+                    self.requeue(s);
+                }
+            }
+        }
+    }
+
+    fn requeue(&mut self, s: Sent) {
+        self.stats.retransmitted += 1;
+        match s {
+            Sent::Key(k) => {
+                self.tx.key(k, false, &mut self.stats);
+            }
+            Sent::Ctl(c) => self.tx.control(c),
+        }
+    }
+
+    // ===== timers =====
+
+    pub fn poll_at(&self) -> Instant {
+        match self.p.mode {
+            Mode::Alarm => self.refresh_at,
+            _ => self.last_tx + ALIVE_INTERVAL,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self.p.mode == Mode::Alarm {
+            if now >= self.refresh_at {
+                self.refresh_at = now + ALIVE_INTERVAL;
+                self.refresh(src);
+            }
+            return;
+        }
+        if self.ftfw() {
+            if self
+                .resync_wanted
+                .is_some_and(|t| now.since(t) >= RESYNC_WAIT)
+            {
+                self.resync_wanted = None;
+                self.tx.control(Ctl::Resync);
+            }
+            if let Some(upto) = self.acked_upto {
+                for s in self.rs.take_passed_over(upto, now, PASSED_OVER) {
+                    self.requeue(s);
+                }
+            }
+        }
+        if now >= self.last_tx + ALIVE_INTERVAL {
+            // One ALIVE (or ACK) per quiet second, whether or not it
+            // could be sent at once.
+            self.last_tx = now;
+            let ack = if self.ftfw() { self.rx.idle_ack() } else { None };
+            self.tx.control(ack.unwrap_or(Ctl::Alive));
+        }
+    }
+
+    /// ALARM: one slice of the keys per second, each key once per
+    /// `RefreshTime`.
+    fn refresh(&mut self, src: &dyn Source) {
+        let slots = self.p.refresh_time.as_secs().max(1);
+        let slot = self.slot % slots;
+        self.slot = self.slot.wrapping_add(1);
+        for key in src.keys() {
+            if spread(&key) % slots == slot {
+                self.tx.key(key, false, &mut self.stats);
+            }
+        }
+    }
+
+    // ===== transmit =====
+
+    /// Builds the next datagram into `buf` (at most `max_datagram`
+    /// bytes). None when nothing waits.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        src: &dyn Source,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let limit = buf.len().min(self.p.max_datagram);
+        let mut off = 0;
+        let mut n = 0u64;
+        while let Some(next) = self.tx.peek() {
+            let body = match &next {
+                Next::Ctl(c) => ctl_body(*c),
+                Next::Key(k, new) => build(k, *new, src),
+            };
+            let ftfw = self.ftfw();
+            let msg = Message {
+                seq: self.next_seq.0,
+                hello: ftfw && self.hello == Hello::Say,
+                hello_back: ftfw && self.say_hello_back,
+                body,
+            };
+            match ctd::encode(&msg, self.p.opts, &mut buf[off..limit]) {
+                Ok(len) => {
+                    off += len;
+                    n += 1;
+                    self.tx.pop();
+                    let seq = self.next_seq;
+                    self.next_seq = seq.next();
+                    self.say_hello_back &= !msg.hello_back;
+                    self.sent(seq, next, now);
+                }
+                Err(ctd::Error::TooBig) if n > 0 => break,
+                Err(_) => {
+                    // Does not fit an empty datagram, or cannot be
+                    // written: never sendable.
+                    self.stats.too_big += 1;
+                    self.tx.pop();
+                }
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        self.stats.msgs_sent += n;
+        self.stats.datagrams_sent += 1;
+        self.last_tx = now;
+        Some(off)
+    }
+
+    fn sent(&mut self, seq: Seq, what: Next, now: Instant) {
+        if !self.ftfw() {
+            return;
+        }
+        let kept = match what {
+            Next::Key(k, _) => Sent::Key(k),
+            // ALIVE is not kept (conntrackd frees it).
+            Next::Ctl(Ctl::Alive) => return,
+            Next::Ctl(c) => Sent::Ctl(c),
+        };
+        self.rs.push(seq, kept, now, &mut self.stats);
+    }
+}
+
+fn ctl_body(c: Ctl) -> Body {
+    match c {
+        Ctl::Ack { from, to } => Body::Ack {
+            from: from.0,
+            to: to.0,
+        },
+        Ctl::Nack { from, to } => Body::Nack {
+            from: from.0,
+            to: to.0,
+        },
+        Ctl::Resync => Body::Resync,
+        Ctl::Alive => Body::Alive,
+    }
+}
+
+/// The message carrying `key`'s current state, or its DEL.
+fn build(key: &Key, new: bool, src: &dyn Source) -> Body {
+    match (key, src.current(key)) {
+        (_, Some(State::Ct(ct))) if new => Body::CtNew(ct),
+        (_, Some(State::Ct(ct))) => Body::CtUpd(ct),
+        (_, Some(State::Exp(x))) if new => Body::ExpNew(x),
+        (_, Some(State::Exp(x))) => Body::ExpUpd(x),
+        (Key::Ct(k), None) => {
+            let mut ct = Conntrack::new(k.orig);
+            ct.zone = k.zone;
+            Body::CtDel(ct)
+        }
+        (Key::Exp(k), None) => {
+            let mut x = Expect::new(k.master, k.tuple, k.mask);
+            x.zone = k.zone;
+            Body::ExpDel(x)
+        }
+    }
+}
+
+/// A cheap, stable spread of keys over refresh slots.
+fn spread(key: &Key) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}

@@ -125,12 +125,18 @@ def ftp_manual_failover(name, **daemon):
         raise
 
 
-def protocol_switch_logged(lab, fw):
-    """ctsyncd on fw logged, at notice level, that its peer on the sync
-    link speaks conntrackd's protocol (issue 12: one line per switch
-    naming the link and the protocol)."""
-    with subtest(f"{fw.name}'s ctsyncd logged the switch to conntrackd's protocol"):
-        lines = [line for line in file_text(f"{lab.dir}/{fw.name}/ctsyncd.log").splitlines()
-                 if "[notice]" in line and "conntrackd" in line and "sync0" in line]
-        assert lines, file_text(f"{lab.dir}/{fw.name}/ctsyncd.log")[-2000:]
-        log(f"{fw.name}: {lines[0]}")
+def protocol_switch_logged(lab, fw, protocol="conntrackd", since=0):
+    """ctsyncd on fw logged (after the log's first `since` lines), at
+    notice level, that its peer on the sync link speaks `protocol`
+    (issue 12: one line per switch naming the link and the protocol).
+    Waits for it (bounded): a switch back needs the peer's first words."""
+    path = f"{lab.dir}/{fw.name}/ctsyncd.log"
+    with subtest(f"{fw.name}'s ctsyncd logged the switch to {protocol}'s protocol"):
+        def lines():
+            return [line for line in file_text(path).splitlines()[since:]
+                    if "[notice]" in line and "sync0" in line and f"speaks {protocol}" in line]
+        deadline = time.monotonic() + 20
+        while not lines() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lines(), "\n".join(file_text(path).splitlines()[since:])[-2000:]
+        log(f"{fw.name}: {lines()[0]}")

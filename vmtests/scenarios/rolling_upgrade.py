@@ -8,11 +8,13 @@ session survive every step, checked after each:
   0. conntrackd on both; PASV 1 through fw-1 (its expectation exists
      before either daemon is replaced).
   1. fw-2: conntrackd → ctsyncd. Its external cache holds the control
-     connection, the stream and expectation 1, learnt through the resync.
+     connection, the stream and expectation 1, learnt through the resync;
+     it logged that its peer speaks conntrackd's protocol.
   2. keepalived stops on fw-1: fw-2 takes over and commits. LIST 1 opens
      the data connection of expectation 1 through fw-2; PASV 2 there.
   3. fw-1: conntrackd → ctsyncd (while backup). It learns the control
-     connection, the stream and expectation 2 from fw-2.
+     connection, the stream and expectation 2 from fw-2, which logged that
+     its peer speaks ctsyncd's protocol again.
   4. keepalived starts on fw-1 again: it resyncs, preempts and commits.
      LIST 2 through fw-1; PASV 3 + LIST 3 through fw-1.
   Finally: every line of the stream arrived, no reset, no long pause, one
@@ -25,8 +27,9 @@ instead: the same steps with conntrackd only, the harness's self-check.
 import os
 import time
 
-from daemons import log_since, swap
+from daemons import log_lines, log_since, swap
 from driver import log, subtest
+from failover import protocol_switch_logged
 from topology import (CTD_HASH_SIZE, HOLDS_VIPS, build, ctl_cmd, dump_logs, file_text, ftp_server, keepalived,
                       start_daemon)
 
@@ -117,8 +120,8 @@ def main():
         with subtest(f"step 1: fw-2's conntrackd replaced by {target}, which learns the state through a resync"):
             since2 = swap(lab, fw2, target)
             replicated(fw2, port1)
-            new_log = log_since(lab, fw2, since2)
-            log(f"fw-2's {target} log:\n{new_log[-1500:]}")
+            if target == "ctsyncd":
+                protocol_switch_logged(lab, fw2, "conntrackd", since2)
             stream_flows(server, d, "fw-1")
 
         with subtest(f"step 2: keepalived stops on fw-1; fw-2 ({target}) takes over and commits"):
@@ -135,8 +138,11 @@ def main():
             stream_flows(server, d, "fw-2")
 
         with subtest(f"step 3: fw-1's conntrackd replaced by {target}; it learns the state from fw-2"):
+            fw2_lines = log_lines(lab, fw2)
             since1 = swap(lab, fw1, target)
             replicated(fw1, port2)
+            if target == "ctsyncd":
+                protocol_switch_logged(lab, fw2, "ctsyncd", fw2_lines)
             stream_flows(server, d, "fw-2")
 
         with subtest(f"step 4: keepalived starts on fw-1 again; fw-1 ({target}) takes the VIPs back"):

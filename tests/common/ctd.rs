@@ -124,11 +124,31 @@ pub trait Peer {
     }
 
     /// Lines of a dump (`-e`, `-e expect`, …) containing `pattern`.
+    /// ctsyncd refuses a dump that does not fit in its reply budget beside
+    /// replies it still holds ("too many pending replies"), which can be
+    /// the previous command's: asked again (at most 10 times), and said.
     fn count(&self, args: &[&str], pattern: &str) -> u64 {
-        self.run(args)
-            .lines()
-            .filter(|l| l.contains(pattern))
-            .count() as u64
+        for _ in 0..10 {
+            let out = self.cli(args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                let text = String::from_utf8_lossy(&out.stdout);
+                return text.lines().filter(|l| l.contains(pattern)).count()
+                    as u64;
+            }
+            assert!(
+                err.contains("too many pending replies"),
+                "{} {args:?}: {err}",
+                self.name()
+            );
+            eprintln!(
+                "{} {args:?} refused ({}); again in 0.5 s",
+                self.name(),
+                err.trim()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("{} {args:?} refused 10 times", self.name());
     }
 }
 

@@ -52,13 +52,22 @@ fn start(
     }
 }
 
+/// Datagrams the lossy link dropped so far (both directions).
+fn dropped(ns: &Netns) -> u64 {
+    ns.sh("nft list table inet ctd_interop_loss")
+        .split("counter packets ")
+        .skip(1)
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Drops `percent` % of the sync link's datagrams in both directions.
 fn lossy(ns: &Netns, percent: u32) {
     ns.sh(&format!(
         "nft -f - <<'EOF'
 table inet ctd_interop_loss {{
-    chain in {{ type filter hook input priority -300; udp dport 3780 numgen random mod 100 < {percent} drop; }}
-    chain out {{ type filter hook output priority -300; udp dport 3780 numgen random mod 100 < {percent} drop; }}
+    chain in {{ type filter hook input priority -300; udp dport 3780 numgen random mod 100 < {percent} counter drop; }}
+    chain out {{ type filter hook output priority -300; udp dport 3780 numgen random mod 100 < {percent} counter drop; }}
 }}
 EOF"
     ));
@@ -155,14 +164,18 @@ const SPECIAL: [&str; 6] = [
 ];
 
 /// A kernel listing line without what legitimately differs between the
-/// sender's entry and the one committed from it: the timeout (the
-/// number before the state / after `proto=`), `use=` and `id=`.
+/// sender's entry and the one committed from it: the timeout, `use=`
+/// and `id=`.
 fn normalized(line: &str) -> String {
+    // The timeout is the first word of an expectation line and the third
+    // of a conntrack line ("tcp 6 431999 ESTABLISHED …").
+    let timeout = |i: usize, t: &str| {
+        (i == 0 || i == 2) && t.bytes().all(|c| c.is_ascii_digit())
+    };
     line.split_whitespace()
         .enumerate()
         .filter(|&(i, t)| {
-            !(t.starts_with("use=") || t.starts_with("id="))
-                && !(i <= 2 && t.chars().all(|c| c.is_ascii_digit()) && i != 1)
+            !(t.starts_with("use=") || t.starts_with("id=") || timeout(i, t))
         })
         .map(|(_, t)| t)
         .collect::<Vec<_>>()
@@ -299,8 +312,13 @@ fn replicate(sender_kind: &str, receiver_kind: &str, tag: &str) {
             Duration::from_secs(20),
             Duration::from_secs(90),
         );
+        let lost_datagrams = if loss > 0 { dropped(&a) } else { 0 };
         eprintln!(
-            "{test}: {N} flows with {loss} % loss (created in {created:?}): {got} on the receiver {took:?} later (phase {phase})"
+            "{test}: {N} flows with {loss} % loss (created in {created:?}): {got} on the receiver {took:?} later (phase {phase}; {lost_datagrams} datagrams dropped)"
+        );
+        assert!(
+            loss == 0 || lost_datagrams > 0,
+            "the lossy link dropped nothing"
         );
         lost.push((loss, u64::from(N) - got.min(u64::from(N)), took));
     }

@@ -126,9 +126,12 @@ pub trait Peer {
     /// Lines of a dump (`-e`, `-e expect`, …) containing `pattern`.
     /// ctsyncd refuses a dump that does not fit in its reply budget beside
     /// replies it still holds ("too many pending replies"), which can be
-    /// the previous command's: asked again (at most 10 times), and said.
+    /// the previous command's (issue: after a 100 000-line `-e` a second
+    /// one is refused for seconds although the first client read all and
+    /// left): asked again for up to a minute, and each refusal said.
     fn count(&self, args: &[&str], pattern: &str) -> u64 {
-        for _ in 0..10 {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
             let out = self.cli(args);
             let err = String::from_utf8_lossy(&out.stderr);
             if out.status.success() {
@@ -148,7 +151,12 @@ pub trait Peer {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        panic!("{} {args:?} refused 10 times", self.name());
+        let log = self.log();
+        panic!(
+            "{} {args:?} refused for a minute; its log:\n{}",
+            self.name(),
+            &log[log.len().saturating_sub(3000)..]
+        );
     }
 }
 

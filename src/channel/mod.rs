@@ -687,6 +687,11 @@ impl Tcp {
 /// conntrackd's.
 fn frame_len(b: &[u8]) -> Option<Option<usize>> {
     if b.len() >= 2 && b[..2] != wire::MAGIC {
+        // conntrackd's first byte: version 1, a data type or control.
+        let (version, kind) = (b[0] >> 4, b[0] & 0x0f);
+        if version != wire::ctd::VERSION || !(kind <= 5 || kind == 10) {
+            return Some(None);
+        }
         return match wire::ctd::stream_message_len(b)? {
             Ok(len) => Some(Some(len)),
             Err(_) => Some(None),
@@ -733,5 +738,33 @@ mod test {
         assert_eq!(frame_len(&d), Some(Some(17 + 40)));
         d[0] = b'x';
         assert_eq!(frame_len(&d), Some(None));
+    }
+
+    #[test]
+    fn conntrackd_stream_framing() {
+        use crate::wire::ctd::{self, Body, Message};
+        let mut stream = vec![0u8; 64];
+        let mut len = 0;
+        for (seq, body) in [(1, Body::Alive), (2, Body::Ack { from: 5, to: 9 })]
+        {
+            let m = Message {
+                seq,
+                hello: true,
+                hello_back: false,
+                body,
+            };
+            len += ctd::encode(&m, ctd::Options::default(), &mut stream[len..])
+                .unwrap();
+        }
+        stream.truncate(len);
+        assert_eq!(len, 8 + 16);
+        assert_eq!(frame_len(&stream[..5]), None, "header incomplete");
+        assert_eq!(frame_len(&stream), Some(Some(8)));
+        // The whole messages after the first join it, as room allows.
+        assert_eq!(ctd_run(&stream, 8, 1000), 24);
+        assert_eq!(ctd_run(&stream, 8, 20), 8);
+        assert_eq!(ctd_run(&stream[..20], 8, 1000), 8, "partial second");
+        // Garbage that is neither framing ends the stream.
+        assert_eq!(frame_len(&[0x70, 0, 0, 8, 0, 0, 0, 0]), Some(None));
     }
 }

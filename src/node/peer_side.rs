@@ -74,7 +74,9 @@ impl Node {
             return format!("#{link}");
         };
         let (kind, addr, port) = match &c.transport {
-            Transport::Multicast { group, port, .. } => ("multicast", group, port),
+            Transport::Multicast { group, port, .. } => {
+                ("multicast", group, port)
+            }
             Transport::Udp { dest, port, .. } => ("udp", dest, port),
             Transport::Tcp { dest, port, .. } => ("tcp", dest, port),
         };

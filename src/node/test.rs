@@ -894,3 +894,83 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
         }
     }
 }
+
+#[test]
+fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
+    use crate::sync::MapSource;
+    use crate::sync::ctd::{CtdEngine, Params};
+    let mut fw = node(cfg("", "FTFW { }", ""), 100);
+    fw.links = vec![LinkView {
+        kind: "UDP",
+        interface: "lo".into(),
+        status: "RUNNING",
+        active: true,
+        ..Default::default()
+    }];
+    let mut peer = CtdEngine::new(
+        Params {
+            mode: Mode::FtFw,
+            first_seq: 7,
+            max_datagram: 1472,
+            resend_queue_size: 100,
+            ack_window: 20,
+            tx_queue_size: 100,
+            refresh_time: Duration::from_secs(60),
+            opts: Default::default(),
+        },
+        Instant(0),
+    );
+    let src = MapSource::default();
+    let mut notices = Vec::new();
+    for s in 1..=3 {
+        let now = Instant(s * 1000);
+        peer.handle_timeout(now, &src);
+        let mut buf = [0u8; 1472];
+        let n = peer.poll_transmit(now, &src, &mut buf).unwrap();
+        let o = fw.feed(
+            now,
+            Input::Datagram {
+                link: 0,
+                peer: 1,
+                bytes: &buf[..n],
+            },
+        );
+        notices
+            .extend(o.logs.into_iter().filter(|l| l.level == log::Level::Info));
+        // Our answers are conntrackd's.
+        assert!(
+            fw.wire
+                .drain(..)
+                .all(|d| crate::wire::ctd::is_conntrackd(&d))
+        );
+    }
+    assert_eq!(
+        notices,
+        vec![LogRecord {
+            level: log::Level::Info,
+            text: "sync link lo (udp 10.0.0.2:1): peer speaks conntrackd 1.4 protocol".into()
+        }]
+    );
+    let now = Instant(4000);
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Link,
+            format: Format::Plain,
+        },
+    ));
+    assert!(
+        s.contains(
+            "peer protocol: conntrackd 1.4\nconntrackd messages refused:\n"
+        ),
+        "{s}"
+    );
+    let j = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::General,
+            format: Format::Json,
+        },
+    ));
+    assert!(j.contains("\"peer_protocol\":\"conntrackd 1.4\",\"conntrackd_refused\":{\"truncated\":0,"), "{j}");
+}

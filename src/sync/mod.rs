@@ -54,8 +54,8 @@ mod switch;
 mod tx;
 
 pub use crate::wire::Seq;
-pub use source::{Apply, Key, MapSource, Source, State};
 pub use ctd::Refused as CtdRefused;
+pub use source::{Apply, Key, MapSource, Source, State};
 pub use switch::{Protocol, Received, Switch};
 
 use std::collections::VecDeque;
@@ -665,3 +665,5 @@ fn report_refused(r: Refused) {
 mod test;
 #[cfg(test)]
 mod test_sealed;
+#[cfg(test)]
+mod test_switch;

@@ -188,7 +188,8 @@ impl Switch {
             // `poll_transmit` (they need the time).
             Some(c) => {
                 c.wants_transmit()
-                    || (self.ctsyncd_heard.is_some() && self.ct.wants_transmit())
+                    || (self.ctsyncd_heard.is_some()
+                        && self.ct.wants_transmit())
             }
             None => self.ct.wants_transmit(),
         }

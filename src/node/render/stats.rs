@@ -367,7 +367,12 @@ pub fn stats_json(snap: &Snapshot) -> String {
         let _ = write!(
             s,
             ",\"conntrackd_refused\":{{\"truncated\":{},\"bad_size\":{},\"bad_version\":{},\"bad_type\":{},\"bad_header\":{},\"malformed\":{}}}}}",
-            r.truncated, r.bad_size, r.version, r.bad_type, r.bad_header, r.malformed
+            r.truncated,
+            r.bad_size,
+            r.version,
+            r.bad_type,
+            r.bad_header,
+            r.malformed
         );
     }
     s.push_str("],");

@@ -15,14 +15,22 @@
 //! counts numbers only; ALARM re-sends every entry once per
 //! `RefreshTime` and sends no control message.
 //!
-//! Where conntrackd can lose data, this side does not (nothing changes on
-//! the wire):
-//! - a peer's HELLO empties the resend queue, as conntrackd does, but the
-//!   keys in it are sent again (a peer that restarted, or whose HELLO_BACK
-//!   we have not answered yet, may have lost them);
+//! Where conntrackd can lose data, this side does not (every message is
+//! still one conntrackd accepts):
+//! - conntrackd takes any message that says HELLO as in sequence, so what
+//!   is lost before the handshake ends is never NACKed and even falls
+//!   inside its ACKs. We send no data until our HELLO is answered (an
+//!   ALIVE says it at once; after [`HELLO_PATIENCE`] data goes anyway),
+//!   and we check the numbers of a peer's HELLO messages after the first
+//!   one of its handshake (a gap among them is NACKed as any other);
+//! - a peer's HELLO does not empty our resend queue (conntrackd drops it,
+//!   and with it what the restarted peer never got): what the peer never
+//!   acknowledges is sent again by the next rule;
 //! - an entry the peer's ACKs went past without acknowledging it (its
-//!   NACK was lost, or it arrived late and was dropped) is sent again
-//!   after [`PASSED_OVER`];
+//!   NACK was lost, it arrived late and was dropped, or the peer
+//!   restarted) is sent again after [`PASSED_OVER`];
+//! - a peer that restarts (a new HELLO) gets our whole internal cache
+//!   (conntrackd sends nothing until the restarted node asks);
 //! - a RESYNC we ask for on our own (a protocol switch) waits for the
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
@@ -51,6 +59,9 @@ pub const PASSED_OVER: Duration = Duration::from_millis(2500);
 /// A RESYNC we ask for on our own goes out at the latest this long after
 /// the request, handshake or not.
 const RESYNC_WAIT: Duration = Duration::from_secs(2);
+/// Data waits for the answer to our HELLO at most this long (a peer that
+/// never answers still gets it).
+pub const HELLO_PATIENCE: Duration = Duration::from_secs(3);
 
 /// The engine's settings.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +142,12 @@ pub struct CtdEngine {
     rs: ResendQueue,
     rx: Rx,
     hello: Hello,
+    /// When we first said HELLO.
+    hello_since: Option<Instant>,
+    /// Data went out before the handshake ended (the patience ran out).
+    impatient: bool,
+    /// An ALIVE went out to say HELLO for waiting data.
+    hello_probed: bool,
     say_hello_back: bool,
     /// The peer's last message said HELLO (its handshake is open).
     peer_hello: bool,
@@ -155,6 +172,9 @@ impl CtdEngine {
             rs: ResendQueue::new(p.resend_queue_size),
             rx: Rx::new(p.ack_window),
             hello: Hello::Say,
+            hello_since: None,
+            impatient: false,
+            hello_probed: false,
             say_hello_back: false,
             peer_hello: false,
             resync_wanted: None,
@@ -193,7 +213,12 @@ impl CtdEngine {
     }
 
     pub fn wants_transmit(&self) -> bool {
-        !self.tx.is_empty()
+        self.tx.has_control() || (!self.tx.is_empty() && !self.data_waits())
+    }
+
+    /// FT-FW: data waits for the answer to our HELLO.
+    fn data_waits(&self) -> bool {
+        self.ftfw() && self.hello == Hello::Say && !self.impatient
     }
 
     /// True when nothing waits to be sent or acknowledged.
@@ -209,6 +234,11 @@ impl CtdEngine {
 
     /// The internal cache changed `key`. False when the queue is full.
     pub fn local_change(&mut self, key: Key, new: bool) -> bool {
+        if self.data_waits() && !self.hello_probed {
+            // Say HELLO now rather than at the next quiet second.
+            self.hello_probed = true;
+            self.tx.control(Ctl::Alive);
+        }
         self.rs.forget(&key);
         self.tx.key(key, new, &mut self.stats)
     }
@@ -294,7 +324,7 @@ impl CtdEngine {
             Mode::FtFw => self.ftfw_message(now, msg, src),
             Mode::NoTrack => {
                 let seq = Seq(msg.seq);
-                match self.rx.classify(seq, false) {
+                match self.rx.classify(seq) {
                     Class::InSync => {}
                     Class::After { from, to } => {
                         self.stats.lost += u64::from(to - from) + 1;
@@ -340,22 +370,31 @@ impl CtdEngine {
                 self.tx.control(Ctl::Resync);
             }
         }
-        if msg.hello {
-            if !self.peer_hello && self.rx.last().is_some() {
-                self.stats.peer_restarts += 1;
-            }
+        let class = if msg.hello {
             self.say_hello_back = true;
-            self.rx.hello(seq);
-            // The peer knows nothing of what awaits its ACK: conntrackd
-            // drops it; we send it again (the newest state).
-            for s in self.rs.clear() {
-                if let Sent::Key(k) = s {
-                    self.tx.key(k, false, &mut self.stats);
+            // The first HELLO of a handshake (or one whose number makes
+            // no sense after the last) restarts the tracking; the ones
+            // after it are numbered on from it.
+            let normal = self.rx.classify(seq);
+            if self.peer_hello
+                && matches!(normal, Class::InSync | Class::After { .. })
+            {
+                normal
+            } else {
+                if self.rx.last().is_some() {
+                    // A restarted peer knows nothing: conntrackd waits
+                    // for its RESYNC; we send our cache at once.
+                    self.stats.peer_restarts += 1;
+                    self.bulk(src);
                 }
+                self.rx.hello(seq);
+                Class::InSync
             }
-        }
+        } else {
+            self.rx.classify(seq)
+        };
         self.peer_hello = msg.hello;
-        match self.rx.classify(seq, msg.hello) {
+        match class {
             Class::Before => {
                 self.stats.before += 1;
                 return;
@@ -384,10 +423,18 @@ impl CtdEngine {
     /// What one accepted message does.
     fn digest(&mut self, _now: Instant, body: Body, src: &dyn Source) {
         match body {
-            Body::CtNew(ct) => self.applies.push_back(Apply::Ct { ct, new: true }),
-            Body::CtUpd(ct) => self.applies.push_back(Apply::Ct { ct, new: false }),
-            Body::CtDel(ct) => self.applies.push_back(Apply::CtDel(ct_key_of(&ct))),
-            Body::ExpNew(exp) => self.applies.push_back(Apply::Exp { exp, new: true }),
+            Body::CtNew(ct) => {
+                self.applies.push_back(Apply::Ct { ct, new: true })
+            }
+            Body::CtUpd(ct) => {
+                self.applies.push_back(Apply::Ct { ct, new: false })
+            }
+            Body::CtDel(ct) => {
+                self.applies.push_back(Apply::CtDel(ct_key_of(&ct)))
+            }
+            Body::ExpNew(exp) => {
+                self.applies.push_back(Apply::Exp { exp, new: true })
+            }
             Body::ExpUpd(exp) => {
                 self.applies.push_back(Apply::Exp { exp, new: false })
             }
@@ -454,6 +501,13 @@ impl CtdEngine {
             return;
         }
         if self.ftfw() {
+            if self.hello == Hello::Say
+                && self
+                    .hello_since
+                    .is_some_and(|t| now.since(t) >= HELLO_PATIENCE)
+            {
+                self.impatient = true;
+            }
             if self
                 .resync_wanted
                 .is_some_and(|t| now.since(t) >= RESYNC_WAIT)
@@ -471,7 +525,11 @@ impl CtdEngine {
             // One ALIVE (or ACK) per quiet second, whether or not it
             // could be sent at once.
             self.last_tx = now;
-            let ack = if self.ftfw() { self.rx.idle_ack() } else { None };
+            let ack = if self.ftfw() {
+                self.rx.idle_ack()
+            } else {
+                None
+            };
             self.tx.control(ack.unwrap_or(Ctl::Alive));
         }
     }
@@ -502,7 +560,11 @@ impl CtdEngine {
         let limit = buf.len().min(self.p.max_datagram);
         let mut off = 0;
         let mut n = 0u64;
+        let data_waits = self.data_waits();
         while let Some(next) = self.tx.peek() {
+            if data_waits && matches!(next, Next::Key(..)) {
+                break;
+            }
             let body = match &next {
                 Next::Ctl(c) => ctl_body(*c),
                 Next::Key(k, new) => build(k, *new, src),
@@ -539,6 +601,7 @@ impl CtdEngine {
         self.stats.msgs_sent += n;
         self.stats.datagrams_sent += 1;
         self.last_tx = now;
+        self.hello_since.get_or_insert(now);
         Some(off)
     }
 

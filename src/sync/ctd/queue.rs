@@ -63,6 +63,10 @@ impl TxQueue {
         }
     }
 
+    pub(crate) fn has_control(&self) -> bool {
+        !self.control.is_empty()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.control.is_empty() && self.keys.is_empty()
     }
@@ -73,7 +77,12 @@ impl TxQueue {
     }
 
     /// Queues `key`; false when the queue is full (counted).
-    pub(crate) fn key(&mut self, key: Key, new: bool, stats: &mut Stats) -> bool {
+    pub(crate) fn key(
+        &mut self,
+        key: Key,
+        new: bool,
+        stats: &mut Stats,
+    ) -> bool {
         if let Some(n) = self.queued.get_mut(&key) {
             *n |= new;
             return true;
@@ -100,7 +109,10 @@ impl TxQueue {
             return Some(Next::Ctl(*c));
         }
         let k = self.keys.front()?;
-        Some(Next::Key(k.clone(), self.queued.get(k).copied().unwrap_or(false)))
+        Some(Next::Key(
+            k.clone(),
+            self.queued.get(k).copied().unwrap_or(false),
+        ))
     }
 
     pub(crate) fn pop(&mut self) {
@@ -166,7 +178,13 @@ impl ResendQueue {
 
     /// Keeps `what`, sent as `seq` at `now`; when full the oldest goes
     /// (counted: only a RESYNC can bring it back).
-    pub(crate) fn push(&mut self, seq: Seq, what: Sent, now: Instant, stats: &mut Stats) {
+    pub(crate) fn push(
+        &mut self,
+        seq: Seq,
+        what: Sent,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
         if self.live >= self.capacity {
             while let Some(e) = self.q.pop_front() {
                 if e.live {
@@ -272,7 +290,11 @@ impl ResendQueue {
     pub(crate) fn clear(&mut self) -> Vec<Sent> {
         self.index.clear();
         self.live = 0;
-        self.q.drain(..).filter(|e| e.live).map(|e| e.what).collect()
+        self.q
+            .drain(..)
+            .filter(|e| e.live)
+            .map(|e| e.what)
+            .collect()
     }
 }
 
@@ -310,7 +332,11 @@ mod test {
             vec![(Seq(11), true), (Seq(13), false), (Seq(14), false)]
         );
         assert_eq!(rs.take_range(Seq(12), Seq(13)), vec![Sent::Key(key(3))]);
-        assert_eq!(rs.take_passed_over(Seq(14), Instant(0), Duration::ZERO).len(), 1);
+        assert_eq!(
+            rs.take_passed_over(Seq(14), Instant(0), Duration::ZERO)
+                .len(),
+            1
+        );
         assert_eq!(rs.clear(), vec![Sent::Key(key(4))]);
         assert_eq!(rs.len(), 0);
         // Across the wrap.

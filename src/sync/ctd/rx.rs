@@ -61,15 +61,11 @@ impl Rx {
         self.last
     }
 
-    /// Where `seq` stands (`hello`: the peer restarted, whatever its
-    /// number says).
-    pub(crate) fn classify(&mut self, seq: Seq, hello: bool) -> Class {
+    /// Where `seq` stands (a peer's restart is the caller's to decide).
+    pub(crate) fn classify(&mut self, seq: Seq) -> Class {
         let Some(last) = self.last else {
             return Class::InSync;
         };
-        if hello {
-            return Class::InSync;
-        }
         let expected = last.next();
         if seq == expected {
             return Class::InSync;
@@ -155,11 +151,11 @@ mod test {
     fn window_gap_hello_and_far_numbers() {
         let mut rx = Rx::new(3);
         for s in [100, 101] {
-            assert_eq!(rx.classify(Seq(s), false), Class::InSync);
+            assert_eq!(rx.classify(Seq(s)), Class::InSync);
             assert_eq!(rx.in_sync(Seq(s)), None);
             rx.update(Seq(s));
         }
-        assert_eq!(rx.classify(Seq(102), false), Class::InSync);
+        assert_eq!(rx.classify(Seq(102)), Class::InSync);
         assert_eq!(
             rx.in_sync(Seq(102)),
             Some(Ctl::Ack {
@@ -168,10 +164,10 @@ mod test {
             })
         );
         rx.update(Seq(102));
-        assert_eq!(rx.classify(Seq(103), false), Class::InSync);
+        assert_eq!(rx.classify(Seq(103)), Class::InSync);
         rx.in_sync(Seq(103));
         rx.update(Seq(103));
-        let c = rx.classify(Seq(107), false);
+        let c = rx.classify(Seq(107));
         assert_eq!(
             c,
             Class::After {
@@ -193,7 +189,7 @@ mod test {
             ]
         );
         rx.update(Seq(107));
-        assert_eq!(rx.classify(Seq(105), false), Class::Before);
+        assert_eq!(rx.classify(Seq(105)), Class::Before);
         assert_eq!(
             rx.idle_ack(),
             Some(Ctl::Ack {
@@ -203,11 +199,9 @@ mod test {
         );
         assert_eq!(rx.idle_ack(), None, "nothing open");
         // A far number is believed only when the next one follows it.
-        assert_eq!(rx.classify(Seq(1 << 30), false), Class::OutOfWindow);
-        assert_eq!(rx.classify(Seq(108), false), Class::InSync);
-        assert_eq!(rx.classify(Seq(1 << 30), false), Class::OutOfWindow);
-        assert_eq!(rx.classify(Seq((1 << 30) + 1), false), Class::InSync);
-        // A HELLO is in sync whatever its number.
-        assert_eq!(rx.classify(Seq(5), true), Class::InSync);
+        assert_eq!(rx.classify(Seq(1 << 30)), Class::OutOfWindow);
+        assert_eq!(rx.classify(Seq(108)), Class::InSync);
+        assert_eq!(rx.classify(Seq(1 << 30)), Class::OutOfWindow);
+        assert_eq!(rx.classify(Seq((1 << 30) + 1)), Class::InSync);
     }
 }

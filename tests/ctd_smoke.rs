@@ -1,0 +1,235 @@
+//! Interoperability smoke test with the real conntrackd 1.4.7 (root only:
+//! two network namespaces): conntrackd in one, ctsyncd in the other, FT-FW
+//! over UDP with an unchanged conntrackd.conf. ctsyncd notices its peer
+//! speaks conntrackd's protocol (one notice line), and a few hundred
+//! flows created in each kernel, their deletions and an FTP expectation
+//! reach the other side (conntrackd's `-e`, ctsyncd's statistics).
+
+// Deadlines here are wall-clock bounds on real processes, not logic.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::fw::{Fw, create, delete, flows, json_number, udp_link};
+use common::{Bg, Netns};
+
+const CONNTRACKD: &str = "/usr/sbin/conntrackd";
+
+/// A real conntrackd in a namespace, with its own lock file, control
+/// socket and log (never the system's defaults).
+struct Conntrackd {
+    dir: PathBuf,
+    conf: PathBuf,
+    _daemon: Bg,
+}
+
+impl Conntrackd {
+    fn start(ns: &Netns, tag: &str, sync: &str) -> Conntrackd {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-ctd-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("conntrackd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "General {{\n HashSize 8192\n HashLimit 65535\n Syslog off\n LogFile {d}/log\n LockFile {d}/lock\n UNIX {{ Path {d}/ctl }}\n NetlinkBufferSize 2097152\n NetlinkBufferSizeMaxGrowth 8388608\n}}\nSync {{\n{sync}\n}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let daemon = ns.spawn(&[CONNTRACKD, "-C", conf.to_str().unwrap()]);
+        let c = Conntrackd {
+            dir,
+            conf,
+            _daemon: daemon,
+        };
+        let t0 = Instant::now();
+        while !c.dir.join("ctl").exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "conntrackd not up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(CONNTRACKD)
+            .arg("-C")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Entries its `-e` (external cache) lists, of `table` (`""` for
+    /// conntracks, `"expect"`).
+    fn external(&self, table: &str) -> usize {
+        let mut args = vec!["-e"];
+        if !table.is_empty() {
+            args.push(table);
+        }
+        self.cli(&args)
+            .lines()
+            .filter(|l| l.contains("src="))
+            .count()
+    }
+
+    fn wait_external(&self, table: &str, n: usize, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.external(table) == n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Conntrackd {
+    fn drop(&mut self) {
+        let _ = self.cli(&["-k"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP link on the veth `s0` of [`common::pair`].
+fn tcp_link(me: &str, peer: &str) -> String {
+    udp_link(me, peer).replacen("UDP", "TCP", 1)
+}
+
+fn sync(mode: &str, link: &str) -> String {
+    format!("Mode {mode} {{ }}\n{link}\nOptions {{ ExpectationSync On }}")
+}
+
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_ftfw() {
+    both_ways(udp_link, "udp", "cu");
+}
+
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_tcp_ftfw() {
+    both_ways(tcp_link, "tcp", "ct");
+}
+
+/// One scenario at a time: `common::pair` names its veths after the
+/// process.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn both_ways(link: fn(&str, &str) -> String, kind: &str, tag: &str) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some((a, b)) = common::pair(tag) else {
+        return;
+    };
+    let ctd = Conntrackd::start(
+        &a,
+        tag,
+        &sync("FTFW", &link("10.9.0.1", "10.9.0.2")),
+    );
+    let fw = Fw::start(
+        &b,
+        &format!("ctd-{tag}"),
+        "",
+        &sync("FTFW", &link("10.9.0.2", "10.9.0.1")),
+    );
+    let (from_ctd, from_cts) =
+        (flows("10.50.0.1", 300), flows("10.60.0.1", 300));
+    create(&a, &from_ctd);
+    create(&b, &from_cts);
+    let limit = Duration::from_secs(30);
+    assert!(
+        fw.wait_cached("external", 300, limit).is_some(),
+        "ctsyncd learnt {} of conntrackd's 300: {}",
+        fw.cached("external"),
+        fw.log()
+    );
+    assert!(
+        ctd.wait_external("", 300, limit),
+        "conntrackd learnt {} of ctsyncd's 300: {}",
+        ctd.external(""),
+        ctd.log()
+    );
+    // One notice line, naming the link and the protocol.
+    let switched: Vec<_> = fw
+        .log()
+        .lines()
+        .filter(|l| l.contains("peer speaks"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(switched.len(), 1, "{switched:?}");
+    assert!(
+        switched[0].ends_with(
+            &format!("[notice] sync link s0 ({kind} 10.9.0.1:3780): peer speaks conntrackd 1.4 protocol")
+        ),
+        "{switched:?}"
+    );
+    let json = fw.stats();
+    assert!(
+        json.contains("\"peer_protocol\":\"conntrackd 1.4\""),
+        "{json}"
+    );
+    // conntrackd refused nothing we sent.
+    let net = ctd.cli(&["-s", "network"]);
+    assert!(
+        net.contains("Malformed messages:\t                   0"),
+        "{net}"
+    );
+
+    // Deletions, both ways.
+    delete(&a, &from_ctd[..100]);
+    delete(&b, &from_cts[..100]);
+    assert!(
+        fw.wait_cached("external", 200, limit).is_some(),
+        "ctsyncd kept {}",
+        fw.cached("external")
+    );
+    assert!(
+        ctd.wait_external("", 200, limit),
+        "conntrackd kept {}",
+        ctd.external("")
+    );
+
+    // An FTP passive-mode expectation on conntrackd's side reaches
+    // ctsyncd, and one on ctsyncd's side reaches conntrackd.
+    a.ftp_helper();
+    b.ftp_helper();
+    let _srv = a.ftp_server();
+    let _cli = a.ftp_pasv_client();
+    let t0 = Instant::now();
+    while json_number(&fw.stats(), "external_expect", "active") < 1 {
+        assert!(
+            t0.elapsed() < limit,
+            "no expectation from conntrackd: {}",
+            fw.stats()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _srv_b = b.ftp_server();
+    let _cli_b = b.ftp_pasv_client();
+    assert!(
+        ctd.wait_external("expect", 1, limit),
+        "conntrackd -e expect: {}",
+        ctd.cli(&["-e", "expect"])
+    );
+    let net = ctd.cli(&["-s", "network"]);
+    assert!(
+        net.contains("Malformed messages:\t                   0"),
+        "{net}"
+    );
+}

@@ -217,7 +217,8 @@ fn wait_count(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    (receiver.count(&["-e"], pattern), t0.elapsed())
+    let took = t0.elapsed();
+    (receiver.count(&["-e"], pattern), took)
 }
 
 /// A real FTP control connection in passive mode over the namespace's

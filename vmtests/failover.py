@@ -10,16 +10,18 @@ from topology import (CTD_HASH_SIZE, HOLDS_VIPS, build, ctl, ctl_cmd, dump_logs,
                       start_daemon)
 
 
-def ftp_failover(expectation_sync=True, failure="block", daemons=("ctsyncd", "ctsyncd")):
+def ftp_failover(expectation_sync=True, failure="block", daemons=("ctsyncd", "ctsyncd"), transport="UDP"):
     """Runs the scenario with daemons[0] on fw-1 and daemons[1] on fw-2
-    (ctsyncd or conntrackd); returns the client's verdict (`LISTED …` or
-    `FAILED …`) and the lab for further checks."""
+    (ctsyncd or conntrackd) over a `transport` (UDP or TCP) sync link;
+    returns the client's verdict (`LISTED …` or `FAILED …`) and the lab
+    for further checks."""
     lab, client, fw1, fw2, server = build()
     machines = (fw1, fw2)
     try:
         options = "ExpectationSync { ftp }" if expectation_sync else "ExpectationSync Off"
         size = {"hash_size": CTD_HASH_SIZE} if "conntrackd" in daemons else {}
-        with subtest(f"{daemons[0]} on fw-1, {daemons[1]} on fw-2 and keepalived start; fw-1 becomes primary"):
+        size["transport"] = transport
+        with subtest(f"{daemons[0]} on fw-1, {daemons[1]} on fw-2 ({transport}) and keepalived start; fw-1 becomes primary"):
             start_daemon(lab, fw1, daemon=daemons[0], options=options, **size)
             start_daemon(lab, fw2, daemon=daemons[1], options=options, **size)
             keepalived(lab, fw1, 150)
@@ -71,8 +73,9 @@ def ftp_passive_failover(daemons=("ctsyncd", "ctsyncd")):
     """The headline scenario's assertions: fw-1 fails in the middle of an
     FTP passive-mode session; the data connection to the announced port
     still works through fw-2, which committed the connection and the
-    expectation."""
-    verdict, lab, fw2 = ftp_failover(expectation_sync=True, failure="block", daemons=daemons)
+    expectation. The sync link is UDP, or LAB_TRANSPORT (TCP)."""
+    transport = os.environ.get("LAB_TRANSPORT", "UDP")
+    verdict, lab, fw2 = ftp_failover(expectation_sync=True, failure="block", daemons=daemons, transport=transport)
     with subtest(f"LIST returned the listing through fw-2 ({daemons[1]})"):
         if not verdict.startswith("LISTED"):
             dump_logs(lab, [fw2])

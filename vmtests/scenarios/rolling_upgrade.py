@@ -22,6 +22,7 @@ session survive every step, checked after each:
 
 LAB_UPGRADE_TO=conntrackd replaces each conntrackd by a fresh conntrackd
 instead: the same steps with conntrackd only, the harness's self-check.
+LAB_TRANSPORT=TCP runs them over a TCP sync link (UDP otherwise).
 """
 
 import os
@@ -94,12 +95,14 @@ def committed(lab, fw, since):
 
 def main():
     target = os.environ.get("LAB_UPGRADE_TO", "ctsyncd")
+    transport = os.environ.get("LAB_TRANSPORT", "UDP")
     lab, client, fw1, fw2, server = build()
     d = lab.dir
     try:
         with subtest("step 0: conntrackd on both; FTP control connection, PASV 1 and the stream through fw-1"):
             for fw in (fw1, fw2):
-                start_daemon(lab, fw, daemon="conntrackd", options="ExpectationSync { ftp }", hash_size=CTD_HASH_SIZE)
+                start_daemon(lab, fw, daemon="conntrackd", options="ExpectationSync { ftp }", hash_size=CTD_HASH_SIZE,
+                             transport=transport)
             keepalived(lab, fw1, 150)
             keepalived(lab, fw2, 100)
             fw1.wait_until_succeeds(HOLDS_VIPS, timeout=30)

@@ -110,25 +110,50 @@ fn tcp_link(me: &str, peer: &str) -> String {
     udp_link(me, peer).replacen("UDP", "TCP", 1)
 }
 
+/// `mode` is the whole `Mode …` clause.
 fn sync(mode: &str, link: &str) -> String {
-    format!("Mode {mode} {{ }}\n{link}\nOptions {{ ExpectationSync On }}")
+    format!("{mode}\n{link}\nOptions {{ ExpectationSync On }}")
 }
+
+const FTFW: &str = "Mode FTFW { }";
 
 #[test]
 fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_ftfw() {
-    both_ways(udp_link, "udp", "cu");
+    both_ways(FTFW, udp_link, "udp", "cu");
 }
 
 #[test]
 fn conntrackd_and_ctsyncd_replicate_both_ways_over_tcp_ftfw() {
-    both_ways(tcp_link, "tcp", "ct");
+    both_ways(FTFW, tcp_link, "tcp", "ct");
+}
+
+/// conntrackd's NOTRACK says ALIVE every second: found as in FT-FW.
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_notrack() {
+    both_ways("Mode NOTRACK { }", udp_link, "udp", "cn");
+}
+
+/// conntrackd's ALARM is found by its first refresh.
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_alarm() {
+    both_ways(
+        "Mode ALARM { RefreshTime 3 CacheTimeout 60 }",
+        udp_link,
+        "udp",
+        "ca",
+    );
 }
 
 /// One scenario at a time: `common::pair` names its veths after the
 /// process.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn both_ways(link: fn(&str, &str) -> String, kind: &str, tag: &str) {
+fn both_ways(
+    mode: &str,
+    link: fn(&str, &str) -> String,
+    kind: &str,
+    tag: &str,
+) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !Path::new(CONNTRACKD).exists() {
         eprintln!("SKIPPED: {CONNTRACKD} is not installed");
@@ -137,16 +162,13 @@ fn both_ways(link: fn(&str, &str) -> String, kind: &str, tag: &str) {
     let Some((a, b)) = common::pair(tag) else {
         return;
     };
-    let ctd = Conntrackd::start(
-        &a,
-        tag,
-        &sync("FTFW", &link("10.9.0.1", "10.9.0.2")),
-    );
+    let ctd =
+        Conntrackd::start(&a, tag, &sync(mode, &link("10.9.0.1", "10.9.0.2")));
     let fw = Fw::start(
         &b,
         &format!("ctd-{tag}"),
         "",
-        &sync("FTFW", &link("10.9.0.2", "10.9.0.1")),
+        &sync(mode, &link("10.9.0.2", "10.9.0.1")),
     );
     let (from_ctd, from_cts) =
         (flows("10.50.0.1", 300), flows("10.60.0.1", 300));

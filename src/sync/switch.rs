@@ -17,6 +17,11 @@
 //!   periodic refresh does that);
 //! - the caller logs one notice line (see [`Received::switched`]).
 //!
+//! While a ctsyncd peer is heard (within [`super::PEER_ALIVE`]),
+//! conntrackd's datagrams are refused and counted rather than switching:
+//! a peer replaced by conntrackd stops talking ctsyncd first, and a stray
+//! or forged datagram cannot take a working ctsyncd pair apart.
+//!
 //! With a key (`AuthenticationKeyFile`) conntrackd's datagrams go to the
 //! keyed ctsyncd engine, which refuses and counts them as unsealed: they
 //! never switch anything. `ctsyncd` pins ctsyncd's format (conntrackd's
@@ -88,6 +93,10 @@ pub struct Switch {
     ctd_refused_past: Refused,
     /// A ctsyncd datagram was read while conntrackd's protocol is spoken.
     ctsyncd_heard: Option<Instant>,
+    /// When a ctsyncd datagram was last read while ctsyncd's format is
+    /// spoken: while that peer lives, conntrackd's datagrams switch
+    /// nothing.
+    ctsyncd_alive: Option<Instant>,
 }
 
 impl Switch {
@@ -122,6 +131,7 @@ impl Switch {
             ctd_past: Stats::default(),
             ctd_refused_past: Refused::default(),
             ctsyncd_heard: None,
+            ctsyncd_alive: None,
         }
     }
 
@@ -177,15 +187,10 @@ impl Switch {
         }
     }
 
-    fn ctsyncd_talks(&self, now: Instant) -> bool {
-        self.ctsyncd_heard
-            .is_some_and(|t| now.since(t) < CTSYNCD_HEARD)
-    }
-
     pub fn wants_transmit(&self) -> bool {
         match &self.ctd {
-            // The ctsyncd engine's own wishes are checked in
-            // `poll_transmit` (they need the time).
+            // The ctsyncd engine's count only while a ctsyncd peer talks
+            // (forgotten by the timer `CTSYNCD_HEARD` after it stopped).
             Some(c) => {
                 c.wants_transmit()
                     || (self.ctsyncd_heard.is_some()
@@ -267,6 +272,18 @@ impl Switch {
             switched: None,
         };
         if self.accepts_ctd() && ctd::is_conntrackd(datagram) {
+            if self.ctd.is_none()
+                && self
+                    .ctsyncd_alive
+                    .is_some_and(|t| now.since(t) < CTSYNCD_HEARD)
+            {
+                // Someone else on a link whose ctsyncd peer lives: not a
+                // reason to stop understanding it.
+                out.refused.ctsyncd_peer_alive = 1;
+                self.ctd_refused_past.ctsyncd_peer_alive += 1;
+                out.result = Err(wire::Error::Malformed);
+                return out;
+            }
             if self.ctd.is_none() {
                 let decodes = matches!(
                     ctd::messages(datagram, self.ctd_params.opts).next(),
@@ -285,7 +302,7 @@ impl Switch {
                     out.result = Err(wire::Error::Malformed);
                     return out;
                 }
-                self.to_conntrackd(now, src);
+                self.switch_to_conntrackd(now, src);
                 out.switched = Some(Protocol::Conntrackd);
             }
             if let Some(c) = self.ctd.as_mut() {
@@ -310,10 +327,12 @@ impl Switch {
         out.result = self.ct.recv(now, peer, datagram, src);
         if out.result.is_ok() {
             out.protocol = Some(Protocol::Ctsyncd);
-            if self.ctd.is_some() {
+            if self.ctd.is_none() {
+                self.ctsyncd_alive = Some(now);
+            } else {
                 self.ctsyncd_heard = Some(now);
                 if self.ct.stats().challenges_answered > proven_before {
-                    self.to_ctsyncd(src);
+                    self.switch_to_ctsyncd(src);
                     out.switched = Some(Protocol::Ctsyncd);
                 }
             }
@@ -322,21 +341,21 @@ impl Switch {
     }
 
     /// The peer speaks conntrackd's protocol: see the module header.
-    fn to_conntrackd(&mut self, now: Instant, src: &dyn Source) {
+    fn switch_to_conntrackd(&mut self, now: Instant, src: &dyn Source) {
         let mut c = CtdEngine::new(self.ctd_params, now);
         for (k, new) in self.ct.drain_keys() {
             c.local_change(k, new);
         }
         c.bulk(src);
         if self.mode != Mode::Alarm {
-            c.request_resync_after_hello(now);
+            c.request_resync();
         }
         self.ctd = Some(c);
         self.ctsyncd_heard = None;
     }
 
     /// A ctsyncd peer proved itself: back to our format.
-    fn to_ctsyncd(&mut self, src: &dyn Source) {
+    fn switch_to_ctsyncd(&mut self, src: &dyn Source) {
         let Some(mut c) = self.ctd.take() else {
             return;
         };
@@ -360,6 +379,12 @@ impl Switch {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self
+            .ctsyncd_heard
+            .is_some_and(|t| now.since(t) >= CTSYNCD_HEARD)
+        {
+            self.ctsyncd_heard = None;
+        }
         self.ct.handle_timeout(now, src);
         if let Some(c) = self.ctd.as_mut() {
             c.handle_timeout(now, src);
@@ -376,7 +401,7 @@ impl Switch {
         src: &dyn Source,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let talks = self.ctsyncd_talks(now);
+        let talks = self.ctsyncd_heard.is_some();
         let Some(c) = self.ctd.as_mut() else {
             return self.ct.poll_transmit(now, src, buf);
         };

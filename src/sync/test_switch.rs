@@ -237,3 +237,36 @@ fn pinned_protocols_and_undecodable_datagrams_switch_nothing() {
     assert!(got.result.is_err() && got.switched.is_none());
     assert_eq!(s.protocol(), Protocol::Conntrackd);
 }
+
+#[test]
+fn a_live_ctsyncd_peer_is_not_dropped_for_a_conntrackd_datagram() {
+    let mut t = Instant(0);
+    let mut s = switch(PeerProtocol::Auto, t);
+    let src = MapSource::default();
+    let mut peer = Engine::new(params(555), t);
+    let mut buf = [0u8; 1472];
+    // A ctsyncd pair at work.
+    for step in 1..=20 {
+        t = Instant(step * 100);
+        s.handle_timeout(t, &src);
+        peer.handle_timeout(t, &src);
+        while let Some(n) = peer.poll_transmit(t, &src, &mut buf) {
+            assert_eq!(s.recv(t, 1, &buf[..n], &src).result, Ok(()));
+        }
+        while let Some(n) = s.poll_transmit(t, &src, &mut buf) {
+            let _ = peer.recv(t, 1, &buf[..n], &src);
+        }
+    }
+    let mut c = conntrackd(Instant(0));
+    let hello = ctd_hello(&mut c, &src, t);
+    let got = s.recv(t, 1, &hello, &src);
+    assert_eq!((got.switched, got.refused.ctsyncd_peer_alive), (None, 1));
+    assert_eq!(s.protocol(), Protocol::Ctsyncd);
+    // The ctsyncd peer went away: conntrackd's next words switch.
+    t = t + Duration::from_secs(3);
+    let hello = ctd_hello(&mut c, &src, t);
+    assert_eq!(
+        s.recv(t, 1, &hello, &src).switched,
+        Some(Protocol::Conntrackd)
+    );
+}

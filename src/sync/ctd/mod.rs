@@ -93,6 +93,9 @@ pub struct Refused {
     pub bad_header: u64,
     /// An attribute that does not decode.
     pub malformed: u64,
+    /// Datagrams that would have switched to conntrackd's protocol while
+    /// a ctsyncd peer is alive on the link.
+    pub ctsyncd_peer_alive: u64,
 }
 
 impl Refused {
@@ -103,6 +106,7 @@ impl Refused {
             + self.bad_type
             + self.bad_header
             + self.malformed
+            + self.ctsyncd_peer_alive
     }
 
     pub(crate) fn count(&mut self, e: ctd::Error) {
@@ -123,6 +127,7 @@ impl Refused {
         self.bad_type += o.bad_type;
         self.bad_header += o.bad_header;
         self.malformed += o.malformed;
+        self.ctsyncd_peer_alive += o.ctsyncd_peer_alive;
     }
 }
 
@@ -250,22 +255,19 @@ impl CtdEngine {
         }
     }
 
-    /// `-n`: asks the peer for its internal cache now. Not in ALARM.
+    /// `-n`, StartupResync, a protocol switch: asks the peer for its
+    /// internal cache (not in ALARM). In FT-FW before our HELLO is
+    /// answered, the request waits for the answer (see the module
+    /// header), at most [`RESYNC_WAIT`] after our last datagram.
     pub fn request_resync(&mut self) -> bool {
         if self.p.mode == Mode::Alarm {
             return false;
         }
-        self.tx.control(Ctl::Resync);
-        true
-    }
-
-    /// Asks the peer for its internal cache once our HELLO is answered
-    /// (FT-FW; at once otherwise): see the module header.
-    pub fn request_resync_after_hello(&mut self, now: Instant) -> bool {
-        if !self.ftfw() || self.hello == Hello::Done {
-            return self.request_resync();
+        if self.ftfw() && self.hello == Hello::Say {
+            self.resync_wanted.get_or_insert(self.last_tx);
+        } else {
+            self.tx.control(Ctl::Resync);
         }
-        self.resync_wanted = Some(now);
         true
     }
 

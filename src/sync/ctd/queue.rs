@@ -274,7 +274,7 @@ impl ResendQueue {
                 self.q.pop_front();
                 continue;
             }
-            if !(e.seq < upto) || now.since(e.at) < age {
+            if e.seq >= upto || now.since(e.at) < age {
                 break;
             }
             if let Some(e) = self.q.pop_front() {

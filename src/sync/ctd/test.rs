@@ -409,7 +409,7 @@ fn resync_is_answered_with_the_whole_cache_conntracks_first() {
     assert_eq!(a.external.exps.len(), 1);
     // Asked on our own, the RESYNC waits for the handshake.
     let mut c = Side::new(Mode::FtFw, 77, t);
-    c.e.request_resync_after_hello(t);
+    c.e.request_resync();
     assert!(c.e.tx.is_empty());
     let until = t + Duration::from_secs(3);
     run(&mut c, &mut b, &mut Link::perfect(), &mut t, until);

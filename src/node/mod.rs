@@ -157,6 +157,9 @@ impl Node {
                 params,
                 peer_side::ctd_options(&sync),
                 sync.peer_protocol,
+                sync.channels.first().is_some_and(|c| {
+                    matches!(c.transport, crate::config::Transport::Tcp { .. })
+                }),
                 now,
             ),
             counters: Counters::default(),

@@ -3,12 +3,16 @@
 //! node already used, and the rule that picks one (`PeerProtocol`).
 //!
 //! `auto` (the default) starts in ctsyncd's format, so nothing changes
-//! between two ctsyncd nodes. A datagram that is conntrackd's (sniffed by
-//! [`ctd::is_conntrackd`]) and whose first message decodes switches to
-//! conntrackd's protocol from then on; a ctsyncd session that proves
-//! itself afterwards (the peer was replaced by ctsyncd: it answers our
-//! challenge in our format) switches back. What a switch does, so the
-//! migration loses nothing:
+//! between two ctsyncd nodes. Datagrams that are conntrackd's (sniffed by
+//! [`ctd::is_conntrackd`], their first message decoding) for
+//! [`SWITCH_AFTER`] while no ctsyncd datagram came for
+//! [`super::PEER_ALIVE`] switch to conntrackd's protocol from then on
+//! (meanwhile they are counted, not read: the RESYNC below makes up for
+//! them). The wait lets a ctsyncd that replaced a conntrackd talk first:
+//! its peer, still speaking conntrackd's protocol, hears it and answers
+//! in ctsyncd's format. A ctsyncd session that proves itself (it answers
+//! our challenge) switches back. What a switch does, so the migration
+//! loses nothing:
 //! - the keys waiting to be sent or acknowledged carry over to the new
 //!   protocol, and the whole internal cache is queued after them (the
 //!   peer understood nothing we said before);
@@ -17,10 +21,17 @@
 //!   periodic refresh does that);
 //! - the caller logs one notice line (see [`Received::switched`]).
 //!
-//! While a ctsyncd peer is heard (within [`super::PEER_ALIVE`]),
-//! conntrackd's datagrams are refused and counted rather than switching:
-//! a peer replaced by conntrackd stops talking ctsyncd first, and a stray
-//! or forged datagram cannot take a working ctsyncd pair apart.
+//! The same rule keeps a working ctsyncd pair together: a stray or forged
+//! conntrackd datagram switches nothing while the ctsyncd peer talks.
+//!
+//! TCP (`stream`): conntrackd cannot skip a frame it does not understand
+//! in its stream (its framing is lost for good, even across
+//! reconnections), so in `auto` nothing in ctsyncd's format is written
+//! to a stream before a ctsyncd datagram was read from the peer, or
+//! [`STREAM_HOLD`] passed without any conntrackd datagram. (Two ctsyncd
+//! nodes that met over TCP while one spoke conntrackd's protocol keep
+//! speaking it: correct, only less compact; `PeerProtocol ctsyncd` or a
+//! restart of both returns to ctsyncd's format.)
 //!
 //! With a key (`AuthenticationKeyFile`) conntrackd's datagrams go to the
 //! keyed ctsyncd engine, which refuses and counts them as unsealed: they
@@ -45,8 +56,14 @@ use crate::wire::seal::Sealer;
 use crate::wire::{self, Msg, Seq, ctd};
 
 /// While ctsyncd datagrams arrived this recently, the ctsyncd engine may
-/// send while conntrackd's protocol is spoken.
+/// send while conntrackd's protocol is spoken, and conntrackd's
+/// datagrams switch nothing.
 const CTSYNCD_HEARD: Duration = super::PEER_ALIVE;
+/// conntrackd's datagrams switch once they kept coming this long.
+pub const SWITCH_AFTER: Duration = Duration::from_secs(2);
+/// On a stream, ctsyncd's format waits at most this long for the peer to
+/// show which protocol it speaks.
+pub const STREAM_HOLD: Duration = Duration::from_secs(5);
 
 /// The protocol spoken on the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +114,22 @@ pub struct Switch {
     /// spoken: while that peer lives, conntrackd's datagrams switch
     /// nothing.
     ctsyncd_alive: Option<Instant>,
+    /// Since when conntrackd's datagrams keep coming (not yet switched).
+    ctd_since: Option<Instant>,
+    /// A stream link whose peer's protocol is not known yet: nothing in
+    /// ctsyncd's format is sent (see the module header); until this time.
+    stream_hold: Option<Instant>,
 }
 
 impl Switch {
     /// `opts` are conntrackd's encoding options (NAT byte order, whether
     /// timeouts are sent).
+    /// `stream`: the links are TCP.
     pub fn new(
         p: Params,
         opts: ctd::Options,
         setting: PeerProtocol,
+        stream: bool,
         now: Instant,
     ) -> Switch {
         let ctd_params = engine::Params {
@@ -132,12 +156,17 @@ impl Switch {
             ctd_refused_past: Refused::default(),
             ctsyncd_heard: None,
             ctsyncd_alive: None,
+            ctd_since: None,
+            stream_hold: (stream && setting == PeerProtocol::Auto)
+                .then(|| now + STREAM_HOLD),
         }
     }
 
     /// Seals ctsyncd's datagrams; conntrackd's are refused from then on.
     pub fn set_sealer(&mut self, sealer: Sealer) {
         self.keyed = true;
+        // conntrackd's datagrams are refused: nothing to wait for.
+        self.stream_hold = None;
         self.ct.set_sealer(sealer);
     }
 
@@ -196,7 +225,7 @@ impl Switch {
                     || (self.ctsyncd_heard.is_some()
                         && self.ct.wants_transmit())
             }
-            None => self.ct.wants_transmit(),
+            None => self.stream_hold.is_none() && self.ct.wants_transmit(),
         }
     }
 
@@ -272,18 +301,6 @@ impl Switch {
             switched: None,
         };
         if self.accepts_ctd() && ctd::is_conntrackd(datagram) {
-            if self.ctd.is_none()
-                && self
-                    .ctsyncd_alive
-                    .is_some_and(|t| now.since(t) < CTSYNCD_HEARD)
-            {
-                // Someone else on a link whose ctsyncd peer lives: not a
-                // reason to stop understanding it.
-                out.refused.ctsyncd_peer_alive = 1;
-                self.ctd_refused_past.ctsyncd_peer_alive += 1;
-                out.result = Err(wire::Error::Malformed);
-                return out;
-            }
             if self.ctd.is_none() {
                 let decodes = matches!(
                     ctd::messages(datagram, self.ctd_params.opts).next(),
@@ -299,6 +316,17 @@ impl Switch {
                     }
                     self.ctd_refused_past.add(&r);
                     out.refused = r;
+                    out.result = Err(wire::Error::Malformed);
+                    return out;
+                }
+                let since = *self.ctd_since.get_or_insert(now);
+                let ctsyncd_talks = self
+                    .ctsyncd_alive
+                    .is_some_and(|t| now.since(t) < CTSYNCD_HEARD);
+                if ctsyncd_talks || now.since(since) < SWITCH_AFTER {
+                    // Not yet (see the module header): counted.
+                    out.refused.before_switch = 1;
+                    self.ctd_refused_past.before_switch += 1;
                     out.result = Err(wire::Error::Malformed);
                     return out;
                 }
@@ -329,6 +357,8 @@ impl Switch {
             out.protocol = Some(Protocol::Ctsyncd);
             if self.ctd.is_none() {
                 self.ctsyncd_alive = Some(now);
+                self.ctd_since = None;
+                self.stream_hold = None;
             } else {
                 self.ctsyncd_heard = Some(now);
                 if self.ct.stats().challenges_answered > proven_before {
@@ -352,6 +382,8 @@ impl Switch {
         }
         self.ctd = Some(c);
         self.ctsyncd_heard = None;
+        self.ctd_since = None;
+        self.stream_hold = None;
     }
 
     /// A ctsyncd peer proved itself: back to our format.
@@ -367,6 +399,7 @@ impl Switch {
         self.ct.bulk(src);
         self.ct.request_resync();
         self.ctsyncd_heard = None;
+        self.ctsyncd_alive = None;
     }
 
     // ===== timers =====
@@ -384,6 +417,15 @@ impl Switch {
             .is_some_and(|t| now.since(t) >= CTSYNCD_HEARD)
         {
             self.ctsyncd_heard = None;
+        }
+        // A stream whose peer said nothing in conntrackd's format for the
+        // whole hold: ctsyncd's format may go.
+        if self.stream_hold.is_some_and(|t| now >= t) {
+            if self.ctd_since.is_some() {
+                self.stream_hold = Some(now + STREAM_HOLD);
+            } else {
+                self.stream_hold = None;
+            }
         }
         self.ct.handle_timeout(now, src);
         if let Some(c) = self.ctd.as_mut() {
@@ -403,6 +445,9 @@ impl Switch {
     ) -> Option<usize> {
         let talks = self.ctsyncd_heard.is_some();
         let Some(c) = self.ctd.as_mut() else {
+            if self.stream_hold.is_some() {
+                return None;
+            }
             return self.ct.poll_transmit(now, src, buf);
         };
         if talks && let Some(n) = self.ct.poll_transmit(now, src, buf) {

@@ -38,7 +38,7 @@ fn conntrackd(t: Instant) -> CtdEngine {
 }
 
 fn switch(setting: PeerProtocol, t: Instant) -> Switch {
-    Switch::new(params(100), ctd::Options::default(), setting, t)
+    Switch::new(params(100), ctd::Options::default(), setting, false, t)
 }
 
 fn ct(n: u16) -> Conntrack {
@@ -121,7 +121,14 @@ fn a_conntrackd_datagram_switches_once_and_the_migration_loses_nothing() {
     // Before the peer spoke: our format, our queue.
     s.local_change(Key::Ct(wire::ct_key_of(&ct(7))), true);
     assert_eq!(s.protocol(), Protocol::Ctsyncd);
-    t = Instant(1000);
+    // Its datagrams are counted for two seconds, then switch.
+    for at in [1000, 2000] {
+        t = Instant(at);
+        let hello = ctd_hello(&mut c, &theirs, t);
+        let got = s.recv(t, 1, &hello, &ours);
+        assert_eq!((got.switched, got.refused.before_switch), (None, 1));
+    }
+    t = Instant(3000);
     let hello = ctd_hello(&mut c, &theirs, t);
     let got = s.recv(t, 1, &hello, &ours);
     assert_eq!(got.switched, Some(Protocol::Conntrackd));
@@ -132,7 +139,7 @@ fn a_conntrackd_datagram_switches_once_and_the_migration_loses_nothing() {
     assert_eq!(s.queue_lengths().0, 50);
     let mut switches = 0;
     for step in 1..=60 {
-        t = Instant(1000 + step * 100);
+        t = Instant(3000 + step * 100);
         s.handle_timeout(t, &ours);
         c.handle_timeout(t, &theirs);
         to_ctd(&mut s, &ours, &mut c, &theirs, &mut c_ext, t);
@@ -153,16 +160,19 @@ fn a_ctsyncd_peer_that_proves_itself_switches_back() {
     let mut s = switch(PeerProtocol::Auto, t);
     let ours = cache(0, 20);
     let mut c = conntrackd(t);
-    t = Instant(1000);
-    let hello = ctd_hello(&mut c, &MapSource::default(), t);
-    assert!(s.recv(t, 1, &hello, &ours).switched.is_some());
+    for at in [1000, 2000, 3000] {
+        t = Instant(at);
+        let hello = ctd_hello(&mut c, &MapSource::default(), t);
+        s.recv(t, 1, &hello, &ours);
+    }
+    assert_eq!(s.protocol(), Protocol::Conntrackd);
     // The peer is replaced by ctsyncd: a new engine, our format.
     let mut peer = Engine::new(params(555), t);
     let (mut peer_ext, peer_src) = (MapSource::default(), MapSource::default());
     let mut back = Vec::new();
     let mut buf = [0u8; 1472];
     for step in 1..=50 {
-        t = Instant(1000 + step * 100);
+        t = Instant(3000 + step * 100);
         s.handle_timeout(t, &ours);
         peer.handle_timeout(t, &peer_src);
         while let Some(n) = peer.poll_transmit(t, &peer_src, &mut buf) {
@@ -260,7 +270,7 @@ fn a_live_ctsyncd_peer_is_not_dropped_for_a_conntrackd_datagram() {
     let mut c = conntrackd(Instant(0));
     let hello = ctd_hello(&mut c, &src, t);
     let got = s.recv(t, 1, &hello, &src);
-    assert_eq!((got.switched, got.refused.ctsyncd_peer_alive), (None, 1));
+    assert_eq!((got.switched, got.refused.before_switch), (None, 1));
     assert_eq!(s.protocol(), Protocol::Ctsyncd);
     // The ctsyncd peer went away: conntrackd's next words switch.
     t = t + Duration::from_secs(3);
@@ -269,4 +279,44 @@ fn a_live_ctsyncd_peer_is_not_dropped_for_a_conntrackd_datagram() {
         s.recv(t, 1, &hello, &src).switched,
         Some(Protocol::Conntrackd)
     );
+}
+
+#[test]
+fn on_a_stream_ctsyncd_waits_for_the_peer_to_show_its_protocol() {
+    let mut t = Instant(0);
+    let src = MapSource::default();
+    let mut s = Switch::new(
+        params(100),
+        ctd::Options::default(),
+        PeerProtocol::Auto,
+        true,
+        t,
+    );
+    let mut buf = [0u8; 1472];
+    s.local_change(Key::Ct(wire::ct_key_of(&ct(1))), true);
+    // A conntrackd peer would lose its framing: nothing goes yet.
+    for step in 1..=40 {
+        t = Instant(step * 100);
+        s.handle_timeout(t, &src);
+        assert!(s.poll_transmit(t, &src, &mut buf).is_none(), "at {t:?}");
+    }
+    assert!(!s.wants_transmit());
+    // A ctsyncd peer speaks: ours may go.
+    let mut peer = Engine::new(params(9), t);
+    peer.handle_timeout(Instant(5000), &src);
+    let n = peer.poll_transmit(Instant(5000), &src, &mut buf).unwrap();
+    assert_eq!(s.recv(Instant(5000), 1, &buf[..n], &src).result, Ok(()));
+    assert!(s.wants_transmit());
+    assert!(s.poll_transmit(Instant(5000), &src, &mut buf).is_some());
+    // A silent peer: after the hold, ours goes too.
+    let mut s = Switch::new(
+        params(100),
+        ctd::Options::default(),
+        PeerProtocol::Auto,
+        true,
+        Instant(0),
+    );
+    s.local_change(Key::Ct(wire::ct_key_of(&ct(1))), true);
+    s.handle_timeout(Instant(5000), &src);
+    assert!(s.poll_transmit(Instant(5000), &src, &mut buf).is_some());
 }

@@ -128,7 +128,7 @@ fn peer_protocol_text(s: &mut String, l: &LinkView) {
     let r = &l.ctd_refused;
     let _ = write!(
         s,
-        "peer protocol: {}\nconntrackd messages refused:\n{:20} Truncated  {:20} Bad size\n{:20} Bad version{:20} Bad type\n{:20} Bad header {:20} Malformed\n{:20} While a ctsyncd peer is alive\n\n",
+        "peer protocol: {}\nconntrackd messages refused:\n{:20} Truncated  {:20} Bad size\n{:20} Bad version{:20} Bad type\n{:20} Bad header {:20} Malformed\n{:20} Before the switch\n\n",
         l.peer_protocol.unwrap_or("unknown (nothing read yet)"),
         r.truncated,
         r.bad_size,
@@ -136,7 +136,7 @@ fn peer_protocol_text(s: &mut String, l: &LinkView) {
         r.bad_type,
         r.bad_header,
         r.malformed,
-        r.ctsyncd_peer_alive
+        r.before_switch
     );
 }
 
@@ -367,14 +367,14 @@ pub fn stats_json(snap: &Snapshot) -> String {
         let r = &l.ctd_refused;
         let _ = write!(
             s,
-            ",\"conntrackd_refused\":{{\"truncated\":{},\"bad_size\":{},\"bad_version\":{},\"bad_type\":{},\"bad_header\":{},\"malformed\":{},\"ctsyncd_peer_alive\":{}}}}}",
+            ",\"conntrackd_refused\":{{\"truncated\":{},\"bad_size\":{},\"bad_version\":{},\"bad_type\":{},\"bad_header\":{},\"malformed\":{},\"before_switch\":{}}}}}",
             r.truncated,
             r.bad_size,
             r.version,
             r.bad_type,
             r.bad_header,
             r.malformed,
-            r.ctsyncd_peer_alive
+            r.before_switch
         );
     }
     s.push_str("],");

@@ -93,9 +93,9 @@ pub struct Refused {
     pub bad_header: u64,
     /// An attribute that does not decode.
     pub malformed: u64,
-    /// Datagrams that would have switched to conntrackd's protocol while
-    /// a ctsyncd peer is alive on the link.
-    pub ctsyncd_peer_alive: u64,
+    /// Datagrams read before the switch to conntrackd's protocol (its
+    /// first two seconds, or while a ctsyncd peer talks on the link).
+    pub before_switch: u64,
 }
 
 impl Refused {
@@ -106,7 +106,7 @@ impl Refused {
             + self.bad_type
             + self.bad_header
             + self.malformed
-            + self.ctsyncd_peer_alive
+            + self.before_switch
     }
 
     pub(crate) fn count(&mut self, e: ctd::Error) {
@@ -127,7 +127,7 @@ impl Refused {
         self.bad_type += o.bad_type;
         self.bad_header += o.bad_header;
         self.malformed += o.malformed;
-        self.ctsyncd_peer_alive += o.ctsyncd_peer_alive;
+        self.before_switch += o.before_switch;
     }
 }
 

@@ -17,9 +17,11 @@ use crate::sync::{Key, Stats};
 use crate::time::Instant;
 use crate::wire::Seq;
 
-/// Most control messages waiting to be sent (the oldest gives way: a newer
-/// ACK or ALIVE says more, and FT-FW recovers a lost NACK from the gap).
-const CONTROL_QUEUE: usize = 4096;
+/// Most control messages waiting to be sent (the oldest gives way). A
+/// NACK that gives way is never sent, so conntrackd never resends its gap:
+/// the bound is far above what a burst causes (one ACK and one NACK per
+/// lost datagram; consecutive ACKs join) and costs 12 bytes an entry.
+const CONTROL_QUEUE: usize = 1 << 16;
 
 /// A control message of conntrackd's protocol (type `NET_T_CTL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +98,17 @@ impl TxQueue {
         true
     }
 
+    /// Queues a control message. An ACK that continues the ACK queued
+    /// last joins it (a burst received at once is acknowledged in one
+    /// message, not one per window, and no ACK gives way to the bound).
     pub(crate) fn control(&mut self, c: Ctl) {
+        if let Ctl::Ack { from, to: new_to } = c
+            && let Some(Ctl::Ack { to, .. }) = self.control.back_mut()
+            && from == to.next()
+        {
+            *to = new_to;
+            return;
+        }
         if self.control.len() >= CONTROL_QUEUE {
             self.control.pop_front();
         }
@@ -343,5 +355,39 @@ mod test {
         rs.push(Seq(u32::MAX), Sent::Key(key(5)), t, &mut st);
         rs.push(Seq(0), Sent::Key(key(6)), t, &mut st);
         assert_eq!(rs.take_range(Seq(u32::MAX - 3), Seq(0)).len(), 2);
+    }
+
+    #[test]
+    fn acks_that_continue_each_other_join() {
+        let mut q = TxQueue::new(10);
+        let ack = |f, t| Ctl::Ack {
+            from: Seq(f),
+            to: Seq(t),
+        };
+        q.control(ack(1, 20));
+        q.control(ack(21, 40));
+        q.control(Ctl::Nack {
+            from: Seq(41),
+            to: Seq(45),
+        });
+        q.control(ack(46, 50));
+        q.control(ack(52, 60));
+        let mut sent = Vec::new();
+        while let Some(Next::Ctl(c)) = q.peek() {
+            sent.push(c);
+            q.pop();
+        }
+        assert_eq!(
+            sent,
+            [
+                ack(1, 40),
+                Ctl::Nack {
+                    from: Seq(41),
+                    to: Seq(45)
+                },
+                ack(46, 50),
+                ack(52, 60)
+            ]
+        );
     }
 }

@@ -265,12 +265,21 @@ fn several_messages_per_datagram_and_an_ack_every_window() {
     assert_eq!(b.external.cts.len(), 100);
     assert_eq!(b.external.cts[&ct_key_of(&ct(7))], ct(7));
     assert_eq!(keys_waiting(&a), 100);
-    // B acknowledged every 20 messages: about five ACKs, in one datagram.
+    // B acknowledged every 20 messages; the window ACKs of one burst,
+    // queued back to back, went as one.
     let d = pump(&mut b, &mut a, t, || false);
     let acks: Vec<_> = d.iter().flat_map(|d| msgs(d)).collect();
     assert_eq!(d.len(), 1);
-    assert!((5..=6).contains(&acks.len()), "{acks:?}");
-    assert!(acks.iter().all(|m| matches!(m.body, Body::Ack { .. })));
+    let [
+        Message {
+            body: Body::Ack { from, to },
+            ..
+        },
+    ] = acks[..]
+    else {
+        panic!("{acks:?}")
+    };
+    assert!(to - from + 1 >= 100, "{acks:?}");
     // The last run of the window stays open until the quiet second.
     assert!(keys_waiting(&a) < 20);
     let until = t + Duration::from_secs(3);
@@ -522,6 +531,13 @@ fn lossy_run(flows: u32, loss: u64, seed: u64) {
     run(&mut a, &mut b, &mut link, &mut t, end);
     assert_eq!(b.external.cts.len(), a.internal.cts.len());
     assert!(a.e.stats().retransmitted > 0 && b.e.stats().lost > 0);
+    eprintln!(
+        "{flows} entries at {loss}‰ loss each way: {} numbers missed by B, {} resent by A, {} datagrams from A, all in place after {} simulated s",
+        b.e.stats().lost,
+        a.e.stats().retransmitted,
+        a.e.stats().datagrams_sent,
+        t.0 / 1000
+    );
 }
 
 impl Side {
@@ -538,4 +554,10 @@ fn ten_thousand_entries_over_five_percent_loss_both_ways() {
 #[test]
 fn ten_thousand_entries_over_twenty_percent_loss_both_ways() {
     lossy_run(10_000, 200, 2);
+}
+
+/// The acceptance size (the lab runs it against the real conntrackd).
+#[test]
+fn hundred_thousand_entries_over_five_percent_loss_both_ways() {
+    lossy_run(100_000, 50, 3);
 }

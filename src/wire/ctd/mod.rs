@@ -48,7 +48,9 @@ pub mod flag {
 }
 
 /// How NTA_SNAT_IPV4/NTA_DNAT_IPV4 are laid out (§4.4.4): 1.4.7 sends
-/// network order; 1.4.2 on x86 sends the address byte-reversed.
+/// network order; 1.4.2 on x86 sends the address byte-reversed. With
+/// `V142` the IPv6 NAT attributes (29, 30), which 1.4.2 cannot parse, are
+/// neither sent nor read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NatByteOrder {
     #[default]
@@ -119,7 +121,9 @@ pub enum Error {
     BadSize,
     /// Not protocol version 1.
     Version(u8),
-    /// A message type conntrackd does not know.
+    /// A message type conntrackd does not know (its FT-FW and NOTRACK
+    /// receivers count these under "Malformed header": only a DATA type
+    /// reaches their type check).
     BadType(u8),
     /// Flags that make no message: a data type with control flags, a
     /// control message without a control flag.

@@ -506,3 +506,30 @@ fn encode_refuses_a_small_buffer() {
         Err(Error::TooBig)
     );
 }
+
+#[test]
+fn a_142_peer_gets_no_ipv6_nat() {
+    let orig = tcp("2001:db8::2", "2001:db8:1::80", 50000, 80);
+    let mut ct = Conntrack::new(orig);
+    ct.reply = Some(tcp("2001:db8:2::5", "2001:db8::2", 80, 50000));
+    let m = Message {
+        seq: 1,
+        hello: false,
+        hello_back: false,
+        body: Body::CtNew(ct),
+    };
+    let old = Options {
+        nat_order: NatByteOrder::V142,
+        send_timeout: true,
+    };
+    let b142 = enc(&m, old);
+    assert!(!b142.windows(4).any(|w| w == hex("0014001e")));
+    // Nor is it read from a 1.4.7 message: 1.4.2 would not have.
+    let b147 = enc(&m, Options::default());
+    assert!(b147.windows(4).any(|w| w == hex("0014001e")));
+    let Body::CtNew(got) = messages(&b147, old).next().unwrap().unwrap().body
+    else {
+        panic!()
+    };
+    assert_eq!(got.reply, Some(orig.inverse()));
+}

@@ -335,3 +335,84 @@ fn a_conntrackd_replaced_by_ctsyncd_switches_back() {
     create(&a, &flows("10.70.0.1", 50));
     assert!(fw.wait_cached("external", 50, limit).is_some());
 }
+
+/// FT-FW with conntrackd over a link that loses 5 % of the packets each
+/// way (nftables, at each receiver): 20 000 flows each way and the deletion of a third of them
+/// arrive, none lost.
+#[test]
+fn ftfw_over_a_lossy_link_loses_nothing() {
+    const FLOWS: u32 = 20_000;
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some((a, b)) = common::pair("cl") else {
+        return;
+    };
+    let ctd = Conntrackd::start(
+        &a,
+        "cl",
+        &sync(FTFW, &udp_link("10.9.0.1", "10.9.0.2")),
+    );
+    let fw = Fw::start(
+        &b,
+        "cl-b",
+        "",
+        &sync(FTFW, &udp_link("10.9.0.2", "10.9.0.1")),
+    );
+    for ns in [&a, &b] {
+        // This kernel has no netem: nftables drops at random.
+        ns.sh(
+            "nft -f - <<'EOF'
+table inet ctd_loss {
+    chain in { type filter hook input priority -300; udp dport 3780 numgen random mod 100 < 5 drop; }
+}
+EOF",
+        );
+    }
+    let (from_ctd, from_cts) =
+        (flows("10.50.0.1", FLOWS), flows("10.60.0.1", FLOWS));
+    create(&a, &from_ctd);
+    create(&b, &from_cts);
+    let limit = Duration::from_secs(60);
+    let report = |fw: &Fw, ctd: &Conntrackd| {
+        format!(
+            "ctsyncd has {}, conntrackd has {}\n{}\n{}",
+            fw.cached("external"),
+            ctd.external(""),
+            ctd.cli(&["-s"]),
+            fw.stats()
+        )
+    };
+    assert!(
+        fw.wait_cached("external", u64::from(FLOWS), limit)
+            .is_some(),
+        "{}",
+        report(&fw, &ctd)
+    );
+    assert!(
+        ctd.wait_external("", FLOWS as usize, limit),
+        "{}",
+        report(&fw, &ctd)
+    );
+    let gone = FLOWS as usize / 3;
+    delete(&a, &from_ctd[..gone]);
+    delete(&b, &from_cts[..gone]);
+    let left = u64::from(FLOWS) - gone as u64;
+    assert!(
+        fw.wait_cached("external", left, limit).is_some(),
+        "{}",
+        report(&fw, &ctd)
+    );
+    assert!(
+        ctd.wait_external("", left as usize, limit),
+        "{}",
+        report(&fw, &ctd)
+    );
+    let json = fw.stats();
+    assert!(
+        json_number(&json, "sync", "lost") > 0,
+        "the link lost nothing? {json}"
+    );
+}

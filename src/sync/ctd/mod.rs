@@ -36,22 +36,24 @@
 //!   middle of its answer.
 //!
 //! Layout: `queue` (transmit and resend queues), `rx` (the peer's
-//! numbering and the ACK window), this file (reading, sending, timers).
+//! numbering and the ACK window), `tx` (filling a datagram), this file
+//! (the state, reading, timers).
 
 mod queue;
 mod rx;
 #[cfg(test)]
 mod test;
+mod tx;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{ALIVE_INTERVAL, Apply, Key, Source, State, Stats};
-use crate::model::{Conntrack, Expect, Mode};
+use super::{ALIVE_INTERVAL, Apply, Key, Source, Stats};
+use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::ctd::{self, Body, Message, Options};
 use crate::wire::{Seq, ct_key_of, exp_key_of};
-use queue::{Ctl, Next, ResendQueue, Sent, TxQueue};
+use queue::{Ctl, ResendQueue, Sent, TxQueue};
 use rx::{Class, Rx};
 
 /// An entry the peer's ACKs went past is sent again after this long.
@@ -546,112 +548,6 @@ impl CtdEngine {
             if spread(&key) % slots == slot {
                 self.tx.key(key, false, &mut self.stats);
             }
-        }
-    }
-
-    // ===== transmit =====
-
-    /// Builds the next datagram into `buf` (at most `max_datagram`
-    /// bytes). None when nothing waits.
-    pub fn poll_transmit(
-        &mut self,
-        now: Instant,
-        src: &dyn Source,
-        buf: &mut [u8],
-    ) -> Option<usize> {
-        let limit = buf.len().min(self.p.max_datagram);
-        let mut off = 0;
-        let mut n = 0u64;
-        let data_waits = self.data_waits();
-        while let Some(next) = self.tx.peek() {
-            if data_waits && matches!(next, Next::Key(..)) {
-                break;
-            }
-            let body = match &next {
-                Next::Ctl(c) => ctl_body(*c),
-                Next::Key(k, new) => build(k, *new, src),
-            };
-            let ftfw = self.ftfw();
-            let msg = Message {
-                seq: self.next_seq.0,
-                hello: ftfw && self.hello == Hello::Say,
-                hello_back: ftfw && self.say_hello_back,
-                body,
-            };
-            match ctd::encode(&msg, self.p.opts, &mut buf[off..limit]) {
-                Ok(len) => {
-                    off += len;
-                    n += 1;
-                    self.tx.pop();
-                    let seq = self.next_seq;
-                    self.next_seq = seq.next();
-                    self.say_hello_back &= !msg.hello_back;
-                    self.sent(seq, next, now);
-                }
-                Err(ctd::Error::TooBig) if n > 0 => break,
-                Err(_) => {
-                    // Does not fit an empty datagram, or cannot be
-                    // written: never sendable.
-                    self.stats.too_big += 1;
-                    self.tx.pop();
-                }
-            }
-        }
-        if n == 0 {
-            return None;
-        }
-        self.stats.msgs_sent += n;
-        self.stats.datagrams_sent += 1;
-        self.last_tx = now;
-        self.hello_since.get_or_insert(now);
-        Some(off)
-    }
-
-    fn sent(&mut self, seq: Seq, what: Next, now: Instant) {
-        if !self.ftfw() {
-            return;
-        }
-        let kept = match what {
-            Next::Key(k, _) => Sent::Key(k),
-            // ALIVE is not kept (conntrackd frees it).
-            Next::Ctl(Ctl::Alive) => return,
-            Next::Ctl(c) => Sent::Ctl(c),
-        };
-        self.rs.push(seq, kept, now, &mut self.stats);
-    }
-}
-
-fn ctl_body(c: Ctl) -> Body {
-    match c {
-        Ctl::Ack { from, to } => Body::Ack {
-            from: from.0,
-            to: to.0,
-        },
-        Ctl::Nack { from, to } => Body::Nack {
-            from: from.0,
-            to: to.0,
-        },
-        Ctl::Resync => Body::Resync,
-        Ctl::Alive => Body::Alive,
-    }
-}
-
-/// The message carrying `key`'s current state, or its DEL.
-fn build(key: &Key, new: bool, src: &dyn Source) -> Body {
-    match (key, src.current(key)) {
-        (_, Some(State::Ct(ct))) if new => Body::CtNew(ct),
-        (_, Some(State::Ct(ct))) => Body::CtUpd(ct),
-        (_, Some(State::Exp(x))) if new => Body::ExpNew(x),
-        (_, Some(State::Exp(x))) => Body::ExpUpd(x),
-        (Key::Ct(k), None) => {
-            let mut ct = Conntrack::new(k.orig);
-            ct.zone = k.zone;
-            Body::CtDel(ct)
-        }
-        (Key::Exp(k), None) => {
-            let mut x = Expect::new(k.master, k.tuple, k.mask);
-            x.zone = k.zone;
-            Body::ExpDel(x)
         }
     }
 }

@@ -3,7 +3,7 @@
 //! everything), with explicit times.
 
 use super::*;
-use crate::model::{L4, Tuple};
+use crate::model::{Conntrack, Expect, L4, Tuple};
 use crate::sync::MapSource;
 use crate::wire::ct_key_of;
 

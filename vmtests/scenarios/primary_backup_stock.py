@@ -116,7 +116,7 @@ def main():
             for fw in (fw1, fw2):
                 notify = file_text(f"{lab.dir}/{fw.name}/notify.log")
                 syslog = file_text(f"{lab.dir}/{fw.name}/syslog.log")
-                log(f"{fw.name} notify: {' '.join(l.split()[-1] for l in notify.splitlines() if ' notify ' in l)}")
+                log(f"{fw.name} notify: {' '.join(l.split()[2] for l in notify.splitlines() if ' notify ' in l)}")
                 assert "failed to invoke" not in syslog, f"{fw.name}:\n{syslog}"
                 assert "cannot launch" not in syslog, f"{fw.name}:\n{syslog}"
             assert "notify backup" in file_text(f"{lab.dir}/fw2/notify.log")

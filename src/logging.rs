@@ -4,8 +4,12 @@
 //! [notice] message`, with the level words conntrackd uses (`log::Level`
 //! Error → `ERROR`, Warn → `warning`, Info → `notice`, Debug → `info`).
 //! Syslog gets the bare message at the matching priority through the
-//! `syslog` crate (ident `ctsyncd`, or conntrackd's `conntrack-tools`
-//! when installed as conntrackd; LOG_PID).
+//! `syslog` crate's socket (ident `ctsyncd`, or conntrackd's
+//! `conntrack-tools` when installed as conntrackd; LOG_PID), in the line
+//! shape glibc's syslog(3) gives conntrackd: `<pri>Dec  2 08:34:07
+//! ident[pid]: msg`. The crate's own Formatter3164 zero-pads the day
+//! (`Dec 02`) and reads the local offset on every line, which the `time`
+//! crate refuses once the daemon has threads.
 //!
 //! A failing log sink never stops the daemon: write errors are counted and
 //! otherwise ignored.
@@ -17,12 +21,60 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use syslog::{Formatter3164, LoggerBackend};
+use syslog::{LogFormat, LoggerBackend, Severity};
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::config::Facility;
 
-type Syslog = syslog::Logger<LoggerBackend, Formatter3164>;
+type Syslog = syslog::Logger<LoggerBackend, GlibcLine>;
+
+/// The syslog line format of glibc's syslog(3), which conntrackd uses.
+#[derive(Clone)]
+struct GlibcLine {
+    facility: syslog::Facility,
+    ident: String,
+    pid: u32,
+    /// Read once at start, while single-threaded (see `install`).
+    offset: UtcOffset,
+}
+
+impl<T: std::fmt::Display> LogFormat<T> for GlibcLine {
+    fn format<W: Write>(
+        &self,
+        w: &mut W,
+        severity: Severity,
+        message: T,
+    ) -> syslog::Result<()> {
+        let now = OffsetDateTime::now_utc().to_offset(self.offset);
+        let pri = self.facility as u8 | severity as u8;
+        let line = syslog_line(now, pri, &self.ident, self.pid, &message);
+        w.write_all(line.as_bytes()).map_err(syslog::Error::Write)
+    }
+}
+
+/// One syslog datagram as glibc's syslog(3) builds it (`%h %e %T`: the
+/// day of the month space-padded, as RFC 3164 asks).
+fn syslog_line(
+    t: OffsetDateTime,
+    pri: u8,
+    ident: &str,
+    pid: u32,
+    msg: &dyn std::fmt::Display,
+) -> String {
+    format!(
+        "<{pri}>{} {:2} {:02}:{:02}:{:02} {ident}[{pid}]: {msg}",
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    )
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+    "Nov", "Dec",
+];
 
 struct Sinks {
     file: Option<File>,
@@ -102,11 +154,15 @@ pub fn open_syslog(facility: Facility, ident: &str) {
             _ => syslog::Facility::LOG_LOCAL7,
         },
     };
-    let formatter = Formatter3164 {
+    let offset = match LOGGER.sinks.lock() {
+        Ok(s) => s.offset,
+        Err(_) => UtcOffset::UTC,
+    };
+    let formatter = GlibcLine {
         facility,
-        hostname: None,
-        process: ident.into(),
+        ident: ident.into(),
         pid: std::process::id(),
+        offset,
     };
     match syslog::unix(formatter) {
         Ok(logger) => {
@@ -155,10 +211,6 @@ fn level_word(level: Level) -> &'static str {
 /// `ctime(3)` without the newline: `Fri Nov 27 08:34:07 2026`.
 pub fn ctime(t: OffsetDateTime) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-        "Nov", "Dec",
-    ];
     format!(
         "{} {}{:3} {:02}:{:02}:{:02} {}",
         DAYS[t.weekday().number_days_from_monday() as usize],
@@ -256,6 +308,31 @@ mod test {
         assert_eq!(
             ctime(datetime!(2026-03-01 00:00:00 UTC)),
             "Sun Mar  1 00:00:00 2026"
+        );
+    }
+
+    #[test]
+    fn syslog_line_is_glibcs() {
+        let daemon_notice = 3 << 3 | 5;
+        assert_eq!(
+            syslog_line(
+                datetime!(2026-12-02 08:04:07 UTC),
+                daemon_notice,
+                "conntrack-tools",
+                42,
+                &"starting in daemon mode"
+            ),
+            "<29>Dec  2 08:04:07 conntrack-tools[42]: starting in daemon mode"
+        );
+        assert_eq!(
+            syslog_line(
+                datetime!(2026-11-27 18:34:07 UTC),
+                3,
+                "ctsyncd",
+                7,
+                &"x"
+            ),
+            "<3>Nov 27 18:34:07 ctsyncd[7]: x"
         );
     }
 }

@@ -263,26 +263,13 @@ fn daemon_uses_the_default_lock_and_log_of_its_name() {
     }
 }
 
-/// The syslog ident, received on a `/dev/log` of the test's own: in a
+/// What `program` (given `-C conf -d`, then `-k`) sends to syslog, one
+/// datagram a line, received on a `/dev/log` of the test's own: in a
 /// private mount namespace a tmpfs covers /dev (with /dev/null and the
-/// random devices bound back), so the machine's syslog sees nothing.
-#[test]
-fn syslog_ident_is_conntrack_tools_as_conntrackd() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: a private /dev/log needs root");
-        return;
-    }
-    let i = Install::new("syslog");
-    let conf = i.dir.join("syslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "General {{\n\tSyslog on\n\tLockFile {}\n\tUNIX {{ Path {} }}\n}}\n",
-            i.dir.join("lock").display(),
-            i.dir.join("ctl").display()
-        ),
-    )
-    .unwrap();
+/// random devices bound back), so the machine's syslog sees nothing. A
+/// private network namespace keeps a real conntrackd off the machine's
+/// conntrack table. Needs root.
+fn syslog_datagrams(dir: &Path, conf: &Path, program: &Path) -> String {
     // Receives datagrams until 2 s pass without one (at most 50).
     let receiver = "import socket, sys\n\
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
@@ -295,32 +282,61 @@ fn syslog_ident_is_conntrack_tools_as_conntrackd() {
         \x20           out.write(s.recv(4096).decode(errors='replace') + '\\n')\n\
         \x20   except OSError:\n\
         \x20       pass\n";
-    std::fs::write(i.dir.join("recv.py"), receiver).unwrap();
+    std::fs::write(dir.join("recv.py"), receiver).unwrap();
+    let d = dir.display();
+    let script = format!(
+        "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
+         mount -t tmpfs none /dev; for n in null zero random urandom; do \
+         touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
+         rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
+         for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
+         \"$0\" -C {conf} -d; \"$0\" -C {conf} -k; wait",
+        conf = conf.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "-n", "sh", "-c", &script])
+        .arg(program)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}{}",
+        program.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("syslog.out")).unwrap()
+}
+
+/// A configuration with syslog on and the lock and control socket in `dir`.
+fn syslog_config(dir: &Path) -> PathBuf {
+    let conf = dir.join("syslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "General {{\n\tSyslog on\n\tLockFile {}\n\tUNIX {{ Path {} }}\n}}\n\
+             Stats {{\n}}\n",
+            dir.join("lock").display(),
+            dir.join("ctl").display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// The syslog ident.
+#[test]
+fn syslog_ident_is_conntrack_tools_as_conntrackd() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: a private /dev/log needs root");
+        return;
+    }
+    let i = Install::new("syslog");
+    let conf = syslog_config(&i.dir);
     for (name, tag) in
         [("conntrackd", "conntrack-tools["), ("ctsyncd", "ctsyncd[")]
     {
-        let d = i.dir.display();
-        let script = format!(
-            "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
-             mount -t tmpfs none /dev; for n in null zero random urandom; do \
-             touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
-             rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
-             for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
-             \"$0\" -C {conf} -d; \"$0\" -C {conf} -k; wait",
-            conf = conf.display()
-        );
-        let out = Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
-            .arg(i.dir.join(name))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        let got = std::fs::read_to_string(i.dir.join("syslog.out")).unwrap();
+        let got = syslog_datagrams(&i.dir, &conf, &i.dir.join(name));
         let started: Vec<&str> = got
             .lines()
             .filter(|l| l.contains("starting in daemon mode"))
@@ -331,5 +347,50 @@ fn syslog_ident_is_conntrack_tools_as_conntrackd() {
                 || started[0].contains(&format!(" {tag}")),
             "{name}: {got}"
         );
+    }
+}
+
+/// A syslog line with its digits masked: what stays is the shape
+/// (`<NN>Dec  N NN:NN:NN conntrack-tools[NNNN]: msg`), including the
+/// space padding of the day.
+fn shape(line: &str) -> String {
+    line.chars()
+        .map(|c| if c.is_ascii_digit() { 'N' } else { c })
+        .collect()
+}
+
+/// ctsyncd installed as conntrackd sends the same syslog lines as the real
+/// conntrackd 1.4.7, byte for byte once digits are masked (the day of the
+/// month is space-padded below 10, as glibc's syslog(3) does).
+#[test]
+fn syslog_lines_have_conntrackds_shape() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: a private /dev/log needs root");
+        return;
+    }
+    let real = Path::new("/usr/sbin/conntrackd");
+    if !real.exists() {
+        eprintln!("SKIPPED: no conntrackd at /usr/sbin/conntrackd");
+        return;
+    }
+    let i = Install::new("syslogshape");
+    let conf = syslog_config(&i.dir);
+    let theirs = syslog_datagrams(&i.dir, &conf, real);
+    let ours = syslog_datagrams(&i.dir, &conf, &i.dir.join("conntrackd"));
+    let first = |got: &str, what: &str| -> String {
+        got.lines()
+            .find(|l| l.contains(what))
+            .map(shape)
+            .unwrap_or_else(|| panic!("no {what:?} in {got}"))
+    };
+    for what in ["starting in daemon mode", "---- shutdown received ----"] {
+        let (a, b) = (first(&theirs, what), first(&ours, what));
+        // The pid's digit count may differ: compare with it replaced.
+        let norm = |s: &str| {
+            let open = s.find('[').unwrap();
+            let close = s.find("]: ").unwrap();
+            format!("{}[pid{}", &s[..open], &s[close..])
+        };
+        assert_eq!(norm(&b), norm(&a), "ours:\n{ours}\ntheirs:\n{theirs}");
     }
 }

@@ -9,7 +9,6 @@ use super::render::LinkView;
 use crate::cache::{Cache, CacheStats, Stored};
 use crate::config::Mode;
 use crate::sync::Stats as SyncStats;
-use crate::wire::Seq;
 
 /// Daemon-wide counters (`-s runtime`, `-s`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +74,7 @@ pub struct Snapshot {
     pub error_queue_limit: usize,
     /// The resend queue's entries as (sequence number, is control), filled
     /// only for `-s rsqueue`.
-    pub resend_entries: Vec<(Seq, bool)>,
+    pub resend_entries: Vec<crate::sync::ResendEntry>,
     pub links: Vec<LinkView>,
     pub netlink_buffer: usize,
     /// Anti-entropy's counters, when it runs.

@@ -58,6 +58,24 @@ pub use ctd::Refused as CtdRefused;
 pub use source::{Apply, Key, MapSource, Source, State};
 pub use switch::{Protocol, Received, Switch};
 
+/// One entry of a resend queue, as `-s rsqueue` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendEntry {
+    /// A cache object awaiting its ACK.
+    Object(Seq),
+    /// A control message, with the header flags conntrackd prints for its
+    /// kind (`NET_F_*`: ACK 8, NACK 4, RESYNC 2).
+    Control(Seq, u8),
+}
+
+impl ResendEntry {
+    pub fn seq(self) -> Seq {
+        match self {
+            ResendEntry::Object(s) | ResendEntry::Control(s, _) => s,
+        }
+    }
+}
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -206,12 +224,20 @@ impl Engine {
 
     /// The resend queue's sequence numbers, and whether each is a RESYNC
     /// request (for `-s rsqueue`).
-    pub fn resend_queue(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
+    pub fn resend_queue(&self) -> impl Iterator<Item = ResendEntry> + '_ {
+        // The only control message this engine keeps is a RESYNC request.
         self.mode
             .get()
             .resend_queue()
             .into_iter()
             .flat_map(|q| q.iter())
+            .map(|(seq, resync)| {
+                if resync {
+                    ResendEntry::Control(seq, wire::ctd::flag::RESYNC)
+                } else {
+                    ResendEntry::Object(seq)
+                }
+            })
     }
 
     /// True when something waits to be sent.

@@ -53,7 +53,7 @@ use crate::config::PeerProtocol;
 use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::seal::Sealer;
-use crate::wire::{self, Msg, Seq, ctd};
+use crate::wire::{self, Msg, ctd};
 
 /// While ctsyncd datagrams arrived this recently, the ctsyncd engine may
 /// send while conntrackd's protocol is spoken, and conntrackd's
@@ -209,7 +209,9 @@ impl Switch {
         }
     }
 
-    pub fn resend_queue(&self) -> Box<dyn Iterator<Item = (Seq, bool)> + '_> {
+    pub fn resend_queue(
+        &self,
+    ) -> Box<dyn Iterator<Item = super::ResendEntry> + '_> {
         match &self.ctd {
             Some(c) => Box::new(c.resend_queue()),
             None => Box::new(self.ct.resend_queue()),

@@ -325,7 +325,7 @@ fn sequence_numbers_wrap_without_loss() {
     assert_eq!(pump(&mut a, &a_src, &mut b, &mut b_ext, t, |i| i != 2), 4);
     assert_eq!((b.stats().lost, b.stats().before), (1, 0));
     assert_eq!(
-        a.resend_queue().map(|(s, _)| s).collect::<Vec<_>>(),
+        a.resend_queue().map(ResendEntry::seq).collect::<Vec<_>>(),
         [Seq(u32::MAX - 1), Seq(u32::MAX), Seq(0), Seq(1)]
     );
     let mut sink = MapSource::default();

@@ -8,7 +8,7 @@ use super::entries::json_str;
 use crate::cache::CacheStats;
 use crate::control::proto::{Format, StatsView};
 use crate::node::snapshot::{CacheView, Counters, Snapshot};
-use crate::sync::Stats as SyncStats;
+use crate::sync::{ResendEntry, Stats as SyncStats};
 
 /// One dedicated link as the statistics show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,6 +236,16 @@ pub fn runtime_text(
         "runtime stats:\n\tchild process failed:\t\t{:12}\n\t\tchild process segfault:\t{:12}\n\t\tchild process termsig:\t{:12}\n\tselect failed:\t\t\t{:12}\n\twait failed:\t\t\t{:12}\n\tlocal read failed:\t\t{:12}\n\tlocal unknown request:\t\t{:12}\n\n",
         0, 0, 0, 0, 0, c.local_read_failed, c.local_unknown_request
     );
+}
+
+/// One `-s rsqueue` line, as conntrackd prints it (flags in decimal).
+fn rsqueue_line(s: &mut String, e: ResendEntry) {
+    let _ = match e {
+        ResendEntry::Control(seq, flags) => {
+            writeln!(s, "control -> seq:{seq} flags:{flags}")
+        }
+        ResendEntry::Object(seq) => writeln!(s, "object -> seq:{seq}"),
+    };
 }
 
 fn queues(s: &mut String, snap: &Snapshot) {
@@ -474,12 +484,8 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
             if snap.mode == crate::config::Mode::FtFw {
                 let rs = snap.resend_queue;
                 let _ = writeln!(s, "resent queue (len={rs})");
-                for &(seq, control) in &snap.resend_entries {
-                    if control {
-                        let _ = writeln!(s, "control -> seq:{seq} flags:2");
-                    } else {
-                        let _ = writeln!(s, "object -> seq:{seq}");
-                    }
+                for e in &snap.resend_entries {
+                    rsqueue_line(&mut s, *e);
                 }
             }
         }
@@ -487,4 +493,28 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
         StatsView::Queue => queues(&mut s, snap),
     }
     s
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::sync::Seq;
+
+    #[test]
+    fn rsqueue_lines_carry_the_control_kinds_flags() {
+        let mut s = String::new();
+        for e in [
+            ResendEntry::Control(Seq(1795768562), 0x08),
+            ResendEntry::Control(Seq(7), 0x04),
+            ResendEntry::Control(Seq(8), 0x02),
+            ResendEntry::Object(Seq(9)),
+        ] {
+            rsqueue_line(&mut s, e);
+        }
+        assert_eq!(
+            s,
+            "control -> seq:1795768562 flags:8\ncontrol -> seq:7 flags:4\n\
+             control -> seq:8 flags:2\nobject -> seq:9\n"
+        );
+    }
 }

@@ -214,8 +214,10 @@ impl CtdEngine {
         (self.tx.len(), self.rs.len())
     }
 
-    /// The resend queue's numbers, and whether each is a control message.
-    pub fn resend_queue(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
+    /// The resend queue's entries, oldest first.
+    pub fn resend_queue(
+        &self,
+    ) -> impl Iterator<Item = crate::sync::ResendEntry> + '_ {
         self.rs.iter()
     }
 

@@ -13,9 +13,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::sync::{Key, Stats};
+use crate::sync::{Key, ResendEntry, Stats};
 use crate::time::Instant;
 use crate::wire::Seq;
+use crate::wire::ctd::flag;
 
 /// Most control messages waiting to be sent (the oldest gives way). A
 /// NACK that gives way is never sent, so conntrackd never resends its gap:
@@ -30,6 +31,18 @@ pub(crate) enum Ctl {
     Nack { from: Seq, to: Seq },
     Resync,
     Alive,
+}
+
+impl Ctl {
+    /// The header flag of its kind (`NET_F_*`).
+    pub(crate) fn flag(self) -> u8 {
+        match self {
+            Ctl::Ack { .. } => flag::ACK,
+            Ctl::Nack { .. } => flag::NACK,
+            Ctl::Resync => flag::RESYNC,
+            Ctl::Alive => flag::ALIVE,
+        }
+    }
 }
 
 /// What a sent message was, as the resend queue keeps it.
@@ -180,12 +193,12 @@ impl ResendQueue {
         self.live
     }
 
-    /// Sequence numbers, and whether each is a control message.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
-        self.q
-            .iter()
-            .filter(|e| e.live)
-            .map(|e| (e.seq, matches!(e.what, Sent::Ctl(_))))
+    /// The entries, oldest first; control messages with their header flag.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = ResendEntry> + '_ {
+        self.q.iter().filter(|e| e.live).map(|e| match e.what {
+            Sent::Key(_) => ResendEntry::Object(e.seq),
+            Sent::Ctl(c) => ResendEntry::Control(e.seq, c.flag()),
+        })
     }
 
     /// Keeps `what`, sent as `seq` at `now`; when full the oldest goes
@@ -341,7 +354,11 @@ mod test {
         assert_eq!(st.resend_queue_dropped, 1, "seq 10 gave way");
         assert_eq!(
             rs.iter().collect::<Vec<_>>(),
-            vec![(Seq(11), true), (Seq(13), false), (Seq(14), false)]
+            vec![
+                ResendEntry::Control(Seq(11), 0x10),
+                ResendEntry::Object(Seq(13)),
+                ResendEntry::Object(Seq(14))
+            ]
         );
         assert_eq!(rs.take_range(Seq(12), Seq(13)), vec![Sent::Key(key(3))]);
         assert_eq!(

@@ -218,7 +218,10 @@ fn pair(t: &mut Instant) -> (Side, Side) {
 
 /// The keys (not control messages) awaiting an ACK.
 fn keys_waiting(s: &Side) -> usize {
-    s.e.rs.iter().filter(|(_, ctl)| !ctl).count()
+    s.e.rs
+        .iter()
+        .filter(|e| matches!(e, crate::sync::ResendEntry::Object(_)))
+        .count()
 }
 
 #[test]

@@ -130,6 +130,12 @@ pub struct Stats {
     /// Challenges sent and answered.
     pub challenges_sent: u64,
     pub challenges_answered: u64,
+    /// FT-FW tail probes sent (an ALIVE after a quiet period with data
+    /// unacknowledged).
+    pub probes_sent: u64,
+    /// Messages resent because an answered probe showed them missing
+    /// (their NACK was lost).
+    pub tail_resent: u64,
 }
 
 /// A [`Msg::Response`]'s fields.
@@ -224,10 +230,11 @@ impl Engine {
         self.mode.get().resend_queue().map_or(0, |q| q.len())
     }
 
-    fn cx(&mut self) -> (&mut dyn mode::SyncMode, Cx<'_>) {
+    fn cx(&mut self, now: Instant) -> (&mut dyn mode::SyncMode, Cx<'_>) {
         (
             self.mode.get_mut(),
             Cx {
+                now,
                 stats: &mut self.stats,
                 tx: &mut self.tx,
             },
@@ -364,7 +371,7 @@ impl Engine {
                 _ if msg.is_data() => {
                     let s = seq;
                     seq = seq.next();
-                    let (mode, mut cx) = self.cx();
+                    let (mode, mut cx) = self.cx(now);
                     if mode.data(peer, s, &mut cx) {
                         self.apply(msg, src);
                     }
@@ -379,7 +386,7 @@ impl Engine {
                     self.digests.push_back(msg);
                 }
                 _ => {
-                    let (mode, mut cx) = self.cx();
+                    let (mode, mut cx) = self.cx(now);
                     mode.control(peer, msg, &mut cx);
                 }
             }
@@ -447,7 +454,7 @@ impl Engine {
         if self.sealing.is_some() {
             self.mode.get_mut().anchor(peer, from, None);
             self.replay_held_sealed(&proof.held, src);
-            let (mode, mut cx) = self.cx();
+            let (mode, mut cx) = self.cx(now);
             mode.control(peer, Msg::Alive { next }, &mut cx);
             return true;
         }
@@ -472,7 +479,7 @@ impl Engine {
             let _ = self.recv_plain(now, peer, d, src);
         }
         self.replaying = false;
-        let (mode, mut cx) = self.cx();
+        let (mode, mut cx) = self.cx(now);
         mode.control(peer, Msg::Alive { next }, &mut cx);
         true
     }
@@ -564,11 +571,18 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must run next.
     pub fn poll_at(&self) -> Instant {
-        self.next_tick
+        match self.mode.get().wake_at() {
+            Some(t) => t.min(self.next_tick),
+            None => self.next_tick,
+        }
     }
 
     /// Runs the periodic work due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self.mode.get().wake_at().is_some_and(|t| t <= now) {
+            let (mode, mut cx) = self.cx(now);
+            mode.wake(now, &mut cx);
+        }
         if now < self.next_tick {
             return;
         }
@@ -576,7 +590,7 @@ impl Engine {
         if let Some(r) = self.sealing.as_mut().and_then(|s| s.report.due(now)) {
             report_refused(r);
         }
-        let (mode, mut cx) = self.cx();
+        let (mode, mut cx) = self.cx(now);
         mode.tick(now, src, &mut cx);
     }
 
@@ -649,3 +663,5 @@ fn report_refused(r: Refused) {
 mod test;
 #[cfg(test)]
 mod test_sealed;
+#[cfg(test)]
+mod test_tail;

@@ -146,7 +146,7 @@ pub fn plan_active_first<C: Borrow<Conntrack>, X: Borrow<Expect>>(
         .map(|(c, age, recency)| (recency, prepare_ct(c.borrow(), age, rules)))
         .collect();
     // Stable: equally recent entries keep the cache's order.
-    cts.sort_by(|a, b| b.0.cmp(&a.0));
+    cts.sort_by_key(|(recency, _)| std::cmp::Reverse(*recency));
     let exps: Vec<Expect> = exps
         .into_iter()
         .map(|(x, age)| prepare_exp(x.borrow(), age, rules))

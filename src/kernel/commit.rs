@@ -141,36 +141,56 @@ pub fn plan_active_first<C: Borrow<Conntrack>, X: Borrow<Expect>>(
     exps: impl IntoIterator<Item = (X, u32)>,
     rules: &CommitRules,
 ) -> Plan {
-    let mut cts: Vec<(u64, Conntrack)> = cts
-        .into_iter()
-        .map(|(c, age, recency)| (recency, prepare_ct(c.borrow(), age, rules)))
-        .collect();
+    // Entries are large: sort small (key, index) pairs, move each entry
+    // once.
+    let mut prepared: Vec<Option<Conntrack>> = Vec::new();
+    let mut recency: Vec<u64> = Vec::new();
+    for (c, age, r) in cts {
+        prepared.push(Some(prepare_ct(c.borrow(), age, rules)));
+        recency.push(r);
+    }
+    let n = prepared.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
     // Stable: equally recent entries keep the cache's order.
-    cts.sort_by_key(|(recency, _)| std::cmp::Reverse(*recency));
+    order.sort_by_key(|&i| std::cmp::Reverse(recency[i as usize]));
     let exps: Vec<Expect> = exps
         .into_iter()
         .map(|(x, age)| prepare_exp(x.borrow(), age, rules))
         .collect();
+    let entry = |i: u32| prepared[i as usize].as_ref();
     // Masters the first stage needs: the expectations', and those of the
     // RELATED entries in it. A small set; one pass marks them.
     let needed: HashSet<_> = exps
         .iter()
         .map(|x| x.master)
-        .chain(cts.iter().take(FIRST_STAGE).filter_map(|(_, c)| c.master))
+        .chain(
+            order
+                .iter()
+                .take(FIRST_STAGE)
+                .filter_map(|&i| entry(i).and_then(|c| c.master)),
+        )
         .collect();
-    // Reuse the recency slot for the class: stage, then masters before
-    // RELATED; a stable sort keeps the recency order within each.
-    let mut head = 0;
-    for (i, (class, c)) in cts.iter_mut().enumerate() {
-        let first =
-            i < FIRST_STAGE || (c.master.is_none() && needed.contains(&c.orig));
-        head += usize::from(first);
-        *class = u64::from(!first) * 2 + u64::from(c.master.is_some());
-    }
-    cts.sort_by_key(|(class, _)| *class);
+    // Class: stage, then masters before RELATED; a stable sort keeps the
+    // recency order within each.
+    let mut classed: Vec<(u8, u32)> = order
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, &i)| {
+            let c = entry(i)?;
+            let first = pos < FIRST_STAGE
+                || (c.master.is_none() && needed.contains(&c.orig));
+            Some((u8::from(!first) * 2 + u8::from(c.master.is_some()), i))
+        })
+        .collect();
+    classed.sort_by_key(|(class, _)| *class);
+    let head = classed.iter().filter(|(class, _)| *class < 2).count();
+    let cts = classed
+        .iter()
+        .filter_map(|&(_, i)| prepared[i as usize].take())
+        .collect();
     let x = exps.len();
     Plan {
-        cts: cts.into_iter().map(|(_, c)| c).collect(),
+        cts,
         exps,
         first: (head, x),
     }

@@ -34,8 +34,8 @@
 //! - `sealing`: keys, anti-replay windows, the refusal report;
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
 //! - `mode`: the `SyncMode` contract and the dispatch;
-//! - `ftfw` (with its receive window and resend queue), `notrack`,
-//!   `alarm`: the three modes;
+//! - `ftfw` (with its receive window, resend queue and tail probe),
+//!   `notrack`, `alarm`: the three modes;
 //! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`];
 //! - [`digest`]: anti-entropy (digests, narrowing, repair), a pure state
 //!   machine beside the engine, fed by the node.
@@ -68,7 +68,9 @@ use tx::Transmit;
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(1);
-/// Unacknowledged messages are resent after this long.
+/// Unacknowledged messages are resent after this long: FT-FW's last
+/// resort (its tail probe finds a lost tail, NACK or ACK within a few
+/// round trips).
 pub const RETRANSMIT_AFTER: Duration = Duration::from_millis(2500);
 /// Most anti-entropy messages waiting for the node (a round sends at most
 /// 64 DigestSubs and a few hundred Prunes per table).

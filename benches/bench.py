@@ -25,6 +25,11 @@ multicast on the dedicated veth) on fw1 and fw2:
 Prints one table of medians with the ctsyncd/conntrackd ratio per row and
 writes results/bench-<time>.md and .json.
 
+--loss PCT drops PCT % of the sync datagrams leaving each firewall (nft
+`numgen` on sync0's output: this kernel has no netem), so both directions
+lose PCT %; the table then also lists the issue-17 targets (lag after the
+last flow, best and median run, and the CPU, commit and RSS ratios).
+
 --with-key adds a third daemon, ctsyncd with `AuthenticationKeyFile` (both
 nodes share a fresh `ctsyncd --genkey` key, every datagram sealed), and
 shows it beside ctsyncd without a key: what a key costs in sender CPU and
@@ -198,9 +203,24 @@ def setup(n_flows):
     return lab, client, fw1, fw2, server
 
 
-def run_once(daemon, n):
+NFT_LOSS = """
+table inet syncloss {{
+    chain out {{ type filter hook output priority -300; oifname "sync0" udp dport 3780 numgen random mod 100 < {pct} drop; }}
+}}
+"""
+
+
+def apply_loss(fws, pct):
+    """Drops pct % of the sync datagrams each firewall sends."""
+    if pct:
+        for fw in fws:
+            fw.succeed(f"nft -f - <<'EOF'\n{NFT_LOSS.format(pct=pct)}\nEOF")
+
+
+def run_once(daemon, n, loss=0):
     lab, client, fw1, fw2, server = setup(n)
     try:
+        apply_loss((fw1, fw2), loss)
         pids, confs = {}, {}
         options = ""
         if daemon.key:
@@ -305,6 +325,49 @@ ROWS = [
 ]
 
 
+def target_rows(runs, sizes):
+    """Issue 17's targets, from the same runs: the lag after the last flow
+    (median and best run of each daemon) and the ratios it bounds."""
+    out = ["", "| N | issue-17 target | ctsyncd | conntrackd 1.4.7 | met |", "|---:|---|---:|---:|---|"]
+
+    def of(n, name, f):
+        return [f(r) for r in runs if r["n"] == n and r["daemon"] == name]
+
+    def done(xs):
+        # A run that never completed has no lag (nan): counted apart.
+        return [x for x in xs if x == x]
+
+    for n in sizes:
+        lag = {d: of(n, d, lambda r: r["lag_s"]) for d in ("ctsyncd", "conntrackd")}
+        ok = {d: done(v) for d, v in lag.items()}
+        lost = max(of(n, "ctsyncd", lambda r: r["lost"]))
+        nan = float("nan")
+        a_med = statistics.median(ok["ctsyncd"]) if ok["ctsyncd"] else nan
+        a_best = min(ok["ctsyncd"], default=nan)
+        b_best = min(ok["conntrackd"], default=nan)
+        met = a_med <= 0.3 and (a_med <= b_best or b_best != b_best) and len(ok["ctsyncd"]) == len(lag["ctsyncd"])
+        out.append(f"| {n} | lag after the last flow, median of completed runs (s): ≤ 0.3 and ≤ conntrackd's best | {a_med:.2f} | best {b_best:.2f} | "
+                   f"{'yes' if met else 'no'} |")
+        out.append(f"| {n} | lag, best run (s) | {a_best:.2f} | {b_best:.2f} | |")
+        out.append(f"| {n} | runs that never completed (of {len(lag['ctsyncd'])}) | {len(lag['ctsyncd']) - len(ok['ctsyncd'])} | "
+                   f"{len(lag['conntrackd']) - len(ok['conntrackd'])} | |")
+        out.append(f"| {n} | entries lost (worst run) | {lost} | {max(of(n, 'conntrackd', lambda r: r['lost']))} | {'yes' if lost == 0 else 'no'} |")
+        for label, key, bound in (("receiver CPU ratio ≤ 0.25", "cpu_receiver_s", 0.25), ("sender CPU ratio ≤ 0.35", "cpu_sender_s", 0.35),
+                                  ("commit time ratio ≤ 0.6", "commit_s", 0.6), ("receiver RSS ratio ≤ 0.25", "rss_receiver_kib", 0.25),
+                                  ("sender RSS ratio ≤ 0.25", "rss_sender_kib", 0.25)):
+            # Runs that replicated everything: a daemon that got nothing
+            # across has nothing to commit.
+            def whole(r, key=key):
+                return r[key] if r["lost"] == 0 else nan
+
+            a = statistics.median(done(of(n, "ctsyncd", whole)) or [nan])
+            b = statistics.median(done(of(n, "conntrackd", whole)) or [nan])
+            ratio = a / b if b else nan
+            verdict = "yes" if ratio <= bound else "no" if ratio == ratio else "–"
+            out.append(f"| {n} | {label} (runs that replicated all) | {a:.2f} | {b:.2f} | {ratio:.2f} {verdict} |")
+    return out
+
+
 PAIR_ROWS = [
     ("CPU per entry, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
     ("CPU per entry, receiver (µs)", lambda r: 1e6 * r["cpu_receiver_s"] / r["n"]),
@@ -338,6 +401,8 @@ def main():
     ap.add_argument("--sizes", default="10000,100000,250000")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=f"{ROOT}/results")
+    ap.add_argument("--loss", type=int, default=0,
+                    help="percent of sync datagrams dropped in each direction")
     ap.add_argument("--with-key", action="store_true",
                     help="also run ctsyncd with AuthenticationKeyFile (sealed datagrams)")
     ap.add_argument("--mixed-sizes", default="100000",
@@ -357,7 +422,7 @@ def main():
     for n in sizes:
         for rep in range(args.reps):
             for d in daemons + (mixed if n in mixed_sizes else []):
-                r = run_once(d, n)
+                r = run_once(d, n, args.loss)
                 runs.append(r)
                 print(f"N={n} rep={rep + 1} {d.name}: lag {r['lag_s']:.2f}s lost {r['lost']} "
                       f"cpu {r['cpu_sender_s']:.2f}/{r['cpu_receiver_s']:.2f}s rss {r['rss_sender_kib']}/{r['rss_receiver_kib']} KiB "
@@ -385,6 +450,9 @@ def main():
     same = [str(a), "1.00"] if args.with_key else []
     lines.append(f"| – | stripped binary (bytes; conntrackd + its netfilter libraries) | {a} | " + " | ".join(same + [str(b)]) + f" | {a / b:.2f} |")
     lines += pair_table(runs, [n for n in sizes if n in mixed_sizes], args.reps)
+    if args.loss:
+        lines[0] += f" Sync link: {args.loss} % loss each way."
+        lines += target_rows(runs, sizes)
     table = "\n".join(lines)
     print("\n" + table)
     os.makedirs(args.out, exist_ok=True)

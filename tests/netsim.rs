@@ -394,3 +394,59 @@ fn alarm_converges_within_its_refresh_period() {
     let took = sim.settle(90);
     assert!(took <= Duration::from_secs(40), "took {took:?}");
 }
+
+impl Sim {
+    /// Runs in 5 ms steps until B mirrors A; the virtual time it took.
+    fn until_mirrored(&mut self, limit_ms: u64) -> Duration {
+        let start = self.now;
+        while self.now.since(start) < Duration::from_millis(limit_ms) {
+            if self.converged() {
+                return self.now.since(start);
+            }
+            self.run(5);
+        }
+        panic!(
+            "not mirrored after {limit_ms} ms: A {:?} B {:?}",
+            self.nodes[0].engine.stats(),
+            self.nodes[1].engine.stats()
+        );
+    }
+}
+
+/// A burst of 20 000 new flows in ~2 s over a link losing 20 % both
+/// ways (as netem's random loss: no reordering, which FT-FW pays for
+/// with resends): how long after the last flow B mirrors A.
+fn tail_lag(seed: u64) -> (Duration, u64) {
+    let lp = LinkParams {
+        loss: 20,
+        dup: 0,
+        jitter: 0,
+    };
+    let mut sim = Sim::new(Mode::FtFw, seed, lp);
+    sim.workload(20_000, 1 << 30);
+    let lag = sim.until_mirrored(10_000);
+    sim.settle(30);
+    let a = sim.nodes[0].engine.stats();
+    eprintln!(
+        "seed {seed}: lag {lag:?}, probes {}, tail resent {}, retransmitted {}",
+        a.probes_sent, a.tail_resent, a.retransmitted
+    );
+    if std::env::var("TAIL_TRACE").is_ok() {
+        eprintln!("A {a:?}\nB {:?}", sim.nodes[1].engine.stats());
+    }
+    (lag, a.probes_sent)
+}
+
+#[test]
+fn ftfw_tail_after_a_burst_with_20_percent_loss_takes_a_few_round_trips() {
+    // The round trip is 5 to 20 ms here (5 ms steps, 1 to 5 ms each
+    // way); the retransmission timer alone took 2.5 s and more.
+    let mut lags = Vec::new();
+    for seed in 20..26 {
+        let (lag, probes) = tail_lag(seed);
+        lags.push(lag.as_millis());
+        assert!(probes > 0, "seed {seed}: probes did the work");
+    }
+    eprintln!("lag after the last flow (ms) per seed: {lags:?}");
+    assert!(lags.iter().all(|l| *l <= 300), "{lags:?}");
+}

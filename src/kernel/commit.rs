@@ -12,9 +12,13 @@
 //!   synced, since the new primary has not seen the window;
 //! - the helper name and master tuple are kept (the helper must be attached
 //!   before expectations can be created on the entry);
-//! - order: masters, then related conntracks, then expectations.
+//! - order: masters, then related conntracks, then expectations; and
+//!   what matters first ([`plan_active_first`]): a first stage of the
+//!   expectations, their masters and the most recently active conntracks
+//!   (one kernel batch), then the idle rest, most recent first.
 
 use std::borrow::Borrow;
+use std::collections::HashSet;
 
 use crate::model::{Conntrack, Expect, ProtoInfo, status, tcp_flag};
 
@@ -78,11 +82,30 @@ pub fn prepare_exp(x: &Expect, age_secs: u32, rules: &CommitRules) -> Expect {
 /// Everything one commit creates, in the order the kernel needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Masters first, then RELATED entries.
+    /// Masters first, then RELATED entries (within each stage).
     pub cts: Vec<Conntrack>,
-    /// Created after every conntrack.
+    /// Created after the conntracks of their stage.
     pub exps: Vec<Expect>,
+    /// How many of `cts` and of `exps` form the first stage, created
+    /// before the rest (`(0, 0)`: one stage).
+    pub first: (usize, usize),
 }
+
+impl Plan {
+    /// The stages in commit order: `(conntracks, expectations)` each.
+    pub fn stages(&self) -> [(&[Conntrack], &[Expect]); 2] {
+        let (c, x) = self.first;
+        let (c, x) = (c.min(self.cts.len()), x.min(self.exps.len()));
+        [
+            (&self.cts[..c], &self.exps[..x]),
+            (&self.cts[c..], &self.exps[x..]),
+        ]
+    }
+}
+
+/// Conntracks in a commit's first stage besides the expectations'
+/// masters: one kernel batch of the most recently active.
+pub const FIRST_STAGE: usize = 256;
 
 /// The one entry point the caches use: entries with their age in the
 /// cache (seconds), prepared and ordered for the kernel.
@@ -102,6 +125,74 @@ pub fn plan<C: Borrow<Conntrack>, X: Borrow<Expect>>(
             .into_iter()
             .map(|(x, age)| prepare_exp(x.borrow(), age, rules))
             .collect(),
+        first: (0, 0),
+    }
+}
+
+/// Like [`plan`], with what matters first: `cts` come with their age and
+/// a recency (larger: more recently active, e.g. the last update's
+/// time). The first stage holds every expectation, their masters and the
+/// [`FIRST_STAGE`] most recent conntracks (with the masters of the
+/// RELATED ones among them); the second the rest, most recent first.
+/// Within each stage masters precede RELATED entries, and expectations
+/// follow their stage's conntracks.
+pub fn plan_active_first<C: Borrow<Conntrack>, X: Borrow<Expect>>(
+    cts: impl IntoIterator<Item = (C, u32, u64)>,
+    exps: impl IntoIterator<Item = (X, u32)>,
+    rules: &CommitRules,
+) -> Plan {
+    // Entries are large: sort small (key, index) pairs, move each entry
+    // once.
+    let mut prepared: Vec<Option<Conntrack>> = Vec::new();
+    let mut recency: Vec<u64> = Vec::new();
+    for (c, age, r) in cts {
+        prepared.push(Some(prepare_ct(c.borrow(), age, rules)));
+        recency.push(r);
+    }
+    let n = prepared.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    // Stable: equally recent entries keep the cache's order.
+    order.sort_by_key(|&i| std::cmp::Reverse(recency[i as usize]));
+    let exps: Vec<Expect> = exps
+        .into_iter()
+        .map(|(x, age)| prepare_exp(x.borrow(), age, rules))
+        .collect();
+    let entry = |i: u32| prepared[i as usize].as_ref();
+    // Masters the first stage needs: the expectations', and those of the
+    // RELATED entries in it. A small set; one pass marks them.
+    let needed: HashSet<_> = exps
+        .iter()
+        .map(|x| x.master)
+        .chain(
+            order
+                .iter()
+                .take(FIRST_STAGE)
+                .filter_map(|&i| entry(i).and_then(|c| c.master)),
+        )
+        .collect();
+    // Class: stage, then masters before RELATED; a stable sort keeps the
+    // recency order within each.
+    let mut classed: Vec<(u8, u32)> = order
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, &i)| {
+            let c = entry(i)?;
+            let first = pos < FIRST_STAGE
+                || (c.master.is_none() && needed.contains(&c.orig));
+            Some((u8::from(!first) * 2 + u8::from(c.master.is_some()), i))
+        })
+        .collect();
+    classed.sort_by_key(|(class, _)| *class);
+    let head = classed.iter().filter(|(class, _)| *class < 2).count();
+    let cts = classed
+        .iter()
+        .filter_map(|&(_, i)| prepared[i as usize].take())
+        .collect();
+    let x = exps.len();
+    Plan {
+        cts,
+        exps,
+        first: (head, x),
     }
 }
 
@@ -202,6 +293,90 @@ mod test {
         assert!(p.cts[0].master.is_none() && p.cts[1].master.is_some());
         assert_eq!((p.cts[0].timeout, p.cts[1].timeout), (Some(80), Some(90)));
         assert!(p.cts.iter().all(|c| c.status & status::CONFIRMED != 0));
+    }
+
+    /// A master numbered `port`, for the recency tests.
+    fn idle(port: u16) -> Conntrack {
+        let mut c = ct(false);
+        c.orig.l4 = L4::Ports { src: port, dst: 80 };
+        c
+    }
+
+    fn port(c: &Conntrack) -> u16 {
+        match c.orig.l4 {
+            L4::Ports { src, .. } => src,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn active_flows_expectations_and_their_masters_come_first() {
+        let rules = CommitRules::default();
+        // 2000 idle masters, recency = their port (older = smaller).
+        let mut cts: Vec<(Conntrack, u32, u64)> =
+            (1..=2000).map(|p| (idle(p), 60, u64::from(p))).collect();
+        // The active flow, updated last.
+        cts.push((idle(9000), 0, 1_000_000));
+        // An active RELATED flow (FTP data) whose master (port 3) is idle.
+        let mut data = idle(9001);
+        data.master = Some(idle(3).orig);
+        cts.push((data, 0, 999_999));
+        // An expectation whose master (port 5) is idle.
+        let x = Expect {
+            master: idle(5).orig,
+            tuple: idle(9002).orig,
+            mask: idle(9002).orig,
+            timeout: Some(300),
+            zone: 0,
+            flags: 0,
+            class: 0,
+            helper: None,
+            nat: None,
+            func: None,
+            id: 0,
+        };
+        let p = plan_active_first(cts, [(x, 10)], &rules);
+        assert_eq!(p.cts.len(), 2002);
+        // One batch of the most recent, plus the two idle masters.
+        assert_eq!(p.first, (FIRST_STAGE + 2, 1));
+        let [(c1, x1), (c2, x2)] = p.stages();
+        assert_eq!(port(&c1[0]), 9000, "the most recent first");
+        assert_eq!(x1.len(), 1);
+        assert!(x2.is_empty());
+        let pos = |want: u16| c1.iter().position(|c| port(c) == want);
+        let (master, related) = (pos(3).unwrap(), pos(9001).unwrap());
+        assert!(master < related, "a RELATED entry after its master");
+        assert!(
+            pos(5).is_some(),
+            "the expectation's master is created first"
+        );
+        // RELATED last in the stage; the idle rest most recent first.
+        assert!(c1[..c1.len() - 1].iter().all(|c| c.master.is_none()));
+        let rest: Vec<u16> = c2.iter().map(port).collect();
+        assert_eq!(rest.len(), 2002 - FIRST_STAGE - 2);
+        assert!(rest.windows(2).all(|w| w[0] > w[1]), "by recency");
+        assert!(!rest.contains(&3) && !rest.contains(&5));
+        // Every entry once, prepared.
+        let mut all: Vec<u16> = p.cts.iter().map(port).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 2002);
+        assert!(p.cts.iter().all(|c| c.status & status::CONFIRMED != 0));
+        assert_eq!(p.exps[0].timeout, Some(290));
+    }
+
+    #[test]
+    fn a_small_table_is_one_first_stage() {
+        let cts = (1..=10).map(|p| (idle(p), 0, u64::from(p)));
+        let p = plan_active_first(
+            cts,
+            [] as [(Expect, u32); 0],
+            &CommitRules::default(),
+        );
+        assert_eq!(p.first, (10, 0));
+        let ports: Vec<u16> = p.cts.iter().map(port).collect();
+        assert_eq!(ports, (1..=10).rev().collect::<Vec<_>>());
+        assert!(p.stages()[1].0.is_empty());
     }
 
     #[test]

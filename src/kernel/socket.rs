@@ -234,14 +234,18 @@ impl CtSocket {
         })
     }
 
-    /// Runs a commit plan: conntracks (masters first), then expectations.
-    /// Returns the errno of every entry, in plan order.
+    /// Runs a commit plan stage by stage: conntracks (masters first),
+    /// then expectations. Returns the errno of every entry, in plan order.
     pub fn commit(
         &mut self,
         plan: &Plan,
     ) -> io::Result<(Vec<Errno>, Vec<Errno>)> {
-        let cts = self.create_cts(&plan.cts)?;
-        let exps = self.create_exps(&plan.exps)?;
+        let mut cts = Vec::with_capacity(plan.cts.len());
+        let mut exps = Vec::with_capacity(plan.exps.len());
+        for (c, x) in plan.stages() {
+            cts.extend(self.create_cts(c)?);
+            exps.extend(self.create_exps(x)?);
+        }
         Ok((cts, exps))
     }
 

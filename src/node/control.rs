@@ -234,17 +234,20 @@ impl Node {
         let age = |updated: Instant| {
             now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
         };
+        // The most recently updated entries are the active ones: they go
+        // first (with the expectations and their masters), so a flow in
+        // use is back in the kernel while the idle tail is committed.
         let cts = self
             .external_ct
             .iter()
             .filter(|_| ct)
-            .map(|e| (e.value, age(e.updated)));
+            .map(|e| (e.value, age(e.updated), e.updated.millis()));
         let exps = self
             .external_exp
             .iter()
             .filter(|_| exp)
             .map(|e| (e.value, age(e.updated)));
-        let plan = commit::plan(cts, exps, &rules);
+        let plan = commit::plan_active_first(cts, exps, &rules);
         self.commit = Some(Running {
             started: now,
             target,

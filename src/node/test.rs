@@ -550,11 +550,12 @@ fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
         status_of(&fw.control(Instant(0), Request::ResetTimers)),
         Some(&Status::Ok)
     );
-    // The queued change's coalescing timer comes first, then the engine's
-    // ALIVE; the purge is due at 5 s.
+    // The queued change's coalescing timer comes first, then FT-FW's tail
+    // probe (the sent change is unacknowledged, the link quiet for 5 ms);
+    // the purge is due at 5 s.
     assert_eq!(fw.poll_at(), Instant(0) + TX_COALESCE);
     fw.tick(Instant(2));
-    assert_eq!(fw.poll_at(), Instant(1000));
+    assert_eq!(fw.poll_at(), Instant(2 + 5));
     assert!(fw.tick(Instant(4000)).is_empty());
     assert_eq!(
         fw.tick(Instant(5000)),

@@ -34,8 +34,8 @@
 //! - `sealing`: keys, anti-replay windows, the refusal report;
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
 //! - `mode`: the `SyncMode` contract and the dispatch;
-//! - `ftfw` (with its receive window and resend queue), `notrack`,
-//!   `alarm`: the three modes;
+//! - `ftfw` (with its receive window, resend queue and tail probe),
+//!   `notrack`, `alarm`: the three modes;
 //! - `source`: [`Key`], [`State`], [`Source`], [`Apply`], [`MapSource`];
 //! - [`digest`]: anti-entropy (digests, narrowing, repair), a pure state
 //!   machine beside the engine, fed by the node.
@@ -90,7 +90,9 @@ use tx::Transmit;
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(1);
-/// Unacknowledged messages are resent after this long.
+/// Unacknowledged messages are resent after this long: FT-FW's last
+/// resort (its tail probe finds a lost tail, NACK or ACK within a few
+/// round trips).
 pub const RETRANSMIT_AFTER: Duration = Duration::from_millis(2500);
 /// Most anti-entropy messages waiting for the node (a round sends at most
 /// 64 DigestSubs and a few hundred Prunes per table).
@@ -152,6 +154,12 @@ pub struct Stats {
     /// Challenges sent and answered.
     pub challenges_sent: u64,
     pub challenges_answered: u64,
+    /// FT-FW tail probes sent (an ALIVE after a quiet period with data
+    /// unacknowledged).
+    pub probes_sent: u64,
+    /// Messages resent because an answered probe showed them missing
+    /// (their NACK was lost).
+    pub tail_resent: u64,
 }
 
 /// A [`Msg::Response`]'s fields.
@@ -254,10 +262,11 @@ impl Engine {
         self.mode.get().resend_queue().map_or(0, |q| q.len())
     }
 
-    fn cx(&mut self) -> (&mut dyn mode::SyncMode, Cx<'_>) {
+    fn cx(&mut self, now: Instant) -> (&mut dyn mode::SyncMode, Cx<'_>) {
         (
             self.mode.get_mut(),
             Cx {
+                now,
                 stats: &mut self.stats,
                 tx: &mut self.tx,
             },
@@ -406,7 +415,7 @@ impl Engine {
                 _ if msg.is_data() => {
                     let s = seq;
                     seq = seq.next();
-                    let (mode, mut cx) = self.cx();
+                    let (mode, mut cx) = self.cx(now);
                     if mode.data(peer, s, &mut cx) {
                         self.apply(msg, src);
                     }
@@ -421,7 +430,7 @@ impl Engine {
                     self.digests.push_back(msg);
                 }
                 _ => {
-                    let (mode, mut cx) = self.cx();
+                    let (mode, mut cx) = self.cx(now);
                     mode.control(peer, msg, &mut cx);
                 }
             }
@@ -489,7 +498,7 @@ impl Engine {
         if self.sealing.is_some() {
             self.mode.get_mut().anchor(peer, from, None);
             self.replay_held_sealed(&proof.held, src);
-            let (mode, mut cx) = self.cx();
+            let (mode, mut cx) = self.cx(now);
             mode.control(peer, Msg::Alive { next }, &mut cx);
             return true;
         }
@@ -514,7 +523,7 @@ impl Engine {
             let _ = self.recv_plain(now, peer, d, src);
         }
         self.replaying = false;
-        let (mode, mut cx) = self.cx();
+        let (mode, mut cx) = self.cx(now);
         mode.control(peer, Msg::Alive { next }, &mut cx);
         true
     }
@@ -606,11 +615,18 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must run next.
     pub fn poll_at(&self) -> Instant {
-        self.next_tick
+        match self.mode.get().wake_at() {
+            Some(t) => t.min(self.next_tick),
+            None => self.next_tick,
+        }
     }
 
     /// Runs the periodic work due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self.mode.get().wake_at().is_some_and(|t| t <= now) {
+            let (mode, mut cx) = self.cx(now);
+            mode.wake(now, &mut cx);
+        }
         if now < self.next_tick {
             return;
         }
@@ -618,7 +634,7 @@ impl Engine {
         if let Some(r) = self.sealing.as_mut().and_then(|s| s.report.due(now)) {
             report_refused(r);
         }
-        let (mode, mut cx) = self.cx();
+        let (mode, mut cx) = self.cx(now);
         mode.tick(now, src, &mut cx);
     }
 
@@ -693,3 +709,5 @@ mod test;
 mod test_sealed;
 #[cfg(test)]
 mod test_switch;
+#[cfg(test)]
+mod test_tail;

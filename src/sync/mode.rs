@@ -19,6 +19,7 @@ use crate::wire::{Msg, Seq};
 
 /// What a mode may touch besides its own state.
 pub(crate) struct Cx<'a> {
+    pub(crate) now: Instant,
     pub(crate) stats: &'a mut Stats,
     pub(crate) tx: &'a mut Transmit,
 }
@@ -39,6 +40,15 @@ pub(crate) trait SyncMode {
 
     /// The periodic work, once per [`super::ALIVE_INTERVAL`].
     fn tick(&mut self, now: Instant, src: &dyn Source, cx: &mut Cx<'_>);
+
+    /// When [`SyncMode::wake`] wants to run between ticks (FT-FW's tail
+    /// probe), if ever.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time [`SyncMode::wake_at`] gave has come.
+    fn wake(&mut self, _now: Instant, _cx: &mut Cx<'_>) {}
 
     /// Data message `seq` went out at `now`.
     fn sent(&mut self, _seq: Seq, _what: Sent, _now: Instant, _: &mut Stats) {}

@@ -485,6 +485,8 @@ fn add(a: &mut Stats, b: &Stats) {
         unconfirmed,
         challenges_sent,
         challenges_answered,
+        probes_sent,
+        tail_resent,
     } = b;
     a.datagrams_sent += datagrams_sent;
     a.datagrams_recv += datagrams_recv;
@@ -508,4 +510,6 @@ fn add(a: &mut Stats, b: &Stats) {
     a.unconfirmed += unconfirmed;
     a.challenges_sent += challenges_sent;
     a.challenges_answered += challenges_answered;
+    a.probes_sent += probes_sent;
+    a.tail_resent += tail_resent;
 }

@@ -110,8 +110,12 @@ impl Transmit {
     }
 
     /// Queues a control message; when full, the oldest gives way (a newer
-    /// ACK or ALIVE says more than an old one).
+    /// ACK or ALIVE says more than an old one). The same message twice in
+    /// a row is queued once.
     pub(crate) fn control(&mut self, msg: Msg) {
+        if self.control.back() == Some(&msg) {
+            return;
+        }
         if self.control.len() >= CONTROL_QUEUE {
             self.control.pop_front();
         }

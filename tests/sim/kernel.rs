@@ -311,16 +311,24 @@ impl Kernel {
                 vec![Done::Flushed(deleted)]
             }
             Work::Commit(plan) => {
-                let cts: Vec<i32> = plan
-                    .cts
-                    .iter()
-                    .map(|c| errno(self.create_ct(c, Origin::Commit, events)))
-                    .collect();
-                let exps: Vec<i32> = plan
-                    .exps
-                    .iter()
-                    .map(|x| errno(self.create_exp(x, Origin::Commit, events)))
-                    .collect();
+                // Stage by stage, as the daemon's worker commits.
+                let (mut cts, mut exps) = (Vec::new(), Vec::new());
+                for (stage_cts, stage_exps) in plan.stages() {
+                    for c in stage_cts {
+                        cts.push(errno(self.create_ct(
+                            c,
+                            Origin::Commit,
+                            events,
+                        )));
+                    }
+                    for x in stage_exps {
+                        exps.push(errno(self.create_exp(
+                            x,
+                            Origin::Commit,
+                            events,
+                        )));
+                    }
+                }
                 let failed = cts
                     .iter()
                     .zip(&plan.cts)

@@ -297,7 +297,7 @@ fn json_cache(s: &mut String, name: &str, c: &CacheView) {
 fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"tx_queue\":{tx},\"resend_queue\":{rs}}}",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs}}}",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -316,7 +316,9 @@ fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
         e.out_of_window,
         e.unconfirmed,
         e.challenges_sent,
-        e.challenges_answered
+        e.challenges_answered,
+        e.probes_sent,
+        e.tail_resent
     );
 }
 

@@ -4,13 +4,16 @@
 //!   late ones, NACKs gaps and ACKs what it got (every `ACKWindowSize`
 //!   messages and each tick).
 //! - The sender keeps sent keys in the [`ResendQueue`] until ACKed,
-//!   resends on NACK, and also resends what stays unacknowledged for
-//!   [`RETRANSMIT_AFTER`] while a peer is alive, so a lost NACK or ACK
-//!   cannot lose data (conntrackd loses it).
+//!   resends on NACK, probes a quiet link's tail and resends what an
+//!   answered probe shows missing ([`probe`]: a lost tail, NACK or ACK
+//!   costs a few round trips), and as a last resort resends what stays
+//!   unacknowledged for [`RETRANSMIT_AFTER`] while a peer is alive, so a
+//!   lost NACK or ACK cannot lose data (conntrackd loses it).
 //! - A peer's restart (new session) resets its tracking and empties the
 //!   resend queue: it knows nothing of what we sent.
 //! - Datagrams carry the HELLO handshake.
 
+mod probe;
 mod resend;
 mod rx;
 
@@ -26,6 +29,7 @@ use crate::wire::{Msg, Seq};
 pub(crate) struct FtFw {
     peers: Peers<rx::Rx>,
     resend: ResendQueue,
+    probe: probe::TailProbe,
     ack_window: u32,
 }
 
@@ -34,7 +38,23 @@ impl FtFw {
         FtFw {
             peers: Peers::new(),
             resend: ResendQueue::new(resend_queue_size),
+            probe: probe::TailProbe::default(),
             ack_window,
+        }
+    }
+}
+
+impl FtFw {
+    /// The peer reported up to `to`: if that answers our probe, what is
+    /// still unacknowledged before it was lost (with its NACK) and goes
+    /// again now.
+    fn probe_answered(&mut self, to: Seq, cx: &mut Cx<'_>) {
+        let Some(next) = self.probe.answered(to, cx.now) else {
+            return;
+        };
+        for sent in self.resend.take(|s, _| s < next) {
+            cx.stats.tail_resent += 1;
+            cx.tx.requeue(sent, cx.stats);
         }
     }
 }
@@ -47,6 +67,7 @@ impl SyncMode for FtFw {
 
     fn peer_restarted(&mut self) {
         self.resend.clear();
+        self.probe.reset_backoff();
     }
 
     fn drain_resend(&mut self) -> Vec<Sent> {
@@ -66,11 +87,15 @@ impl SyncMode for FtFw {
             Msg::Ack { to, .. } if to >= cx.tx.next_seq() => {
                 cx.stats.out_of_window += 1;
             }
-            Msg::Ack { from, to } => self.resend.ack(from, to),
+            Msg::Ack { from, to } => {
+                self.resend.ack(from, to);
+                self.probe_answered(to, cx);
+            }
             Msg::Nack { from, to } => {
                 for sent in self.resend.take(|s, _| s.in_range(from, to)) {
                     cx.tx.requeue(sent, cx.stats);
                 }
+                self.probe_answered(to, cx);
             }
             Msg::Alive { next } => {
                 if let Some(rx) = self.peers.rx_mut(peer) {
@@ -102,6 +127,26 @@ impl SyncMode for FtFw {
 
     fn sent(&mut self, seq: Seq, what: Sent, now: Instant, stats: &mut Stats) {
         self.resend.push(seq, what, now, stats);
+        self.probe.data_sent(now);
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        self.probe.due(self.resend.len() > 0)
+    }
+
+    fn wake(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        // No liveness test: unanswered probes back off and stop on their
+        // own, and the first ones after an outage are what finds it over.
+        if self
+            .probe
+            .due(self.resend.len() > 0)
+            .is_some_and(|t| t <= now)
+        {
+            let next = cx.tx.next_seq();
+            self.probe.probed(next, now);
+            cx.stats.probes_sent += 1;
+            cx.tx.control(Msg::Alive { next });
+        }
     }
 
     fn anchor(&mut self, peer: u64, from: Seq, first_held: Option<Seq>) {

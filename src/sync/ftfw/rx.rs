@@ -6,9 +6,19 @@
 //! have (`ACK from..=gap-1`), then ask for the gap (`NACK gap`). Apart
 //! from gaps, a run is acknowledged every `ACKWindowSize` messages and on
 //! each tick. Any ACK restarts the window.
+//!
+//! An ACK covers the whole run since the last gap, not only what is new
+//! since the last ACK: a lost ACK is repaired by the next one, so the
+//! sender never resends what arrived (its tail probe treats what stays
+//! unacknowledged as lost, see `probe`).
+//!
+//! Every ALIVE is answered (it may be the sender's tail probe): with the
+//! gap it reveals, else with the open run's ACK, else by repeating the
+//! last report when it reached the announced number (it may have been
+//! lost).
 
 use crate::sync::Stats;
-use crate::sync::rx::{Announced, Arrival, Gap, SeqTrack};
+use crate::sync::rx::{Announced, Arrival, Gap, SeqTrack, WINDOW};
 use crate::sync::tx::Transmit;
 use crate::wire::{Msg, Seq};
 
@@ -16,11 +26,30 @@ use crate::wire::{Msg, Seq};
 #[derive(Debug, Clone)]
 pub(crate) struct Rx {
     seq: SeqTrack,
-    /// First number of the run not yet acknowledged.
+    /// First number of the run not yet acknowledged (None: nothing new).
     ack_from: Option<Seq>,
+    /// First number of the gapless run the next ACK covers.
+    run_from: Option<Seq>,
     /// Messages until the next window ACK.
     left: u32,
     window: u32,
+    /// The last ACK and NACK sent, repeated to a probe that finds
+    /// nothing new.
+    last: Report,
+}
+
+/// What the receiver last told the sender.
+#[derive(Debug, Clone, Copy, Default)]
+struct Report {
+    ack: Option<(Seq, Seq)>,
+    nack: Option<Gap>,
+}
+
+impl Report {
+    /// The last number it covers.
+    fn reaches(&self) -> Option<Seq> {
+        self.nack.map(|g| g.to).or(self.ack.map(|(_, to)| to))
+    }
 }
 
 impl Rx {
@@ -28,8 +57,10 @@ impl Rx {
         Rx {
             seq: SeqTrack::default(),
             ack_from: None,
+            run_from: None,
             left: window,
             window,
+            last: Report::default(),
         }
     }
 
@@ -57,6 +88,7 @@ impl Rx {
             }
         }
         self.ack_from.get_or_insert(s);
+        self.run_from.get_or_insert(s);
         self.left = self.left.saturating_sub(1);
         if self.left == 0 {
             self.ack(s, tx);
@@ -77,7 +109,11 @@ impl Rx {
                 self.report_gap(gap, tx);
             }
             Announced::OutOfWindow => stats.out_of_window += 1,
-            Announced::Nothing => {}
+            Announced::Nothing => {
+                if !self.ack(next.prev(), tx) {
+                    self.repeat_last(next, tx);
+                }
+            }
         }
     }
 
@@ -85,7 +121,9 @@ impl Rx {
     /// it can resend); nothing of the old run is acknowledged any more.
     pub(crate) fn anchor(&mut self, at: Seq) {
         self.ack_from = None;
+        self.run_from = None;
         self.left = self.window;
+        self.last = Report::default();
         self.seq.anchor(at);
     }
 
@@ -102,22 +140,73 @@ impl Rx {
         }
     }
 
-    /// Acknowledge what we have, ask for the gap.
+    /// Acknowledge the run before the gap (again, if it was: the ACK
+    /// travels with the NACK, and repairs a lost one), ask for the gap;
+    /// the next run starts after it.
     fn report_gap(&mut self, gap: Gap, tx: &mut Transmit) {
-        self.ack(gap.from.prev(), tx);
+        let before = gap.from.prev();
+        self.last = Report::default();
+        if let Some(from) = self.covered_from(before) {
+            tx.control(Msg::Ack { from, to: before });
+            self.last.ack = Some((from, before));
+        }
+        self.ack_from = None;
+        self.left = self.window;
+        self.run_from = Some(gap.to.next());
+        self.last.nack = Some(gap);
         tx.control(Msg::Nack {
             from: gap.from,
             to: gap.to,
         });
     }
 
-    /// Acknowledges the open run up to `to`; false when none is open.
+    /// Repeats the last report if it reached the number before `next`:
+    /// nothing arrived since, and it may have been lost.
+    fn repeat_last(&mut self, next: Seq, tx: &mut Transmit) {
+        if self.last.reaches() != Some(next.prev()) {
+            return;
+        }
+        if let Some((from, to)) = self.last.ack {
+            tx.control(Msg::Ack { from, to });
+        }
+        if let Some(g) = self.last.nack {
+            tx.control(Msg::Nack {
+                from: g.from,
+                to: g.to,
+            });
+        }
+    }
+
+    /// Acknowledges the run up to `to` when something in it is new; false
+    /// when nothing is.
     fn ack(&mut self, to: Seq, tx: &mut Transmit) -> bool {
-        let Some(from) = self.ack_from.take() else {
+        if self.ack_from.take().is_none() {
+            return false;
+        }
+        let Some(from) = self.covered_from(to) else {
             return false;
         };
         tx.control(Msg::Ack { from, to });
+        self.last = Report {
+            ack: Some((from, to)),
+            nack: None,
+        };
         self.left = self.window;
         true
+    }
+
+    /// Where an ACK up to `to` starts: the run's first number, no further
+    /// back than the window (so the range never wraps). None when the run
+    /// holds nothing up to `to`.
+    fn covered_from(&self, to: Seq) -> Option<Seq> {
+        let from = self.run_from?;
+        if to < from {
+            return None;
+        }
+        Some(if to - from > WINDOW {
+            Seq(to.0.wrapping_sub(WINDOW))
+        } else {
+            from
+        })
     }
 }

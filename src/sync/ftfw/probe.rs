@@ -1,0 +1,217 @@
+//! FT-FW's tail probe: how a sender learns, within a few round trips,
+//! that the end of a burst never arrived (or that the NACK or ACK about
+//! it was lost), instead of waiting for the retransmission timer.
+//!
+//! - After a short quiet period with unacknowledged data, the sender
+//!   announces its next number (an ALIVE: the *probe*). The receiver
+//!   answers every ALIVE with what it knows: it NACKs a tail it never
+//!   saw, ACKs its open run, or repeats its last report (`rx`).
+//! - An answer (an ACK or NACK reaching the probe's last number) proves
+//!   the receiver has seen every number before the probe: whatever is
+//!   still unacknowledged below it was in a gap whose NACK got lost, and
+//!   is resent at once.
+//! - An unanswered probe is repeated after a retransmission timeout taken
+//!   from the measured round trip (probe to answer; Karn's rule: only a
+//!   probe sent once is a sample), doubling each time, capped at
+//!   [`ALIVE_INTERVAL`], and at most [`MAX_PROBES`] times before an
+//!   answer: a peer that is gone sees a bounded number of probes.
+
+use std::time::Duration;
+
+use crate::sync::ALIVE_INTERVAL;
+use crate::time::Instant;
+use crate::wire::Seq;
+
+/// Quiet time after the last data before the first probe, and the
+/// timeout, before any round trip is measured.
+const QUIET_DEFAULT: Duration = Duration::from_millis(5);
+const RTO_DEFAULT: Duration = Duration::from_millis(50);
+/// Bounds of the quiet period and of the retransmission timeout.
+const QUIET_MIN: Duration = Duration::from_millis(3);
+const QUIET_MAX: Duration = Duration::from_millis(50);
+const RTO_MIN: Duration = Duration::from_millis(5);
+/// Probes sent without an answer before probing stops (until an answer,
+/// or the peer restarts); the retransmission timer still runs.
+pub(crate) const MAX_PROBES: u32 = 10;
+
+/// Smoothed round trip (RFC 6298's estimator, in milliseconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Rtt {
+    srtt: Option<u64>,
+    rttvar: u64,
+}
+
+impl Rtt {
+    /// One round-trip sample.
+    pub(crate) fn sample(&mut self, r: Duration) {
+        let r = r.as_millis() as u64;
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                self.rttvar = (3 * self.rttvar + s.abs_diff(r)) / 4;
+                self.srtt = Some((7 * s + r) / 8);
+            }
+        }
+    }
+
+    /// The smoothed round trip, once measured.
+    pub(crate) fn smoothed(&self) -> Option<Duration> {
+        self.srtt.map(Duration::from_millis)
+    }
+
+    /// How long to wait for an answer.
+    pub(crate) fn rto(&self) -> Duration {
+        match self.srtt {
+            None => RTO_DEFAULT,
+            Some(s) => Duration::from_millis(s + (4 * self.rttvar).max(2))
+                .clamp(RTO_MIN, ALIVE_INTERVAL),
+        }
+    }
+
+    /// How long the link stays quiet before the first probe.
+    pub(crate) fn quiet(&self) -> Duration {
+        self.smoothed()
+            .map_or(QUIET_DEFAULT, |s| s.clamp(QUIET_MIN, QUIET_MAX))
+    }
+}
+
+/// The sender's probing state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TailProbe {
+    rtt: Rtt,
+    /// When the last data message went out.
+    last_data: Instant,
+    /// The last probe: the number it announced, and when it went out.
+    last: Option<(Seq, Instant)>,
+    /// Probes sent since the peer last answered one.
+    unanswered: u32,
+}
+
+impl TailProbe {
+    #[cfg(test)]
+    pub(crate) fn rtt(&self) -> &Rtt {
+        &self.rtt
+    }
+
+    /// A data message went out at `now`.
+    pub(crate) fn data_sent(&mut self, now: Instant) {
+        self.last_data = now;
+    }
+
+    /// When the next probe is due, given that something is still
+    /// unacknowledged (`waiting`). None: no probe.
+    pub(crate) fn due(&self, waiting: bool) -> Option<Instant> {
+        if !waiting || self.unanswered >= MAX_PROBES {
+            return None;
+        }
+        match self.last {
+            Some((_, at)) if self.unanswered > 0 => {
+                let backoff = self
+                    .rtt
+                    .rto()
+                    .saturating_mul(1 << (self.unanswered - 1).min(16))
+                    .min(ALIVE_INTERVAL);
+                Some(at + backoff)
+            }
+            Some((_, at)) => Some(self.last_data.max(at) + self.rtt.quiet()),
+            None => Some(self.last_data + self.rtt.quiet()),
+        }
+    }
+
+    /// A probe announcing `next` goes out at `now`.
+    pub(crate) fn probed(&mut self, next: Seq, now: Instant) {
+        self.last = Some((next, now));
+        self.unanswered += 1;
+    }
+
+    /// The peer reported (ACK or NACK) up to `to` at `now`. When that
+    /// answers the outstanding probe, returns the probe's number: the
+    /// peer has seen everything before it.
+    pub(crate) fn answered(&mut self, to: Seq, now: Instant) -> Option<Seq> {
+        let (next, at) = self.last?;
+        if self.unanswered == 0 || to < next.prev() {
+            return None;
+        }
+        if self.unanswered == 1 {
+            self.rtt.sample(now.since(at));
+        }
+        self.unanswered = 0;
+        Some(next)
+    }
+
+    /// The peer's datagrams stopped and came back (or it restarted):
+    /// probing may start again.
+    pub(crate) fn reset_backoff(&mut self) {
+        self.unanswered = 0;
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_estimator_follows_the_samples_within_bounds() {
+        let mut r = Rtt::default();
+        assert_eq!((r.rto(), r.quiet()), (RTO_DEFAULT, QUIET_DEFAULT));
+        r.sample(ms(10));
+        assert_eq!(r.smoothed(), Some(ms(10)));
+        assert_eq!(r.rto(), ms(10 + 20), "srtt + 4 × rttvar (r/2)");
+        for _ in 0..50 {
+            r.sample(ms(10));
+        }
+        assert!(r.rto() < ms(15), "a steady link tightens it: {r:?}");
+        r.sample(ms(0));
+        assert!(r.rto() >= RTO_MIN && r.quiet() >= QUIET_MIN);
+        for _ in 0..50 {
+            r.sample(ms(5000));
+        }
+        assert_eq!(r.rto(), ALIVE_INTERVAL, "capped");
+        assert_eq!(r.quiet(), QUIET_MAX, "capped");
+    }
+
+    #[test]
+    fn probes_back_off_and_stop_without_an_answer() {
+        let mut p = TailProbe::default();
+        assert_eq!(p.due(false), None, "nothing unacknowledged");
+        p.data_sent(Instant(100));
+        let mut at = p.due(true).unwrap();
+        assert_eq!(at, Instant(105), "a quiet period after the data");
+        let mut gaps = Vec::new();
+        while let Some(next) = p.due(true) {
+            gaps.push(next.since(at).as_millis() as u64);
+            at = next;
+            p.probed(Seq(7), at);
+            assert!(gaps.len() <= MAX_PROBES as usize);
+        }
+        assert_eq!(gaps.len(), MAX_PROBES as usize);
+        assert_eq!(&gaps[..5], &[0, 50, 100, 200, 400]);
+        assert!(gaps.iter().all(|g| *g <= 1000), "capped: {gaps:?}");
+        // An answer (even late) starts over, and measures nothing: the
+        // probe went out more than once.
+        assert_eq!(p.answered(Seq(6), at + ms(3)), Some(Seq(7)));
+        assert_eq!(p.rtt().smoothed(), None);
+        assert!(p.due(true).is_some());
+    }
+
+    #[test]
+    fn an_answer_must_reach_the_probe_and_measures_the_round_trip() {
+        let mut p = TailProbe::default();
+        p.data_sent(Instant(0));
+        assert_eq!(p.answered(Seq(9), Instant(1)), None, "no probe out");
+        p.probed(Seq(10), Instant(5));
+        assert_eq!(p.answered(Seq(8), Instant(7)), None, "short of it");
+        assert_eq!(p.answered(Seq(9), Instant(12)), Some(Seq(10)));
+        assert_eq!(p.rtt().smoothed(), Some(ms(7)));
+        assert_eq!(p.answered(Seq(9), Instant(13)), None, "answered once");
+        // The next probe waits for the quiet period after it.
+        assert_eq!(p.due(true), Some(Instant(5) + ms(7)));
+    }
+}

@@ -1,0 +1,164 @@
+//! FT-FW's tail recovery, with explicit times: a lost tail, a lost NACK
+//! and a lost ACK each cost a probe and its answer, not the
+//! retransmission timer; a gone peer sees a bounded number of probes.
+
+use super::test::{control_out, ct, datagram, del, engines, key, params, pump};
+use super::*;
+
+fn ack(from: u32, to: u32) -> Msg {
+    Msg::Ack {
+        from: Seq(from),
+        to: Seq(to),
+    }
+}
+
+fn nack(from: u32, to: u32) -> Msg {
+    Msg::Nack {
+        from: Seq(from),
+        to: Seq(to),
+    }
+}
+
+/// Runs A's timers at `now` if due; true when it did.
+fn wake(e: &mut Engine, src: &MapSource, now: Instant) -> bool {
+    let due = e.poll_at() <= now;
+    if due {
+        e.handle_timeout(now, src);
+    }
+    due
+}
+
+#[test]
+fn every_alive_is_answered_with_what_the_receiver_knows() {
+    let mut b = Engine::new(params(Mode::FtFw, 1), Instant(0));
+    b.trust(1, 9);
+    let src = MapSource::default();
+    let t = Instant(0);
+    let alive = |n| datagram(n, &[Msg::Alive { next: Seq(n) }]);
+    b.recv(t, 1, &datagram(10, &[del(1), del(2)]), &src)
+        .unwrap();
+    // The open run (short of the window of 4) is ACKed at once.
+    b.recv(t, 1, &alive(12), &src).unwrap();
+    assert_eq!(control_out(&mut b), [ack(10, 11)]);
+    // Nothing new: the last report is repeated (it may have been lost).
+    b.recv(t, 1, &alive(12), &src).unwrap();
+    assert_eq!(control_out(&mut b), [ack(10, 11)]);
+    // A lost tail: the run before it ACKed again, the tail NACKed;
+    // asked again, both again (they may have been lost).
+    b.recv(t, 1, &alive(15), &src).unwrap();
+    assert_eq!(control_out(&mut b), [ack(10, 11), nack(12, 14)]);
+    b.recv(t, 1, &alive(15), &src).unwrap();
+    assert_eq!(control_out(&mut b), [ack(10, 11), nack(12, 14)]);
+    // Once something newer arrived the old report is not repeated.
+    b.recv(t, 1, &datagram(15, &[del(1)]), &src).unwrap();
+    b.recv(t, 1, &alive(16), &src).unwrap();
+    assert_eq!(control_out(&mut b), [ack(15, 15)]);
+    // An ACK covers the whole run since the gap: a lost one is repaired
+    // by the next.
+    b.recv(t, 1, &datagram(16, &[del(2)]), &src).unwrap();
+    b.recv(t, 1, &alive(17), &src).unwrap();
+    assert_eq!(control_out(&mut b), [ack(15, 16)]);
+}
+
+/// A sends three messages, one per datagram, to B; `lose` picks the
+/// datagrams that never arrive. Returns the engines and caches.
+fn three(
+    lose: impl FnMut(usize) -> bool,
+) -> (Engine, MapSource, Engine, MapSource) {
+    let t = Instant(0);
+    let (mut a, b) = engines(Mode::FtFw, 100, 200, t);
+    let mut b = b;
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    let mut small = params(Mode::FtFw, 100);
+    small.max_datagram = 44; // one message per datagram
+    a.p = small;
+    for p in 1..=3 {
+        let c = ct(p);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    let mut lose = lose;
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |i| !lose(i));
+    (a, a_src, b, b_ext)
+}
+
+/// Runs both engines' timers and the link, millisecond by millisecond,
+/// until B has all of A's entries; `drop_b_to_a(n)` loses B's n-th
+/// datagram. Returns when B had them all.
+fn run_until_whole(
+    a: &mut Engine,
+    a_src: &MapSource,
+    b: &mut Engine,
+    b_ext: &mut MapSource,
+    mut drop_b_to_a: impl FnMut(usize) -> bool,
+) -> Instant {
+    let mut sink = MapSource::default();
+    let mut sent_by_b = 0;
+    for ms in 1..5000 {
+        let now = Instant(ms);
+        wake(a, a_src, now);
+        wake(b, b_ext, now);
+        pump(a, a_src, b, b_ext, now, |_| true);
+        let mut n = sent_by_b;
+        sent_by_b += pump(b, b_ext, a, &mut sink, now, |_| {
+            n += 1;
+            !drop_b_to_a(n - 1)
+        });
+        if b_ext.cts == a_src.cts {
+            return now;
+        }
+    }
+    panic!("B never got everything: {:?}", a.stats());
+}
+
+#[test]
+fn a_lost_tail_is_probed_for_within_milliseconds() {
+    let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 2);
+    assert_eq!(b_ext.cts.len(), 2);
+    let whole = run_until_whole(&mut a, &a_src, &mut b, &mut b_ext, |_| false);
+    assert!(whole <= Instant(10), "whole at {whole:?}");
+    assert_eq!(a.stats().probes_sent, 1);
+    assert_eq!(a.stats().retransmitted, 1);
+}
+
+#[test]
+fn a_lost_nack_and_ack_cost_one_more_probe() {
+    // Datagram 1 lost: B NACKs it when 2 arrives; that NACK (with its
+    // ACK) is lost too.
+    let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 1);
+    let whole = run_until_whole(&mut a, &a_src, &mut b, &mut b_ext, |n| n == 0);
+    assert!(whole <= Instant(10), "whole at {whole:?}");
+    assert!(a.stats().tail_resent >= 1, "{:?}", a.stats());
+    // Afterwards nothing stays unacknowledged.
+    for ms in 11..100 {
+        let now = Instant(ms);
+        wake(&mut a, &a_src, now);
+        wake(&mut b, &b_ext, now);
+        let mut sink = MapSource::default();
+        pump(&mut a, &a_src, &mut b, &mut b_ext, now, |_| true);
+        pump(&mut b, &b_ext, &mut a, &mut sink, now, |_| true);
+    }
+    assert_eq!(a.queue_lengths(), (0, 0));
+}
+
+#[test]
+fn a_gone_peer_sees_a_bounded_number_of_probes() {
+    let (mut a, a_src, _b, _b_ext) = three(|_| true);
+    let mut datagrams = 0;
+    let mut buf = [0u8; 1472];
+    for ms in 1..60_000 {
+        let now = Instant(ms);
+        if wake(&mut a, &a_src, now) {
+            while a.poll_transmit(now, &a_src, &mut buf).is_some() {
+                datagrams += 1;
+            }
+        }
+    }
+    let s = a.stats();
+    assert!(s.probes_sent <= 10, "{s:?}");
+    assert!(s.probes_sent >= 5, "it did probe: {s:?}");
+    // A minute: the probes, the last-resort resends while the peer
+    // counted as alive, and one ALIVE a second.
+    assert!(datagrams <= 10 + 3 + 60, "{datagrams} datagrams");
+}

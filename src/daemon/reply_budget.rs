@@ -6,8 +6,10 @@
 //! its size from this budget and gives it back once written (or once its
 //! client is gone); a reply that does not fit is replaced by a
 //! `Refused("too many pending replies")` to that client, counted and
-//! logged at most once a minute. The budget holds however the node builds
-//! its replies (one string per dump today, streamed chunks later).
+//! logged at most once a minute. A dump comes as parts, each held until
+//! written; the node renders the next part of a dump only once its client
+//! has room for it (`reply_writer`), so a dump read to its end or
+//! abandoned never leaves the budget full for the next request.
 //!
 //! One reply is always admitted when nothing else is held, so a dump
 //! larger than the budget is still served to a patient operator: what

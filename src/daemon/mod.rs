@@ -35,6 +35,7 @@ pub mod keyfile;
 mod lock;
 mod replicator;
 mod reply_budget;
+mod reply_writer;
 mod runtime;
 mod sched;
 mod sd_notify;

@@ -27,6 +27,7 @@ use smol::{Async, LocalExecutor, Timer};
 use super::kernel::{self, Events};
 use super::keyfile;
 use super::reply_budget::{Held, REPLY_BUDGET, ReplyBudget};
+use super::reply_writer::Writer;
 use super::worker::{self, Worker};
 use super::{Clock, Error, Event};
 use crate::channel::Channels;
@@ -45,7 +46,7 @@ const LINK_CHECK: Duration = Duration::from_secs(1);
 /// writer task that sends the replies in order.
 enum Client {
     Waiting(Async<UnixStream>),
-    Writing(Sender<(Reply, Held)>),
+    Writing(Writer),
 }
 
 pub(crate) struct Replicator {
@@ -56,6 +57,9 @@ pub(crate) struct Replicator {
     clients: HashMap<ClientId, Client>,
     /// What the replies waiting in writers may hold together.
     budget: Rc<ReplyBudget>,
+    /// Writers name their client here after each part written and when
+    /// they end: the node's dumps are paced by it.
+    written: (Sender<ClientId>, Receiver<ClientId>),
     next_client: ClientId,
     next_link_check: Instant,
     rx_buf: Vec<u8>,
@@ -71,6 +75,8 @@ enum Wake {
     Tick,
     /// A kernel job finished or delivered a part (None: the worker died).
     Job(Option<Completion>),
+    /// A client's writer wrote a part or ended.
+    Written(ClientId),
 }
 
 fn peer_id(from: &SocketAddr) -> u64 {
@@ -126,6 +132,7 @@ impl Replicator {
             channels,
             clients: HashMap::new(),
             budget: ReplyBudget::new(REPLY_BUDGET),
+            written: smol::channel::unbounded(),
             next_client: 0,
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
@@ -226,6 +233,13 @@ impl Replicator {
                     log::error!("the kernel worker died; stopping");
                     true
                 }
+                Wake::Written(id) => {
+                    self.paced(id);
+                    while let Ok(id) = self.written.1.try_recv() {
+                        self.paced(id);
+                    }
+                    false
+                }
             };
             if shutdown {
                 break;
@@ -241,6 +255,7 @@ impl Replicator {
             channels,
             next_link_check,
             rx_buf,
+            written,
             ..
         } = self;
         let deadline = node.poll_at().min(*next_link_check);
@@ -255,10 +270,22 @@ impl Replicator {
             Wake::Tick
         };
         let job = async { Wake::Job(worker.done.recv().await.ok()) };
+        let written = async {
+            match written.1.recv().await {
+                Ok(id) => Wake::Written(id),
+                Err(_) => future::pending().await,
+            }
+        };
         // Polled in this order when several are ready: the end of a commit
         // is answered at once, not after the backlog of events the commit
         // itself caused (those only update the internal cache).
-        control.or(job).or(kernel).or(peer).or(timer).await
+        control
+            .or(job)
+            .or(written)
+            .or(kernel)
+            .or(peer)
+            .or(timer)
+            .await
     }
 
     fn client(&mut self, stream: Async<UnixStream>) -> ClientId {
@@ -304,7 +331,7 @@ impl Replicator {
     ) -> bool {
         // A dump would only be built to be refused: refuse it first.
         if matches!(request, Request::Dump { .. })
-            && self.budget.full_for_another()
+            && self.budget.full_for_another(self.node.dumps_pending())
         {
             let refusal = self.budget.refusal();
             self.reply(ex, vec![(client, refusal)]);
@@ -465,46 +492,43 @@ impl Replicator {
     ) {
         for (id, r) in replies {
             let Some(client) = self.clients.remove(&id) else {
+                // A part for a client that left or was refused: its dump
+                // stops here.
+                self.node.client_gone(id);
                 continue;
             };
-            let (r, held) = match self.budget.hold(&r) {
-                Some(held) => (r, held),
-                None => (self.budget.refusal(), Held::nothing(&self.budget)),
+            let (r, held, refused) = match self.budget.hold(&r) {
+                Some(held) => (r, held, false),
+                None => {
+                    (self.budget.refusal(), Held::nothing(&self.budget), true)
+                }
             };
             let last = matches!(r, Reply::Done(_));
-            let tx = match client {
-                Client::Writing(tx) => tx,
-                Client::Waiting(stream) => writer(ex, stream),
+            let w = match client {
+                Client::Writing(w) => w,
+                Client::Waiting(stream) => {
+                    Writer::start(ex, id, stream, self.written.0.clone())
+                }
             };
-            let _ = tx.try_send((r, held));
-            if !last {
-                self.clients.insert(id, Client::Writing(tx));
+            if !w.send(r, held) || refused {
+                self.node.client_gone(id);
+            } else if !last {
+                self.node.dump_paced(id, w.behind());
+                self.clients.insert(id, Client::Writing(w));
             }
         }
     }
-}
 
-/// A task that writes one client's replies in order and then closes it.
-/// Each reply gives its bytes back to the budget once written; a client
-/// that stops reading gives back all it still has queued.
-fn writer(
-    ex: &LocalExecutor<'_>,
-    mut stream: Async<UnixStream>,
-) -> Sender<(Reply, Held)> {
-    let (tx, rx) = smol::channel::unbounded::<(Reply, Held)>();
-    ex.spawn(async move {
-        while let Ok((r, held)) = rx.recv().await {
-            let last = matches!(r, Reply::Done(_));
-            let failed =
-                server::write_replies(&mut stream, &[r]).await.is_err();
-            drop(held);
-            if failed || last {
-                break;
+    /// A client's writer moved on: its dump resumes once the client has
+    /// room for the next part, or stops when the client is gone.
+    fn paced(&mut self, id: ClientId) {
+        match self.clients.get(&id) {
+            Some(Client::Writing(w)) if w.gone() => {
+                self.clients.remove(&id);
+                self.node.client_gone(id);
             }
+            Some(Client::Writing(w)) => self.node.dump_paced(id, w.behind()),
+            _ => self.node.client_gone(id),
         }
-        rx.close();
-        while rx.try_recv().is_ok() {}
-    })
-    .detach();
-    tx
+    }
 }

@@ -6,8 +6,10 @@
 //! its size from this budget and gives it back once written (or once its
 //! client is gone); a reply that does not fit is replaced by a
 //! `Refused("too many pending replies")` to that client, counted and
-//! logged at most once a minute. The budget holds however the node builds
-//! its replies (one string per dump today, streamed chunks later).
+//! logged at most once a minute. A dump comes as parts, each held until
+//! written; the node renders the next part of a dump only once its client
+//! has room for it (`reply_writer`), so a dump read to its end or
+//! abandoned never leaves the budget full for the next request.
 //!
 //! One reply is always admitted when nothing else is held, so a dump
 //! larger than the budget is still served to a patient operator: what
@@ -78,12 +80,17 @@ impl ReplyBudget {
         })
     }
 
-    /// True when a reply as large as the last one would not be admitted:
-    /// a request for a dump is then refused before the dump is built (a
-    /// flood of dump requests must not cost a dump's CPU each).
-    pub(crate) fn full_for_another(&self) -> bool {
+    /// True when a reply as large as the last one would not be admitted
+    /// beside what is held and one more such reply for each of the
+    /// `pending` dumps already under way or waiting their turn: a request
+    /// for a dump is then refused before the dump is built (a flood of
+    /// dump requests must not cost a dump's CPU each). Dumps are paced by
+    /// their readers, so `held` alone never grows past a few parts each;
+    /// the dumps that really wait are what overloads.
+    pub(crate) fn full_for_another(&self, pending: usize) -> bool {
         let held = self.held.get();
-        held > 0 && held + self.last_data.get() > self.limit
+        let want = (pending + 1).saturating_mul(self.last_data.get());
+        (held > 0 || pending > 0) && held.saturating_add(want) > self.limit
     }
 
     /// The answer for a client whose reply did not fit: counted, logged
@@ -154,7 +161,7 @@ mod test {
         let first = b.hold(&data(300)).unwrap();
         assert!(b.hold(&data(400)).is_none(), "300+300+400+400 > 1000");
         let small = b.hold(&Reply::Done(Status::Ok)).unwrap();
-        assert!(b.full_for_another(), "the last one asked 864 bytes");
+        assert!(b.full_for_another(0), "the last one asked 864 bytes");
         drop(first);
         drop(small);
         assert_eq!(b.held(), 0);
@@ -166,7 +173,7 @@ mod test {
     fn one_oversized_reply_is_served_when_nothing_else_waits() {
         let b = ReplyBudget::new(1000);
         let big = b.hold(&data(5000)).unwrap();
-        assert!(b.full_for_another());
+        assert!(b.full_for_another(0));
         assert!(b.hold(&data(1)).is_none());
         assert!(b.hold(&Reply::Done(Status::Ok)).is_some(), "always");
         assert!(matches!(
@@ -175,6 +182,19 @@ mod test {
         ));
         assert_eq!(b.refused.get(), 1);
         drop(big);
-        assert!(!b.full_for_another());
+        assert!(!b.full_for_another(0));
+    }
+
+    #[test]
+    fn dumps_waiting_their_turn_count_as_pending() {
+        let b = ReplyBudget::new(1000);
+        drop(b.hold(&data(200)).unwrap());
+        // Each such reply costs 200 + 200 + 64 = 464 bytes.
+        assert!(!b.full_for_another(0), "nothing held, nothing pending");
+        assert!(!b.full_for_another(1), "2 x 464 fits");
+        assert!(b.full_for_another(2), "3 x 464 does not");
+        let _one = b.hold(&data(200)).unwrap();
+        assert!(!b.full_for_another(0), "464 held + 464 fits");
+        assert!(b.full_for_another(1), "464 held + 2 x 464 does not");
     }
 }

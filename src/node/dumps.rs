@@ -8,6 +8,13 @@
 //! renders [`DUMP_PART`] of them for one client, clients taking turns.
 //! At most [`DUMPS_AT_ONCE`] are copied out and in progress; further
 //! requests wait their turn, so a hundred clients cost four copies.
+//!
+//! A dump is rendered no faster than its client reads it: the daemon
+//! pauses a dump whose client still has parts to write
+//! ([`Node::dump_paced`]), so a dump holds at most a couple of parts of
+//! the reply budget however large it is. A client that leaves
+//! ([`Node::client_gone`]) gives its place to the next request at once,
+//! not after the rest of its dump was rendered for nobody.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -44,6 +51,8 @@ pub(super) struct DumpRun {
     expiry: Option<Duration>,
     entries: Vec<Copied>,
     done: usize,
+    /// The client has not yet read what was rendered for it.
+    paused: bool,
 }
 
 /// The dumps being answered, in turn, and the requests waiting.
@@ -103,18 +112,51 @@ impl Node {
             expiry,
             entries,
             done: 0,
+            paused: false,
         });
     }
 
-    /// Whether a dump waits for its next part.
+    /// Whether a dump waits for its next part (and its client for it).
     pub(super) fn dumping(&self) -> bool {
-        !self.dumps.running.is_empty()
+        self.dumps.running.iter().any(|r| !r.paused)
     }
 
-    /// Renders the next part of the first dump in line, which then goes
-    /// to the back of the line unless it is complete.
+    /// Dumps being answered or waiting for their turn.
+    pub fn dumps_pending(&self) -> usize {
+        self.dumps.running.len() + self.dumps.waiting.len()
+    }
+
+    /// Whether `client`'s dump waits for the client to read what it has
+    /// (`behind`) or may have its next part rendered.
+    pub fn dump_paced(&mut self, client: ClientId, behind: bool) {
+        for run in self.dumps.running.iter_mut() {
+            if run.client == client {
+                run.paused = behind;
+            }
+        }
+    }
+
+    /// `client` left (or was refused): its dump stops and its place goes
+    /// to the next request in line.
+    pub fn client_gone(&mut self, client: ClientId) {
+        self.dumps.waiting.retain(|r| r.client != client);
+        let before = self.dumps.running.len();
+        self.dumps.running.retain(|r| r.client != client);
+        for _ in self.dumps.running.len()..before {
+            if let Some(req) = self.dumps.waiting.pop_front() {
+                self.begin_dump(req);
+            }
+        }
+    }
+
+    /// Renders the next part of the first dump in line whose client is
+    /// not behind, which then goes to the back of the line unless it is
+    /// complete.
     pub(super) fn dump_turn(&mut self, now: Instant) {
-        let Some(mut run) = self.dumps.running.pop_front() else {
+        let Some(at) = self.dumps.running.iter().position(|r| !r.paused) else {
+            return;
+        };
+        let Some(mut run) = self.dumps.running.remove(at) else {
             return;
         };
         let first = run.done == 0;

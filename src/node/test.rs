@@ -897,6 +897,56 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
     }
 }
 
+#[test]
+fn a_dump_waits_for_its_reader_and_a_client_that_leaves_frees_its_place() {
+    // Enough entries that no dump completes within this test.
+    let mut fw = node(cfg("HashLimit 100000", "FTFW { }", ""), 1);
+    for p in 0..40_000u32 {
+        let ct = Conntrack::new(Tuple {
+            proto: 17,
+            ..tcp("10.0.0.1", "10.0.0.2", (p % 60_000) as u16, 53)
+        });
+        fw.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::Flush);
+    }
+    let dump = |client| Input::Control {
+        client,
+        request: Request::Dump {
+            cache: Which::Internal,
+            table: Table::Ct,
+            format: Format::Plain,
+        },
+        links: &[],
+    };
+    // Clients 1..=4 take the four places; client 5 waits its turn.
+    for c in 1..=5 {
+        fw.feed(Instant(1), dump(c));
+    }
+    assert_eq!(fw.dumps_pending(), 5);
+    for c in 1..=4 {
+        fw.dump_paced(c, true);
+    }
+    assert_ne!(fw.poll_at(), fw.started, "every reader is behind");
+    let o = fw.feed(Instant(2), Input::Timer);
+    assert!(o.replies.is_empty(), "no part for a reader that is behind");
+    fw.dump_paced(2, false);
+    let o = fw.feed(Instant(2), Input::Timer);
+    assert!(o.replies.iter().all(|(c, _)| *c == 2), "{:?}", o.replies);
+    assert_eq!(o.replies.len(), 1);
+    // Client 1 leaves: client 5 is served at once, not after client 1's
+    // dump was rendered for nobody.
+    fw.client_gone(1);
+    assert_eq!(fw.dumps_pending(), 4);
+    let o = fw.feed(Instant(3), Input::Timer);
+    let to: Vec<ClientId> = o.replies.iter().map(|(c, _)| *c).collect();
+    assert!(to == [2] || to == [5], "{to:?}");
+    fw.dump_paced(2, true);
+    let o = fw.feed(Instant(3), Input::Timer);
+    let to: Vec<ClientId> = o.replies.iter().map(|(c, _)| *c).collect();
+    assert_eq!(to, [5]);
+    fw.client_gone(5);
+    assert_eq!(fw.dumps_pending(), 3);
+}
+
 /// The Get jobs among `jobs`, with their purpose.
 fn gets(jobs: &[Job]) -> Vec<(Purpose, Tuple)> {
     jobs.iter()

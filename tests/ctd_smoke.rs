@@ -169,6 +169,28 @@ fn conntrackd_and_ctsyncd_replicate_both_ways_over_udp_ipv6_ftfw() {
     both_ways_on(FTFW, udp6_link, "udp", "c6", ("fd09::1", "fd09::2"));
 }
 
+/// An IPv4 multicast link on the veth `s0` of [`common::pair`].
+fn mcast4_link(me: &str, _peer: &str) -> String {
+    format!(
+        "Multicast {{ IPv4_address 225.0.0.50 IPv4_interface {me} Group 3780 Interface s0 }}"
+    )
+}
+
+/// An IPv6 multicast link on the veth `s0` of [`common::pair`].
+fn mcast6_link(_me: &str, _peer: &str) -> String {
+    "Multicast { IPv6_address ff02::fc Group 3780 Interface s0 }".to_string()
+}
+
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_ipv4_multicast_ftfw() {
+    both_ways_on(FTFW, mcast4_link, "multicast", "cm", ("10.9.0.1", "10.9.0.2"));
+}
+
+#[test]
+fn conntrackd_and_ctsyncd_replicate_both_ways_over_ipv6_multicast_ftfw() {
+    both_ways_on(FTFW, mcast6_link, "multicast", "c7", ("fd09::1", "fd09::2"));
+}
+
 /// `addrs`: the link addresses of conntrackd's side and ctsyncd's.
 fn both_ways_on(
     mode: &str,
@@ -193,7 +215,17 @@ fn both_ways_on(
         "",
         &sync(mode, &link(cts_addr, ctd_addr)),
     );
-    let peer = std::net::SocketAddr::new(ctd_addr.parse().unwrap(), 3780);
+    // The switch's log line names a unicast link by the peer's address
+    // and a multicast one by its group.
+    let peer = match kind {
+        "multicast" => link(ctd_addr, cts_addr)
+            .split_whitespace()
+            .skip_while(|w| !w.ends_with("_address"))
+            .nth(1)
+            .map(|g| std::net::SocketAddr::new(g.parse().unwrap(), 3780))
+            .unwrap(),
+        _ => std::net::SocketAddr::new(ctd_addr.parse().unwrap(), 3780),
+    };
     let (from_ctd, from_cts) =
         (flows("10.50.0.1", 300), flows("10.60.0.1", 300));
     create(&a, &from_ctd);

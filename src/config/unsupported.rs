@@ -20,9 +20,6 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
             "PollSecs: polling mode is not implemented (event mode is used)",
         );
     }
-    if cfg.general.filter.from_kernelspace {
-        out.push("Filter From Kernelspace: filtering runs in user space");
-    }
     if cfg
         .sync
         .as_ref()

@@ -257,8 +257,8 @@ fn stats_mode_and_facility_conflict() {
 fn legacy_142_clauses_warn_and_still_work() {
     let p = fixture("legacy-142.conf");
     let w = warnings(&p);
+    assert_eq!(p.config.general.nice, 5, "Nice is applied, not ignored");
     let expect = [
-        "legacy-142.conf:3:2: deprecated nice configuration",
         "legacy-142.conf:4:2: `Family' is deprecated, ignoring",
         "legacy-142.conf:7:38: deprecated unix backlog configuration",
         "legacy-142.conf:10:1: the clause `IgnoreProtocol' is obsolete",

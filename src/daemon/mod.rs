@@ -81,6 +81,11 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
     for feature in config::not_implemented(&cfg) {
         warn!("{feature}");
     }
+    // Before any thread exists: Linux keeps a nice value per thread, and
+    // threads inherit their creator's.
+    if let Err(w) = sched::nice(cfg.general.nice) {
+        warn!("{w}");
+    }
     // Control socket and lock file end up 0600: root-only control.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
 

@@ -66,3 +66,52 @@ fn nice_and_scheduler_are_applied_to_the_daemon() {
     assert!(seen.iter().any(|t| t.0 == 2 && t.1 == 99), "{seen:?}");
     assert!(seen.iter().all(|t| t.2 == 0), "{seen:?}");
 }
+
+/// The conntrack event groups the NETLINK_NETFILTER sockets of a
+/// namespace subscribe to (/proc/net/netlink: protocol 12, groups mask).
+fn netfilter_groups(ns: &common::Netns) -> Vec<u32> {
+    ns.sh("cat /proc/net/netlink")
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"12"))
+                .then(|| u32::from_str_radix(f[3], 16).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn poll_secs_replicates_without_an_event_subscription() {
+    let Some((a, b)) = common::pair("poll") else {
+        return;
+    };
+    let fa = Fw::start(
+        &a,
+        "polla",
+        "PollSecs 1",
+        &fw::udp_link("10.9.0.1", "10.9.0.2"),
+    );
+    let fb = Fw::start(&b, "pollb", "", &fw::udp_link("10.9.0.2", "10.9.0.1"));
+    assert!(fa.log().contains("running in polling mode"), "{}", fa.log());
+    // Polling: none of the daemon's netfilter sockets listens to events;
+    // the event-mode daemon's does.
+    let groups = netfilter_groups(&a);
+    assert!(
+        !groups.is_empty() && groups.iter().all(|g| *g == 0),
+        "{groups:?}"
+    );
+    assert!(netfilter_groups(&b).iter().any(|g| *g != 0));
+    let flows = fw::flows("10.50.0.1", 60);
+    fw::create(&a, &flows);
+    let took = fb.wait_cached("external", 60, Duration::from_secs(15));
+    assert!(took.is_some(), "new flows not replicated: {}", fb.stats());
+    fw::delete(&a, &flows[..25]);
+    let took = fb.wait_cached("external", 35, Duration::from_secs(15));
+    assert!(
+        took.is_some(),
+        "destroyed flows not replicated: {}",
+        fb.stats()
+    );
+    assert_eq!(fa.cached("internal"), 35);
+}

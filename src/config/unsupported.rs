@@ -15,11 +15,6 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
     if cfg.stats.is_some() {
         out.push("Stats: the flow-logger mode is not implemented");
     }
-    if cfg.general.poll_secs.is_some() {
-        out.push(
-            "PollSecs: polling mode is not implemented (event mode is used)",
-        );
-    }
     if cfg
         .sync
         .as_ref()

@@ -26,14 +26,20 @@ pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), Error> {
     let err = Error::Netlink;
     let sync = cfg.sync.clone().unwrap_or_default();
     let g = &cfg.general;
-    let socket = EventSocket::open(
-        sync.expectation_sync.enabled(),
-        g.netlink_buffer_size as usize,
-        g.netlink_buffer_size_max_growth as usize,
-        g.netlink_events_reliable,
-    )
-    .map_err(err)?;
-    event_filter(&socket, &g.filter);
+    let socket = if g.poll_secs.is_some() {
+        log::info!("running in polling mode");
+        EventSocket::unsubscribed().map_err(err)?
+    } else {
+        let s = EventSocket::open(
+            sync.expectation_sync.enabled(),
+            g.netlink_buffer_size as usize,
+            g.netlink_buffer_size_max_growth as usize,
+            g.netlink_events_reliable,
+        )
+        .map_err(err)?;
+        event_filter(&s, &g.filter);
+        s
+    };
     let (dump, flush, commit, inject) = (
         CtSocket::open().map_err(err)?,
         CtSocket::open().map_err(err)?,

@@ -428,6 +428,22 @@ impl EventSocket {
         })
     }
 
+    /// A socket subscribed to nothing (`PollSecs`: the table is dumped
+    /// instead): the loop keeps its shape and no event ever arrives.
+    pub fn unsubscribed() -> io::Result<EventSocket> {
+        let s = CtSocket::open()?;
+        let size = s.rcvbuf()?;
+        let port = s.port();
+        Ok(EventSocket {
+            sock: smol::Async::new(s)?,
+            port,
+            size,
+            max: 0,
+            warned_at_limit: true,
+            rx: vec![0; RX_BUF],
+        })
+    }
+
     /// Waits for the next datagram or overrun.
     pub async fn recv(&mut self) -> io::Result<EventRead> {
         let rx = &mut self.rx;

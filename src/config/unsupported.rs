@@ -12,9 +12,6 @@ pub fn not_implemented(cfg: &Config) -> Vec<&'static str> {
     if cfg.helper_section {
         out.push("Helper: user-space conntrack helpers are not implemented");
     }
-    if cfg.stats.is_some() {
-        out.push("Stats: the flow-logger mode is not implemented");
-    }
     if cfg
         .sync
         .as_ref()

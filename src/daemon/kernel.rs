@@ -70,7 +70,7 @@ pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), Error> {
 /// conntrackd) and, for `From Kernelspace`, attaches the compiled program
 /// to the event socket. A failure only costs the kernel-side saving: the
 /// user-space filter runs on every event anyway.
-fn event_filter(socket: &EventSocket, f: &Filter) {
+pub(crate) fn event_filter(socket: &EventSocket, f: &Filter) {
     if !f.is_active() {
         return;
     }

@@ -37,6 +37,7 @@ mod reply_budget;
 mod runtime;
 mod sched;
 mod sd_notify;
+mod stats_mode;
 mod worker;
 
 use std::os::unix::net::UnixStream;
@@ -159,6 +160,10 @@ async fn serve(
         Some(_) => Some(replicator::Replicator::start(cfg, clock)?),
         None => None,
     };
+    let mut flow_logger = match (&cfg.sync, &cfg.stats) {
+        (None, Some(_)) => Some(stats_mode::StatsMode::open(cfg)?),
+        _ => None,
+    };
     // After the kernel worker started: only the loop runs real-time.
     if let Err(w) = sched::apply(cfg.general.scheduler) {
         warn!("{w}");
@@ -200,9 +205,10 @@ async fn serve(
         watchdog(notifier.as_ref()),
     );
     let main = async {
-        match rep.as_mut() {
-            Some(r) => r.run(&ex, &rx, clock).await,
-            None => control_only(&ex, &rx, clock).await,
+        match (rep.as_mut(), flow_logger.take()) {
+            (Some(r), _) => r.run(&ex, &rx, clock).await,
+            (None, Some(sm)) => stats_mode::run(sm, &ex, &rx).await,
+            (None, None) => control_only(&ex, &rx, clock).await,
         }
     };
     ex.run(smol::future::or(main, background_loops)).await;

@@ -27,6 +27,7 @@
 mod anti_entropy;
 mod control;
 mod dumps;
+pub mod flow_log;
 mod io;
 mod jobs;
 mod kernel_side;

@@ -3,6 +3,9 @@
 //! event messages, against the user-space filter's verdict; and, as root,
 //! attached to a real event socket in a network namespace.
 
+// Deadlines here are wall-clock bounds on real sockets, not logic.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "kernel_filter/cbpf.rs"]
 mod cbpf;
 mod common;

@@ -159,3 +159,66 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
     assert_eq!(a, b);
     assert_eq!(our_s, their_s);
 }
+
+/// Real traffic with `nf_conntrack_acct=1`: the lines carry each
+/// direction's packets and bytes, and `-s` the traffic totals.
+#[test]
+fn counted_flows_are_logged_as_conntrackd_logs_them() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("stacct") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-stacct-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    // Conntrack runs in a namespace only when its ruleset uses it.
+    ns.sh(
+        "ip link set lo up && sysctl -qw net.netfilter.nf_conntrack_acct=1 && nft -f - <<'EOF'
+table inet t {
+  chain o {
+    type filter hook output priority 0;
+    ct state new accept
+  }
+}
+EOF",
+    );
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    ns.sh(&format!(
+        "{} -c '{}'",
+        common::PY,
+        "import socket\n\
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind((\"127.0.0.1\", 9999))\n\
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.bind((\"127.0.0.1\", 5555))\n\
+for i in range(3): c.sendto(b\"hello\", (\"127.0.0.1\", 9999))\n\
+d, a = srv.recvfrom(100); srv.sendto(b\"yo\", a)\n\
+t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.sendto(b\"x\", (\"127.0.0.1\", 7777))\n"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    ns.sh("conntrack -F 2>/dev/null");
+    let t0 = Instant::now();
+    while (flows(&ours).len() < 2 || flows(&theirs).len() < 2)
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (a, b) = (flows(&ours), flows(&theirs));
+    let our_s = client(&ns, &bin(), &our_conf, "-s");
+    let their_s = client(&ns, CONNTRACKD, &their_conf, "-s");
+    drop((ours_d, theirs_d));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "conntrackd logged:\n{}\nctsyncd logged:\n{}\n{their_s}",
+        b.join("\n"),
+        a.join("\n")
+    );
+    assert_eq!(b.len(), 2, "conntrackd's log: {b:#?}");
+    assert!(b.iter().all(|l| l.contains(" packets=")), "{b:#?}");
+    assert_eq!(a, b);
+    assert_eq!(our_s, their_s);
+}

@@ -3,13 +3,15 @@
 //! events; when the kernel destroys a cached flow it leaves the cache and
 //! its line is returned for the stats log: the cached flow (so a TCP flow
 //! keeps the state its last event carried) in the plain conntrack format,
-//! as conntrackd writes it after the `ctime` stamp. Also the `-s` block
+//! as conntrackd writes it after the `ctime` stamp, with the destroy
+//! event's packet and byte counters when the kernel keeps them. Also the
+//! `-s` block
 //! of a stats-mode daemon. Pure: the daemon owns the file and the clock.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::render::ct_line;
+use super::render::ct_line_counted;
 use crate::config::Filter;
 use crate::filter;
 use crate::kernel::codec::Kind;
@@ -57,7 +59,7 @@ impl FlowLog {
                 self.traffic_bytes += c.orig_bytes + c.reply_bytes;
                 self.traffic_packets += c.orig_packets + c.reply_packets;
             }
-            return Some(ct_line(&merged(&cached, ct), false));
+            return Some(ct_line_counted(&merged(&cached, ct)));
         }
         if !filter::conntrack(&self.filter, &ct) {
             return None;
@@ -176,7 +178,7 @@ mod test {
         assert_eq!(
             log.event(Kind::Destroy, gone.clone()).as_deref(),
             Some(
-                "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] mark=5"
+                "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 packets=3 bytes=180 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 packets=2 bytes=120 [ASSURED] mark=5"
             )
         );
         assert_eq!((log.created, log.destroyed, log.len()), (1, 1, 0));

@@ -3,13 +3,28 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release/ctsyncd
 
-.PHONY: help build release test unit lint fmt run lab vmtests nix-check bench ci-deps ci fuzz clean cross cross-test cross-ci
+.PHONY: help build release test unit lint fmt run lab vmtests nix-check bench ci-deps ci fuzz clean cross cross-test cross-ci \
+	install uninstall install-check man-lint
+
+# `make install` layout (GNU): DESTDIR for staged installs (packages).
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/ctsyncd
+# 1: also install `conntrackd` (and its man pages) as links to ctsyncd,
+# which then uses conntrackd's default paths and names (README).
+CONNTRACKD_LINK ?= 0
+INSTALL ?= install
+MAN_PAGES := man/ctsyncd.8 man/ctsyncd.conf.5
 
 help:
 	@echo "make build    debug build"
 	@echo "make release  size-optimised release build ($(RELEASE_BIN))"
 	@echo "make test     lint + every test (privileged ones need root)"
 	@echo "make lint     rustfmt --check and clippy -D warnings"
+	@echo "make man-lint the man pages pass mandoc -T lint and groff -wall (part of make test)"
+	@echo "make install  binary, man pages, examples under PREFIX (/usr/local), DESTDIR; CONNTRACKD_LINK=1 adds conntrackd"
+	@echo "make install-check  make install into a temporary DESTDIR and check the tree (part of make test)"
 	@echo "make lab      the failover lab: install, build, run every scenario (root)"
 	@echo "make nix-check  parse the flake, render the NixOS module's configs and check them"
 	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
@@ -50,7 +65,7 @@ vmtests: release
 nix-check: release
 	nix/check.sh $(RELEASE_BIN)
 
-test: lint unit cross-ci nix-check vmtests
+test: lint man-lint unit install-check cross-ci nix-check vmtests
 
 lab: ci-deps vmtests
 
@@ -58,6 +73,46 @@ lab: ci-deps vmtests
 bench: ci-deps release
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends conntrackd binutils >/dev/null
 	python3 benches/bench.py $(BENCH_ARGS)
+
+# Every warning of either formatter fails: mandoc's lint (style notes
+# aside) and groff's -wall, as `man -l` renders with groff.
+man-lint:
+	@for m in $(MAN_PAGES); do \
+		mandoc -T lint -W warning $$m || exit 1; \
+		out=$$(LC_ALL=C.UTF-8 groff -wall -man -Tutf8 -z $$m 2>&1); \
+		if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; \
+		out=$$(MANWIDTH=80 LC_ALL=C.UTF-8 man --warnings=all -l $$m 2>&1 >/dev/null); \
+		if [ -n "$$out" ]; then echo "$$m (man -l): $$out"; exit 1; fi; \
+	done
+	@echo "man-lint: $(MAN_PAGES) clean (mandoc -T lint, groff -wall, man -l)"
+
+install: release
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples
+	$(INSTALL) -m 0755 $(RELEASE_BIN) $(DESTDIR)$(SBINDIR)/ctsyncd
+	$(INSTALL) -m 0644 man/ctsyncd.8 $(DESTDIR)$(MANDIR)/man8/ctsyncd.8
+	$(INSTALL) -m 0644 man/ctsyncd.conf.5 $(DESTDIR)$(MANDIR)/man5/ctsyncd.conf.5
+	cd etc && find . -type d -exec $(INSTALL) -d $(DESTDIR)$(DOCDIR)/examples/{} \; \
+		&& find . -type f -perm -u+x -exec $(INSTALL) -m 0755 {} $(DESTDIR)$(DOCDIR)/examples/{} \; \
+		&& find . -type f ! -perm -u+x -exec $(INSTALL) -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
+	$(INSTALL) -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
+	@if [ "$(CONNTRACKD_LINK)" = 1 ]; then \
+		set -x; \
+		ln -sfn ctsyncd $(DESTDIR)$(SBINDIR)/conntrackd; \
+		ln -sfn ctsyncd.8 $(DESTDIR)$(MANDIR)/man8/conntrackd.8; \
+		ln -sfn ctsyncd.conf.5 $(DESTDIR)$(MANDIR)/man5/conntrackd.conf.5; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/ctsyncd $(DESTDIR)$(MANDIR)/man8/ctsyncd.8 $(DESTDIR)$(MANDIR)/man5/ctsyncd.conf.5
+	@for l in $(DESTDIR)$(SBINDIR)/conntrackd $(DESTDIR)$(MANDIR)/man8/conntrackd.8 $(DESTDIR)$(MANDIR)/man5/conntrackd.conf.5; do \
+		if [ -L $$l ] && case "$$(readlink $$l)" in ctsyncd*) true;; *) false;; esac; then rm -f $$l; fi; \
+	done
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+# `make install` into temporary DESTDIRs, with and without the conntrackd
+# link: the tree, the modes, and the link behaving as conntrackd.
+install-check: release
+	.ci/install-check.sh
 
 run: release
 	$(RELEASE_BIN) -C etc/ctsyncd.conf
@@ -68,12 +123,12 @@ ci-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		iproute2 conntrack nftables keepalived iputils-arping python3 python3-pyftpdlib \
-		netcat-openbsd pyflakes3 nix-bin >/dev/null
+		netcat-openbsd pyflakes3 nix-bin mandoc groff-base man-db conntrackd >/dev/null
 
 ci: ci-deps test
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := wire_datagram kernel_codec control_proto config_parse engine_recv sealed_datagram
+FUZZ_TARGETS := wire_datagram kernel_codec control_proto config_parse engine_recv sealed_datagram ctd_datagram
 
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "fuzz: cargo install cargo-fuzz (and a nightly toolchain)"; exit 1; }

@@ -2,7 +2,7 @@
 """Replication benchmark: ctsyncd against conntrackd 1.4.7, same run.
 
     benches/bench.py [--sizes 10000,100000,250000] [--reps 3] [--out results/]
-                     [--with-key] [--kernel-filter]
+                     [--with-key] [--mixed-sizes 100000] [--kernel-filter]
 
 Topology (network namespaces, built with vmtests/driver.py):
 
@@ -29,6 +29,13 @@ writes results/bench-<time>.md and .json.
 nodes share a fresh `ctsyncd --genkey` key, every datagram sealed), and
 shows it beside ctsyncd without a key: what a key costs in sender CPU and
 sync-link bytes per entry (40 bytes per datagram: nonce and tag).
+
+For the sizes in --mixed-sizes (default 100 000; empty: none), the mixed
+pairs of a rolling upgrade run too, conntrackd on fw1 and ctsyncd on fw2
+and the reverse (ctsyncd then speaks conntrackd's protocol). A second
+table shows one row per pair and direction (sender CPU, receiver CPU,
+lag, lost), the two mixed ones next to ctsyncd → ctsyncd and conntrackd
+→ conntrackd.
 
 --kernel-filter runs, instead, ctsyncd and conntrackd each with `Filter
 From Userspace` and `From Kernelspace` on a workload where every other UDP
@@ -163,11 +170,19 @@ def external_count(m, binary, conf):
 
 
 class Daemon:
-    def __init__(self, name, binary, key=False):
-        self.name, self.binary, self.key = name, binary, key
+    """What runs on fw1 (the sender, `binary`) and fw2 (the receiver,
+    `receiver`; the same unless a mixed pair)."""
 
-    def is_ctsyncd(self):
-        return self.name.startswith("ctsyncd")
+    def __init__(self, name, binary, key=False, receiver=None):
+        self.name, self.binary, self.key = name, binary, key
+        self.receiver = receiver or binary
+
+    def on(self, fw_name):
+        return self.binary if fw_name == "fw1" else self.receiver
+
+
+def is_ctsyncd(binary):
+    return os.path.basename(binary).startswith("ctsyncd")
 
 
 def setup(n_flows):
@@ -212,9 +227,10 @@ def run_once(daemon, n, filter_from="Userspace", half_ignored=False):
             confs[fw.name] = f"{d}/daemon.conf"
             with open(confs[fw.name], "w") as f:
                 f.write(CONF.format(d=d, me=me, options=options, filter_from=filter_from, ignore_more=ignore_more))
-            fw.succeed(f"{daemon.binary} -C {confs[fw.name]} -d")
-            fw.wait_until_succeeds(f"{daemon.binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
-            pids[fw.name] = daemon_pid(fw, daemon.binary)
+            binary = daemon.on(fw.name)
+            fw.succeed(f"{binary} -C {confs[fw.name]} -d")
+            fw.wait_until_succeeds(f"{binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
+            pids[fw.name] = daemon_pid(fw, binary)
         time.sleep(2)
         idle = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
         link0 = link_counters(fw1, "sync0")
@@ -230,7 +246,7 @@ def run_once(daemon, n, filter_from="Userspace", half_ignored=False):
         got, last_change, seen = 0, time.monotonic(), 0
         t_complete = None
         while True:
-            got = external_count(fw2, daemon.binary, confs["fw2"])
+            got = external_count(fw2, daemon.receiver, confs["fw2"])
             if got >= want:
                 t_complete = time.time()
                 break
@@ -242,15 +258,15 @@ def run_once(daemon, n, filter_from="Userspace", half_ignored=False):
         lag = (t_complete - last_created) if t_complete else float("nan")
         busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
         sync, events_read = {}, float("nan")
-        if daemon.is_ctsyncd():
-            for fw in (fw1, fw2):
-                st = json.loads(fw.succeed(f"{daemon.binary} -C {confs[fw.name]} -s --json"))
+        for fw in (fw1, fw2):
+            if is_ctsyncd(daemon.on(fw.name)):
+                st = json.loads(fw.succeed(f"{daemon.on(fw.name)} -C {confs[fw.name]} -s --json"))
                 sync[fw.name] = st["sync"]
                 if fw is fw1:
                     events_read = st["runtime"]["events_received"]
         link1 = link_counters(fw1, "sync0")
         t0 = time.monotonic()
-        fw2.succeed(f"{daemon.binary} -C {confs['fw2']} -c", timeout=600)
+        fw2.succeed(f"{daemon.receiver} -C {confs['fw2']} -c", timeout=600)
         commit_secs = time.monotonic() - t0
         in_kernel = int(fw2.succeed("conntrack -C").strip())
         return {
@@ -305,6 +321,14 @@ ROWS = [
 ]
 
 
+PAIR_ROWS = [
+    ("CPU per entry, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
+    ("CPU per entry, receiver (µs)", lambda r: 1e6 * r["cpu_receiver_s"] / r["n"]),
+    ("replication lag (s)", lambda r: r["lag_s"]),
+    ("entries lost", lambda r: r["lost"]),
+]
+
+
 KERNEL_FILTER_ROWS = [
     ("CPU per flow, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
     ("… of it in the kernel (µs)", lambda r: 1e6 * r["sys_sender_s"] / r["n"]),
@@ -312,6 +336,26 @@ KERNEL_FILTER_ROWS = [
     ("entries replicated", lambda r: r["replicated"]),
     ("entries lost", lambda r: r["lost"]),
 ]
+
+
+def pair_table(runs, sizes, reps):
+    """One row per pair and direction at each size: the mixed pairs next to
+    the homogeneous ones."""
+    if not sizes:
+        return []
+    pairs = [("ctsyncd → ctsyncd", "ctsyncd"), ("conntrackd → conntrackd", "conntrackd"),
+             ("conntrackd → ctsyncd", "conntrackd → ctsyncd"), ("ctsyncd → conntrackd", "ctsyncd → conntrackd")]
+    lines = ["", f"Mixed pairs (rolling upgrade), fw1 → fw2; medians of {reps} runs.", "",
+             "| N | pair (sender → receiver) | " + " | ".join(label for label, _ in PAIR_ROWS) + " |",
+             "|---:|---|" + "---:|" * len(PAIR_ROWS)]
+    for n in sizes:
+        for label, name in pairs:
+            mine = [r for r in runs if r["n"] == n and r["daemon"] == name]
+            if not mine:
+                continue
+            cells = [f"{statistics.median(f(r) for r in mine):.2f}" for _, f in PAIR_ROWS]
+            lines.append(f"| {n} | {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def kernel_filter_bench(args, ctsyncd):
@@ -364,6 +408,8 @@ def main():
     ap.add_argument("--out", default=f"{ROOT}/results")
     ap.add_argument("--with-key", action="store_true",
                     help="also run ctsyncd with AuthenticationKeyFile (sealed datagrams)")
+    ap.add_argument("--mixed-sizes", default="100000",
+                    help="sizes at which the mixed pairs (conntrackd ⇄ ctsyncd) run too; empty: none")
     ap.add_argument("--kernel-filter", action="store_true",
                     help="compare Filter From Userspace and From Kernelspace (half the flows ignored)")
     args = ap.parse_args()
@@ -376,19 +422,22 @@ def main():
     daemons = [Daemon("ctsyncd", ctsyncd), Daemon("conntrackd", "/usr/sbin/conntrackd")]
     if args.with_key:
         daemons.insert(1, Daemon("ctsyncd+key", ctsyncd, key=True))
+    mixed = [Daemon("conntrackd → ctsyncd", "/usr/sbin/conntrackd", receiver=ctsyncd),
+             Daemon("ctsyncd → conntrackd", ctsyncd, receiver="/usr/sbin/conntrackd")]
     sizes = [int(s) for s in args.sizes.split(",")]
+    mixed_sizes = [int(s) for s in args.mixed_sizes.split(",") if s]
     runs = []
     for n in sizes:
         for rep in range(args.reps):
-            for d in daemons:
+            for d in daemons + (mixed if n in mixed_sizes else []):
                 r = run_once(d, n)
                 runs.append(r)
                 print(f"N={n} rep={rep + 1} {d.name}: lag {r['lag_s']:.2f}s lost {r['lost']} "
                       f"cpu {r['cpu_sender_s']:.2f}/{r['cpu_receiver_s']:.2f}s rss {r['rss_sender_kib']}/{r['rss_receiver_kib']} KiB "
                       f"commit {r['commit_s']:.2f}s link {r['link_bytes']} B", flush=True)
                 for fw, st in r["sync_stats"].items():
-                    print(f"    {fw}: lost {st['lost']} retransmitted {st['retransmitted']} before {st['before']} "
-                          f"malformed {st['malformed']} dropped {st['resend_queue_dropped']}", flush=True)
+                    print(f"    {fw}: lost {st.get('lost')} retransmitted {st.get('retransmitted')} before {st.get('before')} "
+                          f"malformed {st.get('malformed')} dropped {st.get('resend_queue_dropped')}", flush=True)
     sizes_bin = {"ctsyncd": stripped_size(ctsyncd), "conntrackd": conntrackd_size()}
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
     keyed = ["ctsyncd + key", "key / no key"] if args.with_key else []
@@ -408,6 +457,7 @@ def main():
     a, b = sizes_bin["ctsyncd"], sizes_bin["conntrackd"]
     same = [str(a), "1.00"] if args.with_key else []
     lines.append(f"| – | stripped binary (bytes; conntrackd + its netfilter libraries) | {a} | " + " | ".join(same + [str(b)]) + f" | {a / b:.2f} |")
+    lines += pair_table(runs, [n for n in sizes if n in mixed_sizes], args.reps)
     table = "\n".join(lines)
     print("\n" + table)
     os.makedirs(args.out, exist_ok=True)

@@ -5,8 +5,8 @@
 # transport, mode, expectation setting and address family, with the
 # defaults and with every other option set (logging, hash sizes, freeform
 # `settings`, the verbatim extra* strings), a file that ctsyncd accepts
-# without a warning (`--check-config`, the same check the module runs at
-# system build time), AuthenticationKeyFile included (the credential's
+# without a warning (`--check-config --strict`, the same check the module
+# runs at system build time), AuthenticationKeyFile included (the credential's
 # path does not exist at build time: --check-config notes that on stdout
 # and checks the file at start).
 # Building the package and running the VM test need `nix flake check`.
@@ -59,10 +59,10 @@ for c in configs:
     path = f"{tmp}/ctsyncd.conf"
     with open(path, "w") as f:
         f.write(c["text"])
-    p = subprocess.run([binary, "-C", path, "--check-config"], capture_output=True, text=True)
+    p = subprocess.run([binary, "-C", path, "--check-config", "--strict"], capture_output=True, text=True)
     if p.returncode != 0 or p.stderr:
         sys.exit(f"nix-check: rejected or warned ({c['name']}):\n{p.stderr}\n{c['text']}")
-print(f"nix-check: {len(configs)} rendered configurations pass ctsyncd --check-config")
+print(f"nix-check: {len(configs)} rendered configurations pass ctsyncd --check-config --strict")
 PY
 
 # Misuse fails at evaluation with a message, not with a broken file.

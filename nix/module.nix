@@ -3,7 +3,8 @@
 #
 # The configuration file is generated from the typed options plus the
 # freeform `settings` (nix/render-config.nix), or taken verbatim from
-# `configFile`. `checkConfig` runs `ctsyncd --check-config` on it when the
+# `configFile`. `checkConfig` runs `ctsyncd --check-config --strict` on it
+# (any warning, such as a clause ctsyncd does not implement, fails) when the
 # system is built, unless the build machine cannot run the host's binary
 # (a cross-built router image): then the check is skipped, as nixpkgs'
 # modules do. The daemon runs as a Type=notify unit; `notifyScript` is the
@@ -90,7 +91,7 @@ let
   checkedConfig =
     if cfg.checkConfig && canCheck then
       pkgs.runCommand "ctsyncd.conf" { } ''
-        ${lib.getExe cfg.package} -C ${source} --check-config
+        ${lib.getExe cfg.package} -C ${source} --check-config --strict
         cp ${source} $out
       ''
     else
@@ -132,8 +133,10 @@ in
       type = types.bool;
       default = true;
       description = ''
-        Whether to check the configuration with `ctsyncd --check-config`
-        when the system is built. Skipped anyway when the build platform
+        Whether to check the configuration with `ctsyncd --check-config
+        --strict` when the system is built: a configuration ctsyncd refuses,
+        or one with a start-up warning (a clause it parses but does not act
+        on), fails the build. Skipped anyway when the build platform
         cannot execute the host platform's binaries (cross-compiled images).
       '';
     };
@@ -245,9 +248,14 @@ in
     };
 
     hashSize = mkOption {
-      type = types.ints.positive;
-      default = 32768;
-      description = "HashSize.";
+      type = types.nullOr types.ints.positive;
+      default = null;
+      description = ''
+        HashSize, for configurations ported from conntrackd. ctsyncd's
+        caches grow as entries arrive (up to hashLimit), so the value is
+        ignored with a warning, which the build-time check
+        (`--check-config --strict`) refuses: leave it null.
+      '';
     };
 
     hashLimit = mkOption {

@@ -6,8 +6,8 @@
 # The typed options are turned into the same attribute tree `settings`
 # uses, and `settings` is merged over it (its values win):
 #
-#   { General.HashSize = 8192;                  ->  General {
-#     General."Filter From Userspace"."Address Ignore".IPv4_address = [ … ];       HashSize 8192
+#   { General.HashLimit = 8192;                 ->  General {
+#     General."Filter From Userspace"."Address Ignore".IPv4_address = [ … ];       HashLimit 8192
 #     Sync."Mode FTFW".DisableExternalCache = true;                                …
 #     Sync.Options.ExpectationSync = { ftp = null; }; }
 #
@@ -26,7 +26,9 @@
   modeOptions ? "",
   expectationSync ? false,
   ignoreAddresses ? [ ],
-  hashSize ? 32768,
+  # conntrackd's bucket count: ctsyncd ignores it and says so (a warning,
+  # which `--check-config --strict` refuses), so it is rendered only when set.
+  hashSize ? null,
   hashLimit ? 131072,
   netlinkBufferSize ? 2097152,
   netlinkBufferSizeMaxGrowth ? 8388608,
@@ -87,7 +89,6 @@ let
 
   typed = {
     General = {
-      HashSize = hashSize;
       HashLimit = hashLimit;
       LogFile = if logFile == null then "off" else logFile;
       Syslog = syslog;
@@ -99,7 +100,8 @@ let
       "Filter From Userspace"."Address Ignore" =
         optionalAttrs (addressesOf "IPv4" != [ ]) { IPv4_address = addressesOf "IPv4"; }
         // optionalAttrs (addressesOf "IPv6" != [ ]) { IPv6_address = addressesOf "IPv6"; };
-    };
+    }
+    // optionalAttrs (hashSize != null) { HashSize = hashSize; };
     Sync = {
       "Mode ${mode}" = { };
       "${transport} Default" = link;

@@ -42,7 +42,6 @@ let
       { logFile = "/var/log/ctsyncd/ctsyncd.log"; }
       {
         syslog = true;
-        hashSize = 8192;
         hashLimit = 65536;
         port = 3781;
         netlinkBufferSize = 4194304;

@@ -7,15 +7,17 @@
 //! only when the next word does not start with `-` and match by prefix
 //! (`-i exp`, `-s c` = cache). Deliberate differences: an unknown option or
 //! sub-argument exits 1 (conntrackd 1.4.7 exits 0), and `--json` selects
-//! JSON output for `-s`, `-i` and `-e`.
+//! JSON output for `-s`, `-i` and `-e`. The default `-C` path and the
+//! names in the usage text are those of the [`Personality`] the program
+//! was invoked as.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::DEFAULT_CONFIG_PATH;
 use crate::control::proto::{
     Cache, CacheSel, Format, Request, StatsView, Table, Target,
 };
+use crate::personality::{CTSYNCD, Personality};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +41,11 @@ pub enum RunMode {
     Daemon,
     /// A client command for a running daemon.
     Client(Request),
-    /// `--check-config`: parse the configuration, report, and exit (for
-    /// build-time checks of generated files, e.g. by the NixOS module).
-    CheckConfig,
+    /// `--check-config`: parse the configuration, print the warnings the
+    /// daemon would log at start, and exit (for build-time checks of
+    /// generated files, e.g. by the NixOS module). `strict`
+    /// (`--strict`): any warning fails the check.
+    CheckConfig { strict: bool },
 }
 
 /// A command-line error: the message, printed after the usage text.
@@ -63,15 +67,15 @@ pub struct Parsed {
     pub warnings: Vec<String>,
 }
 
-/// The `-h` text.
-pub fn usage() -> String {
+/// The `-h` text for ctsyncd invoked as `p`.
+pub fn usage(p: &Personality) -> String {
     format!(
-        "Connection tracking state synchronization daemon ctsyncd v{}
-Usage: ctsyncd [commands] [options]
+        "Connection tracking state synchronization daemon ctsyncd v{version}
+Usage: {name} [commands] [options]
 
 General commands:
   -d, run in daemon mode
-  -C [configfile], configuration file path (default {})
+  -C [configfile], configuration file path (default {config})
   -v, display ctsyncd version
   -h, display this help information
 
@@ -81,7 +85,7 @@ Client mode commands:
   -F [ct|expect], flush kernel conntrack table
   -i [ct|expect], display content of the internal cache
   -e [ct|expect], display the content of the external cache
-  -k, kill ctsyncd
+  -k, kill {name}
   -s  [network|cache|runtime|link|rsqueue|process|queue|ct|expect], dump statistics
   -R [ct|expect], resync with kernel conntrack table
   -n, request resync with other node (only FT-FW and NOTRACK modes)
@@ -89,21 +93,34 @@ Client mode commands:
   -x, dump cache in XML format (requires -i or -e)
   -t, reset the kernel timeout (see PurgeTimeout clause)
   --json, machine-readable output for -s, -i and -e
-  --check-config, check the configuration file and exit
+  --check-config, check the configuration file, print the warnings {name}
+    would log at start, and exit
+  --strict, with --check-config: any warning fails the check (exit 1)
   --genkey, print a new key for AuthenticationKeyFile (base64) and exit
 ",
-        crate::VERSION,
-        DEFAULT_CONFIG_PATH
+        version = crate::VERSION,
+        name = p.name,
+        config = p.config_path,
     )
 }
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name, with ctsyncd's defaults.
 pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
+    parse_as(args, &CTSYNCD)
+}
+
+/// Parses the arguments after the program name; the default `-C` path is
+/// `personality`'s.
+pub fn parse_as<S: AsRef<str>>(
+    args: &[S],
+    personality: &Personality,
+) -> Result<Parsed, CliError> {
     let mut config: Option<PathBuf> = None;
     let mut daemon = false;
     let mut request: Option<Request> = None;
     let mut json = false;
     let mut check = false;
+    let mut strict = false;
     let mut warnings = Vec::new();
     let mut i = 0;
 
@@ -123,6 +140,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
         }
         if arg == "--check-config" {
             check = true;
+            i += 1;
+            continue;
+        }
+        if arg == "--strict" {
+            strict = true;
             i += 1;
             continue;
         }
@@ -265,9 +287,12 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
         }
     }
 
+    if strict && !check {
+        return Err(CliError("--strict goes with --check-config".into()));
+    }
     let mode = match (daemon, request) {
         (true, Some(_)) => return Err(CliError("Invalid parameters".into())),
-        (false, None) if check => RunMode::CheckConfig,
+        (false, None) if check => RunMode::CheckConfig { strict },
         _ if check => {
             return Err(CliError("--check-config goes with -C only".into()));
         }
@@ -278,7 +303,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, CliError> {
     Ok(Parsed {
         invocation: Invocation::Run {
             config: config
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+                .unwrap_or_else(|| PathBuf::from(personality.config_path)),
             mode,
         },
         warnings,
@@ -365,7 +390,7 @@ mod test {
         assert_eq!(
             parse::<&str>(&[]).unwrap().invocation,
             Invocation::Run {
-                config: PathBuf::from(DEFAULT_CONFIG_PATH),
+                config: PathBuf::from(CTSYNCD.config_path),
                 mode: RunMode::Foreground
             }
         );
@@ -549,10 +574,42 @@ mod test {
     fn check_config_goes_alone() {
         assert_eq!(
             run(&["-C", "/x.conf", "--check-config"]),
-            Ok(RunMode::CheckConfig)
+            Ok(RunMode::CheckConfig { strict: false })
+        );
+        assert_eq!(
+            run(&["--strict", "-C", "/x.conf", "--check-config"]),
+            Ok(RunMode::CheckConfig { strict: true })
         );
         assert!(run(&["--check-config", "-d"]).is_err());
         assert!(run(&["--check-config", "-s"]).is_err());
+        assert_eq!(
+            run(&["-C", "/x.conf", "--strict"]),
+            Err(CliError("--strict goes with --check-config".into()))
+        );
+    }
+
+    #[test]
+    fn the_personality_chooses_the_default_config_and_the_usage_names() {
+        use crate::personality::CONNTRACKD;
+        let as_conntrackd = parse_as::<&str>(&[], &CONNTRACKD).unwrap();
+        assert_eq!(
+            as_conntrackd.invocation,
+            Invocation::Run {
+                config: PathBuf::from("/etc/conntrackd/conntrackd.conf"),
+                mode: RunMode::Foreground
+            }
+        );
+        let u = usage(&CONNTRACKD);
+        assert!(u.contains("Usage: conntrackd [commands]"), "{u}");
+        assert!(u.contains("(default /etc/conntrackd/conntrackd.conf)"));
+        assert!(u.contains("-k, kill conntrackd"));
+        // The version line stays honest about what runs.
+        assert!(u.starts_with(
+            "Connection tracking state synchronization daemon ctsyncd v"
+        ));
+        let u = usage(&CTSYNCD);
+        assert!(u.contains("Usage: ctsyncd [commands]"), "{u}");
+        assert!(u.contains("(default /etc/ctsyncd/ctsyncd.conf)"));
     }
 
     #[test]
@@ -564,6 +621,6 @@ mod test {
         );
         // …but only when reached: an earlier error still counts.
         assert!(parse(&["-z", "-v"]).is_err());
-        assert!(usage().contains("-c [ct|expect]"));
+        assert!(usage(&CTSYNCD).contains("-c [ct|expect]"));
     }
 }

@@ -17,7 +17,7 @@
 //!                       (bounded caches, the FT-FW/NOTRACK/ALARM engine,
 //!                       the ctnetlink codec, pure)
 //! L1  wire  config  control::proto   (formats and the parser, pure)
-//! L0  model  time       (values, time as input)
+//! L0  model  time  personality   (values, time as input)
 //! ```
 //!
 //! A module may use only modules in lower layers (and its own
@@ -38,6 +38,7 @@ pub mod kernel;
 pub mod logging;
 pub mod model;
 pub mod node;
+pub mod personality;
 pub mod sync;
 pub mod time;
 pub mod wire;

@@ -4,7 +4,8 @@
 //! [notice] message`, with the level words conntrackd uses (`log::Level`
 //! Error → `ERROR`, Warn → `warning`, Info → `notice`, Debug → `info`).
 //! Syslog gets the bare message at the matching priority through the
-//! `syslog` crate (ident `ctsyncd`, LOG_PID).
+//! `syslog` crate (ident `ctsyncd`, or conntrackd's `conntrack-tools`
+//! when installed as conntrackd; LOG_PID).
 //!
 //! A failing log sink never stops the daemon: write errors are counted and
 //! otherwise ignored.
@@ -85,9 +86,9 @@ pub fn open_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects to the local syslog. A missing syslog daemon is reported on
-/// the other sinks and otherwise ignored.
-pub fn open_syslog(facility: Facility) {
+/// Connects to the local syslog, tagging lines with `ident`. A missing
+/// syslog daemon is reported on the other sinks and otherwise ignored.
+pub fn open_syslog(facility: Facility, ident: &str) {
     let facility = match facility {
         Facility::Daemon => syslog::Facility::LOG_DAEMON,
         Facility::Local(n) => match n {
@@ -104,7 +105,7 @@ pub fn open_syslog(facility: Facility) {
     let formatter = Formatter3164 {
         facility,
         hostname: None,
-        process: "ctsyncd".into(),
+        process: ident.into(),
         pid: std::process::id(),
     };
     match syslog::unix(formatter) {

@@ -1,20 +1,28 @@
 //! `ctsyncd`: argument handling only; the work is in the library.
+//!
+//! The program's personality (its name in messages and its default paths)
+//! comes from `argv[0]` once, here, and is passed down: installed as
+//! `conntrackd`, ctsyncd uses conntrackd's defaults.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use ctsyncd::cli::{self, Invocation, RunMode};
-use ctsyncd::control::client;
+use ctsyncd::control::client::{self, ClientError};
+use ctsyncd::personality::Personality;
 use ctsyncd::{config, daemon, logging};
 
 fn main() -> ExitCode {
     logging::install(false);
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = match cli::parse(&args) {
+    let mut argv = std::env::args();
+    let argv0 = argv.next().unwrap_or_default();
+    let personality = Personality::from_argv0(Some(&argv0));
+    let args: Vec<String> = argv.collect();
+    let parsed = match cli::parse_as(&args, personality) {
         Ok(p) => p,
         Err(e) => {
-            let _ = write!(std::io::stderr(), "{}", cli::usage());
+            let _ = write!(std::io::stderr(), "{}", cli::usage(personality));
             log::error!("{e}");
             return ExitCode::FAILURE;
         }
@@ -24,7 +32,7 @@ fn main() -> ExitCode {
     }
     let (config_path, mode) = match parsed.invocation {
         Invocation::Help => {
-            print!("{}", cli::usage());
+            print!("{}", cli::usage(personality));
             return ExitCode::SUCCESS;
         }
         Invocation::Version => {
@@ -51,30 +59,38 @@ fn main() -> ExitCode {
 
     // `-d`: the parent only starts the real daemon and waits for its word.
     if mode == RunMode::Daemon && !daemon::is_child() {
-        return daemon::spawn_and_wait(&args);
+        return daemon::spawn_and_wait(&argv0, &args);
     }
     if daemon::is_child() {
         daemon::new_session();
     }
 
-    let Some(config::Parsed {
-        config: cfg,
-        warnings,
-    }) = load_config(&config_path)
-    else {
+    let Some(parsed) = load_config(&config_path, personality) else {
         return ExitCode::FAILURE;
     };
     match mode {
         RunMode::Client(req) => {
-            for w in &warnings {
+            // As conntrackd: the parser's warnings on every client call.
+            for w in &parsed.warnings {
                 log::warn!("{w}");
             }
             let mut out = std::io::stdout().lock();
-            match client::request(&cfg.general.unix_path, &req, &mut out) {
+            let unix_path = &parsed.config.general.unix_path;
+            match client::request(unix_path, &req, &mut out) {
                 Ok(status) if status.is_ok() => ExitCode::SUCCESS,
                 Ok(status) => {
                     let _ = out.flush();
                     log::error!("{status}");
+                    // Not 1: conntrackd's notify script reads exit status
+                    // 1 as "failed to invoke" (no daemon), which is all
+                    // conntrackd's client ever reports (README).
+                    ExitCode::from(client::DAEMON_SAID_NO)
+                }
+                Err(ClientError::Connect(_)) => {
+                    log::error!(
+                        "can't connect: is {} running? appropriate permissions?",
+                        personality.name
+                    );
                     ExitCode::FAILURE
                 }
                 Err(e) => {
@@ -83,36 +99,66 @@ fn main() -> ExitCode {
                 }
             }
         }
-        RunMode::CheckConfig => {
-            for w in &warnings {
-                log::warn!("{w}");
-            }
-            let keys = cfg
-                .sync
-                .as_ref()
-                .map_or(&[][..], |s| &s.authentication_keys[..]);
-            match daemon::keyfile::check(keys) {
-                Ok(notes) => {
-                    // Not warnings: a credential exists only in the unit.
-                    for n in notes {
-                        println!("{n}");
-                    }
-                }
-                Err(e) => {
-                    log::error!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            println!("{}: configuration is valid", config_path.display());
-            ExitCode::SUCCESS
+        RunMode::CheckConfig { strict } => {
+            check_config(&config_path, &parsed, strict)
         }
-        RunMode::Foreground => daemon::run(cfg, &warnings, false),
-        RunMode::Daemon => daemon::run(cfg, &warnings, true),
+        RunMode::Foreground => daemon::run(parsed, personality, false),
+        RunMode::Daemon => daemon::run(parsed, personality, true),
     }
 }
 
+/// `--check-config [--strict]`: the start-up warnings (the same list the
+/// daemon logs), the key files' notes, and the verdict.
+fn check_config(
+    path: &Path,
+    parsed: &config::Parsed,
+    strict: bool,
+) -> ExitCode {
+    let warnings = config::startup_warnings(parsed);
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    let keys = parsed
+        .config
+        .sync
+        .as_ref()
+        .map_or(&[][..], |s| &s.authentication_keys[..]);
+    match daemon::keyfile::check(keys) {
+        Ok(notes) => {
+            // Not warnings: a credential exists only in the unit.
+            for n in notes {
+                println!("{n}");
+            }
+        }
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match warnings.len() {
+        0 => println!("{}: configuration is valid", path.display()),
+        n if strict => {
+            log::error!(
+                "{}: {n} warning{}, refused by --strict",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            return ExitCode::FAILURE;
+        }
+        n => println!(
+            "{}: configuration is valid, with {n} warning{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
 /// Reads and parses the configuration, logging errors.
-fn load_config(path: &Path) -> Option<config::Parsed> {
+fn load_config(
+    path: &Path,
+    personality: &'static Personality,
+) -> Option<config::Parsed> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -120,7 +166,7 @@ fn load_config(path: &Path) -> Option<config::Parsed> {
             return None;
         }
     };
-    match config::parse(&text, &path.display().to_string()) {
+    match config::parse_as(&text, &path.display().to_string(), personality) {
         Ok(parsed) => Some(parsed),
         Err(e) => {
             log::error!("{e}");

@@ -224,7 +224,7 @@ fn alarm_ipv6_multicast() {
     assert_eq!(p.config.general.poll_secs, Some(15));
     // Polling mode is implemented: no warning about it.
     assert!(
-        !config::not_implemented(&p.config)
+        !config::not_implemented(&p)
             .iter()
             .any(|m| m.starts_with("PollSecs"))
     );
@@ -248,7 +248,7 @@ fn stats_mode_and_facility_conflict() {
     );
     // The flow logger is implemented: no warning about it.
     assert!(
-        !config::not_implemented(&p.config)
+        !config::not_implemented(&p)
             .iter()
             .any(|m| m.starts_with("Stats"))
     );
@@ -301,7 +301,7 @@ fn legacy_142_clauses_warn_and_still_work() {
     );
     assert!(p.config.helper_section);
     assert!(
-        config::not_implemented(&p.config)
+        config::not_implemented(&p)
             .iter()
             .any(|m| m.starts_with("Helper"))
     );
@@ -632,5 +632,53 @@ fn authentication_key_files_one_or_two() {
     assert!(
         sync("Options { AuthenticationKeyFile key }")
             .contains("expected an absolute path")
+    );
+}
+
+// ===== PeerProtocol / PeerNATByteOrder (ctsyncd's own, issue 12) =====
+
+fn parsed_sync(body: &str) -> config::Sync {
+    let src = format!("{UNIX}Sync {{\n{LINK}\n{body}\n}}\n");
+    config::parse(&src, "t.conf")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+        .sync
+        .unwrap()
+}
+
+#[test]
+fn peer_protocol_defaults_to_auto_and_parses_each_value() {
+    use config::{NatByteOrder, PeerProtocol};
+    let s = parsed_sync("");
+    assert_eq!(s.peer_protocol, PeerProtocol::Auto);
+    assert_eq!(s.peer_nat_byte_order, NatByteOrder::V147);
+    for (w, want) in [
+        ("auto", PeerProtocol::Auto),
+        ("ctsyncd", PeerProtocol::Ctsyncd),
+        ("Conntrackd", PeerProtocol::Conntrackd),
+    ] {
+        let s = parsed_sync(&format!("Options {{ PeerProtocol {w} }}"));
+        assert_eq!(s.peer_protocol, want, "{w}");
+    }
+    let s = parsed_sync("Options { PeerNATByteOrder 1.4.2 }");
+    assert_eq!(s.peer_nat_byte_order, NatByteOrder::V142);
+}
+
+#[test]
+fn peer_protocol_errors_name_the_place() {
+    assert_eq!(
+        sync(&format!("{LINK}\nOptions {{ PeerProtocol ipsec }}")),
+        "t.conf:4:24: found `ipsec', expected auto, ctsyncd or conntrackd"
+    );
+    assert_eq!(
+        sync(&format!("{LINK}\nOptions {{ PeerNATByteOrder 1.4.5 }}")),
+        "t.conf:4:28: found `1.4.5', expected 1.4.7 or 1.4.2"
+    );
+    let e = sync(&format!(
+        "{LINK}\nOptions {{\n AuthenticationKeyFile /k\n PeerProtocol conntrackd\n}}"
+    ));
+    assert_eq!(
+        e,
+        "t.conf:6:15: `PeerProtocol conntrackd' cannot be combined with `AuthenticationKeyFile': conntrackd's protocol carries no authentication"
     );
 }

@@ -471,13 +471,11 @@ fn notrack_without_internal_cache_survives_the_whole_notify_script() {
     });
 }
 
-/// With DisableExternalCache the worker injects every change as an
-/// exclusive create, so a flow's later states (ESTABLISHED, ASSURED,
-/// the long timeout) fail with EEXIST and the backup's kernel keeps the
-/// first one it heard of (SYN_SENT, 120 s). The fix belongs in
-/// src/daemon/worker.rs (update an existing entry); un-ignore then.
+/// With DisableExternalCache a flow's later states (ESTABLISHED,
+/// ASSURED, the long timeout) reach the backup's kernel as updates of
+/// the entry it holds (src/daemon/inject.rs), not as creates that find
+/// it exists.
 #[test]
-#[ignore = "known bug: injected updates of existing entries fail with EEXIST"]
 fn disable_external_cache_updates_reach_the_backup_kernel() {
     let primary_cfg = cfg("", "FTFW { }", "");
     let backup_cfg = cfg("", "FTFW { DisableExternalCache On }", "");
@@ -500,9 +498,16 @@ fn disable_external_cache_updates_reach_the_backup_kernel() {
         w.ensure(s.counters.inject_fail == 0, || {
             format!("{} injections failed", s.counters.inject_fail)
         });
+        // As the commit rules prepare it (TCP "be liberal" added).
+        let want = ctsyncd::kernel::commit::prepare_ct(
+            &c,
+            0,
+            &ctsyncd::kernel::commit::CommitRules::default(),
+        );
         w.ensure(
-            got.as_ref().map(|g| g.proto_info) == Some(c.proto_info),
-            || format!("fw2 kernel has {got:?}"),
+            got.as_ref().map(|g| (g.proto_info, g.timeout, g.status))
+                == Some((want.proto_info, want.timeout, want.status)),
+            || format!("fw2 kernel has {got:?}, want {want:?}"),
         );
     });
 }

@@ -373,3 +373,90 @@ fn record_kernel_fixtures() {
         panic!("no expectation event");
     });
 }
+
+/// DisableExternalCache's update of an FTP control connection that has an
+/// expectation: ctnetlink's in-place update (what the inject worker
+/// sends) keeps the expectation and applies the new mark, timeout and
+/// sequence adjustment; a delete + re-create (what a create that finds the
+/// entry does) drops the expectation with its master.
+#[test]
+fn an_update_in_place_keeps_the_masters_expectation() {
+    let Some(ns) = Netns::new("upd") else {
+        return;
+    };
+    let rules = CommitRules::default();
+    let mut master =
+        Conntrack::new(tcp("192.168.0.2", "192.168.1.2", 40000, 21));
+    master.status = status::SEEN_REPLY | status::ASSURED;
+    master.timeout = Some(600);
+    master.helper = Some("ftp".try_into().unwrap());
+    master.proto_info = ProtoInfo::Tcp {
+        state: 3,
+        wscale_orig: 7,
+        wscale_reply: 7,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    let master = commit::prepare_ct(&master, 0, &rules);
+    let mut exp = ctsyncd::model::Expect::new(
+        master.orig,
+        tcp("192.168.0.2", "192.168.1.2", 0, 50000),
+        Tuple {
+            src: "255.255.255.255".parse().unwrap(),
+            dst: "255.255.255.255".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: 0,
+                dst: 0xffff,
+            },
+        },
+    );
+    exp.timeout = Some(300);
+    exp.helper = Some("ftp".try_into().unwrap());
+    let exp = commit::prepare_exp(&exp, 0, &rules);
+    let has_exp = || {
+        ns.sh("conntrack -L expect 2>/dev/null")
+            .contains("dport=50000 ")
+    };
+
+    let (created, updated, now) = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        let created = (
+            s.create_cts(std::slice::from_ref(&master)).unwrap(),
+            s.create_exps(std::slice::from_ref(&exp)).unwrap(),
+        );
+        let mut changed = master.clone();
+        changed.mark = 7;
+        changed.timeout = Some(900);
+        let adj = ctsyncd::model::SeqAdj {
+            correction_pos: 1000,
+            offset_before: 0,
+            offset_after: 2,
+        };
+        changed.seq_adj = Some([ctsyncd::model::SeqAdj::default(), adj]);
+        let updated = s
+            .batch(|buf, seq| codec::encode_ct_update(buf, &changed, seq()))
+            .unwrap();
+        let now = s.get_ct(&master.orig, 0).unwrap();
+        (created, updated, now)
+    });
+    assert_eq!(created, (vec![0], vec![0]));
+    assert_eq!(updated, [0], "the kernel refused the update");
+    let Some(Object::Ct(now)) = now else {
+        panic!("master gone: {now:?}")
+    };
+    assert_eq!(now.mark, 7);
+    assert_eq!(now.seq_adj.map(|a| a[1].offset_after), Some(2), "{now:?}");
+    assert!(has_exp(), "the update removed the expectation");
+
+    // The same change as delete + re-create: the expectation is gone.
+    let again = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        s.create_cts(std::slice::from_ref(&master)).unwrap()
+    });
+    assert_eq!(again, [0]);
+    assert!(
+        !has_exp(),
+        "the kernel kept the expectation of a re-created master"
+    );
+}

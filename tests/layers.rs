@@ -10,6 +10,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("time", 0),
     ("model", 0),
+    ("personality", 0),
     ("wire", 1),
     ("config", 1),
     ("control::proto", 1),

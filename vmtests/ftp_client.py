@@ -3,8 +3,12 @@ port to OUT, wait until GO exists, then open the data connection and LIST.
 Writes `LISTED <names>` or `FAILED <reason>` to OUT.done. With ROUNDS > 1
 it then waits for GO2, GO3, … and does PASV + LIST again on the same
 control connection, writing OUT.done2, OUT.done3, …
+With EARLY (the word `early`), round k's PASV comes right after round
+k-1's LIST, its port goes to OUTk, and only the data connection waits for
+GOk: each expectation then lives across whatever the scenario does before
+the go.
 
-    ftp_client.py SERVER OUT GO [TIMEOUT [ROUNDS]]
+    ftp_client.py SERVER OUT GO [TIMEOUT [ROUNDS [early]]]
 """
 
 import ftplib
@@ -16,6 +20,7 @@ import time
 server, out, go = sys.argv[1:4]
 timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 60
 rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+early = len(sys.argv) > 6 and sys.argv[6] == "early"
 suffix = ""
 
 
@@ -61,8 +66,13 @@ try:
     done(f"LISTED {listing(f, host, port)}")
     for k in range(2, rounds + 1):
         suffix = str(k)
+        if early:
+            host, port = pasv(f)
+            with open(f"{out}{k}", "w") as o:
+                o.write(f"{port}\n")
         wait_for(f"{go}{k}")
-        host, port = pasv(f)
+        if not early:
+            host, port = pasv(f)
         done(f"LISTED {listing(f, host, port)}")
 except Exception as e:  # noqa: BLE001 - the scenario reads the reason
     done(f"FAILED {type(e).__name__}: {e}")

@@ -2,8 +2,10 @@
 
     stream.py tcp-sink ADDR PORT OUT        count lines, record the peer and gaps
     stream.py udp-sink ADDR PORT OUT
-    stream.py tcp-send ADDR PORT SECONDS OUT   one line every 50 ms
-    stream.py udp-send ADDR PORT SECONDS OUT
+    stream.py tcp-send ADDR PORT SECONDS OUT [STOP]   one line every 50 ms
+    stream.py udp-send ADDR PORT SECONDS OUT [STOP]
+
+A sender stops after SECONDS, or earlier once the file STOP exists.
 
 Sinks write `received=N max_gap=S peers=a,b` to OUT on every datagram/line
 burst; senders write `sent=N error=...` to OUT when done.
@@ -58,6 +60,8 @@ if mode.endswith("sink"):
             report(out, f"received={received} max_gap={max_gap:.2f} peers={','.join(sorted(peers))}")
 else:
     seconds, out = float(sys.argv[4]), sys.argv[5]
+    stop = sys.argv[6] if len(sys.argv) > 6 else None
+    import os
     kind = socket.SOCK_STREAM if mode == "tcp-send" else socket.SOCK_DGRAM
     s = socket.socket(family, kind)
     sent, error = 0, "none"
@@ -65,7 +69,7 @@ else:
         if kind == socket.SOCK_STREAM:
             s.connect((addr, port))
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (stop and os.path.exists(stop)):
             line = f"{sent}\n".encode()
             if kind == socket.SOCK_STREAM:
                 s.sendall(line)

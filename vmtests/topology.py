@@ -6,6 +6,12 @@
     fw-1 sync0 10.99.0.1 ══ dedicated sync link ══ fw-2 sync0 10.99.0.2
     IPv6: fd00:0::/64 and fd00:1::/64 with the same host numbers.
 
+Each firewall runs one sync daemon, ctsyncd or conntrackd 1.4.7
+(`start_daemon(…, daemon=…)`), from the same conntrackd.conf-syntax file
+with that firewall's own LockFile, UNIX socket and LogFile; `ctl(fw, …)`
+runs the client of whichever daemon runs there. `daemons.py` stops and
+swaps them.
+
 Both firewalls forward, SNAT client→server traffic to the LAN1 VIP, assign
 the FTP helper with an nftables `ct helper` rule, and accept only NEW
 FTP control (tcp/21), the test services (tcp/5001, udp/5002, udp/9000) from
@@ -21,6 +27,14 @@ from driver import Lab
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NFT = f"{ROOT}/etc/nftables/firewall.nft"
+
+# The daemons a firewall can run; the lab puts ctsyncd's build on PATH.
+BINARIES = {"ctsyncd": "ctsyncd", "conntrackd": "/usr/sbin/conntrackd"}
+
+# conntrackd 1.4.7's `-c` commits expectations only when HashSize > 8192
+# (conntrackd-reference §5.6.4): a lab with conntrackd on a firewall uses
+# this size on both, so the pair runs one configuration.
+CTD_HASH_SIZE = 16384
 
 VIPS = [("eth0", "192.168.0.100/24", "fd00:0::100/64"), ("eth1", "192.168.1.100/24", "fd00:1::100/64")]
 
@@ -57,7 +71,8 @@ def vips(fw, present):
             fw.succeed(f"arping -q -c 1 -U -I {dev} {v4.split('/')[0]}")
 
 
-def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", extra_general="", transport="UDP"):
+def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", extra_general="", transport="UDP",
+           hash_size=8192):
     """Writes fw's ctsyncd.conf (conntrackd syntax) and returns its path.
     transport is the sync link's clause: UDP or TCP."""
     peer = "10.99.0.2" if fw.name == "fw1" else "10.99.0.1"
@@ -67,7 +82,7 @@ def config(lab, fw, options="ExpectationSync On", mode="FTFW", mode_body="", ext
     path = f"{d}/ctsyncd.conf"
     with open(path, "w") as f:
         f.write(f"""General {{
-    HashSize 8192
+    HashSize {hash_size}
     HashLimit 131072
     LogFile {d}/ctsyncd.log
     LockFile {d}/ctsyncd.lock
@@ -103,9 +118,23 @@ def ctsyncd(fw, args, conf=None):
     return fw.succeed(f"ctsyncd -C {conf} {args}")
 
 
-def start_daemon(lab, fw, **kw):
+def ctl_cmd(fw, args):
+    """The command line of the client of the daemon fw runs now."""
+    return f"{BINARIES[getattr(fw, 'daemon', 'ctsyncd')]} -C {fw.conf} {args}"
+
+
+def ctl(fw, args):
+    """Runs the client of fw's daemon (ctsyncd or conntrackd); its output."""
+    return fw.succeed(ctl_cmd(fw, args))
+
+
+def start_daemon(lab, fw, daemon="ctsyncd", **kw):
+    """Writes fw's configuration and starts `daemon` (ctsyncd or
+    conntrackd) on it; returns once the control socket answers."""
+    fw.daemon = daemon
     fw.conf = config(lab, fw, **kw)
-    fw.succeed(f"ctsyncd -C {fw.conf} -d")
+    fw.succeed(ctl_cmd(fw, "-d"))
+    fw.wait_until_succeeds(ctl_cmd(fw, "-s >/dev/null"), timeout=20)
     return fw.conf
 
 
@@ -168,20 +197,37 @@ vrrp_instance VI_LAN1 {{
 """
 
 
-def keepalived(lab, fw, priority):
-    """Starts keepalived on fw with etc/keepalived/primary-backup.sh as the
-    sync group's notify script (through a wrapper naming fw's files)."""
+def notify_script(lab, fw):
+    """(Re)writes fw's notify wrapper: fw.notify_script (default
+    etc/keepalived/primary-backup.sh) with the binary of the daemon fw runs
+    now (conntrackd's commands are the same: -c -f -R -B on primary, -s /
+    start / -t -n on backup). keepalived reads the wrapper at every
+    transition, so a daemon swap only rewrites it. Returns its path."""
+    script = getattr(fw, "notify_script", None) or f"{ROOT}/etc/keepalived/primary-backup.sh"
     d = f"{lab.dir}/{fw.name}"
     notify = f"{d}/notify.sh"
+    binary = BINARIES[getattr(fw, "daemon", "ctsyncd")]
     with open(notify, "w") as f:
         f.write(f"""#!/bin/sh
 export PATH={lab.env['PATH']}
-export CTSYNCD_BIN=$(command -v ctsyncd) CTSYNCD_CONFIG={fw.conf} CTSYNCD_LOCK={d}/ctsyncd.lock
+export CTSYNCD_BIN=$(command -v {binary}) CTSYNCD_CONFIG={fw.conf} CTSYNCD_LOCK={d}/ctsyncd.lock
 export LOGGER="echo notify:"
-echo "$(date +%T.%N) notify $1" >> {d}/notify.log
-exec {ROOT}/etc/keepalived/primary-backup.sh "$1" >> {d}/notify.log 2>&1
+echo "$(date +%T.%N) notify $1 ({binary})" >> {d}/notify.log
+exec {script} "$1" >> {d}/notify.log 2>&1
 """)
     os.chmod(notify, 0o755)
+    return notify
+
+
+def keepalived(lab, fw, priority, script=None):
+    """Starts keepalived on fw with etc/keepalived/primary-backup.sh (or
+    `script`, kept for later daemon swaps) as the sync group's notify
+    script (through a wrapper naming fw's files and daemon). Returns the
+    process (fw.keepalived too)."""
+    if script:
+        fw.notify_script = script
+    d = f"{lab.dir}/{fw.name}"
+    notify = notify_script(lab, fw)
     # A machine back from a crash boots with an empty /run: keepalived
     # refuses to start while a pid file names a process that is not yet
     # reaped.
@@ -191,8 +237,9 @@ exec {ROOT}/etc/keepalived/primary-backup.sh "$1" >> {d}/notify.log 2>&1
     conf = f"{d}/keepalived.conf"
     with open(conf, "w") as f:
         f.write(KEEPALIVED.format(notify=notify, priority=priority))
-    fw.spawn(f"keepalived -n -l -P -f {conf} -p {d}/keepalived.pid -r {d}/vrrp.pid -c {d}/checkers.pid",
-             log_file=f"{d}/keepalived.log")
+    fw.keepalived = fw.spawn(f"keepalived -n -l -P -f {conf} -p {d}/keepalived.pid -r {d}/vrrp.pid -c {d}/checkers.pid",
+                             log_file=f"{d}/keepalived.log")
+    return fw.keepalived
 
 
 # Succeeds on the firewall that holds both VIPs.
@@ -232,10 +279,10 @@ def dump_state(lab):
             continue
         for c in lines:
             print(f"----- {name}: {c} -----\n{m.execute(c)[1][-2000:]}", file=sys.stderr)
-        conf = getattr(m, "conf", None)
-        if conf:
+        if getattr(m, "conf", None):
+            daemon = getattr(m, "daemon", "ctsyncd")
             for c in ("-i", "-e", "-s"):
-                print(f"----- {name}: ctsyncd {c} -----\n{m.execute(f'ctsyncd -C {conf} {c}')[1][-2000:]}", file=sys.stderr)
+                print(f"----- {name}: {daemon} {c} -----\n{m.execute(ctl_cmd(m, c))[1][-2000:]}", file=sys.stderr)
 
 
 def dump_logs(lab, machines):

@@ -14,7 +14,10 @@
 //! TCP: a listening socket accepts the peer's connection (a new one
 //! replaces the old); a client connection to the peer carries our frames,
 //! reconnecting at most once per second. Frames are the same as datagrams
-//! (the header's length delimits them in the stream). While disconnected,
+//! (the header's length delimits them in the stream). A stream that
+//! carries conntrackd's messages instead (told apart by each frame's first
+//! bytes: ours start with `cT`) is cut at conntrackd's message lengths,
+//! as many whole messages per read as fit. While disconnected,
 //! up to `ErrorQueueLength` frames wait; older ones are dropped and
 //! counted.
 //!
@@ -89,6 +92,9 @@ struct Tcp {
     /// Bytes of the front frame already written.
     written: usize,
     queue_max: usize,
+    /// Frames dropped because the queue was full (`-s queue`: errorq's
+    /// "not enough space errors").
+    dropped: u64,
     dest: SocketAddr,
     interface: String,
     retry: Option<smol::Timer>,
@@ -115,6 +121,15 @@ impl Link {
                 matches!(t.outbound, Outbound::Connected(_)),
             )),
             Io::Udp { .. } => None,
+        }
+    }
+
+    /// TCP: frames dropped because the queue (`ErrorQueueLength`) was
+    /// full.
+    pub fn dropped(&self) -> u64 {
+        match &self.io {
+            Io::Tcp(t) => t.dropped,
+            Io::Udp { .. } => 0,
         }
     }
 
@@ -432,6 +447,7 @@ fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
                 queue: VecDeque::new(),
                 written: 0,
                 queue_max: error_queue.max(1),
+                dropped: 0,
                 dest: scoped(*dest, *port, info.index),
                 interface: c.interface.to_string(),
                 retry: None,
@@ -493,6 +509,7 @@ impl Tcp {
     fn enqueue(&mut self, frame: &[u8]) -> bool {
         let dropped = self.queue.len() >= self.queue_max;
         if dropped {
+            self.dropped += 1;
             // Never drop a frame that is half written.
             let at = usize::from(self.written > 0);
             self.queue.remove(at);
@@ -639,6 +656,7 @@ impl Tcp {
                 match len {
                     Some(len) if len <= buf.len() && len <= MAX_FRAME => {
                         if self.inbuf.len() >= len {
+                            let len = ctd_run(&self.inbuf, len, buf.len());
                             buf[..len].copy_from_slice(&self.inbuf[..len]);
                             self.inbuf.drain(..len);
                             return Some((len, self.dest));
@@ -679,14 +697,44 @@ impl Tcp {
 }
 
 /// The length of the frame at the start of a stream buffer: None while the
-/// header is incomplete, Some(None) when it is not our header.
+/// header is incomplete, Some(None) when it is neither our header nor
+/// conntrackd's.
 fn frame_len(b: &[u8]) -> Option<Option<usize>> {
+    if b.len() >= 2 && b[..2] != wire::MAGIC {
+        // conntrackd's first byte: version 1, a data type or control.
+        let (version, kind) = (b[0] >> 4, b[0] & 0x0f);
+        if version != wire::ctd::VERSION || !(kind <= 5 || kind == 10) {
+            return Some(None);
+        }
+        return match wire::ctd::stream_message_len(b)? {
+            Ok(len) => Some(Some(len)),
+            Err(_) => Some(None),
+        };
+    }
     let header = wire::Packet::new_unchecked(b);
     header.check_header_len().ok()?;
     if header.magic() != wire::MAGIC {
         return Some(None);
     }
     Some(Some(header.total_len()))
+}
+
+/// A conntrackd frame of `first` bytes at the start of `b`, extended by
+/// the whole conntrackd messages after it, up to `room` bytes: one read
+/// of the node for a run of messages (they are back to back in a
+/// datagram too). Our frames stay one per read.
+fn ctd_run(b: &[u8], first: usize, room: usize) -> usize {
+    if b.len() < 2 || b[..2] == wire::MAGIC {
+        return first;
+    }
+    let mut len = first;
+    while let Some(Ok(n)) = wire::ctd::stream_message_len(&b[len..]) {
+        if n == 0 || len + n > room || len + n > b.len() {
+            break;
+        }
+        len += n;
+    }
+    len
 }
 
 #[cfg(test)]
@@ -704,5 +752,33 @@ mod test {
         assert_eq!(frame_len(&d), Some(Some(17 + 40)));
         d[0] = b'x';
         assert_eq!(frame_len(&d), Some(None));
+    }
+
+    #[test]
+    fn conntrackd_stream_framing() {
+        use crate::wire::ctd::{self, Body, Message};
+        let mut stream = vec![0u8; 64];
+        let mut len = 0;
+        for (seq, body) in [(1, Body::Alive), (2, Body::Ack { from: 5, to: 9 })]
+        {
+            let m = Message {
+                seq,
+                hello: true,
+                hello_back: false,
+                body,
+            };
+            len += ctd::encode(&m, ctd::Options::default(), &mut stream[len..])
+                .unwrap();
+        }
+        stream.truncate(len);
+        assert_eq!(len, 8 + 16);
+        assert_eq!(frame_len(&stream[..5]), None, "header incomplete");
+        assert_eq!(frame_len(&stream), Some(Some(8)));
+        // The whole messages after the first join it, as room allows.
+        assert_eq!(ctd_run(&stream, 8, 1000), 24);
+        assert_eq!(ctd_run(&stream, 8, 20), 8);
+        assert_eq!(ctd_run(&stream[..20], 8, 1000), 8, "partial second");
+        // Garbage that is neither framing ends the stream.
+        assert_eq!(frame_len(&[0x70, 0, 0, 8, 0, 0, 0, 0]), Some(None));
     }
 }

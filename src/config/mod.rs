@@ -17,27 +17,32 @@ mod parser;
 mod prefixes;
 mod unsupported;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 pub use lexer::Pos;
-pub use parser::parse;
+pub use parser::{parse, parse_as};
 pub use prefixes::Prefixes;
-pub use unsupported::not_implemented;
+pub use unsupported::{
+    NOT_IMPLEMENTED, NotImplemented, not_implemented, startup_warnings,
+};
 
 /// Interface names are at most IFNAMSIZ-1 = 15 bytes on Linux.
 pub type IfName = heapless::String<15>;
 pub use crate::model::{HelperName, Mode};
+use crate::personality::CTSYNCD;
 
-/// The default configuration file path.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/ctsyncd/ctsyncd.conf";
+/// The default configuration file path (under the name ctsyncd; the
+/// defaults of each name are in [`crate::personality`]).
+pub const DEFAULT_CONFIG_PATH: &str = CTSYNCD.config_path;
 /// The default lock file (`LockFile`).
-pub const DEFAULT_LOCK_FILE: &str = "/var/lock/ctsyncd.lock";
+pub const DEFAULT_LOCK_FILE: &str = CTSYNCD.lock_file;
 /// `LogFile on` writes here.
-pub const DEFAULT_LOG_FILE: &str = "/var/log/ctsyncd.log";
+pub const DEFAULT_LOG_FILE: &str = CTSYNCD.log_file;
 /// `Stats { LogFile on }` writes here.
-pub const DEFAULT_STATS_LOG_FILE: &str = "/var/log/ctsyncd-stats.log";
+pub const DEFAULT_STATS_LOG_FILE: &str = CTSYNCD.stats_log_file;
 /// Longest UNIX socket path (sun_path is 108 bytes with the NUL).
 pub const UNIX_PATH_MAX: usize = 107;
 /// Most dedicated links conntrackd supports.
@@ -64,6 +69,31 @@ impl std::error::Error for Diagnostic {}
 pub struct Parsed {
     pub config: Config,
     pub warnings: Vec<Diagnostic>,
+    /// Where each clause was first written.
+    pub clauses: Clauses,
+}
+
+/// Where each clause keyword first appears in the file, so that a message
+/// about a clause can point at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Clauses {
+    pub file: String,
+    pub first_seen: BTreeMap<String, Pos>,
+}
+
+impl Clauses {
+    /// `file:line:col` of the first `keyword` clause, if it was written.
+    pub fn place(&self, keyword: &str) -> Option<String> {
+        self.first_seen
+            .get(keyword)
+            .map(|pos| format!("{}:{pos}", self.file))
+    }
+
+    /// Whether the file has a `keyword` clause at all (as opposed to the
+    /// value being a default).
+    pub fn written(&self, keyword: &str) -> bool {
+        self.first_seen.contains_key(keyword)
+    }
 }
 
 /// The whole configuration file.
@@ -341,6 +371,37 @@ pub struct Sync {
     /// `Options { AuthenticationKeyFile … }`: the first seals, every one
     /// opens (at most two). Empty: datagrams are plain.
     pub authentication_keys: Vec<KeyFile>,
+    /// `Options { PeerProtocol … }`: the sync protocol the peer speaks
+    /// (ctsyncd's own, or conntrackd 1.4's), or `Auto` (detected).
+    pub peer_protocol: PeerProtocol,
+    /// `Options { PeerNATByteOrder … }`: how a conntrackd peer writes
+    /// IPv4 NAT addresses (1.4.2 byte-reverses them on x86).
+    pub peer_nat_byte_order: NatByteOrder,
+}
+
+/// Which sync protocol the peer speaks (`PeerProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerProtocol {
+    /// ctsyncd's format until a conntrackd datagram arrives (and back when
+    /// a ctsyncd peer proves itself).
+    #[default]
+    Auto,
+    /// ctsyncd's format only; conntrackd's datagrams are refused.
+    Ctsyncd,
+    /// conntrackd 1.4's protocol from the start (a NOTRACK or ALARM peer
+    /// that never sends cannot be detected).
+    Conntrackd,
+}
+
+/// How a conntrackd peer writes `NTA_SNAT_IPV4`/`NTA_DNAT_IPV4`
+/// (reference §4.4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NatByteOrder {
+    /// conntrackd 1.4.3 and later: network order.
+    #[default]
+    V147,
+    /// conntrackd 1.4.2 on a little-endian host: byte-reversed.
+    V142,
 }
 
 /// An `AuthenticationKeyFile` clause: the file, and where it was named
@@ -370,6 +431,8 @@ impl Default for Sync {
             error_queue_length: 128,
             anti_entropy_period: 30,
             authentication_keys: Vec::new(),
+            peer_protocol: PeerProtocol::Auto,
+            peer_nat_byte_order: NatByteOrder::V147,
         }
     }
 }

@@ -3,7 +3,11 @@
 //!
 //! Owns: the exit status contract. Unlike conntrackd, whose client exits 0
 //! whenever it could connect, the status reflects the daemon's answer:
-//! 0 done, 1 refused or failed, with the reason on stderr.
+//! 0 done, [`DAEMON_SAID_NO`] (2) refused, failed or not supported, with
+//! the reason on stderr; 1, as conntrackd, when there was no answer (no
+//! daemon, or a bad command line or configuration). Scripts written for
+//! conntrackd test `$? -eq 1` for "failed to invoke", so they see the
+//! same thing from both.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -11,6 +15,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::proto::{self, MAX_REPLY, Reply, Request, Status};
+
+/// The exit status of a request the daemon answered with anything but
+/// done.
+pub const DAEMON_SAID_NO: u8 = 2;
 
 /// Why the exchange failed before the daemon gave an outcome.
 #[derive(Debug)]

@@ -9,6 +9,7 @@
 //! fork() keeps the crate free of `unsafe`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -45,8 +46,10 @@ pub fn notify_ready() -> io::Result<()> {
     Ok(())
 }
 
-/// Parent side: start the child and wait for its verdict.
-pub fn spawn_and_wait(args: &[String]) -> ExitCode {
+/// Parent side: start the child and wait for its verdict. The child gets
+/// the parent's `argv0`, so that it keeps the name it was invoked as (its
+/// personality: the executable itself may be a `conntrackd` symlink).
+pub fn spawn_and_wait(argv0: &str, args: &[String]) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
@@ -55,6 +58,7 @@ pub fn spawn_and_wait(args: &[String]) -> ExitCode {
         }
     };
     let mut child = match Command::new(exe)
+        .arg0(argv0)
         .args(args)
         .env(CHILD_ENV, "1")
         .stdin(Stdio::null())

@@ -14,6 +14,8 @@ pub enum Error {
     LockHeld {
         path: PathBuf,
         stale_pid: Option<i32>,
+        /// The program's name in the message (`ctsyncd`, `conntrackd`).
+        program: &'static str,
     },
     /// The lock file could not be created.
     Lock {
@@ -48,6 +50,7 @@ impl fmt::Display for Error {
             Error::LockHeld {
                 path,
                 stale_pid: Some(pid),
+                ..
             } => write!(
                 f,
                 "lockfile `{}' is stale: the daemon that created it (pid={pid}) is \
@@ -57,9 +60,10 @@ impl fmt::Display for Error {
             Error::LockHeld {
                 path,
                 stale_pid: None,
+                program,
             } => write!(
                 f,
-                "lockfile `{}' exists, perhaps ctsyncd already running?",
+                "lockfile `{}' exists, perhaps {program} already running?",
                 path.display()
             ),
             Error::Lock { path, source } => {

@@ -26,8 +26,11 @@ impl LockFile {
     /// # Errors
     /// The message to log: conntrackd's text when the file exists and its
     /// owner runs (or cannot be identified), a clear "stale" report when
-    /// the recorded pid is gone.
-    pub fn acquire(path: &Path) -> Result<LockFile, Error> {
+    /// the recorded pid is gone. `program` names the daemon in the text.
+    pub fn acquire(
+        path: &Path,
+        program: &'static str,
+    ) -> Result<LockFile, Error> {
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -42,7 +45,7 @@ impl LockFile {
                 })
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                Err(describe_existing(path))
+                Err(describe_existing(path, program))
             }
             Err(source) => Err(Error::Lock {
                 path: path.to_path_buf(),
@@ -57,7 +60,7 @@ impl LockFile {
     }
 }
 
-fn describe_existing(path: &Path) -> Error {
+fn describe_existing(path: &Path, program: &'static str) -> Error {
     let owner = fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -68,6 +71,7 @@ fn describe_existing(path: &Path) -> Error {
     Error::LockHeld {
         path: path.to_path_buf(),
         stale_pid,
+        program,
     }
 }
 
@@ -85,15 +89,15 @@ mod test {
     #[test]
     fn second_acquire_is_refused_until_release() {
         let p = tmp("a");
-        let lock = LockFile::acquire(&p).unwrap();
-        let err = LockFile::acquire(&p).unwrap_err().to_string();
+        let lock = LockFile::acquire(&p, "ctsyncd").unwrap();
+        let err = LockFile::acquire(&p, "ctsyncd").unwrap_err().to_string();
         assert!(
             err.contains("exists, perhaps ctsyncd already running?"),
             "{err}"
         );
         lock.release();
         assert!(!p.exists());
-        LockFile::acquire(&p).unwrap().release();
+        LockFile::acquire(&p, "ctsyncd").unwrap().release();
     }
 
     #[test]
@@ -101,7 +105,7 @@ mod test {
         let p = tmp("b");
         // pid_max is at most 2^22 on Linux, so this pid cannot exist.
         fs::write(&p, "2147483000\n").unwrap();
-        let err = LockFile::acquire(&p).unwrap_err().to_string();
+        let err = LockFile::acquire(&p, "ctsyncd").unwrap_err().to_string();
         assert!(err.contains("is stale"), "{err}");
         assert!(err.contains("pid=2147483000"), "{err}");
         let _ = fs::remove_file(&p);

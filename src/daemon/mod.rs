@@ -29,6 +29,7 @@
 mod accept;
 mod background;
 mod error;
+mod inject;
 mod kernel;
 pub mod keyfile;
 mod lock;
@@ -58,15 +59,24 @@ use lock::LockFile;
 use reply_budget::{REPLY_BUDGET, ReplyBudget};
 pub use runtime::{Runtime, uptime};
 
-use crate::config::{self, Config, Diagnostic, LogTarget};
+use crate::config::{self, Config, LogTarget};
 use crate::control::proto::{Reply, Request, Status};
 use crate::control::server;
 use crate::logging;
+use crate::personality::Personality;
 
 /// Runs the daemon until SIGTERM, SIGINT or `-k`. `background` is true in
-/// the `-d` child. `warnings` (from the configuration) are logged once the
-/// log sinks are open.
-pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
+/// the `-d` child. The configuration's start-up warnings
+/// ([`config::startup_warnings`], what `--check-config` prints) are logged
+/// once the log sinks are open; `personality` names the program in syslog
+/// and in messages.
+pub fn run(
+    parsed: config::Parsed,
+    personality: &'static Personality,
+    background: bool,
+) -> ExitCode {
+    let warnings = config::startup_warnings(&parsed);
+    let cfg = parsed.config;
     if let LogTarget::File(path) = &cfg.general.log_file
         && let Err(e) = logging::open_file(path)
     {
@@ -74,13 +84,10 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(facility) = cfg.general.syslog {
-        logging::open_syslog(facility);
+        logging::open_syslog(facility, personality.syslog_ident);
     }
-    for w in warnings {
+    for w in &warnings {
         warn!("{w}");
-    }
-    for feature in config::not_implemented(&cfg) {
-        warn!("{feature}");
     }
     // Before any thread exists: Linux keeps a nice value per thread, and
     // threads inherit their creator's.
@@ -99,7 +106,8 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let lock = match LockFile::acquire(&cfg.general.lock_file) {
+    let lock = match LockFile::acquire(&cfg.general.lock_file, personality.name)
+    {
         Ok(l) => l,
         Err(msg) => {
             error!("{msg}");
@@ -117,7 +125,10 @@ pub fn run(cfg: Config, warnings: &[Diagnostic], background: bool) -> ExitCode {
         }
         Err(msg) => {
             error!("{msg}");
-            error!("ctsyncd cannot start, please review your configuration");
+            error!(
+                "{} cannot start, please review your configuration",
+                personality.name
+            );
             logging::close();
             ExitCode::FAILURE
         }

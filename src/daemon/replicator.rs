@@ -287,6 +287,8 @@ impl Replicator {
                 err_send: l.stats.err_send,
                 err_recv: l.stats.err_recv,
                 foreign: l.stats.foreign,
+                error_queue: l.unsent(),
+                error_queue_full: l.dropped(),
                 // Refusals of sealed traffic are the node's to count.
                 ..LinkView::default()
             })

@@ -20,15 +20,14 @@ use std::thread::JoinHandle;
 
 use smol::channel::{self, Receiver, Sender, TrySendError};
 
+use super::inject;
 use crate::config::Filter;
 use crate::filter;
 use crate::kernel::codec::{self, Object};
-use crate::kernel::commit::{self, CommitRules, Plan};
+use crate::kernel::commit::{CommitRules, Plan};
 use crate::kernel::socket::CtSocket;
 use crate::model::{Conntrack, Expect};
 use crate::node::{Completion, Done, Job, Work};
-use crate::sync::Apply;
-use crate::wire::ExpKey;
 
 /// Most jobs waiting for the worker; more are refused (and the node told
 /// so) rather than queued without bound.
@@ -106,8 +105,16 @@ fn run(mut s: JobSockets, jobs: &Receiver<Job>, done: &Sender<Completion>) {
             } => flush(&mut s.flush, &s.filter, conntracks, expectations)
                 .map(|n| send(Done::Flushed(n))),
             Work::Commit(plan) => commit_plan(&mut s.commit, &plan).map(&send),
-            Work::Inject(changes) => inject(&mut s.inject, &s.rules, &changes)
-                .map(|errs| send(Done::Injected(errs))),
+            Work::Get { orig, zone } => s.dump.get_ct(&orig, zone).map(|o| {
+                send(Done::Dumped {
+                    objects: o.into_iter().collect(),
+                    last: true,
+                })
+            }),
+            Work::Inject(changes) => {
+                inject::inject(&mut s.inject, &s.rules, &changes)
+                    .map(|errs| send(Done::Injected(errs)))
+            }
         };
         let sent = match result {
             Ok(sent) => sent,
@@ -208,7 +215,16 @@ fn flush(
 
 /// Runs a commit plan; each refused entry is reported with its tuple.
 fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
-    let (cts, exps) = sock.commit(plan)?;
+    // Each stage timed on its own, for the log's "commit has taken".
+    let t = std::time::Instant::now();
+    let cts = sock.create_cts(&plan.cts)?;
+    let ct_took = t.elapsed();
+    let t = std::time::Instant::now();
+    let exps = sock.create_exps(&plan.exps)?;
+    let micros = |d: std::time::Duration| {
+        u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+    };
+    let took_us = [micros(ct_took), micros(t.elapsed())];
     let refused_cts = cts
         .iter()
         .zip(&plan.cts)
@@ -220,47 +236,10 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
         .filter(|(e, _)| **e != 0)
         .map(|(&e, x)| (e, x.tuple));
     let failed = refused_cts.chain(refused_exps).collect();
-    Ok(Done::Committed { cts, exps, failed })
-}
-
-/// Applies the peer's changes straight to the kernel, in order
-/// (DisableExternalCache). One errno per change (0 = done; deleting what
-/// is already gone is not a failure).
-fn inject(
-    sock: &mut CtSocket,
-    rules: &CommitRules,
-    changes: &[Apply],
-) -> io::Result<Vec<i32>> {
-    let enoent = rustix::io::Errno::NOENT.raw_os_error();
-    let mut out = Vec::with_capacity(changes.len());
-    for a in changes {
-        let errs = match a {
-            Apply::Ct { ct, .. } => {
-                sock.create_cts(&[commit::prepare_ct(ct, 0, rules)])?
-            }
-            Apply::Exp { exp, .. } => {
-                sock.create_exps(&[commit::prepare_exp(exp, 0, rules)])?
-            }
-            Apply::CtDel(k) => sock.batch(|buf, seq| {
-                codec::encode_ct_delete(buf, &k.orig, k.zone, seq())
-            })?,
-            Apply::ExpDel(k) => {
-                let x = expect_of_key(k);
-                sock.batch(|buf, seq| codec::encode_exp_delete(buf, &x, seq()))?
-            }
-        };
-        let e = errs.first().copied().unwrap_or(0);
-        out.push(if e == enoent && is_delete(a) { 0 } else { e });
-    }
-    Ok(out)
-}
-
-fn is_delete(a: &Apply) -> bool {
-    matches!(a, Apply::CtDel(_) | Apply::ExpDel(_))
-}
-
-fn expect_of_key(k: &ExpKey) -> Expect {
-    let mut x = Expect::new(k.master, k.tuple, k.mask);
-    x.zone = k.zone;
-    x
+    Ok(Done::Committed {
+        cts,
+        exps,
+        failed,
+        took_us,
+    })
 }

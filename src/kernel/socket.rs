@@ -25,6 +25,7 @@ const BATCH: usize = 256;
 /// Errno values come from rustix, never as numbers: they differ between
 /// architectures (ENOBUFS is 105 on x86 and ARM, 132 on MIPS).
 const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
+const ENOENT: Errno = rustix::io::Errno::NOENT.raw_os_error();
 const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 
 /// Largest netlink datagram we read (the kernel sends at most a page per
@@ -254,6 +255,38 @@ impl CtSocket {
         let cts = self.create_cts(&plan.cts)?;
         let exps = self.create_exps(&plan.exps)?;
         Ok((cts, exps))
+    }
+
+    /// The conntrack with this original tuple as the kernel holds it now
+    /// (none: it is gone).
+    pub fn get_ct(
+        &mut self,
+        orig: &crate::model::Tuple,
+        zone: u16,
+    ) -> io::Result<Option<Object>> {
+        let seq = self.next_seq();
+        let mut out = Vec::with_capacity(128);
+        codec::encode_ct_get(&mut out, orig, zone, seq);
+        self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        let mut found = None;
+        loop {
+            let n = self.recv_blocking(Duration::from_secs(10))?;
+            for r in codec::messages(&self.rx[..n]) {
+                match r {
+                    Ok(Received::Msg(m)) if m.seq == seq => {
+                        found = Some(m.object);
+                    }
+                    Ok(Received::Ack { seq: s, errno }) if s == seq => {
+                        return match errno {
+                            0 => Ok(found),
+                            e if e == ENOENT => Ok(None),
+                            e => Err(io::Error::from_raw_os_error(e)),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Dumps the conntrack table (or the expectation table).

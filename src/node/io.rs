@@ -83,6 +83,12 @@ pub enum Work {
         conntracks: bool,
         expectations: bool,
     },
+    /// Read one conntrack as the kernel holds it now (one
+    /// [`Done::Dumped`], empty if it is gone).
+    Get {
+        orig: crate::model::Tuple,
+        zone: u16,
+    },
 }
 
 /// Why a job was asked for: the node's bookkeeping, echoed back.
@@ -103,6 +109,12 @@ pub enum Purpose {
         expectations: bool,
         send: bool,
     },
+    /// A conntrack re-read because the kernel changed it without an
+    /// event (a helper's sequence adjustment): sent as an update.
+    Refresh,
+    /// DisableInternalCache: the master of the oldest expectation waiting
+    /// in the node's master checks, for the Filter.
+    MasterCheck { id: u32 },
     /// `-i` without internal cache: the kernel's table as text.
     DumpText {
         client: ClientId,
@@ -127,6 +139,10 @@ pub enum Done {
         cts: Vec<i32>,
         exps: Vec<i32>,
         failed: Vec<(i32, crate::model::Tuple)>,
+        /// Microseconds the conntrack stage and the expectation stage each
+        /// took in the kernel (conntrackd logs one total per stage, in
+        /// microseconds: the node's clock counts milliseconds).
+        took_us: [u32; 2],
     },
     /// One errno per injected change.
     Injected(Vec<i32>),

@@ -23,7 +23,12 @@ impl Node {
             }
             (
                 Purpose::Commit { client },
-                Done::Committed { cts, exps, failed },
+                Done::Committed {
+                    cts,
+                    exps,
+                    failed,
+                    took_us,
+                },
             ) => {
                 for (errno, tuple) in failed {
                     self.out.log(
@@ -35,7 +40,15 @@ impl Node {
                     );
                     self.out.log(Error, tuple_text(&tuple));
                 }
-                self.commit_done(now, client, &cts, &exps);
+                self.commit_done(
+                    now,
+                    client,
+                    &cts,
+                    &exps,
+                    Some(took_us.map(|us| {
+                        std::time::Duration::from_micros(u64::from(us))
+                    })),
+                );
             }
             (Purpose::Commit { client }, Done::Failed(why)) => {
                 self.counters.jobs_failed += 1;
@@ -48,7 +61,30 @@ impl Node {
                     client,
                     &vec![eio; cts],
                     &vec![eio; exps],
+                    None,
                 );
+            }
+            (Purpose::Refresh, Done::Dumped { objects, .. }) => {
+                self.refreshed(now, objects);
+            }
+            (Purpose::MasterCheck { id }, Done::Dumped { objects, .. }) => {
+                let master = objects.iter().find_map(|o| match o {
+                    Object::Ct(c) => Some(c),
+                    Object::Exp(_) => None,
+                });
+                self.master_checked(now, id, master);
+            }
+            (Purpose::MasterCheck { id }, Done::Failed(why)) => {
+                self.counters.jobs_failed += 1;
+                self.master_checked(now, id, None);
+                self.out
+                    .log(Warn, format!("can't read a master back: {why}"));
+            }
+            (Purpose::Refresh, Done::Failed(why)) => {
+                // Not fatal: the peer has the entry, without the change.
+                self.counters.jobs_failed += 1;
+                self.out
+                    .log(Warn, format!("can't read a master back: {why}"));
             }
             (Purpose::Inject, Done::Injected(errs)) => {
                 for e in errs {

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Node, Purpose, polling};
+use super::{Job, Node, Purpose, Work, polling};
 use crate::cache::Upsert;
 use crate::config::OverrunResync;
 use crate::control::proto::{Reply, Status};
@@ -17,6 +17,17 @@ use crate::model::{Conntrack, Expect};
 use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
+
+/// Expectations waiting for their master's check, by the id their
+/// `Purpose::MasterCheck` carries (a job refused by a full queue
+/// completes before the jobs ahead of it, so order is not enough).
+#[derive(Debug, Default)]
+pub(super) struct MasterChecks {
+    waiting: std::collections::VecDeque<(u32, Expect, bool, bool)>,
+    next: u32,
+}
+/// Most expectations waiting for a master check.
+const MAX_MASTER_CHECKS: usize = 4096;
 
 /// After an overrun, the burst is over once no event came for this long.
 pub(super) const BURST_QUIET: Duration = Duration::from_millis(200);
@@ -170,19 +181,110 @@ impl Node {
             self.counters.events_filtered += 1;
             return;
         }
-        // Replicated only with its master (conntrackd's ct_filter_master);
-        // without an internal cache the master need only be known to the
-        // kernel, which created this expectation from it (fixes §6.6).
+        // Replicated only with its master (conntrackd's ct_filter_master):
+        // the master must be in the internal cache, which holds what the
+        // Filter accepts. Without an internal cache the kernel's master
+        // must pass the Filter (read back first: see `master_checked`).
         let master = CtKey {
             orig: x.master,
             zone: x.zone,
         };
-        if !self.internal_disabled() && !self.internal_ct.contains(&master) {
+        let new = kind == Kind::New;
+        if self.internal_disabled() {
+            let checks = &mut self.master_checks;
+            if checks.waiting.len() >= MAX_MASTER_CHECKS {
+                // The worker is this far behind: drop rather than grow.
+                self.counters.events_filtered += 1;
+                return;
+            }
+            let id = checks.next;
+            checks.next = checks.next.wrapping_add(1);
+            checks.waiting.push_back((id, x, new, send));
+            self.out.jobs.push(Job {
+                purpose: Purpose::MasterCheck { id },
+                work: Work::Get {
+                    orig: master.orig,
+                    zone: master.zone,
+                },
+            });
             return;
         }
-        let new = kind == Kind::New;
+        if !self.internal_ct.contains(&master) {
+            return;
+        }
+        self.replicate_exp(now, x, new, send);
+    }
+
+    /// The master of the expectation waiting as check `id`, as the
+    /// kernel holds it (none: gone, and the expectation with it).
+    pub(super) fn master_checked(
+        &mut self,
+        now: Instant,
+        id: u32,
+        master: Option<&Conntrack>,
+    ) {
+        let waiting = &mut self.master_checks.waiting;
+        let Some(at) = waiting.iter().position(|w| w.0 == id) else {
+            return;
+        };
+        let Some((_, x, new, send)) = waiting.remove(at) else {
+            return;
+        };
+        if master
+            .is_some_and(|m| filter::conntrack(&self.cfg.general.filter, m))
+        {
+            self.replicate_exp(now, x, new, send);
+        }
+    }
+
+    fn replicate_exp(
+        &mut self,
+        now: Instant,
+        x: Expect,
+        new: bool,
+        send: bool,
+    ) {
+        let key = exp_key_of(&x);
+        let master = CtKey {
+            orig: x.master,
+            zone: x.zone,
+        };
         if self.internal_exp.upsert(&x, now, new).is_ok() && send {
             self.engine.local_change(Key::Exp(Box::new(key)), new);
+            if new && x.nat.is_some() {
+                self.refresh_master(master);
+            }
+        }
+    }
+
+    /// A NAT helper that announces an expectation also rewrote the
+    /// packet that carried it (the FTP PASV/PORT address), and the
+    /// length change became a sequence adjustment of the master. The
+    /// kernel sends no event for that (only synproxy reports
+    /// `IPCT_SEQADJ`), yet the peer needs it to carry the control
+    /// connection after a failover: read the master back from the kernel
+    /// and send it as an update.
+    fn refresh_master(&mut self, master: CtKey) {
+        self.out.jobs.push(Job {
+            purpose: Purpose::Refresh,
+            work: Work::Get {
+                orig: master.orig,
+                zone: master.zone,
+            },
+        });
+    }
+
+    /// The master a [`Node::refresh_master`] read back (none: it is gone,
+    /// and its destroy event says so).
+    pub(super) fn refreshed(&mut self, now: Instant, objects: Vec<Object>) {
+        for o in objects {
+            let msg = Message {
+                kind: Kind::Update,
+                object: o,
+                port: 0,
+                seq: 0,
+            };
+            self.kernel_event(now, msg, Origin::NotMe);
         }
     }
 

@@ -47,7 +47,7 @@ pub use snapshot::{CacheView, Counters, Snapshot};
 use crate::cache::Cache;
 use crate::config::{Config, Mode};
 use crate::model::{Conntrack, Expect};
-use crate::sync::{self, Engine, Key, Source, State};
+use crate::sync::{self, Key, Source, State, Switch};
 use crate::time::Instant;
 
 /// Changes wait at most this long for more to fill a datagram: a burst of
@@ -72,7 +72,8 @@ pub struct Node {
     internal_exp: Cache<Expect>,
     external_ct: Cache<Conntrack>,
     external_exp: Cache<Expect>,
-    engine: Engine,
+    /// ctsyncd's engine, or conntrackd's protocol when the peer speaks it.
+    engine: Switch,
     counters: Counters,
     started: Instant,
     netlink_buffer: usize,
@@ -90,6 +91,9 @@ pub struct Node {
     /// the event comes, the peer is told.
     purged_ct: std::collections::HashSet<crate::wire::CtKey>,
     purged_exp: std::collections::HashSet<crate::wire::ExpKey>,
+    /// DisableInternalCache: expectations waiting for their master's
+    /// Filter verdict, in the order of their `Work::Get` jobs.
+    master_checks: kernel_side::MasterChecks,
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
@@ -97,7 +101,8 @@ pub struct Node {
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     dumps: dumps::Dumps,
     out: Outbox,
-    /// Per link: datagrams a keyed engine refused (`-s` JSON).
+    /// Per link: datagrams refused (`-s link`, JSON), and the protocol
+    /// the peer last spoke on it.
     refused: Vec<peer_side::LinkRefused>,
 }
 
@@ -155,7 +160,15 @@ impl Node {
             internal_exp: Cache::new(limit),
             external_ct: Cache::new(limit),
             external_exp: Cache::new(limit),
-            engine: Engine::new(params, now),
+            engine: Switch::new(
+                params,
+                peer_side::ctd_options(&sync),
+                sync.peer_protocol,
+                sync.channels.first().is_some_and(|c| {
+                    matches!(c.transport, crate::config::Transport::Tcp { .. })
+                }),
+                now,
+            ),
             counters: Counters::default(),
             started: now,
             netlink_buffer,
@@ -169,6 +182,7 @@ impl Node {
             overrun_unsent: false,
             purged_ct: Default::default(),
             purged_exp: Default::default(),
+            master_checks: Default::default(),
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,
@@ -283,11 +297,12 @@ impl Node {
             external_disabled: self.external_disabled(),
             expectations: self.expectations(),
             counters: self.counters,
-            sync: self.engine.stats().clone(),
+            sync: self.engine.stats(),
             tx_queue: tx,
             tx_queue_limit: self.cfg.general.hash_limit as usize * 2,
             resend_queue: rs,
             resend_queue_limit: self.sync().resend_queue_size as usize,
+            error_queue_limit: self.sync().error_queue_length as usize,
             resend_entries: if resend_entries {
                 self.engine.resend_queue().collect()
             } else {

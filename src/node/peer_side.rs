@@ -1,41 +1,87 @@
 //! The peer side of a node: datagrams in (into the external cache, or
 //! straight into the kernel with DisableExternalCache) and datagrams out
 //! (coalesced: changes wait up to [`TX_COALESCE`] for more to fill a
-//! datagram).
+//! datagram); per link, what was refused and which protocol the peer
+//! speaks (the switch between ctsyncd's and conntrackd's is
+//! [`crate::sync::Switch`]'s; its one notice line is written here, where
+//! the link is known).
 
 use super::{
     Internal, Job, LinkView, Node, Purpose, TX_COALESCE, TX_FULL, Work,
 };
-use crate::sync::Apply;
+use crate::config::{NatByteOrder, Transport};
+use crate::sync::{Apply, CtdRefused, Protocol, Received};
 use crate::time::Instant;
-use crate::wire::{self, CtKey, ExpKey};
+use crate::wire::{self, CtKey, ExpKey, ctd};
 
-/// Datagrams a keyed engine refused on one link.
+/// What one link refused, and the protocol its peer last spoke.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct LinkRefused {
     auth_failed: u64,
     replayed: u64,
     unsealed: u64,
+    ctd: CtdRefused,
+    protocol: Option<Protocol>,
+}
+
+/// conntrackd's encoding options for a `Sync` section: its NAT byte
+/// order, and no timeouts when we have CommitTimeout (conntrackd omits
+/// them then).
+pub(super) fn ctd_options(sync: &crate::config::Sync) -> ctd::Options {
+    ctd::Options {
+        nat_order: match sync.peer_nat_byte_order {
+            NatByteOrder::V147 => ctd::NatByteOrder::V147,
+            NatByteOrder::V142 => ctd::NatByteOrder::V142,
+        },
+        send_timeout: sync.commit_timeout.is_none(),
+    }
 }
 
 /// Links are few (the configured ones); an index beyond this is not one.
 const MAX_LINKS: usize = 64;
 
 impl Node {
-    fn count_refused(&mut self, link: usize, e: wire::Error) {
+    fn link_counts(&mut self, link: usize) -> Option<&mut LinkRefused> {
         if link >= MAX_LINKS {
-            return;
+            return None;
         }
         if self.refused.len() <= link {
             self.refused.resize(link + 1, LinkRefused::default());
         }
-        let r = &mut self.refused[link];
-        match e {
-            wire::Error::Auth => r.auth_failed += 1,
-            wire::Error::Replayed => r.replayed += 1,
-            wire::Error::Unsealed => r.unsealed += 1,
+        self.refused.get_mut(link)
+    }
+
+    fn count_received(&mut self, link: usize, got: &Received) {
+        let Some(r) = self.link_counts(link) else {
+            return;
+        };
+        r.ctd.add(&got.refused);
+        if got.protocol.is_some() {
+            r.protocol = got.protocol;
+        }
+        match got.result {
+            Err(wire::Error::Auth) => r.auth_failed += 1,
+            Err(wire::Error::Replayed) => r.replayed += 1,
+            Err(wire::Error::Unsealed) => r.unsealed += 1,
             _ => {}
         }
+    }
+
+    /// The link as the switch's log line names it:
+    /// `eth1 (udp 192.168.100.2:3780)`.
+    fn link_name(&self, link: usize) -> String {
+        let Some(c) = self.sync().channels.get(link) else {
+            return format!("#{link}");
+        };
+        let (kind, addr, port) = match &c.transport {
+            Transport::Multicast { group, port, .. } => {
+                ("multicast", group, port)
+            }
+            Transport::Udp { dest, port, .. } => ("udp", dest, port),
+            Transport::Tcp { dest, port, .. } => ("tcp", dest, port),
+        };
+        let to = std::net::SocketAddr::new(*addr, *port);
+        format!("{} ({kind} {to})", c.interface)
     }
 
     /// The loop's link views with this node's refusal counts.
@@ -45,6 +91,8 @@ impl Node {
             l.auth_failed = r.auth_failed;
             l.replayed = r.replayed;
             l.unsealed = r.unsealed;
+            l.ctd_refused = r.ctd;
+            l.peer_protocol = r.protocol.map(Protocol::name);
         }
         v
     }
@@ -62,8 +110,17 @@ impl Node {
             ct: &self.internal_ct,
             exp: &self.internal_exp,
         };
-        if let Err(e) = self.engine.recv(now, peer, bytes, &src) {
-            self.count_refused(link, e);
+        let got = self.engine.recv(now, peer, bytes, &src);
+        self.count_received(link, &got);
+        if let Some(p) = got.switched {
+            let text = format!(
+                "sync link {}: peer speaks {} protocol",
+                self.link_name(link),
+                p.name()
+            );
+            self.out.log(log::Level::Info, text);
+        }
+        if let Err(e) = got.result {
             if log::log_enabled!(log::Level::Debug) {
                 self.out.log(log::Level::Debug, format!("datagram: {e}"));
             }

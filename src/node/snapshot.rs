@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub tx_queue_limit: usize,
     pub resend_queue: usize,
     pub resend_queue_limit: usize,
+    /// `ErrorQueueLength`: the bound of a TCP link's queue.
+    pub error_queue_limit: usize,
     /// The resend queue's entries as (sequence number, is control), filled
     /// only for `-s rsqueue`.
     pub resend_entries: Vec<(Seq, bool)>,

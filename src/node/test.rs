@@ -102,6 +102,7 @@ impl Fw {
             cts: cts.to_vec(),
             exps: exps.to_vec(),
             failed: Vec::new(),
+            took_us: [147, 76],
         };
         self.job(now, Purpose::Commit { client: CLIENT }, done)
             .replies
@@ -893,4 +894,258 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
             assert_eq!(text.matches("{\"orig\":").count(), 10_000);
         }
     }
+}
+
+/// The Get jobs among `jobs`, with their purpose.
+fn gets(jobs: &[Job]) -> Vec<(Purpose, Tuple)> {
+    jobs.iter()
+        .filter_map(|j| match j.work {
+            Work::Get { orig, .. } => Some((j.purpose, orig)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_internal_cache_an_expectation_goes_only_with_a_master_the_filter_accepts()
+ {
+    // The FTP client is ignored: its control connection is not
+    // replicated, so neither is the expectation it announced.
+    let c = cfg(
+        "Filter { Address Ignore { IPv4_address 192.168.0.2 } }",
+        "NOTRACK { DisableInternalCache On }",
+        "ExpectationSync On",
+    );
+    let mut fw1 = node(c, 1);
+    let m = ftp_master();
+    let o = fw1.feed(
+        Instant(0),
+        Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
+    );
+    assert_eq!(gets(&o.jobs), [(Purpose::MasterCheck { id: 0 }, m.orig)]);
+    fw1.job(
+        Instant(1),
+        Purpose::MasterCheck { id: 0 },
+        Done::Dumped {
+            objects: vec![Object::Ct(m.clone())],
+            last: true,
+        },
+    );
+    assert!(send_now(&mut fw1, Instant(2)).is_empty(), "nothing sent");
+
+    // Without the Filter the same expectation goes.
+    let c = cfg(
+        "",
+        "NOTRACK { DisableInternalCache On }",
+        "ExpectationSync On",
+    );
+    let mut fw1 = node(c, 1);
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    fw1.job(
+        Instant(1),
+        Purpose::MasterCheck { id: 0 },
+        Done::Dumped {
+            objects: vec![Object::Ct(m.clone())],
+            last: true,
+        },
+    );
+    assert_eq!(send_now(&mut fw1, Instant(2)).len(), 1);
+    // A master the kernel no longer has: the expectation went with it.
+    fw1.kernel(
+        Instant(3),
+        event(Kind::New, Object::Exp(pasv(&m))),
+        Origin::NotMe,
+    );
+    fw1.job(
+        Instant(4),
+        Purpose::MasterCheck { id: 1 },
+        Done::Dumped {
+            objects: Vec::new(),
+            last: true,
+        },
+    );
+    assert!(send_now(&mut fw1, Instant(5)).is_empty());
+    // Completions matched by id: a check refused at once (full job
+    // queue) may complete before one asked for earlier.
+    let mut other = pasv(&m);
+    other.tuple = tcp("192.168.0.2", "192.168.1.2", 0, 50001);
+    for x in [pasv(&m), other] {
+        fw1.kernel(Instant(6), event(Kind::New, Object::Exp(x)), Origin::NotMe);
+    }
+    fw1.job(
+        Instant(7),
+        Purpose::MasterCheck { id: 3 },
+        Done::Failed("kernel job queue full".into()),
+    );
+    fw1.job(
+        Instant(7),
+        Purpose::MasterCheck { id: 2 },
+        Done::Dumped {
+            objects: vec![Object::Ct(m.clone())],
+            last: true,
+        },
+    );
+    assert_eq!(fw1.internal_exp.len(), 1);
+    assert!(
+        fw1.internal_exp
+            .contains(&crate::wire::exp_key_of(&pasv(&m)))
+    );
+}
+
+#[test]
+fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment()
+ {
+    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let mut fw1 = node(c.clone(), 1);
+    let mut fw2 = node(c, 2);
+    let m = ftp_master();
+    fw1.kernel(
+        Instant(0),
+        event(Kind::New, Object::Ct(m.clone())),
+        Origin::NotMe,
+    );
+    let mut x = pasv(&m);
+    x.nat = Some(crate::model::ExpectNat {
+        dir: 1,
+        tuple: tcp("0.0.0.0", "192.168.1.2", 0, 50000),
+    });
+    let o = fw1.feed(
+        Instant(0),
+        Input::Kernel(event(Kind::New, Object::Exp(x)), Origin::NotMe),
+    );
+    assert_eq!(gets(&o.jobs), [(Purpose::Refresh, m.orig)]);
+    // The kernel's master now carries the PASV rewrite's adjustment.
+    let mut now = m.clone();
+    let adj = crate::model::SeqAdj {
+        correction_pos: 1000,
+        offset_before: 0,
+        offset_after: 2,
+    };
+    now.seq_adj = Some([crate::model::SeqAdj::default(), adj]);
+    fw1.job(
+        Instant(1),
+        Purpose::Refresh,
+        Done::Dumped {
+            objects: vec![Object::Ct(now)],
+            last: true,
+        },
+    );
+    flow(&mut fw1, &mut fw2, Instant(2));
+    let got = fw2.external_ct.get(&ct_key_of(&m)).map(|e| e.value.clone());
+    assert_eq!(got.and_then(|c| c.seq_adj).map(|a| a[1]), Some(adj));
+    // Without NAT nothing is read back.
+    let o = fw1.feed(
+        Instant(3),
+        Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
+    );
+    assert!(gets(&o.jobs).is_empty());
+}
+
+#[test]
+fn commit_logs_each_stage_time_in_microseconds() {
+    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let mut fw = node(c, 2);
+    fw.control(Instant(0), Request::Commit(Target::All));
+    let done = Done::Committed {
+        cts: Vec::new(),
+        exps: Vec::new(),
+        failed: Vec::new(),
+        took_us: [147, 1_000_076],
+    };
+    let purpose = Purpose::Commit { client: CLIENT };
+    let o = fw.feed(Instant(5), Input::Job(Completion { purpose, done }));
+    let lines: Vec<&str> = o.logs.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Committed 0 new entries",
+            "commit has taken 0.000147 seconds",
+            "Committed 0 new expectations",
+            "commit has taken 1.000076 seconds"
+        ]
+    );
+}
+
+#[test]
+fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
+    use crate::sync::MapSource;
+    use crate::sync::ctd::{CtdEngine, Params};
+    let mut fw = node(cfg("", "FTFW { }", ""), 100);
+    fw.links = vec![LinkView {
+        kind: "UDP",
+        interface: "lo".into(),
+        status: "RUNNING",
+        active: true,
+        ..Default::default()
+    }];
+    let mut peer = CtdEngine::new(
+        Params {
+            mode: Mode::FtFw,
+            first_seq: 7,
+            max_datagram: 1472,
+            resend_queue_size: 100,
+            ack_window: 20,
+            tx_queue_size: 100,
+            refresh_time: Duration::from_secs(60),
+            opts: Default::default(),
+        },
+        Instant(0),
+    );
+    let src = MapSource::default();
+    let mut notices = Vec::new();
+    for s in 1..=3 {
+        let now = Instant(s * 1000);
+        peer.handle_timeout(now, &src);
+        let mut buf = [0u8; 1472];
+        let n = peer.poll_transmit(now, &src, &mut buf).unwrap();
+        let o = fw.feed(
+            now,
+            Input::Datagram {
+                link: 0,
+                peer: 1,
+                bytes: &buf[..n],
+            },
+        );
+        notices
+            .extend(o.logs.into_iter().filter(|l| l.level == log::Level::Info));
+        // Our answers are conntrackd's.
+        assert!(
+            fw.wire
+                .drain(..)
+                .all(|d| crate::wire::ctd::is_conntrackd(&d))
+        );
+    }
+    assert_eq!(
+        notices,
+        vec![LogRecord {
+            level: log::Level::Info,
+            text: "sync link lo (udp 10.0.0.2:1): peer speaks conntrackd 1.4 protocol".into()
+        }]
+    );
+    let now = Instant(4000);
+    let s = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::Link,
+            format: Format::Plain,
+        },
+    ));
+    assert!(
+        s.contains(
+            "peer protocol: conntrackd 1.4\nconntrackd messages refused:\n"
+        ),
+        "{s}"
+    );
+    let j = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::General,
+            format: Format::Json,
+        },
+    ));
+    assert!(j.contains("\"peer_protocol\":\"conntrackd 1.4\",\"conntrackd_refused\":{\"truncated\":0,"), "{j}");
 }

@@ -41,6 +41,7 @@
 //!   machine beside the engine, fed by the node.
 
 mod alarm;
+pub mod ctd;
 pub mod digest;
 mod ftfw;
 mod mode;
@@ -49,10 +50,13 @@ mod rx;
 mod sealing;
 mod session;
 mod source;
+mod switch;
 mod tx;
 
 pub use crate::wire::Seq;
+pub use ctd::Refused as CtdRefused;
 pub use source::{Apply, Key, MapSource, Source, State};
+pub use switch::{Protocol, Received, Switch};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -257,6 +261,18 @@ impl Engine {
         }
         self.tx.request_resync();
         true
+    }
+
+    /// Keys waiting to be sent or acknowledged, emptying both queues: a
+    /// protocol switch hands them to the other engine.
+    pub fn drain_keys(&mut self) -> Vec<(Key, bool)> {
+        let mut v = self.tx.drain_keys();
+        for s in self.mode.get_mut().drain_resend() {
+            if let tx::Sent::Key(k) = s {
+                v.push((k, false));
+            }
+        }
+        v
     }
 
     /// Changes for the external cache, in arrival order.
@@ -649,3 +665,5 @@ fn report_refused(r: Refused) {
 mod test;
 #[cfg(test)]
 mod test_sealed;
+#[cfg(test)]
+mod test_switch;

@@ -68,6 +68,12 @@ pub(crate) trait SyncMode {
         false
     }
 
+    /// Empties the resend queue, returning what it held (a protocol
+    /// switch hands the keys to the other engine).
+    fn drain_resend(&mut self) -> Vec<Sent> {
+        Vec::new()
+    }
+
     /// Sent messages awaiting acknowledgement (FT-FW only).
     fn resend_queue(&self) -> Option<&ResendQueue> {
         None

@@ -189,6 +189,18 @@ impl Transmit {
         w.counts().0
     }
 
+    /// Every waiting key with its "new" flag, emptying the key queue (a
+    /// protocol switch hands them to the other engine).
+    pub(crate) fn drain_keys(&mut self) -> Vec<(Key, bool)> {
+        let keys: Vec<Key> = self.keys.drain(..).collect();
+        keys.into_iter()
+            .map(|k| {
+                let new = self.queued.remove(&k).unwrap_or(false);
+                (k, new)
+            })
+            .collect()
+    }
+
     /// Records that a datagram went out at `now`.
     pub(crate) fn transmitted(&mut self, now: Instant) {
         self.last_tx = now;

@@ -30,6 +30,7 @@
 //!
 //! Pure: encoding goes into caller-owned buffers; decoding never panics.
 
+pub mod ctd;
 mod digest;
 mod header;
 mod msg;

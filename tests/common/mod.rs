@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod ctd;
 pub mod fw;
 pub mod sniff;
 

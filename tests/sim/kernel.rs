@@ -333,7 +333,28 @@ impl Kernel {
                             .map(|(&e, x)| (e, x.tuple)),
                     )
                     .collect();
-                vec![Done::Committed { cts, exps, failed }]
+                // The simulated kernel takes no time.
+                vec![Done::Committed {
+                    cts,
+                    exps,
+                    failed,
+                    took_us: [0; 2],
+                }]
+            }
+            Work::Get { orig, zone } => {
+                let k = CtKey {
+                    orig: *orig,
+                    zone: *zone,
+                };
+                vec![Done::Dumped {
+                    objects: self
+                        .ct(&k)
+                        .cloned()
+                        .map(Object::Ct)
+                        .into_iter()
+                        .collect(),
+                    last: true,
+                }]
             }
             Work::Inject(changes) => {
                 let sync = cfg.sync.clone().unwrap_or_default();
@@ -350,9 +371,12 @@ impl Kernel {
         }
     }
 
-    /// One injected change, as the worker sends it: a create (EEXIST when
-    /// it exists: the worker does not update), or a delete (a missing
-    /// entry is not a failure).
+    /// One injected change, as the worker sends it
+    /// (src/daemon/inject.rs): a conntrack the table holds is updated in
+    /// place (a NEW that finds it exists too), one it lacks is created; a
+    /// delete of a missing entry is not a failure. (This table accepts
+    /// every update: the kernel's refusals, which make the worker delete
+    /// and re-create, are not modelled.)
     fn inject(
         &mut self,
         a: &Apply,
@@ -361,11 +385,19 @@ impl Kernel {
     ) -> i32 {
         let o = Origin::Inject;
         match a {
-            Apply::Ct { ct, .. } => errno(self.create_ct(
-                &commit::prepare_ct(ct, 0, rules),
-                o,
-                events,
-            )),
+            Apply::Ct { ct, new } => {
+                let ct = commit::prepare_ct(ct, 0, rules);
+                if *new {
+                    match self.create_ct(&ct, o, events) {
+                        Err(EEXIST) => {}
+                        r => return errno(r),
+                    }
+                }
+                match self.update_ct(&ct, o, events) {
+                    Err(ENOENT) => errno(self.create_ct(&ct, o, events)),
+                    r => errno(r),
+                }
+            }
             Apply::Exp { exp, .. } => errno(self.create_exp(
                 &commit::prepare_exp(exp, 0, rules),
                 o,

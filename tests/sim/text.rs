@@ -113,6 +113,7 @@ pub fn job_text(j: &Job) -> String {
             format!("Commit {} cts {} exps", p.cts.len(), p.exps.len())
         }
         Work::Inject(a) => format!("Inject {} changes", a.len()),
+        Work::Get { orig, .. } => format!("Get {orig:?}"),
         Work::Flush {
             conntracks,
             expectations,

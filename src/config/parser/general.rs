@@ -4,10 +4,7 @@
 use super::values::{parse_bool, parse_u32};
 use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
-use crate::config::{
-    DEFAULT_LOG_FILE, DEFAULT_STATS_LOG_FILE, OverrunResync, SchedPolicy,
-    Scheduler, UNIX_PATH_MAX,
-};
+use crate::config::{OverrunResync, SchedPolicy, Scheduler, UNIX_PATH_MAX};
 
 const GENERAL: &[&str] = &[
     "HashSize",
@@ -36,7 +33,8 @@ impl<'a> Parser<'a> {
                 "HashSize" => p.cfg.general.hash_size = p.number()?,
                 "HashLimit" => p.cfg.general.hash_limit = p.number()?,
                 "LogFile" => {
-                    p.cfg.general.log_file = p.log_target(DEFAULT_LOG_FILE)?.0
+                    p.cfg.general.log_file =
+                        p.log_target(p.personality.log_file)?.0
                 }
                 "Syslog" => {
                     let cur = p.cfg.general.syslog;
@@ -188,7 +186,8 @@ impl<'a> Parser<'a> {
         self.block("Stats", STATS, |p, kw, kpos| {
             match kw {
                 "LogFile" => {
-                    stats.log_file = p.log_target(DEFAULT_STATS_LOG_FILE)?.0
+                    stats.log_file =
+                        p.log_target(p.personality.stats_log_file)?.0
                 }
                 "Syslog" => stats.syslog = p.syslog(stats.syslog)?,
                 "LogFileBufferSize" => {

@@ -15,27 +15,45 @@ mod sync;
 mod validate;
 mod values;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::lexer::{Lexer, Pos, Tok};
-use crate::config::{Config, Diagnostic, Logic, Mode, Parsed, Sync};
+use crate::config::{Clauses, Config, Diagnostic, Logic, Mode, Parsed, Sync};
+use crate::personality::{self, Personality};
 use filter::{add_addresses, add_rule};
 
 type Result<T> = std::result::Result<T, Diagnostic>;
 
-/// Parses a whole configuration text. `file` is used in diagnostics only.
+/// Parses a whole configuration text with ctsyncd's own defaults. `file`
+/// is used in diagnostics only.
 pub fn parse(src: &str, file: &str) -> Result<Parsed> {
+    parse_as(src, file, &personality::CTSYNCD)
+}
+
+/// Parses a whole configuration text; the default paths (`LockFile`,
+/// `LogFile on`) are those of `personality`.
+pub fn parse_as(
+    src: &str,
+    file: &str,
+    personality: &'static Personality,
+) -> Result<Parsed> {
+    let mut cfg = Config::default();
+    cfg.general.lock_file = PathBuf::from(personality.lock_file);
     let mut p = Parser {
         lx: Lexer::new(src),
         peeked: None,
         file,
+        personality,
         warnings: Vec::new(),
-        cfg: Config::default(),
+        cfg,
+        first_seen: BTreeMap::new(),
         sync: None,
         stats_pos: None,
         modes: Vec::new(),
         channel_pos: Vec::new(),
         unix_path: None,
+        peer_protocol_pos: None,
     };
     p.file_body()?;
     p.finish()
@@ -47,8 +65,12 @@ struct Parser<'a> {
     lx: Lexer<'a>,
     peeked: Option<(Tok<'a>, Pos)>,
     file: &'a str,
+    personality: &'static Personality,
     warnings: Vec<Diagnostic>,
     cfg: Config,
+    /// Where each clause keyword first appears (for the start-up warnings
+    /// about clauses that are parsed but not acted on).
+    first_seen: BTreeMap<String, Pos>,
     /// The Sync section being built, and where it was first opened.
     sync: Option<(Sync, Pos)>,
     stats_pos: Option<Pos>,
@@ -57,6 +79,8 @@ struct Parser<'a> {
     /// Where each channel block started, parallel to `Sync::channels`.
     channel_pos: Vec<Pos>,
     unix_path: Option<(PathBuf, Pos)>,
+    /// Where `PeerProtocol` was given (it may contradict a key).
+    peer_protocol_pos: Option<Pos>,
 }
 
 const TOP: &[&str] = &["General", "Sync", "Stats", "Helper"];
@@ -122,6 +146,7 @@ impl<'a> Parser<'a> {
             match self.next() {
                 (Tok::Close, _) => return Ok(()),
                 (Tok::Word(w), p) => {
+                    self.seen(w, p);
                     if !f(self, w, p)? {
                         return Err(self.found(
                             Tok::Word(w),
@@ -182,8 +207,26 @@ impl<'a> Parser<'a> {
 
     // ===== sections =====
 
+    /// Records the first place of a clause keyword.
+    fn seen(&mut self, keyword: &str, pos: Pos) {
+        if !self.first_seen.contains_key(keyword) {
+            self.first_seen.insert(keyword.to_string(), pos);
+        }
+    }
+
+    /// Hands the clause positions to the result.
+    fn clauses(&mut self) -> Clauses {
+        Clauses {
+            file: self.file.to_string(),
+            first_seen: std::mem::take(&mut self.first_seen),
+        }
+    }
+
     fn file_body(&mut self) -> Result<()> {
         loop {
+            if let (Tok::Word(w), p) = self.peek() {
+                self.seen(w, p);
+            }
             match self.next() {
                 (Tok::Eof, _) => return Ok(()),
                 (Tok::Word("General"), _) => self.general()?,

@@ -5,7 +5,10 @@
 use super::values::parse_bool;
 use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
-use crate::config::{ExpectationSync, HelperName, KeyFile, Mode, Sync};
+use crate::config::{
+    ExpectationSync, HelperName, KeyFile, Mode, NatByteOrder, PeerProtocol,
+    Sync,
+};
 
 const SYNC: &[&str] = &[
     "Mode",
@@ -44,6 +47,8 @@ const OPTIONS: &[&str] = &[
     "TCPWindowTracking",
     "AntiEntropyPeriod",
     "AuthenticationKeyFile",
+    "PeerProtocol",
+    "PeerNATByteOrder",
 ];
 
 impl<'a> Parser<'a> {
@@ -190,6 +195,8 @@ impl<'a> Parser<'a> {
                     p.sync_mut().anti_entropy_period = n;
                 }
                 "AuthenticationKeyFile" => p.authentication_key_file()?,
+                "PeerProtocol" => p.peer_protocol()?,
+                "PeerNATByteOrder" => p.peer_nat_byte_order()?,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -211,6 +218,38 @@ impl<'a> Parser<'a> {
             ));
         }
         keys.push(KeyFile { path, at });
+        Ok(())
+    }
+
+    /// ctsyncd's own: `PeerProtocol auto|ctsyncd|conntrackd`.
+    fn peer_protocol(&mut self) -> Result<()> {
+        let (w, pos) = self.word("auto, ctsyncd or conntrackd")?;
+        let proto = match w.to_ascii_lowercase().as_str() {
+            "auto" => PeerProtocol::Auto,
+            "ctsyncd" => PeerProtocol::Ctsyncd,
+            "conntrackd" => PeerProtocol::Conntrackd,
+            _ => {
+                return Err(self.found(
+                    Tok::Word(w),
+                    pos,
+                    "auto, ctsyncd or conntrackd",
+                ));
+            }
+        };
+        self.sync_mut().peer_protocol = proto;
+        self.peer_protocol_pos = Some(pos);
+        Ok(())
+    }
+
+    /// ctsyncd's own: `PeerNATByteOrder 1.4.7|1.4.2`.
+    fn peer_nat_byte_order(&mut self) -> Result<()> {
+        let (w, pos) = self.word("1.4.7 or 1.4.2")?;
+        let order = match w {
+            "1.4.7" => NatByteOrder::V147,
+            "1.4.2" => NatByteOrder::V142,
+            _ => return Err(self.found(Tok::Word(w), pos, "1.4.7 or 1.4.2")),
+        };
+        self.sync_mut().peer_nat_byte_order = order;
         Ok(())
     }
 

@@ -4,7 +4,9 @@
 
 use super::{Parser, Result};
 use crate::config::lexer::Pos;
-use crate::config::{Diagnostic, MAX_CHANNELS, Mode, Parsed, Sync};
+use crate::config::{
+    Diagnostic, MAX_CHANNELS, Mode, Parsed, PeerProtocol, Sync,
+};
 
 impl<'a> Parser<'a> {
     pub(super) fn finish(mut self) -> Result<Parsed> {
@@ -44,9 +46,11 @@ impl<'a> Parser<'a> {
             self.finish_sync(&mut sync, spos)?;
             self.cfg.sync = Some(sync);
         }
+        let clauses = self.clauses();
         Ok(Parsed {
             config: self.cfg,
             warnings: self.warnings,
+            clauses,
         })
     }
 
@@ -122,6 +126,15 @@ impl<'a> Parser<'a> {
                 ));
             }
             _ => {}
+        }
+        if sync.peer_protocol == PeerProtocol::Conntrackd
+            && !sync.authentication_keys.is_empty()
+        {
+            let pos = self.peer_protocol_pos.unwrap_or(spos);
+            return Err(self.err(
+                pos,
+                "`PeerProtocol conntrackd' cannot be combined with `AuthenticationKeyFile': conntrackd's protocol carries no authentication",
+            ));
         }
         if sync.disable_external_cache && sync.commit_timeout.is_some() {
             self.warn(spos, "`CommitTimeout' can't be combined with `DisableExternalCache', ignoring this option. Fix your configuration file.");

@@ -8,36 +8,59 @@ use crate::model::{Conntrack, ProtoInfo, Tuple};
 /// Appends a request that creates `ct` exactly as given (the caller
 /// applies the commit rules first, see `kernel::commit`).
 pub fn encode_ct_create(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32) {
+    encode_ct_new(buf, ct, seq, false);
+}
+
+/// Appends a request that changes the existing conntrack with `ct`'s
+/// original tuple in place (ENOENT when there is none). Unlike a delete
+/// and re-create, the entry keeps its expectations, its helper and its
+/// NAT binding. Only what ctnetlink lets an update change is sent: the
+/// NAT, the master tuple and the reply tuple can be set at creation only
+/// (EOPNOTSUPP otherwise), and the helper is left out because an empty
+/// or different name would detach it (dropping its expectations) or be
+/// refused (EBUSY), as conntrackd's `nl_update_conntrack` does.
+pub fn encode_ct_update(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32) {
+    encode_ct_new(buf, ct, seq, true);
+}
+
+fn encode_ct_new(buf: &mut Vec<u8>, ct: &Conntrack, seq: u32, update: bool) {
     let mut e = Encoder::new(buf);
     let at = e.begin_msg(
         NFNL_SUBSYS_CTNETLINK,
         IPCTNL_MSG_CT_NEW,
-        CREATE_NEW,
+        if update {
+            NLM_F_REQUEST | NLM_F_ACK
+        } else {
+            CREATE_NEW
+        },
         seq,
         family(&ct.orig),
     );
     e.tuple(CTA_TUPLE_ORIG, &ct.orig);
-    // The reply tuple without NAT: the kernel derives the translated one
-    // from CTA_NAT_SRC/DST.
-    e.tuple(CTA_TUPLE_REPLY, &ct.orig.inverse());
-    if let Some(m) = &ct.master {
-        e.tuple(CTA_TUPLE_MASTER, m);
-    }
-    if let Some(n) = ct.snat() {
-        e.nat(CTA_NAT_SRC, n.addr, n.port);
-    }
-    if let Some(n) = ct.dnat() {
-        e.nat(CTA_NAT_DST, n.addr, n.port);
+    if !update {
+        // The reply tuple without NAT: the kernel derives the translated
+        // one from CTA_NAT_SRC/DST.
+        e.tuple(CTA_TUPLE_REPLY, &ct.orig.inverse());
+        if let Some(m) = &ct.master {
+            e.tuple(CTA_TUPLE_MASTER, m);
+        }
+        if let Some(n) = ct.snat() {
+            e.nat(CTA_NAT_SRC, n.addr, n.port);
+        }
+        if let Some(n) = ct.dnat() {
+            e.nat(CTA_NAT_DST, n.addr, n.port);
+        }
     }
     e.put_be32(CTA_STATUS, ct.status);
     e.put_be32(CTA_TIMEOUT, ct.timeout.unwrap_or(0));
-    if ct.mark != 0 {
+    // An update sets the mark even to 0 (the peer's entry lost its mark).
+    if ct.mark != 0 || update {
         e.put_be32(CTA_MARK, ct.mark);
     }
     if ct.zone != 0 {
         e.put_be16(CTA_ZONE, ct.zone);
     }
-    if let Some(h) = &ct.helper {
+    if let (Some(h), false) = (&ct.helper, update) {
         let at = e.begin(CTA_HELP);
         e.put_str(CTA_HELP_NAME, h);
         e.end(at);

@@ -31,7 +31,9 @@ mod exp;
 mod message;
 mod uapi;
 
-pub use ct_encode::{encode_ct_create, encode_ct_delete, encode_ct_get};
+pub use ct_encode::{
+    encode_ct_create, encode_ct_delete, encode_ct_get, encode_ct_update,
+};
 pub(crate) use dump::encode_dump;
 pub(crate) use exp::{encode_exp_create, encode_exp_delete};
 pub use message::{DecodeError, Kind, Message, Object, Received, messages};

@@ -28,11 +28,20 @@ pub struct LinkView {
     pub err_send: u64,
     pub err_recv: u64,
     pub foreign: u64,
+    /// TCP: frames waiting for the connection (`ErrorQueueLength`), and
+    /// those dropped because it was full (`-s queue`: errorq).
+    pub error_queue: usize,
+    pub error_queue_full: u64,
     /// With a key: datagrams refused on this link (the node counts them;
     /// the loop leaves them 0).
     pub auth_failed: u64,
     pub replayed: u64,
     pub unsealed: u64,
+    /// conntrackd messages refused on this link, by why (the node counts
+    /// them).
+    pub ctd_refused: crate::sync::CtdRefused,
+    /// The protocol the peer last spoke on this link (None: not heard).
+    pub peer_protocol: Option<&'static str>,
 }
 
 /// conntrackd's uptime text: `[N day[s] ]H h M min` or `M min`.
@@ -60,17 +69,12 @@ fn cache_block(s: &mut String, name: &str, len: usize, st: &CacheStats) {
     );
 }
 
-fn cache_extended(
-    s: &mut String,
-    name: &str,
-    len: usize,
-    bytes: usize,
-    limit: usize,
-    st: &CacheStats,
-) {
+/// `-s cache`: conntrackd's block exactly (the memory use and the limit
+/// are in `--json` only: monitoring parses this one).
+fn cache_extended(s: &mut String, name: &str, len: usize, st: &CacheStats) {
     let _ = write!(
         s,
-        "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tmemory (bytes)/limit (entries):\t{bytes:12}/{limit:12}\n\n",
+        "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\n",
         st.add_ok,
         st.add_fail,
         0,
@@ -114,6 +118,24 @@ fn link_counters(s: &mut String, l: &LinkView) {
         l.pkts_recv,
         l.err_send,
         l.err_recv
+    );
+}
+
+/// `-s link`: the protocol the peer speaks on the link, and the
+/// conntrackd messages refused there, by why.
+fn peer_protocol_text(s: &mut String, l: &LinkView) {
+    let r = &l.ctd_refused;
+    let _ = write!(
+        s,
+        "peer protocol: {}\nconntrackd messages refused:\n{:20} Truncated  {:20} Bad size\n{:20} Bad version{:20} Bad type\n{:20} Bad header {:20} Malformed\n{:20} Before the switch\n\n",
+        l.peer_protocol.unwrap_or("unknown (nothing read yet)"),
+        r.truncated,
+        r.bad_size,
+        r.version,
+        r.bad_type,
+        r.bad_header,
+        r.malformed,
+        r.before_switch
     );
 }
 
@@ -169,15 +191,15 @@ fn network(s: &mut String, snap: &Snapshot) {
     let e = &snap.sync;
     let _ = write!(
         s,
-        "network statistics:\n\trecv:\n\t\tMalformed messages:\t{:20}\n\t\tWrong protocol version:\t{:20}\n\t\tMalformed header:\t{:20}\n\t\tMalformed payload:\t{:20}\n\t\tBad message type:\t{:20}\n\t\tTruncated message:\t{:20}\n\t\tBad message size:\t{:20}\n\t\tAuthentication failed:\t{:20}\n\tsend:\n\t\tMalformed messages:\t{:20}\n\nsequence tracking statistics:\n\trecv:\n\t\tPackets lost:\t\t{:20}\n\t\tPackets before:\t\t{:20}\n\n",
+        "network statistics:\n\trecv:\n\t\tMalformed messages:\t{:20}\n\t\tWrong protocol version:\t{:20}\n\t\tMalformed header:\t{:20}\n\t\tMalformed payload:\t{:20}\n\t\tBad message type:\t{:20}\n\t\tTruncated message:\t{:20}\n\t\tBad message size:\t{:20}\n\tsend:\n\t\tMalformed messages:\t{:20}\n\nsequence tracking statistics:\n\trecv:\n\t\tPackets lost:\t\t{:20}\n\t\tPackets before:\t\t{:20}\n\n",
         e.malformed,
         e.bad_version,
         e.bad_header,
-        e.malformed - e.bad_version - e.bad_header - e.auth_failed,
+        // Datagrams a key refused count here (`--json`: auth_failed).
+        e.malformed - e.bad_version - e.bad_header,
         0,
         0,
         0,
-        e.auth_failed,
         e.too_big,
         e.lost,
         e.before
@@ -225,6 +247,15 @@ fn queues(s: &mut String, snap: &Snapshot) {
         s,
         "queue txqueue:\ncurrent elements:\t\t{tx:12}\nmaximum elements:\t\t{limit:12}\nnot enough space errors:\t{:12}\n\n",
         e.tx_queue_full
+    );
+    // conntrackd's errorq: what TCP links hold while they (re)connect.
+    let (errq, errq_full) = snap.links.iter().fold((0, 0), |(n, f), l| {
+        (n + l.error_queue, f + l.error_queue_full)
+    });
+    let max = snap.error_queue_limit;
+    let _ = write!(
+        s,
+        "queue errorq:\ncurrent elements:\t\t{errq:12}\nmaximum elements:\t\t{max:12}\nnot enough space errors:\t{errq_full:12}\n\n"
     );
     if snap.mode == crate::config::Mode::FtFw {
         let max = snap.resend_queue_limit;
@@ -322,7 +353,7 @@ pub fn stats_json(snap: &Snapshot) -> String {
         json_str(&mut s, &l.interface);
         let _ = write!(
             s,
-            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{}}}",
+            ",\"status\":\"{}\",\"active\":{},\"bytes_sent\":{},\"bytes_recv\":{},\"pkts_sent\":{},\"pkts_recv\":{},\"err_send\":{},\"err_recv\":{},\"foreign\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{}",
             l.status,
             l.active,
             l.bytes_sent,
@@ -335,6 +366,23 @@ pub fn stats_json(snap: &Snapshot) -> String {
             l.auth_failed,
             l.replayed,
             l.unsealed
+        );
+        s.push_str(",\"peer_protocol\":");
+        match l.peer_protocol {
+            Some(p) => json_str(&mut s, p),
+            None => s.push_str("null"),
+        }
+        let r = &l.ctd_refused;
+        let _ = write!(
+            s,
+            ",\"conntrackd_refused\":{{\"truncated\":{},\"bad_size\":{},\"bad_version\":{},\"bad_type\":{},\"bad_header\":{},\"malformed\":{},\"before_switch\":{}}}}}",
+            r.truncated,
+            r.bad_size,
+            r.version,
+            r.bad_type,
+            r.bad_header,
+            r.malformed,
+            r.before_switch
         );
     }
     s.push_str("],");
@@ -381,7 +429,7 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                 ("internal", &snap.internal_ct),
                 ("external", &snap.external_ct),
             ] {
-                cache_extended(&mut s, name, c.len, c.bytes, c.limit, &c.stats);
+                cache_extended(&mut s, name, c.len, &c.stats);
             }
         }
         StatsView::Runtime => runtime_text(
@@ -410,6 +458,7 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                     "{:20} Foreign    {:20} Auth failed\n{:20} Replayed   {:20} Unsealed\n\n",
                     l.foreign, l.auth_failed, l.replayed, l.unsealed
                 );
+                peer_protocol_text(&mut s, l);
             }
             let e = &snap.sync;
             let _ = write!(

@@ -49,6 +49,10 @@ impl SyncMode for FtFw {
         self.resend.clear();
     }
 
+    fn drain_resend(&mut self) -> Vec<Sent> {
+        self.resend.take(|_, _| true)
+    }
+
     fn data(&mut self, peer: u64, seq: Seq, cx: &mut Cx<'_>) -> bool {
         match self.peers.rx_mut(peer) {
             Some(rx) => rx.data(seq, cx.stats, cx.tx),

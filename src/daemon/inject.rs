@@ -1,0 +1,137 @@
+//! DisableExternalCache: the peer's changes applied straight to the
+//! kernel, in the peer's order, through the inject socket (whose events
+//! the node ignores).
+//!
+//! A conntrack the kernel already holds is changed in place (ctnetlink's
+//! update: `IPCTNL_MSG_CT_NEW` without `NLM_F_CREATE`), never deleted and
+//! created again: the kernel drops a master's expectations with the
+//! master, so a re-create would silently remove the expectations the
+//! peer's helper announced (the FTP data channel of a control connection
+//! whose sequence adjustment, mark or state the peer sends after its
+//! expectation). conntrackd applies an update the same way
+//! (`nl_update_conntrack`).
+//!
+//! - conntrack update: update; ENOENT ⇒ create; refused (what an update
+//!   cannot change: EBUSY for a status bit only a create sets, EOPNOTSUPP)
+//!   ⇒ [`recreate`];
+//! - conntrack new: create; EEXIST ⇒ as an update (a NEW for a tuple the
+//!   kernel holds is the same flow sent again: a resend, a bulk send);
+//! - expectation new or update: create; EEXIST ⇒ delete and create;
+//! - deletes: ENOENT is not a failure (already gone).
+
+use std::io;
+
+use crate::kernel::codec::{self, Object};
+use crate::kernel::commit::{self, CommitRules};
+use crate::kernel::socket::{CtSocket, Errno};
+use crate::model::{Conntrack, Expect};
+use crate::sync::Apply;
+use crate::wire::ExpKey;
+
+const ENOENT: Errno = rustix::io::Errno::NOENT.raw_os_error();
+const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
+
+/// Applies the peer's changes in order. One errno per change (0 = done).
+pub(super) fn inject(
+    sock: &mut CtSocket,
+    rules: &CommitRules,
+    changes: &[Apply],
+) -> io::Result<Vec<Errno>> {
+    let mut out = Vec::with_capacity(changes.len());
+    for a in changes {
+        let e = match a {
+            Apply::Ct { ct, new } => {
+                inject_ct(sock, &commit::prepare_ct(ct, 0, rules), *new)?
+            }
+            Apply::Exp { exp, .. } => {
+                first(sock.create_exps(&[commit::prepare_exp(exp, 0, rules)])?)
+            }
+            Apply::CtDel(k) => {
+                gone_is_done(first(sock.batch(|buf, seq| {
+                    codec::encode_ct_delete(buf, &k.orig, k.zone, seq())
+                })?))
+            }
+            Apply::ExpDel(k) => {
+                let x = expect_of_key(k);
+                gone_is_done(first(sock.batch(|buf, seq| {
+                    codec::encode_exp_delete(buf, &x, seq())
+                })?))
+            }
+        };
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// One conntrack, prepared by the commit rules.
+fn inject_ct(
+    sock: &mut CtSocket,
+    ct: &Conntrack,
+    new: bool,
+) -> io::Result<Errno> {
+    if new {
+        let e = one(sock, ct, codec::encode_ct_create)?;
+        if e != EEXIST {
+            return Ok(e);
+        }
+    }
+    match one(sock, ct, codec::encode_ct_update)? {
+        0 => Ok(0),
+        ENOENT => one(sock, ct, codec::encode_ct_create),
+        _ => recreate(sock, ct),
+    }
+}
+
+/// What an update cannot change: delete and create the conntrack, then
+/// give it back the expectations the kernel dropped with it.
+fn recreate(sock: &mut CtSocket, ct: &Conntrack) -> io::Result<Errno> {
+    let children: Vec<Expect> = sock
+        .dump(true)?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Exp(x) if x.master == ct.orig && x.zone == ct.zone => {
+                Some(x)
+            }
+            _ => None,
+        })
+        .collect();
+    sock.batch(|buf, seq| {
+        codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq())
+    })?;
+    let e = one(sock, ct, codec::encode_ct_create)?;
+    if e == 0 && !children.is_empty() {
+        let again: Vec<Expect> = children
+            .iter()
+            .map(|x| commit::prepare_exp(x, 0, &CommitRules::default()))
+            .map(|mut x| {
+                // Keep what the kernel had left of their lifetime.
+                x.timeout = x.timeout.or(Some(commit::FALLBACK_TIMEOUT));
+                x
+            })
+            .collect();
+        sock.create_exps(&again)?;
+    }
+    Ok(e)
+}
+
+fn one(
+    sock: &mut CtSocket,
+    ct: &Conntrack,
+    encode: fn(&mut Vec<u8>, &Conntrack, u32),
+) -> io::Result<Errno> {
+    Ok(first(sock.batch(|buf, seq| encode(buf, ct, seq()))?))
+}
+
+fn first(errs: Vec<Errno>) -> Errno {
+    errs.first().copied().unwrap_or(0)
+}
+
+fn gone_is_done(e: Errno) -> Errno {
+    if e == ENOENT { 0 } else { e }
+}
+
+fn expect_of_key(k: &ExpKey) -> Expect {
+    let mut x = Expect::new(k.master, k.tuple, k.mask);
+    x.zone = k.zone;
+    x
+}

@@ -1,0 +1,561 @@
+//! conntrackd 1.4's sync protocol (reference §4.2–4.9) as a sans-IO
+//! engine with the same contracts as [`crate::sync::Engine`]: queues hold
+//! [`Key`]s, messages are built from the [`Source`] at transmit time (a
+//! resend carries the newest state; a gone key is sent as a DEL built from
+//! the key), received data becomes [`Apply`]. The bytes are
+//! [`crate::wire::ctd`]'s.
+//!
+//! As a conntrackd peer sees it: one u32 counter numbers every message we
+//! send, data and control, and a resend takes a new number; several
+//! messages share a datagram up to the link's size; ALIVE (or the ACK of
+//! an open run) after one second without sending. FT-FW adds the resend
+//! queue (`ResendQueueSize`), an ACK every `ACKWindowSize` messages, NACK
+//! on a gap, the peer's NACK moving entries back to transmit and its ACK
+//! releasing them, the HELLO/HELLO_BACK handshake and RESYNC. NOTRACK
+//! counts numbers only; ALARM re-sends every entry once per
+//! `RefreshTime` and sends no control message.
+//!
+//! Where conntrackd can lose data, this side does not (every message is
+//! still one conntrackd accepts):
+//! - conntrackd takes any message that says HELLO as in sequence, so what
+//!   is lost before the handshake ends is never NACKed and even falls
+//!   inside its ACKs. We send no data until our HELLO is answered (an
+//!   ALIVE says it at once; after [`HELLO_PATIENCE`] data goes anyway),
+//!   and we check the numbers of a peer's HELLO messages after the first
+//!   one of its handshake (a gap among them is NACKed as any other);
+//! - a peer's HELLO does not empty our resend queue (conntrackd drops it,
+//!   and with it what the restarted peer never got): what the peer never
+//!   acknowledges is sent again by the next rule;
+//! - an entry the peer's ACKs went past without acknowledging it (its
+//!   NACK was lost, it arrived late and was dropped, or the peer
+//!   restarted) is sent again after [`PASSED_OVER`];
+//! - a peer that restarts (a new HELLO) gets our whole internal cache
+//!   (conntrackd sends nothing until the restarted node asks);
+//! - a RESYNC we ask for on our own (a protocol switch) waits for the
+//!   handshake, so our HELLOs cannot empty the peer's resend queue in the
+//!   middle of its answer.
+//!
+//! Layout: `queue` (transmit and resend queues), `rx` (the peer's
+//! numbering and the ACK window), `tx` (filling a datagram), this file
+//! (the state, reading, timers).
+
+mod queue;
+mod rx;
+#[cfg(test)]
+mod test;
+mod tx;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{ALIVE_INTERVAL, Apply, Key, Source, Stats};
+use crate::model::Mode;
+use crate::time::Instant;
+use crate::wire::ctd::{self, Body, Message, Options};
+use crate::wire::{Seq, ct_key_of, exp_key_of};
+use queue::{Ctl, ResendQueue, Sent, TxQueue};
+use rx::{Class, Rx};
+
+/// An entry the peer's ACKs went past is sent again after this long.
+pub const PASSED_OVER: Duration = Duration::from_millis(2500);
+/// A RESYNC we ask for on our own goes out at the latest this long after
+/// the request, handshake or not.
+const RESYNC_WAIT: Duration = Duration::from_secs(2);
+/// Data waits for the answer to our HELLO at most this long (a peer that
+/// never answers still gets it).
+pub const HELLO_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The engine's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub mode: Mode,
+    /// Our first sequence number (conntrackd starts from `time()`).
+    pub first_seq: u32,
+    pub max_datagram: usize,
+    pub resend_queue_size: usize,
+    pub ack_window: u32,
+    pub tx_queue_size: usize,
+    pub refresh_time: Duration,
+    pub opts: Options,
+}
+
+/// conntrackd messages refused, by why (`-s link`, `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Shorter than its header says, or than a header.
+    pub truncated: u64,
+    /// A length of 0, or past the datagram.
+    pub bad_size: u64,
+    /// Another protocol version.
+    pub version: u64,
+    /// A message type conntrackd does not define.
+    pub bad_type: u64,
+    /// Flags that make no message (e.g. a control message without its
+    /// kind, an ACK ending before it starts).
+    pub bad_header: u64,
+    /// An attribute that does not decode.
+    pub malformed: u64,
+    /// Datagrams read before the switch to conntrackd's protocol (its
+    /// first two seconds, or while a ctsyncd peer talks on the link).
+    pub before_switch: u64,
+}
+
+impl Refused {
+    pub fn total(&self) -> u64 {
+        self.truncated
+            + self.bad_size
+            + self.version
+            + self.bad_type
+            + self.bad_header
+            + self.malformed
+            + self.before_switch
+    }
+
+    pub(crate) fn count(&mut self, e: ctd::Error) {
+        match e {
+            ctd::Error::Truncated => self.truncated += 1,
+            ctd::Error::BadSize | ctd::Error::TooBig => self.bad_size += 1,
+            ctd::Error::Version(_) => self.version += 1,
+            ctd::Error::BadType(_) => self.bad_type += 1,
+            ctd::Error::BadHeader => self.bad_header += 1,
+            ctd::Error::Malformed => self.malformed += 1,
+        }
+    }
+
+    pub fn add(&mut self, o: &Refused) {
+        self.truncated += o.truncated;
+        self.bad_size += o.bad_size;
+        self.version += o.version;
+        self.bad_type += o.bad_type;
+        self.bad_header += o.bad_header;
+        self.malformed += o.malformed;
+        self.before_switch += o.before_switch;
+    }
+}
+
+/// Our side of the HELLO handshake (conntrackd's `hello_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hello {
+    /// Every message says HELLO until one says HELLO_BACK.
+    Say,
+    Done,
+}
+
+/// One node's replication state in conntrackd's protocol.
+pub struct CtdEngine {
+    p: Params,
+    next_seq: Seq,
+    tx: TxQueue,
+    rs: ResendQueue,
+    rx: Rx,
+    hello: Hello,
+    /// When we first said HELLO.
+    hello_since: Option<Instant>,
+    /// Data went out before the handshake ended (the patience ran out).
+    impatient: bool,
+    /// An ALIVE went out to say HELLO for waiting data.
+    hello_probed: bool,
+    say_hello_back: bool,
+    /// The peer's last message said HELLO (its handshake is open).
+    peer_hello: bool,
+    /// A RESYNC of ours waits for the handshake, since this time.
+    resync_wanted: Option<Instant>,
+    /// The highest number the peer acknowledged.
+    acked_upto: Option<Seq>,
+    last_tx: Instant,
+    /// ALARM: the next refresh slice, and which.
+    refresh_at: Instant,
+    slot: u64,
+    applies: VecDeque<Apply>,
+    stats: Stats,
+    refused: Refused,
+}
+
+impl CtdEngine {
+    pub fn new(p: Params, now: Instant) -> CtdEngine {
+        CtdEngine {
+            next_seq: Seq(p.first_seq),
+            tx: TxQueue::new(p.tx_queue_size),
+            rs: ResendQueue::new(p.resend_queue_size),
+            rx: Rx::new(p.ack_window),
+            hello: Hello::Say,
+            hello_since: None,
+            impatient: false,
+            hello_probed: false,
+            say_hello_back: false,
+            peer_hello: false,
+            resync_wanted: None,
+            acked_upto: None,
+            last_tx: now,
+            refresh_at: now + ALIVE_INTERVAL,
+            slot: 0,
+            applies: VecDeque::new(),
+            stats: Stats::default(),
+            refused: Refused::default(),
+            p,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Every conntrackd message refused so far, by why.
+    pub fn refused(&self) -> &Refused {
+        &self.refused
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.p.mode
+    }
+
+    /// Keys waiting to be sent, and sent entries awaiting an ACK.
+    pub fn queue_lengths(&self) -> (usize, usize) {
+        (self.tx.len(), self.rs.len())
+    }
+
+    /// The resend queue's numbers, and whether each is a control message.
+    pub fn resend_queue(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
+        self.rs.iter()
+    }
+
+    pub fn wants_transmit(&self) -> bool {
+        self.tx.has_control() || (!self.tx.is_empty() && !self.data_waits())
+    }
+
+    /// FT-FW: data waits for the answer to our HELLO.
+    fn data_waits(&self) -> bool {
+        self.ftfw() && self.hello == Hello::Say && !self.impatient
+    }
+
+    /// True when nothing waits to be sent or acknowledged.
+    pub fn is_idle(&self) -> bool {
+        self.tx.is_empty() && self.rs.len() == 0
+    }
+
+    fn ftfw(&self) -> bool {
+        self.p.mode == Mode::FtFw
+    }
+
+    // ===== local side =====
+
+    /// The internal cache changed `key`. False when the queue is full.
+    pub fn local_change(&mut self, key: Key, new: bool) -> bool {
+        if self.data_waits() && !self.hello_probed {
+            // Say HELLO now rather than at the next quiet second.
+            self.hello_probed = true;
+            self.tx.control(Ctl::Alive);
+        }
+        self.rs.forget(&key);
+        self.tx.key(key, new, &mut self.stats)
+    }
+
+    /// Everything in the internal cache, conntracks first.
+    pub fn bulk(&mut self, src: &dyn Source) {
+        for key in src.keys() {
+            self.local_change(key, false);
+        }
+    }
+
+    /// `-n`, StartupResync, a protocol switch: asks the peer for its
+    /// internal cache (not in ALARM). In FT-FW before our HELLO is
+    /// answered, the request waits for the answer (see the module
+    /// header), at most [`RESYNC_WAIT`] after our last datagram.
+    pub fn request_resync(&mut self) -> bool {
+        if self.p.mode == Mode::Alarm {
+            return false;
+        }
+        if self.ftfw() && self.hello == Hello::Say {
+            self.resync_wanted.get_or_insert(self.last_tx);
+        } else {
+            self.tx.control(Ctl::Resync);
+        }
+        true
+    }
+
+    /// Keys waiting or awaiting an ACK, emptying both queues (a protocol
+    /// switch hands them to the other engine).
+    pub fn drain_keys(&mut self) -> Vec<(Key, bool)> {
+        let mut v = self.tx.drain_keys();
+        for s in self.rs.clear() {
+            if let Sent::Key(k) = s {
+                v.push((k, false));
+            }
+        }
+        v
+    }
+
+    pub fn pop_apply(&mut self) -> Option<Apply> {
+        self.applies.pop_front()
+    }
+
+    // ===== receive side =====
+
+    /// One datagram (or a run of stream messages). Returns how many
+    /// messages were read and what was refused in it.
+    pub fn recv(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        src: &dyn Source,
+    ) -> (u64, Refused) {
+        let mut read = 0;
+        let mut refused = Refused::default();
+        self.stats.datagrams_recv += 1;
+        for m in ctd::messages(datagram, self.p.opts) {
+            match m {
+                Ok(msg) => {
+                    read += 1;
+                    self.stats.msgs_recv += 1;
+                    self.message(now, msg, src);
+                }
+                Err(e) => {
+                    refused.count(e);
+                    self.stats.malformed += 1;
+                    match e {
+                        ctd::Error::Version(_) => self.stats.bad_version += 1,
+                        _ => self.stats.bad_header += 1,
+                    }
+                }
+            }
+        }
+        self.refused.add(&refused);
+        (read, refused)
+    }
+
+    fn message(&mut self, now: Instant, msg: Message, src: &dyn Source) {
+        match self.p.mode {
+            Mode::FtFw => self.ftfw_message(now, msg, src),
+            Mode::NoTrack => {
+                let seq = Seq(msg.seq);
+                match self.rx.classify(seq) {
+                    Class::InSync => {}
+                    Class::After { from, to } => {
+                        self.stats.lost += u64::from(to - from) + 1;
+                    }
+                    // Applied all the same (conntrackd does).
+                    Class::Before => self.stats.before += 1,
+                    Class::OutOfWindow => {
+                        self.stats.out_of_window += 1;
+                        return;
+                    }
+                }
+                self.rx.update(seq);
+                match msg.body {
+                    Body::Ack { .. } | Body::Nack { .. } => {
+                        self.refused.bad_header += 1;
+                        self.stats.bad_header += 1;
+                    }
+                    b => self.digest(now, b, src),
+                }
+            }
+            Mode::Alarm => {
+                // conntrackd's ALARM reads data only: any flag is
+                // ignored.
+                let data = !matches!(
+                    msg.body,
+                    Body::Ack { .. }
+                        | Body::Nack { .. }
+                        | Body::Resync
+                        | Body::Alive
+                );
+                if data && !msg.hello && !msg.hello_back {
+                    self.digest(now, msg.body, src);
+                }
+            }
+        }
+    }
+
+    fn ftfw_message(&mut self, now: Instant, msg: Message, src: &dyn Source) {
+        let seq = Seq(msg.seq);
+        if msg.hello_back && self.hello == Hello::Say {
+            self.hello = Hello::Done;
+            if self.resync_wanted.take().is_some() {
+                self.tx.control(Ctl::Resync);
+            }
+        }
+        let class = if msg.hello {
+            self.say_hello_back = true;
+            // The first HELLO of a handshake (or one whose number makes
+            // no sense after the last) restarts the tracking; the ones
+            // after it are numbered on from it.
+            let normal = self.rx.classify(seq);
+            if self.peer_hello
+                && matches!(normal, Class::InSync | Class::After { .. })
+            {
+                normal
+            } else {
+                if self.rx.last().is_some() {
+                    // A restarted peer knows nothing: conntrackd waits
+                    // for its RESYNC; we send our cache at once.
+                    self.stats.peer_restarts += 1;
+                    self.bulk(src);
+                }
+                self.rx.hello(seq);
+                Class::InSync
+            }
+        } else {
+            self.rx.classify(seq)
+        };
+        self.peer_hello = msg.hello;
+        match class {
+            Class::Before => {
+                self.stats.before += 1;
+                return;
+            }
+            Class::OutOfWindow => {
+                self.stats.out_of_window += 1;
+                return;
+            }
+            Class::After { from, to } => {
+                self.stats.lost += u64::from(to - from) + 1;
+                self.digest(now, msg.body, src);
+                for c in self.rx.gap(from, to, seq) {
+                    self.tx.control(c);
+                }
+            }
+            Class::InSync => {
+                self.digest(now, msg.body, src);
+                if let Some(ack) = self.rx.in_sync(seq) {
+                    self.tx.control(ack);
+                }
+            }
+        }
+        self.rx.update(seq);
+    }
+
+    /// What one accepted message does.
+    fn digest(&mut self, _now: Instant, body: Body, src: &dyn Source) {
+        match body {
+            Body::CtNew(ct) => {
+                self.applies.push_back(Apply::Ct { ct, new: true })
+            }
+            Body::CtUpd(ct) => {
+                self.applies.push_back(Apply::Ct { ct, new: false })
+            }
+            Body::CtDel(ct) => {
+                self.applies.push_back(Apply::CtDel(ct_key_of(&ct)))
+            }
+            Body::ExpNew(exp) => {
+                self.applies.push_back(Apply::Exp { exp, new: true })
+            }
+            Body::ExpUpd(exp) => {
+                self.applies.push_back(Apply::Exp { exp, new: false })
+            }
+            Body::ExpDel(exp) => {
+                self.applies.push_back(Apply::ExpDel(exp_key_of(&exp)))
+            }
+            Body::Resync => {
+                self.stats.resyncs_requested_by_peer += 1;
+                log::info!("resync requested by other node");
+                log::info!("sending bulk update");
+                self.bulk(src);
+            }
+            Body::Alive => {}
+            Body::Ack { from, to } | Body::Nack { from, to }
+                if !self.ftfw() || Seq(to) < Seq(from) =>
+            {
+                self.refused.bad_header += 1;
+                self.stats.bad_header += 1;
+            }
+            // An ACK of numbers we never sent is corrupt or forged.
+            Body::Ack { to, .. } if Seq(to) >= self.next_seq => {
+                self.stats.out_of_window += 1;
+            }
+            Body::Ack { from, to } => {
+                let (from, to) = (Seq(from), Seq(to));
+                self.rs.take_range(from, to);
+                if self.acked_upto.is_none_or(|u| to > u) {
+                    self.acked_upto = Some(to);
+                }
+            }
+            Body::Nack { from, to } => {
+                for s in self.rs.take_range(Seq(from), Seq(to)) {
+                    self.requeue(s);
+                }
+            }
+        }
+    }
+
+    fn requeue(&mut self, s: Sent) {
+        self.stats.retransmitted += 1;
+        match s {
+            Sent::Key(k) => {
+                self.tx.key(k, false, &mut self.stats);
+            }
+            Sent::Ctl(c) => self.tx.control(c),
+        }
+    }
+
+    // ===== timers =====
+
+    pub fn poll_at(&self) -> Instant {
+        match self.p.mode {
+            Mode::Alarm => self.refresh_at,
+            _ => self.last_tx + ALIVE_INTERVAL,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self.p.mode == Mode::Alarm {
+            if now >= self.refresh_at {
+                self.refresh_at = now + ALIVE_INTERVAL;
+                self.refresh(src);
+            }
+            return;
+        }
+        if self.ftfw() {
+            if self.hello == Hello::Say
+                && self
+                    .hello_since
+                    .is_some_and(|t| now.since(t) >= HELLO_PATIENCE)
+            {
+                self.impatient = true;
+            }
+            if self
+                .resync_wanted
+                .is_some_and(|t| now.since(t) >= RESYNC_WAIT)
+            {
+                self.resync_wanted = None;
+                self.tx.control(Ctl::Resync);
+            }
+            if let Some(upto) = self.acked_upto {
+                for s in self.rs.take_passed_over(upto, now, PASSED_OVER) {
+                    self.requeue(s);
+                }
+            }
+        }
+        if now >= self.last_tx + ALIVE_INTERVAL {
+            // One ALIVE (or ACK) per quiet second, whether or not it
+            // could be sent at once.
+            self.last_tx = now;
+            let ack = if self.ftfw() {
+                self.rx.idle_ack()
+            } else {
+                None
+            };
+            self.tx.control(ack.unwrap_or(Ctl::Alive));
+        }
+    }
+
+    /// ALARM: one slice of the keys per second, each key once per
+    /// `RefreshTime`.
+    fn refresh(&mut self, src: &dyn Source) {
+        let slots = self.p.refresh_time.as_secs().max(1);
+        let slot = self.slot % slots;
+        self.slot = self.slot.wrapping_add(1);
+        for key in src.keys() {
+            if spread(&key) % slots == slot {
+                self.tx.key(key, false, &mut self.stats);
+            }
+        }
+    }
+}
+
+/// A cheap, stable spread of keys over refresh slots.
+fn spread(key: &Key) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}

@@ -1,0 +1,119 @@
+//! The transmit side of the conntrackd-protocol engine: packing
+//! messages into one datagram up to the link's size, each numbered when
+//! it is written, a key built from the internal cache at that moment (or
+//! as a DEL from the key when the entry is gone), and what FT-FW keeps
+//! for resending.
+
+use super::queue::{Ctl, Next, Sent};
+use super::{CtdEngine, Hello};
+use crate::model::{Conntrack, Expect};
+use crate::sync::{Key, Source, State};
+use crate::time::Instant;
+use crate::wire::Seq;
+use crate::wire::ctd::{self, Body, Message};
+
+impl CtdEngine {
+    /// Builds the next datagram into `buf` (at most `max_datagram`
+    /// bytes). None when nothing waits.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        src: &dyn Source,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let limit = buf.len().min(self.p.max_datagram);
+        let mut off = 0;
+        let mut n = 0u64;
+        let data_waits = self.data_waits();
+        while let Some(next) = self.tx.peek() {
+            if data_waits && matches!(next, Next::Key(..)) {
+                break;
+            }
+            let body = match &next {
+                Next::Ctl(c) => ctl_body(*c),
+                Next::Key(k, new) => build(k, *new, src),
+            };
+            let ftfw = self.ftfw();
+            let msg = Message {
+                seq: self.next_seq.0,
+                hello: ftfw && self.hello == Hello::Say,
+                hello_back: ftfw && self.say_hello_back,
+                body,
+            };
+            match ctd::encode(&msg, self.p.opts, &mut buf[off..limit]) {
+                Ok(len) => {
+                    off += len;
+                    n += 1;
+                    self.tx.pop();
+                    let seq = self.next_seq;
+                    self.next_seq = seq.next();
+                    self.say_hello_back &= !msg.hello_back;
+                    self.sent(seq, next, now);
+                }
+                Err(ctd::Error::TooBig) if n > 0 => break,
+                Err(_) => {
+                    // Does not fit an empty datagram, or cannot be
+                    // written: never sendable.
+                    self.stats.too_big += 1;
+                    self.tx.pop();
+                }
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        self.stats.msgs_sent += n;
+        self.stats.datagrams_sent += 1;
+        self.last_tx = now;
+        self.hello_since.get_or_insert(now);
+        Some(off)
+    }
+
+    fn sent(&mut self, seq: Seq, what: Next, now: Instant) {
+        if !self.ftfw() {
+            return;
+        }
+        let kept = match what {
+            Next::Key(k, _) => Sent::Key(k),
+            // ALIVE is not kept (conntrackd frees it).
+            Next::Ctl(Ctl::Alive) => return,
+            Next::Ctl(c) => Sent::Ctl(c),
+        };
+        self.rs.push(seq, kept, now, &mut self.stats);
+    }
+}
+
+fn ctl_body(c: Ctl) -> Body {
+    match c {
+        Ctl::Ack { from, to } => Body::Ack {
+            from: from.0,
+            to: to.0,
+        },
+        Ctl::Nack { from, to } => Body::Nack {
+            from: from.0,
+            to: to.0,
+        },
+        Ctl::Resync => Body::Resync,
+        Ctl::Alive => Body::Alive,
+    }
+}
+
+/// The message carrying `key`'s current state, or its DEL.
+fn build(key: &Key, new: bool, src: &dyn Source) -> Body {
+    match (key, src.current(key)) {
+        (_, Some(State::Ct(ct))) if new => Body::CtNew(ct),
+        (_, Some(State::Ct(ct))) => Body::CtUpd(ct),
+        (_, Some(State::Exp(x))) if new => Body::ExpNew(x),
+        (_, Some(State::Exp(x))) => Body::ExpUpd(x),
+        (Key::Ct(k), None) => {
+            let mut ct = Conntrack::new(k.orig);
+            ct.zone = k.zone;
+            Body::CtDel(ct)
+        }
+        (Key::Exp(k), None) => {
+            let mut x = Expect::new(k.master, k.tuple, k.mask);
+            x.zone = k.zone;
+            Body::ExpDel(x)
+        }
+    }
+}

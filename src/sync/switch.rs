@@ -1,0 +1,509 @@
+//! The node's replication engine when the peer may be conntrackd: ctsyncd's
+//! [`Engine`] and conntrackd's protocol ([`CtdEngine`]) behind the API the
+//! node already used, and the rule that picks one (`PeerProtocol`).
+//!
+//! `auto` (the default) starts in ctsyncd's format, so nothing changes
+//! between two ctsyncd nodes. Datagrams that are conntrackd's (sniffed by
+//! [`ctd::is_conntrackd`], their first message decoding) for
+//! [`SWITCH_AFTER`] while no ctsyncd datagram came for
+//! [`super::PEER_ALIVE`] switch to conntrackd's protocol from then on
+//! (meanwhile they are counted, not read: the RESYNC below makes up for
+//! them). The wait lets a ctsyncd that replaced a conntrackd talk first:
+//! its peer, still speaking conntrackd's protocol, hears it and answers
+//! in ctsyncd's format. A ctsyncd session that proves itself (it answers
+//! our challenge) switches back. What a switch does, so the migration
+//! loses nothing:
+//! - the keys waiting to be sent or acknowledged carry over to the new
+//!   protocol, and the whole internal cache is queued after them (the
+//!   peer understood nothing we said before);
+//! - we ask the peer for its internal cache (RESYNC): a ctsyncd that
+//!   replaces a backup learns the existing state (in ALARM, the peer's
+//!   periodic refresh does that);
+//! - the caller logs one notice line (see [`Received::switched`]).
+//!
+//! The same rule keeps a working ctsyncd pair together: a stray or forged
+//! conntrackd datagram switches nothing while the ctsyncd peer talks.
+//!
+//! TCP (`stream`): conntrackd cannot skip a frame it does not understand
+//! in its stream (its framing is lost for good, even across
+//! reconnections), so in `auto` nothing in ctsyncd's format is written
+//! to a stream before a ctsyncd datagram was read from the peer, or
+//! [`STREAM_HOLD`] passed without any conntrackd datagram. (Two ctsyncd
+//! nodes that met over TCP while one spoke conntrackd's protocol keep
+//! speaking it: correct, only less compact; `PeerProtocol ctsyncd` or a
+//! restart of both returns to ctsyncd's format.)
+//!
+//! With a key (`AuthenticationKeyFile`) conntrackd's datagrams go to the
+//! keyed ctsyncd engine, which refuses and counts them as unsealed: they
+//! never switch anything. `ctsyncd` pins ctsyncd's format (conntrackd's
+//! datagrams are refused as before); `conntrackd` speaks conntrackd's
+//! protocol from the start (a NOTRACK or ALARM peer that never sends
+//! cannot be detected) and refuses ctsyncd's datagrams.
+//!
+//! While conntrackd's protocol is spoken, the ctsyncd engine keeps
+//! reading ctsyncd datagrams, and what it has to say (its challenge, its
+//! answers) is sent only while such datagrams arrive, so a conntrackd
+//! peer never sees our format.
+
+use std::time::Duration;
+
+use super::ctd::{self as engine, CtdEngine, Refused};
+use super::{Apply, Engine, Key, Params, Source, Stats};
+use crate::config::PeerProtocol;
+use crate::model::Mode;
+use crate::time::Instant;
+use crate::wire::seal::Sealer;
+use crate::wire::{self, Msg, Seq, ctd};
+
+/// While ctsyncd datagrams arrived this recently, the ctsyncd engine may
+/// send while conntrackd's protocol is spoken, and conntrackd's
+/// datagrams switch nothing.
+const CTSYNCD_HEARD: Duration = super::PEER_ALIVE;
+/// conntrackd's datagrams switch once they kept coming this long.
+pub const SWITCH_AFTER: Duration = Duration::from_secs(2);
+/// On a stream, ctsyncd's format waits at most this long for the peer to
+/// show which protocol it speaks.
+pub const STREAM_HOLD: Duration = Duration::from_secs(5);
+
+/// The protocol spoken on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Ctsyncd,
+    /// conntrackd 1.4's (reference §4).
+    Conntrackd,
+}
+
+impl Protocol {
+    /// As `-s link` and the switch's log line name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Ctsyncd => "ctsyncd",
+            Protocol::Conntrackd => "conntrackd 1.4",
+        }
+    }
+}
+
+/// What reading one datagram gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// ctsyncd's verdict on a datagram it read (a refused one is counted
+    /// as before).
+    pub result: Result<(), wire::Error>,
+    /// The protocol the datagram was read in, if it was read.
+    pub protocol: Option<Protocol>,
+    /// conntrackd messages refused in it, by why.
+    pub refused: Refused,
+    /// The datagram switched the link to this protocol: log it.
+    pub switched: Option<Protocol>,
+}
+
+/// Both engines and the one that speaks.
+pub struct Switch {
+    setting: PeerProtocol,
+    mode: Mode,
+    keyed: bool,
+    ct: Engine,
+    ctd: Option<CtdEngine>,
+    ctd_params: engine::Params,
+    /// What conntrackd engines that were replaced had counted.
+    ctd_past: Stats,
+    ctd_refused_past: Refused,
+    /// A ctsyncd datagram was read while conntrackd's protocol is spoken.
+    ctsyncd_heard: Option<Instant>,
+    /// When a ctsyncd datagram was last read while ctsyncd's format is
+    /// spoken: while that peer lives, conntrackd's datagrams switch
+    /// nothing.
+    ctsyncd_alive: Option<Instant>,
+    /// Since when conntrackd's datagrams keep coming (not yet switched).
+    ctd_since: Option<Instant>,
+    /// A stream link whose peer's protocol is not known yet: nothing in
+    /// ctsyncd's format is sent (see the module header); until this time.
+    stream_hold: Option<Instant>,
+}
+
+impl Switch {
+    /// `opts` are conntrackd's encoding options (NAT byte order, whether
+    /// timeouts are sent).
+    /// `stream`: the links are TCP.
+    pub fn new(
+        p: Params,
+        opts: ctd::Options,
+        setting: PeerProtocol,
+        stream: bool,
+        now: Instant,
+    ) -> Switch {
+        let ctd_params = engine::Params {
+            mode: p.mode,
+            // conntrackd starts from time(); any number does.
+            first_seq: p.session,
+            max_datagram: p.max_datagram,
+            resend_queue_size: p.resend_queue_size,
+            ack_window: p.ack_window,
+            tx_queue_size: p.tx_queue_size,
+            refresh_time: p.refresh_time,
+            opts,
+        };
+        let ctd = (setting == PeerProtocol::Conntrackd)
+            .then(|| CtdEngine::new(ctd_params, now));
+        Switch {
+            setting,
+            mode: p.mode,
+            keyed: false,
+            ct: Engine::new(p, now),
+            ctd,
+            ctd_params,
+            ctd_past: Stats::default(),
+            ctd_refused_past: Refused::default(),
+            ctsyncd_heard: None,
+            ctsyncd_alive: None,
+            ctd_since: None,
+            stream_hold: (stream && setting == PeerProtocol::Auto)
+                .then(|| now + STREAM_HOLD),
+        }
+    }
+
+    /// Seals ctsyncd's datagrams; conntrackd's are refused from then on.
+    pub fn set_sealer(&mut self, sealer: Sealer) {
+        self.keyed = true;
+        // conntrackd's datagrams are refused: nothing to wait for.
+        self.stream_hold = None;
+        self.ct.set_sealer(sealer);
+    }
+
+    /// The protocol spoken now.
+    pub fn protocol(&self) -> Protocol {
+        if self.ctd.is_some() {
+            Protocol::Conntrackd
+        } else {
+            Protocol::Ctsyncd
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Both protocols' counters, summed.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.ct.stats().clone();
+        add(&mut s, &self.ctd_past);
+        if let Some(c) = &self.ctd {
+            add(&mut s, c.stats());
+        }
+        s
+    }
+
+    /// Every conntrackd message refused so far, by why.
+    pub fn ctd_refused(&self) -> Refused {
+        let mut r = self.ctd_refused_past;
+        if let Some(c) = &self.ctd {
+            r.add(c.refused());
+        }
+        r
+    }
+
+    pub fn queue_lengths(&self) -> (usize, usize) {
+        match &self.ctd {
+            Some(c) => c.queue_lengths(),
+            None => self.ct.queue_lengths(),
+        }
+    }
+
+    pub fn resend_queue(&self) -> Box<dyn Iterator<Item = (Seq, bool)> + '_> {
+        match &self.ctd {
+            Some(c) => Box::new(c.resend_queue()),
+            None => Box::new(self.ct.resend_queue()),
+        }
+    }
+
+    pub fn wants_transmit(&self) -> bool {
+        match &self.ctd {
+            // The ctsyncd engine's count only while a ctsyncd peer talks
+            // (forgotten by the timer `CTSYNCD_HEARD` after it stopped).
+            Some(c) => {
+                c.wants_transmit()
+                    || (self.ctsyncd_heard.is_some()
+                        && self.ct.wants_transmit())
+            }
+            None => self.stream_hold.is_none() && self.ct.wants_transmit(),
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        match &self.ctd {
+            Some(c) => c.is_idle(),
+            None => self.ct.is_idle(),
+        }
+    }
+
+    // ===== local side =====
+
+    pub fn local_change(&mut self, key: Key, new: bool) -> bool {
+        match &mut self.ctd {
+            Some(c) => c.local_change(key, new),
+            None => self.ct.local_change(key, new),
+        }
+    }
+
+    pub fn bulk(&mut self, src: &dyn Source) {
+        match &mut self.ctd {
+            Some(c) => c.bulk(src),
+            None => self.ct.bulk(src),
+        }
+    }
+
+    pub fn request_resync(&mut self) -> bool {
+        match &mut self.ctd {
+            Some(c) => c.request_resync(),
+            None => self.ct.request_resync(),
+        }
+    }
+
+    pub fn pop_apply(&mut self) -> Option<Apply> {
+        if let Some(a) = self.ct.pop_apply() {
+            return Some(a);
+        }
+        self.ctd.as_mut().and_then(|c| c.pop_apply())
+    }
+
+    /// Anti-entropy is ctsyncd's: nothing comes from conntrackd.
+    pub fn pop_digest(&mut self) -> Option<Msg> {
+        self.ct.pop_digest()
+    }
+
+    /// Sends an anti-entropy message; dropped while conntrackd's protocol
+    /// is spoken (it has no such message).
+    pub fn send_digest(&mut self, msg: Msg) {
+        if self.ctd.is_none() {
+            self.ct.send_digest(msg);
+        }
+    }
+
+    // ===== receive side =====
+
+    fn accepts_ctd(&self) -> bool {
+        !self.keyed && self.setting != PeerProtocol::Ctsyncd
+    }
+
+    /// Handles one datagram from `peer` (see the module header for which
+    /// engine reads it).
+    pub fn recv(
+        &mut self,
+        now: Instant,
+        peer: u64,
+        datagram: &[u8],
+        src: &dyn Source,
+    ) -> Received {
+        let mut out = Received {
+            result: Ok(()),
+            protocol: None,
+            refused: Refused::default(),
+            switched: None,
+        };
+        if self.accepts_ctd() && ctd::is_conntrackd(datagram) {
+            if self.ctd.is_none() {
+                let decodes = matches!(
+                    ctd::messages(datagram, self.ctd_params.opts).next(),
+                    Some(Ok(_))
+                );
+                if !decodes {
+                    // Counted as conntrackd's refusals, switching nothing.
+                    let mut r = Refused::default();
+                    for e in ctd::messages(datagram, self.ctd_params.opts)
+                        .filter_map(Result::err)
+                    {
+                        r.count(e);
+                    }
+                    self.ctd_refused_past.add(&r);
+                    out.refused = r;
+                    out.result = Err(wire::Error::Malformed);
+                    return out;
+                }
+                let since = *self.ctd_since.get_or_insert(now);
+                let ctsyncd_talks = self
+                    .ctsyncd_alive
+                    .is_some_and(|t| now.since(t) < CTSYNCD_HEARD);
+                if ctsyncd_talks || now.since(since) < SWITCH_AFTER {
+                    // Not yet (see the module header): counted.
+                    out.refused.before_switch = 1;
+                    self.ctd_refused_past.before_switch += 1;
+                    out.result = Err(wire::Error::Malformed);
+                    return out;
+                }
+                self.switch_to_conntrackd(now, src);
+                out.switched = Some(Protocol::Conntrackd);
+            }
+            if let Some(c) = self.ctd.as_mut() {
+                let (read, refused) = c.recv(now, datagram, src);
+                out.refused = refused;
+                if read > 0 {
+                    out.protocol = Some(Protocol::Conntrackd);
+                } else {
+                    out.result = Err(wire::Error::Malformed);
+                }
+            }
+            return out;
+        }
+        if self.setting == PeerProtocol::Conntrackd {
+            // Pinned: anything else is not for us.
+            out.refused.bad_header = 1;
+            self.ctd_refused_past.bad_header += 1;
+            out.result = Err(wire::Error::BadMagic);
+            return out;
+        }
+        let proven_before = self.ct.stats().challenges_answered;
+        out.result = self.ct.recv(now, peer, datagram, src);
+        if out.result.is_ok() {
+            out.protocol = Some(Protocol::Ctsyncd);
+            if self.ctd.is_none() {
+                self.ctsyncd_alive = Some(now);
+                self.ctd_since = None;
+                self.stream_hold = None;
+            } else {
+                self.ctsyncd_heard = Some(now);
+                if self.ct.stats().challenges_answered > proven_before {
+                    self.switch_to_ctsyncd(src);
+                    out.switched = Some(Protocol::Ctsyncd);
+                }
+            }
+        }
+        out
+    }
+
+    /// The peer speaks conntrackd's protocol: see the module header.
+    fn switch_to_conntrackd(&mut self, now: Instant, src: &dyn Source) {
+        let mut c = CtdEngine::new(self.ctd_params, now);
+        for (k, new) in self.ct.drain_keys() {
+            c.local_change(k, new);
+        }
+        c.bulk(src);
+        if self.mode != Mode::Alarm {
+            c.request_resync();
+        }
+        self.ctd = Some(c);
+        self.ctsyncd_heard = None;
+        self.ctd_since = None;
+        self.stream_hold = None;
+    }
+
+    /// A ctsyncd peer proved itself: back to our format.
+    fn switch_to_ctsyncd(&mut self, src: &dyn Source) {
+        let Some(mut c) = self.ctd.take() else {
+            return;
+        };
+        for (k, new) in c.drain_keys() {
+            self.ct.local_change(k, new);
+        }
+        add(&mut self.ctd_past, c.stats());
+        self.ctd_refused_past.add(c.refused());
+        self.ct.bulk(src);
+        self.ct.request_resync();
+        self.ctsyncd_heard = None;
+        self.ctsyncd_alive = None;
+    }
+
+    // ===== timers =====
+
+    pub fn poll_at(&self) -> Instant {
+        match &self.ctd {
+            Some(c) => c.poll_at().min(self.ct.poll_at()),
+            None => self.ct.poll_at(),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, src: &dyn Source) {
+        if self
+            .ctsyncd_heard
+            .is_some_and(|t| now.since(t) >= CTSYNCD_HEARD)
+        {
+            self.ctsyncd_heard = None;
+        }
+        // A stream whose peer said nothing in conntrackd's format for the
+        // whole hold: ctsyncd's format may go.
+        if self.stream_hold.is_some_and(|t| now >= t) {
+            if self.ctd_since.is_some() {
+                self.stream_hold = Some(now + STREAM_HOLD);
+            } else {
+                self.stream_hold = None;
+            }
+        }
+        self.ct.handle_timeout(now, src);
+        if let Some(c) = self.ctd.as_mut() {
+            c.handle_timeout(now, src);
+        }
+    }
+
+    // ===== transmit =====
+
+    /// The next datagram: conntrackd's while it is spoken (and ctsyncd's
+    /// answers to a ctsyncd peer that talks to us meanwhile).
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        src: &dyn Source,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let talks = self.ctsyncd_heard.is_some();
+        let Some(c) = self.ctd.as_mut() else {
+            if self.stream_hold.is_some() {
+                return None;
+            }
+            return self.ct.poll_transmit(now, src, buf);
+        };
+        if talks && let Some(n) = self.ct.poll_transmit(now, src, buf) {
+            return Some(n);
+        }
+        c.poll_transmit(now, src, buf)
+    }
+}
+
+/// `a += b`, field by field (destructured: a new counter must be added
+/// here to compile).
+fn add(a: &mut Stats, b: &Stats) {
+    let Stats {
+        datagrams_sent,
+        datagrams_recv,
+        msgs_sent,
+        msgs_recv,
+        malformed,
+        bad_version,
+        bad_header,
+        auth_failed,
+        replayed,
+        unsealed,
+        lost,
+        before,
+        retransmitted,
+        resend_queue_dropped,
+        tx_queue_full,
+        too_big,
+        peer_restarts,
+        resyncs_requested_by_peer,
+        out_of_window,
+        unconfirmed,
+        challenges_sent,
+        challenges_answered,
+    } = b;
+    a.datagrams_sent += datagrams_sent;
+    a.datagrams_recv += datagrams_recv;
+    a.msgs_sent += msgs_sent;
+    a.msgs_recv += msgs_recv;
+    a.malformed += malformed;
+    a.bad_version += bad_version;
+    a.bad_header += bad_header;
+    a.auth_failed += auth_failed;
+    a.replayed += replayed;
+    a.unsealed += unsealed;
+    a.lost += lost;
+    a.before += before;
+    a.retransmitted += retransmitted;
+    a.resend_queue_dropped += resend_queue_dropped;
+    a.tx_queue_full += tx_queue_full;
+    a.too_big += too_big;
+    a.peer_restarts += peer_restarts;
+    a.resyncs_requested_by_peer += resyncs_requested_by_peer;
+    a.out_of_window += out_of_window;
+    a.unconfirmed += unconfirmed;
+    a.challenges_sent += challenges_sent;
+    a.challenges_answered += challenges_answered;
+}

@@ -114,7 +114,12 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let result = smol::block_on(serve(&cfg, signals, background));
+    let result = smol::block_on(serve(
+        &cfg,
+        signals,
+        background,
+        personality.syslog_ident,
+    ));
     let _ = std::fs::remove_file(&cfg.general.unix_path);
     lock.release();
     match result {
@@ -160,6 +165,7 @@ async fn serve(
     cfg: &Config,
     signals: Signals,
     background: bool,
+    syslog_ident: &'static str,
 ) -> Result<(), Error> {
     let path = &cfg.general.unix_path;
     let listener = server::bind(path).map_err(|source| Error::UnixSocket {
@@ -172,7 +178,9 @@ async fn serve(
         None => None,
     };
     let mut flow_logger = match (&cfg.sync, &cfg.stats) {
-        (None, Some(_)) => Some(stats_mode::StatsMode::open(cfg)?),
+        (None, Some(_)) => {
+            Some(stats_mode::StatsMode::open(cfg, syslog_ident)?)
+        }
         _ => None,
     };
     // After the kernel worker started: only the loop runs real-time.

@@ -36,7 +36,10 @@ impl StatsMode {
     /// # Errors
     /// [`Error::Netlink`] when the kernel cannot be reached,
     /// [`Error::KernelTable`] when the stats log cannot be opened.
-    pub(crate) fn open(cfg: &Config) -> Result<StatsMode, Error> {
+    pub(crate) fn open(
+        cfg: &Config,
+        syslog_ident: &str,
+    ) -> Result<StatsMode, Error> {
         let g = &cfg.general;
         let stats = cfg.stats.clone().unwrap_or_default();
         let events = EventSocket::open(
@@ -73,7 +76,7 @@ impl StatsMode {
             events,
             log,
             file,
-            syslog: stats.syslog.and_then(open_syslog),
+            syslog: stats.syslog.and_then(|f| open_syslog(f, syslog_ident)),
             iteration_limit: g.event_iteration_limit.max(1),
         })
     }
@@ -134,8 +137,10 @@ fn local_now() -> time::OffsetDateTime {
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
 }
 
+/// The stats log's syslog sink, under the daemon's syslog ident.
 fn open_syslog(
     facility: Facility,
+    ident: &str,
 ) -> Option<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>> {
     let facility = match facility {
         Facility::Daemon => syslog::Facility::LOG_DAEMON,
@@ -153,7 +158,7 @@ fn open_syslog(
     let formatter = syslog::Formatter3164 {
         facility,
         hostname: None,
-        process: "ctsyncd".into(),
+        process: ident.into(),
         pid: std::process::id(),
     };
     match syslog::unix(formatter) {

@@ -2,7 +2,7 @@
 """Replication benchmark: ctsyncd against conntrackd 1.4.7, same run.
 
     benches/bench.py [--sizes 10000,100000,250000] [--reps 3] [--out results/]
-                     [--with-key] [--mixed-sizes 100000]
+                     [--with-key] [--mixed-sizes 100000] [--kernel-filter]
 
 Topology (network namespaces, built with vmtests/driver.py):
 
@@ -41,6 +41,11 @@ and the reverse (ctsyncd then speaks conntrackd's protocol). A second
 table shows one row per pair and direction (sender CPU, receiver CPU,
 lag, lost), the two mixed ones next to ctsyncd → ctsyncd and conntrackd
 → conntrackd.
+
+--kernel-filter runs, instead, ctsyncd and conntrackd each with `Filter
+From Userspace` and `From Kernelspace` on a workload where every other UDP
+flow comes from an address the Filter ignores, and compares the sender's
+CPU per flow (and, for ctsyncd, the events it read) per filter location.
 """
 
 import argparse
@@ -67,8 +72,8 @@ CONF = """General {{
     UNIX {{ Path {d}/daemon.ctl }}
     NetlinkBufferSize 16777216
     NetlinkBufferSizeMaxGrowth 134217728
-    Filter From Userspace {{
-        Address Ignore {{ IPv4_address 127.0.0.1 IPv4_address 10.99.0.0/30 }}
+    Filter From {filter_from} {{
+        Address Ignore {{ IPv4_address 127.0.0.1 IPv4_address 10.99.0.0/30{ignore_more} }}
     }}
 }}
 Sync {{
@@ -88,10 +93,12 @@ Sync {{
 GENERATOR = """
 import socket, sys, time
 n = int(sys.argv[1])
+# "half": every other UDP flow from 10.1.0.4 (the Filter ignores it).
+half = len(sys.argv) > 2 and sys.argv[2] == "half"
 tcp = n // 20
 for i in range(n - tcp):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("10.1.0.2", 1024 + i % 60000))
+    s.bind(("10.1.0.4" if half and i % 2 else "10.1.0.2", 1024 + i % 60000))
     s.sendto(b"x", ("10.2.0.2", 20000 + i // 60000))
     s.close()
 for i in range(tcp):
@@ -191,7 +198,7 @@ def setup(n_flows):
     lab.link(client, "eth0", fw1, "eth0")
     lab.link(fw1, "eth1", server, "eth0")
     lab.link(fw1, "sync0", fw2, "sync0")
-    client.succeed("ip addr add 10.1.0.2/24 dev eth0 && ip addr add 10.1.0.3/24 dev eth0 && ip route add default via 10.1.0.1")
+    client.succeed("ip addr add 10.1.0.2/24 dev eth0 && ip addr add 10.1.0.3/24 dev eth0 && ip addr add 10.1.0.4/24 dev eth0 && ip route add default via 10.1.0.1")
     server.succeed("ip addr add 10.2.0.2/24 dev eth0 && ip route add default via 10.2.0.1")
     fw1.succeed("ip addr add 10.1.0.1/24 dev eth0 && ip addr add 10.2.0.1/24 dev eth1 && ip addr add 10.99.0.1/30 dev sync0")
     fw2.succeed("ip addr add 10.99.0.2/30 dev sync0")
@@ -217,7 +224,11 @@ def apply_loss(fws, pct):
             fw.succeed(f"nft -f - <<'EOF'\n{NFT_LOSS.format(pct=pct)}\nEOF")
 
 
-def run_once(daemon, n, loss=0):
+def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
+    """One measured run (loss: % of sync datagrams dropped); with half_ignored, every other UDP flow comes
+    from an address the Filter ignores (filtered From filter_from), and
+    only the other half is expected on fw2."""
+    ignore_more = " IPv4_address 10.1.0.4" if half_ignored else ""
     lab, client, fw1, fw2, server = setup(n)
     try:
         apply_loss((fw1, fw2), loss)
@@ -235,7 +246,7 @@ def run_once(daemon, n, loss=0):
             os.makedirs(d, exist_ok=True)
             confs[fw.name] = f"{d}/daemon.conf"
             with open(confs[fw.name], "w") as f:
-                f.write(CONF.format(d=d, me=me, options=options))
+                f.write(CONF.format(d=d, me=me, options=options, filter_from=filter_from, ignore_more=ignore_more))
             binary = daemon.on(fw.name)
             fw.succeed(f"{binary} -C {confs[fw.name]} -d")
             fw.wait_until_succeeds(f"{binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
@@ -247,14 +258,16 @@ def run_once(daemon, n, loss=0):
         with open(gen, "w") as f:
             f.write(GENERATOR)
         t_gen = time.time()
-        last_created = float(client.succeed(f"python3 {gen} {n}", timeout=900).split()[-1])
+        mode = "half" if half_ignored else "all"
+        last_created = float(client.succeed(f"python3 {gen} {n} {mode}", timeout=900).split()[-1])
+        want = n - (n - n // 20) // 2 if half_ignored else n
         gen_secs = last_created - t_gen
         # Wait for fw2's external cache (bounded: 120 s without progress).
         got, last_change, seen = 0, time.monotonic(), 0
         t_complete = None
         while True:
             got = external_count(fw2, daemon.receiver, confs["fw2"])
-            if got >= n:
+            if got >= want:
                 t_complete = time.time()
                 break
             if got != seen:
@@ -264,10 +277,13 @@ def run_once(daemon, n, loss=0):
             time.sleep(0.05)
         lag = (t_complete - last_created) if t_complete else float("nan")
         busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
-        sync = {}
+        sync, events_read = {}, float("nan")
         for fw in (fw1, fw2):
             if is_ctsyncd(daemon.on(fw.name)):
-                sync[fw.name] = json.loads(fw.succeed(f"{daemon.on(fw.name)} -C {confs[fw.name]} -s --json"))["sync"]
+                st = json.loads(fw.succeed(f"{daemon.on(fw.name)} -C {confs[fw.name]} -s --json"))
+                sync[fw.name] = st["sync"]
+                if fw is fw1:
+                    events_read = st["runtime"]["events_received"]
         link1 = link_counters(fw1, "sync0")
         t0 = time.monotonic()
         fw2.succeed(f"{daemon.receiver} -C {confs['fw2']} -c", timeout=600)
@@ -279,7 +295,7 @@ def run_once(daemon, n, loss=0):
             "sys_sender_s": busy["fw1"][2] - idle["fw1"][2],
             "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
             "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
-            "replicated": got, "lost": max(0, n - got), "lag_s": lag,
+            "replicated": got, "lost": max(0, want - got), "lag_s": lag, "events_read": events_read,
             "commit_s": commit_secs, "commit_per_s": n / commit_secs if commit_secs else 0, "kernel_after_commit": in_kernel,
             "link_bytes": link1[0] - link0[0], "link_frames": link1[1] - link0[1],
             "sync_stats": sync,
@@ -376,6 +392,15 @@ PAIR_ROWS = [
 ]
 
 
+KERNEL_FILTER_ROWS = [
+    ("CPU per flow, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
+    ("… of it in the kernel (µs)", lambda r: 1e6 * r["sys_sender_s"] / r["n"]),
+    ("events the sender read per flow", lambda r: r["events_read"] / r["n"]),
+    ("entries replicated", lambda r: r["replicated"]),
+    ("entries lost", lambda r: r["lost"]),
+]
+
+
 def pair_table(runs, sizes, reps):
     """One row per pair and direction at each size: the mixed pairs next to
     the homogeneous ones."""
@@ -396,6 +421,49 @@ def pair_table(runs, sizes, reps):
     return lines
 
 
+def kernel_filter_bench(args, ctsyncd):
+    """Filter From Userspace against From Kernelspace on a workload where
+    half the UDP flows come from an ignored address: the sender's CPU per
+    flow (user-space filtering reads, decodes and drops every ignored
+    event; the kernel filter drops them before they are queued)."""
+    daemons = [("ctsyncd", ctsyncd), ("conntrackd", "/usr/sbin/conntrackd")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = []
+    for n in sizes:
+        for rep in range(args.reps):
+            for name, binary in daemons:
+                for where in ("Userspace", "Kernelspace"):
+                    r = run_once(Daemon(name, binary), n, filter_from=where, half_ignored=True)
+                    r["filter"] = where
+                    runs.append(r)
+                    print(f"N={n} rep={rep + 1} {name} From {where}: cpu sender {r['cpu_sender_s']:.2f}s "
+                          f"(sys {r['sys_sender_s']:.2f}s) events read {r['events_read']} "
+                          f"replicated {r['replicated']} lost {r['lost']}", flush=True)
+    machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
+    head = ["N", "metric", "ctsyncd user", "ctsyncd kernel", "kernel/user",
+            "conntrackd user", "conntrackd kernel", "kernel/user"]
+    lines = [f"Kernel-space vs user-space Filter {time.strftime('%Y-%m-%d %H:%M')} on {machine}; "
+             f"half the UDP flows ignored; medians of {args.reps} runs.", "",
+             "| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 2)]
+    for n in sizes:
+        for label, f in KERNEL_FILTER_ROWS:
+            cells = []
+            for name, _ in daemons:
+                med = [statistics.median(f(r) for r in runs if r["n"] == n and r["daemon"] == name and r["filter"] == w)
+                       for w in ("Userspace", "Kernelspace")]
+                ratio = f"{med[1] / med[0]:.2f}" if med[0] else "–"
+                cells += [f"{med[0]:.2f}", f"{med[1]:.2f}", ratio]
+            lines.append(f"| {n} | {label} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(f"{args.out}/bench-kernel-filter-{stamp}.md", "w") as f:
+        f.write(table + "\n")
+    with open(f"{args.out}/bench-kernel-filter-{stamp}.json", "w") as f:
+        json.dump({"machine": machine, "runs": runs}, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,250000")
@@ -407,10 +475,15 @@ def main():
                     help="also run ctsyncd with AuthenticationKeyFile (sealed datagrams)")
     ap.add_argument("--mixed-sizes", default="100000",
                     help="sizes at which the mixed pairs (conntrackd ⇄ ctsyncd) run too; empty: none")
+    ap.add_argument("--kernel-filter", action="store_true",
+                    help="compare Filter From Userspace and From Kernelspace (half the flows ignored)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces)")
     ctsyncd = os.environ.get("CTSYNCD", f"{ROOT}/target/release/ctsyncd")
+    if args.kernel_filter:
+        kernel_filter_bench(args, ctsyncd)
+        return
     daemons = [Daemon("ctsyncd", ctsyncd), Daemon("conntrackd", "/usr/sbin/conntrackd")]
     if args.with_key:
         daemons.insert(1, Daemon("ctsyncd+key", ctsyncd, key=True))

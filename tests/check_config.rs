@@ -181,8 +181,8 @@ fn parser_warnings_count_for_strict() {
     assert_eq!(out.status.code(), Some(1));
     let w = warnings(&out.stderr);
     assert!(
-        w.iter().any(|l| l
-            .contains("legacy-142.conf:3:2: deprecated nice configuration")),
+        w.iter()
+            .any(|l| l.contains("legacy-142.conf:4:2: `Family' is deprecated")),
         "{w:#?}"
     );
     assert!(

@@ -192,6 +192,9 @@ pub struct General {
     pub poll_secs: Option<u32>,
     pub event_iteration_limit: u32,
     pub scheduler: Option<Scheduler>,
+    /// `Nice`: the daemon's nice value (0 = unchanged). The real-time
+    /// event loop is not affected by it; its other threads are.
+    pub nice: i32,
     pub systemd: bool,
     pub filter: Filter,
 }
@@ -212,6 +215,7 @@ impl Default for General {
             poll_secs: None,
             event_iteration_limit: 100,
             scheduler: None,
+            nice: 0,
             // As Debian's conntrackd (built with systemd); a no-op unless
             // systemd passes $NOTIFY_SOCKET.
             systemd: true,

@@ -32,24 +32,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         used: |cfg, _| cfg.helper_section,
     },
     NotImplemented {
-        name: "Stats",
-        keyword: "Stats",
-        effect: "the flow-logger mode is not implemented",
-        used: |cfg, _| cfg.stats.is_some(),
-    },
-    NotImplemented {
-        name: "PollSecs",
-        keyword: "PollSecs",
-        effect: "polling mode is not implemented (event mode is used)",
-        used: |cfg, _| cfg.general.poll_secs.is_some(),
-    },
-    NotImplemented {
-        name: "Filter From Kernelspace",
-        keyword: "Filter",
-        effect: "filtering runs in user space",
-        used: |cfg, _| cfg.general.filter.from_kernelspace,
-    },
-    NotImplemented {
         name: "Checksum off",
         keyword: "Checksum",
         effect: "UDP checksums stay on",

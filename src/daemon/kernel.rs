@@ -3,7 +3,8 @@
 //! event socket stays with the loop; the others go to the
 //! [`super::worker`].
 
-use crate::config::Config;
+use crate::config::{Config, Filter};
+use crate::filter::bpf;
 use crate::kernel::commit::CommitRules;
 use crate::kernel::origin::{Origin, Origins};
 use crate::kernel::socket::{CtSocket, EventSocket};
@@ -25,13 +26,20 @@ pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), Error> {
     let err = Error::Netlink;
     let sync = cfg.sync.clone().unwrap_or_default();
     let g = &cfg.general;
-    let socket = EventSocket::open(
-        sync.expectation_sync.enabled(),
-        g.netlink_buffer_size as usize,
-        g.netlink_buffer_size_max_growth as usize,
-        g.netlink_events_reliable,
-    )
-    .map_err(err)?;
+    let socket = if g.poll_secs.is_some() {
+        log::info!("running in polling mode");
+        EventSocket::unsubscribed().map_err(err)?
+    } else {
+        let s = EventSocket::open(
+            sync.expectation_sync.enabled(),
+            g.netlink_buffer_size as usize,
+            g.netlink_buffer_size_max_growth as usize,
+            g.netlink_events_reliable,
+        )
+        .map_err(err)?;
+        event_filter(&s, &g.filter);
+        s
+    };
     let (dump, flush, commit, inject) = (
         CtSocket::open().map_err(err)?,
         CtSocket::open().map_err(err)?,
@@ -56,4 +64,45 @@ pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), Error> {
             },
         },
     ))
+}
+
+/// Logs where events are filtered (only for a Filter with a clause, as
+/// conntrackd) and, for `From Kernelspace`, attaches the compiled program
+/// to the event socket. A failure only costs the kernel-side saving: the
+/// user-space filter runs on every event anyway.
+pub(crate) fn event_filter(socket: &EventSocket, f: &Filter) {
+    if !f.is_active() {
+        return;
+    }
+    if !f.from_kernelspace {
+        log::info!("using user-space event filtering");
+        return;
+    }
+    let attached = bpf::compile(f, bpf::Endian::host())
+        .map_err(|bpf::Error::TooLarge(n)| {
+            format!(
+                "the filter needs {n} BPF instructions (limit {})",
+                bpf::MAX_INSNS
+            )
+        })
+        .and_then(|p| {
+            socket.attach_filter(&p.insns).map_err(|e| e.to_string())?;
+            Ok(p)
+        });
+    match attached {
+        Ok(p) => {
+            log::info!("using kernel-space event filtering");
+            if p.without_address {
+                log::warn!(
+                    "the Address filter has too many entries for the kernel \
+                     ({} BPF instructions at most): it runs in user space",
+                    bpf::MAX_INSNS
+                );
+            }
+        }
+        Err(e) => {
+            log::error!("cannot set event filtering: {e}");
+            log::info!("using user-space event filtering");
+        }
+    }
 }

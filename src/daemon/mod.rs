@@ -39,6 +39,7 @@ mod reply_writer;
 mod runtime;
 mod sched;
 mod sd_notify;
+mod stats_mode;
 mod worker;
 
 use std::os::unix::net::UnixStream;
@@ -89,6 +90,11 @@ pub fn run(
     for w in &warnings {
         warn!("{w}");
     }
+    // Before any thread exists: Linux keeps a nice value per thread, and
+    // threads inherit their creator's.
+    if let Err(w) = sched::nice(cfg.general.nice) {
+        warn!("{w}");
+    }
     // Control socket and lock file end up 0600: root-only control.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
 
@@ -109,7 +115,12 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
-    let result = smol::block_on(serve(&cfg, signals, background));
+    let result = smol::block_on(serve(
+        &cfg,
+        signals,
+        background,
+        personality.syslog_ident,
+    ));
     let _ = std::fs::remove_file(&cfg.general.unix_path);
     lock.release();
     match result {
@@ -155,6 +166,7 @@ async fn serve(
     cfg: &Config,
     signals: Signals,
     background: bool,
+    syslog_ident: &'static str,
 ) -> Result<(), Error> {
     let path = &cfg.general.unix_path;
     let listener = server::bind(path).map_err(|source| Error::UnixSocket {
@@ -165,6 +177,12 @@ async fn serve(
     let mut rep = match &cfg.sync {
         Some(_) => Some(replicator::Replicator::start(cfg, clock)?),
         None => None,
+    };
+    let mut flow_logger = match (&cfg.sync, &cfg.stats) {
+        (None, Some(_)) => {
+            Some(stats_mode::StatsMode::open(cfg, syslog_ident)?)
+        }
+        _ => None,
     };
     // After the kernel worker started: only the loop runs real-time.
     if let Err(w) = sched::apply(cfg.general.scheduler) {
@@ -207,9 +225,10 @@ async fn serve(
         watchdog(notifier.as_ref()),
     );
     let main = async {
-        match rep.as_mut() {
-            Some(r) => r.run(&ex, &rx, clock).await,
-            None => control_only(&ex, &rx, clock).await,
+        match (rep.as_mut(), flow_logger.take()) {
+            (Some(r), _) => r.run(&ex, &rx, clock).await,
+            (None, Some(sm)) => stats_mode::run(sm, &ex, &rx).await,
+            (None, None) => control_only(&ex, &rx, clock).await,
         }
     };
     ex.run(smol::future::or(main, background_loops)).await;

@@ -1,7 +1,7 @@
 //! What a daemon without a `Sync` section answers on the control socket
-//! (a configuration with only `General`, or the not yet implemented
-//! `Stats` mode): runtime statistics, and an explicit `NotSupported` for
-//! every replication request. Pure.
+//! (a configuration with only `General`; in `Stats` mode `-s` is the
+//! flow logger's, see `stats_mode`): runtime statistics, and an explicit
+//! `NotSupported` for every replication request. Pure.
 
 use std::time::{Duration, Instant};
 

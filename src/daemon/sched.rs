@@ -7,6 +7,10 @@
 //! a core from the router's own processes. `Scheduler { Type …;
 //! Priority … }` overrides the default; failing to set it (no
 //! CAP_SYS_NICE, a container) is a warning, not a reason to stop.
+//!
+//! `Nice` (conntrackd 1.4.2's meaning; 1.4.5+ ignore it) sets the nice
+//! value of the process before its threads start: it matters for the
+//! kernel worker and the other normal-policy threads.
 
 use thread_priority::{
     RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue,
@@ -20,6 +24,17 @@ pub(crate) const DEFAULT: Scheduler = Scheduler {
     policy: SchedPolicy::Rr,
     priority: 99,
 };
+
+/// Sets the nice value (`Nice`) of the calling thread, and so of every
+/// thread it creates afterwards; the warning to log when it fails
+/// (conntrackd 1.4.2's words). 0 leaves it as inherited.
+pub(crate) fn nice(value: i32) -> Result<(), String> {
+    if value == 0 {
+        return Ok(());
+    }
+    rustix::process::setpriority_process(None, value)
+        .map_err(|e| format!("Cannot set nice level {value}: {e}"))
+}
 
 /// Sets the calling thread's policy; the warning to log when it fails.
 pub(crate) fn apply(s: Option<Scheduler>) -> Result<Scheduler, String> {

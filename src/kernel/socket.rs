@@ -16,6 +16,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::codec::{self, Object, Received};
 use super::commit::Plan;
+use crate::filter::bpf;
 use crate::model::{Conntrack, Expect};
 
 /// Requests per `send`: small enough for the default socket buffers, large
@@ -111,6 +112,17 @@ impl CtSocket {
     pub fn set_reliable(&self) -> io::Result<()> {
         self.sock.set_broadcast_error(true)?;
         self.sock.set_no_enobufs(true)
+    }
+
+    /// Attaches a classic BPF program (`SO_ATTACH_FILTER`): the kernel
+    /// runs it on every message before queueing it to this socket and
+    /// drops those it returns 0 for (`Filter From Kernelspace`).
+    pub fn attach_filter(&self, prog: &[bpf::Insn]) -> io::Result<()> {
+        let insns: Vec<socket2::SockFilter> = prog
+            .iter()
+            .map(|i| socket2::SockFilter::new(i.code, i.jt, i.jf, i.k))
+            .collect();
+        socket2::SockRef::from(&self.sock).attach_filter(&insns)
     }
 
     /// This socket's netlink port id.
@@ -453,6 +465,22 @@ impl EventSocket {
         })
     }
 
+    /// A socket subscribed to nothing (`PollSecs`: the table is dumped
+    /// instead): the loop keeps its shape and no event ever arrives.
+    pub fn unsubscribed() -> io::Result<EventSocket> {
+        let s = CtSocket::open()?;
+        let size = s.rcvbuf()?;
+        let port = s.port();
+        Ok(EventSocket {
+            sock: smol::Async::new(s)?,
+            port,
+            size,
+            max: 0,
+            warned_at_limit: true,
+            rx: vec![0; RX_BUF],
+        })
+    }
+
     /// Waits for the next datagram or overrun.
     pub async fn recv(&mut self) -> io::Result<EventRead> {
         let rx = &mut self.rx;
@@ -503,6 +531,11 @@ impl EventSocket {
     /// The bytes of the last datagram.
     pub fn received(&self, n: usize) -> &[u8] {
         &self.rx[..n]
+    }
+
+    /// See [`CtSocket::attach_filter`].
+    pub fn attach_filter(&self, prog: &[bpf::Insn]) -> io::Result<()> {
+        self.sock.get_ref().attach_filter(prog)
     }
 
     /// The current receive buffer size (bytes).

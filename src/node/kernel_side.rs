@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Job, Node, Purpose, Work};
+use super::{Job, Node, Purpose, Work, polling};
 use crate::cache::Upsert;
 use crate::config::OverrunResync;
 use crate::control::proto::{Reply, Status};
@@ -150,8 +150,14 @@ impl Node {
         }
         ct.counters = None;
         let new = kind == Kind::New;
+        // Polling: a dumped entry that did not change is not news.
+        let unchanged = self.poll_period().is_some()
+            && self
+                .internal_ct
+                .get(&key)
+                .is_some_and(|e| !polling::changed(&e.value, &ct));
         match self.internal_ct.upsert(&ct, now, new) {
-            Ok(Upsert::Created) | Ok(Upsert::Updated) if send => {
+            Ok(Upsert::Created) | Ok(Upsert::Updated) if send && !unchanged => {
                 self.engine.local_change(Key::Ct(key), new);
             }
             _ => {}

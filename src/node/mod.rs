@@ -27,10 +27,12 @@
 mod anti_entropy;
 mod control;
 mod dumps;
+pub mod flow_log;
 mod io;
 mod jobs;
 mod kernel_side;
 mod peer_side;
+mod polling;
 pub mod render;
 mod snapshot;
 
@@ -77,6 +79,8 @@ pub struct Node {
     netlink_buffer: usize,
     purge_at: Option<Instant>,
     overrun_resync_at: Option<Instant>,
+    /// `PollSecs`: when the next polling dump is due.
+    next_poll: Option<Instant>,
     /// The first overrun of the burst whose resync waits (AfterBurst).
     burst_since: Option<Instant>,
     /// Events were lost and no resync has sent the difference yet: any
@@ -170,6 +174,10 @@ impl Node {
             netlink_buffer,
             purge_at: None,
             overrun_resync_at: None,
+            next_poll: cfg
+                .general
+                .poll_secs
+                .map(|s| now + Duration::from_secs(u64::from(s))),
             burst_since: None,
             overrun_unsent: false,
             purged_ct: Default::default(),
@@ -260,6 +268,7 @@ impl Node {
         [
             self.purge_at,
             self.overrun_resync_at,
+            self.next_poll,
             self.tx_due,
             anti_entropy,
         ]
@@ -358,6 +367,7 @@ impl Node {
             self.external_ct.expire(now, life);
             self.external_exp.expire(now, life);
         }
+        self.polling_timer(now);
         if self.overrun_resync_at.is_some_and(|t| now >= t) {
             self.overrun_resync_at = None;
             self.burst_since = None;

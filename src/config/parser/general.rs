@@ -32,7 +32,10 @@ impl<'a> Parser<'a> {
             match kw {
                 "HashSize" => p.cfg.general.hash_size = p.number()?,
                 "HashLimit" => p.cfg.general.hash_limit = p.number()?,
-                "LogFile" => p.cfg.general.log_file = p.log_target(p.personality.log_file)?.0,
+                "LogFile" => {
+                    p.cfg.general.log_file =
+                        p.log_target(p.personality.log_file)?.0
+                }
                 "Syslog" => {
                     let cur = p.cfg.general.syslog;
                     p.cfg.general.syslog = p.syslog(cur)?;
@@ -45,20 +48,26 @@ impl<'a> Parser<'a> {
                 "NetlinkBufferSizeMaxGrowth"
                 | "SocketBufferSizeMaxGrown"
                 | "SocketBufferSizeMaxGrowth" => {
-                    p.cfg.general.netlink_buffer_size_max_growth = p.number()?;
+                    p.cfg.general.netlink_buffer_size_max_growth =
+                        p.number()?;
                 }
                 "NetlinkOverrunResync" => {
                     let (w, wp) = p.word("On, Off or a number of seconds")?;
-                    p.cfg.general.netlink_overrun_resync = match (parse_bool(w), parse_u32(w)) {
-                        (Some(true), _) => OverrunResync::AfterBurst,
-                        (Some(false), _) => OverrunResync::Off,
-                        // conntrackd treats 0 as "unset", i.e. the default.
-                        (None, Some(0)) => OverrunResync::AfterBurst,
-                        (None, Some(n)) => OverrunResync::After(n),
-                        (None, None) => {
-                            return Err(p.found(Tok::Word(w), wp, "On, Off or a number of seconds"));
-                        }
-                    };
+                    p.cfg.general.netlink_overrun_resync =
+                        match (parse_bool(w), parse_u32(w)) {
+                            (Some(true), _) => OverrunResync::AfterBurst,
+                            (Some(false), _) => OverrunResync::Off,
+                            // conntrackd treats 0 as "unset", i.e. the default.
+                            (None, Some(0)) => OverrunResync::AfterBurst,
+                            (None, Some(n)) => OverrunResync::After(n),
+                            (None, None) => {
+                                return Err(p.found(
+                                    Tok::Word(w),
+                                    wp,
+                                    "On, Off or a number of seconds",
+                                ));
+                            }
+                        };
                 }
                 "NetlinkEventsReliable" => {
                     p.cfg.general.netlink_events_reliable = p.boolean()?;
@@ -72,21 +81,26 @@ impl<'a> Parser<'a> {
                 }
                 "EventIterationLimit" => {
                     let n = p.number()?;
-                    p.cfg.general.event_iteration_limit = if n == 0 { 100 } else { n };
+                    p.cfg.general.event_iteration_limit =
+                        if n == 0 { 100 } else { n };
                 }
                 "Nice" => {
                     // conntrackd's grammar demands a sign (`Nice -5`), but
                     // `Nice 5` is in the wild; accept both.
                     let (w, wp) = p.word("a nice value such as -5")?;
+                    // Applied as conntrackd 1.4.2 did (1.4.5+ ignore it with
+                    // a warning): the kernel clamps it to [-20, 19].
                     let digits = w.strip_prefix(['+', '-']).unwrap_or(w);
-                    if parse_u32(digits).is_none() {
-                        return Err(p.found(Tok::Word(w), wp, "a nice value such as -5"));
-                    }
-                    p.warn(
-                        pos,
-                        "deprecated nice configuration, ignoring. The nice value \
-                         can be set externally with nice(1) and renice(1).",
-                    );
+                    let Some(n) = parse_u32(digits) else {
+                        return Err(p.found(
+                            Tok::Word(w),
+                            wp,
+                            "a nice value such as -5",
+                        ));
+                    };
+                    let n = n.min(40) as i32;
+                    p.cfg.general.nice =
+                        if w.starts_with('-') { -n } else { n };
                 }
                 "Scheduler" => p.scheduler()?,
                 "Filter" => p.filter()?,

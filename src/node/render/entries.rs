@@ -86,6 +86,18 @@ fn tuple_text(out: &mut String, t: &Tuple) {
 /// as conntrackd prints cached entries). External entries have no reply
 /// tuple in conntrackd, so none is printed for them.
 pub fn ct_line(ct: &Conntrack, external: bool) -> String {
+    ct_line_with(ct, external, false)
+}
+
+/// [`ct_line`] with each direction's `packets=… bytes=…` after its tuple
+/// when the conntrack carries counters (`nf_conntrack_acct=1`), as
+/// conntrackd's stats log prints a destroyed flow.
+pub fn ct_line_counted(ct: &Conntrack) -> String {
+    ct_line_with(ct, false, true)
+}
+
+fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
+    let counters = ct.counters.filter(|_| counted);
     let mut s = String::with_capacity(200);
     let _ = write!(s, "{:<8} {} ", proto_name(ct.orig.proto), ct.orig.proto);
     if let Some(name) = state_name(&ct.proto_info) {
@@ -93,11 +105,21 @@ pub fn ct_line(ct: &Conntrack, external: bool) -> String {
         s.push(' ');
     }
     tuple_text(&mut s, &ct.orig);
+    if let Some(c) = counters {
+        let _ = write!(s, "packets={} bytes={} ", c.orig_packets, c.orig_bytes);
+    }
     if ct.status != 0 && ct.status & status::SEEN_REPLY == 0 {
         s.push_str("[UNREPLIED] ");
     }
     if !external {
         tuple_text(&mut s, &ct.reply_tuple());
+        if let Some(c) = counters {
+            let _ = write!(
+                s,
+                "packets={} bytes={} ",
+                c.reply_packets, c.reply_bytes
+            );
+        }
     }
     if ct.status & status::ASSURED != 0 {
         s.push_str("[ASSURED] ");

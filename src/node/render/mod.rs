@@ -5,6 +5,7 @@ mod entries;
 mod stats;
 
 pub use entries::{
-    ct_json, ct_line, ct_part, ct_xml, exp_json, exp_line, exp_part, exp_xml,
+    ct_json, ct_line, ct_line_counted, ct_part, ct_xml, exp_json, exp_line,
+    exp_part, exp_xml,
 };
 pub use stats::{LinkView, runtime_text, stats, uptime};

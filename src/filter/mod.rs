@@ -10,7 +10,10 @@
 //! Expectations are replicated when their helper is wanted
 //! (`ExpectationSync On`, or a helper-name prefix list, case-insensitive)
 //! and their master conntrack is replicated (in the internal cache). The
-//! same filter decides what `-F` and `-t` delete. Pure.
+//! same filter decides what `-F` and `-t` delete. [`bpf`] compiles the
+//! conntrack part into a kernel-side pre-filter (`From Kernelspace`). Pure.
+
+pub mod bpf;
 
 use crate::config::{ExpectationSync, Filter, Logic, Rule};
 use crate::model::{Conntrack, Expect};

@@ -1,0 +1,227 @@
+//! Stats mode (the flow logger) against conntrackd 1.4.7: both daemons
+//! in one network namespace see the same flows end; their stats logs
+//! must hold the same lines (the `ctime` stamps masked) and their `-s`
+//! the same block. Needs root and /usr/sbin/conntrackd; skipped with a
+//! message otherwise.
+
+// Deadlines here are wall-clock bounds on real processes, not logic.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CONNTRACKD: &str = "/usr/sbin/conntrackd";
+
+fn bin() -> String {
+    std::env::var("CTSYNCD_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctsyncd").to_string())
+}
+
+/// A stats-mode configuration with every path inside `dir`.
+fn conf(dir: &Path, extra_general: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let d = dir.display();
+    let path = dir.join("stats.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "General {{\n HashSize 1024\n HashLimit 4096\n LogFile {d}/daemon.log\n LockFile {d}/lock\n UNIX {{ Path {d}/ctl }}\n Systemd off\n{extra_general}\n}}\nStats {{\n LogFile {d}/flows.log\n}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The stats log's lines, each without its `ctime` stamp, sorted.
+fn flows(dir: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(dir.join("flows.log")).unwrap_or_default();
+    let mut v: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let (stamp, flow) = l.split_once('\t').expect("ctime TAB flow");
+            assert_eq!(stamp.len(), 24, "a ctime stamp: {stamp}");
+            flow.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn client(ns: &common::Netns, binary: &str, conf: &Path, arg: &str) -> String {
+    ns.sh(&format!("{binary} -C {} {arg}", conf.display()))
+}
+
+/// A daemon started with `-d`; stopped with `-k` when dropped (before
+/// its namespace, which is declared earlier).
+struct Daemon<'a> {
+    ns: &'a common::Netns,
+    binary: String,
+    conf: PathBuf,
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.ns.0, &self.binary, "-C"])
+            .arg(&self.conf)
+            .arg("-k")
+            .output();
+    }
+}
+
+/// Starts `binary` with `-d` in the namespace and waits for its socket.
+fn start<'a>(ns: &'a common::Netns, binary: &str, conf: &Path) -> Daemon<'a> {
+    ns.sh(&format!(
+        "{binary} -C {} -d >/dev/null 2>&1",
+        conf.display()
+    ));
+    let t0 = Instant::now();
+    while Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            binary,
+            "-C",
+            conf.to_str().unwrap(),
+            "-s",
+        ])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{binary} not up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Daemon {
+        ns,
+        binary: binary.to_string(),
+        conf: conf.to_path_buf(),
+    }
+}
+
+#[test]
+fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("stats") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-stats-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    ns.sh("ip link set lo up");
+    // A flow that exists before the daemons start: known from the
+    // start-up dump.
+    ns.sh("conntrack -I -p udp -s 10.0.0.9 -d 10.0.0.2 --sport 999 --dport 53 -t 100 2>/dev/null");
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    for cmd in [
+        "-p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 --state ESTABLISHED -t 100 -u ASSURED,SEEN_REPLY -m 5",
+        "-p tcp -s fd00::1 -d fd00::2 --sport 1000 --dport 80 --state SYN_SENT -t 100",
+        "-p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1001 --dport 53 -t 100",
+        "-p icmp -s 10.0.0.1 -d 10.0.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77 -t 100",
+        "-p udp -s 10.0.0.3 -d 10.0.0.2 --sport 1002 --dport 53 -t 100 -w 7",
+    ] {
+        ns.sh(&format!("conntrack -I {cmd} 2>/dev/null"));
+    }
+    // An update (a new mark) before the end.
+    ns.sh("conntrack -U -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1001 -m 9 >/dev/null 2>&1");
+    std::thread::sleep(Duration::from_millis(300));
+    ns.sh("conntrack -F 2>/dev/null");
+    let t0 = Instant::now();
+    while (flows(&ours).len() < 6 || flows(&theirs).len() < 6)
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (a, b) = (flows(&ours), flows(&theirs));
+    let our_s = client(&ns, &bin(), &our_conf, "-s");
+    let their_s = client(&ns, CONNTRACKD, &their_conf, "-s");
+    // Stop both before asserting: a failed assertion must not leave the
+    // daemons running (their files go with the directory).
+    drop((ours_d, theirs_d));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "conntrackd logged:\n{}\nctsyncd logged:\n{}",
+        b.join("\n"),
+        a.join("\n")
+    );
+    // The five flows created while both run; the one created before they
+    // started is logged by both in most runs, by neither in some (not
+    // diagnosed): what matters is that the two logs agree.
+    assert!(b.len() >= 5, "conntrackd's log: {b:#?}");
+    assert_eq!(a, b);
+    assert_eq!(our_s, their_s);
+}
+
+/// Real traffic with `nf_conntrack_acct=1`: the lines carry each
+/// direction's packets and bytes, and `-s` the traffic totals.
+#[test]
+fn counted_flows_are_logged_as_conntrackd_logs_them() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("stacct") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-stacct-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    // Conntrack runs in a namespace only when its ruleset uses it.
+    ns.sh(
+        "ip link set lo up && sysctl -qw net.netfilter.nf_conntrack_acct=1 && nft -f - <<'EOF'
+table inet t {
+  chain o {
+    type filter hook output priority 0;
+    ct state new accept
+  }
+}
+EOF",
+    );
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    ns.sh(&format!(
+        "{} -c '{}'",
+        common::PY,
+        "import socket\n\
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind((\"127.0.0.1\", 9999))\n\
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.bind((\"127.0.0.1\", 5555))\n\
+for i in range(3): c.sendto(b\"hello\", (\"127.0.0.1\", 9999))\n\
+d, a = srv.recvfrom(100); srv.sendto(b\"yo\", a)\n\
+t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.sendto(b\"x\", (\"127.0.0.1\", 7777))\n"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    ns.sh("conntrack -F 2>/dev/null");
+    let t0 = Instant::now();
+    while (flows(&ours).len() < 2 || flows(&theirs).len() < 2)
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (a, b) = (flows(&ours), flows(&theirs));
+    let our_s = client(&ns, &bin(), &our_conf, "-s");
+    let their_s = client(&ns, CONNTRACKD, &their_conf, "-s");
+    drop((ours_d, theirs_d));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "conntrackd logged:\n{}\nctsyncd logged:\n{}\n{their_s}",
+        b.join("\n"),
+        a.join("\n")
+    );
+    assert_eq!(b.len(), 2, "conntrackd's log: {b:#?}");
+    assert!(b.iter().all(|l| l.contains(" packets=")), "{b:#?}");
+    assert_eq!(a, b);
+    assert_eq!(our_s, their_s);
+}

@@ -390,7 +390,10 @@ fn two_ctsyncd_nodes_met_in_conntrackds_protocol_on_a_stream_come_back() {
     assert!(a_marked && b_marked, "both announced themselves");
     assert_eq!(a_notices, vec![Protocol::Ctsyncd], "one notice line");
     assert_eq!(b_notices, vec![Protocol::Ctsyncd], "one notice line");
-    assert_eq!((a.protocol(), b.protocol()), (Protocol::Ctsyncd, Protocol::Ctsyncd));
+    assert_eq!(
+        (a.protocol(), b.protocol()),
+        (Protocol::Ctsyncd, Protocol::Ctsyncd)
+    );
     assert_eq!(b_ext, a_src, "b has a's cache, the late change included");
     assert_eq!(a_ext, b_src, "a has b's cache");
 }
@@ -412,7 +415,9 @@ fn a_stream_hold_ends_on_a_marked_datagram_and_it_switches_nothing() {
     for step in 1..=40 {
         let t = Instant(3000 + step * 100);
         peer.handle_timeout(t, &MapSource::default());
-        while let Some(n) = peer.poll_transmit(t, &MapSource::default(), &mut buf) {
+        while let Some(n) =
+            peer.poll_transmit(t, &MapSource::default(), &mut buf)
+        {
             if !ctd::is_conntrackd(&buf[..n]) {
                 continue; // its ctsyncd engine: not read in this test
             }

@@ -31,8 +31,8 @@ mod mark;
 use std::fmt;
 
 use crate::model::{Conntrack, Expect};
-pub use mark::{MARK, append as append_mark, carries_mark};
 use header::{Frame, Raw, TYPE_CTL, TYPE_DATA_MAX};
+pub use mark::{MARK, append as append_mark, carries_mark};
 
 /// `CONNTRACKD_PROTOCOL_VERSION`.
 pub const VERSION: u8 = 1;

@@ -136,10 +136,7 @@ fn the_ctsyncd_mark_trails_control_messages_only() {
         // No room for the trailer.
         let mut small = [0u8; 64];
         let plain = encode(&m, Options::default(), &mut small).unwrap();
-        assert_eq!(
-            append_mark(&mut small[..plain], plain),
-            Err(Error::TooBig)
-        );
+        assert_eq!(append_mark(&mut small[..plain], plain), Err(Error::TooBig));
     }
     // A marked ALIVE after an unmarked one in one datagram.
     let mut d = hex("1a100008 00000001");

@@ -4,7 +4,8 @@
 //! encoded by `wire::ctd::encode`, sent over UDP from one network
 //! namespace to a conntrackd running FT-FW or NOTRACK in another. Checks
 //! that conntrackd acknowledges them (FT-FW: the ACK covers our last
-//! sequence number), refuses none (`-s network`), shows them in its
+//! sequence number), refuses none (`-s network`, also not the control
+//! messages carrying ctsyncd's mark among them), shows them in its
 //! external cache (`-e`,
 //! `-e expect`), drops the one we DELete, and that after its commit
 //! (`-c`) the kernel holds them with the NAT bindings our SNAT/DNAT/SPAT/
@@ -187,11 +188,21 @@ fn bodies() -> Vec<Body> {
 }
 
 /// Our messages packed into datagrams the way conntrackd packs them;
-/// the first carries HELLO (FT-FW: "I (re)started").
-fn datagrams(first_seq: u32) -> (Vec<Vec<u8>>, u32) {
+/// the first carries HELLO (FT-FW: "I (re)started"). Among them, control
+/// messages with ctsyncd's mark (what a ctsyncd in `auto` sends): an
+/// ALIVE, and in FT-FW an ACK (NOTRACK has none), each followed by data
+/// in the same datagram.
+fn datagrams(first_seq: u32, ftfw: bool) -> (Vec<Vec<u8>>, u32) {
+    let mut all = bodies();
+    all.insert(2, Body::Alive);
+    if ftfw {
+        // Acknowledges nothing conntrackd sent (its numbers are time()).
+        all.insert(5, Body::Ack { from: 1, to: 1 });
+    }
     let mut out = vec![Vec::new()];
     let mut seq = first_seq;
-    for body in bodies() {
+    for body in all {
+        let control = matches!(body, Body::Alive | Body::Ack { .. });
         let msg = Message {
             seq,
             hello: seq == first_seq,
@@ -199,7 +210,11 @@ fn datagrams(first_seq: u32) -> (Vec<Vec<u8>>, u32) {
             body,
         };
         let mut buf = [0u8; 1400];
-        let n = ctd::encode(&msg, Options::default(), &mut buf).unwrap();
+        let mut n = ctd::encode(&msg, Options::default(), &mut buf).unwrap();
+        if control {
+            n = ctd::append_mark(&mut buf, n).unwrap();
+            assert!(ctd::carries_mark(&buf[..n]));
+        }
         if out.last().unwrap().len() + n > 1400 {
             out.push(Vec::new());
         }
@@ -284,7 +299,7 @@ fn run(mode: &str, tag: &str) {
 
     // Send from the other namespace, on the port conntrackd answers to.
     let first_seq = 0x7000_0000;
-    let (grams, last_seq) = datagrams(first_seq);
+    let (grams, last_seq) = datagrams(first_seq, mode == "FTFW");
     let replies: Vec<Message> = a.enter(|| {
         let sock = UdpSocket::bind(("10.9.0.1", PORT)).unwrap();
         for g in &grams {

@@ -331,35 +331,48 @@ fn refused_nothing(ctd: &Conntrackd, kind: &str) {
 /// switches back (one notice line), and the new node learns its state.
 #[test]
 fn a_conntrackd_replaced_by_ctsyncd_switches_back() {
+    replaced_by_ctsyncd(udp_link, "udp", "cr");
+}
+
+/// The same over TCP, where neither ctsyncd writes its format first: the
+/// mark on the control messages of the one speaking conntrackd's
+/// protocol (which the real conntrackd took without counting an error)
+/// brings both back.
+#[test]
+fn a_conntrackd_replaced_by_ctsyncd_switches_back_over_tcp() {
+    replaced_by_ctsyncd(tcp_link, "tcp", "crt");
+}
+
+fn replaced_by_ctsyncd(link: fn(&str, &str) -> String, kind: &str, tag: &str) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !Path::new(CONNTRACKD).exists() {
         eprintln!("SKIPPED: {CONNTRACKD} is not installed");
         return;
     }
-    let Some((a, b)) = common::pair("cr") else {
+    let Some((a, b)) = common::pair(tag) else {
         return;
     };
-    let ctd = Conntrackd::start(
-        &a,
-        "cr",
-        &sync(FTFW, &udp_link("10.9.0.1", "10.9.0.2")),
-    );
+    let ctd =
+        Conntrackd::start(&a, tag, &sync(FTFW, &link("10.9.0.1", "10.9.0.2")));
     let fw = Fw::start(
         &b,
-        "cr-b",
+        &format!("{tag}-b"),
         "",
-        &sync(FTFW, &udp_link("10.9.0.2", "10.9.0.1")),
+        &sync(FTFW, &link("10.9.0.2", "10.9.0.1")),
     );
     let from_cts = flows("10.60.0.1", 200);
     create(&b, &from_cts);
     let limit = Duration::from_secs(30);
     assert!(ctd.wait_external("", 200, limit), "{}", fw.log());
+    // Several seconds of our marked ACKs and ALIVEs: nothing refused.
+    std::thread::sleep(Duration::from_secs(3));
+    refused_nothing(&ctd, kind);
     drop(ctd);
     let fw_a = Fw::start(
         &a,
-        "cr-a",
+        &format!("{tag}-a"),
         "",
-        &sync(FTFW, &udp_link("10.9.0.1", "10.9.0.2")),
+        &sync(FTFW, &link("10.9.0.1", "10.9.0.2")),
     );
     assert!(
         fw_a.wait_cached("external", 200, limit).is_some(),
@@ -382,8 +395,12 @@ fn a_conntrackd_replaced_by_ctsyncd_switches_back() {
     assert_eq!(
         notices,
         [
-            "sync link s0 (udp 10.9.0.1:3780): peer speaks conntrackd 1.4 protocol",
-            "sync link s0 (udp 10.9.0.1:3780): peer speaks ctsyncd protocol"
+            format!(
+                "sync link s0 ({kind} 10.9.0.1:3780): peer speaks conntrackd 1.4 protocol"
+            ),
+            format!(
+                "sync link s0 ({kind} 10.9.0.1:3780): peer speaks ctsyncd protocol"
+            )
         ]
     );
     assert!(!fw_a.log().contains("peer speaks"), "{}", fw_a.log());

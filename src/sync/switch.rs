@@ -28,10 +28,22 @@
 //! in its stream (its framing is lost for good, even across
 //! reconnections), so in `auto` nothing in ctsyncd's format is written
 //! to a stream before a ctsyncd datagram was read from the peer, or
-//! [`STREAM_HOLD`] passed without any conntrackd datagram. (Two ctsyncd
-//! nodes that met over TCP while one spoke conntrackd's protocol keep
-//! speaking it: correct, only less compact; `PeerProtocol ctsyncd` or a
-//! restart of both returns to ctsyncd's format.)
+//! [`STREAM_HOLD`] passed without any conntrackd datagram, or a
+//! conntrackd datagram carrying ctsyncd's mark was read.
+//!
+//! The mark ([`ctd::MARK`]): in `auto`, our control messages in
+//! conntrackd's protocol (ACK, NACK, RESYNC, ALIVE) carry it; conntrackd
+//! skips it. A marked datagram says the peer is a ctsyncd that will
+//! follow ours: while we speak ctsyncd's format it ends the stream hold
+//! and switches nothing (as a live ctsyncd peer); while we speak
+//! conntrackd's it lets the ctsyncd engine send. Its challenge, answered,
+//! switches each side back as above, so two ctsyncd nodes that met in
+//! conntrackd's protocol (over TCP, where neither writes ours first)
+//! return to ctsyncd's format within a few seconds. Until a side has
+//! switched, the other's conntrackd messages are still read, and what
+//! either had not got acknowledged carries over. In ALARM no control
+//! message is sent, so no mark: such a pair stays on conntrackd's
+//! protocol over TCP (correct, only less compact).
 //!
 //! With a key (`AuthenticationKeyFile`) conntrackd's datagrams go to the
 //! keyed ctsyncd engine, which refuses and counts them as unsealed: they
@@ -303,6 +315,10 @@ impl Switch {
             switched: None,
         };
         if self.accepts_ctd() && ctd::is_conntrackd(datagram) {
+            if self.setting == PeerProtocol::Auto && ctd::carries_mark(datagram)
+            {
+                self.heard_marked(now);
+            }
             if self.ctd.is_none() {
                 let decodes = matches!(
                     ctd::messages(datagram, self.ctd_params.opts).next(),
@@ -372,9 +388,27 @@ impl Switch {
         out
     }
 
+    /// A conntrackd datagram carrying ctsyncd's mark: the peer is a
+    /// ctsyncd (in `auto`) that speaks conntrackd's protocol. Ours may
+    /// talk to it: while we speak ctsyncd's format, this lifts the stream
+    /// hold and counts as a live ctsyncd peer (its conntrackd datagrams
+    /// switch nothing, it switches to us); while we speak conntrackd's,
+    /// the ctsyncd engine may send (its challenge brings both sides back).
+    fn heard_marked(&mut self, now: Instant) {
+        if self.ctd.is_none() {
+            self.ctsyncd_alive = Some(now);
+            self.ctd_since = None;
+            self.stream_hold = None;
+        } else {
+            self.ctsyncd_heard = Some(now);
+        }
+    }
+
     /// The peer speaks conntrackd's protocol: see the module header.
     fn switch_to_conntrackd(&mut self, now: Instant, src: &dyn Source) {
         let mut c = CtdEngine::new(self.ctd_params, now);
+        // Only `auto` comes back to our format (`new` pins the others).
+        c.announce();
         for (k, new) in self.ct.drain_keys() {
             c.local_change(k, new);
         }

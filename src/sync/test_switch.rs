@@ -320,3 +320,117 @@ fn on_a_stream_ctsyncd_waits_for_the_peer_to_show_its_protocol() {
     s.handle_timeout(Instant(5000), &src);
     assert!(s.poll_transmit(Instant(5000), &src, &mut buf).is_some());
 }
+
+/// A stream switch of `session` that met a conntrackd peer (3 s of its
+/// HELLOs): it speaks conntrackd's protocol.
+fn stream_switch_in_ctd(session: u32, src: &MapSource) -> Switch {
+    let mut s = Switch::new(
+        params(session),
+        ctd::Options::default(),
+        PeerProtocol::Auto,
+        true,
+        Instant(0),
+    );
+    let mut c = conntrackd(Instant(0));
+    for at in [1000, 2000, 3000] {
+        let hello = ctd_hello(&mut c, &MapSource::default(), Instant(at));
+        s.recv(Instant(at), 1, &hello, src);
+    }
+    assert_eq!(s.protocol(), Protocol::Conntrackd);
+    s
+}
+
+#[test]
+fn two_ctsyncd_nodes_met_in_conntrackds_protocol_on_a_stream_come_back() {
+    let mut a_src = cache(0, 30);
+    let b_src = cache(1000, 20);
+    let mut a = stream_switch_in_ctd(100, &a_src);
+    let mut b = stream_switch_in_ctd(200, &b_src);
+    let (mut a_ext, mut b_ext) = (MapSource::default(), MapSource::default());
+    let (mut a_notices, mut b_notices) = (Vec::new(), Vec::new());
+    // What each sent before it read the peer's mark: conntrackd's only.
+    let (mut a_marked, mut b_marked) = (false, false);
+    let mut buf = [0u8; 1472];
+    // An in-order, lossless link (TCP): everything one side sends now is
+    // read by the other in order, within the same step.
+    for step in 1..=100 {
+        let t = Instant(3000 + step * 100);
+        if step == 20 {
+            // A change while both still speak conntrackd's protocol.
+            a_src.cts.insert(wire::ct_key_of(&ct(500)), ct(500));
+            a.local_change(Key::Ct(wire::ct_key_of(&ct(500))), true);
+        }
+        a.handle_timeout(t, &a_src);
+        b.handle_timeout(t, &b_src);
+        while let Some(n) = a.poll_transmit(t, &a_src, &mut buf) {
+            assert!(
+                b_marked || ctd::is_conntrackd(&buf[..n]),
+                "ours before the peer's mark"
+            );
+            a_marked |= ctd::carries_mark(&buf[..n]);
+            let r = b.recv(t, 1, &buf[..n], &b_src);
+            b_notices.extend(r.switched);
+            while let Some(x) = b.pop_apply() {
+                b_ext.apply(x);
+            }
+        }
+        while let Some(n) = b.poll_transmit(t, &b_src, &mut buf) {
+            assert!(
+                a_marked || ctd::is_conntrackd(&buf[..n]),
+                "ours before the peer's mark"
+            );
+            b_marked |= ctd::carries_mark(&buf[..n]);
+            let r = a.recv(t, 1, &buf[..n], &a_src);
+            a_notices.extend(r.switched);
+            while let Some(x) = a.pop_apply() {
+                a_ext.apply(x);
+            }
+        }
+    }
+    assert!(a_marked && b_marked, "both announced themselves");
+    assert_eq!(a_notices, vec![Protocol::Ctsyncd], "one notice line");
+    assert_eq!(b_notices, vec![Protocol::Ctsyncd], "one notice line");
+    assert_eq!(
+        (a.protocol(), b.protocol()),
+        (Protocol::Ctsyncd, Protocol::Ctsyncd)
+    );
+    assert_eq!(b_ext, a_src, "b has a's cache, the late change included");
+    assert_eq!(a_ext, b_src, "a has b's cache");
+}
+
+#[test]
+fn a_stream_hold_ends_on_a_marked_datagram_and_it_switches_nothing() {
+    let src = cache(0, 5);
+    // The peer: a ctsyncd speaking conntrackd's protocol (it announces).
+    let mut peer = stream_switch_in_ctd(300, &MapSource::default());
+    let mut s = Switch::new(
+        params(100),
+        ctd::Options::default(),
+        PeerProtocol::Auto,
+        true,
+        Instant(0),
+    );
+    let mut buf = [0u8; 1472];
+    let mut marked = 0;
+    for step in 1..=40 {
+        let t = Instant(3000 + step * 100);
+        peer.handle_timeout(t, &MapSource::default());
+        while let Some(n) =
+            peer.poll_transmit(t, &MapSource::default(), &mut buf)
+        {
+            if !ctd::is_conntrackd(&buf[..n]) {
+                continue; // its ctsyncd engine: not read in this test
+            }
+            marked += usize::from(ctd::carries_mark(&buf[..n]));
+            let r = s.recv(t, 1, &buf[..n], &src);
+            assert_eq!(r.switched, None, "a marked peer comes to us");
+        }
+    }
+    assert!(marked > 0);
+    assert_eq!(s.protocol(), Protocol::Ctsyncd);
+    // The hold is over: our format may go to this peer.
+    s.local_change(Key::Ct(wire::ct_key_of(&ct(1))), true);
+    assert!(s.wants_transmit());
+    let n = s.poll_transmit(Instant(8000), &src, &mut buf).unwrap();
+    assert!(!ctd::is_conntrackd(&buf[..n]));
+}

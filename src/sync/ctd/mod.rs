@@ -35,6 +35,9 @@
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
 //!
+//! Once [`CtdEngine::announce`]d, our control messages carry ctsyncd's mark (see
+//! [`crate::wire::ctd::MARK`]; conntrackd skips it).
+//!
 //! Layout: `queue` (transmit and resend queues), `rx` (the peer's
 //! numbering and the ACK window), `tx` (filling a datagram), this file
 //! (the state, reading, timers).
@@ -169,6 +172,9 @@ pub struct CtdEngine {
     applies: VecDeque<Apply>,
     stats: Stats,
     refused: Refused,
+    /// Our control messages carry ctsyncd's mark
+    /// ([`crate::wire::ctd::MARK`]): a ctsyncd peer learns what we are.
+    announce: bool,
 }
 
 impl CtdEngine {
@@ -192,8 +198,14 @@ impl CtdEngine {
             applies: VecDeque::new(),
             stats: Stats::default(),
             refused: Refused::default(),
+            announce: false,
             p,
         }
+    }
+
+    /// Marks our control messages from now on (see the module header).
+    pub fn announce(&mut self) {
+        self.announce = true;
     }
 
     pub fn stats(&self) -> &Stats {

@@ -40,7 +40,15 @@ impl CtdEngine {
                 hello_back: ftfw && self.say_hello_back,
                 body,
             };
-            match ctd::encode(&msg, self.p.opts, &mut buf[off..limit]) {
+            let out = &mut buf[off..limit];
+            let written = ctd::encode(&msg, self.p.opts, out).and_then(|len| {
+                if self.announce {
+                    ctd::append_mark(out, len)
+                } else {
+                    Ok(len)
+                }
+            });
+            match written {
                 Ok(len) => {
                     off += len;
                     n += 1;

@@ -12,6 +12,8 @@
 //!   payload) is one `Err` and the walk goes on; a framing error (cut
 //!   short, bad size) is one `Err` and the end.
 //! * [`stream_message_len`] frames the same messages on a TCP stream.
+//! * [`append_mark`] / [`carries_mark`]: ctsyncd's [`MARK`] on the
+//!   control messages it sends in conntrackd's protocol (`mark`).
 //! * [`encode`] writes one message byte-identical to what an x86
 //!   conntrackd 1.4.7 sends for the same state, whatever our host's
 //!   endianness: every field is written byte by byte, including the
@@ -24,11 +26,13 @@ mod attr;
 mod ct;
 mod exp;
 mod header;
+mod mark;
 
 use std::fmt;
 
 use crate::model::{Conntrack, Expect};
 use header::{Frame, Raw, TYPE_CTL, TYPE_DATA_MAX};
+pub use mark::{MARK, append as append_mark, carries_mark};
 
 /// `CONNTRACKD_PROTOCOL_VERSION`.
 pub const VERSION: u8 = 1;

@@ -104,6 +104,58 @@ fn decodes_the_reference_exp_new_and_encodes_it_back() {
 }
 
 #[test]
+fn the_ctsyncd_mark_trails_control_messages_only() {
+    let cases = [
+        (Body::Alive, "1a300010 00000007 63747379 6e636401"),
+        (
+            Body::Ack { from: 5, to: 9 },
+            "1a280018 00000007 00000005 00000009 63747379 6e636401",
+        ),
+    ];
+    for (body, want) in cases {
+        let m = Message {
+            seq: 7,
+            hello: true,
+            hello_back: false,
+            body,
+        };
+        let mut out = [0u8; 64];
+        let len = encode(&m, Options::default(), &mut out).unwrap();
+        let len = append_mark(&mut out, len).unwrap();
+        let want = hex(want);
+        assert_eq!(&out[..len], &want[..], "{m:?}");
+        // Our decoder (as conntrackd's) reads the message as before.
+        assert_eq!(one(&want), m);
+        assert!(carries_mark(&want));
+        assert_eq!(stream_message_len(&want), Some(Ok(want.len())));
+        // Without the mark, or with a different trailer: not marked.
+        assert!(!carries_mark(&want[..want.len() - 8]));
+        let mut other = want.clone();
+        *other.last_mut().unwrap() = 2;
+        assert!(!carries_mark(&other));
+        // No room for the trailer.
+        let mut small = [0u8; 64];
+        let plain = encode(&m, Options::default(), &mut small).unwrap();
+        assert_eq!(append_mark(&mut small[..plain], plain), Err(Error::TooBig));
+    }
+    // A marked ALIVE after an unmarked one in one datagram.
+    let mut d = hex("1a100008 00000001");
+    d.extend(hex("1a100010 00000002 63747379 6e636401"));
+    assert!(carries_mark(&d));
+    // Data messages are never marked.
+    let data = Message {
+        seq: 1,
+        hello: false,
+        hello_back: false,
+        body: Body::CtDel(Conntrack::new(tcp("1.2.3.4", "5.6.7.8", 1, 2))),
+    };
+    let mut out = [0u8; 256];
+    let len = encode(&data, Options::default(), &mut out).unwrap();
+    assert_eq!(append_mark(&mut out, len), Ok(len));
+    assert!(!carries_mark(&out[..len]));
+}
+
+#[test]
 fn control_messages_have_conntrackd_bytes() {
     let cases = [
         (Body::Alive, true, false, "1a300008 00000007"),

@@ -115,3 +115,35 @@ fn poll_secs_replicates_without_an_event_subscription() {
     );
     assert_eq!(fa.cached("internal"), 35);
 }
+
+/// The UDP checksum field of a sync datagram fw (10.9.0.1 in `a`) sends,
+/// as `b` receives it.
+fn sync_datagram_checksum(tag: &str, link_extra: &str) -> Option<u16> {
+    let (a, b) = common::pair(tag)?;
+    let link = fw::udp_link("10.9.0.1", "10.9.0.2").replacen(
+        "Interface s0",
+        &format!("Interface s0 {link_extra}"),
+        1,
+    );
+    assert!(link.contains(link_extra));
+    let _fw = Fw::start(&a, tag, "", &format!("Mode FTFW {{ }}\n{link}"));
+    // FT-FW says HELLO/ALIVE every second even to a silent peer.
+    let got = common::sniff::capture_udp(
+        &b,
+        "10.9.0.1".parse().unwrap(),
+        3780,
+        Duration::from_secs(5),
+        |_, _| true,
+    );
+    Some(got.expect("no sync datagram within 5 s").0)
+}
+
+#[test]
+fn checksum_off_sends_ipv4_datagrams_without_a_udp_checksum() {
+    let Some(off) = sync_datagram_checksum("csoff", "Checksum off") else {
+        return;
+    };
+    assert_eq!(off, 0, "Checksum off: the UDP checksum field must be 0");
+    let on = sync_datagram_checksum("cson", "Checksum on").unwrap();
+    assert_ne!(on, 0, "Checksum on: the UDP checksum field is filled");
+}

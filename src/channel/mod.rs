@@ -29,6 +29,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod iface;
+mod no_check;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -383,6 +384,7 @@ fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
             rx.set_reuse_address(true)?;
             rx.bind(&SocketAddr::new(*group, *port).into())?;
             let tx = socket(dom, Type::DGRAM, c)?;
+            no_check::apply(&tx, c.checksum)?;
             match group {
                 IpAddr::V4(g) => {
                     let local = ipv4_interface.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -424,6 +426,7 @@ fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
             let bind = local.unwrap_or_else(|| unspecified(dest));
             rx.bind(&scoped(bind, *port, info.index).into())?;
             let tx = socket(dom, Type::DGRAM, c)?;
+            no_check::apply(&tx, c.checksum)?;
             Io::Udp {
                 rx: Async::new(UdpSocket::from(rx))?,
                 tx: Async::new(UdpSocket::from(tx))?,

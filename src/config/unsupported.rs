@@ -31,16 +31,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
                  section is ignored",
         used: |cfg, _| cfg.helper_section,
     },
-    NotImplemented {
-        name: "Checksum off",
-        keyword: "Checksum",
-        effect: "UDP checksums stay on",
-        used: |cfg, _| {
-            cfg.sync
-                .as_ref()
-                .is_some_and(|s| s.channels.iter().any(|c| !c.checksum))
-        },
-    },
     // conntrackd's HashSize is the bucket count of its fixed hash tables;
     // ctsyncd's tables grow with their content (no memory is taken before
     // entries arrive), so there is nothing for the number to size.

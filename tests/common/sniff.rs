@@ -26,6 +26,19 @@ pub fn capture(
     limit: Duration,
     mut want: impl FnMut(&[u8]) -> bool + Send,
 ) -> Option<Vec<u8>> {
+    capture_udp(ns, src, dport, limit, |_, payload| want(payload))
+        .map(|(_, payload)| payload)
+}
+
+/// As [`capture`], with the UDP header's checksum field (0: sent without
+/// one) beside the payload.
+pub fn capture_udp(
+    ns: &Netns,
+    src: Ipv4Addr,
+    dport: u16,
+    limit: Duration,
+    mut want: impl FnMut(u16, &[u8]) -> bool + Send,
+) -> Option<(u16, Vec<u8>)> {
     ns.enter(|| {
         let proto = Protocol::from(i32::from(ETH_P_IP.to_be()));
         let s = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto)).unwrap();
@@ -39,25 +52,27 @@ pub fn capture(
             let Ok(n) = std::io::Read::read(&mut f, &mut pkt) else {
                 continue;
             };
-            if let Some(payload) = udp_payload(&pkt[..n], src, dport)
-                && want(payload)
+            if let Some((sum, payload)) = udp_payload(&pkt[..n], src, dport)
+                && want(sum, payload)
             {
-                return Some(payload.to_vec());
+                return Some((sum, payload.to_vec()));
             }
         }
         None
     })
 }
 
-/// The UDP payload of an IPv4 packet from `src` to port `dport`.
-fn udp_payload(p: &[u8], src: Ipv4Addr, dport: u16) -> Option<&[u8]> {
+/// The UDP checksum field and payload of an IPv4 packet from `src` to
+/// port `dport`.
+fn udp_payload(p: &[u8], src: Ipv4Addr, dport: u16) -> Option<(u16, &[u8])> {
     let ihl = usize::from(p.first()? & 0x0f) * 4;
     if p.first()? >> 4 != 4 || p.get(9)? != &17 || p.len() < ihl + 8 {
         return None;
     }
     let from = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
     let port = u16::from_be_bytes([p[ihl + 2], p[ihl + 3]]);
-    (from == src && port == dport).then(|| &p[ihl + 8..])
+    let sum = u16::from_be_bytes([p[ihl + 6], p[ihl + 7]]);
+    (from == src && port == dport).then(|| (sum, &p[ihl + 8..]))
 }
 
 /// Sends `datagram` from `src` (any port) to `dst`, inside `ns`.

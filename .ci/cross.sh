@@ -180,10 +180,11 @@ test_build() {
 	nice -n 10 "${test[@]}" -q "${targets[@]}" -Zbuild-std --target-dir $CROSS --no-run \
 		--lib --test config --test kernel_fixtures --test channel \
 		--message-format=json-render-diagnostics >$json
-	# The smol timer, in the test build's profile (its std is built). Not
-	# in the invocation above: `cargo test --example` would build it as a
-	# test harness, without its main.
-	nice -n 10 "${build[@]}" -q "${targets[@]}" -Zbuild-std --target-dir $CROSS \
+	# The smol timer, in the test build's profile. Not in the invocation
+	# above: `cargo test --example` would build it as a test harness,
+	# without its main. `test` in the std crates, as a test build has it:
+	# otherwise std hashes differently and every dependency is rebuilt.
+	nice -n 10 "${build[@]}" -q "${targets[@]}" -Zbuild-std=std,test --target-dir $CROSS \
 		--example timer_check
 	for t in "$@"; do
 		grep -o '"executable":"[^"]*"' $json | cut -d'"' -f4 | grep "/$t/debug/deps/" \

@@ -183,7 +183,13 @@ fn mcast6_link(_me: &str, _peer: &str) -> String {
 
 #[test]
 fn conntrackd_and_ctsyncd_replicate_both_ways_over_ipv4_multicast_ftfw() {
-    both_ways_on(FTFW, mcast4_link, "multicast", "cm", ("10.9.0.1", "10.9.0.2"));
+    both_ways_on(
+        FTFW,
+        mcast4_link,
+        "multicast",
+        "cm",
+        ("10.9.0.1", "10.9.0.2"),
+    );
 }
 
 #[test]

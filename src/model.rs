@@ -198,8 +198,21 @@ pub struct Conntrack {
     /// Connection labels bitmap (128 bits).
     pub labels: Option<[u8; 16]>,
     pub counters: Option<Counters>,
+    /// When the flow started and (in its destroy event) stopped, with
+    /// `nf_conntrack_timestamp=1`; informational, never synced.
+    pub timestamp: Option<Timestamp>,
     /// The kernel's id; informational, never part of the identity.
     pub id: u32,
+}
+
+/// A flow's `CTA_TIMESTAMP`: wall-clock nanoseconds since the epoch; stop
+/// is 0 until the flow ends.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize,
+)]
+pub struct Timestamp {
+    pub start_ns: u64,
+    pub stop_ns: u64,
 }
 
 impl Conntrack {
@@ -219,6 +232,7 @@ impl Conntrack {
             seq_adj: None,
             labels: None,
             counters: None,
+            timestamp: None,
             id: 0,
         }
     }

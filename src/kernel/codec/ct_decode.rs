@@ -1,5 +1,6 @@
 //! Decoding a conntrack: its tuples, protocol state (TCP, SCTP, DCCP),
-//! helper, sequence adjustment, labels and counters. Two passes over the
+//! helper, sequence adjustment, labels, counters and timestamps. Two
+//! passes over the
 //! same attribute view; unknown attributes are skipped.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -7,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::attr::{be16, be32, be64, name, nlas, u8_of};
 use super::message::{DecodeError, Result};
 use super::uapi::*;
-use crate::model::{Conntrack, Counters, L4, ProtoInfo, SeqAdj, Tuple};
+use crate::model::{
+    Conntrack, Counters, L4, ProtoInfo, SeqAdj, Timestamp, Tuple,
+};
 
 pub(super) fn decode_tuple(buf: &[u8]) -> Result<Tuple> {
     let (mut src, mut dst) = (None, None);
@@ -265,6 +268,22 @@ fn apply_ct_attr(ct: &mut Conntrack, t: u16, v: &[u8]) -> Result<()> {
             if l != [0; 16] {
                 ct.labels = Some(l);
             }
+        }
+        CTA_TIMESTAMP => {
+            let mut ts = Timestamp::default();
+            for a in nlas(v) {
+                let (t, v) = a?;
+                match t {
+                    CTA_TIMESTAMP_START => {
+                        ts.start_ns = be64(v, "CTA_TIMESTAMP_START")?
+                    }
+                    CTA_TIMESTAMP_STOP => {
+                        ts.stop_ns = be64(v, "CTA_TIMESTAMP_STOP")?
+                    }
+                    _ => {}
+                }
+            }
+            ct.timestamp = Some(ts);
         }
         CTA_COUNTERS_ORIG | CTA_COUNTERS_REPLY => {
             let (p, b) = decode_counters(v)?;

@@ -90,10 +90,20 @@ pub fn ct_line(ct: &Conntrack, external: bool) -> String {
 }
 
 /// [`ct_line`] with each direction's `packets=… bytes=…` after its tuple
-/// when the conntrack carries counters (`nf_conntrack_acct=1`), as
-/// conntrackd's stats log prints a destroyed flow.
+/// when the conntrack carries counters (`nf_conntrack_acct=1`) and
+/// `delta-time=N` after `zone=` when it carries a timestamp
+/// (`nf_conntrack_timestamp=1`), as conntrackd's stats log prints a
+/// destroyed flow.
 pub fn ct_line_counted(ct: &Conntrack) -> String {
     ct_line_with(ct, false, true)
+}
+
+/// How many whole seconds a flow lived, as libnetfilter_conntrack counts
+/// them: the stop's seconds minus the start's (each truncated first).
+/// Without a stop (the flow still lives) there is nothing to count here:
+/// the stats log only sees ended flows.
+fn lifetime_secs(start_ns: u64, stop_ns: u64) -> u64 {
+    (stop_ns / 1_000_000_000).saturating_sub(start_ns / 1_000_000_000)
 }
 
 fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
@@ -132,6 +142,13 @@ fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
     }
     if ct.zone != 0 {
         let _ = write!(s, "zone={} ", ct.zone);
+    }
+    if counted
+        && let Some(ts) = ct.timestamp
+        && ts.stop_ns != 0
+    {
+        let _ =
+            write!(s, "delta-time={} ", lifetime_secs(ts.start_ns, ts.stop_ns));
     }
     if let Some(h) = &ct.helper {
         let _ = write!(s, "helper={h} ");

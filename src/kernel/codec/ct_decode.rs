@@ -214,6 +214,11 @@ fn decode_counters(buf: &[u8]) -> Result<(u64, u64)> {
     Ok((p, b))
 }
 
+/// Kernel nanoseconds as whole seconds (saturating past 2106).
+fn whole_secs(ns: u64) -> u32 {
+    u32::try_from(ns / 1_000_000_000).unwrap_or(u32::MAX)
+}
+
 /// Decodes the attributes of a conntrack message.
 pub(super) fn decode_ct(attrs: &[u8]) -> Result<Conntrack> {
     // Two passes over the same view: find the identity, then the rest.
@@ -275,10 +280,10 @@ fn apply_ct_attr(ct: &mut Conntrack, t: u16, v: &[u8]) -> Result<()> {
                 let (t, v) = a?;
                 match t {
                     CTA_TIMESTAMP_START => {
-                        ts.start_ns = be64(v, "CTA_TIMESTAMP_START")?
+                        ts.start_s = whole_secs(be64(v, "CTA_TIMESTAMP_START")?)
                     }
                     CTA_TIMESTAMP_STOP => {
-                        ts.stop_ns = be64(v, "CTA_TIMESTAMP_STOP")?
+                        ts.stop_s = whole_secs(be64(v, "CTA_TIMESTAMP_STOP")?)
                     }
                     _ => {}
                 }

@@ -99,11 +99,11 @@ pub fn ct_line_counted(ct: &Conntrack) -> String {
 }
 
 /// How many whole seconds a flow lived, as libnetfilter_conntrack counts
-/// them: the stop's seconds minus the start's (each truncated first).
-/// Without a stop (the flow still lives) there is nothing to count here:
-/// the stats log only sees ended flows.
-fn lifetime_secs(start_ns: u64, stop_ns: u64) -> u64 {
-    (stop_ns / 1_000_000_000).saturating_sub(start_ns / 1_000_000_000)
+/// them: the stop's seconds minus the start's (each truncated first, as
+/// the model keeps them). Without a stop (the flow still lives) there is
+/// nothing to count here: the stats log only sees ended flows.
+fn lifetime_secs(start_s: u32, stop_s: u32) -> u32 {
+    stop_s.saturating_sub(start_s)
 }
 
 fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
@@ -145,10 +145,10 @@ fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
     }
     if counted
         && let Some(ts) = ct.timestamp
-        && ts.stop_ns != 0
+        && ts.stop_s != 0
     {
         let _ =
-            write!(s, "delta-time={} ", lifetime_secs(ts.start_ns, ts.stop_ns));
+            write!(s, "delta-time={} ", lifetime_secs(ts.start_s, ts.stop_s));
     }
     if let Some(h) = &ct.helper {
         let _ = write!(s, "helper={h} ");

@@ -141,9 +141,44 @@ pub fn open_file(path: &Path) -> Result<(), String> {
 /// Connects to the local syslog, tagging lines with `ident`. A missing
 /// syslog daemon is reported on the other sinks and otherwise ignored.
 pub fn open_syslog(facility: Facility, ident: &str) {
+    if let Some(logger) = connect_syslog(Some(facility), ident)
+        && let Ok(mut s) = LOGGER.sinks.lock()
+    {
+        s.syslog = Some(logger);
+    }
+}
+
+/// The stats log's syslog sink (`Stats { Syslog }`): destroyed flows at
+/// LOG_INFO, bare, in the same line shape as the daemon's messages.
+pub struct StatsSyslog(Syslog);
+
+impl StatsSyslog {
+    /// Connects under `ident` with General's facility: conntrackd opens
+    /// one syslog connection with General's `Syslog` facility and sends
+    /// the flows through it, so Stats' own facility is never used, and
+    /// with General's `Syslog` off the lines go out as glibc's default,
+    /// LOG_USER.
+    pub fn open(general: Option<Facility>, ident: &str) -> Option<StatsSyslog> {
+        connect_syslog(general, ident).map(StatsSyslog)
+    }
+
+    /// Sends one line at LOG_INFO; a failure is counted in the log's write
+    /// errors.
+    pub fn info(&mut self, line: &str) {
+        if self.0.info(line).is_err()
+            && let Ok(mut s) = LOGGER.sinks.lock()
+        {
+            s.write_errors += 1;
+        }
+    }
+}
+
+/// A syslog connection in glibc's line shape; `None` facility is LOG_USER.
+fn connect_syslog(facility: Option<Facility>, ident: &str) -> Option<Syslog> {
     let facility = match facility {
-        Facility::Daemon => syslog::Facility::LOG_DAEMON,
-        Facility::Local(n) => match n {
+        None => syslog::Facility::LOG_USER,
+        Some(Facility::Daemon) => syslog::Facility::LOG_DAEMON,
+        Some(Facility::Local(n)) => match n {
             0 => syslog::Facility::LOG_LOCAL0,
             1 => syslog::Facility::LOG_LOCAL1,
             2 => syslog::Facility::LOG_LOCAL2,
@@ -165,12 +200,11 @@ pub fn open_syslog(facility: Facility, ident: &str) {
         offset,
     };
     match syslog::unix(formatter) {
-        Ok(logger) => {
-            if let Ok(mut s) = LOGGER.sinks.lock() {
-                s.syslog = Some(logger);
-            }
+        Ok(logger) => Some(logger),
+        Err(e) => {
+            log::warn!("cannot connect to syslog: {e}");
+            None
         }
-        Err(e) => log::warn!("cannot connect to syslog: {e}"),
     }
 }
 

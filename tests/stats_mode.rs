@@ -110,7 +110,7 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
         eprintln!("SKIPPED: {CONNTRACKD} is not installed");
         return;
     }
-    let Some(ns) = common::Netns::new("stats") else {
+    let Some(ns) = common::Netns::new("statsmode") else {
         return;
     };
     let base = std::env::temp_dir()
@@ -167,28 +167,59 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
 /// direction's packets and bytes, and `-s` the traffic totals.
 #[test]
 fn counted_flows_are_logged_as_conntrackd_logs_them() {
+    let lines = real_traffic_logs("statsmodeacct", "nf_conntrack_acct=1", 0);
+    if let Some(lines) = lines {
+        assert!(lines.iter().all(|l| l.contains(" packets=")), "{lines:#?}");
+    }
+}
+
+/// Real traffic with `nf_conntrack_timestamp=1` too: the destroy event
+/// carries the flow's start and stop, and conntrackd prints how long the
+/// flow lived (`delta-time=N`, whole seconds) after `zone=`.
+#[test]
+fn timestamped_flows_are_logged_with_their_lifetime() {
+    let lines = real_traffic_logs(
+        "statsmodets",
+        "nf_conntrack_acct=1 net.netfilter.nf_conntrack_timestamp=1",
+        1200,
+    );
+    if let Some(lines) = lines {
+        assert!(
+            lines.iter().all(|l| l.contains(" delta-time=")),
+            "{lines:#?}"
+        );
+    }
+}
+
+/// Both daemons log two flows of real traffic in a namespace with the
+/// `net.netfilter.` sysctls `sysctls` set, ended `linger_ms` after they
+/// started; asserts that their logs and `-s` agree and returns
+/// conntrackd's lines (None when skipped).
+fn real_traffic_logs(
+    tag: &str,
+    sysctls: &str,
+    linger_ms: u64,
+) -> Option<Vec<String>> {
     if !Path::new(CONNTRACKD).exists() {
         eprintln!("SKIPPED: {CONNTRACKD} is not installed");
-        return;
+        return None;
     }
-    let Some(ns) = common::Netns::new("stacct") else {
-        return;
-    };
+    let ns = common::Netns::new(tag)?;
     let base = std::env::temp_dir()
-        .join(format!("ctsyncd-stacct-{}", std::process::id()));
+        .join(format!("ctsyncd-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
     let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
     // Conntrack runs in a namespace only when its ruleset uses it.
     ns.sh(
-        "ip link set lo up && sysctl -qw net.netfilter.nf_conntrack_acct=1 && nft -f - <<'EOF'
-table inet t {
-  chain o {
+        &format!("ip link set lo up && sysctl -qw net.netfilter.{sysctls} && nft -f - <<'EOF'
+table inet t {{
+  chain o {{
     type filter hook output priority 0;
     ct state new accept
-  }
-}
-EOF",
+  }}
+}}
+EOF"),
     );
     let ours_d = start(&ns, &bin(), &our_conf);
     let theirs_d = start(&ns, CONNTRACKD, &their_conf);
@@ -202,7 +233,7 @@ for i in range(3): c.sendto(b\"hello\", (\"127.0.0.1\", 9999))\n\
 d, a = srv.recvfrom(100); srv.sendto(b\"yo\", a)\n\
 t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.sendto(b\"x\", (\"127.0.0.1\", 7777))\n"
     ));
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300 + linger_ms));
     ns.sh("conntrack -F 2>/dev/null");
     let t0 = Instant::now();
     while (flows(&ours).len() < 2 || flows(&theirs).len() < 2)
@@ -221,7 +252,164 @@ t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.sendto(b\"x\", (\"127.0.
         a.join("\n")
     );
     assert_eq!(b.len(), 2, "conntrackd's log: {b:#?}");
-    assert!(b.iter().all(|l| l.contains(" packets=")), "{b:#?}");
     assert_eq!(a, b);
     assert_eq!(our_s, their_s);
+    Some(b)
+}
+
+/// The syslog datagrams `program` sends while it runs in Stats mode with
+/// `conf` and `flows` (shell) creates and ends flows: received on a
+/// `/dev/log` of the test's own (a private mount namespace covers /dev
+/// with a tmpfs, /dev/null and the random devices bound back) in a
+/// private network namespace (its own conntrack table).
+fn stats_syslog(
+    dir: &Path,
+    conf: &Path,
+    program: &Path,
+    flows: &str,
+) -> String {
+    let receiver = "import socket, sys\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.bind('/dev/log')\n\
+        open(sys.argv[1], 'w').close()\n\
+        s.settimeout(3)\n\
+        with open(sys.argv[2], 'w') as out:\n\
+        \x20   try:\n\
+        \x20       for _ in range(200):\n\
+        \x20           out.write(s.recv(4096).decode(errors='replace') + '\\n')\n\
+        \x20           out.flush()\n\
+        \x20   except OSError:\n\
+        \x20       pass\n";
+    std::fs::write(dir.join("recv.py"), receiver).unwrap();
+    let d = dir.display();
+    let script = format!(
+        "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
+         mount -t tmpfs none /dev; for n in null zero random urandom; do \
+         touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
+         ip link set lo up; \
+         rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
+         for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
+         \"$0\" -C {conf} -d >/dev/null 2>&1; \
+         for n in $(seq 100); do \"$0\" -C {conf} -s >/dev/null 2>&1 && break; sleep 0.1; done; \
+         {flows}; sleep 0.5; \"$0\" -C {conf} -k >/dev/null 2>&1 || true; wait",
+        conf = conf.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "-n", "sh", "-c", &script])
+        .arg(program)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("syslog.out")).unwrap()
+}
+
+/// The destroyed-flow datagrams of a syslog capture (those naming a
+/// flow), the digits of the time stamp and the pid masked (the stamp's
+/// shape stays: glibc space-pads the day), sorted.
+fn flow_datagrams(got: &str) -> Vec<String> {
+    let mut v: Vec<String> = got
+        .lines()
+        .filter(|l| l.contains(" src="))
+        .map(|l| {
+            // `<pri>Mmm dd hh:mm:ss ident[pid]: msg`: the stamp is 15
+            // characters after `>`, then a space.
+            let close = l.find('>').expect("<pri>");
+            let (stamp, rest) =
+                l[close + 1..].split_at(16.min(l.len() - close - 1));
+            let stamp: String = stamp
+                .chars()
+                .map(|c| if c.is_ascii_digit() { 'N' } else { c })
+                .collect();
+            let rest = match (rest.find('['), rest.find("]: ")) {
+                (Some(o), Some(c)) if o < c => {
+                    format!("{}[pid{}", &rest[..o], &rest[c..])
+                }
+                _ => rest.to_string(),
+            };
+            format!("{}{stamp}{rest}", &l[..=close])
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `Stats { Syslog on }`: ctsyncd installed as conntrackd sends each
+/// destroyed flow to syslog as conntrackd 1.4.7 does (facility and
+/// priority, ident, text), with General's Syslog off and on, and with
+/// a Stats facility of its own.
+#[test]
+fn destroyed_flows_go_to_syslog_as_conntrackd_sends_them() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: a private /dev/log needs root");
+        return;
+    }
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-statsmode-syslog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // Installed as conntrackd: the syslog ident is conntrack-tools.
+    let ours = base.join("conntrackd");
+    let bin = std::fs::canonicalize(bin()).unwrap();
+    std::os::unix::fs::symlink(&bin, &ours).unwrap();
+    let flows = [
+        "-p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 --state ESTABLISHED -t 100 -u ASSURED,SEEN_REPLY -m 5",
+        "-p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1001 --dport 53 -t 100",
+        "-p icmp -s 10.0.0.1 -d 10.0.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77 -t 100",
+    ]
+    .iter()
+    .map(|f| format!("conntrack -I {f} >/dev/null 2>&1"))
+    .collect::<Vec<_>>()
+    .join("; ")
+        + "; sleep 0.3; conntrack -F >/dev/null 2>&1";
+    let mut failures = Vec::new();
+    for (i, (general, stats)) in [
+        ("Syslog off", "Syslog on"),
+        ("Syslog local2", "Syslog on"),
+        ("Syslog off", "Syslog local3"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut got = Vec::new();
+        for program in [Path::new(CONNTRACKD), &ours] {
+            let dir = base.join(format!("run{i}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let conf = dir.join("stats.conf");
+            let d = dir.display();
+            std::fs::write(
+                &conf,
+                format!(
+                    "General {{\n HashSize 1024\n HashLimit 4096\n LogFile {d}/daemon.log\n {general}\n LockFile {d}/lock\n UNIX {{ Path {d}/ctl }}\n Systemd off\n}}\nStats {{\n LogFile off\n {stats}\n}}\n"
+                ),
+            )
+            .unwrap();
+            got.push(flow_datagrams(&stats_syslog(
+                &dir, &conf, program, &flows,
+            )));
+        }
+        eprintln!(
+            "General {general}, Stats {stats}:\nconntrackd sent:\n{}\nctsyncd sent:\n{}",
+            got[0].join("\n"),
+            got[1].join("\n")
+        );
+        if got[0].len() != 3 || got[0] != got[1] {
+            failures.push((general, stats));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    assert!(
+        failures.is_empty(),
+        "differ with (General, Stats) {failures:?}"
+    );
 }

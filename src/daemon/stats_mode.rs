@@ -1,7 +1,8 @@
 //! The loop of a daemon with a `Stats` section (the flow logger): kernel
 //! events into [`FlowLog`], each destroyed flow's line appended to the
 //! stats log (`Stats { LogFile }`, `ctime` TAB flow, flushed per line)
-//! and sent to syslog at LOG_INFO (`Stats { Syslog }`); the control
+//! and sent to syslog at LOG_INFO (`Stats { Syslog }`, with General's
+//! facility as conntrackd does); the control
 //! socket answers `-s` with the stats cache's block and everything else
 //! as a daemon without `Sync` does.
 
@@ -13,10 +14,11 @@ use smol::LocalExecutor;
 use smol::channel::Receiver;
 
 use super::{Error, Event, REPLY_BUDGET, ReplyBudget, Runtime, reply_later};
-use crate::config::{Config, Facility, LogTarget};
+use crate::config::{Config, LogTarget};
 use crate::control::proto::{Format, Reply, Request, StatsView, Status};
 use crate::kernel::codec::{self, Kind, Object, Received};
 use crate::kernel::socket::{CtSocket, EventRead, EventSocket};
+use crate::logging::StatsSyslog;
 use crate::node::flow_log::FlowLog;
 
 /// What the stats-mode loop owns.
@@ -24,8 +26,7 @@ pub(crate) struct StatsMode {
     events: EventSocket,
     log: FlowLog,
     file: Option<File>,
-    syslog:
-        Option<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>,
+    syslog: Option<StatsSyslog>,
     iteration_limit: u32,
 }
 
@@ -76,7 +77,9 @@ impl StatsMode {
             events,
             log,
             file,
-            syslog: stats.syslog.and_then(|f| open_syslog(f, syslog_ident)),
+            syslog: stats
+                .syslog
+                .and_then(|_| StatsSyslog::open(g.syslog, syslog_ident)),
             iteration_limit: g.event_iteration_limit.max(1),
         })
     }
@@ -105,7 +108,7 @@ impl StatsMode {
             }
         }
         if let Some(s) = &mut self.syslog {
-            let _ = s.info(flow);
+            s.info(flow);
         }
     }
 
@@ -135,39 +138,6 @@ impl StatsMode {
 fn local_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_local()
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-}
-
-/// The stats log's syslog sink, under the daemon's syslog ident.
-fn open_syslog(
-    facility: Facility,
-    ident: &str,
-) -> Option<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>> {
-    let facility = match facility {
-        Facility::Daemon => syslog::Facility::LOG_DAEMON,
-        Facility::Local(n) => [
-            syslog::Facility::LOG_LOCAL0,
-            syslog::Facility::LOG_LOCAL1,
-            syslog::Facility::LOG_LOCAL2,
-            syslog::Facility::LOG_LOCAL3,
-            syslog::Facility::LOG_LOCAL4,
-            syslog::Facility::LOG_LOCAL5,
-            syslog::Facility::LOG_LOCAL6,
-            syslog::Facility::LOG_LOCAL7,
-        ][usize::from(n.min(7))],
-    };
-    let formatter = syslog::Formatter3164 {
-        facility,
-        hostname: None,
-        process: ident.into(),
-        pid: std::process::id(),
-    };
-    match syslog::unix(formatter) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            log::warn!("cannot connect to syslog: {e}");
-            None
-        }
-    }
 }
 
 enum Wake {

@@ -188,6 +188,33 @@ mod test {
     }
 
     #[test]
+    fn a_timestamped_flow_is_logged_with_its_lifetime() {
+        let mut log = FlowLog::new(Filter::default(), 10);
+        let mut new = tcp(1000, Some(3));
+        new.helper = Some(crate::model::HelperName::try_from("ftp").unwrap());
+        new.zone = 3;
+        new.timestamp = Some(crate::model::Timestamp {
+            start_s: 1,
+            stop_s: 0,
+        });
+        log.event(Kind::New, new);
+        let mut gone = tcp(1000, None);
+        gone.zone = 3;
+        // Whole seconds of the stop minus whole seconds of the start, as
+        // conntrackd prints it.
+        gone.timestamp = Some(crate::model::Timestamp {
+            start_s: 1,
+            stop_s: 5,
+        });
+        assert_eq!(
+            log.event(Kind::Destroy, gone).as_deref(),
+            Some(
+                "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] zone=3 delta-time=4 helper=ftp"
+            )
+        );
+    }
+
+    #[test]
     fn filtered_flows_are_not_logged_and_the_cache_is_bounded() {
         let filter = Filter {
             address: Some(AddressRule {

@@ -148,7 +148,9 @@ impl Node {
             ct.labels = ct.labels.or(old.labels);
             ct.seq_adj = ct.seq_adj.or(old.seq_adj);
         }
+        // Neither counters nor timestamps are replicated.
         ct.counters = None;
+        ct.timestamp = None;
         let new = kind == Kind::New;
         // Polling: a dumped entry that did not change is not news.
         let unchanged = self.poll_period().is_some()

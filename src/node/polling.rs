@@ -14,13 +14,14 @@ use crate::model::Conntrack;
 use crate::time::Instant;
 
 /// Whether a dumped entry differs from the cached one in anything the
-/// peer keeps (the timeout counts down between dumps; counters are not
-/// replicated).
+/// peer keeps (the timeout counts down between dumps; counters and
+/// timestamps are not replicated).
 pub(super) fn changed(cached: &Conntrack, dumped: &Conntrack) -> bool {
     let strip = |c: &Conntrack| {
         let mut c = c.clone();
         c.timeout = None;
         c.counters = None;
+        c.timestamp = None;
         c.id = 0;
         c
     };

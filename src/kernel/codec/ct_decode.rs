@@ -1,5 +1,6 @@
 //! Decoding a conntrack: its tuples, protocol state (TCP, SCTP, DCCP),
-//! helper, sequence adjustment, labels and counters. Two passes over the
+//! helper, sequence adjustment, labels, counters and timestamps. Two
+//! passes over the
 //! same attribute view; unknown attributes are skipped.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -7,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::attr::{be16, be32, be64, name, nlas, u8_of};
 use super::message::{DecodeError, Result};
 use super::uapi::*;
-use crate::model::{Conntrack, Counters, L4, ProtoInfo, SeqAdj, Tuple};
+use crate::model::{
+    Conntrack, Counters, L4, ProtoInfo, SeqAdj, Timestamp, Tuple,
+};
 
 pub(super) fn decode_tuple(buf: &[u8]) -> Result<Tuple> {
     let (mut src, mut dst) = (None, None);
@@ -211,6 +214,11 @@ fn decode_counters(buf: &[u8]) -> Result<(u64, u64)> {
     Ok((p, b))
 }
 
+/// Kernel nanoseconds as whole seconds (saturating past 2106).
+fn whole_secs(ns: u64) -> u32 {
+    u32::try_from(ns / 1_000_000_000).unwrap_or(u32::MAX)
+}
+
 /// Decodes the attributes of a conntrack message.
 pub(super) fn decode_ct(attrs: &[u8]) -> Result<Conntrack> {
     // Two passes over the same view: find the identity, then the rest.
@@ -265,6 +273,22 @@ fn apply_ct_attr(ct: &mut Conntrack, t: u16, v: &[u8]) -> Result<()> {
             if l != [0; 16] {
                 ct.labels = Some(l);
             }
+        }
+        CTA_TIMESTAMP => {
+            let mut ts = Timestamp::default();
+            for a in nlas(v) {
+                let (t, v) = a?;
+                match t {
+                    CTA_TIMESTAMP_START => {
+                        ts.start_s = whole_secs(be64(v, "CTA_TIMESTAMP_START")?)
+                    }
+                    CTA_TIMESTAMP_STOP => {
+                        ts.stop_s = whole_secs(be64(v, "CTA_TIMESTAMP_STOP")?)
+                    }
+                    _ => {}
+                }
+            }
+            ct.timestamp = Some(ts);
         }
         CTA_COUNTERS_ORIG | CTA_COUNTERS_REPLY => {
             let (p, b) = decode_counters(v)?;

@@ -52,6 +52,7 @@ pub(super) const CTA_SEQ_ADJ_ORIG: u16 = 15;
 pub(super) const CTA_SEQ_ADJ_REPLY: u16 = 16;
 pub(super) const CTA_SECMARK: u16 = 17;
 pub(super) const CTA_ZONE: u16 = 18;
+pub(super) const CTA_TIMESTAMP: u16 = 20;
 pub(super) const CTA_LABELS: u16 = 22;
 pub(super) const CTA_LABELS_MASK: u16 = 23;
 
@@ -89,6 +90,8 @@ pub(super) const CTA_PROTOINFO_SCTP_VTAG_REPLY: u16 = 3;
 pub(super) const CTA_HELP_NAME: u16 = 1;
 pub(super) const CTA_COUNTERS_PACKETS: u16 = 1;
 pub(super) const CTA_COUNTERS_BYTES: u16 = 2;
+pub(super) const CTA_TIMESTAMP_START: u16 = 1;
+pub(super) const CTA_TIMESTAMP_STOP: u16 = 2;
 pub(super) const CTA_SEQADJ_CORRECTION_POS: u16 = 1;
 pub(super) const CTA_SEQADJ_OFFSET_BEFORE: u16 = 2;
 pub(super) const CTA_SEQADJ_OFFSET_AFTER: u16 = 3;

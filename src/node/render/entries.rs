@@ -90,10 +90,20 @@ pub fn ct_line(ct: &Conntrack, external: bool) -> String {
 }
 
 /// [`ct_line`] with each direction's `packets=… bytes=…` after its tuple
-/// when the conntrack carries counters (`nf_conntrack_acct=1`), as
-/// conntrackd's stats log prints a destroyed flow.
+/// when the conntrack carries counters (`nf_conntrack_acct=1`) and
+/// `delta-time=N` after `zone=` when it carries a timestamp
+/// (`nf_conntrack_timestamp=1`), as conntrackd's stats log prints a
+/// destroyed flow.
 pub fn ct_line_counted(ct: &Conntrack) -> String {
     ct_line_with(ct, false, true)
+}
+
+/// How many whole seconds a flow lived, as libnetfilter_conntrack counts
+/// them: the stop's seconds minus the start's (each truncated first, as
+/// the model keeps them). Without a stop (the flow still lives) there is
+/// nothing to count here: the stats log only sees ended flows.
+fn lifetime_secs(start_s: u32, stop_s: u32) -> u32 {
+    stop_s.saturating_sub(start_s)
 }
 
 fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
@@ -132,6 +142,13 @@ fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
     }
     if ct.zone != 0 {
         let _ = write!(s, "zone={} ", ct.zone);
+    }
+    if counted
+        && let Some(ts) = ct.timestamp
+        && ts.stop_s != 0
+    {
+        let _ =
+            write!(s, "delta-time={} ", lifetime_secs(ts.start_s, ts.stop_s));
     }
     if let Some(h) = &ct.helper {
         let _ = write!(s, "helper={h} ");

@@ -10,63 +10,31 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::Netns;
+use common::ctd::{CONNTRACKD, Ctd, Peer};
 use common::fw::{Fw, create, delete, flows, json_number, udp_link};
-use common::{Bg, Netns};
-
-const CONNTRACKD: &str = "/usr/sbin/conntrackd";
 
 /// A real conntrackd in a namespace, with its own lock file, control
 /// socket and log (never the system's defaults).
-struct Conntrackd {
-    dir: PathBuf,
-    conf: PathBuf,
-    _daemon: Bg,
-}
+struct Conntrackd(Ctd);
 
 impl Conntrackd {
+    /// conntrackd with this test's General clauses (beside the harness's
+    /// paths) and `sync`.
     fn start(ns: &Netns, tag: &str, sync: &str) -> Conntrackd {
-        let dir = std::env::temp_dir()
-            .join(format!("ctsyncd-ctd-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("conntrackd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "General {{\n HashSize 8192\n HashLimit 65535\n Syslog off\n LogFile {d}/log\n LockFile {d}/lock\n UNIX {{ Path {d}/ctl }}\n NetlinkBufferSize 2097152\n NetlinkBufferSizeMaxGrowth 8388608\n}}\nSync {{\n{sync}\n}}\n",
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        let daemon = ns.spawn(&[CONNTRACKD, "-C", conf.to_str().unwrap()]);
-        let c = Conntrackd {
-            dir,
-            conf,
-            _daemon: daemon,
-        };
-        let t0 = Instant::now();
-        while !c.dir.join("ctl").exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "conntrackd not up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        c
+        Conntrackd(Ctd::start(
+            ns,
+            tag,
+            "HashSize 8192\n HashLimit 65535\n Syslog off\n NetlinkBufferSize 2097152\n NetlinkBufferSizeMaxGrowth 8388608",
+            sync,
+        ))
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(CONNTRACKD)
-            .arg("-C")
-            .arg(&self.conf)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&Peer::cli(&self.0, args).stdout).into_owned()
     }
 
     /// Entries its `-e` (external cache) lists, of `table` (`""` for
@@ -94,14 +62,7 @@ impl Conntrackd {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Conntrackd {
-    fn drop(&mut self) {
-        let _ = self.cli(&["-k"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Peer::log(&self.0)
     }
 }
 

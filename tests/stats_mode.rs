@@ -268,45 +268,14 @@ fn stats_syslog(
     program: &Path,
     flows: &str,
 ) -> String {
-    let receiver = "import socket, sys\n\
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
-        s.bind('/dev/log')\n\
-        open(sys.argv[1], 'w').close()\n\
-        s.settimeout(3)\n\
-        with open(sys.argv[2], 'w') as out:\n\
-        \x20   try:\n\
-        \x20       for _ in range(200):\n\
-        \x20           out.write(s.recv(4096).decode(errors='replace') + '\\n')\n\
-        \x20           out.flush()\n\
-        \x20   except OSError:\n\
-        \x20       pass\n";
-    std::fs::write(dir.join("recv.py"), receiver).unwrap();
-    let d = dir.display();
-    let script = format!(
-        "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
-         mount -t tmpfs none /dev; for n in null zero random urandom; do \
-         touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
-         ip link set lo up; \
-         rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
-         for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
+    let steps = format!(
+        "ip link set lo up; \
          \"$0\" -C {conf} -d >/dev/null 2>&1; \
          for n in $(seq 100); do \"$0\" -C {conf} -s >/dev/null 2>&1 && break; sleep 0.1; done; \
-         {flows}; sleep 0.5; \"$0\" -C {conf} -k >/dev/null 2>&1 || true; wait",
+         {flows}; sleep 0.5; \"$0\" -C {conf} -k >/dev/null 2>&1 || true",
         conf = conf.display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "-n", "sh", "-c", &script])
-        .arg(program)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(dir.join("syslog.out")).unwrap()
+    common::devlog::capture(dir, program, &steps, 200, 3)
 }
 
 /// The destroyed-flow datagrams of a syslog capture (those naming a

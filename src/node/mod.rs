@@ -28,6 +28,7 @@ mod anti_entropy;
 mod control;
 mod dumps;
 pub mod flow_log;
+pub mod flow_requests;
 mod io;
 mod jobs;
 mod kernel_side;

@@ -71,7 +71,7 @@ fn cache_block(s: &mut String, name: &str, len: usize, st: &CacheStats) {
 
 /// `-s cache`: conntrackd's block exactly (the memory use and the limit
 /// are in `--json` only: monitoring parses this one).
-fn cache_extended(s: &mut String, name: &str, len: usize, st: &CacheStats) {
+pub fn cache_extended(s: &mut String, name: &str, len: usize, st: &CacheStats) {
     let _ = write!(
         s,
         "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\n",

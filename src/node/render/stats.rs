@@ -325,7 +325,7 @@ fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
 fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
     let _ = write!(
         s,
-        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{}}}",
+        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{},\"activity_scans\":{},\"activity_resent\":{}}}",
         c.events_received,
         c.events_filtered,
         c.overruns,
@@ -338,7 +338,9 @@ fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
         c.inject_ok,
         c.inject_fail,
         c.traffic_bytes,
-        c.traffic_packets
+        c.traffic_packets,
+        c.activity_scans,
+        c.activity_resent
     );
 }
 

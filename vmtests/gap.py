@@ -127,10 +127,12 @@ def max_gap(times):
     return best
 
 
-def measure(daemon="ctsyncd", n=100_000):
+def measure(daemon="ctsyncd", n=100_000, streams_first=True):
     """One run with `daemon` on both firewalls; asserts the behaviour
     (stream survives, FTP data connection after the failover, fw-2's
-    kernel holds ≥ n entries) and returns the timings (not asserted)."""
+    kernel holds ≥ n entries) and returns the timings (not asserted).
+    streams_first: the streams and the FTP session start before the idle
+    entries are created (the realistic case), else after them."""
     lab, client, fw1, fw2, server = build()
     d = lab.dir
     try:
@@ -143,37 +145,44 @@ def measure(daemon="ctsyncd", n=100_000):
             fw1.wait_until_succeeds(HOLDS_VIPS, timeout=30)
             ftp_server(lab, server)
             fw2.succeed(f"nft -f - <<'EOF'\n{NFT_PROBE}\nEOF")
-        with subtest("active TCP and UDP streams and FTP PASV through fw-1, replicated"):
-            stop = f"{d}/stream.stop"
-            server.spawn(f"{PROBE} sink 192.168.1.2 5001 {d}/sink.json {stop}")
-            server.wait_until_succeeds("ss -ltn | grep -q ':5001 '", timeout=10)
-            client.spawn(f"{PROBE} send 192.168.1.2 5001 {d}/send.json {stop}")
-            server.spawn(f"{PROBE} usink 192.168.1.2 9000 {d}/usink.json {stop}")
-            client.spawn(f"{PROBE} usend 192.168.1.2 9000 {d}/usend.json {stop}")
-            server.wait_until_succeeds(f"test -s {d}/sink.json.progress", timeout=10)
-            server.wait_until_succeeds(f"test -s {d}/usink.json.progress", timeout=10)
-            port_file, go = f"{d}/pasv", f"{d}/go"
-            client.spawn(f"{PROBE.split()[0]} {HERE}/ftp_client.py 192.168.1.2 {port_file} {go} 300",
-                         log_file=f"{d}/ftp_client.log")
-            client.wait_until_succeeds(f"test -s {port_file}", timeout=20)
-            port = file_text(port_file)
-            fw2.wait_until_succeeds(f"{ctl_cmd(fw2, '-e expect')} | grep -q 'dport={port} '", timeout=15)
-            fw2.wait_until_succeeds(f"{ctl_cmd(fw2, '-e')} | grep -q 'dport=5001 '", timeout=15)
-            fw2.wait_until_succeeds(f"{ctl_cmd(fw2, '-e')} | grep -q 'dport=9000 '", timeout=15)
-        with subtest(f"{n} idle conntracks in fw-1, replicated to fw-2's external cache"):
-            base = external_count(fw2)
-            t = time.monotonic()
-            made = json.loads(fw1.succeed(f"{PROBE} inject {n}", timeout=600))
-            assert made["created"] == n, made
-            got, seen, last_change = 0, -1, time.monotonic()
-            while got < base + n and time.monotonic() - last_change < WAIT_REPLICATED:
-                time.sleep(0.25)
-                got = external_count(fw2)
-                if got != seen:
-                    seen, last_change = got, time.monotonic()
-            log(f"created in {made['seconds']:.1f}s; fw-2's external cache holds {got} "
-                f"({time.monotonic() - t:.1f}s after the first)")
-            assert got >= base + n, f"fw-2's external cache holds {got}, wanted {base + n}"
+        stop, port_file, go = f"{d}/stream.stop", f"{d}/pasv", f"{d}/go"
+
+        def streams():
+            with subtest("active TCP and UDP streams and FTP PASV through fw-1, replicated"):
+                server.spawn(f"{PROBE} sink 192.168.1.2 5001 {d}/sink.json {stop}")
+                server.wait_until_succeeds("ss -ltn | grep -q ':5001 '", timeout=10)
+                client.spawn(f"{PROBE} send 192.168.1.2 5001 {d}/send.json {stop}")
+                server.spawn(f"{PROBE} usink 192.168.1.2 9000 {d}/usink.json {stop}")
+                client.spawn(f"{PROBE} usend 192.168.1.2 9000 {d}/usend.json {stop}")
+                server.wait_until_succeeds(f"test -s {d}/sink.json.progress", timeout=10)
+                server.wait_until_succeeds(f"test -s {d}/usink.json.progress", timeout=10)
+                client.spawn(f"{PROBE.split()[0]} {HERE}/ftp_client.py 192.168.1.2 {port_file} {go} 300",
+                             log_file=f"{d}/ftp_client.log")
+                client.wait_until_succeeds(f"test -s {port_file}", timeout=20)
+                port = file_text(port_file)
+                log(f"FTP PASV: the server announced port {port}")
+                fw2.wait_until_succeeds(f"{ctl_cmd(fw2, '-e expect')} | grep -q 'dport={port} '", timeout=15)
+                fw2.wait_until_succeeds(f"{ctl_cmd(fw2, '-e')} | grep -q 'dport=5001 '", timeout=15)
+                fw2.wait_until_succeeds(f"{ctl_cmd(fw2, '-e')} | grep -q 'dport=9000 '", timeout=15)
+
+        def idle():
+            with subtest(f"{n} idle conntracks in fw-1, replicated to fw-2's external cache"):
+                base = external_count(fw2)
+                t = time.monotonic()
+                made = json.loads(fw1.succeed(f"{PROBE} inject {n}", timeout=600))
+                assert made["created"] == n, made
+                got, seen, last_change = 0, -1, time.monotonic()
+                while got < base + n and time.monotonic() - last_change < WAIT_REPLICATED:
+                    time.sleep(0.25)
+                    got = external_count(fw2)
+                    if got != seen:
+                        seen, last_change = got, time.monotonic()
+                log(f"created in {made['seconds']:.1f}s; fw-2's external cache holds {got} "
+                    f"({time.monotonic() - t:.1f}s after the first)")
+                assert got >= base + n, f"fw-2's external cache holds {got}, wanted {base + n}"
+
+        for step in ((streams, idle) if streams_first else (idle, streams)):
+            step()
         with subtest("fw-1 crashes; fw-2 takes over and commits"):
             watch = f"{d}/watch.json"
             fw2.spawn(f"{PROBE} watch {watch} {d}/watch.stop 300")
@@ -251,6 +260,7 @@ def timings(lab, fw2, t_fail, w, receives, daemon, n, in_kernel, rss):
         "takeover_s": t_vip - t_fail,
         "notify_ms": ms(at("notify", "primary")),
         "commit_start_ms": ms(at("start", "-c")),
+        "exp_ms": ms(first_after(w["exp_new"], t_fail)),
     }
     for k in ("tcp", "udp"):
         pause, pause_end = max_gap(receives[k])
@@ -277,6 +287,7 @@ ROWS = [
     ("VRRP takeover: crash → both VIPs on fw-2 (s)", "takeover_s"),
     ("takeover → notify script started (ms)", "notify_ms"),
     ("takeover → `-c` started (ms)", "commit_start_ms"),
+    ("takeover → FTP expectation in fw-2's kernel (ms)", "exp_ms"),
     ("takeover → TCP stream's entry in fw-2's kernel (ms)", "tcp_entry_ms"),
     ("takeover → TCP stream's first packet reaches fw-2 (ms)", "tcp_first_arrival_ms"),
     ("takeover → first TCP stream packet through fw-2 (ms)", "tcp_first_forward_ms"),

@@ -20,7 +20,7 @@ fw-2: when each VIP appears (rtnetlink), when each stream's conntrack
 ctnetlink NEW event through a socket filter, so 100 000 committed idle
 entries cost it nothing), every stream packet that reaches fw-2 addressed
 to it (eth0, PACKET_HOST) and every one fw-2 forwards to the server (eth1,
-PACKET_OUTGOING). It writes OUT (JSON) when STOP exists or after SECONDS.
+PACKET_OUTGOING), and when an expectation is created. It writes OUT (JSON) when STOP exists or after SECONDS.
 
 sink and send: the active stream; the sink writes OUT.progress (bytes so
 far) while running and OUT (JSON: bytes, receive times) at the end.
@@ -139,18 +139,20 @@ def watch(out, stop, seconds):
     fprog, _keep = stream_ct_filter()
     ct.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
     ct.bind((0, 1))  # NFNLGRP_CONNTRACK_NEW
+    exp = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    exp.bind((0, 1 << 3))  # NFNLGRP_CONNTRACK_EXP_NEW
     pkt = {}
     for ifname in ("eth0", "eth1"):
         p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
         p.bind((ifname, 3))
         pkt[p] = ifname
-    rec = {"offset": time.time() - time.monotonic(), "vip": {}}
+    rec = {"offset": time.time() - time.monotonic(), "vip": {}, "exp_new": []}
     for kind in ("tcp", "udp"):
         rec.update({f"{kind}_ct_new": [], f"{kind}_arrive": [], f"{kind}_forward": []})
     open(out + ".ready", "w").close()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not os.path.exists(stop):
-        ready, _, _ = select.select([rt, ct, *pkt], [], [], 0.05)
+        ready, _, _ = select.select([rt, ct, exp, *pkt], [], [], 0.05)
         for s in ready:
             if s is rt:
                 data = rt.recv(1 << 16)
@@ -165,6 +167,9 @@ def watch(out, stop, seconds):
                             rec["vip"].setdefault(socket.inet_ntoa(data[a + 4:a + 8]), now)
                         a += max(alen, 4) + (-alen % 4)
                     off += max(length, 24) + (-length % 4)
+            elif s is exp:
+                exp.recv(1 << 16)
+                rec["exp_new"].append(time.monotonic())
             elif s is ct:
                 try:
                     data = ct.recv(1 << 16)

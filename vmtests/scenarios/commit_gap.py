@@ -7,6 +7,10 @@ takeover, takeover → the stream's first packet through fw-2, the full
 commit) without asserting them: they are benchmark output
 (`benches/bench.py --commit-gap`).
 
+LAB_GAP_ORDER=idle-first creates the idle entries before the streams
+start (default streams-first: a long-lived stream is older than most of
+the table, the realistic case).
+
 LAB_DAEMONS=conntrackd,conntrackd runs conntrackd 1.4.7 on both firewalls;
 LAB_GAP_DAEMONS=ctsyncd,conntrackd runs both, one after the other, and
 prints them side by side."""
@@ -21,8 +25,10 @@ def main():
     pair = os.environ.get("LAB_DAEMONS", "ctsyncd,ctsyncd").split(",")
     assert len(pair) == 2 and pair[0] == pair[1], f"commit_gap runs one daemon on both firewalls: {pair}"
     daemons = os.environ.get("LAB_GAP_DAEMONS", pair[0]).split(",")
-    runs = [measure(d, n) for d in daemons]
-    print(f"\ncommit gap, {n} idle entries (one run each; timings are not asserted)\n")
+    order = os.environ.get("LAB_GAP_ORDER", "streams-first")
+    assert order in ("streams-first", "idle-first"), order
+    runs = [measure(d, n, streams_first=order == "streams-first") for d in daemons]
+    print(f"\ncommit gap, {n} idle entries, {order} (one run each; timings are not asserted)\n")
     print("\n".join(table(runs)))
 
 

@@ -99,19 +99,25 @@ def external_count(fw):
     return int(out.split("cache external:")[1].split("current active connections:")[1].split()[0])
 
 
-def daemon_rss_kib(fw):
-    name = os.path.basename({"ctsyncd": "ctsyncd", "conntrackd": "conntrackd"}[fw.daemon])
+def daemon_pid(fw):
+    """The pid of the daemon fw runs (ctsyncd or conntrackd), or None."""
     pids = subprocess.run(["ip", "netns", "pids", fw.ns], capture_output=True, text=True).stdout.split()
     for pid in pids:
         try:
             with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() != name:
-                    continue
-            with open(f"/proc/{pid}/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+                if f.read().strip() == fw.daemon:
+                    return pid
         except OSError:
             pass
-    return float("nan")
+    return None
+
+
+def daemon_rss_kib(fw):
+    try:
+        with open(f"/proc/{daemon_pid(fw)}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except OSError:
+        return float("nan")
 
 
 def first_after(times, t):
@@ -187,6 +193,12 @@ def measure(daemon="ctsyncd", n=100_000, streams_first=True):
             watch = f"{d}/watch.json"
             fw2.spawn(f"{PROBE} watch {watch} {d}/watch.stop 300")
             fw2.wait_until_succeeds(f"test -e {watch}.ready", timeout=10)
+            if os.environ.get("LAB_GAP_STRACE"):
+                # Diagnosis only (slows the daemon): fw-2 daemon's syscalls
+                # around the commit, -ttt (realtime) in fw2/strace.txt.
+                pid = daemon_pid(fw2)
+                lab.strace = subprocess.Popen(["strace", "-f", "-ttt", "-T", "-e", "trace=accept4,sendto,sendmsg,recvmsg",
+                                               "-o", f"{d}/fw2/strace.txt", "-p", pid], stderr=subprocess.DEVNULL)
             time.sleep(1)
             sent_before = int(file_text(f"{d}/sink.json.progress") or 0)
             udp_before = int(file_text(f"{d}/usink.json.progress") or 0)
@@ -226,6 +238,9 @@ def measure(daemon="ctsyncd", n=100_000, streams_first=True):
         dump_logs(lab, (fw1, fw2))
         raise
     finally:
+        if getattr(lab, "strace", None):
+            lab.strace.terminate()
+            lab.strace.wait(timeout=10)
         lab.cleanup()
 
 

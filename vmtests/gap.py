@@ -196,9 +196,14 @@ def measure(daemon="ctsyncd", n=100_000, streams_first=True):
             if os.environ.get("LAB_GAP_STRACE"):
                 # Diagnosis only (slows the daemon): fw-2 daemon's syscalls
                 # around the commit, -ttt (realtime) in fw2/strace.txt.
-                pid = daemon_pid(fw2)
                 lab.strace = subprocess.Popen(["strace", "-f", "-ttt", "-T", "-e", "trace=accept4,sendto,sendmsg,recvmsg",
-                                               "-o", f"{d}/fw2/strace.txt", "-p", pid], stderr=subprocess.DEVNULL)
+                                               "-o", f"{d}/fw2/strace.txt", "-p", daemon_pid(fw2)],
+                                              stderr=subprocess.DEVNULL)
+            elif os.environ.get("LAB_GAP_PERF"):
+                # Diagnosis only: where fw-2's daemon spends the commit.
+                lab.strace = subprocess.Popen(["perf", "record", "-F", "4000", "-g", "-o", f"{d}/fw2/perf.data",
+                                               "-p", daemon_pid(fw2)], stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)
             time.sleep(1)
             sent_before = int(file_text(f"{d}/sink.json.progress") or 0)
             udp_before = int(file_text(f"{d}/usink.json.progress") or 0)
@@ -239,7 +244,7 @@ def measure(daemon="ctsyncd", n=100_000, streams_first=True):
         raise
     finally:
         if getattr(lab, "strace", None):
-            lab.strace.terminate()
+            lab.strace.send_signal(2)  # perf writes its file on SIGINT
             lab.strace.wait(timeout=10)
         lab.cleanup()
 

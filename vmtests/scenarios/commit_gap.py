@@ -1,11 +1,12 @@
 """Issue 17 item 3, the commit gap: LAB_GAP_FLOWS idle conntracks (100 000
-by default), one active TCP stream and one FTP PASV session through fw-1;
-fw-1 crashes; fw-2 takes over. Asserts what must hold (the stream goes on
-without a reset and loses nothing, the FTP data connection opens through
-fw-2, fw-2's kernel ends with every entry) and prints the timings (VRRP
-takeover, takeover → the stream's first packet through fw-2, the full
-commit) without asserting them: they are benchmark output
-(`benches/bench.py --commit-gap`).
+by default), one active TCP stream, one active UDP stream and one FTP PASV
+session through fw-1; fw-1 crashes; fw-2 takes over (vmtests/gap.py has
+the details). Asserts what must hold (the TCP stream goes on without a
+reset and loses nothing, the UDP stream passes fw-2, the FTP data
+connection opens through fw-2, fw-2's kernel ends with every entry) and
+prints the timings (VRRP takeover, takeover → each stream's entry and
+first packet through fw-2, the full commit) without asserting them: they
+are benchmark output (`benches/bench.py --commit-gap`).
 
 LAB_GAP_ORDER=idle-first creates the idle entries before the streams
 start (default streams-first: a long-lived stream is older than most of

@@ -127,7 +127,9 @@ mod test {
         .unwrap();
         assert_eq!(after, "SCHED_OTHER");
         if inside == "SCHED_OTHER" {
-            eprintln!("SKIPPED (no CAP_SYS_NICE): the policy could not be raised");
+            eprintln!(
+                "SKIPPED (no CAP_SYS_NICE): the policy could not be raised"
+            );
         } else {
             assert_eq!(inside, "SCHED_RR");
         }

@@ -237,8 +237,7 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
         exps.extend(sock.create_exps(x)?);
         exp_took += t2.elapsed();
     }
-    let micros =
-        |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+    let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
     let took_us = [micros(ct_took), micros(exp_took)];
     let refused_cts = cts
         .iter()

@@ -3,12 +3,8 @@
 //! event socket before a burst fills it, whatever else the router runs.
 //!
 //! Only the loop's thread is raised: the kernel worker (dumps, flushes,
-//! injections) keeps the normal policy, so a 200 000-entry flush cannot
-//! take a core from the router's own processes. A commit is the exception:
-//! it is the failover itself (conntrackd commits from its real-time loop),
-//! so the worker takes the loop's policy while it runs one
-//! ([`raised`]); otherwise the loop, busy with the events the commit
-//! causes, and any busy process would leave it half a core. `Scheduler { Type …;
+//! commits) keeps the normal policy, so a 200 000-entry flush cannot take
+//! a core from the router's own processes. `Scheduler { Type …;
 //! Priority … }` overrides the default; failing to set it (no
 //! CAP_SYS_NICE, a container) is a warning, not a reason to stop.
 //!
@@ -63,27 +59,6 @@ pub(crate) fn apply(s: Option<Scheduler>) -> Result<Scheduler, String> {
     Ok(s)
 }
 
-/// Runs `f` with the calling thread at policy `s` (when it can be set:
-/// without CAP_SYS_NICE the loop has already warned), then puts the
-/// thread back to the normal policy (its nice value is untouched).
-pub(crate) fn raised<T>(s: Scheduler, f: impl FnOnce() -> T) -> T {
-    let was_raised = apply(Some(s)).is_ok();
-    let r = f();
-    if was_raised {
-        // Cannot fail: dropping to SCHED_OTHER needs no privilege.
-        let _ = set_thread_priority_and_policy(
-            thread_native_id(),
-            ThreadPriority::Crossplatform(
-                ThreadPriorityValue::try_from(0u8).unwrap_or_default(),
-            ),
-            ThreadSchedulePolicy::Normal(
-                thread_priority::NormalThreadSchedulePolicy::Other,
-            ),
-        );
-    }
-    r
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
@@ -115,24 +90,6 @@ mod test {
         }
         assert_eq!(DEFAULT.priority, 99);
         assert_eq!(DEFAULT.policy, SchedPolicy::Rr);
-    }
-
-    #[test]
-    fn a_raised_run_is_real_time_and_the_thread_normal_after() {
-        let (inside, after) = std::thread::spawn(|| {
-            let inside = raised(DEFAULT, rustix_policy);
-            (inside, rustix_policy())
-        })
-        .join()
-        .unwrap();
-        assert_eq!(after, "SCHED_OTHER");
-        if inside == "SCHED_OTHER" {
-            eprintln!(
-                "SKIPPED (no CAP_SYS_NICE): the policy could not be raised"
-            );
-        } else {
-            assert_eq!(inside, "SCHED_RR");
-        }
     }
 
     /// The calling thread's policy, as the kernel reports it.

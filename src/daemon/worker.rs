@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 
 use smol::channel::{self, Receiver, Sender, TrySendError};
 
-use super::{inject, sched};
-use crate::config::{Filter, Scheduler};
+use super::inject;
+use crate::config::Filter;
 use crate::filter;
 use crate::kernel::codec::{self, Object};
 use crate::kernel::commit::{CommitRules, Plan};
@@ -46,8 +46,6 @@ pub(crate) struct JobSockets {
     pub inject: CtSocket,
     pub filter: Filter,
     pub rules: CommitRules,
-    /// The loop's real-time policy, which a commit runs at.
-    pub commit_sched: Scheduler,
 }
 
 pub(crate) struct Worker {
@@ -106,11 +104,7 @@ fn run(mut s: JobSockets, jobs: &Receiver<Job>, done: &Sender<Completion>) {
                 expectations,
             } => flush(&mut s.flush, &s.filter, conntracks, expectations)
                 .map(|n| send(Done::Flushed(n))),
-            Work::Commit(plan) => {
-                let sock = &mut s.commit;
-                sched::raised(s.commit_sched, || commit_plan(sock, &plan))
-                    .map(&send)
-            }
+            Work::Commit(plan) => commit_plan(&mut s.commit, &plan).map(&send),
             Work::Get { orig, zone } => s.dump.get_ct(&orig, zone).map(|o| {
                 send(Done::Dumped {
                     objects: o.into_iter().collect(),

@@ -99,6 +99,10 @@ impl StatsMode {
             commit: open()?,
             inject: open()?,
             filter: g.filter.clone(),
+            // Stats mode never commits.
+            commit_sched: super::sched::below(
+                g.scheduler.unwrap_or(super::sched::DEFAULT),
+            ),
             rules: CommitRules::default(),
         })
         .map_err(Error::Netlink)?;

@@ -96,6 +96,9 @@ pub enum Work {
 pub enum Purpose {
     /// `-c`: the client waits for the totals.
     Commit { client: ClientId },
+    /// `-c` on a large cache: the first stage, sent as its own job before
+    /// the rest is even planned (`Commit` follows with the rest).
+    CommitFirst { client: ClientId },
     /// DisableExternalCache: count successes and failures.
     Inject,
     /// `-F` (a client waits) or the scheduled `-t` purge (none).

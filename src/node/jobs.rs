@@ -12,6 +12,41 @@ use crate::model::{L4, Tuple};
 use crate::time::Instant;
 
 impl Node {
+    /// One commit job's outcome: a split commit's first job is kept until
+    /// the last one ends; then conntrackd's lines for the whole commit.
+    fn commit_part_done(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        mut cts: Vec<i32>,
+        mut exps: Vec<i32>,
+        took_us: Option<[u32; 2]>,
+    ) {
+        let client = match purpose {
+            Purpose::CommitFirst { .. } => {
+                if let Some(f) = self.commit_first.as_mut() {
+                    f.done = Some((cts, exps, took_us.unwrap_or([0, 0])));
+                }
+                return;
+            }
+            Purpose::Commit { client } => client,
+            _ => return,
+        };
+        let mut took = took_us;
+        if let Some(f) = self.commit_first.take()
+            && let Some((c, x, t)) = f.done
+        {
+            cts.splice(0..0, c);
+            exps.splice(0..0, x);
+            took = took
+                .map(|[a, b]| [a.saturating_add(t[0]), b.saturating_add(t[1])]);
+        }
+        let stages = took.map(|t| {
+            t.map(|us| std::time::Duration::from_micros(u64::from(us)))
+        });
+        self.commit_done(now, client, &cts, &exps, stages);
+    }
+
     pub(super) fn job_done(&mut self, now: Instant, c: Completion) {
         let Completion { purpose, done } = c;
         match (purpose, done) {
@@ -22,7 +57,8 @@ impl Node {
                 self.resync_failed(purpose, &why);
             }
             (
-                Purpose::Commit { client },
+                purpose
+                @ (Purpose::Commit { .. } | Purpose::CommitFirst { .. }),
                 Done::Committed {
                     cts,
                     exps,
@@ -40,27 +76,30 @@ impl Node {
                     );
                     self.out.log(Error, tuple_text(&tuple));
                 }
-                self.commit_done(
-                    now,
-                    client,
-                    &cts,
-                    &exps,
-                    Some(took_us.map(|us| {
-                        std::time::Duration::from_micros(u64::from(us))
-                    })),
-                );
+                self.commit_part_done(now, purpose, cts, exps, Some(took_us));
             }
-            (Purpose::Commit { client }, Done::Failed(why)) => {
+            (
+                purpose
+                @ (Purpose::Commit { .. } | Purpose::CommitFirst { .. }),
+                Done::Failed(why),
+            ) => {
                 self.counters.jobs_failed += 1;
                 self.out.log(Error, format!("commit-create: {why}"));
-                // The whole plan counts as failed.
-                let (cts, exps) = self.commit.map_or((0, 0), |r| r.planned);
+                // The whole job counts as failed: a split commit's first
+                // job planned its own share, the last the rest.
+                let total = self.commit.map_or((0, 0), |r| r.planned);
+                let first = self.commit_first.as_ref().map(|f| f.planned);
+                let (cts, exps) = match (purpose, first) {
+                    (Purpose::CommitFirst { .. }, Some(f)) => f,
+                    (_, Some(f)) => (total.0 - f.0, total.1 - f.1),
+                    (_, None) => total,
+                };
                 let eio = libc_eio();
-                self.commit_done(
+                self.commit_part_done(
                     now,
-                    client,
-                    &vec![eio; cts],
-                    &vec![eio; exps],
+                    purpose,
+                    vec![eio; cts],
+                    vec![eio; exps],
                     None,
                 );
             }

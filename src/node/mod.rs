@@ -99,6 +99,8 @@ pub struct Node {
     tx_due: Option<Instant>,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
+    /// A commit split in two jobs: its first stage's keys and outcome.
+    commit_first: Option<control::FirstPart>,
     resync: Option<kernel_side::ResyncRun>,
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     /// The primary's scans for flows active without events.
@@ -190,6 +192,7 @@ impl Node {
             tx_due: None,
             tx_buf: vec![0; max_datagram],
             commit: None,
+            commit_first: None,
             resync: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
             activity: activity::Activity::new(
@@ -271,8 +274,9 @@ impl Node {
 
     /// When [`Input::Timer`] must be handed in next.
     pub fn poll_at(&self) -> Instant {
-        if self.dumping() {
-            // The next part of a dump: as soon as nothing else waits.
+        if self.dumping() || self.commit_rest_due() {
+            // The next part of a dump, or the rest of a commit: as soon
+            // as nothing else waits.
             return self.started;
         }
         let anti_entropy = self.anti_entropy.as_ref().map(|a| a.poll_at());
@@ -381,6 +385,7 @@ impl Node {
         }
         self.polling_timer(now);
         self.activity_timer(now);
+        self.commit_rest(now);
         if self.overrun_resync_at.is_some_and(|t| now >= t) {
             self.overrun_resync_at = None;
             self.burst_since = None;

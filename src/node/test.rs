@@ -1205,3 +1205,82 @@ fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
     ));
     assert!(j.contains("\"peer_protocol\":\"conntrackd 1.4\",\"conntrackd_refused\":{\"truncated\":0,"), "{j}");
 }
+
+/// A commit of a large external cache goes out as two jobs: first the
+/// expectation, its (old) master and the most recently updated entries,
+/// picked before the rest is decoded; the rest on the next turn, without
+/// them. The client's reply and conntrackd's lines count both.
+#[test]
+fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
+    let mut fw = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
+    let master = ftp_master();
+    fw.external_ct.upsert(&master, Instant(0), true).unwrap();
+    fw.external_exp
+        .upsert(&pasv(&master), Instant(0), true)
+        .unwrap();
+    let idle = 3000u16;
+    for i in 0..idle {
+        let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1024 + i, 80));
+        c.timeout = Some(432000);
+        c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+        // Updated at i ms: the last ones are the most recent.
+        let at = Instant(1 + u64::from(i));
+        fw.external_ct.upsert(&c, at, true).unwrap();
+    }
+    let now = Instant(10_000);
+    let first = fw.control(now, Request::Commit(Target::All)).actions;
+    assert_eq!(first.len(), 1, "{:?}", first.len());
+    let Work::Commit(plan) = &first[0].work else {
+        panic!("{first:?}")
+    };
+    assert_eq!(first[0].purpose, Purpose::CommitFirst { client: CLIENT });
+    assert_eq!(plan.exps.len(), 1);
+    assert_eq!(plan.cts.len(), crate::kernel::commit::FIRST_STAGE + 1);
+    assert!(plan.cts.iter().any(|c| c.orig == master.orig), "its master");
+    let sport = |c: &Conntrack| match c.orig.l4 {
+        L4::Ports { src, .. } => src,
+        _ => 0,
+    };
+    let first_ports: std::collections::HashSet<u16> =
+        plan.cts.iter().map(sport).collect();
+    let newest = (1024 + idle - crate::kernel::commit::FIRST_STAGE as u16)
+        ..(1024 + idle);
+    assert!(newest.clone().all(|p| first_ports.contains(&p)));
+    // The rest is planned on the next turn, which is due at once.
+    assert!(fw.poll_at() <= now);
+    // (The activity scan's dump is due at 10 s too.)
+    let is_commit = |j: &Job| matches!(j.work, Work::Commit(_));
+    let rest: Vec<Job> = fw.tick(now).into_iter().filter(is_commit).collect();
+    assert_eq!(rest.len(), 1, "{:?}", rest.len());
+    assert_eq!(rest[0].purpose, Purpose::Commit { client: CLIENT });
+    let Work::Commit(rest_plan) = &rest[0].work else {
+        panic!("{rest:?}")
+    };
+    assert!(rest_plan.exps.is_empty());
+    assert_eq!(
+        rest_plan.cts.len(),
+        usize::from(idle) - crate::kernel::commit::FIRST_STAGE
+    );
+    assert!(rest_plan.cts.iter().all(|c| !newest.contains(&sport(c))));
+    assert!(
+        !fw.tick(now).iter().any(is_commit),
+        "the rest is planned once"
+    );
+    // Both outcomes make one report.
+    let done = Done::Committed {
+        cts: vec![0; crate::kernel::commit::FIRST_STAGE + 1],
+        exps: vec![0],
+        failed: Vec::new(),
+        took_us: [100, 50],
+    };
+    let o = fw.job(now, Purpose::CommitFirst { client: CLIENT }, done);
+    assert!(o.replies.is_empty(), "the client waits for the rest");
+    let replies = fw.commit_done(
+        now,
+        &vec![0; usize::from(idle) - crate::kernel::commit::FIRST_STAGE],
+        &[],
+    );
+    assert!(replies.contains(&Reply::Done(Status::Ok)), "{replies:?}");
+    assert_eq!(fw.counters.commit_ok, u64::from(idle) + 2);
+    assert!(fw.commit.is_none() && fw.commit_first.is_none());
+}

@@ -262,6 +262,42 @@ impl Channels {
         Poll::Pending
     }
 
+    /// A datagram already queued on a UDP link, without waiting and
+    /// without registering for readiness (None: nothing queued; TCP
+    /// links are left to [`Channels::recv`]).
+    pub fn try_recv(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Option<(usize, usize, SocketAddr)> {
+        for (i, link) in self.links.iter_mut().enumerate() {
+            let Io::Udp { rx, peer, .. } = &link.io else {
+                continue;
+            };
+            // Foreign datagrams are skipped, a bounded number per call.
+            for _ in 0..64 {
+                match rx.get_ref().recv_from(buf) {
+                    Ok((n, from)) => {
+                        if let Some(p) = peer
+                            && from.ip() != *p
+                        {
+                            link.stats.foreign += 1;
+                            continue;
+                        }
+                        link.stats.pkts_recv += 1;
+                        link.stats.bytes_recv += n as u64;
+                        return Some((i, n, from));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        link.stats.err_recv += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Waits for the next received datagram.
     pub async fn recv(&mut self, buf: &mut [u8]) -> (usize, usize, SocketAddr) {
         smol::future::poll_fn(|cx| self.poll_recv(cx, buf)).await

@@ -41,6 +41,14 @@ use crate::time::Instant;
 use crate::wire::seal::{EPOCH_LEN, Sealer};
 
 const LINK_CHECK: Duration = Duration::from_secs(1);
+/// Datagrams read per wake-up when more are queued: one wake-up (one
+/// poll of the reactor) then serves a burst, while the event socket still
+/// gets its turn after at most this many.
+const PEER_BATCH: usize = 64;
+/// Loop turns between two yields to the executor: often enough that the
+/// control socket's reader and writer tasks run during a flood, rarely
+/// enough that the reactor is not polled once more per input.
+const YIELD_EVERY: u32 = 16;
 
 /// A control connection: waiting for its first reply, or handed to a
 /// writer task that sends the replies in order.
@@ -65,6 +73,15 @@ pub(crate) struct Replicator {
     rx_buf: Vec<u8>,
     /// The last read of the event socket found it empty.
     events_empty: bool,
+    /// One timer for the node's next deadline, moved only when the
+    /// deadline changes (a new timer per turn costs the reactor a timer
+    /// insertion and removal every time).
+    timer: Timer,
+    /// When `timer` fires (None: not set, or fired); at or before the
+    /// node's next deadline.
+    timer_at: Option<Instant>,
+    /// Turns since the last yield to the executor.
+    turns: u32,
 }
 
 /// What woke the loop.
@@ -137,6 +154,9 @@ impl Replicator {
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
             events_empty: false,
+            timer: Timer::never(),
+            timer_at: None,
+            turns: 0,
         };
         let out = rep.node.start(now);
         rep.start_up(clock, out)?;
@@ -183,7 +203,12 @@ impl Replicator {
             // Under a flood of kernel events every wait() is ready at once;
             // without this the executor never runs the control socket's
             // reader and writer tasks, and `-s` stalls until the flood ends.
-            future::yield_now().await;
+            // (Not every turn: each yield costs a poll of the reactor.)
+            self.turns += 1;
+            if self.turns >= YIELD_EVERY {
+                self.turns = 0;
+                future::yield_now().await;
+            }
             // The event socket before anything else: a burst must be read
             // before it fills the socket's buffer, not after a backlog of
             // datagrams and requests. (Not again right after a read that
@@ -207,18 +232,10 @@ impl Replicator {
                 }
                 Wake::Kernel(r) => self.kernel_events(ex, clock, r).await,
                 Wake::Peer(link, n, from) => {
-                    let now = clock.now();
-                    let out = self.node.handle(
-                        now,
-                        Input::Datagram {
-                            link,
-                            peer: peer_id(&from),
-                            bytes: &self.rx_buf[..n],
-                        },
-                    );
-                    self.apply(ex, clock, out).await
+                    self.datagrams(ex, clock, (link, n, from)).await
                 }
                 Wake::Tick => {
+                    self.timer_at = None;
                     let now = clock.now();
                     if now >= self.next_link_check {
                         self.next_link_check = now + LINK_CHECK;
@@ -248,17 +265,23 @@ impl Replicator {
     }
 
     async fn wait(&mut self, rx: &Receiver<Event>, clock: Clock) -> Wake {
+        let deadline = self.node.poll_at().min(self.next_link_check);
+        // Moved only when the deadline comes earlier (or the timer fired):
+        // one that moved later costs at most an early tick, in which the
+        // node finds nothing due, instead of a re-arm per input.
+        if self.timer_at.is_none_or(|t| deadline < t) {
+            self.timer.set_at(clock.at(deadline));
+            self.timer_at = Some(deadline);
+        }
         let Replicator {
-            node,
             events,
             worker,
             channels,
-            next_link_check,
             rx_buf,
             written,
+            timer,
             ..
         } = self;
-        let deadline = node.poll_at().min(*next_link_check);
         let control = async { Wake::Control(rx.recv().await.ok()) };
         let kernel = async { Wake::Kernel(events.socket.recv().await) };
         let peer = async {
@@ -266,7 +289,7 @@ impl Replicator {
             Wake::Peer(link, n, from)
         };
         let timer = async {
-            Timer::at(clock.at(deadline)).await;
+            timer.await;
             Wake::Tick
         };
         let job = async { Wake::Job(worker.done.recv().await.ok()) };
@@ -286,6 +309,36 @@ impl Replicator {
             .or(peer)
             .or(timer)
             .await
+    }
+
+    /// The datagram that woke the loop, then those queued behind it (at
+    /// most [`PEER_BATCH`] in all); true to stop.
+    async fn datagrams(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        clock: Clock,
+        first: (usize, usize, SocketAddr),
+    ) -> bool {
+        let mut next = Some(first);
+        let mut read = 0;
+        while let Some((link, n, from)) = next.take() {
+            let out = self.node.handle(
+                clock.now(),
+                Input::Datagram {
+                    link,
+                    peer: peer_id(&from),
+                    bytes: &self.rx_buf[..n],
+                },
+            );
+            if self.apply(ex, clock, out).await {
+                return true;
+            }
+            read += 1;
+            if read < PEER_BATCH {
+                next = self.channels.try_recv(&mut self.rx_buf);
+            }
+        }
+        false
     }
 
     fn client(&mut self, stream: Async<UnixStream>) -> ClientId {

@@ -10,9 +10,12 @@
 //!
 //! Memory: a slot holds only the entry's compact encoding ([`Stored`]; the
 //! wire's form, about 30 bytes for a TCP flow instead of the 288-byte
-//! model value) and two timestamps. The key is the encoding's prefix, so
-//! it is not stored twice; lookups compare encoded keys. Reading an entry
-//! decodes it, which costs far less than the memory it saves on a router.
+//! model value) behind one byte giving its key's length, and two
+//! timestamps. The key is the encoding's prefix, so it is not stored
+//! twice; lookups compare encoded keys, and the table hashes a slot when
+//! it grows from those key bytes without decoding anything. Reading an
+//! entry decodes it, which costs far less than the memory it saves on a
+//! router.
 
 mod stored;
 
@@ -79,7 +82,7 @@ impl Copied {
     /// never stores).
     pub fn decode<V: Stored>(&self) -> Option<Entry<V>> {
         Some(Entry {
-            value: V::decode(&self.bytes)?,
+            value: V::decode(self.bytes.get(1..)?)?,
             since: self.since,
             updated: self.updated,
         })
@@ -100,9 +103,45 @@ pub struct Full;
 /// One entry as held: its encoding and its times.
 #[derive(Debug, Clone)]
 struct Slot {
+    /// The length of the key's encoding (one byte: keys are at most
+    /// [`MAX_KEY_LEN`] bytes), then the encoding.
     bytes: Box<[u8]>,
     since: Instant,
     updated: Instant,
+}
+
+/// The longest key encoding a slot's length byte can give.
+const MAX_KEY_LEN: usize = u8::MAX as usize;
+
+impl Slot {
+    fn holding(klen: u8, enc: &[u8], now: Instant) -> Slot {
+        Slot {
+            bytes: Self::framed(klen, enc),
+            since: now,
+            updated: now,
+        }
+    }
+
+    fn framed(klen: u8, enc: &[u8]) -> Box<[u8]> {
+        let mut b = Vec::with_capacity(1 + enc.len());
+        b.push(klen);
+        b.extend_from_slice(enc);
+        b.into_boxed_slice()
+    }
+
+    /// The entry's encoding (key first).
+    fn encoded(&self) -> &[u8] {
+        self.bytes.get(1..).unwrap_or_default()
+    }
+
+    fn key_len(&self) -> usize {
+        self.bytes.first().map_or(0, |&n| usize::from(n))
+    }
+
+    /// The key's encoding.
+    fn key(&self) -> &[u8] {
+        self.encoded().get(..self.key_len()).unwrap_or_default()
+    }
 }
 
 /// A bounded map with conntrackd's counters.
@@ -119,10 +158,10 @@ pub struct Cache<V: Stored> {
     _values: std::marker::PhantomData<V>,
 }
 
-/// The hash of a slot: of its key's encoding.
-fn slot_hash<V: Stored>(hasher: &RandomState, s: &Slot) -> u64 {
-    let len = V::decode_key(&s.bytes).map_or(s.bytes.len(), |(_, n)| n);
-    hasher.hash_one(&s.bytes[..len])
+/// The hash of a slot: of its key's encoding (read, not decoded: the
+/// table rehashes every slot each time it grows).
+fn slot_hash(hasher: &RandomState, s: &Slot) -> u64 {
+    hasher.hash_one(s.key())
 }
 
 impl<V: Stored> Cache<V> {
@@ -167,11 +206,11 @@ impl<V: Stored> Cache<V> {
     fn find(&self, k: &V::Key) -> Option<&Slot> {
         let kb = Self::key_bytes(k);
         let h = self.hasher.hash_one(&kb[..]);
-        self.table.find(h, |s| s.bytes.starts_with(&kb))
+        self.table.find(h, |s| s.key() == &kb[..])
     }
 
     fn read(s: &Slot) -> Option<Entry<V>> {
-        let value = V::decode(&s.bytes);
+        let value = V::decode(s.encoded());
         debug_assert!(value.is_some(), "a cache slot does not decode");
         Some(Entry {
             value: value?,
@@ -204,20 +243,28 @@ impl<V: Stored> Cache<V> {
         v.encode(&mut self.scratch);
         let enc = &self.scratch[..];
         let klen = V::decode_key(enc).map_or(enc.len(), |(_, n)| n);
+        // Keys are far shorter (`Stored::MAX_KEY`): a longer one would be
+        // a codec bug, refused rather than stored with a wrong length.
+        let Some(kl) = u8::try_from(klen).ok().filter(|_| klen <= MAX_KEY_LEN)
+        else {
+            debug_assert!(false, "a {klen}-byte key");
+            self.stats.add_fail += 1;
+            return Err(Full);
+        };
         let kb = &enc[..klen];
         let hasher = &self.hasher;
         let h = hasher.hash_one(kb);
         let full = self.table.len() >= self.limit;
         match self.table.entry(
             h,
-            |s| s.bytes.starts_with(kb),
-            |s| slot_hash::<V>(hasher, s),
+            |s| s.key() == kb,
+            |s| slot_hash(hasher, s),
         ) {
             TableEntry::Occupied(mut o) => {
                 let s = o.get_mut();
-                if *s.bytes != *enc {
-                    self.heap = self.heap - s.bytes.len() + enc.len();
-                    s.bytes = enc.into();
+                if s.encoded() != enc {
+                    self.heap = self.heap - s.bytes.len() + 1 + enc.len();
+                    s.bytes = Slot::framed(kl, enc);
                 }
                 s.updated = now;
                 if restart {
@@ -232,12 +279,8 @@ impl<V: Stored> Cache<V> {
                     self.stats.add_fail_enospc += 1;
                     return Err(Full);
                 }
-                slot.insert(Slot {
-                    bytes: enc.into(),
-                    since: now,
-                    updated: now,
-                });
-                self.heap += enc.len();
+                slot.insert(Slot::holding(kl, enc, now));
+                self.heap += 1 + enc.len();
                 self.stats.add_ok += 1;
                 Ok(Upsert::Created)
             }
@@ -248,7 +291,7 @@ impl<V: Stored> Cache<V> {
     pub fn remove(&mut self, k: &V::Key) -> Option<V> {
         let kb = Self::key_bytes(k);
         let h = self.hasher.hash_one(&kb[..]);
-        match self.table.find_entry(h, |s| s.bytes.starts_with(&kb)) {
+        match self.table.find_entry(h, |s| s.key() == &kb[..]) {
             Ok(o) => {
                 let (s, _) = o.remove();
                 self.heap -= s.bytes.len();
@@ -291,7 +334,7 @@ impl<V: Stored> Cache<V> {
     pub fn keys(&self) -> impl Iterator<Item = V::Key> + '_ {
         self.table
             .iter()
-            .filter_map(|s| V::decode_key(&s.bytes).map(|(k, _)| k))
+            .filter_map(|s| V::decode_key(s.encoded()).map(|(k, _)| k))
     }
 
     /// Every entry as stored, without decoding: its bytes (the wire
@@ -301,10 +344,9 @@ impl<V: Stored> Cache<V> {
     pub fn raw_entries(
         &self,
     ) -> impl Iterator<Item = (&[u8], usize, Instant)> + '_ {
-        self.table.iter().map(|s| {
-            let len = V::decode_key(&s.bytes).map_or(s.bytes.len(), |(_, n)| n);
-            (&*s.bytes, len, s.updated)
-        })
+        self.table
+            .iter()
+            .map(|s| (s.encoded(), s.key_len(), s.updated))
     }
 
     /// Removes the entries not updated for `lifetime` (ALARM's
@@ -346,8 +388,13 @@ mod test {
             Some(Item(*b.first()?, b[1..].to_vec()))
         }
         fn decode_key(b: &[u8]) -> Option<(u8, usize)> {
+            KEY_DECODES.with(|n| n.set(n.get() + 1));
             Some((*b.first()?, 1))
         }
+    }
+
+    thread_local! {
+        static KEY_DECODES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     fn item(k: u8, payload: &[u8]) -> Item {
@@ -408,18 +455,19 @@ mod test {
         };
         c.upsert(&item(1, &[0; 10]), t, false).unwrap();
         c.upsert(&item(2, &[0; 20]), t, false).unwrap();
-        assert_eq!(c.bytes() - table(&c), 11 + 21);
+        // Each encoding and its key-length byte.
+        assert_eq!(c.bytes() - table(&c), 12 + 22);
         // A longer and a shorter value for the same key.
         c.upsert(&item(1, &[0; 40]), t, false).unwrap();
-        assert_eq!(c.bytes() - table(&c), 41 + 21);
+        assert_eq!(c.bytes() - table(&c), 42 + 22);
         c.upsert(&item(1, &[0; 3]), t, false).unwrap();
-        assert_eq!(c.bytes() - table(&c), 4 + 21);
+        assert_eq!(c.bytes() - table(&c), 5 + 22);
         assert_eq!(c.get(&1).unwrap().value, item(1, &[0; 3]));
         c.remove(&2);
-        assert_eq!(c.bytes() - table(&c), 4);
+        assert_eq!(c.bytes() - table(&c), 5);
         c.upsert(&item(3, &[]), Instant(10_000), false).unwrap();
         assert_eq!(c.expire(Instant(10_000), Duration::from_secs(5)), 1);
-        assert_eq!(c.bytes() - table(&c), 1);
+        assert_eq!(c.bytes() - table(&c), 2);
         c.flush();
         assert_eq!(c.bytes(), 0);
     }
@@ -427,12 +475,16 @@ mod test {
     #[test]
     fn many_entries_survive_growth() {
         // Resizing rehashes slots from their stored key bytes.
+        KEY_DECODES.with(|n| n.set(0));
         let mut c: Cache<Item> = Cache::new(10_000);
         for k in 0..=255u8 {
             c.upsert(&item(k, &[k, k]), Instant(u64::from(k)), false)
                 .unwrap();
         }
         assert_eq!(c.len(), 256);
+        // One key decode per upsert (for its key's length); growing the
+        // table (several times on the way to 256) decoded none.
+        assert_eq!(KEY_DECODES.with(|n| n.get()), 256);
         for k in 0..=255u8 {
             let e = c.get(&k).unwrap();
             assert_eq!(e.value, item(k, &[k, k]));

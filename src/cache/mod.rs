@@ -255,11 +255,10 @@ impl<V: Stored> Cache<V> {
         let hasher = &self.hasher;
         let h = hasher.hash_one(kb);
         let full = self.table.len() >= self.limit;
-        match self.table.entry(
-            h,
-            |s| s.key() == kb,
-            |s| slot_hash(hasher, s),
-        ) {
+        match self
+            .table
+            .entry(h, |s| s.key() == kb, |s| slot_hash(hasher, s))
+        {
             TableEntry::Occupied(mut o) => {
                 let s = o.get_mut();
                 if s.encoded() != enc {

@@ -17,11 +17,13 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt as _};
+use smol::stream::StreamExt as _;
 use smol::{Async, LocalExecutor, Timer};
 
 use super::kernel::{self, Events};
@@ -67,11 +69,14 @@ pub(crate) struct Replicator {
     budget: Rc<ReplyBudget>,
     /// Writers name their client here after each part written and when
     /// they end: the node's dumps are paced by it.
-    written: (Sender<ClientId>, Receiver<ClientId>),
+    written: (Sender<ClientId>, Stream<ClientId>),
+    /// The worker's completions (the same channel as `worker.done`).
+    done: Stream<Completion>,
     next_client: ClientId,
     next_link_check: Instant,
     rx_buf: Vec<u8>,
-    /// The last read of the event socket found it empty.
+    /// The last read of the event socket found it empty: it is read
+    /// again once it is readable, not on every turn.
     events_empty: bool,
     /// One timer for the node's next deadline, moved only when the
     /// deadline changes (a new timer per turn costs the reactor a timer
@@ -84,10 +89,15 @@ pub(crate) struct Replicator {
     turns: u32,
 }
 
+/// A channel's receiving end waited on as a stream: its listener is kept
+/// from one turn to the next instead of being made and dropped each time.
+type Stream<T> = Pin<Box<Receiver<T>>>;
+
 /// What woke the loop.
 enum Wake {
     Control(Option<Event>),
-    Kernel(std::io::Result<EventRead>),
+    /// The event socket has something to read (the next turn reads it).
+    Kernel,
     Peer(usize, usize, SocketAddr),
     Tick,
     /// A kernel job finished or delivered a part (None: the worker died).
@@ -145,11 +155,15 @@ impl Replicator {
         let mut rep = Replicator {
             node,
             events,
+            done: Box::pin(worker.done.clone()),
             worker,
             channels,
             clients: HashMap::new(),
             budget: ReplyBudget::new(REPLY_BUDGET),
-            written: smol::channel::unbounded(),
+            written: {
+                let (tx, rx) = smol::channel::unbounded();
+                (tx, Box::pin(rx))
+            },
             next_client: 0,
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
@@ -199,6 +213,7 @@ impl Replicator {
         rx: &Receiver<Event>,
         clock: Clock,
     ) {
+        let mut rx: Stream<Event> = Box::pin(rx.clone());
         loop {
             // Under a flood of kernel events every wait() is ready at once;
             // without this the executor never runs the control socket's
@@ -216,8 +231,7 @@ impl Replicator {
             if !self.events_empty && self.drain_kernel(ex, clock).await {
                 break;
             }
-            self.events_empty = false;
-            let shutdown = match self.wait(rx, clock).await {
+            let shutdown = match self.wait(&mut rx, clock).await {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
                 }
@@ -230,7 +244,10 @@ impl Replicator {
                     let client = self.client(stream);
                     self.request(ex, clock, client, req).await
                 }
-                Wake::Kernel(r) => self.kernel_events(ex, clock, r).await,
+                Wake::Kernel => {
+                    self.events_empty = false;
+                    false
+                }
                 Wake::Peer(link, n, from) => {
                     self.datagrams(ex, clock, (link, n, from)).await
                 }
@@ -264,7 +281,7 @@ impl Replicator {
         }
     }
 
-    async fn wait(&mut self, rx: &Receiver<Event>, clock: Clock) -> Wake {
+    async fn wait(&mut self, rx: &mut Stream<Event>, clock: Clock) -> Wake {
         let deadline = self.node.poll_at().min(self.next_link_check);
         // Moved only when the deadline comes earlier (or the timer fired):
         // one that moved later costs at most an early tick, in which the
@@ -275,15 +292,26 @@ impl Replicator {
         }
         let Replicator {
             events,
-            worker,
+            done,
             channels,
             rx_buf,
             written,
             timer,
+            events_empty,
             ..
         } = self;
-        let control = async { Wake::Control(rx.recv().await.ok()) };
-        let kernel = async { Wake::Kernel(events.socket.recv().await) };
+        // The channels as streams (see `run`).
+        let control = async { Wake::Control(rx.next().await) };
+        // The turn began by reading the event socket: wait until it has
+        // more (without a read that finds it empty each turn), or come
+        // back at once when that read stopped at EventIterationLimit.
+        let kernel = async {
+            if *events_empty {
+                // An error is the next read's to report.
+                let _ = events.socket.readable().await;
+            }
+            Wake::Kernel
+        };
         let peer = async {
             let (link, n, from) = channels.recv(rx_buf).await;
             Wake::Peer(link, n, from)
@@ -292,11 +320,11 @@ impl Replicator {
             timer.await;
             Wake::Tick
         };
-        let job = async { Wake::Job(worker.done.recv().await.ok()) };
+        let job = async { Wake::Job(done.next().await) };
         let written = async {
-            match written.1.recv().await {
-                Ok(id) => Wake::Written(id),
-                Err(_) => future::pending().await,
+            match written.1.next().await {
+                Some(id) => Wake::Written(id),
+                None => future::pending().await,
             }
         };
         // Polled in this order when several are ready: the end of a commit
@@ -420,7 +448,10 @@ impl Replicator {
         clock: Clock,
     ) -> bool {
         match self.events.socket.try_recv() {
-            Ok(None) => false,
+            Ok(None) => {
+                self.events_empty = true;
+                false
+            }
             Ok(Some(r)) => self.kernel_events(ex, clock, Ok(r)).await,
             Err(e) => self.kernel_events(ex, clock, Err(e)).await,
         }

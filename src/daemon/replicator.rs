@@ -47,10 +47,6 @@ const LINK_CHECK: Duration = Duration::from_secs(1);
 /// poll of the reactor) then serves a burst, while the event socket still
 /// gets its turn after at most this many.
 const PEER_BATCH: usize = 64;
-/// Loop turns between two yields to the executor: often enough that the
-/// control socket's reader and writer tasks run during a flood, rarely
-/// enough that the reactor is not polled once more per input.
-const YIELD_EVERY: u32 = 16;
 
 /// A control connection: waiting for its first reply, or handed to a
 /// writer task that sends the replies in order.
@@ -85,8 +81,8 @@ pub(crate) struct Replicator {
     /// When `timer` fires (None: not set, or fired); at or before the
     /// node's next deadline.
     timer_at: Option<Instant>,
-    /// Turns since the last yield to the executor.
-    turns: u32,
+    /// The last wait found something ready at once (the loop is busy).
+    busy: bool,
 }
 
 /// A channel's receiving end waited on as a stream: its listener is kept
@@ -170,7 +166,7 @@ impl Replicator {
             events_empty: false,
             timer: Timer::never(),
             timer_at: None,
-            turns: 0,
+            busy: false,
         };
         let out = rep.node.start(now);
         rep.start_up(clock, out)?;
@@ -218,10 +214,10 @@ impl Replicator {
             // Under a flood of kernel events every wait() is ready at once;
             // without this the executor never runs the control socket's
             // reader and writer tasks, and `-s` stalls until the flood ends.
-            // (Not every turn: each yield costs a poll of the reactor.)
-            self.turns += 1;
-            if self.turns >= YIELD_EVERY {
-                self.turns = 0;
+            // Only after a turn whose wait found something ready at once:
+            // a wait that blocked let those tasks run, and each yield costs
+            // a poll of the reactor.
+            if self.busy {
                 future::yield_now().await;
             }
             // The event socket before anything else: a burst must be read
@@ -231,7 +227,15 @@ impl Replicator {
             if !self.events_empty && self.drain_kernel(ex, clock).await {
                 break;
             }
-            let shutdown = match self.wait(&mut rx, clock).await {
+            let wake = {
+                let mut wait = std::pin::pin!(self.wait(&mut rx, clock));
+                match future::poll_once(wait.as_mut()).await {
+                    Some(wake) => (wake, true),
+                    None => (wait.await, false),
+                }
+            };
+            self.busy = wake.1;
+            let shutdown = match wake.0 {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
                 }

@@ -23,6 +23,21 @@ fn append<T: serde::Serialize>(v: &T, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `key` and then `whole` (which begins with `key`'s encoding):
+/// the key's length is what the first write took.
+fn append_keyed<K, W>(key: &K, whole: &W, out: &mut Vec<u8>) -> usize
+where
+    K: serde::Serialize,
+    W: serde::Serialize,
+{
+    let start = out.len();
+    append(key, out);
+    let klen = out.len() - start;
+    out.truncate(start);
+    append(whole, out);
+    klen
+}
+
 fn key_at<K: serde::de::DeserializeOwned>(b: &[u8]) -> Option<(K, usize)> {
     let (k, rest) = postcard::take_from_bytes::<K>(b).ok()?;
     Some((k, b.len() - rest.len()))
@@ -33,8 +48,9 @@ impl Stored for Conntrack {
     // Two IPv6 addresses, protocol, ports (varints) and zone.
     const MAX_KEY: usize = 64;
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        append(&to_wire_ct(self), out);
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        let w = to_wire_ct(self);
+        append_keyed(&w.key, &w, out)
     }
 
     fn encode_key(k: &CtKey, out: &mut Vec<u8>) {
@@ -55,8 +71,9 @@ impl Stored for Expect {
     // Three tuples and the zone.
     const MAX_KEY: usize = 160;
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        append(&to_wire_exp(self), out);
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        let w = to_wire_exp(self);
+        append_keyed(&w.key, &w, out)
     }
 
     fn encode_key(k: &ExpKey, out: &mut Vec<u8>) {
@@ -99,9 +116,10 @@ mod test {
         ct.status = 0x18e;
         ct.timeout = Some(431_999);
         let (mut enc, mut kb) = (Vec::new(), Vec::new());
-        ct.encode(&mut enc);
+        let klen = ct.encode(&mut enc);
         Conntrack::encode_key(&ct_key_of(&ct), &mut kb);
         assert!(enc.starts_with(&kb));
+        assert_eq!(klen, kb.len());
         assert_eq!(
             Conntrack::decode_key(&enc),
             Some((ct_key_of(&ct), kb.len()))
@@ -126,9 +144,10 @@ mod test {
         );
         x.timeout = Some(300);
         let (mut enc, mut kb) = (Vec::new(), Vec::new());
-        x.encode(&mut enc);
+        let klen = x.encode(&mut enc);
         Expect::encode_key(&exp_key_of(&x), &mut kb);
         assert!(enc.starts_with(&kb));
+        assert_eq!(klen, kb.len());
         assert_eq!(Expect::decode(&enc), Some(x));
         assert!(kb.len() <= Expect::MAX_KEY);
     }

@@ -225,6 +225,11 @@ impl<V: Stored> Cache<V> {
         self.find(k).and_then(Self::read)
     }
 
+    /// The entry's encoding as stored (key first), without decoding it.
+    pub fn get_encoded(&self, k: &V::Key) -> Option<&[u8]> {
+        self.find(k).map(Slot::encoded)
+    }
+
     pub fn contains(&self, k: &V::Key) -> bool {
         self.find(k).is_some()
     }

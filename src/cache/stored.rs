@@ -181,6 +181,42 @@ mod test {
     }
 
     #[test]
+    fn stored_bytes_are_what_the_wire_sends_for_the_entry() {
+        // The sender copies a cached entry's bytes into a datagram
+        // (`Writer::push_encoded`): they must be the wire encoding of the
+        // entry as read back, for plain and NATed flows and expectations.
+        use crate::cache::Cache;
+        use crate::time::Instant;
+        let mut plain = Conntrack::new(tuple("10.0.0.1", "10.0.0.2", 1000, 80));
+        plain.reply = Some(plain.orig.inverse());
+        plain.timeout = Some(120);
+        let mut nat = plain.clone();
+        nat.orig = tuple("10.0.0.3", "10.0.0.2", 1000, 80);
+        nat.reply = Some(tuple("10.0.0.2", "192.0.2.1", 80, 1000));
+        nat.mark = 7;
+        let mut c: Cache<Conntrack> = Cache::new(10);
+        for ct in [&plain, &nat] {
+            c.upsert(ct, Instant(0), true).unwrap();
+            let k = ct_key_of(ct);
+            let read = c.get(&k).unwrap().value;
+            let want = postcard::to_allocvec(&to_wire_ct(&read)).unwrap();
+            assert_eq!(c.get_encoded(&k), Some(&want[..]));
+        }
+        let mut x = Expect::new(
+            tuple("10.0.0.1", "10.0.0.2", 1000, 21),
+            tuple("10.0.0.1", "10.0.0.2", 0, 50_000),
+            tuple("255.255.255.255", "255.255.255.255", 0, 0xffff),
+        );
+        x.timeout = Some(300);
+        let mut e: Cache<Expect> = Cache::new(10);
+        e.upsert(&x, Instant(0), true).unwrap();
+        let k = exp_key_of(&x);
+        let want = postcard::to_allocvec(&to_wire_exp(&x)).unwrap();
+        assert_eq!(e.get_encoded(&k), Some(&want[..]));
+        assert_eq!(c.get_encoded(&ct_key_of(&Conntrack::new(x.tuple))), None);
+    }
+
+    #[test]
     fn largest_keys_fit_their_bound() {
         let v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
         let t = tuple(v6, v6, u16::MAX, u16::MAX);

@@ -24,8 +24,9 @@ use std::time::Duration;
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt as _};
 use smol::stream::StreamExt as _;
-use smol::{Async, LocalExecutor, Timer};
+use smol::{Async, LocalExecutor};
 
+use super::deadline::Deadline;
 use super::kernel::{self, Events};
 use super::keyfile;
 use super::reply_budget::{Held, REPLY_BUDGET, ReplyBudget};
@@ -75,9 +76,9 @@ pub(crate) struct Replicator {
     /// again once it is readable, not on every turn.
     events_empty: bool,
     /// One timer for the node's next deadline, moved only when the
-    /// deadline changes (a new timer per turn costs the reactor a timer
-    /// insertion and removal every time).
-    timer: Timer,
+    /// deadline comes earlier (a new timer per turn cost the reactor a
+    /// timer insertion and removal every time).
+    timer: Deadline,
     /// When `timer` fires (None: not set, or fired); at or before the
     /// node's next deadline.
     timer_at: Option<Instant>,
@@ -164,7 +165,7 @@ impl Replicator {
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
             events_empty: false,
-            timer: Timer::never(),
+            timer: Deadline::new(),
             timer_at: None,
             busy: false,
         };
@@ -321,7 +322,7 @@ impl Replicator {
             Wake::Peer(link, n, from)
         };
         let timer = async {
-            timer.await;
+            timer.fired().await;
             Wake::Tick
         };
         let job = async { Wake::Job(done.next().await) };

@@ -10,12 +10,12 @@
 //!
 //! Memory: a slot holds only the entry's compact encoding ([`Stored`]; the
 //! wire's form, about 30 bytes for a TCP flow instead of the 288-byte
-//! model value) behind one byte giving its key's length, and two
-//! timestamps. The key is the encoding's prefix, so it is not stored
-//! twice; lookups compare encoded keys, and the table hashes a slot when
-//! it grows from those key bytes without decoding anything. Reading an
-//! entry decodes it, which costs far less than the memory it saves on a
-//! router.
+//! model value) and two timestamps, one of which also holds the length
+//! of the key's encoding. The key is the encoding's prefix, so it is not
+//! stored twice; lookups compare encoded keys, and the table hashes a
+//! slot when it grows from those key bytes without decoding anything.
+//! Reading an entry decodes it, which costs far less than the memory it
+//! saves on a router.
 
 mod stored;
 
@@ -84,7 +84,7 @@ impl Copied {
     /// never stores).
     pub fn decode<V: Stored>(&self) -> Option<Entry<V>> {
         Some(Entry {
-            value: V::decode(self.bytes.get(1..)?)?,
+            value: V::decode(&self.bytes)?,
             since: self.since,
             updated: self.updated,
         })
@@ -105,44 +105,61 @@ pub struct Full;
 /// One entry as held: its encoding and its times.
 #[derive(Debug, Clone)]
 struct Slot {
-    /// The length of the key's encoding (one byte: keys are at most
-    /// [`MAX_KEY_LEN`] bytes), then the encoding.
+    /// The entry's encoding (key first).
     bytes: Box<[u8]>,
-    since: Instant,
+    /// When it was inserted (the low [`SINCE_BITS`] bits: milliseconds,
+    /// two million years' worth) and the length of its key's encoding
+    /// (the top byte), packed: a byte of its own would cost 8 bytes a
+    /// slot in padding, or a larger allocation for the encoding.
+    since_and_key_len: u64,
     updated: Instant,
 }
 
-/// The longest key encoding a slot's length byte can give.
+const SINCE_BITS: u32 = 56;
+const SINCE_MASK: u64 = (1 << SINCE_BITS) - 1;
+/// The longest key encoding a slot can give the length of.
 const MAX_KEY_LEN: usize = u8::MAX as usize;
 
+fn pack(since: Instant, key_len: u8) -> u64 {
+    (u64::from(key_len) << SINCE_BITS) | (since.0 & SINCE_MASK)
+}
+
 impl Slot {
-    fn holding(klen: u8, enc: &[u8], now: Instant) -> Slot {
+    fn holding(key_len: u8, enc: &[u8], now: Instant) -> Slot {
         Slot {
-            bytes: Self::framed(klen, enc),
-            since: now,
+            bytes: enc.into(),
+            since_and_key_len: pack(now, key_len),
             updated: now,
         }
     }
 
-    fn framed(klen: u8, enc: &[u8]) -> Box<[u8]> {
-        let mut b = Vec::with_capacity(1 + enc.len());
-        b.push(klen);
-        b.extend_from_slice(enc);
-        b.into_boxed_slice()
-    }
-
     /// The entry's encoding (key first).
     fn encoded(&self) -> &[u8] {
-        self.bytes.get(1..).unwrap_or_default()
+        &self.bytes
     }
 
     fn key_len(&self) -> usize {
-        self.bytes.first().map_or(0, |&n| usize::from(n))
+        (self.since_and_key_len >> SINCE_BITS) as usize
+    }
+
+    fn since(&self) -> Instant {
+        Instant(self.since_and_key_len & SINCE_MASK)
+    }
+
+    fn set_since(&mut self, since: Instant) {
+        self.since_and_key_len =
+            (self.since_and_key_len & !SINCE_MASK) | (since.0 & SINCE_MASK);
+    }
+
+    /// A new encoding (whose key is the same).
+    fn replace(&mut self, key_len: u8, enc: &[u8]) {
+        self.bytes = enc.into();
+        self.since_and_key_len = pack(self.since(), key_len);
     }
 
     /// The key's encoding.
     fn key(&self) -> &[u8] {
-        self.encoded().get(..self.key_len()).unwrap_or_default()
+        self.bytes.get(..self.key_len()).unwrap_or_default()
     }
 }
 
@@ -216,7 +233,7 @@ impl<V: Stored> Cache<V> {
         debug_assert!(value.is_some(), "a cache slot does not decode");
         Some(Entry {
             value: value?,
-            since: s.since,
+            since: s.since(),
             updated: s.updated,
         })
     }
@@ -270,12 +287,12 @@ impl<V: Stored> Cache<V> {
             TableEntry::Occupied(mut o) => {
                 let s = o.get_mut();
                 if s.encoded() != enc {
-                    self.heap = self.heap - s.bytes.len() + 1 + enc.len();
-                    s.bytes = Slot::framed(kl, enc);
+                    self.heap = self.heap - s.bytes.len() + enc.len();
+                    s.replace(kl, enc);
                 }
                 s.updated = now;
                 if restart {
-                    s.since = now;
+                    s.set_since(now);
                 }
                 self.stats.upd_ok += 1;
                 Ok(Upsert::Updated)
@@ -287,7 +304,7 @@ impl<V: Stored> Cache<V> {
                     return Err(Full);
                 }
                 slot.insert(Slot::holding(kl, enc, now));
-                self.heap += 1 + enc.len();
+                self.heap += enc.len();
                 self.stats.add_ok += 1;
                 Ok(Upsert::Created)
             }
@@ -331,7 +348,7 @@ impl<V: Stored> Cache<V> {
             .iter()
             .map(|s| Copied {
                 bytes: s.bytes.clone(),
-                since: s.since,
+                since: s.since(),
                 updated: s.updated,
             })
             .collect()
@@ -458,24 +475,26 @@ mod test {
     fn heap_accounting_follows_every_change() {
         let t = Instant(0);
         let mut c: Cache<Item> = Cache::new(100);
+        // The key's length rides in a timestamp's top byte: a slot is an
+        // encoding's pointer and length and two timestamps.
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
         let table = |c: &Cache<Item>| {
             c.table.capacity() * (std::mem::size_of::<Slot>() + 1)
         };
         c.upsert(&item(1, &[0; 10]), t, false).unwrap();
         c.upsert(&item(2, &[0; 20]), t, false).unwrap();
-        // Each encoding and its key-length byte.
-        assert_eq!(c.bytes() - table(&c), 12 + 22);
+        assert_eq!(c.bytes() - table(&c), 11 + 21);
         // A longer and a shorter value for the same key.
         c.upsert(&item(1, &[0; 40]), t, false).unwrap();
-        assert_eq!(c.bytes() - table(&c), 42 + 22);
+        assert_eq!(c.bytes() - table(&c), 41 + 21);
         c.upsert(&item(1, &[0; 3]), t, false).unwrap();
-        assert_eq!(c.bytes() - table(&c), 5 + 22);
+        assert_eq!(c.bytes() - table(&c), 4 + 21);
         assert_eq!(c.get(&1).unwrap().value, item(1, &[0; 3]));
         c.remove(&2);
-        assert_eq!(c.bytes() - table(&c), 5);
+        assert_eq!(c.bytes() - table(&c), 4);
         c.upsert(&item(3, &[]), Instant(10_000), false).unwrap();
         assert_eq!(c.expire(Instant(10_000), Duration::from_secs(5)), 1);
-        assert_eq!(c.bytes() - table(&c), 2);
+        assert_eq!(c.bytes() - table(&c), 1);
         c.flush();
         assert_eq!(c.bytes(), 0);
     }

@@ -509,7 +509,16 @@ fn poll_link(
     buf: &mut [u8],
 ) -> Option<(usize, SocketAddr)> {
     match &mut link.io {
+        // Readiness first: the loop reads what is queued right after a
+        // datagram wakes it (`Channels::try_recv`) until the socket is
+        // empty, so a read here before the reactor reports the socket
+        // readable would find nothing, one system call per loop turn.
+        // (Datagrams still queued when that read stopped at its bound
+        // are reported by the reactor's next poll.)
         Io::Udp { rx, peer, .. } => loop {
+            if rx.poll_readable(cx).is_pending() {
+                return None;
+            }
             match rx.get_ref().recv_from(buf) {
                 Ok((n, from)) => {
                     if let Some(p) = peer
@@ -520,14 +529,8 @@ fn poll_link(
                     }
                     return Some((n, from));
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    // Registers the waker; a datagram that raced in is
-                    // picked up by the next poll.
-                    if rx.poll_readable(cx).is_ready() {
-                        continue;
-                    }
-                    return None;
-                }
+                // A readiness that another read used up: wait again.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                 Err(_) => {
                     link.stats.err_recv += 1;
                     return None;

@@ -42,6 +42,16 @@ table shows one row per pair and direction (sender CPU, receiver CPU,
 lag, lost), the two mixed ones next to ctsyncd → ctsyncd and conntrackd
 → conntrackd.
 
+--commit-gap N (default 100 000; 0: off) runs vmtests/gap.py's
+measurement (issue 17 item 3) for each daemon, --reps times, on the
+failover lab (client, fw-1, fw-2 with keepalived, FTP server): N idle
+conntracks, active TCP and UDP streams and an FTP PASV session through
+fw-1; fw-1 crashes. A table of medians: VRRP takeover, takeover → each
+stream's entry and first packet through fw-2, the pause the server saw,
+the full commit, fw-2's RSS; and the issue-17 target row (the active
+stream's pause after takeover ≤ VRRP takeover + 50 ms). `--sizes ''`
+runs only this table.
+
 --kernel-filter runs, instead, ctsyncd and conntrackd each with `Filter
 From Userspace` and `From Kernelspace` on a workload where every other UDP
 flow comes from an address the Filter ignores, and compares the sender's
@@ -166,11 +176,11 @@ def link_counters(m, ifname):
     return out["tx"]["bytes"] + out["rx"]["bytes"], out["tx"]["packets"] + out["rx"]["packets"]
 
 
-def external_count(m, binary, conf):
+def external_count(m, binary, conf, cache="external"):
     rc, out = m.execute(f"{binary} -C {conf} -s")
-    if rc != 0 or "cache external:" not in out:
+    if rc != 0 or f"cache {cache}:" not in out:
         return 0
-    block = out.split("cache external:")[1]
+    block = out.split(f"cache {cache}:")[1]
     return int(block.split("current active connections:")[1].split()[0])
 
 
@@ -289,6 +299,11 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
         fw2.succeed(f"{daemon.receiver} -C {confs['fw2']} -c", timeout=600)
         commit_secs = time.monotonic() - t0
         in_kernel = int(fw2.succeed("conntrack -C").strip())
+        # After a commit the backup holds both caches (its own commit's
+        # events fill the internal one): RSS once those are handled.
+        time.sleep(2)
+        after = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
+        internal_after = external_count(fw2, daemon.receiver, confs["fw2"], "internal")
         return {
             "daemon": daemon.name, "n": n, "generator_s": gen_secs,
             "cpu_sender_s": busy["fw1"][0] - idle["fw1"][0], "cpu_receiver_s": busy["fw2"][0] - idle["fw2"][0],
@@ -296,6 +311,8 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
             "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
             "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
             "replicated": got, "lost": max(0, want - got), "lag_s": lag, "events_read": events_read,
+            "rss_fw1_after_commit_kib": after["fw1"][1], "rss_fw2_after_commit_kib": after["fw2"][1],
+            "internal_after_commit": internal_after,
             "commit_s": commit_secs, "commit_per_s": n / commit_secs if commit_secs else 0, "kernel_after_commit": in_kernel,
             "link_bytes": link1[0] - link0[0], "link_frames": link1[1] - link0[1],
             "sync_stats": sync,
@@ -336,6 +353,9 @@ ROWS = [
     ("commit wall time (s)", lambda r: r["commit_s"]),
     ("commit entries/s", lambda r: r["commit_per_s"]),
     ("entries in fw2 kernel after commit", lambda r: r["kernel_after_commit"]),
+    ("RSS fw-1 after commit (KiB)", lambda r: r.get("rss_fw1_after_commit_kib", float("nan"))),
+    ("RSS fw-2 after commit (KiB)", lambda r: r.get("rss_fw2_after_commit_kib", float("nan"))),
+    ("entries in fw2 internal cache after commit", lambda r: r.get("internal_after_commit", float("nan"))),
     ("sync-link bytes per entry", lambda r: r["link_bytes"] / r["n"]),
     ("sync-link frames per 1000 entries", lambda r: 1000 * r["link_frames"] / r["n"]),
 ]
@@ -370,7 +390,9 @@ def target_rows(runs, sizes):
         out.append(f"| {n} | entries lost (worst run) | {lost} | {max(of(n, 'conntrackd', lambda r: r['lost']))} | {'yes' if lost == 0 else 'no'} |")
         for label, key, bound in (("receiver CPU ratio ≤ 0.25", "cpu_receiver_s", 0.25), ("sender CPU ratio ≤ 0.35", "cpu_sender_s", 0.35),
                                   ("commit time ratio ≤ 0.6", "commit_s", 0.6), ("receiver RSS ratio ≤ 0.25", "rss_receiver_kib", 0.25),
-                                  ("sender RSS ratio ≤ 0.25", "rss_sender_kib", 0.25)):
+                                  ("sender RSS ratio ≤ 0.25", "rss_sender_kib", 0.25),
+                                  ("fw-1 RSS after commit ratio ≤ 0.25", "rss_fw1_after_commit_kib", 0.25),
+                                  ("fw-2 RSS after commit ratio ≤ 0.25", "rss_fw2_after_commit_kib", 0.25)):
             # Runs that replicated everything: a daemon that got nothing
             # across has nothing to commit.
             def whole(r, key=key):
@@ -464,6 +486,48 @@ def kernel_filter_bench(args, ctsyncd):
         json.dump({"machine": machine, "runs": runs}, f, indent=1)
 
 
+def commit_gap_bench(args, ctsyncd):
+    """--commit-gap: the failover lab's commit-gap measurement (vmtests/
+    gap.py) for ctsyncd and conntrackd 1.4.7, alternately, --reps times.
+    Returns the table's lines and the runs."""
+    import gap
+    # The lab runs `ctsyncd` from PATH (its notify script too).
+    os.environ["PATH"] = f"{os.path.dirname(os.path.abspath(ctsyncd))}:{os.environ['PATH']}"
+    n, runs, failed = args.commit_gap, [], {"ctsyncd": 0, "conntrackd": 0}
+    for rep in range(args.reps):
+        for daemon in ("ctsyncd", "conntrackd"):
+            try:
+                r = gap.measure(daemon, n)
+            except AssertionError as e:
+                # A failover that went wrong is a result too; the rest runs.
+                print(f"commit gap N={n} rep={rep + 1} {daemon}: FAILED: {str(e)[:300]}", flush=True)
+                failed[daemon] += 1
+                continue
+            r["load"] = os.getloadavg()[0]
+            runs.append(r)
+            print(f"commit gap N={n} rep={rep + 1} {daemon}: takeover {r['takeover_s']:.2f}s, "
+                  f"stream entries +{r['tcp_entry_ms']:.0f}/{r['udp_entry_ms']:.0f} ms (TCP/UDP), "
+                  f"UDP through fw-2 +{r['udp_first_forward_ms']:.0f} ms, commit +{r['commit_end_s']:.2f}s, "
+                  f"load {r['load']:.1f}", flush=True)
+    loads = [r["load"] for r in runs] or [float("nan")]
+    lines = ["", f"Commit gap (issue 17 item 3): {n} idle entries, one active TCP stream, one active UDP stream "
+             f"and one FTP PASV session through fw-1, which crashes; times from fw-2's takeover (both VIPs on "
+             f"fw-2); medians of {args.reps} runs; 1-min load {min(loads):.1f}–{max(loads):.1f}.", ""]
+    lines += gap.table(runs)
+    lines.append(f"| failed runs (assertions: stream intact, FTP data after failover, all entries in fw-2's kernel) "
+                 f"| {failed['ctsyncd']} | {failed['conntrackd']} | |")
+    return lines, runs
+
+
+def commit_gap_target_rows(runs, n):
+    """The issue-17 target row for the commit gap, in target_rows' format."""
+    import gap
+    a, met = gap.target_met(runs, "ctsyncd")
+    b, _ = gap.target_met(runs, "conntrackd")
+    return [f"| {n} | active stream's pause after takeover ≤ VRRP takeover + 50 ms: takeover → first datagram of the "
+            f"active UDP stream through fw-2, median (ms) | {a:.0f} | {b:.0f} | {'yes' if met else 'no'} |"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,250000")
@@ -475,6 +539,8 @@ def main():
                     help="also run ctsyncd with AuthenticationKeyFile (sealed datagrams)")
     ap.add_argument("--mixed-sizes", default="100000",
                     help="sizes at which the mixed pairs (conntrackd ⇄ ctsyncd) run too; empty: none")
+    ap.add_argument("--commit-gap", type=int, default=100000,
+                    help="idle entries of the commit-gap table (failover lab); 0: no such table")
     ap.add_argument("--kernel-filter", action="store_true",
                     help="compare Filter From Userspace and From Kernelspace (half the flows ignored)")
     args = ap.parse_args()
@@ -483,6 +549,9 @@ def main():
     ctsyncd = os.environ.get("CTSYNCD", f"{ROOT}/target/release/ctsyncd")
     if args.kernel_filter:
         kernel_filter_bench(args, ctsyncd)
+        return
+    if not args.sizes:
+        commit_gap_only(args, ctsyncd)
         return
     daemons = [Daemon("ctsyncd", ctsyncd), Daemon("conntrackd", "/usr/sbin/conntrackd")]
     if args.with_key:
@@ -523,9 +592,17 @@ def main():
     same = [str(a), "1.00"] if args.with_key else []
     lines.append(f"| – | stripped binary (bytes; conntrackd + its netfilter libraries) | {a} | " + " | ".join(same + [str(b)]) + f" | {a / b:.2f} |")
     lines += pair_table(runs, [n for n in sizes if n in mixed_sizes], args.reps)
+    gap_runs = []
+    if args.commit_gap:
+        gap_lines, gap_runs = commit_gap_bench(args, ctsyncd)
+        lines += gap_lines
     if args.loss:
         lines[0] += f" Sync link: {args.loss} % loss each way."
         lines += target_rows(runs, sizes)
+    if gap_runs:
+        if not args.loss:
+            lines += ["", "| N | issue-17 target | ctsyncd | conntrackd 1.4.7 | met |", "|---:|---|---:|---:|---|"]
+        lines += commit_gap_target_rows(gap_runs, args.commit_gap)
     table = "\n".join(lines)
     print("\n" + table)
     os.makedirs(args.out, exist_ok=True)
@@ -533,7 +610,26 @@ def main():
     with open(f"{args.out}/bench-{stamp}.md", "w") as f:
         f.write(table + "\n")
     with open(f"{args.out}/bench-{stamp}.json", "w") as f:
-        json.dump({"machine": machine, "runs": runs, "binary_sizes": sizes_bin}, f, indent=1)
+        json.dump({"machine": machine, "runs": runs, "binary_sizes": sizes_bin, "commit_gap_runs": gap_runs}, f, indent=1)
+
+
+def commit_gap_only(args, ctsyncd):
+    """`--sizes ''`: the commit-gap table and its target row alone."""
+    if not args.commit_gap:
+        sys.exit("bench: --sizes '' runs only the commit-gap table: give --commit-gap N")
+    machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
+    lines, runs = commit_gap_bench(args, ctsyncd)
+    lines[1] = f"Benchmark {time.strftime('%Y-%m-%d %H:%M')} on {machine}. " + lines[1]
+    lines += ["", "| N | issue-17 target | ctsyncd | conntrackd 1.4.7 | met |", "|---:|---|---:|---:|---|"]
+    lines += commit_gap_target_rows(runs, args.commit_gap)
+    table = "\n".join(lines[1:])
+    print("\n" + table)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(f"{args.out}/bench-commit-gap-{stamp}.md", "w") as f:
+        f.write(table + "\n")
+    with open(f"{args.out}/bench-commit-gap-{stamp}.json", "w") as f:
+        json.dump({"machine": machine, "runs": runs}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::fw::{Fw, create, flows, release_build, udp_link};
-use common::pair;
+use common::{Netns, pair};
+use ctsyncd::kernel::socket::CtSocket;
 
 const IDLE: u32 = 100_000;
 
@@ -89,4 +90,39 @@ fn an_active_flow_is_committed_before_the_idle_table() {
         running && count < u64::from(IDLE),
         "the active flow came only when the commit was done ({count} entries in the kernel)"
     );
+}
+
+/// A RELATED flow whose master ended before the failover (in neither the
+/// plan nor the kernel): ctnetlink refuses it with ENOENT, so the commit
+/// creates it without the master instead of losing it; a RELATED flow
+/// whose master is there keeps its link. The real kernel, through the
+/// socket the worker commits with.
+#[test]
+fn a_related_flow_whose_master_is_gone_is_created_without_it() {
+    let Some(ns) = Netns::new("cor-orphan") else {
+        return;
+    };
+    let all = flows("10.140.0.1", 3);
+    let (master, mut child, mut orphan) =
+        (all[0].clone(), all[1].clone(), all[2].clone());
+    child.master = Some(master.orig);
+    // A master no kernel has: another source address.
+    orphan.master = Some(flows("10.141.0.1", 1)[0].orig);
+    let (errs, child_back, orphan_back) = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        let errs = s.create_cts(&[master, child.clone(), orphan.clone()]);
+        let get = |s: &mut CtSocket, c: &ctsyncd::model::Conntrack| match s
+            .get_ct(&c.orig, c.zone)
+            .unwrap()
+        {
+            Some(ctsyncd::kernel::codec::Object::Ct(c)) => Some(c),
+            _ => None,
+        };
+        (errs.unwrap(), get(&mut s, &child), get(&mut s, &orphan))
+    });
+    assert_eq!(errs, [0, 0, 0], "every flow created");
+    let orphan_back = orphan_back.expect("the orphan is in the kernel");
+    assert_eq!(orphan_back.master, None);
+    let child_back = child_back.expect("the child is in the kernel");
+    assert_eq!(child_back.master, child.master, "the live master is kept");
 }

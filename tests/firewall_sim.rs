@@ -548,11 +548,9 @@ fn same_seed_same_transcript() {
 /// A RELATED flow (an FTP data connection) outlives its master (the
 /// control connection ended): on failover its commit still names the
 /// master, which the kernel no longer has, so ctnetlink refuses it with
-/// ENOENT and the flow is lost. Commit it without the master instead
-/// (the node or the worker, when the master is not in the plan nor in the
-/// kernel); un-ignore then.
+/// ENOENT; the worker then commits it without the master, and the flow
+/// survives.
 #[test]
-#[ignore = "known bug: RELATED flows whose master ended fail to commit (ENOENT)"]
 fn failover_commits_related_flows_whose_master_ended() {
     let mut w = two("FTFW { }", "ExpectationSync { ftp }");
     scenario(&mut w, |w| {

@@ -5,6 +5,8 @@
 //! the default-paths test needs root (a private mount namespace hides the
 //! real /var/lock and /var/log); the others run as any user.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -264,48 +266,14 @@ fn daemon_uses_the_default_lock_and_log_of_its_name() {
 }
 
 /// What `program` (given `-C conf -d`, then `-k`) sends to syslog, one
-/// datagram a line, received on a `/dev/log` of the test's own: in a
-/// private mount namespace a tmpfs covers /dev (with /dev/null and the
-/// random devices bound back), so the machine's syslog sees nothing. A
-/// private network namespace keeps a real conntrackd off the machine's
-/// conntrack table. Needs root.
+/// datagram a line, received on a `/dev/log` of the test's own (see
+/// `common::devlog`), so the machine's syslog sees nothing. Needs root.
 fn syslog_datagrams(dir: &Path, conf: &Path, program: &Path) -> String {
-    // Receives datagrams until 2 s pass without one (at most 50).
-    let receiver = "import socket, sys\n\
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
-        s.bind('/dev/log')\n\
-        open(sys.argv[1], 'w').close()\n\
-        s.settimeout(2)\n\
-        with open(sys.argv[2], 'w') as out:\n\
-        \x20   try:\n\
-        \x20       for _ in range(50):\n\
-        \x20           out.write(s.recv(4096).decode(errors='replace') + '\\n')\n\
-        \x20   except OSError:\n\
-        \x20       pass\n";
-    std::fs::write(dir.join("recv.py"), receiver).unwrap();
-    let d = dir.display();
-    let script = format!(
-        "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
-         mount -t tmpfs none /dev; for n in null zero random urandom; do \
-         touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
-         rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
-         for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
-         \"$0\" -C {conf} -d; \"$0\" -C {conf} -k; wait",
+    let steps = format!(
+        "\"$0\" -C {conf} -d; \"$0\" -C {conf} -k",
         conf = conf.display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "-n", "sh", "-c", &script])
-        .arg(program)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}{}",
-        program.display(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    std::fs::read_to_string(dir.join("syslog.out")).unwrap()
+    common::devlog::capture(dir, program, &steps, 50, 2)
 }
 
 /// A configuration with syslog on and the lock and control socket in `dir`.

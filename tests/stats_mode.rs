@@ -268,45 +268,14 @@ fn stats_syslog(
     program: &Path,
     flows: &str,
 ) -> String {
-    let receiver = "import socket, sys\n\
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
-        s.bind('/dev/log')\n\
-        open(sys.argv[1], 'w').close()\n\
-        s.settimeout(3)\n\
-        with open(sys.argv[2], 'w') as out:\n\
-        \x20   try:\n\
-        \x20       for _ in range(200):\n\
-        \x20           out.write(s.recv(4096).decode(errors='replace') + '\\n')\n\
-        \x20           out.flush()\n\
-        \x20   except OSError:\n\
-        \x20       pass\n";
-    std::fs::write(dir.join("recv.py"), receiver).unwrap();
-    let d = dir.display();
-    let script = format!(
-        "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
-         mount -t tmpfs none /dev; for n in null zero random urandom; do \
-         touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
-         ip link set lo up; \
-         rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
-         for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
+    let steps = format!(
+        "ip link set lo up; \
          \"$0\" -C {conf} -d >/dev/null 2>&1; \
          for n in $(seq 100); do \"$0\" -C {conf} -s >/dev/null 2>&1 && break; sleep 0.1; done; \
-         {flows}; sleep 0.5; \"$0\" -C {conf} -k >/dev/null 2>&1 || true; wait",
+         {flows}; sleep 0.5; \"$0\" -C {conf} -k >/dev/null 2>&1 || true",
         conf = conf.display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "-n", "sh", "-c", &script])
-        .arg(program)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(dir.join("syslog.out")).unwrap()
+    common::devlog::capture(dir, program, &steps, 200, 3)
 }
 
 /// The destroyed-flow datagrams of a syslog capture (those naming a
@@ -412,4 +381,125 @@ fn destroyed_flows_go_to_syslog_as_conntrackd_sends_them() {
         failures.is_empty(),
         "differ with (General, Stats) {failures:?}"
     );
+}
+
+/// Every control request a Stats-mode daemon takes, against conntrackd
+/// 1.4.7 in the same namespace with the same flows: `-i` (plain and XML;
+/// the ages and conntrackd's kernel ids masked), `-s`, `-s cache`, `-s
+/// runtime`, the requests that succeed silently, `-f internal`, `-R` and
+/// `-F` (the flows it deletes logged by both), with the same notices in
+/// both daemons' logs.
+#[test]
+fn control_requests_answer_as_conntrackds() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("statsctl") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-statsctl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    ns.sh("ip link set lo up");
+    ns.sh("conntrack -I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 --state ESTABLISHED -t 100 -u ASSURED,SEEN_REPLY -m 5 2>/dev/null");
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    ns.sh("conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1001 --dport 53 -t 100 2>/dev/null");
+    ns.sh("conntrack -I -p tcp -s fd00::1 -d fd00::2 --sport 1000 --dport 80 --state SYN_SENT -t 100 2>/dev/null");
+    std::thread::sleep(Duration::from_millis(300));
+    // One request to both; their outputs, ages and ids masked, sorted.
+    let masked = |text: String| {
+        let mut v: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let l = match (l.find("<id>"), l.find("</id>")) {
+                    (Some(a), Some(b)) => format!("{}{}", &l[..a], &l[b + 5..]),
+                    _ => l.to_string(),
+                };
+                match l.find("[active since ") {
+                    Some(a) => format!("{}[active since N]", &l[..a]),
+                    None => l,
+                }
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let both = |arg: &str| {
+        (
+            masked(client(&ns, &bin(), &our_conf, arg)),
+            masked(client(&ns, CONNTRACKD, &their_conf, arg)),
+        )
+    };
+    let mut checked = Vec::new();
+    let mut same = |arg: &str, nonempty: bool| {
+        let (a, b) = both(arg);
+        assert_eq!(a, b, "{arg}");
+        assert_eq!(!b.is_empty(), nonempty, "{arg}: {b:?}");
+        checked.push(format!("{arg}: {} lines", b.len()));
+    };
+    // The start-up dump's flow and the two created since.
+    same("-i", true);
+    same("-i -x", true);
+    same("-s", true);
+    same("-s cache", true);
+    same("-s runtime", true);
+    for silent in [
+        "-s process",
+        "-e",
+        "-c",
+        "-f",
+        "-f external",
+        "-n",
+        "-B",
+        "-t",
+        "-s network",
+        "-s queue",
+        "-i expect",
+    ] {
+        same(silent, false);
+    }
+    same("-f internal", false);
+    same("-s cache", true);
+    same("-i", false);
+    ns.sh("conntrack -I -p udp -s 10.0.0.7 -d 10.0.0.2 --sport 1001 --dport 53 -t 100 2>/dev/null");
+    std::thread::sleep(Duration::from_millis(200));
+    same("-R", false);
+    same("-i", true);
+    same("-s", true);
+    same("-F", false);
+    let t0 = Instant::now();
+    while (flows(&ours).len() < 3 || flows(&theirs).len() < 3)
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (a, b) = (flows(&ours), flows(&theirs));
+    same("-s runtime", true);
+    let (our_s, their_s) = both("-s");
+    drop((ours_d, theirs_d));
+    let logs = |dir: &Path| {
+        std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+    };
+    let (our_log, their_log) = (logs(&ours), logs(&theirs));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "checked: {checked:#?}\nconntrackd logged:\n{}",
+        b.join("\n")
+    );
+    assert!(b.len() >= 3, "conntrackd's stats log: {b:#?}");
+    assert_eq!(a, b);
+    assert_eq!(our_s, their_s);
+    for notice in [
+        "[notice] flushing caches",
+        "[notice] resync with master conntrack table",
+        "[notice] flushing kernel conntrack table",
+    ] {
+        assert!(their_log.contains(notice), "{notice}: {their_log}");
+        assert!(our_log.contains(notice), "{notice}: {our_log}");
+    }
 }

@@ -368,6 +368,9 @@ pub struct Sync {
     /// `AntiEntropyPeriod`: seconds between digest comparisons with the
     /// peer (0: off).
     pub anti_entropy_period: u32,
+    /// `ActivityScan`: seconds between the primary's scans of its kernel
+    /// table for flows that carry traffic without events (0: off).
+    pub activity_scan: u32,
     /// `Options { AuthenticationKeyFile … }`: the first seals, every one
     /// opens (at most two). Empty: datagrams are plain.
     pub authentication_keys: Vec<KeyFile>,
@@ -430,6 +433,7 @@ impl Default for Sync {
             tcp_window_tracking: false,
             error_queue_length: 128,
             anti_entropy_period: 30,
+            activity_scan: 10,
             authentication_keys: Vec::new(),
             peer_protocol: PeerProtocol::Auto,
             peer_nat_byte_order: NatByteOrder::V147,

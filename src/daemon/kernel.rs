@@ -58,6 +58,9 @@ pub(crate) fn open(cfg: &Config) -> Result<(Events, JobSockets), Error> {
             commit,
             inject,
             filter: g.filter.clone(),
+            commit_sched: super::sched::below(
+                g.scheduler.unwrap_or(super::sched::DEFAULT),
+            ),
             rules: CommitRules {
                 commit_timeout: sync.commit_timeout,
                 tcp_window_tracking: sync.tcp_window_tracking,

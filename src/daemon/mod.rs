@@ -181,7 +181,7 @@ async fn serve(
     };
     let mut flow_logger = match (&cfg.sync, &cfg.stats) {
         (None, Some(_)) => {
-            Some(stats_mode::StatsMode::open(cfg, syslog_ident)?)
+            Some(stats_mode::StatsMode::open(cfg, syslog_ident, clock)?)
         }
         _ => None,
     };
@@ -228,7 +228,7 @@ async fn serve(
     let main = async {
         match (rep.as_mut(), flow_logger.take()) {
             (Some(r), _) => r.run(&ex, &rx, clock).await,
-            (None, Some(sm)) => stats_mode::run(sm, &ex, &rx).await,
+            (None, Some(sm)) => stats_mode::run(sm, &ex, &rx, clock).await,
             (None, None) => control_only(&ex, &rx, clock).await,
         }
     };

@@ -15,6 +15,20 @@ pub struct Runtime {
     pub local_read_failed: u64,
     /// Valid requests this daemon does not serve.
     pub local_unknown_request: u64,
+    /// The event socket's counters (a Stats-mode daemon's; zero without
+    /// one) and its buffer size in bytes.
+    pub events: EventCounters,
+}
+
+/// What a Stats-mode daemon counts of its kernel side, for `-s runtime`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EventCounters {
+    pub received: u64,
+    pub filtered: u64,
+    pub overruns: u64,
+    pub kernel_flushes: u64,
+    pub kernel_resyncs: u64,
+    pub buffer: usize,
 }
 
 impl Runtime {
@@ -23,6 +37,7 @@ impl Runtime {
             started: now,
             local_read_failed: 0,
             local_unknown_request: 0,
+            events: EventCounters::default(),
         }
     }
 
@@ -66,24 +81,40 @@ impl Runtime {
     /// `-s runtime` in conntrackd's layout (the same renderer as a
     /// synchronising daemon's).
     pub fn runtime_text(&self, up: Duration) -> String {
+        let e = &self.events;
         let counters = crate::node::Counters {
             local_read_failed: self.local_read_failed,
             local_unknown_request: self.local_unknown_request,
+            events_received: e.received,
+            events_filtered: e.filtered,
+            overruns: e.overruns,
+            kernel_flushes: e.kernel_flushes,
+            kernel_resyncs: e.kernel_resyncs,
             ..Default::default()
         };
         let mut s = String::new();
-        crate::node::render::runtime_text(&mut s, up, &counters, 0);
+        crate::node::render::runtime_text(&mut s, up, &counters, e.buffer);
         s
     }
 
     /// `-s runtime --json`.
     pub fn runtime_json(&self, up: Duration) -> String {
+        let e = &self.events;
         format!(
             "{{\"uptime_seconds\":{},\"local_read_failed\":{},\
-             \"local_unknown_request\":{}}}\n",
+             \"local_unknown_request\":{},\"events_received\":{},\
+             \"events_filtered\":{},\"netlink_overruns\":{},\
+             \"kernel_flushes\":{},\"kernel_resyncs\":{},\
+             \"netlink_buffer\":{}}}\n",
             up.as_secs(),
             self.local_read_failed,
-            self.local_unknown_request
+            self.local_unknown_request,
+            e.received,
+            e.filtered,
+            e.overruns,
+            e.kernel_flushes,
+            e.kernel_resyncs,
+            e.buffer
         )
     }
 }

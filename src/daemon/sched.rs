@@ -2,9 +2,15 @@
 //! default (SCHED_RR at priority 99): the loop must drain the kernel's
 //! event socket before a burst fills it, whatever else the router runs.
 //!
-//! Only the loop's thread is raised: the kernel worker (dumps, flushes,
-//! commits) keeps the normal policy, so a 200 000-entry flush cannot take
-//! a core from the router's own processes. `Scheduler { Type …;
+//! Only the loop's thread is raised for good: the kernel worker (dumps,
+//! flushes, injections) keeps the normal policy, so a 200 000-entry flush
+//! cannot take a core from the router's own processes. A commit is the
+//! failover itself (conntrackd runs it in its real-time loop): the worker
+//! runs it one step below the loop's priority ([`raised`], [`below`]), so
+//! the loop still reads the commit's own events first on a shared core,
+//! and rests between steps of the commit (`worker::RT_STEP`) so that the
+//! other processes get a turn: on two cores, the loop and the commit
+//! would otherwise hold both for the whole commit. `Scheduler { Type …;
 //! Priority … }` overrides the default; failing to set it (no
 //! CAP_SYS_NICE, a container) is a warning, not a reason to stop.
 //!
@@ -59,6 +65,35 @@ pub(crate) fn apply(s: Option<Scheduler>) -> Result<Scheduler, String> {
     Ok(s)
 }
 
+/// The same policy one priority step below `s` (the lowest stays).
+pub(crate) fn below(s: Scheduler) -> Scheduler {
+    Scheduler {
+        priority: s.priority.saturating_sub(1).max(1),
+        ..s
+    }
+}
+
+/// Runs `f` with the calling thread at policy `s` (when it can be set:
+/// without CAP_SYS_NICE the loop has already warned), then puts the
+/// thread back to the normal policy (its nice value is untouched).
+pub(crate) fn raised<T>(s: Scheduler, f: impl FnOnce() -> T) -> T {
+    let was_raised = apply(Some(s)).is_ok();
+    let r = f();
+    if was_raised {
+        // Cannot fail: dropping to SCHED_OTHER needs no privilege.
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Crossplatform(
+                ThreadPriorityValue::try_from(0u8).unwrap_or_default(),
+            ),
+            ThreadSchedulePolicy::Normal(
+                thread_priority::NormalThreadSchedulePolicy::Other,
+            ),
+        );
+    }
+    r
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -90,6 +125,30 @@ mod test {
         }
         assert_eq!(DEFAULT.priority, 99);
         assert_eq!(DEFAULT.policy, SchedPolicy::Rr);
+    }
+
+    #[test]
+    fn a_raised_run_is_real_time_and_the_thread_normal_after() {
+        let (inside, after) = std::thread::spawn(|| {
+            let inside = raised(below(DEFAULT), rustix_policy);
+            (inside, rustix_policy())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, "SCHED_OTHER");
+        if inside == "SCHED_OTHER" {
+            eprintln!(
+                "SKIPPED (no CAP_SYS_NICE): the policy could not be raised"
+            );
+        } else {
+            assert_eq!(inside, "SCHED_RR");
+        }
+        assert_eq!(below(DEFAULT).priority, 98);
+        let lowest = Scheduler {
+            policy: SchedPolicy::Fifo,
+            priority: 1,
+        };
+        assert_eq!(below(lowest), lowest);
     }
 
     /// The calling thread's policy, as the kernel reports it.

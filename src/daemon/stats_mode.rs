@@ -2,24 +2,34 @@
 //! events into [`FlowLog`], each destroyed flow's line appended to the
 //! stats log (`Stats { LogFile }`, `ctime` TAB flow, flushed per line)
 //! and sent to syslog at LOG_INFO (`Stats { Syslog }`, with General's
-//! facility as conntrackd does); the control
-//! socket answers `-s` with the stats cache's block and everything else
-//! as a daemon without `Sync` does.
+//! facility as conntrackd does). Control requests are answered as
+//! [`flow_requests`] decides; `-R`, `-F` and the resync after an event
+//! overrun run on the kernel worker, so the loop never waits on the
+//! kernel after start-up.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::time::Instant;
 
+use smol::Async;
 use smol::LocalExecutor;
 use smol::channel::Receiver;
+use std::os::unix::net::UnixStream;
 
-use super::{Error, Event, REPLY_BUDGET, ReplyBudget, Runtime, reply_later};
+use super::kernel::event_filter;
+use super::worker::{JobSockets, Worker};
+use super::{
+    Clock, Error, Event, REPLY_BUDGET, ReplyBudget, Runtime, reply_later,
+};
 use crate::config::{Config, LogTarget};
-use crate::control::proto::{Format, Reply, Request, StatsView, Status};
+use crate::control::proto::{Reply, Status};
 use crate::kernel::codec::{self, Kind, Object, Received};
+use crate::kernel::commit::CommitRules;
 use crate::kernel::socket::{CtSocket, EventRead, EventSocket};
 use crate::logging::StatsSyslog;
-use crate::node::flow_log::FlowLog;
+use crate::node::flow_log::{FlowLog, Resync};
+use crate::node::flow_requests::{self, Answer};
+use crate::node::{Completion, Done, Job, Purpose, Work};
 
 /// What the stats-mode loop owns.
 pub(crate) struct StatsMode {
@@ -28,11 +38,19 @@ pub(crate) struct StatsMode {
     file: Option<File>,
     syslog: Option<StatsSyslog>,
     iteration_limit: u32,
+    worker: Worker,
+    rt: Runtime,
+    /// The kernel dump being folded in, and the clients of `-R` waiting
+    /// for it.
+    resync: Option<(Resync, Vec<Async<UnixStream>>)>,
+    /// An overrun came while a dump ran: another (purging) one follows.
+    overrun_pending: bool,
 }
 
 impl StatsMode {
     /// Subscribes to conntrack events, loads the kernel's table (flows
-    /// that exist now are logged when they end) and opens the sinks.
+    /// that exist now are logged when they end), opens the sinks and
+    /// starts the kernel worker.
     ///
     /// # Errors
     /// [`Error::Netlink`] when the kernel cannot be reached,
@@ -40,6 +58,7 @@ impl StatsMode {
     pub(crate) fn open(
         cfg: &Config,
         syslog_ident: &str,
+        clock: Clock,
     ) -> Result<StatsMode, Error> {
         let g = &cfg.general;
         let stats = cfg.stats.clone().unwrap_or_default();
@@ -50,12 +69,12 @@ impl StatsMode {
             g.netlink_events_reliable,
         )
         .map_err(Error::Netlink)?;
-        super::kernel::event_filter(&events, &g.filter);
+        event_filter(&events, &g.filter);
         let mut log = FlowLog::new(g.filter.clone(), g.hash_limit as usize);
         let mut dump = CtSocket::open().map_err(Error::Netlink)?;
         for o in dump.dump(false).map_err(Error::Netlink)? {
             if let codec::Object::Ct(ct) = o {
-                log.event(Kind::Update, ct);
+                log.event(Kind::Update, ct, clock.now());
             }
         }
         let file = match &stats.log_file {
@@ -73,6 +92,20 @@ impl StatsMode {
                     })?,
             ),
         };
+        let open = || CtSocket::open().map_err(Error::Netlink);
+        let worker = Worker::start(JobSockets {
+            dump,
+            flush: open()?,
+            commit: open()?,
+            inject: open()?,
+            filter: g.filter.clone(),
+            // Stats mode never commits.
+            commit_sched: super::sched::below(
+                g.scheduler.unwrap_or(super::sched::DEFAULT),
+            ),
+            rules: CommitRules::default(),
+        })
+        .map_err(Error::Netlink)?;
         Ok(StatsMode {
             events,
             log,
@@ -81,20 +114,28 @@ impl StatsMode {
                 .syslog
                 .and_then(|_| StatsSyslog::open(g.syslog, syslog_ident)),
             iteration_limit: g.event_iteration_limit.max(1),
+            worker,
+            rt: Runtime::new(Instant::now()),
+            resync: None,
+            overrun_pending: false,
         })
     }
 
     /// Handles what one datagram of events carries.
-    fn datagram(&mut self, n: usize) {
+    fn datagram(&mut self, n: usize, clock: Clock) {
         let mut lines = Vec::new();
+        let now = clock.now();
+        let filtered = self.log.filtered;
         for m in codec::messages(self.events.received(n)) {
+            self.rt.events.received += 1;
             if let Ok(Received::Msg(m)) = m
                 && let Object::Ct(ct) = m.object
-                && let Some(line) = self.log.event(m.kind, ct)
+                && let Some(line) = self.log.event(m.kind, ct, now)
             {
                 lines.push(line);
             }
         }
+        self.rt.events.filtered += self.log.filtered - filtered;
         for line in lines {
             self.write(&line);
         }
@@ -113,17 +154,19 @@ impl StatsMode {
     }
 
     /// Reads events (up to `EventIterationLimit` datagrams per wake-up).
-    async fn kernel_turn(&mut self) {
+    async fn kernel_turn(&mut self, clock: Clock) {
         let first = self.events.recv().await;
         let mut read = Some(first);
         let mut left = self.iteration_limit;
         while let Some(r) = read.take() {
             match r {
-                Ok(EventRead::Data(n)) => self.datagram(n),
+                Ok(EventRead::Data(n)) => self.datagram(n, clock),
                 Ok(EventRead::Overrun { .. }) => {
+                    self.rt.events.overruns += 1;
                     log::warn!(
-                        "netlink event socket overrun: flows may go unlogged"
+                        "netlink event socket overrun: resync with the kernel table"
                     );
+                    self.start_resync(true);
                 }
                 Err(e) => log::warn!("cannot read kernel events: {e}"),
             }
@@ -131,6 +174,79 @@ impl StatsMode {
             if left > 0 {
                 read = self.events.try_recv().transpose();
             }
+        }
+    }
+
+    /// Starts folding in a kernel dump (`purge`: after an overrun, the
+    /// flows it proves gone are logged) unless one already runs.
+    fn start_resync(&mut self, purge: bool) {
+        if self.resync.is_some() {
+            self.overrun_pending |= purge;
+            return;
+        }
+        let job = Job {
+            purpose: Purpose::Resync {
+                client: None,
+                conntracks: true,
+                expectations: false,
+                send: false,
+            },
+            work: Work::Dump {
+                conntracks: true,
+                expectations: false,
+            },
+        };
+        match self.worker.submit(job) {
+            Ok(()) => {
+                self.rt.events.kernel_resyncs += 1;
+                self.resync = Some((self.log.resync_start(purge), Vec::new()));
+            }
+            Err(_) => log::warn!("kernel job queue full: resync not started"),
+        }
+    }
+
+    /// A kernel job's (part of a) result. Returns the clients of `-R`
+    /// to answer, and how.
+    fn completion(
+        &mut self,
+        c: Completion,
+        clock: Clock,
+    ) -> Option<(Vec<Async<UnixStream>>, Status)> {
+        match c.done {
+            Done::Dumped { objects, last } => {
+                let (r, _) = self.resync.as_mut()?;
+                let cts = objects.into_iter().filter_map(|o| match o {
+                    Object::Ct(ct) => Some(ct),
+                    Object::Exp(_) => None,
+                });
+                self.log.resync_part(r, cts, clock.now());
+                if !last {
+                    return None;
+                }
+                let (r, waiting) = self.resync.take()?;
+                for line in self.log.resync_end(r) {
+                    self.write(&line);
+                }
+                self.after_resync();
+                Some((waiting, Status::Ok))
+            }
+            Done::Failed(e) if matches!(c.purpose, Purpose::Resync { .. }) => {
+                log::warn!("resync with the kernel table failed: {e}");
+                let (_, waiting) = self.resync.take()?;
+                self.after_resync();
+                Some((waiting, Status::Failed(e)))
+            }
+            Done::Failed(e) => {
+                log::warn!("flushing the kernel table failed: {e}");
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn after_resync(&mut self) {
+        if std::mem::take(&mut self.overrun_pending) {
+            self.start_resync(true);
         }
     }
 }
@@ -143,6 +259,7 @@ fn local_now() -> time::OffsetDateTime {
 enum Wake {
     Control(Option<Event>),
     Kernel,
+    Job(Option<Completion>),
 }
 
 /// The stats-mode loop, until a signal or `-k`.
@@ -150,49 +267,95 @@ pub(crate) async fn run(
     mut sm: StatsMode,
     ex: &LocalExecutor<'_>,
     rx: &Receiver<Event>,
+    clock: Clock,
 ) {
-    let mut rt = Runtime::new(Instant::now());
     let budget = ReplyBudget::new(REPLY_BUDGET);
+    let done = sm.worker.done.clone();
     loop {
         let wake = smol::future::or(
-            async { Wake::Control(rx.recv().await.ok()) },
+            smol::future::or(
+                async { Wake::Control(rx.recv().await.ok()) },
+                async { Wake::Job(done.recv().await.ok()) },
+            ),
             async {
-                sm.kernel_turn().await;
+                sm.kernel_turn(clock).await;
                 Wake::Kernel
             },
         )
         .await;
         let ev = match wake {
-            Wake::Kernel => continue,
+            Wake::Kernel | Wake::Job(None) => continue,
+            Wake::Job(Some(c)) => {
+                if let Some((waiting, status)) = sm.completion(c, clock) {
+                    for stream in waiting {
+                        let r = vec![Reply::Done(status.clone())];
+                        reply_later(ex, &budget, stream, r);
+                    }
+                }
+                continue;
+            }
             Wake::Control(None) | Wake::Control(Some(Event::Signal)) => break,
             Wake::Control(Some(ev)) => ev,
         };
-        match ev {
+        let (req, mut stream) = match ev {
             Event::Signal => break,
             Event::Malformed(why, stream) => {
-                rt.local_read_failed += 1;
-                reply_later(
-                    ex,
-                    &budget,
-                    stream,
-                    vec![Reply::Done(Status::BadRequest(why))],
-                );
+                sm.rt.local_read_failed += 1;
+                let r = vec![Reply::Done(Status::BadRequest(why))];
+                reply_later(ex, &budget, stream, r);
+                continue;
             }
-            Event::Request(
-                Request::Stats {
-                    view: StatsView::General,
-                    format: Format::Plain,
-                },
-                stream,
-            ) => {
-                let replies = vec![
-                    Reply::Data(sm.log.stats_text()),
-                    Reply::Done(Status::Ok),
-                ];
-                reply_later(ex, &budget, stream, replies);
+            Event::Request(req, stream) => (req, stream),
+        };
+        let ok = |text: String| {
+            let mut r = Vec::with_capacity(2);
+            if !text.is_empty() {
+                r.push(Reply::Data(text));
             }
-            Event::Request(req, mut stream) => {
-                let (replies, shutdown) = rt.handle(req, Instant::now());
+            r.push(Reply::Done(Status::Ok));
+            r
+        };
+        let replies = match flow_requests::answer(&mut sm.log, req, clock.now())
+        {
+            Answer::Text(text) => ok(text),
+            Answer::Flushed => {
+                log::info!("{}", flow_requests::FLUSHED);
+                ok(String::new())
+            }
+            Answer::FlushKernel => {
+                log::info!("{}", flow_requests::FLUSH_KERNEL);
+                sm.rt.events.kernel_flushes += 1;
+                let job = Job {
+                    purpose: Purpose::Flush { client: None },
+                    work: Work::Flush {
+                        conntracks: true,
+                        expectations: false,
+                    },
+                };
+                match sm.worker.submit(job) {
+                    Ok(()) => ok(String::new()),
+                    Err(_) => vec![Reply::Done(Status::Failed(
+                        "kernel job queue full".into(),
+                    ))],
+                }
+            }
+            Answer::Resync => {
+                log::info!("{}", flow_requests::RESYNC);
+                sm.start_resync(false);
+                match &mut sm.resync {
+                    // Answered when the dump is in.
+                    Some((_, waiting)) => {
+                        waiting.push(stream);
+                        continue;
+                    }
+                    None => vec![Reply::Done(Status::Failed(
+                        "kernel job queue full".into(),
+                    ))],
+                }
+            }
+            Answer::Daemon => {
+                sm.rt.events.buffer = sm.events.buffer_size();
+                let (replies, shutdown) = sm.rt.handle(req, Instant::now());
                 if shutdown {
                     let _ = crate::control::server::write_replies(
                         &mut stream,
@@ -201,8 +364,9 @@ pub(crate) async fn run(
                     .await;
                     break;
                 }
-                reply_later(ex, &budget, stream, replies);
+                replies
             }
-        }
+        };
+        reply_later(ex, &budget, stream, replies);
     }
 }

@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 
 use smol::channel::{self, Receiver, Sender, TrySendError};
 
-use super::inject;
-use crate::config::Filter;
+use super::{inject, sched};
+use crate::config::{Filter, Scheduler};
 use crate::filter;
 use crate::kernel::codec::{self, Object};
 use crate::kernel::commit::{CommitRules, Plan};
@@ -37,6 +37,11 @@ pub(crate) const DUMP_PART: usize = 2048;
 /// Completions waiting for the loop: the worker waits when the loop is
 /// this far behind.
 const DONE_QUEUE: usize = 64;
+/// Conntracks a real-time commit creates between two rests (about 10 ms
+/// of kernel work on a small x86 core), and the rest: every other
+/// process on the worker's core gets a turn at least that often.
+const RT_STEP: usize = 2048;
+const RT_REST: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The sockets the worker owns, and what it needs to use them.
 pub(crate) struct JobSockets {
@@ -46,6 +51,8 @@ pub(crate) struct JobSockets {
     pub inject: CtSocket,
     pub filter: Filter,
     pub rules: CommitRules,
+    /// The real-time policy a commit runs at (one step below the loop's).
+    pub commit_sched: Scheduler,
 }
 
 pub(crate) struct Worker {
@@ -104,7 +111,11 @@ fn run(mut s: JobSockets, jobs: &Receiver<Job>, done: &Sender<Completion>) {
                 expectations,
             } => flush(&mut s.flush, &s.filter, conntracks, expectations)
                 .map(|n| send(Done::Flushed(n))),
-            Work::Commit(plan) => commit_plan(&mut s.commit, &plan).map(&send),
+            Work::Commit(plan) => {
+                let sock = &mut s.commit;
+                sched::raised(s.commit_sched, || commit_plan(sock, &plan))
+                    .map(&send)
+            }
             Work::Get { orig, zone } => s.dump.get_ct(&orig, zone).map(|o| {
                 send(Done::Dumped {
                     objects: o.into_iter().collect(),
@@ -213,18 +224,31 @@ fn flush(
     Ok(deleted)
 }
 
-/// Runs a commit plan; each refused entry is reported with its tuple.
+/// Runs a commit plan stage by stage (the first stage's conntracks and
+/// expectations before the idle rest); each refused entry is reported
+/// with its tuple.
 fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
-    // Each stage timed on its own, for the log's "commit has taken".
-    let t = std::time::Instant::now();
-    let cts = sock.create_cts(&plan.cts)?;
-    let ct_took = t.elapsed();
-    let t = std::time::Instant::now();
-    let exps = sock.create_exps(&plan.exps)?;
-    let micros = |d: std::time::Duration| {
-        u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
-    };
-    let took_us = [micros(ct_took), micros(t.elapsed())];
+    use std::time::{Duration, Instant};
+    // Conntracks and expectations timed apart, for the log's two "commit
+    // has taken" lines.
+    let (mut ct_took, mut exp_took) = (Duration::ZERO, Duration::ZERO);
+    let mut cts = Vec::with_capacity(plan.cts.len());
+    let mut exps = Vec::with_capacity(plan.exps.len());
+    for (c, x) in plan.stages() {
+        let t = Instant::now();
+        for (i, step) in c.chunks(RT_STEP).enumerate() {
+            if i > 0 {
+                std::thread::sleep(RT_REST);
+            }
+            cts.extend(sock.create_cts(step)?);
+        }
+        let t2 = Instant::now();
+        ct_took += t2 - t;
+        exps.extend(sock.create_exps(x)?);
+        exp_took += t2.elapsed();
+    }
+    let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+    let took_us = [micros(ct_took), micros(exp_took)];
     let refused_cts = cts
         .iter()
         .zip(&plan.cts)

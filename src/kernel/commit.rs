@@ -50,9 +50,15 @@ pub fn prepare_ct(
     rules: &CommitRules,
 ) -> Conntrack {
     let mut out = ct.clone();
-    out.status = (ct.status | status::CONFIRMED)
+    prepare_in_place(&mut out, age_secs, rules);
+    out
+}
+
+/// [`prepare_ct`] on an entry the caller owns (no copy).
+fn prepare_in_place(out: &mut Conntrack, age_secs: u32, rules: &CommitRules) {
+    out.status = (out.status | status::CONFIRMED)
         & !(status::EXPECTED | status::DYING | OFFLOAD_BITS);
-    out.timeout = Some(timeout(ct.timeout, age_secs, rules));
+    out.timeout = Some(timeout(out.timeout, age_secs, rules));
     if let ProtoInfo::Tcp {
         flags_orig,
         flags_reply,
@@ -65,7 +71,6 @@ pub fn prepare_ct(
     }
     out.counters = None;
     out.id = 0;
-    out
 }
 
 /// The expectation to create for `x`, learnt `age_secs` ago. (The kernel
@@ -136,28 +141,34 @@ pub fn plan<C: Borrow<Conntrack>, X: Borrow<Expect>>(
 /// RELATED ones among them); the second the rest, most recent first.
 /// Within each stage masters precede RELATED entries, and expectations
 /// follow their stage's conntracks.
-pub fn plan_active_first<C: Borrow<Conntrack>, X: Borrow<Expect>>(
-    cts: impl IntoIterator<Item = (C, u32, u64)>,
+pub fn plan_active_first<X: Borrow<Expect>>(
+    cts: impl IntoIterator<Item = (Conntrack, u32, u64)>,
     exps: impl IntoIterator<Item = (X, u32)>,
     rules: &CommitRules,
 ) -> Plan {
-    // Entries are large: sort small (key, index) pairs, move each entry
-    // once.
-    let mut prepared: Vec<Option<Conntrack>> = Vec::new();
-    let mut recency: Vec<u64> = Vec::new();
-    for (c, age, r) in cts {
-        prepared.push(Some(prepare_ct(c.borrow(), age, rules)));
+    // 100 000 entries of ~300 bytes: each is prepared where it lies and
+    // moved once, by a permutation applied in place; only small (key,
+    // index) pairs are sorted, and no second vector of entries is made
+    // (its pages would be most of a commit's memory and of its time).
+    let cts = cts.into_iter();
+    let hint = cts.size_hint();
+    let mut prepared: Vec<Conntrack> =
+        Vec::with_capacity(hint.1.unwrap_or(hint.0));
+    let mut recency: Vec<u64> = Vec::with_capacity(prepared.capacity());
+    for (mut c, age, r) in cts {
+        prepare_in_place(&mut c, age, rules);
+        prepared.push(c);
         recency.push(r);
     }
     let n = prepared.len();
     let mut order: Vec<u32> = (0..n as u32).collect();
     // Stable: equally recent entries keep the cache's order.
     order.sort_by_key(|&i| std::cmp::Reverse(recency[i as usize]));
+    drop(recency);
     let exps: Vec<Expect> = exps
         .into_iter()
         .map(|(x, age)| prepare_exp(x.borrow(), age, rules))
         .collect();
-    let entry = |i: u32| prepared[i as usize].as_ref();
     // Masters the first stage needs: the expectations', and those of the
     // RELATED entries in it. A small set; one pass marks them.
     let needed: HashSet<_> = exps
@@ -167,7 +178,7 @@ pub fn plan_active_first<C: Borrow<Conntrack>, X: Borrow<Expect>>(
             order
                 .iter()
                 .take(FIRST_STAGE)
-                .filter_map(|&i| entry(i).and_then(|c| c.master)),
+                .filter_map(|&i| prepared[i as usize].master),
         )
         .collect();
     // Class: stage, then masters before RELATED; a stable sort keeps the
@@ -175,24 +186,41 @@ pub fn plan_active_first<C: Borrow<Conntrack>, X: Borrow<Expect>>(
     let mut classed: Vec<(u8, u32)> = order
         .iter()
         .enumerate()
-        .filter_map(|(pos, &i)| {
-            let c = entry(i)?;
+        .map(|(pos, &i)| {
+            let c = &prepared[i as usize];
             let first = pos < FIRST_STAGE
                 || (c.master.is_none() && needed.contains(&c.orig));
-            Some((u8::from(!first) * 2 + u8::from(c.master.is_some()), i))
+            (u8::from(!first) * 2 + u8::from(c.master.is_some()), i)
         })
         .collect();
+    drop(order);
     classed.sort_by_key(|(class, _)| *class);
     let head = classed.iter().filter(|(class, _)| *class < 2).count();
-    let cts = classed
-        .iter()
-        .filter_map(|&(_, i)| prepared[i as usize].take())
-        .collect();
+    let mut perm: Vec<u32> = classed.into_iter().map(|(_, i)| i).collect();
+    permute(&mut prepared, &mut perm);
     let x = exps.len();
     Plan {
-        cts,
+        cts: prepared,
         exps,
         first: (head, x),
+    }
+}
+
+/// Reorders `v` so that `v[k]` becomes the old `v[perm[k]]`, by swaps
+/// along the permutation's cycles (`perm` is used up).
+fn permute<T>(v: &mut [T], perm: &mut [u32]) {
+    const DONE: u32 = u32::MAX;
+    for start in 0..v.len() {
+        let mut cur = start;
+        while perm[cur] != DONE {
+            let src = perm[cur] as usize;
+            perm[cur] = DONE;
+            if src == start {
+                break;
+            }
+            v.swap(cur, src);
+            cur = src;
+        }
     }
 }
 
@@ -377,6 +405,23 @@ mod test {
         let ports: Vec<u16> = p.cts.iter().map(port).collect();
         assert_eq!(ports, (1..=10).rev().collect::<Vec<_>>());
         assert!(p.stages()[1].0.is_empty());
+    }
+
+    #[test]
+    fn permute_moves_every_element_to_its_place() {
+        // A permutation with a fixed point, a 2-cycle and a long cycle.
+        for perm in [
+            vec![0u32, 2, 1, 4, 5, 6, 3],
+            (0..1000).map(|i| (i * 7 + 3) % 1000).collect::<Vec<u32>>(),
+            vec![],
+        ] {
+            let old: Vec<u32> = (100..100 + perm.len() as u32).collect();
+            let mut v = old.clone();
+            permute(&mut v, &mut perm.clone());
+            let want: Vec<u32> =
+                perm.iter().map(|&p| old[p as usize]).collect();
+            assert_eq!(v, want);
+        }
     }
 
     #[test]

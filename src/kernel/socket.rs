@@ -186,11 +186,36 @@ impl CtSocket {
 
     /// Creates conntracks (already prepared by `kernel::commit`) in
     /// batches. An entry that exists is deleted and created once more, as
-    /// conntrackd does. Returns one errno per entry, 0 for success.
+    /// conntrackd does. A RELATED entry whose master the kernel does not
+    /// have (ENOENT: the master ended before the failover, so it is in
+    /// neither the plan nor the kernel) is created once more without it:
+    /// the flow itself is still in use. Returns one errno per entry, 0
+    /// for success.
     pub fn create_cts(&mut self, cts: &[Conntrack]) -> io::Result<Vec<Errno>> {
-        self.create_with_retry(cts, codec::encode_ct_create, |buf, ct, seq| {
+        let delete = |buf: &mut Vec<u8>, ct: &Conntrack, seq| {
             codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq)
-        })
+        };
+        let mut result =
+            self.create_with_retry(cts, codec::encode_ct_create, delete)?;
+        let orphans: Vec<usize> = (0..cts.len())
+            .filter(|&i| result[i] == ENOENT && cts[i].master.is_some())
+            .collect();
+        if orphans.is_empty() {
+            return Ok(result);
+        }
+        let alone: Vec<Conntrack> = orphans
+            .iter()
+            .map(|&i| Conntrack {
+                master: None,
+                ..cts[i].clone()
+            })
+            .collect();
+        let errs =
+            self.create_with_retry(&alone, codec::encode_ct_create, delete)?;
+        for (&i, e) in orphans.iter().zip(errs) {
+            result[i] = e;
+        }
+        Ok(result)
     }
 
     /// Creates expectations (their masters must exist), with the same

@@ -5,25 +5,54 @@
 //! keeps the state its last event carried) in the plain conntrack format,
 //! as conntrackd writes it after the `ctime` stamp, with the destroy
 //! event's packet and byte counters when the kernel keeps them. Also the
-//! `-s` block
-//! of a stats-mode daemon. Pure: the daemon owns the file and the clock.
+//! `-s`, `-s cache` and `-i` of a stats-mode daemon, `-f internal`, and
+//! the folding of a kernel dump (`-R`, or after an event overrun, when
+//! the flows that ended unseen are logged too). Pure: the daemon owns the
+//! file, the kernel and the clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use super::render::ct_line_counted;
+use super::render::{cache_extended, ct_line_counted, stats_part};
+use crate::cache::{CacheStats, Entry};
 use crate::config::Filter;
+use crate::control::proto::Format;
 use crate::filter;
 use crate::kernel::codec::Kind;
 use crate::model::{Conntrack, ProtoInfo};
+use crate::time::Instant;
 use crate::wire::{CtKey, ct_key_of};
+
+/// A cached flow: what the events told, and since when it is cached.
+#[derive(Debug)]
+struct Flow {
+    ct: Conntrack,
+    since: Instant,
+    /// The event count when an event or a dump last touched it: a dump
+    /// that started later than that and did not see it proves it gone.
+    touched: u64,
+}
+
+/// A kernel dump being folded in (`-R`, or after an overrun).
+#[derive(Debug)]
+pub struct Resync {
+    /// Log the flows the dump proves gone (after an overrun; `-R` only
+    /// adds and updates, as conntrackd's does).
+    purge: bool,
+    started: u64,
+    seen: HashSet<CtKey>,
+}
 
 /// The stats cache and its counters.
 #[derive(Debug)]
 pub struct FlowLog {
     filter: Filter,
     limit: usize,
-    flows: HashMap<CtKey, Conntrack>,
+    flows: HashMap<CtKey, Flow>,
+    /// Events (and dumped entries) folded in so far.
+    ticks: u64,
+    /// Events the Filter dropped.
+    pub filtered: u64,
     pub created: u64,
     pub created_failed: u64,
     pub updated: u64,
@@ -39,6 +68,8 @@ impl FlowLog {
             filter,
             limit,
             flows: HashMap::new(),
+            ticks: 0,
+            filtered: 0,
             created: 0,
             created_failed: 0,
             updated: 0,
@@ -48,9 +79,15 @@ impl FlowLog {
         }
     }
 
-    /// One kernel event (or a start-up dump entry, as an update): the
-    /// line to log when it destroyed a cached flow.
-    pub fn event(&mut self, kind: Kind, mut ct: Conntrack) -> Option<String> {
+    /// One kernel event (or a start-up dump entry, as an update) at
+    /// `now`: the line to log when it destroyed a cached flow.
+    pub fn event(
+        &mut self,
+        kind: Kind,
+        mut ct: Conntrack,
+        now: Instant,
+    ) -> Option<String> {
+        self.ticks += 1;
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
             let cached = self.flows.remove(&key)?;
@@ -59,26 +96,117 @@ impl FlowLog {
                 self.traffic_bytes += c.orig_bytes + c.reply_bytes;
                 self.traffic_packets += c.orig_packets + c.reply_packets;
             }
-            return Some(ct_line_counted(&merged(&cached, ct)));
+            return Some(ct_line_counted(&merged(&cached.ct, ct)));
         }
         if !filter::conntrack(&self.filter, &ct) {
+            self.filtered += 1;
             return None;
         }
         ct.timeout = None;
         ct.counters = None;
-        match self.flows.get(&key) {
+        let touched = self.ticks;
+        let full = self.flows.len() >= self.limit;
+        match self.flows.get_mut(&key) {
             Some(old) => {
-                let ct = merged(old, ct);
-                self.flows.insert(key, ct);
+                old.ct = merged(&old.ct, ct);
+                old.touched = touched;
                 self.updated += 1;
             }
-            None if self.flows.len() >= self.limit => self.created_failed += 1,
+            None if full => self.created_failed += 1,
             None => {
-                self.flows.insert(key, ct);
+                let since = now;
+                self.flows.insert(key, Flow { ct, since, touched });
                 self.created += 1;
             }
         }
         None
+    }
+
+    /// `-f internal`: forgets every flow (counted as destroyed, as
+    /// conntrackd counts them; none is logged). Returns how many.
+    pub fn flush(&mut self) -> usize {
+        let n = self.flows.len();
+        self.flows.clear();
+        self.destroyed += n as u64;
+        n
+    }
+
+    /// Starts folding in a kernel dump (see [`FlowLog::resync_part`]).
+    pub fn resync_start(&self, purge: bool) -> Resync {
+        Resync {
+            purge,
+            started: self.ticks,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Folds in one part of the dump (each entry as an update).
+    pub fn resync_part(
+        &mut self,
+        r: &mut Resync,
+        part: impl IntoIterator<Item = Conntrack>,
+        now: Instant,
+    ) {
+        for ct in part {
+            if r.purge {
+                r.seen.insert(ct_key_of(&ct));
+            }
+            self.event(Kind::Update, ct, now);
+        }
+    }
+
+    /// Ends the dump: with `purge`, the flows it proves gone (cached
+    /// before it started, not in it) leave the cache and their lines are
+    /// returned for the stats log.
+    pub fn resync_end(&mut self, r: Resync) -> Vec<String> {
+        if !r.purge {
+            return Vec::new();
+        }
+        let gone: Vec<CtKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| f.touched <= r.started && !r.seen.contains(*k))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut lines = Vec::with_capacity(gone.len());
+        for k in gone {
+            if let Some(f) = self.flows.remove(&k) {
+                self.destroyed += 1;
+                lines.push(ct_line_counted(&f.ct));
+            }
+        }
+        lines
+    }
+
+    /// `-i` in `format` (plain lines with `[active since]`, XML, or a
+    /// JSON array), in no particular order, as conntrackd's.
+    pub fn dump_text(&self, now: Instant, format: Format) -> String {
+        let entries = self.flows.values().map(|f| Entry {
+            value: f.ct.clone(),
+            since: f.since,
+            updated: f.since,
+        });
+        let part = stats_part(entries, now, format);
+        if format == Format::Json {
+            format!("[{part}]\n")
+        } else {
+            part
+        }
+    }
+
+    /// `-s cache`: conntrackd's block for its one cache, `stats`.
+    pub fn cache_text(&self) -> String {
+        let st = CacheStats {
+            add_ok: self.created,
+            add_fail: self.created_failed,
+            add_fail_enospc: self.created_failed,
+            upd_ok: self.updated,
+            del_ok: self.destroyed,
+            ..CacheStats::default()
+        };
+        let mut s = String::new();
+        cache_extended(&mut s, "stats", self.flows.len(), &st);
+        s
     }
 
     /// Flows cached now.
@@ -140,6 +268,8 @@ mod test {
     use crate::config::{AddressRule, Cidr, Logic};
     use crate::model::{L4, Tuple, status};
 
+    const T0: Instant = Instant::ZERO;
+
     fn tcp(port: u16, state: Option<u8>) -> Conntrack {
         let mut c = Conntrack::new(Tuple {
             src: "10.0.0.1".parse().unwrap(),
@@ -166,7 +296,7 @@ mod test {
         let mut log = FlowLog::new(Filter::default(), 10);
         let mut new = tcp(1000, Some(3));
         new.mark = 5;
-        assert_eq!(log.event(Kind::New, new), None);
+        assert_eq!(log.event(Kind::New, new, T0), None);
         let mut gone = tcp(1000, None);
         gone.counters = Some(crate::model::Counters {
             orig_packets: 3,
@@ -176,7 +306,7 @@ mod test {
         });
         // conntrackd 1.4.7's line for the same flow (after its ctime).
         assert_eq!(
-            log.event(Kind::Destroy, gone.clone()).as_deref(),
+            log.event(Kind::Destroy, gone.clone(), T0).as_deref(),
             Some(
                 "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 packets=3 bytes=180 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 packets=2 bytes=120 [ASSURED] mark=5"
             )
@@ -184,7 +314,7 @@ mod test {
         assert_eq!((log.created, log.destroyed, log.len()), (1, 1, 0));
         assert_eq!((log.traffic_bytes, log.traffic_packets), (300, 5));
         // Not cached (any more): nothing to log.
-        assert_eq!(log.event(Kind::Destroy, gone), None);
+        assert_eq!(log.event(Kind::Destroy, gone, T0), None);
     }
 
     #[test]
@@ -197,7 +327,7 @@ mod test {
             start_s: 1,
             stop_s: 0,
         });
-        log.event(Kind::New, new);
+        log.event(Kind::New, new, T0);
         let mut gone = tcp(1000, None);
         gone.zone = 3;
         // Whole seconds of the stop minus whole seconds of the start, as
@@ -207,7 +337,7 @@ mod test {
             stop_s: 5,
         });
         assert_eq!(
-            log.event(Kind::Destroy, gone).as_deref(),
+            log.event(Kind::Destroy, gone, T0).as_deref(),
             Some(
                 "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] zone=3 delta-time=4 helper=ftp"
             )
@@ -228,12 +358,12 @@ mod test {
             ..Filter::default()
         };
         let mut log = FlowLog::new(filter, 1);
-        log.event(Kind::New, tcp(1, Some(3)));
-        assert_eq!(log.event(Kind::Destroy, tcp(1, None)), None);
+        log.event(Kind::New, tcp(1, Some(3)), T0);
+        assert_eq!(log.event(Kind::Destroy, tcp(1, None), T0), None);
         let mut log = FlowLog::new(Filter::default(), 1);
-        log.event(Kind::New, tcp(1, Some(3)));
-        log.event(Kind::New, tcp(2, Some(3)));
-        log.event(Kind::Update, tcp(1, Some(4)));
+        log.event(Kind::New, tcp(1, Some(3)), T0);
+        log.event(Kind::New, tcp(2, Some(3)), T0);
+        log.event(Kind::Update, tcp(1, Some(4)), T0);
         assert_eq!((log.created, log.created_failed, log.updated), (1, 1, 1));
         assert!(log.stats_text().starts_with(
             "cache stats:\ncurrent active connections:\t           1\nconnections created:\t\t           1\tfailed:\t           1\n"
@@ -241,5 +371,56 @@ mod test {
         assert!(log.stats_text().ends_with(
             "traffic processed:\n                   0 Bytes                         0 Pckts\n\n"
         ));
+    }
+
+    #[test]
+    fn a_flush_forgets_every_flow_without_logging_it() {
+        let mut log = FlowLog::new(Filter::default(), 10);
+        log.event(Kind::New, tcp(1, Some(3)), T0);
+        log.event(Kind::New, tcp(2, Some(3)), T0);
+        assert_eq!(log.flush(), 2);
+        assert_eq!((log.len(), log.destroyed), (0, 2));
+        assert_eq!(log.event(Kind::Destroy, tcp(1, None), T0), None);
+    }
+
+    #[test]
+    fn a_resync_after_an_overrun_logs_the_flows_that_ended_unseen() {
+        let mut log = FlowLog::new(Filter::default(), 10);
+        log.event(Kind::New, tcp(1, Some(3)), T0);
+        log.event(Kind::New, tcp(2, Some(3)), T0);
+        let mut r = log.resync_start(true);
+        // Created while the dump runs: not in it, but not gone either.
+        log.event(Kind::New, tcp(3, Some(3)), T0);
+        log.resync_part(&mut r, [tcp(2, Some(3)), tcp(4, Some(3))], T0);
+        let gone = log.resync_end(r);
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].contains("sport=1 dport=80"), "{gone:?}");
+        assert_eq!(log.len(), 3);
+        assert_eq!((log.created, log.updated, log.destroyed), (4, 1, 1));
+        // `-R` only adds and updates.
+        let mut r = log.resync_start(false);
+        log.resync_part(&mut r, [tcp(5, Some(3))], T0);
+        assert!(log.resync_end(r).is_empty());
+        assert_eq!(log.len(), 4);
+    }
+
+    #[test]
+    fn the_internal_dump_and_cache_block_are_conntrackds() {
+        let mut log = FlowLog::new(Filter::default(), 10);
+        let mut c = tcp(1000, Some(3));
+        c.mark = 5;
+        log.event(Kind::New, c, Instant::from_millis(1000));
+        // conntrackd 1.4.7's `-i` line in Stats mode for this flow.
+        assert_eq!(
+            log.dump_text(Instant::from_millis(22_500), Format::Plain),
+            "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] mark=5 [active since 21s]\n"
+        );
+        let json = log.dump_text(T0, Format::Json);
+        assert!(json.starts_with("[{") && json.ends_with("}]\n"), "{json}");
+        log.flush();
+        assert_eq!(
+            log.cache_text(),
+            "cache:stats\tactive objects:\t\t           0\n\tactive/total entries:\t\t           0/           0\n\tcreation OK/failed:\t\t           1/           0\n\t\tno memory available:\t           0\n\t\tno space left in cache:\t           0\n\tupdate OK/failed:\t\t           0/           0\n\t\tentry not found:\t           0\n\tdeletion created/failed:\t           1/           0\n\t\tentry not found:\t           0\n\n"
+        );
     }
 }

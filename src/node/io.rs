@@ -109,6 +109,8 @@ pub enum Purpose {
         expectations: bool,
         send: bool,
     },
+    /// The activity scan's dump (`node::activity`).
+    ActivityScan,
     /// A conntrack re-read because the kernel changed it without an
     /// event (a helper's sequence adjustment): sent as an update.
     Refresh,

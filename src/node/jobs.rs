@@ -64,6 +64,13 @@ impl Node {
                     None,
                 );
             }
+            (Purpose::ActivityScan, Done::Dumped { objects, last }) => {
+                self.activity_part(now, objects, last);
+            }
+            (Purpose::ActivityScan, Done::Failed(why)) => {
+                self.activity_failed();
+                self.out.log(Warn, format!("activity scan failed: {why}"));
+            }
             (Purpose::Refresh, Done::Dumped { objects, .. }) => {
                 self.refreshed(now, objects);
             }

@@ -110,7 +110,7 @@ impl Node {
         }
     }
 
-    fn kernel_ct(
+    pub(super) fn kernel_ct(
         &mut self,
         now: Instant,
         kind: Kind,

@@ -24,10 +24,12 @@
 //! peer's expectations are purged with their master; expectation sync works
 //! with DisableInternalCache.
 
+mod activity;
 mod anti_entropy;
 mod control;
 mod dumps;
 pub mod flow_log;
+pub mod flow_requests;
 mod io;
 mod jobs;
 mod kernel_side;
@@ -99,6 +101,8 @@ pub struct Node {
     commit: Option<Running>,
     resync: Option<kernel_side::ResyncRun>,
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
+    /// The primary's scans for flows active without events.
+    activity: activity::Activity,
     dumps: dumps::Dumps,
     out: Outbox,
     /// Per link: datagrams refused (`-s link`, JSON), and the protocol
@@ -196,6 +200,13 @@ impl Node {
             commit: None,
             resync: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
+            activity: activity::Activity::new(
+                sync.activity_scan,
+                sync.mode,
+                !sync.disable_internal_cache,
+                cfg.general.poll_secs.is_some(),
+                now,
+            ),
             dumps: dumps::Dumps::default(),
             out: Outbox::default(),
             refused: Vec::new(),
@@ -279,6 +290,7 @@ impl Node {
             self.next_poll,
             self.tx_due,
             anti_entropy,
+            self.activity.poll_at(),
         ]
         .into_iter()
         .flatten()
@@ -376,6 +388,7 @@ impl Node {
             self.external_exp.expire(now, life);
         }
         self.polling_timer(now);
+        self.activity_timer(now);
         if self.overrun_resync_at.is_some_and(|t| now >= t) {
             self.overrun_resync_at = None;
             self.burst_since = None;

@@ -30,6 +30,9 @@ pub struct Counters {
     pub inject_fail: u64,
     /// Kernel jobs that failed as a whole or never ran (queue full).
     pub jobs_failed: u64,
+    /// Activity scans done, and the active flows they sent again.
+    pub activity_scans: u64,
+    pub activity_resent: u64,
 }
 
 /// One cache as the statistics show it.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ctd;
+pub mod devlog;
 pub mod fw;
 pub mod sniff;
 

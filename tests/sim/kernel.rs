@@ -315,11 +315,17 @@ impl Kernel {
                 let (mut cts, mut exps) = (Vec::new(), Vec::new());
                 for (stage_cts, stage_exps) in plan.stages() {
                     for c in stage_cts {
-                        cts.push(errno(self.create_ct(
-                            c,
-                            Origin::Commit,
-                            events,
-                        )));
+                        let mut r = self.create_ct(c, Origin::Commit, events);
+                        if r == Err(ENOENT) && c.master.is_some() {
+                            // The master ended: the worker creates the
+                            // RELATED flow without it.
+                            let alone = Conntrack {
+                                master: None,
+                                ..c.clone()
+                            };
+                            r = self.create_ct(&alone, Origin::Commit, events);
+                        }
+                        cts.push(errno(r));
                     }
                     for x in stage_exps {
                         exps.push(errno(self.create_exp(

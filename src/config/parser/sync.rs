@@ -46,6 +46,7 @@ const OPTIONS: &[&str] = &[
     "ExpectationSync",
     "TCPWindowTracking",
     "AntiEntropyPeriod",
+    "ActivityScan",
     "AuthenticationKeyFile",
     "PeerProtocol",
     "PeerNATByteOrder",
@@ -193,6 +194,12 @@ impl<'a> Parser<'a> {
                 "AntiEntropyPeriod" => {
                     let n = p.number()?;
                     p.sync_mut().anti_entropy_period = n;
+                }
+                // ctsyncd's own: seconds between scans of the kernel
+                // table for active flows (node::activity); 0: off.
+                "ActivityScan" => {
+                    let n = p.number()?;
+                    p.sync_mut().activity_scan = n;
                 }
                 "AuthenticationKeyFile" => p.authentication_key_file()?,
                 "PeerProtocol" => p.peer_protocol()?,

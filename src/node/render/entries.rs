@@ -101,7 +101,7 @@ fn tuple_text(out: &mut String, t: &Tuple) {
 /// as conntrackd prints cached entries). External entries have no reply
 /// tuple in conntrackd, so none is printed for them.
 pub fn ct_line(ct: &Conntrack, external: bool) -> String {
-    ct_line_with(ct, external, false)
+    ct_line_with(ct, external, false, false)
 }
 
 /// [`ct_line`] with each direction's `packets=… bytes=…` after its tuple
@@ -110,7 +110,7 @@ pub fn ct_line(ct: &Conntrack, external: bool) -> String {
 /// (`nf_conntrack_timestamp=1`), as conntrackd's stats log prints a
 /// destroyed flow.
 pub fn ct_line_counted(ct: &Conntrack) -> String {
-    ct_line_with(ct, false, true)
+    ct_line_with(ct, false, true, false)
 }
 
 /// How many whole seconds a flow lived, as libnetfilter_conntrack counts
@@ -121,15 +121,26 @@ fn lifetime_secs(start_s: u32, stop_s: u32) -> u32 {
     stop_s.saturating_sub(start_s)
 }
 
-fn ct_line_with(ct: &Conntrack, external: bool, counted: bool) -> String {
+fn ct_line_with(
+    ct: &Conntrack,
+    external: bool,
+    counted: bool,
+    mark_always: bool,
+) -> String {
     let mut s = String::with_capacity(200);
-    ct_line_into(&mut s, ct, external, counted);
+    ct_line_into(&mut s, ct, external, counted, mark_always);
     s
 }
 
 /// [`ct_line_with`], appended to `s` (a dump writes its lines into one
 /// buffer).
-fn ct_line_into(s: &mut String, ct: &Conntrack, external: bool, counted: bool) {
+fn ct_line_into(
+    s: &mut String,
+    ct: &Conntrack,
+    external: bool,
+    counted: bool,
+    mark_always: bool,
+) {
     let counters = ct.counters.filter(|_| counted);
     let start = s.len();
     // The protocol's name padded to 8 columns, as `{:<8}` would.
@@ -162,7 +173,7 @@ fn ct_line_into(s: &mut String, ct: &Conntrack, external: bool, counted: bool) {
     if ct.status & status::ASSURED != 0 {
         s.push_str("[ASSURED] ");
     }
-    if ct.mark != 0 {
+    if ct.mark != 0 || mark_always {
         field(s, "mark=", ct.mark.into());
     }
     if ct.secmark != 0 {
@@ -266,6 +277,10 @@ fn xml_tuple(s: &mut String, dir: &str, t: Option<&Tuple>) {
 
 /// One conntrack in conntrackd's `-x` XML.
 pub fn ct_xml(ct: &Conntrack, external: bool) -> String {
+    ct_xml_with(ct, external, false)
+}
+
+fn ct_xml_with(ct: &Conntrack, external: bool, mark_always: bool) -> String {
     let mut s = String::from("<flow>");
     xml_tuple(&mut s, "original", Some(&ct.orig));
     let reply = ct.reply_tuple();
@@ -274,7 +289,7 @@ pub fn ct_xml(ct: &Conntrack, external: bool) -> String {
     if let Some(st) = state_name(&ct.proto_info) {
         let _ = write!(s, "<state>{st}</state>");
     }
-    if ct.mark != 0 {
+    if ct.mark != 0 || mark_always {
         let _ = write!(s, "<mark>{}</mark>", ct.mark);
     }
     if ct.zone != 0 {
@@ -501,8 +516,9 @@ pub fn ct_part(
     external: bool,
     expiry: Option<Duration>,
 ) -> String {
-    let plain =
-        |s: &mut String, ct: &Conntrack| ct_line_into(s, ct, external, false);
+    let plain = |s: &mut String, ct: &Conntrack| {
+        ct_line_into(s, ct, external, false, false)
+    };
     let xml = |ct: &Conntrack| ct_xml(ct, external);
     let r = Renderers {
         plain: &plain,
@@ -510,6 +526,27 @@ pub fn ct_part(
         json: &ct_json,
     };
     render_part(entries, first, now, f, expiry, &r)
+}
+
+/// A Stats-mode daemon's `-i` (see [`render_part`]): each flow as
+/// [`ct_line`] prints it but with the mark even when it is 0 (conntrackd
+/// keeps the mark every kernel event carries, and libnetfilter_conntrack
+/// prints a mark that is set).
+pub fn stats_part(
+    entries: impl Iterator<Item = Entry<Conntrack>>,
+    now: Instant,
+    f: Format,
+) -> String {
+    let xml = |ct: &Conntrack| ct_xml_with(ct, false, true);
+    let plain = |s: &mut String, ct: &Conntrack| {
+        ct_line_into(s, ct, false, false, true)
+    };
+    let r = Renderers {
+        plain: &plain,
+        xml: &xml,
+        json: &ct_json,
+    };
+    render_part(entries, true, now, f, None, &r)
 }
 
 /// A part of a `-i expect` / `-e expect` dump (see [`render_part`]).

@@ -9,6 +9,6 @@ mod test_entries;
 
 pub use entries::{
     ct_json, ct_line, ct_line_counted, ct_part, ct_xml, exp_json, exp_line,
-    exp_part, exp_xml,
+    exp_part, exp_xml, stats_part,
 };
-pub use stats::{LinkView, runtime_text, stats, uptime};
+pub use stats::{LinkView, cache_extended, runtime_text, stats, uptime};

@@ -71,7 +71,7 @@ fn cache_block(s: &mut String, name: &str, len: usize, st: &CacheStats) {
 
 /// `-s cache`: conntrackd's block exactly (the memory use and the limit
 /// are in `--json` only: monitoring parses this one).
-fn cache_extended(s: &mut String, name: &str, len: usize, st: &CacheStats) {
+pub fn cache_extended(s: &mut String, name: &str, len: usize, st: &CacheStats) {
     let _ = write!(
         s,
         "cache:{name}\tactive objects:\t\t{len:12}\n\tactive/total entries:\t\t{len:12}/{len:12}\n\tcreation OK/failed:\t\t{:12}/{:12}\n\t\tno memory available:\t{:12}\n\t\tno space left in cache:\t{:12}\n\tupdate OK/failed:\t\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\tdeletion created/failed:\t{:12}/{:12}\n\t\tentry not found:\t{:12}\n\n",
@@ -325,7 +325,7 @@ fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
 fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
     let _ = write!(
         s,
-        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{}}}",
+        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{},\"activity_scans\":{},\"activity_resent\":{}}}",
         c.events_received,
         c.events_filtered,
         c.overruns,
@@ -338,7 +338,9 @@ fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
         c.inject_ok,
         c.inject_fail,
         c.traffic_bytes,
-        c.traffic_packets
+        c.traffic_packets,
+        c.activity_scans,
+        c.activity_resent
     );
 }
 

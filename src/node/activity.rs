@@ -1,0 +1,321 @@
+//! The activity scan: which flows carry traffic now.
+//!
+//! The kernel raises no event while an established flow carries data, so
+//! a long-lived busy stream looks as old to the peer as a flow idle since
+//! its handshake, and a commit ordered by recency would restore it last.
+//! Every `ActivityScan` seconds the primary dumps its table (on the kernel
+//! worker). A flow whose remaining timeout is above what its last event's
+//! timeout has counted down to was refreshed by the kernel since: a packet
+//! passed. Up to [`ACTIVE_MAX`] of the most recently active are sent again
+//! as updates, so the peer's cache marks them recent and its commit
+//! restores them in the first stage. The bytes this costs are bounded by
+//! [`ACTIVE_MAX`] entries per scan; flows that had an event since the last
+//! scan are recent at the peer already and are not sent again.
+
+use std::time::Duration;
+
+use super::Node;
+use crate::kernel::codec::{Kind, Object};
+use crate::model::{Conntrack, Mode};
+use crate::time::Instant;
+use crate::wire::ct_key_of;
+
+/// Most flows one scan sends again.
+pub(super) const ACTIVE_MAX: usize = 256;
+/// Seconds of rounding the kernel's and the node's clocks may differ by.
+const SLACK_S: u64 = 2;
+
+/// The scan's schedule, and the candidates of the one running.
+#[derive(Debug, Default)]
+pub(super) struct Activity {
+    period: Option<Duration>,
+    due: Option<Instant>,
+    /// A scan's dump is arriving: (seconds since the last packet, flow).
+    running: Option<Vec<(u32, Conntrack)>>,
+}
+
+impl Activity {
+    /// On for a node whose kernel table is its own state (internal cache,
+    /// events rather than polling) in a mode that keeps state (ALARM
+    /// resends everything anyway).
+    pub(super) fn new(
+        period_s: u32,
+        mode: Mode,
+        internal_cache: bool,
+        polling: bool,
+        now: Instant,
+    ) -> Activity {
+        let on =
+            period_s > 0 && internal_cache && !polling && mode != Mode::Alarm;
+        let period = on.then(|| Duration::from_secs(u64::from(period_s)));
+        Activity {
+            period,
+            due: period.map(|p| now + p),
+            running: None,
+        }
+    }
+
+    pub(super) fn poll_at(&self) -> Option<Instant> {
+        self.due
+    }
+}
+
+/// Seconds since the flow's last packet when a packet refreshed it after
+/// the event the cache holds: that event left `cached_timeout` seconds at
+/// `cached_at`; the dump shows `dumped_timeout` at `now`.
+pub(super) fn quiet_secs(
+    cached_timeout: u32,
+    cached_at: Instant,
+    dumped_timeout: u32,
+    now: Instant,
+) -> Option<u32> {
+    let elapsed = now.since(cached_at).as_secs();
+    let counted_down = u64::from(cached_timeout).saturating_sub(elapsed);
+    (u64::from(dumped_timeout) > counted_down + SLACK_S)
+        .then(|| cached_timeout.saturating_sub(dumped_timeout))
+}
+
+/// Keeps the `ACTIVE_MAX` most recently active (fewest quiet seconds).
+fn keep_most_recent(c: &mut Vec<(u32, Conntrack)>) {
+    if c.len() > ACTIVE_MAX {
+        c.select_nth_unstable_by_key(ACTIVE_MAX - 1, |(q, _)| *q);
+        c.truncate(ACTIVE_MAX);
+    }
+}
+
+impl Node {
+    /// When a scan is due, asks for a dump, unless the previous one is
+    /// still arriving.
+    pub(super) fn activity_timer(&mut self, now: Instant) {
+        let (Some(due), Some(period)) =
+            (self.activity.due, self.activity.period)
+        else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.activity.due = Some(now + period);
+        if self.activity.running.is_some() {
+            return;
+        }
+        self.activity.running = Some(Vec::new());
+        self.out.jobs.push(super::Job {
+            purpose: super::Purpose::ActivityScan,
+            work: super::Work::Dump {
+                conntracks: true,
+                expectations: false,
+            },
+        });
+    }
+
+    /// One part of the scan's dump; at the last, the most recently active
+    /// flows go through the event path as updates (cached with the dump's
+    /// timeout, and sent).
+    pub(super) fn activity_part(
+        &mut self,
+        now: Instant,
+        objects: Vec<Object>,
+        last: bool,
+    ) {
+        let Some(mut found) = self.activity.running.take() else {
+            return;
+        };
+        for o in objects {
+            let Object::Ct(ct) = o else { continue };
+            let Some(dumped) = ct.timeout else { continue };
+            let Some(e) = self.internal_ct.get(&ct_key_of(&ct)) else {
+                continue;
+            };
+            let Some(cached) = e.value.timeout else {
+                continue;
+            };
+            if let Some(q) = quiet_secs(cached, e.updated, dumped, now) {
+                found.push((q, ct));
+                if found.len() >= 4 * ACTIVE_MAX {
+                    keep_most_recent(&mut found);
+                }
+            }
+        }
+        if !last {
+            self.activity.running = Some(found);
+            return;
+        }
+        keep_most_recent(&mut found);
+        self.counters.activity_scans += 1;
+        self.counters.activity_resent += found.len() as u64;
+        for (_, ct) in found {
+            self.kernel_ct(now, Kind::Update, ct, true);
+        }
+    }
+
+    /// The scan's dump failed: the next one comes at its time.
+    pub(super) fn activity_failed(&mut self) {
+        self.activity.running = None;
+        self.counters.jobs_failed += 1;
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::config;
+    use crate::model::{L4, Tuple};
+    use crate::node::{Completion, Done, Input, Purpose};
+
+    fn flow(port: u16, timeout: u32) -> Conntrack {
+        let mut c = Conntrack::new(Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: 17,
+            l4: L4::Ports { src: port, dst: 53 },
+        });
+        c.reply = Some(c.orig.inverse());
+        c.timeout = Some(timeout);
+        c
+    }
+
+    /// Hands in a dump for `purpose`, then the timers until the coalesced
+    /// datagrams are out: the data messages sent.
+    fn dumped(
+        n: &mut Node,
+        now: Instant,
+        purpose: Purpose,
+        cts: &[Conntrack],
+    ) -> usize {
+        let done = Done::Dumped {
+            objects: cts.iter().cloned().map(Object::Ct).collect(),
+            last: true,
+        };
+        let data = |d: &[Vec<u8>]| -> usize {
+            d.iter()
+                .map(|g| {
+                    let (_, body) = crate::wire::read(g).unwrap();
+                    crate::wire::messages(body)
+                        .filter(|m| m.as_ref().unwrap().is_data())
+                        .count()
+                })
+                .sum()
+        };
+        let o = n.handle(now, Input::Job(Completion { purpose, done }));
+        let mut sent = data(&o.datagrams);
+        for _ in 0..10 {
+            let at = n.poll_at();
+            if at > now + Duration::from_millis(500) {
+                break;
+            }
+            sent += data(&n.handle(at, Input::Timer).datagrams);
+        }
+        sent
+    }
+
+    fn scans(n: &mut Node, now: Instant) -> usize {
+        let o = n.handle(now, Input::Timer);
+        o.jobs
+            .iter()
+            .filter(|j| j.purpose == Purpose::ActivityScan)
+            .count()
+    }
+
+    /// A flow that carried packets since its event is sent again at the
+    /// next scan (and at every scan while it stays busy); an idle one
+    /// never is.
+    #[test]
+    fn busy_flows_are_sent_again_idle_ones_are_not() {
+        let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }\nOptions { ActivityScan 10 } }";
+        let cfg = config::parse(text, "t.conf").unwrap().config;
+        let t = |s: u64| T0 + Duration::from_secs(s);
+        let mut n = Node::new(cfg, 1, 1, 1400, 0, T0);
+        n.start(T0);
+        let resync = Purpose::Resync {
+            client: None,
+            conntracks: true,
+            expectations: false,
+            send: false,
+        };
+        dumped(&mut n, T0, resync, &[flow(1, 120), flow(2, 120)]);
+        assert_eq!(scans(&mut n, t(9)), 0);
+        assert_eq!(scans(&mut n, t(10)), 1);
+        // Port 1 refreshed 1 s ago; port 2 counted down.
+        let scan = Purpose::ActivityScan;
+        let sent = dumped(&mut n, t(10), scan, &[flow(1, 119), flow(2, 110)]);
+        assert_eq!(sent, 1);
+        assert_eq!(
+            (n.counters.activity_scans, n.counters.activity_resent),
+            (1, 1)
+        );
+        let e = n.internal_ct.get(&ct_key_of(&flow(1, 0))).unwrap();
+        assert_eq!((e.value.timeout, e.updated), (Some(119), t(10)));
+        // Still busy at the next scan: sent again; port 2 still idle.
+        assert_eq!(scans(&mut n, t(20)), 1);
+        let sent = dumped(&mut n, t(20), scan, &[flow(1, 118), flow(2, 100)]);
+        assert_eq!(sent, 1);
+        // Quiet now: nothing.
+        assert_eq!(scans(&mut n, t(30)), 1);
+        let sent = dumped(&mut n, t(30), scan, &[flow(1, 108), flow(2, 90)]);
+        assert_eq!(sent, 0);
+    }
+
+    /// ALARM, polling and a node without internal cache never scan.
+    #[test]
+    fn off_where_it_cannot_help() {
+        let now = Instant::ZERO;
+        assert!(
+            Activity::new(10, Mode::FtFw, true, false, now)
+                .poll_at()
+                .is_some()
+        );
+        assert!(
+            Activity::new(0, Mode::FtFw, true, false, now)
+                .poll_at()
+                .is_none()
+        );
+        assert!(
+            Activity::new(10, Mode::Alarm, true, false, now)
+                .poll_at()
+                .is_none()
+        );
+        assert!(
+            Activity::new(10, Mode::FtFw, false, false, now)
+                .poll_at()
+                .is_none()
+        );
+        assert!(
+            Activity::new(10, Mode::FtFw, true, true, now)
+                .poll_at()
+                .is_none()
+        );
+    }
+
+    const T0: Instant = Instant(1_000_000);
+
+    #[test]
+    fn a_refreshed_timeout_means_a_packet_passed() {
+        let later = |s| T0 + Duration::from_secs(s);
+        // An ESTABLISHED flow's event left 432 000 s; 30 s later the
+        // kernel shows it refreshed 3 s ago.
+        assert_eq!(quiet_secs(432_000, T0, 431_997, later(30)), Some(3));
+        // Idle since the event: the timeout only counted down.
+        assert_eq!(quiet_secs(432_000, T0, 431_970, later(30)), None);
+        // Within the clocks' rounding: not evidence.
+        assert_eq!(quiet_secs(120, T0, 92, later(30)), None);
+        assert_eq!(quiet_secs(120, T0, 93, later(30)), Some(27));
+        // Just after the event, nothing can be told.
+        assert_eq!(quiet_secs(120, T0, 120, T0), None);
+    }
+
+    #[test]
+    fn only_the_most_recently_active_are_kept() {
+        let ct = Conntrack::new(crate::model::Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: 17,
+            l4: crate::model::L4::Ports { src: 1, dst: 2 },
+        });
+        let mut v: Vec<(u32, Conntrack)> =
+            (0..1000).rev().map(|q| (q, ct.clone())).collect();
+        keep_most_recent(&mut v);
+        assert_eq!(v.len(), ACTIVE_MAX);
+        assert!(v.iter().all(|(q, _)| (*q as usize) < ACTIVE_MAX));
+    }
+}

@@ -3,9 +3,15 @@
 # times): fw-2 runs under callgrind while fw-1 replicates N flows to it
 # over FT-FW/UDP in two throw-away network namespaces; optionally one
 # `-e` dump follows (DUMP=1, the default). Prints callgrind's total; the
-# profile is left in $OUT for callgrind_annotate.
+# profile is left in $OUT for callgrind_annotate. SIDE=sender profiles
+# fw-1 (the sender: kernel events in, datagrams out) instead.
 #
 #   N=5000 DUMP=0 BIN=target/release/ctsyncd benches/receiver_profile.sh
+#
+# The flows are made one `conntrack -I` at a time, so they trickle in:
+# most datagrams carry one entry, and the event loop's share (one wake-up
+# per datagram) depends on the machine's timing; compare the node's
+# functions (callgrind_annotate --inclusive=yes) rather than totals alone.
 #
 # Subtract a run with N=1 (start-up and shutdown) and divide by N for
 # instructions per entry. A release build with symbols for the annotation:
@@ -41,9 +47,11 @@ Sync {
 }
 EOC
 done
-ip netns exec $A $BIN -C $W/fw1/conf & P1=$!
-ip netns exec $B valgrind --tool=callgrind --callgrind-out-file=$OUT $BIN -C $W/fw2/conf 2>$W/valgrind.err & P2=$!
-for t in $(seq 1 120); do $BIN -C $W/fw2/conf -s >/dev/null 2>&1 && break; sleep 0.5; done
+VG="valgrind --tool=callgrind --callgrind-out-file=$OUT"
+if [ "${SIDE:-receiver}" = sender ]; then V1=$VG; V2=; else V1=; V2=$VG; fi
+ip netns exec $A $V1 $BIN -C $W/fw1/conf 2>$W/valgrind1.err & P1=$!
+ip netns exec $B $V2 $BIN -C $W/fw2/conf 2>$W/valgrind2.err & P2=$!
+for t in $(seq 1 120); do $BIN -C $W/fw2/conf -s >/dev/null 2>&1 && $BIN -C $W/fw1/conf -s >/dev/null 2>&1 && break; sleep 0.5; done
 echo up
 python3 - $A $N <<'EOP'
 import subprocess,sys
@@ -56,5 +64,5 @@ echo created
 for t in $(seq 1 240); do c=$($BIN -C $W/fw2/conf -s 2>/dev/null | sed -n '/cache external/,/active/p' | grep "current active" | awk '{print $4}'); [ "$c" = "$N" ] && break; sleep 0.5; done
 echo "external $c"
 [ "${DUMP:-1}" = 1 ] && $BIN -C $W/fw2/conf -e | wc -l
-kill -TERM $P2; wait $P2 || true; P2=
+kill -TERM $P1 $P2; wait $P1 || true; wait $P2 || true; P1=; P2=
 callgrind_annotate "$OUT" 2>/dev/null | grep 'PROGRAM TOTALS'

@@ -10,9 +10,12 @@
 //!
 //! Memory: a slot holds only the entry's compact encoding ([`Stored`]; the
 //! wire's form, about 30 bytes for a TCP flow instead of the 288-byte
-//! model value) and two timestamps. The key is the encoding's prefix, so
-//! it is not stored twice; lookups compare encoded keys. Reading an entry
-//! decodes it, which costs far less than the memory it saves on a router.
+//! model value) and two timestamps, one of which also holds the length
+//! of the key's encoding. The key is the encoding's prefix, so it is not
+//! stored twice; lookups compare encoded keys, and the table hashes a
+//! slot when it grows from those key bytes without decoding anything.
+//! Reading an entry decodes it, which costs far less than the memory it
+//! saves on a router.
 
 mod stored;
 
@@ -32,8 +35,10 @@ pub trait Stored: Sized {
 
     /// Appends the stored form, which must begin with the encoding of the
     /// value's key exactly as [`Stored::encode_key`] writes it (a
-    /// prefix-free code, so "starts with" is key equality).
-    fn encode(&self, out: &mut Vec<u8>);
+    /// prefix-free code, so "starts with" is key equality). Returns the
+    /// length of that key encoding (the cache keeps it; finding it by
+    /// decoding the key again cost more than the rest of an insert).
+    fn encode(&self, out: &mut Vec<u8>) -> usize;
     fn encode_key(k: &Self::Key, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> Option<Self>;
     /// The key and the length of its encoding at the start of `bytes`.
@@ -100,9 +105,62 @@ pub struct Full;
 /// One entry as held: its encoding and its times.
 #[derive(Debug, Clone)]
 struct Slot {
+    /// The entry's encoding (key first).
     bytes: Box<[u8]>,
-    since: Instant,
+    /// When it was inserted (the low [`SINCE_BITS`] bits: milliseconds,
+    /// two million years' worth) and the length of its key's encoding
+    /// (the top byte), packed: a byte of its own would cost 8 bytes a
+    /// slot in padding, or a larger allocation for the encoding.
+    since_and_key_len: u64,
     updated: Instant,
+}
+
+const SINCE_BITS: u32 = 56;
+const SINCE_MASK: u64 = (1 << SINCE_BITS) - 1;
+/// The longest key encoding a slot can give the length of.
+const MAX_KEY_LEN: usize = u8::MAX as usize;
+
+fn pack(since: Instant, key_len: u8) -> u64 {
+    (u64::from(key_len) << SINCE_BITS) | (since.0 & SINCE_MASK)
+}
+
+impl Slot {
+    fn holding(key_len: u8, enc: &[u8], now: Instant) -> Slot {
+        Slot {
+            bytes: enc.into(),
+            since_and_key_len: pack(now, key_len),
+            updated: now,
+        }
+    }
+
+    /// The entry's encoding (key first).
+    fn encoded(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn key_len(&self) -> usize {
+        (self.since_and_key_len >> SINCE_BITS) as usize
+    }
+
+    fn since(&self) -> Instant {
+        Instant(self.since_and_key_len & SINCE_MASK)
+    }
+
+    fn set_since(&mut self, since: Instant) {
+        self.since_and_key_len =
+            (self.since_and_key_len & !SINCE_MASK) | (since.0 & SINCE_MASK);
+    }
+
+    /// A new encoding (whose key is the same).
+    fn replace(&mut self, key_len: u8, enc: &[u8]) {
+        self.bytes = enc.into();
+        self.since_and_key_len = pack(self.since(), key_len);
+    }
+
+    /// The key's encoding.
+    fn key(&self) -> &[u8] {
+        self.bytes.get(..self.key_len()).unwrap_or_default()
+    }
 }
 
 /// A bounded map with conntrackd's counters.
@@ -119,10 +177,10 @@ pub struct Cache<V: Stored> {
     _values: std::marker::PhantomData<V>,
 }
 
-/// The hash of a slot: of its key's encoding.
-fn slot_hash<V: Stored>(hasher: &RandomState, s: &Slot) -> u64 {
-    let len = V::decode_key(&s.bytes).map_or(s.bytes.len(), |(_, n)| n);
-    hasher.hash_one(&s.bytes[..len])
+/// The hash of a slot: of its key's encoding (read, not decoded: the
+/// table rehashes every slot each time it grows).
+fn slot_hash(hasher: &RandomState, s: &Slot) -> u64 {
+    hasher.hash_one(s.key())
 }
 
 impl<V: Stored> Cache<V> {
@@ -167,21 +225,26 @@ impl<V: Stored> Cache<V> {
     fn find(&self, k: &V::Key) -> Option<&Slot> {
         let kb = Self::key_bytes(k);
         let h = self.hasher.hash_one(&kb[..]);
-        self.table.find(h, |s| s.bytes.starts_with(&kb))
+        self.table.find(h, |s| s.key() == &kb[..])
     }
 
     fn read(s: &Slot) -> Option<Entry<V>> {
-        let value = V::decode(&s.bytes);
+        let value = V::decode(s.encoded());
         debug_assert!(value.is_some(), "a cache slot does not decode");
         Some(Entry {
             value: value?,
-            since: s.since,
+            since: s.since(),
             updated: s.updated,
         })
     }
 
     pub fn get(&self, k: &V::Key) -> Option<Entry<V>> {
         self.find(k).and_then(Self::read)
+    }
+
+    /// The entry's encoding as stored (key first), without decoding it.
+    pub fn get_encoded(&self, k: &V::Key) -> Option<&[u8]> {
+        self.find(k).map(Slot::encoded)
     }
 
     pub fn contains(&self, k: &V::Key) -> bool {
@@ -201,27 +264,35 @@ impl<V: Stored> Cache<V> {
         restart: bool,
     ) -> Result<Upsert, Full> {
         self.scratch.clear();
-        v.encode(&mut self.scratch);
+        let klen = v.encode(&mut self.scratch);
         let enc = &self.scratch[..];
-        let klen = V::decode_key(enc).map_or(enc.len(), |(_, n)| n);
+        // Keys are far shorter (`Stored::MAX_KEY`): a longer one would be
+        // a codec bug, refused rather than stored with a wrong length.
+        let Some(kl) = u8::try_from(klen)
+            .ok()
+            .filter(|_| klen <= MAX_KEY_LEN && klen <= enc.len())
+        else {
+            debug_assert!(false, "a {klen}-byte key");
+            self.stats.add_fail += 1;
+            return Err(Full);
+        };
         let kb = &enc[..klen];
         let hasher = &self.hasher;
         let h = hasher.hash_one(kb);
         let full = self.table.len() >= self.limit;
-        match self.table.entry(
-            h,
-            |s| s.bytes.starts_with(kb),
-            |s| slot_hash::<V>(hasher, s),
-        ) {
+        match self
+            .table
+            .entry(h, |s| s.key() == kb, |s| slot_hash(hasher, s))
+        {
             TableEntry::Occupied(mut o) => {
                 let s = o.get_mut();
-                if *s.bytes != *enc {
+                if s.encoded() != enc {
                     self.heap = self.heap - s.bytes.len() + enc.len();
-                    s.bytes = enc.into();
+                    s.replace(kl, enc);
                 }
                 s.updated = now;
                 if restart {
-                    s.since = now;
+                    s.set_since(now);
                 }
                 self.stats.upd_ok += 1;
                 Ok(Upsert::Updated)
@@ -232,11 +303,7 @@ impl<V: Stored> Cache<V> {
                     self.stats.add_fail_enospc += 1;
                     return Err(Full);
                 }
-                slot.insert(Slot {
-                    bytes: enc.into(),
-                    since: now,
-                    updated: now,
-                });
+                slot.insert(Slot::holding(kl, enc, now));
                 self.heap += enc.len();
                 self.stats.add_ok += 1;
                 Ok(Upsert::Created)
@@ -248,7 +315,7 @@ impl<V: Stored> Cache<V> {
     pub fn remove(&mut self, k: &V::Key) -> Option<V> {
         let kb = Self::key_bytes(k);
         let h = self.hasher.hash_one(&kb[..]);
-        match self.table.find_entry(h, |s| s.bytes.starts_with(&kb)) {
+        match self.table.find_entry(h, |s| s.key() == &kb[..]) {
             Ok(o) => {
                 let (s, _) = o.remove();
                 self.heap -= s.bytes.len();
@@ -318,7 +385,7 @@ impl<V: Stored> Cache<V> {
             .iter()
             .map(|s| Copied {
                 bytes: s.bytes.clone(),
-                since: s.since,
+                since: s.since(),
                 updated: s.updated,
             })
             .collect()
@@ -328,7 +395,7 @@ impl<V: Stored> Cache<V> {
     pub fn keys(&self) -> impl Iterator<Item = V::Key> + '_ {
         self.table
             .iter()
-            .filter_map(|s| V::decode_key(&s.bytes).map(|(k, _)| k))
+            .filter_map(|s| V::decode_key(s.encoded()).map(|(k, _)| k))
     }
 
     /// Every entry as stored, without decoding: its bytes (the wire
@@ -338,10 +405,9 @@ impl<V: Stored> Cache<V> {
     pub fn raw_entries(
         &self,
     ) -> impl Iterator<Item = (&[u8], usize, Instant)> + '_ {
-        self.table.iter().map(|s| {
-            let len = V::decode_key(&s.bytes).map_or(s.bytes.len(), |(_, n)| n);
-            (&*s.bytes, len, s.updated)
-        })
+        self.table
+            .iter()
+            .map(|s| (s.encoded(), s.key_len(), s.updated))
     }
 
     /// Removes the entries not updated for `lifetime` (ALARM's
@@ -372,9 +438,10 @@ mod test {
     impl Stored for Item {
         type Key = u8;
         const MAX_KEY: usize = 1;
-        fn encode(&self, out: &mut Vec<u8>) {
+        fn encode(&self, out: &mut Vec<u8>) -> usize {
             out.push(self.0);
             out.extend_from_slice(&self.1);
+            1
         }
         fn encode_key(k: &u8, out: &mut Vec<u8>) {
             out.push(*k);
@@ -383,8 +450,13 @@ mod test {
             Some(Item(*b.first()?, b[1..].to_vec()))
         }
         fn decode_key(b: &[u8]) -> Option<(u8, usize)> {
+            KEY_DECODES.with(|n| n.set(n.get() + 1));
             Some((*b.first()?, 1))
         }
+    }
+
+    thread_local! {
+        static KEY_DECODES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     fn item(k: u8, payload: &[u8]) -> Item {
@@ -458,6 +530,9 @@ mod test {
     fn heap_accounting_follows_every_change() {
         let t = Instant(0);
         let mut c: Cache<Item> = Cache::new(100);
+        // The key's length rides in a timestamp's top byte: a slot is an
+        // encoding's pointer and length and two timestamps.
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
         let table = |c: &Cache<Item>| {
             c.table.capacity() * (std::mem::size_of::<Slot>() + 1)
         };
@@ -482,12 +557,17 @@ mod test {
     #[test]
     fn many_entries_survive_growth() {
         // Resizing rehashes slots from their stored key bytes.
+        KEY_DECODES.with(|n| n.set(0));
         let mut c: Cache<Item> = Cache::new(10_000);
         for k in 0..=255u8 {
             c.upsert(&item(k, &[k, k]), Instant(u64::from(k)), false)
                 .unwrap();
         }
         assert_eq!(c.len(), 256);
+        // Neither an upsert (the encoding gives its key's length) nor
+        // growing the table (several times on the way to 256) decoded a
+        // key.
+        assert_eq!(KEY_DECODES.with(|n| n.get()), 0);
         for k in 0..=255u8 {
             let e = c.get(&k).unwrap();
             assert_eq!(e.value, item(k, &[k, k]));

@@ -23,6 +23,21 @@ fn append<T: serde::Serialize>(v: &T, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `key` and then `whole` (which begins with `key`'s encoding):
+/// the key's length is what the first write took.
+fn append_keyed<K, W>(key: &K, whole: &W, out: &mut Vec<u8>) -> usize
+where
+    K: serde::Serialize,
+    W: serde::Serialize,
+{
+    let start = out.len();
+    append(key, out);
+    let klen = out.len() - start;
+    out.truncate(start);
+    append(whole, out);
+    klen
+}
+
 fn key_at<K: serde::de::DeserializeOwned>(b: &[u8]) -> Option<(K, usize)> {
     let (k, rest) = postcard::take_from_bytes::<K>(b).ok()?;
     Some((k, b.len() - rest.len()))
@@ -33,8 +48,9 @@ impl Stored for Conntrack {
     // Two IPv6 addresses, protocol, ports (varints) and zone.
     const MAX_KEY: usize = 64;
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        append(&to_wire_ct(self), out);
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        let w = to_wire_ct(self);
+        append_keyed(&w.key, &w, out)
     }
 
     fn encode_key(k: &CtKey, out: &mut Vec<u8>) {
@@ -55,8 +71,9 @@ impl Stored for Expect {
     // Three tuples and the zone.
     const MAX_KEY: usize = 160;
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        append(&to_wire_exp(self), out);
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        let w = to_wire_exp(self);
+        append_keyed(&w.key, &w, out)
     }
 
     fn encode_key(k: &ExpKey, out: &mut Vec<u8>) {
@@ -99,9 +116,10 @@ mod test {
         ct.status = 0x18e;
         ct.timeout = Some(431_999);
         let (mut enc, mut kb) = (Vec::new(), Vec::new());
-        ct.encode(&mut enc);
+        let klen = ct.encode(&mut enc);
         Conntrack::encode_key(&ct_key_of(&ct), &mut kb);
         assert!(enc.starts_with(&kb));
+        assert_eq!(klen, kb.len());
         assert_eq!(
             Conntrack::decode_key(&enc),
             Some((ct_key_of(&ct), kb.len()))
@@ -126,9 +144,10 @@ mod test {
         );
         x.timeout = Some(300);
         let (mut enc, mut kb) = (Vec::new(), Vec::new());
-        x.encode(&mut enc);
+        let klen = x.encode(&mut enc);
         Expect::encode_key(&exp_key_of(&x), &mut kb);
         assert!(enc.starts_with(&kb));
+        assert_eq!(klen, kb.len());
         assert_eq!(Expect::decode(&enc), Some(x));
         assert!(kb.len() <= Expect::MAX_KEY);
     }
@@ -159,6 +178,42 @@ mod test {
             80,
         )));
         assert_eq!(c.get(&k).unwrap().since, Instant(4242));
+    }
+
+    #[test]
+    fn stored_bytes_are_what_the_wire_sends_for_the_entry() {
+        // The sender copies a cached entry's bytes into a datagram
+        // (`Writer::push_encoded`): they must be the wire encoding of the
+        // entry as read back, for plain and NATed flows and expectations.
+        use crate::cache::Cache;
+        use crate::time::Instant;
+        let mut plain = Conntrack::new(tuple("10.0.0.1", "10.0.0.2", 1000, 80));
+        plain.reply = Some(plain.orig.inverse());
+        plain.timeout = Some(120);
+        let mut nat = plain.clone();
+        nat.orig = tuple("10.0.0.3", "10.0.0.2", 1000, 80);
+        nat.reply = Some(tuple("10.0.0.2", "192.0.2.1", 80, 1000));
+        nat.mark = 7;
+        let mut c: Cache<Conntrack> = Cache::new(10);
+        for ct in [&plain, &nat] {
+            c.upsert(ct, Instant(0), true).unwrap();
+            let k = ct_key_of(ct);
+            let read = c.get(&k).unwrap().value;
+            let want = postcard::to_allocvec(&to_wire_ct(&read)).unwrap();
+            assert_eq!(c.get_encoded(&k), Some(&want[..]));
+        }
+        let mut x = Expect::new(
+            tuple("10.0.0.1", "10.0.0.2", 1000, 21),
+            tuple("10.0.0.1", "10.0.0.2", 0, 50_000),
+            tuple("255.255.255.255", "255.255.255.255", 0, 0xffff),
+        );
+        x.timeout = Some(300);
+        let mut e: Cache<Expect> = Cache::new(10);
+        e.upsert(&x, Instant(0), true).unwrap();
+        let k = exp_key_of(&x);
+        let want = postcard::to_allocvec(&to_wire_exp(&x)).unwrap();
+        assert_eq!(e.get_encoded(&k), Some(&want[..]));
+        assert_eq!(c.get_encoded(&ct_key_of(&Conntrack::new(x.tuple))), None);
     }
 
     #[test]

@@ -262,6 +262,42 @@ impl Channels {
         Poll::Pending
     }
 
+    /// A datagram already queued on a UDP link, without waiting and
+    /// without registering for readiness (None: nothing queued; TCP
+    /// links are left to [`Channels::recv`]).
+    pub fn try_recv(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Option<(usize, usize, SocketAddr)> {
+        for (i, link) in self.links.iter_mut().enumerate() {
+            let Io::Udp { rx, peer, .. } = &link.io else {
+                continue;
+            };
+            // Foreign datagrams are skipped, a bounded number per call.
+            for _ in 0..64 {
+                match rx.get_ref().recv_from(buf) {
+                    Ok((n, from)) => {
+                        if let Some(p) = peer
+                            && from.ip() != *p
+                        {
+                            link.stats.foreign += 1;
+                            continue;
+                        }
+                        link.stats.pkts_recv += 1;
+                        link.stats.bytes_recv += n as u64;
+                        return Some((i, n, from));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        link.stats.err_recv += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Waits for the next received datagram.
     pub async fn recv(&mut self, buf: &mut [u8]) -> (usize, usize, SocketAddr) {
         smol::future::poll_fn(|cx| self.poll_recv(cx, buf)).await
@@ -473,7 +509,16 @@ fn poll_link(
     buf: &mut [u8],
 ) -> Option<(usize, SocketAddr)> {
     match &mut link.io {
+        // Readiness first: the loop reads what is queued right after a
+        // datagram wakes it (`Channels::try_recv`) until the socket is
+        // empty, so a read here before the reactor reports the socket
+        // readable would find nothing, one system call per loop turn.
+        // (Datagrams still queued when that read stopped at its bound
+        // are reported by the reactor's next poll.)
         Io::Udp { rx, peer, .. } => loop {
+            if rx.poll_readable(cx).is_pending() {
+                return None;
+            }
             match rx.get_ref().recv_from(buf) {
                 Ok((n, from)) => {
                     if let Some(p) = peer
@@ -484,14 +529,8 @@ fn poll_link(
                     }
                     return Some((n, from));
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    // Registers the waker; a datagram that raced in is
-                    // picked up by the next poll.
-                    if rx.poll_readable(cx).is_ready() {
-                        continue;
-                    }
-                    return None;
-                }
+                // A readiness that another read used up: wait again.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                 Err(_) => {
                     link.stats.err_recv += 1;
                     return None;

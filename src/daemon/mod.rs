@@ -28,6 +28,7 @@
 
 mod accept;
 mod background;
+mod deadline;
 mod error;
 mod inject;
 mod kernel;

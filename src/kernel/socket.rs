@@ -513,6 +513,13 @@ impl EventSocket {
         self.classify(r)
     }
 
+    /// Waits until a datagram (or an error) is queued, without reading
+    /// it: the daemon reads with [`EventSocket::try_recv`], which it does
+    /// first on every turn anyway.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.sock.readable().await
+    }
+
     /// Reads without waiting: None when nothing is queued. The daemon uses
     /// it to handle up to `EventIterationLimit` datagrams per wake-up.
     pub fn try_recv(&mut self) -> io::Result<Option<EventRead>> {

@@ -126,6 +126,14 @@ impl Source for Internal<'_> {
         }
     }
 
+    fn encoded(&self, key: &Key) -> Option<&[u8]> {
+        // The caches hold the wire's encoding (cache::stored).
+        match key {
+            Key::Ct(k) => self.ct.get_encoded(k),
+            Key::Exp(k) => self.exp.get_encoded(k),
+        }
+    }
+
     fn keys(&self) -> Vec<Key> {
         // Conntracks first: masters reach the peer before expectations.
         let mut v: Vec<Key> = self.ct.keys().map(Key::Ct).collect();

@@ -27,6 +27,13 @@ pub enum State {
 pub trait Source {
     /// The entry's current state; None when it is gone (a DEL is sent).
     fn current(&self, key: &Key) -> Option<State>;
+    /// The entry's current state as the wire encodes its body (the
+    /// postcard encoding of its `WireCt` / `WireExp`), when the source
+    /// holds it in that form: sending it then needs no decoding. None:
+    /// ask [`Source::current`].
+    fn encoded(&self, _key: &Key) -> Option<&[u8]> {
+        None
+    }
     /// Every key, conntracks first (masters reach the peer before their
     /// expectations), for bulk sends and resync answers.
     fn keys(&self) -> Vec<Key>;

@@ -177,7 +177,11 @@ impl Transmit {
         }
         while let Some(key) = self.keys.pop_front() {
             let new = self.queued.remove(&key).unwrap_or(false);
-            match w.push(&build(&key, new, src)) {
+            let pushed = match encoded(&key, new, src) {
+                Some((kind, body)) => w.push_encoded(kind, body),
+                None => w.push(&build(&key, new, src)),
+            };
+            match pushed {
                 Ok(()) => sent(self.take_seq(), Sent::Key(key), stats),
                 Err(_) if w.counts().0 == 0 => {
                     // Does not fit even an empty datagram: never sendable.
@@ -215,6 +219,24 @@ impl Transmit {
         self.next_seq = s.next();
         s
     }
+}
+
+/// The message carrying `key`'s current state, when the source holds it
+/// encoded (the caches do): copied as it is, with no decoding.
+fn encoded<'s>(
+    key: &Key,
+    new: bool,
+    src: &'s dyn Source,
+) -> Option<(wire::Encoded, &'s [u8])> {
+    use wire::Encoded;
+    let body = src.encoded(key)?;
+    let kind = match (key, new) {
+        (Key::Ct(_), true) => Encoded::CtNew,
+        (Key::Ct(_), false) => Encoded::CtUpd,
+        (Key::Exp(_), true) => Encoded::ExpNew,
+        (Key::Exp(_), false) => Encoded::ExpUpd,
+    };
+    Some((kind, body))
 }
 
 /// The message carrying `key`'s current state.

@@ -164,6 +164,30 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Pushes a conntrack or expectation message whose body (the
+    /// postcard encoding of its [`WireCt`] or [`WireExp`]) is already
+    /// encoded, as a cache holds it: the same bytes [`Writer::push`]
+    /// writes for the decoded message, without decoding and re-encoding.
+    ///
+    /// # Errors
+    /// [`Error::TooBig`] when the datagram has no room for it.
+    pub fn push_encoded(
+        &mut self,
+        kind: Encoded,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let need = 1 + body.len();
+        let Some(room) = self.buf.get_mut(self.len..self.len + need) else {
+            return Err(Error::TooBig);
+        };
+        room[0] = kind.tag();
+        room[1..].copy_from_slice(body);
+        self.len += need;
+        self.msgs += 1;
+        self.data_msgs += 1;
+        Ok(())
+    }
+
     /// Messages pushed so far, and how many of them are data messages.
     pub fn counts(&self) -> (u32, u32) {
         (self.msgs, self.data_msgs)
@@ -175,6 +199,29 @@ impl<'a> Writer<'a> {
         let body = (self.len - HEADER_LEN) as u16;
         Packet::new_unchecked(&mut *self.buf).set_body_len(body);
         self.len
+    }
+}
+
+/// The data messages [`Writer::push_encoded`] writes from encoded bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    CtNew,
+    CtUpd,
+    ExpNew,
+    ExpUpd,
+}
+
+impl Encoded {
+    /// The message's variant number as postcard writes it (one byte:
+    /// [`Msg`] has fewer than 128 variants), its place in [`Msg`]; the
+    /// wire tests check it against `push`.
+    fn tag(self) -> u8 {
+        match self {
+            Encoded::CtNew => 0,
+            Encoded::CtUpd => 1,
+            Encoded::ExpNew => 3,
+            Encoded::ExpUpd => 4,
+        }
     }
 }
 

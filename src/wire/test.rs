@@ -365,6 +365,49 @@ fn a_message_that_does_not_fit_is_refused() {
     );
 }
 
+#[test]
+fn an_encoded_body_is_pushed_as_push_writes_its_message() {
+    let header = Header {
+        flags: 0,
+        session: 1,
+        first_seq: Seq(1),
+    };
+    let mut x = Expect::new(t4(), t4(), t4().inverse());
+    x.timeout = Some(300);
+    x.helper = Some("ftp".try_into().unwrap());
+    let (ct, exp) = (to_wire_ct(&worst_ct()), to_wire_exp(&x));
+    let typical = to_wire_ct(&Conntrack::new(t4()));
+    let cases = [
+        (Encoded::CtNew, Msg::CtNew(ct.clone())),
+        (Encoded::CtUpd, Msg::CtUpd(ct)),
+        (Encoded::CtNew, Msg::CtNew(typical)),
+        (Encoded::ExpNew, Msg::ExpNew(exp.clone())),
+        (Encoded::ExpUpd, Msg::ExpUpd(exp)),
+    ];
+    let (mut a, mut b) = ([0u8; 2000], [0u8; 2000]);
+    let mut wa = Writer::new(&mut a, header).unwrap();
+    let mut wb = Writer::new(&mut b, header).unwrap();
+    for (kind, m) in &cases {
+        let body = match m {
+            Msg::CtNew(w) | Msg::CtUpd(w) => postcard::to_allocvec(w),
+            Msg::ExpNew(w) | Msg::ExpUpd(w) => postcard::to_allocvec(w),
+            _ => unreachable!(),
+        }
+        .unwrap();
+        wa.push(m).unwrap();
+        wb.push_encoded(*kind, &body).unwrap();
+        assert_eq!(wa.counts(), wb.counts());
+    }
+    let (la, lb) = (wa.finish(), wb.finish());
+    assert_eq!(a[..la], b[..lb]);
+    // One that does not fit is refused and changes nothing.
+    let mut small = [0u8; HEADER_LEN + 20];
+    let mut w = Writer::new(&mut small, header).unwrap();
+    let body = postcard::to_allocvec(&to_wire_ct(&worst_ct())).unwrap();
+    assert_eq!(w.push_encoded(Encoded::CtUpd, &body), Err(Error::TooBig));
+    assert_eq!(w.counts(), (0, 0));
+}
+
 fn datagram() -> Vec<u8> {
     let mut buf = vec![0u8; 200];
     let mut w = Writer::new(

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::digits::{push_ip, push_u64};
 use crate::cache::Entry;
 use crate::control::proto::Format;
 use crate::model::{
@@ -69,14 +70,28 @@ fn state_name(p: &ProtoInfo) -> Option<&'static str> {
     Some(names.get(usize::from(s)).copied().unwrap_or("UNKNOWN"))
 }
 
+/// `name=N ` (the plain format's field).
+fn field(out: &mut String, name: &str, n: u64) {
+    out.push_str(name);
+    push_u64(out, n);
+    out.push(' ');
+}
+
 fn tuple_text(out: &mut String, t: &Tuple) {
-    let _ = write!(out, "src={} dst={} ", t.src, t.dst);
+    out.push_str("src=");
+    push_ip(out, &t.src);
+    out.push_str(" dst=");
+    push_ip(out, &t.dst);
+    out.push(' ');
     match t.l4 {
         L4::Ports { src, dst } => {
-            let _ = write!(out, "sport={src} dport={dst} ");
+            field(out, "sport=", src.into());
+            field(out, "dport=", dst.into());
         }
         L4::Icmp { kind, code, id } => {
-            let _ = write!(out, "type={kind} code={code} id={id} ");
+            field(out, "type=", kind.into());
+            field(out, "code=", code.into());
+            field(out, "id=", id.into());
         }
         L4::None => {}
     }
@@ -98,13 +113,6 @@ pub fn ct_line_counted(ct: &Conntrack) -> String {
     ct_line_with(ct, false, true, false)
 }
 
-/// A flow as a Stats-mode daemon's `-i` prints it: [`ct_line`] with the
-/// mark even when it is 0 (conntrackd keeps the mark every kernel event
-/// carries, and libnetfilter_conntrack prints a mark that is set).
-pub fn ct_line_stats(ct: &Conntrack) -> String {
-    ct_line_with(ct, false, false, true)
-}
-
 /// How many whole seconds a flow lived, as libnetfilter_conntrack counts
 /// them: the stop's seconds minus the start's (each truncated first, as
 /// the model keeps them). Without a stop (the flow still lives) there is
@@ -119,54 +127,77 @@ fn ct_line_with(
     counted: bool,
     mark_always: bool,
 ) -> String {
-    let counters = ct.counters.filter(|_| counted);
     let mut s = String::with_capacity(200);
-    let _ = write!(s, "{:<8} {} ", proto_name(ct.orig.proto), ct.orig.proto);
+    ct_line_into(&mut s, ct, external, counted, mark_always);
+    s
+}
+
+/// [`ct_line_with`], appended to `s` (a dump writes its lines into one
+/// buffer).
+fn ct_line_into(
+    s: &mut String,
+    ct: &Conntrack,
+    external: bool,
+    counted: bool,
+    mark_always: bool,
+) {
+    let counters = ct.counters.filter(|_| counted);
+    let start = s.len();
+    // The protocol's name padded to 8 columns, as `{:<8}` would.
+    let name = proto_name(ct.orig.proto);
+    s.push_str(name);
+    for _ in name.len()..8 {
+        s.push(' ');
+    }
+    s.push(' ');
+    field(s, "", ct.orig.proto.into());
     if let Some(name) = state_name(&ct.proto_info) {
         s.push_str(name);
         s.push(' ');
     }
-    tuple_text(&mut s, &ct.orig);
+    tuple_text(s, &ct.orig);
     if let Some(c) = counters {
-        let _ = write!(s, "packets={} bytes={} ", c.orig_packets, c.orig_bytes);
+        field(s, "packets=", c.orig_packets);
+        field(s, "bytes=", c.orig_bytes);
     }
     if ct.status != 0 && ct.status & status::SEEN_REPLY == 0 {
         s.push_str("[UNREPLIED] ");
     }
     if !external {
-        tuple_text(&mut s, &ct.reply_tuple());
+        tuple_text(s, &ct.reply_tuple());
         if let Some(c) = counters {
-            let _ = write!(
-                s,
-                "packets={} bytes={} ",
-                c.reply_packets, c.reply_bytes
-            );
+            field(s, "packets=", c.reply_packets);
+            field(s, "bytes=", c.reply_bytes);
         }
     }
     if ct.status & status::ASSURED != 0 {
         s.push_str("[ASSURED] ");
     }
     if ct.mark != 0 || mark_always {
-        let _ = write!(s, "mark={} ", ct.mark);
+        field(s, "mark=", ct.mark.into());
     }
     if ct.secmark != 0 {
-        let _ = write!(s, "secmark={} ", ct.secmark);
+        field(s, "secmark=", ct.secmark.into());
     }
     if ct.zone != 0 {
-        let _ = write!(s, "zone={} ", ct.zone);
+        field(s, "zone=", ct.zone.into());
     }
     if counted
         && let Some(ts) = ct.timestamp
         && ts.stop_s != 0
     {
-        let _ =
-            write!(s, "delta-time={} ", lifetime_secs(ts.start_s, ts.stop_s));
+        field(
+            s,
+            "delta-time=",
+            lifetime_secs(ts.start_s, ts.stop_s).into(),
+        );
     }
     if let Some(h) = &ct.helper {
         let _ = write!(s, "helper={h} ");
     }
-    s.truncate(s.trim_end().len());
-    s
+    // The line's trailing space (never more: it starts with a name).
+    let end = start + s[start..].trim_end().len();
+    s.truncate(end);
 }
 
 /// One expectation in libnetfilter_conntrack's plain format.
@@ -412,9 +443,14 @@ pub fn exp_json(x: &Expect, active_since: u64) -> String {
 
 // ===== dumps =====
 
+/// A plain IPv4 TCP line with its times is about this long; XML and JSON
+/// are longer and grow the buffer once or twice.
+const LINE_GUESS: usize = 160;
+
 /// How one cached value renders in each format.
 struct Renderers<'a, V> {
-    plain: &'a dyn Fn(&V) -> String,
+    /// Appends the line (without its newline).
+    plain: &'a dyn Fn(&mut String, &V),
     xml: &'a dyn Fn(&V) -> String,
     json: &'a dyn Fn(&V, u64) -> String,
 }
@@ -431,18 +467,30 @@ fn render_part<V>(
     expiry: Option<Duration>,
     r: &Renderers<'_, V>,
 ) -> String {
-    let mut out = String::new();
+    // About a line's length per entry, so that a part's text is not
+    // copied each time it doubles.
+    let mut out = String::with_capacity(
+        entries
+            .size_hint()
+            .1
+            .unwrap_or(0)
+            .saturating_mul(LINE_GUESS),
+    );
     for (i, e) in entries.enumerate() {
         let since = now.since(e.since).as_secs();
         match f {
             Format::Plain => {
-                out.push_str(&(r.plain)(&e.value));
+                (r.plain)(&mut out, &e.value);
                 if let Some(life) = expiry {
                     let left =
                         life.saturating_sub(now.since(e.updated)).as_secs();
-                    let _ = write!(out, " [expires in {left}s]");
+                    out.push_str(" [expires in ");
+                    push_u64(&mut out, left);
+                    out.push_str("s]");
                 }
-                let _ = writeln!(out, " [active since {since}s]");
+                out.push_str(" [active since ");
+                push_u64(&mut out, since);
+                out.push_str("s]\n");
             }
             Format::Xml => {
                 out.push_str(&(r.xml)(&e.value));
@@ -468,7 +516,9 @@ pub fn ct_part(
     external: bool,
     expiry: Option<Duration>,
 ) -> String {
-    let plain = |ct: &Conntrack| ct_line(ct, external);
+    let plain = |s: &mut String, ct: &Conntrack| {
+        ct_line_into(s, ct, external, false, false)
+    };
     let xml = |ct: &Conntrack| ct_xml(ct, external);
     let r = Renderers {
         plain: &plain,
@@ -478,15 +528,21 @@ pub fn ct_part(
     render_part(entries, first, now, f, expiry, &r)
 }
 
-/// A Stats-mode daemon's `-i` (see [`render_part`], [`ct_line_stats`]).
+/// A Stats-mode daemon's `-i` (see [`render_part`]): each flow as
+/// [`ct_line`] prints it but with the mark even when it is 0 (conntrackd
+/// keeps the mark every kernel event carries, and libnetfilter_conntrack
+/// prints a mark that is set).
 pub fn stats_part(
     entries: impl Iterator<Item = Entry<Conntrack>>,
     now: Instant,
     f: Format,
 ) -> String {
     let xml = |ct: &Conntrack| ct_xml_with(ct, false, true);
+    let plain = |s: &mut String, ct: &Conntrack| {
+        ct_line_into(s, ct, false, false, true)
+    };
     let r = Renderers {
-        plain: &ct_line_stats,
+        plain: &plain,
         xml: &xml,
         json: &ct_json,
     };
@@ -501,8 +557,9 @@ pub fn exp_part(
     f: Format,
     expiry: Option<Duration>,
 ) -> String {
+    let plain = |s: &mut String, x: &Expect| s.push_str(&exp_line(x));
     let r = Renderers {
-        plain: &exp_line,
+        plain: &plain,
         xml: &exp_xml,
         json: &exp_json,
     };

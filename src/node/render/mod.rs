@@ -1,8 +1,11 @@
 //! Renderings for the control socket: the cache dumps ([`entries`]) and
 //! the statistics views ([`stats`]). Pure.
 
+mod digits;
 mod entries;
 mod stats;
+#[cfg(test)]
+mod test_entries;
 
 pub use entries::{
     ct_json, ct_line, ct_line_counted, ct_part, ct_xml, exp_json, exp_line,

@@ -17,13 +17,16 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt as _};
-use smol::{Async, LocalExecutor, Timer};
+use smol::stream::StreamExt as _;
+use smol::{Async, LocalExecutor};
 
+use super::deadline::Deadline;
 use super::kernel::{self, Events};
 use super::keyfile;
 use super::reply_budget::{Held, REPLY_BUDGET, ReplyBudget};
@@ -34,13 +37,17 @@ use crate::channel::Channels;
 use crate::config::Config;
 use crate::control::proto::{Reply, Request};
 use crate::control::server;
-use crate::kernel::codec::{self, Received};
-use crate::kernel::socket::EventRead;
 use crate::node::{ClientId, Completion, Input, LinkView, Node, Outbox};
 use crate::time::Instant;
 use crate::wire::seal::{EPOCH_LEN, Sealer};
 
+mod reads;
+
 const LINK_CHECK: Duration = Duration::from_secs(1);
+/// Datagrams read per wake-up when more are queued: one wake-up (one
+/// poll of the reactor) then serves a burst, while the event socket still
+/// gets its turn after at most this many.
+const PEER_BATCH: usize = 64;
 
 /// A control connection: waiting for its first reply, or handed to a
 /// writer task that sends the replies in order.
@@ -59,18 +66,35 @@ pub(crate) struct Replicator {
     budget: Rc<ReplyBudget>,
     /// Writers name their client here after each part written and when
     /// they end: the node's dumps are paced by it.
-    written: (Sender<ClientId>, Receiver<ClientId>),
+    written: (Sender<ClientId>, Stream<ClientId>),
+    /// The worker's completions (the same channel as `worker.done`).
+    done: Stream<Completion>,
     next_client: ClientId,
     next_link_check: Instant,
     rx_buf: Vec<u8>,
-    /// The last read of the event socket found it empty.
+    /// The last read of the event socket found it empty: it is read
+    /// again once it is readable, not on every turn.
     events_empty: bool,
+    /// One timer for the node's next deadline, moved only when the
+    /// deadline comes earlier (a new timer per turn cost the reactor a
+    /// timer insertion and removal every time).
+    timer: Deadline,
+    /// When `timer` fires (None: not set, or fired); at or before the
+    /// node's next deadline.
+    timer_at: Option<Instant>,
+    /// The last wait found something ready at once (the loop is busy).
+    busy: bool,
 }
+
+/// A channel's receiving end waited on as a stream: its listener is kept
+/// from one turn to the next instead of being made and dropped each time.
+type Stream<T> = Pin<Box<Receiver<T>>>;
 
 /// What woke the loop.
 enum Wake {
     Control(Option<Event>),
-    Kernel(std::io::Result<EventRead>),
+    /// The event socket has something to read (the next turn reads it).
+    Kernel,
     Peer(usize, usize, SocketAddr),
     Tick,
     /// A kernel job finished or delivered a part (None: the worker died).
@@ -128,15 +152,22 @@ impl Replicator {
         let mut rep = Replicator {
             node,
             events,
+            done: Box::pin(worker.done.clone()),
             worker,
             channels,
             clients: HashMap::new(),
             budget: ReplyBudget::new(REPLY_BUDGET),
-            written: smol::channel::unbounded(),
+            written: {
+                let (tx, rx) = smol::channel::unbounded();
+                (tx, Box::pin(rx))
+            },
             next_client: 0,
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
             events_empty: false,
+            timer: Deadline::new(),
+            timer_at: None,
+            busy: false,
         };
         let out = rep.node.start(now);
         rep.start_up(clock, out)?;
@@ -179,11 +210,17 @@ impl Replicator {
         rx: &Receiver<Event>,
         clock: Clock,
     ) {
+        let mut rx: Stream<Event> = Box::pin(rx.clone());
         loop {
             // Under a flood of kernel events every wait() is ready at once;
             // without this the executor never runs the control socket's
             // reader and writer tasks, and `-s` stalls until the flood ends.
-            future::yield_now().await;
+            // Only after a turn whose wait found something ready at once:
+            // a wait that blocked let those tasks run, and each yield costs
+            // a poll of the reactor.
+            if self.busy {
+                future::yield_now().await;
+            }
             // The event socket before anything else: a burst must be read
             // before it fills the socket's buffer, not after a backlog of
             // datagrams and requests. (Not again right after a read that
@@ -191,8 +228,15 @@ impl Replicator {
             if !self.events_empty && self.drain_kernel(ex, clock).await {
                 break;
             }
-            self.events_empty = false;
-            let shutdown = match self.wait(rx, clock).await {
+            let wake = {
+                let mut wait = std::pin::pin!(self.wait(&mut rx, clock));
+                match future::poll_once(wait.as_mut()).await {
+                    Some(wake) => (wake, true),
+                    None => (wait.await, false),
+                }
+            };
+            self.busy = wake.1;
+            let shutdown = match wake.0 {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
                 }
@@ -205,20 +249,15 @@ impl Replicator {
                     let client = self.client(stream);
                     self.request(ex, clock, client, req).await
                 }
-                Wake::Kernel(r) => self.kernel_events(ex, clock, r).await,
+                Wake::Kernel => {
+                    self.events_empty = false;
+                    false
+                }
                 Wake::Peer(link, n, from) => {
-                    let now = clock.now();
-                    let out = self.node.handle(
-                        now,
-                        Input::Datagram {
-                            link,
-                            peer: peer_id(&from),
-                            bytes: &self.rx_buf[..n],
-                        },
-                    );
-                    self.apply(ex, clock, out).await
+                    self.datagrams(ex, clock, (link, n, from)).await
                 }
                 Wake::Tick => {
+                    self.timer_at = None;
                     let now = clock.now();
                     if now >= self.next_link_check {
                         self.next_link_check = now + LINK_CHECK;
@@ -247,33 +286,50 @@ impl Replicator {
         }
     }
 
-    async fn wait(&mut self, rx: &Receiver<Event>, clock: Clock) -> Wake {
+    async fn wait(&mut self, rx: &mut Stream<Event>, clock: Clock) -> Wake {
+        let deadline = self.node.poll_at().min(self.next_link_check);
+        // Moved only when the deadline comes earlier (or the timer fired):
+        // one that moved later costs at most an early tick, in which the
+        // node finds nothing due, instead of a re-arm per input.
+        if self.timer_at.is_none_or(|t| deadline < t) {
+            self.timer.set_at(clock.at(deadline));
+            self.timer_at = Some(deadline);
+        }
         let Replicator {
-            node,
             events,
-            worker,
+            done,
             channels,
-            next_link_check,
             rx_buf,
             written,
+            timer,
+            events_empty,
             ..
         } = self;
-        let deadline = node.poll_at().min(*next_link_check);
-        let control = async { Wake::Control(rx.recv().await.ok()) };
-        let kernel = async { Wake::Kernel(events.socket.recv().await) };
+        // The channels as streams (see `run`).
+        let control = async { Wake::Control(rx.next().await) };
+        // The turn began by reading the event socket: wait until it has
+        // more (without a read that finds it empty each turn), or come
+        // back at once when that read stopped at EventIterationLimit.
+        let kernel = async {
+            if *events_empty {
+                // An error is the next read's to report.
+                let _ = events.socket.readable().await;
+            }
+            Wake::Kernel
+        };
         let peer = async {
             let (link, n, from) = channels.recv(rx_buf).await;
             Wake::Peer(link, n, from)
         };
         let timer = async {
-            Timer::at(clock.at(deadline)).await;
+            timer.fired().await;
             Wake::Tick
         };
-        let job = async { Wake::Job(worker.done.recv().await.ok()) };
+        let job = async { Wake::Job(done.next().await) };
         let written = async {
-            match written.1.recv().await {
-                Ok(id) => Wake::Written(id),
-                Err(_) => future::pending().await,
+            match written.1.next().await {
+                Some(id) => Wake::Written(id),
+                None => future::pending().await,
             }
         };
         // Polled in this order when several are ready: the end of a commit
@@ -357,73 +413,6 @@ impl Replicator {
     ) -> bool {
         let out = self.node.handle(clock.now(), input);
         self.apply(ex, clock, out).await
-    }
-
-    /// Whatever the event socket holds now (at most EventIterationLimit
-    /// reads); true to stop.
-    async fn drain_kernel(
-        &mut self,
-        ex: &LocalExecutor<'_>,
-        clock: Clock,
-    ) -> bool {
-        match self.events.socket.try_recv() {
-            Ok(None) => false,
-            Ok(Some(r)) => self.kernel_events(ex, clock, Ok(r)).await,
-            Err(e) => self.kernel_events(ex, clock, Err(e)).await,
-        }
-    }
-
-    async fn kernel_events(
-        &mut self,
-        ex: &LocalExecutor<'_>,
-        clock: Clock,
-        first: std::io::Result<EventRead>,
-    ) -> bool {
-        let limit = self.node.config().general.event_iteration_limit.max(1);
-        let mut next = Some(first);
-        let mut handled = 0;
-        let mut shutdown = false;
-        while let Some(r) = next.take() {
-            let now = clock.now();
-            match r {
-                Ok(EventRead::Data(n)) => {
-                    let mut outs = Vec::new();
-                    for m in codec::messages(self.events.socket.received(n)) {
-                        let input = match m {
-                            Ok(Received::Msg(m)) => {
-                                let origin =
-                                    self.events.origins.classify(m.port);
-                                Input::Kernel(m, origin)
-                            }
-                            Ok(_) => continue,
-                            Err(_) => Input::KernelUndecodable,
-                        };
-                        let out = self.node.handle(now, input);
-                        if !out.is_empty() {
-                            outs.push(out);
-                        }
-                    }
-                    for out in outs {
-                        shutdown |= self.apply(ex, clock, out).await;
-                    }
-                }
-                Ok(EventRead::Overrun { .. }) => {
-                    let buffer = self.events.socket.buffer_size();
-                    let out = self.node.handle(now, Input::Overrun { buffer });
-                    shutdown |= self.apply(ex, clock, out).await;
-                }
-                Err(_) => {
-                    let out = self.node.handle(now, Input::KernelReadFailed);
-                    shutdown |= self.apply(ex, clock, out).await;
-                }
-            }
-            handled += 1;
-            if handled < limit {
-                next = self.events.socket.try_recv().transpose();
-                self.events_empty = next.is_none();
-            }
-        }
-        shutdown
     }
 
     /// Writes the logs and sends the datagrams at once; runs the jobs and

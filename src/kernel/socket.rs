@@ -425,6 +425,10 @@ pub struct EventSocket {
     max: usize,
     warned_at_limit: bool,
     rx: Vec<u8>,
+    /// The last read found nothing queued: the next [`EventSocket::recv`]
+    /// waits for readiness before it reads, instead of trying a read that
+    /// would only fail with EAGAIN (one system call per loop turn saved).
+    empty: bool,
 }
 
 impl EventSocket {
@@ -462,6 +466,7 @@ impl EventSocket {
             max: max_growth,
             warned_at_limit: false,
             rx: vec![0; RX_BUF],
+            empty: false,
         })
     }
 
@@ -478,22 +483,47 @@ impl EventSocket {
             max: 0,
             warned_at_limit: true,
             rx: vec![0; RX_BUF],
+            empty: false,
         })
     }
 
     /// Waits for the next datagram or overrun.
+    ///
+    /// Not `Async::read_with`: that tries the read first, and again each
+    /// time its future is polled, woken or not. The event loop builds this
+    /// future anew every turn (and polls it beside others), right after a
+    /// read that found the socket empty: each turn then paid a `recvfrom`
+    /// that could only fail. Readiness is awaited first when the socket
+    /// is known to be empty; epoll reports data queued before the wait.
     pub async fn recv(&mut self) -> io::Result<EventRead> {
-        let rx = &mut self.rx;
-        let r = self.sock.read_with(|s| recv_into(&s.sock, rx)).await;
-        self.classify(r)
+        loop {
+            if self.empty {
+                self.sock.readable().await?;
+            }
+            match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.empty = true;
+                }
+                r => {
+                    self.empty = false;
+                    return self.classify(r);
+                }
+            }
+        }
     }
 
     /// Reads without waiting: None when nothing is queued. The daemon uses
     /// it to handle up to `EventIterationLimit` datagrams per wake-up.
     pub fn try_recv(&mut self) -> io::Result<Option<EventRead>> {
         match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
-            r => self.classify(r).map(Some),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.empty = true;
+                Ok(None)
+            }
+            r => {
+                self.empty = false;
+                self.classify(r).map(Some)
+            }
         }
     }
 

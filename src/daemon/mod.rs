@@ -41,6 +41,7 @@ mod runtime;
 mod sched;
 mod sd_notify;
 mod stats_mode;
+mod woken;
 mod worker;
 
 use std::os::unix::net::UnixStream;
@@ -218,13 +219,15 @@ async fn serve(
     let (tx, rx) = channel::bounded::<Event>(MAX_PENDING_CLIENTS);
     // The main loop ends the run; the accept and signal loops never end on
     // their own and are dropped with it (closing the listener).
-    let background_loops = smol::future::or(
+    // Polled only when woken (see `woken`): not on every turn of the
+    // main loop, which would retry their reads each time.
+    let background_loops = woken::only_when_woken(smol::future::or(
         smol::future::or(
             accept_loop(&ex, listener, tx.clone()),
             forward_signals(signals, tx),
         ),
         watchdog(notifier.as_ref()),
-    );
+    ));
     let main = async {
         match (rep.as_mut(), flow_logger.take()) {
             (Some(r), _) => r.run(&ex, &rx, clock).await,

@@ -3,10 +3,12 @@
 //! Owns: opening NETLINK_NETFILTER sockets, sending batches of requests in
 //! one `send` and matching every acknowledgement back to the request that
 //! caused it (by sequence number), table dumps, and the event subscription
-//! with its receive buffer (`SO_RCVBUFFORCE`) and overrun (`ENOBUFS`)
-//! reporting. Each socket knows its netlink port id, which the kernel puts
-//! in the events it caused: that is how the daemon recognises its own
-//! commits and flushes (origin tracking).
+//! with its receive buffer (`SO_RCVBUFFORCE`), overrun (`ENOBUFS`)
+//! reporting and the pacing of its reads (a short pause lets events
+//! gather after a wake-up that found only a few). Each socket knows its
+//! netlink port id, which the kernel puts in the events it caused: that is
+//! how the daemon recognises its own commits and flushes (origin
+//! tracking).
 
 use std::io::{self, ErrorKind};
 use std::os::fd::AsFd;
@@ -27,6 +29,18 @@ const BATCH: usize = 256;
 const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
 const ENOENT: Errno = rustix::io::Errno::NOENT.raw_os_error();
 const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
+
+/// When a wake-up of the event loop found only a few events (fewer than
+/// [`GATHER_BELOW`]), the next wake-up lets more gather for this long
+/// before reading: the loop's cost is per wake-up (a dozen system calls and
+/// two context switches), not per event, and the events are sent at most
+/// every `TX_COALESCE` (2 ms) anyway. Measured on `benches/bench.py`'s
+/// sender: about a third of the CPU per entry, lag unchanged
+/// (results/wave4-tx-sender.md). Under a backlog, when a wake-up reads
+/// many, there is no pause.
+const GATHER: Duration = Duration::from_micros(500);
+/// See [`GATHER`].
+const GATHER_BELOW: usize = 16;
 
 /// Largest netlink datagram we read (the kernel sends at most a page per
 /// dump message batch; events are far smaller).
@@ -450,6 +464,12 @@ pub struct EventSocket {
     max: usize,
     warned_at_limit: bool,
     rx: Vec<u8>,
+    /// The last read found nothing queued: the next [`EventSocket::recv`]
+    /// waits for readiness before it reads, instead of trying a read that
+    /// would only fail with EAGAIN (one system call per loop turn saved).
+    empty: bool,
+    /// Datagrams read since the socket last had to be waited for.
+    since_wait: usize,
 }
 
 impl EventSocket {
@@ -487,6 +507,8 @@ impl EventSocket {
             max: max_growth,
             warned_at_limit: false,
             rx: vec![0; RX_BUF],
+            empty: false,
+            since_wait: 0,
         })
     }
 
@@ -503,14 +525,45 @@ impl EventSocket {
             max: 0,
             warned_at_limit: true,
             rx: vec![0; RX_BUF],
+            empty: false,
+            since_wait: 0,
         })
     }
 
     /// Waits for the next datagram or overrun.
+    ///
+    /// Not `Async::read_with`: that tries the read first, and again each
+    /// time its future is polled, woken or not. The event loop builds this
+    /// future anew every turn (and polls it beside others), right after a
+    /// read that found the socket empty: each turn then paid a `recvfrom`
+    /// that could only fail. Readiness is awaited first when the socket
+    /// is known to be empty; epoll reports data queued before the wait.
+    /// After a wake-up that found only a few events, more are let gather
+    /// first (see [`GATHER`]).
     pub async fn recv(&mut self) -> io::Result<EventRead> {
-        let rx = &mut self.rx;
-        let r = self.sock.read_with(|s| recv_into(&s.sock, rx)).await;
-        self.classify(r)
+        loop {
+            if self.empty {
+                let few = self.since_wait < GATHER_BELOW;
+                self.sock.readable().await?;
+                self.since_wait = 0;
+                if few {
+                    // A plain sleep: an async timer would cost the
+                    // reactor a notification and a timerfd re-arm, the
+                    // very system calls this saves.
+                    std::thread::sleep(GATHER);
+                }
+            }
+            match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.empty = true;
+                }
+                r => {
+                    self.empty = false;
+                    self.since_wait += 1;
+                    return self.classify(r);
+                }
+            }
+        }
     }
 
     /// Waits until a datagram (or an error) is queued, without reading
@@ -524,8 +577,15 @@ impl EventSocket {
     /// it to handle up to `EventIterationLimit` datagrams per wake-up.
     pub fn try_recv(&mut self) -> io::Result<Option<EventRead>> {
         match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
-            r => self.classify(r).map(Some),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.empty = true;
+                Ok(None)
+            }
+            r => {
+                self.empty = false;
+                self.since_wait += 1;
+                self.classify(r).map(Some)
+            }
         }
     }
 

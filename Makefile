@@ -76,6 +76,8 @@ lab: ci-deps vmtests
 bench: ci-deps release
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends conntrackd binutils >/dev/null
 	python3 benches/bench.py $(BENCH_ARGS)
+	# Issue 17's lossy-link targets: 20 % loss each way, 50 000 flows.
+	python3 benches/bench.py --loss 20 --sizes 50000 --mixed-sizes '' --commit-gap 0 $(BENCH_LOSS_ARGS)
 
 # Every warning of either formatter fails: mandoc's lint (style notes
 # aside) and groff's -wall, as `man -l` renders with groff.

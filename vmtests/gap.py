@@ -189,6 +189,14 @@ def measure(daemon="ctsyncd", n=100_000, streams_first=True):
 
         for step in ((streams, idle) if streams_first else (idle, streams)):
             step()
+        # Idle means idle for a while: the flows stay untouched for one
+        # activity-scan period and some slack (ctsyncd's primary sends the
+        # flows that carried packets again every ActivityScan = 10 s;
+        # events alone cannot tell a busy stream from an idle flow).
+        settle = float(os.environ.get("LAB_GAP_SETTLE", "12"))
+        if settle > 0:
+            log(f"the idle entries stay idle for {settle:g}s (LAB_GAP_SETTLE)")
+            time.sleep(settle)
         with subtest("fw-1 crashes; fw-2 takes over and commits"):
             watch = f"{d}/watch.json"
             fw2.spawn(f"{PROBE} watch {watch} {d}/watch.stop 300")

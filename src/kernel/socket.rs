@@ -543,15 +543,7 @@ impl EventSocket {
     pub async fn recv(&mut self) -> io::Result<EventRead> {
         loop {
             if self.empty {
-                let few = self.since_wait < GATHER_BELOW;
-                self.sock.readable().await?;
-                self.since_wait = 0;
-                if few {
-                    // A plain sleep: an async timer would cost the
-                    // reactor a notification and a timerfd re-arm, the
-                    // very system calls this saves.
-                    std::thread::sleep(GATHER);
-                }
+                self.readable().await?;
             }
             match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -568,9 +560,20 @@ impl EventSocket {
 
     /// Waits until a datagram (or an error) is queued, without reading
     /// it: the daemon reads with [`EventSocket::try_recv`], which it does
-    /// first on every turn anyway.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.sock.readable().await
+    /// first on every turn anyway. When the reads since the last wait
+    /// found only a few datagrams, more are let gather first (see
+    /// [`GATHER`]).
+    pub async fn readable(&mut self) -> io::Result<()> {
+        let few = self.since_wait < GATHER_BELOW;
+        self.sock.readable().await?;
+        self.since_wait = 0;
+        if few {
+            // A plain sleep: an async timer would cost the reactor a
+            // notification and a timerfd re-arm, the very system calls
+            // this saves.
+            std::thread::sleep(GATHER);
+        }
+        Ok(())
     }
 
     /// Reads without waiting: None when nothing is queued. The daemon uses

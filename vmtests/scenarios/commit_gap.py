@@ -8,6 +8,8 @@ prints the timings (VRRP takeover, takeover → each stream's entry and
 first packet through fw-2, the full commit) without asserting them: they
 are benchmark output (`benches/bench.py --commit-gap`).
 
+LAB_GAP_SETTLE (seconds, default 12: one ActivityScan period and slack)
+is how long the idle entries stay idle before fw-1 fails.
 LAB_GAP_ORDER=idle-first creates the idle entries before the streams
 start (default streams-first: a long-lived stream is older than most of
 the table, the realistic case).

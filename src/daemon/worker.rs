@@ -148,31 +148,35 @@ fn dump(
     expectations: bool,
     send: &dyn Fn(Done) -> Sent,
 ) -> io::Result<Sent> {
-    let mut all = Vec::new();
+    // Parts leave as they fill: the table is never held whole.
+    let mut part = Vec::with_capacity(DUMP_PART);
+    let mut sent: Sent = Ok(());
+    let mut each = |o: Object| {
+        part.push(o);
+        if part.len() == DUMP_PART && sent.is_ok() {
+            let objects = std::mem::replace(
+                &mut part,
+                Vec::with_capacity(DUMP_PART),
+            );
+            sent = send(Done::Dumped {
+                objects,
+                last: false,
+            });
+        }
+    };
     if conntracks {
-        all.extend(sock.dump(false)?);
+        sock.dump_each(false, &mut each)?;
     }
     if expectations {
-        all.extend(sock.dump(true)?);
+        sock.dump_each(true, &mut each)?;
     }
-    let mut parts = all.chunks(DUMP_PART).peekable();
-    if parts.peek().is_none() {
-        return Ok(send(Done::Dumped {
-            objects: Vec::new(),
-            last: true,
-        }));
+    if sent.is_err() {
+        return Ok(sent);
     }
-    while let Some(part) = parts.next() {
-        let last = parts.peek().is_none();
-        let r = send(Done::Dumped {
-            objects: part.to_vec(),
-            last,
-        });
-        if r.is_err() {
-            return Ok(r);
-        }
-    }
-    Ok(Ok(()))
+    Ok(send(Done::Dumped {
+        objects: part,
+        last: true,
+    }))
 }
 
 /// Deletes every kernel conntrack the Filter accepts (entries the node

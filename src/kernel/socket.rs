@@ -334,20 +334,30 @@ impl CtSocket {
 
     /// Dumps the conntrack table (or the expectation table).
     pub fn dump(&mut self, expectations: bool) -> io::Result<Vec<Object>> {
+        let mut objects = Vec::new();
+        self.dump_each(expectations, &mut |o| objects.push(o))?;
+        Ok(objects)
+    }
+
+    /// [`CtSocket::dump`], each object handed to `each` as it is read (a
+    /// table of 100 000 is never held whole: its ~30 MB would stay in the
+    /// allocator's arena after it is freed).
+    pub fn dump_each(
+        &mut self,
+        expectations: bool,
+        each: &mut dyn FnMut(Object),
+    ) -> io::Result<()> {
         let seq = self.next_seq();
         let mut out = Vec::with_capacity(64);
         codec::encode_dump(&mut out, expectations, seq);
         self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
-        let mut objects = Vec::new();
         loop {
             let n = self.recv_blocking(Duration::from_secs(30))?;
             for r in codec::messages(&self.rx[..n]) {
                 match r {
-                    Ok(Received::Msg(m)) if m.seq == seq => {
-                        objects.push(m.object)
-                    }
+                    Ok(Received::Msg(m)) if m.seq == seq => each(m.object),
                     Ok(Received::Done { seq: s }) if s == seq => {
-                        return Ok(objects);
+                        return Ok(());
                     }
                     Ok(Received::Ack { seq: s, errno })
                         if s == seq && errno != 0 =>

@@ -154,10 +154,8 @@ fn dump(
     let mut each = |o: Object| {
         part.push(o);
         if part.len() == DUMP_PART && sent.is_ok() {
-            let objects = std::mem::replace(
-                &mut part,
-                Vec::with_capacity(DUMP_PART),
-            );
+            let objects =
+                std::mem::replace(&mut part, Vec::with_capacity(DUMP_PART));
             sent = send(Done::Dumped {
                 objects,
                 last: false,

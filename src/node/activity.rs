@@ -161,7 +161,8 @@ mod test {
     use super::*;
     use crate::config;
     use crate::model::{L4, Tuple};
-    use crate::node::{Completion, Done, Input, Purpose};
+    use crate::node::test_support::dumped;
+    use crate::node::{Input, Purpose};
 
     fn flow(port: u16, timeout: u32) -> Conntrack {
         let mut c = Conntrack::new(Tuple {
@@ -173,40 +174,6 @@ mod test {
         c.reply = Some(c.orig.inverse());
         c.timeout = Some(timeout);
         c
-    }
-
-    /// Hands in a dump for `purpose`, then the timers until the coalesced
-    /// datagrams are out: the data messages sent.
-    fn dumped(
-        n: &mut Node,
-        now: Instant,
-        purpose: Purpose,
-        cts: &[Conntrack],
-    ) -> usize {
-        let done = Done::Dumped {
-            objects: cts.iter().cloned().map(Object::Ct).collect(),
-            last: true,
-        };
-        let data = |d: &[Vec<u8>]| -> usize {
-            d.iter()
-                .map(|g| {
-                    let (_, body) = crate::wire::read(g).unwrap();
-                    crate::wire::messages(body)
-                        .filter(|m| m.as_ref().unwrap().is_data())
-                        .count()
-                })
-                .sum()
-        };
-        let o = n.handle(now, Input::Job(Completion { purpose, done }));
-        let mut sent = data(&o.datagrams);
-        for _ in 0..10 {
-            let at = n.poll_at();
-            if at > now + Duration::from_millis(500) {
-                break;
-            }
-            sent += data(&n.handle(at, Input::Timer).datagrams);
-        }
-        sent
     }
 
     fn scans(n: &mut Node, now: Instant) -> usize {

@@ -22,6 +22,12 @@ use std::collections::HashSet;
 /// (see [`Node::commit_first_part`]).
 pub(super) const SPLIT_ABOVE: usize = 4 * commit::FIRST_STAGE;
 
+/// Whole seconds an entry spent in the cache since it was reported (the
+/// commit's timeout estimate).
+fn age_secs(now: Instant, updated: Instant) -> u32 {
+    now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
+}
+
 /// A split commit's first job: what it holds, and its outcome once in.
 #[derive(Debug)]
 pub(super) struct FirstPart {
@@ -248,13 +254,8 @@ impl Node {
         }
         self.purge_at = None;
         let (ct, exp) = self.targets(target);
-        let rules = CommitRules {
-            commit_timeout: self.sync().commit_timeout,
-            tcp_window_tracking: self.sync().tcp_window_tracking,
-        };
-        let age = |updated: Instant| {
-            now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
-        };
+        let rules = self.commit_rules();
+        let age = |updated: Instant| age_secs(now, updated);
         if ct && self.external_ct.len() > SPLIT_ABOVE {
             return self.commit_first_part(now, client, target, exp, &rules);
         }
@@ -295,9 +296,7 @@ impl Node {
         exp: bool,
         rules: &CommitRules,
     ) {
-        let age = |updated: Instant| {
-            now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
-        };
+        let age = |updated: Instant| age_secs(now, updated);
         let recent = self.external_ct.most_recent(commit::FIRST_STAGE);
         let exps: Vec<_> = self
             .external_exp
@@ -353,6 +352,13 @@ impl Node {
         });
     }
 
+    fn commit_rules(&self) -> CommitRules {
+        CommitRules {
+            commit_timeout: self.sync().commit_timeout,
+            tcp_window_tracking: self.sync().tcp_window_tracking,
+        }
+    }
+
     pub(super) fn commit_rest_due(&self) -> bool {
         self.commit_first.as_ref().is_some_and(|f| f.rest_due)
     }
@@ -363,13 +369,8 @@ impl Node {
         if !self.commit_rest_due() {
             return;
         }
-        let rules = CommitRules {
-            commit_timeout: self.sync().commit_timeout,
-            tcp_window_tracking: self.sync().tcp_window_tracking,
-        };
-        let age = |updated: Instant| {
-            now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
-        };
+        let rules = self.commit_rules();
+        let age = |updated: Instant| age_secs(now, updated);
         let Some(first) = self.commit_first.as_mut() else {
             return;
         };

@@ -37,6 +37,8 @@ mod peer_side;
 mod polling;
 pub mod render;
 mod snapshot;
+#[cfg(test)]
+mod test_support;
 
 use std::time::Duration;
 

@@ -61,9 +61,8 @@ impl Node {
 mod test {
     use super::*;
     use crate::config;
-    use crate::kernel::codec::Object;
     use crate::model::{L4, Tuple};
-    use crate::node::{Completion, Done, Input, Purpose};
+    use crate::node::{Input, Purpose};
 
     fn flow(port: u16) -> Conntrack {
         let mut c = Conntrack::new(Tuple {
@@ -83,9 +82,8 @@ mod test {
         Node::new(cfg, 1, 1, 1400, 0, t0)
     }
 
-    /// Hands in a dump as the worker would, then the timers until the
-    /// coalesced datagrams are out: the data messages (entries, deletions)
-    /// sent.
+    /// A resync dump (`send`: its differences go to the peer), handed in
+    /// as the worker would: the data messages sent.
     fn dumped(
         node: &mut Node,
         now: Instant,
@@ -98,34 +96,7 @@ mod test {
             expectations: false,
             send,
         };
-        let done = Done::Dumped {
-            objects: cts.iter().cloned().map(Object::Ct).collect(),
-            last: true,
-        };
-        let data = |d: &[Vec<u8>]| -> usize {
-            d.iter()
-                .map(|g| {
-                    let (_, body) = crate::wire::read(g).unwrap();
-                    crate::wire::messages(body)
-                        .filter(|m| m.as_ref().unwrap().is_data())
-                        .count()
-                })
-                .sum()
-        };
-        let mut sent = data(
-            &node
-                .handle(now, Input::Job(Completion { purpose, done }))
-                .datagrams,
-        );
-        for _ in 0..10 {
-            let at = node.poll_at();
-            if at > now + Duration::from_secs(1) {
-                break;
-            }
-            let o = node.handle(at, Input::Timer);
-            sent += data(&o.datagrams);
-        }
-        sent
+        crate::node::test_support::dumped(node, now, purpose, cts)
     }
 
     /// The polls a timer at `now` asks for.

@@ -290,6 +290,7 @@ impl Slab {
     }
 
     /// Bytes of the held encodings.
+    #[cfg(test)]
     pub(super) fn live_bytes(&self) -> usize {
         self.live_bytes
     }

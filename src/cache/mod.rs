@@ -8,10 +8,10 @@
 //! and last updated (timeout estimation at commit, ALARM expiry). Pure:
 //! time is a parameter.
 //!
-//! Memory: a slot holds only a handle to the entry's compact encoding
-//! ([`Stored`]; the wire's form, about 30 bytes for a TCP flow instead of
-//! the 288-byte model value) and two timestamps, one of which also holds
-//! the length of the key's encoding: 24 bytes on every target. The
+//! Memory: a slot ([`slot`], 16 bytes on every target) holds only where
+//! the entry's compact encoding is ([`Stored`]; the wire's form, 23 bytes
+//! for a routed UDP flow, 45 for a NATed TCP one, instead of the 288-byte
+//! model value), the length of the key's encoding and two timestamps. The
 //! encodings live in the cache's [`slab`] (fixed-size cells, no malloc
 //! chunk per entry). The key is the encoding's prefix, so it is not
 //! stored twice; lookups compare encoded keys, and the table hashes a
@@ -20,6 +20,7 @@
 //! saves on a router.
 
 mod slab;
+mod slot;
 mod stored;
 
 use std::hash::{BuildHasher, RandomState};
@@ -28,7 +29,8 @@ use std::time::Duration;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
 
-use self::slab::{Handle, Slab};
+use self::slab::Slab;
+use self::slot::{MAX_KEY_LEN, Slot};
 use crate::time::Instant;
 
 /// A value a [`Cache`] can hold in encoded form.
@@ -105,67 +107,6 @@ pub enum Upsert {
 /// The cache is full: the entry was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
-
-/// One entry as held: where its encoding is and its times.
-#[derive(Debug, Clone)]
-struct Slot {
-    /// The entry's encoding (key first), in the cache's slab.
-    handle: Handle,
-    /// When it was inserted (the low [`SINCE_BITS`] bits: milliseconds,
-    /// two million years' worth) and the length of its key's encoding
-    /// (the top byte), packed: a byte of its own would cost 8 bytes a
-    /// slot in padding, or a larger allocation for the encoding.
-    since_and_key_len: u64,
-    updated: Instant,
-}
-
-const SINCE_BITS: u32 = 56;
-const SINCE_MASK: u64 = (1 << SINCE_BITS) - 1;
-/// The longest key encoding a slot can give the length of.
-const MAX_KEY_LEN: usize = u8::MAX as usize;
-
-fn pack(since: Instant, key_len: u8) -> u64 {
-    (u64::from(key_len) << SINCE_BITS) | (since.0 & SINCE_MASK)
-}
-
-impl Slot {
-    fn holding(key_len: u8, handle: Handle, now: Instant) -> Slot {
-        Slot {
-            handle,
-            since_and_key_len: pack(now, key_len),
-            updated: now,
-        }
-    }
-
-    /// The entry's encoding (key first).
-    fn encoded<'s>(&self, slab: &'s Slab) -> &'s [u8] {
-        slab.get(self.handle)
-    }
-
-    fn key_len(&self) -> usize {
-        (self.since_and_key_len >> SINCE_BITS) as usize
-    }
-
-    fn since(&self) -> Instant {
-        Instant(self.since_and_key_len & SINCE_MASK)
-    }
-
-    fn set_since(&mut self, since: Instant) {
-        self.since_and_key_len =
-            (self.since_and_key_len & !SINCE_MASK) | (since.0 & SINCE_MASK);
-    }
-
-    /// A new encoding (whose key is the same), now at `handle`.
-    fn replace(&mut self, key_len: u8, handle: Handle) {
-        self.handle = handle;
-        self.since_and_key_len = pack(self.since(), key_len);
-    }
-
-    /// The key's encoding.
-    fn key<'s>(&self, slab: &'s Slab) -> &'s [u8] {
-        self.encoded(slab).get(..self.key_len()).unwrap_or_default()
-    }
-}
 
 /// A bounded map with conntrackd's counters.
 #[derive(Debug, Clone)]
@@ -255,7 +196,7 @@ impl<V: Stored> Cache<V> {
         Some(Entry {
             value: value?,
             since: s.since(),
-            updated: s.updated,
+            updated: s.updated(),
         })
     }
 
@@ -311,13 +252,13 @@ impl<V: Stored> Cache<V> {
                 if s.encoded(&self.slab) != enc {
                     // Only when a class runs out of cell numbers (four
                     // billion): the entry keeps its old state.
-                    let Some(moved) = self.slab.replace(s.handle, enc) else {
+                    let Some(moved) = self.slab.replace(s.handle(), enc) else {
                         self.stats.upd_fail += 1;
                         return Err(Full);
                     };
                     s.replace(kl, moved);
                 }
-                s.updated = now;
+                s.set_updated(now);
                 if restart {
                     s.set_since(now);
                 }
@@ -351,7 +292,7 @@ impl<V: Stored> Cache<V> {
             Ok(o) => {
                 let (s, _) = o.remove();
                 let value = Self::read(&self.slab, &s).map(|e| e.value);
-                self.slab.free(s.handle);
+                self.slab.free(s.handle());
                 self.stats.del_ok += 1;
                 value
             }
@@ -388,11 +329,11 @@ impl<V: Stored> Cache<V> {
         let mut heap = BinaryHeap::with_capacity(n + 1);
         for (i, s) in self.table.iter().enumerate() {
             if heap.len() == n
-                && heap.peek().is_some_and(|Reverse(p)| *p >= (s.updated, i))
+                && heap.peek().is_some_and(|Reverse(p)| *p >= (s.updated(), i))
             {
                 continue;
             }
-            heap.push(Reverse((s.updated, i)));
+            heap.push(Reverse((s.updated(), i)));
             if heap.len() > n {
                 heap.pop();
             }
@@ -419,7 +360,7 @@ impl<V: Stored> Cache<V> {
             .map(|s| Copied {
                 bytes: s.encoded(&self.slab).into(),
                 since: s.since(),
-                updated: s.updated,
+                updated: s.updated(),
             })
             .collect()
     }
@@ -440,7 +381,7 @@ impl<V: Stored> Cache<V> {
     ) -> impl Iterator<Item = (&[u8], usize, Instant)> + '_ {
         self.table
             .iter()
-            .map(|s| (s.encoded(&self.slab), s.key_len(), s.updated))
+            .map(|s| (s.encoded(&self.slab), s.key_len(), s.updated()))
     }
 
     /// Removes the entries not updated for `lifetime` (ALARM's
@@ -449,9 +390,9 @@ impl<V: Stored> Cache<V> {
         let before = self.table.len();
         let slab = &mut self.slab;
         self.table.retain(|s| {
-            let keep = now.since(s.updated) <= lifetime;
+            let keep = now.since(s.updated()) <= lifetime;
             if !keep {
-                slab.free(s.handle);
+                slab.free(s.handle());
             }
             keep
         });

@@ -14,15 +14,16 @@
 //!
 //! Why: a boxed 30-byte encoding costs a 16-byte fat pointer in the slot
 //! plus a 48-byte malloc chunk; a cell costs its class's size (32 bytes)
-//! and an 8-byte [`Handle`] in the slot. Encodings longer than
+//! and 41 bits of the slot (a [`Handle`]: cell number and length). Encodings longer than
 //! [`MAX_SMALL`] (none today; the cache is generic) are boxed one by one
 //! in an overflow list, so no length is ever refused for its size alone.
 
 /// Cell sizes are multiples of this (and at least this: a free cell holds
 /// a 4-byte link).
 pub(super) const GRAIN: usize = 8;
-/// Number of size classes: cells of 8, 16, … 512 bytes.
-const CLASSES: usize = 64;
+/// Number of size classes: cells of 8, 16, … 504 bytes (a slot has 9
+/// bits for an encoding's length, the largest value meaning "boxed").
+const CLASSES: usize = 63;
 /// The longest encoding held in a cell.
 pub(super) const MAX_SMALL: usize = GRAIN * CLASSES;
 /// A block holds the largest power-of-two number of cells that fits in
@@ -68,6 +69,16 @@ pub(super) struct Handle {
 }
 
 impl Handle {
+    /// The handle of cell `cell` holding `len` bytes (any `len` past
+    /// [`MAX_SMALL`] for a boxed encoding: the box knows its length).
+    pub(super) fn new(cell: u32, len: u32) -> Handle {
+        Handle { cell, len }
+    }
+
+    pub(super) fn cell(self) -> u32 {
+        self.cell
+    }
+
     pub(super) fn len(self) -> usize {
         self.len as usize
     }

@@ -127,7 +127,8 @@ impl Default for Slab {
 impl Slab {
     pub(super) fn new() -> Slab {
         Slab {
-            classes: (0..CLASSES).map(|_| Class::empty()).collect(),
+            // Made with the first cell: an empty cache holds nothing.
+            classes: Vec::new(),
             large: Vec::new(),
             large_free: Vec::new(),
             live_bytes: 0,
@@ -205,6 +206,9 @@ impl Slab {
     /// a new block when the last is full).
     fn alloc_cell(&mut self, c: usize) -> Option<u32> {
         let shift = SHIFTS.get(c).copied()?;
+        if self.classes.is_empty() {
+            self.classes = (0..CLASSES).map(|_| Class::empty()).collect();
+        }
         let head = self.classes.get(c)?.free;
         if head != NONE {
             let next = self
@@ -266,8 +270,12 @@ impl Slab {
             class.live -= 1;
             class.free = h.cell;
             if class.live == 0 {
-                // The class is empty: its blocks go back to the system.
+                // The class is empty: its blocks go back to the system,
+                // and the list of classes too when all are.
                 *class = Class::empty();
+                if self.classes.iter().all(|k| k.live == 0) {
+                    self.classes = Vec::new();
+                }
             }
         }
     }

@@ -103,7 +103,9 @@ fn heap_accounting_follows_every_change() {
     // the key's length and two timestamps: 16 bytes on a 64-bit router
     // and on a 32-bit one (MIPS, ARMv7: cross-ci).
     assert_eq!(std::mem::size_of::<Slot>(), 16);
+    // Memory is taken as entries arrive: none for an empty cache.
     let empty = c.bytes();
+    assert_eq!(empty, 0);
     c.upsert(&item(1, &[0; 10]), t, false).unwrap();
     c.upsert(&item(2, &[0; 20]), t, false).unwrap();
     assert_eq!(c.slab.live_bytes(), 11 + 21);

@@ -12,9 +12,10 @@
 //! cells instead of growing. A class whose last cell is freed gives its
 //! blocks back, and [`Slab::clear`] gives everything back.
 //!
-//! Why: a boxed 30-byte encoding costs a 16-byte fat pointer in the slot
-//! plus a 48-byte malloc chunk; a cell costs its class's size (32 bytes)
-//! and 41 bits of the slot (a [`Handle`]: cell number and length). Encodings longer than
+//! Why: a boxed 23-byte encoding (a routed UDP flow) costs a 16-byte fat
+//! pointer in the slot plus a 32-byte malloc chunk (48 from 25 bytes on);
+//! a cell costs its class's size (24 bytes) and 41 bits of the slot (a
+//! [`Handle`]: cell number and length). Encodings longer than
 //! [`MAX_SMALL`] (none today; the cache is generic) are boxed one by one
 //! in an overflow list, so no length is ever refused for its size alone.
 

@@ -8,8 +8,9 @@
 //! bits each: milliseconds of daemon uptime, 17 years' worth; later times
 //! stay at the largest, see [`TIME_MAX`]).
 //!
-//! Why: the table's buckets are a third of a cache's memory (a bucket
-//! per slot, at most 7/8 full); four separate fields took 24 bytes.
+//! Why: the table's buckets were more than half of a cache's memory (at
+//! most 7/8 of them hold a slot): a boxed encoding's pointer and two
+//! timestamps took 32 bytes (24 on a 32-bit target).
 
 use super::slab::{Handle, MAX_SMALL, Slab};
 use crate::time::Instant;

@@ -480,6 +480,9 @@ pub struct EventSocket {
     empty: bool,
     /// Datagrams read since the socket last had to be waited for.
     since_wait: usize,
+    /// Whether the socket is in the conntrack NEW group (None: it was
+    /// never subscribed, see [`EventSocket::unsubscribed`]).
+    new_events: Option<bool>,
 }
 
 impl EventSocket {
@@ -519,6 +522,7 @@ impl EventSocket {
             rx: vec![0; RX_BUF],
             empty: false,
             since_wait: 0,
+            new_events: Some(true),
         })
     }
 
@@ -537,7 +541,35 @@ impl EventSocket {
             rx: vec![0; RX_BUF],
             empty: false,
             since_wait: 0,
+            new_events: None,
         })
+    }
+
+    /// Joins (`on`) or leaves the conntrack NEW event group; UPDATE,
+    /// DESTROY and the expectation groups are left as they are. ctnetlink
+    /// builds no NEW event when nobody listens on the group, and during a
+    /// commit almost every NEW would be the echo of our own create: about
+    /// 40 % of the kernel's cost per created entry, and the loop's CPU to
+    /// read it (results/wave4-commit.md). Asking for the state the socket
+    /// is in already does nothing; so does any request on a socket that
+    /// was never subscribed.
+    pub fn set_new_events(&mut self, on: bool) -> io::Result<()> {
+        if self.new_events.is_none_or(|joined| joined == on) {
+            return Ok(());
+        }
+        let sock = &self.sock.get_ref().sock;
+        if on {
+            sock.add_membership(codec::NFNLGRP_CONNTRACK_NEW)?;
+        } else {
+            sock.drop_membership(codec::NFNLGRP_CONNTRACK_NEW)?;
+        }
+        self.new_events = Some(on);
+        Ok(())
+    }
+
+    /// Whether the socket is in the conntrack NEW group now.
+    pub fn new_events(&self) -> bool {
+        self.new_events == Some(true)
     }
 
     /// Waits for the next datagram or overrun.

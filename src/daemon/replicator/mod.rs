@@ -464,6 +464,15 @@ impl Replicator {
         for l in out.logs {
             log::log!(l.level, "{}", l.text);
         }
+        // Before the jobs are handed to the worker: a commit must not
+        // start while the socket still listens, nor the resync that
+        // follows it dump before the socket listens again.
+        if let Some(on) = out.new_events
+            && let Err(e) = self.events.socket.set_new_events(on)
+        {
+            let what = if on { "join" } else { "leave" };
+            log::error!("cannot {what} the conntrack NEW event group: {e}");
+        }
         if let Some(link) = out.follow_link {
             self.channels.set_current(link);
         }

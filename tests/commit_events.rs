@@ -104,7 +104,8 @@ fn event_groups(ns: &Netns) -> Vec<u32> {
     })
 }
 
-const NEW_GROUP: u32 = 1 << (codec::NFNLGRP_CONNTRACK_NEW - 1);
+/// NFNLGRP_CONNTRACK_NEW is group 1: bit 0 of the mask.
+const NEW_GROUP: u32 = 1;
 const IDLE: u32 = 30_000;
 
 /// End to end, two daemons: fw-2 commits 30 000 entries from its external

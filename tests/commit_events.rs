@@ -183,8 +183,7 @@ fn after_a_commit_the_caches_hold_what_the_new_events_would_have_said() {
         fw2.log()
     );
     let want = u64::from(IDLE) + created as u64;
-    let internal =
-        fw2.wait_cached("internal", want, Duration::from_secs(30));
+    let internal = fw2.wait_cached("internal", want, Duration::from_secs(30));
     assert!(
         internal.is_some(),
         "fw-2's internal cache holds {} of {want}",

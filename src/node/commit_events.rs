@@ -168,10 +168,13 @@ mod test {
 
         let out = control(&mut n, T0, Request::Commit(Target::All));
         assert_eq!(out.new_events, Some(false), "left before the commit");
-        assert!(matches!(out.jobs[..], [Job {
-            work: Work::Commit(_),
-            ..
-        }]));
+        assert!(matches!(
+            out.jobs[..],
+            [Job {
+                work: Work::Commit(_),
+                ..
+            }]
+        ));
         let purpose = out.jobs[0].purpose;
 
         let out = done(&mut n, T0, purpose, committed(2, 1));
@@ -182,10 +185,13 @@ mod test {
         let r = resyncs(&out);
         assert_eq!(r.len(), 1, "{:?}", out.jobs);
         assert_eq!(r[0].purpose, AFTER_COMMIT);
-        assert_eq!(r[0].work, Work::Dump {
-            conntracks: true,
-            expectations: true,
-        });
+        assert_eq!(
+            r[0].work,
+            Work::Dump {
+                conntracks: true,
+                expectations: true,
+            }
+        );
 
         // The dump: what the commit created, and a flow traffic started
         // while the NEW events were away.
@@ -215,24 +221,31 @@ mod test {
         let idle = 3 * super::super::control::SPLIT_ABOVE as u16;
         for i in 0..idle {
             let at = Instant(u64::from(i));
-            n.external_ct.upsert(&flow(17, 1024 + i, 53), at, true).unwrap();
+            n.external_ct
+                .upsert(&flow(17, 1024 + i, 53), at, true)
+                .unwrap();
         }
         let now = T0 + std::time::Duration::from_secs(10);
         let out = control(&mut n, now, Request::Commit(Target::Ct));
         assert_eq!(out.new_events, Some(false));
-        assert_eq!(out.jobs[0].purpose, Purpose::CommitFirst {
-            client: CLIENT
-        });
+        assert_eq!(
+            out.jobs[0].purpose,
+            Purpose::CommitFirst { client: CLIENT }
+        );
         let out = n.handle(now, Input::Timer);
         assert!(out.new_events.is_none());
         let rest = out.jobs.iter().find(|j| matches!(j.work, Work::Commit(_)));
-        assert_eq!(rest.map(|j| j.purpose), Some(Purpose::Commit {
-            client: CLIENT
-        }));
+        assert_eq!(
+            rest.map(|j| j.purpose),
+            Some(Purpose::Commit { client: CLIENT })
+        );
 
         let again = control(&mut n, now, Request::Commit(Target::Ct));
         assert!(again.new_events.is_none(), "a refused -c changes nothing");
-        assert!(matches!(again.replies[..], [(_, Reply::Done(Status::Refused(_)))]));
+        assert!(matches!(
+            again.replies[..],
+            [(_, Reply::Done(Status::Refused(_)))]
+        ));
 
         let first = crate::kernel::commit::FIRST_STAGE;
         let out = done(
@@ -251,7 +264,10 @@ mod test {
             Done::Failed("the worker is gone".into()),
         );
         assert_eq!(out.new_events, Some(true));
-        assert!(matches!(out.replies[..], [(_, Reply::Done(Status::Failed(_)))]));
+        assert!(matches!(
+            out.replies[..],
+            [(_, Reply::Done(Status::Failed(_)))]
+        ));
         assert_eq!(resyncs(&out).len(), 1);
         assert!(!n.committing());
 

@@ -3,7 +3,8 @@
 //! Owns: opening NETLINK_NETFILTER sockets, sending batches of requests in
 //! one `send` and matching every acknowledgement back to the request that
 //! caused it (by sequence number), table dumps, and the event subscription
-//! with its receive buffer (`SO_RCVBUFFORCE`), overrun (`ENOBUFS`)
+//! (left and joined again for the NEW group around a commit) with its
+//! receive buffer (`SO_RCVBUFFORCE`), overrun (`ENOBUFS`)
 //! reporting and the pacing of its reads (a short pause lets events
 //! gather after a wake-up that found only a few). Each socket knows its
 //! netlink port id, which the kernel puts in the events it caused: that is

@@ -358,6 +358,7 @@ impl Node {
             conntracks,
             expectations,
             send,
+            announce_new,
         } = purpose
         else {
             return;
@@ -367,40 +368,49 @@ impl Node {
         // silent -R would repair our cache but never tell it.
         let send = send || self.overrun_unsent;
         let origin = if send { Origin::NotMe } else { Origin::Flush };
+        let announce_new = announce_new && !send;
         // Conntracks before expectations: masters must be cached first.
         let (cts, exps): (Vec<Object>, Vec<Object>) = objects
             .into_iter()
             .partition(|o| matches!(o, Object::Ct(_)));
         for o in cts.into_iter().chain(exps) {
-            let fresh = match &o {
+            // Whether to take it, and whether neither cache knows it.
+            let (fresh, unknown) = match &o {
                 Object::Ct(c) => {
                     let k = ct_key_of(c);
+                    let cached = self.internal_ct.contains(&k);
                     // An event's state is newer, if it was cached.
                     let fresh = !run.gone_ct.contains(&k)
-                        && (!run.touched_ct.contains(&k)
-                            || !self.internal_ct.contains(&k));
+                        && (!run.touched_ct.contains(&k) || !cached);
                     if fresh {
                         run.seen_ct.insert(k);
                     }
-                    fresh
+                    (fresh, !cached && !self.external_ct.contains(&k))
                 }
                 Object::Exp(x) => {
                     let k = exp_key_of(x);
+                    let cached = self.internal_exp.contains(&k);
                     let fresh = !run.gone_exp.contains(&k)
-                        && (!run.touched_exp.contains(&k)
-                            || !self.internal_exp.contains(&k));
+                        && (!run.touched_exp.contains(&k) || !cached);
                     if fresh {
                         run.seen_exp.insert(k);
                     }
-                    fresh
+                    (fresh, !cached && !self.external_exp.contains(&k))
                 }
             };
             if !fresh {
                 // Destroyed or changed by an event the dump may predate.
                 continue;
             }
+            // A flow whose NEW event a commit kept away goes to the peer
+            // as that event would have.
+            let (kind, origin) = if announce_new && unknown {
+                (Kind::New, Origin::NotMe)
+            } else {
+                (Kind::Update, origin)
+            };
             let msg = Message {
-                kind: Kind::Update,
+                kind,
                 object: o,
                 port: 0,
                 seq: 0,

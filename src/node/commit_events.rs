@@ -12,13 +12,15 @@
 //! resync tells them apart by the external cache: what the commit created
 //! came from it (its echo would not have been sent either), a flow that
 //! neither cache knows is new and is sent (`announce_new`). Flows that
-//! ended meanwhile are no concern: the DESTROY group stays joined.
+//! ended meanwhile are no concern: the DESTROY group stays joined. A `-B`
+//! that comes before that resync has ended (a notify script runs `-c`
+//! then `-B`) waits for it, so it sends the committed entries too.
 //!
 //! Only where events feed the internal cache: with polling there are no
 //! events, and without an internal cache the peer is sent each event as
 //! it comes, so there is nothing to resync from.
 
-use super::Node;
+use super::{ClientId, Node};
 
 impl Node {
     /// A commit starts: leave the NEW group until it ends.
@@ -42,8 +44,46 @@ impl Node {
         }
         self.new_events_paused = false;
         self.out.new_events = Some(true);
+        self.bulk_after_commit.get_or_insert_default();
         let exp = self.expectations();
         self.resync_job(None, true, exp, false, true);
+    }
+
+    /// A `-B` during a commit or its resync waits for the resync's end:
+    /// until then the committed entries are not all in the internal
+    /// cache, and a bulk send would leave them out (the notify script of
+    /// a new primary runs `-c` and then `-B`). True when it waits.
+    pub(super) fn bulk_waits_for_commit(&mut self, client: ClientId) -> bool {
+        if self.new_events_paused {
+            self.bulk_after_commit.get_or_insert_default().push(client);
+            return true;
+        }
+        match &mut self.bulk_after_commit {
+            Some(waiting) => {
+                waiting.push(client);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The resync after a commit ended (its last part, or its failure):
+    /// the bulk sends that waited for it go now.
+    pub(super) fn commit_resync_done(&mut self) {
+        let Some(waiting) = self.bulk_after_commit.take() else {
+            return;
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        let src = super::Internal {
+            ct: &self.internal_ct,
+            exp: &self.internal_exp,
+        };
+        self.engine.bulk(&src);
+        for client in waiting {
+            self.done(client, crate::control::proto::Status::Ok);
+        }
     }
 }
 
@@ -211,6 +251,69 @@ mod test {
         let key = ct_key_of(&crate::wire::from_wire_ct(w.clone()));
         assert_eq!(key, ct_key_of(&started));
         assert!(n.resync.is_none(), "the resync is over");
+    }
+
+    /// `-B` right after `-c` (a notify script's order) waits for the
+    /// resync that brings the committed entries into the internal cache,
+    /// then sends them all; one after that resync is answered at once.
+    #[test]
+    fn a_bulk_send_after_a_commit_waits_for_its_resync() {
+        let mut n = node("", "FTFW { }");
+        let (a, b) = (flow(17, 5000, 53), flow(17, 5001, 53));
+        n.external_ct.upsert(&a, T0, true).unwrap();
+        n.external_ct.upsert(&b, T0, true).unwrap();
+        let out = control(&mut n, T0, Request::Commit(Target::Ct));
+        let purpose = out.jobs[0].purpose;
+        let out = done(&mut n, T0, purpose, committed(2, 0));
+        let resync = resyncs(&out)[0].purpose;
+
+        let out = control(&mut n, T0, Request::BulkSend);
+        assert!(out.replies.is_empty(), "it waits: {:?}", out.replies);
+        assert!(out.datagrams.is_empty());
+
+        let dump = Done::Dumped {
+            objects: vec![Object::Ct(a.clone()), Object::Ct(b.clone())],
+            last: true,
+        };
+        let out = done(&mut n, T0, resync, dump);
+        assert!(out.replies.contains(&(CLIENT, Reply::Done(Status::Ok))));
+        let mut sent = data_sent(&out);
+        for _ in 0..10 {
+            let at = n.poll_at();
+            if at > T0 + std::time::Duration::from_secs(1) {
+                break;
+            }
+            sent.extend(data_sent(&n.handle(at, Input::Timer)));
+        }
+        let mut keys: Vec<_> = sent
+            .iter()
+            .map(|m| match m {
+                Msg::CtNew(w) | Msg::CtUpd(w) => {
+                    ct_key_of(&crate::wire::from_wire_ct(w.clone()))
+                }
+                other => panic!("only the committed entries: {other:?}"),
+            })
+            .collect();
+        keys.sort_by_key(|k| format!("{k:?}"));
+        let mut want = vec![ct_key_of(&a), ct_key_of(&b)];
+        want.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(keys, want, "the bulk send carries what was committed");
+
+        let out = control(&mut n, T0, Request::BulkSend);
+        assert!(out.replies.contains(&(CLIENT, Reply::Done(Status::Ok))));
+    }
+
+    fn data_sent(out: &Outbox) -> Vec<Msg> {
+        out.datagrams
+            .iter()
+            .flat_map(|g| {
+                let (_, body) = crate::wire::read(g).unwrap();
+                crate::wire::messages(body)
+                    .map(|m| m.unwrap())
+                    .filter(Msg::is_data)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// A split commit's first job ending, or a second `-c`, does not join

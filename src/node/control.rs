@@ -94,6 +94,9 @@ impl Node {
                     );
                 }
                 self.out.log(Info, "sending bulk update");
+                if self.bulk_waits_for_commit(client) {
+                    return;
+                }
                 if self.internal_disabled() {
                     let exp = self.expectations();
                     return self.resync_kernel(Some(client), true, exp, true);

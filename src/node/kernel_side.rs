@@ -363,6 +363,7 @@ impl Node {
         else {
             return;
         };
+        let after_commit = announce_new;
         let mut run = self.resync.take().unwrap_or_default();
         // After an overrun the peer has not heard of what was lost: a
         // silent -R would repair our cache but never tell it.
@@ -460,6 +461,9 @@ impl Node {
         if let Some(c) = client {
             self.out.reply(c, Reply::Done(Status::Ok));
         }
+        if after_commit {
+            self.commit_resync_done();
+        }
     }
 
     /// A resync dump ended: track afresh for the next one, if any.
@@ -488,6 +492,13 @@ impl Node {
                     "can't dump kernel table: {why}"
                 ))),
             );
+        }
+        if let Purpose::Resync {
+            announce_new: true, ..
+        } = purpose
+        {
+            // What the cache holds goes, rather than nothing.
+            self.commit_resync_done();
         }
     }
 }

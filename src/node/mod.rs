@@ -107,6 +107,9 @@ pub struct Node {
     /// The running commit left the conntrack NEW event group
     /// (`node::commit_events`).
     new_events_paused: bool,
+    /// `-B` clients waiting for the resync after a commit
+    /// (`node::commit_events`); Some while that resync runs.
+    bulk_after_commit: Option<Vec<ClientId>>,
     resync: Option<kernel_side::ResyncRun>,
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     /// The primary's scans for flows active without events.
@@ -208,6 +211,7 @@ impl Node {
             commit: None,
             commit_first: None,
             new_events_paused: false,
+            bulk_after_commit: None,
             resync: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
             activity: activity::Activity::new(

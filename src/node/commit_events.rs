@@ -321,7 +321,7 @@ mod test {
     #[test]
     fn only_the_last_commit_job_joins_again_even_when_it_fails() {
         let mut n = node("", "FTFW { }");
-        let idle = 3 * super::super::control::SPLIT_ABOVE as u16;
+        let idle = 3 * super::super::commit_split::SPLIT_ABOVE as u16;
         for i in 0..idle {
             let at = Instant(u64::from(i));
             n.external_ct
@@ -335,12 +335,21 @@ mod test {
             out.jobs[0].purpose,
             Purpose::CommitFirst { client: CLIENT }
         );
-        let out = n.handle(now, Input::Timer);
-        assert!(out.new_events.is_none());
-        let rest = out.jobs.iter().find(|j| matches!(j.work, Work::Commit(_)));
+        let mut purposes = Vec::new();
+        for _ in 0..2 {
+            let out = n.handle(now, Input::Timer);
+            assert!(out.new_events.is_none());
+            let job =
+                out.jobs.iter().find(|j| matches!(j.work, Work::Commit(_)));
+            purposes.extend(job.map(|j| j.purpose));
+        }
         assert_eq!(
-            rest.map(|j| j.purpose),
-            Some(Purpose::Commit { client: CLIENT })
+            purposes,
+            [
+                Purpose::CommitFirst { client: CLIENT },
+                Purpose::Commit { client: CLIENT }
+            ],
+            "the next most recent, then the rest"
         );
 
         let again = control(&mut n, now, Request::Commit(Target::Ct));
@@ -359,12 +368,25 @@ mod test {
         );
         assert!(out.new_events.is_none() && resyncs(&out).is_empty());
         assert!(n.committing());
+        // The second job fails as a whole: its entries count as failed.
+        let out = done(
+            &mut n,
+            now,
+            Purpose::CommitFirst { client: CLIENT },
+            Done::Failed("the worker is gone".into()),
+        );
+        assert!(out.new_events.is_none() && out.replies.is_empty());
 
         let out = done(
             &mut n,
             now,
             Purpose::Commit { client: CLIENT },
             Done::Failed("the worker is gone".into()),
+        );
+        assert_eq!(
+            (n.counters.commit_ok, n.counters.commit_fail),
+            (first as u64, u64::from(idle) - first as u64),
+            "every entry counted once, failed where its job failed"
         );
         assert_eq!(out.new_events, Some(true));
         assert!(matches!(

@@ -13,33 +13,12 @@ use crate::control::proto::{
     Target,
 };
 use crate::kernel::commit::{self, CommitRules};
-use crate::model::Expect;
 use crate::time::Instant;
-use crate::wire::{CtKey, ct_key_of};
-use std::collections::HashSet;
-
-/// A commit of more external conntracks than this is split in two jobs
-/// (see [`Node::commit_first_part`]).
-pub(super) const SPLIT_ABOVE: usize = 4 * commit::FIRST_STAGE;
 
 /// Whole seconds an entry spent in the cache since it was reported (the
 /// commit's timeout estimate).
-fn age_secs(now: Instant, updated: Instant) -> u32 {
+pub(super) fn age_secs(now: Instant, updated: Instant) -> u32 {
     now.since(updated).as_secs().min(u64::from(u32::MAX)) as u32
-}
-
-/// A split commit's first job: what it holds, and its outcome once in.
-#[derive(Debug)]
-pub(super) struct FirstPart {
-    pub client: ClientId,
-    /// The conntracks it commits (the rest skips them).
-    pub keys: HashSet<CtKey>,
-    /// The rest is still to be planned (on the next turn).
-    pub rest_due: bool,
-    /// Its planned conntracks and expectations.
-    pub planned: (usize, usize),
-    /// Its errnos (conntracks, expectations) and per-stage microseconds.
-    pub done: Option<(Vec<i32>, Vec<i32>, [u32; 2])>,
 }
 
 impl Node {
@@ -273,7 +252,7 @@ impl Node {
         let (ct, exp) = self.targets(target);
         let rules = self.commit_rules();
         let age = |updated: Instant| age_secs(now, updated);
-        if ct && self.external_ct.len() > SPLIT_ABOVE {
+        if ct && self.external_ct.len() > super::commit_split::SPLIT_ABOVE {
             return self.commit_first_part(now, client, target, exp, &rules);
         }
         // The most recently updated entries are the active ones: they go
@@ -302,115 +281,11 @@ impl Node {
         });
     }
 
-    /// A large commit's first job: the expectations, the most recently
-    /// updated conntracks and the masters they need, picked without
-    /// decoding the rest, so that they reach the kernel while the rest is
-    /// planned (on the next turn, [`Node::commit_rest`]).
-    fn commit_first_part(
-        &mut self,
-        now: Instant,
-        client: ClientId,
-        target: Target,
-        exp: bool,
-        rules: &CommitRules,
-    ) {
-        let age = |updated: Instant| age_secs(now, updated);
-        let recent = self.external_ct.most_recent(commit::FIRST_STAGE);
-        let exps: Vec<_> = self
-            .external_exp
-            .iter()
-            .filter(|_| exp)
-            .map(|e| (e.value, age(e.updated)))
-            .collect();
-        let mut keys: HashSet<CtKey> = HashSet::new();
-        let mut first = Vec::with_capacity(recent.len() + exps.len());
-        let masters: Vec<CtKey> = exps
-            .iter()
-            .map(|(x, _)| CtKey {
-                orig: x.master,
-                zone: x.zone,
-            })
-            .chain(recent.iter().filter_map(|e| {
-                e.value.master.map(|orig| CtKey {
-                    orig,
-                    zone: e.value.zone,
-                })
-            }))
-            .collect();
-        for e in recent {
-            if keys.insert(ct_key_of(&e.value)) {
-                first.push((e.value, age(e.updated), e.updated.millis()));
-            }
-        }
-        for k in masters {
-            if !keys.contains(&k)
-                && let Some(e) = self.external_ct.get(&k)
-            {
-                keys.insert(k);
-                first.push((e.value, age(e.updated), e.updated.millis()));
-            }
-        }
-        let plan = commit::plan_active_first(first, exps, rules);
-        let planned = (plan.cts.len(), plan.exps.len());
-        self.commit = Some(Running {
-            started: now,
-            target,
-            planned,
-        });
-        self.pause_new_events();
-        self.commit_first = Some(FirstPart {
-            client,
-            keys,
-            rest_due: true,
-            planned,
-            done: None,
-        });
-        self.out.jobs.push(Job {
-            purpose: Purpose::CommitFirst { client },
-            work: Work::Commit(plan),
-        });
-    }
-
-    fn commit_rules(&self) -> CommitRules {
+    pub(super) fn commit_rules(&self) -> CommitRules {
         CommitRules {
             commit_timeout: self.sync().commit_timeout,
             tcp_window_tracking: self.sync().tcp_window_tracking,
         }
-    }
-
-    pub(super) fn commit_rest_due(&self) -> bool {
-        self.commit_first.as_ref().is_some_and(|f| f.rest_due)
-    }
-
-    /// The rest of a split commit: every other external conntrack, most
-    /// recent first, as the second job.
-    pub(super) fn commit_rest(&mut self, now: Instant) {
-        if !self.commit_rest_due() {
-            return;
-        }
-        let rules = self.commit_rules();
-        let age = |updated: Instant| age_secs(now, updated);
-        let Some(first) = self.commit_first.as_mut() else {
-            return;
-        };
-        first.rest_due = false;
-        let keys = &first.keys;
-        let cts = self
-            .external_ct
-            .iter()
-            .filter(|e| !keys.contains(&ct_key_of(&e.value)))
-            .map(|e| (e.value, age(e.updated), e.updated.millis()));
-        let no_exps = std::iter::empty::<(Expect, u32)>();
-        let plan = commit::plan_active_first(cts, no_exps, &rules);
-        if let Some(run) = self.commit.as_mut() {
-            run.planned.0 += plan.cts.len();
-        }
-        self.out.jobs.push(Job {
-            purpose: Purpose::Commit {
-                client: first.client,
-            },
-            work: Work::Commit(plan),
-        });
     }
 
     /// The commit's outcome: conntrackd's lines, the client's final frame.

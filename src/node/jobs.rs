@@ -25,7 +25,7 @@ impl Node {
         let client = match purpose {
             Purpose::CommitFirst { .. } => {
                 if let Some(f) = self.commit_first.as_mut() {
-                    f.done = Some((cts, exps, took_us.unwrap_or([0, 0])));
+                    f.part_done(cts, exps, took_us.unwrap_or([0, 0]));
                 }
                 return;
             }
@@ -85,13 +85,17 @@ impl Node {
             ) => {
                 self.counters.jobs_failed += 1;
                 self.out.log(Error, format!("commit-create: {why}"));
-                // The whole job counts as failed: a split commit's first
-                // job planned its own share, the last the rest.
+                // The whole job counts as failed: a split commit's early
+                // jobs planned their own shares, the last the rest.
                 let total = self.commit.map_or((0, 0), |r| r.planned);
-                let first = self.commit_first.as_ref().map(|f| f.planned);
+                let first = self.commit_first.as_ref();
                 let (cts, exps) = match (purpose, first) {
-                    (Purpose::CommitFirst { .. }, Some(f)) => f,
-                    (_, Some(f)) => (total.0 - f.0, total.1 - f.1),
+                    (Purpose::CommitFirst { .. }, Some(f)) => {
+                        f.pending.front().copied().unwrap_or_default()
+                    }
+                    (_, Some(f)) => {
+                        (total.0 - f.planned.0, total.1 - f.planned.1)
+                    }
                     (_, None) => total,
                 };
                 let eio = libc_eio();

@@ -27,6 +27,7 @@
 mod activity;
 mod anti_entropy;
 mod commit_events;
+mod commit_split;
 mod control;
 mod dumps;
 pub mod flow_log;
@@ -103,7 +104,7 @@ pub struct Node {
     tx_buf: Vec<u8>,
     commit: Option<Running>,
     /// A commit split in two jobs: its first stage's keys and outcome.
-    commit_first: Option<control::FirstPart>,
+    commit_first: Option<commit_split::FirstPart>,
     /// The running commit left the conntrack NEW event group
     /// (`node::commit_events`).
     new_events_paused: bool,

@@ -1207,19 +1207,22 @@ fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
     assert!(j.contains("\"peer_protocol\":\"conntrackd 1.4\",\"conntrackd_refused\":{\"truncated\":0,"), "{j}");
 }
 
-/// A commit of a large external cache goes out as two jobs: first the
+/// A commit of a large external cache goes out as three jobs: first the
 /// expectation, its (old) master and the most recently updated entries,
-/// picked before the rest is decoded; the rest on the next turn, without
-/// them. The client's reply and conntrackd's lines count both.
+/// picked before the rest is decoded; on the next turn the next most
+/// recent; on the turn after, the rest, without them. The client's reply
+/// and conntrackd's lines count all three.
 #[test]
 fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
+    use super::commit_split::AHEAD;
+    use crate::kernel::commit::FIRST_STAGE;
     let mut fw = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
     let master = ftp_master();
     fw.external_ct.upsert(&master, Instant(0), true).unwrap();
     fw.external_exp
         .upsert(&pasv(&master), Instant(0), true)
         .unwrap();
-    let idle = 3000u16;
+    let idle = (FIRST_STAGE + AHEAD + 2000) as u16;
     for i in 0..idle {
         let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1024 + i, 80));
         c.timeout = Some(432000);
@@ -1228,7 +1231,7 @@ fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
         let at = Instant(1 + u64::from(i));
         fw.external_ct.upsert(&c, at, true).unwrap();
     }
-    let now = Instant(10_000);
+    let now = Instant(100_000);
     let first = fw.control(now, Request::Commit(Target::All)).actions;
     assert_eq!(first.len(), 1, "{:?}", first.len());
     let Work::Commit(plan) = &first[0].work else {
@@ -1236,21 +1239,34 @@ fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
     };
     assert_eq!(first[0].purpose, Purpose::CommitFirst { client: CLIENT });
     assert_eq!(plan.exps.len(), 1);
-    assert_eq!(plan.cts.len(), crate::kernel::commit::FIRST_STAGE + 1);
+    assert_eq!(plan.cts.len(), FIRST_STAGE + 1);
     assert!(plan.cts.iter().any(|c| c.orig == master.orig), "its master");
     let sport = |c: &Conntrack| match c.orig.l4 {
         L4::Ports { src, .. } => src,
         _ => 0,
     };
-    let first_ports: std::collections::HashSet<u16> =
-        plan.cts.iter().map(sport).collect();
-    let newest = (1024 + idle - crate::kernel::commit::FIRST_STAGE as u16)
-        ..(1024 + idle);
+    let ports =
+        |p: &crate::kernel::commit::Plan| -> std::collections::HashSet<u16> {
+            p.cts.iter().map(sport).collect()
+        };
+    let newest = (1024 + idle - FIRST_STAGE as u16)..(1024 + idle);
+    let first_ports = ports(plan);
     assert!(newest.clone().all(|p| first_ports.contains(&p)));
-    // The rest is planned on the next turn, which is due at once.
+    // The next part is planned on the next turn, which is due at once.
     assert!(fw.poll_at() <= now);
-    // (The activity scan's dump is due at 10 s too.)
+    // (The activity scan's dump may be due too.)
     let is_commit = |j: &Job| matches!(j.work, Work::Commit(_));
+    let ahead: Vec<Job> = fw.tick(now).into_iter().filter(is_commit).collect();
+    assert_eq!(ahead.len(), 1, "{:?}", ahead.len());
+    assert_eq!(ahead[0].purpose, Purpose::CommitFirst { client: CLIENT });
+    let Work::Commit(ahead_plan) = &ahead[0].work else {
+        panic!("{ahead:?}")
+    };
+    assert_eq!(ahead_plan.cts.len(), AHEAD);
+    let next_newest = (1024 + idle - (FIRST_STAGE + AHEAD) as u16)
+        ..(1024 + idle - FIRST_STAGE as u16);
+    assert_eq!(ports(ahead_plan), next_newest.clone().collect());
+    assert!(fw.poll_at() <= now, "and the rest on the turn after");
     let rest: Vec<Job> = fw.tick(now).into_iter().filter(is_commit).collect();
     assert_eq!(rest.len(), 1, "{:?}", rest.len());
     assert_eq!(rest[0].purpose, Purpose::Commit { client: CLIENT });
@@ -1258,29 +1274,28 @@ fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
         panic!("{rest:?}")
     };
     assert!(rest_plan.exps.is_empty());
-    assert_eq!(
-        rest_plan.cts.len(),
-        usize::from(idle) - crate::kernel::commit::FIRST_STAGE
-    );
-    assert!(rest_plan.cts.iter().all(|c| !newest.contains(&sport(c))));
+    let rest_len = usize::from(idle) - FIRST_STAGE - AHEAD;
+    assert_eq!(rest_plan.cts.len(), rest_len);
+    assert!(rest_plan.cts.iter().all(|c| {
+        !newest.contains(&sport(c)) && !next_newest.contains(&sport(c))
+    }));
     assert!(
         !fw.tick(now).iter().any(is_commit),
         "the rest is planned once"
     );
-    // Both outcomes make one report.
-    let done = Done::Committed {
-        cts: vec![0; crate::kernel::commit::FIRST_STAGE + 1],
-        exps: vec![0],
+    // The three outcomes make one report.
+    let done = |cts: usize, exps: usize| Done::Committed {
+        cts: vec![0; cts],
+        exps: vec![0; exps],
         failed: Vec::new(),
         took_us: [100, 50],
     };
-    let o = fw.job(now, Purpose::CommitFirst { client: CLIENT }, done);
+    let early = Purpose::CommitFirst { client: CLIENT };
+    let o = fw.job(now, early, done(FIRST_STAGE + 1, 1));
     assert!(o.replies.is_empty(), "the client waits for the rest");
-    let replies = fw.commit_done(
-        now,
-        &vec![0; usize::from(idle) - crate::kernel::commit::FIRST_STAGE],
-        &[],
-    );
+    let o = fw.job(now, early, done(AHEAD, 0));
+    assert!(o.replies.is_empty(), "the client waits for the rest");
+    let replies = fw.commit_done(now, &vec![0; rest_len], &[]);
     assert!(replies.contains(&Reply::Done(Status::Ok)), "{replies:?}");
     assert_eq!(fw.counters.commit_ok, u64::from(idle) + 2);
     assert!(fw.commit.is_none() && fw.commit_first.is_none());

@@ -62,6 +62,7 @@ impl FtFw {
 impl SyncMode for FtFw {
     fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact {
         let window = self.ack_window;
+        self.probe.heard(now);
         self.peers.heard(now, peer, session, || rx::Rx::new(window))
     }
 
@@ -92,6 +93,9 @@ impl SyncMode for FtFw {
                 self.probe_answered(to, cx);
             }
             Msg::Nack { from, to } => {
+                if let Some(at) = self.resend.sent_at(to.next()) {
+                    self.probe.nacked(to.next(), at, cx.now);
+                }
                 for sent in self.resend.take(|s, _| s.in_range(from, to)) {
                     cx.tx.requeue(sent, cx.stats);
                 }
@@ -119,9 +123,9 @@ impl SyncMode for FtFw {
         }
         // An ACK already tells the peer we are here.
         if !acked && now.since(cx.tx.last_tx()) >= ALIVE_INTERVAL {
-            cx.tx.control(Msg::Alive {
-                next: cx.tx.next_seq(),
-            });
+            let next = cx.tx.next_seq();
+            self.probe.announced(next);
+            cx.tx.control(Msg::Alive { next });
         }
     }
 

@@ -15,13 +15,13 @@
 //!   probe sent once is a sample; and data to the NACK it provokes, so
 //!   the first tail already has a measured timeout). Backing off is for a peer that is gone,
 //!   not for a lossy link: while the peer was heard within [`PEER_ALIVE`]
-//!   before the probe, the first [`FAST_PROBES`] repeats come one timeout
+//!   before the probe, [`FAST_PROBES`] more repeats come one timeout
 //!   apart (at 20 % loss each way a round fails 36 % of the time, and
-//!   doubling made three failures in a row cost seven timeouts, a
-//!   thousand-millisecond wait after six). After those, and from the start
-//!   for a peer not heard, the wait doubles each time, capped at
-//!   [`ALIVE_INTERVAL`], and probing stops after [`MAX_PROBES`] more: a
-//!   peer that is gone sees a bounded number of probes.
+//!   doubling made three failures in a row cost seven timeouts). After
+//!   those, and from the start for a peer not heard, the wait doubles each
+//!   time, capped at [`ALIVE_INTERVAL`]; probing stops after
+//!   [`MAX_PROBES`] unanswered ones (plus the fast ones): a peer that is
+//!   gone sees a bounded number of probes.
 
 use std::time::Duration;
 
@@ -40,9 +40,10 @@ const RTO_MIN: Duration = Duration::from_millis(5);
 /// Probes sent without an answer before probing stops (until an answer,
 /// or the peer restarts); the retransmission timer still runs.
 pub(crate) const MAX_PROBES: u32 = 10;
-/// Repeats one timeout apart, before any backing off, for a peer heard
-/// lately: the chance that this many rounds in a row fail at 20 % loss
-/// each way is 0.36^8, about 3 in 10 000.
+/// Repeats one timeout apart, beyond the one a silent peer gets, before
+/// any backing off, for a peer heard lately: the chance that this many
+/// rounds in a row fail at 20 % loss each way is 0.36^9, about 1 in
+/// 10 000.
 pub(crate) const FAST_PROBES: u32 = 8;
 
 /// Smoothed round trip (RFC 6298's estimator, in milliseconds).
@@ -116,8 +117,8 @@ impl TailProbe {
         self.heard = Some(now);
     }
 
-    /// Unanswered probes repeated one timeout apart before backing off:
-    /// [`FAST_PROBES`] when the peer had been heard lately when the last
+    /// Unanswered probes repeated one timeout apart before backing off,
+    /// beyond the first: [`FAST_PROBES`] when the peer had been heard lately when the last
     /// probe went out, else none.
     fn fast_probes(&self, probed_at: Instant) -> u32 {
         match self.heard {
@@ -257,6 +258,58 @@ mod test {
         assert_eq!(p.answered(Seq(6), at + ms(3)), Some(Seq(7)));
         assert_eq!(p.rtt().smoothed(), None);
         assert!(p.due(true).is_some());
+    }
+
+    #[test]
+    fn a_peer_heard_lately_is_probed_at_the_timeout_before_any_backoff() {
+        let mut p = TailProbe::default();
+        p.heard(Instant(90));
+        p.data_sent(Instant(100));
+        let mut at = p.due(true).unwrap();
+        let mut gaps = Vec::new();
+        while let Some(next) = p.due(true) {
+            gaps.push(next.since(at).as_millis() as u64);
+            at = next;
+            p.probed(Seq(7), at);
+            assert!(gaps.len() <= (FAST_PROBES + MAX_PROBES) as usize);
+        }
+        // The first probe, then FAST_PROBES more repeats one (default)
+        // timeout apart than a silent peer gets, then its doubling. Once
+        // the peer has been silent for PEER_ALIVE it is gone: the silent
+        // peer's bound applies.
+        let fast = FAST_PROBES as usize;
+        assert!(gaps[1..=fast + 1].iter().all(|g| *g == 50), "{gaps:?}");
+        assert_eq!(&gaps[fast + 2..fast + 5], &[100, 200, 400]);
+        assert!(gaps.len() > MAX_PROBES as usize, "{gaps:?}");
+        assert!(gaps.len() <= fast + MAX_PROBES as usize, "{gaps:?}");
+        // Heard 3 s or more before: a gone peer, backed off from the start
+        // (the first wait after the first probe is one timeout).
+        let mut p = TailProbe::default();
+        p.heard(Instant(0));
+        p.data_sent(Instant(3000));
+        p.probed(Seq(7), Instant(3005));
+        p.probed(Seq(7), Instant(3055));
+        assert_eq!(p.due(true), Some(Instant(3155)), "doubled");
+    }
+
+    #[test]
+    fn a_nack_measures_the_round_trip_unless_it_may_answer_an_alive() {
+        let mut p = TailProbe::default();
+        // A NACK of 10..=11 provoked by 12, sent at 100, back at 104.
+        p.nacked(Seq(12), Instant(100), Instant(104));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        // An ALIVE announced 20: a NACK ending at 19 may answer it, sent
+        // before 20 went out, and measures nothing.
+        p.announced(Seq(20));
+        p.nacked(Seq(20), Instant(200), Instant(201));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        p.probed(Seq(30), Instant(300));
+        p.nacked(Seq(30), Instant(301), Instant(302));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        p.nacked(Seq(25), Instant(298), Instant(302));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)), "a sample of 4");
+        p.nacked(Seq(26), Instant(298), Instant(310));
+        assert_eq!(p.rtt().smoothed(), Some(ms(5)), "(7 × 4 + 12) / 8");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub(crate) struct TailProbe {
     heard: Option<Instant>,
     /// The number the last ALIVE (probe or keepalive) announced.
     announced: Option<Seq>,
+    /// The highest number after a NACKed gap so far.
+    nacked: Option<Seq>,
 }
 
 impl TailProbe {
@@ -167,13 +169,18 @@ impl TailProbe {
     /// after it arrives, so that is a round trip (numbers are never sent
     /// twice: Karn's rule holds) — unless `after_gap` is the number an
     /// ALIVE announced: then the NACK may answer the ALIVE, sent before
-    /// that number went out.
+    /// that number went out; or the NACK is not newer than one before it:
+    /// then it may be a repeat (`rx`), sent later than its gap was found.
     pub(crate) fn nacked(
         &mut self,
         after_gap: Seq,
         sent: Instant,
         now: Instant,
     ) {
+        if self.nacked.is_some_and(|n| after_gap <= n) {
+            return;
+        }
+        self.nacked = Some(after_gap);
         if self.announced != Some(after_gap) {
             self.rtt.sample(now.since(sent));
         }
@@ -303,13 +310,14 @@ mod test {
         p.announced(Seq(20));
         p.nacked(Seq(20), Instant(200), Instant(201));
         assert_eq!(p.rtt().smoothed(), Some(ms(4)));
-        p.probed(Seq(30), Instant(300));
-        p.nacked(Seq(30), Instant(301), Instant(302));
+        // Not newer than a NACK before it: maybe a repeat, sent later.
+        p.nacked(Seq(18), Instant(150), Instant(210));
         assert_eq!(p.rtt().smoothed(), Some(ms(4)));
-        p.nacked(Seq(25), Instant(298), Instant(302));
-        assert_eq!(p.rtt().smoothed(), Some(ms(4)), "a sample of 4");
         p.nacked(Seq(26), Instant(298), Instant(310));
         assert_eq!(p.rtt().smoothed(), Some(ms(5)), "(7 × 4 + 12) / 8");
+        p.probed(Seq(30), Instant(300));
+        p.nacked(Seq(30), Instant(301), Instant(302));
+        assert_eq!(p.rtt().smoothed(), Some(ms(5)), "the probe's number");
     }
 
     #[test]

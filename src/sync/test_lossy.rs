@@ -21,13 +21,15 @@ const COALESCE_FULL: usize = 48;
 const GIVE_UP_MS: u64 = 20_000;
 /// Seeds of the lossy run, and its bounds on the tail (simulated).
 const SEEDS: u64 = 200;
-/// Before probes kept their pace on a heard peer and NACKs measured the
-/// round trip, this run's tails were: median 26 ms, 90th percentile
-/// 163 ms, worst 3854 ms (seed 118: the first tail probes timed out at
-/// the unmeasured default, backed off to a second, and the last-resort
-/// resend came after 2.5 s).
-const MEDIAN_BOUND_MS: u64 = 25;
-const MAX_BOUND_MS: u64 = 150;
+/// Before probes kept their pace on a heard peer, NACKs measured the
+/// round trip and gap reports repeated the earlier ones, this run's tails
+/// were: median 26 ms, 90th percentile 163 ms, worst 3854 ms (seed 118:
+/// the first tail probes timed out at the unmeasured default, backed off
+/// to a second, and the last-resort resend came after 2.5 s). With them:
+/// 13, 28 and 75 ms.
+const MEDIAN_BOUND_MS: u64 = 18;
+const P90_BOUND_MS: u64 = 40;
+const MAX_BOUND_MS: u64 = 120;
 
 /// splitmix64: a small, seeded, reproducible generator.
 struct Rng(u64);
@@ -268,5 +270,6 @@ fn twenty_percent_loss_each_way_converges_fast_for_every_seed() {
         worst.0, worst.1
     );
     assert!(median <= MEDIAN_BOUND_MS, "median {median} ms");
+    assert!(p90 <= P90_BOUND_MS, "90th percentile {p90} ms");
     assert!(max <= MAX_BOUND_MS, "worst seed {}: {:?}", worst.0, worst.1);
 }

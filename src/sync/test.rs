@@ -437,3 +437,46 @@ fn ftfw_acks_a_run_and_nacks_the_gap_whoever_finds_it() {
         .unwrap();
     assert_eq!(control_out(&mut b), [ack(21, 24)]);
 }
+
+#[test]
+fn a_drained_burst_gives_its_queues_memory_back() {
+    let t = Instant(0);
+    let mut p = params(Mode::FtFw, 100);
+    p.resend_queue_size = 20_000;
+    p.tx_queue_size = 20_000;
+    let mut a = Engine::new(p, t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    a.trust(1, 200);
+    b.trust(1, 100);
+    let (mut a_src, mut b_ext) = (MapSource::default(), MapSource::default());
+    let burst = 10_000u16;
+    for port in 1..=burst {
+        let c = ct(port);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    let keep = tx::KEEP_CAPACITY;
+    assert!(
+        a.tx.capacities().0 >= usize::from(burst),
+        "the burst is queued"
+    );
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
+    assert_eq!(b_ext.cts.len(), usize::from(burst));
+    let resend = |e: &Engine| {
+        e.mode.get().resend_queue().map(|q| (q.len(), q.capacity()))
+    };
+    assert!(
+        resend(&a).unwrap().1 >= usize::from(burst),
+        "all await an ACK"
+    );
+    let (tx_keys, tx_index) = a.tx.capacities();
+    assert!(
+        tx_keys <= keep && tx_index <= keep,
+        "tx queue released: {tx_keys} {tx_index}"
+    );
+    // B's ACKs empty A's resend queue, and its room goes back.
+    pump(&mut b, &b_ext, &mut a, &mut a_src, t, |_| true);
+    let (len, cap) = resend(&a).unwrap();
+    assert_eq!(len, 0);
+    assert!(cap <= keep, "resend queue released: {cap}");
+}

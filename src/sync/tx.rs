@@ -17,6 +17,9 @@ use crate::wire::{self, Msg, Seq, Writer};
 const CONTROL_QUEUE: usize = 256;
 /// Most background (anti-entropy) messages waiting to be sent.
 const BACKGROUND_QUEUE: usize = 1024;
+/// Key-queue capacity kept when the queue drains (see
+/// `Transmit::release_if_drained`); steady traffic stays below it.
+pub(crate) const KEEP_CAPACITY: usize = 4096;
 
 /// A data message that went out, as a mode may want to send it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +197,27 @@ impl Transmit {
                 }
             }
         }
+        self.release_if_drained();
         w.counts().0
+    }
+
+    /// A burst (a bulk send, a resync) grows the key queue to its size,
+    /// and neither container gives memory back on its own: once the
+    /// queue is empty again, large ones are dropped, so a router's RSS
+    /// after a burst of 100 000 is not the burst's (about 12 MB).
+    fn release_if_drained(&mut self) {
+        if self.keys.is_empty() && self.keys.capacity() > KEEP_CAPACITY {
+            self.keys = VecDeque::new();
+        }
+        if self.queued.is_empty() && self.queued.capacity() > KEEP_CAPACITY {
+            self.queued = HashMap::new();
+        }
+    }
+
+    /// The key queue's and its index's capacities.
+    #[cfg(test)]
+    pub(crate) fn capacities(&self) -> (usize, usize) {
+        (self.keys.capacity(), self.queued.capacity())
     }
 
     /// Every waiting key with its "new" flag, emptying the key queue (a

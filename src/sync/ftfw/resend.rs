@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use crate::sync::Stats;
-use crate::sync::tx::Sent;
+use crate::sync::tx::{KEEP_CAPACITY, Sent};
 use crate::time::Instant;
 use crate::wire::Seq;
 
@@ -26,6 +26,11 @@ impl ResendQueue {
 
     pub(crate) fn len(&self) -> usize {
         self.q.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.q.capacity()
     }
 
     /// Sequence numbers, and whether each is a RESYNC request.
@@ -53,6 +58,17 @@ impl ResendQueue {
     /// The peer has everything from `from` to `to`.
     pub(crate) fn ack(&mut self, from: Seq, to: Seq) {
         self.q.retain(|(s, _, _)| !s.in_range(from, to));
+        self.release_slack();
+    }
+
+    /// After a burst is acknowledged, most of its room goes back (a
+    /// resend queue of 131 072 is 8 MB that a VecDeque never returns on
+    /// its own); room for twice what is left stays.
+    fn release_slack(&mut self) {
+        let cap = self.q.capacity();
+        if cap > KEEP_CAPACITY && self.q.len() < cap / 4 {
+            self.q.shrink_to((2 * self.q.len()).max(KEEP_CAPACITY));
+        }
     }
 
     /// Removes and returns, in sending order, what `pick` (given the
@@ -91,5 +107,6 @@ impl ResendQueue {
 
     pub(crate) fn clear(&mut self) {
         self.q.clear();
+        self.release_slack();
     }
 }

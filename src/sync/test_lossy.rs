@@ -184,8 +184,9 @@ struct Run {
     /// entry.
     tail_ms: u64,
     probes: u64,
-    /// Data messages A sent again.
+    /// Data messages A sent again, and of those after answered probes.
     retransmitted: u64,
+    tail_resent: u64,
 }
 
 /// `entries` new conntracks appear on A, `per_ms` each millisecond; the
@@ -222,6 +223,7 @@ fn burst(seed: u64, entries: u16, per_ms: u16, loss_pct: u64) -> Run {
                 tail_ms: now - last_change,
                 probes: a.engine.stats().probes_sent,
                 retransmitted: a.engine.stats().retransmitted,
+                tail_resent: a.engine.stats().tail_resent,
             };
         }
     }
@@ -250,8 +252,16 @@ fn a_lossless_link_has_no_tail_to_recover() {
 
 #[test]
 fn twenty_percent_loss_each_way_converges_fast_for_every_seed() {
+    // One seed, traced with LOSSY_TRACE; LOSSY_BURST=entries,per_ms.
     if let Ok(seed) = std::env::var("LOSSY_SEED") {
-        eprintln!("{:?}", burst(seed.parse().unwrap(), 3000, 20, 20));
+        let (n, rate) = std::env::var("LOSSY_BURST")
+            .ok()
+            .and_then(|b| {
+                let (n, r) = b.split_once(',')?;
+                Some((n.parse().ok()?, r.parse().ok()?))
+            })
+            .unwrap_or((3000, 20));
+        eprintln!("{:?}", burst(seed.parse().unwrap(), n, rate, 20));
         return;
     }
     let runs: Vec<(u64, Run)> = (0..SEEDS)

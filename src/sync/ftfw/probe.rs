@@ -10,6 +10,10 @@
 //!   the receiver has seen every number before the probe: whatever is
 //!   still unacknowledged below it was in a gap whose NACK got lost, and
 //!   is resent at once.
+//! - An answer that makes the sender resend starts a *chase*: the next
+//!   probe goes as soon as the resent data is out (in a datagram of its
+//!   own, after it), not a quiet period later: a tail lost again costs a
+//!   round trip, not a quiet period more.
 //! - An unanswered probe is repeated after a retransmission timeout taken
 //!   from the measured round trip (probe to answer; Karn's rule: only a
 //!   probe sent once is a sample; and data to the NACK it provokes, so
@@ -106,6 +110,9 @@ pub(crate) struct TailProbe {
     announced: Option<Seq>,
     /// The highest number after a NACKed gap so far.
     nacked: Option<Seq>,
+    /// When an answer made us resend: the next probe follows the first
+    /// data sent after it.
+    chase: Option<Instant>,
 }
 
 impl TailProbe {
@@ -154,9 +161,22 @@ impl TailProbe {
                     .min(ALIVE_INTERVAL);
                 Some(at + backoff)
             }
-            Some((_, at)) => Some(self.last_data.max(at) + self.rtt.quiet()),
+            Some((_, at)) => {
+                let quiet = self.last_data.max(at) + self.rtt.quiet();
+                // Strictly after: data sent in the answer's millisecond
+                // may have gone before the resend was queued.
+                match self.chase {
+                    Some(c) if self.last_data > c => Some(self.last_data),
+                    _ => Some(quiet),
+                }
+            }
             None => Some(self.last_data + self.rtt.quiet()),
         }
+    }
+
+    /// An answer at `now` made us resend: chase it (see the module notes).
+    pub(crate) fn chase(&mut self, now: Instant) {
+        self.chase = Some(now);
     }
 
     /// An ALIVE that is no probe (the keepalive) announces `next`.
@@ -188,6 +208,7 @@ impl TailProbe {
 
     /// A probe announcing `next` goes out at `now`.
     pub(crate) fn probed(&mut self, next: Seq, now: Instant) {
+        self.chase = None;
         self.announced = Some(next);
         self.last = Some((next, now));
         self.unanswered += 1;
@@ -318,6 +339,26 @@ mod test {
         p.probed(Seq(30), Instant(300));
         p.nacked(Seq(30), Instant(301), Instant(302));
         assert_eq!(p.rtt().smoothed(), Some(ms(5)), "the probe's number");
+    }
+
+    #[test]
+    fn a_probe_chases_what_its_answer_made_us_resend() {
+        let mut p = TailProbe::default();
+        p.data_sent(Instant(0));
+        p.probed(Seq(10), Instant(5));
+        assert_eq!(p.answered(Seq(9), Instant(9)), Some(Seq(10)));
+        p.chase(Instant(9));
+        // Until the resent data is out, the quiet rule (4 ms measured).
+        assert_eq!(p.due(true), Some(Instant(9)));
+        p.data_sent(Instant(9));
+        assert_eq!(p.due(true), Some(Instant(13)), "same millisecond");
+        // Once it is out, at once; the probe ends the chase.
+        p.data_sent(Instant(11));
+        assert_eq!(p.due(true), Some(Instant(11)));
+        p.probed(Seq(12), Instant(11));
+        assert_eq!(p.answered(Seq(11), Instant(15)), Some(Seq(12)));
+        p.data_sent(Instant(16));
+        assert_eq!(p.due(true), Some(Instant(20)), "quiet again");
     }
 
     #[test]

@@ -247,7 +247,7 @@ fn percentile(sorted: &[u64], pct: usize) -> u64 {
 fn a_lossless_link_has_no_tail_to_recover() {
     let r = burst(1, 3000, 20, 0);
     assert!(r.tail_ms <= 2 * COALESCE_MS + DELAY_MS, "{r:?}");
-    assert_eq!((r.probes, r.retransmitted), (0, 0), "{r:?}");
+    assert_eq!((r.probes, r.retransmitted, r.tail_resent), (0, 0, 0));
 }
 
 #[test]

@@ -184,7 +184,7 @@ impl Transmit {
         }
         if !reports.is_empty() {
             for m in &self.echo {
-                if !reports.contains(m) && w.push(m).is_err() {
+                if !covered(m, &reports) && w.push(m).is_err() {
                     break;
                 }
             }
@@ -264,6 +264,17 @@ impl Transmit {
         self.next_seq = s.next();
         s
     }
+}
+
+/// Whether `reports` already say what `m` (an ACK or NACK) says: the same
+/// message, or an ACK of a range that holds its range.
+fn covered(m: &Msg, reports: &[Msg]) -> bool {
+    reports.iter().any(|r| match (m, r) {
+        (Msg::Ack { from, to }, Msg::Ack { from: f, to: t }) => {
+            from.in_range(*f, *t) && to.in_range(*f, *t)
+        }
+        _ => r == m,
+    })
 }
 
 /// The message carrying `key`'s current state, when the source holds it

@@ -169,7 +169,11 @@ impl Rx {
         send(report, tx);
         for earlier in std::iter::once(self.last).chain(self.earlier) {
             // What the new report says already need not go twice.
-            let ack = earlier.ack.filter(|a| Some(*a) != report.ack);
+            let ack = earlier.ack.filter(|(f, t)| {
+                !report.ack.is_some_and(|(from, to)| {
+                    f.in_range(from, to) && t.in_range(from, to)
+                })
+            });
             send(Report { ack, ..earlier }, tx);
         }
         self.remember(report);

@@ -276,7 +276,8 @@ fn twenty_percent_loss_each_way_converges_fast_for_every_seed() {
     );
     let worst = runs.iter().max_by_key(|(_, r)| r.tail_ms).unwrap();
     eprintln!(
-        "tail over {SEEDS} seeds: median {median} ms, p90 {p90} ms, max {max} ms (seed {}: {:?})",
+        "tail over {SEEDS} seeds: median {median} ms, p90 {p90} ms, \
+         max {max} ms (seed {}: {:?})",
         worst.0, worst.1
     );
     assert!(median <= MEDIAN_BOUND_MS, "median {median} ms");

@@ -17,15 +17,15 @@
 //! - An unanswered probe is repeated after a retransmission timeout taken
 //!   from the measured round trip (probe to answer; Karn's rule: only a
 //!   probe sent once is a sample; and data to the NACK it provokes, so
-//!   the first tail already has a measured timeout). Backing off is for a peer that is gone,
-//!   not for a lossy link: while the peer was heard within [`PEER_ALIVE`]
-//!   before the probe, [`FAST_PROBES`] more repeats come one timeout
-//!   apart (at 20 % loss each way a round fails 36 % of the time, and
-//!   doubling made three failures in a row cost seven timeouts). After
-//!   those, and from the start for a peer not heard, the wait doubles each
-//!   time, capped at [`ALIVE_INTERVAL`]; probing stops after
-//!   [`MAX_PROBES`] unanswered ones (plus the fast ones): a peer that is
-//!   gone sees a bounded number of probes.
+//!   the first tail already has a measured timeout). Backing off is for a
+//!   peer that is gone, not for a lossy link: while the peer was heard
+//!   within [`PEER_ALIVE`] before the probe, [`FAST_PROBES`] more repeats
+//!   come one timeout apart (at 20 % loss each way a round fails 36 % of
+//!   the time, and doubling made three failures in a row cost seven
+//!   timeouts). After those, and from the start for a peer not heard, the
+//!   wait doubles each time, capped at [`ALIVE_INTERVAL`]; probing stops
+//!   after [`MAX_PROBES`] unanswered ones (plus the fast ones): a peer
+//!   that is gone sees a bounded number of probes.
 
 use std::time::Duration;
 
@@ -127,8 +127,8 @@ impl TailProbe {
     }
 
     /// Unanswered probes repeated one timeout apart before backing off,
-    /// beyond the first: [`FAST_PROBES`] when the peer had been heard lately when the last
-    /// probe went out, else none.
+    /// beyond the first: [`FAST_PROBES`] when the peer had been heard
+    /// lately when the last probe went out, else none.
     fn fast_probes(&self, probed_at: Instant) -> u32 {
         match self.heard {
             Some(h) if probed_at.since(h) < PEER_ALIVE => FAST_PROBES,

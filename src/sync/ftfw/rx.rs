@@ -20,7 +20,8 @@
 //! Each gap report also repeats the [`REPEATED`] reports before it, after
 //! its own messages: a lost ACK otherwise costs the sender a resend of the
 //! whole run it covered, and a lost NACK a wait for the tail probe; at
-//! 20 % loss a report is lost one time in five, all three one time in 125.
+//! 20 % loss a report is lost one time in five, it and both repeats one
+//! time in 125 (and `tx` echoes each datagram's reports in the next).
 //! Repeats are harmless: an ACK or NACK of what the sender no longer
 //! holds changes nothing. Only gap reports carry them, so a repeated NACK
 //! always follows a newer one (the sender measures the round trip on new

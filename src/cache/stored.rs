@@ -94,7 +94,8 @@ mod test {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::model::{L4, Tuple};
+    use crate::cache::slab::MAX_SMALL;
+    use crate::model::{ExpectNat, L4, ProtoInfo, SeqAdj, Tuple};
     use crate::wire::{ct_key_of, exp_key_of};
 
     fn tuple(a: &str, b: &str, sport: u16, dport: u16) -> Tuple {
@@ -178,6 +179,143 @@ mod test {
             80,
         )));
         assert_eq!(c.get(&k).unwrap().since, Instant(4242));
+    }
+
+    /// A routed UDP flow with its own source port, like the 95 % UDP of
+    /// the benchmark's flows.
+    fn routed_udp(i: u32) -> Conntrack {
+        let client = format!("10.130.{}.{}", i / 250 % 250, 1 + i % 250);
+        let mut ct = Conntrack::new(Tuple {
+            proto: 17,
+            ..tuple(&client, "10.200.0.1", 1024 + (i % 60_000) as u16, 53)
+        });
+        ct.reply = Some(ct.orig.inverse());
+        // Seen reply, assured, confirmed, NAT done (the kernel marks a
+        // routed flow's NAT as done too).
+        ct.status = 0x18a;
+        ct.timeout = Some(120);
+        ct
+    }
+
+    /// A TCP client behind NAT to a server on port 80.
+    fn nated_tcp(i: u32) -> Conntrack {
+        let sport = 1024 + (i % 60_000) as u16;
+        let client = format!("192.168.0.{}", 2 + i / 60_000);
+        let mut ct = Conntrack::new(tuple(&client, "10.1.0.2", sport, 80));
+        ct.reply = Some(tuple("10.1.0.2", "10.1.0.100", 80, sport));
+        ct.status = 0x18e;
+        ct.timeout = Some(431_999);
+        ct.proto_info = ProtoInfo::Tcp {
+            state: 3,
+            wscale_orig: 7,
+            wscale_reply: 7,
+            flags_orig: 0x23,
+            flags_reply: 0x23,
+        };
+        ct
+    }
+
+    /// Bytes per entry of a cache holding `flow(0..100_000)`, everything
+    /// it holds counted (bucket table with its control bytes, slab blocks
+    /// and their lists), and the length of one entry's encoding.
+    fn bytes_per_entry(flow: fn(u32) -> Conntrack) -> (f64, usize) {
+        use crate::cache::Cache;
+        use crate::time::Instant;
+        let mut c: Cache<Conntrack> = Cache::new(1_000_000);
+        for i in 0..100_000u32 {
+            c.upsert(&flow(i), Instant(u64::from(i)), true).unwrap();
+        }
+        assert_eq!(c.len(), 100_000);
+        let k = ct_key_of(&flow(4242));
+        assert_eq!(c.get(&k).unwrap().value, flow(4242));
+        assert_eq!(c.get(&k).unwrap().since, Instant(4242));
+        let enc = c.get_encoded(&k).unwrap().len();
+        let per_entry = c.bytes() as f64 / c.len() as f64;
+        println!("{per_entry:.1} bytes per entry, {enc}-byte encodings");
+        (per_entry, enc)
+    }
+
+    #[test]
+    fn a_cached_conntrack_costs_under_50_bytes() {
+        // Issue 17's RSS target, with 100 000 entries (in 131 072
+        // buckets). A slot with a boxed encoding was 32 bytes + 1 control
+        // byte a bucket (43 an entry) plus the encoding's malloc chunk (32
+        // bytes for up to 24, 48 for up to 40): 75 an entry for this
+        // flow, and 66 even counting only the encoding's own bytes, as
+        // `bytes()` then did. Now: a 16-byte slot (22.3 an entry) and a
+        // 24-byte cell: 46.4. Deterministic: capacities and classes, not
+        // the allocator.
+        let (per_entry, enc) = bytes_per_entry(routed_udp);
+        assert!((17..=24).contains(&enc), "a {enc}-byte encoding");
+        assert!(per_entry <= 50.0, "{per_entry:.1} bytes per entry");
+        // A NATed TCP flow's 45 bytes take a 48-byte cell: 70.5 (the old
+        // layout: 43 + 45 counted, a 64-byte chunk in fact).
+        let (per_entry, enc) = bytes_per_entry(nated_tcp);
+        assert!((41..=48).contains(&enc), "a {enc}-byte encoding");
+        assert!(per_entry <= 74.0, "{per_entry:.1} bytes per entry");
+    }
+
+    #[test]
+    fn the_largest_encodings_fit_a_slab_cell() {
+        // IPv6 everywhere, NAT, every optional field at its longest: the
+        // cache's slab keeps these in cells (its overflow boxes are for
+        // generic values, never conntracks or expectations).
+        let v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let t = Tuple {
+            src: v6.parse().unwrap(),
+            dst: v6.parse().unwrap(),
+            proto: 132,
+            l4: L4::Ports {
+                src: u16::MAX,
+                dst: u16::MAX,
+            },
+        };
+        let name = |n: usize| "h".repeat(n);
+        let mut ct = Conntrack::new(t);
+        ct.reply = Some(Tuple {
+            src: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap(),
+            ..t
+        });
+        ct.zone = u16::MAX;
+        ct.status = u32::MAX;
+        ct.timeout = Some(u32::MAX);
+        ct.mark = u32::MAX;
+        ct.secmark = u32::MAX;
+        ct.proto_info = ProtoInfo::Dccp {
+            state: u8::MAX,
+            role: u8::MAX,
+            handshake_seq: u64::MAX,
+        };
+        ct.helper = Some(name(15).as_str().try_into().unwrap());
+        ct.master = Some(t);
+        let adj = SeqAdj {
+            correction_pos: u32::MAX,
+            offset_before: u32::MAX,
+            offset_after: u32::MAX,
+        };
+        ct.seq_adj = Some([adj, adj]);
+        ct.labels = Some([0xff; 16]);
+        let mut enc = Vec::new();
+        ct.encode(&mut enc);
+        assert!(enc.len() <= MAX_SMALL, "conntrack: {} bytes", enc.len());
+        println!("largest conntrack: {} bytes", enc.len());
+        assert_eq!(Conntrack::decode(&enc), Some(ct));
+        let mut x = Expect::new(t, t, t);
+        x.timeout = Some(u32::MAX);
+        x.zone = u16::MAX;
+        x.flags = u32::MAX;
+        x.class = u32::MAX;
+        x.helper = Some(name(15).as_str().try_into().unwrap());
+        x.nat = Some(ExpectNat {
+            dir: u32::MAX,
+            tuple: t,
+        });
+        x.func = Some(name(31).as_str().try_into().unwrap());
+        enc.clear();
+        x.encode(&mut enc);
+        assert!(enc.len() <= MAX_SMALL, "expectation: {} bytes", enc.len());
+        println!("largest expectation: {} bytes", enc.len());
+        assert_eq!(Expect::decode(&enc), Some(x));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! as conntrackd sets it on its sender sockets. The option exists only for
 //! IPv4 (an IPv6 UDP checksum is mandatory; the kernel ignores it there).
 //!
-//! Neither rustix nor socket2 offers `SO_NO_CHECK`, so this is the crate's
-//! one `unsafe` call: a `setsockopt` on a socket we own, with a pointer to
-//! a local `c_int` and its exact size.
+//! Neither rustix nor socket2 offers `SO_NO_CHECK`, so this is one of the
+//! crate's two `unsafe` calls (with `daemon::trim`): a `setsockopt` on a
+//! socket we own, with a pointer to a local `c_int` and its exact size.
 
 #![allow(unsafe_code)]
 

@@ -8,7 +8,7 @@
 //! failover itself (conntrackd runs it in its real-time loop): the worker
 //! runs it one step below the loop's priority ([`raised`], [`below`]), so
 //! the loop still reads the commit's own events first on a shared core,
-//! and rests between steps of the commit (`worker::RT_STEP`) so that the
+//! and rests between steps of the commit (`worker::RT_WORK`) so that the
 //! other processes get a turn: on two cores, the loop and the commit
 //! would otherwise hold both for the whole commit. `Scheduler { Type …;
 //! Priority … }` overrides the default; failing to set it (no

@@ -190,6 +190,7 @@ impl StatsMode {
                 conntracks: true,
                 expectations: false,
                 send: false,
+                announce_new: false,
             },
             work: Work::Dump {
                 conntracks: true,

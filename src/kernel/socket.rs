@@ -3,7 +3,8 @@
 //! Owns: opening NETLINK_NETFILTER sockets, sending batches of requests in
 //! one `send` and matching every acknowledgement back to the request that
 //! caused it (by sequence number), table dumps, and the event subscription
-//! with its receive buffer (`SO_RCVBUFFORCE`), overrun (`ENOBUFS`)
+//! (left and joined again for the NEW group around a commit) with its
+//! receive buffer (`SO_RCVBUFFORCE`), overrun (`ENOBUFS`)
 //! reporting and the pacing of its reads (a short pause lets events
 //! gather after a wake-up that found only a few). Each socket knows its
 //! netlink port id, which the kernel puts in the events it caused: that is
@@ -480,6 +481,9 @@ pub struct EventSocket {
     empty: bool,
     /// Datagrams read since the socket last had to be waited for.
     since_wait: usize,
+    /// Whether the socket is in the conntrack NEW group (None: it was
+    /// never subscribed, see [`EventSocket::unsubscribed`]).
+    new_events: Option<bool>,
 }
 
 impl EventSocket {
@@ -519,6 +523,7 @@ impl EventSocket {
             rx: vec![0; RX_BUF],
             empty: false,
             since_wait: 0,
+            new_events: Some(true),
         })
     }
 
@@ -537,7 +542,35 @@ impl EventSocket {
             rx: vec![0; RX_BUF],
             empty: false,
             since_wait: 0,
+            new_events: None,
         })
+    }
+
+    /// Joins (`on`) or leaves the conntrack NEW event group; UPDATE,
+    /// DESTROY and the expectation groups are left as they are. ctnetlink
+    /// builds no NEW event when nobody listens on the group, and during a
+    /// commit almost every NEW would be the echo of our own create: about
+    /// 40 % of the kernel's cost per created entry, and the loop's CPU to
+    /// read it (results/wave4-commit.md). Asking for the state the socket
+    /// is in already does nothing; so does any request on a socket that
+    /// was never subscribed.
+    pub fn set_new_events(&mut self, on: bool) -> io::Result<()> {
+        if self.new_events.is_none_or(|joined| joined == on) {
+            return Ok(());
+        }
+        let sock = &self.sock.get_ref().sock;
+        if on {
+            sock.add_membership(codec::NFNLGRP_CONNTRACK_NEW)?;
+        } else {
+            sock.drop_membership(codec::NFNLGRP_CONNTRACK_NEW)?;
+        }
+        self.new_events = Some(on);
+        Ok(())
+    }
+
+    /// Whether the socket is in the conntrack NEW group now.
+    pub fn new_events(&self) -> bool {
+        self.new_events == Some(true)
     }
 
     /// Waits for the next datagram or overrun.

@@ -199,6 +199,7 @@ mod test {
             conntracks: true,
             expectations: false,
             send: false,
+            announce_new: false,
         };
         dumped(&mut n, T0, resync, &[flow(1, 120), flow(2, 120)]);
         assert_eq!(scans(&mut n, t(9)), 0);

@@ -94,6 +94,9 @@ impl Node {
                     );
                 }
                 self.out.log(Info, "sending bulk update");
+                if self.bulk_waits_for_commit(client) {
+                    return;
+                }
                 if self.internal_disabled() {
                     let exp = self.expectations();
                     return self.resync_kernel(Some(client), true, exp, true);
@@ -183,6 +186,19 @@ impl Node {
         exp: bool,
         send: bool,
     ) {
+        self.resync_job(client, ct, exp, send, false);
+    }
+
+    /// [`Node::resync_kernel`], with `announce_new` (see
+    /// [`Purpose::Resync`]).
+    pub(super) fn resync_job(
+        &mut self,
+        client: Option<ClientId>,
+        ct: bool,
+        exp: bool,
+        send: bool,
+        announce_new: bool,
+    ) {
         self.resync.get_or_insert_default().dumps += 1;
         self.out.jobs.push(Job {
             purpose: Purpose::Resync {
@@ -190,6 +206,7 @@ impl Node {
                 conntracks: ct,
                 expectations: exp,
                 send,
+                announce_new,
             },
             work: Work::Dump {
                 conntracks: ct,
@@ -278,6 +295,7 @@ impl Node {
             target,
             planned: (plan.cts.len(), plan.exps.len()),
         });
+        self.pause_new_events();
         self.out.jobs.push(Job {
             purpose: Purpose::Commit { client },
             work: Work::Commit(plan),
@@ -339,6 +357,7 @@ impl Node {
             target,
             planned,
         });
+        self.pause_new_events();
         self.commit_first = Some(FirstPart {
             client,
             keys,
@@ -406,6 +425,7 @@ impl Node {
         let Some(run) = self.commit.take() else {
             return self.done(client, Status::Ok);
         };
+        self.resume_new_events();
         let took =
             |d: Duration| format!("{}.{:06}", d.as_secs(), d.subsec_micros());
         // The worker's per-stage times; a commit that failed as a whole

@@ -105,12 +105,17 @@ pub enum Purpose {
     Flush { client: Option<ClientId> },
     /// Bring the internal cache in line with the kernel: start-up, `-R`
     /// (a client waits), an overrun, `-B` without internal cache. With
-    /// `send`, every change is also sent to the peer.
+    /// `send`, every change is also sent to the peer. With
+    /// `announce_new`, an entry that neither cache knew is sent as new:
+    /// after a commit that kept the NEW events away, it is a flow that
+    /// started meanwhile (what the commit created is in the external
+    /// cache).
     Resync {
         client: Option<ClientId>,
         conntracks: bool,
         expectations: bool,
         send: bool,
+        announce_new: bool,
     },
     /// The activity scan's dump (`node::activity`).
     ActivityScan,
@@ -180,6 +185,10 @@ pub struct Outbox {
     /// last frame.
     pub replies: Vec<(ClientId, Reply)>,
     pub logs: Vec<LogRecord>,
+    /// Join (true) or leave (false) the conntrack NEW event group before
+    /// the jobs run: a commit leaves it, so that the kernel builds no
+    /// event for our own creates (see `Node::commit_start`).
+    pub new_events: Option<bool>,
     /// Stop the daemon once the replies are written.
     pub shutdown: bool,
 }
@@ -203,6 +212,7 @@ impl Outbox {
         self.jobs.extend(other.jobs);
         self.replies.extend(other.replies);
         self.logs.extend(other.logs);
+        self.new_events = other.new_events.or(self.new_events);
         self.shutdown |= other.shutdown;
     }
 
@@ -212,6 +222,7 @@ impl Outbox {
             && self.jobs.is_empty()
             && self.replies.is_empty()
             && self.logs.is_empty()
+            && self.new_events.is_none()
             && !self.shutdown
     }
 }

@@ -358,49 +358,60 @@ impl Node {
             conntracks,
             expectations,
             send,
+            announce_new,
         } = purpose
         else {
             return;
         };
+        let after_commit = announce_new;
         let mut run = self.resync.take().unwrap_or_default();
         // After an overrun the peer has not heard of what was lost: a
         // silent -R would repair our cache but never tell it.
         let send = send || self.overrun_unsent;
         let origin = if send { Origin::NotMe } else { Origin::Flush };
+        let announce_new = announce_new && !send;
         // Conntracks before expectations: masters must be cached first.
         let (cts, exps): (Vec<Object>, Vec<Object>) = objects
             .into_iter()
             .partition(|o| matches!(o, Object::Ct(_)));
         for o in cts.into_iter().chain(exps) {
-            let fresh = match &o {
+            // Whether to take it, and whether neither cache knows it.
+            let (fresh, unknown) = match &o {
                 Object::Ct(c) => {
                     let k = ct_key_of(c);
+                    let cached = self.internal_ct.contains(&k);
                     // An event's state is newer, if it was cached.
                     let fresh = !run.gone_ct.contains(&k)
-                        && (!run.touched_ct.contains(&k)
-                            || !self.internal_ct.contains(&k));
+                        && (!run.touched_ct.contains(&k) || !cached);
                     if fresh {
                         run.seen_ct.insert(k);
                     }
-                    fresh
+                    (fresh, !cached && !self.external_ct.contains(&k))
                 }
                 Object::Exp(x) => {
                     let k = exp_key_of(x);
+                    let cached = self.internal_exp.contains(&k);
                     let fresh = !run.gone_exp.contains(&k)
-                        && (!run.touched_exp.contains(&k)
-                            || !self.internal_exp.contains(&k));
+                        && (!run.touched_exp.contains(&k) || !cached);
                     if fresh {
                         run.seen_exp.insert(k);
                     }
-                    fresh
+                    (fresh, !cached && !self.external_exp.contains(&k))
                 }
             };
             if !fresh {
                 // Destroyed or changed by an event the dump may predate.
                 continue;
             }
+            // A flow whose NEW event a commit kept away goes to the peer
+            // as that event would have.
+            let (kind, origin) = if announce_new && unknown {
+                (Kind::New, Origin::NotMe)
+            } else {
+                (Kind::Update, origin)
+            };
             let msg = Message {
-                kind: Kind::Update,
+                kind,
                 object: o,
                 port: 0,
                 seq: 0,
@@ -450,6 +461,9 @@ impl Node {
         if let Some(c) = client {
             self.out.reply(c, Reply::Done(Status::Ok));
         }
+        if after_commit {
+            self.commit_resync_done();
+        }
     }
 
     /// A resync dump ended: track afresh for the next one, if any.
@@ -478,6 +492,13 @@ impl Node {
                     "can't dump kernel table: {why}"
                 ))),
             );
+        }
+        if let Purpose::Resync {
+            announce_new: true, ..
+        } = purpose
+        {
+            // What the cache holds goes, rather than nothing.
+            self.commit_resync_done();
         }
     }
 }

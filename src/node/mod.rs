@@ -26,6 +26,7 @@
 
 mod activity;
 mod anti_entropy;
+mod commit_events;
 mod control;
 mod dumps;
 pub mod flow_log;
@@ -103,6 +104,12 @@ pub struct Node {
     commit: Option<Running>,
     /// A commit split in two jobs: its first stage's keys and outcome.
     commit_first: Option<control::FirstPart>,
+    /// The running commit left the conntrack NEW event group
+    /// (`node::commit_events`).
+    new_events_paused: bool,
+    /// `-B` clients waiting for the resync after a commit
+    /// (`node::commit_events`); Some while that resync runs.
+    bulk_after_commit: Option<Vec<ClientId>>,
     resync: Option<kernel_side::ResyncRun>,
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     /// The primary's scans for flows active without events.
@@ -203,6 +210,8 @@ impl Node {
             tx_buf: vec![0; max_datagram],
             commit: None,
             commit_first: None,
+            new_events_paused: false,
+            bulk_after_commit: None,
             resync: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
             activity: activity::Activity::new(

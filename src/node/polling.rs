@@ -95,6 +95,7 @@ mod test {
             conntracks: true,
             expectations: false,
             send,
+            announce_new: false,
         };
         crate::node::test_support::dumped(node, now, purpose, cts)
     }

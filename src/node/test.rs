@@ -121,6 +121,7 @@ impl Fw {
             conntracks,
             expectations,
             send,
+            announce_new: false,
         };
         self.job(
             now,

@@ -6,6 +6,7 @@ use super::{Completion, Done, Input, Node, Purpose};
 use crate::kernel::codec::Object;
 use crate::model::Conntrack;
 use crate::time::Instant;
+use crate::wire::Msg;
 
 /// Hands in a dump for `purpose` as the worker would, then the timers
 /// until the coalesced datagrams are out: the data messages (entries,
@@ -16,19 +17,31 @@ pub(super) fn dumped(
     purpose: Purpose,
     cts: &[Conntrack],
 ) -> usize {
+    let objects = cts.iter().cloned().map(Object::Ct).collect();
+    dumped_objects(node, now, purpose, objects).len()
+}
+
+/// [`dumped`] with any objects: the data messages sent.
+pub(super) fn dumped_objects(
+    node: &mut Node,
+    now: Instant,
+    purpose: Purpose,
+    objects: Vec<Object>,
+) -> Vec<Msg> {
     let done = Done::Dumped {
-        objects: cts.iter().cloned().map(Object::Ct).collect(),
+        objects,
         last: true,
     };
-    let data = |d: &[Vec<u8>]| -> usize {
+    let data = |d: &[Vec<u8>]| -> Vec<Msg> {
         d.iter()
-            .map(|g| {
+            .flat_map(|g| {
                 let (_, body) = crate::wire::read(g).unwrap();
                 crate::wire::messages(body)
-                    .filter(|m| m.as_ref().unwrap().is_data())
-                    .count()
+                    .map(|m| m.unwrap())
+                    .filter(Msg::is_data)
+                    .collect::<Vec<_>>()
             })
-            .sum()
+            .collect()
     };
     let mut sent = data(
         &node
@@ -40,7 +53,7 @@ pub(super) fn dumped(
         if at > now + Duration::from_secs(1) {
             break;
         }
-        sent += data(&node.handle(at, Input::Timer).datagrams);
+        sent.extend(data(&node.handle(at, Input::Timer).datagrams));
     }
     sent
 }

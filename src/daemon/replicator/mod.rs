@@ -84,6 +84,9 @@ pub(crate) struct Replicator {
     timer_at: Option<Instant>,
     /// The last wait found something ready at once (the loop is busy).
     busy: bool,
+    /// Entries the resync dump under way has delivered so far: a large
+    /// one is followed by a trim of the heap ([`super::trim`]).
+    resync_entries: usize,
 }
 
 /// A channel's receiving end waited on as a stream: its listener is kept
@@ -168,6 +171,7 @@ impl Replicator {
             timer: Deadline::new(),
             timer_at: None,
             busy: false,
+            resync_entries: 0,
         };
         let out = rep.node.start(now);
         rep.start_up(clock, out)?;
@@ -266,7 +270,12 @@ impl Replicator {
                     self.input(ex, clock, Input::Timer).await
                 }
                 Wake::Job(Some(c)) => {
-                    self.input(ex, clock, Input::Job(c)).await
+                    let trim = self.large_resync_ended(&c);
+                    let stop = self.input(ex, clock, Input::Job(c)).await;
+                    if trim {
+                        super::trim::release_free_memory();
+                    }
+                    stop
                 }
                 Wake::Job(None) => {
                     log::error!("the kernel worker died; stopping");
@@ -459,10 +468,35 @@ impl Replicator {
         }
     }
 
+    /// Counts a resync dump's entries; true when its last part ends a
+    /// large one.
+    fn large_resync_ended(&mut self, c: &Completion) -> bool {
+        use crate::node::{Done, Purpose};
+        let (Purpose::Resync { .. }, Done::Dumped { objects, last }) =
+            (&c.purpose, &c.done)
+        else {
+            return false;
+        };
+        self.resync_entries += objects.len();
+        if !last {
+            return false;
+        }
+        std::mem::take(&mut self.resync_entries) >= super::trim::TRIM_AFTER
+    }
+
     /// The parts of an outbox that need no waiting.
     fn emit(&mut self, out: Outbox) {
         for l in out.logs {
             log::log!(l.level, "{}", l.text);
+        }
+        // Before the jobs are handed to the worker: a commit must not
+        // start while the socket still listens, nor the resync that
+        // follows it dump before the socket listens again.
+        if let Some(on) = out.new_events
+            && let Err(e) = self.events.socket.set_new_events(on)
+        {
+            let what = if on { "join" } else { "leave" };
+            log::error!("cannot {what} the conntrack NEW event group: {e}");
         }
         if let Some(link) = out.follow_link {
             self.channels.set_current(link);

@@ -1,0 +1,177 @@
+use super::*;
+
+/// A key (one varint-free byte) and a payload of any length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Item(u8, Vec<u8>);
+
+impl Stored for Item {
+    type Key = u8;
+    const MAX_KEY: usize = 1;
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        out.push(self.0);
+        out.extend_from_slice(&self.1);
+        1
+    }
+    fn encode_key(k: &u8, out: &mut Vec<u8>) {
+        out.push(*k);
+    }
+    fn decode(b: &[u8]) -> Option<Item> {
+        Some(Item(*b.first()?, b[1..].to_vec()))
+    }
+    fn decode_key(b: &[u8]) -> Option<(u8, usize)> {
+        KEY_DECODES.with(|n| n.set(n.get() + 1));
+        Some((*b.first()?, 1))
+    }
+}
+
+thread_local! {
+    static KEY_DECODES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn item(k: u8, payload: &[u8]) -> Item {
+    Item(k, payload.to_vec())
+}
+
+#[test]
+fn bounded_with_counters() {
+    let t = Instant(0);
+    let mut c: Cache<Item> = Cache::new(3);
+    for k in 0..5 {
+        let r = c.upsert(&item(k, &[k * 10]), t, false);
+        assert_eq!(r.is_ok(), k < 3);
+    }
+    assert_eq!(c.len(), 3);
+    assert_eq!(
+        (c.stats.add_ok, c.stats.add_fail, c.stats.add_fail_enospc),
+        (3, 2, 2)
+    );
+    // Updates of existing entries still work when full.
+    assert_eq!(
+        c.upsert(&item(1, &[99]), Instant(5), false),
+        Ok(Upsert::Updated)
+    );
+    assert_eq!(c.get(&1).unwrap().value, item(1, &[99]));
+    assert_eq!(c.get(&1).unwrap().since, t);
+    assert_eq!(c.get(&1).unwrap().updated, Instant(5));
+    assert_eq!(
+        c.upsert(&item(1, &[98]), Instant(7), true),
+        Ok(Upsert::Updated)
+    );
+    assert_eq!(c.get(&1).unwrap().since, Instant(7));
+    // Refused inserts left the others intact.
+    assert_eq!(c.get(&0).unwrap().value, item(0, &[0]));
+    assert_eq!(c.get(&3), None);
+    assert_eq!(c.remove(&0), Some(item(0, &[0])));
+    assert_eq!(c.remove(&0), None);
+    assert_eq!((c.stats.del_ok, c.stats.del_enoent), (1, 1));
+    assert!(c.upsert(&item(7, &[70]), t, false).is_ok());
+    let mut keys: Vec<u8> = c.keys().collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![1, 2, 7]);
+    let mut raw: Vec<(Vec<u8>, usize)> =
+        c.raw_entries().map(|(b, n, _)| (b.to_vec(), n)).collect();
+    raw.sort();
+    assert_eq!(
+        raw,
+        vec![(vec![1, 98], 1), (vec![2, 20], 1), (vec![7, 70], 1)]
+    );
+}
+
+#[test]
+fn the_most_recent_are_picked_without_the_rest() {
+    let mut c: Cache<Item> = Cache::new(1000);
+    // Updated at 7 * k mod 101 ms: no order in the table.
+    for k in 0..100u8 {
+        let at = Instant(u64::from(k) * 7 % 101);
+        c.upsert(&item(k, &[k]), at, false).unwrap();
+    }
+    let recent = c.most_recent(5);
+    let times: Vec<u64> = recent.iter().map(|e| e.updated.0).collect();
+    assert_eq!(times, vec![100, 99, 98, 97, 96]);
+    for e in &recent {
+        assert_eq!(u64::from(e.value.0) * 7 % 101, e.updated.0);
+    }
+    assert_eq!(c.most_recent(1000).len(), 100);
+    assert!(c.most_recent(0).is_empty());
+}
+
+#[test]
+fn heap_accounting_follows_every_change() {
+    let t = Instant(0);
+    let mut c: Cache<Item> = Cache::new(100);
+    // The encoding is in the slab, and a slot packs its cell and length,
+    // the key's length and two timestamps: 16 bytes on a 64-bit router
+    // and on a 32-bit one (MIPS, ARMv7: cross-ci).
+    assert_eq!(std::mem::size_of::<Slot>(), 16);
+    // Memory is taken as entries arrive: none for an empty cache.
+    let empty = c.bytes();
+    assert_eq!(empty, 0);
+    c.upsert(&item(1, &[0; 10]), t, false).unwrap();
+    c.upsert(&item(2, &[0; 20]), t, false).unwrap();
+    assert_eq!(c.slab.live_bytes(), 11 + 21);
+    // A longer and a shorter value for the same key (other classes).
+    c.upsert(&item(1, &[0; 40]), t, false).unwrap();
+    assert_eq!(c.slab.live_bytes(), 41 + 21);
+    c.upsert(&item(1, &[0; 3]), t, false).unwrap();
+    assert_eq!(c.slab.live_bytes(), 4 + 21);
+    assert_eq!(c.get(&1).unwrap().value, item(1, &[0; 3]));
+    assert_eq!(c.get(&2).unwrap().value, item(2, &[0; 20]));
+    c.remove(&2);
+    assert_eq!(c.slab.live_bytes(), 4);
+    c.upsert(&item(3, &[]), Instant(10_000), false).unwrap();
+    assert_eq!(c.expire(Instant(10_000), Duration::from_secs(5)), 1);
+    assert_eq!(c.slab.live_bytes(), 1);
+    assert!(c.bytes() > empty);
+    // Flushing gives the table and every block back.
+    c.flush();
+    assert_eq!(c.slab.live_bytes(), 0);
+    assert_eq!(c.bytes(), empty);
+}
+
+#[test]
+fn the_table_is_counted_by_its_buckets() {
+    // hashbrown fills at most 7/8 of a power-of-two number of buckets
+    // (all but one below 8): what it reports as capacity.
+    let mut c: Cache<Item> = Cache::new(1000);
+    assert_eq!(table_buckets(c.table.capacity()), 0);
+    for k in 0..=255u8 {
+        c.upsert(&item(k, &[]), Instant(0), false).unwrap();
+        let buckets = table_buckets(c.table.capacity());
+        assert!(buckets.is_power_of_two(), "{buckets}");
+        assert!(c.len() * 8 <= buckets * 7 || c.len() < buckets, "{k}");
+        assert!(c.len() * 2 >= buckets * 7 / 8 || buckets <= 8, "{k}");
+    }
+    assert_eq!(table_buckets(c.table.capacity()), 512);
+}
+
+#[test]
+fn many_entries_survive_growth() {
+    // Resizing rehashes slots from their stored key bytes.
+    KEY_DECODES.with(|n| n.set(0));
+    let mut c: Cache<Item> = Cache::new(10_000);
+    for k in 0..=255u8 {
+        c.upsert(&item(k, &[k, k]), Instant(u64::from(k)), false)
+            .unwrap();
+    }
+    assert_eq!(c.len(), 256);
+    // Neither an upsert (the encoding gives its key's length) nor
+    // growing the table (several times on the way to 256) decoded a
+    // key.
+    assert_eq!(KEY_DECODES.with(|n| n.get()), 0);
+    for k in 0..=255u8 {
+        let e = c.get(&k).unwrap();
+        assert_eq!(e.value, item(k, &[k, k]));
+        assert_eq!(e.since, Instant(u64::from(k)));
+    }
+}
+
+#[test]
+fn expiry_and_flush() {
+    let mut c: Cache<Item> = Cache::new(10);
+    c.upsert(&item(1, &[]), Instant(0), false).unwrap();
+    c.upsert(&item(2, &[]), Instant(5000), false).unwrap();
+    assert_eq!(c.expire(Instant(8000), Duration::from_secs(5)), 1);
+    assert!(c.contains(&2) && !c.contains(&1));
+    c.flush();
+    assert!(c.is_empty());
+}

@@ -706,6 +706,8 @@ fn report_refused(r: Refused) {
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod test_lossy;
+#[cfg(test)]
 mod test_sealed;
 #[cfg(test)]
 mod test_switch;

@@ -6,6 +6,13 @@
 //!
 //! What a mode does with a sent message (FT-FW keeps it for resending) is
 //! the caller's callback; this module never decides about reliability.
+//!
+//! One thing it does for acknowledgements: a datagram carrying new ACKs or
+//! NACKs also carries, after them, those of the datagram before it (the
+//! echo). Reports are coalesced, several to a datagram, so losing one
+//! datagram loses them together, repeats made by the receiver included;
+//! the echo puts them in a second datagram. Repeating an ACK or NACK is
+//! harmless (one of what the sender no longer holds changes nothing).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -40,6 +47,8 @@ pub(crate) struct Transmit {
     resync_pending: bool,
     next_seq: Seq,
     last_tx: Instant,
+    /// The ACKs and NACKs of the last datagram that carried any.
+    echo: Vec<Msg>,
 }
 
 impl Transmit {
@@ -53,6 +62,7 @@ impl Transmit {
             resync_pending: false,
             next_seq: first_seq,
             last_tx: now,
+            echo: Vec::new(),
         }
     }
 
@@ -162,11 +172,23 @@ impl Transmit {
         stats: &mut Stats,
         mut sent: impl FnMut(Seq, Sent, &mut Stats),
     ) -> u32 {
+        let mut reports = Vec::new();
         while let Some(m) = self.control.front() {
             if w.push(m).is_err() {
                 break;
             }
+            if matches!(m, Msg::Ack { .. } | Msg::Nack { .. }) {
+                reports.push(m.clone());
+            }
             self.control.pop_front();
+        }
+        if !reports.is_empty() {
+            for m in &self.echo {
+                if !covered(m, &reports) && w.push(m).is_err() {
+                    break;
+                }
+            }
+            self.echo = reports;
         }
         while let Some(m) = self.background.front() {
             if w.push(m).is_err() {
@@ -242,6 +264,17 @@ impl Transmit {
         self.next_seq = s.next();
         s
     }
+}
+
+/// Whether `reports` already say what `m` (an ACK or NACK) says: the same
+/// message, or an ACK of a range that holds its range.
+fn covered(m: &Msg, reports: &[Msg]) -> bool {
+    reports.iter().any(|r| match (m, r) {
+        (Msg::Ack { from, to }, Msg::Ack { from: f, to: t }) => {
+            from.in_range(*f, *t) && to.in_range(*f, *t)
+        }
+        _ => r == m,
+    })
 }
 
 /// The message carrying `key`'s current state, when the source holds it

@@ -45,16 +45,22 @@ impl FtFw {
 }
 
 impl FtFw {
-    /// The peer reported up to `to`: if that answers our probe, what is
-    /// still unacknowledged before it was lost (with its NACK) and goes
-    /// again now.
-    fn probe_answered(&mut self, to: Seq, cx: &mut Cx<'_>) {
+    /// The peer reported up to `to` (its NACK making us resend
+    /// `resent`): if that answers our probe, what is still unacknowledged
+    /// before it was lost (with its NACK) and goes again now, and the next
+    /// probe chases what was resent.
+    fn probe_answered(&mut self, to: Seq, resent: usize, cx: &mut Cx<'_>) {
         let Some(next) = self.probe.answered(to, cx.now) else {
             return;
         };
+        let mut resent = resent;
         for sent in self.resend.take(|s, _| s < next) {
             cx.stats.tail_resent += 1;
             cx.tx.requeue(sent, cx.stats);
+            resent += 1;
+        }
+        if resent > 0 {
+            self.probe.chase(cx.now);
         }
     }
 }
@@ -62,6 +68,7 @@ impl FtFw {
 impl SyncMode for FtFw {
     fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact {
         let window = self.ack_window;
+        self.probe.heard(now);
         self.peers.heard(now, peer, session, || rx::Rx::new(window))
     }
 
@@ -89,13 +96,18 @@ impl SyncMode for FtFw {
             }
             Msg::Ack { from, to } => {
                 self.resend.ack(from, to);
-                self.probe_answered(to, cx);
+                self.probe_answered(to, 0, cx);
             }
             Msg::Nack { from, to } => {
-                for sent in self.resend.take(|s, _| s.in_range(from, to)) {
+                if let Some(at) = self.resend.sent_at(to.next()) {
+                    self.probe.nacked(to.next(), at, cx.now);
+                }
+                let resent = self.resend.take(|s, _| s.in_range(from, to));
+                let n = resent.len();
+                for sent in resent {
                     cx.tx.requeue(sent, cx.stats);
                 }
-                self.probe_answered(to, cx);
+                self.probe_answered(to, n, cx);
             }
             Msg::Alive { next } => {
                 if let Some(rx) = self.peers.rx_mut(peer) {
@@ -119,9 +131,9 @@ impl SyncMode for FtFw {
         }
         // An ACK already tells the peer we are here.
         if !acked && now.since(cx.tx.last_tx()) >= ALIVE_INTERVAL {
-            cx.tx.control(Msg::Alive {
-                next: cx.tx.next_seq(),
-            });
+            let next = cx.tx.next_seq();
+            self.probe.announced(next);
+            cx.tx.control(Msg::Alive { next });
         }
     }
 

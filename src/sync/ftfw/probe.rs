@@ -10,15 +10,26 @@
 //!   the receiver has seen every number before the probe: whatever is
 //!   still unacknowledged below it was in a gap whose NACK got lost, and
 //!   is resent at once.
+//! - An answer that makes the sender resend starts a *chase*: the next
+//!   probe goes as soon as the resent data is out (in a datagram of its
+//!   own, after it), not a quiet period later: a tail lost again costs a
+//!   round trip, not a quiet period more.
 //! - An unanswered probe is repeated after a retransmission timeout taken
 //!   from the measured round trip (probe to answer; Karn's rule: only a
-//!   probe sent once is a sample), doubling each time, capped at
-//!   [`ALIVE_INTERVAL`], and at most [`MAX_PROBES`] times before an
-//!   answer: a peer that is gone sees a bounded number of probes.
+//!   probe sent once is a sample; and data to the NACK it provokes, so
+//!   the first tail already has a measured timeout). Backing off is for a
+//!   peer that is gone, not for a lossy link: while the peer was heard
+//!   within [`PEER_ALIVE`] before the probe, [`FAST_PROBES`] more repeats
+//!   come one timeout apart (at 20 % loss each way a round fails 36 % of
+//!   the time, and doubling made three failures in a row cost seven
+//!   timeouts). After those, and from the start for a peer not heard, the
+//!   wait doubles each time, capped at [`ALIVE_INTERVAL`]; probing stops
+//!   after [`MAX_PROBES`] unanswered ones (plus the fast ones): a peer
+//!   that is gone sees a bounded number of probes.
 
 use std::time::Duration;
 
-use crate::sync::ALIVE_INTERVAL;
+use crate::sync::{ALIVE_INTERVAL, PEER_ALIVE};
 use crate::time::Instant;
 use crate::wire::Seq;
 
@@ -33,6 +44,11 @@ const RTO_MIN: Duration = Duration::from_millis(5);
 /// Probes sent without an answer before probing stops (until an answer,
 /// or the peer restarts); the retransmission timer still runs.
 pub(crate) const MAX_PROBES: u32 = 10;
+/// Repeats one timeout apart, beyond the one a silent peer gets, before
+/// any backing off, for a peer heard lately: the chance that this many
+/// rounds in a row fail at 20 % loss each way is 0.36^9, about 1 in
+/// 10 000.
+pub(crate) const FAST_PROBES: u32 = 8;
 
 /// Smoothed round trip (RFC 6298's estimator, in milliseconds).
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,12 +104,36 @@ pub(crate) struct TailProbe {
     last: Option<(Seq, Instant)>,
     /// Probes sent since the peer last answered one.
     unanswered: u32,
+    /// When the peer was last heard (any datagram).
+    heard: Option<Instant>,
+    /// The number the last ALIVE (probe or keepalive) announced.
+    announced: Option<Seq>,
+    /// The highest number after a NACKed gap so far.
+    nacked: Option<Seq>,
+    /// When an answer made us resend: the next probe follows the first
+    /// data sent after it.
+    chase: Option<Instant>,
 }
 
 impl TailProbe {
     #[cfg(test)]
     pub(crate) fn rtt(&self) -> &Rtt {
         &self.rtt
+    }
+
+    /// A datagram came from the peer at `now`.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.heard = Some(now);
+    }
+
+    /// Unanswered probes repeated one timeout apart before backing off,
+    /// beyond the first: [`FAST_PROBES`] when the peer had been heard
+    /// lately when the last probe went out, else none.
+    fn fast_probes(&self, probed_at: Instant) -> u32 {
+        match self.heard {
+            Some(h) if probed_at.since(h) < PEER_ALIVE => FAST_PROBES,
+            _ => 0,
+        }
     }
 
     /// A data message went out at `now`.
@@ -104,25 +144,72 @@ impl TailProbe {
     /// When the next probe is due, given that something is still
     /// unacknowledged (`waiting`). None: no probe.
     pub(crate) fn due(&self, waiting: bool) -> Option<Instant> {
-        if !waiting || self.unanswered >= MAX_PROBES {
+        if !waiting {
             return None;
         }
         match self.last {
             Some((_, at)) if self.unanswered > 0 => {
+                let fast = self.fast_probes(at);
+                if self.unanswered >= fast + MAX_PROBES {
+                    return None;
+                }
+                let doublings = (self.unanswered - 1).saturating_sub(fast);
                 let backoff = self
                     .rtt
                     .rto()
-                    .saturating_mul(1 << (self.unanswered - 1).min(16))
+                    .saturating_mul(1 << doublings.min(16))
                     .min(ALIVE_INTERVAL);
                 Some(at + backoff)
             }
-            Some((_, at)) => Some(self.last_data.max(at) + self.rtt.quiet()),
+            Some((_, at)) => {
+                let quiet = self.last_data.max(at) + self.rtt.quiet();
+                // Strictly after: data sent in the answer's millisecond
+                // may have gone before the resend was queued.
+                match self.chase {
+                    Some(c) if self.last_data > c => Some(self.last_data),
+                    _ => Some(quiet),
+                }
+            }
             None => Some(self.last_data + self.rtt.quiet()),
+        }
+    }
+
+    /// An answer at `now` made us resend: chase it (see the module notes).
+    pub(crate) fn chase(&mut self, now: Instant) {
+        self.chase = Some(now);
+    }
+
+    /// An ALIVE that is no probe (the keepalive) announces `next`.
+    pub(crate) fn announced(&mut self, next: Seq) {
+        self.announced = Some(next);
+    }
+
+    /// The peer NACKed a gap at `now`; `after_gap`, the number after it,
+    /// went out at `sent`. The receiver NACKs a gap as soon as the message
+    /// after it arrives, so that is a round trip (numbers are never sent
+    /// twice: Karn's rule holds) — unless `after_gap` is the number an
+    /// ALIVE announced: then the NACK may answer the ALIVE, sent before
+    /// that number went out; or the NACK is not newer than one before it:
+    /// then it may be a repeat (`rx`), sent later than its gap was found.
+    pub(crate) fn nacked(
+        &mut self,
+        after_gap: Seq,
+        sent: Instant,
+        now: Instant,
+    ) {
+        if self.nacked.is_some_and(|n| after_gap <= n) {
+            return;
+        }
+        self.nacked = Some(after_gap);
+        if self.announced != Some(after_gap) {
+            self.rtt.sample(now.since(sent));
         }
     }
 
     /// A probe announcing `next` goes out at `now`.
     pub(crate) fn probed(&mut self, next: Seq, now: Instant) {
+        self.chase = None;
+        self.announced = Some(next);
         self.last = Some((next, now));
         self.unanswered += 1;
     }
@@ -199,6 +286,79 @@ mod test {
         assert_eq!(p.answered(Seq(6), at + ms(3)), Some(Seq(7)));
         assert_eq!(p.rtt().smoothed(), None);
         assert!(p.due(true).is_some());
+    }
+
+    #[test]
+    fn a_peer_heard_lately_is_probed_at_the_timeout_before_any_backoff() {
+        let mut p = TailProbe::default();
+        p.heard(Instant(90));
+        p.data_sent(Instant(100));
+        let mut at = p.due(true).unwrap();
+        let mut gaps = Vec::new();
+        while let Some(next) = p.due(true) {
+            gaps.push(next.since(at).as_millis() as u64);
+            at = next;
+            p.probed(Seq(7), at);
+            assert!(gaps.len() <= (FAST_PROBES + MAX_PROBES) as usize);
+        }
+        // The first probe, then FAST_PROBES more repeats one (default)
+        // timeout apart than a silent peer gets, then its doubling. Once
+        // the peer has been silent for PEER_ALIVE it is gone: the silent
+        // peer's bound applies.
+        let fast = FAST_PROBES as usize;
+        assert!(gaps[1..=fast + 1].iter().all(|g| *g == 50), "{gaps:?}");
+        assert_eq!(&gaps[fast + 2..fast + 5], &[100, 200, 400]);
+        assert!(gaps.len() > MAX_PROBES as usize, "{gaps:?}");
+        assert!(gaps.len() <= fast + MAX_PROBES as usize, "{gaps:?}");
+        // Heard 3 s or more before: a gone peer, backed off from the start
+        // (the first wait after the first probe is one timeout).
+        let mut p = TailProbe::default();
+        p.heard(Instant(0));
+        p.data_sent(Instant(3000));
+        p.probed(Seq(7), Instant(3005));
+        p.probed(Seq(7), Instant(3055));
+        assert_eq!(p.due(true), Some(Instant(3155)), "doubled");
+    }
+
+    #[test]
+    fn a_nack_measures_the_round_trip_unless_it_may_answer_an_alive() {
+        let mut p = TailProbe::default();
+        // A NACK of 10..=11 provoked by 12, sent at 100, back at 104.
+        p.nacked(Seq(12), Instant(100), Instant(104));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        // An ALIVE announced 20: a NACK ending at 19 may answer it, sent
+        // before 20 went out, and measures nothing.
+        p.announced(Seq(20));
+        p.nacked(Seq(20), Instant(200), Instant(201));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        // Not newer than a NACK before it: maybe a repeat, sent later.
+        p.nacked(Seq(18), Instant(150), Instant(210));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        p.nacked(Seq(26), Instant(298), Instant(310));
+        assert_eq!(p.rtt().smoothed(), Some(ms(5)), "(7 × 4 + 12) / 8");
+        p.probed(Seq(30), Instant(300));
+        p.nacked(Seq(30), Instant(301), Instant(302));
+        assert_eq!(p.rtt().smoothed(), Some(ms(5)), "the probe's number");
+    }
+
+    #[test]
+    fn a_probe_chases_what_its_answer_made_us_resend() {
+        let mut p = TailProbe::default();
+        p.data_sent(Instant(0));
+        p.probed(Seq(10), Instant(5));
+        assert_eq!(p.answered(Seq(9), Instant(9)), Some(Seq(10)));
+        p.chase(Instant(9));
+        // Until the resent data is out, the quiet rule (4 ms measured).
+        assert_eq!(p.due(true), Some(Instant(9)));
+        p.data_sent(Instant(9));
+        assert_eq!(p.due(true), Some(Instant(13)), "same millisecond");
+        // Once it is out, at once; the probe ends the chase.
+        p.data_sent(Instant(11));
+        assert_eq!(p.due(true), Some(Instant(11)));
+        p.probed(Seq(12), Instant(11));
+        assert_eq!(p.answered(Seq(11), Instant(15)), Some(Seq(12)));
+        p.data_sent(Instant(16));
+        assert_eq!(p.due(true), Some(Instant(20)), "quiet again");
     }
 
     #[test]

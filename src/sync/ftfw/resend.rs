@@ -90,6 +90,16 @@ impl ResendQueue {
         taken
     }
 
+    /// When `seq` went out, while it is held (the queue is in sending
+    /// order, so in number order).
+    pub(crate) fn sent_at(&self, seq: Seq) -> Option<Instant> {
+        let i = self.q.partition_point(|(s, _, _)| *s < seq);
+        match self.q.get(i) {
+            Some((s, _, at)) if *s == seq => Some(*at),
+            _ => None,
+        }
+    }
+
     /// The oldest number still held.
     pub(crate) fn oldest(&self) -> Option<Seq> {
         self.iter().next().map(|(s, _)| s)

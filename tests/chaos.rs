@@ -180,16 +180,18 @@ fn sniff(w: &World) -> Option<(u32, Seq)> {
 }
 
 /// Waits (up to 3 s, the link going on) for a datagram of fw1's in
-/// flight and reads it.
+/// flight and reads it. One millisecond at a time: a datagram is in
+/// flight for about that long, and a coarser step can step over every
+/// one of an idle link's few.
 fn observe(w: &mut World) -> Option<(u32, Seq)> {
-    for _ in 0..600 {
+    for _ in 0..3000 {
         if w.fws[FW1].node.is_none() || w.fws[FW2].node.is_none() {
             return None;
         }
         if let Some(s) = sniff(w) {
             return Some(s);
         }
-        w.run(5);
+        w.run(1);
     }
     None
 }

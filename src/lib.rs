@@ -10,8 +10,8 @@
 //! ```text
 //! L5  daemon            the only async code: event loop, kernel worker,
 //!                       clock, signals, lock file; owns all state
-//! L4  kernel::socket  channel  control::{server,client}  logging
-//!                       (sockets and files; channel paces TCP reconnects)
+//! L4  kernel::{socket,events}  channel  control::{server,client}
+//!     logging           (sockets and files; channel paces TCP reconnects)
 //! L3  node              one firewall, sans-IO: Input in, Outbox out
 //! L2  cache  filter  sync  kernel::{codec,commit,origin}  cli
 //!                       (bounded caches, the FT-FW/NOTRACK/ALARM engine,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::fw::{Fw, create, delete, flows, udp_link};
 use common::{Netns, pair};
 use ctsyncd::kernel::codec::{self, Kind, Object};
-use ctsyncd::kernel::socket::{EventRead, EventSocket};
+use ctsyncd::kernel::events::{EventRead, EventSocket};
 use ctsyncd::model::Tuple;
 
 /// The conntrack events queued on the socket, as (kind, original tuple).

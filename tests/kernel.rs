@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use ctsyncd::kernel::codec::{self, Kind, Object, Received};
 use ctsyncd::kernel::commit::{self, CommitRules};
+use ctsyncd::kernel::events::{EventRead, EventSocket};
 use ctsyncd::kernel::origin::{Origin, Origins};
-use ctsyncd::kernel::socket::{CtSocket, EventRead, EventSocket};
+use ctsyncd::kernel::socket::CtSocket;
 use ctsyncd::model::{Conntrack, L4, ProtoInfo, Tuple, status};
 
 fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {

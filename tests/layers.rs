@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("cli", 2),
     ("node", 3),
     ("kernel::socket", 4),
+    ("kernel::events", 4),
     ("channel", 4),
     ("control", 4),
     ("logging", 4),

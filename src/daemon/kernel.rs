@@ -6,8 +6,9 @@
 use crate::config::{Config, Filter};
 use crate::filter::bpf;
 use crate::kernel::commit::CommitRules;
+use crate::kernel::events::EventSocket;
 use crate::kernel::origin::{Origin, Origins};
-use crate::kernel::socket::{CtSocket, EventSocket};
+use crate::kernel::socket::CtSocket;
 
 use super::Error;
 use super::worker::JobSockets;

@@ -6,5 +6,6 @@
 
 pub mod codec;
 pub mod commit;
+pub mod events;
 pub mod origin;
 pub mod socket;

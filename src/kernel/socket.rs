@@ -1,15 +1,12 @@
-//! ctnetlink sockets (netlink-sys).
+//! ctnetlink request sockets (netlink-sys).
 //!
 //! Owns: opening NETLINK_NETFILTER sockets, sending batches of requests in
 //! one `send` and matching every acknowledgement back to the request that
-//! caused it (by sequence number), table dumps, and the event subscription
-//! (left and joined again for the NEW group around a commit) with its
-//! receive buffer (`SO_RCVBUFFORCE`), overrun (`ENOBUFS`)
-//! reporting and the pacing of its reads (a short pause lets events
-//! gather after a wake-up that found only a few). Each socket knows its
-//! netlink port id, which the kernel puts in the events it caused: that is
-//! how the daemon recognises its own commits and flushes (origin
-//! tracking).
+//! caused it (by sequence number), table dumps, and the event groups'
+//! subscription with its receive buffer (`SO_RCVBUFFORCE`); reading the
+//! events is [`super::events`]'. Each socket knows its netlink port id,
+//! which the kernel puts in the events it caused: that is how the daemon
+//! recognises its own commits and flushes (origin tracking).
 
 use std::io::{self, ErrorKind};
 use std::os::fd::AsFd;
@@ -29,27 +26,14 @@ const BATCH: usize = 256;
 /// architectures (ENOBUFS is 105 on x86 and ARM, 132 on MIPS).
 const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
 const ENOENT: Errno = rustix::io::Errno::NOENT.raw_os_error();
-const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
-
-/// When a wake-up of the event loop found only a few events (fewer than
-/// [`GATHER_BELOW`]), the next wake-up lets more gather for this long
-/// before reading: the loop's cost is per wake-up (a dozen system calls and
-/// two context switches), not per event, and the events are sent at most
-/// every `TX_COALESCE` (2 ms) anyway. Measured on `benches/bench.py`'s
-/// sender: about a third of the CPU per entry, lag unchanged
-/// (results/wave4-tx-sender.md). Under a backlog, when a wake-up reads
-/// many, there is no pause.
-const GATHER: Duration = Duration::from_micros(500);
-/// See [`GATHER`].
-const GATHER_BELOW: usize = 16;
 
 /// Largest netlink datagram we read (the kernel sends at most a page per
 /// dump message batch; events are far smaller).
-const RX_BUF: usize = 64 * 1024;
+pub(super) const RX_BUF: usize = 64 * 1024;
 
 /// One netlink socket for requests (create, delete, get, dump) or events.
 pub struct CtSocket {
-    sock: Socket,
+    pub(super) sock: Socket,
     port: u32,
     seq: u32,
     /// Allocated at the first receive: the flush, commit and inject
@@ -439,257 +423,16 @@ impl AsFd for CtSocket {
     }
 }
 
-fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     let len = buf.len();
     let mut slice = buf;
     let n = sock.recv(&mut slice, 0)?;
     Ok(n.min(len))
 }
 
-// ===== the event socket (smol) =====
-
-/// The receive buffer size after an overrun: doubled while that stays
-/// within `max` (`NetlinkBufferSizeMaxGrowth`), else None.
-pub fn grown_buffer(current: usize, max: usize) -> Option<usize> {
-    let next = current.checked_mul(2)?;
-    (next <= max).then_some(next)
-}
-
-/// What one read from the event socket gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventRead {
-    /// A datagram of this many bytes, see [`EventSocket::received`].
-    Data(usize),
-    /// The kernel dropped events (ENOBUFS): the caller must resync with
-    /// the kernel table. The buffer was doubled to `grown_to`, or was at
-    /// its limit already (None).
-    Overrun { grown_to: Option<usize> },
-}
-
-/// Kernel events (NEW/UPDATE/DESTROY of conntracks, and of expectations
-/// when enabled) for the daemon's event loop.
-pub struct EventSocket {
-    sock: smol::Async<CtSocket>,
-    port: u32,
-    size: usize,
-    max: usize,
-    warned_at_limit: bool,
-    rx: Vec<u8>,
-    /// The last read found nothing queued: the next [`EventSocket::recv`]
-    /// waits for readiness before it reads, instead of trying a read that
-    /// would only fail with EAGAIN (one system call per loop turn saved).
-    empty: bool,
-    /// Datagrams read since the socket last had to be waited for.
-    since_wait: usize,
-    /// Whether the socket is in the conntrack NEW group (None: it was
-    /// never subscribed, see [`EventSocket::unsubscribed`]).
-    new_events: Option<bool>,
-}
-
-impl EventSocket {
-    /// Subscribes, sizing the buffer as conntrackd does: `NetlinkBufferSize`
-    /// is applied only when it is within `NetlinkBufferSizeMaxGrowth`.
-    pub fn open(
-        expectations: bool,
-        buffer_size: usize,
-        max_growth: usize,
-        reliable: bool,
-    ) -> io::Result<EventSocket> {
-        let use_size = buffer_size > 0 && buffer_size <= max_growth;
-        let (s, size) = CtSocket::events(
-            expectations,
-            if use_size { buffer_size } else { 0 },
-        )?;
-        if !use_size {
-            log::info!(
-                "NetlinkBufferSize is either not set or is greater than \
-                 NetlinkBufferSizeMaxGrowth. Using current system buffer size"
-            );
-        }
-        if reliable {
-            s.set_reliable()?;
-            log::info!("reliable ctnetlink event delivery is ENABLED.");
-        }
-        log::info!(
-            "netlink event socket buffer size has been set to {size} bytes"
-        );
-        let port = s.port();
-        Ok(EventSocket {
-            sock: smol::Async::new(s)?,
-            port,
-            size,
-            max: max_growth,
-            warned_at_limit: false,
-            rx: vec![0; RX_BUF],
-            empty: false,
-            since_wait: 0,
-            new_events: Some(true),
-        })
-    }
-
-    /// A socket subscribed to nothing (`PollSecs`: the table is dumped
-    /// instead): the loop keeps its shape and no event ever arrives.
-    pub fn unsubscribed() -> io::Result<EventSocket> {
-        let s = CtSocket::open()?;
-        let size = s.rcvbuf()?;
-        let port = s.port();
-        Ok(EventSocket {
-            sock: smol::Async::new(s)?,
-            port,
-            size,
-            max: 0,
-            warned_at_limit: true,
-            rx: vec![0; RX_BUF],
-            empty: false,
-            since_wait: 0,
-            new_events: None,
-        })
-    }
-
-    /// Joins (`on`) or leaves the conntrack NEW event group; UPDATE,
-    /// DESTROY and the expectation groups are left as they are. ctnetlink
-    /// builds no NEW event when nobody listens on the group, and during a
-    /// commit almost every NEW would be the echo of our own create: about
-    /// 40 % of the kernel's cost per created entry, and the loop's CPU to
-    /// read it (results/wave4-commit.md). Asking for the state the socket
-    /// is in already does nothing; so does any request on a socket that
-    /// was never subscribed.
-    pub fn set_new_events(&mut self, on: bool) -> io::Result<()> {
-        if self.new_events.is_none_or(|joined| joined == on) {
-            return Ok(());
-        }
-        let sock = &self.sock.get_ref().sock;
-        if on {
-            sock.add_membership(codec::NFNLGRP_CONNTRACK_NEW)?;
-        } else {
-            sock.drop_membership(codec::NFNLGRP_CONNTRACK_NEW)?;
-        }
-        self.new_events = Some(on);
-        Ok(())
-    }
-
-    /// Whether the socket is in the conntrack NEW group now.
-    pub fn new_events(&self) -> bool {
-        self.new_events == Some(true)
-    }
-
-    /// Waits for the next datagram or overrun.
-    ///
-    /// Not `Async::read_with`: that tries the read first, and again each
-    /// time its future is polled, woken or not. The event loop builds this
-    /// future anew every turn (and polls it beside others), right after a
-    /// read that found the socket empty: each turn then paid a `recvfrom`
-    /// that could only fail. Readiness is awaited first when the socket
-    /// is known to be empty; epoll reports data queued before the wait.
-    /// After a wake-up that found only a few events, more are let gather
-    /// first (see [`GATHER`]).
-    pub async fn recv(&mut self) -> io::Result<EventRead> {
-        loop {
-            if self.empty {
-                self.readable().await?;
-            }
-            match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.empty = true;
-                }
-                r => {
-                    self.empty = false;
-                    self.since_wait += 1;
-                    return self.classify(r);
-                }
-            }
-        }
-    }
-
-    /// Waits until a datagram (or an error) is queued, without reading
-    /// it: the daemon reads with [`EventSocket::try_recv`], which it does
-    /// first on every turn anyway. When the reads since the last wait
-    /// found only a few datagrams, more are let gather first (see
-    /// [`GATHER`]).
-    pub async fn readable(&mut self) -> io::Result<()> {
-        let few = self.since_wait < GATHER_BELOW;
-        self.sock.readable().await?;
-        self.since_wait = 0;
-        if few {
-            // A plain sleep: an async timer would cost the reactor a
-            // notification and a timerfd re-arm, the very system calls
-            // this saves.
-            std::thread::sleep(GATHER);
-        }
-        Ok(())
-    }
-
-    /// Reads without waiting: None when nothing is queued. The daemon uses
-    /// it to handle up to `EventIterationLimit` datagrams per wake-up.
-    pub fn try_recv(&mut self) -> io::Result<Option<EventRead>> {
-        match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.empty = true;
-                Ok(None)
-            }
-            r => {
-                self.empty = false;
-                self.since_wait += 1;
-                self.classify(r).map(Some)
-            }
-        }
-    }
-
-    fn classify(&mut self, r: io::Result<usize>) -> io::Result<EventRead> {
-        match r {
-            Ok(n) => Ok(EventRead::Data(n)),
-            Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
-                let grown_to = grown_buffer(self.size, self.max);
-                match grown_to {
-                    Some(size) => {
-                        self.sock.get_ref().set_rcvbuf(size)?;
-                        self.size = size;
-                        log::info!(
-                            "netlink event socket buffer size has been doubled to {size} bytes"
-                        );
-                    }
-                    None if !self.warned_at_limit => {
-                        self.warned_at_limit = true;
-                        log::warn!(
-                            "netlink event socket buffer size cannot be doubled further since it \
-                             will exceed NetlinkBufferSizeMaxGrowth. We are likely to be losing \
-                             events, this may lead to unsynchronized replicas. Please, consider \
-                             increasing netlink socket buffer size via NetlinkBufferSize and \
-                             NetlinkBufferSizeMaxGrowth clauses in the configuration"
-                        );
-                    }
-                    None => {}
-                }
-                Ok(EventRead::Overrun { grown_to })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The bytes of the last datagram.
-    pub fn received(&self, n: usize) -> &[u8] {
-        &self.rx[..n]
-    }
-
-    /// See [`CtSocket::attach_filter`].
-    pub fn attach_filter(&self, prog: &[bpf::Insn]) -> io::Result<()> {
-        self.sock.get_ref().attach_filter(prog)
-    }
-
-    /// The current receive buffer size (bytes).
-    pub fn buffer_size(&self) -> usize {
-        self.size
-    }
-
-    /// The port id of this socket (not of the sockets that cause events).
-    pub fn port(&self) -> u32 {
-        self.port
-    }
-}
-
 #[cfg(test)]
 mod test {
-    use super::{ack_last_only, grown_buffer};
+    use super::ack_last_only;
     use crate::kernel::codec::{self, NLM_F_ACK};
 
     #[test]
@@ -710,15 +453,5 @@ mod test {
             |i: usize| u16::from_ne_bytes([buf[i * len + 6], buf[i * len + 7]]);
         assert_eq!((flags(0) & NLM_F_ACK, flags(1) & NLM_F_ACK), (0, 0));
         assert_eq!(flags(2) & NLM_F_ACK, NLM_F_ACK);
-    }
-
-    #[test]
-    fn buffer_doubles_up_to_the_limit() {
-        assert_eq!(grown_buffer(65536, 262144), Some(131072));
-        assert_eq!(grown_buffer(131072, 262144), Some(262144));
-        assert_eq!(grown_buffer(262144, 262144), None);
-        // No MaxGrowth configured: never grow (conntrackd's behaviour).
-        assert_eq!(grown_buffer(212992, 0), None);
-        assert_eq!(grown_buffer(usize::MAX, usize::MAX), None);
     }
 }

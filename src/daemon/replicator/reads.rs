@@ -9,7 +9,7 @@ use smol::LocalExecutor;
 use super::{PEER_BATCH, Replicator, peer_id};
 use crate::daemon::Clock;
 use crate::kernel::codec::{self, Received};
-use crate::kernel::socket::EventRead;
+use crate::kernel::events::EventRead;
 use crate::node::Input;
 
 impl Replicator {

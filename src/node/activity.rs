@@ -30,8 +30,8 @@ const SLACK_S: u64 = 2;
 pub(super) struct Activity {
     period: Option<Duration>,
     due: Option<Instant>,
-    /// A scan's dump is arriving: (seconds since the last packet, flow).
-    running: Option<Vec<(u32, Conntrack)>>,
+    /// A scan's dump is arriving: its candidates.
+    running: Option<Vec<Candidate>>,
 }
 
 impl Activity {
@@ -75,10 +75,14 @@ pub(super) fn quiet_secs(
         .then(|| cached_timeout.saturating_sub(dumped_timeout))
 }
 
+/// A flow a scan found refreshed: seconds since its last packet, when its
+/// part of the dump was read, and the flow as dumped.
+type Candidate = (u32, Instant, Conntrack);
+
 /// Keeps the `ACTIVE_MAX` most recently active (fewest quiet seconds).
-fn keep_most_recent(c: &mut Vec<(u32, Conntrack)>) {
+fn keep_most_recent(c: &mut Vec<Candidate>) {
     if c.len() > ACTIVE_MAX {
-        c.select_nth_unstable_by_key(ACTIVE_MAX - 1, |(q, _)| *q);
+        c.select_nth_unstable_by_key(ACTIVE_MAX - 1, |(q, _, _)| *q);
         c.truncate(ACTIVE_MAX);
     }
 }
@@ -131,7 +135,7 @@ impl Node {
                 continue;
             };
             if let Some(q) = quiet_secs(cached, e.updated, dumped, now) {
-                found.push((q, ct));
+                found.push((q, now, ct));
                 if found.len() >= 4 * ACTIVE_MAX {
                     keep_most_recent(&mut found);
                 }
@@ -144,8 +148,17 @@ impl Node {
         keep_most_recent(&mut found);
         self.counters.activity_scans += 1;
         self.counters.activity_resent += found.len() as u64;
-        for (_, ct) in found {
-            self.kernel_ct(now, Kind::Update, ct, true);
+        for (_, seen_at, ct) in found {
+            // An event since its part was read (a DESTROY above all) is
+            // newer than the dump: sending the dumped state would bring
+            // back a flow the kernel ended.
+            let unchanged = self
+                .internal_ct
+                .get(&ct_key_of(&ct))
+                .is_some_and(|e| e.updated < seen_at);
+            if unchanged {
+                self.kernel_ct(now, Kind::Update, ct, true);
+            }
         }
     }
 
@@ -160,9 +173,10 @@ impl Node {
 mod test {
     use super::*;
     use crate::config;
+    use crate::kernel::origin::Origin;
     use crate::model::{L4, Tuple};
     use crate::node::test_support::dumped;
-    use crate::node::{Input, Purpose};
+    use crate::node::{Completion, Done, Input, Purpose};
 
     fn flow(port: u16, timeout: u32) -> Conntrack {
         let mut c = Conntrack::new(Tuple {
@@ -184,16 +198,22 @@ mod test {
             .count()
     }
 
+    /// A NOTRACK node scanning every 10 s, started at `T0`.
+    fn node() -> Node {
+        let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }\nOptions { ActivityScan 10 } }";
+        let cfg = config::parse(text, "t.conf").unwrap().config;
+        let mut n = Node::new(cfg, 1, 1, 1400, 0, T0);
+        n.start(T0);
+        n
+    }
+
     /// A flow that carried packets since its event is sent again at the
     /// next scan (and at every scan while it stays busy); an idle one
     /// never is.
     #[test]
     fn busy_flows_are_sent_again_idle_ones_are_not() {
-        let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }\nOptions { ActivityScan 10 } }";
-        let cfg = config::parse(text, "t.conf").unwrap().config;
         let t = |s: u64| T0 + Duration::from_secs(s);
-        let mut n = Node::new(cfg, 1, 1, 1400, 0, T0);
-        n.start(T0);
+        let mut n = node();
         let resync = Purpose::Resync {
             client: None,
             conntracks: true,
@@ -222,6 +242,51 @@ mod test {
         assert_eq!(scans(&mut n, t(30)), 1);
         let sent = dumped(&mut n, t(30), scan, &[flow(1, 108), flow(2, 90)]);
         assert_eq!(sent, 0);
+    }
+
+    /// Found by the chaos test: a flow read in an early part of the dump
+    /// and destroyed before the last part came back with the scan's
+    /// updates, and stayed in the internal cache with no kernel entry.
+    #[test]
+    fn a_flow_that_ends_during_the_scan_is_not_brought_back() {
+        let mut n = node();
+        let t = |s: u64| T0 + Duration::from_secs(s);
+        let resync = Purpose::Resync {
+            client: None,
+            conntracks: true,
+            expectations: false,
+            send: false,
+            announce_new: false,
+        };
+        dumped(&mut n, T0, resync, &[flow(1, 120), flow(2, 120)]);
+        assert_eq!(scans(&mut n, t(10)), 1);
+        let scan = Purpose::ActivityScan;
+        // Both busy; the first part has port 1, the last port 2.
+        let part = |cts: &[Conntrack], last| Done::Dumped {
+            objects: cts.iter().cloned().map(Object::Ct).collect(),
+            last,
+        };
+        let job = |purpose, done| Input::Job(Completion { purpose, done });
+        n.handle(t(10), job(scan, part(&[flow(1, 119)], false)));
+        let destroyed = crate::kernel::codec::Message {
+            kind: Kind::Destroy,
+            object: Object::Ct(flow(1, 0)),
+            port: 0,
+            seq: 0,
+        };
+        n.handle(
+            t(10) + Duration::from_millis(5),
+            Input::Kernel(destroyed, Origin::NotMe),
+        );
+        let later = t(10) + Duration::from_millis(10);
+        n.handle(later, job(scan, part(&[flow(2, 119)], true)));
+        assert!(
+            n.internal_ct.get(&ct_key_of(&flow(1, 0))).is_none(),
+            "the ended flow stays ended"
+        );
+        let e = n.internal_ct.get(&ct_key_of(&flow(2, 0))).unwrap();
+        assert_eq!(e.value.timeout, Some(119), "the other is refreshed");
+        assert_eq!(n.counters.activity_resent, 2, "both were candidates");
     }
 
     /// ALARM, polling and a node without internal cache never scan.
@@ -280,10 +345,10 @@ mod test {
             proto: 17,
             l4: crate::model::L4::Ports { src: 1, dst: 2 },
         });
-        let mut v: Vec<(u32, Conntrack)> =
-            (0..1000).rev().map(|q| (q, ct.clone())).collect();
+        let mut v: Vec<Candidate> =
+            (0..1000).rev().map(|q| (q, T0, ct.clone())).collect();
         keep_most_recent(&mut v);
         assert_eq!(v.len(), ACTIVE_MAX);
-        assert!(v.iter().all(|(q, _)| (*q as usize) < ACTIVE_MAX));
+        assert!(v.iter().all(|(q, _, _)| (*q as usize) < ACTIVE_MAX));
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use crate::sync::tx::KEEP_CAPACITY;
 use crate::sync::{Key, ResendEntry, Stats};
 use crate::time::Instant;
 use crate::wire::Seq;
@@ -147,6 +148,16 @@ impl TxQueue {
         if let Some(k) = self.keys.pop_front() {
             self.queued.remove(&k);
         }
+        if self.keys.is_empty() {
+            // A burst's room goes back once it is sent (see
+            // `tx::KEEP_CAPACITY`).
+            release_slack(&mut self.keys, &mut self.queued);
+        }
+    }
+
+    #[cfg(test)]
+    fn capacities(&self) -> (usize, usize) {
+        (self.keys.capacity(), self.queued.capacity())
     }
 
     /// Every waiting key, emptying the key queue (a protocol switch
@@ -281,6 +292,7 @@ impl ResendQueue {
                 out.push(e.what);
             }
         }
+        release_slack(&mut self.q, &mut self.index);
         out
     }
 
@@ -308,6 +320,7 @@ impl ResendQueue {
                 out.push(e.what);
             }
         }
+        release_slack(&mut self.q, &mut self.index);
         out
     }
 
@@ -315,11 +328,43 @@ impl ResendQueue {
     pub(crate) fn clear(&mut self) -> Vec<Sent> {
         self.index.clear();
         self.live = 0;
-        self.q
+        let out = self
+            .q
             .drain(..)
             .filter(|e| e.live)
             .map(|e| e.what)
-            .collect()
+            .collect();
+        release_slack(&mut self.q, &mut self.index);
+        out
+    }
+
+    #[cfg(test)]
+    fn capacities(&self) -> (usize, usize) {
+        (self.q.capacity(), self.index.capacity())
+    }
+}
+
+/// Gives back most of a queue's and its index's room once they hold far
+/// less than it (a burst of 100 000 keys is several MB that a VecDeque and
+/// a HashMap never return on their own): all of it when they are empty,
+/// else all but room for twice what is left, or [`KEEP_CAPACITY`].
+fn release_slack<T, K: std::hash::Hash + Eq, V>(
+    q: &mut VecDeque<T>,
+    index: &mut HashMap<K, V>,
+) {
+    if q.capacity() > KEEP_CAPACITY && q.len() < q.capacity() / 4 {
+        if q.is_empty() {
+            *q = VecDeque::new();
+        } else {
+            q.shrink_to((2 * q.len()).max(KEEP_CAPACITY));
+        }
+    }
+    if index.capacity() > KEEP_CAPACITY && index.len() < index.capacity() / 4 {
+        if index.is_empty() {
+            *index = HashMap::new();
+        } else {
+            index.shrink_to((2 * index.len()).max(KEEP_CAPACITY));
+        }
     }
 }
 
@@ -406,5 +451,32 @@ mod test {
                 ack(52, 60)
             ]
         );
+    }
+
+    #[test]
+    fn a_sent_and_acknowledged_burst_gives_its_room_back() {
+        let mut stats = Stats::default();
+        let burst = 10_000u16;
+        let mut tx = TxQueue::new(20_000);
+        for n in 0..burst {
+            tx.key(key(n), true, &mut stats);
+        }
+        assert!(tx.capacities().0 >= usize::from(burst));
+        let mut rq = ResendQueue::new(20_000);
+        let mut seq = Seq(1);
+        while let Some(Next::Key(k, _)) = tx.peek() {
+            tx.pop();
+            rq.push(seq, Sent::Key(k), Instant(0), &mut stats);
+            seq = seq.next();
+        }
+        let (keys, queued) = tx.capacities();
+        assert!(
+            keys <= KEEP_CAPACITY && queued <= KEEP_CAPACITY,
+            "{keys} {queued}"
+        );
+        assert!(rq.capacities().0 >= usize::from(burst), "all await an ACK");
+        assert_eq!(rq.take_range(Seq(1), seq).len(), usize::from(burst));
+        let (q, index) = rq.capacities();
+        assert!(q <= KEEP_CAPACITY && index <= KEEP_CAPACITY, "{q} {index}");
     }
 }

@@ -88,7 +88,12 @@ def main():
             t0 = time.monotonic()
             fw1.crash()
             fw2.wait_until_succeeds(HOLDS_VIPS, timeout=30)
-            fw2.wait_until_succeeds(f"grep -q 'sending bulk update' {lab.dir}/fw2/ctsyncd.log", timeout=20)
+            # The script's last step is -B, logged after the commit's lines
+            # (fw-2 logged a bulk update at start-up too, for fw-1's resync
+            # request: that one must not count).
+            script_done = ("awk '/committing all external caches/{c=1} c && /sending bulk update/{f=1} END{exit !f}' "
+                           f"{lab.dir}/fw2/ctsyncd.log")
+            fw2.wait_until_succeeds(script_done, timeout=20)
             log(f"fw-2 primary, its script done {time.monotonic() - t0:.2f}s after the crash")
             assert "Committed 1 new expectations" in file_text(f"{lab.dir}/fw2/ctsyncd.log")
             open(go, "w").close()

@@ -198,6 +198,15 @@ mod test {
             .count()
     }
 
+    /// The start-up resync that fills the internal cache.
+    const STARTUP: Purpose = Purpose::Resync {
+        client: None,
+        conntracks: true,
+        expectations: false,
+        send: false,
+        announce_new: false,
+    };
+
     /// A NOTRACK node scanning every 10 s, started at `T0`.
     fn node() -> Node {
         let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }\nOptions { ActivityScan 10 } }";
@@ -214,14 +223,7 @@ mod test {
     fn busy_flows_are_sent_again_idle_ones_are_not() {
         let t = |s: u64| T0 + Duration::from_secs(s);
         let mut n = node();
-        let resync = Purpose::Resync {
-            client: None,
-            conntracks: true,
-            expectations: false,
-            send: false,
-            announce_new: false,
-        };
-        dumped(&mut n, T0, resync, &[flow(1, 120), flow(2, 120)]);
+        dumped(&mut n, T0, STARTUP, &[flow(1, 120), flow(2, 120)]);
         assert_eq!(scans(&mut n, t(9)), 0);
         assert_eq!(scans(&mut n, t(10)), 1);
         // Port 1 refreshed 1 s ago; port 2 counted down.
@@ -251,14 +253,7 @@ mod test {
     fn a_flow_that_ends_during_the_scan_is_not_brought_back() {
         let mut n = node();
         let t = |s: u64| T0 + Duration::from_secs(s);
-        let resync = Purpose::Resync {
-            client: None,
-            conntracks: true,
-            expectations: false,
-            send: false,
-            announce_new: false,
-        };
-        dumped(&mut n, T0, resync, &[flow(1, 120), flow(2, 120)]);
+        dumped(&mut n, T0, STARTUP, &[flow(1, 120), flow(2, 120)]);
         assert_eq!(scans(&mut n, t(10)), 1);
         let scan = Purpose::ActivityScan;
         // Both busy; the first part has port 1, the last port 2.

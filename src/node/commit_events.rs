@@ -89,7 +89,7 @@ impl Node {
 
 #[cfg(test)]
 mod test {
-    use super::super::test_support::dumped_objects;
+    use super::super::test_support::{dumped_objects, sent_from};
     use super::super::{
         ClientId, Completion, Done, Input, Job, Node, Outbox, Purpose, Work,
     };
@@ -277,14 +277,7 @@ mod test {
         };
         let out = done(&mut n, T0, resync, dump);
         assert!(out.replies.contains(&(CLIENT, Reply::Done(Status::Ok))));
-        let mut sent = data_sent(&out);
-        for _ in 0..10 {
-            let at = n.poll_at();
-            if at > T0 + std::time::Duration::from_secs(1) {
-                break;
-            }
-            sent.extend(data_sent(&n.handle(at, Input::Timer)));
-        }
+        let sent = sent_from(&mut n, T0, &out);
         let mut keys: Vec<_> = sent
             .iter()
             .map(|m| match m {
@@ -301,19 +294,6 @@ mod test {
 
         let out = control(&mut n, T0, Request::BulkSend);
         assert!(out.replies.contains(&(CLIENT, Reply::Done(Status::Ok))));
-    }
-
-    fn data_sent(out: &Outbox) -> Vec<Msg> {
-        out.datagrams
-            .iter()
-            .flat_map(|g| {
-                let (_, body) = crate::wire::read(g).unwrap();
-                crate::wire::messages(body)
-                    .map(|m| m.unwrap())
-                    .filter(Msg::is_data)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
     }
 
     /// A split commit's first job ending, or a second `-c`, does not join

@@ -32,6 +32,17 @@ pub(super) fn dumped_objects(
         objects,
         last: true,
     };
+    let out = node.handle(now, Input::Job(Completion { purpose, done }));
+    sent_from(node, now, &out)
+}
+
+/// The data messages in `out`'s datagrams and in those the node's timers
+/// send within the next second.
+pub(super) fn sent_from(
+    node: &mut Node,
+    now: Instant,
+    out: &super::Outbox,
+) -> Vec<Msg> {
     let data = |d: &[Vec<u8>]| -> Vec<Msg> {
         d.iter()
             .flat_map(|g| {
@@ -43,11 +54,7 @@ pub(super) fn dumped_objects(
             })
             .collect()
     };
-    let mut sent = data(
-        &node
-            .handle(now, Input::Job(Completion { purpose, done }))
-            .datagrams,
-    );
+    let mut sent = data(&out.datagrams);
     for _ in 0..10 {
         let at = node.poll_at();
         if at > now + Duration::from_secs(1) {

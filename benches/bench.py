@@ -297,6 +297,16 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
                 if fw is fw1:
                     events_read = st["runtime"]["events_received"]
         link1 = link_counters(fw1, "sync0")
+        # fw-1 fails, as in a failover: its daemon is killed before fw-2
+        # commits (its RSS is taken first). On this one kernel it would
+        # otherwise still listen: netlink's listener mask is per protocol,
+        # not per namespace, so a NEW listener in fw-1's namespace makes
+        # the kernel build an event for each of fw-2's creates (ctsyncd's
+        # own socket leaves the NEW group during -c; conntrackd's stays).
+        time.sleep(2)
+        rss_fw1_failing = proc_stat(fw1, pids["fw1"])[1]
+        fw1.succeed(f"kill -9 {pids['fw1']}")
+        fw1.wait_until_succeeds(f"! kill -0 {pids['fw1']} 2>/dev/null", timeout=10)
         t0 = time.monotonic()
         fw2.succeed(f"{daemon.receiver} -C {confs['fw2']} -c", timeout=600)
         commit_secs = time.monotonic() - t0
@@ -315,7 +325,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
                 break
             time.sleep(0.1)
         time.sleep(2)
-        after = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
+        after = proc_stat(fw2, pids["fw2"])
         internal_after = external_count(fw2, daemon.receiver, confs["fw2"], "internal")
         return {
             "daemon": daemon.name, "n": n, "generator_s": gen_secs,
@@ -324,7 +334,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
             "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
             "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
             "replicated": got, "lost": max(0, want - got), "lag_s": lag, "events_read": events_read,
-            "rss_fw1_after_commit_kib": after["fw1"][1], "rss_fw2_after_commit_kib": after["fw2"][1],
+            "rss_fw1_failing_kib": rss_fw1_failing, "rss_fw2_after_commit_kib": after[1],
             "internal_after_commit": internal_after,
             "internal_settled_s": settled if settled is not None else float("nan"),
             "commit_s": commit_secs, "commit_per_s": n / commit_secs if commit_secs else 0, "kernel_after_commit": in_kernel,
@@ -368,7 +378,7 @@ ROWS = [
     ("commit entries/s", lambda r: r["commit_per_s"]),
     ("entries in fw2 kernel after commit", lambda r: r["kernel_after_commit"]),
     ("s until fw2's internal cache holds the committed entries (≤ 20)", lambda r: r.get("internal_settled_s", float("nan"))),
-    ("RSS fw-1 after commit (KiB)", lambda r: r.get("rss_fw1_after_commit_kib", float("nan"))),
+    ("RSS fw-1 when it fails, before fw-2's commit (KiB)", lambda r: r.get("rss_fw1_failing_kib", float("nan"))),
     ("RSS fw-2 after commit, both caches held (KiB)", lambda r: r.get("rss_fw2_after_commit_kib", float("nan"))),
     ("entries in fw2 internal cache after commit", lambda r: r.get("internal_after_commit", float("nan"))),
     ("sync-link bytes per entry", lambda r: r["link_bytes"] / r["n"]),
@@ -417,7 +427,7 @@ def target_rows(runs, sizes, loss):
         for label, key, bound in (("receiver CPU ratio ≤ 0.25", "cpu_receiver_s", 0.25), ("sender CPU ratio ≤ 0.35", "cpu_sender_s", 0.35),
                                   ("commit time ratio ≤ 0.6", "commit_s", 0.6), ("receiver RSS ratio ≤ 0.25", "rss_receiver_kib", 0.25),
                                   ("sender RSS ratio ≤ 0.25", "rss_sender_kib", 0.25),
-                                  ("fw-1 RSS after commit ratio ≤ 0.25", "rss_fw1_after_commit_kib", 0.25),
+                                  ("fw-1 RSS when it fails ratio ≤ 0.25", "rss_fw1_failing_kib", 0.25),
                                   ("fw-2 RSS after commit (both caches) ratio ≤ 0.25", "rss_fw2_after_commit_kib", 0.25)):
             # Runs that replicated everything: a daemon that got nothing
             # across has nothing to commit.

@@ -8,9 +8,11 @@
 //! failover itself (conntrackd runs it in its real-time loop): the worker
 //! runs it one step below the loop's priority ([`raised`], [`below`]), so
 //! the loop still reads the commit's own events first on a shared core,
-//! and rests between steps of the commit (`worker::RT_WORK`) so that the
-//! other processes get a turn: on two cores, the loop and the commit
-//! would otherwise hold both for the whole commit. `Scheduler { Type …;
+//! and rests between steps of the commit (`worker::RT_WORK`) whenever
+//! another thread waits for a CPU ([`others_waiting`]), so that the other
+//! processes get a turn: on two cores, the loop and the commit would
+//! otherwise hold both for the whole commit. A rest nobody waits for
+//! only makes the failover longer. `Scheduler { Type …;
 //! Priority … }` overrides the default; failing to set it (no
 //! CAP_SYS_NICE, a container) is a warning, not a reason to stop.
 //!
@@ -71,6 +73,36 @@ pub(crate) fn below(s: Scheduler) -> Scheduler {
         priority: s.priority.saturating_sub(1).max(1),
         ..s
     }
+}
+
+/// Whether a thread waits for a CPU now: the kernel counts more
+/// runnable threads (the caller among them) than there are CPUs this
+/// process may use. Unreadable (no /proc): assume one does. Conservative
+/// where the process is confined to fewer CPUs than the machine has, as
+/// the count is the machine's.
+pub(crate) fn others_waiting(cpus: usize) -> bool {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .as_deref()
+        .and_then(runnable)
+        .is_none_or(|r| r > cpus)
+}
+
+/// The CPUs this process may use (1 when unknown).
+pub(crate) fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The runnable threads of a `/proc/loadavg` line: the fourth field's
+/// numerator ("0.20 0.18 0.12 3/180 11206": 3).
+fn runnable(loadavg: &str) -> Option<usize> {
+    loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Runs `f` with the calling thread at policy `s` (when it can be set:
@@ -149,6 +181,47 @@ mod test {
             priority: 1,
         };
         assert_eq!(below(lowest), lowest);
+    }
+
+    #[test]
+    fn the_runnable_count_is_the_fourth_fields_numerator() {
+        assert_eq!(runnable("0.20 0.18 0.12 3/180 11206\n"), Some(3));
+        assert_eq!(runnable("0.00 0.01 0.05 1/95 4242"), Some(1));
+        assert_eq!(runnable("0.20 0.18 0.12"), None);
+        assert_eq!(runnable("0.20 0.18 0.12 x/180 1"), None);
+        assert_eq!(runnable(""), None);
+    }
+
+    #[test]
+    fn threads_waiting_for_a_cpu_are_seen() {
+        // Twice as many spinning threads as CPUs: some must wait. Seen
+        // within 2 s (the count is read at an instant; a spinner may be
+        // between two slices).
+        let cpus = usable_cpus();
+        let stop =
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinners: Vec<_> = (0..2 * cpus + 1)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut seen = false;
+        while !seen && std::time::Instant::now() < deadline {
+            seen = others_waiting(cpus);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in spinners {
+            s.join().unwrap();
+        }
+        assert!(seen, "{} spinning threads on {cpus} CPUs", 2 * cpus + 1);
     }
 
     /// The calling thread's policy, as the kernel reports it.

@@ -83,6 +83,13 @@ impl Handle {
     pub(super) fn len(self) -> usize {
         self.len as usize
     }
+
+    /// A key that orders handles as their cells lie in memory (class by
+    /// class, cell by cell): a copy in that order reads the slab in
+    /// sequence instead of missing the cache at each cell.
+    pub(super) fn memory_order(self) -> u64 {
+        ((class_of(self.len()) as u64) << 32) | u64::from(self.cell)
+    }
 }
 
 /// The cells of one size.

@@ -175,3 +175,40 @@ fn expiry_and_flush() {
     c.flush();
     assert!(c.is_empty());
 }
+
+/// A copy by recency lists every entry most recent first, as it was when
+/// taken: later changes to the cache do not reach it, and it finds an
+/// entry's position by key (none for one that came after).
+#[test]
+fn a_copy_by_recency_is_ordered_and_keeps_what_was_there() {
+    let mut c: Cache<Item> = Cache::new(100);
+    // Updated at scattered times; key k at (k * 7) % 50 ms.
+    for k in 0..50u8 {
+        let at = Instant(u64::from(k) * 7 % 50);
+        c.upsert(&item(k, &[k; 3]), at, true).unwrap();
+    }
+    let mut copy = c.by_recency();
+    c.upsert(&item(3, &[99]), Instant(1000), false).unwrap();
+    c.remove(&4);
+    c.upsert(&item(77, &[1]), Instant(1001), true).unwrap();
+    assert_eq!((copy.len(), copy.remaining()), (50, 50));
+    let mut walked = Vec::new();
+    while let Some((pos, value, updated)) = copy.next_entry() {
+        assert_eq!(pos, walked.len());
+        assert_eq!(copy.taken(), pos + 1);
+        assert_eq!(value, item(value.0, &[value.0; 3]), "as it was");
+        walked.push((updated, value.0));
+    }
+    assert_eq!(copy.remaining(), 0);
+    let mut want: Vec<(Instant, u8)> = (0..50u8)
+        .map(|k| (Instant(u64::from(k) * 7 % 50), k))
+        .collect();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(walked, want, "most recent first, 3 and 4 as they were");
+    for (pos, (_, k)) in walked.iter().enumerate() {
+        assert_eq!(copy.position(k), Some(pos));
+        assert_eq!(copy.get(pos).map(|(v, _)| v.0), Some(*k));
+    }
+    assert_eq!(copy.position(&77), None, "came after the copy");
+    assert!(copy.get(50).is_none());
+}

@@ -55,7 +55,11 @@ pub fn prepare_ct(
 }
 
 /// [`prepare_ct`] on an entry the caller owns (no copy).
-fn prepare_in_place(out: &mut Conntrack, age_secs: u32, rules: &CommitRules) {
+pub fn prepare_in_place(
+    out: &mut Conntrack,
+    age_secs: u32,
+    rules: &CommitRules,
+) {
     out.status = (out.status | status::CONFIRMED)
         & !(status::EXPECTED | status::DYING | OFFLOAD_BITS);
     out.timeout = Some(timeout(out.timeout, age_secs, rules));
@@ -203,6 +207,27 @@ pub fn plan_active_first<X: Borrow<Expect>>(
         cts: prepared,
         exps,
         first: (head, x),
+    }
+}
+
+/// A plan of conntracks already prepared and in the order wanted (a
+/// large commit's later batches, most recent first): only the masters
+/// move before the RELATED entries, each keeping its order. RELATED
+/// flows are few (FTP, SIP data channels), so a batch without one is
+/// taken as it is.
+pub fn plan_in_order(cts: Vec<Conntrack>) -> Plan {
+    let cts = if cts.iter().any(|c| c.master.is_some()) {
+        let (mut masters, related): (Vec<_>, Vec<_>) =
+            cts.into_iter().partition(|c| c.master.is_none());
+        masters.extend(related);
+        masters
+    } else {
+        cts
+    };
+    Plan {
+        cts,
+        exps: Vec::new(),
+        first: (0, 0),
     }
 }
 

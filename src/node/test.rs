@@ -1207,14 +1207,16 @@ fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
     assert!(j.contains("\"peer_protocol\":\"conntrackd 1.4\",\"conntrackd_refused\":{\"truncated\":0,"), "{j}");
 }
 
-/// A commit of a large external cache goes out as three jobs: first the
+/// A commit of a large external cache goes out in batches: first the
 /// expectation, its (old) master and the most recently updated entries,
-/// picked before the rest is decoded; on the next turn the next most
-/// recent; on the turn after, the rest, without them. The client's reply
-/// and conntrackd's lines count all three.
+/// picked before the rest is decoded (the expectation, its master and the
+/// newest of them in the first stage); then, most recent first, batches
+/// that grow fourfold, a new one only while fewer than two jobs wait for
+/// the kernel; the last without the master the first job took. The
+/// client's reply and conntrackd's lines count every job.
 #[test]
-fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
-    use super::commit_split::AHEAD;
+fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
+    use super::commit_split::{FIRST_BATCH, FIRST_JOB, GROWTH};
     use crate::kernel::commit::FIRST_STAGE;
     let mut fw = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
     let master = ftp_master();
@@ -1222,7 +1224,9 @@ fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
     fw.external_exp
         .upsert(&pasv(&master), Instant(0), true)
         .unwrap();
-    let idle = (FIRST_STAGE + AHEAD + 2000) as u16;
+    let second = FIRST_BATCH * GROWTH;
+    let last = 3000;
+    let idle = (FIRST_JOB + FIRST_BATCH + second + last) as u16;
     for i in 0..idle {
         let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1024 + i, 80));
         c.timeout = Some(432000);
@@ -1237,66 +1241,159 @@ fn a_large_commit_sends_its_first_stage_before_planning_the_rest() {
     let Work::Commit(plan) = &first[0].work else {
         panic!("{first:?}")
     };
-    assert_eq!(first[0].purpose, Purpose::CommitFirst { client: CLIENT });
+    let early = Purpose::CommitFirst { client: CLIENT };
+    assert_eq!(first[0].purpose, early);
     assert_eq!(plan.exps.len(), 1);
-    assert_eq!(plan.cts.len(), FIRST_STAGE + 1);
-    assert!(plan.cts.iter().any(|c| c.orig == master.orig), "its master");
+    assert_eq!(plan.cts.len(), FIRST_JOB + 1);
+    assert_eq!(plan.first, (FIRST_STAGE + 1, 1), "the first stage");
+    let stage1 = &plan.cts[..=FIRST_STAGE];
+    assert!(stage1.iter().any(|c| c.orig == master.orig), "its master");
     let sport = |c: &Conntrack| match c.orig.l4 {
         L4::Ports { src, .. } => src,
         _ => 0,
     };
-    let ports =
-        |p: &crate::kernel::commit::Plan| -> std::collections::HashSet<u16> {
-            p.cts.iter().map(sport).collect()
-        };
-    let newest = (1024 + idle - FIRST_STAGE as u16)..(1024 + idle);
-    let first_ports = ports(plan);
-    assert!(newest.clone().all(|p| first_ports.contains(&p)));
-    // The next part is planned on the next turn, which is due at once.
-    assert!(fw.poll_at() <= now);
-    // (The activity scan's dump may be due too.)
+    let ports = |p: &crate::kernel::commit::Plan| -> Vec<u16> {
+        p.cts.iter().map(sport).collect()
+    };
+    // The ports of the `n` entries updated before the newest `skip`, most
+    // recent first.
+    let newest = |skip: usize, n: usize| -> Vec<u16> {
+        let top = 1024 + idle - skip as u16;
+        (top - n as u16..top).rev().collect()
+    };
+    let in_stage1: Vec<u16> = stage1.iter().map(sport).collect();
+    assert!(newest(0, FIRST_STAGE).iter().all(|p| in_stage1.contains(p)));
+    let mut first_ports = ports(plan);
+    first_ports.sort_unstable();
+    let mut want = newest(0, FIRST_JOB);
+    want.sort_unstable();
+    assert!(want.iter().all(|p| first_ports.binary_search(p).is_ok()));
     let is_commit = |j: &Job| matches!(j.work, Work::Commit(_));
-    let ahead: Vec<Job> = fw.tick(now).into_iter().filter(is_commit).collect();
-    assert_eq!(ahead.len(), 1, "{:?}", ahead.len());
-    assert_eq!(ahead[0].purpose, Purpose::CommitFirst { client: CLIENT });
-    let Work::Commit(ahead_plan) = &ahead[0].work else {
-        panic!("{ahead:?}")
+    let next_job = |fw: &mut Fw| -> Option<Job> {
+        // The next batch is planned on the next turn, due at once (the
+        // activity scan's dump may be due too).
+        assert!(fw.poll_at() <= now);
+        let mut jobs: Vec<Job> =
+            fw.tick(now).into_iter().filter(is_commit).collect();
+        assert!(jobs.len() <= 1, "one batch per turn");
+        jobs.pop()
     };
-    assert_eq!(ahead_plan.cts.len(), AHEAD);
-    let next_newest = (1024 + idle - (FIRST_STAGE + AHEAD) as u16)
-        ..(1024 + idle - FIRST_STAGE as u16);
-    assert_eq!(ports(ahead_plan), next_newest.clone().collect());
-    assert!(fw.poll_at() <= now, "and the rest on the turn after");
-    let rest: Vec<Job> = fw.tick(now).into_iter().filter(is_commit).collect();
-    assert_eq!(rest.len(), 1, "{:?}", rest.len());
-    assert_eq!(rest[0].purpose, Purpose::Commit { client: CLIENT });
-    let Work::Commit(rest_plan) = &rest[0].work else {
-        panic!("{rest:?}")
+    let batch1 = next_job(&mut fw).expect("the first batch");
+    assert_eq!(batch1.purpose, early);
+    let Work::Commit(plan1) = &batch1.work else {
+        panic!()
     };
-    assert!(rest_plan.exps.is_empty());
-    let rest_len = usize::from(idle) - FIRST_STAGE - AHEAD;
-    assert_eq!(rest_plan.cts.len(), rest_len);
-    assert!(rest_plan.cts.iter().all(|c| {
-        !newest.contains(&sport(c)) && !next_newest.contains(&sport(c))
-    }));
+    assert_eq!(ports(plan1), newest(FIRST_JOB, FIRST_BATCH));
     assert!(
         !fw.tick(now).iter().any(is_commit),
-        "the rest is planned once"
+        "two jobs wait for the kernel: no third before one ends"
     );
-    // The three outcomes make one report.
     let done = |cts: usize, exps: usize| Done::Committed {
         cts: vec![0; cts],
         exps: vec![0; exps],
         failed: Vec::new(),
         took_us: [100, 50],
     };
-    let early = Purpose::CommitFirst { client: CLIENT };
-    let o = fw.job(now, early, done(FIRST_STAGE + 1, 1));
+    let o = fw.job(now, early, done(FIRST_JOB + 1, 1));
     assert!(o.replies.is_empty(), "the client waits for the rest");
-    let o = fw.job(now, early, done(AHEAD, 0));
+    let batch2 = next_job(&mut fw).expect("the second batch");
+    assert_eq!(batch2.purpose, early);
+    let Work::Commit(plan2) = &batch2.work else {
+        panic!()
+    };
+    assert_eq!(ports(plan2), newest(FIRST_JOB + FIRST_BATCH, second));
+    assert!(!fw.tick(now).iter().any(is_commit));
+    let o = fw.job(now, early, done(FIRST_BATCH, 0));
     assert!(o.replies.is_empty(), "the client waits for the rest");
-    let replies = fw.commit_done(now, &vec![0; rest_len], &[]);
+    let rest = next_job(&mut fw).expect("the last batch");
+    assert_eq!(rest.purpose, Purpose::Commit { client: CLIENT });
+    let Work::Commit(rest_plan) = &rest.work else {
+        panic!()
+    };
+    assert!(rest_plan.exps.is_empty());
+    assert_eq!(
+        ports(rest_plan),
+        newest(FIRST_JOB + FIRST_BATCH + second, last),
+        "the rest, most recent first, without the master"
+    );
+    let o = fw.job(now, early, done(second, 0));
+    assert!(o.replies.is_empty(), "the client waits for the rest");
+    assert!(
+        !fw.tick(now).iter().any(is_commit),
+        "the rest is planned once"
+    );
+    let replies = fw.commit_done(now, &vec![0; last], &[]);
     assert!(replies.contains(&Reply::Done(Status::Ok)), "{replies:?}");
     assert_eq!(fw.counters.commit_ok, u64::from(idle) + 2);
     assert!(fw.commit.is_none() && fw.commit_first.is_none());
+}
+
+/// A RELATED flow in a later batch brings its master along when the
+/// master is older (its own turn then skips it), not when an earlier
+/// batch created it, and goes alone when the master is not cached.
+#[test]
+fn a_batch_brings_an_older_master_along_and_its_turn_skips_it() {
+    use super::commit_split::{FIRST_BATCH, FIRST_JOB};
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    let idle = (FIRST_JOB + FIRST_BATCH + 500) as u16;
+    let flow = |i: u16| {
+        let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1024 + i, 80));
+        c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+        c
+    };
+    for i in 0..idle {
+        fw.external_ct
+            .upsert(&flow(i), Instant(1 + u64::from(i)), true)
+            .unwrap();
+    }
+    // In the first batch: a data flow whose master is the oldest entry,
+    // one whose master the first job took, one whose master is gone.
+    let in_batch =
+        |k: u16| Instant(u64::from(idle) - FIRST_JOB as u64 - u64::from(k));
+    let old_master = flow(0).orig;
+    let recent_master = flow(idle - 1).orig;
+    let mut children = Vec::new();
+    for (k, master) in [(10, old_master), (11, recent_master)]
+        .into_iter()
+        .chain([(12, tcp("10.9.9.9", "10.2.0.1", 1, 21))])
+    {
+        let mut c = Conntrack::new(tcp("10.1.0.7", "10.2.0.1", 6000 + k, 20));
+        c.status = status::EXPECTED | status::CONFIRMED | status::SEEN_REPLY;
+        c.master = Some(master);
+        fw.external_ct.upsert(&c, in_batch(k), true).unwrap();
+        children.push(c.orig);
+    }
+    let now = Instant(100_000);
+    let first = fw.control(now, Request::Commit(Target::Ct)).actions;
+    let Work::Commit(plan0) = &first[0].work else {
+        panic!("{first:?}")
+    };
+    assert!(plan0.cts.iter().any(|c| c.orig == recent_master));
+    let is_commit = |j: &Job| matches!(j.work, Work::Commit(_));
+    let batch = fw.tick(now).into_iter().find(is_commit).unwrap();
+    let Work::Commit(plan1) = &batch.work else {
+        panic!()
+    };
+    let at = |t: &Tuple| plan1.cts.iter().position(|c| c.orig == *t);
+    let (m, child) = (at(&old_master).unwrap(), at(&children[0]).unwrap());
+    assert!(m < child, "the master is created first");
+    assert!(at(&children[1]).is_some() && at(&children[2]).is_some());
+    assert_eq!(at(&recent_master), None, "the first job created it");
+    assert_eq!(plan1.cts.len(), FIRST_BATCH + 1, "the batch and the master");
+    let purpose = first[0].purpose;
+    let done = Done::Committed {
+        cts: vec![0; plan0.cts.len()],
+        exps: Vec::new(),
+        failed: Vec::new(),
+        took_us: [1, 1],
+    };
+    fw.job(now, purpose, done);
+    let rest = fw.tick(now).into_iter().find(is_commit).unwrap();
+    assert_eq!(rest.purpose, Purpose::Commit { client: CLIENT });
+    let Work::Commit(plan2) = &rest.work else {
+        panic!()
+    };
+    assert!(plan2.cts.iter().all(|c| c.orig != old_master), "once only");
+    let all = plan0.cts.len() + plan1.cts.len() + plan2.cts.len();
+    assert_eq!(all, usize::from(idle) + children.len());
 }

@@ -59,7 +59,7 @@ pub(super) const IN_FLIGHT: usize = 2;
 /// A split commit while its jobs run: what they hold, and their
 /// outcomes once in.
 #[derive(Debug)]
-pub(super) struct FirstPart {
+pub(super) struct SplitCommit {
     pub client: ClientId,
     /// Conntracks committed out of their turn, which later batches skip:
     /// the first job's, and masters pulled into a RELATED entry's batch.
@@ -81,7 +81,7 @@ pub(super) struct FirstPart {
     pub done: Option<(Vec<i32>, Vec<i32>, [u32; 2])>,
 }
 
-impl FirstPart {
+impl SplitCommit {
     /// An early job ended: its errnos and times join the others'.
     pub(super) fn part_done(
         &mut self,
@@ -138,7 +138,7 @@ impl Node {
             planned,
         });
         self.pause_new_events();
-        self.commit_first = Some(FirstPart {
+        self.commit_first = Some(SplitCommit {
             client,
             keys,
             snapshot: None,

@@ -104,7 +104,7 @@ pub struct Node {
     tx_buf: Vec<u8>,
     commit: Option<Running>,
     /// A commit split in two jobs: its first stage's keys and outcome.
-    commit_first: Option<commit_split::FirstPart>,
+    commit_first: Option<commit_split::SplitCommit>,
     /// The running commit left the conntrack NEW event group
     /// (`node::commit_events`).
     new_events_paused: bool,

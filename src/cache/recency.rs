@@ -131,8 +131,7 @@ impl<V: Stored> ByRecency<V> {
     /// Where the entry with this key lies (None: it was not cached when
     /// the copy was taken).
     pub fn position(&mut self, key: &V::Key) -> Option<usize> {
-        let mut kb = Vec::with_capacity(V::MAX_KEY);
-        V::encode_key(key, &mut kb);
+        let kb = Cache::<V>::key_bytes(key);
         if self.index.is_none() {
             let hasher = RandomState::new();
             let mut table = HashTable::with_capacity(self.spans.len());

@@ -192,6 +192,52 @@ impl<V: Stored> Cache<V> {
         self.table.find(h, |s| s.key(&self.slab) == &kb[..])
     }
 
+    /// Marks or unmarks an entry (a resync's "the kernel still holds
+    /// it"); false when it is not cached. Updates keep the mark; a new
+    /// entry has none.
+    pub fn mark(&mut self, k: &V::Key, on: bool) -> bool {
+        let kb = Self::key_bytes(k);
+        let h = self.hasher.hash_one(&kb[..]);
+        let slab = &self.slab;
+        match self.table.find_mut(h, |s| s.key(slab) == &kb[..]) {
+            Some(s) => {
+                s.set_mark(on);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Clears every mark, in a pass over the slots (nothing decoded).
+    pub fn clear_marks(&mut self) {
+        for s in self.table.iter_mut() {
+            s.set_mark(false);
+        }
+    }
+
+    /// Removes the unmarked entries and clears the marks of the others;
+    /// returns the keys removed. Only those are decoded: a resync that
+    /// finds 200 000 entries in the kernel and nothing stale is one pass
+    /// over the slots.
+    pub fn remove_unmarked(&mut self) -> Vec<V::Key> {
+        let mut removed = Vec::new();
+        let before = self.table.len();
+        let slab = &mut self.slab;
+        self.table.retain(|s| {
+            if s.marked() {
+                s.set_mark(false);
+                return true;
+            }
+            if let Some((k, _)) = V::decode_key(s.encoded(slab)) {
+                removed.push(k);
+            }
+            slab.free(s.handle());
+            false
+        });
+        self.stats.del_ok += (before - self.table.len()) as u64;
+        removed
+    }
+
     fn read(slab: &Slab, s: &Slot) -> Option<Entry<V>> {
         let value = V::decode(s.encoded(slab));
         debug_assert!(value.is_some(), "a cache slot does not decode");

@@ -1,12 +1,14 @@
 //! One cached entry as the cache's table holds it: 16 bytes on every
 //! target.
 //!
-//! Owns: the packing of a slot's five fields into one 128-bit word: the
+//! Owns: the packing of a slot's six fields into one 128-bit word: the
 //! encoding's slab cell (32 bits) and length (9 bits: up to the slab's
 //! largest cell, or "boxed"), the length of the key's encoding at its
-//! start (8 bits), and when the entry was inserted and last updated (39
+//! start (8 bits), when the entry was inserted and last updated (39
 //! bits each: milliseconds of daemon uptime, 17 years' worth; later times
-//! stay at the largest, see [`TIME_MAX`]).
+//! stay at the largest, see [`TIME_MAX`]), and a mark (1 bit: a resync
+//! marks what the kernel still holds, then sweeps the rest, without a
+//! set of 200 000 keys beside the cache).
 //!
 //! Why: the table's buckets were more than half of a cache's memory (at
 //! most 7/8 of them hold a slot): a boxed encoding's pointer and two
@@ -24,7 +26,8 @@ const KEY_BITS: u32 = 8;
 const SINCE_AT: u32 = KEY_AT + KEY_BITS;
 const TIME_BITS: u32 = 39;
 const UPDATED_AT: u32 = SINCE_AT + TIME_BITS;
-const _: () = assert!(UPDATED_AT + TIME_BITS <= 128);
+const MARK_AT: u32 = UPDATED_AT + TIME_BITS;
+const _: () = assert!(MARK_AT < 128);
 
 /// The length code of an encoding boxed outside the slab's cells (whose
 /// length the box knows).
@@ -102,6 +105,14 @@ impl Slot {
         self.set(UPDATED_AT, TIME_BITS, time(t));
     }
 
+    pub(super) fn marked(&self) -> bool {
+        self.get(MARK_AT, 1) == 1
+    }
+
+    pub(super) fn set_mark(&mut self, on: bool) {
+        self.set(MARK_AT, 1, u64::from(on));
+    }
+
     /// A new encoding (whose key is the same), now at `handle`. A boxed
     /// encoding's length is not kept: the box has it.
     pub(super) fn replace(&mut self, key_len: u8, handle: Handle) {
@@ -131,14 +142,25 @@ mod test {
         assert_eq!((s.since(), s.updated()), (Instant(TIME_MAX), Instant(7)));
         s.set_since(Instant(3));
         assert_eq!((s.since(), s.updated()), (Instant(3), Instant(7)));
+        assert!(!s.marked());
+        s.set_mark(true);
+        assert!(s.marked());
+        assert_eq!((s.since(), s.updated()), (Instant(3), Instant(7)));
+        assert_eq!((s.handle(), s.key_len()), (h, MAX_KEY_LEN));
         let h2 = Handle::new(5, 1);
         s.replace(9, h2);
         assert_eq!((s.handle(), s.key_len()), (h2, 9));
         assert_eq!((s.since(), s.updated()), (Instant(3), Instant(7)));
+        // A new encoding (an update) keeps the mark; it is cleared alone.
+        assert!(s.marked());
+        s.set_mark(false);
+        assert!(!s.marked());
+        assert_eq!((s.handle(), s.key_len()), (h2, 9));
         // Later than 17 years: held as the latest; nothing else changes.
         s.set_updated(Instant(u64::MAX));
         assert_eq!(s.updated(), Instant(TIME_MAX));
         assert_eq!((s.handle(), s.key_len(), s.since()), (h2, 9, Instant(3)));
+        assert!(!s.marked());
     }
 
     #[test]

@@ -176,6 +176,51 @@ fn expiry_and_flush() {
     assert!(c.is_empty());
 }
 
+/// A resync's sweep: the unmarked entries go (only their keys are
+/// decoded, and their memory is given back), the marked stay with their
+/// marks cleared; an update keeps a mark and a new entry has none.
+#[test]
+fn the_sweep_removes_the_unmarked_and_clears_the_marks() {
+    let mut c: Cache<Item> = Cache::new(100);
+    for k in 0..50 {
+        c.upsert(&item(k, &[k; 40]), Instant(0), false).unwrap();
+    }
+    for k in (0..50).step_by(2) {
+        assert!(c.mark(&k, true));
+    }
+    assert!(!c.mark(&200, true), "not cached");
+    // Unmarked again (a DESTROY our own injection caused).
+    assert!(c.mark(&48, false));
+    // An update keeps the mark.
+    c.upsert(&item(2, &[9; 300]), Instant(1), false).unwrap();
+    let bytes = c.bytes();
+    let dels = c.stats.del_ok;
+    KEY_DECODES.with(|n| n.set(0));
+    let mut removed = c.remove_unmarked();
+    removed.sort_unstable();
+    let odd: Vec<u8> = (1..50).step_by(2).chain([48]).collect();
+    let mut want = odd.clone();
+    want.sort_unstable();
+    assert_eq!(removed, want);
+    assert_eq!(
+        KEY_DECODES.with(|n| n.get()),
+        want.len(),
+        "only those decoded"
+    );
+    assert_eq!(c.stats.del_ok - dels, want.len() as u64);
+    assert_eq!(c.len(), 24);
+    assert!(c.bytes() < bytes, "{} then {}", bytes, c.bytes());
+    assert_eq!(c.get(&2).unwrap().value, item(2, &[9; 300]));
+    // The marks went with the sweep: the next one takes everything.
+    assert_eq!(c.remove_unmarked().len(), 24);
+    // clear_marks alone removes nothing.
+    c.upsert(&item(1, &[]), Instant(2), false).unwrap();
+    assert!(c.mark(&1, true));
+    c.clear_marks();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c.remove_unmarked(), vec![1]);
+}
+
 /// A copy by recency lists every entry most recent first, as it was when
 /// taken: later changes to the cache do not reach it, and it finds an
 /// entry's position by key (none for one that came after).

@@ -40,15 +40,17 @@ pub(super) const BURST_MAX: Duration = Duration::from_secs(30);
 /// for: the worker reads the whole table before it hands over the first
 /// part), so three races need care: an entry an event created after the
 /// kernel dumped its part is no less alive for being missing from the
-/// dump (`seen`); an entry an event destroyed may still come in a later
+/// dump (the entry's mark in the internal cache, set by events and
+/// fresh dump entries alike: what is unmarked at the end is stale, and
+/// the sweep is a pass over the cache's slots instead of a lookup of
+/// every key in a set as large as the table); an entry an event
+/// destroyed may still come in a later
 /// part of the (older) dump (`gone`); and an entry an event changed may
 /// come in the dump with its older state, which must not replace the
 /// event's (`touched`, when the event's state was cached: an
 /// expectation whose master was not cached yet is taken from the dump).
 #[derive(Debug, Default)]
 pub(super) struct ResyncRun {
-    seen_ct: HashSet<CtKey>,
-    seen_exp: HashSet<ExpKey>,
     gone_ct: HashSet<CtKey>,
     gone_exp: HashSet<ExpKey>,
     touched_ct: HashSet<CtKey>,
@@ -66,34 +68,45 @@ impl Node {
         origin: Origin,
     ) {
         self.burst_goes_on(now);
+        // During a resync: whether the entry is in the kernel after this
+        // event, for the sweep at the dump's end.
+        let mut held = None;
         if let Some(run) = self.resync.as_mut() {
             let destroyed = msg.kind == Kind::Destroy;
-            match &msg.object {
-                Object::Ct(c) => {
-                    let k = ct_key_of(c);
-                    if destroyed {
-                        run.seen_ct.remove(&k);
-                        run.gone_ct.insert(k);
-                    } else {
-                        run.gone_ct.remove(&k);
-                        run.seen_ct.insert(k);
-                        run.touched_ct.insert(k);
-                    }
+            let h = Held::of(&msg.object);
+            match &h {
+                Held::Ct(k) if destroyed => {
+                    run.gone_ct.insert(*k);
                 }
-                Object::Exp(x) => {
-                    let k = exp_key_of(x);
-                    if destroyed {
-                        run.seen_exp.remove(&k);
-                        run.gone_exp.insert(k);
-                    } else {
-                        run.gone_exp.remove(&k);
-                        run.seen_exp.insert(k);
-                        run.touched_exp.insert(k);
-                    }
+                Held::Ct(k) => {
+                    run.gone_ct.remove(k);
+                    run.touched_ct.insert(*k);
+                }
+                Held::Exp(k) if destroyed => {
+                    run.gone_exp.insert(*k);
+                }
+                Held::Exp(k) => {
+                    run.gone_exp.remove(k);
+                    run.touched_exp.insert(*k);
                 }
             }
+            held = Some((h, !destroyed));
         }
         self.kernel(now, msg, origin);
+        // After the event is handled: an entry it creates is new, and
+        // unmarked, until then.
+        if let Some((h, in_kernel)) = held {
+            self.mark_held(&h, in_kernel);
+        }
+    }
+
+    /// Marks a cached entry as in the kernel (or not) for the resync
+    /// under way; nothing when it is not cached.
+    fn mark_held(&mut self, h: &Held, in_kernel: bool) {
+        match h {
+            Held::Ct(k) => self.internal_ct.mark(k, in_kernel),
+            Held::Exp(k) => self.internal_exp.mark(k, in_kernel),
+        };
     }
 
     /// One kernel event or dump entry.
@@ -364,7 +377,7 @@ impl Node {
             return;
         };
         let after_commit = announce_new;
-        let mut run = self.resync.take().unwrap_or_default();
+        let run = self.resync.take().unwrap_or_default();
         // After an overrun the peer has not heard of what was lost: a
         // silent -R would repair our cache but never tell it.
         let send = send || self.overrun_unsent;
@@ -376,27 +389,20 @@ impl Node {
             .partition(|o| matches!(o, Object::Ct(_)));
         for o in cts.into_iter().chain(exps) {
             // Whether to take it, and whether neither cache knows it.
-            let (fresh, unknown) = match &o {
-                Object::Ct(c) => {
-                    let k = ct_key_of(c);
-                    let cached = self.internal_ct.contains(&k);
+            let held = Held::of(&o);
+            let (fresh, unknown) = match &held {
+                Held::Ct(k) => {
+                    let cached = self.internal_ct.contains(k);
                     // An event's state is newer, if it was cached.
-                    let fresh = !run.gone_ct.contains(&k)
-                        && (!run.touched_ct.contains(&k) || !cached);
-                    if fresh {
-                        run.seen_ct.insert(k);
-                    }
-                    (fresh, !cached && !self.external_ct.contains(&k))
+                    let fresh = !run.gone_ct.contains(k)
+                        && (!run.touched_ct.contains(k) || !cached);
+                    (fresh, !cached && !self.external_ct.contains(k))
                 }
-                Object::Exp(x) => {
-                    let k = exp_key_of(x);
-                    let cached = self.internal_exp.contains(&k);
-                    let fresh = !run.gone_exp.contains(&k)
-                        && (!run.touched_exp.contains(&k) || !cached);
-                    if fresh {
-                        run.seen_exp.insert(k);
-                    }
-                    (fresh, !cached && !self.external_exp.contains(&k))
+                Held::Exp(k) => {
+                    let cached = self.internal_exp.contains(k);
+                    let fresh = !run.gone_exp.contains(k)
+                        && (!run.touched_exp.contains(k) || !cached);
+                    (fresh, !cached && !self.external_exp.contains(k))
                 }
             };
             if !fresh {
@@ -417,20 +423,16 @@ impl Node {
                 seq: 0,
             };
             self.kernel(now, msg, origin);
+            self.mark_held(&held, true);
         }
         if !last {
             self.resync = Some(run);
             return;
         }
         if conntracks {
-            let stale: Vec<CtKey> = self
-                .internal_ct
-                .keys()
-                .filter(|k| !run.seen_ct.contains(k))
-                .collect();
+            let stale = self.internal_ct.remove_unmarked();
             self.purged_ct.clear();
             for k in stale {
-                self.internal_ct.remove(&k);
                 if send {
                     self.engine.local_change(Key::Ct(k), false);
                 } else {
@@ -439,14 +441,9 @@ impl Node {
             }
         }
         if expectations {
-            let stale: Vec<ExpKey> = self
-                .internal_exp
-                .keys()
-                .filter(|k| !run.seen_exp.contains(k))
-                .collect();
+            let stale = self.internal_exp.remove_unmarked();
             self.purged_exp.clear();
             for k in stale {
-                self.internal_exp.remove(&k);
                 if send {
                     self.engine.local_change(Key::Exp(Box::new(k)), false);
                 } else {
@@ -467,7 +464,10 @@ impl Node {
     }
 
     /// A resync dump ended: track afresh for the next one, if any.
+    /// Marks start afresh too (a table the dump did not sweep kept them).
     fn next_resync(&mut self, dumps: usize) {
+        self.internal_ct.clear_marks();
+        self.internal_exp.clear_marks();
         let left = dumps.saturating_sub(1);
         self.resync = (left > 0).then(|| ResyncRun {
             dumps: left,
@@ -499,6 +499,21 @@ impl Node {
         {
             // What the cache holds goes, rather than nothing.
             self.commit_resync_done();
+        }
+    }
+}
+
+/// The cache key of an event's or a dump entry's object.
+enum Held {
+    Ct(CtKey),
+    Exp(ExpKey),
+}
+
+impl Held {
+    fn of(o: &Object) -> Held {
+        match o {
+            Object::Ct(c) => Held::Ct(ct_key_of(c)),
+            Object::Exp(x) => Held::Exp(exp_key_of(x)),
         }
     }
 }

@@ -38,6 +38,8 @@ mod kernel_side;
 mod peer_side;
 mod polling;
 pub mod render;
+#[cfg(test)]
+mod resync_races;
 mod snapshot;
 #[cfg(test)]
 mod test_support;

@@ -286,6 +286,80 @@ fn event_flood_overruns_grow_the_buffer_and_are_reported() {
     });
 }
 
+/// A commit over entries the kernel already holds (a node that was
+/// primary before keeps its own) replaces each by a delete and a create
+/// back to back, so the flow is without an entry for as short a time as
+/// possible; the batch's new entries are created as usual. The events
+/// come in the kernel's order of work.
+#[test]
+fn an_existing_entry_is_replaced_by_its_delete_and_create_back_to_back() {
+    let Some(ns) = Netns::new("replace") else {
+        return;
+    };
+    let marked = |flows: Vec<Conntrack>, mark: u32| -> Vec<Conntrack> {
+        flows
+            .into_iter()
+            .map(|mut c| {
+                c.mark = mark;
+                c
+            })
+            .collect()
+    };
+    let mut seen = ns.enter(|| {
+        // Listening before the first creates: the kernel gives an entry
+        // events only if someone listened when it was created.
+        let (mut ev, _) = CtSocket::events(false, 4 << 20).unwrap();
+        let mut s = CtSocket::open().unwrap();
+        let errs = s.create_cts(&marked(udp_flows(300, 0), 1)).unwrap();
+        assert!(errs.iter().all(|&e| e == 0), "{errs:?}");
+        // 300 that exist (more than one send of pairs) and 100 new.
+        let errs = s.create_cts(&marked(udp_flows(400, 0), 2)).unwrap();
+        assert!(errs.iter().all(|&e| e == 0), "{errs:?}");
+        let mut seen = Vec::new();
+        for _ in 0..10_000 {
+            if seen.len() >= 1000 {
+                break;
+            }
+            let Ok(n) = ev.recv_blocking(Duration::from_secs(5)) else {
+                break;
+            };
+            for r in codec::messages(ev.received(n)) {
+                if let Ok(Received::Msg(m)) = r
+                    && let Object::Ct(c) = m.object
+                {
+                    seen.push((m.kind, c.orig));
+                }
+            }
+        }
+        seen
+    });
+    // The first 300 events are the first creates'.
+    assert!(seen.len() >= 300, "{} events", seen.len());
+    assert!(seen.iter().take(300).all(|(k, _)| *k == Kind::New));
+    let seen = seen.split_off(300);
+    let count = |k| seen.iter().filter(|(kind, _)| *kind == k).count();
+    assert_eq!(
+        (count(Kind::Destroy), count(Kind::New), seen.len()),
+        (300, 400, 700),
+        "events (destroyed, new, all)"
+    );
+    let destroyed: Vec<usize> = (0..seen.len())
+        .filter(|&i| seen[i].0 == Kind::Destroy)
+        .collect();
+    assert_eq!(destroyed.len(), 300);
+    for i in destroyed {
+        assert_eq!(
+            seen.get(i + 1),
+            Some(&(Kind::New, seen[i].1)),
+            "the create right after the delete"
+        );
+    }
+    let l = ns.sh("conntrack -L --mark 2 2>/dev/null | wc -l");
+    assert_eq!(l.trim(), "400", "every entry replaced or created");
+    let l = ns.sh("conntrack -L --mark 1 2>/dev/null | wc -l");
+    assert_eq!(l.trim(), "0");
+}
+
 /// Reads every queued datagram (bounded), counting conntrack messages.
 fn drain(ev: &mut EventSocket) -> usize {
     let mut count = 0;

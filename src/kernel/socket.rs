@@ -245,13 +245,25 @@ impl CtSocket {
             if exists.is_empty() {
                 continue;
             }
-            let again: Vec<&T> = exists.iter().map(|&i| &chunk[i]).collect();
-            // ENOENT is fine here: the entry may have gone meanwhile.
-            self.batch_each(&again, |buf, t: &&T, seq| delete(buf, t, seq))?;
-            let errs = self
-                .batch_each(&again, |buf, t: &&T, seq| create(buf, t, seq))?;
-            for (k, &i) in exists.iter().enumerate() {
-                result[base + i] = errs[k];
+            // Each delete right before its create, in one send: between
+            // the two the kernel holds no entry for the flow, and a packet
+            // of it that comes then is a new flow (to a virtual address
+            // this node now owns: delivered locally, and reset). Two
+            // sends, all deletes then all creates, made that gap a system
+            // call and a whole batch long. Half a batch of pairs keeps a
+            // send as large as before.
+            for pairs in exists.chunks(BATCH / 2) {
+                let errs = self.batch(|buf, seq| {
+                    for &i in pairs {
+                        delete(buf, &chunk[i], seq());
+                        create(buf, &chunk[i], seq());
+                    }
+                })?;
+                // The creates' outcomes; a delete's ENOENT is fine (the
+                // entry may have gone meanwhile).
+                for (k, &i) in pairs.iter().enumerate() {
+                    result[base + i] = errs[2 * k + 1];
+                }
             }
         }
         Ok(result)

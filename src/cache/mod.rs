@@ -11,7 +11,8 @@
 //! Memory: a slot ([`slot`], 16 bytes on every target) holds only where
 //! the entry's compact encoding is ([`Stored`]; the wire's form, 23 bytes
 //! for a routed UDP flow, 45 for a NATed TCP one, instead of the 288-byte
-//! model value), the length of the key's encoding and two timestamps. The
+//! model value), the length of the key's encoding, two timestamps and a
+//! resync's mark (what the kernel still holds, [`Cache::mark`]). The
 //! encodings live in the cache's [`slab`] (fixed-size cells, no malloc
 //! chunk per entry). The key is the encoding's prefix, so it is not
 //! stored twice; lookups compare encoded keys, and the table hashes a

@@ -44,8 +44,8 @@ pub(super) const BURST_MAX: Duration = Duration::from_secs(30);
 /// fresh dump entries alike: what is unmarked at the end is stale, and
 /// the sweep is a pass over the cache's slots instead of a lookup of
 /// every key in a set as large as the table); an entry an event
-/// destroyed may still come in a later
-/// part of the (older) dump (`gone`); and an entry an event changed may
+/// destroyed may still come in a later part of the (older) dump
+/// (`gone`); and an entry an event changed may
 /// come in the dump with its older state, which must not replace the
 /// event's (`touched`, when the event's state was cached: an
 /// expectation whose master was not cached yet is taken from the dump).

@@ -439,6 +439,10 @@ impl Node {
                     self.purged_ct.insert(k);
                 }
             }
+        } else {
+            // Not swept (the sweep clears the marks it keeps): events
+            // marked entries all the same.
+            self.internal_ct.clear_marks();
         }
         if expectations {
             let stale = self.internal_exp.remove_unmarked();
@@ -450,6 +454,8 @@ impl Node {
                     self.purged_exp.insert(k);
                 }
             }
+        } else {
+            self.internal_exp.clear_marks();
         }
         if send {
             self.overrun_unsent = false;
@@ -464,10 +470,7 @@ impl Node {
     }
 
     /// A resync dump ended: track afresh for the next one, if any.
-    /// Marks start afresh too (a table the dump did not sweep kept them).
     fn next_resync(&mut self, dumps: usize) {
-        self.internal_ct.clear_marks();
-        self.internal_exp.clear_marks();
         let left = dumps.saturating_sub(1);
         self.resync = (left > 0).then(|| ResyncRun {
             dumps: left,
@@ -478,6 +481,9 @@ impl Node {
     /// A resync whose dump failed: nothing is removed.
     pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
         let dumps = self.resync.take().map_or(0, |r| r.dumps);
+        // The next resync starts without this one's marks.
+        self.internal_ct.clear_marks();
+        self.internal_exp.clear_marks();
         self.next_resync(dumps);
         self.counters.jobs_failed += 1;
         self.out

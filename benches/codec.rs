@@ -215,8 +215,14 @@ fn sender(
     ));
     bencher
         .with_inputs(|| {
-            let mut node =
-                Node::new(cfg.clone(), 1, 1, 1472, 212_992, Instant(0));
+            let mut node = Node::new(
+                cfg.clone(),
+                1,
+                1,
+                1472,
+                212_992,
+                Instant::from_millis(0),
+            );
             if sealed {
                 node.set_sealer(sealer());
             }
@@ -237,7 +243,7 @@ fn sender(
                 }
                 // The node sends a full datagram's worth at once.
                 let out = node.handle(
-                    Instant(u64::from(i)),
+                    Instant::from_millis(u64::from(i)),
                     Input::Kernel(m, Origin::NotMe),
                 );
                 black_box(out.datagrams);

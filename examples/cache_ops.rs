@@ -50,7 +50,7 @@ fn main() {
     let flows: Vec<Conntrack> = (0..n).map(flow).collect();
     let mut c: Cache<Conntrack> = Cache::new(1 << 20);
     for (i, ct) in flows.iter().enumerate() {
-        black_box(c.upsert(ct, Instant(i as u64), true).is_ok());
+        black_box(c.upsert(ct, Instant::from_millis(i as u64), true).is_ok());
     }
     if mode == "lookup" {
         for ct in &flows {

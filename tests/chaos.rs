@@ -209,7 +209,10 @@ fn held_by_backup(w: &mut World) -> HashSet<String> {
 }
 
 fn sync_stats(w: &World, i: usize) -> ctsyncd::sync::Stats {
-    w.fws[i].node().snapshot(Instant(w.now), &[], false).sync
+    w.fws[i]
+        .node()
+        .snapshot(Instant::from_millis(w.now), &[], false)
+        .sync
 }
 
 /// The three forged datagrams, one after the other, from fw1's address
@@ -374,7 +377,7 @@ fn chaos(seed: u64, mode: &str) -> Forged {
     assert_internal_is_kernel(&mut w, FW1);
     assert_replicated(&mut w, FW1, FW2);
     if stats {
-        let now = Instant(w.now);
+        let now = Instant::from_millis(w.now);
         let s = w.fws[FW1].node().snapshot(now, &[], false);
         let ae = s.anti_entropy.unwrap_or_default();
         let r = w.fws[FW2].node().snapshot(now, &[], false);
@@ -511,12 +514,15 @@ fn digest_traffic_at_rest_is_under_one_percent_of_the_initial_sync() {
     let sync = tapped(&mut w);
     let initial: u64 = sync.iter().map(|(_, d)| d.len() as u64).sum();
     // (Equal entry by entry: no bucket differs below, four times.)
-    let ext = w.fws[FW2].node().snapshot(Instant(w.now), &[], false);
+    let ext =
+        w.fws[FW2]
+            .node()
+            .snapshot(Instant::from_millis(w.now), &[], false);
     assert_eq!(ext.external_ct.len, ENTRIES as usize);
 
     // At rest: nothing changes for four periods.
     let ae = |w: &World, i: usize| {
-        let now = Instant(w.now);
+        let now = Instant::from_millis(w.now);
         w.fws[i]
             .node()
             .snapshot(now, &[], false)

@@ -319,7 +319,7 @@ fn overrun_resyncs_with_the_kernel_and_sends_what_was_missed() {
     scenario(&mut w, |w| {
         let mut t = Traffic::new(0);
         churn(w, &mut t, FW1, 300);
-        let now = ctsyncd::time::Instant(w.now);
+        let now = ctsyncd::time::Instant::from_millis(w.now);
         let before = w.fws[FW1].node().snapshot(now, &[], false).counters;
         // A burst the event socket cannot hold.
         for _ in 0..100 {
@@ -328,7 +328,7 @@ fn overrun_resyncs_with_the_kernel_and_sends_what_was_missed() {
         w.overrun(FW1);
         churn(w, &mut t, FW1, 100);
         let fw1 = w.fws[FW1].node().snapshot(
-            ctsyncd::time::Instant(w.now),
+            ctsyncd::time::Instant::from_millis(w.now),
             &[],
             false,
         );
@@ -337,7 +337,7 @@ fn overrun_resyncs_with_the_kernel_and_sends_what_was_missed() {
         churn(w, &mut t, FW1, 1500);
         w.run(500);
         let fw1 = w.fws[FW1].node().snapshot(
-            ctsyncd::time::Instant(w.now),
+            ctsyncd::time::Instant::from_millis(w.now),
             &[],
             false,
         );
@@ -417,7 +417,7 @@ fn notrack_without_internal_cache_replicates_and_commits() {
         assert!(w.expect(FW1, &x));
         w.run(100);
         // Nothing stays in fw1's internal cache; -i dumps the kernel.
-        let now = ctsyncd::time::Instant(w.now);
+        let now = ctsyncd::time::Instant::from_millis(w.now);
         let s = w.fws[FW1].node().snapshot(now, &[], false);
         assert_eq!(s.internal_ct.len, 0);
         let i = w.cache(FW1, Cache::Internal, Table::Ct);
@@ -493,7 +493,7 @@ fn disable_external_cache_updates_reach_the_backup_kernel() {
         assert!(w.update_flow(FW1, &c));
         w.run(50);
         let got = w.fws[FW2].kernel.ct(&ct_key_of(&c)).cloned();
-        let now = ctsyncd::time::Instant(w.now);
+        let now = ctsyncd::time::Instant::from_millis(w.now);
         let s = w.fws[FW2].node().snapshot(now, &[], false);
         w.ensure(s.counters.inject_fail == 0, || {
             format!("{} injections failed", s.counters.inject_fail)

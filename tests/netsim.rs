@@ -142,10 +142,10 @@ impl Sim {
                 up: true,
                 ..Link::default()
             },
-            now: Instant(0),
+            now: Instant::from_millis(0),
             nodes: [
-                Node::new(mode, 0x1111, Instant(0)),
-                Node::new(mode, 0x2222, Instant(0)),
+                Node::new(mode, 0x1111, Instant::from_millis(0)),
+                Node::new(mode, 0x2222, Instant::from_millis(0)),
             ],
             cache_timeout: None,
         }
@@ -183,7 +183,7 @@ impl Sim {
         let end = self.now.millis() + ms;
         let mut buf = vec![0u8; 1472];
         while self.now.millis() < end {
-            self.now = Instant(self.now.millis() + 5);
+            self.now = Instant::from_millis(self.now.millis() + 5);
             for (to, d) in self.link.due(self.now) {
                 let peer_id = 1 - to as u64;
                 let n = &mut self.nodes[to];

@@ -101,7 +101,7 @@ impl Run {
             self.say("(not running)");
             return;
         };
-        let out = node.handle(Instant(self.now), input);
+        let out = node.handle(Instant::from_millis(self.now), input);
         self.outbox(i, out);
     }
 
@@ -160,7 +160,7 @@ impl Run {
                 let fw = &mut self.fws[i];
                 fw.starts += 1;
                 let session = (i as u32 + 1) * 0x100 + fw.starts;
-                let now = Instant(self.now);
+                let now = Instant::from_millis(self.now);
                 let mut node = Node::new(
                     self.cfg.clone(),
                     session,

@@ -17,9 +17,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         seed: 3,
     };
     let src = MapSource::default();
-    let mut e = Engine::new(p, Instant(0));
-    let _ = e.recv(Instant(1), 1, data, &src);
+    let mut e = Engine::new(p, Instant::from_millis(0));
+    let _ = e.recv(Instant::from_millis(1), 1, data, &src);
     while e.pop_apply().is_some() {}
     let mut buf = [0u8; 1472];
-    while e.poll_transmit(Instant(2), &src, &mut buf).is_some() {}
+    while e.poll_transmit(Instant::from_millis(2), &src, &mut buf).is_some() {}
 });

@@ -27,11 +27,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let key = Key::from_bytes([7; 32]);
     let src = MapSource::default();
-    let mut e = Engine::new(p, Instant(0));
+    let mut e = Engine::new(p, Instant::from_millis(0));
     e.set_sealer(Sealer::new(std::slice::from_ref(&key), [2; 16]).unwrap());
     if how & 1 == 0 {
         // Forging a tag would need the key.
-        assert!(e.recv(Instant(1), 1, rest, &src).is_err());
+        assert!(e.recv(Instant::from_millis(1), 1, rest, &src).is_err());
         assert!(e.pop_apply().is_none());
     } else if rest.len() >= 9 {
         // Header fields from the input, the rest as the body, sealed by
@@ -48,13 +48,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
         let mut sender = Sealer::new(&[key], [1; 16]).unwrap();
         let n = sender.seal(&mut buf, HEADER_LEN + body.len()).unwrap();
-        let _ = e.recv(Instant(1), 1, &buf[..n], &src);
+        let _ = e.recv(Instant::from_millis(1), 1, &buf[..n], &src);
         assert_eq!(
-            e.recv(Instant(2), 1, &buf[..n], &src),
+            e.recv(Instant::from_millis(2), 1, &buf[..n], &src),
             Err(wire::Error::Replayed)
         );
     }
     while e.pop_apply().is_some() {}
     let mut buf = [0u8; 1472];
-    while e.poll_transmit(Instant(3), &src, &mut buf).is_some() {}
+    while e.poll_transmit(Instant::from_millis(3), &src, &mut buf).is_some() {}
 });

@@ -45,7 +45,7 @@ pub(super) const MAX_KEY_LEN: usize = (1 << KEY_BITS) - 1;
 pub(super) struct Slot(u128);
 
 fn time(t: Instant) -> u64 {
-    t.0.min(TIME_MAX)
+    t.millis().min(TIME_MAX)
 }
 
 impl Slot {
@@ -90,11 +90,11 @@ impl Slot {
     }
 
     pub(super) fn since(&self) -> Instant {
-        Instant(self.get(SINCE_AT, TIME_BITS))
+        Instant::from_millis(self.get(SINCE_AT, TIME_BITS))
     }
 
     pub(super) fn updated(&self) -> Instant {
-        Instant(self.get(UPDATED_AT, TIME_BITS))
+        Instant::from_millis(self.get(UPDATED_AT, TIME_BITS))
     }
 
     pub(super) fn set_since(&mut self, t: Instant) {
@@ -131,35 +131,53 @@ mod test {
     fn sixteen_bytes_and_every_field_round_trips() {
         assert_eq!(std::mem::size_of::<Slot>(), 16);
         let h = Handle::new(u32::MAX - 1, MAX_SMALL as u32);
-        let mut s = Slot::holding(255, h, Instant(TIME_MAX));
+        let mut s = Slot::holding(255, h, Instant::from_millis(TIME_MAX));
         assert_eq!(s.handle(), h);
         assert_eq!(s.key_len(), MAX_KEY_LEN);
         assert_eq!(
             (s.since(), s.updated()),
-            (Instant(TIME_MAX), Instant(TIME_MAX))
+            (
+                Instant::from_millis(TIME_MAX),
+                Instant::from_millis(TIME_MAX)
+            )
         );
-        s.set_updated(Instant(7));
-        assert_eq!((s.since(), s.updated()), (Instant(TIME_MAX), Instant(7)));
-        s.set_since(Instant(3));
-        assert_eq!((s.since(), s.updated()), (Instant(3), Instant(7)));
+        s.set_updated(Instant::from_millis(7));
+        assert_eq!(
+            (s.since(), s.updated()),
+            (Instant::from_millis(TIME_MAX), Instant::from_millis(7))
+        );
+        s.set_since(Instant::from_millis(3));
+        assert_eq!(
+            (s.since(), s.updated()),
+            (Instant::from_millis(3), Instant::from_millis(7))
+        );
         assert!(!s.marked());
         s.set_mark(true);
         assert!(s.marked());
-        assert_eq!((s.since(), s.updated()), (Instant(3), Instant(7)));
+        assert_eq!(
+            (s.since(), s.updated()),
+            (Instant::from_millis(3), Instant::from_millis(7))
+        );
         assert_eq!((s.handle(), s.key_len()), (h, MAX_KEY_LEN));
         let h2 = Handle::new(5, 1);
         s.replace(9, h2);
         assert_eq!((s.handle(), s.key_len()), (h2, 9));
-        assert_eq!((s.since(), s.updated()), (Instant(3), Instant(7)));
+        assert_eq!(
+            (s.since(), s.updated()),
+            (Instant::from_millis(3), Instant::from_millis(7))
+        );
         // A new encoding (an update) keeps the mark; it is cleared alone.
         assert!(s.marked());
         s.set_mark(false);
         assert!(!s.marked());
         assert_eq!((s.handle(), s.key_len()), (h2, 9));
         // Later than 17 years: held as the latest; nothing else changes.
-        s.set_updated(Instant(u64::MAX));
-        assert_eq!(s.updated(), Instant(TIME_MAX));
-        assert_eq!((s.handle(), s.key_len(), s.since()), (h2, 9, Instant(3)));
+        s.set_updated(Instant::from_millis(u64::MAX));
+        assert_eq!(s.updated(), Instant::from_millis(TIME_MAX));
+        assert_eq!(
+            (s.handle(), s.key_len(), s.since()),
+            (h2, 9, Instant::from_millis(3))
+        );
         assert!(!s.marked());
     }
 
@@ -168,7 +186,7 @@ mod test {
         let mut slab = Slab::new();
         let big: Vec<u8> = (0..2000).map(|i| i as u8).collect();
         let h = slab.alloc(&big).unwrap();
-        let s = Slot::holding(4, h, Instant(1));
+        let s = Slot::holding(4, h, Instant::from_millis(1));
         assert_eq!(s.encoded(&slab), &big[..]);
         assert_eq!(s.key(&slab), &big[..4]);
     }

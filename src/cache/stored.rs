@@ -167,7 +167,8 @@ mod test {
             ct.reply = Some(tuple("192.168.1.2", "192.168.1.100", 80, sport));
             ct.status = 0x18e;
             ct.timeout = Some(431_999);
-            c.upsert(&ct, Instant(u64::from(i)), true).unwrap();
+            c.upsert(&ct, Instant::from_millis(u64::from(i)), true)
+                .unwrap();
         }
         assert_eq!(c.len(), 10_000);
         let per_entry = c.bytes() / c.len();
@@ -178,7 +179,7 @@ mod test {
             1024 + 4242,
             80,
         )));
-        assert_eq!(c.get(&k).unwrap().since, Instant(4242));
+        assert_eq!(c.get(&k).unwrap().since, Instant::from_millis(4242));
     }
 
     /// A routed UDP flow with its own source port, like the 95 % UDP of
@@ -223,12 +224,13 @@ mod test {
         use crate::time::Instant;
         let mut c: Cache<Conntrack> = Cache::new(1_000_000);
         for i in 0..100_000u32 {
-            c.upsert(&flow(i), Instant(u64::from(i)), true).unwrap();
+            c.upsert(&flow(i), Instant::from_millis(u64::from(i)), true)
+                .unwrap();
         }
         assert_eq!(c.len(), 100_000);
         let k = ct_key_of(&flow(4242));
         assert_eq!(c.get(&k).unwrap().value, flow(4242));
-        assert_eq!(c.get(&k).unwrap().since, Instant(4242));
+        assert_eq!(c.get(&k).unwrap().since, Instant::from_millis(4242));
         let enc = c.get_encoded(&k).unwrap().len();
         let per_entry = c.bytes() as f64 / c.len() as f64;
         println!("{per_entry:.1} bytes per entry, {enc}-byte encodings");
@@ -334,7 +336,7 @@ mod test {
         nat.mark = 7;
         let mut c: Cache<Conntrack> = Cache::new(10);
         for ct in [&plain, &nat] {
-            c.upsert(ct, Instant(0), true).unwrap();
+            c.upsert(ct, Instant::from_millis(0), true).unwrap();
             let k = ct_key_of(ct);
             let read = c.get(&k).unwrap().value;
             let want = postcard::to_allocvec(&to_wire_ct(&read)).unwrap();
@@ -347,7 +349,7 @@ mod test {
         );
         x.timeout = Some(300);
         let mut e: Cache<Expect> = Cache::new(10);
-        e.upsert(&x, Instant(0), true).unwrap();
+        e.upsert(&x, Instant::from_millis(0), true).unwrap();
         let k = exp_key_of(&x);
         let want = postcard::to_allocvec(&to_wire_exp(&x)).unwrap();
         assert_eq!(e.get_encoded(&k), Some(&want[..]));

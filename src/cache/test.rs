@@ -34,7 +34,7 @@ fn item(k: u8, payload: &[u8]) -> Item {
 
 #[test]
 fn bounded_with_counters() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut c: Cache<Item> = Cache::new(3);
     for k in 0..5 {
         let r = c.upsert(&item(k, &[k * 10]), t, false);
@@ -47,17 +47,17 @@ fn bounded_with_counters() {
     );
     // Updates of existing entries still work when full.
     assert_eq!(
-        c.upsert(&item(1, &[99]), Instant(5), false),
+        c.upsert(&item(1, &[99]), Instant::from_millis(5), false),
         Ok(Upsert::Updated)
     );
     assert_eq!(c.get(&1).unwrap().value, item(1, &[99]));
     assert_eq!(c.get(&1).unwrap().since, t);
-    assert_eq!(c.get(&1).unwrap().updated, Instant(5));
+    assert_eq!(c.get(&1).unwrap().updated, Instant::from_millis(5));
     assert_eq!(
-        c.upsert(&item(1, &[98]), Instant(7), true),
+        c.upsert(&item(1, &[98]), Instant::from_millis(7), true),
         Ok(Upsert::Updated)
     );
-    assert_eq!(c.get(&1).unwrap().since, Instant(7));
+    assert_eq!(c.get(&1).unwrap().since, Instant::from_millis(7));
     // Refused inserts left the others intact.
     assert_eq!(c.get(&0).unwrap().value, item(0, &[0]));
     assert_eq!(c.get(&3), None);
@@ -82,14 +82,14 @@ fn the_most_recent_are_picked_without_the_rest() {
     let mut c: Cache<Item> = Cache::new(1000);
     // Updated at 7 * k mod 101 ms: no order in the table.
     for k in 0..100u8 {
-        let at = Instant(u64::from(k) * 7 % 101);
+        let at = Instant::from_millis(u64::from(k) * 7 % 101);
         c.upsert(&item(k, &[k]), at, false).unwrap();
     }
     let recent = c.most_recent(5);
-    let times: Vec<u64> = recent.iter().map(|e| e.updated.0).collect();
+    let times: Vec<u64> = recent.iter().map(|e| e.updated.millis()).collect();
     assert_eq!(times, vec![100, 99, 98, 97, 96]);
     for e in &recent {
-        assert_eq!(u64::from(e.value.0) * 7 % 101, e.updated.0);
+        assert_eq!(u64::from(e.value.0) * 7 % 101, e.updated.millis());
     }
     assert_eq!(c.most_recent(1000).len(), 100);
     assert!(c.most_recent(0).is_empty());
@@ -97,7 +97,7 @@ fn the_most_recent_are_picked_without_the_rest() {
 
 #[test]
 fn heap_accounting_follows_every_change() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut c: Cache<Item> = Cache::new(100);
     // The encoding is in the slab, and a slot packs its cell and length,
     // the key's length and two timestamps: 16 bytes on a 64-bit router
@@ -118,8 +118,12 @@ fn heap_accounting_follows_every_change() {
     assert_eq!(c.get(&2).unwrap().value, item(2, &[0; 20]));
     c.remove(&2);
     assert_eq!(c.slab.live_bytes(), 4);
-    c.upsert(&item(3, &[]), Instant(10_000), false).unwrap();
-    assert_eq!(c.expire(Instant(10_000), Duration::from_secs(5)), 1);
+    c.upsert(&item(3, &[]), Instant::from_millis(10_000), false)
+        .unwrap();
+    assert_eq!(
+        c.expire(Instant::from_millis(10_000), Duration::from_secs(5)),
+        1
+    );
     assert_eq!(c.slab.live_bytes(), 1);
     assert!(c.bytes() > empty);
     // Flushing gives the table and every block back.
@@ -135,7 +139,8 @@ fn the_table_is_counted_by_its_buckets() {
     let mut c: Cache<Item> = Cache::new(1000);
     assert_eq!(table_buckets(c.table.capacity()), 0);
     for k in 0..=255u8 {
-        c.upsert(&item(k, &[]), Instant(0), false).unwrap();
+        c.upsert(&item(k, &[]), Instant::from_millis(0), false)
+            .unwrap();
         let buckets = table_buckets(c.table.capacity());
         assert!(buckets.is_power_of_two(), "{buckets}");
         assert!(c.len() * 8 <= buckets * 7 || c.len() < buckets, "{k}");
@@ -150,7 +155,7 @@ fn many_entries_survive_growth() {
     KEY_DECODES.with(|n| n.set(0));
     let mut c: Cache<Item> = Cache::new(10_000);
     for k in 0..=255u8 {
-        c.upsert(&item(k, &[k, k]), Instant(u64::from(k)), false)
+        c.upsert(&item(k, &[k, k]), Instant::from_millis(u64::from(k)), false)
             .unwrap();
     }
     assert_eq!(c.len(), 256);
@@ -161,16 +166,21 @@ fn many_entries_survive_growth() {
     for k in 0..=255u8 {
         let e = c.get(&k).unwrap();
         assert_eq!(e.value, item(k, &[k, k]));
-        assert_eq!(e.since, Instant(u64::from(k)));
+        assert_eq!(e.since, Instant::from_millis(u64::from(k)));
     }
 }
 
 #[test]
 fn expiry_and_flush() {
     let mut c: Cache<Item> = Cache::new(10);
-    c.upsert(&item(1, &[]), Instant(0), false).unwrap();
-    c.upsert(&item(2, &[]), Instant(5000), false).unwrap();
-    assert_eq!(c.expire(Instant(8000), Duration::from_secs(5)), 1);
+    c.upsert(&item(1, &[]), Instant::from_millis(0), false)
+        .unwrap();
+    c.upsert(&item(2, &[]), Instant::from_millis(5000), false)
+        .unwrap();
+    assert_eq!(
+        c.expire(Instant::from_millis(8000), Duration::from_secs(5)),
+        1
+    );
     assert!(c.contains(&2) && !c.contains(&1));
     c.flush();
     assert!(c.is_empty());
@@ -183,7 +193,8 @@ fn expiry_and_flush() {
 fn the_sweep_removes_the_unmarked_and_clears_the_marks() {
     let mut c: Cache<Item> = Cache::new(100);
     for k in 0..50 {
-        c.upsert(&item(k, &[k; 40]), Instant(0), false).unwrap();
+        c.upsert(&item(k, &[k; 40]), Instant::from_millis(0), false)
+            .unwrap();
     }
     for k in (0..50).step_by(2) {
         assert!(c.mark(&k, true));
@@ -192,7 +203,8 @@ fn the_sweep_removes_the_unmarked_and_clears_the_marks() {
     // Unmarked again (a DESTROY our own injection caused).
     assert!(c.mark(&48, false));
     // An update keeps the mark.
-    c.upsert(&item(2, &[9; 300]), Instant(1), false).unwrap();
+    c.upsert(&item(2, &[9; 300]), Instant::from_millis(1), false)
+        .unwrap();
     let bytes = c.bytes();
     let dels = c.stats.del_ok;
     KEY_DECODES.with(|n| n.set(0));
@@ -214,7 +226,8 @@ fn the_sweep_removes_the_unmarked_and_clears_the_marks() {
     // The marks went with the sweep: the next one takes everything.
     assert_eq!(c.remove_unmarked().len(), 24);
     // clear_marks alone removes nothing.
-    c.upsert(&item(1, &[]), Instant(2), false).unwrap();
+    c.upsert(&item(1, &[]), Instant::from_millis(2), false)
+        .unwrap();
     assert!(c.mark(&1, true));
     c.clear_marks();
     assert_eq!(c.len(), 1);
@@ -229,13 +242,15 @@ fn a_copy_by_recency_is_ordered_and_keeps_what_was_there() {
     let mut c: Cache<Item> = Cache::new(100);
     // Updated at scattered times; key k at (k * 7) % 50 ms.
     for k in 0..50u8 {
-        let at = Instant(u64::from(k) * 7 % 50);
+        let at = Instant::from_millis(u64::from(k) * 7 % 50);
         c.upsert(&item(k, &[k; 3]), at, true).unwrap();
     }
     let mut copy = c.by_recency();
-    c.upsert(&item(3, &[99]), Instant(1000), false).unwrap();
+    c.upsert(&item(3, &[99]), Instant::from_millis(1000), false)
+        .unwrap();
     c.remove(&4);
-    c.upsert(&item(77, &[1]), Instant(1001), true).unwrap();
+    c.upsert(&item(77, &[1]), Instant::from_millis(1001), true)
+        .unwrap();
     assert_eq!((copy.len(), copy.remaining()), (50, 50));
     let mut walked = Vec::new();
     while let Some((pos, value, updated)) = copy.next_entry() {
@@ -246,7 +261,7 @@ fn a_copy_by_recency_is_ordered_and_keeps_what_was_there() {
     }
     assert_eq!(copy.remaining(), 0);
     let mut want: Vec<(Instant, u8)> = (0..50u8)
-        .map(|k| (Instant(u64::from(k) * 7 % 50), k))
+        .map(|k| (Instant::from_millis(u64::from(k) * 7 % 50), k))
         .collect();
     want.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(walked, want, "most recent first, 3 and 4 as they were");

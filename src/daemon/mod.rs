@@ -157,11 +157,13 @@ pub(crate) struct Clock(Instant);
 
 impl Clock {
     pub(crate) fn now(&self) -> crate::time::Instant {
-        crate::time::Instant(self.0.elapsed().as_millis() as u64)
+        crate::time::Instant::from_micros(
+            u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX),
+        )
     }
 
     pub(crate) fn at(&self, t: crate::time::Instant) -> Instant {
-        self.0 + std::time::Duration::from_millis(t.0)
+        self.0 + std::time::Duration::from_micros(t.micros())
     }
 }
 

@@ -315,7 +315,7 @@ mod test {
         );
     }
 
-    const T0: Instant = Instant(1_000_000);
+    const T0: Instant = Instant::from_millis(1_000_000);
 
     #[test]
     fn a_refreshed_timeout_means_a_packet_passed() {

@@ -101,7 +101,7 @@ mod test {
     use crate::wire::{Msg, ct_key_of};
 
     const CLIENT: ClientId = 3;
-    const T0: Instant = Instant(1_000);
+    const T0: Instant = Instant::from_millis(1_000);
 
     fn node(general: &str, mode: &str) -> Node {
         let text = format!(
@@ -303,7 +303,7 @@ mod test {
         let mut n = node("", "FTFW { }");
         let idle = 3 * super::super::commit_split::SPLIT_ABOVE as u16;
         for i in 0..idle {
-            let at = Instant(u64::from(i));
+            let at = Instant::from_millis(u64::from(i));
             n.external_ct
                 .upsert(&flow(17, 1024 + i, 53), at, true)
                 .unwrap();

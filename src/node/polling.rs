@@ -111,7 +111,7 @@ mod test {
 
     #[test]
     fn every_period_a_dump_whose_differences_alone_are_sent() {
-        let t0 = Instant(0);
+        let t0 = Instant::from_millis(0);
         let mut n = polling_node(t0);
         n.start(t0);
         assert_eq!(dumped(&mut n, t0, &[flow(1), flow(2)], false), 0);

@@ -13,7 +13,7 @@ use crate::time::Instant;
 use crate::wire::ct_key_of;
 
 const CLIENT: ClientId = 5;
-const T0: Instant = Instant(1_000);
+const T0: Instant = Instant::from_millis(1_000);
 
 fn node() -> Node {
     let text = "General { UNIX { Path /x } }\nSync { Mode FTFW { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";

@@ -142,7 +142,7 @@ fn node(c: Config, session: u32) -> Fw {
             u64::from(session),
             1472,
             212_992,
-            Instant(0),
+            Instant::from_millis(0),
         ),
         wire: Vec::new(),
         links: Vec::new(),
@@ -262,12 +262,12 @@ fn text(o: &Outcome) -> String {
 /// expectation, both new, at time 0.
 fn ftp_session(fw: &mut Fw, master: &Conntrack) {
     fw.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Ct(master.clone())),
         Origin::NotMe,
     );
     fw.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Exp(pasv(master))),
         Origin::NotMe,
     );
@@ -286,8 +286,8 @@ fn ftp_master_and_expectation_replicate_and_dump_like_conntrackd() {
     let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
     let m = ftp_master();
     ftp_session(&mut fw1, &m);
-    flow(&mut fw1, &mut fw2, Instant(1000));
-    let now = Instant(4000);
+    flow(&mut fw1, &mut fw2, Instant::from_millis(1000));
+    let now = Instant::from_millis(4000);
     let i = fw1.control(
         now,
         Request::Dump {
@@ -362,7 +362,7 @@ fn expectation_without_replicated_master_or_wanted_helper_stays_home() {
     let c = cfg("", "FTFW { }", "ExpectationSync On");
     let mut fw1 = node(c, 1);
     fw1.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Exp(pasv(&m))),
         Origin::NotMe,
     );
@@ -375,15 +375,15 @@ fn destroying_the_master_removes_its_expectations_everywhere() {
     let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
     let m = ftp_master();
     ftp_session(&mut fw1, &m);
-    flow(&mut fw1, &mut fw2, Instant(10));
+    flow(&mut fw1, &mut fw2, Instant::from_millis(10));
     assert_eq!((fw2.external_ct.len(), fw2.external_exp.len()), (1, 1));
     fw1.kernel(
-        Instant(20),
+        Instant::from_millis(20),
         event(Kind::Destroy, Object::Ct(m)),
         Origin::NotMe,
     );
     assert!(fw1.internal_exp.is_empty());
-    flow(&mut fw1, &mut fw2, Instant(30));
+    flow(&mut fw1, &mut fw2, Instant::from_millis(30));
     assert_eq!((fw2.external_ct.len(), fw2.external_exp.len()), (0, 0));
 }
 
@@ -398,13 +398,13 @@ fn commit_plans_masters_related_then_expectations_and_logs_the_result() {
     data.master = Some(m.orig);
     data.timeout = Some(100);
     fw1.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Ct(data)),
         Origin::NotMe,
     );
     ftp_session(&mut fw1, &m);
-    flow(&mut fw1, &mut fw2, Instant(0));
-    let now = Instant(30_000);
+    flow(&mut fw1, &mut fw2, Instant::from_millis(0));
+    let now = Instant::from_millis(30_000);
     // HashSize 8192 (conntrackd skips expectations there): both stages.
     let o = fw2.control(now, Request::Commit(Target::All));
     assert!(o.replies.is_empty(), "the reply waits for the commit");
@@ -438,7 +438,7 @@ fn commit_plans_masters_related_then_expectations_and_logs_the_result() {
         status_of(&fw2.control(now, Request::FlushCache(CacheSel::Internal))),
         Some(&Status::Ok)
     );
-    let done = fw2.commit_done(Instant(30_050), &[0, 0], &[0]);
+    let done = fw2.commit_done(Instant::from_millis(30_050), &[0, 0], &[0]);
     assert_eq!(done, vec![Reply::Done(Status::Ok)]);
     assert_eq!(fw2.counters.commit_ok, 3);
     // After the commit -f is accepted (conntrackd refuses it forever).
@@ -465,7 +465,7 @@ fn disabled_external_cache_injects_and_commit_returns_at_once() {
     let mut fw2 = node(c, 2);
     let m = ftp_master();
     ftp_session(&mut fw1, &m);
-    let actions = flow(&mut fw1, &mut fw2, Instant(0));
+    let actions = flow(&mut fw1, &mut fw2, Instant::from_millis(0));
     let kinds: Vec<&str> = actions
         .iter()
         .flat_map(|j| match &j.work {
@@ -480,11 +480,15 @@ fn disabled_external_cache_injects_and_commit_returns_at_once() {
         .collect();
     assert_eq!(kinds, ["ct", "exp"]);
     assert!(fw2.external_ct.is_empty());
-    let o = fw2.control(Instant(1), Request::Commit(Target::All));
+    let o = fw2.control(Instant::from_millis(1), Request::Commit(Target::All));
     assert_eq!(o.replies, vec![Reply::Done(Status::Ok)]);
     assert!(o.actions.is_empty() && !fw2.committing());
     // Events caused by our own injection are not replicated back.
-    fw2.kernel(Instant(2), event(Kind::New, Object::Ct(m)), Origin::Inject);
+    fw2.kernel(
+        Instant::from_millis(2),
+        event(Kind::New, Object::Ct(m)),
+        Origin::Inject,
+    );
     assert!(fw2.internal_ct.is_empty());
 }
 
@@ -493,7 +497,7 @@ fn own_commit_events_are_cached_but_not_sent() {
     let c = cfg("", "FTFW { }", "");
     let mut fw = node(c, 1);
     fw.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Ct(ftp_master())),
         Origin::Commit,
     );
@@ -513,12 +517,16 @@ fn hash_limit_bounds_the_caches_and_counts_refusals() {
             80 + (i / 60000) as u16,
         ));
         ct.reply = Some(ct.orig.inverse());
-        fw.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::NotMe);
+        fw.kernel(
+            Instant::from_millis(0),
+            event(Kind::New, Object::Ct(ct)),
+            Origin::NotMe,
+        );
     }
     assert_eq!(fw.internal_ct.len(), 1000);
     assert_eq!(fw.internal_ct.stats.add_fail_enospc, 4000);
     let s = text(&fw.control(
-        Instant(0),
+        Instant::from_millis(0),
         Request::Stats {
             view: StatsView::Cache,
             format: Format::Plain,
@@ -529,7 +537,7 @@ fn hash_limit_bounds_the_caches_and_counts_refusals() {
         "{s}"
     );
     let s = text(&fw.control(
-        Instant(0),
+        Instant::from_millis(0),
         Request::Stats {
             view: StatsView::General,
             format: Format::Plain,
@@ -543,23 +551,23 @@ fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
     let c = cfg("", "FTFW { PurgeTimeout 5 }", "");
     let mut fw = node(c, 1);
     fw.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Ct(ftp_master())),
         Origin::NotMe,
     );
     assert_eq!(
-        status_of(&fw.control(Instant(0), Request::ResetTimers)),
+        status_of(&fw.control(Instant::from_millis(0), Request::ResetTimers)),
         Some(&Status::Ok)
     );
     // The queued change's coalescing timer comes first, then FT-FW's tail
     // probe (the sent change is unacknowledged, the link quiet for 5 ms);
     // the purge is due at 5 s.
-    assert_eq!(fw.poll_at(), Instant(0) + TX_COALESCE);
-    fw.tick(Instant(2));
-    assert_eq!(fw.poll_at(), Instant(2 + 5));
-    assert!(fw.tick(Instant(4000)).is_empty());
+    assert_eq!(fw.poll_at(), Instant::from_millis(0) + TX_COALESCE);
+    fw.tick(Instant::from_millis(2));
+    assert_eq!(fw.poll_at(), Instant::from_millis(2 + 5));
+    assert!(fw.tick(Instant::from_millis(4000)).is_empty());
     assert_eq!(
-        fw.tick(Instant(5000)),
+        fw.tick(Instant::from_millis(5000)),
         vec![Job {
             purpose: Purpose::Flush { client: None },
             work: Work::Flush {
@@ -570,11 +578,11 @@ fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
     );
     assert!(fw.internal_ct.is_empty());
     // A commit cancels a pending purge.
-    fw.control(Instant(6000), Request::ResetTimers);
-    fw.control(Instant(6000), Request::Commit(Target::All));
-    fw.commit_done(Instant(6000), &[], &[]);
+    fw.control(Instant::from_millis(6000), Request::ResetTimers);
+    fw.control(Instant::from_millis(6000), Request::Commit(Target::All));
+    fw.commit_done(Instant::from_millis(6000), &[], &[]);
     // (The activity scan's dump is due by then; no flush.)
-    let jobs = fw.tick(Instant(20_000));
+    let jobs = fw.tick(Instant::from_millis(20_000));
     assert!(
         jobs.iter().all(|j| !matches!(j.work, Work::Flush { .. })),
         "{jobs:?}"
@@ -588,7 +596,11 @@ fn resync_request_and_bulk() {
     for p in 1..=20 {
         let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", p, 80));
         ct.reply = Some(ct.orig.inverse());
-        fw1.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::Flush);
+        fw1.kernel(
+            Instant::from_millis(0),
+            event(Kind::New, Object::Ct(ct)),
+            Origin::Flush,
+        );
     }
     assert_eq!(
         fw1.engine.queue_lengths().0,
@@ -596,27 +608,34 @@ fn resync_request_and_bulk() {
         "-R style population sends nothing"
     );
     assert_eq!(
-        status_of(&fw2.control(Instant(0), Request::RequestResync)),
+        status_of(
+            &fw2.control(Instant::from_millis(0), Request::RequestResync)
+        ),
         Some(&Status::Ok)
     );
-    flow(&mut fw2, &mut fw1, Instant(0));
-    flow(&mut fw1, &mut fw2, Instant(0));
+    flow(&mut fw2, &mut fw1, Instant::from_millis(0));
+    flow(&mut fw1, &mut fw2, Instant::from_millis(0));
     assert_eq!(fw2.external_ct.len(), 20);
-    fw2.control(Instant(0), Request::FlushCache(CacheSel::External));
+    fw2.control(
+        Instant::from_millis(0),
+        Request::FlushCache(CacheSel::External),
+    );
     assert_eq!(
-        status_of(&fw1.control(Instant(0), Request::BulkSend)),
+        status_of(&fw1.control(Instant::from_millis(0), Request::BulkSend)),
         Some(&Status::Ok)
     );
-    flow(&mut fw1, &mut fw2, Instant(0));
+    flow(&mut fw1, &mut fw2, Instant::from_millis(0));
     assert_eq!(fw2.external_ct.len(), 20);
     // ALARM: -n and -B do nothing, and say so.
     let mut alarm = node(cfg("", "ALARM { }", ""), 3);
     assert!(matches!(
-        status_of(&alarm.control(Instant(0), Request::RequestResync)),
+        status_of(
+            &alarm.control(Instant::from_millis(0), Request::RequestResync)
+        ),
         Some(Status::NotSupported(_))
     ));
     assert!(matches!(
-        status_of(&alarm.control(Instant(0), Request::BulkSend)),
+        status_of(&alarm.control(Instant::from_millis(0), Request::BulkSend)),
         Some(Status::NotSupported(_))
     ));
 }
@@ -626,11 +645,15 @@ fn kernel_resync_adds_and_purges_without_sending() {
     let c = cfg("", "FTFW { }", "");
     let mut fw = node(c, 1);
     let old = ftp_master();
-    fw.kernel(Instant(0), event(Kind::New, Object::Ct(old)), Origin::Flush);
+    fw.kernel(
+        Instant::from_millis(0),
+        event(Kind::New, Object::Ct(old)),
+        Origin::Flush,
+    );
     let mut fresh = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 1, 2));
     fresh.reply = Some(fresh.orig.inverse());
     fw.resync_kernel(
-        Instant(0),
+        Instant::from_millis(0),
         vec![Object::Ct(fresh.clone())],
         true,
         false,
@@ -640,7 +663,7 @@ fn kernel_resync_adds_and_purges_without_sending() {
     assert!(fw.internal_ct.contains(&ct_key_of(&fresh)));
     assert_eq!(fw.engine.queue_lengths().0, 0);
     // Overrun resync sends.
-    fw.resync_kernel(Instant(0), vec![], true, false, true);
+    fw.resync_kernel(Instant::from_millis(0), vec![], true, false, true);
     assert_eq!(
         fw.engine.queue_lengths().0,
         1,
@@ -657,7 +680,7 @@ fn filtered_events_are_counted_and_not_cached() {
     );
     let mut fw = node(c, 1);
     fw.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Ct(ftp_master())),
         Origin::NotMe,
     );
@@ -678,7 +701,7 @@ fn statistics_views() {
         bytes_sent: 368,
         ..Default::default()
     }];
-    let now = Instant(61_000);
+    let now = Instant::from_millis(61_000);
     let s = text(&fw.control(
         now,
         Request::Stats {
@@ -775,7 +798,7 @@ fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
     );
     let mut fw = node(c, 1);
     for sel in [CacheSel::All, CacheSel::Internal, CacheSel::External] {
-        let o = fw.control(Instant(0), Request::FlushCache(sel));
+        let o = fw.control(Instant::from_millis(0), Request::FlushCache(sel));
         assert!(o.actions.is_empty(), "{sel:?}: {:?}", o.actions);
         assert_eq!(o.replies, vec![Reply::Done(Status::Ok)]);
     }
@@ -808,27 +831,31 @@ fn udp_event(port: u16) -> Message {
 #[test]
 fn overrun_resyncs_as_soon_as_the_burst_is_over() {
     let mut fw = node(cfg("", "FTFW { }", ""), 1);
-    fw.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
     // Events keep coming: the burst is not over.
     for t in [100, 250, 400] {
-        assert_eq!(resync_jobs(&fw.tick(Instant(t))), 0);
-        fw.kernel(Instant(t), udp_event(t as u16), Origin::NotMe);
+        assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(t))), 0);
+        fw.kernel(Instant::from_millis(t), udp_event(t as u16), Origin::NotMe);
     }
     // 200 ms without an event: the resync runs, and only once.
-    assert_eq!(resync_jobs(&fw.tick(Instant(599))), 0);
-    assert_eq!(resync_jobs(&fw.tick(Instant(600))), 1);
-    assert_eq!(resync_jobs(&fw.tick(Instant(5_000))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(599))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(600))), 1);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(5_000))), 0);
     assert_eq!(fw.counters.kernel_resyncs, 1);
 }
 
 #[test]
 fn a_burst_that_never_ends_is_resynced_after_thirty_seconds() {
     let mut fw = node(cfg("", "FTFW { }", ""), 1);
-    fw.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
     let mut jobs = 0;
     for t in (100..=31_000).step_by(100) {
-        fw.kernel(Instant(t), udp_event((t / 100) as u16), Origin::NotMe);
-        jobs += resync_jobs(&fw.tick(Instant(t)));
+        fw.kernel(
+            Instant::from_millis(t),
+            udp_event((t / 100) as u16),
+            Origin::NotMe,
+        );
+        jobs += resync_jobs(&fw.tick(Instant::from_millis(t)));
         if jobs > 0 {
             assert_eq!(t, 30_000);
             break;
@@ -840,12 +867,12 @@ fn a_burst_that_never_ends_is_resynced_after_thirty_seconds() {
 #[test]
 fn an_explicit_overrun_resync_delay_wins() {
     let mut fw = node(cfg("NetlinkOverrunResync 5", "FTFW { }", ""), 1);
-    fw.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
-    assert_eq!(resync_jobs(&fw.tick(Instant(1_000))), 0);
-    assert_eq!(resync_jobs(&fw.tick(Instant(5_000))), 1);
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(1_000))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(5_000))), 1);
     let mut off = node(cfg("NetlinkOverrunResync Off", "FTFW { }", ""), 1);
-    off.feed(Instant(0), Input::Overrun { buffer: 1 << 20 });
-    assert_eq!(resync_jobs(&off.tick(Instant(60_000))), 0);
+    off.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    assert_eq!(resync_jobs(&off.tick(Instant::from_millis(60_000))), 0);
 }
 
 #[test]
@@ -862,7 +889,11 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
             )
         });
         ct.reply = Some(ct.orig.inverse());
-        fw.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::Flush);
+        fw.kernel(
+            Instant::from_millis(0),
+            event(Kind::New, Object::Ct(ct)),
+            Origin::Flush,
+        );
     }
     for (format, lines) in [(Format::Plain, 10_000), (Format::Json, 1)] {
         let dump = Request::Dump {
@@ -870,7 +901,7 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
             table: Table::Ct,
             format,
         };
-        let first = fw.control(Instant(1), dump);
+        let first = fw.control(Instant::from_millis(1), dump);
         assert!(status_of(&first).is_none(), "not complete in one part");
         let mut text = text(&first);
         // Each turn of the loop renders one more part; a -s in between is
@@ -883,10 +914,10 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
                 format: Format::Plain,
             };
             assert_eq!(
-                status_of(&fw.control(Instant(2), stats)),
+                status_of(&fw.control(Instant::from_millis(2), stats)),
                 Some(&Status::Ok)
             );
-            let o = Fw::outcome(fw.feed(Instant(2), Input::Timer));
+            let o = Fw::outcome(fw.feed(Instant::from_millis(2), Input::Timer));
             text.push_str(&self::text(&o));
             turns += 1;
             if status_of(&o) == Some(&Status::Ok) {
@@ -912,7 +943,11 @@ fn a_dump_waits_for_its_reader_and_a_client_that_leaves_frees_its_place() {
             proto: 17,
             ..tcp("10.0.0.1", "10.0.0.2", (p % 60_000) as u16, 53)
         });
-        fw.kernel(Instant(0), event(Kind::New, Object::Ct(ct)), Origin::Flush);
+        fw.kernel(
+            Instant::from_millis(0),
+            event(Kind::New, Object::Ct(ct)),
+            Origin::Flush,
+        );
     }
     let dump = |client| Input::Control {
         client,
@@ -925,28 +960,28 @@ fn a_dump_waits_for_its_reader_and_a_client_that_leaves_frees_its_place() {
     };
     // Clients 1..=4 take the four places; client 5 waits its turn.
     for c in 1..=5 {
-        fw.feed(Instant(1), dump(c));
+        fw.feed(Instant::from_millis(1), dump(c));
     }
     assert_eq!(fw.dumps_pending(), 5);
     for c in 1..=4 {
         fw.dump_paced(c, true);
     }
     assert_ne!(fw.poll_at(), fw.started, "every reader is behind");
-    let o = fw.feed(Instant(2), Input::Timer);
+    let o = fw.feed(Instant::from_millis(2), Input::Timer);
     assert!(o.replies.is_empty(), "no part for a reader that is behind");
     fw.dump_paced(2, false);
-    let o = fw.feed(Instant(2), Input::Timer);
+    let o = fw.feed(Instant::from_millis(2), Input::Timer);
     assert!(o.replies.iter().all(|(c, _)| *c == 2), "{:?}", o.replies);
     assert_eq!(o.replies.len(), 1);
     // Client 1 leaves: client 5 is served at once, not after client 1's
     // dump was rendered for nobody.
     fw.client_gone(1);
     assert_eq!(fw.dumps_pending(), 4);
-    let o = fw.feed(Instant(3), Input::Timer);
+    let o = fw.feed(Instant::from_millis(3), Input::Timer);
     let to: Vec<ClientId> = o.replies.iter().map(|(c, _)| *c).collect();
     assert!(to == [2] || to == [5], "{to:?}");
     fw.dump_paced(2, true);
-    let o = fw.feed(Instant(3), Input::Timer);
+    let o = fw.feed(Instant::from_millis(3), Input::Timer);
     let to: Vec<ClientId> = o.replies.iter().map(|(c, _)| *c).collect();
     assert_eq!(to, [5]);
     fw.client_gone(5);
@@ -976,19 +1011,22 @@ fn without_internal_cache_an_expectation_goes_only_with_a_master_the_filter_acce
     let mut fw1 = node(c, 1);
     let m = ftp_master();
     let o = fw1.feed(
-        Instant(0),
+        Instant::from_millis(0),
         Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
     );
     assert_eq!(gets(&o.jobs), [(Purpose::MasterCheck { id: 0 }, m.orig)]);
     fw1.job(
-        Instant(1),
+        Instant::from_millis(1),
         Purpose::MasterCheck { id: 0 },
         Done::Dumped {
             objects: vec![Object::Ct(m.clone())],
             last: true,
         },
     );
-    assert!(send_now(&mut fw1, Instant(2)).is_empty(), "nothing sent");
+    assert!(
+        send_now(&mut fw1, Instant::from_millis(2)).is_empty(),
+        "nothing sent"
+    );
 
     // Without the Filter the same expectation goes.
     let c = cfg(
@@ -998,48 +1036,52 @@ fn without_internal_cache_an_expectation_goes_only_with_a_master_the_filter_acce
     );
     let mut fw1 = node(c, 1);
     fw1.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Exp(pasv(&m))),
         Origin::NotMe,
     );
     fw1.job(
-        Instant(1),
+        Instant::from_millis(1),
         Purpose::MasterCheck { id: 0 },
         Done::Dumped {
             objects: vec![Object::Ct(m.clone())],
             last: true,
         },
     );
-    assert_eq!(send_now(&mut fw1, Instant(2)).len(), 1);
+    assert_eq!(send_now(&mut fw1, Instant::from_millis(2)).len(), 1);
     // A master the kernel no longer has: the expectation went with it.
     fw1.kernel(
-        Instant(3),
+        Instant::from_millis(3),
         event(Kind::New, Object::Exp(pasv(&m))),
         Origin::NotMe,
     );
     fw1.job(
-        Instant(4),
+        Instant::from_millis(4),
         Purpose::MasterCheck { id: 1 },
         Done::Dumped {
             objects: Vec::new(),
             last: true,
         },
     );
-    assert!(send_now(&mut fw1, Instant(5)).is_empty());
+    assert!(send_now(&mut fw1, Instant::from_millis(5)).is_empty());
     // Completions matched by id: a check refused at once (full job
     // queue) may complete before one asked for earlier.
     let mut other = pasv(&m);
     other.tuple = tcp("192.168.0.2", "192.168.1.2", 0, 50001);
     for x in [pasv(&m), other] {
-        fw1.kernel(Instant(6), event(Kind::New, Object::Exp(x)), Origin::NotMe);
+        fw1.kernel(
+            Instant::from_millis(6),
+            event(Kind::New, Object::Exp(x)),
+            Origin::NotMe,
+        );
     }
     fw1.job(
-        Instant(7),
+        Instant::from_millis(7),
         Purpose::MasterCheck { id: 3 },
         Done::Failed("kernel job queue full".into()),
     );
     fw1.job(
-        Instant(7),
+        Instant::from_millis(7),
         Purpose::MasterCheck { id: 2 },
         Done::Dumped {
             objects: vec![Object::Ct(m.clone())],
@@ -1061,7 +1103,7 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
     let mut fw2 = node(c, 2);
     let m = ftp_master();
     fw1.kernel(
-        Instant(0),
+        Instant::from_millis(0),
         event(Kind::New, Object::Ct(m.clone())),
         Origin::NotMe,
     );
@@ -1071,7 +1113,7 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
         tuple: tcp("0.0.0.0", "192.168.1.2", 0, 50000),
     });
     let o = fw1.feed(
-        Instant(0),
+        Instant::from_millis(0),
         Input::Kernel(event(Kind::New, Object::Exp(x)), Origin::NotMe),
     );
     assert_eq!(gets(&o.jobs), [(Purpose::Refresh, m.orig)]);
@@ -1084,19 +1126,19 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
     };
     now.seq_adj = Some([crate::model::SeqAdj::default(), adj]);
     fw1.job(
-        Instant(1),
+        Instant::from_millis(1),
         Purpose::Refresh,
         Done::Dumped {
             objects: vec![Object::Ct(now)],
             last: true,
         },
     );
-    flow(&mut fw1, &mut fw2, Instant(2));
+    flow(&mut fw1, &mut fw2, Instant::from_millis(2));
     let got = fw2.external_ct.get(&ct_key_of(&m)).map(|e| e.value.clone());
     assert_eq!(got.and_then(|c| c.seq_adj).map(|a| a[1]), Some(adj));
     // Without NAT nothing is read back.
     let o = fw1.feed(
-        Instant(3),
+        Instant::from_millis(3),
         Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
     );
     assert!(gets(&o.jobs).is_empty());
@@ -1106,7 +1148,7 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
 fn commit_logs_each_stage_time_in_microseconds() {
     let c = cfg("", "FTFW { }", "ExpectationSync On");
     let mut fw = node(c, 2);
-    fw.control(Instant(0), Request::Commit(Target::All));
+    fw.control(Instant::from_millis(0), Request::Commit(Target::All));
     let done = Done::Committed {
         cts: Vec::new(),
         exps: Vec::new(),
@@ -1114,7 +1156,10 @@ fn commit_logs_each_stage_time_in_microseconds() {
         took_us: [147, 1_000_076],
     };
     let purpose = Purpose::Commit { client: CLIENT };
-    let o = fw.feed(Instant(5), Input::Job(Completion { purpose, done }));
+    let o = fw.feed(
+        Instant::from_millis(5),
+        Input::Job(Completion { purpose, done }),
+    );
     let lines: Vec<&str> = o.logs.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(
         lines,
@@ -1150,12 +1195,12 @@ fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
             refresh_time: Duration::from_secs(60),
             opts: Default::default(),
         },
-        Instant(0),
+        Instant::from_millis(0),
     );
     let src = MapSource::default();
     let mut notices = Vec::new();
     for s in 1..=3 {
-        let now = Instant(s * 1000);
+        let now = Instant::from_millis(s * 1000);
         peer.handle_timeout(now, &src);
         let mut buf = [0u8; 1472];
         let n = peer.poll_transmit(now, &src, &mut buf).unwrap();
@@ -1183,7 +1228,7 @@ fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
             text: "sync link lo (udp 10.0.0.2:1): peer speaks conntrackd 1.4 protocol".into()
         }]
     );
-    let now = Instant(4000);
+    let now = Instant::from_millis(4000);
     let s = text(&fw.control(
         now,
         Request::Stats {
@@ -1220,9 +1265,11 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
     use crate::kernel::commit::FIRST_STAGE;
     let mut fw = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
     let master = ftp_master();
-    fw.external_ct.upsert(&master, Instant(0), true).unwrap();
+    fw.external_ct
+        .upsert(&master, Instant::from_millis(0), true)
+        .unwrap();
     fw.external_exp
-        .upsert(&pasv(&master), Instant(0), true)
+        .upsert(&pasv(&master), Instant::from_millis(0), true)
         .unwrap();
     // Growing fourfold, then held at the bound (twice), then the rest.
     let batches = [FIRST_BATCH, FIRST_BATCH * GROWTH, MAX_BATCH, MAX_BATCH];
@@ -1234,10 +1281,10 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
         c.timeout = Some(432000);
         c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
         // Updated at i ms: the last ones are the most recent.
-        let at = Instant(1 + u64::from(i));
+        let at = Instant::from_millis(1 + u64::from(i));
         fw.external_ct.upsert(&c, at, true).unwrap();
     }
-    let now = Instant(100_000);
+    let now = Instant::from_millis(100_000);
     let first = fw.control(now, Request::Commit(Target::All)).actions;
     assert_eq!(first.len(), 1, "{:?}", first.len());
     let Work::Commit(plan) = &first[0].work else {
@@ -1341,13 +1388,14 @@ fn a_batch_brings_an_older_master_along_and_its_turn_skips_it() {
     };
     for i in 0..idle {
         fw.external_ct
-            .upsert(&flow(i), Instant(1 + u64::from(i)), true)
+            .upsert(&flow(i), Instant::from_millis(1 + u64::from(i)), true)
             .unwrap();
     }
     // In the first batch: a data flow whose master is the oldest entry,
     // one whose master the first job took, one whose master is gone.
-    let in_batch =
-        |k: u16| Instant(u64::from(idle) - FIRST_JOB as u64 - u64::from(k));
+    let in_batch = |k: u16| {
+        Instant::from_millis(u64::from(idle) - FIRST_JOB as u64 - u64::from(k))
+    };
     let old_master = flow(0).orig;
     let recent_master = flow(idle - 1).orig;
     let mut children = Vec::new();
@@ -1361,7 +1409,7 @@ fn a_batch_brings_an_older_master_along_and_its_turn_skips_it() {
         fw.external_ct.upsert(&c, in_batch(k), true).unwrap();
         children.push(c.orig);
     }
-    let now = Instant(100_000);
+    let now = Instant::from_millis(100_000);
     let first = fw.control(now, Request::Commit(Target::Ct)).actions;
     let Work::Commit(plan0) = &first[0].work else {
         panic!("{first:?}")

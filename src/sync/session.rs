@@ -344,8 +344,12 @@ mod test {
     fn a_session_is_believed_only_once_it_echoed_our_nonce() {
         let mut g = Gate::new(42);
         assert!(!g.is_confirmed(1, 10));
-        let n = g.challenge(Instant(0), 1, 10).unwrap();
-        assert_eq!(g.challenge(Instant(100), 1, 10), None, "rate-limited");
+        let n = g.challenge(Instant::from_millis(0), 1, 10).unwrap();
+        assert_eq!(
+            g.challenge(Instant::from_millis(100), 1, 10),
+            None,
+            "rate-limited"
+        );
         // A wrong nonce, or the right one from another session: nothing.
         assert!(g.answer(1, 10, n ^ 1).is_none());
         assert!(g.answer(1, 11, n).is_none());
@@ -359,15 +363,15 @@ mod test {
         assert!(g.answer(1, 10, n).is_none(), "a nonce answers once");
         // A restart: the old session stays believed until the new one
         // answers; a retry asks for the same nonce.
-        let n2 = g.challenge(Instant(300), 1, 11).unwrap();
+        let n2 = g.challenge(Instant::from_millis(300), 1, 11).unwrap();
         assert_ne!(n2, n);
-        assert_eq!(g.challenge(Instant(600), 1, 11), Some(n2));
+        assert_eq!(g.challenge(Instant::from_millis(600), 1, 11), Some(n2));
         assert!(g.is_confirmed(1, 10) && !g.is_confirmed(1, 11));
         assert_eq!(g.answer(1, 11, n2).unwrap().before, Some(10));
         assert!(g.is_confirmed(1, 11) && !g.is_confirmed(1, 10));
         // Bounded: many forged peers never grow the tables.
         for id in 100..200 {
-            let n = g.challenge(Instant(400), id, 7).unwrap();
+            let n = g.challenge(Instant::from_millis(400), id, 7).unwrap();
             g.answer(id, 7, n);
         }
         assert!(g.pending.len() <= MAX_PEERS && g.confirmed.len() <= MAX_PEERS);
@@ -376,14 +380,23 @@ mod test {
     #[test]
     fn a_new_session_is_a_restart_and_the_table_is_bounded() {
         let mut peers: Peers<u32> = Peers::new();
-        assert_eq!(peers.heard(Instant(0), 1, 10, || 0), Contact::First);
+        assert_eq!(
+            peers.heard(Instant::from_millis(0), 1, 10, || 0),
+            Contact::First
+        );
         *peers.rx_mut(1).unwrap() = 5;
-        assert_eq!(peers.heard(Instant(1), 1, 10, || 0), Contact::Known);
+        assert_eq!(
+            peers.heard(Instant::from_millis(1), 1, 10, || 0),
+            Contact::Known
+        );
         assert_eq!(peers.rx_mut(1), Some(&mut 5));
-        assert_eq!(peers.heard(Instant(2), 1, 11, || 0), Contact::Restarted);
+        assert_eq!(
+            peers.heard(Instant::from_millis(2), 1, 11, || 0),
+            Contact::Restarted
+        );
         assert_eq!(peers.rx_mut(1), Some(&mut 0), "tracking starts over");
         for id in 2..=MAX_PEERS as u64 + 1 {
-            peers.heard(Instant(10 + id), id, 1, || 0);
+            peers.heard(Instant::from_millis(10 + id), id, 1, || 0);
         }
         assert_eq!(peers.map.len(), MAX_PEERS);
         assert!(peers.rx_mut(1).is_none(), "least recently heard is gone");

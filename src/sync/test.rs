@@ -80,7 +80,7 @@ pub(super) fn pump(
 
 #[test]
 fn changes_coalesce_and_reach_the_peer() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
     let mut a_src = MapSource::default();
     let mut b_ext = MapSource::default();
@@ -95,22 +95,36 @@ fn changes_coalesce_and_reach_the_peer() {
     assert_eq!(b_ext.cts.get(&wire::ct_key_of(&c)), Some(&c));
     assert_eq!(a.queue_lengths(), (0, 1), "awaiting ACK");
     // The first datagram says HELLO; B answers HELLO_BACK with its ACK.
-    a.handle_timeout(Instant(1000), &a_src);
-    b.handle_timeout(Instant(1000), &b_ext);
+    a.handle_timeout(Instant::from_millis(1000), &a_src);
+    b.handle_timeout(Instant::from_millis(1000), &b_ext);
     let mut empty = MapSource::default();
-    pump(&mut b, &b_ext, &mut a, &mut empty, Instant(1000), |_| true);
+    pump(
+        &mut b,
+        &b_ext,
+        &mut a,
+        &mut empty,
+        Instant::from_millis(1000),
+        |_| true,
+    );
     assert_eq!(a.queue_lengths(), (0, 0), "ACKed");
     assert_eq!(a.handshake.hello, session::Hello::Answered);
     // Deleting sends a DEL built from the absence of the entry.
     a_src.cts.clear();
     a.local_change(key(&c), false);
-    pump(&mut a, &a_src, &mut b, &mut b_ext, Instant(1100), |_| true);
+    pump(
+        &mut a,
+        &a_src,
+        &mut b,
+        &mut b_ext,
+        Instant::from_millis(1100),
+        |_| true,
+    );
     assert!(b_ext.cts.is_empty());
 }
 
 #[test]
 fn gap_is_nacked_and_resent_with_the_current_state() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
     let mut a_src = MapSource::default();
     let mut b_ext = MapSource::default();
@@ -139,7 +153,7 @@ fn gap_is_nacked_and_resent_with_the_current_state() {
 
 #[test]
 fn queues_are_bounded_and_count_drops() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut p = params(Mode::FtFw, 1);
     p.tx_queue_size = 3;
     p.resend_queue_size = 2;
@@ -180,7 +194,7 @@ fn converge(
 
 #[test]
 fn a_session_is_believed_only_after_its_challenge() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut a = Engine::new(params(Mode::FtFw, 100), t);
     let mut b = Engine::new(params(Mode::FtFw, 200), t);
     let (mut a_src, mut a_ext) = (MapSource::default(), MapSource::default());
@@ -213,7 +227,7 @@ fn a_session_is_believed_only_after_its_challenge() {
 
 #[test]
 fn peer_restart_resets_tracking_and_empties_the_resend_queue() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut a = Engine::new(params(Mode::FtFw, 100), t);
     let mut b = Engine::new(params(Mode::FtFw, 200), t);
     let (mut a_src, mut a_ext) = (MapSource::default(), MapSource::default());
@@ -245,7 +259,7 @@ fn peer_restart_resets_tracking_and_empties_the_resend_queue() {
 
 #[test]
 fn a_far_ahead_number_is_refused_and_the_stream_goes_on() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
     let (mut a_src, mut a_ext) = (MapSource::default(), MapSource::default());
     let (b_src, mut b_ext) = (MapSource::default(), MapSource::default());
@@ -269,7 +283,7 @@ fn a_far_ahead_number_is_refused_and_the_stream_goes_on() {
 
 #[test]
 fn resync_request_is_answered_with_a_bulk() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::NoTrack, 1, 2, t);
     a.trust(2, 2);
     let mut a_src = MapSource::default();
@@ -295,7 +309,7 @@ fn resync_request_is_answered_with_a_bulk() {
 
 #[test]
 fn wrong_version_and_garbage_are_counted() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut a = Engine::new(params(Mode::FtFw, 1), t);
     let src = MapSource::default();
     let mut d = vec![b'c', b'T', 9, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0];
@@ -313,7 +327,7 @@ fn wrong_version_and_garbage_are_counted() {
 #[test]
 fn sequence_numbers_wrap_without_loss() {
     // A starts two below the wrap, so its datagrams number MAX-1, MAX, 0, 1.
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut p = params(Mode::FtFw, u32::MAX - 1);
     p.max_datagram = 44; // one message per datagram
     let mut a = Engine::new(p, t);
@@ -366,9 +380,11 @@ fn datagram_from(session: u32, first: u32, msgs: &[Msg]) -> Vec<u8> {
 pub(super) fn control_out(e: &mut Engine) -> Vec<Msg> {
     let mut buf = [0u8; 1472];
     let mut out = Vec::new();
-    while let Some(n) =
-        e.poll_transmit(Instant(0), &MapSource::default(), &mut buf)
-    {
+    while let Some(n) = e.poll_transmit(
+        Instant::from_millis(0),
+        &MapSource::default(),
+        &mut buf,
+    ) {
         let (_, body) = wire::read(&buf[..n]).unwrap();
         out.extend(wire::messages(body).map(Result::unwrap));
     }
@@ -382,12 +398,17 @@ pub(super) fn del(port: u16) -> Msg {
 #[test]
 fn late_messages_are_applied_in_notrack_and_dropped_in_ftfw() {
     for (mode, applied) in [(Mode::NoTrack, 3), (Mode::FtFw, 2)] {
-        let mut b = Engine::new(params(mode, 1), Instant(0));
+        let mut b = Engine::new(params(mode, 1), Instant::from_millis(0));
         b.trust(1, 9);
         let src = MapSource::default();
-        b.recv(Instant(0), 1, &datagram(10, &[del(1), del(2)]), &src)
-            .unwrap();
-        b.recv(Instant(0), 1, &datagram(10, &[del(1)]), &src)
+        b.recv(
+            Instant::from_millis(0),
+            1,
+            &datagram(10, &[del(1), del(2)]),
+            &src,
+        )
+        .unwrap();
+        b.recv(Instant::from_millis(0), 1, &datagram(10, &[del(1)]), &src)
             .unwrap();
         assert_eq!(b.stats().before, 1, "{mode:?}");
         assert_eq!(std::iter::from_fn(|| b.pop_apply()).count(), applied);
@@ -397,10 +418,10 @@ fn late_messages_are_applied_in_notrack_and_dropped_in_ftfw() {
 #[test]
 fn ftfw_acks_a_run_and_nacks_the_gap_whoever_finds_it() {
     // Window 4. Two messages, then an ALIVE that reveals 12..=14 missing.
-    let mut b = Engine::new(params(Mode::FtFw, 1), Instant(0));
+    let mut b = Engine::new(params(Mode::FtFw, 1), Instant::from_millis(0));
     b.trust(1, 9);
     let src = MapSource::default();
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     b.recv(t, 1, &datagram(10, &[del(1), del(2)]), &src)
         .unwrap();
     b.recv(t, 1, &datagram(12, &[Msg::Alive { next: Seq(15) }]), &src)
@@ -453,7 +474,7 @@ fn ftfw_acks_a_run_and_nacks_the_gap_whoever_finds_it() {
 
 #[test]
 fn a_drained_burst_gives_its_queues_memory_back() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut p = params(Mode::FtFw, 100);
     p.resend_queue_size = 20_000;
     p.tx_queue_size = 20_000;

@@ -72,7 +72,7 @@ impl Node {
             refresh_time: Duration::from_secs(5),
             seed: u64::from(session),
         };
-        let mut engine = Engine::new(p, Instant(0));
+        let mut engine = Engine::new(p, Instant::from_millis(0));
         engine.trust(1, peer_session);
         Node {
             engine,
@@ -110,10 +110,11 @@ impl Node {
         self.tx_due = None;
         let mut out = Vec::new();
         let mut buf = [0u8; 1472];
-        while let Some(len) =
-            self.engine
-                .poll_transmit(Instant(now), &self.internal, &mut buf)
-        {
+        while let Some(len) = self.engine.poll_transmit(
+            Instant::from_millis(now),
+            &self.internal,
+            &mut buf,
+        ) {
             out.push(buf[..len].to_vec());
         }
         out
@@ -199,7 +200,7 @@ fn burst(seed: u64, entries: u16, per_ms: u16, loss_pct: u64) -> Run {
     let mut made = 0u16;
     let mut last_change = 0;
     for now in 1..GIVE_UP_MS {
-        let t = Instant(now);
+        let t = Instant::from_millis(now);
         for d in a_to_b.arrive(now) {
             b.receive(t, &d);
         }

@@ -122,7 +122,7 @@ const MODES: [Mode; 2] = [Mode::FtFw, Mode::NoTrack];
 #[test]
 fn a_sealed_pair_proves_its_sessions_and_converges() {
     for mode in MODES {
-        let t = Instant(0);
+        let t = Instant::from_millis(0);
         let mut p = primary_with_flows(mode, &[7], t);
         let mut b = backup(mode, 2, &[7], t);
         run(&mut p, &mut b, t, 20);
@@ -137,7 +137,7 @@ fn a_sealed_pair_proves_its_sessions_and_converges() {
 #[test]
 fn a_wrong_key_delivers_nothing_and_is_counted() {
     for mode in MODES {
-        let t = Instant(0);
+        let t = Instant::from_millis(0);
         let mut p = primary_with_flows(mode, &[7], t);
         let mut b = backup(mode, 2, &[8], t);
         run(&mut p, &mut b, t, 20);
@@ -149,7 +149,7 @@ fn a_wrong_key_delivers_nothing_and_is_counted() {
 
 #[test]
 fn plain_and_foreign_datagrams_are_refused_when_keyed() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut plain = Side {
         e: Engine::new(params(Mode::FtFw, 5), t),
         cache: MapSource::default(),
@@ -170,7 +170,7 @@ fn plain_and_foreign_datagrams_are_refused_when_keyed() {
 #[test]
 fn a_capture_replayed_at_the_live_backup_changes_nothing() {
     for mode in MODES {
-        let t = Instant(0);
+        let t = Instant::from_millis(0);
         let mut p = primary_with_flows(mode, &[7], t);
         let mut b = backup(mode, 2, &[7], t);
         let (mut capture, now) = run(&mut p, &mut b, t, 20);
@@ -196,7 +196,7 @@ fn a_capture_replayed_at_the_live_backup_changes_nothing() {
 #[test]
 fn a_capture_replayed_at_a_restarted_backup_changes_nothing() {
     for mode in MODES {
-        let t = Instant(0);
+        let t = Instant::from_millis(0);
         let mut p = primary_with_flows(mode, &[7], t);
         let mut b = backup(mode, 2, &[7], t);
         let (mut capture, now) = run(&mut p, &mut b, t, 20);
@@ -233,7 +233,7 @@ fn a_capture_replayed_at_a_restarted_backup_changes_nothing() {
 
 #[test]
 fn every_flipped_bit_of_a_live_datagram_is_refused() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut p = primary_with_flows(Mode::NoTrack, &[7], t);
     let mut b = backup(Mode::NoTrack, 2, &[7], t);
     let (capture, now) = run(&mut p, &mut b, t, 20);

@@ -113,7 +113,7 @@ fn from_ctd(
 
 #[test]
 fn a_conntrackd_datagram_switches_once_and_the_migration_loses_nothing() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut s = switch(PeerProtocol::Auto, t);
     let (ours, theirs) = (cache(0, 50), cache(1000, 30));
     let (mut s_ext, mut c_ext) = (MapSource::default(), MapSource::default());
@@ -123,12 +123,12 @@ fn a_conntrackd_datagram_switches_once_and_the_migration_loses_nothing() {
     assert_eq!(s.protocol(), Protocol::Ctsyncd);
     // Its datagrams are counted for two seconds, then switch.
     for at in [1000, 2000] {
-        t = Instant(at);
+        t = Instant::from_millis(at);
         let hello = ctd_hello(&mut c, &theirs, t);
         let got = s.recv(t, 1, &hello, &ours);
         assert_eq!((got.switched, got.refused.before_switch), (None, 1));
     }
-    t = Instant(3000);
+    t = Instant::from_millis(3000);
     let hello = ctd_hello(&mut c, &theirs, t);
     let got = s.recv(t, 1, &hello, &ours);
     assert_eq!(got.switched, Some(Protocol::Conntrackd));
@@ -139,7 +139,7 @@ fn a_conntrackd_datagram_switches_once_and_the_migration_loses_nothing() {
     assert_eq!(s.queue_lengths().0, 50);
     let mut switches = 0;
     for step in 1..=60 {
-        t = Instant(3000 + step * 100);
+        t = Instant::from_millis(3000 + step * 100);
         s.handle_timeout(t, &ours);
         c.handle_timeout(t, &theirs);
         to_ctd(&mut s, &ours, &mut c, &theirs, &mut c_ext, t);
@@ -156,12 +156,12 @@ fn a_conntrackd_datagram_switches_once_and_the_migration_loses_nothing() {
 
 #[test]
 fn a_ctsyncd_peer_that_proves_itself_switches_back() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut s = switch(PeerProtocol::Auto, t);
     let ours = cache(0, 20);
     let mut c = conntrackd(t);
     for at in [1000, 2000, 3000] {
-        t = Instant(at);
+        t = Instant::from_millis(at);
         let hello = ctd_hello(&mut c, &MapSource::default(), t);
         s.recv(t, 1, &hello, &ours);
     }
@@ -172,7 +172,7 @@ fn a_ctsyncd_peer_that_proves_itself_switches_back() {
     let mut back = Vec::new();
     let mut buf = [0u8; 1472];
     for step in 1..=50 {
-        t = Instant(3000 + step * 100);
+        t = Instant::from_millis(3000 + step * 100);
         s.handle_timeout(t, &ours);
         peer.handle_timeout(t, &peer_src);
         while let Some(n) = peer.poll_transmit(t, &peer_src, &mut buf) {
@@ -196,11 +196,11 @@ fn a_ctsyncd_peer_that_proves_itself_switches_back() {
 
 #[test]
 fn with_a_key_conntrackd_is_refused_counted_and_never_switches() {
-    let t = Instant(1000);
+    let t = Instant::from_millis(1000);
     let mut s = switch(PeerProtocol::Auto, t);
     let key = seal::Key::from_bytes([7; 32]);
     s.set_sealer(Sealer::new(&[key], [1; 16]).unwrap());
-    let mut c = conntrackd(Instant(0));
+    let mut c = conntrackd(Instant::from_millis(0));
     let hello = ctd_hello(&mut c, &MapSource::default(), t);
     let got = s.recv(t, 1, &hello, &MapSource::default());
     assert_eq!(got.result, Err(wire::Error::Unsealed));
@@ -211,9 +211,9 @@ fn with_a_key_conntrackd_is_refused_counted_and_never_switches() {
 
 #[test]
 fn pinned_protocols_and_undecodable_datagrams_switch_nothing() {
-    let t = Instant(1000);
+    let t = Instant::from_millis(1000);
     let src = MapSource::default();
-    let mut c = conntrackd(Instant(0));
+    let mut c = conntrackd(Instant::from_millis(0));
     let hello = ctd_hello(&mut c, &src, t);
     // ctsyncd only: refused as before (not our magic).
     let mut s = switch(PeerProtocol::Ctsyncd, t);
@@ -241,23 +241,25 @@ fn pinned_protocols_and_undecodable_datagrams_switch_nothing() {
         .unwrap();
     assert_eq!((first.hello, first.body), (true, Body::Alive));
     let mut peer = Engine::new(params(9), t);
-    peer.handle_timeout(Instant(2000), &src);
-    let n = peer.poll_transmit(Instant(2000), &src, &mut buf).unwrap();
-    let got = s.recv(Instant(2000), 1, &buf[..n], &src);
+    peer.handle_timeout(Instant::from_millis(2000), &src);
+    let n = peer
+        .poll_transmit(Instant::from_millis(2000), &src, &mut buf)
+        .unwrap();
+    let got = s.recv(Instant::from_millis(2000), 1, &buf[..n], &src);
     assert!(got.result.is_err() && got.switched.is_none());
     assert_eq!(s.protocol(), Protocol::Conntrackd);
 }
 
 #[test]
 fn a_live_ctsyncd_peer_is_not_dropped_for_a_conntrackd_datagram() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut s = switch(PeerProtocol::Auto, t);
     let src = MapSource::default();
     let mut peer = Engine::new(params(555), t);
     let mut buf = [0u8; 1472];
     // A ctsyncd pair at work.
     for step in 1..=20 {
-        t = Instant(step * 100);
+        t = Instant::from_millis(step * 100);
         s.handle_timeout(t, &src);
         peer.handle_timeout(t, &src);
         while let Some(n) = peer.poll_transmit(t, &src, &mut buf) {
@@ -267,7 +269,7 @@ fn a_live_ctsyncd_peer_is_not_dropped_for_a_conntrackd_datagram() {
             let _ = peer.recv(t, 1, &buf[..n], &src);
         }
     }
-    let mut c = conntrackd(Instant(0));
+    let mut c = conntrackd(Instant::from_millis(0));
     let hello = ctd_hello(&mut c, &src, t);
     let got = s.recv(t, 1, &hello, &src);
     assert_eq!((got.switched, got.refused.before_switch), (None, 1));
@@ -283,7 +285,7 @@ fn a_live_ctsyncd_peer_is_not_dropped_for_a_conntrackd_datagram() {
 
 #[test]
 fn on_a_stream_ctsyncd_waits_for_the_peer_to_show_its_protocol() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let src = MapSource::default();
     let mut s = Switch::new(
         params(100),
@@ -296,29 +298,41 @@ fn on_a_stream_ctsyncd_waits_for_the_peer_to_show_its_protocol() {
     s.local_change(Key::Ct(wire::ct_key_of(&ct(1))), true);
     // A conntrackd peer would lose its framing: nothing goes yet.
     for step in 1..=40 {
-        t = Instant(step * 100);
+        t = Instant::from_millis(step * 100);
         s.handle_timeout(t, &src);
         assert!(s.poll_transmit(t, &src, &mut buf).is_none(), "at {t:?}");
     }
     assert!(!s.wants_transmit());
     // A ctsyncd peer speaks: ours may go.
     let mut peer = Engine::new(params(9), t);
-    peer.handle_timeout(Instant(5000), &src);
-    let n = peer.poll_transmit(Instant(5000), &src, &mut buf).unwrap();
-    assert_eq!(s.recv(Instant(5000), 1, &buf[..n], &src).result, Ok(()));
+    peer.handle_timeout(Instant::from_millis(5000), &src);
+    let n = peer
+        .poll_transmit(Instant::from_millis(5000), &src, &mut buf)
+        .unwrap();
+    assert_eq!(
+        s.recv(Instant::from_millis(5000), 1, &buf[..n], &src)
+            .result,
+        Ok(())
+    );
     assert!(s.wants_transmit());
-    assert!(s.poll_transmit(Instant(5000), &src, &mut buf).is_some());
+    assert!(
+        s.poll_transmit(Instant::from_millis(5000), &src, &mut buf)
+            .is_some()
+    );
     // A silent peer: after the hold, ours goes too.
     let mut s = Switch::new(
         params(100),
         ctd::Options::default(),
         PeerProtocol::Auto,
         true,
-        Instant(0),
+        Instant::from_millis(0),
     );
     s.local_change(Key::Ct(wire::ct_key_of(&ct(1))), true);
-    s.handle_timeout(Instant(5000), &src);
-    assert!(s.poll_transmit(Instant(5000), &src, &mut buf).is_some());
+    s.handle_timeout(Instant::from_millis(5000), &src);
+    assert!(
+        s.poll_transmit(Instant::from_millis(5000), &src, &mut buf)
+            .is_some()
+    );
 }
 
 /// A stream switch of `session` that met a conntrackd peer (3 s of its
@@ -329,12 +343,13 @@ fn stream_switch_in_ctd(session: u32, src: &MapSource) -> Switch {
         ctd::Options::default(),
         PeerProtocol::Auto,
         true,
-        Instant(0),
+        Instant::from_millis(0),
     );
-    let mut c = conntrackd(Instant(0));
+    let mut c = conntrackd(Instant::from_millis(0));
     for at in [1000, 2000, 3000] {
-        let hello = ctd_hello(&mut c, &MapSource::default(), Instant(at));
-        s.recv(Instant(at), 1, &hello, src);
+        let hello =
+            ctd_hello(&mut c, &MapSource::default(), Instant::from_millis(at));
+        s.recv(Instant::from_millis(at), 1, &hello, src);
     }
     assert_eq!(s.protocol(), Protocol::Conntrackd);
     s
@@ -354,7 +369,7 @@ fn two_ctsyncd_nodes_met_in_conntrackds_protocol_on_a_stream_come_back() {
     // An in-order, lossless link (TCP): everything one side sends now is
     // read by the other in order, within the same step.
     for step in 1..=100 {
-        let t = Instant(3000 + step * 100);
+        let t = Instant::from_millis(3000 + step * 100);
         if step == 20 {
             // A change while both still speak conntrackd's protocol.
             a_src.cts.insert(wire::ct_key_of(&ct(500)), ct(500));
@@ -408,12 +423,12 @@ fn a_stream_hold_ends_on_a_marked_datagram_and_it_switches_nothing() {
         ctd::Options::default(),
         PeerProtocol::Auto,
         true,
-        Instant(0),
+        Instant::from_millis(0),
     );
     let mut buf = [0u8; 1472];
     let mut marked = 0;
     for step in 1..=40 {
-        let t = Instant(3000 + step * 100);
+        let t = Instant::from_millis(3000 + step * 100);
         peer.handle_timeout(t, &MapSource::default());
         while let Some(n) =
             peer.poll_transmit(t, &MapSource::default(), &mut buf)
@@ -431,6 +446,8 @@ fn a_stream_hold_ends_on_a_marked_datagram_and_it_switches_nothing() {
     // The hold is over: our format may go to this peer.
     s.local_change(Key::Ct(wire::ct_key_of(&ct(1))), true);
     assert!(s.wants_transmit());
-    let n = s.poll_transmit(Instant(8000), &src, &mut buf).unwrap();
+    let n = s
+        .poll_transmit(Instant::from_millis(8000), &src, &mut buf)
+        .unwrap();
     assert!(!ctd::is_conntrackd(&buf[..n]));
 }

@@ -30,10 +30,10 @@ fn wake(e: &mut Engine, src: &MapSource, now: Instant) -> bool {
 
 #[test]
 fn every_alive_is_answered_with_what_the_receiver_knows() {
-    let mut b = Engine::new(params(Mode::FtFw, 1), Instant(0));
+    let mut b = Engine::new(params(Mode::FtFw, 1), Instant::from_millis(0));
     b.trust(1, 9);
     let src = MapSource::default();
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let alive = |n| datagram(n, &[Msg::Alive { next: Seq(n) }]);
     b.recv(t, 1, &datagram(10, &[del(1), del(2)]), &src)
         .unwrap();
@@ -69,7 +69,7 @@ fn every_alive_is_answered_with_what_the_receiver_knows() {
 fn three(
     lose: impl FnMut(usize) -> bool,
 ) -> (Engine, MapSource, Engine, MapSource) {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, b) = engines(Mode::FtFw, 100, 200, t);
     let mut b = b;
     let mut a_src = MapSource::default();
@@ -100,7 +100,7 @@ fn run_until_whole(
     let mut sink = MapSource::default();
     let mut sent_by_b = 0;
     for ms in 1..5000 {
-        let now = Instant(ms);
+        let now = Instant::from_millis(ms);
         wake(a, a_src, now);
         wake(b, b_ext, now);
         pump(a, a_src, b, b_ext, now, |_| true);
@@ -121,7 +121,7 @@ fn a_lost_tail_is_probed_for_within_milliseconds() {
     let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 2);
     assert_eq!(b_ext.cts.len(), 2);
     let whole = run_until_whole(&mut a, &a_src, &mut b, &mut b_ext, |_| false);
-    assert!(whole <= Instant(10), "whole at {whole:?}");
+    assert!(whole <= Instant::from_millis(10), "whole at {whole:?}");
     assert_eq!(a.stats().probes_sent, 1);
     assert_eq!(a.stats().retransmitted, 1);
 }
@@ -132,11 +132,11 @@ fn a_lost_nack_and_ack_cost_one_more_probe() {
     // ACK) is lost too.
     let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 1);
     let whole = run_until_whole(&mut a, &a_src, &mut b, &mut b_ext, |n| n == 0);
-    assert!(whole <= Instant(10), "whole at {whole:?}");
+    assert!(whole <= Instant::from_millis(10), "whole at {whole:?}");
     assert!(a.stats().tail_resent >= 1, "{:?}", a.stats());
     // Afterwards nothing stays unacknowledged.
     for ms in 11..100 {
-        let now = Instant(ms);
+        let now = Instant::from_millis(ms);
         wake(&mut a, &a_src, now);
         wake(&mut b, &b_ext, now);
         let mut sink = MapSource::default();
@@ -152,7 +152,7 @@ fn a_gone_peer_sees_a_bounded_number_of_probes() {
     let mut datagrams = 0;
     let mut buf = [0u8; 1472];
     for ms in 1..60_000 {
-        let now = Instant(ms);
+        let now = Instant::from_millis(ms);
         if wake(&mut a, &a_src, now) {
             while a.poll_transmit(now, &a_src, &mut buf).is_some() {
                 datagrams += 1;
@@ -170,7 +170,7 @@ fn a_gone_peer_sees_a_bounded_number_of_probes() {
 #[test]
 fn a_lost_nack_is_repeated_with_the_next_gap_report() {
     // Five messages, one per datagram; the second and fourth are lost.
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
     let mut small = params(Mode::FtFw, 100);
     small.max_datagram = 44;
@@ -217,7 +217,7 @@ fn a_lost_nack_is_repeated_with_the_next_gap_report() {
 #[test]
 fn reports_lost_together_come_again_in_the_next_datagram() {
     // Nine messages, one per datagram; the 2nd, 4th, 6th and 8th are lost.
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
     let mut small = params(Mode::FtFw, 100);
     small.max_datagram = 44;

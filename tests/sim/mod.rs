@@ -164,7 +164,7 @@ impl World {
         let fw = &mut self.fws[i];
         fw.starts += 1;
         let session = (i as u32 + 1) * 0x1000 + fw.starts;
-        let now = Instant(self.now);
+        let now = Instant::from_millis(self.now);
         let mut node = Node::new(
             fw.cfg.clone(),
             session,
@@ -218,7 +218,7 @@ impl World {
             self.transcript.push(format!("{:>8} {l}", self.now));
         }
         let node = self.fws[i].node.as_mut().expect("running");
-        let out = node.handle(Instant(self.now), input);
+        let out = node.handle(Instant::from_millis(self.now), input);
         self.outbox(i, out);
     }
 

@@ -175,14 +175,14 @@ fn plain_lines_match_the_fmt_rendering() {
 
 #[test]
 fn a_plain_part_is_the_lines_with_their_times() {
-    let now = Instant(3_600_000);
+    let now = Instant::from_millis(3_600_000);
     let entries: Vec<Entry<Conntrack>> = samples()
         .into_iter()
         .enumerate()
         .map(|(i, value)| Entry {
             value,
-            since: Instant(i as u64 * 1000),
-            updated: Instant(3_000_000 + i as u64),
+            since: Instant::from_millis(i as u64 * 1000),
+            updated: Instant::from_millis(3_000_000 + i as u64),
         })
         .collect();
     let life = Duration::from_secs(700);

@@ -388,7 +388,7 @@ mod test {
     fn resend_queue_moves_keys_acks_ranges_and_is_bounded() {
         let mut st = Stats::default();
         let mut rs = ResendQueue::new(3);
-        let t = Instant(0);
+        let t = Instant::from_millis(0);
         rs.push(Seq(10), Sent::Key(key(1)), t, &mut st);
         rs.push(Seq(11), Sent::Ctl(Ctl::Alive), t, &mut st);
         rs.push(Seq(12), Sent::Key(key(2)), t, &mut st);
@@ -407,8 +407,12 @@ mod test {
         );
         assert_eq!(rs.take_range(Seq(12), Seq(13)), vec![Sent::Key(key(3))]);
         assert_eq!(
-            rs.take_passed_over(Seq(14), Instant(0), Duration::ZERO)
-                .len(),
+            rs.take_passed_over(
+                Seq(14),
+                Instant::from_millis(0),
+                Duration::ZERO
+            )
+            .len(),
             1
         );
         assert_eq!(rs.clear(), vec![Sent::Key(key(4))]);
@@ -466,7 +470,7 @@ mod test {
         let mut seq = Seq(1);
         while let Some(Next::Key(k, _)) = tx.peek() {
             tx.pop();
-            rq.push(seq, Sent::Key(k), Instant(0), &mut stats);
+            rq.push(seq, Sent::Key(k), Instant::from_millis(0), &mut stats);
             seq = seq.next();
         }
         let (keys, queued) = tx.capacities();

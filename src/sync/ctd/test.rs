@@ -161,11 +161,11 @@ fn msgs(d: &[u8]) -> Vec<Message> {
 
 #[test]
 fn handshake_says_hello_until_answered_then_acks_each_second() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut a = Side::new(Mode::FtFw, 1000, t);
     let mut b = Side::new(Mode::FtFw, 5000, t);
     // One quiet second: A says HELLO|ALIVE (conntrackd's 0x30).
-    t = Instant(1000);
+    t = Instant::from_millis(1000);
     a.e.handle_timeout(t, &a.internal);
     let d = pump(&mut a, &mut b, t, || false);
     let m = msgs(&d[0]);
@@ -184,7 +184,7 @@ fn handshake_says_hello_until_answered_then_acks_each_second() {
         }
     );
     // A answers HELLO_BACK once, and stops saying HELLO.
-    t = Instant(2000);
+    t = Instant::from_millis(2000);
     a.e.handle_timeout(t, &a.internal);
     let d = pump(&mut a, &mut b, t, || false);
     let m = msgs(&d[0]);
@@ -226,7 +226,7 @@ fn keys_waiting(s: &Side) -> usize {
 
 #[test]
 fn data_waits_for_the_handshake() {
-    let t = Instant(0);
+    let t = Instant::from_millis(0);
     let mut a = Side::new(Mode::FtFw, 1, t);
     let mut b = Side::new(Mode::FtFw, 9, t);
     a.add(ct(1));
@@ -237,17 +237,17 @@ fn data_waits_for_the_handshake() {
         [&Body::Alive]
     );
     assert!(!a.e.wants_transmit());
-    b.e.handle_timeout(Instant(1000), &b.internal);
-    pump(&mut b, &mut a, Instant(1000), || false);
+    b.e.handle_timeout(Instant::from_millis(1000), &b.internal);
+    pump(&mut b, &mut a, Instant::from_millis(1000), || false);
     assert!(a.e.wants_transmit());
-    pump(&mut a, &mut b, Instant(1000), || false);
+    pump(&mut a, &mut b, Instant::from_millis(1000), || false);
     assert_eq!(b.external.cts.len(), 1);
     // A peer that never answers gets the data after the patience.
     let mut c = Side::new(Mode::FtFw, 1, t);
     c.add(ct(1));
     pump(&mut c, &mut b, t, || true);
-    c.e.handle_timeout(Instant(3000), &c.internal);
-    let d = pump(&mut c, &mut b, Instant(3000), || true);
+    c.e.handle_timeout(Instant::from_millis(3000), &c.internal);
+    let d = pump(&mut c, &mut b, Instant::from_millis(3000), || true);
     assert!(
         d.iter()
             .flat_map(|d| msgs(d))
@@ -257,7 +257,7 @@ fn data_waits_for_the_handshake() {
 
 #[test]
 fn several_messages_per_datagram_and_an_ack_every_window() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     for i in 0..100 {
         a.add(ct(i));
@@ -293,7 +293,7 @@ fn several_messages_per_datagram_and_an_ack_every_window() {
 
 #[test]
 fn a_gap_is_nacked_and_resent_with_new_numbers_and_the_newest_state() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     a.e.p.max_datagram = 200; // a few messages per datagram
     for i in 0..30 {
@@ -338,7 +338,7 @@ fn a_gap_is_nacked_and_resent_with_new_numbers_and_the_newest_state() {
 
 #[test]
 fn a_lost_tail_is_noticed_at_the_next_alive() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     let mut link = Link::perfect();
     for i in 0..5 {
@@ -347,20 +347,38 @@ fn a_lost_tail_is_noticed_at_the_next_alive() {
     // The whole burst is lost; nothing follows it until A's ALIVE.
     link.drop_ab = vec![link.sent_ab];
     let lost = b.e.stats().lost;
-    run(&mut a, &mut b, &mut link, &mut t, Instant(3500));
+    run(
+        &mut a,
+        &mut b,
+        &mut link,
+        &mut t,
+        Instant::from_millis(3500),
+    );
     assert_eq!(b.external.cts.len(), 0);
-    run(&mut a, &mut b, &mut link, &mut t, Instant(5000));
+    run(
+        &mut a,
+        &mut b,
+        &mut link,
+        &mut t,
+        Instant::from_millis(5000),
+    );
     assert_eq!(b.external.cts.len(), 5);
     // (The datagram carried an ACK of A's too; the resend came before
     // PASSED_OVER: it was NACKed.)
     assert!(b.e.stats().lost - lost >= 5);
-    run(&mut a, &mut b, &mut link, &mut t, Instant(7000));
+    run(
+        &mut a,
+        &mut b,
+        &mut link,
+        &mut t,
+        Instant::from_millis(7000),
+    );
     assert_eq!(keys_waiting(&a), 0);
 }
 
 #[test]
 fn a_lost_nack_and_a_lost_ack_are_recovered() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     a.e.p.max_datagram = 200;
     for i in 0..30 {
@@ -383,7 +401,7 @@ fn a_lost_nack_and_a_lost_ack_are_recovered() {
 
 #[test]
 fn a_peer_restart_resends_what_it_never_acknowledged() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     // A's data is lost while B restarts.
     for i in 0..10 {
@@ -393,7 +411,13 @@ fn a_peer_restart_resends_what_it_never_acknowledged() {
     assert_eq!(a.e.queue_lengths().0, 0);
     assert!(a.e.queue_lengths().1 >= 10);
     b = Side::new(Mode::FtFw, 7_000_000, t);
-    run(&mut a, &mut b, &mut Link::perfect(), &mut t, Instant(8000));
+    run(
+        &mut a,
+        &mut b,
+        &mut Link::perfect(),
+        &mut t,
+        Instant::from_millis(8000),
+    );
     assert_eq!(a.e.stats().peer_restarts, 1);
     assert_eq!(b.external.cts.len(), 10, "resent: the peer never had them");
     assert_eq!(keys_waiting(&a), 0);
@@ -401,7 +425,7 @@ fn a_peer_restart_resends_what_it_never_acknowledged() {
 
 #[test]
 fn resync_is_answered_with_the_whole_cache_conntracks_first() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     for i in 0..50 {
         b.internal.cts.insert(ct_key_of(&ct(i)), ct(i));
@@ -431,7 +455,7 @@ fn resync_is_answered_with_the_whole_cache_conntracks_first() {
 
 #[test]
 fn deletions_are_built_from_the_key() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let (mut a, mut b) = pair(&mut t);
     for i in 0..10 {
         a.add(ct(i));
@@ -447,7 +471,7 @@ fn deletions_are_built_from_the_key() {
 
 #[test]
 fn notrack_counts_numbers_sends_no_acks_and_answers_resync() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut a = Side::new(Mode::NoTrack, 1, t);
     let mut b = Side::new(Mode::NoTrack, 9, t);
     a.e.p.max_datagram = 200;
@@ -466,7 +490,7 @@ fn notrack_counts_numbers_sends_no_acks_and_answers_resync() {
         "no ACK, no NACK"
     );
     // One quiet second: ALIVE, without HELLO.
-    t = Instant(1000);
+    t = Instant::from_millis(1000);
     b.e.handle_timeout(t, &b.internal);
     let d = pump(&mut b, &mut a, t, || false);
     let m = msgs(&d[0]);
@@ -480,7 +504,7 @@ fn notrack_counts_numbers_sends_no_acks_and_answers_resync() {
 
 #[test]
 fn alarm_refreshes_every_entry_and_sends_no_control() {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut a = Side::new(Mode::Alarm, 1, t);
     let mut b = Side::new(Mode::Alarm, 9, t);
     for i in 0..40 {
@@ -489,7 +513,7 @@ fn alarm_refreshes_every_entry_and_sends_no_control() {
     assert!(!a.e.request_resync(), "no RESYNC in ALARM");
     let mut sent = 0;
     for s in 1..=5 {
-        t = Instant(s * 1000);
+        t = Instant::from_millis(s * 1000);
         a.e.handle_timeout(t, &a.internal);
         b.e.handle_timeout(t, &b.internal);
         for d in pump(&mut a, &mut b, t, || false) {
@@ -507,7 +531,7 @@ fn alarm_refreshes_every_entry_and_sends_no_control() {
 /// The acceptance shape at unit scale: many entries over a link losing
 /// 5 to 20 % both ways, then deletions; nothing is lost.
 fn lossy_run(flows: u32, loss: u64, seed: u64) {
-    let mut t = Instant(0);
+    let mut t = Instant::from_millis(0);
     let mut a = Side::new(Mode::FtFw, 0xffff_f000, t);
     let mut b = Side::new(Mode::FtFw, 7, t);
     let mut link = Link::lossy(loss, seed);
@@ -539,7 +563,7 @@ fn lossy_run(flows: u32, loss: u64, seed: u64) {
         b.e.stats().lost,
         a.e.stats().retransmitted,
         a.e.stats().datagrams_sent,
-        t.0 / 1000
+        t.millis() / 1000
     );
 }
 

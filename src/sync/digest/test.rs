@@ -173,13 +173,13 @@ fn round(
 
 fn pair(cfg: Config) -> (AntiEntropy, AntiEntropy) {
     (
-        AntiEntropy::new(cfg, Instant(0)),
-        AntiEntropy::new(cfg, Instant(0)),
+        AntiEntropy::new(cfg, Instant::from_millis(0)),
+        AntiEntropy::new(cfg, Instant::from_millis(0)),
     )
 }
 
 fn period(n: u64) -> Instant {
-    Instant(0) + DEFAULT_PERIOD * n as u32
+    Instant::from_millis(0) + DEFAULT_PERIOD * n as u32
 }
 
 #[test]
@@ -219,12 +219,12 @@ fn agreeing_tables_cost_one_digest_top_per_table() {
     let (mut s, mut r) = pair(Config::default());
     let mut internal = Mem::default();
     for i in 0..1000 {
-        put_ct(&mut internal, &ct(i, 0x18e), Instant(0));
+        put_ct(&mut internal, &ct(i, 0x18e), Instant::from_millis(0));
     }
-    put_exp(&mut internal, &exp(1, 0), Instant(0));
+    put_exp(&mut internal, &exp(1, 0), Instant::from_millis(0));
     let mut external = internal.clone();
     assert!(
-        s.on_timer(Instant(1), &internal, &Mem::default())
+        s.on_timer(Instant::from_millis(1), &internal, &Mem::default())
             .send
             .is_empty(),
         "before the period"
@@ -243,21 +243,21 @@ fn one_round_repairs_missing_stale_and_changed() {
     let (mut s, mut r) = pair(Config::default());
     let mut internal = Mem::default();
     for i in 0..5000 {
-        put_ct(&mut internal, &ct(i, 0x18e), Instant(0));
+        put_ct(&mut internal, &ct(i, 0x18e), Instant::from_millis(0));
     }
     for i in 0..50 {
-        put_exp(&mut internal, &exp(i, 0), Instant(0));
+        put_exp(&mut internal, &exp(i, 0), Instant::from_millis(0));
     }
     let mut external = internal.clone();
     // Missing on R, stale on R, a different value on R; in both tables.
     external.t[0]
         .remove(&postcard::to_allocvec(&ct_key_of(&ct(7, 0))).unwrap());
-    put_ct(&mut external, &ct(900_000, 0x18e), Instant(0));
-    put_ct(&mut external, &ct(42, 0x0e), Instant(0));
+    put_ct(&mut external, &ct(900_000, 0x18e), Instant::from_millis(0));
+    put_ct(&mut external, &ct(42, 0x0e), Instant::from_millis(0));
     external.t[1]
         .remove(&postcard::to_allocvec(&exp_key_of(&exp(3, 0))).unwrap());
-    put_exp(&mut external, &exp(77, 0), Instant(0));
-    put_exp(&mut external, &exp(5, 1), Instant(0));
+    put_exp(&mut external, &exp(77, 0), Instant::from_millis(0));
+    put_exp(&mut external, &exp(5, 1), Instant::from_millis(0));
     assert!(!same(&internal, &external));
     let out = round(period(1), &mut s, &mut r, &internal, &mut external);
     assert!(same(&internal, &external), "{out:?}");
@@ -287,7 +287,7 @@ impl Lcg {
 fn big(n: u32) -> Mem {
     let mut m = Mem::default();
     for i in 0..n {
-        put_ct(&mut m, &ct(i, 0x18e), Instant(0));
+        put_ct(&mut m, &ct(i, 0x18e), Instant::from_millis(0));
     }
     m
 }
@@ -306,8 +306,12 @@ fn converge(cfg: Config) -> u64 {
                     &postcard::to_allocvec(&ct_key_of(&ct(i, 0))).unwrap(),
                 );
             }
-            1 => put_ct(&mut external, &ct(200_000 + i, 0x18e), Instant(0)),
-            _ => put_ct(&mut external, &ct(i, 0x08), Instant(0)),
+            1 => put_ct(
+                &mut external,
+                &ct(200_000 + i, 0x18e),
+                Instant::from_millis(0),
+            ),
+            _ => put_ct(&mut external, &ct(i, 0x08), Instant::from_millis(0)),
         }
     }
     let mut rounds = 0;
@@ -355,7 +359,7 @@ fn datagram_bytes(msgs: &[Msg]) -> usize {
 #[test]
 fn digest_at_rest_for_100k_entries_is_under_one_percent() {
     let internal = big(100_000);
-    let mut s = AntiEntropy::new(Config::default(), Instant(0));
+    let mut s = AntiEntropy::new(Config::default(), Instant::from_millis(0));
     let tops = s.on_timer(period(1), &internal, &Mem::default()).send;
     let per_period = datagram_bytes(&tops);
     let initial = 100_000 * 27;
@@ -457,7 +461,7 @@ fn forged_digest_messages_are_harmless() {
     let internal = big(20_000);
     let mut external = internal.clone();
     let none = Mem::default();
-    let now = Instant(5);
+    let now = Instant::from_millis(5);
     // An unsolicited Prune deletes nothing.
     let prune = |bucket, sub, lo, hi| Msg::Prune {
         table: Table::Ct,
@@ -533,7 +537,7 @@ fn a_prune_spares_entries_written_after_it_was_asked_for() {
     let mut internal = big(1000);
     let mut external = internal.clone();
     let none = Mem::default();
-    put_ct(&mut external, &ct(5000, 1), Instant(0)); // stale
+    put_ct(&mut external, &ct(5000, 1), Instant::from_millis(0)); // stale
     let now = period(1);
     let tops = s.on_timer(now, &internal, &none).send;
     let subs = r.on_msg(now, &tops[0], &none, &external).send;
@@ -609,7 +613,11 @@ fn a_restart_during_a_storm_is_repaired_in_one_period() {
             .remove(&postcard::to_allocvec(&ct_key_of(&ct(i, 0))).unwrap());
     }
     for i in 0..2000 {
-        put_ct(&mut external, &ct(300_000 + i, 0x18e), Instant(0));
+        put_ct(
+            &mut external,
+            &ct(300_000 + i, 0x18e),
+            Instant::from_millis(0),
+        );
     }
     let out = round(period(1), &mut s, &mut r, &internal, &mut external);
     assert!(same(&internal, &external));

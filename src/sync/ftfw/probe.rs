@@ -268,9 +268,13 @@ mod test {
     fn probes_back_off_and_stop_without_an_answer() {
         let mut p = TailProbe::default();
         assert_eq!(p.due(false), None, "nothing unacknowledged");
-        p.data_sent(Instant(100));
+        p.data_sent(Instant::from_millis(100));
         let mut at = p.due(true).unwrap();
-        assert_eq!(at, Instant(105), "a quiet period after the data");
+        assert_eq!(
+            at,
+            Instant::from_millis(105),
+            "a quiet period after the data"
+        );
         let mut gaps = Vec::new();
         while let Some(next) = p.due(true) {
             gaps.push(next.since(at).as_millis() as u64);
@@ -291,8 +295,8 @@ mod test {
     #[test]
     fn a_peer_heard_lately_is_probed_at_the_timeout_before_any_backoff() {
         let mut p = TailProbe::default();
-        p.heard(Instant(90));
-        p.data_sent(Instant(100));
+        p.heard(Instant::from_millis(90));
+        p.data_sent(Instant::from_millis(100));
         let mut at = p.due(true).unwrap();
         let mut gaps = Vec::new();
         while let Some(next) = p.due(true) {
@@ -313,65 +317,104 @@ mod test {
         // Heard 3 s or more before: a gone peer, backed off from the start
         // (the first wait after the first probe is one timeout).
         let mut p = TailProbe::default();
-        p.heard(Instant(0));
-        p.data_sent(Instant(3000));
-        p.probed(Seq(7), Instant(3005));
-        p.probed(Seq(7), Instant(3055));
-        assert_eq!(p.due(true), Some(Instant(3155)), "doubled");
+        p.heard(Instant::from_millis(0));
+        p.data_sent(Instant::from_millis(3000));
+        p.probed(Seq(7), Instant::from_millis(3005));
+        p.probed(Seq(7), Instant::from_millis(3055));
+        assert_eq!(p.due(true), Some(Instant::from_millis(3155)), "doubled");
     }
 
     #[test]
     fn a_nack_measures_the_round_trip_unless_it_may_answer_an_alive() {
         let mut p = TailProbe::default();
         // A NACK of 10..=11 provoked by 12, sent at 100, back at 104.
-        p.nacked(Seq(12), Instant(100), Instant(104));
+        p.nacked(
+            Seq(12),
+            Instant::from_millis(100),
+            Instant::from_millis(104),
+        );
         assert_eq!(p.rtt().smoothed(), Some(ms(4)));
         // An ALIVE announced 20: a NACK ending at 19 may answer it, sent
         // before 20 went out, and measures nothing.
         p.announced(Seq(20));
-        p.nacked(Seq(20), Instant(200), Instant(201));
+        p.nacked(
+            Seq(20),
+            Instant::from_millis(200),
+            Instant::from_millis(201),
+        );
         assert_eq!(p.rtt().smoothed(), Some(ms(4)));
         // Not newer than a NACK before it: maybe a repeat, sent later.
-        p.nacked(Seq(18), Instant(150), Instant(210));
+        p.nacked(
+            Seq(18),
+            Instant::from_millis(150),
+            Instant::from_millis(210),
+        );
         assert_eq!(p.rtt().smoothed(), Some(ms(4)));
-        p.nacked(Seq(26), Instant(298), Instant(310));
+        p.nacked(
+            Seq(26),
+            Instant::from_millis(298),
+            Instant::from_millis(310),
+        );
         assert_eq!(p.rtt().smoothed(), Some(ms(5)), "(7 × 4 + 12) / 8");
-        p.probed(Seq(30), Instant(300));
-        p.nacked(Seq(30), Instant(301), Instant(302));
+        p.probed(Seq(30), Instant::from_millis(300));
+        p.nacked(
+            Seq(30),
+            Instant::from_millis(301),
+            Instant::from_millis(302),
+        );
         assert_eq!(p.rtt().smoothed(), Some(ms(5)), "the probe's number");
     }
 
     #[test]
     fn a_probe_chases_what_its_answer_made_us_resend() {
         let mut p = TailProbe::default();
-        p.data_sent(Instant(0));
-        p.probed(Seq(10), Instant(5));
-        assert_eq!(p.answered(Seq(9), Instant(9)), Some(Seq(10)));
-        p.chase(Instant(9));
+        p.data_sent(Instant::from_millis(0));
+        p.probed(Seq(10), Instant::from_millis(5));
+        assert_eq!(p.answered(Seq(9), Instant::from_millis(9)), Some(Seq(10)));
+        p.chase(Instant::from_millis(9));
         // Until the resent data is out, the quiet rule (4 ms measured).
-        assert_eq!(p.due(true), Some(Instant(9)));
-        p.data_sent(Instant(9));
-        assert_eq!(p.due(true), Some(Instant(13)), "same millisecond");
+        assert_eq!(p.due(true), Some(Instant::from_millis(9)));
+        p.data_sent(Instant::from_millis(9));
+        assert_eq!(
+            p.due(true),
+            Some(Instant::from_millis(13)),
+            "same millisecond"
+        );
         // Once it is out, at once; the probe ends the chase.
-        p.data_sent(Instant(11));
-        assert_eq!(p.due(true), Some(Instant(11)));
-        p.probed(Seq(12), Instant(11));
-        assert_eq!(p.answered(Seq(11), Instant(15)), Some(Seq(12)));
-        p.data_sent(Instant(16));
-        assert_eq!(p.due(true), Some(Instant(20)), "quiet again");
+        p.data_sent(Instant::from_millis(11));
+        assert_eq!(p.due(true), Some(Instant::from_millis(11)));
+        p.probed(Seq(12), Instant::from_millis(11));
+        assert_eq!(
+            p.answered(Seq(11), Instant::from_millis(15)),
+            Some(Seq(12))
+        );
+        p.data_sent(Instant::from_millis(16));
+        assert_eq!(p.due(true), Some(Instant::from_millis(20)), "quiet again");
     }
 
     #[test]
     fn an_answer_must_reach_the_probe_and_measures_the_round_trip() {
         let mut p = TailProbe::default();
-        p.data_sent(Instant(0));
-        assert_eq!(p.answered(Seq(9), Instant(1)), None, "no probe out");
-        p.probed(Seq(10), Instant(5));
-        assert_eq!(p.answered(Seq(8), Instant(7)), None, "short of it");
-        assert_eq!(p.answered(Seq(9), Instant(12)), Some(Seq(10)));
+        p.data_sent(Instant::from_millis(0));
+        assert_eq!(
+            p.answered(Seq(9), Instant::from_millis(1)),
+            None,
+            "no probe out"
+        );
+        p.probed(Seq(10), Instant::from_millis(5));
+        assert_eq!(
+            p.answered(Seq(8), Instant::from_millis(7)),
+            None,
+            "short of it"
+        );
+        assert_eq!(p.answered(Seq(9), Instant::from_millis(12)), Some(Seq(10)));
         assert_eq!(p.rtt().smoothed(), Some(ms(7)));
-        assert_eq!(p.answered(Seq(9), Instant(13)), None, "answered once");
+        assert_eq!(
+            p.answered(Seq(9), Instant::from_millis(13)),
+            None,
+            "answered once"
+        );
         // The next probe waits for the quiet period after it.
-        assert_eq!(p.due(true), Some(Instant(5) + ms(7)));
+        assert_eq!(p.due(true), Some(Instant::from_millis(5) + ms(7)));
     }
 }

@@ -28,8 +28,11 @@
 //! ```
 //!
 //! A peer's session is believed only once it answered a challenge, so a
-//! datagram reaches the other node's caches only after a round trip, and
-//! every datagram waits up to `TX_COALESCE` (2 ms) before it leaves.
+//! datagram reaches the other node's caches only after a round trip. A
+//! change waits for company up to `TX_IDLE` (200 µs) after the last input
+//! and `TX_COALESCE` (2 ms) at most; a report, a challenge or a resend
+//! leaves at once. The transcripts' clock counts whole milliseconds: a
+//! deadline shows as the next one (`poll_at 11` for 10.2 ms).
 //! `meet` plays that conversation out: it delivers whatever waits for a
 //! running node, else runs the earliest timer due within `TX_COALESCE`
 //! (moving the clock there), and again, until nothing waits and no such
@@ -176,8 +179,10 @@ impl Run {
             }
             ["timer"] => self.feed(i, Input::Timer),
             ["poll"] => {
-                let at =
-                    self.fws[i].node.as_ref().map(|n| n.poll_at().millis());
+                let at = self.fws[i]
+                    .node
+                    .as_ref()
+                    .map(|n| n.poll_at().micros().div_ceil(1000));
                 self.say(format!(
                     "poll_at {}",
                     at.map_or("-".into(), |t| t.to_string())
@@ -313,7 +318,8 @@ impl Run {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, fw)| {
-                    let at = fw.node.as_ref()?.poll_at().millis();
+                    let at =
+                        fw.node.as_ref()?.poll_at().micros().div_ceil(1000);
                     (at <= self.now + window).then_some((at, i))
                 })
                 .min();

@@ -19,12 +19,14 @@ const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 /// When a wake-up of the event loop found only a few events (fewer than
 /// [`GATHER_BELOW`]), the next wake-up lets more gather for this long
 /// before reading: the loop's cost is per wake-up (a dozen system calls and
-/// two context switches), not per event, and the events are sent at most
-/// every `TX_COALESCE` (2 ms) anyway. Measured on `benches/bench.py`'s
-/// sender: about a third of the CPU per entry, lag unchanged
-/// (results/wave4-tx-sender.md). Under a backlog, when a wake-up reads
-/// many, there is no pause.
-const GATHER: Duration = Duration::from_micros(500);
+/// two context switches), not per event. At 500 µs it saved about a third
+/// of the sender's CPU per entry (results/wave4-tx-sender.md); but a
+/// burst's last events wait for it too, before `node::TX_IDLE`. At
+/// 100 µs, the sender's CPU per entry in `benches/bench.py` is the same
+/// within the run-to-run spread, and the tail is 400 µs shorter
+/// (results/wave8-*). Under a backlog, when a wake-up reads many, there
+/// is no pause.
+const GATHER: Duration = Duration::from_micros(100);
 /// See [`GATHER`].
 const GATHER_BELOW: usize = 16;
 

@@ -43,6 +43,7 @@ mod resync_races;
 mod snapshot;
 #[cfg(test)]
 mod test_support;
+mod tx_timing;
 
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ pub use io::{
     Purpose, Work,
 };
 pub use snapshot::{CacheView, Counters, Snapshot};
+#[cfg(test)]
+pub(crate) use tx_timing::TxState;
+pub(crate) use tx_timing::TxTiming;
 
 use crate::cache::Cache;
 use crate::config::{Config, Mode};
@@ -61,6 +65,12 @@ use crate::time::Instant;
 /// Changes wait at most this long for more to fill a datagram: a burst of
 /// kernel events then leaves in full datagrams instead of one each.
 pub const TX_COALESCE: Duration = Duration::from_millis(2);
+/// ... but no longer than this after the last input: a burst's tail
+/// leaves as soon as nothing more follows, instead of waiting out
+/// [`TX_COALESCE`] (see [`tx_timing`]). Longer than the gaps between the
+/// event loop's reads during a burst (`kernel::events::GATHER` plus the
+/// reading), so a burst still leaves in full datagrams.
+pub const TX_IDLE: Duration = Duration::from_micros(200);
 /// Keys that fill about one datagram: send at once.
 pub const TX_FULL: usize = 48;
 
@@ -102,7 +112,7 @@ pub struct Node {
     /// DisableInternalCache: expectations waiting for their master's
     /// Filter verdict, in the order of their `Work::Get` jobs.
     master_checks: kernel_side::MasterChecks,
-    tx_due: Option<Instant>,
+    tx: TxTiming,
     tx_buf: Vec<u8>,
     commit: Option<Running>,
     /// A commit split in two jobs: its first stage's keys and outcome.
@@ -209,7 +219,7 @@ impl Node {
             purged_ct: Default::default(),
             purged_exp: Default::default(),
             master_checks: Default::default(),
-            tx_due: None,
+            tx: TxTiming::default(),
             tx_buf: vec![0; max_datagram],
             commit: None,
             commit_first: None,
@@ -261,6 +271,8 @@ impl Node {
 
     /// Handles one input; returns everything it caused.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) -> Outbox {
+        // The timer's input is no news: it must not put off a flush.
+        let news = !matches!(input, Input::Timer);
         match input {
             Input::Kernel(msg, origin) => self.kernel_event(now, msg, origin),
             Input::KernelUndecodable => self.counters.events_unknown += 1,
@@ -290,6 +302,9 @@ impl Node {
             Input::Timer => self.timers(now),
             Input::Job(c) => self.job_done(now, c),
         }
+        if news {
+            self.tx.news(now);
+        }
         self.transmit(now);
         std::mem::take(&mut self.out)
     }
@@ -306,7 +321,7 @@ impl Node {
             self.purge_at,
             self.overrun_resync_at,
             self.next_poll,
-            self.tx_due,
+            self.tx.poll_at(),
             anti_entropy,
             self.activity.poll_at(),
         ]

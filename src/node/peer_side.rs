@@ -1,14 +1,11 @@
 //! The peer side of a node: datagrams in (into the external cache, or
 //! straight into the kernel with DisableExternalCache) and datagrams out
-//! (coalesced: changes wait up to [`TX_COALESCE`] for more to fill a
-//! datagram); per link, what was refused and which protocol the peer
+//! (when, [`super::tx_timing`] says); per link, what was refused and which protocol the peer
 //! speaks (the switch between ctsyncd's and conntrackd's is
 //! [`crate::sync::Switch`]'s; its one notice line is written here, where
 //! the link is known).
 
-use super::{
-    Internal, Job, LinkView, Node, Purpose, TX_COALESCE, TX_FULL, Work,
-};
+use super::{Internal, Job, LinkView, Node, Purpose, Work, tx_timing::TxState};
 use crate::config::{NatByteOrder, Transport};
 use crate::sync::{Apply, CtdRefused, Protocol, Received};
 use crate::time::Instant;
@@ -175,18 +172,22 @@ impl Node {
         }
     }
 
-    /// Sends what the engine has, once a datagram's worth is waiting or
-    /// the oldest change has waited [`TX_COALESCE`].
+    /// Sends what the engine has when [`super::tx_timing`] says so, and
+    /// tells the engine when the inputs paused.
     pub(super) fn transmit(&mut self, now: Instant) {
-        if !self.engine.wants_transmit() {
-            self.tx_due = None;
+        let state = TxState {
+            pending: self.engine.wants_transmit(),
+            keys: self.engine.queue_lengths().0,
+            urgent: self.engine.is_urgent(),
+            idle: self.engine.is_idle(),
+        };
+        let step = self.tx.step(now, state);
+        if step.paused {
+            self.engine.paused(now);
+        }
+        if !step.flush {
             return;
         }
-        let due = *self.tx_due.get_or_insert(now + TX_COALESCE);
-        if now < due && self.engine.queue_lengths().0 < TX_FULL {
-            return;
-        }
-        self.tx_due = None;
         loop {
             let src = Internal {
                 ct: &self.internal_ct,

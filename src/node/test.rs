@@ -213,7 +213,7 @@ fn event(kind: Kind, object: Object) -> Message {
 
 /// Sends what `a` has (without waiting for the transmit coalescing).
 fn send_now(a: &mut Fw, now: Instant) -> Vec<Vec<u8>> {
-    a.node.tx_due = Some(now);
+    a.node.tx.due_now(now);
     a.feed(now, Input::Timer);
     std::mem::take(&mut a.wire)
 }
@@ -547,6 +547,39 @@ fn hash_limit_bounds_the_caches_and_counts_refusals() {
 }
 
 #[test]
+fn a_burst_leaves_every_coalescing_period_and_its_tail_once_it_pauses() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    // Between the engine's once-a-second ticks (whose ALIVE goes at
+    // once), after the first.
+    let t0 = Instant::from_millis(1500);
+    let at = |us: u64| t0 + Duration::from_micros(us);
+    // The loop's part: timers when due, then the change.
+    let mut sent_at = Vec::new();
+    let run_timers = |fw: &mut Fw, until: Instant, sent_at: &mut Vec<_>| {
+        while fw.poll_at() <= until {
+            let p = fw.poll_at();
+            fw.feed(p, Input::Timer);
+            sent_at.extend(fw.wire.drain(..).map(|_| p));
+        }
+    };
+    // A change every 150 µs for 3 ms: each puts the flush off by TX_IDLE,
+    // so only the coalescing period (from the oldest change) sends, and
+    // the tail leaves TX_IDLE after the last.
+    run_timers(&mut fw, t0 - Duration::from_micros(1), &mut Vec::new());
+    for i in 0..=20u16 {
+        let e = at(u64::from(i) * 150);
+        run_timers(&mut fw, e, &mut sent_at);
+        let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80));
+        ct.reply = Some(ct.orig.inverse());
+        let msg = event(Kind::New, Object::Ct(ct));
+        fw.feed(e, Input::Kernel(msg, Origin::NotMe));
+        sent_at.extend(fw.wire.drain(..).map(|_| e));
+    }
+    run_timers(&mut fw, at(3000) + TX_COALESCE, &mut sent_at);
+    assert_eq!(sent_at, vec![t0 + TX_COALESCE, at(3000) + TX_IDLE]);
+}
+
+#[test]
 fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
     let c = cfg("", "FTFW { PurgeTimeout 5 }", "");
     let mut fw = node(c, 1);
@@ -559,12 +592,17 @@ fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
         status_of(&fw.control(Instant::from_millis(0), Request::ResetTimers)),
         Some(&Status::Ok)
     );
-    // The queued change's coalescing timer comes first, then FT-FW's tail
-    // probe (the sent change is unacknowledged, the link quiet for 5 ms);
-    // the purge is due at 5 s.
-    assert_eq!(fw.poll_at(), Instant::from_millis(0) + TX_COALESCE);
-    fw.tick(Instant::from_millis(2));
-    assert_eq!(fw.poll_at(), Instant::from_millis(2 + 5));
+    // The queued change leaves once nothing new came for TX_IDLE, then
+    // FT-FW's tail probe is due (the sent change is unacknowledged, the
+    // link quiet for 5 ms); the purge is due at 5 s.
+    let sent = Instant::from_millis(0) + TX_IDLE;
+    assert_eq!(fw.poll_at(), sent);
+    fw.wire.clear();
+    fw.feed(sent - Duration::from_micros(1), Input::Timer);
+    assert!(fw.wire.is_empty(), "not before TX_IDLE");
+    fw.feed(sent, Input::Timer);
+    assert_eq!(fw.wire.len(), 1);
+    assert_eq!(fw.poll_at(), sent + Duration::from_millis(5));
     assert!(fw.tick(Instant::from_millis(4000)).is_empty());
     assert_eq!(
         fw.tick(Instant::from_millis(5000)),

@@ -253,6 +253,17 @@ impl Engine {
         self.tx.is_pending()
     }
 
+    /// True when what waits must not be held back for more changes (a
+    /// report, a probe, a resend: see `tx`).
+    pub fn is_urgent(&self) -> bool {
+        self.tx.is_urgent()
+    }
+
+    /// The node's inputs paused at `now` ([`SyncMode::paused`]).
+    pub fn paused(&mut self, now: Instant) {
+        self.mode.get_mut().paused(now);
+    }
+
     /// True when nothing waits to be sent or acknowledged.
     pub fn is_idle(&self) -> bool {
         !self.tx.is_pending() && self.resend_len() == 0

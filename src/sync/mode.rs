@@ -50,6 +50,10 @@ pub(crate) trait SyncMode {
     /// The time [`SyncMode::wake_at`] gave has come.
     fn wake(&mut self, _now: Instant, _cx: &mut Cx<'_>) {}
 
+    /// The node's inputs paused at `now` (nothing new for a moment): the
+    /// likely end of a burst. What it sends at `now` follows the call.
+    fn paused(&mut self, _now: Instant) {}
+
     /// Data message `seq` went out at `now`.
     fn sent(&mut self, _seq: Seq, _what: Sent, _now: Instant, _: &mut Stats) {}
 

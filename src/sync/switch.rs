@@ -243,6 +243,19 @@ impl Switch {
         }
     }
 
+    /// The ctsyncd engine's [`super::Engine::is_urgent`] while it is the
+    /// one that sends (conntrackd's protocol keeps its own timing).
+    pub fn is_urgent(&self) -> bool {
+        match &self.ctd {
+            Some(_) => self.ctsyncd_heard.is_some() && self.ct.is_urgent(),
+            None => self.stream_hold.is_none() && self.ct.is_urgent(),
+        }
+    }
+
+    pub fn paused(&mut self, now: Instant) {
+        self.ct.paused(now);
+    }
+
     pub fn is_idle(&self) -> bool {
         match &self.ctd {
             Some(c) => c.is_idle(),

@@ -79,6 +79,36 @@ pub(super) fn pump(
 }
 
 #[test]
+fn a_report_and_a_resend_are_urgent_a_change_is_not() {
+    let t = Instant::from_millis(0);
+    let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    // Three datagrams, one message each: the second is lost.
+    for p in 1..=3 {
+        let c = ct(p);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+        assert!(a.wants_transmit() && !a.is_urgent(), "a change may wait");
+        assert_eq!(pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| p != 2), 1);
+        assert!(!a.is_urgent(), "sent");
+        if p == 1 {
+            assert!(!b.is_urgent(), "nothing to report yet");
+        }
+    }
+    // B found the gap: its NACK must not wait for more.
+    assert!(b.is_urgent(), "a NACK is urgent");
+    let mut none = MapSource::default();
+    assert!(pump(&mut b, &b_ext, &mut a, &mut none, t, |_| true) > 0);
+    assert!(!b.is_urgent());
+    // A resends the lost one: urgent too.
+    assert!(a.is_urgent(), "a resend is urgent");
+    assert_eq!(pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true), 1);
+    assert!(!a.is_urgent() && !a.wants_transmit());
+    assert_eq!(b_ext.cts.len(), 3);
+}
+
+#[test]
 fn changes_coalesce_and_reach_the_peer() {
     let t = Instant::from_millis(0);
     let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);

@@ -49,6 +49,9 @@ pub(crate) struct Transmit {
     last_tx: Instant,
     /// The ACKs and NACKs of the last datagram that carried any.
     echo: Vec<Msg>,
+    /// A control message or a resend was queued since the last datagram:
+    /// the peer waits for it (see [`Transmit::is_urgent`]).
+    urgent: bool,
 }
 
 impl Transmit {
@@ -63,6 +66,7 @@ impl Transmit {
             next_seq: first_seq,
             last_tx: now,
             echo: Vec::new(),
+            urgent: false,
         }
     }
 
@@ -77,6 +81,14 @@ impl Transmit {
             || !self.control.is_empty()
             || !self.background.is_empty()
             || self.resync_pending
+    }
+
+    /// True when what waits includes something the peer is waiting for:
+    /// an ACK, NACK or ALIVE (a report, a probe, a handshake) or a resend.
+    /// Those are not held back for more changes to fill the datagram: a
+    /// loss is repaired in round trips, not coalescing periods.
+    pub(crate) fn is_urgent(&self) -> bool {
+        self.urgent && self.is_pending()
     }
 
     /// The sequence number the next data message gets.
@@ -114,6 +126,7 @@ impl Transmit {
     /// Queues a sent message again (resend on NACK or timeout).
     pub(crate) fn requeue(&mut self, sent: Sent, stats: &mut Stats) {
         stats.retransmitted += 1;
+        self.urgent = true;
         match sent {
             Sent::Key(key) => {
                 self.enqueue(key, false, stats);
@@ -126,6 +139,7 @@ impl Transmit {
     /// ACK or ALIVE says more than an old one). The same message twice in
     /// a row is queued once.
     pub(crate) fn control(&mut self, msg: Msg) {
+        self.urgent = true;
         if self.control.back() == Some(&msg) {
             return;
         }
@@ -150,6 +164,7 @@ impl Transmit {
     /// message: the receiver must prove a session before it reads the
     /// ACKs and NACKs that follow in the same datagram.
     pub(crate) fn handshake(&mut self, msg: Msg) {
+        self.urgent = true;
         if self.control.len() >= CONTROL_QUEUE {
             self.control.pop_back();
         }
@@ -158,6 +173,7 @@ impl Transmit {
 
     /// Asks the peer for its whole internal cache in the next datagram.
     pub(crate) fn request_resync(&mut self) {
+        self.urgent = true;
         self.resync_pending = true;
     }
 
@@ -257,6 +273,7 @@ impl Transmit {
     /// Records that a datagram went out at `now`.
     pub(crate) fn transmitted(&mut self, now: Instant) {
         self.last_tx = now;
+        self.urgent = false;
     }
 
     fn take_seq(&mut self) -> Seq {

@@ -337,7 +337,7 @@ impl World {
         let mut t = self.link.next_at().unwrap_or(u64::MAX);
         for fw in &self.fws {
             let Some(node) = &fw.node else { continue };
-            t = t.min(node.poll_at().millis());
+            t = t.min(node.poll_at().micros().div_ceil(1000));
             if let Some((at, _)) = fw.events.front() {
                 t = t.min(*at);
             }
@@ -419,7 +419,7 @@ impl World {
             let due = self.fws[i]
                 .node
                 .as_ref()
-                .is_some_and(|n| n.poll_at().millis() <= now);
+                .is_some_and(|n| n.poll_at().micros().div_ceil(1000) <= now);
             if due {
                 self.feed(i, Input::Timer);
             }

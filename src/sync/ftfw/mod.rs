@@ -60,7 +60,7 @@ impl FtFw {
             resent += 1;
         }
         if resent > 0 {
-            self.probe.chase(cx.now);
+            self.probe.chase(cx.tx.next_seq(), cx.now);
         }
     }
 }
@@ -139,7 +139,11 @@ impl SyncMode for FtFw {
 
     fn sent(&mut self, seq: Seq, what: Sent, now: Instant, stats: &mut Stats) {
         self.resend.push(seq, what, now, stats);
-        self.probe.data_sent(now);
+        self.probe.data_sent(seq, now);
+    }
+
+    fn paused(&mut self, now: Instant) {
+        self.probe.paused(now);
     }
 
     fn wake_at(&self) -> Option<Instant> {

@@ -3,7 +3,15 @@
 //! it was lost), instead of waiting for the retransmission timer.
 //!
 //! - After a short quiet period with unacknowledged data, the sender
-//!   announces its next number (an ALIVE: the *probe*). The receiver
+//!   announces its next number (an ALIVE: the *probe*). The quiet period
+//!   is longer than the gaps between a burst's datagrams, so a burst is
+//!   not probed between them. But once the node's inputs paused (the
+//!   likely end of a burst) on a link that lost something lately
+//!   ([`LOSSY_FOR`]), the probe goes at once, in a datagram of its own
+//!   after the tail's: it is lost with the tail only one time in
+//!   twenty-five (at 20 % loss), and a lost tail costs a round trip. A
+//!   clean link pays nothing; a lossy one, a probe and its answer per
+//!   pause. The receiver
 //!   answers every ALIVE with what it knows: it NACKs a tail it never
 //!   saw, ACKs its open run, or repeats its last report (`rx`).
 //! - An answer (an ACK or NACK reaching the probe's last number) proves
@@ -40,7 +48,14 @@ const RTO_DEFAULT: Duration = Duration::from_millis(50);
 /// Bounds of the quiet period and of the retransmission timeout.
 const QUIET_MIN: Duration = Duration::from_millis(3);
 const QUIET_MAX: Duration = Duration::from_millis(50);
-const RTO_MIN: Duration = Duration::from_millis(5);
+const RTO_MIN: Duration = Duration::from_micros(500);
+/// The least spread the timeout allows above the smoothed round trip
+/// (RFC 6298's clock granularity G): a steady LAN round trip must not
+/// leave a timeout that the peer's scheduling alone exceeds.
+const RTO_SPREAD_MIN: Duration = Duration::from_micros(250);
+/// A NACK (or an answer that made us resend) this recent makes the link
+/// lossy for the pause rule.
+pub(crate) const LOSSY_FOR: Duration = Duration::from_secs(10);
 /// Probes sent without an answer before probing stops (until an answer,
 /// or the peer restarts); the retransmission timer still runs.
 pub(crate) const MAX_PROBES: u32 = 10;
@@ -50,7 +65,7 @@ pub(crate) const MAX_PROBES: u32 = 10;
 /// 10 000.
 pub(crate) const FAST_PROBES: u32 = 8;
 
-/// Smoothed round trip (RFC 6298's estimator, in milliseconds).
+/// Smoothed round trip (RFC 6298's estimator, in microseconds).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Rtt {
     srtt: Option<u64>,
@@ -60,7 +75,7 @@ pub(crate) struct Rtt {
 impl Rtt {
     /// One round-trip sample.
     pub(crate) fn sample(&mut self, r: Duration) {
-        let r = r.as_millis() as u64;
+        let r = u64::try_from(r.as_micros()).unwrap_or(u64::MAX / 8);
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -75,15 +90,16 @@ impl Rtt {
 
     /// The smoothed round trip, once measured.
     pub(crate) fn smoothed(&self) -> Option<Duration> {
-        self.srtt.map(Duration::from_millis)
+        self.srtt.map(Duration::from_micros)
     }
 
     /// How long to wait for an answer.
     pub(crate) fn rto(&self) -> Duration {
         match self.srtt {
             None => RTO_DEFAULT,
-            Some(s) => Duration::from_millis(s + (4 * self.rttvar).max(2))
-                .clamp(RTO_MIN, ALIVE_INTERVAL),
+            Some(s) => (Duration::from_micros(s)
+                + Duration::from_micros(4 * self.rttvar).max(RTO_SPREAD_MIN))
+            .clamp(RTO_MIN, ALIVE_INTERVAL),
         }
     }
 
@@ -98,8 +114,14 @@ impl Rtt {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TailProbe {
     rtt: Rtt,
-    /// When the last data message went out.
+    /// When the last data message went out, and its number.
     last_data: Instant,
+    last_seq: Option<Seq>,
+    /// When the node's inputs last paused.
+    paused_at: Option<Instant>,
+    /// When the peer last NACKed something new, or answered a probe in a
+    /// way that made us resend.
+    lost_at: Option<Instant>,
     /// The last probe: the number it announced, and when it went out.
     last: Option<(Seq, Instant)>,
     /// Probes sent since the peer last answered one.
@@ -110,9 +132,9 @@ pub(crate) struct TailProbe {
     announced: Option<Seq>,
     /// The highest number after a NACKed gap so far.
     nacked: Option<Seq>,
-    /// When an answer made us resend: the next probe follows the first
-    /// data sent after it.
-    chase: Option<Instant>,
+    /// When an answer made us resend, the number the resent data starts
+    /// at: the next probe follows it.
+    chase: Option<Seq>,
 }
 
 impl TailProbe {
@@ -136,9 +158,31 @@ impl TailProbe {
         }
     }
 
-    /// A data message went out at `now`.
-    pub(crate) fn data_sent(&mut self, now: Instant) {
+    /// The node's inputs paused at `now`.
+    pub(crate) fn paused(&mut self, now: Instant) {
+        self.paused_at = Some(now);
+    }
+
+    /// Data message `seq` went out at `now`.
+    pub(crate) fn data_sent(&mut self, seq: Seq, now: Instant) {
         self.last_data = now;
+        self.last_seq = Some(seq);
+    }
+
+    /// When the first probe is due after the link went quiet at `from`:
+    /// the quiet period later, or at a pause that came since, on a link
+    /// that lost something lately (see the module notes).
+    fn first_probe(&self, from: Instant) -> Instant {
+        let quiet = from + self.rtt.quiet();
+        match self.paused_at {
+            Some(p)
+                if p >= from
+                    && self.lost_at.is_some_and(|t| p.since(t) < LOSSY_FOR) =>
+            {
+                quiet.min(p)
+            }
+            _ => quiet,
+        }
     }
 
     /// When the next probe is due, given that something is still
@@ -162,21 +206,23 @@ impl TailProbe {
                 Some(at + backoff)
             }
             Some((_, at)) => {
-                let quiet = self.last_data.max(at) + self.rtt.quiet();
-                // Strictly after: data sent in the answer's millisecond
+                let quiet = self.first_probe(self.last_data.max(at));
+                // By number, not time: data sent at the answer's instant
                 // may have gone before the resend was queued.
-                match self.chase {
-                    Some(c) if self.last_data > c => Some(self.last_data),
+                match (self.chase, self.last_seq) {
+                    (Some(c), Some(s)) if s >= c => Some(self.last_data),
                     _ => Some(quiet),
                 }
             }
-            None => Some(self.last_data + self.rtt.quiet()),
+            None => Some(self.first_probe(self.last_data)),
         }
     }
 
-    /// An answer at `now` made us resend: chase it (see the module notes).
-    pub(crate) fn chase(&mut self, now: Instant) {
-        self.chase = Some(now);
+    /// An answer at `now` made us resend, from number `next` on: chase it
+    /// (see the module notes).
+    pub(crate) fn chase(&mut self, next: Seq, now: Instant) {
+        self.chase = Some(next);
+        self.lost_at = Some(now);
     }
 
     /// An ALIVE that is no probe (the keepalive) announces `next`.
@@ -201,6 +247,7 @@ impl TailProbe {
             return;
         }
         self.nacked = Some(after_gap);
+        self.lost_at = Some(now);
         if self.announced != Some(after_gap) {
             self.rtt.sample(now.since(sent));
         }
@@ -262,13 +309,19 @@ mod test {
         }
         assert_eq!(r.rto(), ALIVE_INTERVAL, "capped");
         assert_eq!(r.quiet(), QUIET_MAX, "capped");
+        // A LAN's round trip is kept to the microsecond; its timeout is
+        // the floor.
+        let mut r = Rtt::default();
+        r.sample(Duration::from_micros(60));
+        assert_eq!(r.smoothed(), Some(Duration::from_micros(60)));
+        assert_eq!(r.rto(), RTO_MIN);
     }
 
     #[test]
     fn probes_back_off_and_stop_without_an_answer() {
         let mut p = TailProbe::default();
         assert_eq!(p.due(false), None, "nothing unacknowledged");
-        p.data_sent(Instant::from_millis(100));
+        p.data_sent(Seq(1), Instant::from_millis(100));
         let mut at = p.due(true).unwrap();
         assert_eq!(
             at,
@@ -296,7 +349,7 @@ mod test {
     fn a_peer_heard_lately_is_probed_at_the_timeout_before_any_backoff() {
         let mut p = TailProbe::default();
         p.heard(Instant::from_millis(90));
-        p.data_sent(Instant::from_millis(100));
+        p.data_sent(Seq(1), Instant::from_millis(100));
         let mut at = p.due(true).unwrap();
         let mut gaps = Vec::new();
         while let Some(next) = p.due(true) {
@@ -318,7 +371,7 @@ mod test {
         // (the first wait after the first probe is one timeout).
         let mut p = TailProbe::default();
         p.heard(Instant::from_millis(0));
-        p.data_sent(Instant::from_millis(3000));
+        p.data_sent(Seq(1), Instant::from_millis(3000));
         p.probed(Seq(7), Instant::from_millis(3005));
         p.probed(Seq(7), Instant::from_millis(3055));
         assert_eq!(p.due(true), Some(Instant::from_millis(3155)), "doubled");
@@ -367,35 +420,67 @@ mod test {
 
     #[test]
     fn a_probe_chases_what_its_answer_made_us_resend() {
+        let t = Instant::from_millis;
         let mut p = TailProbe::default();
-        p.data_sent(Instant::from_millis(0));
-        p.probed(Seq(10), Instant::from_millis(5));
-        assert_eq!(p.answered(Seq(9), Instant::from_millis(9)), Some(Seq(10)));
-        p.chase(Instant::from_millis(9));
-        // Until the resent data is out, the quiet rule (4 ms measured).
-        assert_eq!(p.due(true), Some(Instant::from_millis(9)));
-        p.data_sent(Instant::from_millis(9));
+        p.data_sent(Seq(9), t(0));
+        p.probed(Seq(10), t(5));
+        // Sent after the probe, before its answer.
+        p.data_sent(Seq(10), t(8));
+        assert_eq!(p.answered(Seq(9), t(9)), Some(Seq(10)));
+        // The resend starts at number 11.
+        p.chase(Seq(11), t(9));
+        // Until the resent data is out, the quiet rule (4 ms measured)
+        // after the last data.
+        assert_eq!(p.due(true), Some(t(8 + 4)));
+        // Out at the answer's instant: the probe follows at once.
+        p.data_sent(Seq(11), t(9));
+        assert_eq!(p.due(true), Some(t(9)));
+        // The probe ends the chase.
+        p.probed(Seq(12), t(9));
+        assert_eq!(p.answered(Seq(11), t(13)), Some(Seq(12)));
+        p.data_sent(Seq(12), t(16));
+        assert_eq!(p.due(true), Some(t(20)), "quiet again");
+    }
+
+    #[test]
+    fn after_a_pause_only_a_lossy_link_is_probed_at_once() {
+        let us = Instant::from_micros;
+        let mut p = TailProbe::default();
+        // A clean link: the quiet rule, pause or not (the default before
+        // any round trip is measured).
+        p.data_sent(Seq(1), us(1_000));
+        p.paused(us(1_200));
+        assert_eq!(p.due(true), Some(us(1_000) + QUIET_DEFAULT));
+        // A NACK (a loss, and a 200 µs round trip).
+        p.nacked(Seq(5), us(2_000), us(2_200));
+        p.data_sent(Seq(9), us(3_000));
         assert_eq!(
             p.due(true),
-            Some(Instant::from_millis(13)),
-            "same millisecond"
+            Some(us(3_000) + QUIET_MIN),
+            "no pause since the data: the quiet rule (200 µs raised to its floor)"
         );
-        // Once it is out, at once; the probe ends the chase.
-        p.data_sent(Instant::from_millis(11));
-        assert_eq!(p.due(true), Some(Instant::from_millis(11)));
-        p.probed(Seq(12), Instant::from_millis(11));
-        assert_eq!(
-            p.answered(Seq(11), Instant::from_millis(15)),
-            Some(Seq(12))
-        );
-        p.data_sent(Instant::from_millis(16));
-        assert_eq!(p.due(true), Some(Instant::from_millis(20)), "quiet again");
+        p.paused(us(3_200));
+        assert_eq!(p.due(true), Some(us(3_200)), "at the pause");
+        // Data after the pause: a burst goes on.
+        p.data_sent(Seq(10), us(4_000));
+        assert_eq!(p.due(true), Some(us(4_000) + QUIET_MIN));
+        // No loss for LOSSY_FOR: clean again.
+        let later = us(2_200) + LOSSY_FOR;
+        p.data_sent(Seq(11), later);
+        p.paused(later);
+        assert_eq!(p.due(true), Some(later + QUIET_MIN));
+        // Once probed, an unanswered probe waits for its timeout as ever.
+        p.nacked(Seq(20), later, later + Duration::from_micros(200));
+        p.data_sent(Seq(21), later + ms(1));
+        p.paused(later + ms(1));
+        p.probed(Seq(22), later + ms(1));
+        assert_eq!(p.due(true), Some(later + ms(1) + p.rtt().rto()));
     }
 
     #[test]
     fn an_answer_must_reach_the_probe_and_measures_the_round_trip() {
         let mut p = TailProbe::default();
-        p.data_sent(Instant::from_millis(0));
+        p.data_sent(Seq(1), Instant::from_millis(0));
         assert_eq!(
             p.answered(Seq(9), Instant::from_millis(1)),
             None,

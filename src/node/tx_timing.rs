@@ -1,0 +1,176 @@
+//! When the node's queued changes leave, and when they paused: the
+//! transmit rule, kept apart from the node so the lossy-link simulation
+//! (`sync::test_lossy`) runs the very same rule.
+//!
+//! - Changes wait for more, to leave in full datagrams: at most
+//!   [`TX_COALESCE`] after the oldest, and no longer than [`TX_IDLE`]
+//!   after the last input (a burst's tail leaves as soon as nothing more
+//!   follows). A datagram's worth ([`TX_FULL`] keys) leaves at once.
+//! - What the peer waits for (a report, a probe, a resend: the engine's
+//!   `is_urgent`) leaves at once: a loss is repaired in round trips, not
+//!   coalescing periods.
+//! - The moment the inputs paused for [`TX_IDLE`] while something is
+//!   unacknowledged is reported too: the likely end of a burst, after
+//!   which FT-FW probes its tail within a few round trips on a lossy
+//!   link. An idle engine (a receiver, say) is not woken for it.
+
+use super::{TX_COALESCE, TX_FULL, TX_IDLE};
+use crate::time::Instant;
+
+/// The two transmit deadlines.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TxTiming {
+    /// [`TX_COALESCE`] after the oldest change waiting.
+    due: Option<Instant>,
+    /// [`TX_IDLE`] after the last input that may give something to send.
+    quiet: Option<Instant>,
+}
+
+/// What the engine holds, as the rule needs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxState {
+    /// Something waits to be sent.
+    pub(crate) pending: bool,
+    /// Keys queued.
+    pub(crate) keys: usize,
+    /// Something waiting is a report, a probe or a resend.
+    pub(crate) urgent: bool,
+    /// Nothing waits to be sent or acknowledged.
+    pub(crate) idle: bool,
+}
+
+/// What to do at one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxStep {
+    /// Send everything queued now.
+    pub(crate) flush: bool,
+    /// The inputs paused (tell the engine, before sending).
+    pub(crate) paused: bool,
+}
+
+impl TxTiming {
+    /// An input came at `now` that may give something to send.
+    pub(crate) fn news(&mut self, now: Instant) {
+        self.quiet = Some(now + TX_IDLE);
+    }
+
+    /// The rule at `now`, after an input or at a deadline.
+    pub(crate) fn step(&mut self, now: Instant, s: TxState) -> TxStep {
+        let paused = self.quiet.is_some_and(|q| now >= q);
+        if !s.pending {
+            self.due = None;
+            if paused || s.idle {
+                self.quiet = None;
+            }
+            return TxStep {
+                flush: false,
+                paused,
+            };
+        }
+        let due = *self.due.get_or_insert(now + TX_COALESCE);
+        let quiet = *self.quiet.get_or_insert(now + TX_IDLE);
+        if now < due.min(quiet) && s.keys < TX_FULL && !s.urgent {
+            return TxStep {
+                flush: false,
+                paused: false,
+            };
+        }
+        self.due = None;
+        self.quiet = None;
+        TxStep {
+            flush: true,
+            paused,
+        }
+    }
+
+    /// Makes what waits leave at the next step (tests).
+    #[cfg(test)]
+    pub(crate) fn due_now(&mut self, now: Instant) {
+        self.due = Some(now);
+    }
+
+    /// The next deadline, if any.
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        match (self.due, self.quiet) {
+            (Some(d), Some(q)) => Some(d.min(q)),
+            (d, q) => d.or(q),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use std::time::Duration;
+
+    use super::*;
+
+    const T0: Instant = Instant::from_millis(1000);
+
+    fn state(keys: usize, urgent: bool) -> TxState {
+        TxState {
+            pending: keys > 0 || urgent,
+            keys,
+            urgent,
+            idle: false,
+        }
+    }
+
+    fn at(us: u64) -> Instant {
+        T0 + Duration::from_micros(us)
+    }
+
+    #[test]
+    fn changes_wait_for_more_until_a_pause_or_the_coalescing_period() {
+        let mut t = TxTiming::default();
+        // Changes 150 µs apart: each puts the pause off.
+        for i in 0..=13 {
+            t.news(at(i * 150));
+            let s = t.step(at(i * 150), state(i as usize + 1, false));
+            assert!(!s.flush, "change {i}");
+            assert_eq!(t.poll_at(), Some(at(i * 150 + 200).min(at(2000))));
+        }
+        // The coalescing period ran out (not a pause).
+        let s = t.step(T0 + TX_COALESCE, state(14, false));
+        assert_eq!((s.flush, s.paused), (true, false));
+        // The tail: the pause sends it, and says so.
+        t.news(at(2100));
+        assert!(!t.step(at(2100), state(1, false)).flush);
+        assert_eq!(t.poll_at(), Some(at(2100) + TX_IDLE));
+        let s = t.step(at(2100) + TX_IDLE, state(1, false));
+        assert_eq!((s.flush, s.paused), (true, true));
+        assert_eq!(t.poll_at(), None);
+    }
+
+    #[test]
+    fn a_full_datagram_and_what_the_peer_waits_for_leave_at_once() {
+        let mut t = TxTiming::default();
+        t.news(T0);
+        let s = t.step(T0, state(TX_FULL, false));
+        assert_eq!((s.flush, s.paused), (true, false));
+        t.news(T0);
+        let s = t.step(T0, state(0, true));
+        assert_eq!((s.flush, s.paused), (true, false));
+    }
+
+    #[test]
+    fn a_pause_with_nothing_queued_is_reported_once_unless_idle() {
+        let mut t = TxTiming::default();
+        // Sent, unacknowledged: the pause is still worth a wake-up.
+        let sent = TxState {
+            pending: false,
+            keys: 0,
+            urgent: false,
+            idle: false,
+        };
+        t.news(T0);
+        assert!(!t.step(T0, sent).paused);
+        assert_eq!(t.poll_at(), Some(T0 + TX_IDLE));
+        assert!(t.step(T0 + TX_IDLE, sent).paused);
+        assert_eq!(t.poll_at(), None, "once");
+        // Nothing unacknowledged (a receiver's datagram input): no wake-up.
+        let idle = TxState { idle: true, ..sent };
+        t.news(T0);
+        assert!(!t.step(T0, idle).paused);
+        assert_eq!(t.poll_at(), None);
+    }
+}

@@ -19,14 +19,14 @@ const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 /// When a wake-up of the event loop found only a few events (fewer than
 /// [`GATHER_BELOW`]), the next wake-up lets more gather for this long
 /// before reading: the loop's cost is per wake-up (a dozen system calls and
-/// two context switches), not per event. At 500 µs it saved about a third
-/// of the sender's CPU per entry (results/wave4-tx-sender.md); but a
-/// burst's last events wait for it too, before `node::TX_IDLE`. At
-/// 100 µs, the sender's CPU per entry in `benches/bench.py` is the same
-/// within the run-to-run spread, and the tail is 400 µs shorter
-/// (results/wave8-*). Under a backlog, when a wake-up reads many, there
-/// is no pause.
-const GATHER: Duration = Duration::from_micros(100);
+/// two context switches), not per event. It saved about a third of the
+/// sender's CPU per entry (results/wave4-tx-sender.md). A burst's last
+/// events wait for it too (half of it, on average); at 100 µs the sender
+/// took a fifth more CPU per entry in `benches/bench.py` (0.39 s against
+/// 0.32–0.33 s for 50 000, results/wave8-*), for a lag under loss that
+/// the run-to-run spread hid. Under a backlog, when a wake-up reads many,
+/// there is no pause.
+const GATHER: Duration = Duration::from_micros(500);
 /// See [`GATHER`].
 const GATHER_BELOW: usize = 16;
 

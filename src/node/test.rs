@@ -562,12 +562,15 @@ fn a_burst_leaves_every_coalescing_period_and_its_tail_once_it_pauses() {
             sent_at.extend(fw.wire.drain(..).map(|_| p));
         }
     };
-    // A change every 150 µs for 3 ms: each puts the flush off by TX_IDLE,
-    // so only the coalescing period (from the oldest change) sends, and
-    // the tail leaves TX_IDLE after the last.
+    // A change a little more often than TX_IDLE for 3 ms: each puts the
+    // flush off, so only the coalescing period (from the oldest change)
+    // sends, and the tail leaves TX_IDLE after the last.
+    let gap = TX_IDLE.as_micros() as u64 * 9 / 10;
+    let changes = 3000 / gap;
+    assert!(TX_COALESCE.as_micros() as u64 / gap < TX_FULL as u64);
     run_timers(&mut fw, t0 - Duration::from_micros(1), &mut Vec::new());
-    for i in 0..=20u16 {
-        let e = at(u64::from(i) * 150);
+    for i in 0..changes as u16 {
+        let e = at(u64::from(i) * gap);
         run_timers(&mut fw, e, &mut sent_at);
         let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 1000 + i, 80));
         ct.reply = Some(ct.orig.inverse());
@@ -575,8 +578,9 @@ fn a_burst_leaves_every_coalescing_period_and_its_tail_once_it_pauses() {
         fw.feed(e, Input::Kernel(msg, Origin::NotMe));
         sent_at.extend(fw.wire.drain(..).map(|_| e));
     }
-    run_timers(&mut fw, at(3000) + TX_COALESCE, &mut sent_at);
-    assert_eq!(sent_at, vec![t0 + TX_COALESCE, at(3000) + TX_IDLE]);
+    let last = at((changes - 1) * gap);
+    run_timers(&mut fw, last + TX_COALESCE, &mut sent_at);
+    assert_eq!(sent_at, vec![t0 + TX_COALESCE, last + TX_IDLE]);
 }
 
 #[test]

@@ -122,15 +122,19 @@ mod test {
     #[test]
     fn changes_wait_for_more_until_a_pause_or_the_coalescing_period() {
         let mut t = TxTiming::default();
-        // Changes 150 µs apart: each puts the pause off.
-        for i in 0..=13 {
-            t.news(at(i * 150));
-            let s = t.step(at(i * 150), state(i as usize + 1, false));
-            assert!(!s.flush, "change {i}");
-            assert_eq!(t.poll_at(), Some(at(i * 150 + 200).min(at(2000))));
+        // Changes a little closer than TX_IDLE: each puts the pause off.
+        let gap = TX_IDLE.as_micros() as u64 * 9 / 10;
+        let coalesce = TX_COALESCE.as_micros() as u64;
+        let mut i = 0;
+        while i * gap < coalesce {
+            t.news(at(i * gap));
+            assert!(!t.step(at(i * gap), state(1, false)).flush, "change {i}");
+            let quiet = at(i * gap) + TX_IDLE;
+            assert_eq!(t.poll_at(), Some(quiet.min(T0 + TX_COALESCE)));
+            i += 1;
         }
         // The coalescing period ran out (not a pause).
-        let s = t.step(T0 + TX_COALESCE, state(14, false));
+        let s = t.step(T0 + TX_COALESCE, state(1, false));
         assert_eq!((s.flush, s.paused), (true, false));
         // The tail: the pause sends it, and says so.
         t.news(at(2100));

@@ -125,17 +125,6 @@ pub struct Cache<V: Stored> {
     _values: std::marker::PhantomData<V>,
 }
 
-/// The buckets of a hashbrown table that holds `capacity` slots before
-/// it grows: a power of two, of which it fills at most 7/8 (all but one
-/// when there are fewer than 8).
-fn table_buckets(capacity: usize) -> usize {
-    match capacity {
-        0 => 0,
-        1..8 => capacity + 1,
-        _ => capacity / 7 * 8,
-    }
-}
-
 /// The hash of a slot: of its key's encoding (read, not decoded: the
 /// table rehashes every slot each time it grows).
 fn slot_hash(hasher: &RandomState, slab: &Slab, s: &Slot) -> u64 {
@@ -169,16 +158,12 @@ impl<V: Stored> Cache<V> {
         self.table.is_empty()
     }
 
-    /// Bytes the entries take: the slot table (a slot and a control byte
-    /// per bucket) and the slab's blocks (what `-s cache` reports).
+    /// Bytes the entries take: the slot table's allocation and the slab's
+    /// blocks (what `-s cache` reports). The table's own count, not one
+    /// derived from its capacity: a removal that leaves a tombstone lowers
+    /// the capacity, not the allocation.
     pub fn bytes(&self) -> usize {
-        let buckets = table_buckets(self.table.capacity());
-        // hashbrown: a control byte per bucket, and one group's worth
-        // more (16) so a probe never wraps.
-        let control = if buckets == 0 { 0 } else { buckets + 16 };
-        buckets * std::mem::size_of::<Slot>()
-            + control
-            + self.slab.reserved_bytes()
+        self.table.allocation_size() + self.slab.reserved_bytes()
     }
 
     fn key_bytes(k: &V::Key) -> Vec<u8> {

@@ -43,18 +43,15 @@ mod resync_races;
 mod snapshot;
 #[cfg(test)]
 mod test_support;
-mod tx_timing;
 
 use std::time::Duration;
 
+use crate::sync::tx_timing::TxTiming;
 pub use io::{
     ClientId, Completion, Done, Input, Job, LinkView, LogRecord, Outbox,
     Purpose, Work,
 };
 pub use snapshot::{CacheView, Counters, Snapshot};
-#[cfg(test)]
-pub(crate) use tx_timing::TxState;
-pub(crate) use tx_timing::TxTiming;
 
 use crate::cache::Cache;
 use crate::config::{Config, Mode};
@@ -62,19 +59,7 @@ use crate::model::{Conntrack, Expect};
 use crate::sync::{self, Key, Source, State, Switch};
 use crate::time::Instant;
 
-/// Changes wait at most this long for more to fill a datagram: a burst of
-/// kernel events then leaves in full datagrams instead of one each.
-pub const TX_COALESCE: Duration = Duration::from_millis(2);
-/// ... but no longer than this after the last input: a burst's tail
-/// leaves as soon as nothing more follows, instead of waiting out
-/// [`TX_COALESCE`] (see [`tx_timing`]). Longer than the gaps between the
-/// events of one read of the event socket. The event loop's gather pause
-/// (`kernel::events::GATHER`) holds the loop, so during a dense burst the
-/// next read comes before this deadline is looked at, and the burst still
-/// leaves in full datagrams; a sparser one leaves once per read.
-pub const TX_IDLE: Duration = Duration::from_micros(50);
-/// Keys that fill about one datagram: send at once.
-pub const TX_FULL: usize = 48;
+pub use crate::sync::tx_timing::{TX_COALESCE, TX_FULL, TX_IDLE};
 
 /// The commit being run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,6 +52,7 @@ mod session;
 mod source;
 mod switch;
 mod tx;
+pub mod tx_timing;
 
 pub use crate::wire::Seq;
 pub use ctd::Refused as CtdRefused;

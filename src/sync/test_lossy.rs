@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 
 use super::test::{ct, key};
+use super::tx_timing::{TX_FULL, TX_IDLE, TxState, TxTiming};
 use super::*;
-use crate::node::{TX_IDLE, TxState, TxTiming};
 
 /// The simulation's step: the loop's reaction time.
 const STEP_US: u64 = 10;
@@ -278,7 +278,7 @@ fn a_lossless_link_has_no_tail_to_recover() {
     assert!(r.tail_us <= tx_idle + LAN_US + 2 * STEP_US, "{r:?}");
     assert_eq!((r.probes, r.retransmitted, r.tail_resent), (0, 0, 0));
     // The burst still leaves in full datagrams, and the tail.
-    assert!(r.sent.0 <= 3000 / crate::node::TX_FULL as u64 + 2, "{r:?}");
+    assert!(r.sent.0 <= 3000 / TX_FULL as u64 + 2, "{r:?}");
 }
 
 /// The tails of [`SEEDS`] bursts at 20 % loss each way: median, 90th

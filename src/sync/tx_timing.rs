@@ -1,6 +1,7 @@
 //! When the node's queued changes leave, and when they paused: the
-//! transmit rule, kept apart from the node so the lossy-link simulation
-//! (`sync::test_lossy`) runs the very same rule.
+//! transmit rule the node applies to its engine, kept here, below the
+//! node, so the lossy-link simulation (`test_lossy`) runs the very same
+//! rule.
 //!
 //! - Changes wait for more, to leave in full datagrams: at most
 //!   [`TX_COALESCE`] after the oldest, and no longer than [`TX_IDLE`]
@@ -14,8 +15,23 @@
 //!   which FT-FW probes its tail within a few round trips on a lossy
 //!   link. An idle engine (a receiver, say) is not woken for it.
 
-use super::{TX_COALESCE, TX_FULL, TX_IDLE};
+use std::time::Duration;
+
 use crate::time::Instant;
+
+/// Changes wait at most this long for more to fill a datagram: a burst of
+/// kernel events then leaves in full datagrams instead of one each.
+pub const TX_COALESCE: Duration = Duration::from_millis(2);
+/// ... but no longer than this after the last input: a burst's tail
+/// leaves as soon as nothing more follows, instead of waiting out
+/// [`TX_COALESCE`] (see the module notes). Longer than the gaps between the
+/// events of one read of the event socket. The event loop's gather pause
+/// (the event socket's `GATHER`) holds the loop, so during a dense burst the
+/// next read comes before this deadline is looked at, and the burst still
+/// leaves in full datagrams; a sparser one leaves once per read.
+pub const TX_IDLE: Duration = Duration::from_micros(50);
+/// Keys that fill about one datagram: send at once.
+pub const TX_FULL: usize = 48;
 
 /// The two transmit deadlines.
 #[derive(Debug, Clone, Copy, Default)]
@@ -100,8 +116,6 @@ impl TxTiming {
 
 #[cfg(test)]
 mod test {
-    use std::time::Duration;
-
     use super::*;
 
     const T0: Instant = Instant::from_millis(1000);

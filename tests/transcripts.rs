@@ -29,10 +29,10 @@
 //!
 //! A peer's session is believed only once it answered a challenge, so a
 //! datagram reaches the other node's caches only after a round trip. A
-//! change waits for company up to `TX_IDLE` (200 µs) after the last input
+//! change waits for company up to `TX_IDLE` (50 µs) after the last input
 //! and `TX_COALESCE` (2 ms) at most; a report, a challenge or a resend
 //! leaves at once. The transcripts' clock counts whole milliseconds: a
-//! deadline shows as the next one (`poll_at 11` for 10.2 ms).
+//! deadline shows as the next one (`poll_at 11` for 10.05 ms).
 //! `meet` plays that conversation out: it delivers whatever waits for a
 //! running node, else runs the earliest timer due within `TX_COALESCE`
 //! (moving the clock there), and again, until nothing waits and no such

@@ -1,13 +1,13 @@
 //! The peer side of a node: datagrams in (into the external cache, or
 //! straight into the kernel with DisableExternalCache) and datagrams out
-//! (when, [`crate::sync::tx_timing`] says); per link, what was refused and which protocol the peer
-//! speaks (the switch between ctsyncd's and conntrackd's is
+//! (when [`crate::sync::tx_timing`] says); per link, what was refused and
+//! which protocol the peer speaks (the switch between ctsyncd's and
+//! conntrackd's is
 //! [`crate::sync::Switch`]'s; its one notice line is written here, where
 //! the link is known).
 
 use super::{Internal, Job, LinkView, Node, Purpose, Work};
 use crate::config::{NatByteOrder, Transport};
-use crate::sync::tx_timing::TxState;
 use crate::sync::{Apply, CtdRefused, Protocol, Received};
 use crate::time::Instant;
 use crate::wire::{self, CtKey, ExpKey, ctd};
@@ -176,13 +176,7 @@ impl Node {
     /// Sends what the engine has when [`crate::sync::tx_timing`] says so, and
     /// tells the engine when the inputs paused.
     pub(super) fn transmit(&mut self, now: Instant) {
-        let state = TxState {
-            pending: self.engine.wants_transmit(),
-            keys: self.engine.queue_lengths().0,
-            urgent: self.engine.is_urgent(),
-            idle: self.engine.is_idle(),
-        };
-        let step = self.tx.step(now, state);
+        let step = self.tx.step(now, self.engine.tx_state());
         if step.paused {
             self.engine.paused(now);
         }

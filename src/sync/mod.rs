@@ -260,6 +260,16 @@ impl Engine {
         self.tx.is_urgent()
     }
 
+    /// What [`tx_timing`] needs to know of what waits.
+    pub(crate) fn tx_state(&self) -> tx_timing::TxState {
+        tx_timing::TxState {
+            pending: self.wants_transmit(),
+            keys: self.queue_lengths().0,
+            urgent: self.is_urgent(),
+            idle: self.is_idle(),
+        }
+    }
+
     /// The node's inputs paused at `now` ([`SyncMode::paused`]).
     pub fn paused(&mut self, now: Instant) {
         self.mode.get_mut().paused(now);

@@ -243,12 +243,19 @@ impl Switch {
         }
     }
 
-    /// The ctsyncd engine's [`super::Engine::is_urgent`] while it is the
-    /// one that sends (conntrackd's protocol keeps its own timing).
-    pub fn is_urgent(&self) -> bool {
-        match &self.ctd {
-            Some(_) => self.ctsyncd_heard.is_some() && self.ct.is_urgent(),
-            None => self.stream_hold.is_none() && self.ct.is_urgent(),
+    /// What `tx_timing` needs to know of what waits; urgency is the
+    /// ctsyncd engine's while it is the one that sends (conntrackd's
+    /// protocol keeps its own timing).
+    pub(crate) fn tx_state(&self) -> super::tx_timing::TxState {
+        let ct_sends = match &self.ctd {
+            Some(_) => self.ctsyncd_heard.is_some(),
+            None => self.stream_hold.is_none(),
+        };
+        super::tx_timing::TxState {
+            pending: self.wants_transmit(),
+            keys: self.queue_lengths().0,
+            urgent: ct_sends && self.ct.tx_state().urgent,
+            idle: self.is_idle(),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use super::test::{ct, key};
-use super::tx_timing::{TX_FULL, TX_IDLE, TxState, TxTiming};
+use super::tx_timing::{TX_FULL, TX_IDLE, TxTiming};
 use super::*;
 
 /// The simulation's step: the loop's reaction time.
@@ -107,13 +107,7 @@ impl Node {
 
     /// What the node's transmit step sends at `now`.
     fn transmit(&mut self, now: Instant) -> Vec<Vec<u8>> {
-        let state = TxState {
-            pending: self.engine.wants_transmit(),
-            keys: self.engine.queue_lengths().0,
-            urgent: self.engine.is_urgent(),
-            idle: self.engine.is_idle(),
-        };
-        let step = self.tx.step(now, state);
+        let step = self.tx.step(now, self.engine.tx_state());
         if step.paused {
             self.engine.paused(now);
         }

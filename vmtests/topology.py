@@ -56,6 +56,10 @@ def build():
                    f" && ip -6 addr add fd00:0::{host}/64 dev eth0 nodad && ip -6 addr add fd00:1::{host}/64 dev eth1 nodad"
                    f" && ip addr add 10.99.0.{host - 10}/30 dev sync0")
         fw.succeed(f"nft -f {NFT}")
+        # Every TCP conntrack event, timestamped: a failed takeover shows
+        # which packet created or ended the flow's entry (dump_logs).
+        os.makedirs(f"{lab.dir}/{fw.name}", exist_ok=True)
+        fw.spawn("conntrack -E -p tcp -o timestamp", log_file=f"{lab.dir}/{fw.name}/events.log")
     return lab, client, fw1, fw2, server
 
 
@@ -289,7 +293,7 @@ def dump_logs(lab, machines):
     import sys
     dump_state(lab)
     for m in machines:
-        for name in ("ctsyncd.log", "notify.log", "keepalived.log"):
+        for name in ("ctsyncd.log", "notify.log", "keepalived.log", "events.log"):
             text = file_text(f"{lab.dir}/{m.name}/{name}")
             if text:
                 print(f"----- {m.name} {name} -----\n{text[-3000:]}", file=sys.stderr)

@@ -308,6 +308,10 @@ table inet syncloss {{
 """
 
 
+# --pcap: where each run's capture of the sync link goes (empty: none).
+PCAP_DIR = ""
+
+
 def apply_loss(fws, pct):
     """Drops pct % of the sync datagrams each firewall sends."""
     if pct:
@@ -348,6 +352,14 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
         gen = f"{lab.dir}/gen.py"
         with open(gen, "w") as f:
             f.write(GENERATOR)
+        capture = None
+        if PCAP_DIR:
+            # fw1's side of the sync link: what fw1 sent and fw2 did not
+            # drop at its output, and what reached fw1 (a diagnosis).
+            os.makedirs(PCAP_DIR, exist_ok=True)
+            pcap = f"{PCAP_DIR}/{daemon.name.replace(' ', '')}-{n}-{time.strftime('%H%M%S')}.pcap"
+            capture = fw1.spawn(f"tcpdump -i sync0 -n -s 96 -B 32768 -w {pcap} udp", log_file=f"{pcap}.log")
+            time.sleep(0.5)
         t_gen = time.time()
         mode = "half" if half_ignored else "all"
         last_created, generator = run_generator(client, gen, n, mode)
@@ -356,10 +368,17 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
         # Wait for fw2's external cache (bounded: 30 s without progress),
         # asking its daemon on the control socket (see stats_on_socket).
         got, last_change, seen = 0, time.monotonic(), 0
+        # Every poll after the last flow: (asked, answered) in seconds
+        # after it, and the count. The lag cannot be shorter than the
+        # first poll's answer: when that poll already finds every entry,
+        # the lag is the bench's own reaction time, not the daemon's.
+        polls = []
         t_complete = None
         ctl = f"{lab.dir}/fw2/daemon.ctl"
         while True:
+            asked = time.time()
             got = cached_in(stats_on_socket(ctl, is_ctsyncd(daemon.receiver)), "external")
+            polls.append((asked - last_created, time.time() - last_created, got))
             if got >= want:
                 t_complete = time.time()
                 break
@@ -375,6 +394,10 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
             # Still bounded by the 30 s without progress above.
             time.sleep(0.0002 if time.time() - last_created < 0.005 else 0.001)
         lag = (t_complete - last_created) if t_complete else float("nan")
+        if capture:
+            time.sleep(3)  # tcpdump is behind: the burst is still in its ring
+            capture.terminate()
+            capture.wait(timeout=10)
         generator_ended(generator)
         busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
         sync, events_read = {}, float("nan")
@@ -422,6 +445,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
             "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
             "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
             "replicated": got, "lost": max(0, want - got), "lag_s": lag, "events_read": events_read,
+            "last_created": last_created, "complete": t_complete, "polls": polls[:20],
             "rss_fw1_failing_kib": rss_fw1_failing, "rss_fw2_after_commit_kib": after[1],
             "internal_after_commit": internal_after,
             "internal_settled_s": settled if settled is not None else float("nan"),
@@ -479,6 +503,19 @@ def lag_list(lags):
     return " ".join("–" if v != v else f"{1000 * v:.2f}" for v in lags)
 
 
+def first_polls(runs):
+    """When each run's first poll after the last flow was answered (ms),
+    starred when it already found every entry."""
+    out = []
+    for r in runs:
+        if not r.get("polls"):
+            out.append("–")
+            continue
+        _, answered, got = r["polls"][0]
+        out.append(f"{1000 * answered:.2f}{'*' if got >= r['n'] else ''}")
+    return " ".join(out)
+
+
 def lag_rows(n, of, done):
     """The lossy-link rows: lag after the last flow (median and best run
     of each daemon), runs that never completed, entries lost."""
@@ -496,6 +533,8 @@ def lag_rows(n, of, done):
         f"best {1000 * b_best:.2f} | {'yes' if met else 'no'} |",
         f"| {n} | lag, best run (ms) | {1000 * a_best:.2f} | {1000 * b_best:.2f} | |",
         f"| {n} | lag of each run (ms; – never completed) | {lag_list(lag['ctsyncd'])} | {lag_list(lag['conntrackd'])} | |",
+        f"| {n} | first poll answered (ms; * it found every entry: the lag is the poll's) | "
+        f"{first_polls(of(n, 'ctsyncd', lambda r: r))} | {first_polls(of(n, 'conntrackd', lambda r: r))} | |",
         f"| {n} | runs that never completed (of {len(lag['ctsyncd'])}) | {len(lag['ctsyncd']) - len(ok['ctsyncd'])} | "
         f"{len(lag['conntrackd']) - len(ok['conntrackd'])} | |",
         f"| {n} | entries lost (worst run) | {lost} | {max(of(n, 'conntrackd', lambda r: r['lost']))} | {'yes' if lost == 0 else 'no'} |",
@@ -695,9 +734,13 @@ def main():
     ap.add_argument("--only", default="",
                     help="run only these daemons or pairs (comma-separated names as the tables print them; "
                          "a diagnosis: the tables then lack the other side)")
+    ap.add_argument("--pcap", default="",
+                    help="a diagnosis: capture fw1's sync link of every run into this directory (tcpdump)")
     ap.add_argument("--kernel-filter", action="store_true",
                     help="compare Filter From Userspace and From Kernelspace (half the flows ignored)")
     args = ap.parse_args()
+    global PCAP_DIR
+    PCAP_DIR = args.pcap
     # A daemon of a lab that just ended may still be exiting.
     for _ in range(20):
         if not (stray := foreign_listeners()):
@@ -731,7 +774,9 @@ def main():
             for d in daemons + (mixed if n in mixed_sizes else []):
                 r = run_once(d, n, args.loss)
                 runs.append(r)
+                first = r["polls"][0] if r["polls"] else (float("nan"),) * 3
                 print(f"N={n} rep={rep + 1} {d.name}: lag {1000 * r['lag_s']:.2f} ms lost {r['lost']} "
+                      f"(first poll asked at {1000 * first[0]:.2f} ms, answered at {1000 * first[1]:.2f} ms: {first[2]}) "
                       f"cpu {r['cpu_sender_s']:.2f}/{r['cpu_receiver_s']:.2f}s rss {r['rss_sender_kib']}/{r['rss_receiver_kib']} KiB "
                       f"commit {r['commit_s']:.2f}s link {r['link_bytes']} B", flush=True)
                 for fw, st in r["sync_stats"].items():

@@ -25,7 +25,10 @@ const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 /// took a fifth more CPU per entry in `benches/bench.py` (0.39 s against
 /// 0.32–0.33 s for 50 000, results/wave8-*), for a lag under loss that
 /// the run-to-run spread hid. Under a backlog, when a wake-up reads many,
-/// there is no pause.
+/// there is no pause. The daemon takes the pause ([`EventSocket::take_gather`])
+/// where it can end it early: when the sync link has something to read, a
+/// peer's ACK or NACK is not held for it (nor is the round trip measured
+/// with it, which made the retransmission timeout 1–2 ms instead of 0.5).
 const GATHER: Duration = Duration::from_micros(500);
 /// See [`GATHER`].
 const GATHER_BELOW: usize = 16;
@@ -63,6 +66,9 @@ pub struct EventSocket {
     empty: bool,
     /// Datagrams read since the socket last had to be waited for.
     since_wait: usize,
+    /// The last wait found only a few datagrams read before it: the
+    /// caller lets more gather ([`EventSocket::take_gather`]).
+    gather: bool,
     /// Whether the socket is in the conntrack NEW group (None: it was
     /// never subscribed, see [`EventSocket::unsubscribed`]).
     new_events: Option<bool>,
@@ -105,6 +111,7 @@ impl EventSocket {
             rx: vec![0; RX_BUF],
             empty: false,
             since_wait: 0,
+            gather: false,
             new_events: Some(true),
         })
     }
@@ -124,6 +131,7 @@ impl EventSocket {
             rx: vec![0; RX_BUF],
             empty: false,
             since_wait: 0,
+            gather: false,
             new_events: None,
         })
     }
@@ -169,6 +177,9 @@ impl EventSocket {
         loop {
             if self.empty {
                 self.readable().await?;
+                if let Some(pause) = self.take_gather() {
+                    std::thread::sleep(pause);
+                }
             }
             match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -186,19 +197,23 @@ impl EventSocket {
     /// Waits until a datagram (or an error) is queued, without reading
     /// it: the daemon reads with [`EventSocket::try_recv`], which it does
     /// first on every turn anyway. When the reads since the last wait
-    /// found only a few datagrams, more are let gather first (see
-    /// [`GATHER`]).
+    /// found only a few datagrams, more should be let gather first: see
+    /// [`EventSocket::take_gather`].
     pub async fn readable(&mut self) -> io::Result<()> {
         let few = self.since_wait < GATHER_BELOW;
         self.sock.readable().await?;
         self.since_wait = 0;
-        if few {
-            // A plain sleep: an async timer would cost the reactor a
-            // notification and a timerfd re-arm, the very system calls
-            // this saves.
-            std::thread::sleep(GATHER);
-        }
+        self.gather = few;
         Ok(())
+    }
+
+    /// How long to let more events gather before reading, after a
+    /// [`EventSocket::readable`] that followed only a few reads (see
+    /// [`GATHER`]); once. A blocking pause, not an async timer: that would
+    /// cost the reactor a notification and a timerfd re-arm, the very
+    /// system calls the pause saves.
+    pub fn take_gather(&mut self) -> Option<Duration> {
+        std::mem::take(&mut self.gather).then_some(GATHER)
     }
 
     /// Reads without waiting: None when nothing is queued. The daemon uses

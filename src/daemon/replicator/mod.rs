@@ -255,6 +255,9 @@ impl Replicator {
                 }
                 Wake::Kernel => {
                     self.events_empty = false;
+                    if let Some(pause) = self.events.socket.take_gather() {
+                        self.channels.pause_unless_readable(pause);
+                    }
                     false
                 }
                 Wake::Peer(link, n, from) => {

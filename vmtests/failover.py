@@ -15,7 +15,7 @@ def ftp_failover(expectation_sync=True, failure="block", daemons=("ctsyncd", "ct
     (ctsyncd or conntrackd) over a `transport` (UDP or TCP) sync link;
     returns the client's verdict (`LISTED …` or `FAILED …`) and the lab
     for further checks."""
-    lab, client, fw1, fw2, server = build()
+    lab, client, fw1, fw2, server = build(events_log=True)
     machines = (fw1, fw2)
     try:
         options = "ExpectationSync { ftp }" if expectation_sync else "ExpectationSync Off"
@@ -92,7 +92,7 @@ def ftp_manual_failover(name, **daemon):
     notify script's `primary` step run on fw-2. Returns the verdict."""
     from topology import ROOT, vips
 
-    lab, client, fw1, fw2, server = build()
+    lab, client, fw1, fw2, server = build(events_log=True)
     try:
         with subtest(f"{name}: PASV through fw-1"):
             vips(fw1, True)

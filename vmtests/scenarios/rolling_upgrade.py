@@ -96,7 +96,7 @@ def committed(lab, fw, since):
 def main():
     target = os.environ.get("LAB_UPGRADE_TO", "ctsyncd")
     transport = os.environ.get("LAB_TRANSPORT", "UDP")
-    lab, client, fw1, fw2, server = build()
+    lab, client, fw1, fw2, server = build(events_log=True)
     d = lab.dir
     try:
         with subtest("step 0: conntrackd on both; FTP control connection, PASV 1 and the stream through fw-1"):

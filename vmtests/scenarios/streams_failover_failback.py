@@ -18,7 +18,7 @@ def stats(path):
 
 
 def main():
-    lab, client, fw1, fw2, server = build()
+    lab, client, fw1, fw2, server = build(events_log=True)
     try:
         start_daemon(lab, fw1)
         start_daemon(lab, fw2)

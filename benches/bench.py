@@ -30,6 +30,9 @@ writes results/bench-<time>.md and .json.
 lose PCT %; the table then also lists the issue-17 targets (lag after the
 last flow, best and median run, and the CPU, commit and RSS ratios).
 
+--pcap DIR (a diagnosis) captures fw1's side of the sync link of every
+run into DIR (tcpdump), beside each run's `last_created` time in the JSON.
+
 --with-key adds a third daemon, ctsyncd with `AuthenticationKeyFile` (both
 nodes share a fresh `ctsyncd --genkey` key, every datagram sealed), and
 shows it beside ctsyncd without a key: what a key costs in sender CPU and

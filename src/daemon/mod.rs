@@ -98,6 +98,12 @@ pub fn run(
     if let Err(w) = sched::nice(cfg.general.nice) {
         warn!("{w}");
     }
+    // Before the runtime's I/O thread exists (the signal handlers below
+    // start it): it inherits the policy. The kernel worker, started
+    // later, puts itself back to the normal one (see `sched`).
+    if let Err(w) = sched::apply(cfg.general.scheduler) {
+        warn!("{w}");
+    }
     // Control socket and lock file end up 0600: root-only control.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
 
@@ -189,10 +195,6 @@ async fn serve(
         }
         _ => None,
     };
-    // After the kernel worker started: only the loop runs real-time.
-    if let Err(w) = sched::apply(cfg.general.scheduler) {
-        warn!("{w}");
-    }
 
     info!("initialization completed");
     // Foreground only: that is how a Type=notify unit runs the daemon. A

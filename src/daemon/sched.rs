@@ -2,7 +2,13 @@
 //! default (SCHED_RR at priority 99): the loop must drain the kernel's
 //! event socket before a burst fills it, whatever else the router runs.
 //!
-//! Only the loop's thread is raised for good: the kernel worker (dumps,
+//! The loop's thread is raised before the runtime's I/O thread exists
+//! (async-io's "async-io" thread, which inherits the policy): whenever
+//! the loop sleeps, that thread waits on epoll for it and wakes it, so at
+//! the normal policy it would make every wake-up of the real-time loop
+//! wait for a CPU behind the router's other processes.
+//!
+//! Only the loop's threads are raised for good: the kernel worker (dumps,
 //! flushes, injections) keeps the normal policy, so a 200 000-entry flush
 //! cannot take a core from the router's own processes. A commit is the
 //! failover itself (conntrackd runs it in its real-time loop): the worker
@@ -112,18 +118,36 @@ pub(crate) fn raised<T>(s: Scheduler, f: impl FnOnce() -> T) -> T {
     let was_raised = apply(Some(s)).is_ok();
     let r = f();
     if was_raised {
-        // Cannot fail: dropping to SCHED_OTHER needs no privilege.
-        let _ = set_thread_priority_and_policy(
-            thread_native_id(),
-            ThreadPriority::Crossplatform(
-                ThreadPriorityValue::try_from(0u8).unwrap_or_default(),
-            ),
-            ThreadSchedulePolicy::Normal(
-                thread_priority::NormalThreadSchedulePolicy::Other,
-            ),
-        );
+        normal();
     }
     r
+}
+
+/// Puts the calling thread on the normal policy, with the nice value it
+/// had (a thread already on it is left alone). thread-priority sets the
+/// nice value with the policy (19, for its lowest priority): it is put
+/// back, which a thread that was real-time may do. Dropping to
+/// SCHED_OTHER needs no privilege.
+pub(crate) fn normal() {
+    if !matches!(
+        thread_priority::thread_schedule_policy(),
+        Ok(ThreadSchedulePolicy::Realtime(_))
+    ) {
+        return;
+    }
+    let nice = rustix::process::getpriority_process(None);
+    let _ = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Crossplatform(
+            ThreadPriorityValue::try_from(0u8).unwrap_or_default(),
+        ),
+        ThreadSchedulePolicy::Normal(
+            thread_priority::NormalThreadSchedulePolicy::Other,
+        ),
+    );
+    if let Ok(nice) = nice {
+        let _ = rustix::process::setpriority_process(None, nice);
+    }
 }
 
 #[cfg(test)]
@@ -161,13 +185,19 @@ mod test {
 
     #[test]
     fn a_raised_run_is_real_time_and_the_thread_normal_after() {
-        let (inside, after) = std::thread::spawn(|| {
+        // A nice value of its own (raising it needs no privilege): the
+        // thread gets it back after the raised run (thread-priority's
+        // normal policy alone would leave 19).
+        let (inside, after, nice) = std::thread::spawn(|| {
+            rustix::process::setpriority_process(None, 5).unwrap();
             let inside = raised(below(DEFAULT), rustix_policy);
-            (inside, rustix_policy())
+            let nice = rustix::process::getpriority_process(None).unwrap();
+            (inside, rustix_policy(), nice)
         })
         .join()
         .unwrap();
         assert_eq!(after, "SCHED_OTHER");
+        assert_eq!(nice, 5);
         if inside == "SCHED_OTHER" {
             eprintln!(
                 "SKIPPED (no CAP_SYS_NICE): the policy could not be raised"

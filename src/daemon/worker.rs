@@ -74,9 +74,14 @@ impl Worker {
     pub(crate) fn start(sockets: JobSockets) -> io::Result<Worker> {
         let (jobs, job_rx) = channel::bounded(JOB_QUEUE);
         let (done_tx, done) = channel::bounded(DONE_QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("kernel".into())
-            .spawn(move || run(sockets, &job_rx, &done_tx))?;
+        let thread = std::thread::Builder::new().name("kernel".into()).spawn(
+            move || {
+                // Started by the real-time loop: back to the normal policy
+                // (see `sched`).
+                sched::normal();
+                run(sockets, &job_rx, &done_tx)
+            },
+        )?;
         Ok(Worker {
             jobs,
             done,

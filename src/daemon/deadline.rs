@@ -12,6 +12,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::os::fd::OwnedFd;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustix::time::{
@@ -83,17 +84,32 @@ impl Deadline {
     pub(crate) async fn fired(&mut self) {
         match self {
             Deadline::Fd(fd) => {
-                // Bounded: a stale readiness (the timer was set again
-                // since) reads nothing and waits again.
-                for _ in 0..1000 {
-                    if fd.readable().await.is_err() {
-                        return;
+                // `poll_readable`, not `readable()`: the future of
+                // `readable()` unregisters its waker when dropped, and the
+                // loop builds its wait anew every turn, so every turn paid
+                // an `epoll_ctl` to register the timer again. This waker
+                // stays registered until the timer fires. It answers
+                // Ready right after a registration too, fired or not:
+                // the read tells. Bounded: a stale readiness (the timer
+                // was set again since) reads nothing and waits again.
+                let mut tries = 0;
+                std::future::poll_fn(|cx| {
+                    loop {
+                        match fd.poll_readable(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(_)) => return Poll::Ready(()),
+                            Poll::Ready(Ok(())) => {}
+                        }
+                        tries += 1;
+                        let mut count = [0u8; 8];
+                        if rustix::io::read(fd.get_ref(), &mut count).is_ok()
+                            || tries >= 1000
+                        {
+                            return Poll::Ready(());
+                        }
                     }
-                    let mut count = [0u8; 8];
-                    if rustix::io::read(fd.get_ref(), &mut count).is_ok() {
-                        return;
-                    }
-                }
+                })
+                .await;
             }
             Deadline::Timer(t) => {
                 t.await;

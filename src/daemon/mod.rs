@@ -226,13 +226,15 @@ async fn serve(
     // their own and are dropped with it (closing the listener).
     // Polled only when woken (see `woken`): not on every turn of the
     // main loop, which would retry their reads each time.
-    let background_loops = woken::only_when_woken(smol::future::or(
+    // Each wrapped on its own: a connection must not make the signal
+    // loop try its pipe, nor a signal the listener.
+    let background_loops = smol::future::or(
         smol::future::or(
-            accept_loop(&ex, listener, tx.clone()),
-            forward_signals(signals, tx),
+            woken::only_when_woken(accept_loop(&ex, listener, tx.clone())),
+            woken::only_when_woken(forward_signals(signals, tx)),
         ),
-        watchdog(notifier.as_ref()),
-    ));
+        woken::only_when_woken(watchdog(notifier.as_ref())),
+    );
     let main = async {
         match (rep.as_mut(), flow_logger.take()) {
             (Some(r), _) => r.run(&ex, &rx, clock).await,

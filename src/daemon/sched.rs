@@ -3,9 +3,11 @@
 //! event socket before a burst fills it, whatever else the router runs.
 //!
 //! The loop's thread is raised before the runtime's I/O thread exists
-//! (async-io's "async-io" thread, which inherits the policy): whenever
-//! the loop sleeps, that thread waits on epoll for it and wakes it, so at
-//! the normal policy it would make every wake-up of the real-time loop
+//! (async-io's "async-io" thread, which inherits the policy). Once the
+//! loop has been idle for about 20 ms, that thread takes over the epoll
+//! wait and keeps it while wake-ups are far apart: it is the one woken by
+//! a datagram, an event or a `-s`, and it wakes the loop (a futex). At
+//! the normal policy it made every such wake-up of the real-time loop
 //! wait for a CPU behind the router's other processes.
 //!
 //! Only the loop's threads are raised for good: the kernel worker (dumps,

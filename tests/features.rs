@@ -44,7 +44,7 @@ fn nice_and_scheduler_are_applied_to_the_daemon() {
         &fw::udp_link("10.9.0.1", "10.9.0.2"),
     );
     let seen = threads(fw.daemon.0.id());
-    eprintln!("threads (policy, rt priority, nice): {seen:?}");
+    eprintln!("threads (policy, rt priority, nice, name): {seen:?}");
     // The event loop runs real-time as configured, and so does the
     // runtime's I/O thread, which wakes the loop …
     let mut real_time: Vec<&str> = seen

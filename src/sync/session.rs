@@ -73,7 +73,17 @@ impl Handshake {
     }
 }
 
-/// A session is asked again at most this often while it stays unproven.
+/// While a session stays unproven, its next datagram asks again once
+/// this long has passed since the last challenge, doubled after each
+/// one up to [`CHALLENGE_EVERY`]. The nonce stays the same, so a repeat
+/// costs a small control message and never voids a slow answer; at a
+/// flat 200 ms, a challenge or answer lost at the start of a burst on a
+/// lossy link dropped 200 ms of the burst (held, then resent: a third of
+/// the bench's lossy runs resent everything once).
+pub(crate) const CHALLENGE_FIRST_REPEAT: std::time::Duration =
+    std::time::Duration::from_millis(5);
+/// The longest wait between two challenges of one unproven session: a
+/// forged "new session" is asked at most this often.
 pub(crate) const CHALLENGE_EVERY: std::time::Duration =
     std::time::Duration::from_millis(200);
 
@@ -86,6 +96,8 @@ const HELD_DATAGRAMS: usize = 16;
 struct Pending {
     nonce: u64,
     asked: Instant,
+    /// Challenges sent for it so far.
+    asked_times: u32,
     /// (first sequence number, datagram), oldest first.
     held: Vec<(Seq, Vec<u8>)>,
 }
@@ -146,9 +158,9 @@ impl Gate {
         self.confirmed.get(&peer) == Some(&session)
     }
 
-    /// The nonce to ask `peer`'s `session` for, unless it was asked less
-    /// than [`CHALLENGE_EVERY`] ago. The nonce stays the same until it is
-    /// answered, so a slow answer still counts.
+    /// The nonce to ask `peer`'s `session` for, unless it was asked too
+    /// recently (see [`CHALLENGE_FIRST_REPEAT`]). The nonce stays the
+    /// same until it is answered, so a slow answer still counts.
     pub(crate) fn challenge(
         &mut self,
         now: Instant,
@@ -157,10 +169,14 @@ impl Gate {
     ) -> Option<u64> {
         let id = (peer, session);
         if let Some(p) = self.pending.get_mut(&id) {
-            if now.since(p.asked) < CHALLENGE_EVERY {
+            let wait = CHALLENGE_FIRST_REPEAT
+                .saturating_mul(1 << (p.asked_times - 1).min(16))
+                .min(CHALLENGE_EVERY);
+            if now.since(p.asked) < wait {
                 return None;
             }
             p.asked = now;
+            p.asked_times += 1;
             return Some(p.nonce);
         }
         if self.pending.len() >= MAX_PEERS {
@@ -179,6 +195,7 @@ impl Gate {
             Pending {
                 nonce,
                 asked: now,
+                asked_times: 1,
                 held: Vec::new(),
             },
         );
@@ -346,7 +363,7 @@ mod test {
         assert!(!g.is_confirmed(1, 10));
         let n = g.challenge(Instant::from_millis(0), 1, 10).unwrap();
         assert_eq!(
-            g.challenge(Instant::from_millis(100), 1, 10),
+            g.challenge(Instant::from_millis(4), 1, 10),
             None,
             "rate-limited"
         );
@@ -375,6 +392,25 @@ mod test {
             g.answer(id, 7, n);
         }
         assert!(g.pending.len() <= MAX_PEERS && g.confirmed.len() <= MAX_PEERS);
+    }
+
+    #[test]
+    fn an_unanswered_challenge_is_repeated_soon_then_less_often() {
+        // A datagram of the unproven session every millisecond (a burst):
+        // the challenges it may send, and when.
+        let mut g = Gate::new(7);
+        let asked: Vec<u64> = (0..1000u64)
+            .filter(|&t| g.challenge(Instant::from_millis(t), 1, 10).is_some())
+            .collect();
+        // 5 ms after the first, then 10, 20, 40, 80, 160, then every 200.
+        assert_eq!(
+            &asked[..8],
+            &[0, 5, 15, 35, 75, 155, 315, 515],
+            "{asked:?}"
+        );
+        assert!(asked.windows(2).skip(6).all(|w| w[1] - w[0] == 200));
+        // A forged session that never answers: a handful a second.
+        assert_eq!(asked.len(), 10);
     }
 
     #[test]

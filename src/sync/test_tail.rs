@@ -1,6 +1,7 @@
 //! FT-FW's tail recovery, with explicit times: a lost tail, a lost NACK
 //! and a lost ACK each cost a probe and its answer, not the
-//! retransmission timer; a gone peer sees a bounded number of probes.
+//! retransmission timer; a gone peer sees a bounded number of probes; a
+//! lost challenge at first contact costs milliseconds of a burst.
 
 use super::test::{control_out, ct, datagram, del, engines, key, params, pump};
 use super::*;
@@ -259,4 +260,43 @@ fn reports_lost_together_come_again_in_the_next_datagram() {
     assert_eq!(a.stats().retransmitted, 4, "{:?}", a.stats());
     pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
     assert_eq!(b_ext.cts, a_src.cts);
+}
+
+#[test]
+fn a_lost_challenge_holds_a_burst_back_for_milliseconds_only() {
+    // First contact in the middle of a burst (one new entry a
+    // millisecond from A), and B's challenge is lost: B asks again on a
+    // later datagram of A's, a few milliseconds on, not 200 ms on (the
+    // burst's datagrams until the proof are dropped, and all resent).
+    let t = Instant::from_millis(0);
+    let mut a = Engine::new(params(Mode::FtFw, 100), t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    let (mut a_src, mut a_sink) = (MapSource::default(), MapSource::default());
+    let mut b_ext = MapSource::default();
+    let mut sent_by_b = 0;
+    let mut proven_at = None;
+    for ms in 1..=300u64 {
+        let now = Instant::from_millis(ms);
+        if ms <= 100 {
+            let c = ct(ms as u16);
+            a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+            a.local_change(key(&c), true);
+        }
+        wake(&mut a, &a_src, now);
+        wake(&mut b, &b_ext, now);
+        pump(&mut a, &a_src, &mut b, &mut b_ext, now, |_| true);
+        let mut n = sent_by_b;
+        sent_by_b += pump(&mut b, &b_ext, &mut a, &mut a_sink, now, |_| {
+            n += 1;
+            n > 1
+        });
+        if proven_at.is_none() && b.stats().challenges_answered > 0 {
+            proven_at = Some(ms);
+        }
+    }
+    let s = b.stats();
+    assert!(s.challenges_sent >= 2, "the first one was lost: {s:?}");
+    assert!(proven_at.is_some_and(|ms| ms <= 10), "{proven_at:?}");
+    assert!(s.unconfirmed <= 10, "{s:?}");
+    assert_eq!(b_ext.cts, a_src.cts, "and nothing is lost");
 }

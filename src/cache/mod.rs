@@ -261,33 +261,88 @@ impl<V: Stored> Cache<V> {
     ) -> Result<Upsert, Full> {
         self.scratch.clear();
         let klen = v.encode(&mut self.scratch);
-        let enc = &self.scratch[..];
+        self.store(klen, now, restart, |_, _| None)
+    }
+
+    /// [`Cache::upsert`] of `v` merged with the entry it replaces: when
+    /// one is cached, `merge` gets it (decoded) and `v` to complete, and
+    /// `v` is stored as it left it. One lookup, where a `get` before the
+    /// upsert took two (the sender does this for every kernel event).
+    /// `merge` must not change the key.
+    ///
+    /// # Errors
+    /// [`Full`] when the entry is new and the cache holds `limit` entries.
+    pub fn upsert_merged(
+        &mut self,
+        v: &mut V,
+        now: Instant,
+        restart: bool,
+        merge: impl FnOnce(V, &mut V),
+    ) -> Result<Upsert, Full> {
+        self.scratch.clear();
+        let klen = v.encode(&mut self.scratch);
+        self.store(klen, now, restart, |old, out| {
+            merge(V::decode(old)?, v);
+            out.clear();
+            Some(v.encode(out))
+        })
+    }
+
+    /// Stores the encoding in `scratch` (its key `klen` bytes long).
+    /// `remake` sees the cached entry's encoding first, when there is one,
+    /// and may write a new encoding over `scratch` (returning its key's
+    /// length, which must be the same; None: `scratch` is left as it was).
+    fn store(
+        &mut self,
+        klen: usize,
+        now: Instant,
+        restart: bool,
+        remake: impl FnOnce(&[u8], &mut Vec<u8>) -> Option<usize>,
+    ) -> Result<Upsert, Full> {
         // Keys are far shorter (`Stored::MAX_KEY`): a longer one would be
         // a codec bug, refused rather than stored with a wrong length.
         let Some(kl) = u8::try_from(klen)
             .ok()
-            .filter(|_| klen <= MAX_KEY_LEN && klen <= enc.len())
+            .filter(|_| klen <= MAX_KEY_LEN && klen <= self.scratch.len())
         else {
             debug_assert!(false, "a {klen}-byte key");
             self.stats.add_fail += 1;
             return Err(Full);
         };
-        let kb = &enc[..klen];
-        let (hasher, slab) = (&self.hasher, &self.slab);
-        let h = hasher.hash_one(kb);
-        let full = self.table.len() >= self.limit;
-        match self.table.entry(
-            h,
-            |s| s.key(slab) == kb,
-            |s| slot_hash(hasher, slab, s),
-        ) {
+        let Cache {
+            table,
+            slab,
+            hasher,
+            scratch,
+            stats,
+            limit,
+            ..
+        } = self;
+        let h = hasher.hash_one(&scratch[..klen]);
+        let full = table.len() >= *limit;
+        let entry = {
+            let (kb, slab) = (&scratch[..klen], &*slab);
+            table.entry(
+                h,
+                |s| s.key(slab) == kb,
+                |s| slot_hash(hasher, slab, s),
+            )
+        };
+        match entry {
             TableEntry::Occupied(mut o) => {
                 let s = o.get_mut();
-                if s.encoded(&self.slab) != enc {
+                // The entry found, the key's bytes in `scratch` are done
+                // with: `remake` writes over them.
+                if remake(s.encoded(slab), scratch).is_some_and(|k| k != klen) {
+                    debug_assert!(false, "a merge changed the key");
+                    stats.upd_fail += 1;
+                    return Err(Full);
+                }
+                if s.encoded(slab) != &scratch[..] {
                     // Only when a class runs out of cell numbers (four
                     // billion): the entry keeps its old state.
-                    let Some(moved) = self.slab.replace(s.handle(), enc) else {
-                        self.stats.upd_fail += 1;
+                    let Some(moved) = slab.replace(s.handle(), scratch) else {
+                        stats.upd_fail += 1;
                         return Err(Full);
                     };
                     s.replace(kl, moved);
@@ -296,22 +351,22 @@ impl<V: Stored> Cache<V> {
                 if restart {
                     s.set_since(now);
                 }
-                self.stats.upd_ok += 1;
+                stats.upd_ok += 1;
                 Ok(Upsert::Updated)
             }
             TableEntry::Vacant(slot) => {
                 if full {
-                    self.stats.add_fail += 1;
-                    self.stats.add_fail_enospc += 1;
+                    stats.add_fail += 1;
+                    stats.add_fail_enospc += 1;
                     return Err(Full);
                 }
-                let Some(handle) = self.slab.alloc(enc) else {
-                    self.stats.add_fail += 1;
-                    self.stats.add_fail_enospc += 1;
+                let Some(handle) = slab.alloc(scratch) else {
+                    stats.add_fail += 1;
+                    stats.add_fail_enospc += 1;
                     return Err(Full);
                 };
                 slot.insert(Slot::holding(kl, handle, now));
-                self.stats.add_ok += 1;
+                stats.add_ok += 1;
                 Ok(Upsert::Created)
             }
         }

@@ -282,3 +282,38 @@ fn a_copy_by_recency_is_ordered_and_keeps_what_was_there() {
     assert_eq!(copy.position(&77), None, "came after the copy");
     assert!(copy.get(50).is_none());
 }
+
+#[test]
+fn an_upsert_merged_completes_the_value_from_the_cached_one() {
+    let (t0, t1) = (Instant::from_millis(0), Instant::from_millis(5));
+    let mut c: Cache<Item> = Cache::new(2);
+    // A new entry: nothing to merge with.
+    let mut v = item(1, b"ab");
+    let r = c.upsert_merged(&mut v, t0, true, |_, _| panic!("nothing cached"));
+    assert_eq!(r, Ok(Upsert::Created));
+    // An update that lacks the payload keeps the cached one's (what the
+    // sender does with the fields a kernel event leaves out).
+    let mut v = item(1, b"");
+    let r = c.upsert_merged(&mut v, t1, false, |old, new| {
+        assert_eq!(old, item(1, b"ab"));
+        if new.1.is_empty() {
+            new.1 = old.1;
+        }
+    });
+    assert_eq!(r, Ok(Upsert::Updated));
+    assert_eq!(v, item(1, b"ab"), "the value as stored");
+    let e = c.get(&1).unwrap();
+    assert_eq!((e.value, e.since, e.updated), (item(1, b"ab"), t0, t1));
+    // A merge that makes it longer is stored whole.
+    let mut v = item(1, b"c");
+    c.upsert_merged(&mut v, t1, false, |old, new| new.1.extend(old.1))
+        .unwrap();
+    assert_eq!(c.get(&1).unwrap().value, item(1, b"cab"));
+    // Full: a new key is refused, counted, and nothing merged.
+    c.upsert(&item(2, b"x"), t0, true).unwrap();
+    let mut v = item(3, b"y");
+    let r = c.upsert_merged(&mut v, t1, true, |_, _| panic!("not cached"));
+    assert_eq!(r, Err(Full));
+    assert_eq!((c.len(), c.stats.add_fail_enospc), (2, 1));
+    assert_eq!(c.stats.upd_ok, 2);
+}

@@ -153,25 +153,25 @@ impl Node {
             self.counters.events_filtered += 1;
             return;
         }
-        // Merge: keep what this event does not carry.
-        if let Some(old) = self.internal_ct.get(&key).map(|e| e.value) {
-            ct.helper = ct.helper.take().or_else(|| old.helper.clone());
-            ct.master = ct.master.or(old.master);
-            ct.timeout = ct.timeout.or(old.timeout);
-            ct.labels = ct.labels.or(old.labels);
-            ct.seq_adj = ct.seq_adj.or(old.seq_adj);
-        }
         // Neither counters nor timestamps are replicated.
         ct.counters = None;
         ct.timestamp = None;
         let new = kind == Kind::New;
-        // Polling: a dumped entry that did not change is not news.
-        let unchanged = self.poll_period().is_some()
-            && self
-                .internal_ct
-                .get(&key)
-                .is_some_and(|e| !polling::changed(&e.value, &ct));
-        match self.internal_ct.upsert(&ct, now, new) {
+        let polled = self.poll_period().is_some();
+        let mut unchanged = false;
+        let stored =
+            self.internal_ct
+                .upsert_merged(&mut ct, now, new, |old, ct| {
+                    // Merge: keep what this event does not carry.
+                    ct.helper = ct.helper.take().or_else(|| old.helper.clone());
+                    ct.master = ct.master.or(old.master);
+                    ct.timeout = ct.timeout.or(old.timeout);
+                    ct.labels = ct.labels.or(old.labels);
+                    ct.seq_adj = ct.seq_adj.or(old.seq_adj);
+                    // Polling: a dumped entry that did not change is not news.
+                    unchanged = polled && !polling::changed(&old, ct);
+                });
+        match stored {
             Ok(Upsert::Created) | Ok(Upsert::Updated) if send && !unchanged => {
                 self.engine.local_change(Key::Ct(key), new);
             }

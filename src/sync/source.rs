@@ -9,11 +9,23 @@ use crate::model::{Conntrack, Expect};
 use crate::wire::{self, CtKey, ExpKey};
 
 /// The identity of an entry in the queues.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Ct(CtKey),
     /// Boxed: expectation keys are large and rare.
     Exp(Box<ExpKey>),
+}
+
+impl std::hash::Hash for Key {
+    /// The inner key's hash alone, without the variant's: one `write` for
+    /// a conntrack (see `Tuple`'s hash). A conntrack and an expectation
+    /// hashing alike are still told apart by `Eq`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Ct(k) => k.hash(state),
+            Key::Exp(k) => k.hash(state),
+        }
+    }
 }
 
 /// The current state of an entry, as the internal cache has it.

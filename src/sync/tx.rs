@@ -14,6 +14,7 @@
 //! the echo puts them in a second datagram. Repeating an ACK or NACK is
 //! harmless (one of what the sender no longer holds changes nothing).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use super::{Key, Source, State, Stats};
@@ -109,18 +110,24 @@ impl Transmit {
         new: bool,
         stats: &mut Stats,
     ) -> bool {
-        if let Some(flag) = self.queued.get_mut(&key) {
-            // Coalesce: one message will carry the newest state.
-            *flag |= new;
-            return true;
+        // One lookup for both cases (a conntrack's key is copied, not
+        // allocated).
+        match self.queued.entry(key.clone()) {
+            Entry::Occupied(mut o) => {
+                // Coalesce: one message will carry the newest state.
+                *o.get_mut() |= new;
+                true
+            }
+            Entry::Vacant(_) if self.keys.len() >= self.capacity => {
+                stats.tx_queue_full += 1;
+                false
+            }
+            Entry::Vacant(v) => {
+                v.insert(new);
+                self.keys.push_back(key);
+                true
+            }
         }
-        if self.keys.len() >= self.capacity {
-            stats.tx_queue_full += 1;
-            return false;
-        }
-        self.queued.insert(key.clone(), new);
-        self.keys.push_back(key);
-        true
     }
 
     /// Queues a sent message again (resend on NACK or timeout).

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Seq;
 use super::digest::{KeyHashes, Sums, Table};
-use crate::model::HelperName;
 use crate::model::{
     Conntrack, Expect, ExpectFn, ExpectNat, ProtoInfo, SeqAdj, Tuple,
 };
+use crate::model::{HelperName, TUPLE_PACKED_MAX};
 
 /// One protocol message. Variants are only ever appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,10 +105,23 @@ impl Msg {
 }
 
 /// Identity of a conntrack on the wire and in caches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtKey {
     pub orig: Tuple,
     pub zone: u16,
+}
+
+impl std::hash::Hash for CtKey {
+    /// The packed tuple and the zone in one `write` (see `Tuple`'s hash).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (tuple, n) = self.orig.packed();
+        let mut b = [0u8; TUPLE_PACKED_MAX + 2];
+        b[..n].copy_from_slice(&tuple[..n]);
+        // Right after the tuple: its packing tells its own length, so
+        // the zone's bytes cannot be taken for the tuple's.
+        b[n..n + 2].copy_from_slice(&self.zone.to_be_bytes());
+        state.write(&b[..n + 2]);
+    }
 }
 
 /// Identity of an expectation.

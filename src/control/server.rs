@@ -132,7 +132,7 @@ pub async fn write_replies(
     stream.flush().await
 }
 
-async fn write_frame(
+pub(crate) async fn write_frame(
     stream: &mut Async<UnixStream>,
     frame: &[u8],
 ) -> io::Result<()> {

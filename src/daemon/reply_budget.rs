@@ -80,6 +80,21 @@ impl ReplyBudget {
         })
     }
 
+    /// Takes `bytes` of an answer's rest still to write (see
+    /// `reply_writer::write_at_once`), or `None` when that would exceed
+    /// the budget.
+    pub(crate) fn hold_bytes(self: &Rc<Self>, bytes: usize) -> Option<Held> {
+        let held = self.held.get();
+        if held > 0 && held + bytes > self.limit {
+            return None;
+        }
+        self.held.set(held + bytes);
+        Some(Held {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
     /// True when a reply as large as the last one would not be admitted
     /// beside what is held and one more such reply for each of the
     /// `pending` dumps already under way or waiting their turn: a request

@@ -1,4 +1,5 @@
-//! One task per control client that writes its replies in order.
+//! One task per control client that writes its replies in order, and
+//! the short way for a small answer that is whole at once.
 //!
 //! The writer also tells the loop how far behind its client is: a dump is
 //! rendered a part at a time, and the node must not render parts faster
@@ -9,6 +10,7 @@
 //! client on the loop's `written` channel.
 
 use std::cell::Cell;
+use std::io::{ErrorKind, Write as _};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
@@ -87,5 +89,128 @@ impl Writer {
     /// Whether the task has ended (the client left or was dropped).
     pub(crate) fn gone(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// Largest answer written at once ([`write_at_once`]): far below a UNIX
+/// socket's send buffer, so that on a new connection the write is whole.
+pub(crate) const AT_ONCE_MAX: usize = 16 * 1024;
+
+/// What [`write_at_once`] did.
+#[derive(Debug)]
+pub(crate) enum AtOnce {
+    /// All of it is written; dropping the stream ends the answer.
+    Written,
+    /// Only the start went out: the rest must still be written.
+    Partial(Vec<u8>),
+    /// Nothing went out: the writer task must write it all.
+    NotNow,
+    /// The client is gone.
+    Failed,
+}
+
+/// Writes a whole answer (its frames, `replies` up to the last `Done`)
+/// to a client that has had none yet, in the loop, without a writer task:
+/// a `-s` then costs one `write` where a task cost a spawn, two wake-ups
+/// of the executor and a channel (about a third of its latency on an
+/// idle daemon). Answers past [`AT_ONCE_MAX`] go through the task.
+pub(crate) fn write_at_once<'r>(
+    stream: &Async<UnixStream>,
+    replies: impl Iterator<Item = &'r Reply>,
+) -> AtOnce {
+    let mut bytes = Vec::new();
+    for r in replies {
+        bytes.extend_from_slice(&crate::control::proto::encode(r));
+        if bytes.len() > AT_ONCE_MAX {
+            return AtOnce::NotNow;
+        }
+    }
+    // `Write for &UnixStream`: the loop's own handle, non-blocking.
+    let mut socket: &UnixStream = stream.get_ref();
+    match socket.write(&bytes) {
+        Ok(n) if n == bytes.len() => AtOnce::Written,
+        Ok(0) => AtOnce::Failed,
+        Ok(n) => AtOnce::Partial(bytes.split_off(n)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => AtOnce::NotNow,
+        Err(e) if e.kind() == ErrorKind::Interrupted => AtOnce::NotNow,
+        Err(_) => AtOnce::Failed,
+    }
+}
+
+/// Writes what [`write_at_once`] left (a client whose socket was full),
+/// holding its bytes against the budget, then closes the connection.
+pub(crate) fn finish_later(
+    ex: &LocalExecutor<'_>,
+    mut stream: Async<UnixStream>,
+    rest: Vec<u8>,
+    held: Held,
+) {
+    ex.spawn(async move {
+        let _ = server::write_frame(&mut stream, &rest).await;
+        drop(held);
+    })
+    .detach();
+}
+
+#[cfg(test)]
+mod test {
+    use std::io::Read as _;
+
+    use super::*;
+    use crate::control::proto::{self, Status};
+
+    /// The replies in `bytes`, decoded frame by frame.
+    fn frames(mut bytes: &[u8]) -> Vec<Reply> {
+        let mut out = Vec::new();
+        while let Some((r, used)) = proto::decode(bytes, 1 << 20).unwrap() {
+            out.push(r);
+            bytes = &bytes[used..];
+        }
+        assert!(bytes.is_empty(), "a frame cut short");
+        out
+    }
+
+    fn answer(text: &str) -> Vec<Reply> {
+        vec![Reply::Data(text.to_string()), Reply::Done(Status::Ok)]
+    }
+
+    #[test]
+    fn a_small_whole_answer_is_written_at_once() {
+        let (ours, mut client) = UnixStream::pair().unwrap();
+        let ours = Async::new(ours).unwrap();
+        let want = answer("cache internal:\n");
+        assert!(matches!(write_at_once(&ours, want.iter()), AtOnce::Written));
+        drop(ours);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(frames(&got), want);
+    }
+
+    #[test]
+    fn a_full_socket_leaves_the_answer_to_the_writer() {
+        let (ours, mut client) = UnixStream::pair().unwrap();
+        socket2::SockRef::from(&ours)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let ours = Async::new(ours).unwrap();
+        // Too large: the task's business, nothing written.
+        let big = answer(&"x".repeat(AT_ONCE_MAX));
+        assert!(matches!(write_at_once(&ours, big.iter()), AtOnce::NotNow));
+        // Larger than the socket takes: the start now, the rest returned.
+        let want = answer(&"y".repeat(AT_ONCE_MAX / 2));
+        let AtOnce::Partial(rest) = write_at_once(&ours, want.iter()) else {
+            panic!("a 4 KiB send buffer took 8 KiB at once");
+        };
+        // Full: nothing more goes out now.
+        let small = answer("z");
+        assert!(matches!(write_at_once(&ours, small.iter()), AtOnce::NotNow));
+        let mut got = vec![0u8; AT_ONCE_MAX];
+        let n = client.read(&mut got).unwrap();
+        got.truncate(n);
+        got.extend_from_slice(&rest);
+        assert_eq!(frames(&got), want);
+        // A client that left: failed, not retried.
+        drop(client);
+        assert!(matches!(write_at_once(&ours, small.iter()), AtOnce::Failed));
     }
 }

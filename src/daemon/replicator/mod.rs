@@ -30,7 +30,7 @@ use super::deadline::Deadline;
 use super::kernel::{self, Events};
 use super::keyfile;
 use super::reply_budget::{Held, REPLY_BUDGET, ReplyBudget};
-use super::reply_writer::Writer;
+use super::reply_writer::{AtOnce, Writer, finish_later, write_at_once};
 use super::worker::{self, Worker};
 use super::{Clock, Error, Event};
 use crate::channel::Channels;
@@ -516,6 +516,7 @@ impl Replicator {
         ex: &LocalExecutor<'_>,
         replies: Vec<(ClientId, Reply)>,
     ) {
+        let replies = self.answer_at_once(ex, replies);
         for (id, r) in replies {
             let Some(client) = self.clients.remove(&id) else {
                 // A part for a client that left or was refused: its dump
@@ -543,6 +544,51 @@ impl Replicator {
                 self.clients.insert(id, Client::Writing(w));
             }
         }
+    }
+
+    /// Writes the answers that are whole in `replies` (up to their
+    /// `Done`) and small, for clients that have had no reply yet, at once
+    /// (`reply_writer::write_at_once`); returns the other replies.
+    fn answer_at_once(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        mut replies: Vec<(ClientId, Reply)>,
+    ) -> Vec<(ClientId, Reply)> {
+        let whole: Vec<ClientId> = replies
+            .iter()
+            .filter(|(id, r)| {
+                matches!(r, Reply::Done(_))
+                    && matches!(self.clients.get(id), Some(Client::Waiting(_)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in whole {
+            let Some(Client::Waiting(stream)) = self.clients.get(&id) else {
+                continue;
+            };
+            let frames = replies.iter().filter(|(i, _)| *i == id);
+            let done = match write_at_once(stream, frames.map(|(_, r)| r)) {
+                AtOnce::NotNow => continue,
+                AtOnce::Written => true,
+                AtOnce::Failed => false,
+                AtOnce::Partial(rest) => {
+                    let held = self.budget.hold_bytes(rest.len());
+                    if let (Some(held), Some(Client::Waiting(stream))) =
+                        (held, self.clients.remove(&id))
+                    {
+                        finish_later(ex, stream, rest, held);
+                    }
+                    true
+                }
+            };
+            // Dropped here (closed) unless `finish_later` took it.
+            self.clients.remove(&id);
+            replies.retain(|(i, _)| *i != id);
+            if !done {
+                self.node.client_gone(id);
+            }
+        }
+        replies
     }
 
     /// A client's writer moved on: its dump resumes once the client has

@@ -7,8 +7,8 @@
 //! Requests use netlink-packet-netfilter's types where they exist (the
 //! nfgenmsg header, the conntrack dump); what it lacks (expectations, NAT,
 //! helper, zone, labels, seq-adj, SCTP/DCCP protoinfo) is encoded here with
-//! the kernel's attribute names. Decoding walks the netlink buffer with netlink-packet-core's
-//! `NlasIterator` views: no `Vec` per attribute, nothing allocated for an
+//! the kernel's attribute names. Decoding walks the netlink buffer with slice views
+//! (`attr::nlas`): no `Vec` per attribute, nothing allocated for an
 //! event. Unknown attributes are skipped, malformed ones are an error,
 //! never a panic. Encoding appends to a caller-owned `Vec` that is reused
 //! across requests, so many requests can be batched into one `sendmsg`.

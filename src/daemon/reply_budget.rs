@@ -63,36 +63,32 @@ impl ReplyBudget {
     /// would exceed the budget.
     pub(crate) fn hold(self: &Rc<Self>, reply: &Reply) -> Option<Held> {
         let bytes = cost(reply);
-        let held = self.held.get();
         // A final status is tiny and always admitted: a client that got
         // its data also gets told that it was all.
-        let tiny = matches!(reply, Reply::Done(_));
-        if !tiny {
-            self.last_data.set(bytes);
+        if matches!(reply, Reply::Done(_)) {
+            return Some(self.take(bytes));
         }
-        if !tiny && held > 0 && held + bytes > self.limit {
-            return None;
-        }
-        self.held.set(held + bytes);
-        Some(Held {
-            budget: self.clone(),
-            bytes,
-        })
+        self.last_data.set(bytes);
+        self.hold_bytes(bytes)
     }
 
-    /// Takes `bytes` of an answer's rest still to write (see
-    /// `reply_writer::write_at_once`), or `None` when that would exceed
-    /// the budget.
+    /// Takes `bytes` of data (a reply's, or an answer's rest still to
+    /// write: see `reply_writer::write_at_once`), or `None` when that
+    /// would exceed the budget.
     pub(crate) fn hold_bytes(self: &Rc<Self>, bytes: usize) -> Option<Held> {
         let held = self.held.get();
         if held > 0 && held + bytes > self.limit {
             return None;
         }
-        self.held.set(held + bytes);
-        Some(Held {
+        Some(self.take(bytes))
+    }
+
+    fn take(self: &Rc<Self>, bytes: usize) -> Held {
+        self.held.set(self.held.get() + bytes);
+        Held {
             budget: self.clone(),
             bytes,
-        })
+        }
     }
 
     /// True when a reply as large as the last one would not be admitted

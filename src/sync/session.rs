@@ -170,7 +170,7 @@ impl Gate {
         let id = (peer, session);
         if let Some(p) = self.pending.get_mut(&id) {
             let wait = CHALLENGE_FIRST_REPEAT
-                .saturating_mul(1 << (p.asked_times - 1).min(16))
+                .saturating_mul(1 << p.asked_times.saturating_sub(1).min(16))
                 .min(CHALLENGE_EVERY);
             if now.since(p.asked) < wait {
                 return None;

@@ -85,40 +85,6 @@ fn udp_both_ways_and_foreign_senders_are_dropped() {
 }
 
 #[test]
-// The pause is a wall-clock wait: its length is what is checked.
-#[allow(clippy::disallowed_methods)]
-fn the_gather_pause_ends_when_a_link_has_something_to_read() {
-    let Some((na, nb)) = common::pair("g") else {
-        return;
-    };
-    let udp = |me: u8, peer: u8| {
-        format!(
-            "UDP {{ IPv4_address 10.9.0.{me} IPv4_Destination_Address 10.9.0.{peer} Port 3780 Interface s0 }}"
-        )
-    };
-    let mut a = open_in(&na, &udp(1, 2));
-    let mut b = open_in(&nb, &udp(2, 1));
-    assert_eq!(deliver(&mut a, &mut b, &frame(1)), 0);
-    // Nothing to read: the whole pause.
-    let t = std::time::Instant::now();
-    b.pause_unless_readable(Duration::from_millis(200));
-    assert!(
-        t.elapsed() >= Duration::from_millis(190),
-        "{:?}",
-        t.elapsed()
-    );
-    // The peer speaks: the pause ends (bounded by the 5 s it would last).
-    a.send(&frame(2));
-    let t = std::time::Instant::now();
-    b.pause_unless_readable(Duration::from_secs(5));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    let mut buf = [0u8; 64];
-    let (link, n, _) =
-        b.try_recv(&mut buf).expect("the datagram that ended it");
-    assert_eq!((link, &buf[..n]), (0, &frame(2)[..]));
-}
-
-#[test]
 fn multicast_ipv4_and_ipv6() {
     let Some((na, nb)) = common::pair("m") else {
         return;

@@ -41,7 +41,6 @@ use std::net::{
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
 use smol::Async;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -297,29 +296,6 @@ impl Channels {
             }
         }
         None
-    }
-
-    /// Blocks for up to `pause`, or until a link has something to read:
-    /// the event loop's gather pause, which must not hold the peer's
-    /// reports (see the event socket's `GATHER`). An error ends the pause.
-    pub fn pause_unless_readable(&self, pause: Duration) {
-        let mut fds: heapless::Vec<PollFd<'_>, { config::MAX_CHANNELS }> =
-            heapless::Vec::new();
-        for link in &self.links {
-            let fd = match &link.io {
-                Io::Udp { rx, .. } => PollFd::new(rx.get_ref(), PollFlags::IN),
-                Io::Tcp(t) => match &t.inbound {
-                    Some(s) => PollFd::new(s.get_ref(), PollFlags::IN),
-                    None => continue,
-                },
-            };
-            // The configuration refuses more links than MAX_CHANNELS; one
-            // not watched would only not end the pause early.
-            let _ = fds.push(fd);
-        }
-        if let Ok(timeout) = Timespec::try_from(pause) {
-            let _ = rustix::event::poll(&mut fds, Some(&timeout));
-        }
     }
 
     /// Waits for the next received datagram.

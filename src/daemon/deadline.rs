@@ -1,10 +1,11 @@
-//! The event loop's one timer: a `timerfd` waited on like any socket.
+//! The event loop's timers (the node's next deadline, the gather pause of
+//! the event socket): each a `timerfd` waited on like any socket.
 //!
 //! async-io's timers live in a map its reactor splits and merges on every
 //! poll (about 700 instructions each time, two polls per wake-up: a
 //! sixth of the backup's instructions while replicating). The loop needs
-//! one timer, set for the node's next deadline, so it uses a timer file
-//! descriptor instead and async-io's timer map stays empty. Without a
+//! two timers, each set for one moment at a time, so it uses timer file
+//! descriptors instead and async-io's timer map stays empty. Without a
 //! timerfd (no descriptor left at start) it falls back to an async-io
 //! timer.
 
@@ -78,6 +79,11 @@ impl Deadline {
                 t.set_at(at);
             }
         }
+    }
+
+    /// Fires `after` from now, replacing any earlier setting.
+    pub(crate) fn set_after(&mut self, after: Duration) {
+        self.set_at(Instant::now() + after);
     }
 
     /// Waits until the timer fires (then it is no longer set).

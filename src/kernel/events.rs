@@ -25,11 +25,12 @@ const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 /// took a fifth more CPU per entry in `benches/bench.py` (0.39 s against
 /// 0.32–0.33 s for 50 000, results/wave8-*), for a lag under loss that
 /// the run-to-run spread hid. Under a backlog, when a wake-up reads many,
-/// there is no pause. The daemon takes the pause ([`EventSocket::take_gather`])
-/// where it can end it early: when the sync link has something to read, a
-/// peer's ACK or NACK is not held for it, nor measured into the round trip
-/// that the retransmission timeout is taken from (a capture of the bench's
-/// sync link showed a repair's probe 1.6 ms after a lost answer).
+/// there is no pause. The daemon waits the pause out
+/// ([`EventSocket::take_gather`]) on a timer, serving the sync link
+/// meanwhile: a peer's ACK or NACK is not held for it, nor measured into
+/// the round trip that the retransmission timeout is taken from (a capture
+/// of the bench's sync link showed a repair's probe 1.6 ms after a lost
+/// answer when the pause held them).
 const GATHER: Duration = Duration::from_micros(500);
 /// See [`GATHER`].
 const GATHER_BELOW: usize = 16;
@@ -179,7 +180,7 @@ impl EventSocket {
             if self.empty {
                 self.readable().await?;
                 if let Some(pause) = self.take_gather() {
-                    std::thread::sleep(pause);
+                    smol::Timer::after(pause).await;
                 }
             }
             match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
@@ -210,9 +211,10 @@ impl EventSocket {
 
     /// How long to let more events gather before reading, after a
     /// [`EventSocket::readable`] that followed only a few reads (see
-    /// [`GATHER`]); once. A blocking pause, not an async timer: that would
-    /// cost the reactor a notification and a timerfd re-arm, the very
-    /// system calls the pause saves.
+    /// [`GATHER`]); once. Waited out on a timer, never slept: a thread
+    /// that blocks lets async-io's helper thread take the reactor, and
+    /// every later wake-up then crosses both threads (see the daemon's
+    /// `Replicator::gather`).
     pub fn take_gather(&mut self) -> Option<Duration> {
         std::mem::take(&mut self.gather).then_some(GATHER)
     }

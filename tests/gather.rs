@@ -1,0 +1,75 @@
+//! The event loop's gather pause (`kernel::events::GATHER`) on real
+//! daemons: a burst of kernel events paced like a busy router's (a new flow
+//! every 30 µs, so that a wake-up of the event socket finds only a few and
+//! the loop lets more gather) leaves fw-1 in nearly full datagrams, and the
+//! backup holds every flow. The events come closer together than
+//! `TX_IDLE`, so a datagram fills over several reads; the pause must hold
+//! the node's deadlines back until the gathered events are read. A pause
+//! that let `TX_IDLE` expire sent a datagram per pause: 526–571 datagrams
+//! for these 10 000 flows, against 229–302. Needs root.
+
+// Deadlines and pacing here are wall-clock bounds on real processes.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fw::{Fw, flows, json_number, release_build, udp_link};
+use common::pair;
+use ctsyncd::kernel::socket::CtSocket;
+
+const FLOWS: u32 = 10_000;
+/// Flows created together, every [`PACE`] (spun, not slept: a sleep this
+/// short overshoots by the timer slack): about 31 000 a second here.
+const STEP: usize = 1;
+const PACE: Duration = Duration::from_micros(30);
+
+#[test]
+fn a_paced_burst_leaves_in_full_datagrams() {
+    if !release_build("a_paced_burst_leaves_in_full_datagrams") {
+        return;
+    }
+    let Some((a, b)) = pair("gat") else {
+        return;
+    };
+    let general = "Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }";
+    let sync = |me, peer| format!("Mode FTFW {{ }}\n{}", udp_link(me, peer));
+    let fw1 = Fw::start(&a, "gat1", general, &sync("10.9.0.1", "10.9.0.2"));
+    let fw2 = Fw::start(&b, "gat2", general, &sync("10.9.0.2", "10.9.0.1"));
+    let burst = flows("10.140.0.1", FLOWS);
+    let started = Instant::now();
+    a.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        for step in burst.chunks(STEP) {
+            let t = Instant::now();
+            let errs = s.create_cts(step).unwrap();
+            assert!(errs.iter().all(|&e| e == 0), "kernel refused a flow");
+            while t.elapsed() < PACE {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    let paced = started.elapsed();
+    let took =
+        fw2.wait_cached("external", u64::from(FLOWS), Duration::from_secs(10));
+    let s = fw1.stats();
+    let sent = json_number(&s, "sync", "datagrams_sent");
+    let probes = json_number(&s, "sync", "probes_sent");
+    let msgs = json_number(&s, "sync", "msgs_sent");
+    eprintln!(
+        "{FLOWS} flows in {paced:?}: fw-2 complete {took:?} after; fw-1 sent {sent} datagrams ({msgs} messages), {probes} probes"
+    );
+    assert!(
+        took.is_some(),
+        "{} on fw-2\n{}",
+        fw2.cached("external"),
+        fw1.log()
+    );
+    // A datagram holds 48 changes (`TX_FULL`) and waits for more up to
+    // `TX_COALESCE`; a pause gathers about 16 of these flows.
+    assert!(
+        sent <= u64::from(FLOWS) / 25,
+        "{sent} datagrams for {FLOWS} flows ({probes} probes)"
+    );
+}

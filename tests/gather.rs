@@ -51,6 +51,15 @@ fn a_paced_burst_leaves_in_full_datagrams() {
         }
     });
     let paced = started.elapsed();
+    // The claim is about events closer together than `TX_IDLE` (50 µs);
+    // a kernel this slow to create flows cannot show it.
+    let apart = paced / FLOWS;
+    if apart > Duration::from_micros(45) {
+        eprintln!(
+            "SKIPPED a_paced_burst_leaves_in_full_datagrams: flows came {apart:?} apart, not closer than TX_IDLE"
+        );
+        return;
+    }
     let took =
         fw2.wait_cached("external", u64::from(FLOWS), Duration::from_secs(10));
     let s = fw1.stats();

@@ -246,11 +246,22 @@ impl Replicator {
             // before it fills the socket's buffer, not after a backlog of
             // datagrams and requests. (Not again right after a read that
             // found it empty: that would cost a system call per event.)
-            if !self.events_empty
-                && !self.gathering
-                && self.drain_kernel(ex, clock).await
-            {
-                break;
+            if !self.events_empty && !self.gathering {
+                if self.drain_kernel(ex, clock).await {
+                    break;
+                }
+                // A drain that stopped at EventIterationLimit leaves the
+                // event socket's branch of `wait` ready at once, and it is
+                // polled before the peer's: under a backlog of events the
+                // peer's datagrams (its challenge, ACKs and NACKs) waited
+                // for the backlog's end: in a flood read one event per
+                // turn, fw-1 read nothing of fw-2 and held 60 000 entries
+                // unacknowledged (`tests/loop_fairness.rs`). They get a
+                // turn after each such drain (one `recvfrom` per
+                // EventIterationLimit events).
+                if !self.events_empty && self.peer_turn(ex, clock).await {
+                    break;
+                }
             }
             let wake = {
                 let mut wait = std::pin::pin!(self.wait(&mut rx, clock));

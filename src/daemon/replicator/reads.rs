@@ -43,6 +43,19 @@ impl Replicator {
         false
     }
 
+    /// The peer's datagrams queued now, if any (at most [`PEER_BATCH`]),
+    /// without waiting; true to stop.
+    pub(super) async fn peer_turn(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        clock: Clock,
+    ) -> bool {
+        match self.channels.try_recv(&mut self.rx_buf) {
+            Some(first) => self.datagrams(ex, clock, first).await,
+            None => false,
+        }
+    }
+
     /// Whatever the event socket holds now (at most EventIterationLimit
     /// reads); true to stop.
     pub(super) async fn drain_kernel(

@@ -255,8 +255,8 @@ impl Replicator {
                 // polled before the peer's: under a backlog of events the
                 // peer's datagrams (its challenge, ACKs and NACKs) waited
                 // for the backlog's end: in a flood read one event per
-                // turn, fw-1 read nothing of fw-2 and held 60 000 entries
-                // unacknowledged (`tests/loop_fairness.rs`). They get a
+                // turn, fw-1 read nothing of fw-2 and held 33 000–80 000
+                // entries unacknowledged (`tests/loop_fairness.rs`). They get a
                 // turn after each such drain (one `recvfrom` per
                 // EventIterationLimit events).
                 if !self.events_empty && self.peer_turn(ex, clock).await {

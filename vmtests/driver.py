@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 T0 = time.monotonic()
@@ -147,8 +148,11 @@ class Lab:
         Lab.count += 1
         self.prefix = f"cts{os.getpid() % 100000}x{Lab.count}"
         self.env = dict(os.environ)
-        self.dir = f"/tmp/{self.prefix}"
-        os.makedirs(self.dir, exist_ok=True)
+        # A new directory each run, kept afterwards for its logs: one named
+        # by the pid alone was reused when a pid came round again, and a
+        # daemon then refused the stale lock file a crashed run had left.
+        self.dir = tempfile.mkdtemp(prefix=f"{self.prefix}.", dir="/tmp")
+        os.chmod(self.dir, 0o755)  # as os.makedirs made it: daemons may drop root
         self.switch = f"{self.prefix}-sw"
         self.machines = {n: Machine(self, n) for n in names}
         self.veths = 0

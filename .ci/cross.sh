@@ -11,9 +11,9 @@
 #   .ci/cross.sh ci             the tests (not the `small` build) for one
 #                               big-endian 32-bit MIPS target and one ARM
 #                               target (`make cross-ci`)
-#   .ci/cross.sh ci-start ID OWNER   what `make test` runs first: `ci` in the
-#                               background at idle priority, stopped if the
-#                               process OWNER (make) ends first
+#   .ci/cross.sh ci-start ID OWNER   what `make test` runs after its builds:
+#                               `ci` in the background at idle priority,
+#                               stopped if the process OWNER (make) ends first
 #   .ci/cross.sh ci-wait ID     what `make test` runs last: waits for that
 #                               run and prints its output
 #
@@ -253,10 +253,12 @@ ci() {
 	return $failed
 }
 
-# `make test` runs `ci` beside its native steps rather than between them:
+# `make test` runs `ci` beside its native tests rather than between them:
 # the cross build and the qemu runs took 8 to 11 of CI's 19 to 24 minutes,
 # most of it while the native tests (which mostly wait: on daemons, timers,
-# network namespaces) and the lab left a core idle. At SCHED_IDLE it runs
+# network namespaces) and the lab left a core idle. Not beside the native
+# builds: on this machine's two cores an idle-policy build still slowed
+# them by about half (CI run 22: 17 min in all). At SCHED_IDLE it runs
 # only on CPU time they leave, so their timing-sensitive tests are not
 # delayed by it (the kernel preempts an idle-policy task at once). ID keeps
 # one make run's job apart from an aborted earlier one's. OWNER is make:

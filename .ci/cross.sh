@@ -281,6 +281,7 @@ ci_start() {
 		wait $job && rc=0 || rc=$?
 		echo $rc >"$dir/rc"
 	) </dev/null >/dev/null 2>&1 &
+	echo $! >"$dir/pid"
 	echo "cross: router-target tests started in the background at idle priority (output at the end; $dir/log)"
 }
 
@@ -291,13 +292,15 @@ ci_wait() {
 		ci
 		return
 	fi
-	# Bounded: CI's limit is 90 minutes.
-	while [ ! -f "$dir/rc" ] && [ $((SECONDS - t0)) -lt 3600 ]; do
+	# Bounded: CI's limit is 90 minutes. The watcher writes rc as it
+	# ends; one that is gone without it was killed.
+	while [ ! -f "$dir/rc" ] && [ $((SECONDS - t0)) -lt 3600 ] &&
+		kill -0 "$(cat "$dir/pid")" 2>/dev/null; do
 		sleep 2
 	done
 	cat "$dir/log"
 	if [ ! -f "$dir/rc" ]; then
-		echo "cross: the background run did not end within an hour"
+		echo "cross: the background run ended without a status (killed?) or did not end within an hour"
 		return 1
 	fi
 	rc=$(cat "$dir/rc")

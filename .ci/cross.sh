@@ -275,6 +275,7 @@ ci_start() {
 			if ! kill -0 "$owner" 2>/dev/null; then
 				kill -- -$job 2>/dev/null || true
 				echo "cross: stopped, make (pid $owner) ended first" >>"$dir/log"
+				break
 			fi
 			sleep 2
 		done

@@ -1,0 +1,166 @@
+//! Opening a link's sockets: bound to the link's interface, with the
+//! configured (or a burst-sized) buffer, joined to the multicast group
+//! with our own datagrams not looped back, and, for TCP, listening for
+//! the peer's connection.
+
+use std::io;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener,
+    UdpSocket,
+};
+
+use smol::Async;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::tcp::Tcp;
+use super::{Io, Link, LinkStats, link_info, no_check};
+use crate::config::{Channel, Transport};
+
+fn domain(ip: &IpAddr) -> Domain {
+    if ip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+fn buffers(s: &Socket, c: &Channel) {
+    // Unset, the buffers hold a burst rather than the system's ~200 KiB: a
+    // bulk of 20 000 changes leaves as ~400 datagrams at once, and a tail
+    // dropped by a full receive buffer waits for the next ALIVE to be
+    // noticed. Memory is only used while a burst is in flight.
+    let or_default = |n: u32| if n > 0 { n as usize } else { DEFAULT_BUFFER };
+    let (snd, rcv) = (or_default(c.snd_buffer), or_default(c.rcv_buffer));
+    // The *_FORCE variants need CAP_NET_ADMIN; fall back to the plain ones.
+    if rustix::net::sockopt::set_socket_send_buffer_size_force(s, snd).is_err()
+    {
+        let _ = s.set_send_buffer_size(snd);
+    }
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(s, rcv).is_err()
+    {
+        let _ = s.set_recv_buffer_size(rcv);
+    }
+}
+
+/// Socket buffer size for the links when the configuration sets none.
+const DEFAULT_BUFFER: usize = 4 << 20;
+
+/// A socket bound to the link's interface.
+fn socket(dom: Domain, ty: Type, c: &Channel) -> io::Result<Socket> {
+    let proto = if ty == Type::STREAM {
+        Protocol::TCP
+    } else {
+        Protocol::UDP
+    };
+    let s = Socket::new(dom, ty, Some(proto))?;
+    s.bind_device(Some(c.interface.as_bytes()))?;
+    if dom == Domain::IPV6 {
+        s.set_only_v6(true)?;
+    }
+    buffers(&s, c);
+    Ok(s)
+}
+
+/// Link-local IPv6 peers need the interface as scope.
+fn scoped(addr: IpAddr, port: u16, ifindex: u32) -> SocketAddr {
+    match addr {
+        IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => {
+            SocketAddr::V6(SocketAddrV6::new(a, port, 0, ifindex))
+        }
+        a => SocketAddr::new(a, port),
+    }
+}
+
+fn unspecified(like: &IpAddr) -> IpAddr {
+    if like.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    }
+}
+
+pub(super) fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
+    let info = link_info(&c.interface)?;
+    let io = match &c.transport {
+        Transport::Multicast {
+            group,
+            ipv4_interface,
+            port,
+        } => {
+            let dom = domain(group);
+            let rx = socket(dom, Type::DGRAM, c)?;
+            rx.set_reuse_address(true)?;
+            rx.bind(&SocketAddr::new(*group, *port).into())?;
+            let tx = socket(dom, Type::DGRAM, c)?;
+            no_check::apply(&tx, c.checksum)?;
+            match group {
+                IpAddr::V4(g) => {
+                    let local = ipv4_interface.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    rx.join_multicast_v4_n(
+                        g,
+                        &socket2::InterfaceIndexOrAddress::Index(info.index),
+                    )?;
+                    if local.is_unspecified() {
+                        rustix::net::sockopt::set_ip_multicast_if_with_ifindex(
+                            &tx,
+                            &Ipv4Addr::UNSPECIFIED,
+                            &local,
+                            info.index,
+                        )?;
+                    } else {
+                        tx.set_multicast_if_v4(&local)?;
+                    }
+                    tx.set_multicast_loop_v4(false)?;
+                    tx.set_multicast_ttl_v4(1)?;
+                }
+                IpAddr::V6(g) => {
+                    rx.join_multicast_v6(g, info.index)?;
+                    tx.set_multicast_if_v6(info.index)?;
+                    tx.set_multicast_loop_v6(false)?;
+                    tx.set_multicast_hops_v6(1)?;
+                }
+            }
+            Io::Udp {
+                rx: Async::new(UdpSocket::from(rx))?,
+                tx: Async::new(UdpSocket::from(tx))?,
+                dest: scoped(*group, *port, info.index),
+                peer: None,
+            }
+        }
+        Transport::Udp { local, dest, port } => {
+            let dom = domain(dest);
+            let rx = socket(dom, Type::DGRAM, c)?;
+            rx.set_reuse_address(true)?;
+            let bind = local.unwrap_or_else(|| unspecified(dest));
+            rx.bind(&scoped(bind, *port, info.index).into())?;
+            let tx = socket(dom, Type::DGRAM, c)?;
+            no_check::apply(&tx, c.checksum)?;
+            Io::Udp {
+                rx: Async::new(UdpSocket::from(rx))?,
+                tx: Async::new(UdpSocket::from(tx))?,
+                dest: scoped(*dest, *port, info.index),
+                peer: Some(*dest),
+            }
+        }
+        Transport::Tcp { local, dest, port } => {
+            let dom = domain(dest);
+            let l = socket(dom, Type::STREAM, c)?;
+            l.set_reuse_address(true)?;
+            let bind = local.unwrap_or_else(|| unspecified(dest));
+            l.bind(&scoped(bind, *port, info.index).into())?;
+            l.listen(1)?;
+            Io::Tcp(Box::new(Tcp::new(
+                Async::new(TcpListener::from(l))?,
+                scoped(*dest, *port, info.index),
+                c.interface.to_string(),
+                error_queue,
+            )))
+        }
+    };
+    Ok(Link {
+        channel: c.clone(),
+        info,
+        stats: LinkStats::default(),
+        io,
+    })
+}

@@ -1,0 +1,386 @@
+//! A TCP link: the listening socket and the peer's connection to it
+//! (frames in), our connection to the peer (frames out, reconnecting at
+//! most once per second, a bounded queue meanwhile), and the cutting of
+//! the inbound stream into frames: ours by their header's length,
+//! conntrackd's by its message lengths, as many whole messages per read
+//! as fit.
+
+// I/O layer: the reconnect pacing reads the clock, like the daemon loop;
+// the sans-IO layers below never do (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use smol::Async;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::LinkStats;
+use crate::wire;
+
+/// TCP reconnect attempts at most this often (conntrackd's 1 s).
+const RECONNECT: Duration = Duration::from_secs(1);
+/// Largest frame accepted on a TCP stream.
+const MAX_FRAME: usize = 65_535 + wire::HEADER_LEN + wire::seal::SEAL_OVERHEAD;
+
+enum Outbound {
+    Idle,
+    Connecting(Async<TcpStream>),
+    Connected(Async<TcpStream>),
+}
+
+/// A TCP link's two connections and its send queue.
+pub(super) struct Tcp {
+    listener: Async<TcpListener>,
+    inbound: Option<Async<TcpStream>>,
+    inbuf: Vec<u8>,
+    outbound: Outbound,
+    last_attempt: Option<Instant>,
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes of the front frame already written.
+    written: usize,
+    queue_max: usize,
+    /// Frames dropped because the queue was full (`-s queue`: errorq's
+    /// "not enough space errors").
+    dropped: u64,
+    dest: SocketAddr,
+    interface: String,
+    retry: Option<smol::Timer>,
+}
+
+impl Tcp {
+    pub(super) fn new(
+        listener: Async<TcpListener>,
+        dest: SocketAddr,
+        interface: String,
+        queue_max: usize,
+    ) -> Tcp {
+        Tcp {
+            listener,
+            inbound: None,
+            inbuf: Vec::new(),
+            outbound: Outbound::Idle,
+            last_attempt: None,
+            queue: VecDeque::new(),
+            written: 0,
+            queue_max: queue_max.max(1),
+            dropped: 0,
+            dest,
+            interface,
+            retry: None,
+        }
+    }
+
+    /// Whether the peer's connection and ours are up (`-s`).
+    pub(super) fn connections(&self) -> (bool, bool) {
+        (
+            self.inbound.is_some(),
+            matches!(self.outbound, Outbound::Connected(_)),
+        )
+    }
+
+    /// Frames dropped because the queue (`ErrorQueueLength`) was full.
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Frames queued but not yet fully written.
+    pub(super) fn unsent(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Drives accepts, connects and writes, then returns the next whole
+    /// received frame, if any; errors are counted in `stats`.
+    pub(super) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        stats: &mut LinkStats,
+    ) -> Option<(usize, SocketAddr)> {
+        let errs = self.drive(cx);
+        stats.err_send += errs.0;
+        stats.err_recv += errs.1;
+        self.next_frame(cx, buf, stats)
+    }
+
+    /// Queues a frame; false when it had to be dropped.
+    pub(super) fn enqueue(&mut self, frame: &[u8]) -> bool {
+        let dropped = self.queue.len() >= self.queue_max;
+        if dropped {
+            self.dropped += 1;
+            // Never drop a frame that is half written.
+            let at = usize::from(self.written > 0);
+            self.queue.remove(at);
+        }
+        self.queue.push_back(frame.to_vec());
+        self.flush();
+        !dropped && matches!(self.outbound, Outbound::Connected(_))
+    }
+
+    /// Writes queued frames until the socket would block.
+    fn flush(&mut self) -> u64 {
+        let Outbound::Connected(s) = &self.outbound else {
+            return 0;
+        };
+        let mut stream = s.get_ref();
+        while let Some(front) = self.queue.front() {
+            match stream.write(&front[self.written..]) {
+                Ok(n) => {
+                    self.written += n;
+                    if self.written == front.len() {
+                        self.queue.pop_front();
+                        self.written = 0;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return 0,
+                Err(_) => {
+                    // EPIPE/ECONNRESET: reconnect; the frame is resent whole.
+                    self.outbound = Outbound::Idle;
+                    self.written = 0;
+                    return 1;
+                }
+            }
+        }
+        0
+    }
+
+    /// Accepts, connects and flushes as far as possible now. Returns
+    /// (send errors, receive errors).
+    fn drive(&mut self, cx: &mut Context<'_>) -> (u64, u64) {
+        let mut errs = (0, 0);
+        // Accept until the listener has nothing and its readiness poll is
+        // Pending: a Ready poll does not register the waker, and ignoring
+        // it would leave a connection waiting in the backlog forever.
+        loop {
+            while let Ok((s, _)) = self.listener.get_ref().accept() {
+                if s.set_nonblocking(true).is_ok()
+                    && let Ok(a) = Async::new(s)
+                {
+                    self.inbound = Some(a);
+                    self.inbuf.clear();
+                }
+            }
+            if self.listener.poll_readable(cx).is_pending() {
+                break;
+            }
+        }
+        if matches!(self.outbound, Outbound::Idle)
+            && self.last_attempt.is_none_or(|t| t.elapsed() >= RECONNECT)
+        {
+            self.last_attempt = Some(Instant::now());
+            match self.connect() {
+                Ok(s) => self.outbound = Outbound::Connecting(s),
+                Err(_) => errs.0 += 1,
+            }
+        }
+        if let Outbound::Connecting(s) = &self.outbound
+            && s.poll_writable(cx).is_ready()
+        {
+            // Writable is not the same as connected: a socket can report
+            // writable before the handshake ends (then peer_addr says
+            // ENOTCONN and we keep waiting), or because it failed.
+            let failed = !matches!(s.get_ref().take_error(), Ok(None));
+            let connected = !failed && s.get_ref().peer_addr().is_ok();
+            if failed || connected {
+                let old = std::mem::replace(&mut self.outbound, Outbound::Idle);
+                if connected && let Outbound::Connecting(s) = old {
+                    self.outbound = Outbound::Connected(s);
+                } else {
+                    errs.0 += 1;
+                }
+            } else if s.poll_writable(cx).is_ready() {
+                // Still connecting but reported writable: look again soon.
+                cx.waker().wake_by_ref();
+            }
+        }
+        // Flush until done or the socket's writability poll is Pending
+        // (which registers the waker; a Ready poll does not).
+        loop {
+            errs.0 += self.flush();
+            match &self.outbound {
+                Outbound::Connected(s) if !self.queue.is_empty() => {
+                    if s.poll_writable(cx).is_pending() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if matches!(self.outbound, Outbound::Idle) {
+            // Come back for the next reconnect attempt.
+            let due =
+                self.last_attempt.map_or(Instant::now(), |t| t + RECONNECT);
+            let timer = self.retry.get_or_insert_with(|| smol::Timer::at(due));
+            timer.set_at(due);
+            if std::pin::Pin::new(timer).poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        errs
+    }
+
+    fn connect(&self) -> io::Result<Async<TcpStream>> {
+        let dom = if self.dest.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let s = Socket::new(dom, Type::STREAM, Some(Protocol::TCP))?;
+        s.bind_device(Some(self.interface.as_bytes()))?;
+        s.set_nonblocking(true)?;
+        s.set_keepalive(true)?;
+        s.set_tcp_nodelay(true)?;
+        match s.connect(&self.dest.into()) {
+            Ok(()) => {}
+            Err(e)
+                // By name: EINPROGRESS is 115 on x86 and ARM, 150 on MIPS.
+                if e.raw_os_error()
+                    == Some(rustix::io::Errno::INPROGRESS.raw_os_error())
+                    || e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Async::new(TcpStream::from(s))
+    }
+
+    /// The next whole frame from the inbound stream, if any.
+    fn next_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        stats: &mut LinkStats,
+    ) -> Option<(usize, SocketAddr)> {
+        loop {
+            if let Some(len) = frame_len(&self.inbuf) {
+                match len {
+                    Some(len) if len <= buf.len() && len <= MAX_FRAME => {
+                        if self.inbuf.len() >= len {
+                            let len = ctd_run(&self.inbuf, len, buf.len());
+                            buf[..len].copy_from_slice(&self.inbuf[..len]);
+                            self.inbuf.drain(..len);
+                            return Some((len, self.dest));
+                        }
+                    }
+                    _ => {
+                        // Not our framing: the stream cannot be resynchronised.
+                        stats.err_recv += 1;
+                        self.inbound = None;
+                        self.inbuf.clear();
+                        return None;
+                    }
+                }
+            }
+            let inbound = self.inbound.as_ref()?;
+            let mut chunk = [0u8; 16 * 1024];
+            match inbound.get_ref().read(&mut chunk) {
+                Ok(0) => {
+                    self.inbound = None;
+                    self.inbuf.clear();
+                    return None;
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if inbound.poll_readable(cx).is_ready() {
+                        continue;
+                    }
+                    return None;
+                }
+                Err(_) => {
+                    stats.err_recv += 1;
+                    self.inbound = None;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The length of the frame at the start of a stream buffer: None while the
+/// header is incomplete, Some(None) when it is neither our header nor
+/// conntrackd's.
+fn frame_len(b: &[u8]) -> Option<Option<usize>> {
+    if b.len() >= 2 && b[..2] != wire::MAGIC {
+        // conntrackd's first byte: version 1, a data type or control.
+        let (version, kind) = (b[0] >> 4, b[0] & 0x0f);
+        if version != wire::ctd::VERSION || !(kind <= 5 || kind == 10) {
+            return Some(None);
+        }
+        return match wire::ctd::stream_message_len(b)? {
+            Ok(len) => Some(Some(len)),
+            Err(_) => Some(None),
+        };
+    }
+    let header = wire::Packet::new_unchecked(b);
+    header.check_header_len().ok()?;
+    if header.magic() != wire::MAGIC {
+        return Some(None);
+    }
+    Some(Some(header.total_len()))
+}
+
+/// A conntrackd frame of `first` bytes at the start of `b`, extended by
+/// the whole conntrackd messages after it, up to `room` bytes: one read
+/// of the node for a run of messages (they are back to back in a
+/// datagram too). Our frames stay one per read.
+fn ctd_run(b: &[u8], first: usize, room: usize) -> usize {
+    if b.len() < 2 || b[..2] == wire::MAGIC {
+        return first;
+    }
+    let mut len = first;
+    while let Some(Ok(n)) = wire::ctd::stream_message_len(&b[len..]) {
+        if n == 0 || len + n > room || len + n > b.len() {
+            break;
+        }
+        len += n;
+    }
+    len
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn stream_framing() {
+        let mut d =
+            vec![b'c', b'T', 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 3, 9, 9, 9];
+        assert_eq!(frame_len(&d[..10]), None);
+        assert_eq!(frame_len(&d), Some(Some(17)));
+        // A sealed frame: its nonce and tag follow the body.
+        d[2] = wire::SEALED_VERSION;
+        assert_eq!(frame_len(&d), Some(Some(17 + 40)));
+        d[0] = b'x';
+        assert_eq!(frame_len(&d), Some(None));
+    }
+
+    #[test]
+    fn conntrackd_stream_framing() {
+        use crate::wire::ctd::{self, Body, Message};
+        let mut stream = vec![0u8; 64];
+        let mut len = 0;
+        for (seq, body) in [(1, Body::Alive), (2, Body::Ack { from: 5, to: 9 })]
+        {
+            let m = Message {
+                seq,
+                hello: true,
+                hello_back: false,
+                body,
+            };
+            len += ctd::encode(&m, ctd::Options::default(), &mut stream[len..])
+                .unwrap();
+        }
+        stream.truncate(len);
+        assert_eq!(len, 8 + 16);
+        assert_eq!(frame_len(&stream[..5]), None, "header incomplete");
+        assert_eq!(frame_len(&stream), Some(Some(8)));
+        // The whole messages after the first join it, as room allows.
+        assert_eq!(ctd_run(&stream, 8, 1000), 24);
+        assert_eq!(ctd_run(&stream, 8, 20), 8);
+        assert_eq!(ctd_run(&stream[..20], 8, 1000), 8, "partial second");
+        // Garbage that is neither framing ends the stream.
+        assert_eq!(frame_len(&[0x70, 0, 0, 8, 0, 0, 0, 0]), Some(None));
+    }
+}

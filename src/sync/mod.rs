@@ -26,8 +26,9 @@
 //! then travel sealed: the answer proves the key and liveness at once.
 //!
 //! Layout (conntrackd's `sync_mode` split, without its globals):
-//! - `mod.rs`: the engine: reading datagrams, the handshake, the timer,
-//!   and what every mode shares;
+//! - `mod.rs`: the engine: the timer, building datagrams, and what every
+//!   mode shares;
+//! - `recv`: reading datagrams, the handshake, refusals;
 //! - `tx`: the transmit path (key and control queues, datagram filling);
 //! - `session`: the challenge gate, the HELLO flags and the peer table
 //!   (restarts);
@@ -46,6 +47,7 @@ pub mod digest;
 mod ftfw;
 mod mode;
 mod notrack;
+mod recv;
 mod rx;
 mod sealing;
 mod session;
@@ -86,7 +88,7 @@ use crate::wire::seal::{Origin, SEAL_OVERHEAD, Sealer};
 use crate::wire::{self, Header, Msg, Writer};
 use mode::{Cx, ModeState};
 use sealing::{Refused, Sealing};
-use session::{Contact, Gate, Handshake};
+use session::{Gate, Handshake};
 use tx::Transmit;
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
@@ -347,290 +349,6 @@ impl Engine {
     /// control messages and before data).
     pub fn send_digest(&mut self, msg: Msg) {
         self.tx.background(msg);
-    }
-
-    // ===== receive side =====
-
-    /// Handles one datagram from `peer` (an id the daemon derives from the
-    /// sender's address). A resync request is answered from `src`.
-    pub fn recv(
-        &mut self,
-        now: Instant,
-        peer: u64,
-        datagram: &[u8],
-        src: &dyn Source,
-    ) -> Result<(), wire::Error> {
-        let Some(sealing) = self.sealing.as_mut() else {
-            return self.recv_plain(now, peer, datagram, src);
-        };
-        let mut plain = std::mem::take(&mut sealing.scratch);
-        let gate = &self.gate;
-        let opened = sealing.open(now, peer, datagram, &mut plain, |p, s| {
-            gate.is_confirmed(p, s)
-        });
-        let r = match opened {
-            Ok(origin) => {
-                self.opened = Some(origin);
-                let r = self.recv_plain(now, peer, &plain, src);
-                self.opened = None;
-                r
-            }
-            Err(e) => {
-                self.refused(now, e);
-                Err(e)
-            }
-        };
-        if let Some(s) = self.sealing.as_mut() {
-            s.scratch = plain;
-        }
-        r
-    }
-
-    /// A plain datagram: received as such, or opened.
-    fn recv_plain(
-        &mut self,
-        now: Instant,
-        peer: u64,
-        datagram: &[u8],
-        src: &dyn Source,
-    ) -> Result<(), wire::Error> {
-        let (header, body) = match wire::read(datagram) {
-            Ok(v) => v,
-            Err(e) => {
-                self.count_bad_datagram(e);
-                return Err(e);
-            }
-        };
-        self.stats.datagrams_recv += 1;
-        let session = header.session;
-        let mut proven = self.gate.is_confirmed(peer, session);
-        if proven {
-            self.handshake.received(header.flags);
-            self.mode.get_mut().heard(now, peer, session);
-        }
-        let out_of_window = self.stats.out_of_window;
-        let mut seq = header.first_seq;
-        for msg in wire::messages(body) {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    self.stats.malformed += 1;
-                    return Err(e);
-                }
-            };
-            self.stats.msgs_recv += 1;
-            match msg {
-                // A held datagram's challenge was answered when it came.
-                Msg::Challenge { .. } | Msg::Response { .. }
-                    if self.replaying => {}
-                Msg::Challenge { nonce } => self.answer_challenge(nonce),
-                Msg::Response { echo, from, next } => {
-                    let answer = Answer { echo, from, next };
-                    proven |= self.proven(now, peer, session, answer, src);
-                }
-                // Until the session is proven its messages change nothing.
-                _ if !proven => {
-                    if msg.is_data() {
-                        seq = seq.next();
-                    }
-                }
-                _ if msg.is_data() => {
-                    let s = seq;
-                    seq = seq.next();
-                    let (mode, mut cx) = self.cx(now);
-                    if mode.data(peer, s, &mut cx) {
-                        self.apply(msg, src);
-                    }
-                }
-                // Anti-entropy is the node's business (it holds the caches).
-                Msg::DigestTop { .. }
-                | Msg::DigestSub { .. }
-                | Msg::Prune { .. } => {
-                    if self.digests.len() >= DIGESTS_WAITING {
-                        self.digests.pop_front();
-                    }
-                    self.digests.push_back(msg);
-                }
-                _ => {
-                    let (mode, mut cx) = self.cx(now);
-                    mode.control(peer, msg, &mut cx);
-                }
-            }
-        }
-        // An unproven session, or numbers out of the window from a proven
-        // one: ask the sender to prove itself (its answer re-anchors).
-        if !proven || self.stats.out_of_window != out_of_window {
-            self.challenge(now, peer, session);
-        }
-        if !proven {
-            self.stats.unconfirmed += 1;
-            self.gate.hold(peer, session, header.first_seq, datagram);
-        }
-        Ok(())
-    }
-
-    /// Believes `peer`'s `session` without a challenge (tests).
-    #[cfg(test)]
-    pub(crate) fn trust(&mut self, peer: u64, session: u32) {
-        self.gate.trust(peer, session);
-    }
-
-    fn challenge(&mut self, now: Instant, peer: u64, session: u32) {
-        if let Some(nonce) = self.gate.challenge(now, peer, session) {
-            self.stats.challenges_sent += 1;
-            self.tx.handshake(Msg::Challenge { nonce });
-        }
-    }
-
-    /// Echoes a peer's nonce with where our numbering stands.
-    fn answer_challenge(&mut self, nonce: u64) {
-        let next = self.tx.next_seq();
-        let from = self.mode.get().resume_from().unwrap_or(next);
-        self.tx.handshake(Msg::Response {
-            echo: nonce,
-            from,
-            next,
-        });
-    }
-
-    /// A response from `peer`'s `session`; true when it proves the session
-    /// (a restart when another one was proven before).
-    fn proven(
-        &mut self,
-        now: Instant,
-        peer: u64,
-        session: u32,
-        Answer { echo, from, next }: Answer,
-        src: &dyn Source,
-    ) -> bool {
-        let Some(proof) = self.gate.answer(peer, session, echo) else {
-            return false;
-        };
-        self.stats.challenges_answered += 1;
-        if let (Some(s), Some(origin)) = (self.sealing.as_mut(), self.opened) {
-            s.proven(peer, session, origin);
-        }
-        let contact = self.mode.get_mut().heard(now, peer, session);
-        if contact == Contact::Restarted
-            || proof.before.is_some_and(|b| b != session)
-        {
-            self.stats.peer_restarts += 1;
-            self.mode.get_mut().peer_restarted();
-        }
-        if self.sealing.is_some() {
-            self.mode.get_mut().anchor(peer, from, None);
-            self.replay_held_sealed(&proof.held, src);
-            let (mode, mut cx) = self.cx(now);
-            mode.control(peer, Msg::Alive { next }, &mut cx);
-            return true;
-        }
-        // A session proven again (its numbers left the window) whose
-        // tracking is still near its `next` keeps it: re-anchoring at its
-        // oldest unacknowledged number would only ask for what we have.
-        let near = self
-            .mode
-            .get()
-            .expects(peer)
-            .is_some_and(|e| e <= next && next - e <= rx::WINDOW);
-        if proof.before != Some(session) || !near {
-            let first_held = proof.held.first().map(|(s, _)| *s);
-            self.mode.get_mut().anchor(peer, from, first_held);
-        }
-        // What the session said before its proof, in order, then the tail
-        // we never saw (ALIVE's rule: NACKed in FT-FW).
-        self.replaying = true;
-        // Held datagrams are plain (opened, and their counters accepted,
-        // when they came).
-        for (_, d) in &proof.held {
-            let _ = self.recv_plain(now, peer, d, src);
-        }
-        self.replaying = false;
-        let (mode, mut cx) = self.cx(now);
-        mode.control(peer, Msg::Alive { next }, &mut cx);
-        true
-    }
-
-    /// With a key, what a session said before its proof may be a capture
-    /// replayed at a node that never saw it (a restarted one): its state
-    /// is not applied. FT-FW resends what is missing (from the current
-    /// state); a mode without resends asks for a resync instead. A held
-    /// RESYNC request is still answered: a replayed one costs one bulk to
-    /// a key holder, a lost one would leave the peer empty.
-    fn replay_held_sealed(
-        &mut self,
-        held: &[(Seq, Vec<u8>)],
-        src: &dyn Source,
-    ) {
-        let mut resync = false;
-        let mut skipped = false;
-        for (_, d) in held {
-            let Ok((_, body)) = wire::read(d) else {
-                continue;
-            };
-            for msg in wire::messages(body).map_while(Result::ok) {
-                match msg {
-                    Msg::Resync => resync = true,
-                    m if m.is_data() => skipped = true,
-                    _ => {}
-                }
-            }
-        }
-        if resync {
-            self.apply(Msg::Resync, src);
-        }
-        let resends = self.mode.get().resume_from().is_some()
-            || self.mode.get().resend_queue().is_some();
-        if skipped && !resends {
-            self.request_resync();
-        }
-    }
-
-    fn count_bad_datagram(&mut self, e: wire::Error) {
-        match e {
-            wire::Error::Version(v) => {
-                self.stats.bad_version += 1;
-                if !self.version_warned {
-                    self.version_warned = true;
-                    log::warn!(
-                        "peer speaks wire version {v}, this build speaks {}; ignoring its datagrams",
-                        wire::VERSION
-                    );
-                }
-            }
-            wire::Error::Auth => self.stats.auth_failed += 1,
-            _ => self.stats.bad_header += 1,
-        }
-        self.stats.malformed += 1;
-    }
-
-    /// A datagram a keyed engine refused before reading it.
-    fn refused(&mut self, now: Instant, e: wire::Error) {
-        match e {
-            wire::Error::Replayed => self.stats.replayed += 1,
-            wire::Error::Unsealed => self.stats.unsealed += 1,
-            // Bad tags, and sealed datagrams of another version or
-            // framing: counted as before.
-            _ => self.count_bad_datagram(e),
-        }
-        let report = self.sealing.as_mut().and_then(|s| s.report.note(now, e));
-        if let Some(r) = report {
-            report_refused(r);
-        }
-    }
-
-    fn apply(&mut self, msg: Msg, src: &dyn Source) {
-        if matches!(msg, Msg::Resync) {
-            if self.mode.get().answers_resync() {
-                self.stats.resyncs_requested_by_peer += 1;
-                log::info!("resync requested by other node");
-                log::info!("sending bulk update");
-                self.bulk(src);
-            }
-            return;
-        }
-        if let Some(a) = Apply::from_msg(msg) {
-            self.applies.push_back(a);
-        }
     }
 
     // ===== timers =====

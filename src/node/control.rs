@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use log::Level::{Error, Info};
 
-use super::{ClientId, Job, LinkView, Node, Purpose, Running, Work, render};
+use super::{
+    ClientId, Job, LinkView, Node, Purpose, RELEASE_AFTER, Running, Work,
+    render,
+};
 use crate::config::Mode;
 use crate::control::proto::{
     Cache as Which, CacheSel, Format, Reply, Request, StatsView, Status, Table,
@@ -208,6 +211,17 @@ impl Node {
         // conntrackd's `-f` flushes the kernel table, so the notify script's
         // `-c; -f` deletes what it has just committed (README, differences).
         self.purge_at = None;
+        let flushed = match sel {
+            CacheSel::All => {
+                self.internal_ct.len()
+                    + self.internal_exp.len()
+                    + self.external_ct.len()
+                    + self.external_exp.len()
+            }
+            CacheSel::Internal => self.internal_ct.len(),
+            CacheSel::External => self.external_ct.len(),
+        };
+        self.out.release_memory |= flushed >= RELEASE_AFTER;
         match sel {
             CacheSel::All => {
                 self.out.log(Info, "flushing caches");

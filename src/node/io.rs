@@ -191,7 +191,18 @@ pub struct Outbox {
     pub new_events: Option<bool>,
     /// Stop the daemon once the replies are written.
     pub shutdown: bool,
+    /// Large containers were just freed (a send queue of at least
+    /// [`RELEASE_AFTER`] keys drained, or a cache that large flushed):
+    /// the daemon may hand the allocator's free pages back to the system.
+    pub release_memory: bool,
 }
+
+/// Containers of at least this many entries, once freed, are worth handing
+/// back to the system ([`Outbox::release_memory`]). The allocator keeps
+/// what a burst freed: after `-B` of 95 000 entries to a dead peer (the
+/// notify script's, after a failover) the daemon stayed 28 MB, 18 MB more
+/// than before it, of which the resend queue it keeps is 8 MB.
+pub const RELEASE_AFTER: usize = 10_000;
 
 impl Outbox {
     pub(crate) fn log(&mut self, level: log::Level, text: impl Into<String>) {
@@ -214,6 +225,7 @@ impl Outbox {
         self.logs.extend(other.logs);
         self.new_events = other.new_events.or(self.new_events);
         self.shutdown |= other.shutdown;
+        self.release_memory |= other.release_memory;
     }
 
     /// True when nothing is to be done.
@@ -224,5 +236,6 @@ impl Outbox {
             && self.logs.is_empty()
             && self.new_events.is_none()
             && !self.shutdown
+            && !self.release_memory
     }
 }

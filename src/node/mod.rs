@@ -49,7 +49,7 @@ use std::time::Duration;
 use crate::sync::tx_timing::TxTiming;
 pub use io::{
     ClientId, Completion, Done, Input, Job, LinkView, LogRecord, Outbox,
-    Purpose, Work,
+    Purpose, RELEASE_AFTER, Work,
 };
 pub use snapshot::{CacheView, Counters, Snapshot};
 
@@ -101,6 +101,9 @@ pub struct Node {
     master_checks: kernel_side::MasterChecks,
     tx: TxTiming,
     tx_buf: Vec<u8>,
+    /// The most keys the engine's send queue held since it was last
+    /// empty (see [`Outbox::release_memory`]).
+    tx_peak: usize,
     commit: Option<Running>,
     /// A commit split in two jobs: its first stage's keys and outcome.
     commit_first: Option<commit_split::SplitCommit>,
@@ -202,6 +205,7 @@ impl Node {
                 .poll_secs
                 .map(|s| now + Duration::from_secs(u64::from(s))),
             burst_since: None,
+            tx_peak: 0,
             overrun_unsent: false,
             purged_ct: Default::default(),
             purged_exp: Default::default(),
@@ -438,3 +442,5 @@ impl Node {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_release;

@@ -6,7 +6,7 @@
 //! [`crate::sync::Switch`]'s; its one notice line is written here, where
 //! the link is known).
 
-use super::{Internal, Job, LinkView, Node, Purpose, Work};
+use super::{Internal, Job, LinkView, Node, Purpose, RELEASE_AFTER, Work};
 use crate::config::{NatByteOrder, Transport};
 use crate::sync::{Apply, CtdRefused, Protocol, Received};
 use crate::time::Instant;
@@ -180,6 +180,7 @@ impl Node {
         if step.paused {
             self.engine.paused(now);
         }
+        self.tx_peak = self.tx_peak.max(self.engine.queue_lengths().0);
         if !step.flush {
             return;
         }
@@ -194,6 +195,11 @@ impl Node {
                 break;
             };
             self.out.datagrams.push(self.tx_buf[..n].to_vec());
+        }
+        if self.engine.queue_lengths().0 == 0 {
+            // A burst's queue (a bulk send, a resync's changes) was freed.
+            self.out.release_memory |= self.tx_peak >= RELEASE_AFTER;
+            self.tx_peak = 0;
         }
         if self.internal_disabled() && self.engine.queue_lengths().0 == 0 {
             // Bypass: everything staged has been sent.

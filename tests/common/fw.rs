@@ -168,6 +168,17 @@ impl Fw {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
+    /// VmRSS in KiB (`ip netns exec` execs the daemon: same pid).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!(
+            "/proc/{}/status",
+            self.daemon.0.id()
+        ))
+        .unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// Every statistic (`-s --json`).
     pub fn stats(&self) -> String {
         ask(&self.sock(), &stats(), Duration::from_secs(5)).unwrap()

@@ -484,5 +484,11 @@ impl Replicator {
         for d in &out.datagrams {
             self.channels.send(d);
         }
+        let release = out.release_memory;
+        // The datagrams first: a bulk's are megabytes.
+        drop(out.datagrams);
+        if release {
+            super::trim::release_free_memory();
+        }
     }
 }

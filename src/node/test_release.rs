@@ -1,0 +1,127 @@
+//! When the node tells the daemon to hand freed memory back to the system
+//! (`Outbox::release_memory`): once a send queue of at least
+//! [`RELEASE_AFTER`] keys has drained (`-B` to a peer that never answers,
+//! the notify script's after a failover), and after a flush of a cache
+//! that large; never while the queue still holds keys, nor for small ones.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config;
+use crate::control::proto::{CacheSel, Request};
+use crate::kernel::codec::{Kind, Message, Object};
+use crate::kernel::origin::Origin;
+use crate::model::{L4, Tuple};
+
+/// An FT-FW node whose internal cache holds `n` conntracks, put there as
+/// a resync would (nothing sent).
+fn node_holding(n: u32) -> Node {
+    let text = "General { UNIX { Path /x } HashLimit 200000 }\nSync { Mode FTFW { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
+    let cfg = config::parse(text, "t.conf").unwrap().config;
+    let now = Instant::from_millis(0);
+    let mut node = Node::new(cfg, 1, 1, 1472, 212_992, now);
+    for i in 0..n {
+        let orig = Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: 17,
+            l4: L4::Ports {
+                src: (i % 60_000) as u16,
+                dst: 53 + (i / 60_000) as u16,
+            },
+        };
+        let mut ct = Conntrack::new(orig);
+        ct.reply = Some(orig.inverse());
+        let msg = Message {
+            kind: Kind::New,
+            object: Object::Ct(ct),
+            port: 0,
+            seq: 0,
+        };
+        let out = node.handle(now, Input::Kernel(msg, Origin::Flush));
+        assert!(out.datagrams.is_empty() && !out.release_memory);
+    }
+    assert_eq!(node.internal_ct.len(), n as usize);
+    node
+}
+
+fn control(node: &mut Node, now: Instant, request: Request) -> Outbox {
+    let links = Vec::new();
+    node.handle(
+        now,
+        Input::Control {
+            client: 1,
+            request,
+            links: &links,
+        },
+    )
+}
+
+/// `-B`, then the timers until the send queue is empty (bounded): the
+/// datagrams sent, and when the release came (`Some(keys still queued
+/// then)`, None when it never did).
+fn bulk_until_drained(node: &mut Node) -> (usize, Option<usize>) {
+    let mut now = Instant::from_millis(10);
+    let mut out = control(node, now, Request::BulkSend);
+    let (mut datagrams, mut released) = (0, None);
+    for _ in 0..1000 {
+        datagrams += out.datagrams.len();
+        if out.release_memory {
+            assert!(released.is_none(), "released twice");
+            released = Some(node.engine.queue_lengths().0);
+        }
+        if node.engine.queue_lengths().0 == 0 {
+            break;
+        }
+        now = node.poll_at().max(now + Duration::from_micros(1));
+        out = node.handle(now, Input::Timer);
+    }
+    assert_eq!(node.engine.queue_lengths().0, 0, "the bulk never drained");
+    (datagrams, released)
+}
+
+#[test]
+fn a_drained_bulk_of_many_keys_releases_memory_once_and_a_small_one_does_not() {
+    let n = RELEASE_AFTER as u32;
+    let mut big = node_holding(n);
+    let (datagrams, released) = bulk_until_drained(&mut big);
+    assert!(datagrams > 100, "{datagrams} datagrams for {n} entries");
+    assert_eq!(released, Some(0), "released once the queue was empty");
+    // Unanswered, the keys stay in the resend queue: only the send
+    // queue's memory was freed.
+    assert_eq!(big.engine.queue_lengths().1, RELEASE_AFTER);
+    // A second bulk as large, once drained, releases again.
+    let out = control(&mut big, Instant::from_millis(5_000), Request::BulkSend);
+    let mut any = out.release_memory;
+    for _ in 0..1000 {
+        if big.engine.queue_lengths().0 == 0 {
+            break;
+        }
+        let at = big.poll_at();
+        any |= big.handle(at, Input::Timer).release_memory;
+    }
+    assert!(any, "a second bulk as large releases again");
+
+    let mut small = node_holding(100);
+    let (datagrams, released) = bulk_until_drained(&mut small);
+    assert!(datagrams > 0);
+    assert_eq!(released, None, "100 keys are not worth a trim");
+}
+
+#[test]
+fn flushing_a_large_cache_releases_memory_and_a_small_one_does_not() {
+    let now = Instant::from_millis(10);
+    for sel in [CacheSel::Internal, CacheSel::All] {
+        let mut big = node_holding(RELEASE_AFTER as u32);
+        let out = control(&mut big, now, Request::FlushCache(sel));
+        assert!(out.release_memory, "{sel:?}");
+        assert_eq!(big.internal_ct.len(), 0);
+    }
+    // The external cache is empty here: flushing it frees nothing.
+    let mut big = node_holding(RELEASE_AFTER as u32);
+    let out = control(&mut big, now, Request::FlushCache(CacheSel::External));
+    assert!(!out.release_memory);
+    let mut small = node_holding(100);
+    let out = control(&mut small, now, Request::FlushCache(CacheSel::All));
+    assert!(!out.release_memory);
+}

@@ -244,6 +244,12 @@ def measure(daemon="ctsyncd", n=100_000, streams_first=True):
             udp = json.loads(file_text(f"{d}/usink.json"))
             in_kernel = int(fw2.succeed("conntrack -C").strip())
             assert in_kernel >= n, f"fw-2's kernel holds {in_kernel} conntracks, wanted ≥ {n}"
+            # RSS once the notify script is done (its last command, -B,
+            # returned) and a second later: taken while its -R or -B still
+            # ran, it was that command's peak, 19 or 43 MB from one run to
+            # the next with the same build (results/wave14-6).
+            fw2.wait_until_succeeds(f"grep -q '^[0-9.]* end -C [^ ]* -B ' {d}/fw2/ctl-times.log", timeout=120)
+            time.sleep(1)
             rss = daemon_rss_kib(fw2)
         return timings(lab, fw2, t_fail, json.loads(file_text(watch)), {"tcp": got["times"], "udp": udp["times"]},
                        daemon, n, in_kernel, rss)
@@ -328,7 +334,7 @@ ROWS = [
     ("full commit: takeover → `-c` returned (s)", "commit_end_s"),
     ("`-c` duration (s)", "commit_s"),
     ("entries in fw-2's kernel after commit", "kernel_after_commit"),
-    ("fw-2 RSS after commit (KiB)", "rss_fw2_kib"),
+    ("fw-2 RSS once the notify script is done (-c -f -R -B; KiB)", "rss_fw2_kib"),
 ]
 
 

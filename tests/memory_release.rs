@@ -13,8 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fw::{Fw, create, flows, json_number, udp_link};
-use common::pair;
+use common::fw::{alone_with_flows, json_number};
 
 const FLOWS: u32 = 100_000;
 /// The resend queue's entries (sequence number, key, time: 64 bytes) and
@@ -25,14 +24,10 @@ const GROWTH_BOUND_KIB: u64 = FLOWS as u64 * 64 / 1024 + 3 * 1024;
 
 #[test]
 fn a_bulk_to_a_silent_peer_keeps_only_its_resend_queue() {
-    let Some((a, _b)) = pair("mr") else {
+    // No daemon in the other namespace: the peer never answers.
+    let Some((_a, _b, fw)) = alone_with_flows("mr", FLOWS) else {
         return;
     };
-    create(&a, &flows("10.100.0.1", FLOWS));
-    let general = "HashLimit 400000\n  NetlinkBufferSize 8388608\n  NetlinkBufferSizeMaxGrowth 67108864";
-    let sync = format!("Mode FTFW {{ }}\n{}", udp_link("10.9.0.1", "10.9.0.2"));
-    // No daemon in the other namespace: the peer never answers.
-    let fw = Fw::start(&a, "mr", general, &sync);
     fw.wait_cached("internal", u64::from(FLOWS), Duration::from_secs(60))
         .expect("the start-up resync fills the internal cache");
     // The start-up resync's own release comes with its dump's end.

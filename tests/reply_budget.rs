@@ -13,17 +13,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::fw::{ask, bin, stats};
-use common::{Bg, Netns, pair};
+use common::fw::{alone_with_flows, ask, stats};
 use ctsyncd::control::proto::{
     self, Cache, Format, MAX_REPLY, Reply, Request, Status, Table,
 };
-use ctsyncd::kernel::commit::{self, CommitRules};
-use ctsyncd::kernel::socket::CtSocket;
-use ctsyncd::model::{Conntrack, L4, Tuple};
 
 const FLOWS: u32 = 50_000;
 const CLIENTS: usize = 100;
@@ -31,96 +26,6 @@ const CLIENTS: usize = 100;
 /// one dump being built beside it, and allocator slack. Without the
 /// budget, each of the 100 clients held a whole dump (about 7 MB here).
 const RSS_BOUND_KIB: u64 = 64 * 1024;
-
-fn flows(n: u32) -> Vec<Conntrack> {
-    (0..n)
-        .map(|i| {
-            let mut ct = Conntrack::new(Tuple {
-                src: "10.100.0.1".parse().unwrap(),
-                dst: "10.200.0.1".parse().unwrap(),
-                proto: 17,
-                l4: L4::Ports {
-                    src: (1024 + i % 60_000) as u16,
-                    dst: (1 + i / 60_000) as u16,
-                },
-            });
-            ct.timeout = Some(600);
-            commit::prepare_ct(&ct, 0, &CommitRules::default())
-        })
-        .collect()
-}
-
-fn create(ns: &Netns, cts: &[Conntrack]) {
-    ns.enter(|| {
-        let mut s = CtSocket::open().unwrap();
-        for chunk in cts.chunks(5_000) {
-            let errs = s.create_cts(chunk).unwrap();
-            assert!(errs.iter().all(|&e| e == 0), "kernel refused a flow");
-        }
-    });
-}
-
-struct Fw {
-    dir: PathBuf,
-    conf: PathBuf,
-    daemon: Bg,
-}
-
-impl Fw {
-    fn start(ns: &Netns) -> Fw {
-        let dir = std::env::temp_dir()
-            .join(format!("ctsyncd-rb-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("ctsyncd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "General {{\n  HashLimit 400000\n  NetlinkBufferSize 8388608\n  NetlinkBufferSizeMaxGrowth 67108864\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n}}\nSync {{\n  Mode FTFW {{ }}\n  UDP {{ IPv4_address 10.9.0.1 IPv4_Destination_Address 10.9.0.2 Port 3780 Interface s0 }}\n}}\n",
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        let daemon = ns.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
-        let fw = Fw { dir, conf, daemon };
-        let t0 = Instant::now();
-        while ask(&fw.sock(), &stats(), Duration::from_secs(1)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(60), "not up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        fw
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.join("ctl")
-    }
-
-    /// VmRSS in KiB (`ip netns exec` execs the daemon: same pid).
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!(
-            "/proc/{}/status",
-            self.daemon.0.id()
-        ))
-        .unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Fw {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(bin())
-            .arg("-C")
-            .arg(&self.conf)
-            .arg("-k")
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn dump() -> Request {
     Request::Dump {
@@ -147,11 +52,9 @@ fn first_frame_is_refusal(s: &mut UnixStream) -> Option<bool> {
 
 #[test]
 fn silent_dump_clients_hold_bounded_memory() {
-    let Some((a, _b)) = pair("rb") else {
+    let Some((_a, _b, fw)) = alone_with_flows("rb", FLOWS) else {
         return;
     };
-    create(&a, &flows(FLOWS));
-    let fw = Fw::start(&a);
     let t0 = Instant::now();
     loop {
         let s = ask(&fw.sock(), &stats(), Duration::from_secs(5)).unwrap();

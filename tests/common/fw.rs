@@ -91,6 +91,20 @@ pub fn delete(ns: &Netns, cts: &[Conntrack]) {
     });
 }
 
+/// A daemon alone with `n` flows already in its kernel: in the first
+/// namespace of a new [`super::pair`], FT-FW over `s0` to a peer that runs
+/// nothing, with a cache and an event buffer for a big table. None when
+/// not root. Bind the namespaces first (`let Some((_a, _b, fw))`): the
+/// daemon stops before they go.
+pub fn alone_with_flows(tag: &str, n: u32) -> Option<(Netns, Netns, Fw)> {
+    let (a, b) = super::pair(tag)?;
+    create(&a, &flows("10.100.0.1", n));
+    let general = "HashLimit 400000\n  NetlinkBufferSize 8388608\n  NetlinkBufferSizeMaxGrowth 67108864";
+    let sync = format!("Mode FTFW {{ }}\n{}", udp_link("10.9.0.1", "10.9.0.2"));
+    let fw = Fw::start(&a, tag, general, &sync);
+    Some((a, b, fw))
+}
+
 /// A UDP unicast link on the veth `s0` of [`super::pair`].
 pub fn udp_link(me: &str, peer: &str) -> String {
     format!(

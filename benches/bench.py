@@ -193,7 +193,7 @@ def prompt(on):
     entry). It blocks (on the generator's output, between polls, on the
     daemon's reply) for all but about 0.1 ms per poll, and the same for
     either daemon. RESET_ON_FORK: what it starts runs at the normal
-    priority."""
+    priority. `run_once` sets it back (also in its `finally`)."""
     if on:
         os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(10))
     else:
@@ -214,7 +214,6 @@ def run_generator(client, gen, n, mode):
     ready, _, _ = select.select([p.stdout], [], [], 900)
     line = p.stdout.readline() if ready else ""
     if not line.strip():
-        prompt(False)
         p.kill()
         raise RuntimeError(f"generator: no time printed: {p.communicate(timeout=60)}")
     return float(line.split()[-1]), p

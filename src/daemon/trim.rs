@@ -1,6 +1,7 @@
-//! Freed heap memory back to the system after a large resync, and when
-//! the node says that large containers were freed (`Outbox::release_memory`:
-//! a drained send queue of a bulk or a resync, a large cache flushed).
+//! Freed heap memory back to the system when the node says that large
+//! containers were freed (`Outbox::release_memory`: a large resync dump
+//! ended, a drained send queue of a bulk or a resync, a large cache
+//! flushed).
 //!
 //! A resync dump of 100 000 entries passes through the loop as parts of
 //! 2048 decoded entries while the internal cache grows by as many small
@@ -14,9 +15,6 @@
 //! With `channel::no_check`, one of the crate's two `unsafe` calls.
 
 #![allow(unsafe_code)]
-
-/// Dumps with at least this many entries are followed by a trim.
-pub(crate) const TRIM_AFTER: usize = crate::node::RELEASE_AFTER;
 
 /// Returns the allocator's free pages to the system.
 pub(crate) fn release_free_memory() {

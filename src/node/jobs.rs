@@ -5,7 +5,7 @@
 
 use log::Level::{Error, Warn};
 
-use super::{Completion, Done, Node, Purpose, render};
+use super::{Completion, Done, Node, Purpose, RELEASE_AFTER, render};
 use crate::control::proto::{Format, Status};
 use crate::kernel::codec::Object;
 use crate::model::{L4, Tuple};
@@ -51,9 +51,17 @@ impl Node {
         let Completion { purpose, done } = c;
         match (purpose, done) {
             (Purpose::Resync { .. }, Done::Dumped { objects, last }) => {
+                // The dump's parts went through the loop beside the
+                // cache's growth: the allocator keeps their memory.
+                self.resync_dumped += objects.len();
                 self.resync_part(now, purpose, objects, last);
+                if last {
+                    let dumped = std::mem::take(&mut self.resync_dumped);
+                    self.out.release_memory |= dumped >= RELEASE_AFTER;
+                }
             }
             (Purpose::Resync { .. }, Done::Failed(why)) => {
+                self.resync_dumped = 0;
                 self.resync_failed(purpose, &why);
             }
             (

@@ -104,6 +104,9 @@ pub struct Node {
     /// The most keys the engine's send queue held since it was last
     /// empty (see [`Outbox::release_memory`]).
     tx_peak: usize,
+    /// Entries the resync dump under way has delivered so far: a large
+    /// one ends with [`Outbox::release_memory`].
+    resync_dumped: usize,
     commit: Option<Running>,
     /// A commit split in two jobs: its first stage's keys and outcome.
     commit_first: Option<commit_split::SplitCommit>,
@@ -206,6 +209,7 @@ impl Node {
                 .map(|s| now + Duration::from_secs(u64::from(s))),
             burst_since: None,
             tx_peak: 0,
+            resync_dumped: 0,
             overrun_unsent: false,
             purged_ct: Default::default(),
             purged_exp: Default::default(),

@@ -196,12 +196,13 @@ impl Node {
             };
             self.out.datagrams.push(self.tx_buf[..n].to_vec());
         }
-        if self.engine.queue_lengths().0 == 0 {
+        let drained = self.engine.queue_lengths().0 == 0;
+        if drained {
             // A burst's queue (a bulk send, a resync's changes) was freed.
             self.out.release_memory |= self.tx_peak >= RELEASE_AFTER;
             self.tx_peak = 0;
         }
-        if self.internal_disabled() && self.engine.queue_lengths().0 == 0 {
+        if self.internal_disabled() && drained {
             // Bypass: everything staged has been sent.
             self.internal_ct.flush();
             self.internal_exp.flush();

@@ -21,20 +21,9 @@ fn node_holding(n: u32) -> Node {
     let now = Instant::from_millis(0);
     let mut node = Node::new(cfg, 1, 1, 1472, 212_992, now);
     for i in 0..n {
-        let orig = Tuple {
-            src: "10.0.0.1".parse().unwrap(),
-            dst: "10.0.0.2".parse().unwrap(),
-            proto: 17,
-            l4: L4::Ports {
-                src: (i % 60_000) as u16,
-                dst: 53 + (i / 60_000) as u16,
-            },
-        };
-        let mut ct = Conntrack::new(orig);
-        ct.reply = Some(orig.inverse());
         let msg = Message {
             kind: Kind::New,
-            object: Object::Ct(ct),
+            object: Object::Ct(flow(i)),
             port: 0,
             seq: 0,
         };
@@ -43,6 +32,22 @@ fn node_holding(n: u32) -> Node {
     }
     assert_eq!(node.internal_ct.len(), n as usize);
     node
+}
+
+/// The `i`th of a set of distinct UDP conntracks.
+fn flow(i: u32) -> Conntrack {
+    let orig = Tuple {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: 17,
+        l4: L4::Ports {
+            src: (i % 60_000) as u16,
+            dst: 53 + (i / 60_000) as u16,
+        },
+    };
+    let mut ct = Conntrack::new(orig);
+    ct.reply = Some(orig.inverse());
+    ct
 }
 
 fn control(node: &mut Node, now: Instant, request: Request) -> Outbox {
@@ -124,4 +129,35 @@ fn flushing_a_large_cache_releases_memory_and_a_small_one_does_not() {
     let mut small = node_holding(100);
     let out = control(&mut small, now, Request::FlushCache(CacheSel::All));
     assert!(!out.release_memory);
+}
+
+/// A resync dump's part as the worker hands it in.
+fn resync_part(node: &mut Node, from: u32, to: u32, last: bool) -> Outbox {
+    let purpose = Purpose::Resync {
+        client: None,
+        conntracks: true,
+        expectations: false,
+        send: false,
+        announce_new: false,
+    };
+    let objects = (from..to).map(|i| Object::Ct(flow(i))).collect();
+    let done = Done::Dumped { objects, last };
+    node.handle(
+        Instant::from_millis(10),
+        Input::Job(Completion { purpose, done }),
+    )
+}
+
+#[test]
+fn a_large_resync_dump_releases_memory_at_its_end_and_a_small_one_does_not() {
+    let half = RELEASE_AFTER as u32 / 2;
+    let mut node = node_holding(0);
+    let first = resync_part(&mut node, 0, half, false);
+    assert!(!first.release_memory, "not before the dump's last part");
+    let last = resync_part(&mut node, half, 2 * half, true);
+    assert!(last.release_memory, "the parts count together");
+    assert_eq!(node.internal_ct.len(), 2 * half as usize);
+    // The count starts over: a small dump after it releases nothing.
+    let small = resync_part(&mut node, 0, 100, true);
+    assert!(!small.release_memory);
 }

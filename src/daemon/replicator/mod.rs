@@ -92,9 +92,6 @@ pub(crate) struct Replicator {
     timer_at: Option<Instant>,
     /// The last wait found something ready at once (the loop is busy).
     busy: bool,
-    /// Entries the resync dump under way has delivered so far: a large
-    /// one is followed by a trim of the heap ([`super::trim`]).
-    resync_entries: usize,
 }
 
 /// A channel's receiving end waited on as a stream: its listener is kept
@@ -181,7 +178,6 @@ impl Replicator {
             timer: Deadline::new(),
             timer_at: None,
             busy: false,
-            resync_entries: 0,
         };
         let out = rep.node.start(now);
         rep.start_up(clock, out)?;
@@ -303,12 +299,7 @@ impl Replicator {
                     self.input(ex, clock, Input::Timer).await
                 }
                 Wake::Job(Some(c)) => {
-                    let trim = self.large_resync_ended(&c);
-                    let stop = self.input(ex, clock, Input::Job(c)).await;
-                    if trim {
-                        super::trim::release_free_memory();
-                    }
-                    stop
+                    self.input(ex, clock, Input::Job(c)).await
                 }
                 Wake::Job(None) => {
                     log::error!("the kernel worker died; stopping");
@@ -446,22 +437,6 @@ impl Replicator {
             }
             out = next;
         }
-    }
-
-    /// Counts a resync dump's entries; true when its last part ends a
-    /// large one.
-    fn large_resync_ended(&mut self, c: &Completion) -> bool {
-        use crate::node::{Done, Purpose};
-        let (Purpose::Resync { .. }, Done::Dumped { objects, last }) =
-            (&c.purpose, &c.done)
-        else {
-            return false;
-        };
-        self.resync_entries += objects.len();
-        if !last {
-            return false;
-        }
-        std::mem::take(&mut self.resync_entries) >= super::trim::TRIM_AFTER
     }
 
     /// The parts of an outbox that need no waiting.

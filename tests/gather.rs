@@ -1,4 +1,4 @@
-//! The event loop's gather pause (`kernel::events::GATHER`) on real
+//! The event loop's gather pause (`kernel::pacing::GATHER`) on real
 //! daemons: a burst of kernel events paced like a busy router's (a new flow
 //! every 30–50 µs, so that a wake-up of the event socket finds only a few
 //! and the loop lets more gather) leaves fw-1 in nearly full datagrams, and
@@ -59,6 +59,7 @@ fn a_paced_burst_leaves_in_full_datagrams() {
     );
     std::thread::sleep(Duration::from_millis(100));
     let before = fw1.stats();
+    let switched = fw1.context_switches();
     let burst = flows("10.140.0.1", FLOWS);
     let started = Instant::now();
     a.enter(|| {
@@ -88,6 +89,7 @@ fn a_paced_burst_leaves_in_full_datagrams() {
         u64::from(FLOWS + WARM_UP),
         Duration::from_secs(10),
     );
+    let switches = fw1.context_switches() - switched;
     let s = fw1.stats();
     let since =
         |key| json_number(&s, "sync", key) - json_number(&before, "sync", key);
@@ -95,7 +97,7 @@ fn a_paced_burst_leaves_in_full_datagrams() {
     let probes = since("probes_sent");
     let msgs = since("msgs_sent");
     eprintln!(
-        "{FLOWS} flows in {paced:?}: fw-2 complete {took:?} after; fw-1 sent {sent} datagrams ({msgs} messages), {probes} probes"
+        "{FLOWS} flows in {paced:?}: fw-2 complete {took:?} after; fw-1 sent {sent} datagrams ({msgs} messages), {probes} probes, {switches} context switches"
     );
     assert!(
         took.is_some(),

@@ -4,36 +4,22 @@
 //! expectations when enabled), leaving and joining the NEW group around a
 //! commit, overrun (`ENOBUFS`) reporting with the buffer's growth up to
 //! `NetlinkBufferSizeMaxGrowth`, and the pacing of reads (a short pause
-//! lets events gather after a wake-up that found only a few). The socket
+//! lets events gather after a wake-up that found only a few: the rule is
+//! [`super::pacing`]; the daemon waits the pause out on a timer, serving
+//! the sync link meanwhile, so that a peer's ACK or NACK is not held for
+//! it, nor measured into the round trip the retransmission timeout is
+//! taken from). The socket
 //! itself is a [`CtSocket`] subscribed by [`CtSocket::events`].
 
 use std::io::{self, ErrorKind};
 use std::time::Duration;
 
 use super::codec;
+use super::pacing::ReadPacing;
 use super::socket::{CtSocket, RX_BUF, recv_into};
 use crate::filter::bpf;
 
 const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
-
-/// When a wake-up of the event loop found only a few events (fewer than
-/// [`GATHER_BELOW`]), the next wake-up lets more gather for this long
-/// before reading: the loop's cost is per wake-up (a dozen system calls and
-/// two context switches), not per event. It saved about a third of the
-/// sender's CPU per entry (results/wave4-tx-sender.md). A burst's last
-/// events wait for it too (half of it, on average); at 100 µs the sender
-/// took a fifth more CPU per entry in `benches/bench.py` (0.39 s against
-/// 0.32–0.33 s for 50 000, results/wave8-*), for a lag under loss that
-/// the run-to-run spread hid. Under a backlog, when a wake-up reads many,
-/// there is no pause. The daemon waits the pause out
-/// ([`EventSocket::take_gather`]) on a timer, serving the sync link
-/// meanwhile: a peer's ACK or NACK is not held for it, nor measured into
-/// the round trip that the retransmission timeout is taken from (a capture
-/// of the bench's sync link showed a repair's probe 1.6 ms after a lost
-/// answer when the pause held them).
-const GATHER: Duration = Duration::from_micros(500);
-/// See [`GATHER`].
-const GATHER_BELOW: usize = 16;
 
 /// The receive buffer size after an overrun: doubled while that stays
 /// within `max` (`NetlinkBufferSizeMaxGrowth`), else None.
@@ -66,11 +52,9 @@ pub struct EventSocket {
     /// waits for readiness before it reads, instead of trying a read that
     /// would only fail with EAGAIN (one system call per loop turn saved).
     empty: bool,
-    /// Datagrams read since the socket last had to be waited for.
-    since_wait: usize,
-    /// The last wait found only a few datagrams read before it: the
-    /// caller lets more gather ([`EventSocket::take_gather`]).
-    gather: bool,
+    /// Reads between waits: whether the caller lets more gather
+    /// ([`EventSocket::take_gather`]).
+    pacing: ReadPacing,
     /// Whether the socket is in the conntrack NEW group (None: it was
     /// never subscribed, see [`EventSocket::unsubscribed`]).
     new_events: Option<bool>,
@@ -112,8 +96,7 @@ impl EventSocket {
             warned_at_limit: false,
             rx: vec![0; RX_BUF],
             empty: false,
-            since_wait: 0,
-            gather: false,
+            pacing: ReadPacing::default(),
             new_events: Some(true),
         })
     }
@@ -132,8 +115,7 @@ impl EventSocket {
             warned_at_limit: true,
             rx: vec![0; RX_BUF],
             empty: false,
-            since_wait: 0,
-            gather: false,
+            pacing: ReadPacing::default(),
             new_events: None,
         })
     }
@@ -173,8 +155,8 @@ impl EventSocket {
     /// read that found the socket empty: each turn then paid a `recvfrom`
     /// that could only fail. Readiness is awaited first when the socket
     /// is known to be empty; epoll reports data queued before the wait.
-    /// After a wake-up that found only a few events, more are let gather
-    /// first (see [`GATHER`]).
+    /// After a wake-up that followed a small batch, more are let gather
+    /// first (see [`super::pacing`]).
     pub async fn recv(&mut self) -> io::Result<EventRead> {
         loop {
             if self.empty {
@@ -189,7 +171,7 @@ impl EventSocket {
                 }
                 r => {
                     self.empty = false;
-                    self.since_wait += 1;
+                    self.pacing.read();
                     return self.classify(r);
                 }
             }
@@ -199,24 +181,23 @@ impl EventSocket {
     /// Waits until a datagram (or an error) is queued, without reading
     /// it: the daemon reads with [`EventSocket::try_recv`], which it does
     /// first on every turn anyway. When the reads since the last wait
-    /// found only a few datagrams, more should be let gather first: see
+    /// were a small batch, more should be let gather first: see
     /// [`EventSocket::take_gather`].
     pub async fn readable(&mut self) -> io::Result<()> {
-        let few = self.since_wait < GATHER_BELOW;
+        self.pacing.waiting();
         self.sock.readable().await?;
-        self.since_wait = 0;
-        self.gather = few;
+        self.pacing.woken();
         Ok(())
     }
 
     /// How long to let more events gather before reading, after a
-    /// [`EventSocket::readable`] that followed only a few reads (see
-    /// [`GATHER`]); once. Waited out on a timer, never slept: a thread
+    /// [`EventSocket::readable`] that followed a small batch (see
+    /// [`super::pacing`]); once. Waited out on a timer, never slept: a thread
     /// that blocks lets async-io's helper thread take the reactor, and
     /// every later wake-up then crosses both threads (see the daemon's
     /// `Replicator::gather`).
     pub fn take_gather(&mut self) -> Option<Duration> {
-        std::mem::take(&mut self.gather).then_some(GATHER)
+        self.pacing.take_gather()
     }
 
     /// Reads without waiting: None when nothing is queued. The daemon uses
@@ -229,7 +210,7 @@ impl EventSocket {
             }
             r => {
                 self.empty = false;
-                self.since_wait += 1;
+                self.pacing.read();
                 self.classify(r).map(Some)
             }
         }

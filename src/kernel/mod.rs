@@ -8,4 +8,5 @@ pub mod codec;
 pub mod commit;
 pub mod events;
 pub mod origin;
+pub mod pacing;
 pub mod socket;

@@ -26,8 +26,8 @@ pub const TX_COALESCE: Duration = Duration::from_millis(2);
 /// leaves as soon as nothing more follows, instead of waiting out
 /// [`TX_COALESCE`] (see the module notes). Longer than the gaps between the
 /// events of one read of the event socket. The event loop does not look at
-/// the node's deadlines during its gather pause (the event socket's
-/// `GATHER`), so during a dense burst the next read comes before this
+/// the node's deadlines during its gather pause (`kernel::pacing::GATHER`),
+/// so during a dense burst the next read comes before this
 /// deadline is looked at, and the burst still leaves in full datagrams; a
 /// sparser one leaves once per read.
 pub const TX_IDLE: Duration = Duration::from_micros(50);

@@ -193,6 +193,29 @@ impl Fw {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// Context switches of all the daemon's threads so far (voluntary
+    /// and not): each is a wake-up or a preemption, the loop's cost that
+    /// its own counters do not show.
+    pub fn context_switches(&self) -> u64 {
+        let tasks = format!("/proc/{}/task", self.daemon.0.id());
+        let mut total = 0;
+        for task in std::fs::read_dir(tasks).unwrap().flatten() {
+            let Ok(status) =
+                std::fs::read_to_string(task.path().join("status"))
+            else {
+                continue; // a thread that ended meanwhile
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| {
+                    l.split_whitespace().nth(1)?.parse::<u64>().ok()
+                })
+                .sum::<u64>();
+        }
+        total
+    }
+
     /// Every statistic (`-s --json`).
     pub fn stats(&self) -> String {
         ask(&self.sock(), &stats(), Duration::from_secs(5)).unwrap()

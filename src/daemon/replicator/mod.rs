@@ -68,7 +68,7 @@ pub(crate) struct Replicator {
     /// The last read of the event socket found it empty: it is read
     /// again once it is readable, not on every turn.
     events_empty: bool,
-    /// The event socket's gather pause (see `kernel::events::GATHER`),
+    /// The event socket's gather pause (see `kernel::pacing::GATHER`),
     /// waited on like any input, not slept: a loop thread that blocks
     /// gives the reactor to async-io's helper thread within 50 µs, and the
     /// wake-ups after it went through both threads (the helper's

@@ -184,7 +184,6 @@ impl EventSocket {
     /// were a small batch, more should be let gather first: see
     /// [`EventSocket::take_gather`].
     pub async fn readable(&mut self) -> io::Result<()> {
-        self.pacing.waiting();
         self.sock.readable().await?;
         self.pacing.woken();
         Ok(())

@@ -50,14 +50,11 @@ impl ReadPacing {
         self.since_wait += 1;
     }
 
-    /// The socket is about to be waited for: what the batch since the
-    /// last wait says about the next wake-up.
-    pub fn waiting(&mut self) {
-        self.gather = self.since_wait < GATHER_BELOW;
-    }
-
-    /// The wait ended (the socket is readable): a new batch starts.
+    /// A wait for readiness ended: whether the batch read before it
+    /// (nothing is read during a wait) calls for a pause; a new batch
+    /// starts.
     pub fn woken(&mut self) {
+        self.gather = self.since_wait < GATHER_BELOW;
         self.since_wait = 0;
     }
 
@@ -74,13 +71,11 @@ mod test {
 
     fn after_batch(n: usize) -> Option<Duration> {
         let mut p = ReadPacing::default();
-        p.waiting();
         p.woken();
         p.take_gather();
         for _ in 0..n {
             p.read();
         }
-        p.waiting();
         p.woken();
         p.take_gather()
     }
@@ -105,7 +100,6 @@ mod test {
     fn the_pause_is_taken_once_per_wait() {
         let mut p = ReadPacing::default();
         p.read();
-        p.waiting();
         p.woken();
         assert_eq!(p.take_gather(), Some(GATHER));
         assert_eq!(p.take_gather(), None);
@@ -119,7 +113,6 @@ mod test {
         for _ in 0..GATHER_BELOW {
             p.read();
         }
-        p.waiting();
         p.woken();
         assert_eq!(p.take_gather(), None);
     }

@@ -18,9 +18,7 @@ use std::time::Duration;
 /// per entry in `benches/bench.py` (0.39 s against 0.32–0.33 s for
 /// 50 000, results/wave8-*), for a lag under loss that the run-to-run
 /// spread hid (shorter pauses since: results/wave15-1-gather-below.md).
-/// A capture of the bench's sync link showed a repair's probe 1.6 ms
-/// after a lost answer when the pause held the whole loop: the daemon
-/// waits it out on a timer and serves the sync link meanwhile.
+/// How the daemon waits it out: `kernel::events`.
 pub const GATHER: Duration = Duration::from_micros(500);
 
 /// A batch this large or larger is not followed by a pause. At 16 (until

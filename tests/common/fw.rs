@@ -112,6 +112,12 @@ pub fn udp_link(me: &str, peer: &str) -> String {
     )
 }
 
+/// The number after `key` (a line's first word) in a /proc status file.
+fn status_number(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A daemon running in a namespace; stopped and cleaned up when dropped.
 pub struct Fw {
     pub dir: PathBuf,
@@ -189,8 +195,7 @@ impl Fw {
             self.daemon.0.id()
         ))
         .unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        status_number(&status, "VmRSS:").unwrap()
     }
 
     /// Context switches of all the daemon's threads so far (voluntary
@@ -200,18 +205,16 @@ impl Fw {
         let tasks = format!("/proc/{}/task", self.daemon.0.id());
         let mut total = 0;
         for task in std::fs::read_dir(tasks).unwrap().flatten() {
-            let Ok(status) =
+            // A thread that ended meanwhile has no status to read.
+            if let Ok(status) =
                 std::fs::read_to_string(task.path().join("status"))
-            else {
-                continue; // a thread that ended meanwhile
-            };
-            total += status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| {
-                    l.split_whitespace().nth(1)?.parse::<u64>().ok()
-                })
-                .sum::<u64>();
+            {
+                for key in
+                    ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
+                {
+                    total += status_number(&status, key).unwrap_or(0);
+                }
+            }
         }
         total
     }

@@ -3,9 +3,9 @@
 //! Owns: reading NEW/UPDATE/DESTROY events of conntracks (and of
 //! expectations when enabled), leaving and joining the NEW group around a
 //! commit, overrun (`ENOBUFS`) reporting with the buffer's growth up to
-//! `NetlinkBufferSizeMaxGrowth`, and the pacing of reads (a short pause
-//! lets events gather after a wake-up that followed a small batch; the
-//! rule is [`super::pacing`]). The daemon waits the pause out on a timer,
+//! `NetlinkBufferSizeMaxGrowth`, and the pacing of reads (during a burst
+//! the socket is read on a short timer instead of at each event; the rule
+//! is [`super::pacing`]). The daemon waits the pause out on a timer,
 //! serving the sync link meanwhile: a peer's ACK or NACK is not held for
 //! it, nor measured into the round trip the retransmission timeout is
 //! taken from (a capture of the bench's sync link showed a repair's probe
@@ -53,8 +53,8 @@ pub struct EventSocket {
     /// waits for readiness before it reads, instead of trying a read that
     /// would only fail with EAGAIN (one system call per loop turn saved).
     empty: bool,
-    /// Reads between waits: whether the caller lets more gather
-    /// ([`EventSocket::take_gather`]).
+    /// Reads since the socket was last found empty: when to read next
+    /// ([`EventSocket::drained`]).
     pacing: ReadPacing,
     /// Whether the socket is in the conntrack NEW group (None: it was
     /// never subscribed, see [`EventSocket::unsubscribed`]).
@@ -156,14 +156,16 @@ impl EventSocket {
     /// read that found the socket empty: each turn then paid a `recvfrom`
     /// that could only fail. Readiness is awaited first when the socket
     /// is known to be empty; epoll reports data queued before the wait.
-    /// After a wake-up that followed a small batch, more are let gather
-    /// first (see [`super::pacing`]).
+    /// During a burst the next read comes on a timer instead (see
+    /// [`super::pacing`]).
     pub async fn recv(&mut self) -> io::Result<EventRead> {
         loop {
             if self.empty {
-                self.readable().await?;
-                if let Some(pause) = self.take_gather() {
-                    smol::Timer::after(pause).await;
+                match self.pacing.drained() {
+                    Some(pause) => {
+                        smol::Timer::after(pause).await;
+                    }
+                    None => self.readable().await?,
                 }
             }
             match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
@@ -181,23 +183,21 @@ impl EventSocket {
 
     /// Waits until a datagram (or an error) is queued, without reading
     /// it: the daemon reads with [`EventSocket::try_recv`], which it does
-    /// first on every turn anyway. When the reads since the last wait
-    /// were a small batch, more should be let gather first: see
-    /// [`EventSocket::take_gather`].
+    /// first on every turn anyway. During a burst the daemon reads on a
+    /// timer instead: see [`EventSocket::drained`].
     pub async fn readable(&mut self) -> io::Result<()> {
         self.sock.readable().await?;
-        self.pacing.woken();
         Ok(())
     }
 
-    /// How long to let more events gather before reading, after a
-    /// [`EventSocket::readable`] that followed a small batch (see
-    /// [`super::pacing`]); once. Waited out on a timer, never slept: a thread
-    /// that blocks lets async-io's helper thread take the reactor, and
-    /// every later wake-up then crosses both threads (see the daemon's
-    /// `Replicator::gather`).
-    pub fn take_gather(&mut self) -> Option<Duration> {
-        self.pacing.take_gather()
+    /// A read found the socket empty: how long to let more gather before
+    /// the next read, without waiting for readiness, or None to wait
+    /// (see [`super::pacing`]). Waited out on a timer, never slept: a
+    /// thread that blocks lets async-io's helper thread take the reactor,
+    /// and every later wake-up then crosses both threads (see the
+    /// daemon's `Replicator::gather`).
+    pub fn drained(&mut self) -> Option<Duration> {
+        self.pacing.drained()
     }
 
     /// Reads without waiting: None when nothing is queued. The daemon uses

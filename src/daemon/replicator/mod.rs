@@ -68,8 +68,8 @@ pub(crate) struct Replicator {
     /// The last read of the event socket found it empty: it is read
     /// again once it is readable, not on every turn.
     events_empty: bool,
-    /// The event socket's gather pause (see `kernel::pacing::GATHER`),
-    /// waited on like any input, not slept: a loop thread that blocks
+    /// The event socket's next read during a burst (see
+    /// `kernel::pacing`), waited on like any input, not slept: a loop thread that blocks
     /// gives the reactor to async-io's helper thread within 50 µs, and the
     /// wake-ups after it went through both threads (the helper's
     /// `epoll_wait`, then a futex wake of this one), two real-time threads
@@ -78,7 +78,8 @@ pub(crate) struct Replicator {
     /// took 7 % less CPU (`results/wave12-1-gather.md`).
     gather: Deadline,
     /// A gather pause is under way: the event socket is read when `gather`
-    /// fires, and until then the node's deadlines wait too, as the burst's
+    /// fires, and until then the node's deadlines wait too (those due run
+    /// between a burst's reads), as the burst's
     /// next events would otherwise find its datagram just sent and a probe
     /// after it (a blocking pause held them by holding the whole loop).
     /// The sync link and the control socket are served meanwhile.
@@ -239,6 +240,24 @@ impl Replicator {
                 if self.drain_kernel(ex, clock).await {
                     break;
                 }
+                // Read empty: during a burst the next read comes on a
+                // timer, else when the socket is readable.
+                if self.events_empty
+                    && let Some(pause) = self.events.socket.drained()
+                {
+                    self.gather.set_after(pause);
+                    self.gathering = true;
+                    // The node's deadlines wait out a pause, but not a
+                    // whole burst of pauses: those due run between reads
+                    // (the burst's transmit rule is not among them, as
+                    // the read just gave it news).
+                    if self.node.poll_at().min(self.next_link_check)
+                        <= clock.now()
+                        && self.tick(ex, clock).await
+                    {
+                        break;
+                    }
+                }
                 // A drain that stopped at EventIterationLimit leaves the
                 // event socket's branch of `wait` ready at once, and it is
                 // polled before the peer's: under a backlog of events the
@@ -274,30 +293,16 @@ impl Replicator {
                     self.request(ex, clock, client, req).await
                 }
                 Wake::Kernel => {
+                    // The pause is over or the socket became readable:
+                    // the next turn reads.
                     self.events_empty = false;
-                    // Either the pause is over (the next turn reads what
-                    // gathered) or the socket became readable, which may
-                    // start one.
-                    if !std::mem::take(&mut self.gathering) {
-                        if let Some(pause) = self.events.socket.take_gather() {
-                            self.gather.set_after(pause);
-                            self.gathering = true;
-                        }
-                    }
+                    self.gathering = false;
                     false
                 }
                 Wake::Peer(link, n, from) => {
                     self.datagrams(ex, clock, (link, n, from)).await
                 }
-                Wake::Tick => {
-                    self.timer_at = None;
-                    let now = clock.now();
-                    if now >= self.next_link_check {
-                        self.next_link_check = now + LINK_CHECK;
-                        self.channels.check_links();
-                    }
-                    self.input(ex, clock, Input::Timer).await
-                }
+                Wake::Tick => self.tick(ex, clock).await,
                 Wake::Job(Some(c)) => {
                     self.input(ex, clock, Input::Job(c)).await
                 }
@@ -317,6 +322,18 @@ impl Replicator {
                 break;
             }
         }
+    }
+
+    /// The node's next deadline (or the links' check) has come; true to
+    /// stop.
+    async fn tick(&mut self, ex: &LocalExecutor<'_>, clock: Clock) -> bool {
+        self.timer_at = None;
+        let now = clock.now();
+        if now >= self.next_link_check {
+            self.next_link_check = now + LINK_CHECK;
+            self.channels.check_links();
+        }
+        self.input(ex, clock, Input::Timer).await
     }
 
     async fn wait(&mut self, rx: &mut Stream<Event>, clock: Clock) -> Wake {

@@ -33,24 +33,38 @@ static LAB: Mutex<()> = Mutex::new(());
 
 /// What fw-1 did during one paced burst.
 struct Burst {
-    /// How far apart the flows came.
-    apart: Duration,
     datagrams: u64,
     probes: u64,
     /// When the last flow was created.
     ended: Instant,
 }
 
-/// Creates `warm_up` flows in fw-1's kernel at once, then `flows_n` one
+/// How a test's burst is paced: flows replicated before it, its flows,
+/// one every `pace`, and the slowest pace that still shows its claim.
+struct Pacing {
+    warm_up: u32,
+    flows: u32,
+    pace: Duration,
+    slowest: Duration,
+}
+
+/// Creates `warm_up` flows in fw-1's kernel at once, then the burst's one
 /// every `pace` (spun, not slept: a sleep this short overshoots by the
 /// timer slack) while `during` runs beside them, and waits until fw-2
-/// holds them all. None when not root or not a release build.
+/// holds them all. None when not root or not a release build, or (a
+/// skip, said) when this kernel created the flows slower than `slowest`.
 fn paced_burst<T: Send>(
     test: &str,
     tag: &str,
-    (warm_up, flows_n, pace): (u32, u32, Duration),
+    pacing: Pacing,
     during: impl FnOnce(&Fw) -> T + Send,
 ) -> Option<(Burst, T)> {
+    let Pacing {
+        warm_up,
+        flows: flows_n,
+        pace,
+        slowest,
+    } = pacing;
     if !release_build(test) {
         return None;
     }
@@ -131,8 +145,14 @@ fn paced_burst<T: Send>(
         fw2.cached("external"),
         fw1.log()
     );
+    let apart = paced / flows_n;
+    if apart > slowest {
+        eprintln!(
+            "SKIPPED {test}: flows came {apart:?} apart, slower than {slowest:?}"
+        );
+        return None;
+    }
     let burst = Burst {
-        apart: paced / flows_n,
         datagrams,
         probes,
         ended,
@@ -146,20 +166,18 @@ fn a_paced_burst_leaves_in_full_datagrams() {
     // them one at a time.
     const FLOWS: u32 = 10_000;
     let test = "a_paced_burst_leaves_in_full_datagrams";
-    let pacing = (WARM_UP, FLOWS, Duration::from_micros(30));
-    let Some((burst, ())) = paced_burst(test, "gat", pacing, |_| ()) else {
-        return;
-    };
     // The claim is about events about as close as `TX_IDLE` (50 µs) or
     // closer (at 46–50 µs apart, 278–289 datagrams); a kernel slower to
     // create flows cannot show it.
-    if burst.apart > Duration::from_micros(60) {
-        eprintln!(
-            "SKIPPED {test}: flows came {:?} apart, not closer than TX_IDLE",
-            burst.apart
-        );
+    let pacing = Pacing {
+        warm_up: WARM_UP,
+        flows: FLOWS,
+        pace: Duration::from_micros(30),
+        slowest: Duration::from_micros(60),
+    };
+    let Some((burst, ())) = paced_burst(test, "gat", pacing, |_| ()) else {
         return;
-    }
+    };
     // A datagram holds 48 changes (`TX_FULL`) and waits for more up to
     // `TX_COALESCE`.
     assert!(
@@ -180,7 +198,12 @@ fn a_long_burst_does_not_hold_back_a_dump() {
     const FLOWS: u32 = 15_000;
     const DUMPED: u32 = 20_000;
     let test = "a_long_burst_does_not_hold_back_a_dump";
-    let pacing = (DUMPED, FLOWS, Duration::from_micros(100));
+    let pacing = Pacing {
+        warm_up: DUMPED,
+        flows: FLOWS,
+        pace: Duration::from_micros(100),
+        slowest: Duration::from_micros(150),
+    };
     let dump_during = |fw1: &Fw| {
         std::thread::sleep(Duration::from_millis(200));
         let asked = Instant::now();
@@ -192,13 +215,6 @@ fn a_long_burst_does_not_hold_back_a_dump() {
     else {
         return;
     };
-    if burst.apart > Duration::from_micros(150) {
-        eprintln!(
-            "SKIPPED {test}: flows came {:?} apart, not 100 µs",
-            burst.apart
-        );
-        return;
-    }
     let lines = String::from_utf8_lossy(&dump.stdout).lines().count();
     eprintln!(
         "-i: {lines} lines in {:?}, {:?} before the burst's end",

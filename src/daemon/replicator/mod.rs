@@ -69,19 +69,20 @@ pub(crate) struct Replicator {
     /// again once it is readable, not on every turn.
     events_empty: bool,
     /// The event socket's next read during a burst (see
-    /// `kernel::pacing`), waited on like any input, not slept: a loop thread that blocks
-    /// gives the reactor to async-io's helper thread within 50 µs, and the
-    /// wake-ups after it went through both threads (the helper's
-    /// `epoll_wait`, then a futex wake of this one), two real-time threads
-    /// on two cores. Waited on, the helper woke a median of 97 times in a
-    /// burst of 30 000 events instead of 248, and the lossy bench's sender
-    /// took 7 % less CPU (`results/wave12-1-gather.md`).
+    /// `kernel::pacing`), waited on like any input, not slept: a loop
+    /// thread that blocks gives the reactor to async-io's helper thread
+    /// within 50 µs, and the wake-ups after it went through both threads
+    /// (the helper's `epoll_wait`, then a futex wake of this one), two
+    /// real-time threads on two cores. Waited on, the helper woke a
+    /// median of 97 times in a burst of 30 000 events instead of 248, and
+    /// the lossy bench's sender took 7 % less CPU
+    /// (`results/wave12-1-gather.md`).
     gather: Deadline,
     /// A gather pause is under way: the event socket is read when `gather`
     /// fires, and until then the node's deadlines wait too (those due run
-    /// between a burst's reads), as the burst's
-    /// next events would otherwise find its datagram just sent and a probe
-    /// after it (a blocking pause held them by holding the whole loop).
+    /// between a burst's reads), as the burst's next events would
+    /// otherwise find its datagram just sent and a probe after it (a
+    /// blocking pause held them by holding the whole loop).
     /// The sync link and the control socket are served meanwhile.
     gathering: bool,
     /// One timer for the node's next deadline, moved only when the

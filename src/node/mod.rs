@@ -346,6 +346,7 @@ impl Node {
             expectations: self.expectations(),
             counters: self.counters,
             sync: self.engine.stats(),
+            round_trip: self.engine.round_trip(),
             tx_queue: tx,
             tx_queue_limit: self.cfg.general.hash_limit as usize * 2,
             resend_queue: rs,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::render::LinkView;
 use crate::cache::{Cache, CacheStats, Stored};
 use crate::config::Mode;
-use crate::sync::Stats as SyncStats;
+use crate::sync::{RoundTrip, Stats as SyncStats};
 
 /// Daemon-wide counters (`-s runtime`, `-s`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub expectations: bool,
     pub counters: Counters,
     pub sync: SyncStats,
+    /// FT-FW's measured round trip, once measured.
+    pub round_trip: Option<RoundTrip>,
     pub tx_queue: usize,
     pub tx_queue_limit: usize,
     pub resend_queue: usize,

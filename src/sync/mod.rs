@@ -165,6 +165,15 @@ pub struct Stats {
     pub tail_resent: u64,
 }
 
+/// FT-FW's measured round trip to its peer (smoothed, RFC 6298's
+/// estimator) and the retransmission timeout its unanswered probes wait,
+/// for `-s`: a lossy link's repairs take a few of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundTrip {
+    pub smoothed: Duration,
+    pub timeout: Duration,
+}
+
 /// A [`Msg::Response`]'s fields.
 struct Answer {
     echo: u64,
@@ -226,6 +235,11 @@ impl Engine {
 
     pub fn mode(&self) -> Mode {
         self.p.mode
+    }
+
+    /// See [`RoundTrip`].
+    pub fn round_trip(&self) -> Option<RoundTrip> {
+        self.mode.get().round_trip()
     }
 
     /// Keys waiting to be sent, and sent keys awaiting an ACK.

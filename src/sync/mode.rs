@@ -12,7 +12,7 @@ use super::ftfw::{FtFw, ResendQueue};
 use super::notrack::NoTrack;
 use super::session::Contact;
 use super::tx::{Sent, Transmit};
-use super::{Params, Source, Stats};
+use super::{Params, RoundTrip, Source, Stats};
 use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
@@ -86,6 +86,12 @@ pub(crate) trait SyncMode {
     /// switch hands the keys to the other engine).
     fn drain_resend(&mut self) -> Vec<Sent> {
         Vec::new()
+    }
+
+    /// The measured round trip to the peer and the retransmission
+    /// timeout taken from it (FT-FW, once measured).
+    fn round_trip(&self) -> Option<RoundTrip> {
+        None
     }
 
     /// Sent messages awaiting acknowledgement (FT-FW only).

@@ -195,6 +195,15 @@ impl Switch {
         self.mode
     }
 
+    /// The round trip measured by our own protocol's engine (None while
+    /// the peer speaks conntrackd's, which measures none).
+    pub fn round_trip(&self) -> Option<super::RoundTrip> {
+        match &self.ctd {
+            Some(_) => None,
+            None => self.ct.round_trip(),
+        }
+    }
+
     /// Both protocols' counters, summed.
     pub fn stats(&self) -> Stats {
         let mut s = self.ct.stats().clone();

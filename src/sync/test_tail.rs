@@ -121,10 +121,15 @@ fn run_until_whole(
 fn a_lost_tail_is_probed_for_within_milliseconds() {
     let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 2);
     assert_eq!(b_ext.cts.len(), 2);
+    assert_eq!(a.round_trip(), None, "nothing measured yet");
     let whole = run_until_whole(&mut a, &a_src, &mut b, &mut b_ext, |_| false);
     assert!(whole <= Instant::from_millis(10), "whole at {whole:?}");
     assert_eq!(a.stats().probes_sent, 1);
     assert_eq!(a.stats().retransmitted, 1);
+    // The answered probe measured the round trip, which `-s` shows.
+    let r = a.round_trip().expect("measured by the probe's answer");
+    assert!(r.smoothed <= Duration::from_millis(2), "{r:?}");
+    assert!(r.timeout > r.smoothed, "{r:?}");
 }
 
 #[test]

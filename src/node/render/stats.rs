@@ -8,7 +8,7 @@ use super::entries::json_str;
 use crate::cache::CacheStats;
 use crate::control::proto::{Format, StatsView};
 use crate::node::snapshot::{CacheView, Counters, Snapshot};
-use crate::sync::{ResendEntry, Stats as SyncStats};
+use crate::sync::{ResendEntry, RoundTrip};
 
 /// One dedicated link as the statistics show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -294,10 +294,11 @@ fn json_cache(s: &mut String, name: &str, c: &CacheView) {
     );
 }
 
-fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
+fn json_sync(s: &mut String, snap: &Snapshot) {
+    let (e, tx, rs) = (&snap.sync, snap.tx_queue, snap.resend_queue);
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs}}}",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -320,6 +321,22 @@ fn json_sync(s: &mut String, e: &SyncStats, tx: usize, rs: usize) {
         e.probes_sent,
         e.tail_resent
     );
+    json_round_trip(s, snap.round_trip);
+    s.push('}');
+}
+
+/// `"srtt_us":…,"rto_us":…`, null before the first measure.
+fn json_round_trip(s: &mut String, r: Option<RoundTrip>) {
+    let us = |d: Duration| d.as_micros();
+    let _ = match r {
+        Some(r) => write!(
+            s,
+            "\"srtt_us\":{},\"rto_us\":{}",
+            us(r.smoothed),
+            us(r.timeout)
+        ),
+        None => write!(s, "\"srtt_us\":null,\"rto_us\":null"),
+    };
 }
 
 fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
@@ -355,7 +372,7 @@ pub fn stats_json(snap: &Snapshot) -> String {
     s.push(',');
     json_cache(&mut s, "external_expect", &snap.external_exp);
     s.push_str("},");
-    json_sync(&mut s, &snap.sync, snap.tx_queue, snap.resend_queue);
+    json_sync(&mut s, snap);
     s.push_str(",\"links\":[");
     for (i, l) in snap.links.iter().enumerate() {
         if i > 0 {
@@ -503,6 +520,20 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
 mod test {
     use super::*;
     use crate::sync::Seq;
+
+    #[test]
+    fn the_round_trip_is_in_microseconds_or_null() {
+        let mut s = String::new();
+        json_round_trip(&mut s, None);
+        assert_eq!(s, "\"srtt_us\":null,\"rto_us\":null");
+        s.clear();
+        let r = RoundTrip {
+            smoothed: Duration::from_micros(180),
+            timeout: Duration::from_micros(930),
+        };
+        json_round_trip(&mut s, Some(r));
+        assert_eq!(s, "\"srtt_us\":180,\"rto_us\":930");
+    }
 
     #[test]
     fn rsqueue_lines_carry_the_control_kinds_flags() {

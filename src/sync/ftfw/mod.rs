@@ -22,7 +22,9 @@ pub(crate) use resend::ResendQueue;
 use super::mode::{Cx, SyncMode};
 use super::session::{Contact, Peers};
 use super::tx::Sent;
-use super::{ALIVE_INTERVAL, PEER_ALIVE, RETRANSMIT_AFTER, Source, Stats};
+use super::{
+    ALIVE_INTERVAL, PEER_ALIVE, RETRANSMIT_AFTER, RoundTrip, Source, Stats,
+};
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
 
@@ -191,6 +193,14 @@ impl SyncMode for FtFw {
 
     fn says_hello(&self) -> bool {
         true
+    }
+
+    fn round_trip(&self) -> Option<RoundTrip> {
+        let rtt = self.probe.rtt();
+        rtt.smoothed().map(|smoothed| RoundTrip {
+            smoothed,
+            timeout: rtt.rto(),
+        })
     }
 
     fn resend_queue(&self) -> Option<&ResendQueue> {

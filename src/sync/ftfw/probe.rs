@@ -138,7 +138,6 @@ pub(crate) struct TailProbe {
 }
 
 impl TailProbe {
-    #[cfg(test)]
     pub(crate) fn rtt(&self) -> &Rtt {
         &self.rtt
     }

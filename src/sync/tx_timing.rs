@@ -27,9 +27,10 @@ pub const TX_COALESCE: Duration = Duration::from_millis(2);
 /// [`TX_COALESCE`] (see the module notes). Longer than the gaps between the
 /// events of one read of the event socket. The event loop does not look at
 /// the node's deadlines during its gather pause (`kernel::pacing::GATHER`),
-/// so during a dense burst the next read comes before this
-/// deadline is looked at, and the burst still leaves in full datagrams; a
-/// sparser one leaves once per read.
+/// and runs those due right after a read, which has just given this one
+/// news: during a burst it is looked at only once a read finds nothing,
+/// and the burst leaves in full datagrams (or after [`TX_COALESCE`]);
+/// events further apart than the pause leave once per read.
 pub const TX_IDLE: Duration = Duration::from_micros(50);
 /// Keys that fill about one datagram: send at once.
 pub const TX_FULL: usize = 48;

@@ -252,8 +252,7 @@ impl Replicator {
                     // whole burst of pauses: those due run between reads
                     // (the burst's transmit rule is not among them, as
                     // the read just gave it news).
-                    if self.node.poll_at().min(self.next_link_check)
-                        <= clock.now()
+                    if self.next_deadline() <= clock.now()
                         && self.tick(ex, clock).await
                     {
                         break;
@@ -337,8 +336,14 @@ impl Replicator {
         self.input(ex, clock, Input::Timer).await
     }
 
+    /// When [`Replicator::tick`] is due: the node's next deadline or the
+    /// links' check.
+    fn next_deadline(&self) -> Instant {
+        self.node.poll_at().min(self.next_link_check)
+    }
+
     async fn wait(&mut self, rx: &mut Stream<Event>, clock: Clock) -> Wake {
-        let deadline = self.node.poll_at().min(self.next_link_check);
+        let deadline = self.next_deadline();
         // Moved only when the deadline comes earlier (or the timer fired):
         // one that moved later costs at most an early tick, in which the
         // node finds nothing due, instead of a re-arm per input.

@@ -360,6 +360,15 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
             with os.fdopen(fd, "w") as f:
                 f.write(key)
             options = f"    Options {{ AuthenticationKeyFile {path} }}\n"
+        capture = None
+        if PCAP_DIR:
+            # fw1's side of the sync link: what fw1 sent and fw2 did not
+            # drop at its output, and what reached fw1 (a diagnosis), from
+            # before the daemons start (their handshake), whole datagrams.
+            os.makedirs(PCAP_DIR, exist_ok=True)
+            pcap = f"{PCAP_DIR}/{daemon.name.replace(' ', '')}-{n}-{time.strftime('%H%M%S')}.pcap"
+            capture = fw1.spawn(f"tcpdump -i sync0 -n -s 1600 -B 32768 -w {pcap} udp", log_file=f"{pcap}.log")
+            time.sleep(0.5)
         for fw, me in ((fw1, 1), (fw2, 2)):
             d = f"{lab.dir}/{fw.name}"
             os.makedirs(d, exist_ok=True)
@@ -376,14 +385,6 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
         gen = f"{lab.dir}/gen.py"
         with open(gen, "w") as f:
             f.write(GENERATOR)
-        capture = None
-        if PCAP_DIR:
-            # fw1's side of the sync link: what fw1 sent and fw2 did not
-            # drop at its output, and what reached fw1 (a diagnosis).
-            os.makedirs(PCAP_DIR, exist_ok=True)
-            pcap = f"{PCAP_DIR}/{daemon.name.replace(' ', '')}-{n}-{time.strftime('%H%M%S')}.pcap"
-            capture = fw1.spawn(f"tcpdump -i sync0 -n -s 96 -B 32768 -w {pcap} udp", log_file=f"{pcap}.log")
-            time.sleep(0.5)
         t_gen = time.time()
         mode = "half" if half_ignored else "all"
         last_created, generator = run_generator(client, gen, n, mode)

@@ -13,7 +13,7 @@
 //! carries the newest state (it can never roll the peer back).
 //!
 //! One datagram cannot break the stream: a session is believed only once
-//! it answered a challenge (`session::Gate`; until then its datagrams are
+//! it answered a challenge (`gate::Gate`; until then its datagrams are
 //! held, then replayed), so a corrupt or forged "new session" changes
 //! nothing, and sequence numbers further than `rx::WINDOW` from the
 //! expected one are refused and counted, never adopted; the sender is
@@ -45,6 +45,7 @@ mod alarm;
 pub mod ctd;
 pub mod digest;
 mod ftfw;
+mod gate;
 mod mode;
 mod notrack;
 mod recv;
@@ -86,9 +87,10 @@ use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::seal::{Origin, SEAL_OVERHEAD, Sealer};
 use crate::wire::{self, Header, Msg, Writer};
+use gate::Gate;
 use mode::{Cx, ModeState};
 use sealing::{Refused, Sealing};
-use session::{Gate, Handshake};
+use session::Handshake;
 use tx::Transmit;
 
 /// Keep-alive / ACK period (conntrackd's ALIVE_INT).
@@ -369,10 +371,10 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] must run next.
     pub fn poll_at(&self) -> Instant {
-        match self.mode.get().wake_at() {
-            Some(t) => t.min(self.next_tick),
-            None => self.next_tick,
-        }
+        [self.mode.get().wake_at(), self.gate.repeat_at()]
+            .into_iter()
+            .flatten()
+            .fold(self.next_tick, Instant::min)
     }
 
     /// Runs the periodic work due at `now`.
@@ -380,6 +382,10 @@ impl Engine {
         if self.mode.get().wake_at().is_some_and(|t| t <= now) {
             let (mode, mut cx) = self.cx(now);
             mode.wake(now, &mut cx);
+        }
+        for nonce in self.gate.repeats_due(now) {
+            self.stats.challenges_sent += 1;
+            self.tx.handshake(Msg::Challenge { nonce });
         }
         if now < self.next_tick {
             return;
@@ -459,6 +465,8 @@ fn report_refused(r: Refused) {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_handshake;
 #[cfg(test)]
 mod test_lossy;
 #[cfg(test)]

@@ -88,6 +88,13 @@ pub(crate) trait SyncMode {
         Vec::new()
     }
 
+    /// The peer challenged us: it has not proven our session (see
+    /// `gate::Gate`), so it has held what we sent, unanswered.
+    fn challenged(&mut self) {}
+
+    /// A round trip measured outside the mode (a challenge's).
+    fn round_trip_sample(&mut self, _rtt: std::time::Duration) {}
+
     /// The measured round trip to the peer and the retransmission
     /// timeout taken from it (FT-FW, once measured).
     fn round_trip(&self) -> Option<RoundTrip> {

@@ -145,6 +145,7 @@ impl Engine {
 
     /// Echoes a peer's nonce with where our numbering stands.
     fn answer_challenge(&mut self, nonce: u64) {
+        self.mode.get_mut().challenged();
         let next = self.tx.next_seq();
         let from = self.mode.get().resume_from().unwrap_or(next);
         self.tx.handshake(Msg::Response {
@@ -164,10 +165,13 @@ impl Engine {
         Answer { echo, from, next }: Answer,
         src: &dyn Source,
     ) -> bool {
-        let Some(proof) = self.gate.answer(peer, session, echo) else {
+        let Some(proof) = self.gate.answer(now, peer, session, echo) else {
             return false;
         };
         self.stats.challenges_answered += 1;
+        // The first tail after a start is then probed on the link's
+        // timeout, not the default one (50 ms).
+        self.mode.get_mut().round_trip_sample(proof.round_trip);
         if let (Some(s), Some(origin)) = (self.sealing.as_mut(), self.opened) {
             s.proven(peer, session, origin);
         }
@@ -185,17 +189,27 @@ impl Engine {
             mode.control(peer, Msg::Alive { next }, &mut cx);
             return true;
         }
-        // A session proven again (its numbers left the window) whose
-        // tracking is still near its `next` keeps it: re-anchoring at its
-        // oldest unacknowledged number would only ask for what we have.
-        let near = self
-            .mode
-            .get()
-            .expects(peer)
-            .is_some_and(|e| e <= next && next - e <= rx::WINDOW);
-        if proof.before != Some(session) || !near {
-            let first_held = proof.held.first().map(|(s, _)| *s);
-            self.mode.get_mut().anchor(peer, from, first_held);
+        // A session proven again (its numbers left the window, or an
+        // ALIVE came behind them) whose tracking is near its `next` keeps
+        // it: re-anchoring at its oldest unacknowledged number would only
+        // ask for what we have. Tracking ahead of `next` (numbers forged
+        // ahead, or an answer overtaken by the data sent after it) goes
+        // back to `next`, no further: each number before it either
+        // arrived or was NACKed, and the sender resends a NACKed one
+        // under a new number, so a late original of it is stale. Moved
+        // back to the oldest unacknowledged number, the tracking took one
+        // that reverted a delete which had arrived (a duplicated, delayed
+        // answer; `tests/firewall_sim.rs`, seed 23 of the lossy run).
+        let same = proof.before == Some(session);
+        match self.mode.get().expects(peer) {
+            Some(e) if same && e <= next && next - e <= rx::WINDOW => {}
+            Some(e) if same && e > next && e - next <= rx::WINDOW => {
+                self.mode.get_mut().anchor(peer, next, None);
+            }
+            _ => {
+                let first_held = proof.held.first().map(|(s, _)| *s);
+                self.mode.get_mut().anchor(peer, from, first_held);
+            }
         }
         // What the session said before its proof, in order, then the tail
         // we never saw (ALIVE's rule: NACKed in FT-FW).

@@ -5,7 +5,7 @@
 //! A datagram is opened (authenticated) before its counter may touch a
 //! window, and the window is checked before anything reads the body. What
 //! gets through is a plain datagram that was never seen before from a key
-//! holder; the session gate ([`super::session::Gate`]) then still decides
+//! holder; the session gate ([`super::gate::Gate`]) then still decides
 //! whether its session is live (a whole old session replayed opens and
 //! passes its fresh windows, but it cannot answer a new challenge).
 //!

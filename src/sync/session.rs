@@ -1,7 +1,7 @@
-//! Who we talk to: the gate that believes a peer's session only once it
-//! answered our challenge, the HELLO flags of our own session, and the
-//! table of peers by session id, which notices when a proven session
-//! replaces another (a restart).
+//! Who we talk to: the HELLO flags of our own session, and the table of
+//! peers by session id, which notices when a proven session replaces
+//! another (a restart). Which sessions are proven is the gate's
+//! (`gate`).
 //!
 //! Each datagram names its sender's session (random per daemon start). A
 //! session we have not seen from that peer before means it restarted (or
@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 
 use crate::time::Instant;
-use crate::wire::{Seq, flag};
+use crate::wire::flag;
 
 /// Most peers tracked at once (the least recently heard is forgotten).
-const MAX_PEERS: usize = 8;
+pub(crate) const MAX_PEERS: usize = 8;
 
 /// Our side of the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,176 +70,6 @@ impl Handshake {
             self.back = HelloBack::NotOwed;
         }
         flags
-    }
-}
-
-/// While a session stays unproven, its next datagram asks again once
-/// this long has passed since the last challenge, doubled after each
-/// one up to [`CHALLENGE_EVERY`]. The nonce stays the same, so a repeat
-/// costs a small control message and never voids a slow answer; at a
-/// flat 200 ms, a challenge or answer lost at the start of a burst on a
-/// lossy link dropped 200 ms of the burst (held, then resent: a third of
-/// the bench's lossy runs resent everything once).
-pub(crate) const CHALLENGE_FIRST_REPEAT: std::time::Duration =
-    std::time::Duration::from_millis(5);
-/// The longest wait between two challenges of one unproven session: a
-/// forged "new session" is asked at most this often.
-pub(crate) const CHALLENGE_EVERY: std::time::Duration =
-    std::time::Duration::from_millis(200);
-
-/// Datagrams of an unproven session kept until it is proven (and then
-/// replayed), per session.
-const HELD_DATAGRAMS: usize = 16;
-
-/// A challenge waiting for its answer, and what arrived meanwhile.
-#[derive(Debug, Clone)]
-struct Pending {
-    nonce: u64,
-    asked: Instant,
-    /// Challenges sent for it so far.
-    asked_times: u32,
-    /// (first sequence number, datagram), oldest first.
-    held: Vec<(Seq, Vec<u8>)>,
-}
-
-/// What an answered challenge gives back.
-#[derive(Debug)]
-pub(crate) struct Proven {
-    /// The session believed before (None: a peer new to us).
-    pub(crate) before: Option<u32>,
-    /// The session's datagrams that arrived before the proof, oldest
-    /// first, with their first sequence numbers.
-    pub(crate) held: Vec<(Seq, Vec<u8>)>,
-}
-
-/// Which session of each peer is proven live, and the challenges out.
-///
-/// A datagram names its sender's session, but one datagram proves
-/// nothing: it may be corrupt, forged or replayed. A session is believed
-/// only once it echoed a fresh nonce of ours ([`crate::wire::Msg::Challenge`]
-/// → [`crate::wire::Msg::Response`]); until then its datagrams are held
-/// (a few, replayed once it is proven: the first words of a restarted
-/// peer, its resync request, are not lost) and the session believed
-/// before stays. Every table is bounded.
-#[derive(Debug, Clone)]
-pub(crate) struct Gate {
-    confirmed: HashMap<u64, u32>,
-    pending: HashMap<(u64, u32), Pending>,
-    /// splitmix64 state, seeded with a random value per daemon start.
-    rng: u64,
-}
-
-impl Gate {
-    pub(crate) fn new(seed: u64) -> Self {
-        Gate {
-            confirmed: HashMap::new(),
-            pending: HashMap::new(),
-            rng: seed,
-        }
-    }
-
-    fn nonce(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Believes `session` of `peer` without asking (tests that are about
-    /// something else than the challenge).
-    #[cfg(test)]
-    pub(crate) fn trust(&mut self, peer: u64, session: u32) {
-        self.confirmed.insert(peer, session);
-    }
-
-    /// Whether `session` is the one proven for `peer`.
-    pub(crate) fn is_confirmed(&self, peer: u64, session: u32) -> bool {
-        self.confirmed.get(&peer) == Some(&session)
-    }
-
-    /// The nonce to ask `peer`'s `session` for, unless it was asked too
-    /// recently (see [`CHALLENGE_FIRST_REPEAT`]). The nonce stays the
-    /// same until it is answered, so a slow answer still counts.
-    pub(crate) fn challenge(
-        &mut self,
-        now: Instant,
-        peer: u64,
-        session: u32,
-    ) -> Option<u64> {
-        let id = (peer, session);
-        if let Some(p) = self.pending.get_mut(&id) {
-            let wait = CHALLENGE_FIRST_REPEAT
-                .saturating_mul(1 << p.asked_times.saturating_sub(1).min(16))
-                .min(CHALLENGE_EVERY);
-            if now.since(p.asked) < wait {
-                return None;
-            }
-            p.asked = now;
-            p.asked_times += 1;
-            return Some(p.nonce);
-        }
-        if self.pending.len() >= MAX_PEERS {
-            let oldest = self
-                .pending
-                .iter()
-                .min_by_key(|(_, p)| p.asked)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.pending.remove(&k);
-            }
-        }
-        let nonce = self.nonce();
-        self.pending.insert(
-            id,
-            Pending {
-                nonce,
-                asked: now,
-                asked_times: 1,
-                held: Vec::new(),
-            },
-        );
-        Some(nonce)
-    }
-
-    /// Keeps a datagram of an unproven (and challenged) session until its
-    /// proof; the oldest gives way.
-    pub(crate) fn hold(
-        &mut self,
-        peer: u64,
-        session: u32,
-        first: Seq,
-        datagram: &[u8],
-    ) {
-        if let Some(p) = self.pending.get_mut(&(peer, session)) {
-            if p.held.len() >= HELD_DATAGRAMS {
-                p.held.remove(0);
-            }
-            p.held.push((first, datagram.to_vec()));
-        }
-    }
-
-    /// `peer`'s `session` echoed `nonce`. When that answers our challenge,
-    /// the session is proven.
-    pub(crate) fn answer(
-        &mut self,
-        peer: u64,
-        session: u32,
-        nonce: u64,
-    ) -> Option<Proven> {
-        let id = (peer, session);
-        if self.pending.get(&id)?.nonce != nonce {
-            return None;
-        }
-        let held = self.pending.remove(&id)?.held;
-        if self.confirmed.len() >= MAX_PEERS
-            && !self.confirmed.contains_key(&peer)
-            && let Some(k) = self.confirmed.keys().next().copied()
-        {
-            self.confirmed.remove(&k);
-        }
-        let before = self.confirmed.insert(peer, session);
-        Some(Proven { before, held })
     }
 }
 
@@ -355,62 +185,6 @@ mod test {
         a.received(flag::HELLO_BACK);
         assert_eq!(a.hello, Hello::Answered);
         assert_eq!(a.flags_to_send(), 0);
-    }
-
-    #[test]
-    fn a_session_is_believed_only_once_it_echoed_our_nonce() {
-        let mut g = Gate::new(42);
-        assert!(!g.is_confirmed(1, 10));
-        let n = g.challenge(Instant::from_millis(0), 1, 10).unwrap();
-        assert_eq!(
-            g.challenge(Instant::from_millis(4), 1, 10),
-            None,
-            "rate-limited"
-        );
-        // A wrong nonce, or the right one from another session: nothing.
-        assert!(g.answer(1, 10, n ^ 1).is_none());
-        assert!(g.answer(1, 11, n).is_none());
-        g.hold(1, 10, Seq(5), b"first words");
-        let p = g.answer(1, 10, n).unwrap();
-        assert_eq!(
-            (p.before, p.held),
-            (None, vec![(Seq(5), b"first words".to_vec())])
-        );
-        assert!(g.is_confirmed(1, 10));
-        assert!(g.answer(1, 10, n).is_none(), "a nonce answers once");
-        // A restart: the old session stays believed until the new one
-        // answers; a retry asks for the same nonce.
-        let n2 = g.challenge(Instant::from_millis(300), 1, 11).unwrap();
-        assert_ne!(n2, n);
-        assert_eq!(g.challenge(Instant::from_millis(600), 1, 11), Some(n2));
-        assert!(g.is_confirmed(1, 10) && !g.is_confirmed(1, 11));
-        assert_eq!(g.answer(1, 11, n2).unwrap().before, Some(10));
-        assert!(g.is_confirmed(1, 11) && !g.is_confirmed(1, 10));
-        // Bounded: many forged peers never grow the tables.
-        for id in 100..200 {
-            let n = g.challenge(Instant::from_millis(400), id, 7).unwrap();
-            g.answer(id, 7, n);
-        }
-        assert!(g.pending.len() <= MAX_PEERS && g.confirmed.len() <= MAX_PEERS);
-    }
-
-    #[test]
-    fn an_unanswered_challenge_is_repeated_soon_then_less_often() {
-        // A datagram of the unproven session every millisecond (a burst):
-        // the challenges it may send, and when.
-        let mut g = Gate::new(7);
-        let asked: Vec<u64> = (0..1000u64)
-            .filter(|&t| g.challenge(Instant::from_millis(t), 1, 10).is_some())
-            .collect();
-        // 5 ms after the first, then 10, 20, 40, 80, 160, then every 200.
-        assert_eq!(
-            &asked[..8],
-            &[0, 5, 15, 35, 75, 155, 315, 515],
-            "{asked:?}"
-        );
-        assert!(asked.windows(2).skip(6).all(|w| w[1] - w[0] == 200));
-        // A forged session that never answers: a handful a second.
-        assert_eq!(asked.len(), 10);
     }
 
     #[test]

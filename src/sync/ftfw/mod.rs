@@ -195,6 +195,18 @@ impl SyncMode for FtFw {
         true
     }
 
+    /// Our probes went unanswered while the peer could not read them:
+    /// once our answer proves us, probing starts over (its backoff had
+    /// stopped it after MAX_PROBES, and a lost NACK after the proof then
+    /// waited for the next keepalive).
+    fn challenged(&mut self) {
+        self.probe.reset_backoff();
+    }
+
+    fn round_trip_sample(&mut self, rtt: std::time::Duration) {
+        self.probe.round_trip_sample(rtt);
+    }
+
     fn round_trip(&self) -> Option<RoundTrip> {
         let rtt = self.probe.rtt();
         rtt.smoothed().map(|smoothed| RoundTrip {

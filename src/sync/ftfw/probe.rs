@@ -142,6 +142,11 @@ impl TailProbe {
         &self.rtt
     }
 
+    /// A round trip measured elsewhere (a challenge and its answer).
+    pub(crate) fn round_trip_sample(&mut self, r: Duration) {
+        self.rtt.sample(r);
+    }
+
     /// A datagram came from the peer at `now`.
     pub(crate) fn heard(&mut self, now: Instant) {
         self.heard = Some(now);

@@ -1,0 +1,134 @@
+//! The challenge handshake at first contact, with explicit times: a lost
+//! challenge or answer is asked again on the clock (not on the peer's next
+//! datagram, which at startup is a keepalive a second later), each answer
+//! measures the round trip, and a challenged sender probes again.
+
+use super::test::{ct, engines, key, params};
+use super::*;
+
+/// What `e` sends at `now`, datagram by datagram.
+fn sent(e: &mut Engine, src: &MapSource, now: Instant) -> Vec<Vec<u8>> {
+    let mut buf = [0u8; 1472];
+    let mut out = Vec::new();
+    while let Some(n) = e.poll_transmit(now, src, &mut buf) {
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+fn deliver(e: &mut Engine, d: &[Vec<u8>], now: Instant) {
+    for d in d {
+        e.recv(now, 1, d, &MapSource::default()).unwrap();
+    }
+}
+
+/// The challenges' nonces in `d`.
+fn challenges(d: &[Vec<u8>]) -> Vec<u64> {
+    d.iter()
+        .flat_map(|d| {
+            let (_, body) = wire::read(d).unwrap();
+            wire::messages(body).map(Result::unwrap).collect::<Vec<_>>()
+        })
+        .filter_map(|m| match m {
+            Msg::Challenge { nonce } => Some(nonce),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_lost_challenge_is_asked_again_on_the_clock_and_measures_the_round_trip() {
+    let ms = Instant::from_millis;
+    let mut a = Engine::new(params(Mode::FtFw, 100), ms(0));
+    let mut b = Engine::new(params(Mode::FtFw, 200), ms(0));
+    let mut a_src = MapSource::default();
+    let c = ct(1);
+    a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+    a.local_change(key(&c), true);
+    // A's first datagram reaches B, whose challenge is lost; A says
+    // nothing more for a while.
+    let first = sent(&mut a, &a_src, ms(0));
+    deliver(&mut b, &first, ms(1));
+    let lost = challenges(&sent(&mut b, &MapSource::default(), ms(1)));
+    assert_eq!(lost.len(), 1);
+    assert!(b.round_trip().is_none() && a.round_trip().is_none());
+    // The clock asks again 5 ms on, with another nonce.
+    assert_eq!(b.poll_at(), ms(6));
+    b.handle_timeout(ms(6), &MapSource::default());
+    let again = sent(&mut b, &MapSource::default(), ms(6));
+    assert_eq!(challenges(&again).len(), 1);
+    assert_ne!(challenges(&again), lost);
+    // A answers (and challenges B) 1 ms on; B's answer 1 ms later.
+    deliver(&mut a, &again, ms(7));
+    let answer = sent(&mut a, &a_src, ms(7));
+    deliver(&mut b, &answer, ms(8));
+    deliver(&mut a, &sent(&mut b, &MapSource::default(), ms(8)), ms(9));
+    assert_eq!(
+        (a.stats().challenges_answered, b.stats().challenges_answered),
+        (1, 1)
+    );
+    // Each answer measured its own challenge: 2 ms (B asked again at 6,
+    // not at 1), and the clock stops asking.
+    let rtt = |e: &Engine| e.round_trip().map(|r| r.smoothed);
+    assert_eq!(rtt(&b), Some(Duration::from_millis(2)));
+    assert_eq!(rtt(&a), Some(Duration::from_millis(2)));
+    assert!(b.poll_at() > ms(100), "{:?}", b.poll_at());
+}
+
+#[test]
+fn a_challenged_sender_probes_again() {
+    // A's data and every probe after it are lost, and B, heard all along
+    // (its keepalives), answers none of them (A's session is not proven
+    // there): A gives up probing.
+    let ms = Instant::from_millis;
+    let (mut a, _b) = engines(Mode::FtFw, 100, 200, ms(0));
+    let mut a_src = MapSource::default();
+    let c = ct(1);
+    a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+    a.local_change(key(&c), true);
+    sent(&mut a, &a_src, ms(0));
+    let alive = datagram_from_b(&[Msg::Alive { next: Seq(0) }]);
+    let mut t = ms(0);
+    let mut heard_at = ms(0);
+    while t < ms(20_000) {
+        if t.since(heard_at) >= Duration::from_millis(500) {
+            heard_at = t;
+            a.recv(t, 1, &alive, &MapSource::default()).unwrap();
+        }
+        t = a.poll_at().min(heard_at + Duration::from_millis(500));
+        a.handle_timeout(t, &a_src);
+        sent(&mut a, &a_src, t);
+    }
+    let probes = a.stats().probes_sent;
+    assert!(probes > 0, "it did probe");
+    assert!(a.poll_at() > t + Duration::from_millis(500), "and stopped");
+    // Now B challenges A (its session is not proven there, so it read
+    // none of the probes): A answers, and the next probe comes soon.
+    let challenge = datagram_from_b(&[Msg::Challenge { nonce: 7 }]);
+    a.recv(t, 1, &challenge, &MapSource::default()).unwrap();
+    sent(&mut a, &a_src, t);
+    let next = a.poll_at();
+    assert!(
+        next <= t + Duration::from_millis(10),
+        "{next:?} after {t:?}"
+    );
+    a.handle_timeout(next, &a_src);
+    sent(&mut a, &a_src, next);
+    assert_eq!(a.stats().probes_sent, probes + 1);
+}
+
+/// A datagram from B's session (200) carrying `msgs`.
+fn datagram_from_b(msgs: &[Msg]) -> Vec<u8> {
+    let mut buf = [0u8; 1472];
+    let header = wire::Header {
+        flags: 0,
+        session: 200,
+        first_seq: Seq(0),
+    };
+    let mut w = wire::Writer::new(&mut buf, header).unwrap();
+    for m in msgs {
+        w.push(m).unwrap();
+    }
+    let n = w.finish();
+    buf[..n].to_vec()
+}

@@ -45,12 +45,20 @@ const HELD_DATAGRAMS: usize = 16;
 /// nonces); a forger must guess one of them.
 const ASKS_KEPT: usize = 8;
 
+/// One challenge sent.
+#[derive(Debug, Clone, Copy)]
+struct Ask {
+    nonce: u64,
+    at: Instant,
+    /// The number we expected next from the session when we asked.
+    expecting: Option<Seq>,
+}
+
 /// A challenge waiting for its answer, and what arrived meanwhile.
 #[derive(Debug, Clone)]
 struct Pending {
-    /// (nonce, when it was sent) of the last [`ASKS_KEPT`] challenges,
-    /// oldest first; never empty.
-    asks: VecDeque<(u64, Instant)>,
+    /// The last [`ASKS_KEPT`] challenges, oldest first; never empty.
+    asks: VecDeque<Ask>,
     /// Challenges sent for it so far.
     asked_times: u32,
     /// (first sequence number, datagram), oldest first.
@@ -58,9 +66,9 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(nonce: u64, now: Instant) -> Self {
+    fn new(ask: Ask) -> Self {
         Pending {
-            asks: VecDeque::from([(nonce, now)]),
+            asks: VecDeque::from([ask]),
             asked_times: 1,
             held: Vec::new(),
         }
@@ -68,15 +76,15 @@ impl Pending {
 
     /// When the last challenge went out.
     fn asked(&self) -> Instant {
-        self.asks.back().map_or(Instant::from_millis(0), |a| a.1)
+        self.asks.back().map_or(Instant::from_millis(0), |a| a.at)
     }
 
-    /// Asks again at `now`, with `nonce`.
-    fn ask(&mut self, nonce: u64, now: Instant) {
+    /// Asks again.
+    fn ask(&mut self, ask: Ask) {
         if self.asks.len() >= ASKS_KEPT {
             self.asks.pop_front();
         }
-        self.asks.push_back((nonce, now));
+        self.asks.push_back(ask);
         self.asked_times += 1;
     }
 
@@ -105,6 +113,9 @@ pub(crate) struct Proven {
     pub(crate) held: Vec<(Seq, Vec<u8>)>,
     /// The answered challenge's round trip.
     pub(crate) round_trip: std::time::Duration,
+    /// The number we expected next from the session when we sent the
+    /// answered challenge: what we had from it then.
+    pub(crate) expecting: Option<Seq>,
 }
 
 /// Which session of each peer is proven live, and the challenges out.
@@ -155,20 +166,27 @@ impl Gate {
 
     /// The nonce to ask `peer`'s `session` for, unless it was asked too
     /// recently (see [`CHALLENGE_FIRST_REPEAT`]). Earlier nonces still
-    /// count, so a slow answer does too.
+    /// count, so a slow answer does too. `expecting`: the number we expect
+    /// next from it (see [`Proven::expecting`]).
     pub(crate) fn challenge(
         &mut self,
         now: Instant,
         peer: u64,
         session: u32,
+        expecting: Option<Seq>,
     ) -> Option<u64> {
         let id = (peer, session);
+        let ask = |nonce| Ask {
+            nonce,
+            at: now,
+            expecting,
+        };
         if let Some(p) = self.pending.get(&id) {
             if now < p.next_ask() {
                 return None;
             }
             let nonce = self.nonce();
-            self.pending.get_mut(&id)?.ask(nonce, now);
+            self.pending.get_mut(&id)?.ask(ask(nonce));
             return Some(nonce);
         }
         if self.pending.len() >= MAX_PEERS {
@@ -182,7 +200,7 @@ impl Gate {
             }
         }
         let nonce = self.nonce();
-        self.pending.insert(id, Pending::new(nonce, now));
+        self.pending.insert(id, Pending::new(ask(nonce)));
         Some(nonce)
     }
 
@@ -196,8 +214,13 @@ impl Gate {
             .min()
     }
 
-    /// The nonces of the challenges the clock repeats at `now`.
-    pub(crate) fn repeats_due(&mut self, now: Instant) -> Vec<u64> {
+    /// The nonces of the challenges the clock repeats at `now`;
+    /// `expecting` gives the number we expect next from a peer.
+    pub(crate) fn repeats_due(
+        &mut self,
+        now: Instant,
+        expecting: impl Fn(u64) -> Option<Seq>,
+    ) -> Vec<u64> {
         let due: Vec<(u64, u32)> = self
             .pending
             .iter()
@@ -208,7 +231,11 @@ impl Gate {
         for id in due {
             let nonce = self.nonce();
             if let Some(p) = self.pending.get_mut(&id) {
-                p.ask(nonce, now);
+                p.ask(Ask {
+                    nonce,
+                    at: now,
+                    expecting: expecting(id.0),
+                });
                 nonces.push(nonce);
             }
         }
@@ -243,7 +270,7 @@ impl Gate {
     ) -> Option<Proven> {
         let id = (peer, session);
         let asks = &self.pending.get(&id)?.asks;
-        let i = asks.iter().position(|a| a.0 == nonce)?;
+        let i = asks.iter().position(|a| a.nonce == nonce)?;
         // A session believed already is asked again because its numbers
         // left our window: its answer's numbers re-anchor our tracking,
         // so only the answer to the last ask counts. An earlier one may
@@ -253,9 +280,9 @@ impl Gate {
         if self.is_confirmed(peer, session) && i + 1 != asks.len() {
             return None;
         }
-        let asked = asks[i].1;
+        let Ask { at, expecting, .. } = asks[i];
         let held = self.pending.remove(&id)?.held;
-        let round_trip = now.since(asked);
+        let round_trip = now.since(at);
         if self.confirmed.len() >= MAX_PEERS
             && !self.confirmed.contains_key(&peer)
             && let Some(k) = self.confirmed.keys().next().copied()
@@ -267,6 +294,7 @@ impl Gate {
             before,
             held,
             round_trip,
+            expecting,
         })
     }
 }
@@ -285,8 +313,8 @@ mod test {
         let t = Instant::from_millis;
         let mut g = Gate::new(42);
         assert!(!g.is_confirmed(1, 10));
-        let n = g.challenge(t(0), 1, 10).unwrap();
-        assert_eq!(g.challenge(t(4), 1, 10), None, "rate-limited");
+        let n = g.challenge(t(0), 1, 10, None).unwrap();
+        assert_eq!(g.challenge(t(4), 1, 10, None), None, "rate-limited");
         // A wrong nonce, or the right one from another session: nothing.
         assert!(g.answer(t(1), 1, 10, n ^ 1).is_none());
         assert!(g.answer(t(1), 1, 11, n).is_none());
@@ -301,9 +329,9 @@ mod test {
         // A restart: the old session stays believed until the new one
         // answers. A retry asks with a new nonce; the old one still counts,
         // and its answer dates from its own challenge.
-        let n2 = g.challenge(t(300), 1, 11).unwrap();
+        let n2 = g.challenge(t(300), 1, 11, None).unwrap();
         assert_ne!(n2, n);
-        let n3 = g.challenge(t(600), 1, 11).unwrap();
+        let n3 = g.challenge(t(600), 1, 11, None).unwrap();
         assert_ne!(n3, n2);
         assert!(g.is_confirmed(1, 10) && !g.is_confirmed(1, 11));
         let p = g.answer(t(601), 1, 11, n2).unwrap();
@@ -312,7 +340,7 @@ mod test {
         assert!(g.answer(t(602), 1, 11, n3).is_none(), "proven once");
         // Bounded: many forged peers never grow the tables.
         for id in 100..200 {
-            let n = g.challenge(t(400), id, 7).unwrap();
+            let n = g.challenge(t(400), id, 7, None).unwrap();
             g.answer(t(401), id, 7, n);
         }
         assert!(g.pending.len() <= MAX_PEERS && g.confirmed.len() <= MAX_PEERS);
@@ -323,7 +351,7 @@ mod test {
         let mut g = Gate::new(5);
         let t = |i: u64| Instant::from_millis(i * 1000);
         let nonces: Vec<u64> = (0..=ASKS_KEPT as u64)
-            .map(|i| g.challenge(t(i), 1, 10).unwrap())
+            .map(|i| g.challenge(t(i), 1, 10, None).unwrap())
             .collect();
         let now = t(ASKS_KEPT as u64 + 1);
         assert!(g.answer(now, 1, 10, nonces[0]).is_none(), "forgotten");
@@ -331,18 +359,39 @@ mod test {
     }
 
     #[test]
+    fn a_session_believed_already_counts_only_its_last_asks_answer() {
+        // It answers with numbers that re-anchor our tracking: an answer
+        // to an earlier ask may be older than data that came since.
+        let t = Instant::from_millis;
+        let mut g = Gate::new(3);
+        g.trust(1, 10);
+        let first = g.challenge(t(0), 1, 10, Some(Seq(7))).unwrap();
+        let last = g.challenge(t(5), 1, 10, Some(Seq(9))).unwrap();
+        assert!(g.answer(t(6), 1, 10, first).is_none(), "late");
+        let p = g.answer(t(7), 1, 10, last).unwrap();
+        assert_eq!((p.round_trip, p.expecting), (ms(2), Some(Seq(9))));
+        // A new session (a restart) is believed on any of them.
+        let first = g.challenge(t(10), 1, 11, None).unwrap();
+        g.challenge(t(15), 1, 11, None).unwrap();
+        assert_eq!(g.answer(t(16), 1, 11, first).unwrap().before, Some(10));
+    }
+
+    #[test]
     fn the_clock_repeats_an_unanswered_challenge_a_few_times() {
         let mut g = Gate::new(9);
         assert_eq!(g.repeat_at(), None, "nothing pending");
-        let first = g.challenge(Instant::from_millis(0), 1, 10).unwrap();
+        let first = g.challenge(Instant::from_millis(0), 1, 10, None).unwrap();
         // No datagram of the session comes: the clock asks, on the
         // schedule a datagram-driven repeat keeps, with new nonces.
         let mut at = Vec::new();
         let mut nonces = vec![first];
         while let Some(due) = g.repeat_at() {
             let ms = due.since(Instant::from_millis(0)).as_millis() as u64;
-            assert_eq!(g.repeats_due(due - Duration::from_micros(1)), vec![]);
-            let n = g.repeats_due(due);
+            assert_eq!(
+                g.repeats_due(due - Duration::from_micros(1), |_| None),
+                vec![]
+            );
+            let n = g.repeats_due(due, |_| None);
             assert_eq!(n.len(), 1);
             assert!(!nonces.contains(&n[0]));
             nonces.extend(n);
@@ -351,8 +400,11 @@ mod test {
         }
         assert_eq!(at, [5, 15, 35, 75, 155, 315, 515, 715, 915, 1115]);
         // Then only a datagram of the session asks again.
-        assert_eq!(g.challenge(Instant::from_millis(1314), 1, 10), None);
-        assert!(g.challenge(Instant::from_millis(1315), 1, 10).is_some());
+        assert_eq!(g.challenge(Instant::from_millis(1314), 1, 10, None), None);
+        assert!(
+            g.challenge(Instant::from_millis(1315), 1, 10, None)
+                .is_some()
+        );
         // The answer to any recent one proves the session; the clock stops.
         let last = nonces.len() - 1;
         assert!(
@@ -368,7 +420,9 @@ mod test {
         // the challenges it may send, and when.
         let mut g = Gate::new(7);
         let asked: Vec<u64> = (0..1000u64)
-            .filter(|&t| g.challenge(Instant::from_millis(t), 1, 10).is_some())
+            .filter(|&t| {
+                g.challenge(Instant::from_millis(t), 1, 10, None).is_some()
+            })
             .collect();
         // 5 ms after the first, then 10, 20, 40, 80, 160, then every 200.
         assert_eq!(

@@ -383,7 +383,8 @@ impl Engine {
             let (mode, mut cx) = self.cx(now);
             mode.wake(now, &mut cx);
         }
-        for nonce in self.gate.repeats_due(now) {
+        let mode = self.mode.get();
+        for nonce in self.gate.repeats_due(now, |peer| mode.expects(peer)) {
             self.stats.challenges_sent += 1;
             self.tx.handshake(Msg::Challenge { nonce });
         }

@@ -137,7 +137,9 @@ impl Engine {
     }
 
     fn challenge(&mut self, now: Instant, peer: u64, session: u32) {
-        if let Some(nonce) = self.gate.challenge(now, peer, session) {
+        let expecting = self.mode.get().expects(peer);
+        if let Some(nonce) = self.gate.challenge(now, peer, session, expecting)
+        {
             self.stats.challenges_sent += 1;
             self.tx.handshake(Msg::Challenge { nonce });
         }
@@ -192,19 +194,22 @@ impl Engine {
         // A session proven again (its numbers left the window, or an
         // ALIVE came behind them) whose tracking is near its `next` keeps
         // it: re-anchoring at its oldest unacknowledged number would only
-        // ask for what we have. Tracking ahead of `next` (numbers forged
-        // ahead, or an answer overtaken by the data sent after it) goes
-        // back to `next`, no further: each number before it either
-        // arrived or was NACKed, and the sender resends a NACKed one
-        // under a new number, so a late original of it is stale. Moved
-        // back to the oldest unacknowledged number, the tracking took one
-        // that reverted a delete which had arrived (a duplicated, delayed
-        // answer; `tests/firewall_sim.rs`, seed 23 of the lossy run).
+        // ask for what we have. Tracking ahead of `next` is kept too when
+        // it was not ahead yet as we asked: what came since was sent after
+        // the answer, which it overtook (each number before it arrived, or
+        // was NACKed and resent under a new number, so an original of it
+        // arriving late is stale: moved back, the tracking took one that
+        // reverted a delete which had arrived; `tests/firewall_sim.rs`,
+        // lossy seeds 23 and 1026). Ahead already as we asked, it holds
+        // numbers the peer had not used (forged or corrupt): it goes back
+        // to `next`.
         let same = proof.before == Some(session);
         match self.mode.get().expects(peer) {
             Some(e) if same && e <= next && next - e <= rx::WINDOW => {}
             Some(e) if same && e > next && e - next <= rx::WINDOW => {
-                self.mode.get_mut().anchor(peer, next, None);
+                if proof.expecting.is_none_or(|asked| asked > next) {
+                    self.mode.get_mut().anchor(peer, next, None);
+                }
             }
             _ => {
                 let first_held = proof.held.first().map(|(s, _)| *s);

@@ -132,3 +132,45 @@ fn datagram_from_b(msgs: &[Msg]) -> Vec<u8> {
     let n = w.finish();
     buf[..n].to_vec()
 }
+
+#[test]
+fn an_answer_overtaken_by_later_data_leaves_the_tracking_where_it_is() {
+    // A and B proven; B has A's numbers up to 2. An ALIVE of A's from
+    // before them comes late: B asks A to prove its session again.
+    let ms = Instant::from_millis;
+    let (mut a, mut b) = engines(Mode::FtFw, 100, 200, ms(0));
+    let mut a_src = MapSource::default();
+    let change = |a: &mut Engine, a_src: &mut MapSource, port| {
+        let c = ct(port);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    };
+    let old_alive = sent_alive(&mut a, &a_src, ms(0));
+    for port in 1..=3 {
+        change(&mut a, &mut a_src, port);
+        deliver(&mut b, &sent(&mut a, &a_src, ms(1)), ms(1));
+    }
+    let expects = |b: &Engine| b.mode.get().expects(1);
+    let before = expects(&b);
+    deliver(&mut b, &old_alive, ms(2));
+    let ask = sent(&mut b, &MapSource::default(), ms(2));
+    assert_eq!(challenges(&ask).len(), 1);
+    // A answers, then sends two more changes; those overtake the answer.
+    deliver(&mut a, &ask, ms(3));
+    let answer = sent(&mut a, &a_src, ms(3));
+    change(&mut a, &mut a_src, 4);
+    change(&mut a, &mut a_src, 5);
+    deliver(&mut b, &sent(&mut a, &a_src, ms(4)), ms(5));
+    let ahead = expects(&b);
+    assert!(ahead > before);
+    deliver(&mut b, &answer, ms(6));
+    assert_eq!(b.stats().challenges_answered, 1);
+    assert_eq!(expects(&b), ahead, "not moved back to the answer's");
+}
+
+/// A's keepalive at `now` (a datagram of its own).
+fn sent_alive(a: &mut Engine, src: &MapSource, now: Instant) -> Vec<Vec<u8>> {
+    let next = a.tx.next_seq();
+    a.tx.control(Msg::Alive { next });
+    sent(a, src, now)
+}

@@ -184,37 +184,24 @@ impl Engine {
             self.stats.peer_restarts += 1;
             self.mode.get_mut().peer_restarted();
         }
+        // Sealed, what the session said before its proof is not applied.
+        let first_held = match self.sealing {
+            Some(_) => None,
+            None => proof.held.first().map(|(s, _)| *s),
+        };
+        let same = proof.before == Some(session);
+        self.reanchor(
+            peer,
+            same,
+            Answer { echo, from, next },
+            proof.expecting,
+            first_held,
+        );
         if self.sealing.is_some() {
-            self.mode.get_mut().anchor(peer, from, None);
             self.replay_held_sealed(&proof.held, src);
             let (mode, mut cx) = self.cx(now);
             mode.control(peer, Msg::Alive { next }, &mut cx);
             return true;
-        }
-        // A session proven again (its numbers left the window, or an
-        // ALIVE came behind them) whose tracking is near its `next` keeps
-        // it: re-anchoring at its oldest unacknowledged number would only
-        // ask for what we have. Tracking ahead of `next` is kept too when
-        // it was not ahead yet as we asked: what came since was sent after
-        // the answer, which it overtook (each number before it arrived, or
-        // was NACKed and resent under a new number, so an original of it
-        // arriving late is stale: moved back, the tracking took one that
-        // reverted a delete which had arrived; `tests/firewall_sim.rs`,
-        // lossy seeds 23 and 1026). Ahead already as we asked, it holds
-        // numbers the peer had not used (forged or corrupt): it goes back
-        // to `next`.
-        let same = proof.before == Some(session);
-        match self.mode.get().expects(peer) {
-            Some(e) if same && e <= next && next - e <= rx::WINDOW => {}
-            Some(e) if same && e > next && e - next <= rx::WINDOW => {
-                if proof.expecting.is_none_or(|asked| asked > next) {
-                    self.mode.get_mut().anchor(peer, next, None);
-                }
-            }
-            _ => {
-                let first_held = proof.held.first().map(|(s, _)| *s);
-                self.mode.get_mut().anchor(peer, from, first_held);
-            }
         }
         // What the session said before its proof, in order, then the tail
         // we never saw (ALIVE's rule: NACKed in FT-FW).
@@ -228,6 +215,40 @@ impl Engine {
         let (mode, mut cx) = self.cx(now);
         mode.control(peer, Msg::Alive { next }, &mut cx);
         true
+    }
+
+    /// Where our tracking of `peer` resumes once its answer proved it.
+    /// A new session (or a restarted one): at its oldest resendable
+    /// number, or the first held one if older.
+    ///
+    /// A session proven again (its numbers left the window, or an ALIVE
+    /// came behind them) whose tracking is near its `next` keeps it:
+    /// re-anchoring at its oldest unacknowledged number would only ask for
+    /// what we have. Tracking ahead of `next` is kept too when it was not
+    /// ahead yet as we asked (`expecting`): what came since was sent after
+    /// the answer, which it overtook (each number before it arrived, or
+    /// was NACKed and resent under a new number, so an original of it
+    /// arriving late is stale: moved back, the tracking took one that
+    /// reverted a delete which had arrived; `tests/firewall_sim.rs`, lossy
+    /// seeds 23 and 1026). Ahead already as we asked, it holds numbers the
+    /// peer had not used (forged or corrupt): it goes back to `next`.
+    fn reanchor(
+        &mut self,
+        peer: u64,
+        same: bool,
+        Answer { from, next, .. }: Answer,
+        expecting: Option<Seq>,
+        first_held: Option<Seq>,
+    ) {
+        match self.mode.get().expects(peer) {
+            Some(e) if same && e <= next && next - e <= rx::WINDOW => {}
+            Some(e) if same && e > next && e - next <= rx::WINDOW => {
+                if expecting.is_none_or(|asked| asked > next) {
+                    self.mode.get_mut().anchor(peer, next, None);
+                }
+            }
+            _ => self.mode.get_mut().anchor(peer, from, first_held),
+        }
     }
 
     /// With a key, what a session said before its proof may be a capture

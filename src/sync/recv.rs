@@ -190,13 +190,7 @@ impl Engine {
             None => proof.held.first().map(|(s, _)| *s),
         };
         let same = proof.before == Some(session);
-        self.reanchor(
-            peer,
-            same,
-            Answer { echo, from, next },
-            proof.expecting,
-            first_held,
-        );
+        self.reanchor(peer, same, from, next, proof.expecting, first_held);
         if self.sealing.is_some() {
             self.replay_held_sealed(&proof.held, src);
             let (mode, mut cx) = self.cx(now);
@@ -236,7 +230,8 @@ impl Engine {
         &mut self,
         peer: u64,
         same: bool,
-        Answer { from, next, .. }: Answer,
+        from: Seq,
+        next: Seq,
         expecting: Option<Seq>,
         first_held: Option<Seq>,
     ) {

@@ -391,7 +391,7 @@ pub(super) fn datagram(first: u32, msgs: &[Msg]) -> Vec<u8> {
 }
 
 /// A datagram from `session` whose first data message is `first`.
-fn datagram_from(session: u32, first: u32, msgs: &[Msg]) -> Vec<u8> {
+pub(super) fn datagram_from(session: u32, first: u32, msgs: &[Msg]) -> Vec<u8> {
     let mut buf = [0u8; 1472];
     let header = Header {
         flags: 0,

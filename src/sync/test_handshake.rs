@@ -3,7 +3,7 @@
 //! datagram, which at startup is a keepalive a second later), each answer
 //! measures the round trip, and a challenged sender probes again.
 
-use super::test::{ct, engines, key, params};
+use super::test::{ct, datagram_from, engines, key, params};
 use super::*;
 
 /// What `e` sends at `now`, datagram by datagram.
@@ -87,7 +87,7 @@ fn a_challenged_sender_probes_again() {
     a_src.cts.insert(wire::ct_key_of(&c), c.clone());
     a.local_change(key(&c), true);
     sent(&mut a, &a_src, ms(0));
-    let alive = datagram_from_b(&[Msg::Alive { next: Seq(0) }]);
+    let alive = datagram_from(200, 0, &[Msg::Alive { next: Seq(0) }]);
     let mut t = ms(0);
     let mut heard_at = ms(0);
     while t < ms(20_000) {
@@ -104,7 +104,7 @@ fn a_challenged_sender_probes_again() {
     assert!(a.poll_at() > t + Duration::from_millis(500), "and stopped");
     // Now B challenges A (its session is not proven there, so it read
     // none of the probes): A answers, and the next probe comes soon.
-    let challenge = datagram_from_b(&[Msg::Challenge { nonce: 7 }]);
+    let challenge = datagram_from(200, 0, &[Msg::Challenge { nonce: 7 }]);
     a.recv(t, 1, &challenge, &MapSource::default()).unwrap();
     sent(&mut a, &a_src, t);
     let next = a.poll_at();
@@ -115,22 +115,6 @@ fn a_challenged_sender_probes_again() {
     a.handle_timeout(next, &a_src);
     sent(&mut a, &a_src, next);
     assert_eq!(a.stats().probes_sent, probes + 1);
-}
-
-/// A datagram from B's session (200) carrying `msgs`.
-fn datagram_from_b(msgs: &[Msg]) -> Vec<u8> {
-    let mut buf = [0u8; 1472];
-    let header = wire::Header {
-        flags: 0,
-        session: 200,
-        first_seq: Seq(0),
-    };
-    let mut w = wire::Writer::new(&mut buf, header).unwrap();
-    for m in msgs {
-        w.push(m).unwrap();
-    }
-    let n = w.finish();
-    buf[..n].to_vec()
 }
 
 #[test]

@@ -285,6 +285,7 @@ impl Engine {
             keys: self.queue_lengths().0,
             urgent: self.is_urgent(),
             idle: self.is_idle(),
+            unacked: self.resend_len() > 0,
         }
     }
 

@@ -265,6 +265,7 @@ impl Switch {
             keys: self.queue_lengths().0,
             urgent: ct_sends && self.ct.tx_state().urgent,
             idle: self.is_idle(),
+            unacked: ct_sends && self.ct.tx_state().unacked,
         }
     }
 

@@ -13,7 +13,12 @@
 //! - The moment the inputs paused for [`TX_IDLE`] while something is
 //!   unacknowledged is reported too: the likely end of a burst, after
 //!   which FT-FW probes its tail within a few round trips on a lossy
-//!   link. An idle engine (a receiver, say) is not woken for it.
+//!   link. Also when what was queued left before the pause (a full
+//!   datagram, a resend a NACK asked for): a burst whose last datagram was
+//!   full, or left with a resend, was not probed before FT-FW's quiet
+//!   period (3 ms or more), in half the seeds of the lossy simulation. An
+//!   engine with nothing sent to wait for (a receiver, say) is not woken
+//!   for it.
 
 use std::time::Duration;
 
@@ -55,6 +60,8 @@ pub(crate) struct TxState {
     pub(crate) urgent: bool,
     /// Nothing waits to be sent or acknowledged.
     pub(crate) idle: bool,
+    /// Something sent waits to be acknowledged.
+    pub(crate) unacked: bool,
 }
 
 /// What to do at one step.
@@ -94,7 +101,13 @@ impl TxTiming {
             };
         }
         self.due = None;
-        self.quiet = None;
+        // What leaves before the pause (a full datagram, a resend a NACK
+        // asked for) will wait for its acknowledgement: the pause is still
+        // worth reporting, or a lost resend waits for FT-FW's quiet
+        // period (3 ms or more) instead of a probe at the pause.
+        if paused || !(s.keys > 0 || s.unacked) {
+            self.quiet = None;
+        }
         TxStep {
             flush: true,
             paused,
@@ -128,6 +141,7 @@ mod test {
             keys,
             urgent,
             idle: false,
+            unacked: false,
         }
     }
 
@@ -181,6 +195,7 @@ mod test {
             keys: 0,
             urgent: false,
             idle: false,
+            unacked: true,
         };
         t.news(T0);
         assert!(!t.step(T0, sent).paused);
@@ -188,9 +203,43 @@ mod test {
         assert!(t.step(T0 + TX_IDLE, sent).paused);
         assert_eq!(t.poll_at(), None, "once");
         // Nothing unacknowledged (a receiver's datagram input): no wake-up.
-        let idle = TxState { idle: true, ..sent };
+        let idle = TxState {
+            idle: true,
+            unacked: false,
+            ..sent
+        };
         t.news(T0);
         assert!(!t.step(T0, idle).paused);
+        assert_eq!(t.poll_at(), None);
+    }
+
+    #[test]
+    fn a_pause_after_what_left_early_is_still_reported() {
+        // A NACK came (news) and its resend left at once: the pause after
+        // it is what lets FT-FW probe that resend's fate.
+        let mut t = TxTiming::default();
+        t.news(T0);
+        let s = t.step(T0, state(3, true));
+        assert_eq!((s.flush, s.paused), (true, false));
+        assert_eq!(t.poll_at(), Some(T0 + TX_IDLE));
+        let sent = TxState {
+            pending: false,
+            keys: 0,
+            urgent: false,
+            idle: false,
+            unacked: true,
+        };
+        assert!(!t.step(T0 + TX_IDLE / 2, sent).paused);
+        assert!(t.step(T0 + TX_IDLE, sent).paused);
+        assert_eq!(t.poll_at(), None, "once");
+        // So is a pause after a full datagram.
+        t.news(T0);
+        assert!(t.step(T0, state(TX_FULL, false)).flush);
+        assert!(t.step(T0 + TX_IDLE, sent).paused);
+        // A report alone (a receiver's ACK) leaves nothing to wait for:
+        // no wake-up at the pause.
+        t.news(T0);
+        assert!(t.step(T0, state(0, true)).flush);
         assert_eq!(t.poll_at(), None);
     }
 }

@@ -17,6 +17,8 @@
 //!                       (bounded caches, the FT-FW/NOTRACK/ALARM engine,
 //!                       the ctnetlink codec, pure)
 //! L1  wire  config  control::proto   (formats and the parser, pure)
+//!     kernel::pacing    (when the event socket is read: the loop's rule,
+//!                       which the lossy-link simulation in sync runs too)
 //! L0  model  time  personality   (values, time as input)
 //! ```
 //!

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("wire", 1),
     ("config", 1),
     ("control::proto", 1),
+    ("kernel::pacing", 1),
     ("cache", 2),
     ("filter", 2),
     ("sync", 2),

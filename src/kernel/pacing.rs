@@ -1,6 +1,7 @@
 //! When the event loop reads the kernel's event socket during a burst
 //! (pure: the socket counts its reads here and asks, each time a read
-//! finds it empty, when to read next).
+//! finds it empty, when to read next; the lossy-link simulation,
+//! `sync::test_lossy`, reads its simulated socket by the same rule).
 //!
 //! The loop's cost is per wake-up (a dozen system calls and two context
 //! switches), not per event. A wake-up for readiness reads at once: an

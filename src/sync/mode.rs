@@ -38,6 +38,11 @@ pub(crate) trait SyncMode {
     /// A control message (ACK, NACK, ALIVE) from `peer`.
     fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>);
 
+    /// Every message of a datagram from a proven peer was handled: a
+    /// report comes in several messages (an ACK or NACK per range), and
+    /// what it says as a whole is known only now.
+    fn datagram_end(&mut self, _cx: &mut Cx<'_>) {}
+
     /// The periodic work, once per [`super::ALIVE_INTERVAL`].
     fn tick(&mut self, now: Instant, src: &dyn Source, cx: &mut Cx<'_>);
 

@@ -71,12 +71,14 @@ impl Engine {
         }
         let out_of_window = self.stats.out_of_window;
         let mut seq = header.first_seq;
+        let mut malformed = None;
         for msg in wire::messages(body) {
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
                     self.stats.malformed += 1;
-                    return Err(e);
+                    malformed = Some(e);
+                    break;
                 }
             };
             self.stats.msgs_recv += 1;
@@ -117,6 +119,14 @@ impl Engine {
                     mode.control(peer, msg, &mut cx);
                 }
             }
+        }
+        if proven {
+            // What was read of a report counts, even if its end was cut.
+            let (mode, mut cx) = self.cx(now);
+            mode.datagram_end(&mut cx);
+        }
+        if let Some(e) = malformed {
+            return Err(e);
         }
         // An unproven session, or numbers out of the window from a proven
         // one: ask the sender to prove itself (its answer re-anchors).

@@ -3,7 +3,9 @@
 //! retransmission timer; a gone peer sees a bounded number of probes; a
 //! lost challenge at first contact costs milliseconds of a burst.
 
-use super::test::{control_out, ct, datagram, del, engines, key, params, pump};
+use super::test::{
+    control_out, ct, datagram, datagram_from, del, engines, key, params, pump,
+};
 use super::*;
 
 fn ack(from: u32, to: u32) -> Msg {
@@ -139,7 +141,12 @@ fn a_lost_nack_and_ack_cost_one_more_probe() {
     let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 1);
     let whole = run_until_whole(&mut a, &a_src, &mut b, &mut b_ext, |n| n == 0);
     assert!(whole <= Instant::from_millis(10), "whole at {whole:?}");
-    assert!(a.stats().tail_resent >= 1, "{:?}", a.stats());
+    // The probe's answer repeats the NACK with the ACK: the whole report
+    // read, the NACK resends the lost message and nothing else is left
+    // for the answered probe to resend.
+    let st = a.stats();
+    assert_eq!((st.probes_sent, st.retransmitted), (1, 1), "{st:?}");
+    assert_eq!(st.tail_resent, 0, "{st:?}");
     // Afterwards nothing stays unacknowledged.
     for ms in 11..100 {
         let now = Instant::from_millis(ms);
@@ -304,4 +311,67 @@ fn a_lost_challenge_holds_a_burst_back_for_milliseconds_only() {
     assert!(proven_at.is_some_and(|ms| ms <= 10), "{proven_at:?}");
     assert!(s.unconfirmed <= 10, "{s:?}");
     assert_eq!(b_ext.cts, a_src.cts, "and nothing is lost");
+}
+
+/// A, which sent six messages one per datagram that B got but never
+/// acknowledged (its ACKs lost), has probed; its numbers, oldest first.
+fn probed_six() -> (Engine, MapSource, Vec<Seq>, Instant) {
+    let t = Instant::from_millis(0);
+    let (mut a, _) = engines(Mode::FtFw, 100, 200, t);
+    let mut small = params(Mode::FtFw, 100);
+    small.max_datagram = 44; // one message per datagram
+    a.p = small;
+    let mut a_src = MapSource::default();
+    for p in 1..=6 {
+        let c = ct(p);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    let mut buf = [0u8; 1472];
+    while a.poll_transmit(t, &a_src, &mut buf).is_some() {}
+    let seqs: Vec<Seq> = a
+        .resend_queue()
+        .map(|e| match e {
+            ResendEntry::Object(s) => s,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs.len(), 6);
+    let mut now = t;
+    while a.stats().probes_sent == 0 {
+        now = now + Duration::from_millis(1);
+        assert!(now < Instant::from_millis(100), "never probed");
+        wake(&mut a, &a_src, now);
+    }
+    let next = seqs[5].next();
+    assert_eq!(control_out(&mut a), [Msg::Alive { next }]);
+    (a, a_src, seqs, now)
+}
+
+#[test]
+fn a_report_answers_the_probe_as_a_whole() {
+    // B's answer lists its newest run first (up to the probe), then an
+    // older one, in one datagram: together they acknowledge everything.
+    let (mut a, a_src, s, now) = probed_six();
+    let range = |from: Seq, to: Seq| Msg::Ack { from, to };
+    let report = datagram_from(200, 1, &[range(s[3], s[5]), range(s[0], s[2])]);
+    a.recv(now, 1, &report, &a_src).unwrap();
+    assert_eq!(a.stats().tail_resent, 0, "{:?}", a.stats());
+    assert_eq!(a.queue_lengths(), (0, 0), "nothing to resend or wait for");
+
+    // With a range missing from the report, only that one goes again.
+    let (mut a, a_src, s, now) = probed_six();
+    let gap = Msg::Nack {
+        from: s[1],
+        to: s[1],
+    };
+    let report = datagram_from(
+        200,
+        1,
+        &[range(s[3], s[5]), range(s[2], s[2]), gap, range(s[0], s[0])],
+    );
+    a.recv(now, 1, &report, &a_src).unwrap();
+    let st = a.stats();
+    assert_eq!((st.retransmitted, st.tail_resent), (1, 0), "{st:?}");
+    assert_eq!(a.queue_lengths(), (1, 0));
 }

@@ -33,6 +33,10 @@ pub(crate) struct FtFw {
     resend: ResendQueue,
     probe: probe::TailProbe,
     ack_window: u32,
+    /// The report being read (see [`FtFw::reported`]): the highest
+    /// number its ranges reach, and how many messages its NACKs had us
+    /// resend.
+    report: Option<(Seq, usize)>,
 }
 
 impl FtFw {
@@ -42,11 +46,25 @@ impl FtFw {
             resend: ResendQueue::new(resend_queue_size),
             probe: probe::TailProbe::default(),
             ack_window,
+            report: None,
         }
     }
 }
 
 impl FtFw {
+    /// One range of a report reached `to` (a NACK making us resend
+    /// `resent`). Whether the report answers our probe, and what it
+    /// leaves unacknowledged, is decided once the whole datagram is read
+    /// (`datagram_end`): a report lists its newest range first, and
+    /// answering at that range resent everything the older ranges after
+    /// it acknowledge (467 messages the peer held, in one capture).
+    fn reported(&mut self, to: Seq, resent: usize) {
+        self.report = Some(match self.report {
+            Some((t, r)) => (if to > t { to } else { t }, r + resent),
+            None => (to, resent),
+        });
+    }
+
     /// The peer reported up to `to` (its NACK making us resend
     /// `resent`): if that answers our probe, what is still unacknowledged
     /// before it was lost (with its NACK) and goes again now, and the next
@@ -98,7 +116,7 @@ impl SyncMode for FtFw {
             }
             Msg::Ack { from, to } => {
                 self.resend.ack(from, to);
-                self.probe_answered(to, 0, cx);
+                self.reported(to, 0);
             }
             Msg::Nack { from, to } => {
                 if let Some(at) = self.resend.sent_at(to.next()) {
@@ -109,7 +127,7 @@ impl SyncMode for FtFw {
                 for sent in resent {
                     cx.tx.requeue(sent, cx.stats);
                 }
-                self.probe_answered(to, n, cx);
+                self.reported(to, n);
             }
             Msg::Alive { next } => {
                 if let Some(rx) = self.peers.rx_mut(peer) {
@@ -117,6 +135,12 @@ impl SyncMode for FtFw {
                 }
             }
             _ => cx.stats.malformed += 1,
+        }
+    }
+
+    fn datagram_end(&mut self, cx: &mut Cx<'_>) {
+        if let Some((to, resent)) = self.report.take() {
+            self.probe_answered(to, resent, cx);
         }
     }
 

@@ -67,24 +67,30 @@ fn every_alive_is_answered_with_what_the_receiver_knows() {
     assert_eq!(control_out(&mut b), [ack(15, 16)]);
 }
 
+/// A with `n` new conntracks queued for B, one message per datagram:
+/// both engines, and A's cache.
+fn one_per_datagram(n: u16) -> (Engine, Engine, MapSource) {
+    let (mut a, b) = engines(Mode::FtFw, 100, 200, Instant::from_millis(0));
+    let mut small = params(Mode::FtFw, 100);
+    small.max_datagram = 44;
+    a.p = small;
+    let mut a_src = MapSource::default();
+    for p in 1..=n {
+        let c = ct(p);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    (a, b, a_src)
+}
+
 /// A sends three messages, one per datagram, to B; `lose` picks the
 /// datagrams that never arrive. Returns the engines and caches.
 fn three(
     lose: impl FnMut(usize) -> bool,
 ) -> (Engine, MapSource, Engine, MapSource) {
     let t = Instant::from_millis(0);
-    let (mut a, b) = engines(Mode::FtFw, 100, 200, t);
-    let mut b = b;
-    let mut a_src = MapSource::default();
+    let (mut a, mut b, a_src) = one_per_datagram(3);
     let mut b_ext = MapSource::default();
-    let mut small = params(Mode::FtFw, 100);
-    small.max_datagram = 44; // one message per datagram
-    a.p = small;
-    for p in 1..=3 {
-        let c = ct(p);
-        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
-        a.local_change(key(&c), true);
-    }
     let mut lose = lose;
     pump(&mut a, &a_src, &mut b, &mut b_ext, t, |i| !lose(i));
     (a, a_src, b, b_ext)
@@ -184,16 +190,7 @@ fn a_gone_peer_sees_a_bounded_number_of_probes() {
 fn a_lost_nack_is_repeated_with_the_next_gap_report() {
     // Five messages, one per datagram; the second and fourth are lost.
     let t = Instant::from_millis(0);
-    let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
-    let mut small = params(Mode::FtFw, 100);
-    small.max_datagram = 44;
-    a.p = small;
-    let mut a_src = MapSource::default();
-    for p in 1..=5 {
-        let c = ct(p);
-        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
-        a.local_change(key(&c), true);
-    }
+    let (mut a, mut b, a_src) = one_per_datagram(5);
     let mut buf = [0u8; 1472];
     let mut from_a = Vec::new();
     while let Some(n) = a.poll_transmit(t, &a_src, &mut buf) {
@@ -317,16 +314,7 @@ fn a_lost_challenge_holds_a_burst_back_for_milliseconds_only() {
 /// acknowledged (its ACKs lost), has probed; its numbers, oldest first.
 fn probed_six() -> (Engine, MapSource, Vec<Seq>, Instant) {
     let t = Instant::from_millis(0);
-    let (mut a, _) = engines(Mode::FtFw, 100, 200, t);
-    let mut small = params(Mode::FtFw, 100);
-    small.max_datagram = 44; // one message per datagram
-    a.p = small;
-    let mut a_src = MapSource::default();
-    for p in 1..=6 {
-        let c = ct(p);
-        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
-        a.local_change(key(&c), true);
-    }
+    let (mut a, _, a_src) = one_per_datagram(6);
     let mut buf = [0u8; 1472];
     while a.poll_transmit(t, &a_src, &mut buf).is_some() {}
     let seqs: Vec<Seq> = a

@@ -135,6 +135,15 @@ mod test {
 
     const T0: Instant = Instant::from_millis(1000);
 
+    /// Sent and waiting for its acknowledgement; nothing queued.
+    const SENT: TxState = TxState {
+        pending: false,
+        keys: 0,
+        urgent: false,
+        idle: false,
+        unacked: true,
+    };
+
     fn state(keys: usize, urgent: bool) -> TxState {
         TxState {
             pending: keys > 0 || urgent,
@@ -190,13 +199,7 @@ mod test {
     fn a_pause_with_nothing_queued_is_reported_once_unless_idle() {
         let mut t = TxTiming::default();
         // Sent, unacknowledged: the pause is still worth a wake-up.
-        let sent = TxState {
-            pending: false,
-            keys: 0,
-            urgent: false,
-            idle: false,
-            unacked: true,
-        };
+        let sent = SENT;
         t.news(T0);
         assert!(!t.step(T0, sent).paused);
         assert_eq!(t.poll_at(), Some(T0 + TX_IDLE));
@@ -222,13 +225,7 @@ mod test {
         let s = t.step(T0, state(3, true));
         assert_eq!((s.flush, s.paused), (true, false));
         assert_eq!(t.poll_at(), Some(T0 + TX_IDLE));
-        let sent = TxState {
-            pending: false,
-            keys: 0,
-            urgent: false,
-            idle: false,
-            unacked: true,
-        };
+        let sent = SENT;
         assert!(!t.step(T0 + TX_IDLE / 2, sent).paused);
         assert!(t.step(T0 + TX_IDLE, sent).paused);
         assert_eq!(t.poll_at(), None, "once");

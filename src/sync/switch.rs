@@ -260,12 +260,13 @@ impl Switch {
             Some(_) => self.ctsyncd_heard.is_some(),
             None => self.stream_hold.is_none(),
         };
+        let ct = self.ct.tx_state();
         super::tx_timing::TxState {
             pending: self.wants_transmit(),
             keys: self.queue_lengths().0,
-            urgent: ct_sends && self.ct.tx_state().urgent,
+            urgent: ct_sends && ct.urgent,
             idle: self.is_idle(),
-            unacked: ct_sends && self.ct.tx_state().unacked,
+            unacked: ct_sends && ct.unacked,
         }
     }
 

@@ -31,9 +31,10 @@ const LAN_US: u64 = 50;
 /// and 2.8 ms; with `TX_IDLE` at 200 µs and 20 changes a millisecond,
 /// 360 µs, 1.36 ms and 6.9 ms; probed three round trips after the pause
 /// instead, 650 µs, 2.65 ms and 10.4 ms. The history, from the earlier
-/// millisecond-step version of this run (1 ms each way): before probes kept their pace on a heard
-/// peer, NACKs measured the round trip and reports were repeated, the
-/// tails were 26, 163 and 3854 ms; with them, 11, 24 and 75 ms.
+/// millisecond-step version of this run (1 ms each way): before probes
+/// kept their pace on a heard peer, NACKs measured the round trip and
+/// reports were repeated, the tails were 26, 163 and 3854 ms; with them,
+/// 11, 24 and 75 ms.
 const MEDIAN_BOUND_US: u64 = 600;
 const P90_BOUND_US: u64 = 2_000;
 const MAX_BOUND_US: u64 = 6_000;
@@ -167,9 +168,9 @@ struct EventSocket {
 }
 
 impl EventSocket {
-    /// A pause is under way at `now`.
-    fn pausing(&self, now: u64) -> bool {
-        self.pause_until.is_some_and(|p| now < p)
+    /// When the pause under way at `now` ends, if one is.
+    fn pause_end(&self, now: u64) -> Option<u64> {
+        self.pause_until.filter(|&p| now < p)
     }
 
     /// The loop reads the socket at `now` when its pause is over, or when
@@ -311,10 +312,7 @@ fn burst_after(
         let next_change =
             (made < entries).then(|| start + u64::from(made) * every_us + 1);
         // In a gather pause A's deadlines wait for the pause's end.
-        let a_due = events
-            .pause_until
-            .filter(|&p| now < p)
-            .unwrap_or_else(|| a.due_us());
+        let a_due = events.pause_end(now).unwrap_or_else(|| a.due_us());
         now = [
             Some(a_due),
             Some(b.due_us()),
@@ -353,7 +351,7 @@ fn burst_after(
         }
         // A's deadlines run after a read and outside a pause; a datagram
         // it received is an input, after which the node transmits.
-        let a_pausing = events.pausing(now) && a_read.is_none();
+        let a_pausing = events.pause_end(now).is_some() && a_read.is_none();
         if !a_pausing {
             a.timers(t);
         }

@@ -406,6 +406,85 @@ fn operator_is_served_while_a_client_hoards_idle_connections() {
     assert!(wait_exit(&mut d).success());
 }
 
+/// CPU ticks (user + system) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, `accept` fails at once while the connection
+/// stays queued. The loop used to retry at once, forever: the daemon's
+/// one thread spun at 100 % and never ran anything else again, not even
+/// its signal handler or the readers' deadlines that would have freed
+/// descriptors. Now it pauses, closes its oldest idle connection to make
+/// room, says so in the log, and the operator is served.
+#[test]
+fn a_full_descriptor_table_neither_spins_nor_locks_the_operator_out() {
+    use ctsyncd::control::client;
+    use ctsyncd::control::proto::{Format, Request, StatsView};
+
+    let lab = Lab::new("emfile");
+    // About 13 descriptors at start: 20 leave room for 7 connections.
+    let mut d = KillOnDrop(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 20 && exec {BIN} -C {}",
+                lab.conf.display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(|| UnixStream::connect(lab.sock()).is_ok());
+    let idle: Vec<UnixStream> = (0..30)
+        .map(|_| UnixStream::connect(lab.sock()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(d.0.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(d.0.id()) - before;
+    assert!(
+        spent < 20,
+        "{spent} ticks of CPU in 1 s: the accept loop spins"
+    );
+    let req = Request::Stats {
+        view: StatsView::Runtime,
+        format: Format::Plain,
+    };
+    let t = Instant::now();
+    let got = client::request(&lab.sock(), &req, &mut std::io::sink());
+    assert_eq!(got.ok(), Some(Status::Ok));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        lab.log()
+            .contains("cannot accept on the UNIX socket: Too many open files"),
+        "{}",
+        lab.log()
+    );
+    drop(idle);
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d.0).success());
+}
+
+/// A daemon that a failed assertion must not leave running (one that
+/// spins does not answer `-k`).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn check_config_reports_valid_and_invalid_files() {
     let lab = Lab::new("check");

@@ -9,20 +9,39 @@
 //! request at once, is read long before it becomes the oldest. Refusing
 //! the newcomer instead (as before) let 33 idle connections lock the
 //! operator out for as long as they were reopened.
+//!
+//! A failed `accept` pauses the loop (see [`ACCEPT_BACKOFF`]); out of
+//! file descriptors, the oldest idle connection is closed first, as when
+//! too many wait.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::os::unix::net::UnixListener;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use smol::channel::Sender;
-use smol::{Async, LocalExecutor, Task};
+use smol::{Async, LocalExecutor, Task, Timer};
 
 use super::Event;
 use crate::control::server;
 
 /// Most connections that may be waiting for their request at once.
 pub(crate) const MAX_PENDING_CLIENTS: usize = 32;
+
+/// The pause after a failed `accept`. Out of file descriptors (EMFILE,
+/// ENFILE) `accept` fails at once and the connection stays queued, so
+/// the listener stays ready: without a pause the loop retried forever
+/// and the executor, the daemon's only thread, ran nothing else again,
+/// not even the readers' deadlines that would have freed descriptors
+/// (100 % CPU, replication stopped, for good).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// After closing an idle connection to free a descriptor: long enough
+/// for its cancelled task to be dropped (and the descriptor closed)
+/// before the next try, so one failure closes one connection.
+const EVICTED_BACKOFF: Duration = Duration::from_millis(10);
+/// At most one warning per this long about failed accepts.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A connection whose reader task has not yet delivered an event.
 struct Pending {
@@ -41,9 +60,23 @@ pub(crate) async fn accept_loop<'a>(
     tx: Sender<Event>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut failures = FailureLog::default();
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                failures.note(&e, Instant::now());
+                settle(&mut pending);
+                let evicted = out_of_descriptors(&e)
+                    && pending.pop_front().map(|p| drop(p.task)).is_some();
+                let pause = if evicted {
+                    EVICTED_BACKOFF
+                } else {
+                    ACCEPT_BACKOFF
+                };
+                Timer::after(pause).await;
+                continue;
+            }
         };
         settle(&mut pending);
         if pending.len() >= MAX_PENDING_CLIENTS
@@ -67,6 +100,41 @@ pub(crate) async fn accept_loop<'a>(
         // clients that send their requests at once (100 scripts asking
         // together) is then read, not evicted by its own later members.
         smol::future::yield_now().await;
+    }
+}
+
+/// The per-process or system-wide descriptor table is full.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    let raw = e.raw_os_error();
+    raw == Some(rustix::io::Errno::MFILE.raw_os_error())
+        || raw == Some(rustix::io::Errno::NFILE.raw_os_error())
+}
+
+/// Failed accepts, reported at most once per [`WARN_EVERY`] with how many
+/// there were: a full descriptor table fails every try.
+#[derive(Default)]
+struct FailureLog {
+    since_warning: u64,
+    warned_at: Option<Instant>,
+}
+
+impl FailureLog {
+    fn note(&mut self, e: &std::io::Error, now: Instant) {
+        self.since_warning += 1;
+        if self
+            .warned_at
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            return;
+        }
+        match self.since_warning {
+            1 => log::warn!("cannot accept on the UNIX socket: {e}; retrying"),
+            n => log::warn!(
+                "cannot accept on the UNIX socket: {e} ({n} failures since the last report); retrying"
+            ),
+        }
+        self.since_warning = 0;
+        self.warned_at = Some(now);
     }
 }
 

@@ -155,13 +155,28 @@ impl Tcp {
         // Accept until the listener has nothing and its readiness poll is
         // Pending: a Ready poll does not register the waker, and ignoring
         // it would leave a connection waiting in the backlog forever.
-        loop {
-            while let Ok((s, _)) = self.listener.get_ref().accept() {
-                if s.set_nonblocking(true).is_ok()
-                    && let Ok(a) = Async::new(s)
-                {
-                    self.inbound = Some(a);
-                    self.inbuf.clear();
+        'accept: loop {
+            loop {
+                match self.listener.get_ref().accept() {
+                    Ok((s, _)) => {
+                        if s.set_nonblocking(true).is_ok()
+                            && let Ok(a) = Async::new(s)
+                        {
+                            self.inbound = Some(a);
+                            self.inbuf.clear();
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // Out of descriptors (EMFILE, ENFILE) accept fails at
+                    // once with the connection still queued, and the
+                    // listener stays ready: retrying until it was not
+                    // spun inside this call forever. Counted; tried again
+                    // at the loop's next turn (a second at most: the
+                    // loop's link check).
+                    Err(_) => {
+                        errs.1 += 1;
+                        break 'accept;
+                    }
                 }
             }
             if self.listener.poll_readable(cx).is_pending() {

@@ -164,6 +164,11 @@ impl Gate {
         self.confirmed.get(&peer) == Some(&session)
     }
 
+    /// Whether `session` is the one proven for some peer.
+    pub(crate) fn believes(&self, session: u32) -> bool {
+        self.confirmed.values().any(|s| *s == session)
+    }
+
     /// The nonce to ask `peer`'s `session` for, unless it was asked too
     /// recently (see [`CHALLENGE_FIRST_REPEAT`]). Earlier nonces still
     /// count, so a slow answer does too. `expecting`: the number we expect

@@ -26,9 +26,10 @@ impl Engine {
         };
         let mut plain = std::mem::take(&mut sealing.scratch);
         let gate = &self.gate;
-        let opened = sealing.open(now, peer, datagram, &mut plain, |p, s| {
-            gate.is_confirmed(p, s)
-        });
+        // The counter is checked whatever `peer` is: any address may
+        // carry a capture (see `sealing`).
+        let opened =
+            sealing.open(now, datagram, &mut plain, |s| gate.believes(s));
         let r = match opened {
             Ok(origin) => {
                 self.opened = Some(origin);
@@ -185,7 +186,7 @@ impl Engine {
         // timeout, not the default one (50 ms).
         self.mode.get_mut().round_trip_sample(proof.round_trip);
         if let (Some(s), Some(origin)) = (self.sealing.as_mut(), self.opened) {
-            s.proven(peer, session, origin);
+            s.proven(session, origin);
         }
         let contact = self.mode.get_mut().heard(now, peer, session);
         if contact == Contact::Restarted

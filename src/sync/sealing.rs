@@ -9,11 +9,15 @@
 //! whether its session is live (a whole old session replayed opens and
 //! passes its fresh windows, but it cannot answer a new challenge).
 //!
-//! Windows are kept per (peer, session, epoch) in a bounded table. When
-//! it is full, the least recently used window of a session the gate does
-//! not believe makes room; the believed sessions' windows stay, so no
-//! flood of old captures can make a live session's counters acceptable
-//! again.
+//! Windows are kept per (session, epoch) in a bounded table, whatever
+//! address a datagram comes from: the counter space is the sealer's (the
+//! epoch is its random per-start value), and on a multicast or TCP link
+//! any source address is accepted, so a window per address would let a
+//! capture re-sent from a new address open again (and a replayed answer
+//! prove that address at the gate). When the table is full, the least
+//! recently used window of a session the gate does not believe makes
+//! room; the believed sessions' windows stay, so no flood of old captures
+//! can make a live session's counters acceptable again.
 //!
 //! Pure: the time is a parameter; the log call is the engine's.
 
@@ -31,8 +35,9 @@ const MAX_WINDOWS: usize = 32;
 /// Refusals are reported at most this often.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(60);
 
-/// Whose numbering a window tracks.
-type WindowId = (u64, u32, [u8; EPOCH_LEN]);
+/// Whose numbering a window tracks: a sender's session and epoch (not
+/// its address, which an attacker on the link chooses).
+type WindowId = (u32, [u8; EPOCH_LEN]);
 
 /// Counts of refused datagrams since the last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,25 +118,25 @@ impl Sealing {
         }
     }
 
-    /// Opens `datagram` from `peer` into `out` and accepts its counter
-    /// once. `believed(peer, session)`: whether the gate believes that
-    /// session (its windows are never evicted).
+    /// Opens `datagram` into `out` and accepts its counter once, from
+    /// whichever address it came. `believed(session)`: whether the gate
+    /// believes that session for some peer (its windows are never
+    /// evicted).
     ///
     /// # Errors
     /// As [`Sealer::open`], and [`wire::Error::Replayed`].
     pub(crate) fn open(
         &mut self,
         now: Instant,
-        peer: u64,
         datagram: &[u8],
         out: &mut Vec<u8>,
-        believed: impl Fn(u64, u32) -> bool,
+        believed: impl Fn(u32) -> bool,
     ) -> Result<Origin, wire::Error> {
         let origin = self.sealer.open(datagram, out)?;
         let Origin { epoch, counter } = origin;
         // Opened: the header is authentic and at least a header long.
         let session = Header::parse(&Packet::new_unchecked(&out[..])).session;
-        let id = (peer, session, epoch);
+        let id = (session, epoch);
         if !self.windows.contains_key(&id) {
             self.make_room(&believed);
         }
@@ -147,25 +152,26 @@ impl Sealing {
         Ok(origin)
     }
 
-    /// `peer`'s `session` proved itself with the datagram from `origin`:
-    /// whatever that sender numbered before it is refused from now on.
+    /// `session` proved itself with the datagram from `origin`: whatever
+    /// that sender numbered before it is refused from now on, from any
+    /// address.
     /// (A restarted node that saw nothing of this session before cannot
     /// tell the session's earlier datagrams from a capture replayed at
     /// it; FT-FW resends what matters, built from the current state.)
-    pub(crate) fn proven(&mut self, peer: u64, session: u32, origin: Origin) {
-        if let Some(t) = self.windows.get_mut(&(peer, session, origin.epoch)) {
+    pub(crate) fn proven(&mut self, session: u32, origin: Origin) {
+        if let Some(t) = self.windows.get_mut(&(session, origin.epoch)) {
             t.window.refuse_up_to(origin.counter);
         }
     }
 
-    fn make_room(&mut self, believed: &impl Fn(u64, u32) -> bool) {
+    fn make_room(&mut self, believed: &impl Fn(u32) -> bool) {
         if self.windows.len() < MAX_WINDOWS {
             return;
         }
         let victim = self
             .windows
             .iter()
-            .filter(|((peer, session, _), _)| !believed(*peer, *session))
+            .filter(|((session, _), _)| !believed(*session))
             .min_by_key(|(_, t)| t.used)
             .map(|(id, _)| *id);
         if let Some(id) = victim {
@@ -199,7 +205,7 @@ mod test {
     }
 
     #[test]
-    fn a_datagram_opens_once() {
+    fn a_datagram_opens_once_whatever_address_it_comes_from() {
         let key = Key::from_bytes([3; 32]);
         let mut peer =
             Sealer::new(std::slice::from_ref(&key), [1; 16]).unwrap();
@@ -208,17 +214,22 @@ mod test {
         let d0 = sealed(&mut peer, 5);
         let d1 = sealed(&mut peer, 5);
         let mut out = Vec::new();
-        assert!(s.open(t, 1, &d1, &mut out, |_, _| false).is_ok());
+        assert!(s.open(t, &d1, &mut out, |_| false).is_ok());
         assert!(!out.is_empty());
-        assert!(s.open(t, 1, &d0, &mut out, |_, _| false).is_ok());
+        assert!(s.open(t, &d0, &mut out, |_| false).is_ok());
+        // The window is the sender's (session, epoch), not an address's
+        // (`open` takes none): re-sent from anywhere, the same datagram
+        // meets the same window.
         for d in [&d0, &d1] {
-            let r = s.open(t, 1, d, &mut out, |_, _| false);
+            let r = s.open(t, d, &mut out, |_| false);
             assert_eq!(r, Err(wire::Error::Replayed));
             assert!(out.is_empty());
         }
-        // Another peer address has windows of its own (but the same
-        // datagram from there is still one from that sender's epoch).
-        assert!(s.open(t, 2, &d0, &mut out, |_, _| false).is_ok());
+        // Another session of the same sender has a window of its own.
+        assert!(
+            s.open(t, &sealed(&mut peer, 6), &mut out, |_| false)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -231,17 +242,17 @@ mod test {
         );
         let mut out = Vec::new();
         let first = sealed(&mut live, 77);
-        let believed = |_: u64, session: u32| session == 77;
-        assert!(s.open(Instant::ZERO, 1, &first, &mut out, believed).is_ok());
+        let believed = |session: u32| session == 77;
+        assert!(s.open(Instant::ZERO, &first, &mut out, believed).is_ok());
         for i in 0..200u8 {
             let mut old =
                 Sealer::new(std::slice::from_ref(&key), [i; 16]).unwrap();
             let d = sealed(&mut old, 1000 + u32::from(i));
             let now = Instant::ZERO + Duration::from_secs(u64::from(i) + 1);
-            assert!(s.open(now, 1, &d, &mut out, believed).is_ok());
+            assert!(s.open(now, &d, &mut out, believed).is_ok());
         }
         assert!(s.windows.len() <= MAX_WINDOWS);
-        let r = s.open(Instant::ZERO, 1, &first, &mut out, believed);
+        let r = s.open(Instant::ZERO, &first, &mut out, believed);
         assert_eq!(r, Err(wire::Error::Replayed));
     }
 

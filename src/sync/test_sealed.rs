@@ -315,3 +315,111 @@ fn a_keyed_answer_overtaken_by_later_data_leaves_the_tracking_where_it_is() {
     assert_eq!(expects(&b), ahead, "not moved back to the answer's");
     assert_eq!(b.cache.cts.len(), 2, "the deletes and the two new flows");
 }
+
+fn deliver_from(b: &mut Side, peer: u64, d: &[u8], now: Instant) {
+    let _ = b.e.recv(now, peer, d, &b.cache);
+    while let Some(ap) = b.e.pop_apply() {
+        b.cache.apply(ap);
+    }
+}
+
+/// What a primary sends now goes to the backup as if from `peer`'s
+/// address (an attacker redirecting it: the original never arrives).
+fn send_from(p: &mut Side, b: &mut Side, peer: u64, now: Instant) -> usize {
+    let mut buf = [0u8; 1472];
+    let mut n = 0;
+    while let Some(len) = p.e.poll_transmit(now, &p.cache, &mut buf) {
+        deliver_from(b, peer, &buf[..len], now);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_capture_replayed_from_another_address_cannot_recreate_a_deleted_flow() {
+    let t = Instant::from_millis(0);
+    let mut p = primary_with_flows(Mode::FtFw, &[7], t);
+    let mut b = backup(Mode::FtFw, 2, &[7], t);
+    let (capture, now) = run(&mut p, &mut b, t, 20);
+    assert_eq!(b.cache.cts.len(), 20);
+    // 1. An old capture re-sent from another address (peer id 2) meets
+    // the sender's window, not a fresh one of that address.
+    let challenges = b.e.stats().challenges_sent;
+    deliver_from(&mut b, 2, &capture[0], now);
+    assert_eq!(b.e.stats().replayed, 1, "refused as a replay");
+    assert_eq!(b.e.stats().challenges_sent, challenges, "nothing asked");
+    // 2. A fresh datagram of p's, redirected to come from address 2, is
+    // new: b challenges (2, p's session) on the link, and p answers.
+    let c = ct(998);
+    p.cache.cts.insert(wire::ct_key_of(&c), c.clone());
+    p.e.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+    assert!(send_from(&mut p, &mut b, 2, now) > 0);
+    assert_eq!(b.e.stats().challenges_sent, challenges + 1);
+    send(&mut b, &mut p, now);
+    let answer = send(&mut p, &mut b, now);
+    assert!(!answer.is_empty());
+    // 3. The attacker re-sends p's answer from address 2: its counter
+    // was taken when it came from p, so it proves nothing.
+    let proven = b.e.stats().challenges_answered;
+    let replayed = b.e.stats().replayed;
+    for d in &answer {
+        deliver_from(&mut b, 2, d, now);
+    }
+    assert_eq!(b.e.stats().challenges_answered, proven, "2 is not proven");
+    assert_eq!(b.e.stats().replayed, replayed + answer.len() as u64);
+    // 4. p creates flow 999 (captured), then deletes it; b follows.
+    let c = ct(999);
+    let k = wire::ct_key_of(&c);
+    p.cache.cts.insert(k, c.clone());
+    p.e.local_change(Key::Ct(k), true);
+    let now = now + Duration::from_millis(10);
+    let created = send(&mut p, &mut b, now);
+    assert!(b.cache.cts.contains_key(&k));
+    let (_, now) = run(&mut p, &mut b, now, 5);
+    p.cache.cts.remove(&k);
+    p.e.local_change(Key::Ct(k), false);
+    let (_, now) = run(&mut p, &mut b, now, 5);
+    assert!(!b.cache.cts.contains_key(&k), "deleted on b");
+    // 5. Much later the attacker replays the creation from address 2.
+    let now = now + Duration::from_secs(60);
+    let replayed = b.e.stats().replayed;
+    for d in &created {
+        deliver_from(&mut b, 2, d, now);
+    }
+    assert!(
+        !b.cache.cts.contains_key(&k),
+        "a replayed capture re-created a deleted flow (replayed={})",
+        b.e.stats().replayed
+    );
+    assert_eq!(b.e.stats().replayed, replayed + created.len() as u64);
+}
+
+#[test]
+fn the_peer_still_syncs_after_its_captures_are_replayed_from_elsewhere() {
+    let t = Instant::from_millis(0);
+    let mut p = primary_with_flows(Mode::FtFw, &[7], t);
+    let mut b = backup(Mode::FtFw, 2, &[7], t);
+    let (capture, now) = run(&mut p, &mut b, t, 20);
+    assert_eq!(b.cache.cts.len(), 20);
+    // The whole capture re-sent from two other addresses: all refused.
+    for peer in [2, 3] {
+        for d in &capture {
+            deliver_from(&mut b, peer, d, now);
+        }
+    }
+    assert_eq!(b.e.stats().replayed, 2 * capture.len() as u64);
+    // p goes on from its own address: a new flow and a delete arrive.
+    let c = ct(500);
+    p.cache.cts.insert(wire::ct_key_of(&c), c.clone());
+    p.e.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+    let gone = ct(3);
+    p.cache.cts.remove(&wire::ct_key_of(&gone));
+    p.e.local_change(Key::Ct(wire::ct_key_of(&gone)), false);
+    let (_, _) = run(&mut p, &mut b, now, 5);
+    assert!(b.cache.cts.contains_key(&wire::ct_key_of(&c)), "created");
+    assert!(
+        !b.cache.cts.contains_key(&wire::ct_key_of(&gone)),
+        "deleted"
+    );
+    assert_eq!(b.cache.cts.len(), 20);
+}

@@ -56,6 +56,13 @@ const RTO_SPREAD_MIN: Duration = Duration::from_micros(250);
 /// A NACK (or an answer that made us resend) this recent makes the link
 /// lossy for the pause rule.
 pub(crate) const LOSSY_FOR: Duration = Duration::from_secs(10);
+/// How far the numbers sent may go past the last NACKed one before it is
+/// forgotten. NACKs are told new from repeats by wrapping order, good
+/// only within 2^31: on a clean link the next loss may come that far on,
+/// and against a number kept so long a new NACK read as an old repeat.
+/// A quarter of the space keeps the order right for any NACK of a number
+/// still resendable (the window is 2^18).
+const NACKED_FORGOTTEN: u32 = 1 << 30;
 /// Probes sent without an answer before probing stops (until an answer,
 /// or the peer restarts); the retransmission timer still runs.
 pub(crate) const MAX_PROBES: u32 = 10;
@@ -130,7 +137,8 @@ pub(crate) struct TailProbe {
     heard: Option<Instant>,
     /// The number the last ALIVE (probe or keepalive) announced.
     announced: Option<Seq>,
-    /// The highest number after a NACKed gap so far.
+    /// The highest number after a NACKed gap so far; forgotten once the
+    /// numbers sent are [`NACKED_FORGOTTEN`] past it.
     nacked: Option<Seq>,
     /// When an answer made us resend, the number the resent data starts
     /// at: the next probe follows it.
@@ -171,6 +179,9 @@ impl TailProbe {
     pub(crate) fn data_sent(&mut self, seq: Seq, now: Instant) {
         self.last_data = now;
         self.last_seq = Some(seq);
+        if self.nacked.is_some_and(|n| seq - n >= NACKED_FORGOTTEN) {
+            self.nacked = None;
+        }
     }
 
     /// When the first probe is due after the link went quiet at `from`:
@@ -505,5 +516,18 @@ mod test {
         );
         // The next probe waits for the quiet period after it.
         assert_eq!(p.due(true), Some(Instant::from_millis(5) + ms(7)));
+    }
+
+    #[test]
+    fn a_nack_half_the_number_space_later_still_counts() {
+        let mut p = TailProbe::default();
+        let t = Instant::from_millis;
+        p.nacked(Seq(100), t(0), t(4));
+        assert_eq!(p.rtt().smoothed(), Some(ms(4)));
+        // A clean link: the next NACK comes 2^31 + 5 numbers later (the
+        // number after its gap went out, as every number does).
+        p.data_sent(Seq(100 + (1 << 31) + 5), t(1000));
+        p.nacked(Seq(100 + (1 << 31) + 5), t(1000), t(1020));
+        assert_eq!(p.lost_at, Some(t(1020)), "the new loss is not recorded");
     }
 }

@@ -347,6 +347,13 @@ pub struct Channel {
     pub checksum: bool,
 }
 
+/// The largest `ResendQueueSize` used: the receiver's sequence window
+/// (`sync::rx::WINDOW`, which checks that the two agree). A receiver
+/// tracks a peer's numbers within this distance of the next one, so a
+/// sender never needs more unacknowledged messages than that; a larger
+/// value is clamped with a warning.
+pub const RESEND_QUEUE_MAX: u32 = 1 << 18;
+
 /// The `Sync { }` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sync {
@@ -468,5 +475,30 @@ mod test {
         assert_eq!(Facility::parse("local07"), None);
         assert_eq!(Facility::parse("user"), None);
         assert_eq!(Facility::Local(3).to_string(), "local3");
+    }
+
+    #[test]
+    fn a_resend_queue_larger_than_the_window_is_clamped_with_a_warning() {
+        let text = |n: u32| {
+            format!(
+                "General {{ UNIX {{ Path /run/t.ctl }} }}\nSync {{\n\tMode FTFW {{\n\t\tResendQueueSize {n}\n\t}}\n\tMulticast {{ IPv4_address 225.0.0.50 Group 3780 IPv4_interface 192.168.100.100 Interface eth2 }}\n}}\n"
+            )
+        };
+        let p = parse(&text(300_000), "r.conf").unwrap();
+        let sync = p.config.sync.as_ref().unwrap();
+        assert_eq!(sync.resend_queue_size, RESEND_QUEUE_MAX);
+        let w: Vec<String> =
+            p.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "r.conf:4:3: ResendQueueSize 300000 is more than the 262144 \
+              messages a receiver tracks, using 262144"
+            ]
+        );
+        let p = parse(&text(RESEND_QUEUE_MAX), "r.conf").unwrap();
+        let sync = p.config.sync.as_ref().unwrap();
+        assert_eq!(sync.resend_queue_size, RESEND_QUEUE_MAX);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 }

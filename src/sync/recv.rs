@@ -237,6 +237,9 @@ impl Engine {
     /// reverted a delete which had arrived; `tests/firewall_sim.rs`, lossy
     /// seeds 23 and 1026). Ahead already as we asked, it holds numbers the
     /// peer had not used (forged or corrupt): it goes back to `next`.
+    ///
+    /// Never further back than [`rx::WINDOW`] before `next` (see
+    /// [`within_window`]).
     fn reanchor(
         &mut self,
         peer: u64,
@@ -253,7 +256,11 @@ impl Engine {
                     self.mode.get_mut().anchor(peer, next, None);
                 }
             }
-            _ => self.mode.get_mut().anchor(peer, from, first_held),
+            _ => {
+                let from = within_window(from, next);
+                let first_held = first_held.map(|h| within_window(h, next));
+                self.mode.get_mut().anchor(peer, from, first_held);
+            }
         }
     }
 
@@ -338,5 +345,22 @@ impl Engine {
         if let Some(a) = Apply::from_msg(msg) {
             self.applies.push_back(a);
         }
+    }
+}
+
+/// Where to anchor for `at` when the peer's next number is `next`: `at`,
+/// unless it is more than [`rx::WINDOW`] behind `next`. A peer with more
+/// unacknowledged than the window (a large `ResendQueueSize` and a long
+/// outage) answers with its oldest number: anchored there, its `next` and
+/// everything after it would be out of the window, refused and challenged
+/// again, for good. Anchored a window behind, the ALIVE that follows the
+/// proof reports a gap within the window; what is older is given up
+/// here, and the sender resends it under new numbers (its answered probe
+/// or its timed resends).
+fn within_window(at: Seq, next: Seq) -> Seq {
+    if at <= next && next - at > rx::WINDOW {
+        Seq(next.0.wrapping_sub(rx::WINDOW))
+    } else {
+        at
     }
 }

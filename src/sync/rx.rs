@@ -9,8 +9,12 @@ use crate::wire::Seq;
 /// it is refused, never adopted (one datagram must not move the stream
 /// 2^31 ahead), and the session is asked to prove itself again (a
 /// [`crate::wire::Msg::Challenge`]; its answer re-anchors the tracking).
-/// Larger than any resend queue, so a real gap always fits.
+/// No smaller than any resend queue (the configuration clamps
+/// `ResendQueueSize` to it), so a real gap always fits; a peer whose
+/// queue is larger still is re-anchored a window behind its next number
+/// (`Engine::reanchor`).
 pub(crate) const WINDOW: u32 = 1 << 18;
+const _: () = assert!(WINDOW == crate::config::RESEND_QUEUE_MAX);
 
 /// Sequence numbers that never arrived, `from..=to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

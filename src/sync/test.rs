@@ -544,3 +544,75 @@ fn a_drained_burst_gives_its_queues_memory_back() {
     assert_eq!(len, 0);
     assert!(cap <= keep, "resend queue released: {cap}");
 }
+
+/// Two-way exchange at `now` (ticks, then both directions).
+fn round(
+    a: &mut Engine,
+    a_src: &MapSource,
+    b: &mut Engine,
+    b_ext: &mut MapSource,
+    now: Instant,
+) {
+    a.handle_timeout(now, a_src);
+    b.handle_timeout(now, b_ext);
+    pump(a, a_src, b, b_ext, now, |_| true);
+    let mut none = MapSource::default();
+    pump(b, b_ext, a, &mut none, now, |_| true);
+}
+
+#[test]
+fn more_unacked_than_the_window_still_resyncs() {
+    unacked_after_outage(270_000);
+}
+
+#[test]
+fn fewer_unacked_than_the_window_resync() {
+    unacked_after_outage(200_000);
+}
+
+fn unacked_after_outage(lost: u32) {
+    // ResendQueueSize 300 000 (any value is accepted) and a large table:
+    // more than rx::WINDOW (262 144) messages go unacknowledged while the
+    // link is down.
+    let t = Instant::from_millis(0);
+    let mut pa = params(Mode::FtFw, 100);
+    pa.resend_queue_size = 300_000;
+    pa.tx_queue_size = 1_000_000;
+    let mut a = Engine::new(pa, t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    a.trust(1, 200);
+    b.trust(1, 100);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    let c1 = ct(1);
+    a_src.cts.insert(wire::ct_key_of(&c1), c1.clone());
+    a.local_change(key(&c1), true);
+    round(&mut a, &a_src, &mut b, &mut b_ext, t);
+    assert_eq!(b_ext.cts.len(), 1);
+    // The link is down: 270 000 deletions are lost.
+    for i in 0..lost {
+        let mut c = ct(9);
+        c.orig.src =
+            std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+        a.local_change(Key::Ct(wire::ct_key_of(&c)), false);
+    }
+    let mut none = MapSource::default();
+    pump(&mut a, &a_src, &mut b, &mut none, t, |_| false);
+    // The link is back, and a new flow comes.
+    let c2 = ct(2);
+    a_src.cts.insert(wire::ct_key_of(&c2), c2.clone());
+    a.local_change(key(&c2), true);
+    let mut now = t;
+    for _ in 0..600 {
+        now = now + Duration::from_millis(50);
+        round(&mut a, &a_src, &mut b, &mut b_ext, now);
+    }
+    let s = b.stats();
+    assert!(
+        b_ext.cts.contains_key(&wire::ct_key_of(&c2)),
+        "30 s later nothing new arrived: out_of_window={} challenges_sent={} answered={}",
+        s.out_of_window,
+        s.challenges_sent,
+        s.challenges_answered
+    );
+}

@@ -7,7 +7,7 @@ use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
 use crate::config::{
     ExpectationSync, HelperName, KeyFile, Mode, NatByteOrder, PeerProtocol,
-    Sync,
+    RESEND_QUEUE_MAX, Sync,
 };
 
 const SYNC: &[&str] = &[
@@ -156,7 +156,18 @@ impl<'a> Parser<'a> {
                     _ => return Ok(false),
                 },
                 "ResendQueueSize" => {
-                    let n = p.number()?;
+                    let mut n = p.number()?;
+                    if n > RESEND_QUEUE_MAX {
+                        // More unacknowledged than a receiver tracks could
+                        // never be resent in order (see RESEND_QUEUE_MAX).
+                        p.warn(
+                            pos,
+                            format!(
+                                "ResendQueueSize {n} is more than the {RESEND_QUEUE_MAX} messages a receiver tracks, using {RESEND_QUEUE_MAX}"
+                            ),
+                        );
+                        n = RESEND_QUEUE_MAX;
+                    }
                     p.sync_mut().resend_queue_size = if n == 0 { 131072 } else { n };
                 }
                 "ACKWindowSize" => {

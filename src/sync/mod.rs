@@ -147,6 +147,8 @@ pub struct Stats {
     pub retransmitted: u64,
     pub resend_queue_dropped: u64,
     pub tx_queue_full: u64,
+    /// Messages dropped because they do not fit even an empty datagram
+    /// (an entry, or an anti-entropy message).
     pub too_big: u64,
     pub peer_restarts: u64,
     pub resyncs_requested_by_peer: u64,
@@ -363,9 +365,46 @@ impl Engine {
     }
 
     /// Sends an anti-entropy message (a bounded background queue, after
-    /// control messages and before data).
+    /// control messages and before data). A Prune with more key hashes
+    /// than this link's datagram holds goes as several, each complete for
+    /// its part of the range (anti-entropy builds them for 1472 bytes, and
+    /// a link's datagram may be as small as 576).
     pub fn send_digest(&mut self, msg: Msg) {
-        self.tx.background(msg);
+        let max = wire::prune_keep_max(self.body_room());
+        match msg {
+            Msg::Prune {
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            } if keep.0.len() > max => {
+                for (lo, hi, part) in digest::split_prune(lo, hi, &keep.0, max)
+                {
+                    self.tx.background(Msg::Prune {
+                        table,
+                        bucket,
+                        sub,
+                        lo,
+                        hi,
+                        keep: wire::KeyHashes(part),
+                    });
+                }
+            }
+            msg => self.tx.background(msg),
+        }
+    }
+
+    /// Bytes of messages one datagram carries: the link's datagram less
+    /// the header, and the nonce and tag when sealed.
+    fn body_room(&self) -> usize {
+        let seal = if self.sealing.is_some() {
+            SEAL_OVERHEAD
+        } else {
+            0
+        };
+        self.p.max_datagram.saturating_sub(wire::HEADER_LEN + seal)
     }
 
     // ===== timers =====

@@ -423,3 +423,46 @@ fn the_peer_still_syncs_after_its_captures_are_replayed_from_elsewhere() {
     );
     assert_eq!(b.cache.cts.len(), 20);
 }
+
+#[test]
+fn a_digest_too_big_for_a_small_sealed_link_is_dropped_not_blocking() {
+    // At 576 bytes a seal leaves 522 for messages: a dense DigestTop
+    // (524 bytes) never fits. It is dropped and counted; the Prune after
+    // it goes in parts that fit, and the DigestSub after those.
+    let t = Instant::ZERO;
+    let mut a = keyed(Mode::FtFw, 1, &[7], t);
+    a.p.max_datagram = 576;
+    a.trust(1, 2000);
+    let sums = wire::Sums(std::array::from_fn(|i| i as u64 + 1));
+    a.send_digest(Msg::DigestTop {
+        table: wire::Table::Ct,
+        sums,
+    });
+    a.send_digest(Msg::Prune {
+        table: wire::Table::Ct,
+        bucket: 0,
+        sub: 0,
+        lo: 0,
+        hi: u64::MAX,
+        keep: wire::KeyHashes((0..wire::KEEP_MAX as u64).collect()),
+    });
+    let mut sparse = [0; wire::FANOUT];
+    sparse[3] = 9;
+    a.send_digest(Msg::DigestSub {
+        table: wire::Table::Ct,
+        bucket: 1,
+        sums: wire::Sums(sparse),
+    });
+    let src = MapSource::default();
+    let mut buf = [0u8; 1472];
+    let mut datagrams = 0;
+    while let Some(n) = a.poll_transmit(t, &src, &mut buf) {
+        assert!(n <= 576, "{n} bytes");
+        datagrams += 1;
+    }
+    let s = a.stats();
+    assert_eq!(s.too_big, 1, "the DigestTop");
+    assert!(datagrams >= 3, "the Prune's parts: {datagrams}");
+    assert!(s.msgs_sent >= 4, "{} messages", s.msgs_sent);
+    assert!(!a.wants_transmit());
+}

@@ -214,8 +214,13 @@ impl Transmit {
             self.echo = reports;
         }
         while let Some(m) = self.background.front() {
-            if w.push(m).is_err() {
-                break;
+            match w.push(m) {
+                Ok(()) => {}
+                // Does not fit even an empty datagram (a dense digest on
+                // a small sealed link): never sendable, and left at the
+                // head it would block every later one for good.
+                Err(_) if w.counts().0 == 0 => stats.too_big += 1,
+                Err(_) => break,
             }
             self.background.pop_front();
         }

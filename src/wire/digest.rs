@@ -39,11 +39,34 @@ impl Table {
 pub const FANOUT: usize = 64;
 
 /// Worst-case encoded size of [`Sums`]: length varint, mask, 64 sums.
+/// With its message's 2 or 3 bytes more it fits any plain datagram, and
+/// a sealed one from 579 bytes: on a smaller sealed link a dense digest
+/// is dropped and counted (`too_big`), a wire change away from fitting.
 pub const SUMS_MAX_LEN: usize = 2 + 8 + 8 * FANOUT;
 
 /// Most key hashes one [`KeyHashes`] may carry on the wire (so a Prune
-/// fits one 1472-byte datagram with its header and a tag).
+/// fits one 1472-byte datagram with its header and a seal). A smaller
+/// datagram carries fewer: see [`prune_keep_max`].
 pub const KEEP_MAX: usize = 160;
+
+/// Bytes a Prune takes besides its hashes, at most: its variant, table,
+/// bucket and sub (one each), `lo` and `hi` (varints, up to 10 each) and
+/// the hash list's length (a varint: 2 bytes up to [`KEEP_MAX`] hashes).
+pub const PRUNE_FIXED_MAX: usize = 4 + 10 + 10 + 2;
+
+/// Most key hashes a Prune may carry to fit `room` bytes of a datagram's
+/// body (at least one, at most [`KEEP_MAX`]). The link's datagram may be
+/// clamped down to 576 bytes, where [`KEEP_MAX`] hashes do not fit.
+pub const fn prune_keep_max(room: usize) -> usize {
+    let n = room.saturating_sub(PRUNE_FIXED_MAX) / 8;
+    if n < 1 {
+        1
+    } else if n > KEEP_MAX {
+        KEEP_MAX
+    } else {
+        n
+    }
+}
 
 /// 64 wrapping sums of entry hashes (one per bucket or leaf).
 #[derive(Clone, Copy, PartialEq, Eq)]

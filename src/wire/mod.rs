@@ -38,7 +38,10 @@ pub mod replay;
 pub mod seal;
 mod seq;
 
-pub use digest::{FANOUT, KEEP_MAX, KeyHashes, SUMS_MAX_LEN, Sums, Table};
+pub use digest::{
+    FANOUT, KEEP_MAX, KeyHashes, PRUNE_FIXED_MAX, SUMS_MAX_LEN, Sums, Table,
+    prune_keep_max,
+};
 pub use header::{HEADER_LEN, Header, Packet};
 pub use msg::{
     CtKey, ExpKey, Msg, WireCt, WireExp, ct_key_of, exp_key_of, from_wire_ct,

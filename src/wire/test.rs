@@ -318,6 +318,29 @@ fn worst_case_sizes_fit_a_datagram() {
 }
 
 #[test]
+fn a_prune_of_prune_keep_max_hashes_fits_its_room() {
+    // From the smallest link (576 bytes, sealed) to KEEP_MAX's 1472.
+    for room in [576 - HEADER_LEN - seal::SEAL_OVERHEAD, 576 - HEADER_LEN]
+        .into_iter()
+        .chain([1232, 1472].map(|d| d - HEADER_LEN - seal::SEAL_OVERHEAD))
+    {
+        let n = prune_keep_max(room);
+        let m = Msg::Prune {
+            table: Table::Exp,
+            bucket: u8::MAX,
+            sub: u8::MAX,
+            lo: u64::MAX,
+            hi: u64::MAX,
+            keep: KeyHashes(vec![u64::MAX; n]),
+        };
+        assert!(enc(&m).len() <= room, "{n} hashes in {room} bytes");
+    }
+    let sealed_1472 = 1472 - HEADER_LEN - seal::SEAL_OVERHEAD;
+    assert_eq!(prune_keep_max(sealed_1472), KEEP_MAX);
+    assert_eq!(prune_keep_max(0), 1);
+}
+
+#[test]
 fn typical_flow_is_compact() {
     // An established, un-NATed TCP flow: conntrackd sends 68 bytes.
     let mut ct = Conntrack::new(t4());

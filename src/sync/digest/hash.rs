@@ -180,24 +180,42 @@ pub fn prune_parts(
     max: usize,
 ) -> Vec<(u64, u64, Vec<u64>)> {
     let (leaf_lo, leaf_hi) = leaf_range(bucket, sub);
+    split_prune(leaf_lo, leaf_hi, keep, max)
+}
+
+/// One Prune's range `lo..=hi` and key hashes `keep` as parts of at most
+/// `max` hashes, whose ranges cover `lo..=hi` without overlap (every part
+/// complete for its range: together they condemn what the whole did).
+/// A hash outside the range keeps nothing and is left out.
+pub fn split_prune(
+    lo: u64,
+    hi: u64,
+    keep: &[u64],
+    max: usize,
+) -> Vec<(u64, u64, Vec<u64>)> {
     let max = max.max(1);
+    let mut keep: Vec<u64> = keep
+        .iter()
+        .copied()
+        .filter(|h| (lo..=hi).contains(h))
+        .collect();
     if keep.is_empty() {
-        return vec![(leaf_lo, leaf_hi, Vec::new())];
+        return vec![(lo, hi, Vec::new())];
     }
+    keep.sort_unstable();
     // Equal hashes (a collision) would make an empty range.
-    let mut keep = keep.to_vec();
     keep.dedup();
     let chunks: Vec<&[u64]> = keep.chunks(max).collect();
     let mut parts = Vec::with_capacity(chunks.len());
-    let mut lo = leaf_lo;
+    let mut from = lo;
     for (i, c) in chunks.iter().enumerate() {
         // A part ends just before the next part's first hash.
-        let hi = match chunks.get(i + 1) {
+        let to = match chunks.get(i + 1) {
             Some(next) => next[0] - 1,
-            None => leaf_hi,
+            None => hi,
         };
-        parts.push((lo, hi, c.to_vec()));
-        lo = hi.wrapping_add(1);
+        parts.push((from, to, c.to_vec()));
+        from = to.wrapping_add(1);
     }
     parts
 }

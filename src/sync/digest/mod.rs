@@ -55,7 +55,7 @@ mod repair;
 pub use crate::wire::Table;
 pub use hash::{
     Digest, LEAVES, condemned, differing, entry_hash, key_hash, keys_in_leaf,
-    leaf_of, leaf_range, position, prune_parts,
+    leaf_of, leaf_range, position, prune_parts, split_prune,
 };
 pub use prune::PENDING_MAX_HASHES;
 

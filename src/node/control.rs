@@ -158,9 +158,7 @@ impl Node {
         });
     }
 
-    /// Asks for a dump to resync with; events are tracked from now on,
-    /// since the dump may be older than the events handled while it
-    /// arrives.
+    /// Asks for a dump to resync with ([`Node::resync_job`]).
     pub(super) fn resync_kernel(
         &mut self,
         client: Option<ClientId>,
@@ -169,32 +167,6 @@ impl Node {
         send: bool,
     ) {
         self.resync_job(client, ct, exp, send, false);
-    }
-
-    /// [`Node::resync_kernel`], with `announce_new` (see
-    /// [`Purpose::Resync`]).
-    pub(super) fn resync_job(
-        &mut self,
-        client: Option<ClientId>,
-        ct: bool,
-        exp: bool,
-        send: bool,
-        announce_new: bool,
-    ) {
-        self.resync.get_or_insert_default().dumps += 1;
-        self.out.jobs.push(Job {
-            purpose: Purpose::Resync {
-                client,
-                conntracks: ct,
-                expectations: exp,
-                send,
-                announce_new,
-            },
-            work: Work::Dump {
-                conntracks: ct,
-                expectations: exp,
-            },
-        });
     }
 
     fn flush_cache(&mut self, client: ClientId, sel: CacheSel) {

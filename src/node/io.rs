@@ -104,7 +104,9 @@ pub enum Purpose {
     /// `-F` (a client waits) or the scheduled `-t` purge (none).
     Flush { client: Option<ClientId> },
     /// Bring the internal cache in line with the kernel: start-up, `-R`
-    /// (a client waits), an overrun, `-B` without internal cache. With
+    /// (a client waits; the clients of requests that waited for a
+    /// running dump are kept by the node: `node::resync`), an overrun,
+    /// `-B` without internal cache. With
     /// `send`, every change is also sent to the peer. With
     /// `announce_new`, an entry that neither cache knew is sent as new:
     /// after a commit that kept the NEW events away, it is a flow that

@@ -1,15 +1,12 @@
 //! The kernel side of a node: events into the internal cache (filtered,
-//! merged, sent to the peer when they are not our own doing), overruns,
-//! and resyncs with the kernel's table, which arrive as a dump in parts
-//! while events keep coming.
+//! merged, sent to the peer when they are not our own doing, tracked for
+//! the resync under way: `node::resync`) and overruns.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{Job, Node, Purpose, Work, polling};
 use crate::cache::Upsert;
 use crate::config::OverrunResync;
-use crate::control::proto::{Reply, Status};
 use crate::filter;
 use crate::kernel::codec::{Kind, Message, Object};
 use crate::kernel::origin::Origin;
@@ -33,31 +30,6 @@ const MAX_MASTER_CHECKS: usize = 4096;
 pub(super) const BURST_QUIET: Duration = Duration::from_millis(200);
 /// … or at the latest this long after its first overrun.
 pub(super) const BURST_MAX: Duration = Duration::from_secs(30);
-
-/// A resync whose dump is still arriving.
-///
-/// Events are handled while the dump runs (from the moment it is asked
-/// for: the worker reads the whole table before it hands over the first
-/// part), so three races need care: an entry an event created after the
-/// kernel dumped its part is no less alive for being missing from the
-/// dump (the entry's mark in the internal cache, set by events and
-/// fresh dump entries alike: what is unmarked at the end is stale, and
-/// the sweep is a pass over the cache's slots instead of a lookup of
-/// every key in a set as large as the table); an entry an event
-/// destroyed may still come in a later part of the (older) dump
-/// (`gone`); and an entry an event changed may
-/// come in the dump with its older state, which must not replace the
-/// event's (`touched`, when the event's state was cached: an
-/// expectation whose master was not cached yet is taken from the dump).
-#[derive(Debug, Default)]
-pub(super) struct ResyncRun {
-    gone_ct: HashSet<CtKey>,
-    gone_exp: HashSet<ExpKey>,
-    touched_ct: HashSet<CtKey>,
-    touched_exp: HashSet<ExpKey>,
-    /// Resync dumps asked for and not finished (jobs run in order).
-    pub(super) dumps: usize,
-}
 
 impl Node {
     /// An event from the kernel's event socket.
@@ -102,7 +74,7 @@ impl Node {
 
     /// Marks a cached entry as in the kernel (or not) for the resync
     /// under way; nothing when it is not cached.
-    fn mark_held(&mut self, h: &Held, in_kernel: bool) {
+    pub(super) fn mark_held(&mut self, h: &Held, in_kernel: bool) {
         match h {
             Held::Ct(k) => self.internal_ct.mark(k, in_kernel),
             Held::Exp(k) => self.internal_exp.mark(k, in_kernel),
@@ -110,7 +82,12 @@ impl Node {
     }
 
     /// One kernel event or dump entry.
-    fn kernel(&mut self, now: Instant, msg: Message, origin: Origin) {
+    pub(super) fn kernel(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        origin: Origin,
+    ) {
         self.counters.events_received += 1;
         if origin == Origin::Inject {
             // Our own injection of the peer's state: not ours to sync.
@@ -354,169 +331,16 @@ impl Node {
                 Some((now + BURST_QUIET).min(first + BURST_MAX));
         }
     }
-
-    /// A part of a resync's dump (start-up, `-R`, overrun, `-B` without
-    /// internal cache). Entries no longer in the kernel leave the internal
-    /// cache when the last part is in; with `send`, every change is also
-    /// sent.
-    pub(super) fn resync_part(
-        &mut self,
-        now: Instant,
-        purpose: Purpose,
-        objects: Vec<Object>,
-        last: bool,
-    ) {
-        let Purpose::Resync {
-            client,
-            conntracks,
-            expectations,
-            send,
-            announce_new,
-        } = purpose
-        else {
-            return;
-        };
-        let after_commit = announce_new;
-        let run = self.resync.take().unwrap_or_default();
-        // After an overrun the peer has not heard of what was lost: a
-        // silent -R would repair our cache but never tell it.
-        let send = send || self.overrun_unsent;
-        let origin = if send { Origin::NotMe } else { Origin::Flush };
-        let announce_new = announce_new && !send;
-        // Conntracks before expectations: masters must be cached first.
-        let (cts, exps): (Vec<Object>, Vec<Object>) = objects
-            .into_iter()
-            .partition(|o| matches!(o, Object::Ct(_)));
-        for o in cts.into_iter().chain(exps) {
-            // Whether to take it, and whether neither cache knows it.
-            let held = Held::of(&o);
-            let (fresh, unknown) = match &held {
-                Held::Ct(k) => {
-                    let cached = self.internal_ct.contains(k);
-                    // An event's state is newer, if it was cached.
-                    let fresh = !run.gone_ct.contains(k)
-                        && (!run.touched_ct.contains(k) || !cached);
-                    (fresh, !cached && !self.external_ct.contains(k))
-                }
-                Held::Exp(k) => {
-                    let cached = self.internal_exp.contains(k);
-                    let fresh = !run.gone_exp.contains(k)
-                        && (!run.touched_exp.contains(k) || !cached);
-                    (fresh, !cached && !self.external_exp.contains(k))
-                }
-            };
-            if !fresh {
-                // Destroyed or changed by an event the dump may predate.
-                continue;
-            }
-            // A flow whose NEW event a commit kept away goes to the peer
-            // as that event would have.
-            let (kind, origin) = if announce_new && unknown {
-                (Kind::New, Origin::NotMe)
-            } else {
-                (Kind::Update, origin)
-            };
-            let msg = Message {
-                kind,
-                object: o,
-                port: 0,
-                seq: 0,
-            };
-            self.kernel(now, msg, origin);
-            self.mark_held(&held, true);
-        }
-        if !last {
-            self.resync = Some(run);
-            return;
-        }
-        if conntracks {
-            let stale = self.internal_ct.remove_unmarked();
-            self.purged_ct.clear();
-            for k in stale {
-                if send {
-                    self.engine.local_change(Key::Ct(k), false);
-                } else {
-                    self.purged_ct.insert(k);
-                }
-            }
-        } else {
-            // Not swept (the sweep clears the marks it keeps): events
-            // marked entries all the same.
-            self.internal_ct.clear_marks();
-        }
-        if expectations {
-            let stale = self.internal_exp.remove_unmarked();
-            self.purged_exp.clear();
-            for k in stale {
-                if send {
-                    self.engine.local_change(Key::Exp(Box::new(k)), false);
-                } else {
-                    self.purged_exp.insert(k);
-                }
-            }
-        } else {
-            self.internal_exp.clear_marks();
-        }
-        if send {
-            self.overrun_unsent = false;
-        }
-        self.next_resync(run.dumps);
-        if let Some(c) = client {
-            self.out.reply(c, Reply::Done(Status::Ok));
-        }
-        if after_commit {
-            self.commit_resync_done();
-        }
-    }
-
-    /// A resync dump ended: track afresh for the next one, if any.
-    fn next_resync(&mut self, dumps: usize) {
-        let left = dumps.saturating_sub(1);
-        self.resync = (left > 0).then(|| ResyncRun {
-            dumps: left,
-            ..ResyncRun::default()
-        });
-    }
-
-    /// A resync whose dump failed: nothing is removed.
-    pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
-        let dumps = self.resync.take().map_or(0, |r| r.dumps);
-        // The next resync starts without this one's marks.
-        self.internal_ct.clear_marks();
-        self.internal_exp.clear_marks();
-        self.next_resync(dumps);
-        self.counters.jobs_failed += 1;
-        self.out
-            .log(log::Level::Error, format!("can't dump kernel table: {why}"));
-        if let Purpose::Resync {
-            client: Some(c), ..
-        } = purpose
-        {
-            self.out.reply(
-                c,
-                Reply::Done(Status::Failed(format!(
-                    "can't dump kernel table: {why}"
-                ))),
-            );
-        }
-        if let Purpose::Resync {
-            announce_new: true, ..
-        } = purpose
-        {
-            // What the cache holds goes, rather than nothing.
-            self.commit_resync_done();
-        }
-    }
 }
 
 /// The cache key of an event's or a dump entry's object.
-enum Held {
+pub(super) enum Held {
     Ct(CtKey),
     Exp(ExpKey),
 }
 
 impl Held {
-    fn of(o: &Object) -> Held {
+    pub(super) fn of(o: &Object) -> Held {
         match o {
             Object::Ct(c) => Held::Ct(ct_key_of(c)),
             Object::Exp(x) => Held::Exp(exp_key_of(x)),

@@ -38,6 +38,7 @@ mod kernel_side;
 mod peer_side;
 mod polling;
 pub mod render;
+mod resync;
 #[cfg(test)]
 mod resync_races;
 mod snapshot;
@@ -116,7 +117,10 @@ pub struct Node {
     /// `-B` clients waiting for the resync after a commit
     /// (`node::commit_events`); Some while that resync runs.
     bulk_after_commit: Option<Vec<ClientId>>,
-    resync: Option<kernel_side::ResyncRun>,
+    /// The resync whose dump is out (`node::resync`).
+    resync: Option<resync::ResyncRun>,
+    /// Resyncs asked for while it runs: one dump after it.
+    resync_wanted: Option<resync::ResyncWanted>,
     anti_entropy: Option<crate::sync::digest::AntiEntropy>,
     /// The primary's scans for flows active without events.
     activity: activity::Activity,
@@ -221,6 +225,7 @@ impl Node {
             new_events_paused: false,
             bulk_after_commit: None,
             resync: None,
+            resync_wanted: None,
             anti_entropy: anti_entropy::for_config(&sync, now),
             activity: activity::Activity::new(
                 sync.activity_scan,

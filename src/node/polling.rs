@@ -49,7 +49,7 @@ impl Node {
             return;
         }
         self.next_poll = Some(now + period);
-        if self.resync.as_ref().is_some_and(|r| r.dumps > 0) {
+        if self.resync.is_some() {
             return;
         }
         let exp = self.expectations();

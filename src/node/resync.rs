@@ -1,0 +1,279 @@
+//! Resyncs of the internal cache with the kernel's table (start-up,
+//! `-R`, an overrun, polling, after a commit, `-B` without internal
+//! cache): the dump arrives in parts while events keep coming, and what
+//! it did not find is swept at its end.
+//!
+//! One dump is out at a time. A resync asked for while one runs waits
+//! for its end and then gets a dump of its own (requests that arrive
+//! meanwhile share it): a second dump handed to the worker at once would
+//! read the table before the first one's end, and the events handled in
+//! between would be tracked by neither (a flow born then swept, one
+//! destroyed then brought back). One dump out also means its completion,
+//! even a refusal by the worker's full queue, is never mistaken for
+//! another's.
+
+use std::collections::HashSet;
+
+use super::kernel_side::Held;
+use super::{ClientId, Job, Node, Purpose, Work};
+use crate::control::proto::{Reply, Status};
+use crate::kernel::codec::{Kind, Message, Object};
+use crate::kernel::origin::Origin;
+use crate::sync::Key;
+use crate::time::Instant;
+use crate::wire::{CtKey, ExpKey};
+
+/// A resync whose dump is still arriving.
+///
+/// Events are handled while the dump runs (from the moment it is handed
+/// to the worker: it reads the whole table before it hands over the
+/// first part), so three races need care: an entry an event created
+/// after the kernel dumped its part is no less alive for being missing
+/// from the dump (the entry's mark in the internal cache, set by events
+/// and fresh dump entries alike: what is unmarked at the end is stale,
+/// and the sweep is a pass over the cache's slots instead of a lookup of
+/// every key in a set as large as the table); an entry an event
+/// destroyed may still come in a later part of the (older) dump
+/// (`gone`); and an entry an event changed may come in the dump with its
+/// older state, which must not replace the event's (`touched`, when the
+/// event's state was cached: an expectation whose master was not cached
+/// yet is taken from the dump).
+#[derive(Debug, Default)]
+pub(super) struct ResyncRun {
+    pub(super) gone_ct: HashSet<CtKey>,
+    pub(super) gone_exp: HashSet<ExpKey>,
+    pub(super) touched_ct: HashSet<CtKey>,
+    pub(super) touched_exp: HashSet<ExpKey>,
+    /// Clients whose `-R` came while an earlier dump ran and waited for
+    /// this one (the purpose carries the client of a dump asked for
+    /// while none ran).
+    clients: Vec<ClientId>,
+}
+
+/// Resyncs asked for while a dump runs, folded into one dump after it:
+/// it covers what each asked for.
+#[derive(Debug, Default)]
+pub(super) struct ResyncWanted {
+    conntracks: bool,
+    expectations: bool,
+    send: bool,
+    announce_new: bool,
+    clients: Vec<ClientId>,
+}
+
+impl Node {
+    /// Asks for a dump to resync with (see [`Purpose::Resync`]); events
+    /// are tracked from the moment it is handed to the worker, since the
+    /// dump may be older than the events handled while it arrives. While
+    /// another dump runs, it waits for that one's end.
+    pub(super) fn resync_job(
+        &mut self,
+        client: Option<ClientId>,
+        ct: bool,
+        exp: bool,
+        send: bool,
+        announce_new: bool,
+    ) {
+        if self.resync.is_some() {
+            let w = self.resync_wanted.get_or_insert_default();
+            w.conntracks |= ct;
+            w.expectations |= exp;
+            w.send |= send;
+            w.announce_new |= announce_new;
+            w.clients.extend(client);
+            return;
+        }
+        self.resync = Some(ResyncRun::default());
+        self.out.jobs.push(Job {
+            purpose: Purpose::Resync {
+                client,
+                conntracks: ct,
+                expectations: exp,
+                send,
+                announce_new,
+            },
+            work: Work::Dump {
+                conntracks: ct,
+                expectations: exp,
+            },
+        });
+    }
+
+    /// A part of a resync's dump (start-up, `-R`, overrun, `-B` without
+    /// internal cache). Entries no longer in the kernel leave the internal
+    /// cache when the last part is in; with `send`, every change is also
+    /// sent.
+    pub(super) fn resync_part(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        objects: Vec<Object>,
+        last: bool,
+    ) {
+        let Purpose::Resync {
+            client,
+            conntracks,
+            expectations,
+            send,
+            announce_new,
+        } = purpose
+        else {
+            return;
+        };
+        let after_commit = announce_new;
+        let run = self.resync.take().unwrap_or_default();
+        // After an overrun the peer has not heard of what was lost: a
+        // silent -R would repair our cache but never tell it.
+        let send = send || self.overrun_unsent;
+        let origin = if send { Origin::NotMe } else { Origin::Flush };
+        let announce_new = announce_new && !send;
+        // Conntracks before expectations: masters must be cached first.
+        let (cts, exps): (Vec<Object>, Vec<Object>) = objects
+            .into_iter()
+            .partition(|o| matches!(o, Object::Ct(_)));
+        for o in cts.into_iter().chain(exps) {
+            // Whether to take it, and whether neither cache knows it.
+            let held = Held::of(&o);
+            let (fresh, unknown) = match &held {
+                Held::Ct(k) => {
+                    let cached = self.internal_ct.contains(k);
+                    // An event's state is newer, if it was cached.
+                    let fresh = !run.gone_ct.contains(k)
+                        && (!run.touched_ct.contains(k) || !cached);
+                    (fresh, !cached && !self.external_ct.contains(k))
+                }
+                Held::Exp(k) => {
+                    let cached = self.internal_exp.contains(k);
+                    let fresh = !run.gone_exp.contains(k)
+                        && (!run.touched_exp.contains(k) || !cached);
+                    (fresh, !cached && !self.external_exp.contains(k))
+                }
+            };
+            if !fresh {
+                // Destroyed or changed by an event the dump may predate.
+                continue;
+            }
+            // A flow whose NEW event a commit kept away goes to the peer
+            // as that event would have.
+            let (kind, origin) = if announce_new && unknown {
+                (Kind::New, Origin::NotMe)
+            } else {
+                (Kind::Update, origin)
+            };
+            let msg = Message {
+                kind,
+                object: o,
+                port: 0,
+                seq: 0,
+            };
+            self.kernel(now, msg, origin);
+            self.mark_held(&held, true);
+        }
+        if !last {
+            self.resync = Some(run);
+            return;
+        }
+        if conntracks {
+            let stale = self.internal_ct.remove_unmarked();
+            self.purged_ct.clear();
+            for k in stale {
+                if send {
+                    self.engine.local_change(Key::Ct(k), false);
+                } else {
+                    self.purged_ct.insert(k);
+                }
+            }
+        } else {
+            // Not swept (the sweep clears the marks it keeps): events
+            // marked entries all the same.
+            self.internal_ct.clear_marks();
+        }
+        if expectations {
+            let stale = self.internal_exp.remove_unmarked();
+            self.purged_exp.clear();
+            for k in stale {
+                if send {
+                    self.engine.local_change(Key::Exp(Box::new(k)), false);
+                } else {
+                    self.purged_exp.insert(k);
+                }
+            }
+        } else {
+            self.internal_exp.clear_marks();
+        }
+        if send {
+            self.overrun_unsent = false;
+        }
+        self.answer_resync(client, run.clients, &Status::Ok);
+        if after_commit {
+            self.commit_resync_done();
+        }
+        self.next_resync();
+    }
+
+    /// A resync whose dump failed (or that the worker's full queue
+    /// refused): nothing is removed. Only one dump is ever out
+    /// ([`Node::resync_job`]), so the failure is that dump's.
+    pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
+        let clients = self.resync.take().map(|r| r.clients).unwrap_or_default();
+        // The next resync starts without this one's marks.
+        self.internal_ct.clear_marks();
+        self.internal_exp.clear_marks();
+        self.counters.jobs_failed += 1;
+        self.out
+            .log(log::Level::Error, format!("can't dump kernel table: {why}"));
+        let Purpose::Resync {
+            client,
+            announce_new,
+            ..
+        } = purpose
+        else {
+            return self.next_resync();
+        };
+        let failed = Status::Failed(format!("can't dump kernel table: {why}"));
+        self.answer_resync(client, clients, &failed);
+        if announce_new {
+            // What the cache holds goes, rather than nothing.
+            self.commit_resync_done();
+        }
+        self.next_resync();
+    }
+
+    /// The clients a resync's dump answers: the `-R` it was asked for,
+    /// and those that waited for it.
+    fn answer_resync(
+        &mut self,
+        client: Option<ClientId>,
+        waited: Vec<ClientId>,
+        s: &Status,
+    ) {
+        for c in client.into_iter().chain(waited) {
+            self.out.reply(c, Reply::Done(s.clone()));
+        }
+    }
+
+    /// A dump ended or failed: the resync asked for meanwhile, if any,
+    /// starts now, its dump taken after the one that ended.
+    fn next_resync(&mut self) {
+        let Some(w) = self.resync_wanted.take() else {
+            return;
+        };
+        self.resync = Some(ResyncRun {
+            clients: w.clients,
+            ..ResyncRun::default()
+        });
+        self.out.jobs.push(Job {
+            purpose: Purpose::Resync {
+                client: None,
+                conntracks: w.conntracks,
+                expectations: w.expectations,
+                send: w.send,
+                announce_new: w.announce_new,
+            },
+            work: Work::Dump {
+                conntracks: w.conntracks,
+                expectations: w.expectations,
+            },
+        });
+    }
+}

@@ -313,7 +313,10 @@ mod test {
         assert_eq!(out.new_events, Some(false));
         assert_eq!(
             out.jobs[0].purpose,
-            Purpose::CommitFirst { client: CLIENT }
+            Purpose::CommitFirst {
+                client: CLIENT,
+                batch: 0
+            }
         );
         let next_batch = |n: &mut Node| {
             let out = n.handle(now, Input::Timer);
@@ -324,7 +327,10 @@ mod test {
         };
         assert_eq!(
             next_batch(&mut n),
-            Some(Purpose::CommitFirst { client: CLIENT }),
+            Some(Purpose::CommitFirst {
+                client: CLIENT,
+                batch: 1
+            }),
             "the next most recent"
         );
 
@@ -339,7 +345,10 @@ mod test {
         let out = done(
             &mut n,
             now,
-            Purpose::CommitFirst { client: CLIENT },
+            Purpose::CommitFirst {
+                client: CLIENT,
+                batch: 0,
+            },
             committed(first, 0),
         );
         assert!(out.new_events.is_none() && resyncs(&out).is_empty());
@@ -353,7 +362,10 @@ mod test {
         let out = done(
             &mut n,
             now,
-            Purpose::CommitFirst { client: CLIENT },
+            Purpose::CommitFirst {
+                client: CLIENT,
+                batch: 1,
+            },
             Done::Failed("the worker is gone".into()),
         );
         assert!(out.new_events.is_none() && out.replies.is_empty());

@@ -21,7 +21,9 @@
 //! the same job or an earlier one, so it exists when the RELATED entry is
 //! created: a master due in a later batch is pulled into the child's and
 //! skipped when its own turn comes. conntrackd's log lines and the
-//! client's reply cover the whole commit (`jobs::commit_part_done`).
+//! client's reply cover the whole commit (`jobs::commit_part_done`),
+//! given once every job has ended, whatever the order their completions
+//! came in (a refused job's comes at once).
 
 use std::collections::{HashSet, VecDeque};
 
@@ -71,25 +73,44 @@ pub(super) struct SplitCommit {
     pub batch: usize,
     /// The last job is planned: nothing more to do but wait.
     pub last_planned: bool,
-    /// The planned conntracks and expectations of each early job not yet
-    /// done, in job order (a failed job counts them as failed).
-    pub pending: VecDeque<(usize, usize)>,
+    /// Each early job not yet done: its batch number and its planned
+    /// conntracks and expectations (a failed job counts them as failed).
+    pub pending: VecDeque<(u32, (usize, usize))>,
+    /// The next early job's batch number.
+    pub next_batch: u32,
     /// Planned by the early jobs, together.
     pub planned: (usize, usize),
     /// The early jobs' errnos (conntracks, expectations) and per-stage
     /// microseconds, together.
     pub done: Option<(Vec<i32>, Vec<i32>, [u32; 2])>,
+    /// The last job's errnos and times (none: it failed as a whole), when
+    /// it ended before an early one: refused by the worker's full queue,
+    /// it comes back at once. The commit ends when every job is in.
+    pub last: Option<JobOutcome>,
 }
 
+/// A commit job's errnos (conntracks, expectations) and per-stage
+/// microseconds (none: it failed as a whole).
+pub(super) type JobOutcome = (Vec<i32>, Vec<i32>, Option<[u32; 2]>);
+
 impl SplitCommit {
-    /// An early job ended: its errnos and times join the others'.
+    /// What early job `batch` planned, while it is not done.
+    pub(super) fn share(&self, batch: u32) -> (usize, usize) {
+        self.pending
+            .iter()
+            .find(|(b, _)| *b == batch)
+            .map_or((0, 0), |(_, share)| *share)
+    }
+
+    /// Early job `batch` ended: its errnos and times join the others'.
     pub(super) fn part_done(
         &mut self,
+        batch: u32,
         mut cts: Vec<i32>,
         mut exps: Vec<i32>,
         took_us: [u32; 2],
     ) {
-        self.pending.pop_front();
+        self.pending.retain(|(b, _)| *b != batch);
         let (c, x, t) = self.done.get_or_insert_default();
         c.append(&mut cts);
         x.append(&mut exps);
@@ -144,12 +165,14 @@ impl Node {
             snapshot: None,
             batch: FIRST_BATCH,
             last_planned: false,
-            pending: VecDeque::from([planned]),
+            pending: VecDeque::from([(0, planned)]),
+            next_batch: 1,
             planned,
             done: None,
+            last: None,
         });
         self.out.jobs.push(Job {
-            purpose: Purpose::CommitFirst { client },
+            purpose: Purpose::CommitFirst { client, batch: 0 },
             work: Work::Commit(plan),
         });
     }
@@ -226,9 +249,11 @@ impl Node {
             Purpose::Commit { client }
         } else {
             part.snapshot = Some(snapshot);
-            part.pending.push_back(planned);
+            let batch = part.next_batch;
+            part.next_batch += 1;
+            part.pending.push_back((batch, planned));
             part.planned.0 += planned.0;
-            Purpose::CommitFirst { client }
+            Purpose::CommitFirst { client, batch }
         };
         self.commit_first = Some(part);
         self.out.jobs.push(Job {

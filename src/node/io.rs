@@ -97,8 +97,11 @@ pub enum Purpose {
     /// `-c`: the client waits for the totals.
     Commit { client: ClientId },
     /// `-c` on a large cache: the first stage, sent as its own job before
-    /// the rest is even planned (`Commit` follows with the rest).
-    CommitFirst { client: ClientId },
+    /// the rest is even planned, and the batches after it but the last
+    /// (`Commit`). `batch` numbers them within the commit (0: the first
+    /// stage): a job the worker's full queue refuses comes back before
+    /// the jobs queued ahead of it, and is told from them by its number.
+    CommitFirst { client: ClientId, batch: u32 },
     /// DisableExternalCache: count successes and failures.
     Inject,
     /// `-F` (a client waits) or the scheduled `-t` purge (none).

@@ -12,39 +12,47 @@ use crate::model::{L4, Tuple};
 use crate::time::Instant;
 
 impl Node {
-    /// One commit job's outcome: a split commit's first job is kept until
-    /// the last one ends; then conntrackd's lines for the whole commit.
+    /// One commit job's outcome: a split commit's jobs are kept until
+    /// every one has ended (done, failed or refused, in any order); then
+    /// conntrackd's lines for the whole commit.
     fn commit_part_done(
         &mut self,
         now: Instant,
         purpose: Purpose,
-        mut cts: Vec<i32>,
-        mut exps: Vec<i32>,
+        cts: Vec<i32>,
+        exps: Vec<i32>,
         took_us: Option<[u32; 2]>,
     ) {
-        let client = match purpose {
-            Purpose::CommitFirst { .. } => {
-                if let Some(f) = self.commit_first.as_mut() {
-                    f.part_done(cts, exps, took_us.unwrap_or([0, 0]));
-                }
-                return;
+        match (purpose, self.commit_first.as_mut()) {
+            (Purpose::CommitFirst { batch, .. }, Some(f)) => {
+                f.part_done(batch, cts, exps, took_us.unwrap_or([0, 0]));
             }
-            Purpose::Commit { client } => client,
+            (Purpose::Commit { .. }, Some(f)) => {
+                f.last = Some((cts, exps, took_us));
+            }
+            (Purpose::Commit { client }, None) => {
+                let stages = took_us.map(stage_times);
+                return self.commit_done(now, client, &cts, &exps, stages);
+            }
             _ => return,
+        }
+        let ended = self
+            .commit_first
+            .as_ref()
+            .is_some_and(|f| f.pending.is_empty() && f.last.is_some());
+        let Some(f) = self.commit_first.take_if(|_| ended) else {
+            return;
         };
-        let mut took = took_us;
-        if let Some(f) = self.commit_first.take()
-            && let Some((c, x, t)) = f.done
-        {
+        let Some((mut cts, mut exps, mut took)) = f.last else {
+            return;
+        };
+        if let Some((c, x, t)) = f.done {
             cts.splice(0..0, c);
             exps.splice(0..0, x);
             took = took
                 .map(|[a, b]| [a.saturating_add(t[0]), b.saturating_add(t[1])]);
         }
-        let stages = took.map(|t| {
-            t.map(|us| std::time::Duration::from_micros(u64::from(us)))
-        });
-        self.commit_done(now, client, &cts, &exps, stages);
+        self.commit_done(now, f.client, &cts, &exps, took.map(stage_times));
     }
 
     pub(super) fn job_done(&mut self, now: Instant, c: Completion) {
@@ -98,8 +106,8 @@ impl Node {
                 let total = self.commit.map_or((0, 0), |r| r.planned);
                 let first = self.commit_first.as_ref();
                 let (cts, exps) = match (purpose, first) {
-                    (Purpose::CommitFirst { .. }, Some(f)) => {
-                        f.pending.front().copied().unwrap_or_default()
+                    (Purpose::CommitFirst { batch, .. }, Some(f)) => {
+                        f.share(batch)
                     }
                     (_, Some(f)) => {
                         (total.0 - f.planned.0, total.1 - f.planned.1)
@@ -231,6 +239,11 @@ impl Node {
             }
         }
     }
+}
+
+/// A commit's per-stage microseconds as durations.
+fn stage_times(us: [u32; 2]) -> [std::time::Duration; 2] {
+    us.map(|us| std::time::Duration::from_micros(u64::from(us)))
 }
 
 /// EIO, the errno of an entry whose whole commit failed.

@@ -1332,8 +1332,11 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
     let Work::Commit(plan) = &first[0].work else {
         panic!("{first:?}")
     };
-    let early = Purpose::CommitFirst { client: CLIENT };
-    assert_eq!(first[0].purpose, early);
+    let early = |batch: u32| Purpose::CommitFirst {
+        client: CLIENT,
+        batch,
+    };
+    assert_eq!(first[0].purpose, early(0));
     assert_eq!(plan.exps.len(), 1);
     assert_eq!(plan.cts.len(), FIRST_JOB + 1);
     assert_eq!(plan.first, (FIRST_STAGE + 1, 1), "the first stage");
@@ -1378,7 +1381,7 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
     let mut skip = FIRST_JOB;
     for (k, &size) in batches.iter().enumerate() {
         let batch = next_job(&mut fw).expect("a batch");
-        assert_eq!(batch.purpose, early, "batch {k}");
+        assert_eq!(batch.purpose, early(k as u32 + 1), "batch {k}");
         let Work::Commit(p) = &batch.work else {
             panic!()
         };
@@ -1387,7 +1390,7 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
             !fw.tick(now).iter().any(is_commit),
             "two jobs wait for the kernel: no more before one ends"
         );
-        let o = fw.job(now, early, done(before.0, before.1));
+        let o = fw.job(now, early(k as u32), done(before.0, before.1));
         assert!(o.replies.is_empty(), "the client waits for the rest");
         before = (size, 0);
         skip += size;
@@ -1403,7 +1406,7 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
         newest(skip, last),
         "the rest, most recent first, without the master"
     );
-    let o = fw.job(now, early, done(before.0, 0));
+    let o = fw.job(now, early(batches.len() as u32), done(before.0, 0));
     assert!(o.replies.is_empty(), "the client waits for the rest");
     assert!(
         !fw.tick(now).iter().any(is_commit),
@@ -1484,4 +1487,103 @@ fn a_batch_brings_an_older_master_along_and_its_turn_skips_it() {
     assert!(plan2.cts.iter().all(|c| c.orig != old_master), "once only");
     let all = plan0.cts.len() + plan1.cts.len() + plan2.cts.len();
     assert_eq!(all, usize::from(idle) + children.len());
+}
+
+/// A split commit of [`FIRST_JOB`] + [`FIRST_BATCH`] + 500 idle
+/// conntracks, its first two jobs handed out (the first stage's and the
+/// first batch's, both with the worker).
+fn split_commit_of_three_jobs(now: Instant) -> (Fw, Job, Job) {
+    use super::commit_split::{FIRST_BATCH, FIRST_JOB};
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    let n = (FIRST_JOB + FIRST_BATCH + 500) as u16;
+    for i in 0..n {
+        let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1024 + i, 80));
+        c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+        fw.external_ct
+            .upsert(&c, Instant::from_millis(1 + u64::from(i)), true)
+            .unwrap();
+    }
+    let mut j1 = fw.control(now, Request::Commit(Target::Ct)).actions;
+    let j2 = fw.tick(now).into_iter().find(is_commit).unwrap();
+    let first = |batch| Purpose::CommitFirst {
+        client: CLIENT,
+        batch,
+    };
+    assert_eq!(j1[0].purpose, first(0));
+    assert_eq!(j2.purpose, first(1));
+    (fw, j1.remove(0), j2)
+}
+
+fn is_commit(j: &Job) -> bool {
+    matches!(j.work, Work::Commit(_))
+}
+
+/// Every entry of a commit job created.
+fn committed(j: &Job) -> Done {
+    let Work::Commit(p) = &j.work else { panic!() };
+    Done::Committed {
+        cts: vec![0; p.cts.len()],
+        exps: vec![0; p.exps.len()],
+        failed: Vec::new(),
+        took_us: [1, 1],
+    }
+}
+
+fn queue_full() -> Done {
+    Done::Failed("kernel job queue full".into())
+}
+
+/// A split commit whose last job the worker refuses (its queue full)
+/// while an earlier job is still queued: the refusal comes back at once,
+/// out of order, and the commit (the client's answer, the NEW events'
+/// return) waits for the earlier job all the same.
+#[test]
+fn a_refused_last_job_leaves_the_commit_running_until_every_earlier_job_ends() {
+    use super::commit_split::{FIRST_BATCH, FIRST_JOB};
+    let now = Instant::from_millis(100_000);
+    let (mut fw, j1, j2) = split_commit_of_three_jobs(now);
+    fw.job(now, j1.purpose, committed(&j1));
+    let j3 = fw.tick(now).into_iter().find(is_commit).unwrap();
+    assert_eq!(j3.purpose, Purpose::Commit { client: CLIENT });
+    // The worker's queue is full: j3 comes straight back, j2 still queued.
+    let o = fw.job(now, j3.purpose, queue_full());
+    assert!(
+        o.replies.is_empty() && fw.committing(),
+        "j2 ({FIRST_BATCH} entries) has not run, yet the commit ended: {:?}",
+        o.replies
+    );
+    let o = fw.job(now, j2.purpose, committed(&j2));
+    assert_eq!(
+        o.replies,
+        [Reply::Done(Status::Failed(
+            "500 entries and 0 expectations can't be committed".into()
+        ))]
+    );
+    assert!(!fw.committing());
+    assert_eq!(fw.counters.commit_ok, (FIRST_JOB + FIRST_BATCH) as u64);
+    assert_eq!(fw.counters.commit_fail, 500);
+}
+
+/// An early job refused while the one before it is still queued counts
+/// its own entries as failed, not those of the job ahead of it (whose
+/// completion comes later and counts its own).
+#[test]
+fn a_refused_early_job_counts_its_own_entries_as_failed() {
+    use super::commit_split::{FIRST_BATCH, FIRST_JOB};
+    let now = Instant::from_millis(100_000);
+    let (mut fw, j1, j2) = split_commit_of_three_jobs(now);
+    let o = fw.job(now, j2.purpose, queue_full());
+    assert!(o.replies.is_empty() && fw.committing());
+    let j3 = fw.tick(now).into_iter().find(is_commit).unwrap();
+    assert_eq!(j3.purpose, Purpose::Commit { client: CLIENT });
+    fw.job(now, j1.purpose, committed(&j1));
+    let o = fw.job(now, j3.purpose, committed(&j3));
+    assert_eq!(
+        o.replies,
+        [Reply::Done(Status::Failed(format!(
+            "{FIRST_BATCH} entries and 0 expectations can't be committed"
+        )))]
+    );
+    assert_eq!(fw.counters.commit_ok, (FIRST_JOB + 500) as u64);
+    assert_eq!(fw.counters.commit_fail, FIRST_BATCH as u64);
 }

@@ -12,15 +12,17 @@
 //!   synced, since the new primary has not seen the window;
 //! - the helper name and master tuple are kept (the helper must be attached
 //!   before expectations can be created on the entry);
-//! - order: masters, then related conntracks, then expectations; and
-//!   what matters first ([`plan_active_first`]): a first stage of the
-//!   expectations, their masters and the most recently active conntracks
-//!   (one kernel batch), then the idle rest, most recent first.
+//! - order: every master before the RELATED conntracks that name it, at
+//!   any depth (H.323's H.245 channel is RELATED to its Q.931 call and
+//!   master of the RTP flows), then expectations; and what matters first
+//!   ([`plan_active_first`]): a first stage of the expectations, their
+//!   masters' chains and the most recently active conntracks (one kernel
+//!   batch), then the idle rest, most recent first.
 
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::model::{Conntrack, Expect, ProtoInfo, status, tcp_flag};
+use crate::model::{Conntrack, Expect, ProtoInfo, Tuple, status, tcp_flag};
 
 /// What a commit needs from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +118,53 @@ impl Plan {
 /// masters: one kernel batch of the most recently active.
 pub const FIRST_STAGE: usize = 256;
 
+/// Longest chain of masters followed: H.323's is two links (RTP flow →
+/// H.245 → Q.931). A longer one, or a cycle (only a corrupt peer's), is
+/// cut there: its order then no longer matters to the kernel's success.
+pub const MAX_CHAIN: u8 = 8;
+
+/// How deep in a chain of masters each of `cts` is, among them: 0 without
+/// a master, else one more than its master (1 when the master is not
+/// among `cts`), at most [`MAX_CHAIN`]. Created by increasing depth,
+/// every master exists before the entries that name it. RELATED entries
+/// are few: only they are looked up.
+fn depths<C: Borrow<Conntrack>>(cts: &[C]) -> Vec<u8> {
+    let related: HashMap<Tuple, usize> = cts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, Borrow::<Conntrack>::borrow(c)))
+        .filter(|(_, c)| c.master.is_some())
+        .map(|(i, c)| (c.orig, i))
+        .collect();
+    cts.iter()
+        .map(|c| {
+            let (mut depth, mut cur) = (0, c.borrow());
+            while let Some(m) = cur.master {
+                depth += 1;
+                match related.get(&m) {
+                    Some(&i) if depth < MAX_CHAIN => cur = cts[i].borrow(),
+                    _ => break,
+                }
+            }
+            depth
+        })
+        .collect()
+}
+
+/// `cts` with every master before what names it ([`depths`]), each
+/// depth keeping its order.
+fn masters_first<C: Borrow<Conntrack>>(cts: Vec<C>) -> Vec<C> {
+    if cts.iter().all(|c| c.borrow().master.is_none()) {
+        return cts;
+    }
+    let depth = depths(&cts);
+    let mut order: Vec<u32> = (0..cts.len() as u32).collect();
+    order.sort_by_key(|&i| depth[i as usize]);
+    let mut cts = cts;
+    permute(&mut cts, &mut order);
+    cts
+}
+
 /// The one entry point the caches use: entries with their age in the
 /// cache (seconds), prepared and ordered for the kernel.
 pub fn plan<C: Borrow<Conntrack>, X: Borrow<Expect>>(
@@ -123,13 +172,12 @@ pub fn plan<C: Borrow<Conntrack>, X: Borrow<Expect>>(
     exps: impl IntoIterator<Item = (X, u32)>,
     rules: &CommitRules,
 ) -> Plan {
-    let (mut masters, related): (Vec<_>, Vec<_>) = cts
+    let cts = cts
         .into_iter()
         .map(|(c, age)| prepare_ct(c.borrow(), age, rules))
-        .partition(|c| c.master.is_none());
-    masters.extend(related);
+        .collect();
     Plan {
-        cts: masters,
+        cts: masters_first(cts),
         exps: exps
             .into_iter()
             .map(|(x, age)| prepare_exp(x.borrow(), age, rules))
@@ -142,9 +190,10 @@ pub fn plan<C: Borrow<Conntrack>, X: Borrow<Expect>>(
 /// a recency (larger: more recently active, e.g. the last update's
 /// time). The first stage holds every expectation, their masters and the
 /// [`FIRST_STAGE`] most recent conntracks (with the masters of the
-/// RELATED ones among them); the second the rest, most recent first.
-/// Within each stage masters precede RELATED entries, and expectations
-/// follow their stage's conntracks.
+/// RELATED ones among them, and their masters' own, up each chain); the
+/// second the rest, most recent first. Within each stage every master
+/// precedes what names it ([`depths`]), and expectations follow their
+/// stage's conntracks.
 pub fn plan_active_first<X: Borrow<Expect>>(
     cts: impl IntoIterator<Item = (Conntrack, u32, u64)>,
     exps: impl IntoIterator<Item = (X, u32)>,
@@ -175,7 +224,7 @@ pub fn plan_active_first<X: Borrow<Expect>>(
         .collect();
     // Masters the first stage needs: the expectations', and those of the
     // RELATED entries in it. A small set; one pass marks them.
-    let needed: HashSet<_> = exps
+    let mut needed: HashSet<_> = exps
         .iter()
         .map(|x| x.master)
         .chain(
@@ -185,21 +234,42 @@ pub fn plan_active_first<X: Borrow<Expect>>(
                 .filter_map(|&i| prepared[i as usize].master),
         )
         .collect();
-    // Class: stage, then masters before RELATED; a stable sort keeps the
-    // recency order within each.
-    let mut classed: Vec<(u8, u32)> = order
+    // A needed master may be RELATED itself (H.323's H.245 channel): its
+    // own master is needed too, up the chain. RELATED entries are few:
+    // only they are looked up.
+    let depth = depths(&prepared);
+    if depth.iter().any(|&d| d > 0) {
+        let master_of: HashMap<Tuple, Tuple> = prepared
+            .iter()
+            .filter_map(|c| c.master.map(|m| (c.orig, m)))
+            .collect();
+        let mut next: Vec<Tuple> = needed.iter().copied().collect();
+        for _ in 0..MAX_CHAIN {
+            next = next
+                .iter()
+                .filter_map(|t| master_of.get(t).copied())
+                .filter(|m| needed.insert(*m))
+                .collect();
+            if next.is_empty() {
+                break;
+            }
+        }
+    }
+    // Class: stage, then depth in the chains of masters; a stable sort
+    // keeps the recency order within each.
+    let mut classed: Vec<((bool, u8), u32)> = order
         .iter()
         .enumerate()
         .map(|(pos, &i)| {
             let c = &prepared[i as usize];
-            let first = pos < FIRST_STAGE
-                || (c.master.is_none() && needed.contains(&c.orig));
-            (u8::from(!first) * 2 + u8::from(c.master.is_some()), i)
+            let first = pos < FIRST_STAGE || needed.contains(&c.orig);
+            ((!first, depth[i as usize]), i)
         })
         .collect();
     drop(order);
+    drop(depth);
     classed.sort_by_key(|(class, _)| *class);
-    let head = classed.iter().filter(|(class, _)| *class < 2).count();
+    let head = classed.iter().filter(|((later, _), _)| !later).count();
     let mut perm: Vec<u32> = classed.into_iter().map(|(_, i)| i).collect();
     permute(&mut prepared, &mut perm);
     let x = exps.len();
@@ -212,20 +282,12 @@ pub fn plan_active_first<X: Borrow<Expect>>(
 
 /// A plan of conntracks already prepared and in the order wanted (a
 /// large commit's later batches, most recent first): only the masters
-/// move before the RELATED entries, each keeping its order. RELATED
+/// move before what names them, each depth keeping its order. RELATED
 /// flows are few (FTP, SIP data channels), so a batch without one is
 /// taken as it is.
 pub fn plan_in_order(cts: Vec<Conntrack>) -> Plan {
-    let cts = if cts.iter().any(|c| c.master.is_some()) {
-        let (mut masters, related): (Vec<_>, Vec<_>) =
-            cts.into_iter().partition(|c| c.master.is_none());
-        masters.extend(related);
-        masters
-    } else {
-        cts
-    };
     Plan {
-        cts,
+        cts: masters_first(cts),
         exps: Vec::new(),
         first: (0, 0),
     }
@@ -250,14 +312,12 @@ fn permute<T>(v: &mut [T], perm: &mut [u32]) {
 }
 
 /// Commit order of conntracks: masters before the RELATED entries that
-/// name them, so the kernel can link each child to its master.
+/// name them, at any depth, so the kernel can link each child to its
+/// master.
 pub fn commit_order<'a>(
     cts: impl IntoIterator<Item = &'a Conntrack>,
 ) -> Vec<&'a Conntrack> {
-    let (mut masters, related): (Vec<_>, Vec<_>) =
-        cts.into_iter().partition(|c| c.master.is_none());
-    masters.extend(related);
-    masters
+    masters_first(cts.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -447,6 +507,49 @@ mod test {
                 perm.iter().map(|&p| old[p as usize]).collect();
             assert_eq!(v, want);
         }
+    }
+
+    /// A chain: `c` RELATED to `b`, RELATED to `a` (H.323's RTP flow,
+    /// H.245 and Q.931 channels), most recent first.
+    fn chain() -> [Conntrack; 3] {
+        let flow = |port: u16, master: Option<&Conntrack>| {
+            let mut c = idle(port);
+            c.master = master.map(|m| m.orig);
+            c
+        };
+        let a = flow(1, None);
+        let b = flow(2, Some(&a));
+        let c = flow(3, Some(&b));
+        [c, b, a]
+    }
+
+    #[test]
+    fn every_master_precedes_what_names_it_at_any_depth() {
+        let order: Vec<u16> =
+            commit_order(&chain()).into_iter().map(port).collect();
+        assert_eq!(order, [1, 2, 3]);
+        let cts: Vec<u16> = plan_in_order(chain().to_vec())
+            .cts
+            .iter()
+            .map(port)
+            .collect();
+        assert_eq!(cts, [1, 2, 3]);
+        let [c, b, a] = chain();
+        let cts = [(c, 0, 3), (b, 0, 2), (a, 0, 1)];
+        let p = plan_active_first(
+            cts,
+            Vec::<Expect>::new().into_iter().map(|x| (x, 0)),
+            &CommitRules::default(),
+        );
+        assert_eq!(p.cts.iter().map(port).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_cycle_of_masters_is_cut() {
+        let [mut c, b, mut a] = chain();
+        a.master = Some(c.orig);
+        c.master = Some(b.orig);
+        assert_eq!(commit_order(&[c, b, a]).len(), 3);
     }
 
     #[test]

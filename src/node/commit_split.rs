@@ -19,8 +19,9 @@
 //! conntrackd commit, which holds its loop, takes too); entries the first
 //! job committed are skipped. Every RELATED conntrack's master goes in
 //! the same job or an earlier one, so it exists when the RELATED entry is
-//! created: a master due in a later batch is pulled into the child's and
-//! skipped when its own turn comes. conntrackd's log lines and the
+//! created: a master due in a later batch is pulled into the child's
+//! (with its own master, when it is RELATED too) and skipped when its own
+//! turn comes. conntrackd's log lines and the
 //! client's reply cover the whole commit (`jobs::commit_part_done`),
 //! given once every job has ended, whatever the order their completions
 //! came in (a refused job's comes at once).
@@ -179,8 +180,10 @@ impl Node {
 
     /// `entries` not yet in `keys`, then the masters of the RELATED ones
     /// among them and `more_masters`, where cached and not in `keys`
-    /// either; all of them go into `keys`. Each with its age and recency,
-    /// as a plan takes them.
+    /// either, and the masters of those up each chain (an expectation's
+    /// master may be RELATED itself: H.323's H.245 channel); all of them
+    /// go into `keys`, which also ends a cycle. Each with its age and
+    /// recency, as a plan takes them.
     fn with_masters(
         &self,
         now: Instant,
@@ -202,11 +205,20 @@ impl Node {
                 out.push((e.value, age(e.updated), e.updated.millis()));
             }
         }
-        for k in masters {
+        // In order; a pulled master's own master joins the end.
+        let mut next = 0;
+        while let Some(&k) = masters.get(next) {
+            next += 1;
             if !keys.contains(&k)
                 && let Some(e) = self.external_ct.get(&k)
             {
                 keys.insert(k);
+                if let Some(orig) = e.value.master {
+                    masters.push(CtKey {
+                        orig,
+                        zone: e.value.zone,
+                    });
+                }
                 out.push((e.value, age(e.updated), e.updated.millis()));
             }
         }
@@ -264,8 +276,8 @@ impl Node {
 
     /// The next `n` conntracks of the copy not committed yet, prepared,
     /// with the masters of the RELATED ones among them that a later
-    /// batch holds (or that came into the cache after the copy), which go
-    /// into `keys`.
+    /// batch holds (or that came into the cache after the copy), and
+    /// theirs up each chain, which go into `keys`.
     fn batch(
         &self,
         now: Instant,
@@ -295,7 +307,9 @@ impl Node {
             taken += 1;
         }
         let end = snapshot.taken();
-        for m in masters {
+        let mut next = 0;
+        while let Some(&m) = masters.get(next) {
+            next += 1;
             if keys.contains(&m) {
                 continue;
             }
@@ -307,6 +321,9 @@ impl Node {
             };
             if let Some((c, updated)) = pulled {
                 keys.insert(m);
+                if let Some(orig) = c.master {
+                    masters.push(CtKey { orig, zone: c.zone });
+                }
                 add(c, updated);
             }
         }

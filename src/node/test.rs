@@ -1489,6 +1489,61 @@ fn a_batch_brings_an_older_master_along_and_its_turn_skips_it() {
     assert_eq!(all, usize::from(idle) + children.len());
 }
 
+/// An expectation whose master is itself RELATED (H.323's H.245
+/// channel, master of the RTP expectations) and not among the 256 most
+/// recent: the master's whole chain goes into the first stage, each
+/// master before what names it, so the kernel is never asked for the
+/// expectation (nor its master) before the master. `fillers` more recent
+/// conntracks: a commit in one job, or split.
+fn a_related_masters_chain_precedes_its_expectation(fillers: u16) {
+    let mut fw = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
+    let est = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+    let mut a = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 40000, 1720));
+    a.status = est;
+    a.timeout = Some(432000);
+    let mut b = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 40001, 30000));
+    b.status = est | status::EXPECTED;
+    b.timeout = Some(432000);
+    b.master = Some(a.orig);
+    let t0 = Instant::from_millis(0);
+    fw.external_ct.upsert(&a, t0, true).unwrap();
+    fw.external_ct.upsert(&b, t0, true).unwrap();
+    fw.external_exp.upsert(&pasv(&b), t0, true).unwrap();
+    for i in 0..fillers {
+        let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1024 + i, 80));
+        c.status = est;
+        c.timeout = Some(432000);
+        let at = Instant::from_millis(1 + u64::from(i));
+        fw.external_ct.upsert(&c, at, true).unwrap();
+    }
+    let o =
+        fw.control(Instant::from_millis(10_000), Request::Commit(Target::All));
+    let Work::Commit(plan) = &o.actions[0].work else {
+        panic!()
+    };
+    let at = |t: &Tuple| plan.cts.iter().position(|c| c.orig == *t).unwrap();
+    let (ia, ib) = (at(&a.orig), at(&b.orig));
+    assert_eq!(plan.exps.len(), plan.first.1, "expectations: first stage");
+    assert!(ia < ib, "A before B");
+    assert!(
+        ib < plan.first.0,
+        "B (index {ib}) must precede the expectations, created after the \
+         first {} conntracks",
+        plan.first.0
+    );
+}
+
+#[test]
+fn an_expectation_of_a_related_master_follows_its_masters_whole_chain() {
+    a_related_masters_chain_precedes_its_expectation(300);
+}
+
+#[test]
+fn in_a_split_commit_an_expectation_of_a_related_master_follows_its_chain() {
+    let split = super::commit_split::SPLIT_ABOVE as u16;
+    a_related_masters_chain_precedes_its_expectation(split + 100);
+}
+
 /// A split commit of [`FIRST_JOB`] + [`FIRST_BATCH`] + 500 idle
 /// conntracks, its first two jobs handed out (the first stage's and the
 /// first batch's, both with the worker).

@@ -1642,3 +1642,28 @@ fn a_refused_early_job_counts_its_own_entries_as_failed() {
     assert_eq!(fw.counters.commit_ok, (FIRST_JOB + 500) as u64);
     assert_eq!(fw.counters.commit_fail, FIRST_BATCH as u64);
 }
+
+/// A kernel job the worker's full queue refused is counted, and `-s`
+/// shows the count: under `--json`, and in `-s link`'s text, where
+/// ctsyncd's own counters follow conntrackd's.
+#[test]
+fn a_refused_job_is_counted_where_stats_show_it() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    let now = Instant::from_millis(1_000);
+    let flush = fw.control(now, Request::FlushKernel(Target::Ct)).actions;
+    assert!(matches!(flush[0].work, Work::Flush { .. }));
+    let o = fw.job(now, flush[0].purpose, queue_full());
+    assert!(matches!(o.replies[..], [Reply::Done(Status::Failed(_))]));
+    let stats = |fw: &mut Fw, view, format| {
+        text(&fw.control(now, Request::Stats { view, format }))
+    };
+    let json = stats(&mut fw, StatsView::General, Format::Json);
+    assert!(json.contains("\"jobs_failed\":1}"), "{json}");
+    let link = stats(&mut fw, StatsView::Link, Format::Plain);
+    assert!(
+        link.ends_with(
+            "kernel jobs:\n                   1 Failed or refused\n\n"
+        ),
+        "{link}"
+    );
+}

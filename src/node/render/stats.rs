@@ -342,7 +342,7 @@ fn json_round_trip(s: &mut String, r: Option<RoundTrip>) {
 fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
     let _ = write!(
         s,
-        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{},\"activity_scans\":{},\"activity_resent\":{}}}",
+        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{},\"activity_scans\":{},\"activity_resent\":{},\"jobs_failed\":{}}}",
         c.events_received,
         c.events_filtered,
         c.overruns,
@@ -357,7 +357,8 @@ fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
         c.traffic_bytes,
         c.traffic_packets,
         c.activity_scans,
-        c.activity_resent
+        c.activity_resent,
+        c.jobs_failed
     );
 }
 
@@ -499,6 +500,14 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                 e.unconfirmed,
                 e.peer_restarts,
                 e.challenges_sent
+            );
+            // ctsyncd's own too: kernel jobs (commits, dumps, flushes,
+            // injections) that failed as a whole or that the worker's
+            // full queue refused.
+            let _ = write!(
+                s,
+                "kernel jobs:\n{:20} Failed or refused\n\n",
+                snap.counters.jobs_failed
             );
         }
         StatsView::RsQueue => {

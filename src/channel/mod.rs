@@ -269,11 +269,20 @@ impl Channels {
     /// that went down. Call about once a second.
     pub fn check_links(&mut self) -> Option<Failover> {
         for l in &mut self.links {
-            if let Ok(info) = link_info(&l.channel.interface) {
-                l.info.status = info.status;
-                l.info.mtu = info.mtu;
-            } else {
-                l.info.status = LinkStatus::Down;
+            match link_info(&l.channel.interface) {
+                Ok(info) => {
+                    l.info.status = info.status;
+                    l.info.mtu = info.mtu;
+                }
+                // Gone: the kernel says there is no such interface.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    l.info.status = LinkStatus::Down;
+                }
+                // Not asked (out of descriptors, no answer): the link is
+                // as it was. Taking it for down moved sending off a
+                // working link, or stopped it, whenever the daemon was
+                // at its descriptor limit.
+                Err(_) => {}
             }
         }
         if self.links[self.current].info.status.usable() {

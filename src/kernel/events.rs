@@ -220,15 +220,30 @@ impl EventSocket {
         match r {
             Ok(n) => Ok(EventRead::Data(n)),
             Err(e) if e.raw_os_error() == Some(ENOBUFS) => {
-                let grown_to = grown_buffer(self.size, self.max);
+                let mut grown_to = grown_buffer(self.size, self.max);
                 match grown_to {
-                    Some(size) => {
-                        self.sock.get_ref().set_rcvbuf(size)?;
-                        self.size = size;
-                        log::info!(
-                            "netlink event socket buffer size has been doubled to {size} bytes"
-                        );
-                    }
+                    Some(size) => match self.sock.get_ref().set_rcvbuf(size) {
+                        Ok(()) => {
+                            self.size = size;
+                            log::info!(
+                                "netlink event socket buffer size has been doubled to {size} bytes"
+                            );
+                        }
+                        // Forcing the size takes CAP_NET_ADMIN in the
+                        // initial user namespace (a container may lack
+                        // it). The events are lost all the same: still an
+                        // overrun, so a resync follows (as a read error it
+                        // was only counted, and the node stayed out of
+                        // step for good). Not tried again.
+                        Err(err) => {
+                            log::warn!(
+                                "netlink event socket buffer size could not be doubled to {size} bytes: {err}"
+                            );
+                            grown_to = None;
+                            self.max = self.size;
+                            self.warned_at_limit = true;
+                        }
+                    },
                     None if !self.warned_at_limit => {
                         self.warned_at_limit = true;
                         log::warn!(
@@ -270,7 +285,36 @@ impl EventSocket {
 
 #[cfg(test)]
 mod test {
-    use super::grown_buffer;
+    use super::*;
+
+    /// Without CAP_NET_ADMIN (a container) the buffer cannot be forced
+    /// larger; the overrun must still be one, for the resync it brings.
+    /// Capabilities are per thread: this one drops it for itself.
+    #[test]
+    fn an_overrun_whose_buffer_cannot_grow_is_still_an_overrun() {
+        std::thread::spawn(|| {
+            use rustix::thread::{
+                CapabilitySet, capabilities, set_capabilities,
+            };
+            let mut caps = capabilities(None).unwrap();
+            caps.effective.remove(CapabilitySet::NET_ADMIN);
+            set_capabilities(None, caps).unwrap();
+            let mut s = EventSocket::unsubscribed().unwrap();
+            let size = s.size;
+            s.max = size * 4;
+            s.warned_at_limit = false;
+            for _ in 0..2 {
+                let r = s.classify(Err(io::Error::from_raw_os_error(ENOBUFS)));
+                assert!(
+                    matches!(r, Ok(EventRead::Overrun { grown_to: None })),
+                    "{r:?}"
+                );
+                assert_eq!(s.size, size);
+            }
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn buffer_doubles_up_to_the_limit() {

@@ -46,6 +46,8 @@ mod queue;
 mod rx;
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_unreadable;
 mod tx;
 
 use std::collections::VecDeque;
@@ -316,7 +318,8 @@ impl CtdEngine {
         let mut read = 0;
         let mut refused = Refused::default();
         self.stats.datagrams_recv += 1;
-        for m in ctd::messages(datagram, self.p.opts) {
+        let mut messages = ctd::messages(datagram, self.p.opts);
+        while let Some(m) = messages.next() {
             match m {
                 Ok(msg) => {
                     read += 1;
@@ -329,6 +332,23 @@ impl CtdEngine {
                     match e {
                         ctd::Error::Version(_) => self.stats.bad_version += 1,
                         _ => self.stats.bad_header += 1,
+                    }
+                    // Its number still counts, as in conntrackd (which
+                    // tracks it before decoding): untracked, it was a gap
+                    // NACKed after every later message, and the peer
+                    // resent the same refused payload under a new number
+                    // for as long as the flow lived (conntrackd 1.4.2's
+                    // IPv4 NAT attributes on IPv6 flows did that). An
+                    // ALIVE in its place moves the tracking and applies
+                    // nothing.
+                    if let Some(u) = messages.unreadable() {
+                        let alive = Message {
+                            seq: u.seq,
+                            hello: u.hello,
+                            hello_back: u.hello_back,
+                            body: Body::Alive,
+                        };
+                        self.message(now, alive, src);
                     }
                 }
             }

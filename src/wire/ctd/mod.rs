@@ -172,6 +172,7 @@ pub fn messages(datagram: &[u8], opts: Options) -> Messages<'_> {
     Messages {
         rest: datagram,
         opts,
+        unreadable: None,
     }
 }
 
@@ -180,6 +181,25 @@ pub fn messages(datagram: &[u8], opts: Options) -> Messages<'_> {
 pub struct Messages<'a> {
     rest: &'a [u8],
     opts: Options,
+    unreadable: Option<Unreadable>,
+}
+
+/// A data message whose header was sound but whose payload did not
+/// decode: its number and flags, which conntrackd tracks before it
+/// decodes the payload (and then drops the payload only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable {
+    pub seq: u32,
+    pub hello: bool,
+    pub hello_back: bool,
+}
+
+impl Messages<'_> {
+    /// After an `Err`: the refused message's number and flags when only
+    /// its payload was at fault (see [`Unreadable`]), else None.
+    pub fn unreadable(&self) -> Option<Unreadable> {
+        self.unreadable
+    }
 }
 
 impl Iterator for Messages<'_> {
@@ -195,7 +215,17 @@ impl Iterator for Messages<'_> {
             Frame::Message(h) => {
                 let (msg, rest) = self.rest.split_at(h.len);
                 self.rest = rest;
-                Some(decode_one(h, msg, self.opts))
+                let header_sound = h.version == VERSION
+                    && h.kind <= TYPE_DATA_MAX
+                    && h.flags & !(flag::HELLO | flag::HELLO_BACK) == 0;
+                let r = decode_one(h, msg, self.opts);
+                self.unreadable =
+                    (r.is_err() && header_sound).then_some(Unreadable {
+                        seq: h.seq,
+                        hello: h.flags & flag::HELLO != 0,
+                        hello_back: h.flags & flag::HELLO_BACK != 0,
+                    });
+                Some(r)
             }
         }
     }

@@ -1,0 +1,113 @@
+//! A conntrackd message whose header is sound but whose payload we refuse
+//! (conntrackd 1.4.2 sends IPv4 NAT attributes with IPv6 flows): its
+//! number is tracked as conntrackd tracks it, before the payload, so it
+//! is not NACKed and resent forever.
+
+use super::*;
+use crate::sync::MapSource;
+
+fn params() -> Params {
+    Params {
+        mode: Mode::FtFw,
+        first_seq: 1000,
+        max_datagram: 1472,
+        resend_queue_size: 1000,
+        ack_window: 20,
+        tx_queue_size: 1000,
+        refresh_time: Duration::from_secs(5),
+        opts: Options::default(),
+    }
+}
+
+fn hdr(kind: u8, flags: u8, len: usize, seq: u32) -> Vec<u8> {
+    let mut v = vec![0x10 | kind, flags];
+    v.extend_from_slice(&(len as u16).to_be_bytes());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn attr(v: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    v.extend_from_slice(&((4 + payload.len()) as u16).to_be_bytes());
+    v.extend_from_slice(&kind.to_be_bytes());
+    v.extend_from_slice(payload);
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+}
+
+fn alive(seq: u32, flags: u8) -> Vec<u8> {
+    hdr(10, 0x10 | flags, 8, seq)
+}
+
+/// A CT_UPD of a UDP flow; `v6_snat_as_v4`: an IPv6 flow with
+/// NTA_SNAT_IPV4, as conntrackd 1.4.2 sends NATed IPv6 flows (ref §4.4.2).
+fn ct_upd(seq: u32, port: u16, v6_snat_as_v4: bool) -> Vec<u8> {
+    let mut p = Vec::new();
+    if v6_snat_as_v4 {
+        let mut a = [0u8; 32];
+        a[0] = 0x20;
+        a[1] = 0x01;
+        a[15] = 1;
+        a[16] = 0x20;
+        a[17] = 0x01;
+        a[31] = 2;
+        attr(&mut p, 1, &a);
+    } else {
+        attr(&mut p, 0, &[10, 0, 0, 1, 10, 0, 0, 2]);
+    }
+    attr(&mut p, 5, &0x0eu32.to_be_bytes());
+    attr(&mut p, 2, &[17]);
+    let mut ports = port.to_be_bytes().to_vec();
+    ports.extend_from_slice(&53u16.to_be_bytes());
+    attr(&mut p, 3, &ports);
+    attr(&mut p, 6, &30u32.to_be_bytes());
+    if v6_snat_as_v4 {
+        attr(&mut p, 12, &[0x20, 0x01, 0x0d, 0xb8]);
+    }
+    let mut m = hdr(1, 0, 8 + p.len(), seq);
+    m.extend_from_slice(&p);
+    m
+}
+
+fn sent(e: &mut CtdEngine, now: Instant, src: &MapSource) -> Vec<Body> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1472];
+    while let Some(n) = e.poll_transmit(now, src, &mut buf) {
+        for m in ctd::messages(&buf[..n], Options::default()) {
+            out.push(m.unwrap().body);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_payload_we_refuse_still_counts_its_number_and_is_not_nacked() {
+    let src = MapSource::default();
+    let mut t = Instant::from_millis(0);
+    let mut e = CtdEngine::new(params(), t);
+    e.recv(t, &alive(500, 0x20), &src); // peer HELLO|ALIVE
+    let mut seq = 501;
+    let mut total_nacks = 0;
+    for _ in 0..5 {
+        // conntrackd sends (and, on NACK, re-sends with a new number) the
+        // same flow; then its 1-s ACK/ALIVE.
+        let (_, r) = e.recv(t, &ct_upd(seq, 1234, true), &src);
+        assert_eq!(r.malformed, 1);
+        e.recv(t, &alive(seq + 1, 0), &src);
+        let out = sent(&mut e, t, &src);
+        let nacks: Vec<_> = out
+            .iter()
+            .filter(|b| matches!(b, Body::Nack { .. }))
+            .collect();
+        total_nacks += nacks.len();
+        seq += 2;
+        t = t + Duration::from_secs(1);
+    }
+    assert_eq!(
+        total_nacks, 0,
+        "a number we refused the payload of was NACKed"
+    );
+    // Refused, not applied, and counted.
+    assert!(e.pop_apply().is_none());
+    assert_eq!(e.stats().malformed, 5);
+}

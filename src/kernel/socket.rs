@@ -165,15 +165,14 @@ impl CtSocket {
         // one ACK means "all done" and saves a poll + recv per entry.
         ack_last_only(&mut out);
         self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
-        let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
+        let last = seqs[seqs.len() - 1];
         let mut errs: Vec<Errno> = vec![0; seqs.len()];
         let mut done = false;
         while !done {
             let n = self.recv_blocking(Duration::from_secs(10))?;
             for r in codec::messages(&self.rx[..n]) {
                 if let Ok(Received::Ack { seq, errno }) = r {
-                    let i = seq.wrapping_sub(first) as usize;
-                    if seqs.get(i) == Some(&seq) {
+                    if let Some(i) = batch_index(&seqs, seq) {
                         errs[i] = errno;
                     }
                     done |= seq == last;
@@ -435,6 +434,18 @@ impl AsFd for CtSocket {
     }
 }
 
+/// Which request of a batch numbered `seqs` (consecutive, from
+/// [`CtSocket::next_seq`]) an acknowledgement numbered `seq` is for. The
+/// numbers skip 0, so past a wrap inside the batch each is one less
+/// than its place: without this, the errors of those requests were
+/// dropped and they counted as done.
+fn batch_index(seqs: &[u32], seq: u32) -> Option<usize> {
+    let at = seq.wrapping_sub(*seqs.first()?) as usize;
+    [at, at.wrapping_sub(1)]
+        .into_iter()
+        .find(|&i| seqs.get(i) == Some(&seq))
+}
+
 pub(super) fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     let len = buf.len();
     let mut slice = buf;
@@ -444,8 +455,22 @@ pub(super) fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod test {
-    use super::ack_last_only;
+    use super::{ack_last_only, batch_index};
     use crate::kernel::codec::{self, NLM_F_ACK};
+
+    #[test]
+    fn a_batch_that_wraps_its_numbers_finds_each_acknowledgement() {
+        // As next_seq numbers them: 0 is skipped.
+        let seqs = [u32::MAX - 1, u32::MAX, 1, 2];
+        for (i, &s) in seqs.iter().enumerate() {
+            assert_eq!(batch_index(&seqs, s), Some(i), "seq {s}");
+        }
+        let plain = [7, 8, 9];
+        assert_eq!(batch_index(&plain, 9), Some(2));
+        assert_eq!(batch_index(&plain, 10), None);
+        assert_eq!(batch_index(&plain, 6), None);
+        assert_eq!(batch_index(&[], 1), None);
+    }
 
     #[test]
     fn only_the_last_request_of_a_batch_asks_for_an_ack() {

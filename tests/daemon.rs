@@ -485,6 +485,38 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A second daemon with its own lock file but the running one's control
+/// socket is refused (the socket answers), and must leave that socket
+/// alone: its exit path unlinked it, cutting the notify script off from
+/// the running daemon (as ctsyncd and as conntrackd the default lock
+/// files differ, the socket path need not).
+#[test]
+fn a_refused_start_leaves_the_running_daemons_socket() {
+    let lab = Lab::new("sock-a");
+    let other = Lab::new("sock-b");
+    std::fs::write(
+        &other.conf,
+        format!(
+            "General {{\n  LogFile {d}/ctsyncd.log\n  LockFile {d}/lock\n  UNIX {{ Path {s} }}\n}}\n",
+            d = other.dir.display(),
+            s = lab.sock().display()
+        ),
+    )
+    .unwrap();
+    let mut d = lab.foreground();
+    let out = other.cli(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in use by a running daemon"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(lab.sock().exists(), "the refused start unlinked the socket");
+    assert!(lab.cli(&["-s", "runtime"]).status.success());
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
+}
+
 #[test]
 fn check_config_reports_valid_and_invalid_files() {
     let lab = Lab::new("check");

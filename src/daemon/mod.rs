@@ -124,13 +124,15 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     };
+    // The control socket is unlinked by `serve` once it bound it (never
+    // here: a start refused because another daemon answers on that path
+    // must leave that daemon's socket alone).
     let result = smol::block_on(serve(
         &cfg,
         signals,
         background,
         personality.syslog_ident,
     ));
-    let _ = std::fs::remove_file(&cfg.general.unix_path);
     lock.release();
     match result {
         Ok(()) => {
@@ -184,6 +186,9 @@ async fn serve(
         path: path.clone(),
         source,
     })?;
+    // Ours from here: unlinked on every way out (a start that fails
+    // later, shutdown).
+    let _bound = UnlinkOnDrop(path);
     let clock = Clock(Instant::now());
     let mut rep = match &cfg.sync {
         Some(_) => Some(replicator::Replicator::start(cfg, clock)?),
@@ -246,8 +251,16 @@ async fn serve(
     if let Some(n) = &notifier {
         n.stopping();
     }
-    let _ = std::fs::remove_file(path);
     Ok(())
+}
+
+/// Unlinks the control socket this process bound when dropped.
+struct UnlinkOnDrop<'a>(&'a std::path::Path);
+
+impl Drop for UnlinkOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
 
 /// `WATCHDOG=1` at half the unit's `WatchdogSec`, from the same executor

@@ -15,10 +15,26 @@ use ctsyncd::{config, daemon, logging};
 
 fn main() -> ExitCode {
     logging::install(false);
-    let mut argv = std::env::args();
-    let argv0 = argv.next().unwrap_or_default();
+    // Not `env::args`, which panics on an argument that is not UTF-8.
+    let mut argv = std::env::args_os();
+    let argv0 = argv
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let personality = Personality::from_argv0(Some(&argv0));
-    let args: Vec<String> = argv.collect();
+    let mut args = Vec::new();
+    for a in argv {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                log::error!(
+                    "argument is not valid UTF-8: `{}'",
+                    a.to_string_lossy()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let parsed = match cli::parse_as(&args, personality) {
         Ok(p) => p,
         Err(e) => {
@@ -159,8 +175,10 @@ fn load_config(
     path: &Path,
     personality: &'static Personality,
 ) -> Option<config::Parsed> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    // Bytes, as conntrackd's lexer reads them: a Latin-1 comment is no
+    // error (a byte that is not UTF-8 reads as U+FFFD).
+    let text = match std::fs::read(path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) => {
             log::error!("can't open config file `{}': {e}", path.display());
             return None;

@@ -5,6 +5,9 @@
 //! root: the daemon run stops at a held lock file, after its start-up
 //! warnings and before anything privileged.
 
+// Deadlines here are wall-clock bounds on a real process, not logic.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -233,4 +236,90 @@ fn hash_size_is_named_not_ignored_silently() {
     assert!(w.contains(&line), "{w:#?}");
     let out = run(&["-C", m, "--check-config", "--strict"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// conntrackd's lexer reads bytes: a Latin-1 comment is no error (it was
+/// "can't open config file … did not contain valid UTF-8", no position).
+#[test]
+fn a_latin1_comment_is_read_as_conntrackd_reads_it() {
+    let d = Dir::new("latin1");
+    let mut text = b"# Configuraci\xf3n del cortafuegos\n".to_vec();
+    text.extend_from_slice(
+        format!(
+            "General {{ LockFile {0}/lock UNIX {{ Path {0}/ctl }} }}\n",
+            d.0.display()
+        )
+        .as_bytes(),
+    );
+    let c = d.0.join("c.conf");
+    std::fs::write(&c, text).unwrap();
+    let out = run(&["-C", c.to_str().unwrap(), "--check-config", "--strict"]);
+    assert!(out.status.success(), "{}", text_of(&out));
+}
+
+/// An argument that is not UTF-8 is refused with a message; it was a
+/// panic (an abort, in a router build: no message at all).
+#[test]
+fn an_argument_that_is_not_utf8_is_refused_not_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(binary())
+        .arg("-C")
+        .arg(std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.conf"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("argument is not valid UTF-8"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A key file that is a FIFO (mode 0600) blocked the read, and
+/// `--check-config` and the start with it; it is refused at once.
+#[test]
+fn a_key_file_that_is_not_a_regular_file_is_refused_at_once() {
+    let d = Dir::new("fifo");
+    let key = d.0.join("key");
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let c = d.file(
+        "c.conf",
+        &format!(
+            "General {{ LockFile @DIR@/lock UNIX {{ Path @DIR@/ctl }} }}\n\
+             Sync {{\n Mode FTFW {{ }}\n UDP {{ IPv4_address 127.0.0.1 \
+             IPv4_Destination_Address 127.0.0.2 Port 3780 Interface lo }}\n \
+             Options {{ AuthenticationKeyFile {} }}\n}}\n",
+            key.display()
+        ),
+    );
+    let mut child = Command::new(binary())
+        .args(["-C", c.to_str().unwrap(), "--check-config"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("--check-config blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        text_of(&out)
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
 }

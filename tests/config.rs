@@ -682,3 +682,21 @@ fn peer_protocol_errors_name_the_place() {
         "t.conf:6:15: `PeerProtocol conntrackd' cannot be combined with `AuthenticationKeyFile': conntrackd's protocol carries no authentication"
     );
 }
+
+/// conntrackd takes a zero `HashLimit` as unset (its default, 262 144);
+/// as a limit of nothing every entry was refused and nothing replicated.
+#[test]
+fn a_zero_hash_limit_is_conntrackds_default() {
+    let p = ctsyncd::config::parse(
+        "General { HashLimit 0 UNIX { Path /run/x.ctl } }\n",
+        "t.conf",
+    )
+    .unwrap();
+    assert_eq!(p.config.general.hash_limit, 262_144);
+    let p = ctsyncd::config::parse(
+        "General { HashLimit 5 UNIX { Path /run/x.ctl } }\n",
+        "t.conf",
+    )
+    .unwrap();
+    assert_eq!(p.config.general.hash_limit, 5);
+}

@@ -65,6 +65,12 @@ pub fn read(k: &KeyFile) -> Result<Key, KeyFileError> {
     if !mode_is_private(mode) {
         return Err(KeyFileError::Permissions(k.clone(), mode));
     }
+    // A FIFO (or a device) would block the read, and the start with it.
+    if !meta.is_file() {
+        let e =
+            std::io::Error::new(ErrorKind::InvalidInput, "not a regular file");
+        return Err(KeyFileError::Read(k.clone(), e));
+    }
     // A key file is one short line; more is not a key (and not read).
     let text =
         std::fs::read(&k.path).map_err(|e| KeyFileError::Read(k.clone(), e))?;

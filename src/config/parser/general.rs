@@ -31,7 +31,13 @@ impl<'a> Parser<'a> {
         self.block("General", GENERAL, |p, kw, pos| {
             match kw {
                 "HashSize" => p.cfg.general.hash_size = p.number()?,
-                "HashLimit" => p.cfg.general.hash_limit = p.number()?,
+                // Zero is unset, as in conntrackd: its default.
+                "HashLimit" => {
+                    p.cfg.general.hash_limit = match p.number()? {
+                        0 => crate::config::General::default().hash_limit,
+                        n => n,
+                    }
+                }
                 "LogFile" => {
                     p.cfg.general.log_file =
                         p.log_target(p.personality.log_file)?.0

@@ -503,3 +503,72 @@ fn control_requests_answer_as_conntrackds() {
         assert!(our_log.contains(notice), "{notice}: {our_log}");
     }
 }
+
+/// A full disk (the stats log is /dev/full): the flows are lost, said
+/// once (a warning per flow flooded syslog), and the daemon serves on.
+/// A stats log that cannot be opened is named in conntrackd's words (it
+/// was "can't get kernel conntrack table").
+#[test]
+fn a_full_disk_is_reported_once_and_an_unopenable_log_by_name() {
+    let Some(ns) = common::Netns::new("statsfull") else {
+        return;
+    };
+    let dir = std::env::temp_dir()
+        .join(format!("ctsyncd-statsfull-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let our_conf = conf(&dir, "");
+    std::os::unix::fs::symlink("/dev/full", dir.join("flows.log")).unwrap();
+    ns.sh("ip link set lo up");
+    let daemon = start(&ns, &bin(), &our_conf);
+    for port in 1000..1005 {
+        ns.sh(&format!(
+            "conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport {port} --dport 53 -t 100 2>/dev/null"
+        ));
+    }
+    ns.sh("conntrack -F 2>/dev/null");
+    let log =
+        || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    let t0 = Instant::now();
+    while !log().contains("cannot write the stats log")
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let served = client(&ns, &bin(), &our_conf, "-s");
+    drop(daemon);
+    let text = log();
+    let warned = text.matches("cannot write the stats log").count();
+
+    // A log path in a directory that does not exist: refused at start.
+    let bad = dir.join("bad.conf");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&our_conf).unwrap().replace(
+            &format!("LogFile {}/flows.log", dir.display()),
+            &format!("LogFile {}/missing/flows.log", dir.display()),
+        ),
+    )
+    .unwrap();
+    let refused = Command::new("ip")
+        .args(["netns", "exec", &ns.0, &bin(), "-C"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(warned, 1, "{text}");
+    assert!(
+        text.contains("lines lost since the last report: 1"),
+        "{text}"
+    );
+    assert!(served.contains("cache stats:"), "{served}");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!(
+            "can't open logfile `{}/missing/flows.log'.Reason:",
+            dir.display()
+        )),
+        "{err}"
+    );
+}

@@ -36,6 +36,11 @@ pub enum Error {
     Link(io::Error),
     /// The start-up dump of the kernel table failed.
     KernelTable(String),
+    /// The `Stats` section's log file could not be opened.
+    LogFile {
+        path: PathBuf,
+        source: io::Error,
+    },
     /// No `Sync` section where one is needed.
     NoSync,
     /// An `AuthenticationKeyFile` was refused.
@@ -93,6 +98,12 @@ impl fmt::Display for Error {
             Error::KernelTable(why) => {
                 write!(f, "can't get kernel conntrack table: {why}")
             }
+            // conntrackd's words for either log file.
+            Error::LogFile { path, source } => write!(
+                f,
+                "can't open logfile `{}'.Reason: {source}",
+                path.display()
+            ),
             Error::NoSync => write!(f, "no Sync section"),
             Error::Key(e) => write!(f, "{e}"),
             Error::Random(e) => write!(f, "can't get random bytes: {e}"),
@@ -103,9 +114,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Lock { source, .. } | Error::UnixSocket { source, .. } => {
-                Some(source)
-            }
+            Error::Lock { source, .. }
+            | Error::UnixSocket { source, .. }
+            | Error::LogFile { source, .. } => Some(source),
             Error::Signals(e)
             | Error::Netlink(e)
             | Error::Link(e)

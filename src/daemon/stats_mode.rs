@@ -46,7 +46,15 @@ pub(crate) struct StatsMode {
     resync: Option<(Resync, Vec<Async<UnixStream>>)>,
     /// An overrun came while a dump ran: another (purging) one follows.
     overrun_pending: bool,
+    /// Lines the stats log refused (a full disk), reported at most once
+    /// per [`WRITE_WARN_EVERY`]: a warning per flow flooded syslog.
+    unwritten: u64,
+    write_warned_at: Option<Instant>,
 }
+
+/// At most one warning per this long about the stats log's failed writes.
+const WRITE_WARN_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(60);
 
 impl StatsMode {
     /// Subscribes to conntrack events, loads the kernel's table (flows
@@ -85,11 +93,9 @@ impl StatsMode {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| {
-                        Error::KernelTable(format!(
-                            "can't open log file `{}': {e}",
-                            path.display()
-                        ))
+                    .map_err(|source| Error::LogFile {
+                        path: path.clone(),
+                        source,
                     })?,
             ),
         };
@@ -119,6 +125,8 @@ impl StatsMode {
             rt: Runtime::new(Instant::now()),
             resync: None,
             overrun_pending: false,
+            unwritten: 0,
+            write_warned_at: None,
         })
     }
 
@@ -146,7 +154,19 @@ impl StatsMode {
         if let Some(f) = &mut self.file {
             let stamp = crate::logging::ctime(local_now());
             if let Err(e) = writeln!(f, "{stamp}\t{flow}") {
-                log::warn!("cannot write the stats log: {e}");
+                self.unwritten += 1;
+                let now = Instant::now();
+                if self
+                    .write_warned_at
+                    .is_none_or(|t| now.duration_since(t) >= WRITE_WARN_EVERY)
+                {
+                    log::warn!(
+                        "cannot write the stats log: {e}; lines lost since the last report: {}",
+                        self.unwritten
+                    );
+                    self.unwritten = 0;
+                    self.write_warned_at = Some(now);
+                }
             }
         }
         if let Some(s) = &mut self.syslog {

@@ -10,6 +10,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
 use rustix::process::{Pid, test_kill_process};
 
 use super::Error;
@@ -65,8 +66,10 @@ fn describe_existing(path: &Path, program: &'static str) -> Error {
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .and_then(Pid::from_raw);
+    // Only "no such process" is gone: EPERM is a live process of another
+    // user (a daemon not run as root could not signal it).
     let stale_pid = owner
-        .filter(|&pid| test_kill_process(pid).is_err())
+        .filter(|&pid| test_kill_process(pid) == Err(Errno::SRCH))
         .map(|pid| pid.as_raw_nonzero().get());
     Error::LockHeld {
         path: path.to_path_buf(),
@@ -98,6 +101,31 @@ mod test {
         lock.release();
         assert!(!p.exists());
         LockFile::acquire(&p, "ctsyncd").unwrap().release();
+    }
+
+    /// A lock whose owner is alive but not ours to signal (EPERM: a
+    /// daemon not run as root, the owner another user's) is held, not
+    /// stale. The check runs on a thread that is not root (credentials
+    /// are per thread), against init.
+    #[test]
+    fn a_lock_of_a_live_process_of_another_user_is_not_stale() {
+        std::thread::spawn(|| {
+            if rustix::process::geteuid().is_root() {
+                let nobody = rustix::process::Uid::from_raw(65534);
+                rustix::thread::set_thread_res_uid(nobody, nobody, nobody)
+                    .unwrap();
+            }
+            let p = tmp("c");
+            fs::write(&p, "1\n").unwrap();
+            let err = LockFile::acquire(&p, "ctsyncd").unwrap_err().to_string();
+            let _ = fs::remove_file(&p);
+            assert!(
+                err.contains("exists, perhaps ctsyncd already running?"),
+                "{err}"
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -147,6 +147,14 @@ impl Node {
                     ct.seq_adj = ct.seq_adj.or(old.seq_adj);
                     // Polling: a dumped entry that did not change is not news.
                     unchanged = polled && !polling::changed(&old, ct);
+                    if unchanged {
+                        // Nor is it stored with its counted-down timeout:
+                        // the cache keeps what the peer was sent.
+                        // Anti-entropy hashes the stored entry, and a
+                        // timeout rewritten at every poll made every leaf
+                        // differ: the whole table resent each period.
+                        ct.timeout = old.timeout;
+                    }
                 });
         match stored {
             Ok(Upsert::Created) | Ok(Upsert::Updated) if send && !unchanged => {

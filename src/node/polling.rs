@@ -153,4 +153,42 @@ mod test {
         b.status |= crate::model::status::ASSURED;
         assert!(changed(&a, &b));
     }
+
+    /// A poll that only counts timeouts down sends nothing, and leaves
+    /// the internal entries as the peer holds them: their digest (what
+    /// anti-entropy compares with the peer's) does not move. It did, and
+    /// every period resent the whole table.
+    #[test]
+    fn a_poll_that_only_counts_down_leaves_the_digest_as_the_peer_holds_it() {
+        use crate::sync::digest::Digest;
+        let digest = |n: &Node| {
+            Digest::of(
+                n.internal_ct
+                    .raw_entries()
+                    .map(|(b, kl, _)| (&b[..kl], b))
+                    .collect::<Vec<_>>(),
+            )
+            .top()
+        };
+        let t0 = Instant::from_millis(0);
+        let mut n = polling_node(t0);
+        n.start(t0);
+        let t = |s: u64| t0 + Duration::from_secs(s);
+        // Everything sent: the peer's external cache now equals this.
+        assert_eq!(dumped(&mut n, t0, &[flow(1), flow(2)], true), 2);
+        let peer_view = digest(&n);
+        let (mut a, mut b) = (flow(1), flow(2));
+        a.timeout = Some(25);
+        b.timeout = Some(24);
+        assert_eq!(polls(&mut n, t(5)), 1);
+        assert_eq!(dumped(&mut n, t(5), &[a, b], true), 0, "nothing sent");
+        assert_eq!(digest(&n), peer_view, "the digest drifted from the peer's");
+        // A real change is sent, and stored whole.
+        let mut c = flow(1);
+        c.timeout = Some(20);
+        c.mark = 7;
+        assert_eq!(polls(&mut n, t(10)), 1);
+        assert_eq!(dumped(&mut n, t(10), &[c, flow(2)], true), 1);
+        assert_ne!(digest(&n), peer_view);
+    }
 }

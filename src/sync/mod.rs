@@ -150,6 +150,9 @@ pub struct Stats {
     /// Messages dropped because they do not fit even an empty datagram
     /// (an entry, or an anti-entropy message).
     pub too_big: u64,
+    /// Anti-entropy messages dropped from their full queue (a repair of
+    /// more leaves than it holds: those leaves wait for a later period).
+    pub background_dropped: u64,
     pub peer_restarts: u64,
     pub resyncs_requested_by_peer: u64,
     /// Sequence numbers (data, ALIVE, ACK) further than the window from
@@ -382,7 +385,7 @@ impl Engine {
             } if keep.0.len() > max => {
                 for (lo, hi, part) in digest::split_prune(lo, hi, &keep.0, max)
                 {
-                    self.tx.background(Msg::Prune {
+                    let dropped = self.tx.background(Msg::Prune {
                         table,
                         bucket,
                         sub,
@@ -390,9 +393,13 @@ impl Engine {
                         hi,
                         keep: wire::KeyHashes(part),
                     });
+                    self.stats.background_dropped += u64::from(dropped);
                 }
             }
-            msg => self.tx.background(msg),
+            msg => {
+                let dropped = self.tx.background(msg);
+                self.stats.background_dropped += u64::from(dropped);
+            }
         }
     }
 

@@ -544,6 +544,7 @@ fn add(a: &mut Stats, b: &Stats) {
         resend_queue_dropped,
         tx_queue_full,
         too_big,
+        background_dropped,
         peer_restarts,
         resyncs_requested_by_peer,
         out_of_window,
@@ -569,6 +570,7 @@ fn add(a: &mut Stats, b: &Stats) {
     a.resend_queue_dropped += resend_queue_dropped;
     a.tx_queue_full += tx_queue_full;
     a.too_big += too_big;
+    a.background_dropped += background_dropped;
     a.peer_restarts += peer_restarts;
     a.resyncs_requested_by_peer += resyncs_requested_by_peer;
     a.out_of_window += out_of_window;

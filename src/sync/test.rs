@@ -719,3 +719,23 @@ fn at_576_bytes_the_digests_and_prunes_fit_and_are_sent() {
     assert!(msgs.len() > 3, "in parts");
     assert_eq!(kept, keep);
 }
+
+/// A repair of more leaves than the background queue holds (1024: one
+/// anti-entropy flush builds a Prune per differing leaf, up to 4096) drops
+/// the oldest: counted, so `-s --json` shows it (it was silent).
+#[test]
+fn prunes_beyond_the_background_queue_are_dropped_and_counted() {
+    let mut a = Engine::new(params(Mode::FtFw, 100), Instant::ZERO);
+    a.trust(1, 200);
+    for bucket in 0..1100u32 {
+        a.send_digest(Msg::Prune {
+            table: wire::Table::Ct,
+            bucket: (bucket % 64) as u8,
+            sub: (bucket / 64) as u8,
+            lo: 0,
+            hi: u64::MAX,
+            keep: wire::KeyHashes(vec![u64::from(bucket)]),
+        });
+    }
+    assert_eq!(a.stats().background_dropped, 1100 - 1024);
+}

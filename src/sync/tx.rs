@@ -160,11 +160,15 @@ impl Transmit {
     /// sent after control messages and before data, in a queue of its own
     /// so a large repair can neither push out ACKs nor grow without
     /// bound (the oldest gives way; the next period repairs again).
-    pub(crate) fn background(&mut self, msg: Msg) {
-        if self.background.len() >= BACKGROUND_QUEUE {
+    /// True when one gave way (counted by the engine: a repair of more
+    /// leaves than the queue holds loses Prunes).
+    pub(crate) fn background(&mut self, msg: Msg) -> bool {
+        let full = self.background.len() >= BACKGROUND_QUEUE;
+        if full {
             self.background.pop_front();
         }
         self.background.push_back(msg);
+        full
     }
 
     /// Queues a challenge or its response ahead of every other control

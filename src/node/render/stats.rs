@@ -298,7 +298,7 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
     let (e, tx, rs) = (&snap.sync, snap.tx_queue, snap.resend_queue);
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -313,6 +313,7 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
         e.retransmitted,
         e.resend_queue_dropped,
         e.tx_queue_full,
+        e.background_dropped,
         e.peer_restarts,
         e.out_of_window,
         e.unconfirmed,

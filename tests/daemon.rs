@@ -647,6 +647,49 @@ fn notify_script_starts_the_daemon_through_the_service_manager() {
     assert!(text(&out.stdout).contains("cannot launch ctsyncd"));
 }
 
+/// After a crash (a stale lock file), the notify script's `backup` step
+/// starts the daemon again, finding the lock file where the configuration
+/// puts it: its default (`/var/lock/ctsyncd.lock`) was not where the
+/// shipped examples put theirs (`/run/ctsyncd.lock`), so the stale lock
+/// stayed and the daemon could not start.
+#[test]
+fn notify_script_finds_the_configurations_lock_file_after_a_crash() {
+    let lab = Lab::new("notifylock");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/etc/keepalived/primary-backup.sh"
+    );
+    // The layout of the shipped examples: one clause per line.
+    std::fs::write(
+        &lab.conf,
+        format!(
+            "General {{\n\tLogFile {d}/ctsyncd.log\n\tLockFile {d}/lock\n\tUNIX {{ Path {d}/ctl }}\n}}\n",
+            d = lab.dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(lab.lock(), "2147483000\n").unwrap();
+    let out = Command::new("sh")
+        .arg(script)
+        .arg("backup")
+        .env("CTSYNCD_BIN", BIN)
+        .env("CTSYNCD_CONFIG", &lab.conf)
+        .env_remove("CTSYNCD_LOCK")
+        .env_remove("CTSYNCD_START")
+        .env("LOGGER", "echo")
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("removing {}", lab.lock().display())),
+        "{said}{}",
+        text(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(lab.cli(&["-s", "runtime"]).status.success());
+    assert!(lab.cli(&["-k"]).status.success());
+}
+
 /// A `-d` daemon never speaks for the unit whose NOTIFY_SOCKET it
 /// inherited (keepalived's, when its notify script starts the daemon).
 #[test]

@@ -9,9 +9,20 @@
 # daemon's real answer, so failures are logged for real.
 #
 # Overridable from the environment:
-CTSYNCD_BIN=${CTSYNCD_BIN:-/usr/sbin/ctsyncd}
+# The binary: found on PATH, else where packages and `make install` put it.
+if [ -z "${CTSYNCD_BIN:-}" ]; then
+	for b in "$(command -v ctsyncd 2>/dev/null)" /usr/sbin/ctsyncd /usr/local/sbin/ctsyncd; do
+		if [ -n "$b" ] && [ -x "$b" ]; then
+			CTSYNCD_BIN=$b
+			break
+		fi
+	done
+	CTSYNCD_BIN=${CTSYNCD_BIN:-/usr/sbin/ctsyncd}
+fi
 CTSYNCD_CONFIG=${CTSYNCD_CONFIG:-/etc/ctsyncd/ctsyncd.conf}
-CTSYNCD_LOCK=${CTSYNCD_LOCK:-/var/lock/ctsyncd.lock}
+# The lock file: by default the configuration's LockFile, else ctsyncd's
+# default (a stale one must be found to be removed after a crash).
+CTSYNCD_LOCK=${CTSYNCD_LOCK:-}
 # Under a service manager, how to start the daemon, e.g.
 # CTSYNCD_START="systemctl start ctsyncd.service" (with Type=notify it
 # returns once the daemon answers). The service manager then owns the
@@ -27,6 +38,10 @@ start_daemon() {
 	if [ -n "$CTSYNCD_START" ]; then
 		$CTSYNCD_START
 		return
+	fi
+	if [ -z "$CTSYNCD_LOCK" ]; then
+		CTSYNCD_LOCK=$(sed -n 's/^[[:space:]]*LockFile[[:space:]][[:space:]]*\([^[:space:]#]*\).*/\1/p' "$CTSYNCD_CONFIG" | head -n 1)
+		CTSYNCD_LOCK=${CTSYNCD_LOCK:-/var/lock/ctsyncd.lock}
 	fi
 	if [ -e "$CTSYNCD_LOCK" ]; then
 		$LOGGER "WARNING: ctsyncd was not cleanly stopped; removing $CTSYNCD_LOCK"

@@ -19,6 +19,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
+# A scenario's bound. Past it the scenario gets SIGTERM, which its driver
+# turns into its cleanup (namespaces, daemons); SIGKILL only if that hangs.
+# subprocess.run's timeout sent SIGKILL at once: the namespaces and the
+# daemons in them stayed, and the remaining scenarios never ran.
+SCENARIO_TIMEOUT = 600
+CLEANUP_TIMEOUT = 60
+
+
+def run_bounded(argv, env):
+    """Runs one scenario; True when it passed."""
+    p = subprocess.Popen(argv, env=env)
+    try:
+        return p.wait(timeout=SCENARIO_TIMEOUT) == 0
+    except subprocess.TimeoutExpired:
+        print(f"vmtests: scenario still running after {SCENARIO_TIMEOUT}s: stopping it", flush=True)
+        p.terminate()
+        try:
+            p.wait(timeout=CLEANUP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        return False
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("vmtests: needs root (network namespaces, nftables, conntrack)")
@@ -37,8 +61,7 @@ def main():
         # *_nixos.py is a NixOS testScript (nix/vmtest.nix runs it on VMs):
         # here it runs on the netns implementation of the same driver API.
         argv = [f"{HERE}/nixos_lab.py", script] if name.endswith("_nixos") else [script]
-        p = subprocess.run([sys.executable, *argv], env=env, timeout=600)
-        ok = p.returncode == 0
+        ok = run_bounded([sys.executable, *argv], env)
         results.append((name, ok, time.monotonic() - t))
         print(f"{'PASS' if ok else 'FAIL'} {name} ({time.monotonic() - t:.1f}s)", flush=True)
     print()

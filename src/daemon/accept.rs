@@ -10,9 +10,10 @@
 //! the newcomer instead (as before) let 33 idle connections lock the
 //! operator out for as long as they were reopened.
 //!
-//! A failed `accept` pauses the loop (see [`ACCEPT_BACKOFF`]); out of
-//! file descriptors, the oldest idle connection is closed first, as when
-//! too many wait.
+//! A failed `accept` pauses the loop (see [`ACCEPT_BACKOFF`]) and is
+//! warned about at most once a minute (`throttle`); out of file
+//! descriptors, the oldest idle connection is closed first, as when too
+//! many wait.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -24,6 +25,7 @@ use smol::channel::Sender;
 use smol::{Async, LocalExecutor, Task, Timer};
 
 use super::Event;
+use super::throttle::Throttle;
 use crate::control::server;
 
 /// Most connections that may be waiting for their request at once.
@@ -40,8 +42,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// for its cancelled task to be dropped (and the descriptor closed)
 /// before the next try, so one failure closes one connection.
 const EVICTED_BACKOFF: Duration = Duration::from_millis(10);
-/// At most one warning per this long about failed accepts.
-const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A connection whose reader task has not yet delivered an event.
 struct Pending {
@@ -60,12 +60,20 @@ pub(crate) async fn accept_loop<'a>(
     tx: Sender<Event>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    let mut failures = FailureLog::default();
+    let mut failures = Throttle::default();
     loop {
         let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                failures.note(&e, Instant::now());
+                match failures.failed(Instant::now()) {
+                    Some(1) => log::warn!(
+                        "cannot accept on the UNIX socket: {e}; retrying"
+                    ),
+                    Some(n) => log::warn!(
+                        "cannot accept on the UNIX socket: {e} ({n} failures since the last report); retrying"
+                    ),
+                    None => {}
+                }
                 settle(&mut pending);
                 let evicted = out_of_descriptors(&e)
                     && pending.pop_front().map(|p| drop(p.task)).is_some();
@@ -108,34 +116,6 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     let raw = e.raw_os_error();
     raw == Some(rustix::io::Errno::MFILE.raw_os_error())
         || raw == Some(rustix::io::Errno::NFILE.raw_os_error())
-}
-
-/// Failed accepts, reported at most once per [`WARN_EVERY`] with how many
-/// there were: a full descriptor table fails every try.
-#[derive(Default)]
-struct FailureLog {
-    since_warning: u64,
-    warned_at: Option<Instant>,
-}
-
-impl FailureLog {
-    fn note(&mut self, e: &std::io::Error, now: Instant) {
-        self.since_warning += 1;
-        if self
-            .warned_at
-            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
-        {
-            return;
-        }
-        match self.since_warning {
-            1 => log::warn!("cannot accept on the UNIX socket: {e}; retrying"),
-            n => log::warn!(
-                "cannot accept on the UNIX socket: {e} ({n} failures since the last report); retrying"
-            ),
-        }
-        self.since_warning = 0;
-        self.warned_at = Some(now);
-    }
 }
 
 /// Lets go of the connections that are no longer waiting for a request:

@@ -41,6 +41,7 @@ mod runtime;
 mod sched;
 mod sd_notify;
 mod stats_mode;
+mod throttle;
 mod trim;
 mod woken;
 mod worker;

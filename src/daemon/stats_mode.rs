@@ -17,6 +17,7 @@ use smol::channel::Receiver;
 use std::os::unix::net::UnixStream;
 
 use super::kernel::event_filter;
+use super::throttle::Throttle;
 use super::worker::{JobSockets, Worker};
 use super::{
     Clock, Error, Event, REPLY_BUDGET, ReplyBudget, Runtime, reply_later,
@@ -47,14 +48,9 @@ pub(crate) struct StatsMode {
     /// An overrun came while a dump ran: another (purging) one follows.
     overrun_pending: bool,
     /// Lines the stats log refused (a full disk), reported at most once
-    /// per [`WRITE_WARN_EVERY`]: a warning per flow flooded syslog.
-    unwritten: u64,
-    write_warned_at: Option<Instant>,
+    /// a minute: a warning per flow flooded syslog.
+    unwritten: Throttle,
 }
-
-/// At most one warning per this long about the stats log's failed writes.
-const WRITE_WARN_EVERY: std::time::Duration =
-    std::time::Duration::from_secs(60);
 
 impl StatsMode {
     /// Subscribes to conntrack events, loads the kernel's table (flows
@@ -125,8 +121,7 @@ impl StatsMode {
             rt: Runtime::new(Instant::now()),
             resync: None,
             overrun_pending: false,
-            unwritten: 0,
-            write_warned_at: None,
+            unwritten: Throttle::default(),
         })
     }
 
@@ -153,20 +148,12 @@ impl StatsMode {
     fn write(&mut self, flow: &str) {
         if let Some(f) = &mut self.file {
             let stamp = crate::logging::ctime(local_now());
-            if let Err(e) = writeln!(f, "{stamp}\t{flow}") {
-                self.unwritten += 1;
-                let now = Instant::now();
-                if self
-                    .write_warned_at
-                    .is_none_or(|t| now.duration_since(t) >= WRITE_WARN_EVERY)
-                {
-                    log::warn!(
-                        "cannot write the stats log: {e}; lines lost since the last report: {}",
-                        self.unwritten
-                    );
-                    self.unwritten = 0;
-                    self.write_warned_at = Some(now);
-                }
+            if let Err(e) = writeln!(f, "{stamp}\t{flow}")
+                && let Some(n) = self.unwritten.failed(Instant::now())
+            {
+                log::warn!(
+                    "cannot write the stats log: {e}; lines lost since the last report: {n}"
+                );
             }
         }
         if let Some(s) = &mut self.syslog {

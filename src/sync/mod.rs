@@ -373,8 +373,11 @@ impl Engine {
     /// its part of the range (anti-entropy builds them for 1472 bytes, and
     /// a link's datagram may be as small as 576).
     pub fn send_digest(&mut self, msg: Msg) {
-        let max = wire::prune_keep_max(self.body_room());
-        match msg {
+        let max = wire::prune_keep_max(
+            self.unsealed_room(self.p.max_datagram)
+                .saturating_sub(wire::HEADER_LEN),
+        );
+        let parts = match msg {
             Msg::Prune {
                 table,
                 bucket,
@@ -383,35 +386,34 @@ impl Engine {
                 hi,
                 keep,
             } if keep.0.len() > max => {
-                for (lo, hi, part) in digest::split_prune(lo, hi, &keep.0, max)
-                {
-                    let dropped = self.tx.background(Msg::Prune {
+                digest::split_prune(lo, hi, &keep.0, max)
+                    .into_iter()
+                    .map(|(lo, hi, part)| Msg::Prune {
                         table,
                         bucket,
                         sub,
                         lo,
                         hi,
                         keep: wire::KeyHashes(part),
-                    });
-                    self.stats.background_dropped += u64::from(dropped);
-                }
+                    })
+                    .collect()
             }
-            msg => {
-                let dropped = self.tx.background(msg);
-                self.stats.background_dropped += u64::from(dropped);
-            }
+            msg => vec![msg],
+        };
+        for m in parts {
+            let dropped = self.tx.background(m);
+            self.stats.background_dropped += u64::from(dropped);
         }
     }
 
-    /// Bytes of messages one datagram carries: the link's datagram less
-    /// the header, and the nonce and tag when sealed.
-    fn body_room(&self) -> usize {
-        let seal = if self.sealing.is_some() {
-            SEAL_OVERHEAD
+    /// What a datagram of `limit` bytes leaves for header and body: the
+    /// nonce and tag go after the body when sealed.
+    fn unsealed_room(&self, limit: usize) -> usize {
+        if self.sealing.is_some() {
+            limit.saturating_sub(SEAL_OVERHEAD)
         } else {
-            0
-        };
-        self.p.max_datagram.saturating_sub(wire::HEADER_LEN + seal)
+            limit
+        }
     }
 
     // ===== timers =====
@@ -460,12 +462,7 @@ impl Engine {
             return None;
         }
         let limit = buf.len().min(self.p.max_datagram);
-        // The nonce and tag go after the body.
-        let room = if self.sealing.is_some() {
-            limit.saturating_sub(SEAL_OVERHEAD)
-        } else {
-            limit
-        };
+        let room = self.unsealed_room(limit);
         let flags = if self.mode.get().says_hello() {
             self.handshake.flags_to_send()
         } else {

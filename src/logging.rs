@@ -9,7 +9,8 @@
 //! shape glibc's syslog(3) gives conntrackd: `<pri>Dec  2 08:34:07
 //! ident[pid]: msg`. The crate's own Formatter3164 zero-pads the day
 //! (`Dec 02`) and reads the local offset on every line, which the `time`
-//! crate refuses once the daemon has threads.
+//! crate refuses once the daemon has threads; stamps come from
+//! `local_time`, which applies the zone's rules to each instant.
 //!
 //! A failing log sink never stops the daemon: write errors are counted and
 //! otherwise ignored.
@@ -22,7 +23,7 @@ use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{LogFormat, LoggerBackend, Severity};
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use crate::config::Facility;
 
@@ -34,8 +35,6 @@ struct GlibcLine {
     facility: syslog::Facility,
     ident: String,
     pid: u32,
-    /// Read once at start, while single-threaded (see `install`).
-    offset: UtcOffset,
 }
 
 impl<T: std::fmt::Display> LogFormat<T> for GlibcLine {
@@ -45,7 +44,7 @@ impl<T: std::fmt::Display> LogFormat<T> for GlibcLine {
         severity: Severity,
         message: T,
     ) -> syslog::Result<()> {
-        let now = OffsetDateTime::now_utc().to_offset(self.offset);
+        let now = crate::local_time::now();
         let pri = self.facility as u8 | severity as u8;
         let line = syslog_line(now, pri, &self.ident, self.pid, &message);
         w.write_all(line.as_bytes()).map_err(syslog::Error::Write)
@@ -81,7 +80,6 @@ struct Sinks {
     syslog: Option<Syslog>,
     /// Foreground and client runs also print to stdout/stderr.
     console: bool,
-    offset: UtcOffset,
     /// Lines that some sink failed to take. A plain counter under the
     /// sinks' lock rather than an `AtomicU64`: the lock is held anyway when
     /// a write fails, and 32-bit MIPS and PowerPC have no 64-bit atomics.
@@ -97,19 +95,15 @@ static LOGGER: Logger = Logger {
         file: None,
         syslog: None,
         console: true,
-        offset: UtcOffset::UTC,
         write_errors: 0,
     }),
 };
 
-/// Installs the console logger. Call first thing in `main`, while the
-/// process is still single-threaded: that is when the local UTC offset can
-/// be read safely.
+/// Installs the console logger and reads the local time zone (once: a
+/// zone changed later needs a restart, as in conntrackd's glibc when TZ
+/// names a file). Call first thing in `main`.
 pub fn install(verbose: bool) {
-    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
-    if let Ok(mut s) = LOGGER.sinks.lock() {
-        s.offset = offset;
-    }
+    crate::local_time::init();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(if verbose {
         LevelFilter::Debug
@@ -189,15 +183,10 @@ fn connect_syslog(facility: Option<Facility>, ident: &str) -> Option<Syslog> {
             _ => syslog::Facility::LOG_LOCAL7,
         },
     };
-    let offset = match LOGGER.sinks.lock() {
-        Ok(s) => s.offset,
-        Err(_) => UtcOffset::UTC,
-    };
     let formatter = GlibcLine {
         facility,
         ident: ident.into(),
         pid: std::process::id(),
-        offset,
     };
     match syslog::unix(formatter) {
         Ok(logger) => Some(logger),
@@ -280,7 +269,7 @@ impl Log for Logger {
             return;
         };
         let msg = record.args().to_string();
-        let now = OffsetDateTime::now_utc().to_offset(s.offset);
+        let now = crate::local_time::now();
         // One write per line keeps lines whole in an O_APPEND file shared
         // with the background child and the clients.
         let mut line =

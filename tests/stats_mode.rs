@@ -75,8 +75,19 @@ impl Drop for Daemon<'_> {
 
 /// Starts `binary` with `-d` in the namespace and waits for its socket.
 fn start<'a>(ns: &'a common::Netns, binary: &str, conf: &Path) -> Daemon<'a> {
+    start_in_zone(ns, None, binary, conf)
+}
+
+/// `start`, with `TZ` set to `zone` when given.
+fn start_in_zone<'a>(
+    ns: &'a common::Netns,
+    zone: Option<&str>,
+    binary: &str,
+    conf: &Path,
+) -> Daemon<'a> {
+    let tz = zone.map(|z| format!("TZ='{z}' ")).unwrap_or_default();
     ns.sh(&format!(
-        "{binary} -C {} -d >/dev/null 2>&1",
+        "{tz}{binary} -C {} -d >/dev/null 2>&1",
         conf.display()
     ));
     let t0 = Instant::now();
@@ -161,6 +172,133 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
     assert!(b.len() >= 5, "conntrackd's log: {b:#?}");
     assert_eq!(a, b);
     assert_eq!(our_s, their_s);
+}
+
+/// Minutes past midnight of a `ctime` stamp (`Fri Nov 27 08:34:07 2026`).
+fn minute_of_day(stamp: &str) -> i64 {
+    let hms = stamp.split_whitespace().nth(3).expect("ctime's time");
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().unwrap());
+    parts.next().unwrap() * 60 + parts.next().unwrap()
+}
+
+/// Whether two stamps taken seconds apart name the same local time
+/// (within a minute, across midnight too).
+fn same_local_minute(a: i64, b: i64) -> bool {
+    (a - b).rem_euclid(1440) <= 1 || (b - a).rem_euclid(1440) <= 1
+}
+
+/// A `TZ` rule whose summer time starts `secs` seconds from now (UTC as
+/// standard time, one hour ahead in summer), as POSIX `Jn/hh:mm:ss`.
+fn zone_switching_in(secs: u64) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + secs;
+    let sec = at % 86_400;
+    // Day of the year, 1-365, February 29th not counted (`Jn`).
+    let civil = Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y %j"])
+        .output()
+        .unwrap();
+    let civil = String::from_utf8(civil.stdout).unwrap();
+    let mut f = civil.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+    let (year, yday) = (f.next().unwrap(), f.next().unwrap());
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let j = if leap && yday > 59 { yday - 1 } else { yday };
+    let end = if j == 365 { 1 } else { j + 1 };
+    format!(
+        "STD0DST,J{j}/{:02}:{:02}:{:02},J{end}/12:00:00",
+        sec / 3600,
+        sec / 60 % 60,
+        sec % 60
+    )
+}
+
+/// Both logs' stamps follow the zone's rules line by line, as
+/// conntrackd's localtime(3) does: both daemons start under a zone whose
+/// summer time begins a few seconds later, and their lines after that
+/// must agree to the minute. ctsyncd read the offset once, at start, so
+/// its stamps stayed an hour behind from a DST change until a restart.
+#[test]
+fn stamps_follow_daylight_saving_as_conntrackds() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("statstz") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-statstz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    ns.sh("ip link set lo up");
+    let switch_in = Duration::from_secs(4);
+    let t_switch = Instant::now() + switch_in;
+    let zone = zone_switching_in(switch_in.as_secs());
+    let ours_d = start_in_zone(&ns, Some(&zone), &bin(), &our_conf);
+    let theirs_d = start_in_zone(&ns, Some(&zone), CONNTRACKD, &their_conf);
+    let started_before_switch = Instant::now() < t_switch;
+    std::thread::sleep(t_switch.saturating_duration_since(Instant::now()));
+    std::thread::sleep(Duration::from_millis(1500));
+    ns.sh("conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1001 --dport 53 -t 100 2>/dev/null");
+    std::thread::sleep(Duration::from_millis(200));
+    ns.sh("conntrack -F 2>/dev/null");
+    let t0 = Instant::now();
+    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // `-k`: each daemon logs its shutdown, after the switch.
+    drop((ours_d, theirs_d));
+    let read = |dir: &Path, file: &str| {
+        std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+    };
+    let t0 = Instant::now();
+    while [&ours, &theirs]
+        .iter()
+        .any(|d| !read(d, "daemon.log").contains("shutdown"))
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs =
+        [&ours, &theirs].map(|d| (read(d, "flows.log"), read(d, "daemon.log")));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "TZ={zone}\nctsyncd:\n{}{}\nconntrackd:\n{}{}",
+        logs[0].0, logs[0].1, logs[1].0, logs[1].1
+    );
+    assert!(
+        started_before_switch,
+        "the daemons took over {switch_in:?} to start"
+    );
+    let flow_stamp = |log: &str| {
+        let line = log.lines().next().expect("a flow logged");
+        minute_of_day(line.split_once('\t').expect("ctime TAB flow").0)
+    };
+    let shutdown_stamp = |log: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains("shutdown"))
+            .expect("a shutdown line");
+        minute_of_day(&line[1..line.find(']').expect("[ctime]")])
+    };
+    let (ours_flow, theirs_flow) =
+        (flow_stamp(&logs[0].0), flow_stamp(&logs[1].0));
+    assert!(
+        same_local_minute(ours_flow, theirs_flow),
+        "stats log at minute {ours_flow}, conntrackd's at {theirs_flow}"
+    );
+    let (ours_log, theirs_log) =
+        (shutdown_stamp(&logs[0].1), shutdown_stamp(&logs[1].1));
+    assert!(
+        same_local_minute(ours_log, theirs_log),
+        "daemon log at minute {ours_log}, conntrackd's at {theirs_log}"
+    );
 }
 
 /// Real traffic with `nf_conntrack_acct=1`: the lines carry each

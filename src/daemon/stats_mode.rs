@@ -147,7 +147,7 @@ impl StatsMode {
 
     fn write(&mut self, flow: &str) {
         if let Some(f) = &mut self.file {
-            let stamp = crate::logging::ctime(local_now());
+            let stamp = crate::logging::ctime(crate::local_time::now());
             if let Err(e) = writeln!(f, "{stamp}\t{flow}")
                 && let Some(n) = self.unwritten.failed(Instant::now())
             {
@@ -258,11 +258,6 @@ impl StatsMode {
             self.start_resync(true);
         }
     }
-}
-
-fn local_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_local()
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
 }
 
 enum Wake {

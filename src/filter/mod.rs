@@ -54,8 +54,12 @@ pub fn expectation_helper(sync: &ExpectationSync, x: &Expect) -> bool {
         ExpectationSync::Off => false,
         ExpectationSync::All => true,
         ExpectationSync::Helpers(list) => x.helper.as_ref().is_some_and(|h| {
+            // Bytes: a prefix's length may end inside a character of a
+            // name that is not ASCII.
             list.iter().any(|n| {
-                h.len() >= n.len() && h[..n.len()].eq_ignore_ascii_case(n)
+                h.as_bytes()
+                    .get(..n.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(n.as_bytes()))
             })
         }),
     }
@@ -265,5 +269,32 @@ mod test {
         assert!(!expectation_helper(&ExpectationSync::Off, &x));
         x.helper = None;
         assert!(!expectation_helper(&list(&["sip"]), &x));
+    }
+
+    #[test]
+    fn a_helper_name_that_is_not_ascii_is_compared_without_a_panic() {
+        // A user-space helper (nfnetlink_cthelper) may carry any UTF-8
+        // name; the configured prefix's length can end inside one of its
+        // characters.
+        let t = ct("10.0.0.1", "10.0.0.2", 6).orig;
+        let x = Expect {
+            master: t,
+            tuple: t,
+            mask: t,
+            timeout: None,
+            zone: 0,
+            flags: 0,
+            class: 0,
+            helper: Some("s\u{e9}p".try_into().unwrap()),
+            nat: None,
+            func: None,
+            id: 0,
+        };
+        let list = |n: &str| {
+            ExpectationSync::Helpers(vec![HelperName::try_from(n).unwrap()])
+        };
+        assert!(!expectation_helper(&list("sx"), &x));
+        assert!(expectation_helper(&list("S\u{e9}"), &x));
+        assert!(!expectation_helper(&list("s\u{e9}px"), &x));
     }
 }

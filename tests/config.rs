@@ -700,3 +700,25 @@ fn a_zero_hash_limit_is_conntrackds_default() {
     .unwrap();
     assert_eq!(p.config.general.hash_limit, 5);
 }
+
+/// conntrackd resolves a Filter's protocol names through /etc/protocols,
+/// names and aliases: `VRRP`, `ipip`, `OSPFIGP`, `l2tp` are tracked by
+/// the kernel's generic tracker and filtered by routers. They were
+/// "unknown" here, warned about and left out: an Ignore list replicated
+/// them, an Accept list dropped them.
+#[test]
+fn protocol_names_are_those_of_etc_protocols() {
+    let p = ctsyncd::config::parse(
+        "General { UNIX { Path /run/x.ctl } Filter { Protocol Accept { \
+         VRRP ipip OSPFIGP l2tp IPv6 ipencap pim IPSEC-ESP ax.25 \
+         mpls-in-ip Ethernet } } }\n",
+        "t.conf",
+    )
+    .unwrap();
+    assert_eq!(warnings(&p), Vec::<String>::new());
+    let proto = p.config.general.filter.protocol.unwrap();
+    assert_eq!(
+        proto.items,
+        vec![112, 94, 89, 115, 41, 4, 103, 50, 93, 137, 143]
+    );
+}

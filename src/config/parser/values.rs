@@ -179,27 +179,82 @@ pub(super) fn parse_cidr(
     Ok(Cidr { addr, prefix })
 }
 
-/// The protocol names conntrackd users write (resolved by conntrackd through
-/// /etc/protocols, whose names and aliases these are), or a number.
+/// The protocol names conntrackd resolves through /etc/protocols (the
+/// names and aliases of Debian's netbase, that is IANA's keywords), any
+/// case, plus `icmpv6`/`icmp6`; or a number. A partial list left out
+/// names routers filter (VRRP, OSPF, PIM, IPIP, L2TP): warned about and
+/// dropped, they were replicated by an Ignore list and lost by an Accept.
 pub(super) fn protocol_number(w: &str) -> Option<u8> {
     if let Some(n) = parse_u32(w) {
         return u8::try_from(n).ok();
     }
-    Some(match w.to_ascii_lowercase().as_str() {
-        "icmp" => 1,
-        "igmp" => 2,
-        "tcp" => 6,
-        "udp" => 17,
-        "gre" => 47,
-        "esp" => 50,
-        "ah" => 51,
-        "ipv6-icmp" | "icmpv6" | "icmp6" => 58,
-        "dccp" => 33,
-        "sctp" => 132,
-        "udplite" => 136,
-        _ => return None,
+    PROTOCOLS.iter().find_map(|(n, names)| {
+        names
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(w))
+            .then_some(*n)
     })
 }
+
+/// Protocol numbers and their names (IANA's registry as /etc/protocols
+/// lists it; MPTCP's 262 is no IP protocol number and is left out).
+const PROTOCOLS: &[(u8, &[&str])] = &[
+    (0, &["ip", "hopopt"]),
+    (1, &["icmp"]),
+    (2, &["igmp"]),
+    (3, &["ggp"]),
+    (4, &["ipencap", "ip-encap"]),
+    (5, &["st"]),
+    (6, &["tcp"]),
+    (8, &["egp"]),
+    (9, &["igp"]),
+    (12, &["pup"]),
+    (17, &["udp"]),
+    (20, &["hmp"]),
+    (22, &["xns-idp"]),
+    (27, &["rdp"]),
+    (29, &["iso-tp4"]),
+    (33, &["dccp"]),
+    (36, &["xtp"]),
+    (37, &["ddp"]),
+    (38, &["idpr-cmtp"]),
+    (41, &["ipv6"]),
+    (43, &["ipv6-route"]),
+    (44, &["ipv6-frag"]),
+    (45, &["idrp"]),
+    (46, &["rsvp"]),
+    (47, &["gre"]),
+    (50, &["esp", "ipsec-esp"]),
+    (51, &["ah", "ipsec-ah"]),
+    (57, &["skip"]),
+    (58, &["ipv6-icmp", "icmpv6", "icmp6"]),
+    (59, &["ipv6-nonxt"]),
+    (60, &["ipv6-opts"]),
+    (73, &["rspf"]),
+    (81, &["vmtp"]),
+    (88, &["eigrp"]),
+    (89, &["ospf", "ospfigp"]),
+    (93, &["ax.25"]),
+    (94, &["ipip"]),
+    (97, &["etherip"]),
+    (98, &["encap"]),
+    (103, &["pim"]),
+    (108, &["ipcomp"]),
+    (112, &["vrrp"]),
+    (115, &["l2tp"]),
+    (124, &["isis"]),
+    (132, &["sctp"]),
+    (133, &["fc"]),
+    (135, &["mobility-header"]),
+    (136, &["udplite"]),
+    (137, &["mpls-in-ip"]),
+    (138, &["manet"]),
+    (139, &["hip"]),
+    (140, &["shim6"]),
+    (141, &["wesp"]),
+    (142, &["rohc"]),
+    (143, &["ethernet"]),
+];
 
 pub(super) fn tcp_state(w: &str) -> Option<TcpState> {
     Some(match w {

@@ -722,3 +722,39 @@ fn protocol_names_are_those_of_etc_protocols() {
         vec![112, 94, 89, 115, 41, 4, 103, 50, 93, 137, 143]
     );
 }
+
+/// conntrackd keeps `ExpectationSync`'s helper list apart from its
+/// switch: the list exists once a name was given (then only those
+/// helpers are replicated, whatever `On` says, before or after), and an
+/// empty `{ }` turns replication on for every helper.
+#[test]
+fn expectation_sync_on_and_helper_lists_combine_as_in_conntrackd() {
+    let names = |list: &[&str]| {
+        ExpectationSync::Helpers(
+            list.iter().map(|n| (*n).try_into().unwrap()).collect(),
+        )
+    };
+    let cases: [(&str, ExpectationSync); 5] = [
+        ("ExpectationSync { }", ExpectationSync::All),
+        (
+            "ExpectationSync On ExpectationSync { sip }",
+            names(&["sip"]),
+        ),
+        (
+            "ExpectationSync { sip } ExpectationSync On",
+            names(&["sip"]),
+        ),
+        (
+            "ExpectationSync { sip } ExpectationSync { } ExpectationSync { ftp }",
+            names(&["sip", "ftp"]),
+        ),
+        (
+            "ExpectationSync On ExpectationSync { }",
+            ExpectationSync::All,
+        ),
+    ];
+    for (options, want) in cases {
+        let s = parsed_sync(&format!("Options {{ {options} }}"));
+        assert_eq!(s.expectation_sync, want, "{options}");
+    }
+}

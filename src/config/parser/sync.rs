@@ -274,8 +274,13 @@ impl<'a> Parser<'a> {
     fn expectation_sync(&mut self) -> Result<()> {
         match self.next() {
             (Tok::Word(w), p) => match parse_bool(w) {
+                // A helper list given before stays (conntrackd's list
+                // is apart from its switch).
                 Some(true) => {
-                    self.sync_mut().expectation_sync = ExpectationSync::All
+                    let e = &mut self.sync_mut().expectation_sync;
+                    if !matches!(e, ExpectationSync::Helpers(_)) {
+                        *e = ExpectationSync::All;
+                    }
                 }
                 // As in conntrackd, `Off` does not undo an earlier `On`.
                 Some(false) => {}
@@ -311,9 +316,11 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                let s = self.sync_mut();
-                match &mut s.expectation_sync {
-                    ExpectationSync::All => {}
+                // As conntrackd: names make a list that filters, even
+                // after an `On`; an empty `{ }` only turns replication on
+                // (no list: every helper).
+                let e = &mut self.sync_mut().expectation_sync;
+                match e {
                     ExpectationSync::Helpers(list) => {
                         for n in names {
                             if !list.iter().any(|m| m.eq_ignore_ascii_case(&n))
@@ -322,9 +329,8 @@ impl<'a> Parser<'a> {
                             }
                         }
                     }
-                    e @ ExpectationSync::Off => {
-                        *e = ExpectationSync::Helpers(names)
-                    }
+                    _ if names.is_empty() => *e = ExpectationSync::All,
+                    _ => *e = ExpectationSync::Helpers(names),
                 }
             }
             (t, p) => {

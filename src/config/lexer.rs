@@ -105,8 +105,15 @@ impl<'a> Lexer<'a> {
                 (Tok::Close, pos)
             }
             _ => {
+                // A path keeps a `#` (`LogFile /var/log/fw#1.log`), as
+                // conntrackd's lexer reads it; elsewhere `#` starts a
+                // comment even without a space before it.
+                let path = c == '/';
                 while let Some(c) = self.src[self.off..].chars().next() {
-                    if c.is_whitespace() || matches!(c, '{' | '}' | '#') {
+                    if c.is_whitespace()
+                        || matches!(c, '{' | '}')
+                        || (c == '#' && !path)
+                    {
                         break;
                     }
                     self.bump(c);
@@ -160,6 +167,24 @@ mod test {
                 ("`y'".into(), 3, 4),
                 ("`}'".into(), 3, 5),
                 ("end of file".into(), 3, 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hash_inside_a_path_is_part_of_it() {
+        let words: Vec<_> = all("LogFile /var/log/fw#1.log\nHashSize 8#x\n")
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "`LogFile'",
+                "`/var/log/fw#1.log'",
+                "`HashSize'",
+                "`8'",
+                "end of file"
             ]
         );
     }

@@ -453,4 +453,6 @@ impl Node {
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod test_peer_side;
+#[cfg(test)]
 mod test_release;

@@ -118,14 +118,18 @@ impl Node {
             );
             self.out.log(log::Level::Info, text);
         }
-        if let Err(e) = got.result {
-            if log::log_enabled!(log::Level::Debug) {
-                self.out.log(log::Level::Debug, format!("datagram: {e}"));
+        match got.result {
+            Err(e) => {
+                if log::log_enabled!(log::Level::Debug) {
+                    self.out.log(log::Level::Debug, format!("datagram: {e}"));
+                }
             }
-            return;
+            // Replies follow the peer onto the link it used.
+            Ok(()) => self.out.follow_link = Some(link),
         }
-        // Replies follow the peer onto the link it used.
-        self.out.follow_link = Some(link);
+        // A datagram cut short by a message we cannot read (a newer
+        // peer's kind, corruption) still gave what came before it: the
+        // engine took (and, in FT-FW, acknowledged) those messages.
         self.digests_received(now);
         let mut inject = Vec::new();
         while let Some(a) = self.engine.pop_apply() {

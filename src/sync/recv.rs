@@ -63,7 +63,9 @@ impl Engine {
                 return Err(e);
             }
         };
-        self.stats.datagrams_recv += 1;
+        // A held datagram replayed after its proof was counted as it came.
+        let fresh = u64::from(!self.replaying);
+        self.stats.datagrams_recv += fresh;
         let session = header.session;
         let mut proven = self.gate.is_confirmed(peer, session);
         if proven {
@@ -82,7 +84,7 @@ impl Engine {
                     break;
                 }
             };
-            self.stats.msgs_recv += 1;
+            self.stats.msgs_recv += fresh;
             match msg {
                 // A held datagram's challenge was answered when it came.
                 Msg::Challenge { .. } | Msg::Response { .. }

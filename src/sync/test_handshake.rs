@@ -158,3 +158,38 @@ fn sent_alive(a: &mut Engine, src: &MapSource, now: Instant) -> Vec<Vec<u8>> {
     a.tx.control(Msg::Alive { next });
     sent(a, src, now)
 }
+
+#[test]
+fn a_held_datagram_is_counted_once_when_replayed_after_the_proof() {
+    // `-s`'s received datagrams and messages count what arrived: the
+    // held ones were counted when they came, not again when replayed.
+    let ms = Instant::from_millis;
+    let mut b = Engine::new(params(Mode::FtFw, 200), ms(0));
+    let src = MapSource::default();
+    let c = ct(1);
+    let data = datagram_from(
+        100,
+        50,
+        &[
+            Msg::CtNew(wire::to_wire_ct(&c)),
+            Msg::CtNew(wire::to_wire_ct(&ct(2))),
+        ],
+    );
+    b.recv(ms(0), 1, &data, &src).unwrap();
+    assert_eq!(b.stats().unconfirmed, 1, "held");
+    let nonce = challenges(&sent(&mut b, &src, ms(0)))[0];
+    let answer = Msg::Response {
+        echo: nonce,
+        from: Seq(50),
+        next: Seq(52),
+    };
+    b.recv(ms(1), 1, &datagram_from(100, 52, &[answer]), &src)
+        .unwrap();
+    let mut applied = 0;
+    while b.pop_apply().is_some() {
+        applied += 1;
+    }
+    assert_eq!(applied, 2, "the held datagram was replayed");
+    let s = b.stats();
+    assert_eq!((s.datagrams_recv, s.msgs_recv), (2, 3));
+}

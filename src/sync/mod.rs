@@ -515,6 +515,8 @@ mod test_handshake;
 #[cfg(test)]
 mod test_lossy;
 #[cfg(test)]
+mod test_recv;
+#[cfg(test)]
 mod test_sealed;
 #[cfg(test)]
 mod test_switch;

@@ -307,10 +307,18 @@ impl Engine {
                 self.stats.bad_version += 1;
                 if !self.version_warned {
                     self.version_warned = true;
-                    log::warn!(
-                        "peer speaks wire version {v}, this build speaks {}; ignoring its datagrams",
-                        wire::VERSION
-                    );
+                    // Only a node without a key reads a sealed datagram's
+                    // version: the peer has a key, not another build.
+                    if v == wire::SEALED_VERSION {
+                        log::warn!(
+                            "peer seals its datagrams (AuthenticationKeyFile) and this node has no key; ignoring its datagrams"
+                        );
+                    } else {
+                        log::warn!(
+                            "peer speaks wire version {v}, this build speaks {}; ignoring its datagrams",
+                            wire::VERSION
+                        );
+                    }
                 }
             }
             wire::Error::Auth => self.stats.auth_failed += 1,

@@ -77,7 +77,8 @@ pub enum Error {
     Truncated,
     /// Not our magic.
     BadMagic,
-    /// Another protocol version.
+    /// Another protocol version ([`SEALED_VERSION`] read without a key:
+    /// the peer seals).
     Version(u8),
     /// A message could not be decoded.
     Malformed,
@@ -100,6 +101,9 @@ impl fmt::Display for Error {
         match self {
             Error::Truncated => f.write_str("truncated datagram"),
             Error::BadMagic => f.write_str("not a ctsyncd datagram"),
+            Error::Version(SEALED_VERSION) => {
+                f.write_str("sealed datagram, and no key is set")
+            }
             Error::Version(v) => {
                 write!(f, "wire version {v}, this build speaks {VERSION}")
             }

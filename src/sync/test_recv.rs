@@ -1,0 +1,64 @@
+//! The receive path's refusals as an operator meets them: what is logged
+//! about a datagram this node cannot read.
+
+use std::sync::Mutex;
+
+use super::test::{ct, params};
+use super::*;
+use crate::wire::seal::{self, Sealer};
+
+/// The warnings the receive path logged (other modules' lines are not
+/// kept: tests run side by side in one process).
+static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().starts_with("ctsyncd::sync::recv")
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata())
+            && let Ok(mut v) = LOGGED.lock()
+        {
+            v.push(r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture() {
+    static CAPTURE: Capture = Capture;
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+#[test]
+fn a_sealed_peer_is_named_as_such_to_a_node_without_a_key() {
+    capture();
+    let t = Instant::from_millis(0);
+    // The peer got its AuthenticationKeyFile first (a key's introduction
+    // goes one node at a time); this node has none yet.
+    let mut peer = Engine::new(params(Mode::FtFw, 0x51ed), t);
+    let key = seal::Key::from_bytes([9; 32]);
+    peer.set_sealer(Sealer::new(&[key], [4; 16]).unwrap());
+    let mut src = MapSource::default();
+    let c = ct(7);
+    src.cts.insert(wire::ct_key_of(&c), c.clone());
+    peer.local_change(Key::Ct(wire::ct_key_of(&c)), true);
+    let mut buf = [0u8; 1472];
+    let n = peer.poll_transmit(t, &src, &mut buf).unwrap();
+    let mut e = Engine::new(params(Mode::FtFw, 0x1ee), t);
+    let r = e.recv(t, 1, &buf[..n], &MapSource::default());
+    assert_eq!(r, Err(wire::Error::Version(wire::SEALED_VERSION)));
+    let logged = LOGGED.lock().unwrap().clone();
+    let line = logged
+        .iter()
+        .find(|l| l.contains("peer"))
+        .expect("a warning");
+    assert!(
+        !line.contains("wire version")
+            && line.contains("AuthenticationKeyFile"),
+        "the line names the missing key, not a version: {line}"
+    );
+}

@@ -79,7 +79,7 @@ impl Engine {
             let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
-                    self.stats.malformed += 1;
+                    self.stats.malformed += fresh;
                     malformed = Some(e);
                     break;
                 }
@@ -128,11 +128,10 @@ impl Engine {
             let (mode, mut cx) = self.cx(now);
             mode.datagram_end(&mut cx);
         }
-        if let Some(e) = malformed {
-            return Err(e);
-        }
         // An unproven session, or numbers out of the window from a proven
         // one: ask the sender to prove itself (its answer re-anchors).
+        // Whatever the datagram ends with: what came before a message we
+        // cannot read (a newer build's kind) counts.
         if !proven || self.stats.out_of_window != out_of_window {
             self.challenge(now, peer, session);
         }
@@ -140,7 +139,10 @@ impl Engine {
             self.stats.unconfirmed += 1;
             self.gate.hold(peer, session, header.first_seq, datagram);
         }
-        Ok(())
+        match malformed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Believes `peer`'s `session` without a challenge (tests).

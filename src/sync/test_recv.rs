@@ -62,3 +62,50 @@ fn a_sealed_peer_is_named_as_such_to_a_node_without_a_key() {
         "the line names the missing key, not a version: {line}"
     );
 }
+
+/// `msgs` from `session`, numbered from `first`, then a byte no message
+/// kind of this build starts with (a newer build's appended kind).
+fn with_unknown_tail(session: u32, first: u32, msgs: &[Msg]) -> Vec<u8> {
+    let mut d = super::test::datagram_from(session, first, msgs);
+    d.push(0x7f);
+    let body = (d.len() - wire::HEADER_LEN) as u16;
+    wire::Packet::new_unchecked(&mut d[..]).set_body_len(body);
+    d
+}
+
+#[test]
+fn a_new_session_is_challenged_and_held_whatever_its_datagram_ends_with() {
+    // A newer peer's first datagram ends in a message kind this build
+    // does not know: what comes before it counts all the same, and the
+    // session must be asked to prove itself.
+    let t = Instant::from_millis(0);
+    let src = MapSource::default();
+    let mut e = Engine::new(params(Mode::FtFw, 0x1ee), t);
+    let c = ct(3);
+    let first = with_unknown_tail(77, 40, &[Msg::CtNew(wire::to_wire_ct(&c))]);
+    assert_eq!(e.recv(t, 1, &first, &src), Err(wire::Error::Malformed));
+    assert_eq!(e.stats().challenges_sent, 1, "challenged");
+    let mut buf = [0u8; 1472];
+    let n = e.poll_transmit(t, &src, &mut buf).unwrap();
+    let (_, body) = wire::read(&buf[..n]).unwrap();
+    let nonce = wire::messages(body)
+        .find_map(|m| match m {
+            Ok(Msg::Challenge { nonce }) => Some(nonce),
+            _ => None,
+        })
+        .unwrap();
+    let answer = Msg::Response {
+        echo: nonce,
+        from: Seq(40),
+        next: Seq(41),
+    };
+    let d = super::test::datagram_from(77, 41, &[answer]);
+    e.recv(t, 1, &d, &src).unwrap();
+    let got = e.pop_apply();
+    assert!(
+        matches!(&got, Some(Apply::Ct { ct, new: true }) if ct.orig == c.orig),
+        "the held entry is applied once proven: {got:?}"
+    );
+    let s = e.stats();
+    assert_eq!((s.malformed, s.datagrams_recv, s.lost), (1, 2, 0));
+}

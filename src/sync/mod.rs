@@ -151,7 +151,9 @@ pub struct Stats {
     /// (an entry, or an anti-entropy message).
     pub too_big: u64,
     /// Anti-entropy messages dropped from their full queue (a repair of
-    /// more leaves than it holds: those leaves wait for a later period).
+    /// more leaves than it holds: those leaves wait for a later period),
+    /// or received more than wait for the node at once (one datagram of
+    /// a large MTU's carries more).
     pub background_dropped: u64,
     pub peer_restarts: u64,
     pub resyncs_requested_by_peer: u64,

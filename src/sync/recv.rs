@@ -114,6 +114,7 @@ impl Engine {
                 | Msg::Prune { .. } => {
                     if self.digests.len() >= DIGESTS_WAITING {
                         self.digests.pop_front();
+                        self.stats.background_dropped += 1;
                     }
                     self.digests.push_back(msg);
                 }

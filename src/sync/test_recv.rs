@@ -109,3 +109,34 @@ fn a_new_session_is_challenged_and_held_whatever_its_datagram_ends_with() {
     let s = e.stats();
     assert_eq!((s.malformed, s.datagrams_recv, s.lost), (1, 2, 0));
 }
+
+#[test]
+fn anti_entropy_messages_beyond_the_waiting_queue_are_counted() {
+    // A link with a large MTU (a veth's 65535, loopback) carries more
+    // digest messages in one datagram than wait for the node (1024).
+    let t = Instant::from_millis(0);
+    let mut e = Engine::new(params(Mode::FtFw, 0x1ee), t);
+    e.trust(1, 77);
+    let mut buf = vec![0u8; 65_507];
+    let header = wire::Header {
+        flags: 0,
+        session: 77,
+        first_seq: Seq(5),
+    };
+    let mut w = wire::Writer::new(&mut buf, header).unwrap();
+    let top = Msg::DigestTop {
+        table: wire::Table::Ct,
+        sums: wire::Sums([0; wire::FANOUT]),
+    };
+    for _ in 0..1100 {
+        w.push(&top).unwrap();
+    }
+    let n = w.finish();
+    e.recv(t, 1, &buf[..n], &MapSource::default()).unwrap();
+    let mut waiting = 0;
+    while e.pop_digest().is_some() {
+        waiting += 1;
+    }
+    assert_eq!(waiting, 1024);
+    assert_eq!(e.stats().background_dropped, 1100 - 1024, "counted");
+}

@@ -63,6 +63,9 @@ struct Pending {
     asked_times: u32,
     /// (first sequence number, datagram), oldest first.
     held: Vec<(Seq, Vec<u8>)>,
+    /// The first number of the first datagram held, even once it gave
+    /// way (see [`Proven::first_held`]).
+    first_held: Option<Seq>,
 }
 
 impl Pending {
@@ -71,6 +74,7 @@ impl Pending {
             asks: VecDeque::from([ask]),
             asked_times: 1,
             held: Vec::new(),
+            first_held: None,
         }
     }
 
@@ -111,6 +115,10 @@ pub(crate) struct Proven {
     /// The session's datagrams that arrived before the proof, oldest
     /// first, with their first sequence numbers.
     pub(crate) held: Vec<(Seq, Vec<u8>)>,
+    /// The first number of the first datagram held, kept or not: the
+    /// numbers of those that gave way to newer ones were received, and
+    /// tracking from there counts them as lost (NOTRACK resends nothing).
+    pub(crate) first_held: Option<Seq>,
     /// The answered challenge's round trip.
     pub(crate) round_trip: std::time::Duration,
     /// The number we expected next from the session when we sent the
@@ -260,6 +268,7 @@ impl Gate {
             if p.held.len() >= HELD_DATAGRAMS {
                 p.held.remove(0);
             }
+            p.first_held.get_or_insert(first);
             p.held.push((first, datagram.to_vec()));
         }
     }
@@ -286,7 +295,9 @@ impl Gate {
             return None;
         }
         let Ask { at, expecting, .. } = asks[i];
-        let held = self.pending.remove(&id)?.held;
+        let Pending {
+            held, first_held, ..
+        } = self.pending.remove(&id)?;
         let round_trip = now.since(at);
         if self.confirmed.len() >= MAX_PEERS
             && !self.confirmed.contains_key(&peer)
@@ -298,6 +309,7 @@ impl Gate {
         Some(Proven {
             before,
             held,
+            first_held,
             round_trip,
             expecting,
         })

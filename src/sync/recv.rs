@@ -203,7 +203,7 @@ impl Engine {
         // Sealed, what the session said before its proof is not applied.
         let first_held = match self.sealing {
             Some(_) => None,
-            None => proof.held.first().map(|(s, _)| *s),
+            None => proof.first_held,
         };
         let same = proof.before == Some(session);
         self.reanchor(peer, same, from, next, proof.expecting, first_held);

@@ -1,5 +1,6 @@
-//! The receive path's refusals as an operator meets them: what is logged
-//! about a datagram this node cannot read.
+//! The receive path's edges as an operator meets them: what is logged
+//! about a datagram this node cannot read, what such a datagram still
+//! counts for, and that what the path gives up is counted in `-s`.
 
 use std::sync::Mutex;
 
@@ -139,4 +140,41 @@ fn anti_entropy_messages_beyond_the_waiting_queue_are_counted() {
     }
     assert_eq!(waiting, 1024);
     assert_eq!(e.stats().background_dropped, 1100 - 1024, "counted");
+}
+
+#[test]
+fn held_datagrams_given_up_before_the_proof_count_as_lost() {
+    // A new NOTRACK peer's first burst outruns the challenge: 20
+    // datagrams, of which 16 are held. The first four are gone (NOTRACK
+    // resends nothing): that is loss, and -s must show it.
+    let t = Instant::from_millis(0);
+    let src = MapSource::default();
+    let mut e = Engine::new(params(Mode::NoTrack, 0x1ee), t);
+    for i in 0..20u16 {
+        let m = Msg::CtNew(wire::to_wire_ct(&ct(100 + i)));
+        let d = super::test::datagram_from(77, 10 + u32::from(i), &[m]);
+        e.recv(t, 1, &d, &src).unwrap();
+    }
+    let mut buf = [0u8; 1472];
+    let n = e.poll_transmit(t, &src, &mut buf).unwrap();
+    let (_, body) = wire::read(&buf[..n]).unwrap();
+    let nonce = wire::messages(body)
+        .find_map(|m| match m {
+            Ok(Msg::Challenge { nonce }) => Some(nonce),
+            _ => None,
+        })
+        .unwrap();
+    let answer = Msg::Response {
+        echo: nonce,
+        from: Seq(30),
+        next: Seq(30),
+    };
+    let d = super::test::datagram_from(77, 30, &[answer]);
+    e.recv(t, 1, &d, &src).unwrap();
+    let mut applied = 0;
+    while e.pop_apply().is_some() {
+        applied += 1;
+    }
+    assert_eq!(applied, 16);
+    assert_eq!(e.stats().lost, 4, "the four given up are lost");
 }

@@ -121,7 +121,9 @@ impl<R> Peers<R> {
             None => Contact::First,
         };
         if contact != Contact::Known {
-            if self.map.len() >= MAX_PEERS
+            // A restart replaces its own entry: only a new peer needs room.
+            if contact == Contact::First
+                && self.map.len() >= MAX_PEERS
                 && let Some(oldest) = self
                     .map
                     .iter()
@@ -210,5 +212,25 @@ mod test {
         }
         assert_eq!(peers.map.len(), MAX_PEERS);
         assert!(peers.rx_mut(1).is_none(), "least recently heard is gone");
+    }
+
+    #[test]
+    fn a_restart_in_a_full_table_forgets_no_other_peer() {
+        // The restarted peer's entry is replaced in place: the table does
+        // not grow, so nobody need make room.
+        let mut peers: Peers<u32> = Peers::new();
+        for id in 1..=MAX_PEERS as u64 {
+            peers.heard(Instant::from_millis(id), id, 1, || 0);
+            *peers.rx_mut(id).unwrap() = 7;
+        }
+        let last = MAX_PEERS as u64;
+        assert_eq!(
+            peers.heard(Instant::from_millis(100), last, 2, || 0),
+            Contact::Restarted
+        );
+        assert_eq!(peers.rx_mut(last), Some(&mut 0));
+        for id in 1..last {
+            assert_eq!(peers.rx_mut(id), Some(&mut 7), "peer {id} kept");
+        }
     }
 }

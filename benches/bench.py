@@ -529,6 +529,16 @@ ROWS = [
 ]
 
 
+def median(xs):
+    """The median of a row's runs, a missing value (nan: a run that never
+    completed, or never settled) counted as the slowest: statistics.median
+    sorts with nan where the run happened to be, so one such run of three
+    gave nan, or the faster of the other two, by its place in the list."""
+    xs = sorted(xs, key=lambda x: (x != x, x))
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
 def lag_list(lags):
     """Each run's lag in milliseconds, in run order."""
     return " ".join("–" if v != v else f"{1000 * v:.2f}" for v in lags)
@@ -639,7 +649,7 @@ def pair_table(runs, sizes, reps):
             mine = [r for r in runs if r["n"] == n and r["daemon"] == name]
             if not mine:
                 continue
-            cells = [f"{statistics.median(f(r) for r in mine):.2f}" for _, f in PAIR_ROWS]
+            cells = [f"{median(f(r) for r in mine):.2f}" for _, f in PAIR_ROWS]
             lines.append(f"| {n} | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -672,7 +682,7 @@ def kernel_filter_bench(args, ctsyncd):
         for label, f in KERNEL_FILTER_ROWS:
             cells = []
             for name, _ in daemons:
-                med = [statistics.median(f(r) for r in runs if r["n"] == n and r["daemon"] == name and r["filter"] == w)
+                med = [median(f(r) for r in runs if r["n"] == n and r["daemon"] == name and r["filter"] == w)
                        for w in ("Userspace", "Kernelspace")]
                 ratio = f"{med[1] / med[0]:.2f}" if med[0] else "–"
                 cells += [f"{med[0]:.2f}", f"{med[1]:.2f}", ratio]
@@ -827,7 +837,7 @@ def main():
              "| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 2)]
     for n in sizes:
         for label, f in ROWS:
-            med = {d.name: statistics.median(f(r) for r in runs if r["n"] == n and r["daemon"] == d.name) for d in daemons}
+            med = {d.name: median(f(r) for r in runs if r["n"] == n and r["daemon"] == d.name) for d in daemons}
             a, b = med["ctsyncd"], med["conntrackd"]
             ratio = f"{a / b:.2f}" if b else "–"
             cells = [f"{a:.2f}"]

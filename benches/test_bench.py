@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Self-test of bench.py's arithmetic (no namespaces, no root).
+
+    python3 benches/test_bench.py
+"""
+
+import itertools
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench  # noqa: E402
+
+NAN = float("nan")
+
+
+def run(daemon, lag):
+    return {"daemon": daemon, "n": 1000, "cpu_sender_s": 1.0, "cpu_receiver_s": 1.0, "lag_s": lag, "lost": 0}
+
+
+class Medians(unittest.TestCase):
+    def test_a_run_that_never_completed_counts_as_the_slowest_in_any_order(self):
+        # Three runs: 20 ms, 10 ms and one that never completed (nan). As
+        # the slowest, the median is 20 ms whatever order they ran in.
+        for lags in itertools.permutations([0.02, NAN, 0.01]):
+            lines = bench.pair_table([run("ctsyncd", lag) for lag in lags], [1000], 3)
+            row = next(line for line in lines if "ctsyncd → ctsyncd" in line)
+            lag_cell = row.split("|")[5].strip()
+            self.assertEqual(lag_cell, "0.02", (lags, row))
+
+    def test_the_median_is_nan_when_most_runs_never_completed(self):
+        for xs in itertools.permutations([NAN, 0.01, NAN]):
+            m = bench.median(xs)
+            self.assertNotEqual(m, m, xs)
+        self.assertEqual(bench.median([3, 1, 2]), 2)
+        self.assertEqual(bench.median([4, 1, 3, 2]), 2.5)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

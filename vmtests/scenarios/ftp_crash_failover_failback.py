@@ -47,6 +47,7 @@ def main():
         with subtest("fw-1 restarts, resyncs from fw-2 and takes over again"):
             t0 = time.monotonic()
             old_lines = len(file_text(f"{lab.dir}/fw1/ctsyncd.log").splitlines())
+            fw2_lines = len(file_text(f"{lab.dir}/fw2/ctsyncd.log").splitlines())
             fw1.unblock()
             # The crash left a stale lock: the notify script's backup step
             # removes it and starts the daemon, as conntrackd's does.
@@ -62,7 +63,10 @@ def main():
             fw1.wait_until_succeeds(
                 f"tail -n +{old_lines + 1} {lab.dir}/fw1/ctsyncd.log | grep -Eq 'Committed [1-9][0-9]* new entries'",
                 timeout=20)
-            assert "resync requested" in file_text(f"{lab.dir}/fw1/ctsyncd.log")
+            # The new daemon's request reached fw-2 (fw-1's log said
+            # "resync requested" from its first backup step on).
+            fw2.wait_until_succeeds(f"tail -n +{fw2_lines + 1} {lab.dir}/fw2/ctsyncd.log"
+                                    " | grep -q 'resync requested by other node'", timeout=10)
         with subtest("the same control connection: PASV + LIST through fw-1"):
             open(f"{go}2", "w").close()
             client.wait_until_succeeds(f"test -s {port_file}.done2", timeout=30)

@@ -6,6 +6,7 @@ from fw-2."""
 import os
 import time
 
+from daemons import log_lines
 from driver import log, subtest
 from topology import HOLDS_VIPS, build, dump_logs, file_text, keepalived, start_daemon
 
@@ -55,10 +56,15 @@ def main():
         with subtest("failback: fw-1 returns, resyncs and becomes primary again"):
             time.sleep(3)
             t0 = time.monotonic()
+            # fw-2's log from here on: fw-1's resync request must reach it
+            # (both logs say "resync requested" from the start already,
+            # each node's first backup step sent one).
+            since = log_lines(lab, fw2)
             fw1.unblock()
             fw1.wait_until_succeeds(HOLDS_VIPS, timeout=40)
             log(f"VIPs back on fw-1 after {time.monotonic() - t0:.2f}s")
-            fw1.wait_until_succeeds(f"grep -q 'resync requested' {d}/fw1/ctsyncd.log", timeout=10)
+            fw2.wait_until_succeeds(f"tail -n +{since + 1} {d}/fw2/ctsyncd.log | grep -q 'resync requested by other node'",
+                                    timeout=10)
             counts = {s: int(stats(f"{d}/{s}.sink")["received"]) for s in ("tcp", "udp", "tcp6")}
             for s in counts:
                 server.wait_until_succeeds(

@@ -57,8 +57,18 @@ def main():
             assert f"Committed {N} new entries" in logtext, logtext[-2000:]
             assert "commit has taken" in logtext
         with subtest("deletes on fw1 propagate"):
+            # Within seconds (the deletes' events take milliseconds), and
+            # before the flows expire by themselves (unreplied UDP: 30 s
+            # from their datagram): fw-1's expiry events, or anti-entropy
+            # (every 30 s), would empty fw-2 too, and the 60 s wait this
+            # had passed with no delete at all.
+            out = fw1.succeed("conntrack -L -p udp --dport 9000 2>/dev/null")
+            left = min(int(l.split()[2]) for l in out.splitlines() if "dport=9000" in l)
+            log(f"fw1's flows expire in {left}s or more")
+            assert left >= 8, f"fw1's flows expire in {left}s: too soon to tell a delete from an expiry"
             fw1.succeed("conntrack -D -p udp --dport 9000 >/dev/null 2>&1 || true")
-            fw2.wait_until_succeeds(f"test $(ctsyncd -C {fw2.conf} -e | grep -c 'dport=9000 ') -eq 0", timeout=60)
+            assert fw1.succeed("conntrack -L -p udp --dport 9000 2>/dev/null | wc -l").strip() == "0"
+            fw2.wait_until_succeeds(f"test $(ctsyncd -C {fw2.conf} -e | grep -c 'dport=9000 ') -eq 0", timeout=5)
             assert count(fw1, "-i") == 0
     except BaseException:
         for fw in (fw1, fw2):

@@ -17,6 +17,7 @@ from driver import log, subtest
 from topology import build, config, ctsyncd, dump_logs, file_text, ftp_server, vips
 
 CLIENT = "192.168.0.2"
+OTHER = "192.168.0.3"  # a second client address, not ignored
 
 
 def start(lab, fw):
@@ -48,12 +49,19 @@ def main():
             fw1.wait_until_succeeds(f"conntrack -L expect 2>/dev/null | grep -q 'dport={port} '", timeout=10)
             log(f"fw-1's kernel has the expectation for port {port}")
         with subtest("neither the master nor its expectation reaches fw-2"):
+            # A flow the Filter does not ignore reaches fw-2 (the nothing
+            # below is not that of a link that carries nothing), sent after
+            # the FTP session's: fw-1 sent the session's first.
+            client.succeed(f"ip addr add {OTHER}/24 dev eth0")
+            client.succeed(f"python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                           f"s.bind((\"{OTHER}\", 0)); s.sendto(b\"x\", (\"192.168.1.2\", 9000))'")
+            fw2.wait_until_succeeds(f"ctsyncd -C {fw2.conf} -e | grep -q 'src={OTHER} .*dport=9000 '", timeout=10)
             # Long enough for anything fw-1 sent to arrive (NOTRACK sends at
             # once; the datagram coalescing delay is milliseconds).
             time.sleep(2)
             stats = ctsyncd(fw1, "-s expect")
             log("fw-1 " + " | ".join(line.strip() for line in stats.splitlines() if "connections" in line))
-            assert ctsyncd(fw2, "-e").strip() == "", "the ignored master was replicated"
+            assert f"={CLIENT} " not in ctsyncd(fw2, "-e"), "the ignored master was replicated"
             exps = ctsyncd(fw2, "-e expect").strip()
             assert exps == "", f"an expectation whose master the Filter ignores was replicated: {exps}"
         with subtest("fw-2's commit has nothing it cannot commit"):

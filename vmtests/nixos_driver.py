@@ -315,10 +315,20 @@ exec sleep 2147483647"""
                 f"exec {unit.command}"]
         if unit.kind == "oneshot":
             with open(self.console, "ab") as console:
-                p = subprocess.run(argv, stdout=console, stderr=console, env=env, timeout=unit.start_timeout)
-            unit.state, unit.job = ("active" if p.returncode == 0 else "failed"), None
+                p = subprocess.Popen(argv, stdout=console, stderr=console, env=env, start_new_session=True)
+            try:
+                rc = p.wait(timeout=unit.start_timeout)
+            except subprocess.TimeoutExpired:
+                # TimeoutStartSec: systemd kills it and the unit fails
+                # (the exception ended the boot thread: the unit stayed
+                # activating, its job pending, and no later unit started).
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, 9)
+                p.wait()
+                rc = 1
+            unit.state, unit.job = ("active" if rc == 0 else "failed"), None
             log(f"{self.name}: {unit.name} {unit.state}")
-            return p.returncode
+            return rc
         with open(self.console, "ab") as console:
             unit.proc = subprocess.Popen(argv, stdout=console, stderr=console, env=env, start_new_session=True)
         self.host.procs.append(unit.proc)

@@ -67,6 +67,10 @@ class Behaviour(unittest.TestCase):
         cls.m = NixosMachine(cls.lab, host, units=[
             Unit("listener.service", LISTENER),
             Unit("broken.service", "false", kind="oneshot"),
+            # Past its start timeout (TimeoutStartSec): failed, and the boot
+            # goes on with the next unit.
+            Unit("hangs.service", "sleep 600", kind="oneshot", start_timeout=1),
+            Unit("after.service", LISTENER.replace("2121", "2123")),
             Unit("late.service", LISTENER.replace("2121", "2122"), timer=5),
         ])
         cls.m.start()
@@ -118,6 +122,17 @@ class Behaviour(unittest.TestCase):
             self.assertLess(time.monotonic() - t, 10, unit)
         self.assertEqual(self.m.get_unit_property("listener.service", "ActiveState"), "active")
         self.m.require_unit_state("listener.service")
+
+    def test_oneshot_past_its_start_timeout_fails_and_the_boot_goes_on(self):
+        t = time.monotonic()
+        with self.assertRaises(RequestedAssertionFailed):
+            self.m.wait_for_unit("hangs.service", timeout=30)
+        self.assertLess(time.monotonic() - t, 10)
+        self.m.wait_for_unit("after.service", timeout=10)
+        self.assertEqual(self.m.systemctl("start hangs.service"), (1, ""))
+        self.assertEqual(self.m.get_unit_property("hangs.service", "ActiveState"), "failed")
+        # Its process is gone with it.
+        self.assertNotEqual(self.m.execute("pgrep -x sleep -a | grep -q 'sleep 600'")[0], 0)
 
     def test_a_timer_started_unit_has_no_job_before_its_timer(self):
         # As nixpkgs' keepalived (keepalived-boot-delay.timer): waiting for

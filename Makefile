@@ -57,13 +57,14 @@ unit: release
 
 # The lab scenarios (network namespaces, real kernel, keepalived, FTP).
 # The netns driver is checked against nixpkgs' driver semantics first,
-# and the bench's arithmetic (benches/test_bench.py, no root).
+# the bench's arithmetic and the gap probe's progress files (no root).
 # commit_gap runs with LAB_GAP_FLOWS idle entries here (its default,
 # 100 000, is the benchmark's: `make bench`); 20 000 keeps it under 60 s.
 LAB_GAP_FLOWS ?= 20000
 vmtests: release
 	python3 vmtests/test_nixos_driver.py
 	python3 benches/test_bench.py
+	python3 vmtests/test_gap_probe.py
 	LAB_GAP_FLOWS=$(LAB_GAP_FLOWS) python3 vmtests/run.py $(SCENARIOS)
 
 # What of the flake can be checked without nixpkgs (nix/check.sh); the VM

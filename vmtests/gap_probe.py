@@ -50,6 +50,14 @@ def write_json(path, obj):
     os.replace(path + ".tmp", path)
 
 
+def write_progress(out, total):
+    """OUT.progress, replaced whole: gap.py reads it while it changes, and
+    a read between the truncation and the write found it empty (0)."""
+    with open(out + ".progress.tmp", "w") as f:
+        f.write(f"{total}\n")
+    os.replace(out + ".progress.tmp", out + ".progress")
+
+
 def nla(kind, payload):
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
@@ -205,8 +213,7 @@ def sink(addr, port, out, stop):
         times.append(now)
         if now - last_report > 0.1:
             last_report = now
-            with open(out + ".progress", "w") as f:
-                f.write(f"{total}\n")
+            write_progress(out, total)
     write_json(out, {"bytes": total, "times": times})
 
 
@@ -247,8 +254,7 @@ def usink(addr, port, out, stop):
         times.append(now)
         if now - last_report > 0.1:
             last_report = now
-            with open(out + ".progress", "w") as f:
-                f.write(f"{total}\n")
+            write_progress(out, total)
     write_json(out, {"datagrams": total, "times": times})
 
 

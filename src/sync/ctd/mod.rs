@@ -379,6 +379,7 @@ impl CtdEngine {
                     Body::Ack { .. } | Body::Nack { .. } => {
                         self.refused.bad_header += 1;
                         self.stats.bad_header += 1;
+                        self.stats.malformed += 1;
                     }
                     b => self.digest(now, b, src),
                 }
@@ -491,6 +492,7 @@ impl CtdEngine {
             {
                 self.refused.bad_header += 1;
                 self.stats.bad_header += 1;
+                self.stats.malformed += 1;
             }
             // An ACK of numbers we never sent is corrupt or forged.
             Body::Ack { to, .. } if Seq(to) >= self.next_seq => {

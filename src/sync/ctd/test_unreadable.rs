@@ -1,7 +1,8 @@
 //! A conntrackd message whose header is sound but whose payload we refuse
 //! (conntrackd 1.4.2 sends IPv4 NAT attributes with IPv6 flows): its
 //! number is tracked as conntrackd tracks it, before the payload, so it
-//! is not NACKed and resent forever.
+//! is not NACKed and resent forever. A control message we refuse counts
+//! as malformed, as every refused message does.
 
 use super::*;
 use crate::sync::MapSource;
@@ -110,4 +111,43 @@ fn a_payload_we_refuse_still_counts_its_number_and_is_not_nacked() {
     // Refused, not applied, and counted.
     assert!(e.pop_apply().is_none());
     assert_eq!(e.stats().malformed, 5);
+}
+
+/// An ACK or NACK (`nethdr_ack`: header, then from, to).
+fn ctl(seq: u32, flags: u8, from: u32, to: u32) -> Vec<u8> {
+    let mut m = hdr(10, flags, 16, seq);
+    m.extend_from_slice(&from.to_be_bytes());
+    m.extend_from_slice(&to.to_be_bytes());
+    m
+}
+
+#[test]
+fn a_refused_control_message_counts_as_malformed_as_well() {
+    // `-s network` prints the malformed payloads as what is left of the
+    // malformed messages once the bad versions and headers are taken
+    // away: each of those must count as malformed as well.
+    let src = MapSource::default();
+    let t = Instant::from_millis(0);
+    let mut ftfw = CtdEngine::new(params(), t);
+    ftfw.recv(t, &alive(500, 0x20), &src);
+    ftfw.recv(t, &ctl(501, 0x08, 900, 800), &src); // ACK 900..800
+    let mut notrack = CtdEngine::new(
+        Params {
+            mode: Mode::NoTrack,
+            ..params()
+        },
+        t,
+    );
+    notrack.recv(t, &ctl(7, 0x20 | 0x04, 1, 2), &src); // NACK in NOTRACK
+    for e in [&ftfw, &notrack] {
+        let s = e.stats();
+        assert_eq!(s.bad_header, 1);
+        assert!(
+            s.malformed >= s.bad_header + s.bad_version,
+            "malformed {} < bad header {} + bad version {}",
+            s.malformed,
+            s.bad_header,
+            s.bad_version
+        );
+    }
 }

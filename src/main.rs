@@ -102,6 +102,13 @@ fn main() -> ExitCode {
                     // conntrackd's client ever reports (README).
                     ExitCode::from(client::DAEMON_SAID_NO)
                 }
+                // `ctsyncd -i | head`: the reader has what it wanted
+                // (conntrackd dies of SIGPIPE there, without a word).
+                Err(ClientError::Output(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    ExitCode::FAILURE
+                }
                 Err(ClientError::Connect(_)) => {
                     log::error!(
                         "can't connect: is {} running? appropriate permissions?",

@@ -318,6 +318,29 @@ fn garbage_on_the_control_socket_is_answered_and_counted() {
     assert!(wait_exit(&mut d).success());
 }
 
+#[test]
+fn a_reader_that_leaves_is_not_called_a_control_socket_error() {
+    // `ctsyncd -i | head -1`: the pipe closes under the client's output.
+    // The daemon and its socket are fine, and the client must not say
+    // otherwise (it said `control socket: Broken pipe`).
+    let lab = Lab::new("epipe");
+    let mut d = lab.foreground();
+    let mut cli = Command::new(BIN)
+        .arg("-C")
+        .arg(&lab.conf)
+        .args(["-s", "runtime"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(cli.stdout.take());
+    let out = cli.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("control socket"), "{err}");
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
+}
+
 /// Keeps `n` idle connections to `sock` open until `stop`, reopening each
 /// one the daemon closes and, round-robin, one more every round: the
 /// connection-hoarding client of issue 13.

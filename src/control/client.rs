@@ -5,9 +5,10 @@
 //! whenever it could connect, the status reflects the daemon's answer:
 //! 0 done, [`DAEMON_SAID_NO`] (2) refused, failed or not supported, with
 //! the reason on stderr; 1, as conntrackd, when there was no answer (no
-//! daemon, or a bad command line or configuration). Scripts written for
-//! conntrackd test `$? -eq 1` for "failed to invoke", so they see the
-//! same thing from both.
+//! daemon, or a bad command line or configuration) or when the answer
+//! could not be written out (a reader that left is not reported: `-i |
+//! head`). Scripts written for conntrackd test `$? -eq 1` for "failed to
+//! invoke", so they see the same thing from both.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -26,6 +27,9 @@ pub enum ClientError {
     /// No daemon listens at the path.
     Connect(io::Error),
     Io(io::Error),
+    /// The output could not be written (stdout: a pipe whose reader
+    /// left, a full disk); the daemon and its socket are not at fault.
+    Output(io::Error),
     /// The daemon closed without a final status.
     Truncated,
     Frame(proto::FrameError),
@@ -38,6 +42,7 @@ impl std::fmt::Display for ClientError {
                 "can't connect: is ctsyncd running? appropriate permissions?",
             ),
             ClientError::Io(e) => write!(f, "control socket: {e}"),
+            ClientError::Output(e) => write!(f, "can't write the output: {e}"),
             ClientError::Truncated => f.write_str(
                 "the daemon closed the connection without an answer",
             ),
@@ -76,7 +81,8 @@ pub fn request(
             buf.drain(..used);
             match reply {
                 Reply::Data(text) => {
-                    out.write_all(text.as_bytes()).map_err(ClientError::Io)?;
+                    out.write_all(text.as_bytes())
+                        .map_err(ClientError::Output)?;
                 }
                 Reply::Done(status) => return Ok(status),
             }

@@ -830,6 +830,36 @@ fn statistics_views() {
 }
 
 #[test]
+fn stats_cache_shows_the_bypass_and_inject_blocks_of_disabled_caches() {
+    // conntrackd's `-s cache` asks each cache for its extended stats; the
+    // bypass and the inject answer with their `-s` blocks.
+    let cache = |c: Config| {
+        text(&node(c, 1).control(
+            Instant::from_millis(0),
+            Request::Stats {
+                view: StatsView::Cache,
+                format: Format::Plain,
+            },
+        ))
+    };
+    let s = cache(cfg("", "NOTRACK { DisableInternalCache On }", ""));
+    assert!(
+        s.starts_with("internal bypass:\nconnections new:\t\t"),
+        "{s}"
+    );
+    assert!(!s.contains("cache:internal"), "{s}");
+    assert!(s.contains("cache:external\tactive objects:"), "{s}");
+    let s = cache(cfg("", "FTFW { DisableExternalCache On }", ""));
+    assert!(s.starts_with("cache:internal\tactive objects:"), "{s}");
+    assert!(
+        s.ends_with(
+            "external inject:\nconnections created:\t\t           0\tfailed:\t           0\nconnections updated:\t\t           0\tfailed:\t           0\nconnections destroyed:\t\t           0\tfailed:\t           0\n\n"
+        ),
+        "{s}"
+    );
+}
+
+#[test]
 fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
     // The notify script runs `-c` then `-f`: a kernel flush here would
     // delete what the commit just created.

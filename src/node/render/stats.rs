@@ -139,6 +139,25 @@ fn peer_protocol_text(s: &mut String, l: &LinkView) {
     );
 }
 
+/// DisableInternalCache's block in place of the internal cache's (in
+/// `-s` and `-s cache` alike, as conntrackd's bypass answers both).
+fn bypass_block(s: &mut String, st: &CacheStats) {
+    let _ = write!(
+        s,
+        "internal bypass:\nconnections new:\t\t{:12}\nconnections updated:\t\t{:12}\nconnections destroyed:\t\t{:12}\n\n",
+        st.add_ok, st.upd_ok, st.del_ok
+    );
+}
+
+/// DisableExternalCache's block in place of the external cache's.
+fn inject_block(s: &mut String, c: &Counters) {
+    let _ = write!(
+        s,
+        "external inject:\nconnections created:\t\t{:12}\tfailed:\t{:12}\nconnections updated:\t\t{:12}\tfailed:\t{:12}\nconnections destroyed:\t\t{:12}\tfailed:\t{:12}\n\n",
+        c.inject_ok, c.inject_fail, 0, 0, 0, 0
+    );
+}
+
 fn general(s: &mut String, snap: &Snapshot, expect: bool) {
     let (ict, iexp, ect, eexp) = (
         &snap.internal_ct,
@@ -148,23 +167,14 @@ fn general(s: &mut String, snap: &Snapshot, expect: bool) {
     );
     let c = &snap.counters;
     if snap.internal_disabled {
-        let st = if expect { &iexp.stats } else { &ict.stats };
-        let _ = write!(
-            s,
-            "internal bypass:\nconnections new:\t\t{:12}\nconnections updated:\t\t{:12}\nconnections destroyed:\t\t{:12}\n\n",
-            st.add_ok, st.upd_ok, st.del_ok
-        );
+        bypass_block(s, if expect { &iexp.stats } else { &ict.stats });
     } else if expect {
         cache_block(s, "internal", iexp.len, &iexp.stats);
     } else {
         cache_block(s, "internal", ict.len, &ict.stats);
     }
     if snap.external_disabled {
-        let _ = write!(
-            s,
-            "external inject:\nconnections created:\t\t{:12}\tfailed:\t{:12}\nconnections updated:\t\t{:12}\tfailed:\t{:12}\nconnections destroyed:\t\t{:12}\tfailed:\t{:12}\n\n",
-            c.inject_ok, c.inject_fail, 0, 0, 0, 0
-        );
+        inject_block(s, c);
     } else if expect {
         cache_block(s, "external", eexp.len, &eexp.stats);
     } else {
@@ -458,11 +468,16 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
         }
         StatsView::Network => network(&mut s, snap),
         StatsView::Cache => {
-            for (name, c) in [
-                ("internal", &snap.internal_ct),
-                ("external", &snap.external_ct),
-            ] {
-                cache_extended(&mut s, name, c.len, &c.stats);
+            let (i, e) = (&snap.internal_ct, &snap.external_ct);
+            if snap.internal_disabled {
+                bypass_block(&mut s, &i.stats);
+            } else {
+                cache_extended(&mut s, "internal", i.len, &i.stats);
+            }
+            if snap.external_disabled {
+                inject_block(&mut s, &snap.counters);
+            } else {
+                cache_extended(&mut s, "external", e.len, &e.stats);
             }
         }
         StatsView::Runtime => runtime_text(

@@ -345,6 +345,10 @@ impl Node {
             && !self.expectations()
             && format != Format::Xml
         {
+            // conntrackd prints nothing; `--json` promises an array.
+            if format == Format::Json {
+                self.data(client, "[]\n".into());
+            }
             return self.done(client, Status::Ok);
         }
         if cache == Which::Internal && self.internal_disabled() {

@@ -15,13 +15,18 @@
 //! the reply budget however large it is. A client that leaves
 //! ([`Node::client_gone`]) gives its place to the next request at once,
 //! not after the rest of its dump was rendered for nobody.
+//!
+//! Without an internal cache `-i` is a live kernel dump that the worker
+//! hands in by parts ([`Node::live_dump_part`]): its JSON array is opened
+//! by the first part and closed by the last.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use super::{ClientId, Node};
 use crate::cache::Copied;
 use crate::control::proto::{Cache as Which, Format, Reply, Status, Table};
+use crate::kernel::codec::Object;
 use crate::model::{Conntrack, Expect, Mode};
 use crate::time::Instant;
 
@@ -60,6 +65,8 @@ pub(super) struct DumpRun {
 pub(super) struct Dumps {
     running: VecDeque<DumpRun>,
     waiting: VecDeque<DumpRequest>,
+    /// The clients whose live JSON dump has had its first part.
+    live_json: HashSet<ClientId>,
 }
 
 impl Node {
@@ -114,6 +121,50 @@ impl Node {
             done: 0,
             paused: false,
         });
+    }
+
+    /// A part of a live kernel dump as its client's text: plain lines
+    /// (conntrackd prints these plain even with `-x`), or the objects of
+    /// one JSON array over all the parts.
+    pub(super) fn live_dump_part(
+        &mut self,
+        client: ClientId,
+        format: Format,
+        objects: &[Object],
+        last: bool,
+    ) -> String {
+        let json = format == Format::Json;
+        let mut text = String::new();
+        let mut first = json && self.dumps.live_json.insert(client);
+        if first {
+            text.push('[');
+        }
+        for o in objects {
+            if json && !std::mem::take(&mut first) {
+                text.push(',');
+            }
+            text.push_str(&match (o, json) {
+                (Object::Ct(c), true) => super::render::ct_json(c, 0),
+                (Object::Ct(c), false) => super::render::ct_line(c, false),
+                (Object::Exp(x), true) => super::render::exp_json(x, 0),
+                (Object::Exp(x), false) => super::render::exp_line(x),
+            });
+            if !json {
+                text.push('\n');
+            }
+        }
+        if last {
+            self.live_dump_end(client);
+            if json {
+                text.push_str("]\n");
+            }
+        }
+        text
+    }
+
+    /// `client`'s live dump ended (or failed).
+    pub(super) fn live_dump_end(&mut self, client: ClientId) {
+        self.dumps.live_json.remove(&client);
     }
 
     /// Whether a dump waits for its next part (and its client for it).

@@ -5,8 +5,8 @@
 
 use log::Level::{Error, Warn};
 
-use super::{Completion, Done, Node, Purpose, RELEASE_AFTER, render};
-use crate::control::proto::{Format, Status};
+use super::{Completion, Done, Node, Purpose, RELEASE_AFTER};
+use crate::control::proto::Status;
 use crate::kernel::codec::Object;
 use crate::model::{L4, Tuple};
 use crate::time::Instant;
@@ -201,25 +201,14 @@ impl Node {
                 },
                 Done::Dumped { objects, last },
             ) => {
-                let mut text = String::new();
-                for o in &objects {
-                    let line = match (o, format) {
-                        (Object::Ct(c), Format::Json) => render::ct_json(c, 0),
-                        (Object::Ct(c), _) => render::ct_line(c, false),
-                        (Object::Exp(x), Format::Json) => {
-                            render::exp_json(x, 0)
-                        }
-                        (Object::Exp(x), _) => render::exp_line(x),
-                    };
-                    text.push_str(&line);
-                    text.push('\n');
-                }
+                let text = self.live_dump_part(client, format, &objects, last);
                 self.data(client, text);
                 if last {
                     self.done(client, Status::Ok);
                 }
             }
             (Purpose::DumpText { client, .. }, Done::Failed(why)) => {
+                self.live_dump_end(client);
                 self.counters.jobs_failed += 1;
                 self.out
                     .log(Error, format!("can't dump kernel table: {why}"));

@@ -860,6 +860,66 @@ fn stats_cache_shows_the_bypass_and_inject_blocks_of_disabled_caches() {
 }
 
 #[test]
+fn a_live_dump_in_json_is_one_array() {
+    // NOTRACK without an internal cache: `-i --json` is a kernel dump that
+    // comes in parts; the client must still get README's array.
+    let c = cfg(
+        "",
+        "NOTRACK { DisableInternalCache On }",
+        "ExpectationSync On",
+    );
+    let mut fw = node(c, 1);
+    let now = Instant::from_millis(0);
+    let o = fw.control(
+        now,
+        Request::Dump {
+            cache: Which::Internal,
+            table: Table::Ct,
+            format: Format::Json,
+        },
+    );
+    let purpose = o.actions[0].purpose;
+    let ct = |port| {
+        Object::Ct(Conntrack::new(tcp("10.0.0.1", "10.0.0.2", port, 80)))
+    };
+    let mut json = String::new();
+    for (objects, last) in [(vec![ct(1), ct(2)], false), (vec![ct(3)], true)] {
+        let done = Done::Dumped { objects, last };
+        json.push_str(&text(&fw.job(now, purpose, done)));
+    }
+    assert!(json.starts_with("[{\"orig\":"), "{json}");
+    assert!(json.ends_with("}]\n"), "{json}");
+    assert_eq!(json.matches("},{\"orig\":").count(), 2, "{json}");
+    // Nothing in the kernel: still an array.
+    let o = fw.control(
+        now,
+        Request::Dump {
+            cache: Which::Internal,
+            table: Table::Expect,
+            format: Format::Json,
+        },
+    );
+    let purpose = o.actions[0].purpose;
+    let done = Done::Dumped {
+        objects: Vec::new(),
+        last: true,
+    };
+    assert_eq!(text(&fw.job(now, purpose, done)), "[]\n");
+    // No expectations synced: an empty array too (plain: no output).
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    let o = fw.control(
+        now,
+        Request::Dump {
+            cache: Which::External,
+            table: Table::Expect,
+            format: Format::Json,
+        },
+    );
+    assert_eq!(text(&o), "[]\n");
+    assert_eq!(o.replies.last(), Some(&Reply::Done(Status::Ok)));
+}
+
+#[test]
 fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
     // The notify script runs `-c` then `-f`: a kernel flush here would
     // delete what the commit just created.

@@ -32,6 +32,8 @@ pub enum ClientError {
     Output(io::Error),
     /// The daemon closed without a final status.
     Truncated,
+    /// No answer within the time allowed (the daemon may still be at it).
+    Timeout(Duration),
     Frame(proto::FrameError),
 }
 
@@ -46,6 +48,11 @@ impl std::fmt::Display for ClientError {
             ClientError::Truncated => f.write_str(
                 "the daemon closed the connection without an answer",
             ),
+            ClientError::Timeout(t) => write!(
+                f,
+                "no answer from the daemon within {} s; it may still be at it",
+                t.as_secs()
+            ),
             ClientError::Frame(e) => write!(f, "control socket: {e}"),
         }
     }
@@ -54,10 +61,11 @@ impl std::fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 /// How long to wait for the daemon. A commit may legitimately take long
-/// (hundreds of thousands of entries on a slow router).
+/// (hundreds of thousands of entries on a slow router), and a `-B` asked
+/// during one is answered after it.
 fn reply_timeout(req: &Request) -> Duration {
     match req {
-        Request::Commit(_) => Duration::from_secs(600),
+        Request::Commit(_) | Request::BulkSend => Duration::from_secs(600),
         _ => Duration::from_secs(120),
     }
 }
@@ -68,9 +76,17 @@ pub fn request(
     req: &Request,
     out: &mut dyn Write,
 ) -> Result<Status, ClientError> {
+    request_within(path, req, out, reply_timeout(req))
+}
+
+fn request_within(
+    path: &Path,
+    req: &Request,
+    out: &mut dyn Write,
+    timeout: Duration,
+) -> Result<Status, ClientError> {
     let mut s = UnixStream::connect(path).map_err(ClientError::Connect)?;
-    s.set_read_timeout(Some(reply_timeout(req)))
-        .map_err(ClientError::Io)?;
+    s.set_read_timeout(Some(timeout)).map_err(ClientError::Io)?;
     s.write_all(&proto::encode(req)).map_err(ClientError::Io)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -87,10 +103,47 @@ pub fn request(
                 Reply::Done(status) => return Ok(status),
             }
         }
-        let n = s.read(&mut chunk).map_err(ClientError::Io)?;
+        let n = s.read(&mut chunk).map_err(|e| match e.kind() {
+            // What a read timeout returns.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                ClientError::Timeout(timeout)
+            }
+            _ => ClientError::Io(e),
+        })?;
         if n == 0 {
             return Err(ClientError::Truncated);
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_does_not_answer_in_time_is_named_as_such() {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl");
+        let _ = std::fs::remove_file(&path);
+        // Accepts and reads, never answers (a daemon busy elsewhere).
+        let listener = UnixListener::bind(&path).unwrap();
+        let t = std::time::Duration::from_millis(100);
+        let mut out = Vec::new();
+        let e =
+            request_within(&path, &Request::BulkSend, &mut out, t).unwrap_err();
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
+        assert!(e.to_string().starts_with("no answer from the daemon"));
+        // A -B asked during a commit is answered after it.
+        assert_eq!(
+            reply_timeout(&Request::BulkSend),
+            reply_timeout(&Request::Commit(proto::Target::All))
+        );
     }
 }

@@ -231,8 +231,14 @@ pub fn parse_as<S: AsRef<str>>(
                     format: Format::Plain,
                 });
             }
+            // Turns a plain dump into XML; anything else (an XML dump
+            // too: `-i -x -x`) is refused, as conntrackd refuses it.
             'x' => match &mut request {
-                Some(Request::Dump { format, .. }) => *format = Format::Xml,
+                Some(Request::Dump { format, .. })
+                    if *format == Format::Plain =>
+                {
+                    *format = Format::Xml;
+                }
                 _ => return Err(CliError("Invalid parameters".into())),
             },
             'f' => {
@@ -460,6 +466,14 @@ mod test {
             Err(CliError("Invalid parameters".into()))
         );
         assert!(run(&["-i", "-x", "--json"]).is_err());
+        assert_eq!(
+            run(&["-i", "-x", "-x"]),
+            Err(CliError("Invalid parameters".into()))
+        );
+        assert_eq!(
+            client(&["-e", "-x", "-i"]),
+            dump(Internal, Table::Ct, Plain)
+        );
     }
 
     #[test]

@@ -178,11 +178,14 @@ impl Node {
                 Status::Refused("commit still in progress".into()),
             );
         }
-        // Any of these cancels a pending -t purge (conntrackd 1.4.6+).
+        // `-f` (conntrackd 1.4.6+) and `-f internal` cancel a pending -t
+        // purge; `-f external` does not, in conntrackd either.
         // Only ever the caches, whatever the mode: with DisableInternalCache
         // conntrackd's `-f` flushes the kernel table, so the notify script's
         // `-c; -f` deletes what it has just committed (README, differences).
-        self.purge_at = None;
+        if sel != CacheSel::External {
+            self.purge_at = None;
+        }
         let flushed = match sel {
             CacheSel::All => {
                 self.internal_ct.len()
@@ -223,6 +226,11 @@ impl Node {
                 Target::Expect => "committing expectation cache",
             },
         );
+        // Before anything else, as conntrackd: a commit that returns at
+        // once (an injecting node's) or is refused as already running
+        // still cancels a pending -t purge, which would otherwise flush
+        // the kernel table of the node that just took over.
+        self.purge_at = None;
         if self.external_disabled() {
             // Nothing is cached: the peer's state is in the kernel already.
             return self.done(client, Status::Ok);
@@ -234,7 +242,6 @@ impl Node {
                 Status::Refused("commit already in progress".into()),
             );
         }
-        self.purge_at = None;
         let (ct, exp) = self.targets(target);
         let rules = self.commit_rules();
         let age = |updated: Instant| age_secs(now, updated);

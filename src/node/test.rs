@@ -632,6 +632,37 @@ fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
 }
 
 #[test]
+fn every_commit_cancels_a_pending_purge_and_flush_external_does_not() {
+    // conntrackd's -c drops the -t alarm before anything else (an
+    // injecting node's commit, a commit refused as already running);
+    // its -f external leaves it.
+    let flushes = |fw: &mut Fw| {
+        fw.tick(Instant::from_millis(20_000))
+            .iter()
+            .filter(|j| matches!(j.work, Work::Flush { .. }))
+            .count()
+    };
+    let at = Instant::from_millis;
+    let mut fw = node(
+        cfg("", "FTFW { DisableExternalCache On PurgeTimeout 5 }", ""),
+        1,
+    );
+    fw.control(at(0), Request::ResetTimers);
+    fw.control(at(1000), Request::Commit(Target::All));
+    assert_eq!(flushes(&mut fw), 0, "injecting node: -c left the purge");
+    let mut fw = node(cfg("", "FTFW { PurgeTimeout 5 }", ""), 1);
+    fw.control(at(0), Request::Commit(Target::All));
+    fw.control(at(100), Request::ResetTimers);
+    let o = fw.control(at(200), Request::Commit(Target::All));
+    assert!(matches!(status_of(&o), Some(Status::Refused(_))));
+    assert_eq!(flushes(&mut fw), 0, "-c during a commit left the purge");
+    let mut fw = node(cfg("", "FTFW { PurgeTimeout 5 }", ""), 1);
+    fw.control(at(0), Request::ResetTimers);
+    fw.control(at(1000), Request::FlushCache(CacheSel::External));
+    assert_eq!(flushes(&mut fw), 1, "-f external cancelled the purge");
+}
+
+#[test]
 fn resync_request_and_bulk() {
     let c = cfg("", "NOTRACK { }", "");
     let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));

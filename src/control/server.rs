@@ -2,8 +2,10 @@
 //!
 //! Owns: binding the UNIX stream socket (mode 0600, refusing to steal the
 //! path from a live daemon), reading one bounded request per connection
-//! within a deadline, and writing reply frames within a deadline. What a
-//! request *does* is decided by the daemon, not here.
+//! within a deadline, and writing reply frames within a deadline (which
+//! a writer may waive for a slow reader while nobody needs the room: see
+//! `write_replies_unless`). What a request *does* is decided by the
+//! daemon, not here.
 
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::PermissionsExt;
@@ -104,6 +106,23 @@ pub async fn write_replies(
     stream: &mut Async<UnixStream>,
     replies: &[Reply],
 ) -> io::Result<()> {
+    write_replies_unless(stream, replies, None).await
+}
+
+/// [`write_replies`]; with `patient`, a client that stalls past the
+/// deadlines is given up on only if `patient()` then says no (a dump read
+/// through `less`, or by a script that takes its time over each line,
+/// stalls as long as its reader does; conntrackd waits for it).
+pub(crate) async fn write_replies_unless(
+    stream: &mut Async<UnixStream>,
+    replies: &[Reply],
+    patient: Option<&dyn Fn() -> bool>,
+) -> io::Result<()> {
+    let write =
+        async |stream: &mut Async<UnixStream>, frame: &[u8]| match patient {
+            None => write_frame(stream, frame).await,
+            Some(p) => write_frame_patiently(stream, frame, p).await,
+        };
     for r in replies {
         if let Reply::Data(text) = r
             && text.len() > CHUNK
@@ -121,15 +140,52 @@ pub async fn write_replies(
                 }
                 let frame =
                     proto::encode(&Reply::Data(rest[..cut].to_string()));
-                write_frame(stream, &frame).await?;
+                write(stream, &frame).await?;
                 rest = &rest[cut..];
             }
             continue;
         }
         let frame = proto::encode(r);
-        write_frame(stream, &frame).await?;
+        write(stream, &frame).await?;
     }
     stream.flush().await
+}
+
+/// [`write_frame`] for a client that may read slowly: past
+/// [`STALL_DEADLINE`] without progress, or [`WRITE_DEADLINE`] on one
+/// frame, it is given up on only when `patient()` says no.
+async fn write_frame_patiently(
+    stream: &mut Async<UnixStream>,
+    frame: &[u8],
+    patient: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut deadline = Timer::after(WRITE_DEADLINE);
+    let mut rest = frame;
+    while !rest.is_empty() {
+        let n = future::or(stream.write(rest), async {
+            loop {
+                Timer::after(STALL_DEADLINE).await;
+                if !patient() {
+                    return Err(io::Error::new(
+                        ErrorKind::TimedOut,
+                        "client not reading",
+                    ));
+                }
+            }
+        })
+        .await?;
+        if n == 0 {
+            return Err(ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
+        if !patient() && future::poll_once(&mut deadline).await.is_some() {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "client reading too slowly",
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn write_frame(

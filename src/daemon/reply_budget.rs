@@ -9,7 +9,9 @@
 //! logged at most once a minute. A dump comes as parts, each held until
 //! written; the node renders the next part of a dump only once its client
 //! has room for it (`reply_writer`), so a dump read to its end or
-//! abandoned never leaves the budget full for the next request.
+//! abandoned never leaves the budget full for the next request. A
+//! client that stalls is dropped only when the budget is pressed
+//! ([`ReplyBudget::pressed`]).
 //!
 //! One reply is always admitted when nothing else is held, so a dump
 //! larger than the budget is still served to a patient operator: what
@@ -40,6 +42,8 @@ pub(crate) struct ReplyBudget {
     last_data: Cell<usize>,
     refused: Cell<u64>,
     logged: Cell<Option<Instant>>,
+    /// Requests wait for a place that stalled clients hold (a dump's).
+    wanted: Cell<bool>,
 }
 
 /// Bytes taken from the budget; given back when dropped.
@@ -56,6 +60,7 @@ impl ReplyBudget {
             last_data: Cell::new(0),
             refused: Cell::new(0),
             logged: Cell::new(None),
+            wanted: Cell::new(false),
         })
     }
 
@@ -125,6 +130,18 @@ impl ReplyBudget {
         Reply::Done(Status::Refused("too many pending replies".into()))
     }
 
+    /// Whether more than half the budget is held, or requests wait for a
+    /// place: a client that stalls is then dropped (`reply_writer`) to
+    /// make room for the others; a slow reader alone is waited for.
+    pub(crate) fn pressed(&self) -> bool {
+        self.wanted.get() || self.held.get().saturating_mul(2) > self.limit
+    }
+
+    /// Whether requests wait for a place (see [`ReplyBudget::pressed`]).
+    pub(crate) fn set_wanted(&self, wanted: bool) {
+        self.wanted.set(wanted);
+    }
+
     /// Bytes held now.
     #[cfg(test)]
     fn held(&self) -> usize {
@@ -139,6 +156,11 @@ impl Held {
             budget: budget.clone(),
             bytes: 0,
         }
+    }
+
+    /// The budget these bytes were taken from.
+    pub(crate) fn budget(&self) -> &Rc<ReplyBudget> {
+        &self.budget
     }
 }
 
@@ -194,6 +216,19 @@ mod test {
         assert_eq!(b.refused.get(), 1);
         drop(big);
         assert!(!b.full_for_another(0));
+    }
+
+    #[test]
+    fn pressed_past_half_the_budget_or_when_requests_wait() {
+        let b = ReplyBudget::new(1000);
+        let half = b.hold_bytes(500).unwrap();
+        assert!(!b.pressed(), "half is not past half");
+        let more = b.hold_bytes(1).unwrap();
+        assert!(b.pressed());
+        drop((half, more));
+        assert!(!b.pressed());
+        b.set_wanted(true);
+        assert!(b.pressed(), "a dump waits for a place");
     }
 
     #[test]

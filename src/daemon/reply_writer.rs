@@ -8,6 +8,14 @@
 //! refused the dump half way, and the next `-e` with it). After each
 //! part written, and when the client is gone, the writer names its
 //! client on the loop's `written` channel.
+//!
+//! A client that stops reading (`-i | less` on its first page, a script
+//! that takes its time over each line) is waited for, as conntrackd
+//! waits: paced, it holds a couple of parts. It is dropped past the
+//! stall deadlines only when the budget is pressed (`ReplyBudget::
+//! pressed`: over half held, or a dump waiting for the place it holds);
+//! it used to be dropped after 5 s whatever, and the reader found its
+//! dump cut short.
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Write as _};
@@ -49,8 +57,16 @@ impl Writer {
         ex.spawn(async move {
             while let Ok((r, held)) = rx.recv().await {
                 let last = matches!(r, Reply::Done(_));
-                let failed =
-                    server::write_replies(&mut stream, &[r]).await.is_err();
+                // A slow reader is waited for unless the budget is needed.
+                let budget = held.budget().clone();
+                let patient = move || !budget.pressed();
+                let failed = server::write_replies_unless(
+                    &mut stream,
+                    &[r],
+                    Some(&patient),
+                )
+                .await
+                .is_err();
                 drop(held);
                 if !last {
                     count.set(count.get().saturating_sub(1));
@@ -158,6 +174,7 @@ mod test {
 
     use super::*;
     use crate::control::proto::{self, Status};
+    use crate::daemon::reply_budget::ReplyBudget;
 
     /// The replies in `bytes`, decoded frame by frame.
     fn frames(mut bytes: &[u8]) -> Vec<Reply> {
@@ -172,6 +189,69 @@ mod test {
 
     fn answer(text: &str) -> Vec<Reply> {
         vec![Reply::Data(text.to_string()), Reply::Done(Status::Ok)]
+    }
+
+    /// A dump's writer, its client stalled past the stall deadline, then
+    /// reading: whether the answer came whole.
+    fn stalled_reader_gets_it_all(budget: &Rc<ReplyBudget>) -> bool {
+        use std::time::{Duration, Instant};
+        let (ours, mut client) = UnixStream::pair().unwrap();
+        socket2::SockRef::from(&ours)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let ex = LocalExecutor::new();
+        let (written, _seen) = smol::channel::unbounded();
+        let w = Writer::start(&ex, 1, Async::new(ours).unwrap(), written);
+        let text = "a line of a dump\n".repeat(20_000);
+        let want = answer(&text);
+        for r in &want {
+            w.send(r.clone(), budget.hold(r).unwrap());
+        }
+        // `less` on its first page: nothing read for longer than the
+        // stall deadline.
+        let stall = server::STALL_DEADLINE + Duration::from_secs(1);
+        smol::block_on(ex.run(smol::Timer::after(stall)));
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let _ = client.read_to_end(&mut got);
+            got
+        });
+        let t0 = Instant::now();
+        smol::block_on(ex.run(async {
+            while !reader.is_finished() && t0.elapsed().as_secs() < 10 {
+                smol::Timer::after(Duration::from_millis(10)).await;
+            }
+        }));
+        drop(w);
+        let got = reader.join().unwrap();
+        let mut at = &got[..];
+        let mut replies = Vec::new();
+        while let Ok(Some((r, used))) = proto::decode::<Reply>(at, 1 << 20) {
+            replies.push(r);
+            at = &at[used..];
+        }
+        let text_got: String = replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Data(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        text_got == text && replies.last() == Some(&Reply::Done(Status::Ok))
+    }
+
+    #[test]
+    fn a_slow_reader_is_waited_for_unless_the_budget_is_needed() {
+        use crate::daemon::reply_budget::REPLY_BUDGET;
+        let budget = ReplyBudget::new(REPLY_BUDGET);
+        assert!(
+            stalled_reader_gets_it_all(&budget),
+            "a reader that paused for 6 s lost the end of its dump"
+        );
+        // Most of the budget held elsewhere: the stalled client gives
+        // way, as before.
+        let _others = budget.hold_bytes(REPLY_BUDGET * 3 / 4).unwrap();
+        assert!(!stalled_reader_gets_it_all(&budget));
     }
 
     #[test]

@@ -177,6 +177,12 @@ impl Node {
         self.dumps.running.len() + self.dumps.waiting.len()
     }
 
+    /// Whether a dump waits for a place (the running ones may be paused
+    /// by clients that read slowly).
+    pub fn dumps_waiting(&self) -> bool {
+        !self.dumps.waiting.is_empty()
+    }
+
     /// Whether `client`'s dump waits for the client to read what it has
     /// (`behind`) or may have its next part rendered.
     pub fn dump_paced(&mut self, client: ClientId, behind: bool) {

@@ -121,6 +121,7 @@ impl Replicator {
                 self.clients.insert(id, Client::Writing(w));
             }
         }
+        self.budget.set_wanted(self.node.dumps_waiting());
     }
 
     /// Writes the answers that are whole in `replies` (up to their
@@ -179,5 +180,6 @@ impl Replicator {
             Some(Client::Writing(w)) => self.node.dump_paced(id, w.behind()),
             _ => self.node.client_gone(id),
         }
+        self.budget.set_wanted(self.node.dumps_waiting());
     }
 }

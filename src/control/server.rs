@@ -57,6 +57,9 @@ pub enum ReadError {
     Timeout,
     Io(io::Error),
     Frame(FrameError),
+    /// conntrackd 1.4's own client: a bare request code (a 4-byte
+    /// little-endian int), which ctsyncd's protocol does not speak.
+    Conntrackd(u8),
 }
 
 impl std::fmt::Display for ReadError {
@@ -66,7 +69,54 @@ impl std::fmt::Display for ReadError {
             ReadError::Timeout => f.write_str("request not received in time"),
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::Frame(e) => write!(f, "{e}"),
+            ReadError::Conntrackd(code) => write!(
+                f,
+                "conntrackd's client sent request {code} ({}), which ctsyncd does not take: use ctsyncd's own client (install it as conntrackd)",
+                conntrackd_command(*code)
+            ),
         }
+    }
+}
+
+/// conntrackd 1.4's command for a request code (reference 2.2).
+fn conntrackd_command(code: u8) -> &'static str {
+    match code {
+        0 => "-F ct",
+        1 => "-R ct",
+        16 => "-i",
+        17 => "-e",
+        18 => "-c ct",
+        20 => "-k",
+        21 => "-s",
+        22 => "-B",
+        23 => "-n",
+        24 => "-i -x",
+        25 => "-e -x",
+        26 => "-t",
+        28..=32 | 35..=37 => "-s <view>",
+        33 => "-f internal",
+        34 => "-f external",
+        38 => "-F expect",
+        39 => "-R expect",
+        40 | 47 => "-i expect",
+        41 | 48 => "-e expect",
+        42 => "-c expect",
+        43 => "-F",
+        44 => "-R",
+        45 => "-f",
+        46 => "-c",
+        _ => "unknown",
+    }
+}
+
+/// A conntrackd client's request as it comes from a little-endian host
+/// (x86, arm, most MIPS routers): its code, 0 to 48, then three zero
+/// bytes. Never a frame of ours: read as our length prefix, it is 0 (an
+/// empty frame) or more than [`MAX_REQUEST`].
+fn conntrackd_code(buf: &[u8]) -> Option<u8> {
+    match *buf.get(..proto::HEADER)? {
+        [code @ 0..=48, 0, 0, 0] => Some(code),
+        _ => None,
     }
 }
 
@@ -81,7 +131,12 @@ pub async fn read_request(
             match proto::decode::<Request>(&buf, MAX_REQUEST) {
                 Ok(Some((req, _))) => return Ok(req),
                 Ok(None) => {}
-                Err(e) => return Err(ReadError::Frame(e)),
+                Err(e) => {
+                    return Err(match conntrackd_code(&buf) {
+                        Some(code) => ReadError::Conntrackd(code),
+                        None => ReadError::Frame(e),
+                    });
+                }
             }
             let n = stream.read(&mut chunk).await.map_err(ReadError::Io)?;
             if n == 0 {
@@ -215,4 +270,37 @@ pub(crate) async fn write_frame(
         ))
     })
     .await
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Result<Request, ReadError> {
+        let (ours, mut client) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut client, bytes).unwrap();
+        let mut ours = Async::new(ours).unwrap();
+        smol::block_on(read_request(&mut ours))
+    }
+
+    #[test]
+    fn conntrackds_client_is_named_not_called_a_bad_frame() {
+        // `conntrackd -c` against ctsyncd's socket (a notify script that
+        // still calls conntrackd's binary): request 46, host-endian.
+        let e = read(&46i32.to_le_bytes()).unwrap_err();
+        assert!(matches!(e, ReadError::Conntrackd(46)), "{e:?}");
+        let why = e.to_string();
+        assert!(why.contains("conntrackd's client sent request 46 (-c)"));
+        // -F ct is code 0: four zero bytes.
+        assert!(matches!(read(&[0; 4]), Err(ReadError::Conntrackd(0))));
+        // Our own frames and other garbage are as before.
+        assert!(matches!(
+            read(&proto::encode(&Request::Kill)),
+            Ok(Request::Kill)
+        ));
+        assert!(matches!(
+            read(&[0, 1, 0, 0]),
+            Err(ReadError::Frame(FrameError::TooLarge(65536)))
+        ));
+    }
 }

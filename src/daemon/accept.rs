@@ -98,7 +98,15 @@ pub(crate) async fn accept_loop<'a>(
         let task = ex.spawn(async move {
             let ev = match server::read_request(&mut stream).await {
                 Ok(req) => Event::Request(req, stream),
-                Err(e) => Event::Malformed(e.to_string(), stream),
+                Err(e) => {
+                    // A notify script still calling conntrackd's binary:
+                    // its request is not done, and it exits 0 all the
+                    // same, so say so where the operator looks.
+                    if matches!(e, server::ReadError::Conntrackd(_)) {
+                        log::warn!("control: {e}");
+                    }
+                    Event::Malformed(e.to_string(), stream)
+                }
             };
             done.set(false);
             let _ = tx.send(ev).await;

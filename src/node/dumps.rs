@@ -145,7 +145,7 @@ impl Node {
             }
             text.push_str(&match (o, json) {
                 (Object::Ct(c), true) => super::render::ct_json(c, 0),
-                (Object::Ct(c), false) => super::render::ct_line(c, false),
+                (Object::Ct(c), false) => super::render::ct_line_kernel(c),
                 (Object::Exp(x), true) => super::render::exp_json(x, 0),
                 (Object::Exp(x), false) => super::render::exp_line(x),
             });

@@ -951,6 +951,35 @@ fn a_live_dump_in_json_is_one_array() {
 }
 
 #[test]
+fn a_live_dump_line_is_the_kernels_with_its_timeout_and_mark() {
+    // conntrackd prints its bypass's `-i` as the kernel table
+    // (NFCT_O_DEFAULT): the timeout after the protocol number, and the
+    // mark, which the kernel always reports (reference 2.4.1).
+    let c = cfg("", "NOTRACK { DisableInternalCache On }", "");
+    let mut fw = node(c, 1);
+    let now = Instant::from_millis(0);
+    let o = fw.control(
+        now,
+        Request::Dump {
+            cache: Which::Internal,
+            table: Table::Ct,
+            format: Format::Plain,
+        },
+    );
+    let purpose = o.actions[0].purpose;
+    let mut m = ftp_master();
+    m.timeout = Some(431_997);
+    let done = Done::Dumped {
+        objects: vec![Object::Ct(m)],
+        last: true,
+    };
+    assert_eq!(
+        text(&fw.job(now, purpose, done)),
+        "tcp      6 431997 ESTABLISHED src=192.168.0.2 dst=192.168.1.2 sport=40000 dport=21 src=192.168.1.2 dst=192.168.1.100 sport=21 dport=40000 [ASSURED] mark=0 helper=ftp\n"
+    );
+}
+
+#[test]
 fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
     // The notify script runs `-c` then `-f`: a kernel flush here would
     // delete what the commit just created.

@@ -101,7 +101,15 @@ fn tuple_text(out: &mut String, t: &Tuple) {
 /// as conntrackd prints cached entries). External entries have no reply
 /// tuple in conntrackd, so none is printed for them.
 pub fn ct_line(ct: &Conntrack, external: bool) -> String {
-    ct_line_with(ct, external, false, false)
+    ct_line_with(ct, external, false, false, false)
+}
+
+/// One conntrack of a live kernel dump (`-i` without internal cache), as
+/// conntrackd prints the kernel's table there: with the timeout after the
+/// protocol number and the mark, which the kernel always reports, even 0.
+/// (conntrackd's `use=` is not kept.)
+pub fn ct_line_kernel(ct: &Conntrack) -> String {
+    ct_line_with(ct, false, false, true, true)
 }
 
 /// [`ct_line`] with each direction's `packets=… bytes=…` after its tuple
@@ -110,7 +118,7 @@ pub fn ct_line(ct: &Conntrack, external: bool) -> String {
 /// (`nf_conntrack_timestamp=1`), as conntrackd's stats log prints a
 /// destroyed flow.
 pub fn ct_line_counted(ct: &Conntrack) -> String {
-    ct_line_with(ct, false, true, false)
+    ct_line_with(ct, false, true, false, false)
 }
 
 /// How many whole seconds a flow lived, as libnetfilter_conntrack counts
@@ -126,9 +134,10 @@ fn ct_line_with(
     external: bool,
     counted: bool,
     mark_always: bool,
+    timeout: bool,
 ) -> String {
     let mut s = String::with_capacity(200);
-    ct_line_into(&mut s, ct, external, counted, mark_always);
+    ct_line_into(&mut s, ct, external, counted, mark_always, timeout);
     s
 }
 
@@ -140,6 +149,7 @@ fn ct_line_into(
     external: bool,
     counted: bool,
     mark_always: bool,
+    timeout: bool,
 ) {
     let counters = ct.counters.filter(|_| counted);
     let start = s.len();
@@ -151,6 +161,9 @@ fn ct_line_into(
     }
     s.push(' ');
     field(s, "", ct.orig.proto.into());
+    if let Some(t) = ct.timeout.filter(|_| timeout) {
+        field(s, "", t.into());
+    }
     if let Some(name) = state_name(&ct.proto_info) {
         s.push_str(name);
         s.push(' ');
@@ -517,7 +530,7 @@ pub fn ct_part(
     expiry: Option<Duration>,
 ) -> String {
     let plain = |s: &mut String, ct: &Conntrack| {
-        ct_line_into(s, ct, external, false, false)
+        ct_line_into(s, ct, external, false, false, false)
     };
     let xml = |ct: &Conntrack| ct_xml(ct, external);
     let r = Renderers {
@@ -539,7 +552,7 @@ pub fn stats_part(
 ) -> String {
     let xml = |ct: &Conntrack| ct_xml_with(ct, false, true);
     let plain = |s: &mut String, ct: &Conntrack| {
-        ct_line_into(s, ct, false, false, true)
+        ct_line_into(s, ct, false, false, true, false)
     };
     let r = Renderers {
         plain: &plain,

@@ -289,6 +289,8 @@ async fn forward_signals(mut signals: Signals, tx: Sender<Event>) {
 
 /// Writes the replies in the background (a slow client never stalls the
 /// loop), within the reply budget: what does not fit ends in a refusal.
+/// A client that reads slowly is waited for unless the budget is pressed
+/// (`reply_writer`: a flow logger's `-i | less`).
 fn reply_later(
     ex: &LocalExecutor<'_>,
     budget: &Rc<ReplyBudget>,
@@ -309,8 +311,15 @@ fn reply_later(
             }
         }
     }
+    let budget = budget.clone();
     ex.spawn(async move {
-        let _ = server::write_replies(&mut stream, &admitted).await;
+        let patient = move || !budget.pressed();
+        let _ = server::write_replies_unless(
+            &mut stream,
+            &admitted,
+            Some(&patient),
+        )
+        .await;
         drop(held);
     })
     .detach();

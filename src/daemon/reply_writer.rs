@@ -193,20 +193,34 @@ mod test {
 
     /// A dump's writer, its client stalled past the stall deadline, then
     /// reading: whether the answer came whole.
-    fn stalled_reader_gets_it_all(budget: &Rc<ReplyBudget>) -> bool {
+    /// `whole`: the answer handed over at once, as a daemon without `Sync`
+    /// or the flow logger answers (`daemon::reply_later`).
+    fn stalled_reader_gets_it_all(whole: bool, pressed: bool) -> bool {
         use std::time::{Duration, Instant};
+
+        use crate::daemon::reply_budget::REPLY_BUDGET;
+        let budget = &ReplyBudget::new(REPLY_BUDGET);
+        // Most of the budget held elsewhere.
+        let _others = pressed.then(|| budget.hold_bytes(REPLY_BUDGET * 3 / 4));
         let (ours, mut client) = UnixStream::pair().unwrap();
         socket2::SockRef::from(&ours)
             .set_send_buffer_size(4096)
             .unwrap();
         let ex = LocalExecutor::new();
-        let (written, _seen) = smol::channel::unbounded();
-        let w = Writer::start(&ex, 1, Async::new(ours).unwrap(), written);
         let text = "a line of a dump\n".repeat(20_000);
         let want = answer(&text);
-        for r in &want {
-            w.send(r.clone(), budget.hold(r).unwrap());
-        }
+        let ours = Async::new(ours).unwrap();
+        let w = if whole {
+            crate::daemon::reply_later(&ex, budget, ours, want.clone());
+            None
+        } else {
+            let (written, _seen) = smol::channel::unbounded();
+            let w = Writer::start(&ex, 1, ours, written);
+            for r in &want {
+                w.send(r.clone(), budget.hold(r).unwrap());
+            }
+            Some(w)
+        };
         // `less` on its first page: nothing read for longer than the
         // stall deadline.
         let stall = server::STALL_DEADLINE + Duration::from_secs(1);
@@ -242,16 +256,24 @@ mod test {
 
     #[test]
     fn a_slow_reader_is_waited_for_unless_the_budget_is_needed() {
-        use crate::daemon::reply_budget::REPLY_BUDGET;
-        let budget = ReplyBudget::new(REPLY_BUDGET);
-        assert!(
-            stalled_reader_gets_it_all(&budget),
+        // Each case waits 6 s: all at once.
+        let cases =
+            [(false, false), (true, false), (false, true), (true, true)];
+        let runs = cases.map(|(whole, pressed)| {
+            std::thread::spawn(move || {
+                stalled_reader_gets_it_all(whole, pressed)
+            })
+        });
+        let got = runs.map(|r| r.join().unwrap());
+        // Waited for (a writer's dump, an answer handed over whole)...
+        assert_eq!(
+            got[..2],
+            [true, true],
             "a reader that paused for 6 s lost the end of its dump"
         );
-        // Most of the budget held elsewhere: the stalled client gives
-        // way, as before.
-        let _others = budget.hold_bytes(REPLY_BUDGET * 3 / 4).unwrap();
-        assert!(!stalled_reader_gets_it_all(&budget));
+        // ...unless the budget is pressed: the stalled client gives way,
+        // as before.
+        assert_eq!(got[2..], [false, false]);
     }
 
     #[test]

@@ -110,8 +110,7 @@ fn conntrackd_command(code: u8) -> &'static str {
 }
 
 /// A conntrackd client's request as it comes from a little-endian host
-/// (x86, arm, most MIPS routers): its code, 0 to 48, then three zero
-/// bytes. Never a frame of ours: read as our length prefix, it is 0 (an
+/// (x86, arm, mipsel): its code, 0 to 48, then three zero bytes. Never a frame of ours: read as our length prefix, it is 0 (an
 /// empty frame) or more than [`MAX_REQUEST`].
 fn conntrackd_code(buf: &[u8]) -> Option<u8> {
     match *buf.get(..proto::HEADER)? {
@@ -124,8 +123,8 @@ fn conntrackd_code(buf: &[u8]) -> Option<u8> {
 pub async fn read_request(
     stream: &mut Async<UnixStream>,
 ) -> Result<Request, ReadError> {
+    let mut buf = Vec::with_capacity(64);
     let read = async {
-        let mut buf = Vec::with_capacity(64);
         let mut chunk = [0u8; 256];
         loop {
             match proto::decode::<Request>(&buf, MAX_REQUEST) {
@@ -145,11 +144,21 @@ pub async fn read_request(
             buf.extend_from_slice(&chunk[..n]);
         }
     };
-    future::or(read, async {
+    let read = future::or(read, async {
         Timer::after(READ_DEADLINE).await;
         Err(ReadError::Timeout)
     })
-    .await
+    .await;
+    match read {
+        // From a big-endian host (MIPS routers) conntrackd's request reads
+        // as a header of ours announcing its code's worth of bytes, which
+        // never come.
+        Err(ReadError::Timeout) => match *buf {
+            [0, 0, 0, code @ 0..=48] => Err(ReadError::Conntrackd(code)),
+            _ => Err(ReadError::Timeout),
+        },
+        read => read,
+    }
 }
 
 /// Largest text per frame: a long dump streams as many frames, each well
@@ -293,6 +302,16 @@ mod test {
         assert!(why.contains("conntrackd's client sent request 46 (-c)"));
         // -F ct is code 0: four zero bytes.
         assert!(matches!(read(&[0; 4]), Err(ReadError::Conntrackd(0))));
+        // A big-endian host's -c: named once the request times out.
+        assert!(matches!(
+            read(&46i32.to_be_bytes()),
+            Err(ReadError::Conntrackd(46))
+        ));
+        // Half a frame of ours is still a timeout.
+        assert!(matches!(
+            read(&[0, 0, 0, 9, proto::VERSION, 1]),
+            Err(ReadError::Timeout)
+        ));
         // Our own frames and other garbage are as before.
         assert!(matches!(
             read(&proto::encode(&Request::Kill)),

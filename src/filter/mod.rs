@@ -239,10 +239,10 @@ mod test {
         );
     }
 
-    #[test]
-    fn helper_prefix_list() {
+    /// An expectation of helper `helper`.
+    fn expectation_of(helper: &str) -> Expect {
         let t = ct("10.0.0.1", "10.0.0.2", 6).orig;
-        let mut x = Expect {
+        Expect {
             master: t,
             tuple: t,
             mask: t,
@@ -250,11 +250,16 @@ mod test {
             zone: 0,
             flags: 0,
             class: 0,
-            helper: Some("sip-5060".try_into().unwrap()),
+            helper: Some(helper.try_into().unwrap()),
             nat: None,
             func: None,
             id: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn helper_prefix_list() {
+        let mut x = expectation_of("sip-5060");
         let list = |names: &[&str]| {
             ExpectationSync::Helpers(
                 names
@@ -276,20 +281,7 @@ mod test {
         // A user-space helper (nfnetlink_cthelper) may carry any UTF-8
         // name; the configured prefix's length can end inside one of its
         // characters.
-        let t = ct("10.0.0.1", "10.0.0.2", 6).orig;
-        let x = Expect {
-            master: t,
-            tuple: t,
-            mask: t,
-            timeout: None,
-            zone: 0,
-            flags: 0,
-            class: 0,
-            helper: Some("s\u{e9}p".try_into().unwrap()),
-            nat: None,
-            func: None,
-            id: 0,
-        };
+        let x = expectation_of("s\u{e9}p");
         let list = |n: &str| {
             ExpectationSync::Helpers(vec![HelperName::try_from(n).unwrap()])
         };

@@ -34,6 +34,19 @@ fn capture() {
     log::set_max_level(log::LevelFilter::Info);
 }
 
+/// The nonce of the challenge `e` sends first at `t`.
+fn challenge_sent(e: &mut Engine, t: Instant, src: &MapSource) -> u64 {
+    let mut buf = [0u8; 1472];
+    let n = e.poll_transmit(t, src, &mut buf).unwrap();
+    let (_, body) = wire::read(&buf[..n]).unwrap();
+    wire::messages(body)
+        .find_map(|m| match m {
+            Ok(Msg::Challenge { nonce }) => Some(nonce),
+            _ => None,
+        })
+        .expect("a challenge")
+}
+
 #[test]
 fn a_sealed_peer_is_named_as_such_to_a_node_without_a_key() {
     capture();
@@ -86,15 +99,7 @@ fn a_new_session_is_challenged_and_held_whatever_its_datagram_ends_with() {
     let first = with_unknown_tail(77, 40, &[Msg::CtNew(wire::to_wire_ct(&c))]);
     assert_eq!(e.recv(t, 1, &first, &src), Err(wire::Error::Malformed));
     assert_eq!(e.stats().challenges_sent, 1, "challenged");
-    let mut buf = [0u8; 1472];
-    let n = e.poll_transmit(t, &src, &mut buf).unwrap();
-    let (_, body) = wire::read(&buf[..n]).unwrap();
-    let nonce = wire::messages(body)
-        .find_map(|m| match m {
-            Ok(Msg::Challenge { nonce }) => Some(nonce),
-            _ => None,
-        })
-        .unwrap();
+    let nonce = challenge_sent(&mut e, t, &src);
     let answer = Msg::Response {
         echo: nonce,
         from: Seq(40),
@@ -155,15 +160,7 @@ fn held_datagrams_given_up_before_the_proof_count_as_lost() {
         let d = super::test::datagram_from(77, 10 + u32::from(i), &[m]);
         e.recv(t, 1, &d, &src).unwrap();
     }
-    let mut buf = [0u8; 1472];
-    let n = e.poll_transmit(t, &src, &mut buf).unwrap();
-    let (_, body) = wire::read(&buf[..n]).unwrap();
-    let nonce = wire::messages(body)
-        .find_map(|m| match m {
-            Ok(Msg::Challenge { nonce }) => Some(nonce),
-            _ => None,
-        })
-        .unwrap();
+    let nonce = challenge_sent(&mut e, t, &src);
     let answer = Msg::Response {
         echo: nonce,
         from: Seq(30),

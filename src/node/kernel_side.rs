@@ -10,7 +10,7 @@ use crate::config::OverrunResync;
 use crate::filter;
 use crate::kernel::codec::{Kind, Message, Object};
 use crate::kernel::origin::Origin;
-use crate::model::{Conntrack, Expect};
+use crate::model::{Conntrack, Expect, ProtoInfo};
 use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
@@ -139,7 +139,13 @@ impl Node {
         let stored =
             self.internal_ct
                 .upsert_merged(&mut ct, now, new, |old, ct| {
-                    // Merge: keep what this event does not carry.
+                    // Merge: keep what this event does not carry (the
+                    // TCP, SCTP or DCCP state comes only with a change of
+                    // it, IPCT_PROTOINFO: a mark's or an ASSURED bit's
+                    // UPDATE has none).
+                    if ct.proto_info == ProtoInfo::None {
+                        ct.proto_info = old.proto_info;
+                    }
                     ct.helper = ct.helper.take().or_else(|| old.helper.clone());
                     ct.master = ct.master.or(old.master);
                     ct.timeout = ct.timeout.or(old.timeout);

@@ -453,6 +453,8 @@ impl Node {
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod test_kernel_side;
+#[cfg(test)]
 mod test_peer_side;
 #[cfg(test)]
 mod test_release;

@@ -1,0 +1,69 @@
+//! The kernel side's merge of an event into the internal cache: what an
+//! event leaves out is kept, as conntrackd's copy of the attributes an
+//! event carries does.
+
+use super::*;
+use crate::config;
+use crate::kernel::codec::{Kind, Message, Object};
+use crate::kernel::origin::Origin;
+use crate::model::{L4, ProtoInfo, Tuple, status};
+use crate::wire::ct_key_of;
+
+fn node() -> Node {
+    let text = "General { UNIX { Path /x } }\nSync { Mode FTFW { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
+    let cfg = config::parse(text, "t.conf").unwrap().config;
+    Node::new(cfg, 1, 1, 1472, 212_992, Instant::from_millis(0))
+}
+
+fn event(kind: Kind, ct: &Conntrack) -> Input<'static> {
+    let msg = Message {
+        kind,
+        object: Object::Ct(ct.clone()),
+        port: 0,
+        seq: 0,
+    };
+    Input::Kernel(msg, Origin::NotMe)
+}
+
+/// An established TCP flow with window scaling, as its NEW event has it.
+fn established() -> Conntrack {
+    let mut ct = Conntrack::new(Tuple {
+        src: "192.168.0.2".parse().unwrap(),
+        dst: "192.168.1.2".parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports {
+            src: 40000,
+            dst: 443,
+        },
+    });
+    ct.reply = Some(ct.orig.inverse());
+    ct.status = status::SEEN_REPLY | status::ASSURED | status::CONFIRMED;
+    ct.timeout = Some(432_000);
+    ct.proto_info = ProtoInfo::Tcp {
+        state: 3,
+        wscale_orig: 7,
+        wscale_reply: 7,
+        flags_orig: 0x23,
+        flags_reply: 0x23,
+    };
+    ct
+}
+
+/// The kernel puts CTA_PROTOINFO in an UPDATE event only when the TCP
+/// state changed (IPCT_PROTOINFO): a CONNMARK or label change, an ASSURED
+/// bit of a picked-up flow come without it. The cached state, and the
+/// window scaling the peer needs to carry the flow after a failover,
+/// stay.
+#[test]
+fn an_update_without_protocol_state_keeps_the_cached_one() {
+    let mut n = node();
+    let t0 = Instant::from_millis(0);
+    n.handle(t0, event(Kind::New, &established()));
+    let mut marked = established();
+    marked.proto_info = ProtoInfo::None;
+    marked.mark = 5;
+    n.handle(Instant::from_millis(10), event(Kind::Update, &marked));
+    let e = n.internal_ct.get(&ct_key_of(&marked)).unwrap();
+    assert_eq!(e.value.mark, 5);
+    assert_eq!(e.value.proto_info, established().proto_info);
+}

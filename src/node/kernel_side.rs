@@ -109,15 +109,18 @@ impl Node {
     ) {
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
-            if let Some(c) = ct.counters {
-                self.counters.traffic_bytes += c.orig_bytes + c.reply_bytes;
-                self.counters.traffic_packets +=
-                    c.orig_packets + c.reply_packets;
-            }
             if self.internal_ct.remove(&key).is_some()
                 || self.purged_ct.remove(&key)
                 || self.internal_disabled()
             {
+                // Only a flow this node replicates counts as traffic
+                // processed (conntrackd's `update_traffic_stats` after a
+                // delete that found the entry).
+                if let Some(c) = ct.counters {
+                    self.counters.traffic_bytes += c.orig_bytes + c.reply_bytes;
+                    self.counters.traffic_packets +=
+                        c.orig_packets + c.reply_packets;
+                }
                 if send {
                     self.engine.local_change(Key::Ct(key), false);
                 }

@@ -10,8 +10,14 @@ use crate::model::{L4, ProtoInfo, Tuple, status};
 use crate::wire::ct_key_of;
 
 fn node() -> Node {
-    let text = "General { UNIX { Path /x } }\nSync { Mode FTFW { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
-    let cfg = config::parse(text, "t.conf").unwrap().config;
+    node_with("")
+}
+
+fn node_with(general: &str) -> Node {
+    let text = format!(
+        "General {{ UNIX {{ Path /x }} {general} }}\nSync {{ Mode FTFW {{ }}\nUDP {{ IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }} }}"
+    );
+    let cfg = config::parse(&text, "t.conf").unwrap().config;
     Node::new(cfg, 1, 1, 1472, 212_992, Instant::from_millis(0))
 }
 
@@ -66,4 +72,42 @@ fn an_update_without_protocol_state_keeps_the_cached_one() {
     let e = n.internal_ct.get(&ct_key_of(&marked)).unwrap();
     assert_eq!(e.value.mark, 5);
     assert_eq!(e.value.proto_info, established().proto_info);
+}
+
+/// conntrackd adds a DESTROY's counters to "traffic processed" only when
+/// the flow was cached (reference §5.2: not cached, no traffic stats): a
+/// flow the Filter ignores (the router's own traffic, say) is not counted.
+#[test]
+fn traffic_processed_counts_only_cached_flows() {
+    let mut n =
+        node_with("Filter { Address Ignore { IPv4_address 192.168.0.2 } }");
+    let t0 = Instant::from_millis(0);
+    let mut ignored = established();
+    n.handle(t0, event(Kind::New, &ignored));
+    assert!(n.internal_ct.is_empty());
+    ignored.counters = Some(crate::model::Counters {
+        orig_packets: 3,
+        orig_bytes: 300,
+        reply_packets: 2,
+        reply_bytes: 200,
+    });
+    n.handle(t0, event(Kind::Destroy, &ignored));
+    assert_eq!(
+        (n.counters.traffic_bytes, n.counters.traffic_packets),
+        (0, 0)
+    );
+    // A cached flow's are.
+    let mut cached = ignored.clone();
+    cached.orig.src = "192.168.0.3".parse().unwrap();
+    cached.reply = Some(cached.orig.inverse());
+    let fresh = Conntrack {
+        counters: None,
+        ..cached.clone()
+    };
+    n.handle(t0, event(Kind::New, &fresh));
+    n.handle(t0, event(Kind::Destroy, &cached));
+    assert_eq!(
+        (n.counters.traffic_bytes, n.counters.traffic_packets),
+        (500, 5)
+    );
 }

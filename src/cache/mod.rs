@@ -479,7 +479,8 @@ impl<V: Stored> Cache<V> {
     }
 
     /// Removes the entries not updated for `lifetime` (ALARM's
-    /// `CacheTimeout`); returns how many.
+    /// `CacheTimeout`); returns how many. Each counts as a deletion, as
+    /// conntrackd's expiry timer deletes.
     pub fn expire(&mut self, now: Instant, lifetime: Duration) -> usize {
         let before = self.table.len();
         let slab = &mut self.slab;
@@ -490,7 +491,9 @@ impl<V: Stored> Cache<V> {
             }
             keep
         });
-        before - self.table.len()
+        let expired = before - self.table.len();
+        self.stats.del_ok += expired as u64;
+        expired
     }
 }
 

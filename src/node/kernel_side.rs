@@ -142,6 +142,13 @@ impl Node {
         let stored =
             self.internal_ct
                 .upsert_merged(&mut ct, now, new, |old, ct| {
+                    // A NEW is a new flow with all its state (a tuple
+                    // reused after a DESTROY an overrun lost): nothing of
+                    // the old one is its own (conntrackd deletes and
+                    // inserts).
+                    if new {
+                        return;
+                    }
                     // Merge: keep what this event does not carry (the
                     // TCP, SCTP or DCCP state comes only with a change of
                     // it, IPCT_PROTOINFO: a mark's or an ASSURED bit's

@@ -111,3 +111,28 @@ fn traffic_processed_counts_only_cached_flows() {
         (500, 5)
     );
 }
+
+/// A NEW event is a new flow (its tuple reused after a DESTROY the
+/// overrun lost): it carries all its state, and what the old flow had
+/// (an FTP helper's sequence adjustment, its labels) is not its own.
+/// conntrackd deletes the old entry and inserts the new one.
+#[test]
+fn a_new_event_replaces_the_cached_flow_whole() {
+    let mut n = node();
+    let mut old = established();
+    old.helper = Some("ftp".try_into().unwrap());
+    old.seq_adj = Some(
+        [crate::model::SeqAdj {
+            correction_pos: 1000,
+            offset_before: 0,
+            offset_after: 4,
+        }; 2],
+    );
+    old.labels = Some([1; 16]);
+    n.handle(Instant::from_millis(0), event(Kind::New, &old));
+    let reused = established();
+    n.handle(Instant::from_millis(10), event(Kind::New, &reused));
+    let e = n.internal_ct.get(&ct_key_of(&reused)).unwrap();
+    assert_eq!(e.value, reused);
+    assert_eq!(e.since, Instant::from_millis(10));
+}

@@ -32,12 +32,14 @@ pub(super) const BURST_QUIET: Duration = Duration::from_millis(200);
 pub(super) const BURST_MAX: Duration = Duration::from_secs(30);
 
 impl Node {
-    /// An event from the kernel's event socket.
+    /// An event from the kernel's event socket (`event`), or a conntrack
+    /// read back in its place (a [`Node::refresh_master`]).
     pub(super) fn kernel_event(
         &mut self,
         now: Instant,
         msg: Message,
         origin: Origin,
+        event: bool,
     ) {
         self.burst_goes_on(now);
         // During a resync: whether the entry is in the kernel after this
@@ -64,7 +66,7 @@ impl Node {
             }
             held = Some((h, !destroyed));
         }
-        self.kernel(now, msg, origin);
+        self.kernel(now, msg, origin, event);
         // After the event is handled: an entry it creates is new, and
         // unmarked, until then.
         if let Some((h, in_kernel)) = held {
@@ -81,32 +83,41 @@ impl Node {
         };
     }
 
-    /// One kernel event or dump entry.
+    /// One kernel event or dump entry (`event` false: only events count
+    /// in `events received` and `events filtered`, as in conntrackd,
+    /// whose dump handler counts neither).
     pub(super) fn kernel(
         &mut self,
         now: Instant,
         msg: Message,
         origin: Origin,
+        event: bool,
     ) {
-        self.counters.events_received += 1;
+        if event {
+            self.counters.events_received += 1;
+        }
         if origin == Origin::Inject {
             // Our own injection of the peer's state: not ours to sync.
             return;
         }
         let send = origin == Origin::NotMe;
-        match msg.object {
+        let filtered = match msg.object {
             Object::Ct(ct) => self.kernel_ct(now, msg.kind, ct, send),
             Object::Exp(x) => self.kernel_exp(now, msg.kind, x, send),
+        };
+        if filtered && event {
+            self.counters.events_filtered += 1;
         }
     }
 
+    /// Returns whether the Filter refused it.
     pub(super) fn kernel_ct(
         &mut self,
         now: Instant,
         kind: Kind,
         mut ct: Conntrack,
         send: bool,
-    ) {
+    ) -> bool {
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
             if self.internal_ct.remove(&key).is_some()
@@ -127,11 +138,10 @@ impl Node {
                 // The kernel drops a master's expectations with it.
                 self.purge_expectations_of(&key, send);
             }
-            return;
+            return false;
         }
         if !filter::conntrack(&self.cfg.general.filter, &ct) {
-            self.counters.events_filtered += 1;
-            return;
+            return true;
         }
         // Neither counters nor timestamps are replicated.
         ct.counters = None;
@@ -178,11 +188,19 @@ impl Node {
             }
             _ => {}
         }
+        false
     }
 
-    fn kernel_exp(&mut self, now: Instant, kind: Kind, x: Expect, send: bool) {
+    /// Returns whether the helper list refused it.
+    fn kernel_exp(
+        &mut self,
+        now: Instant,
+        kind: Kind,
+        x: Expect,
+        send: bool,
+    ) -> bool {
         if !self.expectations() {
-            return;
+            return false;
         }
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
@@ -191,11 +209,10 @@ impl Node {
             if cached && send {
                 self.engine.local_change(Key::Exp(Box::new(key)), false);
             }
-            return;
+            return false;
         }
         if !filter::expectation_helper(&self.sync().expectation_sync, &x) {
-            self.counters.events_filtered += 1;
-            return;
+            return true;
         }
         // Replicated only with its master (conntrackd's ct_filter_master):
         // the master must be in the internal cache, which holds what the
@@ -211,7 +228,7 @@ impl Node {
             if checks.waiting.len() >= MAX_MASTER_CHECKS {
                 // The worker is this far behind: drop rather than grow.
                 self.counters.events_filtered += 1;
-                return;
+                return false;
             }
             let id = checks.next;
             checks.next = checks.next.wrapping_add(1);
@@ -223,12 +240,12 @@ impl Node {
                     zone: master.zone,
                 },
             });
-            return;
+            return false;
         }
-        if !self.internal_ct.contains(&master) {
-            return;
+        if self.internal_ct.contains(&master) {
+            self.replicate_exp(now, x, new, send);
         }
-        self.replicate_exp(now, x, new, send);
+        false
     }
 
     /// The master of the expectation waiting as check `id`, as the
@@ -300,7 +317,7 @@ impl Node {
                 port: 0,
                 seq: 0,
             };
-            self.kernel_event(now, msg, Origin::NotMe);
+            self.kernel_event(now, msg, Origin::NotMe, false);
         }
     }
 

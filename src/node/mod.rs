@@ -274,7 +274,9 @@ impl Node {
         // The timer's input is no news: it must not put off a flush.
         let news = !matches!(input, Input::Timer);
         match input {
-            Input::Kernel(msg, origin) => self.kernel_event(now, msg, origin),
+            Input::Kernel(msg, origin) => {
+                self.kernel_event(now, msg, origin, true)
+            }
             Input::KernelUndecodable => self.counters.events_unknown += 1,
             Input::KernelReadFailed => self.counters.catch_event_failed += 1,
             Input::Overrun { buffer } => self.overrun(now, buffer),

@@ -166,7 +166,7 @@ impl Node {
                 port: 0,
                 seq: 0,
             };
-            self.kernel(now, msg, origin);
+            self.kernel(now, msg, origin, false);
             self.mark_held(&held, true);
         }
         if !last {

@@ -136,3 +136,37 @@ fn a_new_event_replaces_the_cached_flow_whole() {
     assert_eq!(e.value, reused);
     assert_eq!(e.since, Instant::from_millis(10));
 }
+
+/// `events received` and `events filtered` count the event socket's
+/// messages, as conntrackd's event handler does; the entries of a dump
+/// (start-up, -R, an overrun's resync, every PollSecs period) are not
+/// events, and its dump handler counts none of them.
+#[test]
+fn dumped_entries_are_not_counted_as_events() {
+    let mut n =
+        node_with("Filter { Address Ignore { IPv4_address 192.168.0.2 } }");
+    let t0 = Instant::from_millis(0);
+    let ignored = established();
+    let mut kept = established();
+    kept.orig.src = "192.168.0.3".parse().unwrap();
+    kept.reply = Some(kept.orig.inverse());
+    let startup = Purpose::Resync {
+        client: None,
+        conntracks: true,
+        expectations: false,
+        send: false,
+        announce_new: false,
+    };
+    n.handle(t0, Input::Timer);
+    super::test_support::dumped(&mut n, t0, startup, &[ignored.clone(), kept]);
+    assert_eq!(n.internal_ct.len(), 1);
+    assert_eq!(
+        (n.counters.events_received, n.counters.events_filtered),
+        (0, 0)
+    );
+    n.handle(t0, event(Kind::Update, &ignored));
+    assert_eq!(
+        (n.counters.events_received, n.counters.events_filtered),
+        (1, 1)
+    );
+}

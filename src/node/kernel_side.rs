@@ -204,8 +204,16 @@ impl Node {
         }
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
+            // Without an internal cache nothing stays staged once sent:
+            // every DESTROY the helper list accepts goes, as a
+            // conntrack's does (conntrackd's bypass sends them all).
             let cached = self.internal_exp.remove(&key).is_some()
-                || self.purged_exp.remove(&key);
+                || self.purged_exp.remove(&key)
+                || (self.internal_disabled()
+                    && filter::expectation_helper(
+                        &self.sync().expectation_sync,
+                        &x,
+                    ));
             if cached && send {
                 self.engine.local_change(Key::Exp(Box::new(key)), false);
             }

@@ -170,3 +170,58 @@ fn dumped_entries_are_not_counted_as_events() {
         (1, 1)
     );
 }
+
+/// Without an internal cache (NOTRACK's DisableInternalCache) nothing
+/// stays staged once sent, so a DESTROY cannot be checked against a
+/// cache: every one is sent, as conntrackd's bypass sends them (it was
+/// for conntracks; an expectation's went only while its NEW waited to be
+/// sent, and the peer kept it, to commit after a failover).
+#[test]
+fn without_internal_cache_an_expectations_destroy_is_sent() {
+    use crate::model::Expect;
+    use crate::wire::{Msg, exp_key_of};
+    let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { DisableInternalCache On }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo }\nOptions { ExpectationSync On } }";
+    let cfg = config::parse(text, "t.conf").unwrap().config;
+    let mut n = Node::new(cfg, 1, 1, 1472, 212_992, Instant::from_millis(0));
+    let master = established();
+    let x = Expect::new(
+        master.orig,
+        Tuple {
+            l4: L4::Ports { src: 0, dst: 50000 },
+            ..master.orig
+        },
+        Tuple {
+            src: "255.255.255.255".parse().unwrap(),
+            dst: "255.255.255.255".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: 0,
+                dst: 0xffff,
+            },
+        },
+    );
+    let exp = |kind| Message {
+        kind,
+        object: Object::Exp(x.clone()),
+        port: 0,
+        seq: 0,
+    };
+    let t = Instant::from_millis;
+    n.handle(t(0), Input::Kernel(exp(Kind::New), Origin::NotMe));
+    let out = n.handle(
+        t(1),
+        Input::Job(Completion {
+            purpose: Purpose::MasterCheck { id: 0 },
+            done: Done::Dumped {
+                objects: vec![Object::Ct(master)],
+                last: true,
+            },
+        }),
+    );
+    let sent = super::test_support::sent_from(&mut n, t(1), &out);
+    assert!(matches!(sent[..], [Msg::ExpNew(_)]), "{sent:?}");
+    let out =
+        n.handle(t(2000), Input::Kernel(exp(Kind::Destroy), Origin::NotMe));
+    let sent = super::test_support::sent_from(&mut n, t(2000), &out);
+    assert_eq!(sent, [Msg::ExpDel(exp_key_of(&x))]);
+}

@@ -157,7 +157,7 @@ impl Node {
                 .get(&ct_key_of(&ct))
                 .is_some_and(|e| e.updated < seen_at);
             if unchanged {
-                self.kernel_ct(now, Kind::Update, ct, true);
+                self.kernel_ct(now, Kind::Update, ct, true, false);
             }
         }
     }

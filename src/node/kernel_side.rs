@@ -20,7 +20,8 @@ use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
 /// completes before the jobs ahead of it, so order is not enough).
 #[derive(Debug, Default)]
 pub(super) struct MasterChecks {
-    waiting: std::collections::VecDeque<(u32, Expect, bool, bool)>,
+    /// (id, expectation, new, send, event)
+    waiting: std::collections::VecDeque<(u32, Expect, bool, bool, bool)>,
     next: u32,
 }
 /// Most expectations waiting for a master check.
@@ -101,23 +102,39 @@ impl Node {
             return;
         }
         let send = origin == Origin::NotMe;
-        let filtered = match msg.object {
-            Object::Ct(ct) => self.kernel_ct(now, msg.kind, ct, send),
-            Object::Exp(x) => self.kernel_exp(now, msg.kind, x, send),
-        };
-        if filtered && event {
-            self.counters.events_filtered += 1;
+        match msg.object {
+            Object::Ct(ct) => self.kernel_ct(now, msg.kind, ct, send, event),
+            Object::Exp(x) => self.kernel_exp(now, msg.kind, x, send, event),
         }
     }
 
-    /// Returns whether the Filter refused it.
+    /// Counts an event the bypass (no internal cache) sent, in
+    /// `internal bypass:` as conntrackd counts its events.
+    fn bypassed(&mut self, ct: bool, change: Kind, event: bool) {
+        if !event || !self.internal_disabled() {
+            return;
+        }
+        let b = if ct {
+            &mut self.counters.bypass_ct
+        } else {
+            &mut self.counters.bypass_exp
+        };
+        match change {
+            Kind::New => b.new += 1,
+            Kind::Update => b.updated += 1,
+            Kind::Destroy => b.destroyed += 1,
+        }
+    }
+
+    /// A conntrack's event (`event`) or dump entry.
     pub(super) fn kernel_ct(
         &mut self,
         now: Instant,
         kind: Kind,
         mut ct: Conntrack,
         send: bool,
-    ) -> bool {
+        event: bool,
+    ) {
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
             if self.internal_ct.remove(&key).is_some()
@@ -134,14 +151,18 @@ impl Node {
                 }
                 if send {
                     self.engine.local_change(Key::Ct(key), false);
+                    self.bypassed(true, kind, event);
                 }
                 // The kernel drops a master's expectations with it.
                 self.purge_expectations_of(&key, send);
             }
-            return false;
+            return;
         }
         if !filter::conntrack(&self.cfg.general.filter, &ct) {
-            return true;
+            if event {
+                self.counters.events_filtered += 1;
+            }
+            return;
         }
         // Neither counters nor timestamps are replicated.
         ct.counters = None;
@@ -185,22 +206,23 @@ impl Node {
         match stored {
             Ok(Upsert::Created) | Ok(Upsert::Updated) if send && !unchanged => {
                 self.engine.local_change(Key::Ct(key), new);
+                self.bypassed(true, kind, event);
             }
             _ => {}
         }
-        false
     }
 
-    /// Returns whether the helper list refused it.
+    /// An expectation's event (`event`) or dump entry.
     fn kernel_exp(
         &mut self,
         now: Instant,
         kind: Kind,
         x: Expect,
         send: bool,
-    ) -> bool {
+        event: bool,
+    ) {
         if !self.expectations() {
-            return false;
+            return;
         }
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
@@ -216,11 +238,15 @@ impl Node {
                     ));
             if cached && send {
                 self.engine.local_change(Key::Exp(Box::new(key)), false);
+                self.bypassed(false, kind, event);
             }
-            return false;
+            return;
         }
         if !filter::expectation_helper(&self.sync().expectation_sync, &x) {
-            return true;
+            if event {
+                self.counters.events_filtered += 1;
+            }
+            return;
         }
         // Replicated only with its master (conntrackd's ct_filter_master):
         // the master must be in the internal cache, which holds what the
@@ -236,11 +262,11 @@ impl Node {
             if checks.waiting.len() >= MAX_MASTER_CHECKS {
                 // The worker is this far behind: drop rather than grow.
                 self.counters.events_filtered += 1;
-                return false;
+                return;
             }
             let id = checks.next;
             checks.next = checks.next.wrapping_add(1);
-            checks.waiting.push_back((id, x, new, send));
+            checks.waiting.push_back((id, x, new, send, event));
             self.out.jobs.push(Job {
                 purpose: Purpose::MasterCheck { id },
                 work: Work::Get {
@@ -248,12 +274,11 @@ impl Node {
                     zone: master.zone,
                 },
             });
-            return false;
+            return;
         }
         if self.internal_ct.contains(&master) {
-            self.replicate_exp(now, x, new, send);
+            self.replicate_exp(now, x, new, send, event);
         }
-        false
     }
 
     /// The master of the expectation waiting as check `id`, as the
@@ -268,13 +293,13 @@ impl Node {
         let Some(at) = waiting.iter().position(|w| w.0 == id) else {
             return;
         };
-        let Some((_, x, new, send)) = waiting.remove(at) else {
+        let Some((_, x, new, send, event)) = waiting.remove(at) else {
             return;
         };
         if master
             .is_some_and(|m| filter::conntrack(&self.cfg.general.filter, m))
         {
-            self.replicate_exp(now, x, new, send);
+            self.replicate_exp(now, x, new, send, event);
         }
     }
 
@@ -284,6 +309,7 @@ impl Node {
         x: Expect,
         new: bool,
         send: bool,
+        event: bool,
     ) {
         let key = exp_key_of(&x);
         let master = CtKey {
@@ -292,6 +318,8 @@ impl Node {
         };
         if self.internal_exp.upsert(&x, now, new).is_ok() && send {
             self.engine.local_change(Key::Exp(Box::new(key)), new);
+            let kind = if new { Kind::New } else { Kind::Update };
+            self.bypassed(false, kind, event);
             if new && x.nat.is_some() {
                 self.refresh_master(master);
             }

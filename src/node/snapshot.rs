@@ -33,6 +33,17 @@ pub struct Counters {
     /// Activity scans done, and the active flows they sent again.
     pub activity_scans: u64,
     pub activity_resent: u64,
+    /// Events sent without an internal cache (`internal bypass:`).
+    pub bypass_ct: Bypassed,
+    pub bypass_exp: Bypassed,
+}
+
+/// Events the bypass sent, by kind (conntrackd's `internal bypass:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bypassed {
+    pub new: u64,
+    pub updated: u64,
+    pub destroyed: u64,
 }
 
 /// One cache as the statistics show it.

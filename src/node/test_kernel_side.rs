@@ -225,3 +225,30 @@ fn without_internal_cache_an_expectations_destroy_is_sent() {
     let sent = super::test_support::sent_from(&mut n, t(2000), &out);
     assert_eq!(sent, [Msg::ExpDel(exp_key_of(&x))]);
 }
+
+/// `internal bypass:` (-s without an internal cache) counts the events
+/// sent, as conntrackd's bypass does: one NEW, one UPDATE, one DESTROY of
+/// a flow, each after the previous was sent.
+#[test]
+fn the_bypass_counts_each_event_sent() {
+    use crate::control::proto::{Format, StatsView};
+    let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { DisableInternalCache On }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
+    let cfg = config::parse(text, "t.conf").unwrap().config;
+    let mut n = Node::new(cfg, 1, 1, 1472, 212_992, Instant::from_millis(0));
+    let ct = established();
+    for (i, kind) in [Kind::New, Kind::Update, Kind::Destroy]
+        .into_iter()
+        .enumerate()
+    {
+        let now = Instant::from_millis(1000 * i as u64);
+        let out = n.handle(now, event(kind, &ct));
+        let sent = super::test_support::sent_from(&mut n, now, &out);
+        assert_eq!(sent.len(), 1, "{kind:?}: {sent:?}");
+    }
+    let snap = n.snapshot(Instant::from_millis(5000), &[], false);
+    let s = super::render::stats(&snap, StatsView::General, Format::Plain);
+    assert!(
+        s.starts_with("internal bypass:\nconnections new:\t\t           1\nconnections updated:\t\t           1\nconnections destroyed:\t\t           1\n"),
+        "{s}"
+    );
+}

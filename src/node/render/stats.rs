@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::entries::json_str;
 use crate::cache::CacheStats;
 use crate::control::proto::{Format, StatsView};
-use crate::node::snapshot::{CacheView, Counters, Snapshot};
+use crate::node::snapshot::{Bypassed, CacheView, Counters, Snapshot};
 use crate::sync::{ResendEntry, RoundTrip};
 
 /// One dedicated link as the statistics show it.
@@ -141,11 +141,11 @@ fn peer_protocol_text(s: &mut String, l: &LinkView) {
 
 /// DisableInternalCache's block in place of the internal cache's (in
 /// `-s` and `-s cache` alike, as conntrackd's bypass answers both).
-fn bypass_block(s: &mut String, st: &CacheStats) {
+fn bypass_block(s: &mut String, b: &Bypassed) {
     let _ = write!(
         s,
         "internal bypass:\nconnections new:\t\t{:12}\nconnections updated:\t\t{:12}\nconnections destroyed:\t\t{:12}\n\n",
-        st.add_ok, st.upd_ok, st.del_ok
+        b.new, b.updated, b.destroyed
     );
 }
 
@@ -167,7 +167,7 @@ fn general(s: &mut String, snap: &Snapshot, expect: bool) {
     );
     let c = &snap.counters;
     if snap.internal_disabled {
-        bypass_block(s, if expect { &iexp.stats } else { &ict.stats });
+        bypass_block(s, if expect { &c.bypass_exp } else { &c.bypass_ct });
     } else if expect {
         cache_block(s, "internal", iexp.len, &iexp.stats);
     } else {
@@ -470,7 +470,7 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
         StatsView::Cache => {
             let (i, e) = (&snap.internal_ct, &snap.external_ct);
             if snap.internal_disabled {
-                bypass_block(&mut s, &i.stats);
+                bypass_block(&mut s, &snap.counters.bypass_ct);
             } else {
                 cache_extended(&mut s, "internal", i.len, &i.stats);
             }

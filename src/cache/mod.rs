@@ -393,8 +393,11 @@ impl<V: Stored> Cache<V> {
         }
     }
 
-    /// Empties the cache (`-f`) and gives its memory back; counters stay.
+    /// Empties the cache (`-f`) and gives its memory back. Each entry
+    /// counts as a deletion, as conntrackd's flush deletes them one by
+    /// one; the other counters stay.
     pub fn flush(&mut self) {
+        self.stats.del_ok += self.table.len() as u64;
         self.table = HashTable::new();
         self.slab.clear();
         self.scratch = Vec::new();

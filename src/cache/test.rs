@@ -193,8 +193,10 @@ fn expiry_and_flush() {
     // An expired entry is a deletion in -s, as conntrackd's timer counts
     // it (ALARM's external cache: created 2, destroyed 1, active 1).
     assert_eq!((c.stats.add_ok, c.stats.del_ok, c.len()), (2, 1, 1));
+    // So is every flushed one (-f, -t): conntrackd's flush deletes each.
     c.flush();
     assert!(c.is_empty());
+    assert_eq!(c.stats.del_ok, 2);
 }
 
 /// A resync's sweep: the unmarked entries go (only their keys are

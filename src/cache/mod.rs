@@ -374,23 +374,26 @@ impl<V: Stored> Cache<V> {
 
     /// Removes an entry; counts a miss as `entry not found`.
     pub fn remove(&mut self, k: &V::Key) -> Option<V> {
+        let found = self.take(k);
+        if found.is_none() {
+            self.stats.del_fail += 1;
+            self.stats.del_enoent += 1;
+        }
+        found
+    }
+
+    /// Removes an entry if it is cached; a miss is no failure (a kernel
+    /// DESTROY of a flow never cached, which conntrackd drops unseen).
+    pub fn take(&mut self, k: &V::Key) -> Option<V> {
         let kb = Self::key_bytes(k);
         let h = self.hasher.hash_one(&kb[..]);
         let slab = &self.slab;
-        match self.table.find_entry(h, |s| s.key(slab) == &kb[..]) {
-            Ok(o) => {
-                let (s, _) = o.remove();
-                let value = Self::read(&self.slab, &s).map(|e| e.value);
-                self.slab.free(s.handle());
-                self.stats.del_ok += 1;
-                value
-            }
-            Err(_) => {
-                self.stats.del_fail += 1;
-                self.stats.del_enoent += 1;
-                None
-            }
-        }
+        let o = self.table.find_entry(h, |s| s.key(slab) == &kb[..]).ok()?;
+        let (s, _) = o.remove();
+        let value = Self::read(&self.slab, &s).map(|e| e.value);
+        self.slab.free(s.handle());
+        self.stats.del_ok += 1;
+        value
     }
 
     /// Empties the cache (`-f`) and gives its memory back. Each entry

@@ -137,7 +137,7 @@ impl Node {
     ) {
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
-            if self.internal_ct.remove(&key).is_some()
+            if self.internal_ct.take(&key).is_some()
                 || self.purged_ct.remove(&key)
                 || self.internal_disabled()
             {
@@ -229,7 +229,7 @@ impl Node {
             // Without an internal cache nothing stays staged once sent:
             // every DESTROY the helper list accepts goes, as a
             // conntrack's does (conntrackd's bypass sends them all).
-            let cached = self.internal_exp.remove(&key).is_some()
+            let cached = self.internal_exp.take(&key).is_some()
                 || self.purged_exp.remove(&key)
                 || (self.internal_disabled()
                     && filter::expectation_helper(

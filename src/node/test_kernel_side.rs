@@ -1,6 +1,8 @@
-//! The kernel side's merge of an event into the internal cache: what an
-//! event leaves out is kept, as conntrackd's copy of the attributes an
-//! event carries does.
+//! The kernel side against conntrackd's event handling: an UPDATE merged
+//! into the cached entry (what it leaves out is kept), a NEW replacing it
+//! whole, DESTROYs without an internal cache, and the counters events
+//! move (traffic processed, events received and filtered, the bypass's,
+//! failed deletions).
 
 use super::*;
 use crate::config;
@@ -251,4 +253,19 @@ fn the_bypass_counts_each_event_sent() {
         s.starts_with("internal bypass:\nconnections new:\t\t           1\nconnections updated:\t\t           1\nconnections destroyed:\t\t           1\n"),
         "{s}"
     );
+}
+
+/// A DESTROY of a flow this node never cached (the Filter ignores it; the
+/// kernel side does not filter DESTROYs, so that no cached flow misses
+/// its end) is no failed deletion: conntrackd's event handler drops it
+/// unseen, and its `-s` never counts a failed one.
+#[test]
+fn a_destroy_of_a_flow_never_cached_is_no_failed_deletion() {
+    let mut n =
+        node_with("Filter { Address Ignore { IPv4_address 192.168.0.2 } }");
+    let t0 = Instant::from_millis(0);
+    n.handle(t0, event(Kind::New, &established()));
+    n.handle(t0, event(Kind::Destroy, &established()));
+    let st = n.internal_ct.stats;
+    assert_eq!((st.del_ok, st.del_fail, st.del_enoent), (0, 0, 0));
 }

@@ -37,7 +37,6 @@ pub mod control;
 pub mod daemon;
 pub mod filter;
 pub mod kernel;
-pub mod local_time;
 pub mod logging;
 pub mod model;
 pub mod node;

@@ -147,7 +147,8 @@ impl StatsMode {
 
     fn write(&mut self, flow: &str) {
         if let Some(f) = &mut self.file {
-            let stamp = crate::logging::ctime(crate::local_time::now());
+            let stamp =
+                crate::logging::ctime(crate::logging::local_time::now());
             if let Err(e) = writeln!(f, "{stamp}\t{flow}")
                 && let Some(n) = self.unwritten.failed(Instant::now())
             {

@@ -27,6 +27,8 @@ use time::OffsetDateTime;
 
 use crate::config::Facility;
 
+pub mod local_time;
+
 type Syslog = syslog::Logger<LoggerBackend, GlibcLine>;
 
 /// The syslog line format of glibc's syslog(3), which conntrackd uses.
@@ -44,7 +46,7 @@ impl<T: std::fmt::Display> LogFormat<T> for GlibcLine {
         severity: Severity,
         message: T,
     ) -> syslog::Result<()> {
-        let now = crate::local_time::now();
+        let now = local_time::now();
         let pri = self.facility as u8 | severity as u8;
         let line = syslog_line(now, pri, &self.ident, self.pid, &message);
         w.write_all(line.as_bytes()).map_err(syslog::Error::Write)
@@ -103,7 +105,7 @@ static LOGGER: Logger = Logger {
 /// zone changed later needs a restart, as in conntrackd's glibc when TZ
 /// names a file). Call first thing in `main`.
 pub fn install(verbose: bool) {
-    crate::local_time::init();
+    local_time::init();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(if verbose {
         LevelFilter::Debug
@@ -269,7 +271,7 @@ impl Log for Logger {
             return;
         };
         let msg = record.args().to_string();
-        let now = crate::local_time::now();
+        let now = local_time::now();
         // One write per line keeps lines whole in an O_APPEND file shared
         // with the background child and the clients.
         let mut line =

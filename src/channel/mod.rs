@@ -9,7 +9,9 @@
 //! Failover (reference §4.1): [`Channels::check_links`] moves to the next
 //! usable link when the current one goes down, and the daemon calls
 //! [`Channels::set_current`] when a valid message arrives on another link
-//! (replies follow the peer).
+//! (replies follow the peer). After either, the daemon sizes the node's
+//! datagrams for the sending link ([`Channels::max_datagram`]), as
+//! conntrackd sizes each link's buffer by its own MTU.
 //!
 //! TCP: a listening socket accepts the peer's connection (a new one
 //! replaces the old); a client connection to the peer carries our frames,

@@ -165,7 +165,8 @@ impl Node {
     /// A node for a configuration with a `Sync` section (a missing one
     /// uses the defaults). `session` and `seed` are random per start (the
     /// seed makes the challenges' nonces unpredictable); `max_datagram`
-    /// is the links' largest datagram;
+    /// is the sending link's largest datagram (see
+    /// [`Node::set_max_datagram`]);
     /// `netlink_buffer` the event socket's receive buffer size.
     pub fn new(
         cfg: Config,
@@ -246,6 +247,16 @@ impl Node {
     /// epoch.
     pub fn set_sealer(&mut self, sealer: crate::wire::seal::Sealer) {
         self.engine.set_sealer(sealer);
+    }
+
+    /// The link that sends now carries datagrams of at most `n` bytes (a
+    /// failover, or its MTU changed): what the node builds from now on
+    /// fits it, as conntrackd sizes each link's buffer by its own MTU.
+    pub fn set_max_datagram(&mut self, n: usize) {
+        if n != self.tx_buf.len() {
+            self.tx_buf = vec![0; n];
+            self.engine.set_max_datagram(n);
+        }
     }
 
     /// What the daemon does once, before it is ready: load the kernel's
@@ -456,6 +467,8 @@ impl Node {
 mod test;
 #[cfg(test)]
 mod test_kernel_side;
+#[cfg(test)]
+mod test_link;
 #[cfg(test)]
 mod test_peer_side;
 #[cfg(test)]

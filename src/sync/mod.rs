@@ -238,6 +238,11 @@ impl Engine {
         self.sealing = Some(Sealing::new(sealer));
     }
 
+    /// Datagrams of at most `n` bytes from now on (the link changed).
+    pub fn set_max_datagram(&mut self, n: usize) {
+        self.p.max_datagram = n;
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

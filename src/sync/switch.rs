@@ -182,6 +182,16 @@ impl Switch {
         self.ct.set_sealer(sealer);
     }
 
+    /// Datagrams of at most `n` bytes from now on (the sending link
+    /// changed), in either protocol.
+    pub fn set_max_datagram(&mut self, n: usize) {
+        self.ct.set_max_datagram(n);
+        self.ctd_params.max_datagram = n;
+        if let Some(c) = self.ctd.as_mut() {
+            c.set_max_datagram(n);
+        }
+    }
+
     /// The protocol spoken now.
     pub fn protocol(&self) -> Protocol {
         if self.ctd.is_some() {

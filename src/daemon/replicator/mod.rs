@@ -332,6 +332,7 @@ impl Replicator {
         if now >= self.next_link_check {
             self.next_link_check = now + LINK_CHECK;
             self.channels.check_links();
+            self.node.set_max_datagram(self.channels.max_datagram());
         }
         self.input(ex, clock, Input::Timer).await
     }
@@ -478,6 +479,7 @@ impl Replicator {
         }
         if let Some(link) = out.follow_link {
             self.channels.set_current(link);
+            self.node.set_max_datagram(self.channels.max_datagram());
         }
         for d in &out.datagrams {
             self.channels.send(d);

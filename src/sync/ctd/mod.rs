@@ -210,6 +210,11 @@ impl CtdEngine {
         self.announce = true;
     }
 
+    /// Datagrams of at most `n` bytes from now on (the link changed).
+    pub fn set_max_datagram(&mut self, n: usize) {
+        self.p.max_datagram = n;
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -114,7 +114,8 @@ pub(crate) trait SyncMode {
 
 /// The engine's mode and its state.
 pub(crate) enum ModeState {
-    FtFw(FtFw),
+    /// Boxed: its queues' state is several times the others'.
+    FtFw(Box<FtFw>),
     NoTrack(NoTrack),
     Alarm(Alarm),
 }
@@ -122,9 +123,10 @@ pub(crate) enum ModeState {
 impl ModeState {
     pub(crate) fn new(p: &Params) -> Self {
         match p.mode {
-            Mode::FtFw => {
-                ModeState::FtFw(FtFw::new(p.ack_window, p.resend_queue_size))
-            }
+            Mode::FtFw => ModeState::FtFw(Box::new(FtFw::new(
+                p.ack_window,
+                p.resend_queue_size,
+            ))),
             Mode::NoTrack => ModeState::NoTrack(NoTrack::new()),
             Mode::Alarm => ModeState::Alarm(Alarm::new(p.refresh_time)),
         }
@@ -132,7 +134,7 @@ impl ModeState {
 
     pub(crate) fn get(&self) -> &dyn SyncMode {
         match self {
-            ModeState::FtFw(m) => m,
+            ModeState::FtFw(m) => &**m,
             ModeState::NoTrack(m) => m,
             ModeState::Alarm(m) => m,
         }
@@ -140,7 +142,7 @@ impl ModeState {
 
     pub(crate) fn get_mut(&mut self) -> &mut dyn SyncMode {
         match self {
-            ModeState::FtFw(m) => m,
+            ModeState::FtFw(m) => &mut **m,
             ModeState::NoTrack(m) => m,
             ModeState::Alarm(m) => m,
         }

@@ -1,18 +1,35 @@
 //! FT-FW's resend queue: what we sent and the peer has not acknowledged,
 //! in sending order, as `(Seq, what, when)`. It holds keys, never message
-//! copies, so a resend carries the entry's newest state. Bounded by
-//! `ResendQueueSize`: when full, the oldest entry is dropped and counted.
+//! copies, so a resend carries the entry's newest state. An entry is held
+//! once, under the number it was last sent as (conntrackd's rs_queue holds
+//! each object once): an older send of it gives its place up, as a resend
+//! of it would carry the same state. Bounded by `ResendQueueSize`
+//! entries: when full, the oldest is dropped and counted.
 
-use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
-use crate::sync::Stats;
 use crate::sync::tx::{KEEP_CAPACITY, Sent};
+use crate::sync::{Key, Stats};
 use crate::time::Instant;
 use crate::wire::Seq;
 
+/// Places given up (a later send of their key holds it) that are left in
+/// the queue, beyond the entries held, before it is compacted.
+const GIVEN_UP_SLACK: usize = 1024;
+
 #[derive(Debug, Clone)]
 pub(crate) struct ResendQueue {
-    q: VecDeque<(Seq, Sent, Instant)>,
+    /// In sending order; None: a later send of its key holds it.
+    q: VecDeque<(Seq, Option<Sent>, Instant)>,
+    /// The number each held key was last sent as, by the key's hash (8
+    /// bytes an entry, not a key's 48: a collision only leaves two places
+    /// held, as every send took one before).
+    latest: HashMap<u64, Seq>,
+    hasher: RandomState,
+    /// Entries held (the places that are not None).
+    held: usize,
     capacity: usize,
 }
 
@@ -20,12 +37,15 @@ impl ResendQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         ResendQueue {
             q: VecDeque::new(),
+            latest: HashMap::new(),
+            hasher: RandomState::new(),
+            held: 0,
             capacity,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.q.len()
+        self.held
     }
 
     #[cfg(test)]
@@ -35,9 +55,9 @@ impl ResendQueue {
 
     /// Sequence numbers, and whether each is a RESYNC request.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
-        self.q
-            .iter()
-            .map(|(s, sent, _)| (*s, matches!(sent, Sent::Resync)))
+        self.q.iter().filter_map(|(s, sent, _)| {
+            sent.as_ref().map(|sent| (*s, matches!(sent, Sent::Resync)))
+        })
     }
 
     /// Keeps `what`, sent as `seq` at `now`, until acknowledged.
@@ -48,16 +68,64 @@ impl ResendQueue {
         now: Instant,
         stats: &mut Stats,
     ) {
-        if self.q.len() >= self.capacity {
-            self.q.pop_front();
-            stats.resend_queue_dropped += 1;
+        if let Sent::Key(k) = &what
+            && let Some(old) = self.latest.insert(self.hasher.hash_one(k), seq)
+        {
+            self.give_up(old, k);
         }
-        self.q.push_back((seq, what, now));
+        while self.held >= self.capacity {
+            match self.q.pop_front() {
+                Some((s, Some(sent), _)) => {
+                    self.forget(s, &sent);
+                    stats.resend_queue_dropped += 1;
+                }
+                Some((_, None, _)) => {}
+                None => break,
+            }
+        }
+        self.q.push_back((seq, Some(what), now));
+        self.held += 1;
+    }
+
+    /// `key`, held as `seq`, was sent again: its place is given up.
+    fn give_up(&mut self, seq: Seq, key: &Key) {
+        let i = self.q.partition_point(|(s, _, _)| *s < seq);
+        if let Some((s, sent, _)) = self.q.get_mut(i)
+            && *s == seq
+            && matches!(sent, Some(Sent::Key(k)) if k == key)
+        {
+            *sent = None;
+            self.held -= 1;
+        }
+        if self.q.len() - self.held > self.held.max(GIVEN_UP_SLACK) {
+            self.q.retain(|(_, sent, _)| sent.is_some());
+        }
+    }
+
+    /// A held entry, sent as `seq`, left the queue.
+    fn forget(&mut self, seq: Seq, sent: &Sent) {
+        self.held -= 1;
+        if let Sent::Key(k) = sent {
+            forget_key(&mut self.latest, self.hasher.hash_one(k), seq);
+        }
     }
 
     /// The peer has everything from `from` to `to`.
     pub(crate) fn ack(&mut self, from: Seq, to: Seq) {
-        self.q.retain(|(s, _, _)| !s.in_range(from, to));
+        let (latest, held) = (&mut self.latest, &mut self.held);
+        let hasher = &self.hasher;
+        self.q.retain(|(s, sent, _)| {
+            if !s.in_range(from, to) {
+                return true;
+            }
+            if let Some(sent) = sent {
+                *held -= 1;
+                if let Sent::Key(k) = sent {
+                    forget_key(latest, hasher.hash_one(k), *s);
+                }
+            }
+            false
+        });
         self.release_slack();
     }
 
@@ -69,29 +137,41 @@ impl ResendQueue {
         if cap > KEEP_CAPACITY && self.q.len() < cap / 4 {
             self.q.shrink_to((2 * self.q.len()).max(KEEP_CAPACITY));
         }
+        let cap = self.latest.capacity();
+        if cap > KEEP_CAPACITY && self.latest.len() < cap / 4 {
+            self.latest
+                .shrink_to((2 * self.latest.len()).max(KEEP_CAPACITY));
+        }
     }
 
     /// Removes and returns, in sending order, what `pick` (given the
-    /// number and the sending time) selects.
+    /// number and the sending time) selects; expectations after the rest:
+    /// a master sent again after its expectation goes again first, as a
+    /// bulk sends them (its older place, given up, no longer leads).
     pub(crate) fn take(
         &mut self,
         mut pick: impl FnMut(Seq, Instant) -> bool,
     ) -> Vec<Sent> {
         let mut taken = Vec::new();
-        let mut keep = VecDeque::with_capacity(self.q.len());
-        for (s, sent, at) in self.q.drain(..) {
-            if pick(s, at) {
-                taken.push(sent);
-            } else {
-                keep.push_back((s, sent, at));
+        let mut keep = VecDeque::with_capacity(self.held);
+        for (s, sent, at) in std::mem::take(&mut self.q) {
+            match sent {
+                Some(sent) if pick(s, at) => {
+                    self.forget(s, &sent);
+                    taken.push(sent);
+                }
+                Some(sent) => keep.push_back((s, Some(sent), at)),
+                None => {}
             }
         }
         self.q = keep;
+        taken.sort_by_key(|s| matches!(s, Sent::Key(Key::Exp(_))));
         taken
     }
 
-    /// When `seq` went out, while it is held (the queue is in sending
-    /// order, so in number order).
+    /// When `seq` went out, while it is held or its place given up to a
+    /// later send is kept (the queue is in sending order, so in number
+    /// order).
     pub(crate) fn sent_at(&self, seq: Seq) -> Option<Instant> {
         let i = self.q.partition_point(|(s, _, _)| *s < seq);
         match self.q.get(i) {
@@ -107,6 +187,95 @@ impl ResendQueue {
 
     pub(crate) fn clear(&mut self) {
         self.q.clear();
+        self.latest.clear();
+        self.held = 0;
         self.release_slack();
+    }
+}
+
+/// The entry of `hash` left the queue: forgotten, unless a later send of
+/// a key of the same hash holds the index.
+fn forget_key(latest: &mut HashMap<u64, Seq>, hash: u64, seq: Seq) {
+    if latest.get(&hash) == Some(&seq) {
+        latest.remove(&hash);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::sync::Key;
+
+    fn k(n: u8) -> Sent {
+        let c = crate::sync::test::ct(u16::from(n));
+        Sent::Key(Key::Ct(crate::wire::ct_key_of(&c)))
+    }
+
+    #[test]
+    fn a_key_sent_again_holds_one_place_and_evicts_no_other() {
+        // Three entries sent, then the third changed twice more (each
+        // change sent, none acknowledged), in a queue of three: as in
+        // conntrackd's rs_queue, an entry is held once, under its last
+        // number, and no other gives way.
+        let t = Instant::from_millis(0);
+        let mut st = Stats::default();
+        let mut q = ResendQueue::new(3);
+        for (seq, n) in [(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)] {
+            q.push(Seq(seq), k(n), t, &mut st);
+        }
+        assert_eq!(st.resend_queue_dropped, 0);
+        assert_eq!(q.len(), 3);
+        let held: Vec<Seq> = q.iter().map(|(s, _)| s).collect();
+        assert_eq!(held, [Seq(1), Seq(2), Seq(5)]);
+        assert_eq!(q.oldest(), Some(Seq(1)));
+        // A NACK of the older sends of the third resends nothing: its
+        // last send carries its newest state.
+        assert!(q.take(|s, _| s.in_range(Seq(3), Seq(4))).is_empty());
+        // A fourth entry makes the oldest give way, counted.
+        q.push(Seq(6), k(4), t, &mut st);
+        assert_eq!(st.resend_queue_dropped, 1);
+        assert_eq!(q.take(|_, _| true), [k(2), k(3), k(4)]);
+        assert_eq!(q.len(), 0);
+        // Acknowledged, a key is forgotten: sent again, it is new.
+        q.push(Seq(7), k(1), t, &mut st);
+        q.ack(Seq(7), Seq(7));
+        q.push(Seq(8), k(1), t, &mut st);
+        assert_eq!(q.take(|_, _| true), [k(1)]);
+    }
+
+    #[test]
+    fn a_resend_puts_conntracks_before_expectations() {
+        // A master, its expectation, the master again: all three lost.
+        // The master's last send is newer than the expectation's, yet it
+        // goes again first (an expectation injected before its master
+        // fails: DisableExternalCache).
+        let t = Instant::from_millis(0);
+        let mut st = Stats::default();
+        let c = crate::sync::test::ct(1);
+        let exp = Sent::Key(Key::Exp(Box::new(crate::wire::ExpKey {
+            master: c.orig,
+            tuple: c.orig,
+            mask: c.orig,
+            zone: 0,
+        })));
+        let mut q = ResendQueue::new(10);
+        q.push(Seq(1), k(1), t, &mut st);
+        q.push(Seq(2), exp.clone(), t, &mut st);
+        q.push(Seq(3), k(1), t, &mut st);
+        assert_eq!(q.take(|s, _| s.in_range(Seq(1), Seq(3))), [k(1), exp]);
+    }
+
+    #[test]
+    fn superseded_sends_do_not_grow_the_queue() {
+        // One entry sent a million times, never acknowledged.
+        let t = Instant::from_millis(0);
+        let mut st = Stats::default();
+        let mut q = ResendQueue::new(131_072);
+        for seq in 0..1_000_000 {
+            q.push(Seq(seq), k(1), t, &mut st);
+        }
+        assert_eq!(q.len(), 1);
+        assert!(q.q.len() <= 2048, "{} slots", q.q.len());
+        assert_eq!(q.sent_at(Seq(999_999)), Some(t));
     }
 }

@@ -7,11 +7,12 @@
 //! conntrackd accepts anything that reaches the port.
 //!
 //! Failover (reference §4.1): [`Channels::check_links`] moves to the next
-//! usable link when the current one goes down, and the daemon calls
-//! [`Channels::set_current`] when a valid message arrives on another link
-//! (replies follow the peer). After either, the daemon sizes the node's
-//! datagrams for the sending link ([`Channels::max_datagram`]), as
-//! conntrackd sizes each link's buffer by its own MTU.
+//! usable link when the current one goes down or loses its carrier, and
+//! the daemon calls [`Channels::set_current`] when a valid message
+//! arrives on another link (replies follow the peer). After either, the
+//! daemon sizes the node's datagrams for the sending link
+//! ([`Channels::max_datagram`]), as conntrackd sizes each link's buffer by
+//! its own MTU.
 //!
 //! TCP: a listening socket accepts the peer's connection (a new one
 //! replaces the old); a client connection to the peer carries our frames,
@@ -268,7 +269,8 @@ impl Channels {
     }
 
     /// Re-reads every link's interface status; moves sending off a link
-    /// that went down. Call about once a second.
+    /// that went down or lost its carrier (see `next_link`). Call about
+    /// once a second.
     pub fn check_links(&mut self) -> Option<Failover> {
         for l in &mut self.links {
             match link_info(&l.channel.interface) {
@@ -287,16 +289,14 @@ impl Channels {
                 Err(_) => {}
             }
         }
-        if self.links[self.current].info.status.usable() {
-            self.none_usable = false;
-            return None;
-        }
-        let n = self.links.len();
-        let next = (1..n)
-            .map(|k| (self.current + k) % n)
-            .find(|&i| self.links[i].info.status.usable());
-        match next {
-            Some(i) => {
+        let status: Vec<LinkStatus> =
+            self.links.iter().map(|l| l.info.status).collect();
+        match next_link(self.current, &status) {
+            Step::Stay => {
+                self.none_usable = false;
+                None
+            }
+            Step::To(i) => {
                 self.current = i;
                 log::info!(
                     "device `{}' becomes dedicated link",
@@ -304,7 +304,7 @@ impl Channels {
                 );
                 Some(Failover::To(i))
             }
-            None => {
+            Step::NoneUsable => {
                 if !self.none_usable {
                     self.none_usable = true;
                     log::error!("no dedicated links available!");
@@ -312,6 +312,37 @@ impl Channels {
                 Some(Failover::NoneUsable)
             }
         }
+    }
+}
+
+/// What the links' status asks of the sending link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Stay,
+    To(usize),
+    NoneUsable,
+}
+
+/// Where sending goes, from link `current`, given every link's status.
+/// As conntrackd, sending leaves a link that is not RUNNING (DOWN, or UP
+/// without carrier), for the next link that is UP or RUNNING: a running
+/// one first (polled each second, a move between two links without
+/// carrier would be made every second), one only UP in place of one that
+/// is DOWN (its carrier may come back first).
+fn next_link(current: usize, status: &[LinkStatus]) -> Step {
+    let here = status[current];
+    if here == LinkStatus::Running {
+        return Step::Stay;
+    }
+    let n = status.len();
+    let others = || (1..n).map(move |k| (current + k) % n);
+    let running = others().find(|&i| status[i] == LinkStatus::Running);
+    let up = others().find(|&i| status[i].usable());
+    match (running, up) {
+        (Some(i), _) => Step::To(i),
+        (None, Some(i)) if here == LinkStatus::Down => Step::To(i),
+        (None, Some(_)) => Step::Stay,
+        (None, None) => Step::NoneUsable,
     }
 }
 
@@ -352,5 +383,33 @@ fn poll_link(
             }
         },
         Io::Tcp(t) => t.poll(cx, buf, &mut link.stats),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::LinkStatus::{Down, NoCarrier, Running};
+    use super::{Step, next_link};
+
+    #[test]
+    fn a_link_that_lost_its_carrier_hands_sending_to_a_running_one() {
+        // conntrackd moves off a link that is not both UP and RUNNING
+        // (sync-mode.c: a cable pulled, the switch port or the peer's NIC
+        // down), not only off one that is DOWN.
+        assert_eq!(next_link(0, &[NoCarrier, Running]), Step::To(1));
+        assert_eq!(next_link(1, &[Running, Down, NoCarrier]), Step::To(0));
+        assert_eq!(next_link(0, &[Down, Running]), Step::To(1));
+        assert_eq!(next_link(0, &[Running, Running]), Step::Stay);
+        // A running link before one that is only up, whatever the order.
+        assert_eq!(next_link(0, &[Down, NoCarrier, Running]), Step::To(2));
+        // Only up, it may get its carrier: better than one that is down.
+        assert_eq!(next_link(0, &[Down, NoCarrier]), Step::To(1));
+        // Without carrier everywhere, sending stays (no move every
+        // second between links that carry nothing).
+        assert_eq!(next_link(0, &[NoCarrier, NoCarrier]), Step::Stay);
+        // Nothing else up at all: said once by the caller.
+        assert_eq!(next_link(0, &[NoCarrier, Down]), Step::NoneUsable);
+        assert_eq!(next_link(0, &[Down, Down]), Step::NoneUsable);
+        assert_eq!(next_link(0, &[NoCarrier]), Step::NoneUsable);
     }
 }

@@ -149,8 +149,11 @@ impl Node {
 
     /// Removes a peer's conntrack from the external cache, and with it
     /// its expectations (the kernel would drop them with their master).
+    /// One that is not there is no failure: conntrackd's external cache
+    /// drops such a DEL unseen (a NEW lost for good, either side's
+    /// restart).
     pub(super) fn forget_external_ct(&mut self, k: &CtKey) {
-        if self.external_ct.remove(k).is_some() {
+        if self.external_ct.take(k).is_some() {
             let gone: Vec<ExpKey> = self
                 .external_exp
                 .keys()
@@ -172,7 +175,7 @@ impl Node {
                 let _ = self.external_exp.upsert(&exp, now, new);
             }
             Apply::ExpDel(k) => {
-                self.external_exp.remove(&k);
+                self.external_exp.take(&k);
             }
         }
     }

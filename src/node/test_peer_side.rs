@@ -73,10 +73,9 @@ fn ct(port: u16) -> Conntrack {
     ct
 }
 
-#[test]
-fn what_a_datagram_said_before_an_unreadable_message_reaches_the_cache() {
+/// A receiver whose peer has proven its session, expecting number 100.
+fn proven_receiver(now: Instant) -> Node {
     let mut b = receiver();
-    let now = Instant::from_millis(10);
     // The peer's first word: unproven, held and challenged.
     let alive = datagram(100, &[Msg::Alive { next: Seq(100) }], &[]);
     let mut sent = feed(&mut b, now, &alive).datagrams;
@@ -90,6 +89,13 @@ fn what_a_datagram_said_before_an_unreadable_message_reaches_the_cache() {
     };
     feed(&mut b, now, &datagram(100, &[answer], &[]));
     assert!(b.engine.stats().challenges_answered >= 1, "proven");
+    b
+}
+
+#[test]
+fn what_a_datagram_said_before_an_unreadable_message_reaches_the_cache() {
+    let now = Instant::from_millis(10);
+    let mut b = proven_receiver(now);
     // A newer peer's message kind after an entry (a version appends
     // kinds; this build reads it as malformed and drops the rest).
     let d = datagram(100, &[Msg::CtNew(wire::to_wire_ct(&ct(1)))], &[0x7f]);
@@ -98,4 +104,28 @@ fn what_a_datagram_said_before_an_unreadable_message_reaches_the_cache() {
     // The entry counted as received (FT-FW acknowledges it): it must be
     // in the external cache, not wait for the peer's next datagram.
     assert_eq!(b.external_ct.len(), 1, "the entry before it is applied");
+}
+
+#[test]
+fn a_peers_delete_of_an_entry_never_received_is_no_failed_deletion() {
+    // conntrackd's external cache drops a DEL it has nothing for unseen:
+    // after a restart of either side, or a NEW lost for good, every such
+    // DEL read as a failed deletion ('entry not found') in -s cache.
+    let now = Instant::from_millis(10);
+    let mut b = proven_receiver(now);
+    let unknown = Msg::CtDel(wire::ct_key_of(&ct(7)));
+    let known = ct(8);
+    let msgs = [
+        unknown,
+        Msg::CtNew(wire::to_wire_ct(&known)),
+        Msg::CtDel(wire::ct_key_of(&known)),
+    ];
+    feed(&mut b, now, &datagram(100, &msgs, &[]));
+    let st = &b.external_ct.stats;
+    assert_eq!(
+        (st.add_ok, st.del_ok),
+        (1, 1),
+        "the known one came and went"
+    );
+    assert_eq!((st.del_fail, st.del_enoent), (0, 0));
 }

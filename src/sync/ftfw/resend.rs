@@ -6,9 +6,11 @@
 //! of it would carry the same state. Bounded by `ResendQueueSize`
 //! entries: when full, the oldest is dropped and counted.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use crate::sync::tx::{KEEP_CAPACITY, Sent};
 use crate::sync::{Key, Stats};
@@ -19,16 +21,27 @@ use crate::wire::Seq;
 /// the queue, beyond the entries held, before it is compacted.
 const GIVEN_UP_SLACK: usize = 1024;
 
+/// One send: its number, what (None: a later send of its key holds it),
+/// when, and its key's hash (computed once, at the send).
+#[derive(Debug, Clone)]
+struct Place {
+    seq: Seq,
+    sent: Option<Sent>,
+    at: Instant,
+    hash: u64,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ResendQueue {
-    /// In sending order; None: a later send of its key holds it.
-    q: VecDeque<(Seq, Option<Sent>, Instant)>,
-    /// The number each held key was last sent as, by the key's hash (8
-    /// bytes an entry, not a key's 48: a collision only leaves two places
-    /// held, as every send took one before).
-    latest: HashMap<u64, Seq>,
+    /// In sending order.
+    q: VecDeque<Place>,
+    /// (hash, number) of each held key's last send, by the key's keyed
+    /// SipHash (8 bytes an entry, not a key's 48: a collision only leaves
+    /// two places held, as every send took one before). The table hashes
+    /// by that value itself: it is already keyed and random.
+    latest: HashTable<(u64, Seq)>,
     hasher: RandomState,
-    /// Entries held (the places that are not None).
+    /// Entries held (the places whose `sent` is Some).
     held: usize,
     capacity: usize,
 }
@@ -37,7 +50,7 @@ impl ResendQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         ResendQueue {
             q: VecDeque::new(),
-            latest: HashMap::new(),
+            latest: HashTable::new(),
             hasher: RandomState::new(),
             held: 0,
             capacity,
@@ -55,8 +68,10 @@ impl ResendQueue {
 
     /// Sequence numbers, and whether each is a RESYNC request.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Seq, bool)> + '_ {
-        self.q.iter().filter_map(|(s, sent, _)| {
-            sent.as_ref().map(|sent| (*s, matches!(sent, Sent::Resync)))
+        self.q.iter().filter_map(|p| {
+            p.sent
+                .as_ref()
+                .map(|sent| (p.seq, matches!(sent, Sent::Resync)))
         })
     }
 
@@ -68,60 +83,73 @@ impl ResendQueue {
         now: Instant,
         stats: &mut Stats,
     ) {
-        if let Sent::Key(k) = &what
-            && let Some(old) = self.latest.insert(self.hasher.hash_one(k), seq)
-        {
-            self.give_up(old, k);
+        let mut hash = 0;
+        if let Sent::Key(k) = &what {
+            hash = self.hasher.hash_one(k);
+            let slot = self.latest.entry(hash, |e| e.0 == hash, |e| e.0);
+            match slot {
+                hashbrown::hash_table::Entry::Occupied(mut o) => {
+                    let old = std::mem::replace(&mut o.get_mut().1, seq);
+                    self.give_up(old, k);
+                }
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert((hash, seq));
+                }
+            }
         }
         while self.held >= self.capacity {
             match self.q.pop_front() {
-                Some((s, Some(sent), _)) => {
-                    self.forget(s, &sent);
+                Some(p) if p.sent.is_some() => {
+                    self.forget(&p);
                     stats.resend_queue_dropped += 1;
                 }
-                Some((_, None, _)) => {}
+                Some(_) => {}
                 None => break,
             }
         }
-        self.q.push_back((seq, Some(what), now));
+        self.q.push_back(Place {
+            seq,
+            sent: Some(what),
+            at: now,
+            hash,
+        });
         self.held += 1;
     }
 
     /// `key`, held as `seq`, was sent again: its place is given up.
     fn give_up(&mut self, seq: Seq, key: &Key) {
-        let i = self.q.partition_point(|(s, _, _)| *s < seq);
-        if let Some((s, sent, _)) = self.q.get_mut(i)
-            && *s == seq
-            && matches!(sent, Some(Sent::Key(k)) if k == key)
+        let i = self.q.partition_point(|p| p.seq < seq);
+        if let Some(p) = self.q.get_mut(i)
+            && p.seq == seq
+            && matches!(&p.sent, Some(Sent::Key(k)) if k == key)
         {
-            *sent = None;
+            p.sent = None;
             self.held -= 1;
         }
         if self.q.len() - self.held > self.held.max(GIVEN_UP_SLACK) {
-            self.q.retain(|(_, sent, _)| sent.is_some());
+            self.q.retain(|p| p.sent.is_some());
         }
     }
 
-    /// A held entry, sent as `seq`, left the queue.
-    fn forget(&mut self, seq: Seq, sent: &Sent) {
+    /// A held place left the queue.
+    fn forget(&mut self, p: &Place) {
         self.held -= 1;
-        if let Sent::Key(k) = sent {
-            forget_key(&mut self.latest, self.hasher.hash_one(k), seq);
+        if matches!(p.sent, Some(Sent::Key(_))) {
+            forget_key(&mut self.latest, p.hash, p.seq);
         }
     }
 
     /// The peer has everything from `from` to `to`.
     pub(crate) fn ack(&mut self, from: Seq, to: Seq) {
         let (latest, held) = (&mut self.latest, &mut self.held);
-        let hasher = &self.hasher;
-        self.q.retain(|(s, sent, _)| {
-            if !s.in_range(from, to) {
+        self.q.retain(|p| {
+            if !p.seq.in_range(from, to) {
                 return true;
             }
-            if let Some(sent) = sent {
+            if let Some(sent) = &p.sent {
                 *held -= 1;
-                if let Sent::Key(k) = sent {
-                    forget_key(latest, hasher.hash_one(k), *s);
+                if let Sent::Key(_) = sent {
+                    forget_key(latest, p.hash, p.seq);
                 }
             }
             false
@@ -140,7 +168,7 @@ impl ResendQueue {
         let cap = self.latest.capacity();
         if cap > KEEP_CAPACITY && self.latest.len() < cap / 4 {
             self.latest
-                .shrink_to((2 * self.latest.len()).max(KEEP_CAPACITY));
+                .shrink_to((2 * self.latest.len()).max(KEEP_CAPACITY), |e| e.0);
         }
     }
 
@@ -154,14 +182,15 @@ impl ResendQueue {
     ) -> Vec<Sent> {
         let mut taken = Vec::new();
         let mut keep = VecDeque::with_capacity(self.held);
-        for (s, sent, at) in std::mem::take(&mut self.q) {
-            match sent {
-                Some(sent) if pick(s, at) => {
-                    self.forget(s, &sent);
-                    taken.push(sent);
-                }
-                Some(sent) => keep.push_back((s, Some(sent), at)),
-                None => {}
+        for mut p in std::mem::take(&mut self.q) {
+            if p.sent.is_none() {
+                continue;
+            }
+            if pick(p.seq, p.at) {
+                self.forget(&p);
+                taken.extend(p.sent.take());
+            } else {
+                keep.push_back(p);
             }
         }
         self.q = keep;
@@ -173,9 +202,9 @@ impl ResendQueue {
     /// later send is kept (the queue is in sending order, so in number
     /// order).
     pub(crate) fn sent_at(&self, seq: Seq) -> Option<Instant> {
-        let i = self.q.partition_point(|(s, _, _)| *s < seq);
+        let i = self.q.partition_point(|p| p.seq < seq);
         match self.q.get(i) {
-            Some((s, _, at)) if *s == seq => Some(*at),
+            Some(p) if p.seq == seq => Some(p.at),
             _ => None,
         }
     }
@@ -195,9 +224,9 @@ impl ResendQueue {
 
 /// The entry of `hash` left the queue: forgotten, unless a later send of
 /// a key of the same hash holds the index.
-fn forget_key(latest: &mut HashMap<u64, Seq>, hash: u64, seq: Seq) {
-    if latest.get(&hash) == Some(&seq) {
-        latest.remove(&hash);
+fn forget_key(latest: &mut HashTable<(u64, Seq)>, hash: u64, seq: Seq) {
+    if let Ok(o) = latest.find_entry(hash, |e| e.0 == hash && e.1 == seq) {
+        o.remove();
     }
 }
 

@@ -474,7 +474,7 @@ fn error_semantic_checks() {
 #[test]
 fn warnings_that_conntrackd_also_gives() {
     let p = config::parse(
-        &format!("{UNIX}Sync {{ Mode NOTRACK {{ DisableExternalCache on CommitTimeout 30 }}\n{LINK} }}\nGeneral {{ Syslog user Filter {{ Address Accept {{ IPv4_address 1.2.3.4/40 IPv4_address nope }} Protocol Accept {{ wibble }} }} }}"),
+        &format!("{UNIX}Sync {{ Mode NOTRACK {{ DisableExternalCache on CommitTimeout 30 }}\n{LINK} }}\nGeneral {{ Syslog user Filter {{ Address Accept {{ IPv4_address 1.2.3.4/40 IPv4_address 300.1.1.1 }} Protocol Accept {{ wibble }} }} }}"),
         "w.conf",
     )
     .unwrap();
@@ -483,8 +483,8 @@ fn warnings_that_conntrackd_also_gives() {
         [
             "w.conf:4:18: 'user' is not a known syslog facility, ignoring",
             "w.conf:4:62: 1.2.3.4/40 is not a valid network, ignoring",
-            "w.conf:4:86: nope is not a valid IPv4, ignoring",
-            "w.conf:4:111: unknown protocol `wibble', ignoring",
+            "w.conf:4:86: 300.1.1.1 is not a valid IPv4, ignoring",
+            "w.conf:4:116: unknown protocol `wibble', ignoring",
             "w.conf:2:1: `CommitTimeout' can't be combined with `DisableExternalCache', ignoring this option. Fix your configuration file.",
         ]
     );

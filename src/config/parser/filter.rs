@@ -3,7 +3,7 @@
 //! accumulate into one rule per type (also used by the obsolete
 //! top-level `IgnoreProtocol` and `IgnoreTrafficFor`).
 
-use super::values::{parse_cidr, protocol_number, tcp_state};
+use super::values::{is_address_token, parse_cidr, protocol_number, tcp_state};
 use super::{Parser, Result};
 use crate::config::lexer::Tok;
 use crate::config::{AddressRule, Logic, Prefixes, Rule, TcpState};
@@ -89,12 +89,18 @@ impl<'a> Parser<'a> {
                 "IPv6_address" => true,
                 _ => return Ok(false),
             };
-            let (w, wp) = p.word(if v6 {
-                "an IPv6 address"
+            let expected = if v6 {
+                "an IPv6 address or network in hexadecimal groups (such as fd00::1 or fd00::/8; no dotted or %zone form)"
             } else {
-                "an IPv4 address"
-            })?;
-            let w = w.trim_end_matches(',');
+                "an IPv4 address or network (such as 192.0.2.1 or 10.0.0.0/8)"
+            };
+            let (w, wp) = p.word(expected)?;
+            // A word conntrackd cannot read as an address stops it (a
+            // syntax error); one it reads but rejects is warned about
+            // and dropped, as there.
+            if !is_address_token(w) {
+                return Err(p.found(Tok::Word(w), wp, expected));
+            }
             match parse_cidr(w, v6) {
                 Ok(c) => {
                     if !out.insert(c) {

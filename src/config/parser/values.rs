@@ -179,6 +179,70 @@ pub(super) fn parse_cidr(
     Ok(Cidr { addr, prefix })
 }
 
+/// Whether conntrackd's lexer reads `w` whole as one address token (its
+/// T_IP rule): four dot-separated decimal numbers, or hexadecimal groups
+/// of one to four digits joined by colons (at most eight, or seven on
+/// each side of one `::`), with an optional `/digits` either way; digits
+/// alone are a number. After an address keyword conntrackd exits on any
+/// other word (`syntax error`), while a token that is no valid address of
+/// the clause's family only draws a warning. Checked against conntrackd
+/// 1.4.7: `1.2.3`, `zz::1`, `fe80::1%eth0`, `::ffff:10.0.0.1`, `1234`,
+/// `10.0.0.0/-1` and `10.0.0.1,` exit 1; `abcd`, `1:::2`, `1234/64` warn.
+pub(super) fn is_address_token(w: &str) -> bool {
+    let digits =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let body = match w.split_once('/') {
+        Some((body, prefix)) if digits(prefix) => body,
+        Some(_) => return false,
+        None if digits(w) => return false,
+        None => w,
+    };
+    let mut quad = body.split('.');
+    let dotted = quad.clone().count() == 4 && quad.all(digits);
+    dotted || hex_groups(body)
+}
+
+/// conntrackd's IPv6 token without its prefix: up to eight groups joined
+/// by single colons, or two sides of a `::` (see [`hex_side`]).
+fn hex_groups(s: &str) -> bool {
+    let group = |g: &str| {
+        (1..=4).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    // Seven pieces of five characters each side of `::`: no token is
+    // longer, and the bound keeps a long garbage word's scan linear.
+    if s.len() > 72 {
+        return false;
+    }
+    let plain = s.split(':').count() <= 8 && s.split(':').all(group);
+    // Every `::`, overlapping ones too: `1:::2` splits as `1:` and `2`.
+    // A colon byte is never inside a multi-byte character, so the slices
+    // fall on character boundaries.
+    let b = s.as_bytes();
+    plain
+        || (0..b.len().saturating_sub(1)).any(|i| {
+            b[i] == b':'
+                && b[i + 1] == b':'
+                && hex_side(&s[..i])
+                && hex_side(&s[i + 2..])
+        })
+}
+
+/// One side of a `::` in conntrackd's IPv6 token: at most seven pieces of
+/// one to four hexadecimal digits, each optionally followed by one colon
+/// (so a run of digits may be longer than a group, and a side may end in
+/// a colon: `1:::2` is a token, which inet_pton then refuses).
+fn hex_side(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let runs: Vec<&str> = s.split(':').collect();
+    let last = runs.len() - 1;
+    let well_formed = runs.iter().enumerate().all(|(i, r)| {
+        (i == last || !r.is_empty()) && r.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    well_formed && runs.iter().map(|r| r.len().div_ceil(4)).sum::<usize>() <= 7
+}
+
 /// The protocol names conntrackd resolves through /etc/protocols (the
 /// names and aliases of Debian's netbase, that is IANA's keywords), any
 /// case, plus `icmpv6`/`icmp6`; or a number. A partial list left out

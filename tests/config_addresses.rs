@@ -1,0 +1,226 @@
+//! Address values in the configuration, case by case, against what
+//! conntrackd 1.4.7 does with each (run in a network namespace, its exit
+//! status and messages recorded in the commit that added the case).
+//!
+//! conntrackd's lexer reads an address as one token (four dotted decimal
+//! numbers, or hexadecimal groups with colons, either with `/digits`).
+//! A word it cannot read so is a syntax error after an address keyword,
+//! and conntrackd exits 1; a word it reads but which is no valid address
+//! of the clause's family draws a warning, and the value is dropped.
+
+use std::net::IpAddr;
+
+use ctsyncd::config::{self, Logic, Parsed};
+
+const GENERAL: &str = "General {\n  UNIX { Path /x }\n";
+
+/// A configuration whose Filter has one `Address` list of `items`.
+fn filter(logic: &str, items: &str) -> String {
+    format!("{GENERAL}  Filter {{ Address {logic} {{ {items} }} }}\n}}\n")
+}
+
+fn warnings(p: &Parsed) -> Vec<String> {
+    p.warnings.iter().map(ToString::to_string).collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The 1-based column of the first `needle` after `after` on line `line`.
+fn col(text: &str, line: usize, after: &str, needle: &str) -> usize {
+    let l = text.lines().nth(line - 1).unwrap();
+    let from = l.find(after).unwrap() + after.len();
+    from + l[from..].find(needle).unwrap() + 1
+}
+
+/// Every word conntrackd refuses (`parsing config file in line (N),
+/// symbol 'S': syntax error`, exit 1), refused here too, at the word,
+/// in both logics. The old parser warned and started without the
+/// address (a trailing comma it even dropped silently).
+#[test]
+fn a_filter_address_conntrackd_cannot_read_is_refused() {
+    let v4 = "an IPv4 address or network (such as 192.0.2.1 or 10.0.0.0/8)";
+    let v6 = "an IPv6 address or network in hexadecimal groups (such as fd00::1 or fd00::/8; no dotted or %zone form)";
+    // (clause, word, conntrackd's symbol in its message)
+    let cases = [
+        ("IPv4_address", "10.0.0.0/-1", "/-1"),
+        ("IPv4_address", "1.2.3", "1"),
+        ("IPv4_address", "\"\"", "\""),
+        ("IPv4_address", "10.0.0.1,", ","),
+        ("IPv4_address", "1.2.3.4/", "/"),
+        ("IPv4_address", "10.0.0.0/24/8", "/8"),
+        ("IPv4_address", "1.2.3.4.5", "."),
+        ("IPv4_address", "nope", "nope"),
+        ("IPv6_address", "zz::1", "zz"),
+        ("IPv6_address", "fe80::1%eth0", "%"),
+        ("IPv6_address", "::ffff:10.0.0.1", "."),
+        ("IPv6_address", "1234", "1234"),
+        ("IPv6_address", "1:2:3:4:5:6:7:8:9", ":"),
+        ("IPv6_address", "1:2:3:4:5:6:7:8::", "::"),
+        ("IPv6_address", "::1:2:3:4:5:6:7:8", "8"),
+        ("IPv6_address", "1::/", "/"),
+        ("IPv6_address", "fd00::1,", ","),
+    ];
+    for logic in ["Ignore", "Accept"] {
+        for (clause, word, _symbol) in cases {
+            let text = filter(logic, &format!("{clause} {word}"));
+            let expected = if clause == "IPv4_address" { v4 } else { v6 };
+            let col = col(&text, 3, clause, word);
+            match config::parse(&text, "a.conf") {
+                Ok(p) => panic!(
+                    "{logic} {clause} {word}: parsed, warnings {:?}",
+                    warnings(&p)
+                ),
+                Err(e) => assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "a.conf:3:{col}: found `{word}', expected {expected}"
+                    ),
+                ),
+            }
+        }
+    }
+    // The obsolete IgnoreTrafficFor reads its list the same way.
+    let text =
+        format!("{GENERAL}}}\nIgnoreTrafficFor {{ IPv4_address 1.2.3 }}\n");
+    let e = config::parse(&text, "o.conf").unwrap_err();
+    let c = col(&text, 4, "IPv4_address", "1.2.3");
+    assert_eq!(
+        e.to_string(),
+        format!("o.conf:4:{c}: found `1.2.3', expected {v4}")
+    );
+    // An empty value: the list's `}' where the address should be.
+    let text = filter("Ignore", "IPv4_address");
+    let e = config::parse(&text, "e.conf").unwrap_err();
+    let c = col(&text, 3, "IPv4_address", "}");
+    assert_eq!(
+        e.to_string(),
+        format!("e.conf:3:{c}: found `}}', expected {v4}")
+    );
+}
+
+/// Words conntrackd reads as an address but rejects only warn, with its
+/// text, and the daemon starts without them, as conntrackd does; the
+/// others are taken as conntrackd takes them.
+#[test]
+fn a_filter_address_conntrackd_reads_but_rejects_is_a_warning() {
+    let cases = [
+        (
+            "IPv4_address 300.1.1.1",
+            "300.1.1.1 is not a valid IPv4, ignoring",
+        ),
+        (
+            "IPv4_address 10.0.0.0/33",
+            "10.0.0.0/33 is not a valid network, ignoring",
+        ),
+        (
+            "IPv4_address 1.2.3.4/64",
+            "1.2.3.4/64 is not a valid network, ignoring",
+        ),
+        ("IPv4_address ::1", "::1 is not a valid IPv4, ignoring"),
+        // Read as a hexadecimal group by conntrackd's lexer.
+        ("IPv4_address abcd", "abcd is not a valid IPv4, ignoring"),
+        // conntrackd reads 08 as a bad octal number.
+        (
+            "IPv4_address 10.0.0.08",
+            "10.0.0.08 is not a valid IPv4, ignoring",
+        ),
+        (
+            "IPv6_address 10.0.0.1",
+            "10.0.0.1 is not a valid IPv6, ignoring",
+        ),
+        (
+            "IPv6_address ::1/129",
+            "::1/129 is not a valid network, ignoring",
+        ),
+        ("IPv6_address abcd", "abcd is not a valid IPv6, ignoring"),
+        ("IPv6_address 1234/64", "1234 is not a valid IPv6, ignoring"),
+        ("IPv6_address 1:::2", "1:::2 is not a valid IPv6, ignoring"),
+        (
+            "IPv6_address 12345::1",
+            "12345::1 is not a valid IPv6, ignoring",
+        ),
+        (
+            "IPv6_address dead:beef",
+            "dead:beef is not a valid IPv6, ignoring",
+        ),
+        (
+            "IPv6_address 1:2:3:4:5:6::7:8",
+            "1:2:3:4:5:6::7:8 is not a valid IPv6, ignoring",
+        ),
+    ];
+    for (item, warning) in cases {
+        let text = filter("Ignore", item);
+        let p = config::parse(&text, "w.conf")
+            .unwrap_or_else(|e| panic!("{item}: {e}"));
+        let (clause, word) = item.split_once(' ').unwrap();
+        let col = col(&text, 3, clause, word);
+        assert_eq!(warnings(&p), [format!("w.conf:3:{col}: {warning}")]);
+        let rule = p.config.general.filter.address.unwrap();
+        assert_eq!(rule.logic, Logic::Ignore);
+        assert!(rule.items.is_empty(), "{item}: {:?}", rule.items);
+    }
+
+    // Taken without a word, as by conntrackd.
+    let text = filter(
+        "Accept",
+        "IPv4_address 10.0.0.1/24 IPv4_address 10.0.0.0/0 IPv6_address :: \
+         IPv6_address 1:2:3:4:5:6:7:: IPv6_address FE80::ABCD \
+         IPv6_address 1:2:3:4:5:6:7:8 IPv6_address ::/0",
+    );
+    let p = config::parse(&text, "ok.conf").unwrap();
+    assert_eq!(warnings(&p), Vec::<String>::new());
+    let rule = p.config.general.filter.address.unwrap();
+    assert_eq!(rule.items.len(), 7);
+    // Host bits under a prefix are masked off, as conntrackd compares
+    // (address & mask) on both sides.
+    let host_bits =
+        config::parse(&filter("Ignore", "IPv4_address 10.0.0.1/24"), "h.conf")
+            .unwrap();
+    let items = &host_bits.config.general.filter.address.unwrap().items;
+    assert!(items.contains(ip("10.0.0.77")));
+    assert!(!items.contains(ip("10.0.1.1")));
+}
+
+/// The dedicated links' addresses: every word conntrackd refuses is
+/// refused, and so is every one it only warns about. There conntrackd
+/// starts with the address left at 0.0.0.0 (or ::): it sends the peer's
+/// datagrams to this host, or binds the sync socket to every interface,
+/// or (octal) to another address than the one written: a guard for
+/// that deliberate difference.
+#[test]
+fn a_link_address_conntrackd_only_warns_about_is_refused() {
+    let cases = [
+        // conntrackd: syntax error, exit 1.
+        ("UDP", "IPv4_Destination_Address", "1.2.3"),
+        ("UDP", "IPv4_Destination_Address", "192.0.2.2,"),
+        ("UDP", "IPv6_Destination_Address", "zz::1"),
+        ("UDP", "IPv6_Destination_Address", "fe80::1%veth0"),
+        ("TCP", "IPv6_address", "zz::1"),
+        ("Multicast", "IPv4_address", "225.0.0"),
+        ("Multicast", "IPv6_address", "ff02::50%veth0"),
+        // conntrackd: `… is not a valid IPv4 address', starts.
+        ("UDP", "IPv4_Destination_Address", "300.1.1.1"),
+        ("UDP", "IPv4_Destination_Address", "192.0.2.2/24"),
+        ("UDP", "IPv4_Destination_Address", "::1"),
+        ("UDP", "IPv4_address", "300.1.1.1"),
+        ("TCP", "IPv4_Destination_Address", "300.1.1.1"),
+        ("UDP", "IPv6_Destination_Address", "fd00::2/64"),
+        // conntrackd: silently 192.0.2.8 (inet_aton's octal).
+        ("UDP", "IPv4_Destination_Address", "192.0.2.010"),
+    ];
+    for (kind, clause, word) in cases {
+        let text = format!(
+            "{GENERAL}}}\nSync {{\n  {kind} {{ {clause} {word} }}\n}}\n"
+        );
+        let e = config::parse(&text, "l.conf").unwrap_err().to_string();
+        let col = col(&text, 5, clause, word);
+        assert!(
+            e.starts_with(&format!(
+                "l.conf:5:{col}: found `{word}', expected an IPv"
+            )),
+            "{kind} {clause} {word}: {e}"
+        );
+    }
+}

@@ -224,3 +224,36 @@ fn a_link_address_conntrackd_only_warns_about_is_refused() {
         );
     }
 }
+
+/// An IPv6 link address in dotted form (`::ffff:192.0.2.2`) or with a
+/// zone is a syntax error in conntrackd (`symbol '.'`, `symbol '%'`,
+/// exit 1): its lexer has no such token. The old parser took the
+/// dotted form (the standard library reads it) and started.
+#[test]
+fn a_link_ipv6_address_in_dotted_form_is_refused() {
+    let v6 = "an IPv6 address in hexadecimal groups (no dotted or %zone form)";
+    let cases = [
+        ("UDP", "IPv6_Destination_Address", "::ffff:192.0.2.2"),
+        ("UDP", "IPv6_address", "::ffff:192.0.2.1"),
+        ("TCP", "IPv6_Destination_Address", "64:ff9b::192.0.2.2"),
+        ("Multicast", "IPv6_address", "ff02::1.2.3.4"),
+        ("Multicast", "IPv6_interface", "::ffff:1.2.3.4"),
+        ("UDP", "IPv6_Destination_Address", "fe80::2%veth0"),
+    ];
+    for (kind, clause, word) in cases {
+        let text = format!(
+            "{GENERAL}}}\nSync {{\n  {kind} {{ {clause} {word} }}\n}}\n"
+        );
+        let col = col(&text, 5, clause, word);
+        match config::parse(&text, "d.conf") {
+            Ok(p) => panic!(
+                "{kind} {clause} {word}: parsed, warnings {:?}",
+                warnings(&p)
+            ),
+            Err(e) => assert_eq!(
+                e.to_string(),
+                format!("d.conf:5:{col}: found `{word}', expected {v6}"),
+            ),
+        }
+    }
+}

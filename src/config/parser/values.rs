@@ -91,10 +91,17 @@ impl<'a> Parser<'a> {
             .map_err(|_| self.found(Tok::Word(w), p, "an IPv4 address"))
     }
 
+    /// A link's IPv6 address. The standard library also reads the dotted
+    /// form (`::ffff:192.0.2.2`), which conntrackd's lexer cannot: there
+    /// it is a syntax error, so here too.
     pub(super) fn ipv6(&mut self) -> Result<Ipv6Addr> {
-        let (w, p) = self.word("an IPv6 address")?;
-        w.parse()
-            .map_err(|_| self.found(Tok::Word(w), p, "an IPv6 address"))
+        const EXPECTED: &str =
+            "an IPv6 address in hexadecimal groups (no dotted or %zone form)";
+        let (w, p) = self.word(EXPECTED)?;
+        match w.parse() {
+            Ok(a) if is_address_token(w) => Ok(a),
+            _ => Err(self.found(Tok::Word(w), p, EXPECTED)),
+        }
     }
 
     pub(super) fn ifname(&mut self) -> Result<IfName> {

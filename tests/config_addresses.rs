@@ -237,7 +237,6 @@ fn a_link_ipv6_address_in_dotted_form_is_refused() {
         ("UDP", "IPv6_address", "::ffff:192.0.2.1"),
         ("TCP", "IPv6_Destination_Address", "64:ff9b::192.0.2.2"),
         ("Multicast", "IPv6_address", "ff02::1.2.3.4"),
-        ("Multicast", "IPv6_interface", "::ffff:1.2.3.4"),
         ("UDP", "IPv6_Destination_Address", "fe80::2%veth0"),
     ];
     for (kind, clause, word) in cases {
@@ -255,5 +254,41 @@ fn a_link_ipv6_address_in_dotted_form_is_refused() {
                 format!("d.conf:5:{col}: found `{word}', expected {v6}"),
             ),
         }
+    }
+}
+
+/// conntrackd ignores `IPv6_interface` whatever address token it holds
+/// (`` `IPv6_interface' not required, ignoring``, and it starts), even
+/// an IPv4 one or a bad one; only a word that is no token stops it. The
+/// old parser refused every value but a valid IPv6 address.
+#[test]
+fn ipv6_interface_takes_any_address_token_with_the_warning() {
+    for word in ["fd00::1", "10.0.0.1", "abcd", "300.1.1.1", "1:::2"] {
+        let text = format!(
+            "{GENERAL}}}\nSync {{\n  Mode FTFW {{ }}\n  Multicast {{ IPv6_address ff02::50 Group 3780 IPv6_interface {word} Interface s0 }}\n}}\n"
+        );
+        let p = config::parse(&text, "i.conf")
+            .unwrap_or_else(|e| panic!("{word}: {e}"));
+        let c = col(&text, 6, "3780 ", "IPv6_interface");
+        assert_eq!(
+            warnings(&p),
+            [format!(
+                "i.conf:6:{c}: `IPv6_interface' not required, ignoring"
+            )],
+            "{word}"
+        );
+    }
+    for word in ["zz::1", "1234", "fe80::1%eth0", "::ffff:1.2.3.4"] {
+        let text = format!(
+            "{GENERAL}}}\nSync {{\n  Multicast {{ IPv6_interface {word} }}\n}}\n"
+        );
+        let e = config::parse(&text, "i.conf").unwrap_err().to_string();
+        let c = col(&text, 5, "IPv6_interface", word);
+        assert_eq!(
+            e,
+            format!(
+                "i.conf:5:{c}: found `{word}', expected an address (the clause is ignored)"
+            ),
+        );
     }
 }

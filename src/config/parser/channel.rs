@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::values::is_address_token;
 use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
 use crate::config::{Channel, IfName, Transport};
@@ -73,7 +74,14 @@ impl<'a> Parser<'a> {
                 (_, "IPv6_address") => addr = Some(IpAddr::V6(p.ipv6()?)),
                 ("Multicast", "IPv4_interface") => mcast_if = Some(p.ipv4()?),
                 ("Multicast", "IPv6_interface") => {
-                    p.ipv6()?;
+                    // conntrackd drops the value unread: any address
+                    // token passes, even an IPv4 or a bad one; only a
+                    // word its lexer has no token for stops it.
+                    let expected = "an address (the clause is ignored)";
+                    let (w, wp) = p.word(expected)?;
+                    if !is_address_token(w) {
+                        return Err(p.found(Tok::Word(w), wp, expected));
+                    }
                     p.warn(kpos, "`IPv6_interface' not required, ignoring");
                 }
                 ("Multicast", "Group") => port = Some(p.port()?),

@@ -292,3 +292,72 @@ fn ipv6_interface_takes_any_address_token_with_the_warning() {
         );
     }
 }
+
+/// A Multicast block that mixes families as conntrackd cannot open:
+/// conntrackd takes the family of the first address clause, writes a
+/// later group of the other family over the first one's bytes, warns,
+/// and exits 1 at start (`can't open channel socket: Invalid
+/// argument`). An IPv4_interface after an IPv6 group is only warned
+/// about there, and the link works: so here. The old parser started
+/// with the last group in all three refused cases.
+#[test]
+fn a_multicast_block_mixing_families_as_conntrackd_cannot_is_refused() {
+    let block = |clauses: &str| {
+        format!(
+            "{GENERAL}}}\nSync {{\n  Mode FTFW {{ }}\n  Multicast {{ {clauses} Group 3780 Interface s0 }}\n}}\n"
+        )
+    };
+    let refused = [
+        (
+            "IPv4_address 225.0.0.50 IPv6_address ff02::50",
+            "IPv6_address",
+            "the Multicast block has an IPv4 group (IPv4_address at 6:15) and an IPv6 one: conntrackd cannot open such a link; give one group",
+        ),
+        (
+            "IPv6_address ff02::50 IPv4_address 225.0.0.50",
+            "IPv4_address",
+            "the Multicast block has an IPv6 group (IPv6_address at 6:15) and an IPv4 one: conntrackd cannot open such a link; give one group",
+        ),
+        (
+            "IPv4_interface 192.0.2.1 IPv6_address ff02::50",
+            "IPv6_address",
+            "an IPv6 group after `IPv4_interface' (at 6:15): conntrackd takes the link as IPv4 and cannot open it; drop IPv4_interface (an IPv6 group is joined on Interface)",
+        ),
+    ];
+    for (clauses, at, msg) in refused {
+        let text = block(clauses);
+        let c = col(&text, 6, "Multicast", at);
+        match config::parse(&text, "m.conf") {
+            Ok(p) => panic!("{clauses}: parsed, warnings {:?}", warnings(&p)),
+            Err(e) => {
+                assert_eq!(e.to_string(), format!("m.conf:6:{c}: {msg}"))
+            }
+        }
+    }
+
+    // After the group, as in conntrackd: a warning, with its text.
+    let text = block("IPv6_address ff02::50 IPv4_interface 192.0.2.1");
+    let p = config::parse(&text, "m.conf").unwrap();
+    let c = col(&text, 6, "Multicast", "IPv4_interface");
+    assert_eq!(
+        warnings(&p),
+        [format!(
+            "m.conf:6:{c}: your multicast interface is IPv4 but is binded to an IPv6 interface? Surely, this is not what you want"
+        )]
+    );
+    let sync = p.config.sync.unwrap();
+    assert!(matches!(
+        sync.channels[0].transport,
+        config::Transport::Multicast { group, ipv4_interface: None, .. }
+            if group == ip("ff02::50")
+    ));
+    // One family, in either order: no word.
+    for clauses in [
+        "IPv4_interface 192.0.2.1 IPv4_address 225.0.0.50",
+        "IPv4_address 225.0.0.50 IPv4_interface 192.0.2.1",
+        "IPv6_address ff02::50 IPv6_address ff02::51",
+    ] {
+        let p = config::parse(&block(clauses), "m.conf").unwrap();
+        assert_eq!(warnings(&p), Vec::<String>::new(), "{clauses}");
+    }
+}

@@ -43,7 +43,46 @@ const TCP: &[&str] = &[
     "ErrorQueueLength",
 ];
 
+/// Where a Multicast block's address clauses were first given, for
+/// conntrackd's family rule ([`Parser::multicast_group`]).
+#[derive(Default)]
+struct Families {
+    v4_group: Option<Pos>,
+    v6_group: Option<Pos>,
+    v4_interface: Option<Pos>,
+}
+
 impl<'a> Parser<'a> {
+    /// A Multicast group clause at `at`: refused where conntrackd cannot
+    /// open the link. conntrackd takes the family of the block's first
+    /// address clause; a later group of the other family is written over
+    /// the first one's bytes (with a warning), and the link fails to open
+    /// at start (`can't open channel socket: Invalid argument`, exit 1).
+    fn multicast_group(
+        &mut self,
+        families: &mut Families,
+        v6: bool,
+        at: Pos,
+    ) -> Result<()> {
+        let (other, name, other_name) = if v6 {
+            (families.v4_group, "IPv6", "IPv4")
+        } else {
+            (families.v6_group, "IPv4", "IPv6")
+        };
+        if let Some(first) = other {
+            return Err(self.err(at, format!("the Multicast block has an {other_name} group ({other_name}_address at {first}) and an {name} one: conntrackd cannot open such a link; give one group")));
+        }
+        if v6 && let Some(first) = families.v4_interface {
+            return Err(self.err(at, format!("an IPv6 group after `IPv4_interface' (at {first}): conntrackd takes the link as IPv4 and cannot open it; drop IPv4_interface (an IPv6 group is joined on Interface)")));
+        }
+        if v6 {
+            families.v6_group.get_or_insert(at);
+        } else {
+            families.v4_group.get_or_insert(at);
+        }
+        Ok(())
+    }
+
     pub(super) fn channel(
         &mut self,
         kind: &'static str,
@@ -68,11 +107,32 @@ impl<'a> Parser<'a> {
         let mut rcv = 0;
         let mut checksum = true;
         let mut error_queue = None;
+        let mut families = Families::default();
         self.block(kind, keywords, |p, kw, kpos| {
             match (kind, kw) {
+                ("Multicast", "IPv4_address") => {
+                    let group = p.ipv4()?;
+                    p.multicast_group(&mut families, false, kpos)?;
+                    addr = Some(IpAddr::V4(group));
+                }
+                ("Multicast", "IPv6_address") => {
+                    let group = p.ipv6()?;
+                    p.multicast_group(&mut families, true, kpos)?;
+                    addr = Some(IpAddr::V6(group));
+                }
                 (_, "IPv4_address") => addr = Some(IpAddr::V4(p.ipv4()?)),
                 (_, "IPv6_address") => addr = Some(IpAddr::V6(p.ipv6()?)),
-                ("Multicast", "IPv4_interface") => mcast_if = Some(p.ipv4()?),
+                ("Multicast", "IPv4_interface") => {
+                    let local = p.ipv4()?;
+                    // After an IPv6 group conntrackd warns and keeps
+                    // the link IPv6 (joined on Interface): it works.
+                    if families.v6_group.is_some() {
+                        p.warn(kpos, "your multicast interface is IPv4 but is binded to an IPv6 interface? Surely, this is not what you want");
+                    } else {
+                        families.v4_interface.get_or_insert(kpos);
+                        mcast_if = Some(local);
+                    }
+                }
                 ("Multicast", "IPv6_interface") => {
                     // conntrackd drops the value unread: any address
                     // token passes, even an IPv4 or a bad one; only a
@@ -126,9 +186,6 @@ impl<'a> Parser<'a> {
                 addr.ok_or_else(|| need(self, "IPv4_address or IPv6_address"))?;
             if !group.is_multicast() {
                 return Err(self.err(pos, format!("the Multicast block's address {group} is not a multicast group")));
-            }
-            if group.is_ipv6() && mcast_if.is_some() {
-                self.warn(pos, "your multicast address is IPv6 but is binded to an IPv4 interface? Surely this is not what you want");
             }
             Transport::Multicast {
                 group,

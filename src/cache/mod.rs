@@ -19,18 +19,22 @@
 //! slot when it grows from those key bytes without decoding anything.
 //! Reading an entry decodes it, which costs far less than the memory it
 //! saves on a router.
+//!
+//! An expectation cache also finds its entries by master ([`groups`]).
 
+mod groups;
 mod recency;
 mod slab;
 mod slot;
 mod stored;
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::time::Duration;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
 
+use self::groups::Groups;
 pub use self::recency::ByRecency;
 use self::slab::Slab;
 use self::slot::{MAX_KEY_LEN, Slot};
@@ -52,6 +56,16 @@ pub trait Stored: Sized {
     fn decode(bytes: &[u8]) -> Option<Self>;
     /// The key and the length of its encoding at the start of `bytes`.
     fn decode_key(bytes: &[u8]) -> Option<(Self::Key, usize)>;
+
+    /// What [`Cache::take_group`] takes together (an expectation's
+    /// master and zone). A part of the key, so an entry never changes
+    /// group; `()` for values never taken by group.
+    type Group: Hash + Eq;
+    /// The group of the entry whose key's encoding starts `bytes`. None,
+    /// the default, for every entry: the cache keeps no group index.
+    fn group(_bytes: &[u8]) -> Option<Self::Group> {
+        None
+    }
 }
 
 /// Counters in conntrackd's `-s` / `-s cache` layout.
@@ -121,6 +135,8 @@ pub struct Cache<V: Stored> {
     limit: usize,
     /// Reused for encoding values on upsert.
     scratch: Vec<u8>,
+    /// The entries by [`Stored::group`].
+    groups: Groups,
     pub stats: CacheStats,
     _values: std::marker::PhantomData<V>,
 }
@@ -141,6 +157,7 @@ impl<V: Stored> Cache<V> {
             hasher: RandomState::new(),
             limit,
             scratch: Vec::new(),
+            groups: Groups::default(),
             stats: CacheStats::default(),
             _values: std::marker::PhantomData,
         }
@@ -158,12 +175,14 @@ impl<V: Stored> Cache<V> {
         self.table.is_empty()
     }
 
-    /// Bytes the entries take: the slot table's allocation and the slab's
-    /// blocks (what `-s cache` reports). The table's own count, not one
-    /// derived from its capacity: a removal that leaves a tombstone lowers
-    /// the capacity, not the allocation.
+    /// Bytes the entries take: the slot table's allocation, the slab's
+    /// blocks and the group index (what `-s cache` reports). The tables'
+    /// own counts, not ones derived from their capacity: a removal that
+    /// leaves a tombstone lowers the capacity, not the allocation.
     pub fn bytes(&self) -> usize {
-        self.table.allocation_size() + self.slab.reserved_bytes()
+        self.table.allocation_size()
+            + self.slab.reserved_bytes()
+            + self.groups.bytes()
     }
 
     fn key_bytes(k: &V::Key) -> Vec<u8> {
@@ -208,7 +227,8 @@ impl<V: Stored> Cache<V> {
     pub fn remove_unmarked(&mut self) -> Vec<V::Key> {
         let mut removed = Vec::new();
         let before = self.table.len();
-        let slab = &mut self.slab;
+        let (slab, groups, hasher) =
+            (&mut self.slab, &mut self.groups, &self.hasher);
         self.table.retain(|s| {
             if s.marked() {
                 s.set_mark(false);
@@ -217,6 +237,7 @@ impl<V: Stored> Cache<V> {
             if let Some((k, _)) = V::decode_key(s.encoded(slab)) {
                 removed.push(k);
             }
+            groups.remove::<V>(hasher, s.key(slab));
             slab.free(s.handle());
             false
         });
@@ -314,6 +335,7 @@ impl<V: Stored> Cache<V> {
             slab,
             hasher,
             scratch,
+            groups,
             stats,
             limit,
             ..
@@ -366,6 +388,7 @@ impl<V: Stored> Cache<V> {
                     return Err(Full);
                 };
                 slot.insert(Slot::holding(kl, handle, now));
+                groups.add::<V>(hasher, &scratch[..klen], h);
                 stats.add_ok += 1;
                 Ok(Upsert::Created)
             }
@@ -391,6 +414,7 @@ impl<V: Stored> Cache<V> {
         let o = self.table.find_entry(h, |s| s.key(slab) == &kb[..]).ok()?;
         let (s, _) = o.remove();
         let value = Self::read(&self.slab, &s).map(|e| e.value);
+        self.groups.remove::<V>(&self.hasher, &kb);
         self.slab.free(s.handle());
         self.stats.del_ok += 1;
         value
@@ -403,6 +427,7 @@ impl<V: Stored> Cache<V> {
         self.stats.del_ok += self.table.len() as u64;
         self.table = HashTable::new();
         self.slab.clear();
+        self.groups.clear();
         self.scratch = Vec::new();
     }
 
@@ -489,10 +514,12 @@ impl<V: Stored> Cache<V> {
     /// conntrackd's expiry timer deletes.
     pub fn expire(&mut self, now: Instant, lifetime: Duration) -> usize {
         let before = self.table.len();
-        let slab = &mut self.slab;
+        let (slab, groups, hasher) =
+            (&mut self.slab, &mut self.groups, &self.hasher);
         self.table.retain(|s| {
             let keep = now.since(s.updated()) <= lifetime;
             if !keep {
+                groups.remove::<V>(hasher, s.key(slab));
                 slab.free(s.handle());
             }
             keep
@@ -505,3 +532,5 @@ impl<V: Stored> Cache<V> {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_groups;

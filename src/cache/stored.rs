@@ -45,6 +45,7 @@ fn key_at<K: serde::de::DeserializeOwned>(b: &[u8]) -> Option<(K, usize)> {
 
 impl Stored for Conntrack {
     type Key = CtKey;
+    type Group = ();
     // Two IPv6 addresses, protocol, ports (varints) and zone.
     const MAX_KEY: usize = 64;
 
@@ -86,6 +87,17 @@ impl Stored for Expect {
 
     fn decode_key(b: &[u8]) -> Option<(ExpKey, usize)> {
         key_at(b)
+    }
+
+    /// The master, by which the kernel drops expectations (its tuple and
+    /// zone: the same tuple in another zone is another flow).
+    type Group = CtKey;
+    fn group(b: &[u8]) -> Option<CtKey> {
+        let (k, _) = key_at::<ExpKey>(b)?;
+        Some(CtKey {
+            orig: k.master,
+            zone: k.zone,
+        })
     }
 }
 

@@ -6,6 +6,7 @@ struct Item(u8, Vec<u8>);
 
 impl Stored for Item {
     type Key = u8;
+    type Group = ();
     const MAX_KEY: usize = 1;
     fn encode(&self, out: &mut Vec<u8>) -> usize {
         out.push(self.0);

@@ -357,14 +357,11 @@ impl Node {
         }
     }
 
+    /// Removes `master`'s expectations from the internal cache (sent as
+    /// deleted when `send`): found by master, not by a walk over every
+    /// expectation's key, which each DESTROY paid (see `cache::groups`).
     pub(super) fn purge_expectations_of(&mut self, master: &CtKey, send: bool) {
-        let gone: Vec<ExpKey> = self
-            .internal_exp
-            .keys()
-            .filter(|k| k.master == master.orig && k.zone == master.zone)
-            .collect();
-        for k in gone {
-            self.internal_exp.remove(&k);
+        for k in self.internal_exp.take_group(master) {
             if send {
                 self.engine.local_change(Key::Exp(Box::new(k)), false);
             }

@@ -466,6 +466,8 @@ impl Node {
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod test_exp_purge;
+#[cfg(test)]
 mod test_kernel_side;
 #[cfg(test)]
 mod test_link;

@@ -10,7 +10,7 @@ use super::{Internal, Job, LinkView, Node, Purpose, RELEASE_AFTER, Work};
 use crate::config::{NatByteOrder, Transport};
 use crate::sync::{Apply, CtdRefused, Protocol, Received};
 use crate::time::Instant;
-use crate::wire::{self, CtKey, ExpKey, ctd};
+use crate::wire::{self, CtKey, ctd};
 
 /// What one link refused, and the protocol its peer last spoke.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -154,14 +154,7 @@ impl Node {
     /// restart).
     pub(super) fn forget_external_ct(&mut self, k: &CtKey) {
         if self.external_ct.take(k).is_some() {
-            let gone: Vec<ExpKey> = self
-                .external_exp
-                .keys()
-                .filter(|e| e.master == k.orig && e.zone == k.zone)
-                .collect();
-            for e in gone {
-                self.external_exp.remove(&e);
-            }
+            self.external_exp.take_group(k);
         }
     }
 

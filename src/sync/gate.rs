@@ -2,10 +2,12 @@
 //! echoed a fresh nonce of ours), the challenges still out (asked again
 //! on the peer's datagrams and on the clock, each time with a new nonce),
 //! and the datagrams an unproven session sent meanwhile, held until its
-//! proof. Every table is bounded.
+//! proof. Every table is bounded, and so is what it sends a second
+//! ([`ASK_BURST`]): without a key any datagram can claim a new session.
 
 use std::collections::{HashMap, VecDeque};
 
+use super::budget::Budget;
 use super::session::MAX_PEERS;
 use crate::time::Instant;
 use crate::wire::Seq;
@@ -37,6 +39,24 @@ pub(crate) const CHALLENGE_EVERY: std::time::Duration =
 /// forged session gets at most this many more small control messages,
 /// sent on our link, not to the forger.
 pub(crate) const CHALLENGE_TIMED_REPEATS: u32 = 10;
+
+/// Challenges sent at once: one session's first and all its timed
+/// repeats, every one lost; then one per [`ASK_EVERY`]. Each session is
+/// asked on its own schedule, but without a key every datagram may claim
+/// a session of its own, each asked on that schedule: without a budget,
+/// 100 forged datagrams a second cost 430 challenges a second (and as
+/// many answers from the live peer, which reads every challenge on the
+/// link), more the more the forger sends. Within a budget they cost at
+/// most ten a second. Two budgets: one for the sessions believed (asked
+/// again when their numbers left the window), one for the others (new or
+/// restarted, and forged), so forged new sessions do not hold up the live
+/// session's re-anchoring. A session the budget cannot ask is not held
+/// either: its next datagram asks again.
+pub(crate) const ASK_BURST: u32 = 1 + CHALLENGE_TIMED_REPEATS;
+/// See [`ASK_BURST`]: a handshake needs its repeats within 1.1 s, and the
+/// budget gives two handshakes' worth in that time (three peers meeting).
+pub(crate) const ASK_EVERY: std::time::Duration =
+    std::time::Duration::from_millis(100);
 
 /// Datagrams of an unproven session kept until it is proven (and then
 /// replayed), per session.
@@ -139,15 +159,20 @@ pub(crate) struct Proven {
 pub(crate) struct Gate {
     confirmed: HashMap<u64, u32>,
     pending: HashMap<(u64, u32), Pending>,
+    /// The challenges we may send ([`ASK_BURST`]): to sessions not
+    /// believed, and to believed ones.
+    asks: [Budget; 2],
     /// splitmix64 state, seeded with a random value per daemon start.
     rng: u64,
 }
 
 impl Gate {
     pub(crate) fn new(seed: u64) -> Self {
+        let asks = || Budget::new(ASK_BURST, ASK_EVERY);
         Gate {
             confirmed: HashMap::new(),
             pending: HashMap::new(),
+            asks: [asks(), asks()],
             rng: seed,
         }
     }
@@ -177,10 +202,18 @@ impl Gate {
         self.confirmed.values().any(|s| *s == session)
     }
 
+    /// The budget of challenges to `peer`'s `session` (see
+    /// [`ASK_BURST`]).
+    fn asks_of(&mut self, peer: u64, session: u32) -> &mut Budget {
+        let believed = self.is_confirmed(peer, session);
+        &mut self.asks[usize::from(believed)]
+    }
+
     /// The nonce to ask `peer`'s `session` for, unless it was asked too
-    /// recently (see [`CHALLENGE_FIRST_REPEAT`]). Earlier nonces still
-    /// count, so a slow answer does too. `expecting`: the number we expect
-    /// next from it (see [`Proven::expecting`]).
+    /// recently (see [`CHALLENGE_FIRST_REPEAT`]) or the budget is spent
+    /// ([`ASK_BURST`]). Earlier nonces still count, so a slow answer does
+    /// too. `expecting`: the number we expect next from it (see
+    /// [`Proven::expecting`]).
     pub(crate) fn challenge(
         &mut self,
         now: Instant,
@@ -195,12 +228,15 @@ impl Gate {
             expecting,
         };
         if let Some(p) = self.pending.get(&id) {
-            if now < p.next_ask() {
+            if now < p.next_ask() || !self.asks_of(peer, session).spend(now) {
                 return None;
             }
             let nonce = self.nonce();
             self.pending.get_mut(&id)?.ask(ask(nonce));
             return Some(nonce);
+        }
+        if !self.asks_of(peer, session).spend(now) {
+            return None;
         }
         if self.pending.len() >= MAX_PEERS {
             let oldest = self
@@ -218,30 +254,39 @@ impl Gate {
     }
 
     /// When the clock repeats a challenge next (see
-    /// [`CHALLENGE_TIMED_REPEATS`]).
+    /// [`CHALLENGE_TIMED_REPEATS`]), its budget permitting.
     pub(crate) fn repeat_at(&self) -> Option<Instant> {
         self.pending
-            .values()
-            .filter(|p| p.timed())
-            .map(Pending::next_ask)
+            .iter()
+            .filter(|(_, p)| p.timed())
+            .map(|(&(peer, session), p)| {
+                let believed = self.is_confirmed(peer, session);
+                p.next_ask()
+                    .max(self.asks[usize::from(believed)].ready_at())
+            })
             .min()
     }
 
-    /// The nonces of the challenges the clock repeats at `now`;
-    /// `expecting` gives the number we expect next from a peer.
+    /// The nonces of the challenges the clock repeats at `now` (those
+    /// due longest first, while the budget lasts); `expecting` gives the
+    /// number we expect next from a peer.
     pub(crate) fn repeats_due(
         &mut self,
         now: Instant,
         expecting: impl Fn(u64) -> Option<Seq>,
     ) -> Vec<u64> {
-        let due: Vec<(u64, u32)> = self
+        let mut due: Vec<(Instant, (u64, u32))> = self
             .pending
             .iter()
             .filter(|(_, p)| p.timed() && now >= p.next_ask())
-            .map(|(id, _)| *id)
+            .map(|(id, p)| (p.next_ask(), *id))
             .collect();
+        due.sort_unstable();
         let mut nonces = Vec::with_capacity(due.len());
-        for id in due {
+        for (_, id) in due {
+            if !self.asks_of(id.0, id.1).spend(now) {
+                continue;
+            }
             let nonce = self.nonce();
             if let Some(p) = self.pending.get_mut(&id) {
                 p.ask(Ask {
@@ -355,10 +400,11 @@ mod test {
         assert_eq!((p.before, p.round_trip), (Some(10), ms(301)));
         assert!(g.is_confirmed(1, 11) && !g.is_confirmed(1, 10));
         assert!(g.answer(t(602), 1, 11, n3).is_none(), "proven once");
-        // Bounded: many forged peers never grow the tables.
+        // Bounded: many forged peers never grow the tables (asked one
+        // each 100 ms, within the budget).
         for id in 100..200 {
-            let n = g.challenge(t(400), id, 7, None).unwrap();
-            g.answer(t(401), id, 7, n);
+            let n = g.challenge(t(id * 100), id, 7, None).unwrap();
+            g.answer(t(id * 100 + 1), id, 7, n);
         }
         assert!(g.pending.len() <= MAX_PEERS && g.confirmed.len() <= MAX_PEERS);
     }

@@ -30,8 +30,9 @@
 //!   mode shares;
 //! - `recv`: reading datagrams, the handshake, refusals;
 //! - `tx`: the transmit path (key and control queues, datagram filling);
-//! - `session`: the challenge gate, the HELLO flags and the peer table
-//!   (restarts);
+//! - `gate`: the challenge gate (which sessions are proven, the
+//!   challenges out, their budgets: `budget`); `session`: the HELLO flags
+//!   and the peer table (restarts);
 //! - `sealing`: keys, anti-replay windows, the refusal report;
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
 //! - `mode`: the `SyncMode` contract and the dispatch;
@@ -42,6 +43,7 @@
 //!   machine beside the engine, fed by the node.
 
 mod alarm;
+mod budget;
 pub mod ctd;
 pub mod digest;
 mod ftfw;
@@ -517,6 +519,8 @@ fn report_refused(r: Refused) {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_forged;
 #[cfg(test)]
 mod test_handshake;
 #[cfg(test)]

@@ -1,0 +1,299 @@
+//! Forged datagrams on a link without a key, simulated: a live, proven
+//! pair (A sends a change every 10 ms, B keeps the external cache), a
+//! one-way delay of 1 ms, the node's transmit rule ([`TxTiming`]), and
+//! forged datagrams handed to B from A's address (on multicast, to A as
+//! well, from a third address). What each side sends is counted by kind
+//! and set against the same run without the forger: the difference is
+//! what the forgery cost. The live session's own messages (data, ALIVE,
+//! ACK, NACK) must be the same in number, and B's external cache must lag
+//! A's no longer than without the forger. Then the gate's budgets alone.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::gate::{ASK_BURST, ASK_EVERY, CHALLENGE_TIMED_REPEATS, Gate};
+use super::test::{ct, datagram_from, key, params};
+use super::tx_timing::TxTiming;
+use super::*;
+
+const DELAY_US: u64 = 1000;
+const STEP_US: u64 = 100;
+/// A changes a flow every 10 ms until then; the run ends a second later.
+const CHANGES_END_US: u64 = 6_000_000;
+const END_US: u64 = 7_000_000;
+/// The forger's stream: from 1 s, 100 datagrams a second for 5 s.
+const FORGED_FROM_US: u64 = 1_000_000;
+const FORGED_EVERY_US: u64 = 10_000;
+const FORGED_COUNT: u32 = 500;
+
+/// A's address as B knows it, and the forger's own on multicast.
+const PEER: u64 = 1;
+const FORGER: u64 = 2;
+
+struct Side {
+    e: Engine,
+    internal: MapSource,
+    external: MapSource,
+    tx: TxTiming,
+}
+
+impl Side {
+    fn new(session: u32, peer: u32) -> Side {
+        let mut p = params(Mode::FtFw, session);
+        p.ack_window = 300;
+        let mut e = Engine::new(p, Instant::ZERO);
+        e.trust(PEER, peer);
+        Side {
+            e,
+            internal: MapSource::default(),
+            external: MapSource::default(),
+            tx: TxTiming::default(),
+        }
+    }
+
+    /// True when the external cache changed.
+    fn receive(&mut self, now: Instant, from: u64, d: &[u8]) -> bool {
+        self.e.recv(now, from, d, &self.internal).unwrap();
+        self.tx.news(now);
+        let mut changed = false;
+        while let Some(a) = self.e.pop_apply() {
+            self.external.apply(a);
+            changed = true;
+        }
+        changed
+    }
+
+    /// The node's transmit step at `now`; what leaves is counted.
+    fn transmit(&mut self, now: Instant, name: char, out: &mut Outcome) {
+        let step = self.tx.step(now, self.e.tx_state());
+        if step.paused {
+            self.e.paused(now);
+        }
+        if !step.flush {
+            return;
+        }
+        let mut buf = [0u8; 1472];
+        while let Some(n) = self.e.poll_transmit(now, &self.internal, &mut buf)
+        {
+            let d = buf[..n].to_vec();
+            let (_, body) = wire::read(&d).unwrap();
+            for m in wire::messages(body) {
+                *out.sent.entry((name, kind(&m.unwrap()))).or_default() += 1;
+            }
+            out.wire(name).push_back((now.micros() + DELAY_US, d));
+        }
+    }
+}
+
+fn kind(m: &Msg) -> &'static str {
+    match m {
+        Msg::Ack { .. } => "ack",
+        Msg::Nack { .. } => "nack",
+        Msg::Alive { .. } => "alive",
+        Msg::Challenge { .. } => "challenge",
+        Msg::Response { .. } => "response",
+        m if m.is_data() => "data",
+        _ => "anti-entropy",
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    /// Messages sent, by side ('A', 'B') and kind.
+    sent: BTreeMap<(char, &'static str), u64>,
+    /// Steps during which B's external cache differed from A's internal
+    /// one (each change is 1 ms in flight).
+    lagging: u64,
+    to_a: VecDeque<(u64, Vec<u8>)>,
+    to_b: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl Outcome {
+    fn wire(&mut self, from: char) -> &mut VecDeque<(u64, Vec<u8>)> {
+        if from == 'A' {
+            &mut self.to_b
+        } else {
+            &mut self.to_a
+        }
+    }
+
+    fn sent(&self, side: char, kind: &str) -> u64 {
+        self.sent
+            .iter()
+            .filter(|((s, k), _)| *s == side && *k == kind)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+}
+
+/// Runs the pair with `forged` (arrival time in µs, datagram) handed to
+/// B, and to A too on `multicast`.
+fn run(forged: &[(u64, Vec<u8>)], multicast: bool) -> Outcome {
+    let mut a = Side::new(100, 200);
+    let mut b = Side::new(200, 100);
+    let mut out = Outcome::default();
+    let mut forged: VecDeque<_> = forged.iter().cloned().collect();
+    let mut port = 0u16;
+    let mut now_us = 0;
+    // Whether B's cache is A's (compared only when either changed).
+    let mut same = true;
+    while now_us < END_US {
+        let now = Instant::from_micros(now_us);
+        if now_us % 10_000 == 0 && now_us < CHANGES_END_US {
+            port += 1;
+            let c = ct(port % 300);
+            if port % 7 == 0 {
+                a.internal.cts.remove(&wire::ct_key_of(&c));
+            } else {
+                a.internal.cts.insert(wire::ct_key_of(&c), c.clone());
+            }
+            a.e.local_change(key(&c), true);
+            a.tx.news(now);
+            same = false;
+        }
+        while forged.front().is_some_and(|f| f.0 <= now_us) {
+            let (_, d) = forged.pop_front().unwrap();
+            same &= !b.receive(now, PEER, &d);
+            if multicast {
+                a.receive(now, FORGER, &d);
+            }
+        }
+        while out.to_a.front().is_some_and(|(t, _)| *t <= now_us) {
+            let d = out.to_a.pop_front().unwrap().1;
+            a.receive(now, PEER, &d);
+        }
+        while out.to_b.front().is_some_and(|(t, _)| *t <= now_us) {
+            let d = out.to_b.pop_front().unwrap().1;
+            same &= !b.receive(now, PEER, &d);
+        }
+        for s in [&mut a, &mut b] {
+            if s.e.poll_at() <= now {
+                s.e.handle_timeout(now, &s.internal);
+            }
+        }
+        a.transmit(now, 'A', &mut out);
+        b.transmit(now, 'B', &mut out);
+        same = same || b.external == a.internal;
+        out.lagging += u64::from(!same);
+        now_us += STEP_US;
+    }
+    assert_eq!(b.external, a.internal, "replication complete");
+    out
+}
+
+/// The live session's own messages are as many as without the forger
+/// (no data resent, no ACK or NACK lost), and B's cache lags A's no
+/// longer. A's probes (ALIVE) may be fewer: the ALIVE an answer implies
+/// is ACKed, which may spare A a probe.
+fn untouched(run: &Outcome, base: &Outcome) {
+    for (side, kind) in [('A', "data"), ('B', "ack"), ('B', "nack")] {
+        assert_eq!(
+            run.sent(side, kind),
+            base.sent(side, kind),
+            "{side}'s {kind}"
+        );
+    }
+    assert!(run.sent('A', "alive") <= base.sent('A', "alive"));
+    assert!(
+        run.lagging <= base.lagging,
+        "{} {}",
+        run.lagging,
+        base.lagging
+    );
+}
+
+/// The forger's stream: datagram `i` made by `make`.
+fn stream(make: impl Fn(u32) -> Vec<u8>) -> Vec<(u64, Vec<u8>)> {
+    (0..FORGED_COUNT)
+        .map(|i| (FORGED_FROM_US + u64::from(i) * FORGED_EVERY_US, make(i)))
+        .collect()
+}
+
+/// A forged datagram claiming `session`, numbered from `first`.
+fn forged(session: u32, first: u32) -> Vec<u8> {
+    datagram_from(session, first, &[Msg::CtDel(wire::ct_key_of(&ct(1)))])
+}
+
+/// What the forged traffic may cost in challenges (and answers): the
+/// budget from the first forged datagram to the end of the run (the
+/// clock repeats challenges for 1.1 s after the last).
+fn asks_bound() -> u64 {
+    let secs = Duration::from_micros(END_US - FORGED_FROM_US);
+    let periods = secs.as_micros() / ASK_EVERY.as_micros();
+    u64::from(ASK_BURST) + periods as u64
+}
+
+#[test]
+fn forged_sessions_are_challenged_a_few_times_a_second() {
+    let base = run(&[], false);
+    // One forged datagram claiming a new session of A's: asked on the
+    // handshake's schedule (CHALLENGE_TIMED_REPEATS), and A, which reads
+    // every challenge on the link, answers each (a challenge does not say
+    // which session it asks).
+    let r = run(&[(FORGED_FROM_US, forged(555, 0))], false);
+    let asked = 1 + u64::from(CHALLENGE_TIMED_REPEATS);
+    assert_eq!(
+        (r.sent('B', "challenge"), r.sent('A', "response")),
+        (asked, asked)
+    );
+    untouched(&r, &base);
+    // One numbered far ahead in A's own session: asked once, answered.
+    let r = run(&[(FORGED_FROM_US, forged(100, 100 + (1 << 30)))], false);
+    assert_eq!((r.sent('B', "challenge"), r.sent('A', "response")), (1, 1));
+    untouched(&r, &base);
+    // 100 a second for 5 s, each of a new session, or each far ahead in
+    // A's: bounded by the time, not by what the forger sends.
+    let new_sessions = stream(|i| forged(1000 + i, 0));
+    let far_ahead = stream(|i| forged(100, 100 + (1 << 30) + i));
+    for (what, forged) in [("new", &new_sessions), ("ahead", &far_ahead)] {
+        let r = run(forged, false);
+        let (asks, answers) =
+            (r.sent('B', "challenge"), r.sent('A', "response"));
+        assert!(asks <= asks_bound(), "{what}: {asks} challenges");
+        assert!(answers <= asks, "{what}: {answers} answers");
+        untouched(&r, &base);
+    }
+    // On multicast both read them (from the forger's address) and ask;
+    // each answers the other's challenges, no more: an answer asks
+    // nothing, so nothing loops.
+    let r = run(&new_sessions, true);
+    for (side, other) in [('A', 'B'), ('B', 'A')] {
+        let asks = r.sent(side, "challenge");
+        assert!(asks <= asks_bound(), "{side}: {asks} challenges");
+        assert!(r.sent(other, "response") <= asks);
+    }
+    untouched(&r, &base);
+}
+
+// ===== the gate alone =====
+
+#[test]
+fn forged_sessions_are_asked_within_a_budget_the_live_one_keeps() {
+    // A datagram of a new session every 10 ms for 5 s, the clock run
+    // each millisecond; the live session (believed) leaves the window
+    // at 3 s.
+    let mut g = Gate::new(1);
+    g.trust(1, 10);
+    let mut asked = 0;
+    let mut live = None;
+    for i in 0..7000u32 {
+        let now = Instant::from_millis(u64::from(i));
+        if i % 10 == 0 && i < 5000 {
+            asked += usize::from(g.challenge(now, 1, 1000 + i, None).is_some());
+        }
+        if i == 3000 {
+            live = g.challenge(now, 1, 10, None);
+            assert!(live.is_some(), "the live session is asked at once");
+        }
+        if i == 3001 {
+            assert!(g.answer(now, 1, 10, live.unwrap()).is_some());
+        }
+        asked += g.repeats_due(now, |_| None).len();
+        // Never due in the past: the clock is not spun.
+        assert!(g.repeat_at().is_none_or(|at| at > now));
+    }
+    // The forged ones: 11 at once, then one each 100 ms for 7 s. The
+    // live one was asked once, from its own budget.
+    let forged = asked - 1;
+    assert!(forged <= ASK_BURST as usize + 70, "{forged}");
+    assert!(forged >= 70, "{forged}: the budget is used");
+}

@@ -58,6 +58,18 @@ pub(crate) const ASK_BURST: u32 = 1 + CHALLENGE_TIMED_REPEATS;
 pub(crate) const ASK_EVERY: std::time::Duration =
     std::time::Duration::from_millis(100);
 
+/// Answers to challenges come out of budgets too: a challenge does not
+/// say which session it asks, so every one read is answered, and a
+/// datagram of challenges (about 130 to 1472 bytes) had about 130
+/// answers, as many more as the forger sent. Challenges in datagrams of a
+/// session not believed (a restarted peer asking, or a forger) share the
+/// budget a peer asks such sessions with ([`ASK_BURST`]); those of a
+/// believed session (the live peer) get twice that, as the peer asks from
+/// both its budgets (and reads the same forged datagrams on multicast).
+pub(crate) const ANSWERS_BELIEVED_BURST: u32 = 2 * ASK_BURST;
+const ANSWERS_BELIEVED_EVERY: std::time::Duration =
+    std::time::Duration::from_millis(50);
+
 /// Datagrams of an unproven session kept until it is proven (and then
 /// replayed), per session.
 const HELD_DATAGRAMS: usize = 16;
@@ -162,6 +174,9 @@ pub(crate) struct Gate {
     /// The challenges we may send ([`ASK_BURST`]): to sessions not
     /// believed, and to believed ones.
     asks: [Budget; 2],
+    /// The challenges we may answer ([`ANSWERS_BELIEVED_BURST`]): of
+    /// sessions not believed, and of believed ones.
+    answers: [Budget; 2],
     /// splitmix64 state, seeded with a random value per daemon start.
     rng: u64,
 }
@@ -173,6 +188,10 @@ impl Gate {
             confirmed: HashMap::new(),
             pending: HashMap::new(),
             asks: [asks(), asks()],
+            answers: [
+                asks(),
+                Budget::new(ANSWERS_BELIEVED_BURST, ANSWERS_BELIEVED_EVERY),
+            ],
             rng: seed,
         }
     }
@@ -207,6 +226,18 @@ impl Gate {
     fn asks_of(&mut self, peer: u64, session: u32) -> &mut Budget {
         let believed = self.is_confirmed(peer, session);
         &mut self.asks[usize::from(believed)]
+    }
+
+    /// Whether a challenge that came from `peer`'s `session` at `now`
+    /// may be answered (see [`ANSWERS_BELIEVED_BURST`]).
+    pub(crate) fn may_answer(
+        &mut self,
+        now: Instant,
+        peer: u64,
+        session: u32,
+    ) -> bool {
+        let believed = self.is_confirmed(peer, session);
+        self.answers[usize::from(believed)].spend(now)
     }
 
     /// The nonce to ask `peer`'s `session` for, unless it was asked too

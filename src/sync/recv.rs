@@ -89,7 +89,11 @@ impl Engine {
                 // A held datagram's challenge was answered when it came.
                 Msg::Challenge { .. } | Msg::Response { .. }
                     if self.replaying => {}
-                Msg::Challenge { nonce } => self.answer_challenge(nonce),
+                Msg::Challenge { nonce } => {
+                    if self.gate.may_answer(now, peer, session) {
+                        self.answer_challenge(nonce);
+                    }
+                }
                 Msg::Response { echo, from, next } => {
                     let answer = Answer { echo, from, next };
                     proven |= self.proven(now, peer, session, answer, src);
@@ -161,7 +165,8 @@ impl Engine {
         }
     }
 
-    /// Echoes a peer's nonce with where our numbering stands.
+    /// Echoes a peer's nonce with where our numbering stands (within the
+    /// gate's budget: see `gate`).
     fn answer_challenge(&mut self, nonce: u64) {
         self.mode.get_mut().challenged();
         let next = self.tx.next_seq();

@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::gate::{ASK_BURST, ASK_EVERY, CHALLENGE_TIMED_REPEATS, Gate};
+use super::gate::{
+    ANSWERS_BELIEVED_BURST, ASK_BURST, ASK_EVERY, CHALLENGE_TIMED_REPEATS, Gate,
+};
 use super::test::{ct, datagram_from, key, params};
 use super::tx_timing::TxTiming;
 use super::*;
@@ -201,6 +203,37 @@ fn untouched(run: &Outcome, base: &Outcome) {
     );
 }
 
+/// splitmix64, for nonces that look like real ones (a varint of a random
+/// 64-bit value takes 10 bytes: about 130 challenges to a datagram).
+fn nonces(seed: u64) -> impl Iterator<Item = u64> {
+    let mut s = seed;
+    std::iter::repeat_with(move || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+/// A forged datagram of a full 1472 bytes, every message a challenge.
+fn challenges(session: u32, seed: u64) -> Vec<u8> {
+    let mut buf = [0u8; 1472];
+    let header = Header {
+        flags: 0,
+        session,
+        first_seq: Seq(0),
+    };
+    let mut w = Writer::new(&mut buf, header).unwrap();
+    for nonce in nonces(seed) {
+        if w.push(&Msg::Challenge { nonce }).is_err() {
+            break;
+        }
+    }
+    let n = w.finish();
+    buf[..n].to_vec()
+}
+
 /// The forger's stream: datagram `i` made by `make`.
 fn stream(make: impl Fn(u32) -> Vec<u8>) -> Vec<(u64, Vec<u8>)> {
     (0..FORGED_COUNT)
@@ -264,6 +297,39 @@ fn forged_sessions_are_challenged_a_few_times_a_second() {
     untouched(&r, &base);
 }
 
+#[test]
+fn forged_challenges_are_answered_a_few_times_a_second() {
+    let base = run(&[], false);
+    let count = |d: &[u8]| {
+        let (_, body) = wire::read(d).unwrap();
+        wire::messages(body).count()
+    };
+    // One datagram of challenges (about 130), claiming a new session of
+    // A's: B answers those its budget allows, and its own messages to A
+    // go as before.
+    let one = challenges(555, 1);
+    assert!(count(&one) > 120, "{}", count(&one));
+    let r = run(&[(FORGED_FROM_US, one)], false);
+    let answers = r.sent('B', "response");
+    assert!(answers <= u64::from(ASK_BURST), "{answers} answers");
+    untouched(&r, &base);
+    // 100 of them a second for 5 s, each of a new session: bounded by the
+    // time, not by what the forger sends.
+    let forged = stream(|i| challenges(1000 + i, u64::from(i)));
+    let r = run(&forged, false);
+    let answers = r.sent('B', "response");
+    assert!(answers <= asks_bound(), "{answers} answers");
+    untouched(&r, &base);
+    // On multicast both read them, and each also answers the other's
+    // challenges of the forged sessions (themselves within a budget).
+    let r = run(&forged, true);
+    for side in ['A', 'B'] {
+        let answers = r.sent(side, "response");
+        assert!(answers <= 2 * asks_bound(), "{side}: {answers} answers");
+    }
+    untouched(&r, &base);
+}
+
 // ===== the gate alone =====
 
 #[test]
@@ -296,4 +362,23 @@ fn forged_sessions_are_asked_within_a_budget_the_live_one_keeps() {
     let forged = asked - 1;
     assert!(forged <= ASK_BURST as usize + 70, "{forged}");
     assert!(forged >= 70, "{forged}: the budget is used");
+}
+
+#[test]
+fn forged_challenges_spend_their_own_answers_not_the_live_ones() {
+    let mut g = Gate::new(2);
+    g.trust(1, 10);
+    let t = Instant::from_millis(1000);
+    // A thousand challenges at once in datagrams of sessions not
+    // believed: a burst is answered.
+    let forged = (0..1000).filter(|i| g.may_answer(t, 1, 500 + i));
+    assert_eq!(forged.count(), ASK_BURST as usize);
+    // The live session's still are, from its own budget.
+    let live = (0..1000).filter(|_| g.may_answer(t, 1, 10)).count();
+    assert_eq!(live, ANSWERS_BELIEVED_BURST as usize);
+    // Then one each period.
+    let later = t + ASK_EVERY;
+    assert!(g.may_answer(later, 1, 600) && !g.may_answer(later, 1, 601));
+    assert!(g.may_answer(later, 1, 10) && g.may_answer(later, 1, 10));
+    assert!(!g.may_answer(later, 1, 10));
 }

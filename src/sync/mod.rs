@@ -159,8 +159,9 @@ pub struct Stats {
     pub background_dropped: u64,
     pub peer_restarts: u64,
     pub resyncs_requested_by_peer: u64,
-    /// Sequence numbers (data, ALIVE, ACK) further than the window from
-    /// what we expect: refused.
+    /// Sequence numbers (data, ALIVE) further than the window from what
+    /// we expect, and reports (ACK, NACK) of numbers we never sent:
+    /// refused.
     pub out_of_window: u64,
     /// Datagrams of a session not (yet) proven live by a challenge: their
     /// data is not applied.
@@ -527,6 +528,8 @@ mod test_handshake;
 mod test_lossy;
 #[cfg(test)]
 mod test_recv;
+#[cfg(test)]
+mod test_reports;
 #[cfg(test)]
 mod test_sealed;
 #[cfg(test)]

@@ -8,14 +8,14 @@ use super::test::{
 };
 use super::*;
 
-fn ack(from: u32, to: u32) -> Msg {
+pub(super) fn ack(from: u32, to: u32) -> Msg {
     Msg::Ack {
         from: Seq(from),
         to: Seq(to),
     }
 }
 
-fn nack(from: u32, to: u32) -> Msg {
+pub(super) fn nack(from: u32, to: u32) -> Msg {
     Msg::Nack {
         from: Seq(from),
         to: Seq(to),
@@ -23,7 +23,7 @@ fn nack(from: u32, to: u32) -> Msg {
 }
 
 /// Runs A's timers at `now` if due; true when it did.
-fn wake(e: &mut Engine, src: &MapSource, now: Instant) -> bool {
+pub(super) fn wake(e: &mut Engine, src: &MapSource, now: Instant) -> bool {
     let due = e.poll_at() <= now;
     if due {
         e.handle_timeout(now, src);
@@ -85,7 +85,7 @@ fn one_per_datagram(n: u16) -> (Engine, Engine, MapSource) {
 
 /// A sends three messages, one per datagram, to B; `lose` picks the
 /// datagrams that never arrive. Returns the engines and caches.
-fn three(
+pub(super) fn three(
     lose: impl FnMut(usize) -> bool,
 ) -> (Engine, MapSource, Engine, MapSource) {
     let t = Instant::from_millis(0);

@@ -9,6 +9,10 @@
 //!   costs a few round trips), and as a last resort resends what stays
 //!   unacknowledged for [`RETRANSMIT_AFTER`] while a peer is alive, so a
 //!   lost NACK or ACK cannot lose data (conntrackd loses it).
+//! - A report no receiver sends (an ACK or NACK reaching a number we
+//!   never sent) is refused and counted, and changes nothing: read, it
+//!   answered the tail probe, with a round-trip sample, and resent the
+//!   whole queue.
 //! - A peer's restart (new session) resets its tracking and empties the
 //!   resend queue: it knows nothing of what we sent.
 //! - Datagrams carry the HELLO handshake.
@@ -85,6 +89,19 @@ impl FtFw {
     }
 }
 
+/// Whether a report of `from..=to` is one no receiver sends (corrupt or
+/// forged), counted as such. One reaching a number we never sent would
+/// answer our probe as if the peer had seen our tail, resending all we
+/// hold, and measure a round trip from it; an ACK would release what
+/// was never acknowledged.
+fn refused(_from: Seq, to: Seq, cx: &mut Cx<'_>) -> bool {
+    if to >= cx.tx.next_seq() {
+        cx.stats.out_of_window += 1;
+        return true;
+    }
+    false
+}
+
 impl SyncMode for FtFw {
     fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact {
         let window = self.ack_window;
@@ -110,10 +127,8 @@ impl SyncMode for FtFw {
 
     fn control(&mut self, peer: u64, msg: Msg, cx: &mut Cx<'_>) {
         match msg {
-            // An ACK of numbers we never sent is corrupt or forged.
-            Msg::Ack { to, .. } if to >= cx.tx.next_seq() => {
-                cx.stats.out_of_window += 1;
-            }
+            Msg::Ack { from, to } | Msg::Nack { from, to }
+                if refused(from, to, cx) => {}
             Msg::Ack { from, to } => {
                 self.resend.ack(from, to);
                 self.reported(to, 0);

@@ -1,0 +1,112 @@
+//! What a corrupt or forged report (an ACK or NACK of our numbers) does
+//! to an FT-FW sender on an unkeyed link. One that no receiver sends is
+//! refused and counted, and moves nothing: not the resend queue, not the
+//! tail probe (its answer, its resends), not the round trip. Replication
+//! then completes as if it never came.
+
+use super::test::datagram_from;
+use super::test_tail::{three, wake};
+use super::*;
+
+/// B's session (`test::engines`).
+const B: u32 = 200;
+
+/// What a report may change at the sender, and the counters a refused
+/// one goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    malformed: u64,
+    bad_header: u64,
+    out_of_window: u64,
+    retransmitted: u64,
+    tail_resent: u64,
+    round_trip: Option<RoundTrip>,
+    /// The numbers awaiting acknowledgement, oldest first.
+    held: Vec<Seq>,
+}
+
+fn seen(a: &Engine) -> Seen {
+    let s = a.stats();
+    Seen {
+        malformed: s.malformed,
+        bad_header: s.bad_header,
+        out_of_window: s.out_of_window,
+        retransmitted: s.retransmitted,
+        tail_resent: s.tail_resent,
+        round_trip: a.round_trip(),
+        held: a.resend_queue().map(ResendEntry::seq).collect(),
+    }
+}
+
+/// A sent three messages, one per datagram, and B got the first two: A
+/// has probed for its tail (the probe waits in A's transmit queue) and
+/// measured nothing yet. The engines, the caches and the time.
+fn tail_probed() -> (Engine, MapSource, Engine, MapSource, Instant) {
+    let (mut a, a_src, b, b_ext) = three(|i| i == 2);
+    let mut now = Instant::from_millis(0);
+    while a.stats().probes_sent == 0 {
+        now = now + Duration::from_millis(1);
+        assert!(now < Instant::from_millis(100), "never probed");
+        wake(&mut a, &a_src, now);
+    }
+    assert_eq!(a.round_trip(), None);
+    (a, a_src, b, b_ext, now)
+}
+
+/// `report` reaches A in a datagram of its own, from B's session.
+fn forge(a: &mut Engine, now: Instant, report: Msg) {
+    let d = datagram_from(B, 0, &[report]);
+    a.recv(now, 1, &d, &MapSource::default()).unwrap();
+}
+
+/// Runs both engines and the link from `start`, millisecond by
+/// millisecond, for up to five seconds; when B's external cache holds
+/// what A's cache does.
+fn converged(
+    a: &mut Engine,
+    a_src: &MapSource,
+    b: &mut Engine,
+    b_ext: &mut MapSource,
+    start: Instant,
+) -> Option<Instant> {
+    let mut sink = MapSource::default();
+    for ms in 1..5000 {
+        let now = start + Duration::from_millis(ms);
+        wake(a, a_src, now);
+        wake(b, b_ext, now);
+        test::pump(a, a_src, b, b_ext, now, |_| true);
+        test::pump(b, b_ext, a, &mut sink, now, |_| true);
+        if b_ext.cts == a_src.cts {
+            return Some(now);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_nack_past_our_next_number_is_refused_and_counted() {
+    // A's numbers are 100..=102 (test::engines' session 100); 103 is
+    // its next. Each NACK reaches a number A never sent: read as a
+    // report up to there, it answered A's probe (the peer claimed to
+    // have seen its tail), took a round-trip sample and had A resend
+    // everything it held.
+    let next = 103;
+    let cases = [(next, next), (101, next), (next + 1000, next + 1000)];
+    for (from, to) in cases {
+        let (mut a, a_src, mut b, mut b_ext, now) = tail_probed();
+        let before = seen(&a);
+        let report = Msg::Nack {
+            from: Seq(from),
+            to: Seq(to),
+        };
+        forge(&mut a, now, report);
+        let expected = Seen {
+            out_of_window: 1,
+            ..before.clone()
+        };
+        assert_eq!(seen(&a), expected, "NACK {from}..={to}");
+        let whole = converged(&mut a, &a_src, &mut b, &mut b_ext, now);
+        assert!(whole.is_some(), "NACK {from}..={to}: {:?}", a.stats());
+        assert_eq!(b_ext.cts, a_src.cts);
+    }
+}

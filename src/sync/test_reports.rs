@@ -110,3 +110,38 @@ fn a_nack_past_our_next_number_is_refused_and_counted() {
         assert_eq!(b_ext.cts, a_src.cts);
     }
 }
+
+#[test]
+fn a_report_ending_before_it_starts_is_refused_as_malformed() {
+    // A holds 100..=102 and has probed (its next is 103). An ACK
+    // 103..=102 releases nothing (its range is empty), but reaching 102
+    // it answered the probe: a round-trip sample and everything held
+    // resent. A NACK 102..=100 resends nothing, but the number after it
+    // (101) is held: a round-trip sample from the message, and the link
+    // counted as lossy. conntrackd 1.4.7 refuses both as a malformed
+    // header.
+    let cases = [
+        Msg::Ack {
+            from: Seq(103),
+            to: Seq(102),
+        },
+        Msg::Nack {
+            from: Seq(102),
+            to: Seq(100),
+        },
+    ];
+    for report in cases {
+        let (mut a, a_src, mut b, mut b_ext, now) = tail_probed();
+        let before = seen(&a);
+        forge(&mut a, now, report.clone());
+        let expected = Seen {
+            malformed: 1,
+            bad_header: 1,
+            ..before.clone()
+        };
+        assert_eq!(seen(&a), expected, "{report:?}");
+        let whole = converged(&mut a, &a_src, &mut b, &mut b_ext, now);
+        assert!(whole.is_some(), "{report:?}: {:?}", a.stats());
+        assert_eq!(b_ext.cts, a_src.cts);
+    }
+}

@@ -10,9 +10,9 @@
 //!   unacknowledged for [`RETRANSMIT_AFTER`] while a peer is alive, so a
 //!   lost NACK or ACK cannot lose data (conntrackd loses it).
 //! - A report no receiver sends (an ACK or NACK reaching a number we
-//!   never sent) is refused and counted, and changes nothing: read, it
-//!   answered the tail probe, with a round-trip sample, and resent the
-//!   whole queue.
+//!   never sent, or ending before it starts) is refused and counted, and
+//!   changes nothing: read, it answered the tail probe, with a
+//!   round-trip sample, and resent the whole queue.
 //! - A peer's restart (new session) resets its tracking and empties the
 //!   resend queue: it knows nothing of what we sent.
 //! - Datagrams carry the HELLO handshake.
@@ -93,8 +93,17 @@ impl FtFw {
 /// forged), counted as such. One reaching a number we never sent would
 /// answer our probe as if the peer had seen our tail, resending all we
 /// hold, and measure a round trip from it; an ACK would release what
-/// was never acknowledged.
-fn refused(_from: Seq, to: Seq, cx: &mut Cx<'_>) -> bool {
+/// was never acknowledged. One ending before it starts is a malformed
+/// header, as conntrackd counts it: its range is empty (or, by wrapping
+/// order, the numbers half the space away), but its end would answer
+/// our probe as well, and a NACK's measure a round trip from the number
+/// after it.
+fn refused(from: Seq, to: Seq, cx: &mut Cx<'_>) -> bool {
+    if to < from {
+        cx.stats.malformed += 1;
+        cx.stats.bad_header += 1;
+        return true;
+    }
     if to >= cx.tx.next_seq() {
         cx.stats.out_of_window += 1;
         return true;

@@ -160,8 +160,8 @@ pub struct Stats {
     pub peer_restarts: u64,
     pub resyncs_requested_by_peer: u64,
     /// Sequence numbers (data, ALIVE) further than the window from what
-    /// we expect, and reports (ACK, NACK) of numbers we never sent:
-    /// refused.
+    /// we expect, and reports (ACK, NACK) of numbers we never sent or
+    /// spanning more than the window: refused.
     pub out_of_window: u64,
     /// Datagrams of a session not (yet) proven live by a challenge: their
     /// data is not applied.

@@ -145,3 +145,56 @@ fn a_report_ending_before_it_starts_is_refused_as_malformed() {
         assert_eq!(b_ext.cts, a_src.cts);
     }
 }
+
+#[test]
+fn a_report_spanning_more_than_the_window_is_refused() {
+    // A holds 100..=102; B got 100 and 102, and its report (ACK 100,
+    // NACK 101) is on its way. A receiver's ranges never span more than
+    // the window (rx::WINDOW: its gaps and runs are bounded by it). A
+    // corrupt or forged `from` far back: an ACK released everything
+    // held, 101 with it, which B's NACK then found gone (never resent);
+    // a NACK resent everything held.
+    let far = |to: u32, span: u32| Seq(to.wrapping_sub(span));
+    let refused = [
+        Msg::Ack {
+            from: far(102, (1 << 31) - 1),
+            to: Seq(102),
+        },
+        Msg::Nack {
+            from: far(102, (1 << 31) - 1),
+            to: Seq(102),
+        },
+        Msg::Ack {
+            from: far(102, rx::WINDOW + 1),
+            to: Seq(102),
+        },
+    ];
+    let run = |report: &Msg| {
+        let (mut a, a_src, mut b, mut b_ext) = three(|i| i == 1);
+        let t = Instant::from_millis(0);
+        let before = seen(&a);
+        forge(&mut a, t, report.clone());
+        let after = seen(&a);
+        let whole = converged(&mut a, &a_src, &mut b, &mut b_ext, t);
+        (before, after, whole.is_some() && b_ext.cts == a_src.cts)
+    };
+    let got: Vec<_> = refused.iter().map(|r| (r, run(r))).collect();
+    for (report, (before, after, whole)) in got {
+        let expected = Seen {
+            out_of_window: 1,
+            ..before.clone()
+        };
+        assert_eq!((after, whole), (expected, true), "{report:?}");
+    }
+    // The widest range a receiver sends is taken: it releases 100.
+    let widest = Msg::Ack {
+        from: far(100, rx::WINDOW),
+        to: Seq(100),
+    };
+    let (before, after, whole) = run(&widest);
+    let expected = Seen {
+        held: vec![Seq(101), Seq(102)],
+        ..before
+    };
+    assert_eq!((after, whole), (expected, true));
+}

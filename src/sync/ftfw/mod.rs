@@ -10,9 +10,10 @@
 //!   unacknowledged for [`RETRANSMIT_AFTER`] while a peer is alive, so a
 //!   lost NACK or ACK cannot lose data (conntrackd loses it).
 //! - A report no receiver sends (an ACK or NACK reaching a number we
-//!   never sent, or ending before it starts) is refused and counted, and
-//!   changes nothing: read, it answered the tail probe, with a
-//!   round-trip sample, and resent the whole queue.
+//!   never sent, spanning more than the receive window, or ending before
+//!   it starts) is refused and counted, and changes nothing: read, it
+//!   answered the tail probe, with a round-trip sample, resent the whole
+//!   queue, or (an ACK) released entries the peer never got.
 //! - A peer's restart (new session) resets its tracking and empties the
 //!   resend queue: it knows nothing of what we sent.
 //! - Datagrams carry the HELLO handshake.
@@ -24,6 +25,7 @@ mod rx;
 pub(crate) use resend::ResendQueue;
 
 use super::mode::{Cx, SyncMode};
+use super::rx::WINDOW;
 use super::session::{Contact, Peers};
 use super::tx::Sent;
 use super::{
@@ -93,18 +95,21 @@ impl FtFw {
 /// forged), counted as such. One reaching a number we never sent would
 /// answer our probe as if the peer had seen our tail, resending all we
 /// hold, and measure a round trip from it; an ACK would release what
-/// was never acknowledged. One ending before it starts is a malformed
-/// header, as conntrackd counts it: its range is empty (or, by wrapping
-/// order, the numbers half the space away), but its end would answer
-/// our probe as well, and a NACK's measure a round trip from the number
-/// after it.
+/// was never acknowledged. A receiver's gaps and runs are bounded by
+/// the window, so one spanning more is refused too: with a corrupt
+/// `from` far back, an ACK released everything held up to its end,
+/// what the peer lacked with it, and a NACK resent all of it. One
+/// ending before it starts is a malformed header, as conntrackd counts
+/// it: its range is empty (or, by wrapping order, the numbers half the
+/// space away), but its end would answer our probe as well, and a
+/// NACK's measure a round trip from the number after it.
 fn refused(from: Seq, to: Seq, cx: &mut Cx<'_>) -> bool {
     if to < from {
         cx.stats.malformed += 1;
         cx.stats.bad_header += 1;
         return true;
     }
-    if to >= cx.tx.next_seq() {
+    if to >= cx.tx.next_seq() || to - from > WINDOW {
         cx.stats.out_of_window += 1;
         return true;
     }

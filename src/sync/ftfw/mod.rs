@@ -148,7 +148,13 @@ impl SyncMode for FtFw {
                 self.reported(to, 0);
             }
             Msg::Nack { from, to } => {
-                if let Some(at) = self.resend.sent_at(to.next()) {
+                // A NACK of which we keep no number (acknowledged: no
+                // receiver NACKs those, and a repeat comes after a newer
+                // NACK; or sent again and dropped) tells nothing of the
+                // link now: no round trip, no loss.
+                if self.resend.keeps_any(from, to)
+                    && let Some(at) = self.resend.sent_at(to.next())
+                {
                     self.probe.nacked(to.next(), at, cx.now);
                 }
                 let resent = self.resend.take(|s, _| s.in_range(from, to));

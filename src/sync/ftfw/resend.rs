@@ -209,6 +209,14 @@ impl ResendQueue {
         }
     }
 
+    /// Whether a send numbered within `from..=to` is kept (held, or its
+    /// place given up to a later send of its key): acknowledged numbers
+    /// are not.
+    pub(crate) fn keeps_any(&self, from: Seq, to: Seq) -> bool {
+        let i = self.q.partition_point(|p| p.seq < from);
+        self.q.get(i).is_some_and(|p| p.seq <= to)
+    }
+
     /// The oldest number still held.
     pub(crate) fn oldest(&self) -> Option<Seq> {
         self.iter().next().map(|(s, _)| s)

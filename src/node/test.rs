@@ -178,7 +178,7 @@ fn ftp_master() -> Conntrack {
     c
 }
 
-fn pasv(master: &Conntrack) -> Expect {
+pub(super) fn pasv(master: &Conntrack) -> Expect {
     Expect {
         master: master.orig,
         tuple: tcp("192.168.0.2", "192.168.1.2", 0, 50000),

@@ -38,33 +38,17 @@ fn flow(i: u32) -> Conntrack {
 
 /// An FTP data channel expectation of `master`, told apart by `port`.
 fn expectation(master: &Conntrack, port: u16) -> Expect {
-    let t = Tuple {
+    // test.rs's FTP PASV expectation, for this master's addresses, zone
+    // and the given port.
+    let mut e = super::test::pasv(master);
+    e.tuple = Tuple {
         src: master.orig.src,
         dst: master.orig.dst,
         proto: 6,
         l4: L4::Ports { src: 0, dst: port },
     };
-    Expect {
-        master: master.orig,
-        tuple: t,
-        mask: Tuple {
-            src: "255.255.255.255".parse().unwrap(),
-            dst: "255.255.255.255".parse().unwrap(),
-            proto: 6,
-            l4: L4::Ports {
-                src: 0,
-                dst: 0xffff,
-            },
-        },
-        timeout: Some(300),
-        zone: master.zone,
-        flags: 0,
-        class: 0,
-        helper: Some("ftp".try_into().unwrap()),
-        nat: None,
-        func: None,
-        id: 0,
-    }
+    e.zone = master.zone;
+    e
 }
 
 /// This thread's CPU time: the measurement's, less the noise of a busy

@@ -26,17 +26,9 @@ fn tuple(host: u8, port: u16) -> Tuple {
 /// `port`.
 fn exp(host: u8, zone: u16, port: u16) -> Expect {
     Expect {
-        master: tuple(host, 21),
-        tuple: tuple(host, port),
-        mask: tuple(255, 0xffff),
         timeout: Some(300),
         zone,
-        flags: 0,
-        class: 0,
-        helper: None,
-        nat: None,
-        func: None,
-        id: 0,
+        ..Expect::new(tuple(host, 21), tuple(host, port), tuple(255, 0xffff))
     }
 }
 

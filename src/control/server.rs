@@ -16,10 +16,17 @@ use std::time::Duration;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer, future};
 
+use super::conntrackd;
 use super::proto::{self, FrameError, MAX_REQUEST, Reply, Request};
 
 /// How long a client may take to send its request.
 pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a first read of four bytes `0 0 0 n` (n a conntrackd request
+/// code) waits for more before it is taken for conntrackd's client on a
+/// big-endian host (MIPS routers): to us that is a header announcing `n`
+/// bytes, but our client writes a request's header and body with one
+/// `write`, so they arrive together.
+pub const BIG_ENDIAN_GRACE: Duration = Duration::from_millis(50);
 /// How long a client may take to read a reply frame.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a client may read nothing at all while a frame waits: one
@@ -58,7 +65,7 @@ pub enum ReadError {
     Io(io::Error),
     Frame(FrameError),
     /// conntrackd 1.4's own client: a bare request code (a 4-byte
-    /// little-endian int), which ctsyncd's protocol does not speak.
+    /// host-endian int), served by `control::conntrackd`.
     Conntrackd(u8),
 }
 
@@ -69,49 +76,27 @@ impl std::fmt::Display for ReadError {
             ReadError::Timeout => f.write_str("request not received in time"),
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::Frame(e) => write!(f, "{e}"),
+            ReadError::Conntrackd(code)
+                if conntrackd::request(*code).is_some() =>
+            {
+                write!(
+                    f,
+                    "conntrackd's client sent request {code} ({})",
+                    conntrackd::command(*code)
+                )
+            }
             ReadError::Conntrackd(code) => write!(
                 f,
-                "conntrackd's client sent request {code} ({}), which ctsyncd does not take: use ctsyncd's own client (install it as conntrackd)",
-                conntrackd_command(*code)
+                "conntrackd's client sent request {code} (unknown), which no conntrackd 1.4.7 command sends: ignored"
             ),
         }
     }
 }
 
-/// conntrackd 1.4's command for a request code (reference 2.2).
-fn conntrackd_command(code: u8) -> &'static str {
-    match code {
-        0 => "-F ct",
-        1 => "-R ct",
-        16 => "-i",
-        17 => "-e",
-        18 => "-c ct",
-        20 => "-k",
-        21 => "-s",
-        22 => "-B",
-        23 => "-n",
-        24 => "-i -x",
-        25 => "-e -x",
-        26 => "-t",
-        28..=32 | 35..=37 => "-s <view>",
-        33 => "-f internal",
-        34 => "-f external",
-        38 => "-F expect",
-        39 => "-R expect",
-        40 | 47 => "-i expect",
-        41 | 48 => "-e expect",
-        42 => "-c expect",
-        43 => "-F",
-        44 => "-R",
-        45 => "-f",
-        46 => "-c",
-        _ => "unknown",
-    }
-}
-
 /// A conntrackd client's request as it comes from a little-endian host
-/// (x86, arm, mipsel): its code, 0 to 48, then three zero bytes. Never a frame of ours: read as our length prefix, it is 0 (an
-/// empty frame) or more than [`MAX_REQUEST`].
+/// (x86, arm, mipsel): its code, 0 to 48, then three zero bytes. Never a
+/// frame of ours: read as our length prefix, it is 0 (an empty frame) or
+/// more than [`MAX_REQUEST`].
 fn conntrackd_code(buf: &[u8]) -> Option<u8> {
     match *buf.get(..proto::HEADER)? {
         [code @ 0..=48, 0, 0, 0] => Some(code),
@@ -137,28 +122,36 @@ pub async fn read_request(
                     });
                 }
             }
-            let n = stream.read(&mut chunk).await.map_err(ReadError::Io)?;
+            // From a big-endian host (MIPS routers) conntrackd's request
+            // reads as a header of ours announcing its code's worth of
+            // bytes, which never come.
+            let big_endian = match *buf {
+                [0, 0, 0, code @ 1..=48] => Some(code),
+                _ => None,
+            };
+            let grace = async {
+                match big_endian {
+                    Some(_) => Timer::after(BIG_ENDIAN_GRACE).await,
+                    None => future::pending().await,
+                };
+                None
+            };
+            let more = async { Some(stream.read(&mut chunk).await) };
+            let Some(n) = future::or(more, grace).await else {
+                return Err(ReadError::Conntrackd(big_endian.unwrap_or(0)));
+            };
+            let n = n.map_err(ReadError::Io)?;
             if n == 0 {
                 return Err(ReadError::Closed);
             }
             buf.extend_from_slice(&chunk[..n]);
         }
     };
-    let read = future::or(read, async {
+    future::or(read, async {
         Timer::after(READ_DEADLINE).await;
         Err(ReadError::Timeout)
     })
-    .await;
-    match read {
-        // From a big-endian host (MIPS routers) conntrackd's request reads
-        // as a header of ours announcing its code's worth of bytes, which
-        // never come.
-        Err(ReadError::Timeout) => match *buf {
-            [0, 0, 0, code @ 0..=48] => Err(ReadError::Conntrackd(code)),
-            _ => Err(ReadError::Timeout),
-        },
-        read => read,
-    }
+    .await
 }
 
 /// Largest text per frame: a long dump streams as many frames, each well
@@ -302,16 +295,40 @@ mod test {
         assert!(why.contains("conntrackd's client sent request 46 (-c)"));
         // -F ct is code 0: four zero bytes.
         assert!(matches!(read(&[0; 4]), Err(ReadError::Conntrackd(0))));
-        // A big-endian host's -c: named once the request times out.
-        assert!(matches!(
-            read(&46i32.to_be_bytes()),
-            Err(ReadError::Conntrackd(46))
+        // A big-endian host's -c: named after a short grace, not the
+        // request's whole deadline (the commit of a takeover waits on it).
+        let (ours, mut client) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut client, &46i32.to_be_bytes()).unwrap();
+        let mut ours = Async::new(ours).unwrap();
+        let got = smol::block_on(future::or(
+            async { Some(read_request(&mut ours).await) },
+            async {
+                Timer::after(READ_DEADLINE / 2).await;
+                None
+            },
         ));
+        assert!(
+            matches!(got, Some(Err(ReadError::Conntrackd(46)))),
+            "{got:?}"
+        );
         // Half a frame of ours is still a timeout.
         assert!(matches!(
             read(&[0, 0, 0, 9, proto::VERSION, 1]),
             Err(ReadError::Timeout)
         ));
+        // A header of ours whose body comes within the grace is ours.
+        let frame = proto::encode(&Request::Kill);
+        let (ours, mut client) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            std::io::Write::write_all(&mut client, &frame[..4]).unwrap();
+            std::thread::sleep(BIG_ENDIAN_GRACE / 5);
+            std::io::Write::write_all(&mut client, &frame[4..]).unwrap();
+            client
+        });
+        let mut ours = Async::new(ours).unwrap();
+        let got = smol::block_on(read_request(&mut ours));
+        assert!(matches!(got, Ok(Request::Kill)), "{got:?}");
+        drop(writer.join());
         // Our own frames and other garbage are as before.
         assert!(matches!(
             read(&proto::encode(&Request::Kill)),

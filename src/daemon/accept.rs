@@ -17,7 +17,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use smol::{Async, LocalExecutor, Task, Timer};
 
 use super::Event;
 use super::throttle::Throttle;
-use crate::control::server;
+use crate::control::{conntrackd, server};
 
 /// Most connections that may be waiting for their request at once.
 pub(crate) const MAX_PENDING_CLIENTS: usize = 32;
@@ -98,15 +98,12 @@ pub(crate) async fn accept_loop<'a>(
         let task = ex.spawn(async move {
             let ev = match server::read_request(&mut stream).await {
                 Ok(req) => Event::Request(req, stream),
-                Err(e) => {
-                    // A notify script still calling conntrackd's binary:
-                    // its request is not done, and it exits 0 all the
-                    // same, so say so where the operator looks.
-                    if matches!(e, server::ReadError::Conntrackd(_)) {
-                        log::warn!("control: {e}");
-                    }
-                    Event::Malformed(e.to_string(), stream)
+                Err(server::ReadError::Conntrackd(code)) => {
+                    done.set(false);
+                    conntrackds_client(code, stream, &tx).await;
+                    return;
                 }
+                Err(e) => Event::Malformed(e.to_string(), stream),
             };
             done.set(false);
             let _ = tx.send(ev).await;
@@ -116,6 +113,37 @@ pub(crate) async fn accept_loop<'a>(
         // clients that send their requests at once (100 scripts asking
         // together) is then read, not evicted by its own later members.
         smol::future::yield_now().await;
+    }
+}
+
+/// Serves conntrackd's client (a notify script still calling its binary,
+/// monitoring that speaks its protocol): the daemon answers the request
+/// into a socket pair, and this task relays the text of the answer, as
+/// conntrackd writes it, and closes.
+async fn conntrackds_client(
+    code: u8,
+    stream: Async<UnixStream>,
+    tx: &Sender<Event>,
+) {
+    let Some(req) = conntrackd::request(code) else {
+        // conntrackd takes an unknown code as nothing to do: the client
+        // sees the connection close, and exits 0.
+        log::warn!("control: {}", server::ReadError::Conntrackd(code));
+        return;
+    };
+    log::debug!(
+        "control: conntrackd's client asks {} (request {code})",
+        conntrackd::command(code)
+    );
+    let (daemon_side, relay_side) = match conntrackd::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("control: cannot answer conntrackd's client: {e}");
+            return;
+        }
+    };
+    if tx.send(Event::Request(req, daemon_side)).await.is_ok() {
+        conntrackd::relay(relay_side, stream, code).await;
     }
 }
 

@@ -18,8 +18,11 @@ use std::time::Duration;
 pub const CHILD_ENV: &str = "CTSYNCD_BACKGROUND_CHILD";
 /// The line the child prints when it is ready.
 const READY: &str = "CTSYNCD-READY";
-/// Longest time initialisation may take before the parent gives up.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the parent waits before it says the start takes long (it
+/// goes on waiting: the start-up dump of a large kernel table on a slow
+/// router can take minutes, and conntrackd's `-d` returns once its own
+/// has finished, however long that is).
+const SLOW_START_NOTICE: Duration = Duration::from_secs(60);
 
 /// True in the re-executed background child.
 pub fn is_child() -> bool {
@@ -93,24 +96,74 @@ pub fn spawn_and_wait(argv0: &str, args: &[String]) -> ExitCode {
         });
         let _ = tx.send(ready);
     });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(true) => {
-            let _ = forward.join();
-            ExitCode::SUCCESS
+    let ready = wait_for_child(&rx, SLOW_START_NOTICE, |waited| {
+        log::warn!(
+            "the daemon (pid {}) is still initialising after {}s; waiting",
+            child.id(),
+            waited.as_secs()
+        );
+    });
+    if !ready {
+        let _ = child.wait();
+    }
+    let _ = forward.join();
+    if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Waits for the child's verdict on `rx` (true: ready; false or the
+/// sender gone: it failed), for as long as it takes, calling `slow` each
+/// `notice` with the time waited so far. The child was once killed after
+/// 60 s: a start-up dump that took longer left the router without its
+/// daemon.
+fn wait_for_child(
+    rx: &mpsc::Receiver<bool>,
+    notice: Duration,
+    mut slow: impl FnMut(Duration),
+) -> bool {
+    let mut waited = Duration::ZERO;
+    loop {
+        match rx.recv_timeout(notice) {
+            Ok(ready) => return ready,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                waited += notice;
+                slow(waited);
+            }
         }
-        Ok(false) => {
-            let _ = child.wait();
-            let _ = forward.join();
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            log::error!(
-                "the daemon did not finish initialisation within {}s",
-                START_TIMEOUT.as_secs()
-            );
-            ExitCode::FAILURE
-        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_slow_start_is_waited_for_and_said_to_be_slow() {
+        let notice = Duration::from_millis(20);
+        let (tx, rx) = mpsc::channel();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(notice * 5);
+            tx.send(true).unwrap();
+        });
+        let mut notices = Vec::new();
+        assert!(wait_for_child(&rx, notice, |w| notices.push(w)));
+        late.join().unwrap();
+        assert!(notices.len() >= 3, "{notices:?}");
+        assert_eq!(notices[0], notice);
+        assert_eq!(notices[2], notice * 3);
+    }
+
+    #[test]
+    fn a_failed_or_vanished_child_is_not_ready() {
+        let (tx, rx) = mpsc::channel();
+        tx.send(false).unwrap();
+        assert!(!wait_for_child(&rx, Duration::from_secs(5), |_| {}));
+        let (tx, rx) = mpsc::channel::<bool>();
+        drop(tx);
+        assert!(!wait_for_child(&rx, Duration::from_secs(5), |_| {}));
     }
 }

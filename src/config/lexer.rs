@@ -2,10 +2,13 @@
 //!
 //! The file format is free-form: whitespace and newlines separate tokens,
 //! `#` starts a comment that runs to the end of the line, and `{` / `}`
-//! delimit blocks. Everything else is a *word*. Unlike conntrackd's flex
-//! lexer, this one does not classify words (number, IP, path …) up front:
-//! the parser knows what each clause expects and can therefore say
-//! "found X, expected an IPv4 address" instead of a bare "syntax error".
+//! delimit blocks. A comma is a token of its own, outside a path, as in
+//! conntrackd's lexer: no clause takes one, so the parser refuses it
+//! wherever it stands, as conntrackd does. Everything else is a *word*.
+//! Unlike conntrackd's flex lexer, this one does not classify words
+//! (number, IP, path …) up front: the parser knows what each clause
+//! expects and can therefore say "found X, expected an IPv4 address"
+//! instead of a bare "syntax error".
 //!
 //! Owns: byte offsets → line:column positions. Never allocates per token
 //! (words borrow from the input). Never panics.
@@ -30,6 +33,9 @@ impl fmt::Display for Pos {
 pub enum Tok<'a> {
     Open,
     Close,
+    /// `,`: conntrackd's lexer hands it to its grammar as a symbol of its
+    /// own, which no rule takes (a syntax error wherever it stands).
+    Comma,
     Word(&'a str),
     Eof,
 }
@@ -39,6 +45,7 @@ impl fmt::Display for Tok<'_> {
         match self {
             Tok::Open => f.write_str("`{'"),
             Tok::Close => f.write_str("`}'"),
+            Tok::Comma => f.write_str("`,'"),
             Tok::Word(w) => write!(f, "`{w}'"),
             Tok::Eof => f.write_str("end of file"),
         }
@@ -104,15 +111,21 @@ impl<'a> Lexer<'a> {
                 self.bump(c);
                 (Tok::Close, pos)
             }
+            ',' => {
+                self.bump(c);
+                (Tok::Comma, pos)
+            }
             _ => {
-                // A path keeps a `#` (`LogFile /var/log/fw#1.log`), as
-                // conntrackd's lexer reads it; elsewhere `#` starts a
-                // comment even without a space before it.
+                // A path keeps a `#` and a `,` (`LogFile /var/log/fw#1.log`,
+                // `LockFile /run/a,b`), as conntrackd's lexer reads it;
+                // elsewhere `#` starts a comment even without a space
+                // before it, and a comma ends the word (`TCP,UDP` is
+                // `TCP`, `,`, `UDP` there).
                 let path = c == '/';
                 while let Some(c) = self.src[self.off..].chars().next() {
                     if c.is_whitespace()
                         || matches!(c, '{' | '}')
-                        || (c == '#' && !path)
+                        || (matches!(c, '#' | ',') && !path)
                     {
                         break;
                     }
@@ -185,6 +198,30 @@ mod test {
                 "`HashSize'",
                 "`8'",
                 "end of file"
+            ]
+        );
+    }
+
+    /// As conntrackd's lexer: a comma is a token of its own (where it is
+    /// refused), except inside a path.
+    #[test]
+    fn a_comma_is_a_token_except_in_a_path() {
+        let toks: Vec<_> = all("{ TCP,UDP , }\nLockFile /run/a,b # c, d")
+            .iter()
+            .map(|(t, p)| (t.to_string(), p.line, p.col))
+            .collect();
+        assert_eq!(
+            toks,
+            vec![
+                ("`{'".into(), 1, 1),
+                ("`TCP'".into(), 1, 3),
+                ("`,'".into(), 1, 6),
+                ("`UDP'".into(), 1, 7),
+                ("`,'".into(), 1, 11),
+                ("`}'".into(), 1, 13),
+                ("`LockFile'".into(), 2, 1),
+                ("`/run/a,b'".into(), 2, 10),
+                ("end of file".into(), 2, 25),
             ]
         );
     }

@@ -62,17 +62,12 @@ impl<'a> Parser<'a> {
         loop {
             match self.next() {
                 (Tok::Close, _) => return Ok(out),
-                (Tok::Word(w), p) => {
-                    let w = w.trim_end_matches(',');
-                    match protocol_number(w) {
-                        Some(n) if !out.contains(&n) => out.push(n),
-                        Some(_) => {}
-                        None => self.warn(
-                            p,
-                            format!("unknown protocol `{w}', ignoring"),
-                        ),
-                    }
-                }
+                (Tok::Word(w), p) => match protocol_number(w) {
+                    Some(n) if !out.contains(&n) => out.push(n),
+                    Some(_) => {}
+                    None => self
+                        .warn(p, format!("unknown protocol `{w}', ignoring")),
+                },
                 (t, p) => {
                     return Err(self.found(t, p, &format!("a protocol name or `}}' closing the list opened at {open}")));
                 }
@@ -148,7 +143,6 @@ impl<'a> Parser<'a> {
                     pending = false;
                 }
                 (Tok::Word(w), p) => {
-                    let w = w.trim_end_matches(',');
                     let s = tcp_state(w).ok_or_else(|| {
                         self.found(Tok::Word(w), p, "a TCP state (SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSED, LISTEN) or `for'")
                     })?;

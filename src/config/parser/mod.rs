@@ -112,7 +112,14 @@ impl<'a> Parser<'a> {
     }
 
     fn found(&self, tok: Tok<'_>, pos: Pos, expected: &str) -> Diagnostic {
-        self.err(pos, format!("found {tok}, expected {expected}"))
+        // conntrackd refuses a comma wherever it stands, so a list
+        // written with commas (`{ TCP, UDP }`) is the usual cause.
+        let hint = if tok == Tok::Comma {
+            " (items are separated by spaces: conntrackd refuses commas)"
+        } else {
+            ""
+        };
+        self.err(pos, format!("found {tok}, expected {expected}{hint}"))
     }
 
     fn word(&mut self, expected: &str) -> Result<(&'a str, Pos)> {
@@ -190,6 +197,15 @@ impl<'a> Parser<'a> {
             match self.next() {
                 (Tok::Open, _) => depth += 1,
                 (Tok::Close, _) => depth -= 1,
+                // Skipped unread, but a comma is refused here too, as
+                // conntrackd's grammar refuses it inside these sections.
+                (Tok::Comma, p) => {
+                    return Err(self.found(
+                        Tok::Comma,
+                        p,
+                        &format!("a clause or `}}' of the {name} section"),
+                    ));
+                }
                 (Tok::Eof, p) => {
                     return Err(self.found(
                         Tok::Eof,

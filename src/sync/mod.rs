@@ -531,6 +531,8 @@ mod test_recv;
 #[cfg(test)]
 mod test_reports;
 #[cfg(test)]
+mod test_restart;
+#[cfg(test)]
 mod test_sealed;
 #[cfg(test)]
 mod test_switch;

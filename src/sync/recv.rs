@@ -204,6 +204,7 @@ impl Engine {
         {
             self.stats.peer_restarts += 1;
             self.mode.get_mut().peer_restarted();
+            self.tx.forget_reports();
         }
         // Sealed, what the session said before its proof is not applied.
         let first_held = match self.sealing {

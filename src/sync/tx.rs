@@ -12,7 +12,9 @@
 //! echo). Reports are coalesced, several to a datagram, so losing one
 //! datagram loses them together, repeats made by the receiver included;
 //! the echo puts them in a second datagram. Repeating an ACK or NACK is
-//! harmless (one of what the sender no longer holds changes nothing).
+//! harmless (one of what the sender no longer holds changes nothing),
+//! except to a restarted sender, whose numbering starts elsewhere: the
+//! echo is forgotten when the peer restarts (`forget_reports`).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -180,6 +182,20 @@ impl Transmit {
             self.control.pop_back();
         }
         self.control.push_front(msg);
+    }
+
+    /// The peer restarted: the ACKs and NACKs waiting, and those echoed
+    /// from the last datagram, are of its old session's numbers. To the
+    /// new session they are reports of numbers it never sent (its
+    /// numbering starts elsewhere): refused, counted in out_of_window and
+    /// answered with a challenge. They go; the new session's reports
+    /// start afresh. Reports name no session, so with more than one live
+    /// peer another's waiting ones go too: its next report (each tick,
+    /// each ALIVE answered) says the same.
+    pub(crate) fn forget_reports(&mut self) {
+        self.echo.clear();
+        self.control
+            .retain(|m| !matches!(m, Msg::Ack { .. } | Msg::Nack { .. }));
     }
 
     /// Asks the peer for its whole internal cache in the next datagram.

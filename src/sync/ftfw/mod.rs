@@ -15,7 +15,8 @@
 //!   answered the tail probe, with a round-trip sample, resent the whole
 //!   queue, or (an ACK) released entries the peer never got.
 //! - A peer's restart (new session) resets its tracking and empties the
-//!   resend queue: it knows nothing of what we sent.
+//!   resend queue: it knows nothing of what we sent. The reports of its
+//!   old numbers, waiting or echoed, are dropped by the engine (`tx`).
 //! - Datagrams carry the HELLO handshake.
 
 mod probe;

@@ -149,10 +149,13 @@ impl SyncMode for FtFw {
                 self.reported(to, 0);
             }
             Msg::Nack { from, to } => {
-                // A NACK of which we keep no number (acknowledged: no
-                // receiver NACKs those, and a repeat comes after a newer
-                // NACK; or sent again and dropped) tells nothing of the
-                // link now: no round trip, no loss.
+                // A NACK of which we hold no entry tells nothing of the
+                // link now: no round trip, no loss. Acknowledged numbers:
+                // no receiver NACKs those, and a repeat comes after a
+                // newer NACK. Numbers whose entries went again under
+                // later ones: the NACK resends nothing, and it may come
+                // any time later (forged); a real one (a datagram of such
+                // sends lost) costs one sample, not the estimate.
                 if self.resend.keeps_any(from, to)
                     && let Some(at) = self.resend.sent_at(to.next())
                 {

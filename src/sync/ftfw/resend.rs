@@ -209,12 +209,22 @@ impl ResendQueue {
         }
     }
 
-    /// Whether a send numbered within `from..=to` is kept (held, or its
-    /// place given up to a later send of its key): acknowledged numbers
-    /// are not.
+    /// Whether a send numbered within `from..=to` still holds its entry.
+    /// Acknowledged numbers do not, nor places given up to a later send
+    /// of their key: whether such a place is still in the queue depends
+    /// on when it was last compacted, and a NACK of it resends nothing.
+    ///
+    /// The queue is in number order: a search for `from`, then a walk
+    /// that stops at the first held place or past `to`. It passes only
+    /// given-up places, of which the queue keeps at most
+    /// max(held, [`GIVEN_UP_SLACK`]) (`give_up` compacts beyond that):
+    /// never more than the [`ResendQueue::take`] that follows a NACK.
     pub(crate) fn keeps_any(&self, from: Seq, to: Seq) -> bool {
         let i = self.q.partition_point(|p| p.seq < from);
-        self.q.get(i).is_some_and(|p| p.seq <= to)
+        self.q
+            .range(i..)
+            .take_while(|p| p.seq <= to)
+            .any(|p| p.sent.is_some())
     }
 
     /// The oldest number still held.
@@ -278,6 +288,23 @@ mod test {
         q.ack(Seq(7), Seq(7));
         q.push(Seq(8), k(1), t, &mut st);
         assert_eq!(q.take(|_, _| true), [k(1)]);
+    }
+
+    #[test]
+    fn only_a_held_place_is_kept() {
+        // 1 and 2 sent, 1 again as 3 (its place 1 given up), 4 acked.
+        let t = Instant::from_millis(0);
+        let mut st = Stats::default();
+        let mut q = ResendQueue::new(10);
+        for (seq, n) in [(1, 1), (2, 2), (3, 1), (4, 3)] {
+            q.push(Seq(seq), k(n), t, &mut st);
+        }
+        q.ack(Seq(4), Seq(4));
+        let keeps = |f, to| q.keeps_any(Seq(f), Seq(to));
+        assert!(!keeps(1, 1), "given up");
+        assert!(keeps(1, 2) && keeps(2, 3) && keeps(3, 4));
+        assert!(!keeps(4, 4), "acknowledged");
+        assert!(!keeps(0, 0) && !keeps(5, 9), "never held");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The peer side's reading of datagrams: what the engine accepted from a
 //! datagram reaches the external cache even when the datagram ends in a
-//! message it cannot read.
+//! message it cannot read; what the challenge budgets held back of the
+//! datagrams' asks shows in `-s`.
 
 use super::*;
 use crate::config;
@@ -128,4 +129,66 @@ fn a_peers_delete_of_an_entry_never_received_is_no_failed_deletion() {
         "the known one came and went"
     );
     assert_eq!((st.del_fail, st.del_enoent), (0, 0));
+}
+
+#[test]
+fn what_the_challenge_budgets_held_back_is_in_the_stats() {
+    // Twelve datagrams at once, each of a new session (forged, or a
+    // flood of restarts) and carrying two challenges: the budgets ask
+    // eleven of them and answer eleven of the challenges (gate::ASK_BURST).
+    use crate::control::proto::{Format, Reply, Request, StatsView};
+    let now = Instant::from_millis(10);
+    let mut b = receiver();
+    for session in 1..=12u32 {
+        let asks = [Msg::Challenge { nonce: 1 }, Msg::Challenge { nonce: 2 }];
+        let mut buf = vec![0u8; 1472];
+        let header = Header {
+            flags: 0,
+            session,
+            first_seq: Seq(0),
+        };
+        let mut w = Writer::new(&mut buf, header).unwrap();
+        for m in &asks {
+            w.push(m).unwrap();
+        }
+        let n = w.finish();
+        feed(&mut b, now, &buf[..n]);
+    }
+    let s = b.engine.stats();
+    assert_eq!((s.challenges_sent, s.challenges_held), (11, 1));
+    assert_eq!(s.answers_held, 24 - 11);
+    let mut stats = |view, format| {
+        let request = Request::Stats { view, format };
+        let o = b.handle(
+            now,
+            Input::Control {
+                client: 1,
+                request,
+                links: &[],
+            },
+        );
+        let text: String = o
+            .replies
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Reply::Data(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        text
+    };
+    let json = stats(StatsView::General, Format::Json);
+    assert!(
+        json.contains(
+            "\"challenges_sent\":11,\"challenges_answered\":0,\"challenges_held\":1,\"answers_held\":13,"
+        ),
+        "{json}"
+    );
+    let link = stats(StatsView::Link, Format::Plain);
+    assert!(
+        link.contains(
+            "Challenges sent\n                   1 Challenges held              13 Answers held\n\n"
+        ),
+        "{link}"
+    );
 }

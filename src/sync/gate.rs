@@ -77,6 +77,15 @@ const HELD_DATAGRAMS: usize = 16;
 /// nonces); a forger must guess one of them.
 const ASKS_KEPT: usize = 8;
 
+/// Why a session was not asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unasked {
+    /// It was asked too recently (see [`CHALLENGE_FIRST_REPEAT`]).
+    TooSoon,
+    /// The budget is spent ([`ASK_BURST`]): held back, counted.
+    Held,
+}
+
 /// One challenge sent.
 #[derive(Debug, Clone, Copy)]
 struct Ask {
@@ -251,7 +260,7 @@ impl Gate {
         peer: u64,
         session: u32,
         expecting: Option<Seq>,
-    ) -> Option<u64> {
+    ) -> Result<u64, Unasked> {
         let id = (peer, session);
         let ask = |nonce| Ask {
             nonce,
@@ -259,15 +268,20 @@ impl Gate {
             expecting,
         };
         if let Some(p) = self.pending.get(&id) {
-            if now < p.next_ask() || !self.asks_of(peer, session).spend(now) {
-                return None;
+            if now < p.next_ask() {
+                return Err(Unasked::TooSoon);
+            }
+            if !self.asks_of(peer, session).spend(now) {
+                return Err(Unasked::Held);
             }
             let nonce = self.nonce();
-            self.pending.get_mut(&id)?.ask(ask(nonce));
-            return Some(nonce);
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.ask(ask(nonce));
+            }
+            return Ok(nonce);
         }
         if !self.asks_of(peer, session).spend(now) {
-            return None;
+            return Err(Unasked::Held);
         }
         if self.pending.len() >= MAX_PEERS {
             let oldest = self
@@ -281,7 +295,7 @@ impl Gate {
         }
         let nonce = self.nonce();
         self.pending.insert(id, Pending::new(ask(nonce)));
-        Some(nonce)
+        Ok(nonce)
     }
 
     /// When the clock repeats a challenge next (see
@@ -407,7 +421,11 @@ mod test {
         let mut g = Gate::new(42);
         assert!(!g.is_confirmed(1, 10));
         let n = g.challenge(t(0), 1, 10, None).unwrap();
-        assert_eq!(g.challenge(t(4), 1, 10, None), None, "rate-limited");
+        assert_eq!(
+            g.challenge(t(4), 1, 10, None),
+            Err(Unasked::TooSoon),
+            "rate-limited"
+        );
         // A wrong nonce, or the right one from another session: nothing.
         assert!(g.answer(t(1), 1, 10, n ^ 1).is_none());
         assert!(g.answer(t(1), 1, 11, n).is_none());
@@ -494,11 +512,11 @@ mod test {
         }
         assert_eq!(at, [5, 15, 35, 75, 155, 315, 515, 715, 915, 1115]);
         // Then only a datagram of the session asks again.
-        assert_eq!(g.challenge(Instant::from_millis(1314), 1, 10, None), None);
-        assert!(
-            g.challenge(Instant::from_millis(1315), 1, 10, None)
-                .is_some()
+        assert_eq!(
+            g.challenge(Instant::from_millis(1314), 1, 10, None),
+            Err(Unasked::TooSoon)
         );
+        assert!(g.challenge(Instant::from_millis(1315), 1, 10, None).is_ok());
         // The answer to any recent one proves the session; the clock stops.
         let last = nonces.len() - 1;
         assert!(
@@ -515,7 +533,7 @@ mod test {
         let mut g = Gate::new(7);
         let asked: Vec<u64> = (0..1000u64)
             .filter(|&t| {
-                g.challenge(Instant::from_millis(t), 1, 10, None).is_some()
+                g.challenge(Instant::from_millis(t), 1, 10, None).is_ok()
             })
             .collect();
         // 5 ms after the first, then 10, 20, 40, 80, 160, then every 200.

@@ -169,6 +169,14 @@ pub struct Stats {
     /// Challenges sent and answered.
     pub challenges_sent: u64,
     pub challenges_answered: u64,
+    /// Challenges a datagram called for that the challenge budget held
+    /// back (`gate`: forged sessions are asked a few times a second);
+    /// the session's next datagram asks again. Repeats on the clock wait
+    /// for the budget instead, and are not counted.
+    pub challenges_held: u64,
+    /// Challenges read and not answered: the answer budget of their
+    /// datagram's session was spent (`gate`).
+    pub answers_held: u64,
     /// FT-FW tail probes sent (an ALIVE after a quiet period with data
     /// unacknowledged).
     pub probes_sent: u64,

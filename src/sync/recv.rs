@@ -4,6 +4,7 @@
 //! and what they change queued for the external cache; a RESYNC request
 //! answered with a bulk; refusals counted and reported.
 
+use super::gate::Unasked;
 use super::session::Contact;
 use super::{
     Answer, Apply, DIGESTS_WAITING, Engine, Source, report_refused, rx,
@@ -92,6 +93,8 @@ impl Engine {
                 Msg::Challenge { nonce } => {
                     if self.gate.may_answer(now, peer, session) {
                         self.answer_challenge(nonce);
+                    } else {
+                        self.stats.answers_held += 1;
                     }
                 }
                 Msg::Response { echo, from, next } => {
@@ -158,10 +161,13 @@ impl Engine {
 
     fn challenge(&mut self, now: Instant, peer: u64, session: u32) {
         let expecting = self.mode.get().expects(peer);
-        if let Some(nonce) = self.gate.challenge(now, peer, session, expecting)
-        {
-            self.stats.challenges_sent += 1;
-            self.tx.handshake(Msg::Challenge { nonce });
+        match self.gate.challenge(now, peer, session, expecting) {
+            Ok(nonce) => {
+                self.stats.challenges_sent += 1;
+                self.tx.handshake(Msg::Challenge { nonce });
+            }
+            Err(Unasked::Held) => self.stats.challenges_held += 1,
+            Err(Unasked::TooSoon) => {}
         }
     }
 

@@ -561,6 +561,8 @@ fn add(a: &mut Stats, b: &Stats) {
         unconfirmed,
         challenges_sent,
         challenges_answered,
+        challenges_held,
+        answers_held,
         probes_sent,
         tail_resent,
     } = b;
@@ -587,6 +589,8 @@ fn add(a: &mut Stats, b: &Stats) {
     a.unconfirmed += unconfirmed;
     a.challenges_sent += challenges_sent;
     a.challenges_answered += challenges_answered;
+    a.challenges_held += challenges_held;
+    a.answers_held += answers_held;
     a.probes_sent += probes_sent;
     a.tail_resent += tail_resent;
 }

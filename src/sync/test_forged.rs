@@ -36,6 +36,8 @@ struct Side {
     internal: MapSource,
     external: MapSource,
     tx: TxTiming,
+    /// Challenges in the datagrams it received.
+    challenges_read: u64,
 }
 
 impl Side {
@@ -49,11 +51,16 @@ impl Side {
             internal: MapSource::default(),
             external: MapSource::default(),
             tx: TxTiming::default(),
+            challenges_read: 0,
         }
     }
 
     /// True when the external cache changed.
     fn receive(&mut self, now: Instant, from: u64, d: &[u8]) -> bool {
+        let (_, body) = wire::read(d).unwrap();
+        self.challenges_read += wire::messages(body)
+            .filter(|m| matches!(m, Ok(Msg::Challenge { .. })))
+            .count() as u64;
         self.e.recv(now, from, d, &self.internal).unwrap();
         self.tx.news(now);
         let mut changed = false;
@@ -107,6 +114,11 @@ struct Outcome {
     lagging: u64,
     to_a: VecDeque<(u64, Vec<u8>)>,
     to_b: VecDeque<(u64, Vec<u8>)>,
+    /// Forged datagrams after which B had sent no more challenges.
+    unasked: u64,
+    /// B's counters at the end, and the challenges it read.
+    b: Stats,
+    b_challenges_read: u64,
 }
 
 impl Outcome {
@@ -154,7 +166,9 @@ fn run(forged: &[(u64, Vec<u8>)], multicast: bool) -> Outcome {
         }
         while forged.front().is_some_and(|f| f.0 <= now_us) {
             let (_, d) = forged.pop_front().unwrap();
+            let asked = b.e.stats().challenges_sent;
             same &= !b.receive(now, PEER, &d);
+            out.unasked += u64::from(b.e.stats().challenges_sent == asked);
             if multicast {
                 a.receive(now, FORGER, &d);
             }
@@ -179,6 +193,8 @@ fn run(forged: &[(u64, Vec<u8>)], multicast: bool) -> Outcome {
         now_us += STEP_US;
     }
     assert_eq!(b.external, a.internal, "replication complete");
+    out.b = b.e.stats().clone();
+    out.b_challenges_read = b.challenges_read;
     out
 }
 
@@ -330,6 +346,31 @@ fn forged_challenges_are_answered_a_few_times_a_second() {
     untouched(&r, &base);
 }
 
+#[test]
+fn what_the_budgets_held_back_is_counted() {
+    // 100 datagrams a second for 5 s, each of a new session and full of
+    // challenges: B asks each session (a new one has no challenge out, so
+    // each datagram is due one) and answers every challenge it reads,
+    // within their budgets. What the budgets hold back is counted, for
+    // -s to show: each forged datagram B did not challenge, each
+    // challenge it read and did not answer.
+    let forged = stream(|i| challenges(1000 + i, u64::from(i)));
+    let r = run(&forged, false);
+    let unanswered = r.b_challenges_read - r.sent('B', "response");
+    eprintln!(
+        "unasked {}, unanswered {unanswered} of {}",
+        r.unasked, r.b_challenges_read
+    );
+    assert_eq!(
+        (r.b.challenges_held, r.b.answers_held),
+        (r.unasked, unanswered)
+    );
+    assert!(r.unasked > 0 && unanswered > 0, "the budgets held back");
+    // Without the forger, nothing is held back.
+    let base = run(&[], false);
+    assert_eq!((base.b.challenges_held, base.b.answers_held), (0, 0));
+}
+
 // ===== the gate alone =====
 
 #[test]
@@ -344,10 +385,10 @@ fn forged_sessions_are_asked_within_a_budget_the_live_one_keeps() {
     for i in 0..7000u32 {
         let now = Instant::from_millis(u64::from(i));
         if i % 10 == 0 && i < 5000 {
-            asked += usize::from(g.challenge(now, 1, 1000 + i, None).is_some());
+            asked += usize::from(g.challenge(now, 1, 1000 + i, None).is_ok());
         }
         if i == 3000 {
-            live = g.challenge(now, 1, 10, None);
+            live = g.challenge(now, 1, 10, None).ok();
             assert!(live.is_some(), "the live session is asked at once");
         }
         if i == 3001 {

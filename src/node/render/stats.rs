@@ -308,7 +308,7 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
     let (e, tx, rs) = (&snap.sync, snap.tx_queue, snap.resend_queue);
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"challenges_held\":{},\"answers_held\":{},\"probes_sent\":{},\"tail_resent\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -329,6 +329,8 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
         e.unconfirmed,
         e.challenges_sent,
         e.challenges_answered,
+        e.challenges_held,
+        e.answers_held,
         e.probes_sent,
         e.tail_resent
     );
@@ -511,11 +513,13 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
             let e = &snap.sync;
             let _ = write!(
                 s,
-                "refused by the sync engine:\n{:20} Out of window {:17} Unproven session\n{:20} Peer restarts {:17} Challenges sent\n\n",
+                "refused by the sync engine:\n{:20} Out of window {:17} Unproven session\n{:20} Peer restarts {:17} Challenges sent\n{:20} Challenges held {:15} Answers held\n\n",
                 e.out_of_window,
                 e.unconfirmed,
                 e.peer_restarts,
-                e.challenges_sent
+                e.challenges_sent,
+                e.challenges_held,
+                e.answers_held
             );
             // ctsyncd's own too: kernel jobs (commits, dumps, flushes,
             // injections) that failed as a whole or that the worker's

@@ -24,7 +24,7 @@ OUT=${OUT:-/tmp/ctsyncd-receiver.callgrind}
 W=$(mktemp -d /tmp/ctsyncd-rprof.XXXXXX)
 N=${N:-5000}
 A=rprofa$$; B=rprofb$$
-cleanup() { [ -n "$P1" ] && kill $P1 2>/dev/null; [ -n "$P2" ] && kill $P2 2>/dev/null; sleep 1; ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null; rm -rf "$W"; }
+cleanup() { set +e; [ -n "$P1" ] && kill $P1 2>/dev/null; [ -n "$P2" ] && kill $P2 2>/dev/null; sleep 1; ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 ip netns add $A; ip netns add $B
 ip link add rpa$$ netns $A type veth peer name rpb$$ netns $B

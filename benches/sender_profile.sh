@@ -3,7 +3,8 @@
 # replicates N conntracks, created one by one with conntrack -I in its
 # namespace, to fw-2 over FT-FW/UDP in two throw-away network namespaces.
 # Events then arrive one at a time, each its own turn of the event loop:
-# the per-event worst case, and the same every run.
+# the per-event worst case, and the same every run. GAP=0.01 spaces them
+# 10 ms apart, as a router's steady trickle of new flows.
 #
 #   TOOL=callgrind N=2000 BIN=target/release/ctsyncd benches/sender_profile.sh
 #   TOOL=strace    N=2000 BIN=target/release/ctsyncd benches/sender_profile.sh
@@ -29,6 +30,9 @@ W=$(mktemp -d /tmp/ctsyncd-sprof.XXXXXX)
 N=${N:-2000}
 A=sprofa$$; B=sprofb$$
 cleanup() {
+  # Not under set -e: a step that fails (a tool already gone) must not
+  # leave the daemons running, holding the lab lock.
+  set +e
   [ -n "$S" ] && kill -INT $S 2>/dev/null
   [ -n "$P1" ] && kill $P1 2>/dev/null; [ -n "$P2" ] && kill $P2 2>/dev/null
   sleep 1; ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null; rm -rf "$W"
@@ -73,14 +77,16 @@ if [ "$TOOL" = perf ]; then
   perf stat -e $EV -o $W/perf.txt -p $P1 2>/dev/null & S=$!
   sleep 1
 elif [ "$TOOL" = strace ]; then
-  strace ${STRACE_OPTS:--c} -f -o ${STRACE_OUT:-$W/strace.txt} -p $P1 2>/dev/null & S=$!
+  strace ${STRACE_OPTS:--c} -f -o ${STRACE_OUT:-$W/strace.txt} -p $P1 2>$W/strace.err & S=$!
   sleep 1
 fi
-python3 - $A $N <<'EOP'
+python3 - $A $N ${GAP:-0} <<'EOP'
 import subprocess,sys
-ns,n=sys.argv[1],int(sys.argv[2])
-# One exec per flow, in the namespace through one shell.
-lines=[f"conntrack -I -p udp -s 10.130.{i//250}.{i%250+1} -d 10.200.0.1 --sport 1024 --dport 53 -t 600 >/dev/null 2>&1" for i in range(n)]
+ns,n,gap=sys.argv[1],int(sys.argv[2]),sys.argv[3]
+# One exec per flow, in the namespace through one shell; GAP seconds
+# apart (a router's steady trickle) when set.
+pause=f"; sleep {gap}" if gap != "0" else ""
+lines=[f"conntrack -I -p udp -s 10.130.{i//250}.{i%250+1} -d 10.200.0.1 --sport 1024 --dport 53 -t 600 >/dev/null 2>&1{pause}" for i in range(n)]
 subprocess.run(["ip","netns","exec",ns,"sh"],input="\n".join(lines)+"\n",text=True,check=True)
 EOP
 echo created
@@ -89,9 +95,13 @@ for t in $(seq 1 240); do
   [ "$c" = "$N" ] && break; sleep 0.5
 done
 echo "external $c"
+# What the receiver sent back (its reports): each datagram is a wake-up of fw-1.
+for c in fw1 fw2; do
+  $BIN -C $W/$c/conf -s --json 2>/dev/null | python3 -c "import json,sys; s=json.load(sys.stdin)['sync']; print('$c datagrams sent', s['datagrams_sent'], 'received', s['datagrams_recv'])" || true
+done
 if [ "$TOOL" = strace ] || [ "$TOOL" = perf ]; then
   kill -INT $S; wait $S || true; S=
-  cat $W/strace.txt $W/perf.txt 2>/dev/null
+  cat $W/strace.txt $W/perf.txt $W/strace.err 2>/dev/null
 else
   kill -TERM $P1; wait $P1 || true; P1=
   callgrind_annotate "$OUT" 2>/dev/null | grep 'PROGRAM TOTALS'

@@ -546,3 +546,5 @@ mod test_sealed;
 mod test_switch;
 #[cfg(test)]
 mod test_tail;
+#[cfg(test)]
+mod test_trickle;

@@ -11,7 +11,13 @@
 //!   after the tail's: it is lost with the tail only one time in
 //!   twenty-five (at 20 % loss), and a lost tail costs a round trip. A
 //!   clean link pays nothing; a lossy one, a probe and its answer per
-//!   pause. The receiver
+//!   pause. On a clean link a first probe also waits until
+//!   [`CLEAN_PROBE_SPACING`] has passed since the last one: a router's
+//!   trickle of changes, each alone in a datagram and each followed by a
+//!   quiet period, was probed after every change (a probe and its answer:
+//!   two datagrams and two wake-ups on each side per change, three times
+//!   conntrackd's CPU per change); a burst after a quiet spell is probed
+//!   as before. The receiver
 //!   answers every ALIVE with what it knows: it NACKs a tail it never
 //!   saw, ACKs its open run, or repeats its last report (`rx`).
 //! - An answer (an ACK or NACK reaching the probe's last number) proves
@@ -53,6 +59,11 @@ const RTO_MIN: Duration = Duration::from_micros(500);
 /// (RFC 6298's clock granularity G): a steady LAN round trip must not
 /// leave a timeout that the peer's scheduling alone exceeds.
 const RTO_SPREAD_MIN: Duration = Duration::from_micros(250);
+/// On a clean link, the least time between two first probes: a steady
+/// trickle of changes (a router's new flows, each alone in its datagram
+/// and followed by a quiet period) is probed at most this often, not
+/// after each change. A tail lost in a trickle is found within it.
+pub(crate) const CLEAN_PROBE_SPACING: Duration = Duration::from_millis(50);
 /// A NACK (or an answer that made us resend) this recent makes the link
 /// lossy for the pause rule.
 pub(crate) const LOSSY_FOR: Duration = Duration::from_secs(10);
@@ -186,15 +197,17 @@ impl TailProbe {
 
     /// When the first probe is due after the link went quiet at `from`:
     /// the quiet period later, or at a pause that came since, on a link
-    /// that lost something lately (see the module notes).
+    /// that lost something lately; on a clean link no sooner than
+    /// [`CLEAN_PROBE_SPACING`] after the last probe (see the module
+    /// notes).
     fn first_probe(&self, from: Instant) -> Instant {
         let quiet = from + self.rtt.quiet();
-        match self.paused_at {
-            Some(p)
-                if p >= from
-                    && self.lost_at.is_some_and(|t| p.since(t) < LOSSY_FOR) =>
-            {
-                quiet.min(p)
+        let lossy =
+            |at: Instant| self.lost_at.is_some_and(|t| at.since(t) < LOSSY_FOR);
+        match (self.paused_at, self.last) {
+            (Some(p), _) if p >= from && lossy(p) => quiet.min(p),
+            (_, Some((_, probed))) if !lossy(quiet) => {
+                quiet.max(probed + CLEAN_PROBE_SPACING)
             }
             _ => quiet,
         }
@@ -514,8 +527,16 @@ mod test {
             None,
             "answered once"
         );
-        // The next probe waits for the quiet period after it.
-        assert_eq!(p.due(true), Some(Instant::from_millis(5) + ms(7)));
+        // The next probe waits for the quiet period after it, and on a
+        // clean link for the spacing since this one.
+        assert_eq!(
+            p.due(true),
+            Some(Instant::from_millis(5) + CLEAN_PROBE_SPACING)
+        );
+        // After a loss, the quiet period alone.
+        p.nacked(Seq(5), Instant::from_millis(12), Instant::from_millis(14));
+        let quiet = p.rtt().quiet();
+        assert_eq!(p.due(true), Some(Instant::from_millis(5) + quiet));
     }
 
     #[test]

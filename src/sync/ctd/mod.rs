@@ -35,6 +35,11 @@
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
 //!
+//! An ACK or NACK no conntrackd sends (corrupt or forged: one reaching a
+//! number we never sent) is refused and counted in `out_of_window`, as
+//! ctsyncd's own FT-FW engine counts it, and changes nothing; conntrackd
+//! acts on it.
+//!
 //! Once [`CtdEngine::announce`]d, our control messages carry ctsyncd's mark (see
 //! [`crate::wire::ctd::MARK`]; conntrackd skips it).
 //!
@@ -46,6 +51,8 @@ mod queue;
 mod rx;
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_reports;
 #[cfg(test)]
 mod test_unreadable;
 mod tx;
@@ -499,8 +506,12 @@ impl CtdEngine {
                 self.stats.bad_header += 1;
                 self.stats.malformed += 1;
             }
-            // An ACK of numbers we never sent is corrupt or forged.
-            Body::Ack { to, .. } if Seq(to) >= self.next_seq => {
+            // An ACK or NACK of numbers we never sent is corrupt or
+            // forged (a conntrackd's NACK ends before a number it got
+            // from us): read, a NACK resent what it named.
+            Body::Ack { to, .. } | Body::Nack { to, .. }
+                if Seq(to) >= self.next_seq =>
+            {
                 self.stats.out_of_window += 1;
             }
             Body::Ack { from, to } => {

@@ -1,0 +1,145 @@
+//! ACKs and NACKs no conntrackd peer sends (corrupt or forged): refused
+//! and counted as ctsyncd's own FT-FW engine counts them, changing
+//! nothing; and the widest ones a conntrackd does send, still taken.
+
+use super::*;
+use crate::model::{Conntrack, L4, Tuple};
+use crate::sync::MapSource;
+use crate::wire::ct_key_of;
+
+/// Our first number: an ALIVE that says HELLO; data from `FIRST + 1`.
+const FIRST: u32 = 100;
+
+fn params() -> Params {
+    Params {
+        mode: Mode::FtFw,
+        first_seq: FIRST,
+        max_datagram: 1472,
+        resend_queue_size: 1000,
+        ack_window: 20,
+        tx_queue_size: 1000,
+        refresh_time: Duration::from_secs(5),
+        opts: Options::default(),
+    }
+}
+
+fn ct(port: u16) -> Conntrack {
+    let mut c = Conntrack::new(Tuple {
+        src: "10.0.0.1".parse().unwrap(),
+        dst: "10.0.0.2".parse().unwrap(),
+        proto: 17,
+        l4: L4::Ports { src: port, dst: 53 },
+    });
+    c.timeout = Some(30);
+    c.reply = Some(c.orig.inverse());
+    c
+}
+
+/// A conntrackd control message: `nethdr` then, for ACK/NACK, from, to.
+fn ctl(seq: u32, flags: u8, from: u32, to: u32) -> Vec<u8> {
+    let mut m = vec![0x1a, flags];
+    m.extend_from_slice(&16u16.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&from.to_be_bytes());
+    m.extend_from_slice(&to.to_be_bytes());
+    m
+}
+
+fn nack(seq: u32, from: u32, to: u32) -> Vec<u8> {
+    ctl(seq, 0x04, from, to)
+}
+
+/// An engine that said HELLO (ALIVE `FIRST`), was answered by its peer
+/// (numbered from 500) and sent three entries, `FIRST + 1 ..= FIRST + 3`,
+/// all awaiting the peer's ACK; the peer's next number is 501.
+struct Node {
+    e: CtdEngine,
+    src: MapSource,
+    t: Instant,
+    peer_seq: u32,
+}
+
+impl Node {
+    fn new() -> Node {
+        let t = Instant::from_millis(0);
+        let mut n = Node {
+            e: CtdEngine::new(params(), t),
+            src: MapSource::default(),
+            t,
+            peer_seq: 500,
+        };
+        for port in 1..=3 {
+            let c = ct(port);
+            n.src.cts.insert(ct_key_of(&c), c.clone());
+            n.e.local_change(Key::Ct(ct_key_of(&c)), true);
+        }
+        assert_eq!(n.data_sent(), 0, "data waits for the handshake");
+        // HELLO|HELLO_BACK|ALIVE, as conntrackd answers our HELLO.
+        let mut hello = ctl(500, 0x70, 0, 0);
+        hello.truncate(8);
+        hello[3] = 8;
+        n.e.recv(t, &hello, &n.src);
+        n.peer_seq = 501;
+        assert_eq!(n.data_sent(), 3);
+        assert_eq!(n.e.queue_lengths(), (0, 3), "three await an ACK");
+        assert_eq!(n.e.next_seq, Seq(FIRST + 4));
+        n
+    }
+
+    /// One message from the peer, numbered on from its last.
+    fn recv(&mut self, msg: impl Fn(u32) -> Vec<u8>) {
+        let m = msg(self.peer_seq);
+        self.peer_seq += 1;
+        self.e.recv(self.t, &m, &self.src);
+    }
+
+    /// Data messages sent now.
+    fn data_sent(&mut self) -> usize {
+        let mut buf = [0u8; 1472];
+        let mut n = 0;
+        while let Some(len) = self.e.poll_transmit(self.t, &self.src, &mut buf)
+        {
+            n += ctd::messages(&buf[..len], Options::default())
+                .filter(|m| {
+                    matches!(m, Ok(m) if !matches!(
+                        m.body,
+                        Body::Ack { .. }
+                            | Body::Nack { .. }
+                            | Body::Alive
+                            | Body::Resync
+                    ))
+                })
+                .count();
+        }
+        n
+    }
+
+    /// Entries awaiting an ACK.
+    fn held(&self) -> usize {
+        self.e.queue_lengths().1
+    }
+}
+
+#[test]
+fn a_nack_past_our_next_number_is_refused_and_counted() {
+    let next = FIRST + 4;
+    for (from, to) in [
+        (FIRST + 2, next),
+        (FIRST + 1, next + 1000),
+        (FIRST + 1, next + (1 << 30)),
+    ] {
+        let mut n = Node::new();
+        n.recv(|s| nack(s, from, to));
+        let s = n.e.stats();
+        assert_eq!(
+            (s.retransmitted, s.out_of_window, s.malformed),
+            (0, 1, 0),
+            "NACK {from}..={to}"
+        );
+        assert_eq!(n.data_sent(), 0, "NACK {from}..={to} resent");
+        assert_eq!(n.held(), 3);
+        // A real NACK of the same numbers we sent is still taken.
+        n.recv(|s| nack(s, from, next - 1));
+        assert_eq!(n.data_sent() as u32, next - from, "NACK {from}..");
+    }
+}

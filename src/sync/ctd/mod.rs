@@ -36,9 +36,10 @@
 //!   middle of its answer.
 //!
 //! An ACK or NACK no conntrackd sends (corrupt or forged: one reaching a
-//! number we never sent) is refused and counted in `out_of_window`, as
-//! ctsyncd's own FT-FW engine counts it, and changes nothing; conntrackd
-//! acts on it.
+//! number we never sent, an ACK spanning more than conntrackd
+//! acknowledges) is refused and counted in `out_of_window`, as ctsyncd's
+//! own FT-FW engine counts it, and changes nothing; conntrackd acts on
+//! it.
 //!
 //! Once [`CtdEngine::announce`]d, our control messages carry ctsyncd's mark (see
 //! [`crate::wire::ctd::MARK`]; conntrackd skips it).
@@ -66,7 +67,7 @@ use crate::time::Instant;
 use crate::wire::ctd::{self, Body, Message, Options};
 use crate::wire::{Seq, ct_key_of, exp_key_of};
 use queue::{Ctl, ResendQueue, Sent, TxQueue};
-use rx::{Class, Rx};
+use rx::{Class, Rx, WINDOW};
 
 /// An entry the peer's ACKs went past is sent again after this long.
 pub const PASSED_OVER: Duration = Duration::from_millis(2500);
@@ -157,6 +158,9 @@ enum Hello {
 pub struct CtdEngine {
     p: Params,
     next_seq: Seq,
+    /// How many numbers we used (from `first_seq` to `next_seq`, which
+    /// wraps).
+    numbered: u64,
     tx: TxQueue,
     rs: ResendQueue,
     rx: Rx,
@@ -190,6 +194,7 @@ impl CtdEngine {
     pub fn new(p: Params, now: Instant) -> CtdEngine {
         CtdEngine {
             next_seq: Seq(p.first_seq),
+            numbered: 0,
             tx: TxQueue::new(p.tx_queue_size),
             rs: ResendQueue::new(p.resend_queue_size),
             rx: Rx::new(p.ack_window),
@@ -514,6 +519,9 @@ impl CtdEngine {
             {
                 self.stats.out_of_window += 1;
             }
+            Body::Ack { from, to } if self.ack_too_wide(Seq(from), Seq(to)) => {
+                self.stats.out_of_window += 1;
+            }
             Body::Ack { from, to } => {
                 let (from, to) = (Seq(from), Seq(to));
                 self.rs.take_range(from, to);
@@ -527,6 +535,33 @@ impl CtdEngine {
                 }
             }
         }
+    }
+
+    /// Whether `s` lies before our first number, where a peer's report
+    /// starts only in the case [`CtdEngine::ack_too_wide`] keeps
+    /// (undecidable once half the number space went by: then never).
+    fn before_our_numbers(&self, s: Seq) -> bool {
+        self.numbered < 1 << 31 && s < Seq(self.p.first_seq)
+    }
+
+    /// Whether an ACK of `from..=to` spans more than a conntrackd
+    /// acknowledges: a run of at most its `ACKWindowSize` messages
+    /// (reference §4.7; 300 by default, and any up to 2^18 + 1 keeps
+    /// `to - from` within [`WINDOW`]), never before our first number
+    /// but for the run it opened before our HELLO: it keeps that run
+    /// when the HELLO is numbered after its start (§4.7), so its first
+    /// ACK to us may start in our previous life (we restarted). A
+    /// corrupt or forged `from` far back released everything held up to
+    /// `to`, what the peer NACKed with it.
+    fn ack_too_wide(&self, from: Seq, to: Seq) -> bool {
+        let before_us = self.before_our_numbers(from);
+        if before_us
+            && self.acked_upto.is_none()
+            && !self.before_our_numbers(to)
+        {
+            return false;
+        }
+        before_us || to - from > WINDOW
     }
 
     fn requeue(&mut self, s: Sent) {

@@ -45,6 +45,10 @@ fn ctl(seq: u32, flags: u8, from: u32, to: u32) -> Vec<u8> {
     m
 }
 
+fn ack(seq: u32, from: u32, to: u32) -> Vec<u8> {
+    ctl(seq, 0x08, from, to)
+}
+
 fn nack(seq: u32, from: u32, to: u32) -> Vec<u8> {
     ctl(seq, 0x04, from, to)
 }
@@ -84,6 +88,25 @@ impl Node {
         assert_eq!(n.e.queue_lengths(), (0, 3), "three await an ACK");
         assert_eq!(n.e.next_seq, Seq(FIRST + 4));
         n
+    }
+
+    /// `Node::new`, then past [`WINDOW`] more numbers: a fourth entry
+    /// changed and sent again and again (each send takes the place of
+    /// the last in the resend queue), `FIRST + 1 ..= FIRST + 3` still
+    /// awaiting the peer's ACK. Returns the fourth's last number.
+    fn numbered_past_the_window() -> (Node, u32) {
+        let mut n = Node::new();
+        let c = ct(4);
+        n.src.cts.insert(ct_key_of(&c), c.clone());
+        let mut last = FIRST + 3;
+        while last - FIRST <= WINDOW + 10 {
+            n.e.local_change(Key::Ct(ct_key_of(&c)), false);
+            assert_eq!(n.data_sent(), 1);
+            last += 1;
+        }
+        assert_eq!(n.e.next_seq, Seq(last + 1));
+        assert_eq!(n.held(), 4);
+        (n, last)
     }
 
     /// One message from the peer, numbered on from its last.
@@ -141,5 +164,56 @@ fn a_nack_past_our_next_number_is_refused_and_counted() {
         // A real NACK of the same numbers we sent is still taken.
         n.recv(|s| nack(s, from, next - 1));
         assert_eq!(n.data_sent() as u32, next - from, "NACK {from}..");
+    }
+}
+
+#[test]
+fn an_ack_wider_than_a_window_or_our_numbers_is_refused() {
+    // The peer got 101 and acknowledged it, lost 102 and got 103: its
+    // NACK of 102 is on its way when a corrupt or forged ACK ending at
+    // 103 arrives, from 2^31 - 1 or 2^18 + 1 numbers before, or from a
+    // number before our first.
+    let to = FIRST + 3;
+    for from in [
+        to.wrapping_sub((1 << 31) - 1),
+        to.wrapping_sub(WINDOW + 1),
+        FIRST - 1,
+    ] {
+        let mut n = Node::new();
+        n.recv(|s| ack(s, FIRST + 1, FIRST + 1));
+        assert_eq!(n.held(), 2);
+        n.recv(|s| ack(s, from, to));
+        assert_eq!(n.e.stats().out_of_window, 1, "ACK {from}..={to}");
+        assert_eq!(n.held(), 2, "ACK {from}..={to} released");
+        n.recv(|s| nack(s, FIRST + 2, FIRST + 2));
+        assert_eq!(n.data_sent(), 1, "ACK {from}..={to}: 102 not resent");
+    }
+    // Past 2^18 numbers, an ACK of exactly the window (conntrackd's
+    // widest, with ACKWindowSize 2^18 + 1) is taken, one more is not.
+    let (mut n, last) = Node::numbered_past_the_window();
+    n.recv(|s| ack(s, last - WINDOW - 1, last));
+    assert_eq!((n.held(), n.e.stats().out_of_window), (4, 1));
+    n.recv(|s| ack(s, last - WINDOW, last));
+    assert_eq!((n.held(), n.e.stats().out_of_window), (3, 1));
+}
+
+#[test]
+fn the_first_ack_may_start_in_the_run_the_peer_opened_before_our_hello() {
+    // conntrackd got messages of our previous life without acknowledging
+    // them yet (ack_from set), and our HELLO is numbered after the first
+    // of them: it keeps the run (reference §4.7), and its first ACK to
+    // us reaches back into our previous numbers, however far.
+    for from in [FIRST - 5, FIRST.wrapping_sub(1 << 30)] {
+        let mut n = Node::new();
+        n.recv(|s| ack(s, from, FIRST + 3));
+        assert_eq!(n.e.stats().out_of_window, 0, "ACK {from}..");
+        assert_eq!(n.held(), 0, "ACK {from}..");
+        // Its next run starts after it: one reaching back is corrupt.
+        let c = ct(9);
+        n.src.cts.insert(ct_key_of(&c), c.clone());
+        n.e.local_change(Key::Ct(ct_key_of(&c)), true);
+        assert_eq!(n.data_sent(), 1);
+        n.recv(|s| ack(s, from, FIRST + 4));
+        assert_eq!((n.held(), n.e.stats().out_of_window), (1, 1));
     }
 }

@@ -55,6 +55,7 @@ impl CtdEngine {
                     self.tx.pop();
                     let seq = self.next_seq;
                     self.next_seq = seq.next();
+                    self.numbered += 1;
                     self.say_hello_back &= !msg.hello_back;
                     self.sent(seq, next, now);
                 }

@@ -36,10 +36,10 @@
 //!   middle of its answer.
 //!
 //! An ACK or NACK no conntrackd sends (corrupt or forged: one reaching a
-//! number we never sent, an ACK spanning more than conntrackd
-//! acknowledges) is refused and counted in `out_of_window`, as ctsyncd's
-//! own FT-FW engine counts it, and changes nothing; conntrackd acts on
-//! it.
+//! number we never sent or back before our first one, an ACK spanning
+//! more than conntrackd acknowledges) is refused and counted in
+//! `out_of_window`, as ctsyncd's own FT-FW engine counts it, and changes
+//! nothing; conntrackd acts on it.
 //!
 //! Once [`CtdEngine::announce`]d, our control messages carry ctsyncd's mark (see
 //! [`crate::wire::ctd::MARK`]; conntrackd skips it).
@@ -520,6 +520,13 @@ impl CtdEngine {
                 self.stats.out_of_window += 1;
             }
             Body::Ack { from, to } if self.ack_too_wide(Seq(from), Seq(to)) => {
+                self.stats.out_of_window += 1;
+            }
+            // A conntrackd NACKs a gap after a number it got from us, so
+            // never from before our first: read, one far back resent
+            // everything held. It NACKs any gap, however wide (reference
+            // §4.7: exp_seq to the number before the message received).
+            Body::Nack { from, .. } if self.before_our_numbers(Seq(from)) => {
                 self.stats.out_of_window += 1;
             }
             Body::Ack { from, to } => {

@@ -217,3 +217,33 @@ fn the_first_ack_may_start_in_the_run_the_peer_opened_before_our_hello() {
         assert_eq!((n.held(), n.e.stats().out_of_window), (1, 1));
     }
 }
+
+#[test]
+fn a_nack_reaching_before_our_first_number_is_refused() {
+    let to = FIRST + 3;
+    for from in [
+        to.wrapping_sub((1 << 31) - 1),
+        to.wrapping_sub(WINDOW + 1),
+        FIRST - 1,
+    ] {
+        let mut n = Node::new();
+        n.recv(|s| nack(s, from, to));
+        let s = n.e.stats();
+        assert_eq!(
+            (s.retransmitted, s.out_of_window),
+            (0, 1),
+            "NACK {from}..={to}"
+        );
+        assert_eq!(n.data_sent(), 0, "NACK {from}..={to} resent");
+        assert_eq!(n.held(), 3);
+        // The same gap within our numbers is still resent.
+        n.recv(|s| nack(s, FIRST, to));
+        assert_eq!(n.data_sent(), 3, "NACK {FIRST}..={to}");
+    }
+    // conntrackd NACKs a gap in our numbers however wide it is: past 2^18
+    // numbers, a NACK of more is taken.
+    let (mut n, last) = Node::numbered_past_the_window();
+    n.recv(|s| nack(s, FIRST + 1, last));
+    assert_eq!(n.e.stats().out_of_window, 0);
+    assert_eq!(n.data_sent(), 4);
+}

@@ -14,6 +14,7 @@ use ctsyncd::kernel::events::{EventRead, EventSocket};
 use ctsyncd::kernel::origin::{Origin, Origins};
 use ctsyncd::kernel::socket::CtSocket;
 use ctsyncd::model::{Conntrack, L4, ProtoInfo, Tuple, status};
+use ctsyncd::time::Instant;
 
 fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
     Tuple {
@@ -263,7 +264,7 @@ fn event_flood_overruns_grow_the_buffer_and_are_reported() {
 
             // The queue overflowed: the first read reports it and doubles.
             assert_eq!(
-                ev.recv().await.unwrap(),
+                ev.recv(|| Instant::from_millis(0)).await.unwrap(),
                 EventRead::Overrun {
                     grown_to: Some(131072)
                 }
@@ -276,7 +277,7 @@ fn event_flood_overruns_grow_the_buffer_and_are_reported() {
             let errs = s.create_cts(&udp_flows(30_000, 100_000)).unwrap();
             assert!(errs.iter().all(|&e| e == 0));
             assert_eq!(
-                ev.recv().await.unwrap(),
+                ev.recv(|| Instant::from_millis(0)).await.unwrap(),
                 EventRead::Overrun { grown_to: None }
             );
             assert_eq!(ev.buffer_size(), 131072);

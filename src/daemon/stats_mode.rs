@@ -164,7 +164,7 @@ impl StatsMode {
 
     /// Reads events (up to `EventIterationLimit` datagrams per wake-up).
     async fn kernel_turn(&mut self, clock: Clock) {
-        let first = self.events.recv().await;
+        let first = self.events.recv(|| clock.now()).await;
         let mut read = Some(first);
         let mut left = self.iteration_limit;
         while let Some(r) = read.take() {

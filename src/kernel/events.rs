@@ -13,10 +13,9 @@
 //! socket itself is a [`CtSocket`] subscribed by [`CtSocket::events`].
 
 use std::io::{self, ErrorKind};
-use std::time::Duration;
 
 use super::codec;
-use super::pacing::ReadPacing;
+use super::pacing::{AfterDrain, ReadPacing};
 use super::socket::{CtSocket, RX_BUF, recv_into};
 use crate::filter::bpf;
 
@@ -158,14 +157,20 @@ impl EventSocket {
     /// is known to be empty; epoll reports data queued before the wait.
     /// During a burst the next read comes on a timer instead (see
     /// [`super::pacing`]).
-    pub async fn recv(&mut self) -> io::Result<EventRead> {
+    /// `now` reads the loop's clock (the pacing rule's time).
+    pub async fn recv(
+        &mut self,
+        now: impl Fn() -> crate::time::Instant,
+    ) -> io::Result<EventRead> {
         loop {
             if self.empty {
-                match self.pacing.drained() {
-                    Some(pause) => {
+                match self.pacing.drained(now()) {
+                    AfterDrain::Pause(pause) => {
                         smol::Timer::after(pause).await;
                     }
-                    None => self.readable().await?,
+                    AfterDrain::Paused | AfterDrain::Backlog => {
+                        self.readable().await?
+                    }
                 }
             }
             match recv_into(&self.sock.get_ref().sock, &mut self.rx) {
@@ -190,14 +195,14 @@ impl EventSocket {
         Ok(())
     }
 
-    /// A read found the socket empty: how long to let more gather before
-    /// the next read, without waiting for readiness, or None to wait
+    /// A read found the socket empty at `now`: whether to let more gather
+    /// before the next read, without waiting for readiness, or to wait
     /// (see [`super::pacing`]). Waited out on a timer, never slept: a
     /// thread that blocks lets async-io's helper thread take the reactor,
     /// and every later wake-up then crosses both threads (see the
     /// daemon's `Replicator::gather`).
-    pub fn drained(&mut self) -> Option<Duration> {
-        self.pacing.drained()
+    pub fn drained(&mut self, now: crate::time::Instant) -> AfterDrain {
+        self.pacing.drained(now)
     }
 
     /// Reads without waiting: None when nothing is queued. The daemon uses

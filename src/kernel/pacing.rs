@@ -4,18 +4,24 @@
 //! `sync::test_lossy`, reads its simulated socket by the same rule).
 //!
 //! The loop's cost is per wake-up (a dozen system calls and two context
-//! switches), not per event. A wake-up for readiness reads at once: an
-//! isolated event leaves without waiting. Once the socket is read empty
-//! after a batch of 1 to [`GATHER_BELOW`] − 1, a burst is under way: the
-//! next read comes [`GATHER`] later on a timer, without waiting for
+//! switches), not per event. A wake-up for readiness reads at once. Once
+//! the socket is read empty after a batch of 2 to [`GATHER_BELOW`] − 1,
+//! or of 1 within [`BURST_GAP`] of the last batch, a burst is under way:
+//! the next read comes [`GATHER`] later on a timer, without waiting for
 //! readiness, and so on while each read finds something: one wake-up per
 //! [`GATHER`] for as long as the burst lasts, and its last events are read
 //! within [`GATHER`]. A read that finds nothing ends it (the loop waits
-//! for readiness again); so does a backlog of [`GATHER_BELOW`] or more
-//! (the loop is behind, or a pause would let the socket's buffer fill):
-//! the next event is read as soon as it comes.
+//! for readiness again, and what the burst left waiting may leave now);
+//! so does a backlog of [`GATHER_BELOW`] or more (the loop is behind, or
+//! a pause would let the socket's buffer fill): the next event is read as
+//! soon as it comes. An isolated event (alone, long after the last) is no
+//! burst: it leaves at once and the loop waits for readiness, one wake-up
+//! for it where the pause after it cost a second (a router's steady
+//! trickle of new flows is mostly such events).
 
 use std::time::Duration;
+
+use crate::time::Instant;
 
 /// How long a burst's events gather between two reads. Until wave 16 the
 /// pause (500 µs) came after each wake-up for readiness, which read
@@ -34,11 +40,29 @@ pub const GATHER: Duration = Duration::from_micros(250);
 /// 256 000 events a second: below that rate a pause gathers fewer.
 pub const GATHER_BELOW: usize = 64;
 
+/// A batch of one this soon after the last batch is a burst's (read on
+/// the timer); later, an isolated event (read on readiness).
+pub const BURST_GAP: Duration = Duration::from_micros(500);
+
+/// What the loop does once a read found the event socket empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDrain {
+    /// A burst is under way: read again this much later, on a timer.
+    Pause(Duration),
+    /// The events paused (an isolated event, or a burst's end): wait for
+    /// readiness, and let what they left waiting leave now.
+    Paused,
+    /// A backlog was read: wait for readiness (more is coming at once).
+    Backlog,
+}
+
 /// Counts the event socket's reads between the times it was found empty.
 #[derive(Debug, Default)]
 pub struct ReadPacing {
     /// Datagrams read since the socket was last found empty.
     batch: usize,
+    /// When the last batch (not nothing) was found read.
+    last_batch: Option<Instant>,
 }
 
 impl ReadPacing {
@@ -47,14 +71,25 @@ impl ReadPacing {
         self.batch += 1;
     }
 
-    /// A read found the socket empty: how long to let more gather before
-    /// reading again without waiting for readiness (the batch just read
-    /// was small but not nothing: a burst is under way), or None to wait
-    /// for readiness (nothing came since the last look, or a backlog was
-    /// read). A new batch starts.
-    pub fn drained(&mut self) -> Option<Duration> {
+    /// A read found the socket empty at `now`: whether to let more
+    /// gather before reading again without waiting for readiness (see
+    /// [`AfterDrain`] and the module notes). A new batch starts.
+    pub fn drained(&mut self, now: Instant) -> AfterDrain {
         let batch = std::mem::take(&mut self.batch);
-        (1..GATHER_BELOW).contains(&batch).then_some(GATHER)
+        if batch == 0 {
+            return AfterDrain::Paused;
+        }
+        let last = self.last_batch.replace(now);
+        if batch >= GATHER_BELOW {
+            return AfterDrain::Backlog;
+        }
+        let in_burst =
+            batch > 1 || last.is_some_and(|t| now.since(t) <= BURST_GAP);
+        if in_burst {
+            AfterDrain::Pause(GATHER)
+        } else {
+            AfterDrain::Paused
+        }
     }
 }
 
@@ -62,42 +97,68 @@ impl ReadPacing {
 mod test {
     use super::*;
 
-    fn after_batch(n: usize) -> Option<Duration> {
-        let mut p = ReadPacing::default();
+    const T0: Instant = Instant::from_millis(1000);
+
+    fn us(n: u64) -> Instant {
+        T0 + Duration::from_micros(n)
+    }
+
+    fn after_batch(p: &mut ReadPacing, n: usize, now: Instant) -> AfterDrain {
         for _ in 0..n {
             p.read();
         }
-        p.drained()
+        p.drained(now)
     }
 
     #[test]
-    fn a_small_batch_is_followed_by_a_pause() {
-        assert_eq!(after_batch(1), Some(GATHER));
-        assert_eq!(after_batch(25), Some(GATHER));
-        assert_eq!(after_batch(GATHER_BELOW - 1), Some(GATHER));
+    fn a_batch_of_several_is_followed_by_a_pause() {
+        for n in [2, 25, GATHER_BELOW - 1] {
+            let mut p = ReadPacing::default();
+            assert_eq!(after_batch(&mut p, n, T0), AfterDrain::Pause(GATHER));
+        }
     }
 
     #[test]
-    fn nothing_or_a_backlog_waits_for_readiness() {
-        assert_eq!(after_batch(0), None);
-        assert_eq!(after_batch(GATHER_BELOW), None);
-        assert_eq!(after_batch(1000), None);
+    fn an_isolated_event_leaves_at_once_and_waits_for_readiness() {
+        let mut p = ReadPacing::default();
+        assert_eq!(after_batch(&mut p, 1, T0), AfterDrain::Paused);
+        // The next one 10 ms later: isolated too (a router's trickle).
+        assert_eq!(after_batch(&mut p, 1, us(10_000)), AfterDrain::Paused);
+        // One right after it: a burst begins.
+        assert_eq!(
+            after_batch(&mut p, 1, us(10_100)),
+            AfterDrain::Pause(GATHER)
+        );
+    }
+
+    #[test]
+    fn nothing_ends_a_burst_and_a_backlog_waits_for_readiness() {
+        let mut p = ReadPacing::default();
+        assert_eq!(after_batch(&mut p, 0, T0), AfterDrain::Paused);
+        assert_eq!(after_batch(&mut p, GATHER_BELOW, T0), AfterDrain::Backlog);
+        assert_eq!(after_batch(&mut p, 1000, T0), AfterDrain::Backlog);
     }
 
     #[test]
     fn a_burst_is_read_on_the_timer_until_a_read_finds_nothing() {
         let mut p = ReadPacing::default();
-        for batch in [1, 12, 30, 7] {
-            for _ in 0..batch {
-                p.read();
-            }
-            assert_eq!(p.drained(), Some(GATHER), "after a batch of {batch}");
+        let mut t = 0;
+        for batch in [3, 12, 1, 30, 1, 7] {
+            t += GATHER.as_micros() as u64;
+            assert_eq!(
+                after_batch(&mut p, batch, us(t)),
+                AfterDrain::Pause(GATHER),
+                "after a batch of {batch}"
+            );
         }
-        // The pause's read found the socket empty: back to readiness.
-        assert_eq!(p.drained(), None);
-        // An isolated event after it starts a burst's pacing again.
-        p.read();
-        assert_eq!(p.drained(), Some(GATHER));
+        // The pause's read found the socket empty: the burst ended.
+        t += GATHER.as_micros() as u64;
+        assert_eq!(p.drained(us(t)), AfterDrain::Paused);
+        // An event soon after the burst's last batch is still the burst's.
+        assert_eq!(
+            after_batch(&mut p, 1, us(t + 200)),
+            AfterDrain::Pause(GATHER)
+        );
     }
 
     #[test]
@@ -105,9 +166,6 @@ mod test {
         // EventIterationLimit stops a drain before the socket is empty:
         // the reads of several drains are one batch.
         let mut p = ReadPacing::default();
-        for _ in 0..GATHER_BELOW {
-            p.read();
-        }
-        assert_eq!(p.drained(), None);
+        assert_eq!(after_batch(&mut p, GATHER_BELOW, T0), AfterDrain::Backlog);
     }
 }

@@ -52,6 +52,11 @@ pub enum Input<'a> {
     BadControl { client: ClientId, why: String },
     /// The time given by [`super::Node::poll_at`] has come.
     Timer,
+    /// The kernel's events paused (the event socket was read empty with
+    /// no burst under way): what they left waiting may leave now instead
+    /// of a quiet period later (`sync::tx_timing`), without a wake-up of
+    /// its own.
+    EventsPaused,
     /// A kernel job finished (or, for a dump, delivered a part).
     Job(Completion),
 }

@@ -282,8 +282,9 @@ impl Node {
 
     /// Handles one input; returns everything it caused.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) -> Outbox {
-        // The timer's input is no news: it must not put off a flush.
-        let news = !matches!(input, Input::Timer);
+        // The timer's input is no news: it must not put off a flush; nor
+        // is the events' pause, which brings it forward.
+        let news = !matches!(input, Input::Timer | Input::EventsPaused);
         match input {
             Input::Kernel(msg, origin) => {
                 self.kernel_event(now, msg, origin, true)
@@ -313,6 +314,7 @@ impl Node {
                 );
             }
             Input::Timer => self.timers(now),
+            Input::EventsPaused => self.tx.inputs_paused(now),
             Input::Job(c) => self.job_done(now, c),
         }
         if news {

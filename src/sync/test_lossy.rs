@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use super::test::{ct, key};
 use super::tx_timing::{TX_FULL, TxTiming};
 use super::*;
-use crate::kernel::pacing::{GATHER, ReadPacing};
+use crate::kernel::pacing::{AfterDrain, GATHER, ReadPacing};
 
 /// The simulation's step: the loop's reaction time.
 const STEP_US: u64 = 10;
@@ -175,8 +175,9 @@ impl EventSocket {
 
     /// The loop reads the socket at `now` when its pause is over, or when
     /// something is queued and no pause runs: how many changes the read
-    /// takes, or None when it does not read.
-    fn read(&mut self, now: u64) -> Option<u16> {
+    /// takes, and whether the events paused (no burst under way: what
+    /// waits leaves now), or None when it does not read.
+    fn read(&mut self, now: u64) -> Option<(u16, bool)> {
         let due = match self.pause_until {
             Some(p) => now >= p,
             None => self.queued > 0,
@@ -188,9 +189,12 @@ impl EventSocket {
         for _ in 0..n {
             self.pacing.read();
         }
-        let pause = self.pacing.drained();
-        self.pause_until = pause.map(|p| now + p.as_micros() as u64);
-        Some(n)
+        let after = self.pacing.drained(Instant::from_micros(now));
+        self.pause_until = match after {
+            AfterDrain::Pause(p) => Some(now + p.as_micros() as u64),
+            AfterDrain::Paused | AfterDrain::Backlog => None,
+        };
+        Some((n, after == AfterDrain::Paused))
     }
 }
 
@@ -340,13 +344,18 @@ fn burst_after(
             last_change = now;
         }
         let a_read = events.read(now);
-        if let Some(n) = a_read {
+        if let Some((n, paused)) = a_read {
             for _ in 0..n {
                 read += 1;
                 let c = ct(read);
                 a.internal.cts.insert(wire::ct_key_of(&c), c.clone());
                 a.engine.local_change(key(&c), true);
                 a.news(t);
+            }
+            // After the read's changes, as the daemon hands the node its
+            // events and then the pause.
+            if paused {
+                a.tx.inputs_paused(t);
             }
         }
         // A's deadlines run after a read and outside a pause; a datagram

@@ -79,6 +79,14 @@ impl TxTiming {
         self.quiet = Some(now + TX_IDLE);
     }
 
+    /// The inputs paused at `now` (the loop read the event socket empty,
+    /// no burst under way): the quiet deadline, if one runs, comes now.
+    pub(crate) fn inputs_paused(&mut self, now: Instant) {
+        if let Some(q) = &mut self.quiet {
+            *q = (*q).min(now);
+        }
+    }
+
     /// The rule at `now`, after an input or at a deadline.
     pub(crate) fn step(&mut self, now: Instant, s: TxState) -> TxStep {
         let paused = self.quiet.is_some_and(|q| now >= q);

@@ -73,6 +73,7 @@ pub fn describe(input: &Input<'_>) -> String {
             format!("bad control #{client}: {why}")
         }
         Input::Timer => "timer".into(),
+        Input::EventsPaused => "events paused".into(),
         Input::Job(c) => {
             format!("job done {:?}: {}", c.purpose, done_text(&c.done))
         }

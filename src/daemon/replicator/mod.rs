@@ -34,6 +34,7 @@ use super::{Clock, Error, Event};
 use crate::channel::Channels;
 use crate::config::Config;
 use crate::control::server;
+use crate::kernel::pacing::AfterDrain;
 use crate::node::{ClientId, Completion, Input, Node, Outbox};
 use crate::time::Instant;
 use crate::wire::seal::{EPOCH_LEN, Sealer};
@@ -243,20 +244,34 @@ impl Replicator {
                 }
                 // Read empty: during a burst the next read comes on a
                 // timer, else when the socket is readable.
-                if self.events_empty
-                    && let Some(pause) = self.events.socket.drained()
-                {
-                    self.gather.set_after(pause);
-                    self.gathering = true;
-                    // The node's deadlines wait out a pause, but not a
-                    // whole burst of pauses: those due run between reads
-                    // (the burst's transmit rule is not among them, as
-                    // the read just gave it news).
-                    if self.next_deadline() <= clock.now()
-                        && self.tick(ex, clock).await
-                    {
-                        break;
+                let drained = match self.events_empty {
+                    true => Some(self.events.socket.drained(clock.now())),
+                    false => None,
+                };
+                match drained {
+                    Some(AfterDrain::Pause(pause)) => {
+                        self.gather.set_after(pause);
+                        self.gathering = true;
+                        // The node's deadlines wait out a pause, but not
+                        // a whole burst of pauses: those due run between
+                        // reads (the burst's transmit rule is not among
+                        // them, as the read just gave it news).
+                        if self.next_deadline() <= clock.now()
+                            && self.tick(ex, clock).await
+                        {
+                            break;
+                        }
                     }
+                    // An isolated event, or a burst's end: what waits
+                    // leaves now, not at a wake-up of its own.
+                    Some(AfterDrain::Paused) => {
+                        let out =
+                            self.node.handle(clock.now(), Input::EventsPaused);
+                        if self.apply(ex, clock, out).await {
+                            break;
+                        }
+                    }
+                    Some(AfterDrain::Backlog) | None => {}
                 }
                 // A drain that stopped at EventIterationLimit leaves the
                 // event socket's branch of `wait` ready at once, and it is

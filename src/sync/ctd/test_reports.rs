@@ -3,8 +3,8 @@
 //! nothing; and the widest ones a conntrackd does send, still taken.
 
 use super::*;
-use crate::model::{Conntrack, L4, Tuple};
 use crate::sync::MapSource;
+use crate::sync::test::ct;
 use crate::wire::ct_key_of;
 
 /// Our first number: an ALIVE that says HELLO; data from `FIRST + 1`.
@@ -21,18 +21,6 @@ fn params() -> Params {
         refresh_time: Duration::from_secs(5),
         opts: Options::default(),
     }
-}
-
-fn ct(port: u16) -> Conntrack {
-    let mut c = Conntrack::new(Tuple {
-        src: "10.0.0.1".parse().unwrap(),
-        dst: "10.0.0.2".parse().unwrap(),
-        proto: 17,
-        l4: L4::Ports { src: port, dst: 53 },
-    });
-    c.timeout = Some(30);
-    c.reply = Some(c.orig.inverse());
-    c
 }
 
 /// A conntrackd control message: `nethdr` then, for ACK/NACK, from, to.

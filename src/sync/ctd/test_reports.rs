@@ -155,6 +155,17 @@ fn a_nack_past_our_next_number_is_refused_and_counted() {
     }
 }
 
+/// Starts of a report ending at `to` that no conntrackd sends (corrupt
+/// or forged): 2^31 - 1 or 2^18 + 1 numbers before it, or a number
+/// before our first.
+fn corrupt_starts(to: u32) -> [u32; 3] {
+    [
+        to.wrapping_sub((1 << 31) - 1),
+        to.wrapping_sub(WINDOW + 1),
+        FIRST - 1,
+    ]
+}
+
 #[test]
 fn an_ack_wider_than_a_window_or_our_numbers_is_refused() {
     // The peer got 101 and acknowledged it, lost 102 and got 103: its
@@ -162,11 +173,7 @@ fn an_ack_wider_than_a_window_or_our_numbers_is_refused() {
     // 103 arrives, from 2^31 - 1 or 2^18 + 1 numbers before, or from a
     // number before our first.
     let to = FIRST + 3;
-    for from in [
-        to.wrapping_sub((1 << 31) - 1),
-        to.wrapping_sub(WINDOW + 1),
-        FIRST - 1,
-    ] {
+    for from in corrupt_starts(to) {
         let mut n = Node::new();
         n.recv(|s| ack(s, FIRST + 1, FIRST + 1));
         assert_eq!(n.held(), 2);
@@ -209,11 +216,7 @@ fn the_first_ack_may_start_in_the_run_the_peer_opened_before_our_hello() {
 #[test]
 fn a_nack_reaching_before_our_first_number_is_refused() {
     let to = FIRST + 3;
-    for from in [
-        to.wrapping_sub((1 << 31) - 1),
-        to.wrapping_sub(WINDOW + 1),
-        FIRST - 1,
-    ] {
+    for from in corrupt_starts(to) {
         let mut n = Node::new();
         n.recv(|s| nack(s, from, to));
         let s = n.e.stats();

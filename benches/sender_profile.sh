@@ -9,6 +9,7 @@
 #   TOOL=callgrind N=2000 BIN=target/release/ctsyncd benches/sender_profile.sh
 #   TOOL=strace    N=2000 BIN=target/release/ctsyncd benches/sender_profile.sh
 #   TOOL=perf      N=2000 BIN=target/release/ctsyncd benches/sender_profile.sh
+#   (PERF_OPTS=--per-thread splits perf's counts by thread)
 #
 # callgrind (default): fw-1 runs under callgrind from its start; prints
 # callgrind's total (subtract a run with N=1 for start-up and shutdown,
@@ -74,7 +75,7 @@ if [ "$TOOL" = perf ]; then
   for c in recvfrom sendto epoll_pwait epoll_ctl timerfd_settime accept4 futex read write; do
     EV=$EV,syscalls:sys_enter_$c
   done
-  perf stat -e $EV -o $W/perf.txt -p $P1 2>/dev/null & S=$!
+  perf stat ${PERF_OPTS:-} -e $EV -o $W/perf.txt -p $P1 2>/dev/null & S=$!
   sleep 1
 elif [ "$TOOL" = strace ]; then
   strace ${STRACE_OPTS:--c} -f -o ${STRACE_OUT:-$W/strace.txt} -p $P1 2>$W/strace.err & S=$!

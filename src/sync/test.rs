@@ -50,6 +50,14 @@ pub(super) fn key(c: &Conntrack) -> Key {
     Key::Ct(wire::ct_key_of(c))
 }
 
+/// A new conntrack `ct(port)` in `src`, the cache `e` sends from, and
+/// queued on `e` as the kernel's NEW would queue it.
+pub(super) fn new_ct(e: &mut Engine, src: &mut MapSource, port: u16) {
+    let c = ct(port);
+    src.cts.insert(wire::ct_key_of(&c), c.clone());
+    e.local_change(key(&c), true);
+}
+
 /// Everything A sends right now, delivered to B (optionally filtered).
 pub(super) fn pump(
     a: &mut Engine,

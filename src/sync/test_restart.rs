@@ -4,7 +4,7 @@
 //! sent (its numbering starts elsewhere): refused, counted in
 //! out_of_window, and its sender challenged again.
 
-use super::test::{ct, datagram_from, engines, key, params, pump};
+use super::test::{ct, datagram_from, engines, new_ct, params, pump};
 use super::test_tail::wake;
 use super::*;
 
@@ -56,9 +56,7 @@ fn acknowledged() -> (MapSource, Engine, MapSource) {
     let mut a_src = MapSource::default();
     let mut b_ext = MapSource::default();
     for p in 1..=3 {
-        let c = ct(p);
-        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
-        a.local_change(key(&c), true);
+        new_ct(&mut a, &mut a_src, p);
     }
     pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
     let tick = t + ALIVE_INTERVAL;
@@ -105,9 +103,7 @@ fn restart_and_replicate(
 /// A's new session, with a fourth entry queued, at `t`.
 fn restarted(a_src: &mut MapSource, t: Instant) -> Engine {
     let mut a2 = Engine::new(params(Mode::FtFw, NEW), t);
-    let c = ct(4);
-    a_src.cts.insert(wire::ct_key_of(&c), c.clone());
-    a2.local_change(key(&c), true);
+    new_ct(&mut a2, a_src, 4);
     a2.bulk(a_src);
     a2
 }

@@ -5,79 +5,81 @@
 //! conntrackd's CPU per change and the sync link carried three datagrams
 //! per change (`benches/sender_profile.sh` with `GAP=0.01`).
 
-use super::test::{ct, engines, key, params, pump};
+use super::test::{engines, new_ct, params, pump};
 use super::test_tail::wake;
 use super::*;
 
-/// A and B over a clean link, conntrackd's ACK window (300).
-fn pair() -> (Engine, Engine, MapSource, MapSource) {
-    let t = Instant::from_millis(0);
-    let (mut a, mut b) = engines(Mode::FtFw, 100, 200, t);
-    let mut p = params(Mode::FtFw, 100);
-    p.ack_window = 300;
-    a.p = p.clone();
-    p.session = 200;
-    b.p = p;
-    (a, b, MapSource::default(), MapSource::default())
+/// A and B over a clean link (conntrackd's ACK window, 300), run one
+/// millisecond at a time.
+struct Link {
+    a: Engine,
+    b: Engine,
+    a_src: MapSource,
+    b_ext: MapSource,
+    /// The millisecond the next step runs at.
+    t: u64,
 }
 
-/// Runs `ms` milliseconds from `from`, a new conntrack on A every
-/// `every` ms (numbered from `first`) while `changes` last; `lose(n)`
-/// loses A's n-th datagram of the run. Returns the next free number.
-#[allow(clippy::too_many_arguments)]
-fn run(
-    (a, b, a_src, b_ext): (
-        &mut Engine,
-        &mut Engine,
-        &mut MapSource,
-        &mut MapSource,
-    ),
-    from: u64,
-    ms: u64,
-    every: u64,
-    first: u16,
-    changes: u16,
-    mut lose: impl FnMut(usize) -> bool,
-) -> u16 {
-    let mut next = first;
-    let mut sent = 0;
-    let mut sink = MapSource::default();
-    for t in from..from + ms {
-        let now = Instant::from_millis(t);
-        if (t - from).is_multiple_of(every) && next < first + changes {
-            let c = ct(next);
-            a_src.cts.insert(wire::ct_key_of(&c), c.clone());
-            a.local_change(key(&c), true);
-            next += 1;
+impl Link {
+    fn new() -> Link {
+        let (mut a, mut b) =
+            engines(Mode::FtFw, 100, 200, Instant::from_millis(0));
+        let mut p = params(Mode::FtFw, 100);
+        p.ack_window = 300;
+        a.p = p.clone();
+        p.session = 200;
+        b.p = p;
+        let (a_src, b_ext) = (MapSource::default(), MapSource::default());
+        Link {
+            a,
+            b,
+            a_src,
+            b_ext,
+            t: 1,
         }
-        wake(a, a_src, now);
-        wake(b, b_ext, now);
-        let mut n = sent;
-        sent += pump(a, a_src, b, b_ext, now, |_| {
-            n += 1;
-            !lose(n - 1)
-        });
-        pump(b, b_ext, a, &mut sink, now, |_| true);
     }
-    next
+
+    /// One millisecond: a new conntrack `change` on A first, if any; A's
+    /// datagrams of this step are lost when `lose`.
+    fn step(&mut self, change: Option<u16>, lose: bool) {
+        let now = Instant::from_millis(self.t);
+        if let Some(port) = change {
+            new_ct(&mut self.a, &mut self.a_src, port);
+        }
+        wake(&mut self.a, &self.a_src, now);
+        wake(&mut self.b, &self.b_ext, now);
+        let Link {
+            a, b, a_src, b_ext, ..
+        } = self;
+        pump(a, a_src, b, b_ext, now, |_| !lose);
+        pump(b, b_ext, a, &mut MapSource::default(), now, |_| true);
+        self.t += 1;
+    }
+
+    /// `n` changes, one every `every` ms, and the quiet after the last
+    /// up to `every` ms; ports from `first`.
+    fn trickle(&mut self, first: u16, n: u16, every: u64) {
+        for port in first..first + n {
+            self.step(Some(port), false);
+            for _ in 1..every {
+                self.step(None, false);
+            }
+        }
+    }
+
+    fn whole(&self) -> bool {
+        self.b_ext.cts == self.a_src.cts
+    }
 }
 
 #[test]
 fn a_trickle_on_a_clean_link_is_probed_at_most_every_spacing() {
-    let (mut a, mut b, mut a_src, mut b_ext) = pair();
+    let mut l = Link::new();
     // 100 changes, one every 10 ms: each alone in its datagram, each
     // followed by a quiet period longer than the probe's (3-5 ms).
-    run(
-        (&mut a, &mut b, &mut a_src, &mut b_ext),
-        1,
-        1000,
-        10,
-        1,
-        100,
-        |_| false,
-    );
-    assert_eq!(b_ext.cts, a_src.cts);
-    let probes = a.stats().probes_sent;
+    l.trickle(1, 100, 10);
+    assert!(l.whole());
+    let probes = l.a.stats().probes_sent;
     // One per CLEAN_PROBE_SPACING (50 ms) at most: 20 in a second, where
     // every change was probed (100).
     assert!(probes <= 21, "{probes} probes for 100 changes");
@@ -86,44 +88,15 @@ fn a_trickle_on_a_clean_link_is_probed_at_most_every_spacing() {
 
 #[test]
 fn a_tail_lost_in_a_trickle_is_still_found_within_the_spacing() {
-    let (mut a, mut b, mut a_src, mut b_ext) = pair();
-    let next = run(
-        (&mut a, &mut b, &mut a_src, &mut b_ext),
-        1,
-        500,
-        10,
-        1,
-        50,
-        |_| false,
-    );
-    assert_eq!(b_ext.cts, a_src.cts);
+    let mut l = Link::new();
+    l.trickle(1, 50, 10);
+    assert!(l.whole());
     // One more change, its datagram lost, then silence.
-    let at = 501;
-    let mut whole = None;
-    run(
-        (&mut a, &mut b, &mut a_src, &mut b_ext),
-        at,
-        1,
-        10,
-        next,
-        1,
-        |n| n == 0,
-    );
-    for t in at + 1..at + 500 {
-        run(
-            (&mut a, &mut b, &mut a_src, &mut b_ext),
-            t,
-            1,
-            10,
-            next + 1,
-            0,
-            |_| false,
-        );
-        if b_ext.cts == a_src.cts {
-            whole = Some(t - at);
-            break;
-        }
-    }
+    l.step(Some(51), true);
+    let whole = (1..500).find(|_| {
+        l.step(None, false);
+        l.whole()
+    });
     let whole = whole.expect("the lost change never arrived");
     // The quiet period, held to the spacing since the last probe, and a
     // round trip: not the receiver's one-second tick.

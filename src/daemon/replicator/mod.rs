@@ -244,10 +244,9 @@ impl Replicator {
                 }
                 // Read empty: during a burst the next read comes on a
                 // timer, else when the socket is readable.
-                let drained = match self.events_empty {
-                    true => Some(self.events.socket.drained(clock.now())),
-                    false => None,
-                };
+                let drained = self
+                    .events_empty
+                    .then(|| self.events.socket.drained(clock.now()));
                 match drained {
                     Some(AfterDrain::Pause(pause)) => {
                         self.gather.set_after(pause);

@@ -21,7 +21,7 @@
 
 use std::io;
 
-use crate::kernel::codec::{self, Object};
+use crate::kernel::codec;
 use crate::kernel::commit::{self, CommitRules};
 use crate::kernel::socket::{CtSocket, Errno};
 use crate::model::{Conntrack, Expect};
@@ -83,18 +83,12 @@ fn inject_ct(
 }
 
 /// What an update cannot change: delete and create the conntrack, then
-/// give it back the expectations the kernel dropped with it.
+/// give it back the expectations the kernel dropped with it (read from
+/// that master's own list: a dump of the whole expectation table per
+/// refused update cost a router with thousands of SIP expectations a
+/// walk of all of them each time).
 fn recreate(sock: &mut CtSocket, ct: &Conntrack) -> io::Result<Errno> {
-    let children: Vec<Expect> = sock
-        .dump(true)?
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::Exp(x) if x.master == ct.orig && x.zone == ct.zone => {
-                Some(x)
-            }
-            _ => None,
-        })
-        .collect();
+    let children = sock.dump_exps_of(&ct.orig, ct.zone)?;
     sock.batch(|buf, seq| {
         codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq())
     })?;

@@ -343,9 +343,47 @@ impl CtSocket {
         expectations: bool,
         each: &mut dyn FnMut(Object),
     ) -> io::Result<()> {
+        self.dump_request(
+            |out, seq| codec::encode_dump(out, expectations, seq),
+            each,
+        )
+    }
+
+    /// The expectations the kernel holds for one master conntrack
+    /// (ctnetlink's per-master dump: only that master's list is walked,
+    /// however many the table holds); none when the kernel does not hold
+    /// the master.
+    pub fn dump_exps_of(
+        &mut self,
+        master: &crate::model::Tuple,
+        zone: u16,
+    ) -> io::Result<Vec<Expect>> {
+        let mut exps = Vec::new();
+        let dumped = self.dump_request(
+            |out, seq| codec::encode_exp_dump_of(out, master, zone, seq),
+            &mut |o| {
+                if let Object::Exp(x) = o {
+                    exps.push(x);
+                }
+            },
+        );
+        match dumped {
+            Err(e) if e.raw_os_error() == Some(ENOENT) => Ok(Vec::new()),
+            r => r.map(|()| exps),
+        }
+    }
+
+    /// Sends one dump request and hands each object of its answer to
+    /// `each`, until the dump's end (or an ACK: a request that needed no
+    /// dump, or its error).
+    fn dump_request(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>, u32),
+        each: &mut dyn FnMut(Object),
+    ) -> io::Result<()> {
         let seq = self.next_seq();
-        let mut out = Vec::with_capacity(64);
-        codec::encode_dump(&mut out, expectations, seq);
+        let mut out = Vec::with_capacity(128);
+        encode(&mut out, seq);
         self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
         loop {
             let n = self.recv_blocking(Duration::from_secs(30))?;
@@ -355,10 +393,11 @@ impl CtSocket {
                     Ok(Received::Done { seq: s }) if s == seq => {
                         return Ok(());
                     }
-                    Ok(Received::Ack { seq: s, errno })
-                        if s == seq && errno != 0 =>
-                    {
-                        return Err(io::Error::from_raw_os_error(errno));
+                    Ok(Received::Ack { seq: s, errno }) if s == seq => {
+                        return match errno {
+                            0 => Ok(()),
+                            e => Err(io::Error::from_raw_os_error(e)),
+                        };
                     }
                     // A malformed entry is skipped; the rest of the dump is
                     // still good.

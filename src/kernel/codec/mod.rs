@@ -34,7 +34,7 @@ mod uapi;
 pub use ct_encode::{
     encode_ct_create, encode_ct_delete, encode_ct_get, encode_ct_update,
 };
-pub(crate) use dump::encode_dump;
+pub(crate) use dump::{encode_dump, encode_exp_dump_of};
 pub(crate) use exp::{encode_exp_create, encode_exp_delete};
 pub use message::{DecodeError, Kind, Message, Object, Received, messages};
 pub use uapi::*;

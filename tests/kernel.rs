@@ -13,7 +13,7 @@ use ctsyncd::kernel::commit::{self, CommitRules};
 use ctsyncd::kernel::events::{EventRead, EventSocket};
 use ctsyncd::kernel::origin::{Origin, Origins};
 use ctsyncd::kernel::socket::CtSocket;
-use ctsyncd::model::{Conntrack, L4, ProtoInfo, Tuple, status};
+use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
 use ctsyncd::time::Instant;
 
 fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
@@ -450,33 +450,28 @@ fn record_kernel_fixtures() {
     });
 }
 
-/// DisableExternalCache's update of an FTP control connection that has an
-/// expectation: ctnetlink's in-place update (what the inject worker
-/// sends) keeps the expectation and applies the new mark, timeout and
-/// sequence adjustment; a delete + re-create (what a create that finds the
-/// entry does) drops the expectation with its master.
-#[test]
-fn an_update_in_place_keeps_the_masters_expectation() {
-    let Some(ns) = Netns::new("upd") else {
-        return;
-    };
-    let rules = CommitRules::default();
-    let mut master =
-        Conntrack::new(tcp("192.168.0.2", "192.168.1.2", 40000, 21));
-    master.status = status::SEEN_REPLY | status::ASSURED;
-    master.timeout = Some(600);
-    master.helper = Some("ftp".try_into().unwrap());
-    master.proto_info = ProtoInfo::Tcp {
+/// An established FTP control connection from port `sport`, prepared
+/// for the kernel; without the helper when `helper` is false.
+fn ftp_control(sport: u16, helper: bool) -> Conntrack {
+    let mut ct = Conntrack::new(tcp("192.168.0.2", "192.168.1.2", sport, 21));
+    ct.status = status::SEEN_REPLY | status::ASSURED;
+    ct.timeout = Some(600);
+    ct.helper = helper.then(|| "ftp".try_into().unwrap());
+    ct.proto_info = ProtoInfo::Tcp {
         state: 3,
         wscale_orig: 7,
         wscale_reply: 7,
         flags_orig: 0,
         flags_reply: 0,
     };
-    let master = commit::prepare_ct(&master, 0, &rules);
-    let mut exp = ctsyncd::model::Expect::new(
+    commit::prepare_ct(&ct, 0, &CommitRules::default())
+}
+
+/// The passive data channel `master` announced on `port`, prepared.
+fn data_channel(master: &Conntrack, port: u16) -> Expect {
+    let mut x = Expect::new(
         master.orig,
-        tcp("192.168.0.2", "192.168.1.2", 0, 50000),
+        tcp("192.168.0.2", "192.168.1.2", 0, port),
         Tuple {
             src: "255.255.255.255".parse().unwrap(),
             dst: "255.255.255.255".parse().unwrap(),
@@ -487,9 +482,23 @@ fn an_update_in_place_keeps_the_masters_expectation() {
             },
         },
     );
-    exp.timeout = Some(300);
-    exp.helper = Some("ftp".try_into().unwrap());
-    let exp = commit::prepare_exp(&exp, 0, &rules);
+    x.timeout = Some(300);
+    x.helper = Some("ftp".try_into().unwrap());
+    commit::prepare_exp(&x, 0, &CommitRules::default())
+}
+
+/// DisableExternalCache's update of an FTP control connection that has an
+/// expectation: ctnetlink's in-place update (what the inject worker
+/// sends) keeps the expectation and applies the new mark, timeout and
+/// sequence adjustment; a delete + re-create (what a create that finds the
+/// entry does) drops the expectation with its master.
+#[test]
+fn an_update_in_place_keeps_the_masters_expectation() {
+    let Some(ns) = Netns::new("upd") else {
+        return;
+    };
+    let master = ftp_control(40000, true);
+    let exp = data_channel(&master, 50000);
     let has_exp = || {
         ns.sh("conntrack -L expect 2>/dev/null")
             .contains("dport=50000 ")
@@ -535,4 +544,63 @@ fn an_update_in_place_keeps_the_masters_expectation() {
         !has_exp(),
         "the kernel kept the expectation of a re-created master"
     );
+}
+
+/// The per-master expectation dump (`CtSocket::dump_exps_of`): what
+/// DisableExternalCache's re-create of a master puts back
+/// (src/daemon/inject.rs) is read this way, one master's list instead of
+/// the whole expectation table.
+fn data_ports(exps: &[Expect]) -> Vec<u16> {
+    let mut ports: Vec<u16> = exps
+        .iter()
+        .map(|x| match x.tuple.l4 {
+            L4::Ports { dst, .. } => dst,
+            _ => 0,
+        })
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+#[test]
+fn a_masters_dump_holds_its_expectations_and_no_others() {
+    let Some(ns) = Netns::new("expdump") else {
+        return;
+    };
+    let a = ftp_control(40000, true);
+    let b = ftp_control(40001, true);
+    let plain = ftp_control(40002, false);
+    // One each: the FTP helper keeps one expectation per master (a
+    // second evicts the first).
+    let exps = [data_channel(&a, 50000), data_channel(&b, 50002)];
+    let (created, of_a, of_b, of_plain, of_gone) = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        let created = (
+            s.create_cts(&[a.clone(), b.clone(), plain.clone()])
+                .unwrap(),
+            s.create_exps(&exps).unwrap(),
+        );
+        let gone = ftp_control(40003, true);
+        (
+            created,
+            s.dump_exps_of(&a.orig, 0).unwrap(),
+            s.dump_exps_of(&b.orig, 0).unwrap(),
+            // No helper: the kernel answers with an ACK, not a dump.
+            s.dump_exps_of(&plain.orig, 0).unwrap(),
+            // Not in the kernel: ENOENT, read as none.
+            s.dump_exps_of(&gone.orig, 0).unwrap(),
+        )
+    });
+    assert_eq!(created, (vec![0; 3], vec![0; 2]));
+    assert_eq!(data_ports(&of_a), [50000]);
+    assert!(of_a.iter().all(|x| x.master == a.orig), "{of_a:?}");
+    assert_eq!(data_ports(&of_b), [50002]);
+    assert_eq!(of_b[0].master, b.orig);
+    assert!(of_plain.is_empty(), "{of_plain:?}");
+    assert!(of_gone.is_empty(), "{of_gone:?}");
+    // The whole table still holds both (the dumps took nothing).
+    let all = ns.sh("conntrack -L expect 2>/dev/null");
+    for port in [50000, 50002] {
+        assert!(all.contains(&format!("dport={port} ")), "{all}");
+    }
 }

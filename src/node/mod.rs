@@ -468,7 +468,17 @@ impl Node {
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod test_commit;
+#[cfg(test)]
+mod test_commit_split;
+#[cfg(test)]
+mod test_dumps;
+#[cfg(test)]
+mod test_events;
+#[cfg(test)]
 mod test_exp_purge;
+#[cfg(test)]
+mod test_expectations;
 #[cfg(test)]
 mod test_kernel_side;
 #[cfg(test)]
@@ -477,3 +487,7 @@ mod test_link;
 mod test_peer_side;
 #[cfg(test)]
 mod test_release;
+#[cfg(test)]
+mod test_resync;
+#[cfg(test)]
+mod test_stats;

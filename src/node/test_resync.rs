@@ -1,0 +1,166 @@
+//! Resynchronisations: a resync request (`-n`) answered with a bulk, and
+//! `-B` (neither in ALARM); a kernel resync adding and purging without
+//! sending; the resync after a netlink overrun, once the burst is over,
+//! after thirty seconds of a burst that never ends, or after
+//! NetlinkOverrunResync.
+
+use super::test::{cfg, event, flow, ftp_master, node, status_of, tcp};
+use super::*;
+use crate::control::proto::{CacheSel, Request, Status};
+use crate::kernel::codec::{Kind, Message, Object};
+use crate::kernel::origin::Origin;
+use crate::model::Tuple;
+use crate::wire::ct_key_of;
+
+#[test]
+fn resync_request_and_bulk() {
+    let c = cfg("", "NOTRACK { }", "");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    for p in 1..=20 {
+        let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", p, 80));
+        ct.reply = Some(ct.orig.inverse());
+        fw1.kernel(
+            Instant::from_millis(0),
+            event(Kind::New, Object::Ct(ct)),
+            Origin::Flush,
+        );
+    }
+    assert_eq!(
+        fw1.engine.queue_lengths().0,
+        0,
+        "-R style population sends nothing"
+    );
+    assert_eq!(
+        status_of(
+            &fw2.control(Instant::from_millis(0), Request::RequestResync)
+        ),
+        Some(&Status::Ok)
+    );
+    flow(&mut fw2, &mut fw1, Instant::from_millis(0));
+    flow(&mut fw1, &mut fw2, Instant::from_millis(0));
+    assert_eq!(fw2.external_ct.len(), 20);
+    fw2.control(
+        Instant::from_millis(0),
+        Request::FlushCache(CacheSel::External),
+    );
+    assert_eq!(
+        status_of(&fw1.control(Instant::from_millis(0), Request::BulkSend)),
+        Some(&Status::Ok)
+    );
+    flow(&mut fw1, &mut fw2, Instant::from_millis(0));
+    assert_eq!(fw2.external_ct.len(), 20);
+    // ALARM: -n and -B do nothing, and say so.
+    let mut alarm = node(cfg("", "ALARM { }", ""), 3);
+    assert!(matches!(
+        status_of(
+            &alarm.control(Instant::from_millis(0), Request::RequestResync)
+        ),
+        Some(Status::NotSupported(_))
+    ));
+    assert!(matches!(
+        status_of(&alarm.control(Instant::from_millis(0), Request::BulkSend)),
+        Some(Status::NotSupported(_))
+    ));
+}
+
+#[test]
+fn kernel_resync_adds_and_purges_without_sending() {
+    let c = cfg("", "FTFW { }", "");
+    let mut fw = node(c, 1);
+    let old = ftp_master();
+    fw.kernel(
+        Instant::from_millis(0),
+        event(Kind::New, Object::Ct(old)),
+        Origin::Flush,
+    );
+    let mut fresh = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 1, 2));
+    fresh.reply = Some(fresh.orig.inverse());
+    fw.resync_kernel(
+        Instant::from_millis(0),
+        vec![Object::Ct(fresh.clone())],
+        true,
+        false,
+        false,
+    );
+    assert_eq!(fw.internal_ct.len(), 1);
+    assert!(fw.internal_ct.contains(&ct_key_of(&fresh)));
+    assert_eq!(fw.engine.queue_lengths().0, 0);
+    // Overrun resync sends.
+    fw.resync_kernel(Instant::from_millis(0), vec![], true, false, true);
+    assert_eq!(
+        fw.engine.queue_lengths().0,
+        1,
+        "the vanished entry is sent as a DEL"
+    );
+}
+
+fn resync_jobs(jobs: &[Job]) -> usize {
+    jobs.iter()
+        .filter(|j| {
+            matches!(
+                j.purpose,
+                Purpose::Resync {
+                    send: true,
+                    client: None,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+fn udp_event(port: u16) -> Message {
+    let mut ct = Conntrack::new(Tuple {
+        proto: 17,
+        ..tcp("10.0.0.1", "10.0.0.2", port, 53)
+    });
+    ct.reply = Some(ct.orig.inverse());
+    event(Kind::New, Object::Ct(ct))
+}
+
+#[test]
+fn overrun_resyncs_as_soon_as_the_burst_is_over() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    // Events keep coming: the burst is not over.
+    for t in [100, 250, 400] {
+        assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(t))), 0);
+        fw.kernel(Instant::from_millis(t), udp_event(t as u16), Origin::NotMe);
+    }
+    // 200 ms without an event: the resync runs, and only once.
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(599))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(600))), 1);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(5_000))), 0);
+    assert_eq!(fw.counters.kernel_resyncs, 1);
+}
+
+#[test]
+fn a_burst_that_never_ends_is_resynced_after_thirty_seconds() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    let mut jobs = 0;
+    for t in (100..=31_000).step_by(100) {
+        fw.kernel(
+            Instant::from_millis(t),
+            udp_event((t / 100) as u16),
+            Origin::NotMe,
+        );
+        jobs += resync_jobs(&fw.tick(Instant::from_millis(t)));
+        if jobs > 0 {
+            assert_eq!(t, 30_000);
+            break;
+        }
+    }
+    assert_eq!(jobs, 1);
+}
+
+#[test]
+fn an_explicit_overrun_resync_delay_wins() {
+    let mut fw = node(cfg("NetlinkOverrunResync 5", "FTFW { }", ""), 1);
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(1_000))), 0);
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(5_000))), 1);
+    let mut off = node(cfg("NetlinkOverrunResync Off", "FTFW { }", ""), 1);
+    off.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    assert_eq!(resync_jobs(&off.tick(Instant::from_millis(60_000))), 0);
+}

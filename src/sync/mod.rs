@@ -529,19 +529,27 @@ fn report_refused(r: Refused) {
 #[cfg(test)]
 mod test;
 #[cfg(test)]
+mod test_digests;
+#[cfg(test)]
 mod test_forged;
 #[cfg(test)]
 mod test_handshake;
 #[cfg(test)]
 mod test_lossy;
 #[cfg(test)]
+mod test_numbering;
+#[cfg(test)]
 mod test_recv;
+#[cfg(test)]
+mod test_replication;
 #[cfg(test)]
 mod test_reports;
 #[cfg(test)]
 mod test_restart;
 #[cfg(test)]
 mod test_sealed;
+#[cfg(test)]
+mod test_sessions;
 #[cfg(test)]
 mod test_switch;
 #[cfg(test)]

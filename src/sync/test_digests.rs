@@ -1,0 +1,130 @@
+//! Anti-entropy messages on the background queue: a Prune too big for
+//! the link goes in parts and blocks nothing, at the smallest datagram
+//! (576 bytes) the digests and prunes fit and are sent, and prunes
+//! beyond the queue's room are dropped and counted.
+
+use super::test::params;
+use super::*;
+
+#[test]
+fn a_prune_too_big_for_the_link_goes_in_parts_and_blocks_nothing() {
+    // IPv6 link with MTU 1280: max_datagram 1232; a Prune of KEEP_MAX
+    // hashes (about 1300 bytes) does not fit one datagram, and left at
+    // the head of the background queue it blocked the DigestSubs.
+    let t = Instant::from_millis(0);
+    let mut p = params(Mode::FtFw, 100);
+    p.max_datagram = 1232;
+    let mut a = Engine::new(p, t);
+    a.trust(1, 200);
+    let src = MapSource::default();
+    a.send_digest(Msg::Prune {
+        table: wire::Table::Ct,
+        bucket: 1,
+        sub: 2,
+        lo: 0,
+        hi: u64::MAX,
+        keep: wire::KeyHashes(vec![u64::MAX / 3; wire::KEEP_MAX]),
+    });
+    for b in 0..3u8 {
+        a.send_digest(Msg::DigestSub {
+            table: wire::Table::Ct,
+            bucket: b,
+            sums: wire::Sums([1; wire::FANOUT]),
+        });
+    }
+    let mut buf = [0u8; 1472];
+    let mut sent = 0;
+    while a.poll_transmit(t, &src, &mut buf).is_some() {
+        sent += 1;
+    }
+    assert!(
+        sent > 0 && !a.wants_transmit(),
+        "sent {sent} datagrams; the DigestSubs wait behind the Prune forever (wants_transmit={}, too_big={})",
+        a.wants_transmit(),
+        a.stats().too_big
+    );
+}
+
+/// Every message in the datagrams `a` sends now (each at most `limit`
+/// bytes).
+fn sent_messages(a: &mut Engine, limit: usize) -> Vec<Msg> {
+    let src = MapSource::default();
+    let mut buf = [0u8; 1472];
+    let mut out = Vec::new();
+    while let Some(n) = a.poll_transmit(Instant::ZERO, &src, &mut buf) {
+        assert!(n <= limit, "{n} bytes");
+        let (_, body) = wire::read(&buf[..n]).unwrap();
+        out.extend(wire::messages(body).map(Result::unwrap));
+    }
+    out
+}
+
+#[test]
+fn at_576_bytes_the_digests_and_prunes_fit_and_are_sent() {
+    // The smallest datagram a link is given (channel::max_datagram).
+    let mut p = params(Mode::FtFw, 100);
+    p.max_datagram = 576;
+    let mut a = Engine::new(p, Instant::ZERO);
+    a.trust(1, 200);
+    // Dense sums (every bucket non-zero): their largest encoding.
+    let sums = wire::Sums(std::array::from_fn(|i| i as u64 + 1));
+    let top = Msg::DigestTop {
+        table: wire::Table::Ct,
+        sums,
+    };
+    let sub = Msg::DigestSub {
+        table: wire::Table::Exp,
+        bucket: 63,
+        sums,
+    };
+    // A full Prune as anti-entropy builds it (for 1472 bytes).
+    let keep: Vec<u64> = (0..wire::KEEP_MAX as u64).map(|i| i << 40).collect();
+    a.send_digest(top.clone());
+    a.send_digest(sub.clone());
+    a.send_digest(Msg::Prune {
+        table: wire::Table::Ct,
+        bucket: 0,
+        sub: 0,
+        lo: 0,
+        hi: u64::MAX,
+        keep: wire::KeyHashes(keep.clone()),
+    });
+    let msgs = sent_messages(&mut a, 576);
+    assert_eq!(a.stats().too_big, 0);
+    assert!(!a.wants_transmit());
+    assert_eq!(msgs[..2], [top, sub]);
+    // The Prune in parts that cover its range in order, and keep it all.
+    let mut next = 0u64;
+    let mut kept: Vec<u64> = Vec::new();
+    for m in &msgs[2..] {
+        let Msg::Prune { lo, hi, keep, .. } = m else {
+            panic!("{m:?}");
+        };
+        assert_eq!(*lo, next);
+        kept.extend(&keep.0);
+        next = hi.wrapping_add(1);
+    }
+    assert_eq!(next, 0, "up to u64::MAX");
+    assert!(msgs.len() > 3, "in parts");
+    assert_eq!(kept, keep);
+}
+
+/// A repair of more leaves than the background queue holds (1024: one
+/// anti-entropy flush builds a Prune per differing leaf, up to 4096) drops
+/// the oldest: counted, so `-s --json` shows it (it was silent).
+#[test]
+fn prunes_beyond_the_background_queue_are_dropped_and_counted() {
+    let mut a = Engine::new(params(Mode::FtFw, 100), Instant::ZERO);
+    a.trust(1, 200);
+    for bucket in 0..1100u32 {
+        a.send_digest(Msg::Prune {
+            table: wire::Table::Ct,
+            bucket: (bucket % 64) as u8,
+            sub: (bucket / 64) as u8,
+            lo: 0,
+            hi: u64::MAX,
+            keep: wire::KeyHashes(vec![u64::from(bucket)]),
+        });
+    }
+    assert_eq!(a.stats().background_dropped, 1100 - 1024);
+}

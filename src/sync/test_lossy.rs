@@ -481,10 +481,19 @@ fn a_lossy_handshake_does_not_hold_back_the_first_burst() {
     // probing restarted by a challenge, the worst seeds took 5.0 s and
     // 2.5 s; then 311 ms and 6.2 ms, and with the gather pause simulated,
     // 78 ms and 6.4 ms (medians 430 and 170 µs; 3.17 ms at the start
-    // when a pause after an early flush went unreported).
-    for (start_us, median_bound, max_bound) in
-        [(10, 1_000, 500_000), (2_500_000, 1_000, 20_000)]
-    {
+    // when a pause after an early flush went unreported). At the start
+    // the slowest seeds are the challenge clock's (repeats 5 ms apart,
+    // doubling to 200 ms; a round fails 36 % of the time): over 2000
+    // seeds, p90 14 ms, p95 56 ms, p99 310 ms and the worst 514 ms, so
+    // the second slowest of these 200 is held to 500 ms and the slowest
+    // to a second (seed 134 took 314 ms, then 714 ms once a probe left
+    // unanswered before a challenge no longer held the next one to the
+    // clean link's spacing: the same percentiles, its losses fell on
+    // other datagrams).
+    for (start_us, median_bound, second_bound, max_bound) in [
+        (10, 1_000, 500_000, 1_000_000),
+        (2_500_000, 1_000, 20_000, 20_000),
+    ] {
         let mut tails: Vec<(u64, u64)> = (0..HANDSHAKE_SEEDS)
             .map(|seed| {
                 let r = burst_after(
@@ -505,6 +514,11 @@ fn a_lossy_handshake_does_not_hold_back_the_first_burst() {
             "burst at {start_us} µs: median {median} µs, worst {worst:?}"
         );
         assert!(median <= median_bound, "at {start_us} µs: median {median}");
+        let second = tails[tails.len() - 2];
+        assert!(
+            second.0 <= second_bound,
+            "at {start_us} µs: second slowest {second:?}"
+        );
         assert!(worst.0 <= max_bound, "at {start_us} µs: worst {worst:?}");
     }
 }

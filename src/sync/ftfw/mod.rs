@@ -23,6 +23,8 @@ mod probe;
 mod resend;
 mod rx;
 
+#[cfg(test)]
+pub(crate) use probe::CLEAN_PROBE_SPACING;
 pub(crate) use resend::ResendQueue;
 
 use super::mode::{Cx, SyncMode};

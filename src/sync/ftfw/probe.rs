@@ -64,7 +64,7 @@ const RTO_SPREAD_MIN: Duration = Duration::from_micros(250);
 /// and followed by a quiet period) is probed at most this often, not
 /// after each change. A tail lost in a trickle is found within it. At
 /// 50 ms a trickle of 60 flows a second still drew a probe and its
-/// answer every three flows; at 250 ms one every fifteen, for 18 % less
+/// answer every three flows; at 250 ms one every fifteen, for 15 % less
 /// of the sender's CPU and a third fewer system calls
 /// (`results/wave24-1-probe-spacing.md`), while a lost tail is still
 /// found four times sooner than conntrackd's one-second ALIVE finds it.
@@ -72,10 +72,9 @@ pub(crate) const CLEAN_PROBE_SPACING: Duration = Duration::from_millis(250);
 /// ... unless this many messages went out since the last probe: a burst
 /// (a datagram's worth, `tx_timing::TX_FULL`), whose lost tail is worth
 /// a probe at the quiet period, not a trickle's. Without it a burst that
-/// began within the spacing of a probe (of the handshake's, of an earlier
-/// burst) waited for the spacing: the lossy simulation's start-up burst,
-/// whose first losses may all be in its tail, took 714 ms in its worst
-/// seed instead of 78.
+/// began within the spacing of the last probe (a trickle's, an earlier
+/// burst's) would have a lost tail found only when the spacing ran out,
+/// up to 250 ms instead of a few milliseconds.
 const BURST_MESSAGES: u32 = 48;
 /// A NACK (or an answer that made us resend) this recent makes the link
 /// lossy for the pause rule.

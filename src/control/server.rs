@@ -104,6 +104,42 @@ fn conntrackd_code(buf: &[u8]) -> Option<u8> {
     }
 }
 
+/// What the bytes a control connection has sent so far amount to: the
+/// decision [`read_request`] makes after each read, without the socket
+/// and the clock (the fuzz target `control_proto` drives it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// One request frame of ours.
+    Request(Request),
+    /// conntrackd 1.4's own client: its request code.
+    Conntrackd(u8),
+    /// Neither: a bad frame.
+    Frame(FrameError),
+    /// Not yet decided: more bytes are needed. `Some(code)` when the
+    /// bytes are also conntrackd's request `code` from a big-endian host
+    /// (MIPS routers), which reads as a header of ours announcing its
+    /// code's worth of bytes, which never come: taken for that after
+    /// [`BIG_ENDIAN_GRACE`] without more.
+    More { big_endian: Option<u8> },
+}
+
+/// Reads `buf`, everything a connection sent so far (see [`Received`]).
+pub fn received(buf: &[u8]) -> Received {
+    match proto::decode::<Request>(buf, MAX_REQUEST) {
+        Ok(Some((req, _))) => Received::Request(req),
+        Ok(None) => Received::More {
+            big_endian: match *buf {
+                [0, 0, 0, code @ 1..=48] => Some(code),
+                _ => None,
+            },
+        },
+        Err(e) => match conntrackd_code(buf) {
+            Some(code) => Received::Conntrackd(code),
+            None => Received::Frame(e),
+        },
+    }
+}
+
 /// Reads one request frame.
 pub async fn read_request(
     stream: &mut Async<UnixStream>,
@@ -112,35 +148,28 @@ pub async fn read_request(
     let read = async {
         let mut chunk = [0u8; 256];
         loop {
-            match proto::decode::<Request>(&buf, MAX_REQUEST) {
-                Ok(Some((req, _))) => return Ok(req),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(match conntrackd_code(&buf) {
-                        Some(code) => ReadError::Conntrackd(code),
-                        None => ReadError::Frame(e),
-                    });
+            let big_endian = match received(&buf) {
+                Received::Request(req) => return Ok(req),
+                Received::Conntrackd(code) => {
+                    return Err(ReadError::Conntrackd(code));
                 }
-            }
-            // From a big-endian host (MIPS routers) conntrackd's request
-            // reads as a header of ours announcing its code's worth of
-            // bytes, which never come.
-            let big_endian = match *buf {
-                [0, 0, 0, code @ 1..=48] => Some(code),
-                _ => None,
+                Received::Frame(e) => return Err(ReadError::Frame(e)),
+                Received::More { big_endian } => big_endian,
             };
             let grace = async {
                 match big_endian {
-                    Some(_) => Timer::after(BIG_ENDIAN_GRACE).await,
+                    Some(code) => {
+                        Timer::after(BIG_ENDIAN_GRACE).await;
+                        Err(code)
+                    }
                     None => future::pending().await,
-                };
-                None
+                }
             };
-            let more = async { Some(stream.read(&mut chunk).await) };
-            let Some(n) = future::or(more, grace).await else {
-                return Err(ReadError::Conntrackd(big_endian.unwrap_or(0)));
+            let more = async { Ok(stream.read(&mut chunk).await) };
+            let n = match future::or(more, grace).await {
+                Ok(n) => n.map_err(ReadError::Io)?,
+                Err(code) => return Err(ReadError::Conntrackd(code)),
             };
-            let n = n.map_err(ReadError::Io)?;
             if n == 0 {
                 return Err(ReadError::Closed);
             }
@@ -283,6 +312,35 @@ mod test {
         std::io::Write::write_all(&mut client, bytes).unwrap();
         let mut ours = Async::new(ours).unwrap();
         smol::block_on(read_request(&mut ours))
+    }
+
+    #[test]
+    fn what_was_received_is_decided_without_the_socket() {
+        // conntrackd's client from a little-endian host, whatever follows.
+        for code in 0..=48u8 {
+            let mut bytes = i32::from(code).to_le_bytes().to_vec();
+            assert_eq!(received(&bytes), Received::Conntrackd(code));
+            bytes.push(7);
+            assert_eq!(received(&bytes), Received::Conntrackd(code));
+        }
+        // From a big-endian host: only four bytes, waiting for more.
+        assert_eq!(
+            received(&46i32.to_be_bytes()),
+            Received::More {
+                big_endian: Some(46)
+            }
+        );
+        // A request of ours, and each of its prefixes.
+        let frame = proto::encode(&Request::Kill);
+        assert_eq!(received(&frame), Received::Request(Request::Kill));
+        for cut in 0..frame.len() {
+            let big_endian = (cut == proto::HEADER).then_some(frame[3]);
+            assert_eq!(received(&frame[..cut]), Received::More { big_endian });
+        }
+        assert_eq!(
+            received(&[0, 1, 0, 0]),
+            Received::Frame(FrameError::TooLarge(65536))
+        );
     }
 
     #[test]

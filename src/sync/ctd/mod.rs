@@ -35,6 +35,16 @@
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
 //!
+//! Not closed: a HELLO numbered before the peer's last one, while its
+//! handshake is open, is taken as a restart, as conntrackd takes it (its
+//! restarts number from the clock, so a restart and a late message of
+//! the same start cannot be told apart by number). A link that reorders
+//! or duplicates datagrams during a handshake can so apply a late message
+//! over a newer one (a DELETE over a NEW: the entry is missing until it
+//! changes again) and count a restart each time, with our whole cache
+//! sent for each (found by a fuzzer pairing two engines over a
+//! reordering link; a dedicated sync link does not reorder).
+//!
 //! An ACK or NACK no conntrackd sends (corrupt or forged: one reaching a
 //! number we never sent or back before our first one, an ACK spanning
 //! more than conntrackd acknowledges) is refused and counted in

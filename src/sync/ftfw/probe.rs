@@ -43,6 +43,7 @@
 
 use std::time::Duration;
 
+use crate::sync::tx_timing::TX_FULL;
 use crate::sync::{ALIVE_INTERVAL, PEER_ALIVE};
 use crate::time::Instant;
 use crate::wire::Seq;
@@ -70,12 +71,12 @@ const RTO_SPREAD_MIN: Duration = Duration::from_micros(250);
 /// found four times sooner than conntrackd's one-second ALIVE finds it.
 pub(crate) const CLEAN_PROBE_SPACING: Duration = Duration::from_millis(250);
 /// ... unless this many messages went out since the last probe: a burst
-/// (a datagram's worth, `tx_timing::TX_FULL`), whose lost tail is worth
+/// (a datagram's worth, [`TX_FULL`]), whose lost tail is worth
 /// a probe at the quiet period, not a trickle's. Without it a burst that
 /// began within the spacing of the last probe (a trickle's, an earlier
 /// burst's) would have a lost tail found only when the spacing ran out,
 /// up to 250 ms instead of a few milliseconds.
-const BURST_MESSAGES: u32 = 48;
+const BURST_MESSAGES: u32 = TX_FULL as u32;
 /// A NACK (or an answer that made us resend) this recent makes the link
 /// lossy for the pause rule.
 pub(crate) const LOSSY_FOR: Duration = Duration::from_secs(10);

@@ -29,7 +29,7 @@ help:
 	@echo "make lab      the failover lab: install, build, run every scenario (root)"
 	@echo "make nix-check  parse the flake, render the NixOS module's configs and check them"
 	@echo "make run      run the daemon in the foreground with etc/ctsyncd.conf (root)"
-	@echo "make bench    replication benchmark against conntrackd 1.4.7 (root; BENCH_ARGS=…)"
+	@echo "make bench    replication benchmark against conntrackd 1.4.7 (root; BENCH_ARGS=…, BENCH_LOSS_ARGS=…, BENCH_DUMP_ARGS=…)"
 	@echo "make ci-deps  install what the tests need (Debian, root)"
 	@echo "make fuzz     run every cargo-fuzz target for FUZZ_SECONDS (nightly + cargo-fuzz)"
 	@echo "make cross TARGET=…       router binary target/cross/TARGET/small/ctsyncd (README: Router builds)"
@@ -89,6 +89,8 @@ bench: ci-deps release
 	python3 benches/bench.py $(BENCH_ARGS)
 	# Issue 17's lossy-link targets: 20 % loss each way, 50 000 flows.
 	python3 benches/bench.py --loss 20 --sizes 50000 --mixed-sizes '' --commit-gap 0 $(BENCH_LOSS_ARGS)
+	# Issue 17 item 4: the backup's CPU with one -e during replication.
+	python3 benches/bench.py --dump-during --sizes 50000 $(BENCH_DUMP_ARGS)
 
 # Every warning of either formatter fails: mandoc's lint (style notes
 # aside) and groff's -wall, as `man -l` renders with groff.

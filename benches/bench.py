@@ -70,6 +70,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -156,11 +157,14 @@ table inet bench {
 
 
 def proc_stat(m, pid):
-    """(user+sys CPU seconds, RSS KiB, sys CPU seconds) of pid."""
+    """(user+sys CPU seconds, RSS KiB, sys CPU seconds, user+sys CPU
+    seconds of its children that ended and were waited for) of pid.
+    conntrackd runs its cache dumps in forked children: their CPU is the
+    daemon's too (ctsyncd's run in its loop)."""
     fields = m.succeed(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / TICK
     rss = next(int(l.split()[1]) for l in m.succeed(f"cat /proc/{pid}/status").splitlines() if l.startswith("VmRSS:"))
-    return cpu, rss, int(fields[12]) / TICK
+    return cpu, rss, int(fields[12]) / TICK, (int(fields[13]) + int(fields[14])) / TICK
 
 
 def daemon_pid(m, binary):
@@ -343,10 +347,30 @@ def apply_loss(fws, pct):
             fw.succeed(f"nft -f - <<'EOF'\n{NFT_LOSS.format(pct=pct)}\nEOF")
 
 
-def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
+def dump_during(daemon, fw2, conf, ctl, at, out):
+    """Monitoring during replication (issue 17 item 4): once fw2's
+    external cache holds `at` entries, one `-e` through the daemon's own
+    client, its lines counted. Polls fw2 every 5 ms (bounded: 120 s);
+    what it found goes into `out`. Runs in a thread of its own, started
+    before the bench raises its priority (`prompt`), so at the normal one."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        held = cached_in(stats_on_socket(ctl, is_ctsyncd(daemon.receiver)), "external") or 0
+        if held >= at:
+            t0 = time.monotonic()
+            lines = fw2.succeed(f"{daemon.receiver} -C {conf} -e | wc -l", timeout=120)
+            out.update(dump_s=time.monotonic() - t0, dump_from=held, dump_lines=int(lines.strip()))
+            return
+        time.sleep(0.005)
+    out["dump_s"] = float("nan")
+
+
+def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dump_at=0.0):
     """One measured run (loss: % of sync datagrams dropped); with half_ignored, every other UDP flow comes
     from an address the Filter ignores (filtered From filter_from), and
-    only the other half is expected on fw2."""
+    only the other half is expected on fw2. dump_at (a fraction of the
+    entries expected): one `-e` on fw2 once its external cache holds that
+    many (`dump_during`)."""
     ignore_more = " IPv4_address 10.1.0.4" if half_ignored else ""
     lab, client, fw1, fw2, server = setup(n)
     try:
@@ -385,10 +409,15 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
         gen = f"{lab.dir}/gen.py"
         with open(gen, "w") as f:
             f.write(GENERATOR)
+        want = n - (n - n // 20) // 2 if half_ignored else n
+        dump, dumper = {}, None
+        if dump_at:
+            dumper = threading.Thread(target=dump_during, daemon=True, args=(
+                daemon, fw2, confs["fw2"], f"{lab.dir}/fw2/daemon.ctl", int(dump_at * want), dump))
+            dumper.start()
         t_gen = time.time()
         mode = "half" if half_ignored else "all"
         last_created, generator = run_generator(client, gen, n, mode)
-        want = n - (n - n // 20) // 2 if half_ignored else n
         gen_secs = last_created - t_gen
         # Wait for fw2's external cache (bounded: 30 s without progress),
         # asking its daemon on the control socket (see stats_on_socket).
@@ -429,6 +458,14 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
             capture.terminate()
             capture.wait(timeout=10)
         generator_ended(generator)
+        if dumper:
+            # The dump's CPU is part of the receiver's: it must be over.
+            dumper.join(timeout=150)
+            if dumper.is_alive():
+                raise RuntimeError(f"{daemon.name}: the -e during replication did not end")
+            # conntrackd's dump child is waited for when it exits: its CPU
+            # shows in the daemon's children's once it was reaped.
+            time.sleep(0.5)
         busy = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
         sync, events_read = {}, float("nan")
         for fw in (fw1, fw2):
@@ -471,6 +508,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False):
         return {
             "daemon": daemon.name, "n": n, "generator_s": gen_secs,
             "cpu_sender_s": busy["fw1"][0] - idle["fw1"][0], "cpu_receiver_s": busy["fw2"][0] - idle["fw2"][0],
+            "cpu_receiver_children_s": busy["fw2"][3] - idle["fw2"][3], **dump,
             "sys_sender_s": busy["fw1"][2] - idle["fw1"][2],
             "rss_idle_kib": max(idle["fw1"][1], idle["fw2"][1]),
             "rss_sender_kib": busy["fw1"][1], "rss_receiver_kib": busy["fw2"][1],
@@ -697,6 +735,68 @@ def kernel_filter_bench(args, ctsyncd):
         json.dump({"machine": machine, "runs": runs}, f, indent=1)
 
 
+DUMP_ROWS = [
+    ("CPU per entry, receiver, one `-e` included (µs)",
+     lambda r: 1e6 * (r["cpu_receiver_s"] + r["cpu_receiver_children_s"]) / r["n"]),
+    ("… of it in forked children (µs)", lambda r: 1e6 * r["cpu_receiver_children_s"] / r["n"]),
+    ("entries in fw2's external cache when `-e` began", lambda r: r.get("dump_from", float("nan"))),
+    ("lines `-e` printed", lambda r: r.get("dump_lines", float("nan"))),
+    ("`-e` wall time (s)", lambda r: r.get("dump_s", float("nan"))),
+    ("CPU per entry, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
+    ("replication lag (ms)", lambda r: 1000 * r["lag_s"]),
+    ("entries lost", lambda r: r["lost"]),
+]
+
+
+def dump_table(runs, sizes, reps, loss, machine):
+    """The table of `dump_during_bench`, with issue 17's receiver target
+    (ratio of medians, runs that replicated everything)."""
+    lines = [f"Receiver with monitoring {time.strftime('%Y-%m-%d %H:%M')} on {machine}: one `-e` on fw2 once "
+             f"its external cache holds half the flows; medians of {reps} runs"
+             + (f"; sync link: {loss} % loss each way." if loss else "."), "",
+             "| N | metric | ctsyncd | conntrackd 1.4.7 | ratio |", "|---:|---|---:|---:|---:|"]
+    for n in sizes:
+        for label, f in DUMP_ROWS:
+            med = [median(f(r) for r in runs if r["n"] == n and r["daemon"] == name) for name in ("ctsyncd", "conntrackd")]
+            ratio = f"{med[0] / med[1]:.2f}" if med[1] and med[1] == med[1] else "–"
+            lines.append(f"| {n} | {label} | {med[0]:.2f} | {med[1]:.2f} | {ratio} |")
+        a, b = (median(DUMP_ROWS[0][1](r) for r in runs if r["n"] == n and r["daemon"] == name and r["lost"] == 0)
+                for name in ("ctsyncd", "conntrackd"))
+        ratio = a / b if b else float("nan")
+        verdict = "yes" if ratio <= 0.25 else "no" if ratio == ratio else "–"
+        lines.append(f"| {n} | issue-17 target: receiver CPU ratio ≤ 0.25, one `-e` included (runs that replicated all) "
+                     f"| {a:.2f} | {b:.2f} | {ratio:.2f} {verdict} |")
+    return lines
+
+
+def dump_during_bench(args, ctsyncd):
+    """--dump-during: the backup's cost while replicating with monitoring
+    (issue 17 item 4): one `-e` on fw2 once its external cache holds half
+    the flows, ctsyncd and conntrackd 1.4.7 alternately. The receiver's
+    CPU includes the dump (conntrackd's runs in a forked child, counted)."""
+    daemons = [Daemon("ctsyncd", ctsyncd), Daemon("conntrackd", "/usr/sbin/conntrackd")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = []
+    for n in sizes:
+        for rep in range(args.reps):
+            for d in daemons:
+                r = run_once(d, n, args.loss, dump_at=0.5)
+                runs.append(r)
+                print(f"N={n} rep={rep + 1} {d.name} with -e: cpu receiver {r['cpu_receiver_s']:.2f}s "
+                      f"+ children {r['cpu_receiver_children_s']:.2f}s, -e of {r.get('dump_lines')} lines "
+                      f"from {r.get('dump_from')} in {r.get('dump_s', float('nan')):.2f}s, lag {1000 * r['lag_s']:.2f} ms "
+                      f"lost {r['lost']}", flush=True)
+    machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
+    table = "\n".join(dump_table(runs, sizes, args.reps, args.loss, machine))
+    print("\n" + table)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(f"{args.out}/bench-dump-during-{stamp}.md", "w") as f:
+        f.write(table + "\n")
+    with open(f"{args.out}/bench-dump-during-{stamp}.json", "w") as f:
+        json.dump({"machine": machine, "runs": runs}, f, indent=1)
+
+
 def commit_gap_bench(args, ctsyncd):
     """--commit-gap: the failover lab's commit-gap measurement (vmtests/
     gap.py) for ctsyncd and conntrackd 1.4.7, alternately, --reps times.
@@ -777,6 +877,8 @@ def main():
                          "a diagnosis: the tables then lack the other side)")
     ap.add_argument("--pcap", default="",
                     help="a diagnosis: capture fw1's sync link of every run into this directory (tcpdump)")
+    ap.add_argument("--dump-during", action="store_true",
+                    help="the receiver's CPU with one -e on fw2 during replication (monitoring), both daemons")
     ap.add_argument("--kernel-filter", action="store_true",
                     help="compare Filter From Userspace and From Kernelspace (half the flows ignored)")
     args = ap.parse_args()
@@ -794,6 +896,9 @@ def main():
     ctsyncd = os.environ.get("CTSYNCD", f"{ROOT}/target/release/ctsyncd")
     if args.kernel_filter:
         kernel_filter_bench(args, ctsyncd)
+        return
+    if args.dump_during:
+        dump_during_bench(args, ctsyncd)
         return
     if not args.sizes:
         commit_gap_only(args, ctsyncd)

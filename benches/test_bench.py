@@ -38,5 +38,28 @@ class Medians(unittest.TestCase):
         self.assertEqual(bench.median([4, 1, 3, 2]), 2.5)
 
 
+class DumpDuring(unittest.TestCase):
+    def dump_run(self, daemon, cpu, children, lost=0):
+        return {"daemon": daemon, "n": 1000, "cpu_sender_s": 1.0, "cpu_receiver_s": cpu,
+                "cpu_receiver_children_s": children, "lag_s": 0.001, "lost": lost,
+                "dump_from": 500, "dump_lines": 510, "dump_s": 0.01}
+
+    def target(self, runs):
+        lines = bench.dump_table(runs, [1000], 1, 0, "test")
+        return next(line for line in lines if "issue-17 target" in line).split("|")[5].strip()
+
+    def test_a_forked_dump_childs_cpu_is_the_receivers(self):
+        # conntrackd's -e runs in a child: 20 ms in the daemon and 30 ms
+        # in its child is 50 µs an entry, and ctsyncd's 10 ms is a fifth
+        # of it (a third, were the child left out: over the 0.25 bound).
+        runs = [self.dump_run("ctsyncd", 0.010, 0.0), self.dump_run("conntrackd", 0.020, 0.030)]
+        self.assertEqual(self.target(runs), "0.20 yes")
+
+    def test_a_run_that_lost_entries_is_left_out_of_the_target(self):
+        runs = [self.dump_run("ctsyncd", 0.010, 0.0), self.dump_run("ctsyncd", 0.001, 0.0, lost=5),
+                self.dump_run("conntrackd", 0.050, 0.0)]
+        self.assertEqual(self.target(runs), "0.20 yes")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

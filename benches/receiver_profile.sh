@@ -7,6 +7,9 @@
 # fw-1 (the sender: kernel events in, datagrams out) instead.
 #
 #   N=5000 DUMP=0 BIN=target/release/ctsyncd benches/receiver_profile.sh
+#   SENDER=/usr/sbin/conntrackd N=5000 DUMP=0 benches/receiver_profile.sh
+#     (fw-1 runs conntrackd 1.4.7: ctsyncd receives conntrackd's protocol,
+#     as the backup of a pair being migrated)
 #
 # The flows are made one `conntrack -I` at a time, so they trickle in:
 # most datagrams carry one entry, and the event loop's share (one wake-up
@@ -20,6 +23,7 @@
 # Needs root, valgrind and conntrack(8).
 set -e
 BIN=${BIN:-target/release/ctsyncd}
+SENDER=${SENDER:-$BIN}
 OUT=${OUT:-/tmp/ctsyncd-receiver.callgrind}
 W=$(mktemp -d /tmp/ctsyncd-rprof.XXXXXX)
 N=${N:-5000}
@@ -49,9 +53,9 @@ EOC
 done
 VG="valgrind --tool=callgrind --callgrind-out-file=$OUT"
 if [ "${SIDE:-receiver}" = sender ]; then V1=$VG; V2=; else V1=; V2=$VG; fi
-ip netns exec $A $V1 $BIN -C $W/fw1/conf 2>$W/valgrind1.err & P1=$!
+ip netns exec $A $V1 $SENDER -C $W/fw1/conf 2>$W/valgrind1.err & P1=$!
 ip netns exec $B $V2 $BIN -C $W/fw2/conf 2>$W/valgrind2.err & P2=$!
-for t in $(seq 1 120); do $BIN -C $W/fw2/conf -s >/dev/null 2>&1 && $BIN -C $W/fw1/conf -s >/dev/null 2>&1 && break; sleep 0.5; done
+for t in $(seq 1 120); do $BIN -C $W/fw2/conf -s >/dev/null 2>&1 && $SENDER -C $W/fw1/conf -s >/dev/null 2>&1 && break; sleep 0.5; done
 echo up
 python3 - $A $N <<'EOP'
 import subprocess,sys

@@ -341,7 +341,7 @@ pub struct Channel {
     pub transport: Transport,
     pub default: bool,
     pub interface: IfName,
-    /// 0 = system default.
+    /// 0 = not set: the link's own default (`channel::open`, 4 MiB).
     pub snd_buffer: u32,
     pub rcv_buffer: u32,
     pub checksum: bool,

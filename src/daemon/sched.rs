@@ -20,7 +20,7 @@
 //! another thread waits for a CPU ([`others_waiting`]), so that the other
 //! processes get a turn: on two cores, the loop and the commit would
 //! otherwise hold both for the whole commit. A rest nobody waits for
-//! only makes the failover longer. `Scheduler { Type …;
+//! only makes the failover longer. `Scheduler { Type …
 //! Priority … }` overrides the default; failing to set it (no
 //! CAP_SYS_NICE, a container) is a warning, not a reason to stop.
 //!

@@ -227,6 +227,11 @@ impl Channels {
         Poll::Pending
     }
 
+    /// No link is a TCP stream (every link is read by [`Channels::try_recv`]).
+    pub fn datagrams_only(&self) -> bool {
+        self.links.iter().all(|l| matches!(l.io, Io::Udp { .. }))
+    }
+
     /// A datagram already queued on a UDP link, without waiting and
     /// without registering for readiness (None: nothing queued; TCP
     /// links are left to [`Channels::recv`]).

@@ -388,6 +388,12 @@ impl Node {
         self.commit.is_some()
     }
 
+    /// The peer speaks conntrackd's protocol: a datagram per kernel event
+    /// (see `daemon::replicator::peer_pacing`).
+    pub fn peer_sends_per_event(&self) -> bool {
+        self.engine.protocol() == crate::sync::Protocol::Conntrackd
+    }
+
     /// The configuration the node runs.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -40,6 +40,7 @@ use crate::time::Instant;
 use crate::wire::seal::{EPOCH_LEN, Sealer};
 
 mod clients;
+mod peer_pacing;
 mod reads;
 
 use clients::Client;
@@ -95,6 +96,9 @@ pub(crate) struct Replicator {
     timer_at: Option<Instant>,
     /// The last wait found something ready at once (the loop is busy).
     busy: bool,
+    /// The sync links' reads during a conntrackd peer's burst
+    /// (`peer_pacing`).
+    peer: peer_pacing::PeerPacing,
 }
 
 /// A channel's receiving end waited on as a stream: its listener is kept
@@ -107,6 +111,8 @@ enum Wake {
     /// The event socket has something to read (the next turn reads it).
     Kernel,
     Peer(usize, usize, SocketAddr),
+    /// A conntrackd peer's burst: the links' next read is due.
+    PeerTick,
     Tick,
     /// A kernel job finished or delivered a part (None: the worker died).
     Job(Option<Completion>),
@@ -178,6 +184,7 @@ impl Replicator {
             events_empty: false,
             gather: Deadline::new(),
             gathering: false,
+            peer: peer_pacing::PeerPacing::new(),
             timer: Deadline::new(),
             timer_at: None,
             busy: false,
@@ -316,6 +323,10 @@ impl Replicator {
                 Wake::Peer(link, n, from) => {
                     self.datagrams(ex, clock, (link, n, from)).await
                 }
+                Wake::PeerTick => {
+                    self.peer.tick_due();
+                    self.peer_turn(ex, clock).await
+                }
                 Wake::Tick => self.tick(ex, clock).await,
                 Wake::Job(Some(c)) => {
                     self.input(ex, clock, Input::Job(c)).await
@@ -376,6 +387,7 @@ impl Replicator {
             events_empty,
             gather,
             gathering,
+            peer: peer_pacing,
             ..
         } = self;
         let gathering = *gathering;
@@ -394,6 +406,10 @@ impl Replicator {
             Wake::Kernel
         };
         let peer = async {
+            if let Some(tick) = peer_pacing.pause() {
+                tick.fired().await;
+                return Wake::PeerTick;
+            }
             let (link, n, from) = channels.recv(rx_buf).await;
             Wake::Peer(link, n, from)
         };

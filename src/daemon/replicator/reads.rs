@@ -40,6 +40,12 @@ impl Replicator {
                 next = self.channels.try_recv(&mut self.rx_buf);
             }
         }
+        // Read empty (not stopped at the bound): when to read next.
+        if read < PEER_BATCH {
+            let per_event = self.node.peer_sends_per_event()
+                && self.channels.datagrams_only();
+            self.peer.drained(read, per_event, clock.now());
+        }
         false
     }
 

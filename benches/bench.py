@@ -725,14 +725,20 @@ def kernel_filter_bench(args, ctsyncd):
                 ratio = f"{med[1] / med[0]:.2f}" if med[0] else "–"
                 cells += [f"{med[0]:.2f}", f"{med[1]:.2f}", ratio]
             lines.append(f"| {n} | {label} | " + " | ".join(cells) + " |")
+    save_table(args.out, "bench-kernel-filter", lines, {"machine": machine, "runs": runs})
+
+
+def save_table(out, name, lines, data):
+    """Prints a table and writes it to out/name-<time>.md, the runs
+    behind it to out/name-<time>.json."""
     table = "\n".join(lines)
     print("\n" + table)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(f"{args.out}/bench-kernel-filter-{stamp}.md", "w") as f:
+    with open(f"{out}/{name}-{stamp}.md", "w") as f:
         f.write(table + "\n")
-    with open(f"{args.out}/bench-kernel-filter-{stamp}.json", "w") as f:
-        json.dump({"machine": machine, "runs": runs}, f, indent=1)
+    with open(f"{out}/{name}-{stamp}.json", "w") as f:
+        json.dump(data, f, indent=1)
 
 
 DUMP_ROWS = [
@@ -787,14 +793,8 @@ def dump_during_bench(args, ctsyncd):
                       f"from {r.get('dump_from')} in {r.get('dump_s', float('nan')):.2f}s, lag {1000 * r['lag_s']:.2f} ms "
                       f"lost {r['lost']}", flush=True)
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, kernel {os.uname().release}"
-    table = "\n".join(dump_table(runs, sizes, args.reps, args.loss, machine))
-    print("\n" + table)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(f"{args.out}/bench-dump-during-{stamp}.md", "w") as f:
-        f.write(table + "\n")
-    with open(f"{args.out}/bench-dump-during-{stamp}.json", "w") as f:
-        json.dump({"machine": machine, "runs": runs}, f, indent=1)
+    save_table(args.out, "bench-dump-during", dump_table(runs, sizes, args.reps, args.loss, machine),
+               {"machine": machine, "runs": runs})
 
 
 def commit_gap_bench(args, ctsyncd):
@@ -963,14 +963,8 @@ def main():
     lines += target_rows(runs, sizes, args.loss)
     if gap_runs:
         lines += commit_gap_target_rows(gap_runs, args.commit_gap)
-    table = "\n".join(lines)
-    print("\n" + table)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(f"{args.out}/bench-{stamp}.md", "w") as f:
-        f.write(table + "\n")
-    with open(f"{args.out}/bench-{stamp}.json", "w") as f:
-        json.dump({"machine": machine, "runs": runs, "binary_sizes": sizes_bin, "commit_gap_runs": gap_runs}, f, indent=1)
+    save_table(args.out, "bench", lines,
+               {"machine": machine, "runs": runs, "binary_sizes": sizes_bin, "commit_gap_runs": gap_runs})
 
 
 def commit_gap_only(args, ctsyncd):
@@ -982,14 +976,7 @@ def commit_gap_only(args, ctsyncd):
     lines[1] = f"Benchmark {time.strftime('%Y-%m-%d %H:%M')} on {machine}. " + lines[1]
     lines += ["", "| N | issue-17 target | ctsyncd | conntrackd 1.4.7 | met |", "|---:|---|---:|---:|---|"]
     lines += commit_gap_target_rows(runs, args.commit_gap)
-    table = "\n".join(lines[1:])
-    print("\n" + table)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(f"{args.out}/bench-commit-gap-{stamp}.md", "w") as f:
-        f.write(table + "\n")
-    with open(f"{args.out}/bench-commit-gap-{stamp}.json", "w") as f:
-        json.dump({"machine": machine, "runs": runs}, f, indent=1)
+    save_table(args.out, "bench-commit-gap", lines[1:], {"machine": machine, "runs": runs})
 
 
 if __name__ == "__main__":

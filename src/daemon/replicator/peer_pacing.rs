@@ -5,15 +5,17 @@
 //! second, each one a wake-up of the loop (the reactor's poll, a context
 //! switch, an `epoll_ctl` to re-arm, a read that finds the socket empty):
 //! as the backup of a conntrackd primary (a pair being migrated) ctsyncd
-//! took 31 µs of CPU per entry where conntrackd took 18, almost all of it
+//! took more CPU per entry than conntrackd's own backup, almost all of it
 //! waking up. During such a burst the links are read on a timer instead,
 //! by the event socket's rule (`kernel::pacing`): one wake-up per
 //! [`crate::kernel::pacing::GATHER`] serves every datagram that arrived
-//! meanwhile. Receiving 50 000 flows from conntrackd 1.4.7 (`make bench`'s
-//! mixed pair, two alternating runs each) took 0.64–0.80 s of CPU instead
-//! of 1.50–1.59 s, the lag after the last flow unchanged (0.35–0.45 ms
-//! against 0.39–0.56). A peer that speaks ctsyncd's protocol sends full datagrams,
-//! a millisecond or more apart in a burst, and its probes and answers are
+//! meanwhile. In `make bench`'s mixed pair (`results/wave25-2-*`) the
+//! backup of a conntrackd 1.4.7 took 12.85 µs per entry against
+//! conntrackd's own 16.30 (it took 30.75 against 18.00 in session 24's
+//! run), the lag after the last flow unchanged.
+//!
+//! A peer that speaks ctsyncd's protocol sends full datagrams, a
+//! millisecond or more apart in a burst, and its probes and answers are
 //! worth reading at once (a lost tail is repaired in round trips): its
 //! links are always read on readiness, and so is a TCP link (its stream
 //! is read on readiness only).

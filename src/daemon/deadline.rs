@@ -1,5 +1,6 @@
-//! The event loop's timers (the node's next deadline, the gather pause of
-//! the event socket): each a `timerfd` waited on like any socket.
+//! The event loop's timers (the node's next deadline, the pauses of the
+//! event socket's and a conntrackd peer's reads during a burst): each a
+//! `timerfd` waited on like any socket.
 //!
 //! async-io's timers live in a map its reactor splits and merges on every
 //! poll (about 700 instructions each time, two polls per wake-up: a
@@ -124,6 +125,47 @@ impl Deadline {
     }
 }
 
+/// A pause of one input's reads during a burst (the event socket's
+/// gather; a conntrackd peer's datagrams, `replicator::peer_pacing`): the
+/// loop waits for this timer instead of the input's readiness, and reads
+/// it when the timer fires. When to pause is `kernel::pacing`'s rule.
+pub(crate) struct ReadPause {
+    timer: Deadline,
+    on: bool,
+}
+
+impl ReadPause {
+    pub(crate) fn new() -> ReadPause {
+        ReadPause {
+            timer: Deadline::new(),
+            on: false,
+        }
+    }
+
+    /// The input is next read `pause` from now, not on readiness.
+    pub(crate) fn start(&mut self, pause: Duration) {
+        self.timer.set_after(pause);
+        self.on = true;
+    }
+
+    /// A pause is under way.
+    pub(crate) fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The timer to wait for instead of the input's readiness, while a
+    /// pause is under way.
+    pub(crate) fn timer(&mut self) -> Option<&mut Deadline> {
+        self.on.then_some(&mut self.timer)
+    }
+
+    /// The pause is over (its timer fired, or the rule ended it): the
+    /// input is read now, then on readiness unless a pause starts again.
+    pub(crate) fn end(&mut self) {
+        self.on = false;
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -148,6 +190,21 @@ mod test {
             let t2 = Instant::now();
             d.fired().await;
             assert!(t2.elapsed() < Duration::from_secs(1));
+        });
+    }
+
+    #[test]
+    fn a_read_pause_offers_its_timer_only_while_under_way() {
+        smol::block_on(async {
+            let mut p = ReadPause::new();
+            assert!(!p.is_on() && p.timer().is_none());
+            let t0 = Instant::now();
+            p.start(Duration::from_millis(20));
+            assert!(p.is_on());
+            p.timer().expect("under way").fired().await;
+            assert!(t0.elapsed() >= Duration::from_millis(20));
+            p.end();
+            assert!(!p.is_on() && p.timer().is_none());
         });
     }
 }

@@ -25,7 +25,7 @@ use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt as _};
 use smol::stream::StreamExt as _;
 
-use super::deadline::Deadline;
+use super::deadline::{Deadline, ReadPause};
 use super::kernel::{self, Events};
 use super::keyfile;
 use super::reply_budget::{REPLY_BUDGET, ReplyBudget};
@@ -79,14 +79,13 @@ pub(crate) struct Replicator {
     /// median of 97 times in a burst of 30 000 events instead of 248, and
     /// the lossy bench's sender took 7 % less CPU
     /// (`results/wave12-1-gather.md`).
-    gather: Deadline,
-    /// A gather pause is under way: the event socket is read when `gather`
-    /// fires, and until then the node's deadlines wait too (those due run
-    /// between a burst's reads), as the burst's next events would
+    ///
+    /// While it is under way the node's deadlines wait too (those due
+    /// run between a burst's reads), as the burst's next events would
     /// otherwise find its datagram just sent and a probe after it (a
-    /// blocking pause held them by holding the whole loop).
-    /// The sync link and the control socket are served meanwhile.
-    gathering: bool,
+    /// blocking pause held them by holding the whole loop). The sync link
+    /// and the control socket are served meanwhile.
+    gather: ReadPause,
     /// One timer for the node's next deadline, moved only when the
     /// deadline comes earlier (a new timer per turn cost the reactor a
     /// timer insertion and removal every time).
@@ -182,8 +181,7 @@ impl Replicator {
             next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
             events_empty: false,
-            gather: Deadline::new(),
-            gathering: false,
+            gather: ReadPause::new(),
             peer: peer_pacing::PeerPacing::new(),
             timer: Deadline::new(),
             timer_at: None,
@@ -245,7 +243,7 @@ impl Replicator {
             // before it fills the socket's buffer, not after a backlog of
             // datagrams and requests. (Not again right after a read that
             // found it empty: that would cost a system call per event.)
-            if !self.events_empty && !self.gathering {
+            if !self.events_empty && !self.gather.is_on() {
                 if self.drain_kernel(ex, clock).await {
                     break;
                 }
@@ -256,8 +254,7 @@ impl Replicator {
                     .then(|| self.events.socket.drained(clock.now()));
                 match drained {
                     Some(AfterDrain::Pause(pause)) => {
-                        self.gather.set_after(pause);
-                        self.gathering = true;
+                        self.gather.start(pause);
                         // The node's deadlines wait out a pause, but not
                         // a whole burst of pauses: those due run between
                         // reads (the burst's transmit rule is not among
@@ -317,7 +314,7 @@ impl Replicator {
                     // The pause is over or the socket became readable:
                     // the next turn reads.
                     self.events_empty = false;
-                    self.gathering = false;
+                    self.gather.end();
                     false
                 }
                 Wake::Peer(link, n, from) => {
@@ -386,19 +383,18 @@ impl Replicator {
             timer,
             events_empty,
             gather,
-            gathering,
             peer: peer_pacing,
             ..
         } = self;
-        let gathering = *gathering;
+        let gathering = gather.is_on();
         // The channels as streams (see `run`).
         let control = async { Wake::Control(rx.next().await) };
         // The turn began by reading the event socket: wait until it has
         // more (without a read that finds it empty each turn), or come
         // back at once when that read stopped at EventIterationLimit.
         let kernel = async {
-            if gathering {
-                gather.fired().await;
+            if let Some(pause) = gather.timer() {
+                pause.fired().await;
             } else if *events_empty {
                 // An error is the next read's to report.
                 let _ = events.socket.readable().await;

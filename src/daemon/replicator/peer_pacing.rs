@@ -20,23 +20,20 @@
 //! links are always read on readiness, and so is a TCP link (its stream
 //! is read on readiness only).
 
-use crate::daemon::deadline::Deadline;
+use crate::daemon::deadline::{Deadline, ReadPause};
 use crate::kernel::pacing::{AfterDrain, ReadPacing};
 use crate::time::Instant;
 
 pub(crate) struct PeerPacing {
     reads: ReadPacing,
-    tick: Deadline,
-    /// A pause is under way: the links are read when `tick` fires.
-    paused: bool,
+    pause: ReadPause,
 }
 
 impl PeerPacing {
     pub(crate) fn new() -> PeerPacing {
         PeerPacing {
             reads: ReadPacing::default(),
-            tick: Deadline::new(),
-            paused: false,
+            pause: ReadPause::new(),
         }
     }
 
@@ -49,7 +46,7 @@ impl PeerPacing {
         per_event: bool,
         now: Instant,
     ) {
-        self.paused = false;
+        self.pause.end();
         if !per_event {
             return;
         }
@@ -57,20 +54,19 @@ impl PeerPacing {
             self.reads.read();
         }
         if let AfterDrain::Pause(p) = self.reads.drained(now) {
-            self.tick.set_after(p);
-            self.paused = true;
+            self.pause.start(p);
         }
     }
 
     /// The timer to wait for instead of the links' readiness, during a
     /// pause.
     pub(crate) fn pause(&mut self) -> Option<&mut Deadline> {
-        self.paused.then_some(&mut self.tick)
+        self.pause.timer()
     }
 
     /// The pause is over: the links are read now.
     pub(crate) fn tick_due(&mut self) {
-        self.paused = false;
+        self.pause.end();
     }
 }
 

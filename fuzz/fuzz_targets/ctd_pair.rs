@@ -10,24 +10,21 @@
 
 mod pair;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use ctsyncd::model::Mode;
 use ctsyncd::sync::ctd::{CtdEngine, Params};
-use ctsyncd::sync::{Key, MapSource};
+use ctsyncd::sync::Key;
 use ctsyncd::time::Instant;
 use ctsyncd::wire::ctd::Options;
-use pair::{Input, Peer};
+use pair::{Ends, Input, Peer};
 
 const QUEUE: usize = 64;
 const IN_FLIGHT: usize = 32;
 
 struct Side {
     engine: CtdEngine,
-    internal: MapSource,
-    external: MapSource,
-    out: VecDeque<Vec<u8>>,
+    ends: Ends,
     link_full: u64,
 }
 
@@ -45,25 +42,15 @@ impl Side {
         };
         Side {
             engine: CtdEngine::new(p, Instant::from_micros(0)),
-            internal: MapSource::default(),
-            external: MapSource::default(),
-            out: VecDeque::new(),
+            ends: Ends::default(),
             link_full: 0,
         }
     }
 }
 
 impl Peer for Side {
-    fn out(&mut self) -> &mut VecDeque<Vec<u8>> {
-        &mut self.out
-    }
-
-    fn internal(&mut self) -> &mut MapSource {
-        &mut self.internal
-    }
-
-    fn external(&self) -> &MapSource {
-        &self.external
+    fn ends(&mut self) -> &mut Ends {
+        &mut self.ends
     }
 
     fn change(&mut self, key: Key, exists: bool) {
@@ -72,12 +59,12 @@ impl Peer for Side {
 
     fn step(&mut self, now: Instant) {
         if self.engine.poll_at() <= now {
-            self.engine.handle_timeout(now, &self.internal);
+            self.engine.handle_timeout(now, &self.ends.internal);
         }
         let mut buf = [0u8; 1472];
-        while let Some(n) = self.engine.poll_transmit(now, &self.internal, &mut buf) {
-            if self.out.len() < IN_FLIGHT {
-                self.out.push_back(buf[..n].to_vec());
+        while let Some(n) = self.engine.poll_transmit(now, &self.ends.internal, &mut buf) {
+            if self.ends.out.len() < IN_FLIGHT {
+                self.ends.out.push_back(buf[..n].to_vec());
             } else {
                 self.link_full += 1;
             }
@@ -85,9 +72,9 @@ impl Peer for Side {
     }
 
     fn receive(&mut self, now: Instant, d: &[u8]) {
-        let _ = self.engine.recv(now, d, &self.internal);
+        let _ = self.engine.recv(now, d, &self.ends.internal);
         while let Some(a) = self.engine.pop_apply() {
-            self.external.apply(a);
+            self.ends.external.apply(a);
         }
     }
 
@@ -105,7 +92,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let forged = pair::run(&mut input, &mut a, &mut b, |input, now, from, to| {
         let pos = usize::from(input.byte());
         let x = input.byte();
-        if let Some(mut d) = from.out.front().cloned() {
+        if let Some(mut d) = from.ends.out.front().cloned() {
             let i = pos % d.len();
             d[i] ^= x;
             to.receive(now, &d);
@@ -122,7 +109,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let restarts = a.engine.stats().peer_restarts + b.engine.stats().peer_restarts;
     if !forged && dropped == 0 && restarts == 0 {
         assert_eq!(
-            b.external.cts, a.internal.cts,
+            b.ends.external.cts, a.ends.internal.cts,
             "B did not converge after the link healed; A {:?}, B {:?}",
             a.engine.stats(),
             b.engine.stats()

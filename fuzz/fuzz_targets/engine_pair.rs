@@ -11,14 +11,13 @@
 
 mod pair;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use ctsyncd::config::Mode;
-use ctsyncd::sync::{Engine, Key, MapSource, Params};
+use ctsyncd::sync::{Engine, Key, Params};
 use ctsyncd::time::Instant;
 use ctsyncd::wire;
-use pair::{Input, Peer};
+use pair::{Ends, Input, Peer};
 
 const A_SESSION: u32 = 100;
 const B_SESSION: u32 = 200;
@@ -29,9 +28,7 @@ const IN_FLIGHT: usize = 32;
 
 struct Side {
     engine: Engine,
-    internal: MapSource,
-    external: MapSource,
-    out: VecDeque<Vec<u8>>,
+    ends: Ends,
     /// The header of the last datagram it sent (session, first number).
     last_header: Option<(u32, u32)>,
     link_full: u64,
@@ -52,9 +49,7 @@ impl Side {
         };
         Side {
             engine: Engine::new(p, Instant::from_micros(0)),
-            internal: MapSource::default(),
-            external: MapSource::default(),
-            out: VecDeque::new(),
+            ends: Ends::default(),
             last_header: None,
             link_full: 0,
             session,
@@ -63,16 +58,8 @@ impl Side {
 }
 
 impl Peer for Side {
-    fn out(&mut self) -> &mut VecDeque<Vec<u8>> {
-        &mut self.out
-    }
-
-    fn internal(&mut self) -> &mut MapSource {
-        &mut self.internal
-    }
-
-    fn external(&self) -> &MapSource {
-        &self.external
+    fn ends(&mut self) -> &mut Ends {
+        &mut self.ends
     }
 
     fn change(&mut self, key: Key, exists: bool) {
@@ -81,16 +68,16 @@ impl Peer for Side {
 
     fn step(&mut self, now: Instant) {
         if self.engine.poll_at() <= now {
-            self.engine.handle_timeout(now, &self.internal);
+            self.engine.handle_timeout(now, &self.ends.internal);
         }
         let mut buf = [0u8; 1472];
-        while let Some(n) = self.engine.poll_transmit(now, &self.internal, &mut buf) {
+        while let Some(n) = self.engine.poll_transmit(now, &self.ends.internal, &mut buf) {
             let d = buf[..n].to_vec();
             if let Ok((h, _)) = wire::read(&d) {
                 self.last_header = Some((h.session, h.first_seq.0));
             }
-            if self.out.len() < IN_FLIGHT {
-                self.out.push_back(d);
+            if self.ends.out.len() < IN_FLIGHT {
+                self.ends.out.push_back(d);
             } else {
                 self.link_full += 1;
             }
@@ -99,9 +86,9 @@ impl Peer for Side {
 
     fn receive(&mut self, now: Instant, d: &[u8]) {
         // A refusal is counted by the engine; only a panic is a finding.
-        let _ = self.engine.recv(now, 1, d, &self.internal);
+        let _ = self.engine.recv(now, 1, d, &self.ends.internal);
         while let Some(a) = self.engine.pop_apply() {
-            self.external.apply(a);
+            self.ends.external.apply(a);
         }
     }
 
@@ -145,7 +132,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     if !forged && dropped == 0 {
         assert_eq!(
-            b.external.cts, a.internal.cts,
+            b.ends.external.cts, a.ends.internal.cts,
             "B did not converge after the link healed; A {:?}, B {:?}",
             a.engine.stats(),
             b.engine.stats()

@@ -14,14 +14,20 @@ pub const MAX_OPS: usize = 400;
 const HEAL_US: u64 = 60_000_000;
 const HEAL_STEPS: usize = 200_000;
 
+/// What the driver moves and compares of a side, whatever its engine.
+#[derive(Default)]
+pub struct Ends {
+    /// Datagrams it sent, not yet delivered.
+    pub out: VecDeque<Vec<u8>>,
+    /// What it sends from (A's entries; B's is empty).
+    pub internal: MapSource,
+    /// What it applied from its peer.
+    pub external: MapSource,
+}
+
 /// One side of the pair, as the driver needs it.
 pub trait Peer {
-    /// Datagrams it sent, not yet delivered.
-    fn out(&mut self) -> &mut VecDeque<Vec<u8>>;
-    /// What it sends from (A's entries; B's is empty).
-    fn internal(&mut self) -> &mut MapSource;
-    /// What it applied from its peer.
-    fn external(&self) -> &MapSource;
+    fn ends(&mut self) -> &mut Ends;
     /// A local change of `key`'s entry (true: it exists now).
     fn change(&mut self, key: ctsyncd::sync::Key, exists: bool);
     /// Runs due timers and queues whatever the engine sends now.
@@ -91,38 +97,38 @@ pub fn run<P: Peer>(
                 let c = ct(port, u32::from(how));
                 let key = ctsyncd::wire::ct_key_of(&c);
                 if how & 1 == 1 {
-                    a.internal().cts.remove(&key);
+                    a.ends().internal.cts.remove(&key);
                     a.change(ctsyncd::sync::Key::Ct(key), false);
                 } else {
-                    a.internal().cts.insert(key.clone(), c);
+                    a.ends().internal.cts.insert(key.clone(), c);
                     a.change(ctsyncd::sync::Key::Ct(key), true);
                 }
             }
             1 => {
-                if let Some(d) = a.out().pop_front() {
+                if let Some(d) = a.ends().out.pop_front() {
                     b.receive(now, &d);
                 }
             }
             2 => {
-                a.out().pop_front();
+                a.ends().out.pop_front();
             }
             3 => {
-                if let Some(d) = b.out().pop_front() {
+                if let Some(d) = b.ends().out.pop_front() {
                     a.receive(now, &d);
                 }
             }
             4 => {
-                b.out().pop_front();
+                b.ends().out.pop_front();
             }
             5 => now_us += u64::from(input.byte()) * 50 + 1,
             6 => {
-                if let Some(d) = a.out().front().cloned() {
+                if let Some(d) = a.ends().out.front().cloned() {
                     b.receive(now, &d);
                 }
             }
             7 => {
-                if a.out().len() >= 2 {
-                    a.out().swap(0, 1);
+                if a.ends().out.len() >= 2 {
+                    a.ends().out.swap(0, 1);
                 }
             }
             8 | 9 => {
@@ -142,16 +148,16 @@ pub fn run<P: Peer>(
 
     for _ in 0..HEAL_STEPS {
         let now = Instant::from_micros(now_us);
-        while let Some(d) = a.out().pop_front() {
+        while let Some(d) = a.ends().out.pop_front() {
             b.receive(now, &d);
         }
-        while let Some(d) = b.out().pop_front() {
+        while let Some(d) = b.ends().out.pop_front() {
             a.receive(now, &d);
         }
         a.step(now);
         b.step(now);
-        let converged = b.external().cts == a.internal().cts;
-        let idle = a.out().is_empty() && b.out().is_empty();
+        let converged = b.ends().external.cts == a.ends().internal.cts;
+        let idle = a.ends().out.is_empty() && b.ends().out.is_empty();
         if (converged && idle) || now_us > HEAL_US {
             break;
         }

@@ -48,6 +48,11 @@ pub mod status {
     pub const FIXED_TIMEOUT: u32 = 1 << 10;
     pub const HELPER: u32 = 1 << 13;
     pub const OFFLOAD: u32 = 1 << 14;
+    pub const HW_OFFLOAD: u32 = 1 << 15;
+    /// In a flowtable (software or hardware): its packets bypass
+    /// conntrack, and the kernel holds its timeout at a placeholder (about
+    /// a day, renewed) until the flow leaves the flowtable.
+    pub const OFFLOADED: u32 = OFFLOAD | HW_OFFLOAD;
 }
 
 /// `IP_CT_TCP_FLAG_*` (nf_conntrack_tcp.h).

@@ -34,8 +34,6 @@ pub struct CommitRules {
 /// Timeout used when the estimate is not positive or unknown.
 pub const FALLBACK_TIMEOUT: u32 = 60;
 
-const OFFLOAD_BITS: u32 = status::OFFLOAD | (1 << 15);
-
 fn timeout(reported: Option<u32>, age_secs: u32, rules: &CommitRules) -> u32 {
     rules.commit_timeout.unwrap_or_else(|| {
         match reported.map(|t| t.saturating_sub(age_secs)) {
@@ -63,7 +61,7 @@ pub fn prepare_in_place(
     rules: &CommitRules,
 ) {
     out.status = (out.status | status::CONFIRMED)
-        & !(status::EXPECTED | status::DYING | OFFLOAD_BITS);
+        & !(status::EXPECTED | status::DYING | status::OFFLOADED);
     out.timeout = Some(timeout(out.timeout, age_secs, rules));
     if let ProtoInfo::Tcp {
         flags_orig,
@@ -336,7 +334,7 @@ mod test {
         c.status = status::EXPECTED
             | status::SEEN_REPLY
             | status::ASSURED
-            | status::OFFLOAD;
+            | status::OFFLOADED;
         c.timeout = Some(100);
         c.proto_info = ProtoInfo::Tcp {
             state: 3,

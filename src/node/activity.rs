@@ -11,12 +11,24 @@
 //! restores them in the first stage. The bytes this costs are bounded by
 //! [`ACTIVE_MAX`] entries per scan; flows that had an event since the last
 //! scan are recent at the peer already and are not sent again.
+//!
+//! A flow in a flowtable (`IPS_OFFLOAD`: software or hardware flow
+//! offloading, which routers turn on for their busiest flows) shows no
+//! refresh: its packets bypass conntrack, and the kernel holds its
+//! timeout at a placeholder of about a day. A TCP stream's placeholder is
+//! below what its ESTABLISHED timeout (five days) counted down to, so by
+//! timeouts alone it looked idle for as long as it was offloaded. The
+//! flowtable lets a flow go after it carried no packet for its own
+//! timeout (`nf_flowtable_*_timeout`, 30 s by default), so one still in
+//! it is active, and counts as refreshed at the scan. Among flows equally
+//! recent, those the peer heard of longest ago go first: with more
+//! candidates than [`ACTIVE_MAX`] each is sent in its turn.
 
 use std::time::Duration;
 
 use super::Node;
 use crate::kernel::codec::{Kind, Object};
-use crate::model::{Conntrack, Mode};
+use crate::model::{Conntrack, Mode, status};
 use crate::time::Instant;
 use crate::wire::ct_key_of;
 
@@ -75,14 +87,18 @@ pub(super) fn quiet_secs(
         .then(|| cached_timeout.saturating_sub(dumped_timeout))
 }
 
-/// A flow a scan found refreshed: seconds since its last packet, when its
-/// part of the dump was read, and the flow as dumped.
-type Candidate = (u32, Instant, Conntrack);
+/// A flow a scan found refreshed: seconds since its last packet, when the
+/// peer was last sent it, when its part of the dump was read, and the flow
+/// as dumped.
+type Candidate = (u32, Instant, Instant, Conntrack);
 
-/// Keeps the `ACTIVE_MAX` most recently active (fewest quiet seconds).
+/// Keeps the `ACTIVE_MAX` most recently active (fewest quiet seconds;
+/// among equals, the peer's oldest news first).
 fn keep_most_recent(c: &mut Vec<Candidate>) {
     if c.len() > ACTIVE_MAX {
-        c.select_nth_unstable_by_key(ACTIVE_MAX - 1, |(q, _, _)| *q);
+        c.select_nth_unstable_by_key(ACTIVE_MAX - 1, |(q, sent, _, _)| {
+            (*q, *sent)
+        });
         c.truncate(ACTIVE_MAX);
     }
 }
@@ -134,8 +150,13 @@ impl Node {
             let Some(cached) = e.value.timeout else {
                 continue;
             };
-            if let Some(q) = quiet_secs(cached, e.updated, dumped, now) {
-                found.push((q, now, ct));
+            let quiet = if ct.status & status::OFFLOADED != 0 {
+                Some(0)
+            } else {
+                quiet_secs(cached, e.updated, dumped, now)
+            };
+            if let Some(q) = quiet {
+                found.push((q, e.updated, now, ct));
                 if found.len() >= 4 * ACTIVE_MAX {
                     keep_most_recent(&mut found);
                 }
@@ -148,7 +169,7 @@ impl Node {
         keep_most_recent(&mut found);
         self.counters.activity_scans += 1;
         self.counters.activity_resent += found.len() as u64;
-        for (_, seen_at, ct) in found {
+        for (_, _, seen_at, ct) in found {
             // An event since its part was read (a DESTROY above all) is
             // newer than the dump: sending the dumped state would bring
             // back a flow the kernel ended.
@@ -341,9 +362,77 @@ mod test {
             l4: crate::model::L4::Ports { src: 1, dst: 2 },
         });
         let mut v: Vec<Candidate> =
-            (0..1000).rev().map(|q| (q, T0, ct.clone())).collect();
+            (0..1000).rev().map(|q| (q, T0, T0, ct.clone())).collect();
         keep_most_recent(&mut v);
         assert_eq!(v.len(), ACTIVE_MAX);
-        assert!(v.iter().all(|(q, _, _)| (*q as usize) < ACTIVE_MAX));
+        assert!(v.iter().all(|(q, _, _, _)| (*q as usize) < ACTIVE_MAX));
+        // Equally quiet: the peer's oldest news first.
+        let at = |s: u64| T0 + Duration::from_secs(s);
+        let mut v: Vec<Candidate> =
+            (0..1000).map(|s| (0, at(s), T0, ct.clone())).collect();
+        keep_most_recent(&mut v);
+        assert!(v.iter().all(|(_, sent, _, _)| *sent < at(256)));
+    }
+
+    /// A TCP stream in a flowtable: the kernel shows its timeout at the
+    /// flowtable's placeholder (a day), below what the ESTABLISHED event's
+    /// five days counted down to.
+    fn stream(port: u16, timeout: u32, offloaded: bool) -> Conntrack {
+        let mut c = flow(port, timeout);
+        c.orig.proto = 6;
+        c.reply = Some(c.orig.inverse());
+        c.status = status::SEEN_REPLY | status::ASSURED;
+        if offloaded {
+            c.status |= status::OFFLOAD;
+        }
+        c
+    }
+
+    /// Offloaded, a busy stream is sent again at every scan, with the
+    /// timeout of its last real state, not the placeholder; once the
+    /// flowtable let it go (idle 30 s: the kernel put its own timeout
+    /// back, minus those 30 s) it is not.
+    #[test]
+    fn a_stream_in_a_flowtable_counts_as_active() {
+        let t = |s: u64| T0 + Duration::from_secs(s);
+        let est = 432_000;
+        let mut n = node();
+        dumped(&mut n, T0, STARTUP, &[stream(1, est, false)]);
+        let scan = Purpose::ActivityScan;
+        for at in [10, 20, 30] {
+            assert_eq!(scans(&mut n, t(at)), 1);
+            let day = 86_400 - at as u32;
+            let sent = dumped(&mut n, t(at), scan, &[stream(1, day, true)]);
+            assert_eq!(sent, 1, "scan at {at} s");
+            let e = n.internal_ct.get(&ct_key_of(&stream(1, 0, true))).unwrap();
+            assert_eq!((e.value.timeout, e.updated), (Some(est), t(at)));
+            assert_ne!(e.value.status & status::OFFLOAD, 0);
+        }
+        assert_eq!(scans(&mut n, t(40)), 1);
+        let torn_down = stream(1, est - 30, false);
+        assert_eq!(dumped(&mut n, t(40), scan, &[torn_down]), 0);
+        assert_eq!(n.counters.activity_resent, 3);
+    }
+
+    /// More offloaded flows than one scan sends: the next scan sends
+    /// those the last one left out first.
+    #[test]
+    fn offloaded_flows_take_their_turns() {
+        let t = |s: u64| T0 + Duration::from_secs(s);
+        let mut n = node();
+        let flows = |timeout, offloaded| -> Vec<Conntrack> {
+            (1..=300).map(|p| stream(p, timeout, offloaded)).collect()
+        };
+        dumped(&mut n, T0, STARTUP, &flows(432_000, false));
+        let scan = Purpose::ActivityScan;
+        assert_eq!(scans(&mut n, t(10)), 1);
+        assert_eq!(dumped(&mut n, t(10), scan, &flows(86_390, true)), 256);
+        assert_eq!(scans(&mut n, t(20)), 1);
+        assert_eq!(dumped(&mut n, t(20), scan, &flows(86_380, true)), 256);
+        let unsent = flows(0, true)
+            .iter()
+            .filter(|c| n.internal_ct.get(&ct_key_of(c)).unwrap().updated == T0)
+            .count();
+        assert_eq!(unsent, 0, "every flow was sent in two scans");
     }
 }

@@ -10,7 +10,7 @@ use crate::config::OverrunResync;
 use crate::filter;
 use crate::kernel::codec::{Kind, Message, Object};
 use crate::kernel::origin::Origin;
-use crate::model::{Conntrack, Expect, ProtoInfo};
+use crate::model::{Conntrack, Expect, ProtoInfo, status};
 use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
@@ -189,7 +189,21 @@ impl Node {
                     }
                     ct.helper = ct.helper.take().or_else(|| old.helper.clone());
                     ct.master = ct.master.or(old.master);
-                    ct.timeout = ct.timeout.or(old.timeout);
+                    ct.timeout = if ct.status & status::OFFLOADED != 0 {
+                        // In a flowtable the kernel holds the timeout at
+                        // a placeholder (about a day, renewed) that says
+                        // nothing of the flow's packets, and puts the
+                        // protocol's own back when the flow leaves it.
+                        // The cache keeps what the last real state said:
+                        // what a packet sets, and an offloaded flow
+                        // carried one lately. Committed with the
+                        // placeholder, a UDP flow that ended would stay a
+                        // day on the new primary, and a TCP one would get
+                        // a day instead of its five.
+                        old.timeout.or(ct.timeout)
+                    } else {
+                        ct.timeout.or(old.timeout)
+                    };
                     ct.labels = ct.labels.or(old.labels);
                     ct.seq_adj = ct.seq_adj.or(old.seq_adj);
                     // Polling: a dumped entry that did not change is not news.

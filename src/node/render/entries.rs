@@ -183,7 +183,13 @@ fn ct_line_into(
             field(s, "bytes=", c.reply_bytes);
         }
     }
-    if ct.status & status::ASSURED != 0 {
+    // One word, as libnetfilter_conntrack 1.0.9 (conntrackd 1.4.7's)
+    // writes it: an offloaded flow's flowtable stands for its ASSURED.
+    if ct.status & status::HW_OFFLOAD != 0 {
+        s.push_str("[HW_OFFLOAD] ");
+    } else if ct.status & status::OFFLOAD != 0 {
+        s.push_str("[OFFLOAD] ");
+    } else if ct.status & status::ASSURED != 0 {
         s.push_str("[ASSURED] ");
     }
     if ct.mark != 0 || mark_always {

@@ -208,3 +208,32 @@ fn a_plain_part_is_the_lines_with_their_times() {
         assert_eq!(got, want);
     }
 }
+
+/// An offloaded flow's word stands where ASSURED would, hardware before
+/// software, as libnetfilter_conntrack 1.0.9 writes them.
+#[test]
+fn an_offloaded_flow_says_so_instead_of_assured() {
+    let tcp = samples().remove(0);
+    let word = |status| {
+        let mut c = tcp.clone();
+        c.status = status;
+        let line = ct_line(&c, false);
+        let words: Vec<&str> =
+            line.split(' ').filter(|w| w.starts_with('[')).collect();
+        words.join(" ")
+    };
+    let assured = status::SEEN_REPLY | status::ASSURED;
+    assert_eq!(word(assured), "[ASSURED]");
+    assert_eq!(word(assured | status::OFFLOAD), "[OFFLOAD]");
+    assert_eq!(word(assured | status::OFFLOADED), "[HW_OFFLOAD]");
+    assert_eq!(
+        ct_line(&tcp, false).replace("[ASSURED]", "[OFFLOAD]"),
+        ct_line(
+            &Conntrack {
+                status: assured | status::OFFLOAD,
+                ..tcp.clone()
+            },
+            false
+        )
+    );
+}

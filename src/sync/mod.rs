@@ -183,6 +183,12 @@ pub struct Stats {
     /// Messages resent because an answered probe showed them missing
     /// (their NACK was lost).
     pub tail_resent: u64,
+    /// FT-FW: states sent while no peer was heard that the resend queue
+    /// did not keep (past `ftfw::SILENT_HOLD`): the bulk update at the
+    /// peer's return carries them.
+    pub given_up_silent: u64,
+    /// Bulk updates sent to a peer heard again after that.
+    pub bulks_on_return: u64,
 }
 
 /// FT-FW's measured round trip to its peer (smoothed, RFC 6298's
@@ -495,11 +501,12 @@ impl Engine {
             return None;
         };
         let mode = self.mode.get_mut();
-        let msgs =
-            self.tx
-                .fill(&mut w, src, &mut self.stats, |seq, what, stats| {
-                    mode.sent(seq, what, now, stats)
-                });
+        let msgs = self.tx.fill(
+            &mut w,
+            src,
+            &mut self.stats,
+            |seq, what, gone, stats| mode.sent(seq, what, gone, now, stats),
+        );
         if msgs == 0 {
             return None;
         }

@@ -59,8 +59,23 @@ pub(crate) trait SyncMode {
     /// likely end of a burst. What it sends at `now` follows the call.
     fn paused(&mut self, _now: Instant) {}
 
-    /// Data message `seq` went out at `now`.
-    fn sent(&mut self, _seq: Seq, _what: Sent, _now: Instant, _: &mut Stats) {}
+    /// Data message `seq` went out at `now` (`gone`: a DEL, the key's
+    /// entry is no longer cached).
+    fn sent(
+        &mut self,
+        _seq: Seq,
+        _what: Sent,
+        _gone: bool,
+        _now: Instant,
+        _: &mut Stats,
+    ) {
+    }
+
+    /// Whether the peer, heard again, is owed a bulk update: what was
+    /// sent while it was silent was not kept for it (asked once).
+    fn take_owed_bulk(&mut self) -> bool {
+        false
+    }
 
     /// `peer` proved its session (a [`Msg::Response`]): resume its
     /// tracking at `from`, the oldest number it can resend, or at the

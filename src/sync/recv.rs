@@ -72,6 +72,7 @@ impl Engine {
         if proven {
             self.handshake.received(header.flags);
             self.mode.get_mut().heard(now, peer, session);
+            self.bulk_if_owed(src);
         }
         let out_of_window = self.stats.out_of_window;
         let mut seq = header.first_seq;
@@ -212,6 +213,7 @@ impl Engine {
             self.mode.get_mut().peer_restarted();
             self.tx.forget_reports();
         }
+        self.bulk_if_owed(src);
         // Sealed, what the session said before its proof is not applied.
         let first_held = match self.sealing {
             Some(_) => None,
@@ -354,6 +356,16 @@ impl Engine {
         let report = self.sealing.as_mut().and_then(|s| s.report.note(now, e));
         if let Some(r) = report {
             report_refused(r);
+        }
+    }
+
+    /// A peer heard again after a silence during which the resend queue
+    /// gave up what it sent (`ftfw::SILENT_HOLD`) gets the whole cache.
+    fn bulk_if_owed(&mut self, src: &dyn Source) {
+        if self.mode.get_mut().take_owed_bulk() {
+            self.stats.bulks_on_return += 1;
+            log::info!("peer heard again after a silence: sending bulk update");
+            self.bulk(src);
         }
     }
 

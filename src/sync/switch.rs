@@ -565,6 +565,8 @@ fn add(a: &mut Stats, b: &Stats) {
         answers_held,
         probes_sent,
         tail_resent,
+        given_up_silent,
+        bulks_on_return,
     } = b;
     a.datagrams_sent += datagrams_sent;
     a.datagrams_recv += datagrams_recv;
@@ -593,4 +595,6 @@ fn add(a: &mut Stats, b: &Stats) {
     a.answers_held += answers_held;
     a.probes_sent += probes_sent;
     a.tail_resent += tail_resent;
+    a.given_up_silent += given_up_silent;
+    a.bulks_on_return += bulks_on_return;
 }

@@ -37,6 +37,15 @@ pub(super) fn engines(
     (ea, eb)
 }
 
+/// `a` hears `b` (an ALIVE of `b`'s next number, as peer 1). A session
+/// is heard as it proves itself, which [`Engine::trust`] skips: a sender
+/// that never heard its peer treats it as silent (`ftfw::SILENT_HOLD`).
+pub(super) fn hears(a: &mut Engine, b: &Engine, now: Instant) {
+    let next = b.tx.next_seq();
+    let d = datagram_from(b.p.session, next.0, &[Msg::Alive { next }]);
+    a.recv(now, 1, &d, &MapSource::default()).unwrap();
+}
+
 pub(super) fn ct(port: u16) -> Conntrack {
     let mut c = Conntrack::new(Tuple {
         src: "10.0.0.1".parse().unwrap(),

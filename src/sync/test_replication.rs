@@ -5,7 +5,7 @@
 //! a drained burst's memory back, and a resync request is answered with
 //! a bulk.
 
-use super::test::{ct, engines, key, params, pump};
+use super::test::{ct, engines, hears, key, params, pump};
 use super::*;
 
 #[test]
@@ -168,6 +168,7 @@ fn a_drained_burst_gives_its_queues_memory_back() {
     let mut b = Engine::new(params(Mode::FtFw, 200), t);
     a.trust(1, 200);
     b.trust(1, 100);
+    hears(&mut a, &b, t);
     let (mut a_src, mut b_ext) = (MapSource::default(), MapSource::default());
     let burst = 10_000u16;
     for port in 1..=burst {

@@ -5,7 +5,7 @@
 //! resuming after an outage left more or fewer messages unacknowledged
 //! than the receive window.
 
-use super::test::{ct, datagram_from, del, engines, key, params, pump};
+use super::test::{ct, datagram_from, del, engines, hears, key, params, pump};
 use super::*;
 
 /// Pumps both ways until both engines are quiet (bounded).
@@ -154,6 +154,7 @@ fn unacked_after_outage(lost: u32) {
     let mut b = Engine::new(params(Mode::FtFw, 200), t);
     a.trust(1, 200);
     b.trust(1, 100);
+    hears(&mut a, &b, t);
     let mut a_src = MapSource::default();
     let mut b_ext = MapSource::default();
     let c1 = ct(1);
@@ -187,4 +188,102 @@ fn unacked_after_outage(lost: u32) {
         s.challenges_sent,
         s.challenges_answered
     );
+}
+
+/// Ticks, then both directions (A answering from its own cache, as the
+/// node's engine does).
+fn talk(
+    a: &mut Engine,
+    a_src: &MapSource,
+    b: &mut Engine,
+    b_src: &MapSource,
+    b_ext: &mut MapSource,
+    now: Instant,
+) {
+    a.handle_timeout(now, a_src);
+    b.handle_timeout(now, b_ext);
+    let mut a_view = a_src.clone();
+    pump(a, a_src, b, b_ext, now, |_| true);
+    pump(b, b_src, a, &mut a_view, now, |_| true);
+}
+
+/// A sends while B is silent (longer than `PEER_ALIVE`): `n` new flows
+/// and 3 deletions, with the link down. Then the link is back and both
+/// talk (A answering from its own cache, as the node does). A's resend
+/// queue after the silence, and A's stats once B holds what A holds.
+fn silence(n: u16) -> (usize, Stats) {
+    let t = Instant::from_millis(0);
+    let mut p = params(Mode::FtFw, 100);
+    p.resend_queue_size = 20_000;
+    p.tx_queue_size = 20_000;
+    let mut a = Engine::new(p, t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    a.trust(1, 200);
+    b.trust(1, 100);
+    hears(&mut a, &b, t);
+    let (mut a_src, b_src) = (MapSource::default(), MapSource::default());
+    let mut b_ext = MapSource::default();
+    for port in 1..=10 {
+        let c = ct(port);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    // Replicated and acknowledged (B acknowledges the last few on its
+    // tick).
+    let mut now = t;
+    for _ in 0..40 {
+        talk(&mut a, &a_src, &mut b, &b_src, &mut b_ext, now);
+        if a.queue_lengths().1 == 0 {
+            break;
+        }
+        now = now + Duration::from_millis(50);
+    }
+    assert_eq!((&b_ext, a.queue_lengths().1), (&a_src, 0));
+    let quiet = now + PEER_ALIVE + Duration::from_secs(1);
+    for port in 1..=3 {
+        let c = ct(port);
+        a_src.cts.remove(&wire::ct_key_of(&c));
+        a.local_change(key(&c), false);
+    }
+    for port in 100..100 + n {
+        let c = ct(port);
+        a_src.cts.insert(wire::ct_key_of(&c), c.clone());
+        a.local_change(key(&c), true);
+    }
+    let mut nowhere = MapSource::default();
+    pump(&mut a, &a_src, &mut b, &mut nowhere, quiet, |_| false);
+    let held = a.queue_lengths().1;
+    now = quiet;
+    for _ in 0..100 {
+        now = now + Duration::from_millis(50);
+        talk(&mut a, &a_src, &mut b, &b_src, &mut b_ext, now);
+        if b_ext == a_src {
+            return (held, a.stats().clone());
+        }
+    }
+    panic!(
+        "B never caught up: {} of {}",
+        b_ext.cts.len(),
+        a_src.cts.len()
+    );
+}
+
+/// Past `SILENT_HOLD` states, a silent peer costs the resend queue only
+/// its DELs, and gets the whole cache when heard again.
+#[test]
+fn a_silent_peer_gets_a_bulk_instead_of_a_queue() {
+    let n = 5_000;
+    assert!(usize::from(n) > ftfw::SILENT_HOLD);
+    let (held, st) = silence(n);
+    assert_eq!(held, 3, "only the DELs are kept");
+    assert_eq!(st.given_up_silent, u64::from(n));
+    assert_eq!(st.bulks_on_return, 1);
+}
+
+/// Below it, the queue keeps everything and the NACK repairs the gap.
+#[test]
+fn a_short_silence_is_repaired_from_the_queue() {
+    let (held, st) = silence(1_000);
+    assert_eq!(held, 1_003);
+    assert_eq!((st.given_up_silent, st.bulks_on_return), (0, 0));
 }

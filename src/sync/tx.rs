@@ -206,14 +206,15 @@ impl Transmit {
 
     /// Fills `w` (whose header says `first seq` = [`Transmit::next_seq`]):
     /// control messages first, then RESYNC, then keys until full. Each data
-    /// message takes the next sequence number and is reported to `sent`.
+    /// message takes the next sequence number and is reported to `sent`,
+    /// with whether it was a DEL (the key's entry is gone).
     /// Returns the number of messages written.
     pub(crate) fn fill(
         &mut self,
         w: &mut Writer<'_>,
         src: &dyn Source,
         stats: &mut Stats,
-        mut sent: impl FnMut(Seq, Sent, &mut Stats),
+        mut sent: impl FnMut(Seq, Sent, bool, &mut Stats),
     ) -> u32 {
         let mut reports = Vec::new();
         while let Some(m) = self.control.front() {
@@ -246,16 +247,20 @@ impl Transmit {
         }
         if self.resync_pending && w.push(&Msg::Resync).is_ok() {
             self.resync_pending = false;
-            sent(self.take_seq(), Sent::Resync, stats);
+            sent(self.take_seq(), Sent::Resync, false, stats);
         }
         while let Some(key) = self.keys.pop_front() {
             let new = self.queued.remove(&key).unwrap_or(false);
-            let pushed = match encoded(&key, new, src) {
-                Some((kind, body)) => w.push_encoded(kind, body),
-                None => w.push(&build(&key, new, src)),
+            let (pushed, gone) = match encoded(&key, new, src) {
+                Some((kind, body)) => (w.push_encoded(kind, body), false),
+                None => {
+                    let m = build(&key, new, src);
+                    let gone = matches!(m, Msg::CtDel(_) | Msg::ExpDel(_));
+                    (w.push(&m), gone)
+                }
             };
             match pushed {
-                Ok(()) => sent(self.take_seq(), Sent::Key(key), stats),
+                Ok(()) => sent(self.take_seq(), Sent::Key(key), gone, stats),
                 Err(_) if w.counts().0 == 0 => {
                     // Does not fit even an empty datagram: never sendable.
                     stats.too_big += 1;

@@ -17,6 +17,17 @@
 //! - A peer's restart (new session) resets its tracking and empties the
 //!   resend queue: it knows nothing of what we sent. The reports of its
 //!   old numbers, waiting or echoed, are dropped by the engine (`tx`).
+//! - While no peer has been heard for [`PEER_ALIVE`], the resend queue
+//!   keeps at most [`SILENT_HOLD`] entries' states: past them, it gives
+//!   those up, keeps no more, and the peer gets a bulk update (the whole
+//!   cache) when it is heard again. DELs are still kept (no bulk carries
+//!   them). After a failover the old primary is gone, and a queue of its
+//!   unacknowledged sends (the notify script's `-B`: every entry) held
+//!   up to `ResendQueueSize` keys, about 9 MB at 100 000, for a peer that
+//!   comes back restarted, which empties the queue, and asks for a bulk
+//!   itself. A peer cut off for long with its session intact gets the
+//!   bulk instead of the NACKed resends, which the queue's bound could not
+//!   all keep.
 //! - Datagrams carry the HELLO handshake.
 
 mod probe;
@@ -37,9 +48,15 @@ use super::{
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
 
+/// Entries' states the resend queue keeps while no peer is heard.
+pub(crate) const SILENT_HOLD: usize = 4096;
+
 pub(crate) struct FtFw {
     peers: Peers<rx::Rx>,
     resend: ResendQueue,
+    /// States given up while no peer was heard: the peer gets a bulk
+    /// update when heard again.
+    owed_bulk: bool,
     probe: probe::TailProbe,
     ack_window: u32,
     /// The report being read (see [`FtFw::reported`]): the highest
@@ -53,6 +70,7 @@ impl FtFw {
         FtFw {
             peers: Peers::new(),
             resend: ResendQueue::new(resend_queue_size),
+            owed_bulk: false,
             probe: probe::TailProbe::default(),
             ack_window,
             report: None,
@@ -128,7 +146,13 @@ impl SyncMode for FtFw {
 
     fn peer_restarted(&mut self) {
         self.resend.clear();
+        // It knows nothing of what we sent before, held or not, as ever.
+        self.owed_bulk = false;
         self.probe.reset_backoff();
+    }
+
+    fn take_owed_bulk(&mut self) -> bool {
+        std::mem::take(&mut self.owed_bulk)
     }
 
     fn drain_resend(&mut self) -> Vec<Sent> {
@@ -204,8 +228,31 @@ impl SyncMode for FtFw {
         }
     }
 
-    fn sent(&mut self, seq: Seq, what: Sent, now: Instant, stats: &mut Stats) {
-        self.resend.push(seq, what, now, stats);
+    fn sent(
+        &mut self,
+        seq: Seq,
+        what: Sent,
+        gone: bool,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
+        let state = matches!(what, Sent::Key(_)) && !gone;
+        if state && !self.peers.any_heard(now, PEER_ALIVE) {
+            if self.owed_bulk {
+                stats.given_up_silent += 1;
+                return;
+            }
+            if self.resend.len() >= SILENT_HOLD {
+                let n = self.resend.give_up_present() + 1;
+                stats.given_up_silent += n as u64;
+                self.owed_bulk = true;
+                log::info!(
+                    "peer silent: {n} unacknowledged entries given up; it gets a bulk update when heard again"
+                );
+                return;
+            }
+        }
+        self.resend.push(seq, what, gone, now, stats);
         self.probe.data_sent(seq, now);
     }
 

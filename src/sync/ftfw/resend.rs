@@ -4,7 +4,9 @@
 //! once, under the number it was last sent as (conntrackd's rs_queue holds
 //! each object once): an older send of it gives its place up, as a resend
 //! of it would carry the same state. Bounded by `ResendQueueSize`
-//! entries: when full, the oldest is dropped and counted.
+//! entries: when full, the oldest is dropped and counted. For a peer not
+//! heard lately, FT-FW gives the states up past a few thousand
+//! ([`ResendQueue::give_up_present`]): a bulk update carries them.
 
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
@@ -22,13 +24,15 @@ use crate::wire::Seq;
 const GIVEN_UP_SLACK: usize = 1024;
 
 /// One send: its number, what (None: a later send of its key holds it),
-/// when, and its key's hash (computed once, at the send).
+/// when, its key's hash (computed once, at the send), and whether it was
+/// a DEL (in the padding: the place is 72 bytes either way).
 #[derive(Debug, Clone)]
 struct Place {
     seq: Seq,
     sent: Option<Sent>,
     at: Instant,
     hash: u64,
+    gone: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,11 +79,13 @@ impl ResendQueue {
         })
     }
 
-    /// Keeps `what`, sent as `seq` at `now`, until acknowledged.
+    /// Keeps `what`, sent as `seq` at `now` (`gone`: as a DEL), until
+    /// acknowledged.
     pub(crate) fn push(
         &mut self,
         seq: Seq,
         what: Sent,
+        gone: bool,
         now: Instant,
         stats: &mut Stats,
     ) {
@@ -112,6 +118,7 @@ impl ResendQueue {
             sent: Some(what),
             at: now,
             hash,
+            gone,
         });
         self.held += 1;
     }
@@ -232,6 +239,25 @@ impl ResendQueue {
         self.iter().next().map(|(s, _)| s)
     }
 
+    /// Gives up every entry held whose send carried its state (a bulk
+    /// update will carry it again), keeping DELs and RESYNC requests
+    /// (no bulk carries those). Returns how many were given up.
+    pub(crate) fn give_up_present(&mut self) -> usize {
+        let before = self.held;
+        let latest = &mut self.latest;
+        self.q.retain(|p| match &p.sent {
+            Some(Sent::Key(_)) if !p.gone => {
+                forget_key(latest, p.hash, p.seq);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        self.held = self.q.len();
+        self.release_slack();
+        before - self.held
+    }
+
     pub(crate) fn clear(&mut self) {
         self.q.clear();
         self.latest.clear();
@@ -253,6 +279,26 @@ mod test {
     use super::*;
     use crate::sync::Key;
 
+    /// States go (a bulk carries them again); DELs and RESYNC stay, and
+    /// a key given up and sent again is held anew.
+    #[test]
+    fn giving_up_the_present_keeps_deletions_and_resyncs() {
+        let (t, mut st) = (Instant::from_millis(0), Stats::default());
+        let mut q = ResendQueue::new(100);
+        q.push(Seq(1), k(1), false, t, &mut st);
+        q.push(Seq(2), k(2), true, t, &mut st);
+        q.push(Seq(3), Sent::Resync, false, t, &mut st);
+        q.push(Seq(4), k(3), false, t, &mut st);
+        q.push(Seq(5), k(1), false, t, &mut st);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.give_up_present(), 2);
+        let held: Vec<_> = q.iter().collect();
+        assert_eq!(held, vec![(Seq(2), false), (Seq(3), true)]);
+        q.push(Seq(6), k(1), false, t, &mut st);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.take(|_, _| true).len(), 3);
+    }
+
     fn k(n: u8) -> Sent {
         let c = crate::sync::test::ct(u16::from(n));
         Sent::Key(Key::Ct(crate::wire::ct_key_of(&c)))
@@ -268,7 +314,7 @@ mod test {
         let mut st = Stats::default();
         let mut q = ResendQueue::new(3);
         for (seq, n) in [(1, 1), (2, 2), (3, 3), (4, 3), (5, 3)] {
-            q.push(Seq(seq), k(n), t, &mut st);
+            q.push(Seq(seq), k(n), false, t, &mut st);
         }
         assert_eq!(st.resend_queue_dropped, 0);
         assert_eq!(q.len(), 3);
@@ -279,14 +325,14 @@ mod test {
         // last send carries its newest state.
         assert!(q.take(|s, _| s.in_range(Seq(3), Seq(4))).is_empty());
         // A fourth entry makes the oldest give way, counted.
-        q.push(Seq(6), k(4), t, &mut st);
+        q.push(Seq(6), k(4), false, t, &mut st);
         assert_eq!(st.resend_queue_dropped, 1);
         assert_eq!(q.take(|_, _| true), [k(2), k(3), k(4)]);
         assert_eq!(q.len(), 0);
         // Acknowledged, a key is forgotten: sent again, it is new.
-        q.push(Seq(7), k(1), t, &mut st);
+        q.push(Seq(7), k(1), false, t, &mut st);
         q.ack(Seq(7), Seq(7));
-        q.push(Seq(8), k(1), t, &mut st);
+        q.push(Seq(8), k(1), false, t, &mut st);
         assert_eq!(q.take(|_, _| true), [k(1)]);
     }
 
@@ -297,7 +343,7 @@ mod test {
         let mut st = Stats::default();
         let mut q = ResendQueue::new(10);
         for (seq, n) in [(1, 1), (2, 2), (3, 1), (4, 3)] {
-            q.push(Seq(seq), k(n), t, &mut st);
+            q.push(Seq(seq), k(n), false, t, &mut st);
         }
         q.ack(Seq(4), Seq(4));
         let keeps = |f, to| q.keeps_any(Seq(f), Seq(to));
@@ -323,9 +369,9 @@ mod test {
             zone: 0,
         })));
         let mut q = ResendQueue::new(10);
-        q.push(Seq(1), k(1), t, &mut st);
-        q.push(Seq(2), exp.clone(), t, &mut st);
-        q.push(Seq(3), k(1), t, &mut st);
+        q.push(Seq(1), k(1), false, t, &mut st);
+        q.push(Seq(2), exp.clone(), false, t, &mut st);
+        q.push(Seq(3), k(1), false, t, &mut st);
         assert_eq!(q.take(|s, _| s.in_range(Seq(1), Seq(3))), [k(1), exp]);
     }
 
@@ -336,7 +382,7 @@ mod test {
         let mut st = Stats::default();
         let mut q = ResendQueue::new(131_072);
         for seq in 0..1_000_000 {
-            q.push(Seq(seq), k(1), t, &mut st);
+            q.push(Seq(seq), k(1), false, t, &mut st);
         }
         assert_eq!(q.len(), 1);
         assert!(q.q.len() <= 2048, "{} slots", q.q.len());

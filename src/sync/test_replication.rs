@@ -118,6 +118,11 @@ fn queues_are_bounded_and_count_drops() {
     p.tx_queue_size = 3;
     p.resend_queue_size = 2;
     let mut a = Engine::new(p, t);
+    // A peer heard: the queue holds for it (a silent one would cost it
+    // no more than half its bound).
+    let b = Engine::new(params(Mode::FtFw, 9), t);
+    a.trust(1, 9);
+    hears(&mut a, &b, t);
     let mut src = MapSource::default();
     for port in 1..=5 {
         let c = ct(port);

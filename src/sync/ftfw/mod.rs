@@ -18,7 +18,8 @@
 //!   resend queue: it knows nothing of what we sent. The reports of its
 //!   old numbers, waiting or echoed, are dropped by the engine (`tx`).
 //! - While no peer has been heard for [`PEER_ALIVE`], the resend queue
-//!   keeps at most [`SILENT_HOLD`] entries' states: past them, it gives
+//!   keeps at most [`SILENT_HOLD`] entries' states (half its bound if
+//!   that is less): past them, it gives
 //!   those up, keeps no more, and the peer gets a bulk update (the whole
 //!   cache) when it is heard again. DELs are still kept (no bulk carries
 //!   them). After a failover the old primary is gone, and a queue of its
@@ -48,7 +49,9 @@ use super::{
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
 
-/// Entries' states the resend queue keeps while no peer is heard.
+/// Entries' states the resend queue keeps while no peer is heard; at
+/// most half its bound, so that a silence ends in a bulk before the bound
+/// drops anything.
 pub(crate) const SILENT_HOLD: usize = 4096;
 
 pub(crate) struct FtFw {
@@ -242,7 +245,8 @@ impl SyncMode for FtFw {
                 stats.given_up_silent += 1;
                 return;
             }
-            if self.resend.len() >= SILENT_HOLD {
+            let hold = SILENT_HOLD.min(self.resend.bound() / 2).max(1);
+            if self.resend.len() >= hold {
                 let n = self.resend.give_up_present() + 1;
                 stats.given_up_silent += n as u64;
                 self.owed_bulk = true;

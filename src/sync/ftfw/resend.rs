@@ -65,6 +65,11 @@ impl ResendQueue {
         self.held
     }
 
+    /// `ResendQueueSize`.
+    pub(crate) fn bound(&self) -> usize {
+        self.capacity
+    }
+
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.q.capacity()

@@ -19,16 +19,15 @@
 //!   old numbers, waiting or echoed, are dropped by the engine (`tx`).
 //! - While no peer has been heard for [`PEER_ALIVE`], the resend queue
 //!   keeps at most [`SILENT_HOLD`] entries' states (half its bound if
-//!   that is less): past them, it gives
-//!   those up, keeps no more, and the peer gets a bulk update (the whole
-//!   cache) when it is heard again. DELs are still kept (no bulk carries
-//!   them). After a failover the old primary is gone, and a queue of its
-//!   unacknowledged sends (the notify script's `-B`: every entry) held
-//!   up to `ResendQueueSize` keys, about 9 MB at 100 000, for a peer that
-//!   comes back restarted, which empties the queue, and asks for a bulk
-//!   itself. A peer cut off for long with its session intact gets the
-//!   bulk instead of the NACKed resends, which the queue's bound could not
-//!   all keep.
+//!   that is less): past them, it gives those up, keeps no more, and the
+//!   peer gets a bulk update (the whole cache) when it is heard again.
+//!   DELs are still kept (no bulk carries them). After a failover the old
+//!   primary is gone, and a queue of its unacknowledged sends (the notify
+//!   script's `-B`: every entry) held up to `ResendQueueSize` keys, about
+//!   9 MB at 100 000, for a peer that comes back restarted, which empties
+//!   the queue, and asks for a bulk itself. A peer cut off for long with
+//!   its session intact gets the bulk instead of the NACKed resends,
+//!   which the queue's bound could not all keep.
 //! - Datagrams carry the HELLO handshake.
 
 mod probe;

@@ -37,6 +37,24 @@ pub(super) fn engines(
     (ea, eb)
 }
 
+/// FT-FW engines A (session 100, with the queue bounds given) and B
+/// (200, the default ones), proven to each other, A having heard B.
+pub(super) fn heard_pair(
+    resend_queue_size: usize,
+    tx_queue_size: usize,
+    t: Instant,
+) -> (Engine, Engine) {
+    let mut p = params(Mode::FtFw, 100);
+    p.resend_queue_size = resend_queue_size;
+    p.tx_queue_size = tx_queue_size;
+    let mut a = Engine::new(p, t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    a.trust(1, 200);
+    b.trust(1, 100);
+    hears(&mut a, &b, t);
+    (a, b)
+}
+
 /// `a` hears `b` (an ALIVE of `b`'s next number, as peer 1). A session
 /// is heard as it proves itself, which [`Engine::trust`] skips: a sender
 /// that never heard its peer treats it as silent (`ftfw::SILENT_HOLD`).

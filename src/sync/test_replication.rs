@@ -5,7 +5,7 @@
 //! a drained burst's memory back, and a resync request is answered with
 //! a bulk.
 
-use super::test::{ct, engines, hears, key, params, pump};
+use super::test::{ct, engines, heard_pair, hears, key, params, pump};
 use super::*;
 
 #[test]
@@ -166,14 +166,7 @@ fn resync_request_is_answered_with_a_bulk() {
 #[test]
 fn a_drained_burst_gives_its_queues_memory_back() {
     let t = Instant::from_millis(0);
-    let mut p = params(Mode::FtFw, 100);
-    p.resend_queue_size = 20_000;
-    p.tx_queue_size = 20_000;
-    let mut a = Engine::new(p, t);
-    let mut b = Engine::new(params(Mode::FtFw, 200), t);
-    a.trust(1, 200);
-    b.trust(1, 100);
-    hears(&mut a, &b, t);
+    let (mut a, mut b) = heard_pair(20_000, 20_000, t);
     let (mut a_src, mut b_ext) = (MapSource::default(), MapSource::default());
     let burst = 10_000u16;
     for port in 1..=burst {

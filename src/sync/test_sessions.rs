@@ -5,7 +5,9 @@
 //! resuming after an outage left more or fewer messages unacknowledged
 //! than the receive window.
 
-use super::test::{ct, datagram_from, del, engines, hears, key, params, pump};
+use super::test::{
+    ct, datagram_from, del, engines, heard_pair, key, params, pump,
+};
 use super::*;
 
 /// Pumps both ways until both engines are quiet (bounded).
@@ -147,14 +149,7 @@ fn unacked_after_outage(lost: u32) {
     // more than rx::WINDOW (262 144) messages go unacknowledged while the
     // link is down.
     let t = Instant::from_millis(0);
-    let mut pa = params(Mode::FtFw, 100);
-    pa.resend_queue_size = 300_000;
-    pa.tx_queue_size = 1_000_000;
-    let mut a = Engine::new(pa, t);
-    let mut b = Engine::new(params(Mode::FtFw, 200), t);
-    a.trust(1, 200);
-    b.trust(1, 100);
-    hears(&mut a, &b, t);
+    let (mut a, mut b) = heard_pair(300_000, 1_000_000, t);
     let mut a_src = MapSource::default();
     let mut b_ext = MapSource::default();
     let c1 = ct(1);
@@ -213,14 +208,7 @@ fn talk(
 /// queue after the silence, and A's stats once B holds what A holds.
 fn silence(n: u16) -> (usize, Stats) {
     let t = Instant::from_millis(0);
-    let mut p = params(Mode::FtFw, 100);
-    p.resend_queue_size = 20_000;
-    p.tx_queue_size = 20_000;
-    let mut a = Engine::new(p, t);
-    let mut b = Engine::new(params(Mode::FtFw, 200), t);
-    a.trust(1, 200);
-    b.trust(1, 100);
-    hears(&mut a, &b, t);
+    let (mut a, mut b) = heard_pair(20_000, 20_000, t);
     let (mut a_src, b_src) = (MapSource::default(), MapSource::default());
     let mut b_ext = MapSource::default();
     for port in 1..=10 {

@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::fw::{Fw, create, delete, flows, json_number, udp_link};
-use common::pair;
+use common::{pair, until};
 
 const BEFORE: u32 = 100;
 const DELETED: u32 = 50;
@@ -25,18 +25,6 @@ fn config(me: &str, peer: &str) -> (String, String) {
             .into(),
         format!("Mode FTFW {{ }}\n{}", udp_link(me, peer)),
     )
-}
-
-/// Waits until `f` holds (bounded); whether it did.
-fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]
@@ -68,7 +56,8 @@ fn a_peer_cut_off_gets_the_whole_cache_when_heard_again() {
     let sync = |key| json_number(&fw1.stats(), "sync", key);
     assert!(
         until(limit, || sync("tx_queue") == 0
-            && sync("given_up_silent") > 0),
+            && sync("given_up_silent") > 0)
+        .is_some(),
         "fw-1 never gave up a state: {}",
         fw1.stats()
     );

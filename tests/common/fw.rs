@@ -237,14 +237,7 @@ impl Fw {
         n: u64,
         limit: Duration,
     ) -> Option<Duration> {
-        let t0 = Instant::now();
-        while t0.elapsed() < limit {
-            if self.cached(cache) == n {
-                return Some(t0.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        super::until(limit, || self.cached(cache) == n)
     }
 }
 

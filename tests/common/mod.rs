@@ -10,6 +10,21 @@ pub mod sniff;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 20 ms until it holds; how long that took, or None
+/// after `limit` (a wall-clock bound on real processes, not logic).
+#[allow(clippy::disallowed_methods)]
+pub fn until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
 
 /// A network namespace that exists for the lifetime of the value.
 pub struct Netns(pub String);

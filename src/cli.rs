@@ -343,7 +343,7 @@ fn stats_view(
     word: &str,
     warnings: &mut Vec<String>,
 ) -> Result<StatsView, CliError> {
-    const ORDER: [(&str, StatsView); 10] = [
+    const ORDER: [(&str, StatsView); 11] = [
         ("network", StatsView::Network),
         ("cache", StatsView::Cache),
         ("runtime", StatsView::Runtime),
@@ -354,6 +354,7 @@ fn stats_view(
         ("queue", StatsView::Queue),
         ("ct", StatsView::General),
         ("expect", StatsView::Expect),
+        ("ready", StatsView::Ready),
     ];
     let (name, view) = ORDER
         .iter()
@@ -509,6 +510,9 @@ mod test {
         assert_eq!(view("p"), StatsView::Process);
         assert_eq!(view("q"), StatsView::Queue);
         assert_eq!(view("e"), StatsView::Expect);
+        // ctsyncd's own view, after conntrackd's: "r" stays runtime.
+        assert_eq!(view("re"), StatsView::Ready);
+        assert_eq!(view("ready"), StatsView::Ready);
         assert_eq!(
             client(&["-s"]),
             Request::Stats {

@@ -77,6 +77,8 @@ pub enum StatsView {
     Process,
     Queue,
     Expect,
+    /// `-s ready` (ctsyncd's): whether a resync asked for is complete.
+    Ready,
 }
 
 /// One control request. conntrackd's request code for each is noted.

@@ -100,6 +100,7 @@ impl Node {
                     );
                 }
                 self.out.log(Info, "resync requested");
+                self.resync_asked_at = Some(now);
                 self.done(client, Status::Ok);
             }
             Request::ResetTimers => {
@@ -119,6 +120,10 @@ impl Node {
                 table,
                 format,
             } => self.dump(now, client, cache, table, format),
+            Request::Stats {
+                view: StatsView::Ready,
+                format,
+            } => self.ready(now, client, format),
             Request::Stats { view, format } => {
                 let snap =
                     self.snapshot(now, links, view == StatsView::RsQueue);
@@ -127,6 +132,39 @@ impl Node {
                 self.done(client, Status::Ok);
             }
         }
+    }
+
+    /// `-s ready`: whether the resync this node asked for is complete
+    /// (keepalived's `track_script` holds a returning node's priority
+    /// down until it is; exit status 2 while it is not).
+    fn ready(&mut self, now: Instant, client: ClientId, format: Format) {
+        let waiting = self.engine.awaiting_resync();
+        let asked = self.resync_asked_at.map(|t| now.since(t).as_secs());
+        let conntrackd =
+            self.engine.protocol() == crate::sync::Protocol::Conntrackd;
+        let text = match (format, waiting) {
+            (Format::Json, _) => format!(
+                "{{\"ready\":{},\"asked_secs_ago\":{},\"peer_says_when_complete\":{}}}\n",
+                !waiting,
+                asked.map_or("null".into(), |s| s.to_string()),
+                !conntrackd
+            ),
+            (_, true) => format!(
+                "not ready: waiting for the other node's resync (asked {} s ago)\n",
+                asked.unwrap_or(0)
+            ),
+            (_, false) if conntrackd => "ready (the other node speaks conntrackd's protocol, which does not say when a resync is complete)\n".into(),
+            (_, false) => "ready\n".into(),
+        };
+        self.data(client, text);
+        self.done(
+            client,
+            if waiting {
+                Status::Failed("not ready".into())
+            } else {
+                Status::Ok
+            },
+        );
     }
 
     pub(super) fn done(&mut self, client: ClientId, s: Status) {
@@ -231,6 +269,9 @@ impl Node {
         // still cancels a pending -t purge, which would otherwise flush
         // the kernel table of the node that just took over.
         self.purge_at = None;
+        // The node took over: it is the reference now, and waits for no
+        // resync (a master that did would lower its VRRP priority).
+        self.engine.stop_awaiting();
         if self.external_disabled() {
             // Nothing is cached: the peer's state is in the kernel already.
             return self.done(client, Status::Ok);

@@ -84,6 +84,9 @@ pub struct Node {
     started: Instant,
     netlink_buffer: usize,
     purge_at: Option<Instant>,
+    /// When we last asked the peer for a resync (`-n`, StartupResync),
+    /// for `-s ready`.
+    resync_asked_at: Option<Instant>,
     overrun_resync_at: Option<Instant>,
     /// `PollSecs`: when the next polling dump is due.
     next_poll: Option<Instant>,
@@ -207,6 +210,7 @@ impl Node {
             started: now,
             netlink_buffer,
             purge_at: None,
+            resync_asked_at: None,
             overrun_resync_at: None,
             next_poll: cfg
                 .general
@@ -273,8 +277,8 @@ impl Node {
             let exp = self.expectations();
             self.resync_kernel(None, true, exp, false);
         }
-        if self.sync().startup_resync {
-            self.engine.request_resync();
+        if self.sync().startup_resync && self.engine.request_resync() {
+            self.resync_asked_at = Some(now);
         }
         self.transmit(now);
         std::mem::take(&mut self.out)

@@ -4,7 +4,7 @@
 //! after thirty seconds of a burst that never ends, or after
 //! NetlinkOverrunResync.
 
-use super::test::{cfg, event, flow, ftp_master, node, status_of, tcp};
+use super::test::{self, cfg, event, flow, ftp_master, node, status_of, tcp};
 use super::*;
 use crate::control::proto::{CacheSel, Request, Status};
 use crate::kernel::codec::{Kind, Message, Object};
@@ -163,4 +163,69 @@ fn an_explicit_overrun_resync_delay_wins() {
     let mut off = node(cfg("NetlinkOverrunResync Off", "FTFW { }", ""), 1);
     off.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
     assert_eq!(resync_jobs(&off.tick(Instant::from_millis(60_000))), 0);
+}
+
+/// `-s ready`: ready until `-n`, not ready (exit status 2) until the
+/// peer said its bulk was delivered, and a commit (`-c`, a takeover)
+/// ends the wait.
+#[test]
+fn ready_follows_the_resync_and_a_commit_ends_the_wait() {
+    use crate::control::proto::{Format, StatsView, Target};
+    let ready = |fw: &mut test::Fw, at: u64, format| {
+        let o = fw.control(
+            Instant::from_millis(at),
+            Request::Stats {
+                view: StatsView::Ready,
+                format,
+            },
+        );
+        (test::text(&o), status_of(&o).cloned())
+    };
+    let c = cfg("", "FTFW { }", "");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    for p in 1..=20 {
+        let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", p, 80));
+        ct.reply = Some(ct.orig.inverse());
+        fw1.kernel(
+            Instant::from_millis(0),
+            event(Kind::New, Object::Ct(ct)),
+            Origin::Flush,
+        );
+    }
+    assert_eq!(
+        ready(&mut fw2, 0, Format::Plain),
+        ("ready\n".into(), Some(Status::Ok))
+    );
+    fw2.control(Instant::from_millis(1000), Request::RequestResync);
+    let (text, status) = ready(&mut fw2, 4000, Format::Plain);
+    assert_eq!(
+        text,
+        "not ready: waiting for the other node's resync (asked 3 s ago)\n"
+    );
+    assert_eq!(status, Some(Status::Failed("not ready".into())));
+    let (json, _) = ready(&mut fw2, 4000, Format::Json);
+    assert_eq!(
+        json,
+        "{\"ready\":false,\"asked_secs_ago\":3,\"peer_says_when_complete\":true}\n"
+    );
+    let mut at = 4000;
+    while ready(&mut fw2, at, Format::Plain).1 != Some(Status::Ok) {
+        assert!(at < 20_000, "never ready");
+        flow(&mut fw2, &mut fw1, Instant::from_millis(at));
+        flow(&mut fw1, &mut fw2, Instant::from_millis(at));
+        at += 250;
+    }
+    assert_eq!(fw2.external_ct.len(), 20);
+    assert_eq!(fw2.engine.stats().resyncs_complete, 1);
+    // Asked again, then the node takes over: it waits for nothing.
+    fw2.control(Instant::from_millis(at), Request::RequestResync);
+    assert_eq!(
+        ready(&mut fw2, at, Format::Plain).1,
+        Some(Status::Failed("not ready".into()))
+    );
+    fw2.control(Instant::from_millis(at), Request::Commit(Target::All));
+    assert_eq!(
+        ready(&mut fw2, at, Format::Plain),
+        ("ready\n".into(), Some(Status::Ok))
+    );
 }

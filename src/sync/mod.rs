@@ -34,6 +34,8 @@
 //!   challenges out, their budgets: `budget`); `session`: the HELLO flags
 //!   and the peer table (restarts);
 //! - `sealing`: keys, anti-replay windows, the refusal report;
+//! - `ready`: whether a resync is complete (the asker waits, the
+//!   answerer says so once its bulk is delivered);
 //! - `rx`: per-peer sequence tracking (gaps, late messages);
 //! - `mode`: the `SyncMode` contract and the dispatch;
 //! - `ftfw` (with its receive window, resend queue and tail probe),
@@ -50,6 +52,7 @@ mod ftfw;
 mod gate;
 mod mode;
 mod notrack;
+mod ready;
 mod recv;
 mod rx;
 mod sealing;
@@ -189,6 +192,11 @@ pub struct Stats {
     pub given_up_silent: u64,
     /// Bulk updates sent to a peer heard again after that.
     pub bulks_on_return: u64,
+    /// [`Msg::Synced`] sent: a bulk answering a peer's RESYNC delivered
+    /// (each answer is sent `ready::REPEATS` times).
+    pub synced_sent: u64,
+    /// Our resyncs the peer said were complete (waiting ended).
+    pub resyncs_complete: u64,
 }
 
 /// FT-FW's measured round trip to its peer (smoothed, RFC 6298's
@@ -225,6 +233,10 @@ pub struct Engine {
     applies: VecDeque<Apply>,
     /// Anti-entropy messages for the node.
     digests: VecDeque<Msg>,
+    /// Our RESYNC, until the peer says its answer is complete.
+    awaiting: Option<ready::Awaiting>,
+    /// A peer's RESYNC, until we said our answer is complete.
+    answering: Option<ready::Answering>,
     stats: Stats,
     version_warned: bool,
 }
@@ -244,6 +256,8 @@ impl Engine {
             next_tick: now + ALIVE_INTERVAL,
             applies: VecDeque::new(),
             digests: VecDeque::new(),
+            awaiting: None,
+            answering: None,
             stats: Stats::default(),
             version_warned: false,
         }
@@ -357,15 +371,49 @@ impl Engine {
         for key in src.keys() {
             self.local_change(key, false);
         }
+        // An answer under way now also waits for this bulk's end.
+        let queued = self.tx.len();
+        if let Some(a) = self.answering.as_mut() {
+            a.restart(queued);
+        }
     }
 
-    /// `-n`: ask the peer for its whole internal cache. Not in ALARM.
+    /// `-n`: ask the peer for its whole internal cache, and wait for its
+    /// word that all of it was delivered (`ready`). Not in ALARM.
     pub fn request_resync(&mut self) -> bool {
         if !self.mode.get().answers_resync() {
             return false;
         }
         self.tx.request_resync();
+        self.awaiting.get_or_insert_default();
         true
+    }
+
+    /// Whether a resync we asked for is not complete yet (`-s ready`).
+    pub fn awaiting_resync(&self) -> bool {
+        self.awaiting.is_some()
+    }
+
+    /// Stops waiting for the resync (the node took over: `-c`).
+    pub fn stop_awaiting(&mut self) {
+        self.awaiting = None;
+    }
+
+    /// Sends [`Msg::Synced`] when the bulk answering a peer's RESYNC is
+    /// delivered, and its repeats on ticks (`ready`).
+    fn tell_synced(&mut self, tick: bool) {
+        let Some(a) = self.answering.as_mut() else {
+            return;
+        };
+        a.resends(self.stats.retransmitted, self.tx.len());
+        let oldest = self.mode.get().resend_queue().and_then(|q| q.oldest());
+        for m in a.tell(self.tx.next_seq(), oldest, tick) {
+            self.stats.synced_sent += 1;
+            self.tx.control(m);
+        }
+        if a.done() {
+            self.answering = None;
+        }
     }
 
     /// Keys waiting to be sent or acknowledged, emptying both queues: a
@@ -470,6 +518,7 @@ impl Engine {
         }
         let (mode, mut cx) = self.cx(now);
         mode.tick(now, src, &mut cx);
+        self.tell_synced(true);
     }
 
     // ===== transmit =====
@@ -500,13 +549,27 @@ impl Engine {
         let Ok(mut w) = Writer::new(&mut buf[..room], header) else {
             return None;
         };
+        if let Some(a) = self.answering.as_mut() {
+            a.resends(self.stats.retransmitted, self.tx.len());
+        }
+        let keys = self.tx.len();
         let mode = self.mode.get_mut();
+        let awaiting = &mut self.awaiting;
         let msgs = self.tx.fill(
             &mut w,
             src,
             &mut self.stats,
-            |seq, what, gone, stats| mode.sent(seq, what, gone, now, stats),
+            |seq, what, gone, stats| {
+                if let (tx::Sent::Resync, Some(a)) = (&what, awaiting.as_mut())
+                {
+                    a.sent_as(seq);
+                }
+                mode.sent(seq, what, gone, now, stats)
+            },
         );
+        if let Some(a) = self.answering.as_mut() {
+            a.popped(keys - self.tx.len(), self.tx.next_seq().prev());
+        }
         if msgs == 0 {
             return None;
         }
@@ -545,6 +608,8 @@ mod test_handshake;
 mod test_lossy;
 #[cfg(test)]
 mod test_numbering;
+#[cfg(test)]
+mod test_ready;
 #[cfg(test)]
 mod test_recv;
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use super::gate::Unasked;
 use super::session::Contact;
 use super::{
-    Answer, Apply, DIGESTS_WAITING, Engine, Source, report_refused, rx,
+    Answer, Apply, DIGESTS_WAITING, Engine, Source, ready, report_refused, rx,
 };
 use crate::time::Instant;
 use crate::wire::{self, Msg, Seq};
@@ -113,9 +113,13 @@ impl Engine {
                     seq = seq.next();
                     let (mode, mut cx) = self.cx(now);
                     if mode.data(peer, s, &mut cx) {
-                        self.apply(msg, src);
+                        match msg {
+                            Msg::Resync => self.answer_resync(s, src),
+                            m => self.apply(m),
+                        }
                     }
                 }
+                Msg::Synced { resync } => self.synced(resync),
                 // Anti-entropy is the node's business (it holds the caches).
                 Msg::DigestTop { .. }
                 | Msg::DigestSub { .. }
@@ -136,6 +140,7 @@ impl Engine {
             // What was read of a report counts, even if its end was cut.
             let (mode, mut cx) = self.cx(now);
             mode.datagram_end(&mut cx);
+            self.tell_synced(false);
         }
         // An unproven session, or numbers out of the window from a proven
         // one: ask the sender to prove itself (its answer re-anchors).
@@ -212,6 +217,10 @@ impl Engine {
             self.stats.peer_restarts += 1;
             self.mode.get_mut().peer_restarted();
             self.tx.forget_reports();
+            // Its new session knows nothing of a request we wait on.
+            if self.awaiting.is_some() {
+                self.tx.request_resync();
+            }
         }
         self.bulk_if_owed(src);
         // Sealed, what the session said before its proof is not applied.
@@ -294,22 +303,26 @@ impl Engine {
         held: &[(Seq, Vec<u8>)],
         src: &dyn Source,
     ) {
-        let mut resync = false;
+        let mut resync = None;
         let mut skipped = false;
         for (_, d) in held {
-            let Ok((_, body)) = wire::read(d) else {
+            let Ok((header, body)) = wire::read(d) else {
                 continue;
             };
+            let mut seq = header.first_seq;
             for msg in wire::messages(body).map_while(Result::ok) {
-                match msg {
-                    Msg::Resync => resync = true,
-                    m if m.is_data() => skipped = true,
-                    _ => {}
+                if !msg.is_data() {
+                    continue;
                 }
+                match msg {
+                    Msg::Resync => resync = Some(seq),
+                    _ => skipped = true,
+                }
+                seq = seq.next();
             }
         }
-        if resync {
-            self.apply(Msg::Resync, src);
+        if let Some(s) = resync {
+            self.answer_resync(s, src);
         }
         let resends = self.mode.get().resume_from().is_some()
             || self.mode.get().resend_queue().is_some();
@@ -369,16 +382,40 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, msg: Msg, src: &dyn Source) {
-        if matches!(msg, Msg::Resync) {
-            if self.mode.get().answers_resync() {
-                self.stats.resyncs_requested_by_peer += 1;
-                log::info!("resync requested by other node");
-                log::info!("sending bulk update");
-                self.bulk(src);
-            }
+    /// The peer's RESYNC numbered `seq`: a bulk, and a word once it is
+    /// delivered (`ready`).
+    fn answer_resync(&mut self, seq: Seq, src: &dyn Source) {
+        if !self.mode.get().answers_resync() {
             return;
         }
+        self.stats.resyncs_requested_by_peer += 1;
+        log::info!("resync requested by other node");
+        log::info!("sending bulk update");
+        self.bulk(src);
+        let (queued, resends) = (self.tx.len(), self.stats.retransmitted);
+        match self.answering.as_mut() {
+            Some(a) => a.also(seq, queued),
+            None => {
+                self.answering =
+                    Some(ready::Answering::new(seq, queued, resends));
+            }
+        }
+    }
+
+    /// The peer says the resync numbered `resync` is complete.
+    fn synced(&mut self, resync: Seq) {
+        if self
+            .awaiting
+            .as_ref()
+            .is_some_and(|a| a.answered_by(resync))
+        {
+            self.awaiting = None;
+            self.stats.resyncs_complete += 1;
+            log::info!("resync complete: the other node's state is here");
+        }
+    }
+
+    fn apply(&mut self, msg: Msg) {
         if let Some(a) = Apply::from_msg(msg) {
             self.applies.push_back(a);
         }

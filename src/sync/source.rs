@@ -147,7 +147,8 @@ impl Apply {
             | Msg::Alive { .. }
             | Msg::DigestTop { .. }
             | Msg::DigestSub { .. }
-            | Msg::Prune { .. } => return None,
+            | Msg::Prune { .. }
+            | Msg::Synced { .. } => return None,
         })
     }
 }

@@ -314,6 +314,18 @@ impl Switch {
         }
     }
 
+    /// Whether a resync we asked for is not complete yet (`-s ready`).
+    /// conntrackd's protocol cannot say when its answer is complete:
+    /// while it is spoken, nothing is awaited.
+    pub fn awaiting_resync(&self) -> bool {
+        self.ctd.is_none() && self.ct.awaiting_resync()
+    }
+
+    /// Stops waiting for the resync (the node took over: `-c`).
+    pub fn stop_awaiting(&mut self) {
+        self.ct.stop_awaiting();
+    }
+
     pub fn pop_apply(&mut self) -> Option<Apply> {
         if let Some(a) = self.ct.pop_apply() {
             return Some(a);
@@ -567,6 +579,8 @@ fn add(a: &mut Stats, b: &Stats) {
         tail_resent,
         given_up_silent,
         bulks_on_return,
+        synced_sent,
+        resyncs_complete,
     } = b;
     a.datagrams_sent += datagrams_sent;
     a.datagrams_recv += datagrams_recv;
@@ -597,4 +611,6 @@ fn add(a: &mut Stats, b: &Stats) {
     a.tail_resent += tail_resent;
     a.given_up_silent += given_up_silent;
     a.bulks_on_return += bulks_on_return;
+    a.synced_sent += synced_sent;
+    a.resyncs_complete += resyncs_complete;
 }

@@ -85,6 +85,12 @@ pub enum Msg {
         hi: u64,
         keep: KeyHashes,
     },
+    /// "Your resync request `resync` is answered in full: everything it
+    /// brought you is acknowledged" (ctsyncd peers only; a node waiting
+    /// for it tells keepalived it is ready, `-s ready`).
+    Synced {
+        resync: Seq,
+    },
 }
 
 impl Msg {
@@ -100,6 +106,7 @@ impl Msg {
                 | Msg::DigestTop { .. }
                 | Msg::DigestSub { .. }
                 | Msg::Prune { .. }
+                | Msg::Synced { .. }
         )
     }
 }

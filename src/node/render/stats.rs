@@ -308,7 +308,7 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
     let (e, tx, rs) = (&snap.sync, snap.tx_queue, snap.resend_queue);
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"challenges_held\":{},\"answers_held\":{},\"probes_sent\":{},\"tail_resent\":{},\"given_up_silent\":{},\"bulks_on_return\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"challenges_held\":{},\"answers_held\":{},\"probes_sent\":{},\"tail_resent\":{},\"given_up_silent\":{},\"bulks_on_return\":{},\"synced_sent\":{},\"resyncs_complete\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -334,7 +334,9 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
         e.probes_sent,
         e.tail_resent,
         e.given_up_silent,
-        e.bulks_on_return
+        e.bulks_on_return,
+        e.synced_sent,
+        e.resyncs_complete
     );
     json_round_trip(s, snap.round_trip);
     s.push('}');
@@ -541,7 +543,8 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                 }
             }
         }
-        StatsView::Process => {}
+        // -s ready is the node's own answer (`control`).
+        StatsView::Process | StatsView::Ready => {}
         StatsView::Queue => queues(&mut s, snap),
     }
     s

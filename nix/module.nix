@@ -111,6 +111,11 @@ let
     exec ${cfg.package}/share/ctsyncd/primary-backup.sh "$@"
   '';
 
+  # keepalived's readiness check (etc/keepalived/keepalived.conf).
+  readyScript = pkgs.writeShellScript "ctsyncd-ready" ''
+    exec ${lib.getExe cfg.package} -C ${configPath} -s ready
+  '';
+
   isStoreFile = p: builtins.isPath p || lib.hasPrefix "${builtins.storeDir}/" (toString p);
 in
 {
@@ -339,6 +344,23 @@ in
         keepalived notify script for this daemon: use it in a
         vrrp_sync_group as `notify_master "<script> primary"`,
         `notify_backup "<script> backup"`, `notify_fault "<script> fault"`.
+      '';
+    };
+
+    readyScript = mkOption {
+      type = types.path;
+      readOnly = true;
+      default = readyScript;
+      defaultText = lib.literalMD "`ctsyncd -C <config> -s ready`";
+      description = ''
+        keepalived check for this daemon: it fails while the resync this
+        node asked for (the notify script's backup step) is incomplete.
+        Declare it as `vrrp_script ctsyncd_ready { script "<script>"
+        interval 1 timeout 3 fall 2 rise 2 weight -60 init_fail }` and
+        track it from the vrrp_sync_group (`track_script { ctsyncd_ready
+        }`), the weight's size above the gap between the two nodes'
+        priorities: a returning node then takes the virtual addresses
+        back only once it holds the state, with no preempt_delay to guess.
       '';
     };
   };

@@ -21,6 +21,7 @@ if its expectation exists.
 
 import contextlib
 import os
+import shutil
 
 from driver import Lab
 
@@ -165,6 +166,7 @@ global_defs {{
     vrrp_garp_master_delay 1
     vrrp_garp_master_repeat 3
 }}
+{ready_script}
 vrrp_sync_group G1 {{
     group {{
         VI_LAN0
@@ -173,6 +175,7 @@ vrrp_sync_group G1 {{
     notify_master "{notify} primary"
     notify_backup "{notify} backup"
     notify_fault "{notify} fault"
+    {track}
 }}
 vrrp_instance VI_LAN0 {{
     interface eth0
@@ -181,8 +184,9 @@ vrrp_instance VI_LAN0 {{
     priority {priority}
     advert_int 1
     # A returning primary first resyncs (notify backup: -n) before it
-    # takes the VIPs back.
-    preempt_delay 5
+    # takes the VIPs back: a fixed delay, or ctsyncd's word (`-s ready`,
+    # tracked by the sync group).
+    {preempt}
     virtual_ipaddress {{
         192.168.0.100/24
     }}
@@ -196,7 +200,7 @@ vrrp_instance VI_LAN1 {{
     virtual_router_id 62
     priority {priority}
     advert_int 1
-    preempt_delay 5
+    {preempt}
     virtual_ipaddress {{
         192.168.1.100/24
     }}
@@ -229,11 +233,24 @@ exec {script} "$1" >> {d}/notify.log 2>&1
     return notify
 
 
-def keepalived(lab, fw, priority, script=None):
+def ready_script(check):
+    """etc/keepalived/keepalived.conf's readiness check (its vrrp_script
+    block as shipped), running `check`."""
+    with open(f"{ROOT}/etc/keepalived/keepalived.conf") as f:
+        shipped = f.read()
+    start = shipped.index("vrrp_script ctsyncd_ready {")
+    block = shipped[start:shipped.index("\n}\n", start) + 3]
+    line = next(x for x in block.splitlines() if x.strip().startswith("script "))
+    return block.replace(line, f'    script "{check}"')
+
+
+def keepalived(lab, fw, priority, script=None, ready=False, preempt_delay=5):
     """Starts keepalived on fw with etc/keepalived/primary-backup.sh (or
     `script`, kept for later daemon swaps) as the sync group's notify
     script (through a wrapper naming fw's files and daemon). Returns the
-    process (fw.keepalived too)."""
+    process (fw.keepalived too). ready: each instance tracks `ctsyncd -s
+    ready` as etc/keepalived/keepalived.conf does (weight -60);
+    preempt_delay: seconds, 0 for none."""
     if script:
         fw.notify_script = script
     d = f"{lab.dir}/{fw.name}"
@@ -245,8 +262,15 @@ def keepalived(lab, fw, priority, script=None):
         with contextlib.suppress(FileNotFoundError):
             os.remove(f"{d}/{pidfile}")
     conf = f"{d}/keepalived.conf"
+    track, ready_block = "", ""
+    if ready:
+        check = f"{shutil.which('ctsyncd', path=lab.env['PATH'])} -C {fw.conf} -s ready"
+        ready_block = ready_script(check)
+        track = "track_script {\n        ctsyncd_ready\n    }"
+    preempt = f"preempt_delay {preempt_delay}" if preempt_delay else ""
     with open(conf, "w") as f:
-        f.write(KEEPALIVED.format(notify=notify, priority=priority))
+        f.write(KEEPALIVED.format(notify=notify, priority=priority, ready_script=ready_block, preempt=preempt,
+                                  track=track))
     fw.keepalived = fw.spawn(f"keepalived -n -l -P -f {conf} -p {d}/keepalived.pid -r {d}/vrrp.pid -c {d}/checkers.pid",
                              log_file=f"{d}/keepalived.log")
     return fw.keepalived

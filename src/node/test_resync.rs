@@ -12,19 +12,25 @@ use crate::kernel::origin::Origin;
 use crate::model::Tuple;
 use crate::wire::ct_key_of;
 
-#[test]
-fn resync_request_and_bulk() {
-    let c = cfg("", "NOTRACK { }", "");
-    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+/// 20 conntracks in `fw`'s internal cache, as a kernel dump brings them
+/// (nothing queued for the peer).
+fn twenty_flows(fw: &mut test::Fw) {
     for p in 1..=20 {
         let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", p, 80));
         ct.reply = Some(ct.orig.inverse());
-        fw1.kernel(
+        fw.kernel(
             Instant::from_millis(0),
             event(Kind::New, Object::Ct(ct)),
             Origin::Flush,
         );
     }
+}
+
+#[test]
+fn resync_request_and_bulk() {
+    let c = cfg("", "NOTRACK { }", "");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    twenty_flows(&mut fw1);
     assert_eq!(
         fw1.engine.queue_lengths().0,
         0,
@@ -183,15 +189,7 @@ fn ready_follows_the_resync_and_a_commit_ends_the_wait() {
     };
     let c = cfg("", "FTFW { }", "");
     let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
-    for p in 1..=20 {
-        let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", p, 80));
-        ct.reply = Some(ct.orig.inverse());
-        fw1.kernel(
-            Instant::from_millis(0),
-            event(Kind::New, Object::Ct(ct)),
-            Origin::Flush,
-        );
-    }
+    twenty_flows(&mut fw1);
     assert_eq!(
         ready(&mut fw2, 0, Format::Plain),
         ("ready\n".into(), Some(Status::Ok))

@@ -4,7 +4,9 @@
 //! peer's session, numbered near the real stream) reach either side.
 //! Then the link heals. Nothing may panic; and when nothing was forged
 //! and no bound dropped anything, B's external cache must equal A's
-//! entries within a virtual minute. `engine_recv` feeds raw bytes, which
+//! entries within a virtual minute. When the input's first byte has B ask
+//! for a resync (`-n`), B must also have heard, a few ticks later, that
+//! the resync is complete (`-s ready`). `engine_recv` feeds raw bytes, which
 //! rarely pass the framing; this target reaches the sessions, the
 //! reports, the probes and the resend queue with libFuzzer's guidance.
 #![no_main]
@@ -114,6 +116,7 @@ fn forge(session: u32, first_seq: u32, flags: u8, body: &[u8]) -> Vec<u8> {
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let (mut a, mut b) = (Side::new(A_SESSION), Side::new(B_SESSION));
+    let asked = input.byte() & 1 == 1 && b.engine.request_resync();
     // A forged datagram in the sender's session, numbered near its stream.
     let forged = pair::run(&mut input, &mut a, &mut b, |input, now, from, to| {
         let (session, seq) = from.last_header.unwrap_or((from.session, 0));
@@ -137,5 +140,30 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             a.engine.stats(),
             b.engine.stats()
         );
+        if asked {
+            // The healed link, on for a few more ticks: the word that the
+            // resync is complete follows the ACK of the bulk's end.
+            let mut now = a.poll_at().min(b.poll_at());
+            for _ in 0..64 {
+                if !b.engine.awaiting_resync() {
+                    break;
+                }
+                while let Some(d) = a.ends.out.pop_front() {
+                    b.receive(now, &d);
+                }
+                while let Some(d) = b.ends.out.pop_front() {
+                    a.receive(now, &d);
+                }
+                now = now.max(a.poll_at().min(b.poll_at()));
+                a.step(now);
+                b.step(now);
+            }
+            assert!(
+                !b.engine.awaiting_resync(),
+                "B never heard that its resync was complete; A {:?}, B {:?}",
+                a.engine.stats(),
+                b.engine.stats()
+            );
+        }
     }
 });

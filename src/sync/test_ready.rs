@@ -170,6 +170,7 @@ fn a_lost_word_is_repeated_on_the_next_tick() {
     assert_eq!(dropped, 2);
     assert!(ready_at.is_some(), "the third word never came");
     assert_eq!(b_ext.cts.len(), usize::from(N));
+    // The third of five: two more repeats follow on the next ticks.
     assert_eq!(a.stats().synced_sent, 3);
 }
 

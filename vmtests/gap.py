@@ -42,7 +42,7 @@ import subprocess
 import time
 
 from driver import log, subtest
-from topology import (CTD_HASH_SIZE, HOLDS_VIPS, build, ctl_cmd, dump_logs, file_text, ftp_server, keepalived,
+from topology import (CTD_HASH_SIZE, HOLDS_VIPS, build, cached, ctl_cmd, dump_logs, file_text, ftp_server, keepalived,
                       start_daemon)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -93,10 +93,7 @@ def ctl_times(lab, fw):
 
 
 def external_count(fw):
-    rc, out = fw.execute(ctl_cmd(fw, "-s"))
-    if rc != 0 or "cache external:" not in out:
-        return 0
-    return int(out.split("cache external:")[1].split("current active connections:")[1].split()[0])
+    return cached(fw, "external")
 
 
 def daemon_pid(fw):

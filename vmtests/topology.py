@@ -149,6 +149,15 @@ def start_daemon(lab, fw, daemon="ctsyncd", **kw):
     return fw.conf
 
 
+def cached(fw, which):
+    """The conntracks in the internal or external cache of fw's daemon
+    (ctsyncd or conntrackd), as its `-s` says; 0 when it does not answer."""
+    rc, out = fw.execute(ctl_cmd(fw, "-s"))
+    if rc != 0 or f"cache {which}:" not in out:
+        return 0
+    return int(out.split(f"cache {which}:")[1].split("current active connections:")[1].split()[0])
+
+
 def daemon_log(lab, fw):
     try:
         with open(f"{lab.dir}/{fw.name}/ctsyncd.log") as f:

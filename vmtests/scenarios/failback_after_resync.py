@@ -23,7 +23,8 @@ import threading
 import time
 
 from driver import log, subtest
-from topology import HOLDS_VIPS, build, ctl_cmd, dump_logs, file_text, keepalived, start_daemon, vips
+from topology import (HOLDS_VIPS, build, cached, ctl_cmd, daemon_log, dump_logs, file_text, keepalived,
+                      start_daemon, vips)
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = f"/usr/bin/python3 {HERE}/gap_probe.py"
@@ -31,14 +32,6 @@ PROBE = f"/usr/bin/python3 {HERE}/gap_probe.py"
 WAIT = 60
 # How long fw-2's daemon is stopped as fw-1 comes back.
 PAUSE = 6
-
-
-def cached(fw, which):
-    """The conntracks in fw's internal or external cache (`-s`)."""
-    rc, out = fw.execute(ctl_cmd(fw, "-s"))
-    if rc != 0 or f"cache {which}:" not in out:
-        return 0
-    return int(out.split(f"cache {which}:")[1].split("current active connections:")[1].split()[0])
 
 
 def wait_cached(fw, which, want, timeout=60):
@@ -50,7 +43,7 @@ def wait_cached(fw, which, want, timeout=60):
 
 def daemon_lines(lab, fw, line_from):
     """The lines fw's daemon logged after line `line_from` of its log."""
-    return file_text(f"{lab.dir}/{fw.name}/ctsyncd.log").splitlines()[line_from:]
+    return daemon_log(lab, fw).splitlines()[line_from:]
 
 
 def committed_since(lab, fw, line_from):
@@ -109,7 +102,7 @@ def main():
             vips(fw1, False)
             fw2_pid = int(file_text(f"{d}/fw2/ctsyncd.lock"))
             resume = pause(fw2_pid, PAUSE)
-            log_from = len(file_text(f"{d}/fw1/ctsyncd.log").splitlines())
+            log_from = len(daemon_log(lab, fw1).splitlines())
             fw1.unblock()
             t_back = time.monotonic()
             keepalived(lab, fw1, 150, ready=gated, preempt_delay=0)

@@ -186,6 +186,9 @@ pub struct Stats {
     /// Messages resent because an answered probe showed them missing
     /// (their NACK was lost).
     pub tail_resent: u64,
+    /// A conntrackd peer's FT-FW: NACKs of the numbers after the last one
+    /// heard, asking for a tail we may have lost (`ctd::tail`).
+    pub tail_queries: u64,
     /// FT-FW: states sent while no peer was heard that the resend queue
     /// did not keep (past `ftfw::SILENT_HOLD`): the bulk update at the
     /// peer's return carries them.

@@ -577,6 +577,7 @@ fn add(a: &mut Stats, b: &Stats) {
         answers_held,
         probes_sent,
         tail_resent,
+        tail_queries,
         given_up_silent,
         bulks_on_return,
         synced_sent,
@@ -609,6 +610,7 @@ fn add(a: &mut Stats, b: &Stats) {
     a.answers_held += answers_held;
     a.probes_sent += probes_sent;
     a.tail_resent += tail_resent;
+    a.tail_queries += tail_queries;
     a.given_up_silent += given_up_silent;
     a.bulks_on_return += bulks_on_return;
     a.synced_sent += synced_sent;

@@ -308,7 +308,7 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
     let (e, tx, rs) = (&snap.sync, snap.tx_queue, snap.resend_queue);
     let _ = write!(
         s,
-        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"challenges_held\":{},\"answers_held\":{},\"probes_sent\":{},\"tail_resent\":{},\"given_up_silent\":{},\"bulks_on_return\":{},\"synced_sent\":{},\"resyncs_complete\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
+        "\"sync\":{{\"datagrams_sent\":{},\"datagrams_recv\":{},\"msgs_sent\":{},\"msgs_recv\":{},\"malformed\":{},\"bad_version\":{},\"auth_failed\":{},\"replayed\":{},\"unsealed\":{},\"lost\":{},\"before\":{},\"retransmitted\":{},\"resend_queue_dropped\":{},\"tx_queue_full\":{},\"background_dropped\":{},\"peer_restarts\":{},\"out_of_window\":{},\"unconfirmed\":{},\"challenges_sent\":{},\"challenges_answered\":{},\"challenges_held\":{},\"answers_held\":{},\"probes_sent\":{},\"tail_resent\":{},\"tail_queries\":{},\"given_up_silent\":{},\"bulks_on_return\":{},\"synced_sent\":{},\"resyncs_complete\":{},\"tx_queue\":{tx},\"resend_queue\":{rs},",
         e.datagrams_sent,
         e.datagrams_recv,
         e.msgs_sent,
@@ -333,6 +333,7 @@ fn json_sync(s: &mut String, snap: &Snapshot) {
         e.answers_held,
         e.probes_sent,
         e.tail_resent,
+        e.tail_queries,
         e.given_up_silent,
         e.bulks_on_return,
         e.synced_sent,

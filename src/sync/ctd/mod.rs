@@ -31,6 +31,12 @@
 //!   restarted) is sent again after [`PASSED_OVER`];
 //! - a peer that restarts (a new HELLO) gets our whole internal cache
 //!   (conntrackd sends nothing until the restarted node asks);
+//! - a lost tail is asked about a few milliseconds after the last data
+//!   ([`tail`]), not found at the sender's next message a second later:
+//!   a tail of the peer's by a NACK of the numbers after the last one
+//!   heard (which names nothing when nothing was lost), a tail of ours
+//!   by an ALIVE, whose number shows the peer the gap before it. Both are
+//!   messages conntrackd reads anyway;
 //! - a RESYNC we ask for on our own (a protocol switch) waits for the
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
@@ -55,15 +61,18 @@
 //! [`crate::wire::ctd::MARK`]; conntrackd skips it).
 //!
 //! Layout: `queue` (transmit and resend queues), `rx` (the peer's
-//! numbering and the ACK window), `tx` (filling a datagram), this file
-//! (the state, reading, timers).
+//! numbering and the ACK window), `tail` (when to ask for a lost tail),
+//! `tx` (filling a datagram), this file (the state, reading, timers).
 
 mod queue;
 mod rx;
+mod tail;
 #[cfg(test)]
 mod test;
 #[cfg(test)]
 mod test_reports;
+#[cfg(test)]
+mod test_tail;
 #[cfg(test)]
 mod test_unreadable;
 mod tx;
@@ -78,6 +87,7 @@ use crate::wire::ctd::{self, Body, Message, Options};
 use crate::wire::{Seq, ct_key_of, exp_key_of};
 use queue::{Ctl, ResendQueue, Sent, TxQueue};
 use rx::{Class, Rx, WINDOW};
+use tail::TailTimer;
 
 /// An entry the peer's ACKs went past is sent again after this long.
 pub const PASSED_OVER: Duration = Duration::from_millis(2500);
@@ -188,6 +198,12 @@ pub struct CtdEngine {
     resync_wanted: Option<Instant>,
     /// The highest number the peer acknowledged.
     acked_upto: Option<Seq>,
+    /// When to ask the peer for a tail we may have lost, and when to
+    /// show it one it may have lost (`tail`).
+    query: TailTimer,
+    probe: TailTimer,
+    /// The number of the last data message we sent.
+    last_data_seq: Option<Seq>,
     last_tx: Instant,
     /// ALARM: the next refresh slice, and which.
     refresh_at: Instant,
@@ -216,6 +232,9 @@ impl CtdEngine {
             peer_hello: false,
             resync_wanted: None,
             acked_upto: None,
+            query: TailTimer::default(),
+            probe: TailTimer::default(),
+            last_data_seq: None,
             last_tx: now,
             refresh_at: now + ALIVE_INTERVAL,
             slot: 0,
@@ -414,14 +433,7 @@ impl CtdEngine {
             Mode::Alarm => {
                 // conntrackd's ALARM reads data only: any flag is
                 // ignored.
-                let data = !matches!(
-                    msg.body,
-                    Body::Ack { .. }
-                        | Body::Nack { .. }
-                        | Body::Resync
-                        | Body::Alive
-                );
-                if data && !msg.hello && !msg.hello_back {
+                if msg.body.is_data() && !msg.hello && !msg.hello_back {
                     self.digest(now, msg.body, src);
                 }
             }
@@ -460,6 +472,7 @@ impl CtdEngine {
             self.rx.classify(seq)
         };
         self.peer_hello = msg.hello;
+        let starts_series = msg.body.is_data();
         match class {
             Class::Before => {
                 self.stats.before += 1;
@@ -471,6 +484,7 @@ impl CtdEngine {
             }
             Class::After { from, to } => {
                 self.stats.lost += u64::from(to - from) + 1;
+                self.query.loss(now);
                 self.digest(now, msg.body, src);
                 for c in self.rx.gap(from, to, seq) {
                     self.tx.control(c);
@@ -483,11 +497,14 @@ impl CtdEngine {
                 }
             }
         }
+        if starts_series {
+            self.query.data(now);
+        }
         self.rx.update(seq);
     }
 
     /// What one accepted message does.
-    fn digest(&mut self, _now: Instant, body: Body, src: &dyn Source) {
+    fn digest(&mut self, now: Instant, body: Body, src: &dyn Source) {
         match body {
             Body::CtNew(ct) => {
                 self.applies.push_back(Apply::Ct { ct, new: true })
@@ -521,11 +538,20 @@ impl CtdEngine {
                 self.stats.bad_header += 1;
                 self.stats.malformed += 1;
             }
-            // An ACK or NACK of numbers we never sent is corrupt or
-            // forged (a conntrackd's NACK ends before a number it got
-            // from us): read, a NACK resent what it named.
-            Body::Ack { to, .. } | Body::Nack { to, .. }
-                if Seq(to) >= self.next_seq =>
+            // An ACK of numbers we never sent is corrupt or forged: read,
+            // it released what the peer never got. A NACK that reaches
+            // past them is a ctsyncd's tail query (`tail`) when it starts
+            // among them, or right after, and spans at most [`WINDOW`]:
+            // what we sent in its range is sent again, as conntrackd does.
+            // Any other is corrupt or forged (a conntrackd's NACK ends
+            // before a number it got from us).
+            Body::Ack { to, .. } if Seq(to) >= self.next_seq => {
+                self.stats.out_of_window += 1;
+            }
+            Body::Nack { from, to }
+                if Seq(to) >= self.next_seq
+                    && (Seq(from) > self.next_seq
+                        || Seq(to) - Seq(from) > WINDOW) =>
             {
                 self.stats.out_of_window += 1;
             }
@@ -547,8 +573,13 @@ impl CtdEngine {
                 }
             }
             Body::Nack { from, to } => {
+                let mut resent = false;
                 for s in self.rs.take_range(Seq(from), Seq(to)) {
+                    resent = true;
                     self.requeue(s);
+                }
+                if resent {
+                    self.probe.loss(now);
                 }
             }
         }
@@ -596,7 +627,11 @@ impl CtdEngine {
     pub fn poll_at(&self) -> Instant {
         match self.p.mode {
             Mode::Alarm => self.refresh_at,
-            _ => self.last_tx + ALIVE_INTERVAL,
+            Mode::FtFw => [self.query.due(), self.probe.due()]
+                .into_iter()
+                .flatten()
+                .fold(self.last_tx + ALIVE_INTERVAL, Instant::min),
+            Mode::NoTrack => self.last_tx + ALIVE_INTERVAL,
         }
     }
 
@@ -628,6 +663,8 @@ impl CtdEngine {
                     self.requeue(s);
                 }
             }
+            self.ask_for_tail(now);
+            self.probe_tail(now);
         }
         if now >= self.last_tx + ALIVE_INTERVAL {
             // One ALIVE (or ACK) per quiet second, whether or not it
@@ -639,6 +676,48 @@ impl CtdEngine {
                 None
             };
             self.tx.control(ack.unwrap_or(Ctl::Alive));
+        }
+    }
+
+    /// FT-FW: the tail query, when due (`tail`): a NACK of the numbers
+    /// after the last one heard. Not while our handshake is open: every
+    /// message then says HELLO, and a conntrackd empties its resend queue
+    /// at each (reference §4.7).
+    fn ask_for_tail(&mut self, now: Instant) {
+        let Some(last) = self.rx.last().filter(|_| self.hello == Hello::Done)
+        else {
+            // Asked for nothing (a due query must not stay due).
+            self.query.reset();
+            return;
+        };
+        if self.query.poll(now) {
+            self.stats.tail_queries += 1;
+            // With the ACK of the open run, as conntrackd NACKs a gap: a
+            // query is a transmission, and puts off the quiet second's.
+            if let Some(ack) = self.rx.idle_ack() {
+                self.tx.control(ack);
+            }
+            self.tx.control(Ctl::Query {
+                from: last.next(),
+                to: last + WINDOW,
+            });
+        }
+    }
+
+    /// FT-FW: the tail probe, when due (`tail`): an ALIVE while data we
+    /// sent awaits the peer's ACK. Not while our handshake is open (every
+    /// message then says HELLO, and empties a conntrackd's resend queue).
+    fn probe_tail(&mut self, now: Instant) {
+        let unacked = self
+            .last_data_seq
+            .is_some_and(|d| self.acked_upto.is_none_or(|u| u < d));
+        if !unacked || self.hello != Hello::Done {
+            self.probe.reset();
+            return;
+        }
+        if self.probe.poll(now) {
+            self.stats.probes_sent += 1;
+            self.tx.control(Ctl::Alive);
         }
     }
 

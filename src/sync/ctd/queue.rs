@@ -28,8 +28,23 @@ const CONTROL_QUEUE: usize = 1 << 16;
 /// A control message of conntrackd's protocol (type `NET_T_CTL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ctl {
-    Ack { from: Seq, to: Seq },
-    Nack { from: Seq, to: Seq },
+    Ack {
+        from: Seq,
+        to: Seq,
+    },
+    Nack {
+        from: Seq,
+        to: Seq,
+    },
+    /// A NACK of the numbers after the last one heard (`tail`). Not kept
+    /// for resending: resent late, it would name what arrived since and
+    /// waits for its ACK, and have it all sent again (each resend of data
+    /// starting another series). A lost one is followed by the next of
+    /// its series.
+    Query {
+        from: Seq,
+        to: Seq,
+    },
     Resync,
     Alive,
 }
@@ -39,7 +54,7 @@ impl Ctl {
     pub(crate) fn flag(self) -> u8 {
         match self {
             Ctl::Ack { .. } => flag::ACK,
-            Ctl::Nack { .. } => flag::NACK,
+            Ctl::Nack { .. } | Ctl::Query { .. } => flag::NACK,
             Ctl::Resync => flag::RESYNC,
             Ctl::Alive => flag::ALIVE,
         }

@@ -132,12 +132,12 @@ impl Node {
 }
 
 #[test]
-fn a_nack_past_our_next_number_is_refused_and_counted() {
+fn a_nack_starting_past_our_next_number_or_too_wide_is_refused_and_counted() {
     let next = FIRST + 4;
     for (from, to) in [
-        (FIRST + 2, next),
-        (FIRST + 1, next + 1000),
+        (next + 1, next + 1000),
         (FIRST + 1, next + (1 << 30)),
+        (FIRST + 1, FIRST + 2 + WINDOW),
     ] {
         let mut n = Node::new();
         n.recv(|s| nack(s, from, to));
@@ -150,8 +150,29 @@ fn a_nack_past_our_next_number_is_refused_and_counted() {
         assert_eq!(n.data_sent(), 0, "NACK {from}..={to} resent");
         assert_eq!(n.held(), 3);
         // A real NACK of the same numbers we sent is still taken.
+        let from = from.min(next - 1);
         n.recv(|s| nack(s, from, next - 1));
         assert_eq!(n.data_sent() as u32, next - from, "NACK {from}..");
+    }
+}
+
+/// A ctsyncd's tail query (`tail`): a NACK from right after the last
+/// number it heard, [`WINDOW`] numbers on. What we sent in its range
+/// goes again; past our last number it names nothing.
+#[test]
+fn a_tail_query_resends_what_it_reaches_and_nothing_else() {
+    let next = FIRST + 4;
+    for (from, resent) in [(FIRST + 2, 2), (FIRST + 1, 3), (next, 0)] {
+        let mut n = Node::new();
+        n.recv(|s| nack(s, from, from - 1 + WINDOW));
+        let s = n.e.stats();
+        assert_eq!(
+            (s.retransmitted, s.out_of_window, s.malformed),
+            (resent, 0, 0),
+            "query from {from}"
+        );
+        assert_eq!(n.data_sent(), resent as usize, "query from {from}");
+        assert_eq!(n.held(), 3, "resent, and awaiting the ACK again");
     }
 }
 

@@ -83,9 +83,13 @@ impl CtdEngine {
             return;
         }
         let kept = match what {
-            Next::Key(k, _) => Sent::Key(k),
-            // ALIVE is not kept (conntrackd frees it).
-            Next::Ctl(Ctl::Alive) => return,
+            Next::Key(k, _) => {
+                self.last_data_seq = Some(seq);
+                self.probe.data(now);
+                Sent::Key(k)
+            }
+            // ALIVE is not kept (conntrackd frees it), nor a tail query.
+            Next::Ctl(Ctl::Alive | Ctl::Query { .. }) => return,
             Next::Ctl(c) => Sent::Ctl(c),
         };
         self.rs.push(seq, kept, now, &mut self.stats);
@@ -98,7 +102,7 @@ fn ctl_body(c: Ctl) -> Body {
             from: from.0,
             to: to.0,
         },
-        Ctl::Nack { from, to } => Body::Nack {
+        Ctl::Nack { from, to } | Ctl::Query { from, to } => Body::Nack {
             from: from.0,
             to: to.0,
         },

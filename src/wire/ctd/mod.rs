@@ -105,6 +105,16 @@ pub enum Body {
     Alive,
 }
 
+impl Body {
+    /// A conntrack or an expectation (not a control message).
+    pub fn is_data(&self) -> bool {
+        !matches!(
+            self,
+            Body::Ack { .. } | Body::Nack { .. } | Body::Resync | Body::Alive
+        )
+    }
+}
+
 /// One conntrackd message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

@@ -208,3 +208,101 @@ fn a_lost_tail_sent_to_a_conntrackd_backup_is_shown_to_it_at_once() {
         show()
     );
 }
+
+/// Drops the first NACK `ns`'s conntrackd sends, alone or after an ACK in
+/// one datagram (its gap's ACK and NACK go together).
+fn drop_first_nack(ns: &Netns) {
+    ns.sh(
+        "nft -f - <<'EOF'
+table inet ctd_tail_nack {
+    set done { type ipv4_addr; flags dynamic; }
+    chain out {
+        type filter hook output priority -300;
+        udp dport 3780 ip saddr @done accept
+        udp dport 3780 @th,72,8 & 0x04 == 0x04 add @done { ip saddr } counter drop
+        udp dport 3780 udp length >= 40 @th,200,8 & 0x04 == 0x04 add @done { ip saddr } counter drop
+    }
+}
+EOF",
+    );
+}
+
+fn nacks_dropped(ns: &Netns) -> u64 {
+    ns.sh("nft list table inet ctd_tail_nack")
+        .split("counter packets ")
+        .skip(1)
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A gap conntrackd NACKs, and its NACK lost: conntrackd says nothing
+/// more until its next ACK or ALIVE, a second later. The primary's probe
+/// asks for conntrackd's tail too, and the NACK is sent again.
+#[test]
+fn a_conntrackd_backups_lost_nack_is_asked_for_at_once() {
+    let test = "a_conntrackd_backups_lost_nack_is_asked_for_at_once";
+    if !ctd::installed(test) || !common::fw::release_build(test) {
+        return;
+    }
+    let Some((a, b)) = pair("ctv") else {
+        return;
+    };
+    let primary = Fw::start(&a, "ctvp", GENERAL, &sync("10.9.0.1", "10.9.0.2"));
+    let backup = Ctd::start(&b, "ctvb", GENERAL, &sync("10.9.0.2", "10.9.0.1"));
+    let show = || {
+        format!(
+            "--- ctsyncd log ---\n{}\n--- ctsyncd -s ---\n{}\n--- conntrackd log ---\n{}",
+            primary.log(),
+            primary.stats(),
+            backup.log()
+        )
+    };
+    let cts = flows("10.152.0.1", 3);
+    common::fw::create(&a, &cts[..1]);
+    assert!(
+        until(Duration::from_secs(30), || backup.active("external") == 1)
+            .is_some(),
+        "the first flow never arrived\n{}",
+        show()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let before = primary.stats();
+    // The next flow's datagram is lost; the one after shows conntrackd
+    // the gap, and its NACK is lost.
+    drop_data_datagram(&a, 0);
+    drop_first_nack(&b);
+    let t0 = Instant::now();
+    common::fw::create(&a, &cts[1..2]);
+    std::thread::sleep(Duration::from_millis(20));
+    common::fw::create(&a, &cts[2..]);
+    let arrived =
+        until(Duration::from_secs(5), || backup.active("external") == 3)
+            .map(|_| t0.elapsed());
+    let after = primary.stats();
+    let delta = |key| {
+        json_number(&after, "sync", key) - json_number(&before, "sync", key)
+    };
+    eprintln!(
+        "{test}: the lost flow arrived after {arrived:?}; {} data and {} NACK datagrams dropped, {} probes, {} queries, {} resent",
+        dropped(&a),
+        nacks_dropped(&b),
+        delta("probes_sent"),
+        delta("tail_queries"),
+        delta("retransmitted")
+    );
+    assert_eq!(dropped(&a), 1, "{}", show());
+    assert_eq!(
+        nacks_dropped(&b),
+        1,
+        "conntrackd's NACK was dropped\n{}",
+        show()
+    );
+    let arrived =
+        arrived.unwrap_or_else(|| panic!("never arrived\n{}", show()));
+    assert!(
+        arrived < Duration::from_millis(500),
+        "took {arrived:?}\n{}",
+        show()
+    );
+    assert!(delta("tail_queries") >= 1, "{}", show());
+}

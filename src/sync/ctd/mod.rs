@@ -28,7 +28,7 @@
 //!   acknowledges is sent again by the next rule;
 //! - an entry the peer's ACKs went past without acknowledging it (its
 //!   NACK was lost, it arrived late and was dropped, or the peer
-//!   restarted) is sent again after [`PASSED_OVER`];
+//!   restarted) is sent again [`PASSED_OVER`] after it was sent;
 //! - a peer that restarts (a new HELLO) gets our whole internal cache
 //!   (conntrackd sends nothing until the restarted node asks);
 //! - a lost tail is asked about a few milliseconds after the last data
@@ -89,8 +89,16 @@ use queue::{Ctl, ResendQueue, Sent, TxQueue};
 use rx::{Class, Rx, WINDOW};
 use tail::TailTimer;
 
-/// An entry the peer's ACKs went past is sent again after this long.
-pub const PASSED_OVER: Duration = Duration::from_millis(2500);
+/// An entry the peer's ACKs went past is sent again this long after it
+/// was sent. A conntrackd NACKs a gap before it acknowledges past it
+/// (reference §4.7), so such an entry lost its NACK, or the ACK that
+/// covered it. A lost ACK is recovered within a few round trips (it is a
+/// numbered message, kept for resending: we NACK the gap it leaves in the
+/// peer's numbers), hence the wait. It was 2.5 s until session 29: over a
+/// link losing 20 % each way, two or three lost NACKs a burst, each a
+/// second or more after the ALIVE that rounds the check up, made a
+/// conntrackd backup 2 to 8 s late.
+pub const PASSED_OVER: Duration = Duration::from_millis(100);
 /// A RESYNC we ask for on our own goes out at the latest this long after
 /// the request, handshake or not.
 const RESYNC_WAIT: Duration = Duration::from_secs(2);
@@ -627,10 +635,16 @@ impl CtdEngine {
     pub fn poll_at(&self) -> Instant {
         match self.p.mode {
             Mode::Alarm => self.refresh_at,
-            Mode::FtFw => [self.query.due(), self.probe.due()]
-                .into_iter()
-                .flatten()
-                .fold(self.last_tx + ALIVE_INTERVAL, Instant::min),
+            Mode::FtFw => [
+                self.query.due(),
+                self.probe.due(),
+                self.acked_upto
+                    .and_then(|u| self.rs.passed_over_since(u))
+                    .map(|at| at + PASSED_OVER),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(self.last_tx + ALIVE_INTERVAL, Instant::min),
             Mode::NoTrack => self.last_tx + ALIVE_INTERVAL,
         }
     }
@@ -705,8 +719,9 @@ impl CtdEngine {
     }
 
     /// FT-FW: the tail probe, when due (`tail`): an ALIVE while data we
-    /// sent awaits the peer's ACK. Not while our handshake is open (every
-    /// message then says HELLO, and empties a conntrackd's resend queue).
+    /// sent awaits the peer's ACK, with a query of the peer's numbers. Not
+    /// while our handshake is open (every message then says HELLO, and
+    /// empties a conntrackd's resend queue).
     fn probe_tail(&mut self, now: Instant) {
         let unacked = self
             .last_data_seq
@@ -718,6 +733,16 @@ impl CtdEngine {
         if self.probe.poll(now) {
             self.stats.probes_sent += 1;
             self.tx.control(Ctl::Alive);
+            // And the peer's own tail: a NACK of ours it sent last and
+            // lost leaves its gap unrepaired until its next message, a
+            // second later. Asked for, it is sent again.
+            if let Some(last) = self.rx.last() {
+                self.stats.tail_queries += 1;
+                self.tx.control(Ctl::Query {
+                    from: last.next(),
+                    to: last + WINDOW,
+                });
+            }
         }
     }
 

@@ -311,6 +311,13 @@ impl ResendQueue {
         out
     }
 
+    /// When the oldest entry numbered before `upto` (which the peer
+    /// acknowledged past) was sent, if one is held.
+    pub(crate) fn passed_over_since(&self, upto: Seq) -> Option<Instant> {
+        let e = self.q.iter().find(|e| e.live)?;
+        (e.seq < upto).then_some(e.at)
+    }
+
     /// Entries numbered before `upto` (which the peer acknowledged past)
     /// and sent at least `age` before `now`: the peer skipped them (their
     /// NACK was lost, or they arrived late and were dropped).

@@ -441,13 +441,16 @@ fn resync_is_answered_with_the_whole_cache_conntracks_first() {
     assert!(last < exp, "conntracks first");
     assert_eq!(a.external.cts.len(), 50);
     assert_eq!(a.external.exps.len(), 1);
-    // Asked on our own, the RESYNC waits for the handshake.
+    // Asked on our own, the RESYNC waits for the handshake (a node of
+    // its own for the answer: one engine speaks to one peer).
     let mut c = Side::new(Mode::FtFw, 77, t);
+    let mut d = Side::new(Mode::FtFw, 99, t);
+    d.internal = b.internal.clone();
     c.e.request_resync();
     assert!(c.e.tx.is_empty());
     let until = t + Duration::from_secs(3);
-    run(&mut c, &mut b, &mut Link::perfect(), &mut t, until);
-    assert_eq!(b.e.stats().resyncs_requested_by_peer, 2);
+    run(&mut c, &mut d, &mut Link::perfect(), &mut t, until);
+    assert_eq!(d.e.stats().resyncs_requested_by_peer, 1);
     assert_eq!(c.external.cts.len(), 50);
 }
 

@@ -11,8 +11,8 @@
 //!
 //! Real daemons in two network namespaces, the primary on `a`; nftables
 //! drops one data datagram of the primary's (`numgen`, as in
-//! `ctd_interop`; this kernel has no netem). Needs root and conntrackd
-//! (`make ci-deps`).
+//! `ctd_interop`; this kernel has no netem), and in one test the backup's
+//! NACK of it. Needs root and conntrackd (`make ci-deps`).
 
 // Deadlines here are wall-clock bounds on real processes, not logic.
 #![allow(clippy::disallowed_methods)]
@@ -22,9 +22,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::ctd::{self, Ctd, Peer};
-use common::fw::{Fw, flows, json_number};
+use common::fw::{Fw, create, flows, json_number};
 use common::{Netns, pair, until};
 use ctsyncd::kernel::socket::CtSocket;
+use ctsyncd::model::Conntrack;
 
 const GENERAL: &str = "HashLimit 65536\n  Filter From Userspace { Address Ignore { IPv4_address 10.9.0.0/24 } }";
 
@@ -54,161 +55,6 @@ fn dropped(ns: &Netns) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_conntrackd_primarys_lost_tail_is_asked_for_at_once() {
-    let test = "a_conntrackd_primarys_lost_tail_is_asked_for_at_once";
-    if !ctd::installed(test) || !common::fw::release_build(test) {
-        return;
-    }
-    let Some((a, b)) = pair("ctt") else {
-        return;
-    };
-    let primary =
-        Ctd::start(&a, "cttp", GENERAL, &sync("10.9.0.1", "10.9.0.2"));
-    let backup = Fw::start(&b, "cttb", GENERAL, &sync("10.9.0.2", "10.9.0.1"));
-    let show = || {
-        format!(
-            "--- conntrackd log ---\n{}\n--- ctsyncd log ---\n{}\n--- ctsyncd -s ---\n{}",
-            std::fs::read_to_string(primary.dir.join("log"))
-                .unwrap_or_default(),
-            backup.log(),
-            backup.stats()
-        )
-    };
-    // The backup learns that its peer speaks conntrackd's protocol, and
-    // holds a first flow.
-    let cts = flows("10.150.0.1", 3);
-    common::fw::create(&a, &cts[..1]);
-    assert!(
-        backup
-            .wait_cached("external", 1, Duration::from_secs(30))
-            .is_some(),
-        "the first flow never arrived\n{}",
-        show()
-    );
-    assert!(
-        backup.log().contains("peer speaks conntrackd 1.4 protocol"),
-        "{}",
-        show()
-    );
-    // Past the handshake and its ACKs: a quiet link.
-    std::thread::sleep(Duration::from_secs(2));
-    let before = backup.stats();
-    drop_data_datagram(&a, 1);
-    let t0 = a.enter(|| {
-        let mut s = CtSocket::open().unwrap();
-        assert_eq!(s.create_cts(&cts[1..2]).unwrap(), vec![0]);
-        std::thread::sleep(Duration::from_millis(2));
-        let t0 = Instant::now();
-        assert_eq!(s.create_cts(&cts[2..3]).unwrap(), vec![0]);
-        t0
-    });
-    let arrived =
-        until(Duration::from_secs(5), || backup.cached("external") == 3)
-            .map(|_| t0.elapsed());
-    let after = backup.stats();
-    let delta = |key| {
-        json_number(&after, "sync", key) - json_number(&before, "sync", key)
-    };
-    eprintln!(
-        "{test}: the lost flow arrived after {arrived:?}; {} datagram dropped, {} tail queries, {} numbers missed",
-        dropped(&a),
-        delta("tail_queries"),
-        delta("lost")
-    );
-    assert_eq!(dropped(&a), 1, "the rule dropped one datagram\n{}", show());
-    let arrived =
-        arrived.unwrap_or_else(|| panic!("never arrived\n{}", show()));
-    // conntrackd alone repairs it at its next message, a second after its
-    // last (the lost one).
-    assert!(
-        arrived < Duration::from_millis(500),
-        "took {arrived:?}\n{}",
-        show()
-    );
-    assert!(delta("tail_queries") >= 1, "{}", show());
-    assert!(
-        delta("lost") >= 1,
-        "the resend came after a gap\n{}",
-        show()
-    );
-    assert_eq!(delta("out_of_window"), 0, "{}", show());
-}
-
-#[test]
-fn a_lost_tail_sent_to_a_conntrackd_backup_is_shown_to_it_at_once() {
-    let test = "a_lost_tail_sent_to_a_conntrackd_backup_is_shown_to_it_at_once";
-    if !ctd::installed(test) || !common::fw::release_build(test) {
-        return;
-    }
-    let Some((a, b)) = pair("ctu") else {
-        return;
-    };
-    let primary = Fw::start(&a, "ctup", GENERAL, &sync("10.9.0.1", "10.9.0.2"));
-    let backup = Ctd::start(&b, "ctub", GENERAL, &sync("10.9.0.2", "10.9.0.1"));
-    let show = || {
-        format!(
-            "--- ctsyncd log ---\n{}\n--- ctsyncd -s ---\n{}\n--- conntrackd log ---\n{}",
-            primary.log(),
-            primary.stats(),
-            backup.log()
-        )
-    };
-    // The primary learns that its peer speaks conntrackd's protocol, and
-    // the backup holds a first flow.
-    let cts = flows("10.151.0.1", 2);
-    common::fw::create(&a, &cts[..1]);
-    assert!(
-        until(Duration::from_secs(30), || backup.active("external") == 1)
-            .is_some(),
-        "the first flow never arrived\n{}",
-        show()
-    );
-    assert!(
-        primary
-            .log()
-            .contains("peer speaks conntrackd 1.4 protocol"),
-        "{}",
-        show()
-    );
-    // Past the handshake and its ACKs: a quiet link. The next flow's
-    // datagram is lost, and nothing follows it.
-    std::thread::sleep(Duration::from_secs(2));
-    let before = primary.stats();
-    drop_data_datagram(&a, 0);
-    let t0 = Instant::now();
-    common::fw::create(&a, &cts[1..]);
-    let arrived =
-        until(Duration::from_secs(5), || backup.active("external") == 2)
-            .map(|_| t0.elapsed());
-    let after = primary.stats();
-    let delta = |key| {
-        json_number(&after, "sync", key) - json_number(&before, "sync", key)
-    };
-    eprintln!(
-        "{test}: the lost flow arrived after {arrived:?}; {} datagram dropped, {} probes, {} resent",
-        dropped(&a),
-        delta("probes_sent"),
-        delta("retransmitted")
-    );
-    assert_eq!(dropped(&a), 1, "the rule dropped one datagram\n{}", show());
-    let arrived =
-        arrived.unwrap_or_else(|| panic!("never arrived\n{}", show()));
-    // Without the probe, conntrackd would see the gap at the primary's
-    // next ALIVE, a second after its last message (the lost one).
-    assert!(
-        arrived < Duration::from_millis(500),
-        "took {arrived:?}\n{}",
-        show()
-    );
-    assert!(delta("probes_sent") >= 1, "{}", show());
-    assert!(
-        delta("retransmitted") >= 1,
-        "resent on its NACK\n{}",
-        show()
-    );
-}
-
 /// Drops the first NACK `ns`'s conntrackd sends, alone or after an ACK in
 /// one datagram (its gap's ACK and NACK go together).
 fn drop_first_nack(ns: &Netns) {
@@ -235,74 +81,221 @@ fn nacks_dropped(ns: &Netns) -> u64 {
         .sum()
 }
 
+/// ctsyncd and conntrackd 1.4.7, the primary on `a`, past a first flow
+/// (ctsyncd found its peer's protocol) and two quiet seconds.
+struct Mixed {
+    ctsyncd: Fw,
+    conntrackd: Ctd,
+    ctsyncd_primary: bool,
+    /// ctsyncd's statistics when the set-up ended.
+    before: String,
+    a: Netns,
+    b: Netns,
+}
+
+impl Mixed {
+    fn start(test: &str, tag: &str, ctsyncd_primary: bool) -> Option<Mixed> {
+        if !ctd::installed(test) || !common::fw::release_build(test) {
+            return None;
+        }
+        let (a, b) = pair(tag)?;
+        let (fw_ns, ctd_ns, fw_ip, ctd_ip) = if ctsyncd_primary {
+            (&a, &b, "10.9.0.1", "10.9.0.2")
+        } else {
+            (&b, &a, "10.9.0.2", "10.9.0.1")
+        };
+        let conntrackd = Ctd::start(
+            ctd_ns,
+            &format!("{tag}c"),
+            GENERAL,
+            &sync(ctd_ip, fw_ip),
+        );
+        let ctsyncd =
+            Fw::start(fw_ns, &format!("{tag}s"), GENERAL, &sync(fw_ip, ctd_ip));
+        let mut m = Mixed {
+            ctsyncd,
+            conntrackd,
+            ctsyncd_primary,
+            before: String::new(),
+            a,
+            b,
+        };
+        create(&m.a, &m.flows()[..1]);
+        assert!(
+            until(Duration::from_secs(30), || m.backup_holds(1)).is_some(),
+            "the first flow never arrived\n{}",
+            m.show()
+        );
+        assert!(
+            m.ctsyncd
+                .log()
+                .contains("peer speaks conntrackd 1.4 protocol"),
+            "{}",
+            m.show()
+        );
+        // Past the handshake and its ACKs: a quiet link.
+        std::thread::sleep(Duration::from_secs(2));
+        m.before = m.ctsyncd.stats();
+        Some(m)
+    }
+
+    /// The test's flows, created on the primary.
+    fn flows(&self) -> Vec<Conntrack> {
+        flows("10.150.0.1", 3)
+    }
+
+    fn backup_holds(&self, n: u64) -> bool {
+        if self.ctsyncd_primary {
+            self.conntrackd.active("external") == n
+        } else {
+            self.ctsyncd.cached("external") == n
+        }
+    }
+
+    /// How long after `t0` the backup held `n` flows (at most 5 s).
+    fn arrived(&self, n: u64, t0: Instant) -> Option<Duration> {
+        until(Duration::from_secs(5), || self.backup_holds(n))
+            .map(|_| t0.elapsed())
+    }
+
+    /// A counter of ctsyncd's `sync` statistics since the set-up.
+    fn delta(&self, key: &str) -> u64 {
+        json_number(&self.ctsyncd.stats(), "sync", key)
+            - json_number(&self.before, "sync", key)
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "--- ctsyncd log ---\n{}\n--- ctsyncd -s ---\n{}\n--- conntrackd log ---\n{}",
+            self.ctsyncd.log(),
+            self.ctsyncd.stats(),
+            self.conntrackd.log()
+        )
+    }
+
+    /// The repair came within 500 ms: without ctsyncd's question it comes
+    /// at the sender's next message, a second after its last (the lost
+    /// one).
+    fn assert_soon(&self, arrived: Option<Duration>) {
+        let arrived =
+            arrived.unwrap_or_else(|| panic!("never arrived\n{}", self.show()));
+        assert!(
+            arrived < Duration::from_millis(500),
+            "took {arrived:?}\n{}",
+            self.show()
+        );
+    }
+}
+
+#[test]
+fn a_conntrackd_primarys_lost_tail_is_asked_for_at_once() {
+    let test = "a_conntrackd_primarys_lost_tail_is_asked_for_at_once";
+    let Some(m) = Mixed::start(test, "ctt", false) else {
+        return;
+    };
+    // The second of two flows created 2 ms apart is lost, and nothing
+    // follows it.
+    drop_data_datagram(&m.a, 1);
+    let cts = m.flows();
+    let t0 = m.a.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        assert_eq!(s.create_cts(&cts[1..2]).unwrap(), vec![0]);
+        std::thread::sleep(Duration::from_millis(2));
+        let t0 = Instant::now();
+        assert_eq!(s.create_cts(&cts[2..3]).unwrap(), vec![0]);
+        t0
+    });
+    let arrived = m.arrived(3, t0);
+    eprintln!(
+        "{test}: the lost flow arrived after {arrived:?}; {} datagram dropped, {} tail queries, {} numbers missed",
+        dropped(&m.a),
+        m.delta("tail_queries"),
+        m.delta("lost")
+    );
+    assert_eq!(
+        dropped(&m.a),
+        1,
+        "the rule dropped one datagram\n{}",
+        m.show()
+    );
+    m.assert_soon(arrived);
+    assert!(m.delta("tail_queries") >= 1, "{}", m.show());
+    assert!(
+        m.delta("lost") >= 1,
+        "the resend came after a gap\n{}",
+        m.show()
+    );
+    assert_eq!(m.delta("out_of_window"), 0, "{}", m.show());
+}
+
+#[test]
+fn a_lost_tail_sent_to_a_conntrackd_backup_is_shown_to_it_at_once() {
+    let test = "a_lost_tail_sent_to_a_conntrackd_backup_is_shown_to_it_at_once";
+    let Some(m) = Mixed::start(test, "ctu", true) else {
+        return;
+    };
+    // The next flow's datagram is lost, and nothing follows it.
+    drop_data_datagram(&m.a, 0);
+    let t0 = Instant::now();
+    create(&m.a, &m.flows()[1..2]);
+    let arrived = m.arrived(2, t0);
+    eprintln!(
+        "{test}: the lost flow arrived after {arrived:?}; {} datagram dropped, {} probes, {} resent",
+        dropped(&m.a),
+        m.delta("probes_sent"),
+        m.delta("retransmitted")
+    );
+    assert_eq!(
+        dropped(&m.a),
+        1,
+        "the rule dropped one datagram\n{}",
+        m.show()
+    );
+    m.assert_soon(arrived);
+    assert!(m.delta("probes_sent") >= 1, "{}", m.show());
+    assert!(
+        m.delta("retransmitted") >= 1,
+        "resent on its NACK\n{}",
+        m.show()
+    );
+}
+
 /// A gap conntrackd NACKs, and its NACK lost: conntrackd says nothing
 /// more until its next ACK or ALIVE, a second later. The primary's probe
-/// asks for conntrackd's tail too, and the NACK is sent again.
+/// asks for conntrackd's tail too, and the NACK is sent again (after the
+/// clean link's probe spacing, 250 ms: the lost flow's own probe showed
+/// conntrackd the gap).
 #[test]
 fn a_conntrackd_backups_lost_nack_is_asked_for_at_once() {
     let test = "a_conntrackd_backups_lost_nack_is_asked_for_at_once";
-    if !ctd::installed(test) || !common::fw::release_build(test) {
-        return;
-    }
-    let Some((a, b)) = pair("ctv") else {
+    let Some(m) = Mixed::start(test, "ctv", true) else {
         return;
     };
-    let primary = Fw::start(&a, "ctvp", GENERAL, &sync("10.9.0.1", "10.9.0.2"));
-    let backup = Ctd::start(&b, "ctvb", GENERAL, &sync("10.9.0.2", "10.9.0.1"));
-    let show = || {
-        format!(
-            "--- ctsyncd log ---\n{}\n--- ctsyncd -s ---\n{}\n--- conntrackd log ---\n{}",
-            primary.log(),
-            primary.stats(),
-            backup.log()
-        )
-    };
-    let cts = flows("10.152.0.1", 3);
-    common::fw::create(&a, &cts[..1]);
-    assert!(
-        until(Duration::from_secs(30), || backup.active("external") == 1)
-            .is_some(),
-        "the first flow never arrived\n{}",
-        show()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let before = primary.stats();
     // The next flow's datagram is lost; the one after shows conntrackd
     // the gap, and its NACK is lost.
-    drop_data_datagram(&a, 0);
-    drop_first_nack(&b);
+    drop_data_datagram(&m.a, 0);
+    drop_first_nack(&m.b);
+    let cts = m.flows();
     let t0 = Instant::now();
-    common::fw::create(&a, &cts[1..2]);
+    create(&m.a, &cts[1..2]);
     std::thread::sleep(Duration::from_millis(20));
-    common::fw::create(&a, &cts[2..]);
-    let arrived =
-        until(Duration::from_secs(5), || backup.active("external") == 3)
-            .map(|_| t0.elapsed());
-    let after = primary.stats();
-    let delta = |key| {
-        json_number(&after, "sync", key) - json_number(&before, "sync", key)
-    };
+    create(&m.a, &cts[2..]);
+    let arrived = m.arrived(3, t0);
     eprintln!(
         "{test}: the lost flow arrived after {arrived:?}; {} data and {} NACK datagrams dropped, {} probes, {} queries, {} resent",
-        dropped(&a),
-        nacks_dropped(&b),
-        delta("probes_sent"),
-        delta("tail_queries"),
-        delta("retransmitted")
+        dropped(&m.a),
+        nacks_dropped(&m.b),
+        m.delta("probes_sent"),
+        m.delta("tail_queries"),
+        m.delta("retransmitted")
     );
-    assert_eq!(dropped(&a), 1, "{}", show());
+    assert_eq!(dropped(&m.a), 1, "{}", m.show());
     assert_eq!(
-        nacks_dropped(&b),
+        nacks_dropped(&m.b),
         1,
         "conntrackd's NACK was dropped\n{}",
-        show()
+        m.show()
     );
-    let arrived =
-        arrived.unwrap_or_else(|| panic!("never arrived\n{}", show()));
-    assert!(
-        arrived < Duration::from_millis(500),
-        "took {arrived:?}\n{}",
-        show()
-    );
-    assert!(delta("tail_queries") >= 1, "{}", show());
+    m.assert_soon(arrived);
+    assert!(m.delta("tail_queries") >= 1, "{}", m.show());
 }

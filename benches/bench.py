@@ -40,7 +40,8 @@ sync-link bytes per entry (40 bytes per datagram: nonce and tag).
 
 For the sizes in --mixed-sizes (default 100 000; empty: none), the mixed
 pairs of a rolling upgrade run too, conntrackd on fw1 and ctsyncd on fw2
-and the reverse (ctsyncd then speaks conntrackd's protocol). A second
+and the reverse (ctsyncd then speaks conntrackd's protocol; each run waits
+until ctsyncd found its peer's, `-s link`). A second
 table shows one row per pair and direction (sender CPU, receiver CPU,
 lag, lost), the two mixed ones next to ctsyncd → ctsyncd and conntrackd
 → conntrackd.
@@ -403,6 +404,17 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dum
             fw.succeed(f"{binary} -C {confs[fw.name]} -d")
             fw.wait_until_succeeds(f"{binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
             pids[fw.name] = daemon_pid(fw, binary)
+        if daemon.binary != daemon.receiver:
+            # A mixed pair: ctsyncd speaks conntrackd's protocol once it
+            # found its peer's (conntrackd's datagrams for 2 s, none of
+            # ctsyncd's for 3 s), and sends data once conntrackd answered its
+            # HELLO (with conntrackd's next message, within a second). Until
+            # session 29 the runs started before that, and ctsyncd →
+            # conntrackd measured the discovery (1 to 8 s at 20 % loss), not
+            # replication.
+            fw, binary = (fw2, daemon.receiver) if daemon.binary == "/usr/sbin/conntrackd" else (fw1, daemon.binary)
+            fw.wait_until_succeeds(
+                f"{binary} -C {confs[fw.name]} -s link | grep -q 'peer protocol: conntrackd'", timeout=30)
         time.sleep(2)
         idle = {k: proc_stat(lab.machines[k], p) for k, p in pids.items()}
         link0 = link_counters(fw1, "sync0")

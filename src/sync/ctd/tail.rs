@@ -17,7 +17,8 @@
 //! - sending to a conntrackd backup, while data awaits its ACK, it sends
 //!   an ALIVE (the *probe*, as ctsyncd's own FT-FW does): its number shows
 //!   conntrackd the gap before it, which conntrackd NACKs at once, as any
-//!   gap.
+//!   gap. A query of the backup's numbers goes with it: a NACK the backup
+//!   sent last and lost is sent again.
 //!
 //! Nothing answers either when nothing was lost, so each is repeated
 //! blindly, a few times, timed from the last data heard or sent:

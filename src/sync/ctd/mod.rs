@@ -705,17 +705,23 @@ impl CtdEngine {
             return;
         };
         if self.query.poll(now) {
-            self.stats.tail_queries += 1;
             // With the ACK of the open run, as conntrackd NACKs a gap: a
             // query is a transmission, and puts off the quiet second's.
             if let Some(ack) = self.rx.idle_ack() {
                 self.tx.control(ack);
             }
-            self.tx.control(Ctl::Query {
-                from: last.next(),
-                to: last + WINDOW,
-            });
+            self.queue_tail_query(last);
         }
+    }
+
+    /// A NACK of the peer's numbers after `last` (the tail query): never
+    /// kept for resending, counted in `tail_queries`.
+    fn queue_tail_query(&mut self, last: Seq) {
+        self.stats.tail_queries += 1;
+        self.tx.control(Ctl::Query {
+            from: last.next(),
+            to: last + WINDOW,
+        });
     }
 
     /// FT-FW: the tail probe, when due (`tail`): an ALIVE while data we
@@ -737,11 +743,7 @@ impl CtdEngine {
             // lost leaves its gap unrepaired until its next message, a
             // second later. Asked for, it is sent again.
             if let Some(last) = self.rx.last() {
-                self.stats.tail_queries += 1;
-                self.tx.control(Ctl::Query {
-                    from: last.next(),
-                    to: last + WINDOW,
-                });
+                self.queue_tail_query(last);
             }
         }
     }

@@ -5,7 +5,8 @@
 use super::*;
 use crate::model::{Conntrack, Expect, L4, Tuple};
 use crate::sync::MapSource;
-use crate::wire::ct_key_of;
+use crate::wire::ctd::{self, Body, Message};
+use crate::wire::{ct_key_of, exp_key_of};
 
 fn params(mode: Mode, first_seq: u32) -> Params {
     Params {

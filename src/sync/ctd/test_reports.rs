@@ -2,10 +2,12 @@
 //! and counted as ctsyncd's own FT-FW engine counts them, changing
 //! nothing; and the widest ones a conntrackd does send, still taken.
 
+use super::rx::WINDOW;
 use super::*;
 use crate::sync::MapSource;
 use crate::sync::test::ct;
 use crate::wire::ct_key_of;
+use crate::wire::ctd::{self, Body};
 
 /// Our first number: an ALIVE that says HELLO; data from `FIRST + 1`.
 const FIRST: u32 = 100;

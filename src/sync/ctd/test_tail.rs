@@ -5,6 +5,7 @@
 
 use super::test::{Link, Side, ct, keys_waiting, pair, run_in_steps};
 use super::*;
+use crate::wire::ctd::{self, Body};
 
 /// Everything `from` sends now, delivered to `to` but for the datagrams
 /// `lose` picks (by index). Returns how many were sent.

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::sync::MapSource;
+use crate::wire::ctd::{self, Body};
 
 fn params() -> Params {
     Params {

@@ -217,9 +217,9 @@ impl Switch {
     /// Both protocols' counters, summed.
     pub fn stats(&self) -> Stats {
         let mut s = self.ct.stats().clone();
-        add(&mut s, &self.ctd_past);
+        s.add(&self.ctd_past);
         if let Some(c) = &self.ctd {
-            add(&mut s, c.stats());
+            s.add(c.stats());
         }
         s
     }
@@ -483,7 +483,7 @@ impl Switch {
         for (k, new) in c.drain_keys() {
             self.ct.local_change(k, new);
         }
-        add(&mut self.ctd_past, c.stats());
+        self.ctd_past.add(c.stats());
         self.ctd_refused_past.add(c.refused());
         self.ct.bulk(src);
         self.ct.request_resync();
@@ -544,75 +544,4 @@ impl Switch {
         }
         c.poll_transmit(now, src, buf)
     }
-}
-
-/// `a += b`, field by field (destructured: a new counter must be added
-/// here to compile).
-fn add(a: &mut Stats, b: &Stats) {
-    let Stats {
-        datagrams_sent,
-        datagrams_recv,
-        msgs_sent,
-        msgs_recv,
-        malformed,
-        bad_version,
-        bad_header,
-        auth_failed,
-        replayed,
-        unsealed,
-        lost,
-        before,
-        retransmitted,
-        resend_queue_dropped,
-        tx_queue_full,
-        too_big,
-        background_dropped,
-        peer_restarts,
-        resyncs_requested_by_peer,
-        out_of_window,
-        unconfirmed,
-        challenges_sent,
-        challenges_answered,
-        challenges_held,
-        answers_held,
-        probes_sent,
-        tail_resent,
-        tail_queries,
-        given_up_silent,
-        bulks_on_return,
-        synced_sent,
-        resyncs_complete,
-    } = b;
-    a.datagrams_sent += datagrams_sent;
-    a.datagrams_recv += datagrams_recv;
-    a.msgs_sent += msgs_sent;
-    a.msgs_recv += msgs_recv;
-    a.malformed += malformed;
-    a.bad_version += bad_version;
-    a.bad_header += bad_header;
-    a.auth_failed += auth_failed;
-    a.replayed += replayed;
-    a.unsealed += unsealed;
-    a.lost += lost;
-    a.before += before;
-    a.retransmitted += retransmitted;
-    a.resend_queue_dropped += resend_queue_dropped;
-    a.tx_queue_full += tx_queue_full;
-    a.too_big += too_big;
-    a.background_dropped += background_dropped;
-    a.peer_restarts += peer_restarts;
-    a.resyncs_requested_by_peer += resyncs_requested_by_peer;
-    a.out_of_window += out_of_window;
-    a.unconfirmed += unconfirmed;
-    a.challenges_sent += challenges_sent;
-    a.challenges_answered += challenges_answered;
-    a.challenges_held += challenges_held;
-    a.answers_held += answers_held;
-    a.probes_sent += probes_sent;
-    a.tail_resent += tail_resent;
-    a.tail_queries += tail_queries;
-    a.given_up_silent += given_up_silent;
-    a.bulks_on_return += bulks_on_return;
-    a.synced_sent += synced_sent;
-    a.resyncs_complete += resyncs_complete;
 }

@@ -1,5 +1,5 @@
 //! Renderings for the control socket: the cache dumps ([`entries`]) and
-//! the statistics views ([`stats`]). Pure.
+//! the statistics views ([`mod@stats`]). Pure.
 
 mod digits;
 mod entries;

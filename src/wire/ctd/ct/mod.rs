@@ -1,4 +1,4 @@
-//! Conntrack payloads (`NTA_*`, reference §4.4.2): a [`Conntrack`] to
+//! Conntrack payloads (`NTA_*`, reference §4.4.2): a [`crate::model::Conntrack`] to
 //! attributes in conntrackd 1.4.7's emission order, and back.
 //!
 //! conntrackd never sends the reply tuple. The decoder rebuilds it as the

@@ -23,6 +23,10 @@
 //!   ALIVE says it at once; after [`HELLO_PATIENCE`] data goes anyway),
 //!   and we check the numbers of a peer's HELLO messages after the first
 //!   one of its handshake (a gap among them is NACKed as any other);
+//! - for the same reason, data that went saying HELLO (the patience ran
+//!   out) is sent again once our HELLO is answered, and an ACK before the
+//!   answer releases nothing: a conntrackd's ACKs span what it lost of
+//!   it (a migration's first contact lost thousands of flows so);
 //! - a peer's HELLO does not empty our resend queue (conntrackd drops it,
 //!   and with it what the restarted peer never got): what the peer never
 //!   acknowledges is sent again by the next rule;
@@ -73,6 +77,8 @@ mod rx;
 mod tail;
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_hello;
 #[cfg(test)]
 mod test_reports;
 #[cfg(test)]
@@ -165,6 +171,9 @@ pub struct CtdEngine {
     probe: TailTimer,
     /// The number of the last data message we sent.
     last_data_seq: Option<Seq>,
+    /// The number of the last data message we sent while still saying
+    /// HELLO (the patience ran out): sent again once the peer answers.
+    hello_data_upto: Option<Seq>,
     last_tx: Instant,
     /// ALARM: the next refresh slice, and which.
     refresh_at: Instant,
@@ -196,6 +205,7 @@ impl CtdEngine {
             query: TailTimer::default(),
             probe: TailTimer::default(),
             last_data_seq: None,
+            hello_data_upto: None,
             last_tx: now,
             refresh_at: now + ALIVE_INTERVAL,
             slot: 0,

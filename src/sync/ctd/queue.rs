@@ -311,6 +311,26 @@ impl ResendQueue {
         out
     }
 
+    /// Removes and returns the keys numbered up to `upto`; control
+    /// messages stay.
+    pub(crate) fn take_keys_upto(&mut self, upto: Seq) -> Vec<Key> {
+        let j = self.q.partition_point(|e| e.seq <= upto);
+        let mut out = Vec::new();
+        for e in self.q.range_mut(..j) {
+            if let (true, Sent::Key(k)) = (e.live, &e.what) {
+                e.live = false;
+                out.push(k.clone());
+            }
+        }
+        for k in &out {
+            self.index.remove(k);
+        }
+        self.live -= out.len();
+        self.q.retain(|e| e.live);
+        release_slack(&mut self.q, &mut self.index);
+        out
+    }
+
     /// When the oldest entry numbered before `upto` (which the peer
     /// acknowledged past) was sent, if one is held.
     pub(crate) fn passed_over_since(&self, upto: Seq) -> Option<Instant> {

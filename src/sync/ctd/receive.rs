@@ -105,6 +105,7 @@ impl CtdEngine {
         let seq = Seq(msg.seq);
         if msg.hello_back && self.hello == Hello::Say {
             self.hello = Hello::Done;
+            self.resend_what_went_with_hello();
             if self.resync_wanted.take().is_some() {
                 self.tx.control(Ctl::Resync);
             }
@@ -226,6 +227,11 @@ impl CtdEngine {
             Body::Nack { from, .. } if self.before_our_numbers(Seq(from)) => {
                 self.stats.out_of_window += 1;
             }
+            // While we say HELLO a conntrackd takes each of our messages
+            // as in sequence whatever its number (reference §4.7): its
+            // ACK then spans what it lost without a NACK. It releases
+            // nothing; what went meanwhile goes again at the answer.
+            Body::Ack { .. } if self.hello == Hello::Say => {}
             Body::Ack { from, to } => {
                 let (from, to) = (Seq(from), Seq(to));
                 self.rs.take_range(from, to);
@@ -271,6 +277,19 @@ impl CtdEngine {
             return false;
         }
         before_us || to - from > WINDOW
+    }
+
+    /// The peer answered our HELLO: the data we sent while saying it
+    /// (the patience ran out) goes again, now numbered as the peer
+    /// checks numbers. Each message saying HELLO was taken as in
+    /// sequence, so one lost among them was never NACKed, and the
+    /// peer's ACKs spanned it.
+    fn resend_what_went_with_hello(&mut self) {
+        if let Some(upto) = self.hello_data_upto.take() {
+            for k in self.rs.take_keys_upto(upto) {
+                self.requeue(Sent::Key(k));
+            }
+        }
     }
 
     pub(super) fn requeue(&mut self, s: Sent) {

@@ -10,9 +10,9 @@ use crate::wire::ct_key_of;
 use crate::wire::ctd::{self, Body};
 
 /// Our first number: an ALIVE that says HELLO; data from `FIRST + 1`.
-const FIRST: u32 = 100;
+pub(super) const FIRST: u32 = 100;
 
-fn params() -> Params {
+pub(super) fn params() -> Params {
     Params {
         mode: Mode::FtFw,
         first_seq: FIRST,
@@ -26,7 +26,7 @@ fn params() -> Params {
 }
 
 /// A conntrackd control message: `nethdr` then, for ACK/NACK, from, to.
-fn ctl(seq: u32, flags: u8, from: u32, to: u32) -> Vec<u8> {
+pub(super) fn ctl(seq: u32, flags: u8, from: u32, to: u32) -> Vec<u8> {
     let mut m = vec![0x1a, flags];
     m.extend_from_slice(&16u16.to_be_bytes());
     m.extend_from_slice(&seq.to_be_bytes());

@@ -339,6 +339,11 @@ table inet syncloss {{
 
 # --pcap: where each run's capture of the sync link goes (empty: none).
 PCAP_DIR = ""
+# `--first-contact`: a mixed pair's burst starts before ctsyncd found its
+# conntrackd peer, as in a migration's first minutes.
+FIRST_CONTACT = False
+# Where a run that never completed leaves its evidence (`--out`).
+DIAG_DIR = ""
 
 
 def apply_loss(fws, pct):
@@ -364,6 +369,23 @@ def dump_during(daemon, fw2, conf, ctl, at, out):
             return
         time.sleep(0.005)
     out["dump_s"] = float("nan")
+
+
+def keep_evidence(daemon, n, lab, confs):
+    """A run that never completed: both daemons' logs, counters and caches
+    (fw1's internal, fw2's external) into DIAG_DIR, before the lab goes."""
+    d = f"{DIAG_DIR}/incomplete-{daemon.name.replace(' ', '').replace('→', '-to-')}-{n}-{time.strftime('%H%M%S')}"
+    os.makedirs(d, exist_ok=True)
+    views = {"fw1": [["-i"], ["-s"]], "fw2": [["-e"], ["-s"]]}
+    for fw in (lab.machines["fw1"], lab.machines["fw2"]):
+        binary = daemon.on(fw.name)
+        extra = [["-s", "link"], ["-s", "--json"]] if is_ctsyncd(binary) else [["-s", "network"], ["-s", "queue"]]
+        for view in views[fw.name] + extra:
+            out = fw.execute(f"{binary} -C {confs[fw.name]} {' '.join(view)}", timeout=60)[1]
+            with open(f"{d}/{fw.name}{'_'.join(view).replace('-', '_')}.txt", "w") as f:
+                f.write(out)
+        subprocess.run(["cp", f"{lab.dir}/{fw.name}/daemon.log", f"{d}/{fw.name}.log"], check=False)
+    print(f"    incomplete: evidence in {d}", flush=True)
 
 
 def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dump_at=0.0):
@@ -404,7 +426,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dum
             fw.succeed(f"{binary} -C {confs[fw.name]} -d")
             fw.wait_until_succeeds(f"{binary} -C {confs[fw.name]} -s >/dev/null", timeout=20)
             pids[fw.name] = daemon_pid(fw, binary)
-        if daemon.binary != daemon.receiver:
+        if daemon.binary != daemon.receiver and not FIRST_CONTACT:
             # A mixed pair: ctsyncd speaks conntrackd's protocol once it
             # found its peer's (conntrackd's datagrams for 2 s, none of
             # ctsyncd's for 3 s), and sends data once conntrackd answered its
@@ -465,6 +487,8 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dum
             time.sleep(0.0002 if time.time() - last_created < 0.005 else 0.001)
         prompt(False)
         lag = (t_complete - last_created) if t_complete else float("nan")
+        if t_complete is None:
+            keep_evidence(daemon, n, lab, confs)
         if capture:
             time.sleep(3)  # tcpdump is behind: the burst is still in its ring
             capture.terminate()
@@ -893,9 +917,14 @@ def main():
                     help="the receiver's CPU with one -e on fw2 during replication (monitoring), both daemons")
     ap.add_argument("--kernel-filter", action="store_true",
                     help="compare Filter From Userspace and From Kernelspace (half the flows ignored)")
+    ap.add_argument("--first-contact", action="store_true",
+                    help="mixed pairs: the burst starts at once, before ctsyncd found its conntrackd peer "
+                         "(what a migration's first contact must not lose; the lag then includes the discovery)")
     args = ap.parse_args()
-    global PCAP_DIR
+    global PCAP_DIR, FIRST_CONTACT, DIAG_DIR
     PCAP_DIR = args.pcap
+    DIAG_DIR = args.out
+    FIRST_CONTACT = args.first_contact
     # A daemon of a lab that just ended may still be exiting.
     for _ in range(20):
         if not (stray := foreign_listeners()):

@@ -228,10 +228,12 @@ impl CtdEngine {
                 self.stats.out_of_window += 1;
             }
             // While we say HELLO a conntrackd takes each of our messages
-            // as in sequence whatever its number (reference §4.7): its
-            // ACK then spans what it lost without a NACK. It releases
-            // nothing; what went meanwhile goes again at the answer.
-            Body::Ack { .. } if self.hello == Hello::Say => {}
+            // as in sequence whatever its number (reference §4.7): once
+            // data went so, its ACK may span what it lost without a NACK.
+            // It releases nothing; that data goes again at the answer.
+            Body::Ack { .. }
+                if self.hello == Hello::Say
+                    && self.hello_data_upto.is_some() => {}
             Body::Ack { from, to } => {
                 let (from, to) = (Seq(from), Seq(to));
                 self.rs.take_range(from, to);

@@ -70,11 +70,7 @@ EOF"
 }
 
 fn dropped(ns: &Netns) -> u64 {
-    ns.sh("nft list table inet first_contact")
-        .split("counter packets ")
-        .skip(1)
-        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    ns.nft_counted("first_contact")
 }
 
 #[test]

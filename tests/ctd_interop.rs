@@ -59,11 +59,7 @@ fn start(
 
 /// Datagrams the lossy link dropped so far (both directions).
 fn dropped(ns: &Netns) -> u64 {
-    ns.sh("nft list table inet ctd_interop_loss")
-        .split("counter packets ")
-        .skip(1)
-        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    ns.nft_counted("ctd_interop_loss")
 }
 
 /// Drops `percent` % of the sync link's datagrams in both directions.

@@ -48,11 +48,7 @@ EOF"
 }
 
 fn dropped(ns: &Netns) -> u64 {
-    ns.sh("nft list table inet ctd_tail")
-        .split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    ns.nft_counted("ctd_tail")
 }
 
 /// Drops the first NACK `ns`'s conntrackd sends, alone or after an ACK in
@@ -74,11 +70,7 @@ EOF",
 }
 
 fn nacks_dropped(ns: &Netns) -> u64 {
-    ns.sh("nft list table inet ctd_tail_nack")
-        .split("counter packets ")
-        .skip(1)
-        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    ns.nft_counted("ctd_tail_nack")
 }
 
 /// ctsyncd and conntrackd 1.4.7, the primary on `a`, past a first flow

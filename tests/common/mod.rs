@@ -76,6 +76,16 @@ impl Netns {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Packets the counters of nftables table `inet <table>` counted, all
+    /// of them together.
+    pub fn nft_counted(&self, table: &str) -> u64 {
+        self.sh(&format!("nft list table inet {table}"))
+            .split("counter packets ")
+            .skip(1)
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
 }
 
 /// A process running inside a namespace; killed when dropped.

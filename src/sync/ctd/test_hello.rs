@@ -11,12 +11,8 @@ use super::*;
 use crate::sync::MapSource;
 use crate::sync::test::ct;
 use crate::wire::ct_key_of;
+use crate::wire::ctd::flag::{ACK, ALIVE, HELLO, HELLO_BACK};
 use crate::wire::ctd::{self, Body, Message};
-
-const ACK: u8 = 0x08;
-const ALIVE: u8 = 0x10;
-const HELLO: u8 = 0x20;
-const HELLO_BACK: u8 = 0x40;
 
 /// A node that said HELLO (ALIVE `FIRST`), was not answered within the
 /// patience, and sent three entries saying HELLO, numbered `d ..= d + 2`

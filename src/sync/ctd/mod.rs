@@ -55,6 +55,14 @@
 //! sent for each (found by a fuzzer pairing two engines over a
 //! reordering link; a dedicated sync link does not reorder).
 //!
+//! Not closed either: a RESYNC of ours that went saying HELLO (the
+//! answer more than `RESYNC_WAIT` late) and was lost can fall inside a
+//! conntrackd's ACK like the data above, and is then not sent again: the
+//! peer's existing entries come only as they change. Sending it again at
+//! the answer would cost a second bulk of the peer's table whenever the
+//! first arrived, and nothing tells the two apart (a busy peer's updates
+//! look like its bulk). `-n` asks again.
+//!
 //! An ACK or NACK no conntrackd sends (corrupt or forged: one reaching a
 //! number we never sent or back before our first one, an ACK spanning
 //! more than conntrackd acknowledges) is refused and counted in

@@ -56,12 +56,12 @@
 //! reordering link; a dedicated sync link does not reorder).
 //!
 //! Not closed either: a RESYNC of ours that went saying HELLO (the
-//! answer more than `RESYNC_WAIT` late) and was lost can fall inside a
-//! conntrackd's ACK like the data above, and is then not sent again: the
-//! peer's existing entries come only as they change. Sending it again at
-//! the answer would cost a second bulk of the peer's table whenever the
-//! first arrived, and nothing tells the two apart (a busy peer's updates
-//! look like its bulk). `-n` asks again.
+//! answer more than `RESYNC_WAIT`, 10 s, late) and was lost can fall
+//! inside a conntrackd's ACK like the data above, and is then not sent
+//! again: the peer's existing entries come only as they change. Sending
+//! it again at the answer would cost a second bulk of the peer's table
+//! whenever the first arrived, and nothing tells the two apart (a busy
+//! peer's updates look like its bulk). `-n` asks again.
 //!
 //! An ACK or NACK no conntrackd sends (corrupt or forged: one reaching a
 //! number we never sent or back before our first one, an ACK spanning
@@ -121,8 +121,13 @@ pub use refused::Refused;
 /// conntrackd backup 2 to 8 s late.
 pub const PASSED_OVER: Duration = Duration::from_millis(100);
 /// A RESYNC we ask for on our own goes out at the latest this long after
-/// the request, handshake or not.
-const RESYNC_WAIT: Duration = Duration::from_secs(2);
+/// our last datagram, handshake or not (a peer that never answers still
+/// gets it). Sent saying HELLO, a RESYNC that is lost can fall inside a
+/// conntrackd's ACK and is never sent again (see the module header); at
+/// 2 s, as until session 30, that was a chance at 20 % loss (the answer
+/// comes with conntrackd's next message, a second after its last),
+/// which at 10 s it is not.
+const RESYNC_WAIT: Duration = Duration::from_secs(10);
 /// Data waits for the answer to our HELLO at most this long (a peer that
 /// never answers still gets it).
 pub const HELLO_PATIENCE: Duration = Duration::from_secs(3);

@@ -48,7 +48,7 @@ pub(super) struct Side {
 }
 
 impl Side {
-    fn new(mode: Mode, first_seq: u32, t: Instant) -> Side {
+    pub(super) fn new(mode: Mode, first_seq: u32, t: Instant) -> Side {
         Side {
             e: CtdEngine::new(params(mode, first_seq), t),
             internal: MapSource::default(),
@@ -104,7 +104,7 @@ impl Link {
 
 /// Everything `from` sends now, delivered to `to` unless lost. Returns
 /// the datagrams sent.
-fn pump(
+pub(super) fn pump(
     from: &mut Side,
     to: &mut Side,
     now: Instant,
@@ -165,7 +165,7 @@ pub(super) fn run_in_steps(
 }
 
 /// The messages of a datagram.
-fn msgs(d: &[u8]) -> Vec<Message> {
+pub(super) fn msgs(d: &[u8]) -> Vec<Message> {
     ctd::messages(d, Options::default())
         .map(|m| m.unwrap())
         .collect()

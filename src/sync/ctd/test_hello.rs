@@ -124,3 +124,40 @@ fn an_ack_before_the_answer_releases_nothing() {
     assert!(n.data_sent().is_empty());
     assert_eq!(n.e.stats().retransmitted, 3);
 }
+
+/// The RESYNC a node asks for on its own (a protocol switch), the
+/// answer to its HELLO lost for `silent_ms`: when the RESYNC went (ms),
+/// and whether it said HELLO.
+fn resync_with_answers_lost_for(silent_ms: u64) -> (u64, bool) {
+    use super::test::{Side, msgs, pump};
+    let mut c = Side::new(Mode::FtFw, 77, Instant::from_millis(0));
+    let mut d = Side::new(Mode::FtFw, 99, Instant::from_millis(0));
+    c.e.request_resync();
+    for ms in (0..20_000).step_by(10) {
+        let t = Instant::from_millis(ms);
+        c.e.handle_timeout(t, &c.internal);
+        for m in pump(&mut c, &mut d, t, || false)
+            .iter()
+            .flat_map(|d| msgs(d))
+        {
+            if m.body == Body::Resync {
+                return (ms, m.hello);
+            }
+        }
+        d.e.handle_timeout(t, &d.internal);
+        pump(&mut d, &mut c, t, || ms < silent_ms);
+    }
+    panic!("no RESYNC in 20 s");
+}
+
+#[test]
+fn a_resync_of_our_own_waits_for_a_late_answer() {
+    // Answered in 5 s (conntrackd answers with its next message, a second
+    // after its last; these were lost): the RESYNC goes with the answer,
+    // numbered as the peer checks numbers, not blind at 2 s.
+    let (at, hello) = resync_with_answers_lost_for(5_000);
+    assert!((5_000..6_100).contains(&at) && !hello, "{at} ms, {hello}");
+    // A peer that never answers still gets it.
+    let (at, hello) = resync_with_answers_lost_for(u64::MAX);
+    assert!((10_000..11_100).contains(&at) && hello, "{at} ms, {hello}");
+}

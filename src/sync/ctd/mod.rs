@@ -123,10 +123,10 @@ pub const PASSED_OVER: Duration = Duration::from_millis(100);
 /// A RESYNC we ask for on our own goes out at the latest this long after
 /// our last datagram, handshake or not (a peer that never answers still
 /// gets it). Sent saying HELLO, a RESYNC that is lost can fall inside a
-/// conntrackd's ACK and is never sent again (see the module header); at
-/// 2 s, as until session 30, that was a chance at 20 % loss (the answer
-/// comes with conntrackd's next message, a second after its last),
-/// which at 10 s it is not.
+/// conntrackd's ACK and is never sent again (see the module header). The
+/// answer comes with conntrackd's next message, a second after its last:
+/// at 20 % loss each way, 2 s (as until session 30) was passed after two
+/// or three lost rounds, 10 s takes about ten.
 const RESYNC_WAIT: Duration = Duration::from_secs(10);
 /// Data waits for the answer to our HELLO at most this long (a peer that
 /// never answers still gets it).

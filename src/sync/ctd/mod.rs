@@ -182,11 +182,9 @@ pub struct CtdEngine {
     /// show it one it may have lost (`tail`).
     query: TailTimer,
     probe: TailTimer,
-    /// The number of the last data message we sent.
+    /// The number of the last data message we sent. Until our HELLO is
+    /// answered (our handshake happens once), all of it went saying HELLO.
     last_data_seq: Option<Seq>,
-    /// The number of the last data message we sent while still saying
-    /// HELLO (the patience ran out): sent again once the peer answers.
-    hello_data_upto: Option<Seq>,
     last_tx: Instant,
     /// ALARM: the next refresh slice, and which.
     refresh_at: Instant,
@@ -218,7 +216,6 @@ impl CtdEngine {
             query: TailTimer::default(),
             probe: TailTimer::default(),
             last_data_seq: None,
-            hello_data_upto: None,
             last_tx: now,
             refresh_at: now + ALIVE_INTERVAL,
             slot: 0,

@@ -232,8 +232,8 @@ impl CtdEngine {
             // data went so, its ACK may span what it lost without a NACK.
             // It releases nothing; that data goes again at the answer.
             Body::Ack { .. }
-                if self.hello == Hello::Say
-                    && self.hello_data_upto.is_some() => {}
+                if self.hello == Hello::Say && self.last_data_seq.is_some() => {
+            }
             Body::Ack { from, to } => {
                 let (from, to) = (Seq(from), Seq(to));
                 self.rs.take_range(from, to);
@@ -287,7 +287,7 @@ impl CtdEngine {
     /// sequence, so one lost among them was never NACKed, and the
     /// peer's ACKs spanned it.
     fn resend_what_went_with_hello(&mut self) {
-        if let Some(upto) = self.hello_data_upto.take() {
+        if let Some(upto) = self.last_data_seq {
             for k in self.rs.take_keys_upto(upto) {
                 self.requeue(Sent::Key(k));
             }

@@ -85,9 +85,6 @@ impl CtdEngine {
         let kept = match what {
             Next::Key(k, _) => {
                 self.last_data_seq = Some(seq);
-                if self.hello == Hello::Say {
-                    self.hello_data_upto = Some(seq);
-                }
                 self.probe.data(now);
                 Sent::Key(k)
             }

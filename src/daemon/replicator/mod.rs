@@ -10,7 +10,7 @@
 //!
 //! One owner, no locks: every input is handled to completion here, and
 //! nothing here waits on the kernel: dumps, flushes, commits and
-//! injections run in the kernel [`worker`](super::worker), so replication,
+//! injections run in the kernel worker ([`super::worker`]), so replication,
 //! `-s` and the notify script's requests are served while a 200 000-entry
 //! dump or flush runs.
 

@@ -1,14 +1,19 @@
-//! Renderings for the control socket: the cache dumps ([`entries`]) and
-//! the statistics views ([`mod@stats`]). Pure.
+//! Renderings for the control socket: the cache dumps (the plain lines,
+//! [`entries`]; [`xml`]; [`json`]; a dump's parts, [`dumps`]) and the
+//! statistics views ([`mod@stats`]). Pure.
 
 mod digits;
+mod dumps;
 mod entries;
+mod json;
 mod stats;
+mod stats_json;
 #[cfg(test)]
 mod test_entries;
+mod xml;
 
-pub use entries::{
-    ct_json, ct_line, ct_line_counted, ct_line_kernel, ct_part, ct_xml,
-    exp_json, exp_line, exp_part, exp_xml, stats_part,
-};
+pub use dumps::{ct_part, exp_part, stats_part};
+pub use entries::{ct_line, ct_line_counted, ct_line_kernel, exp_line};
+pub use json::{ct_json, exp_json};
 pub use stats::{LinkView, cache_extended, runtime_text, stats, uptime};
+pub use xml::{ct_xml, exp_xml};

@@ -1,0 +1,121 @@
+//! conntrackd 1.4.7's `-x` XML of conntracks and expectations
+//! (reference §2.4.1: libnetfilter_conntrack's XML, one element per line,
+//! no wrapper). Pure.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::entries::{proto_name, state_name};
+use crate::model::{Conntrack, Expect, L4, Tuple, status};
+
+fn l3(ip: &IpAddr) -> (u8, &'static str) {
+    if ip.is_ipv4() {
+        (2, "ipv4")
+    } else {
+        (10, "ipv6")
+    }
+}
+
+fn xml_tuple(s: &mut String, dir: &str, t: Option<&Tuple>) {
+    let _ = write!(s, "<meta direction=\"{dir}\">");
+    match t {
+        Some(t) => {
+            let (n, name) = l3(&t.src);
+            let _ = write!(s, "<layer3 protonum=\"{n}\" protoname=\"{name}\"><src>{}</src><dst>{}</dst></layer3>", t.src, t.dst);
+            let _ = write!(s, "<layer4 protonum=\"{}\" protoname=\"{}\">", t.proto, proto_name(t.proto));
+            if let L4::Ports { src, dst } = t.l4 {
+                let _ = write!(s, "<sport>{src}</sport><dport>{dst}</dport>");
+            }
+            s.push_str("</layer4>");
+        }
+        None => s.push_str("<layer3 protonum=\"0\" protoname=\"unknown\"><src></src><dst></dst></layer3><layer4 protonum=\"0\" protoname=\"unknown\"></layer4>"),
+    }
+    s.push_str("</meta>");
+}
+
+/// One conntrack in conntrackd's `-x` XML.
+pub fn ct_xml(ct: &Conntrack, external: bool) -> String {
+    ct_xml_with(ct, external, false)
+}
+
+pub(super) fn ct_xml_with(
+    ct: &Conntrack,
+    external: bool,
+    mark_always: bool,
+) -> String {
+    let mut s = String::from("<flow>");
+    xml_tuple(&mut s, "original", Some(&ct.orig));
+    let reply = ct.reply_tuple();
+    xml_tuple(&mut s, "reply", (!external).then_some(&reply));
+    s.push_str("<meta direction=\"independent\">");
+    if let Some(st) = state_name(&ct.proto_info) {
+        let _ = write!(s, "<state>{st}</state>");
+    }
+    if ct.mark != 0 || mark_always {
+        let _ = write!(s, "<mark>{}</mark>", ct.mark);
+    }
+    if ct.zone != 0 {
+        let _ = write!(s, "<zone>{}</zone>", ct.zone);
+    }
+    if ct.status & status::ASSURED != 0 {
+        s.push_str("<assured/>");
+    }
+    if ct.status != 0 && ct.status & status::SEEN_REPLY == 0 {
+        s.push_str("<unreplied/>");
+    }
+    s.push_str("</meta>");
+    if let Some(h) = &ct.helper {
+        let _ = write!(s, "<helper>{h}</helper>");
+    }
+    s.push_str("</flow>");
+    s
+}
+
+/// One expectation in conntrackd's `-x` XML.
+pub fn exp_xml(x: &Expect) -> String {
+    let (n, name) = l3(&x.tuple.src);
+    let mut s = format!("<flow><layer3 protonum=\"{n}\" protoname=\"{name}\">");
+    let _ = write!(
+        s,
+        "<expected><src>{}</src><dst>{}</dst></expected>",
+        x.tuple.src, x.tuple.dst
+    );
+    let _ = write!(
+        s,
+        "<mask><src>{}</src><dst>{}</dst></mask>",
+        x.mask.src, x.mask.dst
+    );
+    let _ = write!(
+        s,
+        "<master><src>{}</src><dst>{}</dst></master></layer3>",
+        x.master.src, x.master.dst
+    );
+    let _ = write!(
+        s,
+        "<layer4 protonum=\"{}\" protoname=\"{}\">",
+        x.tuple.proto,
+        proto_name(x.tuple.proto)
+    );
+    for (tag, t) in [
+        ("expected", &x.tuple),
+        ("mask", &x.mask),
+        ("master", &x.master),
+    ] {
+        if let L4::Ports { src, dst } = t.l4 {
+            let _ = write!(
+                s,
+                "<{tag}><sport>{src}</sport><dport>{dst}</dport></{tag}>"
+            );
+        }
+    }
+    s.push_str("</layer4><meta>");
+    if let Some(h) = &x.helper {
+        let _ = write!(s, "<helper-name>{h}</helper-name>");
+    }
+    let _ = write!(s, "<class>{}</class>", x.class);
+    if x.zone != 0 {
+        let _ = write!(s, "<zone>{}</zone>", x.zone);
+    }
+    s.push_str("</meta></flow>");
+    s
+}

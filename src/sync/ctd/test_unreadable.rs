@@ -152,3 +152,23 @@ fn a_refused_control_message_counts_as_malformed_as_well() {
         );
     }
 }
+
+#[test]
+fn a_broken_frame_after_a_refused_payload_tracks_no_number_twice() {
+    // A HELLO data message whose payload we refuse, then a frame cut
+    // short: the refused message's number is tracked once. Read again
+    // for the broken frame, it was a HELLO numbered "before", taken as
+    // the peer's restart (the whole cache queued).
+    let src = MapSource::default();
+    let t = Instant::from_millis(0);
+    let mut e = CtdEngine::new(params(), t);
+    e.recv(t, &alive(500, 0x20), &src);
+    e.recv(t, &alive(501, 0x20), &src);
+    let mut d = hdr(1, 0x20, 16, 502); // CT_UPD|HELLO
+    d.extend_from_slice(&[0, 8, 0, 40, 0, 0, 0, 0]); // attribute 40: refused
+    d.extend_from_slice(&[0x11, 0, 0]); // a header cut short
+    let (_, r) = e.recv(t, &d, &src);
+    assert_eq!(r.malformed + r.truncated, 2, "{r:?}");
+    let s = e.stats();
+    assert_eq!((s.peer_restarts, s.before), (0, 0));
+}

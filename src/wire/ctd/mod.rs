@@ -54,7 +54,8 @@ pub mod flag {
 /// How NTA_SNAT_IPV4/NTA_DNAT_IPV4 are laid out (§4.4.4): 1.4.7 sends
 /// network order; 1.4.2 on x86 sends the address byte-reversed. With
 /// `V142` the IPv6 NAT attributes (29, 30), which 1.4.2 cannot parse, are
-/// neither sent nor read.
+/// neither sent nor read, and a conntrack's zone (32, which 1.4.2 refuses
+/// the whole message for) is not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NatByteOrder {
     #[default]
@@ -220,6 +221,9 @@ impl Iterator for Messages<'_> {
             Frame::End => None,
             Frame::Short(e) | Frame::Broken(e) => {
                 self.rest = &[];
+                // Its header is what is at fault: no number to track (and
+                // not the one of a message refused before it).
+                self.unreadable = None;
                 Some(Err(e))
             }
             Frame::Message(h) => {

@@ -585,3 +585,31 @@ fn a_142_peer_gets_no_ipv6_nat() {
     };
     assert_eq!(got.reply, Some(orig.inverse()));
 }
+
+#[test]
+fn a_142_peer_gets_a_zoned_flow_without_its_zone() {
+    // 1.4.2 refuses a whole message with an attribute past 29 (ref
+    // §4.4.3), and acknowledges its number all the same.
+    let mut ct = Conntrack::new(tcp("10.0.1.2", "10.0.2.2", 40000, 80));
+    ct.zone = 7;
+    let m = Message {
+        seq: 1,
+        hello: false,
+        hello_back: false,
+        body: Body::CtNew(ct.clone()),
+    };
+    let zone_attr = hex("00060020 0007");
+    let b147 = enc(&m, Options::default());
+    assert!(b147.windows(6).any(|w| w == zone_attr));
+    let old = Options {
+        nat_order: NatByteOrder::V142,
+        send_timeout: true,
+    };
+    let b142 = enc(&m, old);
+    assert!(!b142.windows(4).any(|w| w == hex("00060020")));
+    let Body::CtNew(got) = messages(&b142, old).next().unwrap().unwrap().body
+    else {
+        panic!()
+    };
+    assert_eq!((got.orig, got.zone), (ct.orig, 0));
+}

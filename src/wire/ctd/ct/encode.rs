@@ -132,7 +132,10 @@ pub(in crate::wire::ctd) fn encode(
         }
         w.put(LABELS, &[&b]);
     }
-    if ct.zone != 0 {
+    // 1.4.2 refuses a whole message that carries an attribute past its
+    // last (29), and still acknowledges its number: the flow would never
+    // arrive. It goes without its zone, as a 1.4.2 primary sends it.
+    if ct.zone != 0 && opts.nat_order != NatByteOrder::V142 {
         w.be16(ZONE, ct.zone);
     }
 }

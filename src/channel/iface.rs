@@ -110,7 +110,8 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
                 format!("{name}: no such interface"),
             )
         } else {
-            io::Error::from_raw_os_error(-errno)
+            // Saturating: a forged i32::MIN must not overflow.
+            io::Error::from_raw_os_error(errno.saturating_neg())
         });
     }
     if msg_type != RTM_NEWLINK {
@@ -158,5 +159,17 @@ mod test {
         assert!(lo.mtu >= 1280);
         let err = link_info("no-such-if0").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn an_error_code_of_i32_min_is_an_error_not_an_overflow() {
+        // nlmsghdr (16 bytes), then the error code and the request's
+        // header; a kernel never sends i32::MIN, a forger might.
+        let mut buf = [0u8; 36];
+        buf[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        buf[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        buf[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        let err = parse_newlink(&buf, "sync0").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(i32::MAX));
     }
 }

@@ -187,8 +187,7 @@ impl Node {
             max_datagram,
             resend_queue_size: sync.resend_queue_size as usize,
             ack_window: sync.ack_window_size,
-            // Every cached entry (and as many deletions) may wait at once.
-            tx_queue_size: limit.saturating_mul(2).max(1024),
+            tx_queue_size: tx_queue_limit(cfg.general.hash_limit),
             refresh_time: Duration::from_secs(u64::from(sync.refresh_time)),
             seed,
         };
@@ -372,7 +371,7 @@ impl Node {
             sync: self.engine.stats(),
             round_trip: self.engine.round_trip(),
             tx_queue: tx,
-            tx_queue_limit: self.cfg.general.hash_limit as usize * 2,
+            tx_queue_limit: tx_queue_limit(self.cfg.general.hash_limit),
             resend_queue: rs,
             resend_queue_limit: self.sync().resend_queue_size as usize,
             error_queue_limit: self.sync().error_queue_length as usize,
@@ -473,6 +472,13 @@ impl Node {
             });
         }
     }
+}
+
+/// How many keys the transmit queue holds at most: every cached entry,
+/// and as many deletions, may wait at once. Saturating: a `HashLimit` of
+/// 2^31 or more would overflow a 32-bit router's `usize`.
+fn tx_queue_limit(hash_limit: u32) -> usize {
+    (hash_limit as usize).saturating_mul(2).max(1024)
 }
 
 #[cfg(test)]

@@ -242,3 +242,14 @@ fn a_refused_job_is_counted_where_stats_show_it() {
         "{link}"
     );
 }
+
+#[test]
+fn the_transmit_queue_limit_saturates_on_a_32_bit_router() {
+    // HashLimit is any u32; twice it does not fit a 32-bit usize (CI runs
+    // this under qemu for ARMv7 and MIPS).
+    let want = usize::try_from(2 * u64::from(u32::MAX)).unwrap_or(usize::MAX);
+    assert_eq!(tx_queue_limit(u32::MAX), want);
+    let twice_2_31 = usize::try_from(1u64 << 32).unwrap_or(usize::MAX);
+    assert_eq!(tx_queue_limit(1 << 31), twice_2_31);
+    assert_eq!(tx_queue_limit(100), 1024);
+}

@@ -50,6 +50,11 @@ pub(crate) enum Ctl {
 }
 
 impl Ctl {
+    /// An ACK or NACK: it names the peer's numbers.
+    fn is_report(self) -> bool {
+        matches!(self, Ctl::Ack { .. } | Ctl::Nack { .. } | Ctl::Query { .. })
+    }
+
     /// The header flag of its kind (`NET_F_*`).
     pub(crate) fn flag(self) -> u8 {
         match self {
@@ -142,6 +147,12 @@ impl TxQueue {
             self.control.pop_front();
         }
         self.control.push_back(c);
+    }
+
+    /// Drops the ACKs and NACKs waiting (the peer restarted: they name
+    /// its old numbers).
+    pub(crate) fn drop_reports(&mut self) {
+        self.control.retain(|c| !c.is_report());
     }
 
     /// What [`TxQueue::pop`] would return.
@@ -364,6 +375,21 @@ impl ResendQueue {
         }
         release_slack(&mut self.q, &mut self.index);
         out
+    }
+
+    /// Drops the ACKs and NACKs kept for resending (the peer restarted:
+    /// they name its old numbers).
+    pub(crate) fn drop_reports(&mut self) {
+        let mut dropped = 0;
+        for e in self.q.iter_mut() {
+            if e.live && matches!(e.what, Sent::Ctl(c) if c.is_report()) {
+                e.live = false;
+                dropped += 1;
+            }
+        }
+        self.live -= dropped;
+        self.q.retain(|e| e.live);
+        release_slack(&mut self.q, &mut self.index);
     }
 
     /// Empties the queue, returning what was live.

@@ -25,13 +25,14 @@ impl CtdEngine {
         let mut read = 0;
         let mut refused = Refused::default();
         self.stats.datagrams_recv += 1;
+        self.resync_heard = false;
         let mut messages = ctd::messages(datagram, self.p.opts);
         while let Some(m) = messages.next() {
             match m {
                 Ok(msg) => {
                     read += 1;
                     self.stats.msgs_recv += 1;
-                    self.message(now, msg, src);
+                    self.message(now, msg);
                 }
                 Err(e) => {
                     refused.count(e);
@@ -55,53 +56,61 @@ impl CtdEngine {
                             hello_back: u.hello_back,
                             body: Body::Alive,
                         };
-                        self.message(now, alive, src);
+                        self.message(now, alive);
                     }
                 }
             }
+        }
+        if std::mem::take(&mut self.bulk_owed) {
+            self.bulk(src);
         }
         self.refused.add(&refused);
         (read, refused)
     }
 
-    fn message(&mut self, now: Instant, msg: Message, src: &dyn Source) {
+    fn message(&mut self, now: Instant, msg: Message) {
         match self.p.mode {
-            Mode::FtFw => self.ftfw_message(now, msg, src),
+            Mode::FtFw => self.ftfw_message(now, msg),
             Mode::NoTrack => {
                 let seq = Seq(msg.seq);
-                match self.rx.classify(seq) {
+                let class = self.rx.classify(seq);
+                match class {
                     Class::InSync => {}
                     Class::After { from, to } => {
                         self.stats.lost += u64::from(to - from) + 1;
                     }
                     // Applied all the same (conntrackd does).
                     Class::Before => self.stats.before += 1,
-                    Class::OutOfWindow => {
-                        self.stats.out_of_window += 1;
-                        return;
-                    }
+                    // Applied too: conntrackd's NOTRACK applies whatever
+                    // the number, and a restarted peer numbers from its
+                    // clock, far from its last life's (its StartupResync
+                    // RESYNC came first and was lost). The tracking
+                    // moves once a second message follows it (`rx`).
+                    Class::OutOfWindow => self.stats.out_of_window += 1,
                 }
-                self.rx.update(seq);
+                if class != Class::OutOfWindow {
+                    self.rx.update(seq);
+                }
                 match msg.body {
                     Body::Ack { .. } | Body::Nack { .. } => {
                         self.refused.bad_header += 1;
                         self.stats.bad_header += 1;
                         self.stats.malformed += 1;
                     }
-                    b => self.digest(now, b, src),
+                    b => self.digest(now, b),
                 }
             }
             Mode::Alarm => {
                 // conntrackd's ALARM reads data only: any flag is
                 // ignored.
                 if msg.body.is_data() && !msg.hello && !msg.hello_back {
-                    self.digest(now, msg.body, src);
+                    self.digest(now, msg.body);
                 }
             }
         }
     }
 
-    fn ftfw_message(&mut self, now: Instant, msg: Message, src: &dyn Source) {
+    fn ftfw_message(&mut self, now: Instant, msg: Message) {
         let seq = Seq(msg.seq);
         if msg.hello_back && self.hello == Hello::Say {
             self.hello = Hello::Done;
@@ -123,9 +132,14 @@ impl CtdEngine {
             } else {
                 if self.rx.last().is_some() {
                     // A restarted peer knows nothing: conntrackd waits
-                    // for its RESYNC; we send our cache at once.
+                    // for its RESYNC; we send our cache at once. Our
+                    // ACKs and NACKs waiting name its old numbers, which
+                    // its new ones may reach: sent (or resent when passed
+                    // over), one would release what we never got.
                     self.stats.peer_restarts += 1;
-                    self.bulk(src);
+                    self.tx.drop_reports();
+                    self.rs.drop_reports();
+                    self.bulk_owed = true;
                 }
                 self.rx.hello(seq);
                 Class::InSync
@@ -147,13 +161,13 @@ impl CtdEngine {
             Class::After { from, to } => {
                 self.stats.lost += u64::from(to - from) + 1;
                 self.query.loss(now);
-                self.digest(now, msg.body, src);
+                self.digest(now, msg.body);
                 for c in self.rx.gap(from, to, seq) {
                     self.tx.control(c);
                 }
             }
             Class::InSync => {
-                self.digest(now, msg.body, src);
+                self.digest(now, msg.body);
                 if let Some(ack) = self.rx.in_sync(seq) {
                     self.tx.control(ack);
                 }
@@ -166,7 +180,7 @@ impl CtdEngine {
     }
 
     /// What one accepted message does.
-    fn digest(&mut self, now: Instant, body: Body, src: &dyn Source) {
+    fn digest(&mut self, now: Instant, body: Body) {
         match body {
             Body::CtNew(ct) => {
                 self.applies.push_back(Apply::Ct { ct, new: true })
@@ -188,9 +202,11 @@ impl CtdEngine {
             }
             Body::Resync => {
                 self.stats.resyncs_requested_by_peer += 1;
-                log::info!("resync requested by other node");
-                log::info!("sending bulk update");
-                self.bulk(src);
+                if !std::mem::replace(&mut self.resync_heard, true) {
+                    log::info!("resync requested by other node");
+                    log::info!("sending bulk update");
+                }
+                self.bulk_owed = true;
             }
             Body::Alive => {}
             Body::Ack { from, to } | Body::Nack { from, to }

@@ -8,7 +8,8 @@
 //! One addition: a number further than [`WINDOW`] from the expected one
 //! is not believed at once (one corrupt datagram would otherwise make
 //! every later message "late" and dropped); a second message that follows
-//! it re-anchors the tracking there, as a HELLO would. A jump within the
+//! it re-anchors the tracking there, as a HELLO would. (NOTRACK, which
+//! drops nothing by number, applies the far message all the same.) A jump within the
 //! window is believed at once, as conntrackd believes it: one forged
 //! datagram numbered up to [`WINDOW`] ahead (or a forged HELLO) still
 //! makes the real peer's messages "late" until its numbers pass it. The

@@ -66,6 +66,7 @@ impl Engine {
         };
         // A held datagram replayed after its proof was counted as it came.
         let fresh = u64::from(!self.replaying);
+        self.answered_in_datagram = false;
         self.stats.datagrams_recv += fresh;
         let session = header.session;
         let mut proven = self.gate.is_confirmed(peer, session);
@@ -389,9 +390,11 @@ impl Engine {
             return;
         }
         self.stats.resyncs_requested_by_peer += 1;
-        log::info!("resync requested by other node");
-        log::info!("sending bulk update");
-        self.bulk(src);
+        if !std::mem::replace(&mut self.answered_in_datagram, true) {
+            log::info!("resync requested by other node");
+            log::info!("sending bulk update");
+            self.bulk(src);
+        }
         let (queued, resends) = (self.tx.len(), self.stats.retransmitted);
         match self.answering.as_mut() {
             Some(a) => a.also(seq, queued),

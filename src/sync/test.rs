@@ -77,6 +77,36 @@ pub(super) fn ct(port: u16) -> Conntrack {
     c
 }
 
+/// A cache of `ct(1..=n)` that counts the walks over its keys (a bulk
+/// is one).
+#[derive(Default)]
+pub(super) struct Counted {
+    pub(super) map: MapSource,
+    pub(super) walks: std::cell::Cell<usize>,
+}
+
+impl Counted {
+    pub(super) fn with(n: u16) -> Counted {
+        let mut c = Counted::default();
+        for p in 1..=n {
+            let flow = ct(p);
+            c.map.cts.insert(wire::ct_key_of(&flow), flow);
+        }
+        c
+    }
+}
+
+impl Source for Counted {
+    fn current(&self, key: &Key) -> Option<State> {
+        self.map.current(key)
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        self.walks.set(self.walks.get() + 1);
+        self.map.keys()
+    }
+}
+
 pub(super) fn key(c: &Conntrack) -> Key {
     Key::Ct(wire::ct_key_of(c))
 }

@@ -426,3 +426,22 @@ fn forged_challenges_spend_their_own_answers_not_the_live_ones() {
     assert!(g.may_answer(later, 1, 10) && g.may_answer(later, 1, 10));
     assert!(!g.may_answer(later, 1, 10));
 }
+
+#[test]
+fn one_datagram_of_resyncs_costs_one_bulk() {
+    // A RESYNC is a byte: 1 400 fit a datagram, and each walked the whole
+    // cache (14 s of the loop with 50 000 entries). Each is still counted
+    // and answered, by the one bulk.
+    let src = super::test::Counted::with(50);
+    let mut e = Engine::new(params(Mode::FtFw, 100), Instant::ZERO);
+    e.trust(PEER, 9);
+    let d = super::test::datagram(1000, &vec![Msg::Resync; 1400]);
+    e.recv(Instant::ZERO, PEER, &d, &src).unwrap();
+    assert_eq!(e.stats().resyncs_requested_by_peer, 1400);
+    assert_eq!(src.walks.get(), 1);
+    assert_eq!(e.queue_lengths().0, 50);
+    // The next datagram's RESYNC is answered again.
+    let d = super::test::datagram(2400, &[Msg::Resync]);
+    e.recv(Instant::ZERO, PEER, &d, &src).unwrap();
+    assert_eq!(src.walks.get(), 2);
+}

@@ -5,13 +5,10 @@
 //! of our ACKs of its last life reaches its new one. A bulk walks the
 //! whole cache: one datagram gets one, however often it asks.
 
-use std::cell::Cell;
-
 use super::test_reports::{ctl, params};
 use super::*;
 use crate::sync::MapSource;
-use crate::sync::test::ct;
-use crate::wire::ct_key_of;
+use crate::sync::test::Counted;
 use crate::wire::ctd::flag::{ACK, ALIVE, HELLO, HELLO_BACK, RESYNC};
 use crate::wire::ctd::{self, Body, Message};
 
@@ -21,35 +18,6 @@ fn alive(seq: u32, flags: u8) -> Vec<u8> {
     m.extend_from_slice(&8u16.to_be_bytes());
     m.extend_from_slice(&seq.to_be_bytes());
     m
-}
-
-/// A source of three flows that counts the walks over its keys.
-#[derive(Default)]
-struct Counted {
-    map: MapSource,
-    walks: Cell<usize>,
-}
-
-impl Counted {
-    fn three() -> Counted {
-        let mut c = Counted::default();
-        for p in 1..=3 {
-            let flow = ct(p);
-            c.map.cts.insert(ct_key_of(&flow), flow);
-        }
-        c
-    }
-}
-
-impl Source for Counted {
-    fn current(&self, key: &Key) -> Option<crate::sync::State> {
-        self.map.current(key)
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        self.walks.set(self.walks.get() + 1);
-        self.map.keys()
-    }
 }
 
 fn sent(e: &mut CtdEngine, now: Instant, src: &dyn Source) -> Vec<Message> {
@@ -64,7 +32,7 @@ fn sent(e: &mut CtdEngine, now: Instant, src: &dyn Source) -> Vec<Message> {
 
 #[test]
 fn a_restarted_notrack_peers_resync_is_answered() {
-    let src = Counted::three();
+    let src = Counted::with(3);
     let t = Instant::from_millis(0);
     let mut e = CtdEngine::new(
         Params {
@@ -136,7 +104,7 @@ fn no_ack_of_a_restarted_peers_last_life_reaches_its_new_one() {
 
 #[test]
 fn one_datagram_gets_one_bulk_however_often_it_asks() {
-    let src = Counted::three();
+    let src = Counted::with(3);
     let t = Instant::from_millis(0);
     let mut e = CtdEngine::new(params(), t);
     let _ = sent(&mut e, t, &src);

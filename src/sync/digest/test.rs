@@ -15,7 +15,7 @@ use crate::wire::{
 type Map = BTreeMap<Vec<u8>, (Vec<u8>, Instant)>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Mem {
+pub(super) struct Mem {
     t: [Map; 2],
 }
 
@@ -61,7 +61,7 @@ fn ct(i: u32, status: u32) -> Conntrack {
     c
 }
 
-fn exp(i: u32, flags: u32) -> Expect {
+pub(super) fn exp(i: u32, flags: u32) -> Expect {
     let mut x = Expect::new(tuple(i, 6), tuple(i, 17), tuple(0, 17));
     x.flags = flags;
     x.timeout = Some(300);
@@ -75,7 +75,7 @@ fn put_ct(m: &mut Mem, c: &Conntrack, at: Instant) {
     m.t[0].insert(k, (b, at));
 }
 
-fn put_exp(m: &mut Mem, x: &Expect, at: Instant) {
+pub(super) fn put_exp(m: &mut Mem, x: &Expect, at: Instant) {
     let k = postcard::to_allocvec(&exp_key_of(x)).unwrap();
     let b = postcard::to_allocvec(&to_wire_exp(x)).unwrap();
     assert!(b.starts_with(&k));
@@ -284,7 +284,7 @@ impl Lcg {
     }
 }
 
-fn big(n: u32) -> Mem {
+pub(super) fn big(n: u32) -> Mem {
     let mut m = Mem::default();
     for i in 0..n {
         put_ct(&mut m, &ct(i, 0x18e), Instant::from_millis(0));

@@ -54,8 +54,8 @@ pub mod flag {
 /// How NTA_SNAT_IPV4/NTA_DNAT_IPV4 are laid out (§4.4.4): 1.4.7 sends
 /// network order; 1.4.2 on x86 sends the address byte-reversed. With
 /// `V142` the IPv6 NAT attributes (29, 30), which 1.4.2 cannot parse, are
-/// neither sent nor read, and a conntrack's zone (32, which 1.4.2 refuses
-/// the whole message for) is not sent.
+/// neither sent nor read, nor is a conntrack's zone (32, which 1.4.2
+/// refuses the whole message for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NatByteOrder {
     #[default]

@@ -612,4 +612,10 @@ fn a_142_peer_gets_a_zoned_flow_without_its_zone() {
         panic!()
     };
     assert_eq!((got.orig, got.zone), (ct.orig, 0));
+    // Nor is it read (1.4.2 would have refused the message).
+    let Body::CtNew(got) = messages(&b147, old).next().unwrap().unwrap().body
+    else {
+        panic!()
+    };
+    assert_eq!(got.zone, 0);
 }

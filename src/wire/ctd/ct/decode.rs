@@ -128,6 +128,8 @@ fn read(payload: &[u8], opts: Options) -> Result<Seen, Error> {
             TCP_WSCALE_REPL => s.wscale.1 = v[0],
             HELPER_NAME => s.helper = name(v)?,
             LABELS => s.labels = labels(v)?,
+            // Nor zones (1.4.7's 32): what we send it carries none.
+            ZONE if opts.nat_order == NatByteOrder::V142 => {}
             ZONE => s.zone = be16(v),
             // The model has no synproxy state: size-checked, ignored.
             SYNPROXY => {}

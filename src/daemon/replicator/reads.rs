@@ -37,7 +37,7 @@ impl Replicator {
             }
             read += 1;
             if read < PEER_BATCH {
-                next = self.channels.try_recv(&mut self.rx_buf);
+                next = self.queued_datagram().await;
             }
         }
         // Read empty (not stopped at the bound): when to read next.
@@ -56,10 +56,25 @@ impl Replicator {
         ex: &LocalExecutor<'_>,
         clock: Clock,
     ) -> bool {
-        match self.channels.try_recv(&mut self.rx_buf) {
+        match self.queued_datagram().await {
             Some(first) => self.datagrams(ex, clock, first).await,
             None => false,
         }
+    }
+
+    /// A datagram queued now on any link, without waiting. UDP links are
+    /// read directly; a TCP link only through `poll_recv`, which also
+    /// drives its connects, accepts and writes: left to the wait, a TCP
+    /// peer was not read (nor reconnected) for as long as a backlog of
+    /// events lasted. Polled once, it returns at once.
+    async fn queued_datagram(&mut self) -> Option<(usize, usize, SocketAddr)> {
+        if let Some(d) = self.channels.try_recv(&mut self.rx_buf) {
+            return Some(d);
+        }
+        if self.channels.datagrams_only() {
+            return None;
+        }
+        smol::future::poll_once(self.channels.recv(&mut self.rx_buf)).await
     }
 
     /// Whatever the event socket holds now (at most EventIterationLimit

@@ -14,7 +14,8 @@
 //! neither cache knows is new and is sent (`announce_new`). Flows that
 //! ended meanwhile are no concern: the DESTROY group stays joined. A `-B`
 //! that comes before that resync has ended (a notify script runs `-c`
-//! then `-B`) waits for it, so it sends the committed entries too.
+//! then `-B`) waits for it, and for any resync queued behind it (the
+//! script's `-f; -R`), so it sends the committed entries too.
 //!
 //! Only where events feed the internal cache: with polling there are no
 //! events, and without an internal cache the peer is sent each event as
@@ -67,9 +68,16 @@ impl Node {
         }
     }
 
-    /// The resync after a commit ended (its last part, or its failure):
-    /// the bulk sends that waited for it go now.
+    /// The resync after a commit ended (its last part, or its failure),
+    /// or one queued behind it: the bulk sends that waited for it go now,
+    /// unless another resync is queued. A notify script's `-c; -f; -R; -B`
+    /// empties the internal cache while the commit's resync runs, and its
+    /// `-R` waits for that one's end: a bulk then left out what the first
+    /// parts had cached, and the `-R` cached them again silently.
     pub(super) fn commit_resync_done(&mut self) {
+        if self.new_events_paused || self.resync_wanted.is_some() {
+            return;
+        }
         let Some(waiting) = self.bulk_after_commit.take() else {
             return;
         };
@@ -410,6 +418,76 @@ mod test {
             let out = done(&mut n, T0, purpose, committed(1, 0));
             assert!(out.new_events.is_none(), "{general} {mode}");
             assert!(resyncs(&out).is_empty(), "{general} {mode}");
+        }
+    }
+
+    /// The notify script's `primary` branch (`-c; -f; -R; -B`): the `-f`
+    /// empties the internal cache while the commit's resync runs, the
+    /// `-R` waits for that dump's end, and the `-B` for the `-R`'s dump,
+    /// so every committed entry goes to the peer. It waited for the
+    /// commit's resync only: what that resync's first parts had cached
+    /// was flushed before the bulk, and the `-R` cached it again
+    /// silently.
+    #[test]
+    fn a_scripts_flush_and_resync_after_a_commit_leave_nothing_out_of_the_bulk()
+    {
+        use crate::control::proto::CacheSel;
+        let mut n = node("", "FTFW { }");
+        let (a, b) = (flow(17, 5000, 53), flow(17, 5001, 53));
+        n.external_ct.upsert(&a, T0, true).unwrap();
+        n.external_ct.upsert(&b, T0, true).unwrap();
+        let out = control(&mut n, T0, Request::Commit(Target::All));
+        let purpose = out.jobs[0].purpose;
+        let out = done(&mut n, T0, purpose, committed(2, 0));
+        let r1 = resyncs(&out)[0].purpose;
+        let first = Done::Dumped {
+            objects: vec![Object::Ct(a.clone())],
+            last: false,
+        };
+        let out = done(&mut n, T0, r1, first);
+        let mut sent = sent_from(&mut n, T0, &out);
+        control(&mut n, T0, Request::FlushCache(CacheSel::All));
+        let out = control(&mut n, T0, Request::ResyncKernel(Target::All));
+        assert!(out.jobs.is_empty(), "-R waits for the running dump");
+        let out = control(&mut n, T0, Request::BulkSend);
+        assert!(out.replies.is_empty(), "-B waits");
+        let last = Done::Dumped {
+            objects: vec![Object::Ct(b.clone())],
+            last: true,
+        };
+        let out = done(&mut n, T0, r1, last);
+        assert!(out.replies.is_empty(), "-R and -B wait for the -R's dump");
+        sent.extend(sent_from(&mut n, T0, &out));
+        let r2 = resyncs(&out)[0].purpose;
+        let both = vec![Object::Ct(a.clone()), Object::Ct(b.clone())];
+        let out = done(
+            &mut n,
+            T0,
+            r2,
+            Done::Dumped {
+                objects: both,
+                last: true,
+            },
+        );
+        let answers = out
+            .replies
+            .iter()
+            .filter(|r| **r == (CLIENT, Reply::Done(Status::Ok)))
+            .count();
+        assert_eq!(answers, 2, "the -R and the -B: {:?}", out.replies);
+        sent.extend(sent_from(&mut n, T0, &out));
+        assert_eq!(n.internal_ct.len(), 2);
+        let keys: Vec<_> = sent
+            .iter()
+            .filter_map(|m| match m {
+                Msg::CtNew(w) | Msg::CtUpd(w) => {
+                    Some(ct_key_of(&crate::wire::from_wire_ct(w.clone())))
+                }
+                _ => None,
+            })
+            .collect();
+        for f in [&a, &b] {
+            assert!(keys.contains(&ct_key_of(f)), "{f:?} not sent: {keys:?}");
         }
     }
 }

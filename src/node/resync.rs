@@ -205,7 +205,7 @@ impl Node {
             self.overrun_unsent = false;
         }
         self.answer_resync(client, run.clients, &Status::Ok);
-        if after_commit {
+        if after_commit || self.bulk_after_commit.is_some() {
             self.commit_resync_done();
         }
         self.next_resync();
@@ -232,7 +232,7 @@ impl Node {
         };
         let failed = Status::Failed(format!("can't dump kernel table: {why}"));
         self.answer_resync(client, clients, &failed);
-        if announce_new {
+        if announce_new || self.bulk_after_commit.is_some() {
             // What the cache holds goes, rather than nothing.
             self.commit_resync_done();
         }

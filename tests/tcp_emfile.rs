@@ -129,7 +129,11 @@ fn a_tcp_link_out_of_descriptors_neither_spins_nor_goes_down() {
     };
     let waiter = Waiter::start(link);
     // Made before the limit falls: connecting needs no new descriptor.
+    // From the link's peer address: a connection from elsewhere is
+    // refused as foreign.
     let peer = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let from: SocketAddr = ([127, 0, 0, 2], 0).into();
+    peer.bind(&from.into()).unwrap();
     let limit = getrlimit(Resource::Nofile);
     let full = Rlimit {
         current: Some(descriptors_in_use()),

@@ -3,7 +3,8 @@
 //! Owns the sockets of every configured link (up to four), sending on the
 //! current one and receiving on all. Reception is tied to the link's
 //! interface (`SO_BINDTODEVICE`); unicast links also accept only datagrams
-//! from the configured peer address (counted as `foreign` otherwise).
+//! from the configured peer address, and TCP links only its connections
+//! (counted as `foreign` otherwise).
 //! conntrackd accepts anything that reaches the port.
 //!
 //! Failover (reference §4.1): [`Channels::check_links`] moves to the next

@@ -104,6 +104,7 @@ impl Tcp {
         let errs = self.drive(cx);
         stats.err_send += errs.0;
         stats.err_recv += errs.1;
+        stats.foreign += errs.2;
         self.next_frame(cx, buf, stats)
     }
 
@@ -114,7 +115,12 @@ impl Tcp {
             self.dropped += 1;
             // Never drop a frame that is half written.
             let at = usize::from(self.written > 0);
-            self.queue.remove(at);
+            if self.queue.remove(at).is_none() {
+                // The only one is (`ErrorQueueLength 1`): the new frame
+                // gives way, and the bound holds.
+                self.flush();
+                return false;
+            }
         }
         self.queue.push_back(frame.to_vec());
         self.flush();
@@ -149,15 +155,22 @@ impl Tcp {
     }
 
     /// Accepts, connects and flushes as far as possible now. Returns
-    /// (send errors, receive errors).
-    fn drive(&mut self, cx: &mut Context<'_>) -> (u64, u64) {
-        let mut errs = (0, 0);
+    /// (send errors, receive errors, connections refused as foreign).
+    fn drive(&mut self, cx: &mut Context<'_>) -> (u64, u64, u64) {
+        let mut errs = (0, 0, 0);
         // Accept until the listener has nothing and its readiness poll is
         // Pending: a Ready poll does not register the waker, and ignoring
         // it would leave a connection waiting in the backlog forever.
         'accept: loop {
             loop {
                 match self.listener.get_ref().accept() {
+                    // Only the peer's: any other connection (a scan, a
+                    // probe) replaced its stream and lost its next
+                    // frames. Counted as a UDP link counts a foreign
+                    // sender, and closed.
+                    Ok((_, from)) if from.ip() != self.dest.ip() => {
+                        errs.2 += 1;
+                    }
                     Ok((s, _)) => {
                         if s.set_nonblocking(true).is_ok()
                             && let Ok(a) = Async::new(s)
@@ -397,5 +410,58 @@ mod test {
         assert_eq!(ctd_run(&stream[..20], 8, 1000), 8, "partial second");
         // Garbage that is neither framing ends the stream.
         assert_eq!(frame_len(&[0x70, 0, 0, 8, 0, 0, 0, 0]), Some(None));
+    }
+
+    /// A link listening on 127.0.0.1 whose peer is 127.0.0.1 at a port
+    /// nothing listens on; its listening address.
+    fn link(queue_max: usize) -> (Tcp, SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let at = l.local_addr().unwrap();
+        let dest = "127.0.0.1:1".parse().unwrap();
+        (
+            Tcp::new(Async::new(l).unwrap(), dest, "lo".into(), queue_max),
+            at,
+        )
+    }
+
+    fn poll(t: &mut Tcp, stats: &mut LinkStats) -> Option<(usize, SocketAddr)> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut buf = [0u8; 256];
+        t.poll(&mut cx, &mut buf, stats)
+    }
+
+    #[test]
+    fn a_connection_from_elsewhere_leaves_the_peers_stream_alone() {
+        let (mut t, at) = link(8);
+        let mut stats = LinkStats::default();
+        let frame =
+            |n: u8| vec![b'c', b'T', 1, 0, 0, 0, 0, 1, 0, 0, 0, n, 0, 2, 7, 7];
+        let mut peer = TcpStream::connect(at).unwrap();
+        peer.write_all(&frame(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(poll(&mut t, &mut stats).is_some());
+        // Another address on the host (loopback is a /8).
+        let other = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let from: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        other.bind(&from.into()).unwrap();
+        other.connect(&at.into()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = poll(&mut t, &mut stats);
+        peer.write_all(&frame(2)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(poll(&mut t, &mut stats).is_some(), "the peer's next frame");
+        assert_eq!(stats.foreign, 1);
+        assert!(t.connections().0);
+    }
+
+    #[test]
+    fn a_queue_of_one_keeps_its_half_written_frame_and_its_bound() {
+        let (mut t, _) = link(1);
+        t.queue.push_back(vec![0; 16]);
+        t.written = 5;
+        assert!(!t.enqueue(&[1; 16]));
+        assert_eq!((t.queue.len(), t.dropped(), t.written), (1, 1, 5));
+        assert_eq!(t.queue[0], vec![0; 16]);
     }
 }

@@ -289,7 +289,13 @@ pub(crate) async fn run(
         )
         .await;
         let ev = match wake {
-            Wake::Kernel | Wake::Job(None) => continue,
+            Wake::Kernel => continue,
+            // A closed channel is ready at once: waiting on it again
+            // spun the loop. The sync loop stops the same way.
+            Wake::Job(None) => {
+                log::error!("the kernel worker died; stopping");
+                break;
+            }
             Wake::Job(Some(c)) => {
                 if let Some((waiting, status)) = sm.completion(c, clock) {
                     for stream in waiting {

@@ -114,8 +114,33 @@ impl Link {
 pub struct Channels {
     pub links: Vec<Link>,
     current: usize,
+    /// `ErrorQueueLength`, for a link opened again.
+    error_queue: usize,
     /// "no dedicated links available!" is logged once per outage.
     none_usable: bool,
+}
+
+/// Opens `l` again on its interface's new index, keeping its counters;
+/// when that fails it is down, and the next check tries again.
+fn reopen(l: &mut Link, error_queue: usize) {
+    if let Io::Tcp(t) = &mut l.io {
+        // Its port, for the new listener.
+        t.close_listener();
+    }
+    let iface = &l.channel.interface;
+    match open::open_link(&l.channel, error_queue) {
+        Ok(mut new) => {
+            log::warn!("{iface}: interface created again, link opened again");
+            new.stats = l.stats;
+            *l = new;
+        }
+        Err(e) => {
+            log::warn!(
+                "{iface}: interface created again, link not opened: {e}"
+            );
+            l.info.status = LinkStatus::Down;
+        }
+    }
 }
 
 /// What [`Channels::check_links`] decided.
@@ -154,6 +179,7 @@ impl Channels {
         Ok(Channels {
             links,
             current: sync.default_channel(),
+            error_queue: sync.error_queue_length as usize,
             none_usable: false,
         })
     }
@@ -280,6 +306,13 @@ impl Channels {
     pub fn check_links(&mut self) -> Option<Failover> {
         for l in &mut self.links {
             match link_info(&l.channel.interface) {
+                // Deleted and created again (a VLAN or a bond set up
+                // anew): the sockets are tied to the old index (bound to
+                // the device, joined and sending on it). Sending failed
+                // and nothing came while the link looked running.
+                Ok(info) if info.index != l.info.index => {
+                    reopen(l, self.error_queue);
+                }
                 Ok(info) => {
                     l.info.status = info.status;
                     l.info.mtu = info.mtu;

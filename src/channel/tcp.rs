@@ -35,7 +35,8 @@ enum Outbound {
 
 /// A TCP link's two connections and its send queue.
 pub(super) struct Tcp {
-    listener: Async<TcpListener>,
+    /// None once closed for the link to be opened again (its port free).
+    listener: Option<Async<TcpListener>>,
     inbound: Option<Async<TcpStream>>,
     inbuf: Vec<u8>,
     outbound: Outbound,
@@ -60,7 +61,7 @@ impl Tcp {
         queue_max: usize,
     ) -> Tcp {
         Tcp {
-            listener,
+            listener: Some(listener),
             inbound: None,
             inbuf: Vec::new(),
             outbound: Outbound::Idle,
@@ -81,6 +82,12 @@ impl Tcp {
             self.inbound.is_some(),
             matches!(self.outbound, Outbound::Connected(_)),
         )
+    }
+
+    /// Closes the listening socket, so that the link can be opened again
+    /// on the same port (its interface was created again).
+    pub(super) fn close_listener(&mut self) {
+        self.listener = None;
     }
 
     /// Frames dropped because the queue (`ErrorQueueLength`) was full.
@@ -161,9 +168,9 @@ impl Tcp {
         // Accept until the listener has nothing and its readiness poll is
         // Pending: a Ready poll does not register the waker, and ignoring
         // it would leave a connection waiting in the backlog forever.
-        'accept: loop {
+        'accept: while let Some(listener) = &self.listener {
             loop {
-                match self.listener.get_ref().accept() {
+                match listener.get_ref().accept() {
                     // Only the peer's: any other connection (a scan, a
                     // probe) replaced its stream and lost its next
                     // frames. Counted as a UDP link counts a foreign
@@ -192,7 +199,7 @@ impl Tcp {
                     }
                 }
             }
-            if self.listener.poll_readable(cx).is_pending() {
+            if listener.poll_readable(cx).is_pending() {
                 break;
             }
         }

@@ -13,7 +13,8 @@
 //! `local_time`, which applies the zone's rules to each instant.
 //!
 //! A failing log sink never stops the daemon: write errors are counted and
-//! otherwise ignored.
+//! otherwise ignored; a syslog connection that failed is made again
+//! (`syslog_sink`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,6 +29,9 @@ use time::OffsetDateTime;
 use crate::config::Facility;
 
 pub mod local_time;
+mod syslog_sink;
+
+use syslog_sink::SyslogSink;
 
 type Syslog = syslog::Logger<LoggerBackend, GlibcLine>;
 
@@ -79,7 +83,7 @@ const MONTHS: [&str; 12] = [
 
 struct Sinks {
     file: Option<File>,
-    syslog: Option<Syslog>,
+    syslog: Option<SyslogSink>,
     /// Foreground and client runs also print to stdout/stderr.
     console: bool,
     /// Lines that some sink failed to take. A plain counter under the
@@ -146,7 +150,7 @@ pub fn open_syslog(facility: Facility, ident: &str) {
 
 /// The stats log's syslog sink (`Stats { Syslog }`): destroyed flows at
 /// LOG_INFO, bare, in the same line shape as the daemon's messages.
-pub struct StatsSyslog(Syslog);
+pub struct StatsSyslog(SyslogSink);
 
 impl StatsSyslog {
     /// Connects under `ident` with General's facility: conntrackd opens
@@ -161,7 +165,7 @@ impl StatsSyslog {
     /// Sends one line at LOG_INFO; a failure is counted in the log's write
     /// errors.
     pub fn info(&mut self, line: &str) {
-        if self.0.info(line).is_err()
+        if !self.0.send(|l| l.info(line))
             && let Ok(mut s) = LOGGER.sinks.lock()
         {
             s.write_errors += 1;
@@ -170,7 +174,10 @@ impl StatsSyslog {
 }
 
 /// A syslog connection in glibc's line shape; `None` facility is LOG_USER.
-fn connect_syslog(facility: Option<Facility>, ident: &str) -> Option<Syslog> {
+fn connect_syslog(
+    facility: Option<Facility>,
+    ident: &str,
+) -> Option<SyslogSink> {
     let facility = match facility {
         None => syslog::Facility::LOG_USER,
         Some(Facility::Daemon) => syslog::Facility::LOG_DAEMON,
@@ -190,7 +197,7 @@ fn connect_syslog(facility: Option<Facility>, ident: &str) -> Option<Syslog> {
         ident: ident.into(),
         pid: std::process::id(),
     };
-    match syslog::unix(formatter) {
+    match SyslogSink::connect(formatter, None) {
         Ok(logger) => Some(logger),
         Err(e) => {
             log::warn!("cannot connect to syslog: {e}");
@@ -282,13 +289,13 @@ impl Log for Logger {
             failed |= f.write_all(line.as_bytes()).is_err();
         }
         if let Some(sys) = s.syslog.as_mut() {
-            let r = match record.level() {
-                Level::Error => sys.err(&msg),
-                Level::Warn => sys.warning(&msg),
-                Level::Info => sys.notice(&msg),
-                Level::Debug | Level::Trace => sys.info(&msg),
-            };
-            failed |= r.is_err();
+            let level = record.level();
+            failed |= !sys.send(|l| match level {
+                Level::Error => l.err(&msg),
+                Level::Warn => l.warning(&msg),
+                Level::Info => l.notice(&msg),
+                Level::Debug | Level::Trace => l.info(&msg),
+            });
         }
         if s.console {
             // Errors and warnings to stderr, the rest to stdout, as

@@ -193,8 +193,14 @@ impl CtSocket {
         let delete = |buf: &mut Vec<u8>, ct: &Conntrack, seq| {
             codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq)
         };
-        let mut result =
-            self.create_with_retry(cts, codec::encode_ct_create, delete)?;
+        let mut result = Vec::with_capacity(cts.len());
+        for run in master_runs(cts) {
+            result.extend(self.create_with_retry(
+                run,
+                codec::encode_ct_create,
+                delete,
+            )?);
+        }
         let orphans: Vec<usize> = (0..cts.len())
             .filter(|&i| result[i] == ENOENT && cts[i].master.is_some())
             .collect();
@@ -473,6 +479,29 @@ impl AsFd for CtSocket {
     }
 }
 
+/// `cts` cut before each entry whose master is in the same run, so that
+/// a master is created, and deleted and created again when it existed,
+/// before the RELATED entries that name it are sent: in one send, such an
+/// entry was linked to the kernel's old master, which the retry then
+/// deleted (the commit's order already puts masters first).
+fn master_runs(cts: &[Conntrack]) -> Vec<&[Conntrack]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut origs = std::collections::HashSet::new();
+    for (i, ct) in cts.iter().enumerate() {
+        if ct.master.is_some_and(|m| origs.contains(&m)) {
+            runs.push(&cts[start..i]);
+            start = i;
+            origs.clear();
+        }
+        origs.insert(ct.orig);
+    }
+    if start < cts.len() {
+        runs.push(&cts[start..]);
+    }
+    runs
+}
+
 /// Which request of a batch numbered `seqs` (consecutive, from
 /// [`CtSocket::next_seq`]) an acknowledgement numbered `seq` is for. The
 /// numbers skip 0, so past a wrap inside the batch each is one less
@@ -494,7 +523,8 @@ pub(super) fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod test {
-    use super::{ack_last_only, batch_index};
+    use super::{ack_last_only, batch_index, master_runs};
+    use crate::model::Conntrack;
     use crate::kernel::codec::{self, NLM_F_ACK};
 
     #[test]
@@ -529,5 +559,45 @@ mod test {
             |i: usize| u16::from_ne_bytes([buf[i * len + 6], buf[i * len + 7]]);
         assert_eq!((flags(0) & NLM_F_ACK, flags(1) & NLM_F_ACK), (0, 0));
         assert_eq!(flags(2) & NLM_F_ACK, NLM_F_ACK);
+    }
+
+    #[test]
+    fn related_entries_go_after_a_run_that_holds_their_master() {
+        use crate::model::{L4, Tuple};
+        let t = |port: u16| Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports { src: port, dst: 21 },
+        };
+        let ct = |port: u16, master: Option<u16>| {
+            let mut c = Conntrack::new(t(port));
+            c.master = master.map(t);
+            c
+        };
+        // Two calls, their data channels, and a flow RELATED to a data
+        // channel (H.323's depth); a RELATED entry whose master is not
+        // in the slice stays in its run.
+        let cts = [
+            ct(1, None),
+            ct(2, None),
+            ct(9, Some(99)),
+            ct(10, Some(1)),
+            ct(20, Some(2)),
+            ct(30, Some(10)),
+        ];
+        let runs: Vec<Vec<u16>> = master_runs(&cts)
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|c| match c.orig.l4 {
+                        L4::Ports { src, .. } => src,
+                        _ => 0,
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(runs, vec![vec![1, 2, 9], vec![10, 20], vec![30]]);
+        assert!(master_runs(&[]).is_empty());
     }
 }

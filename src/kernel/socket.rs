@@ -524,8 +524,8 @@ pub(super) fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod test {
     use super::{ack_last_only, batch_index, master_runs};
-    use crate::model::Conntrack;
     use crate::kernel::codec::{self, NLM_F_ACK};
+    use crate::model::Conntrack;
 
     #[test]
     fn a_batch_that_wraps_its_numbers_finds_each_acknowledgement() {

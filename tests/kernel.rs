@@ -604,3 +604,15 @@ fn a_masters_dump_holds_its_expectations_and_no_others() {
         assert!(all.contains(&format!("dport={port} ")), "{all}");
     }
 }
+
+/// A request socket has room for the acknowledgements of several whole
+/// batches that fail (each failing request is acknowledged): by
+/// arithmetic, a batch of 256 EEXISTs takes most of the default 208 KB.
+#[test]
+fn a_request_socket_has_room_for_batches_of_errors() {
+    let Some(ns) = Netns::new("rcvbuf") else {
+        return;
+    };
+    let size = ns.enter(|| CtSocket::open().unwrap().rcvbuf().unwrap());
+    assert!(size >= 1 << 20, "{size}");
+}

@@ -22,6 +22,8 @@ use crate::model::{Conntrack, Expect};
 /// Requests per `send`: small enough for the default socket buffers, large
 /// enough that a commit of 100 000 entries takes a few hundred sends.
 const BATCH: usize = 256;
+/// A request socket's receive buffer (see [`CtSocket::open`]).
+const REQUEST_RCVBUF: usize = 1 << 20;
 /// Errno values come from rustix, never as numbers: they differ between
 /// architectures (ENOBUFS is 105 on x86 and ARM, 132 on MIPS).
 const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
@@ -52,12 +54,20 @@ impl CtSocket {
         // Acknowledgements without the echoed request: a batch of
         // thousands of creates then answers in a few kilobytes.
         sock.set_cap_ack(true)?;
-        Ok(CtSocket {
+        let s = CtSocket {
             sock,
             port: addr.port_number(),
             seq: 1,
             rx: Vec::new(),
-        })
+        };
+        // Every request of a batch that fails is acknowledged, each ack
+        // charged its buffer's true size (several hundred bytes; not
+        // measured): by that arithmetic a batch of 256 EEXISTs (a commit
+        // over entries traffic made again) takes most of the default
+        // 208 KB, and past it the whole job would fail (ENOBUFS). Room
+        // for several batches; without CAP_NET_ADMIN the default stays.
+        let _ = s.set_rcvbuf(REQUEST_RCVBUF);
+        Ok(s)
     }
 
     /// Opens a socket subscribed to conntrack events (and expectation

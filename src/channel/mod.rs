@@ -76,6 +76,8 @@ pub struct Link {
     pub info: LinkInfo,
     pub stats: LinkStats,
     io: Io,
+    /// Opening it again failed (said once, not every second).
+    reopen_failed: bool,
 }
 
 impl Link {
@@ -135,9 +137,11 @@ fn reopen(l: &mut Link, error_queue: usize) {
             *l = new;
         }
         Err(e) => {
-            log::warn!(
-                "{iface}: interface created again, link not opened: {e}"
-            );
+            if !std::mem::replace(&mut l.reopen_failed, true) {
+                log::warn!(
+                    "{iface}: interface created again, link not opened: {e}"
+                );
+            }
             l.info.status = LinkStatus::Down;
         }
     }

@@ -162,5 +162,6 @@ pub(super) fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
         info,
         stats: LinkStats::default(),
         io,
+        reopen_failed: false,
     })
 }

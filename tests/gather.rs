@@ -74,19 +74,10 @@ fn paced_burst<T: Send>(
     // moment's delay of fw-1 overran it in about 1 run of 5, and the resync
     // with the kernel that follows sent every flow again.
     let general = "NetlinkBufferSize 16777216\n  NetlinkBufferSizeMaxGrowth 67108864\n  Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }";
-    let sync = |me, peer| format!("Mode FTFW {{ }}\n{}", udp_link(me, peer));
-    let fw1 = Fw::start(
-        &a,
-        &format!("{tag}1"),
-        general,
-        &sync("10.9.0.1", "10.9.0.2"),
-    );
-    let fw2 = Fw::start(
-        &b,
-        &format!("{tag}2"),
-        general,
-        &sync("10.9.0.2", "10.9.0.1"),
-    );
+    let sync = |me: &str, peer: &str| {
+        format!("Mode FTFW {{ }}\n{}", udp_link(me, peer))
+    };
+    let (fw1, fw2) = Fw::start_pair((&a, &b), tag, general, sync);
     // The handshake and the backup's start-up resync done before the
     // burst: the count below is the burst's alone.
     create(&a, &flows("10.140.1.1", warm_up));

@@ -43,19 +43,9 @@ fn backlog(tag: &str, link: fn(&str, &str) -> String) {
         return;
     };
     let general = "HashLimit 600000\n  EventIterationLimit 1\n  NetlinkBufferSize 134217728\n  NetlinkBufferSizeMaxGrowth 134217728\n  Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }";
-    let sync = |me, peer| format!("Mode FTFW {{ }}\n{}", link(me, peer));
-    let fw1 = Fw::start(
-        &a,
-        &format!("{tag}1"),
-        general,
-        &sync("10.9.0.1", "10.9.0.2"),
-    );
-    let fw2 = Fw::start(
-        &b,
-        &format!("{tag}2"),
-        general,
-        &sync("10.9.0.2", "10.9.0.1"),
-    );
+    let sync =
+        |me: &str, peer: &str| format!("Mode FTFW {{ }}\n{}", link(me, peer));
+    let (fw1, fw2) = Fw::start_pair((&a, &b), tag, general, sync);
     // The pair has met (a TCP link connects within its reconnect
     // second): what the flood's 300 ms show is then the loop's doing.
     let met = Instant::now();

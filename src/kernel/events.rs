@@ -104,7 +104,7 @@ impl EventSocket {
     /// A socket subscribed to nothing (`PollSecs`: the table is dumped
     /// instead): the loop keeps its shape and no event ever arrives.
     pub fn unsubscribed() -> io::Result<EventSocket> {
-        let s = CtSocket::open()?;
+        let s = CtSocket::unsubscribed()?;
         let size = s.rcvbuf()?;
         let port = s.port();
         Ok(EventSocket {

@@ -47,27 +47,41 @@ pub struct CtSocket {
 pub type Errno = i32;
 
 impl CtSocket {
-    /// Opens a socket bound to a kernel-assigned port id.
+    /// Opens a request socket bound to a kernel-assigned port id.
     pub fn open() -> io::Result<CtSocket> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        let addr = sock.bind_auto()?;
-        // Acknowledgements without the echoed request: a batch of
-        // thousands of creates then answers in a few kilobytes.
-        sock.set_cap_ack(true)?;
-        let s = CtSocket {
-            sock,
-            port: addr.port_number(),
-            seq: 1,
-            rx: Vec::new(),
-        };
+        let s = CtSocket::bind()?;
         // Every request of a batch that fails is acknowledged, each ack
         // charged its buffer's true size (several hundred bytes; not
         // measured): by that arithmetic a batch of 256 EEXISTs (a commit
         // over entries traffic made again) takes most of the default
         // 208 KB, and past it the whole job would fail (ENOBUFS). Room
         // for several batches; without CAP_NET_ADMIN the default stays.
+        // (Not the event sockets': their size is `NetlinkBufferSize`'s,
+        // and `-s runtime` shows it as conntrackd does.)
         let _ = s.set_rcvbuf(REQUEST_RCVBUF);
         Ok(s)
+    }
+
+    /// A socket bound to a kernel-assigned port id, its buffers the
+    /// system's.
+    fn bind() -> io::Result<CtSocket> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        let addr = sock.bind_auto()?;
+        // Acknowledgements without the echoed request: a batch of
+        // thousands of creates then answers in a few kilobytes.
+        sock.set_cap_ack(true)?;
+        Ok(CtSocket {
+            sock,
+            port: addr.port_number(),
+            seq: 1,
+            rx: Vec::new(),
+        })
+    }
+
+    /// An event socket subscribed to nothing (`PollSecs`), its buffer the
+    /// system's.
+    pub fn unsubscribed() -> io::Result<CtSocket> {
+        CtSocket::bind()
     }
 
     /// Opens a socket subscribed to conntrack events (and expectation
@@ -77,7 +91,7 @@ impl CtSocket {
         expectations: bool,
         rcvbuf: usize,
     ) -> io::Result<(CtSocket, usize)> {
-        let s = CtSocket::open()?;
+        let s = CtSocket::bind()?;
         let mut groups = vec![
             codec::NFNLGRP_CONNTRACK_NEW,
             codec::NFNLGRP_CONNTRACK_UPDATE,

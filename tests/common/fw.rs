@@ -126,6 +126,30 @@ pub struct Fw {
 }
 
 impl Fw {
+    /// fw-1 (`{tag}1`, 10.9.0.1) in `a` and fw-2 (`{tag}2`, 10.9.0.2) in
+    /// `b`, on [`super::pair`]'s `s0`, with `general` clauses and the
+    /// `Sync` section `sync(me, peer)` gives.
+    pub fn start_pair(
+        (a, b): (&Netns, &Netns),
+        tag: &str,
+        general: &str,
+        sync: impl Fn(&str, &str) -> String,
+    ) -> (Fw, Fw) {
+        let fw1 = Fw::start(
+            a,
+            &format!("{tag}1"),
+            general,
+            &sync("10.9.0.1", "10.9.0.2"),
+        );
+        let fw2 = Fw::start(
+            b,
+            &format!("{tag}2"),
+            general,
+            &sync("10.9.0.2", "10.9.0.1"),
+        );
+        (fw1, fw2)
+    }
+
     /// Starts a daemon with `general` clauses (beside the paths) and a
     /// `Sync` section; returns once its control socket answers.
     pub fn start(ns: &Netns, name: &str, general: &str, sync: &str) -> Fw {

@@ -120,7 +120,6 @@ impl Node {
         else {
             return;
         };
-        let after_commit = announce_new;
         let run = self.resync.take().unwrap_or_default();
         // After an overrun the peer has not heard of what was lost: a
         // silent -R would repair our cache but never tell it.
@@ -205,9 +204,9 @@ impl Node {
             self.overrun_unsent = false;
         }
         self.answer_resync(client, run.clients, &Status::Ok);
-        if after_commit || self.bulk_after_commit.is_some() {
-            self.commit_resync_done();
-        }
+        // Bulk sends waiting for a commit's resync (or one queued
+        // behind it) go now, if this was the last.
+        self.commit_resync_done();
         self.next_resync();
     }
 
@@ -222,20 +221,13 @@ impl Node {
         self.counters.jobs_failed += 1;
         self.out
             .log(log::Level::Error, format!("can't dump kernel table: {why}"));
-        let Purpose::Resync {
-            client,
-            announce_new,
-            ..
-        } = purpose
-        else {
+        let Purpose::Resync { client, .. } = purpose else {
             return self.next_resync();
         };
         let failed = Status::Failed(format!("can't dump kernel table: {why}"));
         self.answer_resync(client, clients, &failed);
-        if announce_new || self.bulk_after_commit.is_some() {
-            // What the cache holds goes, rather than nothing.
-            self.commit_resync_done();
-        }
+        // Waiting bulk sends get what the cache holds, rather than nothing.
+        self.commit_resync_done();
         self.next_resync();
     }
 

@@ -44,6 +44,7 @@ use smol::Async;
 
 use crate::config::{self, Channel, Transport};
 pub use iface::{LinkInfo, LinkStatus, link_info};
+pub use open::{Opened, open_sockets};
 use tcp::Tcp;
 
 /// Per-link counters (`-s link`, `-s`).
@@ -76,6 +77,9 @@ pub struct Link {
     pub info: LinkInfo,
     pub stats: LinkStats,
     io: Io,
+    /// Its interface was created again and its sockets are being opened
+    /// again (not asked for twice).
+    reopening: bool,
     /// Opening it again failed (said once, not every second).
     reopen_failed: bool,
 }
@@ -122,15 +126,13 @@ pub struct Channels {
     none_usable: bool,
 }
 
-/// Opens `l` again on its interface's new index, keeping its counters;
-/// when that fails it is down, and the next check tries again.
-fn reopen(l: &mut Link, error_queue: usize) {
-    if let Io::Tcp(t) = &mut l.io {
-        // Its port, for the new listener.
-        t.close_listener();
-    }
+/// Puts `new` (opened on the interface's new index) in `l`'s place,
+/// keeping its counters; when opening failed the link is down, and the
+/// next check asks again.
+fn reopened(l: &mut Link, new: io::Result<Opened>, error_queue: usize) {
+    l.reopening = false;
     let iface = &l.channel.interface;
-    match open::open_link(&l.channel, error_queue) {
+    match new.and_then(|o| o.into_link(&l.channel, error_queue)) {
         Ok(mut new) => {
             log::warn!("{iface}: interface created again, link opened again");
             new.stats = l.stats;
@@ -145,6 +147,17 @@ fn reopen(l: &mut Link, error_queue: usize) {
             l.info.status = LinkStatus::Down;
         }
     }
+}
+
+/// What a link check read, link by link in the links' order (see
+/// [`read_links`]).
+pub type LinkFacts = Vec<io::Result<LinkInfo>>;
+
+/// Reads the interfaces' facts: one rtnetlink request each, which waits
+/// while the kernel holds RTNL (up to 2 s): the daemon reads them on a
+/// thread of their own, never on the loop's.
+pub fn read_links(interfaces: &[String]) -> LinkFacts {
+    interfaces.iter().map(|name| link_info(name)).collect()
 }
 
 /// What [`Channels::check_links`] decided.
@@ -304,18 +317,47 @@ impl Channels {
         smol::future::poll_fn(|cx| self.poll_recv(cx, buf)).await
     }
 
-    /// Re-reads every link's interface status; moves sending off a link
-    /// that went down or lost its carrier (see `next_link`). Call about
-    /// once a second.
+    /// The links' interfaces, in the links' order (for [`read_links`]).
+    pub fn interfaces(&self) -> Vec<String> {
+        self.links
+            .iter()
+            .map(|l| l.channel.interface.to_string())
+            .collect()
+    }
+
+    /// Re-reads every link's interface and acts on it, waiting for the
+    /// kernel: [`Channels::update`], the links opened again at once, then
+    /// [`Channels::failover`]. For tools and tests; the daemon reads and
+    /// opens on another thread.
     pub fn check_links(&mut self) -> Option<Failover> {
-        for l in &mut self.links {
-            match link_info(&l.channel.interface) {
+        for (i, c) in self.update(read_links(&self.interfaces())) {
+            self.reopened(i, open_sockets(&c));
+        }
+        self.failover()
+    }
+
+    /// Takes in the interfaces' facts (from [`read_links`]; one per link,
+    /// in order). Returns the links whose interface was created again:
+    /// the caller opens each with [`open_sockets`] and hands the result
+    /// to [`Channels::reopened`]; until then the link is not asked for
+    /// again. Call [`Channels::failover`] after.
+    pub fn update(&mut self, facts: LinkFacts) -> Vec<(usize, Channel)> {
+        let mut reopen = Vec::new();
+        for (i, (l, fact)) in self.links.iter_mut().zip(facts).enumerate() {
+            match fact {
                 // Deleted and created again (a VLAN or a bond set up
                 // anew): the sockets are tied to the old index (bound to
                 // the device, joined and sending on it). Sending failed
                 // and nothing came while the link looked running.
                 Ok(info) if info.index != l.info.index => {
-                    reopen(l, self.error_queue);
+                    l.info.status = info.status;
+                    if !std::mem::replace(&mut l.reopening, true) {
+                        if let Io::Tcp(t) = &mut l.io {
+                            // Its port, for the new listener.
+                            t.close_listener();
+                        }
+                        reopen.push((i, l.channel.clone()));
+                    }
                 }
                 Ok(info) => {
                     l.info.status = info.status;
@@ -332,6 +374,21 @@ impl Channels {
                 Err(_) => {}
             }
         }
+        reopen
+    }
+
+    /// Link `i` opened again (see [`Channels::update`]), or not.
+    pub fn reopened(&mut self, i: usize, new: io::Result<Opened>) {
+        if let Some(l) = self.links.get_mut(i)
+            && l.reopening
+        {
+            reopened(l, new, self.error_queue);
+        }
+    }
+
+    /// Moves sending off a link that went down or lost its carrier (see
+    /// `next_link`), as the links' status now says.
+    pub fn failover(&mut self) -> Option<Failover> {
         let status: Vec<LinkStatus> =
             self.links.iter().map(|l| l.info.status).collect();
         match next_link(self.current, &status) {

@@ -2,6 +2,11 @@
 //! configured (or a burst-sized) buffer, joined to the multicast group
 //! with our own datagrams not looped back, and, for TCP, listening for
 //! the peer's connection.
+//!
+//! In two steps: [`open_sockets`] opens plain sockets and may wait on the
+//! kernel (any thread may run it: the link check's does when an interface
+//! was created again), then [`Opened::into_link`] registers them with the
+//! reactor on the loop's thread.
 
 use std::io;
 use std::net::{
@@ -13,7 +18,7 @@ use smol::Async;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::tcp::Tcp;
-use super::{Io, Link, LinkStats, link_info, no_check};
+use super::{Io, Link, LinkInfo, LinkStats, link_info, no_check};
 use crate::config::{Channel, Transport};
 
 fn domain(ip: &IpAddr) -> Domain {
@@ -79,9 +84,39 @@ fn unspecified(like: &IpAddr) -> IpAddr {
     }
 }
 
+/// A link's sockets, opened but not yet handed to the event loop's
+/// reactor: plain sockets, so that another thread may open them (a
+/// multicast join waits while the kernel holds RTNL) and give them to the
+/// loop.
+pub struct Opened {
+    info: LinkInfo,
+    sockets: Sockets,
+}
+
+enum Sockets {
+    Udp {
+        rx: UdpSocket,
+        tx: UdpSocket,
+        dest: SocketAddr,
+        /// Unicast: the only source accepted.
+        peer: Option<IpAddr>,
+    },
+    Tcp {
+        listener: TcpListener,
+        dest: SocketAddr,
+    },
+}
+
 pub(super) fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
+    open_sockets(c)?.into_link(c, error_queue)
+}
+
+/// Opens the sockets of link `c` on its interface as it is now. Waits on
+/// rtnetlink (the interface's index) and, for multicast, on the group
+/// join.
+pub fn open_sockets(c: &Channel) -> io::Result<Opened> {
     let info = link_info(&c.interface)?;
-    let io = match &c.transport {
+    let sockets = match &c.transport {
         Transport::Multicast {
             group,
             ipv4_interface,
@@ -120,9 +155,9 @@ pub(super) fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
                     tx.set_multicast_hops_v6(1)?;
                 }
             }
-            Io::Udp {
-                rx: Async::new(UdpSocket::from(rx))?,
-                tx: Async::new(UdpSocket::from(tx))?,
+            Sockets::Udp {
+                rx: rx.into(),
+                tx: tx.into(),
                 dest: scoped(*group, *port, info.index),
                 peer: None,
             }
@@ -135,9 +170,9 @@ pub(super) fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
             rx.bind(&scoped(bind, *port, info.index).into())?;
             let tx = socket(dom, Type::DGRAM, c)?;
             no_check::apply(&tx, c.checksum)?;
-            Io::Udp {
-                rx: Async::new(UdpSocket::from(rx))?,
-                tx: Async::new(UdpSocket::from(tx))?,
+            Sockets::Udp {
+                rx: rx.into(),
+                tx: tx.into(),
                 dest: scoped(*dest, *port, info.index),
                 peer: Some(*dest),
             }
@@ -149,19 +184,43 @@ pub(super) fn open_link(c: &Channel, error_queue: usize) -> io::Result<Link> {
             let bind = local.unwrap_or_else(|| unspecified(dest));
             l.bind(&scoped(bind, *port, info.index).into())?;
             l.listen(1)?;
-            Io::Tcp(Box::new(Tcp::new(
-                Async::new(TcpListener::from(l))?,
-                scoped(*dest, *port, info.index),
-                c.interface.to_string(),
-                error_queue,
-            )))
+            Sockets::Tcp {
+                listener: l.into(),
+                dest: scoped(*dest, *port, info.index),
+            }
         }
     };
-    Ok(Link {
-        channel: c.clone(),
-        info,
-        stats: LinkStats::default(),
-        io,
-        reopen_failed: false,
-    })
+    Ok(Opened { info, sockets })
+}
+
+impl Opened {
+    /// The link, its sockets registered with the reactor (no waiting).
+    pub(super) fn into_link(
+        self,
+        c: &Channel,
+        error_queue: usize,
+    ) -> io::Result<Link> {
+        let io = match self.sockets {
+            Sockets::Udp { rx, tx, dest, peer } => Io::Udp {
+                rx: Async::new(rx)?,
+                tx: Async::new(tx)?,
+                dest,
+                peer,
+            },
+            Sockets::Tcp { listener, dest } => Io::Tcp(Box::new(Tcp::new(
+                Async::new(listener)?,
+                dest,
+                c.interface.to_string(),
+                error_queue,
+            ))),
+        };
+        Ok(Link {
+            channel: c.clone(),
+            info: self.info,
+            stats: LinkStats::default(),
+            io,
+            reopening: false,
+            reopen_failed: false,
+        })
+    }
 }

@@ -15,10 +15,10 @@
 //! dump or flush runs.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
 
 use smol::LocalExecutor;
 use smol::channel::{Receiver, Sender};
@@ -28,6 +28,7 @@ use smol::stream::StreamExt as _;
 use super::deadline::{Deadline, ReadPause};
 use super::kernel::{self, Events};
 use super::keyfile;
+use super::link_watch::{LinkWatch, Report};
 use super::reply_budget::{REPLY_BUDGET, ReplyBudget};
 use super::worker::{self, Worker};
 use super::{Clock, Error, Event};
@@ -45,7 +46,6 @@ mod reads;
 
 use clients::Client;
 
-const LINK_CHECK: Duration = Duration::from_secs(1);
 /// Datagrams read per wake-up when more are queued: one wake-up (one
 /// poll of the reactor) then serves a burst, while the event socket still
 /// gets its turn after at most this many.
@@ -56,6 +56,12 @@ pub(crate) struct Replicator {
     events: Events,
     worker: Worker,
     channels: Channels,
+    /// The links' interfaces are read, and a link whose interface was
+    /// created again is opened again, on its thread: the loop never asks
+    /// rtnetlink.
+    link_watch: LinkWatch,
+    /// Its reports (the same channel as `link_watch.reports`).
+    link_reports: Stream<Report>,
     clients: HashMap<ClientId, Client>,
     /// What the replies waiting in writers may hold together.
     budget: Rc<ReplyBudget>,
@@ -65,7 +71,6 @@ pub(crate) struct Replicator {
     /// The worker's completions (the same channel as `worker.done`).
     done: Stream<Completion>,
     next_client: ClientId,
-    next_link_check: Instant,
     rx_buf: Vec<u8>,
     /// The last read of the event socket found it empty: it is read
     /// again once it is readable, not on every turn.
@@ -117,6 +122,8 @@ enum Wake {
     Job(Option<Completion>),
     /// A client's writer wrote a part or ended.
     Written(ClientId),
+    /// The link check's thread reported (None: it died).
+    Links(Option<Report>),
 }
 
 fn peer_id(from: &SocketAddr) -> u64 {
@@ -145,6 +152,13 @@ impl Replicator {
         let worker =
             Worker::start(sockets).map_err(|e| Error::Worker(Some(e)))?;
         let channels = Channels::open(sync).map_err(Error::Link)?;
+        let link_watch =
+            LinkWatch::start(channels.interfaces()).map_err(|e| {
+                Error::Link(io::Error::new(
+                    e.kind(),
+                    format!("can't start the link check: {e}"),
+                ))
+            })?;
         // Session id, nonce seed and sealing epoch: fresh per start.
         let mut random = [0u8; 4 + 8 + EPOCH_LEN];
         keyfile::fill_random(&mut random).map_err(Error::Random)?;
@@ -171,6 +185,8 @@ impl Replicator {
             done: Box::pin(worker.done.clone()),
             worker,
             channels,
+            link_reports: Box::pin(link_watch.reports.clone()),
+            link_watch,
             clients: HashMap::new(),
             budget: ReplyBudget::new(REPLY_BUDGET),
             written: {
@@ -178,7 +194,6 @@ impl Replicator {
                 (tx, Box::pin(rx))
             },
             next_client: 0,
-            next_link_check: now + LINK_CHECK,
             rx_buf: vec![0; 65_536],
             events_empty: false,
             gather: ReadPause::new(),
@@ -332,6 +347,14 @@ impl Replicator {
                     log::error!("the kernel worker died; stopping");
                     true
                 }
+                Wake::Links(Some(report)) => {
+                    self.links(report);
+                    false
+                }
+                Wake::Links(None) => {
+                    log::error!("the link check's thread died; stopping");
+                    true
+                }
                 Wake::Written(id) => {
                     self.paced(id);
                     while let Ok(id) = self.written.1.try_recv() {
@@ -346,23 +369,30 @@ impl Replicator {
         }
     }
 
-    /// The node's next deadline (or the links' check) has come; true to
-    /// stop.
+    /// The node's next deadline has come; true to stop.
     async fn tick(&mut self, ex: &LocalExecutor<'_>, clock: Clock) -> bool {
         self.timer_at = None;
-        let now = clock.now();
-        if now >= self.next_link_check {
-            self.next_link_check = now + LINK_CHECK;
-            self.channels.check_links();
-            self.node.set_max_datagram(self.channels.max_datagram());
-        }
         self.input(ex, clock, Input::Timer).await
     }
 
-    /// When [`Replicator::tick`] is due: the node's next deadline or the
-    /// links' check.
+    /// When [`Replicator::tick`] is due.
     fn next_deadline(&self) -> Instant {
-        self.node.poll_at().min(self.next_link_check)
+        self.node.poll_at()
+    }
+
+    /// What the link check's thread found: the links' status (sending
+    /// moves off a link that went down), or a link opened again.
+    fn links(&mut self, report: Report) {
+        match report {
+            Report::Facts(facts) => {
+                for (i, c) in self.channels.update(facts) {
+                    self.link_watch.reopen(i, c);
+                }
+            }
+            Report::Reopened(i, opened) => self.channels.reopened(i, opened),
+        }
+        self.channels.failover();
+        self.node.set_max_datagram(self.channels.max_datagram());
     }
 
     async fn wait(&mut self, rx: &mut Stream<Event>, clock: Clock) -> Wake {
@@ -377,6 +407,7 @@ impl Replicator {
         let Replicator {
             events,
             done,
+            link_reports,
             channels,
             rx_buf,
             written,
@@ -417,6 +448,7 @@ impl Replicator {
             Wake::Tick
         };
         let job = async { Wake::Job(done.next().await) };
+        let links = async { Wake::Links(link_reports.next().await) };
         let written = async {
             match written.1.next().await {
                 Some(id) => Wake::Written(id),
@@ -426,9 +458,12 @@ impl Replicator {
         // Polled in this order when several are ready: the end of a commit
         // is answered at once, not after the backlog of events the commit
         // itself caused (those only update the internal cache).
+        // The links' reports before the event socket: under a flood of
+        // events they would wait for its end, and a failover with them.
         control
             .or(job)
             .or(written)
+            .or(links)
             .or(kernel)
             .or(peer)
             .or(timer)

@@ -1,0 +1,107 @@
+//! The link check in a running daemon: its interfaces are read once a
+//! second on a thread of its own, and the loop acts on what it found.
+//! Sending moves to the next link when the default one goes down, and a
+//! link whose interface was deleted and created again (a VLAN or a bond
+//! set up anew) is opened again; replication goes on in both cases. The
+//! TCP case runs here, where the daemon lives in the namespace (a TCP
+//! link connects from its thread's namespace, which `tests/channel.rs`
+//! cannot give it). Needs root.
+
+// Waiting for a daemon is a wall-clock matter.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::fw::{Fw, create, flows, udp_link};
+use common::{Netns, pair, until};
+
+/// The sync links' own flows are not replicated (the counts below are
+/// the test's flows only).
+const GENERAL: &str = "Filter { Address Ignore { IPv4_address 10.9.0.0/24\n  IPv4_address 10.9.1.0/24 } }";
+
+/// `n` new flows on fw-1 reach fw-2's external cache, which then holds
+/// `total`.
+fn replicated(a: &Netns, fw1: &Fw, fw2: &Fw, src: &str, n: u32, total: u64) {
+    create(a, &flows(src, n));
+    assert!(
+        fw2.wait_cached("external", total, Duration::from_secs(15))
+            .is_some(),
+        "fw-2 holds {} of {total}\nfw-1:\n{}\nfw-2:\n{}",
+        fw2.cached("external"),
+        fw1.log(),
+        fw2.log()
+    );
+}
+
+/// Waits for `line` in `fw`'s log.
+fn logged(fw: &Fw, line: &str) {
+    assert!(
+        until(Duration::from_secs(10), || fw.log().contains(line)).is_some(),
+        "no \"{line}\" in the log:\n{}",
+        fw.log()
+    );
+}
+
+#[test]
+fn losing_the_default_link_moves_sending_to_the_next() {
+    let Some((a, b)) = pair("lcf") else {
+        return;
+    };
+    let sync = |me: &str, peer: &str| {
+        let s1 = udp_link(me, peer)
+            .replace("10.9.0.", "10.9.1.")
+            .replace("s0", "s1");
+        let s0 = udp_link(me, peer).replacen("UDP", "UDP Default", 1);
+        format!("Mode FTFW {{ }}\n{s0}\n{s1}")
+    };
+    let (fw1, fw2) = Fw::start_pair((&a, &b), "lcf", GENERAL, sync);
+    replicated(&a, &fw1, &fw2, "10.151.0.1", 100, 100);
+    a.sh("ip link set s0 down");
+    logged(&fw1, "device `s1' becomes dedicated link");
+    // fw-2's end of s0 lost its carrier: it moves too.
+    logged(&fw2, "device `s1' becomes dedicated link");
+    replicated(&a, &fw1, &fw2, "10.152.0.1", 100, 200);
+    a.sh("ip link set s1 down");
+    logged(&fw1, "no dedicated links available!");
+}
+
+/// `s0` deleted and created again on both sides, with its addresses and
+/// new indexes.
+fn recreate_s0(a: &Netns, b: &Netns) {
+    a.sh(&format!(
+        "ip link del s0 && ip link add s0 type veth peer name s0 netns {} && ip addr add 10.9.0.1/24 dev s0 && ip link set s0 up",
+        b.0
+    ));
+    b.sh("ip addr add 10.9.0.2/24 dev s0 && ip link set s0 up");
+}
+
+fn opened_again(tag: &str, link: fn(&str, &str) -> String) {
+    let Some((a, b)) = pair(tag) else {
+        return;
+    };
+    let sync =
+        |me: &str, peer: &str| format!("Mode FTFW {{ }}\n{}", link(me, peer));
+    let (fw1, fw2) = Fw::start_pair((&a, &b), tag, GENERAL, sync);
+    replicated(&a, &fw1, &fw2, "10.153.0.1", 100, 100);
+    recreate_s0(&a, &b);
+    logged(&fw1, "s0: interface created again, link opened again");
+    logged(&fw2, "s0: interface created again, link opened again");
+    replicated(&a, &fw1, &fw2, "10.154.0.1", 100, 200);
+}
+
+#[test]
+fn a_udp_link_whose_interface_is_created_again_carries_on() {
+    opened_again("lcu", udp_link);
+}
+
+/// `PeerProtocol ctsyncd`: in `auto` nothing is written to a stream for
+/// its first 5 s unless the peer spoke first.
+#[test]
+fn a_tcp_link_whose_interface_is_created_again_carries_on() {
+    opened_again("lct", |me, peer| {
+        let tcp = udp_link(me, peer).replacen("UDP", "TCP", 1);
+        format!("{tcp}\nOptions {{ PeerProtocol ctsyncd }}")
+    });
+}

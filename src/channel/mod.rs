@@ -29,12 +29,14 @@
 //! now is counted as a send error (FT-FW resends it).
 //!
 //! Here: the links, sending, receiving on UDP, and failover; sockets are
-//! opened in `open`, and a TCP link's connections and framing are `tcp`'s.
+//! opened in `open`, a TCP link's connections are `tcp`'s and the cutting
+//! of its stream into frames `tcp_frames`'s.
 
 pub mod iface;
 mod no_check;
 mod open;
 mod tcp;
+pub mod tcp_frames;
 
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr, UdpSocket};

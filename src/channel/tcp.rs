@@ -1,9 +1,7 @@
 //! A TCP link: the listening socket and the peer's connection to it
 //! (frames in), our connection to the peer (frames out, reconnecting at
-//! most once per second, a bounded queue meanwhile), and the cutting of
-//! the inbound stream into frames: ours by their header's length,
-//! conntrackd's by its message lengths, as many whole messages per read
-//! as fit.
+//! most once per second, a bounded queue meanwhile), reading the inbound
+//! stream for `tcp_frames` to cut into frames.
 
 // I/O layer: the reconnect pacing reads the clock, like the daemon loop;
 // the sans-IO layers below never do (clippy.toml).
@@ -20,12 +18,10 @@ use smol::Async;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::LinkStats;
-use crate::wire;
+use super::tcp_frames::{self, Cut};
 
 /// TCP reconnect attempts at most this often (conntrackd's 1 s).
 const RECONNECT: Duration = Duration::from_secs(1);
-/// Largest frame accepted on a TCP stream.
-const MAX_FRAME: usize = 65_535 + wire::HEADER_LEN + wire::seal::SEAL_OVERHEAD;
 
 enum Outbound {
     Idle,
@@ -289,24 +285,20 @@ impl Tcp {
         stats: &mut LinkStats,
     ) -> Option<(usize, SocketAddr)> {
         loop {
-            if let Some(len) = frame_len(&self.inbuf) {
-                match len {
-                    Some(len) if len <= buf.len() && len <= MAX_FRAME => {
-                        if self.inbuf.len() >= len {
-                            let len = ctd_run(&self.inbuf, len, buf.len());
-                            buf[..len].copy_from_slice(&self.inbuf[..len]);
-                            self.inbuf.drain(..len);
-                            return Some((len, self.dest));
-                        }
-                    }
-                    _ => {
-                        // Not our framing: the stream cannot be resynchronised.
-                        stats.err_recv += 1;
-                        self.inbound = None;
-                        self.inbuf.clear();
-                        return None;
-                    }
+            match tcp_frames::cut(&self.inbuf, buf.len()) {
+                Cut::Frame(len) => {
+                    buf[..len].copy_from_slice(&self.inbuf[..len]);
+                    self.inbuf.drain(..len);
+                    return Some((len, self.dest));
                 }
+                Cut::Unframeable => {
+                    // Not our framing: the stream cannot be resynchronised.
+                    stats.err_recv += 1;
+                    self.inbound = None;
+                    self.inbuf.clear();
+                    return None;
+                }
+                Cut::NeedMore => {}
             }
             let inbound = self.inbound.as_ref()?;
             let mut chunk = [0u8; 16 * 1024];
@@ -333,91 +325,9 @@ impl Tcp {
     }
 }
 
-/// The length of the frame at the start of a stream buffer: None while the
-/// header is incomplete, Some(None) when it is neither our header nor
-/// conntrackd's.
-fn frame_len(b: &[u8]) -> Option<Option<usize>> {
-    if b.len() >= 2 && b[..2] != wire::MAGIC {
-        // conntrackd's first byte: version 1, a data type or control.
-        let (version, kind) = (b[0] >> 4, b[0] & 0x0f);
-        if version != wire::ctd::VERSION || !(kind <= 5 || kind == 10) {
-            return Some(None);
-        }
-        return match wire::ctd::stream_message_len(b)? {
-            Ok(len) => Some(Some(len)),
-            Err(_) => Some(None),
-        };
-    }
-    let header = wire::Packet::new_unchecked(b);
-    header.check_header_len().ok()?;
-    if header.magic() != wire::MAGIC {
-        return Some(None);
-    }
-    Some(Some(header.total_len()))
-}
-
-/// A conntrackd frame of `first` bytes at the start of `b`, extended by
-/// the whole conntrackd messages after it, up to `room` bytes: one read
-/// of the node for a run of messages (they are back to back in a
-/// datagram too). Our frames stay one per read.
-fn ctd_run(b: &[u8], first: usize, room: usize) -> usize {
-    if b.len() < 2 || b[..2] == wire::MAGIC {
-        return first;
-    }
-    let mut len = first;
-    while let Some(Ok(n)) = wire::ctd::stream_message_len(&b[len..]) {
-        if n == 0 || len + n > room || len + n > b.len() {
-            break;
-        }
-        len += n;
-    }
-    len
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn stream_framing() {
-        let mut d =
-            vec![b'c', b'T', 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 3, 9, 9, 9];
-        assert_eq!(frame_len(&d[..10]), None);
-        assert_eq!(frame_len(&d), Some(Some(17)));
-        // A sealed frame: its nonce and tag follow the body.
-        d[2] = wire::SEALED_VERSION;
-        assert_eq!(frame_len(&d), Some(Some(17 + 40)));
-        d[0] = b'x';
-        assert_eq!(frame_len(&d), Some(None));
-    }
-
-    #[test]
-    fn conntrackd_stream_framing() {
-        use crate::wire::ctd::{self, Body, Message};
-        let mut stream = vec![0u8; 64];
-        let mut len = 0;
-        for (seq, body) in [(1, Body::Alive), (2, Body::Ack { from: 5, to: 9 })]
-        {
-            let m = Message {
-                seq,
-                hello: true,
-                hello_back: false,
-                body,
-            };
-            len += ctd::encode(&m, ctd::Options::default(), &mut stream[len..])
-                .unwrap();
-        }
-        stream.truncate(len);
-        assert_eq!(len, 8 + 16);
-        assert_eq!(frame_len(&stream[..5]), None, "header incomplete");
-        assert_eq!(frame_len(&stream), Some(Some(8)));
-        // The whole messages after the first join it, as room allows.
-        assert_eq!(ctd_run(&stream, 8, 1000), 24);
-        assert_eq!(ctd_run(&stream, 8, 20), 8);
-        assert_eq!(ctd_run(&stream[..20], 8, 1000), 8, "partial second");
-        // Garbage that is neither framing ends the stream.
-        assert_eq!(frame_len(&[0x70, 0, 0, 8, 0, 0, 0, 0]), Some(None));
-    }
 
     /// A link listening on 127.0.0.1 whose peer is 127.0.0.1 at a port
     /// nothing listens on; its listening address.

@@ -83,6 +83,7 @@ fn ctd_run(b: &[u8], first: usize, room: usize) -> usize {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::wire::ctd::{self, Body, Message};
 
     #[test]
     fn stream_framing() {
@@ -99,7 +100,6 @@ mod test {
 
     #[test]
     fn conntrackd_stream_framing() {
-        use crate::wire::ctd::{self, Body, Message};
         let mut stream = vec![0u8; 64];
         let mut len = 0;
         for (seq, body) in [(1, Body::Alive), (2, Body::Ack { from: 5, to: 9 })]
@@ -123,5 +123,118 @@ mod test {
         assert_eq!(ctd_run(&stream[..20], 8, 1000), 8, "partial second");
         // Garbage that is neither framing ends the stream.
         assert_eq!(frame_len(&[0x70, 0, 0, 8, 0, 0, 0, 0]), Some(None));
+    }
+
+    /// A plain ctsyncd frame with a body of `body_len` bytes of 9.
+    fn ctsyncd_frame(body_len: u16) -> Vec<u8> {
+        let mut f = vec![b'c', b'T', wire::VERSION, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+        f.extend_from_slice(&body_len.to_be_bytes());
+        f.resize(wire::HEADER_LEN + usize::from(body_len), 9);
+        f
+    }
+
+    /// conntrackd messages back to back: ALIVE (8 bytes), ACK (16),
+    /// ALIVE (8).
+    fn ctd_messages() -> Vec<u8> {
+        let mut stream = vec![0u8; 64];
+        let mut len = 0;
+        for (seq, body) in [
+            (1, Body::Alive),
+            (2, Body::Ack { from: 5, to: 9 }),
+            (3, Body::Alive),
+        ] {
+            let m = Message {
+                seq,
+                hello: false,
+                hello_back: false,
+                body,
+            };
+            len += ctd::encode(&m, ctd::Options::default(), &mut stream[len..])
+                .unwrap();
+        }
+        stream.truncate(len);
+        assert_eq!(len, 8 + 16 + 8);
+        stream
+    }
+
+    #[test]
+    fn a_ctsyncd_frame_split_over_reads_is_cut_once_whole() {
+        let first = ctsyncd_frame(3);
+        assert_eq!(first.len(), 17);
+        let mut stream = first.clone();
+        // Read as conntrackd's, its header would announce a message of
+        // 0x0100 bytes (version and flags): long enough to be whole here.
+        stream.extend_from_slice(&ctsyncd_frame(300));
+        // Each read's worth: the header, then the body, arrives in pieces.
+        for read_to in [1, 2, 13, 14, 16] {
+            assert_eq!(
+                cut(&stream[..read_to], 1000),
+                Cut::NeedMore,
+                "{read_to}"
+            );
+        }
+        assert_eq!(cut(&stream[..17], 1000), Cut::Frame(17));
+        // A whole second frame behind it does not join it: ours are one
+        // per frame.
+        assert_eq!(cut(&stream, 1000), Cut::Frame(17));
+        assert_eq!(cut(&stream[17..], 1000), Cut::Frame(314));
+    }
+
+    #[test]
+    fn conntrackd_messages_join_into_one_frame_up_to_room() {
+        let stream = ctd_messages();
+        assert_eq!(cut(&stream[..7], 1000), Cut::NeedMore, "header short");
+        assert_eq!(cut(&stream, 1000), Cut::Frame(32), "all three");
+        assert_eq!(cut(&stream, 32), Cut::Frame(32), "exactly room");
+        assert_eq!(cut(&stream, 31), Cut::Frame(24), "the third would not fit");
+        assert_eq!(cut(&stream, 23), Cut::Frame(8), "the second would not fit");
+        // Only whole messages join: the second has 12 of its 16 bytes.
+        assert_eq!(cut(&stream[..20], 1000), Cut::Frame(8));
+        assert_eq!(cut(&stream[..24], 1000), Cut::Frame(24));
+        // The first message itself larger than room.
+        assert_eq!(cut(&stream, 7), Cut::Unframeable);
+    }
+
+    #[test]
+    fn a_foreign_first_byte_is_unframeable() {
+        let mut frame = ctsyncd_frame(3);
+        frame[0] = b'x';
+        assert_eq!(cut(&frame, 1000), Cut::Unframeable, "our magic, broken");
+        // conntrackd's version 7, and its version 1 with an unknown type.
+        for first in [0x70, 0x17] {
+            let msg = [first, 0, 0, 8, 0, 0, 0, 1];
+            assert_eq!(cut(&msg, 1000), Cut::Unframeable, "{first:#x}");
+        }
+        // One byte cannot tell ours (two bytes of magic) from theirs.
+        assert_eq!(cut(&[0x70], 1000), Cut::NeedMore);
+        assert_eq!(cut(&[0x70, 0], 1000), Cut::Unframeable);
+    }
+
+    #[test]
+    fn an_oversized_length_is_unframeable() {
+        // Ours: as soon as the header is in, before the body arrives.
+        let header = &ctsyncd_frame(1000)[..wire::HEADER_LEN];
+        assert_eq!(cut(header, 1014), Cut::NeedMore, "fits room exactly");
+        assert_eq!(cut(header, 1013), Cut::Unframeable, "one byte over room");
+        // The largest length a header can announce (sealed, a full body)
+        // is MAX_FRAME, accepted when room allows it.
+        let mut sealed = ctsyncd_frame(0xffff)[..wire::HEADER_LEN].to_vec();
+        sealed[2] = wire::SEALED_VERSION;
+        assert_eq!(cut(&sealed, MAX_FRAME), Cut::NeedMore);
+        assert_eq!(cut(&sealed, MAX_FRAME - 1), Cut::Unframeable);
+        // conntrackd's: a length of 0, or shorter than a header.
+        assert_eq!(
+            cut(&[0x1a, 0x10, 0, 0, 0, 0, 0, 1], 1000),
+            Cut::Unframeable
+        );
+        assert_eq!(
+            cut(&[0x1a, 0x10, 0, 4, 0, 0, 0, 1], 1000),
+            Cut::Unframeable
+        );
+        // A whole 100-byte message, one byte over room, or exactly room.
+        let mut msg = vec![0x1a, 0x10, 0, 100, 0, 0, 0, 1];
+        msg.resize(100, 0);
+        assert_eq!(cut(&msg, 99), Cut::Unframeable);
+        assert_eq!(cut(&msg, 100), Cut::Frame(100));
     }
 }

@@ -44,9 +44,7 @@ pub fn cut(inbuf: &[u8], room: usize) -> Cut {
 /// conntrackd's.
 fn frame_len(b: &[u8]) -> Option<Option<usize>> {
     if b.len() >= 2 && b[..2] != wire::MAGIC {
-        // conntrackd's first byte: version 1, a data type or control.
-        let (version, kind) = (b[0] >> 4, b[0] & 0x0f);
-        if version != wire::ctd::VERSION || !(kind <= 5 || kind == 10) {
+        if !conntrackd_first_byte(b[0]) {
             return Some(None);
         }
         return match wire::ctd::stream_message_len(b)? {
@@ -62,6 +60,13 @@ fn frame_len(b: &[u8]) -> Option<Option<usize>> {
     Some(Some(header.total_len()))
 }
 
+/// conntrackd's first byte of a message: version 1, a data type or
+/// control.
+fn conntrackd_first_byte(b: u8) -> bool {
+    let (version, kind) = (b >> 4, b & 0x0f);
+    version == wire::ctd::VERSION && (kind <= 5 || kind == 10)
+}
+
 /// A conntrackd frame of `first` bytes at the start of `b`, extended by
 /// the whole conntrackd messages after it, up to `room` bytes: one read
 /// of the node for a run of messages (they are back to back in a
@@ -71,7 +76,13 @@ fn ctd_run(b: &[u8], first: usize, room: usize) -> usize {
         return first;
     }
     let mut len = first;
-    while let Some(Ok(n)) = wire::ctd::stream_message_len(&b[len..]) {
+    // Only what [`frame_len`] would take at the front of a frame joins:
+    // else whether the bytes after a message are refused or handed on
+    // would depend on whether they came in the same read.
+    while let Some(&next) = b.get(len)
+        && conntrackd_first_byte(next)
+        && let Some(Ok(n)) = wire::ctd::stream_message_len(&b[len..])
+    {
         if n == 0 || len + n > room || len + n > b.len() {
             break;
         }
@@ -193,6 +204,24 @@ mod test {
         assert_eq!(cut(&stream[..24], 1000), Cut::Frame(24));
         // The first message itself larger than room.
         assert_eq!(cut(&stream, 7), Cut::Unframeable);
+    }
+
+    #[test]
+    fn only_conntrackd_messages_join_a_run() {
+        let alive = &ctd_messages()[..8];
+        // Found by the tcp_stream fuzz target: a message of version 7
+        // joined the run when it came in the same read, and ended the
+        // stream when it came in a read of its own.
+        let mut stream = alive.to_vec();
+        stream.extend_from_slice(&[0x7a, 0x10, 0, 8, 0, 0, 0, 2]);
+        assert_eq!(cut(&stream, 1000), Cut::Frame(8));
+        assert_eq!(cut(&stream[8..], 1000), Cut::Unframeable);
+        // A frame of ours after conntrackd's: its own frame, not 0x0100
+        // bytes of a conntrackd message (its version and flags).
+        let mut stream = alive.to_vec();
+        stream.extend_from_slice(&ctsyncd_frame(300));
+        assert_eq!(cut(&stream, 1000), Cut::Frame(8));
+        assert_eq!(cut(&stream[8..], 1000), Cut::Frame(314));
     }
 
     #[test]

@@ -91,6 +91,8 @@ bench: ci-deps release
 	python3 benches/bench.py --loss 20 --sizes 50000 --mixed-sizes '' --commit-gap 0 $(BENCH_LOSS_ARGS)
 	# Issue 17 item 4: the backup's CPU with one -e during replication.
 	python3 benches/bench.py --dump-during --sizes 50000 $(BENCH_DUMP_ARGS)
+	# A sync link going down: how long each daemon keeps sending on it.
+	python3 benches/link_failover.py ctsyncd=target/release/ctsyncd conntrackd=/usr/sbin/conntrackd
 
 # Every warning of either formatter fails: mandoc's lint (style notes
 # aside) and groff's -wall, as `man -l` renders with groff.

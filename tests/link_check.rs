@@ -1,5 +1,6 @@
-//! The link check in a running daemon: its interfaces are read once a
-//! second on a thread of its own, and the loop acts on what it found.
+//! The link check in a running daemon: its interfaces are read on a
+//! thread of its own, when the kernel notifies a change and once a second,
+//! and the loop acts on what it found.
 //! Sending moves to the next link when the default one goes down, and a
 //! link whose interface was deleted and created again (a VLAN or a bond
 //! set up anew) is opened again; replication goes on in both cases. The
@@ -12,10 +13,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::fw::{Fw, create, flows, udp_link};
 use common::{Netns, pair, until};
+use ctsyncd::channel::LinkStatus;
+use ctsyncd::daemon::link_watch::{LINK_CHECK, LinkWatch, Report};
 
 /// The sync links' own flows are not replicated (the counts below are
 /// the test's flows only).
@@ -104,4 +107,51 @@ fn a_tcp_link_whose_interface_is_created_again_carries_on() {
         let tcp = udp_link(me, peer).replacen("UDP", "TCP", 1);
         format!("{tcp}\nOptions {{ PeerProtocol ctsyncd }}")
     });
+}
+
+/// The link check's thread in namespace `a`, on its `s0` and `s1`.
+fn watch_in(a: &Netns) -> LinkWatch {
+    let text = format!(
+        "General {{ UNIX {{ Path /tmp/lcn.sock }} }}\nSync {{ Mode FTFW {{ }}\n{}\n{}\n}}",
+        udp_link("10.9.0.1", "10.9.0.2"),
+        udp_link("10.9.1.1", "10.9.1.2").replace("s0", "s1")
+    );
+    let cfg = ctsyncd::config::parse(&text, "t.conf").unwrap().config;
+    let links = cfg.sync.unwrap().channels;
+    a.enter(|| LinkWatch::start(links)).unwrap()
+}
+
+fn next_facts(watch: &LinkWatch) -> Vec<LinkStatus> {
+    loop {
+        match watch.reports.recv_blocking() {
+            Ok(Report::Facts(facts)) => {
+                return facts.into_iter().map(|f| f.unwrap().status).collect();
+            }
+            Ok(Report::Reopened(..)) => {}
+            Err(_) => panic!("the link check's thread died"),
+        }
+    }
+}
+
+/// The kernel's link notification brings the next read forward: a link
+/// that goes down is reported within milliseconds, not at the next
+/// second's read (conntrackd's link monitor acts at once too). Taken
+/// right after a periodic read, so that the next one is a second away.
+#[test]
+fn a_link_going_down_is_reported_at_once() {
+    let Some((a, _b)) = pair("lcn") else {
+        return;
+    };
+    let watch = watch_in(&a);
+    use LinkStatus::Running;
+    assert_eq!(next_facts(&watch), [Running, Running]);
+    let down = Instant::now();
+    a.sh("ip link set s1 down");
+    assert_eq!(next_facts(&watch), [Running, LinkStatus::Down]);
+    let took = down.elapsed();
+    assert!(
+        took < LINK_CHECK / 2,
+        "s1 down reported after {took:?}: at the periodic read, not at the notification"
+    );
+    eprintln!("s1 down reported after {took:?}");
 }

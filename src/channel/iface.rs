@@ -1,5 +1,6 @@
 //! Interface facts the channels need (index, MTU, up/running), read with
-//! one rtnetlink request in the caller's network namespace.
+//! one rtnetlink request in the caller's network namespace; and the
+//! kernel's link notifications, which say when to read them again.
 
 use std::io;
 use std::time::Duration;
@@ -14,6 +15,8 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFF_UP: u32 = 0x1;
 const IFF_RUNNING: u32 = 0x40;
+/// The rtnetlink group of link notifications (`RTNLGRP_LINK`).
+const RTNLGRP_LINK: u32 = 1;
 
 /// What `-s link` calls status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +91,51 @@ pub fn link_info(name: &str) -> io::Result<LinkInfo> {
     }
     .min(buf.len());
     parse_newlink(&buf[..n], name)
+}
+
+/// A socket subscribed to the kernel's link notifications in the caller's
+/// network namespace: it becomes readable when an interface is created,
+/// deleted, or changes state (conntrackd learns of a link going down the
+/// same way, at once).
+pub struct LinkEvents {
+    sock: Socket,
+}
+
+impl LinkEvents {
+    pub fn open() -> io::Result<LinkEvents> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.add_membership(RTNLGRP_LINK)?;
+        sock.set_non_blocking(true)?;
+        Ok(LinkEvents { sock })
+    }
+
+    /// Reads every notification queued (at most `MAX_DRAIN`, the rest
+    /// waits for the next call): whether there was any. An overrun
+    /// (ENOBUFS: notifications lost) counts as one.
+    pub fn drain(&mut self) -> bool {
+        /// A storm of notifications is read in parts.
+        const MAX_DRAIN: usize = 256;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut any = false;
+        for _ in 0..MAX_DRAIN {
+            let mut slice = &mut buf[..];
+            match self.sock.recv(&mut slice, 0) {
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ENOBUFS: the kernel dropped notifications for us (said
+                // once; the next read goes on).
+                Err(_) => return true,
+            }
+        }
+        any
+    }
+}
+
+impl std::os::fd::AsFd for LinkEvents {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
 }
 
 fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {

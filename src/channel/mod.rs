@@ -7,9 +7,13 @@
 //! (counted as `foreign` otherwise).
 //! conntrackd accepts anything that reaches the port.
 //!
-//! Failover (reference §4.1): [`Channels::check_links`] moves to the next
-//! usable link when the current one goes down or loses its carrier, and
-//! the daemon calls [`Channels::set_current`] when a valid message
+//! Failover (reference §4.1): [`Channels::failover`] moves to the next
+//! usable link when the current one goes down or loses its carrier, as
+//! the interfaces' facts last taken in ([`Channels::update`]) say. Those
+//! are read ([`read_links`]), and a link whose interface was created
+//! again is opened ([`open_sockets`]), where waiting on the kernel does
+//! no harm: the daemon's link check thread, or [`Channels::check_links`]
+//! for tools and tests. The daemon calls [`Channels::set_current`] when a valid message
 //! arrives on another link (replies follow the peer). After either, the
 //! daemon sizes the node's datagrams for the sending link
 //! ([`Channels::max_datagram`]), as conntrackd sizes each link's buffer by
@@ -45,7 +49,7 @@ use std::task::{Context, Poll};
 use smol::Async;
 
 use crate::config::{self, Channel, Transport};
-pub use iface::{LinkInfo, LinkStatus, link_info};
+pub use iface::{LinkEvents, LinkInfo, LinkStatus, link_info};
 pub use open::{Opened, open_sockets};
 use tcp::Tcp;
 

@@ -1,70 +1,100 @@
-//! The link check's thread: it reads the sync links' interfaces once a
-//! second and opens a link's sockets again when its interface was created
-//! again, and reports both to the event loop, which acts on them
+//! The link check's thread: it reads the sync links' interfaces when the
+//! kernel says an interface changed, and once a second in any case, and
+//! opens a link's sockets again when its interface was created again. It
+//! reports both to the event loop, which acts on them
 //! ([`Channels::update`], [`Channels::reopened`]).
 //!
 //! ```text
-//!  loop ──reopen link i──► [unbounded, at most one per link] ──► thread
-//!  loop ◄──Facts / Reopened── [bounded, REPORTS] ◄────────────────┘
+//!  loop ──link i to open again (one byte)──► wake socket ──► thread
+//!  kernel ──link notifications (RTNLGRP_LINK)──────────────►  │
+//!  loop ◄──Facts / Reopened── [bounded, REPORTS] ◄─────────────┘
 //!                                  (rtnetlink requests, socket opening)
 //! ```
 //!
-//! Why a thread: an rtnetlink request is answered while the kernel holds
-//! RTNL, and a multicast group join takes it too. During an interface
-//! storm (a bond or VLANs set up anew while keepalived moves the
-//! addresses) that is up to seconds in which a loop that asked would
-//! neither read the peer nor the kernel's events. Here only this thread
-//! waits.
+//! Why a thread: an rtnetlink request is answered in the sender's system
+//! call, and on kernels where RTM_GETLINK takes RTNL it waits while
+//! another task holds it; a multicast group join takes RTNL on every
+//! kernel. During an interface storm (a bond or VLANs set up anew while
+//! keepalived moves the addresses) only this thread waits, never the loop
+//! that reads the peer and the kernel's events.
+//!
+//! Why notifications: a link that goes down is left within milliseconds,
+//! as conntrackd's link monitor leaves it, not at the next second's read.
+//! A storm of them costs at most one read of the interfaces per
+//! [`MIN_GAP`].
 //!
 //! [`Channels::update`]: crate::channel::Channels::update
 //! [`Channels::reopened`]: crate::channel::Channels::reopened
 
-use std::io;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags};
 use smol::channel::{self, Receiver, Sender};
 
 use super::sched;
-use crate::channel::{LinkFacts, Opened, open_sockets, read_links};
+use crate::channel::{LinkEvents, LinkFacts, Opened, open_sockets, read_links};
 use crate::config::Channel;
 
-/// How often the interfaces are read (conntrackd: once a second).
-pub(crate) const LINK_CHECK: Duration = Duration::from_secs(1);
+/// How often the interfaces are read without a notification (conntrackd
+/// polls nothing; this catches a notification lost to an overrun).
+pub const LINK_CHECK: Duration = Duration::from_secs(1);
+/// Least time between two reads that notifications asked for.
+pub const MIN_GAP: Duration = Duration::from_millis(20);
 /// Reports waiting for the loop: the thread waits when the loop is this
 /// far behind (its next facts are then fresher than a queue of old ones).
 const REPORTS: usize = 2;
 
 /// What the thread found.
-pub(crate) enum Report {
+pub enum Report {
     /// Every link's interface, in the links' order.
     Facts(LinkFacts),
     /// Link `.0`'s sockets, opened on its interface's new index.
     Reopened(usize, io::Result<Opened>),
 }
 
-pub(crate) struct LinkWatch {
-    reopen: mpsc::Sender<(usize, Channel)>,
+pub struct LinkWatch {
+    /// The loop's end: a byte per link to open again.
+    wake: UnixStream,
     pub reports: Receiver<Report>,
     _thread: JoinHandle<()>,
 }
 
 impl LinkWatch {
-    /// Starts the thread for these interfaces (one per link, in order).
-    pub(crate) fn start(interfaces: Vec<String>) -> io::Result<LinkWatch> {
-        let (reopen, requests) = mpsc::channel();
+    /// Starts the thread for these links (in the links' order), in the
+    /// caller's network namespace.
+    pub fn start(links: Vec<Channel>) -> io::Result<LinkWatch> {
+        let (wake, wakes) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wakes.set_nonblocking(true)?;
+        // Without notifications the once-a-second read still fails over.
+        let events = LinkEvents::open()
+            .map_err(|e| {
+                log::warn!(
+                    "no link notifications ({e}): links are checked once a second"
+                );
+            })
+            .ok();
         let (tx, reports) = channel::bounded(REPORTS);
         let thread = std::thread::Builder::new().name("links".into()).spawn(
             move || {
                 // Started by the real-time loop: back to the normal policy
                 // (see `sched`), as the kernel worker.
                 sched::normal();
-                run(&interfaces, &requests, &tx);
+                Watch {
+                    links,
+                    events,
+                    wakes,
+                    reports: tx,
+                }
+                .run();
             },
         )?;
         Ok(LinkWatch {
-            reopen,
+            wake,
             reports,
             _thread: thread,
         })
@@ -73,31 +103,92 @@ impl LinkWatch {
     /// Asks for link `i` to be opened again (answered by a
     /// [`Report::Reopened`]). A dead thread shows as the end of
     /// `reports`.
-    pub(crate) fn reopen(&self, i: usize, c: Channel) {
-        let _ = self.reopen.send((i, c));
+    pub fn reopen(&self, i: usize) {
+        // Never blocks: at most one byte per link waits (`update` asks
+        // once per link until it is answered).
+        let _ = (&self.wake).write(&[i as u8]);
     }
 }
 
-fn run(
-    interfaces: &[String],
-    requests: &mpsc::Receiver<(usize, Channel)>,
-    reports: &Sender<Report>,
-) {
-    let mut next_check = Instant::now() + LINK_CHECK;
-    loop {
-        let wait = next_check.saturating_duration_since(Instant::now());
-        let report = match requests.recv_timeout(wait) {
-            // At once: the link sends nothing until it is open again.
-            Ok((i, c)) => Report::Reopened(i, open_sockets(&c)),
-            Err(RecvTimeoutError::Timeout) => {
-                let facts = read_links(interfaces);
-                next_check = Instant::now() + LINK_CHECK;
-                Report::Facts(facts)
+struct Watch {
+    links: Vec<Channel>,
+    events: Option<LinkEvents>,
+    /// The thread's end of the wake socket (EOF: the loop is gone).
+    wakes: UnixStream,
+    reports: Sender<Report>,
+}
+
+impl Watch {
+    fn run(mut self) {
+        let interfaces: Vec<String> =
+            self.links.iter().map(|c| c.interface.to_string()).collect();
+        let mut last_read = Instant::now();
+        let mut next_read = last_read + LINK_CHECK;
+        loop {
+            let (woken, notified) = self.wait(next_read);
+            if woken {
+                let Some(asked) = self.asked() else {
+                    return;
+                };
+                for i in asked {
+                    let Some(c) = self.links.get(i) else {
+                        continue;
+                    };
+                    let report = Report::Reopened(i, open_sockets(c));
+                    if self.reports.send_blocking(report).is_err() {
+                        return;
+                    }
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            if notified && self.events.as_mut().is_some_and(LinkEvents::drain) {
+                next_read = next_read.min(last_read + MIN_GAP);
+            }
+            if Instant::now() >= next_read {
+                let facts = read_links(&interfaces);
+                last_read = Instant::now();
+                next_read = last_read + LINK_CHECK;
+                if self.reports.send_blocking(Report::Facts(facts)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until `until`, a wake or a notification: which of the last
+    /// two came.
+    fn wait(&self, until: Instant) -> (bool, bool) {
+        let left = until.saturating_duration_since(Instant::now());
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
         };
-        if reports.send_blocking(report).is_err() {
-            return;
+        let wakes = self.wakes.as_fd();
+        let mut fds = vec![PollFd::new(&wakes, PollFlags::IN)];
+        if let Some(e) = &self.events {
+            fds.push(PollFd::new(e, PollFlags::IN));
+        }
+        if rustix::event::poll(&mut fds, Some(&timeout)).is_err() {
+            // EINTR: the caller looks at the clock and waits again.
+            return (false, false);
+        }
+        let ready = |f: &PollFd<'_>| !f.revents().is_empty();
+        (ready(&fds[0]), fds.get(1).is_some_and(ready))
+    }
+
+    /// The links the loop asked to open again; None once the loop is gone.
+    fn asked(&mut self) -> Option<Vec<usize>> {
+        let mut buf = [0u8; 16];
+        let mut asked = Vec::new();
+        loop {
+            match self.wakes.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => asked.extend(buf[..n].iter().map(|&i| usize::from(i))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Some(asked);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
         }
     }
 }
@@ -106,21 +197,33 @@ fn run(
 mod test {
     use super::*;
 
+    /// A UDP link on `interface` (which need not exist).
+    fn channel_on(interface: &str, port: u16) -> Channel {
+        let text = format!(
+            "General {{ UNIX {{ Path /tmp/lw.sock }} }} \
+             Sync {{ Mode FTFW {{ }} UDP {{ IPv4_address 127.0.0.1 \
+             IPv4_Destination_Address 127.0.0.1 Port {port} \
+             Interface {interface} }} }}"
+        );
+        let cfg = crate::config::parse(&text, "t.conf").unwrap().config;
+        cfg.sync.unwrap().channels[0].clone()
+    }
+
     #[test]
-    fn the_interfaces_are_reported_once_a_second_in_order() {
+    fn the_interfaces_are_reported_within_a_second_in_order() {
         // Every network namespace has lo (index 1).
-        let watch =
-            LinkWatch::start(vec!["lo".into(), "no-such-if0".into()]).unwrap();
+        let watch = LinkWatch::start(vec![
+            channel_on("lo", 37930),
+            channel_on("no-such-if0", 37930),
+        ])
+        .unwrap();
         let started = Instant::now();
         let Ok(Report::Facts(facts)) = watch.reports.recv_blocking() else {
             panic!("the first report is not the interfaces' facts");
         };
         let waited = started.elapsed();
-        assert!(
-            waited >= LINK_CHECK - Duration::from_millis(50)
-                && waited < 3 * LINK_CHECK,
-            "first facts after {waited:?}"
-        );
+        // A notification (another test's interface) may bring it forward.
+        assert!(waited < 3 * LINK_CHECK, "first facts after {waited:?}");
         assert_eq!(facts.len(), 2);
         assert_eq!(facts[0].as_ref().unwrap().index, 1);
         assert_eq!(
@@ -131,14 +234,9 @@ mod test {
 
     #[test]
     fn a_link_asked_to_be_opened_again_is_answered_before_the_next_facts() {
-        let text = "General { UNIX { Path /tmp/lw.sock } } \
-             Sync { Mode FTFW { } UDP { IPv4_address 127.0.0.1 \
-             IPv4_Destination_Address 127.0.0.1 Port 37931 Interface lo } }";
-        let cfg = crate::config::parse(text, "t.conf").unwrap().config;
-        let channel = cfg.sync.unwrap().channels[0].clone();
-        let watch = LinkWatch::start(vec!["lo".into()]).unwrap();
+        let watch = LinkWatch::start(vec![channel_on("lo", 37931)]).unwrap();
         let asked = Instant::now();
-        watch.reopen(0, channel);
+        watch.reopen(0);
         let Ok(Report::Reopened(0, opened)) = watch.reports.recv_blocking()
         else {
             panic!("the first report is not link 0 opened again");

@@ -33,7 +33,7 @@ mod error;
 mod inject;
 mod kernel;
 pub mod keyfile;
-mod link_watch;
+pub mod link_watch;
 mod lock;
 mod replicator;
 mod reply_budget;

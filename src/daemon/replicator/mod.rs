@@ -153,7 +153,7 @@ impl Replicator {
             Worker::start(sockets).map_err(|e| Error::Worker(Some(e)))?;
         let channels = Channels::open(sync).map_err(Error::Link)?;
         let link_watch =
-            LinkWatch::start(channels.interfaces()).map_err(|e| {
+            LinkWatch::start(sync.channels.clone()).map_err(|e| {
                 Error::Link(io::Error::new(
                     e.kind(),
                     format!("can't start the link check: {e}"),
@@ -385,8 +385,8 @@ impl Replicator {
     fn links(&mut self, report: Report) {
         match report {
             Report::Facts(facts) => {
-                for (i, c) in self.channels.update(facts) {
-                    self.link_watch.reopen(i, c);
+                for (i, _) in self.channels.update(facts) {
+                    self.link_watch.reopen(i);
                 }
             }
             Report::Reopened(i, opened) => self.channels.reopened(i, opened),

@@ -126,8 +126,9 @@ fn run(mut s: JobSockets, jobs: &Receiver<Job>, done: &Sender<Completion>) {
                 .map(|n| send(Done::Flushed(n))),
             Work::Commit(plan) => {
                 let sock = &mut s.commit;
-                sched::raised(s.commit_sched, || commit_plan(sock, &plan))
-                    .map(&send)
+                Ok(send(sched::raised(s.commit_sched, || {
+                    commit_plan(sock, &plan)
+                })))
             }
             Work::Get { orig, zone } => s.dump.get_ct(&orig, zone).map(|o| {
                 send(Done::Dumped {
@@ -241,8 +242,10 @@ fn flush(
 
 /// Runs a commit plan stage by stage (the first stage's conntracks and
 /// expectations before the idle rest); each refused entry is reported
-/// with its tuple.
-fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
+/// with its tuple. A socket that fails midway (no answer within its
+/// timeout) ends the job there: what the kernel answered for counts as
+/// it answered, the rest as failed.
+fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> Done {
     use std::time::{Duration, Instant};
     // Conntracks and expectations timed apart, for the log's two "commit
     // has taken" lines.
@@ -251,7 +254,8 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
     let mut exps = Vec::with_capacity(plan.exps.len());
     let mut working_since = Instant::now();
     let cpus = sched::usable_cpus();
-    for (c, x) in plan.stages() {
+    let mut aborted = None;
+    'stages: for (c, x) in plan.stages() {
         let t = Instant::now();
         for step in c.chunks(RT_STEP) {
             if working_since.elapsed() >= RT_WORK {
@@ -260,15 +264,42 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
                 }
                 working_since = Instant::now();
             }
-            cts.extend(sock.create_cts(step)?);
+            if let Err(e) = sock.create_cts_into(step, &mut cts) {
+                aborted = Some(e);
+                break 'stages;
+            }
         }
         let t2 = Instant::now();
         ct_took += t2 - t;
-        exps.extend(sock.create_exps(x)?);
+        let created = sock.create_exps_into(x, &mut exps);
         exp_took += t2.elapsed();
+        if let Err(e) = created {
+            aborted = Some(e);
+            break;
+        }
     }
     let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-    let took_us = [micros(ct_took), micros(exp_took)];
+    committed(
+        plan,
+        cts,
+        exps,
+        aborted,
+        [micros(ct_took), micros(exp_took)],
+    )
+}
+
+/// A commit's outcome from what the kernel answered (`cts` and `exps`:
+/// one errno for each of the plan's first entries, in plan order) and
+/// why the job ended early, if it did: the entries with no answer count
+/// as failed (EIO), and only the refusals the kernel gave are listed
+/// with their tuples (one log line for the rest, not one per entry).
+fn committed(
+    plan: &Plan,
+    mut cts: Vec<i32>,
+    mut exps: Vec<i32>,
+    aborted: Option<io::Error>,
+    took_us: [u32; 2],
+) -> Done {
     let refused_cts = cts
         .iter()
         .zip(&plan.cts)
@@ -280,10 +311,74 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> io::Result<Done> {
         .filter(|(e, _)| **e != 0)
         .map(|(&e, x)| (e, x.tuple));
     let failed = refused_cts.chain(refused_exps).collect();
-    Ok(Done::Committed {
+    let eio = rustix::io::Errno::IO.raw_os_error();
+    cts.resize(plan.cts.len(), eio);
+    exps.resize(plan.exps.len(), eio);
+    Done::Committed {
         cts,
         exps,
         failed,
         took_us,
-    })
+        aborted: aborted.map(|e| e.to_string().into()),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::model::{L4, Tuple};
+
+    fn ct(port: u16) -> Conntrack {
+        Conntrack::new(Tuple {
+            src: "10.1.0.1".parse().unwrap(),
+            dst: "10.2.0.1".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports { src: port, dst: 80 },
+        })
+    }
+
+    /// The socket failed after the kernel answered for three of five
+    /// conntracks (one refused): those three keep their answers, the two
+    /// after them and the expectation are failed (EIO), and only the
+    /// kernel's refusal is listed with its tuple.
+    #[test]
+    fn a_commit_ended_midway_keeps_what_the_kernel_answered() {
+        let master = ct(21);
+        let plan = Plan {
+            cts: (0..5).map(|i| ct(1000 + i)).collect(),
+            exps: vec![Expect::new(master.orig, ct(2000).orig, ct(0).orig)],
+            first: (0, 0),
+        };
+        let eexist = rustix::io::Errno::EXIST.raw_os_error();
+        let eio = rustix::io::Errno::IO.raw_os_error();
+        let why = io::Error::new(io::ErrorKind::TimedOut, "no answer");
+        let Done::Committed {
+            cts,
+            exps,
+            failed,
+            aborted,
+            ..
+        } = committed(&plan, vec![0, eexist, 0], Vec::new(), Some(why), [1, 0])
+        else {
+            panic!("not a commit's outcome")
+        };
+        assert_eq!(cts, [0, eexist, 0, eio, eio]);
+        assert_eq!(exps, [eio]);
+        assert_eq!(failed, [(eexist, plan.cts[1].orig)]);
+        assert_eq!(aborted.as_deref(), Some("no answer"));
+    }
+
+    #[test]
+    fn a_whole_commit_is_not_aborted() {
+        let plan = Plan {
+            cts: vec![ct(1000)],
+            exps: Vec::new(),
+            first: (0, 0),
+        };
+        let done = committed(&plan, vec![0], Vec::new(), None, [1, 0]);
+        assert!(matches!(
+            done,
+            Done::Committed { ref cts, aborted: None, .. } if cts == &[0]
+        ));
+    }
 }

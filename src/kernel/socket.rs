@@ -214,22 +214,39 @@ impl CtSocket {
     /// the flow itself is still in use. Returns one errno per entry, 0
     /// for success.
     pub fn create_cts(&mut self, cts: &[Conntrack]) -> io::Result<Vec<Errno>> {
+        let mut result = Vec::with_capacity(cts.len());
+        self.create_cts_into(cts, &mut result)?;
+        Ok(result)
+    }
+
+    /// [`CtSocket::create_cts`], appending to `result`. When the socket
+    /// fails midway, `result` holds one errno for each entry the kernel
+    /// answered for, in order (those of a batch whose answer never came
+    /// are left out: the kernel may or may not hold them), and the
+    /// error is returned.
+    pub fn create_cts_into(
+        &mut self,
+        cts: &[Conntrack],
+        result: &mut Vec<Errno>,
+    ) -> io::Result<()> {
         let delete = |buf: &mut Vec<u8>, ct: &Conntrack, seq| {
             codec::encode_ct_delete(buf, &ct.orig, ct.zone, seq)
         };
-        let mut result = Vec::with_capacity(cts.len());
+        let base = result.len();
         for run in master_runs(cts) {
-            result.extend(self.create_with_retry(
+            self.create_with_retry(
                 run,
                 codec::encode_ct_create,
                 delete,
-            )?);
+                result,
+            )?;
         }
+        let result = &mut result[base..];
         let orphans: Vec<usize> = (0..cts.len())
             .filter(|&i| result[i] == ENOENT && cts[i].master.is_some())
             .collect();
         if orphans.is_empty() {
-            return Ok(result);
+            return Ok(());
         }
         let alone: Vec<Conntrack> = orphans
             .iter()
@@ -238,39 +255,61 @@ impl CtSocket {
                 ..cts[i].clone()
             })
             .collect();
-        let errs =
-            self.create_with_retry(&alone, codec::encode_ct_create, delete)?;
+        // A failure here leaves them as they were: refused (ENOENT).
+        let mut errs = Vec::with_capacity(alone.len());
+        let retried = self.create_with_retry(
+            &alone,
+            codec::encode_ct_create,
+            delete,
+            &mut errs,
+        );
         for (&i, e) in orphans.iter().zip(errs) {
             result[i] = e;
         }
-        Ok(result)
+        retried
     }
 
     /// Creates expectations (their masters must exist), with the same
     /// EEXIST handling as [`CtSocket::create_cts`].
     pub fn create_exps(&mut self, exps: &[Expect]) -> io::Result<Vec<Errno>> {
+        let mut result = Vec::with_capacity(exps.len());
+        self.create_exps_into(exps, &mut result)?;
+        Ok(result)
+    }
+
+    /// [`CtSocket::create_exps`], appending to `result`, which holds what
+    /// the kernel answered when the socket fails midway (as
+    /// [`CtSocket::create_cts_into`]).
+    pub fn create_exps_into(
+        &mut self,
+        exps: &[Expect],
+        result: &mut Vec<Errno>,
+    ) -> io::Result<()> {
         self.create_with_retry(
             exps,
             codec::encode_exp_create,
             codec::encode_exp_delete,
+            result,
         )
     }
 
+    /// Creates `items` in batches, appending each batch's errnos to
+    /// `result` once the kernel answered it.
     fn create_with_retry<T>(
         &mut self,
         items: &[T],
         create: impl Fn(&mut Vec<u8>, &T, u32),
         delete: impl Fn(&mut Vec<u8>, &T, u32),
-    ) -> io::Result<Vec<Errno>> {
-        let mut result = vec![0; items.len()];
-        for (chunk_no, chunk) in items.chunks(BATCH).enumerate() {
-            let base = chunk_no * BATCH;
+        result: &mut Vec<Errno>,
+    ) -> io::Result<()> {
+        for chunk in items.chunks(BATCH) {
             let errs = self.batch_each(chunk, &create)?;
             let exists: Vec<usize> =
                 (0..chunk.len()).filter(|&i| errs[i] == EEXIST).collect();
-            for (i, e) in errs.iter().enumerate() {
-                result[base + i] = *e;
-            }
+            let base = result.len();
+            // A retry that fails leaves its entries as the kernel first
+            // answered: refused (EEXIST).
+            result.extend_from_slice(&errs);
             if exists.is_empty() {
                 continue;
             }
@@ -295,7 +334,7 @@ impl CtSocket {
                 }
             }
         }
-        Ok(result)
+        Ok(())
     }
 
     /// One request per item in one send; the errno of each, in item order.

@@ -182,6 +182,7 @@ mod test {
             exps: vec![0; exps],
             failed: Vec::new(),
             took_us: [10, 10],
+            aborted: None,
         }
     }
 

@@ -163,6 +163,11 @@ pub enum Done {
         /// took in the kernel (conntrackd logs one total per stage, in
         /// microseconds: the node's clock counts milliseconds).
         took_us: [u32; 2],
+        /// Why the job ended before the plan's end (its socket failed):
+        /// the entries the kernel did not answer for carry EIO.
+        /// (Boxed: a `String` made every completion too large to move
+        /// cheaply, clippy's `result_large_err`.)
+        aborted: Option<Box<str>>,
     },
     /// One errno per injected change.
     Injected(Vec<i32>),

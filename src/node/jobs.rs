@@ -80,8 +80,13 @@ impl Node {
                     exps,
                     failed,
                     took_us,
+                    aborted,
                 },
             ) => {
+                if let Some(why) = aborted {
+                    self.counters.jobs_failed += 1;
+                    self.out.log(Error, format!("commit-create: {why}"));
+                }
                 for (errno, tuple) in failed {
                     self.out.log(
                         Error,

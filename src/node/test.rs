@@ -119,6 +119,7 @@ impl Fw {
             exps: exps.to_vec(),
             failed: Vec::new(),
             took_us: [147, 76],
+            aborted: None,
         };
         self.job(now, Purpose::Commit { client: CLIENT }, done)
             .replies

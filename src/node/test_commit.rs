@@ -225,6 +225,7 @@ fn commit_logs_each_stage_time_in_microseconds() {
         exps: Vec::new(),
         failed: Vec::new(),
         took_us: [147, 1_000_076],
+        aborted: None,
     };
     let purpose = Purpose::Commit { client: CLIENT };
     let o = fw.feed(
@@ -240,5 +241,49 @@ fn commit_logs_each_stage_time_in_microseconds() {
             "Committed 0 new expectations",
             "commit has taken 1.000076 seconds"
         ]
+    );
+}
+
+/// A commit job whose socket failed midway: what the kernel answered for
+/// counts as answered (two created), the rest failed, with one line for
+/// the reason; it used to come back as a failed job, every entry failed,
+/// those the kernel took included.
+#[test]
+fn a_commit_that_ended_midway_counts_what_the_kernel_took() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 2);
+    let t0 = Instant::from_millis(0);
+    for port in [1001, 1002, 1003] {
+        let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", port, 80));
+        c.timeout = Some(432000);
+        c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+        fw.external_ct.upsert(&c, t0, true).unwrap();
+    }
+    let now = Instant::from_millis(1000);
+    let job = fw.control(now, Request::Commit(Target::Ct)).actions;
+    assert_eq!(job.len(), 1, "{job:?}");
+    let eio = rustix::io::Errno::IO.raw_os_error();
+    let done = Done::Committed {
+        cts: vec![0, 0, eio],
+        exps: Vec::new(),
+        failed: Vec::new(),
+        took_us: [10, 0],
+        aborted: Some("no answer from the kernel".into()),
+    };
+    let o = fw.feed(
+        now,
+        Input::Job(Completion {
+            purpose: job[0].purpose,
+            done,
+        }),
+    );
+    assert_eq!((fw.counters.commit_ok, fw.counters.commit_fail), (2, 1));
+    assert_eq!(fw.counters.jobs_failed, 1);
+    let said = |text: &str| o.logs.iter().filter(|l| l.text == text).count();
+    assert_eq!(said("commit-create: no answer from the kernel"), 1);
+    assert_eq!(said("Committed 2 new entries"), 1, "{:?}", o.logs);
+    assert!(
+        matches!(&o.replies[..], [(_, Reply::Done(Status::Failed(_)))]),
+        "{:?}",
+        o.replies
     );
 }

@@ -89,6 +89,7 @@ fn a_large_commit_goes_out_in_growing_batches_most_recent_first() {
         exps: vec![0; exps],
         failed: Vec::new(),
         took_us: [100, 50],
+        aborted: None,
     };
     // Each batch, and the completion that lets the next one be planned
     // (the job before it: two are with the worker at most).
@@ -192,6 +193,7 @@ fn a_batch_brings_an_older_master_along_and_its_turn_skips_it() {
         exps: Vec::new(),
         failed: Vec::new(),
         took_us: [1, 1],
+        aborted: None,
     };
     fw.job(now, purpose, done);
     let rest = fw.tick(now).into_iter().find(is_commit).unwrap();
@@ -296,6 +298,7 @@ fn committed(j: &Job) -> Done {
         exps: vec![0; p.exps.len()],
         failed: Vec::new(),
         took_us: [1, 1],
+        aborted: None,
     }
 }
 

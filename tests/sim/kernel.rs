@@ -353,6 +353,7 @@ impl Kernel {
                     exps,
                     failed,
                     took_us: [0; 2],
+                    aborted: None,
                 }]
             }
             Work::Get { orig, zone } => {

@@ -355,8 +355,12 @@ impl Channels {
                 // anew): the sockets are tied to the old index (bound to
                 // the device, joined and sending on it). Sending failed
                 // and nothing came while the link looked running.
+                // Its status stays as it was until it is open again: the
+                // new interface's said RUNNING while sending still went
+                // to the old sockets, and a reopen that kept failing
+                // (its address not there yet) moved sending onto it and
+                // off again at every read.
                 Ok(info) if info.index != l.info.index => {
-                    l.info.status = info.status;
                     if !std::mem::replace(&mut l.reopening, true) {
                         if let Io::Tcp(t) = &mut l.io {
                             // Its port, for the new listener.
@@ -495,7 +499,65 @@ fn poll_link(
 #[cfg(test)]
 mod test {
     use super::LinkStatus::{Down, NoCarrier, Running};
-    use super::{Step, next_link};
+    use super::*;
+
+    /// Two UDP links on `lo` (binding to a device needs root: None, and
+    /// said, without it).
+    fn two_links_on_lo(test: &str) -> Option<Channels> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED {test}: binding to a device needs root");
+            return None;
+        }
+        let text = "General { UNIX { Path /tmp/cm.sock } } \
+             Sync { Mode FTFW { } \
+             UDP { IPv4_address 127.0.0.1 IPv4_Destination_Address 127.0.0.1 Port 37951 Interface lo } \
+             UDP { IPv4_address 127.0.0.1 IPv4_Destination_Address 127.0.0.1 Port 37952 Interface lo } }";
+        let cfg = crate::config::parse(text, "t.conf").unwrap().config;
+        Some(Channels::open(cfg.sync.as_ref().unwrap()).unwrap())
+    }
+
+    /// Link 0 sends and has lost its carrier; link 1's interface was
+    /// created again and opening it keeps failing (its address is not
+    /// there yet). Link 1 is no place to send until it is open: its new
+    /// interface's RUNNING moved sending onto its dead sockets and off
+    /// again at every read (found by review). Once open, it takes over.
+    #[test]
+    fn a_link_waiting_to_be_opened_again_takes_no_sending() {
+        let Some(mut ch) = two_links_on_lo("a_link_waiting_to_be_opened_again")
+        else {
+            return;
+        };
+        let lo = |status| {
+            Ok(LinkInfo {
+                index: 1,
+                mtu: 65536,
+                status,
+            })
+        };
+        let recreated = || {
+            Ok(LinkInfo {
+                index: 999,
+                mtu: 1500,
+                status: Running,
+            })
+        };
+        ch.links[1].info.status = Down;
+        for _ in 0..3 {
+            let asked = ch.update(vec![lo(NoCarrier), recreated()]);
+            assert_eq!(asked.len(), 1);
+            // Link 0 is only up, link 1 down: nothing better to move to.
+            assert_eq!(ch.failover(), Some(Failover::NoneUsable));
+            let refused = io::Error::from(ErrorKind::AddrNotAvailable);
+            ch.reopened(1, Err(refused));
+            assert_eq!(ch.failover(), Some(Failover::NoneUsable));
+        }
+        assert_eq!(ch.current(), 0);
+        // Opened at last (on lo here: what the kernel gives it).
+        let asked = ch.update(vec![lo(NoCarrier), recreated()]);
+        assert_eq!(asked.len(), 1);
+        ch.reopened(1, open_sockets(&asked[0].1));
+        assert_eq!(ch.failover(), Some(Failover::To(1)));
+    }
 
     #[test]
     fn a_link_that_lost_its_carrier_hands_sending_to_a_running_one() {

@@ -265,6 +265,8 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> Done {
                 working_since = Instant::now();
             }
             if let Err(e) = sock.create_cts_into(step, &mut cts) {
+                // The log's "commit has taken" counts the wait too.
+                ct_took += t.elapsed();
                 aborted = Some(e);
                 break 'stages;
             }

@@ -223,7 +223,9 @@ impl CtSocket {
     /// fails midway, `result` holds one errno for each entry the kernel
     /// answered for, in order (those of a batch whose answer never came
     /// are left out: the kernel may or may not hold them), and the
-    /// error is returned.
+    /// error is returned. An entry whose retry (deleted and created
+    /// again after EEXIST, or created without its master after ENOENT)
+    /// got no answer keeps the kernel's first answer, a refusal.
     pub fn create_cts_into(
         &mut self,
         cts: &[Conntrack],

@@ -386,7 +386,9 @@ impl Replicator {
         match report {
             Report::Facts(facts) => {
                 for (i, _) in self.channels.update(facts) {
-                    self.link_watch.reopen(i);
+                    if let Err(e) = self.link_watch.reopen(i) {
+                        self.channels.reopened(i, Err(e));
+                    }
                 }
             }
             Report::Reopened(i, opened) => self.channels.reopened(i, opened),

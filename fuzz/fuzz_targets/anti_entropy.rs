@@ -2,11 +2,12 @@
 //! digest messages over a link the input drives: each node's caches hold
 //! entries the input chooses (the same, missing or different on the
 //! peer), honest messages are delivered through the real wire encoder and
-//! decoder, or dropped; forged ones reach either node, as raw bodies
-//! through the wire decoder (what a forged datagram carries) or built
-//! near the real digests (so the fuzzer reaches the asked buckets and the
-//! pending Prunes); timers run when due and at times the input chooses;
-//! entries change under the exchange. Then the link heals.
+//! decoder, in order or not, or dropped; forged ones reach either node,
+//! as raw bodies through the wire decoder (what a forged datagram
+//! carries) or built near the real digests (so the fuzzer reaches the
+//! asked buckets and the pending Prunes); timers run when due and at
+//! times the input chooses; entries change under the exchange. Then the
+//! link heals.
 //!
 //! Checked against a model of the documented behaviour (`sync/digest`):
 //! a DigestTop is answered at most once per table per half period, with
@@ -877,8 +878,16 @@ fn run(data: &[u8]) {
                 w.due();
             }
             // An honest message is delivered.
-            1 | 2 => {
+            1 => {
                 if let Some(m) = w.links[side].pop_front() {
+                    w.deliver(side, &m);
+                }
+            }
+            // Or one that overtook those before it (UDP reorders).
+            2 => {
+                let at = usize::from(input.byte());
+                let n = w.links[side].len();
+                if let Some(m) = w.links[side].remove(at % n.max(1)) {
                     w.deliver(side, &m);
                 }
             }

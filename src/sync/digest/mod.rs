@@ -143,7 +143,8 @@ pub struct Counters {
     /// Prunes filled up and were applied early.
     pub cut_short: u64,
     /// Digest messages ignored: unasked Prunes, out-of-range buckets,
-    /// DigestTops faster than half a period.
+    /// DigestTops sooner than half a period (at most a second) after the
+    /// last one answered.
     pub ignored: u64,
 }
 

@@ -10,9 +10,10 @@
 //! link heals.
 //!
 //! Checked against a model of the documented behaviour (`sync/digest`):
-//! a DigestTop is answered at most once per table per half period, with
-//! at most K DigestSubs, exactly for the buckets that differ; a DigestSub
-//! repairs at most L leaves per period and answers nothing at once; a
+//! a DigestTop is answered at most once per table per half period (a
+//! second at most), with at most K DigestSubs, exactly for the buckets
+//! that differ; a DigestSub repairs at most L leaves per period and
+//! answers nothing at once; a
 //! Prune is accepted only for a bucket asked within a period, and the
 //! entries a pass prunes are exactly those its accepted Prunes condemn;
 //! a sender's repair resends exactly the keys of its repaired leaves and

@@ -710,6 +710,14 @@ impl World {
         self.sent(to, back);
     }
 
+    /// Every message in flight, and those they bring, delivered in order.
+    fn deliver_all(&mut self) {
+        while let Some(to) = (0..2).find(|i| !self.links[*i].is_empty()) {
+            let m = self.links[to].pop_front().expect("not empty");
+            self.deliver(to, &m);
+        }
+    }
+
     fn due(&mut self) {
         for i in 0..2 {
             if self.nodes[i].ae.poll_at() <= self.now {
@@ -878,7 +886,10 @@ fn run(data: &[u8]) {
                 w.now = w.now + Duration::from_millis(step);
                 w.due();
             }
-            // An honest message is delivered.
+            // An honest message is delivered; or (bit 3) all in flight
+            // either way and what they bring, so that rounds complete
+            // between forged messages.
+            1 if op & 0x08 != 0 => w.deliver_all(),
             1 => {
                 if let Some(m) = w.links[side].pop_front() {
                     w.deliver(side, &m);
@@ -994,10 +1005,7 @@ fn heal_step(w: &mut World) {
     let due = w.nodes[0].ae.poll_at().min(w.nodes[1].ae.poll_at());
     w.now = due.max(w.now);
     w.due();
-    while let Some(side) = (0..2).find(|i| !w.links[*i].is_empty()) {
-        let m = w.links[side].pop_front().expect("not empty");
-        w.deliver(side, &m);
-    }
+    w.deliver_all();
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| run(data));

@@ -143,6 +143,21 @@ fn entry(table: Table, id: u16, value: u8) -> (Vec<u8>, Vec<u8>) {
     (out[..klen].to_vec(), out)
 }
 
+/// The keys as (table, bytes), each at most once (`what` happened to
+/// none twice).
+fn distinct<'a>(
+    name: &str,
+    keys: impl IntoIterator<Item = &'a Key>,
+    what: &str,
+) -> BTreeSet<(usize, Vec<u8>)> {
+    let mut set = BTreeSet::new();
+    for k in keys {
+        let (table, kb) = key_bytes(k);
+        assert!(set.insert((table.index(), kb)), "{name}: {what} twice");
+    }
+    set
+}
+
 fn key_bytes(k: &Key) -> (Table, Vec<u8>) {
     let mut out = Vec::new();
     match k {
@@ -450,15 +465,7 @@ impl Node {
                 }
             }
         }
-        let mut got = BTreeSet::new();
-        for v in victims {
-            let (table, kb) = key_bytes(v);
-            assert!(
-                got.insert((table.index(), kb)),
-                "{}: pruned twice",
-                self.name
-            );
-        }
+        let got = distinct(self.name, victims, "pruned");
         assert_eq!(
             got, expected,
             "{}: the pass pruned other entries",
@@ -628,15 +635,7 @@ impl Node {
                 }
             }
         }
-        let mut got = BTreeSet::new();
-        for k in resent {
-            let (table, kb) = key_bytes(k);
-            assert!(
-                got.insert((table.index(), kb)),
-                "{}: resent twice",
-                self.name
-            );
-        }
+        let got = distinct(self.name, resent, "resent");
         assert_eq!(
             got, expected_keys,
             "{}: resent other keys than the leaves'",

@@ -10,7 +10,6 @@ use std::io::{self, ErrorKind};
 
 use super::{Channels, Io, Link, LinkInfo, LinkStatus, Opened};
 use super::{link_info, open_sockets};
-use crate::config::Channel;
 
 /// Puts `new` (opened on the interface's new index) in `l`'s place,
 /// keeping its counters; when opening failed the link is down, and the
@@ -69,18 +68,20 @@ impl Channels {
     /// [`Channels::failover`]. For tools and tests; the daemon reads and
     /// opens on another thread.
     pub fn check_links(&mut self) -> Option<Failover> {
-        for (i, c) in self.update(read_links(&self.interfaces())) {
-            self.reopened(i, open_sockets(&c));
+        for i in self.update(read_links(&self.interfaces())) {
+            let opened = open_sockets(&self.links[i].channel);
+            self.reopened(i, opened);
         }
         self.failover()
     }
 
     /// Takes in the interfaces' facts (from [`read_links`]; one per link,
-    /// in order). Returns the links whose interface was created again:
-    /// the caller opens each with [`open_sockets`] and hands the result
+    /// in order). Returns the indexes of the links whose interface was
+    /// created again: the caller opens each (its `channel`) with
+    /// [`open_sockets`] and hands the result
     /// to [`Channels::reopened`]; until then the link is not asked for
     /// again. Call [`Channels::failover`] after.
-    pub fn update(&mut self, facts: LinkFacts) -> Vec<(usize, Channel)> {
+    pub fn update(&mut self, facts: LinkFacts) -> Vec<usize> {
         let mut reopen = Vec::new();
         for (i, (l, fact)) in self.links.iter_mut().zip(facts).enumerate() {
             match fact {
@@ -99,7 +100,7 @@ impl Channels {
                             // Its port, for the new listener.
                             t.close_listener();
                         }
-                        reopen.push((i, l.channel.clone()));
+                        reopen.push(i);
                     }
                 }
                 Ok(info) => {
@@ -248,7 +249,7 @@ mod test {
         // Opened at last (on lo here: what the kernel gives it).
         let asked = ch.update(vec![lo(NoCarrier), recreated()]);
         assert_eq!(asked.len(), 1);
-        ch.reopened(1, open_sockets(&asked[0].1));
+        ch.reopened(1, open_sockets(&ch.links[1].channel));
         assert_eq!(ch.failover(), Some(Failover::To(1)));
     }
 

@@ -385,7 +385,7 @@ impl Replicator {
     fn links(&mut self, report: Report) {
         match report {
             Report::Facts(facts) => {
-                for (i, _) in self.channels.update(facts) {
+                for i in self.channels.update(facts) {
                     if let Err(e) = self.link_watch.reopen(i) {
                         self.channels.reopened(i, Err(e));
                     }

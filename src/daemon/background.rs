@@ -145,12 +145,21 @@ mod test {
     fn a_slow_start_is_waited_for_and_said_to_be_slow() {
         let notice = Duration::from_millis(20);
         let (tx, rx) = mpsc::channel();
+        // Ready only after the third notice, not after a fixed sleep: on
+        // a loaded machine (qemu in CI run 98) the waiter started after
+        // the sleep had ended and saw no notice at all.
+        let (said_tx, said_rx) = mpsc::channel();
         let late = std::thread::spawn(move || {
-            std::thread::sleep(notice * 5);
+            for _ in 0..3 {
+                said_rx.recv().unwrap();
+            }
             tx.send(true).unwrap();
         });
         let mut notices = Vec::new();
-        assert!(wait_for_child(&rx, notice, |w| notices.push(w)));
+        assert!(wait_for_child(&rx, notice, |w| {
+            notices.push(w);
+            let _ = said_tx.send(());
+        }));
         late.join().unwrap();
         assert!(notices.len() >= 3, "{notices:?}");
         assert_eq!(notices[0], notice);

@@ -151,3 +151,45 @@ fn conntrackds_client_commits_dumps_and_reads_statistics() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// conntrackd's `-i` piped into a reader that pauses longer than the
+/// control socket's stall deadline (a monitoring script busy elsewhere,
+/// `| less` on its first page): the dump still comes whole, as it does
+/// from conntrackd and from ctsyncd's own client. The relay used to drop
+/// such a client after 5 s, and the reader found its dump cut short.
+#[test]
+fn conntrackds_client_that_pauses_gets_its_whole_dump() {
+    const N: u32 = 20_000;
+    let Some((a, _b, fw)) = fw::alone_with_flows("ccp", N) else {
+        return;
+    };
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!(
+            "SKIPPED: {CONNTRACKD} is not installed (apt-get install conntrackd)"
+        );
+        return;
+    }
+    assert!(
+        fw.wait_cached("internal", u64::from(N), Duration::from_secs(20))
+            .is_some(),
+        "the daemon never held the {N} flows"
+    );
+    // About 3 MB of text: far more than the pipe and the sockets hold
+    // while the reader sleeps. Past two stall deadlines: a write retried
+    // when the first deadline wakes it may still find a little room (a
+    // UNIX socket polls writable only once three quarters of its buffer
+    // are free), and that counts as the client reading.
+    let pause =
+        ctsyncd::control::server::STALL_DEADLINE * 2 + Duration::from_secs(2);
+    let out = a.sh(&format!(
+        "{CONNTRACKD} -C {} -i | (sleep {}; grep -c 'src=10.100.0.1 ')",
+        fw.conf.display(),
+        pause.as_secs()
+    ));
+    assert_eq!(
+        out.trim(),
+        N.to_string(),
+        "lines read after a {pause:?} pause; log:\n{}",
+        fw.log()
+    );
+}

@@ -134,15 +134,35 @@ pub fn pair() -> io::Result<(Async<UnixStream>, Async<UnixStream>)> {
     Ok((Async::new(daemon_side)?, Async::new(relay_side)?))
 }
 
+/// The room the relay takes for a frame while conntrackd's client reads
+/// it: the daemon's reply budget (`daemon::reply_budget`), seen from here.
+pub trait Room {
+    /// Given back when dropped.
+    type Held;
+    /// Takes `bytes`, or None when the budget has no room for them.
+    fn hold(&self, bytes: usize) -> Option<Self::Held>;
+    /// Whether the budget is needed: a client that stalls then gives way.
+    fn pressed(&self) -> bool;
+}
+
 /// Reads the daemon's reply frames from `frames` and writes their text to
-/// conntrackd's `client`, unframed, within the server's write deadlines;
-/// closes the client at the last frame (or when the daemon's side goes
-/// away). A refusal or failure has no place in conntrackd's protocol: it
-/// goes to the log, where conntrackd puts its own.
-pub async fn relay(
+/// conntrackd's `client`, unframed; closes the client at the last frame
+/// (or when the daemon's side goes away). A refusal or failure has no
+/// place in conntrackd's protocol: it goes to the log, where conntrackd
+/// puts its own.
+///
+/// A client that stops reading (`conntrackd -i | less`, a script that
+/// takes its time over each line) is waited for, as ctsyncd's own client
+/// is (`daemon::reply_writer`): each frame it reads holds its size in
+/// `room` while it waits, and the client is given up on past the write
+/// deadlines only when the room is pressed, or was too full to take the
+/// frame. It used to be dropped after 5 s of not reading whatever, its
+/// dump cut short.
+pub async fn relay<R: Room>(
     mut frames: Async<UnixStream>,
     mut client: Async<UnixStream>,
     code: u8,
+    room: &R,
 ) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -152,9 +172,16 @@ pub async fn relay(
                 buf.drain(..used);
                 match reply {
                     Reply::Data(text) => {
-                        let sent =
-                            server::write_frame(&mut client, text.as_bytes())
-                                .await;
+                        let held = room.hold(text.len());
+                        let counted = held.is_some();
+                        let patient = || counted && !room.pressed();
+                        let sent = server::write_frame_patiently(
+                            &mut client,
+                            text.as_bytes(),
+                            &patient,
+                        )
+                        .await;
+                        drop(held);
                         if sent.is_err() {
                             return;
                         }
@@ -214,6 +241,20 @@ mod test {
         assert_eq!(command(19), "unknown");
     }
 
+    /// Room for every frame (the daemon's budget and its pressure are
+    /// `daemon::reply_writer`'s tests').
+    struct Ample;
+
+    impl Room for Ample {
+        type Held = ();
+        fn hold(&self, _: usize) -> Option<()> {
+            Some(())
+        }
+        fn pressed(&self) -> bool {
+            false
+        }
+    }
+
     /// What conntrackd's client reads, up to the end of its answer, when
     /// the daemon answers `replies` (written in `cuts` pieces).
     fn relayed(replies: &[Reply], cuts: usize) -> String {
@@ -233,7 +274,7 @@ mod test {
             // client's answer.
             std::thread::sleep(std::time::Duration::from_millis(300));
         });
-        smol::block_on(relay(relay_side, ours, 21));
+        smol::block_on(relay(relay_side, ours, 21, &Ample));
         let mut got = String::new();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))

@@ -240,7 +240,7 @@ pub(crate) async fn write_replies_unless(
 /// [`write_frame`] for a client that may read slowly: past
 /// [`STALL_DEADLINE`] without progress, or [`WRITE_DEADLINE`] on one
 /// frame, it is given up on only when `patient()` says no.
-async fn write_frame_patiently(
+pub(crate) async fn write_frame_patiently(
     stream: &mut Async<UnixStream>,
     frame: &[u8],
     patient: &dyn Fn() -> bool,

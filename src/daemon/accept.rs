@@ -25,6 +25,7 @@ use smol::channel::Sender;
 use smol::{Async, LocalExecutor, Task, Timer};
 
 use super::Event;
+use super::reply_budget::ReplyBudget;
 use super::throttle::Throttle;
 use crate::control::{conntrackd, server};
 
@@ -58,6 +59,7 @@ pub(crate) async fn accept_loop<'a>(
     ex: &LocalExecutor<'a>,
     listener: Async<UnixListener>,
     tx: Sender<Event>,
+    budget: Rc<ReplyBudget>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut failures = Throttle::default();
@@ -95,12 +97,13 @@ pub(crate) async fn accept_loop<'a>(
         }
         let reading = Rc::new(Cell::new(true));
         let (tx, done) = (tx.clone(), reading.clone());
+        let budget = budget.clone();
         let task = ex.spawn(async move {
             let ev = match server::read_request(&mut stream).await {
                 Ok(req) => Event::Request(req, stream),
                 Err(server::ReadError::Conntrackd(code)) => {
                     done.set(false);
-                    conntrackds_client(code, stream, &tx).await;
+                    conntrackds_client(code, stream, &tx, &budget).await;
                     return;
                 }
                 Err(e) => Event::Malformed(e.to_string(), stream),
@@ -124,6 +127,7 @@ async fn conntrackds_client(
     code: u8,
     stream: Async<UnixStream>,
     tx: &Sender<Event>,
+    budget: &Rc<ReplyBudget>,
 ) {
     let Some(req) = conntrackd::request(code) else {
         // conntrackd takes an unknown code as nothing to do: the client
@@ -143,7 +147,7 @@ async fn conntrackds_client(
         }
     };
     if tx.send(Event::Request(req, daemon_side)).await.is_ok() {
-        conntrackd::relay(relay_side, stream, code).await;
+        conntrackd::relay(relay_side, stream, code, budget).await;
     }
 }
 

@@ -192,8 +192,13 @@ async fn serve(
     // later, shutdown).
     let _bound = UnlinkOnDrop(path);
     let clock = Clock(Instant::now());
+    // One budget for every reply the daemon holds, and for what the relay
+    // to conntrackd's client holds of them (`control::conntrackd`).
+    let budget = ReplyBudget::new(REPLY_BUDGET);
     let mut rep = match &cfg.sync {
-        Some(_) => Some(replicator::Replicator::start(cfg, clock)?),
+        Some(_) => {
+            Some(replicator::Replicator::start(cfg, clock, budget.clone())?)
+        }
         None => None,
     };
     let mut flow_logger = match (&cfg.sync, &cfg.stats) {
@@ -237,7 +242,12 @@ async fn serve(
     // loop try its pipe, nor a signal the listener.
     let background_loops = smol::future::or(
         smol::future::or(
-            woken::only_when_woken(accept_loop(&ex, listener, tx.clone())),
+            woken::only_when_woken(accept_loop(
+                &ex,
+                listener,
+                tx.clone(),
+                budget.clone(),
+            )),
             woken::only_when_woken(forward_signals(signals, tx)),
         ),
         woken::only_when_woken(watchdog(notifier.as_ref())),
@@ -245,8 +255,10 @@ async fn serve(
     let main = async {
         match (rep.as_mut(), flow_logger.take()) {
             (Some(r), _) => r.run(&ex, &rx, clock).await,
-            (None, Some(sm)) => stats_mode::run(sm, &ex, &rx, clock).await,
-            (None, None) => control_only(&ex, &rx, clock).await,
+            (None, Some(sm)) => {
+                stats_mode::run(sm, &ex, &rx, clock, &budget).await
+            }
+            (None, None) => control_only(&ex, &rx, clock, &budget).await,
         }
     };
     ex.run(smol::future::or(main, background_loops)).await;
@@ -331,9 +343,9 @@ async fn control_only(
     ex: &LocalExecutor<'_>,
     rx: &Receiver<Event>,
     clock: Clock,
+    budget: &Rc<ReplyBudget>,
 ) {
     let mut rt = Runtime::new(Instant::now());
-    let budget = ReplyBudget::new(REPLY_BUDGET);
     let _ = clock;
     while let Ok(ev) = rx.recv().await {
         match ev {
@@ -343,7 +355,7 @@ async fn control_only(
                 log::debug!("bad control request: {why}");
                 reply_later(
                     ex,
-                    &budget,
+                    budget,
                     stream,
                     vec![Reply::Done(Status::BadRequest(why))],
                 );
@@ -354,7 +366,7 @@ async fn control_only(
                     let _ = server::write_replies(&mut stream, &replies).await;
                     break;
                 }
-                reply_later(ex, &budget, stream, replies);
+                reply_later(ex, budget, stream, replies);
             }
         }
     }

@@ -149,6 +149,19 @@ impl ReplyBudget {
     }
 }
 
+/// The relay to conntrackd's client holds its frames here too.
+impl crate::control::conntrackd::Room for Rc<ReplyBudget> {
+    type Held = Held;
+
+    fn hold(&self, bytes: usize) -> Option<Held> {
+        self.hold_bytes(bytes)
+    }
+
+    fn pressed(&self) -> bool {
+        ReplyBudget::pressed(self)
+    }
+}
+
 impl Held {
     /// Nothing taken (the refusal itself).
     pub(crate) fn nothing(budget: &Rc<ReplyBudget>) -> Held {

@@ -191,11 +191,22 @@ mod test {
         vec![Reply::Data(text.to_string()), Reply::Done(Status::Ok)]
     }
 
+    /// How the answer reaches the stalled client.
+    #[derive(Clone, Copy)]
+    enum Path {
+        /// A dump's parts through a writer task.
+        Parts,
+        /// Handed over at once, as a daemon without `Sync` or the flow
+        /// logger answers (`daemon::reply_later`).
+        Whole,
+        /// A writer task into a socket pair, and conntrackd's relay from
+        /// there to conntrackd's client, unframed (`daemon::accept`).
+        Relayed,
+    }
+
     /// A dump's writer, its client stalled past the stall deadline, then
     /// reading: whether the answer came whole.
-    /// `whole`: the answer handed over at once, as a daemon without `Sync`
-    /// or the flow logger answers (`daemon::reply_later`).
-    fn stalled_reader_gets_it_all(whole: bool, pressed: bool) -> bool {
+    fn stalled_reader_gets_it_all(path: Path, pressed: bool) -> bool {
         use std::time::{Duration, Instant};
 
         use crate::daemon::reply_budget::REPLY_BUDGET;
@@ -210,9 +221,24 @@ mod test {
         let text = "a line of a dump\n".repeat(20_000);
         let want = answer(&text);
         let ours = Async::new(ours).unwrap();
-        let w = if whole {
+        let w = if let Path::Whole = path {
             crate::daemon::reply_later(&ex, budget, ours, want.clone());
             None
+        } else if let Path::Relayed = path {
+            let (daemon_side, relay_side) =
+                crate::control::conntrackd::pair().unwrap();
+            let (written, _seen) = smol::channel::unbounded();
+            let w = Writer::start(&ex, 1, daemon_side, written);
+            for r in &want {
+                w.send(r.clone(), budget.hold(r).unwrap());
+            }
+            let room = budget.clone();
+            ex.spawn(async move {
+                crate::control::conntrackd::relay(relay_side, ours, 24, &room)
+                    .await;
+            })
+            .detach();
+            Some(w)
         } else {
             let (written, _seen) = smol::channel::unbounded();
             let w = Writer::start(&ex, 1, ours, written);
@@ -238,6 +264,10 @@ mod test {
         }));
         drop(w);
         let got = reader.join().unwrap();
+        if let Path::Relayed = path {
+            // conntrackd's client reads text, and the end of it.
+            return got == text.as_bytes();
+        }
         let mut at = &got[..];
         let mut replies = Vec::new();
         while let Ok(Some((r, used))) = proto::decode::<Reply>(at, 1 << 20) {
@@ -257,23 +287,25 @@ mod test {
     #[test]
     fn a_slow_reader_is_waited_for_unless_the_budget_is_needed() {
         // Each case waits 6 s: all at once.
-        let cases =
-            [(false, false), (true, false), (false, true), (true, true)];
-        let runs = cases.map(|(whole, pressed)| {
-            std::thread::spawn(move || {
-                stalled_reader_gets_it_all(whole, pressed)
+        let paths = [Path::Parts, Path::Whole, Path::Relayed];
+        let runs = [false, true].map(|pressed| {
+            paths.map(|path| {
+                std::thread::spawn(move || {
+                    stalled_reader_gets_it_all(path, pressed)
+                })
             })
         });
-        let got = runs.map(|r| r.join().unwrap());
-        // Waited for (a writer's dump, an answer handed over whole)...
+        let [waited, pressed] = runs.map(|row| row.map(|r| r.join().unwrap()));
+        // Waited for (a writer's dump, an answer handed over whole,
+        // conntrackd's client through the relay)...
         assert_eq!(
-            got[..2],
-            [true, true],
+            waited,
+            [true, true, true],
             "a reader that paused for 6 s lost the end of its dump"
         );
         // ...unless the budget is pressed: the stalled client gives way,
         // as before.
-        assert_eq!(got[2..], [false, false]);
+        assert_eq!(pressed, [false, false, false]);
     }
 
     #[test]

@@ -15,13 +15,12 @@ use smol::Async;
 use smol::LocalExecutor;
 use smol::channel::Receiver;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 
 use super::kernel::event_filter;
 use super::throttle::Throttle;
 use super::worker::{JobSockets, Worker};
-use super::{
-    Clock, Error, Event, REPLY_BUDGET, ReplyBudget, Runtime, reply_later,
-};
+use super::{Clock, Error, Event, ReplyBudget, Runtime, reply_later};
 use crate::config::{Config, LogTarget};
 use crate::control::proto::{Reply, Status};
 use crate::kernel::codec::{self, Kind, Object, Received};
@@ -273,8 +272,8 @@ pub(crate) async fn run(
     ex: &LocalExecutor<'_>,
     rx: &Receiver<Event>,
     clock: Clock,
+    budget: &Rc<ReplyBudget>,
 ) {
-    let budget = ReplyBudget::new(REPLY_BUDGET);
     let done = sm.worker.done.clone();
     loop {
         let wake = smol::future::or(
@@ -300,7 +299,7 @@ pub(crate) async fn run(
                 if let Some((waiting, status)) = sm.completion(c, clock) {
                     for stream in waiting {
                         let r = vec![Reply::Done(status.clone())];
-                        reply_later(ex, &budget, stream, r);
+                        reply_later(ex, budget, stream, r);
                     }
                 }
                 continue;
@@ -313,7 +312,7 @@ pub(crate) async fn run(
             Event::Malformed(why, stream) => {
                 sm.rt.local_read_failed += 1;
                 let r = vec![Reply::Done(Status::BadRequest(why))];
-                reply_later(ex, &budget, stream, r);
+                reply_later(ex, budget, stream, r);
                 continue;
             }
             Event::Request(req, stream) => (req, stream),
@@ -378,6 +377,6 @@ pub(crate) async fn run(
                 replies
             }
         };
-        reply_later(ex, &budget, stream, replies);
+        reply_later(ex, budget, stream, replies);
     }
 }

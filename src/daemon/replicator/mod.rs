@@ -29,7 +29,7 @@ use super::deadline::{Deadline, ReadPause};
 use super::kernel::{self, Events};
 use super::keyfile;
 use super::link_watch::{LinkWatch, Report};
-use super::reply_budget::{REPLY_BUDGET, ReplyBudget};
+use super::reply_budget::ReplyBudget;
 use super::worker::{self, Worker};
 use super::{Clock, Error, Event};
 use crate::channel::Channels;
@@ -143,6 +143,7 @@ impl Replicator {
     pub(crate) fn start(
         cfg: &Config,
         clock: Clock,
+        budget: Rc<ReplyBudget>,
     ) -> Result<Replicator, Error> {
         let sync = cfg.sync.as_ref().ok_or(Error::NoSync)?;
         // A refused key file stops the start before anything is opened.
@@ -188,7 +189,7 @@ impl Replicator {
             link_reports: Box::pin(link_watch.reports.clone()),
             link_watch,
             clients: HashMap::new(),
-            budget: ReplyBudget::new(REPLY_BUDGET),
+            budget,
             written: {
                 let (tx, rx) = smol::channel::unbounded();
                 (tx, Box::pin(rx))

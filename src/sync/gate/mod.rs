@@ -5,40 +5,16 @@
 //! proof. Every table is bounded, and so is what it sends a second
 //! ([`ASK_BURST`]): without a key any datagram can claim a new session.
 
-use std::collections::{HashMap, VecDeque};
+mod pending;
 
+use std::collections::HashMap;
+
+pub(crate) use self::pending::CHALLENGE_TIMED_REPEATS;
+use self::pending::{Ask, Pending};
 use super::budget::Budget;
 use super::session::MAX_PEERS;
 use crate::time::Instant;
 use crate::wire::Seq;
-
-/// While a session stays unproven, its next datagram asks again once
-/// this long has passed since the last challenge, doubled after each
-/// one up to [`CHALLENGE_EVERY`]. At a flat 200 ms, a challenge or answer
-/// lost at the start of a burst on a lossy link dropped 200 ms of the
-/// burst (held, then resent: a third of the bench's lossy runs resent
-/// everything once). Each repeat has a nonce of its own and the last
-/// [`ASKS_KEPT`] all count, so a repeat costs a small control message and
-/// never voids a slow answer, and an answer dates its own challenge: a
-/// round-trip sample (Karn's rule holds) before any data has flowed.
-pub(crate) const CHALLENGE_FIRST_REPEAT: std::time::Duration =
-    std::time::Duration::from_millis(5);
-/// The longest wait between two challenges of one unproven session: a
-/// forged "new session" is asked at most this often.
-pub(crate) const CHALLENGE_EVERY: std::time::Duration =
-    std::time::Duration::from_millis(200);
-/// Repeats of an unanswered challenge sent on the clock, on the same
-/// schedule, without waiting for the session's next datagram. Until the
-/// handshake is done the peer's datagrams are held, and at startup the
-/// next one may be its keepalive a second later: at 20 % loss each way a
-/// lost challenge or answer stalled the handshake for a second or more
-/// (in a simulation, 2.5 s; in the bench, a burst held for 0.98 s).
-/// Ten repeats (5 ms apart, then doubling up to [`CHALLENGE_EVERY`]: 1.1 s
-/// in all) leave one handshake in about 100 000 to the datagram-driven
-/// repeats (a round fails 36 % of the time at 20 % loss each way); a
-/// forged session gets at most this many more small control messages,
-/// sent on our link, not to the forger.
-pub(crate) const CHALLENGE_TIMED_REPEATS: u32 = 10;
 
 /// Challenges sent at once: one session's first and all its timed
 /// repeats, every one lost; then one per [`ASK_EVERY`]. Each session is
@@ -73,79 +49,15 @@ const ANSWERS_BELIEVED_EVERY: std::time::Duration =
 /// Datagrams of an unproven session kept until it is proven (and then
 /// replayed), per session.
 const HELD_DATAGRAMS: usize = 16;
-/// The last challenges of one session whose answers still count (their
-/// nonces); a forger must guess one of them.
-const ASKS_KEPT: usize = 8;
 
 /// Why a session was not asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unasked {
-    /// It was asked too recently (see [`CHALLENGE_FIRST_REPEAT`]).
+    /// It was asked too recently (see
+    /// [`pending::CHALLENGE_FIRST_REPEAT`]).
     TooSoon,
     /// The budget is spent ([`ASK_BURST`]): held back, counted.
     Held,
-}
-
-/// One challenge sent.
-#[derive(Debug, Clone, Copy)]
-struct Ask {
-    nonce: u64,
-    at: Instant,
-    /// The number we expected next from the session when we asked.
-    expecting: Option<Seq>,
-}
-
-/// A challenge waiting for its answer, and what arrived meanwhile.
-#[derive(Debug, Clone)]
-struct Pending {
-    /// The last [`ASKS_KEPT`] challenges, oldest first; never empty.
-    asks: VecDeque<Ask>,
-    /// Challenges sent for it so far.
-    asked_times: u32,
-    /// (first sequence number, datagram), oldest first.
-    held: Vec<(Seq, Vec<u8>)>,
-    /// The first number of the first datagram held, even once it gave
-    /// way (see [`Proven::first_held`]).
-    first_held: Option<Seq>,
-}
-
-impl Pending {
-    fn new(ask: Ask) -> Self {
-        Pending {
-            asks: VecDeque::from([ask]),
-            asked_times: 1,
-            held: Vec::new(),
-            first_held: None,
-        }
-    }
-
-    /// When the last challenge went out.
-    fn asked(&self) -> Instant {
-        self.asks.back().map_or(Instant::from_millis(0), |a| a.at)
-    }
-
-    /// Asks again.
-    fn ask(&mut self, ask: Ask) {
-        if self.asks.len() >= ASKS_KEPT {
-            self.asks.pop_front();
-        }
-        self.asks.push_back(ask);
-        self.asked_times += 1;
-    }
-
-    /// When it may be asked again (see [`CHALLENGE_FIRST_REPEAT`]).
-    fn next_ask(&self) -> Instant {
-        self.asked()
-            + CHALLENGE_FIRST_REPEAT
-                .saturating_mul(1 << self.asked_times.saturating_sub(1).min(16))
-                .min(CHALLENGE_EVERY)
-    }
-
-    /// Whether the clock still repeats it (see
-    /// [`CHALLENGE_TIMED_REPEATS`]).
-    fn timed(&self) -> bool {
-        self.asked_times <= CHALLENGE_TIMED_REPEATS
-    }
 }
 
 /// What an answered challenge gives back.
@@ -250,9 +162,9 @@ impl Gate {
     }
 
     /// The nonce to ask `peer`'s `session` for, unless it was asked too
-    /// recently (see [`CHALLENGE_FIRST_REPEAT`]) or the budget is spent
-    /// ([`ASK_BURST`]). Earlier nonces still count, so a slow answer does
-    /// too. `expecting`: the number we expect next from it (see
+    /// recently (see [`pending::CHALLENGE_FIRST_REPEAT`]) or the budget is
+    /// spent ([`ASK_BURST`]). Earlier nonces still count, so a slow answer
+    /// does too. `expecting`: the number we expect next from it (see
     /// [`Proven::expecting`]).
     pub(crate) fn challenge(
         &mut self,
@@ -459,18 +371,6 @@ mod test {
     }
 
     #[test]
-    fn only_the_last_few_nonces_of_a_session_count() {
-        let mut g = Gate::new(5);
-        let t = |i: u64| Instant::from_millis(i * 1000);
-        let nonces: Vec<u64> = (0..=ASKS_KEPT as u64)
-            .map(|i| g.challenge(t(i), 1, 10, None).unwrap())
-            .collect();
-        let now = t(ASKS_KEPT as u64 + 1);
-        assert!(g.answer(now, 1, 10, nonces[0]).is_none(), "forgotten");
-        assert!(g.answer(now, 1, 10, nonces[1]).is_some());
-    }
-
-    #[test]
     fn a_session_believed_already_counts_only_its_last_asks_answer() {
         // It answers with numbers that re-anchor our tracking: an answer
         // to an earlier ask may be older than data that came since.
@@ -486,64 +386,5 @@ mod test {
         let first = g.challenge(t(10), 1, 11, None).unwrap();
         g.challenge(t(15), 1, 11, None).unwrap();
         assert_eq!(g.answer(t(16), 1, 11, first).unwrap().before, Some(10));
-    }
-
-    #[test]
-    fn the_clock_repeats_an_unanswered_challenge_a_few_times() {
-        let mut g = Gate::new(9);
-        assert_eq!(g.repeat_at(), None, "nothing pending");
-        let first = g.challenge(Instant::from_millis(0), 1, 10, None).unwrap();
-        // No datagram of the session comes: the clock asks, on the
-        // schedule a datagram-driven repeat keeps, with new nonces.
-        let mut at = Vec::new();
-        let mut nonces = vec![first];
-        while let Some(due) = g.repeat_at() {
-            let ms = due.since(Instant::from_millis(0)).as_millis() as u64;
-            assert_eq!(
-                g.repeats_due(due - Duration::from_micros(1), |_| None),
-                vec![]
-            );
-            let n = g.repeats_due(due, |_| None);
-            assert_eq!(n.len(), 1);
-            assert!(!nonces.contains(&n[0]));
-            nonces.extend(n);
-            at.push(ms);
-            assert!(at.len() <= CHALLENGE_TIMED_REPEATS as usize);
-        }
-        assert_eq!(at, [5, 15, 35, 75, 155, 315, 515, 715, 915, 1115]);
-        // Then only a datagram of the session asks again.
-        assert_eq!(
-            g.challenge(Instant::from_millis(1314), 1, 10, None),
-            Err(Unasked::TooSoon)
-        );
-        assert!(g.challenge(Instant::from_millis(1315), 1, 10, None).is_ok());
-        // The answer to any recent one proves the session; the clock stops.
-        let last = nonces.len() - 1;
-        assert!(
-            g.answer(Instant::from_millis(1316), 1, 10, nonces[last - 3])
-                .is_some()
-        );
-        assert_eq!(g.repeat_at(), None);
-    }
-
-    #[test]
-    fn an_unanswered_challenge_is_repeated_soon_then_less_often() {
-        // A datagram of the unproven session every millisecond (a burst):
-        // the challenges it may send, and when.
-        let mut g = Gate::new(7);
-        let asked: Vec<u64> = (0..1000u64)
-            .filter(|&t| {
-                g.challenge(Instant::from_millis(t), 1, 10, None).is_ok()
-            })
-            .collect();
-        // 5 ms after the first, then 10, 20, 40, 80, 160, then every 200.
-        assert_eq!(
-            &asked[..8],
-            &[0, 5, 15, 35, 75, 155, 315, 515],
-            "{asked:?}"
-        );
-        assert!(asked.windows(2).skip(6).all(|w| w[1] - w[0] == 200));
-        // A forged session that never answers: a handful a second.
-        assert_eq!(asked.len(), 10);
     }
 }

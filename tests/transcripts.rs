@@ -397,6 +397,9 @@ fn datagram_text(d: &[u8]) -> String {
             Ok(Msg::Prune {
                 table, bucket, sub, ..
             }) => format!("Prune {table:?} {bucket}/{sub}"),
+            Ok(Msg::PruneFor {
+                table, bucket, sub, ..
+            }) => format!("PruneFor {table:?} {bucket}/{sub}"),
             Ok(Msg::Synced { resync }) => format!("Synced {}", resync.0),
             Err(_) => "(malformed)".into(),
         })

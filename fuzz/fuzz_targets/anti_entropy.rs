@@ -14,10 +14,13 @@
 //! second at most), with at most K DigestSubs, exactly for the buckets
 //! that differ; a DigestSub repairs at most L leaves per period and
 //! answers nothing at once; a
-//! Prune is accepted only for a bucket asked within a period, and the
+//! Prune is accepted only for a bucket asked within a period (a PruneFor
+//! only for the ask it names, among the last few of its bucket, and it
+//! spares what was written since that ask), and the
 //! entries a pass prunes are exactly those its accepted Prunes condemn;
 //! a sender's repair resends exactly the keys of its repaired leaves and
-//! its Prunes cover each leaf once, keeping exactly what it holds; every
+//! its Prunes cover each leaf once, keeping exactly what it holds, each
+//! naming the latest DigestSub that noted a leaf of its bucket; every
 //! message sent decodes as sent; counters only grow; after `on_timer`
 //! nothing is due in the past. After the heal, the caches must agree
 //! within a period per differing leaf, and a round over equal caches
@@ -32,9 +35,9 @@ use ctsyncd::cache::Stored;
 use ctsyncd::model::{Conntrack, Expect, L4, Tuple};
 use ctsyncd::sync::Key;
 use ctsyncd::sync::digest::{
-    AntiEntropy, BATCH_DELAY, Config, Counters, LEAVES, PENDING_MAX_HASHES,
-    RawEntry, Reaction, Table, Tables, condemned, digest, key_hash, leaf_of,
-    leaf_range,
+    ASKS_KEPT, AntiEntropy, BATCH_DELAY, Config, Counters, LEAVES,
+    PENDING_MAX_HASHES, RawEntry, Reaction, Table, Tables, ask_id, condemned,
+    digest, key_hash, leaf_of, leaf_range,
 };
 use ctsyncd::time::Instant;
 use ctsyncd::wire::{self, FANOUT, Header, KEEP_MAX, KeyHashes, Msg, Seq};
@@ -195,8 +198,12 @@ struct Node {
     counters: Counters,
     /// Model: when the next round starts.
     next: Instant,
-    /// Model, receiver: the DigestSubs sent, per table and bucket.
-    asked: [[Option<Instant>; FANOUT]; 2],
+    /// Model, receiver: the DigestSubs sent, per table and bucket: their
+    /// ids and times, newest first, at most ASKS_KEPT.
+    asked: BTreeMap<(usize, u8), VecDeque<(u64, Instant)>>,
+    /// Model, sender: per table and bucket, the id of the latest
+    /// DigestSub that noted a leaf since the last repair pass.
+    noted_asks: BTreeMap<(usize, u8), u64>,
     /// Model, receiver: the last DigestTop answered, per table.
     answered: [Option<Instant>; 2],
     /// Model, receiver: the Prunes accepted since the last pass.
@@ -220,7 +227,8 @@ impl Node {
             external: Mem::default(),
             counters: Counters::default(),
             next: now + cfg.period,
-            asked: [[None; FANOUT]; 2],
+            asked: BTreeMap::new(),
+            noted_asks: BTreeMap::new(),
             answered: [None; 2],
             accepted: Vec::new(),
             accepted_since: None,
@@ -268,7 +276,11 @@ impl Node {
             Msg::DigestTop { table, sums } => {
                 self.check_top(now, *table, sums, &r, old, new)
             }
-            Msg::DigestSub { bucket, .. } => {
+            Msg::DigestSub {
+                table,
+                bucket,
+                sums,
+            } => {
                 // Repaired in one pass later (BATCH_DELAY), never at once.
                 assert_eq!(
                     r,
@@ -296,6 +308,8 @@ impl Node {
                 if leaves > 0 {
                     self.noted += leaves;
                     self.noted_since.get_or_insert(now);
+                    self.noted_asks
+                        .insert((table.index(), *bucket), ask_id(sums));
                 }
             }
             Msg::Prune {
@@ -305,13 +319,33 @@ impl Node {
                 lo,
                 hi,
                 keep,
+            }
+            | Msg::PruneFor {
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+                ..
             } => {
                 assert!(r.send.is_empty() && r.resend_keys.is_empty());
-                let at = self.asked[table.index()]
-                    .get(usize::from(*bucket))
-                    .copied()
-                    .flatten()
-                    .filter(|at| now.since(*at) <= self.cfg.period);
+                let within = |at: &Instant| now.since(*at) <= self.cfg.period;
+                let asks = self.asked.get(&(table.index(), *bucket));
+                let at = match msg {
+                    // The ask it names; of equal ones the earliest.
+                    Msg::PruneFor { ask, .. } => asks.and_then(|a| {
+                        a.iter()
+                            .filter(|(id, at)| id == ask && within(at))
+                            .map(|(_, at)| *at)
+                            .min()
+                    }),
+                    // The latest ask of its bucket.
+                    _ => asks
+                        .and_then(|a| a.front())
+                        .map(|(_, at)| *at)
+                        .filter(within),
+                };
                 let accept = usize::from(*sub) < FANOUT && at.is_some();
                 match at {
                     Some(asked) if accept => {
@@ -435,7 +469,9 @@ impl Node {
             );
             assert!(seen.insert(*bucket), "{}: bucket asked twice", self.name);
             assert_eq!(*sums, ours.subs(*bucket));
-            self.asked[t][usize::from(*bucket)] = Some(now);
+            let asks = self.asked.entry((t, *bucket)).or_default();
+            asks.push_front((ask_id(sums), now));
+            asks.truncate(ASKS_KEPT);
         }
     }
 
@@ -515,6 +551,7 @@ impl Node {
             self.check_repair(&prunes, &r.resend_keys);
             self.noted = 0;
             self.noted_since = None;
+            self.noted_asks.clear();
         } else {
             assert!(
                 prunes.is_empty() && r.resend_keys.is_empty(),
@@ -562,7 +599,8 @@ impl Node {
         let mut parts: BTreeMap<(usize, u8, u8), Vec<(u64, u64, &[u64])>> =
             BTreeMap::new();
         for m in prunes {
-            let Msg::Prune {
+            let Msg::PruneFor {
+                ask,
                 table,
                 bucket,
                 sub,
@@ -573,6 +611,12 @@ impl Node {
             else {
                 panic!("{}: a repair sent {m:?}", self.name);
             };
+            assert_eq!(
+                Some(ask),
+                self.noted_asks.get(&(table.index(), *bucket)),
+                "{}: a Prune names another ask than its bucket's latest",
+                self.name
+            );
             assert!(
                 keep.0.len() <= KEEP_MAX,
                 "{}: Prune over KEEP_MAX",
@@ -795,13 +839,34 @@ fn forge_near(input: &mut Input, to: &Node, peer: &Node) -> Msg {
             if mask & 0x80 != 0 {
                 keep.push(input.u64());
             }
-            Msg::Prune {
+            let keep = KeyHashes(keep);
+            let how = input.byte();
+            if how % 3 == 0 {
+                return Msg::Prune {
+                    table,
+                    bucket,
+                    sub,
+                    lo,
+                    hi,
+                    keep,
+                };
+            }
+            // One of the asks it remembers, or none of them.
+            let asks = to.asked.get(&(t, bucket));
+            let known =
+                asks.and_then(|a| a.get(usize::from(how / 3) % ASKS_KEPT));
+            let ask = match known {
+                Some((id, _)) if how % 3 == 1 => *id,
+                _ => input.u64(),
+            };
+            Msg::PruneFor {
+                ask,
                 table,
                 bucket,
                 sub,
                 lo,
                 hi,
-                keep: KeyHashes(keep),
+                keep,
             }
         }
     }

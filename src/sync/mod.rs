@@ -173,6 +173,9 @@ pub struct Engine {
     answered_in_datagram: bool,
     stats: Stats,
     version_warned: bool,
+    /// The peer's last proven datagram said it reads
+    /// [`Msg::PruneFor`] ([`wire::flag::PRUNE_FOR`]).
+    peer_reads_prune_for: bool,
 }
 
 impl Engine {
@@ -195,6 +198,7 @@ impl Engine {
             answered_in_datagram: false,
             stats: Stats::default(),
             version_warned: false,
+            peer_reads_prune_for: false,
         }
     }
 
@@ -378,13 +382,15 @@ impl Engine {
     /// control messages and before data). A Prune with more key hashes
     /// than this link's datagram holds goes as several, each complete for
     /// its part of the range (anti-entropy builds them for 1472 bytes, and
-    /// a link's datagram may be as small as 576).
+    /// a link's datagram may be as small as 576). A `PruneFor` goes as a
+    /// plain Prune to a peer that does not say it reads them (an older
+    /// build, which would count it malformed).
     pub fn send_digest(&mut self, msg: Msg) {
         let max = wire::prune_keep_max(
             self.unsealed_room(self.p.max_datagram)
                 .saturating_sub(wire::HEADER_LEN),
         );
-        let parts = match msg {
+        let (ask, table, bucket, sub, lo, hi, keep) = match msg {
             Msg::Prune {
                 table,
                 bucket,
@@ -392,25 +398,56 @@ impl Engine {
                 lo,
                 hi,
                 keep,
-            } if keep.0.len() > max => {
-                digest::split_prune(lo, hi, &keep.0, max)
-                    .into_iter()
-                    .map(|(lo, hi, part)| Msg::Prune {
-                        table,
-                        bucket,
-                        sub,
-                        lo,
-                        hi,
-                        keep: wire::KeyHashes(part),
-                    })
-                    .collect()
+            } => (None, table, bucket, sub, lo, hi, keep),
+            Msg::PruneFor {
+                ask,
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            } => {
+                let ask = self.peer_reads_prune_for.then_some(ask);
+                (ask, table, bucket, sub, lo, hi, keep)
             }
-            msg => vec![msg],
+            msg => {
+                self.queue_digest(msg);
+                return;
+            }
         };
-        for m in parts {
-            let dropped = self.tx.background(m);
-            self.stats.background_dropped += u64::from(dropped);
+        let parts = if keep.0.len() > max {
+            digest::split_prune(lo, hi, &keep.0, max)
+        } else {
+            vec![(lo, hi, keep.0)]
+        };
+        for (lo, hi, part) in parts {
+            let keep = wire::KeyHashes(part);
+            self.queue_digest(match ask {
+                Some(ask) => Msg::PruneFor {
+                    ask,
+                    table,
+                    bucket,
+                    sub,
+                    lo,
+                    hi,
+                    keep,
+                },
+                None => Msg::Prune {
+                    table,
+                    bucket,
+                    sub,
+                    lo,
+                    hi,
+                    keep,
+                },
+            });
         }
+    }
+
+    fn queue_digest(&mut self, m: Msg) {
+        let dropped = self.tx.background(m);
+        self.stats.background_dropped += u64::from(dropped);
     }
 
     /// What a datagram of `limit` bytes leaves for header and body: the
@@ -471,11 +508,12 @@ impl Engine {
         }
         let limit = buf.len().min(self.p.max_datagram);
         let room = self.unsealed_room(limit);
-        let flags = if self.mode.get().says_hello() {
+        let hello = if self.mode.get().says_hello() {
             self.handshake.flags_to_send()
         } else {
             0
         };
+        let flags = hello | wire::flag::PRUNE_FOR;
         let header = Header {
             flags,
             session: self.p.session,

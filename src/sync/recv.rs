@@ -72,6 +72,8 @@ impl Engine {
         let mut proven = self.gate.is_confirmed(peer, session);
         if proven {
             self.handshake.received(header.flags);
+            self.peer_reads_prune_for =
+                header.flags & wire::flag::PRUNE_FOR != 0;
             self.mode.get_mut().heard(now, peer, session);
             self.bulk_if_owed(src);
         }
@@ -124,7 +126,8 @@ impl Engine {
                 // Anti-entropy is the node's business (it holds the caches).
                 Msg::DigestTop { .. }
                 | Msg::DigestSub { .. }
-                | Msg::Prune { .. } => {
+                | Msg::Prune { .. }
+                | Msg::PruneFor { .. } => {
                     if self.digests.len() >= DIGESTS_WAITING {
                         self.digests.pop_front();
                         self.stats.background_dropped += 1;

@@ -148,7 +148,8 @@ impl Apply {
             | Msg::DigestTop { .. }
             | Msg::DigestSub { .. }
             | Msg::Prune { .. }
-            | Msg::Synced { .. } => return None,
+            | Msg::Synced { .. }
+            | Msg::PruneFor { .. } => return None,
         })
     }
 }

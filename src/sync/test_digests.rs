@@ -128,3 +128,67 @@ fn prunes_beyond_the_background_queue_are_dropped_and_counted() {
     }
     assert_eq!(a.stats().background_dropped, 1100 - 1024);
 }
+
+/// Every datagram says this build reads `PruneFor`; a Prune names its ask
+/// only to a peer whose last datagram said the same, and goes as the
+/// plain Prune an older build reads otherwise (split alike on a small
+/// link, the ask counted in each part's room).
+#[test]
+fn a_prune_names_its_ask_only_to_a_peer_that_reads_it() {
+    let mut p = params(Mode::FtFw, 100);
+    p.max_datagram = 576;
+    let mut a = Engine::new(p, Instant::ZERO);
+    a.trust(1, 200);
+    let keep: Vec<u64> = (0..wire::KEEP_MAX as u64).map(|i| i << 40).collect();
+    let prune = Msg::PruneFor {
+        ask: u64::MAX,
+        table: wire::Table::Ct,
+        bucket: 0,
+        sub: 0,
+        lo: 0,
+        hi: u64::MAX,
+        keep: wire::KeyHashes(keep.clone()),
+    };
+    let src = MapSource::default();
+    for (peer_flags, named) in [
+        (0, false),
+        (wire::flag::PRUNE_FOR, true),
+        (wire::flag::HELLO_BACK, false),
+    ] {
+        let mut buf = [0u8; 1472];
+        let header = Header {
+            flags: peer_flags,
+            session: 200,
+            first_seq: Seq(1),
+        };
+        let mut w = Writer::new(&mut buf, header).unwrap();
+        w.push(&Msg::Alive { next: Seq(1) }).unwrap();
+        let n = w.finish();
+        a.recv(Instant::ZERO, 1, &buf[..n], &src).unwrap();
+        a.send_digest(prune.clone());
+        let mut kept: Vec<u64> = Vec::new();
+        let mut parts = 0;
+        while let Some(n) = a.poll_transmit(Instant::ZERO, &src, &mut buf) {
+            assert!(n <= 576, "{n} bytes");
+            let (h, body) = wire::read(&buf[..n]).unwrap();
+            assert_ne!(h.flags & wire::flag::PRUNE_FOR, 0, "{h:?}");
+            for m in wire::messages(body).map(Result::unwrap) {
+                let part = match (&m, named) {
+                    (Msg::PruneFor { ask, keep, .. }, true) => {
+                        assert_eq!(*ask, u64::MAX);
+                        keep
+                    }
+                    (Msg::Prune { keep, .. }, false) => keep,
+                    (Msg::PruneFor { .. } | Msg::Prune { .. }, _) => {
+                        panic!("peer flags {peer_flags:#x}: {m:?}")
+                    }
+                    _ => continue,
+                };
+                parts += 1;
+                kept.extend(&part.0);
+            }
+        }
+        assert!(parts > 1, "in parts at 576 bytes");
+        assert_eq!(kept, keep, "peer flags {peer_flags:#x}");
+    }
+}

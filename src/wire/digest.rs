@@ -50,9 +50,10 @@ pub const SUMS_MAX_LEN: usize = 2 + 8 + 8 * FANOUT;
 pub const KEEP_MAX: usize = 160;
 
 /// Bytes a Prune takes besides its hashes, at most: its variant, table,
-/// bucket and sub (one each), `lo` and `hi` (varints, up to 10 each) and
-/// the hash list's length (a varint: 2 bytes up to [`KEEP_MAX`] hashes).
-pub const PRUNE_FIXED_MAX: usize = 4 + 10 + 10 + 2;
+/// bucket and sub (one each), `lo` and `hi` (varints, up to 10 each), the
+/// hash list's length (a varint: 2 bytes up to [`KEEP_MAX`] hashes), and
+/// for a `PruneFor` its `ask` (a varint, up to 10).
+pub const PRUNE_FIXED_MAX: usize = 4 + 10 + 10 + 2 + 10;
 
 /// Most key hashes a Prune may carry to fit `room` bytes of a datagram's
 /// body (at least one, at most [`KEEP_MAX`]). The link's datagram may be

@@ -18,7 +18,9 @@
 //! Versioning rule: [`VERSION`] changes only if the header changes or an
 //! existing message variant changes shape. New message kinds are appended
 //! to [`Msg`]; a receiver counts an unknown kind as malformed and drops
-//! the rest of that datagram.
+//! the rest of that datagram, so a kind that an older build cannot do
+//! without is sent only to a peer whose header flags say it reads it (a
+//! capability bit, such as [`flag::PRUNE_FOR`]).
 //!
 //! Sealed datagrams ([`seal`], with `AuthenticationKeyFile`) are another
 //! framing (a nonce and a tag after an encrypted body), so they carry their
@@ -68,6 +70,11 @@ pub mod flag {
     pub const HELLO_BACK: u8 = 0x02;
     // 0x04 was AUTH, a tag hook only tests ever set; sealing replaced it
     // (a version of its own). Left unused so no old capture means anything.
+    /// The sender reads [`super::Msg::PruneFor`]: its Prunes may name the
+    /// DigestSub they answer. A capability, on every datagram of a build
+    /// that has it; a build without it ignores the bit (flags it does not
+    /// know mean nothing to it), and is sent the plain `Prune` it reads.
+    pub const PRUNE_FOR: u8 = 0x08;
 }
 
 /// Why a datagram or message was rejected.

@@ -91,6 +91,20 @@ pub enum Msg {
     Synced {
         resync: Seq,
     },
+    /// A [`Msg::Prune`] that names the DigestSub it answers: `ask` is
+    /// `sync::digest::ask_id` of that DigestSub's sums. The receiver then
+    /// spares what it wrote since *that* ask, however late the Prune comes
+    /// (a plain Prune is checked against the latest ask for its bucket).
+    /// Sent only to a peer whose datagrams carry [`super::flag::PRUNE_FOR`].
+    PruneFor {
+        ask: u64,
+        table: Table,
+        bucket: u8,
+        sub: u8,
+        lo: u64,
+        hi: u64,
+        keep: KeyHashes,
+    },
 }
 
 impl Msg {
@@ -107,6 +121,7 @@ impl Msg {
                 | Msg::DigestSub { .. }
                 | Msg::Prune { .. }
                 | Msg::Synced { .. }
+                | Msg::PruneFor { .. }
         )
     }
 }

@@ -87,12 +87,34 @@ fn digest_message_fixtures() {
         },
         &[14, 0, 1, 2, 3, 0xac, 0x02, 8, 7, 0, 0, 0, 0, 0, 0, 0],
     );
+    // Appended after Synced (15): the kind and the ask come first.
+    check(
+        Msg::PruneFor {
+            ask: 5,
+            table: Table::Exp,
+            bucket: 1,
+            sub: 2,
+            lo: 3,
+            hi: 300,
+            keep: KeyHashes(vec![]),
+        },
+        &[16, 5, 1, 1, 2, 3, 0xac, 0x02, 0],
+    );
     for m in [
         Msg::DigestTop {
             table: Table::Ct,
             sums: Sums(sums),
         },
         Msg::Prune {
+            table: Table::Ct,
+            bucket: 0,
+            sub: 0,
+            lo: 0,
+            hi: 0,
+            keep: KeyHashes(vec![]),
+        },
+        Msg::PruneFor {
+            ask: 0,
             table: Table::Ct,
             bucket: 0,
             sub: 0,
@@ -325,7 +347,8 @@ fn a_prune_of_prune_keep_max_hashes_fits_its_room() {
         .chain([1232, 1472].map(|d| d - HEADER_LEN - seal::SEAL_OVERHEAD))
     {
         let n = prune_keep_max(room);
-        let m = Msg::Prune {
+        let m = Msg::PruneFor {
+            ask: u64::MAX,
             table: Table::Exp,
             bucket: u8::MAX,
             sub: u8::MAX,

@@ -18,6 +18,7 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const SEED_KEY: u64 = 0x6b65_7973; // "keys"
 const SEED_ENTRY: u64 = 0x656e_7472; // "entr"
+const SEED_ASK: u64 = 0x6173_6b73; // "asks"
 
 fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
@@ -43,6 +44,15 @@ pub fn key_hash(key: &[u8]) -> u64 {
 /// The hash of an entry's whole stored encoding (key and value).
 pub fn entry_hash(entry: &[u8]) -> u64 {
     hash(SEED_ENTRY, entry)
+}
+
+/// The id a `PruneFor` names its DigestSub by: a hash of the sums that
+/// DigestSub carried (both ends have them; no id travels with the ask,
+/// so a build that predates `PruneFor` asks in the same words).
+pub fn ask_id(sums: &Sums) -> u64 {
+    sums.0
+        .iter()
+        .fold(SEED_ASK, |h, s| fmix64(h ^ s).wrapping_add(FNV_PRIME))
 }
 
 /// A key hash's (top bucket, leaf): its top 6 bits, then the next 6.

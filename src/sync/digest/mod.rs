@@ -43,21 +43,28 @@
 //! message of an entry S created after building it. R therefore prunes
 //! only entries it last updated no later than when it sent the DigestSub
 //! that asked for the Prune: such an entry S did not hold when it
-//! answered. A Prune R did not ask for (within one period) is ignored,
-//! which also makes a forged Prune harmless without a key, and a forged
-//! DigestSub costs at most L leaves of resends per period.
+//! answered. Which DigestSub that was, the Prune says (`PruneFor`: the
+//! `ask_id` of that DigestSub's sums; R remembers its last few asks per
+//! bucket, [`asks`]): a Prune the network delays past R's next ask for
+//! its bucket still spares what R was sent in between. A plain Prune,
+//! from a peer that predates `PruneFor`, is checked against the latest
+//! ask of its bucket. A Prune R did not ask for (within one period) is
+//! ignored, which also makes a forged Prune harmless without a key, and a
+//! forged DigestSub costs at most L leaves of resends per period.
 //!
 //! Pure: time and the caches come in as parameters; the node acts on the
 //! [`Reaction`].
 
+mod asks;
 mod hash;
 mod prune;
 mod repair;
 
 pub use crate::wire::Table;
+pub use asks::ASKS_KEPT;
 pub use hash::{
-    Digest, LEAVES, condemned, differing, entry_hash, key_hash, keys_in_leaf,
-    leaf_of, leaf_range, position, prune_parts, split_prune,
+    Digest, LEAVES, ask_id, condemned, differing, entry_hash, key_hash,
+    keys_in_leaf, leaf_of, leaf_range, position, prune_parts, split_prune,
 };
 pub use prune::PENDING_MAX_HASHES;
 
@@ -178,8 +185,8 @@ pub struct AntiEntropy {
     pending: prune::Pending,
     /// Sender: leaves awaiting their pass.
     repairs: repair::Repairs,
-    /// Receiver: when we sent a DigestSub, per table and bucket.
-    asked: [[Option<Instant>; FANOUT]; 2],
+    /// Receiver: the DigestSubs we sent lately, per table and bucket.
+    asks: asks::Asks,
     /// Receiver: when we last answered a DigestTop, per table.
     answered: [Option<Instant>; 2],
     /// Rotates the first bucket served, so bounded rounds take turns.
@@ -203,7 +210,7 @@ impl AntiEntropy {
             leaves_used: 0,
             pending: prune::Pending::default(),
             repairs: repair::Repairs::default(),
-            asked: [[None; FANOUT]; 2],
+            asks: asks::Asks::default(),
             answered: [None; 2],
             rotate: 0,
             memo: [None, None],
@@ -291,7 +298,23 @@ impl AntiEntropy {
                 keep,
             } => self.prune(
                 now,
-                *table,
+                (*table, None),
+                (*bucket, *sub),
+                (*lo, *hi),
+                &keep.0,
+                external,
+            ),
+            Msg::PruneFor {
+                ask,
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            } => self.prune(
+                now,
+                (*table, Some(*ask)),
                 (*bucket, *sub),
                 (*lo, *hi),
                 &keep.0,
@@ -336,30 +359,40 @@ impl AntiEntropy {
         let mut r = Reaction::default();
         for b in diff.into_iter().take(self.cfg.max_buckets) {
             self.counters.buckets_differing += 1;
-            self.asked[table.index()][usize::from(b)] = Some(now);
+            let sums = ours.subs(b);
+            self.asks.note(table, b, ask_id(&sums), now);
             r.send.push(Msg::DigestSub {
                 table,
                 bucket: b,
-                sums: ours.subs(b),
+                sums,
             });
         }
         r
     }
 
+    /// A Prune (`ask` None) or a PruneFor: accepted for a bucket asked
+    /// within a period, its victims spared if written since that ask (the
+    /// one it names, or for a plain Prune the latest).
     fn prune(
         &mut self,
         now: Instant,
-        table: Table,
+        (table, ask): (Table, Option<u64>),
         (bucket, sub): (u8, u8),
         (lo, hi): (u64, u64),
         keep: &[u64],
         external: &dyn Tables,
     ) -> Reaction {
-        let asked = usize::from(bucket) < FANOUT && usize::from(sub) < FANOUT;
-        let at = asked
-            .then(|| self.asked[table.index()][usize::from(bucket)])
-            .flatten()
-            .filter(|at| now >= *at && now.since(*at) <= self.cfg.period);
+        let in_range =
+            usize::from(bucket) < FANOUT && usize::from(sub) < FANOUT;
+        let accepted =
+            |at: &Instant| now >= *at && now.since(*at) <= self.cfg.period;
+        let at = match ask {
+            _ if !in_range => None,
+            Some(id) => {
+                self.asks.named(table, bucket, id).filter(accepted).min()
+            }
+            None => self.asks.latest(table, bucket).filter(accepted),
+        };
         let Some(at) = at else {
             self.counters.ignored += 1;
             return Reaction::default();
@@ -407,8 +440,9 @@ impl AntiEntropy {
             leaves.push(s);
         }
         self.counters.leaves_repaired += leaves.len() as u64;
+        let ask = ask_id(theirs);
         for s in leaves {
-            self.repairs.add(now, table, bucket, s);
+            self.repairs.add(now, table, (bucket, s), ask);
         }
         Reaction::default()
     }
@@ -434,5 +468,7 @@ pub fn decode_key(table: Table, key: &[u8]) -> Option<Key> {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_delayed;
 #[cfg(test)]
 mod test_flood;

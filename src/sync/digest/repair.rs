@@ -15,6 +15,9 @@ use crate::wire::{FANOUT, KEEP_MAX, KeyHashes, Msg};
 pub(super) struct Repairs {
     /// `[table][bucket]`, bit `sub`.
     leaves: [[u64; FANOUT]; 2],
+    /// `[table][bucket]`: the id of the DigestSub that asked (its
+    /// Prunes name it; the latest when several asked).
+    asks: [[u64; FANOUT]; 2],
     since: Option<Instant>,
 }
 
@@ -23,6 +26,7 @@ impl Default for Repairs {
     fn default() -> Self {
         Repairs {
             leaves: [[0; FANOUT]; 2],
+            asks: [[0; FANOUT]; 2],
             since: None,
         }
     }
@@ -33,23 +37,25 @@ impl Repairs {
         self.since
     }
 
+    /// Leaf (`bucket`, `sub`) differs, as the DigestSub named `ask` said.
     pub(super) fn add(
         &mut self,
         now: Instant,
         table: Table,
-        bucket: u8,
-        sub: u8,
+        (bucket, sub): (u8, u8),
+        ask: u64,
     ) {
-        self.leaves[table.index()][usize::from(bucket) % FANOUT] |=
-            1 << (sub % 64);
+        let b = usize::from(bucket) % FANOUT;
+        self.leaves[table.index()][b] |= 1 << (sub % 64);
+        self.asks[table.index()][b] = ask;
         self.since.get_or_insert(now);
     }
 
-    /// The keys of every pending leaf (to resend) and a Prune per leaf
+    /// The keys of every pending leaf (to resend) and a PruneFor per leaf
     /// (split by range when long; a leaf S holds nothing of gets one with
     /// an empty keep list). Empties the set.
     pub(super) fn flush(&mut self, internal: &dyn Tables) -> Reaction {
-        let leaves = std::mem::take(self).leaves;
+        let Repairs { leaves, asks, .. } = std::mem::take(self);
         let mut r = Reaction::default();
         for table in Table::ALL {
             let bits = &leaves[table.index()];
@@ -74,7 +80,8 @@ impl Repairs {
                     let mut k = keep.remove(&(bucket, s)).unwrap_or_default();
                     k.sort_unstable();
                     for (lo, hi, part) in prune_parts(bucket, s, &k, KEEP_MAX) {
-                        r.send.push(Msg::Prune {
+                        r.send.push(Msg::PruneFor {
+                            ask: asks[table.index()][b],
                             table,
                             bucket,
                             sub: s,

@@ -54,7 +54,7 @@ fn tuple(i: u32, proto: u8) -> Tuple {
     }
 }
 
-fn ct(i: u32, status: u32) -> Conntrack {
+pub(super) fn ct(i: u32, status: u32) -> Conntrack {
     let mut c = Conntrack::new(tuple(i, 6));
     c.status = status;
     c.timeout = Some(431_999);
@@ -68,7 +68,7 @@ pub(super) fn exp(i: u32, flags: u32) -> Expect {
     x
 }
 
-fn put_ct(m: &mut Mem, c: &Conntrack, at: Instant) {
+pub(super) fn put_ct(m: &mut Mem, c: &Conntrack, at: Instant) {
     let k = postcard::to_allocvec(&ct_key_of(c)).unwrap();
     let b = postcard::to_allocvec(&to_wire_ct(c)).unwrap();
     assert!(b.starts_with(&k));
@@ -82,7 +82,7 @@ pub(super) fn put_exp(m: &mut Mem, x: &Expect, at: Instant) {
     m.t[1].insert(k, (b, at));
 }
 
-fn key_bytes(k: &Key) -> (usize, Vec<u8>) {
+pub(super) fn key_bytes(k: &Key) -> (usize, Vec<u8>) {
     match k {
         Key::Ct(k) => (0, postcard::to_allocvec(k).unwrap()),
         Key::Exp(k) => (1, postcard::to_allocvec(&**k).unwrap()),
@@ -155,7 +155,7 @@ fn round(
         }
     }
     for p in &rep.send {
-        assert!(matches!(p, Msg::Prune { .. }));
+        assert!(matches!(p, Msg::PruneFor { .. }));
         out.bytes += size(p);
         out.msgs += 1;
         // Applied in one pass later, or now when the pending set is full.
@@ -171,14 +171,14 @@ fn round(
     out
 }
 
-fn pair(cfg: Config) -> (AntiEntropy, AntiEntropy) {
+pub(super) fn pair(cfg: Config) -> (AntiEntropy, AntiEntropy) {
     (
         AntiEntropy::new(cfg, Instant::from_millis(0)),
         AntiEntropy::new(cfg, Instant::from_millis(0)),
     )
 }
 
-fn period(n: u64) -> Instant {
+pub(super) fn period(n: u64) -> Instant {
     Instant::from_millis(0) + DEFAULT_PERIOD * n as u32
 }
 
@@ -191,6 +191,8 @@ fn hashes_are_pinned() {
         (key_hash(b"abc"), entry_hash(b"abc")),
         (PINNED_KEY_ABC, PINNED_ENTRY_ABC)
     );
+    let sums = crate::wire::Sums(std::array::from_fn(|i| i as u64 * 7));
+    assert_eq!(ask_id(&sums), PINNED_ASK);
     let (b, s) = position(b"abc");
     assert!(b < 64 && s < 64);
     let (lo, hi) = leaf_range(b, s);
@@ -199,6 +201,7 @@ fn hashes_are_pinned() {
 
 const PINNED_KEY_ABC: u64 = 4_903_105_127_962_403_056;
 const PINNED_ENTRY_ABC: u64 = 17_731_451_751_580_526_042;
+const PINNED_ASK: u64 = 708_399_522_828_454_055;
 
 #[test]
 fn positions_spread_evenly() {
@@ -389,7 +392,8 @@ fn worst_case_messages_fit_one_datagram() {
             bucket: 255,
             sums: full,
         },
-        Msg::Prune {
+        Msg::PruneFor {
+            ask: u64::MAX,
             table: Table::Exp,
             bucket: 255,
             sub: 255,

@@ -1,0 +1,113 @@
+//! The receiver's recent DigestSubs, per table and top bucket: when each
+//! was sent and the id a `PruneFor` names it by (`ask_id` of its sums),
+//! so that a Prune spares exactly what was written since the ask it
+//! answers, however late it comes.
+//!
+//! A plain Prune (from a build without `PruneFor`) names no ask and is
+//! checked against the latest one for its bucket, as before: a Prune
+//! delayed past the next ask for its bucket could then delete an entry
+//! written in between.
+
+use super::Table;
+use crate::time::Instant;
+use crate::wire::FANOUT;
+
+/// DigestSubs remembered per bucket. A bucket is asked at most once per
+/// DigestTop answered, at most twice a second, and a Prune is accepted
+/// for an ask at most a period old: with the default period the last
+/// few asks are all a Prune can still answer. A Prune naming an ask
+/// forgotten is ignored (and counted), never matched to another.
+pub const ASKS_KEPT: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+struct Ask {
+    id: u64,
+    at: Instant,
+}
+
+/// Newest first, per (table, bucket).
+#[derive(Debug, Clone)]
+pub(super) struct Asks {
+    recent: Box<[[Option<Ask>; ASKS_KEPT]]>,
+}
+
+impl Default for Asks {
+    fn default() -> Self {
+        Asks {
+            recent: vec![[None; ASKS_KEPT]; 2 * FANOUT].into_boxed_slice(),
+        }
+    }
+}
+
+fn slot(table: Table, bucket: u8) -> usize {
+    table.index() * FANOUT + usize::from(bucket) % FANOUT
+}
+
+impl Asks {
+    /// A DigestSub for `bucket` went out at `at`, named `id`.
+    pub(super) fn note(
+        &mut self,
+        table: Table,
+        bucket: u8,
+        id: u64,
+        at: Instant,
+    ) {
+        let r = &mut self.recent[slot(table, bucket)];
+        r.rotate_right(1);
+        r[0] = Some(Ask { id, at });
+    }
+
+    /// When the latest DigestSub for `bucket` went out.
+    pub(super) fn latest(&self, table: Table, bucket: u8) -> Option<Instant> {
+        self.recent[slot(table, bucket)][0].map(|a| a.at)
+    }
+
+    /// When the DigestSubs named `id` went out: a bucket asked again
+    /// with equal sums has the same id (nothing in it changed between
+    /// the asks), and the caller takes the earliest it still accepts,
+    /// which spares the most.
+    pub(super) fn named(
+        &self,
+        table: Table,
+        bucket: u8,
+        id: u64,
+    ) -> impl Iterator<Item = Instant> + '_ {
+        self.recent[slot(table, bucket)]
+            .iter()
+            .flatten()
+            .filter(move |a| a.id == id)
+            .map(|a| a.at)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_micros(ms * 1000)
+    }
+
+    #[test]
+    fn an_ask_is_found_by_its_id_until_newer_ones_push_it_out() {
+        let mut a = Asks::default();
+        a.note(Table::Ct, 7, 100, t(1));
+        a.note(Table::Ct, 7, 200, t(2));
+        a.note(Table::Exp, 7, 300, t(3));
+        let named = |a: &Asks, table, bucket, id| {
+            a.named(table, bucket, id).collect::<Vec<_>>()
+        };
+        assert_eq!(a.latest(Table::Ct, 7), Some(t(2)));
+        assert_eq!(named(&a, Table::Ct, 7, 100), [t(1)]);
+        assert_eq!(named(&a, Table::Ct, 7, 300), [], "another table");
+        assert_eq!(named(&a, Table::Ct, 8, 100), [], "another bucket");
+        // Equal sums, equal ids: both asks.
+        a.note(Table::Ct, 7, 100, t(4));
+        assert_eq!(named(&a, Table::Ct, 7, 100), [t(4), t(1)]);
+        for i in 0..ASKS_KEPT as u64 - 1 {
+            a.note(Table::Ct, 7, 1000 + i, t(10 + i));
+        }
+        assert_eq!(named(&a, Table::Ct, 7, 200), [], "forgotten");
+        assert_eq!(named(&a, Table::Ct, 7, 100), [t(4)]);
+    }
+}

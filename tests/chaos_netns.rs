@@ -137,7 +137,7 @@ fn after_chaos_the_backup_equals_the_primary() {
     let s1 = fw1.stats();
     let s2 = fw2.stats();
     eprintln!(
-        "equal after {:?}: fw-1 {} entries, fw-2 {}; fw-1 anti-entropy resent {}, fw-2 pruned {}; fw-2 out_of_window {}, unconfirmed {}, peer_restarts {}",
+        "equal after {:?}: fw-1 {} entries, fw-2 {}; fw-1 anti-entropy resent {}, fw-2 pruned {}; fw-2 out_of_window {}, unconfirmed {}, peer_restarts {}; malformed fw-1 {}, fw-2 {}",
         healed.elapsed(),
         want.len(),
         got.len(),
@@ -146,10 +146,17 @@ fn after_chaos_the_backup_equals_the_primary() {
         json_number(&s2, "sync", "out_of_window"),
         json_number(&s2, "sync", "unconfirmed"),
         json_number(&s2, "sync", "peer_restarts"),
+        json_number(&s1, "sync", "malformed"),
+        json_number(&s2, "sync", "malformed"),
     );
     // 6 waves of 2 000, 5 half-waves deleted.
     assert_eq!(want.len(), 12_000 - 5 * 1_000);
     let missing = want.difference(&got).count();
     let stale = got.difference(&want).count();
     assert_eq!((missing, stale), (0, 0), "fw-2 differs from fw-1");
+    // Every message either side sent was one the other reads (a build
+    // that did not read PruneFor, for one, is sent plain Prunes).
+    for s in [&s1, &s2] {
+        assert_eq!(json_number(s, "sync", "malformed"), 0);
+    }
 }

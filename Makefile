@@ -148,7 +148,7 @@ ci-deps:
 ci: ci-deps test
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := wire_datagram kernel_codec control_proto config_parse engine_recv engine_pair sealed_datagram ctd_datagram ctd_pair switch_recv tcp_stream anti_entropy
+FUZZ_TARGETS := wire_datagram kernel_codec control_proto config_parse engine_recv engine_pair sealed_datagram ctd_datagram ctd_pair switch_recv tcp_stream anti_entropy node_drive
 
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "fuzz: cargo install cargo-fuzz (and a nightly toolchain)"; exit 1; }

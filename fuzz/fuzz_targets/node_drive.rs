@@ -75,8 +75,11 @@ const COMMIT_JOBS: usize = 2;
 /// synthetic bulk is [`BULK`]).
 const MAX_TURNS: usize = 200;
 /// Entries a synthetic bulk dump delivers: more than a commit splits
-/// (`commit_split::SPLIT_ABOVE`, 1024).
-const BULK: u16 = 1100;
+/// (`commit_split::SPLIT_ABOVE`, 1024) into three jobs or more (the
+/// first stage's 256, a first batch of 1024, the next of 4096), and more
+/// than a cache dump renders in one part (`dumps::DUMP_PART`, 4096), so
+/// that dumps are paced.
+const BULK: u16 = 4200;
 /// Rounds of the heal.
 const HEAL_ROUNDS: usize = 600;
 const T0: Instant = Instant::from_millis(1_000_000);
@@ -148,7 +151,8 @@ fn config_text(b0: u8, b1: u8, b2: u8) -> String {
     general += match b1 & 3 {
         0 => "HashLimit 8 ",
         1 => "HashLimit 64 ",
-        _ => "HashLimit 2048 ",
+        2 => "HashLimit 2048 ",
+        _ => "HashLimit 8192 ",
     };
     if b1 & 4 != 0 {
         general += "PollSecs 5 ";
@@ -1368,4 +1372,46 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         world.step(&mut r);
     }
     world.heal();
+    if std::env::var_os("NODE_DRIVE_SUMMARY").is_some() {
+        for s in &world.sides {
+            eprintln!("summary {}: {}", s.name, summary(&s.node, world.now));
+        }
+    }
 });
+
+/// How deep an input went, for `NODE_DRIVE_SUMMARY=1` runs over a corpus.
+fn summary(node: &Node, now: Instant) -> String {
+    let s = node.snapshot(now, &[], false);
+    let c = &s.counters;
+    format!(
+        "internal_ct={} external_ct={} internal_exp={} external_exp={} commit_ok={} commit_fail={} inject_ok={} jobs_failed={} activity_scans={} msgs_recv={} challenges_answered={} anti_entropy_rounds={}",
+        s.internal_ct.len,
+        s.external_ct.len,
+        s.internal_exp.len,
+        s.external_exp.len,
+        c.commit_ok,
+        c.commit_fail,
+        c.inject_ok,
+        c.jobs_failed,
+        c.activity_scans,
+        s.sync.msgs_recv,
+        s.sync.challenges_answered,
+        s.anti_entropy.map_or(0, |a| a.rounds),
+    )
+}
+
+// ===== seeds =====
+//
+// Inputs that reach deep states at once (`printf` them into
+// fuzz/corpus/node_drive/): the fuzzer finds its way there from them
+// sooner than from nothing.
+//
+// - a split commit: HashLimit 8192, A's start-up dump brings a bulk, A's
+//   `-B` crosses the link, B commits and plans its next batch:
+//   `\x00\x03\x00\x20\xb1\x40\x04\x06\x00\x0a\x02\x0f\x0a\x02\x0f\x0a\x05\x0f\x0a\x05\x0f\x84\x00\x01\x0a\x00\x0a\x00`
+// - a commit refused in part (HashLimit 64, the same way to B, whose
+//   worker refuses every other entry):
+//   `\x00\x01\x00\x20\xb1\x40\x04\x06\x00\x0a\x02\x0f\x0a\x02\x0f\x0a\x05\x0f\x0a\x05\x0f\x84\x00\x01\x87\x06`
+// - a commit job out while the timers run: `\x00\x00\x00\x40\x40\x04\x00\x00\x0a\x00`
+// - a cache dump of two parts whose client reads slowly:
+//   `\x00\x03\x00\x20\xb1\x40\x04\x03\x00\x06\x01\x0a\x00`

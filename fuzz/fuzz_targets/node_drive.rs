@@ -33,6 +33,8 @@
 //! - one resync dump out at a time (`node::resync`), one activity scan
 //!   (`node::activity`), at most `IN_FLIGHT` (2) commit jobs
 //!   (`node::commit_split`);
+//! - a commit runs (`Node::committing`) exactly while the `-c` that
+//!   started it waits for its `Done`;
 //! - the NEW event group is left only by a commit, and joined again once
 //!   when it ends (`node::commit_events`): left and joined alternate, and
 //!   a node that left is committing;
@@ -841,6 +843,21 @@ impl Side {
             !self.left_new_events || self.node.committing(),
             "{}: out of the NEW group with no commit running",
             self.name
+        );
+        // "Between -c and its completion": the -c that started it waits
+        // for its Done until the commit ends (a refused one, or one with
+        // nothing to commit, has it at once).
+        let commit_waits = self
+            .clients
+            .values()
+            .any(|c| matches!(c.request, Some(Request::Commit(_))) && !c.done);
+        assert_eq!(
+            self.node.committing(),
+            commit_waits,
+            "{}: committing() says {}, a -c waiting for its Done: {}",
+            self.name,
+            self.node.committing(),
+            commit_waits
         );
     }
 

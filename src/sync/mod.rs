@@ -26,8 +26,9 @@
 //! then travel sealed: the answer proves the key and liveness at once.
 //!
 //! Layout (conntrackd's `sync_mode` split, without its globals):
-//! - `mod.rs`: the engine: the timer, building datagrams, and what every
+//! - `mod.rs`: the engine: the timer, the local side, and what every
 //!   mode shares;
+//! - `send`: building datagrams, anti-entropy's messages out;
 //! - `recv`: reading datagrams, the handshake, refusals;
 //! - `tx`: the transmit path (key and control queues, datagram filling);
 //! - `gate`: the challenge gate (which sessions are proven, the
@@ -56,6 +57,7 @@ mod ready;
 mod recv;
 mod rx;
 mod sealing;
+mod send;
 mod session;
 mod source;
 mod stats;
@@ -92,8 +94,8 @@ use std::time::Duration;
 
 use crate::model::Mode;
 use crate::time::Instant;
-use crate::wire::seal::{Origin, SEAL_OVERHEAD, Sealer};
-use crate::wire::{self, Header, Msg, Writer};
+use crate::wire::seal::{Origin, Sealer};
+use crate::wire::{self, Msg};
 use gate::Gate;
 use mode::{Cx, ModeState};
 use sealing::{Refused, Sealing};
@@ -378,88 +380,6 @@ impl Engine {
         self.digests.pop_front()
     }
 
-    /// Sends an anti-entropy message (a bounded background queue, after
-    /// control messages and before data). A Prune with more key hashes
-    /// than this link's datagram holds goes as several, each complete for
-    /// its part of the range (anti-entropy builds them for 1472 bytes, and
-    /// a link's datagram may be as small as 576). A `PruneFor` goes as a
-    /// plain Prune to a peer that does not say it reads them (an older
-    /// build, which would count it malformed).
-    pub fn send_digest(&mut self, msg: Msg) {
-        let max = wire::prune_keep_max(
-            self.unsealed_room(self.p.max_datagram)
-                .saturating_sub(wire::HEADER_LEN),
-        );
-        let (ask, table, bucket, sub, lo, hi, keep) = match msg {
-            Msg::Prune {
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-            } => (None, table, bucket, sub, lo, hi, keep),
-            Msg::PruneFor {
-                ask,
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-            } => {
-                let ask = self.peer_reads_prune_for.then_some(ask);
-                (ask, table, bucket, sub, lo, hi, keep)
-            }
-            msg => {
-                self.queue_digest(msg);
-                return;
-            }
-        };
-        let parts = if keep.0.len() > max {
-            digest::split_prune(lo, hi, &keep.0, max)
-        } else {
-            vec![(lo, hi, keep.0)]
-        };
-        for (lo, hi, part) in parts {
-            let keep = wire::KeyHashes(part);
-            self.queue_digest(match ask {
-                Some(ask) => Msg::PruneFor {
-                    ask,
-                    table,
-                    bucket,
-                    sub,
-                    lo,
-                    hi,
-                    keep,
-                },
-                None => Msg::Prune {
-                    table,
-                    bucket,
-                    sub,
-                    lo,
-                    hi,
-                    keep,
-                },
-            });
-        }
-    }
-
-    fn queue_digest(&mut self, m: Msg) {
-        let dropped = self.tx.background(m);
-        self.stats.background_dropped += u64::from(dropped);
-    }
-
-    /// What a datagram of `limit` bytes leaves for header and body: the
-    /// nonce and tag go after the body when sealed.
-    fn unsealed_room(&self, limit: usize) -> usize {
-        if self.sealing.is_some() {
-            limit.saturating_sub(SEAL_OVERHEAD)
-        } else {
-            limit
-        }
-    }
-
     // ===== timers =====
 
     /// When [`Engine::handle_timeout`] must run next.
@@ -491,71 +411,6 @@ impl Engine {
         let (mode, mut cx) = self.cx(now);
         mode.tick(now, src, &mut cx);
         self.tell_synced(true);
-    }
-
-    // ===== transmit =====
-
-    /// Builds the next datagram into `buf` (at most `max_datagram`
-    /// bytes). None when there is nothing to send.
-    pub fn poll_transmit(
-        &mut self,
-        now: Instant,
-        src: &dyn Source,
-        buf: &mut [u8],
-    ) -> Option<usize> {
-        if !self.tx.is_pending() {
-            return None;
-        }
-        let limit = buf.len().min(self.p.max_datagram);
-        let room = self.unsealed_room(limit);
-        let hello = if self.mode.get().says_hello() {
-            self.handshake.flags_to_send()
-        } else {
-            0
-        };
-        let flags = hello | wire::flag::PRUNE_FOR;
-        let header = Header {
-            flags,
-            session: self.p.session,
-            first_seq: self.tx.next_seq(),
-        };
-        let Ok(mut w) = Writer::new(&mut buf[..room], header) else {
-            return None;
-        };
-        if let Some(a) = self.answering.as_mut() {
-            a.resends(self.stats.retransmitted, self.tx.len());
-        }
-        let keys = self.tx.len();
-        let mode = self.mode.get_mut();
-        let awaiting = &mut self.awaiting;
-        let msgs = self.tx.fill(
-            &mut w,
-            src,
-            &mut self.stats,
-            |seq, what, gone, stats| {
-                if let (tx::Sent::Resync, Some(a)) = (&what, awaiting.as_mut())
-                {
-                    a.sent_as(seq);
-                }
-                mode.sent(seq, what, gone, now, stats)
-            },
-        );
-        if let Some(a) = self.answering.as_mut() {
-            a.popped(keys - self.tx.len(), self.tx.next_seq().prev());
-        }
-        if msgs == 0 {
-            return None;
-        }
-        self.stats.msgs_sent += u64::from(msgs);
-        self.stats.datagrams_sent += 1;
-        self.tx.transmitted(now);
-        let len = w.finish();
-        match self.sealing.as_mut() {
-            None => Some(len),
-            // Never fails: the writer left the room, and a counter of
-            // 2^64 datagrams is not spent in this universe's lifetime.
-            Some(s) => s.sealer.seal(&mut buf[..limit], len).ok(),
-        }
     }
 }
 

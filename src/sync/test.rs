@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::model::{Conntrack, L4, Tuple};
+use crate::wire::{Header, Writer};
 
 pub(super) fn params(mode: Mode, session: u32) -> Params {
     Params {

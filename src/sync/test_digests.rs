@@ -5,6 +5,7 @@
 
 use super::test::params;
 use super::*;
+use crate::wire::{Header, Writer};
 
 #[test]
 fn a_prune_too_big_for_the_link_goes_in_parts_and_blocks_nothing() {

@@ -16,6 +16,7 @@ use super::gate::{
 use super::test::{ct, datagram_from, key, params};
 use super::tx_timing::TxTiming;
 use super::*;
+use crate::wire::{Header, Writer};
 
 const DELAY_US: u64 = 1000;
 const STEP_US: u64 = 100;

@@ -15,7 +15,6 @@
 //! dump or flush runs.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,23 +25,21 @@ use smol::future::{self, FutureExt as _};
 use smol::stream::StreamExt as _;
 
 use super::deadline::{Deadline, ReadPause};
-use super::kernel::{self, Events};
-use super::keyfile;
+use super::kernel::Events;
 use super::link_watch::{LinkWatch, Report};
 use super::reply_budget::ReplyBudget;
-use super::worker::{self, Worker};
-use super::{Clock, Error, Event};
+use super::worker::Worker;
+use super::{Clock, Event};
 use crate::channel::Channels;
-use crate::config::Config;
 use crate::control::server;
 use crate::kernel::pacing::AfterDrain;
 use crate::node::{ClientId, Completion, Input, Node, Outbox};
 use crate::time::Instant;
-use crate::wire::seal::{EPOCH_LEN, Sealer};
 
 mod clients;
 mod peer_pacing;
 mod reads;
+mod start;
 
 use clients::Client;
 
@@ -137,107 +134,6 @@ fn peer_id(from: &SocketAddr) -> u64 {
 }
 
 impl Replicator {
-    /// Opens the kernel sockets, starts the worker, opens the links and
-    /// loads the kernel table (waiting for it: the daemon is not ready
-    /// before).
-    pub(crate) fn start(
-        cfg: &Config,
-        clock: Clock,
-        budget: Rc<ReplyBudget>,
-    ) -> Result<Replicator, Error> {
-        let sync = cfg.sync.as_ref().ok_or(Error::NoSync)?;
-        // A refused key file stops the start before anything is opened.
-        let keys =
-            keyfile::read_all(&sync.authentication_keys).map_err(Error::Key)?;
-        let (events, sockets) = kernel::open(cfg)?;
-        let worker =
-            Worker::start(sockets).map_err(|e| Error::Worker(Some(e)))?;
-        let channels = Channels::open(sync).map_err(Error::Link)?;
-        let link_watch =
-            LinkWatch::start(sync.channels.clone()).map_err(|e| {
-                Error::Link(io::Error::new(
-                    e.kind(),
-                    format!("can't start the link check: {e}"),
-                ))
-            })?;
-        // Session id, nonce seed and sealing epoch: fresh per start.
-        let mut random = [0u8; 4 + 8 + EPOCH_LEN];
-        keyfile::fill_random(&mut random).map_err(Error::Random)?;
-        let (s, rest) = random.split_at(4);
-        let (seed, epoch) = rest.split_at(8);
-        let s: [u8; 4] = s.try_into().unwrap_or_default();
-        let seed: [u8; 8] = seed.try_into().unwrap_or_default();
-        let epoch: [u8; EPOCH_LEN] = epoch.try_into().unwrap_or_default();
-        let now = clock.now();
-        let mut node = Node::new(
-            cfg.clone(),
-            u32::from_ne_bytes(s),
-            u64::from_ne_bytes(seed),
-            channels.max_datagram(),
-            events.socket.buffer_size(),
-            now,
-        );
-        if let Some(sealer) = Sealer::new(&keys, epoch) {
-            node.set_sealer(sealer);
-        }
-        let mut rep = Replicator {
-            node,
-            events,
-            done: Box::pin(worker.done.clone()),
-            worker,
-            channels,
-            link_reports: Box::pin(link_watch.reports.clone()),
-            link_watch,
-            clients: HashMap::new(),
-            budget,
-            written: {
-                let (tx, rx) = smol::channel::unbounded();
-                (tx, Box::pin(rx))
-            },
-            next_client: 0,
-            rx_buf: vec![0; 65_536],
-            events_empty: false,
-            gather: ReadPause::new(),
-            peer: peer_pacing::PeerPacing::new(),
-            timer: Deadline::new(),
-            timer_at: None,
-            busy: false,
-        };
-        let out = rep.node.start(now);
-        rep.start_up(clock, out)?;
-        Ok(rep)
-    }
-
-    /// Runs the start-up jobs to their end before the daemon is ready.
-    fn start_up(&mut self, clock: Clock, out: Outbox) -> Result<(), Error> {
-        let mut out = out;
-        let mut pending = 0usize;
-        loop {
-            for job in std::mem::take(&mut out.jobs) {
-                self.worker
-                    .submit(job)
-                    .map_err(|c| Error::KernelTable(format!("{:?}", c.done)))?;
-                pending += 1;
-            }
-            self.emit(out);
-            if pending == 0 {
-                return Ok(());
-            }
-            let c = self
-                .worker
-                .done
-                .recv_blocking()
-                .map_err(|_| Error::Worker(None))?;
-            if worker::is_final(&c.done) {
-                pending -= 1;
-            }
-            if let crate::node::Done::Failed(why) = &c.done {
-                return Err(Error::KernelTable(why.clone()));
-            }
-            out = self.node.handle(clock.now(), Input::Job(c));
-        }
-    }
-
     pub(crate) async fn run(
         &mut self,
         ex: &LocalExecutor<'_>,

@@ -153,10 +153,10 @@ pub trait Room {
 ///
 /// A client that stops reading (`conntrackd -i | less`, a script that
 /// takes its time over each line) is waited for, as ctsyncd's own client
-/// is (`daemon::reply_writer`): each frame it reads holds its size in
-/// `room` while it waits, and the client is given up on past the write
-/// deadlines only when the room is pressed, or was too full to take the
-/// frame. It used to be dropped after 5 s of not reading whatever, its
+/// is (`daemon::reply_writer`): while a frame waits for it, the relay
+/// holds what it has in memory (the frame, what it read past it, its read
+/// buffer) in `room`, and the client is given up on past the write
+/// deadlines only when the room is pressed, or was too full to take it. It used to be dropped after 5 s of not reading whatever, its
 /// dump cut short.
 pub async fn relay<R: Room>(
     mut frames: Async<UnixStream>,
@@ -170,9 +170,14 @@ pub async fn relay<R: Room>(
         match proto::decode::<Reply>(&buf, MAX_REPLY) {
             Ok(Some((reply, used))) => {
                 buf.drain(..used);
+                buf.shrink_to(chunk.len());
                 match reply {
                     Reply::Data(text) => {
-                        let held = room.hold(text.len());
+                        // All this relay holds while its client reads:
+                        // the frame's text, what it read past it, and its
+                        // read buffer.
+                        let held = room
+                            .hold(text.len() + buf.capacity() + chunk.len());
                         let counted = held.is_some();
                         let patient = || counted && !room.pressed();
                         let sent = server::write_frame_patiently(
@@ -241,13 +246,16 @@ mod test {
         assert_eq!(command(19), "unknown");
     }
 
-    /// Room for every frame (the daemon's budget and its pressure are
-    /// `daemon::reply_writer`'s tests').
-    struct Ample;
+    /// Room for every frame, noting the most asked for at once (the
+    /// daemon's budget and its pressure are `daemon::reply_writer`'s
+    /// tests').
+    #[derive(Default)]
+    struct Ample(std::cell::Cell<usize>);
 
     impl Room for Ample {
         type Held = ();
-        fn hold(&self, _: usize) -> Option<()> {
+        fn hold(&self, bytes: usize) -> Option<()> {
+            self.0.set(self.0.get().max(bytes));
             Some(())
         }
         fn pressed(&self) -> bool {
@@ -258,6 +266,10 @@ mod test {
     /// What conntrackd's client reads, up to the end of its answer, when
     /// the daemon answers `replies` (written in `cuts` pieces).
     fn relayed(replies: &[Reply], cuts: usize) -> String {
+        relayed_in(replies, cuts, &Ample::default())
+    }
+
+    fn relayed_in(replies: &[Reply], cuts: usize, room: &Ample) -> String {
         let (daemon, relay_side) = pair().unwrap();
         let (ours, mut client) = UnixStream::pair().unwrap();
         let ours = Async::new(ours).unwrap();
@@ -274,7 +286,7 @@ mod test {
             // client's answer.
             std::thread::sleep(std::time::Duration::from_millis(300));
         });
-        smol::block_on(relay(relay_side, ours, 21, &Ample));
+        smol::block_on(relay(relay_side, ours, 21, room));
         let mut got = String::new();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))
@@ -301,5 +313,16 @@ mod test {
         // A refusal: nothing for the client (conntrackd logs its own).
         let refused = [Reply::Done(Status::Refused("busy".into()))];
         assert_eq!(relayed(&refused, 1), "");
+    }
+
+    #[test]
+    fn a_frame_waiting_for_its_client_holds_all_the_relay_has_read() {
+        // Not just the frame's text: the read buffer (64 KiB) and what
+        // was read past the frame are memory a stalled relay keeps.
+        let room = Ample::default();
+        let text = "x".repeat(1000);
+        let replies = [Reply::Data(text.clone()), Reply::Done(Status::Ok)];
+        assert_eq!(relayed_in(&replies, 1, &room), text);
+        assert!(room.0.get() >= 64 * 1024 + text.len(), "{}", room.0.get());
     }
 }

@@ -10,6 +10,10 @@
 //! the newcomer instead (as before) let 33 idle connections lock the
 //! operator out for as long as they were reopened.
 //!
+//! A conntrackd client's connection, once its request is read, becomes a
+//! relay task (`conntrackds_client`), detached like the others: it lives
+//! as long as its answer, and what it holds is held in the reply budget.
+//!
 //! A failed `accept` pauses the loop (see [`ACCEPT_BACKOFF`]) and is
 //! warned about at most once a minute (`throttle`); out of file
 //! descriptors, the oldest idle connection is closed first, as when too

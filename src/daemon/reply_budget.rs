@@ -13,6 +13,10 @@
 //! client that stalls is dropped only when the budget is pressed
 //! ([`ReplyBudget::pressed`]).
 //!
+//! The relay to conntrackd's own client (`control::conntrackd::relay`)
+//! holds what it has read of its reply here too while its client reads,
+//! so a stalled conntrackd client presses the budget as ours does.
+//!
 //! One reply is always admitted when nothing else is held, so a dump
 //! larger than the budget is still served to a patient operator: what
 //! pending replies hold never exceeds the larger of the budget and the

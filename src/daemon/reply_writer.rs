@@ -251,6 +251,11 @@ mod test {
         // stall deadline.
         let stall = server::STALL_DEADLINE + Duration::from_secs(1);
         smol::block_on(ex.run(smol::Timer::after(stall)));
+        // A reader left without data (its writer's task no longer run)
+        // fails the case rather than hanging the test.
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             let _ = client.read_to_end(&mut got);

@@ -15,12 +15,14 @@
 //! that differ; a DigestSub repairs at most L leaves per period and
 //! answers nothing at once; a
 //! Prune is accepted only for a bucket asked within a period (a PruneFor
-//! only for the ask it names, among the last few of its bucket, and it
-//! spares what was written since that ask), and the
+//! only for asks with the id it names among the last few of its bucket,
+//! and it spares what was written since the earliest of those within a
+//! period), and the
 //! entries a pass prunes are exactly those its accepted Prunes condemn;
 //! a sender's repair resends exactly the keys of its repaired leaves and
-//! its Prunes cover each leaf once, keeping exactly what it holds, each
-//! naming the latest DigestSub that noted a leaf of its bucket; every
+//! its Prunes cover each leaf once per ask, keeping exactly what it
+//! holds, naming each of the last few distinct DigestSubs that noted a
+//! leaf of its bucket; every
 //! message sent decodes as sent; counters only grow; after `on_timer`
 //! nothing is due in the past. After the heal, the caches must agree
 //! within a period per differing leaf, and a round over equal caches
@@ -201,9 +203,10 @@ struct Node {
     /// Model, receiver: the DigestSubs sent, per table and bucket: their
     /// ids and times, newest first, at most ASKS_KEPT.
     asked: BTreeMap<(usize, u8), VecDeque<(u64, Instant)>>,
-    /// Model, sender: per table and bucket, the id of the latest
-    /// DigestSub that noted a leaf since the last repair pass.
-    noted_asks: BTreeMap<(usize, u8), u64>,
+    /// Model, sender: per table and bucket, the ids of the DigestSubs
+    /// that noted a leaf since the last repair pass: distinct, the last
+    /// ASKS_KEPT.
+    noted_asks: BTreeMap<(usize, u8), Vec<u64>>,
     /// Model, receiver: the last DigestTop answered, per table.
     answered: [Option<Instant>; 2],
     /// Model, receiver: the Prunes accepted since the last pass.
@@ -308,8 +311,17 @@ impl Node {
                 if leaves > 0 {
                     self.noted += leaves;
                     self.noted_since.get_or_insert(now);
-                    self.noted_asks
-                        .insert((table.index(), *bucket), ask_id(sums));
+                    let ids = self
+                        .noted_asks
+                        .entry((table.index(), *bucket))
+                        .or_default();
+                    let id = ask_id(sums);
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                        if ids.len() > ASKS_KEPT {
+                            ids.remove(0);
+                        }
+                    }
                 }
             }
             Msg::Prune {
@@ -333,7 +345,8 @@ impl Node {
                 let within = |at: &Instant| now.since(*at) <= self.cfg.period;
                 let asks = self.asked.get(&(table.index(), *bucket));
                 let at = match msg {
-                    // The ask it names; of equal ones the earliest.
+                    // The latest ask with the id it names decides; what
+                    // was written since its run began is spared.
                     Msg::PruneFor { ask, .. } => asks.and_then(|a| {
                         a.iter()
                             .filter(|(id, at)| id == ask && within(at))
@@ -592,11 +605,12 @@ impl Node {
         (r.send, r.resend_keys)
     }
 
-    /// A repair pass: per leaf, Prunes covering the leaf once and keeping
-    /// exactly the key hashes held; the keys resent are exactly the
-    /// entries of those leaves.
+    /// A repair pass: per leaf and ask, Prunes covering the leaf once and
+    /// keeping exactly the key hashes held, for each ask noted in its
+    /// bucket; the keys resent are exactly the entries of those leaves.
     fn check_repair(&self, prunes: &[&Msg], resent: &[Key]) {
-        let mut parts: BTreeMap<(usize, u8, u8), Vec<(u64, u64, &[u64])>> =
+        type Part<'a> = (u64, u64, &'a [u64]);
+        let mut parts: BTreeMap<(usize, u8, u8, u64), Vec<Part>> =
             BTreeMap::new();
         for m in prunes {
             let Msg::PruneFor {
@@ -611,10 +625,10 @@ impl Node {
             else {
                 panic!("{}: a repair sent {m:?}", self.name);
             };
-            assert_eq!(
-                Some(ask),
-                self.noted_asks.get(&(table.index(), *bucket)),
-                "{}: a Prune names another ask than its bucket's latest",
+            let noted = self.noted_asks.get(&(table.index(), *bucket));
+            assert!(
+                noted.is_some_and(|ids| ids.contains(ask)),
+                "{}: a Prune names an ask that noted nothing in its bucket",
                 self.name
             );
             assert!(
@@ -623,9 +637,24 @@ impl Node {
                 self.name
             );
             parts
-                .entry((table.index(), *bucket, *sub))
+                .entry((table.index(), *bucket, *sub, *ask))
                 .or_default()
                 .push((*lo, *hi, &keep.0));
+        }
+        // Each leaf repaired is named by every ask noted in its bucket.
+        let mut leaves: BTreeMap<(usize, u8, u8), BTreeSet<u64>> =
+            BTreeMap::new();
+        for (t, bucket, sub, ask) in parts.keys() {
+            leaves.entry((*t, *bucket, *sub)).or_default().insert(*ask);
+        }
+        for ((t, bucket, _), asks) in &leaves {
+            let noted: BTreeSet<u64> =
+                self.noted_asks[&(*t, *bucket)].iter().copied().collect();
+            assert_eq!(
+                *asks, noted,
+                "{}: a leaf's Prunes skip an ask",
+                self.name
+            );
         }
         assert!(
             !parts.is_empty(),
@@ -634,12 +663,12 @@ impl Node {
         );
         // Leaves noted twice are repaired once.
         assert!(
-            parts.len() as u64 <= self.noted,
+            leaves.len() as u64 <= self.noted,
             "{}: more leaves than noted",
             self.name
         );
         let mut expected_keys = BTreeSet::new();
-        for ((t, bucket, sub), mut ps) in parts {
+        for ((t, bucket, sub, _), mut ps) in parts {
             ps.sort_by_key(|p| p.0);
             let (leaf_lo, leaf_hi) = leaf_range(bucket, sub);
             assert_eq!(ps[0].0, leaf_lo);
@@ -856,7 +885,7 @@ fn forge_near(input: &mut Input, to: &Node, peer: &Node) -> Msg {
             let known =
                 asks.and_then(|a| a.get(usize::from(how / 3) % ASKS_KEPT));
             let ask = match known {
-                Some((id, _)) if how % 3 == 1 => *id,
+                Some((id, ..)) if how % 3 == 1 => *id,
                 _ => input.u64(),
             };
             Msg::PruneFor {

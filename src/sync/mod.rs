@@ -175,9 +175,9 @@ pub struct Engine {
     answered_in_datagram: bool,
     stats: Stats,
     version_warned: bool,
-    /// The peer's last proven datagram said it reads
-    /// [`Msg::PruneFor`] ([`wire::flag::PRUNE_FOR`]).
-    peer_reads_prune_for: bool,
+    /// Which peers read [`Msg::PruneFor`] ([`wire::flag::PRUNE_FOR`] on
+    /// their last proven datagram).
+    prune_for: session::Capable,
 }
 
 impl Engine {
@@ -200,7 +200,7 @@ impl Engine {
             answered_in_datagram: false,
             stats: Stats::default(),
             version_warned: false,
-            peer_reads_prune_for: false,
+            prune_for: session::Capable::default(),
         }
     }
 

@@ -72,8 +72,8 @@ impl Engine {
         let mut proven = self.gate.is_confirmed(peer, session);
         if proven {
             self.handshake.received(header.flags);
-            self.peer_reads_prune_for =
-                header.flags & wire::flag::PRUNE_FOR != 0;
+            self.prune_for
+                .heard(peer, header.flags & wire::flag::PRUNE_FOR != 0);
             self.mode.get_mut().heard(now, peer, session);
             self.bulk_if_owed(src);
         }

@@ -43,7 +43,7 @@ impl Engine {
                 hi,
                 keep,
             } => {
-                let ask = self.peer_reads_prune_for.then_some(ask);
+                let ask = self.prune_for.all().then_some(ask);
                 (ask, table, bucket, sub, lo, hi, keep)
             }
             msg => {

@@ -73,6 +73,36 @@ impl Handshake {
     }
 }
 
+/// Which peers said they can do something (a capability bit in their
+/// header flags), as their last proven datagram said: a message only
+/// some could read goes out only when every peer heard can (a multicast
+/// link may carry several, and an older build counts what it cannot
+/// read as malformed, dropping the rest of that datagram). At most
+/// [`MAX_PEERS`]; a peer that was never heard again keeps its say (the
+/// cautious way, when it said no).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Capable {
+    /// Most recently heard first.
+    peers: std::collections::VecDeque<(u64, bool)>,
+}
+
+impl Capable {
+    /// `peer`'s last proven datagram says `can`.
+    pub(crate) fn heard(&mut self, peer: u64, can: bool) {
+        if let Some(i) = self.peers.iter().position(|(p, _)| *p == peer) {
+            self.peers.remove(i);
+        } else if self.peers.len() >= MAX_PEERS {
+            self.peers.pop_back();
+        }
+        self.peers.push_front((peer, can));
+    }
+
+    /// Whether every peer heard can (and one was heard).
+    pub(crate) fn all(&self) -> bool {
+        !self.peers.is_empty() && self.peers.iter().all(|(_, can)| *can)
+    }
+}
+
 /// How a datagram's session relates to what we know of its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Contact {
@@ -176,6 +206,27 @@ impl<R> Peers<R> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_capability_counts_only_when_every_peer_heard_has_it() {
+        let mut c = Capable::default();
+        assert!(!c.all(), "nobody heard");
+        c.heard(1, true);
+        assert!(c.all());
+        c.heard(2, false);
+        assert!(!c.all(), "an older build on the link");
+        c.heard(1, true);
+        assert!(!c.all(), "peer 2 said no and was not heard since");
+        c.heard(2, true);
+        assert!(c.all(), "peer 2 upgraded");
+        // Bounded: the peer heard least recently makes room.
+        c.heard(3, false);
+        for p in 10..10 + MAX_PEERS as u64 {
+            c.heard(p, true);
+        }
+        assert!(c.all(), "peer 3 forgotten");
+        assert_eq!(c.peers.len(), MAX_PEERS);
+    }
 
     #[test]
     fn hello_is_said_until_answered_and_answered_once() {

@@ -131,15 +131,17 @@ fn prunes_beyond_the_background_queue_are_dropped_and_counted() {
 }
 
 /// Every datagram says this build reads `PruneFor`; a Prune names its ask
-/// only to a peer whose last datagram said the same, and goes as the
+/// only when every peer's last datagram said the same, and goes as the
 /// plain Prune an older build reads otherwise (split alike on a small
-/// link, the ask counted in each part's room).
+/// link, the ask counted in each part's room). Two peers share the link
+/// (multicast): one older build among them is enough.
 #[test]
 fn a_prune_names_its_ask_only_to_a_peer_that_reads_it() {
     let mut p = params(Mode::FtFw, 100);
     p.max_datagram = 576;
     let mut a = Engine::new(p, Instant::ZERO);
     a.trust(1, 200);
+    a.trust(2, 300);
     let keep: Vec<u64> = (0..wire::KEEP_MAX as u64).map(|i| i << 40).collect();
     let prune = Msg::PruneFor {
         ask: u64::MAX,
@@ -151,21 +153,26 @@ fn a_prune_names_its_ask_only_to_a_peer_that_reads_it() {
         keep: wire::KeyHashes(keep.clone()),
     };
     let src = MapSource::default();
-    for (peer_flags, named) in [
-        (0, false),
-        (wire::flag::PRUNE_FOR, true),
-        (wire::flag::HELLO_BACK, false),
+    let pf = wire::flag::PRUNE_FOR;
+    for (peer, peer_flags, named) in [
+        (1, 0, false),
+        (1, pf, true),
+        (1, wire::flag::HELLO_BACK, false),
+        (1, pf, true),
+        (2, 0, false),
+        (1, pf, false),
+        (2, pf, true),
     ] {
         let mut buf = [0u8; 1472];
         let header = Header {
             flags: peer_flags,
-            session: 200,
+            session: [0, 200, 300][peer as usize],
             first_seq: Seq(1),
         };
         let mut w = Writer::new(&mut buf, header).unwrap();
         w.push(&Msg::Alive { next: Seq(1) }).unwrap();
         let n = w.finish();
-        a.recv(Instant::ZERO, 1, &buf[..n], &src).unwrap();
+        a.recv(Instant::ZERO, peer, &buf[..n], &src).unwrap();
         a.send_digest(prune.clone());
         let mut kept: Vec<u64> = Vec::new();
         let mut parts = 0;

@@ -93,8 +93,9 @@ pub enum Msg {
     },
     /// A [`Msg::Prune`] that names the DigestSub it answers: `ask` is
     /// `sync::digest::ask_id` of that DigestSub's sums. The receiver then
-    /// spares what it wrote since *that* ask, however late the Prune comes
-    /// (a plain Prune is checked against the latest ask for its bucket).
+    /// spares what it wrote since *that* ask (within a period, the earliest
+    /// of equal ones), even after it asked again (a plain Prune is checked
+    /// against the latest ask for its bucket).
     /// Sent only to a peer whose datagrams carry [`super::flag::PRUNE_FOR`].
     PruneFor {
         ask: u64,

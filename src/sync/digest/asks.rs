@@ -1,7 +1,19 @@
 //! The receiver's recent DigestSubs, per table and top bucket: when each
 //! was sent and the id a `PruneFor` names it by (`ask_id` of its sums),
-//! so that a Prune spares exactly what was written since the ask it
-//! answers, however late it comes.
+//! so that a Prune spares what was written since the ask it answers,
+//! however late it comes within a period.
+//!
+//! Equal sums give equal ids: a bucket that keeps differing the same way
+//! (a stale entry) is asked again with one id, and a Prune naming it may
+//! answer any of those asks. It is accepted for the asks with that id at
+//! most a period old, and spares what was written since the earliest of
+//! them: between equal asks nothing in the bucket changed, so that
+//! spares nothing stale, and a stale entry is pruned within a period or
+//! two. (Sparing from an ask older than a period, which a Prune delayed
+//! that long might answer, kept an entry that was written again with the
+//! same bytes from ever being pruned while the bucket's sums stayed put:
+//! the anti_entropy fuzz target's finding. That delayed Prune is then
+//! checked against the later ask: see the README's known gaps.)
 //!
 //! A plain Prune (from a build without `PruneFor`) names no ask and is
 //! checked against the latest one for its bucket, as before: a Prune
@@ -13,10 +25,10 @@ use crate::time::Instant;
 use crate::wire::FANOUT;
 
 /// DigestSubs remembered per bucket. A bucket is asked at most once per
-/// DigestTop answered, at most twice a second, and a Prune is accepted
-/// for an ask at most a period old: with the default period the last
-/// few asks are all a Prune can still answer. A Prune naming an ask
-/// forgotten is ignored (and counted), never matched to another.
+/// DigestTop answered (at most twice a second): with equal periods the
+/// last four asks span minutes, with a peer whose period is a second or
+/// two only seconds. A Prune naming an id no longer remembered is ignored
+/// (and counted), never matched to another; the next period repairs.
 pub const ASKS_KEPT: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
@@ -62,10 +74,8 @@ impl Asks {
         self.recent[slot(table, bucket)][0].map(|a| a.at)
     }
 
-    /// When the DigestSubs named `id` went out: a bucket asked again
-    /// with equal sums has the same id (nothing in it changed between
-    /// the asks), and the caller takes the earliest it still accepts,
-    /// which spares the most.
+    /// When the DigestSubs named `id` went out (the caller takes the
+    /// earliest it still accepts).
     pub(super) fn named(
         &self,
         table: Table,
@@ -91,12 +101,12 @@ mod test {
     #[test]
     fn an_ask_is_found_by_its_id_until_newer_ones_push_it_out() {
         let mut a = Asks::default();
-        a.note(Table::Ct, 7, 100, t(1));
-        a.note(Table::Ct, 7, 200, t(2));
-        a.note(Table::Exp, 7, 300, t(3));
         let named = |a: &Asks, table, bucket, id| {
             a.named(table, bucket, id).collect::<Vec<_>>()
         };
+        a.note(Table::Ct, 7, 100, t(1));
+        a.note(Table::Ct, 7, 200, t(2));
+        a.note(Table::Exp, 7, 300, t(3));
         assert_eq!(a.latest(Table::Ct, 7), Some(t(2)));
         assert_eq!(named(&a, Table::Ct, 7, 100), [t(1)]);
         assert_eq!(named(&a, Table::Ct, 7, 300), [], "another table");

@@ -46,7 +46,8 @@
 //! answered. Which DigestSub that was, the Prune says (`PruneFor`: the
 //! `ask_id` of that DigestSub's sums; R remembers its last few asks per
 //! bucket, [`asks`]): a Prune the network delays past R's next ask for
-//! its bucket still spares what R was sent in between. A plain Prune,
+//! its bucket still spares what R was sent in between (within a period;
+//! for equal asks see [`asks`]). A plain Prune,
 //! from a peer that predates `PruneFor`, is checked against the latest
 //! ask of its bucket. A Prune R did not ask for (within one period) is
 //! ignored, which also makes a forged Prune harmless without a key, and a

@@ -105,3 +105,54 @@ fn a_plain_prune_delayed_past_the_next_ask_takes_what_came_between() {
     assert_eq!(pruned.len(), 2, "{pruned:?}");
     assert!(pruned.contains(&stale) && pruned.contains(&fresh));
 }
+
+#[test]
+fn a_bucket_asked_twice_before_the_pass_names_both_asks() {
+    // Two receivers of one multicast DigestTop ask for the same bucket
+    // with different sums before the sender's pass: each must find a
+    // Prune naming its own ask (one id per bucket renamed the first
+    // asker's Prunes, which it then ignored).
+    let s_cfg = Config::default();
+    let mut s = AntiEntropy::new(s_cfg, Instant::from_millis(0));
+    let mut r = AntiEntropy::new(s_cfg, Instant::from_millis(0));
+    let internal = big(1000);
+    let mut external = internal.clone();
+    let none = Mem::default();
+    let stale = ct(5000, 1);
+    put_ct(&mut external, &stale, Instant::from_millis(0));
+    let t1 = period(1);
+    let tops = s.on_timer(t1, &internal, &none).send;
+    let subs = r.on_msg(t1, &tops[0], &none, &external).send;
+    s.on_msg(t1, &subs[0], &internal, &none);
+    let Msg::DigestSub {
+        table,
+        bucket,
+        sums,
+    } = &subs[0]
+    else {
+        panic!("{subs:?}");
+    };
+    let mut other = *sums;
+    other.0[0] = other.0[0].wrapping_add(1);
+    let second = t1 + Duration::from_millis(10);
+    let theirs = Msg::DigestSub {
+        table: *table,
+        bucket: *bucket,
+        sums: other,
+    };
+    s.on_msg(second, &theirs, &internal, &none);
+    let sent = s.on_timer(second + BATCH_DELAY, &internal, &none).send;
+    let at = second + BATCH_DELAY + Duration::from_millis(1);
+    for p in &sent {
+        r.on_msg(at, p, &none, &external);
+    }
+    assert_eq!(r.counters().ignored, sent.len() as u64 / 2, "the other's");
+    let pruned: Vec<Vec<u8>> = r
+        .on_timer(at + BATCH_DELAY, &none, &external)
+        .prune
+        .iter()
+        .map(|k| key_bytes(k).1)
+        .collect();
+    let stale_key = postcard::to_allocvec(&ct_key_of(&stale)).unwrap();
+    assert_eq!(pruned, vec![stale_key]);
+}

@@ -18,65 +18,34 @@ impl Engine {
     /// than this link's datagram holds goes as several, each complete for
     /// its part of the range (anti-entropy builds them for 1472 bytes, and
     /// a link's datagram may be as small as 576). A `PruneFor` goes as a
-    /// plain Prune to a peer that does not say it reads them (an older
-    /// build, which would count it malformed).
+    /// plain Prune unless every peer heard says it reads them (an older
+    /// build would count it malformed).
     pub fn send_digest(&mut self, msg: Msg) {
         let max = wire::prune_keep_max(
             self.unsealed_room(self.p.max_datagram)
                 .saturating_sub(wire::HEADER_LEN),
         );
-        let (ask, table, bucket, sub, lo, hi, keep) = match msg {
-            Msg::Prune {
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-            } => (None, table, bucket, sub, lo, hi, keep),
-            Msg::PruneFor {
-                ask,
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-            } => {
-                let ask = self.prune_for.all().then_some(ask);
-                (ask, table, bucket, sub, lo, hi, keep)
-            }
-            msg => {
-                self.queue_digest(msg);
-                return;
-            }
+        let Some(mut prune) = msg.as_prune() else {
+            self.queue_digest(msg);
+            return;
         };
-        let parts = if keep.0.len() > max {
-            digest::split_prune(lo, hi, &keep.0, max)
+        prune.ask = prune.ask.filter(|_| self.prune_for.all());
+        let keep = std::mem::take(&mut prune.keep.0);
+        let parts = if keep.len() > max {
+            digest::split_prune(prune.lo, prune.hi, &keep, max)
         } else {
-            vec![(lo, hi, keep.0)]
+            vec![(prune.lo, prune.hi, keep)]
         };
         for (lo, hi, part) in parts {
-            let keep = wire::KeyHashes(part);
-            self.queue_digest(match ask {
-                Some(ask) => Msg::PruneFor {
-                    ask,
-                    table,
-                    bucket,
-                    sub,
+            self.queue_digest(
+                wire::Prune {
                     lo,
                     hi,
-                    keep,
-                },
-                None => Msg::Prune {
-                    table,
-                    bucket,
-                    sub,
-                    lo,
-                    hi,
-                    keep,
-                },
-            });
+                    keep: wire::KeyHashes(part),
+                    ..prune.clone()
+                }
+                .into(),
+            );
         }
     }
 

@@ -46,8 +46,8 @@ pub use digest::{
 };
 pub use header::{HEADER_LEN, Header, Packet};
 pub use msg::{
-    CtKey, ExpKey, Msg, WireCt, WireExp, ct_key_of, exp_key_of, from_wire_ct,
-    from_wire_exp, to_wire_ct, to_wire_exp,
+    CtKey, ExpKey, Msg, Prune, WireCt, WireExp, ct_key_of, exp_key_of,
+    from_wire_ct, from_wire_exp, to_wire_ct, to_wire_exp,
 };
 pub use seq::Seq;
 

@@ -125,6 +125,93 @@ impl Msg {
                 | Msg::PruneFor { .. }
         )
     }
+
+    /// A Prune of either kind, taken apart (`ask` None for a plain one);
+    /// None for any other message.
+    pub fn as_prune(&self) -> Option<Prune> {
+        match self {
+            Msg::Prune {
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            } => Some(Prune {
+                ask: None,
+                table: *table,
+                bucket: *bucket,
+                sub: *sub,
+                lo: *lo,
+                hi: *hi,
+                keep: keep.clone(),
+            }),
+            Msg::PruneFor {
+                ask,
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            } => Some(Prune {
+                ask: Some(*ask),
+                table: *table,
+                bucket: *bucket,
+                sub: *sub,
+                lo: *lo,
+                hi: *hi,
+                keep: keep.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A Prune's fields whichever its kind: a [`Msg::PruneFor`] when it names
+/// an ask, a plain [`Msg::Prune`] when not (see [`Msg::as_prune`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prune {
+    pub ask: Option<u64>,
+    pub table: Table,
+    pub bucket: u8,
+    pub sub: u8,
+    pub lo: u64,
+    pub hi: u64,
+    pub keep: KeyHashes,
+}
+
+impl From<Prune> for Msg {
+    fn from(p: Prune) -> Msg {
+        let Prune {
+            ask,
+            table,
+            bucket,
+            sub,
+            lo,
+            hi,
+            keep,
+        } = p;
+        match ask {
+            Some(ask) => Msg::PruneFor {
+                ask,
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            },
+            None => Msg::Prune {
+                table,
+                bucket,
+                sub,
+                lo,
+                hi,
+                keep,
+            },
+        }
+    }
 }
 
 /// Identity of a conntrack on the wire and in caches.

@@ -290,37 +290,11 @@ impl AntiEntropy {
                 bucket,
                 sums,
             } => self.sub(now, *table, *bucket, sums, internal),
-            Msg::Prune {
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-            } => self.prune(
-                now,
-                (*table, None),
-                (*bucket, *sub),
-                (*lo, *hi),
-                &keep.0,
-                external,
-            ),
-            Msg::PruneFor {
-                ask,
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-            } => self.prune(
-                now,
-                (*table, Some(*ask)),
-                (*bucket, *sub),
-                (*lo, *hi),
-                &keep.0,
-                external,
-            ),
+            // One copy of the keep list, as the pending set holds it.
+            Msg::Prune { .. } | Msg::PruneFor { .. } => match msg.as_prune() {
+                Some(p) => self.prune(now, p, external),
+                None => Reaction::default(),
+            },
             _ => Reaction::default(),
         }
     }
@@ -377,17 +351,15 @@ impl AntiEntropy {
     fn prune(
         &mut self,
         now: Instant,
-        (table, ask): (Table, Option<u64>),
-        (bucket, sub): (u8, u8),
-        (lo, hi): (u64, u64),
-        keep: &[u64],
+        p: crate::wire::Prune,
         external: &dyn Tables,
     ) -> Reaction {
+        let (table, bucket, sub) = (p.table, p.bucket, p.sub);
         let in_range =
             usize::from(bucket) < FANOUT && usize::from(sub) < FANOUT;
         let accepted =
             |at: &Instant| now >= *at && now.since(*at) <= self.cfg.period;
-        let at = match ask {
+        let at = match p.ask {
             _ if !in_range => None,
             Some(id) => {
                 self.asks.named(table, bucket, id).filter(accepted).min()
@@ -399,7 +371,7 @@ impl AntiEntropy {
             return Reaction::default();
         };
         self.pending
-            .add(now, table, (bucket, sub), lo, hi, keep.to_vec(), at);
+            .add(now, table, (bucket, sub), p.lo, p.hi, p.keep.0, at);
         // Bounded memory: a full set is applied at once.
         let mut r = Reaction::default();
         if self.pending.is_full() {

@@ -65,25 +65,11 @@ fn pruned_after_a_delay(plain: bool) -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>) {
     assert_eq!(subs.len(), 1, "the bucket differs again: {subs:?}");
     let late = t2 + Duration::from_millis(5);
     for p in &held {
-        let p = match p {
-            Msg::PruneFor {
-                table,
-                bucket,
-                sub,
-                lo,
-                hi,
-                keep,
-                ..
-            } if plain => Msg::Prune {
-                table: *table,
-                bucket: *bucket,
-                sub: *sub,
-                lo: *lo,
-                hi: *hi,
-                keep: keep.clone(),
-            },
-            p => p.clone(),
-        };
+        let mut p = p.as_prune().expect("a repair sends Prunes");
+        if plain {
+            p.ask = None;
+        }
+        let p = Msg::from(p);
         r.on_msg(late, &p, &none, &external);
     }
     let pruned = r.on_timer(late + BATCH_DELAY, &none, &external).prune;

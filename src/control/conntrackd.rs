@@ -156,8 +156,9 @@ pub trait Room {
 /// is (`daemon::reply_writer`): while a frame waits for it, the relay
 /// holds what it has in memory (the frame, what it read past it, its read
 /// buffer) in `room`, and the client is given up on past the write
-/// deadlines only when the room is pressed, or was too full to take it. It used to be dropped after 5 s of not reading whatever, its
-/// dump cut short.
+/// deadlines only when the room is pressed, or was too full to take it.
+/// (It used to be dropped after 5 s of not reading whatever, its dump cut
+/// short.)
 pub async fn relay<R: Room>(
     mut frames: Async<UnixStream>,
     mut client: Async<UnixStream>,

@@ -89,6 +89,14 @@ pub(crate) struct Capable {
 impl Capable {
     /// `peer`'s last proven datagram says `can`.
     pub(crate) fn heard(&mut self, peer: u64, can: bool) {
+        // Every proven datagram comes here: the usual case, the peer
+        // heard last, touches nothing else.
+        if let Some(front) = self.peers.front_mut()
+            && front.0 == peer
+        {
+            front.1 = can;
+            return;
+        }
         if let Some(i) = self.peers.iter().position(|(p, _)| *p == peer) {
             self.peers.remove(i);
         } else if self.peers.len() >= MAX_PEERS {

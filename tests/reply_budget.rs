@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::fw::{alone_with_flows, ask, stats};
+use common::fw::{alone_with_flows, ask, json_number, stats};
 use ctsyncd::control::proto::{
     self, Cache, Format, MAX_REPLY, Reply, Request, Status, Table,
 };
@@ -122,4 +122,24 @@ fn silent_dump_clients_hold_bounded_memory() {
         "{}",
         fw.log()
     );
+    // `-s --json` says the same: the refusals, the bytes held for the
+    // silent clients within the budget...
+    let control = |key| json_number(&fw.stats(), "control", key);
+    assert!(control("replies_refused") >= refused as u64);
+    let (held, budget) = (control("pending_bytes"), control("budget_bytes"));
+    assert!(held > 0 && held <= budget, "{held} of {budget} bytes held");
+    // ...the silent clients given up on once stalled past the stall
+    // deadline (5 s) with the budget pressed...
+    let t0 = Instant::now();
+    while control("clients_dropped") == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(15), "none dropped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...and, once the rest hang up, every byte given back.
+    drop(silent);
+    let t0 = Instant::now();
+    while control("pending_bytes") > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "bytes still held");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -262,6 +262,7 @@ impl Run {
                     client,
                     request,
                     links: &[],
+                    control: Default::default(),
                 };
                 self.feed(i, input);
             }

@@ -751,6 +751,7 @@ impl Side {
                 client,
                 request,
                 links: &links,
+                control: Default::default(),
             },
         );
     }

@@ -143,6 +143,9 @@ pub trait Room {
     fn hold(&self, bytes: usize) -> Option<Self::Held>;
     /// Whether the budget is needed: a client that stalls then gives way.
     fn pressed(&self) -> bool;
+    /// The client's write failed with `failed` (counted when it stopped
+    /// reading).
+    fn gave_up(&self, failed: &std::io::Error);
 }
 
 /// Reads the daemon's reply frames from `frames` and writes their text to
@@ -188,7 +191,8 @@ pub async fn relay<R: Room>(
                         )
                         .await;
                         drop(held);
-                        if sent.is_err() {
+                        if let Err(e) = sent {
+                            room.gave_up(&e);
                             return;
                         }
                     }
@@ -262,6 +266,7 @@ mod test {
         fn pressed(&self) -> bool {
             false
         }
+        fn gave_up(&self, _: &std::io::Error) {}
     }
 
     /// What conntrackd's client reads, up to the end of its answer, when

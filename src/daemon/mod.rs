@@ -326,13 +326,16 @@ fn reply_later(
     }
     let budget = budget.clone();
     ex.spawn(async move {
-        let patient = move || !budget.pressed();
-        let _ = server::write_replies_unless(
+        let patient = || !budget.pressed();
+        let wrote = server::write_replies_unless(
             &mut stream,
             &admitted,
             Some(&patient),
         )
         .await;
+        if let Err(e) = wrote {
+            budget.count_dropped(&e);
+        }
         drop(held);
     })
     .detach();

@@ -6,7 +6,9 @@
 //! its size from this budget and gives it back once written (or once its
 //! client is gone); a reply that does not fit is replaced by a
 //! `Refused("too many pending replies")` to that client, counted and
-//! logged at most once a minute. A dump comes as parts, each held until
+//! logged at most once a minute (`-s --json`'s `control` shows the count,
+//! the bytes held, and the clients dropped for not reading:
+//! [`ReplyBudget::view`]). A dump comes as parts, each held until
 //! written; the node renders the next part of a dump only once its client
 //! has room for it (`reply_writer`), so a dump read to its end or
 //! abandoned never leaves the budget full for the next request. A
@@ -23,10 +25,12 @@
 //! largest single reply.
 
 use std::cell::Cell;
+use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::control::proto::{Reply, Status};
+use crate::node::ControlView;
 
 /// Bytes all pending replies may hold together.
 pub(crate) const REPLY_BUDGET: usize = 16 << 20;
@@ -45,6 +49,8 @@ pub(crate) struct ReplyBudget {
     /// dump will.
     last_data: Cell<usize>,
     refused: Cell<u64>,
+    /// Clients disconnected because they stopped reading.
+    dropped: Cell<u64>,
     logged: Cell<Option<Instant>>,
     /// Requests wait for a place that stalled clients hold (a dump's).
     wanted: Cell<bool>,
@@ -63,6 +69,7 @@ impl ReplyBudget {
             held: Cell::new(0),
             last_data: Cell::new(0),
             refused: Cell::new(0),
+            dropped: Cell::new(0),
             logged: Cell::new(None),
             wanted: Cell::new(false),
         })
@@ -141,6 +148,24 @@ impl ReplyBudget {
         self.wanted.get() || self.held.get().saturating_mul(2) > self.limit
     }
 
+    /// Counts a client given up on, when `failed` says it stopped reading
+    /// (a write deadline passed; a client that left is not counted).
+    pub(crate) fn count_dropped(&self, failed: &io::Error) {
+        if failed.kind() == io::ErrorKind::TimedOut {
+            self.dropped.set(self.dropped.get() + 1);
+        }
+    }
+
+    /// What `-s --json` shows of the replies (`control`).
+    pub(crate) fn view(&self) -> ControlView {
+        ControlView {
+            pending_bytes: self.held.get() as u64,
+            budget_bytes: self.limit as u64,
+            replies_refused: self.refused.get(),
+            clients_dropped: self.dropped.get(),
+        }
+    }
+
     /// Whether requests wait for a place (see [`ReplyBudget::pressed`]).
     pub(crate) fn set_wanted(&self, wanted: bool) {
         self.wanted.set(wanted);
@@ -163,6 +188,10 @@ impl crate::control::conntrackd::Room for Rc<ReplyBudget> {
 
     fn pressed(&self) -> bool {
         ReplyBudget::pressed(self)
+    }
+
+    fn gave_up(&self, failed: &io::Error) {
+        self.count_dropped(failed)
     }
 }
 
@@ -233,6 +262,25 @@ mod test {
         assert_eq!(b.refused.get(), 1);
         drop(big);
         assert!(!b.full_for_another(0));
+    }
+
+    #[test]
+    fn the_view_shows_what_is_held_refused_and_dropped() {
+        let b = ReplyBudget::new(1000);
+        let big = b.hold(&data(600)).unwrap();
+        let _ = b.refusal();
+        b.count_dropped(&io::ErrorKind::TimedOut.into());
+        // A client that left is no drop of ours.
+        b.count_dropped(&io::ErrorKind::BrokenPipe.into());
+        let want = ControlView {
+            pending_bytes: 600 + 600 + 64,
+            budget_bytes: 1000,
+            replies_refused: 1,
+            clients_dropped: 1,
+        };
+        assert_eq!(b.view(), want);
+        drop(big);
+        assert_eq!(b.view().pending_bytes, 0);
     }
 
     #[test]

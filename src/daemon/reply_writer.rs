@@ -60,13 +60,16 @@ impl Writer {
                 // A slow reader is waited for unless the budget is needed.
                 let budget = held.budget().clone();
                 let patient = move || !budget.pressed();
-                let failed = server::write_replies_unless(
+                let wrote = server::write_replies_unless(
                     &mut stream,
                     &[r],
                     Some(&patient),
                 )
-                .await
-                .is_err();
+                .await;
+                if let Err(e) = &wrote {
+                    held.budget().count_dropped(e);
+                }
+                let failed = wrote.is_err();
                 drop(held);
                 if !last {
                     count.set(count.get().saturating_sub(1));
@@ -162,7 +165,9 @@ pub(crate) fn finish_later(
     held: Held,
 ) {
     ex.spawn(async move {
-        let _ = server::write_frame(&mut stream, &rest).await;
+        if let Err(e) = server::write_frame(&mut stream, &rest).await {
+            held.budget().count_dropped(&e);
+        }
         drop(held);
     })
     .detach();
@@ -205,8 +210,9 @@ mod test {
     }
 
     /// A dump's writer, its client stalled past the stall deadline, then
-    /// reading: whether the answer came whole.
-    fn stalled_reader_gets_it_all(path: Path, pressed: bool) -> bool {
+    /// reading: whether the answer came whole, and the clients the budget
+    /// counts as dropped.
+    fn stalled_reader_gets_it_all(path: Path, pressed: bool) -> (bool, u64) {
         use std::time::{Duration, Instant};
 
         use crate::daemon::reply_budget::REPLY_BUDGET;
@@ -269,9 +275,10 @@ mod test {
         }));
         drop(w);
         let got = reader.join().unwrap();
+        let dropped = budget.view().clients_dropped;
         if let Path::Relayed = path {
             // conntrackd's client reads text, and the end of it.
-            return got == text.as_bytes();
+            return (got == text.as_bytes(), dropped);
         }
         let mut at = &got[..];
         let mut replies = Vec::new();
@@ -286,7 +293,9 @@ mod test {
                 _ => None,
             })
             .collect();
-        text_got == text && replies.last() == Some(&Reply::Done(Status::Ok))
+        let whole = text_got == text
+            && replies.last() == Some(&Reply::Done(Status::Ok));
+        (whole, dropped)
     }
 
     #[test]
@@ -305,12 +314,13 @@ mod test {
         // conntrackd's client through the relay)...
         assert_eq!(
             waited,
-            [true, true, true],
+            [(true, 0), (true, 0), (true, 0)],
             "a reader that paused for 6 s lost the end of its dump"
         );
         // ...unless the budget is pressed: the stalled client gives way,
-        // as before.
-        assert_eq!(pressed, [false, false, false]);
+        // as before, and `-s --json` counts it (the relay's writer, whose
+        // reader left, is not counted again).
+        assert_eq!(pressed, [(false, 1), (false, 1), (false, 1)]);
     }
 
     #[test]

@@ -168,6 +168,7 @@ mod test {
             client: CLIENT,
             request,
             links: &[],
+            control: Default::default(),
         };
         n.handle(now, input)
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use log::Level::{Error, Info};
 
 use super::{
-    ClientId, Job, LinkView, Node, Purpose, RELEASE_AFTER, Running, Work,
-    render,
+    ClientId, ControlView, Job, LinkView, Node, Purpose, RELEASE_AFTER,
+    Running, Work, render,
 };
 use crate::config::Mode;
 use crate::control::proto::{
@@ -32,6 +32,7 @@ impl Node {
         client: ClientId,
         req: Request,
         links: &[LinkView],
+        control: ControlView,
     ) {
         match req {
             Request::Kill => {
@@ -125,8 +126,9 @@ impl Node {
                 format,
             } => self.ready(now, client, format),
             Request::Stats { view, format } => {
-                let snap =
+                let mut snap =
                     self.snapshot(now, links, view == StatsView::RsQueue);
+                snap.control = control;
                 let text = render::stats(&snap, view, format);
                 self.data(client, text);
                 self.done(client, Status::Ok);

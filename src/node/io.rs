@@ -47,6 +47,8 @@ pub enum Input<'a> {
         client: ClientId,
         request: Request,
         links: &'a [LinkView],
+        /// The loop's view of its control replies, for the statistics.
+        control: super::ControlView,
     },
     /// A control connection that did not deliver a valid request.
     BadControl { client: ClientId, why: String },

@@ -52,7 +52,7 @@ pub use io::{
     ClientId, Completion, Done, Input, Job, LinkView, LogRecord, Outbox,
     Purpose, RELEASE_AFTER, Work,
 };
-pub use snapshot::{CacheView, Counters, Snapshot};
+pub use snapshot::{CacheView, ControlView, Counters, Snapshot};
 
 use crate::cache::Cache;
 use crate::config::{Config, Mode};
@@ -302,7 +302,8 @@ impl Node {
                 client,
                 request,
                 links,
-            } => self.control(now, client, request, links),
+                control,
+            } => self.control(now, client, request, links, control),
             Input::BadControl { client, why } => {
                 self.counters.local_read_failed += 1;
                 self.out.log(
@@ -383,6 +384,7 @@ impl Node {
             links: self.with_refusals(links),
             netlink_buffer: self.netlink_buffer,
             anti_entropy: self.anti_entropy.as_ref().map(|a| *a.counters()),
+            control: ControlView::default(),
         }
     }
 

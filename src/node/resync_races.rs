@@ -56,6 +56,7 @@ fn request_resync(n: &mut Node) -> Outbox {
             client: CLIENT,
             request: Request::ResyncKernel(Target::Ct),
             links: &[],
+            control: Default::default(),
         },
     )
 }

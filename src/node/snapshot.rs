@@ -46,6 +46,20 @@ pub struct Bypassed {
     pub destroyed: u64,
 }
 
+/// The control socket's replies, as the daemon's loop keeps them (the
+/// node sees only requests): `-s --json`'s `control`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlView {
+    /// Bytes that replies waiting for their clients hold now, and the
+    /// most they may hold together.
+    pub pending_bytes: u64,
+    pub budget_bytes: u64,
+    /// Requests answered "too many pending replies".
+    pub replies_refused: u64,
+    /// Clients disconnected because they stopped reading their reply.
+    pub clients_dropped: u64,
+}
+
 /// One cache as the statistics show it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheView {
@@ -95,4 +109,6 @@ pub struct Snapshot {
     pub netlink_buffer: usize,
     /// Anti-entropy's counters, when it runs.
     pub anti_entropy: Option<crate::sync::digest::Counters>,
+    /// The control socket's replies (zero where no loop gave them).
+    pub control: ControlView,
 }

@@ -29,6 +29,8 @@ pub(super) struct Fw {
     pub(super) node: Node,
     pub(super) wire: Vec<Vec<u8>>,
     pub(super) links: Vec<LinkView>,
+    /// The loop's control replies, as `-s --json` shows them.
+    pub(super) control_view: ControlView,
 }
 
 impl std::ops::Deref for Fw {
@@ -89,6 +91,7 @@ impl Fw {
                 client: CLIENT,
                 request,
                 links: &links,
+                control: self.control_view,
             },
         );
         Fw::outcome(o)
@@ -163,6 +166,7 @@ pub(super) fn node(c: Config, session: u32) -> Fw {
         ),
         wire: Vec::new(),
         links: Vec::new(),
+        control_view: ControlView::default(),
     }
 }
 

@@ -183,6 +183,7 @@ fn a_dump_waits_for_its_reader_and_a_client_that_leaves_frees_its_place() {
             format: Format::Plain,
         },
         links: &[],
+        control: Default::default(),
     };
     // Clients 1..=4 take the four places; client 5 waits its turn.
     for c in 1..=5 {

@@ -46,6 +46,7 @@ fn bulk(node: &mut Node, now: Instant) -> Vec<Vec<u8>> {
         client: 1,
         request: Request::BulkSend,
         links: &links,
+        control: Default::default(),
     };
     let mut out = node.handle(now, input);
     let mut sent = Vec::new();

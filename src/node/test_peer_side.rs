@@ -165,6 +165,7 @@ fn what_the_challenge_budgets_held_back_is_in_the_stats() {
                 client: 1,
                 request,
                 links: &[],
+                control: Default::default(),
             },
         );
         let text: String = o

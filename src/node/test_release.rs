@@ -58,6 +58,7 @@ fn control(node: &mut Node, now: Instant, request: Request) -> Outbox {
             client: 1,
             request,
             links: &links,
+            control: Default::default(),
         },
     )
 }

@@ -244,6 +244,27 @@ fn a_refused_job_is_counted_where_stats_show_it() {
 }
 
 #[test]
+fn the_loops_control_replies_are_in_the_json() {
+    let mut fw = node(cfg("", "FTFW { }", ""), 1);
+    fw.control_view = ControlView {
+        pending_bytes: 4096,
+        budget_bytes: 16 << 20,
+        replies_refused: 3,
+        clients_dropped: 2,
+    };
+    let now = Instant::from_millis(1_000);
+    let json = text(&fw.control(
+        now,
+        Request::Stats {
+            view: StatsView::General,
+            format: Format::Json,
+        },
+    ));
+    let want = "\"control\":{\"pending_bytes\":4096,\"budget_bytes\":16777216,\"replies_refused\":3,\"clients_dropped\":2},";
+    assert!(json.contains(want), "{json}");
+}
+
+#[test]
 fn the_transmit_queue_limit_saturates_on_a_32_bit_router() {
     // HashLimit is any u32; twice it does not fit a 32-bit usize (CI runs
     // this under qemu for ARMv7 and MIPS).

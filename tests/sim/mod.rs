@@ -270,6 +270,7 @@ impl World {
                 client,
                 request: req,
                 links: &[],
+                control: Default::default(),
             },
         );
         client

@@ -81,6 +81,7 @@ impl Replicator {
                 client,
                 request,
                 links: &links,
+                control: self.budget.view(),
             },
         );
         self.apply(ex, clock, out).await

@@ -172,6 +172,12 @@ pub fn stats_json(snap: &Snapshot) -> String {
             a.ignored
         );
     }
+    let c = &snap.control;
+    let _ = write!(
+        s,
+        "\"control\":{{\"pending_bytes\":{},\"budget_bytes\":{},\"replies_refused\":{},\"clients_dropped\":{}}},",
+        c.pending_bytes, c.budget_bytes, c.replies_refused, c.clients_dropped
+    );
     json_counters(
         &mut s,
         &snap.counters,

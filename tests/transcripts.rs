@@ -402,6 +402,9 @@ fn datagram_text(d: &[u8]) -> String {
                 table, bucket, sub, ..
             }) => format!("PruneFor {table:?} {bucket}/{sub}"),
             Ok(Msg::Synced { resync }) => format!("Synced {}", resync.0),
+            Ok(Msg::DigestSubFor { table, bucket, .. }) => {
+                format!("DigestSubFor {table:?} {bucket}")
+            }
             Err(_) => "(malformed)".into(),
         })
         .collect();

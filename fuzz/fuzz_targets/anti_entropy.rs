@@ -15,9 +15,11 @@
 //! that differ; a DigestSub repairs at most L leaves per period and
 //! answers nothing at once; a
 //! Prune is accepted only for a bucket asked within a period (a PruneFor
-//! only for asks with the id it names among the last few of its bucket,
-//! and it spares what was written since the earliest of those within a
-//! period), and the
+//! only for asks named by the id it names, its own unique name or the
+//! hash of its sums, among the last few of its bucket, and it spares what
+//! was written since the earliest of those within a period; each node's
+//! asks go named, or plain as to an older peer, as the input says), and
+//! the
 //! entries a pass prunes are exactly those its accepted Prunes condemn;
 //! a sender's repair resends exactly the keys of its repaired leaves and
 //! its Prunes cover each leaf once per ask, keeping exactly what it
@@ -201,8 +203,10 @@ struct Node {
     /// Model: when the next round starts.
     next: Instant,
     /// Model, receiver: the DigestSubs sent, per table and bucket: their
-    /// ids and times, newest first, at most ASKS_KEPT.
-    asked: BTreeMap<(usize, u8), VecDeque<(u64, Instant)>>,
+    /// names, sums' hashes and times, newest first, at most ASKS_KEPT.
+    asked: BTreeMap<(usize, u8), VecDeque<(u64, u64, Instant)>>,
+    /// Model, receiver: every name its asks went by (each is unique).
+    names: BTreeSet<u64>,
     /// Model, sender: per table and bucket, the ids of the DigestSubs
     /// that noted a leaf since the last repair pass: distinct, the last
     /// ASKS_KEPT.
@@ -231,6 +235,7 @@ impl Node {
             counters: Counters::default(),
             next: now + cfg.period,
             asked: BTreeMap::new(),
+            names: BTreeSet::new(),
             noted_asks: BTreeMap::new(),
             answered: [None; 2],
             accepted: Vec::new(),
@@ -283,6 +288,12 @@ impl Node {
                 table,
                 bucket,
                 sums,
+            }
+            | Msg::DigestSubFor {
+                table,
+                bucket,
+                sums,
+                ..
             } => {
                 // Repaired in one pass later (BATCH_DELAY), never at once.
                 assert_eq!(
@@ -315,7 +326,11 @@ impl Node {
                         .noted_asks
                         .entry((table.index(), *bucket))
                         .or_default();
-                    let id = ask_id(sums);
+                    // Named by the ask's own name, or its sums' hash.
+                    let id = match msg {
+                        Msg::DigestSubFor { ask, .. } => *ask,
+                        _ => ask_id(sums),
+                    };
                     if !ids.contains(&id) {
                         ids.push(id);
                         if ids.len() > ASKS_KEPT {
@@ -349,14 +364,16 @@ impl Node {
                     // was written since its run began is spared.
                     Msg::PruneFor { ask, .. } => asks.and_then(|a| {
                         a.iter()
-                            .filter(|(id, at)| id == ask && within(at))
-                            .map(|(_, at)| *at)
+                            .filter(|(id, sums_id, at)| {
+                                (id == ask || sums_id == ask) && within(at)
+                            })
+                            .map(|(.., at)| *at)
                             .min()
                     }),
                     // The latest ask of its bucket.
                     _ => asks
                         .and_then(|a| a.front())
-                        .map(|(_, at)| *at)
+                        .map(|(.., at)| *at)
                         .filter(within),
                 };
                 let accept = usize::from(*sub) < FANOUT && at.is_some();
@@ -466,7 +483,8 @@ impl Node {
         assert_eq!(new.cut_short - old.cut_short, u64::from(differ.len() > k));
         let mut seen = BTreeSet::new();
         for m in &r.send {
-            let Msg::DigestSub {
+            let Msg::DigestSubFor {
+                ask,
                 table: st,
                 bucket,
                 sums,
@@ -482,8 +500,13 @@ impl Node {
             );
             assert!(seen.insert(*bucket), "{}: bucket asked twice", self.name);
             assert_eq!(*sums, ours.subs(*bucket));
+            assert!(
+                self.names.insert(*ask),
+                "{}: an ask named as an earlier one",
+                self.name
+            );
             let asks = self.asked.entry((t, *bucket)).or_default();
-            asks.push_front((ask_id(sums), now));
+            asks.push_front((*ask, ask_id(sums), now));
             asks.truncate(ASKS_KEPT);
         }
     }
@@ -742,6 +765,9 @@ struct World {
     nodes: [Node; 2],
     /// Honest messages in flight, by receiving node.
     links: [VecDeque<Msg>; 2],
+    /// Per sending node: its asks go plain, as its engine sends them to
+    /// a peer that does not read `DigestSubFor`.
+    plain_asks: [bool; 2],
 }
 
 impl World {
@@ -754,6 +780,19 @@ impl World {
 
     fn sent(&mut self, from: usize, msgs: Vec<Msg>) {
         for m in msgs {
+            let m = match m {
+                Msg::DigestSubFor {
+                    table,
+                    bucket,
+                    sums,
+                    ..
+                } if self.plain_asks[from] => Msg::DigestSub {
+                    table,
+                    bucket,
+                    sums,
+                },
+                m => m,
+            };
             self.links[1 - from].push_back(through_wire(&m));
         }
     }
@@ -834,10 +873,20 @@ fn forge_near(input: &mut Input, to: &Node, peer: &Node) -> Msg {
         },
         1 => {
             let bucket = input.byte() % (FANOUT as u8 + 2);
-            Msg::DigestSub {
-                table,
-                bucket,
-                sums: tweak(input, digest(&to.internal, table).subs(bucket)),
+            let sums = tweak(input, digest(&to.internal, table).subs(bucket));
+            if kind & 0x80 == 0 {
+                Msg::DigestSub {
+                    table,
+                    bucket,
+                    sums,
+                }
+            } else {
+                Msg::DigestSubFor {
+                    ask: input.u64(),
+                    table,
+                    bucket,
+                    sums,
+                }
             }
         }
         _ => {
@@ -884,10 +933,13 @@ fn forge_near(input: &mut Input, to: &Node, peer: &Node) -> Msg {
             let asks = to.asked.get(&(t, bucket));
             let known =
                 asks.and_then(|a| a.get(usize::from(how / 3) % ASKS_KEPT));
-            let ask = match known {
-                Some((id, ..)) if how % 3 == 1 => *id,
-                _ => input.u64(),
-            };
+            let ask =
+                match known {
+                    Some((id, sums_id, _)) if how % 3 == 1 => {
+                        if how & 0x80 == 0 { *id } else { *sums_id }
+                    }
+                    _ => input.u64(),
+                };
             Msg::PruneFor {
                 ask,
                 table,
@@ -916,6 +968,8 @@ fn config(b: u8) -> Config {
         } else {
             LEAVES
         },
+        // Bits 0x04 and 0x08: each node's asks go plain (`run`).
+        seed: 0,
     }
 }
 
@@ -956,14 +1010,21 @@ fn fill(input: &mut Input, nodes: &mut [Node; 2]) {
 
 fn run(data: &[u8]) {
     let mut input = Input(data);
-    let cfg = config(input.byte());
+    let b = input.byte();
+    let cfg = config(b);
     let t0 = Instant::from_millis(0);
-    let mut nodes = [Node::new("A", cfg, t0), Node::new("B", cfg, t0)];
+    // Each node's asks are named from its own session.
+    let life = |session: u64| Config {
+        seed: session << 32,
+        ..cfg
+    };
+    let mut nodes = [Node::new("A", life(1), t0), Node::new("B", life(2), t0)];
     fill(&mut input, &mut nodes);
     let mut w = World {
         now: t0,
         nodes,
         links: [VecDeque::new(), VecDeque::new()],
+        plain_asks: [b & 0x04 != 0, b & 0x08 != 0],
     };
     for _ in 0..MAX_OPS {
         if input.is_empty() {

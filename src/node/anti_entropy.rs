@@ -43,9 +43,13 @@ impl Tables for CacheTables<'_> {
     }
 }
 
-/// The anti-entropy state for a configuration, if it applies.
+/// The anti-entropy state for a configuration, if it applies. Its asks'
+/// names start from the `session` id: random per start, and already in
+/// every datagram's header (the challenges' secret seed must not be
+/// guessable from a name).
 pub(super) fn for_config(
     cfg: &crate::config::Sync,
+    session: u32,
     now: Instant,
 ) -> Option<AntiEntropy> {
     let on = cfg.anti_entropy_period > 0
@@ -58,6 +62,7 @@ pub(super) fn for_config(
         AntiEntropy::new(
             digest::Config {
                 period,
+                seed: u64::from(session) << 32,
                 ..digest::Config::default()
             },
             now,

@@ -230,7 +230,7 @@ impl Node {
             bulk_after_commit: None,
             resync: None,
             resync_wanted: None,
-            anti_entropy: anti_entropy::for_config(&sync, now),
+            anti_entropy: anti_entropy::for_config(&sync, session, now),
             activity: activity::Activity::new(
                 sync.activity_scan,
                 sync.mode,

@@ -175,9 +175,10 @@ pub struct Engine {
     answered_in_datagram: bool,
     stats: Stats,
     version_warned: bool,
-    /// Which peers read [`Msg::PruneFor`] ([`wire::flag::PRUNE_FOR`] on
-    /// their last proven datagram).
-    prune_for: session::Capable,
+    /// What each peer's last proven datagram said it reads (its header's
+    /// capability flags: [`wire::flag::PRUNE_FOR`],
+    /// [`wire::flag::DIGEST_SUB_FOR`]).
+    capable: session::Capable,
 }
 
 impl Engine {
@@ -200,7 +201,7 @@ impl Engine {
             answered_in_datagram: false,
             stats: Stats::default(),
             version_warned: false,
-            prune_for: session::Capable::default(),
+            capable: session::Capable::default(),
         }
     }
 

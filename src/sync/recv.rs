@@ -72,8 +72,7 @@ impl Engine {
         let mut proven = self.gate.is_confirmed(peer, session);
         if proven {
             self.handshake.received(header.flags);
-            self.prune_for
-                .heard(peer, header.flags & wire::flag::PRUNE_FOR != 0);
+            self.capable.heard(peer, header.flags);
             self.mode.get_mut().heard(now, peer, session);
             self.bulk_if_owed(src);
         }
@@ -127,7 +126,8 @@ impl Engine {
                 Msg::DigestTop { .. }
                 | Msg::DigestSub { .. }
                 | Msg::Prune { .. }
-                | Msg::PruneFor { .. } => {
+                | Msg::PruneFor { .. }
+                | Msg::DigestSubFor { .. } => {
                     if self.digests.len() >= DIGESTS_WAITING {
                         self.digests.pop_front();
                         self.stats.background_dropped += 1;

@@ -7,6 +7,7 @@
 
 use super::{Engine, Source, digest, tx};
 use crate::time::Instant;
+use crate::wire::flag::{DIGEST_SUB_FOR, PRUNE_FOR};
 use crate::wire::seal::SEAL_OVERHEAD;
 use crate::wire::{self, Header, Msg, Writer};
 
@@ -26,10 +27,25 @@ impl Engine {
                 .saturating_sub(wire::HEADER_LEN),
         );
         let Some(mut prune) = msg.as_prune() else {
+            let msg = match msg {
+                // An older peer reads the ask without its name (and
+                // answers naming its sums, which the asker also knows).
+                Msg::DigestSubFor {
+                    table,
+                    bucket,
+                    sums,
+                    ..
+                } if !self.capable.all(DIGEST_SUB_FOR) => Msg::DigestSub {
+                    table,
+                    bucket,
+                    sums,
+                },
+                m => m,
+            };
             self.queue_digest(msg);
             return;
         };
-        prune.ask = prune.ask.filter(|_| self.prune_for.all());
+        prune.ask = prune.ask.filter(|_| self.capable.all(PRUNE_FOR));
         let keep = std::mem::take(&mut prune.keep.0);
         let parts = if keep.len() > max {
             digest::split_prune(prune.lo, prune.hi, &keep, max)
@@ -84,7 +100,7 @@ impl Engine {
         } else {
             0
         };
-        let flags = hello | wire::flag::PRUNE_FOR;
+        let flags = hello | PRUNE_FOR | DIGEST_SUB_FOR;
         let header = Header {
             flags,
             session: self.p.session,

@@ -73,9 +73,9 @@ impl Handshake {
     }
 }
 
-/// Which peers said they can do something (a capability bit in their
-/// header flags), as their last proven datagram said: a message only
-/// some could read goes out only when every peer heard can (a multicast
+/// What peers said they can do (the capability bits in their header
+/// flags), as their last proven datagram said: a message only some
+/// could read goes out only when every peer heard can (a multicast
 /// link may carry several, and an older build counts what it cannot
 /// read as malformed, dropping the rest of that datagram). At most
 /// [`MAX_PEERS`]; a peer that was never heard again keeps its say (the
@@ -83,12 +83,12 @@ impl Handshake {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Capable {
     /// Most recently heard first.
-    peers: std::collections::VecDeque<(u64, bool)>,
+    peers: std::collections::VecDeque<(u64, u8)>,
 }
 
 impl Capable {
-    /// `peer`'s last proven datagram says `can`.
-    pub(crate) fn heard(&mut self, peer: u64, can: bool) {
+    /// `peer`'s last proven datagram carried the header flags `can`.
+    pub(crate) fn heard(&mut self, peer: u64, can: u8) {
         // Every proven datagram comes here: the usual case, the peer
         // heard last, touches nothing else.
         if let Some(front) = self.peers.front_mut()
@@ -105,9 +105,10 @@ impl Capable {
         self.peers.push_front((peer, can));
     }
 
-    /// Whether every peer heard can (and one was heard).
-    pub(crate) fn all(&self) -> bool {
-        !self.peers.is_empty() && self.peers.iter().all(|(_, can)| *can)
+    /// Whether every peer heard said `bit` (and one was heard).
+    pub(crate) fn all(&self, bit: u8) -> bool {
+        !self.peers.is_empty()
+            && self.peers.iter().all(|(_, can)| can & bit != 0)
     }
 }
 
@@ -217,22 +218,26 @@ mod test {
 
     #[test]
     fn a_capability_counts_only_when_every_peer_heard_has_it() {
+        const A: u8 = 0x08;
+        const B: u8 = 0x10;
         let mut c = Capable::default();
-        assert!(!c.all(), "nobody heard");
-        c.heard(1, true);
-        assert!(c.all());
-        c.heard(2, false);
-        assert!(!c.all(), "an older build on the link");
-        c.heard(1, true);
-        assert!(!c.all(), "peer 2 said no and was not heard since");
-        c.heard(2, true);
-        assert!(c.all(), "peer 2 upgraded");
+        assert!(!c.all(A), "nobody heard");
+        c.heard(1, A | B);
+        assert!(c.all(A) && c.all(B));
+        c.heard(2, A);
+        assert!(c.all(A), "both read A");
+        assert!(!c.all(B), "an older build on the link");
+        c.heard(1, A | B);
+        assert!(!c.all(B), "peer 2 said no and was not heard since");
+        c.heard(2, A | B);
+        assert!(c.all(B), "peer 2 upgraded");
         // Bounded: the peer heard least recently makes room.
-        c.heard(3, false);
+        c.heard(3, 0);
+        assert!(!c.all(A));
         for p in 10..10 + MAX_PEERS as u64 {
-            c.heard(p, true);
+            c.heard(p, A | B);
         }
-        assert!(c.all(), "peer 3 forgotten");
+        assert!(c.all(A) && c.all(B), "peer 3 forgotten");
         assert_eq!(c.peers.len(), MAX_PEERS);
     }
 

@@ -149,7 +149,8 @@ impl Apply {
             | Msg::DigestSub { .. }
             | Msg::Prune { .. }
             | Msg::Synced { .. }
-            | Msg::PruneFor { .. } => return None,
+            | Msg::PruneFor { .. }
+            | Msg::DigestSubFor { .. } => return None,
         })
     }
 }

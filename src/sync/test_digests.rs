@@ -200,3 +200,63 @@ fn a_prune_names_its_ask_only_to_a_peer_that_reads_it() {
         assert_eq!(kept, keep, "peer flags {peer_flags:#x}");
     }
 }
+
+/// Every datagram says this build reads `DigestSubFor`; an ask names
+/// itself only when every peer's last datagram said the same, and goes as
+/// the plain DigestSub an older build reads otherwise (a build that reads
+/// only `PruneFor` is such a one).
+#[test]
+fn an_ask_names_itself_only_to_a_peer_that_reads_it() {
+    let mut a = Engine::new(params(Mode::FtFw, 100), Instant::ZERO);
+    a.trust(1, 200);
+    a.trust(2, 300);
+    let sums = wire::Sums([7; 64]);
+    let ask = Msg::DigestSubFor {
+        ask: 42,
+        table: wire::Table::Exp,
+        bucket: 3,
+        sums,
+    };
+    let plain = Msg::DigestSub {
+        table: wire::Table::Exp,
+        bucket: 3,
+        sums,
+    };
+    let src = MapSource::default();
+    let (pf, dsf) = (wire::flag::PRUNE_FOR, wire::flag::DIGEST_SUB_FOR);
+    for (peer, peer_flags, named) in [
+        (1, pf, false),
+        (1, pf | dsf, true),
+        (2, 0, false),
+        (1, pf | dsf, false),
+        (2, pf | dsf, true),
+    ] {
+        let mut buf = [0u8; 1472];
+        let header = Header {
+            flags: peer_flags,
+            session: [0, 200, 300][peer as usize],
+            first_seq: Seq(1),
+        };
+        let mut w = Writer::new(&mut buf, header).unwrap();
+        w.push(&Msg::Alive { next: Seq(1) }).unwrap();
+        let n = w.finish();
+        a.recv(Instant::ZERO, peer, &buf[..n], &src).unwrap();
+        a.send_digest(ask.clone());
+        let mut sent = Vec::new();
+        while let Some(n) = a.poll_transmit(Instant::ZERO, &src, &mut buf) {
+            let (h, body) = wire::read(&buf[..n]).unwrap();
+            assert_ne!(h.flags & dsf, 0, "{h:?}");
+            sent.extend(
+                wire::messages(body)
+                    .map(Result::unwrap)
+                    .filter(|m| !matches!(m, Msg::Alive { .. })),
+            );
+        }
+        let want = if named { &ask } else { &plain };
+        assert_eq!(
+            sent,
+            std::slice::from_ref(want),
+            "peer flags {peer_flags:#x}"
+        );
+    }
+}

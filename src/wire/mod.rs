@@ -75,6 +75,9 @@ pub mod flag {
     /// that has it; a build without it ignores the bit (flags it does not
     /// know mean nothing to it), and is sent the plain `Prune` it reads.
     pub const PRUNE_FOR: u8 = 0x08;
+    /// The sender reads [`super::Msg::DigestSubFor`] (and so `PruneFor`):
+    /// a capability like [`PRUNE_FOR`], for the asks that name themselves.
+    pub const DIGEST_SUB_FOR: u8 = 0x10;
 }
 
 /// Why a datagram or message was rejected.

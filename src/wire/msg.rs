@@ -91,11 +91,12 @@ pub enum Msg {
     Synced {
         resync: Seq,
     },
-    /// A [`Msg::Prune`] that names the DigestSub it answers: `ask` is
-    /// `sync::digest::ask_id` of that DigestSub's sums. The receiver then
-    /// spares what it wrote since *that* ask (within a period, the earliest
-    /// of equal ones), even after it asked again (a plain Prune is checked
-    /// against the latest ask for its bucket).
+    /// A [`Msg::Prune`] that names the DigestSub it answers: `ask` is the
+    /// [`Msg::DigestSubFor`]'s own, or `sync::digest::ask_id` of a plain
+    /// DigestSub's sums. The receiver then spares what it wrote since
+    /// *that* ask (within a period; for a sums' hash, the earliest of the
+    /// asks with equal sums), even after it asked again (a plain Prune is
+    /// checked against the latest ask for its bucket).
     /// Sent only to a peer whose datagrams carry [`super::flag::PRUNE_FOR`].
     PruneFor {
         ask: u64,
@@ -105,6 +106,16 @@ pub enum Msg {
         lo: u64,
         hi: u64,
         keep: KeyHashes,
+    },
+    /// A [`Msg::DigestSub`] that names itself: `ask` is unique to this ask
+    /// (the hash of its sums is shared by every ask with equal sums), and
+    /// the PruneFor answering it names it. Sent only when every peer's
+    /// datagrams carry [`super::flag::DIGEST_SUB_FOR`].
+    DigestSubFor {
+        ask: u64,
+        table: Table,
+        bucket: u8,
+        sums: Sums,
     },
 }
 
@@ -123,6 +134,7 @@ impl Msg {
                 | Msg::Prune { .. }
                 | Msg::Synced { .. }
                 | Msg::PruneFor { .. }
+                | Msg::DigestSubFor { .. }
         )
     }
 

@@ -100,6 +100,19 @@ fn digest_message_fixtures() {
         },
         &[16, 5, 1, 1, 2, 3, 0xac, 0x02, 0],
     );
+    // Appended after PruneFor (16): the kind, the ask, then as DigestSub.
+    check(
+        Msg::DigestSubFor {
+            ask: 300,
+            table: Table::Exp,
+            bucket: 5,
+            sums: Sums(sums),
+        },
+        &[
+            17, 0xac, 0x02, 1, 5, 16, 2, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0,
+            0, 0,
+        ],
+    );
     for m in [
         Msg::DigestTop {
             table: Table::Ct,
@@ -121,6 +134,12 @@ fn digest_message_fixtures() {
             lo: 0,
             hi: 0,
             keep: KeyHashes(vec![]),
+        },
+        Msg::DigestSubFor {
+            ask: 0,
+            table: Table::Ct,
+            bucket: 0,
+            sums: Sums(sums),
         },
     ] {
         assert!(!m.is_data(), "anti-entropy is control, never sequenced");

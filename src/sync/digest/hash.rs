@@ -55,6 +55,13 @@ pub fn ask_id(sums: &Sums) -> u64 {
         .fold(SEED_ASK, |h, s| fmix64(h ^ s).wrapping_add(FNV_PRIME))
 }
 
+/// The own name of a node's `n`th numbered ask (`DigestSubFor`): unique
+/// for a `seed` (the mix is a bijection), and unlike another life's
+/// names, whose seed was another.
+pub fn numbered_ask(seed: u64, n: u64) -> u64 {
+    fmix64(seed.wrapping_add(n))
+}
+
 /// A key hash's (top bucket, leaf): its top 6 bits, then the next 6.
 pub fn leaf_of(key_hash: u64) -> (u8, u8) {
     ((key_hash >> 58) as u8, ((key_hash >> 52) & 63) as u8)

@@ -10,6 +10,7 @@
 //!  |-- DigestTop(64 bucket sums) ----->|  every period, per table
 //!  |                                   |  compare with external digest
 //!  |<-- DigestSub(bucket, 64 leaf sums)|  at most K differing buckets
+//!  |                                   |  (DigestSubFor: named)
 //!  |  compare with internal leaves     |
 //!  |  per differing leaf (at most L):  |
 //!  |  resend its keys (reliable path)  |
@@ -44,10 +45,11 @@
 //! only entries it last updated no later than when it sent the DigestSub
 //! that asked for the Prune: such an entry S did not hold when it
 //! answered. Which DigestSub that was, the Prune says (`PruneFor`: the
-//! `ask_id` of that DigestSub's sums; R remembers its last few asks per
+//! name the `DigestSubFor` carried, or for a peer sent the plain
+//! DigestSub the `ask_id` of its sums; R remembers its last few asks per
 //! bucket, [`asks`]): a Prune the network delays past R's next ask for
 //! its bucket still spares what R was sent in between (within a period;
-//! for equal asks see [`asks`]). A plain Prune,
+//! for equal sums' hashes see [`asks`]). A plain Prune,
 //! from a peer that predates `PruneFor`, is checked against the latest
 //! ask of its bucket. A Prune R did not ask for (within one period) is
 //! ignored, which also makes a forged Prune harmless without a key, and a
@@ -65,7 +67,8 @@ pub use crate::wire::Table;
 pub use asks::ASKS_KEPT;
 pub use hash::{
     Digest, LEAVES, ask_id, condemned, differing, entry_hash, key_hash,
-    keys_in_leaf, leaf_of, leaf_range, position, prune_parts, split_prune,
+    keys_in_leaf, leaf_of, leaf_range, numbered_ask, position, prune_parts,
+    split_prune,
 };
 pub use prune::PENDING_MAX_HASHES;
 
@@ -115,6 +118,10 @@ pub struct Config {
     pub max_buckets: usize,
     /// L: leaves repaired per period (as sender).
     pub max_leaves: usize,
+    /// Where this node's numbered asks' names start ([`numbered_ask`]):
+    /// random per life, so a Prune for a previous life's ask matches none
+    /// of this one's.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -128,6 +135,7 @@ impl Default for Config {
             period: DEFAULT_PERIOD,
             max_buckets: FANOUT,
             max_leaves: LEAVES,
+            seed: 0,
         }
     }
 }
@@ -188,6 +196,8 @@ pub struct AntiEntropy {
     repairs: repair::Repairs,
     /// Receiver: the DigestSubs we sent lately, per table and bucket.
     asks: asks::Asks,
+    /// Receiver: numbered asks made so far (names the next).
+    asked: u64,
     /// Receiver: when we last answered a DigestTop, per table.
     answered: [Option<Instant>; 2],
     /// Rotates the first bucket served, so bounded rounds take turns.
@@ -212,6 +222,7 @@ impl AntiEntropy {
             pending: prune::Pending::default(),
             repairs: repair::Repairs::default(),
             asks: asks::Asks::default(),
+            asked: 0,
             answered: [None; 2],
             rotate: 0,
             memo: [None, None],
@@ -289,7 +300,14 @@ impl AntiEntropy {
                 table,
                 bucket,
                 sums,
-            } => self.sub(now, *table, *bucket, sums, internal),
+            } => self.sub(now, *table, *bucket, sums, ask_id(sums), internal),
+            // Answered naming the ask itself.
+            Msg::DigestSubFor {
+                ask,
+                table,
+                bucket,
+                sums,
+            } => self.sub(now, *table, *bucket, sums, *ask, internal),
             // One copy of the keep list, as the pending set holds it.
             Msg::Prune { .. } | Msg::PruneFor { .. } => match msg.as_prune() {
                 Some(p) => self.prune(now, p, external),
@@ -335,8 +353,13 @@ impl AntiEntropy {
         for b in diff.into_iter().take(self.cfg.max_buckets) {
             self.counters.buckets_differing += 1;
             let sums = ours.subs(b);
-            self.asks.note(table, b, ask_id(&sums), now);
-            r.send.push(Msg::DigestSub {
+            let ask = numbered_ask(self.cfg.seed, self.asked);
+            self.asked = self.asked.wrapping_add(1);
+            // Sent plain to a peer that cannot read the name
+            // (`Engine::send_digest`): it answers naming the sums.
+            self.asks.note(table, b, (ask, ask_id(&sums)), now);
+            r.send.push(Msg::DigestSubFor {
+                ask,
                 table,
                 bucket: b,
                 sums,
@@ -389,6 +412,7 @@ impl AntiEntropy {
         table: Table,
         bucket: u8,
         theirs: &crate::wire::Sums,
+        ask: u64,
         internal: &dyn Tables,
     ) -> Reaction {
         if usize::from(bucket) >= FANOUT {
@@ -413,7 +437,6 @@ impl AntiEntropy {
             leaves.push(s);
         }
         self.counters.leaves_repaired += leaves.len() as u64;
-        let ask = ask_id(theirs);
         for s in leaves {
             self.repairs.add(now, table, (bucket, s), ask);
         }

@@ -16,7 +16,7 @@ type Map = BTreeMap<Vec<u8>, (Vec<u8>, Instant)>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Mem {
-    t: [Map; 2],
+    pub(super) t: [Map; 2],
 }
 
 impl Tables for Mem {
@@ -508,7 +508,7 @@ fn forged_digest_messages_are_harmless() {
         sums: Sums([1; 64]),
     };
     let asked = r.on_msg(now, &top, &none, &external);
-    let Some(Msg::DigestSub { bucket, .. }) = asked.send.first() else {
+    let Some(Msg::DigestSubFor { bucket, .. }) = asked.send.first() else {
         panic!("{asked:?}");
     };
     let later = now + Duration::from_millis(10);

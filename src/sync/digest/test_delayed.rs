@@ -110,10 +110,11 @@ fn a_bucket_asked_twice_before_the_pass_names_both_asks() {
     let tops = s.on_timer(t1, &internal, &none).send;
     let subs = r.on_msg(t1, &tops[0], &none, &external).send;
     s.on_msg(t1, &subs[0], &internal, &none);
-    let Msg::DigestSub {
+    let Msg::DigestSubFor {
         table,
         bucket,
         sums,
+        ..
     } = &subs[0]
     else {
         panic!("{subs:?}");
@@ -141,4 +142,107 @@ fn a_bucket_asked_twice_before_the_pass_names_both_asks() {
         .collect();
     let stale_key = postcard::to_allocvec(&ct_key_of(&stale)).unwrap();
     assert_eq!(pruned, vec![stale_key]);
+}
+
+/// What R prunes when S's Prunes for R's first ask reach it more than a
+/// period late, after R asked again with equal sums (nothing in the
+/// bucket changed meanwhile as far as its sums tell): S had dropped an
+/// entry when it answered, then created it again with the same bytes, so
+/// R holds it again, written after the first ask. `plain`: R's ask went
+/// plain (its peer an older build), and S's Prunes name its sums' hash,
+/// shared by both asks. Returns (pruned, the entry S dropped and created
+/// again, the stale entry).
+fn pruned_after_more_than_a_period(
+    plain: bool,
+) -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>) {
+    let cfg = Config::default();
+    let mut s = AntiEntropy::new(cfg, Instant::from_millis(0));
+    let mut r = AntiEntropy::new(cfg, Instant::from_millis(0));
+    let mut internal = big(1000);
+    let mut external = internal.clone();
+    let none = Mem::default();
+    // A stale entry only R holds: its bucket differs in every round.
+    put_ct(&mut external, &ct(5000, 1), Instant::from_millis(0));
+    let stale = postcard::to_allocvec(&ct_key_of(&ct(5000, 1))).unwrap();
+    // A live entry of both, in the stale entry's leaf.
+    let leaf = position(&stale);
+    let again = (7000..)
+        .map(|i| ct(i, 0x18e))
+        .find(|c| {
+            position(&postcard::to_allocvec(&ct_key_of(c)).unwrap()) == leaf
+        })
+        .unwrap();
+    let again_key = postcard::to_allocvec(&ct_key_of(&again)).unwrap();
+    put_ct(&mut internal, &again, Instant::from_millis(0));
+    put_ct(&mut external, &again, Instant::from_millis(0));
+
+    // Round 1: S answers R's ask just after dropping the entry (R is
+    // not told yet); the Prunes, which do not keep it, are held.
+    let t1 = period(1);
+    let tops = s.on_timer(t1, &internal, &none).send;
+    let subs = r.on_msg(t1, &tops[0], &none, &external).send;
+    let Some(Msg::DigestSubFor {
+        table,
+        bucket,
+        sums,
+        ..
+    }) = subs.first()
+    else {
+        panic!("{subs:?}");
+    };
+    let ask = if plain {
+        Msg::DigestSub {
+            table: *table,
+            bucket: *bucket,
+            sums: *sums,
+        }
+    } else {
+        subs[0].clone()
+    };
+    internal.t[0].remove(&again_key);
+    s.on_msg(t1, &ask, &internal, &none);
+    let held = s.on_timer(t1 + BATCH_DELAY, &internal, &none).send;
+    assert!(!held.is_empty());
+
+    // The entry is destroyed and created again with the same bytes; R
+    // follows.
+    external.t[0].remove(&again_key);
+    let created = t1 + Duration::from_secs(2);
+    put_ct(&mut internal, &again, created);
+    put_ct(&mut external, &again, created);
+
+    // Round 2, a period later: R asks again, with the same sums.
+    let t2 = t1 + cfg.period + Duration::from_millis(1);
+    let tops = s.on_timer(t2, &internal, &none).send;
+    let subs2 = r.on_msg(t2, &tops[0], &none, &external).send;
+    match subs2.first() {
+        Some(Msg::DigestSubFor { sums: s2, .. }) => assert_eq!(s2, sums),
+        other => panic!("{other:?}"),
+    }
+    // Only now do round 1's Prunes arrive.
+    let late = t2 + Duration::from_millis(5);
+    for p in &held {
+        r.on_msg(late, p, &none, &external);
+    }
+    let pruned = r.on_timer(late + BATCH_DELAY, &none, &external).prune;
+    let keys = pruned.iter().map(|k| key_bytes(k).1).collect();
+    (keys, again_key, stale)
+}
+
+#[test]
+fn a_prune_for_a_numbered_ask_a_period_old_is_ignored() {
+    // Its ask is too old to trust, and no later ask bears its name.
+    let (pruned, _, _) = pruned_after_more_than_a_period(false);
+    assert_eq!(pruned, Vec::<Vec<u8>>::new());
+}
+
+#[test]
+fn a_prune_for_a_plain_ask_a_period_old_answers_the_later_equal_one() {
+    // The gap that numbered asks close, left with an older peer: the
+    // sums' hash names the later ask too, and the live entry, written
+    // before it, goes with the stale one (the next period sends it
+    // again).
+    let (pruned, again, stale) = pruned_after_more_than_a_period(true);
+    assert_eq!(pruned.len(), 2, "{pruned:?}");
+    assert!(pruned.contains(&again) && pruned.contains(&stale));
 }

@@ -50,8 +50,9 @@ fn address(logic: Logic, items: Vec<Cidr>) -> Option<AddressRule> {
 
 /// A ctnetlink event as the kernel lays it out (headers in host order,
 /// nests flagged NLA_F_NESTED), written independently of the codec under
-/// test: both tuples (the reply one as given, e.g. NATed), the status and,
-/// unless it is a DESTROY, the TCP state.
+/// test: both tuples (the reply one as given, e.g. NATed), the status and
+/// the TCP state (DESTROY events carry it too: seen on Linux 6.18, and in
+/// the recorded ct_destroy_tcp.bin).
 fn event(ct: &Conntrack, destroy: bool) -> Vec<u8> {
     fn attr(out: &mut Vec<u8>, ty: u16, payload: &[u8]) {
         let len = 4 + payload.len();
@@ -89,7 +90,7 @@ fn event(ct: &Conntrack, destroy: bool) -> Vec<u8> {
     nest(&mut attrs, 1, tuple(&ct.orig));
     nest(&mut attrs, 2, tuple(&ct.reply_tuple()));
     attr(&mut attrs, 3, &ct.status.to_be_bytes());
-    if let (Some(state), false) = (ct.tcp_state(), destroy) {
+    if let Some(state) = ct.tcp_state() {
         let mut tcp = Vec::new();
         attr(&mut tcp, 1, &[state]);
         let mut info = Vec::new();
@@ -107,16 +108,34 @@ fn event(ct: &Conntrack, destroy: bool) -> Vec<u8> {
     msg
 }
 
-/// The conntrack a message carries, through the daemon's own decoder.
-fn decoded(msg: &[u8]) -> Option<Conntrack> {
+/// The conntrack a message carries, through the daemon's own decoder, and
+/// whether the message is a DESTROY.
+fn decoded(msg: &[u8]) -> Option<(Conntrack, bool)> {
     let mut all: Vec<_> = codec::messages(msg).collect();
     assert_eq!(all.len(), 1);
     match all.remove(0) {
         Ok(Received::Msg(m)) => match m.object {
-            Object::Ct(c) => Some(c),
+            Object::Ct(c) => Some((c, m.kind == Kind::Destroy)),
             Object::Exp(_) => None,
         },
         other => panic!("{other:?}"),
+    }
+}
+
+/// Whether user space may act on the event: the Filter's verdict, except
+/// that a DESTROY is not judged by the TCP state the flow died in (the
+/// node forgets a flow it replicates whatever that state, see
+/// node::kernel_side); its protocol and addresses never change, so those
+/// still decide.
+fn user_space_verdict(f: &Filter, ct: &Conntrack, destroy: bool) -> bool {
+    if destroy {
+        let without_state = Filter {
+            state: None,
+            ..f.clone()
+        };
+        filter::conntrack(&without_state, ct)
+    } else {
+        filter::conntrack(f, ct)
     }
 }
 
@@ -184,10 +203,10 @@ fn recorded_kernel_messages_get_the_user_space_verdict() {
         for f in &filters {
             let keep = keeps(&program(f), &bytes);
             match &ct {
-                Some(ct) => {
+                Some((ct, destroy)) => {
                     assert_eq!(
                         keep,
-                        filter::conntrack(f, ct),
+                        user_space_verdict(f, ct, *destroy),
                         "{path:?} through {f:?}"
                     );
                     if keep { kept += 1 } else { dropped += 1 }
@@ -318,16 +337,70 @@ fn generated_events_get_the_user_space_verdict() {
             let ct = random_ct(&mut rng);
             let destroy = rng.below(4) == 0;
             let msg = event(&ct, destroy);
-            let seen = decoded(&msg).expect("a conntrack");
+            let (seen, _) = decoded(&msg).expect("a conntrack");
             assert_eq!(seen.orig, ct.orig);
             assert_eq!(seen.reply_tuple(), ct.reply_tuple());
-            let want = filter::conntrack(&f, &seen);
+            let want = user_space_verdict(&f, &seen, destroy);
             assert_eq!(keeps(&prog, &msg), want, "{ct:?} through {f:?}");
             if want { kept += 1 } else { dropped += 1 }
         }
     }
     eprintln!("generated: {kept} kept, {dropped} dropped");
     assert!(kept > 2000 && dropped > 2000);
+}
+
+/// A TCP flow from 10.1.0.1 in `state`.
+fn tcp_flow(state: TcpState) -> Conntrack {
+    let mut ct = Conntrack::new(Tuple {
+        src: "10.1.0.1".parse().unwrap(),
+        dst: "10.9.0.1".parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports {
+            src: 40000,
+            dst: 80,
+        },
+    });
+    ct.reply = Some(ct.orig.inverse());
+    ct.proto_info = ProtoInfo::Tcp {
+        state: state as u8,
+        wscale_orig: 0,
+        wscale_reply: 0,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    ct.timeout = Some(120);
+    ct
+}
+
+fn established_only() -> Filter {
+    Filter {
+        from_kernelspace: true,
+        state: Some(Rule {
+            logic: Logic::Accept,
+            items: vec![TcpState::Established],
+        }),
+        ..Filter::default()
+    }
+}
+
+#[test]
+fn a_destroy_is_not_judged_by_the_state_the_flow_died_in() {
+    // Replicated while ESTABLISHED, the flow ends in TIME_WAIT: its
+    // UPDATE is no news, but its DESTROY is what makes user space forget
+    // it and tell the peers; dropped, the entry would stay in both caches.
+    let prog = program(&established_only());
+    let ct = tcp_flow(TcpState::TimeWait);
+    assert!(!keeps(&prog, &event(&ct, false)), "UPDATE in TIME_WAIT");
+    assert!(keeps(&prog, &event(&ct, true)), "DESTROY in TIME_WAIT");
+    // Its protocol and addresses still decide: they never change.
+    let f = Filter {
+        protocol: Some(Rule {
+            logic: Logic::Accept,
+            items: vec![17],
+        }),
+        ..established_only()
+    };
+    assert!(!keeps(&program(&f), &event(&ct, true)), "TCP not accepted");
 }
 
 #[test]
@@ -495,4 +568,37 @@ fn attached_to_a_real_event_socket_ignored_flows_never_arrive() {
     assert_eq!(all[2], [n, n]);
     assert_eq!(filtered[1], [n, n], "accepted flows arrive");
     assert_eq!(filtered[2], [0, 0], "ignored flows never leave the kernel");
+}
+
+#[test]
+fn attached_to_a_real_event_socket_a_destroy_arrives_whatever_its_state() {
+    let Some(ns) = common::Netns::new("bpfst") else {
+        return;
+    };
+    let prog = bpf::compile(&established_only(), bpf::Endian::host()).unwrap();
+    let (filtered, all) = ns.enter(|| {
+        let (mut filtered, _) = CtSocket::events(false, 1 << 20).unwrap();
+        filtered
+            .attach_filter(&prog.insns)
+            .expect("SO_ATTACH_FILTER");
+        let (mut all, _) = CtSocket::events(false, 1 << 20).unwrap();
+        let mut s = CtSocket::open().unwrap();
+        let rules = CommitRules::default();
+        let est =
+            commit::prepare_ct(&tcp_flow(TcpState::Established), 0, &rules);
+        let tw = commit::prepare_ct(&tcp_flow(TcpState::TimeWait), 0, &rules);
+        let acks = s.create_cts(std::slice::from_ref(&est)).unwrap();
+        assert_eq!(acks, [0], "create");
+        let acks = s
+            .batch(|buf, seq| codec::encode_ct_update(buf, &tw, seq()))
+            .unwrap();
+        assert_eq!(acks, [0], "update to TIME_WAIT");
+        let acks = s
+            .batch(|buf, seq| codec::encode_ct_delete(buf, &tw.orig, 0, seq()))
+            .unwrap();
+        assert_eq!(acks, [0], "delete");
+        (drain(&mut filtered), drain(&mut all))
+    });
+    assert_eq!(all[1], [2, 1], "NEW, UPDATE and DESTROY happened");
+    assert_eq!(filtered[1], [1, 1], "NEW and DESTROY arrive, not UPDATE");
 }

@@ -18,8 +18,10 @@
 //! `SKF_AD_NLATTR_NEST` helpers: `CTA_TUPLE_ORIG` › `CTA_TUPLE_PROTO` ›
 //! `CTA_PROTO_NUM`; `CTA_TUPLE_ORIG` / `CTA_TUPLE_REPLY` › `CTA_TUPLE_IP` ›
 //! `CTA_IP_V4_SRC` / `CTA_IP_V6_SRC`; `CTA_PROTOINFO` › `CTA_PROTOINFO_TCP`
-//! › `CTA_PROTOINFO_TCP_STATE` (absent from DESTROY events: the state
-//! test then passes, as in user space).
+//! › `CTA_PROTOINFO_TCP_STATE`. DESTROY events skip the state test: they
+//! carry the state the flow died in (Linux 6.18 sends it), and user space
+//! forgets a replicated flow on its DESTROY whatever that state; dropped
+//! here, the flow would stay in the internal cache and on the peers.
 //!
 //! Conditional jumps in classic BPF reach at most 255 instructions ahead,
 //! so every test jumps over one `JA` (32-bit reach) to go far. Programs
@@ -77,6 +79,7 @@ pub const DROP: u32 = 0;
 
 // ctnetlink's numbers (include/uapi/linux/netfilter/nfnetlink*.h).
 const NFNL_SUBSYS_CTNETLINK: u32 = 1;
+const IPCTNL_MSG_CT_DELETE: u32 = 2;
 const ATTRS: u32 = 16 + 4;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
@@ -278,9 +281,10 @@ fn build(f: &Filter, order: Endian, with_address: bool) -> Vec<Insn> {
     let keep = a.label();
     let drop = a.label();
     // Only conntrack messages are judged (not expectations).
-    let subsys_byte = match order {
-        Endian::Little => 5,
-        Endian::Big => 4,
+    // `nlmsg_type` is a host-order u16: subsystem high, message low.
+    let (subsys_byte, msg_byte) = match order {
+        Endian::Little => (5, 4),
+        Endian::Big => (4, 5),
     };
     a.insn(LD | B | ABS, subsys_byte);
     a.if_ne_goto(NFNL_SUBSYS_CTNETLINK, keep);
@@ -309,6 +313,9 @@ fn build(f: &Filter, order: Endian, with_address: bool) -> Vec<Insn> {
     }
     if let Some(rule) = &f.state {
         let end = a.label();
+        // A DESTROY is never judged by its state (see the module doc).
+        a.insn(LD | B | ABS, msg_byte);
+        a.if_eq_goto(IPCTNL_MSG_CT_DELETE, end);
         a.insn(LD | MEM, M_PROTO);
         a.if_ne_goto(IPPROTO_TCP, end);
         a.insn(LD | W | IMM, ATTRS);

@@ -104,13 +104,16 @@ impl Tuple {
     }
 }
 
-/// The kernel inverts echo/timestamp/info/mask requests; others keep the
-/// type.
+/// The kernel inverts echo/timestamp/info/mask requests (ICMPv6: echo and
+/// node information, the `invmap` of nf_conntrack_proto_icmpv6.c); others
+/// keep the type.
 fn icmp_reply_type(v6: bool, kind: u8) -> u8 {
     if v6 {
         match kind {
             128 => 129,
             129 => 128,
+            139 => 140,
+            140 => 139,
             other => other,
         }
     } else {

@@ -251,3 +251,41 @@ fn error_with_i32_min_errno_does_not_overflow() {
         }]
     );
 }
+
+#[test]
+fn an_icmpv6_node_information_query_gets_the_kernel_reply_type() {
+    // The kernel inverts ICMPv6 echo (128/129) and node information
+    // (139/140) messages; a reply tuple that keeps 139 is refused by no
+    // one, but replies (140) then never match the created entry.
+    for (kind, reply) in [(128, 129), (129, 128), (139, 140), (140, 139)] {
+        let mut ct = Conntrack::new(Tuple {
+            src: "fd00::1".parse().unwrap(),
+            dst: "fd00::2".parse().unwrap(),
+            proto: 58,
+            l4: L4::Icmp {
+                kind,
+                code: 0,
+                id: 7,
+            },
+        });
+        ct.timeout = Some(30);
+        let mut buf = Vec::new();
+        encode_ct_create(&mut buf, &ct, 1);
+        let got = decode_all(&buf);
+        let [
+            Received::Msg(Message {
+                object: Object::Ct(back),
+                ..
+            }),
+        ] = &got[..]
+        else {
+            panic!("{got:?}")
+        };
+        let want = L4::Icmp {
+            kind: reply,
+            code: 0,
+            id: 7,
+        };
+        assert_eq!(back.reply.map(|r| r.l4), Some(want), "type {kind}");
+    }
+}

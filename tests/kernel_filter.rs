@@ -129,11 +129,7 @@ fn decoded(msg: &[u8]) -> Option<(Conntrack, bool)> {
 /// still decide.
 fn user_space_verdict(f: &Filter, ct: &Conntrack, destroy: bool) -> bool {
     if destroy {
-        let without_state = Filter {
-            state: None,
-            ..f.clone()
-        };
-        filter::conntrack(&without_state, ct)
+        filter::conntrack_end(f, ct)
     } else {
         filter::conntrack(f, ct)
     }

@@ -27,6 +27,20 @@ fn passes<T>(rule: &Option<Rule<T>>, matches: impl Fn(&T) -> bool) -> bool {
 
 /// Whether a conntrack is replicated (and may be deleted by `-F`/`-t`).
 pub fn conntrack(f: &Filter, ct: &Conntrack) -> bool {
+    let state = match (ct.tcp_state(), &f.state) {
+        (Some(s), Some(_)) if ct.orig.proto == 6 => {
+            passes(&f.state, |x| *x as u8 == s)
+        }
+        _ => true,
+    };
+    conntrack_end(f, ct) && state
+}
+
+/// Whether a flow's DESTROY may end a flow that was replicated: its
+/// protocol and addresses never change during its life, so they decide;
+/// its state does change, and the one it died in says nothing of those it
+/// was replicated in.
+pub fn conntrack_end(f: &Filter, ct: &Conntrack) -> bool {
     let proto = passes(&f.protocol, |p| *p == ct.orig.proto);
     let reply_src = ct.reply_tuple().src;
     // Either source inside any prefix: two O(log n) lookups, the same
@@ -39,13 +53,7 @@ pub fn conntrack(f: &Filter, ct: &Conntrack) -> bool {
             hit == (r.logic == Logic::Accept)
         }
     };
-    let state = match (ct.tcp_state(), &f.state) {
-        (Some(s), Some(_)) if ct.orig.proto == 6 => {
-            passes(&f.state, |x| *x as u8 == s)
-        }
-        _ => true,
-    };
-    proto && addr && state
+    proto && addr
 }
 
 /// Whether an expectation's helper is wanted.
@@ -237,6 +245,16 @@ mod test {
             conntrack(&f, &ct("10.0.0.1", "10.0.0.2", 17)),
             "non-TCP passes"
         );
+        // The end of a flow is not judged by the state it died in.
+        assert!(conntrack_end(&f, &c));
+        let udp_only = Filter {
+            protocol: Some(Rule {
+                logic: Logic::Accept,
+                items: vec![17],
+            }),
+            ..f
+        };
+        assert!(!conntrack_end(&udp_only, &c), "its protocol still counts");
     }
 
     /// An expectation of helper `helper`.

@@ -137,9 +137,13 @@ impl Node {
     ) {
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
+            // Without an internal cache, only a flow the Filter could
+            // have let through (conntrackd filters every event before its
+            // bypass).
             if self.internal_ct.take(&key).is_some()
                 || self.purged_ct.remove(&key)
-                || self.internal_disabled()
+                || (self.internal_disabled()
+                    && filter::conntrack_end(&self.cfg.general.filter, &ct))
             {
                 // Only a flow this node replicates counts as traffic
                 // processed (conntrackd's `update_traffic_stats` after a

@@ -177,7 +177,8 @@ fn dumped_entries_are_not_counted_as_events() {
 /// stays staged once sent, so a DESTROY cannot be checked against a
 /// cache: every one is sent, as conntrackd's bypass sends them (it was
 /// for conntracks; an expectation's went only while its NEW waited to be
-/// sent, and the peer kept it, to commit after a failover).
+/// sent, and the peer kept it, to commit after a failover). A conntrack's
+/// must still get through the Filter (see the last test).
 #[test]
 fn without_internal_cache_an_expectations_destroy_is_sent() {
     use crate::model::Expect;
@@ -268,4 +269,32 @@ fn a_destroy_of_a_flow_never_cached_is_no_failed_deletion() {
     n.handle(t0, event(Kind::Destroy, &established()));
     let st = n.internal_ct.stats;
     assert_eq!((st.del_ok, st.del_fail, st.del_enoent), (0, 0, 0));
+}
+
+/// Without an internal cache, a DESTROY goes only for a flow the Filter
+/// could have let through: its protocol and addresses never change, so one
+/// they reject was never sent (conntrackd's event handler filters every
+/// event before its bypass). Its state is not judged: the flow may have
+/// been sent while in another one.
+#[test]
+fn without_internal_cache_a_destroy_of_an_ignored_flow_is_not_sent() {
+    let text = "General { UNIX { Path /x } Filter { Protocol Accept { TCP } State Accept { ESTABLISHED for TCP } } }\nSync { Mode NOTRACK { DisableInternalCache On }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
+    let cfg = config::parse(text, "t.conf").unwrap().config;
+    let mut n = Node::new(cfg, 1, 1, 1472, 212_992, Instant::from_millis(0));
+    let mut udp = established();
+    udp.orig.proto = 17;
+    udp.reply = Some(udp.orig.inverse());
+    udp.proto_info = ProtoInfo::None;
+    let mut time_wait = established();
+    if let ProtoInfo::Tcp { state, .. } = &mut time_wait.proto_info {
+        *state = 7;
+    }
+    for (i, (ct, sends)) in
+        [(&udp, false), (&time_wait, true)].into_iter().enumerate()
+    {
+        let now = Instant::from_millis(1000 * i as u64);
+        let out = n.handle(now, event(Kind::Destroy, ct));
+        let sent = super::test_support::sent_from(&mut n, now, &out);
+        assert_eq!(sent.len(), usize::from(sends), "{ct:?}: {sent:?}");
+    }
 }

@@ -279,6 +279,11 @@ pub fn parse_as<S: AsRef<str>>(
             't' => request = Some(Request::ResetTimers),
             _ => return Err(CliError(format!("Unknown option: {arg}"))),
         }
+        // conntrackd refuses the mix as soon as it reads it, so a later
+        // -h or -v does not turn it into a success.
+        if daemon && request.is_some() {
+            return Err(CliError("Invalid parameters".into()));
+        }
         i += 1;
     }
 

@@ -266,5 +266,14 @@ fn help_and_version_win_immediately() {
     );
     // …but only when reached: an earlier error still counts.
     assert!(parse(&["-z", "-v"]).is_err());
+    // A daemon and a client command mixed is such an error: conntrackd
+    // refuses it (exit 1) when it reads the second, before a later -h/-v.
+    for args in [["-d", "-i", "-h"], ["-k", "-d", "-v"]] {
+        assert_eq!(
+            parse(&args).map(|p| p.invocation),
+            Err(CliError("Invalid parameters".into())),
+            "{args:?}"
+        );
+    }
     assert!(usage(&CTSYNCD).contains("-c [ct|expect]"));
 }

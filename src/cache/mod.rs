@@ -237,7 +237,7 @@ impl<V: Stored> Cache<V> {
 
     /// Inserts or replaces the entry with `v`'s key. `restart` resets the
     /// entry's `since` (a NEW from the peer, or a NEW event for a reused
-    /// tuple).
+    /// tuple) and counts the replacement as a deletion and a creation.
     ///
     /// # Errors
     /// [`Full`] when the entry is new and the cache holds `limit` entries.
@@ -338,9 +338,15 @@ impl<V: Stored> Cache<V> {
                 }
                 s.set_updated(now);
                 if restart {
+                    // conntrackd replaces on a NEW: `cache_del` of the
+                    // old object and `cache_add` of the new, counted as
+                    // such in `-s` (not as an update).
                     s.set_since(now);
+                    stats.del_ok += 1;
+                    stats.add_ok += 1;
+                } else {
+                    stats.upd_ok += 1;
                 }
-                stats.upd_ok += 1;
                 Ok(Upsert::Updated)
             }
             TableEntry::Vacant(slot) => {

@@ -64,7 +64,9 @@ fn bounded_with_counters() {
     assert_eq!(c.get(&3), None);
     assert_eq!(c.remove(&0), Some(item(0, &[0])));
     assert_eq!(c.remove(&0), None);
-    assert_eq!((c.stats.del_ok, c.stats.del_enoent), (1, 1));
+    // One removal, and the NEW that replaced key 1 (conntrackd deletes
+    // and inserts).
+    assert_eq!((c.stats.del_ok, c.stats.del_enoent), (2, 1));
     assert!(c.upsert(&item(7, &[70]), t, false).is_ok());
     let mut keys: Vec<u8> = c.keys().collect();
     keys.sort_unstable();
@@ -322,4 +324,26 @@ fn an_upsert_merged_completes_the_value_from_the_cached_one() {
     assert_eq!(r, Err(Full));
     assert_eq!((c.len(), c.stats.add_fail_enospc), (2, 1));
     assert_eq!(c.stats.upd_ok, 2);
+}
+
+/// A NEW for a cached key (`restart`) replaces the entry, and conntrackd
+/// counts that as it does it: a deletion and a creation (its external
+/// cache's NEW and its internal cache's NEW event `cache_del` the old
+/// object and `cache_add` a new one), not an update; the entry's count
+/// stays.
+#[test]
+fn a_new_that_replaces_counts_a_deletion_and_a_creation() {
+    let (t0, t1) = (Instant::from_millis(0), Instant::from_millis(5));
+    let mut c: Cache<Item> = Cache::new(1);
+    c.upsert(&item(1, b"a"), t0, true).unwrap();
+    // Full, yet the replacing NEW is stored (conntrackd frees first).
+    assert_eq!(c.upsert(&item(1, b"b"), t1, true), Ok(Upsert::Updated));
+    assert_eq!(c.get(&1).unwrap().value, item(1, b"b"));
+    let st = c.stats;
+    assert_eq!((st.add_ok, st.del_ok, st.upd_ok), (2, 1, 0));
+    // An UPDATE is an update.
+    c.upsert(&item(1, b"c"), t1, false).unwrap();
+    let st = c.stats;
+    assert_eq!((st.add_ok, st.del_ok, st.upd_ok), (2, 1, 1));
+    assert_eq!(st.add_ok - st.del_ok, c.len() as u64);
 }

@@ -72,7 +72,7 @@ impl Engine {
         let mut proven = self.gate.is_confirmed(peer, session);
         if proven {
             self.handshake.received(header.flags);
-            self.capable.heard(peer, header.flags);
+            self.heard_flags(peer, header.flags);
             self.mode.get_mut().heard(now, peer, session);
             self.bulk_if_owed(src);
         }

@@ -5,7 +5,7 @@
 //! (`send_digest`: a Prune cut to this link's datagram, a PruneFor sent
 //! plain to a peer that does not say it reads them).
 
-use super::{Engine, Source, digest, tx};
+use super::{Engine, Source, digest, session, tx};
 use crate::time::Instant;
 use crate::wire::flag::{DIGEST_SUB_FOR, PRUNE_FOR};
 use crate::wire::seal::SEAL_OVERHEAD;
@@ -18,34 +18,18 @@ impl Engine {
     /// control messages and before data). A Prune with more key hashes
     /// than this link's datagram holds goes as several, each complete for
     /// its part of the range (anti-entropy builds them for 1472 bytes, and
-    /// a link's datagram may be as small as 576). A `PruneFor` goes as a
-    /// plain Prune unless every peer heard says it reads them (an older
-    /// build would count it malformed).
+    /// a link's datagram may be as small as 576). A named ask or Prune
+    /// goes plain unless every peer heard says it reads the name
+    /// ([`readable`]).
     pub fn send_digest(&mut self, msg: Msg) {
         let max = wire::prune_keep_max(
             self.unsealed_room(self.p.max_datagram)
                 .saturating_sub(wire::HEADER_LEN),
         );
         let Some(mut prune) = msg.as_prune() else {
-            let msg = match msg {
-                // An older peer reads the ask without its name (and
-                // answers naming its sums, which the asker also knows).
-                Msg::DigestSubFor {
-                    table,
-                    bucket,
-                    sums,
-                    ..
-                } if !self.capable.all(DIGEST_SUB_FOR) => Msg::DigestSub {
-                    table,
-                    bucket,
-                    sums,
-                },
-                m => m,
-            };
             self.queue_digest(msg);
             return;
         };
-        prune.ask = prune.ask.filter(|_| self.capable.all(PRUNE_FOR));
         let keep = std::mem::take(&mut prune.keep.0);
         let parts = if keep.len() > max {
             digest::split_prune(prune.lo, prune.hi, &keep, max)
@@ -66,8 +50,27 @@ impl Engine {
     }
 
     fn queue_digest(&mut self, m: Msg) {
-        let dropped = self.tx.background(m);
+        let dropped = self.tx.background(readable(&self.capable, m));
         self.stats.background_dropped += u64::from(dropped);
+    }
+
+    /// A proven datagram from `peer` carried the header `flags`. When it
+    /// says it reads less than every peer heard did (an older build joined
+    /// the link, or a node was downgraded), what waits in the background
+    /// queue goes as it reads it; until then it went out as queued, and
+    /// the older build counted it malformed and dropped the rest of its
+    /// datagram.
+    pub(super) fn heard_flags(&mut self, peer: u64, flags: u8) {
+        let reads = |c: &session::Capable| {
+            [PRUNE_FOR, DIGEST_SUB_FOR].map(|bit| c.all(bit))
+        };
+        let before = reads(&self.capable);
+        self.capable.heard(peer, flags);
+        let after = reads(&self.capable);
+        if before.iter().zip(&after).any(|(b, a)| *b && !*a) {
+            let capable = &self.capable;
+            self.tx.map_background(|m| readable(capable, m));
+        }
     }
 
     /// What a datagram of `limit` bytes leaves for header and body: the
@@ -143,5 +146,30 @@ impl Engine {
             // 2^64 datagrams is not spent in this universe's lifetime.
             Some(s) => s.sealer.seal(&mut buf[..limit], len).ok(),
         }
+    }
+}
+
+/// `m` as every peer heard reads it: a `DigestSubFor` or `PruneFor` goes
+/// as the plain message while any peer has not said it reads the name (an
+/// older build would count it malformed). A plain ask is answered naming
+/// its sums' hash, which the asker also keeps; a plain Prune is checked
+/// against the latest ask of its bucket.
+fn readable(capable: &session::Capable, m: Msg) -> Msg {
+    match m {
+        Msg::DigestSubFor {
+            table,
+            bucket,
+            sums,
+            ..
+        } if !capable.all(DIGEST_SUB_FOR) => Msg::DigestSub {
+            table,
+            bucket,
+            sums,
+        },
+        Msg::PruneFor { .. } if !capable.all(PRUNE_FOR) => match m.as_prune() {
+            Some(p) => wire::Prune { ask: None, ..p }.into(),
+            None => m,
+        },
+        m => m,
     }
 }

@@ -130,6 +130,21 @@ fn prunes_beyond_the_background_queue_are_dropped_and_counted() {
     assert_eq!(a.stats().background_dropped, 1100 - 1024);
 }
 
+/// A datagram from trusted `peer` (1 or 2: sessions 200, 300) with header
+/// `flags`.
+fn hear(a: &mut Engine, peer: u64, flags: u8, src: &MapSource) {
+    let mut buf = [0u8; 1472];
+    let header = Header {
+        flags,
+        session: [0, 200, 300][peer as usize],
+        first_seq: Seq(1),
+    };
+    let mut w = Writer::new(&mut buf, header).unwrap();
+    w.push(&Msg::Alive { next: Seq(1) }).unwrap();
+    let n = w.finish();
+    a.recv(Instant::ZERO, peer, &buf[..n], src).unwrap();
+}
+
 /// Every datagram says this build reads `PruneFor`; a Prune names its ask
 /// only when every peer's last datagram said the same, and goes as the
 /// plain Prune an older build reads otherwise (split alike on a small
@@ -164,15 +179,7 @@ fn a_prune_names_its_ask_only_to_a_peer_that_reads_it() {
         (2, pf, true),
     ] {
         let mut buf = [0u8; 1472];
-        let header = Header {
-            flags: peer_flags,
-            session: [0, 200, 300][peer as usize],
-            first_seq: Seq(1),
-        };
-        let mut w = Writer::new(&mut buf, header).unwrap();
-        w.push(&Msg::Alive { next: Seq(1) }).unwrap();
-        let n = w.finish();
-        a.recv(Instant::ZERO, peer, &buf[..n], &src).unwrap();
+        hear(&mut a, peer, peer_flags, &src);
         a.send_digest(prune.clone());
         let mut kept: Vec<u64> = Vec::new();
         let mut parts = 0;
@@ -232,15 +239,7 @@ fn an_ask_names_itself_only_to_a_peer_that_reads_it() {
         (2, pf | dsf, true),
     ] {
         let mut buf = [0u8; 1472];
-        let header = Header {
-            flags: peer_flags,
-            session: [0, 200, 300][peer as usize],
-            first_seq: Seq(1),
-        };
-        let mut w = Writer::new(&mut buf, header).unwrap();
-        w.push(&Msg::Alive { next: Seq(1) }).unwrap();
-        let n = w.finish();
-        a.recv(Instant::ZERO, peer, &buf[..n], &src).unwrap();
+        hear(&mut a, peer, peer_flags, &src);
         a.send_digest(ask.clone());
         let mut sent = Vec::new();
         while let Some(n) = a.poll_transmit(Instant::ZERO, &src, &mut buf) {
@@ -259,4 +258,87 @@ fn an_ask_names_itself_only_to_a_peer_that_reads_it() {
             "peer flags {peer_flags:#x}"
         );
     }
+}
+
+/// A named ask or Prune queued while every peer read names goes plain
+/// when an older build is heard before it leaves (one joined the link, or
+/// a node was downgraded): sent as queued, the older build counted it
+/// malformed and dropped the rest of its datagram.
+#[test]
+fn what_waits_goes_plain_when_an_older_peer_is_heard() {
+    let mut a = Engine::new(params(Mode::FtFw, 100), Instant::ZERO);
+    a.trust(1, 200);
+    a.trust(2, 300);
+    let src = MapSource::default();
+    let (pf, dsf) = (wire::flag::PRUNE_FOR, wire::flag::DIGEST_SUB_FOR);
+    hear(&mut a, 1, pf | dsf, &src);
+    let sums = wire::Sums([7; 64]);
+    let keep = wire::KeyHashes(vec![9]);
+    a.send_digest(Msg::DigestSubFor {
+        ask: 42,
+        table: wire::Table::Ct,
+        bucket: 3,
+        sums,
+    });
+    a.send_digest(Msg::PruneFor {
+        ask: 43,
+        table: wire::Table::Ct,
+        bucket: 3,
+        sub: 4,
+        lo: 0,
+        hi: u64::MAX,
+        keep: keep.clone(),
+    });
+    // Peer 2 reads PruneFor only: the ask goes plain, the Prune named.
+    hear(&mut a, 2, pf, &src);
+    let sent = |a: &mut Engine| {
+        let mut buf = [0u8; 1472];
+        let mut msgs = Vec::new();
+        while let Some(n) = a.poll_transmit(Instant::ZERO, &src, &mut buf) {
+            let (_, body) = wire::read(&buf[..n]).unwrap();
+            msgs.extend(wire::messages(body).map(Result::unwrap).filter(|m| {
+                matches!(
+                    m,
+                    Msg::DigestSub { .. }
+                        | Msg::DigestSubFor { .. }
+                        | Msg::Prune { .. }
+                        | Msg::PruneFor { .. }
+                )
+            }));
+        }
+        msgs
+    };
+    let prune_for = Msg::PruneFor {
+        ask: 43,
+        table: wire::Table::Ct,
+        bucket: 3,
+        sub: 4,
+        lo: 0,
+        hi: u64::MAX,
+        keep: keep.clone(),
+    };
+    let plain_ask = Msg::DigestSub {
+        table: wire::Table::Ct,
+        bucket: 3,
+        sums,
+    };
+    assert_eq!(sent(&mut a), [plain_ask.clone(), prune_for.clone()]);
+    // The same queued again, then a peer that reads neither.
+    a.send_digest(Msg::DigestSubFor {
+        ask: 44,
+        table: wire::Table::Ct,
+        bucket: 3,
+        sums,
+    });
+    a.send_digest(prune_for);
+    hear(&mut a, 2, 0, &src);
+    let plain_prune = Msg::Prune {
+        table: wire::Table::Ct,
+        bucket: 3,
+        sub: 4,
+        lo: 0,
+        hi: u64::MAX,
+        keep,
+    };
+    assert_eq!(sent(&mut a), [plain_ask, plain_prune]);
 }

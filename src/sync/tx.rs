@@ -198,6 +198,13 @@ impl Transmit {
             .retain(|m| !matches!(m, Msg::Ack { .. } | Msg::Nack { .. }));
     }
 
+    /// Rewrites every background message waiting (as a peer that reads
+    /// less requires).
+    pub(crate) fn map_background(&mut self, f: impl FnMut(Msg) -> Msg) {
+        let waiting = std::mem::take(&mut self.background);
+        self.background = waiting.into_iter().map(f).collect();
+    }
+
     /// Asks the peer for its whole internal cache in the next datagram.
     pub(crate) fn request_resync(&mut self) {
         self.urgent = true;

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Layer-4 part of a tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum L4 {
-    /// Protocols without ports (GRE keys are not tracked).
+    /// Protocols without ports.
     None,
-    /// TCP, UDP, UDP-Lite, SCTP, DCCP.
+    /// TCP, UDP, UDP-Lite, SCTP, DCCP; GRE's keys too (ctnetlink sends
+    /// them as the tuple's ports).
     Ports { src: u16, dst: u16 },
     /// ICMP and ICMPv6.
     Icmp { kind: u8, code: u8, id: u16 },

@@ -96,6 +96,39 @@ fn create_snat_helper_conntrack_and_see_it_in_conntrack_l() {
     }
 }
 
+/// A ping masqueraded with its id remapped (two hosts behind the router
+/// pinging with id 1): committed, the entry's reply keeps the remapped id,
+/// so the replies still in flight to it match (committed with the id
+/// unchanged, they found no flow).
+#[test]
+fn a_masqueraded_pings_remapped_id_is_committed() {
+    let Some(ns) = Netns::new("icmpnat") else {
+        return;
+    };
+    let icmp = |src: &str, dst: &str, kind, id| Tuple {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto: 1,
+        l4: L4::Icmp { kind, code: 0, id },
+    };
+    let orig = icmp("192.168.0.2", "192.168.1.2", 8, 1);
+    ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        let mut ct = Conntrack::new(orig);
+        ct.reply = Some(icmp("192.168.1.2", "192.168.1.100", 0, 1234));
+        ct.status = status::SEEN_REPLY;
+        ct.timeout = Some(30);
+        let ct = commit::prepare_ct(&ct, 0, &CommitRules::default());
+        let acks = s
+            .batch(|buf, seq| codec::encode_ct_create(buf, &ct, seq()))
+            .unwrap();
+        assert_eq!(acks, [0], "create failed");
+    });
+    let l = ns.sh("conntrack -L -p icmp 2>/dev/null");
+    let want = "src=192.168.0.2 dst=192.168.1.2 type=8 code=0 id=1 src=192.168.1.2 dst=192.168.1.100 type=0 code=0 id=1234";
+    assert!(l.contains(want), "{want} not in: {l}");
+}
+
 #[test]
 fn foreign_changes_arrive_as_events_and_in_dumps() {
     let Some(ns) = Netns::new("events") else {

@@ -193,12 +193,18 @@ impl Conntrack {
     }
 
     /// Source NAT: the reply goes to another address/port than the
-    /// original source.
+    /// original source. An ICMP id the kernel remapped (masquerading two
+    /// hosts' pings with one id) counts as the port: ctnetlink takes it
+    /// as the NAT range's, and the kernel keeps one id for both
+    /// directions, so it is given with the source translation.
     pub fn snat(&self) -> Option<Nat> {
         let (o, r) = (self.orig, self.reply?);
         let port = match (o.l4, r.l4) {
             (L4::Ports { src, .. }, L4::Ports { dst, .. }) if src != dst => {
                 Some(dst)
+            }
+            (L4::Icmp { id: a, .. }, L4::Icmp { id: b, .. }) if a != b => {
+                Some(b)
             }
             _ => None,
         };

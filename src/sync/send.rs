@@ -1,9 +1,10 @@
 //! The engine's send side: the next datagram, built from what waits
-//! (`poll_transmit`: the header with its HELLO and PruneFor flags, the
+//! (`poll_transmit`: the header with its HELLO and capability flags, the
 //! messages `tx` fills in, a resync's progress noted, sealed when a key
 //! is set), and anti-entropy's messages put on the background queue
-//! (`send_digest`: a Prune cut to this link's datagram, a PruneFor sent
-//! plain to a peer that does not say it reads them).
+//! (`send_digest`: a Prune cut to this link's datagram; a named ask or
+//! Prune sent plain while a peer does not say it reads the name, and
+//! what waits made plain when such a peer is heard: `heard_flags`).
 
 use super::{Engine, Source, digest, session, tx};
 use crate::time::Instant;

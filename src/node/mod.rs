@@ -32,6 +32,7 @@ mod control;
 mod dumps;
 pub mod flow_log;
 pub mod flow_requests;
+mod internal;
 mod io;
 mod jobs;
 mod kernel_side;
@@ -48,6 +49,7 @@ mod test_support;
 use std::time::Duration;
 
 use crate::sync::tx_timing::TxTiming;
+pub use internal::Internal;
 pub use io::{
     ClientId, Completion, Done, Input, Job, LinkView, LogRecord, Outbox,
     Purpose, RELEASE_AFTER, Work,
@@ -57,7 +59,7 @@ pub use snapshot::{CacheView, ControlView, Counters, Snapshot};
 use crate::cache::Cache;
 use crate::config::{Config, Mode};
 use crate::model::{Conntrack, Expect};
-use crate::sync::{self, Key, Source, State, Switch};
+use crate::sync::{self, Switch};
 use crate::time::Instant;
 
 pub use crate::sync::tx_timing::{TX_COALESCE, TX_FULL, TX_IDLE};
@@ -132,36 +134,6 @@ pub struct Node {
     /// Per link: datagrams refused (`-s link`, JSON), and the protocol
     /// the peer last spoke on it.
     refused: Vec<peer_side::LinkRefused>,
-}
-
-/// The internal caches as the engine's [`Source`].
-pub struct Internal<'a> {
-    pub ct: &'a Cache<Conntrack>,
-    pub exp: &'a Cache<Expect>,
-}
-
-impl Source for Internal<'_> {
-    fn current(&self, key: &Key) -> Option<State> {
-        match key {
-            Key::Ct(k) => self.ct.get(k).map(|e| State::Ct(e.value)),
-            Key::Exp(k) => self.exp.get(k).map(|e| State::Exp(e.value)),
-        }
-    }
-
-    fn encoded(&self, key: &Key) -> Option<&[u8]> {
-        // The caches hold the wire's encoding (cache::stored).
-        match key {
-            Key::Ct(k) => self.ct.get_encoded(k),
-            Key::Exp(k) => self.exp.get_encoded(k),
-        }
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        // Conntracks first: masters reach the peer before expectations.
-        let mut v: Vec<Key> = self.ct.keys().map(Key::Ct).collect();
-        v.extend(self.exp.keys().map(|k| Key::Exp(Box::new(k))));
-        v
-    }
 }
 
 impl Node {

@@ -1,0 +1,36 @@
+//! The internal caches as the sync engine reads them: its [`Source`] of
+//! current states, stored wire encodings and keys.
+
+use crate::cache::Cache;
+use crate::model::{Conntrack, Expect};
+use crate::sync::{Key, Source, State};
+
+/// The internal caches as the engine's [`Source`].
+pub struct Internal<'a> {
+    pub ct: &'a Cache<Conntrack>,
+    pub exp: &'a Cache<Expect>,
+}
+
+impl Source for Internal<'_> {
+    fn current(&self, key: &Key) -> Option<State> {
+        match key {
+            Key::Ct(k) => self.ct.get(k).map(|e| State::Ct(e.value)),
+            Key::Exp(k) => self.exp.get(k).map(|e| State::Exp(e.value)),
+        }
+    }
+
+    fn encoded(&self, key: &Key) -> Option<&[u8]> {
+        // The caches hold the wire's encoding (cache::stored).
+        match key {
+            Key::Ct(k) => self.ct.get_encoded(k),
+            Key::Exp(k) => self.exp.get_encoded(k),
+        }
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        // Conntracks first: masters reach the peer before expectations.
+        let mut v: Vec<Key> = self.ct.keys().map(Key::Ct).collect();
+        v.extend(self.exp.keys().map(|k| Key::Exp(Box::new(k))));
+        v
+    }
+}

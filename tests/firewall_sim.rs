@@ -20,8 +20,9 @@
 mod sim;
 
 use ctsyncd::control::proto::{
-    Cache, CacheSel, Request, Status, Table, Target,
+    Cache, CacheSel, Format, Request, StatsView, Status, Table, Target,
 };
+use ctsyncd::kernel::origin::Origin;
 use ctsyncd::wire::{ct_key_of, exp_key_of};
 use sim::flows::{established, flow, ftp_data, ftp_master, pasv};
 use sim::net::LinkParams;
@@ -509,6 +510,77 @@ fn disable_external_cache_updates_reach_the_backup_kernel() {
                 == Some((want.proto_info, want.timeout, want.status)),
             || format!("fw2 kernel has {got:?}, want {want:?}"),
         );
+    });
+}
+
+/// With DisableExternalCache, `-s` shows conntrackd's `external inject:`
+/// block: the peer's creates, updates and deletes each on their own line
+/// (`external_inject.c` counts add, upd and del apart), and the
+/// expectations in `-s expect`'s block, not in the conntracks'. A delete
+/// of an entry already gone is counted in neither column.
+#[test]
+fn disable_external_cache_counts_creates_updates_and_deletes_apart() {
+    let primary_cfg = cfg("", "FTFW { }", "ExpectationSync On");
+    let backup_cfg =
+        cfg("", "FTFW { DisableExternalCache On }", "ExpectationSync On");
+    let mut w =
+        World::new(5, LinkParams::PERFECT, vec![primary_cfg, backup_cfg]);
+    w.start(FW1);
+    w.start(FW2);
+    primary(&mut w, FW1);
+    backup(&mut w, FW2);
+    scenario(&mut w, |w| {
+        let c = flow(0);
+        assert!(w.new_flow(FW1, &c));
+        let m = ftp_master(1);
+        assert!(w.new_flow(FW1, &m));
+        w.run(50);
+        assert!(w.expect(FW1, &pasv(&m, 50_000)));
+        w.run(50);
+        assert!(w.update_flow(FW1, &established(c.clone())));
+        w.run(50);
+        // The backup's kernel loses the flow first: the peer's delete
+        // finds nothing to delete.
+        let gone = flow(2);
+        assert!(w.new_flow(FW1, &gone));
+        w.run(50);
+        let mut ev = Vec::new();
+        assert!(
+            w.fws[FW2]
+                .kernel
+                .delete_ct(&ct_key_of(&gone), Origin::NotMe, &mut ev)
+                .is_ok()
+        );
+        assert!(w.end_flow(FW1, &ct_key_of(&gone)));
+        assert!(w.end_flow(FW1, &ct_key_of(&c)));
+        w.run(50);
+        let view = |view| Request::Stats {
+            view,
+            format: Format::Plain,
+        };
+        let block = |text: &str| {
+            let at = text.find("external inject:").unwrap_or(text.len());
+            text[at..].lines().take(4).collect::<Vec<_>>().join("\n")
+        };
+        let line = |what: &str, n: u32| {
+            format!("connections {what}:\t\t{n:12}\tfailed:\t{:12}", 0)
+        };
+        let want = |created, updated, destroyed| {
+            [
+                "external inject:".to_string(),
+                line("created", created),
+                line("updated", updated),
+                line("destroyed", destroyed),
+            ]
+            .join("\n")
+        };
+        // Three flows created; two updates (the bulk send answering the
+        // backup's -n carries the first flow again, as an update); one
+        // delete done, the other found its entry gone.
+        let ct = block(&w.ok(FW2, view(StatsView::General)));
+        w.ensure(ct == want(3, 2, 1), || format!("-s:\n{ct}"));
+        let exp = block(&w.ok(FW2, view(StatsView::Expect)));
+        w.ensure(exp == want(1, 0, 0), || format!("-s expect:\n{exp}"));
     });
 }
 

@@ -61,8 +61,8 @@ use ctsyncd::model::{
     expect_flag, status,
 };
 use ctsyncd::node::{
-    ClientId, Completion, Done, Input, Job, LinkView, Node, Outbox, Purpose,
-    Snapshot, Work,
+    ClientId, Completion, Done, Injection, Input, Job, LinkView, Node, Outbox,
+    Purpose, Snapshot, Work,
 };
 use ctsyncd::time::Instant;
 
@@ -514,8 +514,12 @@ fn answer(
         Work::Inject(changes) => match sel & 0x0f {
             0x0f => (failed(), true),
             n => {
-                let errs = (0..changes.len()).map(|i| errno(n, i)).collect();
-                (Done::Injected(errs), true)
+                let results = changes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (Injection::of(a), errno(n, i)))
+                    .collect();
+                (Done::Injected(results), true)
             }
         },
         Work::Commit(plan) => {

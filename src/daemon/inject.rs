@@ -17,7 +17,8 @@
 //! - conntrack new: create; EEXIST ⇒ as an update (a NEW for a tuple the
 //!   kernel holds is the same flow sent again: a resend, a bulk send);
 //! - expectation new or update: create; EEXIST ⇒ delete and create;
-//! - deletes: ENOENT is not a failure (already gone).
+//! - deletes: ENOENT is not a failure (already gone; the node counts it
+//!   so).
 
 use std::io;
 
@@ -25,18 +26,21 @@ use crate::kernel::codec;
 use crate::kernel::commit::{self, CommitRules};
 use crate::kernel::socket::{CtSocket, Errno};
 use crate::model::{Conntrack, Expect};
+use crate::node::Injection;
 use crate::sync::Apply;
 use crate::wire::ExpKey;
 
 const ENOENT: Errno = rustix::io::Errno::NOENT.raw_os_error();
 const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
 
-/// Applies the peer's changes in order. One errno per change (0 = done).
+/// Applies the peer's changes in order. Each change's kind and errno (0
+/// = done; a delete's ENOENT is passed on: the node counts an entry
+/// already gone as conntrackd does, in neither column).
 pub(super) fn inject(
     sock: &mut CtSocket,
     rules: &CommitRules,
     changes: &[Apply],
-) -> io::Result<Vec<Errno>> {
+) -> io::Result<Vec<(Injection, Errno)>> {
     let mut out = Vec::with_capacity(changes.len());
     for a in changes {
         let e = match a {
@@ -46,19 +50,17 @@ pub(super) fn inject(
             Apply::Exp { exp, .. } => {
                 first(sock.create_exps(&[commit::prepare_exp(exp, 0, rules)])?)
             }
-            Apply::CtDel(k) => {
-                gone_is_done(first(sock.batch(|buf, seq| {
-                    codec::encode_ct_delete(buf, &k.orig, k.zone, seq())
-                })?))
-            }
+            Apply::CtDel(k) => first(sock.batch(|buf, seq| {
+                codec::encode_ct_delete(buf, &k.orig, k.zone, seq())
+            })?),
             Apply::ExpDel(k) => {
                 let x = expect_of_key(k);
-                gone_is_done(first(sock.batch(|buf, seq| {
+                first(sock.batch(|buf, seq| {
                     codec::encode_exp_delete(buf, &x, seq())
-                })?))
+                })?)
             }
         };
-        out.push(e);
+        out.push((Injection::of(a), e));
     }
     Ok(out)
 }
@@ -118,10 +120,6 @@ fn one(
 
 fn first(errs: Vec<Errno>) -> Errno {
     errs.first().copied().unwrap_or(0)
-}
-
-fn gone_is_done(e: Errno) -> Errno {
-    if e == ENOENT { 0 } else { e }
 }
 
 fn expect_of_key(k: &ExpKey) -> Expect {

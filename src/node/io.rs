@@ -171,8 +171,9 @@ pub enum Done {
         /// cheaply, clippy's `result_large_err`.)
         aborted: Option<Box<str>>,
     },
-    /// One errno per injected change.
-    Injected(Vec<i32>),
+    /// What each injected change was, and its errno (0 = done), in
+    /// order.
+    Injected(Vec<(Injection, i32)>),
     /// How many entries were deleted.
     Flushed(usize),
     /// Part of a dump; `last` ends it.
@@ -180,6 +181,32 @@ pub enum Done {
     /// The job failed as a whole (or was never run: the job queue was
     /// full); the text says why.
     Failed(String),
+}
+
+/// What an injected change does to the kernel, as conntrackd's
+/// `external inject:` counters tell them apart: a peer's NEW creates, its
+/// UPDATE updates (both fall back on each other in the kernel, the
+/// change still counts as what the peer sent), its DESTROY deletes. An
+/// expectation's UPDATE is created as a NEW is, and counted so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injection {
+    CtNew,
+    CtUpdate,
+    CtDelete,
+    ExpNew,
+    ExpDelete,
+}
+
+impl Injection {
+    pub fn of(a: &Apply) -> Injection {
+        match a {
+            Apply::Ct { new: true, .. } => Injection::CtNew,
+            Apply::Ct { new: false, .. } => Injection::CtUpdate,
+            Apply::CtDel(_) => Injection::CtDelete,
+            Apply::Exp { .. } => Injection::ExpNew,
+            Apply::ExpDel(_) => Injection::ExpDelete,
+        }
+    }
 }
 
 /// A log line the node wants written.

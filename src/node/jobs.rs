@@ -5,7 +5,7 @@
 
 use log::Level::{Error, Warn};
 
-use super::{Completion, Done, Node, Purpose, RELEASE_AFTER};
+use super::{Completion, Done, Injection, Node, Purpose, RELEASE_AFTER};
 use crate::control::proto::Status;
 use crate::kernel::codec::Object;
 use crate::model::{L4, Tuple};
@@ -157,20 +157,9 @@ impl Node {
                 self.out
                     .log(Warn, format!("can't read a master back: {why}"));
             }
-            (Purpose::Inject, Done::Injected(errs)) => {
-                for e in errs {
-                    if e == 0 {
-                        self.counters.inject_ok += 1;
-                    } else {
-                        self.counters.inject_fail += 1;
-                        self.out.log(
-                            Warn,
-                            format!(
-                                "could not inject entry: {}",
-                                std::io::Error::from_raw_os_error(e)
-                            ),
-                        );
-                    }
+            (Purpose::Inject, Done::Injected(results)) => {
+                for (what, e) in results {
+                    self.injected(what, e);
                 }
             }
             (Purpose::Inject, Done::Failed(why)) => {
@@ -231,6 +220,44 @@ impl Node {
                     format!("kernel job {purpose:?} ended with {done:?}"),
                 );
             }
+        }
+    }
+}
+
+impl Node {
+    /// One injected change's outcome, counted by kind as conntrackd's
+    /// `external inject:` does (a delete that finds the entry gone is
+    /// done, and counted in neither column), with conntrackd's warning
+    /// for each kind.
+    fn injected(&mut self, what: Injection, e: i32) {
+        let gone = e == rustix::io::Errno::NOENT.raw_os_error();
+        let delete = matches!(what, Injection::CtDelete | Injection::ExpDelete);
+        if e == 0 || (gone && delete) {
+            self.counters.inject_ok += 1;
+        } else {
+            self.counters.inject_fail += 1;
+        }
+        let (ct, exp) =
+            (&mut self.counters.inject_ct, &mut self.counters.inject_exp);
+        let (column, what) = match what {
+            Injection::CtNew => (&mut ct.created, "add new ct"),
+            Injection::CtUpdate => (&mut ct.updated, "update ct"),
+            Injection::CtDelete => (&mut ct.destroyed, "destroy ct"),
+            Injection::ExpNew => (&mut exp.created, "add new exp"),
+            Injection::ExpDelete => (&mut exp.destroyed, "delete exp"),
+        };
+        if gone && delete {
+            return;
+        }
+        column[usize::from(e != 0)] += 1;
+        if e != 0 {
+            self.out.log(
+                Warn,
+                format!(
+                    "could not {what} entry: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ),
+            );
         }
     }
 }

@@ -51,10 +51,10 @@ use std::time::Duration;
 use crate::sync::tx_timing::TxTiming;
 pub use internal::Internal;
 pub use io::{
-    ClientId, Completion, Done, Input, Job, LinkView, LogRecord, Outbox,
-    Purpose, RELEASE_AFTER, Work,
+    ClientId, Completion, Done, Injection, Input, Job, LinkView, LogRecord,
+    Outbox, Purpose, RELEASE_AFTER, Work,
 };
-pub use snapshot::{CacheView, ControlView, Counters, Snapshot};
+pub use snapshot::{CacheView, ControlView, Counters, Injected, Snapshot};
 
 use crate::cache::Cache;
 use crate::config::{Config, Mode};

@@ -28,6 +28,9 @@ pub struct Counters {
     pub commit_fail: u64,
     pub inject_ok: u64,
     pub inject_fail: u64,
+    /// The same, by kind (`external inject:`, in `-s` and `-s expect`).
+    pub inject_ct: Injected,
+    pub inject_exp: Injected,
     /// Kernel jobs that failed as a whole or never ran (queue full).
     pub jobs_failed: u64,
     /// Activity scans done, and the active flows they sent again.
@@ -44,6 +47,15 @@ pub struct Bypassed {
     pub new: u64,
     pub updated: u64,
     pub destroyed: u64,
+}
+
+/// A peer's changes injected, by kind, done and failed (conntrackd's
+/// `external inject:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub created: [u64; 2],
+    pub updated: [u64; 2],
+    pub destroyed: [u64; 2],
 }
 
 /// The control socket's replies, as the daemon's loop keeps them (the

@@ -19,7 +19,7 @@ use ctsyncd::kernel::codec::{Kind, Message, Object};
 use ctsyncd::kernel::commit::{self, CommitRules};
 use ctsyncd::kernel::origin::Origin;
 use ctsyncd::model::{Conntrack, Expect};
-use ctsyncd::node::{Done, Work};
+use ctsyncd::node::{Done, Injection, Work};
 use ctsyncd::sync::Apply;
 use ctsyncd::wire::{CtKey, ExpKey, ct_key_of, exp_key_of};
 
@@ -377,11 +377,11 @@ impl Kernel {
                     commit_timeout: sync.commit_timeout,
                     tcp_window_tracking: sync.tcp_window_tracking,
                 };
-                let errs = changes
+                let results = changes
                     .iter()
-                    .map(|a| self.inject(a, &rules, events))
+                    .map(|a| (Injection::of(a), self.inject(a, &rules, events)))
                     .collect();
-                vec![Done::Injected(errs)]
+                vec![Done::Injected(results)]
             }
         }
     }
@@ -418,14 +418,10 @@ impl Kernel {
                 o,
                 events,
             )),
-            Apply::CtDel(k) => match self.delete_ct(k, o, events) {
-                Err(ENOENT) => 0,
-                r => errno(r),
-            },
-            Apply::ExpDel(k) => match self.delete_exp(k, o, events) {
-                Err(ENOENT) => 0,
-                r => errno(r),
-            },
+            // As the worker: a delete's ENOENT is passed on, the node
+            // counts it done.
+            Apply::CtDel(k) => errno(self.delete_ct(k, o, events)),
+            Apply::ExpDel(k) => errno(self.delete_exp(k, o, events)),
         }
     }
 }

@@ -81,12 +81,28 @@ pub fn describe(input: &Input<'_>) -> String {
 }
 
 pub fn done_text(d: &ctsyncd::node::Done) -> String {
-    use ctsyncd::node::Done;
+    use ctsyncd::node::{Done, Injection};
     match d {
         Done::Committed { cts, exps, .. } => {
             format!("Committed cts {} exps {}", errnos(cts), errnos(exps))
         }
-        Done::Injected(e) => format!("Injected {}", errnos(e)),
+        Done::Injected(r) => {
+            // A delete that finds its entry gone is done (the node counts
+            // it in neither column): "gone", not a failure.
+            let gone = |&&(what, e): &&(Injection, i32)| {
+                e == 2
+                    && matches!(
+                        what,
+                        Injection::CtDelete | Injection::ExpDelete
+                    )
+            };
+            let e: Vec<i32> =
+                r.iter().filter(|x| !gone(x)).map(|&(_, e)| e).collect();
+            match r.iter().filter(gone).count() {
+                0 => format!("Injected {}", errnos(&e)),
+                n => format!("Injected {}, {n} gone", errnos(&e)),
+            }
+        }
         Done::Flushed(n) => format!("Flushed {n}"),
         Done::Dumped { objects, last } => format!(
             "Dumped {} entries{}",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::stats_json::stats_json;
 use crate::cache::CacheStats;
 use crate::control::proto::{Format, StatsView};
-use crate::node::snapshot::{Bypassed, Counters, Snapshot};
+use crate::node::snapshot::{Bypassed, Counters, Injected, Snapshot};
 use crate::sync::ResendEntry;
 
 /// One dedicated link as the statistics show it.
@@ -151,11 +151,16 @@ fn bypass_block(s: &mut String, b: &Bypassed) {
 }
 
 /// DisableExternalCache's block in place of the external cache's.
-fn inject_block(s: &mut String, c: &Counters) {
+fn inject_block(s: &mut String, i: &Injected) {
     let _ = write!(
         s,
         "external inject:\nconnections created:\t\t{:12}\tfailed:\t{:12}\nconnections updated:\t\t{:12}\tfailed:\t{:12}\nconnections destroyed:\t\t{:12}\tfailed:\t{:12}\n\n",
-        c.inject_ok, c.inject_fail, 0, 0, 0, 0
+        i.created[0],
+        i.created[1],
+        i.updated[0],
+        i.updated[1],
+        i.destroyed[0],
+        i.destroyed[1]
     );
 }
 
@@ -175,7 +180,7 @@ fn general(s: &mut String, snap: &Snapshot, expect: bool) {
         cache_block(s, "internal", ict.len, &ict.stats);
     }
     if snap.external_disabled {
-        inject_block(s, c);
+        inject_block(s, if expect { &c.inject_exp } else { &c.inject_ct });
     } else if expect {
         cache_block(s, "external", eexp.len, &eexp.stats);
     } else {
@@ -310,7 +315,7 @@ pub fn stats(snap: &Snapshot, view: StatsView, format: Format) -> String {
                 cache_extended(&mut s, "internal", i.len, &i.stats);
             }
             if snap.external_disabled {
-                inject_block(&mut s, &snap.counters);
+                inject_block(&mut s, &snap.counters.inject_ct);
             } else {
                 cache_extended(&mut s, "external", e.len, &e.stats);
             }

@@ -109,8 +109,11 @@ pub enum Purpose {
     /// stage): a job the worker's full queue refuses comes back before
     /// the jobs queued ahead of it, and is told from them by its number.
     CommitFirst { client: ClientId, batch: u32 },
-    /// DisableExternalCache: count successes and failures.
-    Inject,
+    /// DisableExternalCache: count successes and failures. `changes`:
+    /// how many of each [`Injection`] the job holds (indexed by it), each
+    /// counted as failed when the job fails as a whole (a full queue
+    /// refused it: a datagram's worth of changes, not one).
+    Inject { changes: [u32; Injection::KINDS] },
     /// `-F` (a client waits) or the scheduled `-t` purge (none).
     Flush { client: Option<ClientId> },
     /// Bring the internal cache in line with the kernel: start-up, `-R`
@@ -198,6 +201,15 @@ pub enum Injection {
 }
 
 impl Injection {
+    pub const KINDS: usize = 5;
+    pub const ALL: [Injection; Injection::KINDS] = [
+        Injection::CtNew,
+        Injection::CtUpdate,
+        Injection::CtDelete,
+        Injection::ExpNew,
+        Injection::ExpDelete,
+    ];
+
     pub fn of(a: &Apply) -> Injection {
         match a {
             Apply::Ct { new: true, .. } => Injection::CtNew,

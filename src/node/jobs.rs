@@ -157,15 +157,24 @@ impl Node {
                 self.out
                     .log(Warn, format!("can't read a master back: {why}"));
             }
-            (Purpose::Inject, Done::Injected(results)) => {
+            (Purpose::Inject { .. }, Done::Injected(results)) => {
                 for (what, e) in results {
-                    self.injected(what, e);
+                    self.injected(what, e, true);
                 }
             }
-            (Purpose::Inject, Done::Failed(why)) => {
+            (Purpose::Inject { changes }, Done::Failed(why)) => {
+                // Refused by a full queue: none was applied. (A socket
+                // that failed midway may have applied the first: they
+                // count as failed too, the kernel's answer being lost.)
                 self.counters.jobs_failed += 1;
-                self.counters.inject_fail += 1;
                 self.out.log(Warn, format!("could not inject entry: {why}"));
+                let eio = libc_eio();
+                for (what, n) in Injection::ALL.into_iter().zip(changes) {
+                    for _ in 0..n {
+                        // One line for the job said why.
+                        self.injected(what, eio, false);
+                    }
+                }
             }
             (Purpose::Flush { client }, Done::Flushed(_)) => {
                 if let Some(c) = client {
@@ -228,8 +237,8 @@ impl Node {
     /// One injected change's outcome, counted by kind as conntrackd's
     /// `external inject:` does (a delete that finds the entry gone is
     /// done, and counted in neither column), with conntrackd's warning
-    /// for each kind.
-    fn injected(&mut self, what: Injection, e: i32) {
+    /// for each kind when `log`.
+    fn injected(&mut self, what: Injection, e: i32, log: bool) {
         let gone = e == rustix::io::Errno::NOENT.raw_os_error();
         let delete = matches!(what, Injection::CtDelete | Injection::ExpDelete);
         if e == 0 || (gone && delete) {
@@ -250,7 +259,7 @@ impl Node {
             return;
         }
         column[usize::from(e != 0)] += 1;
-        if e != 0 {
+        if e != 0 && log {
             self.out.log(
                 Warn,
                 format!(

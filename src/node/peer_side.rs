@@ -6,7 +6,9 @@
 //! [`crate::sync::Switch`]'s; its one notice line is written here, where
 //! the link is known).
 
-use super::{Internal, Job, LinkView, Node, Purpose, RELEASE_AFTER, Work};
+use super::{
+    Injection, Internal, Job, LinkView, Node, Purpose, RELEASE_AFTER, Work,
+};
 use crate::config::{NatByteOrder, Transport};
 use crate::sync::{Apply, CtdRefused, Protocol, Received};
 use crate::time::Instant;
@@ -140,8 +142,12 @@ impl Node {
             }
         }
         if !inject.is_empty() {
+            let mut changes = [0u32; Injection::KINDS];
+            for a in &inject {
+                changes[Injection::of(a) as usize] += 1;
+            }
             self.out.jobs.push(Job {
-                purpose: Purpose::Inject,
+                purpose: Purpose::Inject { changes },
                 work: Work::Inject(inject),
             });
         }

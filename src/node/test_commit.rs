@@ -119,6 +119,55 @@ fn disabled_external_cache_injects_and_commit_returns_at_once() {
     assert!(fw2.internal_ct.is_empty());
 }
 
+/// An injection job the worker's full queue refuses (or whose socket
+/// fails) applied none of its changes that the node can tell: each
+/// counts as failed, in its kind's column (a datagram carries many
+/// changes; one failure for all of them hid the rest from -s).
+#[test]
+fn a_refused_injection_counts_each_of_its_changes_as_failed() {
+    let c = cfg("", "FTFW { DisableExternalCache On }", "ExpectationSync On");
+    let mut fw1 = node(cfg("", "FTFW { }", "ExpectationSync On"), 1);
+    let mut fw2 = node(c, 2);
+    let m = ftp_master();
+    ftp_session(&mut fw1, &m);
+    let jobs = flow(&mut fw1, &mut fw2, Instant::from_millis(0));
+    let changes: usize = jobs
+        .iter()
+        .map(|j| match &j.work {
+            Work::Inject(changes) => changes.len(),
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    assert_eq!(changes, 2, "the master and its expectation");
+    for j in jobs {
+        fw2.job(
+            Instant::from_millis(1),
+            j.purpose,
+            super::test::queue_full(),
+        );
+    }
+    let now = Instant::from_millis(2);
+    assert_eq!(fw2.counters.inject_fail, 2);
+    assert_eq!(fw2.counters.inject_ok, 0);
+    assert_eq!(fw2.counters.jobs_failed, 1);
+    let stats = |fw: &mut Fw, view| {
+        let o = fw.control(
+            now,
+            Request::Stats {
+                view,
+                format: crate::control::proto::Format::Plain,
+            },
+        );
+        format!("{:?}", o.replies)
+    };
+    let failed_create =
+        "connections created:\\t\\t           0\\tfailed:\\t           1";
+    let s = stats(&mut fw2, crate::control::proto::StatsView::General);
+    assert!(s.contains(failed_create), "{s}");
+    let s = stats(&mut fw2, crate::control::proto::StatsView::Expect);
+    assert!(s.contains(failed_create), "{s}");
+}
+
 #[test]
 fn purge_timer_flushes_kernel_and_internal_cache_and_commit_cancels_it() {
     let c = cfg("", "FTFW { PurgeTimeout 5 }", "");

@@ -182,8 +182,23 @@ fn bodies() -> Vec<Body> {
         out.push(Body::CtNew(ct));
         out.push(Body::ExpNew(ftp_expect(control, 50000)));
     }
-    // A DEL built from the key alone.
+    // Expectations whose flags or class are not 0 (a SIP registration's
+    // flags are PERMANENT|INACTIVE, an RTP expectation's class is 1) ...
+    let mut dels = Vec::new();
+    for (sport, flags, class) in [(40014, 3, 0), (40015, 0, 1)] {
+        let master = tuple(17, "10.72.1.2", sport, "10.72.2.2", 5060);
+        let mut x = ftp_expect(master, 50000);
+        x.mask.proto = 17;
+        x.helper = Some("sip".try_into().unwrap());
+        x.flags = flags;
+        x.class = class;
+        dels.push(Body::ExpDel(Expect::new(x.master, x.tuple, x.mask)));
+        out.push(Body::ExpNew(x));
+    }
+    // DELs built from the key alone, as `sync::ctd::tx` builds them once
+    // the entry is gone (... whose flags and class it cannot know).
     out.push(Body::CtDel(Conntrack::new(udp)));
+    out.extend(dels);
     out
 }
 
@@ -392,6 +407,12 @@ fn run(mode: &str, tag: &str) {
         "DEL ignored:\n{ext}"
     );
     let exp = ctl("-e expect");
+    for sport in ["sport=40014 ", "sport=40015 "] {
+        assert!(
+            line_with(&exp, sport).is_none(),
+            "expectation DEL ignored ({sport}):\n{exp}"
+        );
+    }
     expect_line(
         &exp,
         "master-src=10.72.1.2",

@@ -181,8 +181,14 @@ fn group(w: &mut Writer<'_>, kinds: GroupKinds, t: &Tuple, ports: bool) {
     }
 }
 
-/// Writes the attributes of `x` in conntrackd's order (§4.5).
-pub(super) fn encode(x: &Expect, send_timeout: bool, w: &mut Writer<'_>) {
+/// Writes the attributes of `x` in conntrackd's order (§4.5); `del`: for
+/// an EXP_DEL.
+pub(super) fn encode(
+    x: &Expect,
+    send_timeout: bool,
+    del: bool,
+    w: &mut Writer<'_>,
+) {
     let ports = has_ports(x.master.proto);
     group(w, MASTER, &x.master, ports);
     group(w, EXPECT, &x.tuple, ports);
@@ -190,9 +196,22 @@ pub(super) fn encode(x: &Expect, send_timeout: bool, w: &mut Writer<'_>) {
     if let (true, Some(t)) = (send_timeout, x.timeout) {
         w.be32(TIMEOUT, t);
     }
-    w.be32(FLAGS, x.flags);
+    // conntrackd finds the entry a DEL names by comparing every attribute
+    // both carry, flags and class included (libnetfilter_conntrack's
+    // nfexp_cmp); an absent one is not compared. A DEL built from the key
+    // (the entry is gone from our cache: no helper, no timeout) knows
+    // neither, and its 0s missed every entry whose flags or class are not
+    // 0 (a SIP registration's, an RTP expectation's): they stayed in the
+    // peer's external cache and were committed at its failover. conntrackd's
+    // own DELs carry their helper and timeout, and still both.
+    let from_key = del && x.helper.is_none() && x.timeout.is_none();
+    if !(from_key && x.flags == 0) {
+        w.be32(FLAGS, x.flags);
+    }
     // The kernel always reports the class, so conntrackd always sends it.
-    w.be32(CLASS, x.class);
+    if !(from_key && x.class == 0) {
+        w.be32(CLASS, x.class);
+    }
     if let Some(nat) = x.nat
         && let (IpAddr::V4(a), IpAddr::V4(b)) = (nat.tuple.src, nat.tuple.dst)
     {

@@ -373,9 +373,10 @@ pub fn encode(
             Body::CtNew(c) | Body::CtUpd(c) | Body::CtDel(c) => {
                 ct::encode(c, opts, &mut w)
             }
-            Body::ExpNew(x) | Body::ExpUpd(x) | Body::ExpDel(x) => {
-                exp::encode(x, opts.send_timeout, &mut w)
+            Body::ExpNew(x) | Body::ExpUpd(x) => {
+                exp::encode(x, opts.send_timeout, false, &mut w)
             }
+            Body::ExpDel(x) => exp::encode(x, opts.send_timeout, true, &mut w),
             _ => {}
         }
         w.finish()?

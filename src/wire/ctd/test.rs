@@ -445,6 +445,37 @@ fn a_del_from_a_key_carries_the_identity() {
     );
 }
 
+/// conntrackd finds the entry an EXP_DEL names by every attribute both
+/// carry: a DEL from a key leaves out the flags and class it cannot know
+/// (a 0 missed an entry of class 1); the reference NEW, as a DEL, keeps
+/// conntrackd's bytes.
+#[test]
+fn an_expectation_del_from_a_key_leaves_out_flags_and_class() {
+    let x = Expect::new(
+        tcp("127.0.0.1", "127.0.0.1", 37694, 21),
+        tcp("127.0.0.1", "127.0.0.1", 0, 50000),
+        tcp("255.255.255.255", "255.255.255.255", 0, 0xffff),
+    );
+    let msg = |body| Message {
+        seq: 0x6b09_40e9,
+        hello: false,
+        hello_back: false,
+        body,
+    };
+    let bytes = enc(&msg(Body::ExpDel(x)), Options::default());
+    // The reference NEW up to its TIMEOUT (92 bytes): no FLAGS, no CLASS.
+    let reference = hex(EXP_NEW_FTP);
+    assert_eq!(bytes[0], 0x15, "v1 EXP_DEL");
+    assert_eq!(bytes[2..4], [0, 0x5c]);
+    assert_eq!(bytes[4..], reference[4..0x5c]);
+    let Body::ExpNew(full) = one(&reference).body else {
+        panic!()
+    };
+    let mut del = enc(&msg(Body::ExpDel(full)), Options::default());
+    del[0] = 0x13;
+    assert_eq!(del, reference);
+}
+
 #[test]
 fn expectation_with_nat_and_function_round_trips() {
     let master = tcp("10.0.1.2", "10.0.2.2", 40000, 21);

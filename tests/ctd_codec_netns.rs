@@ -195,6 +195,13 @@ fn bodies() -> Vec<Body> {
         dels.push(Body::ExpDel(Expect::new(x.master, x.tuple, x.mask)));
         out.push(Body::ExpNew(x));
     }
+    // A mark that goes back to 0: the UPD must say so (conntrackd's update
+    // keeps what a message leaves out).
+    let mut marked = established(tuple(6, "10.72.1.2", 40016, "10.72.2.2", 80));
+    marked.mark = 7;
+    out.push(Body::CtNew(marked.clone()));
+    marked.mark = 0;
+    out.push(Body::CtUpd(marked));
     // DELs built from the key alone, as `sync::ctd::tx` builds them once
     // the entry is gone (... whose flags and class it cannot know).
     out.push(Body::CtDel(Conntrack::new(udp)));
@@ -389,6 +396,8 @@ fn run(mode: &str, tag: &str) {
         &["src=fd72:1::2 dst=fd72:2::2 sport=40002 dport=443"],
     );
     expect_line(&ext, "sport=40005 ", &["zone=9"]);
+    let unmarked = expect_line(&ext, "sport=40016 ", &["ESTABLISHED"]);
+    assert!(!unmarked.contains("mark=7"), "mark kept: {unmarked}");
     // conntrackd read our little-endian ICMP id as the id we meant.
     expect_line(
         &ext,
@@ -457,6 +466,8 @@ fn run(mode: &str, tag: &str) {
         &["src=fd72:2::2 dst=fd72:2::1 sport=80 dport=50006"],
     );
     expect_line(&kernel, "sport=40005 ", &["zone=9"]);
+    let unmarked = expect_line(&kernel, "sport=40016 ", &["ESTABLISHED"]);
+    assert!(!unmarked.contains("mark=7"), "mark kept: {unmarked}");
     expect_line(&kernel, "sport=40001 ", &["ESTABLISHED", "mark=7"]);
     expect_line(&kernel, "sport=40010 ", &["helper=ftp"]);
     // conntrack(8) lists IPv4 expectations unless told the family.

@@ -165,7 +165,21 @@ fn every_captured_message_decodes_and_re_encodes_to_the_same_bytes() {
         for s in decode_all(run) {
             let mut buf = [0u8; 4096];
             let n = ctd::encode(&s.msg, Options::default(), &mut buf).unwrap();
-            assert_eq!(buf[..n], s.raw[..], "{run} {}: {:?}", s.phase, s.msg);
+            let mut ours = buf[..n].to_vec();
+            // An UPD says a mark of 0 (conntrackd keeps what an UPD leaves
+            // out), which conntrackd leaves out until its entry holds one.
+            if let Body::CtUpd(ct) = &s.msg.body
+                && ct.mark == 0
+                && ours.len() == s.raw.len() + 8
+            {
+                let at = (8..ours.len())
+                    .step_by(4)
+                    .find(|&i| ours[i..i + 8] == [0, 8, 0, 7, 0, 0, 0, 0])
+                    .expect("mark 0");
+                ours.drain(at..at + 8);
+                ours[2..4].copy_from_slice(&(n as u16 - 8).to_be_bytes());
+            }
+            assert_eq!(ours, s.raw, "{run} {}: {:?}", s.phase, s.msg);
             let flags = (s.msg.hello, s.msg.hello_back);
             *kinds.entry((run, kind(&s.msg.body), flags)).or_insert(0) += 1;
         }

@@ -17,7 +17,11 @@
 //! * [`encode`] writes one message byte-identical to what an x86
 //!   conntrackd 1.4.7 sends for the same state, whatever our host's
 //!   endianness: every field is written byte by byte, including the
-//!   little-endian quirks of SPAT/DPAT/ICMP_ID (§4.4.4).
+//!   little-endian quirks of SPAT/DPAT/ICMP_ID (§4.4.4). Two choices
+//!   where conntrackd's bytes depend on its history: an UPD always says
+//!   the mark, a DEL built from a key leaves out the expectation flags
+//!   and class it cannot know (conntrackd keeps what an UPD leaves out,
+//!   and finds what a DEL names by what it carries).
 //!
 //! Pure: no allocation on the decode path, encoding into caller buffers,
 //! never panics on any input.
@@ -370,9 +374,10 @@ pub fn encode(
     } else {
         let mut w = attr::Writer::new(out, HEADER_LEN);
         match &msg.body {
-            Body::CtNew(c) | Body::CtUpd(c) | Body::CtDel(c) => {
-                ct::encode(c, opts, &mut w)
+            Body::CtNew(c) | Body::CtDel(c) => {
+                ct::encode(c, opts, false, &mut w)
             }
+            Body::CtUpd(c) => ct::encode(c, opts, true, &mut w),
             Body::ExpNew(x) | Body::ExpUpd(x) => {
                 exp::encode(x, opts.send_timeout, false, &mut w)
             }

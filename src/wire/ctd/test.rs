@@ -76,7 +76,52 @@ fn decodes_the_reference_ct_upd_and_encodes_it_back() {
     assert_eq!(ct.timeout, Some(432000));
     assert_eq!(ct.helper, Some(helper("ftp")));
     assert_eq!((ct.zone, ct.mark, ct.master, ct.labels), (0, 0, None, None));
-    assert_eq!(enc(&m, Options::default()), bytes);
+    // Re-encoded with its mark of 0 after the timeout, as conntrackd sends
+    // an UPD once its entry holds a mark (`mark_zero_in_an_upd`).
+    assert_eq!(
+        enc(&m, Options::default()),
+        hex("1100004c 6b0940e8
+            000c0000 7f000001 7f000001  00080005 0000200e  00050002 06000000
+            00080003 933e0015  00050004 03000000  00080006 00069780
+            00080007 00000000  0008001b 66747000")
+    );
+    // As a NEW, conntrackd's bytes.
+    let Body::CtUpd(ct) = m.body.clone() else {
+        unreachable!()
+    };
+    let mut new = enc(
+        &Message {
+            body: Body::CtNew(ct),
+            ..m
+        },
+        Options::default(),
+    );
+    new[0] = 0x11;
+    assert_eq!(new, bytes);
+}
+
+/// conntrackd updates an entry with what a CT_UPD carries and keeps the
+/// rest: a mark set back to 0 must be said (a NEW replaces the entry).
+#[test]
+fn mark_zero_in_an_upd() {
+    let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", 1, 2));
+    let at = |body| {
+        let b = enc(
+            &Message {
+                seq: 1,
+                hello: false,
+                hello_back: false,
+                body,
+            },
+            Options::default(),
+        );
+        b.windows(8).any(|w| w == [0, 8, 0, 7, 0, 0, 0, 0])
+    };
+    assert!(at(Body::CtUpd(ct.clone())), "UPD says mark 0");
+    assert!(!at(Body::CtNew(ct.clone())));
+    assert!(!at(Body::CtDel(ct.clone())));
+    ct.mark = 7;
+    assert!(!at(Body::CtUpd(ct)));
 }
 
 /// The observed EXP_NEW of an FTP PASV expectation (§4.5).

@@ -25,10 +25,12 @@ fn ports(w: &mut Writer<'_>, kind: u16, l4: L4) {
     w.put(kind, &[&sp.to_be_bytes(), &dp.to_be_bytes()]);
 }
 
-/// Writes the attributes of `ct` in conntrackd's order (§4.4.2).
+/// Writes the attributes of `ct` in conntrackd's order (§4.4.2); `upd`:
+/// for a CT_UPD.
 pub(in crate::wire::ctd) fn encode(
     ct: &Conntrack,
     opts: Options,
+    upd: bool,
     w: &mut Writer<'_>,
 ) {
     let o = ct.orig;
@@ -86,7 +88,11 @@ pub(in crate::wire::ctd) fn encode(
     if let (true, Some(t)) = (opts.send_timeout, ct.timeout) {
         w.be32(TIMEOUT, t);
     }
-    if ct.mark != 0 {
+    // conntrackd updates an entry with what a CT_UPD carries and keeps the
+    // rest: an UPD without the mark left a mark since set back to 0 on the
+    // peer, and its failover committed the old one. (A NEW replaces the
+    // entry: no mark there is 0.)
+    if ct.mark != 0 || upd {
         w.be32(MARK, ct.mark);
     }
     if let Some(m) = ct.master {

@@ -235,6 +235,48 @@ fn background_start_reports_readiness_and_refuses_a_second_instance() {
     assert!(text(&out.stderr).contains("can't connect: is ctsyncd running?"));
 }
 
+/// Once initialised the daemon leaves the directory it was started from,
+/// as conntrackd does (`chdir("/")`): a daemon started from a script's
+/// working directory kept it busy (a medium that then could not be
+/// unmounted).
+#[test]
+fn the_daemon_leaves_its_start_directory() {
+    let lab = Lab::new("cwd");
+    let work = lab.dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let cwd_of = |lock: &Path| {
+        let pid = std::fs::read_to_string(lock).unwrap();
+        std::fs::read_link(format!("/proc/{}/cwd", pid.trim())).unwrap()
+    };
+    // `-d`.
+    let out = Command::new(BIN)
+        .arg("-C")
+        .arg(&lab.conf)
+        .arg("-d")
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(cwd_of(&lab.lock()), Path::new("/"));
+    assert!(lab.cli(&["-k"]).status.success());
+    wait_until(|| !lab.lock().exists());
+
+    // In the foreground.
+    let mut d = Command::new(BIN)
+        .arg("-C")
+        .arg(&lab.conf)
+        .current_dir(&work)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Answered: initialised (a connection alone may come before).
+    wait_until(|| lab.cli(&["-s", "runtime"]).status.success());
+    assert_eq!(cwd_of(&lab.lock()), Path::new("/"));
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
+}
+
 #[test]
 fn background_start_failure_exits_1_with_the_reason() {
     let lab = Lab::new("bgfail");

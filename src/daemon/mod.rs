@@ -208,6 +208,14 @@ async fn serve(
         _ => None,
     };
 
+    // As conntrackd, once initialised: a daemon must not keep the
+    // directory it was started from busy (a script's working directory
+    // on a medium that is then to be unmounted). The paths it still
+    // needs (lock file, control socket) are absolute: the configuration
+    // refuses relative ones.
+    if let Err(e) = std::env::set_current_dir("/") {
+        warn!("Cannot change current directory to /: {e}");
+    }
     info!("initialization completed");
     // Foreground only: that is how a Type=notify unit runs the daemon. A
     // `-d` daemon started by a notify script may have inherited another

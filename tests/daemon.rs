@@ -383,6 +383,35 @@ fn a_reader_that_leaves_is_not_called_a_control_socket_error() {
     assert!(wait_exit(&mut d).success());
 }
 
+/// A connection closed to make room for newer ones (more than 32 waiting
+/// for their request) sent nothing, as one that times out: it counts in
+/// `local read failed` too. It was closed without a trace.
+#[test]
+fn idle_connections_closed_to_make_room_are_counted() {
+    let lab = Lab::new("evict");
+    let mut d = lab.foreground();
+    // 40 connections that send nothing: 8 closed to make room, 32 after
+    // their read deadline.
+    let conns: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(lab.sock()).unwrap())
+        .collect();
+    for mut c in conns {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // The daemon's end closed (after its answer, if any).
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    let out = lab.cli(&["-s", "runtime"]);
+    // The 40, and the readiness probe of `foreground()`.
+    assert!(
+        text(&out.stdout).contains("\tlocal read failed:\t\t          41\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(lab.cli(&["-k"]).status.success());
+    assert!(wait_exit(&mut d).success());
+}
+
 /// Keeps `n` idle connections to `sock` open until `stop`, reopening each
 /// one the daemon closes and, round-robin, one more every round: the
 /// connection-hoarding client of issue 13.

@@ -83,6 +83,9 @@ pub(crate) async fn accept_loop<'a>(
                 settle(&mut pending);
                 let evicted = out_of_descriptors(&e)
                     && pending.pop_front().map(|p| drop(p.task)).is_some();
+                if evicted {
+                    counted(&tx);
+                }
                 let pause = if evicted {
                     EVICTED_BACKOFF
                 } else {
@@ -98,6 +101,7 @@ pub(crate) async fn accept_loop<'a>(
         {
             log::debug!("control: closing the oldest idle connection");
             drop(oldest.task);
+            counted(&tx);
         }
         let reading = Rc::new(Cell::new(true));
         let (tx, done) = (tx.clone(), reading.clone());
@@ -153,6 +157,14 @@ async fn conntrackds_client(
     if tx.send(Event::Request(req, daemon_side)).await.is_ok() {
         conntrackd::relay(relay_side, stream, code, budget).await;
     }
+}
+
+/// Has the main loop count a connection closed before its request came,
+/// as one that timed out is (it was closed without a trace). Not waited
+/// for: the accept loop must go on; a main loop 32 events behind loses
+/// the count.
+fn counted(tx: &Sender<Event>) {
+    let _ = tx.try_send(Event::Evicted);
 }
 
 /// The per-process or system-wide descriptor table is full.

@@ -158,6 +158,9 @@ pub fn run(
 pub(crate) enum Event {
     Request(Request, Async<UnixStream>),
     Malformed(String, Async<UnixStream>),
+    /// A connection closed before its request came, to make room
+    /// (`accept`): counted as a failed read, as one that timed out.
+    Evicted,
     Signal,
 }
 
@@ -361,6 +364,7 @@ async fn control_only(
     while let Ok(ev) = rx.recv().await {
         match ev {
             Event::Signal => break,
+            Event::Evicted => rt.local_read_failed += 1,
             Event::Malformed(why, stream) => {
                 rt.local_read_failed += 1;
                 log::debug!("bad control request: {why}");

@@ -309,6 +309,10 @@ pub(crate) async fn run(
         };
         let (req, mut stream) = match ev {
             Event::Signal => break,
+            Event::Evicted => {
+                sm.rt.local_read_failed += 1;
+                continue;
+            }
             Event::Malformed(why, stream) => {
                 sm.rt.local_read_failed += 1;
                 let r = vec![Reply::Done(Status::BadRequest(why))];

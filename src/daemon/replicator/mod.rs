@@ -213,6 +213,15 @@ impl Replicator {
                 Wake::Control(None) | Wake::Control(Some(Event::Signal)) => {
                     break;
                 }
+                // Counted by the node as a bad request whose answer has
+                // nobody to go to.
+                Wake::Control(Some(Event::Evicted)) => {
+                    let client = self.next_client;
+                    self.next_client += 1;
+                    let why = "closed before its request, to make room".into();
+                    self.input(ex, clock, Input::BadControl { client, why })
+                        .await
+                }
                 Wake::Control(Some(Event::Malformed(why, stream))) => {
                     let client = self.client(stream);
                     self.input(ex, clock, Input::BadControl { client, why })

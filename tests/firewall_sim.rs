@@ -581,6 +581,16 @@ fn disable_external_cache_counts_creates_updates_and_deletes_apart() {
         w.ensure(ct == want(3, 2, 1), || format!("-s:\n{ct}"));
         let exp = block(&w.ok(FW2, view(StatsView::Expect)));
         w.ensure(exp == want(1, 0, 0), || format!("-s expect:\n{exp}"));
+        // The same in --json.
+        let json = w.ok(
+            FW2,
+            Request::Stats {
+                view: StatsView::General,
+                format: Format::Json,
+            },
+        );
+        let kinds = "\"inject\":{\"ct\":{\"created\":3,\"create_failed\":0,\"updated\":2,\"update_failed\":0,\"destroyed\":1,\"destroy_failed\":0},\"expect\":{\"created\":1,\"create_failed\":0,\"updated\":0,\"update_failed\":0,\"destroyed\":0,\"destroy_failed\":0}}";
+        w.ensure(json.contains(kinds), || format!("--json:\n{json}"));
     });
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::json::json_str;
-use crate::node::snapshot::{CacheView, Counters, Snapshot};
+use crate::node::snapshot::{CacheView, Counters, Injected, Snapshot};
 use crate::sync::RoundTrip;
 
 fn json_cache(s: &mut String, name: &str, c: &CacheView) {
@@ -102,6 +102,29 @@ fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
     );
 }
 
+/// DisableExternalCache's `external inject:` counters, conntracks and
+/// expectations apart, each kind done and failed.
+fn json_inject(s: &mut String, ct: &Injected, exp: &Injected) {
+    s.push_str("\"inject\":{");
+    for (i, (name, c)) in [("ct", ct), ("expect", exp)].into_iter().enumerate()
+    {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "\"{name}\":{{\"created\":{},\"create_failed\":{},\"updated\":{},\"update_failed\":{},\"destroyed\":{},\"destroy_failed\":{}}}",
+            c.created[0],
+            c.created[1],
+            c.updated[0],
+            c.updated[1],
+            c.destroyed[0],
+            c.destroyed[1]
+        );
+    }
+    s.push_str("},");
+}
+
 /// Every statistic as one JSON object (the same for every `-s` view).
 pub fn stats_json(snap: &Snapshot) -> String {
     let mut s = String::from("{\"caches\":{");
@@ -170,6 +193,13 @@ pub fn stats_json(snap: &Snapshot) -> String {
             a.entries_pruned,
             a.cut_short,
             a.ignored
+        );
+    }
+    if snap.external_disabled {
+        json_inject(
+            &mut s,
+            &snap.counters.inject_ct,
+            &snap.counters.inject_exp,
         );
     }
     let c = &snap.control;

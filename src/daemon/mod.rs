@@ -83,10 +83,18 @@ pub fn run(
 ) -> ExitCode {
     let warnings = config::startup_warnings(&parsed);
     let cfg = parsed.config;
-    if let LogTarget::File(path) = &cfg.general.log_file
-        && let Err(e) = logging::open_file(path)
-    {
-        error!("{e}");
+    // As conntrackd: both log files first, and a bare line on stderr.
+    let stats_file = cfg.stats.as_ref().and_then(|s| match &s.log_file {
+        LogTarget::File(p) => Some(p),
+        _ => None,
+    });
+    let opened = match &cfg.general.log_file {
+        LogTarget::File(path) => logging::open_file(path),
+        _ => Ok(()),
+    }
+    .and_then(|()| stats_file.map_or(Ok(()), |p| logging::check_stats_file(p)));
+    if let Err(e) = opened {
+        eprintln!("ERROR: {e}");
         return ExitCode::FAILURE;
     }
     if let Some(facility) = cfg.general.syslog {

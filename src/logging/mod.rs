@@ -129,13 +129,38 @@ pub fn open_file(path: &Path) -> Result<(), String> {
         .create(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| {
-            format!("can't open logfile `{}'.Reason: {e}", path.display())
-        })?;
+        .map_err(|e| cannot_open(path, &e))?;
     if let Ok(mut s) = LOGGER.sinks.lock() {
         s.file = Some(file);
     }
     Ok(())
+}
+
+/// Checks that the flow logger's `Stats { LogFile }` opens (append, as
+/// the flow logger opens it later): conntrackd opens both log files
+/// before anything else and refuses to start, with the same message,
+/// when either fails.
+///
+/// # Errors
+/// conntrackd's message.
+pub fn check_stats_file(path: &Path) -> Result<(), String> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| cannot_open(path, &e))
+}
+
+/// conntrackd's words when a log file does not open, its reason as
+/// `strerror` gives it (Rust adds " (os error N)").
+fn cannot_open(path: &Path, e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let reason = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => &text[..at],
+        _ => &text,
+    };
+    format!("can't open logfile `{}'.Reason: {reason}", path.display())
 }
 
 /// Connects to the local syslog, tagging lines with `ident`. A missing

@@ -65,7 +65,13 @@ impl Node {
                 if exp {
                     self.out.log(Info, "resync with master expect table");
                 }
-                self.resync_kernel(Some(client), ct, exp, false);
+                // While polling, the internal cache is what the peer was
+                // sent: a poll sends only what differs from it, and no
+                // DESTROY event will tell the peer what the sweep drops.
+                // A silent -R would hide its finds from the peer for good;
+                // it sends its differences, as a poll does.
+                let send = self.poll_period().is_some();
+                self.resync_kernel(Some(client), ct, exp, send);
             }
             Request::BulkSend => {
                 if self.sync().mode == Mode::Alarm {

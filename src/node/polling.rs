@@ -144,6 +144,44 @@ mod test {
         );
     }
 
+    /// A `-R` between polls: what it finds new or gone reaches the peer
+    /// (by the `-R` itself or the next poll). It cached a new flow and
+    /// dropped a gone one silently, and since a poll sends only what
+    /// differs from the cache and no DESTROY event comes while polling,
+    /// the peer never heard of either: a long-lived flow that changed no
+    /// more was missing at the failover, a dead one committed.
+    #[test]
+    fn a_resync_between_polls_loses_neither_a_new_nor_a_gone_flow() {
+        use crate::control::proto::{Request, Target};
+        let t0 = Instant::from_millis(0);
+        let mut n = polling_node(t0);
+        n.start(t0);
+        let t = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(dumped(&mut n, t0, &[flow(1), flow(2)], true), 2);
+        let out = n.handle(
+            t(1),
+            Input::Control {
+                client: 9,
+                request: Request::ResyncKernel(Target::All),
+                links: &[],
+                control: Default::default(),
+            },
+        );
+        let [job] = &out.jobs[..] else {
+            panic!("one dump: {:?}", out.jobs)
+        };
+        // Port 1 ended, port 3 began.
+        let mut sent = crate::node::test_support::dumped(
+            &mut n,
+            t(1),
+            job.purpose,
+            &[flow(2), flow(3)],
+        );
+        assert_eq!(polls(&mut n, t(5)), 1);
+        sent += dumped(&mut n, t(5), &[flow(2), flow(3)], true);
+        assert_eq!(sent, 2, "the new flow and the gone one, once each");
+    }
+
     #[test]
     fn changed_ignores_what_counts_down() {
         let (a, mut b) = (flow(1), flow(1));

@@ -247,6 +247,40 @@ fn every_commit_cancels_a_pending_purge_and_flush_external_does_not() {
     assert_eq!(flushes(&mut fw), 1, "-f external cancelled the purge");
 }
 
+/// `-c expect` without ExpectationSync is nothing in conntrackd 1.4.7
+/// (observed: no line logged, a pending `-t` purge still flushes, exit
+/// 0). It logged `committing expectation cache`, dropped the purge, left
+/// the NEW event group for an empty commit and dumped the whole kernel
+/// table after it.
+#[test]
+fn commit_expect_without_expectation_sync_does_nothing() {
+    let at = Instant::from_millis;
+    let mut fw = node(cfg("", "FTFW { PurgeTimeout 5 }", ""), 1);
+    fw.external_ct.upsert(&ftp_master(), at(0), true).unwrap();
+    fw.control(at(0), Request::ResetTimers);
+    let out = fw.feed(
+        at(1000),
+        Input::Control {
+            client: CLIENT,
+            request: Request::Commit(Target::Expect),
+            links: &[],
+            control: Default::default(),
+        },
+    );
+    let logs: Vec<&str> = out.logs.iter().map(|l| &*l.text).collect();
+    assert!(logs.is_empty(), "{logs:?}");
+    assert_eq!(out.replies, vec![(CLIENT, Reply::Done(Status::Ok))]);
+    assert!(out.jobs.is_empty(), "{:?}", out.jobs);
+    assert_eq!(out.new_events, None);
+    assert!(!fw.committing());
+    let flushes = fw
+        .tick(at(20_000))
+        .iter()
+        .filter(|j| matches!(j.work, Work::Flush { .. }))
+        .count();
+    assert_eq!(flushes, 1, "the purge still runs");
+}
+
 #[test]
 fn flush_cache_never_touches_the_kernel_even_without_internal_cache() {
     // The notify script runs `-c` then `-f`: a kernel flush here would

@@ -70,7 +70,7 @@ impl Node {
             }
             (Purpose::Resync { .. }, Done::Failed(why)) => {
                 self.resync_dumped = 0;
-                self.resync_failed(purpose, &why);
+                self.resync_failed(now, purpose, &why);
             }
             (
                 purpose

@@ -296,6 +296,18 @@ impl Node {
         }
         if self.internal_ct.contains(&master) {
             self.replicate_exp(now, x, new, send, event);
+        } else if let Some(run) = self.resync.as_mut()
+            && !run.gone_ct.contains(&master)
+        {
+            // A resync's dump is arriving: the master may be in a part
+            // still to come (after `-f` every master is), and the dump,
+            // read before this event, will not carry the expectation.
+            // Held until the dump's end (`Node::take_held_exps`).
+            if run.held_exp.len() < super::resync::MAX_HELD_EXP {
+                run.held_exp.push((x, new, send, event));
+            } else if event {
+                self.counters.events_filtered += 1;
+            }
         }
     }
 
@@ -321,7 +333,7 @@ impl Node {
         }
     }
 
-    fn replicate_exp(
+    pub(super) fn replicate_exp(
         &mut self,
         now: Instant,
         x: Expect,

@@ -19,6 +19,7 @@ use super::{ClientId, Job, Node, Purpose, Work};
 use crate::control::proto::{Reply, Status};
 use crate::kernel::codec::{Kind, Message, Object};
 use crate::kernel::origin::Origin;
+use crate::model::Expect;
 use crate::sync::Key;
 use crate::time::Instant;
 use crate::wire::{CtKey, ExpKey};
@@ -48,7 +49,16 @@ pub(super) struct ResyncRun {
     /// this one (the purpose carries the client of a dump asked for
     /// while none ran).
     clients: Vec<ClientId>,
+    /// Expectation events whose master was not cached yet (its part of
+    /// the dump still to come: after `-f`, every master), as (event,
+    /// new, send, counted as an event): taken at the dump's end if their
+    /// master then is. The dump, older than the event, does not carry
+    /// them, so dropped they would be lost to the cache and the peer.
+    pub(super) held_exp: Vec<(Expect, bool, bool, bool)>,
 }
+
+/// Most expectation events a resync holds for their master.
+pub(super) const MAX_HELD_EXP: usize = 4096;
 
 /// Resyncs asked for while a dump runs, folded into one dump after it:
 /// it covers what each asked for.
@@ -172,6 +182,8 @@ impl Node {
             self.resync = Some(run);
             return;
         }
+        // Before the sweep, which keeps only what is marked.
+        self.take_held_exps(now, &run);
         if conntracks {
             let stale = self.internal_ct.remove_unmarked();
             self.purged_ct.clear();
@@ -210,11 +222,39 @@ impl Node {
         self.next_resync();
     }
 
+    /// The expectation events `run` held for their master, in their
+    /// order: each whose master is cached now and that no DESTROY ended
+    /// since is handled as it would have been when it came, and marked.
+    fn take_held_exps(&mut self, now: Instant, run: &ResyncRun) {
+        for (x, new, send, event) in run.held_exp.iter().cloned() {
+            let key = crate::wire::exp_key_of(&x);
+            let master = CtKey {
+                orig: x.master,
+                zone: x.zone,
+            };
+            if run.gone_exp.contains(&key)
+                || !self.internal_ct.contains(&master)
+            {
+                continue;
+            }
+            self.replicate_exp(now, x, new, send, event);
+            self.mark_held(&Held::Exp(key), true);
+        }
+    }
+
     /// A resync whose dump failed (or that the worker's full queue
     /// refused): nothing is removed. Only one dump is ever out
     /// ([`Node::resync_job`]), so the failure is that dump's.
-    pub(super) fn resync_failed(&mut self, purpose: Purpose, why: &str) {
-        let clients = self.resync.take().map(|r| r.clients).unwrap_or_default();
+    pub(super) fn resync_failed(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        why: &str,
+    ) {
+        let run = self.resync.take().unwrap_or_default();
+        // What the parts that came cached may be the held events' masters.
+        self.take_held_exps(now, &run);
+        let clients = run.clients;
         // The next resync starts without this one's marks.
         self.internal_ct.clear_marks();
         self.internal_exp.clear_marks();

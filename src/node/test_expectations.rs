@@ -277,3 +277,41 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
     );
     assert!(gets(&o.jobs).is_empty());
 }
+
+/// The notify script's `-f; -R` on a new primary: while the `-R`'s dump
+/// arrives, the FTP control connection it carries is not cached yet, and
+/// the PASV expectation announced meanwhile (after the kernel was read)
+/// found no master and was dropped; the dump, older, never brought it
+/// back, so neither `-B` nor the peer ever had it. It now waits for the
+/// dump's end and is taken, and sent, once its master is cached.
+#[test]
+fn an_expectation_announced_during_a_resync_is_kept_once_its_master_is_dumped()
+{
+    use crate::control::proto::{CacheSel, Target};
+    let c = cfg("", "FTFW { }", "ExpectationSync On");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let t = Instant::from_millis;
+    let m = ftp_master();
+    fw1.control(t(0), Request::FlushCache(CacheSel::All));
+    let out = fw1.control(t(0), Request::ResyncKernel(Target::All));
+    let [job] = &out.actions[..] else {
+        panic!("{:?}", out.actions)
+    };
+    let purpose = job.purpose;
+    let x = pasv(&m);
+    fw1.kernel(
+        t(1),
+        event(Kind::New, Object::Exp(x.clone())),
+        Origin::NotMe,
+    );
+    let done = Done::Dumped {
+        objects: vec![Object::Ct(m.clone())],
+        last: true,
+    };
+    fw1.job(t(2), purpose, done);
+    assert!(fw1.internal_ct.contains(&ct_key_of(&m)));
+    assert_eq!(fw1.internal_exp.len(), 1, "the expectation was dropped");
+    // The peer hears of it (the `-R` sends no dumped entry).
+    flow(&mut fw1, &mut fw2, t(3));
+    assert_eq!(fw2.external_exp.len(), 1);
+}

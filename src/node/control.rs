@@ -232,6 +232,10 @@ impl Node {
         if sel != CacheSel::External {
             self.purge_at = None;
         }
+        // Without an internal cache, what it holds are the kernel's events
+        // staged until sent, not a cache: flushed, each staged key would
+        // read as gone and go to the peer as a deletion of a live flow.
+        let staging = self.internal_disabled();
         let flushed = match sel {
             CacheSel::All => {
                 self.internal_ct.len()
@@ -246,14 +250,18 @@ impl Node {
         match sel {
             CacheSel::All => {
                 self.out.log(Info, "flushing caches");
-                self.internal_ct.flush();
-                self.internal_exp.flush();
+                if !staging {
+                    self.internal_ct.flush();
+                    self.internal_exp.flush();
+                }
                 self.external_ct.flush();
                 self.external_exp.flush();
             }
             CacheSel::Internal => {
                 self.out.log(Info, "flushing internal cache");
-                self.internal_ct.flush();
+                if !staging {
+                    self.internal_ct.flush();
+                }
             }
             CacheSel::External => {
                 self.out.log(Info, "flushing external cache");

@@ -436,7 +436,11 @@ impl Node {
                 "flushing kernel conntrack table (scheduled)",
             );
             self.counters.kernel_flushes += 1;
-            self.internal_ct.flush();
+            // Without an internal cache it holds events staged until
+            // sent: flushed, they would go to the peer as deletions.
+            if !self.internal_disabled() {
+                self.internal_ct.flush();
+            }
             self.out.jobs.push(Job {
                 purpose: Purpose::Flush { client: None },
                 work: Work::Flush {

@@ -298,3 +298,52 @@ fn without_internal_cache_a_destroy_of_an_ignored_flow_is_not_sent() {
         assert_eq!(sent.len(), usize::from(sends), "{ct:?}: {sent:?}");
     }
 }
+
+/// Without an internal cache, `-f` (the notify script's, right after its
+/// `-c`) and the `-t` purge leave what waits to be sent: the staged
+/// changes are the kernel's events, not a cache. Flushed before the
+/// transmit, each went to the peer as a deletion (a key no longer staged
+/// reads as gone): the peer dropped flows that live on.
+#[test]
+fn without_internal_cache_a_flush_leaves_the_staged_events_to_be_sent() {
+    use crate::control::proto::{CacheSel, Request};
+    use crate::wire::Msg;
+    let text = "General { UNIX { Path /x } }\nSync { Mode NOTRACK { DisableInternalCache On PurgeTimeout 1 }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
+    let cfg = config::parse(text, "t.conf").unwrap().config;
+    let control = |n: &mut Node, now, request| {
+        let input = Input::Control {
+            client: 1,
+            request,
+            links: &[],
+            control: Default::default(),
+        };
+        n.handle(now, input)
+    };
+    for flush in ["-f", "-f internal", "-t"] {
+        let mut n = Node::new(
+            cfg.clone(),
+            1,
+            1,
+            1472,
+            212_992,
+            Instant::from_millis(0),
+        );
+        let t0 = Instant::from_millis(0);
+        if flush == "-t" {
+            control(&mut n, t0, Request::ResetTimers);
+        }
+        // Staged by the event; the transmit waits for the coalescing.
+        let now = Instant::from_millis(1000);
+        let out = n.handle(now, event(Kind::New, &established()));
+        assert!(out.datagrams.is_empty(), "{flush}: sent at once");
+        let out = match flush {
+            "-f" => control(&mut n, now, Request::FlushCache(CacheSel::All)),
+            "-f internal" => {
+                control(&mut n, now, Request::FlushCache(CacheSel::Internal))
+            }
+            _ => n.handle(now, Input::Timer),
+        };
+        let sent = super::test_support::sent_from(&mut n, now, &out);
+        assert!(matches!(sent[..], [Msg::CtNew(_)]), "{flush}: {sent:?}");
+    }
+}

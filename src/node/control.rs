@@ -40,7 +40,7 @@ impl Node {
                 self.out.shutdown = true;
             }
             Request::Commit(target) => self.commit_start(now, client, target),
-            Request::FlushCache(sel) => self.flush_cache(client, sel),
+            Request::FlushCache(sel) => self.flush_cache(now, client, sel),
             Request::FlushKernel(target) => {
                 let (ct, exp) = self.targets(target);
                 if ct {
@@ -215,7 +215,7 @@ impl Node {
         self.resync_job(client, ct, exp, send, false);
     }
 
-    fn flush_cache(&mut self, client: ClientId, sel: CacheSel) {
+    fn flush_cache(&mut self, now: Instant, client: ClientId, sel: CacheSel) {
         if self.committing() && sel != CacheSel::Internal {
             self.out
                 .log(Error, "ignoring flush command, commit still in progress");
@@ -247,6 +247,13 @@ impl Node {
             CacheSel::External => self.external_ct.len(),
         };
         self.out.release_memory |= flushed >= RELEASE_AFTER;
+        if sel != CacheSel::External && !staging {
+            // Changes waiting for the transmit's coalescing leave first:
+            // flushed, each key would read as gone and go as a deletion
+            // of a live flow (conntrackd sends each event as it comes).
+            self.tx.due_now(now);
+            self.transmit(now);
+        }
         match sel {
             CacheSel::All => {
                 self.out.log(Info, "flushing caches");

@@ -347,3 +347,30 @@ fn without_internal_cache_a_flush_leaves_the_staged_events_to_be_sent() {
         assert!(matches!(sent[..], [Msg::CtNew(_)]), "{flush}: {sent:?}");
     }
 }
+
+/// With an internal cache, `-f` and `-f internal` right after an event
+/// (inside the transmit's coalescing, 2 ms at most) sent the waiting
+/// change as a deletion: the flushed key read as gone. conntrackd sends
+/// each event as it comes, so its `-f` never turns one into a DEL. The
+/// change now leaves before the flush.
+#[test]
+fn a_cache_flush_sends_what_waits_before_it() {
+    use crate::control::proto::{CacheSel, Request};
+    use crate::wire::Msg;
+    for sel in [CacheSel::All, CacheSel::Internal] {
+        let mut n = node();
+        let now = Instant::from_millis(1000);
+        let out = n.handle(now, event(Kind::New, &established()));
+        assert!(out.datagrams.is_empty(), "coalesced");
+        let input = Input::Control {
+            client: 1,
+            request: Request::FlushCache(sel),
+            links: &[],
+            control: Default::default(),
+        };
+        let out = n.handle(now, input);
+        let sent = super::test_support::sent_from(&mut n, now, &out);
+        assert!(matches!(sent[..], [Msg::CtNew(_)]), "{sel:?}: {sent:?}");
+        assert!(n.internal_ct.is_empty(), "{sel:?}: flushed all the same");
+    }
+}

@@ -122,8 +122,8 @@ impl TxTiming {
         }
     }
 
-    /// Makes what waits leave at the next step (tests).
-    #[cfg(test)]
+    /// Makes what waits leave at the next step (tests, and a node about
+    /// to flush its internal cache: `node::control`).
     pub(crate) fn due_now(&mut self, now: Instant) {
         self.due = Some(now);
     }

@@ -280,7 +280,7 @@ fn what_waits_goes_plain_when_an_older_peer_is_heard() {
         bucket: 3,
         sums,
     });
-    a.send_digest(Msg::PruneFor {
+    let prune_for = Msg::PruneFor {
         ask: 43,
         table: wire::Table::Ct,
         bucket: 3,
@@ -288,7 +288,8 @@ fn what_waits_goes_plain_when_an_older_peer_is_heard() {
         lo: 0,
         hi: u64::MAX,
         keep: keep.clone(),
-    });
+    };
+    a.send_digest(prune_for.clone());
     // Peer 2 reads PruneFor only: the ask goes plain, the Prune named.
     hear(&mut a, 2, pf, &src);
     let sent = |a: &mut Engine| {
@@ -307,15 +308,6 @@ fn what_waits_goes_plain_when_an_older_peer_is_heard() {
             }));
         }
         msgs
-    };
-    let prune_for = Msg::PruneFor {
-        ask: 43,
-        table: wire::Table::Ct,
-        bucket: 3,
-        sub: 4,
-        lo: 0,
-        hi: u64::MAX,
-        keep: keep.clone(),
     };
     let plain_ask = Msg::DigestSub {
         table: wire::Table::Ct,

@@ -155,6 +155,11 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (a, b) = (flows(&ours), flows(&theirs));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ours.join("flows.log"))
+            .unwrap()
+            .permissions(),
+    );
     let our_s = client(&ns, &bin(), &our_conf, "-s");
     let their_s = client(&ns, CONNTRACKD, &their_conf, "-s");
     // Stop both before asserting: a failed assertion must not leave the
@@ -172,6 +177,9 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
     assert!(b.len() >= 5, "conntrackd's log: {b:#?}");
     assert_eq!(a, b);
     assert_eq!(our_s, their_s);
+    // Flows are private: the log is the daemon's alone (created before
+    // the daemon's umask is set, by the start-up check).
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 /// Minutes past midnight of a `ctime` stamp (`Fri Nov 27 08:34:07 2026`).

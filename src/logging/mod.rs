@@ -144,9 +144,12 @@ pub fn open_file(path: &Path) -> Result<(), String> {
 /// # Errors
 /// conntrackd's message.
 pub fn check_stats_file(path: &Path) -> Result<(), String> {
+    // Created here, before the daemon's umask (0177) is set: 0600 as
+    // the flow logger's own open would have made it.
     OpenOptions::new()
         .append(true)
         .create(true)
+        .mode(0o600)
         .open(path)
         .map(drop)
         .map_err(|e| cannot_open(path, &e))

@@ -329,8 +329,12 @@ pub(crate) async fn run(
             r.push(Reply::Done(Status::Ok));
             r
         };
-        let replies = match flow_requests::answer(&mut sm.log, req, clock.now())
-        {
+        let replies = match flow_requests::answer(
+            &mut sm.log,
+            req,
+            clock.now(),
+            budget.view(),
+        ) {
             Answer::Text(text) => ok(text),
             Answer::Flushed => {
                 log::info!("{}", flow_requests::FLUSHED);

@@ -7,6 +7,7 @@
 //! conntrackd's does, so a notify script written for a sync daemon does
 //! not fail on a flow logger. Pure.
 
+use super::ControlView;
 use super::flow_log::FlowLog;
 use crate::control::proto::{
     Cache, CacheSel, Format, Request, StatsView, Table, Target,
@@ -38,8 +39,14 @@ pub const FLUSH_KERNEL: &str = "flushing kernel conntrack table";
 /// The notice conntrackd logs for `-R`.
 pub const RESYNC: &str = "resync with master conntrack table";
 
-/// Decides (and, for what only touches the cache, does) `req` at `now`.
-pub fn answer(log: &mut FlowLog, req: Request, now: Instant) -> Answer {
+/// Decides (and, for what only touches the cache, does) `req` at `now`;
+/// `control` is the loop's view of its replies, for `-s --json`.
+pub fn answer(
+    log: &mut FlowLog,
+    req: Request,
+    now: Instant,
+    control: ControlView,
+) -> Answer {
     let conntracks = |t: Target| matches!(t, Target::All | Target::Ct);
     match req {
         Request::Kill
@@ -50,7 +57,7 @@ pub fn answer(log: &mut FlowLog, req: Request, now: Instant) -> Answer {
         Request::Stats {
             view: StatsView::General | StatsView::Cache,
             format: Format::Json,
-        } => Answer::Text(json(log)),
+        } => Answer::Text(json(log, &control)),
         Request::Stats {
             view: StatsView::General,
             ..
@@ -75,11 +82,13 @@ pub fn answer(log: &mut FlowLog, req: Request, now: Instant) -> Answer {
 }
 
 /// `-s --json` / `-s cache --json` of a flow logger.
-fn json(log: &FlowLog) -> String {
+fn json(log: &FlowLog, control: &ControlView) -> String {
+    let mut c = String::new();
+    super::render::json_control(&mut c, control);
     format!(
         "{{\"cache\":{{\"name\":\"stats\",\"active\":{},\"created\":{},\
          \"created_failed\":{},\"updated\":{},\"destroyed\":{},\
-         \"filtered\":{}}},\"traffic_bytes\":{},\"traffic_packets\":{}}}\n",
+         \"filtered\":{}}},\"traffic_bytes\":{},\"traffic_packets\":{},{c}}}\n",
         log.len(),
         log.created,
         log.created_failed,
@@ -122,7 +131,13 @@ mod test {
         let t = Instant::ZERO;
         let mut log = FlowLog::new(Filter::default(), 10);
         log.event(Kind::New, udp(1), t);
-        let mut ask = |r| answer(&mut log, r, t);
+        let control = ControlView {
+            pending_bytes: 10,
+            budget_bytes: 20,
+            replies_refused: 3,
+            clients_dropped: 4,
+        };
+        let mut ask = |r| answer(&mut log, r, t, control);
         assert_eq!(ask(Request::Kill), Answer::Daemon);
         assert_eq!(ask(plain(StatsView::Runtime)), Answer::Daemon);
         assert_eq!(ask(plain(StatsView::Process)), Answer::Daemon);
@@ -137,6 +152,15 @@ mod test {
         };
         assert!(
             s.starts_with("cache:stats\tactive objects:\t\t           1\n")
+        );
+        let json = Request::Stats {
+            view: StatsView::General,
+            format: Format::Json,
+        };
+        let Answer::Text(s) = ask(json) else { panic!() };
+        assert!(
+            s.ends_with(",\"traffic_packets\":0,\"control\":{\"pending_bytes\":10,\"budget_bytes\":20,\"replies_refused\":3,\"clients_dropped\":4}}\n"),
+            "{s}"
         );
         let dump = |format| Request::Dump {
             cache: Cache::Internal,

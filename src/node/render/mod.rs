@@ -16,4 +16,5 @@ pub use dumps::{ct_part, exp_part, stats_part};
 pub use entries::{ct_line, ct_line_counted, ct_line_kernel, exp_line};
 pub use json::{ct_json, exp_json};
 pub use stats::{LinkView, cache_extended, runtime_text, stats, uptime};
+pub use stats_json::json_control;
 pub use xml::{ct_xml, exp_xml};

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::json::json_str;
-use crate::node::snapshot::{CacheView, Counters, Injected, Snapshot};
+use crate::node::snapshot::{
+    CacheView, ControlView, Counters, Injected, Snapshot,
+};
 use crate::sync::RoundTrip;
 
 fn json_cache(s: &mut String, name: &str, c: &CacheView) {
@@ -125,6 +127,15 @@ fn json_inject(s: &mut String, ct: &Injected, exp: &Injected) {
     s.push_str("},");
 }
 
+/// The control socket's replies (`control`), the same for a flow logger.
+pub fn json_control(s: &mut String, c: &ControlView) {
+    let _ = write!(
+        s,
+        "\"control\":{{\"pending_bytes\":{},\"budget_bytes\":{},\"replies_refused\":{},\"clients_dropped\":{}}}",
+        c.pending_bytes, c.budget_bytes, c.replies_refused, c.clients_dropped
+    );
+}
+
 /// Every statistic as one JSON object (the same for every `-s` view).
 pub fn stats_json(snap: &Snapshot) -> String {
     let mut s = String::from("{\"caches\":{");
@@ -202,12 +213,8 @@ pub fn stats_json(snap: &Snapshot) -> String {
             &snap.counters.inject_exp,
         );
     }
-    let c = &snap.control;
-    let _ = write!(
-        s,
-        "\"control\":{{\"pending_bytes\":{},\"budget_bytes\":{},\"replies_refused\":{},\"clients_dropped\":{}}},",
-        c.pending_bytes, c.budget_bytes, c.replies_refused, c.clients_dropped
-    );
+    json_control(&mut s, &snap.control);
+    s.push(',');
     json_counters(
         &mut s,
         &snap.counters,

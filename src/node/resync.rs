@@ -130,7 +130,7 @@ impl Node {
         else {
             return;
         };
-        let run = self.resync.take().unwrap_or_default();
+        let mut run = self.resync.take().unwrap_or_default();
         // After an overrun the peer has not heard of what was lost: a
         // silent -R would repair our cache but never tell it.
         let send = send || self.overrun_unsent;
@@ -183,7 +183,7 @@ impl Node {
             return;
         }
         // Before the sweep, which keeps only what is marked.
-        self.take_held_exps(now, &run);
+        self.take_held_exps(now, &mut run);
         if conntracks {
             let stale = self.internal_ct.remove_unmarked();
             self.purged_ct.clear();
@@ -225,8 +225,8 @@ impl Node {
     /// The expectation events `run` held for their master, in their
     /// order: each whose master is cached now and that no DESTROY ended
     /// since is handled as it would have been when it came, and marked.
-    fn take_held_exps(&mut self, now: Instant, run: &ResyncRun) {
-        for (x, new, send, event) in run.held_exp.iter().cloned() {
+    fn take_held_exps(&mut self, now: Instant, run: &mut ResyncRun) {
+        for (x, new, send, event) in std::mem::take(&mut run.held_exp) {
             let key = crate::wire::exp_key_of(&x);
             let master = CtKey {
                 orig: x.master,
@@ -251,9 +251,9 @@ impl Node {
         purpose: Purpose,
         why: &str,
     ) {
-        let run = self.resync.take().unwrap_or_default();
-        // What the parts that came cached may be the held events' masters.
-        self.take_held_exps(now, &run);
+        let mut run = self.resync.take().unwrap_or_default();
+        // The parts that came may have cached the held events' masters.
+        self.take_held_exps(now, &mut run);
         let clients = run.clients;
         // The next resync starts without this one's marks.
         self.internal_ct.clear_marks();

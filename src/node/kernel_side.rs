@@ -27,6 +27,10 @@ pub(super) struct MasterChecks {
 /// Most expectations waiting for a master check.
 const MAX_MASTER_CHECKS: usize = 4096;
 
+/// After an overrun's resync failed, the next is tried this much later
+/// (without an explicit `NetlinkOverrunResync`).
+const OVERRUN_RETRY: Duration = Duration::from_secs(5);
+
 /// After an overrun, the burst is over once no event came for this long.
 pub(super) const BURST_QUIET: Duration = Duration::from_millis(200);
 /// … or at the latest this long after its first overrun.
@@ -423,6 +427,26 @@ impl Node {
                     Some((now + BURST_QUIET).min(first + BURST_MAX));
             }
         }
+    }
+
+    /// An overrun's resync (or one that ran while an overrun was still
+    /// unrepaired) failed: the cache still misses what the overrun lost,
+    /// so another is tried, after the explicit delay or [`OVERRUN_RETRY`]
+    /// (a dump that keeps failing costs one dump and one log line per
+    /// delay). Unless an overrun meanwhile scheduled one already.
+    pub(super) fn overrun_resync_failed(&mut self, now: Instant) {
+        if !self.overrun_unsent
+            || self.internal_disabled()
+            || self.overrun_resync_at.is_some()
+        {
+            return;
+        }
+        let delay = match self.cfg.general.netlink_overrun_resync {
+            OverrunResync::Off => return,
+            OverrunResync::After(secs) => Duration::from_secs(u64::from(secs)),
+            OverrunResync::AfterBurst => OVERRUN_RETRY,
+        };
+        self.overrun_resync_at = Some(now + delay);
     }
 
     /// Another event while a burst's resync waits for the quiet: the

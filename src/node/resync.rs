@@ -261,6 +261,7 @@ impl Node {
         self.counters.jobs_failed += 1;
         self.out
             .log(log::Level::Error, format!("can't dump kernel table: {why}"));
+        self.overrun_resync_failed(now);
         let Purpose::Resync { client, .. } = purpose else {
             return self.next_resync();
         };

@@ -2,7 +2,7 @@
 //! `-B` (neither in ALARM); a kernel resync adding and purging without
 //! sending; the resync after a netlink overrun, once the burst is over,
 //! after thirty seconds of a burst that never ends, or after
-//! NetlinkOverrunResync.
+//! NetlinkOverrunResync; a failed overrun resync tried again.
 
 use super::test::{self, cfg, event, flow, ftp_master, node, status_of, tcp};
 use super::*;
@@ -226,4 +226,73 @@ fn ready_follows_the_resync_and_a_commit_ends_the_wait() {
         ready(&mut fw2, at, Format::Plain),
         ("ready\n".into(), Some(Status::Ok))
     );
+}
+
+/// An overrun's resync whose dump fails is tried again: until one
+/// succeeds the internal cache is known to miss what the overrun lost,
+/// and the peer has not heard of it. At most one dump per retry delay,
+/// and none once a later resync succeeded.
+#[test]
+fn a_failed_overrun_resync_is_tried_again() {
+    let mut fw = node(cfg("NetlinkOverrunResync 7", "FTFW { }", ""), 1);
+    fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+    let jobs = fw.tick(Instant::from_millis(7_000));
+    let failed = jobs
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("the overrun's resync");
+    fw.job(
+        Instant::from_millis(7_010),
+        failed.purpose,
+        Done::Failed("Cannot allocate memory".into()),
+    );
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(14_000))), 0);
+    let again = fw.tick(Instant::from_millis(14_010));
+    assert_eq!(resync_jobs(&again), 1, "retried after the delay");
+    let retry = again
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .unwrap();
+    fw.job(
+        Instant::from_millis(14_020),
+        retry.purpose,
+        Done::Dumped {
+            objects: vec![],
+            last: true,
+        },
+    );
+    assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(60_000))), 0);
+    assert_eq!(fw.counters.jobs_failed, 1);
+}
+
+/// Without an explicit delay the retry comes five seconds after the
+/// failure; with `NetlinkOverrunResync Off` there is none.
+#[test]
+fn a_failed_overrun_resync_retries_by_default_not_when_off() {
+    for (general, retried) in [("", 1), ("NetlinkOverrunResync Off", 0)] {
+        let mut fw = node(cfg(general, "FTFW { }", ""), 1);
+        fw.feed(Instant::from_millis(0), Input::Overrun { buffer: 1 << 20 });
+        // Off never dumps on its own: a -R stands in for it.
+        let jobs = if retried == 0 {
+            fw.control(
+                Instant::from_millis(300),
+                Request::ResyncKernel(crate::control::proto::Target::All),
+            )
+            .actions
+        } else {
+            fw.tick(Instant::from_millis(300))
+        };
+        let dump = jobs
+            .into_iter()
+            .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+            .expect("a resync");
+        fw.job(
+            Instant::from_millis(310),
+            dump.purpose,
+            Done::Failed("x".into()),
+        );
+        assert_eq!(resync_jobs(&fw.tick(Instant::from_millis(5_300))), 0);
+        let n = resync_jobs(&fw.tick(Instant::from_millis(5_310)));
+        assert_eq!(n, retried, "{general:?}");
+    }
 }

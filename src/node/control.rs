@@ -16,6 +16,7 @@ use crate::control::proto::{
     Target,
 };
 use crate::kernel::commit::{self, CommitRules};
+use crate::sync::Key;
 use crate::time::Instant;
 
 /// Whole seconds an entry spent in the cache since it was reported (the
@@ -253,6 +254,20 @@ impl Node {
             // of a live flow (conntrackd sends each event as it comes).
             self.tx.due_now(now);
             self.transmit(now);
+        }
+        if sel != CacheSel::External && !staging {
+            // Unsent and unacknowledged changes of what goes: sent after
+            // the flush, each would read as gone and go to the peer as a
+            // DEL of a flow that lives on in the kernel.
+            let (ct, exp) = (&self.internal_ct, &self.internal_exp);
+            let exps_too = sel == CacheSel::All;
+            self.engine.forget_states(&|k| match k {
+                Key::Ct(c) => ct.contains(c),
+                Key::Exp(x) => exps_too && exp.contains(x),
+            });
+            // Until a resync refills it, the cache no longer says what
+            // the kernel holds: anti-entropy must not prune by it.
+            self.internal_flushed(exps_too);
         }
         match sel {
             CacheSel::All => {

@@ -474,6 +474,8 @@ mod test_exp_purge;
 #[cfg(test)]
 mod test_expectations;
 #[cfg(test)]
+mod test_flush;
+#[cfg(test)]
 mod test_kernel_side;
 #[cfg(test)]
 mod test_link;

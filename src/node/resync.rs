@@ -22,7 +22,7 @@ use crate::kernel::origin::Origin;
 use crate::model::Expect;
 use crate::sync::Key;
 use crate::time::Instant;
-use crate::wire::{CtKey, ExpKey};
+use crate::wire::{CtKey, ExpKey, Table};
 
 /// A resync whose dump is still arriving.
 ///
@@ -55,6 +55,10 @@ pub(super) struct ResyncRun {
     /// master then is. The dump, older than the event, does not carry
     /// them, so dropped they would be lost to the cache and the peer.
     pub(super) held_exp: Vec<(Expect, bool, bool, bool)>,
+    /// `-f` flushed the internal cache while this dump ran: the parts
+    /// that came before are gone, so its end does not bring the cache
+    /// back in sync with the kernel.
+    pub(super) flushed: bool,
 }
 
 /// Most expectation events a resync holds for their master.
@@ -215,6 +219,9 @@ impl Node {
         if send {
             self.overrun_unsent = false;
         }
+        if !run.flushed {
+            self.internal_resynced(conntracks, expectations);
+        }
         self.answer_resync(client, run.clients, &Status::Ok);
         // Bulk sends waiting for a commit's resync (or one queued
         // behind it) go now, if this was the last.
@@ -270,6 +277,33 @@ impl Node {
         // Waiting bulk sends get what the cache holds, rather than nothing.
         self.commit_resync_done();
         self.next_resync();
+    }
+
+    /// `-f` flushed the internal conntracks (and with `exps` its
+    /// expectations): it stands for the kernel's table no longer, until
+    /// a resync's dump refilled it (see `AntiEntropy::set_in_sync`).
+    pub(super) fn internal_flushed(&mut self, exps: bool) {
+        if let Some(run) = self.resync.as_mut() {
+            run.flushed = true;
+        }
+        if let Some(ae) = self.anti_entropy.as_mut() {
+            ae.set_in_sync(Table::Ct, false);
+            if exps {
+                ae.set_in_sync(Table::Exp, false);
+            }
+        }
+    }
+
+    /// A resync's dump refilled the tables it covered.
+    fn internal_resynced(&mut self, conntracks: bool, expectations: bool) {
+        if let Some(ae) = self.anti_entropy.as_mut() {
+            if conntracks {
+                ae.set_in_sync(Table::Ct, true);
+            }
+            if expectations {
+                ae.set_in_sync(Table::Exp, true);
+            }
+        }
     }
 
     /// The clients a resync's dump answers: the `-R` it was asked for,

@@ -358,6 +358,15 @@ impl Engine {
         }
     }
 
+    /// The internal cache forgot the keys `which` names (`-f`): their
+    /// changes waiting to be sent or acknowledged go too. Sent or resent
+    /// later, each would read as gone and go as a DEL of a flow that
+    /// lives on in the kernel (conntrackd's flush takes its objects out
+    /// of the queues likewise). DELs already sent stay. Returns how many.
+    pub fn forget_states(&mut self, which: &dyn Fn(&Key) -> bool) -> usize {
+        self.tx.forget_keys(which) + self.mode.get_mut().give_up_states(which)
+    }
+
     /// Keys waiting to be sent or acknowledged, emptying both queues: a
     /// protocol switch hands them to the other engine.
     pub fn drain_keys(&mut self) -> Vec<(Key, bool)> {

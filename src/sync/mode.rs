@@ -12,7 +12,7 @@ use super::ftfw::{FtFw, ResendQueue};
 use super::notrack::NoTrack;
 use super::session::Contact;
 use super::tx::{Sent, Transmit};
-use super::{Params, RoundTrip, Source, Stats};
+use super::{Key, Params, RoundTrip, Source, Stats};
 use crate::model::Mode;
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
@@ -124,6 +124,12 @@ pub(crate) trait SyncMode {
     /// Sent messages awaiting acknowledgement (FT-FW only).
     fn resend_queue(&self) -> Option<&ResendQueue> {
         None
+    }
+
+    /// Gives up the unacknowledged states of the keys `which` names (see
+    /// [`ResendQueue::give_up_states`]; FT-FW only). Returns how many.
+    fn give_up_states(&mut self, _which: &dyn Fn(&Key) -> bool) -> usize {
+        0
     }
 }
 

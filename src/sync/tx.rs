@@ -302,6 +302,25 @@ impl Transmit {
         (self.keys.capacity(), self.queued.capacity())
     }
 
+    /// Drops the waiting keys `which` names (the internal cache forgot
+    /// them: sent now, each would read as gone and go as a DEL). Returns
+    /// how many.
+    pub(crate) fn forget_keys(
+        &mut self,
+        which: &dyn Fn(&Key) -> bool,
+    ) -> usize {
+        let before = self.keys.len();
+        let queued = &mut self.queued;
+        self.keys.retain(|k| {
+            let drop = which(k);
+            if drop {
+                queued.remove(k);
+            }
+            !drop
+        });
+        before - self.keys.len()
+    }
+
     /// Every waiting key with its "new" flag, emptying the key queue (a
     /// protocol switch hands them to the other engine).
     pub(crate) fn drain_keys(&mut self) -> Vec<(Key, bool)> {

@@ -335,6 +335,12 @@ impl CtdEngine {
         true
     }
 
+    /// The internal cache forgot the keys `which` names (`-f`): see
+    /// `Engine::forget_states`. Returns how many.
+    pub fn forget_states(&mut self, which: &dyn Fn(&Key) -> bool) -> usize {
+        self.tx.forget_keys(which) + self.rs.forget_keys(which)
+    }
+
     /// Keys waiting or awaiting an ACK, emptying both queues (a protocol
     /// switch hands them to the other engine).
     pub fn drain_keys(&mut self) -> Vec<(Key, bool)> {

@@ -160,7 +160,7 @@ pub struct Counters {
     pub cut_short: u64,
     /// Digest messages ignored: unasked Prunes, out-of-range buckets,
     /// DigestTops sooner than half a period (at most a second) after the
-    /// last one answered.
+    /// last one answered, DigestSubs about a table not in sync.
     pub ignored: u64,
 }
 
@@ -208,6 +208,9 @@ pub struct AntiEntropy {
     /// the tables cost a pass each, 2.2 s for 120 of them with 100 000
     /// entries).
     memo: [Option<(Instant, Digest)>; 2],
+    /// Sender: per table, whether the internal cache stands for the
+    /// kernel's (see [`AntiEntropy::set_in_sync`]).
+    in_sync: [bool; 2],
     counters: Counters,
 }
 
@@ -226,7 +229,23 @@ impl AntiEntropy {
             answered: [None; 2],
             rotate: 0,
             memo: [None, None],
+            in_sync: [true; 2],
             counters: Counters::default(),
+        }
+    }
+
+    /// Sender: whether `table` of the internal cache stands for the
+    /// kernel's. Not once `-f` flushed it, until a resync with the kernel
+    /// refilled it: its digest would read every entry the peer holds as
+    /// gone, and the Prunes answering would delete flows that live on
+    /// (conntrackd's peer keeps them). Meanwhile no DigestTop goes for it
+    /// and its DigestSubs are ignored (counted); the repairs noted before
+    /// go too (the next period notes them again).
+    pub fn set_in_sync(&mut self, table: Table, in_sync: bool) {
+        self.in_sync[table.index()] = in_sync;
+        if !in_sync {
+            self.repairs = repair::Repairs::default();
+            self.memo[table.index()] = None;
         }
     }
 
@@ -270,10 +289,14 @@ impl AntiEntropy {
         self.leaves_used = 0;
         self.memo = [None, None];
         self.counters.rounds += 1;
-        r.send.extend(Table::ALL.iter().map(|t| Msg::DigestTop {
-            table: *t,
-            sums: digest(internal, *t).top(),
-        }));
+        let in_sync = self.in_sync;
+        r.send
+            .extend(Table::ALL.iter().filter(|t| in_sync[t.index()]).map(
+                |t| Msg::DigestTop {
+                    table: *t,
+                    sums: digest(internal, *t).top(),
+                },
+            ));
         r
     }
 
@@ -415,7 +438,7 @@ impl AntiEntropy {
         ask: u64,
         internal: &dyn Tables,
     ) -> Reaction {
-        if usize::from(bucket) >= FANOUT {
+        if usize::from(bucket) >= FANOUT || !self.in_sync[table.index()] {
             self.counters.ignored += 1;
             return Reaction::default();
         }

@@ -43,7 +43,7 @@ use super::rx::WINDOW;
 use super::session::{Contact, Peers};
 use super::tx::Sent;
 use super::{
-    ALIVE_INTERVAL, PEER_ALIVE, RETRANSMIT_AFTER, RoundTrip, Source, Stats,
+    ALIVE_INTERVAL, Key, PEER_ALIVE, RETRANSMIT_AFTER, RoundTrip, Source, Stats,
 };
 use crate::time::Instant;
 use crate::wire::{Msg, Seq};
@@ -332,5 +332,9 @@ impl SyncMode for FtFw {
 
     fn resend_queue(&self) -> Option<&ResendQueue> {
         Some(&self.resend)
+    }
+
+    fn give_up_states(&mut self, which: &dyn Fn(&Key) -> bool) -> usize {
+        self.resend.give_up_states(which)
     }
 }

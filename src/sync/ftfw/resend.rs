@@ -248,10 +248,20 @@ impl ResendQueue {
     /// update will carry it again), keeping DELs and RESYNC requests
     /// (no bulk carries those). Returns how many were given up.
     pub(crate) fn give_up_present(&mut self) -> usize {
+        self.give_up_states(&|_| true)
+    }
+
+    /// Gives up the entries held whose send carried the state of a key
+    /// `which` names (the internal cache forgot them: `-f`), keeping DELs
+    /// and RESYNC requests. Returns how many were given up.
+    pub(crate) fn give_up_states(
+        &mut self,
+        which: &dyn Fn(&Key) -> bool,
+    ) -> usize {
         let before = self.held;
         let latest = &mut self.latest;
         self.q.retain(|p| match &p.sent {
-            Some(Sent::Key(_)) if !p.gone => {
+            Some(Sent::Key(k)) if !p.gone && which(k) => {
                 forget_key(latest, p.hash, p.seq);
                 false
             }

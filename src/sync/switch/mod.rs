@@ -292,6 +292,13 @@ impl Switch {
         }
     }
 
+    /// The internal cache forgot the keys `which` names (`-f`): both
+    /// engines forget their changes (see `Engine::forget_states`).
+    pub fn forget_states(&mut self, which: &dyn Fn(&Key) -> bool) -> usize {
+        let ctd = self.ctd.as_mut().map_or(0, |c| c.forget_states(which));
+        ctd + self.ct.forget_states(which)
+    }
+
     pub fn bulk(&mut self, src: &dyn Source) {
         match &mut self.ctd {
             Some(c) => c.bulk(src),

@@ -180,6 +180,24 @@ impl TxQueue {
         (self.keys.capacity(), self.queued.capacity())
     }
 
+    /// Drops the waiting keys `which` names (the internal cache forgot
+    /// them). Returns how many.
+    pub(crate) fn forget_keys(
+        &mut self,
+        which: &dyn Fn(&Key) -> bool,
+    ) -> usize {
+        let before = self.keys.len();
+        let queued = &mut self.queued;
+        self.keys.retain(|k| {
+            let drop = which(k);
+            if drop {
+                queued.remove(k);
+            }
+            !drop
+        });
+        before - self.keys.len()
+    }
+
     /// Every waiting key, emptying the key queue (a protocol switch
     /// carries them over).
     pub(crate) fn drain_keys(&mut self) -> Vec<(Key, bool)> {

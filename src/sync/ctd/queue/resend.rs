@@ -99,6 +99,21 @@ impl ResendQueue {
         }
     }
 
+    /// The keys awaiting an ACK that `which` names no longer do (the
+    /// internal cache forgot them: resent, each would go as a DEL).
+    /// Returns how many.
+    pub(crate) fn forget_keys(
+        &mut self,
+        which: &dyn Fn(&Key) -> bool,
+    ) -> usize {
+        let named: Vec<Key> =
+            self.index.keys().filter(|k| which(k)).cloned().collect();
+        for k in &named {
+            self.forget(k);
+        }
+        named.len()
+    }
+
     fn mark_stale(&mut self, seq: Seq) {
         let i = self.q.partition_point(|e| e.seq < seq);
         if let Some(e) = self.q.get_mut(i)

@@ -1,0 +1,122 @@
+//! `-f` and the resend queue: flushing the internal cache forgets the
+//! unacknowledged states it held (as conntrackd's flush takes them out
+//! of its resend list); they are not resent as deletions of flows that
+//! live on in the kernel. Unacknowledged deletions are still resent.
+
+use super::test::{cfg, event, flow, node, send_now, tcp};
+use super::*;
+use crate::control::proto::{CacheSel, Request, Target};
+use crate::kernel::codec::{Kind, Object};
+use crate::kernel::origin::Origin;
+use crate::wire::ct_key_of;
+
+fn conntrack(port: u16) -> Conntrack {
+    let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", port, 80));
+    ct.reply = Some(ct.orig.inverse());
+    ct
+}
+
+#[test]
+fn a_flushed_internal_cache_resends_no_deletions_of_live_flows() {
+    flushed_then_repaired("");
+}
+
+/// The same over conntrackd's protocol (its own queues).
+#[test]
+fn over_conntrackds_protocol_too() {
+    flushed_then_repaired("PeerProtocol conntrackd");
+}
+
+fn flushed_then_repaired(options: &str) {
+    let c = cfg("", "FTFW { }", options);
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let t = Instant::from_millis;
+    for p in 1..=5 {
+        let ct = conntrack(p);
+        fw1.kernel(t(0), event(Kind::New, Object::Ct(ct)), Origin::NotMe);
+    }
+    // conntrackd's protocol says HELLO and waits for the answer first.
+    for ms in (0..=2_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 5);
+    // Their next states (and one destruction) are lost on the wire.
+    for p in 1..=4 {
+        let mut ct = conntrack(p);
+        ct.mark = 7;
+        fw1.kernel(
+            t(2_100),
+            event(Kind::Update, Object::Ct(ct)),
+            Origin::NotMe,
+        );
+    }
+    fw1.kernel(
+        t(2_100),
+        event(Kind::Destroy, Object::Ct(conntrack(5))),
+        Origin::NotMe,
+    );
+    assert!(!send_now(&mut fw1, t(2_100)).is_empty());
+    fw1.control(t(2_200), Request::FlushCache(CacheSel::Internal));
+    // Probes, NACKs and the last-resort retransmission all get their turn.
+    for ms in (2_300..=22_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    for p in 1..=4 {
+        let key = ct_key_of(&conntrack(p));
+        assert!(fw2.external_ct.contains(&key), "flow {p} kept");
+    }
+    let gone = ct_key_of(&conntrack(5));
+    assert!(
+        !fw2.external_ct.contains(&gone),
+        "the deletion still resent"
+    );
+}
+
+/// After `-f internal` the internal cache no longer says what the kernel
+/// holds: anti-entropy prunes nothing by it (the peer keeps every flow,
+/// as conntrackd's does), until a `-R` refilled it; then it repairs
+/// again, pruning what the peer holds and the kernel no longer does.
+#[test]
+fn anti_entropy_waits_for_a_resync_after_a_flush() {
+    let c = cfg("", "FTFW { }", "");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let t = Instant::from_millis;
+    for p in 1..=6 {
+        let ct = conntrack(p);
+        fw1.kernel(t(0), event(Kind::New, Object::Ct(ct)), Origin::NotMe);
+    }
+    flow(&mut fw1, &mut fw2, t(0));
+    assert_eq!(fw2.external_ct.len(), 6);
+    // Flow 6 ends and its DESTROY event is lost (an overrun).
+    fw1.internal_ct.remove(&ct_key_of(&conntrack(6)));
+    fw1.control(t(100), Request::FlushCache(CacheSel::Internal));
+    // Three anti-entropy periods.
+    for ms in (200..=100_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(
+        fw2.external_ct.len(),
+        6,
+        "nothing pruned by a flushed cache"
+    );
+    let out = fw1.control(t(100_100), Request::ResyncKernel(Target::All));
+    let dump = out
+        .actions
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("-R dumps the kernel");
+    let live = (1..=5).map(|p| Object::Ct(conntrack(p))).collect();
+    fw1.job(
+        t(100_200),
+        dump.purpose,
+        Done::Dumped {
+            objects: live,
+            last: true,
+        },
+    );
+    for ms in (100_300..=200_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 5, "flow 6 pruned after the -R");
+    assert!(!fw2.external_ct.contains(&ct_key_of(&conntrack(6))));
+}

@@ -3,7 +3,8 @@
 //! burst within 1 s of the burst's end, and loses the deleted ones as
 //! fast. The event socket overruns on such bursts; the daemon drains it
 //! first, and resyncs with the kernel as soon as the burst is over. Real
-//! daemons in two network namespaces. Needs root.
+//! daemons in two network namespaces. Needs root. And `-f internal` on
+//! the primary prunes nothing on the backup.
 
 // Deadlines here are wall-clock bounds on real processes, not logic.
 #![allow(clippy::disallowed_methods)]
@@ -135,4 +136,44 @@ fn a_primary_killed_during_a_storm_is_repaired_within_a_period() {
         end.elapsed() < Duration::from_secs(PERIOD * 2 + 5),
         "{took:?}"
     );
+}
+
+/// `-f internal` on the primary empties its internal cache, not its
+/// kernel: the backup keeps every flow through three anti-entropy
+/// periods (a digest of the empty cache pruned them all), and after the
+/// `-R` that refills the cache the digests agree again.
+#[test]
+fn a_flushed_primary_prunes_nothing_on_the_backup() {
+    const PERIOD: u64 = 1;
+    let Some((a, b)) = pair("cvf") else {
+        return;
+    };
+    let sync = |me, peer| {
+        format!(
+            "Mode FTFW {{ }}\n{}\nOptions {{ AntiEntropyPeriod {PERIOD} }}",
+            udp_link(me, peer)
+        )
+    };
+    let general = "Filter { Address Ignore { IPv4_address 10.9.0.0/24 } }";
+    let fw1 = Fw::start(&a, "cvf1", general, &sync("10.9.0.1", "10.9.0.2"));
+    let fw2 = Fw::start(&b, "cvf2", general, &sync("10.9.0.2", "10.9.0.1"));
+    create(&a, &flows("10.140.0.1", 500));
+    let took = fw2.wait_cached("external", 500, Duration::from_secs(5));
+    assert!(took.is_some(), "{} of 500 on fw-2", fw2.cached("external"));
+    assert!(fw1.cli(&["-f", "internal"]).status.success());
+    assert_eq!(fw1.cached("internal"), 0);
+    std::thread::sleep(Duration::from_secs(3 * PERIOD + 1));
+    let pruned = json_number(&fw2.stats(), "anti_entropy", "entries_pruned");
+    assert_eq!(
+        (fw2.cached("external"), pruned),
+        (500, 0),
+        "fw-2 after fw-1's -f\n{}",
+        fw2.log()
+    );
+    assert!(fw1.cli(&["-R"]).status.success());
+    assert_eq!(fw1.cached("internal"), 500);
+    std::thread::sleep(Duration::from_secs(3 * PERIOD + 1));
+    let s2 = fw2.stats();
+    assert_eq!(json_number(&s2, "external", "active"), 500);
+    assert_eq!(json_number(&s2, "anti_entropy", "entries_pruned"), 0);
 }

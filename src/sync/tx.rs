@@ -309,16 +309,7 @@ impl Transmit {
         &mut self,
         which: &dyn Fn(&Key) -> bool,
     ) -> usize {
-        let before = self.keys.len();
-        let queued = &mut self.queued;
-        self.keys.retain(|k| {
-            let drop = which(k);
-            if drop {
-                queued.remove(k);
-            }
-            !drop
-        });
-        before - self.keys.len()
+        drop_keys(&mut self.keys, &mut self.queued, which)
     }
 
     /// Every waiting key with its "new" flag, emptying the key queue (a
@@ -389,4 +380,23 @@ fn build(key: &Key, new: bool, src: &dyn Source) -> Msg {
         (Key::Ct(k), None) => Msg::CtDel(*k),
         (Key::Exp(k), None) => Msg::ExpDel(**k),
     }
+}
+
+/// Drops from a key queue (`keys` in order, `queued` their "new" flags)
+/// the keys `which` names; returns how many. Both protocols' transmit
+/// queues have this shape.
+pub(crate) fn drop_keys(
+    keys: &mut VecDeque<Key>,
+    queued: &mut HashMap<Key, bool>,
+    which: &dyn Fn(&Key) -> bool,
+) -> usize {
+    let before = keys.len();
+    keys.retain(|k| {
+        let drop = which(k);
+        if drop {
+            queued.remove(k);
+        }
+        !drop
+    });
+    before - keys.len()
 }

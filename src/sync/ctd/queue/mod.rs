@@ -186,16 +186,7 @@ impl TxQueue {
         &mut self,
         which: &dyn Fn(&Key) -> bool,
     ) -> usize {
-        let before = self.keys.len();
-        let queued = &mut self.queued;
-        self.keys.retain(|k| {
-            let drop = which(k);
-            if drop {
-                queued.remove(k);
-            }
-            !drop
-        });
-        before - self.keys.len()
+        crate::sync::tx::drop_keys(&mut self.keys, &mut self.queued, which)
     }
 
     /// Every waiting key, emptying the key queue (a protocol switch

@@ -62,10 +62,20 @@ impl std::error::Error for ClientError {}
 
 /// How long to wait for the daemon. A commit may legitimately take long
 /// (hundreds of thousands of entries on a slow router), and a `-B` asked
-/// during one is answered after it.
+/// during one is answered after it; so are `-R` and `-F`, kernel jobs
+/// that the one kernel worker runs after the commit (and `-R`, after the
+/// dump that follows it), and `-i`, a kernel dump with
+/// `DisableInternalCache`.
 fn reply_timeout(req: &Request) -> Duration {
     match req {
-        Request::Commit(_) | Request::BulkSend => Duration::from_secs(600),
+        Request::Commit(_)
+        | Request::BulkSend
+        | Request::ResyncKernel(_)
+        | Request::FlushKernel(_)
+        | Request::Dump {
+            cache: proto::Cache::Internal,
+            ..
+        } => Duration::from_secs(600),
         _ => Duration::from_secs(120),
     }
 }
@@ -141,9 +151,23 @@ mod test {
         assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
         assert!(e.to_string().starts_with("no answer from the daemon"));
         // A -B asked during a commit is answered after it.
-        assert_eq!(
-            reply_timeout(&Request::BulkSend),
-            reply_timeout(&Request::Commit(proto::Target::All))
-        );
+        let commit = reply_timeout(&Request::Commit(proto::Target::All));
+        assert_eq!(reply_timeout(&Request::BulkSend), commit);
+        // So are -R and -F: the one kernel worker runs jobs in order, and
+        // the notify script's -R after -c also waits for the dump that
+        // follows the commit. With 120 s they timed out (exit 1) while
+        // the daemon was still at them.
+        for t in [proto::Target::All, proto::Target::Ct, proto::Target::Expect]
+        {
+            assert_eq!(reply_timeout(&Request::ResyncKernel(t)), commit);
+            assert_eq!(reply_timeout(&Request::FlushKernel(t)), commit);
+        }
+        // And -i with DisableInternalCache: a live kernel dump, a job too.
+        let live = Request::Dump {
+            cache: proto::Cache::Internal,
+            table: proto::Table::Ct,
+            format: proto::Format::Plain,
+        };
+        assert_eq!(reply_timeout(&live), commit);
     }
 }

@@ -143,3 +143,54 @@ fn silent_dump_clients_hold_bounded_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// conntrackd's clients refused for want of budget: each refusal is
+/// logged once by the budget (at most once a minute), not again by the
+/// relay for every client. 40 conntrackd `-i` asked while silent dump
+/// clients hold the budget logged 40 warnings (a script polling
+/// `conntrackd -i` flooded syslog on the router's flash).
+#[test]
+fn conntrackds_refused_clients_are_not_logged_one_by_one() {
+    let Some((_a, _b, fw)) = alone_with_flows("rc", FLOWS) else {
+        return;
+    };
+    let t0 = Instant::now();
+    while !ask(&fw.sock(), &stats(), Duration::from_secs(5))
+        .unwrap()
+        .contains(&format!("\"active\":{FLOWS}"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "cache not filled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _silent: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = UnixStream::connect(fw.sock()).unwrap();
+            s.write_all(&proto::encode(&dump())).unwrap();
+            s
+        })
+        .collect();
+    let control = |key| json_number(&fw.stats(), "control", key);
+    let t0 = Instant::now();
+    while control("replies_refused") == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "budget not full");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // conntrackd's `-i` (request 16, host-endian), read to the end.
+    let before = control("replies_refused");
+    for _ in 0..40 {
+        let mut s = UnixStream::connect(fw.sock()).unwrap();
+        s.write_all(&16i32.to_ne_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty(), "a refused conntrackd client reads nothing");
+    }
+    let refused = control("replies_refused") - before;
+    assert!(refused >= 40, "only {refused} refused");
+    let log = fw.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("conntrackd's client"))
+        .count();
+    assert!(lines <= 1, "{lines} lines for {refused} refusals:\n{log}");
+}

@@ -152,7 +152,7 @@ pub trait Room {
 /// conntrackd's `client`, unframed; closes the client at the last frame
 /// (or when the daemon's side goes away). A refusal or failure has no
 /// place in conntrackd's protocol: it goes to the log, where conntrackd
-/// puts its own.
+/// puts its own (a refusal is there already, from where it was made).
 ///
 /// A client that stops reading (`conntrackd -i | less`, a script that
 /// takes its time over each line) is waited for, as ctsyncd's own client
@@ -197,12 +197,21 @@ pub async fn relay<R: Room>(
                         }
                     }
                     Reply::Done(status) => {
-                        if !status.is_ok() {
-                            log::warn!(
-                                "control: conntrackd's client's {} (request {code}): {status}",
-                                command(code)
-                            );
-                        }
+                        // A refusal was logged where it was made (the
+                        // reply budget at most once a minute, a commit
+                        // under way by the node): logged again here, a
+                        // script polling `conntrackd -i` while the budget
+                        // was full wrote a line per call.
+                        let level = match status {
+                            proto::Status::Ok => return,
+                            proto::Status::Refused(_) => log::Level::Debug,
+                            _ => log::Level::Warn,
+                        };
+                        log::log!(
+                            level,
+                            "control: conntrackd's client's {} (request {code}): {status}",
+                            command(code)
+                        );
                         return;
                     }
                 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::Netns;
 use common::fw::{self, Fw};
+use ctsyncd::control::proto::{Request, Target};
 
 const CONNTRACKD: &str = "/usr/sbin/conntrackd";
 
@@ -192,4 +193,55 @@ fn conntrackds_client_that_pauses_gets_its_whole_dump() {
         "lines read after a {pause:?} pause; log:\n{}",
         fw.log()
     );
+}
+
+/// The daemon's peak RSS in KiB (VmHWM), or reset to the current RSS.
+fn peak_kib(fw: &Fw, reset: bool) -> u64 {
+    let pid = fw.daemon.0.id();
+    if reset {
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    }
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// conntrackd's clients waiting for their answer (`-R` behind a kernel
+/// dump, a notify script's request behind a commit) cost what ours cost:
+/// each relay took its 64 KiB read buffer at once and kept it while it
+/// waited, outside the reply budget; 300 such `-R` grew the daemon by
+/// 19 MB (ctsyncd's own 300 `-R`: under 2 MB).
+#[test]
+fn conntrackds_waiting_clients_hold_no_read_buffers() {
+    const CLIENTS: usize = 300;
+    let Some((_a, _b, fw)) = fw::alone_with_flows("ccw", 50_000) else {
+        return;
+    };
+    assert!(
+        fw.wait_cached("internal", 50_000, Duration::from_secs(20))
+            .is_some()
+    );
+    // One -R first: the heap grows to what a resync takes, and the
+    // clients' cost is measured beyond it.
+    let resync = Request::ResyncKernel(Target::All);
+    fw::ask(&fw.sock(), &resync, Duration::from_secs(30)).unwrap();
+    let before = peak_kib(&fw, true);
+    // conntrackd's -R (request 44, host-endian), all asked before any
+    // is answered (the dump of 50 000 flows takes a while).
+    let mut clients: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = UnixStream::connect(fw.sock()).unwrap();
+            s.write_all(&44i32.to_ne_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for s in &mut clients {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+    }
+    let grew = peak_kib(&fw, false).saturating_sub(before);
+    eprintln!("{CLIENTS} waiting conntrackd clients: peak RSS +{grew} KiB");
+    assert!(grew < 8 * 1024, "peak RSS grew by {grew} KiB");
 }

@@ -16,11 +16,10 @@
 //! comes when the commit has finished, as conntrackd closes a commit's
 //! connection only then.
 
-use std::io;
+use std::io::{self, Read as _};
 use std::os::unix::net::UnixStream;
 
 use smol::Async;
-use smol::io::AsyncReadExt;
 
 use super::proto::{
     self, Cache, CacheSel, Format, MAX_REPLY, Reply, Request, StatsView, Table,
@@ -163,25 +162,29 @@ pub trait Room {
 /// (It used to be dropped after 5 s of not reading whatever, its dump cut
 /// short.)
 pub async fn relay<R: Room>(
-    mut frames: Async<UnixStream>,
+    frames: Async<UnixStream>,
     mut client: Async<UnixStream>,
     code: u8,
     room: &R,
 ) {
+    // What was read and not yet relayed; also the read buffer (see below).
     let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match proto::decode::<Reply>(&buf, MAX_REPLY) {
             Ok(Some((reply, used))) => {
                 buf.drain(..used);
-                buf.shrink_to(chunk.len());
+                // Nothing read past the frame: no buffer is kept while
+                // the client reads it or the next frame is waited for.
+                if buf.is_empty() {
+                    buf = Vec::new();
+                } else {
+                    buf.shrink_to(READ);
+                }
                 match reply {
                     Reply::Data(text) => {
                         // All this relay holds while its client reads:
-                        // the frame's text, what it read past it, and its
-                        // read buffer.
-                        let held = room
-                            .hold(text.len() + buf.capacity() + chunk.len());
+                        // the frame's text and what it read past it.
+                        let held = room.hold(text.len() + buf.capacity());
                         let counted = held.is_some();
                         let patient = || counted && !room.pressed();
                         let sent = server::write_frame_patiently(
@@ -223,12 +226,33 @@ pub async fn relay<R: Room>(
                 return;
             }
         }
-        match frames.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        // The read buffer is taken once there is something to read: a
+        // relay waiting for its answer (a -R behind a dump, a notify
+        // script's request behind a commit) held 64 KiB for nothing,
+        // outside the reply budget, for as long as it waited.
+        if frames.readable().await.is_err() {
+            return;
+        }
+        let start = buf.len();
+        buf.resize(start + READ, 0);
+        let got = (&mut frames.get_ref()).read(&mut buf[start..]);
+        buf.truncate(start + *got.as_ref().unwrap_or(&0));
+        if buf.is_empty() {
+            buf = Vec::new();
+        }
+        match got {
+            Ok(0) => return,
+            Ok(_) => {}
+            // Readiness another read used up: wait again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
+
+/// Most the relay reads from the daemon's side at once.
+const READ: usize = 64 * 1024;
 
 #[cfg(test)]
 mod test {
@@ -332,8 +356,9 @@ mod test {
 
     #[test]
     fn a_frame_waiting_for_its_client_holds_all_the_relay_has_read() {
-        // Not just the frame's text: the read buffer (64 KiB) and what
-        // was read past the frame are memory a stalled relay keeps.
+        // Not just the frame's text: what was read past the frame (here
+        // the last frame, in the 64 KiB read buffer) is memory a stalled
+        // relay keeps.
         let room = Ample::default();
         let text = "x".repeat(1000);
         let replies = [Reply::Data(text.clone()), Reply::Done(Status::Ok)];

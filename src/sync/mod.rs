@@ -451,6 +451,8 @@ mod test_ready;
 #[cfg(test)]
 mod test_recv;
 #[cfg(test)]
+mod test_reflected;
+#[cfg(test)]
 mod test_replication;
 #[cfg(test)]
 mod test_reports;

@@ -119,7 +119,8 @@ impl Sealing {
     }
 
     /// Opens `datagram` into `out` and accepts its counter once, from
-    /// whichever address it came. `believed(session)`: whether the gate
+    /// whichever address it came; one of our own (sealed under our
+    /// epoch) is refused as a replay. `believed(session)`: whether the gate
     /// believes that session for some peer (its windows are never
     /// evicted).
     ///
@@ -134,6 +135,17 @@ impl Sealing {
     ) -> Result<Origin, wire::Error> {
         let origin = self.sealer.open(datagram, out)?;
         let Origin { epoch, counter } = origin;
+        // Our own datagram, sent back to us (from the peer's address or
+        // any other): it opens with our key, and its counter is new to
+        // every window (we never receive what we send), but it is
+        // nobody's. Read, it asked us to prove our own session, carried
+        // our answer back, and proved it as the peer's: a restart of the
+        // peer, whose resend queue we emptied, and our own changes
+        // applied as its. The epoch is ours alone (2^128 of them).
+        if epoch == self.sealer.epoch() {
+            out.clear();
+            return Err(wire::Error::Replayed);
+        }
         // Opened: the header is authentic and at least a header long.
         let session = Header::parse(&Packet::new_unchecked(&out[..])).session;
         let id = (session, epoch);
@@ -225,6 +237,10 @@ mod test {
             assert_eq!(r, Err(wire::Error::Replayed));
             assert!(out.is_empty());
         }
+        // One of our own, sent back to us: nobody's, whatever its window.
+        let own = sealed(&mut s.sealer, 5);
+        let r = s.open(t, &own, &mut out, |_| false);
+        assert_eq!(r, Err(wire::Error::Replayed));
         // Another session of the same sender has a window of its own.
         assert!(
             s.open(t, &sealed(&mut peer, 6), &mut out, |_| false)
@@ -237,8 +253,10 @@ mod test {
         let key = Key::from_bytes([3; 32]);
         let mut live =
             Sealer::new(std::slice::from_ref(&key), [1; 16]).unwrap();
+        // An epoch none of the old senders' (0..200) has: a datagram of
+        // our own epoch is refused whatever its window.
         let mut s = Sealing::new(
-            Sealer::new(std::slice::from_ref(&key), [2; 16]).unwrap(),
+            Sealer::new(std::slice::from_ref(&key), [255; 16]).unwrap(),
         );
         let mut out = Vec::new();
         let first = sealed(&mut live, 77);

@@ -21,7 +21,7 @@ fn params(mode: Mode, session: u32) -> Params {
 
 /// An engine sealing with `keys[0]` (each opens); `start` stands for the
 /// per-start randomness the daemon draws (session, seed, epoch).
-fn keyed(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Engine {
+pub(super) fn keyed(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Engine {
     let mut e = Engine::new(params(mode, 1000 + u32::from(start)), t);
     let keys: Vec<seal::Key> = keys
         .iter()
@@ -31,7 +31,7 @@ fn keyed(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Engine {
     e
 }
 
-fn ct(port: u16) -> Conntrack {
+pub(super) fn ct(port: u16) -> Conntrack {
     let mut c = Conntrack::new(Tuple {
         src: "10.0.0.1".parse().unwrap(),
         dst: "10.0.0.2".parse().unwrap(),
@@ -45,13 +45,13 @@ fn ct(port: u16) -> Conntrack {
 
 /// One node: its engine and its cache (internal on the primary,
 /// external on the backup).
-struct Side {
-    e: Engine,
-    cache: MapSource,
+pub(super) struct Side {
+    pub(super) e: Engine,
+    pub(super) cache: MapSource,
 }
 
 /// Everything `a` sends now, delivered to `b`; returns the bytes sent.
-fn send(a: &mut Side, b: &mut Side, now: Instant) -> Vec<Vec<u8>> {
+pub(super) fn send(a: &mut Side, b: &mut Side, now: Instant) -> Vec<Vec<u8>> {
     let mut buf = [0u8; 1472];
     let mut sent = Vec::new();
     while let Some(len) = a.e.poll_transmit(now, &a.cache, &mut buf) {
@@ -71,7 +71,7 @@ fn deliver(b: &mut Side, d: &[u8], now: Instant) {
 
 /// `rounds` exchanges 300 ms apart from `t`; returns the capture of what
 /// the primary sent and the time after.
-fn run(
+pub(super) fn run(
     p: &mut Side,
     b: &mut Side,
     t: Instant,
@@ -89,7 +89,7 @@ fn run(
     (capture, now)
 }
 
-fn primary_with_flows(mode: Mode, keys: &[u8], t: Instant) -> Side {
+pub(super) fn primary_with_flows(mode: Mode, keys: &[u8], t: Instant) -> Side {
     let mut p = Side {
         e: keyed(mode, 1, keys, t),
         cache: MapSource::default(),
@@ -102,7 +102,7 @@ fn primary_with_flows(mode: Mode, keys: &[u8], t: Instant) -> Side {
     p
 }
 
-fn backup(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Side {
+pub(super) fn backup(mode: Mode, start: u8, keys: &[u8], t: Instant) -> Side {
     Side {
         e: keyed(mode, start, keys, t),
         cache: MapSource::default(),
@@ -316,7 +316,7 @@ fn a_keyed_answer_overtaken_by_later_data_leaves_the_tracking_where_it_is() {
     assert_eq!(b.cache.cts.len(), 2, "the deletes and the two new flows");
 }
 
-fn deliver_from(b: &mut Side, peer: u64, d: &[u8], now: Instant) {
+pub(super) fn deliver_from(b: &mut Side, peer: u64, d: &[u8], now: Instant) {
     let _ = b.e.recv(now, peer, d, &b.cache);
     while let Some(ap) = b.e.pop_apply() {
         b.cache.apply(ap);

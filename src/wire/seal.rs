@@ -207,6 +207,11 @@ impl Sealer {
         })
     }
 
+    /// This start's epoch: the high part of every nonce it seals.
+    pub fn epoch(&self) -> [u8; EPOCH_LEN] {
+        self.epoch
+    }
+
     /// Seals the plain datagram `buf[..len]` (as [`super::Writer`] left
     /// it) in place and returns the sealed length, `len` +
     /// [`SEAL_OVERHEAD`].

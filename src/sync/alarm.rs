@@ -36,6 +36,10 @@ impl SyncMode for Alarm {
         self.peers.heard(now, peer, session, || ())
     }
 
+    fn moved(&mut self, from: u64, to: u64) {
+        self.peers.moved(from, to);
+    }
+
     fn data(&mut self, _: u64, _: Seq, _: &mut Cx<'_>) -> bool {
         true
     }

@@ -32,6 +32,10 @@ pub(crate) trait SyncMode {
     /// A known peer restarted: it knows nothing of what we sent.
     fn peer_restarted(&mut self) {}
 
+    /// Peer `from`'s session was proven at `to`: what is tracked of it
+    /// is `to`'s now.
+    fn moved(&mut self, from: u64, to: u64);
+
     /// Data message number `seq` from `peer`; true to apply it.
     fn data(&mut self, peer: u64, seq: Seq, cx: &mut Cx<'_>) -> bool;
 

@@ -27,6 +27,10 @@ impl SyncMode for NoTrack {
         self.peers.heard(now, peer, session, SeqTrack::default)
     }
 
+    fn moved(&mut self, from: u64, to: u64) {
+        self.peers.moved(from, to);
+    }
+
     fn data(&mut self, peer: u64, seq: Seq, cx: &mut Cx<'_>) -> bool {
         let Some(rx) = self.peers.rx_mut(peer) else {
             return false;

@@ -214,9 +214,17 @@ impl Engine {
         if let (Some(s), Some(origin)) = (self.sealing.as_mut(), self.opened) {
             s.proven(session, origin);
         }
+        // A session moved from another address is no restart: what we
+        // track of it comes along, and numbers it already brought stay
+        // late.
+        let moved = proof.moved_from.is_some();
+        if let Some(from) = proof.moved_from {
+            self.mode.get_mut().moved(from, peer);
+        }
         let contact = self.mode.get_mut().heard(now, peer, session);
-        if contact == Contact::Restarted
-            || proof.before.is_some_and(|b| b != session)
+        if !moved
+            && (contact == Contact::Restarted
+                || proof.before.is_some_and(|b| b != session))
         {
             self.stats.peer_restarts += 1;
             self.mode.get_mut().peer_restarted();
@@ -232,8 +240,12 @@ impl Engine {
             Some(_) => None,
             None => proof.first_held,
         };
-        let same = proof.before == Some(session);
-        self.reanchor(peer, same, from, next, proof.expecting, first_held);
+        let same = proof.before == Some(session) || moved;
+        // Moved, its tracking is the proven session's own (what it holds
+        // past the answer's `next` overtook the answer): kept, as if
+        // asked before any of it came.
+        let expecting = if moved { Some(next) } else { proof.expecting };
+        self.reanchor(peer, same, from, next, expecting, first_held);
         if self.sealing.is_some() {
             self.replay_held_sealed(&proof.held, src);
             let (mode, mut cx) = self.cx(now);

@@ -187,6 +187,15 @@ impl<R> Peers<R> {
         contact
     }
 
+    /// Peer `from`'s session was proven at `to` (see
+    /// `gate::Proven::moved_from`): its entry, tracking included, is
+    /// `to`'s now (replacing any `to` had).
+    pub(crate) fn moved(&mut self, from: u64, to: u64) {
+        if let Some(p) = self.map.remove(&from) {
+            self.map.insert(to, p);
+        }
+    }
+
     /// The receive state of peer `id`, to read.
     pub(crate) fn rx(&self, id: u64) -> Option<&R> {
         self.map.get(&id).map(|p| &p.rx)

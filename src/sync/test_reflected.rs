@@ -3,9 +3,13 @@
 //! node's key and their counters are new to any window the node keeps
 //! (it never receives what it sends), yet they are nobody's: a session
 //! proven by them would be the node's own, answering its own challenges.
+//! And a peer's datagrams sent from another address than the peer's
+//! (on multicast or TCP any is accepted): the session they prove there is
+//! the one already believed, tracked once, wherever its datagrams come
+//! from.
 
 use super::test_sealed::{
-    Side, backup, ct, deliver_from, primary_with_flows, run,
+    Side, backup, ct, deliver_from, primary_with_flows, run, send,
 };
 use super::*;
 
@@ -58,4 +62,52 @@ fn a_node_never_proves_its_own_reflected_session() {
         let (_, _) = run(&mut p, &mut b, now + Duration::from_millis(10), 5);
         assert!(b.cache.cts.contains_key(&wire::ct_key_of(&c)));
     }
+}
+
+#[test]
+fn a_delayed_datagram_redirected_from_another_address_is_still_late() {
+    // On multicast (or TCP) any source address is accepted. A fresh
+    // datagram of p's and p's answer to the challenge it draws, both
+    // redirected to come from address 2, prove p's session there too.
+    let t = Instant::from_millis(0);
+    let mut p = primary_with_flows(Mode::FtFw, &[7], t);
+    let mut b = backup(Mode::FtFw, 2, &[7], t);
+    let (_, mut now) = run(&mut p, &mut b, t, 20);
+    assert_eq!(b.cache.cts.len(), 20);
+    let m = ct(800);
+    p.cache.cts.insert(wire::ct_key_of(&m), m.clone());
+    p.e.local_change(Key::Ct(wire::ct_key_of(&m)), true);
+    let answered = b.e.stats().challenges_answered;
+    for d in intercepted(&mut p, now) {
+        deliver_from(&mut b, 2, &d, now);
+    }
+    send(&mut b, &mut p, now);
+    for d in intercepted(&mut p, now) {
+        deliver_from(&mut b, 2, &d, now);
+    }
+    assert_eq!(b.e.stats().challenges_answered, answered + 1);
+    (_, now) = run(&mut p, &mut b, now, 5);
+    assert!(b.cache.cts.contains_key(&wire::ct_key_of(&m)));
+    // p creates K; the attacker keeps that datagram. K reaches b all the
+    // same (resent on b's NACK), then p deletes it, and b follows.
+    let k = ct(900);
+    let key = wire::ct_key_of(&k);
+    p.cache.cts.insert(key, k.clone());
+    p.e.local_change(Key::Ct(key), true);
+    let kept = intercepted(&mut p, now);
+    (_, now) = run(&mut p, &mut b, now + Duration::from_millis(10), 5);
+    assert!(b.cache.cts.contains_key(&key), "resent");
+    p.cache.cts.remove(&key);
+    p.e.local_change(Key::Ct(key), false);
+    (_, now) = run(&mut p, &mut b, now, 5);
+    assert!(!b.cache.cts.contains_key(&key), "deleted on b");
+    // The kept datagram, delivered late from address 2: older than what
+    // b has of p's session, it must not bring K back.
+    for d in &kept {
+        deliver_from(&mut b, 2, d, now);
+    }
+    assert!(
+        !b.cache.cts.contains_key(&key),
+        "a delayed datagram re-created a deleted flow"
+    );
 }

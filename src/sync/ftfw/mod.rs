@@ -146,6 +146,10 @@ impl SyncMode for FtFw {
         self.peers.heard(now, peer, session, || rx::Rx::new(window))
     }
 
+    fn moved(&mut self, from: u64, to: u64) {
+        self.peers.moved(from, to);
+    }
+
     fn peer_restarted(&mut self) {
         self.resend.clear();
         // It knows nothing of what we sent before, held or not, as ever.

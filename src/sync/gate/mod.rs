@@ -77,6 +77,10 @@ pub(crate) struct Proven {
     /// The number we expected next from the session when we sent the
     /// answered challenge: what we had from it then.
     pub(crate) expecting: Option<Seq>,
+    /// The peer the session was believed for until now, when another:
+    /// a session is one sender's, believed at one address (see
+    /// [`Gate::answer`]).
+    pub(crate) moved_from: Option<u64>,
 }
 
 /// Which session of each peer is proven live, and the challenges out.
@@ -308,12 +312,29 @@ impl Gate {
             self.confirmed.remove(&k);
         }
         let before = self.confirmed.insert(peer, session);
+        // A session proven at a second address (the sender's link
+        // changed, or someone on a multicast or TCP link sent its
+        // datagrams from another address) is believed there only, and
+        // its tracking moves with it (the engine's). Believed at both, it
+        // was tracked twice: a datagram held back and sent from the
+        // other address was not late there, and was applied over the
+        // newer state the first address had brought (a deleted flow
+        // created again, on a sealed link).
+        let moved_from = self
+            .confirmed
+            .iter()
+            .find(|&(&p, &s)| s == session && p != peer)
+            .map(|(&p, _)| p);
+        if let Some(p) = moved_from {
+            self.confirmed.remove(&p);
+        }
         Some(Proven {
             before,
             held,
             first_held,
             round_trip,
             expecting,
+            moved_from,
         })
     }
 }

@@ -75,6 +75,13 @@ pub(crate) trait SyncMode {
     ) {
     }
 
+    /// How many more data messages may go out at `now` before some are
+    /// acknowledged (None: no bound). What is left waits in the transmit
+    /// queue, where changes to one entry coalesce.
+    fn room(&self, _now: Instant) -> Option<usize> {
+        None
+    }
+
     /// Whether the peer, heard again, is owed a bulk update: what was
     /// sent while it was silent was not kept for it (asked once).
     fn take_owed_bulk(&mut self) -> bool {

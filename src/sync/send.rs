@@ -118,11 +118,13 @@ impl Engine {
         }
         let keys = self.tx.len();
         let mode = self.mode.get_mut();
+        let room = mode.room(now);
         let awaiting = &mut self.awaiting;
         let msgs = self.tx.fill(
             &mut w,
             src,
             &mut self.stats,
+            room,
             |seq, what, gone, stats| {
                 if let (tx::Sent::Resync, Some(a)) = (&what, awaiting.as_mut())
                 {

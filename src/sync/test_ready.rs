@@ -21,7 +21,12 @@ struct Pair {
 /// (200), proven to each other and each having heard the other; B has
 /// asked for a resync and A has it.
 fn asked(t: Instant) -> Pair {
-    let (mut a, mut b) = heard_pair(1000, 10_000, t);
+    asked_with(t, 1000)
+}
+
+/// As [`asked`], A's resend queue holding `resend_queue_size` entries.
+fn asked_with(t: Instant, resend_queue_size: usize) -> Pair {
+    let (mut a, mut b) = heard_pair(resend_queue_size, 10_000, t);
     hears(&mut b, &a, t);
     let mut a_src = MapSource::default();
     for p in 1..=N {
@@ -231,4 +236,20 @@ fn a_peer_that_restarts_while_we_wait_is_asked_again() {
     assert_eq!(p.b.stats().peer_restarts, 1);
     assert_eq!(p.a.stats().resyncs_requested_by_peer, 1);
     assert_eq!(p.b_ext.cts.len(), usize::from(N));
+}
+
+#[test]
+fn a_bulk_larger_than_the_resend_queue_is_not_told_complete_with_gaps() {
+    // The bulk (600 entries) for a resend queue of 100, the first
+    // datagram lost. It went out at once, and the first 500 gave way
+    // unacknowledged: the lost datagram's NACK found nothing to resend,
+    // and the asker was told its resync was complete with 536 of 600.
+    let t = Instant::from_millis(0);
+    let mut p = asked_with(t, 100);
+    let at = run(&mut p, t, 30, |to_b, n| to_b && n == 1, |_, _| {});
+    let held = p.b_ext.cts.len();
+    assert!(at.is_some(), "never ready");
+    assert_eq!(held, usize::from(N), "ready at step {at:?} with {held}");
+    // Nothing unacknowledged gave way: the rest waited for ACKs.
+    assert_eq!(p.a.stats().resend_queue_dropped, 0);
 }

@@ -214,15 +214,19 @@ impl Transmit {
     /// Fills `w` (whose header says `first seq` = [`Transmit::next_seq`]):
     /// control messages first, then RESYNC, then keys until full. Each data
     /// message takes the next sequence number and is reported to `sent`,
-    /// with whether it was a DEL (the key's entry is gone).
+    /// with whether it was a DEL (the key's entry is gone). At most
+    /// `room` data messages are numbered (None: no bound); what is left
+    /// waits in its queue.
     /// Returns the number of messages written.
     pub(crate) fn fill(
         &mut self,
         w: &mut Writer<'_>,
         src: &dyn Source,
         stats: &mut Stats,
+        room: Option<usize>,
         mut sent: impl FnMut(Seq, Sent, bool, &mut Stats),
     ) -> u32 {
+        let mut room = room.unwrap_or(usize::MAX);
         let mut reports = Vec::new();
         while let Some(m) = self.control.front() {
             if w.push(m).is_err() {
@@ -252,11 +256,14 @@ impl Transmit {
             }
             self.background.pop_front();
         }
-        if self.resync_pending && w.push(&Msg::Resync).is_ok() {
+        if self.resync_pending && room > 0 && w.push(&Msg::Resync).is_ok() {
             self.resync_pending = false;
+            room -= 1;
             sent(self.take_seq(), Sent::Resync, false, stats);
         }
-        while let Some(key) = self.keys.pop_front() {
+        while room > 0
+            && let Some(key) = self.keys.pop_front()
+        {
             let new = self.queued.remove(&key).unwrap_or(false);
             let (pushed, gone) = match encoded(&key, new, src) {
                 Some((kind, body)) => (w.push_encoded(kind, body), false),
@@ -267,7 +274,10 @@ impl Transmit {
                 }
             };
             match pushed {
-                Ok(()) => sent(self.take_seq(), Sent::Key(key), gone, stats),
+                Ok(()) => {
+                    room -= 1;
+                    sent(self.take_seq(), Sent::Key(key), gone, stats);
+                }
                 Err(_) if w.counts().0 == 0 => {
                     // Does not fit even an empty datagram: never sendable.
                     stats.too_big += 1;

@@ -17,6 +17,9 @@
 //! - A peer's restart (new session) resets its tracking and empties the
 //!   resend queue: it knows nothing of what we sent. The reports of its
 //!   old numbers, waiting or echoed, are dropped by the engine (`tx`).
+//! - While a peer is heard, no more goes out unacknowledged than the
+//!   resend queue holds (`room`): the rest waits in the transmit queue for
+//!   ACKs, and nothing the peer may lack gives way to the queue's bound.
 //! - While no peer has been heard for [`PEER_ALIVE`], the resend queue
 //!   keeps at most [`SILENT_HOLD`] entries' states (half its bound if
 //!   that is less): past them, it gives those up, keeps no more, and the
@@ -261,6 +264,20 @@ impl SyncMode for FtFw {
         }
         self.resend.push(seq, what, gone, now, stats);
         self.probe.data_sent(seq, now);
+    }
+
+    /// While a peer is heard, no more goes out unacknowledged than the
+    /// resend queue holds: past its bound it dropped the oldest of what
+    /// the peer had not acknowledged yet, which no NACK could bring back.
+    /// A bulk larger than the queue (a resync's answer, `-B`) went out
+    /// at once and lost its head that way before any ACK could come, and
+    /// a datagram of it lost on the link left the peer without those
+    /// entries, told all the same that its resync was complete. A silent
+    /// peer is not waited for (see [`SILENT_HOLD`]).
+    fn room(&self, now: Instant) -> Option<usize> {
+        self.peers
+            .any_heard(now, PEER_ALIVE)
+            .then(|| self.resend.bound().saturating_sub(self.resend.len()))
     }
 
     fn paused(&mut self, now: Instant) {

@@ -4,8 +4,9 @@
 //! once, under the number it was last sent as (conntrackd's rs_queue holds
 //! each object once): an older send of it gives its place up, as a resend
 //! of it would carry the same state. Bounded by `ResendQueueSize`
-//! entries: when full, the oldest is dropped and counted. For a peer not
-//! heard lately, FT-FW gives the states up past a few thousand
+//! entries: while a peer is heard no more goes out than it holds (FT-FW's
+//! `room`); else, when full, the oldest is dropped and counted. For a
+//! peer not heard lately, FT-FW gives the states up past a few thousand
 //! ([`ResendQueue::give_up_present`]): a bulk update carries them.
 
 use std::collections::VecDeque;

@@ -104,13 +104,15 @@ impl<'a> Parser<'a> {
         let defaults: Vec<usize> = (0..sync.channels.len())
             .filter(|&i| sync.channels[i].default)
             .collect();
-        if defaults.len() > 1 {
-            let pos = self.channel_pos[defaults[1]];
+        // conntrackd makes each `Default' link current as it opens them,
+        // so the last one marked is the one that sends.
+        if let [first, .., last] = defaults[..] {
+            let at = self.channel_pos[first];
             self.warn(
-                pos,
-                "several links are marked `Default'; the first one is used",
+                self.channel_pos[last],
+                format!("several links are marked `Default' (the first at {at}); the last one is used, as by conntrackd"),
             );
-            for &i in &defaults[1..] {
+            for &i in &defaults[..defaults.len() - 1] {
                 sync.channels[i].default = false;
             }
         }

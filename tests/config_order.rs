@@ -1,0 +1,57 @@
+//! Clauses that may be given more than once, resolved in the order
+//! conntrackd 1.4.7 resolves them (each case was run through conntrackd
+//! in a network namespace; what it did is in the case's comment).
+
+use ctsyncd::config::{self, Parsed};
+
+fn parse(text: &str) -> Parsed {
+    config::parse(text, "o.conf").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn warnings(p: &Parsed) -> Vec<String> {
+    p.warnings.iter().map(ToString::to_string).collect()
+}
+
+/// Two links marked `Default`: conntrackd's multichannel takes every
+/// `Default` link in turn as its current one, so the last one sends
+/// (`-s link` in a namespace with veth links sync1 and sync2: sync1
+/// `role=BACKUP`, sync2 `role=ACTIVE`, its 2 packets sent).
+#[test]
+fn of_several_default_links_the_last_one_is_used() {
+    let link = |n: u8, default: &str| {
+        format!(
+            "\tUDP {default}{{ IPv4_address 10.9.{n}.1 \
+             IPv4_Destination_Address 10.9.{n}.2 Port 3780 \
+             Interface sync{n} }}\n"
+        )
+    };
+    let text = format!(
+        "General {{ UNIX {{ Path /run/o.ctl }} }}\nSync {{\n\tMode FTFW {{ }}\n{}{}{}}}\n",
+        link(1, "Default "),
+        link(2, "Default "),
+        link(3, ""),
+    );
+    let p = parse(&text);
+    let sync = p.config.sync.as_ref().unwrap();
+    let marked: Vec<bool> = sync.channels.iter().map(|c| c.default).collect();
+    assert_eq!(marked, [false, true, false]);
+    assert_eq!(sync.default_channel(), 1);
+    assert_eq!(sync.channels[1].interface.as_str(), "sync2");
+    assert_eq!(
+        warnings(&p),
+        [
+            "o.conf:5:2: several links are marked `Default' (the first at \
+             4:2); the last one is used, as by conntrackd"
+        ]
+    );
+
+    // One Default link: it is used wherever it stands, without a word.
+    let text = format!(
+        "General {{ UNIX {{ Path /run/o.ctl }} }}\nSync {{\n\tMode FTFW {{ }}\n{}{}}}\n",
+        link(1, ""),
+        link(2, "Default "),
+    );
+    let p = parse(&text);
+    assert_eq!(p.config.sync.as_ref().unwrap().default_channel(), 1);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}

@@ -55,3 +55,24 @@ fn of_several_default_links_the_last_one_is_used() {
     assert_eq!(p.config.sync.as_ref().unwrap().default_channel(), 1);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
+
+/// Several `Filter` blocks: their clauses add up, and the last block says
+/// where events are filtered, `From` or not. conntrackd sets its
+/// kernel-space switch in every Filter block, off without `From
+/// Kernelspace` (with `Filter From Kernelspace { Protocol Accept { TCP }
+/// }` then `Filter { }`, it logged `using user-space event filtering`).
+#[test]
+fn the_last_filter_block_says_where_events_are_filtered() {
+    let kernel = |blocks: &str| {
+        let text =
+            format!("General {{\n\tUNIX {{ Path /run/o.ctl }}\n{blocks}}}\n");
+        let f = parse(&text).config.general.filter;
+        assert_eq!(f.protocol.map(|r| r.items), Some(vec![6]), "{blocks}");
+        f.from_kernelspace
+    };
+    let k = "\tFilter From Kernelspace { Protocol Accept { TCP } }\n";
+    assert!(!kernel(&format!("{k}\tFilter {{ }}\n")));
+    assert!(!kernel(&format!("{k}\tFilter From Userspace {{ }}\n")));
+    assert!(kernel(&format!("\tFilter {{ }}\n{k}")));
+    assert!(kernel(k));
+}

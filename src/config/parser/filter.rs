@@ -12,6 +12,10 @@ const FILTER: &[&str] = &["Protocol", "Address", "State"];
 
 impl<'a> Parser<'a> {
     pub(super) fn filter(&mut self) -> Result<()> {
+        // Every block sets where events are filtered, as conntrackd's
+        // grammar does: a block without `From` is `From Userspace`, even
+        // after a `From Kernelspace` one.
+        self.cfg.general.filter.from_kernelspace = false;
         if let (Tok::Word("From"), _) = self.peek() {
             self.next();
             self.cfg.general.filter.from_kernelspace =

@@ -13,7 +13,7 @@
 //! Owns: byte offsets → line:column positions. Never allocates per token
 //! (words borrow from the input). Never panics.
 
-use std::fmt;
+use std::fmt::{self, Write};
 
 /// A 1-based line and column in the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,7 +46,21 @@ impl fmt::Display for Tok<'_> {
             Tok::Open => f.write_str("`{'"),
             Tok::Close => f.write_str("`}'"),
             Tok::Comma => f.write_str("`,'"),
-            Tok::Word(w) => write!(f, "`{w}'"),
+            Tok::Word(w) => {
+                // A message quotes the word as the file holds it, so a
+                // character nobody sees (a byte-order mark, a NUL, a
+                // zero-width space) is written escaped: unescaped, a
+                // marked `General' read "found `General', expected a
+                // section (General, …)". Printable ones stay as written.
+                f.write_char('`')?;
+                for c in w.chars() {
+                    match c {
+                        '\'' | '"' | '\\' => f.write_char(c)?,
+                        _ => write!(f, "{}", c.escape_debug())?,
+                    }
+                }
+                f.write_char('\'')
+            }
             Tok::Eof => f.write_str("end of file"),
         }
     }
@@ -223,6 +237,28 @@ mod test {
                 ("`/run/a,b'".into(), 2, 10),
                 ("end of file".into(), 2, 25),
             ]
+        );
+    }
+
+    /// A character the reader cannot see is written escaped where a
+    /// message quotes a word: a file saved with a byte-order mark said
+    /// "found `General', expected a section (General, …)".
+    #[test]
+    fn a_quoted_word_shows_its_invisible_characters() {
+        let shown = |w: &str| Tok::Word(w).to_string();
+        assert_eq!(shown("\u{feff}General"), "`\\u{feff}General'");
+        assert_eq!(shown("x\0y"), "`x\\0y'");
+        assert_eq!(shown("a\u{200b}b\u{7}"), "`a\\u{200b}b\\u{7}'");
+        // Printable characters stay as written, quotes and backslashes
+        // included.
+        assert_eq!(shown("/var/l\"o'g\\ü"), "`/var/l\"o'g\\ü'");
+        let e = crate::config::parse("\u{feff}General { }", "b.conf")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "b.conf:1:1: found `\\u{feff}General', expected a section \
+             (General, Sync, Stats, Helper)"
         );
     }
 

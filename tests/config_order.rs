@@ -2,7 +2,7 @@
 //! conntrackd 1.4.7 resolves them (each case was run through conntrackd
 //! in a network namespace; what it did is in the case's comment).
 
-use ctsyncd::config::{self, Parsed};
+use ctsyncd::config::{self, Parsed, SchedPolicy};
 
 fn parse(text: &str) -> Parsed {
     config::parse(text, "o.conf").unwrap_or_else(|e| panic!("{e}"))
@@ -75,4 +75,35 @@ fn the_last_filter_block_says_where_events_are_filtered() {
     assert!(!kernel(&format!("{k}\tFilter From Userspace {{ }}\n")));
     assert!(kernel(&format!("\tFilter {{ }}\n{k}")));
     assert!(kernel(k));
+}
+
+/// Two `Scheduler` blocks: each sets what it names, the other value stays
+/// (conntrackd with `Scheduler { Type FIFO }` then `Scheduler { Priority
+/// 10 }` ran as SCHED_FIFO 10, by `chrt -p`).
+#[test]
+fn a_second_scheduler_block_keeps_what_it_does_not_name() {
+    let sched = |blocks: &str| {
+        let text =
+            format!("General {{\n\tUNIX {{ Path /run/o.ctl }}\n{blocks}}}\n");
+        let s = parse(&text).config.general.scheduler.unwrap();
+        (s.policy, s.priority)
+    };
+    assert_eq!(
+        sched("\tScheduler { Type FIFO }\n\tScheduler { Priority 10 }\n"),
+        (SchedPolicy::Fifo, 10)
+    );
+    assert_eq!(
+        sched("\tScheduler { Priority 10 }\n\tScheduler { Type FIFO }\n"),
+        (SchedPolicy::Fifo, 10)
+    );
+    assert_eq!(
+        sched("\tScheduler { Type FIFO Priority 5 }\n\tScheduler { }\n"),
+        (SchedPolicy::Fifo, 5)
+    );
+    // Alone, a block still takes RR and 99 for what it leaves out.
+    assert_eq!(
+        sched("\tScheduler { Type FIFO }\n"),
+        (SchedPolicy::Fifo, 99)
+    );
+    assert_eq!(sched("\tScheduler { }\n"), (SchedPolicy::Rr, 99));
 }

@@ -179,9 +179,15 @@ impl<'a> Parser<'a> {
             }
             Ok(true)
         })?;
+        // A value a block leaves out is the one an earlier block set, as
+        // conntrackd keeps one type and one priority for all of them;
+        // RR and 99 when none did.
+        let before = self.cfg.general.scheduler;
         self.cfg.general.scheduler = Some(Scheduler {
-            policy: policy.unwrap_or(SchedPolicy::Rr),
-            priority: priority.unwrap_or(99),
+            policy: policy
+                .or(before.map(|s| s.policy))
+                .unwrap_or(SchedPolicy::Rr),
+            priority: priority.or(before.map(|s| s.priority)).unwrap_or(99),
         });
         Ok(())
     }

@@ -301,7 +301,7 @@ const PROTOCOLS: &[(u8, &[&str])] = &[
     (58, &["ipv6-icmp", "icmpv6", "icmp6"]),
     (59, &["ipv6-nonxt"]),
     (60, &["ipv6-opts"]),
-    (73, &["rspf"]),
+    (73, &["rspf", "cphb"]),
     (81, &["vmtp"]),
     (88, &["eigrp"]),
     (89, &["ospf", "ospfigp"]),
@@ -340,4 +340,37 @@ pub(super) fn tcp_state(w: &str) -> Option<TcpState> {
         "LISTEN" => TcpState::Listen,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod test {
+    use super::protocol_number;
+
+    /// Every name and alias of this host's /etc/protocols (where there is
+    /// one) resolves to its number, as conntrackd's getprotobyname() does
+    /// there; numbers past 255 (MPTCP's 262) are no IP protocol.
+    #[test]
+    fn every_name_of_etc_protocols_is_known() {
+        let Ok(text) = std::fs::read_to_string("/etc/protocols") else {
+            return;
+        };
+        let mut missing = Vec::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("");
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(number)) = (fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let Ok(n) = number.parse::<u8>() else {
+                continue;
+            };
+            for w in std::iter::once(name).chain(fields) {
+                if protocol_number(w) != Some(n) {
+                    missing.push(format!("{w} {n}"));
+                }
+            }
+        }
+        assert_eq!(missing, Vec::<String>::new());
+    }
 }

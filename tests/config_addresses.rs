@@ -359,3 +359,46 @@ fn a_multicast_block_mixing_families_as_conntrackd_cannot_is_refused() {
         assert_eq!(warnings(&p), Vec::<String>::new(), "{clauses}");
     }
 }
+
+/// A part of an IPv4 address padded with zeros, `001`, is octal to
+/// conntrackd (inet_aton) and decimal to a reader: below 8 the two agree,
+/// and conntrackd takes it without a word (`IPv4_address 10.9.001.001`
+/// in a UDP block bound its socket to 10.9.1.1; `01.2.3.4` in a Filter
+/// drew no warning). ctsyncd refused such a link address and dropped such
+/// a Filter address with a warning. A padded part of 8 or more (`010`,
+/// 8 to conntrackd) stays refused above.
+#[test]
+fn zero_padded_ipv4_parts_below_8_are_taken() {
+    let text = filter(
+        "Ignore",
+        "IPv4_address 192.168.001.001 IPv4_address 010.0.0.0/8 \
+         IPv4_address 000.00.0.007/32",
+    );
+    let p = config::parse(&text, "z.conf").unwrap();
+    let col = col(&text, 3, "IPv4_address 192.168.001.001 ", "010");
+    assert_eq!(
+        warnings(&p),
+        [format!(
+            "z.conf:3:{col}: 010.0.0.0 is not a valid IPv4, ignoring"
+        )]
+    );
+    let items = p.config.general.filter.address.unwrap().items;
+    assert!(items.contains(ip("192.168.1.1")));
+    assert!(items.contains(ip("0.0.0.7")));
+    assert_eq!(items.len(), 2);
+
+    let text = format!(
+        "{GENERAL}}}\nSync {{\n  UDP {{ IPv4_address 10.9.001.001 \
+         IPv4_Destination_Address 10.9.001.002 Port 3780 Interface s1 }}\n}}\n"
+    );
+    let p = config::parse(&text, "l.conf").unwrap_or_else(|e| panic!("{e}"));
+    let sync = p.config.sync.unwrap();
+    assert_eq!(
+        sync.channels[0].transport,
+        config::Transport::Udp {
+            local: Some(ip("10.9.1.1")),
+            dest: ip("10.9.1.2"),
+            port: 3780,
+        }
+    );
+}

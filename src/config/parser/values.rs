@@ -87,8 +87,8 @@ impl<'a> Parser<'a> {
 
     pub(super) fn ipv4(&mut self) -> Result<Ipv4Addr> {
         let (w, p) = self.word("an IPv4 address")?;
-        w.parse()
-            .map_err(|_| self.found(Tok::Word(w), p, "an IPv4 address"))
+        parse_ipv4(w)
+            .ok_or_else(|| self.found(Tok::Word(w), p, "an IPv4 address"))
     }
 
     /// A link's IPv6 address. The standard library also reads the dotted
@@ -166,11 +166,11 @@ pub(super) fn parse_cidr(
     };
     let family = if v6 { "IPv6" } else { "IPv4" };
     let addr: IpAddr = if v6 {
-        a.parse::<Ipv6Addr>().map(IpAddr::V6)
+        a.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
     } else {
-        a.parse::<Ipv4Addr>().map(IpAddr::V4)
+        parse_ipv4(a).map(IpAddr::V4)
     }
-    .map_err(|_| format!("{a} is not a valid {family}, ignoring"))?;
+    .ok_or_else(|| format!("{a} is not a valid {family}, ignoring"))?;
     let max = if v6 { 128 } else { 32 };
     let prefix = match prefix {
         None => max,
@@ -184,6 +184,33 @@ pub(super) fn parse_cidr(
         },
     };
     Ok(Cidr { addr, prefix })
+}
+
+/// Four dotted numbers as conntrackd's inet_aton() reads them, where a
+/// reader agrees: a part padded with zeros (`001`) is octal there, taken
+/// when its value is below 8 (the same in both bases). A padded part of
+/// 8 or more (`010`: 8 to conntrackd, 10 to whoever wrote it) is refused
+/// rather than guessed, as the standard library refuses any padding.
+pub(super) fn parse_ipv4(w: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = w.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = part.trim_start_matches('0');
+        let n: u8 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().ok()?
+        };
+        if digits.len() < part.len() && n >= 8 {
+            return None;
+        }
+        *octet = n;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 /// Whether conntrackd's lexer reads `w` whole as one address token (its
@@ -344,7 +371,35 @@ pub(super) fn tcp_state(w: &str) -> Option<TcpState> {
 
 #[cfg(test)]
 mod test {
-    use super::protocol_number;
+    use std::net::Ipv4Addr;
+
+    use super::{parse_ipv4, protocol_number};
+
+    #[test]
+    fn ipv4_parts_padded_below_8_only() {
+        let v4 = |w: &str| parse_ipv4(w).map(|a| a.to_string());
+        let some = |a: &str| Some(a.to_string());
+        assert_eq!(v4("0.0.0.0"), some("0.0.0.0"));
+        assert_eq!(v4("255.255.255.255"), some("255.255.255.255"));
+        assert_eq!(v4("000.00.0.007"), some("0.0.0.7"));
+        assert_eq!(v4("00000000001.2.3.4"), some("1.2.3.4"));
+        for bad in [
+            "256.0.0.0",
+            "08.0.0.0",
+            "010.0.0.0",
+            "0255.0.0.0",
+            "1.2.3",
+            "1.2.3.4.5",
+            "",
+            "1..2.3",
+            "1.2.3.4/8",
+            "+1.2.3.4",
+            "1.2.3.x",
+            "99999999999.0.0.0",
+        ] {
+            assert_eq!(parse_ipv4(bad), None::<Ipv4Addr>, "{bad}");
+        }
+    }
 
     /// Every name and alias of this host's /etc/protocols (where there is
     /// one) resolves to its number, as conntrackd's getprotobyname() does

@@ -107,3 +107,30 @@ fn a_second_scheduler_block_keeps_what_it_does_not_name() {
     );
     assert_eq!(sched("\tScheduler { }\n"), (SchedPolicy::Rr, 99));
 }
+
+/// Several `Mode` blocks: the cache switches of a block whose mode is not
+/// the one used (conntrackd's precedence FTFW, ALARM, NOTRACK) are
+/// refused where the mode cannot honour them, at the clause that set
+/// them, not at the start of the Sync section.
+#[test]
+fn a_cache_switch_the_chosen_mode_refuses_is_reported_at_its_clause() {
+    let link =
+        "\tUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface s0 }";
+    let err = |modes: &str| {
+        let text = format!(
+            "General {{ UNIX {{ Path /run/o.ctl }} }}\nSync {{\n{link}\n{modes}}}\n"
+        );
+        config::parse(&text, "m.conf").unwrap_err().to_string()
+    };
+    assert_eq!(
+        err(
+            "\tMode NOTRACK {\n\t\tDisableInternalCache on\n\t}\n\tMode FTFW { }\n"
+        ),
+        "m.conf:5:3: `DisableInternalCache' is only supported in NOTRACK \
+         mode, not FTFW"
+    );
+    assert_eq!(
+        err("\tMode ALARM { }\n\tMode NOTRACK { DisableExternalCache Yes }\n"),
+        "m.conf:5:17: `DisableExternalCache' is not supported in ALARM mode"
+    );
+}

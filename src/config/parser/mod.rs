@@ -54,6 +54,8 @@ pub fn parse_as(
         channel_pos: Vec::new(),
         unix_path: None,
         peer_protocol_pos: None,
+        internal_cache_off: None,
+        external_cache_off: None,
     };
     p.file_body()?;
     p.finish()
@@ -81,6 +83,10 @@ struct Parser<'a> {
     unix_path: Option<(PathBuf, Pos)>,
     /// Where `PeerProtocol` was given (it may contradict a key).
     peer_protocol_pos: Option<Pos>,
+    /// The clauses that turned the internal and the external cache off,
+    /// for the message when the mode used cannot run without them.
+    internal_cache_off: Option<Pos>,
+    external_cache_off: Option<Pos>,
 }
 
 const TOP: &[&str] = &["General", "Sync", "Stats", "Helper"];

@@ -177,10 +177,12 @@ impl<'a> Parser<'a> {
                 "DisableExternalCache" => {
                     let b = p.boolean()?;
                     p.sync_mut().disable_external_cache = b;
+                    p.external_cache_off = b.then_some(pos);
                 }
                 "DisableInternalCache" => {
                     let b = p.boolean()?;
                     p.sync_mut().disable_internal_cache = b;
+                    p.internal_cache_off = b.then_some(pos);
                 }
                 "StartupResync" => {
                     let b = p.boolean()?;

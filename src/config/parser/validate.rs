@@ -117,13 +117,16 @@ impl<'a> Parser<'a> {
             }
         }
 
+        // Only another Mode block can have set these: the message points
+        // at the clause, not at the Sync section.
         match sync.mode {
             Mode::FtFw | Mode::Alarm if sync.disable_internal_cache => {
-                return Err(self.err(spos, format!("`DisableInternalCache' is only supported in NOTRACK mode, not {}", sync.mode)));
+                let at = self.internal_cache_off.unwrap_or(spos);
+                return Err(self.err(at, format!("`DisableInternalCache' is only supported in NOTRACK mode, not {}", sync.mode)));
             }
             Mode::Alarm if sync.disable_external_cache => {
                 return Err(self.err(
-                    spos,
+                    self.external_cache_off.unwrap_or(spos),
                     "`DisableExternalCache' is not supported in ALARM mode",
                 ));
             }

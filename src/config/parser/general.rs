@@ -44,7 +44,7 @@ impl<'a> Parser<'a> {
                 }
                 "Syslog" => {
                     let cur = p.cfg.general.syslog;
-                    p.cfg.general.syslog = p.syslog(cur)?;
+                    p.cfg.general.syslog = p.syslog(cur, false)?;
                 }
                 "LockFile" => p.cfg.general.lock_file = p.path()?.0,
                 "UNIX" => p.unix()?,
@@ -201,7 +201,7 @@ impl<'a> Parser<'a> {
                     stats.log_file =
                         p.log_target(p.personality.stats_log_file)?.0
                 }
-                "Syslog" => stats.syslog = p.syslog(stats.syslog)?,
+                "Syslog" => stats.syslog = p.syslog(stats.syslog, true)?,
                 "LogFileBufferSize" => {
                     p.number()?;
                     p.warn(kpos, "`LogFileBufferSize' is deprecated");

@@ -62,9 +62,12 @@ impl<'a> Parser<'a> {
         Ok((target, p))
     }
 
+    /// `Syslog`'s value; an unknown facility keeps `current`, with
+    /// conntrackd's warning, whose Stats text ends in a period (`stats`).
     pub(super) fn syslog(
         &mut self,
         current: Option<Facility>,
+        stats: bool,
     ) -> Result<Option<Facility>> {
         let (w, p) = self.word("On, Off or a syslog facility")?;
         Ok(match parse_bool(w) {
@@ -73,10 +76,11 @@ impl<'a> Parser<'a> {
             None => match Facility::parse(w) {
                 Some(f) => Some(f),
                 None => {
+                    let end = if stats { "." } else { "" };
                     self.warn(
                         p,
                         format!(
-                            "'{w}' is not a known syslog facility, ignoring"
+                            "'{w}' is not a known syslog facility, ignoring{end}"
                         ),
                     );
                     current
@@ -374,6 +378,23 @@ mod test {
     use std::net::Ipv4Addr;
 
     use super::{parse_ipv4, protocol_number};
+
+    /// conntrackd's two texts: General's without a final period, Stats'
+    /// with one.
+    #[test]
+    fn an_unknown_facility_warns_in_each_sections_words() {
+        let text = "General { UNIX { Path /run/s.ctl } Syslog user }\n\
+                    Stats { Syslog kern }\n";
+        let p = crate::config::parse(text, "s.conf").unwrap();
+        let w: Vec<String> = p.warnings.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "s.conf:1:43: 'user' is not a known syslog facility, ignoring",
+                "s.conf:2:16: 'kern' is not a known syslog facility, ignoring.",
+            ]
+        );
+    }
 
     #[test]
     fn ipv4_parts_padded_below_8_only() {

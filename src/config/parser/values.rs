@@ -428,6 +428,7 @@ mod test {
     #[test]
     fn every_name_of_etc_protocols_is_known() {
         let Ok(text) = std::fs::read_to_string("/etc/protocols") else {
+            eprintln!("SKIPPED: no /etc/protocols here (Debian's netbase)");
             return;
         };
         let mut missing = Vec::new();

@@ -129,3 +129,49 @@ fn kernel_work_never_stalls_replication_or_the_control_socket() {
     );
     drop(fw1);
 }
+
+/// SIGTERM (systemd's stop, keepalived's restart) while the start-up dump
+/// of a big table runs ends the start there, cleanly: exit 0, `----
+/// shutdown received ----`, lock file and control socket removed, and
+/// never `initialization completed` (nor READY=1): the daemon did not
+/// become ready. The signal was once read only after the whole table was
+/// loaded, so a start of minutes on a router outlived systemd's stop
+/// timeout and its SIGKILL left the lock file behind.
+#[test]
+fn sigterm_during_the_start_up_dump_stops_the_start() {
+    let Some((a, _b)) = pair("sus") else {
+        return;
+    };
+    create(&a, &flows("10.100.0.1", BIG_TABLE));
+    let dir = std::env::temp_dir()
+        .join(format!("ctsyncd-sus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ctsyncd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n}}\nSync {{\nMode FTFW {{ }}\n{}\n}}\n",
+            udp_link("10.9.0.1", "10.9.0.2"),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = a.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
+    // The control socket is bound just before the start-up dump begins.
+    let ctl = dir.join("ctl");
+    let t0 = Instant::now();
+    while !ctl.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no control socket");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = rustix::process::Pid::from_child(&daemon.0);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = daemon.0.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("---- shutdown received ----"), "{log}");
+    assert!(!log.contains("initialization completed"), "{log}");
+    assert!(!ctl.exists() && !dir.join("lock").exists());
+}

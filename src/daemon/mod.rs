@@ -190,7 +190,7 @@ impl Clock {
 
 async fn serve(
     cfg: &Config,
-    signals: Signals,
+    mut signals: Signals,
     background: bool,
     syslog_ident: &'static str,
 ) -> Result<(), Error> {
@@ -208,7 +208,17 @@ async fn serve(
     let budget = ReplyBudget::new(REPLY_BUDGET);
     let mut rep = match &cfg.sync {
         Some(_) => {
-            Some(replicator::Replicator::start(cfg, clock, budget.clone())?)
+            let started = replicator::Replicator::start(
+                cfg,
+                clock,
+                budget.clone(),
+                &mut signals,
+            );
+            match started.await? {
+                Some(r) => Some(r),
+                // Stopped while loading the kernel table: never ready.
+                None => return Ok(()),
+            }
         }
         None => None,
     };

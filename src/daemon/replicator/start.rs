@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 
+use async_signal::Signals;
+use smol::stream::StreamExt as _;
+
 use super::{Replicator, peer_pacing};
 use crate::channel::Channels;
 use crate::config::Config;
@@ -24,12 +27,14 @@ use crate::wire::seal::{EPOCH_LEN, Sealer};
 impl Replicator {
     /// Opens the kernel sockets, starts the worker, opens the links and
     /// loads the kernel table (waiting for it: the daemon is not ready
-    /// before).
-    pub(crate) fn start(
+    /// before). None when SIGTERM or SIGINT came meanwhile: the start
+    /// ends there, as a stop (see [`Replicator::start_up`]).
+    pub(crate) async fn start(
         cfg: &Config,
         clock: Clock,
         budget: Rc<ReplyBudget>,
-    ) -> Result<Replicator, Error> {
+        signals: &mut Signals,
+    ) -> Result<Option<Replicator>, Error> {
         let sync = cfg.sync.as_ref().ok_or(Error::NoSync)?;
         // A refused key file stops the start before anything is opened.
         let keys =
@@ -89,12 +94,21 @@ impl Replicator {
             busy: false,
         };
         let out = rep.node.start(now);
-        rep.start_up(clock, out)?;
-        Ok(rep)
+        Ok(rep.start_up(clock, out, signals).await?.then_some(rep))
     }
 
-    /// Runs the start-up jobs to their end before the daemon is ready.
-    fn start_up(&mut self, clock: Clock, out: Outbox) -> Result<(), Error> {
+    /// Runs the start-up jobs to their end before the daemon is ready;
+    /// false when a stop signal came first. The signals are watched
+    /// meanwhile: the load of a big table on a slow router takes minutes,
+    /// and a stop asked for then (systemd's, keepalived's restart) was
+    /// once read only after it, so systemd's SIGKILL at its stop timeout
+    /// left the lock file behind and the next start was refused.
+    async fn start_up(
+        &mut self,
+        clock: Clock,
+        out: Outbox,
+        signals: &mut Signals,
+    ) -> Result<bool, Error> {
         let mut out = out;
         let mut pending = 0usize;
         loop {
@@ -106,13 +120,22 @@ impl Replicator {
             }
             self.emit(out);
             if pending == 0 {
-                return Ok(());
+                return Ok(true);
             }
-            let c = self
-                .worker
-                .done
-                .recv_blocking()
-                .map_err(|_| Error::Worker(None))?;
+            let done = async { Some(self.worker.done.recv().await) };
+            let stop = async {
+                // As `forward_signals`: an unreadable signal is no stop.
+                while let Some(sig) = signals.next().await {
+                    if sig.is_ok() {
+                        return None;
+                    }
+                }
+                smol::future::pending().await
+            };
+            let Some(c) = smol::future::or(done, stop).await else {
+                return Ok(false);
+            };
+            let c = c.map_err(|_| Error::Worker(None))?;
             if worker::is_final(&c.done) {
                 pending -= 1;
             }

@@ -298,22 +298,8 @@ impl CtSocket {
         self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
         loop {
             let n = self.recv_blocking(Duration::from_secs(30))?;
-            for r in codec::messages(&self.rx[..n]) {
-                match r {
-                    Ok(Received::Msg(m)) if m.seq == seq => each(m.object),
-                    Ok(Received::Done { seq: s }) if s == seq => {
-                        return Ok(());
-                    }
-                    Ok(Received::Ack { seq: s, errno }) if s == seq => {
-                        return match errno {
-                            0 => Ok(()),
-                            e => Err(io::Error::from_raw_os_error(e)),
-                        };
-                    }
-                    // A malformed entry is skipped; the rest of the dump is
-                    // still good.
-                    _ => {}
-                }
+            if let Some(end) = dump_part(&self.rx[..n], seq, each) {
+                return end;
             }
         }
     }
@@ -355,6 +341,36 @@ impl CtSocket {
     pub fn received(&self, n: usize) -> &[u8] {
         &self.rx[..n]
     }
+}
+
+/// Hands the objects of one datagram of the answer to dump request `seq`
+/// to `each`; the dump's outcome once the datagram holds its end (its
+/// DONE, or an ACK: a request that needed no dump, or its error). A DONE
+/// that carries an error fails the dump: what came before it is not the
+/// whole table (a resync would take the missing entries for gone).
+fn dump_part(
+    buf: &[u8],
+    seq: u32,
+    each: &mut dyn FnMut(Object),
+) -> Option<io::Result<()>> {
+    for r in codec::messages(buf) {
+        match r {
+            Ok(Received::Msg(m)) if m.seq == seq => each(m.object),
+            Ok(
+                Received::Done { seq: s, errno }
+                | Received::Ack { seq: s, errno },
+            ) if s == seq => {
+                return Some(match errno {
+                    0 => Ok(()),
+                    e => Err(io::Error::from_raw_os_error(e)),
+                });
+            }
+            // A malformed entry is skipped; the rest of the dump is
+            // still good.
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Clears NLM_F_ACK on every request of a batch but the last.

@@ -51,8 +51,13 @@ pub enum Received {
         seq: u32,
         errno: i32,
     },
+    /// `NLMSG_DONE`: a dump's end. `errno` (positive, 0 for none) is the
+    /// error the kernel's dump ended with (the int the message carries:
+    /// `netlink_dump` puts the dump callback's result there), so a dump
+    /// that stopped early on an error is not taken for a whole table.
     Done {
         seq: u32,
+        errno: i32,
     },
     /// A message type we do not handle (counted by the caller).
     Other {
@@ -125,7 +130,16 @@ fn decode_one(nl: &NetlinkBuffer<&[u8]>) -> Result<Received> {
                 errno: errno.saturating_neg(),
             });
         }
-        NLMSG_DONE => return Ok(Received::Done { seq }),
+        NLMSG_DONE => {
+            // Before Linux 4.14 the payload could be absent or garbage
+            // (no error then); only a negative int is an error.
+            let errno = payload
+                .get(..4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .filter(|&e| e < 0)
+                .map_or(0, i32::saturating_neg);
+            return Ok(Received::Done { seq, errno });
+        }
         _ => {}
     }
     let (subsys, op) = ((msg_type >> 8) as u8, msg_type as u8);

@@ -163,8 +163,31 @@ fn acks_done_and_unknown_types() {
         decode_all(&buf),
         vec![
             Received::Ack { seq: 9, errno: 17 },
-            Received::Done { seq: 10 },
+            Received::Done { seq: 10, errno: 0 },
             Received::Other { msg_type: 0x0a00 },
+        ]
+    );
+}
+
+/// The int a DONE carries is the dump's result: negative, an error
+/// (EINTR here); absent or not negative (kernels before 4.14), none.
+#[test]
+fn a_done_carries_the_dumps_error() {
+    let eintr = rustix::io::Errno::INTR.raw_os_error();
+    let mut buf = nlmsghdr(20, NLMSG_DONE, 2, 4);
+    buf.extend_from_slice(&(-eintr).to_ne_bytes());
+    buf.extend_from_slice(&nlmsghdr(20, NLMSG_DONE, 2, 5));
+    buf.extend_from_slice(&7i32.to_ne_bytes());
+    buf.extend_from_slice(&nlmsghdr(16, NLMSG_DONE, 2, 6));
+    assert_eq!(
+        decode_all(&buf),
+        vec![
+            Received::Done {
+                seq: 4,
+                errno: eintr
+            },
+            Received::Done { seq: 5, errno: 0 },
+            Received::Done { seq: 6, errno: 0 },
         ]
     );
 }

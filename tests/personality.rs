@@ -362,3 +362,30 @@ fn syslog_lines_have_conntrackds_shape() {
         assert_eq!(norm(&b), norm(&a), "ours:\n{ours}\ntheirs:\n{theirs}");
     }
 }
+
+/// A syslog that comes up after the daemon (a router's logd started later,
+/// rsyslog restarted with its socket) gets the daemon's later lines, as
+/// conntrackd's glibc syslog(3) connects again at each line until it
+/// succeeds. The daemon starts with no `/dev/log`; the receiver binds it
+/// after, and `-k`'s `---- shutdown received ----` must reach it (after
+/// the one second the sink waits between two tries). The sink was once
+/// dropped for good when the first connection failed.
+#[test]
+fn a_syslog_that_starts_later_gets_the_later_lines() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: a private /dev/log needs root");
+        return;
+    }
+    let i = Install::new("syslate");
+    let conf = syslog_config(&i.dir);
+    let conf = conf.display();
+    let got = common::devlog::capture_from(
+        &i.dir,
+        &i.dir.join("ctsyncd"),
+        &format!("\"$0\" -C {conf} -d"),
+        &format!("sleep 1.2; \"$0\" -C {conf} -k"),
+        50,
+        2,
+    );
+    assert!(got.contains("---- shutdown received ----"), "{got:?}");
+}

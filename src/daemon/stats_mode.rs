@@ -114,7 +114,7 @@ impl StatsMode {
             file,
             syslog: stats
                 .syslog
-                .and_then(|_| StatsSyslog::open(g.syslog, syslog_ident)),
+                .map(|_| StatsSyslog::open(g.syslog, syslog_ident)),
             iteration_limit: g.event_iteration_limit.max(1),
             worker,
             rt: Runtime::new(Instant::now()),

@@ -167,11 +167,11 @@ fn cannot_open(path: &Path, e: &std::io::Error) -> String {
 }
 
 /// Connects to the local syslog, tagging lines with `ident`. A missing
-/// syslog daemon is reported on the other sinks and otherwise ignored.
+/// syslog daemon is reported on the other sinks, and connected to at a
+/// later line once it is there (`syslog_sink`).
 pub fn open_syslog(facility: Facility, ident: &str) {
-    if let Some(logger) = connect_syslog(Some(facility), ident)
-        && let Ok(mut s) = LOGGER.sinks.lock()
-    {
+    let logger = connect_syslog(Some(facility), ident);
+    if let Ok(mut s) = LOGGER.sinks.lock() {
         s.syslog = Some(logger);
     }
 }
@@ -186,8 +186,8 @@ impl StatsSyslog {
     /// the flows through it, so Stats' own facility is never used, and
     /// with General's `Syslog` off the lines go out as glibc's default,
     /// LOG_USER.
-    pub fn open(general: Option<Facility>, ident: &str) -> Option<StatsSyslog> {
-        connect_syslog(general, ident).map(StatsSyslog)
+    pub fn open(general: Option<Facility>, ident: &str) -> StatsSyslog {
+        StatsSyslog(connect_syslog(general, ident))
     }
 
     /// Sends one line at LOG_INFO; a failure is counted in the log's write
@@ -202,10 +202,7 @@ impl StatsSyslog {
 }
 
 /// A syslog connection in glibc's line shape; `None` facility is LOG_USER.
-fn connect_syslog(
-    facility: Option<Facility>,
-    ident: &str,
-) -> Option<SyslogSink> {
+fn connect_syslog(facility: Option<Facility>, ident: &str) -> SyslogSink {
     let facility = match facility {
         None => syslog::Facility::LOG_USER,
         Some(Facility::Daemon) => syslog::Facility::LOG_DAEMON,
@@ -225,13 +222,11 @@ fn connect_syslog(
         ident: ident.into(),
         pid: std::process::id(),
     };
-    match SyslogSink::connect(formatter, None) {
-        Ok(logger) => Some(logger),
-        Err(e) => {
-            log::warn!("cannot connect to syslog: {e}");
-            None
-        }
+    let (sink, why) = SyslogSink::connect(formatter, None);
+    if let Some(e) = why {
+        log::warn!("cannot connect to syslog: {e}");
     }
+    sink
 }
 
 /// Stops printing to the console (the daemon went to the background).

@@ -3,7 +3,10 @@
 //! (OpenWrt's logd, rsyslog without socket activation) makes a new socket
 //! when it restarts, and every later line failed for the rest of the run.
 //! glibc's syslog(3), which conntrackd uses, connects again; so does this:
-//! at a line's failure, then at most once a second while it fails.
+//! at a line's failure, then at most once a second while it fails. A
+//! syslog that is not there yet when the daemon starts (a router's logd
+//! started after it) is waited for the same way: glibc connects at the
+//! first line and at each one after until it succeeds.
 
 // I/O layer: the retry pacing reads the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -26,17 +29,24 @@ pub(super) struct SyslogSink {
 }
 
 impl SyslogSink {
+    /// A sink for `path`, and why connecting failed if it did: the sink
+    /// then connects at a later line (see the module header).
     pub(super) fn connect(
         formatter: GlibcLine,
         path: Option<PathBuf>,
-    ) -> syslog::Result<SyslogSink> {
-        let logger = open(&formatter, path.as_deref())?;
-        Ok(SyslogSink {
-            logger: Some(logger),
+    ) -> (SyslogSink, Option<syslog::Error>) {
+        let (logger, why) = match open(&formatter, path.as_deref()) {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(e)),
+        };
+        let failed_at = why.is_some().then(Instant::now);
+        let sink = SyslogSink {
+            logger,
             formatter,
             path,
-            failed_at: None,
-        })
+            failed_at,
+        };
+        (sink, why)
     }
 
     /// Sends a line with `send`; when that fails, connects again (see the
@@ -95,8 +105,9 @@ mod test {
             ident: "ctsyncd".into(),
             pid: 7,
         };
-        let mut sink =
-            SyslogSink::connect(formatter, Some(path.clone())).unwrap();
+        let (mut sink, why) =
+            SyslogSink::connect(formatter.clone(), Some(path.clone()));
+        assert!(why.is_none(), "{why:?}");
         let mut buf = [0u8; 512];
         assert!(sink.send(|l| l.notice("one")));
         let n = daemon.recv(&mut buf).unwrap();
@@ -113,6 +124,17 @@ mod test {
         std::fs::remove_file(&path).unwrap();
         assert!(!sink.send(|l| l.notice("three")));
         assert!(sink.failed_at.is_some());
+        // Not there at the start: said so, and connected at a later line.
+        let (mut sink, why) =
+            SyslogSink::connect(formatter, Some(path.clone()));
+        assert!(why.is_some());
+        assert!(!sink.send(|l| l.notice("four")));
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        // The second between two tries has passed.
+        sink.failed_at = sink.failed_at.map(|t| t - RETRY_EVERY);
+        assert!(sink.send(|l| l.notice("five")));
+        let n = daemon.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"ctsyncd[7]: five"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

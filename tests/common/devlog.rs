@@ -17,6 +17,19 @@ pub fn capture(
     max: usize,
     quiet_secs: u32,
 ) -> String {
+    capture_from(dir, program, "true", steps, max, quiet_secs)
+}
+
+/// [`capture`], with the shell `before` run first, while that `/dev/log`
+/// does not exist yet (a syslog daemon that starts after ours).
+pub fn capture_from(
+    dir: &Path,
+    program: &Path,
+    before: &str,
+    steps: &str,
+    max: usize,
+    quiet_secs: u32,
+) -> String {
     let receiver = format!(
         "import socket, sys\n\
          s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
@@ -37,7 +50,7 @@ pub fn capture(
         "set -e; mount --make-rprivate /; mkdir -p {d}/dev; mount --rbind /dev {d}/dev; \
          mount -t tmpfs none /dev; for n in null zero random urandom; do \
          touch /dev/$n; mount --bind {d}/dev/$n /dev/$n; done; \
-         rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
+         {before}; rm -f {d}/ready; python3 {d}/recv.py {d}/ready {d}/syslog.out & \
          for n in $(seq 50); do [ -e {d}/ready ] && break; sleep 0.1; done; \
          {steps}; wait"
     );

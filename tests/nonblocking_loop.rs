@@ -139,20 +139,34 @@ fn kernel_work_never_stalls_replication_or_the_control_socket() {
 /// timeout and its SIGKILL left the lock file behind.
 #[test]
 fn sigterm_during_the_start_up_dump_stops_the_start() {
-    let Some((a, _b)) = pair("sus") else {
+    let sync = format!(
+        "Sync {{\nMode FTFW {{ }}\n{}\n}}",
+        udp_link("10.9.0.1", "10.9.0.2")
+    );
+    stopped_during_start_up("sus", &sync);
+}
+
+/// The same for the flow logger (a `Stats` section), whose start-up dump
+/// ran on the loop's thread.
+#[test]
+fn sigterm_during_the_flow_loggers_start_up_dump_stops_the_start() {
+    stopped_during_start_up("sls", "Stats {\n}");
+}
+
+fn stopped_during_start_up(tag: &str, section: &str) {
+    let Some((a, _b)) = pair(tag) else {
         return;
     };
     create(&a, &flows("10.100.0.1", BIG_TABLE));
     let dir = std::env::temp_dir()
-        .join(format!("ctsyncd-sus-{}", std::process::id()));
+        .join(format!("ctsyncd-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("ctsyncd.conf");
     std::fs::write(
         &conf,
         format!(
-            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n}}\nSync {{\nMode FTFW {{ }}\n{}\n}}\n",
-            udp_link("10.9.0.1", "10.9.0.2"),
+            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n}}\n{section}\n",
             d = dir.display()
         ),
     )

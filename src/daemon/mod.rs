@@ -224,7 +224,17 @@ async fn serve(
     };
     let mut flow_logger = match (&cfg.sync, &cfg.stats) {
         (None, Some(_)) => {
-            Some(stats_mode::StatsMode::open(cfg, syslog_ident, clock)?)
+            let opened = stats_mode::StatsMode::open(
+                cfg,
+                syslog_ident,
+                clock,
+                &mut signals,
+            );
+            match opened.await? {
+                Some(sm) => Some(sm),
+                // Stopped while loading the kernel table: never ready.
+                None => return Ok(()),
+            }
         }
         _ => None,
     };

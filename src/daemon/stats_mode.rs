@@ -11,9 +11,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::time::Instant;
 
+use async_signal::Signals;
 use smol::Async;
 use smol::LocalExecutor;
 use smol::channel::Receiver;
+use smol::stream::StreamExt as _;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
@@ -52,18 +54,23 @@ pub(crate) struct StatsMode {
 }
 
 impl StatsMode {
-    /// Subscribes to conntrack events, loads the kernel's table (flows
-    /// that exist now are logged when they end), opens the sinks and
-    /// starts the kernel worker.
+    /// Subscribes to conntrack events, starts the kernel worker, loads
+    /// the kernel's table through it (flows that exist now are logged
+    /// when they end) and opens the sinks. None when SIGTERM or SIGINT
+    /// came during the load: the start ends there, as a stop (the load
+    /// of a big table once ran on this thread, and a stop waited for
+    /// its end; see `replicator::start`).
     ///
     /// # Errors
     /// [`Error::Netlink`] when the kernel cannot be reached,
-    /// [`Error::KernelTable`] when the stats log cannot be opened.
-    pub(crate) fn open(
+    /// [`Error::KernelTable`] when its table cannot be read,
+    /// [`Error::LogFile`] when the stats log cannot be opened.
+    pub(crate) async fn open(
         cfg: &Config,
         syslog_ident: &str,
         clock: Clock,
-    ) -> Result<StatsMode, Error> {
+        signals: &mut Signals,
+    ) -> Result<Option<StatsMode>, Error> {
         let g = &cfg.general;
         let stats = cfg.stats.clone().unwrap_or_default();
         let events = EventSocket::open(
@@ -75,10 +82,63 @@ impl StatsMode {
         .map_err(Error::Netlink)?;
         event_filter(&events, &g.filter);
         let mut log = FlowLog::new(g.filter.clone(), g.hash_limit as usize);
-        let mut dump = CtSocket::open().map_err(Error::Netlink)?;
-        for o in dump.dump(false).map_err(Error::Netlink)? {
-            if let codec::Object::Ct(ct) = o {
-                log.event(Kind::Update, ct, clock.now());
+        let open = || CtSocket::open().map_err(Error::Netlink);
+        let worker = Worker::start(JobSockets {
+            dump: open()?,
+            flush: open()?,
+            commit: open()?,
+            inject: open()?,
+            filter: g.filter.clone(),
+            // Stats mode never commits.
+            commit_sched: super::sched::below(
+                g.scheduler.unwrap_or(super::sched::DEFAULT),
+            ),
+            rules: CommitRules::default(),
+        })
+        .map_err(Error::Netlink)?;
+        let load = Job {
+            purpose: Purpose::Refresh,
+            work: Work::Dump {
+                conntracks: true,
+                expectations: false,
+            },
+        };
+        let queued = worker.submit(load).map_err(|c| format!("{:?}", c.done));
+        queued.map_err(Error::KernelTable)?;
+        loop {
+            let done = async { Some(worker.done.recv().await) };
+            let stop = async {
+                // As `forward_signals`: an unreadable signal is no stop.
+                while let Some(sig) = signals.next().await {
+                    if sig.is_ok() {
+                        return None;
+                    }
+                }
+                smol::future::pending().await
+            };
+            let Some(c) = smol::future::or(done, stop).await else {
+                return Ok(None);
+            };
+            let (objects, last) = match c.map_err(|_| Error::Worker(None))? {
+                Completion {
+                    done: Done::Dumped { objects, last },
+                    ..
+                } => (objects, last),
+                Completion {
+                    done: Done::Failed(why),
+                    ..
+                } => return Err(Error::KernelTable(why)),
+                Completion { done, .. } => {
+                    return Err(Error::KernelTable(format!("{done:?}")));
+                }
+            };
+            for o in objects {
+                if let codec::Object::Ct(ct) = o {
+                    log.event(Kind::Update, ct, clock.now());
+                }
+            }
+            if last {
+                break;
             }
         }
         let file = match &stats.log_file {
@@ -94,21 +154,7 @@ impl StatsMode {
                     })?,
             ),
         };
-        let open = || CtSocket::open().map_err(Error::Netlink);
-        let worker = Worker::start(JobSockets {
-            dump,
-            flush: open()?,
-            commit: open()?,
-            inject: open()?,
-            filter: g.filter.clone(),
-            // Stats mode never commits.
-            commit_sched: super::sched::below(
-                g.scheduler.unwrap_or(super::sched::DEFAULT),
-            ),
-            rules: CommitRules::default(),
-        })
-        .map_err(Error::Netlink)?;
-        Ok(StatsMode {
+        Ok(Some(StatsMode {
             events,
             log,
             file,
@@ -121,7 +167,7 @@ impl StatsMode {
             resync: None,
             overrun_pending: false,
             unwritten: Throttle::default(),
-        })
+        }))
     }
 
     /// Handles what one datagram of events carries.

@@ -94,6 +94,7 @@ impl Node {
                 let src = super::Internal {
                     ct: &self.internal_ct,
                     exp: &self.internal_exp,
+                    bypass: self.sync().disable_internal_cache,
                 };
                 self.engine.bulk(&src);
                 self.done(client, Status::Ok);

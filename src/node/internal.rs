@@ -9,6 +9,8 @@ use crate::sync::{Key, Source, State};
 pub struct Internal<'a> {
     pub ct: &'a Cache<Conntrack>,
     pub exp: &'a Cache<Expect>,
+    /// `DisableInternalCache`: the caches only stage events until sent.
+    pub bypass: bool,
 }
 
 impl Source for Internal<'_> {
@@ -25,6 +27,10 @@ impl Source for Internal<'_> {
             Key::Ct(k) => self.ct.get_encoded(k),
             Key::Exp(k) => self.exp.get_encoded(k),
         }
+    }
+
+    fn in_kernel(&self) -> bool {
+        self.bypass
     }
 
     fn keys(&self) -> Vec<Key> {

@@ -293,6 +293,14 @@ impl Node {
             Input::EventsPaused => self.tx.inputs_paused(now),
             Input::Job(c) => self.job_done(now, c),
         }
+        if self.engine.take_kernel_bulk() {
+            // A peer's RESYNC (or restart, or a protocol switch) without
+            // an internal cache: the state is the kernel's table, sent
+            // from a dump as `-B` sends it (conntrackd's bypass dumps
+            // the kernel too); the answer is complete at the dump's end.
+            let exp = self.expectations();
+            self.resync_kernel(None, true, exp, true);
+        }
         if news {
             self.tx.news(now);
         }
@@ -409,6 +417,7 @@ impl Node {
         let src = Internal {
             ct: &self.internal_ct,
             exp: &self.internal_exp,
+            bypass: self.sync().disable_internal_cache,
         };
         self.engine.handle_timeout(now, &src);
         self.anti_entropy_timer(now);
@@ -461,6 +470,8 @@ fn tx_queue_limit(hash_limit: u32) -> usize {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_bypass_resync;
 #[cfg(test)]
 mod test_commit;
 #[cfg(test)]

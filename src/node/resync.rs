@@ -226,6 +226,7 @@ impl Node {
         // Bulk sends waiting for a commit's resync (or one queued
         // behind it) go now, if this was the last.
         self.commit_resync_done();
+        self.kernel_bulk_done();
         self.next_resync();
     }
 
@@ -275,6 +276,9 @@ impl Node {
         let failed = Status::Failed(format!("can't dump kernel table: {why}"));
         self.answer_resync(client, clients, &failed);
         // Waiting bulk sends get what the cache holds, rather than nothing.
+        // A bulk of the kernel's table owed to the peer is not done: its
+        // answer is not said complete (a later dump, a `-B` or the
+        // peer's next request, sends it).
         self.commit_resync_done();
         self.next_resync();
     }
@@ -316,6 +320,15 @@ impl Node {
     ) {
         for c in client.into_iter().chain(waited) {
             self.out.reply(c, Reply::Done(s.clone()));
+        }
+    }
+
+    /// A dump ended or failed: a bulk of the kernel's table owed to the
+    /// peer (see `Engine::take_kernel_bulk`) is queued, unless a dump
+    /// asked for meanwhile (the one that bulk started) is still to come.
+    fn kernel_bulk_done(&mut self) {
+        if self.resync_wanted.is_none() {
+            self.engine.kernel_bulk_done();
         }
     }
 

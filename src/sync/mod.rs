@@ -173,6 +173,11 @@ pub struct Engine {
     /// walks the whole cache, and one datagram gets one (1 400 RESYNCs
     /// of a byte each cost 14 s of the loop with 50 000 entries).
     answered_in_datagram: bool,
+    /// A bulk of a state only a kernel dump reads ([`Source::in_kernel`])
+    /// is owed: the node has yet to take it ([`Engine::take_kernel_bulk`]),
+    /// and has yet to say it queued it ([`Engine::kernel_bulk_done`]).
+    /// Meanwhile no answer to a RESYNC is said complete.
+    kernel_bulk: (bool, bool),
     stats: Stats,
     version_warned: bool,
     /// What each peer's last proven datagram said it reads (its header's
@@ -199,6 +204,7 @@ impl Engine {
             awaiting: None,
             answering: None,
             answered_in_datagram: false,
+            kernel_bulk: (false, false),
             stats: Stats::default(),
             version_warned: false,
             capable: session::Capable::default(),
@@ -310,10 +316,33 @@ impl Engine {
     /// `-B`, or the answer to a peer's RESYNC: everything in the internal
     /// cache, conntracks first.
     pub fn bulk(&mut self, src: &dyn Source) {
+        if src.in_kernel() {
+            // The staged keys are not the state: the node dumps it.
+            self.kernel_bulk = (true, true);
+            return;
+        }
         for key in src.keys() {
             self.local_change(key, false);
         }
         // An answer under way now also waits for this bulk's end.
+        let queued = self.tx.len();
+        if let Some(a) = self.answering.as_mut() {
+            a.restart(queued);
+        }
+    }
+
+    /// Whether a bulk of the kernel's table is owed (see
+    /// [`Source::in_kernel`]): true once, then it is the caller's.
+    pub fn take_kernel_bulk(&mut self) -> bool {
+        std::mem::take(&mut self.kernel_bulk.0)
+    }
+
+    /// The dump a [`Engine::take_kernel_bulk`] owed has queued its
+    /// entries: an answer under way waits for their end.
+    pub fn kernel_bulk_done(&mut self) {
+        if !std::mem::take(&mut self.kernel_bulk.1) {
+            return;
+        }
         let queued = self.tx.len();
         if let Some(a) = self.answering.as_mut() {
             a.restart(queued);
@@ -344,6 +373,10 @@ impl Engine {
     /// Sends [`Msg::Synced`] when the bulk answering a peer's RESYNC is
     /// delivered, and its repeats on ticks (`ready`).
     fn tell_synced(&mut self, tick: bool) {
+        if self.kernel_bulk.1 {
+            // The bulk is still to come from the kernel's table.
+            return;
+        }
         let Some(a) = self.answering.as_mut() else {
             return;
         };

@@ -49,6 +49,14 @@ pub trait Source {
     /// Every key, conntracks first (masters reach the peer before their
     /// expectations), for bulk sends and resync answers.
     fn keys(&self) -> Vec<Key>;
+    /// Whether the state is the kernel's table, which only a dump reads
+    /// (`DisableInternalCache`: the cache just stages events until they
+    /// are sent). A bulk send is then the node's to make from a dump
+    /// ([`crate::sync::Engine::take_kernel_bulk`]); the keys staged are
+    /// not the state.
+    fn in_kernel(&self) -> bool {
+        false
+    }
 }
 
 /// A change for the external cache.

@@ -210,6 +210,9 @@ pub struct CtdEngine {
     /// bulk walks the whole cache; a forged datagram of 91 RESYNCs cost
     /// 91 walks).
     bulk_owed: bool,
+    /// A bulk of a state only a kernel dump reads is owed to the node
+    /// (see [`Source::in_kernel`]).
+    kernel_bulk: bool,
     /// The datagram being read carried a RESYNC (logged once).
     resync_heard: bool,
 }
@@ -234,6 +237,7 @@ impl CtdEngine {
             probe: TailTimer::default(),
             last_data_seq: None,
             bulk_owed: false,
+            kernel_bulk: false,
             resync_heard: false,
             last_tx: now,
             refresh_at: now + ALIVE_INTERVAL,
@@ -314,9 +318,19 @@ impl CtdEngine {
 
     /// Everything in the internal cache, conntracks first.
     pub fn bulk(&mut self, src: &dyn Source) {
+        if src.in_kernel() {
+            // The staged keys are not the state: the node dumps it.
+            self.kernel_bulk = true;
+            return;
+        }
         for key in src.keys() {
             self.local_change(key, false);
         }
+    }
+
+    /// Whether a bulk of the kernel's table is owed: true once.
+    pub fn take_kernel_bulk(&mut self) -> bool {
+        std::mem::take(&mut self.kernel_bulk)
     }
 
     /// `-n`, StartupResync, a protocol switch: asks the peer for its

@@ -306,6 +306,20 @@ impl Switch {
         }
     }
 
+    /// Whether either engine owes a bulk of the kernel's table (see
+    /// [`Source::in_kernel`]): true once, then the caller dumps it and
+    /// says so ([`Switch::kernel_bulk_done`]).
+    pub fn take_kernel_bulk(&mut self) -> bool {
+        let ct = self.ct.take_kernel_bulk();
+        let ctd = self.ctd.as_mut().is_some_and(|c| c.take_kernel_bulk());
+        ct || ctd
+    }
+
+    /// The kernel's table owed is queued: a resync answer waits for it.
+    pub fn kernel_bulk_done(&mut self) {
+        self.ct.kernel_bulk_done();
+    }
+
     pub fn request_resync(&mut self) -> bool {
         match &mut self.ctd {
             Some(c) => c.request_resync(),

@@ -97,7 +97,8 @@ impl StatsMode {
         })
         .map_err(Error::Netlink)?;
         let load = Job {
-            purpose: Purpose::Refresh,
+            // The flow logger has no node: the id names nothing.
+            purpose: Purpose::Refresh { id: 0 },
             work: Work::Dump {
                 conntracks: true,
                 expectations: false,

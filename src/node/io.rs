@@ -135,8 +135,9 @@ pub enum Purpose {
     /// The activity scan's dump (`node::activity`).
     ActivityScan,
     /// A conntrack re-read because the kernel changed it without an
-    /// event (a helper's sequence adjustment): sent as an update.
-    Refresh,
+    /// event (a helper's sequence adjustment): sent as an update. `id`
+    /// names it among the node's reads under way (`node::kernel_side`).
+    Refresh { id: u32 },
     /// DisableInternalCache: the master of the oldest expectation waiting
     /// in the node's master checks, for the Filter.
     MasterCheck { id: u32 },

@@ -135,8 +135,8 @@ impl Node {
                 self.activity_failed();
                 self.out.log(Warn, format!("activity scan failed: {why}"));
             }
-            (Purpose::Refresh, Done::Dumped { objects, .. }) => {
-                self.refreshed(now, objects);
+            (Purpose::Refresh { id }, Done::Dumped { objects, .. }) => {
+                self.refreshed(now, id, objects);
             }
             (Purpose::MasterCheck { id }, Done::Dumped { objects, .. }) => {
                 let master = objects.iter().find_map(|o| match o {
@@ -151,7 +151,8 @@ impl Node {
                 self.out
                     .log(Warn, format!("can't read a master back: {why}"));
             }
-            (Purpose::Refresh, Done::Failed(why)) => {
+            (Purpose::Refresh { id }, Done::Failed(why)) => {
+                self.refreshed(now, id, Vec::new());
                 // Not fatal: the peer has the entry, without the change.
                 self.counters.jobs_failed += 1;
                 self.out

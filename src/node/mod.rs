@@ -105,6 +105,8 @@ pub struct Node {
     /// DisableInternalCache: expectations waiting for their master's
     /// Filter verdict, in the order of their `Work::Get` jobs.
     master_checks: kernel_side::MasterChecks,
+    /// Masters read back for a helper's sequence adjustment.
+    refreshes: kernel_side::Refreshes,
     tx: TxTiming,
     tx_buf: Vec<u8>,
     /// The most keys the engine's send queue held since it was last
@@ -194,6 +196,7 @@ impl Node {
             purged_ct: Default::default(),
             purged_exp: Default::default(),
             master_checks: Default::default(),
+            refreshes: Default::default(),
             tx: TxTiming::default(),
             tx_buf: vec![0; max_datagram],
             commit: None,

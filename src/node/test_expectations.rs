@@ -250,7 +250,7 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
         Instant::from_millis(0),
         Input::Kernel(event(Kind::New, Object::Exp(x)), Origin::NotMe),
     );
-    assert_eq!(gets(&o.jobs), [(Purpose::Refresh, m.orig)]);
+    assert_eq!(gets(&o.jobs), [(Purpose::Refresh { id: 0 }, m.orig)]);
     // The kernel's master now carries the PASV rewrite's adjustment.
     let mut now = m.clone();
     let adj = crate::model::SeqAdj {
@@ -261,7 +261,7 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
     now.seq_adj = Some([crate::model::SeqAdj::default(), adj]);
     fw1.job(
         Instant::from_millis(1),
-        Purpose::Refresh,
+        Purpose::Refresh { id: 0 },
         Done::Dumped {
             objects: vec![Object::Ct(now)],
             last: true,
@@ -276,6 +276,71 @@ fn a_nat_helpers_expectation_reads_its_master_back_and_sends_the_seq_adjustment(
         Input::Kernel(event(Kind::New, Object::Exp(pasv(&m))), Origin::NotMe),
     );
     assert!(gets(&o.jobs).is_empty());
+}
+
+/// A master read back for its sequence adjustment that ends before the
+/// read's answer is handled (the worker read it, then the FTP session
+/// closed and its DESTROY came first) stays ended: the answer, older
+/// than the DESTROY, cached it again and sent it as an update after the
+/// deletion, so both the internal cache and the peer's external cache
+/// kept a flow the kernel no longer had (anti-entropy sees both agree),
+/// and a failover committed it. With or without an internal cache.
+#[test]
+fn a_master_that_ends_while_read_back_is_not_brought_back() {
+    for mode in ["FTFW { }", "NOTRACK { DisableInternalCache On }"] {
+        let c = cfg("", mode, "ExpectationSync On");
+        let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+        let t = Instant::from_millis;
+        let m = ftp_master();
+        let key = ct_key_of(&m);
+        fw1.kernel(
+            t(0),
+            event(Kind::New, Object::Ct(m.clone())),
+            Origin::NotMe,
+        );
+        let mut x = pasv(&m);
+        x.nat = Some(crate::model::ExpectNat {
+            dir: 1,
+            tuple: tcp("0.0.0.0", "192.168.1.2", 0, 50000),
+        });
+        let o = fw1.feed(
+            t(0),
+            Input::Kernel(event(Kind::New, Object::Exp(x)), Origin::NotMe),
+        );
+        let mut jobs: Vec<_> = o.jobs;
+        // Without internal cache the master is read for the Filter first.
+        for j in gets(&jobs) {
+            if let Purpose::MasterCheck { .. } = j.0 {
+                let read = Done::Dumped {
+                    objects: vec![Object::Ct(m.clone())],
+                    last: true,
+                };
+                jobs.extend(fw1.job(t(0), j.0, read).actions);
+            }
+        }
+        let refresh = gets(&jobs)
+            .into_iter()
+            .find(|(p, _)| !matches!(p, Purpose::MasterCheck { .. }))
+            .expect("the master is read back")
+            .0;
+        flow(&mut fw1, &mut fw2, t(1));
+        assert!(fw2.external_ct.contains(&key), "{mode}");
+        fw1.kernel(
+            t(2),
+            event(Kind::Destroy, Object::Ct(m.clone())),
+            Origin::NotMe,
+        );
+        let read = Done::Dumped {
+            objects: vec![Object::Ct(m.clone())],
+            last: true,
+        };
+        fw1.job(t(3), refresh, read);
+        for ms in (100..=3_000).step_by(100) {
+            flow(&mut fw1, &mut fw2, t(ms));
+        }
+        assert!(!fw1.internal_ct.contains(&key), "{mode}: cached again");
+        assert!(!fw2.external_ct.contains(&key), "{mode}: the peer keeps it");
+    }
 }
 
 /// The notify script's `-f; -R` on a new primary: while the `-R`'s dump

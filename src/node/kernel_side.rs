@@ -155,10 +155,17 @@ impl Node {
     ) {
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
-            // A read back under way is older than this.
+            // A read back under way is older than this, and so is a
+            // master check: its expectations died with it.
             for w in self.refreshes.waiting.iter_mut() {
                 w.2 |= w.1 == key;
             }
+            self.master_checks.waiting.retain(|w| {
+                CtKey {
+                    orig: w.1.master,
+                    zone: w.1.zone,
+                } != key
+            });
             // Without an internal cache, only a flow the Filter could
             // have let through (conntrackd filters every event before its
             // bypass).
@@ -266,6 +273,11 @@ impl Node {
         }
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
+            // Waiting for its master's check, it would be sent after
+            // this deletion (the check's read is older).
+            self.master_checks
+                .waiting
+                .retain(|w| exp_key_of(&w.1) != key);
             // Without an internal cache nothing stays staged once sent:
             // every DESTROY the helper list accepts goes, as a
             // conntrack's does (conntrackd's bypass sends them all).

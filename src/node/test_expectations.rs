@@ -343,6 +343,63 @@ fn a_master_that_ends_while_read_back_is_not_brought_back() {
     }
 }
 
+/// Without internal cache an expectation waits for its master's read
+/// (for the Filter); one destroyed meanwhile, by itself or with its
+/// master, is not sent after its deletion went: the peer kept it in its
+/// external cache for good (nothing there expires it, and anti-entropy
+/// is off without an internal cache), and a failover's commit failed on
+/// it.
+#[test]
+fn an_expectation_destroyed_during_its_master_check_is_not_sent_after() {
+    for master_too in [false, true] {
+        let mode = "NOTRACK { DisableInternalCache On }";
+        let c = cfg("", mode, "ExpectationSync On");
+        let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+        let t = Instant::from_millis;
+        let m = ftp_master();
+        let x = pasv(&m);
+        fw1.kernel(
+            t(0),
+            event(Kind::New, Object::Ct(m.clone())),
+            Origin::NotMe,
+        );
+        let o = fw1.feed(
+            t(0),
+            Input::Kernel(
+                event(Kind::New, Object::Exp(x.clone())),
+                Origin::NotMe,
+            ),
+        );
+        let [(check, _)] = gets(&o.jobs)[..] else {
+            panic!("{:?}", o.jobs)
+        };
+        flow(&mut fw1, &mut fw2, t(1));
+        // The worker read the master; then the expectation ended.
+        if master_too {
+            fw1.kernel(
+                t(2),
+                event(Kind::Destroy, Object::Ct(m.clone())),
+                Origin::NotMe,
+            );
+        }
+        fw1.kernel(
+            t(2),
+            event(Kind::Destroy, Object::Exp(x.clone())),
+            Origin::NotMe,
+        );
+        flow(&mut fw1, &mut fw2, t(3));
+        let read = Done::Dumped {
+            objects: vec![Object::Ct(m.clone())],
+            last: true,
+        };
+        fw1.job(t(4), check, read);
+        for ms in (100..=3_000).step_by(100) {
+            flow(&mut fw1, &mut fw2, t(ms));
+        }
+        assert_eq!(fw2.external_exp.len(), 0, "master destroyed: {master_too}");
+    }
+}
+
 /// The notify script's `-f; -R` on a new primary: while the `-R`'s dump
 /// arrives, the FTP control connection it carries is not cached yet, and
 /// the PASV expectation announced meanwhile (after the kernel was read)

@@ -94,7 +94,7 @@ impl Node {
                 let src = super::Internal {
                     ct: &self.internal_ct,
                     exp: &self.internal_exp,
-                    bypass: self.sync().disable_internal_cache,
+                    bypass: self.cache_not_kernel(),
                 };
                 self.engine.bulk(&src);
                 self.done(client, Status::Ok);

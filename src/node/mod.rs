@@ -107,6 +107,9 @@ pub struct Node {
     master_checks: kernel_side::MasterChecks,
     /// Masters read back for a helper's sequence adjustment.
     refreshes: kernel_side::Refreshes,
+    /// `-f` flushed the internal conntracks, expectations: they stand
+    /// for the kernel's no longer, until a resync's dump refilled them.
+    flushed: [bool; 2],
     tx: TxTiming,
     tx_buf: Vec<u8>,
     /// The most keys the engine's send queue held since it was last
@@ -197,6 +200,7 @@ impl Node {
             purged_exp: Default::default(),
             master_checks: Default::default(),
             refreshes: Default::default(),
+            flushed: [false; 2],
             tx: TxTiming::default(),
             tx_buf: vec![0; max_datagram],
             commit: None,
@@ -406,6 +410,19 @@ impl Node {
         self.sync().disable_external_cache
     }
 
+    /// Whether the internal cache is not the kernel's table, so a bulk
+    /// of it (a peer's RESYNC, its restart) must come from a dump
+    /// (`sync::Source::in_kernel`): without an internal cache; after
+    /// `-f`, until a resync refilled it; while a commit runs and until
+    /// the resync after it brought in what it committed (a `-B` waits
+    /// for that resync likewise, `node::commit_events`).
+    fn cache_not_kernel(&self) -> bool {
+        self.internal_disabled()
+            || self.flushed.contains(&true)
+            || self.new_events_paused
+            || self.bulk_after_commit.is_some()
+    }
+
     /// NOTRACK with DisableInternalCache: the internal cache only stages
     /// changes until they are sent.
     fn internal_disabled(&self) -> bool {
@@ -420,7 +437,7 @@ impl Node {
         let src = Internal {
             ct: &self.internal_ct,
             exp: &self.internal_exp,
-            bypass: self.sync().disable_internal_cache,
+            bypass: self.cache_not_kernel(),
         };
         self.engine.handle_timeout(now, &src);
         self.anti_entropy_timer(now);

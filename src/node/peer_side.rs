@@ -109,7 +109,7 @@ impl Node {
         let src = Internal {
             ct: &self.internal_ct,
             exp: &self.internal_exp,
-            bypass: self.sync().disable_internal_cache,
+            bypass: self.cache_not_kernel(),
         };
         let got = self.engine.recv(now, peer, bytes, &src);
         self.count_received(link, &got);
@@ -195,7 +195,7 @@ impl Node {
             let src = Internal {
                 ct: &self.internal_ct,
                 exp: &self.internal_exp,
-                bypass: self.sync().disable_internal_cache,
+                bypass: self.cache_not_kernel(),
             };
             let Some(n) =
                 self.engine.poll_transmit(now, &src, &mut self.tx_buf)

@@ -290,6 +290,9 @@ impl Node {
         if let Some(run) = self.resync.as_mut() {
             run.flushed = true;
         }
+        self.flushed[0] = true;
+        // Without ExpectationSync no resync refills (or needs) them.
+        self.flushed[1] |= exps && self.expectations();
         if let Some(ae) = self.anti_entropy.as_mut() {
             ae.set_in_sync(Table::Ct, false);
             if exps {
@@ -300,6 +303,8 @@ impl Node {
 
     /// A resync's dump refilled the tables it covered.
     fn internal_resynced(&mut self, conntracks: bool, expectations: bool) {
+        self.flushed[0] &= !conntracks;
+        self.flushed[1] &= !expectations;
         if let Some(ae) = self.anti_entropy.as_mut() {
             if conntracks {
                 ae.set_in_sync(Table::Ct, true);

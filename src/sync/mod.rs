@@ -324,6 +324,10 @@ impl Engine {
         for key in src.keys() {
             self.local_change(key, false);
         }
+        // The source is the state again: this bulk is the whole of it,
+        // and a kernel bulk still owed (its dump failed) holds no answer
+        // back any longer.
+        self.kernel_bulk.1 = false;
         // An answer under way now also waits for this bulk's end.
         let queued = self.tx.len();
         if let Some(a) = self.answering.as_mut() {

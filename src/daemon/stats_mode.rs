@@ -15,7 +15,6 @@ use async_signal::Signals;
 use smol::Async;
 use smol::LocalExecutor;
 use smol::channel::Receiver;
-use smol::stream::StreamExt as _;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
@@ -107,20 +106,11 @@ impl StatsMode {
         let queued = worker.submit(load).map_err(|c| format!("{:?}", c.done));
         queued.map_err(Error::KernelTable)?;
         loop {
-            let done = async { Some(worker.done.recv().await) };
-            let stop = async {
-                // As `forward_signals`: an unreadable signal is no stop.
-                while let Some(sig) = signals.next().await {
-                    if sig.is_ok() {
-                        return None;
-                    }
-                }
-                smol::future::pending().await
-            };
-            let Some(c) = smol::future::or(done, stop).await else {
+            let next = super::worker::completion_or_stop(&worker.done, signals);
+            let Some(c) = next.await else {
                 return Ok(None);
             };
-            let (objects, last) = match c.map_err(|_| Error::Worker(None))? {
+            let (objects, last) = match c? {
                 Completion {
                     done: Done::Dumped { objects, last },
                     ..

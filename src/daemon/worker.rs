@@ -104,6 +104,29 @@ impl Worker {
     }
 }
 
+/// During the start: the worker's next completion, or None once a stop
+/// signal came first (an unreadable signal is no stop, as in
+/// `forward_signals`), so a stop need not wait for the whole start-up
+/// dump. Err: the worker is gone.
+pub(crate) async fn completion_or_stop(
+    done: &Receiver<Completion>,
+    signals: &mut async_signal::Signals,
+) -> Option<Result<Completion, super::Error>> {
+    use smol::stream::StreamExt as _;
+    let next = async {
+        Some(done.recv().await.map_err(|_| super::Error::Worker(None)))
+    };
+    let stop = async {
+        while let Some(sig) = signals.next().await {
+            if sig.is_ok() {
+                return None;
+            }
+        }
+        smol::future::pending().await
+    };
+    smol::future::or(next, stop).await
+}
+
 /// Whether this is a job's last completion.
 pub(crate) fn is_final(done: &Done) -> bool {
     !matches!(done, Done::Dumped { last: false, .. })

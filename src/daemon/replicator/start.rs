@@ -9,7 +9,6 @@ use std::io;
 use std::rc::Rc;
 
 use async_signal::Signals;
-use smol::stream::StreamExt as _;
 
 use super::{Replicator, peer_pacing};
 use crate::channel::Channels;
@@ -122,20 +121,11 @@ impl Replicator {
             if pending == 0 {
                 return Ok(true);
             }
-            let done = async { Some(self.worker.done.recv().await) };
-            let stop = async {
-                // As `forward_signals`: an unreadable signal is no stop.
-                while let Some(sig) = signals.next().await {
-                    if sig.is_ok() {
-                        return None;
-                    }
-                }
-                smol::future::pending().await
-            };
-            let Some(c) = smol::future::or(done, stop).await else {
+            let next = worker::completion_or_stop(&self.worker.done, signals);
+            let Some(c) = next.await else {
                 return Ok(false);
             };
-            let c = c.map_err(|_| Error::Worker(None))?;
+            let c = c?;
             if worker::is_final(&c.done) {
                 pending -= 1;
             }

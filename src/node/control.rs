@@ -257,15 +257,8 @@ impl Node {
             self.transmit(now);
         }
         if sel != CacheSel::External && !staging {
-            // Unsent and unacknowledged changes of what goes: sent after
-            // the flush, each would read as gone and go to the peer as a
-            // DEL of a flow that lives on in the kernel.
-            let (ct, exp) = (&self.internal_ct, &self.internal_exp);
             let exps_too = sel == CacheSel::All;
-            self.engine.forget_states(&|k| match k {
-                Key::Ct(c) => ct.contains(c),
-                Key::Exp(x) => exps_too && exp.contains(x),
-            });
+            self.forget_unsent(exps_too);
             // Until a resync refills it, the cache no longer says what
             // the kernel holds: anti-entropy must not prune by it.
             self.internal_flushed(exps_too);
@@ -292,6 +285,19 @@ impl Node {
             }
         }
         self.done(client, Status::Ok);
+    }
+
+    /// The internal conntracks (and with `exps` its expectations) are
+    /// about to be flushed: their unsent and unacknowledged changes go
+    /// too. Sent after the flush, each would read as gone and go to the
+    /// peer as a DEL of a flow that lives on in the kernel (or, for the
+    /// purge, of one whose deletion conntrackd does not propagate).
+    pub(super) fn forget_unsent(&mut self, exps: bool) {
+        let (ct, exp) = (&self.internal_ct, &self.internal_exp);
+        self.engine.forget_states(&|k| match k {
+            Key::Ct(c) => ct.contains(c),
+            Key::Exp(x) => exps && exp.contains(x),
+        });
     }
 
     fn commit_start(&mut self, now: Instant, client: ClientId, target: Target) {

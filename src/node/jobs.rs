@@ -184,6 +184,13 @@ impl Node {
             }
             (Purpose::Flush { client }, Done::Failed(why)) => {
                 self.counters.jobs_failed += 1;
+                if client.is_none() && !self.internal_disabled() {
+                    // The scheduled purge's (only it flushes without a
+                    // client): it emptied the internal cache, but the
+                    // kernel keeps every flow, so the cache no longer
+                    // says what it holds (see `-f`).
+                    self.internal_flushed(false);
+                }
                 self.out.log(
                     Error,
                     format!("cannot flush the kernel table: {why}"),

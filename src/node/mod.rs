@@ -468,6 +468,7 @@ impl Node {
             // Without an internal cache it holds events staged until
             // sent: flushed, they would go to the peer as deletions.
             if !self.internal_disabled() {
+                self.forget_unsent(false);
                 self.internal_ct.flush();
             }
             self.out.jobs.push(Job {

@@ -120,3 +120,41 @@ fn anti_entropy_waits_for_a_resync_after_a_flush() {
     assert_eq!(fw2.external_ct.len(), 5, "flow 6 pruned after the -R");
     assert!(!fw2.external_ct.contains(&ct_key_of(&conntrack(6))));
 }
+
+/// The scheduled purge (`-t`) empties the internal cache and asks the
+/// worker to flush the kernel table. If that flush fails, the kernel
+/// keeps every flow: the peer must not prune them by the empty cache,
+/// nor be sent what was unacknowledged as deletions.
+#[test]
+fn a_purge_whose_kernel_flush_fails_prunes_nothing_on_the_peer() {
+    let c = cfg("", "FTFW { PurgeTimeout 1 }", "");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let t = Instant::from_millis;
+    for p in 1..=5 {
+        let ct = conntrack(p);
+        fw1.kernel(t(0), event(Kind::New, Object::Ct(ct)), Origin::NotMe);
+    }
+    flow(&mut fw1, &mut fw2, t(0));
+    assert_eq!(fw2.external_ct.len(), 5);
+    // A change of flow 1 is lost on the wire: still unacknowledged.
+    let mut changed = conntrack(1);
+    changed.mark = 7;
+    fw1.kernel(
+        t(50),
+        event(Kind::Update, Object::Ct(changed)),
+        Origin::NotMe,
+    );
+    assert!(!send_now(&mut fw1, t(50)).is_empty());
+    fw1.control(t(100), Request::ResetTimers);
+    let flush = fw1
+        .tick(t(1_100))
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Flush { .. }))
+        .expect("the purge flushes the kernel table");
+    assert_eq!(fw1.internal_ct.len(), 0);
+    fw1.job(t(1_110), flush.purpose, Done::Failed("x".into()));
+    for ms in (1_200..=100_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 5, "nothing pruned");
+}

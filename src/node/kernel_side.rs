@@ -27,20 +27,6 @@ pub(super) struct MasterChecks {
 /// Most expectations waiting for a master check.
 const MAX_MASTER_CHECKS: usize = 4096;
 
-/// Masters being read back ([`Node::refresh_master`]), by the id their
-/// `Purpose::Refresh` carries, each with whether a DESTROY of it came
-/// since: the worker's read is then older than that event, and its
-/// answer must not bring the flow back.
-#[derive(Debug, Default)]
-pub(super) struct Refreshes {
-    /// (id, master, destroyed since)
-    waiting: std::collections::VecDeque<(u32, CtKey, bool)>,
-    next: u32,
-}
-/// Most masters read back at once (beyond, a seq adjustment waits for
-/// the master's next event, as in conntrackd).
-const MAX_REFRESHES: usize = 4096;
-
 /// After an overrun's resync failed, the next is tried this much later
 /// (without an explicit `NetlinkOverrunResync`).
 const OVERRUN_RETRY: Duration = Duration::from_secs(5);
@@ -157,9 +143,7 @@ impl Node {
         if kind == Kind::Destroy {
             // A read back under way is older than this, and so is a
             // master check: its expectations died with it.
-            for w in self.refreshes.waiting.iter_mut() {
-                w.2 |= w.1 == key;
-            }
+            self.refreshes.destroyed(&key);
             self.master_checks.waiting.retain(|w| {
                 CtKey {
                     orig: w.1.master,
@@ -387,57 +371,6 @@ impl Node {
             if new && x.nat.is_some() {
                 self.refresh_master(master);
             }
-        }
-    }
-
-    /// A NAT helper that announces an expectation also rewrote the
-    /// packet that carried it (the FTP PASV/PORT address), and the
-    /// length change became a sequence adjustment of the master. The
-    /// kernel sends no event for that (only synproxy reports
-    /// `IPCT_SEQADJ`), yet the peer needs it to carry the control
-    /// connection after a failover: read the master back from the kernel
-    /// and send it as an update.
-    fn refresh_master(&mut self, master: CtKey) {
-        let r = &mut self.refreshes;
-        if r.waiting.len() >= MAX_REFRESHES {
-            return;
-        }
-        let id = r.next;
-        r.next = r.next.wrapping_add(1);
-        r.waiting.push_back((id, master, false));
-        self.out.jobs.push(Job {
-            purpose: Purpose::Refresh { id },
-            work: Work::Get {
-                orig: master.orig,
-                zone: master.zone,
-            },
-        });
-    }
-
-    /// The master a [`Node::refresh_master`] read back as `id` (none: it
-    /// is gone, and its destroy event says so; or the read failed). Not
-    /// taken when a DESTROY of it came meanwhile: the read is older.
-    pub(super) fn refreshed(
-        &mut self,
-        now: Instant,
-        id: u32,
-        objects: Vec<Object>,
-    ) {
-        let waiting = &mut self.refreshes.waiting;
-        let Some(at) = waiting.iter().position(|w| w.0 == id) else {
-            return;
-        };
-        if waiting.remove(at).is_some_and(|w| w.2) {
-            return;
-        }
-        for o in objects {
-            let msg = Message {
-                kind: Kind::Update,
-                object: o,
-                port: 0,
-                seq: 0,
-            };
-            self.kernel_event(now, msg, Origin::NotMe, false);
         }
     }
 

@@ -38,6 +38,7 @@ mod jobs;
 mod kernel_side;
 mod peer_side;
 mod polling;
+mod read_back;
 pub mod render;
 mod resync;
 #[cfg(test)]
@@ -106,7 +107,7 @@ pub struct Node {
     /// Filter verdict, in the order of their `Work::Get` jobs.
     master_checks: kernel_side::MasterChecks,
     /// Masters read back for a helper's sequence adjustment.
-    refreshes: kernel_side::Refreshes,
+    refreshes: read_back::Refreshes,
     /// `-f` flushed the internal conntracks, expectations: they stand
     /// for the kernel's no longer, until a resync's dump refilled them.
     flushed: [bool; 2],

@@ -356,6 +356,13 @@ impl SyncMode for FtFw {
     }
 
     fn give_up_states(&mut self, which: &dyn Fn(&Key) -> bool) -> usize {
-        self.resend.give_up_states(which)
+        let n = self.resend.give_up_states(which);
+        if n > 0 && self.resend.len() == 0 {
+            // Nothing the last probes asked about is awaited any more: the
+            // next data is probed as after a quiet link, not at once by
+            // the backoff of probes about what was given up.
+            self.probe.nothing_outstanding();
+        }
+        n
     }
 }

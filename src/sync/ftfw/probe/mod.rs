@@ -285,6 +285,14 @@ impl TailProbe {
     /// simulation's start-up, where a challenge restarts probing, had a
     /// burst's tail wait for the spacing: p99 of 2000 seeds 150 → 256 ms
     /// at 250 ms).
+    /// Nothing sent awaits an answer any more (given up, not answered):
+    /// the probes about it are over.
+    pub(crate) fn nothing_outstanding(&mut self) {
+        self.last = None;
+        self.unanswered = 0;
+        self.chase = None;
+    }
+
     pub(crate) fn reset_backoff(&mut self) {
         self.unanswered = self.unanswered.min(1);
     }

@@ -293,25 +293,23 @@ impl Node {
         self.flushed[0] = true;
         // Without ExpectationSync no resync refills (or needs) them.
         self.flushed[1] |= exps && self.expectations();
-        if let Some(ae) = self.anti_entropy.as_mut() {
-            ae.set_in_sync(Table::Ct, false);
-            if exps {
-                ae.set_in_sync(Table::Exp, false);
-            }
-        }
+        self.anti_entropy_follows_flushes();
     }
 
     /// A resync's dump refilled the tables it covered.
     fn internal_resynced(&mut self, conntracks: bool, expectations: bool) {
         self.flushed[0] &= !conntracks;
         self.flushed[1] &= !expectations;
+        self.anti_entropy_follows_flushes();
+    }
+
+    /// Anti-entropy digests a table only while it is not `flushed` (one
+    /// record of it, the node's; a table paused without ExpectationSync
+    /// was never resumed, no resync covering it).
+    fn anti_entropy_follows_flushes(&mut self) {
         if let Some(ae) = self.anti_entropy.as_mut() {
-            if conntracks {
-                ae.set_in_sync(Table::Ct, true);
-            }
-            if expectations {
-                ae.set_in_sync(Table::Exp, true);
-            }
+            ae.set_in_sync(Table::Ct, !self.flushed[0]);
+            ae.set_in_sync(Table::Exp, !self.flushed[1]);
         }
     }
 

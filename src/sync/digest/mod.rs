@@ -242,6 +242,9 @@ impl AntiEntropy {
     /// and its DigestSubs are ignored (counted); the repairs noted before
     /// go too (the next period notes them again).
     pub fn set_in_sync(&mut self, table: Table, in_sync: bool) {
+        if self.in_sync[table.index()] == in_sync {
+            return;
+        }
         self.in_sync[table.index()] = in_sync;
         if !in_sync {
             self.repairs = repair::Repairs::default();

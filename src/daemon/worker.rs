@@ -35,8 +35,14 @@ pub(crate) const JOB_QUEUE: usize = 1024;
 /// Entries per part of a dump.
 pub(crate) const DUMP_PART: usize = 2048;
 /// Completions waiting for the loop: the worker waits when the loop is
-/// this far behind.
-const DONE_QUEUE: usize = 64;
+/// this far behind. Kept to a couple of dump parts: at 64 (131 072
+/// entries, more than most tables) a loop busy with clients let a whole
+/// dump pile up here, about 300 bytes an entry, beside the cache it was
+/// folded into (300 waiting conntrackd `-R` clients grew the peak RSS by
+/// 2.8 to 14 MB at 50 000 flows; with 2, by 2.2 MB every time). A `-R` of
+/// 100 000 flows takes the same time (205 against 209 ms): the kernel
+/// dump waits while the loop folds a part.
+const DONE_QUEUE: usize = 2;
 /// A real-time commit rests after this much work when another thread
 /// waits for a CPU (`sched::others_waiting`), so that every other process
 /// gets a turn at least that often; when none waits it goes on (a rest

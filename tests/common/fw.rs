@@ -222,6 +222,18 @@ impl Fw {
         status_number(&status, "VmRSS:").unwrap()
     }
 
+    /// Peak RSS in KiB (VmHWM) since the start or the last reset; with
+    /// `reset`, first resets the peak to the current RSS.
+    pub fn peak_kib(&self, reset: bool) -> u64 {
+        let pid = self.daemon.0.id();
+        if reset {
+            std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+        }
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status_number(&status, "VmHWM:").unwrap()
+    }
+
     /// Context switches of all the daemon's threads so far (voluntary
     /// and not): each is a wake-up or a preemption, the loop's cost that
     /// its own counters do not show.

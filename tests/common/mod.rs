@@ -103,7 +103,10 @@ impl Netns {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.0])
             .args(args)
-            .stdout(std::process::Stdio::piped())
+            // Not a pipe nobody reads: a daemon in console mode writes its
+            // log lines there too, and its loop stopped once 64 KiB of
+            // them had filled it (900 `-R`, each logged, in one test).
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();

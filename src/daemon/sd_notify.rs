@@ -33,24 +33,51 @@ impl Notifier {
             Some(b'/') => SocketAddr::from_pathname(&path).ok()?,
             _ => return None,
         };
+        Notifier::to(addr)
+    }
+
+    /// A notifier for `addr`. Its socket never blocks: a `send_to` to a
+    /// manager that does not read (a wedged PID 1, a full queue) waited
+    /// for room, and it runs on the event loop.
+    fn to(addr: SocketAddr) -> Option<Notifier> {
         let sock = UnixDatagram::unbound().ok()?;
+        sock.set_nonblocking(true).ok()?;
         Some(Notifier { addr, sock })
     }
 
-    /// Sends one state message; failures are logged once by the caller's
-    /// choice of level, never fatal.
+    /// Sends one state message once; a full queue drops it (the next
+    /// `WATCHDOG=1` comes soon). Failures are logged at debug, never
+    /// fatal.
     pub(crate) fn send(&self, state: &str) {
         if let Err(e) = self.sock.send_to_addr(state.as_bytes(), &self.addr) {
             log::debug!("sd_notify `{state}' failed: {e}");
         }
     }
 
+    /// Sends a state message that comes only once (`READY=1`, whose loss
+    /// fails the unit's start; `STOPPING=1`): while the queue is full it
+    /// tries again, for at most [`ONCE_PATIENCE`].
+    fn send_once(&self, state: &str) {
+        for _ in 0..ONCE_TRIES {
+            match self.sock.send_to_addr(state.as_bytes(), &self.addr) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(ONCE_PATIENCE / ONCE_TRIES);
+                }
+                Err(e) => {
+                    return log::debug!("sd_notify `{state}' failed: {e}");
+                }
+                Ok(_) => return,
+            }
+        }
+        log::debug!("sd_notify `{state}' dropped: the manager does not read");
+    }
+
     pub(crate) fn ready(&self) {
-        self.send(&format!("READY=1\nMAINPID={}", std::process::id()));
+        self.send_once(&format!("READY=1\nMAINPID={}", std::process::id()));
     }
 
     pub(crate) fn stopping(&self) {
-        self.send("STOPPING=1");
+        self.send_once("STOPPING=1");
     }
 
     /// How often to send `WATCHDOG=1`, from the environment.
@@ -62,6 +89,12 @@ impl Notifier {
         )
     }
 }
+
+/// How long a one-time message waits for room in all, and in how many
+/// tries: a wedged manager holds the start or the stop this long, not
+/// for good.
+const ONCE_PATIENCE: Duration = Duration::from_secs(1);
+const ONCE_TRIES: u32 = 20;
 
 /// Never more often than this, whatever `WATCHDOG_USEC` says: a value of a
 /// few microseconds must not turn the pings into a busy loop.
@@ -85,7 +118,89 @@ fn watchdog_interval_from(
 
 #[cfg(test)]
 mod test {
+    use std::time::Instant;
+
     use super::*;
+
+    /// A manager that never reads: its socket's queue fills.
+    fn deaf_manager(dir: &std::path::Path) -> (UnixDatagram, Notifier) {
+        let path = dir.join("notify");
+        let manager = UnixDatagram::bind(&path).unwrap();
+        let n =
+            Notifier::to(SocketAddr::from_pathname(&path).unwrap()).unwrap();
+        (manager, n)
+    }
+
+    fn fresh_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_manager_that_does_not_read_never_holds_the_loop() {
+        let dir = fresh_dir("sdn-deaf");
+        let (manager, n) = deaf_manager(&dir);
+        // The watchdog's pings, far more than the queue holds
+        // (net.unix.max_dgram_qlen): each returns at once. Then a
+        // one-time message waits for room, but not for good. (A thread:
+        // a blocking notifier would block the test.)
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            for _ in 0..2000 {
+                n.send("WATCHDOG=1");
+            }
+            let pings = t0.elapsed();
+            let t0 = Instant::now();
+            n.stopping();
+            let _ = tx.send((pings, t0.elapsed()));
+        });
+        let (pings, once) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the notifier blocked");
+        // The manager got what fitted, the first ones.
+        let mut buf = [0u8; 64];
+        let got = manager.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..got], b"WATCHDOG=1");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(pings < Duration::from_secs(5), "pings took {pings:?}");
+        assert!(
+            once >= ONCE_PATIENCE / 2 && once < ONCE_PATIENCE * 5,
+            "STOPPING=1 waited {once:?}"
+        );
+    }
+
+    #[test]
+    fn a_one_time_message_gets_through_once_the_manager_reads() {
+        let dir = fresh_dir("sdn-late");
+        let (manager, n) = deaf_manager(&dir);
+        let mut filled = 0;
+        while n.sock.send_to_addr(b"x", &n.addr).is_ok() {
+            filled += 1;
+            assert!(filled < 1_000_000, "the queue never filled");
+        }
+        // The manager wakes up after a while and reads everything.
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            manager
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            for _ in 0..=filled {
+                let got = manager.recv(&mut buf).unwrap();
+                if &buf[..got] == b"STOPPING=1" {
+                    return true;
+                }
+            }
+            false
+        });
+        n.stopping();
+        assert!(reader.join().unwrap(), "STOPPING=1 never arrived");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn watchdog_interval_rules() {

@@ -308,7 +308,60 @@ impl<V: Stored> Cache<V> {
             ..
         } = self;
         let h = hasher.hash_one(&scratch[..klen]);
-        let full = table.len() >= *limit;
+        // Replaces a cached entry's encoding and times (one of the two
+        // branches below runs it).
+        let update = |s: &mut Slot,
+                      slab: &mut Slab,
+                      scratch: &mut Vec<u8>,
+                      stats: &mut CacheStats| {
+            // The entry found, the key's bytes in `scratch` are done
+            // with: `remake` writes over them.
+            if remake(s.encoded(slab), scratch).is_some_and(|k| k != klen) {
+                debug_assert!(false, "a merge changed the key");
+                stats.upd_fail += 1;
+                return Err(Full);
+            }
+            if s.encoded(slab) != &scratch[..] {
+                // Only when a class runs out of cell numbers (four
+                // billion): the entry keeps its old state.
+                let Some(moved) = slab.replace(s.handle(), scratch) else {
+                    stats.upd_fail += 1;
+                    return Err(Full);
+                };
+                s.replace(kl, moved);
+            }
+            s.set_updated(now);
+            if restart {
+                // conntrackd replaces on a NEW: `cache_del` of the old
+                // object and `cache_add` of the new, counted as such in
+                // `-s` (not as an update).
+                s.set_since(now);
+                stats.del_ok += 1;
+                stats.add_ok += 1;
+            } else {
+                stats.upd_ok += 1;
+            }
+            Ok(Upsert::Updated)
+        };
+        if table.len() >= *limit {
+            // Full: a lookup only. The entry API makes room for one more
+            // slot before it looks, which doubled the table (4.5 MB more
+            // at 229 376 entries) for an insert refused here, or for an
+            // update, when HashLimit is what the table holds before it
+            // grows.
+            let found = {
+                let (kb, slab) = (&scratch[..klen], &*slab);
+                table.find_mut(h, |s| s.key(slab) == kb)
+            };
+            return match found {
+                Some(s) => update(s, slab, scratch, stats),
+                None => {
+                    stats.add_fail += 1;
+                    stats.add_fail_enospc += 1;
+                    Err(Full)
+                }
+            };
+        }
         let entry = {
             let (kb, slab) = (&scratch[..klen], &*slab);
             table.entry(
@@ -319,42 +372,9 @@ impl<V: Stored> Cache<V> {
         };
         match entry {
             TableEntry::Occupied(mut o) => {
-                let s = o.get_mut();
-                // The entry found, the key's bytes in `scratch` are done
-                // with: `remake` writes over them.
-                if remake(s.encoded(slab), scratch).is_some_and(|k| k != klen) {
-                    debug_assert!(false, "a merge changed the key");
-                    stats.upd_fail += 1;
-                    return Err(Full);
-                }
-                if s.encoded(slab) != &scratch[..] {
-                    // Only when a class runs out of cell numbers (four
-                    // billion): the entry keeps its old state.
-                    let Some(moved) = slab.replace(s.handle(), scratch) else {
-                        stats.upd_fail += 1;
-                        return Err(Full);
-                    };
-                    s.replace(kl, moved);
-                }
-                s.set_updated(now);
-                if restart {
-                    // conntrackd replaces on a NEW: `cache_del` of the
-                    // old object and `cache_add` of the new, counted as
-                    // such in `-s` (not as an update).
-                    s.set_since(now);
-                    stats.del_ok += 1;
-                    stats.add_ok += 1;
-                } else {
-                    stats.upd_ok += 1;
-                }
-                Ok(Upsert::Updated)
+                update(o.get_mut(), slab, scratch, stats)
             }
             TableEntry::Vacant(slot) => {
-                if full {
-                    stats.add_fail += 1;
-                    stats.add_fail_enospc += 1;
-                    return Err(Full);
-                }
                 let Some(handle) = slab.alloc(scratch) else {
                     stats.add_fail += 1;
                     stats.add_fail_enospc += 1;

@@ -347,3 +347,52 @@ fn a_new_that_replaces_counts_a_deletion_and_a_creation() {
     assert_eq!((st.add_ok, st.del_ok, st.upd_ok), (2, 1, 1));
     assert_eq!(st.add_ok - st.del_ok, c.len() as u64);
 }
+
+/// A four-byte key alone: caches of more than 256 entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wide(u32);
+
+impl Stored for Wide {
+    type Key = u32;
+    type Group = ();
+    const MAX_KEY: usize = 4;
+    fn encode(&self, out: &mut Vec<u8>) -> usize {
+        out.extend_from_slice(&self.0.to_le_bytes());
+        4
+    }
+    fn encode_key(k: &u32, out: &mut Vec<u8>) {
+        out.extend_from_slice(&k.to_le_bytes());
+    }
+    fn decode(b: &[u8]) -> Option<Wide> {
+        Some(Wide(u32::from_le_bytes(*b.first_chunk::<4>()?)))
+    }
+    fn decode_key(b: &[u8]) -> Option<(u32, usize)> {
+        Some((u32::from_le_bytes(*b.first_chunk::<4>()?), 4))
+    }
+}
+
+#[test]
+fn a_refused_insert_does_not_grow_the_table() {
+    // A HashLimit equal to what the table holds before it grows (7/8 of
+    // its buckets, or 7 of 8): the cache is full exactly when its table
+    // is. hashbrown makes room for one more slot before it looks a key
+    // up, so a refused insert doubled the table for an entry that never
+    // came, and so did an update at the bound.
+    for limit in [7u32, 14_336, 229_376] {
+        let t = Instant::from_millis(0);
+        let mut c: Cache<Wide> = Cache::new(limit as usize);
+        for k in 0..limit {
+            assert_eq!(c.upsert(&Wide(k), t, false), Ok(Upsert::Created));
+        }
+        let table = c.table.allocation_size();
+        assert_eq!(c.upsert(&Wide(limit), t, false), Err(Full));
+        assert_eq!(
+            (c.stats.add_fail, c.stats.add_fail_enospc, c.len()),
+            (1, 1, limit as usize)
+        );
+        assert_eq!(c.table.allocation_size(), table, "limit {limit}: refused");
+        assert_eq!(c.upsert(&Wide(3), t, true), Ok(Upsert::Updated));
+        assert_eq!(c.table.allocation_size(), table, "limit {limit}: update");
+        assert!(c.contains(&3) && !c.contains(&limit));
+    }
+}

@@ -101,10 +101,9 @@ fn a_live_dump_line_is_the_kernels_with_its_timeout_and_mark() {
     );
 }
 
-#[test]
-fn a_large_dump_is_answered_in_parts_between_other_work() {
-    let mut fw = node(cfg("HashLimit 20000", "FTFW { }", ""), 1);
-    for p in 0..10_000u32 {
+/// `n` UDP flows in the internal cache, as the start-up dump brings them.
+fn cache_udp_flows(fw: &mut Fw, n: u32) {
+    for p in 0..n {
         let mut ct = Conntrack::new(Tuple {
             proto: 17,
             ..tcp(
@@ -121,6 +120,26 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
             Origin::Flush,
         );
     }
+}
+
+/// `client`'s `-i`.
+fn dump(client: ClientId) -> Input<'static> {
+    Input::Control {
+        client,
+        request: Request::Dump {
+            cache: Which::Internal,
+            table: Table::Ct,
+            format: Format::Plain,
+        },
+        links: &[],
+        control: Default::default(),
+    }
+}
+
+#[test]
+fn a_large_dump_is_answered_in_parts_between_other_work() {
+    let mut fw = node(cfg("HashLimit 20000", "FTFW { }", ""), 1);
+    cache_udp_flows(&mut fw, 10_000);
     for (format, lines) in [(Format::Plain, 10_000), (Format::Json, 1)] {
         let dump = Request::Dump {
             cache: Which::Internal,
@@ -164,27 +183,7 @@ fn a_large_dump_is_answered_in_parts_between_other_work() {
 fn a_dump_waits_for_its_reader_and_a_client_that_leaves_frees_its_place() {
     // Enough entries that no dump completes within this test.
     let mut fw = node(cfg("HashLimit 100000", "FTFW { }", ""), 1);
-    for p in 0..40_000u32 {
-        let ct = Conntrack::new(Tuple {
-            proto: 17,
-            ..tcp("10.0.0.1", "10.0.0.2", (p % 60_000) as u16, 53)
-        });
-        fw.kernel(
-            Instant::from_millis(0),
-            event(Kind::New, Object::Ct(ct)),
-            Origin::Flush,
-        );
-    }
-    let dump = |client| Input::Control {
-        client,
-        request: Request::Dump {
-            cache: Which::Internal,
-            table: Table::Ct,
-            format: Format::Plain,
-        },
-        links: &[],
-        control: Default::default(),
-    };
+    cache_udp_flows(&mut fw, 40_000);
     // Clients 1..=4 take the four places; client 5 waits its turn.
     for c in 1..=5 {
         fw.feed(Instant::from_millis(1), dump(c));
@@ -213,4 +212,57 @@ fn a_dump_waits_for_its_reader_and_a_client_that_leaves_frees_its_place() {
     assert_eq!(to, [5]);
     fw.client_gone(5);
     assert_eq!(fw.dumps_pending(), 3);
+}
+
+#[test]
+fn large_dumps_copies_go_back_to_the_system_once_no_dump_runs() {
+    let mut fw = node(cfg("HashLimit 20000", "FTFW { }", ""), 1);
+    cache_udp_flows(&mut fw, RELEASE_AFTER as u32);
+    let t = Instant::from_millis(1);
+    // Whatever the flows' arrival left to release goes first.
+    for _ in 0..10 {
+        fw.feed(t, Input::Timer);
+    }
+    assert!(!fw.feed(t, Input::Timer).release_memory);
+    // Two dumps at once: the first to end hands nothing back (the other
+    // still holds its copy), the last does.
+    let mut released = Vec::new();
+    let o = fw.feed(t, dump(1));
+    released.push((o.replies.len(), o.release_memory));
+    let o = fw.feed(t, dump(2));
+    released.push((o.replies.len(), o.release_memory));
+    for _ in 0..20 {
+        if fw.dumps_pending() == 0 {
+            break;
+        }
+        let o = fw.feed(t, Input::Timer);
+        let ended = o
+            .replies
+            .iter()
+            .filter(|(_, r)| matches!(r, Reply::Done(_)))
+            .count();
+        released.push((ended, o.release_memory));
+    }
+    assert_eq!(fw.dumps_pending(), 0);
+    let releases: Vec<usize> = released
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.1.then_some(i))
+        .collect();
+    assert_eq!(releases, [released.len() - 1], "{released:?}");
+    // A client that leaves its large dump: the same, once no dump runs.
+    fw.feed(t, dump(3));
+    fw.dump_paced(3, true);
+    assert!(!fw.feed(t, Input::Timer).release_memory);
+    fw.client_gone(3);
+    assert!(fw.feed(t, Input::Timer).release_memory);
+    // A small dump is not worth a trim.
+    let mut fw = node(cfg("HashLimit 20000", "FTFW { }", ""), 1);
+    cache_udp_flows(&mut fw, 100);
+    for _ in 0..10 {
+        fw.feed(t, Input::Timer);
+    }
+    let o = fw.feed(t, dump(1));
+    assert_eq!(o.replies.last(), Some(&(1, Reply::Done(Status::Ok))));
+    assert!(!o.release_memory);
 }

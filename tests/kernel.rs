@@ -649,3 +649,45 @@ fn a_request_socket_has_room_for_batches_of_errors() {
     let size = ns.enter(|| CtSocket::open().unwrap().rcvbuf().unwrap());
     assert!(size >= 1 << 20, "{size}");
 }
+
+/// Set in the child half of
+/// [`an_event_socket_opens_without_the_right_to_force_its_buffer`].
+const USERNS_CHILD: &str = "CTSYNCD_TEST_USERNS_CHILD";
+
+/// In a container (a user namespace of its own) the daemon may join the
+/// event groups (CAP_NET_ADMIN over its network namespace) but not force
+/// a receive buffer past `net.core.rmem_max` (that takes CAP_NET_ADMIN in
+/// the initial user namespace). A configured `NetlinkBufferSize` must then
+/// be applied as far as the system allows, as conntrackd's
+/// `nfnl_rcvbufsiz` does, not stop the daemon from starting. The test
+/// runs itself again under `unshare --user --map-root-user --net`.
+#[test]
+fn an_event_socket_opens_without_the_right_to_force_its_buffer() {
+    let want = 1 << 18;
+    if std::env::var_os(USERNS_CHILD).is_some() {
+        let (s, size) = CtSocket::events(true, want)
+            .expect("event socket with NetlinkBufferSize in a container");
+        assert!(size >= want, "{size}");
+        assert_eq!(s.rcvbuf().unwrap(), size);
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: kernel tests need root (CI runs them as root)");
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_event_socket_opens_without_the_right_to_force_its_buffer",
+            "--nocapture",
+        ])
+        .env(USERNS_CHILD, "1")
+        .output()
+        .expect("unshare (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the child ran nothing: {text}");
+}

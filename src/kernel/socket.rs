@@ -87,7 +87,8 @@ impl CtSocket {
 
     /// Opens a socket subscribed to conntrack events (and expectation
     /// events when `expectations`). `rcvbuf` > 0 forces the receive buffer
-    /// size (CAP_NET_ADMIN); the effective size is returned with it.
+    /// size (CAP_NET_ADMIN; without it, as far as `net.core.rmem_max`
+    /// allows); the effective size is returned with it.
     pub fn events(
         expectations: bool,
         rcvbuf: usize,
@@ -108,8 +109,22 @@ impl CtSocket {
         for g in groups {
             s.sock.add_membership(g)?;
         }
-        if rcvbuf > 0 {
-            s.set_rcvbuf(rcvbuf)?;
+        if rcvbuf > 0
+            && let Err(e) = s.set_rcvbuf(rcvbuf)
+        {
+            // Forcing takes CAP_NET_ADMIN in the initial user namespace,
+            // which a container lacks though it may join the groups. As
+            // conntrackd's nfnl_rcvbufsiz: ask without force (the kernel
+            // caps it at net.core.rmem_max) rather than not start; the
+            // size returned is what was granted.
+            log::warn!(
+                "netlink event socket buffer size could not be forced to \
+                 {rcvbuf} bytes ({e}): capped by net.core.rmem_max"
+            );
+            rustix::net::sockopt::set_socket_recv_buffer_size(
+                s.sock.as_fd(),
+                rcvbuf / 2,
+            )?;
         }
         let size = s.rcvbuf()?;
         Ok((s, size))

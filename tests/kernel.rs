@@ -691,3 +691,44 @@ fn an_event_socket_opens_without_the_right_to_force_its_buffer() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "the child ran nothing: {text}");
 }
+
+/// The kernel reports no zone in an expectation (ctnetlink puts no
+/// CTA_EXPECT_ZONE in its dumps or events), but every expectation of one
+/// master's list is in that master's zone. DisableExternalCache's
+/// re-create of a master reads its expectations this way and creates
+/// them again: read as zone 0, the kernel looked for their master in
+/// zone 0 and refused them all (ENOENT), so a re-created master in a
+/// zone lost its expectations.
+#[test]
+fn a_masters_expectations_are_read_in_its_zone() {
+    let Some(ns) = Netns::new("expzone") else {
+        return;
+    };
+    let mut master = ftp_control(40000, true);
+    master.zone = 7;
+    let mut exp = data_channel(&master, 50000);
+    exp.zone = 7;
+    let (created, of_master, recreated) = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        let created = (
+            s.create_cts(std::slice::from_ref(&master)).unwrap(),
+            s.create_exps(std::slice::from_ref(&exp)).unwrap(),
+        );
+        let of_master = s.dump_exps_of(&master.orig, 7).unwrap();
+        // What src/daemon/inject.rs's re-create does with them.
+        s.batch(|buf, seq| {
+            codec::encode_ct_delete(buf, &master.orig, 7, seq())
+        })
+        .unwrap();
+        s.create_cts(std::slice::from_ref(&master)).unwrap();
+        let again: Vec<Expect> = of_master
+            .iter()
+            .map(|x| commit::prepare_exp(x, 0, &CommitRules::default()))
+            .collect();
+        (created, of_master, s.create_exps(&again).unwrap())
+    });
+    assert_eq!(created, (vec![0], vec![0]));
+    assert_eq!(data_ports(&of_master), [50000]);
+    assert_eq!(of_master[0].zone, 7, "{of_master:?}");
+    assert_eq!(recreated, [0], "the expectation could not be created again");
+}

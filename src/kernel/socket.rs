@@ -288,7 +288,12 @@ impl CtSocket {
         let dumped = self.dump_request(
             |out, seq| codec::encode_exp_dump_of(out, master, zone, seq),
             &mut |o| {
-                if let Object::Exp(x) = o {
+                if let Object::Exp(mut x) = o {
+                    // ctnetlink reports no zone in an expectation (no
+                    // CTA_EXPECT_ZONE in its dumps), but all of a master's
+                    // list is in the master's: read as zone 0, they could
+                    // not be created again (ENOENT: no such master there).
+                    x.zone = zone;
                     exps.push(x);
                 }
             },

@@ -732,3 +732,51 @@ fn a_masters_expectations_are_read_in_its_zone() {
     assert_eq!(of_master[0].zone, 7, "{of_master:?}");
     assert_eq!(recreated, [0], "the expectation could not be created again");
 }
+
+/// A chain of RELATED flows whose first master ended before the failover
+/// (H.323: the Q.931 call is gone, its H.245 channel and that channel's
+/// RTP flow are still in use): the H.245 entry is refused (ENOENT) and
+/// created again without its master, as is the RTP entry, refused because
+/// its master had not been created yet. The RTP entry must keep its
+/// master, which the retry creates first: it lost the link although its
+/// master was created in the same commit.
+#[test]
+fn a_related_entry_keeps_its_master_when_both_are_retried() {
+    let Some(ns) = Netns::new("orphans") else {
+        return;
+    };
+    let udp = |sport: u16, dport: u16, master: Option<Tuple>| {
+        let mut ct = Conntrack::new(Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.1.0.1".parse().unwrap(),
+            proto: 17,
+            l4: L4::Ports {
+                src: sport,
+                dst: dport,
+            },
+        });
+        ct.timeout = Some(120);
+        ct.master = master;
+        commit::prepare_ct(&ct, 0, &CommitRules::default())
+    };
+    let call = udp(1720, 1720, None); // never created
+    let h245 = udp(2000, 2001, Some(call.orig));
+    let rtp = udp(3000, 3001, Some(h245.orig));
+    let (errs, h245_now, rtp_now) = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        let errs = s.create_cts(&[h245.clone(), rtp.clone()]).unwrap();
+        (
+            errs,
+            s.get_ct(&h245.orig, 0).unwrap(),
+            s.get_ct(&rtp.orig, 0).unwrap(),
+        )
+    });
+    assert_eq!(errs, [0, 0]);
+    let (Some(Object::Ct(h245_now)), Some(Object::Ct(rtp_now))) =
+        (h245_now, rtp_now)
+    else {
+        panic!("not created")
+    };
+    assert_eq!(h245_now.master, None);
+    assert_eq!(rtp_now.master, Some(h245.orig), "{rtp_now:?}");
+}

@@ -5,11 +5,13 @@
 //! that name it. A socket that fails midway leaves what the kernel
 //! answered for (`*_into`).
 
+use std::collections::HashSet;
 use std::io;
 
 use super::{BATCH, CtSocket, EEXIST, ENOENT, Errno};
 use crate::kernel::codec;
-use crate::model::{Conntrack, Expect};
+use crate::kernel::commit::MAX_CHAIN;
+use crate::model::{Conntrack, Expect, Tuple};
 
 impl CtSocket {
     /// Creates conntracks (already prepared by `kernel::commit`) in
@@ -17,7 +19,8 @@ impl CtSocket {
     /// conntrackd does. A RELATED entry whose master the kernel does not
     /// have (ENOENT: the master ended before the failover, so it is in
     /// neither the plan nor the kernel) is created once more without it:
-    /// the flow itself is still in use. Returns one errno per entry, 0
+    /// the flow itself is still in use (its own RELATED entries refused
+    /// with it keep it as their master). Returns one errno per entry, 0
     /// for success.
     pub fn create_cts(&mut self, cts: &[Conntrack]) -> io::Result<Vec<Errno>> {
         let mut result = Vec::with_capacity(cts.len());
@@ -50,31 +53,57 @@ impl CtSocket {
             )?;
         }
         let result = &mut result[base..];
-        let orphans: Vec<usize> = (0..cts.len())
-            .filter(|&i| result[i] == ENOENT && cts[i].master.is_some())
-            .collect();
-        if orphans.is_empty() {
-            return Ok(());
+        // The master each entry is created with now; a refused one loses
+        // its own, unless that master is retried in the same round (a
+        // chain whose first master ended: H.323's H.245 channel and its
+        // RTP flow): then it is created first and the link kept. Each
+        // round retries fewer links; the last drops them all.
+        let mut masters: Vec<Option<Tuple>> =
+            cts.iter().map(|c| c.master).collect();
+        for round in 0..=MAX_CHAIN {
+            let orphans: Vec<usize> = (0..cts.len())
+                .filter(|&i| result[i] == ENOENT && masters[i].is_some())
+                .collect();
+            if orphans.is_empty() {
+                return Ok(());
+            }
+            let again: HashSet<(Tuple, u16)> = orphans
+                .iter()
+                .map(|&i| (cts[i].orig, cts[i].zone))
+                .collect();
+            let alone: Vec<Conntrack> = orphans
+                .iter()
+                .map(|&i| {
+                    let zone = cts[i].zone;
+                    masters[i] = masters[i].filter(|m| {
+                        round < MAX_CHAIN && again.contains(&(*m, zone))
+                    });
+                    Conntrack {
+                        master: masters[i],
+                        ..cts[i].clone()
+                    }
+                })
+                .collect();
+            // A failure here leaves them as they were: refused (ENOENT).
+            let mut errs = Vec::with_capacity(alone.len());
+            let mut retried = Ok(());
+            for run in master_runs(&alone) {
+                retried = self.create_with_retry(
+                    run,
+                    codec::encode_ct_create,
+                    delete,
+                    &mut errs,
+                );
+                if retried.is_err() {
+                    break;
+                }
+            }
+            for (&i, e) in orphans.iter().zip(errs) {
+                result[i] = e;
+            }
+            retried?;
         }
-        let alone: Vec<Conntrack> = orphans
-            .iter()
-            .map(|&i| Conntrack {
-                master: None,
-                ..cts[i].clone()
-            })
-            .collect();
-        // A failure here leaves them as they were: refused (ENOENT).
-        let mut errs = Vec::with_capacity(alone.len());
-        let retried = self.create_with_retry(
-            &alone,
-            codec::encode_ct_create,
-            delete,
-            &mut errs,
-        );
-        for (&i, e) in orphans.iter().zip(errs) {
-            result[i] = e;
-        }
-        retried
+        Ok(())
     }
 
     /// Creates expectations (their masters must exist), with the same
@@ -167,7 +196,7 @@ impl CtSocket {
 fn master_runs(cts: &[Conntrack]) -> Vec<&[Conntrack]> {
     let mut runs = Vec::new();
     let mut start = 0;
-    let mut origs = std::collections::HashSet::new();
+    let mut origs = HashSet::new();
     for (i, ct) in cts.iter().enumerate() {
         if ct.master.is_some_and(|m| origs.contains(&m)) {
             runs.push(&cts[start..i]);

@@ -120,3 +120,20 @@ pub(crate) fn encode_exp_delete(buf: &mut Vec<u8>, x: &Expect, seq: u32) {
     }
     e.finish_msg(at);
 }
+
+/// Appends a request that deletes every expectation of the network
+/// namespace (ctnetlink's expectation delete without a tuple). The kernel
+/// reports no zone in an expectation, so one read from a dump and deleted
+/// by its tuple is looked for in zone 0: those of masters in other zones
+/// are only reached this way.
+pub(crate) fn encode_exp_flush(buf: &mut Vec<u8>, seq: u32) {
+    let mut e = Encoder::new(buf);
+    let at = e.begin_msg(
+        NFNL_SUBSYS_CTNETLINK_EXP,
+        IPCTNL_MSG_EXP_DELETE,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        0,
+    );
+    e.finish_msg(at);
+}

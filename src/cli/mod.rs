@@ -128,10 +128,12 @@ pub fn parse_as<S: AsRef<str>>(
     let mut i = 0;
 
     // The optional word after an option, if it does not look like one.
+    // An empty word is taken (conntrackd only looks for the `-`): it is
+    // a prefix of every keyword, so it names the first.
     let optional = |i: usize| -> Option<&str> {
         args.get(i + 1)
             .map(AsRef::as_ref)
-            .filter(|w| !w.is_empty() && !w.starts_with('-'))
+            .filter(|w| !w.starts_with('-'))
     };
 
     while i < args.len() {

@@ -277,3 +277,31 @@ fn help_and_version_win_immediately() {
     }
     assert!(usage(&CTSYNCD).contains("-c [ct|expect]"));
 }
+
+#[test]
+fn an_empty_word_after_an_option_is_its_first_keyword() {
+    // conntrackd compares the word's own length, none for "": an empty
+    // word (`conntrackd -f "$WHICH"` with WHICH unset) is consumed and
+    // names the first keyword; conntrackd 1.4.7 then flushes the internal
+    // cache (`-f` alone flushes both) and shows `-s network`.
+    use Cache::*;
+    use Format::*;
+    assert_eq!(client(&["-c", ""]), Request::Commit(Target::Ct));
+    assert_eq!(client(&["-F", ""]), Request::FlushKernel(Target::Ct));
+    assert_eq!(client(&["-R", ""]), Request::ResyncKernel(Target::Ct));
+    assert_eq!(client(&["-i", ""]), dump(Internal, Table::Ct, Plain));
+    assert_eq!(client(&["-e", "", "-x"]), dump(External, Table::Ct, Xml));
+    assert_eq!(client(&["-f", ""]), Request::FlushCache(CacheSel::Internal));
+    assert_eq!(
+        client(&["-s", ""]),
+        Request::Stats {
+            view: StatsView::Network,
+            format: Plain
+        }
+    );
+    // An empty word where an option is due is still no option.
+    assert_eq!(
+        run(&["-s", "runtime", ""]),
+        Err(CliError("Unknown option: ".into()))
+    );
+}

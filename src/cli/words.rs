@@ -5,9 +5,10 @@
 use super::CliError;
 use crate::control::proto::{StatsView, Target};
 
-/// conntrackd's `strncmp(word, keyword, strlen(word)) == 0`.
+/// conntrackd's `strncmp(word, keyword, strlen(word)) == 0`: true for
+/// an empty word too, so `-f ""` is `-f internal` in conntrackd 1.4.7.
 pub(super) fn prefix_of(word: &str, keyword: &str) -> bool {
-    !word.is_empty() && keyword.starts_with(word)
+    keyword.starts_with(word)
 }
 
 pub(super) fn unknown_param(word: &str, option: char) -> CliError {

@@ -38,7 +38,10 @@ fn main() -> ExitCode {
     let parsed = match cli::parse_as(&args, personality) {
         Ok(p) => p,
         Err(e) => {
-            let _ = write!(std::io::stderr(), "{}", cli::usage(personality));
+            if e.usage {
+                let _ =
+                    write!(std::io::stderr(), "{}", cli::usage(personality));
+            }
             log::error!("{e}");
             return ExitCode::FAILURE;
         }

@@ -361,6 +361,40 @@ fn garbage_on_the_control_socket_is_answered_and_counted() {
 }
 
 #[test]
+fn only_option_errors_come_with_the_usage() {
+    // conntrackd 1.4.7 prints its usage before an unknown option, a bad
+    // mix or a missing file name, and the bare error for a word `-f` or
+    // `-s` does not know (`-s zz`: one line, the usage would bury it).
+    let lab = Lab::new("usage");
+    let cases: [(&[&str], &str, bool); 5] = [
+        (
+            &["-s", "zz"],
+            "unknown parameter `zz' for option `-s'",
+            false,
+        ),
+        (
+            &["-f", "zz"],
+            "unknown parameter `zz' for option `-f'",
+            false,
+        ),
+        (&["-z"], "Unknown option: -z", true),
+        (&["-x"], "Invalid parameters", true),
+        (
+            &["-c", "zz"],
+            "unknown parameter `zz' for option `-c'",
+            true,
+        ),
+    ];
+    for (args, error, usage) in cases {
+        let out = lab.cli(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(error), "{args:?}: {err}");
+        assert_eq!(err.contains("Usage: ctsyncd"), usage, "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn a_reader_that_leaves_is_not_called_a_control_socket_error() {
     // `ctsyncd -i | head -1`: the pipe closes under the client's output.
     // The daemon and its socket are fine, and the client must not say

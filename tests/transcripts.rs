@@ -247,7 +247,8 @@ impl Run {
                 }
             }
             ["control", args @ ..] => {
-                let parsed = ctsyncd::cli::parse(args).map_err(|e| e.0)?;
+                let parsed =
+                    ctsyncd::cli::parse(args).map_err(|e| e.message)?;
                 let Invocation::Run {
                     mode: RunMode::Client(request),
                     ..

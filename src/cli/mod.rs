@@ -51,13 +51,37 @@ pub enum RunMode {
     CheckConfig { strict: bool },
 }
 
-/// A command-line error: the message, printed after the usage text.
+/// A command-line error: the message, and whether the usage text goes
+/// before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliError(pub String);
+pub struct CliError {
+    pub message: String,
+    /// conntrackd prints its usage before an unknown option, a bad mix
+    /// and a missing file name, not before a word `-f` or `-s` refuses.
+    pub usage: bool,
+}
+
+impl CliError {
+    /// An error shown after the usage text.
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+            usage: true,
+        }
+    }
+
+    /// An error shown alone.
+    pub fn bare(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+            usage: false,
+        }
+    }
+}
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -167,7 +191,7 @@ pub fn parse_as<S: AsRef<str>>(
         }
         if arg == "--genkey" {
             if args.len() != 1 {
-                return Err(CliError("--genkey goes alone".into()));
+                return Err(CliError::new("--genkey goes alone"));
             }
             return Ok(Parsed {
                 invocation: Invocation::GenKey,
@@ -177,7 +201,7 @@ pub fn parse_as<S: AsRef<str>>(
         let mut chars = arg.chars();
         let letter = match (chars.next(), chars.next()) {
             (Some('-'), Some(c)) => c,
-            _ => return Err(CliError(format!("Unknown option: {arg}"))),
+            _ => return Err(CliError::new(format!("Unknown option: {arg}"))),
         };
         match letter {
             'h' => {
@@ -197,7 +221,9 @@ pub fn parse_as<S: AsRef<str>>(
                     config = Some(PathBuf::from(path));
                     i += 1;
                 }
-                None => return Err(CliError("Missing config filename".into())),
+                None => {
+                    return Err(CliError::new("Missing config filename"));
+                }
             },
             'd' => daemon = true,
             'c' | 'F' | 'R' => {
@@ -244,7 +270,7 @@ pub fn parse_as<S: AsRef<str>>(
                 {
                     *format = Format::Xml;
                 }
-                _ => return Err(CliError("Invalid parameters".into())),
+                _ => return Err(CliError::new("Invalid parameters")),
             },
             'f' => {
                 let sel = match optional(i) {
@@ -279,12 +305,12 @@ pub fn parse_as<S: AsRef<str>>(
             'B' => request = Some(Request::BulkSend),
             'n' => request = Some(Request::RequestResync),
             't' => request = Some(Request::ResetTimers),
-            _ => return Err(CliError(format!("Unknown option: {arg}"))),
+            _ => return Err(CliError::new(format!("Unknown option: {arg}"))),
         }
         // conntrackd refuses the mix as soon as it reads it, so a later
         // -h or -v does not turn it into a success.
         if daemon && request.is_some() {
-            return Err(CliError("Invalid parameters".into()));
+            return Err(CliError::new("Invalid parameters"));
         }
         i += 1;
     }
@@ -296,21 +322,23 @@ pub fn parse_as<S: AsRef<str>>(
                 *format = Format::Json;
             }
             _ => {
-                return Err(CliError(
-                    "--json goes with -s, -i or -e (and not with -x)".into(),
+                return Err(CliError::new(
+                    "--json goes with -s, -i or -e (and not with -x)",
                 ));
             }
         }
     }
 
     if strict && !check {
-        return Err(CliError("--strict goes with --check-config".into()));
+        return Err(CliError::new("--strict goes with --check-config"));
     }
     let mode = match (daemon, request) {
-        (true, Some(_)) => return Err(CliError("Invalid parameters".into())),
+        (true, Some(_)) => {
+            return Err(CliError::new("Invalid parameters"));
+        }
         (false, None) if check => RunMode::CheckConfig { strict },
         _ if check => {
-            return Err(CliError("--check-config goes with -C only".into()));
+            return Err(CliError::new("--check-config goes with -C only"));
         }
         (true, None) => RunMode::Daemon,
         (false, Some(r)) => RunMode::Client(r),

@@ -11,8 +11,16 @@ pub(super) fn prefix_of(word: &str, keyword: &str) -> bool {
     keyword.starts_with(word)
 }
 
+/// A word an option does not know. conntrackd refuses it at once for
+/// `-f` and `-s` (no usage); after `-c`, `-i`, `-e`, `-F` or `-R` it reads
+/// the word as an option and refuses that, after the usage.
 pub(super) fn unknown_param(word: &str, option: char) -> CliError {
-    CliError(format!("unknown parameter `{word}' for option `-{option}'"))
+    let message = format!("unknown parameter `{word}' for option `-{option}'");
+    if matches!(option, 'f' | 's') {
+        CliError::bare(message)
+    } else {
+        CliError::new(message)
+    }
 }
 
 /// `ct` or `expect` by prefix.

@@ -1,6 +1,8 @@
 //! Entries found by a part of their key: an expectation cache's entries
 //! by their master (tuple and zone), so that a master's end takes its
-//! expectations without a walk over every key.
+//! expectations without a walk over every key; a conntrack cache's
+//! entries outside zone 0 by their tuple, so that an expectation, which
+//! the kernel reports without its master's zone, finds its master.
 //!
 //! Why: each conntrack DESTROY (and each peer's DEL of one) looked for
 //! its master's expectations by decoding every cached expectation's key:
@@ -17,8 +19,9 @@
 //! each candidate is checked against its key's bytes and its group.
 //!
 //! Memory: 16 bytes and a control byte a pair, in a table at most 7/8
-//! full (about 19 bytes an expectation, up to twice that just after the
-//! table grew); nothing for a cache without groups (conntracks).
+//! full (about 19 bytes an expectation or zoned conntrack, up to twice
+//! that just after the table grew); nothing for entries without a group
+//! (conntracks in zone 0).
 
 use std::hash::{BuildHasher, RandomState};
 
@@ -132,6 +135,35 @@ impl<V: Stored> Cache<V> {
             }
         }
         taken
+    }
+
+    /// The keys of group `g`'s entries (a tuple's zoned conntracks),
+    /// left in place. Costs nothing while no entry has a group.
+    pub fn group_keys(&self, g: &V::Group) -> Vec<V::Key> {
+        if self.groups.pairs.is_empty() {
+            return Vec::new();
+        }
+        let gh = self.hasher.hash_one(g);
+        let mut khs: Vec<u64> = self
+            .groups
+            .pairs
+            .iter_hash(gh)
+            .filter(|p| p.0 == gh)
+            .map(|p| p.1)
+            .collect();
+        khs.sort_unstable();
+        khs.dedup();
+        let (table, slab, hasher) = (&self.table, &self.slab, &self.hasher);
+        khs.into_iter()
+            .flat_map(|kh| {
+                table.iter_hash(kh).filter_map(move |s| {
+                    let key = s.key(slab);
+                    let ours = hasher.hash_one(key) == kh
+                        && V::group(key).as_ref() == Some(g);
+                    ours.then(|| V::decode_key(key).map(|(k, _)| k)).flatten()
+                })
+            })
+            .collect()
     }
 
     /// Whether the group index holds exactly one pair for each grouped

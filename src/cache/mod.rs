@@ -20,7 +20,8 @@
 //! Reading an entry decodes it, which costs far less than the memory it
 //! saves on a router.
 //!
-//! An expectation cache also finds its entries by master ([`groups`]).
+//! An expectation cache also finds its entries by master, and a conntrack
+//! cache its zoned entries by tuple ([`groups`]).
 
 mod groups;
 mod read;
@@ -60,11 +61,13 @@ pub trait Stored: Sized {
     fn decode_key(bytes: &[u8]) -> Option<(Self::Key, usize)>;
 
     /// What [`Cache::take_group`] takes together (an expectation's
-    /// master and zone). A part of the key, so an entry never changes
-    /// group; `()` for values never taken by group.
+    /// master and zone) and [`Cache::group_keys`] finds (a zoned
+    /// conntrack's tuple). A part of the key, so an entry never changes
+    /// group; `()` for values never grouped.
     type Group: Hash + Eq;
-    /// The group of the entry whose key's encoding starts `bytes`. None,
-    /// the default, for every entry: the cache keeps no group index.
+    /// The group of the entry whose key's encoding is `bytes` (exactly
+    /// the key: no more). None, the default, for every entry: the cache
+    /// keeps no group index.
     fn group(_bytes: &[u8]) -> Option<Self::Group> {
         None
     }

@@ -10,7 +10,7 @@
 //! original comes back as that inverse.
 
 use super::Stored;
-use crate::model::{Conntrack, Expect};
+use crate::model::{Conntrack, Expect, Tuple};
 use crate::wire::{
     CtKey, ExpKey, WireCt, WireExp, from_wire_ct, from_wire_exp, to_wire_ct,
     to_wire_exp,
@@ -45,7 +45,9 @@ fn key_at<K: serde::de::DeserializeOwned>(b: &[u8]) -> Option<(K, usize)> {
 
 impl Stored for Conntrack {
     type Key = CtKey;
-    type Group = ();
+    /// A zoned entry by its original tuple alone: the kernel reports an
+    /// expectation's master without the zone (`Node::stamp_master_zone`).
+    type Group = Tuple;
     // Two IPv6 addresses, protocol, ports (varints) and zone.
     const MAX_KEY: usize = 64;
 
@@ -64,6 +66,17 @@ impl Stored for Conntrack {
 
     fn decode_key(b: &[u8]) -> Option<(CtKey, usize)> {
         key_at(b)
+    }
+
+    fn group(b: &[u8]) -> Option<Tuple> {
+        // The zone is the key's last field, a varint: zone 0 is the one
+        // byte 0, and no other value's encoding ends in 0. An entry of
+        // zone 0 (nearly every one) costs this compare, not a decode.
+        if b.last() == Some(&0) {
+            return None;
+        }
+        let (k, _) = key_at::<CtKey>(b)?;
+        (k.zone != 0).then_some(k.orig)
     }
 }
 

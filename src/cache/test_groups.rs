@@ -122,13 +122,54 @@ fn the_group_index_follows_every_path_that_adds_or_removes() {
     in_step(&c, "the last take_group");
 }
 
-/// A conntrack cache has no groups: no index, no memory for one.
+/// A conntrack cache indexes only its entries outside zone 0, by tuple:
+/// a table of zone-0 entries keeps no index and no memory for one, and
+/// a tuple's zoned entries are found (several zones, zones past one
+/// varint byte) and left in place.
 #[test]
-fn a_cache_without_groups_keeps_no_index() {
-    let mut c: Cache<crate::model::Conntrack> = Cache::new(10);
-    let ct = crate::model::Conntrack::new(tuple(1, 21));
-    c.upsert(&ct, Instant::from_millis(0), true).unwrap();
+fn a_conntrack_cache_finds_its_zoned_entries_by_tuple() {
+    use crate::model::Conntrack;
+    let zoned = |host: u8, zone: u16| Conntrack {
+        zone,
+        ..Conntrack::new(tuple(host, 21))
+    };
+    let t0 = Instant::from_millis(0);
+    let mut c: Cache<Conntrack> = Cache::new(100);
+    for host in 1..=20 {
+        c.upsert(&zoned(host, 0), t0, true).unwrap();
+    }
     assert_eq!((c.groups.len(), c.groups.bytes()), (0, 0));
+    assert_eq!(c.group_keys(&tuple(1, 21)), Vec::new());
+    for (host, zone) in [(1, 7), (1, 300), (2, 0x100), (3, 0xffff)] {
+        c.upsert(&zoned(host, zone), t0, true).unwrap();
+    }
+    assert!(c.groups_in_step());
+    assert_eq!(c.groups.len(), 4);
+    let zones = |c: &Cache<Conntrack>, host: u8| {
+        let mut z: Vec<u16> = c
+            .group_keys(&tuple(host, 21))
+            .iter()
+            .inspect(|k| assert_eq!(k.orig, tuple(host, 21)))
+            .map(|k| k.zone)
+            .collect();
+        z.sort_unstable();
+        z
+    };
+    assert_eq!(zones(&c, 1), [7, 300]);
+    assert_eq!(zones(&c, 2), [0x100]);
+    assert_eq!(zones(&c, 3), [0xffff]);
+    assert_eq!(zones(&c, 4), [0u16; 0]);
+    assert_eq!(c.len(), 24, "found, not taken");
+    c.take(&CtKey {
+        orig: tuple(1, 21),
+        zone: 300,
+    })
+    .unwrap();
+    assert!(c.groups_in_step());
+    assert_eq!(zones(&c, 1), [7]);
+    c.flush();
+    assert_eq!(zones(&c, 2), [0u16; 0]);
+    assert!(c.groups_in_step());
 }
 
 /// What the index adds to an expectation cache's memory: a 16-byte pair

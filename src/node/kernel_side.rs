@@ -42,11 +42,15 @@ impl Node {
     pub(super) fn kernel_event(
         &mut self,
         now: Instant,
-        msg: Message,
+        mut msg: Message,
         origin: Origin,
         event: bool,
     ) {
         self.burst_goes_on(now);
+        if let Object::Exp(x) = &mut msg.object {
+            // Before its key is taken for the resync's marks.
+            self.stamp_master_zone(x);
+        }
         // During a resync: whether the entry is in the kernel after this
         // event, for the sweep at the dump's end.
         let mut held = None;
@@ -243,18 +247,40 @@ impl Node {
         }
     }
 
+    /// Gives `x` its master's zone, which the kernel leaves out of
+    /// expectation events and dumps (there is no CTA_EXPECT_ZONE in
+    /// them): the zone of the cached conntrack with the master's tuple,
+    /// when none has it in zone 0 (the lowest zone if several do). Left
+    /// in zone 0 when the master is not cached: then the expectation is
+    /// not replicated (its master is not), or its master has ended.
+    pub(super) fn stamp_master_zone(&self, x: &mut Expect) {
+        if x.zone != 0
+            || self.internal_ct.contains(&CtKey {
+                orig: x.master,
+                zone: 0,
+            })
+        {
+            return;
+        }
+        let zones = self.internal_ct.group_keys(&x.master);
+        if let Some(zone) = zones.iter().map(|k| k.zone).min() {
+            x.zone = zone;
+        }
+    }
+
     /// An expectation's event (`event`) or dump entry.
     fn kernel_exp(
         &mut self,
         now: Instant,
         kind: Kind,
-        x: Expect,
+        mut x: Expect,
         send: bool,
         event: bool,
     ) {
         if !self.expectations() {
             return;
         }
+        self.stamp_master_zone(&mut x);
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
             // Waiting for its master's check, it would be sent after

@@ -505,6 +505,8 @@ mod test_events;
 #[cfg(test)]
 mod test_exp_purge;
 #[cfg(test)]
+mod test_exp_zones;
+#[cfg(test)]
 mod test_expectations;
 #[cfg(test)]
 mod test_flush;

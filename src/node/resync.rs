@@ -144,7 +144,11 @@ impl Node {
         let (cts, exps): (Vec<Object>, Vec<Object>) = objects
             .into_iter()
             .partition(|o| matches!(o, Object::Ct(_)));
-        for o in cts.into_iter().chain(exps) {
+        for mut o in cts.into_iter().chain(exps) {
+            if let Object::Exp(x) = &mut o {
+                // Its key, marked below, is in its master's zone.
+                self.stamp_master_zone(x);
+            }
             // Whether to take it, and whether neither cache knows it.
             let held = Held::of(&o);
             let (fresh, unknown) = match &held {
@@ -234,7 +238,13 @@ impl Node {
     /// order: each whose master is cached now and that no DESTROY ended
     /// since is handled as it would have been when it came, and marked.
     fn take_held_exps(&mut self, now: Instant, run: &mut ResyncRun) {
-        for (x, new, send, event) in std::mem::take(&mut run.held_exp) {
+        for (mut x, new, send, event) in std::mem::take(&mut run.held_exp) {
+            if run.gone_exp.contains(&crate::wire::exp_key_of(&x)) {
+                continue;
+            }
+            // A master in a zone, come in the dump after it, gives its
+            // zone now.
+            self.stamp_master_zone(&mut x);
             let key = crate::wire::exp_key_of(&x);
             let master = CtKey {
                 orig: x.master,

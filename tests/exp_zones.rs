@@ -1,0 +1,168 @@
+//! An FTP expectation whose master is in a conntrack zone, between two
+//! daemons and two real kernels. The kernel reports expectations without
+//! their master's zone; the primary takes it from the cached master, so
+//! the backup holds the expectation in zone 7 and its commit creates it
+//! there, beside its master (in zone 0 the kernel finds no master and
+//! refuses it). Needs root; skipped with a message otherwise.
+
+// The wait for conntrackd is a wall-clock bound on a real process.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::ctd::{Ctd, Peer};
+use common::fw::{Fw, udp_link};
+use ctsyncd::kernel::commit::{self, CommitRules};
+use ctsyncd::kernel::socket::CtSocket;
+use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
+
+fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
+    Tuple {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto: 6,
+        l4: L4::Ports { src: sp, dst: dp },
+    }
+}
+
+/// An established FTP control connection in `zone`, prepared.
+fn ftp_control(sport: u16, zone: u16) -> Conntrack {
+    let mut ct = Conntrack::new(tcp("192.168.0.2", "192.168.1.2", sport, 21));
+    ct.zone = zone;
+    ct.status = status::SEEN_REPLY | status::ASSURED;
+    ct.timeout = Some(600);
+    ct.helper = Some("ftp".try_into().unwrap());
+    ct.proto_info = ProtoInfo::Tcp {
+        state: 3,
+        wscale_orig: 7,
+        wscale_reply: 7,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    commit::prepare_ct(&ct, 0, &CommitRules::default())
+}
+
+/// The passive data channel `master` announced on `port`, prepared (in
+/// the master's zone, where the kernel looks for the master).
+fn data_channel(master: &Conntrack, port: u16) -> Expect {
+    let mut x = Expect::new(
+        master.orig,
+        tcp("192.168.0.2", "192.168.1.2", 0, port),
+        Tuple {
+            src: "255.255.255.255".parse().unwrap(),
+            dst: "255.255.255.255".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: 0,
+                dst: 0xffff,
+            },
+        },
+    );
+    x.zone = master.zone;
+    x.timeout = Some(300);
+    x.helper = Some("ftp".try_into().unwrap());
+    commit::prepare_exp(&x, 0, &CommitRules::default())
+}
+
+/// `conntrack -L expect`'s lines with `dport={port} ` (the tool prints no
+/// zone for an expectation: which zone holds it is asked by master).
+fn listed(ns: &common::Netns, port: u16) -> usize {
+    ns.sh("conntrack -L expect 2>/dev/null")
+        .lines()
+        .filter(|l| l.contains(&format!("dport={port} ")))
+        .count()
+}
+
+/// Both FTP sessions' masters and expectations, created in `ns`'s kernel
+/// by a socket that is not the daemon's.
+fn two_sessions(ns: &common::Netns) -> [Conntrack; 2] {
+    // Zone 7 and, for contrast, zone 0: one PASV each.
+    let masters = [ftp_control(40007, 7), ftp_control(40000, 0)];
+    let exps = [
+        data_channel(&masters[0], 50007),
+        data_channel(&masters[1], 50000),
+    ];
+    ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        assert_eq!(s.create_cts(&masters).unwrap(), [0, 0]);
+        assert_eq!(s.create_exps(&exps).unwrap(), [0, 0]);
+    });
+    masters
+}
+
+fn sync_section(me: &str, peer: &str) -> String {
+    format!(
+        "Mode FTFW {{ }}\n{}\nOptions {{ ExpectationSync {{ ftp }} }}",
+        udp_link(me, peer)
+    )
+}
+
+/// What the feature is for: conntrackd 1.4.7 in the same place caches
+/// (and so sends) only the expectation whose master is in zone 0.
+#[test]
+fn conntrackd_keeps_only_the_zone_0_masters_expectation() {
+    if !common::ctd::installed(
+        "conntrackd_keeps_only_the_zone_0_masters_expectation",
+    ) {
+        return;
+    }
+    let Some((a, _b)) = common::pair("xc") else {
+        return;
+    };
+    let ctd = Ctd::start(&a, "xc1", "", &sync_section("10.9.0.1", "10.9.0.2"));
+    two_sessions(&a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut shown = String::new();
+    while std::time::Instant::now() < deadline
+        && !shown.contains("dport=50000 ")
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        shown = ctd.run(&["-i", "expect"]);
+    }
+    assert!(shown.contains("dport=50000 "), "{shown}");
+    // Given the time it took the first, the second would be there.
+    std::thread::sleep(Duration::from_millis(500));
+    let shown = ctd.run(&["-i", "expect"]);
+    assert!(!shown.contains("dport=50007 "), "{shown}");
+}
+
+#[test]
+fn a_zoned_masters_expectation_is_committed_in_its_zone() {
+    let Some((a, b)) = common::pair("xz") else {
+        return;
+    };
+    let (fw1, fw2) = Fw::start_pair((&a, &b), "xz", "", sync_section);
+    let masters = two_sessions(&a);
+    let limit = Duration::from_secs(10);
+    assert!(
+        fw2.wait_cached("external_expect", 2, limit).is_some(),
+        "fw2 has {} expectations of 2: {}",
+        fw2.cached("external_expect"),
+        fw2.log()
+    );
+    let shown = String::from_utf8(fw2.cli(&["-e", "expect"]).stdout).unwrap();
+    let zone7 = shown
+        .lines()
+        .filter(|l| l.contains("dport=50007 "))
+        .collect::<Vec<_>>();
+    assert!(zone7.len() == 1 && zone7[0].contains(" zone=7 "), "{shown}");
+    let committed = fw2.cli(&["-c"]);
+    assert!(committed.status.success(), "{committed:?}");
+    assert_eq!(listed(&b, 50007), 1, "zone 7: {}", fw2.log());
+    assert_eq!(listed(&b, 50000), 1, "zone 0: {}", fw2.log());
+    assert!(
+        fw2.log().contains("Committed 2 new expectations"),
+        "{}",
+        fw2.log()
+    );
+    // The one in zone 7 is its zone-7 master's.
+    let of_master = b.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        s.dump_exps_of(&masters[0].orig, 7).unwrap()
+    });
+    assert_eq!(of_master.len(), 1, "{of_master:?}");
+    assert_eq!(of_master[0].zone, 7);
+    drop(fw1);
+}

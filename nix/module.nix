@@ -36,6 +36,8 @@ let
   canCheck = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
 
   # Scalars, lists of them, and nested blocks, as conntrackd.conf has.
+  # A block's clauses are values again (not whole trees: a scalar inside a
+  # top-level block, General.NetlinkEventsReliable = true, must type-check).
   settingsType =
     let
       scalar = types.nullOr (
@@ -45,14 +47,17 @@ let
           types.str
         ]
       );
+      valueType =
+        types.oneOf [
+          scalar
+          (types.listOf scalar)
+          (types.lazyAttrsOf valueType)
+        ]
+        // {
+          description = "conntrackd.conf clause value or block";
+        };
     in
-    types.attrsOf (
-      types.oneOf [
-        scalar
-        (types.listOf scalar)
-        (types.lazyAttrsOf settingsType)
-      ]
-    )
+    types.attrsOf valueType
     // {
       description = "conntrackd.conf blocks and clauses";
     };

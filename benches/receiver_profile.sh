@@ -30,6 +30,10 @@ N=${N:-5000}
 A=rprofa$$; B=rprofb$$
 cleanup() { set +e; [ -n "$P1" ] && kill $P1 2>/dev/null; [ -n "$P2" ] && kill $P2 2>/dev/null; sleep 1; ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
+# sh runs no EXIT trap when a signal ends it: ^C or a timeout's TERM
+# left both namespaces and the work directory behind.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 ip netns add $A; ip netns add $B
 ip link add rpa$$ netns $A type veth peer name rpb$$ netns $B
 ip -n $A link set rpa$$ name s0; ip -n $B link set rpb$$ name s0

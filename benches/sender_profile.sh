@@ -39,6 +39,10 @@ cleanup() {
   sleep 1; ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null; rm -rf "$W"
 }
 trap cleanup EXIT
+# sh runs no EXIT trap when a signal ends it: ^C or a timeout's TERM
+# left both namespaces and the work directory behind.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 ip netns add $A; ip netns add $B
 ip link add spa$$ netns $A type veth peer name spb$$ netns $B
 ip -n $A link set spa$$ name s0; ip -n $B link set spb$$ name s0

@@ -24,6 +24,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,9 +41,14 @@ def sh(cmd, check=True):
 
 
 def cleanup():
+    """Removes this script's namespaces, and first what still runs in
+    them: `ip netns del` only drops the name, and a daemon left from a
+    run that was killed kept running in the unnamed namespace."""
     for line in sh("ip netns list", check=False).stdout.splitlines():
         name = (line.split() or [""])[0]
         if name.startswith(PREFIX):
+            for pid in sh(f"ip netns pids {name}", check=False).stdout.split():
+                sh(f"kill -9 {pid}", check=False)
             sh(f"ip netns del {name}", check=False)
 
 
@@ -105,7 +111,11 @@ def run(label, binary, reps):
             time.sleep(0.5)
     finally:
         daemon.terminate()
-        daemon.wait(timeout=10)
+        try:
+            daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
         for ns in (a, b):
             sh(f"ip netns del {ns}", check=False)
         shutil.rmtree(d, ignore_errors=True)
@@ -119,6 +129,10 @@ def main():
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("link_failover: needs root (network namespaces)")
+    # A TERM (a timeout, a CI runner) ends the script through its
+    # `finally` blocks, as ^C does: by default it ended Python at once and
+    # left the daemon running in lkfo-a and both namespaces.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     cleanup()
     rows = []
     try:

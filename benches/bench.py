@@ -590,7 +590,7 @@ ROWS = [
     ("RSS receiver (KiB)", lambda r: r["rss_receiver_kib"]),
     ("idle RSS (KiB)", lambda r: r["rss_idle_kib"]),
     ("entries lost", lambda r: r["lost"]),
-    ("replication lag (s)", lambda r: r["lag_s"]),
+    ("replication lag (ms)", lambda r: 1000 * r["lag_s"]),
     ("commit wall time (s)", lambda r: r["commit_s"]),
     ("commit entries/s", lambda r: r["commit_per_s"]),
     ("entries in fw2 kernel after commit", lambda r: r["kernel_after_commit"]),
@@ -694,7 +694,7 @@ def target_rows(runs, sizes, loss):
 PAIR_ROWS = [
     ("CPU per entry, sender (µs)", lambda r: 1e6 * r["cpu_sender_s"] / r["n"]),
     ("CPU per entry, receiver (µs)", lambda r: 1e6 * r["cpu_receiver_s"] / r["n"]),
-    ("replication lag (s)", lambda r: r["lag_s"]),
+    ("replication lag (ms)", lambda r: 1000 * r["lag_s"]),
     ("entries lost", lambda r: r["lost"]),
 ]
 

@@ -28,7 +28,7 @@ class Medians(unittest.TestCase):
             lines = bench.pair_table([run("ctsyncd", lag) for lag in lags], [1000], 3)
             row = next(line for line in lines if "ctsyncd → ctsyncd" in line)
             lag_cell = row.split("|")[5].strip()
-            self.assertEqual(lag_cell, "0.02", (lags, row))
+            self.assertEqual(lag_cell, "20.00", (lags, row))
 
     def test_the_median_is_nan_when_most_runs_never_completed(self):
         for xs in itertools.permutations([NAN, 0.01, NAN]):
@@ -36,6 +36,15 @@ class Medians(unittest.TestCase):
             self.assertNotEqual(m, m, xs)
         self.assertEqual(bench.median([3, 1, 2]), 2)
         self.assertEqual(bench.median([4, 1, 3, 2]), 2.5)
+
+
+class LagUnits(unittest.TestCase):
+    def test_a_sub_millisecond_lag_is_readable_in_both_tables(self):
+        # Lags are fractions of a millisecond: in seconds with two
+        # decimals both daemons' medians printed 0.00 beside a ratio.
+        for rows in (bench.ROWS, bench.PAIR_ROWS):
+            label, f = next(row for row in rows if row[0].startswith("replication lag"))
+            self.assertEqual((label, f"{f(run('ctsyncd', 0.00089)):.2f}"), ("replication lag (ms)", "0.89"))
 
 
 class DumpDuring(unittest.TestCase):

@@ -105,7 +105,13 @@ def render_ctsyncd_conf(n):
 def build():
     lab = Lab(["client", "fw1", "fw2", "server"])
     # A system PATH, as on the VMs (not this shell's), plus the daemon.
-    bindir = os.path.dirname(shutil.which("ctsyncd") or sys.exit("nixos_lab: no ctsyncd on PATH"))
+    # The binary is copied into the lab directory, which every machine
+    # sees: a machine's /tmp is its own, so a build under /tmp
+    # (CTSYNCD_BIN_DIR, CARGO_TARGET_DIR=/tmp/...) was "not found" there.
+    binary = shutil.which("ctsyncd") or sys.exit("nixos_lab: no ctsyncd on PATH")
+    bindir = f"{lab.dir}/bin"
+    os.makedirs(bindir, exist_ok=True)
+    shutil.copy2(binary, f"{bindir}/ctsyncd")
     lab.env = dict(lab.env, PATH=f"{bindir}:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin")
     h = lab.machines
     lab.start_all()

@@ -837,9 +837,21 @@ def commit_gap_bench(args, ctsyncd):
     """--commit-gap: the failover lab's commit-gap measurement (vmtests/
     gap.py) for ctsyncd and conntrackd 1.4.7, alternately, --reps times.
     Returns the table's lines and the runs."""
+    import atexit
     import gap
-    # The lab runs `ctsyncd` from PATH (its notify script too).
-    os.environ["PATH"] = f"{os.path.dirname(os.path.abspath(ctsyncd))}:{os.environ['PATH']}"
+    import shutil
+    import tempfile
+    # The lab runs `ctsyncd` from PATH (its notify script too): a
+    # directory of its own with a copy of the measured binary named
+    # `ctsyncd` (not a link: `-d` re-executes /proc/self/exe, and gap.py
+    # finds the daemon by that name for its RSS). With the binary's own
+    # directory first, a CTSYNCD not named `ctsyncd` (ctsyncd-v1) left
+    # this table measuring whatever `ctsyncd` came next on PATH, another
+    # build than the other tables'.
+    bindir = tempfile.mkdtemp(prefix="bench-ctsyncd.")
+    atexit.register(shutil.rmtree, bindir, True)
+    shutil.copy2(ctsyncd, f"{bindir}/ctsyncd")
+    os.environ["PATH"] = f"{bindir}:{os.environ['PATH']}"
     n, runs, failed = args.commit_gap, [], {"ctsyncd": 0, "conntrackd": 0}
     for rep in range(args.reps):
         for daemon in ("ctsyncd", "conntrackd"):

@@ -128,14 +128,17 @@ for i in range(tcp):
 print(time.time(), flush=True)
 """
 
+# Bounded in time (an hour, longer than any run) like every loop of the
+# lab, also when the bench died without its cleanup.
 TCP_SERVER = """
-import socket, select
+import socket, select, time
 ls = []
 for p in range(5001, 5006):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("10.2.0.2", p)); s.listen(4096); ls.append(s)
-while True:
-    r, _, _ = select.select(ls, [], [])
+deadline = time.monotonic() + 3600
+while time.monotonic() < deadline:
+    r, _, _ = select.select(ls, [], [], 1)
     for s in r:
         c, _ = s.accept(); c.close()
 """

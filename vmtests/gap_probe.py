@@ -24,6 +24,9 @@ PACKET_OUTGOING), and when an expectation is created. It writes OUT (JSON) when 
 
 sink and send: the active stream; the sink writes OUT.progress (bytes so
 far) while running and OUT (JSON: bytes, receive times) at the end.
+sink and usink end by themselves after LAB_HELPER_LIFETIME seconds (900,
+beyond run.py's bound on a scenario), also when nobody connects or STOP
+never comes: every loop is bounded in time.
 """
 
 import json
@@ -42,6 +45,12 @@ NLA_F_NESTED = 0x8000
 NLMSG_ERROR = 2
 IPS_SEEN_REPLY_ASSURED = 0x2 | 0x4 | 0x8  # and CONFIRMED: ctnetlink refuses to clear it (EBUSY)
 IDLE_TIMEOUT = 3600
+DEADLINE = time.monotonic() + float(os.environ.get("LAB_HELPER_LIFETIME", "900"))
+
+
+def left():
+    """Seconds of a sink's lifetime left (at least a tenth, for a timeout)."""
+    return max(0.1, DEADLINE - time.monotonic())
 
 
 def write_json(path, obj):
@@ -205,9 +214,21 @@ def sink(addr, port, out, stop):
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((addr, port))
     ls.listen(1)
-    conn, _ = ls.accept()
+    ls.settimeout(left())
+    try:
+        conn, _ = ls.accept()
+    except TimeoutError:
+        sys.exit(f"gap_probe: nobody connected within its lifetime ({addr} {port})")
     total, times, last_report = 0, [], 0.0
-    while data := conn.recv(4096):
+
+    def chunk():
+        conn.settimeout(left())
+        try:
+            return conn.recv(4096)
+        except TimeoutError:
+            return b""
+
+    while time.monotonic() < DEADLINE and (data := chunk()):
         now = time.monotonic()
         total += len(data)
         times.append(now)
@@ -241,7 +262,7 @@ def usink(addr, port, out, stop):
     s.bind((addr, port))
     s.settimeout(0.2)
     total, times, last_report = 0, [], 0.0
-    while not os.path.exists(stop):
+    while not os.path.exists(stop) and time.monotonic() < DEADLINE:
         try:
             data, peer = s.recvfrom(2048)
         except TimeoutError:

@@ -31,7 +31,9 @@ s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((addr, PORT))
 s.listen(1)
+s.settimeout(60)
 conn, peer = s.accept()
+conn.settimeout(60)
 conn.recv(16)  # the client's hello
 open(out, "w").write(f"accepted {peer[0]}:{peer[1]}\\n")
 deadline = time.monotonic() + 60

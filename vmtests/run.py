@@ -9,8 +9,10 @@ afterwards, also on failure or ^C); the per-node daemon logs are printed
 when it fails. The last line is `N passed, M failed`.
 """
 
+import contextlib
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,7 +42,30 @@ def run_bounded(argv, env):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+            remove_leftovers(p.pid)
         return False
+
+
+def remove_leftovers(pid):
+    """After a SIGKILL, what the scenario's cleanup never removed: its
+    namespaces (driver.Lab names them cts<pid % 100000>x<n>-...) and every
+    process in them. Without it they stayed, the daemons running."""
+    prefix = f"cts{pid % 100000}x"
+    names = [line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                                         timeout=30).stdout.splitlines()
+             if line.split() and line.split()[0].startswith(prefix)]
+    for ns in names:
+        # Again until none is left (a process may fork meanwhile); bounded.
+        for _ in range(50):
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=30).stdout.split()
+            if not pids:
+                break
+            for victim in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(victim), signal.SIGKILL)
+            time.sleep(0.05)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        print(f"vmtests: removed {ns} left by the killed scenario", flush=True)
 
 
 def main():

@@ -13,7 +13,7 @@ machine — the units (nftables, ctsyncd, keepalived, ftpd), their /etc
 files and the driver's globals (start_all, subtest, the machines).
 ctsyncd.conf is rendered by nix/render-config.nix from nix/vmtest-ctsyncd.nix,
 the attributes the VM test sets the module's options from, and checked
-with `ctsyncd --check-config` as the module does.
+with `ctsyncd --check-config --strict` as the module does.
 
 Differences from the VMs, all on the machines' side of the script:
 keepalived runs in the foreground (`-n`, Type=simple; from a 5 s timer,
@@ -156,7 +156,9 @@ def build():
 def check_configs(nodes):
     """The module's build-time check, here at boot."""
     for name in ("fw1", "fw2"):
-        nodes[name].succeed("ctsyncd -C /etc/ctsyncd/ctsyncd.conf --check-config")
+        # --strict, as nix/module.nix's checkedConfig: a warning fails
+        # the system build, so it fails here too.
+        nodes[name].succeed("ctsyncd -C /etc/ctsyncd/ctsyncd.conf --check-config --strict")
 
 
 def dump(lab, nodes):

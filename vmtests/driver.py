@@ -139,6 +139,22 @@ class Machine:
                 p.wait(timeout=5)
 
 
+def pid_tag(pid):
+    """A process's pid in base 36: at most 5 characters for any pid
+    (PID_MAX_LIMIT is 2**22), so the names stay within IFNAMSIZ, and
+    distinct for every live process. `pid % 100000` was not: with the
+    usual pid_max of 4194304, two runs 100000 pids apart shared the
+    prefix, and the second one's failed `ip netns add` and cleanup removed
+    the first one's namespaces and killed its daemons."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    tag = ""
+    while True:
+        pid, r = divmod(pid, 36)
+        tag = digits[r] + tag
+        if not pid:
+            return tag
+
+
 class Lab:
     """Namespaces, bridges and veth pairs for one run."""
 
@@ -146,7 +162,9 @@ class Lab:
 
     def __init__(self, names):
         Lab.count += 1
-        self.prefix = f"cts{os.getpid() % 100000}x{Lab.count}"
+        # "_" after the tag, a character no tag has (run.py finds a killed
+        # scenario's namespaces by this prefix).
+        self.prefix = f"cts{pid_tag(os.getpid())}_{Lab.count}"
         self.env = dict(os.environ)
         # A new directory each run, kept afterwards for its logs: one named
         # by the pid alone was reused when a pid came round again, and a

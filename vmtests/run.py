@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from driver import pid_tag
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -48,9 +50,9 @@ def run_bounded(argv, env):
 
 def remove_leftovers(pid):
     """After a SIGKILL, what the scenario's cleanup never removed: its
-    namespaces (driver.Lab names them cts<pid % 100000>x<n>-...) and every
+    namespaces (driver.Lab names them cts<pid_tag(pid)>_<n>-...) and every
     process in them. Without it they stayed, the daemons running."""
-    prefix = f"cts{pid % 100000}x"
+    prefix = f"cts{pid_tag(pid)}_"
     names = [line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                                          timeout=30).stdout.splitlines()
              if line.split() and line.split()[0].startswith(prefix)]

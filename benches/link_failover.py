@@ -40,13 +40,21 @@ def sh(cmd, check=True):
                           capture_output=True, text=True)
 
 
+def owner_alive(name):
+    """Whether the run that made namespace `name` (lkfo<pid>-a) still
+    runs: another run's namespaces are not this one's to remove."""
+    pid = name[len(PREFIX):].split("-")[0]
+    return pid.isdigit() and int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}")
+
+
 def cleanup():
-    """Removes this script's namespaces, and first what still runs in
-    them: `ip netns del` only drops the name, and a daemon left from a
-    run that was killed kept running in the unnamed namespace."""
+    """Removes this run's namespaces and those of runs no longer alive,
+    and first what still runs in them: `ip netns del` only drops the
+    name, and a daemon left from a run that was killed kept running in
+    the unnamed namespace."""
     for line in sh("ip netns list", check=False).stdout.splitlines():
         name = (line.split() or [""])[0]
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) and not owner_alive(name):
             for pid in sh(f"ip netns pids {name}", check=False).stdout.split():
                 sh(f"kill -9 {pid}", check=False)
             sh(f"ip netns del {name}", check=False)
@@ -71,7 +79,7 @@ def log_lines(d):
 
 
 def run(label, binary, reps):
-    a, b = f"{PREFIX}-a", f"{PREFIX}-b"
+    a, b = f"{PREFIX}{os.getpid()}-a", f"{PREFIX}{os.getpid()}-b"
     for ns in (a, b):
         sh(f"ip netns add {ns}")
     for i in (0, 1):

@@ -60,6 +60,10 @@ if [ "${SIDE:-receiver}" = sender ]; then V1=$VG; V2=; else V1=; V2=$VG; fi
 ip netns exec $A $V1 $SENDER -C $W/fw1/conf 2>$W/valgrind1.err & P1=$!
 ip netns exec $B $V2 $BIN -C $W/fw2/conf 2>$W/valgrind2.err & P2=$!
 for t in $(seq 1 120); do $BIN -C $W/fw2/conf -s >/dev/null 2>&1 && $SENDER -C $W/fw1/conf -s >/dev/null 2>&1 && break; sleep 0.5; done
+# A daemon that never answered, or entries that never all arrived, is a
+# failed run: its count must not be printed as a profile of N entries.
+$BIN -C $W/fw2/conf -s >/dev/null 2>&1 && $SENDER -C $W/fw1/conf -s >/dev/null 2>&1 ||
+  { echo "receiver_profile: a daemon did not come up" >&2; exit 1; }
 echo up
 python3 - $A $N <<'EOP'
 import subprocess,sys
@@ -71,6 +75,7 @@ EOP
 echo created
 for t in $(seq 1 240); do c=$($BIN -C $W/fw2/conf -s 2>/dev/null | sed -n '/cache external/,/active/p' | grep "current active" | awk '{print $4}'); [ "$c" = "$N" ] && break; sleep 0.5; done
 echo "external $c"
+[ "$c" = "$N" ] || { echo "receiver_profile: $c of $N entries reached fw-2: no profile" >&2; exit 1; }
 [ "${DUMP:-1}" = 1 ] && $BIN -C $W/fw2/conf -e | wc -l
 kill -TERM $P1 $P2; wait $P1 || true; wait $P2 || true; P1=; P2=
 callgrind_annotate "$OUT" 2>/dev/null | grep 'PROGRAM TOTALS'

@@ -72,6 +72,8 @@ fi
 ip netns exec $B $BIN -C $W/fw2/conf >$W/fw2.out 2>&1 & P2=$!
 for c in fw1 fw2; do
   for t in $(seq 1 120); do $BIN -C $W/$c/conf -s >/dev/null 2>&1 && break; sleep 0.5; done
+  # A daemon that never answered is a failed run, not a profile.
+  $BIN -C $W/$c/conf -s >/dev/null 2>&1 || { echo "sender_profile: $c's daemon did not come up" >&2; exit 1; }
 done
 echo up
 if [ "$TOOL" = perf ]; then
@@ -100,6 +102,7 @@ for t in $(seq 1 240); do
   [ "$c" = "$N" ] && break; sleep 0.5
 done
 echo "external $c"
+[ "$c" = "$N" ] || { echo "sender_profile: $c of $N entries reached fw-2: no profile" >&2; exit 1; }
 # What the receiver sent back (its reports): each datagram is a wake-up of fw-1.
 for c in fw1 fw2; do
   $BIN -C $W/$c/conf -s --json 2>/dev/null | python3 -c "import json,sys; s=json.load(sys.stdin)['sync']; print('$c datagrams sent', s['datagrams_sent'], 'received', s['datagrams_recv'])" || true

@@ -70,24 +70,59 @@ fn field(out: &mut String, name: &str, n: u64) {
     out.push(' ');
 }
 
+/// A tuple's layer-4 fields as libnetfilter_conntrack prints them: by
+/// the protocol number, not by what the tuple carries (a field it lacks
+/// is 0), and a GRE tuple's "ports" are its keys.
+pub(super) enum Shown {
+    Ports(u16, u16),
+    Keys(u16, u16),
+    Icmp(u8, u8, u16),
+    Nothing,
+}
+
+pub(super) fn shown(t: &Tuple) -> Shown {
+    let (a, b) = match t.l4 {
+        L4::Ports { src, dst } => (src, dst),
+        _ => (0, 0),
+    };
+    match t.proto {
+        6 | 17 | 33 | 132 | 136 => Shown::Ports(a, b),
+        47 => Shown::Keys(a, b),
+        1 | 58 => match t.l4 {
+            L4::Icmp { kind, code, id } => Shown::Icmp(kind, code, id),
+            _ => Shown::Icmp(0, 0, 0),
+        },
+        _ => Shown::Nothing,
+    }
+}
+
+/// A tuple's layer-4 fields in the plain format, each followed by a
+/// space.
+fn l4_text(out: &mut String, t: &Tuple) {
+    match shown(t) {
+        Shown::Ports(a, b) => {
+            field(out, "sport=", a.into());
+            field(out, "dport=", b.into());
+        }
+        Shown::Keys(a, b) => {
+            let _ = write!(out, "srckey={a:#x} dstkey={b:#x} ");
+        }
+        Shown::Icmp(kind, code, id) => {
+            field(out, "type=", kind.into());
+            field(out, "code=", code.into());
+            field(out, "id=", id.into());
+        }
+        Shown::Nothing => {}
+    }
+}
+
 fn tuple_text(out: &mut String, t: &Tuple) {
     out.push_str("src=");
     push_ip(out, &t.src);
     out.push_str(" dst=");
     push_ip(out, &t.dst);
     out.push(' ');
-    match t.l4 {
-        L4::Ports { src, dst } => {
-            field(out, "sport=", src.into());
-            field(out, "dport=", dst.into());
-        }
-        L4::Icmp { kind, code, id } => {
-            field(out, "type=", kind.into());
-            field(out, "code=", code.into());
-            field(out, "id=", id.into());
-        }
-        L4::None => {}
-    }
+    l4_text(out, t);
 }
 
 /// One conntrack in libnetfilter_conntrack's plain format (no timeout,
@@ -215,15 +250,7 @@ pub(super) fn ct_line_into(
 /// One expectation in libnetfilter_conntrack's plain format.
 pub fn exp_line(x: &Expect) -> String {
     let mut s = String::with_capacity(240);
-    let ports = |s: &mut String, t: &Tuple| match t.l4 {
-        L4::Ports { src, dst } => {
-            let _ = write!(s, "sport={src} dport={dst} ");
-        }
-        L4::Icmp { kind, code, id } => {
-            let _ = write!(s, "type={kind} code={code} id={id} ");
-        }
-        L4::None => {}
-    };
+    let ports = l4_text;
     let _ = write!(
         s,
         "proto={} src={} dst={} ",

@@ -9,6 +9,8 @@ mod json;
 mod stats;
 mod stats_json;
 #[cfg(test)]
+mod test_conntrackd;
+#[cfg(test)]
 mod test_entries;
 mod xml;
 

@@ -5,14 +5,27 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::entries::{proto_name, state_name};
-use crate::model::{Conntrack, Expect, L4, Tuple, status};
+use super::entries::{Shown, proto_name, shown, state_name};
+use crate::model::{Conntrack, Expect, Tuple, status};
 
 fn l3(ip: &IpAddr) -> (u8, &'static str) {
     if ip.is_ipv4() {
         (2, "ipv4")
     } else {
         (10, "ipv6")
+    }
+}
+
+/// A tuple's layer-4 elements, by its protocol number (ICMP has none).
+fn l4_xml(s: &mut String, t: &Tuple) {
+    match shown(t) {
+        Shown::Ports(a, b) => {
+            let _ = write!(s, "<sport>{a}</sport><dport>{b}</dport>");
+        }
+        Shown::Keys(a, b) => {
+            let _ = write!(s, "<srckey>{a:#x}</srckey><dstkey>{b:#x}</dstkey>");
+        }
+        Shown::Icmp(..) | Shown::Nothing => {}
     }
 }
 
@@ -23,9 +36,7 @@ fn xml_tuple(s: &mut String, dir: &str, t: Option<&Tuple>) {
             let (n, name) = l3(&t.src);
             let _ = write!(s, "<layer3 protonum=\"{n}\" protoname=\"{name}\"><src>{}</src><dst>{}</dst></layer3>", t.src, t.dst);
             let _ = write!(s, "<layer4 protonum=\"{}\" protoname=\"{}\">", t.proto, proto_name(t.proto));
-            if let L4::Ports { src, dst } = t.l4 {
-                let _ = write!(s, "<sport>{src}</sport><dport>{dst}</dport>");
-            }
+            l4_xml(s, t);
             s.push_str("</layer4>");
         }
         None => s.push_str("<layer3 protonum=\"0\" protoname=\"unknown\"><src></src><dst></dst></layer3><layer4 protonum=\"0\" protoname=\"unknown\"></layer4>"),
@@ -101,12 +112,9 @@ pub fn exp_xml(x: &Expect) -> String {
         ("mask", &x.mask),
         ("master", &x.master),
     ] {
-        if let L4::Ports { src, dst } = t.l4 {
-            let _ = write!(
-                s,
-                "<{tag}><sport>{src}</sport><dport>{dst}</dport></{tag}>"
-            );
-        }
+        let _ = write!(s, "<{tag}>");
+        l4_xml(&mut s, t);
+        let _ = write!(s, "</{tag}>");
     }
     s.push_str("</layer4><meta>");
     if let Some(h) = &x.helper {

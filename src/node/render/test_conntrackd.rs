@@ -1,0 +1,114 @@
+//! Lines conntrackd 1.4.7 printed (Debian 1:1.4.7-1+b2, with
+//! libnetfilter_conntrack 1.0.9) for entries of each kind, in `-i`/`-e`
+//! (plain and `-x`), and what ctsyncd writes for the same entries.
+//! The `-i` lines came from `conntrack -I` in a network namespace (their
+//! `mark=0`, which conntrackd shows for an entry created through
+//! ctnetlink, left out); the `-e` ones from tests/render_parity.rs.
+
+use std::net::IpAddr;
+
+use super::{ct_line, ct_xml, exp_line, exp_xml};
+use crate::model::{Conntrack, Expect, L4, Tuple, status};
+
+fn tuple(proto: u8, src: &str, dst: &str, l4: L4) -> Tuple {
+    Tuple {
+        src: src.parse::<IpAddr>().unwrap(),
+        dst: dst.parse::<IpAddr>().unwrap(),
+        proto,
+        l4,
+    }
+}
+
+fn ports(src: u16, dst: u16) -> L4 {
+    L4::Ports { src, dst }
+}
+
+/// A new, unreplied entry as `conntrack -I` makes it.
+fn unreplied(orig: Tuple) -> Conntrack {
+    let mut ct = Conntrack::new(orig);
+    ct.reply = Some(orig.inverse());
+    ct.status = status::CONFIRMED;
+    ct
+}
+
+/// A PPTP-like expectation: a GRE tuple of a TCP master.
+fn gre_expect() -> Expect {
+    let master = tuple(6, "10.72.1.2", "10.72.2.2", ports(42100, 1723));
+    let ones = "255.255.255.255";
+    let mut x = Expect::new(
+        master,
+        tuple(47, "10.72.2.2", "10.72.1.2", ports(0x10, 0x20)),
+        tuple(47, ones, ones, ports(0, 0xffff)),
+    );
+    x.helper = Some("pptp".try_into().unwrap());
+    x
+}
+
+#[test]
+fn gre_keys_are_printed_as_keys_in_hex() {
+    let gre =
+        unreplied(tuple(47, "10.0.0.1", "10.0.0.2", ports(0x1234, 0x5678)));
+    assert_eq!(
+        ct_line(&gre, false),
+        "gre      47 src=10.0.0.1 dst=10.0.0.2 srckey=0x1234 dstkey=0x5678 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 srckey=0x5678 dstkey=0x1234"
+    );
+    assert_eq!(
+        ct_xml(&gre, false),
+        "<flow><meta direction=\"original\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>10.0.0.1</src><dst>10.0.0.2</dst></layer3><layer4 protonum=\"47\" protoname=\"gre\"><srckey>0x1234</srckey><dstkey>0x5678</dstkey></layer4></meta><meta direction=\"reply\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>10.0.0.2</src><dst>10.0.0.1</dst></layer3><layer4 protonum=\"47\" protoname=\"gre\"><srckey>0x5678</srckey><dstkey>0x1234</dstkey></layer4></meta><meta direction=\"independent\"><unreplied/></meta></flow>"
+    );
+    assert_eq!(
+        exp_line(&gre_expect()),
+        "proto=47 src=10.72.2.2 dst=10.72.1.2 srckey=0x10 dstkey=0x20 mask-src=255.255.255.255 mask-dst=255.255.255.255 srckey=0x0 dstkey=0xffff master-src=10.72.1.2 master-dst=10.72.2.2 sport=42100 dport=1723 class=0 helper=pptp"
+    );
+    assert_eq!(
+        exp_xml(&gre_expect()),
+        "<flow><layer3 protonum=\"2\" protoname=\"ipv4\"><expected><src>10.72.2.2</src><dst>10.72.1.2</dst></expected><mask><src>255.255.255.255</src><dst>255.255.255.255</dst></mask><master><src>10.72.1.2</src><dst>10.72.2.2</dst></master></layer3><layer4 protonum=\"47\" protoname=\"gre\"><expected><srckey>0x10</srckey><dstkey>0x20</dstkey></expected><mask><srckey>0x0</srckey><dstkey>0xffff</dstkey></mask><master><sport>42100</sport><dport>1723</dport></master></layer4><meta><helper-name>pptp</helper-name><class>0</class></meta></flow>"
+    );
+}
+
+/// A tuple without its layer-4 fields (a peer's UDP-Lite or GRE entry,
+/// which conntrackd's protocol carries no ports for; DCCP on a kernel
+/// without its tracker) still has them printed, as 0, and an
+/// expectation's XML has each tuple's element even when it is empty.
+#[test]
+fn missing_layer4_fields_are_printed_by_protocol_number() {
+    let mut lite =
+        Conntrack::new(tuple(136, "10.72.1.2", "10.72.2.2", L4::None));
+    lite.status = status::SEEN_REPLY | status::ASSURED | status::CONFIRMED;
+    assert_eq!(
+        ct_line(&lite, true),
+        "udplite  136 src=10.72.1.2 dst=10.72.2.2 sport=0 dport=0 [ASSURED]"
+    );
+    assert_eq!(
+        ct_xml(&lite, true),
+        "<flow><meta direction=\"original\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>10.72.1.2</src><dst>10.72.2.2</dst></layer3><layer4 protonum=\"136\" protoname=\"udplite\"><sport>0</sport><dport>0</dport></layer4></meta><meta direction=\"reply\"><layer3 protonum=\"0\" protoname=\"unknown\"><src></src><dst></dst></layer3><layer4 protonum=\"0\" protoname=\"unknown\"></layer4></meta><meta direction=\"independent\"><assured/></meta></flow>"
+    );
+    let mut gre = lite.clone();
+    gre.orig.proto = 47;
+    assert_eq!(
+        ct_line(&gre, true),
+        "gre      47 src=10.72.1.2 dst=10.72.2.2 srckey=0x0 dstkey=0x0 [ASSURED]"
+    );
+    let dccp = unreplied(tuple(33, "10.0.0.1", "10.0.0.2", L4::None));
+    assert_eq!(
+        ct_line(&dccp, false),
+        "dccp     33 src=10.0.0.1 dst=10.0.0.2 sport=0 dport=0 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=0 dport=0"
+    );
+    // `conntrack -I expect` without the expected ports made this one.
+    let master = tuple(6, "127.0.0.1", "127.0.0.1", ports(58476, 21));
+    let ones = "255.255.255.255";
+    let mut x = Expect::new(
+        master,
+        tuple(19, "127.0.0.1", "127.0.0.1", L4::None),
+        tuple(19, ones, ones, L4::None),
+    );
+    x.helper = Some("ftp".try_into().unwrap());
+    assert_eq!(
+        exp_line(&x),
+        "proto=19 src=127.0.0.1 dst=127.0.0.1 mask-src=255.255.255.255 mask-dst=255.255.255.255 master-src=127.0.0.1 master-dst=127.0.0.1 sport=58476 dport=21 class=0 helper=ftp"
+    );
+    assert_eq!(
+        exp_xml(&x),
+        "<flow><layer3 protonum=\"2\" protoname=\"ipv4\"><expected><src>127.0.0.1</src><dst>127.0.0.1</dst></expected><mask><src>255.255.255.255</src><dst>255.255.255.255</dst></mask><master><src>127.0.0.1</src><dst>127.0.0.1</dst></master></layer3><layer4 protonum=\"19\" protoname=\"unknown\"><expected></expected><mask></mask><master><sport>58476</sport><dport>21</dport></master></layer4><meta><helper-name>ftp</helper-name><class>0</class></meta></flow>"
+    );
+}

@@ -7,7 +7,7 @@
 //! without padding, IPv4 dotted quads. IPv6 goes through `Display` (its
 //! zero compression is the one rule worth not copying). Pure.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn digit(d: u64) -> char {
     // d < 10 by every caller's arithmetic.
@@ -56,13 +56,40 @@ fn push_v4(out: &mut String, a: &Ipv4Addr) {
     push_u8(out, d);
 }
 
-/// Appends an address as `Display` writes it.
+/// The IPv4 address an IPv4-compatible IPv6 address (`::a.b.c.d`, the
+/// first 96 bits 0 and the next 16 not) ends with: glibc's inet_ntop,
+/// which conntrackd prints addresses with, writes it dotted after `::`
+/// where `Display` writes hex (`::102:304`).
+fn v4_compatible(a: &Ipv6Addr) -> Option<Ipv4Addr> {
+    let o = a.octets();
+    (o[..12] == [0; 12] && (o[12], o[13]) != (0, 0))
+        .then(|| Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+}
+
+/// Appends an address as conntrackd (inet_ntop) writes it.
 pub fn push_ip(out: &mut String, ip: &IpAddr) {
     match ip {
         IpAddr::V4(a) => push_v4(out, a),
-        IpAddr::V6(a) => {
+        IpAddr::V6(_) => {
             use std::fmt::Write as _;
-            let _ = write!(out, "{a}");
+            let _ = write!(out, "{}", Ntop(*ip));
+        }
+    }
+}
+
+/// An address written as conntrackd (inet_ntop) writes it: as `Display`
+/// does, but for the IPv4-compatible IPv6 addresses (see
+/// [`v4_compatible`]).
+pub struct Ntop(pub IpAddr);
+
+impl std::fmt::Display for Ntop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => match v4_compatible(a) {
+                Some(v4) => write!(f, "::{v4}"),
+                None => write!(f, "{a}"),
+            },
         }
     }
 }
@@ -101,6 +128,26 @@ mod test {
             let mut s = String::new();
             push_ip(&mut s, &ip);
             assert_eq!(s, ip.to_string());
+        }
+    }
+
+    /// glibc's inet_ntop (conntrackd's) writes an IPv4-compatible IPv6
+    /// address's last 32 bits dotted; `Display` does not.
+    #[test]
+    fn ipv4_compatible_addresses_are_written_as_inet_ntop_writes_them() {
+        for (a, want) in [
+            ("::102:304", "::1.2.3.4"),
+            ("::a00:1", "::10.0.0.1"),
+            ("::1:0", "::0.1.0.0"),
+            ("::ffff", "::ffff"),
+            ("::1", "::1"),
+            ("1::102:304", "1::102:304"),
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, &ip);
+            assert_eq!(s, want, "{a}");
+            assert_eq!(Ntop(ip).to_string(), want, "{a}");
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::digits::{push_ip, push_u64};
+use super::digits::{Ntop, push_ip, push_u64};
 use crate::model::{
     Conntrack, Expect, L4, ProtoInfo, Tuple, expect_flag, status,
 };
@@ -254,15 +254,23 @@ pub fn exp_line(x: &Expect) -> String {
     let _ = write!(
         s,
         "proto={} src={} dst={} ",
-        x.tuple.proto, x.tuple.src, x.tuple.dst
+        x.tuple.proto,
+        Ntop(x.tuple.src),
+        Ntop(x.tuple.dst)
     );
     ports(&mut s, &x.tuple);
-    let _ = write!(s, "mask-src={} mask-dst={} ", x.mask.src, x.mask.dst);
+    let _ = write!(
+        s,
+        "mask-src={} mask-dst={} ",
+        Ntop(x.mask.src),
+        Ntop(x.mask.dst)
+    );
     ports(&mut s, &x.mask);
     let _ = write!(
         s,
         "master-src={} master-dst={} ",
-        x.master.src, x.master.dst
+        Ntop(x.master.src),
+        Ntop(x.master.dst)
     );
     ports(&mut s, &x.master);
     if x.zone != 0 {

@@ -112,3 +112,40 @@ fn missing_layer4_fields_are_printed_by_protocol_number() {
         "<flow><layer3 protonum=\"2\" protoname=\"ipv4\"><expected><src>127.0.0.1</src><dst>127.0.0.1</dst></expected><mask><src>255.255.255.255</src><dst>255.255.255.255</dst></mask><master><src>127.0.0.1</src><dst>127.0.0.1</dst></master></layer3><layer4 protonum=\"19\" protoname=\"unknown\"><expected></expected><mask></mask><master><sport>58476</sport><dport>21</dport></master></layer4><meta><helper-name>ftp</helper-name><class>0</class></meta></flow>"
     );
 }
+
+/// An IPv4-compatible IPv6 address is written as inet_ntop writes it.
+#[test]
+fn ipv4_compatible_addresses_are_dotted() {
+    let mut ct = unreplied(tuple(6, "::1.2.3.4", "fd00::2", ports(1000, 80)));
+    ct.proto_info = crate::model::ProtoInfo::Tcp {
+        state: 1,
+        wscale_orig: 0,
+        wscale_reply: 0,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    assert_eq!(
+        ct_line(&ct, false),
+        "tcp      6 SYN_SENT src=::1.2.3.4 dst=fd00::2 sport=1000 dport=80 [UNREPLIED] src=fd00::2 dst=::1.2.3.4 sport=80 dport=1000"
+    );
+    assert_eq!(
+        ct_xml(&ct, false),
+        "<flow><meta direction=\"original\"><layer3 protonum=\"10\" protoname=\"ipv6\"><src>::1.2.3.4</src><dst>fd00::2</dst></layer3><layer4 protonum=\"6\" protoname=\"tcp\"><sport>1000</sport><dport>80</dport></layer4></meta><meta direction=\"reply\"><layer3 protonum=\"10\" protoname=\"ipv6\"><src>fd00::2</src><dst>::1.2.3.4</dst></layer3><layer4 protonum=\"6\" protoname=\"tcp\"><sport>80</sport><dport>1000</dport></layer4></meta><meta direction=\"independent\"><state>SYN_SENT</state><unreplied/></meta></flow>"
+    );
+    let mut x = gre_expect();
+    x.master.src = "::10.72.1.2".parse().unwrap();
+    x.master.dst = "::10.72.2.2".parse().unwrap();
+    assert!(
+        exp_line(&x)
+            .contains(" master-src=::10.72.1.2 master-dst=::10.72.2.2 "),
+        "{}",
+        exp_line(&x)
+    );
+    assert!(
+        exp_xml(&x).contains(
+            "<master><src>::10.72.1.2</src><dst>::10.72.2.2</dst></master>"
+        ),
+        "{}",
+        exp_xml(&x)
+    );
+}

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use super::digits::Ntop;
 use super::entries::{Shown, proto_name, shown, state_name};
 use crate::model::{Conntrack, Expect, Tuple, status};
 
@@ -34,7 +35,7 @@ fn xml_tuple(s: &mut String, dir: &str, t: Option<&Tuple>) {
     match t {
         Some(t) => {
             let (n, name) = l3(&t.src);
-            let _ = write!(s, "<layer3 protonum=\"{n}\" protoname=\"{name}\"><src>{}</src><dst>{}</dst></layer3>", t.src, t.dst);
+            let _ = write!(s, "<layer3 protonum=\"{n}\" protoname=\"{name}\"><src>{}</src><dst>{}</dst></layer3>", Ntop(t.src), Ntop(t.dst));
             let _ = write!(s, "<layer4 protonum=\"{}\" protoname=\"{}\">", t.proto, proto_name(t.proto));
             l4_xml(s, t);
             s.push_str("</layer4>");
@@ -89,17 +90,20 @@ pub fn exp_xml(x: &Expect) -> String {
     let _ = write!(
         s,
         "<expected><src>{}</src><dst>{}</dst></expected>",
-        x.tuple.src, x.tuple.dst
+        Ntop(x.tuple.src),
+        Ntop(x.tuple.dst)
     );
     let _ = write!(
         s,
         "<mask><src>{}</src><dst>{}</dst></mask>",
-        x.mask.src, x.mask.dst
+        Ntop(x.mask.src),
+        Ntop(x.mask.dst)
     );
     let _ = write!(
         s,
         "<master><src>{}</src><dst>{}</dst></master></layer3>",
-        x.master.src, x.master.dst
+        Ntop(x.master.src),
+        Ntop(x.master.dst)
     );
     let _ = write!(
         s,

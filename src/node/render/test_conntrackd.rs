@@ -149,3 +149,37 @@ fn ipv4_compatible_addresses_are_dotted() {
         exp_xml(&x)
     );
 }
+
+/// conntrackd's XML names an SCTP or DCCP state by the TCP state of the
+/// same number; its plain line names it right.
+#[test]
+fn xml_states_are_named_from_the_tcp_table() {
+    let state = |ct: &Conntrack| {
+        let x = ct_xml(ct, true);
+        let at = x.find("<state>").map(|i| i + 7);
+        at.map(|i| x[i..i + x[i..].find('<').unwrap()].to_string())
+    };
+    let mut ct = unreplied(tuple(132, "10.72.1.2", "10.72.2.2", ports(1, 2)));
+    for (n, xml, plain) in [
+        (4, "FIN_WAIT", "ESTABLISHED"),
+        (7, "TIME_WAIT", "SHUTDOWN_ACK_SENT"),
+        (8, "CLOSE", "HEARTBEAT_SENT"),
+        (9, "SYN_SENT2", "HEARTBEAT_ACKED"),
+    ] {
+        ct.proto_info = crate::model::ProtoInfo::Sctp {
+            state: n,
+            vtag_orig: 1,
+            vtag_reply: 2,
+        };
+        assert_eq!(state(&ct).as_deref(), Some(xml), "SCTP {n}");
+        assert!(ct_line(&ct, true).contains(&format!(" {plain} ")));
+    }
+    ct.orig.proto = 33;
+    ct.proto_info = crate::model::ProtoInfo::Dccp {
+        state: 4,
+        role: 1,
+        handshake_seq: 0,
+    };
+    assert_eq!(state(&ct).as_deref(), Some("FIN_WAIT"));
+    assert!(ct_line(&ct, true).contains(" OPEN "));
+}

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::digits::Ntop;
 use super::entries::{Shown, proto_name, shown, state_name};
-use crate::model::{Conntrack, Expect, Tuple, status};
+use crate::model::{Conntrack, Expect, ProtoInfo, Tuple, status};
 
 fn l3(ip: &IpAddr) -> (u8, &'static str) {
     if ip.is_ipv4() {
@@ -45,6 +45,27 @@ fn xml_tuple(s: &mut String, dir: &str, t: Option<&Tuple>) {
     s.push_str("</meta>");
 }
 
+/// The `<state>` libnetfilter_conntrack 1.0.9 writes: the TCP state
+/// names whatever the protocol (an SCTP or DCCP state is looked up among
+/// them: SCTP's ESTABLISHED, 4, reads FIN_WAIT), NONE past their end. The
+/// plain line names each protocol's own ([`state_name`]).
+fn xml_state_name(p: &ProtoInfo) -> Option<&'static str> {
+    let s = match *p {
+        ProtoInfo::Tcp { state, .. }
+        | ProtoInfo::Sctp { state, .. }
+        | ProtoInfo::Dccp { state, .. } => state,
+        ProtoInfo::None => return None,
+    };
+    let tcp = ProtoInfo::Tcp {
+        state: s,
+        wscale_orig: 0,
+        wscale_reply: 0,
+        flags_orig: 0,
+        flags_reply: 0,
+    };
+    state_name(&tcp).filter(|_| s < 10).or(Some("NONE"))
+}
+
 /// One conntrack in conntrackd's `-x` XML.
 pub fn ct_xml(ct: &Conntrack, external: bool) -> String {
     ct_xml_with(ct, external, false)
@@ -60,7 +81,7 @@ pub(super) fn ct_xml_with(
     let reply = ct.reply_tuple();
     xml_tuple(&mut s, "reply", (!external).then_some(&reply));
     s.push_str("<meta direction=\"independent\">");
-    if let Some(st) = state_name(&ct.proto_info) {
+    if let Some(st) = xml_state_name(&ct.proto_info) {
         let _ = write!(s, "<state>{st}</state>");
     }
     if ct.mark != 0 || mark_always {

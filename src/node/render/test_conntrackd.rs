@@ -183,3 +183,36 @@ fn xml_states_are_named_from_the_tcp_table() {
     assert_eq!(state(&ct).as_deref(), Some("FIN_WAIT"));
     assert!(ct_line(&ct, true).contains(" OPEN "));
 }
+
+/// An expectation's flags are elements of its XML `<meta>` (a SIP
+/// registration's are PERMANENT and INACTIVE).
+#[test]
+fn expectation_flags_are_in_the_xml() {
+    let master = tuple(6, "10.72.1.2", "10.72.2.2", ports(42001, 21));
+    let ones = "255.255.255.255";
+    let mut x = Expect::new(
+        master,
+        tuple(6, "10.72.1.2", "10.72.2.2", ports(0, 50001)),
+        tuple(6, ones, ones, ports(0, 0xffff)),
+    );
+    x.helper = Some("ftp".try_into().unwrap());
+    x.flags = 3;
+    assert_eq!(
+        exp_xml(&x),
+        "<flow><layer3 protonum=\"2\" protoname=\"ipv4\"><expected><src>10.72.1.2</src><dst>10.72.2.2</dst></expected><mask><src>255.255.255.255</src><dst>255.255.255.255</dst></mask><master><src>10.72.1.2</src><dst>10.72.2.2</dst></master></layer3><layer4 protonum=\"6\" protoname=\"tcp\"><expected><sport>0</sport><dport>50001</dport></expected><mask><sport>0</sport><dport>65535</dport></mask><master><sport>42001</sport><dport>21</dport></master></layer4><meta><helper-name>ftp</helper-name><class>0</class><permanent/><inactive/></meta></flow>"
+    );
+    let meta = |flags, class| {
+        let mut y = x.clone();
+        y.flags = flags;
+        y.class = class;
+        let s = exp_xml(&y);
+        s[s.find("<class>").unwrap()..].to_string()
+    };
+    assert_eq!(meta(4, 1), "<class>1</class><userspace/></meta></flow>");
+    assert_eq!(
+        meta(7, 2),
+        "<class>2</class><permanent/><inactive/><userspace/></meta></flow>"
+    );
+    assert_eq!(meta(2, 0), "<class>0</class><inactive/></meta></flow>");
+    assert!(exp_line(&x).ends_with(" PERMANENT,INACTIVE class=0 helper=ftp"));
+}

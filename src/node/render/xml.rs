@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::digits::Ntop;
 use super::entries::{Shown, proto_name, shown, state_name};
-use crate::model::{Conntrack, Expect, ProtoInfo, Tuple, status};
+use crate::model::{Conntrack, Expect, ProtoInfo, Tuple, expect_flag, status};
 
 fn l3(ip: &IpAddr) -> (u8, &'static str) {
     if ip.is_ipv4() {
@@ -148,6 +148,15 @@ pub fn exp_xml(x: &Expect) -> String {
     let _ = write!(s, "<class>{}</class>", x.class);
     if x.zone != 0 {
         let _ = write!(s, "<zone>{}</zone>", x.zone);
+    }
+    for (bit, tag) in [
+        (expect_flag::PERMANENT, "<permanent/>"),
+        (expect_flag::INACTIVE, "<inactive/>"),
+        (expect_flag::USERSPACE, "<userspace/>"),
+    ] {
+        if x.flags & bit != 0 {
+            s.push_str(tag);
+        }
     }
     s.push_str("</meta></flow>");
     s

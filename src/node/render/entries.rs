@@ -60,7 +60,9 @@ pub(super) fn state_name(p: &ProtoInfo) -> Option<&'static str> {
         ProtoInfo::Dccp { state, .. } => (&DCCP, state),
         ProtoInfo::None => return None,
     };
-    Some(names.get(usize::from(s)).copied().unwrap_or("UNKNOWN"))
+    // Past the table's end: its first name, as libnetfilter_conntrack
+    // writes it.
+    Some(names.get(usize::from(s)).copied().unwrap_or("NONE"))
 }
 
 /// `name=N ` (the plain format's field).

@@ -216,3 +216,36 @@ fn expectation_flags_are_in_the_xml() {
     assert_eq!(meta(2, 0), "<class>0</class><inactive/></meta></flow>");
     assert!(exp_line(&x).ends_with(" PERMANENT,INACTIVE class=0 helper=ftp"));
 }
+
+/// A state past the protocol's table (a peer's, a newer kernel's) reads
+/// NONE, plain and XML, as conntrackd prints it.
+#[test]
+fn an_unknown_state_reads_none() {
+    let mut ct = unreplied(tuple(6, "10.72.1.2", "10.72.2.2", ports(1, 2)));
+    let states = [
+        crate::model::ProtoInfo::Tcp {
+            state: 12,
+            wscale_orig: 0,
+            wscale_reply: 0,
+            flags_orig: 0,
+            flags_reply: 0,
+        },
+        crate::model::ProtoInfo::Sctp {
+            state: 12,
+            vtag_orig: 0,
+            vtag_reply: 0,
+        },
+        crate::model::ProtoInfo::Dccp {
+            state: 200,
+            role: 0,
+            handshake_seq: 0,
+        },
+    ];
+    for (proto, info) in [6, 132, 33].into_iter().zip(states) {
+        ct.orig.proto = proto;
+        ct.proto_info = info;
+        let line = ct_line(&ct, true);
+        assert!(line.contains(" NONE src="), "{line}");
+        assert!(ct_xml(&ct, true).contains("<state>NONE</state>"));
+    }
+}

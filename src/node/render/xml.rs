@@ -63,7 +63,7 @@ fn xml_state_name(p: &ProtoInfo) -> Option<&'static str> {
         flags_orig: 0,
         flags_reply: 0,
     };
-    state_name(&tcp).filter(|_| s < 10).or(Some("NONE"))
+    state_name(&tcp)
 }
 
 /// One conntrack in conntrackd's `-x` XML.

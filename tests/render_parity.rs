@@ -15,7 +15,9 @@ mod common;
 use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
+use ctsyncd::model::{
+    Conntrack, Expect, ExpectNat, L4, ProtoInfo, Tuple, status,
+};
 use ctsyncd::node::render::{ct_line, ct_xml, exp_line, exp_xml};
 use ctsyncd::wire::ctd::{self, Body, Message, Options};
 
@@ -173,6 +175,20 @@ fn expectations() -> (Vec<Conntrack>, Vec<Expect>) {
         tuple(47, "10.72.2.2", "10.72.1.2", ports(0x0010, 0x0020)),
     );
     x.helper = Some("pptp".try_into().unwrap());
+    v.push(x);
+    // SIP with NAT: the expectation's NAT part and its function.
+    let master = tuple(17, "10.72.1.2", "10.72.2.2", ports(5060, 5060));
+    let mut m = ct(master, ProtoInfo::None);
+    m.helper = Some("sip".try_into().unwrap());
+    masters.push(m);
+    let mut x =
+        ftp_like(master, tuple(17, "10.72.2.2", "10.72.1.2", ports(0, 16000)));
+    x.helper = Some("sip".try_into().unwrap());
+    x.nat = Some(ExpectNat {
+        dir: 1,
+        tuple: tuple(17, "10.72.1.9", "10.72.1.2", ports(0, 16002)),
+    });
+    x.func = Some("nat-follow-master".try_into().unwrap());
     v.push(x);
     let master6 = tuple(6, "fd72::1", "fd72::2", ports(42200, 21));
     let mut m = ct(master6, tcp_state(3));

@@ -249,3 +249,20 @@ fn an_unknown_state_reads_none() {
         assert!(ct_xml(&ct, true).contains("<state>NONE</state>"));
     }
 }
+
+/// A flow's security mark is in its XML as in its plain line, after the
+/// mark (libnetfilter_conntrack's order: state, timeout, mark, secmark,
+/// secctx, zone, …; reference §2.4.1).
+#[test]
+fn the_secmark_is_in_the_xml() {
+    let mut ct = unreplied(tuple(17, "10.0.0.1", "10.0.0.2", ports(1, 53)));
+    ct.mark = 5;
+    ct.secmark = 7;
+    ct.zone = 3;
+    assert!(ct_line(&ct, true).ends_with(" mark=5 secmark=7 zone=3"));
+    let x = ct_xml(&ct, true);
+    assert!(
+        x.ends_with("<meta direction=\"independent\"><mark>5</mark><secmark>7</secmark><zone>3</zone><unreplied/></meta></flow>"),
+        "{x}"
+    );
+}

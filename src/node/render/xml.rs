@@ -87,6 +87,9 @@ pub(super) fn ct_xml_with(
     if ct.mark != 0 || mark_always {
         let _ = write!(s, "<mark>{}</mark>", ct.mark);
     }
+    if ct.secmark != 0 {
+        let _ = write!(s, "<secmark>{}</secmark>", ct.secmark);
+    }
     if ct.zone != 0 {
         let _ = write!(s, "<zone>{}</zone>", ct.zone);
     }

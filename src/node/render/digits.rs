@@ -3,9 +3,11 @@
 //! `std::fmt`'s machinery (a formatter per `write!`, a padded display of
 //! an address through an intermediate buffer) was most of its cost.
 //!
-//! Owns: the exact text of what it writes, which is `Display`'s: decimal
-//! without padding, IPv4 dotted quads. IPv6 goes through `Display` (its
-//! zero compression is the one rule worth not copying). Pure.
+//! Owns: the exact text of what it writes, which is conntrackd's
+//! (printf and glibc's inet_ntop): decimal without padding, IPv4 dotted
+//! quads, IPv6 as `Display` writes it (its zero compression is the one
+//! rule worth not copying) but for the IPv4-compatible addresses
+//! ([`Ntop`]). Pure.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

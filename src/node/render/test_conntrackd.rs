@@ -3,7 +3,9 @@
 //! (plain and `-x`), and what ctsyncd writes for the same entries.
 //! The `-i` lines came from `conntrack -I` in a network namespace (their
 //! `mark=0`, which conntrackd shows for an entry created through
-//! ctnetlink, left out); the `-e` ones from tests/render_parity.rs.
+//! ctnetlink, left out); the `-e` ones from tests/render_parity.rs. One
+//! (the secmark's XML) follows the reference's element order instead:
+//! no flow here can carry a secmark.
 
 use std::net::IpAddr;
 

@@ -302,7 +302,6 @@ fn external_dumps_read_as_conntrackds() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
     let (mut cts, mut xs) = (Vec::new(), Vec::new());
     for body in decoded(&grams) {
         match body {
@@ -310,6 +309,15 @@ fn external_dumps_read_as_conntrackds() {
             Body::ExpNew(x) => xs.push(x),
             _ => {}
         }
+    }
+    // Until conntrackd holds them all (a busy machine may be slow), at
+    // most 10 s: the comparison below says what is missing.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10)
+        && (lines(&ctl("-e")).len() < cts.len()
+            || lines(&ctl("-e expect")).len() < xs.len())
+    {
+        std::thread::sleep(Duration::from_millis(100));
     }
     let mut bad = Vec::new();
     bad.extend(compare(

@@ -371,3 +371,21 @@ fn a_multicast_link_whose_interface_is_created_again_is_opened_again() {
         )
     });
 }
+
+/// The configured local address is a second one on the interface (a
+/// sync address added next to the interface's first): the peer accepts
+/// only datagrams from it (its destination), so they must leave from it,
+/// not from the address the kernel's route picks (the first one).
+#[test]
+fn udp_sends_from_the_configured_local_address() {
+    let Some((na, nb)) = common::pair("ls") else {
+        return;
+    };
+    na.sh("ip addr add 10.9.0.5/24 dev s0");
+    let a = "UDP { IPv4_address 10.9.0.5 IPv4_Destination_Address 10.9.0.2 Port 3783 Interface s0 }";
+    let b = "UDP { IPv4_address 10.9.0.2 IPv4_Destination_Address 10.9.0.5 Port 3783 Interface s0 }";
+    let mut a = open_in(&na, a);
+    let mut b = open_in(&nb, b);
+    assert_eq!(deliver(&mut a, &mut b, &frame(1)), 0);
+    assert_eq!(b.links[0].stats.foreign, 0);
+}

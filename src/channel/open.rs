@@ -169,6 +169,12 @@ pub fn open_sockets(c: &Channel) -> io::Result<Opened> {
             let bind = local.unwrap_or_else(|| unspecified(dest));
             rx.bind(&scoped(bind, *port, info.index).into())?;
             let tx = socket(dom, Type::DGRAM, c)?;
+            // From the configured address: the peer accepts only its
+            // destination as source, and the route's choice may be
+            // another address of the interface.
+            if let Some(l) = local {
+                tx.bind(&scoped(*l, 0, info.index).into())?;
+            }
             no_check::apply(&tx, c.checksum)?;
             Sockets::Udp {
                 rx: rx.into(),

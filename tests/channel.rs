@@ -389,3 +389,38 @@ fn udp_sends_from_the_configured_local_address() {
     assert_eq!(deliver(&mut a, &mut b, &frame(1)), 0);
     assert_eq!(b.links[0].stats.foreign, 0);
 }
+
+/// As `udp_sends_from_the_configured_local_address`, for TCP: the peer
+/// accepts only connections from its destination, so ours must come
+/// from the configured local address.
+#[test]
+fn tcp_connects_from_the_configured_local_address() {
+    let Some((na, nb)) = common::pair("lt") else {
+        return;
+    };
+    na.sh("ip addr add 10.9.0.5/24 dev s0");
+    let a = "TCP { IPv4_address 10.9.0.5 IPv4_Destination_Address 10.9.0.2 Port 3791 Interface s0 }";
+    let b = "TCP { IPv4_address 10.9.0.2 IPv4_Destination_Address 10.9.0.5 Port 3791 Interface s0 }";
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            nb.enter(|| {
+                let mut b = Channels::open(&sync_section(b)).unwrap();
+                smol::block_on(async {
+                    let got = echo(&mut b, 1).await;
+                    linger(&mut b, 200).await;
+                    (got, b.links[0].stats.foreign)
+                })
+            })
+        });
+        let client = s.spawn(|| {
+            na.enter(|| {
+                let mut a = Channels::open(&sync_section(a)).unwrap();
+                smol::block_on(send_and_collect(&mut a, &[1], true))
+            })
+        });
+        let replies = client.join().unwrap();
+        let (got, foreign) = server.join().unwrap();
+        assert_eq!(foreign, 0, "connections refused as foreign");
+        assert_eq!((got, replies), (vec![1], vec![101]));
+    });
+}

@@ -104,6 +104,8 @@ enum Sockets {
     Tcp {
         listener: TcpListener,
         dest: SocketAddr,
+        /// Where our connections come from (the configured address).
+        from: Option<SocketAddr>,
     },
 }
 
@@ -193,6 +195,7 @@ pub fn open_sockets(c: &Channel) -> io::Result<Opened> {
             Sockets::Tcp {
                 listener: l.into(),
                 dest: scoped(*dest, *port, info.index),
+                from: local.map(|l| scoped(l, 0, info.index)),
             }
         }
     };
@@ -213,9 +216,13 @@ impl Opened {
                 dest,
                 peer,
             },
-            Sockets::Tcp { listener, dest } => Io::Tcp(Box::new(Tcp::new(
-                Async::new(listener)?,
+            Sockets::Tcp {
+                listener,
                 dest,
+                from,
+            } => Io::Tcp(Box::new(Tcp::new(
+                Async::new(listener)?,
+                (from, dest),
                 c.interface.to_string(),
                 error_queue,
             ))),

@@ -45,6 +45,9 @@ pub(super) struct Tcp {
     /// "not enough space errors").
     dropped: u64,
     dest: SocketAddr,
+    /// The configured local address: the peer accepts connections only
+    /// from it (its destination), which the route may not pick.
+    from: Option<SocketAddr>,
     interface: String,
     retry: Option<smol::Timer>,
 }
@@ -52,7 +55,7 @@ pub(super) struct Tcp {
 impl Tcp {
     pub(super) fn new(
         listener: Async<TcpListener>,
-        dest: SocketAddr,
+        (from, dest): (Option<SocketAddr>, SocketAddr),
         interface: String,
         queue_max: usize,
     ) -> Tcp {
@@ -67,6 +70,7 @@ impl Tcp {
             queue_max: queue_max.max(1),
             dropped: 0,
             dest,
+            from,
             interface,
             retry: None,
         }
@@ -262,6 +266,9 @@ impl Tcp {
         };
         let s = Socket::new(dom, Type::STREAM, Some(Protocol::TCP))?;
         s.bind_device(Some(self.interface.as_bytes()))?;
+        if let Some(from) = self.from {
+            s.bind(&from.into())?;
+        }
         s.set_nonblocking(true)?;
         s.set_keepalive(true)?;
         s.set_tcp_nodelay(true)?;
@@ -337,7 +344,12 @@ mod test {
         let at = l.local_addr().unwrap();
         let dest = "127.0.0.1:1".parse().unwrap();
         (
-            Tcp::new(Async::new(l).unwrap(), dest, "lo".into(), queue_max),
+            Tcp::new(
+                Async::new(l).unwrap(),
+                (None, dest),
+                "lo".into(),
+                queue_max,
+            ),
             at,
         )
     }

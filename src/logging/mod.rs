@@ -105,9 +105,9 @@ static LOGGER: Logger = Logger {
     }),
 };
 
-/// Installs the console logger and reads the local time zone (once: a
-/// zone changed later needs a restart, as in conntrackd's glibc when TZ
-/// names a file). Call first thing in `main`.
+/// Installs the console logger and reads the local time zone (`TZ` once;
+/// `/etc/localtime` again whenever it changed, as glibc's localtime(3)).
+/// Call first thing in `main`.
 pub fn install(verbose: bool) {
     local_time::init();
     let _ = log::set_logger(&LOGGER);

@@ -424,3 +424,47 @@ fn tcp_connects_from_the_configured_local_address() {
         assert_eq!((got, replies), (vec![1], vec![101]));
     });
 }
+
+/// `SndSocketBuffer` of a TCP link sizes the connection that carries our
+/// frames (conntrackd sets SO_SNDBUFFORCE on its TCP client): the
+/// kernel's send buffer (`ss`'s `tb`, twice the value) says so.
+#[test]
+fn tcp_snd_socket_buffer_sizes_our_connection() {
+    let Some((na, nb)) = common::pair("sb") else {
+        return;
+    };
+    let link = |me: u8, peer: u8| {
+        format!(
+            "TCP {{ IPv4_address 10.9.0.{me} IPv4_Destination_Address 10.9.0.{peer} Port 3792 Interface s0 SndSocketBuffer 3000000 }}"
+        )
+    };
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            nb.enter(|| {
+                let mut b = Channels::open(&sync_section(&link(2, 1))).unwrap();
+                smol::block_on(async {
+                    echo(&mut b, 1).await;
+                    linger(&mut b, 2000).await;
+                })
+            })
+        });
+        let client = s.spawn(|| {
+            na.enter(|| {
+                let mut a = Channels::open(&sync_section(&link(1, 2))).unwrap();
+                let replies =
+                    smol::block_on(send_and_collect(&mut a, &[1], true));
+                let ss =
+                    na.sh("ss -tmnH state established '( dport = :3792 )'");
+                (replies, ss)
+            })
+        });
+        let (replies, ss) = client.join().unwrap();
+        server.join().unwrap();
+        assert_eq!(replies, vec![101]);
+        let tb = ss
+            .split(",tb")
+            .nth(1)
+            .and_then(|r| r.split(',').next()?.parse::<u64>().ok());
+        assert_eq!(tb, Some(6_000_000), "{ss}");
+    });
+}

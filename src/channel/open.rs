@@ -29,13 +29,14 @@ fn domain(ip: &IpAddr) -> Domain {
     }
 }
 
-fn buffers(s: &Socket, c: &Channel) {
+/// Sizes `s`'s buffers: `SndSocketBuffer`, `RcvSocketBuffer` (`sizes`).
+pub(super) fn buffers(s: &Socket, sizes: (u32, u32)) {
     // Unset, the buffers hold a burst rather than the system's ~200 KiB: a
     // bulk of 20 000 changes leaves as ~400 datagrams at once, and a tail
     // dropped by a full receive buffer waits for the next ALIVE to be
     // noticed. Memory is only used while a burst is in flight.
     let or_default = |n: u32| if n > 0 { n as usize } else { DEFAULT_BUFFER };
-    let (snd, rcv) = (or_default(c.snd_buffer), or_default(c.rcv_buffer));
+    let (snd, rcv) = (or_default(sizes.0), or_default(sizes.1));
     // The *_FORCE variants need CAP_NET_ADMIN; fall back to the plain ones.
     if rustix::net::sockopt::set_socket_send_buffer_size_force(s, snd).is_err()
     {
@@ -62,7 +63,7 @@ fn socket(dom: Domain, ty: Type, c: &Channel) -> io::Result<Socket> {
     if dom == Domain::IPV6 {
         s.set_only_v6(true)?;
     }
-    buffers(&s, c);
+    buffers(&s, (c.snd_buffer, c.rcv_buffer));
     Ok(s)
 }
 
@@ -224,6 +225,7 @@ impl Opened {
                 Async::new(listener)?,
                 (from, dest),
                 c.interface.to_string(),
+                (c.snd_buffer, c.rcv_buffer),
                 error_queue,
             ))),
         };

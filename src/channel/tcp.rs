@@ -49,6 +49,8 @@ pub(super) struct Tcp {
     /// from it (its destination), which the route may not pick.
     from: Option<SocketAddr>,
     interface: String,
+    /// `SndSocketBuffer`, `RcvSocketBuffer`: our connections' too.
+    buffers: (u32, u32),
     retry: Option<smol::Timer>,
 }
 
@@ -57,6 +59,7 @@ impl Tcp {
         listener: Async<TcpListener>,
         (from, dest): (Option<SocketAddr>, SocketAddr),
         interface: String,
+        buffers: (u32, u32),
         queue_max: usize,
     ) -> Tcp {
         Tcp {
@@ -72,6 +75,7 @@ impl Tcp {
             dest,
             from,
             interface,
+            buffers,
             retry: None,
         }
     }
@@ -266,6 +270,7 @@ impl Tcp {
         };
         let s = Socket::new(dom, Type::STREAM, Some(Protocol::TCP))?;
         s.bind_device(Some(self.interface.as_bytes()))?;
+        super::open::buffers(&s, self.buffers);
         if let Some(from) = self.from {
             s.bind(&from.into())?;
         }
@@ -348,6 +353,7 @@ mod test {
                 Async::new(l).unwrap(),
                 (None, dest),
                 "lo".into(),
+                (0, 0),
                 queue_max,
             ),
             at,

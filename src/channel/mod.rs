@@ -4,7 +4,8 @@
 //! current one and receiving on all. Reception is tied to the link's
 //! interface (`SO_BINDTODEVICE`); unicast links also accept only datagrams
 //! from the configured peer address, and TCP links only its connections
-//! (counted as `foreign` otherwise).
+//! (counted as `foreign` otherwise); so ours leave from the configured
+//! local address, when one is set, whatever address the route picks.
 //! conntrackd accepts anything that reaches the port.
 //!
 //! Failover (reference §4.1): [`Channels::failover`] moves to the next

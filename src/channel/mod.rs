@@ -151,9 +151,10 @@ impl Channels {
                         io::Error::new(
                             e.kind(),
                             format!(
-                                "can't open channel socket: {} link on {}: {e}",
+                                "can't open channel socket: {} link on {}: {}",
                                 c.transport.kind(),
-                                c.interface
+                                c.interface,
+                                crate::logging::strerror(&e)
                             ),
                         )
                     },

@@ -239,3 +239,30 @@ impl Opened {
         })
     }
 }
+
+#[cfg(test)]
+mod test {
+    use crate::channel::Channels;
+
+    /// conntrackd's `can't open channel socket: %s` carries strerror's
+    /// text; Rust's error adds " (os error N)".
+    #[test]
+    fn a_link_that_does_not_open_says_why_in_strerrors_words() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: binding to a device needs root");
+            return;
+        }
+        let text = "General { UNIX { Path /tmp/co.sock } } \
+             Sync { Mode FTFW { } \
+             UDP { IPv4_address 10.99.99.1 IPv4_Destination_Address 10.99.99.2 Port 37953 Interface lo } }";
+        let cfg = crate::config::parse(text, "t.conf").unwrap().config;
+        let Err(e) = Channels::open(cfg.sync.as_ref().unwrap()) else {
+            panic!("lo has no 10.99.99.1");
+        };
+        assert_eq!(
+            e.to_string(),
+            "can't open channel socket: UDP link on lo: \
+             Cannot assign requested address"
+        );
+    }
+}

@@ -468,3 +468,24 @@ fn tcp_snd_socket_buffer_sizes_our_connection() {
         assert_eq!(tb, Some(6_000_000), "{ss}");
     });
 }
+
+/// IPv6 link-local addresses need the interface as scope, for the bind
+/// of both sockets and for the destination.
+#[test]
+fn udp_over_ipv6_link_local_addresses() {
+    let Some((na, nb)) = common::pair("ll") else {
+        return;
+    };
+    na.sh("ip -6 addr add fe80::a1/64 dev s0 nodad");
+    nb.sh("ip -6 addr add fe80::b2/64 dev s0 nodad");
+    let link = |me: &str, peer: &str| {
+        format!(
+            "UDP {{ IPv6_address {me} IPv6_Destination_Address {peer} Port 3784 Interface s0 }}"
+        )
+    };
+    let mut a = open_in(&na, &link("fe80::a1", "fe80::b2"));
+    let mut b = open_in(&nb, &link("fe80::b2", "fe80::a1"));
+    assert_eq!(deliver(&mut a, &mut b, &frame(1)), 0);
+    assert_eq!(deliver(&mut b, &mut a, &frame(2)), 0);
+    assert_eq!(a.links[0].stats.foreign + b.links[0].stats.foreign, 0);
+}

@@ -111,6 +111,23 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// Whether the failure is the mode's own start (kernel sockets, the
+    /// worker, links, keys, the start-up dump), after which conntrackd
+    /// logs `initialization failed` before `cannot start`; not the lock
+    /// file, signals or control socket it sets up before.
+    pub fn in_mode_init(&self) -> bool {
+        !matches!(
+            self,
+            Error::LockHeld { .. }
+                | Error::Lock { .. }
+                | Error::Signals(_)
+                | Error::UnixSocket { .. }
+                | Error::Worker(None)
+        )
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -150,8 +150,11 @@ pub fn run(
             logging::close();
             ExitCode::SUCCESS
         }
-        Err(msg) => {
-            error!("{msg}");
+        Err(e) => {
+            error!("{e}");
+            if e.in_mode_init() {
+                error!("initialization failed");
+            }
             error!(
                 "{} cannot start, please review your configuration",
                 personality.name

@@ -19,7 +19,7 @@
 //! L1  wire  config  control::proto   (formats and the parser, pure)
 //!     kernel::pacing    (when the event socket is read: the loop's rule,
 //!                       which the lossy-link simulation in sync runs too)
-//! L0  model  time  personality   (values, time as input)
+//! L0  model  time  personality  strerror   (values, time as input)
 //! ```
 //!
 //! A module may use only modules in lower layers (and its own
@@ -41,6 +41,7 @@ pub mod logging;
 pub mod model;
 pub mod node;
 pub mod personality;
+pub mod strerror;
 pub mod sync;
 pub mod time;
 pub mod wire;

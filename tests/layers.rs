@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("time", 0),
     ("model", 0),
     ("personality", 0),
+    ("strerror", 0),
     ("wire", 1),
     ("config", 1),
     ("control::proto", 1),

@@ -154,7 +154,7 @@ impl Channels {
                                 "can't open channel socket: {} link on {}: {}",
                                 c.transport.kind(),
                                 c.interface,
-                                crate::logging::strerror(&e)
+                                crate::strerror::strerror(&e)
                             ),
                         )
                     },

@@ -172,7 +172,7 @@ fn run(mut s: JobSockets, jobs: &Receiver<Job>, done: &Sender<Completion>) {
         };
         let sent = match result {
             Ok(sent) => sent,
-            Err(e) => send(Done::Failed(crate::logging::strerror(&e))),
+            Err(e) => send(Done::Failed(crate::strerror::strerror(&e))),
         };
         if sent.is_err() {
             // The loop is gone: the daemon is stopping.
@@ -344,7 +344,7 @@ fn committed(
         exps,
         failed,
         took_us,
-        aborted: aborted.map(|e| crate::logging::strerror(&e).into()),
+        aborted: aborted.map(|e| crate::strerror::strerror(&e).into()),
     }
 }
 

@@ -158,18 +158,8 @@ pub fn check_stats_file(path: &Path) -> Result<(), String> {
 /// conntrackd's words when a log file does not open, its reason as
 /// `strerror` gives it.
 fn cannot_open(path: &Path, e: &std::io::Error) -> String {
-    let reason = strerror(e);
+    let reason = crate::strerror::strerror(e);
     format!("can't open logfile `{}'.Reason: {reason}", path.display())
-}
-
-/// An error in `strerror`'s words, as conntrackd's `%s` of it: without
-/// the " (os error N)" Rust adds to a system error.
-pub fn strerror(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) => text[..at].to_string(),
-        _ => text,
-    }
 }
 
 /// Connects to the local syslog, tagging lines with `ident`. A missing

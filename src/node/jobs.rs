@@ -90,7 +90,10 @@ impl Node {
                 for (errno, tuple) in failed {
                     self.out.log(
                         Error,
-                        format!("commit-create: {}", strerror(errno)),
+                        format!(
+                            "commit-create: {}",
+                            crate::strerror::of_errno(errno)
+                        ),
                     );
                     self.out.log(Error, tuple_text(&tuple));
                 }
@@ -265,8 +268,13 @@ impl Node {
         }
         column[usize::from(e != 0)] += 1;
         if e != 0 && log {
-            self.out
-                .log(Warn, format!("could not {what} entry: {}", strerror(e)));
+            self.out.log(
+                Warn,
+                format!(
+                    "could not {what} entry: {}",
+                    crate::strerror::of_errno(e)
+                ),
+            );
         }
     }
 }
@@ -279,12 +287,6 @@ fn stage_times(us: [u32; 2]) -> [std::time::Duration; 2] {
 /// EIO, the errno of an entry whose whole commit failed.
 fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
-}
-
-/// An errno in `strerror`'s words, as conntrackd logs it (without the
-/// " (os error N)" Rust's `io::Error` adds).
-fn strerror(errno: i32) -> String {
-    crate::logging::strerror(&std::io::Error::from_raw_os_error(errno))
 }
 
 /// A tuple as conntrackd prints it under a failed commit.

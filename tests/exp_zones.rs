@@ -3,7 +3,9 @@
 //! their master's zone; the primary takes it from the cached master, so
 //! the backup holds the expectation in zone 7 and its commit creates it
 //! there, beside its master (in zone 0 the kernel finds no master and
-//! refuses it). Needs root; skipped with a message otherwise.
+//! refuses it). Over conntrackd's protocol, whose expectations carry no
+//! zone, the backup takes it from the master it holds. Needs root;
+//! skipped with a message otherwise.
 
 // The wait for conntrackd is a wall-clock bound on a real process.
 #![allow(clippy::disallowed_methods)]
@@ -99,6 +101,15 @@ fn sync_section(me: &str, peer: &str) -> String {
     )
 }
 
+/// The same, both daemons speaking conntrackd's protocol (whose
+/// expectations carry no zone).
+fn ctd_sync_section(me: &str, peer: &str) -> String {
+    format!(
+        "Mode FTFW {{ }}\n{}\nOptions {{ ExpectationSync {{ ftp }} PeerProtocol conntrackd }}",
+        udp_link(me, peer)
+    )
+}
+
 /// What the feature is for: conntrackd 1.4.7 in the same place caches
 /// (and so sends) only the expectation whose master is in zone 0.
 #[test]
@@ -130,10 +141,22 @@ fn conntrackd_keeps_only_the_zone_0_masters_expectation() {
 
 #[test]
 fn a_zoned_masters_expectation_is_committed_in_its_zone() {
-    let Some((a, b)) = common::pair("xz") else {
+    committed_in_its_zone("xz", sync_section);
+}
+
+/// Over conntrackd's protocol, which has no expectation zone: the backup
+/// takes it from the master it holds.
+#[test]
+fn a_zoned_masters_expectation_over_conntrackds_protocol_is_committed_in_its_zone()
+ {
+    committed_in_its_zone("xk", ctd_sync_section);
+}
+
+fn committed_in_its_zone(tag: &str, sync: fn(&str, &str) -> String) {
+    let Some((a, b)) = common::pair(tag) else {
         return;
     };
-    let (fw1, fw2) = Fw::start_pair((&a, &b), "xz", "", sync_section);
+    let (fw1, fw2) = Fw::start_pair((&a, &b), tag, "", sync);
     let masters = two_sessions(&a);
     let limit = Duration::from_secs(10);
     assert!(
@@ -147,7 +170,11 @@ fn a_zoned_masters_expectation_is_committed_in_its_zone() {
         .lines()
         .filter(|l| l.contains("dport=50007 "))
         .collect::<Vec<_>>();
-    assert!(zone7.len() == 1 && zone7[0].contains(" zone=7 "), "{shown}");
+    assert!(
+        zone7.len() == 1 && zone7[0].contains(" zone=7 "),
+        "{shown}\nfw2's conntracks: {}",
+        String::from_utf8(fw2.cli(&["-e"]).stdout).unwrap()
+    );
     let committed = fw2.cli(&["-c"]);
     assert!(committed.status.success(), "{committed:?}");
     assert_eq!(listed(&b, 50007), 1, "zone 7: {}", fw2.log());

@@ -254,18 +254,7 @@ impl Node {
     /// in zone 0 when the master is not cached: then the expectation is
     /// not replicated (its master is not), or its master has ended.
     pub(super) fn stamp_master_zone(&self, x: &mut Expect) {
-        if x.zone != 0
-            || self.internal_ct.contains(&CtKey {
-                orig: x.master,
-                zone: 0,
-            })
-        {
-            return;
-        }
-        let zones = self.internal_ct.group_keys(&x.master);
-        if let Some(zone) = zones.iter().map(|k| k.zone).min() {
-            x.zone = zone;
-        }
+        x.zone = master_zone(&self.internal_ct, x.master, x.zone);
     }
 
     /// An expectation's event (`event`) or dump entry.
@@ -483,4 +472,25 @@ impl Held {
             Object::Exp(x) => Held::Exp(exp_key_of(x)),
         }
     }
+}
+
+/// The zone of an expectation of `master` reported in `zone`: `zone`
+/// unless it is 0 and `cts` holds no zone-0 conntrack of `master`; then
+/// the lowest zone `cts` holds one in, if any ([`Node::stamp_master_zone`];
+/// a conntrackd peer's expectations carry no zone either).
+pub(super) fn master_zone(
+    cts: &crate::cache::Cache<Conntrack>,
+    master: crate::model::Tuple,
+    zone: u16,
+) -> u16 {
+    if zone != 0
+        || cts.contains(&CtKey {
+            orig: master,
+            zone: 0,
+        })
+    {
+        return zone;
+    }
+    let zones = cts.group_keys(&master);
+    zones.iter().map(|k| k.zone).min().unwrap_or(0)
 }

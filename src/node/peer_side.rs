@@ -6,6 +6,7 @@
 //! [`crate::sync::Switch`]'s; its one notice line is written here, where
 //! the link is known).
 
+use super::kernel_side::master_zone;
 use super::{
     Injection, Internal, Job, LinkView, Node, Purpose, RELEASE_AFTER, Work,
 };
@@ -171,10 +172,14 @@ impl Node {
                 let _ = self.external_ct.upsert(&ct, now, new);
             }
             Apply::CtDel(k) => self.forget_external_ct(&k),
-            Apply::Exp { exp, new } => {
+            // conntrackd's protocol carries no expectation zone: one of
+            // a master in a zone takes the zone of the master held.
+            Apply::Exp { mut exp, new } => {
+                exp.zone = master_zone(&self.external_ct, exp.master, exp.zone);
                 let _ = self.external_exp.upsert(&exp, now, new);
             }
-            Apply::ExpDel(k) => {
+            Apply::ExpDel(mut k) => {
+                k.zone = master_zone(&self.external_ct, k.master, k.zone);
                 self.external_exp.take(&k);
             }
         }

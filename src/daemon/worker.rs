@@ -239,10 +239,25 @@ fn flush(
                 _ => None,
             })
             .collect();
+        // Not found by its original tuple: one whose zone is set for the
+        // original direction only (the model does not keep it); its
+        // reply tuple is in zone 0.
+        let mut missed = Vec::new();
         for chunk in victims.chunks(256) {
             let errs = sock.batch(|buf, seq| {
                 for c in chunk {
                     codec::encode_ct_delete(buf, &c.orig, c.zone, seq());
+                }
+            })?;
+            deleted += errs.iter().filter(|&&e| e == 0).count();
+            let gone = rustix::io::Errno::NOENT.raw_os_error();
+            let again = chunk.iter().zip(&errs).filter(|(_, e)| **e == gone);
+            missed.extend(again.filter_map(|(c, _)| Some((c.reply?, c.zone))));
+        }
+        for chunk in missed.chunks(256) {
+            let errs = sock.batch(|buf, seq| {
+                for (reply, zone) in chunk {
+                    codec::encode_ct_delete_by_reply(buf, reply, *zone, seq());
                 }
             })?;
             deleted += errs.iter().filter(|&&e| e == 0).count();

@@ -142,6 +142,27 @@ pub fn encode_ct_delete(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
     encode_ct_by_tuple(buf, IPCTNL_MSG_CT_DELETE, orig, zone, seq);
 }
 
+/// Appends a request that deletes the conntrack with this reply tuple
+/// (as the kernel reports it, NAT applied): one whose original tuple is
+/// in a zone of that direction only (CTA_TUPLE_ZONE, which the model
+/// does not keep) is found by its reply tuple in zone 0.
+pub fn encode_ct_delete_by_reply(
+    buf: &mut Vec<u8>,
+    reply: &Tuple,
+    zone: u16,
+    seq: u32,
+) {
+    let mut e = Encoder::new(buf);
+    let flags = NLM_F_REQUEST | NLM_F_ACK;
+    let op = IPCTNL_MSG_CT_DELETE;
+    let at = e.begin_msg(NFNL_SUBSYS_CTNETLINK, op, flags, seq, family(reply));
+    e.tuple(CTA_TUPLE_REPLY, reply);
+    if zone != 0 {
+        e.put_be16(CTA_ZONE, zone);
+    }
+    e.finish_msg(at);
+}
+
 /// Appends a request for one conntrack by original tuple.
 pub fn encode_ct_get(buf: &mut Vec<u8>, orig: &Tuple, zone: u16, seq: u32) {
     encode_ct_by_tuple(buf, IPCTNL_MSG_CT_GET, orig, zone, seq);

@@ -32,7 +32,8 @@ mod message;
 mod uapi;
 
 pub use ct_encode::{
-    encode_ct_create, encode_ct_delete, encode_ct_get, encode_ct_update,
+    encode_ct_create, encode_ct_delete, encode_ct_delete_by_reply,
+    encode_ct_get, encode_ct_update,
 };
 pub(crate) use dump::{encode_dump, encode_exp_dump_of};
 pub(crate) use exp::{encode_exp_create, encode_exp_delete, encode_exp_flush};

@@ -92,24 +92,10 @@ impl<V: Stored> Cache<V> {
     /// master's expectations) and returns their keys; each counts as a
     /// deletion. Costs a lookup, and one more an entry of the group.
     pub fn take_group(&mut self, g: &V::Group) -> Vec<V::Key> {
-        if self.groups.pairs.is_empty() {
-            // No expectation cached (most routers): not even a hash.
+        let Some((gh, khs)) = self.key_hashes_of(g) else {
             return Vec::new();
-        }
-        let gh = self.hasher.hash_one(g);
-        let mut khs: Vec<u64> = self
-            .groups
-            .pairs
-            .iter_hash(gh)
-            .filter(|p| p.0 == gh)
-            .map(|p| p.1)
-            .collect();
+        };
         let mut taken = Vec::new();
-        if khs.is_empty() {
-            return taken;
-        }
-        khs.sort_unstable();
-        khs.dedup();
         let Cache {
             table,
             slab,
@@ -140,19 +126,9 @@ impl<V: Stored> Cache<V> {
     /// The keys of group `g`'s entries (a tuple's zoned conntracks),
     /// left in place. Costs nothing while no entry has a group.
     pub fn group_keys(&self, g: &V::Group) -> Vec<V::Key> {
-        if self.groups.pairs.is_empty() {
+        let Some((_, khs)) = self.key_hashes_of(g) else {
             return Vec::new();
-        }
-        let gh = self.hasher.hash_one(g);
-        let mut khs: Vec<u64> = self
-            .groups
-            .pairs
-            .iter_hash(gh)
-            .filter(|p| p.0 == gh)
-            .map(|p| p.1)
-            .collect();
-        khs.sort_unstable();
-        khs.dedup();
+        };
         let (table, slab, hasher) = (&self.table, &self.slab, &self.hasher);
         khs.into_iter()
             .flat_map(|kh| {
@@ -164,6 +140,26 @@ impl<V: Stored> Cache<V> {
                 })
             })
             .collect()
+    }
+
+    /// Group `g`'s hash and the distinct key hashes of its entries; None
+    /// when it has none. No index (no expectation cached, no zoned
+    /// conntrack: most routers) costs not even a hash.
+    fn key_hashes_of(&self, g: &V::Group) -> Option<(u64, Vec<u64>)> {
+        if self.groups.pairs.is_empty() {
+            return None;
+        }
+        let gh = self.hasher.hash_one(g);
+        let mut khs: Vec<u64> = self
+            .groups
+            .pairs
+            .iter_hash(gh)
+            .filter(|p| p.0 == gh)
+            .map(|p| p.1)
+            .collect();
+        khs.sort_unstable();
+        khs.dedup();
+        (!khs.is_empty()).then_some((gh, khs))
     }
 
     /// Whether the group index holds exactly one pair for each grouped

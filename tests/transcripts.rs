@@ -141,7 +141,9 @@ impl Run {
         }
         for l in out.logs {
             let level = l.level.as_str().to_lowercase();
-            self.say(format!("log {level} {}", l.text));
+            // An entry's line: after the time alone in the LogFile.
+            let entry = if l.entry { "entry " } else { "" };
+            self.say(format!("log {level} {entry}{}", l.text));
         }
         if out.shutdown {
             self.say("shutdown");

@@ -280,9 +280,9 @@ fn flush(
 
 /// Runs a commit plan stage by stage (the first stage's conntracks and
 /// expectations before the idle rest); each refused entry is reported
-/// with its tuple. A socket that fails midway (no answer within its
-/// timeout) ends the job there: what the kernel answered for counts as
-/// it answered, the rest as failed.
+/// (the entry itself, for the log). A socket that fails midway (no
+/// answer within its timeout) ends the job there: what the kernel
+/// answered for counts as it answered, the rest as failed.
 fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> Done {
     use std::time::{Duration, Instant};
     // Conntracks and expectations timed apart, for the log's two "commit
@@ -332,7 +332,7 @@ fn commit_plan(sock: &mut CtSocket, plan: &Plan) -> Done {
 /// one errno for each of the plan's first entries, in plan order) and
 /// why the job ended early, if it did: the entries with no answer count
 /// as failed (EIO), and only the refusals the kernel gave are listed
-/// with their tuples (one log line for the rest, not one per entry).
+/// with their entries (one log line for the rest, not one per entry).
 fn committed(
     plan: &Plan,
     mut cts: Vec<i32>,
@@ -344,12 +344,12 @@ fn committed(
         .iter()
         .zip(&plan.cts)
         .filter(|(e, _)| **e != 0)
-        .map(|(&e, c)| (e, c.orig));
+        .map(|(&e, c)| (e, Object::Ct(c.clone())));
     let refused_exps = exps
         .iter()
         .zip(&plan.exps)
         .filter(|(e, _)| **e != 0)
-        .map(|(&e, x)| (e, x.tuple));
+        .map(|(&e, x)| (e, Object::Exp(x.clone())));
     let failed = refused_cts.chain(refused_exps).collect();
     let eio = rustix::io::Errno::IO.raw_os_error();
     cts.resize(plan.cts.len(), eio);
@@ -380,7 +380,7 @@ mod test {
     /// The socket failed after the kernel answered for three of five
     /// conntracks (one refused): those three keep their answers, the two
     /// after them and the expectation are failed (EIO), and only the
-    /// kernel's refusal is listed with its tuple.
+    /// kernel's refusal is listed with its entry.
     #[test]
     fn a_commit_ended_midway_keeps_what_the_kernel_answered() {
         let master = ct(21);
@@ -404,7 +404,7 @@ mod test {
         };
         assert_eq!(cts, [0, eexist, 0, eio, eio]);
         assert_eq!(exps, [eio]);
-        assert_eq!(failed, [(eexist, plan.cts[1].orig)]);
+        assert_eq!(failed, [(eexist, Object::Ct(plan.cts[1].clone()))]);
         assert_eq!(aborted.as_deref(), Some("no answer"));
     }
 

@@ -12,6 +12,12 @@
 //! crate refuses once the daemon has threads; stamps come from
 //! `local_time`, which applies the zone's rules to each instant.
 //!
+//! Records of target [`ENTRY`] are an entry's line as conntrackd writes
+//! the entry a commit could not create (its `dlog_ct`): in the LogFile
+//! `<ctime>\t<entry>` (no `[…]`, no pid, no level), to syslog the entry
+//! at the record's priority (with a newline at its end when a LogFile is
+//! open too), nothing on the console (observed: conntrackd 1.4.7).
+//!
 //! A failing log sink never stops the daemon: write errors are counted and
 //! otherwise ignored; a syslog connection that failed is made again
 //! (`syslog_sink`).
@@ -248,6 +254,26 @@ pub fn write_errors() -> u64 {
     }
 }
 
+/// The target of a record that is an entry's line (see the module's
+/// documentation).
+pub const ENTRY: &str = "ctsyncd::entry";
+
+/// An entry's line in the LogFile, as conntrackd's `dlog_ct` writes it.
+fn entry_line(t: OffsetDateTime, entry: &str) -> String {
+    format!("{}\t{entry}", ctime(t))
+}
+
+/// What syslog gets of an entry's line: conntrackd sends the text it
+/// wrote to its LogFile, newline included, or without one when it has no
+/// LogFile (observed).
+fn entry_syslog_text(entry: &str, file: bool) -> String {
+    if file {
+        format!("{entry}\n")
+    } else {
+        entry.to_string()
+    }
+}
+
 /// conntrackd's level words.
 fn level_word(level: Level) -> &'static str {
     match level {
@@ -296,13 +322,20 @@ impl Log for Logger {
         let Ok(mut s) = self.sinks.lock() else {
             return;
         };
-        let msg = record.args().to_string();
+        let mut msg = record.args().to_string();
         let now = local_time::now();
+        let entry = record.target() == ENTRY;
         // One write per line keeps lines whole in an O_APPEND file shared
         // with the background child and the clients.
-        let mut line =
-            format_line(now, std::process::id(), record.level(), &msg);
+        let mut line = if entry {
+            entry_line(now, &msg)
+        } else {
+            format_line(now, std::process::id(), record.level(), &msg)
+        };
         line.push('\n');
+        if entry {
+            msg = entry_syslog_text(&msg, s.file.is_some());
+        }
         let mut failed = false;
         if let Some(f) = s.file.as_mut() {
             failed |= f.write_all(line.as_bytes()).is_err();
@@ -316,7 +349,7 @@ impl Log for Logger {
                 Level::Debug | Level::Trace => l.info(&msg),
             });
         }
-        if s.console {
+        if s.console && !entry {
             // Errors and warnings to stderr, the rest to stdout, as
             // conntrackd does in console mode.
             let r = if record.level() <= Level::Warn {
@@ -359,6 +392,27 @@ mod test {
         assert_eq!(
             ctime(datetime!(2026-03-01 00:00:00 UTC)),
             "Sun Mar  1 00:00:00 2026"
+        );
+    }
+
+    /// conntrackd 1.4.7's lines for an entry a commit could not create
+    /// (observed: LogFile `Mon Dec  7 19:29:22 2026\ttcp      6 600 …`;
+    /// syslog `<27>Dec  7 19:29:48 conntrack-tools[1451]: tcp      6 600
+    /// …\n`, without the newline under `LogFile off`).
+    #[test]
+    fn an_entrys_line_is_conntrackds() {
+        let t = datetime!(2026-12-07 19:29:22 UTC);
+        assert_eq!(
+            entry_line(t, "tcp      6 600 ESTABLISHED src=10.72.1.2"),
+            "Mon Dec  7 19:29:22 2026\ttcp      6 600 ESTABLISHED src=10.72.1.2"
+        );
+        assert_eq!(
+            entry_syslog_text("udp      17 30", true),
+            "udp      17 30\n"
+        );
+        assert_eq!(
+            entry_syslog_text("udp      17 30", false),
+            "udp      17 30"
         );
     }
 

@@ -383,6 +383,7 @@ impl Node {
         exp_errs: &[i32],
         stages: Option<[Duration; 2]>,
     ) {
+        let refused = std::mem::take(&mut self.commit_exp_refused);
         let Some(run) = self.commit.take() else {
             return self.done(client, Status::Ok);
         };
@@ -407,6 +408,9 @@ impl Node {
                 format!("commit has taken {} seconds", took(ct_took)),
             );
         }
+        // What the expectations' stage refused, after the conntracks'
+        // totals (conntrackd commits the expectations then).
+        self.out.logs.extend(refused);
         if run.target != Target::Ct && self.expectations() {
             self.out
                 .log(Info, format!("Committed {exp_ok} new expectations"));

@@ -160,11 +160,12 @@ pub struct Completion {
 #[derive(Debug)]
 pub enum Done {
     /// One errno per planned conntrack and expectation (0 = created),
-    /// and the errno and tuple of each refused entry, for the log.
+    /// and the errno and the entry (as planned) of each refused one, for
+    /// the log.
     Committed {
         cts: Vec<i32>,
         exps: Vec<i32>,
-        failed: Vec<(i32, crate::model::Tuple)>,
+        failed: Vec<(i32, crate::kernel::codec::Object)>,
         /// Microseconds the conntrack stage and the expectation stage each
         /// took in the kernel (conntrackd logs one total per stage, in
         /// microseconds: the node's clock counts milliseconds).
@@ -227,6 +228,9 @@ impl Injection {
 pub struct LogRecord {
     pub level: log::Level,
     pub text: String,
+    /// An entry's line, as conntrackd writes the entry a commit could not
+    /// create: after the time alone (no pid, no level), see `logging`.
+    pub entry: bool,
 }
 
 /// Everything one input caused.
@@ -268,6 +272,16 @@ impl Outbox {
         self.logs.push(LogRecord {
             level,
             text: text.into(),
+            entry: false,
+        });
+    }
+
+    /// An entry's line ([`LogRecord::entry`]).
+    pub(crate) fn log_entry(&mut self, level: log::Level, text: String) {
+        self.logs.push(LogRecord {
+            level,
+            text,
+            entry: true,
         });
     }
 

@@ -5,11 +5,14 @@
 
 use log::Level::{Error, Warn};
 
-use super::{Completion, Done, Injection, Node, Purpose, RELEASE_AFTER};
+use super::render::{ct_line_refused, exp_line_refused};
+use super::{
+    Completion, Done, Injection, LogRecord, Node, Purpose, RELEASE_AFTER,
+};
 use crate::control::proto::Status;
 use crate::kernel::codec::Object;
-use crate::model::{L4, Tuple};
 use crate::time::Instant;
+use crate::wire::{ct_key_of, exp_key_of};
 
 impl Node {
     /// One commit job's outcome: a split commit's jobs are kept until
@@ -87,15 +90,8 @@ impl Node {
                     self.counters.jobs_failed += 1;
                     self.out.log(Error, format!("commit-create: {why}"));
                 }
-                for (errno, tuple) in failed {
-                    self.out.log(
-                        Error,
-                        format!(
-                            "commit-create: {}",
-                            crate::strerror::of_errno(errno)
-                        ),
-                    );
-                    self.out.log(Error, tuple_text(&tuple));
+                for (errno, entry) in failed {
+                    self.refused(errno, entry);
                 }
                 self.commit_part_done(now, purpose, cts, exps, Some(took_us));
             }
@@ -242,6 +238,40 @@ impl Node {
 }
 
 impl Node {
+    /// conntrackd's two lines for an entry a commit could not create:
+    /// `commit-create: <strerror>`, then the entry as cached (the plan's
+    /// copy, prepared for the kernel, if it has left the cache since) on
+    /// a line of its own. conntrackd commits the expectations after the
+    /// conntracks' totals: their lines wait for `commit_done`.
+    fn refused(&mut self, errno: i32, entry: Object) {
+        let why =
+            format!("commit-create: {}", crate::strerror::of_errno(errno));
+        match entry {
+            Object::Ct(c) => {
+                let cached = self.external_ct.get(&ct_key_of(&c));
+                let c = cached.map_or(c, |e| e.value);
+                self.out.log(Error, why);
+                self.out.log_entry(Error, ct_line_refused(&c));
+            }
+            Object::Exp(x) => {
+                let cached = self.external_exp.get(&exp_key_of(&x));
+                let line = exp_line_refused(&cached.map_or(x, |e| e.value));
+                self.commit_exp_refused.extend([
+                    LogRecord {
+                        level: Error,
+                        text: why,
+                        entry: false,
+                    },
+                    LogRecord {
+                        level: Error,
+                        text: line,
+                        entry: true,
+                    },
+                ]);
+            }
+        }
+    }
+
     /// One injected change's outcome, counted by kind as conntrackd's
     /// `external inject:` does (a delete that finds the entry gone is
     /// done, and counted in neither column), with conntrackd's warning
@@ -287,14 +317,4 @@ fn stage_times(us: [u32; 2]) -> [std::time::Duration; 2] {
 /// EIO, the errno of an entry whose whole commit failed.
 fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
-}
-
-/// A tuple as conntrackd prints it under a failed commit.
-pub fn tuple_text(t: &Tuple) -> String {
-    match t.l4 {
-        L4::Ports { src, dst } => {
-            format!("{} {}:{} -> {}:{}", t.proto, t.src, src, t.dst, dst)
-        }
-        _ => format!("{} {} -> {}", t.proto, t.src, t.dst),
-    }
 }

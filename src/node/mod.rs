@@ -120,6 +120,9 @@ pub struct Node {
     /// one ends with [`Outbox::release_memory`].
     resync_dumped: usize,
     commit: Option<Running>,
+    /// The running commit's lines for the expectations it could not
+    /// create, written after the conntracks' totals (`node::jobs`).
+    commit_exp_refused: Vec<LogRecord>,
     /// A commit split in two jobs: its first stage's keys and outcome.
     commit_first: Option<commit_split::SplitCommit>,
     /// The running commit left the conntrack NEW event group
@@ -205,6 +208,7 @@ impl Node {
             tx: TxTiming::default(),
             tx_buf: vec![0; max_datagram],
             commit: None,
+            commit_exp_refused: Vec::new(),
             commit_first: None,
             new_events_paused: false,
             bulk_after_commit: None,

@@ -370,3 +370,67 @@ fn a_commit_that_ended_midway_counts_what_the_kernel_took() {
         o.replies
     );
 }
+
+/// Each entry a commit could not create is logged as conntrackd 1.4.7
+/// logs it: `commit-create: <strerror>`, then the entry as cached (its
+/// cached timeout, not the plan's) on an entry line; the expectations'
+/// after the conntracks' totals (observed: tests/commit_log_parity).
+#[test]
+fn refused_entries_are_logged_as_cached_expectations_after_the_totals() {
+    let mut fw = node(cfg("", "FTFW { }", "ExpectationSync On"), 2);
+    let t0 = Instant::from_millis(0);
+    let mut c = Conntrack::new(tcp("10.1.0.1", "10.2.0.1", 1001, 21));
+    c.timeout = Some(432000);
+    c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+    fw.external_ct.upsert(&c, t0, true).unwrap();
+    let mask = tcp("255.255.255.255", "255.255.255.255", 0, 0xffff);
+    let mut x =
+        Expect::new(c.orig, tcp("10.1.0.1", "10.2.0.1", 0, 50000), mask);
+    x.timeout = Some(300);
+    fw.external_exp.upsert(&x, t0, true).unwrap();
+    let now = Instant::from_millis(5000);
+    let job = fw.control(now, Request::Commit(Target::All)).actions;
+    let Work::Commit(plan) = &job[0].work else {
+        panic!("{job:?}")
+    };
+    assert_eq!(plan.cts[0].timeout, Some(432000 - 5), "the plan's own");
+    let (eopnotsupp, enoent) = (
+        rustix::io::Errno::OPNOTSUPP.raw_os_error(),
+        rustix::io::Errno::NOENT.raw_os_error(),
+    );
+    let done = Done::Committed {
+        cts: vec![eopnotsupp],
+        exps: vec![enoent],
+        failed: vec![
+            (eopnotsupp, Object::Ct(plan.cts[0].clone())),
+            (enoent, Object::Exp(plan.exps[0].clone())),
+        ],
+        took_us: [10, 5],
+        aborted: None,
+    };
+    let purpose = job[0].purpose;
+    let o = fw.feed(now, Input::Job(Completion { purpose, done }));
+    let lines: Vec<(bool, &str)> =
+        o.logs.iter().map(|l| (l.entry, &*l.text)).collect();
+    assert_eq!(
+        lines,
+        [
+            (false, "commit-create: Operation not supported"),
+            (
+                true,
+                "tcp      6 432000 src=10.1.0.1 dst=10.2.0.1 sport=1001 dport=21 [ASSURED]"
+            ),
+            (false, "Committed 0 new entries"),
+            (false, "1 entries can't be committed"),
+            (false, "commit has taken 0.000010 seconds"),
+            (false, "commit-create: No such file or directory"),
+            (
+                true,
+                "300 proto=6 src=10.1.0.1 dst=10.2.0.1 sport=0 dport=50000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=10.1.0.1 master-dst=10.2.0.1 sport=1001 dport=21 class=0"
+            ),
+            (false, "Committed 0 new expectations"),
+            (false, "1 expectations can't be committed"),
+            (false, "commit has taken 0.000005 seconds"),
+        ]
+    );
+}

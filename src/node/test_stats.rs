@@ -191,7 +191,8 @@ fn a_conntrackd_peer_is_noticed_once_per_switch_and_shown_per_link() {
         notices,
         vec![LogRecord {
             level: log::Level::Info,
-            text: "sync link lo (udp 10.0.0.2:1): peer speaks conntrackd 1.4 protocol".into()
+            text: "sync link lo (udp 10.0.0.2:1): peer speaks conntrackd 1.4 protocol".into(),
+            entry: false,
         }]
     );
     let now = Instant::from_millis(4000);

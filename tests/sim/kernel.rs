@@ -339,12 +339,12 @@ impl Kernel {
                     .iter()
                     .zip(&plan.cts)
                     .filter(|(e, _)| **e != 0)
-                    .map(|(&e, c)| (e, c.orig))
+                    .map(|(&e, c)| (e, Object::Ct(c.clone())))
                     .chain(
                         exps.iter()
                             .zip(&plan.exps)
                             .filter(|(e, _)| **e != 0)
-                            .map(|(&e, x)| (e, x.tuple)),
+                            .map(|(&e, x)| (e, Object::Exp(x.clone()))),
                     )
                     .collect();
                 // The simulated kernel takes no time.

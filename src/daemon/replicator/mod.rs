@@ -435,7 +435,12 @@ impl Replicator {
     /// The parts of an outbox that need no waiting.
     fn emit(&mut self, out: Outbox) {
         for l in out.logs {
-            log::log!(l.level, "{}", l.text);
+            if l.entry {
+                let target = crate::logging::ENTRY;
+                log::log!(target: target, l.level, "{}", l.text);
+            } else {
+                log::log!(l.level, "{}", l.text);
+            }
         }
         // Before the jobs are handed to the worker: a commit must not
         // start while the socket still listens, nor the resync that

@@ -142,6 +142,14 @@ pub fn ct_line_kernel(ct: &Conntrack) -> String {
     ct_line_with(ct, false, false, true, true)
 }
 
+/// A cached conntrack as conntrackd logs it when a commit could not
+/// create it (after the time and a tab, see `logging`): [`ct_line`] with
+/// the cached timeout after the protocol number (observed: conntrackd
+/// 1.4.7, `tcp      6 600 ESTABLISHED src=… [ASSURED] mark=9 helper=…`).
+pub fn ct_line_refused(ct: &Conntrack) -> String {
+    ct_line_with(ct, true, false, false, true)
+}
+
 /// [`ct_line`] with each direction's `packets=… bytes=…` after its tuple
 /// when the conntrack carries counters (`nf_conntrack_acct=1`) and
 /// `delta-time=N` after `zone=` when it carries a timestamp
@@ -247,6 +255,16 @@ pub(super) fn ct_line_into(
     // The line's trailing space (never more: it starts with a name).
     let end = start + s[start..].trim_end().len();
     s.truncate(end);
+}
+
+/// A cached expectation as conntrackd logs it when a commit could not
+/// create it: [`exp_line`] after its timeout (observed: conntrackd 1.4.7,
+/// `300 proto=6 src=…`).
+pub fn exp_line_refused(x: &Expect) -> String {
+    match x.timeout {
+        Some(t) => format!("{t} {}", exp_line(x)),
+        None => exp_line(x),
+    }
 }
 
 /// One expectation in libnetfilter_conntrack's plain format.

@@ -15,7 +15,10 @@ mod test_entries;
 mod xml;
 
 pub use dumps::{ct_part, exp_part, stats_part};
-pub use entries::{ct_line, ct_line_counted, ct_line_kernel, exp_line};
+pub use entries::{
+    ct_line, ct_line_counted, ct_line_kernel, ct_line_refused, exp_line,
+    exp_line_refused,
+};
 pub use json::{ct_json, exp_json};
 pub use stats::{LinkView, cache_extended, runtime_text, stats, uptime};
 pub use stats_json::json_control;

@@ -262,14 +262,15 @@ impl Node {
         &mut self,
         now: Instant,
         kind: Kind,
-        mut x: Expect,
+        x: Expect,
         send: bool,
         event: bool,
     ) {
+        // `x` is in its master's zone already: both ways here, an event
+        // (`kernel_event`) and a resync's dump entry, stamp it first.
         if !self.expectations() {
             return;
         }
-        self.stamp_master_zone(&mut x);
         let key = exp_key_of(&x);
         if kind == Kind::Destroy {
             // Waiting for its master's check, it would be sent after

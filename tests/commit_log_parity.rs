@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::ctd::{Ctd, Peer, installed};
 use common::fw::Fw;
 use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
-use ctsyncd::wire::ctd::{self, Body, Message, Options};
+use ctsyncd::wire::ctd::Body;
 
 /// conntrackd's port, and ctsyncd's (in the second namespace).
 const PORTS: [u16; 2] = [3781, 3782];
@@ -103,22 +103,6 @@ fn bodies() -> Vec<Body> {
     ]
 }
 
-fn datagram() -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, body) in bodies().into_iter().enumerate() {
-        let msg = Message {
-            seq: 0x6000_0000 + i as u32,
-            hello: i == 0,
-            hello_back: false,
-            body,
-        };
-        let mut buf = [0u8; 1400];
-        let n = ctd::encode(&msg, Options::default(), &mut buf).unwrap();
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
-}
-
 /// The `Sync` section; `options` besides ExpectationSync.
 fn sync(port: u16, options: &str) -> String {
     format!(
@@ -194,10 +178,12 @@ fn commit_order(log: &str) -> Vec<String> {
 /// namespace), waits until it holds them, commits them and waits for
 /// its lines; returns its log.
 fn commit(a: &common::Netns, p: &dyn Peer, port: u16) -> String {
-    let gram = datagram();
+    let grams = common::ctd::datagrams(bodies(), 0x6000_0000);
     a.enter(|| {
         let sock = UdpSocket::bind(("10.9.0.1", port)).unwrap();
-        sock.send_to(&gram, ("10.9.0.2", port)).unwrap();
+        for gram in &grams {
+            sock.send_to(gram, ("10.9.0.2", port)).unwrap();
+        }
     });
     let held = common::until(Duration::from_secs(10), || {
         p.count(&["-e"], "src=") == 3

@@ -19,7 +19,7 @@ use ctsyncd::model::{
     Conntrack, Expect, ExpectNat, L4, ProtoInfo, Tuple, status,
 };
 use ctsyncd::node::render::{ct_line, ct_xml, exp_line, exp_xml};
-use ctsyncd::wire::ctd::{self, Body, Message, Options};
+use ctsyncd::wire::ctd::{self, Body, Options};
 
 const CONNTRACKD: &str = "/usr/sbin/conntrackd";
 const PORT: u16 = 3781;
@@ -204,25 +204,6 @@ fn expectations() -> (Vec<Conntrack>, Vec<Expect>) {
     (masters, v)
 }
 
-fn datagrams(bodies: Vec<Body>) -> Vec<Vec<u8>> {
-    let mut out = vec![Vec::new()];
-    for (i, body) in bodies.into_iter().enumerate() {
-        let msg = Message {
-            seq: 0x6000_0000 + i as u32,
-            hello: i == 0,
-            hello_back: false,
-            body,
-        };
-        let mut buf = [0u8; 1400];
-        let n = ctd::encode(&msg, Options::default(), &mut buf).unwrap();
-        if out.last().unwrap().len() + n > 1400 {
-            out.push(Vec::new());
-        }
-        out.last_mut().unwrap().extend_from_slice(&buf[..n]);
-    }
-    out
-}
-
 /// The bodies as ctsyncd decodes them from the same datagrams.
 fn decoded(grams: &[Vec<u8>]) -> Vec<Body> {
     grams
@@ -294,7 +275,7 @@ fn external_dumps_read_as_conntrackds() {
         conntracks().into_iter().map(Body::CtNew).collect();
     bodies.extend(masters.into_iter().map(Body::CtNew));
     bodies.extend(exps.into_iter().map(Body::ExpNew));
-    let grams = datagrams(bodies);
+    let grams = common::ctd::datagrams(bodies, 0x6000_0000);
     a.enter(|| {
         let sock = UdpSocket::bind(("10.9.0.1", PORT)).unwrap();
         for g in &grams {

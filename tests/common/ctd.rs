@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ctsyncd::wire::ctd::{self, Body, Message, Options};
+
 use super::fw::Fw;
 use super::{Bg, Netns};
 
@@ -187,4 +189,31 @@ impl Peer for Fw {
     fn log(&self) -> String {
         Fw::log(self)
     }
+}
+
+/// `bodies` as conntrackd's protocol sends them: messages numbered from
+/// `first_seq`, the first one saying HELLO (a new sender, so the receiver
+/// takes the number as it comes), packed in order into datagrams of at
+/// most 1 400 bytes.
+pub fn datagrams(bodies: Vec<Body>, first_seq: u32) -> Vec<Vec<u8>> {
+    const MTU: usize = 1400;
+    let mut out = vec![Vec::new()];
+    for (i, body) in bodies.into_iter().enumerate() {
+        let msg = Message {
+            seq: first_seq.wrapping_add(i as u32),
+            hello: i == 0,
+            hello_back: false,
+            body,
+        };
+        let mut buf = [0u8; MTU];
+        let n = ctd::encode(&msg, Options::default(), &mut buf)
+            .expect("a message fits a datagram");
+        if out.last().is_some_and(|d| d.len() + n > MTU) {
+            out.push(Vec::new());
+        }
+        out.last_mut()
+            .expect("one datagram at least")
+            .extend_from_slice(&buf[..n]);
+    }
+    out
 }

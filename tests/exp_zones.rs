@@ -15,58 +15,10 @@ mod common;
 use std::time::Duration;
 
 use common::ctd::{Ctd, Peer};
+use common::ftp::{data_channel, ftp_control};
 use common::fw::{Fw, udp_link};
-use ctsyncd::kernel::commit::{self, CommitRules};
 use ctsyncd::kernel::socket::CtSocket;
-use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
-
-fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
-    Tuple {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        proto: 6,
-        l4: L4::Ports { src: sp, dst: dp },
-    }
-}
-
-/// An established FTP control connection in `zone`, prepared.
-fn ftp_control(sport: u16, zone: u16) -> Conntrack {
-    let mut ct = Conntrack::new(tcp("192.168.0.2", "192.168.1.2", sport, 21));
-    ct.zone = zone;
-    ct.status = status::SEEN_REPLY | status::ASSURED;
-    ct.timeout = Some(600);
-    ct.helper = Some("ftp".try_into().unwrap());
-    ct.proto_info = ProtoInfo::Tcp {
-        state: 3,
-        wscale_orig: 7,
-        wscale_reply: 7,
-        flags_orig: 0,
-        flags_reply: 0,
-    };
-    commit::prepare_ct(&ct, 0, &CommitRules::default())
-}
-
-/// The passive data channel `master` announced on `port`, prepared (in
-/// the master's zone, where the kernel looks for the master).
-fn data_channel(master: &Conntrack, port: u16) -> Expect {
-    let mut x = Expect::new(
-        master.orig,
-        tcp("192.168.0.2", "192.168.1.2", 0, port),
-        Tuple {
-            src: "255.255.255.255".parse().unwrap(),
-            dst: "255.255.255.255".parse().unwrap(),
-            proto: 6,
-            l4: L4::Ports {
-                src: 0,
-                dst: 0xffff,
-            },
-        },
-    );
-    x.zone = master.zone;
-    x.timeout = Some(300);
-    x.helper = Some("ftp".try_into().unwrap());
-    commit::prepare_exp(&x, 0, &CommitRules::default())
-}
+use ctsyncd::model::Conntrack;
 
 /// `conntrack -L expect`'s lines with `dport={port} ` (the tool prints no
 /// zone for an expectation: which zone holds it is asked by master).
@@ -81,7 +33,7 @@ fn listed(ns: &common::Netns, port: u16) -> usize {
 /// by a socket that is not the daemon's.
 fn two_sessions(ns: &common::Netns) -> [Conntrack; 2] {
     // Zone 7 and, for contrast, zone 0: one PASV each.
-    let masters = [ftp_control(40007, 7), ftp_control(40000, 0)];
+    let masters = [ftp_control(40007, true, 7), ftp_control(40000, true, 0)];
     let exps = [
         data_channel(&masters[0], 50007),
         data_channel(&masters[1], 50000),

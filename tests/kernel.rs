@@ -5,6 +5,7 @@
 mod common;
 
 use common::Netns;
+use common::ftp::{data_channel, ftp_control, tcp};
 
 use std::time::Duration;
 
@@ -15,15 +16,6 @@ use ctsyncd::kernel::origin::{Origin, Origins};
 use ctsyncd::kernel::socket::CtSocket;
 use ctsyncd::model::{Conntrack, Expect, L4, ProtoInfo, Tuple, status};
 use ctsyncd::time::Instant;
-
-fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
-    Tuple {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        proto: 6,
-        l4: L4::Ports { src: sp, dst: dp },
-    }
-}
 
 /// Reads events until `pred` matches one (bounded in time and count).
 fn wait_event(
@@ -483,43 +475,6 @@ fn record_kernel_fixtures() {
     });
 }
 
-/// An established FTP control connection from port `sport`, prepared
-/// for the kernel; without the helper when `helper` is false.
-fn ftp_control(sport: u16, helper: bool) -> Conntrack {
-    let mut ct = Conntrack::new(tcp("192.168.0.2", "192.168.1.2", sport, 21));
-    ct.status = status::SEEN_REPLY | status::ASSURED;
-    ct.timeout = Some(600);
-    ct.helper = helper.then(|| "ftp".try_into().unwrap());
-    ct.proto_info = ProtoInfo::Tcp {
-        state: 3,
-        wscale_orig: 7,
-        wscale_reply: 7,
-        flags_orig: 0,
-        flags_reply: 0,
-    };
-    commit::prepare_ct(&ct, 0, &CommitRules::default())
-}
-
-/// The passive data channel `master` announced on `port`, prepared.
-fn data_channel(master: &Conntrack, port: u16) -> Expect {
-    let mut x = Expect::new(
-        master.orig,
-        tcp("192.168.0.2", "192.168.1.2", 0, port),
-        Tuple {
-            src: "255.255.255.255".parse().unwrap(),
-            dst: "255.255.255.255".parse().unwrap(),
-            proto: 6,
-            l4: L4::Ports {
-                src: 0,
-                dst: 0xffff,
-            },
-        },
-    );
-    x.timeout = Some(300);
-    x.helper = Some("ftp".try_into().unwrap());
-    commit::prepare_exp(&x, 0, &CommitRules::default())
-}
-
 /// DisableExternalCache's update of an FTP control connection that has an
 /// expectation: ctnetlink's in-place update (what the inject worker
 /// sends) keeps the expectation and applies the new mark, timeout and
@@ -530,7 +485,7 @@ fn an_update_in_place_keeps_the_masters_expectation() {
     let Some(ns) = Netns::new("upd") else {
         return;
     };
-    let master = ftp_control(40000, true);
+    let master = ftp_control(40000, true, 0);
     let exp = data_channel(&master, 50000);
     let has_exp = || {
         ns.sh("conntrack -L expect 2>/dev/null")
@@ -600,9 +555,9 @@ fn a_masters_dump_holds_its_expectations_and_no_others() {
     let Some(ns) = Netns::new("expdump") else {
         return;
     };
-    let a = ftp_control(40000, true);
-    let b = ftp_control(40001, true);
-    let plain = ftp_control(40002, false);
+    let a = ftp_control(40000, true, 0);
+    let b = ftp_control(40001, true, 0);
+    let plain = ftp_control(40002, false, 0);
     // One each: the FTP helper keeps one expectation per master (a
     // second evicts the first).
     let exps = [data_channel(&a, 50000), data_channel(&b, 50002)];
@@ -613,7 +568,7 @@ fn a_masters_dump_holds_its_expectations_and_no_others() {
                 .unwrap(),
             s.create_exps(&exps).unwrap(),
         );
-        let gone = ftp_control(40003, true);
+        let gone = ftp_control(40003, true, 0);
         (
             created,
             s.dump_exps_of(&a.orig, 0).unwrap(),
@@ -704,10 +659,8 @@ fn a_masters_expectations_are_read_in_its_zone() {
     let Some(ns) = Netns::new("expzone") else {
         return;
     };
-    let mut master = ftp_control(40000, true);
-    master.zone = 7;
-    let mut exp = data_channel(&master, 50000);
-    exp.zone = 7;
+    let master = ftp_control(40000, true, 7);
+    let exp = data_channel(&master, 50000);
     let (created, of_master, recreated) = ns.enter(|| {
         let mut s = CtSocket::open().unwrap();
         let created = (

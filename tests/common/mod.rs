@@ -4,6 +4,7 @@
 
 pub mod ctd;
 pub mod devlog;
+pub mod ftp;
 pub mod fw;
 pub mod sniff;
 

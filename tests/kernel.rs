@@ -312,6 +312,70 @@ fn event_flood_overruns_grow_the_buffer_and_are_reported() {
     });
 }
 
+/// IPv6 flows NATed both ways, with a mark: each create several hundred
+/// bytes, so a commit of them is cut into sends by size (a send past the
+/// socket's buffer is refused whole, EMSGSIZE). Created, then created
+/// again over themselves (each one deleted and created back, in pairs),
+/// every entry is answered for and in the kernel once.
+#[test]
+fn large_ipv6_nat_entries_are_created_and_replaced_across_sends() {
+    let Some(ns) = Netns::new("bigv6") else {
+        return;
+    };
+    const N: u16 = 700;
+    let flows: Vec<Conntrack> = (0..N)
+        .map(|i| {
+            let port = 20000 + i;
+            let mut ct = Conntrack::new(Tuple {
+                src: "2001:db8::2".parse().unwrap(),
+                dst: "2001:db8:1::2".parse().unwrap(),
+                proto: 6,
+                l4: L4::Ports {
+                    src: port,
+                    dst: 443,
+                },
+            });
+            // SNAT to 2001:db8:2::1, DNAT to 2001:db8:3::2 port 8443.
+            ct.reply = Some(Tuple {
+                src: "2001:db8:3::2".parse().unwrap(),
+                dst: "2001:db8:2::1".parse().unwrap(),
+                proto: 6,
+                l4: L4::Ports {
+                    src: 8443,
+                    dst: port,
+                },
+            });
+            ct.status = status::SEEN_REPLY | status::ASSURED;
+            ct.timeout = Some(600);
+            ct.mark = 7;
+            ct.proto_info = ProtoInfo::Tcp {
+                state: 3,
+                wscale_orig: 7,
+                wscale_reply: 7,
+                flags_orig: 0,
+                flags_reply: 0,
+            };
+            assert!(ct.snat().is_some() && ct.dnat().is_some());
+            commit::prepare_ct(&ct, 0, &CommitRules::default())
+        })
+        .collect();
+    let (first, again) = ns.enter(|| {
+        let mut s = CtSocket::open().unwrap();
+        (s.create_cts(&flows).unwrap(), s.create_cts(&flows).unwrap())
+    });
+    let refused = |errs: &[i32]| errs.iter().filter(|&&e| e != 0).count();
+    assert_eq!((first.len(), refused(&first)), (N as usize, 0));
+    assert_eq!((again.len(), refused(&again)), (N as usize, 0));
+    let listed = ns.sh("conntrack -L -f ipv6 2>/dev/null");
+    let natted = listed
+        .lines()
+        .filter(|l| {
+            l.contains("dst=2001:db8:2::1 sport=8443") && l.contains("mark=7")
+        })
+        .count();
+    assert_eq!(natted, N as usize, "{}", &listed[..listed.len().min(600)]);
+}
+
 /// A commit over entries the kernel already holds (a node that was
 /// primary before keeps its own) replaces each by a delete and a create
 /// back to back, so the flow is without an entry for as short a time as

@@ -23,6 +23,15 @@ use crate::model::Expect;
 /// Requests per `send`: small enough for the default socket buffers, large
 /// enough that a commit of 100 000 entries takes a few hundred sends.
 const BATCH: usize = 256;
+/// Bytes of creates per `send`, past which a batch ends early. Netlink
+/// refuses a send larger than the socket's send buffer (EMSGSIZE), and a
+/// request socket keeps the system's: 212 992 bytes on 64-bit kernels,
+/// less on 32-bit ones, whose socket buffers are smaller (the default is
+/// 256 of their smaller packet buffers), and less still where an
+/// operator lowered `net.core.wmem_default`. 256 IPv4 entries stay well
+/// under this; 256 of the largest (IPv6 with NAT, a master, labels) would
+/// take 147 kB.
+const SEND_BYTES: usize = 64 * 1024;
 /// A request socket's receive buffer (see [`CtSocket::open`]).
 const REQUEST_RCVBUF: usize = 1 << 20;
 /// Errno values come from rustix, never as numbers: they differ between
@@ -441,8 +450,11 @@ pub(super) fn recv_into(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod test {
-    use super::{ack_last_only, batch_index};
+    use super::{BATCH, SEND_BYTES, ack_last_only, batch_index};
     use crate::kernel::codec::{self, NLM_F_ACK};
+    use crate::model::{
+        Conntrack, Expect, ExpectNat, L4, ProtoInfo, SeqAdj, Tuple,
+    };
 
     #[test]
     fn a_batch_that_wraps_its_numbers_finds_each_acknowledgement() {
@@ -476,5 +488,109 @@ mod test {
             |i: usize| u16::from_ne_bytes([buf[i * len + 6], buf[i * len + 7]]);
         assert_eq!((flags(0) & NLM_F_ACK, flags(1) & NLM_F_ACK), (0, 0));
         assert_eq!(flags(2) & NLM_F_ACK, NLM_F_ACK);
+    }
+
+    fn tuple6(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple {
+        Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: sport,
+                dst: dport,
+            },
+        }
+    }
+
+    /// A batch is one `send`, which netlink refuses (EMSGSIZE) past the
+    /// socket's send buffer less 32 bytes; the request sockets keep the
+    /// system's: 212 992 bytes on 64-bit kernels, less on 32-bit ones.
+    /// A batch ends past SEND_BYTES, so the largest send is SEND_BYTES
+    /// and one item more: the largest item a commit creates (IPv6, NAT
+    /// both ways, a master, a helper, sequence adjustments, labels) or
+    /// its retry's delete + create pair must keep it under half the
+    /// 64-bit default; 256 of them would not (147 kB). Ordinary IPv4
+    /// entries still go BATCH to a send.
+    #[test]
+    fn a_batch_of_the_largest_requests_fits_a_small_send_buffer() {
+        const SMALL_SNDBUF: usize = 212_992 / 2 - 32;
+        let orig = tuple6("2001:db8::1", "2001:db8:1::1", 40000, 21);
+        let mut ct = Conntrack::new(orig);
+        ct.reply = Some(tuple6("2001:db8:2::1", "2001:db8:3::1", 2121, 50000));
+        ct.master = Some(tuple6("2001:db8::1", "2001:db8:1::1", 39999, 21));
+        ct.helper = Some("abcdefghijklmno".try_into().unwrap());
+        ct.mark = 1;
+        ct.zone = 1;
+        ct.timeout = Some(432_000);
+        ct.proto_info = ProtoInfo::Tcp {
+            state: 3,
+            wscale_orig: 7,
+            wscale_reply: 7,
+            flags_orig: 0x23,
+            flags_reply: 0x23,
+        };
+        let adj = SeqAdj {
+            correction_pos: 1,
+            offset_before: 2,
+            offset_after: 3,
+        };
+        ct.seq_adj = Some([adj, adj]);
+        ct.labels = Some([0xff; 16]);
+        assert!(ct.snat().is_some() && ct.dnat().is_some(), "NAT both ways");
+        let mut x = Expect::new(
+            orig,
+            tuple6("2001:db8::1", "2001:db8:1::1", 0, 50000),
+            tuple6("ffff::ffff", "ffff::ffff", 0, 0xffff),
+        );
+        x.helper = Some("abcdefghijklmno".try_into().unwrap());
+        x.zone = 1;
+        x.timeout = Some(300);
+        x.nat = Some(ExpectNat {
+            dir: 1,
+            tuple: tuple6("2001:db8:2::1", "2001:db8:3::1", 0, 50000),
+        });
+        x.func = Some("abcdefghijklmnopqrstuvwxyz01234".try_into().unwrap());
+
+        let size = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut buf = Vec::new();
+            f(&mut buf);
+            buf.len()
+        };
+        let create = size(&|b| codec::encode_ct_create(b, &ct, 1));
+        let update = size(&|b| codec::encode_ct_update(b, &ct, 1));
+        let delete = size(&|b| codec::encode_ct_delete(b, &orig, 1, 1));
+        let exp = size(&|b| codec::encode_exp_create(b, &x, 1));
+        let exp_delete = size(&|b| codec::encode_exp_delete(b, &x, 1));
+        let largest = [create, update, delete + create, exp_delete + exp];
+        let largest = largest.into_iter().max().unwrap();
+        assert!(
+            BATCH * create > SMALL_SNDBUF,
+            "{BATCH} creates of {create} bytes: the byte bound is not needed"
+        );
+        assert!(
+            SEND_BYTES + largest <= SMALL_SNDBUF,
+            "a send of up to {} bytes, over {SMALL_SNDBUF}",
+            SEND_BYTES + largest
+        );
+
+        // What a commit of IPv4 flows creates: a TCP flow with a reply,
+        // a mark and a timeout.
+        let mut plain = Conntrack::new(Tuple {
+            src: "192.168.0.2".parse().unwrap(),
+            dst: "192.168.1.2".parse().unwrap(),
+            proto: 6,
+            l4: L4::Ports {
+                src: 40000,
+                dst: 443,
+            },
+        });
+        plain.mark = 1;
+        plain.timeout = Some(432_000);
+        plain.proto_info = ct.proto_info;
+        let plain = size(&|b| codec::encode_ct_create(b, &plain, 1));
+        assert!(
+            BATCH * plain <= SEND_BYTES,
+            "{BATCH} IPv4 creates of {plain} bytes are cut short"
+        );
     }
 }

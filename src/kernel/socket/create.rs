@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::io;
 
-use super::{BATCH, CtSocket, EEXIST, ENOENT, Errno};
+use super::{BATCH, CtSocket, EEXIST, ENOENT, Errno, SEND_BYTES};
 use crate::kernel::codec;
 use crate::kernel::commit::MAX_CHAIN;
 use crate::model::{Conntrack, Expect, Tuple};
@@ -139,52 +139,66 @@ impl CtSocket {
         delete: impl Fn(&mut Vec<u8>, &T, u32),
         result: &mut Vec<Errno>,
     ) -> io::Result<()> {
-        for chunk in items.chunks(BATCH) {
-            let errs = self.batch_each(chunk, &create)?;
+        let mut rest = items;
+        while !rest.is_empty() {
+            let (n, errs) = self.send_some(rest, 1, |buf, item, seq| {
+                create(buf, item, seq());
+            })?;
+            let (chunk, after) = rest.split_at(n);
+            rest = after;
             let exists: Vec<usize> =
                 (0..chunk.len()).filter(|&i| errs[i] == EEXIST).collect();
             let base = result.len();
             // A retry that fails leaves its entries as the kernel first
             // answered: refused (EEXIST).
             result.extend_from_slice(&errs);
-            if exists.is_empty() {
-                continue;
-            }
             // Each delete right before its create, in one send: between
             // the two the kernel holds no entry for the flow, and a packet
             // of it that comes then is a new flow (to a virtual address
             // this node now owns: delivered locally, and reset). Two
             // sends, all deletes then all creates, made that gap a system
-            // call and a whole batch long. Half a batch of pairs keeps a
-            // send as large as before.
-            for pairs in exists.chunks(BATCH / 2) {
-                let errs = self.batch(|buf, seq| {
-                    for &i in pairs {
+            // call and a whole batch long.
+            let mut pending = &exists[..];
+            while !pending.is_empty() {
+                let (k, errs) =
+                    self.send_some(pending, 2, |buf, &i, seq| {
                         delete(buf, &chunk[i], seq());
                         create(buf, &chunk[i], seq());
-                    }
-                })?;
+                    })?;
                 // The creates' outcomes; a delete's ENOENT is fine (the
                 // entry may have gone meanwhile).
-                for (k, &i) in pairs.iter().enumerate() {
-                    result[base + i] = errs[2 * k + 1];
+                for (j, &i) in pending[..k].iter().enumerate() {
+                    result[base + i] = errs[2 * j + 1];
                 }
+                pending = &pending[k..];
             }
         }
         Ok(())
     }
 
-    /// One request per item in one send; the errno of each, in item order.
-    fn batch_each<T>(
+    /// Sends the first of `items`, each encoded as `per_item` requests,
+    /// in one batch: as many as make BATCH requests, or SEND_BYTES and
+    /// one item more (at least one item). How many it took, and the
+    /// errno of each request in order.
+    fn send_some<T>(
         &mut self,
         items: &[T],
-        encode: impl Fn(&mut Vec<u8>, &T, u32),
-    ) -> io::Result<Vec<Errno>> {
-        self.batch(|buf, seq| {
+        per_item: usize,
+        encode: impl Fn(&mut Vec<u8>, &T, &mut dyn FnMut() -> u32),
+    ) -> io::Result<(usize, Vec<Errno>)> {
+        let mut taken = 0;
+        let errs = self.batch(|buf, seq| {
             for item in items {
-                encode(buf, item, seq());
+                if (taken + 1) * per_item > BATCH.max(per_item)
+                    || buf.len() >= SEND_BYTES
+                {
+                    break;
+                }
+                encode(buf, item, seq);
+                taken += 1;
             }
-        })
+        })?;
+        Ok((taken, errs))
     }
 }
 

@@ -109,6 +109,32 @@ fn a_tcp_link_whose_interface_is_created_again_carries_on() {
     });
 }
 
+/// `s0` renamed on fw-1 while the daemons run (an interface renamed by
+/// a management tool): the sockets are tied to its index, which did not
+/// change, and replication goes on over it, as with conntrackd, whose
+/// link monitor follows interfaces by index.
+#[test]
+fn a_link_whose_interface_is_renamed_carries_on() {
+    let Some((a, b)) = pair("lcr") else {
+        return;
+    };
+    let sync = |me: &str, peer: &str| {
+        format!("Mode FTFW {{ }}\n{}", udp_link(me, peer))
+    };
+    let (fw1, fw2) = Fw::start_pair((&a, &b), "lcr", GENERAL, sync);
+    replicated(&a, &fw1, &fw2, "10.155.0.1", 100, 100);
+    a.sh("ip link set s0 down && ip link set s0 name sync0 && ip link set sync0 up");
+    // The rename's down and up, seen and over (read at once on the
+    // notification, and once a second in any case).
+    std::thread::sleep(LINK_CHECK * 2);
+    replicated(&a, &fw1, &fw2, "10.156.0.1", 100, 200);
+    let links =
+        String::from_utf8_lossy(&fw1.cli(&["-s", "link"]).stdout).into_owned();
+    // Down while it was renamed ("no dedicated links available!", as
+    // conntrackd logs it too), running since.
+    assert!(links.contains(" status=RUNNING "), "{links}");
+}
+
 /// The link check's thread in namespace `a`, on its `s0` and `s1`.
 fn watch_in(a: &Netns) -> LinkWatch {
     let text = format!(

@@ -9,7 +9,7 @@
 use std::io::{self, ErrorKind};
 
 use super::{Channels, Io, Link, LinkInfo, LinkStatus, Opened};
-use super::{link_info, open_sockets};
+use super::{link_info, link_info_by_index, open_sockets};
 
 /// Puts `new` (opened on the interface's new index) in `l`'s place,
 /// keeping its counters; when opening failed the link is down, and the
@@ -38,11 +38,25 @@ fn reopened(l: &mut Link, new: io::Result<Opened>, error_queue: usize) {
 /// [`read_links`]).
 pub type LinkFacts = Vec<io::Result<LinkInfo>>;
 
-/// Reads the interfaces' facts: one rtnetlink request each, which waits
-/// while the kernel holds RTNL (up to 2 s): the daemon reads them on a
-/// thread of their own, never on the loop's.
-pub fn read_links(interfaces: &[String]) -> LinkFacts {
-    interfaces.iter().map(|name| link_info(name)).collect()
+/// Reads the interfaces' facts: one rtnetlink request each (two for an
+/// interface gone), which waits while the kernel holds RTNL (up to 2 s):
+/// the daemon reads them on a thread of their own, never on the loop's.
+/// Each is read by the index it was last found at (`links`: name and
+/// index, 0 when not known), so a renamed interface is followed, as
+/// conntrackd's link monitor follows it: the sockets are tied to the
+/// index, not the name. By name when that index is gone or not known: an
+/// interface deleted and created again under the name has a new index.
+pub fn read_links(links: &[(String, u32)]) -> LinkFacts {
+    links
+        .iter()
+        .map(|(name, index)| match *index {
+            0 => link_info(name),
+            i => match link_info_by_index(i) {
+                Err(e) if e.kind() == ErrorKind::NotFound => link_info(name),
+                found => found,
+            },
+        })
+        .collect()
 }
 
 /// What [`Channels::check_links`] decided.
@@ -55,11 +69,12 @@ pub enum Failover {
 }
 
 impl Channels {
-    /// The links' interfaces, in the links' order (for [`read_links`]).
-    pub fn interfaces(&self) -> Vec<String> {
+    /// The links' interfaces and the indexes they are open on, in the
+    /// links' order (for [`read_links`]).
+    pub fn interfaces(&self) -> Vec<(String, u32)> {
         self.links
             .iter()
-            .map(|l| l.channel.interface.to_string())
+            .map(|l| (l.channel.interface.to_string(), l.info.index))
             .collect()
     }
 

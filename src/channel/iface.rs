@@ -51,21 +51,43 @@ pub struct LinkInfo {
 
 /// Looks an interface up by name.
 pub fn link_info(name: &str) -> io::Result<LinkInfo> {
+    get_link(0, Some(name), name)
+}
+
+/// Looks an interface up by index, which it keeps when renamed (NotFound
+/// once it is deleted).
+pub fn link_info_by_index(index: u32) -> io::Result<LinkInfo> {
+    get_link(index, None, &format!("interface {index}"))
+}
+
+/// One RTM_GETLINK for the interface with this index, or with this name
+/// (index 0); `what` names it in the errors.
+fn get_link(
+    index: u32,
+    name: Option<&str>,
+    what: &str,
+) -> io::Result<LinkInfo> {
     let mut sock = Socket::new(NETLINK_ROUTE)?;
     sock.bind_auto()?;
     let mut req = Vec::with_capacity(64);
-    let name_attr_len = 4 + name.len() + 1;
+    let name_attr_len = name.map_or(0, |n| 4 + n.len() + 1);
     let total = 16 + 16 + align4(name_attr_len);
     req.extend_from_slice(&(total as u32).to_ne_bytes());
     req.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
     req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
     req.extend_from_slice(&1u32.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&[0u8; 16]); // ifinfomsg: any family, index 0
-    req.extend_from_slice(&(name_attr_len as u16).to_ne_bytes());
-    req.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
-    req.extend_from_slice(name.as_bytes());
-    req.push(0);
+    // ifinfomsg: any family, pad, type, the index (0: by name), flags,
+    // change mask.
+    req.extend_from_slice(&[0u8; 4]);
+    req.extend_from_slice(&index.to_ne_bytes());
+    req.extend_from_slice(&[0u8; 8]);
+    if let Some(name) = name {
+        req.extend_from_slice(&(name_attr_len as u16).to_ne_bytes());
+        req.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
+        req.extend_from_slice(name.as_bytes());
+        req.push(0);
+    }
     req.resize(total, 0);
     sock.send_to(&req, &SocketAddr::new(0, 0), 0)?;
 
@@ -90,7 +112,7 @@ pub fn link_info(name: &str) -> io::Result<LinkInfo> {
         sock.recv(&mut slice, 0)?
     }
     .min(buf.len());
-    parse_newlink(&buf[..n], name)
+    parse_newlink(&buf[..n], what)
 }
 
 /// A socket subscribed to the kernel's link notifications in the caller's
@@ -207,6 +229,9 @@ mod test {
         assert!(lo.mtu >= 1280);
         let err = link_info("no-such-if0").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(link_info_by_index(1).unwrap(), lo);
+        let err = link_info_by_index(0x7fff_fff0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     }
 
     #[test]

@@ -53,7 +53,9 @@ use smol::Async;
 
 use crate::config::{self, Channel, Transport};
 pub use failover::{Failover, LinkFacts, read_links};
-pub use iface::{LinkEvents, LinkInfo, LinkStatus, link_info};
+pub use iface::{
+    LinkEvents, LinkInfo, LinkStatus, link_info, link_info_by_index,
+};
 pub use open::{Opened, open_sockets};
 use tcp::Tcp;
 

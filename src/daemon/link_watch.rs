@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use smol::channel::{self, Receiver, Sender};
 
-use crate::channel::{LinkEvents, LinkFacts, Opened, open_sockets, read_links};
+use crate::channel::{
+    LinkEvents, LinkFacts, Opened, link_info, open_sockets, read_links,
+};
 use crate::config::Channel;
 
 /// How often the interfaces are read without a notification (conntrackd
@@ -124,8 +126,18 @@ struct Watch {
 
 impl Watch {
     fn run(mut self) {
-        let interfaces: Vec<String> =
-            self.links.iter().map(|c| c.interface.to_string()).collect();
+        // Each link's interface and the index it was last found at, so
+        // that a renamed one is followed (see `read_links`). Read now: the
+        // links were opened on these a moment ago.
+        let mut interfaces: Vec<(String, u32)> = self
+            .links
+            .iter()
+            .map(|c| {
+                let name = c.interface.to_string();
+                let index = link_info(&name).map_or(0, |i| i.index);
+                (name, index)
+            })
+            .collect();
         let mut last_read = Instant::now();
         let mut next_read = last_read + LINK_CHECK;
         // Per link: when a reopen that failed may be tried again, and
@@ -171,6 +183,15 @@ impl Watch {
             }
             if Instant::now() >= next_read {
                 let facts = read_links(&interfaces);
+                for ((_, index), fact) in interfaces.iter_mut().zip(&facts) {
+                    match fact {
+                        Ok(info) => *index = info.index,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            *index = 0
+                        }
+                        Err(_) => {}
+                    }
+                }
                 last_read = Instant::now();
                 next_read = last_read + LINK_CHECK;
                 if self.reports.send_blocking(Report::Facts(facts)).is_err() {

@@ -224,7 +224,7 @@ impl Opened {
             } => Io::Tcp(Box::new(Tcp::new(
                 Async::new(listener)?,
                 (from, dest),
-                c.interface.to_string(),
+                (c.interface.to_string(), self.info.index),
                 (c.snd_buffer, c.rcv_buffer),
                 error_queue,
             ))),

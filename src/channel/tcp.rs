@@ -48,7 +48,9 @@ pub(super) struct Tcp {
     /// The configured local address: the peer accepts connections only
     /// from it (its destination), which the route may not pick.
     from: Option<SocketAddr>,
-    interface: String,
+    /// The interface's name and the index it was found at: connections
+    /// are bound to the index, which a rename does not change.
+    interface: (String, u32),
     /// `SndSocketBuffer`, `RcvSocketBuffer`: our connections' too.
     buffers: (u32, u32),
     retry: Option<smol::Timer>,
@@ -58,7 +60,7 @@ impl Tcp {
     pub(super) fn new(
         listener: Async<TcpListener>,
         (from, dest): (Option<SocketAddr>, SocketAddr),
-        interface: String,
+        interface: (String, u32),
         buffers: (u32, u32),
         queue_max: usize,
     ) -> Tcp {
@@ -269,7 +271,7 @@ impl Tcp {
             Domain::IPV6
         };
         let s = Socket::new(dom, Type::STREAM, Some(Protocol::TCP))?;
-        s.bind_device(Some(self.interface.as_bytes()))?;
+        bind_to_interface(&s, &self.interface, dom)?;
         super::open::buffers(&s, self.buffers);
         if let Some(from) = self.from {
             s.bind(&from.into())?;
@@ -337,6 +339,31 @@ impl Tcp {
     }
 }
 
+/// Binds `s` to the interface by its index (SO_BINDTOIFINDEX), so that a
+/// connection made after the interface was renamed still goes over it;
+/// by name where the kernel predates that option (before Linux 5.0:
+/// ENOPROTOOPT) or the index is not known.
+fn bind_to_interface(
+    s: &Socket,
+    (name, index): &(String, u32),
+    dom: Domain,
+) -> io::Result<()> {
+    let by_index = match std::num::NonZeroU32::new(*index) {
+        Some(i) if dom == Domain::IPV6 => s.bind_device_by_index_v6(Some(i)),
+        Some(i) => s.bind_device_by_index_v4(Some(i)),
+        None => return s.bind_device(Some(name.as_bytes())),
+    };
+    match by_index {
+        Err(e)
+            if e.raw_os_error()
+                == Some(rustix::io::Errno::NOPROTOOPT.raw_os_error()) =>
+        {
+            s.bind_device(Some(name.as_bytes()))
+        }
+        bound => bound,
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -352,7 +379,7 @@ mod test {
             Tcp::new(
                 Async::new(l).unwrap(),
                 (None, dest),
-                "lo".into(),
+                ("lo".into(), 1),
                 (0, 0),
                 queue_max,
             ),

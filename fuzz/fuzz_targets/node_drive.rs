@@ -528,7 +528,7 @@ fn answer(
             }
             // As `worker::committed`: the kernel answers a prefix (all of
             // it unless the socket failed), the rest counts as EIO, and
-            // only the kernel's refusals are listed with their tuples.
+            // only the kernel's refusals are listed with their entries.
             let mode = sel & 0x0f;
             let total = plan.cts.len() + plan.exps.len();
             let answered = if sel & 0x10 != 0 {
@@ -547,12 +547,12 @@ fn answer(
                 .iter()
                 .zip(&plan.cts)
                 .filter(|(e, _)| **e != 0)
-                .map(|(&e, c)| (e, c.orig))
+                .map(|(&e, c)| (e, Object::Ct(c.clone())))
                 .chain(
                     exps.iter()
                         .zip(&plan.exps)
                         .filter(|(e, _)| **e != 0)
-                        .map(|(&e, x)| (e, x.tuple)),
+                        .map(|(&e, x)| (e, Object::Exp(x.clone()))),
                 )
                 .collect();
             let aborted =

@@ -719,3 +719,120 @@ fn a_full_disk_is_reported_once_and_an_unopenable_log_by_name() {
         )
     );
 }
+
+/// The mark is shown as the kernel reported it, as conntrackd shows it:
+/// a flow of real traffic learned from its NEW event with mark 0 (the
+/// kernel leaves CTA_MARK out of an event while the mark is 0 and
+/// unchanged) is listed by `-i` without `mark=0`; one known from the
+/// start-up dump (which always carries the mark) with it; a mark a
+/// packet sets and a later one clears again is listed as `mark=0`, and
+/// the flow's line in the stats log has no mark (its destroy event
+/// carries none). ctsyncd showed `mark=0` for every flow, and kept a
+/// cleared mark (`mark=5`) in `-i` and in the log.
+#[test]
+fn marks_are_shown_as_the_kernel_reported_them() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("statsmark") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-statsmark-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    // Conntrack runs in a namespace only when its ruleset uses it; the
+    // first byte of a datagram to port 9010 sets ('a') or clears ('b')
+    // its flow's mark.
+    ns.sh("ip link set lo up && nft -f - <<'EOF'
+table inet t {
+  chain o {
+    type filter hook output priority 0;
+    udp dport 9010 @th,64,8 0x61 ct mark set 5
+    udp dport 9010 @th,64,8 0x62 ct mark set 0
+    ct state new accept
+  }
+}
+EOF");
+    let send = |sport: u16, dport: u16, payload: &str| {
+        ns.sh(&format!(
+            "{} -c '{}'",
+            common::PY,
+            format_args!(
+                "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"127.0.0.1\", {sport}))\n\
+s.sendto(b\"{payload}\", (\"127.0.0.1\", {dport}))\n"
+            )
+        ));
+    };
+    // Known from the start-up dump.
+    send(7001, 9001, "x");
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    // Learned from events: mark 0 all along; marked, then cleared.
+    send(7002, 9002, "x");
+    send(7010, 9010, "a");
+    std::thread::sleep(Duration::from_millis(100));
+    send(7010, 9010, "b");
+    std::thread::sleep(Duration::from_millis(300));
+    let masked = |text: String| {
+        let mut v: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let l = match (l.find("<id>"), l.find("</id>")) {
+                    (Some(a), Some(b)) => format!("{}{}", &l[..a], &l[b + 5..]),
+                    _ => l.to_string(),
+                };
+                match l.find(" [active since ") {
+                    Some(a) => l[..a].to_string(),
+                    None => l,
+                }
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let both = |arg: &str| {
+        (
+            masked(client(&ns, &bin(), &our_conf, arg)),
+            masked(client(&ns, CONNTRACKD, &their_conf, arg)),
+        )
+    };
+    let (our_i, their_i) = both("-i");
+    let (our_x, their_x) = both("-i -x");
+    ns.sh("conntrack -D -p udp --dport 9010 >/dev/null 2>&1");
+    let t0 = Instant::now();
+    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let (a, b) = (flows(&ours), flows(&theirs));
+    drop((ours_d, theirs_d));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "conntrackd's -i:\n{}\nits log:\n{}",
+        their_i.join("\n"),
+        b.join("\n")
+    );
+    // conntrackd's own view, as the kernel reports marks: the dumped
+    // flow with its mark, the unmarked one learned from an event without.
+    let line = |port: u16| {
+        their_i
+            .iter()
+            .find(|l| l.contains(&format!("dport={port} ")))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(line(9001).ends_with(" mark=0"), "{their_i:#?}");
+    assert!(!line(9002).contains("mark="), "{their_i:#?}");
+    assert!(line(9010).ends_with(" mark=0"), "{their_i:#?}");
+    assert_eq!(their_i.len(), 3, "{their_i:#?}");
+    assert_eq!(our_i, their_i);
+    assert_eq!(our_x, their_x);
+    assert_eq!(b.len(), 1, "conntrackd's log: {b:#?}");
+    assert_eq!(a, b);
+}

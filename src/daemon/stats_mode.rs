@@ -29,7 +29,7 @@ use crate::kernel::commit::CommitRules;
 use crate::kernel::events::{EventRead, EventSocket};
 use crate::kernel::socket::CtSocket;
 use crate::logging::StatsSyslog;
-use crate::node::flow_log::{FlowLog, Resync};
+use crate::node::flow_log::{FlowLog, Resync, Source};
 use crate::node::flow_requests::{self, Answer};
 use crate::node::{Completion, Done, Job, Purpose, Work};
 
@@ -125,7 +125,7 @@ impl StatsMode {
             };
             for o in objects {
                 if let codec::Object::Ct(ct) = o {
-                    log.event(Kind::Update, ct, clock.now());
+                    log.event(Kind::Update, ct, Source::Dump, clock.now());
                 }
             }
             if last {
@@ -170,7 +170,12 @@ impl StatsMode {
             self.rt.events.received += 1;
             if let Ok(Received::Msg(m)) = m
                 && let Object::Ct(ct) = m.object
-                && let Some(line) = self.log.event(m.kind, ct, now)
+                && let Some(line) = self.log.event(
+                    m.kind,
+                    ct,
+                    Source::Event { port: m.port },
+                    now,
+                )
             {
                 lines.push(line);
             }

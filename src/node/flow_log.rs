@@ -23,10 +23,41 @@ use crate::model::{Conntrack, ProtoInfo};
 use crate::time::Instant;
 use crate::wire::{CtKey, ct_key_of};
 
+/// Where news of a flow came from, which decides whether it told the
+/// flow's mark: conntrackd shows a mark only when the kernel reported it
+/// (`mark=N` in `-i` only once CTA_MARK came).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A dump of the kernel's table: it always carries the mark.
+    Dump,
+    /// A kernel event, sent for `port` (0: the packet path or a timeout;
+    /// else the ctnetlink request that caused it).
+    Event { port: u32 },
+}
+
+impl Source {
+    /// Whether a NEW or UPDATE with mark `mark` reported it, the flow's
+    /// mark having been `before` (0 for a new flow). The kernel
+    /// (`ctnetlink_conntrack_event`) puts CTA_MARK into an event when the
+    /// mark is set or the event is for a change of the mark (IPCT_MARK),
+    /// and every event of a ctnetlink request that creates or changes a
+    /// flow is for one: a mark of 0 in an event of the packet path is
+    /// reported only when it was not 0 before (a packet cleared it).
+    fn reports_mark(self, mark: u32, before: u32) -> bool {
+        match self {
+            Source::Dump => true,
+            Source::Event { port } => mark != 0 || port != 0 || before != 0,
+        }
+    }
+}
+
 /// A cached flow: what the events told, and since when it is cached.
 #[derive(Debug)]
 struct Flow {
     ct: Conntrack,
+    /// The kernel reported its mark (see [`Source`]); until then it is 0,
+    /// and not shown.
+    mark_told: bool,
     since: Instant,
     /// The event count when an event or a dump last touched it: a dump
     /// that started later than that and did not see it proves it gone.
@@ -79,12 +110,14 @@ impl FlowLog {
         }
     }
 
-    /// One kernel event (or a start-up dump entry, as an update) at
-    /// `now`: the line to log when it destroyed a cached flow.
+    /// One kernel event (or a dump's entry, as an update, from
+    /// [`Source::Dump`]) at `now`: the line to log when it destroyed a
+    /// cached flow.
     pub fn event(
         &mut self,
         kind: Kind,
         mut ct: Conntrack,
+        from: Source,
         now: Instant,
     ) -> Option<String> {
         self.ticks += 1;
@@ -108,14 +141,30 @@ impl FlowLog {
         let full = self.flows.len() >= self.limit;
         match self.flows.get_mut(&key) {
             Some(old) => {
+                // A mark the kernel reported is taken as it is, 0 too (a
+                // packet cleared it); one it did not report is unchanged
+                // (conntrackd copies only the attributes an event has).
+                let mark = ct.mark;
+                let told = from.reports_mark(mark, old.ct.mark);
                 old.ct = merged(&old.ct, ct);
+                if told {
+                    old.ct.mark = mark;
+                    old.mark_told = true;
+                }
                 old.touched = touched;
                 self.updated += 1;
             }
             None if full => self.created_failed += 1,
             None => {
                 let since = now;
-                self.flows.insert(key, Flow { ct, since, touched });
+                let mark_told = from.reports_mark(ct.mark, 0);
+                let flow = Flow {
+                    ct,
+                    mark_told,
+                    since,
+                    touched,
+                };
+                self.flows.insert(key, flow);
                 self.created += 1;
             }
         }
@@ -151,7 +200,7 @@ impl FlowLog {
             if r.purge {
                 r.seen.insert(ct_key_of(&ct));
             }
-            self.event(Kind::Update, ct, now);
+            self.event(Kind::Update, ct, Source::Dump, now);
         }
     }
 
@@ -182,7 +231,7 @@ impl FlowLog {
     /// JSON array), in no particular order, as conntrackd's.
     pub fn dump_text(&self, now: Instant, format: Format) -> String {
         let entries = self.flows.values().map(|f| Entry {
-            value: f.ct.clone(),
+            value: (f.ct.clone(), f.mark_told),
             since: f.since,
             updated: f.since,
         });
@@ -269,6 +318,8 @@ mod test {
     use crate::model::{L4, Tuple, status};
 
     const T0: Instant = Instant::ZERO;
+    /// An event of the packet path.
+    const EV: Source = Source::Event { port: 0 };
 
     fn tcp(port: u16, state: Option<u8>) -> Conntrack {
         let mut c = Conntrack::new(Tuple {
@@ -296,7 +347,7 @@ mod test {
         let mut log = FlowLog::new(Filter::default(), 10);
         let mut new = tcp(1000, Some(3));
         new.mark = 5;
-        assert_eq!(log.event(Kind::New, new, T0), None);
+        assert_eq!(log.event(Kind::New, new, EV, T0), None);
         let mut gone = tcp(1000, None);
         gone.counters = Some(crate::model::Counters {
             orig_packets: 3,
@@ -306,7 +357,7 @@ mod test {
         });
         // conntrackd 1.4.7's line for the same flow (after its ctime).
         assert_eq!(
-            log.event(Kind::Destroy, gone.clone(), T0).as_deref(),
+            log.event(Kind::Destroy, gone.clone(), EV, T0).as_deref(),
             Some(
                 "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 packets=3 bytes=180 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 packets=2 bytes=120 [ASSURED] mark=5"
             )
@@ -314,7 +365,7 @@ mod test {
         assert_eq!((log.created, log.destroyed, log.len()), (1, 1, 0));
         assert_eq!((log.traffic_bytes, log.traffic_packets), (300, 5));
         // Not cached (any more): nothing to log.
-        assert_eq!(log.event(Kind::Destroy, gone, T0), None);
+        assert_eq!(log.event(Kind::Destroy, gone, EV, T0), None);
     }
 
     #[test]
@@ -327,7 +378,7 @@ mod test {
             start_s: 1,
             stop_s: 0,
         });
-        log.event(Kind::New, new, T0);
+        log.event(Kind::New, new, EV, T0);
         let mut gone = tcp(1000, None);
         gone.zone = 3;
         // Whole seconds of the stop minus whole seconds of the start, as
@@ -337,7 +388,7 @@ mod test {
             stop_s: 5,
         });
         assert_eq!(
-            log.event(Kind::Destroy, gone, T0).as_deref(),
+            log.event(Kind::Destroy, gone, EV, T0).as_deref(),
             Some(
                 "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] zone=3 delta-time=4 helper=ftp"
             )
@@ -358,12 +409,12 @@ mod test {
             ..Filter::default()
         };
         let mut log = FlowLog::new(filter, 1);
-        log.event(Kind::New, tcp(1, Some(3)), T0);
-        assert_eq!(log.event(Kind::Destroy, tcp(1, None), T0), None);
+        log.event(Kind::New, tcp(1, Some(3)), EV, T0);
+        assert_eq!(log.event(Kind::Destroy, tcp(1, None), EV, T0), None);
         let mut log = FlowLog::new(Filter::default(), 1);
-        log.event(Kind::New, tcp(1, Some(3)), T0);
-        log.event(Kind::New, tcp(2, Some(3)), T0);
-        log.event(Kind::Update, tcp(1, Some(4)), T0);
+        log.event(Kind::New, tcp(1, Some(3)), EV, T0);
+        log.event(Kind::New, tcp(2, Some(3)), EV, T0);
+        log.event(Kind::Update, tcp(1, Some(4)), EV, T0);
         assert_eq!((log.created, log.created_failed, log.updated), (1, 1, 1));
         assert!(log.stats_text().starts_with(
             "cache stats:\ncurrent active connections:\t           1\nconnections created:\t\t           1\tfailed:\t           1\n"
@@ -376,21 +427,21 @@ mod test {
     #[test]
     fn a_flush_forgets_every_flow_without_logging_it() {
         let mut log = FlowLog::new(Filter::default(), 10);
-        log.event(Kind::New, tcp(1, Some(3)), T0);
-        log.event(Kind::New, tcp(2, Some(3)), T0);
+        log.event(Kind::New, tcp(1, Some(3)), EV, T0);
+        log.event(Kind::New, tcp(2, Some(3)), EV, T0);
         assert_eq!(log.flush(), 2);
         assert_eq!((log.len(), log.destroyed), (0, 2));
-        assert_eq!(log.event(Kind::Destroy, tcp(1, None), T0), None);
+        assert_eq!(log.event(Kind::Destroy, tcp(1, None), EV, T0), None);
     }
 
     #[test]
     fn a_resync_after_an_overrun_logs_the_flows_that_ended_unseen() {
         let mut log = FlowLog::new(Filter::default(), 10);
-        log.event(Kind::New, tcp(1, Some(3)), T0);
-        log.event(Kind::New, tcp(2, Some(3)), T0);
+        log.event(Kind::New, tcp(1, Some(3)), EV, T0);
+        log.event(Kind::New, tcp(2, Some(3)), EV, T0);
         let mut r = log.resync_start(true);
         // Created while the dump runs: not in it, but not gone either.
-        log.event(Kind::New, tcp(3, Some(3)), T0);
+        log.event(Kind::New, tcp(3, Some(3)), EV, T0);
         log.resync_part(&mut r, [tcp(2, Some(3)), tcp(4, Some(3))], T0);
         let gone = log.resync_end(r);
         assert_eq!(gone.len(), 1);
@@ -404,12 +455,61 @@ mod test {
         assert_eq!(log.len(), 4);
     }
 
+    /// `-i`'s lines of every flow, without their ages, sorted.
+    fn listed(log: &FlowLog) -> Vec<String> {
+        let text = log.dump_text(T0, Format::Plain);
+        let mut v: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches(" [active since 0s]").to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_mark_is_shown_once_the_kernel_reported_it() {
+        let mut log = FlowLog::new(Filter::default(), 10);
+        // Events of the packet path: no CTA_MARK while the mark is 0.
+        log.event(Kind::New, tcp(1, Some(3)), EV, T0);
+        log.event(Kind::Update, tcp(1, Some(4)), EV, T0);
+        // A dump always carries it.
+        log.event(Kind::Update, tcp(2, Some(3)), Source::Dump, T0);
+        log.event(Kind::Update, tcp(2, Some(3)), EV, T0);
+        // So does every event of a ctnetlink request (`conntrack -I`).
+        let ctnetlink = Source::Event { port: 4321 };
+        log.event(Kind::New, tcp(3, Some(3)), ctnetlink, T0);
+        // A packet sets a mark, a later one clears it.
+        let mut marked = tcp(4, Some(3));
+        marked.mark = 5;
+        log.event(Kind::New, tcp(4, Some(3)), EV, T0);
+        log.event(Kind::Update, marked, EV, T0);
+        log.event(Kind::Update, tcp(4, Some(3)), EV, T0);
+        let lines = listed(&log);
+        let mark = |port: u16| {
+            let l = lines
+                .iter()
+                .find(|l| l.contains(&format!("sport={port} ")))
+                .unwrap();
+            l.split(" mark=").nth(1).map(str::to_string)
+        };
+        assert_eq!(mark(1), None, "{lines:#?}");
+        assert_eq!(mark(2).as_deref(), Some("0"), "{lines:#?}");
+        assert_eq!(mark(3).as_deref(), Some("0"), "{lines:#?}");
+        assert_eq!(mark(4).as_deref(), Some("0"), "{lines:#?}");
+        let xml = log.dump_text(T0, Format::Xml);
+        assert_eq!(xml.matches("<mark>0</mark>").count(), 3, "{xml}");
+        // The cleared mark is not in the line of the flow's end (its
+        // destroy event has none).
+        let line = log.event(Kind::Destroy, tcp(4, None), EV, T0).unwrap();
+        assert!(!line.contains("mark="), "{line}");
+    }
+
     #[test]
     fn the_internal_dump_and_cache_block_are_conntrackds() {
         let mut log = FlowLog::new(Filter::default(), 10);
         let mut c = tcp(1000, Some(3));
         c.mark = 5;
-        log.event(Kind::New, c, Instant::from_millis(1000));
+        log.event(Kind::New, c, EV, Instant::from_millis(1000));
         // conntrackd 1.4.7's `-i` line in Stats mode for this flow.
         assert_eq!(
             log.dump_text(Instant::from_millis(22_500), Format::Plain),

@@ -106,6 +106,7 @@ mod test {
     use crate::config::Filter;
     use crate::kernel::codec::Kind;
     use crate::model::{Conntrack, L4, Tuple};
+    use crate::node::flow_log::Source;
 
     fn udp(port: u16) -> Conntrack {
         let mut c = Conntrack::new(Tuple {
@@ -130,7 +131,8 @@ mod test {
     fn each_request_gets_conntrackds_stats_mode_answer() {
         let t = Instant::ZERO;
         let mut log = FlowLog::new(Filter::default(), 10);
-        log.event(Kind::New, udp(1), t);
+        // From the start-up dump: its mark is shown, 0 too.
+        log.event(Kind::Update, udp(1), Source::Dump, t);
         let control = ControlView {
             pending_bytes: 10,
             budget_bytes: 20,

@@ -98,23 +98,25 @@ pub fn ct_part(
     render_part(entries, first, now, f, expiry, &r)
 }
 
-/// A Stats-mode daemon's `-i` (see [`render_part`]): each flow as
-/// [`super::ct_line`] prints it but with the mark even when it is 0 (conntrackd
-/// keeps the mark every kernel event carries, and libnetfilter_conntrack
-/// prints a mark that is set).
+/// A Stats-mode daemon's `-i` (see [`render_part`]): each flow, with
+/// whether the kernel reported its mark, as [`super::ct_line`] prints it
+/// but with a reported mark even when it is 0 (conntrackd keeps what the
+/// kernel's events and dumps carry, and libnetfilter_conntrack prints a
+/// mark that is set).
 pub fn stats_part(
-    entries: impl Iterator<Item = Entry<Conntrack>>,
+    entries: impl Iterator<Item = Entry<(Conntrack, bool)>>,
     now: Instant,
     f: Format,
 ) -> String {
-    let xml = |ct: &Conntrack| ct_xml_with(ct, false, true);
-    let plain = |s: &mut String, ct: &Conntrack| {
-        ct_line_into(s, ct, false, false, true, false)
+    let xml = |(ct, told): &(Conntrack, bool)| ct_xml_with(ct, false, *told);
+    let plain = |s: &mut String, (ct, told): &(Conntrack, bool)| {
+        ct_line_into(s, ct, false, false, *told, false)
     };
+    let json = |(ct, _): &(Conntrack, bool), since| ct_json(ct, since);
     let r = Renderers {
         plain: &plain,
         xml: &xml,
-        json: &ct_json,
+        json: &json,
     };
     render_part(entries, true, now, f, None, &r)
 }

@@ -189,3 +189,80 @@ fn stopped_during_start_up(tag: &str, section: &str) {
     assert!(!log.contains("initialization completed"), "{log}");
     assert!(!ctl.exists() && !dir.join("lock").exists());
 }
+
+const BACKLOG: u32 = 100_000;
+
+/// The flow logger (a `Stats` section) answers its control socket while
+/// a backlog of kernel events waits to be read: a request made while
+/// the daemon was stopped (SIGSTOP) and 100 000 flows were created is
+/// answered, once it runs again, within a few turns of its loop, not
+/// after the whole backlog. Each turn of its loop found the event socket
+/// ready at once and never gave the executor back, so the control
+/// socket's tasks (the accept loop, the request's reader) ran only once
+/// the backlog was gone: `-s` waited for every event queued before it.
+#[test]
+fn the_flow_logger_answers_during_a_backlog_of_events() {
+    let Some((a, _b)) = pair("slb") else {
+        return;
+    };
+    let dir = std::env::temp_dir()
+        .join(format!("ctsyncd-slb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ctsyncd.conf");
+    // A buffer the whole backlog fits in: no overrun, no resync.
+    std::fs::write(
+        &conf,
+        format!(
+            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n  NetlinkBufferSize 268435456\n  NetlinkBufferSizeMaxGrowth 268435456\n}}\nStats {{\n}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let daemon = a.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
+    let ctl = dir.join("ctl");
+    let t0 = Instant::now();
+    while ask(&ctl, &stats(), Duration::from_secs(1)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "not up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_child(&daemon.0);
+    let signal = |s| rustix::process::kill_process(pid, s).unwrap();
+    signal(rustix::process::Signal::STOP);
+    create(&a, &flows("10.102.0.1", BACKLOG));
+    // Connected and sent while the daemon is stopped: the kernel queues
+    // both.
+    let asking = {
+        let ctl = ctl.clone();
+        std::thread::spawn(move || ask(&ctl, &stats(), Duration::from_secs(30)))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    signal(rustix::process::Signal::CONT);
+    let answer = asking.join().unwrap();
+    // Every flow was read in the end, without an overrun.
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < Duration::from_secs(30) {
+        last = ask(&ctl, &stats(), Duration::from_secs(5)).unwrap();
+        if json_number(&last, "cache", "created") >= u64::from(BACKLOG) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(daemon);
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let answer = answer.unwrap();
+    assert_eq!(
+        json_number(&last, "cache", "created"),
+        u64::from(BACKLOG),
+        "{last}\n{log}"
+    );
+    assert!(!log.contains("overrun"), "{log}");
+    let read = json_number(&answer, "cache", "created");
+    eprintln!("the request was answered after {read} of {BACKLOG} events");
+    assert!(
+        read < u64::from(BACKLOG) / 2,
+        "the request waited for {read} of the {BACKLOG} events queued before it"
+    );
+}

@@ -317,18 +317,34 @@ pub(crate) async fn run(
     budget: &Rc<ReplyBudget>,
 ) {
     let done = sm.worker.done.clone();
+    let mut busy = false;
     loop {
-        let wake = smol::future::or(
-            smol::future::or(
-                async { Wake::Control(rx.recv().await.ok()) },
-                async { Wake::Job(done.recv().await.ok()) },
-            ),
-            async {
-                sm.kernel_turn(clock).await;
-                Wake::Kernel
-            },
-        )
-        .await;
+        // A wait that found something ready at once never gave the
+        // executor back: under a backlog of events the control socket's
+        // tasks (the accept loop, the requests' readers and writers) ran
+        // only once it was read to its end, and `-s` waited for all of
+        // it. They get a turn after each such wait (as the sync loop's).
+        if busy {
+            smol::future::yield_now().await;
+        }
+        let (wake, ready) = {
+            let wait = smol::future::or(
+                smol::future::or(
+                    async { Wake::Control(rx.recv().await.ok()) },
+                    async { Wake::Job(done.recv().await.ok()) },
+                ),
+                async {
+                    sm.kernel_turn(clock).await;
+                    Wake::Kernel
+                },
+            );
+            let mut wait = std::pin::pin!(wait);
+            match smol::future::poll_once(wait.as_mut()).await {
+                Some(wake) => (wake, true),
+                None => (wait.await, false),
+            }
+        };
+        busy = ready;
         let ev = match wake {
             Wake::Kernel => continue,
             // A closed channel is ready at once: waiting on it again

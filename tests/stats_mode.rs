@@ -836,3 +836,58 @@ s.sendto(b\"{payload}\", (\"127.0.0.1\", {dport}))\n"
     assert_eq!(b.len(), 1, "conntrackd's log: {b:#?}");
     assert_eq!(a, b);
 }
+
+/// A flow's line in the stats log is its destroy event, as conntrackd
+/// writes it: a flow the FTP helper followed ends without `helper=ftp`
+/// (the kernel's destroy event does not carry the helper). ctsyncd wrote
+/// the cached flow completed by the event, with `helper=ftp`.
+#[test]
+fn a_destroyed_flow_is_logged_as_its_destroy_event_tells_it() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("statshelper") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-statshelper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    ns.ftp_helper();
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    // A control connection to port 21 (no FTP server needed: the helper
+    // is assigned by the ruleset), then its end.
+    ns.sh(&format!(
+        "{} -c '{}'",
+        common::PY,
+        "import socket, time\n\
+l = socket.socket(); l.bind((\"127.0.0.1\", 21)); l.listen()\n\
+c = socket.create_connection((\"127.0.0.1\", 21)); a, _ = l.accept()\n\
+a.send(b\"220 hi\\r\\n\"); c.recv(100); c.send(b\"USER x\\r\\n\"); a.recv(100)\n\
+time.sleep(0.3)\n"
+    ));
+    let (our_i, their_i) = (
+        client(&ns, &bin(), &our_conf, "-i"),
+        client(&ns, CONNTRACKD, &their_conf, "-i"),
+    );
+    ns.sh("conntrack -D -p tcp --dport 21 >/dev/null 2>&1");
+    let t0 = Instant::now();
+    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let (a, b) = (flows(&ours), flows(&theirs));
+    drop((ours_d, theirs_d));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!("conntrackd's -i:\n{their_i}its log:\n{}", b.join("\n"));
+    // The helper is there while the flow lives, in both.
+    assert!(their_i.contains(" helper=ftp "), "{their_i}");
+    assert!(our_i.contains(" helper=ftp "), "{our_i}");
+    assert_eq!(b.len(), 1, "conntrackd's log: {b:#?}");
+    assert_eq!(a, b);
+}

@@ -1,10 +1,10 @@
 //! Stats mode (`Stats { }`, reference §9): the flow logger. Flows that
 //! pass the Filter are cached from the start-up dump and the kernel's
 //! events; when the kernel destroys a cached flow it leaves the cache and
-//! its line is returned for the stats log: the cached flow (so a TCP flow
-//! keeps the state its last event carried) in the plain conntrack format,
-//! as conntrackd writes it after the `ctime` stamp, with the destroy
-//! event's packet and byte counters when the kernel keeps them. Also the
+//! its line is returned for the stats log: the destroy event's flow, as
+//! the kernel tells it (its state, its counters when the kernel keeps
+//! them, its mark when set; no helper), in the plain conntrack format,
+//! as conntrackd writes it after the `ctime` stamp. Also the
 //! `-s`, `-s cache` and `-i` of a stats-mode daemon, `-f internal`, and
 //! the folding of a kernel dump (`-R`, or after an event overrun, when
 //! the flows that ended unseen are logged too). Pure: the daemon owns the
@@ -123,13 +123,15 @@ impl FlowLog {
         self.ticks += 1;
         let key = ct_key_of(&ct);
         if kind == Kind::Destroy {
-            let cached = self.flows.remove(&key)?;
+            // conntrackd logs the event, not what it cached: a helper
+            // (which no destroy event carries) is not in the line.
+            self.flows.remove(&key)?;
             self.destroyed += 1;
             if let Some(c) = ct.counters {
                 self.traffic_bytes += c.orig_bytes + c.reply_bytes;
                 self.traffic_packets += c.orig_packets + c.reply_packets;
             }
-            return Some(ct_line_counted(&merged(&cached.ct, ct)));
+            return Some(ct_line_counted(&ct));
         }
         if !filter::conntrack(&self.filter, &ct) {
             self.filtered += 1;
@@ -292,9 +294,10 @@ impl FlowLog {
     }
 }
 
-/// An event's flow completed with what earlier events carried and this
-/// one does not (a DESTROY or an UPDATE has no TCP state, a mark only
-/// when it is set).
+/// An update's flow completed with what earlier events carried and this
+/// one does not (an UPDATE has a TCP state only when it changed, a helper
+/// only when one is attached), as conntrackd copies only the attributes
+/// an event has into its cached flow.
 fn merged(old: &Conntrack, mut ct: Conntrack) -> Conntrack {
     if ct.proto_info == ProtoInfo::None {
         ct.proto_info = old.proto_info;
@@ -348,7 +351,9 @@ mod test {
         let mut new = tcp(1000, Some(3));
         new.mark = 5;
         assert_eq!(log.event(Kind::New, new, EV, T0), None);
-        let mut gone = tcp(1000, None);
+        // The destroy event has the state and the mark (set).
+        let mut gone = tcp(1000, Some(3));
+        gone.mark = 5;
         gone.counters = Some(crate::model::Counters {
             orig_packets: 3,
             orig_bytes: 180,
@@ -379,7 +384,9 @@ mod test {
             stop_s: 0,
         });
         log.event(Kind::New, new, EV, T0);
-        let mut gone = tcp(1000, None);
+        // No helper in the destroy event: none in the line (as
+        // conntrackd's, which logs the event).
+        let mut gone = tcp(1000, Some(3));
         gone.zone = 3;
         // Whole seconds of the stop minus whole seconds of the start, as
         // conntrackd prints it.
@@ -390,7 +397,7 @@ mod test {
         assert_eq!(
             log.event(Kind::Destroy, gone, EV, T0).as_deref(),
             Some(
-                "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] zone=3 delta-time=4 helper=ftp"
+                "tcp      6 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1000 [ASSURED] zone=3 delta-time=4"
             )
         );
     }

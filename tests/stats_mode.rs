@@ -891,3 +891,74 @@ time.sleep(0.3)\n"
     assert_eq!(b.len(), 1, "conntrackd's log: {b:#?}");
     assert_eq!(a, b);
 }
+
+/// The Filter applies to a destroy event too, as conntrackd applies it
+/// to every event: with TCP states filtered (`State Accept { ESTABLISHED
+/// for TCP }`), a connection that ends in TIME_WAIT is not written to
+/// the stats log, by conntrackd nor by ctsyncd (which wrote it). Unlike
+/// conntrackd, whose cache then keeps the flow for good (listed by `-i`,
+/// counted active, until `-f internal`: a HashLimit's worth of them stops
+/// the logging of new flows), ctsyncd lets it go.
+#[test]
+fn a_destroy_event_the_filter_rejects_is_not_logged() {
+    if !Path::new(CONNTRACKD).exists() {
+        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+        return;
+    }
+    let Some(ns) = common::Netns::new("statsfilter") else {
+        return;
+    };
+    let base = std::env::temp_dir()
+        .join(format!("ctsyncd-statsfilter-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
+    let filter = " Filter { State Accept { ESTABLISHED for TCP } }";
+    let (our_conf, their_conf) = (conf(&ours, filter), conf(&theirs, filter));
+    ns.sh("ip link set lo up && nft -f - <<'EOF'
+table inet t {
+  chain o {
+    type filter hook output priority 0;
+    ct state new accept
+  }
+}
+EOF");
+    let ours_d = start(&ns, &bin(), &our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    // A connection closed by both ends (TIME_WAIT), and a UDP flow.
+    ns.sh(&format!(
+        "{} -c '{}'",
+        common::PY,
+        "import socket, time\n\
+l = socket.socket(); l.bind((\"127.0.0.1\", 8021)); l.listen()\n\
+c = socket.create_connection((\"127.0.0.1\", 8021)); a, _ = l.accept()\n\
+a.send(b\"hi\"); c.recv(100); c.send(b\"yo\"); a.recv(100)\n\
+time.sleep(0.2); c.close(); a.close()\n\
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b\"x\", (\"127.0.0.1\", 9020))\n\
+time.sleep(0.3)\n"
+    ));
+    let state = ns.sh("conntrack -L -p tcp --dport 8021 2>/dev/null");
+    ns.sh("conntrack -D -p tcp --dport 8021 >/dev/null 2>&1; conntrack -D -p udp --dport 9020 >/dev/null 2>&1");
+    let t0 = Instant::now();
+    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (a, b) = (flows(&ours), flows(&theirs));
+    let our_i = client(&ns, &bin(), &our_conf, "-i");
+    let their_i = client(&ns, CONNTRACKD, &their_conf, "-i");
+    drop((ours_d, theirs_d));
+    let _ = std::fs::remove_dir_all(&base);
+    eprintln!(
+        "the connection before its end: {state}conntrackd's log:\n{}\nits -i after:\n{their_i}",
+        b.join("\n")
+    );
+    assert!(state.contains(" TIME_WAIT "), "{state}");
+    // conntrackd: the UDP flow's line only; the connection stays cached.
+    assert_eq!(b.len(), 1, "conntrackd's log: {b:#?}");
+    assert!(b[0].contains("dport=9020 "), "{b:#?}");
+    assert!(their_i.contains("dport=8021 "), "{their_i}");
+    assert_eq!(a, b);
+    assert!(!our_i.contains("dport=8021 "), "{our_i}");
+}

@@ -122,6 +122,18 @@ impl FlowLog {
     ) -> Option<String> {
         self.ticks += 1;
         let key = ct_key_of(&ct);
+        // conntrackd filters every event, a destroy too: a flow whose
+        // end the Filter rejects (a TCP state filter, the connection in
+        // TIME_WAIT) is not logged nor counted. Its cache then keeps the
+        // flow for good (until `-f internal`, a HashLimit's worth of them
+        // stopping the logging of new flows): this one lets it go.
+        if !filter::conntrack(&self.filter, &ct) {
+            self.filtered += 1;
+            if kind == Kind::Destroy {
+                self.flows.remove(&key);
+            }
+            return None;
+        }
         if kind == Kind::Destroy {
             // conntrackd logs the event, not what it cached: a helper
             // (which no destroy event carries) is not in the line.
@@ -132,10 +144,6 @@ impl FlowLog {
                 self.traffic_packets += c.orig_packets + c.reply_packets;
             }
             return Some(ct_line_counted(&ct));
-        }
-        if !filter::conntrack(&self.filter, &ct) {
-            self.filtered += 1;
-            return None;
         }
         ct.timeout = None;
         ct.counters = None;
@@ -418,6 +426,8 @@ mod test {
         let mut log = FlowLog::new(filter, 1);
         log.event(Kind::New, tcp(1, Some(3)), EV, T0);
         assert_eq!(log.event(Kind::Destroy, tcp(1, None), EV, T0), None);
+        // The destroy event is filtered (and counted) as the others are.
+        assert_eq!((log.filtered, log.destroyed), (2, 0));
         let mut log = FlowLog::new(Filter::default(), 1);
         log.event(Kind::New, tcp(1, Some(3)), EV, T0);
         log.event(Kind::New, tcp(2, Some(3)), EV, T0);

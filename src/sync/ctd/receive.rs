@@ -112,7 +112,14 @@ impl CtdEngine {
 
     fn ftfw_message(&mut self, now: Instant, msg: Message) {
         let seq = Seq(msg.seq);
-        if msg.hello_back && self.hello == Hello::Say {
+        // Only once we said HELLO (conntrackd's `HELLO_INIT` ignores a
+        // HELLO_BACK): one that comes first answers an earlier life's
+        // HELLO, and taken as ours our first numbers went without HELLO,
+        // which a conntrackd tracking that life drops as "before".
+        if msg.hello_back
+            && self.hello == Hello::Say
+            && self.hello_since.is_some()
+        {
             self.hello = Hello::Done;
             self.resend_what_went_with_hello();
             if self.resync_wanted.take().is_some() {

@@ -161,3 +161,53 @@ fn a_resync_of_our_own_waits_for_a_late_answer() {
     let (at, hello) = resync_with_answers_lost_for(u64::MAX);
     assert!((10_000..11_100).contains(&at) && hello, "{at} ms, {hello}");
 }
+
+/// A HELLO_BACK that comes before we said anything answers a HELLO of
+/// an earlier life (the daemon restarted, or the protocol switched back,
+/// before the peer's answer came), or none: conntrackd is then still in
+/// its `HELLO_INIT` state, which ignores it (`digest_hello` moves only
+/// `HELLO_SAY` to `HELLO_DONE`), and says HELLO from its first message
+/// on. Taken as the answer, our first messages went without HELLO,
+/// numbered from a random start: a conntrackd still tracking our last
+/// life's numbers drops every one of them that falls "before" those
+/// (half the starts) without a NACK, for good.
+#[test]
+fn a_hello_back_before_we_said_hello_answers_nothing() {
+    let mut src = MapSource::default();
+    let t = Instant::from_millis(0);
+    let mut e = CtdEngine::new(params(), t);
+    e.recv(t, &alive(500, HELLO_BACK), &src);
+    e.request_resync();
+    let c = ct(1);
+    src.cts.insert(ct_key_of(&c), c.clone());
+    e.local_change(Key::Ct(ct_key_of(&c)), true);
+    let mut buf = [0u8; 1472];
+    let mut first = Vec::new();
+    while let Some(n) = e.poll_transmit(t, &src, &mut buf) {
+        first.extend(
+            ctd::messages(&buf[..n], Options::default()).map(|m| m.unwrap()),
+        );
+    }
+    assert!(!first.is_empty());
+    assert!(
+        first.iter().all(|m| m.hello),
+        "our first messages must say HELLO: {first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .all(|m| !m.body.is_data() && m.body != Body::Resync),
+        "data and our RESYNC wait for the answer to our own HELLO: {first:?}"
+    );
+    // The answer to it ends the handshake as usual.
+    e.recv(t, &alive(501, HELLO_BACK), &src);
+    let mut next = Vec::new();
+    while let Some(n) = e.poll_transmit(t, &src, &mut buf) {
+        next.extend(
+            ctd::messages(&buf[..n], Options::default()).map(|m| m.unwrap()),
+        );
+    }
+    assert!(next.iter().all(|m| !m.hello), "{next:?}");
+    assert!(next.iter().any(|m| m.body.is_data()), "{next:?}");
+    assert!(next.iter().any(|m| m.body == Body::Resync), "{next:?}");
+}

@@ -202,6 +202,8 @@ pub struct CtdEngine {
     applies: VecDeque<Apply>,
     stats: Stats,
     refused: Refused,
+    /// What the datagram being read refused so far (returned by `recv`).
+    in_datagram: Refused,
     /// Our control messages carry ctsyncd's mark
     /// ([`crate::wire::ctd::MARK`]): a ctsyncd peer learns what we are.
     announce: bool,
@@ -245,6 +247,7 @@ impl CtdEngine {
             applies: VecDeque::new(),
             stats: Stats::default(),
             refused: Refused::default(),
+            in_datagram: Refused::default(),
             announce: false,
             p,
         }

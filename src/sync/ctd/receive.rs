@@ -23,7 +23,7 @@ impl CtdEngine {
         src: &dyn Source,
     ) -> (u64, Refused) {
         let mut read = 0;
-        let mut refused = Refused::default();
+        self.in_datagram = Refused::default();
         self.stats.datagrams_recv += 1;
         self.resync_heard = false;
         let mut messages = ctd::messages(datagram, self.p.opts);
@@ -35,7 +35,7 @@ impl CtdEngine {
                     self.message(now, msg);
                 }
                 Err(e) => {
-                    refused.count(e);
+                    self.in_datagram.count(e);
                     self.stats.malformed += 1;
                     match e {
                         ctd::Error::Version(_) => self.stats.bad_version += 1,
@@ -64,6 +64,7 @@ impl CtdEngine {
         if std::mem::take(&mut self.bulk_owed) {
             self.bulk(src);
         }
+        let refused = std::mem::take(&mut self.in_datagram);
         self.refused.add(&refused);
         (read, refused)
     }
@@ -93,9 +94,7 @@ impl CtdEngine {
                 }
                 match msg.body {
                     Body::Ack { .. } | Body::Nack { .. } => {
-                        self.refused.bad_header += 1;
-                        self.stats.bad_header += 1;
-                        self.stats.malformed += 1;
+                        self.refuse_header();
                     }
                     b => self.digest(now, b),
                 }
@@ -219,9 +218,7 @@ impl CtdEngine {
             Body::Ack { from, to } | Body::Nack { from, to }
                 if !self.ftfw() || Seq(to) < Seq(from) =>
             {
-                self.refused.bad_header += 1;
-                self.stats.bad_header += 1;
-                self.stats.malformed += 1;
+                self.refuse_header();
             }
             // An ACK of numbers we never sent is corrupt or forged: read,
             // it released what the peer never got. A NACK that reaches
@@ -275,6 +272,16 @@ impl CtdEngine {
                 }
             }
         }
+    }
+
+    /// A message read but refused (a control message no conntrackd sends
+    /// in this mode, an ACK or NACK ending before it starts): counted as
+    /// conntrackd counts a `MSG_BAD`, and in what the datagram refused
+    /// (`-s link` adds that up).
+    fn refuse_header(&mut self) {
+        self.in_datagram.bad_header += 1;
+        self.stats.bad_header += 1;
+        self.stats.malformed += 1;
     }
 
     /// Whether `s` lies before our first number, where a peer's report

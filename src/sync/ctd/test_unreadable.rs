@@ -172,3 +172,28 @@ fn a_broken_frame_after_a_refused_payload_tracks_no_number_twice() {
     let s = e.stats();
     assert_eq!((s.peer_restarts, s.before), (0, 0));
 }
+
+/// What one datagram refused is what `-s link` counts (the node adds up
+/// what each `recv` returns): a control message refused after it was
+/// read (an ACK ending before it starts, an ACK or NACK in NOTRACK) is
+/// in it, as in the engine's own count.
+#[test]
+fn a_control_message_refused_after_reading_is_in_the_datagrams_count() {
+    let src = MapSource::default();
+    let t = Instant::from_millis(0);
+    let mut ftfw = CtdEngine::new(params(), t);
+    ftfw.recv(t, &alive(500, 0x20), &src);
+    let (_, r) = ftfw.recv(t, &ctl(501, 0x08, 900, 800), &src);
+    assert_eq!(r.bad_header, 1, "ACK 900..800 in FT-FW: {r:?}");
+    assert_eq!(ftfw.refused().bad_header, 1);
+    let mut notrack = CtdEngine::new(
+        Params {
+            mode: Mode::NoTrack,
+            ..params()
+        },
+        t,
+    );
+    let (_, r) = notrack.recv(t, &ctl(7, 0x04, 1, 2), &src);
+    assert_eq!(r.bad_header, 1, "NACK in NOTRACK: {r:?}");
+    assert_eq!(notrack.refused().bad_header, 1);
+}

@@ -125,14 +125,27 @@ impl CtdEngine {
                 self.tx.control(Ctl::Resync);
             }
         }
+        let mut resent = false;
         let class = if msg.hello {
             self.say_hello_back = true;
             // The first HELLO of a handshake (or one whose number makes
             // no sense after the last) restarts the tracking; the ones
             // after it are numbered on from it.
             let normal = self.rx.classify(seq);
-            if self.peer_hello
-                && matches!(normal, Class::InSync | Class::After { .. })
+            // conntrackd resends a control message it kept (ACK, NACK,
+            // RESYNC) with the flags it first went with: one of its
+            // handshake, NACKed after it, says HELLO again, numbered in
+            // sequence. A restart numbers from its clock instead.
+            resent = !self.peer_hello
+                && normal == Class::InSync
+                && self.rx.last().is_some()
+                && matches!(
+                    msg.body,
+                    Body::Ack { .. } | Body::Nack { .. } | Body::Resync
+                );
+            if resent
+                || (self.peer_hello
+                    && matches!(normal, Class::InSync | Class::After { .. }))
             {
                 normal
             } else {
@@ -153,7 +166,7 @@ impl CtdEngine {
         } else {
             self.rx.classify(seq)
         };
-        self.peer_hello = msg.hello;
+        self.peer_hello = msg.hello && !resent;
         let starts_series = msg.body.is_data();
         match class {
             Class::Before => {

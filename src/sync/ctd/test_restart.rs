@@ -136,3 +136,56 @@ fn one_datagram_gets_one_bulk_however_often_it_asks() {
         .count();
     assert_eq!(data, 3);
 }
+
+/// conntrackd resends a control message it kept (ACK, NACK, RESYNC) with
+/// the flags it first went with: one of its handshake, NACKed after the
+/// handshake ended, says HELLO again (and HELLO_BACK), numbered in
+/// sequence. Checked on conntrackd 1.4.7: its handshake ACK went as seq
+/// n with flags 0x68, then an ALIVE 0x30 and an ACK 0x08; NACKed, the ACK
+/// came again as n + 3 with flags 0x68. It is not the peer's restart: no
+/// second bulk of our whole cache, and our reports of its numbers (the
+/// NACK that asked for it among them) are kept.
+#[test]
+fn a_handshake_control_resent_saying_hello_is_not_a_restart() {
+    let src = Counted::with(3);
+    let mut t = Instant::from_millis(0);
+    let mut e = CtdEngine::new(params(), t);
+    t = t + Duration::from_secs(1);
+    e.handle_timeout(t, &src);
+    let _ = sent(&mut e, t, &src);
+    // Its last life, then its restart: HELLO|ALIVE, its handshake ACK
+    // (HELLO|HELLO_BACK, lost), a plain ACK after our HELLO_BACK.
+    e.recv(t, &alive(400, 0), &src);
+    e.recv(t, &alive(401, 0), &src);
+    e.recv(t, &alive(5000, HELLO), &src);
+    assert_eq!((e.stats().peer_restarts, src.walks.get()), (1, 1));
+    let _ = sent(&mut e, t, &src);
+    e.recv(t, &ctl(5002, ACK, 100, 100), &src);
+    let nacks: Vec<_> = sent(&mut e, t, &src)
+        .into_iter()
+        .filter(|m| matches!(m.body, Body::Nack { .. }))
+        .collect();
+    assert!(
+        nacks.iter().any(|m| m.body
+            == Body::Nack {
+                from: 5001,
+                to: 5001
+            }),
+        "{nacks:?}"
+    );
+    // Its answer: the lost ACK again, with the flags it first had.
+    e.recv(t, &ctl(5003, ACK | HELLO | HELLO_BACK, 100, 100), &src);
+    assert_eq!(
+        (e.stats().peer_restarts, src.walks.get()),
+        (1, 1),
+        "the resent handshake ACK taken as a restart"
+    );
+    assert!(
+        e.resend_queue()
+            .any(|r| matches!(r, crate::sync::ResendEntry::Control(_, 0x04))),
+        "our NACK of its numbers was dropped"
+    );
+    // A real restart after it is still one.
+    e.recv(t, &alive(4000, HELLO), &src);
+    assert_eq!((e.stats().peer_restarts, src.walks.get()), (2, 2));
+}

@@ -211,3 +211,44 @@ fn a_hello_back_before_we_said_hello_answers_nothing() {
     assert!(next.iter().any(|m| m.body.is_data()), "{next:?}");
     assert!(next.iter().any(|m| m.body == Body::Resync), "{next:?}");
 }
+
+/// `-s rsqueue` shows a kept control message with the flags it went
+/// with, as conntrackd's does (`rs_queue_dump` prints the sent header's
+/// flags). Checked on conntrackd 1.4.7: a peer's HELLO|ALIVE, then the
+/// quiet second's ACK, sent saying HELLO and HELLO_BACK, shows as
+/// "control -> seq:N flags:104".
+#[test]
+fn the_resend_queue_shows_a_control_message_with_the_flags_it_went_with() {
+    let src = MapSource::default();
+    let mut t = Instant::from_millis(0);
+    let mut e = CtdEngine::new(params(), t);
+    e.recv(t, &alive(500, HELLO), &src);
+    t = t + Duration::from_secs(1);
+    e.handle_timeout(t, &src);
+    let mut buf = [0u8; 1472];
+    let n = e.poll_transmit(t, &src, &mut buf).unwrap();
+    let m: Vec<_> = ctd::messages(&buf[..n], Options::default())
+        .map(|m| m.unwrap())
+        .collect();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].body, Body::Ack { from: 500, to: 500 });
+    assert!(m[0].hello && m[0].hello_back);
+    assert_eq!(
+        e.resend_queue().collect::<Vec<_>>(),
+        vec![crate::sync::ResendEntry::Control(Seq(m[0].seq), 104)]
+    );
+    // Answered: the next one goes, and shows, as a plain ACK.
+    e.recv(t, &alive(501, HELLO_BACK), &src);
+    t = t + Duration::from_secs(1);
+    e.handle_timeout(t, &src);
+    let n = e.poll_transmit(t, &src, &mut buf).unwrap();
+    let m = ctd::messages(&buf[..n], Options::default())
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.body, Body::Ack { from: 501, to: 501 });
+    assert!(
+        e.resend_queue()
+            .any(|r| r == crate::sync::ResendEntry::Control(Seq(m.seq), 8))
+    );
+}

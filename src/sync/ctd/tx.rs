@@ -10,7 +10,7 @@ use crate::model::{Conntrack, Expect};
 use crate::sync::{Key, Source, State};
 use crate::time::Instant;
 use crate::wire::Seq;
-use crate::wire::ctd::{self, Body, Message};
+use crate::wire::ctd::{self, Body, Message, flag};
 
 impl CtdEngine {
     /// Builds the next datagram into `buf` (at most `max_datagram`
@@ -57,7 +57,14 @@ impl CtdEngine {
                     self.next_seq = seq.next();
                     self.numbered += 1;
                     self.say_hello_back &= !msg.hello_back;
-                    self.sent(seq, next, now);
+                    let mut hello = 0;
+                    if msg.hello {
+                        hello |= flag::HELLO;
+                    }
+                    if msg.hello_back {
+                        hello |= flag::HELLO_BACK;
+                    }
+                    self.sent(seq, next, hello, now);
                 }
                 Err(ctd::Error::TooBig) if n > 0 => break,
                 Err(_) => {
@@ -78,7 +85,8 @@ impl CtdEngine {
         Some(off)
     }
 
-    fn sent(&mut self, seq: Seq, what: Next, now: Instant) {
+    /// `hello`: the HELLO bits it went with.
+    fn sent(&mut self, seq: Seq, what: Next, hello: u8, now: Instant) {
         if !self.ftfw() {
             return;
         }
@@ -92,7 +100,7 @@ impl CtdEngine {
             Next::Ctl(Ctl::Alive | Ctl::Query { .. }) => return,
             Next::Ctl(c) => Sent::Ctl(c),
         };
-        self.rs.push(seq, kept, now, &mut self.stats);
+        self.rs.push(seq, kept, hello, now, &mut self.stats);
     }
 }
 

@@ -290,7 +290,7 @@ mod test {
         let mut seq = Seq(1);
         while let Some(Next::Key(k, _)) = tx.peek() {
             tx.pop();
-            rq.push(seq, Sent::Key(k), Instant::from_millis(0), &mut stats);
+            rq.push(seq, Sent::Key(k), 0, Instant::from_millis(0), &mut stats);
             seq = seq.next();
         }
         let (keys, queued) = tx.capacities();

@@ -25,6 +25,9 @@ struct Entry {
     seq: Seq,
     at: Instant,
     what: Sent,
+    /// The HELLO and HELLO_BACK bits it went with (`-s rsqueue` shows a
+    /// control message's flags as sent, as conntrackd does).
+    hello: u8,
     /// False once the key was queued again (it left this queue).
     live: bool,
 }
@@ -55,16 +58,18 @@ impl ResendQueue {
     pub(crate) fn iter(&self) -> impl Iterator<Item = ResendEntry> + '_ {
         self.q.iter().filter(|e| e.live).map(|e| match e.what {
             Sent::Key(_) => ResendEntry::Object(e.seq),
-            Sent::Ctl(c) => ResendEntry::Control(e.seq, c.flag()),
+            Sent::Ctl(c) => ResendEntry::Control(e.seq, c.flag() | e.hello),
         })
     }
 
-    /// Keeps `what`, sent as `seq` at `now`; when full the oldest goes
-    /// (counted: only a RESYNC can bring it back).
+    /// Keeps `what`, sent as `seq` at `now` with the HELLO bits `hello`;
+    /// when full the oldest goes (counted: only a RESYNC can bring it
+    /// back).
     pub(crate) fn push(
         &mut self,
         seq: Seq,
         what: Sent,
+        hello: u8,
         now: Instant,
         stats: &mut Stats,
     ) {
@@ -87,6 +92,7 @@ impl ResendQueue {
             seq,
             at: now,
             what,
+            hello,
             live: true,
         });
         self.live += 1;
@@ -258,13 +264,13 @@ mod test {
         let mut st = Stats::default();
         let mut rs = ResendQueue::new(3);
         let t = Instant::from_millis(0);
-        rs.push(Seq(10), Sent::Key(key(1)), t, &mut st);
-        rs.push(Seq(11), Sent::Ctl(Ctl::Alive), t, &mut st);
-        rs.push(Seq(12), Sent::Key(key(2)), t, &mut st);
+        rs.push(Seq(10), Sent::Key(key(1)), 0, t, &mut st);
+        rs.push(Seq(11), Sent::Ctl(Ctl::Alive), 0, t, &mut st);
+        rs.push(Seq(12), Sent::Key(key(2)), 0, t, &mut st);
         rs.forget(&key(2));
         assert_eq!(rs.len(), 2);
-        rs.push(Seq(13), Sent::Key(key(3)), t, &mut st);
-        rs.push(Seq(14), Sent::Key(key(4)), t, &mut st);
+        rs.push(Seq(13), Sent::Key(key(3)), 0, t, &mut st);
+        rs.push(Seq(14), Sent::Key(key(4)), 0, t, &mut st);
         assert_eq!(st.resend_queue_dropped, 1, "seq 10 gave way");
         assert_eq!(
             rs.iter().collect::<Vec<_>>(),
@@ -287,8 +293,8 @@ mod test {
         assert_eq!(rs.clear(), vec![Sent::Key(key(4))]);
         assert_eq!(rs.len(), 0);
         // Across the wrap.
-        rs.push(Seq(u32::MAX), Sent::Key(key(5)), t, &mut st);
-        rs.push(Seq(0), Sent::Key(key(6)), t, &mut st);
+        rs.push(Seq(u32::MAX), Sent::Key(key(5)), 0, t, &mut st);
+        rs.push(Seq(0), Sent::Key(key(6)), 0, t, &mut st);
         assert_eq!(rs.take_range(Seq(u32::MAX - 3), Seq(0)).len(), 2);
     }
 }

@@ -76,8 +76,10 @@ pub use switch::{Protocol, Received, Switch};
 pub enum ResendEntry {
     /// A cache object awaiting its ACK.
     Object(Seq),
-    /// A control message, with the header flags conntrackd prints for its
-    /// kind (`NET_F_*`: ACK 8, NACK 4, RESYNC 2).
+    /// A control message, with the header flags conntrackd prints for it:
+    /// its kind's (`NET_F_*`: ACK 8, NACK 4, RESYNC 2) and the HELLO bits
+    /// it went with (HELLO 0x20, HELLO_BACK 0x40; conntrackd's handshake
+    /// ACK shows as 104).
     Control(Seq, u8),
 }
 

@@ -191,6 +191,8 @@ struct Accepted {
     asked: Instant,
 }
 
+/// A DigestSub sent: its name, its sums' hash and when.
+type Ask = (u64, u64, Instant);
 /// One node: its anti-entropy, its caches, and the model of what the
 /// documentation says it does.
 struct Node {
@@ -204,7 +206,7 @@ struct Node {
     next: Instant,
     /// Model, receiver: the DigestSubs sent, per table and bucket: their
     /// names, sums' hashes and times, newest first, at most ASKS_KEPT.
-    asked: BTreeMap<(usize, u8), VecDeque<(u64, u64, Instant)>>,
+    asked: BTreeMap<(usize, u8), VecDeque<Ask>>,
     /// Model, receiver: every name its asks went by (each is unique).
     names: BTreeSet<u64>,
     /// Model, sender: per table and bucket, the ids of the DigestSubs
@@ -919,7 +921,7 @@ fn forge_near(input: &mut Input, to: &Node, peer: &Node) -> Msg {
             }
             let keep = KeyHashes(keep);
             let how = input.byte();
-            if how % 3 == 0 {
+            if how.is_multiple_of(3) {
                 return Msg::Prune {
                     table,
                     bucket,

@@ -13,8 +13,8 @@ mod pair;
 use std::time::Duration;
 
 use ctsyncd::model::Mode;
-use ctsyncd::sync::ctd::{CtdEngine, Params};
 use ctsyncd::sync::Key;
+use ctsyncd::sync::ctd::{CtdEngine, Params};
 use ctsyncd::time::Instant;
 use ctsyncd::wire::ctd::Options;
 use pair::{Ends, Input, Peer};
@@ -62,7 +62,10 @@ impl Peer for Side {
             self.engine.handle_timeout(now, &self.ends.internal);
         }
         let mut buf = [0u8; 1472];
-        while let Some(n) = self.engine.poll_transmit(now, &self.ends.internal, &mut buf) {
+        while let Some(n) =
+            self.engine
+                .poll_transmit(now, &self.ends.internal, &mut buf)
+        {
             if self.ends.out.len() < IN_FLIGHT {
                 self.ends.out.push_back(buf[..n].to_vec());
             } else {
@@ -85,31 +88,47 @@ impl Peer for Side {
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    let s0 = u32::from_be_bytes([input.byte(), input.byte(), input.byte(), input.byte()]);
-    let s1 = u32::from_be_bytes([input.byte(), input.byte(), input.byte(), input.byte()]);
+    let s0 = u32::from_be_bytes([
+        input.byte(),
+        input.byte(),
+        input.byte(),
+        input.byte(),
+    ]);
+    let s1 = u32::from_be_bytes([
+        input.byte(),
+        input.byte(),
+        input.byte(),
+        input.byte(),
+    ]);
     let (mut a, mut b) = (Side::new(s0), Side::new(s1));
     // A corrupt copy of the next datagram either way.
-    let forged = pair::run(&mut input, &mut a, &mut b, |input, now, from, to| {
-        let pos = usize::from(input.byte());
-        let x = input.byte();
-        if let Some(mut d) = from.ends.out.front().cloned() {
-            let i = pos % d.len();
-            d[i] ^= x;
-            to.receive(now, &d);
-        }
-    });
+    let forged =
+        pair::run(&mut input, &mut a, &mut b, |input, now, from, to| {
+            let pos = usize::from(input.byte());
+            let x = input.byte();
+            if let Some(mut d) = from.ends.out.front().cloned() {
+                let i = pos % d.len();
+                d[i] ^= x;
+                to.receive(now, &d);
+            }
+        });
     let dropped = {
         let (sa, sb) = (a.engine.stats(), b.engine.stats());
-        sa.resend_queue_dropped + sa.tx_queue_full + sb.resend_queue_dropped + sb.tx_queue_full
+        sa.resend_queue_dropped
+            + sa.tx_queue_full
+            + sb.resend_queue_dropped
+            + sb.tx_queue_full
             + a.link_full
             + b.link_full
     };
     // A late or duplicated HELLO is taken for a restart and may be
     // applied out of order (see the header).
-    let restarts = a.engine.stats().peer_restarts + b.engine.stats().peer_restarts;
+    let restarts =
+        a.engine.stats().peer_restarts + b.engine.stats().peer_restarts;
     if !forged && dropped == 0 && restarts == 0 {
         assert_eq!(
-            b.ends.external.cts, a.ends.internal.cts,
+            b.ends.external.cts,
+            a.ends.internal.cts,
             "B did not converge after the link healed; A {:?}, B {:?}",
             a.engine.stats(),
             b.engine.stats()

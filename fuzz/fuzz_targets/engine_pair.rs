@@ -73,7 +73,10 @@ impl Peer for Side {
             self.engine.handle_timeout(now, &self.ends.internal);
         }
         let mut buf = [0u8; 1472];
-        while let Some(n) = self.engine.poll_transmit(now, &self.ends.internal, &mut buf) {
+        while let Some(n) =
+            self.engine
+                .poll_transmit(now, &self.ends.internal, &mut buf)
+        {
             let d = buf[..n].to_vec();
             if let Ok((h, _)) = wire::read(&d) {
                 self.last_header = Some((h.session, h.first_seq.0));
@@ -118,24 +121,30 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let (mut a, mut b) = (Side::new(A_SESSION), Side::new(B_SESSION));
     let asked = input.byte() & 1 == 1 && b.engine.request_resync();
     // A forged datagram in the sender's session, numbered near its stream.
-    let forged = pair::run(&mut input, &mut a, &mut b, |input, now, from, to| {
-        let (session, seq) = from.last_header.unwrap_or((from.session, 0));
-        let delta = i32::from(input.byte() as i8);
-        let flags = input.byte();
-        let len = usize::from(input.byte());
-        let body = input.bytes(len).to_vec();
-        let d = forge(session, seq.wrapping_add_signed(delta), flags, &body);
-        to.receive(now, &d);
-    });
+    let forged =
+        pair::run(&mut input, &mut a, &mut b, |input, now, from, to| {
+            let (session, seq) = from.last_header.unwrap_or((from.session, 0));
+            let delta = i32::from(input.byte() as i8);
+            let flags = input.byte();
+            let len = usize::from(input.byte());
+            let body = input.bytes(len).to_vec();
+            let d =
+                forge(session, seq.wrapping_add_signed(delta), flags, &body);
+            to.receive(now, &d);
+        });
     let dropped = {
         let (sa, sb) = (a.engine.stats(), b.engine.stats());
-        sa.resend_queue_dropped + sa.tx_queue_full + sb.resend_queue_dropped + sb.tx_queue_full
+        sa.resend_queue_dropped
+            + sa.tx_queue_full
+            + sb.resend_queue_dropped
+            + sb.tx_queue_full
             + a.link_full
             + b.link_full
     };
     if !forged && dropped == 0 {
         assert_eq!(
-            b.ends.external.cts, a.ends.internal.cts,
+            b.ends.external.cts,
+            a.ends.internal.cts,
             "B did not converge after the link healed; A {:?}, B {:?}",
             a.engine.stats(),
             b.engine.stats()

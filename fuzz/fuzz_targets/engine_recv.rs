@@ -21,5 +21,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = e.recv(Instant::from_millis(1), 1, data, &src);
     while e.pop_apply().is_some() {}
     let mut buf = [0u8; 1472];
-    while e.poll_transmit(Instant::from_millis(2), &src, &mut buf).is_some() {}
+    while e
+        .poll_transmit(Instant::from_millis(2), &src, &mut buf)
+        .is_some()
+    {}
 });

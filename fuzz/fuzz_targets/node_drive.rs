@@ -576,7 +576,7 @@ fn answer(
 fn errno(mode: u8, i: usize) -> i32 {
     match mode {
         0..=5 => 0,
-        m if i % usize::from(m - 4) == 0 => [17, 2, 22][i % 3],
+        m if i.is_multiple_of(usize::from(m - 4)) => [17, 2, 22][i % 3],
         _ => 0,
     }
 }

@@ -16,7 +16,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let p = Params {
-        mode: if how & 2 == 0 { Mode::FtFw } else { Mode::NoTrack },
+        mode: if how & 2 == 0 {
+            Mode::FtFw
+        } else {
+            Mode::NoTrack
+        },
         session: 1,
         max_datagram: 1472,
         resend_queue_size: 64,
@@ -42,8 +46,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         packet.set_magic(MAGIC);
         packet.set_version(VERSION);
         packet.set_flags(rest[0]);
-        packet.set_session(u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]));
-        packet.set_first_seq(Seq(u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]])));
+        packet.set_session(u32::from_be_bytes([
+            rest[1], rest[2], rest[3], rest[4],
+        ]));
+        packet.set_first_seq(Seq(u32::from_be_bytes([
+            rest[5], rest[6], rest[7], rest[8],
+        ])));
         packet.set_body_len(body.len() as u16);
         buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
         let mut sender = Sealer::new(&[key], [1; 16]).unwrap();
@@ -56,5 +64,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     while e.pop_apply().is_some() {}
     let mut buf = [0u8; 1472];
-    while e.poll_transmit(Instant::from_millis(3), &src, &mut buf).is_some() {}
+    while e
+        .poll_transmit(Instant::from_millis(3), &src, &mut buf)
+        .is_some()
+    {}
 });

@@ -22,8 +22,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let mode = [Mode::FtFw, Mode::NoTrack, Mode::Alarm][usize::from(setup % 3)];
-    let setting = [PeerProtocol::Auto, PeerProtocol::Ctsyncd, PeerProtocol::Conntrackd]
-        [usize::from(setup / 3 % 3)];
+    let setting = [
+        PeerProtocol::Auto,
+        PeerProtocol::Ctsyncd,
+        PeerProtocol::Conntrackd,
+    ][usize::from(setup / 3 % 3)];
     let stream = setup & 0x80 != 0;
     let p = Params {
         mode,

@@ -100,7 +100,7 @@ pub fn run<P: Peer>(
                     a.ends().internal.cts.remove(&key);
                     a.change(ctsyncd::sync::Key::Ct(key), false);
                 } else {
-                    a.ends().internal.cts.insert(key.clone(), c);
+                    a.ends().internal.cts.insert(key, c);
                     a.change(ctsyncd::sync::Key::Ct(key), true);
                 }
             }

@@ -9,132 +9,38 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CONNTRACKD: &str = "/usr/sbin/conntrackd";
-
-fn bin() -> String {
-    std::env::var("CTSYNCD_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctsyncd").to_string())
-}
-
-/// A stats-mode configuration with every path inside `dir`.
-fn conf(dir: &Path, extra_general: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let d = dir.display();
-    let path = dir.join("stats.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "General {{\n HashSize 1024\n HashLimit 4096\n LogFile {d}/daemon.log\n LockFile {d}/lock\n UNIX {{ Path {d}/ctl }}\n Systemd off\n{extra_general}\n}}\nStats {{\n LogFile {d}/flows.log\n}}\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// The stats log's lines, each without its `ctime` stamp, sorted.
-fn flows(dir: &Path) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(dir.join("flows.log")).unwrap_or_default();
-    let mut v: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let (stamp, flow) = l.split_once('\t').expect("ctime TAB flow");
-            assert_eq!(stamp.len(), 24, "a ctime stamp: {stamp}");
-            flow.to_string()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn client(ns: &common::Netns, binary: &str, conf: &Path, arg: &str) -> String {
-    ns.sh(&format!("{binary} -C {} {arg}", conf.display()))
-}
-
-/// A daemon started with `-d`; stopped with `-k` when dropped (before
-/// its namespace, which is declared earlier).
-struct Daemon<'a> {
-    ns: &'a common::Netns,
-    binary: String,
-    conf: PathBuf,
-}
-
-impl Drop for Daemon<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "exec", &self.ns.0, &self.binary, "-C"])
-            .arg(&self.conf)
-            .arg("-k")
-            .output();
-    }
-}
-
-/// Starts `binary` with `-d` in the namespace and waits for its socket.
-fn start<'a>(ns: &'a common::Netns, binary: &str, conf: &Path) -> Daemon<'a> {
-    start_in_zone(ns, None, binary, conf)
-}
-
-/// `start`, with `TZ` set to `zone` when given.
-fn start_in_zone<'a>(
-    ns: &'a common::Netns,
-    zone: Option<&str>,
-    binary: &str,
-    conf: &Path,
-) -> Daemon<'a> {
-    let tz = zone.map(|z| format!("TZ='{z}' ")).unwrap_or_default();
-    ns.sh(&format!(
-        "{tz}{binary} -C {} -d >/dev/null 2>&1",
-        conf.display()
-    ));
-    let t0 = Instant::now();
-    while Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.0,
-            binary,
-            "-C",
-            conf.to_str().unwrap(),
-            "-s",
-        ])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{binary} not up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Daemon {
-        ns,
-        binary: binary.to_string(),
-        conf: conf.to_path_buf(),
-    }
-}
+use common::stats::{
+    CONNTRACKD, Dirs, bin, client, conf, flows, start, start_in_zone,
+};
 
 #[test]
 fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+    if !common::ctd::installed(
+        "destroyed_flows_are_logged_as_conntrackd_logs_them",
+    ) {
         return;
     }
     let Some(ns) = common::Netns::new("statsmode") else {
         return;
     };
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-stats-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
-    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    let dirs = Dirs::new("stats", "");
+    let Dirs {
+        ours,
+        theirs,
+        our_conf,
+        their_conf,
+        ..
+    } = &dirs;
     ns.sh("ip link set lo up");
     // A flow that exists before the daemons start: known from the
     // start-up dump.
     ns.sh("conntrack -I -p udp -s 10.0.0.9 -d 10.0.0.2 --sport 999 --dport 53 -t 100 2>/dev/null");
-    let ours_d = start(&ns, &bin(), &our_conf);
-    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    let ours_d = start(&ns, &bin(), our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, their_conf);
     for cmd in [
         "-p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 --state ESTABLISHED -t 100 -u ASSURED,SEEN_REPLY -m 5",
         "-p tcp -s fd00::1 -d fd00::2 --sport 1000 --dport 80 --state SYN_SENT -t 100",
@@ -149,23 +55,22 @@ fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
     std::thread::sleep(Duration::from_millis(300));
     ns.sh("conntrack -F 2>/dev/null");
     let t0 = Instant::now();
-    while (flows(&ours).len() < 6 || flows(&theirs).len() < 6)
+    while (flows(ours).len() < 6 || flows(theirs).len() < 6)
         && t0.elapsed() < Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (a, b) = (flows(&ours), flows(&theirs));
+    let (a, b) = (flows(ours), flows(theirs));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(ours.join("flows.log"))
             .unwrap()
             .permissions(),
     );
-    let our_s = client(&ns, &bin(), &our_conf, "-s");
-    let their_s = client(&ns, CONNTRACKD, &their_conf, "-s");
+    let our_s = client(&ns, &bin(), our_conf, "-s");
+    let their_s = client(&ns, CONNTRACKD, their_conf, "-s");
     // Stop both before asserting: a failed assertion must not leave the
     // daemons running (their files go with the directory).
     drop((ours_d, theirs_d));
-    let _ = std::fs::remove_dir_all(&base);
     eprintln!(
         "conntrackd logged:\n{}\nctsyncd logged:\n{}",
         b.join("\n"),
@@ -230,24 +135,26 @@ fn zone_switching_in(secs: u64) -> String {
 /// its stamps stayed an hour behind from a DST change until a restart.
 #[test]
 fn stamps_follow_daylight_saving_as_conntrackds() {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+    if !common::ctd::installed("stamps_follow_daylight_saving_as_conntrackds") {
         return;
     }
     let Some(ns) = common::Netns::new("statstz") else {
         return;
     };
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-statstz-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
-    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    let dirs = Dirs::new("statstz", "");
+    let Dirs {
+        ours,
+        theirs,
+        our_conf,
+        their_conf,
+        ..
+    } = &dirs;
     ns.sh("ip link set lo up");
     let switch_in = Duration::from_secs(4);
     let t_switch = Instant::now() + switch_in;
     let zone = zone_switching_in(switch_in.as_secs());
-    let ours_d = start_in_zone(&ns, Some(&zone), &bin(), &our_conf);
-    let theirs_d = start_in_zone(&ns, Some(&zone), CONNTRACKD, &their_conf);
+    let ours_d = start_in_zone(&ns, Some(&zone), &bin(), our_conf);
+    let theirs_d = start_in_zone(&ns, Some(&zone), CONNTRACKD, their_conf);
     let started_before_switch = Instant::now() < t_switch;
     std::thread::sleep(t_switch.saturating_duration_since(Instant::now()));
     std::thread::sleep(Duration::from_millis(1500));
@@ -255,7 +162,7 @@ fn stamps_follow_daylight_saving_as_conntrackds() {
     std::thread::sleep(Duration::from_millis(200));
     ns.sh("conntrack -F 2>/dev/null");
     let t0 = Instant::now();
-    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+    while (flows(ours).is_empty() || flows(theirs).is_empty())
         && t0.elapsed() < Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(50));
@@ -275,7 +182,6 @@ fn stamps_follow_daylight_saving_as_conntrackds() {
     }
     let logs =
         [&ours, &theirs].map(|d| (read(d, "flows.log"), read(d, "daemon.log")));
-    let _ = std::fs::remove_dir_all(&base);
     eprintln!(
         "TZ={zone}\nctsyncd:\n{}{}\nconntrackd:\n{}{}",
         logs[0].0, logs[0].1, logs[1].0, logs[1].1
@@ -346,16 +252,18 @@ fn real_traffic_logs(
     sysctls: &str,
     linger_ms: u64,
 ) -> Option<Vec<String>> {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+    if !common::ctd::installed(tag) {
         return None;
     }
     let ns = common::Netns::new(tag)?;
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
-    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    let dirs = Dirs::new(tag, "");
+    let Dirs {
+        ours,
+        theirs,
+        our_conf,
+        their_conf,
+        ..
+    } = &dirs;
     // Conntrack runs in a namespace only when its ruleset uses it.
     ns.sh(
         &format!("ip link set lo up && sysctl -qw net.netfilter.{sysctls} && nft -f - <<'EOF'
@@ -367,8 +275,8 @@ table inet t {{
 }}
 EOF"),
     );
-    let ours_d = start(&ns, &bin(), &our_conf);
-    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    let ours_d = start(&ns, &bin(), our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, their_conf);
     ns.sh(&format!(
         "{} -c '{}'",
         common::PY,
@@ -382,16 +290,15 @@ t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); t.sendto(b\"x\", (\"127.0.
     std::thread::sleep(Duration::from_millis(300 + linger_ms));
     ns.sh("conntrack -F 2>/dev/null");
     let t0 = Instant::now();
-    while (flows(&ours).len() < 2 || flows(&theirs).len() < 2)
+    while (flows(ours).len() < 2 || flows(theirs).len() < 2)
         && t0.elapsed() < Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (a, b) = (flows(&ours), flows(&theirs));
-    let our_s = client(&ns, &bin(), &our_conf, "-s");
-    let their_s = client(&ns, CONNTRACKD, &their_conf, "-s");
+    let (a, b) = (flows(ours), flows(theirs));
+    let our_s = client(&ns, &bin(), our_conf, "-s");
+    let their_s = client(&ns, CONNTRACKD, their_conf, "-s");
     drop((ours_d, theirs_d));
-    let _ = std::fs::remove_dir_all(&base);
     eprintln!(
         "conntrackd logged:\n{}\nctsyncd logged:\n{}\n{their_s}",
         b.join("\n"),
@@ -464,8 +371,9 @@ fn destroyed_flows_go_to_syslog_as_conntrackd_sends_them() {
         eprintln!("SKIPPED: a private /dev/log needs root");
         return;
     }
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+    if !common::ctd::installed(
+        "destroyed_flows_go_to_syslog_as_conntrackd_sends_them",
+    ) {
         return;
     }
     let base = std::env::temp_dir()
@@ -527,127 +435,6 @@ fn destroyed_flows_go_to_syslog_as_conntrackd_sends_them() {
         failures.is_empty(),
         "differ with (General, Stats) {failures:?}"
     );
-}
-
-/// Every control request a Stats-mode daemon takes, against conntrackd
-/// 1.4.7 in the same namespace with the same flows: `-i` (plain and XML;
-/// the ages and conntrackd's kernel ids masked), `-s`, `-s cache`, `-s
-/// runtime`, the requests that succeed silently, `-f internal`, `-R` and
-/// `-F` (the flows it deletes logged by both), with the same notices in
-/// both daemons' logs.
-#[test]
-fn control_requests_answer_as_conntrackds() {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
-        return;
-    }
-    let Some(ns) = common::Netns::new("statsctl") else {
-        return;
-    };
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-statsctl-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
-    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
-    ns.sh("ip link set lo up");
-    ns.sh("conntrack -I -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1000 --dport 80 --state ESTABLISHED -t 100 -u ASSURED,SEEN_REPLY -m 5 2>/dev/null");
-    let ours_d = start(&ns, &bin(), &our_conf);
-    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
-    ns.sh("conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.2 --sport 1001 --dport 53 -t 100 2>/dev/null");
-    ns.sh("conntrack -I -p tcp -s fd00::1 -d fd00::2 --sport 1000 --dport 80 --state SYN_SENT -t 100 2>/dev/null");
-    std::thread::sleep(Duration::from_millis(300));
-    // One request to both; their outputs, ages and ids masked, sorted.
-    let masked = |text: String| {
-        let mut v: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let l = match (l.find("<id>"), l.find("</id>")) {
-                    (Some(a), Some(b)) => format!("{}{}", &l[..a], &l[b + 5..]),
-                    _ => l.to_string(),
-                };
-                match l.find("[active since ") {
-                    Some(a) => format!("{}[active since N]", &l[..a]),
-                    None => l,
-                }
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let both = |arg: &str| {
-        (
-            masked(client(&ns, &bin(), &our_conf, arg)),
-            masked(client(&ns, CONNTRACKD, &their_conf, arg)),
-        )
-    };
-    let mut checked = Vec::new();
-    let mut same = |arg: &str, nonempty: bool| {
-        let (a, b) = both(arg);
-        assert_eq!(a, b, "{arg}");
-        assert_eq!(!b.is_empty(), nonempty, "{arg}: {b:?}");
-        checked.push(format!("{arg}: {} lines", b.len()));
-    };
-    // The start-up dump's flow and the two created since.
-    same("-i", true);
-    same("-i -x", true);
-    same("-s", true);
-    same("-s cache", true);
-    same("-s runtime", true);
-    for silent in [
-        "-s process",
-        "-e",
-        "-c",
-        "-f",
-        "-f external",
-        "-n",
-        "-B",
-        "-t",
-        "-s network",
-        "-s queue",
-        "-i expect",
-    ] {
-        same(silent, false);
-    }
-    same("-f internal", false);
-    same("-s cache", true);
-    same("-i", false);
-    ns.sh("conntrack -I -p udp -s 10.0.0.7 -d 10.0.0.2 --sport 1001 --dport 53 -t 100 2>/dev/null");
-    std::thread::sleep(Duration::from_millis(200));
-    same("-R", false);
-    same("-i", true);
-    same("-s", true);
-    same("-F", false);
-    let t0 = Instant::now();
-    while (flows(&ours).len() < 3 || flows(&theirs).len() < 3)
-        && t0.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let (a, b) = (flows(&ours), flows(&theirs));
-    same("-s runtime", true);
-    let (our_s, their_s) = both("-s");
-    drop((ours_d, theirs_d));
-    let logs = |dir: &Path| {
-        std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
-    };
-    let (our_log, their_log) = (logs(&ours), logs(&theirs));
-    let _ = std::fs::remove_dir_all(&base);
-    eprintln!(
-        "checked: {checked:#?}\nconntrackd logged:\n{}",
-        b.join("\n")
-    );
-    assert!(b.len() >= 3, "conntrackd's stats log: {b:#?}");
-    assert_eq!(a, b);
-    assert_eq!(our_s, their_s);
-    for notice in [
-        "[notice] flushing caches",
-        "[notice] resync with master conntrack table",
-        "[notice] flushing kernel conntrack table",
-    ] {
-        assert!(their_log.contains(notice), "{notice}: {their_log}");
-        assert!(our_log.contains(notice), "{notice}: {our_log}");
-    }
 }
 
 /// A full disk (the stats log is /dev/full): the flows are lost, said
@@ -720,144 +507,31 @@ fn a_full_disk_is_reported_once_and_an_unopenable_log_by_name() {
     );
 }
 
-/// The mark is shown as the kernel reported it, as conntrackd shows it:
-/// a flow of real traffic learned from its NEW event with mark 0 (the
-/// kernel leaves CTA_MARK out of an event while the mark is 0 and
-/// unchanged) is listed by `-i` without `mark=0`; one known from the
-/// start-up dump (which always carries the mark) with it; a mark a
-/// packet sets and a later one clears again is listed as `mark=0`, and
-/// the flow's line in the stats log has no mark (its destroy event
-/// carries none). ctsyncd showed `mark=0` for every flow, and kept a
-/// cleared mark (`mark=5`) in `-i` and in the log.
-#[test]
-fn marks_are_shown_as_the_kernel_reported_them() {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
-        return;
-    }
-    let Some(ns) = common::Netns::new("statsmark") else {
-        return;
-    };
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-statsmark-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
-    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
-    // Conntrack runs in a namespace only when its ruleset uses it; the
-    // first byte of a datagram to port 9010 sets ('a') or clears ('b')
-    // its flow's mark.
-    ns.sh("ip link set lo up && nft -f - <<'EOF'
-table inet t {
-  chain o {
-    type filter hook output priority 0;
-    udp dport 9010 @th,64,8 0x61 ct mark set 5
-    udp dport 9010 @th,64,8 0x62 ct mark set 0
-    ct state new accept
-  }
-}
-EOF");
-    let send = |sport: u16, dport: u16, payload: &str| {
-        ns.sh(&format!(
-            "{} -c '{}'",
-            common::PY,
-            format_args!(
-                "import socket\n\
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"127.0.0.1\", {sport}))\n\
-s.sendto(b\"{payload}\", (\"127.0.0.1\", {dport}))\n"
-            )
-        ));
-    };
-    // Known from the start-up dump.
-    send(7001, 9001, "x");
-    let ours_d = start(&ns, &bin(), &our_conf);
-    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
-    // Learned from events: mark 0 all along; marked, then cleared.
-    send(7002, 9002, "x");
-    send(7010, 9010, "a");
-    std::thread::sleep(Duration::from_millis(100));
-    send(7010, 9010, "b");
-    std::thread::sleep(Duration::from_millis(300));
-    let masked = |text: String| {
-        let mut v: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let l = match (l.find("<id>"), l.find("</id>")) {
-                    (Some(a), Some(b)) => format!("{}{}", &l[..a], &l[b + 5..]),
-                    _ => l.to_string(),
-                };
-                match l.find(" [active since ") {
-                    Some(a) => l[..a].to_string(),
-                    None => l,
-                }
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let both = |arg: &str| {
-        (
-            masked(client(&ns, &bin(), &our_conf, arg)),
-            masked(client(&ns, CONNTRACKD, &their_conf, arg)),
-        )
-    };
-    let (our_i, their_i) = both("-i");
-    let (our_x, their_x) = both("-i -x");
-    ns.sh("conntrack -D -p udp --dport 9010 >/dev/null 2>&1");
-    let t0 = Instant::now();
-    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
-        && t0.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let (a, b) = (flows(&ours), flows(&theirs));
-    drop((ours_d, theirs_d));
-    let _ = std::fs::remove_dir_all(&base);
-    eprintln!(
-        "conntrackd's -i:\n{}\nits log:\n{}",
-        their_i.join("\n"),
-        b.join("\n")
-    );
-    // conntrackd's own view, as the kernel reports marks: the dumped
-    // flow with its mark, the unmarked one learned from an event without.
-    let line = |port: u16| {
-        their_i
-            .iter()
-            .find(|l| l.contains(&format!("dport={port} ")))
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert!(line(9001).ends_with(" mark=0"), "{their_i:#?}");
-    assert!(!line(9002).contains("mark="), "{their_i:#?}");
-    assert!(line(9010).ends_with(" mark=0"), "{their_i:#?}");
-    assert_eq!(their_i.len(), 3, "{their_i:#?}");
-    assert_eq!(our_i, their_i);
-    assert_eq!(our_x, their_x);
-    assert_eq!(b.len(), 1, "conntrackd's log: {b:#?}");
-    assert_eq!(a, b);
-}
-
 /// A flow's line in the stats log is its destroy event, as conntrackd
 /// writes it: a flow the FTP helper followed ends without `helper=ftp`
 /// (the kernel's destroy event does not carry the helper). ctsyncd wrote
 /// the cached flow completed by the event, with `helper=ftp`.
 #[test]
 fn a_destroyed_flow_is_logged_as_its_destroy_event_tells_it() {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+    if !common::ctd::installed(
+        "a_destroyed_flow_is_logged_as_its_destroy_event_tells_it",
+    ) {
         return;
     }
     let Some(ns) = common::Netns::new("statshelper") else {
         return;
     };
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-statshelper-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
-    let (our_conf, their_conf) = (conf(&ours, ""), conf(&theirs, ""));
+    let dirs = Dirs::new("statshelper", "");
+    let Dirs {
+        ours,
+        theirs,
+        our_conf,
+        their_conf,
+        ..
+    } = &dirs;
     ns.ftp_helper();
-    let ours_d = start(&ns, &bin(), &our_conf);
-    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    let ours_d = start(&ns, &bin(), our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, their_conf);
     // A control connection to port 21 (no FTP server needed: the helper
     // is assigned by the ruleset), then its end.
     ns.sh(&format!(
@@ -870,20 +544,19 @@ a.send(b\"220 hi\\r\\n\"); c.recv(100); c.send(b\"USER x\\r\\n\"); a.recv(100)\n
 time.sleep(0.3)\n"
     ));
     let (our_i, their_i) = (
-        client(&ns, &bin(), &our_conf, "-i"),
-        client(&ns, CONNTRACKD, &their_conf, "-i"),
+        client(&ns, &bin(), our_conf, "-i"),
+        client(&ns, CONNTRACKD, their_conf, "-i"),
     );
     ns.sh("conntrack -D -p tcp --dport 21 >/dev/null 2>&1");
     let t0 = Instant::now();
-    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+    while (flows(ours).is_empty() || flows(theirs).is_empty())
         && t0.elapsed() < Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let (a, b) = (flows(&ours), flows(&theirs));
+    let (a, b) = (flows(ours), flows(theirs));
     drop((ours_d, theirs_d));
-    let _ = std::fs::remove_dir_all(&base);
     eprintln!("conntrackd's -i:\n{their_i}its log:\n{}", b.join("\n"));
     // The helper is there while the flow lives, in both.
     assert!(their_i.contains(" helper=ftp "), "{their_i}");
@@ -901,19 +574,23 @@ time.sleep(0.3)\n"
 /// the logging of new flows), ctsyncd lets it go.
 #[test]
 fn a_destroy_event_the_filter_rejects_is_not_logged() {
-    if !Path::new(CONNTRACKD).exists() {
-        eprintln!("SKIPPED: {CONNTRACKD} is not installed");
+    if !common::ctd::installed(
+        "a_destroy_event_the_filter_rejects_is_not_logged",
+    ) {
         return;
     }
     let Some(ns) = common::Netns::new("statsfilter") else {
         return;
     };
-    let base = std::env::temp_dir()
-        .join(format!("ctsyncd-statsfilter-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let (ours, theirs) = (base.join("ctsyncd"), base.join("conntrackd"));
     let filter = " Filter { State Accept { ESTABLISHED for TCP } }";
-    let (our_conf, their_conf) = (conf(&ours, filter), conf(&theirs, filter));
+    let dirs = Dirs::new("statsfilter", filter);
+    let Dirs {
+        ours,
+        theirs,
+        our_conf,
+        their_conf,
+        ..
+    } = &dirs;
     ns.sh("ip link set lo up && nft -f - <<'EOF'
 table inet t {
   chain o {
@@ -922,8 +599,8 @@ table inet t {
   }
 }
 EOF");
-    let ours_d = start(&ns, &bin(), &our_conf);
-    let theirs_d = start(&ns, CONNTRACKD, &their_conf);
+    let ours_d = start(&ns, &bin(), our_conf);
+    let theirs_d = start(&ns, CONNTRACKD, their_conf);
     // A connection closed by both ends (TIME_WAIT), and a UDP flow.
     ns.sh(&format!(
         "{} -c '{}'",
@@ -939,17 +616,16 @@ time.sleep(0.3)\n"
     let state = ns.sh("conntrack -L -p tcp --dport 8021 2>/dev/null");
     ns.sh("conntrack -D -p tcp --dport 8021 >/dev/null 2>&1; conntrack -D -p udp --dport 9020 >/dev/null 2>&1");
     let t0 = Instant::now();
-    while (flows(&ours).is_empty() || flows(&theirs).is_empty())
+    while (flows(ours).is_empty() || flows(theirs).is_empty())
         && t0.elapsed() < Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let (a, b) = (flows(&ours), flows(&theirs));
-    let our_i = client(&ns, &bin(), &our_conf, "-i");
-    let their_i = client(&ns, CONNTRACKD, &their_conf, "-i");
+    let (a, b) = (flows(ours), flows(theirs));
+    let our_i = client(&ns, &bin(), our_conf, "-i");
+    let their_i = client(&ns, CONNTRACKD, their_conf, "-i");
     drop((ours_d, theirs_d));
-    let _ = std::fs::remove_dir_all(&base);
     eprintln!(
         "the connection before its end: {state}conntrackd's log:\n{}\nits -i after:\n{their_i}",
         b.join("\n")

@@ -7,6 +7,7 @@ pub mod devlog;
 pub mod ftp;
 pub mod fw;
 pub mod sniff;
+pub mod stats;
 
 use std::fs::File;
 use std::os::fd::AsFd;

@@ -14,20 +14,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::stats::{
-    CONNTRACKD, Dirs, bin, client, conf, flows, start, start_in_zone,
+    CONNTRACKD, Dirs, bin, client, conf, flows, setup, start, start_in_zone,
 };
 
 #[test]
 fn destroyed_flows_are_logged_as_conntrackd_logs_them() {
-    if !common::ctd::installed(
-        "destroyed_flows_are_logged_as_conntrackd_logs_them",
-    ) {
-        return;
-    }
-    let Some(ns) = common::Netns::new("statsmode") else {
+    let Some((ns, dirs)) = setup("statsmode", "") else {
         return;
     };
-    let dirs = Dirs::new("stats", "");
     let Dirs {
         ours,
         theirs,
@@ -135,13 +129,9 @@ fn zone_switching_in(secs: u64) -> String {
 /// its stamps stayed an hour behind from a DST change until a restart.
 #[test]
 fn stamps_follow_daylight_saving_as_conntrackds() {
-    if !common::ctd::installed("stamps_follow_daylight_saving_as_conntrackds") {
-        return;
-    }
-    let Some(ns) = common::Netns::new("statstz") else {
+    let Some((ns, dirs)) = setup("statstz", "") else {
         return;
     };
-    let dirs = Dirs::new("statstz", "");
     let Dirs {
         ours,
         theirs,
@@ -252,11 +242,7 @@ fn real_traffic_logs(
     sysctls: &str,
     linger_ms: u64,
 ) -> Option<Vec<String>> {
-    if !common::ctd::installed(tag) {
-        return None;
-    }
-    let ns = common::Netns::new(tag)?;
-    let dirs = Dirs::new(tag, "");
+    let (ns, dirs) = setup(tag, "")?;
     let Dirs {
         ours,
         theirs,
@@ -513,15 +499,9 @@ fn a_full_disk_is_reported_once_and_an_unopenable_log_by_name() {
 /// the cached flow completed by the event, with `helper=ftp`.
 #[test]
 fn a_destroyed_flow_is_logged_as_its_destroy_event_tells_it() {
-    if !common::ctd::installed(
-        "a_destroyed_flow_is_logged_as_its_destroy_event_tells_it",
-    ) {
-        return;
-    }
-    let Some(ns) = common::Netns::new("statshelper") else {
+    let Some((ns, dirs)) = setup("statshelper", "") else {
         return;
     };
-    let dirs = Dirs::new("statshelper", "");
     let Dirs {
         ours,
         theirs,
@@ -574,16 +554,10 @@ time.sleep(0.3)\n"
 /// the logging of new flows), ctsyncd lets it go.
 #[test]
 fn a_destroy_event_the_filter_rejects_is_not_logged() {
-    if !common::ctd::installed(
-        "a_destroy_event_the_filter_rejects_is_not_logged",
-    ) {
-        return;
-    }
-    let Some(ns) = common::Netns::new("statsfilter") else {
+    let filter = " Filter { State Accept { ESTABLISHED for TCP } }";
+    let Some((ns, dirs)) = setup("statsfilter", filter) else {
         return;
     };
-    let filter = " Filter { State Accept { ESTABLISHED for TCP } }";
-    let dirs = Dirs::new("statsfilter", filter);
     let Dirs {
         ours,
         theirs,

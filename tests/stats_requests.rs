@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::stats::{CONNTRACKD, Dirs, bin, client, flows, start};
+use common::stats::{CONNTRACKD, Dirs, bin, client, flows, setup, start};
 
 /// Every control request a Stats-mode daemon takes, against conntrackd
 /// 1.4.7 in the same namespace with the same flows: `-i` (plain and XML;
@@ -22,13 +22,9 @@ use common::stats::{CONNTRACKD, Dirs, bin, client, flows, start};
 /// both daemons' logs.
 #[test]
 fn control_requests_answer_as_conntrackds() {
-    if !common::ctd::installed("control_requests_answer_as_conntrackds") {
-        return;
-    }
-    let Some(ns) = common::Netns::new("statsctl") else {
+    let Some((ns, dirs)) = setup("statsctl", "") else {
         return;
     };
-    let dirs = Dirs::new("statsctl", "");
     let Dirs {
         ours,
         theirs,
@@ -147,13 +143,9 @@ fn control_requests_answer_as_conntrackds() {
 /// cleared mark (`mark=5`) in `-i` and in the log.
 #[test]
 fn marks_are_shown_as_the_kernel_reported_them() {
-    if !common::ctd::installed("marks_are_shown_as_the_kernel_reported_them") {
-        return;
-    }
-    let Some(ns) = common::Netns::new("statsmark") else {
+    let Some((ns, dirs)) = setup("statsmark", "") else {
         return;
     };
-    let dirs = Dirs::new("statsmark", "");
     let Dirs {
         ours,
         theirs,

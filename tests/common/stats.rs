@@ -143,6 +143,17 @@ impl Dirs {
     }
 }
 
+/// The namespace and directories of a test that compares both daemons,
+/// named `tag`; None (the test skipped, and the output says why) without
+/// conntrackd or root.
+pub fn setup(tag: &str, general: &str) -> Option<(Netns, Dirs)> {
+    if !super::ctd::installed(tag) {
+        return None;
+    }
+    let ns = Netns::new(tag)?;
+    Some((ns, Dirs::new(tag, general)))
+}
+
 impl Drop for Dirs {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.base);

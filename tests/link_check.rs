@@ -131,8 +131,19 @@ fn a_link_whose_interface_is_renamed_carries_on() {
     let links =
         String::from_utf8_lossy(&fw1.cli(&["-s", "link"]).stdout).into_owned();
     // Down while it was renamed ("no dedicated links available!", as
-    // conntrackd logs it too), running since.
-    assert!(links.contains(" status=RUNNING "), "{links}");
+    // conntrackd logs it too), running since, and shown by its new name
+    // (conntrackd 1.4.7: "UDP traffic device=sync0 status=RUNNING",
+    // "UDP traffic (active device=sync0)").
+    assert!(
+        links.contains("UDP traffic device=sync0 status=RUNNING "),
+        "{links}"
+    );
+    let network =
+        String::from_utf8_lossy(&fw1.cli(&["-s"]).stdout).into_owned();
+    assert!(
+        network.contains("UDP traffic (active device=sync0)"),
+        "{network}"
+    );
 }
 
 /// A TCP link whose interface was renamed connects again over it: the

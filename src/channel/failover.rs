@@ -121,6 +121,7 @@ impl Channels {
                 Ok(info) => {
                     l.info.status = info.status;
                     l.info.mtu = info.mtu;
+                    l.info.name = info.name;
                 }
                 // Gone: the kernel says there is no such interface.
                 Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -209,6 +210,7 @@ fn next_link(current: usize, status: &[LinkStatus]) -> Step {
 mod test {
     use super::LinkStatus::{Down, NoCarrier, Running};
     use super::*;
+    use crate::channel::IfName;
 
     /// Two UDP links on `lo` (binding to a device needs root: None, and
     /// said, without it).
@@ -241,6 +243,7 @@ mod test {
                 index: 1,
                 mtu: 65536,
                 status,
+                name: IfName::new("lo"),
             })
         };
         let recreated = || {
@@ -248,6 +251,7 @@ mod test {
                 index: 999,
                 mtu: 1500,
                 status: Running,
+                name: IfName::new("lo"),
             })
         };
         ch.links[1].info.status = Down;

@@ -47,6 +47,33 @@ pub struct LinkInfo {
     pub index: u32,
     pub mtu: u32,
     pub status: LinkStatus,
+    /// Its name now (renamed, it differs from the configured one).
+    pub name: IfName,
+}
+
+/// An interface name as the kernel reported it (at most IFNAMSIZ - 1
+/// bytes; longer or not UTF-8, it is left empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IfName {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl IfName {
+    pub fn new(name: &str) -> IfName {
+        let mut n = IfName::default();
+        if name.len() < n.bytes.len() {
+            n.bytes[..name.len()].copy_from_slice(name.as_bytes());
+            n.len = name.len() as u8;
+        }
+        n
+    }
+
+    /// The name; empty when the kernel gave none.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+            .unwrap_or_default()
+    }
 }
 
 /// Looks an interface up by name.
@@ -191,6 +218,7 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
     let index = u32_at(buf, 16 + 4).ok_or_else(bad)?;
     let flags = u32_at(buf, 16 + 8).ok_or_else(bad)?;
     let mut mtu = 1500;
+    let mut name = IfName::default();
     let mut at = 32;
     while at + 4 <= len {
         let alen = usize::from(u16_at(buf, at).ok_or_else(bad)?);
@@ -201,6 +229,12 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
         if kind == IFLA_MTU {
             mtu = u32_at(buf, at + 4).ok_or_else(bad)?;
         }
+        if kind == IFLA_IFNAME {
+            let value =
+                buf.get(at + 4..(at + alen).min(len)).ok_or_else(bad)?;
+            let value = value.split(|&b| b == 0).next().unwrap_or_default();
+            name = IfName::new(std::str::from_utf8(value).unwrap_or_default());
+        }
         at += align4(alen);
     }
     let status = if flags & IFF_UP == 0 {
@@ -210,7 +244,12 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
     } else {
         LinkStatus::Running
     };
-    Ok(LinkInfo { index, mtu, status })
+    Ok(LinkInfo {
+        index,
+        mtu,
+        status,
+        name,
+    })
 }
 
 fn align4(n: usize) -> usize {
@@ -229,6 +268,7 @@ mod test {
         assert!(lo.mtu >= 1280);
         let err = link_info("no-such-if0").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(lo.name.as_str(), "lo");
         assert_eq!(link_info_by_index(1).unwrap(), lo);
         let err = link_info_by_index(0x7fff_fff0).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");

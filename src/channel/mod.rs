@@ -54,7 +54,7 @@ use smol::Async;
 use crate::config::{self, Channel, Transport};
 pub use failover::{Failover, LinkFacts, read_links};
 pub use iface::{
-    LinkEvents, LinkInfo, LinkStatus, link_info, link_info_by_index,
+    IfName, LinkEvents, LinkInfo, LinkStatus, link_info, link_info_by_index,
 };
 pub use open::{Opened, open_sockets};
 use tcp::Tcp;
@@ -99,6 +99,16 @@ pub struct Link {
 impl Link {
     pub fn kind(&self) -> &'static str {
         self.channel.transport.kind()
+    }
+
+    /// Its interface's name now, as `-s` shows it (conntrackd shows a
+    /// renamed interface by its new name); the configured one until the
+    /// kernel said.
+    pub fn interface_name(&self) -> &str {
+        match self.info.name.as_str() {
+            "" => &self.channel.interface,
+            now => now,
+        }
     }
 
     /// TCP: whether our outgoing connection is up (`-s`: client=…).

@@ -40,7 +40,7 @@ impl Replicator {
             .enumerate()
             .map(|(i, l)| LinkView {
                 kind: l.kind(),
-                interface: l.channel.interface.to_string(),
+                interface: l.interface_name().to_string(),
                 status: l.info.status.as_str(),
                 active: i == current,
                 tcp: l.tcp_connected(),

@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -153,11 +154,10 @@ fn sigterm_during_the_flow_loggers_start_up_dump_stops_the_start() {
     stopped_during_start_up("sls", "Stats {\n}");
 }
 
-fn stopped_during_start_up(tag: &str, section: &str) {
-    let Some((a, _b)) = pair(tag) else {
-        return;
-    };
-    create(&a, &flows("10.100.0.1", BIG_TABLE));
+/// A directory of the test's, emptied, and in it a configuration whose
+/// General section holds the directory's paths, HashLimit 400000 and
+/// `general`, followed by `section`.
+fn configured(tag: &str, general: &str, section: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir()
         .join(format!("ctsyncd-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -166,11 +166,20 @@ fn stopped_during_start_up(tag: &str, section: &str) {
     std::fs::write(
         &conf,
         format!(
-            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n}}\n{section}\n",
+            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n{general}}}\n{section}\n",
             d = dir.display()
         ),
     )
     .unwrap();
+    (dir, conf)
+}
+
+fn stopped_during_start_up(tag: &str, section: &str) {
+    let Some((a, _b)) = pair(tag) else {
+        return;
+    };
+    create(&a, &flows("10.100.0.1", BIG_TABLE));
+    let (dir, conf) = configured(tag, "", section);
     let mut daemon = a.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
     // The control socket is bound just before the start-up dump begins.
     let ctl = dir.join("ctl");
@@ -205,20 +214,12 @@ fn the_flow_logger_answers_during_a_backlog_of_events() {
     let Some((a, _b)) = pair("slb") else {
         return;
     };
-    let dir = std::env::temp_dir()
-        .join(format!("ctsyncd-slb-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("ctsyncd.conf");
     // A buffer the whole backlog fits in: no overrun, no resync.
-    std::fs::write(
-        &conf,
-        format!(
-            "General {{\n  LogFile {d}/log\n  LockFile {d}/lock\n  UNIX {{ Path {d}/ctl }}\n  HashLimit 400000\n  NetlinkBufferSize 268435456\n  NetlinkBufferSizeMaxGrowth 268435456\n}}\nStats {{\n}}\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let (dir, conf) = configured(
+        "slb",
+        "  NetlinkBufferSize 268435456\n  NetlinkBufferSizeMaxGrowth 268435456\n",
+        "Stats {\n}",
+    );
     let daemon = a.spawn(&[&bin(), "-C", conf.to_str().unwrap()]);
     let ctl = dir.join("ctl");
     let t0 = Instant::now();

@@ -210,7 +210,6 @@ fn next_link(current: usize, status: &[LinkStatus]) -> Step {
 mod test {
     use super::LinkStatus::{Down, NoCarrier, Running};
     use super::*;
-    use crate::channel::IfName;
 
     /// Two UDP links on `lo` (binding to a device needs root: None, and
     /// said, without it).
@@ -243,7 +242,7 @@ mod test {
                 index: 1,
                 mtu: 65536,
                 status,
-                name: IfName::new("lo"),
+                name: Some("lo".try_into().unwrap()),
             })
         };
         let recreated = || {
@@ -251,7 +250,7 @@ mod test {
                 index: 999,
                 mtu: 1500,
                 status: Running,
-                name: IfName::new("lo"),
+                name: Some("lo".try_into().unwrap()),
             })
         };
         ch.links[1].info.status = Down;

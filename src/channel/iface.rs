@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use crate::config::IfName;
+
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const NLMSG_ERROR: u16 = 2;
@@ -42,38 +44,14 @@ impl LinkStatus {
 }
 
 /// One interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     pub index: u32,
     pub mtu: u32,
     pub status: LinkStatus,
-    /// Its name now (renamed, it differs from the configured one).
-    pub name: IfName,
-}
-
-/// An interface name as the kernel reported it (at most IFNAMSIZ - 1
-/// bytes; longer or not UTF-8, it is left empty).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IfName {
-    bytes: [u8; 16],
-    len: u8,
-}
-
-impl IfName {
-    pub fn new(name: &str) -> IfName {
-        let mut n = IfName::default();
-        if name.len() < n.bytes.len() {
-            n.bytes[..name.len()].copy_from_slice(name.as_bytes());
-            n.len = name.len() as u8;
-        }
-        n
-    }
-
-    /// The name; empty when the kernel gave none.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
-            .unwrap_or_default()
-    }
+    /// Its name now (renamed, it differs from the configured one); None
+    /// when the kernel's answer had none that fits.
+    pub name: Option<IfName>,
 }
 
 /// Looks an interface up by name.
@@ -218,7 +196,7 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
     let index = u32_at(buf, 16 + 4).ok_or_else(bad)?;
     let flags = u32_at(buf, 16 + 8).ok_or_else(bad)?;
     let mut mtu = 1500;
-    let mut name = IfName::default();
+    let mut name = None;
     let mut at = 32;
     while at + 4 <= len {
         let alen = usize::from(u16_at(buf, at).ok_or_else(bad)?);
@@ -233,7 +211,9 @@ fn parse_newlink(buf: &[u8], name: &str) -> io::Result<LinkInfo> {
             let value =
                 buf.get(at + 4..(at + alen).min(len)).ok_or_else(bad)?;
             let value = value.split(|&b| b == 0).next().unwrap_or_default();
-            name = IfName::new(std::str::from_utf8(value).unwrap_or_default());
+            name = std::str::from_utf8(value)
+                .ok()
+                .and_then(|n| IfName::try_from(n).ok());
         }
         at += align4(alen);
     }
@@ -268,7 +248,7 @@ mod test {
         assert!(lo.mtu >= 1280);
         let err = link_info("no-such-if0").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert_eq!(lo.name.as_str(), "lo");
+        assert_eq!(lo.name.as_deref(), Some("lo"));
         assert_eq!(link_info_by_index(1).unwrap(), lo);
         let err = link_info_by_index(0x7fff_fff0).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");

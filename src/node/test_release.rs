@@ -163,3 +163,105 @@ fn a_large_resync_dump_releases_memory_at_its_end_and_a_small_one_does_not() {
     let small = resync_part(&mut node, 0, 100, true);
     assert!(!small.release_memory);
 }
+
+/// A datagram of the peer's (session 77) carrying `msgs`, its data
+/// numbered from 1.
+fn from_peer(msgs: &[crate::wire::Msg]) -> Vec<u8> {
+    use crate::wire::{Header, Seq, Writer};
+    let mut buf = [0u8; 1472];
+    let header = Header {
+        flags: 0,
+        session: 77,
+        first_seq: Seq(1),
+    };
+    let mut w = Writer::new(&mut buf, header).unwrap();
+    for m in msgs {
+        w.push(m).unwrap();
+    }
+    let n = w.finish();
+    buf[..n].to_vec()
+}
+
+/// Every message in `datagrams`, with the sequence number of each data
+/// message.
+fn read_all(
+    datagrams: &[Vec<u8>],
+) -> Vec<(Option<crate::wire::Seq>, crate::wire::Msg)> {
+    let mut all = Vec::new();
+    for d in datagrams {
+        let (h, body) = crate::wire::read(d).unwrap();
+        let mut seq = h.first_seq;
+        for m in crate::wire::messages(body).map(Result::unwrap) {
+            if m.is_data() {
+                all.push((Some(seq), m));
+                seq = seq.next();
+            } else {
+                all.push((None, m));
+            }
+        }
+    }
+    all
+}
+
+/// To a live peer a bulk's memory is the send queue's and the resend
+/// queue's: handed back once the peer acknowledged it, not as soon as
+/// the send queue drained, when every state still waits for its ACK
+/// (the trim then found little to give back, and the resend queue was
+/// freed after it: 100 000 left the daemon 7.6 MB larger).
+#[test]
+fn a_bulk_to_a_live_peer_releases_memory_once_acknowledged() {
+    use crate::wire::{Msg, Seq};
+    let mut node = node_holding(RELEASE_AFTER as u32);
+    let mut now = Instant::from_millis(10);
+    let datagram = |node: &mut Node, now, bytes: &[u8]| {
+        node.handle(
+            now,
+            Input::Datagram {
+                link: 0,
+                peer: 1,
+                bytes,
+            },
+        )
+    };
+    // The peer's first word, challenged; its answer proves it.
+    let alive = from_peer(&[Msg::Alive { next: Seq(1) }]);
+    let mut sent = datagram(&mut node, now, &alive).datagrams;
+    node.tx.due_now(now);
+    sent.extend(node.handle(now, Input::Timer).datagrams);
+    let nonce = read_all(&sent)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Msg::Challenge { nonce } => Some(nonce),
+            _ => None,
+        })
+        .expect("a challenge");
+    let answer = Msg::Response {
+        echo: nonce,
+        from: Seq(1),
+        next: Seq(1),
+    };
+    datagram(&mut node, now, &from_peer(&[answer]));
+    assert!(node.engine.stats().challenges_answered >= 1, "proven");
+    let out = control(&mut node, now, Request::BulkSend);
+    assert!(!out.release_memory);
+    let mut sent = out.datagrams;
+    for _ in 0..1000 {
+        if node.engine.queue_lengths().0 == 0 {
+            break;
+        }
+        now = node.poll_at().max(now + Duration::from_micros(1));
+        let out = node.handle(now, Input::Timer);
+        assert!(!out.release_memory, "released before the ACK");
+        sent.extend(out.datagrams);
+    }
+    let (tx, resend) = node.engine.queue_lengths();
+    assert_eq!(tx, 0, "the bulk never drained");
+    assert_eq!(resend, RELEASE_AFTER, "every state waits for its ACK");
+    let seqs: Vec<Seq> =
+        read_all(&sent).into_iter().filter_map(|(s, _)| s).collect();
+    let (from, to) = (seqs[0], seqs[seqs.len() - 1]);
+    let ack = from_peer(&[Msg::Ack { from, to }]);
+    let out = datagram(&mut node, now + Duration::from_millis(1), &ack);
+    assert_eq!(node.engine.queue_lengths(), (0, 0));
+    assert!(out.release_memory, "released once acknowledged");
+}

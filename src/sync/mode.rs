@@ -29,8 +29,9 @@ pub(crate) trait SyncMode {
     /// A datagram from `peer`, of `session`, arrived at `now`.
     fn heard(&mut self, now: Instant, peer: u64, session: u32) -> Contact;
 
-    /// A known peer restarted: it knows nothing of what we sent.
-    fn peer_restarted(&mut self) {}
+    /// A known peer restarted: it knows nothing of our old numbers, and
+    /// may lack what it never acknowledged.
+    fn peer_restarted(&mut self, _cx: &mut Cx<'_>) {}
 
     /// Peer `from`'s session was proven at `to`: what is tracked of it
     /// is `to`'s now.

@@ -227,7 +227,8 @@ impl Engine {
                 || proof.before.is_some_and(|b| b != session))
         {
             self.stats.peer_restarts += 1;
-            self.mode.get_mut().peer_restarted();
+            let (mode, mut cx) = self.cx(now);
+            mode.peer_restarted(&mut cx);
             self.tx.forget_reports();
             // Its new session knows nothing of a request we wait on.
             if self.awaiting.is_some() {

@@ -2,7 +2,9 @@
 //! numbers of the session before the restart. A report of the old
 //! session's numbers reaches the new one as a report of numbers it never
 //! sent (its numbering starts elsewhere): refused, counted in
-//! out_of_window, and its sender challenged again.
+//! out_of_window, and its sender challenged again. And what a sender
+//! does for a peer that restarted: what it held unacknowledged (for that
+//! peer or another on the link) goes again, under new numbers.
 
 use super::test::{ct, datagram_from, engines, new_ct, params, pump};
 use super::test_tail::wake;
@@ -165,4 +167,140 @@ fn a_report_waiting_when_the_peer_restarts_is_not_sent() {
     let old: Vec<_> = said.iter().filter(|m| about(m, OLD..=OLD + 6)).collect();
     let refused = a2.stats().out_of_window;
     assert_eq!((old, refused, whole), (vec![], 0, true), "{:?}", a2.stats());
+}
+
+#[test]
+fn what_was_sent_while_the_peer_was_down_reaches_its_restart() {
+    // B acknowledged A's three entries, then died. A deleted one and
+    // created a fourth: written into the dead TCP connection, lost. B
+    // restarts (a new session) with the kernel's table it wrote (no
+    // external cache) and no StartupResync: only A's resend queue still
+    // knows what B lacks.
+    let t = Instant::from_millis(0);
+    let (mut a, mut b) = engines(Mode::FtFw, OLD, 200, t);
+    super::test::hears(&mut a, &b, t);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    for p in 1..=3 {
+        new_ct(&mut a, &mut a_src, p);
+    }
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
+    b.handle_timeout(t + ALIVE_INTERVAL, &b_ext);
+    let mut sink = MapSource::default();
+    pump(&mut b, &b_ext, &mut a, &mut sink, t, |_| true);
+    assert_eq!(a.queue_lengths(), (0, 0), "acknowledged");
+    drop(b);
+    let t1 = t + Duration::from_millis(100);
+    a_src.cts.remove(&wire::ct_key_of(&ct(2)));
+    a.local_change(super::test::key(&ct(2)), false);
+    new_ct(&mut a, &mut a_src, 4);
+    let mut buf = [0u8; 1472];
+    while a.poll_transmit(t1, &a_src, &mut buf).is_some() {}
+    assert_eq!(a.queue_lengths(), (0, 2), "unacknowledged");
+    let t2 = t + Duration::from_millis(200);
+    let mut b2 = Engine::new(params(Mode::FtFw, 300), t2);
+    let (_, whole) =
+        restart_and_replicate(&mut a, &mut a_src, &mut b2, &mut b_ext, t2);
+    assert_eq!(a.stats().peer_restarts, 1);
+    let ports = |m: &MapSource| {
+        let mut p: Vec<u16> = m
+            .cts
+            .values()
+            .map(|c| match c.orig.l4 {
+                crate::model::L4::Ports { src, .. } => src,
+                _ => 0,
+            })
+            .collect();
+        p.sort_unstable();
+        p
+    };
+    assert_eq!((ports(&b_ext), whole), (vec![1, 3, 4], true));
+}
+
+/// What `from` sends now, delivered to each of `to` (an engine, the
+/// external cache it writes, and the peer id `from` has there) for
+/// which `deliver` holds: a multicast link.
+fn multicast(
+    from: (&mut Engine, &MapSource),
+    to: &mut [(&mut Engine, &mut MapSource, u64)],
+    now: Instant,
+    deliver: impl Fn(usize) -> bool,
+) {
+    let mut buf = [0u8; 1472];
+    while let Some(len) = from.0.poll_transmit(now, from.1, &mut buf) {
+        for (i, (e, ext, peer)) in to.iter_mut().enumerate() {
+            if deliver(i) {
+                e.recv(now, *peer, &buf[..len], &**ext).unwrap();
+                while let Some(ap) = e.pop_apply() {
+                    ext.apply(ap);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_peers_restart_leaves_another_what_it_lacks() {
+    // A multicast link: A (100) sends to B (200, peer 2 at A) and C (300,
+    // peer 3). A datagram of A's reached C, not B. Before B heard of the
+    // gap, C restarted (301) and proved its new session: what A held for
+    // B as well was void, and B's NACK found nothing.
+    let t = Instant::from_millis(0);
+    let mut a = Engine::new(params(Mode::FtFw, 100), t);
+    let mut b = Engine::new(params(Mode::FtFw, 200), t);
+    let mut c = Engine::new(params(Mode::FtFw, 300), t);
+    a.trust(2, 200);
+    a.trust(3, 300);
+    b.trust(1, 100);
+    c.trust(1, 100);
+    let (mut a_src, mut a_ext) = (MapSource::default(), MapSource::default());
+    let (mut b_ext, mut c_ext) = (MapSource::default(), MapSource::default());
+    new_ct(&mut a, &mut a_src, 1);
+    multicast(
+        (&mut a, &a_src),
+        &mut [(&mut b, &mut b_ext, 1), (&mut c, &mut c_ext, 1)],
+        t,
+        |_| true,
+    );
+    new_ct(&mut a, &mut a_src, 2);
+    multicast(
+        (&mut a, &a_src),
+        &mut [(&mut b, &mut b_ext, 1), (&mut c, &mut c_ext, 1)],
+        t,
+        |i| i == 1,
+    );
+    assert_eq!((b_ext.cts.len(), c_ext.cts.len()), (1, 2));
+    drop(c);
+    let mut c2 = Engine::new(params(Mode::FtFw, 301), t);
+    let mut c2_src = MapSource::default();
+    new_ct(&mut c2, &mut c2_src, 9);
+    for ms in 0..3000 {
+        let now = t + Duration::from_millis(ms);
+        wake(&mut a, &a_src, now);
+        wake(&mut b, &b_ext, now);
+        wake(&mut c2, &c2_src, now);
+        multicast(
+            (&mut a, &a_src),
+            &mut [(&mut b, &mut b_ext, 1), (&mut c2, &mut c_ext, 1)],
+            now,
+            |_| true,
+        );
+        multicast(
+            (&mut b, &b_ext),
+            &mut [(&mut a, &mut a_ext, 2)],
+            now,
+            |_| true,
+        );
+        multicast(
+            (&mut c2, &c2_src),
+            &mut [(&mut a, &mut a_ext, 3)],
+            now,
+            |_| true,
+        );
+        if b_ext.cts == a_src.cts && a.is_idle() {
+            break;
+        }
+    }
+    assert_eq!(a.stats().peer_restarts, 1);
+    assert_eq!(b_ext.cts.len(), 2, "B lacks what only C got");
 }

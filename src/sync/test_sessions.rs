@@ -1,6 +1,7 @@
 //! Which session and which numbers a receiver believes: a session only
 //! once it answered its challenge (a forged one changes nothing), a
-//! peer's restart resetting the tracking and voiding the resend queue, a
+//! peer's restart resetting the tracking and resending what the resend
+//! queue held under new numbers, a
 //! number far ahead refused while the stream goes on, and replication
 //! resuming after an outage left more or fewer messages unacknowledged
 //! than the receive window.
@@ -64,7 +65,7 @@ fn a_session_is_believed_only_after_its_challenge() {
 }
 
 #[test]
-fn peer_restart_resets_tracking_and_empties_the_resend_queue() {
+fn peer_restart_resets_tracking_and_resends_the_resend_queue() {
     let t = Instant::from_millis(0);
     let mut a = Engine::new(params(Mode::FtFw, 100), t);
     let mut b = Engine::new(params(Mode::FtFw, 200), t);
@@ -83,13 +84,25 @@ fn peer_restart_resets_tracking_and_empties_the_resend_queue() {
     // This flow waits for B's ACK (its RESYNC request was ACKed when B
     // read the ALIVE that a proof implies: every ALIVE is answered).
     assert_eq!(a.queue_lengths().1, 1, "unacknowledged");
+    let held = |a: &Engine| -> Vec<Seq> {
+        let q = a.mode.get().resend_queue().unwrap();
+        q.iter().map(|(s, _)| s).collect()
+    };
+    let old = held(&a);
     // B restarts (a new session): A believes it once it answered.
     let mut b2 = Engine::new(params(Mode::FtFw, 300), t);
     b2.request_resync();
     let mut b2_ext = MapSource::default();
     converge(&mut a, &a_src, &mut a_ext, &mut b2, &b_src, &mut b2_ext, t);
     assert_eq!(a.stats().peer_restarts, 1);
-    assert_eq!(a.queue_lengths().1, 0, "the old resend queue is void");
+    // The flow went again, under a new number (the old one is void),
+    // and waits for the new session's ACK.
+    assert_eq!(b2_ext.cts.get(&wire::ct_key_of(&c)), Some(&c));
+    let new = held(&a);
+    assert!(new.len() == 1 && new != old, "{old:?} then {new:?}");
+    b2.handle_timeout(t + ALIVE_INTERVAL, &b2_ext);
+    converge(&mut a, &a_src, &mut a_ext, &mut b2, &b_src, &mut b2_ext, t);
+    assert_eq!(a.queue_lengths().1, 0, "acknowledged");
     // The new peer's resync request, held until its proof, was answered
     // (pump answers from the receiver's external map, so count it).
     assert_eq!(a.stats().resyncs_requested_by_peer, 2);

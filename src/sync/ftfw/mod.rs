@@ -14,9 +14,11 @@
 //!   it starts) is refused and counted, and changes nothing: read, it
 //!   answered the tail probe, with a round-trip sample, resent the whole
 //!   queue, or (an ACK) released entries the peer never got.
-//! - A peer's restart (new session) resets its tracking and empties the
-//!   resend queue: it knows nothing of what we sent. The reports of its
-//!   old numbers, waiting or echoed, are dropped by the engine (`tx`).
+//! - A peer's restart (new session) resets its tracking, and what the
+//!   resend queue held goes again under new numbers (it may never have
+//!   reached the peer: sent while it was down, or into a TCP connection
+//!   that died with it). The reports of its old numbers, waiting or
+//!   echoed, are dropped by the engine (`tx`).
 //! - While a peer is heard, no more goes out unacknowledged than the
 //!   resend queue holds (`room`): the rest waits in the transmit queue for
 //!   ACKs, and nothing the peer may lack gives way to the queue's bound.
@@ -153,9 +155,23 @@ impl SyncMode for FtFw {
         self.peers.moved(from, to);
     }
 
-    fn peer_restarted(&mut self) {
-        self.resend.clear();
-        // It knows nothing of what we sent before, held or not, as ever.
+    fn peer_restarted(&mut self, cx: &mut Cx<'_>) {
+        // What it never acknowledged may never have reached it: sent
+        // while it was down, or written into a TCP connection that died
+        // with it. A peer that kept what it wrote (the kernel's table,
+        // without an external cache) and asks no resync got it from
+        // nothing but anti-entropy, up to a period later: it goes again
+        // now, under new numbers, each with its newest state (a DEL for
+        // what is gone; a bulk the peer asks for coalesces with it). Our
+        // RESYNC request does not: the engine asks again if it still
+        // waits. Its old numbers are void either way.
+        for sent in self.resend.take(|_, _| true) {
+            if matches!(sent, Sent::Key(_)) {
+                cx.tx.requeue(sent, cx.stats);
+            }
+        }
+        // What was given up while it was silent: it knows nothing of what
+        // we sent before, and asks for a bulk itself when it wants one.
         self.owed_bulk = false;
         self.probe.reset_backoff();
     }

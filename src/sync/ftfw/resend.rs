@@ -273,13 +273,6 @@ impl ResendQueue {
         self.release_slack();
         before - self.held
     }
-
-    pub(crate) fn clear(&mut self) {
-        self.q.clear();
-        self.latest.clear();
-        self.held = 0;
-        self.release_slack();
-    }
 }
 
 /// The entry of `hash` left the queue: forgotten, unless a later send of

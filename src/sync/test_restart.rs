@@ -304,3 +304,49 @@ fn one_peers_restart_leaves_another_what_it_lacks() {
     assert_eq!(a.stats().peer_restarts, 1);
     assert_eq!(b_ext.cts.len(), 2, "B lacks what only C got");
 }
+
+#[test]
+fn what_was_given_up_while_the_peer_was_down_reaches_its_restart() {
+    // B acknowledged three entries and died. Not heard for longer than
+    // PEER_ALIVE, A gave up the states past its silent hold (half its
+    // queue of 1 000) and owed B a bulk. B restarts with the kernel's
+    // table it wrote and asks no resync: the bulk is still owed.
+    let t = Instant::from_millis(0);
+    let (mut a, mut b) = engines(Mode::FtFw, OLD, 200, t);
+    super::test::hears(&mut a, &b, t);
+    let mut a_src = MapSource::default();
+    let mut b_ext = MapSource::default();
+    for p in 1..=3 {
+        new_ct(&mut a, &mut a_src, p);
+    }
+    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
+    b.handle_timeout(t + ALIVE_INTERVAL, &b_ext);
+    let mut sink = MapSource::default();
+    pump(&mut b, &b_ext, &mut a, &mut sink, t, |_| true);
+    assert_eq!(a.queue_lengths(), (0, 0), "acknowledged");
+    drop(b);
+    let t1 = t + PEER_ALIVE + Duration::from_millis(1);
+    for p in 10..610 {
+        new_ct(&mut a, &mut a_src, p);
+    }
+    let mut buf = [0u8; 1472];
+    while a.poll_transmit(t1, &a_src, &mut buf).is_some() {}
+    assert!(a.stats().given_up_silent > 0, "{:?}", a.stats());
+    let t2 = t1 + Duration::from_millis(100);
+    let mut b2 = Engine::new(params(Mode::FtFw, 300), t2);
+    // A answers from its own cache (a bulk walks it).
+    for ms in 0..3000 {
+        let now = t2 + Duration::from_millis(ms);
+        wake(&mut a, &a_src, now);
+        wake(&mut b2, &b_ext, now);
+        let to_b = &mut [(&mut b2, &mut b_ext, 1)];
+        multicast((&mut a, &a_src), to_b, now, |_| true);
+        let to_a = &mut [(&mut a, &mut a_src, 1)];
+        multicast((&mut b2, &b_ext), to_a, now, |_| true);
+        if b_ext.cts == a_src.cts && a.is_idle() {
+            break;
+        }
+    }
+    assert_eq!(a.stats().peer_restarts, 1);
+    assert_eq!((b_ext.cts.len(), a_src.cts.len()), (603, 603));
+}

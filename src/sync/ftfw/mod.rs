@@ -29,8 +29,8 @@
 //!   DELs are still kept (no bulk carries them). After a failover the old
 //!   primary is gone, and a queue of its unacknowledged sends (the notify
 //!   script's `-B`: every entry) held up to `ResendQueueSize` keys, about
-//!   9 MB at 100 000, for a peer that comes back restarted, which empties
-//!   the queue, and asks for a bulk itself. A peer cut off for long with
+//!   9 MB at 100 000, for a peer that comes back restarted and gets the
+//!   bulk (a restart keeps it owed). A peer cut off for long with
 //!   its session intact gets the bulk instead of the NACKed resends,
 //!   which the queue's bound could not all keep.
 //! - Datagrams carry the HELLO handshake.
@@ -170,9 +170,12 @@ impl SyncMode for FtFw {
                 cx.tx.requeue(sent, cx.stats);
             }
         }
-        // What was given up while it was silent: it knows nothing of what
-        // we sent before, and asks for a bulk itself when it wants one.
-        self.owed_bulk = false;
+        // A bulk owed for what was given up while it was silent stays
+        // owed (the engine sends it once the new session is proven), as
+        // for a peer heard for the first time: one that asks no resync
+        // got those states from nothing else (without an external cache
+        // no anti-entropy runs), and one that asks has its bulk coalesce
+        // with it.
         self.probe.reset_backoff();
     }
 

@@ -111,6 +111,11 @@ pub struct Node {
     /// `-f` flushed the internal conntracks, expectations: they stand
     /// for the kernel's no longer, until a resync's dump refilled them.
     flushed: [bool; 2],
+    /// The start-up dump has not yet filled the internal conntracks,
+    /// expectations: the cache holds what events brought, not the
+    /// kernel's table, until that dump (or a later resync's) is in. Only
+    /// anti-entropy heeds it, as it heeds `flushed`.
+    unfilled: [bool; 2],
     tx: TxTiming,
     tx_buf: Vec<u8>,
     /// The most keys the engine's send queue held since it was last
@@ -205,6 +210,7 @@ impl Node {
             master_checks: Default::default(),
             refreshes: Default::default(),
             flushed: [false; 2],
+            unfilled: [false; 2],
             tx: TxTiming::default(),
             tx_buf: vec![0; max_datagram],
             commit: None,
@@ -258,6 +264,11 @@ impl Node {
             self.out.log(Info, "disabling internal cache");
         } else {
             let exp = self.expectations();
+            // Until this dump is in, a digest of the cache would prune
+            // the peer's copy of every flow it has not reached yet (all
+            // of them if it fails: nothing dumps again on its own).
+            self.unfilled = [true, exp];
+            self.anti_entropy_follows_flushes();
             self.resync_kernel(None, true, exp, false);
         }
         if self.sync().startup_resync && self.engine.request_resync() {
@@ -496,6 +507,8 @@ fn tx_queue_limit(hash_limit: u32) -> usize {
 
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_anti_entropy;
 #[cfg(test)]
 mod test_bypass_resync;
 #[cfg(test)]

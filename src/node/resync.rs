@@ -310,16 +310,19 @@ impl Node {
     fn internal_resynced(&mut self, conntracks: bool, expectations: bool) {
         self.flushed[0] &= !conntracks;
         self.flushed[1] &= !expectations;
+        self.unfilled[0] &= !conntracks;
+        self.unfilled[1] &= !expectations;
         self.anti_entropy_follows_flushes();
     }
 
-    /// Anti-entropy digests a table only while it is not `flushed` (one
-    /// record of it, the node's; a table paused without ExpectationSync
-    /// was never resumed, no resync covering it).
-    fn anti_entropy_follows_flushes(&mut self) {
+    /// Anti-entropy digests a table only while it is neither `flushed`
+    /// nor `unfilled` (one record of it, the node's; a table paused
+    /// without ExpectationSync was never resumed, no resync covering it).
+    pub(super) fn anti_entropy_follows_flushes(&mut self) {
         if let Some(ae) = self.anti_entropy.as_mut() {
-            ae.set_in_sync(Table::Ct, !self.flushed[0]);
-            ae.set_in_sync(Table::Exp, !self.flushed[1]);
+            for (t, i) in [(Table::Ct, 0), (Table::Exp, 1)] {
+                ae.set_in_sync(t, !self.flushed[i] && !self.unfilled[i]);
+            }
         }
     }
 

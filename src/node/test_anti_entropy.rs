@@ -1,0 +1,120 @@
+//! Anti-entropy at start: until the start-up dump of the kernel table is
+//! in, the internal cache holds only what events brought, not what the
+//! kernel holds. The peer's external cache still holds this node's flows
+//! (from before its restart): a digest of the partial cache would prune
+//! them there, and a dump that failed is never retried on its own.
+
+use super::test::{Fw, cfg, event, flow, node, tcp};
+use super::*;
+use crate::control::proto::{Request, Target};
+use crate::kernel::codec::{Kind, Object};
+use crate::kernel::origin::Origin;
+use crate::wire::ct_key_of;
+
+fn conntrack(port: u16) -> Conntrack {
+    let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", port, 80));
+    ct.reply = Some(ct.orig.inverse());
+    ct
+}
+
+/// fw1 restarts; fw2 holds its five flows (and a sixth that ended while
+/// it was down). Returns both, and the start-up dump's purpose.
+fn restarted(options: &str) -> (Fw, Fw, Purpose) {
+    let c = cfg("", "FTFW { }", options);
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let t0 = Instant::from_millis(0);
+    for p in 1..=6 {
+        fw2.external_ct.upsert(&conntrack(p), t0, true).unwrap();
+    }
+    let dump = fw1
+        .node
+        .start(t0)
+        .jobs
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("the start-up dump")
+        .purpose;
+    // A new flow's event comes first (the session with fw2 opens).
+    fw1.kernel(
+        t0,
+        event(Kind::New, Object::Ct(conntrack(7))),
+        Origin::NotMe,
+    );
+    flow(&mut fw1, &mut fw2, t0);
+    assert_eq!(fw2.external_ct.len(), 7);
+    (fw1, fw2, dump)
+}
+
+#[test]
+fn a_failed_start_up_dump_prunes_nothing_on_the_peer() {
+    let (mut fw1, mut fw2, dump) = restarted("");
+    let t = Instant::from_millis;
+    fw1.job(t(100), dump, Done::Failed("x".into()));
+    // Three anti-entropy periods.
+    for ms in (200..=100_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(
+        fw2.external_ct.len(),
+        7,
+        "nothing pruned by a cache the kernel's table never filled"
+    );
+    // A `-R` fills it: what ended (flow 6) is pruned then.
+    let out = fw1.control(t(100_100), Request::ResyncKernel(Target::All));
+    let dump = out
+        .actions
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("-R dumps the kernel");
+    let live = [1, 2, 3, 4, 5, 7]
+        .into_iter()
+        .map(|p| Object::Ct(conntrack(p)))
+        .collect();
+    fw1.job(
+        t(100_200),
+        dump.purpose,
+        Done::Dumped {
+            objects: live,
+            last: true,
+        },
+    );
+    for ms in (100_300..=200_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 6, "flow 6 pruned after the -R");
+    assert!(!fw2.external_ct.contains(&ct_key_of(&conntrack(6))));
+}
+
+#[test]
+fn a_slow_start_up_dump_prunes_nothing_before_it_is_in() {
+    // A period of a second: the dump's first part is in, the rest late.
+    let (mut fw1, mut fw2, dump) = restarted("AntiEntropyPeriod 1");
+    let t = Instant::from_millis;
+    let part = (1..=2).map(|p| Object::Ct(conntrack(p))).collect();
+    fw1.job(
+        t(100),
+        dump,
+        Done::Dumped {
+            objects: part,
+            last: false,
+        },
+    );
+    for ms in (200..=5_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 7, "nothing pruned mid-dump");
+    let rest = (3..=5).map(|p| Object::Ct(conntrack(p))).collect();
+    fw1.job(
+        t(5_100),
+        dump,
+        Done::Dumped {
+            objects: rest,
+            last: true,
+        },
+    );
+    for ms in (5_200..=10_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 6, "flow 6 pruned once it is in");
+    assert!(!fw2.external_ct.contains(&ct_key_of(&conntrack(6))));
+}

@@ -8,7 +8,6 @@
 //! kernel after start-up.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::time::Instant;
 
 use async_signal::Signals;
@@ -188,9 +187,8 @@ impl StatsMode {
 
     fn write(&mut self, flow: &str) {
         if let Some(f) = &mut self.file {
-            let stamp =
-                crate::logging::ctime(crate::logging::local_time::now());
-            if let Err(e) = writeln!(f, "{stamp}\t{flow}")
+            let now = crate::logging::local_time::now();
+            if let Err(e) = crate::logging::write_stats_line(f, now, flow)
                 && let Some(n) = self.unwritten.failed(Instant::now())
             {
                 log::warn!(

@@ -263,6 +263,23 @@ fn entry_line(t: OffsetDateTime, entry: &str) -> String {
     format!("{}\t{entry}", ctime(t))
 }
 
+/// Appends one stats-log line (`<ctime>\t<flow>\n`, as conntrackd's
+/// flow logger writes it) to `w`, in one write: `writeln!` on the
+/// unbuffered file made four (stamp, tab, flow, newline), so a full disk
+/// could keep a stamp without its flow, and the next line continued it.
+///
+/// # Errors
+/// The sink's, when it refuses the line (a full disk).
+pub fn write_stats_line<W: Write>(
+    w: &mut W,
+    t: OffsetDateTime,
+    flow: &str,
+) -> std::io::Result<()> {
+    let mut line = entry_line(t, flow);
+    line.push('\n');
+    w.write_all(line.as_bytes())
+}
+
 /// What syslog gets of an entry's line: conntrackd sends the text it
 /// wrote to its LogFile, newline included, or without one when it has no
 /// LogFile (observed).
@@ -414,6 +431,43 @@ mod test {
             entry_syslog_text("udp      17 30", false),
             "udp      17 30"
         );
+    }
+
+    /// Counts the write calls a line takes.
+    struct Calls {
+        writes: usize,
+        out: Vec<u8>,
+    }
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.writes += 1;
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A stats-log line goes out in one write: in four (stamp, tab, flow,
+    /// newline), a full disk could keep the stamp and refuse the rest, and
+    /// the next line then continued the torn one.
+    #[test]
+    fn a_stats_line_is_one_write() {
+        let mut sink = Calls {
+            writes: 0,
+            out: Vec::new(),
+        };
+        let t = datetime!(2026-12-07 19:29:22 UTC);
+        write_stats_line(&mut sink, t, "tcp      6 ESTABLISHED src=10.0.0.1")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&sink.out),
+            "Mon Dec  7 19:29:22 2026\ttcp      6 ESTABLISHED src=10.0.0.1\n"
+        );
+        assert_eq!(sink.writes, 1, "write calls for one line");
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod channel;
 mod filter;
 mod general;
 mod sync;
+#[cfg(test)]
+mod test_paths;
 mod validate;
 mod values;
 

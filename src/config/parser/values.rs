@@ -39,7 +39,24 @@ impl<'a> Parser<'a> {
         if !w.starts_with('/') {
             return Err(self.found(Tok::Word(w), p, "an absolute path"));
         }
+        self.utf8_path(w, p)?;
         Ok((PathBuf::from(w), p))
+    }
+
+    /// Refuses a path holding U+FFFD, which is what a byte of the file
+    /// that is not UTF-8 reads as: taken, the path named another file
+    /// than the one conntrackd opens (it takes the byte as it is), and
+    /// the daemon wrote its log, lock or socket where nobody looks.
+    fn utf8_path(&self, w: &str, p: Pos) -> Result<()> {
+        if w.contains(char::REPLACEMENT_CHARACTER) {
+            return Err(self.found(
+                Tok::Word(w),
+                p,
+                "an absolute path in UTF-8 (a byte of this one is not \
+                 UTF-8, shown as U+FFFD)",
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn log_target(
@@ -50,7 +67,10 @@ impl<'a> Parser<'a> {
         let target = match parse_bool(w) {
             Some(true) => LogTarget::File(PathBuf::from(default)),
             Some(false) => LogTarget::Off,
-            None if w.starts_with('/') => LogTarget::File(PathBuf::from(w)),
+            None if w.starts_with('/') => {
+                self.utf8_path(w, p)?;
+                LogTarget::File(PathBuf::from(w))
+            }
             None => {
                 return Err(self.found(
                     Tok::Word(w),

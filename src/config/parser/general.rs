@@ -4,7 +4,9 @@
 use super::values::{parse_bool, parse_u32};
 use super::{Parser, Result};
 use crate::config::lexer::{Pos, Tok};
-use crate::config::{OverrunResync, SchedPolicy, Scheduler, UNIX_PATH_MAX};
+use crate::config::{
+    Facility, OverrunResync, SchedPolicy, Scheduler, UNIX_PATH_MAX,
+};
 
 const GENERAL: &[&str] = &[
     "HashSize",
@@ -201,7 +203,16 @@ impl<'a> Parser<'a> {
                     stats.log_file =
                         p.log_target(p.personality.stats_log_file)?.0
                 }
-                "Syslog" => stats.syslog = p.syslog(stats.syslog, true)?,
+                "Syslog" => {
+                    // Only a facility named here counts against General's
+                    // (conntrackd's `on' and `off' leave Stats' unset).
+                    if let (Tok::Word(w), _) = p.peek()
+                        && let Some(f) = Facility::parse(w)
+                    {
+                        p.stats_facility = Some(f);
+                    }
+                    stats.syslog = p.syslog(stats.syslog, true)?;
+                }
                 "LogFileBufferSize" => {
                     p.number()?;
                     p.warn(kpos, "`LogFileBufferSize' is deprecated");

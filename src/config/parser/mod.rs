@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::lexer::{Lexer, Pos, Tok};
-use crate::config::{Clauses, Config, Diagnostic, Logic, Mode, Parsed, Sync};
+use crate::config::{
+    Clauses, Config, Diagnostic, Facility, Logic, Mode, Parsed, Sync,
+};
 use crate::personality::{self, Personality};
 use filter::{add_addresses, add_rule};
 
@@ -52,6 +54,7 @@ pub fn parse_as(
         first_seen: BTreeMap::new(),
         sync: None,
         stats_pos: None,
+        stats_facility: None,
         modes: Vec::new(),
         channel_pos: Vec::new(),
         unix_path: None,
@@ -78,6 +81,9 @@ struct Parser<'a> {
     /// The Sync section being built, and where it was first opened.
     sync: Option<(Sync, Pos)>,
     stats_pos: Option<Pos>,
+    /// The last facility a Stats `Syslog` clause named, which alone is
+    /// compared with General's (as conntrackd compares them).
+    stats_facility: Option<Facility>,
     /// Every `Mode` clause seen, for conntrackd's precedence rule.
     modes: Vec<(Mode, Pos)>,
     /// Where each channel block started, parallel to `Sync::channels`.

@@ -30,10 +30,9 @@ impl<'a> Parser<'a> {
                 "cannot use both `Stats' and `Sync' clauses in conntrackd.conf",
             ));
         }
-        if let (Some(g), Some(s)) = (
-            self.cfg.general.syslog,
-            self.cfg.stats.as_ref().and_then(|s| s.syslog),
-        ) && g != s
+        if let (Some(g), Some(s)) =
+            (self.cfg.general.syslog, self.stats_facility)
+            && g != s
         {
             let pos = self.stats_pos.unwrap_or_default();
             self.warn(
@@ -146,5 +145,46 @@ impl<'a> Parser<'a> {
             sync.commit_timeout = None;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    /// conntrackd 1.4.7 compares General's facility with the one Stats
+    /// names; Stats' `Syslog on`/`off` name none and leave it as it was
+    /// (observed: no warning for General `local1` with Stats `on`, one
+    /// for Stats `local1` then `off` against General `local0`).
+    #[test]
+    fn only_a_facility_stats_names_conflicts_with_generals() {
+        let warnings = |general: &str, stats: &str| {
+            let text = format!(
+                "General {{ UNIX {{ Path /run/s.ctl }} {general} }}\n\
+                 Stats {{ {stats} }}\n"
+            );
+            let p = crate::config::parse(&text, "f.conf").unwrap();
+            p.warnings.iter().map(|d| d.msg.clone()).collect::<Vec<_>>()
+        };
+        let conflict =
+            ["conflicting Syslog facility values, defaulting to General"];
+        assert_eq!(warnings("Syslog local1", "Syslog on"), [""; 0]);
+        assert_eq!(warnings("Syslog local0", "Syslog daemon"), conflict);
+        assert_eq!(warnings("Syslog on", "Syslog local1"), conflict);
+        assert_eq!(
+            warnings("Syslog local0", "Syslog local1 Syslog off"),
+            conflict
+        );
+        assert_eq!(
+            warnings("Syslog local0", "Syslog local1 Syslog on"),
+            conflict
+        );
+        assert_eq!(
+            warnings("Syslog local1 Syslog off", "Syslog local2"),
+            [""; 0]
+        );
+        assert_eq!(
+            warnings("Syslog local2 Syslog on", "Syslog local2"),
+            conflict
+        );
+        assert_eq!(warnings("", "Syslog local2"), [""; 0]);
     }
 }

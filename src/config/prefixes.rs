@@ -41,6 +41,11 @@ impl Prefixes {
         true
     }
 
+    /// Whether `c` itself is in the set, as written (O(1)).
+    pub fn has(&self, c: &Cidr) -> bool {
+        self.seen.contains(c)
+    }
+
     /// Whether `addr` lies inside any prefix of its own family (an IPv4
     /// address never matches an IPv6 prefix, nor the reverse). A prefix
     /// length beyond the family's width counts as a host entry.

@@ -102,10 +102,28 @@ impl<'a> Parser<'a> {
             }
             match parse_cidr(w, v6) {
                 Ok(c) => {
-                    if !out.insert(c) {
+                    // conntrackd keeps one pool for every Filter block,
+                    // and says so only of an IPv4 network it holds as
+                    // written (observed: a repeated host, /32 or IPv6
+                    // item passes in silence).
+                    let earlier = p
+                        .cfg
+                        .general
+                        .filter
+                        .address
+                        .as_ref()
+                        .is_some_and(|r| r.items.has(&c));
+                    let repeated = !out.insert(c) || earlier;
+                    if let Some((net, _)) = w.split_once('/')
+                        && repeated
+                        && !v6
+                        && c.prefix < 32
+                    {
                         p.warn(
                             wp,
-                            format!("IP {w} is repeated in the ignore pool"),
+                            format!(
+                                "netmask {net} is repeated in the ignore pool"
+                            ),
                         );
                     }
                 }
@@ -195,5 +213,33 @@ pub(super) fn add_addresses(
     rule.logic = logic;
     for c in items.iter() {
         rule.items.insert(*c);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    /// What conntrackd 1.4.7 says of repeated Address items (observed):
+    /// only an IPv4 network with a prefix below 32 that the pool already
+    /// holds as written, in any earlier Filter block, draws `netmask <address>
+    /// is repeated in the ignore pool'; a repeated host, a /32 or an
+    /// IPv6 item, nothing.
+    #[test]
+    fn only_a_repeated_ipv4_network_is_warned_about_as_conntrackd_does() {
+        let text = "General { UNIX { Path /run/s.ctl }\n\
+            Filter { Address Ignore { IPv4_address 10.0.0.0/8 \
+            IPv4_address 1.1.1.1 IPv4_address 1.1.1.1 \
+            IPv4_address 1.1.1.1/32 IPv4_address 1.1.1.1/32 \
+            IPv6_address ::1 IPv6_address ::1 \
+            IPv6_address fe80::/10 IPv6_address fe80::/10 \
+            IPv4_address 10.1.0.0/8 } }\n\
+            Filter { Address Accept { IPv4_address 10.0.0.0/8 } }\n}\n";
+        let p = crate::config::parse(text, "r.conf").unwrap();
+        let w: Vec<String> = p.warnings.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            w,
+            ["r.conf:3:40: netmask 10.0.0.0 is repeated in the ignore pool"]
+        );
+        let rule = p.config.general.filter.address.unwrap();
+        assert_eq!(rule.items.len(), 5);
     }
 }

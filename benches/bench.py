@@ -20,7 +20,10 @@ multicast on the dedicated veth) on fw1 and fw2:
   4. read CPU time (user+sys) and RSS of both daemons, and the bytes and
      frames that crossed the sync link;
   5. commit on fw2 (`-c`): wall time, entries/s, and the entries then in
-     fw2's kernel.
+     fw2's kernel;
+  6. the daemons' peak RSS (VmHWM): fw1's from its start until it fails,
+     fw2's from its start through the commit, and fw2's during a `-B`
+     after the commit (the takeover script's last step; fw1 is gone).
 
 Prints one table of medians with the ctsyncd/conntrackd ratio per row and
 writes results/bench-<time>.md and .json.
@@ -169,6 +172,15 @@ def proc_stat(m, pid):
     cpu = (int(fields[11]) + int(fields[12])) / TICK
     rss = next(int(l.split()[1]) for l in m.succeed(f"cat /proc/{pid}/status").splitlines() if l.startswith("VmRSS:"))
     return cpu, rss, int(fields[12]) / TICK, (int(fields[13]) + int(fields[14])) / TICK
+
+
+def proc_peak(m, pid, reset=False):
+    """Peak RSS in KiB (VmHWM) of pid since its start or the last reset;
+    with reset, first resets it to the current RSS (clear_refs 5)."""
+    if reset:
+        m.succeed(f"echo 5 > /proc/{pid}/clear_refs")
+    status = m.succeed(f"cat /proc/{pid}/status")
+    return next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmHWM:"))
 
 
 def daemon_pid(m, binary):
@@ -522,6 +534,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dum
         # own socket leaves the NEW group during -c; conntrackd's stays).
         time.sleep(2)
         rss_fw1_failing = proc_stat(fw1, pids["fw1"])[1]
+        peak_fw1 = proc_peak(fw1, pids["fw1"])
         fw1.succeed(f"kill -9 {pids['fw1']}")
         fw1.wait_until_succeeds(f"! kill -0 {pids['fw1']} 2>/dev/null", timeout=10)
         t0 = time.monotonic()
@@ -543,7 +556,15 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dum
             time.sleep(0.1)
         time.sleep(2)
         after = proc_stat(fw2, pids["fw2"])
+        peak_fw2 = proc_peak(fw2, pids["fw2"])
         internal_after = external_count(fw2, daemon.receiver, confs["fw2"], "internal")
+        # The rest of a takeover script (conntrackd's primary-backup.sh:
+        # -c, -f, -R, -B): the bulk of the new primary's table, to a peer
+        # that is gone. Its peak: the send queue it builds.
+        proc_peak(fw2, pids["fw2"], reset=True)
+        fw2.succeed(f"{daemon.receiver} -C {confs['fw2']} -B", timeout=60)
+        time.sleep(3)
+        peak_bulk = proc_peak(fw2, pids["fw2"])
         return {
             "daemon": daemon.name, "n": n, "generator_s": gen_secs,
             "cpu_sender_s": busy["fw1"][0] - idle["fw1"][0], "cpu_receiver_s": busy["fw2"][0] - idle["fw2"][0],
@@ -554,6 +575,7 @@ def run_once(daemon, n, loss=0, filter_from="Userspace", half_ignored=False, dum
             "replicated": got, "lost": max(0, want - got), "lag_s": lag, "events_read": events_read,
             "last_created": last_created, "complete": t_complete, "polls": polls[:20],
             "rss_fw1_failing_kib": rss_fw1_failing, "rss_fw2_after_commit_kib": after[1],
+            "peak_fw1_kib": peak_fw1, "peak_fw2_kib": peak_fw2, "peak_fw2_bulk_kib": peak_bulk,
             "internal_after_commit": internal_after,
             "internal_settled_s": settled if settled is not None else float("nan"),
             "commit_s": commit_secs, "commit_per_s": n / commit_secs if commit_secs else 0, "kernel_after_commit": in_kernel,
@@ -600,6 +622,9 @@ ROWS = [
     ("s until fw2's internal cache holds the committed entries (≤ 20)", lambda r: r.get("internal_settled_s", float("nan"))),
     ("RSS fw-1 when it fails, before fw-2's commit (KiB)", lambda r: r.get("rss_fw1_failing_kib", float("nan"))),
     ("RSS fw-2 after commit, both caches held (KiB)", lambda r: r.get("rss_fw2_after_commit_kib", float("nan"))),
+    ("peak RSS fw-1 from start to failure (KiB)", lambda r: r.get("peak_fw1_kib", float("nan"))),
+    ("peak RSS fw-2 from start through the commit (KiB)", lambda r: r.get("peak_fw2_kib", float("nan"))),
+    ("peak RSS fw-2 during -B after the commit (KiB)", lambda r: r.get("peak_fw2_bulk_kib", float("nan"))),
     ("entries in fw2 internal cache after commit", lambda r: r.get("internal_after_commit", float("nan"))),
     ("sync-link bytes per entry", lambda r: r["link_bytes"] / r["n"]),
     ("sync-link frames per 1000 entries", lambda r: 1000 * r["link_frames"] / r["n"]),

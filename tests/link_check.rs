@@ -149,9 +149,10 @@ fn a_link_whose_interface_is_renamed_carries_on() {
 /// A TCP link whose interface was renamed connects again over it: the
 /// backup restarted, so fw-1 opens a new connection, bound to the
 /// interface it was configured with, now named otherwise. (What fw-1
-/// wrote to the dead connection is lost with it, and the restarted
-/// backup knows nothing of what came before: anti-entropy repairs both,
-/// here every 2 s.)
+/// wrote to the dead connection goes again once it learns of the
+/// restart, `tests/peer_restart.rs`; what came before, the restarted
+/// backup's empty external cache lacks until anti-entropy, here every
+/// 2 s.)
 #[test]
 fn a_tcp_link_whose_interface_is_renamed_connects_again() {
     let Some((a, b)) = pair("lcrt") else {

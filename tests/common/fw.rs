@@ -183,9 +183,20 @@ impl Fw {
     /// `kill -9` the daemon; a new one starts over the same files after
     /// `down` (its lock file removed first, as the notify script does).
     pub fn crash_and_restart(&mut self, ns: &Netns, down: Duration) {
+        self.crash();
+        std::thread::sleep(down);
+        self.restart(ns);
+    }
+
+    /// Kills the daemon (SIGKILL: no goodbye to its peer).
+    pub fn crash(&mut self) {
         let _ = self.daemon.0.kill();
         let _ = self.daemon.0.wait();
-        std::thread::sleep(down);
+    }
+
+    /// Starts the daemon again after [`Fw::crash`], and waits until it
+    /// answers.
+    pub fn restart(&mut self, ns: &Netns) {
         let _ = std::fs::remove_file(self.dir.join("lock"));
         self.daemon = ns.spawn(&[&bin(), "-C", self.conf.to_str().unwrap()]);
         let t0 = Instant::now();

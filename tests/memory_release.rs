@@ -15,7 +15,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fw::{alone_with_flows, json_number};
+use common::Netns;
+use common::fw::{Fw, alone_with_flows, json_number};
 
 const FLOWS: u32 = 100_000;
 /// Allocator slack. Without the release, 95 000 entries made the daemon
@@ -28,13 +29,9 @@ const GROWTH_BOUND_KIB: u64 = 3 * 1024;
 #[test]
 fn a_bulk_to_a_silent_peer_keeps_no_resend_queue_for_it() {
     // No daemon in the other namespace: the peer never answers.
-    let Some((_a, _b, fw)) = alone_with_flows("mr", FLOWS) else {
+    let Some((_a, _b, fw)) = loaded("mr") else {
         return;
     };
-    fw.wait_cached("internal", u64::from(FLOWS), Duration::from_secs(60))
-        .expect("the start-up resync fills the internal cache");
-    // The start-up resync's own release comes with its dump's end.
-    std::thread::sleep(Duration::from_millis(500));
     let before = fw.rss_kib();
     let out = fw.cli(&["-B"]);
     assert!(out.status.success(), "{out:?}");
@@ -76,12 +73,9 @@ fn a_bulk_to_a_silent_peer_keeps_no_resend_queue_for_it() {
 /// little RAM pays at the worst moment.
 #[test]
 fn a_kernel_flush_never_holds_the_table() {
-    let Some((a, _b, fw)) = alone_with_flows("mf", FLOWS) else {
+    let Some((a, _b, fw)) = loaded("mf") else {
         return;
     };
-    fw.wait_cached("internal", u64::from(FLOWS), Duration::from_secs(60))
-        .expect("the start-up resync fills the internal cache");
-    std::thread::sleep(Duration::from_millis(500));
     let before = fw.peak_kib(true);
     let out = fw.cli(&["-F"]);
     assert!(out.status.success(), "{out:?}");
@@ -89,15 +83,7 @@ fn a_kernel_flush_never_holds_the_table() {
     let left: u64 = left.trim().parse().unwrap_or(u64::MAX);
     // Only what the packet path recreated (the sync link's own flows).
     assert!(left < 100, "{left} conntracks left after -F");
-    let peak = fw.peak_kib(false);
-    let growth = peak.saturating_sub(before);
-    eprintln!(
-        "peak RSS before -F {before} KiB, during {peak} KiB: +{growth} KiB (bound {GROWTH_BOUND_KIB})"
-    );
-    assert!(
-        growth <= GROWTH_BOUND_KIB,
-        "the peak RSS grew by {growth} KiB during a -F of {FLOWS}"
-    );
+    peak_grew_within(&fw, "-F", before, GROWTH_BOUND_KIB);
 }
 
 /// A bulk's keys wait in a queue of their own, taken from the cache's
@@ -105,16 +91,13 @@ fn a_kernel_flush_never_holds_the_table() {
 /// a `-B` grows by that list, not by a coalescing index of every key
 /// besides. The takeover script sends `-B` right after its commit, when
 /// the backup holds both caches. 100 000 keys once raised the peak by
-/// 21.6 MB (the list, then the queue and its index, each grown by
+/// 18.6 MB (the list, then the queue and its index, each grown by
 /// doubling).
 #[test]
 fn a_bulk_holds_one_list_of_its_keys() {
-    let Some((_a, _b, fw)) = alone_with_flows("mb", FLOWS) else {
+    let Some((_a, _b, fw)) = loaded("mb") else {
         return;
     };
-    fw.wait_cached("internal", u64::from(FLOWS), Duration::from_secs(60))
-        .expect("the start-up resync fills the internal cache");
-    std::thread::sleep(Duration::from_millis(500));
     let before = fw.peak_kib(true);
     let out = fw.cli(&["-B"]);
     assert!(out.status.success(), "{out:?}");
@@ -126,16 +109,31 @@ fn a_bulk_holds_one_list_of_its_keys() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let peak = fw.peak_kib(false);
-    let growth = peak.saturating_sub(before);
     // The list (4.7 MiB for 100 000), the datagrams of a turn and
     // allocator slack: 7.2–7.4 MiB measured.
-    let bound = 10 * 1024;
+    peak_grew_within(&fw, "-B", before, 10 * 1024);
+}
+
+/// A daemon alone with [`FLOWS`] in its kernel, its start-up resync done
+/// (and the release that comes with its dump's end).
+fn loaded(tag: &str) -> Option<(Netns, Netns, Fw)> {
+    let (a, b, fw) = alone_with_flows(tag, FLOWS)?;
+    fw.wait_cached("internal", u64::from(FLOWS), Duration::from_secs(60))
+        .expect("the start-up resync fills the internal cache");
+    std::thread::sleep(Duration::from_millis(500));
+    Some((a, b, fw))
+}
+
+/// `fw`'s peak RSS grew by at most `bound` KiB since it was reset to
+/// `before` for `what`.
+fn peak_grew_within(fw: &Fw, what: &str, before: u64, bound: u64) {
+    let peak = fw.peak_kib(false);
+    let growth = peak.saturating_sub(before);
     eprintln!(
-        "peak RSS before -B {before} KiB, during {peak} KiB: +{growth} KiB (bound {bound})"
+        "peak RSS before {what} {before} KiB, during {peak} KiB: +{growth} KiB (bound {bound})"
     );
     assert!(
         growth <= bound,
-        "the peak RSS grew by {growth} KiB during a -B of {FLOWS}"
+        "the peak RSS grew by {growth} KiB during a {what} of {FLOWS}"
     );
 }

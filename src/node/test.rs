@@ -179,6 +179,42 @@ pub(super) fn tcp(src: &str, dst: &str, sp: u16, dp: u16) -> Tuple {
     }
 }
 
+/// A TCP conntrack to port 80 from `port`, with its reply tuple, as the
+/// kernel reports it.
+pub(super) fn conntrack(port: u16) -> Conntrack {
+    let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", port, 80));
+    ct.reply = Some(ct.orig.inverse());
+    ct
+}
+
+/// `-R` on `fw` at `at`, its dump bringing the [`conntrack`]s of `ports`
+/// 100 ms later: the internal cache stands for the kernel's table again.
+pub(super) fn resync_with(
+    fw: &mut Fw,
+    at: Instant,
+    ports: impl IntoIterator<Item = u16>,
+) {
+    use crate::control::proto::{Request, Target};
+    let out = fw.control(at, Request::ResyncKernel(Target::All));
+    let dump = out
+        .actions
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("-R dumps the kernel");
+    let live = ports
+        .into_iter()
+        .map(|p| crate::kernel::codec::Object::Ct(conntrack(p)))
+        .collect();
+    fw.job(
+        at + std::time::Duration::from_millis(100),
+        dump.purpose,
+        Done::Dumped {
+            objects: live,
+            last: true,
+        },
+    );
+}
+
 pub(super) fn ftp_master() -> Conntrack {
     let mut c = Conntrack::new(tcp("192.168.0.2", "192.168.1.2", 40000, 21));
     c.reply = Some(tcp("192.168.1.2", "192.168.1.100", 21, 40000));

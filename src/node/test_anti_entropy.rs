@@ -4,18 +4,11 @@
 //! (from before its restart): a digest of the partial cache would prune
 //! them there, and a dump that failed is never retried on its own.
 
-use super::test::{Fw, cfg, event, flow, node, tcp};
+use super::test::{Fw, cfg, conntrack, event, flow, node, resync_with};
 use super::*;
-use crate::control::proto::{Request, Target};
 use crate::kernel::codec::{Kind, Object};
 use crate::kernel::origin::Origin;
 use crate::wire::ct_key_of;
-
-fn conntrack(port: u16) -> Conntrack {
-    let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", port, 80));
-    ct.reply = Some(ct.orig.inverse());
-    ct
-}
 
 /// fw1 restarts; fw2 holds its five flows (and a sixth that ended while
 /// it was down). Returns both, and the start-up dump's purpose.
@@ -60,24 +53,7 @@ fn a_failed_start_up_dump_prunes_nothing_on_the_peer() {
         "nothing pruned by a cache the kernel's table never filled"
     );
     // A `-R` fills it: what ended (flow 6) is pruned then.
-    let out = fw1.control(t(100_100), Request::ResyncKernel(Target::All));
-    let dump = out
-        .actions
-        .into_iter()
-        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
-        .expect("-R dumps the kernel");
-    let live = [1, 2, 3, 4, 5, 7]
-        .into_iter()
-        .map(|p| Object::Ct(conntrack(p)))
-        .collect();
-    fw1.job(
-        t(100_200),
-        dump.purpose,
-        Done::Dumped {
-            objects: live,
-            last: true,
-        },
-    );
+    resync_with(&mut fw1, t(100_100), [1, 2, 3, 4, 5, 7]);
     for ms in (100_300..=200_000).step_by(100) {
         flow(&mut fw1, &mut fw2, t(ms));
     }

@@ -3,18 +3,12 @@
 //! of its resend list); they are not resent as deletions of flows that
 //! live on in the kernel. Unacknowledged deletions are still resent.
 
-use super::test::{cfg, event, flow, node, send_now, tcp};
+use super::test::{cfg, conntrack, event, flow, node, resync_with, send_now};
 use super::*;
-use crate::control::proto::{CacheSel, Request, Target};
+use crate::control::proto::{CacheSel, Request};
 use crate::kernel::codec::{Kind, Object};
 use crate::kernel::origin::Origin;
 use crate::wire::ct_key_of;
-
-fn conntrack(port: u16) -> Conntrack {
-    let mut ct = Conntrack::new(tcp("10.0.0.1", "10.0.0.2", port, 80));
-    ct.reply = Some(ct.orig.inverse());
-    ct
-}
 
 #[test]
 fn a_flushed_internal_cache_resends_no_deletions_of_live_flows() {
@@ -99,21 +93,7 @@ fn anti_entropy_waits_for_a_resync_after_a_flush() {
         6,
         "nothing pruned by a flushed cache"
     );
-    let out = fw1.control(t(100_100), Request::ResyncKernel(Target::All));
-    let dump = out
-        .actions
-        .into_iter()
-        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
-        .expect("-R dumps the kernel");
-    let live = (1..=5).map(|p| Object::Ct(conntrack(p))).collect();
-    fw1.job(
-        t(100_200),
-        dump.purpose,
-        Done::Dumped {
-            objects: live,
-            last: true,
-        },
-    );
+    resync_with(&mut fw1, t(100_100), 1..=5);
     for ms in (100_300..=200_000).step_by(100) {
         flow(&mut fw1, &mut fw2, t(ms));
     }

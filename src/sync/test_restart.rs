@@ -169,14 +169,12 @@ fn a_report_waiting_when_the_peer_restarts_is_not_sent() {
     assert_eq!((old, refused, whole), (vec![], 0, true), "{:?}", a2.stats());
 }
 
-#[test]
-fn what_was_sent_while_the_peer_was_down_reaches_its_restart() {
-    // B acknowledged A's three entries, then died. A deleted one and
-    // created a fourth: written into the dead TCP connection, lost. B
-    // restarts (a new session) with the kernel's table it wrote (no
-    // external cache) and no StartupResync: only A's resend queue still
-    // knows what B lacks.
-    let t = Instant::from_millis(0);
+/// A sent three new entries to B at `t`, B acknowledged them and died:
+/// A, the cache it sends from, and what B had written (its kernel's
+/// table, which outlives it).
+fn three_acknowledged_then_the_peer_died(
+    t: Instant,
+) -> (Engine, MapSource, MapSource) {
     let (mut a, mut b) = engines(Mode::FtFw, OLD, 200, t);
     super::test::hears(&mut a, &b, t);
     let mut a_src = MapSource::default();
@@ -189,7 +187,19 @@ fn what_was_sent_while_the_peer_was_down_reaches_its_restart() {
     let mut sink = MapSource::default();
     pump(&mut b, &b_ext, &mut a, &mut sink, t, |_| true);
     assert_eq!(a.queue_lengths(), (0, 0), "acknowledged");
-    drop(b);
+    (a, a_src, b_ext)
+}
+
+#[test]
+fn what_was_sent_while_the_peer_was_down_reaches_its_restart() {
+    // B acknowledged A's three entries, then died. A deleted one and
+    // created a fourth: written into the dead TCP connection, lost. B
+    // restarts (a new session) with the kernel's table it wrote (no
+    // external cache) and no StartupResync: only A's resend queue still
+    // knows what B lacks.
+    let t = Instant::from_millis(0);
+    let (mut a, mut a_src, mut b_ext) =
+        three_acknowledged_then_the_peer_died(t);
     let t1 = t + Duration::from_millis(100);
     a_src.cts.remove(&wire::ct_key_of(&ct(2)));
     a.local_change(super::test::key(&ct(2)), false);
@@ -312,19 +322,8 @@ fn what_was_given_up_while_the_peer_was_down_reaches_its_restart() {
     // queue of 1 000) and owed B a bulk. B restarts with the kernel's
     // table it wrote and asks no resync: the bulk is still owed.
     let t = Instant::from_millis(0);
-    let (mut a, mut b) = engines(Mode::FtFw, OLD, 200, t);
-    super::test::hears(&mut a, &b, t);
-    let mut a_src = MapSource::default();
-    let mut b_ext = MapSource::default();
-    for p in 1..=3 {
-        new_ct(&mut a, &mut a_src, p);
-    }
-    pump(&mut a, &a_src, &mut b, &mut b_ext, t, |_| true);
-    b.handle_timeout(t + ALIVE_INTERVAL, &b_ext);
-    let mut sink = MapSource::default();
-    pump(&mut b, &b_ext, &mut a, &mut sink, t, |_| true);
-    assert_eq!(a.queue_lengths(), (0, 0), "acknowledged");
-    drop(b);
+    let (mut a, mut a_src, mut b_ext) =
+        three_acknowledged_then_the_peer_died(t);
     let t1 = t + PEER_ALIVE + Duration::from_millis(1);
     for p in 10..610 {
         new_ct(&mut a, &mut a_src, p);

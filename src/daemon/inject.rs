@@ -13,7 +13,10 @@
 //!
 //! - conntrack update: update; ENOENT ⇒ create; refused (what an update
 //!   cannot change: EBUSY for a status bit only a create sets, EOPNOTSUPP)
-//!   ⇒ [`recreate`];
+//!   ⇒ [`recreate`]; invalid (EINVAL, ERANGE: a value the kernel's
+//!   policy refuses) ⇒ the failure, the entry left as it is: a create of
+//!   the same attributes is refused as well, and deleting first lost the
+//!   kernel's entry for good;
 //! - conntrack new: create; EEXIST ⇒ as an update (a NEW for a tuple the
 //!   kernel holds is the same flow sent again: a resend, a bulk send);
 //! - expectation new or update: create; EEXIST ⇒ delete and create;
@@ -32,6 +35,8 @@ use crate::wire::ExpKey;
 
 const ENOENT: Errno = rustix::io::Errno::NOENT.raw_os_error();
 const EEXIST: Errno = rustix::io::Errno::EXIST.raw_os_error();
+const EINVAL: Errno = rustix::io::Errno::INVAL.raw_os_error();
+const ERANGE: Errno = rustix::io::Errno::RANGE.raw_os_error();
 
 /// Applies the peer's changes in order. Each change's kind and errno (0
 /// = done; a delete's ENOENT is passed on: the node counts an entry
@@ -80,6 +85,7 @@ fn inject_ct(
     match one(sock, ct, codec::encode_ct_update)? {
         0 => Ok(0),
         ENOENT => one(sock, ct, codec::encode_ct_create),
+        e @ (EINVAL | ERANGE) => Ok(e),
         _ => recreate(sock, ct),
     }
 }
@@ -126,4 +132,96 @@ fn expect_of_key(k: &ExpKey) -> Expect {
     let mut x = Expect::new(k.master, k.tuple, k.mask);
     x.zone = k.zone;
     x
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::model::{L4, ProtoInfo, Tuple, status};
+    use std::os::fd::AsFd;
+
+    /// A network namespace for one test, removed when dropped.
+    struct Netns(String);
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+
+    /// An update the kernel refuses as invalid (a TCP state past the last
+    /// one: ERANGE, or EINVAL) is refused as a create too: deleting the entry for a
+    /// create that must fail left the kernel without the flow the peer
+    /// was only updating.
+    #[test]
+    fn an_invalid_update_leaves_the_kernels_entry() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: kernel tests need root (CI runs them as root)");
+            return;
+        }
+        let ns = Netns(format!("ctsyncd-u{}-badupd", std::process::id()));
+        let added = std::process::Command::new("ip")
+            .args(["netns", "add", &ns.0])
+            .status()
+            .unwrap();
+        assert!(added.success(), "ip netns add {}", ns.0);
+        let path = format!("/var/run/netns/{}", ns.0);
+        let (errs, now) = std::thread::spawn(move || {
+            let fd = std::fs::File::open(path).unwrap();
+            rustix::thread::move_into_link_name_space(
+                fd.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap();
+            let mut s = CtSocket::open().unwrap();
+            let rules = CommitRules::default();
+            let mut ct = Conntrack::new(Tuple {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.0.0.2".parse().unwrap(),
+                proto: 6,
+                l4: L4::Ports {
+                    src: 40000,
+                    dst: 80,
+                },
+            });
+            ct.status = status::SEEN_REPLY | status::ASSURED;
+            ct.timeout = Some(600);
+            ct.proto_info = ProtoInfo::Tcp {
+                state: 3,
+                wscale_orig: 0,
+                wscale_reply: 0,
+                flags_orig: 0,
+                flags_reply: 0,
+            };
+            let created =
+                s.create_cts(&[commit::prepare_ct(&ct, 0, &rules)]).unwrap();
+            assert_eq!(created, [0]);
+            let mut bad = ct.clone();
+            bad.proto_info = ProtoInfo::Tcp {
+                state: 200,
+                wscale_orig: 0,
+                wscale_reply: 0,
+                flags_orig: 0,
+                flags_reply: 0,
+            };
+            let errs = inject(
+                &mut s,
+                &rules,
+                &[Apply::Ct {
+                    ct: bad,
+                    new: false,
+                }],
+            )
+            .unwrap();
+            (errs, s.get_ct(&ct.orig, 0).unwrap())
+        })
+        .join()
+        .unwrap();
+        assert!(now.is_some(), "the refused update deleted the entry");
+        // The kernel's netlink policy: ERANGE (EINVAL before it had one).
+        let erange = rustix::io::Errno::RANGE.raw_os_error();
+        assert_eq!(errs, [(Injection::CtUpdate, erange)]);
+    }
 }

@@ -137,19 +137,8 @@ fn expect_of_key(k: &ExpKey) -> Expect {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::kernel::test_netns::in_new_netns;
     use crate::model::{L4, ProtoInfo, Tuple, status};
-    use std::os::fd::AsFd;
-
-    /// A network namespace for one test, removed when dropped.
-    struct Netns(String);
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
 
     /// An update the kernel refuses as invalid (a TCP state past the last
     /// one: ERANGE, or EINVAL) is refused as a create too: deleting the entry for a
@@ -157,24 +146,7 @@ mod test {
     /// was only updating.
     #[test]
     fn an_invalid_update_leaves_the_kernels_entry() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("SKIPPED: kernel tests need root (CI runs them as root)");
-            return;
-        }
-        let ns = Netns(format!("ctsyncd-u{}-badupd", std::process::id()));
-        let added = std::process::Command::new("ip")
-            .args(["netns", "add", &ns.0])
-            .status()
-            .unwrap();
-        assert!(added.success(), "ip netns add {}", ns.0);
-        let path = format!("/var/run/netns/{}", ns.0);
-        let (errs, now) = std::thread::spawn(move || {
-            let fd = std::fs::File::open(path).unwrap();
-            rustix::thread::move_into_link_name_space(
-                fd.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap();
+        let done = in_new_netns("badupd", || {
             let mut s = CtSocket::open().unwrap();
             let rules = CommitRules::default();
             let mut ct = Conntrack::new(Tuple {
@@ -216,9 +188,8 @@ mod test {
             )
             .unwrap();
             (errs, s.get_ct(&ct.orig, 0).unwrap())
-        })
-        .join()
-        .unwrap();
+        });
+        let Some((errs, now)) = done else { return };
         assert!(now.is_some(), "the refused update deleted the entry");
         // The kernel's netlink policy: ERANGE (EINVAL before it had one).
         let erange = rustix::io::Errno::RANGE.raw_os_error();

@@ -398,6 +398,7 @@ fn committed(
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::kernel::test_netns::in_new_netns;
     use crate::model::{Expect, L4, Tuple};
 
     fn ct(port: u16) -> Conntrack {
@@ -454,17 +455,6 @@ mod test {
         ));
     }
 
-    /// A network namespace for one test, removed when dropped.
-    struct Netns(String);
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-
     /// `-F`'s flush of the expectation table empties it whatever the
     /// zone of their masters. The kernel reports no zone in an
     /// expectation, and each was deleted by its tuple in zone 0: those
@@ -472,25 +462,7 @@ mod test {
     #[test]
     fn a_flush_deletes_the_expectations_of_masters_in_zones() {
         use crate::model::{ProtoInfo, status};
-        use std::os::fd::AsFd;
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("SKIPPED: kernel tests need root (CI runs them as root)");
-            return;
-        }
-        let ns = Netns(format!("ctsyncd-u{}-expflush", std::process::id()));
-        let added = std::process::Command::new("ip")
-            .args(["netns", "add", &ns.0])
-            .status()
-            .unwrap();
-        assert!(added.success(), "ip netns add {}", ns.0);
-        let path = format!("/var/run/netns/{}", ns.0);
-        let left = std::thread::spawn(move || {
-            let fd = std::fs::File::open(path).unwrap();
-            rustix::thread::move_into_link_name_space(
-                fd.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap();
+        let left = in_new_netns("expflush", || {
             let mut s = CtSocket::open().unwrap();
             let rules = CommitRules::default();
             let mut exps = Vec::new();
@@ -538,9 +510,8 @@ mod test {
             let mut d = CtSocket::open().unwrap();
             flush([&mut d, &mut s], &Filter::default(), false, true).unwrap();
             s.dump(true).unwrap()
-        })
-        .join()
-        .unwrap();
+        });
+        let Some(left) = left else { return };
         assert!(left.is_empty(), "left after the flush: {left:?}");
     }
 }

@@ -10,3 +10,5 @@ pub mod events;
 pub mod origin;
 pub mod pacing;
 pub mod socket;
+#[cfg(test)]
+pub(crate) mod test_netns;

@@ -34,6 +34,10 @@ impl Node {
         }
         self.new_events_paused = true;
         self.out.new_events = Some(false);
+        // A dump already out may be read, or its parts handled, from now.
+        if let Some(run) = self.resync.as_mut() {
+            run.new_unseen = true;
+        }
     }
 
     /// The commit ended (its last job, done or failed): join the NEW group

@@ -514,6 +514,8 @@ mod test_bypass_resync;
 #[cfg(test)]
 mod test_commit;
 #[cfg(test)]
+mod test_commit_races;
+#[cfg(test)]
 mod test_commit_split;
 #[cfg(test)]
 mod test_dumps;

@@ -59,6 +59,11 @@ pub(super) struct ResyncRun {
     /// that came before are gone, so its end does not bring the cache
     /// back in sync with the kernel.
     pub(super) flushed: bool,
+    /// The NEW group was left (a commit ran) while this dump was out: a
+    /// flow it finds that neither cache knows may be one whose NEW event
+    /// was never read. Cached silently, it would be taken as known by
+    /// the commit's own resync, and the peer would never hear of it.
+    pub(super) new_unseen: bool,
 }
 
 /// Most expectation events a resync holds for their master.
@@ -97,7 +102,10 @@ impl Node {
             w.clients.extend(client);
             return;
         }
-        self.resync = Some(ResyncRun::default());
+        self.resync = Some(ResyncRun {
+            new_unseen: self.new_events_paused,
+            ..ResyncRun::default()
+        });
         self.out.jobs.push(Job {
             purpose: Purpose::Resync {
                 client,
@@ -139,7 +147,7 @@ impl Node {
         // silent -R would repair our cache but never tell it.
         let send = send || self.overrun_unsent;
         let origin = if send { Origin::NotMe } else { Origin::Flush };
-        let announce_new = announce_new && !send;
+        let announce_new = (announce_new || run.new_unseen) && !send;
         // Conntracks before expectations: masters must be cached first.
         let (cts, exps): (Vec<Object>, Vec<Object>) = objects
             .into_iter()
@@ -356,6 +364,7 @@ impl Node {
         };
         self.resync = Some(ResyncRun {
             clients: w.clients,
+            new_unseen: self.new_events_paused,
             ..ResyncRun::default()
         });
         self.out.jobs.push(Job {

@@ -168,7 +168,6 @@ impl Node {
         }
         keep_most_recent(&mut found);
         self.counters.activity_scans += 1;
-        self.counters.activity_resent += found.len() as u64;
         for (_, _, seen_at, ct) in found {
             // An event since its part was read (a DESTROY above all) is
             // newer than the dump: sending the dumped state would bring
@@ -178,6 +177,9 @@ impl Node {
                 .get(&ct_key_of(&ct))
                 .is_some_and(|e| e.updated < seen_at);
             if unchanged {
+                // Counted as sent only when it is: `activity_resent`
+                // counted the candidates, a flow ended meanwhile too.
+                self.counters.activity_resent += 1;
                 self.kernel_ct(now, Kind::Update, ct, true, false);
             }
         }
@@ -302,7 +304,10 @@ mod test {
         );
         let e = n.internal_ct.get(&ct_key_of(&flow(2, 0))).unwrap();
         assert_eq!(e.value.timeout, Some(119), "the other is refreshed");
-        assert_eq!(n.counters.activity_resent, 2, "both were candidates");
+        assert_eq!(
+            n.counters.activity_resent, 1,
+            "only the flow sent again: the ended one was a candidate, not sent"
+        );
     }
 
     /// ALARM, polling and a node without internal cache never scan.

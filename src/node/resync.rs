@@ -288,9 +288,23 @@ impl Node {
         self.out
             .log(log::Level::Error, format!("can't dump kernel table: {why}"));
         self.overrun_resync_failed(now);
-        let Purpose::Resync { client, .. } = purpose else {
+        let Purpose::Resync {
+            client,
+            conntracks,
+            expectations,
+            announce_new,
+            ..
+        } = purpose
+        else {
             return self.next_resync();
         };
+        if announce_new {
+            // A commit's: the cache lacks what it committed, and no dump
+            // comes on its own. As after `-f`, it stands for the kernel's
+            // table no longer: a bulk (the `-B` waiting, the peer's
+            // RESYNC) comes from a dump, which refills it.
+            self.internal_flushed(conntracks && expectations);
+        }
         let failed = Status::Failed(format!("can't dump kernel table: {why}"));
         self.answer_resync(client, clients, &failed);
         // Waiting bulk sends get what the cache holds, rather than nothing.

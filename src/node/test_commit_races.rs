@@ -149,3 +149,49 @@ fn a_resync_out_when_a_commit_starts_leaves_a_flow_born_meanwhile_announced() {
     sent.extend(sent_from(&mut n, T0, &out));
     assert_eq!(announced(&sent), [ct_key_of(&born)], "{sent:?}");
 }
+
+/// The commit's resync fails (the worker's full queue refused its dump):
+/// the internal cache lacks every committed entry, and nothing dumps
+/// again on its own. A `-B` waiting for that resync, or one after it,
+/// sent the cache as it was, without them, and so would the answer to
+/// the peer's RESYNC. The cache stands for the kernel's table no longer,
+/// as after `-f`: a bulk comes from a dump, which refills it.
+#[test]
+fn a_failed_resync_after_a_commit_leaves_the_bulk_to_a_dump() {
+    let mut n = node();
+    let committed = flow(5000);
+    n.external_ct.upsert(&committed, T0, true).unwrap();
+    let out = control(&mut n, CLIENT, Request::Commit(Target::Ct));
+    let commit = out.jobs[0].purpose;
+    let result = Done::Committed {
+        cts: vec![0],
+        exps: Vec::new(),
+        failed: Vec::new(),
+        took_us: [10, 0],
+        aborted: None,
+    };
+    let out = done(&mut n, commit, result);
+    let r = resync_purpose(&out);
+    let out = control(&mut n, RESYNCER, Request::BulkSend);
+    assert!(out.replies.is_empty(), "-B waits for the commit's resync");
+    let failed = Done::Failed("kernel job queue full".into());
+    let out = done(&mut n, r, failed);
+    let bulk_dump = |out: &Outbox| {
+        out.jobs.iter().any(|j| {
+            matches!(j.purpose, Purpose::Resync { send: true, .. })
+                && matches!(
+                    j.work,
+                    Work::Dump {
+                        conntracks: true,
+                        ..
+                    }
+                )
+        })
+    };
+    assert!(
+        bulk_dump(&out),
+        "the waiting -B is sent from a dump: {:?}",
+        out.jobs
+    );
+    assert!(n.internal_ct.is_empty());
+}

@@ -16,14 +16,14 @@ use crate::wire::ct_key_of;
 const CLIENT: ClientId = 5;
 const T0: Instant = Instant::from_millis(1_000);
 
-fn node() -> Node {
+pub(super) fn node() -> Node {
     let text = "General { UNIX { Path /x } }\nSync { Mode FTFW { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
     let cfg = config::parse(text, "t.conf").unwrap().config;
     Node::new(cfg, 1, 1, 1472, 212_992, T0)
 }
 
 /// A UDP flow from source port `sport`, with the kernel's `timeout`.
-fn flow(sport: u16, timeout: u32) -> Conntrack {
+pub(super) fn flow(sport: u16, timeout: u32) -> Conntrack {
     let mut c = Conntrack::new(Tuple {
         src: "192.168.0.2".parse().unwrap(),
         dst: "192.168.1.2".parse().unwrap(),

@@ -3,12 +3,12 @@
 //! while the commit runs must not swallow the NEW event of a flow that
 //! traffic started meanwhile.
 
+use super::resync_races::node;
 use super::test_support::sent_from;
 use super::{ClientId, Completion, Done, Input, Node, Outbox, Purpose, Work};
-use crate::config;
 use crate::control::proto::{Request, Target};
 use crate::kernel::codec::Object;
-use crate::model::{Conntrack, L4, Tuple, status};
+use crate::model::Conntrack;
 use crate::time::Instant;
 use crate::wire::{Msg, ct_key_of, from_wire_ct};
 
@@ -16,26 +16,9 @@ const CLIENT: ClientId = 3;
 const RESYNCER: ClientId = 4;
 const T0: Instant = Instant::from_millis(1_000);
 
-fn node() -> Node {
-    let text = "General { UNIX { Path /x } }\nSync { Mode FTFW { }\nUDP { IPv4_Destination_Address 10.0.0.2 Port 1 Interface lo } }";
-    let cfg = config::parse(text, "t.conf").unwrap().config;
-    Node::new(cfg, 1, 1, 1472, 212_992, T0)
-}
-
+/// A UDP flow from source port `sport`, as the kernel reports it.
 fn flow(sport: u16) -> Conntrack {
-    let mut c = Conntrack::new(Tuple {
-        src: "192.168.0.2".parse().unwrap(),
-        dst: "192.168.1.2".parse().unwrap(),
-        proto: 17,
-        l4: L4::Ports {
-            src: sport,
-            dst: 53,
-        },
-    });
-    c.reply = Some(c.orig.inverse());
-    c.status = status::CONFIRMED | status::SEEN_REPLY;
-    c.timeout = Some(120);
-    c
+    super::resync_races::flow(sport, 120)
 }
 
 fn control(n: &mut Node, client: ClientId, request: Request) -> Outbox {
@@ -70,6 +53,17 @@ fn dump(cts: &[&Conntrack]) -> Done {
     }
 }
 
+/// A commit's outcome: its one conntrack created.
+fn committed_one() -> Done {
+    Done::Committed {
+        cts: vec![0],
+        exps: Vec::new(),
+        failed: Vec::new(),
+        took_us: [10, 0],
+        aborted: None,
+    }
+}
+
 /// The keys of the conntracks `sent` announces as new.
 fn announced(sent: &[Msg]) -> Vec<crate::wire::CtKey> {
     sent.iter()
@@ -100,14 +94,7 @@ fn a_resync_during_a_commit_leaves_a_flow_born_meanwhile_announced() {
     let out = done(&mut n, r, dump(&[&committed, &born]));
     let mut sent = sent_from(&mut n, T0, &out);
 
-    let result = Done::Committed {
-        cts: vec![0],
-        exps: Vec::new(),
-        failed: Vec::new(),
-        took_us: [10, 0],
-        aborted: None,
-    };
-    let out = done(&mut n, commit, result);
+    let out = done(&mut n, commit, committed_one());
     assert_eq!(out.new_events, Some(true));
     let r = resync_purpose(&out);
     let out = done(&mut n, r, dump(&[&committed, &born]));
@@ -136,14 +123,7 @@ fn a_resync_out_when_a_commit_starts_leaves_a_flow_born_meanwhile_announced() {
     let born = flow(6000);
     let out = done(&mut n, r, dump(&[&committed, &born]));
     let mut sent = sent_from(&mut n, T0, &out);
-    let result = Done::Committed {
-        cts: vec![0],
-        exps: Vec::new(),
-        failed: Vec::new(),
-        took_us: [10, 0],
-        aborted: None,
-    };
-    let out = done(&mut n, commit, result);
+    let out = done(&mut n, commit, committed_one());
     let r = resync_purpose(&out);
     let out = done(&mut n, r, dump(&[&committed, &born]));
     sent.extend(sent_from(&mut n, T0, &out));
@@ -163,14 +143,7 @@ fn a_failed_resync_after_a_commit_leaves_the_bulk_to_a_dump() {
     n.external_ct.upsert(&committed, T0, true).unwrap();
     let out = control(&mut n, CLIENT, Request::Commit(Target::Ct));
     let commit = out.jobs[0].purpose;
-    let result = Done::Committed {
-        cts: vec![0],
-        exps: Vec::new(),
-        failed: Vec::new(),
-        took_us: [10, 0],
-        aborted: None,
-    };
-    let out = done(&mut n, commit, result);
+    let out = done(&mut n, commit, committed_one());
     let r = resync_purpose(&out);
     let out = control(&mut n, RESYNCER, Request::BulkSend);
     assert!(out.replies.is_empty(), "-B waits for the commit's resync");

@@ -424,7 +424,8 @@ fn destroyed_flows_go_to_syslog_as_conntrackd_sends_them() {
 }
 
 /// A full disk (the stats log is /dev/full): the flows are lost, said
-/// once (a warning per flow flooded syslog), and the daemon serves on.
+/// once (a warning per flow flooded syslog), counted in `-s runtime
+/// --json`'s `log_write_errors`, and the daemon serves on.
 /// A stats log that cannot be opened is named in conntrackd's words (it
 /// was "can't get kernel conntrack table").
 #[test]
@@ -455,6 +456,7 @@ fn a_full_disk_is_reported_once_and_an_unopenable_log_by_name() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let served = client(&ns, &bin(), &our_conf, "-s");
+    let runtime = client(&ns, &bin(), &our_conf, "-s runtime --json");
     drop(daemon);
     let text = log();
     let warned = text.matches("cannot write the stats log").count();
@@ -481,6 +483,8 @@ fn a_full_disk_is_reported_once_and_an_unopenable_log_by_name() {
         "{text}"
     );
     assert!(served.contains("cache stats:"), "{served}");
+    // The five flows' lines, each refused.
+    assert!(runtime.contains("\"log_write_errors\":5}"), "{runtime}");
     assert_eq!(refused.status.code(), Some(1));
     // conntrackd 1.4.7's one line, before anything else.
     let err = String::from_utf8_lossy(&refused.stderr);

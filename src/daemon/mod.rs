@@ -407,6 +407,7 @@ async fn control_only(
                 );
             }
             Event::Request(req, mut stream) => {
+                rt.log_write_errors = crate::logging::write_errors();
                 let (replies, shutdown) = rt.handle(req, Instant::now());
                 if shutdown {
                     let _ = server::write_replies(&mut stream, &replies).await;

@@ -163,6 +163,16 @@ impl ReplyBudget {
             budget_bytes: self.limit as u64,
             replies_refused: self.refused.get(),
             clients_dropped: self.dropped.get(),
+            log_write_errors: 0,
+        }
+    }
+
+    /// [`ReplyBudget::view`] with the log's write errors: what the loop
+    /// hands the node with a request.
+    pub(crate) fn loop_view(&self) -> ControlView {
+        ControlView {
+            log_write_errors: crate::logging::write_errors(),
+            ..self.view()
         }
     }
 
@@ -277,6 +287,7 @@ mod test {
             budget_bytes: 1000,
             replies_refused: 1,
             clients_dropped: 1,
+            log_write_errors: 0,
         };
         assert_eq!(b.view(), want);
         drop(big);

@@ -18,6 +18,9 @@ pub struct Runtime {
     /// The event socket's counters (a Stats-mode daemon's; zero without
     /// one) and its buffer size in bytes.
     pub events: EventCounters,
+    /// Log lines some sink did not take, as the logger counted them when
+    /// the loop last looked (before each request).
+    pub log_write_errors: u64,
 }
 
 /// What a Stats-mode daemon counts of its kernel side, for `-s runtime`.
@@ -38,6 +41,7 @@ impl Runtime {
             local_read_failed: 0,
             local_unknown_request: 0,
             events: EventCounters::default(),
+            log_write_errors: 0,
         }
     }
 
@@ -105,7 +109,7 @@ impl Runtime {
              \"local_unknown_request\":{},\"events_received\":{},\
              \"events_filtered\":{},\"netlink_overruns\":{},\
              \"kernel_flushes\":{},\"kernel_resyncs\":{},\
-             \"netlink_buffer\":{}}}\n",
+             \"netlink_buffer\":{},\"log_write_errors\":{}}}\n",
             up.as_secs(),
             self.local_read_failed,
             self.local_unknown_request,
@@ -114,7 +118,8 @@ impl Runtime {
             e.overruns,
             e.kernel_flushes,
             e.kernel_resyncs,
-            e.buffer
+            e.buffer,
+            self.log_write_errors
         )
     }
 }

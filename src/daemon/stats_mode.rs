@@ -188,12 +188,13 @@ impl StatsMode {
     fn write(&mut self, flow: &str) {
         if let Some(f) = &mut self.file {
             let now = crate::logging::local_time::now();
-            if let Err(e) = crate::logging::write_stats_line(f, now, flow)
-                && let Some(n) = self.unwritten.failed(Instant::now())
-            {
-                log::warn!(
-                    "cannot write the stats log: {e}; lines lost since the last report: {n}"
-                );
+            if let Err(e) = crate::logging::write_stats_line(f, now, flow) {
+                crate::logging::count_write_error();
+                if let Some(n) = self.unwritten.failed(Instant::now()) {
+                    log::warn!(
+                        "cannot write the stats log: {e}; lines lost since the last report: {n}"
+                    );
+                }
             }
         }
         if let Some(s) = &mut self.syslog {
@@ -389,7 +390,7 @@ pub(crate) async fn run(
             &mut sm.log,
             req,
             clock.now(),
-            budget.view(),
+            budget.loop_view(),
         ) {
             Answer::Text(text) => ok(text),
             Answer::Flushed => {
@@ -429,6 +430,7 @@ pub(crate) async fn run(
             }
             Answer::Daemon => {
                 sm.rt.events.buffer = sm.events.buffer_size();
+                sm.rt.log_write_errors = crate::logging::write_errors();
                 let (replies, shutdown) = sm.rt.handle(req, Instant::now());
                 if shutdown {
                     let _ = crate::control::server::write_replies(

@@ -195,10 +195,8 @@ impl StatsSyslog {
     /// Sends one line at LOG_INFO; a failure is counted in the log's write
     /// errors.
     pub fn info(&mut self, line: &str) {
-        if !self.0.send(|l| l.info(line))
-            && let Ok(mut s) = LOGGER.sinks.lock()
-        {
-            s.write_errors += 1;
+        if !self.0.send(|l| l.info(line)) {
+            count_write_error();
         }
     }
 }
@@ -243,6 +241,14 @@ pub fn close() {
     if let Ok(mut s) = LOGGER.sinks.lock() {
         s.file = None;
         s.syslog = None;
+    }
+}
+
+/// Counts a line that a sink outside the logger refused (the flow
+/// logger's `Stats { LogFile }`).
+pub fn count_write_error() {
+    if let Ok(mut s) = LOGGER.sinks.lock() {
+        s.write_errors = s.write_errors.saturating_add(1);
     }
 }
 

@@ -138,6 +138,7 @@ mod test {
             budget_bytes: 20,
             replies_refused: 3,
             clients_dropped: 4,
+            log_write_errors: 0,
         };
         let mut ask = |r| answer(&mut log, r, t, control);
         assert_eq!(ask(Request::Kill), Answer::Daemon);

@@ -58,8 +58,9 @@ pub struct Injected {
     pub destroyed: [u64; 2],
 }
 
-/// The control socket's replies, as the daemon's loop keeps them (the
-/// node sees only requests): `-s --json`'s `control`.
+/// What the daemon's loop counts that the node never sees: the control
+/// socket's replies (the node sees only requests), `-s --json`'s
+/// `control`, and the log's write errors, `runtime`'s `log_write_errors`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ControlView {
     /// Bytes that replies waiting for their clients hold now, and the
@@ -70,6 +71,9 @@ pub struct ControlView {
     pub replies_refused: u64,
     /// Clients disconnected because they stopped reading their reply.
     pub clients_dropped: u64,
+    /// Log lines that some sink (the file, syslog, the console) did not
+    /// take: a full disk, a syslog daemon gone.
+    pub log_write_errors: u64,
 }
 
 /// One cache as the statistics show it.

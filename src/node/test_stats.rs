@@ -234,7 +234,7 @@ fn a_refused_job_is_counted_where_stats_show_it() {
         text(&fw.control(now, Request::Stats { view, format }))
     };
     let json = stats(&mut fw, StatsView::General, Format::Json);
-    assert!(json.contains("\"jobs_failed\":1}"), "{json}");
+    assert!(json.contains("\"jobs_failed\":1,"), "{json}");
     let link = stats(&mut fw, StatsView::Link, Format::Plain);
     assert!(
         link.ends_with(
@@ -252,6 +252,7 @@ fn the_loops_control_replies_are_in_the_json() {
         budget_bytes: 16 << 20,
         replies_refused: 3,
         clients_dropped: 2,
+        log_write_errors: 5,
     };
     let now = Instant::from_millis(1_000);
     let json = text(&fw.control(
@@ -263,6 +264,8 @@ fn the_loops_control_replies_are_in_the_json() {
     ));
     let want = "\"control\":{\"pending_bytes\":4096,\"budget_bytes\":16777216,\"replies_refused\":3,\"clients_dropped\":2},";
     assert!(json.contains(want), "{json}");
+    // The log's write errors are the daemon's, under runtime.
+    assert!(json.contains(",\"log_write_errors\":5}}\n"), "{json}");
 }
 
 #[test]

@@ -81,7 +81,7 @@ impl Replicator {
                 client,
                 request,
                 links: &links,
-                control: self.budget.view(),
+                control: self.budget.loop_view(),
             },
         );
         self.apply(ex, clock, out).await

@@ -81,10 +81,16 @@ fn json_round_trip(s: &mut String, r: Option<RoundTrip>) {
     };
 }
 
-fn json_counters(s: &mut String, c: &Counters, uptime: u64, buffer: usize) {
+fn json_counters(
+    s: &mut String,
+    c: &Counters,
+    uptime: u64,
+    buffer: usize,
+    log_write_errors: u64,
+) {
     let _ = write!(
         s,
-        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{},\"activity_scans\":{},\"activity_resent\":{},\"jobs_failed\":{}}}",
+        "\"runtime\":{{\"uptime_seconds\":{uptime},\"events_received\":{},\"events_filtered\":{},\"netlink_overruns\":{},\"kernel_flushes\":{},\"kernel_resyncs\":{},\"netlink_buffer\":{buffer},\"local_read_failed\":{},\"local_unknown_request\":{},\"commit_ok\":{},\"commit_failed\":{},\"inject_ok\":{},\"inject_failed\":{},\"traffic_bytes\":{},\"traffic_packets\":{},\"activity_scans\":{},\"activity_resent\":{},\"jobs_failed\":{},\"log_write_errors\":{log_write_errors}}}",
         c.events_received,
         c.events_filtered,
         c.overruns,
@@ -220,6 +226,7 @@ pub fn stats_json(snap: &Snapshot) -> String {
         &snap.counters,
         snap.uptime.as_secs(),
         snap.netlink_buffer,
+        snap.control.log_write_errors,
     );
     s.push_str("}\n");
     s

@@ -51,6 +51,7 @@ pub mod ctd;
 pub mod digest;
 mod ftfw;
 mod gate;
+mod key_queue;
 mod mode;
 mod notrack;
 mod ready;

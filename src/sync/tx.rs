@@ -4,14 +4,8 @@
 //! filling of one datagram from them, each data message built from the
 //! internal cache's current state ([`Source`]) at that moment.
 //!
-//! A bulk (`-B`, a resync's answer) is every key of the cache: its keys
-//! wait in a queue of their own, the cache's list of them as it is, with
-//! no index. Coalesced into the key queue, 100 000 of them took the list,
-//! the queue and its index, each grown by doubling: 18.6 MB of peak RSS
-//! (`tests/memory_release.rs`), against the list's 4.7. A key goes once
-//! all the same, where it comes first: a bulk leaves out the keys queued
-//! before it, and a key queued since goes with the bulk when the bulk
-//! reaches it (its place in the key queue is then passed over).
+//! The keys wait in a [`KeyQueue`], a bulk's (`-B`, a resync's answer)
+//! in a list of their own.
 //!
 //! What a mode does with a sent message (FT-FW keeps it for resending) is
 //! the caller's callback; this module never decides about reliability.
@@ -25,9 +19,10 @@
 //! except to a restarted sender, whose numbering starts elsewhere: the
 //! echo is forgotten when the peer restarts (`forget_reports`).
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
+pub(crate) use super::key_queue::KEEP_CAPACITY;
+use super::key_queue::KeyQueue;
 use super::{Key, Source, State, Stats};
 use crate::time::Instant;
 use crate::wire::{self, Msg, Seq, Writer};
@@ -36,20 +31,6 @@ use crate::wire::{self, Msg, Seq, Writer};
 const CONTROL_QUEUE: usize = 256;
 /// Most background (anti-entropy) messages waiting to be sent.
 const BACKGROUND_QUEUE: usize = 1024;
-/// Key-queue capacity kept when the queue drains (see
-/// `Transmit::release_if_drained`); steady traffic stays below it.
-pub(crate) const KEEP_CAPACITY: usize = 4096;
-
-/// Which queue a key was taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Queue {
-    Keys,
-    Bulk,
-    /// The bulk, for a key also waiting in the key queue (queued since
-    /// the bulk began), whose place there is then passed over.
-    BulkTook,
-}
-
 /// A data message that went out, as a mode may want to send it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Sent {
@@ -59,15 +40,8 @@ pub(crate) enum Sent {
 
 /// Everything waiting to be sent, and the numbering of what was.
 pub(crate) struct Transmit {
-    /// Keys waiting to be sent, in order…
-    keys: VecDeque<Key>,
-    /// …and for each, whether the peer must be told it is new.
-    queued: HashMap<Key, bool>,
-    /// A bulk's keys, sent after the first `ahead` of `keys` (queued
-    /// before the bulk began) and before the rest.
-    bulk: VecDeque<Key>,
-    ahead: usize,
-    capacity: usize,
+    /// Keys waiting to be sent.
+    keys: KeyQueue,
     control: VecDeque<Msg>,
     background: VecDeque<Msg>,
     resync_pending: bool,
@@ -83,11 +57,7 @@ pub(crate) struct Transmit {
 impl Transmit {
     pub(crate) fn new(capacity: usize, first_seq: Seq, now: Instant) -> Self {
         Transmit {
-            keys: VecDeque::new(),
-            queued: HashMap::new(),
-            bulk: VecDeque::new(),
-            ahead: 0,
-            capacity,
+            keys: KeyQueue::new(capacity),
             control: VecDeque::new(),
             background: VecDeque::new(),
             resync_pending: false,
@@ -100,13 +70,12 @@ impl Transmit {
 
     /// Keys waiting to be sent, a bulk's included.
     pub(crate) fn len(&self) -> usize {
-        self.keys.len() + self.bulk.len()
+        self.keys.len()
     }
 
     /// True when something waits to be sent.
     pub(crate) fn is_pending(&self) -> bool {
         !self.keys.is_empty()
-            || !self.bulk.is_empty()
             || !self.control.is_empty()
             || !self.background.is_empty()
             || self.resync_pending
@@ -138,75 +107,13 @@ impl Transmit {
         new: bool,
         stats: &mut Stats,
     ) -> bool {
-        // One lookup for both cases (a conntrack's key is copied, not
-        // allocated).
-        match self.queued.entry(key.clone()) {
-            Entry::Occupied(mut o) => {
-                // Coalesce: one message will carry the newest state.
-                *o.get_mut() |= new;
-                true
-            }
-            Entry::Vacant(_) if self.keys.len() >= self.capacity => {
-                stats.tx_queue_full += 1;
-                false
-            }
-            Entry::Vacant(v) => {
-                v.insert(new);
-                self.keys.push_back(key);
-                true
-            }
-        }
+        self.keys.enqueue(key, new, stats)
     }
 
-    /// Queues every key of the cache (`keys`, in the order to send them),
-    /// after the keys already waiting, which it leaves out: a bulk. One
-    /// under way is replaced (the new one holds all it had left to send).
-    pub(crate) fn bulk(&mut self, mut keys: Vec<Key>) {
-        if !self.queued.is_empty() {
-            keys.retain(|k| !self.queued.contains_key(k));
-        }
-        self.ahead = self.keys.len();
-        self.bulk = VecDeque::from(keys);
-    }
-
-    /// The next key to send and whether it is new: the keys queued before
-    /// the bulk, the bulk's, then the rest. A key the bulk took along is
-    /// passed over in the key queue (it has no flag in `queued`: every
-    /// key waiting there has one). `None`: none waits.
-    fn next_key(&mut self) -> Option<(Key, bool, Queue)> {
-        loop {
-            if self.ahead > 0 || self.bulk.is_empty() {
-                let key = self.keys.pop_front()?;
-                self.ahead = self.ahead.saturating_sub(1);
-                if let Some(new) = self.queued.remove(&key) {
-                    return Some((key, new, Queue::Keys));
-                }
-            } else {
-                let key = self.bulk.pop_front()?;
-                return Some(match self.queued.remove(&key) {
-                    Some(new) => (key, new, Queue::BulkTook),
-                    None => (key, false, Queue::Bulk),
-                });
-            }
-        }
-    }
-
-    /// Puts back a key [`Transmit::next_key`] took, where it was.
-    fn put_back(&mut self, key: Key, new: bool, from: Queue) {
-        match from {
-            Queue::Keys => {
-                if !self.bulk.is_empty() {
-                    self.ahead += 1;
-                }
-                self.queued.insert(key.clone(), new);
-                self.keys.push_front(key);
-            }
-            Queue::BulkTook => {
-                self.queued.insert(key.clone(), new);
-                self.bulk.push_front(key);
-            }
-            Queue::Bulk => self.bulk.push_front(key),
-        }
+    /// Queues every key of the cache (`keys`, in the order to send them)
+    /// as a bulk (see [`KeyQueue::bulk`]).
+    pub(crate) fn bulk(&mut self, keys: Vec<Key>) {
+        self.keys.bulk(keys);
     }
 
     /// Queues a sent message again (resend on NACK or timeout).
@@ -339,7 +246,7 @@ impl Transmit {
             sent(self.take_seq(), Sent::Resync, false, stats);
         }
         while room > 0
-            && let Some((key, new, from)) = self.next_key()
+            && let Some((key, new, from)) = self.keys.take()
         {
             let (pushed, gone) = match encoded(&key, new, src) {
                 Some((kind, body)) => (w.push_encoded(kind, body), false),
@@ -359,35 +266,19 @@ impl Transmit {
                     stats.too_big += 1;
                 }
                 Err(_) => {
-                    self.put_back(key, new, from);
+                    self.keys.put_back(key, new, from);
                     break;
                 }
             }
         }
-        self.release_if_drained();
+        self.keys.release_if_drained();
         w.counts().0
-    }
-
-    /// A burst (a bulk send, a resync) grows the key queue to its size,
-    /// and neither container gives memory back on its own: once the
-    /// queue is empty again, large ones are dropped, so a router's RSS
-    /// after a burst of 100 000 is not the burst's (about 12 MB).
-    fn release_if_drained(&mut self) {
-        if self.keys.is_empty() && self.keys.capacity() > KEEP_CAPACITY {
-            self.keys = VecDeque::new();
-        }
-        if self.queued.is_empty() && self.queued.capacity() > KEEP_CAPACITY {
-            self.queued = HashMap::new();
-        }
-        if self.bulk.is_empty() && self.bulk.capacity() > KEEP_CAPACITY {
-            self.bulk = VecDeque::new();
-        }
     }
 
     /// The key queue's and its index's capacities.
     #[cfg(test)]
     pub(crate) fn capacities(&self) -> (usize, usize) {
-        (self.keys.capacity(), self.queued.capacity())
+        self.keys.capacities()
     }
 
     /// Drops the waiting keys `which` names (the internal cache forgot
@@ -397,33 +288,13 @@ impl Transmit {
         &mut self,
         which: &dyn Fn(&Key) -> bool,
     ) -> usize {
-        let ahead = self.keys.iter().take(self.ahead).filter(|k| which(k));
-        self.ahead -= ahead.count();
-        // A key in both queues counts once (the key queue's count).
-        let mut dropped = 0;
-        let queued = &mut self.queued;
-        self.bulk.retain(|k| {
-            let drop = which(k);
-            dropped += usize::from(drop && !queued.contains_key(k));
-            !drop
-        });
-        self.keys.retain(|k| {
-            let drop = which(k);
-            // Passed over already (the bulk took it): not counted.
-            dropped += usize::from(drop && queued.remove(k).is_some());
-            !drop
-        });
-        dropped
+        self.keys.forget(which)
     }
 
     /// Every waiting key with its "new" flag, emptying the key queue (a
     /// protocol switch hands them to the other engine).
     pub(crate) fn drain_keys(&mut self) -> Vec<(Key, bool)> {
-        let mut drained = Vec::with_capacity(self.len());
-        while let Some((key, new, _)) = self.next_key() {
-            drained.push((key, new));
-        }
-        drained
+        self.keys.drain()
     }
 
     /// Records that a datagram went out at `now`.
@@ -482,23 +353,4 @@ fn build(key: &Key, new: bool, src: &dyn Source) -> Msg {
         (Key::Ct(k), None) => Msg::CtDel(*k),
         (Key::Exp(k), None) => Msg::ExpDel(**k),
     }
-}
-
-/// Drops from a key queue (`keys` in order, `queued` their "new" flags)
-/// the keys `which` names; returns how many. Both protocols' transmit
-/// queues have this shape.
-pub(crate) fn drop_keys(
-    keys: &mut VecDeque<Key>,
-    queued: &mut HashMap<Key, bool>,
-    which: &dyn Fn(&Key) -> bool,
-) -> usize {
-    let before = keys.len();
-    keys.retain(|k| {
-        let drop = which(k);
-        if drop {
-            queued.remove(k);
-        }
-        !drop
-    });
-    before - keys.len()
 }

@@ -97,10 +97,23 @@ pub fn delete(ns: &Netns, cts: &[Conntrack]) {
 /// not root. Bind the namespaces first (`let Some((_a, _b, fw))`): the
 /// daemon stops before they go.
 pub fn alone_with_flows(tag: &str, n: u32) -> Option<(Netns, Netns, Fw)> {
+    alone_with_flows_and(tag, n, "")
+}
+
+/// [`alone_with_flows`], with `sync` clauses added to the `Sync` section
+/// (an `Options { … }` block).
+pub fn alone_with_flows_and(
+    tag: &str,
+    n: u32,
+    sync: &str,
+) -> Option<(Netns, Netns, Fw)> {
     let (a, b) = super::pair(tag)?;
     create(&a, &flows("10.100.0.1", n));
     let general = "HashLimit 400000\n  NetlinkBufferSize 8388608\n  NetlinkBufferSizeMaxGrowth 67108864";
-    let sync = format!("Mode FTFW {{ }}\n{}", udp_link("10.9.0.1", "10.9.0.2"));
+    let sync = format!(
+        "Mode FTFW {{ }}\n{}\n{sync}",
+        udp_link("10.9.0.1", "10.9.0.2")
+    );
     let fw = Fw::start(&a, tag, general, &sync);
     Some((a, b, fw))
 }

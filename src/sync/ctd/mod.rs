@@ -46,6 +46,13 @@
 //! - a RESYNC we ask for on our own (a protocol switch) waits for the
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
+//! - while the peer is not heard (for [`PEER_ALIVE`](crate::sync::PEER_ALIVE)), the resend
+//!   queue keeps at most `SILENT_HOLD` entries' states, as ctsyncd's own
+//!   FT-FW does: past them, it gives those up, keeps no more, and the
+//!   peer gets a bulk update when heard again (DELs are still kept). The
+//!   takeover script's `-B` to a dead conntrackd once held a key for
+//!   every entry, about 19 MB at 100 000, where conntrackd holds links in
+//!   its cache's objects.
 //!
 //! Not closed: a HELLO numbered before the peer's last one, while its
 //! handshake is open, is taken as a restart, as conntrackd takes it (its
@@ -93,6 +100,8 @@ mod rx;
 mod tail;
 #[cfg(test)]
 mod test;
+#[cfg(test)]
+mod test_bulk;
 #[cfg(test)]
 mod test_hello;
 #[cfg(test)]
@@ -217,6 +226,12 @@ pub struct CtdEngine {
     kernel_bulk: bool,
     /// The datagram being read carried a RESYNC (logged once).
     resync_heard: bool,
+    /// When the peer last sent a message we could read.
+    heard_at: Option<Instant>,
+    /// States sent while the peer was not heard were given up (see
+    /// `SILENT_HOLD`): the peer gets a
+    /// bulk update when heard again.
+    silent_bulk_owed: bool,
 }
 
 impl CtdEngine {
@@ -241,6 +256,8 @@ impl CtdEngine {
             bulk_owed: false,
             kernel_bulk: false,
             resync_heard: false,
+            heard_at: None,
+            silent_bulk_owed: false,
             last_tx: now,
             refresh_at: now + ALIVE_INTERVAL,
             slot: 0,
@@ -310,11 +327,7 @@ impl CtdEngine {
 
     /// The internal cache changed `key`. False when the queue is full.
     pub fn local_change(&mut self, key: Key, new: bool) -> bool {
-        if self.data_waits() && !self.hello_probed {
-            // Say HELLO now rather than at the next quiet second.
-            self.hello_probed = true;
-            self.tx.control(Ctl::Alive);
-        }
+        self.hello_now();
         self.rs.forget(&key);
         self.tx.key(key, new, &mut self.stats)
     }
@@ -326,8 +339,26 @@ impl CtdEngine {
             self.kernel_bulk = true;
             return;
         }
-        for key in src.keys() {
-            self.local_change(key, false);
+        let keys = src.keys();
+        if self.rs.len() > 0 {
+            // Each goes again with its newest state: none awaits an ACK
+            // (as when queued one by one).
+            for key in &keys {
+                self.rs.forget(key);
+            }
+        }
+        if !keys.is_empty() {
+            self.hello_now();
+        }
+        self.tx.bulk(keys);
+    }
+
+    /// Data waits for the answer to our HELLO: says it now rather than at
+    /// the next quiet second (once).
+    fn hello_now(&mut self) {
+        if self.data_waits() && !self.hello_probed {
+            self.hello_probed = true;
+            self.tx.control(Ctl::Alive);
         }
     }
 

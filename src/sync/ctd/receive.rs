@@ -61,6 +61,13 @@ impl CtdEngine {
                 }
             }
         }
+        if read > 0 {
+            self.heard_at = Some(now);
+            if std::mem::take(&mut self.silent_bulk_owed) {
+                self.stats.bulks_on_return += 1;
+                self.bulk_owed = true;
+            }
+        }
         if std::mem::take(&mut self.bulk_owed) {
             self.bulk(src);
         }

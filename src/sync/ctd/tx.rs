@@ -7,7 +7,8 @@
 use super::queue::{Ctl, Next, Sent};
 use super::{CtdEngine, Hello};
 use crate::model::{Conntrack, Expect};
-use crate::sync::{Key, Source, State};
+use crate::sync::ftfw::SILENT_HOLD;
+use crate::sync::{Key, PEER_ALIVE, Source, State};
 use crate::time::Instant;
 use crate::wire::Seq;
 use crate::wire::ctd::{self, Body, Message, flag};
@@ -25,14 +26,16 @@ impl CtdEngine {
         let mut off = 0;
         let mut n = 0u64;
         let data_waits = self.data_waits();
-        while let Some(next) = self.tx.peek() {
+        while let Some(next) = self.tx.take() {
             if data_waits && matches!(next, Next::Key(..)) {
+                self.tx.put_back(next);
                 break;
             }
             let body = match &next {
                 Next::Ctl(c) => ctl_body(*c),
-                Next::Key(k, new) => build(k, *new, src),
+                Next::Key(k, new, _) => build(k, *new, src),
             };
+            let gone = matches!(body, Body::CtDel(_) | Body::ExpDel(_));
             let ftfw = self.ftfw();
             let msg = Message {
                 seq: self.next_seq.0,
@@ -52,7 +55,6 @@ impl CtdEngine {
                 Ok(len) => {
                     off += len;
                     n += 1;
-                    self.tx.pop();
                     let seq = self.next_seq;
                     self.next_seq = seq.next();
                     self.numbered += 1;
@@ -64,17 +66,20 @@ impl CtdEngine {
                     if msg.hello_back {
                         hello |= flag::HELLO_BACK;
                     }
-                    self.sent(seq, next, hello, now);
+                    self.sent(seq, (next, gone), hello, now);
                 }
-                Err(ctd::Error::TooBig) if n > 0 => break,
+                Err(ctd::Error::TooBig) if n > 0 => {
+                    self.tx.put_back(next);
+                    break;
+                }
                 Err(_) => {
                     // Does not fit an empty datagram, or cannot be
                     // written: never sendable.
                     self.stats.too_big += 1;
-                    self.tx.pop();
                 }
             }
         }
+        self.tx.release_if_drained();
         if n == 0 {
             return None;
         }
@@ -85,22 +90,58 @@ impl CtdEngine {
         Some(off)
     }
 
-    /// `hello`: the HELLO bits it went with.
-    fn sent(&mut self, seq: Seq, what: Next, hello: u8, now: Instant) {
+    /// `hello`: the HELLO bits it went with; `gone`: a key sent as a
+    /// DEL.
+    fn sent(
+        &mut self,
+        seq: Seq,
+        (what, gone): (Next, bool),
+        hello: u8,
+        now: Instant,
+    ) {
         if !self.ftfw() {
             return;
         }
         let kept = match what {
-            Next::Key(k, _) => {
+            Next::Key(k, ..) => {
                 self.last_data_seq = Some(seq);
                 self.probe.data(now);
+                if !gone && !self.hold_state_for_silent_peer(now) {
+                    return;
+                }
                 Sent::Key(k)
             }
             // ALIVE is not kept (conntrackd frees it), nor a tail query.
             Next::Ctl(Ctl::Alive | Ctl::Query { .. }) => return,
             Next::Ctl(c) => Sent::Ctl(c),
         };
-        self.rs.push(seq, kept, hello, now, &mut self.stats);
+        self.rs.push(seq, (kept, gone), hello, now, &mut self.stats);
+    }
+
+    /// Whether an entry's state just sent is kept for resending: while
+    /// the peer is heard, always; while it is not, up to
+    /// [`SILENT_HOLD`] of them (half `ResendQueueSize` if that is less),
+    /// then those are given up and the peer gets a bulk update when heard
+    /// again (see the module header).
+    fn hold_state_for_silent_peer(&mut self, now: Instant) -> bool {
+        if self.heard_at.is_some_and(|t| now.since(t) < PEER_ALIVE) {
+            return true;
+        }
+        if self.silent_bulk_owed {
+            self.stats.given_up_silent += 1;
+            return false;
+        }
+        let hold = SILENT_HOLD.min(self.p.resend_queue_size / 2).max(1);
+        if self.rs.len() < hold {
+            return true;
+        }
+        let n = self.rs.give_up_states() + 1;
+        self.stats.given_up_silent += n as u64;
+        self.silent_bulk_owed = true;
+        log::info!(
+            "peer silent: {n} unacknowledged entries given up; it gets a bulk update when heard again"
+        );
+        false
     }
 }
 

@@ -8,14 +8,15 @@
 //! from the internal cache at transmit time, so a resend carries the
 //! newest state. A key is in at most one of the two queues (conntrackd's
 //! single queue node per object): queuing a key that awaits an ACK takes
-//! it out of the resend queue.
+//! it out of the resend queue. The keys waiting are a [`KeyQueue`], as
+//! ctsyncd's protocol queues them: a bulk's in a list of their own.
 
 mod resend;
 
 use std::collections::{HashMap, VecDeque};
 
 pub(crate) use self::resend::{ResendQueue, Sent};
-use crate::sync::tx::KEEP_CAPACITY;
+use crate::sync::key_queue::{KEEP_CAPACITY, KeyQueue, Place};
 use crate::sync::{Key, Stats};
 use crate::wire::Seq;
 use crate::wire::ctd::flag;
@@ -71,25 +72,23 @@ impl Ctl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Next {
     Ctl(Ctl),
-    /// A key, and whether the peer must be told it is new.
-    Key(Key, bool),
+    /// A key, whether the peer must be told it is new, and where it
+    /// waited (to be put back there).
+    Key(Key, bool, Place),
 }
 
 /// Everything waiting to be sent.
 #[derive(Debug, Default)]
 pub(crate) struct TxQueue {
     control: VecDeque<Ctl>,
-    keys: VecDeque<Key>,
-    /// The keys waiting, and for each whether it is new to the peer.
-    queued: HashMap<Key, bool>,
-    capacity: usize,
+    keys: KeyQueue,
 }
 
 impl TxQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         TxQueue {
-            capacity,
-            ..Default::default()
+            control: VecDeque::new(),
+            keys: KeyQueue::new(capacity),
         }
     }
 
@@ -113,17 +112,12 @@ impl TxQueue {
         new: bool,
         stats: &mut Stats,
     ) -> bool {
-        if let Some(n) = self.queued.get_mut(&key) {
-            *n |= new;
-            return true;
-        }
-        if self.keys.len() >= self.capacity {
-            stats.tx_queue_full += 1;
-            return false;
-        }
-        self.queued.insert(key.clone(), new);
-        self.keys.push_back(key);
-        true
+        self.keys.enqueue(key, new, stats)
+    }
+
+    /// Queues every key of the cache as a bulk (see [`KeyQueue::bulk`]).
+    pub(crate) fn bulk(&mut self, keys: Vec<Key>) {
+        self.keys.bulk(keys);
     }
 
     /// Queues a control message. An ACK that continues the ACK queued
@@ -149,35 +143,32 @@ impl TxQueue {
         self.control.retain(|c| !c.is_report());
     }
 
-    /// What [`TxQueue::pop`] would return.
-    pub(crate) fn peek(&self) -> Option<Next> {
-        if let Some(c) = self.control.front() {
-            return Some(Next::Ctl(*c));
+    /// The next thing to send: control messages first, then keys.
+    pub(crate) fn take(&mut self) -> Option<Next> {
+        if let Some(c) = self.control.pop_front() {
+            return Some(Next::Ctl(c));
         }
-        let k = self.keys.front()?;
-        Some(Next::Key(
-            k.clone(),
-            self.queued.get(k).copied().unwrap_or(false),
-        ))
+        let (key, new, from) = self.keys.take()?;
+        Some(Next::Key(key, new, from))
     }
 
-    pub(crate) fn pop(&mut self) {
-        if self.control.pop_front().is_some() {
-            return;
+    /// Puts back what [`TxQueue::take`] took, where it was.
+    pub(crate) fn put_back(&mut self, next: Next) {
+        match next {
+            Next::Ctl(c) => self.control.push_front(c),
+            Next::Key(key, new, from) => self.keys.put_back(key, new, from),
         }
-        if let Some(k) = self.keys.pop_front() {
-            self.queued.remove(&k);
-        }
-        if self.keys.is_empty() {
-            // A burst's room goes back once it is sent (see
-            // `tx::KEEP_CAPACITY`).
-            release_slack(&mut self.keys, &mut self.queued);
-        }
+    }
+
+    /// Gives a burst's room back once it is sent (see
+    /// [`KeyQueue::release_if_drained`]).
+    pub(crate) fn release_if_drained(&mut self) {
+        self.keys.release_if_drained();
     }
 
     #[cfg(test)]
     fn capacities(&self) -> (usize, usize) {
-        (self.keys.capacity(), self.queued.capacity())
+        self.keys.capacities()
     }
 
     /// Drops the waiting keys `which` names (the internal cache forgot
@@ -186,19 +177,13 @@ impl TxQueue {
         &mut self,
         which: &dyn Fn(&Key) -> bool,
     ) -> usize {
-        crate::sync::tx::drop_keys(&mut self.keys, &mut self.queued, which)
+        self.keys.forget(which)
     }
 
     /// Every waiting key, emptying the key queue (a protocol switch
     /// carries them over).
     pub(crate) fn drain_keys(&mut self) -> Vec<(Key, bool)> {
-        self.keys
-            .drain(..)
-            .map(|k| {
-                let new = self.queued.remove(&k).unwrap_or(false);
-                (k, new)
-            })
-            .collect()
+        self.keys.drain()
     }
 }
 
@@ -259,9 +244,8 @@ mod test {
         q.control(ack(46, 50));
         q.control(ack(52, 60));
         let mut sent = Vec::new();
-        while let Some(Next::Ctl(c)) = q.peek() {
+        while let Some(Next::Ctl(c)) = q.take() {
             sent.push(c);
-            q.pop();
         }
         assert_eq!(
             sent,
@@ -288,9 +272,10 @@ mod test {
         assert!(tx.capacities().0 >= usize::from(burst));
         let mut rq = ResendQueue::new(20_000);
         let mut seq = Seq(1);
-        while let Some(Next::Key(k, _)) = tx.peek() {
-            tx.pop();
-            rq.push(seq, Sent::Key(k), 0, Instant::from_millis(0), &mut stats);
+        while let Some(Next::Key(k, ..)) = tx.take() {
+            tx.release_if_drained();
+            let t = Instant::from_millis(0);
+            rq.push(seq, (Sent::Key(k), false), 0, t, &mut stats);
             seq = seq.next();
         }
         let (keys, queued) = tx.capacities();

@@ -30,6 +30,8 @@ struct Entry {
     hello: u8,
     /// False once the key was queued again (it left this queue).
     live: bool,
+    /// A key that went as a DEL (its entry gone): no bulk carries it.
+    gone: bool,
 }
 
 /// Sent messages awaiting an ACK, in sending (= sequence) order.
@@ -64,11 +66,11 @@ impl ResendQueue {
 
     /// Keeps `what`, sent as `seq` at `now` with the HELLO bits `hello`;
     /// when full the oldest goes (counted: only a RESYNC can bring it
-    /// back).
+    /// back). `gone`: a key sent as a DEL.
     pub(crate) fn push(
         &mut self,
         seq: Seq,
-        what: Sent,
+        (what, gone): (Sent, bool),
         hello: u8,
         now: Instant,
         stats: &mut Stats,
@@ -94,6 +96,7 @@ impl ResendQueue {
             what,
             hello,
             live: true,
+            gone,
         });
         self.live += 1;
     }
@@ -219,6 +222,26 @@ impl ResendQueue {
         out
     }
 
+    /// Gives up the entries' states held (keys not sent as DELs: a bulk
+    /// carries them again), for a peer that is not heard; returns how
+    /// many.
+    pub(crate) fn give_up_states(&mut self) -> usize {
+        let mut given_up = 0;
+        for e in self.q.iter_mut() {
+            if let (true, false, Sent::Key(k)) = (e.live, e.gone, &e.what) {
+                e.live = false;
+                given_up += 1;
+                if self.index.get(k) == Some(&e.seq) {
+                    self.index.remove(k);
+                }
+            }
+        }
+        self.live -= given_up;
+        self.q.retain(|e| e.live);
+        release_slack(&mut self.q, &mut self.index);
+        given_up
+    }
+
     /// Drops the ACKs and NACKs kept for resending (the peer restarted:
     /// they name its old numbers).
     pub(crate) fn drop_reports(&mut self) {
@@ -264,13 +287,13 @@ mod test {
         let mut st = Stats::default();
         let mut rs = ResendQueue::new(3);
         let t = Instant::from_millis(0);
-        rs.push(Seq(10), Sent::Key(key(1)), 0, t, &mut st);
-        rs.push(Seq(11), Sent::Ctl(Ctl::Alive), 0, t, &mut st);
-        rs.push(Seq(12), Sent::Key(key(2)), 0, t, &mut st);
+        rs.push(Seq(10), (Sent::Key(key(1)), false), 0, t, &mut st);
+        rs.push(Seq(11), (Sent::Ctl(Ctl::Alive), false), 0, t, &mut st);
+        rs.push(Seq(12), (Sent::Key(key(2)), false), 0, t, &mut st);
         rs.forget(&key(2));
         assert_eq!(rs.len(), 2);
-        rs.push(Seq(13), Sent::Key(key(3)), 0, t, &mut st);
-        rs.push(Seq(14), Sent::Key(key(4)), 0, t, &mut st);
+        rs.push(Seq(13), (Sent::Key(key(3)), false), 0, t, &mut st);
+        rs.push(Seq(14), (Sent::Key(key(4)), false), 0, t, &mut st);
         assert_eq!(st.resend_queue_dropped, 1, "seq 10 gave way");
         assert_eq!(
             rs.iter().collect::<Vec<_>>(),
@@ -293,8 +316,8 @@ mod test {
         assert_eq!(rs.clear(), vec![Sent::Key(key(4))]);
         assert_eq!(rs.len(), 0);
         // Across the wrap.
-        rs.push(Seq(u32::MAX), Sent::Key(key(5)), 0, t, &mut st);
-        rs.push(Seq(0), Sent::Key(key(6)), 0, t, &mut st);
+        rs.push(Seq(u32::MAX), (Sent::Key(key(5)), false), 0, t, &mut st);
+        rs.push(Seq(0), (Sent::Key(key(6)), false), 0, t, &mut st);
         assert_eq!(rs.take_range(Seq(u32::MAX - 3), Seq(0)).len(), 2);
     }
 }

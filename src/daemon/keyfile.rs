@@ -7,7 +7,7 @@
 //! clause (`file:line:col`), never the key.
 
 use std::fmt;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read as _};
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::config::KeyFile;
@@ -71,9 +71,12 @@ pub fn read(k: &KeyFile) -> Result<Key, KeyFileError> {
             std::io::Error::new(ErrorKind::InvalidInput, "not a regular file");
         return Err(KeyFileError::Read(k.clone(), e));
     }
-    // A key file is one short line; more is not a key (and not read).
-    let text =
-        std::fs::read(&k.path).map_err(|e| KeyFileError::Read(k.clone(), e))?;
+    // A key file is one short line; more is not a key (and not read: a
+    // large file named by mistake would be taken into memory whole).
+    let mut text = Vec::new();
+    std::fs::File::open(&k.path)
+        .and_then(|f| f.take(4 * KEY_LEN as u64 + 1).read_to_end(&mut text))
+        .map_err(|e| KeyFileError::Read(k.clone(), e))?;
     if text.len() > 4 * KEY_LEN {
         return Err(KeyFileError::Content(k.clone(), KeyError::NotBase64));
     }
@@ -160,6 +163,42 @@ mod test {
         ] {
             assert_eq!(mode_is_private(mode), private, "{mode:o}");
         }
+    }
+
+    fn key_file(name: &str) -> KeyFile {
+        let path = std::env::temp_dir()
+            .join(format!("ctsyncd-key-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        KeyFile {
+            path,
+            at: "c.conf:3:24".to_string(),
+        }
+    }
+
+    /// A key file is one short line: a large file named by mistake (a
+    /// log, a disk image) is refused for its size, not read into memory
+    /// first. A sparse 1 TiB file costs no disk; reading it whole failed
+    /// to allocate (or took the memory and minutes).
+    #[test]
+    fn a_large_file_is_refused_without_being_read() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let k = key_file("large");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&k.path)
+            .unwrap();
+        f.set_len(1 << 40).unwrap();
+        drop(f);
+        let t0 = std::time::Instant::now();
+        let r = read(&k);
+        let _ = std::fs::remove_file(&k.path);
+        assert!(
+            matches!(r, Err(KeyFileError::Content(_, KeyError::NotBase64))),
+            "{r:?}"
+        );
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -52,7 +52,10 @@ impl Refused {
         match e {
             wire::Error::Replayed => self.replayed += 1,
             wire::Error::Unsealed => self.unsealed += 1,
-            _ => self.auth_failed += 1,
+            wire::Error::Auth => self.auth_failed += 1,
+            // Sealed, but cut short, padded or of another version: no key
+            // was tried. `-s` counts these as bad headers or versions.
+            _ => {}
         }
     }
 
@@ -290,5 +293,24 @@ mod test {
         assert_eq!(r.due(t0 + REPORT_EVERY * 3), None, "nothing pending");
         let again = r.note(t0 + REPORT_EVERY * 3, wire::Error::Unsealed);
         assert_eq!(again.map(|x| x.unsealed), Some(1));
+    }
+
+    /// A sealed datagram cut short, padded or of another version never
+    /// reached the tag check: `-s` counts it as a bad header or version,
+    /// not in `auth_failed`, so the log does not call it a failed
+    /// authentication either.
+    #[test]
+    fn the_report_counts_as_the_counters_do() {
+        let mut r = ReportLimit::default();
+        let t = Instant::ZERO;
+        for e in [
+            wire::Error::Truncated,
+            wire::Error::TrailingBytes,
+            wire::Error::Version(3),
+        ] {
+            assert_eq!(r.note(t, e), None, "{e:?}");
+        }
+        let got = r.note(t, wire::Error::Auth).unwrap();
+        assert_eq!(got.auth_failed, 1);
     }
 }

@@ -1,15 +1,17 @@
 //! The sliding anti-replay window over a sender's datagram counter (the
 //! sealed nonce's low half), as IPsec (RFC 6479) and WireGuard keep it:
 //! the highest counter seen, and a bitmap of the [`WINDOW`] counters
-//! below it. A counter seen before, or older than the window, is refused;
-//! a newer one slides the window.
+//! that end with it (the highest and the `WINDOW - 1` below it: one bit
+//! each, `c % WINDOW`). A counter seen before, or older than the window,
+//! is refused; a newer one slides the window.
 //!
 //! Only a datagram that opened (authenticated) may touch a window: a
 //! forged counter could otherwise slide it and lock the sender out.
 //!
 //! Pure and fixed-size: 128 bytes of bitmap per window.
 
-/// Counters below the highest seen that are still accepted (once).
+/// Counters the window spans, the highest seen included: of those below
+/// it, `WINDOW - 1` are still accepted (once).
 pub const WINDOW: u64 = 1024;
 
 const WORDS: usize = (WINDOW / 64) as usize;

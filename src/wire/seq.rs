@@ -3,9 +3,12 @@
 //! A sequence number is a `u32` that wraps. Two numbers are compared by
 //! their signed distance (the kernel's `before()`/`after()` in
 //! `include/net/tcp.h`, smoltcp's `SeqNumber`): `a < b` when `b` lies
-//! less than 2³¹ steps ahead of `a`. That order is only meaningful inside
-//! a window of 2³¹, so [`Seq`] is `PartialOrd` and never `Ord` (it is not
-//! transitive around the circle) and never sorts.
+//! 1 to 2³¹ steps ahead of `a`. Exactly 2³¹ apart, each is before the
+//! other (as in the kernel), so `a < b` does not then imply `b > a`: the
+//! checks that matter bound the distance first (a window far below 2³¹).
+//! That order is only meaningful inside a window of 2³¹, so [`Seq`] is
+//! `PartialOrd` and never `Ord` (it is not transitive around the circle)
+//! and never sorts.
 //!
 //! On the wire a [`Seq`] is exactly its `u32` (serde-transparent).
 
@@ -83,6 +86,8 @@ mod test {
         assert!(Seq(5) > MAX);
         assert!(Seq(0x7fff_ffff) > Seq(0));
         assert!(Seq(0x8000_0001) < Seq(0), "more than half ahead is behind");
+        // Exactly half way round, each is before the other.
+        assert!(Seq(0) < Seq(0x8000_0000) && Seq(0x8000_0000) < Seq(0));
         assert_eq!(Seq(7).partial_cmp(&Seq(7)), Some(Ordering::Equal));
     }
 

@@ -9,6 +9,8 @@
 #[path = "kernel_filter/cbpf.rs"]
 mod cbpf;
 mod common;
+#[path = "kernel_filter/size_limit.rs"]
+mod size_limit;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

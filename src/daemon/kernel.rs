@@ -82,24 +82,24 @@ pub(crate) fn event_filter(socket: &EventSocket, f: &Filter) {
         log::info!("using user-space event filtering");
         return;
     }
-    let attached = bpf::compile(f, bpf::Endian::host())
-        .map_err(|bpf::Error::TooLarge(n)| {
-            format!(
-                "the filter needs {n} BPF instructions (limit {})",
-                bpf::MAX_INSNS
-            )
-        })
-        .and_then(|p| {
-            socket.attach_filter(&p.insns).map_err(|e| e.to_string())?;
-            Ok(p)
-        });
+    let attached = bpf::attach(f, bpf::Endian::host(), |insns| {
+        socket.attach_filter(insns)
+    })
+    .map_err(|e| match e {
+        bpf::AttachError::Compile(bpf::Error::TooLarge(n)) => format!(
+            "the filter needs {n} BPF instructions (limit {})",
+            bpf::MAX_INSNS
+        ),
+        bpf::AttachError::Kernel(e) => e.to_string(),
+    });
     match attached {
         Ok(p) => {
             log::info!("using kernel-space event filtering");
             if p.without_address {
                 log::warn!(
                     "the Address filter has too many entries for the kernel \
-                     ({} BPF instructions at most): it runs in user space",
+                     ({} BPF instructions at most, fewer where \
+                     net.core.optmem_max is small): it runs in user space",
                     bpf::MAX_INSNS
                 );
             }

@@ -26,8 +26,9 @@
 //! Conditional jumps in classic BPF reach at most 255 instructions ahead,
 //! so every test jumps over one `JA` (32-bit reach) to go far. Programs
 //! are limited to [`MAX_INSNS`]: a Filter too large for it is compiled
-//! without its Address rule (the user-space filter still applies it).
-//! Pure.
+//! without its Address rule (the user-space filter still applies it), and
+//! so is one the kernel refuses to attach ([`attach`]: its memory bound).
+//! Pure: the kernel is reached through the caller's closure.
 
 use crate::config::{Cidr, Filter, Logic};
 
@@ -130,12 +131,53 @@ pub enum Error {
     TooLarge(usize),
 }
 
+/// Why [`attach`] attached no program.
+#[derive(Debug)]
+pub enum AttachError {
+    Compile(Error),
+    /// The kernel refused the program (the first refusal's error).
+    Kernel(std::io::Error),
+}
+
 /// What [`compile`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
     pub insns: Vec<Insn>,
     /// The Address rule was left to user space (too many prefixes).
     pub without_address: bool,
+}
+
+/// Compiles `f` and hands the program to `attach` (`SO_ATTACH_FILTER`);
+/// if the kernel refuses a program that holds the Address rule, the one
+/// without it. [`MAX_INSNS`] is not the kernel's only bound: a socket
+/// filter, translated to eBPF, is also charged against
+/// `net.core.optmem_max` (20 480 bytes before Linux 6.9, about 2 500
+/// translated instructions), and a refusal there (ENOMEM) cost the whole
+/// kernel-side filter, protocols and states too.
+///
+/// # Errors
+/// [`AttachError`] when no program fits or the kernel takes neither.
+pub fn attach(
+    f: &Filter,
+    order: Endian,
+    mut attach: impl FnMut(&[Insn]) -> std::io::Result<()>,
+) -> Result<Program, AttachError> {
+    let p = compile(f, order).map_err(AttachError::Compile)?;
+    let refused = match attach(&p.insns) {
+        Ok(()) => return Ok(p),
+        Err(e) if p.without_address || f.address.is_none() => {
+            return Err(AttachError::Kernel(e));
+        }
+        Err(e) => e,
+    };
+    let insns = build(f, order, false);
+    match attach(&insns) {
+        Ok(()) => Ok(Program {
+            insns,
+            without_address: true,
+        }),
+        Err(_) => Err(AttachError::Kernel(refused)),
+    }
 }
 
 /// Compiles the conntrack part of `f` for headers in `order`. An inactive

@@ -113,13 +113,24 @@ fn request_within(
                 Reply::Done(status) => return Ok(status),
             }
         }
-        let n = s.read(&mut chunk).map_err(|e| match e.kind() {
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            // A socket with a receive timeout fails its read with EINTR
+            // when the process is stopped and continued (Ctrl-Z, `fg`),
+            // with no handler installed (signal(7)): the answer still
+            // comes, so the read is made again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // What a read timeout returns.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                ClientError::Timeout(timeout)
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(ClientError::Timeout(timeout));
             }
-            _ => ClientError::Io(e),
-        })?;
+            Err(e) => return Err(ClientError::Io(e)),
+        };
         if n == 0 {
             return Err(ClientError::Truncated);
         }
@@ -169,5 +180,49 @@ mod test {
             format: proto::Format::Plain,
         };
         assert_eq!(reply_timeout(&live), commit);
+    }
+
+    #[test]
+    fn a_client_stopped_and_continued_still_gets_its_answer() {
+        // Ctrl-Z and `fg` during a long `-c`: on Linux a read of a socket
+        // with a receive timeout fails with EINTR once the process is
+        // continued (signal(7)), even without a signal handler.
+        let dir = std::env::temp_dir()
+            .join(format!("ctsyncd-client-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        // Answers a while after the request, as a commit would.
+        let daemon = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 7];
+            s.read_exact(&mut req).unwrap();
+            std::thread::sleep(Duration::from_millis(800));
+            // A client that gave up has closed: not this thread's failure.
+            let _ = s.write_all(&proto::encode(&Reply::Data("done\n".into())));
+            let _ = s.write_all(&proto::encode(&Reply::Done(Status::Ok)));
+        });
+        // Stops this process while the client waits, then continues it.
+        let pid = std::process::id();
+        let mut stopper = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 0.3; kill -STOP {pid}; sleep 0.1; kill -CONT {pid}"
+            ))
+            .spawn()
+            .unwrap();
+        let mut out = Vec::new();
+        let got = request_within(
+            &path,
+            &Request::Commit(proto::Target::All),
+            &mut out,
+            Duration::from_secs(10),
+        );
+        let _ = stopper.wait();
+        daemon.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(got, Ok(Status::Ok)), "{got:?}");
+        assert_eq!(out, b"done\n");
     }
 }

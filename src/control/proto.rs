@@ -162,6 +162,9 @@ pub enum FrameError {
     Version(u8),
     /// The body is not a valid value.
     Body,
+    /// The body names a request, reply or value this build does not know:
+    /// the peer is a newer build (variants are only ever appended).
+    Unknown,
 }
 
 impl fmt::Display for FrameError {
@@ -177,6 +180,11 @@ impl fmt::Display for FrameError {
                  (client and daemon from different builds?)"
             ),
             FrameError::Body => f.write_str("malformed frame body"),
+            FrameError::Unknown => f.write_str(
+                "a request or reply this build does not know \
+                 (client and daemon from different builds? a daemon not \
+                 restarted since an upgrade?)",
+            ),
         }
     }
 }
@@ -218,7 +226,12 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
     if version != VERSION {
         return Err(FrameError::Version(version));
     }
-    let value = postcard::from_bytes(body).map_err(|_| FrameError::Body)?;
+    let value = postcard::from_bytes(body).map_err(|e| match e {
+        // What serde's derive reports for a variant index past the last
+        // one (an appended variant); other damage fails in postcard.
+        postcard::Error::SerdeDeCustom => FrameError::Unknown,
+        _ => FrameError::Body,
+    })?;
     Ok(Some((value, HEADER + len)))
 }
 
@@ -315,6 +328,27 @@ mod test {
             decode::<Request>(&[0, 0, 0, 2, 99, 0], MAX_REQUEST),
             Err(FrameError::Version(99))
         );
+        assert_eq!(
+            decode::<Request>(&[0, 0, 0, 2, VERSION, 200], MAX_REQUEST),
+            Err(FrameError::Body)
+        );
+    }
+
+    #[test]
+    fn a_request_this_build_does_not_know_is_named_as_such() {
+        // A newer client's request to a daemon not yet restarted after an
+        // upgrade: a variant appended after this build's last (variants
+        // are only ever appended, so VERSION stays), or a known request
+        // with a value appended later (a view of `-s`).
+        for bytes in [
+            &[0, 0, 0, 2, VERSION, 10][..],
+            &[0, 0, 0, 4, VERSION, 5, 10, 0][..],
+        ] {
+            let e = decode::<Request>(bytes, MAX_REQUEST).unwrap_err();
+            let why = e.to_string();
+            assert!(why.contains("different builds"), "{bytes:?}: {why}");
+        }
+        // Garbage is still garbage.
         assert_eq!(
             decode::<Request>(&[0, 0, 0, 2, VERSION, 200], MAX_REQUEST),
             Err(FrameError::Body)

@@ -32,6 +32,10 @@ pub enum ClientError {
     Output(io::Error),
     /// The daemon closed without a final status.
     Truncated,
+    /// The daemon closed without a byte, and conntrackd's protocol has no
+    /// such request either (a conntrackd daemon would have been asked in
+    /// its own).
+    Unanswered,
     /// No answer within the time allowed (the daemon may still be at it).
     Timeout(Duration),
     Frame(proto::FrameError),
@@ -47,6 +51,10 @@ impl std::fmt::Display for ClientError {
             ClientError::Output(e) => write!(f, "can't write the output: {e}"),
             ClientError::Truncated => f.write_str(
                 "the daemon closed the connection without an answer",
+            ),
+            ClientError::Unanswered => f.write_str(
+                "the daemon closed the connection without an answer (a \
+                 conntrackd daemon? it has no such request)",
             ),
             ClientError::Timeout(t) => write!(
                 f,
@@ -81,12 +89,28 @@ fn reply_timeout(req: &Request) -> Duration {
 }
 
 /// Sends `req` and copies the daemon's output to `out`.
+///
+/// A daemon that closes the connection without a byte of answer is taken
+/// for conntrackd (the binary was replaced during a migration, its daemon
+/// not yet restarted: a takeover's `conntrackd -c` must still commit), and
+/// asked again in conntrackd's protocol when it has such a request. Our
+/// frame cost it nothing: it read its first four bytes as a request code
+/// it does not know (a frame's length, below 16, on a big-endian host).
 pub fn request(
     path: &Path,
     req: &Request,
     out: &mut dyn Write,
 ) -> Result<Status, ClientError> {
-    request_within(path, req, out, reply_timeout(req))
+    let timeout = reply_timeout(req);
+    match request_within(path, req, out, timeout) {
+        Err(ClientError::Unanswered) => {
+            let code =
+                super::conntrackd::code(req).ok_or(ClientError::Unanswered)?;
+            super::conntrackd::ask(path, code, out, timeout)?;
+            Ok(Status::Ok)
+        }
+        r => r,
+    }
 }
 
 fn request_within(
@@ -100,6 +124,7 @@ fn request_within(
     s.write_all(&proto::encode(req)).map_err(ClientError::Io)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
+    let mut answered = false;
     loop {
         while let Some((reply, used)) = proto::decode::<Reply>(&buf, MAX_REPLY)
             .map_err(ClientError::Frame)?
@@ -113,28 +138,54 @@ fn request_within(
                 Reply::Done(status) => return Ok(status),
             }
         }
-        let n = match s.read(&mut chunk) {
-            Ok(n) => n,
-            // A socket with a receive timeout fails its read with EINTR
-            // when the process is stopped and continued (Ctrl-Z, `fg`),
-            // with no handler installed (signal(7)): the answer still
-            // comes, so the read is made again.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // What a read timeout returns.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
+        let n = match read_some(&mut s, &mut chunk, timeout) {
+            Ok(Some(n)) => n,
+            Ok(None) => continue,
+            // conntrackd closes on a request it does not know with the
+            // rest of our frame unread: a reset, not an end.
+            Err(ClientError::Io(e))
+                if !answered && e.kind() == io::ErrorKind::ConnectionReset =>
             {
-                return Err(ClientError::Timeout(timeout));
+                return Err(ClientError::Unanswered);
             }
-            Err(e) => return Err(ClientError::Io(e)),
+            Err(e) => return Err(e),
         };
         if n == 0 {
-            return Err(ClientError::Truncated);
+            return Err(if answered {
+                ClientError::Truncated
+            } else {
+                ClientError::Unanswered
+            });
         }
+        answered = true;
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// One read of the daemon's answer; None when it was interrupted and
+/// must be made again.
+pub(super) fn read_some(
+    s: &mut UnixStream,
+    chunk: &mut [u8],
+    timeout: Duration,
+) -> Result<Option<usize>, ClientError> {
+    match s.read(chunk) {
+        Ok(n) => Ok(Some(n)),
+        // A socket with a receive timeout fails its read with EINTR when
+        // the process is stopped and continued (Ctrl-Z, `fg`), with no
+        // handler installed (signal(7)): the answer still comes, so the
+        // read is made again.
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        // What a read timeout returns.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(ClientError::Timeout(timeout))
+        }
+        Err(e) => Err(ClientError::Io(e)),
     }
 }
 

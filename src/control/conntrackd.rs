@@ -125,6 +125,46 @@ pub fn request(code: u8) -> Option<Request> {
     })
 }
 
+/// The request code conntrackd's client sends for `req`; None for a
+/// request of ctsyncd's own (`--json`, `-s ready`, …).
+pub fn code(req: &Request) -> Option<u8> {
+    COMMANDS
+        .iter()
+        .map(|(c, _)| *c)
+        .find(|&c| request(c).as_ref() == Some(req))
+}
+
+/// Asks a conntrackd daemon at `path` for `code`, as its own client does
+/// (one host-endian 32-bit code), and copies the text it answers to `out`
+/// until it closes: conntrackd's protocol has no status.
+///
+/// # Errors
+/// The connection's or the output's, or no end of the answer within
+/// `timeout` of a read.
+pub fn ask(
+    path: &std::path::Path,
+    code: u8,
+    out: &mut dyn std::io::Write,
+    timeout: std::time::Duration,
+) -> Result<(), super::client::ClientError> {
+    use super::client::{ClientError, read_some};
+    use std::io::Write as _;
+    let mut s = UnixStream::connect(path).map_err(ClientError::Connect)?;
+    s.set_read_timeout(Some(timeout)).map_err(ClientError::Io)?;
+    (&s).write_all(&i32::from(code).to_ne_bytes())
+        .map_err(ClientError::Io)?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match read_some(&mut s, &mut chunk, timeout)? {
+            None => {}
+            Some(0) => return Ok(()),
+            Some(n) => {
+                out.write_all(&chunk[..n]).map_err(ClientError::Output)?
+            }
+        }
+    }
+}
+
 /// A conntrackd client's connection, ready for the daemon: the end of a
 /// socket pair the daemon writes its reply frames to, in place of the
 /// client's own socket, and the other end, for [`relay`].

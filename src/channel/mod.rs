@@ -44,6 +44,8 @@ mod no_check;
 mod open;
 mod tcp;
 pub mod tcp_frames;
+#[cfg(test)]
+mod test_tcp;
 
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -219,14 +221,17 @@ impl Channels {
         let link = &mut self.links[self.current];
         let ok = match &mut link.io {
             Io::Udp { tx, dest, .. } => {
-                tx.get_ref().send_to(datagram, *dest).is_ok()
+                let sent = tx.get_ref().send_to(datagram, *dest).is_ok();
+                if sent {
+                    link.stats.pkts_sent += 1;
+                    link.stats.bytes_sent += datagram.len() as u64;
+                }
+                sent
             }
-            Io::Tcp(t) => t.enqueue(datagram),
+            // Counted as sent once written whole, which may be later.
+            Io::Tcp(t) => t.enqueue(datagram, &mut link.stats),
         };
-        if ok {
-            link.stats.pkts_sent += 1;
-            link.stats.bytes_sent += datagram.len() as u64;
-        } else {
+        if !ok {
             link.stats.err_send += 1;
         }
     }

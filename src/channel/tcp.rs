@@ -114,15 +114,19 @@ impl Tcp {
         buf: &mut [u8],
         stats: &mut LinkStats,
     ) -> Option<(usize, SocketAddr)> {
-        let errs = self.drive(cx);
-        stats.err_send += errs.0;
-        stats.err_recv += errs.1;
-        stats.foreign += errs.2;
+        self.drive(cx, stats);
         self.next_frame(cx, buf, stats)
     }
 
-    /// Queues a frame; false when it had to be dropped.
-    pub(super) fn enqueue(&mut self, frame: &[u8]) -> bool {
+    /// Queues a frame; false when it could not be sent now (not connected,
+    /// or a frame had to be dropped): a send error, as conntrackd counts
+    /// it. It counts as sent in `stats` once written whole, from the
+    /// queue too (as conntrackd's error queue, once delivered).
+    pub(super) fn enqueue(
+        &mut self,
+        frame: &[u8],
+        stats: &mut LinkStats,
+    ) -> bool {
         let dropped = self.queue.len() >= self.queue_max;
         if dropped {
             self.dropped += 1;
@@ -131,19 +135,20 @@ impl Tcp {
             if self.queue.remove(at).is_none() {
                 // The only one is (`ErrorQueueLength 1`): the new frame
                 // gives way, and the bound holds.
-                self.flush();
+                self.flush(stats);
                 return false;
             }
         }
         self.queue.push_back(frame.to_vec());
-        self.flush();
+        self.flush(stats);
         !dropped && matches!(self.outbound, Outbound::Connected(_))
     }
 
-    /// Writes queued frames until the socket would block.
-    fn flush(&mut self) -> u64 {
+    /// Writes queued frames until the socket would block, counting each
+    /// written whole as sent and a connection lost as a send error.
+    fn flush(&mut self, stats: &mut LinkStats) {
         let Outbound::Connected(s) = &self.outbound else {
-            return 0;
+            return;
         };
         let mut stream = s.get_ref();
         while let Some(front) = self.queue.front() {
@@ -151,26 +156,28 @@ impl Tcp {
                 Ok(n) => {
                     self.written += n;
                     if self.written == front.len() {
+                        stats.pkts_sent += 1;
+                        stats.bytes_sent += front.len() as u64;
                         self.queue.pop_front();
                         self.written = 0;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return 0,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(_) => {
                     // EPIPE/ECONNRESET: reconnect; the frame is resent whole.
                     self.outbound = Outbound::Idle;
                     self.written = 0;
-                    return 1;
+                    stats.err_send += 1;
+                    return;
                 }
             }
         }
-        0
     }
 
-    /// Accepts, connects and flushes as far as possible now. Returns
-    /// (send errors, receive errors, connections refused as foreign).
-    fn drive(&mut self, cx: &mut Context<'_>) -> (u64, u64, u64) {
-        let mut errs = (0, 0, 0);
+    /// Accepts, connects and flushes as far as possible now, counting in
+    /// `stats` the send and receive errors and the connections refused as
+    /// foreign.
+    fn drive(&mut self, cx: &mut Context<'_>, stats: &mut LinkStats) {
         // Accept until the listener has nothing and its readiness poll is
         // Pending: a Ready poll does not register the waker, and ignoring
         // it would leave a connection waiting in the backlog forever.
@@ -182,7 +189,7 @@ impl Tcp {
                     // frames. Counted as a UDP link counts a foreign
                     // sender, and closed.
                     Ok((_, from)) if from.ip() != self.dest.ip() => {
-                        errs.2 += 1;
+                        stats.foreign += 1;
                     }
                     Ok((s, _)) => {
                         if s.set_nonblocking(true).is_ok()
@@ -200,7 +207,7 @@ impl Tcp {
                     // at the loop's next turn (a second at most: the
                     // loop's link check).
                     Err(_) => {
-                        errs.1 += 1;
+                        stats.err_recv += 1;
                         break 'accept;
                     }
                 }
@@ -215,7 +222,7 @@ impl Tcp {
             self.last_attempt = Some(Instant::now());
             match self.connect() {
                 Ok(s) => self.outbound = Outbound::Connecting(s),
-                Err(_) => errs.0 += 1,
+                Err(_) => stats.err_send += 1,
             }
         }
         if let Outbound::Connecting(s) = &self.outbound
@@ -231,7 +238,7 @@ impl Tcp {
                 if connected && let Outbound::Connecting(s) = old {
                     self.outbound = Outbound::Connected(s);
                 } else {
-                    errs.0 += 1;
+                    stats.err_send += 1;
                 }
             } else if s.poll_writable(cx).is_ready() {
                 // Still connecting but reported writable: look again soon.
@@ -241,7 +248,7 @@ impl Tcp {
         // Flush until done or the socket's writability poll is Pending
         // (which registers the waker; a Ready poll does not).
         loop {
-            errs.0 += self.flush();
+            self.flush(stats);
             match &self.outbound {
                 Outbound::Connected(s) if !self.queue.is_empty() => {
                     if s.poll_writable(cx).is_pending() {
@@ -261,7 +268,6 @@ impl Tcp {
                 cx.waker().wake_by_ref();
             }
         }
-        errs
     }
 
     fn connect(&self) -> io::Result<Async<TcpStream>> {
@@ -422,7 +428,7 @@ mod test {
         let (mut t, _) = link(1);
         t.queue.push_back(vec![0; 16]);
         t.written = 5;
-        assert!(!t.enqueue(&[1; 16]));
+        assert!(!t.enqueue(&[1; 16], &mut LinkStats::default()));
         assert_eq!((t.queue.len(), t.dropped(), t.written), (1, 1, 5));
         assert_eq!(t.queue[0], vec![0; 16]);
     }

@@ -114,7 +114,7 @@ impl Tcp {
         buf: &mut [u8],
         stats: &mut LinkStats,
     ) -> Option<(usize, SocketAddr)> {
-        self.drive(cx, stats);
+        self.drive(cx, stats, buf.len());
         self.next_frame(cx, buf, stats)
     }
 
@@ -176,8 +176,13 @@ impl Tcp {
 
     /// Accepts, connects and flushes as far as possible now, counting in
     /// `stats` the send and receive errors and the connections refused as
-    /// foreign.
-    fn drive(&mut self, cx: &mut Context<'_>, stats: &mut LinkStats) {
+    /// foreign. `room`: the size of the buffer frames are handed in.
+    fn drive(
+        &mut self,
+        cx: &mut Context<'_>,
+        stats: &mut LinkStats,
+        room: usize,
+    ) {
         // Accept until the listener has nothing and its readiness poll is
         // Pending: a Ready poll does not register the waker, and ignoring
         // it would leave a connection waiting in the backlog forever.
@@ -196,7 +201,11 @@ impl Tcp {
                             && let Ok(a) = Async::new(s)
                         {
                             self.inbound = Some(a);
-                            self.inbuf.clear();
+                            // The old stream's whole frames are still
+                            // the peer's (conntrackd handles each one it
+                            // read); only a partial one ends with it.
+                            let whole = tcp_frames::whole(&self.inbuf, room);
+                            self.inbuf.truncate(whole);
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,

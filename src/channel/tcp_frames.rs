@@ -39,6 +39,18 @@ pub fn cut(inbuf: &[u8], room: usize) -> Cut {
     }
 }
 
+/// How many bytes at the front of `inbuf` are whole frames, as [`cut`]
+/// would hand them on one by one.
+pub fn whole(inbuf: &[u8], room: usize) -> usize {
+    let mut at = 0;
+    // Never a frame of 0 bytes (a length is at least a header), but a
+    // loop must not depend on it.
+    while let Cut::Frame(len @ 1..) = cut(&inbuf[at..], room) {
+        at += len;
+    }
+    at
+}
+
 /// The length of the frame at the start of a stream buffer: None while the
 /// header is incomplete, Some(None) when it is neither our header nor
 /// conntrackd's.

@@ -1,10 +1,15 @@
-//! TCP links: what their counters say about queued frames.
+//! TCP links: what their counters say about queued frames, and the frames
+//! already received when the peer connects again.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
-use super::Channels;
+use smol::Async;
+
+use super::tcp::Tcp;
+use super::{Channels, LinkStats};
 
 /// A TCP link on `lo` listening on 127.0.0.1:`port`, its peer 127.0.0.2
 /// (`queue`: ErrorQueueLength). None, and said, without root (binding
@@ -77,4 +82,58 @@ fn a_frame_sent_after_waiting_in_the_queue_counts_as_sent() {
         (1, frame.len() as u64, 1),
         "sent once, after one failed send"
     );
+}
+
+/// A link on 127.0.0.1 whose peer is 127.0.0.1 at a port nothing
+/// listens on; its listening address.
+fn bare_link() -> (Tcp, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let at = l.local_addr().unwrap();
+    let dest = "127.0.0.1:1".parse().unwrap();
+    let t = Tcp::new(
+        Async::new(l).unwrap(),
+        (None, dest),
+        ("lo".into(), 1),
+        (0, 0),
+        8,
+    );
+    (t, at)
+}
+
+/// Our frame with sequence number `n`.
+fn frame(n: u8) -> Vec<u8> {
+    vec![b'c', b'T', 1, 0, 0, 0, 0, 1, 0, 0, 0, n, 0, 2, 7, 7]
+}
+
+/// The peer's frames already read whole from its connection are handed
+/// on when it connects again (a daemon restarted, a connection it gave
+/// up on): they were dropped with the partial bytes, when conntrackd,
+/// which handles every whole message of a read at once, never loses
+/// one it has read (found by review).
+#[test]
+fn whole_frames_read_survive_the_peers_new_connection() {
+    let (mut t, at) = bare_link();
+    let mut stats = LinkStats::default();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut buf = [0u8; 256];
+    let mut old = TcpStream::connect(at).unwrap();
+    let mut two = frame(1);
+    two.extend_from_slice(&frame(2));
+    // And the first bytes of a third, which the new connection cannot
+    // complete.
+    two.extend_from_slice(&frame(3)[..5]);
+    old.write_all(&two).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let (n, _) = t.poll(&mut cx, &mut buf, &mut stats).expect("frame 1");
+    assert_eq!(buf[..n], frame(1));
+    let _new = TcpStream::connect(at).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let got = t.poll(&mut cx, &mut buf, &mut stats);
+    assert_eq!(got.map(|(n, _)| buf[..n].to_vec()), Some(frame(2)));
+    assert!(
+        t.poll(&mut cx, &mut buf, &mut stats).is_none(),
+        "no frame 3"
+    );
+    assert_eq!(stats.err_recv, 0);
 }

@@ -12,7 +12,7 @@ use super::{Channels, Io, Link, LinkInfo, LinkStatus, Opened};
 use super::{link_info, link_info_by_index, open_sockets};
 
 /// Puts `new` (opened on the interface's new index) in `l`'s place,
-/// keeping its counters; when opening failed the link is down, and the
+/// keeping its counters and a TCP link's queue; when opening failed the link is down, and the
 /// next check asks again.
 fn reopened(l: &mut Link, new: io::Result<Opened>, error_queue: usize) {
     l.reopening = false;
@@ -21,6 +21,10 @@ fn reopened(l: &mut Link, new: io::Result<Opened>, error_queue: usize) {
         Ok(mut new) => {
             log::warn!("{iface}: interface created again, link opened again");
             new.stats = l.stats;
+            // Its queue goes to the same peer over the new connection.
+            if let (Io::Tcp(t), Io::Tcp(old)) = (&mut new.io, &mut l.io) {
+                t.carry_over(old);
+            }
             *l = new;
         }
         Err(e) => {

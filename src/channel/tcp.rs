@@ -96,6 +96,20 @@ impl Tcp {
         self.listener = None;
     }
 
+    /// Takes over the frames `old` had not sent yet, and its count of
+    /// those dropped: the link was opened again (its interface created
+    /// again), its peer is the same.
+    pub(super) fn carry_over(&mut self, old: &mut Tcp) {
+        // A frame half written on the old connection is sent whole on
+        // the new one (this one's `written` is 0).
+        self.queue = std::mem::take(&mut old.queue);
+        while self.queue.len() > self.queue_max {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.dropped += old.dropped;
+    }
+
     /// Frames dropped because the queue (`ErrorQueueLength`) was full.
     pub(super) fn dropped(&self) -> u64 {
         self.dropped

@@ -1,5 +1,6 @@
-//! TCP links: what their counters say about queued frames, and the frames
-//! already received when the peer connects again.
+//! TCP links: what their counters say about queued frames, the frames
+//! already received when the peer connects again, and the queue of a link
+//! opened again.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use smol::Async;
 
 use super::tcp::Tcp;
-use super::{Channels, LinkStats};
+use super::{Channels, LinkInfo, LinkStats, LinkStatus, open_sockets};
 
 /// A TCP link on `lo` listening on 127.0.0.1:`port`, its peer 127.0.0.2
 /// (`queue`: ErrorQueueLength). None, and said, without root (binding
@@ -136,4 +137,31 @@ fn whole_frames_read_survive_the_peers_new_connection() {
         "no frame 3"
     );
     assert_eq!(stats.err_recv, 0);
+}
+
+/// A TCP link whose interface was created again keeps its queue of
+/// frames not yet sent, and its count of those dropped: the new
+/// connection carries them to the same peer. Both were lost with the old
+/// link, and `-s queue`'s "not enough space errors" went back to 0
+/// (found by review).
+#[test]
+fn a_tcp_link_opened_again_keeps_its_queue_and_its_drop_count() {
+    let Some(mut ch) = tcp_link("a_tcp_link_opened_again", 37962, 2) else {
+        return;
+    };
+    for n in 1..=3 {
+        ch.send(&frame(n));
+    }
+    assert_eq!((ch.links[0].unsent(), ch.links[0].dropped()), (2, 1));
+    let recreated = LinkInfo {
+        index: 999,
+        mtu: 65536,
+        status: LinkStatus::Running,
+        name: Some("lo".try_into().unwrap()),
+    };
+    assert_eq!(ch.update(vec![Ok(recreated)]), vec![0]);
+    ch.reopened(0, open_sockets(&ch.links[0].channel));
+    assert_eq!(ch.links[0].info.index, 1, "opened again on lo");
+    assert_eq!((ch.links[0].unsent(), ch.links[0].dropped()), (2, 1));
+    assert_eq!(ch.links[0].stats.err_send, 3);
 }

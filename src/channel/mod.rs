@@ -45,6 +45,8 @@ mod open;
 mod tcp;
 pub mod tcp_frames;
 #[cfg(test)]
+mod test_reads;
+#[cfg(test)]
 mod test_tcp;
 
 use std::io::{self, ErrorKind};
@@ -145,6 +147,9 @@ pub struct Channels {
     error_queue: usize,
     /// "no dedicated links available!" is logged once per outage.
     none_usable: bool,
+    /// The link reading starts at: the one after the last read from, so
+    /// that every link with datagrams queued is served in turn.
+    next_read: usize,
 }
 
 impl Channels {
@@ -177,6 +182,7 @@ impl Channels {
             current: sync.default_channel(),
             error_queue: sync.error_queue_length as usize,
             none_usable: false,
+            next_read: 0,
         })
     }
 
@@ -243,14 +249,25 @@ impl Channels {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<(usize, usize, SocketAddr)> {
-        for (i, link) in self.links.iter_mut().enumerate() {
+        for i in self.read_order() {
+            let link = &mut self.links[i];
             if let Some((n, from)) = poll_link(link, cx, buf) {
                 link.stats.pkts_recv += 1;
                 link.stats.bytes_recv += n as u64;
+                self.next_read = i + 1;
                 return Poll::Ready((i, n, from));
             }
         }
         Poll::Pending
+    }
+
+    /// The links' indexes from the one reading starts at, round: a link
+    /// that always has datagrams queued (a flood on its group) must not
+    /// keep the others unread, as conntrackd serves every ready socket.
+    fn read_order(&self) -> impl Iterator<Item = usize> + use<> {
+        let n = self.links.len();
+        let start = self.next_read;
+        (0..n).map(move |k| (start + k) % n)
     }
 
     /// No link is a TCP stream (every link is read by [`Channels::try_recv`]).
@@ -265,7 +282,8 @@ impl Channels {
         &mut self,
         buf: &mut [u8],
     ) -> Option<(usize, usize, SocketAddr)> {
-        for (i, link) in self.links.iter_mut().enumerate() {
+        for i in self.read_order() {
+            let link = &mut self.links[i];
             let Io::Udp { rx, peer, .. } = &link.io else {
                 continue;
             };
@@ -281,6 +299,7 @@ impl Channels {
                         }
                         link.stats.pkts_recv += 1;
                         link.stats.bytes_recv += n as u64;
+                        self.next_read = i + 1;
                         return Some((i, n, from));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,

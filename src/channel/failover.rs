@@ -12,8 +12,8 @@ use super::{Channels, Io, Link, LinkInfo, LinkStatus, Opened};
 use super::{link_info, link_info_by_index, open_sockets};
 
 /// Puts `new` (opened on the interface's new index) in `l`'s place,
-/// keeping its counters and a TCP link's queue; when opening failed the link is down, and the
-/// next check asks again.
+/// keeping its counters and a TCP link's queue; when opening failed the
+/// link is down, and the next check asks again.
 fn reopened(l: &mut Link, new: io::Result<Opened>, error_queue: usize) {
     l.reopening = false;
     let iface = &l.channel.interface;

@@ -54,13 +54,25 @@ pub fn mode_is_private(mode: u32) -> bool {
 /// # Errors
 /// [`KeyFileError`]: missing, unreadable, too open, or not a key.
 pub fn read(k: &KeyFile) -> Result<Key, KeyFileError> {
-    let meta = match std::fs::metadata(&k.path) {
-        Ok(m) => m,
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Opened once, then checked as opened: a path checked first and
+    // opened after could be swapped between the two (a FIFO put in its
+    // place would block the start). Non-blocking, so opening a FIFO
+    // returns at once, to be refused below.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&k.path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(KeyFileError::Missing(k.clone()));
         }
         Err(e) => return Err(KeyFileError::Read(k.clone(), e)),
     };
+    let meta = file
+        .metadata()
+        .map_err(|e| KeyFileError::Read(k.clone(), e))?;
     let mode = meta.permissions().mode();
     if !mode_is_private(mode) {
         return Err(KeyFileError::Permissions(k.clone(), mode));
@@ -74,8 +86,8 @@ pub fn read(k: &KeyFile) -> Result<Key, KeyFileError> {
     // A key file is one short line; more is not a key (and not read: a
     // large file named by mistake would be taken into memory whole).
     let mut text = Vec::new();
-    std::fs::File::open(&k.path)
-        .and_then(|f| f.take(4 * KEY_LEN as u64 + 1).read_to_end(&mut text))
+    file.take(4 * KEY_LEN as u64 + 1)
+        .read_to_end(&mut text)
         .map_err(|e| KeyFileError::Read(k.clone(), e))?;
     if text.len() > 4 * KEY_LEN {
         return Err(KeyFileError::Content(k.clone(), KeyError::NotBase64));

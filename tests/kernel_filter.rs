@@ -464,15 +464,7 @@ fn too_many_prefixes_leave_the_address_rule_to_user_space() {
     );
     // 600 separate /24s still fit (3 instructions each per source).
     let f = Filter {
-        address: address(
-            Logic::Ignore,
-            (0..600u32)
-                .map(|i| Cidr {
-                    addr: IpAddr::V4((0x0a00_0000 + (i << 9)).into()),
-                    prefix: 24,
-                })
-                .collect(),
-        ),
+        address: address(Logic::Ignore, six_hundred_24s()),
         ..Filter::default()
     };
     let p = bpf::compile(&f, bpf::Endian::host()).unwrap();
@@ -599,4 +591,15 @@ fn attached_to_a_real_event_socket_a_destroy_arrives_whatever_its_state() {
     });
     assert_eq!(all[1], [2, 1], "NEW, UPDATE and DESTROY happened");
     assert_eq!(filtered[1], [1, 1], "NEW and DESTROY arrive, not UPDATE");
+}
+
+/// 600 separate /24s (none adjacent: no two merge), 10.0.0.0/24,
+/// 10.0.2.0/24, …
+fn six_hundred_24s() -> Vec<Cidr> {
+    (0..600u32)
+        .map(|i| Cidr {
+            addr: IpAddr::V4((0x0a00_0000 + (i << 9)).into()),
+            prefix: 24,
+        })
+        .collect()
 }

@@ -12,15 +12,7 @@ use super::*;
 fn many_prefixes() -> Filter {
     Filter {
         from_kernelspace: true,
-        address: address(
-            Logic::Ignore,
-            (0..600u32)
-                .map(|i| Cidr {
-                    addr: IpAddr::V4((0x0a00_0000 + (i << 9)).into()),
-                    prefix: 24,
-                })
-                .collect(),
-        ),
+        address: address(Logic::Ignore, six_hundred_24s()),
         protocol: Some(Rule {
             logic: Logic::Ignore,
             items: vec![17],

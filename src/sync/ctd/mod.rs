@@ -46,13 +46,14 @@
 //! - a RESYNC we ask for on our own (a protocol switch) waits for the
 //!   handshake, so our HELLOs cannot empty the peer's resend queue in the
 //!   middle of its answer.
-//! - while the peer is not heard (for [`PEER_ALIVE`](crate::sync::PEER_ALIVE)), the resend
-//!   queue keeps at most `SILENT_HOLD` entries' states, as ctsyncd's own
-//!   FT-FW does: past them, it gives those up, keeps no more, and the
-//!   peer gets a bulk update when heard again (DELs are still kept). The
-//!   takeover script's `-B` to a dead conntrackd once held a key for
-//!   every entry, about 19 MB at 100 000, where conntrackd holds links in
-//!   its cache's objects.
+//! - while the peer is not heard (for
+//!   [`PEER_ALIVE`](crate::sync::PEER_ALIVE)), the resend queue keeps at
+//!   most `SILENT_HOLD` entries' states, as ctsyncd's own FT-FW does:
+//!   past them, it gives those up, keeps no more, and the peer gets a
+//!   bulk update when heard again (DELs are still kept). The takeover
+//!   script's `-B` to a dead conntrackd once held a key for every entry,
+//!   about 19 MB at 100 000, where conntrackd holds links in its cache's
+//!   objects.
 //!
 //! Not closed: a HELLO numbered before the peer's last one, while its
 //! handshake is open, is taken as a restart, as conntrackd takes it (its
@@ -229,8 +230,7 @@ pub struct CtdEngine {
     /// When the peer last sent a message we could read.
     heard_at: Option<Instant>,
     /// States sent while the peer was not heard were given up (see
-    /// `SILENT_HOLD`): the peer gets a
-    /// bulk update when heard again.
+    /// `SILENT_HOLD`): the peer gets a bulk update when heard again.
     silent_bulk_owed: bool,
 }
 

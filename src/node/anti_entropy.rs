@@ -130,8 +130,10 @@ impl Node {
         for k in r.prune {
             match k {
                 Key::Ct(k) => self.forget_external_ct(&k),
+                // Gone already with its master, pruned just before: no
+                // failure.
                 Key::Exp(k) => {
-                    self.external_exp.remove(&k);
+                    self.external_exp.take(&k);
                 }
             }
         }

@@ -94,3 +94,45 @@ fn a_slow_start_up_dump_prunes_nothing_before_it_is_in() {
     assert_eq!(fw2.external_ct.len(), 6, "flow 6 pruned once it is in");
     assert!(!fw2.external_ct.contains(&ct_key_of(&conntrack(6))));
 }
+
+/// A master the peer no longer has is pruned with its expectation, which
+/// goes with it; the expectation's own prune then finds nothing, and that
+/// is no failure: `-s expect`'s external `del_fail` (and "entry not
+/// found") counted one for each such pair.
+#[test]
+fn a_master_pruned_with_its_expectation_counts_no_failure() {
+    let c = cfg("", "FTFW { }", "ExpectationSync On\nAntiEntropyPeriod 1");
+    let (mut fw1, mut fw2) = (node(c.clone(), 1), node(c, 2));
+    let t = Instant::from_millis;
+    let master = super::test::ftp_master();
+    fw2.external_ct.upsert(&master, t(0), true).unwrap();
+    let exp = super::test::pasv(&master);
+    fw2.external_exp.upsert(&exp, t(0), true).unwrap();
+    for p in 1..=3 {
+        fw2.external_ct.upsert(&conntrack(p), t(0), true).unwrap();
+    }
+    let dump = fw1
+        .node
+        .start(t(0))
+        .jobs
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("the start-up dump")
+        .purpose;
+    let live = (1..=3).map(|p| Object::Ct(conntrack(p))).collect();
+    fw1.job(
+        t(100),
+        dump,
+        Done::Dumped {
+            objects: live,
+            last: true,
+        },
+    );
+    for ms in (200..=10_000).step_by(100) {
+        flow(&mut fw1, &mut fw2, t(ms));
+    }
+    assert_eq!(fw2.external_ct.len(), 3, "the master pruned");
+    assert_eq!(fw2.external_exp.len(), 0, "its expectation with it");
+    let s = fw2.external_exp.stats;
+    assert_eq!((s.del_ok, s.del_fail, s.del_enoent), (1, 0, 0), "{s:?}");
+}

@@ -519,17 +519,8 @@ fn attached_to_a_real_event_socket_ignored_flows_never_arrive() {
         let flows: Vec<Conntrack> = (0..FLOWS)
             .flat_map(|i| {
                 [1u8, 2].map(|net| {
-                    let mut ct = Conntrack::new(Tuple {
-                        src: IpAddr::from([10, net, (i >> 8) as u8, i as u8]),
-                        dst: "10.9.0.1".parse().unwrap(),
-                        proto: 17,
-                        l4: L4::Ports {
-                            src: 1024 + i,
-                            dst: 53,
-                        },
-                    });
-                    ct.timeout = Some(120);
-                    commit::prepare_ct(&ct, 0, &CommitRules::default())
+                    let src = IpAddr::from([10, net, (i >> 8) as u8, i as u8]);
+                    udp_flow(src, 1024 + i)
                 })
             })
             .collect();
@@ -602,4 +593,19 @@ fn six_hundred_24s() -> Vec<Cidr> {
             prefix: 24,
         })
         .collect()
+}
+
+/// A UDP flow from `src`:`sport` to 10.9.0.1:53, ready to create.
+fn udp_flow(src: IpAddr, sport: u16) -> Conntrack {
+    let mut ct = Conntrack::new(Tuple {
+        src,
+        dst: "10.9.0.1".parse().unwrap(),
+        proto: 17,
+        l4: L4::Ports {
+            src: sport,
+            dst: 53,
+        },
+    });
+    ct.timeout = Some(120);
+    commit::prepare_ct(&ct, 0, &CommitRules::default())
 }

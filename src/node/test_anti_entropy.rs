@@ -19,14 +19,7 @@ fn restarted(options: &str) -> (Fw, Fw, Purpose) {
     for p in 1..=6 {
         fw2.external_ct.upsert(&conntrack(p), t0, true).unwrap();
     }
-    let dump = fw1
-        .node
-        .start(t0)
-        .jobs
-        .into_iter()
-        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
-        .expect("the start-up dump")
-        .purpose;
+    let dump = start_up_dump(&mut fw1, t0);
     // A new flow's event comes first (the session with fw2 opens).
     fw1.kernel(
         t0,
@@ -36,6 +29,17 @@ fn restarted(options: &str) -> (Fw, Fw, Purpose) {
     flow(&mut fw1, &mut fw2, t0);
     assert_eq!(fw2.external_ct.len(), 7);
     (fw1, fw2, dump)
+}
+
+/// Starts `fw` at `t0`; the purpose of its start-up dump.
+fn start_up_dump(fw: &mut Fw, t0: Instant) -> Purpose {
+    fw.node
+        .start(t0)
+        .jobs
+        .into_iter()
+        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
+        .expect("the start-up dump")
+        .purpose
 }
 
 #[test]
@@ -111,14 +115,7 @@ fn a_master_pruned_with_its_expectation_counts_no_failure() {
     for p in 1..=3 {
         fw2.external_ct.upsert(&conntrack(p), t(0), true).unwrap();
     }
-    let dump = fw1
-        .node
-        .start(t(0))
-        .jobs
-        .into_iter()
-        .find(|j| matches!(j.purpose, Purpose::Resync { .. }))
-        .expect("the start-up dump")
-        .purpose;
+    let dump = start_up_dump(&mut fw1, t(0));
     let live = (1..=3).map(|p| Object::Ct(conntrack(p))).collect();
     fw1.job(
         t(100),

@@ -47,19 +47,7 @@ fn a_program_too_large_for_the_socket_memory_limit_still_filters() {
         // Ten UDP flows (the protocol is ignored) and a TCP one from a
         // prefix the Address rule ignores.
         let mut flows: Vec<Conntrack> = (0..10u16)
-            .map(|i| {
-                let mut ct = Conntrack::new(Tuple {
-                    src: IpAddr::from([10, 2, 0, i as u8]),
-                    dst: "10.9.0.1".parse().unwrap(),
-                    proto: 17,
-                    l4: L4::Ports {
-                        src: 1024 + i,
-                        dst: 53,
-                    },
-                });
-                ct.timeout = Some(120);
-                commit::prepare_ct(&ct, 0, &rules)
-            })
+            .map(|i| udp_flow(IpAddr::from([10, 2, 0, i as u8]), 1024 + i))
             .collect();
         flows.push(commit::prepare_ct(
             &tcp_flow(TcpState::Established),

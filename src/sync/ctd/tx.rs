@@ -7,7 +7,7 @@
 use super::queue::{Ctl, Next, Sent};
 use super::{CtdEngine, Hello};
 use crate::model::{Conntrack, Expect};
-use crate::sync::ftfw::SILENT_HOLD;
+use crate::sync::ftfw::keep_for_silent_peer;
 use crate::sync::{Key, PEER_ALIVE, Source, State};
 use crate::time::Instant;
 use crate::wire::Seq;
@@ -120,28 +120,17 @@ impl CtdEngine {
 
     /// Whether an entry's state just sent is kept for resending: while
     /// the peer is heard, always; while it is not, up to
-    /// [`SILENT_HOLD`] of them (half `ResendQueueSize` if that is less),
+    /// `SILENT_HOLD` of them (half `ResendQueueSize` if that is less),
     /// then those are given up and the peer gets a bulk update when heard
     /// again (see the module header).
     fn hold_state_for_silent_peer(&mut self, now: Instant) -> bool {
-        if self.heard_at.is_some_and(|t| now.since(t) < PEER_ALIVE) {
-            return true;
-        }
-        if self.silent_bulk_owed {
-            self.stats.given_up_silent += 1;
-            return false;
-        }
-        let hold = SILENT_HOLD.min(self.p.resend_queue_size / 2).max(1);
-        if self.rs.len() < hold {
-            return true;
-        }
-        let n = self.rs.give_up_states() + 1;
-        self.stats.given_up_silent += n as u64;
-        self.silent_bulk_owed = true;
-        log::info!(
-            "peer silent: {n} unacknowledged entries given up; it gets a bulk update when heard again"
-        );
-        false
+        self.heard_at.is_some_and(|t| now.since(t) < PEER_ALIVE)
+            || keep_for_silent_peer(
+                &mut self.silent_bulk_owed,
+                (self.rs.len(), self.p.resend_queue_size),
+                || self.rs.give_up_states(),
+                &mut self.stats,
+            )
     }
 }
 

@@ -58,6 +58,33 @@ use crate::wire::{Msg, Seq};
 /// drops anything.
 pub(crate) const SILENT_HOLD: usize = 4096;
 
+/// Whether a state just sent to a peer not heard is kept for resending,
+/// in a resend queue of `bound` holding `held`: up to [`SILENT_HOLD`] (half
+/// the bound if that is less); past them, those are given up
+/// (`give_up` returns how many), `owed` says the peer gets a bulk when
+/// heard again, and nothing more is kept. Both protocols' engines.
+pub(crate) fn keep_for_silent_peer(
+    owed: &mut bool,
+    (held, bound): (usize, usize),
+    give_up: impl FnOnce() -> usize,
+    stats: &mut Stats,
+) -> bool {
+    if *owed {
+        stats.given_up_silent += 1;
+        return false;
+    }
+    if held < SILENT_HOLD.min(bound / 2).max(1) {
+        return true;
+    }
+    let n = give_up() + 1;
+    stats.given_up_silent += n as u64;
+    *owed = true;
+    log::info!(
+        "peer silent: {n} unacknowledged entries given up; it gets a bulk update when heard again"
+    );
+    false
+}
+
 pub(crate) struct FtFw {
     peers: Peers<rx::Rx>,
     resend: ResendQueue,
@@ -265,21 +292,16 @@ impl SyncMode for FtFw {
         stats: &mut Stats,
     ) {
         let state = matches!(what, Sent::Key(_)) && !gone;
-        if state && !self.peers.any_heard(now, PEER_ALIVE) {
-            if self.owed_bulk {
-                stats.given_up_silent += 1;
-                return;
-            }
-            let hold = SILENT_HOLD.min(self.resend.bound() / 2).max(1);
-            if self.resend.len() >= hold {
-                let n = self.resend.give_up_present() + 1;
-                stats.given_up_silent += n as u64;
-                self.owed_bulk = true;
-                log::info!(
-                    "peer silent: {n} unacknowledged entries given up; it gets a bulk update when heard again"
-                );
-                return;
-            }
+        if state
+            && !self.peers.any_heard(now, PEER_ALIVE)
+            && !keep_for_silent_peer(
+                &mut self.owed_bulk,
+                (self.resend.len(), self.resend.bound()),
+                || self.resend.give_up_present(),
+                stats,
+            )
+        {
+            return;
         }
         self.resend.push(seq, what, gone, now, stats);
         self.probe.data_sent(seq, now);
